@@ -1,0 +1,60 @@
+"""The data directory: created 0700, files that hold secrets written 0600 atomically."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+from safeboard.errors import ConfigError
+
+__all__ = ["ensure_data_dir", "require_private", "write_private"]
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def ensure_data_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) with mode 0700, or check an existing one is private."""
+    path = path.expanduser().resolve()
+    try:
+        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create data directory {path}: {exc.strerror}; choose another with --data-dir"
+        ) from None
+    if not path.is_dir():
+        raise ConfigError(f"data directory {path} is not a directory; choose another with --data-dir")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(
+            f"data directory {path} is accessible by group or others (mode {mode:o}); "
+            f"run: chmod 700 {path}"
+        )
+    return path
+
+
+def require_private(path: Path) -> None:
+    """Refuse a secret-holding file that group or others can read or write."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(
+            f"{path} is readable by group or others (mode {mode:o}); "
+            f"run: chmod 600 {path}"
+        )
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` with mode 0600, atomically (never a half-written secret)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,116 @@
+"""One error tree. Each error carries a stable code; one table maps codes to HTTP status.
+
+The API renders every error as ``{"error": {"code", "message", "request_id"}}``; the CLI
+prints the message and exits non-zero; the SDK maps codes back to these classes.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "STATUS_BY_CODE",
+    "BadRequest",
+    "ConfigError",
+    "Conflict",
+    "Forbidden",
+    "InvalidRequest",
+    "MethodNotAllowed",
+    "NotFound",
+    "PayloadTooLarge",
+    "RateLimited",
+    "SafeboardError",
+    "ServiceUnavailable",
+    "Unauthenticated",
+    "error_for_code",
+]
+
+
+class SafeboardError(Exception):
+    """Base of every error safeboard raises on purpose. ``message`` is safe to show."""
+
+    code: ClassVar[str] = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(SafeboardError):
+    """The configuration cannot work. The message names the fix; the CLI prints it as is."""
+
+    code = "config"
+
+
+class BadRequest(SafeboardError):
+    code = "bad_request"
+
+
+class InvalidRequest(BadRequest):
+    """The body or parameters do not match the route's schema."""
+
+    code = "invalid_request"
+
+
+class Unauthenticated(SafeboardError):
+    code = "unauthenticated"
+
+
+class Forbidden(SafeboardError):
+    code = "forbidden"
+
+
+class NotFound(SafeboardError):
+    code = "not_found"
+
+
+class MethodNotAllowed(SafeboardError):
+    code = "method_not_allowed"
+
+
+class Conflict(SafeboardError):
+    code = "conflict"
+
+
+class PayloadTooLarge(SafeboardError):
+    code = "payload_too_large"
+
+
+class RateLimited(SafeboardError):
+    code = "rate_limited"
+
+
+class ServiceUnavailable(SafeboardError):
+    code = "unavailable"
+
+
+STATUS_BY_CODE: dict[str, int] = {
+    "internal": 500,
+    "config": 500,
+    "bad_request": 400,
+    "invalid_request": 422,
+    "unauthenticated": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "conflict": 409,
+    "payload_too_large": 413,
+    "rate_limited": 429,
+    "unavailable": 503,
+}
+
+_BY_CODE: dict[str, type[SafeboardError]] = {}
+
+
+def _register(cls: type[SafeboardError]) -> None:
+    _BY_CODE[cls.code] = cls
+    for sub in cls.__subclasses__():
+        _register(sub)
+
+
+_register(SafeboardError)
+
+
+def error_for_code(code: str, message: str) -> SafeboardError:
+    """The exception a client raises for an error body received from the server."""
+    return _BY_CODE.get(code, SafeboardError)(message)

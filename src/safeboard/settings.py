@@ -1,0 +1,331 @@
+"""One typed settings tree, validated once at start and passed down.
+
+Precedence, highest first: keyword arguments (the CLI's flags), environment variables
+``SAFEBOARD__<SECTION>__<KEY>``, ``<data_dir>/secrets.toml`` (the ``secure`` section only),
+``<data_dir>/safeboard.toml``. Nothing here reads the environment at import time.
+
+Every field carries a description: ``docs/settings.md`` is generated from them
+(``safeboard config docs``) and a test fails when the two drift.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from platformdirs import user_data_dir
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from safeboard.errors import ConfigError
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "SECRETS_FILE",
+    "SETTINGS_FILE",
+    "DatabaseSettings",
+    "SecureSettings",
+    "ServerSettings",
+    "Settings",
+    "TlsSettings",
+    "default_data_dir",
+    "is_loopback_host",
+]
+
+DATA_DIR_ENV = "SAFEBOARD_DATA_DIR"
+SETTINGS_FILE = "safeboard.toml"
+SECRETS_FILE = "secrets.toml"
+
+HTTP_PORT = 8080
+HTTPS_PORT = 8443
+
+
+def default_data_dir() -> Path:
+    """``$SAFEBOARD_DATA_DIR``, else the user's XDG data directory."""
+    env = os.environ.get(DATA_DIR_ENV)
+    return Path(env) if env else Path(user_data_dir("safeboard", appauthor=False))
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for names and addresses that only this machine can reach."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _split_commas(value: Any) -> Any:
+    """Let list settings be written ``a,b`` in the environment or on the command line."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    """Where and how the HTTP server listens."""
+
+    host: str = Field(
+        "127.0.0.1",
+        description="Address to bind. Anything but loopback turns TLS on (S1).",
+    )
+    port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port to bind. Default: 8443 with TLS, 8080 without.",
+    )
+    behind_proxy: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Addresses or CIDR ranges of reverse proxies whose X-Forwarded-For and "
+            "X-Forwarded-Proto headers are trusted. Required to serve plain HTTP off loopback."
+        ),
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Extra names the server answers to in the Host header, beyond loopback names, "
+            "the machine's host name and the certificate's names (DNS-rebinding defence)."
+        ),
+    )
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted on API routes; larger ones get 413.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Server log level."
+    )
+
+    _split = field_validator("behind_proxy", "allowed_hosts", mode="before")(_split_commas)
+
+
+class TlsSettings(_Section):
+    """HTTPS: generated certificates or your own (S10)."""
+
+    enabled: bool | None = Field(
+        None,
+        description=(
+            "Serve HTTPS. Default: on when binding off loopback or when a certificate is given."
+        ),
+    )
+    cert: Path | None = Field(
+        None, description="PEM certificate (with its chain) to serve instead of a generated one."
+    )
+    key: Path | None = Field(None, description="PEM private key matching `tls.cert`.")
+    san: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Extra DNS names or IP addresses for the generated certificate.",
+    )
+    profile: Literal["intermediate", "modern"] = Field(
+        "intermediate",
+        description=(
+            "Mozilla TLS profile: `intermediate` (TLS 1.2 and 1.3) or `modern` (TLS 1.3 only)."
+        ),
+    )
+
+    _split = field_validator("san", mode="before")(_split_commas)
+
+
+class DatabaseSettings(_Section):
+    """Where runs, users and metrics are stored."""
+
+    url: str | None = Field(
+        None,
+        description=(
+            "SQLAlchemy URL. Default: SQLite file `safeboard.db` in the data directory. "
+            "For PostgreSQL: `postgresql+psycopg://user@host/db`."
+        ),
+    )
+
+
+MIN_SECRET_BYTES = 32
+_WEAK_WORDS = ("changeme", "change_me", "secret", "password", "default", "example", "insecure")
+
+
+def secret_weakness(value: str) -> str | None:
+    """Why ``value`` is unfit as a key, or None. Generated keys never trip this."""
+    if len(value.encode()) < MIN_SECRET_BYTES:
+        return f"shorter than {MIN_SECRET_BYTES} bytes"
+    lowered = value.lower()
+    if any(word in lowered for word in _WEAK_WORDS):
+        return "a known-weak value"
+    if len(set(value)) < 12:
+        return "too repetitive to be random"
+    return None
+
+
+class SecureSettings(_Section):
+    """Secrets. Generated at first start into `secrets.toml` (0600); never printed (S2)."""
+
+    session_secret: SecretStr = Field(
+        description="Key for hashing session ids and CSRF tokens. At least 32 bytes."
+    )
+    signing_key: SecretStr = Field(
+        description="Key for signed, short-lived URLs (artifact previews). At least 32 bytes."
+    )
+
+    @field_validator("*")
+    @classmethod
+    def _strong(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        weakness = secret_weakness(value.get_secret_value())
+        if weakness:
+            name = info.field_name or "secret"
+            raise ConfigError(
+                f"secret secure.{name} (from secrets.toml or SAFEBOARD__SECURE__{name.upper()}) "
+                f"is {weakness}: run `safeboard secrets rotate`, or set a random value of at "
+                f"least {MIN_SECRET_BYTES} bytes"
+            )
+        return value
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one safeboard server."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SAFEBOARD__",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    data_dir: Path = Field(
+        description=(
+            "Directory for the database, secrets and certificates (created 0700). "
+            "Set with `--data-dir` or `SAFEBOARD_DATA_DIR`."
+        ),
+    )
+    server: ServerSettings = Field(default_factory=ServerSettings, description="HTTP server.")
+    tls: TlsSettings = Field(default_factory=TlsSettings, description="TLS.")
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings, description="Storage.")
+    secure: SecureSettings = Field(description="Secrets.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The data directory is known before the settings (the files live in it); the
+        # loader passes it as an init argument, and the TOML files are read from there.
+        del dotenv_settings, file_secret_settings  # no .env files: one place for each thing
+        return (init_settings, env_settings)
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Settings:
+        """Fill the derived defaults and refuse unsafe combinations, naming the fix."""
+        server, tls = self.server, self.tls
+        if (tls.cert is None) != (tls.key is None):
+            raise ConfigError(
+                "--tls-cert and --tls-key go together: give both, or neither for a "
+                "generated certificate"
+            )
+        loopback = is_loopback_host(server.host)
+        # Off loopback TLS is on, also behind a named proxy, unless --no-tls said otherwise.
+        enabled = tls.enabled if tls.enabled is not None else (tls.cert is not None or not loopback)
+        if not enabled and not loopback and not server.behind_proxy:
+            raise ConfigError(
+                f"refusing plain HTTP on {server.host}: drop --no-tls to serve HTTPS, or name "
+                "the reverse proxy that terminates TLS with --behind-proxy CIDR"
+            )
+        if not enabled and tls.cert is not None:
+            raise ConfigError("--tls-cert was given with --no-tls: drop one of them")
+        port = server.port or (HTTPS_PORT if enabled else HTTP_PORT)
+        url = self.database.url or f"sqlite:///{self.data_dir / 'safeboard.db'}"
+        object.__setattr__(self, "tls", tls.model_copy(update={"enabled": enabled}))
+        object.__setattr__(self, "server", server.model_copy(update={"port": port}))
+        object.__setattr__(self, "database", self.database.model_copy(update={"url": url}))
+        return self
+
+    # Convenience views of the resolved values, typed without Optional.
+    @property
+    def tls_on(self) -> bool:
+        return bool(self.tls.enabled)
+
+    @property
+    def port(self) -> int:
+        assert self.server.port is not None  # filled by _resolve  # noqa: S101
+        return self.server.port
+
+    @property
+    def database_url(self) -> str:
+        assert self.database.url is not None  # filled by _resolve  # noqa: S101
+        return self.database.url
+
+
+def load_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Build the settings of the server whose data lives in ``data_dir``.
+
+    ``overrides`` are the CLI's flags as nested dicts (``{"tls": {"profile": "modern"}}``);
+    they beat the environment, which beats ``secrets.toml`` and then ``safeboard.toml``.
+    Secrets may live in ``secrets.toml`` or the environment, never in ``safeboard.toml``.
+    """
+    settings_file = data_dir / SETTINGS_FILE
+    secrets_file = data_dir / SECRETS_FILE
+    if settings_file.exists():
+        on_disk = TomlConfigSettingsSource(Settings, toml_file=settings_file)()
+        if "secure" in on_disk:
+            raise ConfigError(
+                f"{settings_file} holds a [secure] section: secrets belong in {secrets_file} "
+                "(0600) or in SAFEBOARD__SECURE__* variables; move them there"
+            )
+
+    class _FromDataDir(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            del dotenv_settings, file_secret_settings
+            return (
+                init_settings,
+                env_settings,
+                TomlConfigSettingsSource(settings_cls, toml_file=secrets_file),
+                TomlConfigSettingsSource(settings_cls, toml_file=settings_file),
+            )
+
+    try:
+        return _FromDataDir(data_dir=data_dir, **overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming the setting, the environment variable that sets it, and the problem."""
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "settings"
+    env = "SAFEBOARD__" + "__".join(str(p).upper() for p in first["loc"] if isinstance(p, str))
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"invalid setting {where} ({env}): {first['msg']}{more}"
