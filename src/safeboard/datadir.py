@@ -25,7 +25,9 @@ def ensure_data_dir(path: Path) -> Path:
             f"cannot create data directory {path}: {exc.strerror}; choose another with --data-dir"
         ) from None
     if not path.is_dir():
-        raise ConfigError(f"data directory {path} is not a directory; choose another with --data-dir")
+        raise ConfigError(
+            f"data directory {path} is not a directory; choose another with --data-dir"
+        )
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise ConfigError(
@@ -40,8 +42,7 @@ def require_private(path: Path) -> None:
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise ConfigError(
-            f"{path} is readable by group or others (mode {mode:o}); "
-            f"run: chmod 600 {path}"
+            f"{path} is readable by group or others (mode {mode:o}); run: chmod 600 {path}"
         )
 
 

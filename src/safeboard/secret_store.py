@@ -47,7 +47,9 @@ def _from_env(name: str) -> bool:
 
 def _write(path: Path, values: dict[str, str]) -> None:
     body = tomli_w.dumps({"secure": values}).encode()
-    header = b"# safeboard secrets: generated, keep private (0600). Rotate: safeboard secrets rotate\n"
+    header = (
+        b"# safeboard secrets: generated, keep private (0600). Rotate: safeboard secrets rotate\n"
+    )
     write_private(path, header + body)
 
 

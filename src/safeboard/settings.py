@@ -236,7 +236,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The data directory is known before the settings (the files live in it); the
         # loader passes it as an init argument, and the TOML files are read from there.
-        del dotenv_settings, file_secret_settings  # no .env files: one place for each thing
+        del settings_cls, dotenv_settings, file_secret_settings  # no .env: one place each
         return (init_settings, env_settings)
 
     @model_validator(mode="after")

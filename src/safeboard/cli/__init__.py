@@ -1,0 +1,57 @@
+"""The ``safeboard`` command. Each group lives in its own module; heavy imports are deferred
+to the command that needs them, so ``safeboard --help`` stays fast."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+
+from safeboard import __version__
+from safeboard.cli import config_cmd, db_cmd, secrets_cmd, server_cmd, tls_cmd
+from safeboard.errors import SafeboardError
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="safeboard")
+def cli() -> None:
+    """safeboard: experiment tracking and training server, secure by default."""
+
+
+cli.add_command(server_cmd.server)
+cli.add_command(config_cmd.config)
+cli.add_command(secrets_cmd.secrets)
+cli.add_command(tls_cmd.tls)
+cli.add_command(db_cmd.db)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI. Every failure ends as one line on stderr and a non-zero exit; a
+    traceback only with ``SAFEBOARD_DEBUG=1``."""
+    try:
+        code = cli.main(args=argv, prog_name="safeboard", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except SafeboardError as exc:
+        click.echo(f"safeboard: error: {exc.message}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001  (the promise: no traceback reaches a user)
+        if os.environ.get("SAFEBOARD_DEBUG") == "1":
+            traceback.print_exc()
+        click.echo(
+            f"safeboard: internal error ({type(exc).__name__}); rerun with SAFEBOARD_DEBUG=1 "
+            "for details and please report it",
+            err=True,
+        )
+        sys.exit(70)
+    sys.exit(code if isinstance(code, int) else 0)

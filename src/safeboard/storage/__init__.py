@@ -1,0 +1,30 @@
+"""Storage: the SQLAlchemy engine, the declarative base and schema migrations.
+
+Domain packages put their tables on :class:`Base`; the server builds the engine with
+:func:`create_engine`, then calls :func:`upgrade` and :func:`ensure_instance` at start.
+"""
+
+from safeboard.storage.engine import BEGIN_IMMEDIATE, SUPPORTED_URLS, create_engine, ping
+from safeboard.storage.migrate import (
+    current_revision,
+    ensure_instance,
+    head_revision,
+    pending_model_changes,
+    upgrade,
+)
+from safeboard.storage.models import Base, InstanceRow, UtcDateTime
+
+__all__ = [
+    "BEGIN_IMMEDIATE",
+    "SUPPORTED_URLS",
+    "Base",
+    "InstanceRow",
+    "UtcDateTime",
+    "create_engine",
+    "current_revision",
+    "ensure_instance",
+    "head_revision",
+    "pending_model_changes",
+    "ping",
+    "upgrade",
+]

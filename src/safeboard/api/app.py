@@ -1,0 +1,84 @@
+"""``create_app(settings)``: the one place the ASGI application is put together."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+from safeboard import __version__
+from safeboard.api import health
+from safeboard.api.context import RequestContextMiddleware
+from safeboard.api.errors import install_error_handlers
+from safeboard.api.guards import BodyLimitMiddleware, HostCheckMiddleware
+from safeboard.api.headers import SecurityHeadersMiddleware
+from safeboard.settings import Settings
+from safeboard.storage import create_engine
+
+__all__ = ["allowed_host_names", "create_app"]
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+_WILDCARDS = ("0.0.0.0", "::", "")  # noqa: S104  (names of the wildcard bind, not a bind)
+
+
+def allowed_host_names(settings: Settings, certificate_names: Iterable[str] = ()) -> set[str]:
+    """Every name a legitimate Host header may carry for this server (S1)."""
+    names = {*LOOPBACK_NAMES, *settings.server.allowed_hosts, *settings.tls.san}
+    names.update(certificate_names)
+    host = settings.server.host
+    if host in _WILDCARDS:
+        names.update({socket.gethostname(), socket.getfqdn()})
+    else:
+        names.add(host)
+    return {name.lower().strip("[]") for name in names if name}
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: sa.Engine | None = None,
+    certificate_names: Iterable[str] = (),
+) -> FastAPI:
+    """Build the application. ``engine`` is created from the settings unless given; the
+    caller owns migrations (``safeboard.storage.upgrade``) so that tests and replicas
+    decide when they run."""
+    engine = engine if engine is not None else create_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="safeboard",
+        version=__version__,
+        debug=False,  # never a traceback to a client
+        docs_url=None,  # Swagger UI needs inline script and a CDN; the CSP allows neither
+        redoc_url=None,
+        openapi_url="/api/v1/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+
+    # 1. Error handlers: one JSON shape for every failure.
+    install_error_handlers(app)
+    # 2. Routes.
+    app.include_router(health.router)
+    # 3. Middleware, innermost first (each add_middleware wraps the previous ones):
+    #    body limit -> Host check -> request id, access log, 500s -> security headers
+    #    -> proxy headers (outermost, so every layer sees the real client address).
+    app.add_middleware(BodyLimitMiddleware, limit=settings.server.max_body_bytes)
+    app.add_middleware(HostCheckMiddleware, allowed=allowed_host_names(settings, certificate_names))
+    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, tls=settings.tls_on)
+    if settings.server.behind_proxy:
+        app.add_middleware(
+            ProxyHeadersMiddleware,
+            trusted_hosts=[str(network) for network in settings.server.behind_proxy],
+        )
+    return app

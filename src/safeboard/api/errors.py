@@ -1,0 +1,95 @@
+"""One JSON error shape for every failure: ``{"error": {"code", "message", "request_id"}}``.
+
+Expected errors (``SafeboardError``) show their message; anything else becomes a generic 500
+whose details go only to the server log, under the same request id (S17).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from safeboard.errors import STATUS_BY_CODE, SafeboardError
+
+__all__ = ["error_body", "error_response", "install_error_handlers", "request_id_of"]
+
+log = logging.getLogger("safeboard.errors")
+
+_CODE_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    422: "invalid_request",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+_MESSAGES = {
+    404: "no such resource",
+    405: "method not allowed on this resource",
+}
+
+
+def request_id_of(scope_or_request: Any) -> str:
+    """The id the request-context middleware gave this request ("-" outside one)."""
+    scope = getattr(scope_or_request, "scope", scope_or_request)
+    return str(scope.get("state", {}).get("request_id", "-"))
+
+
+def error_body(code: str, message: str, request_id: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "request_id": request_id}}
+
+
+def error_response(
+    code: str, message: str, request_id: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    status = STATUS_BY_CODE.get(code, 500)
+    return JSONResponse(error_body(code, message, request_id), status_code=status, headers=headers)
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    """Where and what, never the offending input (it may be a secret)."""
+    errors = exc.errors()
+    if not errors:
+        return "invalid request"
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "request"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first.get('msg', 'invalid')}{more}"
+
+
+async def _on_safeboard_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SafeboardError)  # noqa: S101  (registered for this type only)
+    return error_response(exc.code, exc.message, request_id_of(request))
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101
+    return error_response("invalid_request", _describe_validation(exc), request_id_of(request))
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101
+    code = _CODE_BY_STATUS.get(
+        exc.status_code, "bad_request" if exc.status_code < 500 else "internal"
+    )
+    message = _MESSAGES.get(exc.status_code) or str(exc.detail)
+    response = error_response(code, message, request_id_of(request), headers=exc.headers)
+    response.status_code = exc.status_code
+    return response
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(SafeboardError, _on_safeboard_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_exception)

@@ -1,0 +1,114 @@
+"""Requests refused before any route sees them: unknown Host names (DNS rebinding, S1)
+and bodies over the size limit (413 before the body is read, S17)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from safeboard.api.errors import error_response, request_id_of
+from safeboard.errors import PayloadTooLarge
+
+__all__ = ["BodyLimitMiddleware", "HostCheckMiddleware", "host_name"]
+
+
+def host_name(host_header: str) -> str:
+    """The name in a Host header: port dropped, IPv6 brackets dropped, case-folded, no
+    trailing dot."""
+    value = host_header.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        return value[1:end] if end > 0 else ""
+    if value.count(":") == 1:
+        value = value.split(":", 1)[0]
+    return value.rstrip(".")
+
+
+class HostCheckMiddleware:
+    """Answer only to the names this server is known by; anything else gets 400."""
+
+    def __init__(self, app: ASGIApp, *, allowed: Iterable[str]) -> None:
+        self.app = app
+        self.allowed = frozenset(host_name(name) for name in allowed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            header = next((v for k, v in scope["headers"] if k == b"host"), None)
+            name = host_name(header.decode("latin-1")) if header is not None else ""
+            if name not in self.allowed:
+                response = error_response(
+                    "bad_request",
+                    "unknown Host header; add the name to server.allowed_hosts or --tls-san",
+                    request_id_of(scope),
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over ``limit`` bytes: by Content-Length at once, else while streaming.
+
+    A chunked body that crosses the limit makes ``receive`` raise; whatever the route then
+    answers (frameworks turn a failed body read into 400) is replaced by the 413.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if declared is not None:
+            length = int(declared) if declared.isdigit() else -1
+            if length < 0:
+                response = error_response(
+                    "bad_request", "invalid Content-Length", request_id_of(scope)
+                )
+                await response(scope, receive, send)
+                return
+            if length > limit:
+                await self._too_large(scope, receive, send)
+                return
+        received = 0
+        exceeded = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    exceeded = True
+                    raise PayloadTooLarge(f"request body larger than {limit} bytes")
+            return message
+
+        answered = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal answered
+            if not exceeded:
+                await send(message)
+            elif message["type"] == "http.response.start" and not answered:
+                answered = True
+                await self._too_large(scope, receive, send)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except PayloadTooLarge:
+            if not answered:
+                await self._too_large(scope, receive, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(
+            "payload_too_large",
+            f"request body larger than {self.limit} bytes",
+            request_id_of(scope),
+            headers={"connection": "close"},
+        )
+        await response(scope, receive, send)

@@ -1,0 +1,35 @@
+"""``GET /healthz``: liveness and database reachability, nothing more. Public."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
+
+from safeboard.storage import ping
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: str
+    database: str
+
+
+@router.get(
+    "/healthz",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "The database is unreachable."}},
+    summary="Liveness and database reachability",
+)
+async def healthz(request: Request) -> JSONResponse:
+    reachable = await run_in_threadpool(ping, request.app.state.engine)
+    body = Health(
+        status="ok" if reachable else "degraded", database="ok" if reachable else "unreachable"
+    )
+    return JSONResponse(body.model_dump(), status_code=200 if reachable else 503)

@@ -1,0 +1,34 @@
+"""``safeboard secrets rotate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from safeboard.cli.options import data_dir_option, resolve_data_dir
+
+__all__ = ["secrets"]
+
+
+@click.group()
+def secrets() -> None:
+    """Manage the server's generated secrets (secrets.toml)."""
+
+
+@secrets.command()
+@data_dir_option
+def rotate(data_dir: Path | None) -> None:
+    """Replace every secret in secrets.toml with a new random one.
+
+    Restart the server afterwards. Sessions and signed links made with the old keys stop
+    working; API keys are unaffected.
+    """
+    from safeboard.datadir import ensure_data_dir
+    from safeboard.secret_store import rotate_secrets
+    from safeboard.settings import SECRETS_FILE
+
+    directory = ensure_data_dir(resolve_data_dir(data_dir))
+    names = rotate_secrets(directory)
+    click.echo(f"rotated {', '.join(names) or 'nothing'} in {directory / SECRETS_FILE}")
+    click.echo("restart the server for the new secrets to take effect")

@@ -1,0 +1,113 @@
+"""``safeboard server``: prepare the data directory, secrets, database and TLS, then serve."""
+
+from __future__ import annotations
+
+import logging.config
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from sqlalchemy.engine import make_url
+
+from safeboard import __version__
+from safeboard.api.app import create_app
+from safeboard.datadir import ensure_data_dir
+from safeboard.errors import ConfigError
+from safeboard.logconfig import log_config
+from safeboard.secret_store import ensure_secrets
+from safeboard.server.certificates import TlsMaterial, prepare_tls
+from safeboard.server.tls import uvicorn_ssl_factory
+from safeboard.settings import Settings, load_settings
+from safeboard.storage import create_engine, upgrade
+
+__all__ = ["Prepared", "bind_socket", "prepare", "serve"]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    settings: Settings
+    tls: TlsMaterial | None
+
+
+def prepare(data_dir: Path, **overrides: object) -> Prepared:
+    """Everything a start needs, in order; each step fails with a ConfigError naming the fix."""
+    data_dir = ensure_data_dir(data_dir)
+    ensure_secrets(data_dir)
+    settings = load_settings(data_dir, **overrides)
+    material = prepare_tls(settings) if settings.tls_on else None
+    return Prepared(settings, material)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind before serving, so a taken port is a one-line error and not a log line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6 and host == "::":
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # also IPv4, like 0.0.0.0
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; stop what uses it or pick "
+            "another --port"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def public_url(settings: Settings) -> str:
+    scheme = "https" if settings.tls_on else "http"
+    host = settings.server.host
+    if host in ("0.0.0.0", "::"):  # noqa: S104  (describing the bind, not binding)
+        host = socket.getfqdn() or socket.gethostname()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{settings.port}"
+
+
+def banner(prepared: Prepared) -> list[str]:
+    settings, material = prepared.settings, prepared.tls
+    lines = [f"safeboard {__version__} listening on {public_url(settings)}"]
+    if settings.server.host in ("0.0.0.0", "::"):  # noqa: S104
+        lines.append(f"  bound to all interfaces ({settings.server.host}), port {settings.port}")
+    if material is not None:
+        origin = "generated" if material.generated else "given"
+        lines.append(f"  TLS certificate ({origin}, {settings.tls.profile} profile)")
+        lines.append(f"    fingerprint {material.fingerprint}")
+        lines.append(
+            f"    expires {material.not_after:%Y-%m-%d}; names {', '.join(material.names)}"
+        )
+        if material.ca_path is not None:
+            lines.append(f"    clients trust it with --ca-cert {material.ca_path}")
+    url = make_url(settings.database_url)
+    lines.append(f"  data directory {settings.data_dir}")
+    lines.append(f"  database {url.render_as_string(hide_password=True)}")
+    return lines
+
+
+def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
+    settings, material = prepared.settings, prepared.tls
+    logging.config.dictConfig(log_config(settings.server.log_level))
+    sock = bind_socket(settings.server.host, settings.port)
+    engine = create_engine(settings.database_url)
+    upgrade(engine)
+    app = create_app(settings, engine=engine, certificate_names=material.names if material else ())
+    config = uvicorn.Config(
+        app,
+        log_config=None,  # configured above, with the redacting filter
+        access_log=False,  # safeboard's own access log redacts query strings
+        proxy_headers=False,  # create_app trusts only --behind-proxy addresses
+        server_header=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+        ssl_context_factory=(
+            uvicorn_ssl_factory(material, settings.tls.profile) if material else None
+        ),
+    )
+    for line in banner(prepared):
+        echo(line)
+    uvicorn.Server(config).run(sockets=[sock])

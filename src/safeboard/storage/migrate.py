@@ -1,0 +1,142 @@
+"""Schema migrations (Alembic, configured in code) and the installation's identity row.
+
+:func:`upgrade` runs every pending migration in one transaction on both backends (R3): a
+failing step leaves the schema as it was. Concurrent callers (several server replicas
+starting at once) are serialized by a lock, and the later ones find nothing to do.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from safeboard.errors import SafeboardError
+from safeboard.storage.engine import BEGIN_IMMEDIATE
+from safeboard.storage.models import Base, InstanceRow
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "alembic_config",
+    "current_revision",
+    "ensure_instance",
+    "head_revision",
+    "pending_model_changes",
+    "upgrade",
+]
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# Key of the PostgreSQL advisory lock held while migrating ("sbmigrat" as an int64).
+_MIGRATION_LOCK_KEY = int.from_bytes(b"sbmigrat", "big") - 2**63
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic config for the packaged migrations; ``connection`` is what env.py uses."""
+    config = Config()
+    # ConfigParser interpolates '%': escape it in the path.
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    config.set_main_option("path_separator", "os")
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The revision the packaged migrations lead to."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:  # pragma: no cover - the package always ships migrations
+        raise SafeboardError(f"no migrations found in {MIGRATIONS_DIR}")
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The database's schema revision, or None for an empty database."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the head revision, all in one transaction; a no-op when current."""
+    with engine.connect() as conn, _sqlite_foreign_keys_off(conn):
+        # SQLite: take the write lock at BEGIN, so a concurrent writer makes us wait
+        # (busy_timeout) instead of failing halfway.
+        conn.execution_options(**{BEGIN_IMMEDIATE: True})
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK_KEY)))
+            command.upgrade(alembic_config(conn), "head")
+            if conn.dialect.name == "sqlite":
+                _check_foreign_keys(conn)
+
+
+def ensure_instance(engine: Engine) -> str:
+    """This installation's id, made (random, 128 bits) by the first caller."""
+    values = {"id": 1, "instance_id": secrets.token_hex(16), "created_at": datetime.now(UTC)}
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(
+                postgresql.insert(InstanceRow).values(values).on_conflict_do_nothing(),
+            )
+        else:
+            conn.execute(sqlite.insert(InstanceRow).values(values).on_conflict_do_nothing())
+        instance_id: str = conn.execute(
+            select(InstanceRow.instance_id).where(InstanceRow.id == 1)
+        ).scalar_one()
+    return instance_id
+
+
+def pending_model_changes(engine: Engine) -> list[Any]:
+    """Differences between the database schema and the models; empty when they agree.
+
+    Only models that have been imported are in ``Base.metadata``: import every domain's
+    models before calling this.
+    """
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))
+
+
+@contextmanager
+def _sqlite_foreign_keys_off(conn: Connection) -> Iterator[None]:
+    """SQLite's procedure for schema changes: foreign keys off around the transaction.
+
+    Batch migrations copy a table, drop the old one and rename the copy; with foreign keys
+    on, the drop would cascade to or fail on referencing rows. The pragma is a no-op
+    inside a transaction, so it is set on the driver connection before BEGIN.
+    """
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    driver = conn.connection.driver_connection
+    assert driver is not None  # a checked-out connection  # noqa: S101
+    driver.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        try:
+            driver.execute("PRAGMA foreign_keys = ON")
+        except Exception:
+            conn.invalidate()  # never hand a connection without foreign keys back to the pool
+            raise
+
+
+def _check_foreign_keys(conn: Connection) -> None:
+    violations = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if violations:
+        tables = sorted({str(row[0]) for row in violations})
+        raise SafeboardError(
+            f"migration left rows that break foreign keys in {', '.join(tables)}; "
+            "the upgrade was rolled back"
+        )

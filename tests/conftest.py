@@ -1,0 +1,182 @@
+"""Database fixtures shared by every tier: a real PostgreSQL server and a fresh database.
+
+``postgres_server`` starts Debian's PostgreSQL in a temporary directory once per session
+(password auth, loopback only). ``db_url`` gives each test an empty database on SQLite and
+on PostgreSQL; the PostgreSQL case carries the ``postgres`` marker.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy import URL, Engine
+
+from safeboard.storage import create_engine
+
+_PG_USER = "postgres"  # both the superuser inside the cluster and, as root, the OS user
+_START_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """A running test cluster. ``url(db)`` is a SQLAlchemy URL for one of its databases."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+
+    def url(self, database: str) -> str:
+        return URL.create(
+            "postgresql+psycopg",
+            username=self.user,
+            password=self.password,
+            host=self.host,
+            port=self.port,
+            database=database,
+        ).render_as_string(hide_password=False)
+
+    def admin(self) -> psycopg.Connection[tuple[object, ...]]:
+        """An autocommit connection to the maintenance database, for CREATE DATABASE."""
+        return psycopg.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname="postgres",
+            autocommit=True,
+        )
+
+
+def _postgres_bindir() -> Path:
+    candidates: list[Path] = []
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        candidates.append(Path(out.stdout.strip()))
+
+    def version(path: Path) -> tuple[int, ...]:
+        return tuple(int(part) for part in re.findall(r"\d+", path.parent.name))
+
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version, reverse=True)
+    for bindir in candidates:
+        if (bindir / "initdb").is_file() and (bindir / "pg_ctl").is_file():
+            return bindir
+    pytest.fail(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found via pg_config or "
+        "/usr/lib/postgresql/*/bin: run scripts/test, which installs Debian's postgresql package",
+        pytrace=False,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run a PostgreSQL tool; as root through runuser, since initdb refuses to run as root."""
+    if os.geteuid() == 0:
+        args = ["runuser", "-u", _PG_USER, "--", *args]
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL for the session, in a temporary directory, stopped at the end."""
+    bindir = _postgres_bindir()
+    root = Path(tempfile.mkdtemp(prefix="safeboard-pg-"))
+    try:
+        if os.geteuid() == 0:
+            shutil.chown(root, user=_PG_USER, group=_PG_USER)
+        password = secrets.token_urlsafe(24)
+        pwfile = root / "pwfile"
+        pwfile.write_text(password + "\n")
+        pwfile.chmod(0o600)
+        if os.geteuid() == 0:
+            shutil.chown(pwfile, user=_PG_USER, group=_PG_USER)
+        data = root / "data"
+        init = _run(
+            [
+                str(bindir / "initdb"),
+                f"--pgdata={data}",
+                f"--username={_PG_USER}",
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            cwd=root,
+        )
+        if init.returncode != 0:
+            pytest.fail(f"initdb failed:\n{init.stdout}\n{init.stderr}", pytrace=False)
+        pwfile.unlink()
+        server = _start(bindir, root, data, password)
+        try:
+            yield server
+        finally:
+            _run([str(bindir / "pg_ctl"), "stop", "-D", str(data), "-m", "fast", "-w"], cwd=root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _start(bindir: Path, root: Path, data: Path, password: str) -> PostgresServer:
+    log = root / "postgres.log"
+    for _ in range(_START_ATTEMPTS):  # another process may take the free port first
+        port = _free_port()
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        started = _run(
+            [str(bindir / "pg_ctl"), "start", "-w", "-D", str(data), "-l", str(log), "-o", options],
+            cwd=root,
+        )
+        if started.returncode == 0:
+            return PostgresServer("127.0.0.1", port, _PG_USER, password)
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else started.stderr
+    pytest.fail(f"PostgreSQL did not start:\n{tail}", pytrace=False)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh, empty database, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'safeboard.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = f"test_{secrets.token_hex(8)}"
+    with server.admin() as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield server.url(name)
+    finally:
+        with server.admin() as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """An engine from safeboard's own ``create_engine`` on the test's fresh database."""
+    built = create_engine(db_url)
+    try:
+        yield built
+    finally:
+        built.dispose()

@@ -1,0 +1,129 @@
+"""A real ``safeboard server`` process, started the way a user starts it."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+STARTUP_SECONDS = 60
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cli_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFEBOARD")}
+    env["SAFEBOARD_DATA_DIR"] = str(data_dir)
+    env["COVERAGE_PROCESS_START"] = ""
+    return env
+
+
+def run_cli(*args: str, data_dir: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "safeboard", *args],
+        env=cli_env(data_dir), capture_output=True, text=True, timeout=timeout, check=False,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    port: int
+    log_path: Path
+    banner: list[str] = field(default_factory=list)
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    @property
+    def tls(self) -> bool:
+        return "https://" in self.banner[0]
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ca_path(self) -> Path:
+        return self.data_dir / "tls" / "ca.pem"
+
+    def client(self) -> httpx.Client:
+        verify: ssl.SSLContext | bool = False
+        if self.tls:
+            verify = ssl.create_default_context(cafile=str(self.ca_path))
+        return httpx.Client(base_url=self.url, verify=verify, timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(tmp_path: Path, *args: str, name: str = "srv") -> ServerProcess:
+    """Start ``python -m safeboard server`` and wait until it answers /healthz."""
+    data_dir = tmp_path / name
+    port = free_port()
+    log_path = tmp_path / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "safeboard", "server", "--port", str(port), *args],
+            env=cli_env(data_dir), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    server = ServerProcess(process, data_dir, port, log_path)
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}:\n{server.log}")
+        lines = server.log.splitlines()
+        banner = [i for i, line in enumerate(lines) if "listening on" in line]
+        if banner:
+            server.banner = lines[banner[0] :]
+            try:
+                with server.client() as client:
+                    if client.get("/healthz").status_code == 200:
+                        return server
+            except httpx.TransportError:
+                pass
+        time.sleep(0.1)
+    server.stop()
+    raise AssertionError(f"server did not become healthy:\n{server.log}")
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def start(*args: str, name: str = "srv") -> ServerProcess:
+        server = start_server(tmp_path, *args, name=name)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+FINGERPRINT = re.compile(r"SHA256:((?:[0-9A-F]{2}:){31}[0-9A-F]{2})")

@@ -1,0 +1,1 @@
+"""Helpers shared by test tiers (integration and end-to-end)."""
