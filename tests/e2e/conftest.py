@@ -30,7 +30,6 @@ def free_port() -> int:
 def cli_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAFEBOARD")}
     env["SAFEBOARD_DATA_DIR"] = str(data_dir)
-    env["COVERAGE_PROCESS_START"] = ""
     return env
 
 
@@ -49,6 +48,7 @@ class ServerProcess:
     port: int
     log_path: Path
     banner: list[str] = field(default_factory=list)
+    given_ca: Path | None = None
 
     @property
     def log(self) -> str:
@@ -64,7 +64,7 @@ class ServerProcess:
 
     @property
     def ca_path(self) -> Path:
-        return self.data_dir / "tls" / "ca.pem"
+        return self.given_ca or self.data_dir / "tls" / "ca.pem"
 
     def client(self) -> httpx.Client:
         verify: ssl.SSLContext | bool = False
@@ -82,7 +82,9 @@ class ServerProcess:
                 self.process.wait()
 
 
-def start_server(tmp_path: Path, *args: str, name: str = "srv") -> ServerProcess:
+def start_server(
+    tmp_path: Path, *args: str, name: str = "srv", ca: Path | None = None
+) -> ServerProcess:
     """Start ``python -m safeboard server`` and wait until it answers /healthz."""
     data_dir = tmp_path / name
     port = free_port()
@@ -92,7 +94,17 @@ def start_server(tmp_path: Path, *args: str, name: str = "srv") -> ServerProcess
             [sys.executable, "-m", "safeboard", "server", "--port", str(port), *args],
             env=cli_env(data_dir), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
-    server = ServerProcess(process, data_dir, port, log_path)
+    server = ServerProcess(process, data_dir, port, log_path, given_ca=ca)
+    try:
+        _wait_healthy(server)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _wait_healthy(server: ServerProcess) -> None:
+    process = server.process
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -104,11 +116,10 @@ def start_server(tmp_path: Path, *args: str, name: str = "srv") -> ServerProcess
             try:
                 with server.client() as client:
                     if client.get("/healthz").status_code == 200:
-                        return server
+                        return
             except httpx.TransportError:
                 pass
         time.sleep(0.1)
-    server.stop()
     raise AssertionError(f"server did not become healthy:\n{server.log}")
 
 
@@ -116,8 +127,8 @@ def start_server(tmp_path: Path, *args: str, name: str = "srv") -> ServerProcess
 def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
-    def start(*args: str, name: str = "srv") -> ServerProcess:
-        server = start_server(tmp_path, *args, name=name)
+    def start(*args: str, name: str = "srv", ca: Path | None = None) -> ServerProcess:
+        server = start_server(tmp_path, *args, name=name, ca=ca)
         started.append(server)
         return server
 

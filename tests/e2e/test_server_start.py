@@ -201,3 +201,39 @@ def test_no_traceback_on_unreadable_data_dir(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "--data-dir" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_given_certificate_is_served(server_factory: Start, tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")  # a test dependency, installed by scripts/test
+    authority = trustme.CA()
+    leaf = authority.issue_cert("localhost", "127.0.0.1")
+    cert, key = tmp_path / "chain.pem", tmp_path / "key.pem"
+    cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    key.write_bytes(leaf.private_key_pem.bytes())
+    key.chmod(0o600)
+    ca = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(ca))
+    server = server_factory("--tls-cert", str(cert), "--tls-key", str(key), ca=ca)
+    assert "(given" in "\n".join(server.banner)
+    printed = FINGERPRINT.search("\n".join(server.banner))
+    assert printed
+    assert printed.group(1) == served_fingerprint(server.port)
+    assert not (server.data_dir / "tls" / "ca.pem").exists()  # nothing generated
+
+
+def test_given_mismatched_key_is_one_line(tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    authority = trustme.CA()
+    first, second = authority.issue_cert("localhost"), authority.issue_cert("localhost")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_bytes(first.cert_chain_pems[0].bytes())
+    key.write_bytes(second.private_key_pem.bytes())
+    key.chmod(0o600)
+    result = run_cli(
+        "server", "--tls-cert", str(cert), "--tls-key", str(key), "--port", str(free_port()),
+        data_dir=tmp_path / "d",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "does not match" in result.stderr or "match" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -9,9 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 
-from safeboard.storage import create_engine
+from safeboard.api.app import create_app
+from safeboard.settings import Settings
+from safeboard.storage import create_engine, upgrade
 
 pytestmark = pytest.mark.anyio
 
@@ -87,6 +90,16 @@ async def test_healthz_reports_database(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": "ok"}
     _assert_security_headers(response, hsts=False)
+
+
+async def test_healthz_on_each_backend(
+    engine: sa.Engine, make_settings: Callable[..., Settings]
+) -> None:
+    upgrade(engine)
+    app = create_app(make_settings(), engine=engine)
+    async with _client(app) as client:
+        response = await client.get("/healthz")
+    assert response.json() == {"status": "ok", "database": "ok"}
 
 
 async def test_healthz_reports_unreachable_database(make_app: Callable[..., FastAPI]) -> None:

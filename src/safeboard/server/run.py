@@ -19,8 +19,8 @@ from safeboard.logconfig import log_config
 from safeboard.secret_store import ensure_secrets
 from safeboard.server.certificates import TlsMaterial, prepare_tls
 from safeboard.server.tls import uvicorn_ssl_factory
-from safeboard.settings import Settings, load_settings
-from safeboard.storage import create_engine, upgrade
+from safeboard.settings import Settings, is_loopback_host, load_settings
+from safeboard.storage import create_engine, ensure_instance, upgrade
 
 __all__ = ["Prepared", "bind_socket", "prepare", "serve"]
 
@@ -63,7 +63,8 @@ def public_url(settings: Settings) -> str:
     scheme = "https" if settings.tls_on else "http"
     host = settings.server.host
     if host in ("0.0.0.0", "::"):  # noqa: S104  (describing the bind, not binding)
-        host = socket.getfqdn() or socket.gethostname()
+        fqdn = socket.getfqdn()
+        host = socket.gethostname() if is_loopback_host(fqdn) else fqdn
     if ":" in host:
         host = f"[{host}]"
     return f"{scheme}://{host}:{settings.port}"
@@ -95,6 +96,7 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
     sock = bind_socket(settings.server.host, settings.port)
     engine = create_engine(settings.database_url)
     upgrade(engine)
+    ensure_instance(engine)
     app = create_app(settings, engine=engine, certificate_names=material.names if material else ())
     config = uvicorn.Config(
         app,
