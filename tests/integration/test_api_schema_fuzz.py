@@ -3,13 +3,12 @@ yields a 5xx and every response conforms to the schema. Grows with every route a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import tempfile
 from pathlib import Path
 
-import pytest
 import schemathesis
+from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
-from schemathesis.schemas import BaseSchema
 
 from safeboard.api.app import create_app
 from safeboard.datadir import ensure_data_dir
@@ -17,22 +16,22 @@ from safeboard.secret_store import ensure_secrets
 from safeboard.settings import load_settings
 from safeboard.storage import create_engine, upgrade
 
+# schemathesis needs the app when the module is collected (its fixture-based loader breaks
+# on pytest 9.2), so the data directory is made here and removed when the run ends.
+_DATA = tempfile.TemporaryDirectory(prefix="safeboard-fuzz-")
 
-@pytest.fixture
-def api_schema(tmp_path: Path) -> Iterator[BaseSchema]:
-    data_dir = ensure_data_dir(tmp_path / "data")
+
+def _app() -> FastAPI:
+    data_dir = ensure_data_dir(Path(_DATA.name) / "data")
     ensure_secrets(data_dir)
     # schemathesis calls the app as "testserver"; the Host check must know that name.
     app_settings = load_settings(data_dir, server={"allowed_hosts": ["testserver"]})
     engine = create_engine(app_settings.database_url)
     upgrade(engine)
-    yield schemathesis.openapi.from_asgi(
-        "/api/v1/openapi.json", create_app(app_settings, engine=engine)
-    )
-    engine.dispose()
+    return create_app(app_settings, engine=engine)
 
 
-schema = schemathesis.pytest.from_fixture("api_schema")
+schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", _app())
 
 
 @schema.parametrize()
