@@ -41,6 +41,7 @@ __all__ = [
     "DATA_DIR_ENV",
     "SECRETS_FILE",
     "SETTINGS_FILE",
+    "AuthSettings",
     "DatabaseSettings",
     "SecureSettings",
     "ServerSettings",
@@ -151,6 +152,64 @@ class TlsSettings(_Section):
     _split = field_validator("san", mode="before")(_split_commas)
 
 
+# OWASP Password Storage Cheat Sheet: equivalent argon2id minimums (memory KiB, iterations).
+ARGON2_OWASP_MINIMUMS = ((47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5))
+
+
+class AuthSettings(_Section):
+    """Sign-in, sessions, API keys and password hashing (S5, S6, S8)."""
+
+    session_idle_minutes: int = Field(
+        720, ge=5, le=60 * 24 * 30, description="A session unused this long ends (minutes)."
+    )
+    session_max_days: int = Field(
+        7, ge=1, le=90, description="A session ends this long after sign-in, used or not (days)."
+    )
+    api_key_days: int = Field(
+        90, ge=1, le=3650, description="Default lifetime of a new API key (days)."
+    )
+    invite_hours: int = Field(
+        24, ge=1, le=24 * 14, description="How long an invitation link stays valid (hours)."
+    )
+    login_max_failures: int = Field(
+        5,
+        ge=3,
+        le=20,
+        description=(
+            "Failed sign-ins per user name or client address before answers become 429 "
+            "with Retry-After."
+        ),
+    )
+    login_backoff_seconds: int = Field(
+        30,
+        ge=1,
+        le=3600,
+        description="First lock-out after too many failures; it doubles with each further one.",
+    )
+    login_backoff_max_seconds: int = Field(
+        3600, ge=60, le=86400, description="Longest lock-out after failed sign-ins (seconds)."
+    )
+    argon2_memory_kib: int = Field(
+        65536,
+        ge=7168,
+        description="argon2id memory cost (KiB). Refused below OWASP's minimum for the time cost.",
+    )
+    argon2_time_cost: int = Field(3, ge=1, le=20, description="argon2id iterations.")
+    argon2_parallelism: int = Field(4, ge=1, le=16, description="argon2id lanes.")
+
+    @model_validator(mode="after")
+    def _owasp(self) -> AuthSettings:
+        if not any(
+            self.argon2_memory_kib >= memory and self.argon2_time_cost >= iterations
+            for memory, iterations in ARGON2_OWASP_MINIMUMS
+        ):
+            raise ConfigError(
+                f"argon2 parameters m={self.argon2_memory_kib} KiB t={self.argon2_time_cost} "
+                "are below OWASP's minimum: use at least m=19456 with t=2 (or m=12288 with t=3)"
+            )
+        return self
+
+
 class DatabaseSettings(_Section):
     """Where runs, users and metrics are stored."""
 
@@ -223,6 +282,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings, description="HTTP server.")
     tls: TlsSettings = Field(default_factory=TlsSettings, description="TLS.")
     database: DatabaseSettings = Field(default_factory=DatabaseSettings, description="Storage.")
+    auth: AuthSettings = Field(default_factory=AuthSettings, description="Authentication.")
     secure: SecureSettings = Field(description="Secrets.")
 
     @classmethod

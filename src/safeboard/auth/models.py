@@ -1,0 +1,79 @@
+"""Credential tables: sessions, API keys, one-time tokens, login throttling state.
+
+No table holds a credential itself: sessions, keys and tokens are stored as hashes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from safeboard.storage import Base, UtcDateTime
+
+__all__ = ["ApiKeyRow", "LoginThrottleRow", "OneTimeTokenRow", "SessionRow"]
+
+
+
+def _user_fk() -> ForeignKey:
+    return ForeignKey("users.id", ondelete="CASCADE")
+
+
+class SessionRow(Base):
+    __tablename__ = "sessions"
+
+    # HMAC-SHA256 (keyed with the session secret) of the 256-bit id the cookie carries.
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer, _user_fk(), index=True, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    address: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    user_agent: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint("kind IN ('user', 'local', 'device')", name="kind"),)
+
+    # The public part of ``sb_<id>_<secret>``.
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), nullable=False)  # SHA-256, hex
+    user_id: Mapped[int] = mapped_column(Integer, _user_fk(), index=True, nullable=False)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default="user")
+    scopes: Mapped[str] = mapped_column(String(64), nullable=False)  # "read,write"
+    project_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_used_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class OneTimeTokenRow(Base):
+    """Startup links and invitations: single use, short-lived, stored as SHA-256."""
+
+    __tablename__ = "one_time_tokens"
+    __table_args__ = (CheckConstraint("purpose IN ('startup', 'invite')", name="purpose"),)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16), nullable=False)
+    user_id: Mapped[int] = mapped_column(Integer, _user_fk(), index=True, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class LoginThrottleRow(Base):
+    """Failed-login counters per case-folded username and per client address."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)  # "user:x" / "addr:y"
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)

@@ -1,0 +1,1 @@
+"""Projects and per-project grants (owner, editor, viewer)."""

@@ -1,0 +1,25 @@
+"""Every table of every domain, imported so that ``Base.metadata`` is complete.
+
+Migrations and the models-versus-migrations check import this module first.
+"""
+
+from __future__ import annotations
+
+from safeboard.audit.models import AuditRow
+from safeboard.auth.models import ApiKeyRow, LoginThrottleRow, OneTimeTokenRow, SessionRow
+from safeboard.projects.models import ProjectGrantRow, ProjectRow
+from safeboard.storage import Base, InstanceRow
+from safeboard.users.models import UserRow
+
+__all__ = [
+    "ApiKeyRow",
+    "AuditRow",
+    "Base",
+    "InstanceRow",
+    "LoginThrottleRow",
+    "OneTimeTokenRow",
+    "ProjectGrantRow",
+    "ProjectRow",
+    "SessionRow",
+    "UserRow",
+]

@@ -1,0 +1,1 @@
+"""User accounts: who exists, their role, whether they may sign in."""
