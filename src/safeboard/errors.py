@@ -31,9 +31,10 @@ class SafeboardError(Exception):
 
     code: ClassVar[str] = "internal"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers or {}
 
 
 class ConfigError(SafeboardError):
@@ -78,6 +79,10 @@ class PayloadTooLarge(SafeboardError):
 
 class RateLimited(SafeboardError):
     code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after))})
+        self.retry_after = max(1, retry_after)
 
 
 class ServiceUnavailable(SafeboardError):

@@ -15,7 +15,10 @@ def log_config(level: str) -> dict[str, Any]:
         "disable_existing_loggers": False,
         "filters": {"redact": {"()": "safeboard.redaction.RedactingFilter"}},
         "formatters": {
-            "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+            "plain": {
+                "()": "safeboard.redaction.RedactingFormatter",
+                "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+            },
         },
         "handlers": {
             "stderr": {
@@ -25,6 +28,8 @@ def log_config(level: str) -> dict[str, Any]:
                 "stream": "ext://sys.stderr",
             },
         },
+        # Everything else (asyncio, alembic, psycopg, ...) goes through the same handler.
+        "root": {"handlers": ["stderr"], "level": "WARNING"},
         "loggers": {
             "safeboard": {"handlers": ["stderr"], "level": upper, "propagate": False},
             "uvicorn": {"handlers": ["stderr"], "level": upper, "propagate": False},

@@ -1,68 +1,88 @@
 """Keep credentials out of log lines (S15).
 
-Two layers: the access log never formats headers and passes query strings through
-``redact_query``; and ``RedactingFilter`` scrubs anything shaped like a credential from every
-record that reaches a handler, as a net under code that logs carelessly.
+Three layers: the access log never formats headers and passes query strings through
+``redact_query`` and paths through ``redact``; ``RedactingFilter`` scrubs every record's
+message; ``RedactingFormatter`` scrubs the finished line, tracebacks included (exception
+messages may carry a database URL or a token).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import unquote
 
-__all__ = ["REDACTED", "SENSITIVE_PARAMS", "RedactingFilter", "redact", "redact_query"]
+__all__ = [
+    "REDACTED",
+    "SENSITIVE_NAME_PARTS",
+    "RedactingFilter",
+    "RedactingFormatter",
+    "is_sensitive_name",
+    "redact",
+    "redact_path",
+    "redact_query",
+]
 
 REDACTED = "[REDACTED]"
 
-# Query parameter names whose values are never logged (compared case-folded, '-' as '_').
-SENSITIVE_PARAMS = frozenset(
-    {
-        "token", "access_token", "refresh_token", "id_token", "api_key", "apikey", "key",
-        "secret", "client_secret", "password", "passwd", "pwd", "session", "sessionid",
-        "auth", "authorization", "code", "signature", "sig", "csrf", "csrf_token", "invite",
-    }
+# A query parameter (or key=value pair) whose name contains one of these is never logged.
+SENSITIVE_NAME_PARTS = (
+    "token", "key", "secret", "pass", "pwd", "auth", "sig", "session", "jwt", "cred",
+    "code", "cookie", "csrf", "invite", "bearer",
 )  # fmt: skip
 
-_PATTERNS = (
+_NAME_PART = "|".join(SENSITIVE_NAME_PARTS)
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # API keys: sb_<id>_<secret>
-    re.compile(r"\bsb_[A-Za-z0-9]+_[A-Za-z0-9_\-]+"),
+    (re.compile(r"sb_[A-Za-z0-9]+_[A-Za-z0-9_\-]+"), REDACTED),
     # Authorization header values that reached a message somehow.
-    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]+"),
-    # name=value pairs for sensitive names, in query strings, cookies or prose.
-    re.compile(
-        r"(?i)\b(" + "|".join(sorted(SENSITIVE_PARAMS, key=len, reverse=True)) + r")=[^&\s;,\"']+"
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]+"), r"\1 " + REDACTED),
+    # Passwords in URLs: scheme://user:password@host
+    (re.compile(r"(?i)([a-z][a-z0-9+.\-]*://[^\s/:@]*):[^\s/@]*@"), r"\1:" + REDACTED + "@"),
+    # name=value and name: value pairs whose name looks sensitive (also inside longer names
+    # such as auth_token or private_key), in query strings, cookies, JSON-ish text or prose.
+    (
+        re.compile(
+            r"(?i)([\w.\-]*(?:" + _NAME_PART + r")[\w.\-]*\"?\s*[=:]\s*\"?)([^&;\s,\"'}]+)"
+        ),
+        r"\1" + REDACTED,
     ),
-    re.compile(r"(?i)(__Host-safeboard|safeboard_session)=[^;\s]+"),
 )
+
+
+def is_sensitive_name(name: str) -> bool:
+    lowered = unquote(name).lower()
+    return any(part in lowered for part in SENSITIVE_NAME_PARTS)
+
+
+def _escape_controls(text: str) -> str:
+    """No line breaks or other control characters: one request, one log line."""
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
 
 
 def redact(text: str) -> str:
     """Replace anything shaped like a credential in ``text``."""
-    for pattern in _PATTERNS:
-        text = pattern.sub(_replacement, text)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
     return text
 
 
-def _replacement(match: re.Match[str]) -> str:
-    whole = match.group(0)
-    if "=" in whole:
-        return whole.split("=", 1)[0] + "=" + REDACTED
-    if match.re is _PATTERNS[1]:
-        return match.group(1) + " " + REDACTED
-    return REDACTED
-
-
 def redact_query(query: str) -> str:
-    """A query string with the values of sensitive parameters replaced."""
+    """A raw query string with the values of sensitive-looking parameters replaced.
+
+    Split on ``&`` and ``;`` as sent, never re-encoded, control characters escaped.
+    """
     if not query:
         return ""
-    pairs = parse_qsl(query, keep_blank_values=True)
-    cleaned = [
-        (name, REDACTED if name.casefold().replace("-", "_") in SENSITIVE_PARAMS else value)
-        for name, value in pairs
-    ]
-    return redact(urlencode(cleaned, safe="[]/"))
+    parts = []
+    for part in re.split(r"[&;]", query):
+        name, eq, _ = part.partition("=")
+        parts.append(f"{name}={REDACTED}" if eq and is_sensitive_name(name) else part)
+    return _escape_controls(redact("&".join(parts)))
+
+
+def redact_path(path: str) -> str:
+    return _escape_controls(redact(path))
 
 
 class RedactingFilter(logging.Filter):
@@ -74,3 +94,10 @@ class RedactingFilter(logging.Filter):
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
+
+
+class RedactingFormatter(logging.Formatter):
+    """Scrub the whole formatted line: message, traceback and stack."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))

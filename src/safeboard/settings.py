@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,11 +26,13 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
+    SettingsError,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
@@ -124,6 +128,18 @@ class ServerSettings(_Section):
 
     _split = field_validator("behind_proxy", "allowed_hosts", mode="before")(_split_commas)
 
+    @field_validator("behind_proxy")
+    @classmethod
+    def _narrow(cls, networks: list[IPvAnyNetwork]) -> list[IPvAnyNetwork]:
+        """Trusting the whole Internet's X-Forwarded-For would undo S1 and S5."""
+        for network in networks:
+            if network.prefixlen < (8 if network.version == 4 else 32):
+                raise ConfigError(
+                    f"--behind-proxy {network} is far too broad: name your proxies' addresses "
+                    "or their subnet (IPv4 /8 or narrower, IPv6 /32 or narrower)"
+                )
+        return networks
+
 
 class TlsSettings(_Section):
     """HTTPS: generated certificates or your own (S10)."""
@@ -215,11 +231,22 @@ class DatabaseSettings(_Section):
 
     url: str | None = Field(
         None,
+        repr=False,  # it may hold a password
         description=(
             "SQLAlchemy URL. Default: SQLite file `safeboard.db` in the data directory. "
-            "For PostgreSQL: `postgresql+psycopg://user@host/db`."
+            "For PostgreSQL: `postgresql+psycopg://user@host/db` (a password in it is never "
+            "printed; prefer a .pgpass file or PGPASSWORD)."
         ),
     )
+
+    @field_serializer("url")
+    def _hide_password(self, url: str | None) -> str | None:
+        return mask_url_password(url) if url else url
+
+
+def mask_url_password(url: str) -> str:
+    """``scheme://user:***@host/db``: the URL with any password masked."""
+    return re.sub(r"^([a-zA-Z][\w+.\-]*://[^/:@]*):[^/@]*@", r"\1:***@", url)
 
 
 MIN_SECRET_BYTES = 32
@@ -351,7 +378,7 @@ def load_settings(data_dir: Path, **overrides: Any) -> Settings:
     settings_file = data_dir / SETTINGS_FILE
     secrets_file = data_dir / SECRETS_FILE
     if settings_file.exists():
-        on_disk = TomlConfigSettingsSource(Settings, toml_file=settings_file)()
+        on_disk = _read_toml(settings_file)
         if "secure" in on_disk:
             raise ConfigError(
                 f"{settings_file} holds a [secure] section: secrets belong in {secrets_file} "
@@ -380,6 +407,20 @@ def load_settings(data_dir: Path, **overrides: Any) -> Settings:
         return _FromDataDir(data_dir=data_dir, **overrides)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
+    except SettingsError as exc:
+        # e.g. SAFEBOARD__SERVER='{not json'; pydantic-settings names the field.
+        field = re.search(r'field "([\w.]+)"', str(exc))
+        env = f"SAFEBOARD__{field.group(1).upper().replace('.', '__')}" if field else "SAFEBOARD__*"
+        raise ConfigError(f"cannot parse {env}: give it valid JSON, or unset it") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid UTF-8 TOML ({exc}); fix or remove it") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}; fix its permissions") from None
 
 
 def describe_validation_error(exc: ValidationError) -> str:

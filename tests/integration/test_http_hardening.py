@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Request
 
 from safeboard.api.app import create_app
+from safeboard.errors import ConfigError
 from safeboard.settings import Settings
 from safeboard.storage import create_engine, upgrade
 
@@ -70,8 +71,12 @@ def app_with_probes(make_app: Callable[..., FastAPI]) -> Callable[..., FastAPI]:
         async def echo(request: Request) -> dict[str, int]:
             return {"received": len(await request.body())}
 
+        async def misconfigured() -> None:
+            raise ConfigError(f"cannot open /srv/private/{SECRET}.db")
+
         app.add_api_route("/probe/boom", boom, methods=["GET"])
         app.add_api_route("/probe/echo", echo, methods=["POST"])
+        app.add_api_route("/probe/misconfigured", misconfigured, methods=["GET"])
         return app
 
     return make
@@ -147,8 +152,12 @@ async def test_unexpected_error_is_generic_500_with_details_only_in_log(
 
 @pytest.mark.parametrize(
     "host",
-    ["evil.example", "evil.example:8080", "127.0.0.1.evil.example", "localhost.", "[::2]:8080"],
-)
+    [
+        "evil.example", "evil.example:8080", "127.0.0.1.evil.example", "localhost.",
+        "[::2]:8080", "[::1]evil.example", "localhost:80:80", "localhost:x", "local host",
+        "localhost@evil.example", "",
+    ],
+)  # fmt: skip
 async def test_unknown_host_header_is_refused(probe: httpx.AsyncClient, host: str) -> None:
     response = await probe.get("/healthz", headers={"Host": host})
     if host == "localhost.":  # a trailing dot names the same host
@@ -247,3 +256,39 @@ async def test_access_log_holds_no_secrets(
     text = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("safeboard"))
     assert "GET /healthz?token=[REDACTED]&page=1" in text  # the request was logged...
     assert SECRET not in text  # ...without any of the secrets
+
+
+async def test_server_side_error_messages_stay_in_the_log(
+    probe: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="safeboard.errors"):
+        response = await probe.get("/probe/misconfigured")
+    assert response.status_code == 500
+    _assert_error_shape(response, "config")
+    assert SECRET not in response.text
+    assert any(SECRET in r.getMessage() for r in caplog.records)
+
+
+async def test_wildcard_certificate_names_match_one_label(make_app: Callable[..., FastAPI]) -> None:
+    app = make_app(tls={"san": ["*.ml.example"]})
+    async with _client(app) as client:
+        ok = await client.get("/healthz", headers={"Host": "board.ml.example"})
+        deeper = await client.get("/healthz", headers={"Host": "a.b.ml.example"})
+        bare = await client.get("/healthz", headers={"Host": "ml.example"})
+    assert (ok.status_code, deeper.status_code, bare.status_code) == (200, 400, 400)
+
+
+async def test_head_healthz_for_probes(client: httpx.AsyncClient) -> None:
+    response = await client.head("/healthz")
+    assert response.status_code == 200
+
+
+async def test_access_log_cannot_be_forged_with_encoded_newlines(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="safeboard.access"):
+        await client.get("/x%0a2026-01-01 INFO safeboard.access: admin signed in%0d")
+    lines = [r.getMessage() for r in caplog.records if r.name == "safeboard.access"]
+    assert len(lines) == 1
+    assert "\n" not in lines[0]
+    assert "\r" not in lines[0]

@@ -163,3 +163,40 @@ def test_settings_without_secrets_cannot_be_built(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_is_loopback_host(host: str, loopback: bool) -> None:
     assert is_loopback_host(host) is loopback
+
+
+def test_database_password_is_never_shown(data_dir: Path) -> None:
+    url = "postgresql+psycopg://sb:Hunter2Hunter2@db.example/safeboard"
+    settings = load_settings(data_dir, database={"url": url})
+    assert settings.database_url == url  # the engine gets the real thing
+    assert "Hunter2Hunter2" not in repr(settings)
+    assert "Hunter2Hunter2" not in settings.model_dump_json()
+    assert settings.model_dump(mode="json")["database"]["url"] == (
+        "postgresql+psycopg://sb:***@db.example/safeboard"
+    )
+
+
+@pytest.mark.parametrize("networks", ["0.0.0.0/0", "10.0.0.0/7", "::/0", "2000::/16"])
+def test_overly_broad_proxy_networks_are_refused(data_dir: Path, networks: str) -> None:
+    with pytest.raises(ConfigError, match="too broad"):
+        load_settings(data_dir, server={"behind_proxy": networks})
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [(b"[server\nport=", "not valid UTF-8 TOML"), (b"\xff\xfe[server]", "not valid UTF-8 TOML")],
+)
+def test_unreadable_settings_file_is_a_config_error(
+    data_dir: Path, content: bytes, needle: str
+) -> None:
+    (data_dir / "safeboard.toml").write_bytes(content)
+    with pytest.raises(ConfigError, match=needle):
+        load_settings(data_dir)
+
+
+def test_malformed_json_in_environment_is_a_config_error(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SAFEBOARD__SERVER", "{not json")
+    with pytest.raises(ConfigError, match="SAFEBOARD__SERVER"):
+        load_settings(data_dir)

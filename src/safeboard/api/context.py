@@ -9,8 +9,8 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from safeboard.api.errors import error_response
-from safeboard.redaction import redact, redact_query
+from safeboard.api.errors import GENERIC_500, error_response
+from safeboard.redaction import redact_path, redact_query
 
 __all__ = ["RequestContextMiddleware"]
 
@@ -67,7 +67,9 @@ class RequestContextMiddleware:
         client = scope.get("client")
         address = client[0] if client else "-"
         query = redact_query(scope.get("query_string", b"").decode("latin-1"))
-        target = redact(scope.get("path", "")) + (f"?{query}" if query else "")
+        # The path as sent (percent-encoded): a decoded %0a could forge a second log line.
+        raw = scope.get("raw_path") or scope.get("path", "").encode()
+        target = redact_path(raw.decode("latin-1")) + (f"?{query}" if query else "")
         access_log.info(
             '%s "%s %s" %d %d %.1fms id=%s',
             address, scope.get("method", "-"), target, status, sent, seconds * 1000, request_id,

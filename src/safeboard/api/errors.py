@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from safeboard.errors import STATUS_BY_CODE, SafeboardError
 
-__all__ = ["error_body", "error_response", "install_error_handlers", "request_id_of"]
+__all__ = ["GENERIC_500", "error_body", "error_response", "install_error_handlers", "request_id_of"]
 
 log = logging.getLogger("safeboard.errors")
 
@@ -33,6 +33,8 @@ _CODE_BY_STATUS = {
     429: "rate_limited",
     503: "unavailable",
 }
+
+GENERIC_500 = "internal server error; quote this request id to the operator"
 
 _MESSAGES = {
     404: "no such resource",
@@ -70,7 +72,12 @@ def _describe_validation(exc: RequestValidationError) -> str:
 
 async def _on_safeboard_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SafeboardError)  # noqa: S101  (registered for this type only)
-    return error_response(exc.code, exc.message, request_id_of(request))
+    request_id = request_id_of(request)
+    if STATUS_BY_CODE.get(exc.code, 500) >= 500:
+        # A server-side problem: its message (paths, names) is for the operator only.
+        log.error("request %s failed: %s", request_id, exc.message)
+        return error_response(exc.code, GENERIC_500, request_id)
+    return error_response(exc.code, exc.message, request_id, headers=exc.headers)
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> Response:

@@ -3,6 +3,7 @@ and bodies over the size limit (413 before the body is read, S17)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -13,16 +14,24 @@ from safeboard.errors import PayloadTooLarge
 __all__ = ["BodyLimitMiddleware", "HostCheckMiddleware", "host_name"]
 
 
+_HOST = re.compile(r"(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9._\-]+))(?::[0-9]{1,5})?")
+
+
 def host_name(host_header: str) -> str:
     """The name in a Host header: port dropped, IPv6 brackets dropped, case-folded, no
-    trailing dot."""
-    value = host_header.strip().lower()
-    if value.startswith("["):
-        end = value.find("]")
-        return value[1:end] if end > 0 else ""
-    if value.count(":") == 1:
-        value = value.split(":", 1)[0]
-    return value.rstrip(".")
+    trailing dot; "" for anything that is not a well-formed host[:port]."""
+    match = _HOST.fullmatch(host_header.strip().lower())
+    if match is None:
+        return ""
+    return (match.group("ipv6") or match.group("name")).rstrip(".")
+
+
+def _matches(name: str, allowed: frozenset[str]) -> bool:
+    """Exact names, and ``*.example.org`` entries matching exactly one more label."""
+    if name in allowed:
+        return True
+    head, dot, rest = name.partition(".")
+    return bool(head and dot and f"*.{rest}" in allowed)
 
 
 class HostCheckMiddleware:
@@ -30,13 +39,13 @@ class HostCheckMiddleware:
 
     def __init__(self, app: ASGIApp, *, allowed: Iterable[str]) -> None:
         self.app = app
-        self.allowed = frozenset(host_name(name) for name in allowed)
+        self.allowed = frozenset(name.strip("[]").lower().rstrip(".") for name in allowed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
             header = next((v for k, v in scope["headers"] if k == b"host"), None)
             name = host_name(header.decode("latin-1")) if header is not None else ""
-            if name not in self.allowed:
+            if not name or not _matches(name, self.allowed):
                 response = error_response(
                     "bad_request",
                     "unknown Host header; add the name to server.allowed_hosts or --tls-san",

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
+from safeboard.auth.dependencies import PUBLIC
 from safeboard.storage import ping
 
 __all__ = ["router"]
@@ -21,8 +22,10 @@ class Health(BaseModel):
     database: str
 
 
+@router.head("/healthz", include_in_schema=False, dependencies=[PUBLIC])
 @router.get(
     "/healthz",
+    dependencies=[PUBLIC],
     response_model=Health,
     responses={503: {"model": Health, "description": "The database is unreachable."}},
     summary="Liveness and database reachability",

@@ -24,16 +24,21 @@ def upgrade(data_dir: Path | None, database_url: str | None) -> None:
     from safeboard.datadir import ensure_data_dir
     from safeboard.secret_store import ensure_secrets
     from safeboard.settings import load_settings
-    from safeboard.storage import create_engine, current_revision
-    from safeboard.storage import upgrade as run_upgrade
+    from safeboard.storage import create_engine, current_revision, open_database
 
     directory = ensure_data_dir(resolve_data_dir(data_dir))
     ensure_secrets(directory)
     overrides = {"database": {"url": database_url}} if database_url else {}
-    engine = create_engine(load_settings(directory, **overrides).database_url)
+    url = load_settings(directory, **overrides).database_url
+    probe = create_engine(url)
     try:
-        before = current_revision(engine)
-        run_upgrade(engine)
+        before = current_revision(probe)
+    except Exception:  # noqa: BLE001  (open_database below explains what is wrong)
+        before = None
+    finally:
+        probe.dispose()
+    engine = open_database(url)
+    try:
         after = current_revision(engine)
     finally:
         engine.dispose()

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
-from sqlalchemy.engine import make_url
 
 from safeboard import __version__
 from safeboard.api.app import create_app
@@ -19,8 +18,8 @@ from safeboard.logconfig import log_config
 from safeboard.secret_store import ensure_secrets
 from safeboard.server.certificates import TlsMaterial, prepare_tls
 from safeboard.server.tls import uvicorn_ssl_factory
-from safeboard.settings import Settings, is_loopback_host, load_settings
-from safeboard.storage import create_engine, ensure_instance, upgrade
+from safeboard.settings import Settings, is_loopback_host, load_settings, mask_url_password
+from safeboard.storage import open_database
 
 __all__ = ["Prepared", "bind_socket", "prepare", "serve"]
 
@@ -84,9 +83,8 @@ def banner(prepared: Prepared) -> list[str]:
         )
         if material.ca_path is not None:
             lines.append(f"    clients trust it with --ca-cert {material.ca_path}")
-    url = make_url(settings.database_url)
     lines.append(f"  data directory {settings.data_dir}")
-    lines.append(f"  database {url.render_as_string(hide_password=True)}")
+    lines.append(f"  database {mask_url_password(settings.database_url)}")
     return lines
 
 
@@ -94,9 +92,7 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
     settings, material = prepared.settings, prepared.tls
     logging.config.dictConfig(log_config(settings.server.log_level))
     sock = bind_socket(settings.server.host, settings.port)
-    engine = create_engine(settings.database_url)
-    upgrade(engine)
-    ensure_instance(engine)
+    engine = open_database(settings.database_url)
     app = create_app(settings, engine=engine, certificate_names=material.names if material else ())
     config = uvicorn.Config(
         app,

@@ -109,6 +109,9 @@ def _layout_known() -> bool:
     is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
     return (
         sys.implementation.name == "cpython"
+        # PySSLContext starts with its SSL_CTX* in 3.11 to 3.14 (checked in their sources);
+        # later versions are expected to have SSLContext.set_groups instead.
+        and (3, 11) <= sys.version_info[:2] <= (3, 14)
         and sys.maxsize > 2**32
         and object.__basicsize__ == _PYOBJECT_HEAD_SIZE  # not a Py_TRACE_REFS build
         and not sysconfig.get_config_var("Py_GIL_DISABLED")

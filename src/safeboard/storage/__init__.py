@@ -9,6 +9,7 @@ from safeboard.storage.migrate import (
     current_revision,
     ensure_instance,
     head_revision,
+    open_database,
     pending_model_changes,
     upgrade,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "current_revision",
     "ensure_instance",
     "head_revision",
+    "open_database",
     "pending_model_changes",
     "ping",
     "upgrade",

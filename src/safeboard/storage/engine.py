@@ -75,7 +75,9 @@ def create_engine(url: str) -> Engine:
     if "connect_timeout" not in parsed.query:
         # Without it libpq waits for the OS (minutes) on an unreachable host.
         connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
-    return sqlalchemy.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+    return sqlalchemy.create_engine(
+        parsed, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True
+    )
 
 
 def ping(engine: Engine) -> bool:
@@ -90,7 +92,8 @@ def ping(engine: Engine) -> bool:
 def _sqlite_engine(url: URL) -> Engine:
     assert url.database is not None  # checked by parse_database_url  # noqa: S101
     path = url.database
-    engine = sqlalchemy.create_engine(url)
+    # hide_parameters: error messages never carry bound values (a password hash, a token).
+    engine = sqlalchemy.create_engine(url, hide_parameters=True)
 
     @event.listens_for(engine, "do_connect")
     def _create_private(*_: Any) -> None:

@@ -19,12 +19,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from safeboard.errors import SafeboardError
-from safeboard.storage.engine import BEGIN_IMMEDIATE
+from safeboard.errors import ConfigError, SafeboardError
+from safeboard.settings import mask_url_password
+from safeboard.storage.engine import BEGIN_IMMEDIATE, create_engine
 from safeboard.storage.models import Base, InstanceRow
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "current_revision",
     "ensure_instance",
     "head_revision",
+    "open_database",
     "pending_model_changes",
     "upgrade",
 ]
@@ -140,3 +144,37 @@ def _check_foreign_keys(conn: Connection) -> None:
             f"migration left rows that break foreign keys in {', '.join(tables)}; "
             "the upgrade was rolled back"
         )
+
+
+def open_database(url: str) -> Engine:
+    """An engine with the schema at head and the instance row made, ready to serve.
+
+    Every failure on the way (unreachable server, unreadable or foreign file, a schema from
+    a newer safeboard) becomes a one-line ConfigError naming the database and the fix.
+    """
+    shown = mask_url_password(url)
+    engine = create_engine(url)
+    try:
+        upgrade(engine)
+        ensure_instance(engine)
+    except CommandError:
+        engine.dispose()
+        raise ConfigError(
+            f"database {shown} has schema revision {_revision_or_unknown(engine)}, which this "
+            "safeboard does not know: it was made by a newer version; upgrade safeboard"
+        ) from None
+    except (SQLAlchemyError, OSError) as exc:
+        engine.dispose()
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+        raise ConfigError(
+            f"cannot use database {shown}: {reason}; check --database-url, that the server "
+            "is up and the file or account is yours"
+        ) from None
+    return engine
+
+
+def _revision_or_unknown(engine: Engine) -> str:
+    try:
+        return current_revision(engine) or "none"
+    except SQLAlchemyError:
+        return "unknown"

@@ -1,0 +1,135 @@
+"""API keys (S8): ``sb_<id>_<secret>``, secret of 256 bits, only its SHA-256 stored, shown
+once. Looked up in the database on every request: revocation and a disabled owner take
+effect at once, on every replica, with no cache to expire."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+
+from safeboard.audit import repository as audit
+from safeboard.audit.events import AuditAction
+from safeboard.auth import repository as creds
+from safeboard.auth.permissions import CredentialKind, Role, Scope
+from safeboard.auth.principal import Principal
+from safeboard.auth.repository import KeyInfo
+from safeboard.auth.service import unauthenticated, utcnow
+from safeboard.auth.tokens import new_api_key, parse_api_key, sha256_hex, tokens_equal
+from safeboard.errors import Forbidden, InvalidRequest, NotFound
+from safeboard.projects import repository as projects
+from safeboard.settings import Settings
+from safeboard.users import repository as users
+
+__all__ = ["ApiKeyService"]
+
+_TOUCH_EVERY = timedelta(seconds=60)
+_INVALID = "invalid or revoked API key"
+
+
+class ApiKeyService:
+    def __init__(
+        self, engine: Engine, settings: Settings, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._default_days = settings.auth.api_key_days
+
+    def principal(self, token: str, address: str) -> Principal:
+        """The principal behind a bearer key, or Unauthenticated (one message for all cases)."""
+        parsed = parse_api_key(token)
+        if parsed is None:
+            raise unauthenticated(_INVALID)
+        now = self.clock()
+        with self.engine.begin() as conn:
+            key = creds.get_key(conn, parsed.id)
+            # Compare a hash even for an unknown id, so both cases cost the same.
+            expected = key.secret_hash if key else sha256_hex("")
+            matches = tokens_equal(sha256_hex(parsed.secret), expected)
+            user = users.get(conn, key.user_id) if key and matches else None
+            if (
+                key is None or not matches or user is None or not user.is_active
+                or key.revoked_at is not None
+                or (key.expires_at is not None and now >= key.expires_at)
+            ):  # fmt: skip
+                raise unauthenticated(_INVALID)
+            stale = key.last_used_at is None or now - key.last_used_at >= _TOUCH_EVERY
+            if stale or key.last_used_address != address:
+                creds.touch_key(conn, key.id, now, address)
+        return Principal(
+            user_id=user.id, username=user.username, role=user.role,
+            credential=CredentialKind.API_KEY, scope=key.scope, project_id=key.project_id,
+            key_id=key.id,
+        )  # fmt: skip
+
+    def create(
+        self,
+        owner: Principal,
+        *,
+        name: str,
+        scope: Scope,
+        project_id: int | None = None,
+        days: int | None = None,
+        never_expires: bool = False,
+        address: str = "",
+        kind: str = "user",
+    ) -> tuple[KeyInfo, str]:
+        """Mint a key for ``owner``; returns it and the token, which is never shown again."""
+        if never_expires and owner.role is not Role.ADMIN:
+            raise Forbidden("only admins may create keys that never expire")
+        if never_expires and days is not None:
+            raise InvalidRequest("give an expiry in days or never_expires, not both")
+        if not name.strip() or len(name) > 100:
+            raise InvalidRequest("name: 1 to 100 characters")
+        now = self.clock()
+        lifetime = None if never_expires else timedelta(days=days or self._default_days)
+        secret = new_api_key()
+        with self.engine.begin() as conn:
+            if project_id is not None:
+                grant = projects.role_of(conn, project_id, owner.user_id)
+                if projects.get(conn, project_id) is None or (
+                    grant is None and owner.role is not Role.ADMIN
+                ):
+                    raise NotFound("no such project")
+            key = KeyInfo(
+                id=secret.id, user_id=owner.user_id, name=name.strip(), kind=kind, scope=scope,
+                project_id=project_id, created_at=now,
+                expires_at=now + lifetime if lifetime else None, last_used_at=None,
+                last_used_address=None, revoked_at=None, secret_hash=sha256_hex(secret.secret),
+            )  # fmt: skip
+            creds.create_key(conn, key)
+            audit.append(
+                conn, action=AuditAction.KEY_CREATED, actor=owner.actor,
+                target=f"key:{key.id}", address=address,
+                detail={"name": key.name, "scope": scope.value, "project_id": project_id,
+                        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+                        "kind": kind},
+            )  # fmt: skip
+        return key, secret.token
+
+    def list(self, viewer: Principal, *, everyone: bool = False) -> list[KeyInfo]:
+        if everyone and viewer.role is not Role.ADMIN:
+            raise Forbidden("only admins may list everyone's keys")
+        with self.engine.connect() as conn:
+            return creds.list_keys(conn, None if everyone else viewer.user_id)
+
+    def revoke(self, actor: Principal, key_id: str, address: str = "") -> None:
+        now = self.clock()
+        with self.engine.begin() as conn:
+            key = creds.get_key(conn, key_id)
+            if key is None or (key.user_id != actor.user_id and actor.role is not Role.ADMIN):
+                raise NotFound("no such key")
+            if creds.revoke_key(conn, key_id, now):
+                audit.append(
+                    conn, action=AuditAction.KEY_REVOKED, actor=actor.actor,
+                    target=f"key:{key_id}", address=address, detail={"name": key.name},
+                )  # fmt: skip
+
+    def mint_local_key(self, owner: Principal) -> str:
+        """The discovery file's key: minted at each start, the previous one revoked."""
+        with self.engine.begin() as conn:
+            creds.revoke_user_keys(conn, owner.user_id, self.clock(), kind="local")
+        _, token = self.create(owner, name="local (discovery file)", scope=Scope.ADMIN,
+                               kind="local")  # fmt: skip
+        return token

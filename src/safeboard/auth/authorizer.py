@@ -1,0 +1,75 @@
+"""One authorizer: may this principal do this? Answers from the tables in permissions.py.
+
+``allowed`` is pure; ``ensure`` raises Forbidden, or NotFound where even the existence of
+a project must not leak to someone with no grant in it.
+"""
+
+from __future__ import annotations
+
+from safeboard.auth.permissions import (
+    CREDENTIAL_PERMISSIONS,
+    PROJECT_PERMISSIONS,
+    PROJECT_ROLE_PERMISSIONS,
+    ROLE_PERMISSIONS,
+    SCOPE_OF,
+    Permission,
+    ProjectRole,
+    Role,
+    scope_covers,
+)
+from safeboard.auth.principal import Principal
+from safeboard.errors import Forbidden, NotFound
+
+__all__ = ["allowed", "allowed_in_project", "ensure", "ensure_in_project"]
+
+
+def _credential_allows(principal: Principal, permission: Permission) -> bool:
+    return permission in CREDENTIAL_PERMISSIONS[principal.credential] and scope_covers(
+        principal.scope, SCOPE_OF[permission]
+    )
+
+
+def allowed(principal: Principal, permission: Permission) -> bool:
+    """A permission that is not tied to one project (account, keys, users, audit)."""
+    if permission in PROJECT_PERMISSIONS:
+        raise ValueError(f"{permission} is checked per project: use allowed_in_project")
+    if principal.project_id is not None and permission not in {
+        Permission.ACCOUNT_READ,
+    }:
+        return False  # a key bound to one project reaches nothing outside it
+    return permission in ROLE_PERMISSIONS[principal.role] and _credential_allows(
+        principal, permission
+    )
+
+
+def allowed_in_project(
+    principal: Principal, permission: Permission, project_id: int, grant: ProjectRole | None
+) -> bool:
+    """A project permission, given the principal's grant in that project (None: no grant)."""
+    if permission not in PROJECT_PERMISSIONS:
+        raise ValueError(f"{permission} is not a project permission: use allowed")
+    if principal.project_id is not None and principal.project_id != project_id:
+        return False
+    if not _credential_allows(principal, permission):
+        return False
+    if principal.role is Role.ADMIN:
+        return True
+    return grant is not None and permission in PROJECT_ROLE_PERMISSIONS[grant]
+
+
+def ensure(principal: Principal, permission: Permission) -> None:
+    if not allowed(principal, permission):
+        raise Forbidden(f"this credential may not {permission.value.replace(':', ' ')}")
+
+
+def ensure_in_project(
+    principal: Principal, permission: Permission, project_id: int, grant: ProjectRole | None
+) -> None:
+    if allowed_in_project(principal, permission, project_id, grant):
+        return
+    visible = principal.role is Role.ADMIN or grant is not None
+    if principal.project_id is not None and principal.project_id != project_id:
+        visible = False
+    if not visible:
+        raise NotFound("no such project")
+    raise Forbidden(f"your role in this project does not allow {permission.value}")

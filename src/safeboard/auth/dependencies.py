@@ -1,0 +1,135 @@
+"""FastAPI dependencies every route uses to declare its authorization decision (S9).
+
+A route either depends on ``requires(Permission.X)`` or carries ``PUBLIC``; a test walks
+every route of the app and fails on one with neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, Request
+
+from safeboard.auth.api_keys import ApiKeyService
+from safeboard.auth.authorizer import ensure
+from safeboard.auth.csrf import UNSAFE_METHODS, check_session_csrf, check_sign_in_origin
+from safeboard.auth.identity import IdentityChain, Presented
+from safeboard.auth.permissions import CredentialKind, Permission
+from safeboard.auth.principal import Principal
+from safeboard.auth.service import AuthService, SignInContext
+
+__all__ = [
+    "DECISION_ATTRIBUTE",
+    "PUBLIC",
+    "AuthContext",
+    "CookiePolicy",
+    "auth_context",
+    "client_address",
+    "current_principal",
+    "own_origin",
+    "requires",
+    "sign_in_context",
+    "sign_in_guard",
+]
+
+DECISION_ATTRIBUTE = "__safeboard_decision__"
+
+
+@dataclass(frozen=True)
+class CookiePolicy:
+    """``__Host-safeboard`` (Secure, no Domain, Path=/) under TLS; ``safeboard`` on plain
+    loopback HTTP, where a Secure cookie would never be sent back."""
+
+    secure: bool
+    max_age: int
+
+    @property
+    def name(self) -> str:
+        return "__Host-safeboard" if self.secure else "safeboard"
+
+
+@dataclass(frozen=True)
+class AuthContext:
+    identity: IdentityChain
+    auth: AuthService
+    keys: ApiKeyService
+    cookie: CookiePolicy
+
+
+def auth_context(request: Request) -> AuthContext:
+    context: AuthContext = request.app.state.auth_context
+    return context
+
+
+def client_address(request: Request) -> str:
+    """The client's address (a trusted proxy's X-Forwarded-For already applied)."""
+    return request.client.host if request.client else ""
+
+
+def own_origin(request: Request) -> str:
+    """This server's origin as the browser sees it (Host was checked by the middleware)."""
+    return f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
+
+
+def sign_in_context(request: Request) -> SignInContext:
+    return SignInContext(
+        address=client_address(request), user_agent=request.headers.get("user-agent", "")[:200]
+    )
+
+
+def current_principal(request: Request) -> Principal:
+    """Who is asking; cookie-authenticated unsafe requests must pass the CSRF checks."""
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    context = auth_context(request)
+    cookie = request.cookies.get(context.cookie.name)
+    principal = context.identity.identify(
+        Presented(request.headers.get("authorization"), cookie, client_address(request))
+    )
+    if principal.credential is CredentialKind.SESSION and request.method in UNSAFE_METHODS:
+        assert cookie is not None  # noqa: S101  (a session principal came from the cookie)
+        check_session_csrf(
+            token=request.headers.get("x-csrf-token"), expected=context.auth.csrf_token(cookie),
+            origin=request.headers.get("origin"), referer=request.headers.get("referer"),
+            own_origin=own_origin(request),
+        )  # fmt: skip
+    request.state.principal = principal
+    return principal
+
+
+def requires(permission: Permission) -> Any:
+    """Depend on this to require ``permission``; the handler receives the principal."""
+
+    def check(principal: Principal = Depends(current_principal)) -> Principal:  # noqa: B008
+        ensure(principal, permission)
+        return principal
+
+    setattr(check, DECISION_ATTRIBUTE, permission)
+    return Depends(check)
+
+
+def _public() -> None:
+    """Marks a route as deliberately public (health, sign-in, pages, static assets)."""
+
+
+setattr(_public, DECISION_ATTRIBUTE, "public")
+PUBLIC = Depends(_public)
+
+
+def sign_in_guard(request: Request) -> None:
+    """Login-CSRF defence for the sign-in endpoints (public by nature)."""
+    check_sign_in_origin(
+        origin=request.headers.get("origin"), referer=request.headers.get("referer"),
+        fetch_site=request.headers.get("sec-fetch-site"),
+        content_type=request.headers.get("content-type"), own_origin=own_origin(request),
+    )  # fmt: skip
+
+
+setattr(sign_in_guard, DECISION_ATTRIBUTE, "public")
+
+
+def decision_of(call: Callable[..., Any]) -> object | None:
+    return getattr(call, DECISION_ATTRIBUTE, None)

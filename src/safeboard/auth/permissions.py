@@ -1,0 +1,113 @@
+"""Permissions as data: what each role, project role, key scope and credential type may do.
+
+A route declares one ``Permission``; the authorizer answers from these tables only.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "CREDENTIAL_PERMISSIONS",
+    "PROJECT_PERMISSIONS",
+    "PROJECT_ROLE_PERMISSIONS",
+    "ROLE_PERMISSIONS",
+    "SCOPE_OF",
+    "SCOPE_ORDER",
+    "CredentialKind",
+    "Permission",
+    "ProjectRole",
+    "Role",
+    "Scope",
+    "scope_covers",
+]
+
+
+class Permission(StrEnum):
+    # Your own account.
+    ACCOUNT_READ = "account:read"
+    ACCOUNT_UPDATE = "account:update"
+    KEYS_READ = "keys:read"
+    KEYS_WRITE = "keys:write"
+    # Administration.
+    USERS_READ = "users:read"
+    USERS_MANAGE = "users:manage"
+    AUDIT_READ = "audit:read"
+    # Projects. Those below PROJECTS_CREATE are checked against a project's grants.
+    PROJECTS_CREATE = "projects:create"
+    PROJECTS_READ = "projects:read"
+    PROJECTS_WRITE = "projects:write"
+    PROJECTS_MANAGE = "projects:manage"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    MEMBER = "member"
+
+
+class ProjectRole(StrEnum):
+    OWNER = "owner"
+    EDITOR = "editor"
+    VIEWER = "viewer"
+
+
+class Scope(StrEnum):
+    """What an API key may be used for; each includes the ones before it."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+
+class CredentialKind(StrEnum):
+    SESSION = "session"
+    API_KEY = "api_key"
+
+
+PROJECT_PERMISSIONS = frozenset(
+    {Permission.PROJECTS_READ, Permission.PROJECTS_WRITE, Permission.PROJECTS_MANAGE}
+)
+
+_OWN = frozenset(
+    {Permission.ACCOUNT_READ, Permission.ACCOUNT_UPDATE, Permission.KEYS_READ, Permission.KEYS_WRITE}
+)
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.ADMIN: frozenset(Permission),
+    # Members reach projects only through grants (checked separately).
+    Role.MEMBER: _OWN | {Permission.PROJECTS_CREATE} | PROJECT_PERMISSIONS,
+}
+
+PROJECT_ROLE_PERMISSIONS: dict[ProjectRole, frozenset[Permission]] = {
+    ProjectRole.VIEWER: frozenset({Permission.PROJECTS_READ}),
+    ProjectRole.EDITOR: frozenset({Permission.PROJECTS_READ, Permission.PROJECTS_WRITE}),
+    ProjectRole.OWNER: PROJECT_PERMISSIONS,
+}
+
+# The key scope each permission needs.
+SCOPE_OF: dict[Permission, Scope] = {
+    Permission.ACCOUNT_READ: Scope.READ,
+    Permission.ACCOUNT_UPDATE: Scope.ADMIN,
+    Permission.KEYS_READ: Scope.READ,
+    Permission.KEYS_WRITE: Scope.ADMIN,
+    Permission.USERS_READ: Scope.ADMIN,
+    Permission.USERS_MANAGE: Scope.ADMIN,
+    Permission.AUDIT_READ: Scope.ADMIN,
+    Permission.PROJECTS_CREATE: Scope.WRITE,
+    Permission.PROJECTS_READ: Scope.READ,
+    Permission.PROJECTS_WRITE: Scope.WRITE,
+    Permission.PROJECTS_MANAGE: Scope.ADMIN,
+}
+
+# What each type of credential can ever grant, whatever its owner may do. Changing your
+# password needs a signed-in browser session: a leaked key cannot take over the account.
+CREDENTIAL_PERMISSIONS: dict[CredentialKind, frozenset[Permission]] = {
+    CredentialKind.SESSION: frozenset(Permission),
+    CredentialKind.API_KEY: frozenset(Permission) - {Permission.ACCOUNT_UPDATE},
+}
+
+SCOPE_ORDER = (Scope.READ, Scope.WRITE, Scope.ADMIN)
+
+
+def scope_covers(granted: Scope, needed: Scope) -> bool:
+    return SCOPE_ORDER.index(granted) >= SCOPE_ORDER.index(needed)

@@ -1,0 +1,29 @@
+"""Who is making a request: the result of the identity chain, input of the authorizer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from safeboard.auth.permissions import CredentialKind, Role, Scope
+
+__all__ = ["Principal"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    username: str
+    role: Role
+    credential: CredentialKind
+    # The widest scope the credential carries: sessions carry ADMIN (bounded by the role).
+    scope: Scope
+    # API keys restricted to one project reach nothing else.
+    project_id: int | None = None
+    session_hash: str | None = None
+    key_id: str | None = None
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this principal."""
+        via = f"key:{self.key_id}" if self.key_id else "session"
+        return f"user:{self.username} ({via})"

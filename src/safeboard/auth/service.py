@@ -1,0 +1,230 @@
+"""Sign-in and sessions: passwords, startup links, invitations, logout, password change,
+and turning a session cookie back into a principal (S4, S5, S6).
+
+Each use case is one transaction, and its audit entry commits with it (S16).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, Engine
+
+from safeboard.audit import repository as audit
+from safeboard.audit.events import AuditAction
+from safeboard.auth import repository as creds
+from safeboard.auth.passwords import PasswordHasher, check_new_password
+from safeboard.auth.permissions import CredentialKind, Scope
+from safeboard.auth.principal import Principal
+from safeboard.auth.ratelimit import LoginThrottle, throttle_keys
+from safeboard.auth.tokens import csrf_token_for, new_token, session_hash, sha256_hex
+from safeboard.errors import RateLimited, Unauthenticated
+from safeboard.settings import Settings
+from safeboard.users import repository as users
+from safeboard.users.repository import User
+
+__all__ = ["AuthService", "NewSession", "SignInContext", "unauthenticated"]
+
+STARTUP_TOKEN_LIFETIME = timedelta(minutes=15)
+_TOUCH_EVERY = timedelta(seconds=60)  # last-seen updates are coarse: one write a minute
+_BAD_LOGIN = "invalid user name or password"
+
+
+def unauthenticated(message: str) -> Unauthenticated:
+    return Unauthenticated(message, headers={"WWW-Authenticate": 'Bearer realm="safeboard"'})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class SignInContext:
+    """Where a sign-in comes from, for the session row, throttling and the audit log."""
+
+    address: str
+    user_agent: str = ""
+
+
+@dataclass(frozen=True)
+class NewSession:
+    session_id: str  # the cookie value; shown to nobody else, stored only as an HMAC
+    csrf_token: str
+    user: User
+    expires_at: datetime
+
+    def __repr__(self) -> str:
+        return f"NewSession(user={self.user.username!r}, expires_at={self.expires_at!r})"
+
+
+class AuthService:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        hasher: PasswordHasher,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.engine = engine
+        self.hasher = hasher
+        self.throttle = LoginThrottle(settings.auth)
+        self.clock = clock
+        self._key = settings.secure.session_secret.get_secret_value()
+        self._idle = timedelta(minutes=settings.auth.session_idle_minutes)
+        self._lifetime = timedelta(days=settings.auth.session_max_days)
+
+    # Sessions
+
+    def csrf_token(self, session_id: str) -> str:
+        return csrf_token_for(self._key, session_id)
+
+    def session_principal(self, session_id: str) -> Principal | None:
+        """The principal of a live session; None (and the row gone) once it has expired."""
+        now = self.clock()
+        id_hash = session_hash(self._key, session_id)
+        with self.engine.begin() as conn:
+            session = creds.get_session(conn, id_hash)
+            if session is None:
+                return None
+            user = users.get(conn, session.user_id)
+            expired = now >= session.expires_at or now - session.last_seen_at >= self._idle
+            if expired or user is None or not user.is_active:
+                creds.delete_session(conn, id_hash)
+                return None
+            if now - session.last_seen_at >= _TOUCH_EVERY:
+                creds.touch_session(conn, id_hash, now)
+        return Principal(
+            user_id=user.id, username=user.username, role=user.role,
+            credential=CredentialKind.SESSION, scope=Scope.ADMIN, session_hash=id_hash,
+        )  # fmt: skip
+
+    def _open_session(self, conn: Connection, user: User, where: SignInContext) -> NewSession:
+        now = self.clock()
+        session_id = new_token()
+        session = creds.SessionInfo(
+            id_hash=session_hash(self._key, session_id), user_id=user.id, created_at=now,
+            last_seen_at=now, expires_at=now + self._lifetime, address=where.address,
+            user_agent=where.user_agent,
+        )  # fmt: skip
+        creds.create_session(conn, session)
+        return NewSession(session_id, self.csrf_token(session_id), user, session.expires_at)
+
+    # Sign-in
+
+    def login_password(self, username: str, password: str, where: SignInContext) -> NewSession:
+        """Unknown user, wrong password and disabled account look the same: status, body and
+        the time spent (a dummy hash is verified when there is nothing to verify)."""
+        now = self.clock()
+        keys = throttle_keys(username, where.address)
+        with self.engine.begin() as conn:
+            wait = self.throttle.retry_after(conn, keys, now)
+        if wait is not None:
+            self._audit_failure(username, where, "throttled")
+            raise RateLimited(f"too many failed sign-ins; try again in {wait} s", retry_after=wait)
+        with self.engine.connect() as conn:
+            user = users.get_by_username(conn, username)
+            stored = users.password_hash(conn, user.id) if user and user.is_active else None
+        # Always verify (a dummy hash when there is no user): no short-cut, no timing tell.
+        verified = self.hasher.verify(stored, password)
+        if user is None or not user.is_active or not verified:
+            with self.engine.begin() as conn:
+                self.throttle.record_failure(conn, keys, now)
+            self._audit_failure(username, where, "bad_credentials")
+            raise unauthenticated(_BAD_LOGIN)
+        assert stored is not None  # noqa: S101  (verify() is False without a hash)
+        with self.engine.begin() as conn:
+            if self.hasher.needs_rehash(stored):
+                users.set_password_hash(conn, user.id, self.hasher.hash(password), now)
+            self.throttle.record_success(conn, keys[0])
+            session = self._open_session(conn, user, where)
+            audit.append(
+                conn, action=AuditAction.LOGIN_OK, actor=f"user:{user.username}",
+                target=f"user:{user.username}", address=where.address, detail={"via": "password"},
+            )  # fmt: skip
+        return session
+
+    def _audit_failure(self, username: str, where: SignInContext, reason: str) -> None:
+        with self.engine.begin() as conn:
+            audit.append(
+                conn, action=AuditAction.LOGIN_FAILED, actor="anonymous",
+                target=f"user:{username[:64]}", outcome="denied", address=where.address,
+                detail={"reason": reason},
+            )  # fmt: skip
+
+    def login_startup(self, token: str, where: SignInContext) -> NewSession:
+        """Trade a startup link's token (single use, 15 minutes) for a session (S4)."""
+        return self._redeem(token, "startup", AuditAction.STARTUP_LINK_USED, where)
+
+    def accept_invite(self, token: str, password: str, where: SignInContext) -> NewSession:
+        """Set the invited user's password and sign them in; the invitation is then spent."""
+        return self._redeem(token, "invite", AuditAction.INVITE_USED, where, password=password)
+
+    def _redeem(
+        self,
+        token: str,
+        purpose: str,
+        action: AuditAction,
+        where: SignInContext,
+        password: str | None = None,
+    ) -> NewSession:
+        now = self.clock()
+        with self.engine.begin() as conn:
+            user_id = creds.consume_token(conn, sha256_hex(token), purpose, now)
+            user = users.get(conn, user_id) if user_id is not None else None
+            if user is None or not user.is_active:
+                # The UPDATE above changed nothing, or is rolled back with this error.
+                raise unauthenticated(f"this {purpose} link is invalid, used or expired")
+            if password is not None:
+                check_new_password(password, username=user.username)
+                users.set_password_hash(conn, user.id, self.hasher.hash(password), now)
+            session = self._open_session(conn, user, where)
+            audit.append(
+                conn, action=action, actor=f"user:{user.username}",
+                target=f"user:{user.username}", address=where.address,
+            )  # fmt: skip
+        return session
+
+    def logout(self, principal: Principal, where: SignInContext) -> None:
+        with self.engine.begin() as conn:
+            if principal.session_hash is not None:
+                creds.delete_session(conn, principal.session_hash)
+            audit.append(
+                conn, action=AuditAction.LOGOUT, actor=principal.actor,
+                target=f"user:{principal.username}", address=where.address,
+            )  # fmt: skip
+
+    def change_password(
+        self, principal: Principal, current: str, new: str, where: SignInContext
+    ) -> int:
+        """Change your own password; every other session of yours ends. Returns how many."""
+        now = self.clock()
+        with self.engine.connect() as conn:
+            stored = users.password_hash(conn, principal.user_id)
+        if stored is not None and not self.hasher.verify(stored, current):
+            raise unauthenticated("current password is wrong")
+        check_new_password(new, username=principal.username)
+        with self.engine.begin() as conn:
+            users.set_password_hash(conn, principal.user_id, self.hasher.hash(new), now)
+            ended = creds.delete_user_sessions(conn, principal.user_id, keep=principal.session_hash)
+            audit.append(
+                conn, action=AuditAction.PASSWORD_CHANGED, actor=principal.actor,
+                target=f"user:{principal.username}", address=where.address,
+                detail={"sessions_ended": ended},
+            )  # fmt: skip
+        return ended
+
+    # One-time tokens
+
+    def mint_startup_token(self, user_id: int) -> str:
+        """A new startup token; every unused one from before (an earlier start) dies."""
+        now = self.clock()
+        token = new_token()
+        with self.engine.begin() as conn:
+            creds.delete_unused_tokens(conn, "startup")
+            creds.create_token(
+                conn, token_hash=sha256_hex(token), purpose="startup", user_id=user_id,
+                now=now, expires_at=now + STARTUP_TOKEN_LIFETIME,
+            )  # fmt: skip
+        return token

@@ -1,0 +1,181 @@
+"""``safeboard audit list | verify``."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from safeboard.cli.options import data_dir_option, resolve_data_dir
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from safeboard.audit.events import AuditEntry
+
+__all__ = ["audit"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_NO_LOG = "run safeboard db upgrade or start the server first"
+_RELATIVE = re.compile(r"(\d{1,6})([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _parse_when(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    """A point in time: ISO-8601 (UTC unless it carries an offset) or an age like 24h."""
+    if value is None:
+        return None
+    text = value.strip()
+    relative = _RELATIVE.fullmatch(text)
+    if relative:
+        amount, unit = int(relative[1]), _UNITS[relative[2]]
+        return datetime.now(UTC) - timedelta(**{unit: amount})
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is neither ISO-8601 nor an age like 30m, 24h, 7d, 2w"
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def _database_options(func: F) -> F:
+    func = click.option(
+        "--database-url", default=None, help="SQLAlchemy URL (default: from settings)."
+    )(func)
+    return data_dir_option(func)
+
+
+@click.group()
+def audit() -> None:
+    """The append-only, hash-chained audit log."""
+
+
+@audit.command("list")
+@_database_options
+@click.option(
+    "--since", metavar="WHEN", callback=_parse_when,
+    help="From this time: ISO-8601 (UTC unless an offset is given) or an age (30m, 24h, 7d).",
+)  # fmt: skip
+@click.option("--action", default=None, help="Only this action, e.g. login.failed.")
+@click.option(
+    "--limit", type=click.IntRange(1, 10_000), default=100, show_default=True,
+    help="Show at most this many of the newest matching entries.",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
+def list_(
+    data_dir: Path | None,
+    database_url: str | None,
+    since: datetime | None,
+    action: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List audit entries, oldest first."""
+    from safeboard.audit import service
+
+    engine = _open_log(data_dir, database_url)
+    try:
+        found = service.list_entries(
+            engine, since=since, action=action, limit=limit, newest_first=True
+        )
+    finally:
+        engine.dispose()
+    found.reverse()
+    if as_json:
+        for entry in found:
+            click.echo(json.dumps(_as_json(entry), ensure_ascii=True))
+    else:
+        _print_table(found)
+
+
+@audit.command()
+@_database_options
+@click.pass_context
+def verify(ctx: click.Context, data_dir: Path | None, database_url: str | None) -> None:
+    """Check the hash chain: exit 0 when intact, 1 listing each problem.
+
+    Record the printed head (id and hash) somewhere else: the chain alone cannot show that
+    its newest entries were removed or all rewritten; the recorded head can.
+    """
+    from safeboard.audit import service
+    from safeboard.audit.events import PROBLEM_HELP
+
+    engine = _open_log(data_dir, database_url)
+    try:
+        report = service.verify(engine)
+    finally:
+        engine.dispose()
+    click.echo(report.summary)
+    for problem in report.problems:
+        click.echo(f"  #{problem.id}: {problem.what} ({PROBLEM_HELP[problem.what]})")
+    if not report.ok:
+        ctx.exit(1)
+
+
+def _open_log(data_dir: Path | None, database_url: str | None) -> Engine:
+    """An engine on the configured database, or ConfigError when it has no audit log."""
+    from sqlalchemy.engine import make_url
+
+    from safeboard.audit import service
+    from safeboard.datadir import ensure_data_dir
+    from safeboard.errors import ConfigError
+    from safeboard.secret_store import ensure_secrets
+    from safeboard.settings import load_settings
+    from safeboard.storage import create_engine
+
+    directory = ensure_data_dir(resolve_data_dir(data_dir))
+    ensure_secrets(directory)
+    overrides = {"database": {"url": database_url}} if database_url else {}
+    url = load_settings(directory, **overrides).database_url
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        raise ConfigError(f"no database at {parsed.database}: {_NO_LOG}")
+    engine = create_engine(url)
+    if not service.has_log(engine):
+        engine.dispose()
+        raise ConfigError(f"the database has no audit_log table: {_NO_LOG}")
+    return engine
+
+
+def _as_json(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id, "at": entry.at.isoformat(timespec="microseconds"), "action": entry.action,
+        "actor": entry.actor, "target": entry.target, "outcome": entry.outcome,
+        "address": entry.address, "detail": entry.detail, "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
+    }  # fmt: skip
+
+
+def _print_table(found: list[AuditEntry]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    if not found:
+        click.echo("no audit entries match")
+        return
+    table = Table(show_lines=False)
+    for name in ("id", "at (UTC)", "action", "actor", "target", "outcome", "address", "detail"):
+        table.add_column(name, overflow="fold")
+    for entry in found:
+        detail = (
+            json.dumps(entry.detail, ensure_ascii=False, sort_keys=True) if entry.detail else ""
+        )
+        cells = [str(entry.id), entry.at.strftime("%Y-%m-%d %H:%M:%S"), entry.action,
+                 entry.actor, entry.target, entry.outcome, entry.address, detail]  # fmt: skip
+        # Text, not markup: a username like "[red]" is shown, not interpreted.
+        table.add_row(*(Text(_printable(cell)) for cell in cells))
+    Console().print(table)
+
+
+def _printable(text: str) -> str:
+    """Escape control and format characters (terminal escapes, bidi overrides) that a
+    recorded value, such as a username typed at a failed login, could carry."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)

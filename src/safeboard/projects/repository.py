@@ -1,0 +1,81 @@
+"""Queries on projects and their grants. Projects gain runs and more with later work; the
+grant model and its checks are here from the start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from safeboard.auth.permissions import ProjectRole
+from safeboard.errors import Conflict
+from safeboard.projects.models import ProjectGrantRow, ProjectRow
+
+__all__ = ["Project", "create", "get", "get_by_name", "grant", "grants", "revoke", "role_of"]
+
+_p = ProjectRow.__table__
+_g = ProjectGrantRow.__table__
+
+
+@dataclass(frozen=True)
+class Project:
+    id: int
+    name: str
+    description: str
+    created_at: datetime
+    created_by: int | None
+
+
+def _project(row: sa.Row[tuple[object, ...]]) -> Project:
+    return Project(**{f: row._mapping[f] for f in Project.__dataclass_fields__})
+
+
+def create(
+    conn: Connection, *, name: str, owner_id: int, now: datetime, description: str = ""
+) -> Project:
+    """A project, with its creator as owner."""
+    if conn.execute(sa.select(_p.c.id).where(_p.c.name == name)).first():
+        raise Conflict(f"project {name} already exists")
+    key = conn.execute(
+        sa.insert(_p).values(name=name, description=description, created_at=now, created_by=owner_id)
+    ).inserted_primary_key
+    assert key is not None  # noqa: S101
+    grant(conn, int(key[0]), owner_id, ProjectRole.OWNER)
+    project = get(conn, int(key[0]))
+    assert project is not None  # noqa: S101
+    return project
+
+
+def get(conn: Connection, project_id: int) -> Project | None:
+    row = conn.execute(sa.select(_p).where(_p.c.id == project_id)).first()
+    return _project(row) if row else None
+
+
+def get_by_name(conn: Connection, name: str) -> Project | None:
+    row = conn.execute(sa.select(_p).where(_p.c.name == name)).first()
+    return _project(row) if row else None
+
+
+def role_of(conn: Connection, project_id: int, user_id: int) -> ProjectRole | None:
+    value = conn.execute(
+        sa.select(_g.c.role).where(_g.c.project_id == project_id, _g.c.user_id == user_id)
+    ).scalar()
+    return ProjectRole(value) if value is not None else None
+
+
+def grants(conn: Connection, project_id: int) -> dict[int, ProjectRole]:
+    rows = conn.execute(sa.select(_g.c.user_id, _g.c.role).where(_g.c.project_id == project_id))
+    return {int(user_id): ProjectRole(role) for user_id, role in rows}
+
+
+def grant(conn: Connection, project_id: int, user_id: int, role: ProjectRole) -> None:
+    """Give ``user_id`` ``role`` in the project, replacing any role they had."""
+    revoke(conn, project_id, user_id)
+    conn.execute(sa.insert(_g).values(project_id=project_id, user_id=user_id, role=role.value))
+
+
+def revoke(conn: Connection, project_id: int, user_id: int) -> bool:
+    query = sa.delete(_g).where(_g.c.project_id == project_id, _g.c.user_id == user_id)
+    return conn.execute(query).rowcount > 0

@@ -1,0 +1,159 @@
+"""Account management: add, invite, disable and enable, set password or role, end
+sessions. Used by the admin API and by ``safeboard user ...`` on the server's machine.
+
+``actor`` names who acts, for the audit log ("user:alice (session)", "cli:root").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Engine
+
+from safeboard.audit import repository as audit
+from safeboard.audit.events import AuditAction
+from safeboard.auth import repository as creds
+from safeboard.auth.passwords import PasswordHasher, check_new_password
+from safeboard.auth.permissions import Role
+from safeboard.auth.repository import SessionInfo
+from safeboard.auth.service import utcnow
+from safeboard.auth.tokens import new_token, sha256_hex
+from safeboard.errors import Conflict, NotFound
+from safeboard.settings import Settings
+from safeboard.users import repository as users
+from safeboard.users.repository import User
+
+__all__ = ["UserService"]
+
+
+class UserService:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        hasher: PasswordHasher,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.engine = engine
+        self.hasher = hasher
+        self.clock = clock
+        self._invite_lifetime = timedelta(hours=settings.auth.invite_hours)
+
+    def _user(self, conn: Connection, username: str) -> User:
+        user = users.get_by_username(conn, username)
+        if user is None:
+            raise NotFound(f"no user {username}")
+        return user
+
+    def list(self) -> list[User]:
+        with self.engine.connect() as conn:
+            return users.list_users(conn)
+
+    def get(self, username: str) -> User:
+        with self.engine.connect() as conn:
+            return self._user(conn, username)
+
+    def add(
+        self, username: str, *, role: Role, actor: str, display_name: str = "", address: str = ""
+    ) -> User:
+        with self.engine.begin() as conn:
+            user = users.create(
+                conn, username=username, role=role, now=self.clock(), display_name=display_name
+            )
+            audit.append(
+                conn, action=AuditAction.USER_CREATED, actor=actor, target=f"user:{user.username}",
+                address=address, detail={"role": role.value},
+            )  # fmt: skip
+        return user
+
+    def ensure_admin(self, username: str, *, actor: str) -> User:
+        """The admin account of the OS user who runs the server; made at first start."""
+        with self.engine.connect() as conn:
+            existing = users.get_by_username(conn, username)
+        if existing is not None:
+            return existing
+        try:
+            return self.add(username, role=Role.ADMIN, actor=actor)
+        except Conflict:  # another replica made it a moment ago
+            return self.get(username)
+
+    def invite(self, username: str, *, actor: str, address: str = "") -> tuple[User, str]:
+        """A one-time token (24 hours by default) with which the user sets a password.
+
+        Earlier unused invitations of that user stop working.
+        """
+        now = self.clock()
+        token = new_token()
+        with self.engine.begin() as conn:
+            user = self._user(conn, username)
+            creds.delete_unused_tokens(conn, "invite", user.id)
+            creds.create_token(
+                conn, token_hash=sha256_hex(token), purpose="invite", user_id=user.id, now=now,
+                expires_at=now + self._invite_lifetime,
+            )  # fmt: skip
+            audit.append(
+                conn, action=AuditAction.INVITE_ISSUED, actor=actor,
+                target=f"user:{user.username}", address=address,
+            )  # fmt: skip
+        return user, token
+
+    def set_password(self, username: str, password: str, *, actor: str, address: str = "") -> int:
+        """Set a user's password (admin action); all their sessions end. Returns how many."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            user = self._user(conn, username)
+            check_new_password(password, username=user.username)
+            users.set_password_hash(conn, user.id, self.hasher.hash(password), now)
+            ended = creds.delete_user_sessions(conn, user.id)
+            audit.append(
+                conn, action=AuditAction.PASSWORD_CHANGED, actor=actor,
+                target=f"user:{user.username}", address=address, detail={"sessions_ended": ended},
+            )  # fmt: skip
+        return ended
+
+    def set_role(self, username: str, role: Role, *, actor: str, address: str = "") -> User:
+        with self.engine.begin() as conn:
+            user = self._user(conn, username)
+            if user.role is Role.ADMIN and role is not Role.ADMIN and user.is_active:
+                self._keep_an_admin(conn)
+            users.set_role(conn, user.id, role)
+            audit.append(
+                conn, action=AuditAction.ROLE_CHANGED, actor=actor, target=f"user:{user.username}",
+                address=address, detail={"from": user.role.value, "to": role.value},
+            )  # fmt: skip
+            return self._user(conn, username)
+
+    def set_active(self, username: str, active: bool, *, actor: str, address: str = "") -> User:
+        """Disable (sessions end, keys stop at once) or enable an account."""
+        with self.engine.begin() as conn:
+            user = self._user(conn, username)
+            if not active and user.role is Role.ADMIN and user.is_active:
+                self._keep_an_admin(conn)
+            users.set_active(conn, user.id, active)
+            ended = 0 if active else creds.delete_user_sessions(conn, user.id)
+            audit.append(
+                conn, action=AuditAction.USER_ENABLED if active else AuditAction.USER_DISABLED,
+                actor=actor, target=f"user:{user.username}", address=address,
+                detail={"sessions_ended": ended},
+            )  # fmt: skip
+            return self._user(conn, username)
+
+    @staticmethod
+    def _keep_an_admin(conn: Connection) -> None:
+        if users.count_active_admins(conn) <= 1:
+            raise Conflict("this is the last active admin: make another admin first")
+
+    def sessions(self, username: str) -> list[SessionInfo]:
+        with self.engine.connect() as conn:
+            return creds.list_sessions(conn, self._user(conn, username).id)
+
+    def revoke_sessions(self, username: str, *, actor: str, address: str = "") -> int:
+        with self.engine.begin() as conn:
+            user = self._user(conn, username)
+            ended = creds.delete_user_sessions(conn, user.id)
+            audit.append(
+                conn, action=AuditAction.SESSIONS_REVOKED, actor=actor,
+                target=f"user:{user.username}", address=address, detail={"sessions_ended": ended},
+            )  # fmt: skip
+        return ended
