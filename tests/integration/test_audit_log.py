@@ -34,6 +34,10 @@ def raw(engine: Engine, sql: str, **params: object) -> None:
         conn.execute(text(sql), params)
 
 
+def ids(found: list[AuditEntry]) -> list[int]:
+    return [entry.id for entry in found]
+
+
 def all_entries(engine: Engine) -> list[AuditEntry]:
     return service.list_entries(engine)
 
@@ -200,7 +204,6 @@ def test_concurrent_appends_keep_one_linear_chain(engine: Engine) -> None:
 def test_listing_filters(log: Engine) -> None:
     service.record(log, action=AuditAction.LOGIN_FAILED, actor="anonymous", outcome="denied",
                    at=T0 + timedelta(minutes=10))  # fmt: skip
-    ids = lambda found: [e.id for e in found]  # noqa: E731
 
     assert ids(service.list_entries(log, since=T0 + timedelta(minutes=2))) == [3, 4, 5, 6]
     assert ids(service.list_entries(log, until=T0 + timedelta(minutes=2))) == [1, 2]

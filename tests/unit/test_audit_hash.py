@@ -144,9 +144,9 @@ def test_fields_the_columns_cannot_hold_are_refused(field: str, value: str) -> N
 
 
 def test_actions_are_the_documented_strings() -> None:
-    assert AuditAction.LOGIN_FAILED == "login.failed"
-    assert AuditAction.PASSWORD_CHANGED == "user.password_changed"
-    assert AuditAction.AGENT_ENROLLED == "agent.enrolled"
+    assert AuditAction("login.failed") is AuditAction.LOGIN_FAILED
+    assert AuditAction.PASSWORD_CHANGED.value == "user.password_changed"
+    assert AuditAction.AGENT_ENROLLED.value == "agent.enrolled"
     assert len({a.value for a in AuditAction}) == len(AuditAction) >= 20
 
 

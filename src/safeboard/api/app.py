@@ -14,10 +14,25 @@ from safeboard import __version__
 from safeboard.api import health
 from safeboard.api.context import RequestContextMiddleware
 from safeboard.api.errors import install_error_handlers
-from safeboard.api.guards import BodyLimitMiddleware, HostCheckMiddleware
+from safeboard.api.guards import (
+    BodyLimitMiddleware,
+    HostCheckMiddleware,
+    QueryCredentialMiddleware,
+)
 from safeboard.api.headers import SecurityHeadersMiddleware
+from safeboard.audit import routes as audit_routes
+from safeboard.auth import routes as auth_routes
+from safeboard.auth.api_keys import ApiKeyService
+from safeboard.auth.dependencies import AuthContext, CookiePolicy, requires
+from safeboard.auth.identity import ApiKeyProvider, IdentityChain, SessionCookieProvider
+from safeboard.auth.passwords import PasswordHasher
+from safeboard.auth.permissions import Permission
+from safeboard.auth.service import AuthService
 from safeboard.settings import Settings
 from safeboard.storage import create_engine
+from safeboard.users import routes as user_routes
+from safeboard.users.service import UserService
+from safeboard.web import routes as web_routes
 
 __all__ = ["allowed_host_names", "create_app"]
 
@@ -59,20 +74,48 @@ def create_app(
         debug=False,  # never a traceback to a client
         docs_url=None,  # Swagger UI needs inline script and a CDN; the CSP allows neither
         redoc_url=None,
-        openapi_url="/api/v1/openapi.json",
+        openapi_url=None,  # served below, to signed-in users only (S3)
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.engine = engine
 
-    # 1. Error handlers: one JSON shape for every failure.
+    # 1. Services: password hashing, sign-in and sessions, API keys, accounts.
+    hasher = PasswordHasher(settings.auth)
+    auth = AuthService(engine, settings, hasher)
+    keys = ApiKeyService(engine, settings)
+    app.state.users = UserService(engine, settings, hasher)
+    # 2. The identity chain (bearer keys, then the session cookie) and the cookie policy:
+    #    __Host- and Secure whenever browsers reach us over HTTPS (our TLS or a proxy's).
+    app.state.auth_context = AuthContext(
+        identity=IdentityChain([ApiKeyProvider(keys), SessionCookieProvider(auth)]),
+        auth=auth,
+        keys=keys,
+        cookie=CookiePolicy(
+            secure=settings.tls_on or bool(settings.server.behind_proxy),
+            max_age=settings.auth.session_max_days * 86400,
+        ),
+    )
+    # 3. Error handlers: one JSON shape for every failure.
     install_error_handlers(app)
-    # 2. Routes.
+    # 4. Routes; each declares its permission or PUBLIC (tests/integration/test_routes.py).
     app.include_router(health.router)
-    # 3. Middleware, innermost first (each add_middleware wraps the previous ones):
-    #    body limit -> Host check -> request id, access log, 500s -> security headers
-    #    -> proxy headers (outermost, so every layer sees the real client address).
+    app.include_router(auth_routes.router)
+    app.include_router(user_routes.router)
+    app.include_router(audit_routes.router)
+    app.include_router(web_routes.router)
+    app.mount("/static", web_routes.static_files(), name="static")
+
+    @app.get("/api/v1/openapi.json", include_in_schema=False)
+    def openapi(_: object = requires(Permission.ACCOUNT_READ)) -> dict[str, object]:
+        return app.openapi()
+
+    # 5. Middleware, innermost first (each add_middleware wraps the previous ones):
+    #    body limit -> credentials in URLs refused -> Host check -> request id, access log,
+    #    500s -> security headers -> proxy headers (outermost: every layer sees the real
+    #    client address).
     app.add_middleware(BodyLimitMiddleware, limit=settings.server.max_body_bytes)
+    app.add_middleware(QueryCredentialMiddleware)
     app.add_middleware(HostCheckMiddleware, allowed=allowed_host_names(settings, certificate_names))
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, tls=settings.tls_on)

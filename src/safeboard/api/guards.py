@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from urllib.parse import unquote_plus
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from safeboard.api.errors import error_response, request_id_of
 from safeboard.errors import PayloadTooLarge
 
-__all__ = ["BodyLimitMiddleware", "HostCheckMiddleware", "host_name"]
+__all__ = ["BodyLimitMiddleware", "HostCheckMiddleware", "QueryCredentialMiddleware", "host_name"]
+
+# Query parameters that would carry a credential (S8): refused outright, never used.
+CREDENTIAL_PARAMS = frozenset(
+    {
+        "token", "access_token", "api_key", "apikey", "key", "session", "sessionid",
+        "password", "auth", "authorization", "bearer", "jwt", "secret", "csrf_token",
+    }
+)  # fmt: skip
+_API_KEY_SHAPE = re.compile(r"sb_[0-9a-f]+_")
 
 
 _HOST = re.compile(r"(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9._\-]+))(?::[0-9]{1,5})?")
@@ -49,6 +59,28 @@ class HostCheckMiddleware:
                 response = error_response(
                     "bad_request",
                     "unknown Host header; add the name to server.allowed_hosts or --tls-san",
+                    request_id_of(scope),
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class QueryCredentialMiddleware:
+    """400 for a request that carries a credential in its URL (S8, ASVS 14.2.1): URLs end up
+    in logs, proxies and browser history. The access log redacts it as well."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("query_string"):
+            query = unquote_plus(scope["query_string"].decode("latin-1"))
+            names = {part.split("=", 1)[0].strip().lower() for part in re.split(r"[&;]", query)}
+            if names & CREDENTIAL_PARAMS or _API_KEY_SHAPE.search(query):
+                response = error_response(
+                    "bad_request",
+                    "credentials go in the Authorization header, never in the URL",
                     request_id_of(scope),
                 )
                 await response(scope, receive, send)

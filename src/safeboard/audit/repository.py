@@ -87,7 +87,8 @@ def append(
     at: datetime | None = None,
 ) -> AuditEntry:
     """Add an entry in the caller's transaction: it commits or rolls back with the change
-    it records. ``detail`` is non-secret metadata only. Raises ValueError on bad input."""
+    it records. ``detail`` is non-secret metadata only. ValueError or TypeError for input
+    the log refuses; RuntimeError on PostgreSQL outside READ COMMITTED."""
     action = AuditAction(action)
     check_fields(action=action.value, actor=actor, target=target, outcome=outcome, address=address)
     detail_text = encode_detail(detail)

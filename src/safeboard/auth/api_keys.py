@@ -20,6 +20,7 @@ from safeboard.auth.tokens import new_api_key, parse_api_key, sha256_hex, tokens
 from safeboard.errors import Forbidden, InvalidRequest, NotFound
 from safeboard.projects import repository as projects
 from safeboard.settings import Settings
+from safeboard.storage import writer
 from safeboard.users import repository as users
 
 __all__ = ["ApiKeyService"]
@@ -32,7 +33,8 @@ class ApiKeyService:
     def __init__(
         self, engine: Engine, settings: Settings, clock: Callable[[], datetime] = utcnow
     ) -> None:
-        self.engine = engine
+        self.engine = engine  # reads
+        self.tx = writer(engine)  # changes
         self.clock = clock
         self._default_days = settings.auth.api_key_days
 
@@ -42,20 +44,21 @@ class ApiKeyService:
         if parsed is None:
             raise unauthenticated(_INVALID)
         now = self.clock()
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:
             key = creds.get_key(conn, parsed.id)
             # Compare a hash even for an unknown id, so both cases cost the same.
             expected = key.secret_hash if key else sha256_hex("")
             matches = tokens_equal(sha256_hex(parsed.secret), expected)
             user = users.get(conn, key.user_id) if key and matches else None
-            if (
-                key is None or not matches or user is None or not user.is_active
-                or key.revoked_at is not None
-                or (key.expires_at is not None and now >= key.expires_at)
-            ):  # fmt: skip
-                raise unauthenticated(_INVALID)
-            stale = key.last_used_at is None or now - key.last_used_at >= _TOUCH_EVERY
-            if stale or key.last_used_address != address:
+        if (
+            key is None or not matches or user is None or not user.is_active
+            or key.revoked_at is not None
+            or (key.expires_at is not None and now >= key.expires_at)
+        ):  # fmt: skip
+            raise unauthenticated(_INVALID)
+        stale = key.last_used_at is None or now - key.last_used_at >= _TOUCH_EVERY
+        if stale or key.last_used_address != address:
+            with self.tx.begin() as conn:
                 creds.touch_key(conn, key.id, now, address)
         return Principal(
             user_id=user.id, username=user.username, role=user.role,
@@ -85,7 +88,7 @@ class ApiKeyService:
         now = self.clock()
         lifetime = None if never_expires else timedelta(days=days or self._default_days)
         secret = new_api_key()
-        with self.engine.begin() as conn:
+        with self.tx.begin() as conn:
             if project_id is not None:
                 grant = projects.role_of(conn, project_id, owner.user_id)
                 if projects.get(conn, project_id) is None or (
@@ -116,7 +119,7 @@ class ApiKeyService:
 
     def revoke(self, actor: Principal, key_id: str, address: str = "") -> None:
         now = self.clock()
-        with self.engine.begin() as conn:
+        with self.tx.begin() as conn:
             key = creds.get_key(conn, key_id)
             if key is None or (key.user_id != actor.user_id and actor.role is not Role.ADMIN):
                 raise NotFound("no such key")
@@ -128,7 +131,7 @@ class ApiKeyService:
 
     def mint_local_key(self, owner: Principal) -> str:
         """The discovery file's key: minted at each start, the previous one revoked."""
-        with self.engine.begin() as conn:
+        with self.tx.begin() as conn:
             creds.revoke_user_keys(conn, owner.user_id, self.clock(), kind="local")
         _, token = self.create(owner, name="local (discovery file)", scope=Scope.ADMIN,
                                kind="local")  # fmt: skip

@@ -22,6 +22,7 @@ from safeboard.auth.ratelimit import LoginThrottle, throttle_keys
 from safeboard.auth.tokens import csrf_token_for, new_token, session_hash, sha256_hex
 from safeboard.errors import RateLimited, Unauthenticated
 from safeboard.settings import Settings
+from safeboard.storage import writer
 from safeboard.users import repository as users
 from safeboard.users.repository import User
 
@@ -67,7 +68,8 @@ class AuthService:
         hasher: PasswordHasher,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self.engine = engine
+        self.engine = engine  # reads
+        self.tx = writer(engine)  # changes
         self.hasher = hasher
         self.throttle = LoginThrottle(settings.auth)
         self.clock = clock
@@ -84,16 +86,18 @@ class AuthService:
         """The principal of a live session; None (and the row gone) once it has expired."""
         now = self.clock()
         id_hash = session_hash(self._key, session_id)
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:
             session = creds.get_session(conn, id_hash)
-            if session is None:
-                return None
-            user = users.get(conn, session.user_id)
-            expired = now >= session.expires_at or now - session.last_seen_at >= self._idle
-            if expired or user is None or not user.is_active:
+            user = users.get(conn, session.user_id) if session else None
+        if session is None:
+            return None
+        expired = now >= session.expires_at or now - session.last_seen_at >= self._idle
+        if expired or user is None or not user.is_active:
+            with self.tx.begin() as conn:
                 creds.delete_session(conn, id_hash)
-                return None
-            if now - session.last_seen_at >= _TOUCH_EVERY:
+            return None
+        if now - session.last_seen_at >= _TOUCH_EVERY:
+            with self.tx.begin() as conn:
                 creds.touch_session(conn, id_hash, now)
         return Principal(
             user_id=user.id, username=user.username, role=user.role,
@@ -118,7 +122,7 @@ class AuthService:
         the time spent (a dummy hash is verified when there is nothing to verify)."""
         now = self.clock()
         keys = throttle_keys(username, where.address)
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:
             wait = self.throttle.retry_after(conn, keys, now)
         if wait is not None:
             self._audit_failure(username, where, "throttled")
@@ -129,12 +133,12 @@ class AuthService:
         # Always verify (a dummy hash when there is no user): no short-cut, no timing tell.
         verified = self.hasher.verify(stored, password)
         if user is None or not user.is_active or not verified:
-            with self.engine.begin() as conn:
+            with self.tx.begin() as conn:
                 self.throttle.record_failure(conn, keys, now)
             self._audit_failure(username, where, "bad_credentials")
             raise unauthenticated(_BAD_LOGIN)
         assert stored is not None  # noqa: S101  (verify() is False without a hash)
-        with self.engine.begin() as conn:
+        with self.tx.begin() as conn:
             if self.hasher.needs_rehash(stored):
                 users.set_password_hash(conn, user.id, self.hasher.hash(password), now)
             self.throttle.record_success(conn, keys[0])
@@ -146,7 +150,7 @@ class AuthService:
         return session
 
     def _audit_failure(self, username: str, where: SignInContext, reason: str) -> None:
-        with self.engine.begin() as conn:
+        with self.tx.begin() as conn:
             audit.append(
                 conn, action=AuditAction.LOGIN_FAILED, actor="anonymous",
                 target=f"user:{username[:64]}", outcome="denied", address=where.address,
@@ -170,7 +174,7 @@ class AuthService:
         password: str | None = None,
     ) -> NewSession:
         now = self.clock()
-        with self.engine.begin() as conn:
+        with self.tx.begin() as conn:
             user_id = creds.consume_token(conn, sha256_hex(token), purpose, now)
             user = users.get(conn, user_id) if user_id is not None else None
             if user is None or not user.is_active:
@@ -187,7 +191,7 @@ class AuthService:
         return session
 
     def logout(self, principal: Principal, where: SignInContext) -> None:
-        with self.engine.begin() as conn:
+        with self.tx.begin() as conn:
             if principal.session_hash is not None:
                 creds.delete_session(conn, principal.session_hash)
             audit.append(
@@ -205,7 +209,7 @@ class AuthService:
         if stored is not None and not self.hasher.verify(stored, current):
             raise unauthenticated("current password is wrong")
         check_new_password(new, username=principal.username)
-        with self.engine.begin() as conn:
+        with self.tx.begin() as conn:
             users.set_password_hash(conn, principal.user_id, self.hasher.hash(new), now)
             ended = creds.delete_user_sessions(conn, principal.user_id, keep=principal.session_hash)
             audit.append(
@@ -221,7 +225,7 @@ class AuthService:
         """A new startup token; every unused one from before (an earlier start) dies."""
         now = self.clock()
         token = new_token()
-        with self.engine.begin() as conn:
+        with self.tx.begin() as conn:
             creds.delete_unused_tokens(conn, "startup")
             creds.create_token(
                 conn, token_hash=sha256_hex(token), purpose="startup", user_id=user_id,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -80,13 +81,10 @@ def list_(
     """List audit entries, oldest first."""
     from safeboard.audit import service
 
-    engine = _open_log(data_dir, database_url)
-    try:
+    with _audit_log(data_dir, database_url) as engine:
         found = service.list_entries(
             engine, since=since, action=action, limit=limit, newest_first=True
         )
-    finally:
-        engine.dispose()
     found.reverse()
     if as_json:
         for entry in found:
@@ -107,11 +105,8 @@ def verify(ctx: click.Context, data_dir: Path | None, database_url: str | None) 
     from safeboard.audit import service
     from safeboard.audit.events import PROBLEM_HELP
 
-    engine = _open_log(data_dir, database_url)
-    try:
+    with _audit_log(data_dir, database_url) as engine:
         report = service.verify(engine)
-    finally:
-        engine.dispose()
     click.echo(report.summary)
     for problem in report.problems:
         click.echo(f"  #{problem.id}: {problem.what} ({PROBLEM_HELP[problem.what]})")
@@ -119,29 +114,39 @@ def verify(ctx: click.Context, data_dir: Path | None, database_url: str | None) 
         ctx.exit(1)
 
 
-def _open_log(data_dir: Path | None, database_url: str | None) -> Engine:
-    """An engine on the configured database, or ConfigError when it has no audit log."""
-    from sqlalchemy.engine import make_url
+@contextmanager
+def _audit_log(data_dir: Path | None, database_url: str | None) -> Iterator[Engine]:
+    """An engine on the configured database that has an audit log. Failures (no database,
+    no table, unreachable server) end as a one-line ConfigError naming the fix."""
+    from sqlalchemy.exc import SQLAlchemyError
 
     from safeboard.audit import service
     from safeboard.datadir import ensure_data_dir
     from safeboard.errors import ConfigError
     from safeboard.secret_store import ensure_secrets
-    from safeboard.settings import load_settings
+    from safeboard.settings import load_settings, mask_url_password
     from safeboard.storage import create_engine
 
     directory = ensure_data_dir(resolve_data_dir(data_dir))
     ensure_secrets(directory)
     overrides = {"database": {"url": database_url}} if database_url else {}
     url = load_settings(directory, **overrides).database_url
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
-        raise ConfigError(f"no database at {parsed.database}: {_NO_LOG}")
-    engine = create_engine(url)
-    if not service.has_log(engine):
+    engine = create_engine(url)  # no I/O yet
+    sqlite_path = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    if sqlite_path is not None and not Path(sqlite_path).is_file():  # don't create one
+        raise ConfigError(f"no database at {sqlite_path}: {_NO_LOG}")
+    try:
+        if not service.has_log(engine):
+            raise ConfigError(f"database {mask_url_password(url)} has no audit log: {_NO_LOG}")
+        yield engine
+    except (SQLAlchemyError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+        raise ConfigError(
+            f"cannot use database {mask_url_password(url)}: {reason}; check --database-url "
+            "and that the server is up"
+        ) from None
+    finally:
         engine.dispose()
-        raise ConfigError(f"the database has no audit_log table: {_NO_LOG}")
-    return engine
 
 
 def _as_json(entry: AuditEntry) -> dict[str, Any]:
@@ -163,7 +168,8 @@ def _print_table(found: list[AuditEntry]) -> None:
         return
     table = Table(show_lines=False)
     for name in ("id", "at (UTC)", "action", "actor", "target", "outcome", "address", "detail"):
-        table.add_column(name, overflow="fold")
+        fixed = name in ("id", "at (UTC)", "action", "outcome")  # short: never wrapped
+        table.add_column(name, no_wrap=fixed, overflow="ellipsis" if fixed else "fold")
     for entry in found:
         detail = (
             json.dumps(entry.detail, ensure_ascii=False, sort_keys=True) if entry.detail else ""

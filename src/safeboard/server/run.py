@@ -16,6 +16,7 @@ from safeboard.datadir import ensure_data_dir
 from safeboard.errors import ConfigError
 from safeboard.logconfig import log_config
 from safeboard.secret_store import ensure_secrets
+from safeboard.server.bootstrap import bootstrap
 from safeboard.server.certificates import TlsMaterial, prepare_tls
 from safeboard.server.tls import uvicorn_ssl_factory
 from safeboard.settings import Settings, is_loopback_host, load_settings, mask_url_password
@@ -94,6 +95,7 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
     sock = bind_socket(settings.server.host, settings.port)
     engine = open_database(settings.database_url)
     app = create_app(settings, engine=engine, certificate_names=material.names if material else ())
+    started = bootstrap(app, settings, material)
     config = uvicorn.Config(
         app,
         log_config=None,  # configured above, with the redacting filter
@@ -108,4 +110,9 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
     )
     for line in banner(prepared):
         echo(line)
+    if started.login_link:
+        echo(f"  sign in as {started.admin}: {started.login_link}")
+        echo("    (single use, valid 15 minutes; a restart makes a new one)")
+    else:
+        echo(f"  no sign-in link: the account {started.admin} is disabled or not an admin")
     uvicorn.Server(config).run(sockets=[sock])

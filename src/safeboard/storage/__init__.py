@@ -4,7 +4,7 @@ Domain packages put their tables on :class:`Base`; the server builds the engine 
 :func:`create_engine`, then calls :func:`upgrade` and :func:`ensure_instance` at start.
 """
 
-from safeboard.storage.engine import BEGIN_IMMEDIATE, SUPPORTED_URLS, create_engine, ping
+from safeboard.storage.engine import BEGIN_IMMEDIATE, SUPPORTED_URLS, create_engine, ping, writer
 from safeboard.storage.migrate import (
     current_revision,
     ensure_instance,
@@ -29,4 +29,5 @@ __all__ = [
     "pending_model_changes",
     "ping",
     "upgrade",
+    "writer",
 ]

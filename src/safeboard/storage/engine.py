@@ -18,7 +18,14 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from safeboard.errors import ConfigError, SafeboardError
 
-__all__ = ["BEGIN_IMMEDIATE", "SUPPORTED_URLS", "create_engine", "parse_database_url", "ping"]
+__all__ = [
+    "BEGIN_IMMEDIATE",
+    "SUPPORTED_URLS",
+    "create_engine",
+    "parse_database_url",
+    "ping",
+    "writer",
+]
 
 SUPPORTED_URLS = "sqlite:////path/to/safeboard.db or postgresql+psycopg://user@host:5432/dbname"
 
@@ -78,6 +85,14 @@ def create_engine(url: str) -> Engine:
     return sqlalchemy.create_engine(
         parsed, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True
     )
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine (and pool) for transactions that read and then write: on SQLite they
+    take the write lock at BEGIN, so concurrent writers queue (busy_timeout) instead of
+    failing with SQLITE_BUSY. Use ``engine.connect()`` for reads and ``writer(engine).begin()``
+    for changes."""
+    return engine.execution_options(**{BEGIN_IMMEDIATE: True})
 
 
 def ping(engine: Engine) -> bool:

@@ -21,6 +21,7 @@ from safeboard.auth.service import utcnow
 from safeboard.auth.tokens import new_token, sha256_hex
 from safeboard.errors import Conflict, NotFound
 from safeboard.settings import Settings
+from safeboard.storage import writer
 from safeboard.users import repository as users
 from safeboard.users.repository import User
 
@@ -35,10 +36,11 @@ class UserService:
         hasher: PasswordHasher,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self.engine = engine
+        self.engine = engine  # reads
+        self.tx = writer(engine)  # changes
         self.hasher = hasher
         self.clock = clock
-        self._invite_lifetime = timedelta(hours=settings.auth.invite_hours)
+        self.invite_lifetime = timedelta(hours=settings.auth.invite_hours)
 
     def _user(self, conn: Connection, username: str) -> User:
         user = users.get_by_username(conn, username)
@@ -57,7 +59,7 @@ class UserService:
     def add(
         self, username: str, *, role: Role, actor: str, display_name: str = "", address: str = ""
     ) -> User:
-        with self.engine.begin() as conn:
+        with self.tx.begin() as conn:
             user = users.create(
                 conn, username=username, role=role, now=self.clock(), display_name=display_name
             )
@@ -85,12 +87,12 @@ class UserService:
         """
         now = self.clock()
         token = new_token()
-        with self.engine.begin() as conn:
+        with self.tx.begin() as conn:
             user = self._user(conn, username)
             creds.delete_unused_tokens(conn, "invite", user.id)
             creds.create_token(
                 conn, token_hash=sha256_hex(token), purpose="invite", user_id=user.id, now=now,
-                expires_at=now + self._invite_lifetime,
+                expires_at=now + self.invite_lifetime,
             )  # fmt: skip
             audit.append(
                 conn, action=AuditAction.INVITE_ISSUED, actor=actor,
@@ -101,7 +103,7 @@ class UserService:
     def set_password(self, username: str, password: str, *, actor: str, address: str = "") -> int:
         """Set a user's password (admin action); all their sessions end. Returns how many."""
         now = self.clock()
-        with self.engine.begin() as conn:
+        with self.tx.begin() as conn:
             user = self._user(conn, username)
             check_new_password(password, username=user.username)
             users.set_password_hash(conn, user.id, self.hasher.hash(password), now)
@@ -113,7 +115,7 @@ class UserService:
         return ended
 
     def set_role(self, username: str, role: Role, *, actor: str, address: str = "") -> User:
-        with self.engine.begin() as conn:
+        with self.tx.begin() as conn:
             user = self._user(conn, username)
             if user.role is Role.ADMIN and role is not Role.ADMIN and user.is_active:
                 self._keep_an_admin(conn)
@@ -126,7 +128,7 @@ class UserService:
 
     def set_active(self, username: str, active: bool, *, actor: str, address: str = "") -> User:
         """Disable (sessions end, keys stop at once) or enable an account."""
-        with self.engine.begin() as conn:
+        with self.tx.begin() as conn:
             user = self._user(conn, username)
             if not active and user.role is Role.ADMIN and user.is_active:
                 self._keep_an_admin(conn)
@@ -149,7 +151,7 @@ class UserService:
             return creds.list_sessions(conn, self._user(conn, username).id)
 
     def revoke_sessions(self, username: str, *, actor: str, address: str = "") -> int:
-        with self.engine.begin() as conn:
+        with self.tx.begin() as conn:
             user = self._user(conn, username)
             ended = creds.delete_user_sessions(conn, user.id)
             audit.append(

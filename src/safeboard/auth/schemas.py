@@ -1,0 +1,88 @@
+"""API shapes for sign-in, sessions and API keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from safeboard.auth.permissions import Scope
+from safeboard.schemas import Model, StrictModel
+
+__all__ = [
+    "KeyCreate",
+    "KeyCreated",
+    "KeyOut",
+    "LoginRequest",
+    "PasswordChange",
+    "SessionOut",
+    "TokenRequest",
+    "InviteAccept",
+    "UserOut",
+]
+
+_Secret = Field(min_length=1, max_length=4096)
+
+
+class LoginRequest(StrictModel):
+    username: str = Field(min_length=1, max_length=200)
+    password: str = _Secret
+    next: str | None = Field(None, max_length=2000, description="Where to go afterwards.")
+
+
+class TokenRequest(StrictModel):
+    token: str = Field(min_length=1, max_length=200)
+    next: str | None = Field(None, max_length=2000)
+
+
+class InviteAccept(StrictModel):
+    token: str = Field(min_length=1, max_length=200)
+    password: str = _Secret
+
+
+class PasswordChange(StrictModel):
+    current_password: str = Field(max_length=4096)
+    new_password: str = _Secret
+
+
+class UserOut(Model):
+    username: str
+    display_name: str
+    role: str
+    is_active: bool
+    has_password: bool
+    created_at: datetime
+
+
+class SessionOut(Model):
+    user: UserOut
+    credential: str
+    csrf_token: str | None = Field(description="Send as X-CSRF-Token on unsafe requests.")
+    expires_at: datetime | None = None
+    redirect: str = "/"
+
+
+class KeyCreate(StrictModel):
+    name: str = Field(min_length=1, max_length=100)
+    scope: Scope = Scope.READ
+    project_id: int | None = Field(None, ge=1)
+    expires_in_days: int | None = Field(None, ge=1, le=3650)
+    never_expires: bool = False
+
+
+class KeyOut(Model):
+    id: str
+    name: str
+    owner: str
+    kind: str
+    scope: Scope
+    project_id: int | None
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    last_used_address: str | None
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyOut):
+    token: str = Field(description="The key itself: shown this once, never again.")

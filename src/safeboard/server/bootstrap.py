@@ -1,0 +1,89 @@
+"""What every start does for the local story (S4, DESIGN "The local story"):
+
+1. the admin account of the OS user who runs the server exists (made at first start,
+   with no password);
+2. a new startup token (single use, 15 minutes) is minted, every unused one from before
+   dies, and its link is returned for printing and written to ``login-link`` (0600);
+3. a new local API key for that admin replaces the previous one, and the discovery file
+   (0600) tells the SDK and CLI of the same OS user where the server is and how to trust it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from safeboard.auth.dependencies import AuthContext
+from safeboard.auth.permissions import CredentialKind, Role, Scope
+from safeboard.auth.principal import Principal
+from safeboard.datadir import write_private
+from safeboard.errors import InvalidRequest
+from safeboard.server.certificates import TlsMaterial
+from safeboard.settings import Settings, is_loopback_host
+from safeboard.users.repository import normalize_username
+from safeboard.users.service import UserService
+
+__all__ = ["DISCOVERY_FILE", "LOGIN_LINK_FILE", "Bootstrapped", "bootstrap", "local_url"]
+
+LOGIN_LINK_FILE = "login-link"
+DISCOVERY_FILE = "discovery.json"
+_FALLBACK_ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Bootstrapped:
+    admin: str
+    login_link: str | None  # None when the OS user's account is disabled or not an admin
+    discovery_path: Path
+
+    def __repr__(self) -> str:
+        return f"Bootstrapped(admin={self.admin!r}, discovery_path={self.discovery_path!r})"
+
+
+def os_admin_name() -> str:
+    try:
+        return normalize_username(getpass.getuser())
+    except (InvalidRequest, KeyError, OSError):
+        return _FALLBACK_ADMIN
+
+
+def local_url(settings: Settings) -> str:
+    """The URL on which this machine reaches the server (loopback when the bind allows)."""
+    scheme = "https" if settings.tls_on else "http"
+    host = settings.server.host
+    if host in ("0.0.0.0", "::") or is_loopback_host(host):  # noqa: S104  (a name, not a bind)
+        host = "[::1]" if host == "::1" else "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{settings.port}"
+
+
+def bootstrap(app: FastAPI, settings: Settings, tls: TlsMaterial | None) -> Bootstrapped:
+    users: UserService = app.state.users
+    context: AuthContext = app.state.auth_context
+    admin = users.ensure_admin(os_admin_name(), actor="system:start")
+    url = local_url(settings)
+    link = None
+    discovery: dict[str, object] = {"url": url, "username": admin.username}
+    if admin.is_active and admin.role is Role.ADMIN:
+        token = context.auth.mint_startup_token(admin.id)
+        link = f"{url}/login#token={token}"
+        owner = Principal(
+            user_id=admin.id, username=admin.username, role=admin.role,
+            credential=CredentialKind.SESSION, scope=Scope.ADMIN,
+        )  # fmt: skip
+        discovery["api_key"] = context.keys.mint_local_key(owner)
+    write_private(settings.data_dir / LOGIN_LINK_FILE, f"{link or ''}\n".encode())
+    if tls is not None:
+        discovery["tls"] = {
+            "fingerprint": tls.fingerprint,
+            "ca_cert": str(tls.ca_path) if tls.ca_path else None,
+            "cert": str(tls.cert_path),
+        }
+    path = settings.data_dir / DISCOVERY_FILE
+    write_private(path, (json.dumps(discovery, indent=2) + "\n").encode())
+    return Bootstrapped(admin.username, link, path)
