@@ -10,7 +10,16 @@ import traceback
 import click
 
 from safeboard import __version__
-from safeboard.cli import config_cmd, db_cmd, secrets_cmd, server_cmd, tls_cmd
+from safeboard.cli import (
+    audit_cmd,
+    config_cmd,
+    db_cmd,
+    key_cmd,
+    secrets_cmd,
+    server_cmd,
+    tls_cmd,
+    user_cmd,
+)
 from safeboard.errors import SafeboardError
 
 __all__ = ["cli", "main"]
@@ -27,6 +36,9 @@ cli.add_command(config_cmd.config)
 cli.add_command(secrets_cmd.secrets)
 cli.add_command(tls_cmd.tls)
 cli.add_command(db_cmd.db)
+cli.add_command(user_cmd.user)
+cli.add_command(key_cmd.key)
+cli.add_command(audit_cmd.audit)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -78,7 +78,7 @@ def list_(
     limit: int,
     as_json: bool,
 ) -> None:
-    """List audit entries, oldest first."""
+    """List the newest matching audit entries, oldest of them first."""
     from safeboard.audit import service
 
     with _audit_log(data_dir, database_url) as engine:

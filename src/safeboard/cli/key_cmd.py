@@ -1,0 +1,89 @@
+"""``safeboard key create | list | revoke``: API keys, on this machine's server data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from safeboard.cli.options import data_dir_option, resolve_data_dir
+
+__all__ = ["key"]
+
+
+@click.group()
+def key() -> None:
+    """Manage API keys (sb_<id>_<secret>; only a hash is stored)."""
+
+
+def _default_user() -> str:
+    from safeboard.server.bootstrap import os_admin_name
+
+    return os_admin_name()
+
+
+@key.command("create")
+@data_dir_option
+@click.option("--name", required=True, help="What the key is for (shown in lists).")
+@click.option("--user", "username", default=None, help="Owner (default: your OS user's account).")
+@click.option("--scope", type=click.Choice(["read", "write", "admin"]), default="read",
+              show_default=True)  # fmt: skip
+@click.option("--project-id", type=int, default=None, help="Restrict the key to one project.")
+@click.option("--days", type=click.IntRange(1, 3650), default=None,
+              help="Lifetime in days (default: auth.api_key_days).")  # fmt: skip
+@click.option("--never-expires", is_flag=True, help="No expiry (admins only).")
+def create(
+    data_dir: Path | None, name: str, username: str | None, scope: str,
+    project_id: int | None, days: int | None, never_expires: bool,
+) -> None:  # fmt: skip
+    """Create a key and print it once. Store it now: it cannot be shown again."""
+    from safeboard.auth.permissions import Scope
+    from safeboard.cli.local import open_local
+
+    with open_local(resolve_data_dir(data_dir)) as local:
+        owner = local.principal(username or _default_user())
+        info, token = local.keys.create(
+            owner, name=name, scope=Scope(scope), project_id=project_id, days=days,
+            never_expires=never_expires, address="cli",
+        )  # fmt: skip
+    expiry = info.expires_at.date().isoformat() if info.expires_at else "never"
+    click.echo(f"key {info.id} for {owner.username} ({scope}, expires {expiry}):", err=True)
+    click.echo(token)
+
+
+@key.command("list")
+@data_dir_option
+@click.option("--user", "username", default=None, help="Whose keys (default: yours).")
+@click.option("--all", "everyone", is_flag=True, help="Everyone's keys.")
+@click.option("--json", "as_json", is_flag=True)
+def list_(data_dir: Path | None, username: str | None, everyone: bool, as_json: bool) -> None:
+    """List keys (never their secrets)."""
+    from safeboard.cli.local import open_local
+
+    with open_local(resolve_data_dir(data_dir)) as local:
+        viewer = local.principal(username or _default_user())
+        keys = local.keys.list(viewer, everyone=everyone)
+    for item in keys:
+        row = {
+            "id": item.id, "name": item.name, "user_id": item.user_id, "kind": item.kind,
+            "scope": item.scope.value, "project_id": item.project_id,
+            "expires_at": item.expires_at.isoformat() if item.expires_at else None,
+            "last_used_at": item.last_used_at.isoformat() if item.last_used_at else None,
+            "last_used_address": item.last_used_address,
+            "revoked": item.revoked_at is not None,
+        }  # fmt: skip
+        click.echo(json.dumps(row) if as_json else "  ".join(str(v) for v in row.values()))
+
+
+@key.command("revoke")
+@data_dir_option
+@click.argument("key_id")
+def revoke(data_dir: Path | None, key_id: str) -> None:
+    """Revoke a key by id (the part after sb_). Takes effect at once, on every replica."""
+    from safeboard.cli.local import open_local
+
+    with open_local(resolve_data_dir(data_dir)) as local:
+        actor = local.principal(_default_user())
+        local.keys.revoke(actor, key_id.removeprefix("sb_").split("_")[0], address="cli")
+    click.echo(f"key {key_id} revoked")

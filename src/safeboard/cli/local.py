@@ -1,0 +1,69 @@
+"""Commands that act on this machine's server data directly (as the operator who owns the
+data directory), without a running server: accounts and keys."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from safeboard.auth.api_keys import ApiKeyService
+from safeboard.auth.passwords import PasswordHasher
+from safeboard.auth.permissions import CredentialKind, Scope
+from safeboard.auth.principal import Principal
+from safeboard.datadir import ensure_data_dir
+from safeboard.secret_store import ensure_secrets
+from safeboard.server.bootstrap import DISCOVERY_FILE, local_url
+from safeboard.settings import Settings, load_settings
+from safeboard.storage import open_database
+from safeboard.users.service import UserService
+
+__all__ = ["Local", "cli_actor", "open_local"]
+
+
+def cli_actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+@dataclass(frozen=True)
+class Local:
+    settings: Settings
+    users: UserService
+    keys: ApiKeyService
+
+    def principal(self, username: str) -> Principal:
+        """Act as ``username`` (the operator owns the data directory, hence every account)."""
+        user = self.users.get(username)
+        return Principal(
+            user_id=user.id, username=user.username, role=user.role,
+            credential=CredentialKind.SESSION, scope=Scope.ADMIN,
+        )  # fmt: skip
+
+    def base_url(self) -> str:
+        """The server's URL as its last start recorded it, else as the settings say."""
+        path = self.settings.data_dir / DISCOVERY_FILE
+        try:
+            return str(json.loads(path.read_text())["url"])
+        except (OSError, ValueError, KeyError):
+            return local_url(self.settings)
+
+
+@contextmanager
+def open_local(data_dir: Path) -> Iterator[Local]:
+    directory = ensure_data_dir(data_dir)
+    ensure_secrets(directory)
+    settings = load_settings(directory)
+    engine = open_database(settings.database_url)
+    try:
+        hasher = PasswordHasher(settings.auth)
+        yield Local(
+            settings, UserService(engine, settings, hasher), ApiKeyService(engine, settings)
+        )
+    finally:
+        engine.dispose()

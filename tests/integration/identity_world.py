@@ -1,0 +1,93 @@
+"""A small world for identity tests: the real app on a real database (SQLite or
+PostgreSQL), with accounts, keys and signed-in clients made through the real services."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from safeboard.api.app import create_app
+from safeboard.auth.dependencies import AuthContext
+from safeboard.auth.permissions import Role, Scope
+from safeboard.settings import Settings
+from safeboard.storage import create_engine, upgrade
+from safeboard.users.service import UserService
+
+# OWASP's minimum (still >= S5's floor) keeps the suite fast.
+FAST_ARGON2 = {"argon2_memory_kib": 19456, "argon2_time_cost": 2, "argon2_parallelism": 1}
+PASSWORD = "correct horse battery staple 42"
+
+
+@dataclass
+class World:
+    app: FastAPI
+    settings: Settings
+    base_url: str
+    clients: list[httpx.AsyncClient] = field(default_factory=list)
+
+    @property
+    def users(self) -> UserService:
+        service: UserService = self.app.state.users
+        return service
+
+    @property
+    def context(self) -> AuthContext:
+        context: AuthContext = self.app.state.auth_context
+        return context
+
+    def client(self, address: str = "127.0.0.1", **headers: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=self.app, client=(address, 50000))
+        client = httpx.AsyncClient(transport=transport, base_url=self.base_url, headers=headers)
+        self.clients.append(client)
+        return client
+
+    def user(self, name: str, role: Role = Role.MEMBER, password: str | None = PASSWORD) -> None:
+        self.users.add(name, role=role, actor="test")
+        if password is not None:
+            self.users.set_password(name, password, actor="test")
+
+    def key(self, name: str, scope: Scope = Scope.ADMIN, **kwargs: Any) -> str:
+        from safeboard.cli.local import Local
+
+        local = Local(self.settings, self.users, self.context.keys)
+        _, token = self.context.keys.create(
+            local.principal(name), name="test", scope=scope, **kwargs
+        )
+        return token
+
+    async def signed_in(self, name: str, password: str = PASSWORD) -> tuple[httpx.AsyncClient, str]:
+        """A client with a session cookie for ``name``, and its CSRF token."""
+        client = self.client()
+        response = await client.post(
+            "/api/v1/auth/login", json={"username": name, "password": password}
+        )
+        assert response.status_code == 200, response.text
+        return client, response.json()["csrf_token"]
+
+    def unsafe(self, csrf: str) -> dict[str, str]:
+        """Headers a same-origin browser page sends with a state-changing request."""
+        return {"X-CSRF-Token": csrf, "Origin": self.base_url}
+
+    def set_clock(self, now: Callable[[], datetime]) -> None:
+        self.context.auth.clock = now
+        self.context.keys.clock = now
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.aclose()
+        self.app.state.engine.dispose()
+
+
+def build_world(make_settings: Callable[..., Settings], db_url: str, **overrides: Any) -> World:
+    auth = {**FAST_ARGON2, **overrides.pop("auth", {})}
+    settings = make_settings(database={"url": db_url}, auth=auth, **overrides)
+    engine = create_engine(settings.database_url)
+    upgrade(engine)
+    app = create_app(settings, engine=engine)
+    scheme = "https" if settings.tls_on else "http"
+    return World(app, settings, f"{scheme}://127.0.0.1:{settings.port}")
