@@ -27,9 +27,22 @@ REDACTED = "[REDACTED]"
 
 # A query parameter (or key=value pair) whose name contains one of these is never logged.
 SENSITIVE_NAME_PARTS = (
-    "token", "key", "secret", "pass", "pwd", "auth", "sig", "session", "jwt", "cred",
-    "code", "cookie", "csrf", "invite", "bearer",
-)  # fmt: skip
+    "token",
+    "key",
+    "secret",
+    "pass",
+    "pwd",
+    "auth",
+    "sig",
+    "session",
+    "jwt",
+    "cred",
+    "code",
+    "cookie",
+    "csrf",
+    "invite",
+    "bearer",
+)
 
 _NAME_PART = "|".join(SENSITIVE_NAME_PARTS)
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -42,9 +55,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # name=value and name: value pairs whose name looks sensitive (also inside longer names
     # such as auth_token or private_key), in query strings, cookies, JSON-ish text or prose.
     (
-        re.compile(
-            r"(?i)([\w.\-]*(?:" + _NAME_PART + r")[\w.\-]*\"?\s*[=:]\s*\"?)([^&;\s,\"'}]+)"
-        ),
+        re.compile(r"(?i)([\w.\-]*(?:" + _NAME_PART + r")[\w.\-]*\"?\s*[=:]\s*\"?)([^&;\s,\"'}]+)"),
         r"\1" + REDACTED,
     ),
 )

@@ -32,10 +32,10 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
-    SettingsError,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 

@@ -66,10 +66,9 @@ class PageWatch:
     console: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
 
-    def watch(self, page: Page) -> Page:
+    def watch(self, page: Page) -> None:
         page.on("console", self._on_console)
         page.on("pageerror", self._on_page_error)
-        return page
 
     def _on_console(self, message: ConsoleMessage) -> None:
         self.console.append(f"{message.type}: {message.text}")
@@ -96,7 +95,7 @@ class Chromium:
         context = self.browser.new_context()
         context.add_init_script(_REPORT_CSP)
         watch = PageWatch()
-        context.on("page", watch.watch)
+        context.on("page", watch.watch)  # every page of the context, this one included
         self.contexts.append((context, watch))
         return context.new_page(), watch
 
@@ -124,9 +123,11 @@ def chromium(*extra_flags: str) -> Iterator[Chromium]:
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_FLAGS, *extra_flags],
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[*CHROMIUM_FLAGS, *extra_flags],
             timeout=30_000,
-        )  # fmt: skip
+        )
         session = Chromium(browser)
         try:
             yield session
@@ -158,7 +159,9 @@ def spki_sha256(port: int, host: str = "127.0.0.1") -> str:
     ):
         der = tls.getpeercert(binary_form=True)
     assert der is not None
-    spki = x509.load_der_x509_certificate(der).public_key().public_bytes(
-        Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+    spki = (
+        x509.load_der_x509_certificate(der)
+        .public_key()
+        .public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     )
     return base64.b64encode(hashlib.sha256(spki).digest()).decode()

@@ -36,9 +36,13 @@ def cli_env(data_dir: Path) -> dict[str, str]:
 def run_cli(*args: str, data_dir: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "safeboard", *args],
-        env=cli_env(data_dir), capture_output=True, text=True, timeout=timeout, check=False,
+        env=cli_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
         stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
 
 
 @dataclass
@@ -92,8 +96,11 @@ def start_server(
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "safeboard", "server", "--port", str(port), *args],
-            env=cli_env(data_dir), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            env=cli_env(data_dir),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     server = ServerProcess(process, data_dir, port, log_path, given_ca=ca)
     try:
         _wait_healthy(server)

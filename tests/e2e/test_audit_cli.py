@@ -28,10 +28,13 @@ _ENTRY = (
 def audit_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", _ENTRY, "audit", *args],
-        env={**cli_env(data_dir), "COLUMNS": "200"}, capture_output=True, text=True, timeout=60,
+        env={**cli_env(data_dir), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=False,
         stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
@@ -59,7 +62,7 @@ def data_dir(tmp_path: Path) -> Path:
         )
         service.record(engine, action=AuditAction.LOGOUT, actor="user:alice")
     finally:
-        engine.dispose()  # fmt: skip
+        engine.dispose()
     return directory
 
 

@@ -248,9 +248,15 @@ def test_given_mismatched_key_is_one_line(tmp_path: Path) -> None:
     key.write_bytes(second.private_key_pem.bytes())
     key.chmod(0o600)
     result = run_cli(
-        "server", "--tls-cert", str(cert), "--tls-key", str(key), "--port", str(free_port()),
+        "server",
+        "--tls-cert",
+        str(cert),
+        "--tls-key",
+        str(key),
+        "--port",
+        str(free_port()),
         data_dir=tmp_path / "d",
-    )  # fmt: skip
+    )
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "is not the key of" in result.stderr

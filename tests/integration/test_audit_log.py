@@ -23,9 +23,14 @@ def log(engine: Engine) -> Engine:
     upgrade(engine)
     for i in range(5):
         service.record(
-            engine, action=AuditAction.LOGIN_OK, actor=f"user:u{i}", target=f"user:u{i}",
-            address="127.0.0.1", detail={"via": "password", "n": i}, at=T0 + timedelta(minutes=i),
-        )  # fmt: skip
+            engine,
+            action=AuditAction.LOGIN_OK,
+            actor=f"user:u{i}",
+            target=f"user:u{i}",
+            address="127.0.0.1",
+            detail={"via": "password", "n": i},
+            at=T0 + timedelta(minutes=i),
+        )
     return engine
 
 
@@ -69,9 +74,12 @@ def test_append_commits_or_rolls_back_with_the_callers_transaction(log: Engine) 
 
     with log.begin() as conn:
         made = repository.append(
-            conn, action=AuditAction.ROLE_CHANGED, actor="user:u0", target="user:u1",
+            conn,
+            action=AuditAction.ROLE_CHANGED,
+            actor="user:u0",
+            target="user:u1",
             detail={"from": "member", "to": "admin"},
-        )  # fmt: skip
+        )
     assert all_entries(log)[-1] == made
     assert service.verify(log).ok
 
@@ -99,10 +107,16 @@ def test_edited_row_is_detected(log: Engine, sql: str) -> None:
 def test_edited_row_is_detected_even_when_its_hash_is_recomputed(log: Engine) -> None:
     victim = all_entries(log)[2]
     forged = chain_hash(
-        prev_hash=victim.prev_hash, id=victim.id, at=victim.at, action=victim.action,
-        actor="user:mallory", target=victim.target, outcome=victim.outcome,
-        address=victim.address, detail='{"n":2,"via":"password"}',
-    )  # fmt: skip
+        prev_hash=victim.prev_hash,
+        id=victim.id,
+        at=victim.at,
+        action=victim.action,
+        actor="user:mallory",
+        target=victim.target,
+        outcome=victim.outcome,
+        address=victim.address,
+        detail='{"n":2,"via":"password"}',
+    )
     raw(log, "UPDATE audit_log SET actor = 'user:mallory', hash = :h WHERE id = 3", h=forged)
     assert service.verify(log).problems == [Problem(4, "deleted/reordered")]
 
@@ -114,9 +128,16 @@ def test_inserted_row_is_detected(log: Engine) -> None:
     raw(log, "UPDATE audit_log SET id = id - 999 WHERE id > 1000")
     before = all_entries(log)[1]
     forged = chain_hash(
-        prev_hash=before.hash, id=3, at=before.at, action="user.role_changed",
-        actor="user:u0", target="user:mallory", outcome="ok", address="", detail="{}",
-    )  # fmt: skip
+        prev_hash=before.hash,
+        id=3,
+        at=before.at,
+        action="user.role_changed",
+        actor="user:u0",
+        target="user:mallory",
+        outcome="ok",
+        address="",
+        detail="{}",
+    )
     raw(
         log,
         "INSERT INTO audit_log (id, at, action, actor, target, outcome, address, detail, "
@@ -202,8 +223,13 @@ def test_concurrent_appends_keep_one_linear_chain(engine: Engine) -> None:
 
 
 def test_listing_filters(log: Engine) -> None:
-    service.record(log, action=AuditAction.LOGIN_FAILED, actor="anonymous", outcome="denied",
-                   at=T0 + timedelta(minutes=10))  # fmt: skip
+    service.record(
+        log,
+        action=AuditAction.LOGIN_FAILED,
+        actor="anonymous",
+        outcome="denied",
+        at=T0 + timedelta(minutes=10),
+    )
 
     assert ids(service.list_entries(log, since=T0 + timedelta(minutes=2))) == [3, 4, 5, 6]
     assert ids(service.list_entries(log, until=T0 + timedelta(minutes=2))) == [1, 2]

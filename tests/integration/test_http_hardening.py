@@ -30,9 +30,12 @@ def _client(app: FastAPI, client_ip: str = "127.0.0.1", base: str = "http://127.
 def _assert_security_headers(response: httpx.Response, *, hsts: bool) -> None:
     csp = response.headers["content-security-policy"]
     for directive in (
-        "default-src 'self'", "script-src 'self'", "object-src 'none'",
-        "base-uri 'none'", "frame-ancestors 'none'",
-    ):  # fmt: skip
+        "default-src 'self'",
+        "script-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ):
         assert directive in csp
     assert "unsafe-inline" not in csp
     assert "unsafe-eval" not in csp
@@ -153,11 +156,19 @@ async def test_unexpected_error_is_generic_500_with_details_only_in_log(
 @pytest.mark.parametrize(
     "host",
     [
-        "evil.example", "evil.example:8080", "127.0.0.1.evil.example", "localhost.",
-        "[::2]:8080", "[::1]evil.example", "localhost:80:80", "localhost:x", "local host",
-        "localhost@evil.example", "",
+        "evil.example",
+        "evil.example:8080",
+        "127.0.0.1.evil.example",
+        "localhost.",
+        "[::2]:8080",
+        "[::1]evil.example",
+        "localhost:80:80",
+        "localhost:x",
+        "local host",
+        "localhost@evil.example",
+        "",
     ],
-)  # fmt: skip
+)
 async def test_unknown_host_header_is_refused(probe: httpx.AsyncClient, host: str) -> None:
     response = await probe.get("/healthz", headers={"Host": host})
     if host == "localhost.":  # a trailing dot names the same host

@@ -39,7 +39,7 @@ def _cookie(header: str) -> SimpleCookie:
     return jar
 
 
-# Startup link (S4)
+# The startup link, S4.
 
 
 async def test_startup_token_signs_in_once(world: World) -> None:
@@ -57,8 +57,12 @@ async def test_new_startup_token_kills_unused_ones(world: World) -> None:
     admin = world.users.get("admin")
     old = world.context.auth.mint_startup_token(admin.id)
     new = world.context.auth.mint_startup_token(admin.id)  # what a restart does
-    assert (await world.client().post("/api/v1/auth/startup", json={"token": old})).status_code == 401
-    assert (await world.client().post("/api/v1/auth/startup", json={"token": new})).status_code == 200
+    assert (
+        await world.client().post("/api/v1/auth/startup", json={"token": old})
+    ).status_code == 401
+    assert (
+        await world.client().post("/api/v1/auth/startup", json={"token": new})
+    ).status_code == 200
 
 
 async def test_startup_token_expires_after_15_minutes(world: World) -> None:
@@ -77,7 +81,7 @@ async def test_startup_token_is_long_and_random(world: World) -> None:
     assert all(len(t) >= 43 for t in tokens)  # 256 bits, URL-safe base64
 
 
-# Passwords (S5)
+# Passwords and throttling, S5.
 
 
 async def test_unknown_user_and_wrong_password_look_the_same(world: World) -> None:
@@ -147,7 +151,9 @@ async def test_throttled_after_five_failures_even_with_right_password(world: Wor
             "/api/v1/auth/login", json={"username": "alice", "password": "wrong wrong wrong"}
         )
         assert response.status_code == 401
-    locked = await client.post("/api/v1/auth/login", json={"username": "alice", "password": PASSWORD})
+    locked = await client.post(
+        "/api/v1/auth/login", json={"username": "alice", "password": PASSWORD}
+    )
     assert locked.status_code == 429
     assert int(locked.headers["retry-after"]) >= 1
     assert locked.json()["error"]["code"] == "rate_limited"
@@ -168,11 +174,13 @@ async def test_throttled_per_client_address(world: World) -> None:
     )
     assert response.status_code == 429
     elsewhere = world.client(address="192.0.2.8")
-    ok = await elsewhere.post("/api/v1/auth/login", json={"username": "admin", "password": PASSWORD})
+    ok = await elsewhere.post(
+        "/api/v1/auth/login", json={"username": "admin", "password": PASSWORD}
+    )
     assert ok.status_code == 200
 
 
-# Sessions (S6)
+# Sessions, S6.
 
 
 async def test_plain_loopback_cookie(world: World) -> None:
@@ -285,7 +293,7 @@ async def test_admin_can_end_all_sessions_of_a_user(world: World) -> None:
     assert (await client.get("/api/v1/auth/session")).status_code == 401
 
 
-# CSRF (S7)
+# Cross-site request forgery, S7.
 
 
 @pytest.mark.parametrize(

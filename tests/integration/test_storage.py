@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import Engine, event, inspect, select
 from sqlalchemy.orm import Session
 
-from safeboard.tables import Base  # every domain's tables, so the metadata is complete
 from safeboard.errors import ConfigError
 from safeboard.storage import (
     InstanceRow,
@@ -27,6 +26,7 @@ from safeboard.storage import (
     ping,
     upgrade,
 )
+from safeboard.tables import Base  # every domain's tables, so the metadata is complete
 
 
 class _AbortError(Exception):

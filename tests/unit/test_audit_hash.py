@@ -25,10 +25,16 @@ from safeboard.audit.events import (
 
 AT = datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
 FIELDS: dict[str, Any] = {
-    "prev_hash": GENESIS_HASH, "id": 1, "at": AT, "action": "login.ok", "actor": "user:alice",
-    "target": "user:alice", "outcome": "ok", "address": "127.0.0.1",
+    "prev_hash": GENESIS_HASH,
+    "id": 1,
+    "at": AT,
+    "action": "login.ok",
+    "actor": "user:alice",
+    "target": "user:alice",
+    "outcome": "ok",
+    "address": "127.0.0.1",
     "detail": '{"via":"password"}',
-}  # fmt: skip
+}
 # Pinned: a change of the encoding would make every stored chain fail to verify.
 PINNED = "2fac33659704e429cc61b2da743abe7f1a0d3d969d4f750a4eaa9f841b2bd6b0"
 
@@ -50,11 +56,17 @@ def test_hash_is_stable_across_time_zones() -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("prev_hash", "1" * 64), ("id", 2), ("at", AT + timedelta(microseconds=1)),
-        ("action", "logout"), ("actor", "user:mallory"), ("target", "user:bob"),
-        ("outcome", "denied"), ("address", "10.0.0.1"), ("detail", '{"via":"key"}'),
+        ("prev_hash", "1" * 64),
+        ("id", 2),
+        ("at", AT + timedelta(microseconds=1)),
+        ("action", "logout"),
+        ("actor", "user:mallory"),
+        ("target", "user:bob"),
+        ("outcome", "denied"),
+        ("address", "10.0.0.1"),
+        ("detail", '{"via":"key"}'),
     ],
-)  # fmt: skip
+)
 def test_every_field_is_covered(field: str, value: object) -> None:
     assert chain_hash(**{**FIELDS, field: value}) != PINNED
 
@@ -97,11 +109,27 @@ def test_detail_encoding_is_canonical() -> None:
 @pytest.mark.parametrize(
     "key",
     [
-        "password", "new_password", "Password", "passwd", "token", "session_token",
-        "access-token", "secret", "key_secret", "client_secret", "api_key", "API-Key",
-        "apikey", "key", "authorization", "cookie", "credentials", "private_key", "otp",
+        "password",
+        "new_password",
+        "Password",
+        "passwd",
+        "token",
+        "session_token",
+        "access-token",
+        "secret",
+        "key_secret",
+        "client_secret",
+        "api_key",
+        "API-Key",
+        "apikey",
+        "key",
+        "authorization",
+        "cookie",
+        "credentials",
+        "private_key",
+        "otp",
     ],
-)  # fmt: skip
+)
 def test_secret_like_detail_keys_are_refused(key: str) -> None:
     with pytest.raises(ValueError, match="named like a secret"):
         encode_detail({key: "x"})
@@ -111,9 +139,22 @@ def test_secret_like_detail_keys_are_refused(key: str) -> None:
 
 @pytest.mark.parametrize(
     "key",
-    ["via", "reason", "role", "from", "to", "sessions_ended", "name", "scope", "kind",
-     "project_id", "expires_at", "key_id", "keyword"],
-)  # fmt: skip
+    [
+        "via",
+        "reason",
+        "role",
+        "from",
+        "to",
+        "sessions_ended",
+        "name",
+        "scope",
+        "kind",
+        "project_id",
+        "expires_at",
+        "key_id",
+        "keyword",
+    ],
+)
 def test_plain_metadata_keys_are_accepted(key: str) -> None:
     assert json.loads(encode_detail({key: 1})) == {key: 1}
 
@@ -121,12 +162,16 @@ def test_plain_metadata_keys_are_accepted(key: str) -> None:
 @pytest.mark.parametrize(
     ("detail", "error"),
     [
-        ({"at": datetime.now(UTC)}, TypeError), ({"raw": b"x"}, TypeError),
-        ({"tags": {"a"}}, TypeError), ({1: "x"}, TypeError),
-        ({"ratio": float("inf")}, ValueError), ({"note": "a\x00b"}, ValueError),
-        ({"note": "\ud800"}, ValueError), ({"note": "x" * 9000}, ValueError),
+        ({"at": datetime.now(UTC)}, TypeError),
+        ({"raw": b"x"}, TypeError),
+        ({"tags": {"a"}}, TypeError),
+        ({1: "x"}, TypeError),
+        ({"ratio": float("inf")}, ValueError),
+        ({"note": "a\x00b"}, ValueError),
+        ({"note": "\ud800"}, ValueError),
+        ({"note": "x" * 9000}, ValueError),
     ],
-)  # fmt: skip
+)
 def test_detail_that_is_not_plain_json_is_refused(detail: Any, error: type[Exception]) -> None:
     with pytest.raises(error):
         encode_detail(detail)
@@ -134,9 +179,16 @@ def test_detail_that_is_not_plain_json_is_refused(detail: Any, error: type[Excep
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("actor", ""), ("actor", "x" * 201), ("target", "x" * 201), ("outcome", "x" * 17),
-     ("address", "x" * 65), ("target", "a\x00b"), ("actor", "\udcff")],
-)  # fmt: skip
+    [
+        ("actor", ""),
+        ("actor", "x" * 201),
+        ("target", "x" * 201),
+        ("outcome", "x" * 17),
+        ("address", "x" * 65),
+        ("target", "a\x00b"),
+        ("actor", "\udcff"),
+    ],
+)
 def test_fields_the_columns_cannot_hold_are_refused(field: str, value: str) -> None:
     fields = {"action": "logout", "actor": "user:a", "target": "", "outcome": "ok"}
     with pytest.raises(ValueError, match=field):

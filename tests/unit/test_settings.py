@@ -156,11 +156,19 @@ def test_settings_without_secrets_cannot_be_built(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("host", "loopback"),
     [
-        ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("[::1]", True),
-        ("localhost", True), ("LocalHost", True), ("0.0.0.0", False), ("::", False),
-        ("10.0.0.1", False), ("example.org", False), ("localhost.example.org", False),
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("LocalHost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.0.0.1", False),
+        ("example.org", False),
+        ("localhost.example.org", False),
     ],
-)  # fmt: skip
+)
 def test_is_loopback_host(host: str, loopback: bool) -> None:
     assert is_loopback_host(host) is loopback
 

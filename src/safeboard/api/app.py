@@ -28,6 +28,7 @@ from safeboard.auth.identity import ApiKeyProvider, IdentityChain, SessionCookie
 from safeboard.auth.passwords import PasswordHasher
 from safeboard.auth.permissions import Permission
 from safeboard.auth.service import AuthService
+from safeboard.schemas import ERROR_RESPONSES
 from safeboard.settings import Settings
 from safeboard.storage import create_engine
 from safeboard.users import routes as user_routes
@@ -75,6 +76,7 @@ def create_app(
         docs_url=None,  # Swagger UI needs inline script and a CDN; the CSP allows neither
         redoc_url=None,
         openapi_url=None,  # served below, to signed-in users only (S3)
+        responses=ERROR_RESPONSES,
         lifespan=lifespan,
     )
     app.state.settings = settings

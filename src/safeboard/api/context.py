@@ -9,7 +9,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from safeboard.api.errors import GENERIC_500, error_response
+from safeboard.api.errors import error_response
 from safeboard.redaction import redact_path, redact_query
 
 __all__ = ["RequestContextMiddleware"]
@@ -72,5 +72,11 @@ class RequestContextMiddleware:
         target = redact_path(raw.decode("latin-1")) + (f"?{query}" if query else "")
         access_log.info(
             '%s "%s %s" %d %d %.1fms id=%s',
-            address, scope.get("method", "-"), target, status, sent, seconds * 1000, request_id,
-        )  # fmt: skip
+            address,
+            scope.get("method", "-"),
+            target,
+            status,
+            sent,
+            seconds * 1000,
+            request_id,
+        )

@@ -10,10 +10,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import fastapi.routing
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from safeboard.errors import STATUS_BY_CODE, SafeboardError
 
@@ -85,13 +87,28 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
     return error_response("invalid_request", _describe_validation(exc), request_id_of(request))
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path (Starlette names only the first route's)."""
+    iterate = getattr(fastapi.routing, "iter_route_contexts", None)
+    routes = iterate(request.app.routes) if iterate else request.app.routes
+    methods: set[str] = set()
+    for route in routes:
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= set(route_methods)
+    return ", ".join(sorted(methods))
+
+
 async def _on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101
     code = _CODE_BY_STATUS.get(
         exc.status_code, "bad_request" if exc.status_code < 500 else "internal"
     )
     message = _MESSAGES.get(exc.status_code) or str(exc.detail)
-    response = error_response(code, message, request_id_of(request), headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    response = error_response(code, message, request_id_of(request), headers=headers)
     response.status_code = exc.status_code
     return response
 

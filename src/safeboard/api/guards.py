@@ -17,10 +17,22 @@ __all__ = ["BodyLimitMiddleware", "HostCheckMiddleware", "QueryCredentialMiddlew
 # Query parameters that would carry a credential (S8): refused outright, never used.
 CREDENTIAL_PARAMS = frozenset(
     {
-        "token", "access_token", "api_key", "apikey", "key", "session", "sessionid",
-        "password", "auth", "authorization", "bearer", "jwt", "secret", "csrf_token",
+        "token",
+        "access_token",
+        "api_key",
+        "apikey",
+        "key",
+        "session",
+        "sessionid",
+        "password",
+        "auth",
+        "authorization",
+        "bearer",
+        "jwt",
+        "secret",
+        "csrf_token",
     }
-)  # fmt: skip
+)
 _API_KEY_SHAPE = re.compile(r"sb_[0-9a-f]+_")
 
 

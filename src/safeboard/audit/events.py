@@ -42,9 +42,18 @@ _FIELD_LIMITS = {"action": 64, "actor": 200, "target": 200, "outcome": 16, "addr
 # A detail key is refused when, case-folded with '-' read as '_', it contains one of these
 # or is one of the short names below.
 _SECRET_KEY_PARTS = (
-    "password", "passwd", "passphrase", "secret", "token", "credential", "cookie",
-    "authorization", "api_key", "apikey", "private_key",
-)  # fmt: skip
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "credential",
+    "cookie",
+    "authorization",
+    "api_key",
+    "apikey",
+    "private_key",
+)
 _SECRET_KEY_NAMES = frozenset({"pwd", "key", "auth", "sig", "signature", "otp"})
 
 

@@ -70,9 +70,17 @@ _VERIFY_BATCH = 1000
 _WINDOW = 1000  # how far back verify looks for the entry a broken link points to
 
 _COLUMNS = (
-    AuditRow.id, AuditRow.at, AuditRow.action, AuditRow.actor, AuditRow.target,
-    AuditRow.outcome, AuditRow.address, AuditRow.detail, AuditRow.prev_hash, AuditRow.hash,
-)  # fmt: skip
+    AuditRow.id,
+    AuditRow.at,
+    AuditRow.action,
+    AuditRow.actor,
+    AuditRow.target,
+    AuditRow.outcome,
+    AuditRow.address,
+    AuditRow.detail,
+    AuditRow.prev_hash,
+    AuditRow.hash,
+)
 
 
 def append(
@@ -117,8 +125,9 @@ def append(
         update(AuditRow).where(AuditRow.id == row_id).values(prev_hash=prev_hash, hash=digest)
     )
     detail_out = json.loads(detail_text)
-    return AuditEntry(row_id, at, action.value, actor, target, outcome, address, detail_out,
-                      prev_hash, digest)  # fmt: skip
+    return AuditEntry(
+        row_id, at, action.value, actor, target, outcome, address, detail_out, prev_hash, digest
+    )
 
 
 def _lock_for_append(conn: Connection) -> None:

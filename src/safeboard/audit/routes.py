@@ -11,16 +11,30 @@ from safeboard.audit.schemas import AuditOut
 from safeboard.auth.dependencies import requires
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
+from safeboard.errors import InvalidRequest
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1")
+# Strictly a timestamp with a zone: no bare numbers, no naive times.
+_ISO_WITH_ZONE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$"
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest("since: not a real date and time") from None
 
 
 @router.get("/audit", response_model=list[AuditOut])
 def list_audit(
     request: Request,
-    since: datetime | None = None,
+    since: str | None = Query(
+        None, pattern=_ISO_WITH_ZONE, description="ISO-8601 with a zone: 2026-11-23T00:00:00Z."
+    ),
     action: str | None = Query(None, max_length=64),
     after_id: int | None = Query(None, ge=0),
     limit: int = Query(100, ge=1, le=1000),
@@ -28,7 +42,11 @@ def list_audit(
 ) -> list[AuditOut]:
     """Audit entries, oldest first; page with ``after_id``."""
     entries = service.list_entries(
-        request.app.state.engine, since=since, action=action, limit=limit, after_id=after_id
+        request.app.state.engine,
+        since=_timestamp(since),
+        action=action,
+        limit=limit,
+        after_id=after_id,
     )
     return [
         AuditOut(
@@ -41,6 +59,6 @@ def list_audit(
             address=e.address,
             detail=dict(e.detail),
             hash=e.hash,
-        )  # fmt: skip
+        )
         for e in entries
     ]

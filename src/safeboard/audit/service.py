@@ -36,9 +36,15 @@ def record(
         conn.execution_options(**{BEGIN_IMMEDIATE: True})  # SQLite: wait for the write lock
         with conn.begin():
             return repository.append(
-                conn, action=action, actor=actor, target=target, outcome=outcome,
-                address=address, detail=detail, at=at,
-            )  # fmt: skip
+                conn,
+                action=action,
+                actor=actor,
+                target=target,
+                outcome=outcome,
+                address=address,
+                detail=detail,
+                at=at,
+            )
 
 
 def list_entries(
@@ -54,9 +60,14 @@ def list_entries(
     """Entries matching the filters; see :func:`safeboard.audit.repository.entries`."""
     with engine.connect() as conn:
         return repository.entries(
-            conn, since=since, until=until, action=action, limit=limit, after_id=after_id,
+            conn,
+            since=since,
+            until=until,
+            action=action,
+            limit=limit,
+            after_id=after_id,
             newest_first=newest_first,
-        )  # fmt: skip
+        )
 
 
 def verify(engine: Engine) -> VerifyReport:

@@ -51,20 +51,27 @@ class ApiKeyService:
             matches = tokens_equal(sha256_hex(parsed.secret), expected)
             user = users.get(conn, key.user_id) if key and matches else None
         if (
-            key is None or not matches or user is None or not user.is_active
+            key is None
+            or not matches
+            or user is None
+            or not user.is_active
             or key.revoked_at is not None
             or (key.expires_at is not None and now >= key.expires_at)
-        ):  # fmt: skip
+        ):
             raise unauthenticated(_INVALID)
         stale = key.last_used_at is None or now - key.last_used_at >= _TOUCH_EVERY
         if stale or key.last_used_address != address:
             with self.tx.begin() as conn:
                 creds.touch_key(conn, key.id, now, address)
         return Principal(
-            user_id=user.id, username=user.username, role=user.role,
-            credential=CredentialKind.API_KEY, scope=key.scope, project_id=key.project_id,
+            user_id=user.id,
+            username=user.username,
+            role=user.role,
+            credential=CredentialKind.API_KEY,
+            scope=key.scope,
+            project_id=key.project_id,
             key_id=key.id,
-        )  # fmt: skip
+        )
 
     def create(
         self,
@@ -96,22 +103,37 @@ class ApiKeyService:
                 ):
                     raise NotFound("no such project")
             key = KeyInfo(
-                id=secret.id, user_id=owner.user_id, name=name.strip(), kind=kind, scope=scope,
-                project_id=project_id, created_at=now,
-                expires_at=now + lifetime if lifetime else None, last_used_at=None,
-                last_used_address=None, revoked_at=None, secret_hash=sha256_hex(secret.secret),
-            )  # fmt: skip
+                id=secret.id,
+                user_id=owner.user_id,
+                name=name.strip(),
+                kind=kind,
+                scope=scope,
+                project_id=project_id,
+                created_at=now,
+                expires_at=now + lifetime if lifetime else None,
+                last_used_at=None,
+                last_used_address=None,
+                revoked_at=None,
+                secret_hash=sha256_hex(secret.secret),
+            )
             creds.create_key(conn, key)
             audit.append(
-                conn, action=AuditAction.KEY_CREATED, actor=owner.actor,
-                target=f"key:{key.id}", address=address,
-                detail={"name": key.name, "scope": scope.value, "project_id": project_id,
-                        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
-                        "kind": kind},
-            )  # fmt: skip
+                conn,
+                action=AuditAction.KEY_CREATED,
+                actor=owner.actor,
+                target=f"key:{key.id}",
+                address=address,
+                detail={
+                    "name": key.name,
+                    "scope": scope.value,
+                    "project_id": project_id,
+                    "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+                    "kind": kind,
+                },
+            )
         return key, secret.token
 
-    def list(self, viewer: Principal, *, everyone: bool = False) -> list[KeyInfo]:
+    def list_keys(self, viewer: Principal, *, everyone: bool = False) -> list[KeyInfo]:
         if everyone and viewer.role is not Role.ADMIN:
             raise Forbidden("only admins may list everyone's keys")
         with self.engine.connect() as conn:
@@ -125,14 +147,19 @@ class ApiKeyService:
                 raise NotFound("no such key")
             if creds.revoke_key(conn, key_id, now):
                 audit.append(
-                    conn, action=AuditAction.KEY_REVOKED, actor=actor.actor,
-                    target=f"key:{key_id}", address=address, detail={"name": key.name},
-                )  # fmt: skip
+                    conn,
+                    action=AuditAction.KEY_REVOKED,
+                    actor=actor.actor,
+                    target=f"key:{key_id}",
+                    address=address,
+                    detail={"name": key.name},
+                )
 
     def mint_local_key(self, owner: Principal) -> str:
         """The discovery file's key: minted at each start, the previous one revoked."""
         with self.tx.begin() as conn:
             creds.revoke_user_keys(conn, owner.user_id, self.clock(), kind="local")
-        _, token = self.create(owner, name="local (discovery file)", scope=Scope.ADMIN,
-                               kind="local")  # fmt: skip
+        _, token = self.create(
+            owner, name="local (discovery file)", scope=Scope.ADMIN, kind="local"
+        )
         return token

@@ -13,7 +13,13 @@ from urllib.parse import unquote, urlsplit
 from safeboard.auth.tokens import tokens_equal
 from safeboard.errors import Forbidden
 
-__all__ = ["UNSAFE_METHODS", "check_session_csrf", "check_sign_in_origin", "safe_next", "same_origin"]
+__all__ = [
+    "UNSAFE_METHODS",
+    "check_session_csrf",
+    "check_sign_in_origin",
+    "safe_next",
+    "same_origin",
+]
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -54,9 +60,13 @@ def check_session_csrf(
 
 
 def check_sign_in_origin(
-    *, origin: str | None, referer: str | None, fetch_site: str | None, content_type: str | None,
+    *,
+    origin: str | None,
+    referer: str | None,
+    fetch_site: str | None,
+    content_type: str | None,
     own_origin: str,
-) -> None:  # fmt: skip
+) -> None:
     if fetch_site is not None and fetch_site.lower() == "cross-site":
         raise Forbidden("cross-site sign-in refused")
     if not _origin_ok(origin, referer, own_origin, required=False):

@@ -92,10 +92,12 @@ def current_principal(request: Request) -> Principal:
     if principal.credential is CredentialKind.SESSION and request.method in UNSAFE_METHODS:
         assert cookie is not None  # noqa: S101  (a session principal came from the cookie)
         check_session_csrf(
-            token=request.headers.get("x-csrf-token"), expected=context.auth.csrf_token(cookie),
-            origin=request.headers.get("origin"), referer=request.headers.get("referer"),
+            token=request.headers.get("x-csrf-token"),
+            expected=context.auth.csrf_token(cookie),
+            origin=request.headers.get("origin"),
+            referer=request.headers.get("referer"),
             own_origin=own_origin(request),
-        )  # fmt: skip
+        )
     request.state.principal = principal
     return principal
 
@@ -103,7 +105,7 @@ def current_principal(request: Request) -> Principal:
 def requires(permission: Permission) -> Any:
     """Depend on this to require ``permission``; the handler receives the principal."""
 
-    def check(principal: Principal = Depends(current_principal)) -> Principal:  # noqa: B008
+    def check(principal: Principal = Depends(current_principal)) -> Principal:
         ensure(principal, permission)
         return principal
 
@@ -122,10 +124,12 @@ PUBLIC = Depends(_public)
 def sign_in_guard(request: Request) -> None:
     """Login-CSRF defence for the sign-in endpoints (public by nature)."""
     check_sign_in_origin(
-        origin=request.headers.get("origin"), referer=request.headers.get("referer"),
+        origin=request.headers.get("origin"),
+        referer=request.headers.get("referer"),
         fetch_site=request.headers.get("sec-fetch-site"),
-        content_type=request.headers.get("content-type"), own_origin=own_origin(request),
-    )  # fmt: skip
+        content_type=request.headers.get("content-type"),
+        own_origin=own_origin(request),
+    )
 
 
 setattr(sign_in_guard, DECISION_ATTRIBUTE, "public")

@@ -15,7 +15,6 @@ from safeboard.storage import Base, UtcDateTime
 __all__ = ["ApiKeyRow", "LoginThrottleRow", "OneTimeTokenRow", "SessionRow"]
 
 
-
 def _user_fk() -> ForeignKey:
     return ForeignKey("users.id", ondelete="CASCADE")
 

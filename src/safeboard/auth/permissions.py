@@ -69,7 +69,12 @@ PROJECT_PERMISSIONS = frozenset(
 )
 
 _OWN = frozenset(
-    {Permission.ACCOUNT_READ, Permission.ACCOUNT_UPDATE, Permission.KEYS_READ, Permission.KEYS_WRITE}
+    {
+        Permission.ACCOUNT_READ,
+        Permission.ACCOUNT_UPDATE,
+        Permission.KEYS_READ,
+        Permission.KEYS_WRITE,
+    }
 )
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {

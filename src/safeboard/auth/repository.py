@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -31,9 +32,9 @@ __all__ = [
     "touch_session",
 ]
 
-_s = SessionRow.__table__
-_k = ApiKeyRow.__table__
-_o = OneTimeTokenRow.__table__
+_s = cast(sa.Table, SessionRow.__table__)
+_k = cast(sa.Table, ApiKeyRow.__table__)
+_o = cast(sa.Table, OneTimeTokenRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -154,14 +155,22 @@ def touch_key(conn: Connection, key_id: str, now: datetime, address: str) -> Non
 
 
 def create_token(
-    conn: Connection, *, token_hash: str, purpose: str, user_id: int, now: datetime,
+    conn: Connection,
+    *,
+    token_hash: str,
+    purpose: str,
+    user_id: int,
+    now: datetime,
     expires_at: datetime,
-) -> None:  # fmt: skip
+) -> None:
     conn.execute(
         sa.insert(_o).values(
-            token_hash=token_hash, purpose=purpose, user_id=user_id, created_at=now,
+            token_hash=token_hash,
+            purpose=purpose,
+            user_id=user_id,
+            created_at=now,
             expires_at=expires_at,
-        )  # fmt: skip
+        )
     )
 
 
@@ -173,9 +182,11 @@ def consume_token(conn: Connection, token_hash: str, purpose: str, now: datetime
     query = (
         sa.update(_o)
         .where(
-            _o.c.token_hash == token_hash, _o.c.purpose == purpose,
-            _o.c.used_at.is_(None), _o.c.expires_at > now,
-        )  # fmt: skip
+            _o.c.token_hash == token_hash,
+            _o.c.purpose == purpose,
+            _o.c.used_at.is_(None),
+            _o.c.expires_at > now,
+        )
         .values(used_at=now)
         .returning(_o.c.user_id)
     )

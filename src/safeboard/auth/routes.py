@@ -40,9 +40,13 @@ _SIGN_IN = [Depends(sign_in_guard)]
 
 def user_out(user: User) -> UserOut:
     return UserOut(
-        username=user.username, display_name=user.display_name, role=user.role.value,
-        is_active=user.is_active, has_password=user.has_password, created_at=user.created_at,
-    )  # fmt: skip
+        username=user.username,
+        display_name=user.display_name,
+        role=user.role.value,
+        is_active=user.is_active,
+        has_password=user.has_password,
+        created_at=user.created_at,
+    )
 
 
 def _signed_in(
@@ -51,22 +55,29 @@ def _signed_in(
     """Set the session cookie (a new id at every sign-in: no fixation) and describe it."""
     policy = context.cookie
     response.set_cookie(
-        policy.name, session.session_id, max_age=policy.max_age, path="/",
-        secure=policy.secure, httponly=True, samesite="lax",
-    )  # fmt: skip
+        policy.name,
+        session.session_id,
+        max_age=policy.max_age,
+        path="/",
+        secure=policy.secure,
+        httponly=True,
+        samesite="lax",
+    )
     return SessionOut(
-        user=user_out(session.user), credential=CredentialKind.SESSION.value,
-        csrf_token=session.csrf_token, expires_at=session.expires_at,
+        user=user_out(session.user),
+        credential=CredentialKind.SESSION.value,
+        csrf_token=session.csrf_token,
+        expires_at=session.expires_at,
         redirect=safe_next(next_path),
-    )  # fmt: skip
+    )
 
 
 @router.post("/auth/login", dependencies=_SIGN_IN, response_model=SessionOut)
 def login(
     body: LoginRequest,
     response: Response,
-    context: AuthContext = Depends(auth_context),  # noqa: B008
-    where: SignInContext = Depends(sign_in_context),  # noqa: B008
+    context: AuthContext = Depends(auth_context),
+    where: SignInContext = Depends(sign_in_context),
 ) -> SessionOut:
     """Sign in with a user name and password; sets the session cookie."""
     session = context.auth.login_password(body.username, body.password, where)
@@ -77,8 +88,8 @@ def login(
 def startup_link(
     body: TokenRequest,
     response: Response,
-    context: AuthContext = Depends(auth_context),  # noqa: B008
-    where: SignInContext = Depends(sign_in_context),  # noqa: B008
+    context: AuthContext = Depends(auth_context),
+    where: SignInContext = Depends(sign_in_context),
 ) -> SessionOut:
     """Sign in with the token of the link printed at server start (single use)."""
     session = context.auth.login_startup(body.token, where)
@@ -89,8 +100,8 @@ def startup_link(
 def accept_invite(
     body: InviteAccept,
     response: Response,
-    context: AuthContext = Depends(auth_context),  # noqa: B008
-    where: SignInContext = Depends(sign_in_context),  # noqa: B008
+    context: AuthContext = Depends(auth_context),
+    where: SignInContext = Depends(sign_in_context),
 ) -> SessionOut:
     """Set your password with an invitation's token, and sign in."""
     session = context.auth.accept_invite(body.token, body.password, where)
@@ -101,16 +112,19 @@ def accept_invite(
 def logout(
     response: Response,
     principal: Principal = requires(Permission.ACCOUNT_READ),
-    context: AuthContext = Depends(auth_context),  # noqa: B008
-    where: SignInContext = Depends(sign_in_context),  # noqa: B008
+    context: AuthContext = Depends(auth_context),
+    where: SignInContext = Depends(sign_in_context),
 ) -> Response:
     """End this session (its row is deleted) and clear the cookie."""
     context.auth.logout(principal, where)
     response.status_code = HTTP_204_NO_CONTENT
     response.delete_cookie(
-        context.cookie.name, path="/", secure=context.cookie.secure, httponly=True,
+        context.cookie.name,
+        path="/",
+        secure=context.cookie.secure,
+        httponly=True,
         samesite="lax",
-    )  # fmt: skip
+    )
     return response
 
 
@@ -118,7 +132,7 @@ def logout(
 def whoami(
     request: Request,
     principal: Principal = requires(Permission.ACCOUNT_READ),
-    context: AuthContext = Depends(auth_context),  # noqa: B008
+    context: AuthContext = Depends(auth_context),
 ) -> SessionOut:
     """Who you are, and the CSRF token that goes with your session."""
     users: UserService = request.app.state.users
@@ -126,17 +140,18 @@ def whoami(
     if principal.credential is CredentialKind.SESSION:
         csrf = context.auth.csrf_token(request.cookies[context.cookie.name])
     return SessionOut(
-        user=user_out(users.get(principal.username)), credential=principal.credential.value,
+        user=user_out(users.get(principal.username)),
+        credential=principal.credential.value,
         csrf_token=csrf,
-    )  # fmt: skip
+    )
 
 
 @router.post("/auth/password", status_code=HTTP_204_NO_CONTENT)
 def change_password(
     body: PasswordChange,
     principal: Principal = requires(Permission.ACCOUNT_UPDATE),
-    context: AuthContext = Depends(auth_context),  # noqa: B008
-    where: SignInContext = Depends(sign_in_context),  # noqa: B008
+    context: AuthContext = Depends(auth_context),
+    where: SignInContext = Depends(sign_in_context),
 ) -> Response:
     """Change your password; your other sessions end."""
     context.auth.change_password(principal, body.current_password, body.new_password, where)
@@ -145,11 +160,18 @@ def change_password(
 
 def key_out(key: KeyInfo, owner: str) -> KeyOut:
     return KeyOut(
-        id=key.id, name=key.name, owner=owner, kind=key.kind, scope=key.scope,
-        project_id=key.project_id, created_at=key.created_at, expires_at=key.expires_at,
-        last_used_at=key.last_used_at, last_used_address=key.last_used_address,
+        id=key.id,
+        name=key.name,
+        owner=owner,
+        kind=key.kind,
+        scope=key.scope,
+        project_id=key.project_id,
+        created_at=key.created_at,
+        expires_at=key.expires_at,
+        last_used_at=key.last_used_at,
+        last_used_address=key.last_used_address,
         revoked_at=key.revoked_at,
-    )  # fmt: skip
+    )
 
 
 @router.get("/keys", response_model=list[KeyOut])
@@ -157,12 +179,12 @@ def list_keys(
     request: Request,
     everyone: bool = False,
     principal: Principal = requires(Permission.KEYS_READ),
-    context: AuthContext = Depends(auth_context),  # noqa: B008
+    context: AuthContext = Depends(auth_context),
 ) -> list[KeyOut]:
     """Your API keys (admins: ``?everyone=true`` for all). Secrets are never shown again."""
     users: UserService = request.app.state.users
-    names = {user.id: user.username for user in users.list()}
-    keys = context.keys.list(principal, everyone=everyone)
+    names = {user.id: user.username for user in users.list_all()}
+    keys = context.keys.list_keys(principal, everyone=everyone)
     return [key_out(key, names.get(key.user_id, "?")) for key in keys]
 
 
@@ -171,14 +193,18 @@ def create_key(
     request: Request,
     body: KeyCreate,
     principal: Principal = requires(Permission.KEYS_WRITE),
-    context: AuthContext = Depends(auth_context),  # noqa: B008
+    context: AuthContext = Depends(auth_context),
 ) -> KeyCreated:
     """Create an API key for yourself. The response holds the key once; store it now."""
     key, token = context.keys.create(
-        principal, name=body.name, scope=body.scope, project_id=body.project_id,
-        days=body.expires_in_days, never_expires=body.never_expires,
+        principal,
+        name=body.name,
+        scope=body.scope,
+        project_id=body.project_id,
+        days=body.expires_in_days,
+        never_expires=body.never_expires,
         address=client_address(request),
-    )  # fmt: skip
+    )
     return KeyCreated(**key_out(key, principal.username).model_dump(), token=token)
 
 
@@ -187,7 +213,7 @@ def revoke_key(
     request: Request,
     key_id: str,
     principal: Principal = requires(Permission.KEYS_WRITE),
-    context: AuthContext = Depends(auth_context),  # noqa: B008
+    context: AuthContext = Depends(auth_context),
 ) -> Response:
     """Revoke a key (yours; admins: anyone's). Effective at once."""
     context.keys.revoke(principal, key_id, client_address(request))

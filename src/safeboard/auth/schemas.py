@@ -10,6 +10,7 @@ from safeboard.auth.permissions import Scope
 from safeboard.schemas import Model, StrictModel
 
 __all__ = [
+    "InviteAccept",
     "KeyCreate",
     "KeyCreated",
     "KeyOut",
@@ -17,7 +18,6 @@ __all__ = [
     "PasswordChange",
     "SessionOut",
     "TokenRequest",
-    "InviteAccept",
     "UserOut",
 ]
 
@@ -64,7 +64,7 @@ class SessionOut(Model):
 
 class KeyCreate(StrictModel):
     name: str = Field(min_length=1, max_length=100)
-    scope: Scope = Scope.READ
+    scope: Scope = Field(Scope.READ, strict=False)  # JSON strings name enum members
     project_id: int | None = Field(None, ge=1)
     expires_in_days: int | None = Field(None, ge=1, le=3650)
     never_expires: bool = False

@@ -100,18 +100,26 @@ class AuthService:
             with self.tx.begin() as conn:
                 creds.touch_session(conn, id_hash, now)
         return Principal(
-            user_id=user.id, username=user.username, role=user.role,
-            credential=CredentialKind.SESSION, scope=Scope.ADMIN, session_hash=id_hash,
-        )  # fmt: skip
+            user_id=user.id,
+            username=user.username,
+            role=user.role,
+            credential=CredentialKind.SESSION,
+            scope=Scope.ADMIN,
+            session_hash=id_hash,
+        )
 
     def _open_session(self, conn: Connection, user: User, where: SignInContext) -> NewSession:
         now = self.clock()
         session_id = new_token()
         session = creds.SessionInfo(
-            id_hash=session_hash(self._key, session_id), user_id=user.id, created_at=now,
-            last_seen_at=now, expires_at=now + self._lifetime, address=where.address,
+            id_hash=session_hash(self._key, session_id),
+            user_id=user.id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + self._lifetime,
+            address=where.address,
             user_agent=where.user_agent,
-        )  # fmt: skip
+        )
         creds.create_session(conn, session)
         return NewSession(session_id, self.csrf_token(session_id), user, session.expires_at)
 
@@ -144,18 +152,26 @@ class AuthService:
             self.throttle.record_success(conn, keys[0])
             session = self._open_session(conn, user, where)
             audit.append(
-                conn, action=AuditAction.LOGIN_OK, actor=f"user:{user.username}",
-                target=f"user:{user.username}", address=where.address, detail={"via": "password"},
-            )  # fmt: skip
+                conn,
+                action=AuditAction.LOGIN_OK,
+                actor=f"user:{user.username}",
+                target=f"user:{user.username}",
+                address=where.address,
+                detail={"via": "password"},
+            )
         return session
 
     def _audit_failure(self, username: str, where: SignInContext, reason: str) -> None:
         with self.tx.begin() as conn:
             audit.append(
-                conn, action=AuditAction.LOGIN_FAILED, actor="anonymous",
-                target=f"user:{username[:64]}", outcome="denied", address=where.address,
+                conn,
+                action=AuditAction.LOGIN_FAILED,
+                actor="anonymous",
+                target=f"user:{username[:64]}",
+                outcome="denied",
+                address=where.address,
                 detail={"reason": reason},
-            )  # fmt: skip
+            )
 
     def login_startup(self, token: str, where: SignInContext) -> NewSession:
         """Trade a startup link's token (single use, 15 minutes) for a session (S4)."""
@@ -185,9 +201,12 @@ class AuthService:
                 users.set_password_hash(conn, user.id, self.hasher.hash(password), now)
             session = self._open_session(conn, user, where)
             audit.append(
-                conn, action=action, actor=f"user:{user.username}",
-                target=f"user:{user.username}", address=where.address,
-            )  # fmt: skip
+                conn,
+                action=action,
+                actor=f"user:{user.username}",
+                target=f"user:{user.username}",
+                address=where.address,
+            )
         return session
 
     def logout(self, principal: Principal, where: SignInContext) -> None:
@@ -195,9 +214,12 @@ class AuthService:
             if principal.session_hash is not None:
                 creds.delete_session(conn, principal.session_hash)
             audit.append(
-                conn, action=AuditAction.LOGOUT, actor=principal.actor,
-                target=f"user:{principal.username}", address=where.address,
-            )  # fmt: skip
+                conn,
+                action=AuditAction.LOGOUT,
+                actor=principal.actor,
+                target=f"user:{principal.username}",
+                address=where.address,
+            )
 
     def change_password(
         self, principal: Principal, current: str, new: str, where: SignInContext
@@ -213,10 +235,13 @@ class AuthService:
             users.set_password_hash(conn, principal.user_id, self.hasher.hash(new), now)
             ended = creds.delete_user_sessions(conn, principal.user_id, keep=principal.session_hash)
             audit.append(
-                conn, action=AuditAction.PASSWORD_CHANGED, actor=principal.actor,
-                target=f"user:{principal.username}", address=where.address,
+                conn,
+                action=AuditAction.PASSWORD_CHANGED,
+                actor=principal.actor,
+                target=f"user:{principal.username}",
+                address=where.address,
                 detail={"sessions_ended": ended},
-            )  # fmt: skip
+            )
         return ended
 
     # One-time tokens
@@ -228,7 +253,11 @@ class AuthService:
         with self.tx.begin() as conn:
             creds.delete_unused_tokens(conn, "startup")
             creds.create_token(
-                conn, token_hash=sha256_hex(token), purpose="startup", user_id=user_id,
-                now=now, expires_at=now + STARTUP_TOKEN_LIFETIME,
-            )  # fmt: skip
+                conn,
+                token_hash=sha256_hex(token),
+                purpose="startup",
+                user_id=user_id,
+                now=now,
+                expires_at=now + STARTUP_TOKEN_LIFETIME,
+            )
         return token

@@ -61,14 +61,19 @@ def audit() -> None:
 @audit.command("list")
 @_database_options
 @click.option(
-    "--since", metavar="WHEN", callback=_parse_when,
+    "--since",
+    metavar="WHEN",
+    callback=_parse_when,
     help="From this time: ISO-8601 (UTC unless an offset is given) or an age (30m, 24h, 7d).",
-)  # fmt: skip
+)
 @click.option("--action", default=None, help="Only this action, e.g. login.failed.")
 @click.option(
-    "--limit", type=click.IntRange(1, 10_000), default=100, show_default=True,
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=100,
+    show_default=True,
     help="Show at most this many of the newest matching entries.",
-)  # fmt: skip
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
 def list_(
     data_dir: Path | None,
@@ -151,11 +156,17 @@ def _audit_log(data_dir: Path | None, database_url: str | None) -> Iterator[Engi
 
 def _as_json(entry: AuditEntry) -> dict[str, Any]:
     return {
-        "id": entry.id, "at": entry.at.isoformat(timespec="microseconds"), "action": entry.action,
-        "actor": entry.actor, "target": entry.target, "outcome": entry.outcome,
-        "address": entry.address, "detail": entry.detail, "prev_hash": entry.prev_hash,
+        "id": entry.id,
+        "at": entry.at.isoformat(timespec="microseconds"),
+        "action": entry.action,
+        "actor": entry.actor,
+        "target": entry.target,
+        "outcome": entry.outcome,
+        "address": entry.address,
+        "detail": entry.detail,
+        "prev_hash": entry.prev_hash,
         "hash": entry.hash,
-    }  # fmt: skip
+    }
 
 
 def _print_table(found: list[AuditEntry]) -> None:
@@ -174,8 +185,16 @@ def _print_table(found: list[AuditEntry]) -> None:
         detail = (
             json.dumps(entry.detail, ensure_ascii=False, sort_keys=True) if entry.detail else ""
         )
-        cells = [str(entry.id), entry.at.strftime("%Y-%m-%d %H:%M:%S"), entry.action,
-                 entry.actor, entry.target, entry.outcome, entry.address, detail]  # fmt: skip
+        cells = [
+            str(entry.id),
+            entry.at.strftime("%Y-%m-%d %H:%M:%S"),
+            entry.action,
+            entry.actor,
+            entry.target,
+            entry.outcome,
+            entry.address,
+            detail,
+        ]
         # Text, not markup: a username like "[red]" is shown, not interpreted.
         table.add_row(*(Text(_printable(cell)) for cell in cells))
     Console().print(table)

@@ -27,16 +27,26 @@ def _default_user() -> str:
 @data_dir_option
 @click.option("--name", required=True, help="What the key is for (shown in lists).")
 @click.option("--user", "username", default=None, help="Owner (default: your OS user's account).")
-@click.option("--scope", type=click.Choice(["read", "write", "admin"]), default="read",
-              show_default=True)  # fmt: skip
+@click.option(
+    "--scope", type=click.Choice(["read", "write", "admin"]), default="read", show_default=True
+)
 @click.option("--project-id", type=int, default=None, help="Restrict the key to one project.")
-@click.option("--days", type=click.IntRange(1, 3650), default=None,
-              help="Lifetime in days (default: auth.api_key_days).")  # fmt: skip
+@click.option(
+    "--days",
+    type=click.IntRange(1, 3650),
+    default=None,
+    help="Lifetime in days (default: auth.api_key_days).",
+)
 @click.option("--never-expires", is_flag=True, help="No expiry (admins only).")
 def create(
-    data_dir: Path | None, name: str, username: str | None, scope: str,
-    project_id: int | None, days: int | None, never_expires: bool,
-) -> None:  # fmt: skip
+    data_dir: Path | None,
+    name: str,
+    username: str | None,
+    scope: str,
+    project_id: int | None,
+    days: int | None,
+    never_expires: bool,
+) -> None:
     """Create a key and print it once. Store it now: it cannot be shown again."""
     from safeboard.auth.permissions import Scope
     from safeboard.cli.local import open_local
@@ -44,9 +54,14 @@ def create(
     with open_local(resolve_data_dir(data_dir)) as local:
         owner = local.principal(username or _default_user())
         info, token = local.keys.create(
-            owner, name=name, scope=Scope(scope), project_id=project_id, days=days,
-            never_expires=never_expires, address="cli",
-        )  # fmt: skip
+            owner,
+            name=name,
+            scope=Scope(scope),
+            project_id=project_id,
+            days=days,
+            never_expires=never_expires,
+            address="cli",
+        )
     expiry = info.expires_at.date().isoformat() if info.expires_at else "never"
     click.echo(f"key {info.id} for {owner.username} ({scope}, expires {expiry}):", err=True)
     click.echo(token)
@@ -63,16 +78,20 @@ def list_(data_dir: Path | None, username: str | None, everyone: bool, as_json: 
 
     with open_local(resolve_data_dir(data_dir)) as local:
         viewer = local.principal(username or _default_user())
-        keys = local.keys.list(viewer, everyone=everyone)
+        keys = local.keys.list_keys(viewer, everyone=everyone)
     for item in keys:
         row = {
-            "id": item.id, "name": item.name, "user_id": item.user_id, "kind": item.kind,
-            "scope": item.scope.value, "project_id": item.project_id,
+            "id": item.id,
+            "name": item.name,
+            "user_id": item.user_id,
+            "kind": item.kind,
+            "scope": item.scope.value,
+            "project_id": item.project_id,
             "expires_at": item.expires_at.isoformat() if item.expires_at else None,
             "last_used_at": item.last_used_at.isoformat() if item.last_used_at else None,
             "last_used_address": item.last_used_address,
             "revoked": item.revoked_at is not None,
-        }  # fmt: skip
+        }
         click.echo(json.dumps(row) if as_json else "  ".join(str(v) for v in row.values()))
 
 

@@ -41,9 +41,12 @@ class Local:
         """Act as ``username`` (the operator owns the data directory, hence every account)."""
         user = self.users.get(username)
         return Principal(
-            user_id=user.id, username=user.username, role=user.role,
-            credential=CredentialKind.SESSION, scope=Scope.ADMIN,
-        )  # fmt: skip
+            user_id=user.id,
+            username=user.username,
+            role=user.role,
+            credential=CredentialKind.SESSION,
+            scope=Scope.ADMIN,
+        )
 
     def base_url(self) -> str:
         """The server's URL as its last start recorded it, else as the settings say."""

@@ -83,14 +83,20 @@ def server(
 
     overrides = {
         "server": _given(
-            host=host, port=port, behind_proxy=behind_proxy,
-            allowed_hosts=list(allowed_host) or None, log_level=log_level,
+            host=host,
+            port=port,
+            behind_proxy=behind_proxy,
+            allowed_hosts=list(allowed_host) or None,
+            log_level=log_level,
         ),
         "tls": _given(
-            enabled=tls_enabled, cert=tls_cert, key=tls_key,
-            san=list(tls_san) or None, profile=tls_profile,
+            enabled=tls_enabled,
+            cert=tls_cert,
+            key=tls_key,
+            san=list(tls_san) or None,
+            profile=tls_profile,
         ),
         "database": _given(url=database_url),
-    }  # fmt: skip
+    }
     prepared = prepare(resolve_data_dir(data_dir), **{k: v for k, v in overrides.items() if v})
     serve(prepared, echo=lambda line: click.echo(line, err=True))

@@ -31,9 +31,12 @@ def _print_users(rows: list[dict[str, object]], as_json: bool) -> None:
     table = Table("user", "role", "active", "password", "created")
     for row in rows:
         table.add_row(
-            str(row["username"]), str(row["role"]), "yes" if row["is_active"] else "no",
-            "set" if row["has_password"] else "-", str(row["created_at"])[:16],
-        )  # fmt: skip
+            str(row["username"]),
+            str(row["role"]),
+            "yes" if row["is_active"] else "no",
+            "set" if row["has_password"] else "-",
+            str(row["created_at"])[:16],
+        )
     Console().print(table)
 
 
@@ -43,7 +46,8 @@ def _invite_line(local: object, username: str) -> str:
     assert isinstance(local, Local)  # noqa: S101
     _, token = local.users.invite(username, actor=cli_actor())
     hours = int(local.users.invite_lifetime.total_seconds() // 3600)
-    return f"invitation for {username} (single use, {hours} hours): {local.base_url()}/invite#token={token}"
+    link = f"{local.base_url()}/invite#token={token}"
+    return f"invitation for {username} (single use, {hours} hours): {link}"
 
 
 @user.command("add")
@@ -87,7 +91,7 @@ def list_(data_dir: Path | None, as_json: bool) -> None:
     from safeboard.cli.local import open_local
 
     with open_local(resolve_data_dir(data_dir)) as local:
-        rows = [{**asdict(u), "role": u.role.value} for u in local.users.list()]
+        rows = [{**asdict(u), "role": u.role.value} for u in local.users.list_all()]
     _print_users(rows, as_json)
 
 
@@ -159,10 +163,12 @@ def sessions(data_dir: Path | None, username: str, as_json: bool) -> None:
         found = local.users.sessions(username)
     for s in found:
         row = {
-            "created_at": s.created_at.isoformat(), "last_seen_at": s.last_seen_at.isoformat(),
-            "expires_at": s.expires_at.isoformat(), "address": s.address,
+            "created_at": s.created_at.isoformat(),
+            "last_seen_at": s.last_seen_at.isoformat(),
+            "expires_at": s.expires_at.isoformat(),
+            "address": s.address,
             "user_agent": s.user_agent,
-        }  # fmt: skip
+        }
         click.echo(json.dumps(row) if as_json else "  ".join(str(v) for v in row.values()))
     if not found and not as_json:
         click.echo(f"{username} has no sessions")

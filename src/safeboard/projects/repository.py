@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -15,8 +16,8 @@ from safeboard.projects.models import ProjectGrantRow, ProjectRow
 
 __all__ = ["Project", "create", "get", "get_by_name", "grant", "grants", "revoke", "role_of"]
 
-_p = ProjectRow.__table__
-_g = ProjectGrantRow.__table__
+_p = cast(sa.Table, ProjectRow.__table__)
+_g = cast(sa.Table, ProjectGrantRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,9 @@ def create(
     if conn.execute(sa.select(_p.c.id).where(_p.c.name == name)).first():
         raise Conflict(f"project {name} already exists")
     key = conn.execute(
-        sa.insert(_p).values(name=name, description=description, created_at=now, created_by=owner_id)
+        sa.insert(_p).values(
+            name=name, description=description, created_at=now, created_by=owner_id
+        )
     ).inserted_primary_key
     assert key is not None  # noqa: S101
     grant(conn, int(key[0]), owner_id, ProjectRole.OWNER)

@@ -73,9 +73,12 @@ def bootstrap(app: FastAPI, settings: Settings, tls: TlsMaterial | None) -> Boot
         token = context.auth.mint_startup_token(admin.id)
         link = f"{url}/login#token={token}"
         owner = Principal(
-            user_id=admin.id, username=admin.username, role=admin.role,
-            credential=CredentialKind.SESSION, scope=Scope.ADMIN,
-        )  # fmt: skip
+            user_id=admin.id,
+            username=admin.username,
+            role=admin.role,
+            credential=CredentialKind.SESSION,
+            scope=Scope.ADMIN,
+        )
         discovery["api_key"] = context.keys.mint_local_key(owner)
     write_private(settings.data_dir / LOGIN_LINK_FILE, f"{link or ''}\n".encode())
     if tls is not None:

@@ -169,12 +169,15 @@ def _issue_leaf(
     start = now - _BACKDATE
     end = min(start + lifetime, ca.not_valid_after_utc)
     return _issue(
-        "safeboard server", (ca, ca_key), start, end,
+        "safeboard server",
+        (ca, ca_key),
+        start,
+        end,
         (x509.BasicConstraints(ca=False, path_length=None), True),
         (_key_usage("digital_signature"), True),
         (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
         (x509.SubjectAlternativeName(names), False),
-    )  # fmt: skip
+    )
 
 
 def _read(path: Path, fix: str) -> bytes:
@@ -286,10 +289,16 @@ def prepare_tls(settings: Settings, *, now: datetime | None = None) -> TlsMateri
         cert_path, key_path = settings.tls.cert.expanduser(), settings.tls.key.expanduser()
         leaf = _load_given(cert_path, key_path, now)
         return TlsMaterial(
-            cert_path=cert_path, key_path=key_path, ca_path=None, fingerprint=_fingerprint(leaf),
-            ca_fingerprint=None, not_after=leaf.not_valid_after_utc, names=_names(leaf),
-            generated=False, renewed=False,
-        )  # fmt: skip
+            cert_path=cert_path,
+            key_path=key_path,
+            ca_path=None,
+            fingerprint=_fingerprint(leaf),
+            ca_fingerprint=None,
+            not_after=leaf.not_valid_after_utc,
+            names=_names(leaf),
+            generated=False,
+            renewed=False,
+        )
     names = _wanted_names(settings)
     tls_dir = ensure_data_dir(settings.data_dir) / TLS_DIR
     try:
@@ -315,11 +324,16 @@ def _prepare_generated(tls_dir: Path, names: list[x509.GeneralName], now: dateti
         write_private(cert_path, leaf.public_bytes(_PEM) + ca_cert.public_bytes(_PEM))
         logger.info("issued a server certificate (%s): %s", problem, _fingerprint(leaf))
     return TlsMaterial(
-        cert_path=cert_path, key_path=key_path, ca_path=tls_dir / CA_CERT,
-        fingerprint=_fingerprint(leaf), ca_fingerprint=_fingerprint(ca_cert),
-        not_after=leaf.not_valid_after_utc, names=_names(leaf), generated=True,
+        cert_path=cert_path,
+        key_path=key_path,
+        ca_path=tls_dir / CA_CERT,
+        fingerprint=_fingerprint(leaf),
+        ca_fingerprint=_fingerprint(ca_cert),
+        not_after=leaf.not_valid_after_utc,
+        names=_names(leaf),
+        generated=True,
         renewed=problem is not None,
-    )  # fmt: skip
+    )
 
 
 def describe_tls(settings: Settings, *, now: datetime | None = None) -> str:

@@ -6,6 +6,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-_t = UserRow.__table__
+_t = cast(sa.Table, UserRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,15 @@ def normalize_username(name: str) -> str:
 def _user(row: sa.Row[tuple[object, ...]]) -> User:
     m = row._mapping
     return User(
-        id=m["id"], username=m["username"], display_name=m["display_name"],
-        role=Role(m["role"]), is_active=m["is_active"],
-        has_password=m["password_hash"] is not None, created_at=m["created_at"],
+        id=m["id"],
+        username=m["username"],
+        display_name=m["display_name"],
+        role=Role(m["role"]),
+        is_active=m["is_active"],
+        has_password=m["password_hash"] is not None,
+        created_at=m["created_at"],
         password_changed_at=m["password_changed_at"],
-    )  # fmt: skip
+    )
 
 
 def get(conn: Connection, user_id: int) -> User | None:
@@ -96,9 +101,12 @@ def create(
         raise Conflict(f"user {name} already exists")
     user_id = conn.execute(
         sa.insert(_t).values(
-            username=name, display_name=display_name[:200], role=role.value,
-            is_active=True, created_at=now,
-        )  # fmt: skip
+            username=name,
+            display_name=display_name[:200],
+            role=role.value,
+            is_active=True,
+            created_at=now,
+        )
     ).inserted_primary_key
     assert user_id is not None  # noqa: S101
     created = get(conn, int(user_id[0]))

@@ -25,7 +25,7 @@ def _users(request: Request) -> UserService:
 
 @router.get("", response_model=list[UserOut])
 def list_users(request: Request, _: Principal = requires(Permission.USERS_READ)) -> list[UserOut]:
-    return [user_out(user) for user in _users(request).list()]
+    return [user_out(user) for user in _users(request).list_all()]
 
 
 @router.post("", status_code=HTTP_201_CREATED, response_model=UserOut)
@@ -34,9 +34,12 @@ def add_user(
 ) -> UserOut:
     """Add an account (no password yet: send the person an invitation)."""
     user = _users(request).add(
-        body.username, role=body.role, display_name=body.display_name, actor=principal.actor,
+        body.username,
+        role=body.role,
+        display_name=body.display_name,
+        actor=principal.actor,
         address=client_address(request),
-    )  # fmt: skip
+    )
     return user_out(user)
 
 
@@ -74,9 +77,12 @@ def user_sessions(
 ) -> list[SessionOut]:
     return [
         SessionOut(
-            created_at=s.created_at, last_seen_at=s.last_seen_at, expires_at=s.expires_at,
-            address=s.address, user_agent=s.user_agent,
-        )  # fmt: skip
+            created_at=s.created_at,
+            last_seen_at=s.last_seen_at,
+            expires_at=s.expires_at,
+            address=s.address,
+            user_agent=s.user_agent,
+        )
         for s in _users(request).sessions(username)
     ]
 

@@ -13,13 +13,18 @@ __all__ = ["InviteOut", "SessionOut", "UserCreate", "UserUpdate"]
 
 
 class UserCreate(StrictModel):
-    username: str = Field(min_length=1, max_length=64)
-    role: Role = Role.MEMBER
+    username: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="Case-insensitive; stored lower-case.",
+    )
+    role: Role = Field(Role.MEMBER, strict=False)  # JSON strings name enum members
     display_name: str = Field("", max_length=200)
 
 
 class UserUpdate(StrictModel):
-    role: Role | None = None
+    role: Role | None = Field(None, strict=False)
     active: bool | None = None
 
 

@@ -48,7 +48,7 @@ class UserService:
             raise NotFound(f"no user {username}")
         return user
 
-    def list(self) -> list[User]:
+    def list_all(self) -> list[User]:
         with self.engine.connect() as conn:
             return users.list_users(conn)
 
@@ -64,9 +64,13 @@ class UserService:
                 conn, username=username, role=role, now=self.clock(), display_name=display_name
             )
             audit.append(
-                conn, action=AuditAction.USER_CREATED, actor=actor, target=f"user:{user.username}",
-                address=address, detail={"role": role.value},
-            )  # fmt: skip
+                conn,
+                action=AuditAction.USER_CREATED,
+                actor=actor,
+                target=f"user:{user.username}",
+                address=address,
+                detail={"role": role.value},
+            )
         return user
 
     def ensure_admin(self, username: str, *, actor: str) -> User:
@@ -91,13 +95,20 @@ class UserService:
             user = self._user(conn, username)
             creds.delete_unused_tokens(conn, "invite", user.id)
             creds.create_token(
-                conn, token_hash=sha256_hex(token), purpose="invite", user_id=user.id, now=now,
+                conn,
+                token_hash=sha256_hex(token),
+                purpose="invite",
+                user_id=user.id,
+                now=now,
                 expires_at=now + self.invite_lifetime,
-            )  # fmt: skip
+            )
             audit.append(
-                conn, action=AuditAction.INVITE_ISSUED, actor=actor,
-                target=f"user:{user.username}", address=address,
-            )  # fmt: skip
+                conn,
+                action=AuditAction.INVITE_ISSUED,
+                actor=actor,
+                target=f"user:{user.username}",
+                address=address,
+            )
         return user, token
 
     def set_password(self, username: str, password: str, *, actor: str, address: str = "") -> int:
@@ -109,9 +120,13 @@ class UserService:
             users.set_password_hash(conn, user.id, self.hasher.hash(password), now)
             ended = creds.delete_user_sessions(conn, user.id)
             audit.append(
-                conn, action=AuditAction.PASSWORD_CHANGED, actor=actor,
-                target=f"user:{user.username}", address=address, detail={"sessions_ended": ended},
-            )  # fmt: skip
+                conn,
+                action=AuditAction.PASSWORD_CHANGED,
+                actor=actor,
+                target=f"user:{user.username}",
+                address=address,
+                detail={"sessions_ended": ended},
+            )
         return ended
 
     def set_role(self, username: str, role: Role, *, actor: str, address: str = "") -> User:
@@ -121,9 +136,13 @@ class UserService:
                 self._keep_an_admin(conn)
             users.set_role(conn, user.id, role)
             audit.append(
-                conn, action=AuditAction.ROLE_CHANGED, actor=actor, target=f"user:{user.username}",
-                address=address, detail={"from": user.role.value, "to": role.value},
-            )  # fmt: skip
+                conn,
+                action=AuditAction.ROLE_CHANGED,
+                actor=actor,
+                target=f"user:{user.username}",
+                address=address,
+                detail={"from": user.role.value, "to": role.value},
+            )
             return self._user(conn, username)
 
     def set_active(self, username: str, active: bool, *, actor: str, address: str = "") -> User:
@@ -135,10 +154,13 @@ class UserService:
             users.set_active(conn, user.id, active)
             ended = 0 if active else creds.delete_user_sessions(conn, user.id)
             audit.append(
-                conn, action=AuditAction.USER_ENABLED if active else AuditAction.USER_DISABLED,
-                actor=actor, target=f"user:{user.username}", address=address,
+                conn,
+                action=AuditAction.USER_ENABLED if active else AuditAction.USER_DISABLED,
+                actor=actor,
+                target=f"user:{user.username}",
+                address=address,
                 detail={"sessions_ended": ended},
-            )  # fmt: skip
+            )
             return self._user(conn, username)
 
     @staticmethod
@@ -155,7 +177,11 @@ class UserService:
             user = self._user(conn, username)
             ended = creds.delete_user_sessions(conn, user.id)
             audit.append(
-                conn, action=AuditAction.SESSIONS_REVOKED, actor=actor,
-                target=f"user:{user.username}", address=address, detail={"sessions_ended": ended},
-            )  # fmt: skip
+                conn,
+                action=AuditAction.SESSIONS_REVOKED,
+                actor=actor,
+                target=f"user:{user.username}",
+                address=address,
+                detail={"sessions_ended": ended},
+            )
         return ended

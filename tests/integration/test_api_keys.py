@@ -1,0 +1,170 @@
+"""API keys (S8): format, hashing, scopes, expiry, revocation at once, owner disabled,
+credentials refused in URLs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from safeboard.auth.permissions import Role, Scope
+from safeboard.settings import Settings
+from tests.integration.identity_world import World, build_world
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def world(make_settings: Callable[..., Settings], db_url: str) -> AsyncIterator[World]:
+    built = build_world(make_settings, db_url)
+    built.user("admin", Role.ADMIN)
+    built.user("alice")
+    yield built
+    await built.close()
+
+
+async def test_created_key_is_shown_once_and_stored_as_hash(world: World) -> None:
+    client, csrf = await world.signed_in("alice")
+    response = await client.post(
+        "/api/v1/keys", json={"name": "laptop", "scope": "write"}, headers=world.unsafe(csrf)
+    )
+    assert response.status_code == 201
+    body = response.json()
+    token = body["token"]
+    assert re.fullmatch(r"sb_[0-9a-f]{12}_[A-Za-z0-9_-]{43}", token)  # >= 256-bit secret
+    assert body["scope"] == "write"
+    expires = datetime.fromisoformat(body["expires_at"])
+    assert timedelta(days=89) < expires - datetime.now(UTC) <= timedelta(days=90)
+    listed = (await client.get("/api/v1/keys")).json()
+    assert [k["id"] for k in listed] == [body["id"]]
+    assert token not in str(listed)
+    secret = token.split("_", 2)[2]
+    with world.app.state.engine.connect() as conn:
+        rows = [tuple(r) for r in conn.exec_driver_sql("SELECT * FROM api_keys")]
+    assert secret not in str(rows)
+
+
+async def test_key_authenticates_and_records_last_use(world: World) -> None:
+    token = world.key("alice", Scope.READ)
+    client = world.client(address="198.51.100.4", Authorization=f"Bearer {token}")
+    response = await client.get("/api/v1/auth/session")
+    assert response.status_code == 200
+    assert response.json()["credential"] == "api_key"
+    assert response.json()["csrf_token"] is None
+    keys = (await client.get("/api/v1/keys")).json()
+    assert keys[0]["last_used_address"] == "198.51.100.4"
+    assert keys[0]["last_used_at"] is not None
+
+
+async def test_revocation_takes_effect_at_once(world: World) -> None:
+    token = world.key("alice", Scope.ADMIN)
+    client = world.client(Authorization=f"Bearer {token}")
+    assert (await client.get("/api/v1/auth/session")).status_code == 200
+    key_id = token.split("_")[1]
+    assert (await client.delete(f"/api/v1/keys/{key_id}")).status_code == 204
+    assert (await client.get("/api/v1/auth/session")).status_code == 401
+
+
+async def test_revocation_is_seen_by_another_replica(
+    world: World, make_settings: Callable[..., Settings], db_url: str
+) -> None:
+    replica = build_world(make_settings, db_url)  # a second app on the same database
+    try:
+        token = world.key("alice", Scope.READ)
+        on_replica = replica.client(Authorization=f"Bearer {token}")
+        assert (await on_replica.get("/api/v1/auth/session")).status_code == 200
+        world.context.keys.revoke(world.context.keys.principal(token, "x"), token.split("_")[1])
+        started = asyncio.get_running_loop().time()
+        assert (await on_replica.get("/api/v1/auth/session")).status_code == 401
+        assert asyncio.get_running_loop().time() - started < 1.0
+    finally:
+        await replica.close()
+
+
+async def test_others_cannot_revoke_your_key(world: World) -> None:
+    token = world.key("admin", Scope.ADMIN)
+    alice = world.client(Authorization=f"Bearer {world.key('alice', Scope.ADMIN)}")
+    response = await alice.delete(f"/api/v1/keys/{token.split('_')[1]}")
+    assert response.status_code == 404
+    still = world.client(Authorization=f"Bearer {token}")
+    assert (await still.get("/api/v1/auth/session")).status_code == 200
+
+
+async def test_expired_key_is_refused(world: World) -> None:
+    token = world.key("alice", Scope.READ, days=1)
+    later = datetime.now(UTC) + timedelta(days=1, seconds=1)
+    world.set_clock(lambda: later)
+    client = world.client(Authorization=f"Bearer {token}")
+    assert (await client.get("/api/v1/auth/session")).status_code == 401
+
+
+async def test_only_admins_make_keys_that_never_expire(world: World) -> None:
+    alice = world.client(Authorization=f"Bearer {world.key('alice', Scope.ADMIN)}")
+    refused = await alice.post("/api/v1/keys", json={"name": "x", "never_expires": True})
+    assert refused.status_code == 403
+    admin = world.client(Authorization=f"Bearer {world.key('admin', Scope.ADMIN)}")
+    made = await admin.post("/api/v1/keys", json={"name": "x", "never_expires": True})
+    assert made.status_code == 201
+    assert made.json()["expires_at"] is None
+
+
+async def test_disabled_owner_stops_every_key_at_once(world: World) -> None:
+    token = world.key("alice", Scope.READ)
+    client = world.client(Authorization=f"Bearer {token}")
+    assert (await client.get("/api/v1/auth/session")).status_code == 200
+    world.users.set_active("alice", False, actor="test")
+    assert (await client.get("/api/v1/auth/session")).status_code == 401
+    world.users.set_active("alice", True, actor="test")
+    assert (await client.get("/api/v1/auth/session")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "Basic YWxpY2U6cGFzc3dvcmQ=",
+        "Bearer",
+        "Bearer sb_short",
+        "Bearer sb_0123456789ab_" + "A" * 43,
+        "Token abc",
+    ],
+)
+async def test_malformed_credentials_are_401(world: World, authorization: str) -> None:
+    client = world.client(Authorization=authorization)
+    response = await client.get("/api/v1/auth/session")
+    assert response.status_code == 401
+
+
+async def test_right_key_id_with_wrong_secret_is_401(world: World) -> None:
+    token = world.key("alice", Scope.READ)
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    client = world.client(Authorization=f"Bearer {forged}")
+    assert (await client.get("/api/v1/auth/session")).status_code == 401
+
+
+async def test_bearer_does_not_fall_back_to_the_cookie(world: World) -> None:
+    client, _ = await world.signed_in("alice")
+    response = await client.get(
+        "/api/v1/auth/session", headers={"Authorization": "Bearer sb_0123456789ab_" + "A" * 43}
+    )
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("param", ["api_key", "token", "access_token", "Key", "session"])
+async def test_credentials_in_the_query_string_are_refused_and_not_logged(
+    world: World, caplog: pytest.LogCaptureFixture, param: str
+) -> None:
+    token = world.key("alice", Scope.READ)
+    with caplog.at_level(logging.INFO):
+        response = await world.client().get(f"/api/v1/auth/session?{param}={token}")
+        shaped = await world.client().get(f"/api/v1/keys?q={token}")
+    assert response.status_code == 400
+    assert shaped.status_code == 400
+    assert "Authorization header" in response.json()["error"]["message"]
+    secret = token.split("_", 2)[2]
+    server_lines = [r.getMessage() for r in caplog.records if r.name.startswith("safeboard")]
+    assert server_lines
+    assert secret not in "\n".join(server_lines)

@@ -1,0 +1,194 @@
+"""Every route has an authorization decision, and the decisions hold (S3, S9)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import fastapi.routing
+import pytest
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from starlette.routing import Mount
+
+from safeboard.auth.dependencies import decision_of
+from safeboard.auth.permissions import Permission, Role, Scope
+from safeboard.settings import Settings
+from tests.integration.identity_world import World, build_world
+
+pytestmark = pytest.mark.anyio
+
+PUBLIC_PATHS = {
+    "/healthz",
+    "/",
+    "/login",
+    "/invite",
+    "/api/v1/auth/login",
+    "/api/v1/auth/startup",
+    "/api/v1/auth/invite",
+}
+PUBLIC_MOUNTS = {"/static"}
+
+
+def _decisions(dependant: Dependant) -> Iterator[object]:
+    for dependency in dependant.dependencies:
+        if dependency.call is not None and (decision := decision_of(dependency.call)) is not None:
+            yield decision
+        yield from _decisions(dependency)
+
+
+def _all_routes(app: FastAPI) -> list[Any]:
+    """Every route with its effective path, methods and dependencies. FastAPI >= 0.16x keeps
+    included routers as lazily flattened entries; iter_route_contexts flattens them."""
+    iterate = getattr(fastapi.routing, "iter_route_contexts", None)
+    return list(iterate(app.routes)) if iterate else list(app.routes)
+
+
+def _routes(app: FastAPI) -> list[Any]:
+    return [r for r in _all_routes(app) if isinstance(getattr(r, "original_route", r), APIRoute)]
+
+
+@pytest.fixture
+async def world(make_settings: Callable[..., Settings], db_url: str) -> AsyncIterator[World]:
+    built = build_world(make_settings, db_url)
+    built.user("admin", Role.ADMIN)
+    built.user("alice")
+    yield built
+    await built.close()
+
+
+def test_every_route_declares_exactly_one_decision(make_app: Callable[..., FastAPI]) -> None:
+    app = make_app()
+    undecided, public = [], set()
+    for route in _routes(app):
+        decisions = set(_decisions(route.dependant))
+        if len(decisions) != 1:
+            undecided.append((route.path, sorted(map(str, decisions))))
+        elif decisions == {"public"}:
+            public.add(route.path)
+    assert undecided == [], f"routes without exactly one decision: {undecided}"
+    # Public routes are few and named here, so a new one is a deliberate change.
+    assert public == PUBLIC_PATHS
+    mounts = {
+        r.path for r in _all_routes(app) if isinstance(getattr(r, "original_route", r), Mount)
+    }
+    assert mounts == PUBLIC_MOUNTS
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "x1", path)
+
+
+def _protected(app: FastAPI) -> list[tuple[str, str, object]]:
+    found = []
+    for route in _routes(app):
+        decisions = set(_decisions(route.dependant))
+        if decisions != {"public"}:
+            for method in sorted(route.methods - {"HEAD"}):
+                found.append((method, _concrete(route.path), decisions.pop()))
+    return found
+
+
+def test_the_walk_catches_an_undecided_route(make_app: Callable[..., FastAPI]) -> None:
+    app = make_app()
+
+    @app.get("/api/v1/forgotten")
+    def forgotten() -> dict[str, str]:
+        return {}
+
+    undecided = [r.path for r in _routes(app) if len(set(_decisions(r.dependant))) != 1]
+    assert undecided == ["/api/v1/forgotten"]
+
+
+async def test_protected_routes_refuse_anonymous_requests(world: World) -> None:
+    client = world.client()
+    assert len(_protected(world.app)) >= 13
+    for method, path, _ in _protected(world.app):
+        response = await client.request(method, path, json={} if method != "GET" else None)
+        assert response.status_code == 401, (method, path, response.status_code)
+        assert response.json()["error"]["code"] == "unauthenticated"
+        assert "www-authenticate" in response.headers
+
+
+async def test_protected_routes_refuse_a_bad_key(world: World) -> None:
+    client = world.client(Authorization="Bearer sb_0123456789ab_" + "A" * 43)
+    for method, path, _ in _protected(world.app):
+        response = await client.request(method, path, json={} if method != "GET" else None)
+        assert response.status_code == 401, (method, path)
+
+
+ADMIN_ONLY = {Permission.USERS_READ, Permission.USERS_MANAGE, Permission.AUDIT_READ}
+
+
+async def test_members_get_403_on_admin_routes(world: World) -> None:
+    client, csrf = await world.signed_in("alice")
+    checked = 0
+    for method, path, permission in _protected(world.app):
+        if permission not in ADMIN_ONLY:
+            continue
+        headers = world.unsafe(csrf) if method != "GET" else {}
+        response = await client.request(
+            method, path, json={} if method != "GET" else None, headers=headers
+        )
+        assert response.status_code == 403, (method, path, response.status_code)
+        checked += 1
+    assert checked >= 6
+
+
+@pytest.mark.parametrize(
+    ("scope", "method", "path", "body", "status"),
+    [
+        (Scope.READ, "GET", "/api/v1/keys", None, 200),
+        (Scope.READ, "POST", "/api/v1/keys", {"name": "x"}, 403),
+        (Scope.WRITE, "POST", "/api/v1/keys", {"name": "x"}, 403),
+        (Scope.ADMIN, "POST", "/api/v1/keys", {"name": "x"}, 201),
+        (Scope.READ, "GET", "/api/v1/users", None, 403),  # even for an admin's key
+        (Scope.ADMIN, "GET", "/api/v1/users", None, 200),
+        (
+            Scope.ADMIN,
+            "POST",
+            "/api/v1/auth/password",
+            {"current_password": "x", "new_password": "y" * 20},
+            403,
+        ),  # keys never change passwords
+    ],
+)
+async def test_key_scope_bounds_what_an_admin_key_can_do(
+    world: World, scope: Scope, method: str, path: str, body: Any, status: int
+) -> None:
+    client = world.client(Authorization=f"Bearer {world.key('admin', scope)}")
+    response = await client.request(method, path, json=body)
+    assert response.status_code == status, response.text
+
+
+async def test_member_key_with_admin_scope_gets_no_admin_powers(world: World) -> None:
+    client = world.client(Authorization=f"Bearer {world.key('alice', Scope.ADMIN)}")
+    assert (await client.get("/api/v1/users")).status_code == 403
+    assert (await client.get("/api/v1/audit")).status_code == 403
+
+
+async def test_project_bound_key_reaches_nothing_else(world: World) -> None:
+    from safeboard.projects import repository as projects
+
+    with world.app.state.engine.begin() as conn:
+        project = projects.create(
+            conn,
+            name="mnist",
+            owner_id=world.users.get("admin").id,
+            now=world.users.get("admin").created_at,
+        )
+    token = world.key("admin", Scope.ADMIN, project_id=project.id)
+    client = world.client(Authorization=f"Bearer {token}")
+    assert (await client.get("/api/v1/auth/session")).status_code == 200
+    assert (await client.get("/api/v1/users")).status_code == 403
+    assert (await client.get("/api/v1/keys")).status_code == 403
+
+
+async def test_openapi_needs_a_signed_in_user(world: World) -> None:
+    assert (await world.client().get("/api/v1/openapi.json")).status_code == 401
+    client = world.client(Authorization=f"Bearer {world.key('alice', Scope.READ)}")
+    response = await client.get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    assert "/api/v1/keys" in response.json()["paths"]
