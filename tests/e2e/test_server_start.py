@@ -175,6 +175,8 @@ def test_secrets_rotate_replaces_keys(tmp_path: Path) -> None:
         assert value not in before
         assert value not in result.stdout
     assert stat.S_IMODE((data_dir / "secrets.toml").stat().st_mode) == 0o600
+    logged = run_cli("audit", "list", "--json", "--action", "secrets.rotated", data_dir=data_dir)
+    assert '"secrets.rotated"' in logged.stdout, logged.stderr
 
 
 def test_tls_show_describes_certificates(server_factory: Start) -> None:

@@ -24,11 +24,31 @@ def rotate(data_dir: Path | None) -> None:
     Restart the server afterwards. Sessions and signed links made with the old keys stop
     working; API keys are unaffected.
     """
+    from safeboard.audit import service as audit
+    from safeboard.audit.events import AuditAction
+    from safeboard.cli.local import cli_actor
     from safeboard.datadir import ensure_data_dir
+    from safeboard.errors import ConfigError
     from safeboard.secret_store import rotate_secrets
-    from safeboard.settings import SECRETS_FILE
+    from safeboard.settings import SECRETS_FILE, load_settings
+    from safeboard.storage import open_database
 
     directory = ensure_data_dir(resolve_data_dir(data_dir))
     names = rotate_secrets(directory)
     click.echo(f"rotated {', '.join(names) or 'nothing'} in {directory / SECRETS_FILE}")
+    try:
+        engine = open_database(load_settings(directory).database_url)
+    except ConfigError as exc:
+        click.echo(f"not recorded in the audit log: {exc.message}", err=True)
+    else:
+        try:
+            audit.record(
+                engine,
+                action=AuditAction.SECRETS_ROTATED,
+                actor=cli_actor(),
+                target=f"file:{SECRETS_FILE}",
+                detail={"names": names},
+            )
+        finally:
+            engine.dispose()
     click.echo("restart the server for the new secrets to take effect")
