@@ -84,6 +84,7 @@ class ApiKeyService:
         never_expires: bool = False,
         address: str = "",
         kind: str = "user",
+        actor: str | None = None,
     ) -> tuple[KeyInfo, str]:
         """Mint a key for ``owner``; returns it and the token, which is never shown again."""
         if never_expires and owner.role is not Role.ADMIN:
@@ -120,7 +121,7 @@ class ApiKeyService:
             audit.append(
                 conn,
                 action=AuditAction.KEY_CREATED,
-                actor=owner.actor,
+                actor=actor or owner.actor,
                 target=f"key:{key.id}",
                 address=address,
                 detail={
@@ -139,7 +140,9 @@ class ApiKeyService:
         with self.engine.connect() as conn:
             return creds.list_keys(conn, None if everyone else viewer.user_id)
 
-    def revoke(self, actor: Principal, key_id: str, address: str = "") -> None:
+    def revoke(
+        self, actor: Principal, key_id: str, address: str = "", *, audit_actor: str | None = None
+    ) -> None:
         now = self.clock()
         with self.tx.begin() as conn:
             key = creds.get_key(conn, key_id)
@@ -149,17 +152,31 @@ class ApiKeyService:
                 audit.append(
                     conn,
                     action=AuditAction.KEY_REVOKED,
-                    actor=actor.actor,
+                    actor=audit_actor or actor.actor,
                     target=f"key:{key_id}",
                     address=address,
                     detail={"name": key.name},
                 )
 
-    def mint_local_key(self, owner: Principal) -> str:
-        """The discovery file's key: minted at each start, the previous one revoked."""
+    def revoke_local_keys(self, user_id: int, *, actor: str) -> None:
+        """Revoke the discovery file's keys of ``user_id``, each with an audit entry."""
+        now = self.clock()
         with self.tx.begin() as conn:
-            creds.revoke_user_keys(conn, owner.user_id, self.clock(), kind="local")
+            for key in creds.list_keys(conn, user_id):
+                if key.kind == "local" and key.revoked_at is None:
+                    creds.revoke_key(conn, key.id, now)
+                    audit.append(
+                        conn,
+                        action=AuditAction.KEY_REVOKED,
+                        actor=actor,
+                        target=f"key:{key.id}",
+                        detail={"name": key.name, "reason": "replaced at start"},
+                    )
+
+    def mint_local_key(self, owner: Principal, *, actor: str) -> str:
+        """The discovery file's key: minted at each start, the previous one revoked."""
+        self.revoke_local_keys(owner.user_id, actor=actor)
         _, token = self.create(
-            owner, name="local (discovery file)", scope=Scope.ADMIN, kind="local"
+            owner, name="local (discovery file)", scope=Scope.ADMIN, kind="local", actor=actor
         )
         return token

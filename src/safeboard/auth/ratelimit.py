@@ -128,6 +128,38 @@ class LoginThrottle:
         """Forget the failures of ``user_key``; the address key keeps its count."""
         conn.execute(sa.delete(_Row).where(_Row.key == user_key))
 
+    def begin_attempt(self, conn: Connection, keys: Sequence[str], now: datetime) -> int | None:
+        """Check and count one sign-in attempt as a single step.
+
+        Returns the seconds to wait when a key is locked (nothing is counted), else None,
+        with the attempt already counted as a failure until :meth:`succeeded` forgives it.
+        Counting before the password is checked means a burst of parallel guesses cannot
+        all slip through the check before any of them is counted. The rows are created,
+        then locked (PostgreSQL: FOR UPDATE; SQLite: the caller's BEGIN IMMEDIATE holds the
+        write lock), so concurrent attempts on the same keys take turns.
+        """
+        unique = sorted(set(keys))
+        rows = [{"key": key, "failures": 0, "last_failure_at": now} for key in unique]
+        conn.execute(_insert_for(conn).values(rows).on_conflict_do_nothing())
+        conn.execute(
+            sa.select(_Row.key).where(_Row.key.in_(unique)).order_by(_Row.key).with_for_update()
+        )
+        wait = self.retry_after(conn, unique, now)
+        if wait is not None:
+            return wait
+        self.record_failure(conn, unique, now)
+        return None
+
+    def succeeded(self, conn: Connection, keys: Sequence[str]) -> None:
+        """A counted attempt turned out right: clear the user key, take it back elsewhere."""
+        user_key, *others = keys
+        self.record_success(conn, user_key)
+        conn.execute(
+            sa.update(_Row)
+            .where(_Row.key.in_(others), _Row.failures > 0)
+            .values(failures=_Row.failures - 1)
+        )
+
 
 def _insert_for(conn: Connection) -> postgresql.Insert | sqlite.Insert:
     """The dialect's INSERT, which has ``on_conflict_do_update``."""

@@ -137,11 +137,18 @@ def revoke_key(conn: Connection, key_id: str, now: datetime) -> bool:
 
 
 def revoke_user_keys(
-    conn: Connection, user_id: int, now: datetime, *, kind: str | None = None
+    conn: Connection,
+    user_id: int,
+    now: datetime,
+    *,
+    kind: str | None = None,
+    only_unexpiring: bool = False,
 ) -> int:
     query = sa.update(_k).where(_k.c.user_id == user_id, _k.c.revoked_at.is_(None))
     if kind is not None:
         query = query.where(_k.c.kind == kind)
+    if only_unexpiring:
+        query = query.where(_k.c.expires_at.is_(None))
     return conn.execute(query.values(revoked_at=now)).rowcount
 
 

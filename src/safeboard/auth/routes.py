@@ -29,6 +29,7 @@ from safeboard.auth.schemas import (
     UserOut,
 )
 from safeboard.auth.service import NewSession, SignInContext
+from safeboard.errors import BadRequest
 from safeboard.users.repository import User
 from safeboard.users.service import UserService
 
@@ -116,6 +117,8 @@ def logout(
     where: SignInContext = Depends(sign_in_context),
 ) -> Response:
     """End this session (its row is deleted) and clear the cookie."""
+    if principal.credential is not CredentialKind.SESSION:
+        raise BadRequest("sign-out ends a browser session; to stop an API key, revoke it")
     context.auth.logout(principal, where)
     response.status_code = HTTP_204_NO_CONTENT
     response.delete_cookie(

@@ -130,10 +130,10 @@ class AuthService:
         the time spent (a dummy hash is verified when there is nothing to verify)."""
         now = self.clock()
         keys = throttle_keys(username, where.address)
-        with self.engine.connect() as conn:
-            wait = self.throttle.retry_after(conn, keys, now)
+        with self.tx.begin() as conn:
+            wait = self.throttle.begin_attempt(conn, keys, now)
         if wait is not None:
-            self._audit_failure(username, where, "throttled")
+            # Not audited one by one: a flood of refused guesses must not flood the log.
             raise RateLimited(f"too many failed sign-ins; try again in {wait} s", retry_after=wait)
         with self.engine.connect() as conn:
             user = users.get_by_username(conn, username)
@@ -141,15 +141,14 @@ class AuthService:
         # Always verify (a dummy hash when there is no user): no short-cut, no timing tell.
         verified = self.hasher.verify(stored, password)
         if user is None or not user.is_active or not verified:
-            with self.tx.begin() as conn:
-                self.throttle.record_failure(conn, keys, now)
-            self._audit_failure(username, where, "bad_credentials")
+            # The attempt was counted above; only the audit entry is left to write.
+            self._audit_failure(user.username if user else None, where)
             raise unauthenticated(_BAD_LOGIN)
         assert stored is not None  # noqa: S101  (verify() is False without a hash)
         with self.tx.begin() as conn:
             if self.hasher.needs_rehash(stored):
                 users.set_password_hash(conn, user.id, self.hasher.hash(password), now)
-            self.throttle.record_success(conn, keys[0])
+            self.throttle.succeeded(conn, keys)
             session = self._open_session(conn, user, where)
             audit.append(
                 conn,
@@ -161,16 +160,17 @@ class AuthService:
             )
         return session
 
-    def _audit_failure(self, username: str, where: SignInContext, reason: str) -> None:
+    def _audit_failure(self, username: str | None, where: SignInContext) -> None:
+        """Record a failed sign-in. An unknown name is not recorded: people type passwords
+        into the name field, and the log keeps everything for good."""
         with self.tx.begin() as conn:
             audit.append(
                 conn,
                 action=AuditAction.LOGIN_FAILED,
                 actor="anonymous",
-                target=f"user:{username[:64]}",
+                target=f"user:{username}" if username else "unknown user",
                 outcome="denied",
                 address=where.address,
-                detail={"reason": reason},
             )
 
     def login_startup(self, token: str, where: SignInContext) -> NewSession:
@@ -199,6 +199,7 @@ class AuthService:
             if password is not None:
                 check_new_password(password, username=user.username)
                 users.set_password_hash(conn, user.id, self.hasher.hash(password), now)
+                creds.delete_user_sessions(conn, user.id)  # a new password: old sessions end
             session = self._open_session(conn, user, where)
             audit.append(
                 conn,
@@ -226,10 +227,17 @@ class AuthService:
     ) -> int:
         """Change your own password; every other session of yours ends. Returns how many."""
         now = self.clock()
+        keys = throttle_keys(principal.username, where.address)
+        with self.tx.begin() as conn:
+            wait = self.throttle.begin_attempt(conn, keys, now)
+        if wait is not None:
+            raise RateLimited(f"too many wrong passwords; try again in {wait} s", retry_after=wait)
         with self.engine.connect() as conn:
             stored = users.password_hash(conn, principal.user_id)
         if stored is not None and not self.hasher.verify(stored, current):
             raise unauthenticated("current password is wrong")
+        with self.tx.begin() as conn:
+            self.throttle.succeeded(conn, keys)
         check_new_password(new, username=principal.username)
         with self.tx.begin() as conn:
             users.set_password_hash(conn, principal.user_id, self.hasher.hash(new), now)
@@ -245,6 +253,11 @@ class AuthService:
         return ended
 
     # One-time tokens
+
+    def void_startup_tokens(self) -> None:
+        """Every unused startup token dies (each start does this, link or no link)."""
+        with self.tx.begin() as conn:
+            creds.delete_unused_tokens(conn, "startup")
 
     def mint_startup_token(self, user_id: int) -> str:
         """A new startup token; every unused one from before (an earlier start) dies."""

@@ -49,7 +49,7 @@ def create(
 ) -> None:
     """Create a key and print it once. Store it now: it cannot be shown again."""
     from safeboard.auth.permissions import Scope
-    from safeboard.cli.local import open_local
+    from safeboard.cli.local import cli_actor, open_local
 
     with open_local(resolve_data_dir(data_dir)) as local:
         owner = local.principal(username or _default_user())
@@ -61,6 +61,7 @@ def create(
             days=days,
             never_expires=never_expires,
             address="cli",
+            actor=cli_actor(),
         )
     expiry = info.expires_at.date().isoformat() if info.expires_at else "never"
     click.echo(f"key {info.id} for {owner.username} ({scope}, expires {expiry}):", err=True)
@@ -100,9 +101,10 @@ def list_(data_dir: Path | None, username: str | None, everyone: bool, as_json: 
 @click.argument("key_id")
 def revoke(data_dir: Path | None, key_id: str) -> None:
     """Revoke a key by id (the part after sb_). Takes effect at once, on every replica."""
-    from safeboard.cli.local import open_local
+    from safeboard.cli.local import cli_actor, open_local
 
     with open_local(resolve_data_dir(data_dir)) as local:
         actor = local.principal(_default_user())
-        local.keys.revoke(actor, key_id.removeprefix("sb_").split("_")[0], address="cli")
+        key_id = key_id.removeprefix("sb_").split("_")[0]
+        local.keys.revoke(actor, key_id, address="cli", audit_actor=cli_actor())
     click.echo(f"key {key_id} revoked")

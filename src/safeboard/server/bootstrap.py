@@ -32,6 +32,7 @@ __all__ = ["DISCOVERY_FILE", "LOGIN_LINK_FILE", "Bootstrapped", "bootstrap", "lo
 LOGIN_LINK_FILE = "login-link"
 DISCOVERY_FILE = "discovery.json"
 _FALLBACK_ADMIN = "admin"
+_ACTOR = "system:start"
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,13 @@ def local_url(settings: Settings) -> str:
 def bootstrap(app: FastAPI, settings: Settings, tls: TlsMaterial | None) -> Bootstrapped:
     users: UserService = app.state.users
     context: AuthContext = app.state.auth_context
-    admin = users.ensure_admin(os_admin_name(), actor="system:start")
+    admin = users.ensure_admin(os_admin_name(), actor=_ACTOR)
     url = local_url(settings)
     link = None
     discovery: dict[str, object] = {"url": url, "username": admin.username}
+    # Whatever the account's state, what an earlier start handed out dies now.
+    context.auth.void_startup_tokens()
+    context.keys.revoke_local_keys(admin.id, actor=_ACTOR)
     if admin.is_active and admin.role is Role.ADMIN:
         token = context.auth.mint_startup_token(admin.id)
         link = f"{url}/login#token={token}"
@@ -79,7 +83,7 @@ def bootstrap(app: FastAPI, settings: Settings, tls: TlsMaterial | None) -> Boot
             credential=CredentialKind.SESSION,
             scope=Scope.ADMIN,
         )
-        discovery["api_key"] = context.keys.mint_local_key(owner)
+        discovery["api_key"] = context.keys.mint_local_key(owner, actor=_ACTOR)
     write_private(settings.data_dir / LOGIN_LINK_FILE, f"{link or ''}\n".encode())
     if tls is not None:
         discovery["tls"] = {

@@ -129,5 +129,13 @@ def set_active(conn: Connection, user_id: int, active: bool) -> None:
 
 
 def count_active_admins(conn: Connection) -> int:
-    query = sa.select(sa.func.count()).where(_t.c.role == Role.ADMIN.value, _t.c.is_active)
-    return int(conn.execute(query).scalar_one())
+    """Active admins, their rows locked until the transaction ends (PostgreSQL: FOR
+    UPDATE; SQLite: the caller's BEGIN IMMEDIATE), so that two demotions at once cannot
+    both see a second admin."""
+    query = (
+        sa.select(_t.c.id)
+        .where(_t.c.role == Role.ADMIN.value, _t.c.is_active)
+        .order_by(_t.c.id)
+        .with_for_update()
+    )
+    return len(conn.execute(query).all())

@@ -132,8 +132,12 @@ class UserService:
     def set_role(self, username: str, role: Role, *, actor: str, address: str = "") -> User:
         with self.tx.begin() as conn:
             user = self._user(conn, username)
-            if user.role is Role.ADMIN and role is not Role.ADMIN and user.is_active:
-                self._keep_an_admin(conn)
+            revoked = 0
+            if user.role is Role.ADMIN and role is not Role.ADMIN:
+                if user.is_active:
+                    self._keep_an_admin(conn)
+                # Keys that never expire are an admin's privilege: they go with the role.
+                revoked = creds.revoke_user_keys(conn, user.id, self.clock(), only_unexpiring=True)
             users.set_role(conn, user.id, role)
             audit.append(
                 conn,
@@ -141,7 +145,7 @@ class UserService:
                 actor=actor,
                 target=f"user:{user.username}",
                 address=address,
-                detail={"from": user.role.value, "to": role.value},
+                detail={"from": user.role.value, "to": role.value, "keys_revoked": revoked},
             )
             return self._user(conn, username)
 

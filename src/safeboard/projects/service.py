@@ -1,0 +1,89 @@
+"""Project use cases that exist before the tracking work: creating a project and changing
+who holds which role in it. Every grant change is audited (S16)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+
+from safeboard.audit import repository as audit
+from safeboard.audit.events import AuditAction
+from safeboard.auth.authorizer import ensure, ensure_in_project
+from safeboard.auth.permissions import Permission, ProjectRole
+from safeboard.auth.principal import Principal
+from safeboard.errors import Conflict, NotFound
+from safeboard.projects import repository as projects
+from safeboard.projects.repository import Project
+from safeboard.storage import writer
+from safeboard.users import repository as users
+
+__all__ = ["ProjectService"]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ProjectService:
+    def __init__(self, engine: Engine, clock: Callable[[], datetime] = _utcnow) -> None:
+        self.engine = engine
+        self.tx = writer(engine)
+        self.clock = clock
+
+    def create(self, owner: Principal, name: str, description: str = "") -> Project:
+        """A project, with ``owner`` as its owner (the grant is audited)."""
+        ensure(owner, Permission.PROJECTS_CREATE)
+        with self.tx.begin() as conn:
+            project = projects.create(
+                conn, name=name, owner_id=owner.user_id, now=self.clock(), description=description
+            )
+            audit.append(
+                conn,
+                action=AuditAction.GRANT_CHANGED,
+                actor=owner.actor,
+                target=f"project:{project.id}",
+                detail={"user": owner.username, "from": None, "to": ProjectRole.OWNER.value},
+            )
+        return project
+
+    def set_grant(
+        self, actor: Principal, project_id: int, username: str, role: ProjectRole | None
+    ) -> None:
+        """Give ``username`` ``role`` in the project, or take their role away (None).
+
+        Needs PROJECTS_MANAGE there (owners, admins). The last owner stays an owner.
+        """
+        with self.tx.begin() as conn:
+            ensure_in_project(
+                actor,
+                Permission.PROJECTS_MANAGE,
+                project_id,
+                projects.role_of(conn, project_id, actor.user_id),
+            )
+            if projects.get(conn, project_id) is None:
+                raise NotFound("no such project")
+            user = users.get_by_username(conn, username)
+            if user is None:
+                raise NotFound(f"no user {username}")
+            grants = projects.grants(conn, project_id)
+            before = grants.get(user.id)
+            owners = [uid for uid, held in grants.items() if held is ProjectRole.OWNER]
+            if before is ProjectRole.OWNER and role is not ProjectRole.OWNER and len(owners) == 1:
+                raise Conflict("this is the project's last owner: make another owner first")
+            if role is None:
+                projects.revoke(conn, project_id, user.id)
+            else:
+                projects.grant(conn, project_id, user.id, role)
+            audit.append(
+                conn,
+                action=AuditAction.GRANT_CHANGED,
+                actor=actor.actor,
+                target=f"project:{project_id}",
+                detail={
+                    "user": user.username,
+                    "from": before.value if before else None,
+                    "to": role.value if role else None,
+                },
+            )

@@ -1,0 +1,149 @@
+"""Races and takeovers found in review: concurrent demotions, guess bursts, invitations
+used to reset passwords, keys that outlive a role (S5, S6, S8, S9, S16)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from safeboard.audit import service as audit
+from safeboard.auth.permissions import Role, Scope
+from safeboard.errors import Conflict
+from safeboard.server.bootstrap import bootstrap
+from safeboard.settings import Settings
+from tests.integration.identity_world import World, build_world
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def world(make_settings: Callable[..., Settings], db_url: str) -> AsyncIterator[World]:
+    built = build_world(make_settings, db_url)
+    built.user("admin", Role.ADMIN)
+    built.user("alice")
+    yield built
+    await built.close()
+
+
+async def test_two_demotions_at_once_keep_an_admin(world: World) -> None:
+    world.user("admin2", Role.ADMIN)
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def demote(name: str) -> None:
+        barrier.wait()
+        try:
+            world.users.set_role(name, Role.MEMBER, actor="test")
+            outcomes.append("demoted")
+        except Conflict:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=demote, args=(n,)) for n in ("admin", "admin2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["demoted", "refused"]
+    assert any(u.role is Role.ADMIN and u.is_active for u in world.users.list_all())
+
+
+async def test_a_burst_of_guesses_gets_only_five_password_checks(world: World) -> None:
+    client = world.client()
+
+    async def guess(i: int) -> int:
+        response = await client.post(
+            "/api/v1/auth/login", json={"username": "alice", "password": f"guess {i} wrong"}
+        )
+        return response.status_code
+
+    statuses = await asyncio.gather(*(guess(i) for i in range(30)))
+    assert statuses.count(401) <= 5
+    assert statuses.count(429) >= 25
+
+
+async def test_a_successful_sign_in_is_not_held_against_the_address(world: World) -> None:
+    for _ in range(8):  # more successes than the failure limit, from one address
+        await world.signed_in("alice")
+
+
+async def test_an_invitation_ends_the_old_sessions(world: World) -> None:
+    old, _ = await world.signed_in("alice")
+    _, token = world.users.invite("alice", actor="test")
+    accepted = await world.client().post(
+        "/api/v1/auth/invite", json={"token": token, "password": "brand new passphrase 77"}
+    )
+    assert accepted.status_code == 200
+    assert (await old.get("/api/v1/auth/session")).status_code == 401
+
+
+async def test_an_api_key_cannot_reset_passwords_by_invitation(world: World) -> None:
+    key = world.client(Authorization=f"Bearer {world.key('admin', Scope.ADMIN)}")
+    own = await key.post("/api/v1/users/admin/invite")
+    other = await key.post("/api/v1/users/alice/invite")
+    assert own.status_code == 403
+    assert other.status_code == 403
+    world.user("newbie", password=None)
+    assert (await key.post("/api/v1/users/newbie/invite")).status_code == 200  # no password yet
+    session, csrf = await world.signed_in("admin")
+    reset = await session.post("/api/v1/users/alice/invite", headers=world.unsafe(csrf))
+    assert reset.status_code == 200  # a signed-in admin may reset a password
+
+
+async def test_demotion_revokes_keys_that_never_expire(world: World) -> None:
+    world.user("admin2", Role.ADMIN)
+    forever = world.key("admin2", Scope.READ, never_expires=True)
+    expiring = world.key("admin2", Scope.READ)
+    world.users.set_role("admin2", Role.MEMBER, actor="test")
+    assert (await world.client(Authorization=f"Bearer {forever}").get(
+        "/api/v1/auth/session")).status_code == 401  # fmt: skip
+    assert (await world.client(Authorization=f"Bearer {expiring}").get(
+        "/api/v1/auth/session")).status_code == 200  # fmt: skip
+
+
+async def test_wrong_current_passwords_are_throttled(world: World) -> None:
+    client, csrf = await world.signed_in("alice")
+    statuses = []
+    for _ in range(7):
+        response = await client.post(
+            "/api/v1/auth/password",
+            json={"current_password": "not it at all", "new_password": "whatever long pass 9"},
+            headers=world.unsafe(csrf),
+        )
+        statuses.append(response.status_code)
+    assert statuses[:5] == [401] * 5
+    assert statuses[5:] == [429, 429]
+
+
+async def test_logout_is_for_sessions(world: World) -> None:
+    key = world.client(Authorization=f"Bearer {world.key('alice', Scope.ADMIN)}")
+    response = await key.post("/api/v1/auth/logout")
+    assert response.status_code == 400
+    assert not [e for e in audit.list_entries(world.app.state.engine) if e.action == "logout"]
+
+
+async def test_failed_sign_ins_never_record_what_was_typed_as_a_name(world: World) -> None:
+    typed = "my secret passw0rd!"
+    await world.client().post("/api/v1/auth/login", json={"username": typed, "password": "x"})
+    await world.client().post("/api/v1/auth/login", json={"username": "alice", "password": "x"})
+    failures = [e for e in audit.list_entries(world.app.state.engine) if e.action == "login.failed"]
+    assert [e.target for e in failures] == ["unknown user", "user:alice"]
+    assert typed not in str([(e.target, e.detail) for e in failures])
+
+
+async def test_each_start_revokes_the_previous_local_key_on_the_record(world: World) -> None:
+    first = bootstrap(world.app, world.settings, None)
+    second = bootstrap(world.app, world.settings, None)
+    assert first.login_link != second.login_link
+    engine = world.app.state.engine
+    revoked = [e for e in audit.list_entries(engine) if e.action == "key.revoked"]
+    assert len(revoked) == 1
+    assert revoked[0].actor == "system:start"
+    assert all(
+        e.actor == "system:start" for e in audit.list_entries(engine) if e.action == "key.created"
+    )
+    old_token = first.login_link.split("#token=")[1] if first.login_link else ""
+    refused = await world.client().post("/api/v1/auth/startup", json={"token": old_token})
+    assert refused.status_code == 401
