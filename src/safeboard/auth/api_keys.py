@@ -15,8 +15,9 @@ from safeboard.auth import repository as creds
 from safeboard.auth.permissions import CredentialKind, Role, Scope
 from safeboard.auth.principal import Principal
 from safeboard.auth.repository import KeyInfo
-from safeboard.auth.service import unauthenticated, utcnow
+from safeboard.auth.service import unauthenticated
 from safeboard.auth.tokens import new_api_key, parse_api_key, sha256_hex, tokens_equal
+from safeboard.clock import utcnow
 from safeboard.errors import Forbidden, InvalidRequest, NotFound
 from safeboard.projects import repository as projects
 from safeboard.settings import Settings

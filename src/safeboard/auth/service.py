@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
@@ -20,6 +20,7 @@ from safeboard.auth.permissions import CredentialKind, Scope
 from safeboard.auth.principal import Principal
 from safeboard.auth.ratelimit import LoginThrottle, throttle_keys
 from safeboard.auth.tokens import csrf_token_for, new_token, session_hash, sha256_hex
+from safeboard.clock import utcnow
 from safeboard.errors import RateLimited, Unauthenticated
 from safeboard.settings import Settings
 from safeboard.storage import writer
@@ -35,10 +36,6 @@ _BAD_LOGIN = "invalid user name or password"
 
 def unauthenticated(message: str) -> Unauthenticated:
     return Unauthenticated(message, headers={"WWW-Authenticate": 'Bearer realm="safeboard"'})
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ who holds which role in it. Every grant change is audited (S16)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Engine
 
@@ -13,6 +13,7 @@ from safeboard.audit.events import AuditAction
 from safeboard.auth.authorizer import ensure, ensure_in_project
 from safeboard.auth.permissions import Permission, ProjectRole
 from safeboard.auth.principal import Principal
+from safeboard.clock import utcnow
 from safeboard.errors import Conflict, NotFound
 from safeboard.projects import repository as projects
 from safeboard.projects.repository import Project
@@ -22,12 +23,8 @@ from safeboard.users import repository as users
 __all__ = ["ProjectService"]
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class ProjectService:
-    def __init__(self, engine: Engine, clock: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(self, engine: Engine, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
         self.tx = writer(engine)
         self.clock = clock

@@ -17,8 +17,8 @@ from safeboard.auth import repository as creds
 from safeboard.auth.passwords import PasswordHasher, check_new_password
 from safeboard.auth.permissions import Role
 from safeboard.auth.repository import SessionInfo
-from safeboard.auth.service import utcnow
 from safeboard.auth.tokens import new_token, sha256_hex
+from safeboard.clock import utcnow
 from safeboard.errors import Conflict, NotFound
 from safeboard.settings import Settings
 from safeboard.storage import writer
