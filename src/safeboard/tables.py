@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from safeboard.audit.models import AuditRow
 from safeboard.auth.models import ApiKeyRow, LoginThrottleRow, OneTimeTokenRow, SessionRow
+from safeboard.metrics.models import IngestBatchRow, MetricChunkRow, MetricSummaryRow
 from safeboard.projects.models import ProjectGrantRow, ProjectRow
+from safeboard.runs.models import RunRow, RunTagRow
 from safeboard.storage import Base, InstanceRow
 from safeboard.users.models import UserRow
 
@@ -15,11 +17,16 @@ __all__ = [
     "ApiKeyRow",
     "AuditRow",
     "Base",
+    "IngestBatchRow",
     "InstanceRow",
     "LoginThrottleRow",
+    "MetricChunkRow",
+    "MetricSummaryRow",
     "OneTimeTokenRow",
     "ProjectGrantRow",
     "ProjectRow",
+    "RunRow",
+    "RunTagRow",
     "SessionRow",
     "UserRow",
 ]

@@ -28,6 +28,12 @@ from safeboard.auth.identity import ApiKeyProvider, IdentityChain, SessionCookie
 from safeboard.auth.passwords import PasswordHasher
 from safeboard.auth.permissions import Permission
 from safeboard.auth.service import AuthService
+from safeboard.metrics import routes as metric_routes
+from safeboard.metrics.service import MetricService
+from safeboard.projects import routes as project_routes
+from safeboard.projects.service import ProjectService
+from safeboard.runs import routes as run_routes
+from safeboard.runs.service import RunService
 from safeboard.schemas import ERROR_RESPONSES
 from safeboard.settings import Settings
 from safeboard.storage import create_engine
@@ -87,6 +93,9 @@ def create_app(
     auth = AuthService(engine, settings, hasher)
     keys = ApiKeyService(engine, settings)
     app.state.users = UserService(engine, settings, hasher)
+    app.state.projects = ProjectService(engine)
+    app.state.runs = RunService(engine)
+    app.state.metrics = MetricService(engine)
     # 2. The identity chain (bearer keys, then the session cookie) and the cookie policy:
     #    __Host- and Secure whenever browsers reach us over HTTPS (our TLS or a proxy's).
     app.state.auth_context = AuthContext(
@@ -105,6 +114,9 @@ def create_app(
     app.include_router(auth_routes.router)
     app.include_router(user_routes.router)
     app.include_router(audit_routes.router)
+    app.include_router(project_routes.router)
+    app.include_router(run_routes.router)
+    app.include_router(metric_routes.router)
     app.include_router(web_routes.router)
     app.mount("/static", web_routes.static_files(), name="static")
 

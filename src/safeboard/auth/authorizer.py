@@ -20,7 +20,7 @@ from safeboard.auth.permissions import (
 from safeboard.auth.principal import Principal
 from safeboard.errors import Forbidden, NotFound
 
-__all__ = ["allowed", "allowed_in_project", "ensure", "ensure_in_project"]
+__all__ = ["allowed", "allowed_in_project", "could_reach", "ensure", "ensure_in_project"]
 
 
 def _credential_allows(principal: Principal, permission: Permission) -> bool:
@@ -55,6 +55,11 @@ def allowed_in_project(
     if principal.role is Role.ADMIN:
         return True
     return grant is not None and permission in PROJECT_ROLE_PERMISSIONS[grant]
+
+
+def could_reach(principal: Principal, permission: Permission) -> bool:
+    """Whether the credential can carry a project permission anywhere (type and scope)."""
+    return permission in PROJECT_PERMISSIONS and _credential_allows(principal, permission)
 
 
 def ensure(principal: Principal, permission: Permission) -> None:

@@ -13,12 +13,13 @@ from typing import Any
 from fastapi import Depends, Request
 
 from safeboard.auth.api_keys import ApiKeyService
-from safeboard.auth.authorizer import ensure
+from safeboard.auth.authorizer import could_reach, ensure
 from safeboard.auth.csrf import UNSAFE_METHODS, check_session_csrf, check_sign_in_origin
 from safeboard.auth.identity import IdentityChain, Presented
 from safeboard.auth.permissions import CredentialKind, Permission
 from safeboard.auth.principal import Principal
 from safeboard.auth.service import AuthService, SignInContext
+from safeboard.errors import Forbidden
 
 __all__ = [
     "DECISION_ATTRIBUTE",
@@ -30,6 +31,7 @@ __all__ = [
     "current_principal",
     "own_origin",
     "requires",
+    "requires_project",
     "sign_in_context",
     "sign_in_guard",
 ]
@@ -107,6 +109,20 @@ def requires(permission: Permission) -> Any:
 
     def check(principal: Principal = Depends(current_principal)) -> Principal:
         ensure(principal, permission)
+        return principal
+
+    setattr(check, DECISION_ATTRIBUTE, permission)
+    return Depends(check)
+
+
+def requires_project(permission: Permission) -> Any:
+    """For project-scoped routes: the credential must be able to carry ``permission`` at
+    all (type, scope, project restriction checked later); the grant in the particular
+    project is checked by the use case, which knows the project."""
+
+    def check(principal: Principal = Depends(current_principal)) -> Principal:
+        if not could_reach(principal, permission):
+            raise Forbidden(f"this credential may not {permission.value.replace(':', ' ')}")
         return principal
 
     setattr(check, DECISION_ATTRIBUTE, permission)

@@ -14,7 +14,17 @@ from safeboard.auth.permissions import ProjectRole
 from safeboard.errors import Conflict
 from safeboard.projects.models import ProjectGrantRow, ProjectRow
 
-__all__ = ["Project", "create", "get", "get_by_name", "grant", "grants", "revoke", "role_of"]
+__all__ = [
+    "Project",
+    "create",
+    "get",
+    "get_by_name",
+    "grant",
+    "grants",
+    "revoke",
+    "role_of",
+    "visible",
+]
 
 _p = cast(sa.Table, ProjectRow.__table__)
 _g = cast(sa.Table, ProjectGrantRow.__table__)
@@ -82,3 +92,15 @@ def grant(conn: Connection, project_id: int, user_id: int, role: ProjectRole) ->
 def revoke(conn: Connection, project_id: int, user_id: int) -> bool:
     query = sa.delete(_g).where(_g.c.project_id == project_id, _g.c.user_id == user_id)
     return conn.execute(query).rowcount > 0
+
+
+def visible(
+    conn: Connection, user_id: int, everyone: bool
+) -> list[tuple[Project, ProjectRole | None]]:
+    """Projects a user holds a grant in (all projects when ``everyone``), with the grant."""
+    grant = sa.select(_g.c.project_id, _g.c.role).where(_g.c.user_id == user_id).subquery()
+    query = sa.select(_p, grant.c.role).outerjoin(grant, grant.c.project_id == _p.c.id)
+    if not everyone:
+        query = query.where(grant.c.role.is_not(None))
+    rows = conn.execute(query.order_by(_p.c.name)).all()
+    return [(_project(row), ProjectRole(row.role) if row.role else None) for row in rows]

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
 from safeboard.auth.authorizer import ensure, ensure_in_project
-from safeboard.auth.permissions import Permission, ProjectRole
+from safeboard.auth.permissions import Permission, ProjectRole, Role
 from safeboard.auth.principal import Principal
 from safeboard.clock import utcnow
 from safeboard.errors import Conflict, NotFound
@@ -44,6 +44,14 @@ class ProjectService:
                 detail={"user": owner.username, "from": None, "to": ProjectRole.OWNER.value},
             )
         return project
+
+    def visible(self, principal: Principal) -> list[tuple[Project, ProjectRole | None]]:
+        """The projects this principal can see (a project-bound key: that one only)."""
+        with self.engine.connect() as conn:
+            found = projects.visible(conn, principal.user_id, everyone=principal.role is Role.ADMIN)
+        if principal.project_id is not None:
+            found = [(p, role) for p, role in found if p.id == principal.project_id]
+        return found
 
     def set_grant(
         self, actor: Principal, project_id: int, username: str, role: ProjectRole | None

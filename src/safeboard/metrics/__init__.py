@@ -1,0 +1,1 @@
+"""Metrics: columnar chunks of (step, time, value), per-key summaries, idempotent batches."""

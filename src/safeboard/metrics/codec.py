@@ -1,0 +1,126 @@
+"""Metric arrays: how chunks are encoded, decoded, merged and downsampled (numpy)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "Buckets",
+    "Series",
+    "decode",
+    "downsample",
+    "encode",
+    "from_wire",
+    "merge",
+    "to_json_floats",
+]
+
+_STEP = np.dtype("<i8")
+_FLOAT = np.dtype("<f8")
+_SPECIAL = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+
+@dataclass(frozen=True)
+class Series:
+    steps: npt.NDArray[np.int64]
+    times: npt.NDArray[np.float64]
+    values: npt.NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return int(self.steps.size)
+
+
+def from_wire(
+    steps: Sequence[int], times: Sequence[float], values: Sequence[float | str]
+) -> Series:
+    """Arrays from the JSON lists (values may hold "NaN", "Infinity", "-Infinity")."""
+    floats = [_SPECIAL[v] if isinstance(v, str) else v for v in values]
+    return Series(
+        np.asarray(steps, dtype=_STEP),
+        np.asarray(times, dtype=_FLOAT),
+        np.asarray(floats, dtype=_FLOAT),
+    )
+
+
+def encode(series: Series) -> tuple[bytes, bytes, bytes]:
+    return (
+        series.steps.astype(_STEP, copy=False).tobytes(),
+        series.times.astype(_FLOAT, copy=False).tobytes(),
+        series.values.astype(_FLOAT, copy=False).tobytes(),
+    )
+
+
+def decode(steps: bytes, times: bytes, values: bytes) -> Series:
+    return Series(
+        np.frombuffer(steps, dtype=_STEP),
+        np.frombuffer(times, dtype=_FLOAT),
+        np.frombuffer(values, dtype=_FLOAT),
+    )
+
+
+def merge(chunks: Iterable[Series], start: int | None = None, end: int | None = None) -> Series:
+    """One series ordered by step (stable: points logged later win ties last), cut to
+    ``start <= step <= end``."""
+    parts = list(chunks)
+    if not parts:
+        empty = np.empty(0)
+        return Series(empty.astype(_STEP), empty.astype(_FLOAT), empty.astype(_FLOAT))
+    steps = np.concatenate([p.steps for p in parts])
+    times = np.concatenate([p.times for p in parts])
+    values = np.concatenate([p.values for p in parts])
+    if steps.size > 1 and np.any(steps[1:] < steps[:-1]):
+        order = np.argsort(steps, kind="stable")
+        steps, times, values = steps[order], times[order], values[order]
+    if start is not None or end is not None:
+        lo = int(np.searchsorted(steps, start, "left")) if start is not None else 0
+        hi = int(np.searchsorted(steps, end, "right")) if end is not None else steps.size
+        steps, times, values = steps[lo:hi], times[lo:hi], values[lo:hi]
+    return Series(steps, times, values)
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """Per bucket: first and last step, point count, min, max (NaN-ignoring) and the last
+    value; together they draw an envelope that never hides a spike."""
+
+    first_step: npt.NDArray[np.int64]
+    last_step: npt.NDArray[np.int64]
+    count: npt.NDArray[np.int64]
+    min: npt.NDArray[np.float64]
+    max: npt.NDArray[np.float64]
+    last: npt.NDArray[np.float64]
+
+
+def downsample(series: Series, buckets: int) -> Buckets:
+    """At most ``buckets`` buckets of equal step width over the series' step range."""
+    n = len(series)
+    if n == 0:
+        e = np.empty(0)
+        return Buckets(e.astype(_STEP), e.astype(_STEP), e.astype(_STEP), e, e, e)
+    steps, values = series.steps, series.values
+    lo, hi = int(steps[0]), int(steps[-1])
+    width = max(1, -(-(hi - lo + 1) // buckets))  # ceil: every step lands in a bucket
+    ids = (steps - lo) // width
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    ends = np.r_[starts[1:], n] - 1
+    with np.errstate(invalid="ignore"):
+        mins = np.fmin.reduceat(values, starts)
+        maxs = np.fmax.reduceat(values, starts)
+    return Buckets(
+        steps[starts], steps[ends], (ends - starts + 1).astype(_STEP), mins, maxs, values[ends]
+    )
+
+
+def to_json_floats(values: npt.NDArray[np.float64]) -> list[float | str]:
+    """Floats for JSON: NaN and infinities as the strings the ingest API accepts."""
+    out: list[float | str] = values.tolist()
+    if not np.all(np.isfinite(values)):
+        for i in np.flatnonzero(~np.isfinite(values)):
+            v = float(values[i])
+            out[i] = "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
+    return out

@@ -1,0 +1,64 @@
+"""Metric storage: points in columnar chunks (one row per key per batch), a summary per
+key, and the ids of the batches already stored (exactly once, R1).
+
+A chunk holds three little-endian arrays: steps (int64), wall times (float64, seconds
+since the epoch) and values (float64, NaN and infinities included). One row per key per
+batch keeps ingest to a few inserts per request, and a 1,000,000-point history is a few
+hundred rows to read and decode with numpy (P1, P2).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from safeboard.storage import Base, UtcDateTime
+
+__all__ = ["IngestBatchRow", "MetricChunkRow", "MetricSummaryRow"]
+
+
+def _run_fk() -> ForeignKey:
+    return ForeignKey("runs.id", ondelete="CASCADE")
+
+
+class MetricChunkRow(Base):
+    __tablename__ = "metric_chunks"
+    __table_args__ = (Index("ix_metric_chunks_run_key_step", "run_id", "key", "first_step"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(32), _run_fk(), nullable=False)
+    key: Mapped[str] = mapped_column(String(250), nullable=False)
+    first_step: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_step: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    count: Mapped[int] = mapped_column(Integer, nullable=False)
+    steps: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    times: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    values: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class MetricSummaryRow(Base):
+    """Per run and key. NULL min/max: no finite value yet; NULL last_value: it was NaN."""
+
+    __tablename__ = "metric_summaries"
+
+    run_id: Mapped[str] = mapped_column(String(32), _run_fk(), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_step: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_time: Mapped[float] = mapped_column(Float, nullable=False)
+    last_value: Mapped[float | None] = mapped_column(Float(53), nullable=True)
+    min_value: Mapped[float | None] = mapped_column(Float(53), nullable=True)
+    max_value: Mapped[float | None] = mapped_column(Float(53), nullable=True)
+
+
+class IngestBatchRow(Base):
+    """Batches already stored: a retried batch id is acknowledged and not stored again."""
+
+    __tablename__ = "ingest_batches"
+
+    run_id: Mapped[str] = mapped_column(String(32), _run_fk(), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    points: Mapped[int] = mapped_column(Integer, nullable=False)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)

@@ -1,0 +1,141 @@
+"""Queries on metric chunks, summaries and stored batch ids. Never commits."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
+
+from safeboard.metrics.codec import Series, decode, encode
+from safeboard.metrics.models import IngestBatchRow, MetricChunkRow, MetricSummaryRow
+
+__all__ = ["Summary", "add_chunk", "claim_batch", "load_chunks", "summaries", "update_summary"]
+
+_c = cast(sa.Table, MetricChunkRow.__table__)
+_s = cast(sa.Table, MetricSummaryRow.__table__)
+_b = cast(sa.Table, IngestBatchRow.__table__)
+
+
+@dataclass(frozen=True)
+class Summary:
+    key: str
+    count: int
+    last_step: int
+    last_time: float
+    last_value: float  # NaN when the last value was NaN
+    min: float | None  # over finite and infinite values; None if all were NaN
+    max: float | None
+
+
+def _insert(conn: Connection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    """The dialect's INSERT, which has ON CONFLICT."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def claim_batch(conn: Connection, run_id: str, batch_id: str, points: int, now: datetime) -> bool:
+    """Record a batch id; False if it was stored before (the retry is acknowledged only)."""
+    insert = _insert(conn, _b).values(
+        run_id=run_id, batch_id=batch_id, points=points, received_at=now
+    )
+    stored = conn.execute(insert.on_conflict_do_nothing().returning(_b.c.batch_id)).scalar()
+    return stored is not None
+
+
+def add_chunk(conn: Connection, run_id: str, key: str, series: Series) -> None:
+    steps, times, values = encode(series)
+    conn.execute(
+        sa.insert(_c).values(
+            run_id=run_id,
+            key=key,
+            first_step=int(series.steps.min()),
+            last_step=int(series.steps.max()),
+            count=len(series),
+            steps=steps,
+            times=times,
+            values=values,
+        )
+    )
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def update_summary(conn: Connection, run_id: str, key: str, series: Series) -> None:
+    """Fold a batch into the key's summary in one upsert (safe under concurrent batches)."""
+    last = int(np.argmax(series.steps))  # the highest step; the later point on a tie
+    ties = np.flatnonzero(series.steps == series.steps[last])
+    last = int(ties[-1])
+    with np.errstate(invalid="ignore"):
+        lo = _finite_or_none(float(np.fmin.reduce(series.values)))
+        hi = _finite_or_none(float(np.fmax.reduce(series.values)))
+    row = {
+        "run_id": run_id,
+        "key": key,
+        "count": len(series),
+        "last_step": int(series.steps[last]),
+        "last_time": float(series.times[last]),
+        "last_value": _finite_or_none(float(series.values[last])),
+        "min_value": lo,
+        "max_value": hi,
+    }
+    insert = _insert(conn, _s).values(**row)
+    new = insert.excluded
+    newer = new.last_step >= _s.c.last_step
+    upsert = insert.on_conflict_do_update(
+        index_elements=[_s.c.run_id, _s.c.key],
+        set_={
+            "count": _s.c["count"] + new["count"],
+            "last_step": sa.case((newer, new.last_step), else_=_s.c.last_step),
+            "last_time": sa.case((newer, new.last_time), else_=_s.c.last_time),
+            "last_value": sa.case((newer, new.last_value), else_=_s.c.last_value),
+            "min_value": sa.case(
+                (_s.c.min_value.is_(None), new.min_value),
+                (new.min_value < _s.c.min_value, new.min_value),
+                else_=_s.c.min_value,
+            ),
+            "max_value": sa.case(
+                (_s.c.max_value.is_(None), new.max_value),
+                (new.max_value > _s.c.max_value, new.max_value),
+                else_=_s.c.max_value,
+            ),
+        },
+    )
+    conn.execute(upsert)
+
+
+def summaries(conn: Connection, run_id: str) -> list[Summary]:
+    rows = conn.execute(sa.select(_s).where(_s.c.run_id == run_id).order_by(_s.c.key))
+    return [
+        Summary(
+            key=r.key,
+            count=r._mapping["count"],
+            last_step=r.last_step,
+            last_time=r.last_time,
+            last_value=float("nan") if r.last_value is None else r.last_value,
+            min=r.min_value,
+            max=r.max_value,
+        )
+        for r in rows
+    ]
+
+
+def load_chunks(
+    conn: Connection, run_id: str, key: str, start: int | None, end: int | None
+) -> list[Series]:
+    query = sa.select(_c.c.steps, _c.c.times, _c.c["values"]).where(
+        _c.c.run_id == run_id, _c.c.key == key
+    )
+    if start is not None:
+        query = query.where(_c.c.last_step >= start)
+    if end is not None:
+        query = query.where(_c.c.first_step <= end)
+    return [decode(s, t, v) for s, t, v in conn.execute(query.order_by(_c.c.id))]

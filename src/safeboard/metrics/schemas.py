@@ -1,0 +1,55 @@
+"""API shapes for metric batches and histories (columnar: one list per field)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from safeboard.schemas import Model, StrictModel
+
+__all__ = ["Columns", "HistoryOut", "IngestOut", "MetricBatch", "PointsOut"]
+
+JsonFloat = float | Literal["NaN", "Infinity", "-Infinity"]
+Step = Annotated[int, Field(ge=0, le=2**62)]
+MetricKey = Annotated[str, Field(min_length=1, max_length=250, pattern=r"^[^\x00-\x1f\x7f]+$")]
+MAX_POINTS = 1_000_000
+
+
+class Columns(StrictModel):
+    steps: list[Step] = Field(min_length=1, max_length=MAX_POINTS)
+    times: list[float] = Field(min_length=1, max_length=MAX_POINTS, description="Unix seconds.")
+    values: list[JsonFloat] = Field(min_length=1, max_length=MAX_POINTS)
+
+
+class MetricBatch(StrictModel):
+    batch_id: str = Field(
+        pattern=r"^[A-Za-z0-9_-]{8,64}$",
+        description="Unique per batch: a retried batch with the same id is stored once.",
+    )
+    metrics: dict[MetricKey, Columns] = Field(min_length=1, max_length=1000)
+
+
+class IngestOut(Model):
+    batch_id: str
+    stored: int = Field(description="Points stored now (0 for a batch stored before).")
+    duplicate: bool
+
+
+class HistoryOut(Model):
+    """Downsampled: per bucket its first and last step, point count, min, max, last."""
+
+    key: str
+    first_step: list[int]
+    last_step: list[int]
+    count: list[int]
+    min: list[JsonFloat]
+    max: list[JsonFloat]
+    last: list[JsonFloat]
+
+
+class PointsOut(Model):
+    key: str
+    steps: list[int]
+    times: list[float]
+    values: list[JsonFloat]

@@ -1,0 +1,96 @@
+"""Metric use cases: ingest a batch exactly once, read summaries, read a history raw or
+downsampled (P1, P2, R1)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+from sqlalchemy import Engine
+
+from safeboard.auth.permissions import Permission
+from safeboard.auth.principal import Principal
+from safeboard.clock import Clock, utcnow
+from safeboard.errors import InvalidRequest, NotFound
+from safeboard.metrics import repository as metrics
+from safeboard.metrics.codec import Buckets, Series, downsample, merge
+from safeboard.metrics.repository import Summary
+from safeboard.projects.access import project_by_id
+from safeboard.runs import repository as runs
+from safeboard.storage import writer
+
+__all__ = ["IngestResult", "MetricService"]
+
+MAX_BUCKETS = 10_000
+
+
+class IngestResult:
+    def __init__(self, stored: int, duplicate: bool) -> None:
+        self.stored = stored
+        self.duplicate = duplicate
+
+
+class MetricService:
+    def __init__(self, engine: Engine, clock: Clock = utcnow) -> None:
+        self.engine = engine
+        self.tx = writer(engine)
+        self.clock = clock
+
+    def _run_project(self, principal: Principal, run_id: str, permission: Permission) -> None:
+        with self.engine.connect() as conn:
+            run = runs.get(conn, run_id)
+            if run is None:
+                raise NotFound("no such run")
+            try:
+                project_by_id(conn, principal, run.project_id, permission)
+            except NotFound:
+                raise NotFound("no such run") from None
+
+    def ingest(
+        self, principal: Principal, run_id: str, batch_id: str, batch: Mapping[str, Series]
+    ) -> IngestResult:
+        """Store a batch in one transaction, or acknowledge it without storing if its id was
+        stored before. The answer comes after the commit: acknowledged means durable."""
+        for key, series in batch.items():
+            n = len(series)
+            if n == 0 or series.times.size != n or series.values.size != n:
+                raise InvalidRequest(f"metrics.{key}: steps, times and values need equal lengths")
+            if not np.all(np.isfinite(series.times)):
+                raise InvalidRequest(f"metrics.{key}.times: finite seconds since the epoch")
+        self._run_project(principal, run_id, Permission.PROJECTS_WRITE)
+        points = sum(len(series) for series in batch.values())
+        with self.tx.begin() as conn:
+            if not metrics.claim_batch(conn, run_id, batch_id, points, self.clock()):
+                return IngestResult(0, duplicate=True)
+            for key, series in batch.items():
+                metrics.add_chunk(conn, run_id, key, series)
+                metrics.update_summary(conn, run_id, key, series)
+        return IngestResult(points, duplicate=False)
+
+    def summaries(self, principal: Principal, run_id: str) -> list[Summary]:
+        self._run_project(principal, run_id, Permission.PROJECTS_READ)
+        with self.engine.connect() as conn:
+            return metrics.summaries(conn, run_id)
+
+    def series(
+        self, principal: Principal, run_id: str, key: str, start: int | None, end: int | None
+    ) -> Series:
+        self._run_project(principal, run_id, Permission.PROJECTS_READ)
+        with self.engine.connect() as conn:
+            chunks = metrics.load_chunks(conn, run_id, key, start, end)
+        return merge(chunks, start, end)
+
+    def history(
+        self,
+        principal: Principal,
+        run_id: str,
+        key: str,
+        *,
+        buckets: int,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> Buckets:
+        if not 1 <= buckets <= MAX_BUCKETS or math.isnan(buckets):
+            raise InvalidRequest(f"buckets: 1 to {MAX_BUCKETS}")
+        return downsample(self.series(principal, run_id, key, start, end), buckets)

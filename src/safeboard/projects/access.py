@@ -1,0 +1,37 @@
+"""Finding a project a principal may act on: the one check every project-scoped use case
+starts with (S9). No grant: 404, so existence does not leak; a weaker grant: 403."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from safeboard.auth.authorizer import ensure_in_project
+from safeboard.auth.permissions import Permission
+from safeboard.auth.principal import Principal
+from safeboard.errors import NotFound
+from safeboard.projects import repository as projects
+from safeboard.projects.repository import Project
+
+__all__ = ["project_by_id", "project_by_name"]
+
+
+def _checked(
+    conn: Connection, principal: Principal, project: Project | None, permission: Permission
+) -> Project:
+    if project is None:
+        raise NotFound("no such project")
+    grant = projects.role_of(conn, project.id, principal.user_id)
+    ensure_in_project(principal, permission, project.id, grant)
+    return project
+
+
+def project_by_name(
+    conn: Connection, principal: Principal, name: str, permission: Permission
+) -> Project:
+    return _checked(conn, principal, projects.get_by_name(conn, name), permission)
+
+
+def project_by_id(
+    conn: Connection, principal: Principal, project_id: int, permission: Permission
+) -> Project:
+    return _checked(conn, principal, projects.get(conn, project_id), permission)

@@ -1,0 +1,98 @@
+"""HTTP for projects and their grants: ``/api/v1/projects``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from pydantic import Field
+from starlette.status import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from safeboard.auth.dependencies import requires, requires_project
+from safeboard.auth.permissions import Permission, ProjectRole
+from safeboard.auth.principal import Principal
+from safeboard.projects.access import project_by_name
+from safeboard.projects.repository import Project
+from safeboard.projects.schemas import ProjectCreate, ProjectOut
+from safeboard.projects.service import ProjectService
+from safeboard.schemas import StrictModel
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1/projects")
+
+
+class GrantIn(StrictModel):
+    role: ProjectRole = Field(strict=False)
+
+
+def _service(request: Request) -> ProjectService:
+    service: ProjectService = request.app.state.projects
+    return service
+
+
+def _out(project: Project, role: ProjectRole | None) -> ProjectOut:
+    return ProjectOut(
+        id=project.id,
+        name=project.name,
+        description=project.description,
+        created_at=project.created_at,
+        role=role.value if role else None,
+    )
+
+
+@router.get("", response_model=list[ProjectOut])
+def list_projects(
+    request: Request, principal: Principal = requires_project(Permission.PROJECTS_READ)
+) -> list[ProjectOut]:
+    return [_out(p, role) for p, role in _service(request).visible(principal)]
+
+
+@router.post("", status_code=HTTP_201_CREATED, response_model=ProjectOut)
+def create_project(
+    request: Request,
+    body: ProjectCreate,
+    principal: Principal = requires(Permission.PROJECTS_CREATE),
+) -> ProjectOut:
+    """Create a project; you become its owner."""
+    project = _service(request).create(principal, body.name, body.description)
+    return _out(project, ProjectRole.OWNER)
+
+
+@router.get("/{name}", response_model=ProjectOut)
+def get_project(
+    request: Request, name: str, principal: Principal = requires_project(Permission.PROJECTS_READ)
+) -> ProjectOut:
+    service = _service(request)
+    with service.engine.connect() as conn:
+        project = project_by_name(conn, principal, name, Permission.PROJECTS_READ)
+    role = {p.id: r for p, r in service.visible(principal)}.get(project.id)
+    return _out(project, role)
+
+
+@router.put("/{name}/grants/{username}", status_code=HTTP_204_NO_CONTENT)
+def set_grant(
+    request: Request,
+    name: str,
+    username: str,
+    body: GrantIn,
+    principal: Principal = requires_project(Permission.PROJECTS_MANAGE),
+) -> Response:
+    """Give a user a role in the project (owners and admins)."""
+    service = _service(request)
+    with service.engine.connect() as conn:
+        project = project_by_name(conn, principal, name, Permission.PROJECTS_READ)
+    service.set_grant(principal, project.id, username, body.role)
+    return Response(status_code=HTTP_204_NO_CONTENT)
+
+
+@router.delete("/{name}/grants/{username}", status_code=HTTP_204_NO_CONTENT)
+def remove_grant(
+    request: Request,
+    name: str,
+    username: str,
+    principal: Principal = requires_project(Permission.PROJECTS_MANAGE),
+) -> Response:
+    service = _service(request)
+    with service.engine.connect() as conn:
+        project = project_by_name(conn, principal, name, Permission.PROJECTS_READ)
+    service.set_grant(principal, project.id, username, None)
+    return Response(status_code=HTTP_204_NO_CONTENT)

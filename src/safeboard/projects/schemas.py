@@ -1,0 +1,26 @@
+"""API shapes for projects."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from safeboard.schemas import Model, StrictModel
+
+__all__ = ["NAME", "ProjectCreate", "ProjectOut"]
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
+
+class ProjectCreate(StrictModel):
+    name: str = Field(pattern=NAME, description="Letters, digits, . _ -; unique.")
+    description: str = Field("", max_length=2000)
+
+
+class ProjectOut(Model):
+    id: int
+    name: str
+    description: str
+    created_at: datetime
+    role: str | None = Field(description="Your role in it (admins may have none).")

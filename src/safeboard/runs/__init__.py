@@ -1,0 +1,1 @@
+"""Runs: one execution of a training script, with its config, tags, status and notes."""

@@ -1,0 +1,151 @@
+"""Run use cases: create (idempotent by id), read, update status/tags/params/notes, list."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from safeboard.auth.permissions import Permission
+from safeboard.auth.principal import Principal
+from safeboard.clock import Clock, utcnow
+from safeboard.errors import BadRequest, Conflict, InvalidRequest, NotFound
+from safeboard.projects.access import project_by_id, project_by_name
+from safeboard.projects.repository import Project
+from safeboard.runs import repository as runs
+from safeboard.runs.repository import Run
+from safeboard.storage import writer
+
+__all__ = ["FINAL_STATUSES", "RunPage", "RunService", "new_run_id"]
+
+FINAL_STATUSES = frozenset({"finished", "failed", "killed"})
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(16)
+
+
+def encode_cursor(run: Run) -> str:
+    raw = json.dumps([run.created_at.isoformat(), run.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, run_id = json.loads(raw)
+        return datetime.fromisoformat(created), str(run_id)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise BadRequest("cursor: not one this server made") from exc
+
+
+class RunPage:
+    def __init__(self, runs: list[Run], next_cursor: str | None) -> None:
+        self.runs = runs
+        self.next_cursor = next_cursor
+
+
+class RunService:
+    def __init__(self, engine: Engine, clock: Clock = utcnow) -> None:
+        self.engine = engine
+        self.tx = writer(engine)
+        self.clock = clock
+
+    def create(
+        self,
+        principal: Principal,
+        project_name: str,
+        *,
+        run_id: str | None = None,
+        name: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        system: Mapping[str, Any] | None = None,
+        notes: str = "",
+    ) -> Run:
+        """A new run. Creating the same id again in the same project returns the existing
+        run (an SDK retrying, or syncing an offline run)."""
+        run_id = run_id or new_run_id()
+        with self.tx.begin() as conn:
+            project = project_by_name(conn, principal, project_name, Permission.PROJECTS_WRITE)
+            existing = runs.get(conn, run_id)
+            if existing is not None:
+                if existing.project_id != project.id:
+                    raise Conflict("a run with this id exists in another project")
+                return existing
+            run = Run(
+                id=run_id,
+                project_id=project.id,
+                name=name or f"run-{run_id[:8]}",
+                status="running",
+                created_at=self.clock(),
+                ended_at=None,
+                params=dict(params or {}),
+                system=dict(system or {}),
+                notes=notes,
+                created_by=principal.user_id,
+                tags=dict(tags or {}),
+            )
+            runs.create(conn, run)
+        return run
+
+    def get(self, principal: Principal, run_id: str, permission: Permission) -> tuple[Run, Project]:
+        with self.engine.connect() as conn:
+            run = runs.get(conn, run_id)
+            if run is None:
+                raise NotFound("no such run")
+            try:
+                project = project_by_id(conn, principal, run.project_id, permission)
+            except NotFound:
+                raise NotFound("no such run") from None
+        return run, project
+
+    def update(
+        self,
+        principal: Principal,
+        run_id: str,
+        *,
+        status: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str | None] | None = None,
+        notes: str | None = None,
+    ) -> Run:
+        """Merge params (top-level keys), set or remove tags, set notes or a final status."""
+        self.get(principal, run_id, Permission.PROJECTS_WRITE)
+        with self.tx.begin() as conn:
+            run = runs.get(conn, run_id)
+            assert run is not None  # noqa: S101  (checked above; runs are not deleted here)
+            values: dict[str, Any] = {}
+            if status is not None and status != run.status:
+                if run.status in FINAL_STATUSES:
+                    raise Conflict(f"the run is already {run.status}")
+                if status not in FINAL_STATUSES:
+                    raise InvalidRequest("status: finished, failed or killed")
+                values.update(status=status, ended_at=self.clock())
+            if params:
+                values["params"] = {**run.params, **params}
+            if notes is not None:
+                values["notes"] = notes
+            runs.update(conn, run_id, **values)
+            if tags:
+                runs.set_tags(conn, run_id, tags)
+            updated = runs.get(conn, run_id)
+        assert updated is not None  # noqa: S101
+        return updated
+
+    def page(
+        self, principal: Principal, project_name: str, *, cursor: str | None, limit: int
+    ) -> RunPage:
+        after = decode_cursor(cursor) if cursor else None
+        with self.engine.connect() as conn:
+            project = project_by_name(conn, principal, project_name, Permission.PROJECTS_READ)
+            found = runs.list_runs(conn, project.id, after=after, limit=limit + 1)
+        more = len(found) > limit
+        page = found[:limit]
+        return RunPage(page, encode_cursor(page[-1]) if more and page else None)

@@ -1,0 +1,205 @@
+"""Projects, runs and metrics over the API, on SQLite and PostgreSQL (S9, S17, R1, P2)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+
+from safeboard.auth.permissions import Role, Scope
+from safeboard.settings import Settings
+from tests.integration.identity_world import World, build_world
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def world(make_settings: Callable[..., Settings], db_url: str) -> AsyncIterator[World]:
+    built = build_world(make_settings, db_url)
+    built.user("admin", Role.ADMIN)
+    for name in ("olga", "vic", "eve"):
+        built.user(name)
+    yield built
+    await built.close()
+
+
+def as_user(world: World, name: str, scope: Scope = Scope.ADMIN) -> httpx.AsyncClient:
+    return world.client(Authorization=f"Bearer {world.key(name, scope)}")
+
+
+async def _project_with_run(world: World) -> tuple[httpx.AsyncClient, str]:
+    olga = as_user(world, "olga")
+    assert (await olga.post("/api/v1/projects", json={"name": "mnist"})).status_code == 201
+    run = await olga.post(
+        "/api/v1/projects/mnist/runs",
+        json={"name": "baseline", "config": {"lr": 0.01, "opt": {"name": "adam"}},
+              "tags": {"model": "resnet"}},
+    )  # fmt: skip
+    assert run.status_code == 201, run.text
+    return olga, run.json()["id"]
+
+
+def batch(
+    batch_id: str, key: str, steps: list[int], values: list[float | str]
+) -> dict[str, object]:
+    times = [1_700_000_000.0 + s for s in steps]
+    return {
+        "batch_id": batch_id,
+        "metrics": {key: {"steps": steps, "times": times, "values": values}},
+    }
+
+
+async def test_run_lifecycle(world: World) -> None:
+    olga, run_id = await _project_with_run(world)
+    got = (await olga.get(f"/api/v1/runs/{run_id}")).json()
+    assert got["status"] == "running"
+    assert got["config"]["opt"]["name"] == "adam"
+    assert got["tags"] == {"model": "resnet"}
+    done = await olga.patch(
+        f"/api/v1/runs/{run_id}",
+        json={"status": "finished", "config": {"epochs": 3}, "tags": {"model": None, "x": "1"}},
+    )
+    assert done.status_code == 200
+    body = done.json()
+    assert body["status"] == "finished"
+    assert body["ended_at"] is not None
+    assert body["config"] == {"lr": 0.01, "opt": {"name": "adam"}, "epochs": 3}
+    assert body["tags"] == {"x": "1"}
+    again = await olga.patch(f"/api/v1/runs/{run_id}", json={"status": "failed"})
+    assert again.status_code == 409
+
+
+async def test_creating_the_same_run_id_twice_returns_the_first(world: World) -> None:
+    olga, _ = await _project_with_run(world)
+    run_id = "ab" * 16
+    first = await olga.post("/api/v1/projects/mnist/runs", json={"id": run_id, "name": "a"})
+    second = await olga.post("/api/v1/projects/mnist/runs", json={"id": run_id, "name": "b"})
+    assert first.status_code == second.status_code == 201
+    assert second.json()["name"] == "a"
+
+
+async def test_ingest_is_exactly_once_and_summarised(world: World) -> None:
+    olga, run_id = await _project_with_run(world)
+    url = f"/api/v1/runs/{run_id}/metrics"
+    first = await olga.post(url, json=batch("batch-0001", "loss", [0, 1, 2], [3.0, "NaN", 1.0]))
+    assert first.json() == {"batch_id": "batch-0001", "stored": 3, "duplicate": False}
+    retry = await olga.post(url, json=batch("batch-0001", "loss", [0, 1, 2], [3.0, "NaN", 1.0]))
+    assert retry.json() == {"batch_id": "batch-0001", "stored": 0, "duplicate": True}
+    more = await olga.post(url, json=batch("batch-0002", "loss", [3, 4], ["Infinity", 0.5]))
+    assert more.json()["stored"] == 2
+    points = (await olga.get(f"{url}/loss/points")).json()
+    assert points["steps"] == [0, 1, 2, 3, 4]
+    assert points["values"] == [3.0, "NaN", 1.0, "Infinity", 0.5]
+    run = (await olga.get(f"/api/v1/runs/{run_id}")).json()
+    (summary,) = run["metrics"]
+    assert summary == {
+        "key": "loss", "count": 5, "last_step": 4, "last_value": 0.5, "min": 0.5,
+        "max": "Infinity",
+    }  # fmt: skip
+
+
+async def test_downsampled_history_keeps_extremes(world: World) -> None:
+    olga, run_id = await _project_with_run(world)
+    steps = list(range(10_000))
+    values: list[float | str] = [math.sin(s / 100) for s in steps]
+    values[4321] = 99.0  # a spike that a naive average would hide
+    values[8765] = -99.0
+    for i in range(0, 10_000, 2500):
+        response = await olga.post(
+            f"/api/v1/runs/{run_id}/metrics",
+            json=batch(f"b-{i:08d}", "val/loss", steps[i : i + 2500], values[i : i + 2500]),
+        )
+        assert response.status_code == 200
+    history = (await olga.get(f"/api/v1/runs/{run_id}/metrics/val/loss?buckets=100")).json()
+    assert len(history["min"]) == 100
+    assert sum(history["count"]) == 10_000
+    assert max(history["max"]) == 99.0
+    assert min(history["min"]) == -99.0
+    window = (await olga.get(
+        f"/api/v1/runs/{run_id}/metrics/val/loss?buckets=10&start=100&end=199")).json()  # fmt: skip
+    assert window["first_step"][0] == 100
+    assert window["last_step"][-1] == 199
+
+
+def _bad(batch_id: str = "batch-0001", key: str = "a", **column: object) -> dict[str, object]:
+    good: dict[str, object] = {"steps": [1], "times": [1.0], "values": [1.0]}
+    return {"batch_id": batch_id, "metrics": {key: good | column}}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _bad(batch_id="short"),
+        _bad(steps=[1, 2]),  # unequal lengths
+        _bad(values=["1.0"]),  # a number in a string: no coercion
+        _bad(steps=[-1]),
+        _bad(times=["NaN"]),
+        _bad(values=[True]),
+        _bad(key="a\n"),
+        {"batch_id": "batch-0001", "metrics": {}, "extra": 1},
+    ],
+)
+async def test_bad_batches_are_refused_and_store_nothing(
+    world: World, body: dict[str, object]
+) -> None:
+    olga, run_id = await _project_with_run(world)
+    response = await olga.post(f"/api/v1/runs/{run_id}/metrics", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert (await olga.get(f"/api/v1/runs/{run_id}")).json()["metrics"] == []
+
+
+async def test_malformed_json_is_422_not_500(world: World) -> None:
+    olga, run_id = await _project_with_run(world)
+    response = await olga.post(
+        f"/api/v1/runs/{run_id}/metrics",
+        content=b'{"batch_id": ',
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+
+
+async def test_grants_decide_who_reads_and_writes(world: World) -> None:
+    olga, run_id = await _project_with_run(world)
+    vic, eve = as_user(world, "vic"), as_user(world, "eve")
+    assert (await vic.get(f"/api/v1/runs/{run_id}")).status_code == 404  # no grant: unseen
+    assert (await vic.get("/api/v1/projects/mnist")).status_code == 404
+    grant = await olga.put("/api/v1/projects/mnist/grants/vic", json={"role": "viewer"})
+    assert grant.status_code == 204
+    assert (await vic.get(f"/api/v1/runs/{run_id}")).status_code == 200
+    write = await vic.post(
+        f"/api/v1/runs/{run_id}/metrics", json=batch("b-000001", "x", [1], [1.0])
+    )
+    assert write.status_code == 403
+    assert (await vic.post("/api/v1/projects/mnist/runs", json={})).status_code == 403
+    assert (
+        await vic.put("/api/v1/projects/mnist/grants/eve", json={"role": "owner"})
+    ).status_code == 403
+    assert [p["name"] for p in (await vic.get("/api/v1/projects")).json()] == ["mnist"]
+    assert (await eve.get("/api/v1/projects")).json() == []
+    admin = as_user(world, "admin")
+    assert (await admin.get(f"/api/v1/runs/{run_id}")).status_code == 200
+    read_key = as_user(world, "olga", Scope.READ)
+    refused = await read_key.post(
+        f"/api/v1/runs/{run_id}/metrics", json=batch("b-000002", "x", [1], [1.0])
+    )
+    assert refused.status_code == 403
+
+
+async def test_run_pages(world: World) -> None:
+    olga, _ = await _project_with_run(world)
+    for i in range(4):
+        await olga.post("/api/v1/projects/mnist/runs", json={"name": f"r{i}"})
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = (await olga.get("/api/v1/projects/mnist/runs", params=params)).json()
+        seen += [r["name"] for r in page["runs"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["r3", "r2", "r1", "r0", "baseline"]
+    bad = await olga.get("/api/v1/projects/mnist/runs", params={"cursor": "!!"})
+    assert bad.status_code == 400
