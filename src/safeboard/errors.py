@@ -80,7 +80,7 @@ class PayloadTooLarge(SafeboardError):
 class RateLimited(SafeboardError):
     code = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: int) -> None:
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
         super().__init__(message, headers={"Retry-After": str(max(1, retry_after))})
         self.retry_after = max(1, retry_after)
 
@@ -102,6 +102,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "payload_too_large": 413,
     "rate_limited": 429,
     "unavailable": 503,
+    # Raised by clients only (safeboard.client.trust), never sent by the server.
+    "tls_changed": 502,
+    "tls_untrusted": 502,
 }
 
 _BY_CODE: dict[str, type[SafeboardError]] = {}

@@ -87,11 +87,11 @@ class ServerProcess:
 
 
 def start_server(
-    tmp_path: Path, *args: str, name: str = "srv", ca: Path | None = None
+    tmp_path: Path, *args: str, name: str = "srv", ca: Path | None = None, port: int | None = None
 ) -> ServerProcess:
     """Start ``python -m safeboard server`` and wait until it answers /healthz."""
     data_dir = tmp_path / name
-    port = free_port()
+    port = port or free_port()
     log_path = tmp_path / f"{name}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -134,8 +134,10 @@ def _wait_healthy(server: ServerProcess) -> None:
 def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
-    def start(*args: str, name: str = "srv", ca: Path | None = None) -> ServerProcess:
-        server = start_server(tmp_path, *args, name=name, ca=ca)
+    def start(
+        *args: str, name: str = "srv", ca: Path | None = None, port: int | None = None
+    ) -> ServerProcess:
+        server = start_server(tmp_path, *args, name=name, ca=ca, port=port)
         started.append(server)
         return server
 

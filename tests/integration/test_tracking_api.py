@@ -203,3 +203,50 @@ async def test_run_pages(world: World) -> None:
     assert seen == ["r3", "r2", "r1", "r0", "baseline"]
     bad = await olga.get("/api/v1/projects/mnist/runs", params={"cursor": "!!"})
     assert bad.status_code == 400
+
+
+async def test_run_search(world: World) -> None:
+    olga, first = await _project_with_run(world)  # lr 0.01, model resnet
+    second = await olga.post(
+        "/api/v1/projects/mnist/runs",
+        json={
+            "name": "wide",
+            "config": {"lr": 0.1, "opt": {"name": "sgd"}},
+            "tags": {"model": "vit"},
+        },
+    )
+    second_id = second.json()["id"]
+    await olga.post(
+        f"/api/v1/runs/{second_id}/metrics",
+        json=batch("batch-0009", "val/loss", [1, 2], [0.9, 0.1]),
+    )
+    await olga.patch(f"/api/v1/runs/{second_id}", json={"status": "finished"})
+
+    async def names(text: str) -> list[str]:
+        response = await olga.get("/api/v1/projects/mnist/runs", params={"filter": text})
+        assert response.status_code == 200, response.text
+        return [r["name"] for r in response.json()["runs"]]
+
+    assert await names("params.lr > 0.05") == ["wide"]
+    assert await names('tags.model = "resnet"') == ["baseline"]
+    assert await names('params.opt.name = "sgd" and status = finished') == ["wide"]
+    assert await names('metrics."val/loss" < 0.2') == ["wide"]
+    assert await names("not params.lr > 0.05") == ["baseline"]
+    assert await names('name ~ "WID" or params.lr = 0.01') == ["wide", "baseline"]
+    assert await names("") == ["wide", "baseline"]
+    for bad, where in (("params.lr >", "column 12"), ("status = done", "status"),
+                       ("params.lr > 1 and and", "column")):  # fmt: skip
+        response = await olga.get("/api/v1/projects/mnist/runs", params={"filter": bad})
+        assert response.status_code == 400, bad
+        assert where in response.json()["error"]["message"]
+    assert first
+
+
+async def test_non_finite_config_is_refused(world: World) -> None:
+    olga, _ = await _project_with_run(world)
+    response = await olga.post(
+        "/api/v1/projects/mnist/runs",
+        content=b'{"config": {"lr": NaN}}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 422

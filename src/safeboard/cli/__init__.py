@@ -15,8 +15,11 @@ from safeboard.cli import (
     config_cmd,
     db_cmd,
     key_cmd,
+    login_cmd,
+    runs_cmd,
     secrets_cmd,
     server_cmd,
+    sync_cmd,
     tls_cmd,
     user_cmd,
 )
@@ -39,6 +42,11 @@ cli.add_command(db_cmd.db)
 cli.add_command(user_cmd.user)
 cli.add_command(key_cmd.key)
 cli.add_command(audit_cmd.audit)
+cli.add_command(sync_cmd.sync)
+cli.add_command(runs_cmd.projects)
+cli.add_command(runs_cmd.runs)
+cli.add_command(login_cmd.login)
+cli.add_command(login_cmd.logout)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -82,10 +82,17 @@ def list_runs(
     project: str,
     cursor: str | None = Query(None, max_length=200),
     limit: int = Query(50, ge=1, le=500),
+    filter: str | None = Query(
+        None,
+        max_length=2000,
+        description='e.g. params.lr > 0.01 and tags.model = "resnet" and status = finished',
+    ),
     principal: Principal = requires_project(Permission.PROJECTS_READ),
 ) -> RunPageOut:
-    """Runs, newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
-    page = _service(request).page(principal, project, cursor=cursor, limit=limit)
+    """Runs, newest first, matching ``filter``; pass ``next_cursor`` back as ``cursor``."""
+    page = _service(request).page(
+        principal, project, cursor=cursor, limit=limit, filter_text=filter
+    )
     return RunPageOut(runs=[run_out(r, project) for r in page.runs], next_cursor=page.next_cursor)
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from safeboard.schemas import Model, StrictModel
 
@@ -23,6 +24,23 @@ TAG_KEY = r"^[A-Za-z0-9_.:/-]{1,100}$"
 JsonFloat = float | Literal["NaN", "Infinity", "-Infinity"]
 
 
+def _finite(value: Any, where: str = "config") -> Any:
+    """JSON documents hold finite numbers only (NaN cannot be stored or searched)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: numbers must be finite")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _finite(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for item in value:
+            _finite(item, where)
+    return value
+
+
+def _finite_document(value: Any) -> Any:
+    return _finite(value)
+
+
 class RunCreate(StrictModel):
     id: str | None = Field(None, pattern=RUN_ID, description="Client-made id (32 hex).")
     name: str | None = Field(None, min_length=1, max_length=200)
@@ -31,12 +49,16 @@ class RunCreate(StrictModel):
     system: dict[str, Any] = Field(default_factory=dict)
     notes: str = Field("", max_length=20000)
 
+    _checked = field_validator("config", "system")(_finite_document)
+
 
 class RunUpdate(StrictModel):
     status: Literal["finished", "failed", "killed"] | None = None
     config: dict[str, Any] | None = Field(None, description="Merged into the run's config.")
     tags: dict[str, str | None] | None = Field(None, description="null removes a tag.")
     notes: str | None = Field(None, max_length=20000)
+
+    _checked = field_validator("config")(_finite_document)
 
 
 class MetricSummaryOut(Model):

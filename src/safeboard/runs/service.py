@@ -20,6 +20,7 @@ from safeboard.projects.access import project_by_id, project_by_name
 from safeboard.projects.repository import Project
 from safeboard.runs import repository as runs
 from safeboard.runs.repository import Run
+from safeboard.runs.search import run_filter
 from safeboard.storage import writer
 
 __all__ = ["FINAL_STATUSES", "RunPage", "RunService", "new_run_id"]
@@ -140,12 +141,20 @@ class RunService:
         return updated
 
     def page(
-        self, principal: Principal, project_name: str, *, cursor: str | None, limit: int
+        self,
+        principal: Principal,
+        project_name: str,
+        *,
+        cursor: str | None,
+        limit: int,
+        filter_text: str | None = None,
     ) -> RunPage:
+        """A page of runs, newest first, matching ``filter_text`` (the search language)."""
         after = decode_cursor(cursor) if cursor else None
+        where = run_filter(filter_text, self.engine.dialect.name)
         with self.engine.connect() as conn:
             project = project_by_name(conn, principal, project_name, Permission.PROJECTS_READ)
-            found = runs.list_runs(conn, project.id, after=after, limit=limit + 1)
+            found = runs.list_runs(conn, project.id, where=where, after=after, limit=limit + 1)
         more = len(found) > limit
         page = found[:limit]
         return RunPage(page, encode_cursor(page[-1]) if more and page else None)

@@ -8,6 +8,7 @@ makes DDL transactional (migrations, R3), SELECTs repeatable and SAVEPOINT nest 
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -83,8 +84,17 @@ def create_engine(url: str) -> Engine:
         # Without it libpq waits for the OS (minutes) on an unreachable host.
         connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
     return sqlalchemy.create_engine(
-        parsed, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True
+        parsed,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+        hide_parameters=True,
+        json_serializer=_json_text,
     )
+
+
+def _json_text(value: Any) -> str:
+    """JSON columns store UTF-8 as is: SQLite's JSON paths do not match \\u-escaped keys."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
 def writer(engine: Engine) -> Engine:
@@ -108,7 +118,7 @@ def _sqlite_engine(url: URL) -> Engine:
     assert url.database is not None  # checked by parse_database_url  # noqa: S101
     path = url.database
     # hide_parameters: error messages never carry bound values (a password hash, a token).
-    engine = sqlalchemy.create_engine(url, hide_parameters=True)
+    engine = sqlalchemy.create_engine(url, hide_parameters=True, json_serializer=_json_text)
 
     @event.listens_for(engine, "do_connect")
     def _create_private(*_: Any) -> None:

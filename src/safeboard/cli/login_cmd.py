@@ -1,0 +1,270 @@
+"""``safeboard login URL`` and ``safeboard logout URL`` (S13).
+
+Login first decides, sending nothing, whether to trust the server's certificate: the
+system's CAs, ``--ca-cert``, the certificate pinned at an earlier login, or a certificate the
+person confirms by its fingerprint (``--fingerprint`` without a terminal). Only then does it
+ask for the password, sign in, mint an API key for this device and store it (0600).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import ssl
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import click
+
+from safeboard.errors import BadRequest, ConfigError, Forbidden, NotFound, SafeboardError
+
+if TYPE_CHECKING:  # the client (httpx, cryptography) loads only when a command runs
+    from safeboard.client import ApiClient, CertificateInfo, StoredKey, TrustStore
+
+__all__ = ["login", "logout"]
+
+_KEY_SCOPE = "write"
+_ADMIN_HINT = "check it with the server's admin, who sees it with `safeboard tls show`"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _show(origin: str, cert: CertificateInfo, headline: str) -> None:
+    click.echo(f"{origin} {headline}:")
+    for line in cert.describe():
+        click.echo(f"  {line}")
+
+
+def _pin(origin: str, cert: CertificateInfo, trust: TrustStore) -> ssl.SSLContext:
+    from safeboard.client import pinned_context, probe, same_fingerprint
+
+    previous = trust.get(origin)
+    path = trust.pin(origin, cert)
+    replaced = ""
+    if previous is not None and not same_fingerprint(previous.fingerprint, cert.fingerprint):
+        replaced = f" (replaces {previous.fingerprint})"
+    click.echo(f"pinned {cert.fingerprint} for {origin} in {path}{replaced}")
+    context = pinned_context(origin, cert.fingerprint, anchor_pem=cert.pem)
+    probe(origin, context)  # the pin works, and nothing changed since we looked
+    return context
+
+
+def _trusted_context(
+    origin: str, fingerprint: str | None, ca_cert: Path | None, trust: TrustStore
+) -> ssl.SSLContext:
+    """How to trust ``origin``, decided before any credential is sent."""
+    from safeboard.client import (
+        UntrustedCertificate,
+        ca_context,
+        fetch_certificate,
+        parse_fingerprint,
+        pinned_context,
+        probe,
+        same_fingerprint,
+        system_context,
+    )
+
+    wanted = parse_fingerprint(fingerprint) if fingerprint is not None else None
+    if ca_cert is not None:
+        context = ca_context(ca_cert)
+        served = probe(origin, context)
+        if wanted is not None and not same_fingerprint(wanted, served.fingerprint):
+            raise UntrustedCertificate(
+                f"{origin} presents {served.fingerprint}, not {wanted}; nothing was sent"
+            )
+        return context
+    if wanted is not None:
+        served = fetch_certificate(origin)
+        if not same_fingerprint(wanted, served.fingerprint):
+            raise UntrustedCertificate(
+                f"{origin} presents the certificate {served.fingerprint}, not the {wanted} "
+                f"you gave; nothing was sent. {_ADMIN_HINT[0].upper()}{_ADMIN_HINT[1:]}"
+            )
+        _show(origin, served, "presents the certificate you named")
+        return _pin(origin, served, trust)
+    pinned = trust.get(origin)
+    if pinned is not None:
+        context = pinned_context(origin, pinned.fingerprint, anchor_pem=pinned.pem)
+        probe(origin, context)  # CertificateChanged here: not a byte of a credential sent
+        return context
+    context = system_context()
+    try:
+        probe(origin, context)
+    except UntrustedCertificate:
+        pass
+    else:
+        return context
+    served = fetch_certificate(origin)
+    _show(origin, served, "presents a certificate that the system does not trust")
+    if not sys.stdin.isatty():
+        raise UntrustedCertificate(
+            f"not trusting {origin} without confirmation and there is no terminal to ask: "
+            f"{_ADMIN_HINT}, then pass --fingerprint {served.fingerprint}"
+        )
+    click.echo(f"Compare the fingerprint with the one the server shows ({_ADMIN_HINT}).")
+    if not click.confirm("Trust this certificate?", default=False):
+        raise UntrustedCertificate(f"{origin} not trusted; nothing was sent")
+    return _pin(origin, served, trust)
+
+
+def _credentials(username: str | None, password_stdin: bool) -> tuple[str, str]:
+    import getpass
+
+    tty = sys.stdin.isatty()
+    if username is None:
+        try:
+            default = getpass.getuser()
+        except (OSError, KeyError):
+            default = None
+        if tty and not password_stdin:
+            username = str(click.prompt("username", default=default))
+        elif default is None:
+            raise BadRequest("cannot tell your user name: pass --username")
+        else:
+            username = default
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif tty:
+        password = str(click.prompt("password", hide_input=True))
+    else:
+        raise BadRequest("no terminal to ask for the password: pass --password-stdin")
+    if not password:
+        raise BadRequest("empty password")
+    return username, password
+
+
+@click.command()
+@click.argument("url")
+@click.option(
+    "--fingerprint",
+    metavar="SHA256:..",
+    help="Trust the certificate with this SHA-256 fingerprint (`safeboard tls show` on the "
+    "server prints it). Required without a terminal when the system does not trust it.",
+)
+@click.option(
+    "--ca-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Trust certificates issued by this CA (PEM) instead of the system's CAs.",
+)
+@click.option("--username", help="Account name (default: asked, or your OS user name).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--key-name", help='Name of the API key (default: "<hostname> (safeboard login)").')
+def login(
+    url: str,
+    fingerprint: str | None,
+    ca_cert: Path | None,
+    username: str | None,
+    password_stdin: bool,
+    key_name: str | None,
+) -> None:
+    """Trust URL's certificate, sign in, and store an API key for this device."""
+    import socket
+
+    from safeboard.client import ApiClient, CredentialStore, StoredKey, TrustStore, server_origin
+
+    origin = server_origin(url)
+    trust, store = TrustStore(), CredentialStore()
+    verify: ssl.SSLContext | bool = True
+    if origin.startswith("http:"):
+        if not _is_loopback(urlsplit(origin).hostname or ""):
+            raise ConfigError("plain http:// is only for a server on this machine: use https://")
+    else:
+        verify = _trusted_context(origin, fingerprint, ca_cert, trust)
+    username, password = _credentials(username, password_stdin)
+    name = key_name or f"{socket.gethostname()[:70] or 'this device'} (safeboard login)"
+    previous = store.get(origin)
+    with ApiClient(origin, verify=verify) as api:
+        csrf = _sign_in(api, username, password)
+        key = api.post("/api/v1/keys", json={"name": name, "scope": _KEY_SCOPE}, headers=csrf)
+        created = key.json()
+        saved = StoredKey(origin, username, str(created["id"]), name, str(created["token"]))
+        path = store.save(saved)
+        click.echo(f"signed in to {origin} as {username}")
+        click.echo(f"API key {name!r} (id {saved.key_id}, scope {_KEY_SCOPE}) stored in {path}")
+        if previous is not None and previous.key_id != saved.key_id:
+            _warn(_revoke(api, previous, "the previous key of this device", csrf), previous)
+        _sign_out(api, csrf)  # the key is what stays
+
+
+def _sign_in(api: ApiClient, username: str, password: str) -> dict[str, str]:
+    """A session on ``api`` (its cookie in the client); the CSRF header its writes need."""
+    body = {"username": username, "password": password}
+    session = api.post("/api/v1/auth/login", json=body).json()
+    return {"X-CSRF-Token": str(session["csrf_token"])}
+
+
+def _sign_out(api: ApiClient, csrf: dict[str, str]) -> None:
+    with contextlib.suppress(SafeboardError):
+        api.post("/api/v1/auth/logout", headers=csrf)
+
+
+def _revoke(
+    api: ApiClient, key: StoredKey, what: str, headers: dict[str, str] | None = None
+) -> SafeboardError | None:
+    """Revoke ``key`` on the server: None when done (or gone already), else the error."""
+    try:
+        api.delete(f"/api/v1/keys/{key.key_id}", headers=headers)
+    except NotFound:
+        pass  # revoked already, or deleted by an admin
+    except SafeboardError as exc:
+        return exc
+    click.echo(f"revoked {what} (id {key.key_id}) on the server")
+    return None
+
+
+def _warn(failed: SafeboardError | None, key: StoredKey) -> None:
+    if failed is None:
+        return
+    why = "a key may not revoke itself" if isinstance(failed, Forbidden) else failed.message
+    click.echo(
+        f"warning: key {key.key_id} is still valid on the server ({why}); revoke it in the "
+        f"dashboard, or on the server with: safeboard key revoke {key.key_id}",
+        err=True,
+    )
+
+
+@click.command()
+@click.argument("url")
+@click.option(
+    "--ca-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Trust certificates issued by this CA (PEM) instead of the pin or system CAs.",
+)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def logout(url: str, ca_cert: Path | None, password_stdin: bool) -> None:
+    """Revoke this device's API key for URL on the server and delete it here.
+
+    A key may not manage keys (only a password sign-in may), so when the server refuses,
+    logout signs in with your password to revoke it: asked on a terminal, or read with
+    --password-stdin; otherwise it tells you how to revoke it."""
+    from safeboard.client import ApiClient, CredentialStore, resolve_server, server_origin
+
+    origin = server_origin(url)
+    store = CredentialStore()
+    stored = store.get(origin)
+    if stored is None:
+        click.echo(f"no API key stored for {origin}")
+        return
+    verify = resolve_server(origin, stored.api_key, ca_cert=ca_cert).verify
+    what = "this device's API key"
+    with ApiClient(origin, stored.api_key, verify=verify) as api:
+        failed = _revoke(api, stored, what)
+    if isinstance(failed, Forbidden) and (password_stdin or sys.stdin.isatty()):
+        click.echo(f"the key may not revoke itself: signing in as {stored.username} to revoke it")
+        username, password = _credentials(stored.username, password_stdin)
+        with ApiClient(origin, verify=verify) as api:
+            csrf = _sign_in(api, username, password)
+            failed = _revoke(api, stored, what, csrf)
+            _sign_out(api, csrf)
+    _warn(failed, stored)
+    store.delete(origin)
+    click.echo(f"deleted the API key for {origin} from {store.path_for(origin)}")

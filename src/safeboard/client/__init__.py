@@ -1,0 +1,66 @@
+"""The client side shared by the SDK, the CLI and agents: TLS trust (system CAs, a CA file,
+or a certificate pinned on first use; S13), stored credentials, and the HTTP client.
+
+Imports only the bottom layer (``safeboard.errors``) and third-party packages: never the
+server, the API or storage.
+"""
+
+from __future__ import annotations
+
+from safeboard.client.config import CONFIG_DIR_ENV, config_dir, server_origin
+from safeboard.client.credentials import (
+    API_KEY_ENV,
+    CA_CERT_ENV,
+    DATA_DIR_ENV,
+    URL_ENV,
+    CredentialStore,
+    ServerAccess,
+    StoredKey,
+    read_discovery,
+    resolve_server,
+)
+from safeboard.client.fingerprint import format_fingerprint, parse_fingerprint, same_fingerprint
+from safeboard.client.http import ApiClient
+from safeboard.client.trust import (
+    CertificateChanged,
+    CertificateInfo,
+    PinnedContext,
+    TrustStore,
+    UntrustedCertificate,
+    ca_context,
+    context_for,
+    fetch_certificate,
+    pinned_context,
+    probe,
+    system_context,
+)
+
+__all__ = [
+    "API_KEY_ENV",
+    "CA_CERT_ENV",
+    "CONFIG_DIR_ENV",
+    "DATA_DIR_ENV",
+    "URL_ENV",
+    "ApiClient",
+    "CertificateChanged",
+    "CertificateInfo",
+    "CredentialStore",
+    "PinnedContext",
+    "ServerAccess",
+    "StoredKey",
+    "TrustStore",
+    "UntrustedCertificate",
+    "ca_context",
+    "config_dir",
+    "context_for",
+    "fetch_certificate",
+    "format_fingerprint",
+    "parse_fingerprint",
+    "pinned_context",
+    "probe",
+    "read_discovery",
+    "resolve_server",
+    "same_fingerprint",
+    "server_origin",
+    "system_context",
+]

@@ -1,0 +1,69 @@
+"""Where the client keeps what it trusts and holds: a private config directory (0700) with
+files written 0600, keyed by the server's origin."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from platformdirs import user_config_dir
+
+from safeboard.errors import ConfigError
+
+__all__ = ["CONFIG_DIR_ENV", "config_dir", "private_dir", "server_origin", "write_private"]
+
+CONFIG_DIR_ENV = "SAFEBOARD_CONFIG_DIR"
+
+
+def config_dir() -> Path:
+    """``$SAFEBOARD_CONFIG_DIR``, else the user's config directory (``~/.config/safeboard``)."""
+    env = os.environ.get(CONFIG_DIR_ENV)
+    return Path(env).expanduser() if env else Path(user_config_dir("safeboard", appauthor=False))
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` with mode 0700, or check that an existing one is private."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {path}: {exc.strerror}") from None
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(f"{path} is accessible by group or others (mode {mode:o}); chmod 700 it")
+    return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` with mode 0600, atomically."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def server_origin(url: str) -> str:
+    """``scheme://host:port`` of a server address, the key under which trust and keys are kept."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"not a server address: {url!r}") from None
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(f"give the server's address as https://host:port, not {url!r}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ConfigError("give the server's address only: no user, password, query or fragment")
+    if parts.path not in ("", "/"):
+        raise ConfigError(f"give the server's address without a path, like https://{parts.netloc}")
+    host = parts.hostname.lower()
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}:{port or (443 if parts.scheme == 'https' else 80)}"

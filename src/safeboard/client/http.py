@@ -1,0 +1,179 @@
+"""A small HTTP client for safeboard's API, in the manner of httpx (habit 10).
+
+Error bodies (``{"error": {"code", "message", "request_id"}}``) come back as the same
+exception classes the server raised; transport failures become ``ServiceUnavailable``,
+certificate failures ``CertificateChanged`` or ``UntrustedCertificate``. The API key travels
+only in ``Authorization: Bearer`` and is never part of a URL, a repr or a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from safeboard.client.config import server_origin
+from safeboard.client.fingerprint import same_fingerprint
+from safeboard.client.trust import (
+    CertificateChanged,
+    PinnedContext,
+    UntrustedCertificate,
+    fetch_certificate,
+)
+from safeboard.errors import (
+    STATUS_BY_CODE,
+    RateLimited,
+    SafeboardError,
+    ServiceUnavailable,
+    error_for_code,
+)
+
+__all__ = ["ApiClient"]
+
+log = logging.getLogger("safeboard.client")
+_CODE_BY_STATUS = {status: code for code, status in reversed(STATUS_BY_CODE.items())}
+_USER_AGENT = "safeboard-client"
+
+
+def _quiet_http_loggers() -> None:
+    """httpx logs every request's full URL at INFO; keep that out of training logs."""
+    for name in ("httpx", "httpcore"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+
+
+def _error_from(response: httpx.Response) -> SafeboardError:
+    """The exception for an error response, from its JSON body when it has one."""
+    code = _CODE_BY_STATUS.get(response.status_code, "internal")
+    message = f"the server answered {response.status_code}"
+    try:
+        error = response.json()["error"]
+        code, message = str(error["code"]), str(error["message"])
+        if error.get("request_id") not in (None, "-") and response.status_code >= 500:
+            message += f" (request id {error['request_id']})"
+    except (ValueError, KeyError, TypeError):
+        pass
+    if code == RateLimited.code:
+        try:
+            retry_after = int(response.headers.get("retry-after", "1"))
+        except ValueError:
+            retry_after = 1
+        return RateLimited(message, retry_after=retry_after)
+    return error_for_code(code, message)
+
+
+def _verification_failed(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+class ApiClient:
+    """``ApiClient(url, api_key, verify=context)``; ``.get(path)``, ``.post(path, json=...)``.
+
+    ``verify`` is the ``ssl.SSLContext`` from ``safeboard.client.trust`` (or ``True`` for the
+    system's CAs); ``transport`` replaces the network, e.g. with the in-process app in tests.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None = None,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        _quiet_http_loggers()
+        self.url = server_origin(url)
+        if verify is False and self.url.startswith("https:"):
+            log.warning("TLS verification OFF for %s: anyone on the path can pose as it", self.url)
+        self._verify = verify
+        headers = {"User-Agent": _USER_AGENT, "Origin": self.url}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._http = httpx.Client(
+            base_url=self.url,
+            verify=verify,
+            transport=transport,
+            timeout=timeout,
+            headers=headers,
+            follow_redirects=False,
+            trust_env=False,  # no proxy or netrc from the environment sees the key
+        )
+
+    def __repr__(self) -> str:
+        return f"ApiClient({self.url!r})"
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send one request; raise the safeboard error for any status >= 400."""
+        if not path.startswith("/"):
+            raise ValueError("give an absolute path such as /api/v1/projects")
+        try:
+            response = self._http.request(method, path, json=json, params=params, headers=headers)
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from None
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response
+
+    def _transport_error(self, exc: httpx.TransportError) -> SafeboardError:
+        failed = _verification_failed(exc)
+        if failed is None:
+            kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+            return ServiceUnavailable(f"connection to {self.url} {kind}: {exc or type(exc)}")
+        context = self._verify
+        if isinstance(context, PinnedContext):
+            presented = fetch_certificate(self.url).fingerprint
+            expected = context.expected_fingerprint
+            if not same_fingerprint(expected, presented):
+                hint = context.changed_hint
+                return CertificateChanged(self.url, expected, presented, hint=hint)
+        return UntrustedCertificate(
+            f"the TLS certificate of {self.url} is not trusted ({failed.verify_message}); "
+            f"nothing was sent. To check and pin it: safeboard login {self.url}"
+        )
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PUT", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("DELETE", path, **kwargs)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

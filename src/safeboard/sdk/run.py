@@ -1,0 +1,220 @@
+"""``safeboard.init()`` and ``Run``: what a training script sees.
+
+``run.log({"loss": 0.3}, step=i)`` costs an append to a deque (P3); a background thread
+delivers (sender.py). At exit, or on ``finish()``, the run flushes with a bounded wait and
+says what is left in the spool for ``safeboard sync``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import getpass
+import logging
+import os
+import platform
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from safeboard.client.credentials import resolve_server
+from safeboard.client.http import ApiClient
+from safeboard.errors import InvalidRequest
+from safeboard.sdk.delivery import Delivery
+from safeboard.sdk.sender import Point, Sender
+from safeboard.sdk.spool import RunSpool, spool_root
+
+__all__ = ["Run", "init"]
+
+log = logging.getLogger("safeboard.sdk")
+
+Mode = Literal["online", "offline"]
+Status = Literal["finished", "failed", "killed"]
+FINISH_WAIT_SECONDS = 30.0
+_live: weakref.WeakSet[Run] = weakref.WeakSet()
+_failed = threading.Event()
+
+
+def _system_info() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "host": socket.gethostname(), "python": platform.python_version(),
+        "platform": platform.platform(), "user": _user(), "argv": sys.argv[:20],
+    }  # fmt: skip
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],  # noqa: S607  (git from PATH: where the user has it)
+            capture_output=True,
+            text=True,
+            timeout=2,
+            check=False,
+        )
+        if commit.returncode == 0:
+            info["git_commit"] = commit.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "?"
+
+
+class Run:
+    """One run. Log with :meth:`log`; end with :meth:`finish` or a ``with`` block."""
+
+    def __init__(
+        self,
+        *,
+        project: str,
+        name: str | None,
+        config: Mapping[str, Any] | None,
+        tags: Mapping[str, str] | list[str] | None,
+        mode: Mode,
+        url: str | None,
+        api_key: str | None,
+        spool_dir: Path | None,
+        interval: float,
+    ) -> None:
+        self.id = secrets.token_hex(16)
+        self.project = project
+        self.name = name or f"run-{self.id[:8]}"
+        tag_map = dict(tags) if isinstance(tags, Mapping) else dict.fromkeys(tags or [], "")
+        self.spool = RunSpool(spool_dir or spool_root(), self.id)
+        delivery = None
+        server_url = None
+        if mode == "online":
+            access = resolve_server(url, api_key)
+            server_url = access.url
+
+            def connect() -> ApiClient:
+                return access.client()
+
+        self._meta: dict[str, Any] = {
+            "id": self.id, "project": project, "name": self.name, "config": dict(config or {}),
+            "tags": tag_map, "system": _system_info(), "url": server_url, "status": "running",
+            "on_server": False,
+        }  # fmt: skip
+        self.spool.write_meta(self._meta)
+        if mode == "online":
+            delivery = Delivery(connect, self._meta)
+        self._delivery = delivery
+        self._queue: deque[Point] = deque()
+        self._step = 0
+        self._finished = False
+        self._sender = Sender(self._queue, self.spool, delivery, interval=interval)
+        self._sender.start()
+        _live.add(self)
+
+    def __repr__(self) -> str:
+        return f"Run(project={self.project!r}, name={self.name!r}, id={self.id!r})"
+
+    def log(self, data: Mapping[str, float], step: int | None = None) -> None:
+        """Record values at ``step`` (default: one past the last step). Returns at once."""
+        if step is None:
+            step = self._step
+        self._step = step + 1
+        self._queue.append((step, time.time(), dict(data)))
+
+    def finish(self, status: Status = "finished", *, timeout: float = FINISH_WAIT_SECONDS) -> None:
+        """Deliver what is left (waiting at most ``timeout`` s) and set the final status."""
+        if self._finished:
+            return
+        if status not in ("finished", "failed", "killed"):
+            raise InvalidRequest("status: finished, failed or killed")
+        self._finished = True
+        self._meta["status"] = status
+        self.spool.write_meta(self._meta)
+        self._sender.stop()
+        self._sender.join(timeout)
+        left = self.spool.pending_points()
+        if self._delivery is not None and not self._sender.is_alive() and left == 0:
+            try:
+                self._delivery.finish(status)
+                self.spool.remove()
+            except Exception as exc:  # noqa: BLE001  (never let the last step crash training)
+                log.warning("safeboard: run %s not marked %s yet (%s)", self.id, status, exc)
+                left = -1
+            finally:
+                self._delivery.close()
+        if left:
+            where = self.spool.path
+            print(  # noqa: T201  (the training script's user must see this, logging or not)
+                f"safeboard: run {self.name} ({self.id}): {max(left, 0)} points not delivered "
+                f"yet; they are kept in {where}: run `safeboard sync` to send them",
+                file=sys.stderr,
+            )
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        failed = kind is not None and not issubclass(kind, KeyboardInterrupt)
+        self.finish("killed" if kind is KeyboardInterrupt else ("failed" if failed else "finished"))
+
+
+def init(
+    project: str,
+    *,
+    name: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | list[str] | None = None,
+    mode: Mode | None = None,
+    url: str | None = None,
+    api_key: str | None = None,
+    spool_dir: Path | None = None,
+    flush_interval: float = 0.5,
+) -> Run:
+    """Start a run in ``project``. With no arguments it finds the server the way the CLI
+    does (``SAFEBOARD_URL`` + ``SAFEBOARD_API_KEY``, ``safeboard login``, or the local
+    server's discovery file); ``mode="offline"`` (or ``SAFEBOARD_MODE=offline``) needs no
+    server at all: ``safeboard sync`` uploads later."""
+    _install_exit_hooks()
+    chosen = mode or os.environ.get("SAFEBOARD_MODE", "online")
+    if chosen not in ("online", "offline"):
+        raise InvalidRequest("mode: online or offline")
+    return Run(
+        project=project, name=name, config=config, tags=tags, mode=chosen,  # type: ignore[arg-type]
+        url=url, api_key=api_key, spool_dir=spool_dir, interval=flush_interval,
+    )  # fmt: skip
+
+
+_hooks = threading.Lock()
+_hooked: list[bool] = []
+
+
+def _install_exit_hooks() -> None:
+    """At the first init(): finish every live run at exit, as failed after an uncaught
+    exception (installed then, not at import: importing safeboard changes nothing)."""
+    with _hooks:
+        if _hooked:
+            return
+        _hooked.append(True)
+        previous = sys.excepthook
+
+        def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+            _failed.set()
+            previous(kind, exc, tb)
+
+        sys.excepthook = hook
+        atexit.register(_finish_all)
+
+
+def _finish_all() -> None:
+    for run in list(_live):
+        run.finish("failed" if _failed.is_set() else "finished")

@@ -1,0 +1,146 @@
+"""The background sender: turns logged points into columnar batches and delivers them,
+spooling to disk whenever the server cannot take them (P3, R1, R2).
+
+``log()`` only appends to a deque (thread-safe, no lock, no I/O). This thread wakes every
+``interval`` seconds, drains the deque, and delivers in order: spooled batches first, then
+the new ones. A batch keeps its id through every retry, so the server stores it once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Mapping
+from typing import Any
+
+from safeboard.errors import SafeboardError
+from safeboard.sdk.delivery import Delivery, Undeliverable, retryable
+from safeboard.sdk.spool import RunSpool
+
+__all__ = ["Point", "Sender"]
+
+log = logging.getLogger("safeboard.sdk")
+
+Point = tuple[int, float, Mapping[str, float]]
+MAX_BATCH_POINTS = 200_000
+MAX_BACKOFF = 30.0
+
+
+def _wire(value: float) -> float | str:
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+def to_batches(points: list[Point]) -> list[dict[str, Any]]:
+    """Columnar batches (per key: steps, times, values) of at most MAX_BATCH_POINTS."""
+    batches: list[dict[str, Any]] = []
+    columns: dict[str, dict[str, list[Any]]] = defaultdict(
+        lambda: {"steps": [], "times": [], "values": []}
+    )
+    count = 0
+    for step, at, data in points:
+        for key, value in data.items():
+            column = columns[key]
+            column["steps"].append(step)
+            column["times"].append(at)
+            column["values"].append(_wire(float(value)))
+            count += 1
+        if count >= MAX_BATCH_POINTS:
+            batches.append({"batch_id": secrets.token_hex(16), "metrics": dict(columns)})
+            columns, count = defaultdict(lambda: {"steps": [], "times": [], "values": []}), 0
+    if count:
+        batches.append({"batch_id": secrets.token_hex(16), "metrics": dict(columns)})
+    return batches
+
+
+class Sender(threading.Thread):
+    def __init__(
+        self,
+        queue: deque[Point],
+        spool: RunSpool,
+        delivery: Delivery | None,
+        *,
+        interval: float = 0.5,
+    ) -> None:
+        super().__init__(name="safeboard-sender", daemon=True)
+        self.queue = queue
+        self.spool = spool
+        self.delivery = delivery  # None: offline, everything stays in the spool
+        self.interval = interval
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._backoff = 0.0
+        self._retry_at = 0.0
+        self._spooled = any(True for _ in spool.batches())
+        self.delivered_points = 0
+        self.dropped_points = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            self.cycle()
+        self.cycle(final=True)
+
+    def _drain(self) -> list[Point]:
+        points: list[Point] = []
+        pop = self.queue.popleft
+        try:
+            while True:
+                points.append(pop())
+        except IndexError:
+            return points
+
+    def cycle(self, *, final: bool = False) -> None:
+        """One round: new points become batches; deliver what can be delivered."""
+        batches = to_batches(self._drain())
+        if self.delivery is None:
+            for batch in batches:
+                self.spool.add_batch(batch)
+            return
+        waiting = time.monotonic() < self._retry_at and not final
+        if self._spooled or waiting:
+            for batch in batches:
+                self.spool.add_batch(batch)
+            self._spooled = self._spooled or bool(batches)
+            batches = []
+        if waiting:
+            return
+        try:
+            for path, batch in self.spool.batches():
+                self._deliver(batch)
+                path.unlink()
+            self._spooled = False
+            while batches:
+                self._deliver(batches[0])
+                batches.pop(0)
+            self._backoff = 0.0
+        except SafeboardError as exc:
+            for batch in batches:  # not delivered: keep them, in order, on disk
+                self.spool.add_batch(batch)
+            self._spooled = True
+            self._backoff = min(MAX_BACKOFF, max(0.5, self._backoff * 2))
+            self._retry_at = time.monotonic() + (self._backoff if retryable(exc) else MAX_BACKOFF)
+            log.debug("delivery paused (%s); retrying in %.1f s", exc.message, self._backoff)
+
+    def _deliver(self, batch: dict[str, Any]) -> None:
+        assert self.delivery is not None  # noqa: S101
+        points = sum(len(c["steps"]) for c in batch["metrics"].values())
+        try:
+            self.delivery.send(batch)
+            self.delivered_points += points
+        except Undeliverable as exc:
+            self.dropped_points += points
+            log.warning("the server refused a batch of %d points for good: %s", points, exc)

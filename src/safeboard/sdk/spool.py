@@ -1,0 +1,99 @@
+"""The disk spool: what a run has not delivered yet, so that training never waits for the
+server and nothing is lost when it is away (R2).
+
+``<spool>/<run_id>/run.json`` holds the run (server URL, project, name, config, tags,
+status, whether the server has it); ``batch-<n>-<batch_id>.json`` files hold metric
+batches exactly as they will be posted, in order. Files are written atomically, 0600, in a
+0700 directory. ``safeboard sync`` delivers what is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from platformdirs import user_state_dir
+
+__all__ = ["RunSpool", "spool_root", "spooled_runs"]
+
+SPOOL_ENV = "SAFEBOARD_SPOOL_DIR"
+
+
+def spool_root() -> Path:
+    env = os.environ.get(SPOOL_ENV)
+    return Path(env) if env else Path(user_state_dir("safeboard", appauthor=False)) / "spool"
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, separators=(",", ":"), allow_nan=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunSpool:
+    """The spool directory of one run."""
+
+    def __init__(self, root: Path, run_id: str) -> None:
+        self.path = root / run_id
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._next = 1 + max((self._number(p) for p in self._batch_files()), default=0)
+
+    @staticmethod
+    def _number(path: Path) -> int:
+        return int(path.name.split("-")[1])
+
+    def _batch_files(self) -> list[Path]:
+        return sorted(self.path.glob("batch-*.json"), key=self._number)
+
+    @property
+    def meta_path(self) -> Path:
+        return self.path / "run.json"
+
+    def read_meta(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.meta_path.read_text(encoding="utf-8"))
+        return data
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        _write(self.meta_path, meta)
+
+    def add_batch(self, batch: dict[str, Any]) -> Path:
+        path = self.path / f"batch-{self._next:09d}-{batch['batch_id']}.json"
+        self._next += 1
+        _write(path, batch)
+        return path
+
+    def batches(self) -> Iterator[tuple[Path, dict[str, Any]]]:
+        for path in self._batch_files():
+            yield path, json.loads(path.read_text(encoding="utf-8"))
+
+    def pending_points(self) -> int:
+        return sum(
+            len(column["steps"])
+            for _, batch in self.batches()
+            for column in batch["metrics"].values()
+        )
+
+    def remove(self) -> None:
+        """Delete the spool once everything is delivered and the run is final."""
+        for path in self.path.iterdir():
+            path.unlink(missing_ok=True)
+        self.path.rmdir()
+
+
+def spooled_runs(root: Path | None = None) -> list[RunSpool]:
+    base = root or spool_root()
+    if not base.is_dir():
+        return []
+    return [RunSpool(base, p.name) for p in sorted(base.iterdir()) if (p / "run.json").exists()]

@@ -1,0 +1,169 @@
+"""The SDK from a real training script against a real server: zero configuration through
+the discovery file, TLS, offline runs and `safeboard sync`, a server away for the first
+half of a run (R2), and the run seen from the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import ServerProcess, cli_env, free_port, run_cli
+
+pytestmark = pytest.mark.e2e
+
+Start = Callable[..., ServerProcess]
+
+TRAIN = textwrap.dedent(
+    """
+    import math, sys, time
+    import safeboard
+
+    run = safeboard.init(project="mnist", name="baseline", config={"lr": 0.01, "layers": [64, 32]},
+                         tags={"model": "mlp"})
+    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    pause = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+    for step in range(steps):
+        odd = math.nan if step == 3 else 0.0
+        run.log({"loss": 1.0 / (step + 1), "acc": step / steps, "odd": odd}, step=step)
+        if pause:
+            time.sleep(pause)
+    run.finish()
+    print(run.id)
+    """
+)
+
+
+def train(
+    tmp_path: Path, env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN)
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def sdk_env(server: ServerProcess, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = cli_env(server.data_dir)  # the discovery file of the same OS user
+    env["SAFEBOARD_SPOOL_DIR"] = str(tmp_path / "spool")
+    env["SAFEBOARD_CONFIG_DIR"] = str(tmp_path / "config")
+    env.update(extra)
+    return env
+
+
+def discovery_key(server: ServerProcess) -> str:
+    return str(json.loads((server.data_dir / "discovery.json").read_text())["api_key"])
+
+
+def check_run(server: ServerProcess, run_id: str, steps: int, key: str | None = None) -> None:
+    headers = {"Authorization": f"Bearer {key or discovery_key(server)}"}
+    with server.client() as client:
+        run = client.get(f"/api/v1/runs/{run_id}", headers=headers).json()
+        assert run["status"] == "finished", run
+        assert run["config"] == {"lr": 0.01, "layers": [64, 32]}
+        assert run["tags"] == {"model": "mlp"}
+        assert run["system"]["python"]
+        counts = {m["key"]: m["count"] for m in run["metrics"]}
+        assert counts == {"loss": steps, "acc": steps, "odd": steps}  # every point, once
+        points = client.get(f"/api/v1/runs/{run_id}/metrics/loss/points", headers=headers).json()
+        assert points["steps"] == list(range(steps))
+        assert points["values"][:2] == [1.0, 0.5]
+        odd = client.get(f"/api/v1/runs/{run_id}/metrics/odd/points", headers=headers).json()
+        assert odd["values"][3] == "NaN"
+
+
+def test_zero_configuration_run_over_plain_loopback(server_factory: Start, tmp_path: Path) -> None:
+    server = server_factory()
+    result = train(tmp_path, sdk_env(server, tmp_path), "1000")
+    assert result.returncode == 0, result.stderr
+    check_run(server, result.stdout.strip(), 1000)
+    assert not any((tmp_path / "spool").iterdir())  # all delivered: nothing left behind
+
+
+def test_zero_configuration_run_over_tls(server_factory: Start, tmp_path: Path) -> None:
+    server = server_factory("--tls")
+    result = train(tmp_path, sdk_env(server, tmp_path), "500")
+    assert result.returncode == 0, result.stderr
+    check_run(server, result.stdout.strip(), 500)
+
+
+def test_offline_run_then_sync(server_factory: Start, tmp_path: Path) -> None:
+    server = server_factory()
+    env = sdk_env(server, tmp_path, SAFEBOARD_MODE="offline")
+    result = train(tmp_path, env, "300")
+    assert result.returncode == 0, result.stderr
+    assert "safeboard sync" in result.stderr  # it says what is left and how to send it
+    run_id = result.stdout.strip()
+    synced = subprocess.run(
+        [sys.executable, "-m", "safeboard", "sync"],
+        env=sdk_env(server, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert synced.returncode == 0, synced.stderr
+    assert "900 points sent, done" in synced.stdout
+    check_run(server, run_id, 300)
+
+
+def test_server_away_for_the_first_half(server_factory: Start, tmp_path: Path) -> None:
+    port = free_port()
+    first = server_factory(name="srv", port=port)
+    made = run_cli("key", "create", "--name", "ci", "--scope", "write", data_dir=first.data_dir)
+    key = made.stdout.strip()
+    first.stop()
+    env = sdk_env(first, tmp_path, SAFEBOARD_URL=f"http://127.0.0.1:{port}",
+                  SAFEBOARD_API_KEY=key)  # fmt: skip
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN)
+    started = time.monotonic()
+    training = subprocess.Popen(
+        [sys.executable, str(script), "400", "0.01"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    time.sleep(2.0)  # about half the run, with nobody listening
+    assert training.poll() is None  # training went on without the server
+    second = server_factory(name="srv", port=port)
+    out, err = training.communicate(timeout=120)
+    assert training.returncode == 0, err
+    assert time.monotonic() - started < 60
+    check_run(second, out.strip(), 400, key=key)
+
+
+def test_runs_are_listed_by_the_cli(server_factory: Start, tmp_path: Path) -> None:
+    server = server_factory()
+    result = train(tmp_path, sdk_env(server, tmp_path), "50")
+    assert result.returncode == 0, result.stderr
+    env = sdk_env(server, tmp_path)
+    listed = subprocess.run(
+        [sys.executable, "-m", "safeboard", "runs", "list", "--project", "mnist", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert listed.returncode == 0, listed.stderr
+    (run,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert run["name"] == "baseline"
+    assert run["status"] == "finished"
