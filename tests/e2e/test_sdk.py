@@ -167,3 +167,45 @@ def test_runs_are_listed_by_the_cli(server_factory: Start, tmp_path: Path) -> No
     (run,) = [json.loads(line) for line in listed.stdout.splitlines()]
     assert run["name"] == "baseline"
     assert run["status"] == "finished"
+
+
+TENSORBOARD = textwrap.dedent(
+    """
+    from safeboard.tensorboard import SummaryWriter
+
+    with SummaryWriter(log_dir="runs/exp1", comment="-lr0.1", project="tb") as writer:
+        for step in range(20):
+            writer.add_scalar("loss/train", 1.0 / (step + 1), step)
+            writer.add_scalars("acc", {"train": step / 20, "val": step / 40}, step)
+        writer.add_text("notes", "first try")
+        writer.add_hparams({"lr": 0.1, "bs": 32}, {"hparam/score": 0.9})
+        writer.run.set_tags(["baseline"])
+        print(writer.run.id)
+    """
+)
+
+
+def test_tensorboard_writer_is_a_drop_in(server_factory: Start, tmp_path: Path) -> None:
+    server = server_factory()
+    script = tmp_path / "tb.py"
+    script.write_text(TENSORBOARD)
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        env=sdk_env(server, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    headers = {"Authorization": f"Bearer {discovery_key(server)}"}
+    with server.client() as client:
+        run = client.get(f"/api/v1/runs/{result.stdout.strip()}", headers=headers).json()
+    assert run["name"] == "exp1-lr0.1"
+    assert run["status"] == "finished"
+    assert run["config"] == {"lr": 0.1, "bs": 32}
+    assert run["tags"] == {"baseline": ""}
+    assert "first try" in run["notes"]
+    counts = {m["key"]: m["count"] for m in run["metrics"]}
+    assert counts == {"loss/train": 20, "acc/train": 20, "acc/val": 20, "hparam/score": 1}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,28 @@ class Delivery:
         self._connect = connect
         self._client: ApiClient | None = None
         self.meta = meta
+        self._patch: dict[str, Any] = {}
+        self._patch_lock = threading.Lock()
+
+    def queue_update(self, **changes: Any) -> None:
+        """Remember a change to send with the next delivery round (merged with earlier ones)."""
+        with self._patch_lock:
+            for field, value in changes.items():
+                if isinstance(value, dict):
+                    self._patch.setdefault(field, {}).update(value)
+                else:
+                    self._patch[field] = value
+
+    def send_updates(self) -> None:
+        with self._patch_lock:
+            patch, self._patch = self._patch, {}
+        if not patch:
+            return
+        try:
+            self.update(patch)
+        except BaseException:
+            self.queue_update(**patch)  # keep it for the next round
+            raise
 
     @property
     def client(self) -> ApiClient:
@@ -69,6 +92,11 @@ class Delivery:
             self.client.post(f"/api/v1/runs/{self.meta['id']}/metrics", json=batch)
         except BadRequest as exc:  # 400/422: the data itself is wrong
             raise Undeliverable(exc.message) from None
+
+    def update(self, patch: dict[str, Any]) -> None:
+        """Config (merged), tags (null removes) and notes changed after the run started."""
+        self.ensure_run()
+        self.client.patch(f"/api/v1/runs/{self.meta['id']}", json=patch)
 
     def finish(self, status: str) -> None:
         self.ensure_run()

@@ -126,6 +126,42 @@ class Run:
         self._step = step + 1
         self._queue.append((step, time.time(), dict(data)))
 
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Add to the run's config (top-level keys replace earlier values)."""
+        self._change(config=dict(params))
+
+    def set_tags(self, tags: Mapping[str, str | None] | list[str]) -> None:
+        """Set tags (a list sets valueless tags; None as a value removes a tag)."""
+        mapping = dict(tags) if isinstance(tags, Mapping) else dict.fromkeys(tags, "")
+        self._change(tags=mapping)
+
+    def set_notes(self, notes: str) -> None:
+        self._change(notes=notes)
+
+    def _change(self, **changes: Any) -> None:
+        for field, value in changes.items():
+            if isinstance(value, dict):
+                merged = {**self._meta[field], **value}
+                self._meta[field] = {k: v for k, v in merged.items() if v is not None}
+            else:
+                self._meta[field] = value
+        self.spool.write_meta(self._meta)
+        if self._delivery is not None:
+            # Also before the run reaches the server: a PATCH after creating it is harmless,
+            # and a change racing with the creation is not lost.
+            self._delivery.queue_update(**changes)
+        self._sender.wake()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait (at most ``timeout`` s) until everything logged so far is delivered."""
+        self._sender.wake()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._sender.idle.wait(0.05) and not self._queue:
+                return True
+            self._sender.wake()
+        return False
+
     def finish(self, status: Status = "finished", *, timeout: float = FINISH_WAIT_SECONDS) -> None:
         """Deliver what is left (waiting at most ``timeout`` s) and set the final status."""
         if self._finished:

@@ -79,6 +79,7 @@ class Sender(threading.Thread):
         self._spooled = any(True for _ in spool.batches())
         self.delivered_points = 0
         self.dropped_points = 0
+        self.idle = threading.Event()  # set after a round that left nothing behind
 
     def wake(self) -> None:
         self._wake.set()
@@ -105,6 +106,12 @@ class Sender(threading.Thread):
 
     def cycle(self, *, final: bool = False) -> None:
         """One round: new points become batches; deliver what can be delivered."""
+        self.idle.clear()
+        self._round(final=final)
+        if not self.queue and not self._spooled:
+            self.idle.set()
+
+    def _round(self, *, final: bool) -> None:
         batches = to_batches(self._drain())
         if self.delivery is None:
             for batch in batches:
@@ -126,6 +133,7 @@ class Sender(threading.Thread):
             while batches:
                 self._deliver(batches[0])
                 batches.pop(0)
+            self.delivery.send_updates()
             self._backoff = 0.0
         except SafeboardError as exc:
             for batch in batches:  # not delivered: keep them, in order, on disk
