@@ -171,8 +171,8 @@ class Run:
         self._finished = True
         self._meta["status"] = status
         self.spool.write_meta(self._meta)
-        self._sender.stop()
-        self._sender.join(timeout)
+        self._sender.stop(deadline=time.monotonic() + timeout)
+        self._sender.join(timeout + 5)
         left = self.spool.pending_points()
         if self._delivery is not None and not self._sender.is_alive() and left == 0:
             try:

@@ -76,6 +76,8 @@ class Sender(threading.Thread):
         self._stopping = threading.Event()
         self._backoff = 0.0
         self._retry_at = 0.0
+        self._deadline = 0.0
+        self._hopeless = False  # the last failure needs the user (credentials), not time
         self._spooled = any(True for _ in spool.batches())
         self.delivered_points = 0
         self.dropped_points = 0
@@ -84,7 +86,9 @@ class Sender(threading.Thread):
     def wake(self) -> None:
         self._wake.set()
 
-    def stop(self) -> None:
+    def stop(self, deadline: float | None = None) -> None:
+        """Stop after delivering what is left, retrying until ``deadline`` (monotonic)."""
+        self._deadline = deadline if deadline is not None else time.monotonic()
         self._stopping.set()
         self._wake.set()
 
@@ -93,7 +97,12 @@ class Sender(threading.Thread):
             self._wake.wait(self.interval)
             self._wake.clear()
             self.cycle()
-        self.cycle(final=True)
+        while True:  # the last rounds: until everything is delivered or time is up
+            self.cycle(final=True)
+            left = self._deadline - time.monotonic()
+            if self.idle.is_set() or left <= 0 or self.delivery is None or self._hopeless:
+                return
+            time.sleep(min(max(self._backoff, 0.1), left))
 
     def _drain(self) -> list[Point]:
         points: list[Point] = []
@@ -135,12 +144,14 @@ class Sender(threading.Thread):
                 batches.pop(0)
             self.delivery.send_updates()
             self._backoff = 0.0
+            self._hopeless = False
         except SafeboardError as exc:
             for batch in batches:  # not delivered: keep them, in order, on disk
                 self.spool.add_batch(batch)
             self._spooled = True
             self._backoff = min(MAX_BACKOFF, max(0.5, self._backoff * 2))
-            self._retry_at = time.monotonic() + (self._backoff if retryable(exc) else MAX_BACKOFF)
+            self._hopeless = not retryable(exc)
+            self._retry_at = time.monotonic() + (MAX_BACKOFF if self._hopeless else self._backoff)
             log.debug("delivery paused (%s); retrying in %.1f s", exc.message, self._backoff)
 
     def _deliver(self, batch: dict[str, Any]) -> None:
