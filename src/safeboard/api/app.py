@@ -28,10 +28,12 @@ from safeboard.auth.identity import ApiKeyProvider, IdentityChain, SessionCookie
 from safeboard.auth.passwords import PasswordHasher
 from safeboard.auth.permissions import Permission
 from safeboard.auth.service import AuthService
+from safeboard.events import EventBus
 from safeboard.metrics import routes as metric_routes
 from safeboard.metrics.service import MetricService
 from safeboard.projects import routes as project_routes
 from safeboard.projects.service import ProjectService
+from safeboard.runs import live as live_routes
 from safeboard.runs import routes as run_routes
 from safeboard.runs.service import RunService
 from safeboard.schemas import ERROR_RESPONSES
@@ -71,8 +73,10 @@ def create_app(
     engine = engine if engine is not None else create_engine(settings.database_url)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.events.start()  # PostgreSQL: LISTEN for other replicas' updates
         yield
+        app.state.events.stop()
         engine.dispose()
 
     app = FastAPI(
@@ -94,8 +98,10 @@ def create_app(
     keys = ApiKeyService(engine, settings)
     app.state.users = UserService(engine, settings, hasher)
     app.state.projects = ProjectService(engine)
-    app.state.runs = RunService(engine)
-    app.state.metrics = MetricService(engine)
+    events = EventBus(engine)
+    app.state.events = events
+    app.state.runs = RunService(engine, events)
+    app.state.metrics = MetricService(engine, events)
     # 2. The identity chain (bearer keys, then the session cookie) and the cookie policy:
     #    __Host- and Secure whenever browsers reach us over HTTPS (our TLS or a proxy's).
     app.state.auth_context = AuthContext(
@@ -116,6 +122,7 @@ def create_app(
     app.include_router(audit_routes.router)
     app.include_router(project_routes.router)
     app.include_router(run_routes.router)
+    app.include_router(live_routes.router)
     app.include_router(metric_routes.router)
     app.include_router(web_routes.router)
     app.mount("/static", web_routes.static_files(), name="static")

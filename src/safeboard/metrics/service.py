@@ -13,6 +13,7 @@ from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
 from safeboard.errors import InvalidRequest, NotFound
+from safeboard.events import Event, EventBus
 from safeboard.metrics import repository as metrics
 from safeboard.metrics.codec import Buckets, Series, downsample, merge
 from safeboard.metrics.repository import Summary
@@ -32,12 +33,16 @@ class IngestResult:
 
 
 class MetricService:
-    def __init__(self, engine: Engine, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, engine: Engine, events: EventBus | None = None, clock: Clock = utcnow
+    ) -> None:
         self.engine = engine
         self.tx = writer(engine)
+        self.events = events
         self.clock = clock
 
-    def _run_project(self, principal: Principal, run_id: str, permission: Permission) -> None:
+    def _run_project(self, principal: Principal, run_id: str, permission: Permission) -> int:
+        """The run's project id, once the principal may act on it (else 404 for the run)."""
         with self.engine.connect() as conn:
             run = runs.get(conn, run_id)
             if run is None:
@@ -46,6 +51,7 @@ class MetricService:
                 project_by_id(conn, principal, run.project_id, permission)
             except NotFound:
                 raise NotFound("no such run") from None
+        return run.project_id
 
     def ingest(
         self, principal: Principal, run_id: str, batch_id: str, batch: Mapping[str, Series]
@@ -58,7 +64,7 @@ class MetricService:
                 raise InvalidRequest(f"metrics.{key}: steps, times and values need equal lengths")
             if not np.all(np.isfinite(series.times)):
                 raise InvalidRequest(f"metrics.{key}.times: finite seconds since the epoch")
-        self._run_project(principal, run_id, Permission.PROJECTS_WRITE)
+        project_id = self._run_project(principal, run_id, Permission.PROJECTS_WRITE)
         points = sum(len(series) for series in batch.values())
         with self.tx.begin() as conn:
             if not metrics.claim_batch(conn, run_id, batch_id, points, self.clock()):
@@ -66,6 +72,9 @@ class MetricService:
             for key, series in batch.items():
                 metrics.add_chunk(conn, run_id, key, series)
                 metrics.update_summary(conn, run_id, key, series)
+        if self.events is not None:
+            last = {key: int(series.steps.max()) for key, series in batch.items()}
+            self.events.publish(Event("metrics", project_id, run_id, {"last_step": last}))
         return IngestResult(points, duplicate=False)
 
     def summaries(self, principal: Principal, run_id: str) -> list[Summary]:

@@ -16,6 +16,7 @@ from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
 from safeboard.errors import BadRequest, Conflict, InvalidRequest, NotFound
+from safeboard.events import Event, EventBus
 from safeboard.projects.access import project_by_id, project_by_name
 from safeboard.projects.repository import Project
 from safeboard.runs import repository as runs
@@ -53,10 +54,17 @@ class RunPage:
 
 
 class RunService:
-    def __init__(self, engine: Engine, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, engine: Engine, events: EventBus | None = None, clock: Clock = utcnow
+    ) -> None:
         self.engine = engine
         self.tx = writer(engine)
+        self.events = events
         self.clock = clock
+
+    def _announce(self, run: Run) -> None:
+        if self.events is not None:
+            self.events.publish(Event("run", run.project_id, run.id, {"status": run.status}))
 
     def create(
         self,
@@ -94,6 +102,7 @@ class RunService:
                 tags=dict(tags or {}),
             )
             runs.create(conn, run)
+        self._announce(run)
         return run
 
     def get(self, principal: Principal, run_id: str, permission: Permission) -> tuple[Run, Project]:
@@ -138,6 +147,7 @@ class RunService:
                 runs.set_tags(conn, run_id, tags)
             updated = runs.get(conn, run_id)
         assert updated is not None  # noqa: S101
+        self._announce(updated)
         return updated
 
     def page(
