@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pexpect
 import pytest
 
 from safeboard.client import (
@@ -215,7 +216,6 @@ def test_login_pins_the_certificate_and_refuses_a_replaced_one(
 
 
 def test_interactive_login_asks_before_trusting(server_factory: Start, tmp_path: Path) -> None:
-    pexpect = pytest.importorskip("pexpect")
     server = server_factory("--tls")
     add_alice(server)
     fingerprint = served_fingerprint(server)
