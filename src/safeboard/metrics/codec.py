@@ -13,6 +13,7 @@ __all__ = [
     "Buckets",
     "Series",
     "decode",
+    "decode_without_times",
     "downsample",
     "encode",
     "from_wire",
@@ -22,6 +23,7 @@ __all__ = [
 
 _STEP = np.dtype("<i8")
 _FLOAT = np.dtype("<f8")
+_NO_TIMES = np.empty(0, dtype=_FLOAT)
 _SPECIAL = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 
 
@@ -63,6 +65,11 @@ def decode(steps: bytes, times: bytes, values: bytes) -> Series:
     )
 
 
+def decode_without_times(steps: bytes, values: bytes) -> Series:
+    """For downsampling, which needs no wall times: the times array is left empty."""
+    return Series(np.frombuffer(steps, dtype=_STEP), _NO_TIMES, np.frombuffer(values, dtype=_FLOAT))
+
+
 def merge(chunks: Iterable[Series], start: int | None = None, end: int | None = None) -> Series:
     """One series ordered by step (stable: points logged later win ties last), cut to
     ``start <= step <= end``."""
@@ -71,15 +78,18 @@ def merge(chunks: Iterable[Series], start: int | None = None, end: int | None = 
         empty = np.empty(0)
         return Series(empty.astype(_STEP), empty.astype(_FLOAT), empty.astype(_FLOAT))
     steps = np.concatenate([p.steps for p in parts])
-    times = np.concatenate([p.times for p in parts])
     values = np.concatenate([p.values for p in parts])
+    timed = all(p.times.size == p.steps.size for p in parts)
+    times = np.concatenate([p.times for p in parts]) if timed else _NO_TIMES
     if steps.size > 1 and np.any(steps[1:] < steps[:-1]):
         order = np.argsort(steps, kind="stable")
-        steps, times, values = steps[order], times[order], values[order]
+        steps, values = steps[order], values[order]
+        times = times[order] if timed else times
     if start is not None or end is not None:
         lo = int(np.searchsorted(steps, start, "left")) if start is not None else 0
         hi = int(np.searchsorted(steps, end, "right")) if end is not None else steps.size
-        steps, times, values = steps[lo:hi], times[lo:hi], values[lo:hi]
+        steps, values = steps[lo:hi], values[lo:hi]
+        times = times[lo:hi] if timed else times
     return Series(steps, times, values)
 
 

@@ -83,11 +83,18 @@ class MetricService:
             return metrics.summaries(conn, run_id)
 
     def series(
-        self, principal: Principal, run_id: str, key: str, start: int | None, end: int | None
+        self,
+        principal: Principal,
+        run_id: str,
+        key: str,
+        start: int | None,
+        end: int | None,
+        *,
+        with_times: bool = True,
     ) -> Series:
         self._run_project(principal, run_id, Permission.PROJECTS_READ)
         with self.engine.connect() as conn:
-            chunks = metrics.load_chunks(conn, run_id, key, start, end)
+            chunks = metrics.load_chunks(conn, run_id, key, start, end, with_times=with_times)
         return merge(chunks, start, end)
 
     def history(
@@ -102,4 +109,5 @@ class MetricService:
     ) -> Buckets:
         if not 1 <= buckets <= MAX_BUCKETS or math.isnan(buckets):
             raise InvalidRequest(f"buckets: 1 to {MAX_BUCKETS}")
-        return downsample(self.series(principal, run_id, key, start, end), buckets)
+        series = self.series(principal, run_id, key, start, end, with_times=False)
+        return downsample(series, buckets)
