@@ -36,25 +36,49 @@ def _wire(value: float) -> float | str:
     return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
 
 
-def to_batches(points: list[Point]) -> list[dict[str, Any]]:
-    """Columnar batches (per key: steps, times, values) of at most MAX_BATCH_POINTS."""
-    batches: list[dict[str, Any]] = []
-    columns: dict[str, dict[str, list[Any]]] = defaultdict(
-        lambda: {"steps": [], "times": [], "values": []}
-    )
+def _column(steps: list[int], times: list[float], values: list[float]) -> dict[str, list[Any]]:
+    if not all(map(math.isfinite, values)):  # rare: NaN or infinities to spell out
+        values = [_wire(v) for v in values]  # type: ignore[misc]
+    return {"steps": steps, "times": times, "values": values}
+
+
+def _chunks(points: list[Point]) -> list[list[Point]]:
+    """Groups of points holding at most MAX_BATCH_POINTS values together."""
+    groups: list[list[Point]] = [[]]
     count = 0
-    for step, at, data in points:
-        for key, value in data.items():
-            column = columns[key]
-            column["steps"].append(step)
-            column["times"].append(at)
-            column["values"].append(_wire(float(value)))
-            count += 1
-        if count >= MAX_BATCH_POINTS:
-            batches.append({"batch_id": secrets.token_hex(16), "metrics": dict(columns)})
-            columns, count = defaultdict(lambda: {"steps": [], "times": [], "values": []}), 0
-    if count:
-        batches.append({"batch_id": secrets.token_hex(16), "metrics": dict(columns)})
+    for point in points:
+        if count and count + len(point[2]) > MAX_BATCH_POINTS:
+            groups.append([])
+            count = 0
+        groups[-1].append(point)
+        count += len(point[2])
+    return [g for g in groups if g]
+
+
+def to_batches(points: list[Point]) -> list[dict[str, Any]]:
+    """Columnar batches (per key: steps, times, values) of at most MAX_BATCH_POINTS.
+
+    The usual case, every point logging the same keys, is built with one list
+    comprehension per column rather than per-value appends (this runs beside training)."""
+    batches = []
+    for group in _chunks(points):
+        keys = list(group[0][2])
+        if all(len(p[2]) == len(keys) and p[2].keys() == group[0][2].keys() for p in group):
+            steps = [p[0] for p in group]
+            times = [p[1] for p in group]
+            metrics = {k: _column(steps, times, [float(p[2][k]) for p in group]) for k in keys}
+        else:
+            columns: dict[str, tuple[list[int], list[float], list[float]]] = defaultdict(
+                lambda: ([], [], [])
+            )
+            for step, at, data in group:
+                for key, value in data.items():
+                    column = columns[key]
+                    column[0].append(step)
+                    column[1].append(at)
+                    column[2].append(float(value))
+            metrics = {k: _column(*column) for k, column in columns.items()}
+        batches.append({"batch_id": secrets.token_hex(16), "metrics": metrics})
     return batches
 
 
