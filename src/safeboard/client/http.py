@@ -120,12 +120,16 @@ class ApiClient:
         json: Any = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        content: bytes | None = None,
     ) -> httpx.Response:
-        """Send one request; raise the safeboard error for any status >= 400."""
+        """Send one request; raise the safeboard error for any status >= 400. ``content``
+        sends bytes already encoded (the SDK's metric batches, encoded with orjson)."""
         if not path.startswith("/"):
             raise ValueError("give an absolute path such as /api/v1/projects")
         try:
-            response = self._http.request(method, path, json=json, params=params, headers=headers)
+            response = self._http.request(
+                method, path, json=json, params=params, headers=headers, content=content
+            )
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from None
         if response.status_code >= 400:

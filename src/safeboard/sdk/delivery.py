@@ -9,6 +9,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from safeboard.client.http import ApiClient
 from safeboard.errors import (
     BadRequest,
@@ -88,8 +90,13 @@ class Delivery:
         """Post one batch. Raises Undeliverable for a refusal that retrying cannot fix, and
         SafeboardError for everything worth another try later."""
         self.ensure_run()
+        body = orjson.dumps(batch)  # several times faster than json for 100,000s of floats
         try:
-            self.client.post(f"/api/v1/runs/{self.meta['id']}/metrics", json=batch)
+            self.client.post(
+                f"/api/v1/runs/{self.meta['id']}/metrics",
+                content=body,
+                headers={"Content-Type": "application/json"},
+            )
         except BadRequest as exc:  # 400/422: the data itself is wrong
             raise Undeliverable(exc.message) from None
 

@@ -147,6 +147,8 @@ def _sqlite_engine(url: URL) -> Engine:
             # FULL: in WAL mode an acknowledged commit survives power loss (R3); NORMAL
             # would only protect against corruption.
             cursor.execute("PRAGMA synchronous = FULL")
+            # Reads of metric chunks through the page cache by mmap: fewer copies (P2).
+            cursor.execute("PRAGMA mmap_size = 268435456")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
