@@ -12,13 +12,12 @@ from sqlalchemy import Engine
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
-from safeboard.errors import InvalidRequest, NotFound
+from safeboard.errors import InvalidRequest
 from safeboard.events import Event, EventBus
 from safeboard.metrics import repository as metrics
 from safeboard.metrics.codec import Buckets, Series, downsample, merge
 from safeboard.metrics.repository import Summary
-from safeboard.projects.access import project_by_id
-from safeboard.runs import repository as runs
+from safeboard.runs.access import run_for
 from safeboard.storage import writer
 
 __all__ = ["IngestResult", "MetricService"]
@@ -44,13 +43,7 @@ class MetricService:
     def _run_project(self, principal: Principal, run_id: str, permission: Permission) -> int:
         """The run's project id, once the principal may act on it (else 404 for the run)."""
         with self.engine.connect() as conn:
-            run = runs.get(conn, run_id)
-            if run is None:
-                raise NotFound("no such run")
-            try:
-                project_by_id(conn, principal, run.project_id, permission)
-            except NotFound:
-                raise NotFound("no such run") from None
+            run, _ = run_for(conn, principal, run_id, permission)
         return run.project_id
 
     def ingest(

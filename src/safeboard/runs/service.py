@@ -15,11 +15,12 @@ from sqlalchemy import Engine
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
-from safeboard.errors import BadRequest, Conflict, InvalidRequest, NotFound
+from safeboard.errors import BadRequest, Conflict, InvalidRequest
 from safeboard.events import Event, EventBus
-from safeboard.projects.access import project_by_id, project_by_name
+from safeboard.projects.access import project_by_name
 from safeboard.projects.repository import Project
 from safeboard.runs import repository as runs
+from safeboard.runs.access import run_for
 from safeboard.runs.repository import Run
 from safeboard.runs.search import run_filter
 from safeboard.storage import writer
@@ -107,14 +108,7 @@ class RunService:
 
     def get(self, principal: Principal, run_id: str, permission: Permission) -> tuple[Run, Project]:
         with self.engine.connect() as conn:
-            run = runs.get(conn, run_id)
-            if run is None:
-                raise NotFound("no such run")
-            try:
-                project = project_by_id(conn, principal, run.project_id, permission)
-            except NotFound:
-                raise NotFound("no such run") from None
-        return run, project
+            return run_for(conn, principal, run_id, permission)
 
     def update(
         self,
