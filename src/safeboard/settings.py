@@ -53,6 +53,7 @@ __all__ = [
     "TlsSettings",
     "default_data_dir",
     "is_loopback_host",
+    "is_wildcard_host",
 ]
 
 DATA_DIR_ENV = "SAFEBOARD_DATA_DIR"
@@ -77,6 +78,14 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104  (names of the bind, not a bind)
+
+
+def is_wildcard_host(host: str) -> bool:
+    """True for a bind on every interface (which names no address of its own)."""
+    return host in WILDCARD_HOSTS
 
 
 def _split_commas(value: Any) -> Any:

@@ -9,7 +9,7 @@ import pytest
 
 from safeboard.errors import ConfigError
 from safeboard.secret_store import ensure_secrets
-from safeboard.settings import is_loopback_host, load_settings
+from safeboard.settings import is_loopback_host, is_wildcard_host, load_settings
 
 STRONG = "Zq8vN3xL0pR7tY2wK5mB9cH4jF6gD1sA-_Qe"
 
@@ -208,3 +208,12 @@ def test_malformed_json_in_environment_is_a_config_error(
     monkeypatch.setenv("SAFEBOARD__SERVER", "{not json")
     with pytest.raises(ConfigError, match="SAFEBOARD__SERVER"):
         load_settings(data_dir)
+
+
+@pytest.mark.parametrize(
+    ("host", "wildcard"),
+    [("0.0.0.0", True), ("::", True), ("", True), ("127.0.0.1", False), ("::1", False),
+     ("10.0.0.1", False), ("example.org", False)],
+)  # fmt: skip
+def test_is_wildcard_host(host: str, wildcard: bool) -> None:
+    assert is_wildcard_host(host) is wildcard

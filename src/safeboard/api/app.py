@@ -37,7 +37,7 @@ from safeboard.runs import live as live_routes
 from safeboard.runs import routes as run_routes
 from safeboard.runs.service import RunService
 from safeboard.schemas import ERROR_RESPONSES
-from safeboard.settings import Settings
+from safeboard.settings import Settings, is_wildcard_host
 from safeboard.storage import create_engine
 from safeboard.users import routes as user_routes
 from safeboard.users.service import UserService
@@ -46,7 +46,6 @@ from safeboard.web import routes as web_routes
 __all__ = ["allowed_host_names", "create_app"]
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-_WILDCARDS = ("0.0.0.0", "::", "")  # noqa: S104  (names of the wildcard bind, not a bind)
 
 
 def allowed_host_names(settings: Settings, certificate_names: Iterable[str] = ()) -> set[str]:
@@ -54,7 +53,7 @@ def allowed_host_names(settings: Settings, certificate_names: Iterable[str] = ()
     names = {*LOOPBACK_NAMES, *settings.server.allowed_hosts, *settings.tls.san}
     names.update(certificate_names)
     host = settings.server.host
-    if host in _WILDCARDS:
+    if is_wildcard_host(host):
         names.update({socket.gethostname(), socket.getfqdn()})
     else:
         names.add(host)

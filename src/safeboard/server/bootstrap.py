@@ -23,7 +23,7 @@ from safeboard.auth.principal import Principal
 from safeboard.datadir import write_private
 from safeboard.errors import InvalidRequest
 from safeboard.server.certificates import TlsMaterial
-from safeboard.settings import Settings, is_loopback_host
+from safeboard.settings import Settings, is_loopback_host, is_wildcard_host
 from safeboard.users.repository import normalize_username
 from safeboard.users.service import UserService
 
@@ -56,7 +56,7 @@ def local_url(settings: Settings) -> str:
     """The URL on which this machine reaches the server (loopback when the bind allows)."""
     scheme = "https" if settings.tls_on else "http"
     host = settings.server.host
-    if host in ("0.0.0.0", "::") or is_loopback_host(host):  # noqa: S104  (a name, not a bind)
+    if is_wildcard_host(host) or is_loopback_host(host):
         host = "[::1]" if host == "::1" else "127.0.0.1"
     elif ":" in host:
         host = f"[{host}]"

@@ -25,7 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from safeboard.datadir import DIR_MODE, ensure_data_dir, require_private, write_private
 from safeboard.errors import ConfigError
-from safeboard.settings import Settings
+from safeboard.settings import Settings, is_wildcard_host
 
 __all__ = ["TlsMaterial", "describe_tls", "format_fingerprint", "prepare_tls"]
 
@@ -108,7 +108,7 @@ def _wanted_names(settings: Settings) -> list[x509.GeneralName]:
         if name := _dns_name(machine):
             names.append(x509.DNSName(name))
     host = settings.server.host.strip("[]")
-    if host not in ("", "0.0.0.0", "::"):  # noqa: S104 -- a wildcard bind names no address
+    if not is_wildcard_host(host):
         names.append(_general_name(host, "--host"))
     names += [_general_name(entry, "--tls-san") for entry in settings.tls.san]
     return list(dict.fromkeys(names))

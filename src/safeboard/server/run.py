@@ -19,7 +19,13 @@ from safeboard.secret_store import ensure_secrets
 from safeboard.server.bootstrap import bootstrap
 from safeboard.server.certificates import TlsMaterial, prepare_tls
 from safeboard.server.tls import uvicorn_ssl_factory
-from safeboard.settings import Settings, is_loopback_host, load_settings, mask_url_password
+from safeboard.settings import (
+    Settings,
+    is_loopback_host,
+    is_wildcard_host,
+    load_settings,
+    mask_url_password,
+)
 from safeboard.storage import open_database
 
 __all__ = ["Prepared", "bind_socket", "prepare", "serve"]
@@ -65,7 +71,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
 def public_url(settings: Settings) -> str:
     scheme = "https" if settings.tls_on else "http"
     host = settings.server.host
-    if host in ("0.0.0.0", "::"):  # noqa: S104  (describing the bind, not binding)
+    if is_wildcard_host(host):
         fqdn = socket.getfqdn()
         host = socket.gethostname() if is_loopback_host(fqdn) else fqdn
     if ":" in host:
@@ -76,7 +82,7 @@ def public_url(settings: Settings) -> str:
 def banner(prepared: Prepared) -> list[str]:
     settings, material = prepared.settings, prepared.tls
     lines = [f"safeboard {__version__} listening on {public_url(settings)}"]
-    if settings.server.host in ("0.0.0.0", "::"):  # noqa: S104
+    if is_wildcard_host(settings.server.host):
         lines.append(f"  bound to all interfaces ({settings.server.host}), port {settings.port}")
     if material is not None:
         origin = "generated" if material.generated else "given"
