@@ -17,6 +17,7 @@ __all__ = [
     "downsample",
     "encode",
     "from_wire",
+    "json_float",
     "merge",
     "to_json_floats",
 ]
@@ -126,11 +127,17 @@ def downsample(series: Series, buckets: int) -> Buckets:
     )
 
 
+def json_float(value: float) -> float | str:
+    """A float for JSON: NaN and infinities as the strings the ingest API accepts."""
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
 def to_json_floats(values: npt.NDArray[np.float64]) -> list[float | str]:
-    """Floats for JSON: NaN and infinities as the strings the ingest API accepts."""
+    """:func:`json_float` over an array (the finite common case stays vectorised)."""
     out: list[float | str] = values.tolist()
     if not np.all(np.isfinite(values)):
         for i in np.flatnonzero(~np.isfinite(values)):
-            v = float(values[i])
-            out[i] = "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
+            out[i] = json_float(float(values[i]))
     return out

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 from fastapi import APIRouter, Query, Request
 from starlette.status import HTTP_201_CREATED
 
 from safeboard.auth.dependencies import requires_project
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
-from safeboard.metrics.codec import to_json_floats
+from safeboard.metrics.codec import json_float
 from safeboard.metrics.repository import Summary
 from safeboard.runs.repository import Run
 from safeboard.runs.schemas import MetricSummaryOut, RunCreate, RunOut, RunPageOut, RunUpdate
@@ -26,16 +25,13 @@ def _service(request: Request) -> RunService:
 
 
 def summary_out(summary: Summary) -> MetricSummaryOut:
-    last, low, high = to_json_floats(
-        np.array([summary.last_value, summary.min or 0.0, summary.max or 0.0])
-    )
     return MetricSummaryOut(
         key=summary.key,
         count=summary.count,
         last_step=summary.last_step,
-        last_value=last,
-        min=low if summary.min is not None else None,
-        max=high if summary.max is not None else None,
+        last_value=json_float(summary.last_value),
+        min=None if summary.min is None else json_float(summary.min),
+        max=None if summary.max is None else json_float(summary.max),
     )
 
 
