@@ -77,6 +77,10 @@ class PayloadTooLarge(SafeboardError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(SafeboardError):
+    code = "unsupported_media_type"
+
+
 class RateLimited(SafeboardError):
     code = "rate_limited"
 
@@ -100,6 +104,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "method_not_allowed": 405,
     "conflict": 409,
     "payload_too_large": 413,
+    "unsupported_media_type": 415,
     "rate_limited": 429,
     "unavailable": 503,
     # Raised by clients only (safeboard.client.trust), never sent by the server.

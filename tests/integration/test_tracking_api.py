@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 
+from safeboard import wire
 from safeboard.auth.permissions import Role, Scope
 from safeboard.settings import Settings
 from tests.integration.identity_world import World, build_world
@@ -159,6 +161,80 @@ async def test_malformed_json_is_422_not_500(world: World) -> None:
         headers={"Content-Type": "application/json"},
     )
     assert response.status_code == 422
+
+
+def packed(batch_id: str, key: str, steps: list[int], values: list[float | str]) -> bytes:
+    body = batch(batch_id, key, steps, values)
+    return wire.pack(batch_id, body["metrics"])  # type: ignore[arg-type]
+
+
+async def test_packed_batches_are_stored_exactly_once(world: World) -> None:
+    """The SDK's binary columns: stored like the JSON form, NaN and infinities included."""
+    olga, run_id = await _project_with_run(world)
+    url = f"/api/v1/runs/{run_id}/metrics"
+    headers = {"Content-Type": wire.MEDIA_TYPE}
+    body = packed("batch-0001", "loss", [0, 1, 2], [3.0, "NaN", "-Infinity"])
+    first = await olga.post(url, content=body, headers=headers)
+    assert first.json() == {"batch_id": "batch-0001", "stored": 3, "duplicate": False}
+    retry = await olga.post(url, content=body, headers=headers)
+    assert retry.json()["duplicate"] is True
+    points = (await olga.get(f"{url}/loss/points")).json()
+    assert points["values"] == [3.0, "NaN", "-Infinity"]
+    assert points["times"] == [1_700_000_000.0, 1_700_000_001.0, 1_700_000_002.0]
+
+
+def _repacked(body: bytes, header: bytes) -> bytes:
+    """``body`` with its header replaced (same columns)."""
+    data = wire.split(body).data
+    return struct.pack("<4sI", b"SBC1", len(header)) + header + bytes(data)
+
+
+_GOOD = packed("batch-0001", "a", [1, 2], [1.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"", "shorter"),
+        (b"SBC2" + _GOOD[4:], "SBC1"),
+        (_GOOD[:-1], "bytes of columns"),
+        (_GOOD + b"\0" * 8, "bytes of columns"),
+        (_repacked(_GOOD, b'{"batch_id":"batch-0001","metrics":[["a",3]]}'), "bytes of columns"),
+        (_repacked(_GOOD, b'{"batch_id":"batch-0001","metrics":[["a",0]]}'), "header.metrics"),
+        (_repacked(_GOOD, b'{"batch_id":"batch-0001","metrics":[["a","2"]]}'), "header.metrics"),
+        (_repacked(_GOOD, b'{"batch_id":"x","metrics":[["a",2]]}'), "header.batch_id"),
+        (_repacked(_GOOD, b'{"batch_id":"batch-0001","metrics":[["a",1],["a",1]]}'), "twice"),
+        (_repacked(_GOOD, b'{"batch_id":"batch-0001","metrics":[["a\\n",2]]}'), "header"),
+        (_repacked(_GOOD, b"not json"), "header"),
+        (packed("batch-0001", "a", [-1, 2], [1.0, 2.0]), "steps"),
+        (packed("batch-0001", "a", [1, 2**62 + 1], [1.0, 2.0]), "steps"),
+        (
+            wire.pack("batch-0001", {"a": {"steps": [1], "times": [math.nan], "values": [1.0]}}),
+            "times",
+        ),
+    ],
+)
+async def test_bad_packed_batches_are_refused_and_store_nothing(
+    world: World, body: bytes, problem: str
+) -> None:
+    olga, run_id = await _project_with_run(world)
+    response = await olga.post(
+        f"/api/v1/runs/{run_id}/metrics", content=body, headers={"Content-Type": wire.MEDIA_TYPE}
+    )
+    assert response.status_code in (400, 422), response.text
+    assert problem in response.json()["error"]["message"]
+    assert (await olga.get(f"/api/v1/runs/{run_id}")).json()["metrics"] == []
+
+
+async def test_other_media_types_get_415(world: World) -> None:
+    olga, run_id = await _project_with_run(world)
+    response = await olga.post(
+        f"/api/v1/runs/{run_id}/metrics",
+        content=b"batch_id=x",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 415
+    assert wire.MEDIA_TYPE in response.json()["error"]["message"]
 
 
 async def test_grants_decide_who_reads_and_writes(world: World) -> None:

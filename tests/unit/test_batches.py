@@ -13,16 +13,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from safeboard import wire
 from safeboard.metrics.codec import (
     Series,
     decode,
     downsample,
+    downsample_chunks,
     encode,
     from_wire,
     merge,
     to_json_floats,
 )
-from safeboard.metrics.schemas import MetricBatch
+from safeboard.metrics.schemas import MetricBatch, PackedHeader
 from safeboard.sdk.sender import to_batches
 
 floats = st.floats(allow_nan=True, allow_infinity=True)
@@ -77,3 +79,103 @@ def test_json_floats_spell_out_specials() -> None:
     assert to_json_floats(np.array([1.5, math.nan, math.inf, -math.inf])) == [
         1.5, "NaN", "Infinity", "-Infinity",
     ]  # fmt: skip
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(np.array_equal(a, b, equal_nan=True))
+
+
+@given(
+    st.lists(
+        st.lists(st.tuples(st.integers(0, 50), st.one_of(floats, st.just(math.nan))), max_size=40),
+        min_size=1,
+        max_size=6,
+    ),
+    st.booleans(),
+    st.integers(1, 30),
+    st.one_of(st.none(), st.integers(0, 400)),
+    st.one_of(st.none(), st.integers(0, 400)),
+)
+def test_chunked_downsampling_equals_merging_first(
+    groups: list[list[tuple[int, float]]],
+    ordered: bool,
+    n: int,
+    start: int | None,
+    end: int | None,
+) -> None:
+    """The fast path (chunks reduced where they lie) gives exactly what merging all the
+    points and downsampling them gives: in step order (offsets make the chunks follow one
+    another, ties at the seams included) and out of order (re-logged steps)."""
+    chunks, offset = [], 0
+    for group in groups:
+        pts = sorted(group, key=lambda p: p[0]) if ordered else group
+        s = (
+            np.array([offset + step for step, _ in pts], dtype="<i8")
+            if ordered
+            else np.array([step for step, _ in pts], dtype="<i8")
+        )
+        if ordered and pts:
+            offset = int(s[-1])  # the next chunk may start on this chunk's last step
+        chunks.append(Series(s, np.empty(0), np.array([v for _, v in pts], dtype="<f8")))
+    fast = downsample_chunks(chunks, n, start, end)
+    slow = downsample(merge(chunks, start, end), n)
+    for field in ("first_step", "last_step", "count", "min", "max", "last"):
+        assert _same(getattr(fast, field), getattr(slow, field)), field
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=20).filter(lambda k: k.isprintable()),
+                       st.lists(st.tuples(steps, floats), min_size=1, max_size=50),
+                       min_size=1, max_size=5))  # fmt: skip
+def test_packed_batches_round_trip(metrics: dict[str, list[tuple[int, float]]]) -> None:
+    batch = {k: {"steps": [s for s, _ in pts], "times": [1.7e9] * len(pts),
+                 "values": [v for _, v in pts]} for k, pts in metrics.items()}  # fmt: skip
+    body = wire.pack("b" * 16, batch)
+    packed = wire.split(body)
+    assert (8 + len(packed.header)) % 8 == 0  # columns start aligned
+    header = PackedHeader.model_validate_json(packed.header)
+    assert [k for k, _ in header.metrics] == list(metrics)
+    arrays = wire.columns(packed.data, [n for _, n in header.metrics])
+    for (steps_, times, values), pts in zip(arrays, metrics.values(), strict=True):
+        assert steps_.tolist() == [s for s, _ in pts]
+        assert times.tolist() == [1.7e9] * len(pts)
+        assert _same(values, np.array([v for _, v in pts], dtype="<f8"))
+
+
+def test_packing_reads_the_json_spelling_of_specials() -> None:
+    body = wire.pack("b" * 16, {"m": {"steps": [1, 2, 3], "times": [0.0] * 3,
+                                      "values": [1.5, "NaN", "-Infinity"]}})  # fmt: skip
+    ((_, _, values),) = wire.columns(wire.split(body).data, [3])
+    assert values[0] == 1.5
+    assert math.isnan(values[1])
+    assert values[2] == -math.inf
+
+
+@given(st.binary(max_size=200), st.lists(st.integers(0, 10), max_size=4))
+def test_any_bytes_are_a_body_or_a_wire_error(body: bytes, counts: list[int]) -> None:
+    with contextlib.suppress(wire.WireError):
+        packed = wire.split(body)
+        with contextlib.suppress(ValidationError):
+            PackedHeader.model_validate_json(packed.header)
+        wire.columns(packed.data, counts)
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"SBC", "shorter"),
+        (b"XXXX\x00\x00\x00\x00", "SBC1"),
+        (b"SBC1\xff\xff\xff\x7f{}", "runs past"),
+    ],
+)
+def test_malformed_packed_bodies_say_what_is_wrong(body: bytes, problem: str) -> None:
+    with pytest.raises(wire.WireError, match=problem):
+        wire.split(body)
+
+
+def test_columns_must_fill_the_body_exactly() -> None:
+    body = wire.pack("b" * 16, {"m": {"steps": [1], "times": [0.0], "values": [2.0]}})
+    data = wire.split(body).data
+    with pytest.raises(wire.WireError, match="needs 48"):
+        wire.columns(data, [2])
+    with pytest.raises(wire.WireError, match="needs 0"):
+        wire.columns(data, [0])

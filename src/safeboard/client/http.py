@@ -123,7 +123,7 @@ class ApiClient:
         content: bytes | None = None,
     ) -> httpx.Response:
         """Send one request; raise the safeboard error for any status >= 400. ``content``
-        sends bytes already encoded (the SDK's metric batches, encoded with orjson)."""
+        sends bytes already encoded (the SDK's packed metric batches, safeboard.wire)."""
         if not path.startswith("/"):
             raise ValueError("give an absolute path such as /api/v1/projects")
         try:

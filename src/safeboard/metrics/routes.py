@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from safeboard import wire
 from safeboard.auth.dependencies import requires_project
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
-from safeboard.errors import InvalidRequest
-from safeboard.metrics.codec import from_wire, to_json_floats
-from safeboard.metrics.schemas import HistoryOut, IngestOut, MetricBatch, PointsOut
+from safeboard.errors import InvalidRequest, UnsupportedMediaType
+from safeboard.metrics.codec import Series, from_wire, to_json_floats
+from safeboard.metrics.schemas import (
+    MAX_POINTS,
+    MAX_STEP,
+    HistoryOut,
+    IngestOut,
+    MetricBatch,
+    PackedHeader,
+    PointsOut,
+)
 from safeboard.metrics.service import MetricService
 
 __all__ = ["router"]
@@ -24,7 +33,17 @@ _BATCH_BODY = {
         "content": {
             "application/json": {
                 "schema": MetricBatch.model_json_schema(ref_template="#/components/schemas/{model}")
-            }
+            },
+            wire.MEDIA_TYPE: {
+                "schema": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": (
+                        "The same batch packed as little-endian arrays (layout: "
+                        "safeboard.wire); what the SDK sends."
+                    ),
+                }
+            },
         },
     }
 }
@@ -35,26 +54,74 @@ def _service(request: Request) -> MetricService:
     return service
 
 
+def _invalid(exc: ValidationError, prefix: str = "") -> InvalidRequest:
+    first = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    return InvalidRequest(f"{prefix}{where}: {first['msg']}")
+
+
+def _validated(model: type[BaseModel], raw: bytes, prefix: str = "") -> BaseModel:
+    try:
+        # Validated from the raw bytes by pydantic-core: no intermediate Python objects.
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise _invalid(exc, prefix) from None
+
+
+def _from_json(body: bytes) -> tuple[str, dict[str, Series]]:
+    batch = _validated(MetricBatch, body)
+    assert isinstance(batch, MetricBatch)  # noqa: S101
+    series = {k: from_wire(c.steps, c.times, c.values) for k, c in batch.metrics.items()}
+    return batch.batch_id, series
+
+
+def _from_packed(body: bytes) -> tuple[str, dict[str, Series]]:
+    """The binary columns are read in place (numpy views of the body); only the header
+    is JSON. Steps get the bounds the JSON form's schema gives them."""
+    try:
+        packed = wire.split(body)
+    except wire.WireError as exc:
+        raise InvalidRequest(str(exc)) from None
+    header = _validated(PackedHeader, packed.header, "header.")
+    assert isinstance(header, PackedHeader)  # noqa: S101
+    keys = [key for key, _ in header.metrics]
+    if len(set(keys)) != len(keys):
+        raise InvalidRequest("header.metrics: a key appears twice")
+    counts = [n for _, n in header.metrics]
+    if sum(counts) > MAX_POINTS:
+        raise InvalidRequest(f"header.metrics: more than {MAX_POINTS:,} points in one batch")
+    try:
+        arrays = wire.columns(packed.data, counts)
+    except wire.WireError as exc:
+        raise InvalidRequest(str(exc)) from None
+    series = {}
+    for key, (steps, times, values) in zip(keys, arrays, strict=True):
+        if int(steps.min()) < 0 or int(steps.max()) > MAX_STEP:
+            raise InvalidRequest(f"metrics.{key}.steps: from 0 to {MAX_STEP}")
+        series[key] = Series(steps, times, values)
+    return header.batch_id, series
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 @router.post("", response_model=IngestOut, openapi_extra=_BATCH_BODY)
 async def ingest(
     request: Request,
     run_id: str,
     principal: Principal = requires_project(Permission.PROJECTS_WRITE),
 ) -> IngestOut:
-    """Store a batch of points, exactly once per ``batch_id``; answered after the commit."""
+    """Store a batch of points, exactly once per ``batch_id``; answered after the commit.
+    The body is JSON, or the same columns packed as binary arrays (``safeboard.wire``)."""
+    media_type = _media_type(request)
+    if media_type not in ("application/json", "", wire.MEDIA_TYPE):
+        raise UnsupportedMediaType(f"send application/json or {wire.MEDIA_TYPE}")
     body = await request.body()
-    try:
-        # Validated from the raw bytes by pydantic-core: no intermediate Python objects.
-        batch = MetricBatch.model_validate_json(body)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise InvalidRequest(f"{where}: {first['msg']}") from None
-    series = {k: from_wire(c.steps, c.times, c.values) for k, c in batch.metrics.items()}
-    result = await run_in_threadpool(
-        _service(request).ingest, principal, run_id, batch.batch_id, series
-    )
-    return IngestOut(batch_id=batch.batch_id, stored=result.stored, duplicate=result.duplicate)
+    parse = _from_packed if media_type == wire.MEDIA_TYPE else _from_json
+    batch_id, series = parse(body)
+    result = await run_in_threadpool(_service(request).ingest, principal, run_id, batch_id, series)
+    return IngestOut(batch_id=batch_id, stored=result.stored, duplicate=result.duplicate)
 
 
 @router.get("/{key:path}/points", response_model=PointsOut)

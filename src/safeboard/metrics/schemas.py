@@ -8,10 +8,11 @@ from pydantic import Field
 
 from safeboard.schemas import Model, StrictModel
 
-__all__ = ["Columns", "HistoryOut", "IngestOut", "MetricBatch", "PointsOut"]
+__all__ = ["Columns", "HistoryOut", "IngestOut", "MetricBatch", "PackedHeader", "PointsOut"]
 
 JsonFloat = float | Literal["NaN", "Infinity", "-Infinity"]
-Step = Annotated[int, Field(ge=0, le=2**62)]
+MAX_STEP = 2**62
+Step = Annotated[int, Field(ge=0, le=MAX_STEP)]
 MetricKey = Annotated[str, Field(min_length=1, max_length=250, pattern=r"^[^\x00-\x1f\x7f]+$")]
 MAX_POINTS = 1_000_000
 
@@ -22,12 +23,29 @@ class Columns(StrictModel):
     values: list[JsonFloat] = Field(min_length=1, max_length=MAX_POINTS)
 
 
-class MetricBatch(StrictModel):
-    batch_id: str = Field(
+BatchId = Annotated[
+    str,
+    Field(
         pattern=r"^[A-Za-z0-9_-]{8,64}$",
         description="Unique per batch: a retried batch with the same id is stored once.",
+    ),
+]
+MAX_KEYS = 1000
+
+
+class MetricBatch(StrictModel):
+    batch_id: BatchId
+    metrics: dict[MetricKey, Columns] = Field(min_length=1, max_length=MAX_KEYS)
+
+
+class PackedHeader(StrictModel):
+    """The header of a binary columnar batch (``safeboard.wire``): per metric its key and
+    point count, in the order of the columns that follow."""
+
+    batch_id: BatchId
+    metrics: list[tuple[MetricKey, Annotated[int, Field(ge=1, le=MAX_POINTS)]]] = Field(
+        min_length=1, max_length=MAX_KEYS
     )
-    metrics: dict[MetricKey, Columns] = Field(min_length=1, max_length=1000)
 
 
 class IngestOut(Model):

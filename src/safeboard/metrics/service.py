@@ -15,7 +15,7 @@ from safeboard.clock import Clock, utcnow
 from safeboard.errors import InvalidRequest
 from safeboard.events import Event, EventBus
 from safeboard.metrics import repository as metrics
-from safeboard.metrics.codec import Buckets, Series, downsample, merge
+from safeboard.metrics.codec import Buckets, Series, downsample_chunks, merge
 from safeboard.metrics.repository import Summary
 from safeboard.runs.access import run_for
 from safeboard.storage import writer
@@ -102,5 +102,7 @@ class MetricService:
     ) -> Buckets:
         if not 1 <= buckets <= MAX_BUCKETS or math.isnan(buckets):
             raise InvalidRequest(f"buckets: 1 to {MAX_BUCKETS}")
-        series = self.series(principal, run_id, key, start, end, with_times=False)
-        return downsample(series, buckets)
+        self._run_project(principal, run_id, Permission.PROJECTS_READ)
+        with self.engine.connect() as conn:
+            chunks = metrics.load_chunks(conn, run_id, key, start, end, with_times=False)
+        return downsample_chunks(chunks, buckets, start, end)

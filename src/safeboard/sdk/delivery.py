@@ -9,8 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
+from safeboard import wire
 from safeboard.client.http import ApiClient
 from safeboard.errors import (
     BadRequest,
@@ -90,12 +89,13 @@ class Delivery:
         """Post one batch. Raises Undeliverable for a refusal that retrying cannot fix, and
         SafeboardError for everything worth another try later."""
         self.ensure_run()
-        body = orjson.dumps(batch)  # several times faster than json for 100,000s of floats
+        # Packed arrays: no JSON numbers to print here or to parse on the server.
+        body = wire.pack(batch["batch_id"], batch["metrics"])
         try:
             self.client.post(
                 f"/api/v1/runs/{self.meta['id']}/metrics",
                 content=body,
-                headers={"Content-Type": "application/json"},
+                headers={"Content-Type": wire.MEDIA_TYPE},
             )
         except BadRequest as exc:  # 400/422: the data itself is wrong
             raise Undeliverable(exc.message) from None

@@ -26,7 +26,7 @@ __all__ = ["Point", "Sender"]
 log = logging.getLogger("safeboard.sdk")
 
 Point = tuple[int, float, Mapping[str, float]]
-MAX_BATCH_POINTS = 200_000
+MAX_BATCH_POINTS = 100_000
 MAX_BACKOFF = 30.0
 
 
