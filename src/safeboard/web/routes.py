@@ -1,23 +1,41 @@
-"""Pages. Public shells only: every byte of data they show comes from the API, which
-checks the session; the pages themselves hold nothing secret."""
+"""Pages. Sign-in pages and the home shell are public (they hold no data); every other
+page declares the permission it needs, like an API route, and is rendered on the server
+from the same services, escaped by construction (web/html.py).
+
+A browser without a session is sent to the sign-in form; API clients get the usual JSON
+errors (web/responses.py).
+"""
 
 from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Request
 from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
-from safeboard.auth.dependencies import PUBLIC
+from safeboard.auth.dependencies import PUBLIC, auth_context, own_origin, requires_project
+from safeboard.auth.permissions import CredentialKind, Permission
+from safeboard.auth.principal import Principal
+from safeboard.clock import utcnow
+from safeboard.errors import BadRequest
+from safeboard.projects.access import project_by_name
+from safeboard.web.home_page import render_home
+from safeboard.web.layout import Viewer
+from safeboard.web.project_page import ProjectView, default_columns, render_project
+from safeboard.web.responses import PageRoute
+from safeboard.web.run_table import TableQuery, column_keys, load_page
 
-__all__ = ["STATIC_DIR", "router", "static_files"]
+__all__ = ["STATIC_DIR", "router", "static_files", "viewer_of"]
 
 PAGES_DIR = Path(__file__).with_name("pages")
 STATIC_DIR = Path(__file__).with_name("static")
+PAGE_SIZE = 50
+MAX_COLUMNS = 40
 
-router = APIRouter(dependencies=[PUBLIC], include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
 
 @cache
@@ -25,19 +43,67 @@ def _page(name: str) -> str:
     return (PAGES_DIR / f"{name}.html").read_text(encoding="utf-8")
 
 
-@router.get("/", response_class=HTMLResponse)
-def home() -> HTMLResponse:
-    return HTMLResponse(_page("home"))
+def viewer_of(request: Request, principal: Principal) -> Viewer:
+    csrf = None
+    if principal.credential is CredentialKind.SESSION:
+        context = auth_context(request)
+        csrf = context.auth.csrf_token(request.cookies[context.cookie.name])
+    return Viewer(principal.username, principal.role, csrf)
 
 
-@router.get("/login", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse, dependencies=[PUBLIC])
+def home(request: Request) -> HTMLResponse:
+    return HTMLResponse(render_home(own_origin(request)))
+
+
+@router.get("/login", response_class=HTMLResponse, dependencies=[PUBLIC])
 def login_page() -> HTMLResponse:
     return HTMLResponse(_page("login"))
 
 
-@router.get("/invite", response_class=HTMLResponse)
+@router.get("/invite", response_class=HTMLResponse, dependencies=[PUBLIC])
 def invite_page() -> HTMLResponse:
     return HTMLResponse(_page("invite"))
+
+
+@router.get("/projects/{name}", response_class=HTMLResponse)
+def project_page(
+    request: Request,
+    name: str,
+    filter: str | None = Query(None, max_length=2000),
+    sort: str = Query("created", max_length=300),
+    order: Literal["asc", "desc"] = "desc",
+    cursor: str | None = Query(None, max_length=1000),
+    col: list[str] | None = Query(None, max_length=MAX_COLUMNS),
+    principal: Principal = requires_project(Permission.PROJECTS_READ),
+) -> HTMLResponse:
+    """The runs table. ``col`` picks columns (``metrics.loss``, ``params.lr``, ...)."""
+    query = TableQuery(filter or None, sort, order == "desc", cursor or None, PAGE_SIZE)
+    engine = request.app.state.engine
+    problem, table = None, None
+    with engine.connect() as conn:
+        project = project_by_name(conn, principal, name, Permission.PROJECTS_READ)
+        params, tags, metrics = column_keys(conn, project.id)
+        try:
+            table = load_page(conn, project.id, query)
+        except BadRequest as exc:
+            problem = exc.message
+    chosen = [c[:300] for c in col or [] if c.startswith(("params.", "tags.", "metrics."))]
+    view = ProjectView(
+        project=project,
+        query=query,
+        columns=chosen if col is not None else default_columns(params, metrics),
+        chose_columns=col is not None,
+        page=table,
+        problem=problem,
+        param_keys=params,
+        tag_keys=tags,
+        metric_keys=metrics,
+        now=utcnow(),
+        server_url=own_origin(request),
+    )
+    html = render_project(view, viewer_of(request, principal))
+    return HTMLResponse(html, status_code=400 if problem else 200)
 
 
 def static_files() -> StaticFiles:

@@ -1,38 +1,38 @@
-"use strict";
-(() => {
-  const { call, status } = window.safeboard;
+// The home page: the projects you can see, and a form to start a new one.
+import { call, el, say, session, when } from "/static/app.js";
 
-  function cell(text) {
-    const td = document.createElement("td");
-    td.textContent = text;  // never innerHTML: names come from users
-    return td;
+const status = document.getElementById("status");
+
+function projectRow(project) {
+  return el("tr", {},
+    el("th", { scope: "row" }, el("a", { href: `/projects/${encodeURIComponent(project.name)}` }, project.name)),
+    el("td", {}, project.description || ""),
+    el("td", {}, project.role || "admin"),
+    el("td", {}, when(project.created_at)));
+}
+
+async function showProjects() {
+  const projects = await call("GET", "/api/v1/projects");
+  const body = document.querySelector("#projects tbody");
+  body.replaceChildren(...projects.map(projectRow));
+  document.getElementById("projects").hidden = projects.length === 0;
+  document.getElementById("no-projects").hidden = projects.length !== 0;
+  say(status, "");
+}
+
+session().then(async (me) => {
+  document.getElementById("who").textContent = `Signed in as ${me.user.username} (${me.user.role})`;
+  if (me.user.role === "admin") {
+    for (const item of document.querySelectorAll(".admin-only")) item.hidden = false;
   }
+  await showProjects();
+}).catch((error) => { if (error.status !== 401) say(status, error.message, true); });
 
-  async function showKeys() {
-    const keys = await call("GET", "/api/v1/keys");
-    const body = document.querySelector("#keys tbody");
-    body.replaceChildren(...keys.filter((k) => !k.revoked_at).map((key) => {
-      const row = document.createElement("tr");
-      row.append(cell(key.name), cell(key.id), cell(key.scope),
-        cell(key.expires_at ? key.expires_at.slice(0, 10) : "never"),
-        cell(key.last_used_at ? `${key.last_used_at.slice(0, 16)} from ${key.last_used_address}` : "never"));
-      return row;
-    }));
-    document.getElementById("keys").hidden = false;
-  }
-
-  call("GET", "/api/v1/auth/session").then(async (session) => {
-    document.getElementById("who").textContent = `Signed in as ${session.user.username} (${session.user.role})`;
-    const logout = document.getElementById("logout");
-    logout.hidden = false;
-    logout.addEventListener("click", () => {
-      call("POST", "/api/v1/auth/logout").then(() => location.replace("/login"))
-        .catch((error) => status(error.message, true));
-    });
-    status("");
-    await showKeys();
-  }).catch((error) => {
-    if (error.status === 401) location.replace(`/login?next=${encodeURIComponent(location.pathname)}`);
-    else status(error.message, true);
-  });
-})();
+document.getElementById("new-project").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const body = { name: form.get("name"), description: form.get("description") || "" };
+  call("POST", "/api/v1/projects", body)
+    .then((project) => location.assign(`/projects/${encodeURIComponent(project.name)}`))
+    .catch((error) => say(document.getElementById("new-project-status"), error.message, true));
+});

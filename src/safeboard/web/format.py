@@ -1,0 +1,51 @@
+"""How values read on the pages: times, durations, numbers, JSON values."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from typing import Any
+
+__all__ = ["duration", "number", "timestamp", "value"]
+
+
+def timestamp(moment: datetime | None) -> str:
+    """UTC, to the second: 2026-11-23 04:43:14."""
+    return "" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(start: datetime, end: datetime | None, now: datetime) -> str:
+    seconds = int(((end or now) - start).total_seconds())
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h {minutes:02d}m"
+    return f"{hours // 24}d {hours % 24}h"
+
+
+def number(x: float | None) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    if isinstance(x, float) and math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    if isinstance(x, int) or (x == int(x) and abs(x) < 1e15):
+        return str(int(x))
+    return f"{x:.6g}"
+
+
+def value(x: Any) -> str:
+    """A param or system value: numbers shortened, strings as they are, the rest as JSON."""
+    if x is None:
+        return ""
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    if isinstance(x, int | float):
+        return number(x)
+    if isinstance(x, str):
+        return x
+    return json.dumps(x, ensure_ascii=False, sort_keys=True)

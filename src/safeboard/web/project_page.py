@@ -1,0 +1,334 @@
+"""A project's page: its runs as a table that sorts, filters, pages and picks columns.
+
+Everything is plain links and GET forms (the URL holds the view, so it can be shared and
+bookmarked); a small module adds live "new runs" notices and row selection for compare.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlencode
+
+from safeboard.projects.repository import Project
+from safeboard.web import format as fmt
+from safeboard.web.html import Child, Markup, el, join
+from safeboard.web.layout import Viewer, page
+from safeboard.web.run_table import TablePage, TableQuery, TableRow, flatten
+
+__all__ = ["ProjectView", "first_run_snippet", "render_project"]
+
+BASE_COLUMNS = (
+    ("name", "Name"),
+    ("status", "Status"),
+    ("created", "Started"),
+    ("ended", "Duration"),
+)
+DEFAULT_METRICS, DEFAULT_PARAMS = 4, 3
+
+
+@dataclass(frozen=True)
+class ProjectView:
+    project: Project
+    query: TableQuery
+    columns: list[str]  # chosen columns: params.x, tags.x, metrics.x
+    chose_columns: bool  # False: the defaults were used
+    page: TablePage | None  # None when the filter was refused
+    problem: str | None
+    param_keys: list[str]
+    tag_keys: list[str]
+    metric_keys: list[str]
+    now: datetime
+    server_url: str
+
+
+def default_columns(param_keys: list[str], metric_keys: list[str]) -> list[str]:
+    return [f"metrics.{k}" for k in metric_keys[:DEFAULT_METRICS]] + [
+        f"params.{k}" for k in param_keys[:DEFAULT_PARAMS]
+    ]
+
+
+def first_run_snippet(project: str, server_url: str) -> str:
+    return "\n".join(
+        (
+            "import safeboard",
+            "",
+            f'run = safeboard.init(project="{project}", config={{"lr": 0.01}})',
+            "for step in range(100):",
+            '    run.log({"loss": 1 / (step + 1)}, step=step)',
+            "run.finish()",
+            "",
+            f"# from another machine: SAFEBOARD_URL={server_url}",
+            "# and SAFEBOARD_API_KEY=<a key from your account page>",
+        )
+    )
+
+
+def _link(view: ProjectView, **changes: str | None) -> str:
+    """The URL of this view with some of its parameters changed (None drops one)."""
+    params: dict[str, str | None] = {
+        "filter": view.query.filter_text or None,
+        "sort": None if view.query.sort == "created" else view.query.sort,
+        "order": None if view.query.descending else "asc",
+    }
+    params.update(changes)
+    pairs = [(k, v) for k, v in params.items() if v]
+    if view.chose_columns:
+        pairs += [("col", c) for c in view.columns] or [("col", "")]
+    query = urlencode(pairs)
+    return f"/projects/{view.project.name}" + (f"?{query}" if query else "")
+
+
+def _hidden(view: ProjectView, *, keep_columns: bool, keep_filter: bool) -> Markup:
+    fields: list[tuple[str, str]] = []
+    if keep_filter and view.query.filter_text:
+        fields.append(("filter", view.query.filter_text))
+    if view.query.sort != "created":
+        fields.append(("sort", view.query.sort))
+    if not view.query.descending:
+        fields.append(("order", "asc"))
+    if keep_columns and view.chose_columns:
+        fields += [("col", c) for c in view.columns] or [("col", "")]
+    return join(el("input", type="hidden", name=n, value=v) for n, v in fields)
+
+
+def _label(column: str) -> str:
+    return dict(BASE_COLUMNS).get(column, column)
+
+
+def _header(view: ProjectView, column: str) -> Markup:
+    if column == "ended":  # the duration column: not a sort key
+        return el("th", "Duration", scope="col")
+    sorted_here = view.query.sort == column
+    arrow = (" ▼" if view.query.descending else " ▲") if sorted_here else ""
+    # A first click sorts descending (newest, biggest first), the next one ascending.
+    href = _link(
+        view,
+        sort=None if column == "created" else column,
+        order="asc" if sorted_here and view.query.descending else None,
+        cursor=None,
+    )
+    order = "descending" if view.query.descending else "ascending"
+    return el(
+        "th",
+        el("a", _label(column), arrow, href=href, title=f"Sort by {_label(column)}"),
+        scope="col",
+        aria_sort=order if sorted_here else None,
+    )
+
+
+def _cell(row: TableRow, column: str, flat_params: dict[str, object]) -> Markup:
+    root, _, key = column.partition(".")
+    if root == "metrics":
+        return el("td", fmt.number(row.metrics.get(key)), class_="num")
+    if root == "params":
+        value = flat_params.get(key)
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        return el("td", fmt.value(value), class_="num" if numeric else None)
+    if root == "tags":
+        return el("td", row.tags.get(key, ""))
+    return el("td", "")
+
+
+def _row(view: ProjectView, row: TableRow) -> Markup:
+    flat_params = flatten(row.params)
+    return el(
+        "tr",
+        el(
+            "td",
+            el(
+                "input",
+                type="checkbox",
+                name="run",
+                value=row.id,
+                form="compare-form",
+                aria_label=f"Select {row.name}",
+            ),
+        ),
+        el("th", el("a", row.name, href=f"/runs/{row.id}"), scope="row"),
+        el("td", el("span", row.status, class_=f"status status-{row.status}")),
+        el("td", el("time", fmt.timestamp(row.created_at), datetime=row.created_at.isoformat())),
+        el("td", fmt.duration(row.created_at, row.ended_at, view.now), class_="num"),
+        [_cell(row, column, flat_params) for column in view.columns],
+        data_run=row.id,
+    )
+
+
+def _filter_form(view: ProjectView) -> Markup:
+    return el(
+        "form",
+        el(
+            "label",
+            "Filter",
+            el(
+                "input",
+                type="search",
+                name="filter",
+                value=view.query.filter_text or "",
+                maxlength="2000",
+                placeholder="params.lr > 0.01 and status = finished",
+                aria_describedby="filter-help",
+                size="60",
+                id="filter",
+            ),
+        ),
+        _hidden(view, keep_columns=True, keep_filter=False),
+        el("button", "Apply", type="submit"),
+        el("a", "Clear", href=_link(view, filter=None)) if view.query.filter_text else None,
+        el(
+            "p",
+            "Fields: name, status, created, ended, params.<key>, tags.<key>, metrics.<key>; "
+            "operators = != < <= > >= ~ in, is null; combine with and, or, not.",
+            id="filter-help",
+            class_="hint",
+        ),
+        method="get",
+        class_="toolbar",
+        role="search",
+    )
+
+
+def _picker(view: ProjectView) -> Markup:
+    def group(title: str, root: str, keys: list[str]) -> Child:
+        if not keys:
+            return None
+        return el(
+            "fieldset",
+            el("legend", title),
+            [
+                el(
+                    "label",
+                    el(
+                        "input",
+                        type="checkbox",
+                        name="col",
+                        value=f"{root}.{key}",
+                        checked=f"{root}.{key}" in view.columns,
+                    ),
+                    key,
+                )
+                for key in keys
+            ],
+        )
+
+    return el(
+        "details",
+        el("summary", "Columns"),
+        el(
+            "form",
+            _hidden(view, keep_columns=False, keep_filter=True),
+            group("Metrics (last value)", "metrics", view.metric_keys),
+            group("Params", "params", view.param_keys),
+            group("Tags", "tags", view.tag_keys),
+            el("input", type="hidden", name="col", value=""),  # "none chosen" is a choice
+            el("button", "Show these columns", type="submit"),
+            method="get",
+            class_="picker",
+        ),
+        class_="columns",
+    )
+
+
+def _table(view: ProjectView, table: TablePage) -> Markup:
+    columns = ["name", "status", "created", "ended", *view.columns]
+    headers = [el("th", el("span", "Select", class_="visually-hidden"), scope="col")]
+    headers += [_header(view, column) for column in columns]
+    shown = len(table.rows)
+    pager = el(
+        "nav",
+        el(
+            "span",
+            f"{shown} shown of {table.total} run{'s' if table.total != 1 else ''}",
+            data_testid="run-count",
+        ),
+        el("a", "First page", href=_link(view, cursor=None)) if view.query.cursor else None,
+        el("a", "Next page", href=_link(view, cursor=table.next_cursor), rel="next")
+        if table.next_cursor
+        else None,
+        aria_label="Pages",
+        class_="pager",
+    )
+    return join(
+        el(
+            "div",
+            el(
+                "table",
+                el("caption", "Runs", class_="visually-hidden"),
+                el("thead", el("tr", headers)),
+                el("tbody", [_row(view, row) for row in table.rows]),
+                id="runs",
+                class_="runs",
+            ),
+            class_="scroll",
+        ),
+        pager,
+        el(
+            "form",
+            el("button", "Compare selected runs", type="submit", id="compare-selected"),
+            el(
+                "span",
+                "Tick two or more runs, then compare their metrics and params.",
+                class_="hint",
+            ),
+            id="compare-form",
+            action="/compare",
+            method="get",
+            class_="toolbar",
+        ),
+    )
+
+
+def _empty_project(view: ProjectView) -> Markup:
+    return el(
+        "section",
+        el("h2", "No runs yet"),
+        el(
+            "p",
+            "Log your first run from Python. On this machine no configuration is needed: "
+            "the SDK finds the server and a key in your data directory.",
+        ),
+        el("pre", el("code", first_run_snippet(view.project.name, view.server_url))),
+        el("p", "The run appears here while it trains; its charts update live."),
+        class_="empty",
+        data_testid="empty-project",
+    )
+
+
+def render_project(view: ProjectView, viewer: Viewer) -> str:
+    project = view.project
+    heading = join(
+        el("h1", project.name),
+        el("p", project.description, class_="lead") if project.description else None,
+        el("p", "", id="live", role="status", aria_live="polite", class_="live"),
+    )
+    if view.page is not None and view.page.total == 0 and not view.query.filter_text:
+        return page(
+            project.name,
+            viewer,
+            [heading, _empty_project(view)],
+            active="projects",
+            scripts=("/static/project.js",),
+            meta={"project": project.name},
+        )
+    body: list[Child] = [heading, _filter_form(view), _picker(view)]
+    if view.problem:
+        body.append(el("p", view.problem, class_="error", role="alert", id="filter-error"))
+    elif view.page is not None and not view.page.rows:
+        body.append(
+            el(
+                "p",
+                "No run matches this filter. ",
+                el("a", "Show all runs", href=_link(view, filter=None)),
+                class_="empty",
+            )
+        )
+    elif view.page is not None:
+        body.append(_table(view, view.page))
+    return page(
+        project.name,
+        viewer,
+        body,
+        active="projects",
+        scripts=("/static/project.js",),
+        meta={"project": project.name},
+    )

@@ -1,0 +1,80 @@
+"""How pages answer: HTML for browsers, even when something goes wrong.
+
+A browser that opens a page without a session is sent to the sign-in form (and back
+afterwards); a missing run or a refused page is an HTML page with the right status.
+Clients that do not ask for HTML get the API's JSON errors, as from every other route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from safeboard.errors import STATUS_BY_CODE, SafeboardError, Unauthenticated
+from safeboard.web.html import el
+from safeboard.web.layout import document
+
+__all__ = ["PageRoute", "error_page", "wants_html"]
+
+_TITLES = {400: "Bad request", 403: "Not allowed", 404: "Not found", 409: "Conflict"}
+
+
+def wants_html(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "")
+
+
+def error_page(status: int, message: str, request_id: str = "-") -> HTMLResponse:
+    title = _TITLES.get(status, "Something went wrong")
+    body = el(
+        "main",
+        el("h1", title),
+        el("p", message, class_="error", role="alert"),
+        el("p", el("a", "Back to your projects", href="/")),
+        el("p", f"Request id: {request_id}", class_="hint"),
+        class_="card",
+    )
+    return HTMLResponse(document(title, body, body_class="center"), status_code=status)
+
+
+def _login_redirect(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+
+class PageRoute(APIRoute):
+    """An APIRoute whose failures become pages for a browser (Accept: text/html)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def page_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Unauthenticated:
+                if wants_html(request):
+                    return _login_redirect(request)
+                raise
+            except SafeboardError as exc:
+                status = STATUS_BY_CODE.get(exc.code, 500)
+                if not wants_html(request) or status >= 500:
+                    raise
+                return error_page(status, exc.message, _request_id(request))
+            except RequestValidationError as exc:
+                if not wants_html(request):
+                    raise
+                first = exc.errors()[0] if exc.errors() else {}
+                where = ".".join(str(p) for p in first.get("loc", ())) or "request"
+                message = f"{where}: {first.get('msg', 'invalid')}"
+                return error_page(400, message, _request_id(request))
+
+        return page_handler
+
+
+def _request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", "-"))

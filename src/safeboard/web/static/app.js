@@ -1,0 +1,67 @@
+// Shared by every signed-in page: JSON calls to the API with the session's CSRF token
+// (S7), the sign-out button, and small DOM helpers that only ever set text, never HTML.
+let csrf = document.querySelector('meta[name="csrf-token"]')?.content || null;
+
+export class ApiError extends Error {
+  constructor(message, status) { super(message); this.status = status; }
+}
+
+export async function call(method, path, body) {
+  const headers = { "Accept": "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (csrf && method !== "GET") headers["X-CSRF-Token"] = csrf;
+  const response = await fetch(path, {
+    method, headers, credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  if (!response.ok) {
+    if (response.status === 401 && method === "GET") toLogin();
+    throw new ApiError(data && data.error ? data.error.message : response.statusText, response.status);
+  }
+  if (data && data.csrf_token) csrf = data.csrf_token;
+  return data;
+}
+
+export function toLogin() {
+  location.replace(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+}
+
+// el("td", {class: "num"}, "text", childNode, ...): text children become text nodes.
+export function el(tag, attributes, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name.startsWith("on") || name === "style") throw new Error(`no ${name} attribute`);
+    node.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+export function say(node, text, isError) {
+  node.textContent = text;
+  node.classList.toggle("error", Boolean(isError));
+}
+
+export function when(moment) {
+  return moment ? moment.slice(0, 19).replace("T", " ") : "";
+}
+
+// The session (and its CSRF token) on pages that the server did not render for a viewer.
+export async function session() {
+  return call("GET", "/api/v1/auth/session");
+}
+
+const logout = document.getElementById("logout");
+if (logout) {
+  logout.addEventListener("click", () => {
+    call("POST", "/api/v1/auth/logout").then(() => location.replace("/login"))
+      .catch((error) => alert(`Could not sign out: ${error.message}`));
+  });
+}

@@ -1,0 +1,37 @@
+// The runs table: tell about new or changed runs as they happen (server-sent events),
+// and keep the "compare" button honest about what is selected.
+import { el } from "/static/app.js";
+
+const project = document.querySelector('meta[name="project"]').content;
+const live = document.getElementById("live");
+let changed = new Set();
+
+const events = new EventSource(`/api/v1/projects/${encodeURIComponent(project)}/events`);
+function note(event) {
+  const data = JSON.parse(event.data);
+  changed.add(data.run_id);
+  const shown = document.querySelector(`tr[data-run="${CSS.escape(data.run_id)}"]`);
+  if (event.type === "run" && shown && data.data && data.data.status) {
+    const badge = shown.querySelector(".status");
+    badge.textContent = data.data.status;
+    badge.className = `status status-${data.data.status}`;
+  }
+  const reload = el("button", { type: "button", class: "secondary" }, "Reload");
+  reload.addEventListener("click", () => location.reload());
+  live.replaceChildren(`${changed.size} run${changed.size === 1 ? "" : "s"} changed since this page loaded. `, reload);
+}
+events.addEventListener("run", note);
+events.addEventListener("metrics", note);
+window.addEventListener("pagehide", () => events.close());
+
+const compare = document.getElementById("compare-selected");
+if (compare) {
+  const boxes = () => [...document.querySelectorAll('input[name="run"]:checked')];
+  const update = () => {
+    const n = boxes().length;
+    compare.disabled = n < 2;
+    compare.textContent = n < 2 ? "Compare selected runs" : `Compare ${n} runs`;
+  };
+  document.addEventListener("change", update);
+  update();
+}
