@@ -26,6 +26,7 @@ from safeboard.web.home_page import render_home
 from safeboard.web.layout import Viewer
 from safeboard.web.project_page import ProjectView, default_columns, render_project
 from safeboard.web.responses import PageRoute
+from safeboard.web.run_page import CHART_LIBRARY, RunView, render_run
 from safeboard.web.run_table import TableQuery, column_keys, load_page
 
 __all__ = ["STATIC_DIR", "router", "static_files", "viewer_of"]
@@ -104,6 +105,18 @@ def project_page(
     )
     html = render_project(view, viewer_of(request, principal))
     return HTMLResponse(html, status_code=400 if problem else 200)
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+def run_page(
+    request: Request,
+    run_id: str,
+    principal: Principal = requires_project(Permission.PROJECTS_READ),
+) -> HTMLResponse:
+    run, project = request.app.state.runs.get(principal, run_id, Permission.PROJECTS_READ)
+    summaries = request.app.state.metrics.summaries(principal, run_id)
+    view = RunView(run, project, summaries, utcnow(), CHART_LIBRARY.is_file())
+    return HTMLResponse(render_run(view, viewer_of(request, principal)))
 
 
 def static_files() -> StaticFiles:

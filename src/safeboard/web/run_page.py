@@ -1,0 +1,223 @@
+"""A run's page: what it is (status, params, tags, notes, system), its metric charts
+(drawn by run.js from the downsampled history, updated live) and its artifacts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from safeboard.metrics.repository import Summary
+from safeboard.projects.repository import Project
+from safeboard.runs.repository import Run
+from safeboard.web import format as fmt
+from safeboard.web.html import Child, Markup, el, join
+from safeboard.web.layout import Viewer, page
+from safeboard.web.run_table import flatten
+
+__all__ = ["CHART_LIBRARY", "RunView", "chart_controls", "library_missing", "render_run"]
+
+STATIC_DIR = Path(__file__).with_name("static")
+CHART_LIBRARY = STATIC_DIR / "vendor" / "uPlot.esm.js"
+CHART_STYLES = "/static/vendor/uPlot.min.css"
+
+
+@dataclass(frozen=True)
+class RunView:
+    run: Run
+    project: Project
+    summaries: list[Summary]
+    now: datetime
+    charts_available: bool
+
+
+def library_missing() -> Markup:
+    return el(
+        "p",
+        "Charts are unavailable: this installation lacks its chart library "
+        "(safeboard/web/static/vendor/uPlot.esm.js, fetched when safeboard is installed). "
+        "Reinstall safeboard with `python3 -m pip install .` on a machine that reaches the "
+        "npm registry, then restart the server.",
+        class_="error",
+        role="alert",
+        data_testid="charts-missing",
+    )
+
+
+def _facts(pairs: list[tuple[str, Child]]) -> Markup:
+    return el("dl", [(el("dt", k), el("dd", v)) for k, v in pairs], class_="facts")
+
+
+def _key_values(title: str, values: dict[str, Any], testid: str, empty: str) -> Markup:
+    if not values:
+        return el("section", el("h2", title), el("p", empty, class_="hint"), class_="panel")
+    rows = [
+        el("tr", el("th", key, scope="row"), el("td", fmt.value(v))) for key, v in values.items()
+    ]
+    return el(
+        "section",
+        el("h2", title),
+        el("table", el("tbody", rows), data_testid=testid),
+        class_="panel",
+    )
+
+
+def chart_controls() -> Markup:
+    return el(
+        "div",
+        el(
+            "label",
+            "Smoothing",
+            el("input", type="range", id="smoothing", min="0", max="0.99", step="0.01", value="0"),
+            el("output", "0", id="smoothing-value", for_="smoothing"),
+        ),
+        el("label", el("input", type="checkbox", id="log-scale"), "Log scale"),
+        el(
+            "label",
+            "X axis",
+            el(
+                "select",
+                el("option", "Step", value="step", selected=True),
+                el("option", "Wall time", value="time"),
+                id="x-axis",
+            ),
+        ),
+        el("button", "Reset zoom", type="button", id="reset-zoom", class_="secondary"),
+        el(
+            "span",
+            "Drag across a chart to zoom; double-click to zoom out.",
+            class_="hint",
+        ),
+        class_="chart-controls",
+    )
+
+
+def _charts(view: RunView) -> Markup:
+    keys = [s.key for s in view.summaries]
+    counts = {s.key: s.count for s in view.summaries}
+    if not view.charts_available:
+        return el("section", el("h2", "Metrics"), library_missing(), id="metrics")
+    if not keys:
+        return el(
+            "section",
+            el("h2", "Metrics"),
+            el(
+                "p",
+                "No metrics yet. Log some with ",
+                el("code", 'run.log({"loss": 0.42}, step=step)'),
+                "; charts appear here as they arrive.",
+                class_="empty",
+                id="no-metrics",
+            ),
+            el("div", chart_controls(), hidden=True, id="controls-box"),
+            el("div", class_="charts", id="charts"),
+            id="metrics",
+        )
+    return el(
+        "section",
+        el("h2", "Metrics"),
+        chart_controls(),
+        el(
+            "div",
+            [
+                el(
+                    "figure",
+                    el("h3", key),
+                    class_="chart",
+                    data_key=key,
+                    data_count=counts[key],
+                    data_testid="chart",
+                )
+                for key in keys
+            ],
+            class_="charts",
+            id="charts",
+        ),
+        _summary_table(view.summaries),
+        id="metrics",
+    )
+
+
+def _summary_table(summaries: list[Summary]) -> Markup:
+    head = el(
+        "tr",
+        [el("th", h, scope="col") for h in ("Metric", "Points", "Last step", "Last", "Min", "Max")],
+    )
+    rows = [
+        el(
+            "tr",
+            el("th", s.key, scope="row"),
+            el("td", str(s.count), class_="num"),
+            el("td", str(s.last_step), class_="num"),
+            el("td", fmt.number(s.last_value), class_="num"),
+            el("td", fmt.number(s.min), class_="num"),
+            el("td", fmt.number(s.max), class_="num"),
+        )
+        for s in summaries
+    ]
+    return el(
+        "details",
+        el("summary", "Summary table"),
+        el("table", el("thead", head), el("tbody", rows), class_="runs"),
+    )
+
+
+def _artifacts() -> Markup:
+    # Filled by run.js from /api/v1/runs/{id}/artifacts once the artifact API is present.
+    return el(
+        "section",
+        el("h2", "Artifacts"),
+        el("p", "Loading…", id="artifacts-status", role="status", class_="hint"),
+        el("div", id="artifacts", class_="artifacts"),
+        id="artifacts-section",
+    )
+
+
+def render_run(view: RunView, viewer: Viewer) -> str:
+    run = view.run
+    status = el("span", run.status, id="run-status", class_=f"status status-{run.status}")
+    facts = _facts(
+        [
+            ("Project", el("a", view.project.name, href=f"/projects/{view.project.name}")),
+            ("Status", status),
+            ("Started", fmt.timestamp(run.created_at)),
+            ("Ended", fmt.timestamp(run.ended_at) or "—"),
+            ("Duration", fmt.duration(run.created_at, run.ended_at, view.now)),
+            ("Id", el("code", run.id)),
+        ]
+    )
+    notes = el(
+        "section",
+        el("h2", "Notes"),
+        el("div", run.notes, class_="notes", data_testid="notes")
+        if run.notes
+        else el("p", "No notes. Set them with run.set_notes(...).", class_="hint"),
+        class_="panel",
+    )
+    content = join(
+        el("p", el("a", f"← {view.project.name}", href=f"/projects/{view.project.name}")),
+        el("h1", run.name, data_testid="run-name"),
+        facts,
+        el("div", el("p", "", id="live", role="status", aria_live="polite", class_="live")),
+        _charts(view),
+        el(
+            "div",
+            _key_values("Params", flatten(run.params), "params", "No params."),
+            _key_values("Tags", dict(run.tags), "tags", "No tags."),
+            notes,
+            _key_values("System", flatten(run.system), "system", "No system information."),
+            class_="panels",
+        ),
+        _artifacts(),
+    )
+    scripts = ("/static/run.js",)
+    return page(
+        run.name,
+        viewer,
+        content,
+        active="projects",
+        scripts=scripts,
+        styles=(CHART_STYLES,) if view.charts_available else (),
+        meta={"run-id": run.id, "run-status": run.status},
+    )

@@ -1,0 +1,207 @@
+// Metric charts on uPlot (served from our own origin; it styles through the CSSOM only,
+// which the CSP allows). One chart is one metric of one or more runs. Histories arrive
+// downsampled by the server (min, max and last per bucket); zooming fetches the chosen
+// step range again at full resolution of the screen.
+import uPlot from "/static/vendor/uPlot.esm.js";
+import { call, el } from "/static/app.js";
+
+const COLOURS = ["#1f5fbf", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0f766e", "#a16207", "#be185d"];
+const WALL_TIME_LIMIT = 50000;  // points fetched one by one for a wall-time axis
+const HEIGHT = 260;
+
+function num(value) {
+  if (typeof value === "number") return Number.isFinite(value) ? value : null;
+  return null;  // "NaN", "Infinity", "-Infinity": not drawable
+}
+
+// TensorBoard's smoothing: an exponential moving average, debiased at the start.
+export function smooth(values, weight) {
+  if (!weight) return values;
+  const out = new Array(values.length);
+  let last = 0, n = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v === null) { out[i] = null; continue; }
+    last = last * weight + (1 - weight) * v;
+    n += 1;
+    out[i] = last / (1 - Math.pow(weight, n));
+  }
+  return out;
+}
+
+export function metricPath(runId, key) {
+  return `/api/v1/runs/${runId}/metrics/${key.split("/").map(encodeURIComponent).join("/")}`;
+}
+
+export function fmtValue(v) {
+  if (v === null || v === undefined || Number.isNaN(v)) return "—";
+  const a = Math.abs(v);
+  return (a !== 0 && (a < 1e-3 || a >= 1e6)) ? v.toExponential(4) : String(Number(v.toPrecision(6)));
+}
+
+// What a chart shows; shared by every chart of a page.
+export const view = { smoothing: 0, log: false, axis: "step" };
+
+export class MetricChart {
+  // sources: [{runId, label, count}] (count: points logged, from the summary)
+  constructor(figure, key, sources) {
+    this.figure = figure;
+    this.key = key;
+    this.sources = sources;
+    this.range = null;  // [start, end] steps when zoomed
+    this.plot = null;
+    this.loaded = null;  // per source: {x, last, min, max}
+    this.readout = el("p", { class: "readout", "aria-live": "off" });
+    this.box = el("div", { class: "plot" });
+    figure.append(this.box, this.readout);
+    this.pending = null;
+  }
+
+  width() { return Math.max(280, this.figure.clientWidth - 16); }
+
+  async fetchSource(source) {
+    const wall = view.axis === "time";
+    if (wall && source.count <= WALL_TIME_LIMIT) {
+      const q = this.range ? `?start=${this.range[0]}&end=${this.range[1]}` : "";
+      const p = await call("GET", `${metricPath(source.runId, this.key)}/points${q}`);
+      const values = p.values.map(num);
+      return { x: p.times, last: values, min: null, max: null, wall: true };
+    }
+    const buckets = Math.min(2000, Math.max(100, Math.floor(this.width())));
+    let q = `?buckets=${buckets}`;
+    if (this.range) q += `&start=${this.range[0]}&end=${this.range[1]}`;
+    const h = await call("GET", `${metricPath(source.runId, this.key)}${q}`);
+    return { x: h.last_step, last: h.last.map(num), min: h.min.map(num), max: h.max.map(num), wall: false };
+  }
+
+  async load() {
+    this.loaded = await Promise.all(this.sources.map((s) => this.fetchSource(s)));
+    this.draw();
+  }
+
+  // Reload soon (live updates), at most once a second, and never while zoomed in.
+  refresh() {
+    if (this.range || this.pending) return;
+    this.pending = setTimeout(() => { this.pending = null; this.load().catch(() => {}); }, 1000);
+  }
+
+  data() {
+    const positive = (v) => (view.log && v !== null && v <= 0 ? null : v);
+    const clean = (a) => (a ? a.map(positive) : a);
+    if (this.loaded.length === 1) {
+      const s = this.loaded[0];
+      const last = clean(s.last);
+      const series = [s.x, smooth(last, view.smoothing)];
+      if (view.smoothing) series.push(last);
+      if (s.min) series.push(clean(s.min), clean(s.max));
+      return series;
+    }
+    return uPlot.join(this.loaded.map((s) => [s.x, smooth(clean(s.last), view.smoothing)]));
+  }
+
+  options() {
+    const wall = this.loaded.some((s) => s.wall);
+    const single = this.loaded.length === 1;
+    const series = [{ label: wall ? "time" : "step", value: (u, v) => (v === null ? "—" : wall ? new Date(v * 1000).toLocaleString() : String(v)) }];
+    const bands = [];
+    if (single) {
+      const s = this.loaded[0];
+      series.push({ label: this.sources[0].label, stroke: COLOURS[0], width: 2, value: (u, v) => fmtValue(v), spanGaps: true });
+      if (view.smoothing) series.push({ label: "raw", stroke: "#1f5fbf55", width: 1, value: (u, v) => fmtValue(v), spanGaps: true });
+      if (s.min) {
+        const i = series.length;
+        series.push({ label: "min", stroke: "#1f5fbf33", width: 1, value: (u, v) => fmtValue(v) });
+        series.push({ label: "max", stroke: "#1f5fbf33", width: 1, value: (u, v) => fmtValue(v) });
+        bands.push({ series: [i + 1, i], fill: "#1f5fbf1a" });
+      }
+    } else {
+      this.sources.forEach((source, i) => series.push({
+        label: source.label, stroke: COLOURS[i % COLOURS.length], width: 2,
+        value: (u, v) => fmtValue(v), spanGaps: true,
+      }));
+    }
+    return {
+      width: this.width(), height: HEIGHT, series, bands,
+      scales: { x: { time: wall }, y: { distr: view.log ? 3 : 1 } },
+      axes: [{}, { size: 64, values: (u, splits) => splits.map(fmtValue) }],
+      cursor: { sync: { key: "metrics" }, drag: { x: true, y: false, setScale: false } },
+      legend: { live: true },
+      hooks: {
+        setSelect: [(u) => this.zoomTo(u)],
+        setCursor: [(u) => this.showReadout(u)],
+      },
+    };
+  }
+
+  showReadout(u) {
+    const i = u.cursor.idx;
+    if (i === null || i === undefined) { this.readout.textContent = ""; return; }
+    const x = u.data[0][i];
+    const parts = [];
+    for (let s = 1; s < u.series.length; s++) {
+      if (u.series[s].label === "min" || u.series[s].label === "max" || u.series[s].label === "raw") continue;
+      parts.push(`${u.series[s].label}: ${fmtValue(u.data[s][i])}`);
+    }
+    this.readout.textContent = `${u.series[0].value(u, x)} · ${parts.join(" · ")}`;
+  }
+
+  zoomTo(u) {
+    if (u.select.width < 4) return;
+    const lo = u.posToVal(u.select.left, "x");
+    const hi = u.posToVal(u.select.left + u.select.width, "x");
+    u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+    if (this.loaded.some((s) => s.wall)) {  // every point is here already
+      u.setScale("x", { min: lo, max: hi });
+      this.zoomedWall = true;
+      return;
+    }
+    this.range = [Math.max(0, Math.floor(lo)), Math.max(0, Math.ceil(hi))];
+    this.load().catch((error) => { this.readout.textContent = error.message; });
+  }
+
+  resetZoom() {
+    if (!this.range && !this.zoomedWall) return Promise.resolve();
+    this.range = null;
+    this.zoomedWall = false;
+    return this.load();
+  }
+
+  draw() {
+    const data = this.data();
+    if (this.plot) this.plot.destroy();
+    this.plot = new uPlot(this.options(), data, this.box);
+    this.figure.dataset.points = String(data[0].length);
+    this.figure.dataset.zoomed = this.range ? "true" : "false";
+    this.over = this.plot.over;
+    this.over.addEventListener("dblclick", () => { this.resetZoom().catch(() => {}); });
+  }
+
+  resize() {
+    if (this.plot) this.plot.setSize({ width: this.width(), height: HEIGHT });
+  }
+}
+
+// Wire the shared controls (smoothing, log scale, x axis, reset) to a set of charts.
+export function bindControls(charts) {
+  const smoothing = document.getElementById("smoothing");
+  const shown = document.getElementById("smoothing-value");
+  const redraw = () => { for (const c of charts()) if (c.loaded) c.draw(); };
+  smoothing.addEventListener("input", () => {
+    view.smoothing = Number(smoothing.value);
+    shown.textContent = smoothing.value;
+    redraw();
+  });
+  document.getElementById("log-scale").addEventListener("change", (event) => {
+    view.log = event.target.checked;
+    redraw();
+  });
+  document.getElementById("x-axis").addEventListener("change", (event) => {
+    view.axis = event.target.value;
+    for (const c of charts()) { c.range = null; c.load().catch(() => {}); }
+  });
+  document.getElementById("reset-zoom").addEventListener("click", () => {
+    for (const c of charts()) c.resetZoom().catch(() => {});
+  });
+  const observer = new ResizeObserver(() => { for (const c of charts()) c.resize(); });
+  observer.observe(document.getElementById("charts"));
+}

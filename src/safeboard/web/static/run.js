@@ -1,0 +1,106 @@
+// A run's page: its charts (loaded only when the chart library is installed), live
+// updates from the run's event stream, and its artifacts.
+import { call, el, say } from "/static/app.js";
+
+const runId = document.querySelector('meta[name="run-id"]').content;
+const live = document.getElementById("live");
+const chartsBox = document.getElementById("charts");
+const charts = new Map();
+let chartModule = null;
+
+async function addChart(figure) {
+  const key = figure.dataset.key;
+  const chart = new chartModule.MetricChart(figure, key, [
+    { runId, label: key, count: Number(figure.dataset.count || 0) },
+  ]);
+  charts.set(key, chart);
+  await chart.load();
+}
+
+function newFigure(key) {
+  const figure = el("figure", { class: "chart", "data-key": key, "data-testid": "chart" }, el("h3", {}, key));
+  chartsBox.append(figure);
+  document.getElementById("no-metrics")?.remove();
+  const controls = document.getElementById("controls-box");
+  if (controls) controls.hidden = false;
+  return figure;
+}
+
+function onMetrics(event) {
+  const data = JSON.parse(event.data);
+  for (const [key, step] of Object.entries(data.data.last_step || {})) {
+    const chart = charts.get(key);
+    if (chart) {
+      chart.sources[0].count += 1;
+      chart.refresh();
+    } else if (chartModule) {
+      addChart(newFigure(key)).catch((error) => say(live, error.message, true));
+    }
+    say(live, `Live: ${key} at step ${step}`);
+  }
+}
+
+function onRun(event) {
+  const data = JSON.parse(event.data);
+  const status = data.data && data.data.status;
+  if (!status) return;
+  const badge = document.getElementById("run-status");
+  badge.textContent = status;
+  badge.className = `status status-${status}`;
+  if (status !== "running") say(live, `The run is ${status}.`);
+}
+
+async function startCharts() {
+  if (!chartsBox) return;  // the chart library is missing: the page says so
+  chartModule = await import("/static/chart.js");
+  chartModule.bindControls(() => charts.values());
+  await Promise.all([...chartsBox.querySelectorAll("figure[data-key]")].map(addChart));
+  chartsBox.dataset.ready = "true";
+}
+
+function artifactRow(artifact) {
+  const download = el("a", { href: `/api/v1/artifacts/${encodeURIComponent(artifact.id)}/content`, download: "" }, "Download");
+  const row = el("tr", { "data-artifact": artifact.id },
+    el("th", { scope: "row" }, artifact.name),
+    el("td", {}, artifact.kind),
+    el("td", { class: "num" }, String(artifact.size)),
+    el("td", {}, artifact.step === null ? "" : String(artifact.step)),
+    el("td", {}, artifact.state === "ready" ? download : artifact.state));
+  if (artifact.state === "ready" && artifact.content_type.startsWith("image/")) {
+    const cell = el("td", {});
+    row.append(cell);
+    call("POST", `/api/v1/artifacts/${encodeURIComponent(artifact.id)}/preview`).then((preview) => {
+      cell.append(el("img", { src: preview.url, alt: `Preview of ${artifact.name}`, loading: "lazy" }));
+    }).catch((error) => { cell.textContent = `no preview: ${error.message}`; });
+  } else {
+    row.append(el("td", {}));
+  }
+  return row;
+}
+
+async function showArtifacts() {
+  const status = document.getElementById("artifacts-status");
+  const box = document.getElementById("artifacts");
+  try {
+    const listed = await call("GET", `/api/v1/runs/${runId}/artifacts`);
+    const items = listed.items || [];
+    if (!items.length) {
+      say(status, "No artifacts: files and images a run saves appear here.");
+      return;
+    }
+    say(status, "");
+    const head = el("tr", {}, ["Name", "Kind", "Bytes", "Step", "File", "Preview"].map((h) => el("th", { scope: "col" }, h)));
+    box.replaceChildren(el("table", { class: "runs" }, el("thead", {}, head), el("tbody", {}, items.map(artifactRow))));
+  } catch (error) {
+    if (error.status === 404 || error.status === 405) say(status, "This server does not store artifacts yet.");
+    else say(status, error.message, true);
+  }
+}
+
+const events = new EventSource(`/api/v1/runs/${runId}/events`);
+events.addEventListener("metrics", onMetrics);
+events.addEventListener("run", onRun);
+window.addEventListener("pagehide", () => events.close());
+
+startCharts().catch((error) => say(live, `Charts failed: ${error.message}`, true));
+showArtifacts();
