@@ -45,6 +45,7 @@ __all__ = [
     "DATA_DIR_ENV",
     "SECRETS_FILE",
     "SETTINGS_FILE",
+    "ArtifactSettings",
     "AuthSettings",
     "DatabaseSettings",
     "SecureSettings",
@@ -258,6 +259,37 @@ def mask_url_password(url: str) -> str:
     return re.sub(r"^([a-zA-Z][\w+.\-]*://[^/:@]*):[^/@]*@", r"\1:***@", url)
 
 
+GIB = 1024**3
+
+
+class ArtifactSettings(_Section):
+    """The artifact file server (S12)."""
+
+    path: Path | None = Field(
+        None,
+        description="Directory for artifact files. Default: `artifacts` in the data directory.",
+    )
+    max_file_bytes: int = Field(
+        20 * GIB,
+        ge=1,
+        description="Largest artifact; a larger one gets 413 before any of its bytes is sent.",
+    )
+    project_quota_bytes: int = Field(
+        200 * GIB,
+        ge=0,
+        description=(
+            "Bytes of artifacts (finished and in progress) one project may hold; 413 beyond "
+            "it. 0: no quota."
+        ),
+    )
+    preview_seconds: int = Field(
+        120,
+        ge=10,
+        le=300,
+        description="Lifetime of a signed preview link for the browser (at most 5 minutes).",
+    )
+
+
 MIN_SECRET_BYTES = 32
 _WEAK_WORDS = ("changeme", "change_me", "secret", "password", "default", "example", "insecure")
 
@@ -319,6 +351,9 @@ class Settings(BaseSettings):
     tls: TlsSettings = Field(default_factory=TlsSettings, description="TLS.")
     database: DatabaseSettings = Field(default_factory=DatabaseSettings, description="Storage.")
     auth: AuthSettings = Field(default_factory=AuthSettings, description="Authentication.")
+    artifacts: ArtifactSettings = Field(
+        default_factory=ArtifactSettings, description="Artifact files."
+    )
     secure: SecureSettings = Field(description="Secrets.")
 
     @classmethod
@@ -359,6 +394,8 @@ class Settings(BaseSettings):
         object.__setattr__(self, "tls", tls.model_copy(update={"enabled": enabled}))
         object.__setattr__(self, "server", server.model_copy(update={"port": port}))
         object.__setattr__(self, "database", self.database.model_copy(update={"url": url}))
+        files = self.artifacts.path or self.data_dir / "artifacts"
+        object.__setattr__(self, "artifacts", self.artifacts.model_copy(update={"path": files}))
         return self
 
     # Convenience views of the resolved values, typed without Optional.
@@ -370,6 +407,11 @@ class Settings(BaseSettings):
     def port(self) -> int:
         assert self.server.port is not None  # filled by _resolve  # noqa: S101
         return self.server.port
+
+    @property
+    def artifact_dir(self) -> Path:
+        assert self.artifacts.path is not None  # filled by _resolve  # noqa: S101
+        return self.artifacts.path
 
     @property
     def database_url(self) -> str:

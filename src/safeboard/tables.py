@@ -5,6 +5,7 @@ Migrations and the models-versus-migrations check import this module first.
 
 from __future__ import annotations
 
+from safeboard.artifacts.models import ArtifactRow
 from safeboard.audit.models import AuditRow
 from safeboard.auth.models import ApiKeyRow, LoginThrottleRow, OneTimeTokenRow, SessionRow
 from safeboard.metrics.models import IngestBatchRow, MetricChunkRow, MetricSummaryRow
@@ -15,6 +16,7 @@ from safeboard.users.models import UserRow
 
 __all__ = [
     "ApiKeyRow",
+    "ArtifactRow",
     "AuditRow",
     "Base",
     "IngestBatchRow",

@@ -128,7 +128,7 @@ def test_concurrent_upgrades_serialize(db_url: str) -> None:
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=20)
+        thread.join(timeout=60)
     try:
         assert not any(thread.is_alive() for thread in threads), "upgrades deadlocked"
         assert errors == []

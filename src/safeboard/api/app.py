@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -16,10 +17,14 @@ from safeboard.api.context import RequestContextMiddleware
 from safeboard.api.errors import install_error_handlers
 from safeboard.api.guards import (
     BodyLimitMiddleware,
+    ControlCharacterMiddleware,
     HostCheckMiddleware,
     QueryCredentialMiddleware,
 )
 from safeboard.api.headers import SecurityHeadersMiddleware
+from safeboard.artifacts import routes as artifact_routes
+from safeboard.artifacts.service import ArtifactService
+from safeboard.artifacts.store import LocalStore
 from safeboard.audit import routes as audit_routes
 from safeboard.auth import routes as auth_routes
 from safeboard.auth.api_keys import ApiKeyService
@@ -101,6 +106,12 @@ def create_app(
     app.state.events = events
     app.state.runs = RunService(engine, events)
     app.state.metrics = MetricService(engine, events)
+    app.state.artifacts = ArtifactService(
+        engine,
+        LocalStore(settings.artifact_dir),
+        settings.artifacts,
+        settings.secure.signing_key.get_secret_value().encode(),
+    )
     # 2. The identity chain (bearer keys, then the session cookie) and the cookie policy:
     #    __Host- and Secure whenever browsers reach us over HTTPS (our TLS or a proxy's).
     app.state.auth_context = AuthContext(
@@ -123,6 +134,7 @@ def create_app(
     app.include_router(run_routes.router)
     app.include_router(live_routes.router)
     app.include_router(metric_routes.router)
+    app.include_router(artifact_routes.router)
     app.include_router(web_routes.router)
     app.mount("/static", web_routes.static_files(), name="static")
 
@@ -131,11 +143,17 @@ def create_app(
         return app.openapi()
 
     # 5. Middleware, innermost first (each add_middleware wraps the previous ones):
-    #    body limit -> credentials in URLs refused -> Host check -> request id, access log,
+    #    body limit -> credentials in URLs refused -> control characters in URLs refused ->
+    #    Host check -> request id, access log,
     #    500s -> security headers -> proxy headers (outermost: every layer sees the real
     #    client address).
-    app.add_middleware(BodyLimitMiddleware, limit=settings.server.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.server.max_body_bytes,
+        own_limit=re.compile(artifact_routes.CONTENT_PATH),
+    )
     app.add_middleware(QueryCredentialMiddleware)
+    app.add_middleware(ControlCharacterMiddleware)
     app.add_middleware(HostCheckMiddleware, allowed=allowed_host_names(settings, certificate_names))
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, tls=settings.tls_on)

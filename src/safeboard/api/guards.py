@@ -12,7 +12,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from safeboard.api.errors import error_response, request_id_of
 from safeboard.errors import PayloadTooLarge
 
-__all__ = ["BodyLimitMiddleware", "HostCheckMiddleware", "QueryCredentialMiddleware", "host_name"]
+__all__ = [
+    "BodyLimitMiddleware",
+    "ControlCharacterMiddleware",
+    "HostCheckMiddleware",
+    "QueryCredentialMiddleware",
+    "host_name",
+]
 
 # Query parameters that would carry a credential (S8): refused outright, never used.
 CREDENTIAL_PARAMS = frozenset(
@@ -78,6 +84,29 @@ class HostCheckMiddleware:
         await self.app(scope, receive, send)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class ControlCharacterMiddleware:
+    """400 for a URL whose path or query holds a control character once decoded (a NUL
+    byte, say): no name, id or filter contains one, and PostgreSQL refuses NUL in text
+    with an error that would otherwise surface as a 500 (S17)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = unquote_plus(scope.get("query_string", b"").decode("latin-1"))
+            if _CONTROL.search(scope["path"]) or _CONTROL.search(query):
+                response = error_response(
+                    "bad_request", "the URL holds a control character", request_id_of(scope)
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class QueryCredentialMiddleware:
     """400 for a request that carries a credential in its URL (S8, ASVS 14.2.1): URLs end up
     in logs, proxies and browser history. The access log redacts it as well."""
@@ -105,14 +134,23 @@ class BodyLimitMiddleware:
 
     A chunked body that crosses the limit makes ``receive`` raise; whatever the route then
     answers (frameworks turn a failed body read into 400) is replaced by the 413.
+    ``own_limit`` matches the paths of PUT routes that stream their body to disk and hold
+    it to a limit of their own (artifact uploads: the declared size).
     """
 
-    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, limit: int, own_limit: re.Pattern[str] | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.own_limit = own_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (
+            self.own_limit is not None
+            and scope["method"] == "PUT"
+            and self.own_limit.match(scope["path"])
+        ):
             await self.app(scope, receive, send)
             return
         limit = self.limit

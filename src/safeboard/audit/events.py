@@ -79,6 +79,7 @@ class AuditAction(StrEnum):
     SECRETS_ROTATED = "secrets.rotated"
     SETTING_CHANGED = "setting.changed"
     ARTIFACT_DOWNLOADED = "artifact.downloaded"
+    ARTIFACT_DELETED = "artifact.deleted"
     AGENT_ENROLLED = "agent.enrolled"
 
 

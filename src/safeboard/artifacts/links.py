@@ -1,0 +1,53 @@
+"""Signed preview links (S12): what a browser uses to show an image of an artifact, since
+an ``<img>`` cannot send an Authorization header and a long-lived credential must never
+sit in a URL.
+
+A link token is ``sbp1.<artifact id>.<user id>.<expiry>.<mac>``: the expiry in Unix
+seconds, the MAC an HMAC-SHA256 under the server's generated ``signing_key`` over the
+other fields, base64url. It is worth one artifact, for one user, for at most five
+minutes; whether that user may still read the artifact is checked at every use.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+
+__all__ = ["LinkClaims", "check_link", "sign_link"]
+
+PREFIX = "sbp1"
+_TOKEN = re.compile(r"^sbp1\.([0-9a-f]{32})\.([0-9]{1,12})\.([0-9]{1,12})\.([A-Za-z0-9_-]{43})$")
+
+
+@dataclass(frozen=True)
+class LinkClaims:
+    artifact_id: str
+    user_id: int
+    expires: int
+
+
+def _mac(key: bytes, artifact_id: str, user_id: int, expires: int) -> str:
+    message = f"{PREFIX}\x00{artifact_id}\x00{user_id}\x00{expires}".encode()
+    digest = hmac.new(key, message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def sign_link(key: bytes, claims: LinkClaims) -> str:
+    mac = _mac(key, claims.artifact_id, claims.user_id, claims.expires)
+    return f"{PREFIX}.{claims.artifact_id}.{claims.user_id}.{claims.expires}.{mac}"
+
+
+def check_link(key: bytes, token: str, now: float) -> LinkClaims | None:
+    """The claims of a genuine, unexpired token; None for anything else."""
+    match = _TOKEN.fullmatch(token)
+    if match is None:
+        return None
+    artifact_id, user, expires, mac = match.groups()
+    claims = LinkClaims(artifact_id, int(user), int(expires))
+    expected = _mac(key, claims.artifact_id, claims.user_id, claims.expires)
+    if not hmac.compare_digest(expected, mac) or now >= claims.expires:
+        return None
+    return claims

@@ -1,0 +1,261 @@
+"""HTTP for artifacts: declare, upload (resumable, streamed), download (streamed, Range,
+ETag), list, delete, and signed preview links for the browser (S12)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.requests import ClientDisconnect
+from starlette.status import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from safeboard.artifacts.ranges import (
+    INLINE_TYPES,
+    Unsatisfiable,
+    content_disposition,
+    parse_range,
+)
+from safeboard.artifacts.repository import Artifact
+from safeboard.artifacts.schemas import ArtifactIn, ArtifactListOut, ArtifactOut, PreviewOut
+from safeboard.artifacts.service import ArtifactService, Upload
+from safeboard.auth.dependencies import PUBLIC, client_address, requires_project
+from safeboard.auth.permissions import Permission
+from safeboard.auth.principal import Principal
+from safeboard.errors import InvalidRequest
+
+__all__ = ["CONTENT_PATH", "router"]
+
+router = APIRouter()
+
+# The upload route takes bodies up to the artifact's declared size, not the API's limit.
+CONTENT_PATH = r"^/api/v1/artifacts/[^/]+/content$"
+WRITE_BUFFER = 1 << 20
+# Artifact responses are never a document that can run anything (S12).
+_FILE_HEADERS = {
+    "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'",
+    "X-Content-Type-Options": "nosniff",
+}
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+def _service(request: Request) -> ArtifactService:
+    service: ArtifactService = request.app.state.artifacts
+    return service
+
+
+def _out(artifact: Artifact) -> ArtifactOut:
+    return ArtifactOut(
+        id=artifact.id, run_id=artifact.run_id, name=artifact.name, kind=artifact.kind,
+        content_type=artifact.content_type, size=artifact.size, sha256=artifact.sha256,
+        step=artifact.step, state=artifact.state,
+        received=artifact.received, created_by=artifact.created_by,
+        created_at=artifact.created_at, ready_at=artifact.ready_at,
+    )  # fmt: skip
+
+
+@router.post(
+    "/api/v1/runs/{run_id}/artifacts", status_code=HTTP_201_CREATED, response_model=ArtifactOut
+)
+def declare(
+    request: Request,
+    response: Response,
+    run_id: str,
+    body: ArtifactIn,
+    principal: Principal = requires_project(Permission.PROJECTS_WRITE),
+) -> ArtifactOut:
+    """Declare an artifact (name, size, SHA-256); its bytes follow with PUT .../content.
+    413 at once if it is over the size limit or the project's quota. The same
+    ``upload_id`` again returns the same artifact (200) with the bytes stored so far."""
+    artifact, created = _service(request).declare(principal, run_id, body)
+    if not created:
+        response.status_code = 200
+    return _out(artifact)
+
+
+@router.get("/api/v1/runs/{run_id}/artifacts", response_model=ArtifactListOut)
+def list_artifacts(
+    request: Request,
+    run_id: str,
+    principal: Principal = requires_project(Permission.PROJECTS_READ),
+) -> ArtifactListOut:
+    return ArtifactListOut(
+        items=[_out(a) for a in _service(request).list_for_run(principal, run_id)]
+    )
+
+
+@router.get("/api/v1/artifacts/{artifact_id}", response_model=ArtifactOut)
+def get_artifact(
+    request: Request,
+    artifact_id: str,
+    principal: Principal = requires_project(Permission.PROJECTS_READ),
+) -> ArtifactOut:
+    """An artifact; while it uploads, ``received`` says where to resume."""
+    return _out(_service(request).get(principal, artifact_id))
+
+
+def _offset(value: str | None) -> int:
+    if value is None or not value.isdigit() or len(value) > 19:
+        raise InvalidRequest("Upload-Offset: the byte offset to write at (the `received` so far)")
+    return int(value)
+
+
+def _length(request: Request) -> int | None:
+    declared = request.headers.get("content-length")
+    return int(declared) if declared is not None and declared.isdigit() else None
+
+
+async def _receive(request: Request, upload: Upload) -> bool:
+    """Stream the body to storage in 1 MiB writes; False if the client went away."""
+    buffer = bytearray()
+    try:
+        async for chunk in request.stream():
+            buffer += chunk
+            if len(buffer) > upload.remaining:
+                await run_in_threadpool(upload.write, bytes(buffer))  # raises 413
+            if len(buffer) >= WRITE_BUFFER:
+                await run_in_threadpool(upload.write, bytes(buffer))
+                buffer.clear()
+    except ClientDisconnect:
+        await run_in_threadpool(upload.write, bytes(buffer))
+        return False
+    await run_in_threadpool(upload.write, bytes(buffer))
+    return True
+
+
+@router.put("/api/v1/artifacts/{artifact_id}/content", response_model=ArtifactOut,
+            openapi_extra=_UPLOAD_BODY)  # fmt: skip
+async def upload(
+    request: Request,
+    artifact_id: str,
+    upload_offset: str | None = Header(None, alias="Upload-Offset"),
+    principal: Principal = requires_project(Permission.PROJECTS_WRITE),
+) -> ArtifactOut:
+    """Append bytes at ``Upload-Offset`` (which must equal the bytes stored: 409 with the
+    right offset otherwise). The request that brings the last byte checks the SHA-256 and
+    answers with the artifact ``ready``; a mismatch discards the upload (422)."""
+    service = _service(request)
+    offset = _offset(upload_offset)
+    begun = await run_in_threadpool(
+        service.begin_upload, principal, artifact_id, offset, _length(request)
+    )
+    complete = False
+    try:
+        complete = await _receive(request, begun)
+    finally:
+        artifact = await run_in_threadpool(service.end_upload, begun, complete=complete)
+    return _out(artifact)
+
+
+def _etag(artifact: Artifact) -> str:
+    return f'"{artifact.sha256}"'
+
+
+def _send(artifact: Artifact, chunks: Iterator[bytes], span: tuple[int, int] | None) -> Response:
+    inline = artifact.content_type in INLINE_TYPES
+    headers = {
+        **_FILE_HEADERS,
+        "ETag": _etag(artifact),
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": content_disposition(artifact.name, inline=inline),
+    }
+    start, end = span or (0, artifact.size)
+    headers["Content-Length"] = str(end - start)
+    status = 200
+    if span is not None:
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{artifact.size}"
+    media_type = artifact.content_type if inline else "application/octet-stream"
+
+    async def body() -> AsyncIterator[bytes]:
+        async for chunk in iterate_in_threadpool(chunks):
+            yield chunk
+
+    return StreamingResponse(body(), status_code=status, headers=headers, media_type=media_type)
+
+
+def _span(request: Request, artifact: Artifact) -> tuple[int, int] | None:
+    """The byte range to send, honouring If-Range; raises Unsatisfiable for 416."""
+    if_range = request.headers.get("if-range")
+    if if_range is not None and if_range.strip() != _etag(artifact):
+        return None  # the client's partial copy is of another version: send it whole
+    return parse_range(request.headers.get("range"), artifact.size)
+
+
+def _download(request: Request, artifact: Artifact, span: tuple[int, int] | None) -> Response:
+    start, end = span or (0, artifact.size)
+    chunks = _service(request).store.read(artifact.id, start, end)
+    return _send(artifact, chunks, span)
+
+
+def _answered_without_body(request: Request, artifact: Artifact) -> Response | None:
+    """304 when the client holds this version (If-None-Match); 416 for a range outside
+    the file. Neither sends a byte of the artifact, so neither is a download."""
+    etag = _etag(artifact)
+    if request.headers.get("if-none-match", "").strip() in (etag, "*"):
+        return Response(status_code=304, headers={**_FILE_HEADERS, "ETag": etag})
+    try:
+        _span(request, artifact)
+    except Unsatisfiable:
+        return Response(
+            status_code=416, headers={**_FILE_HEADERS, "Content-Range": f"bytes */{artifact.size}"}
+        )
+    return None
+
+
+def _part(span: tuple[int, int] | None) -> str | None:
+    return f"{span[0]}-{span[1] - 1}" if span else None
+
+
+@router.get("/api/v1/artifacts/{artifact_id}/content", response_class=StreamingResponse)
+def download(
+    request: Request,
+    artifact_id: str,
+    principal: Principal = requires_project(Permission.PROJECTS_READ),
+) -> Response:
+    """The artifact's bytes: streamed, with ``Range`` (one range) and ``ETag`` (its
+    SHA-256). An attachment unless it is a proven PNG, JPEG, GIF or WebP image."""
+    service = _service(request)
+    artifact = service.get(principal, artifact_id)
+    if artifact.state == "ready" and (early := _answered_without_body(request, artifact)):
+        return early
+    span = _span(request, artifact)
+    artifact = service.download(principal, artifact_id, client_address(request), _part(span))
+    return _download(request, artifact, span)
+
+
+@router.delete("/api/v1/artifacts/{artifact_id}", status_code=HTTP_204_NO_CONTENT)
+def delete(
+    request: Request,
+    artifact_id: str,
+    principal: Principal = requires_project(Permission.PROJECTS_WRITE),
+) -> None:
+    _service(request).delete(principal, artifact_id, client_address(request))
+
+
+@router.post("/api/v1/artifacts/{artifact_id}/preview", response_model=PreviewOut)
+def preview(
+    request: Request,
+    artifact_id: str,
+    principal: Principal = requires_project(Permission.PROJECTS_READ),
+) -> PreviewOut:
+    """A link the browser can open without other credentials: this artifact only, for
+    this user only, for at most five minutes."""
+    token, expires = _service(request).preview_link(principal, artifact_id)
+    return PreviewOut(url=f"/files/preview/{token}", expires_at=expires)
+
+
+@router.get("/files/preview/{token}", response_class=StreamingResponse, dependencies=[PUBLIC])
+def open_preview(request: Request, token: str) -> Response:
+    """Public in the sense that the signed link is the credential (checked here: MAC,
+    expiry, the user still active and still allowed to read the artifact)."""
+    artifact = _service(request).by_link(token, client_address(request))
+    if early := _answered_without_body(request, artifact):
+        return early
+    return _download(request, artifact, _span(request, artifact))

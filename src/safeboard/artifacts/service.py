@@ -1,0 +1,308 @@
+"""Artifact use cases: declare, upload (resumable), download, list, delete, preview links
+(S9, S12, S16).
+
+Upload protocol: ``declare`` makes the row (state ``uploading``, checked against the size
+limit and the project's quota before any byte is sent); each upload request appends at
+the offset the store holds; the request that brings the last byte checks the SHA-256 and
+turns the artifact ``ready``. A dropped connection keeps what arrived: the client asks
+for ``received`` and continues from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine
+
+from safeboard.artifacts import repository as artifacts
+from safeboard.artifacts.links import LinkClaims, check_link, sign_link
+from safeboard.artifacts.ranges import INLINE_TYPES, sniff_image
+from safeboard.artifacts.repository import Artifact
+from safeboard.artifacts.schemas import ArtifactIn
+from safeboard.artifacts.store import ArtifactStore, BlobWriter
+from safeboard.audit import repository as audit
+from safeboard.audit.events import AuditAction
+from safeboard.auth.permissions import CredentialKind, Permission, Scope
+from safeboard.auth.principal import Principal
+from safeboard.clock import Clock, utcnow
+from safeboard.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from safeboard.projects.models import ProjectRow
+from safeboard.runs.access import run_for
+from safeboard.settings import ArtifactSettings
+from safeboard.storage import writer
+from safeboard.users import repository as users
+
+__all__ = ["ArtifactService", "Upload"]
+
+log = logging.getLogger("safeboard.artifacts")
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+_SNIFF_BYTES = 16
+
+
+@dataclass
+class Upload:
+    """One upload request in progress: where it writes, and the running checksum when it
+    started at byte 0 (then the finished file need not be read again)."""
+
+    artifact: Artifact
+    offset: int
+    writer: BlobWriter
+    written: int = 0
+    digest: hashlib._Hash | None = field(default=None)
+
+    @property
+    def remaining(self) -> int:
+        return self.artifact.size - self.offset - self.written
+
+    def write(self, data: bytes) -> None:
+        if len(data) > self.remaining:
+            raise PayloadTooLarge(
+                f"the upload goes past the declared size of {self.artifact.size} bytes"
+            )
+        self.writer.write(data)
+        if self.digest is not None:
+            self.digest.update(data)
+        self.written += len(data)
+
+
+class ArtifactService:
+    def __init__(
+        self,
+        engine: Engine,
+        store: ArtifactStore,
+        settings: ArtifactSettings,
+        signing_key: bytes,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.engine = engine
+        self.tx = writer(engine)
+        self.store = store
+        self.settings = settings
+        self._key = signing_key
+        self.clock = clock
+
+    # --- finding -------------------------------------------------------------------------
+
+    @staticmethod
+    def _checked(
+        conn: Connection, principal: Principal, artifact_id: str, permission: Permission
+    ) -> Artifact:
+        """The artifact, once the principal may act on its run (else 404 for the artifact:
+        its existence does not leak)."""
+        artifact = artifacts.get(conn, artifact_id)
+        if artifact is None:
+            raise NotFound("no such artifact")
+        try:
+            run_for(conn, principal, artifact.run_id, permission)
+        except NotFound:
+            raise NotFound("no such artifact") from None
+        return artifact
+
+    def get(self, principal: Principal, artifact_id: str) -> Artifact:
+        with self.engine.connect() as conn:
+            found = self._checked(conn, principal, artifact_id, Permission.PROJECTS_READ)
+        return self._with_progress(found)
+
+    def list_for_run(self, principal: Principal, run_id: str) -> list[Artifact]:
+        with self.engine.connect() as conn:
+            run_for(conn, principal, run_id, Permission.PROJECTS_READ)
+            found = artifacts.list_for_run(conn, run_id)
+        return [self._with_progress(a) for a in found]
+
+    def _with_progress(self, artifact: Artifact) -> Artifact:
+        """An unfinished artifact reports what the store holds: an upload cut off midway
+        may have stored more than its row last said."""
+        if artifact.state == "ready":
+            return artifact
+        held = min(self.store.size(artifact.id), artifact.size)
+        return artifact if held == artifact.received else _replace(artifact, received=held)
+
+    # --- uploading -----------------------------------------------------------------------
+
+    def declare(self, principal: Principal, run_id: str, spec: ArtifactIn) -> tuple[Artifact, bool]:
+        """The artifact to upload into, and whether it is new (False: the same upload id
+        was declared before, and the client resumes)."""
+        limit = self.settings.max_file_bytes
+        if spec.size > limit:
+            raise PayloadTooLarge(f"{spec.size} bytes is over the {limit}-byte artifact limit")
+        if spec.size == 0 and spec.sha256 != EMPTY_SHA256:
+            raise InvalidRequest("sha256: an empty file has the SHA-256 of no bytes")
+        now = self.clock()
+        with self.tx.begin() as conn:
+            run, project = run_for(conn, principal, run_id, Permission.PROJECTS_WRITE)
+            if spec.upload_id is not None:
+                earlier = artifacts.get_by_upload(conn, run_id, spec.upload_id)
+                if earlier is not None:
+                    same = (earlier.name, earlier.size, earlier.sha256) == (
+                        spec.name, spec.size, spec.sha256,
+                    )  # fmt: skip
+                    if not same:
+                        raise Conflict("this upload id was declared for another file")
+                    return self._with_progress(earlier), False
+            # One declaration at a time per project on PostgreSQL (SQLite: one writer).
+            conn.execute(
+                sa.select(ProjectRow.id).where(ProjectRow.id == project.id).with_for_update()
+            )
+            quota = self.settings.project_quota_bytes
+            held = artifacts.project_bytes(conn, project.id)
+            if quota and held + spec.size > quota:
+                raise PayloadTooLarge(
+                    f"project {project.name!r} holds {held} of its {quota}-byte artifact quota; "
+                    f"{spec.size} more bytes do not fit (delete artifacts or raise "
+                    "artifacts.project_quota_bytes)"
+                )
+            artifact_id = secrets.token_hex(16)
+            artifacts.create(
+                conn, id=artifact_id, run_id=run.id, project_id=project.id, name=spec.name,
+                kind=spec.kind, content_type=spec.content_type, size=spec.size,
+                sha256=spec.sha256, step=spec.step, state="uploading", received=0,
+                upload_id=spec.upload_id, created_by=principal.user_id, created_at=now,
+            )  # fmt: skip
+            if spec.size == 0:
+                self.store.append(artifact_id, 0).close()
+                artifacts.mark_ready(conn, artifact_id, spec.content_type, now)
+            created = artifacts.get(conn, artifact_id)
+        assert created is not None  # noqa: S101
+        return created, True
+
+    def begin_upload(
+        self, principal: Principal, artifact_id: str, offset: int, length: int | None
+    ) -> Upload:
+        """Check an upload request before reading its body: the artifact is unfinished,
+        ``offset`` is what is stored, and ``length`` (Content-Length) fits."""
+        with self.engine.connect() as conn:
+            artifact = self._checked(conn, principal, artifact_id, Permission.PROJECTS_WRITE)
+        if artifact.state == "ready":
+            raise Conflict("this artifact is complete; declare a new one to replace it")
+        if length is not None and offset + length > artifact.size:
+            raise PayloadTooLarge(
+                f"{offset} + {length} bytes goes past the declared size of {artifact.size}"
+            )
+        blob = self.store.append(artifact.id, offset)  # Conflict: wrong offset, or busy
+        digest = hashlib.sha256() if offset == 0 else None
+        return Upload(artifact, offset, blob, digest=digest)
+
+    def end_upload(self, upload: Upload, *, complete: bool) -> Artifact:
+        """Make what arrived durable; when the body was whole and brought the last byte,
+        check the checksum and turn the artifact ready. A mismatch discards the bytes."""
+        upload.writer.close()
+        artifact = upload.artifact
+        received = upload.offset + upload.written
+        if not complete or received < artifact.size:
+            with self.tx.begin() as conn:
+                artifacts.set_received(conn, artifact.id, received)
+            return _replace(artifact, received=received)
+        digest = upload.digest.hexdigest() if upload.digest else self.store.sha256(artifact.id)
+        if digest != artifact.sha256:
+            self.store.delete(artifact.id)
+            with self.tx.begin() as conn:
+                artifacts.set_received(conn, artifact.id, 0)
+            raise InvalidRequest(
+                f"sha256: the bytes received hash to {digest}, not the declared "
+                f"{artifact.sha256}; the upload was discarded, send it again from 0"
+            )
+        content_type = self._served_type(artifact)
+        with self.tx.begin() as conn:
+            artifacts.mark_ready(conn, artifact.id, content_type, self.clock())
+            done = artifacts.get(conn, artifact.id)
+        assert done is not None  # noqa: S101
+        return done
+
+    def _served_type(self, artifact: Artifact) -> str:
+        """An image type only when the bytes prove it; anything else keeps its declared
+        type as metadata (downloads are served as attachments either way)."""
+        if artifact.content_type not in INLINE_TYPES and artifact.kind != "image":
+            return artifact.content_type
+        head = b"".join(self.store.read(artifact.id, 0, min(_SNIFF_BYTES, artifact.size)))
+        sniffed = sniff_image(head)
+        if sniffed is not None:
+            return sniffed
+        if artifact.content_type in INLINE_TYPES:
+            return "application/octet-stream"  # claimed to be an image, is not
+        return artifact.content_type
+
+    # --- downloading, deleting -----------------------------------------------------------
+
+    def _audit_download(
+        self, conn: Connection, artifact: Artifact, actor: str, address: str, part: str | None
+    ) -> None:
+        detail: dict[str, object] = {"run": artifact.run_id, "name": artifact.name[:200]}
+        if part:
+            detail["range"] = part
+        audit.append(
+            conn, action=AuditAction.ARTIFACT_DOWNLOADED, actor=actor,
+            target=f"artifact:{artifact.id}", address=address, detail=detail,
+        )  # fmt: skip
+
+    def download(
+        self, principal: Principal, artifact_id: str, address: str, part: str | None = None
+    ) -> Artifact:
+        """A ready artifact to send; the download is in the audit log (S16)."""
+        with self.tx.begin() as conn:
+            artifact = self._checked(conn, principal, artifact_id, Permission.PROJECTS_READ)
+            _ready(artifact)
+            self._audit_download(conn, artifact, principal.actor, address, part)
+        return artifact
+
+    def delete(self, principal: Principal, artifact_id: str, address: str) -> None:
+        with self.tx.begin() as conn:
+            artifact = self._checked(conn, principal, artifact_id, Permission.PROJECTS_WRITE)
+            artifacts.delete(conn, artifact.id)
+            audit.append(
+                conn, action=AuditAction.ARTIFACT_DELETED, actor=principal.actor,
+                target=f"artifact:{artifact.id}", address=address,
+                detail={"run": artifact.run_id, "name": artifact.name[:200],
+                        "bytes": artifact.size},
+            )  # fmt: skip
+        self.store.delete(artifact.id)
+
+    # --- preview links -------------------------------------------------------------------
+
+    def preview_link(self, principal: Principal, artifact_id: str) -> tuple[str, datetime]:
+        """A token for ``/files/preview/<token>``: this artifact, this user, minutes."""
+        with self.engine.connect() as conn:
+            artifact = self._checked(conn, principal, artifact_id, Permission.PROJECTS_READ)
+        _ready(artifact)
+        expires = self.clock() + timedelta(seconds=self.settings.preview_seconds)
+        claims = LinkClaims(artifact.id, principal.user_id, int(expires.timestamp()))
+        return sign_link(self._key, claims), datetime.fromtimestamp(claims.expires, expires.tzinfo)
+
+    def by_link(self, token: str, address: str, part: str | None = None) -> Artifact:
+        """The artifact a genuine, live link names, if its user is active and may still
+        read it; every failure looks the same (404)."""
+        claims = check_link(self._key, token, self.clock().timestamp())
+        if claims is None:
+            raise NotFound("this link is invalid or has expired")
+        with self.tx.begin() as conn:
+            user = users.get(conn, claims.user_id)
+            if user is None or not user.is_active:
+                raise NotFound("this link is invalid or has expired")
+            reader = Principal(
+                user_id=user.id, username=user.username, role=user.role,
+                credential=CredentialKind.SESSION, scope=Scope.READ,
+            )  # fmt: skip
+            try:
+                artifact = self._checked(conn, reader, claims.artifact_id, Permission.PROJECTS_READ)
+            except NotFound:
+                raise NotFound("this link is invalid or has expired") from None
+            _ready(artifact)
+            actor = f"user:{user.username} (preview link)"
+            self._audit_download(conn, artifact, actor, address, part)
+        return artifact
+
+
+def _ready(artifact: Artifact) -> None:
+    if artifact.state != "ready":
+        raise Conflict(
+            f"this artifact is still uploading ({artifact.received} of {artifact.size} bytes)"
+        )
+
+
+def _replace(artifact: Artifact, *, received: int) -> Artifact:
+    return replace(artifact, received=received)
