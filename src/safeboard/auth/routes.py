@@ -23,12 +23,13 @@ from safeboard.auth.schemas import (
     KeyCreated,
     KeyOut,
     LoginRequest,
+    OwnSessionOut,
     PasswordChange,
     SessionOut,
     TokenRequest,
     UserOut,
 )
-from safeboard.auth.service import NewSession, SignInContext
+from safeboard.auth.service import NewSession, SignInContext, session_ref
 from safeboard.errors import BadRequest
 from safeboard.users.repository import User
 from safeboard.users.service import UserService
@@ -158,6 +159,38 @@ def change_password(
 ) -> Response:
     """Change your password; your other sessions end."""
     context.auth.change_password(principal, body.current_password, body.new_password, where)
+    return Response(status_code=HTTP_204_NO_CONTENT)
+
+
+@router.get("/auth/sessions", response_model=list[OwnSessionOut])
+def own_sessions(
+    principal: Principal = requires(Permission.ACCOUNT_READ),
+    context: AuthContext = Depends(auth_context),
+) -> list[OwnSessionOut]:
+    """Where you are signed in: your sessions, newest first."""
+    return [
+        OwnSessionOut(
+            id=session_ref(s.id_hash),
+            current=s.id_hash == principal.session_hash,
+            created_at=s.created_at,
+            last_seen_at=s.last_seen_at,
+            expires_at=s.expires_at,
+            address=s.address,
+            user_agent=s.user_agent,
+        )
+        for s in context.auth.own_sessions(principal)
+    ]
+
+
+@router.delete("/auth/sessions/{session_id}", status_code=HTTP_204_NO_CONTENT)
+def end_own_session(
+    session_id: str,
+    principal: Principal = requires(Permission.ACCOUNT_UPDATE),
+    context: AuthContext = Depends(auth_context),
+    where: SignInContext = Depends(sign_in_context),
+) -> Response:
+    """Sign out one of your sessions (on another device, or this one)."""
+    context.auth.end_own_session(principal, session_id, where)
     return Response(status_code=HTTP_204_NO_CONTENT)
 
 

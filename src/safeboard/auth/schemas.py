@@ -15,6 +15,7 @@ __all__ = [
     "KeyCreated",
     "KeyOut",
     "LoginRequest",
+    "OwnSessionOut",
     "PasswordChange",
     "SessionOut",
     "TokenRequest",
@@ -60,6 +61,16 @@ class SessionOut(Model):
     csrf_token: str | None = Field(description="Send as X-CSRF-Token on unsafe requests.")
     expires_at: datetime | None = None
     redirect: str = "/"
+
+
+class OwnSessionOut(Model):
+    id: str = Field(description="Names the session for DELETE /api/v1/auth/sessions/{id}.")
+    current: bool = Field(description="The session this request came with.")
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    address: str
+    user_agent: str
 
 
 class KeyCreate(StrictModel):

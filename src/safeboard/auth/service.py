@@ -21,17 +21,18 @@ from safeboard.auth.principal import Principal
 from safeboard.auth.ratelimit import LoginThrottle, throttle_keys
 from safeboard.auth.tokens import csrf_token_for, new_token, session_hash, sha256_hex
 from safeboard.clock import utcnow
-from safeboard.errors import RateLimited, Unauthenticated
+from safeboard.errors import NotFound, RateLimited, Unauthenticated
 from safeboard.settings import Settings
 from safeboard.storage import writer
 from safeboard.users import repository as users
 from safeboard.users.repository import User
 
-__all__ = ["AuthService", "NewSession", "SignInContext", "unauthenticated"]
+__all__ = ["AuthService", "NewSession", "SignInContext", "session_ref", "unauthenticated"]
 
 STARTUP_TOKEN_LIFETIME = timedelta(minutes=15)
 _TOUCH_EVERY = timedelta(seconds=60)  # last-seen updates are coarse: one write a minute
 _BAD_LOGIN = "invalid user name or password"
+SESSION_REF_CHARS = 16  # how a session is named to its owner: a prefix of its row's hash
 
 
 def unauthenticated(message: str) -> Unauthenticated:
@@ -55,6 +56,10 @@ class NewSession:
 
     def __repr__(self) -> str:
         return f"NewSession(user={self.user.username!r}, expires_at={self.expires_at!r})"
+
+
+def session_ref(id_hash: str) -> str:
+    return id_hash[:SESSION_REF_CHARS]
 
 
 class AuthService:
@@ -217,6 +222,31 @@ class AuthService:
                 actor=principal.actor,
                 target=f"user:{principal.username}",
                 address=where.address,
+            )
+
+    def own_sessions(self, principal: Principal) -> list[creds.SessionInfo]:
+        """The signed-in sessions of the principal's user, newest first."""
+        with self.engine.connect() as conn:
+            return creds.list_sessions(conn, principal.user_id)
+
+    def end_own_session(self, principal: Principal, ref: str, where: SignInContext) -> None:
+        """End one of your sessions, named by ``session_ref``; other users' are not found."""
+        with self.tx.begin() as conn:
+            found = [
+                s
+                for s in creds.list_sessions(conn, principal.user_id)
+                if session_ref(s.id_hash) == ref
+            ]
+            if not found:
+                raise NotFound("no such session")
+            creds.delete_session(conn, found[0].id_hash)
+            audit.append(
+                conn,
+                action=AuditAction.SESSIONS_REVOKED,
+                actor=principal.actor,
+                target=f"user:{principal.username}",
+                address=where.address,
+                detail={"sessions_ended": 1},
             )
 
     def change_password(

@@ -22,6 +22,7 @@ from safeboard.auth.principal import Principal
 from safeboard.clock import utcnow
 from safeboard.errors import BadRequest
 from safeboard.projects.access import project_by_name
+from safeboard.web.compare_page import MAX_COMPARED, Compared, render_compare
 from safeboard.web.home_page import render_home
 from safeboard.web.layout import Viewer
 from safeboard.web.project_page import ProjectView, default_columns, render_project
@@ -117,6 +118,28 @@ def run_page(
     summaries = request.app.state.metrics.summaries(principal, run_id)
     view = RunView(run, project, summaries, utcnow(), CHART_LIBRARY.is_file())
     return HTMLResponse(render_run(view, viewer_of(request, principal)))
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(
+    request: Request,
+    run: list[str] | None = Query(None, max_length=MAX_COMPARED),
+    all: bool = False,
+    principal: Principal = requires_project(Permission.PROJECTS_READ),
+) -> HTMLResponse:
+    """``?run=<id>&run=<id>...``: what differs between these runs."""
+    compared = []
+    for run_id in dict.fromkeys(run or []):
+        found, project = request.app.state.runs.get(principal, run_id, Permission.PROJECTS_READ)
+        summaries = request.app.state.metrics.summaries(principal, run_id)
+        compared.append(Compared(found, project, summaries))
+    html = render_compare(
+        compared,
+        viewer_of(request, principal),
+        show_all=all,
+        charts_available=CHART_LIBRARY.is_file(),
+    )
+    return HTMLResponse(html)
 
 
 def static_files() -> StaticFiles:
