@@ -155,9 +155,12 @@ def entries(
     limit: int = 1000,
     after_id: int | None = None,
     newest_first: bool = False,
+    before_id: int | None = None,
+    actor_contains: str | None = None,
 ) -> list[AuditEntry]:
-    """Entries with ``since <= at < until``, of ``action``, with id above ``after_id``
-    (for paging), oldest first or ``newest_first``; at most ``limit`` (1 to MAX_LIMIT)."""
+    """Entries with ``since <= at < until``, of ``action``, with id above ``after_id`` and
+    below ``before_id`` (for paging either way), whose actor contains ``actor_contains``,
+    oldest first or ``newest_first``; at most ``limit`` (1 to MAX_LIMIT)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
     query = select(*_COLUMNS)
@@ -169,6 +172,10 @@ def entries(
         query = query.where(AuditRow.action == str(action))
     if after_id is not None:
         query = query.where(AuditRow.id > after_id)
+    if before_id is not None:
+        query = query.where(AuditRow.id < before_id)
+    if actor_contains:
+        query = query.where(AuditRow.actor.contains(actor_contains, autoescape=True))
     order = AuditRow.id.desc() if newest_first else AuditRow.id.asc()
     rows = conn.execute(query.order_by(order).limit(limit))
     return [_entry(row._mapping) for row in rows]

@@ -56,6 +56,8 @@ def list_entries(
     limit: int = 1000,
     after_id: int | None = None,
     newest_first: bool = False,
+    before_id: int | None = None,
+    actor_contains: str | None = None,
 ) -> list[AuditEntry]:
     """Entries matching the filters; see :func:`safeboard.audit.repository.entries`."""
     with engine.connect() as conn:
@@ -67,6 +69,8 @@ def list_entries(
             limit=limit,
             after_id=after_id,
             newest_first=newest_first,
+            before_id=before_id,
+            actor_contains=actor_contains,
         )
 
 

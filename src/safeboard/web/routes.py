@@ -8,6 +8,7 @@ errors (web/responses.py).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -16,12 +17,28 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
-from safeboard.auth.dependencies import PUBLIC, auth_context, own_origin, requires_project
+from safeboard.audit import service as audit_service
+from safeboard.auth.dependencies import (
+    PUBLIC,
+    auth_context,
+    own_origin,
+    requires,
+    requires_project,
+)
 from safeboard.auth.permissions import CredentialKind, Permission
 from safeboard.auth.principal import Principal
 from safeboard.clock import utcnow
 from safeboard.errors import BadRequest
+from safeboard.projects import repository as projects_repository
 from safeboard.projects.access import project_by_name
+from safeboard.web.account_page import render_account
+from safeboard.web.admin_pages import (
+    AuditFilter,
+    render_audit,
+    render_grants,
+    render_sessions,
+    render_users,
+)
 from safeboard.web.compare_page import MAX_COMPARED, Compared, render_compare
 from safeboard.web.home_page import render_home
 from safeboard.web.layout import Viewer
@@ -140,6 +157,79 @@ def compare_page(
         charts_available=CHART_LIBRARY.is_file(),
     )
     return HTMLResponse(html)
+
+
+@router.get("/account", response_class=HTMLResponse)
+def account_page(
+    request: Request, principal: Principal = requires(Permission.ACCOUNT_READ)
+) -> HTMLResponse:
+    projects = [p for p, _ in request.app.state.projects.visible(principal)]
+    html = render_account(viewer_of(request, principal), projects, own_origin(request))
+    return HTMLResponse(html)
+
+
+@router.get("/admin/users", response_class=HTMLResponse)
+def users_page(
+    request: Request, principal: Principal = requires(Permission.USERS_READ)
+) -> HTMLResponse:
+    users = request.app.state.users.list_all()
+    return HTMLResponse(render_users(viewer_of(request, principal), users))
+
+
+@router.get("/admin/grants", response_class=HTMLResponse)
+def grants_page(
+    request: Request, principal: Principal = requires(Permission.USERS_MANAGE)
+) -> HTMLResponse:
+    users = request.app.state.users.list_all()
+    names = {user.id: user.username for user in users}
+    listed = []
+    with request.app.state.engine.connect() as conn:
+        for project, _ in request.app.state.projects.visible(principal):
+            held = projects_repository.grants(conn, project.id)
+            listed.append((project, {names[uid]: role for uid, role in held.items()}))
+    return HTMLResponse(render_grants(viewer_of(request, principal), listed, users))
+
+
+AUDIT_PAGE = 100
+
+
+@router.get("/admin/audit", response_class=HTMLResponse)
+def audit_page(
+    request: Request,
+    action: str | None = Query(None, max_length=64),
+    since: str | None = Query(None, max_length=40),
+    actor: str | None = Query(None, max_length=200),
+    before: int | None = Query(None, ge=1, le=2**62),
+    principal: Principal = requires(Permission.AUDIT_READ),
+) -> HTMLResponse:
+    """Newest first; ``since`` is a UTC date and time (the form's datetime-local)."""
+    try:
+        start = datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None
+    except ValueError:
+        raise BadRequest("since: a date and time such as 2026-11-23T08:00") from None
+    entries = audit_service.list_entries(
+        request.app.state.engine,
+        since=start,
+        action=action or None,
+        actor_contains=actor or None,
+        before_id=before,
+        limit=AUDIT_PAGE + 1,
+        newest_first=True,
+    )
+    older = entries[AUDIT_PAGE - 1].id if len(entries) > AUDIT_PAGE else None
+    chosen = AuditFilter(action or None, since or None, actor or None, before)
+    viewer = viewer_of(request, principal)
+    return HTMLResponse(render_audit(viewer, entries[:AUDIT_PAGE], chosen, older))
+
+
+@router.get("/admin/sessions", response_class=HTMLResponse)
+def sessions_page(
+    request: Request, principal: Principal = requires(Permission.USERS_READ)
+) -> HTMLResponse:
+    users = request.app.state.users
+    found = [(user, users.sessions(user.username)) for user in users.list_all()]
+    listed = [(user, sessions) for user, sessions in found if sessions]
+    return HTMLResponse(render_sessions(viewer_of(request, principal), listed))
 
 
 def static_files() -> StaticFiles:
