@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request
+import numpy as np
+import numpy.typing as npt
+import orjson
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -26,6 +29,7 @@ from safeboard.metrics.service import MetricService
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1/runs/{run_id}/metrics")
+_JSON = "application/json"
 
 _BATCH_BODY = {
     "requestBody": {
@@ -124,6 +128,12 @@ async def ingest(
     return IngestOut(batch_id=batch_id, stored=result.stored, duplicate=result.duplicate)
 
 
+def _floats(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | list[float | str]:
+    """The array itself when every value is finite (orjson writes it from memory), else
+    the list with NaN and infinities spelt as the ingest API spells them."""
+    return values if bool(np.all(np.isfinite(values))) else to_json_floats(values)
+
+
 @router.get("/{key:path}/points", response_model=PointsOut)
 def points(
     request: Request,
@@ -132,15 +142,14 @@ def points(
     start: int | None = Query(None, ge=0),
     end: int | None = Query(None, ge=0),
     principal: Principal = requires_project(Permission.PROJECTS_READ),
-) -> PointsOut:
+) -> Response:
     """Every point of a metric between ``start`` and ``end`` (steps, inclusive)."""
     series = _service(request).series(principal, run_id, key, start, end)
-    return PointsOut(
-        key=key,
-        steps=series.steps.tolist(),
-        times=series.times.tolist(),
-        values=to_json_floats(series.values),
-    )
+    # Written straight from the arrays: building and validating 3,000,000 Python objects
+    # took five times longer than the encoding itself (P2: >= 1M points/s).
+    body = {"key": key, "steps": series.steps, "times": series.times,
+            "values": _floats(series.values)}  # fmt: skip
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type=_JSON)
 
 
 @router.get("/{key:path}", response_model=HistoryOut)
