@@ -11,6 +11,7 @@ import click
 
 from safeboard import __version__
 from safeboard.cli import (
+    artifacts_cmd,
     audit_cmd,
     config_cmd,
     db_cmd,
@@ -45,6 +46,7 @@ cli.add_command(audit_cmd.audit)
 cli.add_command(sync_cmd.sync)
 cli.add_command(runs_cmd.projects)
 cli.add_command(runs_cmd.runs)
+cli.add_command(artifacts_cmd.artifacts)
 cli.add_command(login_cmd.login)
 cli.add_command(login_cmd.logout)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -120,21 +122,48 @@ class ApiClient:
         json: Any = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
-        content: bytes | None = None,
+        content: bytes | Iterable[bytes] | None = None,
+        timeout: float | httpx.Timeout | None = None,
     ) -> httpx.Response:
         """Send one request; raise the safeboard error for any status >= 400. ``content``
-        sends bytes already encoded (the SDK's packed metric batches, safeboard.wire)."""
+        sends bytes already encoded (the SDK's packed metric batches, safeboard.wire), or
+        an iterable of byte chunks streamed as they come (artifact uploads: give the
+        Content-Length header too). ``timeout`` replaces the client's for this request."""
         if not path.startswith("/"):
             raise ValueError("give an absolute path such as /api/v1/projects")
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         try:
             response = self._http.request(
-                method, path, json=json, params=params, headers=headers, content=content
+                method, path, json=json, params=params, headers=headers, content=content, **extra
             )
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from None
         if response.status_code >= 400:
             raise _error_from(response)
         return response
+
+    @contextmanager
+    def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float | httpx.Timeout | None = None,
+    ) -> Iterator[httpx.Response]:
+        """A response whose body is read as it arrives (``iter_bytes()``), for artifact
+        downloads. Errors map as in :meth:`request`, also those raised while reading."""
+        if not path.startswith("/"):
+            raise ValueError("give an absolute path such as /api/v1/projects")
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        try:
+            with self._http.stream(method, path, headers=headers, **extra) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error_from(response)
+                yield response
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from None
 
     def _transport_error(self, exc: httpx.TransportError) -> SafeboardError:
         failed = _verification_failed(exc)

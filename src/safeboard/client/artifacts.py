@@ -1,0 +1,440 @@
+"""Artifact uploads and downloads, shared by the SDK and the CLI: streamed from and to disk
+(never a whole file in memory), resumable, checked by SHA-256.
+
+Upload: hash the file, declare it with an ``upload_id`` derived from the run, the file's
+absolute path, name, size, modification time and SHA-256 (so running the same upload
+again resumes it rather than starting over), then PUT the bytes the server does not hold
+yet in chunks of ``chunk_size``, each at the offset the server holds
+(``Upload-Offset``). A dropped connection, a timeout or a 5xx reads the server's
+``received`` again and carries on from there, with backoff, a bounded number of times in
+a row.
+
+Download: stream into ``<dest>.part``; when a ``.part`` is there already, ask only for the
+rest (``Range`` with ``If-Range`` on the SHA-256 ETag, so a part of another version is
+replaced by the whole file); check the SHA-256 of the whole; then move it into place
+atomically, never over an existing file unless asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import mimetypes
+import os
+import re
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from safeboard.client.http import ApiClient
+from safeboard.errors import (
+    BadRequest,
+    ConfigError,
+    Conflict,
+    SafeboardError,
+    ServiceUnavailable,
+)
+
+__all__ = [
+    "CHUNK_SIZE",
+    "KINDS",
+    "Progress",
+    "TransferStopped",
+    "download",
+    "file_sha256",
+    "guess_content_type",
+    "safe_filename",
+    "upload_file",
+    "upload_id_for",
+]
+
+log = logging.getLogger("safeboard.client")
+
+KINDS = ("file", "image", "model", "dataset", "table")
+CHUNK_SIZE = 64 * 1024 * 1024  # bytes per upload request
+READ_SIZE = 1024 * 1024  # bytes per read from disk
+MAX_FAILURES = 8  # failed requests in a row, with no byte gained, before giving up
+MAX_BACKOFF = 15.0
+# Connecting and each read or write of a socket; the request that brings the last byte
+# waits for the server to check the SHA-256 of the whole file, hence the long read.
+TIMEOUT = httpx.Timeout(30.0, read=600.0)
+
+Progress = Callable[[str, int, int], None]
+"""``progress(phase, done, total)`` in bytes; the phases: "hash" (reading the file before
+an upload), "upload", "download", "verify" (hashing what was downloaded)."""
+
+
+class TransferStopped(SafeboardError):
+    """The transfer was asked to stop (``stop`` event); it resumes when run again."""
+
+    code = "unavailable"
+
+
+def _no_progress(phase: str, done: int, total: int) -> None:
+    pass
+
+
+# --- small pieces ----------------------------------------------------------------------------
+
+
+def file_sha256(path: Path, progress: Progress = _no_progress, size: int | None = None) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    total = size if size is not None else path.stat().st_size
+    done = 0
+    with path.open("rb") as handle:
+        while block := handle.read(READ_SIZE):
+            digest.update(block)
+            done += len(block)
+            progress("hash", done, total)
+    return digest.hexdigest()
+
+
+def upload_id_for(
+    run_id: str, path: Path, *, name: str, size: int, mtime_ns: int, sha256: str
+) -> str:
+    """The same upload (same run, same file unchanged, same name) always gets the same id,
+    which makes the server answer with the artifact begun before (resume). 48 hex digits."""
+    parts = [run_id, str(path), name, str(size), str(mtime_ns), sha256]
+    joined = "\0".join(parts).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(joined).hexdigest()[:48]
+
+
+def guess_content_type(path: Path | str) -> str:
+    """A ``type/subtype`` for the declaration (metadata; the server decides what it serves)."""
+    guessed, encoding = mimetypes.guess_type(str(path), strict=False)
+    if guessed is None or encoding is not None:
+        return "application/octet-stream"
+    guessed = guessed.lower()
+    if re.fullmatch(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*", guessed):
+        return guessed
+    return "application/octet-stream"
+
+
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
+
+
+def safe_filename(name: str, fallback: str) -> str:
+    """A file name for an artifact's name, which is only metadata and may be anything:
+    its last path component, without control characters or separators; ``fallback`` when
+    nothing usable is left."""
+    last = re.split(r"[/\\]", unicodedata.normalize("NFC", name))[-1]
+    cleaned = _UNSAFE.sub("_", last).strip().lstrip(".")
+    cleaned = cleaned.encode("utf-8", "ignore")[:200].decode("utf-8", "ignore")
+    return cleaned or fallback
+
+
+def _backoff(failures: int) -> float:
+    return float(min(MAX_BACKOFF, 0.5 * 2 ** (failures - 1)))
+
+
+def _transient(exc: SafeboardError) -> bool:
+    """Worth another try once the server's state is read again: the connection dropped
+    or timed out, the server failed (5xx), or another request of the same upload still
+    holds it (409 while the server notices the old connection is gone)."""
+    return isinstance(exc, (ServiceUnavailable, Conflict)) or exc.code == "internal"
+
+
+# --- upload ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Source:
+    path: Path
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path) -> _Source:
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such file") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read it ({exc.strerror})") from None
+        if not path.is_file():
+            raise ConfigError(f"{path}: not a regular file")
+        return cls(path, info.st_size, info.st_mtime_ns)
+
+    def check_unchanged(self) -> None:
+        now = _Source.of(self.path)
+        if (now.size, now.mtime_ns) != (self.size, self.mtime_ns):
+            raise ConfigError(f"{self.path} changed while it was being uploaded: upload it again")
+
+
+def _body(
+    source: _Source, start: int, end: int, progress: Progress, stop: threading.Event | None
+) -> Iterator[bytes]:
+    """Bytes ``start`` to ``end`` of the file, read as the request sends them."""
+    with source.path.open("rb") as handle:
+        handle.seek(start)
+        position = start
+        while position < end:
+            if stop is not None and stop.is_set():
+                raise TransferStopped("upload stopped; it resumes from the server's offset")
+            block = handle.read(min(READ_SIZE, end - position))
+            if not block:
+                raise ConfigError(f"{source.path} got shorter while it was being uploaded")
+            position += len(block)
+            yield block
+            progress("upload", position, source.size)
+
+
+def upload_file(
+    client: ApiClient,
+    run_id: str,
+    path: Path | str,
+    *,
+    name: str | None = None,
+    kind: str = "file",
+    content_type: str | None = None,
+    step: int | None = None,
+    progress: Progress = _no_progress,
+    chunk_size: int = CHUNK_SIZE,
+    stop: threading.Event | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Upload a file as an artifact of ``run_id``; return the artifact (``state`` ready).
+
+    Running it again for the same file resumes where the server stopped receiving."""
+    if kind not in KINDS:
+        raise BadRequest(f"kind: one of {', '.join(KINDS)}")
+    if chunk_size < 1:
+        raise BadRequest("chunk_size: at least 1 byte")
+    absolute = Path(path).expanduser().resolve()
+    source = _Source.of(absolute)
+    name = name or absolute.name
+    digest = file_sha256(absolute, progress, source.size)
+    source.check_unchanged()
+    spec = {
+        "name": name, "kind": kind, "size": source.size, "sha256": digest,
+        "content_type": content_type or guess_content_type(absolute), "step": step,
+        "upload_id": upload_id_for(run_id, absolute, name=name, size=source.size,
+                                   mtime_ns=source.mtime_ns, sha256=digest),
+    }  # fmt: skip
+    artifact: dict[str, Any] = client.post(f"/api/v1/runs/{run_id}/artifacts", json=spec).json()
+    failures = 0
+    while artifact["state"] != "ready":
+        offset = int(artifact["received"])
+        progress("upload", offset, source.size)
+        end = min(source.size, offset + chunk_size)
+        try:
+            artifact = _put(
+                client, artifact["id"], source, offset=offset, end=end, progress=progress, stop=stop
+            )
+            failures = 0
+            continue
+        except TransferStopped:
+            raise
+        except SafeboardError as exc:
+            if not _transient(exc):
+                raise
+            failures += 1
+            if failures >= MAX_FAILURES:
+                raise ServiceUnavailable(
+                    f"upload of {absolute} failed {failures} times in a row ({exc.message}); "
+                    "run the same upload again to resume it"
+                ) from None
+            log.info("upload interrupted (%s); resuming in %.1f s", exc.message, _backoff(failures))
+            sleep(_backoff(failures))
+        artifact = _reread(client, artifact["id"], failures)
+        if int(artifact["received"]) > offset:
+            failures = 0  # bytes were gained: the connection works, it just dropped
+    progress("upload", source.size, source.size)
+    return artifact
+
+
+def _put(
+    client: ApiClient,
+    artifact_id: str,
+    source: _Source,
+    *,
+    offset: int,
+    end: int,
+    progress: Progress,
+    stop: threading.Event | None,
+) -> dict[str, Any]:
+    source.check_unchanged()
+    headers = {
+        "Upload-Offset": str(offset),
+        "Content-Type": "application/octet-stream",
+        "Content-Length": str(end - offset),
+    }
+    try:
+        response = client.put(
+            f"/api/v1/artifacts/{artifact_id}/content",
+            headers=headers,
+            content=_body(source, offset, end, progress, stop),
+            timeout=TIMEOUT,
+        )
+    except BadRequest as exc:
+        if exc.code == "invalid_request" and "sha256" in exc.message:
+            raise ConfigError(
+                f"the server received bytes with another SHA-256 than {source.path} had when "
+                "it was hashed (did the file change?); the upload was discarded: run it again"
+            ) from None
+        raise
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def _reread(client: ApiClient, artifact_id: str, failures: int) -> dict[str, Any]:
+    """The artifact as the server holds it now, retrying while the server is away."""
+    while True:
+        try:
+            found: dict[str, Any] = client.get(f"/api/v1/artifacts/{artifact_id}").json()
+        except SafeboardError as exc:
+            if not isinstance(exc, ServiceUnavailable) and exc.code != "internal":
+                raise
+            failures += 1
+            if failures >= MAX_FAILURES:
+                raise ServiceUnavailable(
+                    f"the server stayed unreachable ({exc.message}); run the same upload "
+                    "again to resume it"
+                ) from None
+            time.sleep(_backoff(failures))
+            continue
+        return found
+
+
+# --- download --------------------------------------------------------------------------------
+
+
+def _part_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part")
+
+
+def _destination(dest: Path | str | None, artifact: dict[str, Any]) -> Path:
+    filename = safe_filename(str(artifact["name"]), fallback=str(artifact["id"]))
+    if dest is None:
+        return Path.cwd() / filename
+    chosen = Path(dest).expanduser()
+    if chosen.is_dir():
+        return chosen / filename
+    return chosen
+
+
+def download(
+    client: ApiClient,
+    artifact_id: str,
+    dest: Path | str | None = None,
+    *,
+    overwrite: bool = False,
+    progress: Progress = _no_progress,
+    stop: threading.Event | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Path:
+    """Download an artifact to ``dest`` (a file, or a directory to put it in under its
+    name; default: its name in the current directory) and return the path written."""
+    artifact: dict[str, Any] = client.get(f"/api/v1/artifacts/{artifact_id}").json()
+    if artifact["state"] != "ready":
+        raise Conflict(
+            f"artifact {artifact_id} is still uploading ({artifact['received']} of "
+            f"{artifact['size']} bytes); run its upload again to finish it"
+        )
+    target = _destination(dest, artifact)
+    if target.exists() and not overwrite:
+        raise Conflict(f"{target} exists: choose another path, or overwrite it (--force)")
+    if not target.parent.is_dir():
+        raise ConfigError(f"{target.parent}: no such directory")
+    part = _part_path(target)
+    size, sha = int(artifact["size"]), str(artifact["sha256"])
+    failures, restarted = 0, False
+    while True:
+        try:
+            _fetch(client, artifact_id, part, size=size, sha=sha, progress=progress, stop=stop)
+        except TransferStopped:
+            raise
+        except SafeboardError as exc:
+            if not isinstance(exc, ServiceUnavailable) and exc.code != "internal":
+                raise
+            failures += 1
+            if failures >= MAX_FAILURES:
+                raise ServiceUnavailable(
+                    f"download failed {failures} times in a row ({exc.message}); run it "
+                    f"again to resume from {part}"
+                ) from None
+            sleep(_backoff(failures))
+            continue
+        if _hash_of(part, size, progress) == sha:
+            break
+        part.unlink()
+        if restarted:
+            raise ConfigError(f"the bytes downloaded for {artifact_id} do not match its SHA-256")
+        restarted = True  # a .part of something else: once more, from the first byte
+    _place(part, target, overwrite=overwrite)
+    return target
+
+
+def _fetch(
+    client: ApiClient,
+    artifact_id: str,
+    part: Path,
+    *,
+    size: int,
+    sha: str,
+    progress: Progress,
+    stop: threading.Event | None,
+) -> None:
+    """Bring ``part`` to ``size`` bytes, asking only for what it lacks."""
+    have = part.stat().st_size if part.exists() else 0
+    if have > size:
+        part.unlink()
+        have = 0
+    if have == size and size > 0:
+        return
+    headers = {"If-Range": f'"{sha}"', "Range": f"bytes={have}-"} if have else {}
+    path = f"/api/v1/artifacts/{artifact_id}/content"
+    with client.stream("GET", path, headers=headers, timeout=TIMEOUT) as response:
+        if response.status_code == 206:
+            if not response.headers.get("content-range", "").startswith(f"bytes {have}-"):
+                raise ServiceUnavailable("the server sent another range than asked for")
+        else:
+            have = 0  # a whole answer: the part was of another version, or no range asked
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if have else os.O_TRUNC)
+        fd = os.open(part, flags | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            progress("download", have, size)
+            for block in response.iter_bytes(READ_SIZE):
+                if stop is not None and stop.is_set():
+                    raise TransferStopped(f"download stopped; it resumes from {part}")
+                handle.write(block)
+                have += len(block)
+                progress("download", have, size)
+            handle.flush()
+            os.fsync(handle.fileno())
+    if have != size:
+        raise ServiceUnavailable(f"the download ended after {have} of {size} bytes")
+
+
+def _hash_of(part: Path, size: int, progress: Progress) -> str:
+    def checking(_phase: str, done: int, total: int) -> None:
+        progress("verify", done, total)
+
+    return file_sha256(part, checking, size)
+
+
+def _place(part: Path, target: Path, *, overwrite: bool) -> None:
+    """Move the checked file into place in one step; without ``overwrite``, fail rather
+    than replace a file that appeared meanwhile."""
+    if overwrite:
+        part.replace(target)
+        return
+    try:
+        os.link(part, target)
+    except FileExistsError:
+        raise Conflict(f"{target} exists: choose another path, or overwrite it") from None
+    except OSError:  # a file system without hard links
+        if target.exists():
+            raise Conflict(f"{target} exists: choose another path, or overwrite it") from None
+        part.replace(target)
+        return
+    with contextlib.suppress(FileNotFoundError):
+        part.unlink()
