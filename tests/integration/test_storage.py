@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import socket
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,6 +26,7 @@ from safeboard.storage import (
     current_revision,
     ensure_instance,
     head_revision,
+    open_database,
     pending_model_changes,
     ping,
     upgrade,
@@ -207,3 +212,43 @@ def test_sqlite_foreign_keys_enforced_after_upgrade(sqlite_engine: Engine) -> No
 def test_unsupported_scheme_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"postgresql\+psycopg://"):
         create_engine("mysql://root:secret@localhost/safeboard")
+
+
+@pytest.mark.parametrize("in_child", [False, True])
+def test_a_schema_from_a_newer_safeboard_is_a_one_line_error(db_url: str, in_child: bool) -> None:
+    engine = create_engine(db_url)
+    try:
+        upgrade(engine)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    finally:
+        engine.dispose()
+    with pytest.raises(ConfigError, match=r"schema revision 9999, .* newer version") as caught:
+        open_database(db_url, in_child=in_child)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_unreachable_database_is_a_one_line_error_from_the_child(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'missing-dir' / 'x.db'}"
+    with pytest.raises(ConfigError, match="cannot use database") as caught:
+        open_database(url, in_child=True)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_server_migrates_in_a_child_and_never_loads_alembic(db_url: str) -> None:
+    """The serving process keeps Alembic (about 10 MiB) out of its memory (P4)."""
+    probe = (
+        "import json, os, sys\n"
+        "from safeboard.storage import open_database\n"
+        "engine = open_database(os.environ['PROBE_DB'], in_child=True)\n"
+        "with engine.connect() as conn:\n"
+        "    version = conn.exec_driver_sql('SELECT version_num FROM alembic_version').scalar()\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('alembic'))\n"
+        "print(json.dumps({'version': version, 'alembic': loaded}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env={**os.environ, "PROBE_DB": db_url},
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"version": head_revision(), "alembic": []}

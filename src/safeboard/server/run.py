@@ -102,7 +102,8 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
     settings, material = prepared.settings, prepared.tls
     logging.config.dictConfig(log_config(settings.server.log_level))
     sock = bind_socket(settings.server.host, settings.port)
-    engine = open_database(settings.database_url)
+    # Before any thread starts: the migrations run in a forked child (Alembic stays out).
+    engine = open_database(settings.database_url, in_child=True)
     app = create_app(settings, engine=engine, certificate_names=material.names if material else ())
     started = bootstrap(app, settings, material)
     config = uvicorn.Config(

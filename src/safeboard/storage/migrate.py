@@ -7,19 +7,14 @@ starting at once) are serialized by a lock, and the later ones find nothing to d
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
@@ -29,6 +24,13 @@ from safeboard.errors import ConfigError, SafeboardError
 from safeboard.settings import mask_url_password
 from safeboard.storage.engine import BEGIN_IMMEDIATE, create_engine
 from safeboard.storage.models import Base, InstanceRow
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic (about 10 MiB once imported) is imported inside the functions that use it: the
+# server runs its migrations in a forked child (open_database(..., in_child=True)), so the
+# serving process never loads it (P4).
 
 __all__ = [
     "MIGRATIONS_DIR",
@@ -48,6 +50,8 @@ _MIGRATION_LOCK_KEY = int.from_bytes(b"sbmigrat", "big") - 2**63
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config for the packaged migrations; ``connection`` is what env.py uses."""
+    from alembic.config import Config  # noqa: PLC0415  (kept out of the server)
+
     config = Config()
     # ConfigParser interpolates '%': escape it in the path.
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
@@ -59,6 +63,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def head_revision() -> str:
     """The revision the packaged migrations lead to."""
+    from alembic.script import ScriptDirectory  # noqa: PLC0415  (kept out of the server)
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:  # pragma: no cover - the package always ships migrations
         raise SafeboardError(f"no migrations found in {MIGRATIONS_DIR}")
@@ -67,12 +73,16 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The database's schema revision, or None for an empty database."""
+    from alembic.runtime.migration import MigrationContext  # noqa: PLC0415  (kept out of the server)
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def upgrade(engine: Engine) -> None:
     """Bring the schema to the head revision, all in one transaction; a no-op when current."""
+    from alembic import command  # noqa: PLC0415  (kept out of the server)
+
     with engine.connect() as conn, _sqlite_foreign_keys_off(conn):
         # SQLite: take the write lock at BEGIN, so a concurrent writer makes us wait
         # (busy_timeout) instead of failing halfway.
@@ -107,6 +117,9 @@ def pending_model_changes(engine: Engine) -> list[Any]:
     Only models that have been imported are in ``Base.metadata``: import every domain's
     models before calling this.
     """
+    from alembic.autogenerate import compare_metadata  # noqa: PLC0415  (kept out of the server)
+    from alembic.runtime.migration import MigrationContext  # noqa: PLC0415  (kept out of the server)
+
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         return list(compare_metadata(context, Base.metadata))
@@ -146,31 +159,85 @@ def _check_foreign_keys(conn: Connection) -> None:
         )
 
 
-def open_database(url: str) -> Engine:
+def open_database(url: str, *, in_child: bool = False) -> Engine:
     """An engine with the schema at head and the instance row made, ready to serve.
 
     Every failure on the way (unreachable server, unreadable or foreign file, a schema from
     a newer safeboard) becomes a one-line ConfigError naming the database and the fix.
+    ``in_child``: migrate in a forked child process (where fork exists), so that Alembic
+    never loads into this one; the server does this, before it starts any thread.
     """
-    shown = mask_url_password(url)
+    if in_child and hasattr(os, "fork"):
+        _migrate_in_child(url)
     engine = create_engine(url)
     try:
-        upgrade(engine)
+        if not in_child:
+            _migrated(engine, url)
         ensure_instance(engine)
-    except CommandError:
-        engine.dispose()
-        raise ConfigError(
-            f"database {shown} has schema revision {_revision_or_unknown(engine)}, which this "
-            "safeboard does not know: it was made by a newer version; upgrade safeboard"
-        ) from None
     except (SQLAlchemyError, OSError) as exc:
         engine.dispose()
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
-        raise ConfigError(
-            f"cannot use database {shown}: {reason}; check --database-url, that the server "
-            "is up and the file or account is yours"
-        ) from None
+        raise _unusable(url, exc) from None
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
+
+
+def _unusable(url: str, exc: BaseException) -> ConfigError:
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+    return ConfigError(
+        f"cannot use database {mask_url_password(url)}: {reason}; check --database-url, that "
+        "the server is up and the file or account is yours"
+    )
+
+
+def _migrated(engine: Engine, url: str) -> None:
+    from alembic.util import CommandError  # noqa: PLC0415  (kept out of the server)
+
+    try:
+        upgrade(engine)
+    except CommandError:
+        raise ConfigError(
+            f"database {mask_url_password(url)} has schema revision "
+            f"{_revision_or_unknown(engine)}, which this safeboard does not know: it was made "
+            "by a newer version; upgrade safeboard"
+        ) from None
+
+
+def _migrate_in_child(url: str) -> None:
+    """Run the migrations in a forked child; its one-line error, if any, is raised here."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: migrate, report, and leave without running any cleanup
+        os.close(read_end)
+        message = b""
+        try:
+            engine = create_engine(url)
+            try:
+                _migrated(engine, url)
+            finally:
+                engine.dispose()
+        except ConfigError as exc:
+            message = str(exc).encode()
+        except (SQLAlchemyError, OSError) as exc:
+            message = str(_unusable(url, exc)).encode()
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
+            message = f"migrating database {mask_url_password(url)} failed: {exc}".encode()
+        try:
+            os.write(write_end, message or b"ok")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    chunks = []
+    with os.fdopen(read_end, "rb") as pipe:
+        while chunk := pipe.read(65536):
+            chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    reply = b"".join(chunks).decode(errors="replace")
+    if reply != "ok":
+        raise ConfigError(
+            reply or f"migrating the database failed (child exit status {status}); see the log"
+        )
 
 
 def _revision_or_unknown(engine: Engine) -> str:
