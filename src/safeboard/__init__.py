@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Run", "__version__", "init"]
+__all__ = ["Run", "__version__", "download_artifact", "init"]
 
 if TYPE_CHECKING:
+    from safeboard.sdk.artifacts import download_artifact
     from safeboard.sdk.run import Run, init
 
 
@@ -28,4 +29,8 @@ def __getattr__(name: str) -> Any:
         from safeboard.sdk import run  # noqa: PLC0415  (deferred on purpose)
 
         return getattr(run, name)
+    if name == "download_artifact":
+        from safeboard.sdk import artifacts  # noqa: PLC0415  (deferred on purpose)
+
+        return artifacts.download_artifact
     raise AttributeError(f"module 'safeboard' has no attribute {name!r}")

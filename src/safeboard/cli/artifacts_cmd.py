@@ -167,8 +167,10 @@ def list_artifacts(run_id: str, url: str | None, as_json: bool) -> None:
     from rich.markup import escape
     from rich.table import Column, Table
 
-    table = Table(Column("artifact", no_wrap=True, min_width=32), "name", "kind", "size",
-                  "state", "step", "created")  # fmt: skip
+    table = Table(
+        Column("artifact", no_wrap=True, min_width=32), "name", "kind",
+        Column("size", no_wrap=True), "state", "step", Column("created", no_wrap=True),
+    )  # fmt: skip
     for item in items:
         state = item["state"]
         if state != "ready":

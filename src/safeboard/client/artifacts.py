@@ -45,6 +45,7 @@ from safeboard.errors import (
 __all__ = [
     "CHUNK_SIZE",
     "KINDS",
+    "FileChanged",
     "Progress",
     "TransferStopped",
     "download",
@@ -69,6 +70,10 @@ TIMEOUT = httpx.Timeout(30.0, read=600.0)
 Progress = Callable[[str, int, int], None]
 """``progress(phase, done, total)`` in bytes; the phases: "hash" (reading the file before
 an upload), "upload", "download", "verify" (hashing what was downloaded)."""
+
+
+class FileChanged(Conflict):
+    """The file changed while it was uploaded: hash it again and upload that."""
 
 
 class TransferStopped(SafeboardError):
@@ -139,6 +144,8 @@ def _transient(exc: SafeboardError) -> bool:
     """Worth another try once the server's state is read again: the connection dropped
     or timed out, the server failed (5xx), or another request of the same upload still
     holds it (409 while the server notices the old connection is gone)."""
+    if isinstance(exc, FileChanged):
+        return False
     return isinstance(exc, (ServiceUnavailable, Conflict)) or exc.code == "internal"
 
 
@@ -166,7 +173,7 @@ class _Source:
     def check_unchanged(self) -> None:
         now = _Source.of(self.path)
         if (now.size, now.mtime_ns) != (self.size, self.mtime_ns):
-            raise ConfigError(f"{self.path} changed while it was being uploaded: upload it again")
+            raise FileChanged(f"{self.path} changed while it was being uploaded: upload it again")
 
 
 def _body(
@@ -181,7 +188,7 @@ def _body(
                 raise TransferStopped("upload stopped; it resumes from the server's offset")
             block = handle.read(min(READ_SIZE, end - position))
             if not block:
-                raise ConfigError(f"{source.path} got shorter while it was being uploaded")
+                raise FileChanged(f"{source.path} got shorter while it was being uploaded")
             position += len(block)
             yield block
             progress("upload", position, source.size)
@@ -276,7 +283,7 @@ def _put(
         )
     except BadRequest as exc:
         if exc.code == "invalid_request" and "sha256" in exc.message:
-            raise ConfigError(
+            raise FileChanged(
                 f"the server received bytes with another SHA-256 than {source.path} had when "
                 "it was hashed (did the file change?); the upload was discarded: run it again"
             ) from None

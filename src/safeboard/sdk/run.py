@@ -8,6 +8,7 @@ says what is left in the spool for ``safeboard sync``.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import getpass
 import logging
 import os
@@ -29,14 +30,18 @@ from safeboard.client.credentials import resolve_server
 from safeboard.client.http import ApiClient
 from safeboard.errors import InvalidRequest
 from safeboard.sdk.delivery import Delivery
+from safeboard.sdk.images import pixels_of
 from safeboard.sdk.sender import Point, Sender
 from safeboard.sdk.spool import RunSpool, spool_root
+from safeboard.sdk.uploads import Uploader, artifact_record
 
 __all__ = ["Run", "init"]
 
 log = logging.getLogger("safeboard.sdk")
 
 Mode = Literal["online", "offline"]
+ArtifactKind = Literal["file", "image", "model", "dataset", "table"]
+KINDS = ("file", "image", "model", "dataset", "table")
 Status = Literal["finished", "failed", "killed"]
 FINISH_WAIT_SECONDS = 30.0
 _live: weakref.WeakSet[Run] = weakref.WeakSet()
@@ -92,6 +97,7 @@ class Run:
         tag_map = dict(tags) if isinstance(tags, Mapping) else dict.fromkeys(tags or [], "")
         self.spool = RunSpool(spool_dir or spool_root(), self.id)
         delivery = None
+        uploader = None
         server_url = None
         if mode == "online":
             access = resolve_server(url, api_key)
@@ -108,11 +114,18 @@ class Run:
         self.spool.write_meta(self._meta)
         if mode == "online":
             delivery = Delivery(connect, self._meta)
+            uploader = Uploader(self.spool, connect, self.id, interval=max(interval, 0.5))
+            uploader.start()
         self._delivery = delivery
+        self._uploader = uploader
         self._queue: deque[Point] = deque()
+        self._artifacts: deque[dict[str, Any]] = deque()
         self._step = 0
         self._finished = False
-        self._sender = Sender(self._queue, self.spool, delivery, interval=interval)
+        self._sender = Sender(
+            self._queue, self.spool, delivery, interval=interval,
+            artifacts=self._artifacts, uploader=uploader,
+        )  # fmt: skip
         self._sender.start()
         _live.add(self)
 
@@ -125,6 +138,50 @@ class Run:
             step = self._step
         self._step = step + 1
         self._queue.append((step, time.time(), dict(data)))
+
+    def log_artifact(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        kind: ArtifactKind = "file",
+        *,
+        content_type: str | None = None,
+        step: int | None = None,
+    ) -> None:
+        """Upload a file as an artifact of this run, in the background. Returns at once;
+        the file is read when it is uploaded (soon after the metrics logged before it), so
+        leave it unchanged until then (``run.flush()`` waits for it)."""
+        if kind not in KINDS:
+            raise InvalidRequest(f"kind: one of {', '.join(KINDS)}")
+        source = Path(path).expanduser().resolve()
+        if not source.is_file():
+            raise InvalidRequest(f"log_artifact: {path}: no such file")
+        self._log_record(artifact_record(
+            path=str(source), name=name or source.name, kind=kind, content_type=content_type,
+            step=step,
+        ))  # fmt: skip
+
+    def log_image(self, image: Any, step: int | None = None, name: str | None = None) -> None:
+        """Log an image: a numpy array (HxW, HxWx3, HxWx4; uint8, or float in [0, 1]), a
+        PIL image, or the path of an image file. Arrays and PIL images are copied at once
+        and stored as PNG. ``step`` defaults to the step of the last ``log()``."""
+        if step is None and self._step:
+            step = self._step - 1
+        if isinstance(image, (str, os.PathLike)):
+            source = Path(image).expanduser().resolve()
+            self.log_artifact(source, name or source.name, "image", step=step)
+            return
+        pixels = pixels_of(image)
+        label = name or (f"image-{step}.png" if step is not None else "image.png")
+        self._log_record(artifact_record(
+            pixels=pixels, name=label, kind="image", content_type="image/png", step=step,
+        ))  # fmt: skip
+
+    def _log_record(self, record: dict[str, Any]) -> None:
+        if self._finished:
+            raise InvalidRequest("this run is finished: log artifacts before finish()")
+        self._artifacts.append(record)
+        self._sender.wake()
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Add to the run's config (top-level keys replace earlier values)."""
@@ -157,7 +214,10 @@ class Run:
         self._sender.wake()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._sender.idle.wait(0.05) and not self._queue:
+            sent = self._sender.idle.wait(0.05) and not self._queue and not self._artifacts
+            uploads = self._uploader
+            wait = max(0.0, min(0.5, deadline - time.monotonic()))
+            if sent and (uploads is None or uploads.idle.wait(wait)) and self._sender.idle.is_set():
                 return True
             self._sender.wake()
         return False
@@ -171,10 +231,18 @@ class Run:
         self._finished = True
         self._meta["status"] = status
         self.spool.write_meta(self._meta)
-        self._sender.stop(deadline=time.monotonic() + timeout)
+        deadline = time.monotonic() + timeout
+        self._sender.stop(deadline=deadline)
         self._sender.join(timeout + 5)
+        uploading = False
+        if self._uploader is not None:
+            self._uploader.stop(deadline)
+            self._uploader.join(max(0.0, deadline - time.monotonic()) + 5)
+            uploading = self._uploader.is_alive()
         left = self.spool.pending_points()
-        if self._delivery is not None and not self._sender.is_alive() and left == 0:
+        files = self.spool.pending_artifacts()
+        delivered = not self._sender.is_alive() and not uploading and not files
+        if self._delivery is not None and delivered and left == 0:
             try:
                 self._delivery.finish(status)
                 self.spool.remove()
@@ -183,11 +251,12 @@ class Run:
                 left = -1
             finally:
                 self._delivery.close()
-        if left:
-            where = self.spool.path
+        if left or files:
+            what = _undelivered(max(left, 0), files, self.spool)
             print(  # noqa: T201  (the training script's user must see this, logging or not)
-                f"safeboard: run {self.name} ({self.id}): {max(left, 0)} points not delivered "
-                f"yet; they are kept in {where}: run `safeboard sync` to send them",
+                f"safeboard: run {self.name} ({self.id}): {what} "
+                f"not delivered yet; they are kept in {self.spool.path}: run `safeboard sync` "
+                "to send them",
                 file=sys.stderr,
             )
 
@@ -202,6 +271,18 @@ class Run:
     ) -> None:
         failed = kind is not None and not issubclass(kind, KeyboardInterrupt)
         self.finish("killed" if kind is KeyboardInterrupt else ("failed" if failed else "finished"))
+
+
+def _undelivered(points: int, files: list[dict[str, Any]], spool: RunSpool) -> str:
+    said = [f"{points} points"] if points or not files else []
+    if files:
+        size = 0
+        for record in files:
+            with contextlib.suppress(OSError, TypeError):
+                size += (spool.path / (record["path"] or record["spooled_file"])).stat().st_size
+        plural = "s" if len(files) > 1 else ""
+        said.append(f"{len(files)} artifact{plural}" + (f" ({size / 1e6:.1f} MB)" if size else ""))
+    return " and ".join(said)
 
 
 def init(

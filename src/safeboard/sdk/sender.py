@@ -20,6 +20,7 @@ from typing import Any
 from safeboard.errors import SafeboardError
 from safeboard.sdk.delivery import Delivery, Undeliverable, retryable
 from safeboard.sdk.spool import RunSpool
+from safeboard.sdk.uploads import Uploader, spool_record
 
 __all__ = ["Point", "Sender"]
 
@@ -90,9 +91,13 @@ class Sender(threading.Thread):
         delivery: Delivery | None,
         *,
         interval: float = 0.5,
+        artifacts: deque[dict[str, Any]] | None = None,
+        uploader: Uploader | None = None,
     ) -> None:
         super().__init__(name="safeboard-sender", daemon=True)
         self.queue = queue
+        self.artifacts: deque[dict[str, Any]] = artifacts if artifacts is not None else deque()
+        self.uploader = uploader  # None: offline, artifacts stay in the spool
         self.spool = spool
         self.delivery = delivery  # None: offline, everything stays in the spool
         self.interval = interval
@@ -140,9 +145,30 @@ class Sender(threading.Thread):
     def cycle(self, *, final: bool = False) -> None:
         """One round: new points become batches; deliver what can be delivered."""
         self.idle.clear()
+        self._spool_artifacts()
         self._round(final=final)
-        if not self.queue and not self._spooled:
+        if not self.queue and not self._spooled and not self.artifacts:
             self.idle.set()
+
+    def _spool_artifacts(self) -> None:
+        """Artifacts logged since the last round go to the spool (images become PNGs)."""
+        while self.artifacts:
+            record = self.artifacts[0]
+            try:
+                spool_record(self.spool, record)
+            except (OSError, SafeboardError) as exc:
+                log.warning("safeboard: artifact %r not kept: %s", record.get("name"), exc)
+            self.artifacts.popleft()
+
+    def _release_artifacts(self) -> None:
+        """Hand the spooled artifacts to the uploader: the batches logged before them are
+        delivered now, and the run exists on the server."""
+        if self.uploader is None or self.delivery is None:
+            return
+        numbers = [self.spool.artifact_number(path) for path, _ in self.spool.artifacts()]
+        if numbers and max(numbers) > self.uploader.released:
+            self.delivery.ensure_run()
+            self.uploader.release(max(numbers))
 
     def _round(self, *, final: bool) -> None:
         batches = to_batches(self._drain())
@@ -167,6 +193,7 @@ class Sender(threading.Thread):
                 self._deliver(batches[0])
                 batches.pop(0)
             self.delivery.send_updates()
+            self._release_artifacts()
             self._backoff = 0.0
             self._hopeless = False
         except SafeboardError as exc:

@@ -3,8 +3,10 @@ server and nothing is lost when it is away (R2).
 
 ``<spool>/<run_id>/run.json`` holds the run (server URL, project, name, config, tags,
 status, whether the server has it); ``batch-<n>-<batch_id>.json`` files hold metric
-batches exactly as they will be posted, in order. Files are written atomically, 0600, in a
-0700 directory. ``safeboard sync`` delivers what is left.
+batches exactly as they will be posted, in order; ``artifact-<n>-<id>.json`` files hold
+artifacts to upload (the file's path, name, kind, step), and ``image-<id>.png`` the images
+logged as arrays. Files are written atomically, 0600, in a 0700 directory.
+``safeboard sync`` delivers what is left.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class RunSpool:
         self.path = root / run_id
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._next = 1 + max((self._number(p) for p in self._batch_files()), default=0)
+        self._next_artifact = 1 + max((self._number(p) for p in self._artifact_files()), default=0)
 
     @staticmethod
     def _number(path: Path) -> int:
@@ -84,6 +87,54 @@ class RunSpool:
             for _, batch in self.batches()
             for column in batch["metrics"].values()
         )
+
+    def _artifact_files(self) -> list[Path]:
+        return sorted(self.path.glob("artifact-*.json"), key=self._number)
+
+    def add_artifact(self, record: dict[str, Any]) -> Path:
+        """Spool an artifact to upload; ``record["id"]`` names it (hex)."""
+        path = self.path / f"artifact-{self._next_artifact:09d}-{record['id']}.json"
+        self._next_artifact += 1
+        _write(path, record)
+        return path
+
+    def artifacts(self) -> Iterator[tuple[Path, dict[str, Any]]]:
+        """Spooled artifacts, oldest first (those whose record vanished meanwhile skipped)."""
+        for path in self._artifact_files():
+            try:
+                yield path, json.loads(path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                continue
+
+    def artifact_number(self, path: Path) -> int:
+        return self._number(path)
+
+    def image_path(self, artifact_id: str) -> Path:
+        """Where an image logged as an array is kept until it is uploaded."""
+        return self.path / f"image-{artifact_id}.png"
+
+    def write_file(self, path: Path, data: bytes) -> None:
+        """Write a spooled file atomically, 0600."""
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".tmp-", suffix=path.suffix)
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            Path(tmp).replace(path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def drop_artifact(self, path: Path, record: dict[str, Any]) -> None:
+        """Forget a spooled artifact (uploaded, or refused for good), and its image."""
+        if record.get("spooled_file"):
+            (self.path / str(record["spooled_file"])).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+
+    def pending_artifacts(self) -> list[dict[str, Any]]:
+        return [record for _, record in self.artifacts()]
 
     def remove(self) -> None:
         """Delete the spool once everything is delivered and the run is final."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +11,11 @@ from safeboard.client.credentials import resolve_server
 from safeboard.errors import SafeboardError
 from safeboard.sdk.delivery import Delivery, Undeliverable
 from safeboard.sdk.spool import RunSpool, spooled_runs
+from safeboard.sdk.uploads import refused_for_good, upload_record
 
 __all__ = ["SyncResult", "sync_all"]
+
+log = logging.getLogger("safeboard.sdk")
 
 
 @dataclass
@@ -20,6 +24,8 @@ class SyncResult:
     name: str
     points: int = 0
     dropped: int = 0
+    artifacts: int = 0
+    dropped_artifacts: int = 0
     done: bool = False
     error: str | None = None
 
@@ -40,6 +46,8 @@ def sync_run(spool: RunSpool, url: str | None, api_key: str | None) -> SyncResul
             path.unlink()
             spool.write_meta(meta)  # remembers that the run now exists on the server
         delivery.ensure_run()
+        spool.write_meta(meta)
+        _upload_artifacts(spool, delivery, result)
         if meta["status"] != "running":
             delivery.finish(meta["status"])
             spool.remove()
@@ -51,6 +59,20 @@ def sync_run(spool: RunSpool, url: str | None, api_key: str | None) -> SyncResul
     finally:
         delivery.close()
     return result
+
+
+def _upload_artifacts(spool: RunSpool, delivery: Delivery, result: SyncResult) -> None:
+    """Upload the run's spooled artifacts; each resumes where an earlier try stopped."""
+    for path, record in spool.artifacts():
+        try:
+            upload_record(delivery.client, spool, result.run_id, record)
+            result.artifacts += 1
+        except SafeboardError as exc:
+            if not refused_for_good(exc):
+                raise
+            result.dropped_artifacts += 1
+            log.warning("artifact %r not uploaded: %s", record["name"], exc.message)
+        spool.drop_artifact(path, record)
 
 
 def sync_all(

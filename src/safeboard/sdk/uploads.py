@@ -1,0 +1,186 @@
+"""Artifact uploads of a run, in a thread of their own: a 5 GB model must neither hold up
+the metric batches nor the training loop.
+
+``run.log_artifact()`` and ``run.log_image()`` queue a record; the sender thread writes it
+to the spool (an image logged as an array becomes a PNG there) and, once the metric
+batches logged before it are delivered and the run exists on the server, *releases* it to
+this thread. Each upload resumes where the server stopped receiving (its upload id is
+derived from the file), so a retry, a restart or ``safeboard sync`` never starts over.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from safeboard.client.artifacts import TransferStopped, upload_file
+from safeboard.client.http import ApiClient
+from safeboard.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    SafeboardError,
+    Unauthenticated,
+)
+from safeboard.sdk.images import Pixels, png_bytes
+from safeboard.sdk.spool import RunSpool
+
+__all__ = ["Uploader", "artifact_record", "refused_for_good", "spool_record", "upload_record"]
+
+log = logging.getLogger("safeboard.sdk")
+
+MAX_BACKOFF = 30.0
+
+
+def artifact_record(**fields: Any) -> dict[str, Any]:
+    """A record of an artifact to upload (``pixels`` for an image still to encode)."""
+    return {"id": secrets.token_hex(8), "path": None, "spooled_file": None, **fields}
+
+
+def spool_record(spool: RunSpool, record: dict[str, Any]) -> Path:
+    """Write a queued record to the spool; an image's pixels become a PNG file there."""
+    pixels: Pixels | None = record.pop("pixels", None)
+    if pixels is not None:
+        image = spool.image_path(record["id"])
+        spool.write_file(image, png_bytes(pixels))
+        record["spooled_file"] = image.name
+    return spool.add_artifact(record)
+
+
+def refused_for_good(exc: SafeboardError) -> bool:
+    """A refusal that no retry can change: the file is gone, too large, or invalid, or
+    the run was deleted. (A rejected credential is not: `safeboard sync` may fix it.)"""
+    if isinstance(exc, (Unauthenticated, Forbidden)):
+        return False
+    return isinstance(exc, (BadRequest, PayloadTooLarge, NotFound)) or exc.code == "config"
+
+
+def upload_record(
+    client: ApiClient,
+    spool: RunSpool,
+    run_id: str,
+    record: dict[str, Any],
+    *,
+    progress: Callable[[str, int, int], None] = lambda *_: None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Upload one spooled artifact; the artifact as the server holds it."""
+    spooled = record.get("spooled_file")
+    path = spool.path / str(spooled) if spooled else Path(str(record["path"]))
+    return upload_file(
+        client, run_id, path, name=record["name"], kind=record["kind"],
+        content_type=record.get("content_type"), step=record.get("step"),
+        progress=progress, sleep=sleep,
+    )  # fmt: skip
+
+
+class Uploader(threading.Thread):
+    """Uploads released artifacts one after another, with backoff while the server is
+    away; stops at its deadline (what is left stays in the spool)."""
+
+    def __init__(
+        self, spool: RunSpool, connect: Callable[[], ApiClient], run_id: str, *, interval: float
+    ) -> None:
+        super().__init__(name="safeboard-uploader", daemon=True)
+        self.spool = spool
+        self._connect = connect
+        self._client: ApiClient | None = None
+        self.run_id = run_id
+        self.interval = interval
+        self._released = 0
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._deadline = float("inf")
+        self._backoff = 0.0
+        self._retry_at = 0.0
+        self._hopeless = False
+        self.uploaded = 0
+        self.dropped = 0
+        self.idle = threading.Event()
+        self.idle.set()
+
+    @property
+    def released(self) -> int:
+        return self._released
+
+    def release(self, number: int) -> None:
+        """Spooled artifacts up to ``number`` may go (the run and the batches before them
+        are on the server)."""
+        if number > self._released:
+            self.idle.clear()
+            self._released = number
+            self._wake.set()
+
+    def stop(self, deadline: float) -> None:
+        """Finish what is released, until ``deadline`` (monotonic); then stop mid-upload
+        (it resumes from the server's offset next time)."""
+        self._deadline = deadline
+        self._stopping.set()
+        self._wake.set()
+
+    def _progress(self, _phase: str, _done: int, _total: int) -> None:
+        if self._stopping.is_set() and time.monotonic() >= self._deadline:
+            raise TransferStopped("the run's time to deliver is up")
+
+    def _sleep(self, seconds: float) -> None:
+        self._wake.wait(min(seconds, max(0.0, self._deadline - time.monotonic())))
+        self._wake.clear()
+
+    def run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                self._wake.wait(self.interval)
+                self._wake.clear()
+                self._round()
+            while not self.idle.is_set() and not self._hopeless:
+                left = self._deadline - time.monotonic()
+                if left <= 0:
+                    return
+                if time.monotonic() < self._retry_at:
+                    self._sleep(self._retry_at - time.monotonic())
+                self._round(final=True)
+        finally:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def _round(self, *, final: bool = False) -> None:
+        if time.monotonic() < self._retry_at and not final:
+            return
+        for path, record in self.spool.artifacts():
+            if self.spool.artifact_number(path) > self._released:
+                break
+            try:
+                if self._client is None:
+                    self._client = self._connect()
+                upload_record(
+                    self._client, self.spool, self.run_id, record,
+                    progress=self._progress, sleep=self._sleep,
+                )  # fmt: skip
+                self.uploaded += 1
+            except TransferStopped:
+                return
+            except SafeboardError as exc:
+                if not refused_for_good(exc):
+                    self._pause(exc)
+                    return
+                self.dropped += 1
+                log.warning("safeboard: artifact %r not uploaded: %s", record["name"], exc.message)
+            self.spool.drop_artifact(path, record)
+        self._backoff = 0.0
+        self._hopeless = False
+        waiting = (self.spool.artifact_number(p) for p, _ in self.spool.artifacts())
+        if all(number > self._released for number in waiting):
+            self.idle.set()
+
+    def _pause(self, exc: SafeboardError) -> None:
+        self._backoff = min(MAX_BACKOFF, max(1.0, self._backoff * 2))
+        self._hopeless = isinstance(exc, (Unauthenticated, Forbidden))
+        self._retry_at = time.monotonic() + (MAX_BACKOFF if self._hopeless else self._backoff)
+        log.debug("artifact uploads paused (%s); retrying in %.1f s", exc.message, self._backoff)
