@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Error, Page
+    from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Dialog, Error, Page
 
 __all__ = [
     "CHROMIUM",
@@ -65,10 +65,21 @@ class PageWatch:
 
     console: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
+    # alert/confirm/prompt boxes: an injected `alert(1)` that ran would show up here.
+    dialogs: list[str] = field(default_factory=list)
+    accept_dialogs: bool = False  # set by a test that clicks a button that confirms
 
     def watch(self, page: Page) -> None:
         page.on("console", self._on_console)
         page.on("pageerror", self._on_page_error)
+        page.on("dialog", self._on_dialog)
+
+    def _on_dialog(self, dialog: Dialog) -> None:
+        if self.accept_dialogs:
+            dialog.accept()
+            return
+        self.dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
 
     def _on_console(self, message: ConsoleMessage) -> None:
         self.console.append(f"{message.type}: {message.text}")
@@ -83,6 +94,7 @@ class PageWatch:
     def assert_clean(self) -> None:
         assert not self.violations, f"CSP violations or refusals: {self.violations}"
         assert not self.page_errors, f"uncaught errors in the page: {self.page_errors}"
+        assert not self.dialogs, f"unexpected dialog boxes: {self.dialogs}"
 
 
 @dataclass

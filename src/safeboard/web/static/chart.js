@@ -135,14 +135,15 @@ export class MetricChart {
 
   showReadout(u) {
     const i = u.cursor.idx;
-    if (i === null || i === undefined) { this.readout.textContent = ""; return; }
+    if (i === null || i === undefined) return;  // cleared when the pointer leaves
     const x = u.data[0][i];
     const parts = [];
     for (let s = 1; s < u.series.length; s++) {
       if (u.series[s].label === "min" || u.series[s].label === "max" || u.series[s].label === "raw") continue;
       parts.push(`${u.series[s].label}: ${fmtValue(u.data[s][i])}`);
     }
-    this.readout.textContent = `${u.series[0].value(u, x)} · ${parts.join(" · ")}`;
+    const where = this.loaded.some((s) => s.wall) ? u.series[0].value(u, x) : `step ${x}`;
+    this.readout.textContent = `${where} · ${parts.join(" · ")}`;
   }
 
   zoomTo(u) {
@@ -174,6 +175,7 @@ export class MetricChart {
     this.figure.dataset.zoomed = this.range ? "true" : "false";
     this.over = this.plot.over;
     this.over.addEventListener("dblclick", () => { this.resetZoom().catch(() => {}); });
+    this.over.addEventListener("mouseleave", () => { this.readout.textContent = ""; });
   }
 
   resize() {

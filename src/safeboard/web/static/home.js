@@ -17,7 +17,9 @@ async function showProjects() {
   body.replaceChildren(...projects.map(projectRow));
   document.getElementById("projects").hidden = projects.length === 0;
   document.getElementById("no-projects").hidden = projects.length !== 0;
-  say(status, "");
+  say(status, projects.length ? "" : "Waiting for your first run…");
+  // Until the first project exists, look again now and then: it appears as it is made.
+  if (!projects.length) setTimeout(() => showProjects().catch(() => {}), 3000);
 }
 
 session().then(async (me) => {

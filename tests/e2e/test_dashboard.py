@@ -1,0 +1,248 @@
+"""The dashboard as a new user meets it, in headless Chromium against a real server over
+TLS: sign in with the startup link, make an API key on the account page, train with the
+SDK from another "machine" (that key, the URL and the CA certificate only) and watch the
+chart grow live, zoom, smooth, compare two runs, sign out. Every page runs under the
+strict CSP; a violation, an uncaught error or a dialog box fails the test (browser.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.e2e.browser import chromium, spki_sha256
+from tests.e2e.conftest import ServerProcess
+from tests.e2e.test_browser_login import ON_LOGIN_PAGE, TIMEOUT_MS, startup_link
+from tests.e2e.test_sdk import discovery_key
+
+pytestmark = pytest.mark.e2e
+
+Start = Callable[..., ServerProcess]
+EVIL = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+
+TRAIN = textwrap.dedent(
+    """
+    import sys, time
+    import safeboard
+
+    name, lr, steps, pause = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+    run = safeboard.init(project="vision", name=name, config={"lr": lr, "layers": [64, 32]},
+                         flush_interval=0.2)
+    for step in range(steps):
+        run.log({"loss": 1.0 / (step + 1) / lr, "acc": step / steps}, step=step)
+        if pause:
+            time.sleep(pause)
+    run.finish()
+    print(run.id)
+    """
+)
+
+
+def remote_env(server: ServerProcess, tmp_path: Path, key: str) -> dict[str, str]:
+    """A training machine that knows only the URL, a key and the CA certificate."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFEBOARD")}
+    env.update(
+        SAFEBOARD_URL=server.url,
+        SAFEBOARD_API_KEY=key,
+        SAFEBOARD_CA_CERT=str(server.ca_path),
+        SAFEBOARD_DATA_DIR=str(tmp_path / "elsewhere"),  # no discovery file there
+        SAFEBOARD_CONFIG_DIR=str(tmp_path / "config"),
+        SAFEBOARD_SPOOL_DIR=str(tmp_path / "spool"),
+    )
+    return env
+
+
+def train(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN)
+    return subprocess.Popen(
+        [sys.executable, str(script), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def finished(process: subprocess.Popen[str]) -> str:
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    return out.strip().splitlines()[-1]
+
+
+def points_of(page: Page, key: str) -> int:
+    figure = page.locator(f'figure[data-key="{key}"]')
+    value = figure.get_attribute("data-points", timeout=TIMEOUT_MS)
+    return int(value or 0)
+
+
+def create_key(page: Page, url: str) -> str:
+    page.goto(f"{url}/account")
+    page.get_by_label("Name").fill("training box")
+    page.get_by_label("Scope").select_option("write")
+    page.get_by_role("button", name="Create key").click()
+    secret = page.get_by_test_id("new-key")
+    expect(secret).to_have_text(re.compile(r"^sb_[0-9a-f]+_\S{40,}$"), timeout=TIMEOUT_MS)
+    expect(page.locator("#keys tbody tr", has_text="training box")).to_have_count(1)
+    return secret.inner_text()
+
+
+def test_from_startup_link_to_a_live_chart_and_a_comparison(
+    server_factory: Start, tmp_path: Path
+) -> None:
+    server = server_factory("--tls")
+    _, link = startup_link(server)
+
+    with chromium(f"--ignore-certificate-errors-spki-list={spki_sha256(server.port)}") as browser:
+        page, watch = browser.new_page()
+        page.set_viewport_size({"width": 1366, "height": 768})  # a laptop
+        page.goto(link)
+        page.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
+        expect(page.get_by_test_id("who")).to_contain_text("(admin)")
+        expect(page.locator("#no-projects")).to_be_visible(timeout=TIMEOUT_MS)
+        expect(page.locator("#no-projects code")).to_contain_text("safeboard.init(")
+
+        key = create_key(page, server.url)
+        page.reload()  # the secret is shown once: gone after a reload
+        expect(page.locator("#keys tbody tr", has_text="training box")).to_have_count(1)
+        assert key not in page.content()
+
+        # Train slowly on the "other machine"; watch the run appear and its chart grow.
+        env = remote_env(server, tmp_path, key)
+        slow = train(tmp_path, env, "slow-run", "0.01", "300", "0.02")
+        try:
+            page.goto(f"{server.url}/")
+            row = page.get_by_role("link", name="vision")
+            expect(row).to_be_visible(timeout=30_000)
+            row.click()
+            run_link = page.get_by_role("link", name="slow-run")
+            expect(run_link).to_be_visible(timeout=TIMEOUT_MS)
+            run_link.click()
+            expect(page.get_by_test_id("run-name")).to_have_text("slow-run")
+            expect(page.locator("#charts")).to_have_attribute("data-ready", "true")
+            chart = page.locator('figure[data-key="loss"]')
+            expect(chart.locator("canvas")).to_have_count(1)
+            before = points_of(page, "loss")
+            deadline = time.monotonic() + 30
+            while points_of(page, "loss") <= before and time.monotonic() < deadline:
+                page.wait_for_timeout(200)
+            grown = points_of(page, "loss")
+            assert grown > before, "the chart did not update live"
+        finally:
+            slow_id = finished(slow)
+        expect(page.locator("#run-status")).to_have_text("finished", timeout=TIMEOUT_MS)
+        assert slow_id in page.url
+
+        # Hover shows values; dragging zooms (and refetches that range); double-click resets.
+        box = chart.locator(".u-over").bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+        expect(chart.locator(".readout")).to_contain_text("step")
+        expect(chart.locator(".readout")).to_contain_text("loss: ")
+        page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + 20)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + 40, steps=5)
+        page.mouse.up()
+        expect(chart).to_have_attribute("data-zoomed", "true", timeout=TIMEOUT_MS)
+        page.get_by_role("button", name="Reset zoom").click()
+        expect(chart).to_have_attribute("data-zoomed", "false", timeout=TIMEOUT_MS)
+        page.get_by_label("Smoothing").fill("0.9")
+        expect(page.locator("#smoothing-value")).to_have_text("0.9")
+        expect(chart.locator(".u-legend")).to_contain_text("raw")
+        page.get_by_label("Log scale").check()
+        page.get_by_label("X axis").select_option("time")
+        expect(chart.locator(".u-legend")).to_contain_text("time", timeout=TIMEOUT_MS)
+
+        # A second run, then compare the two from the project's table.
+        quick_id = finished(train(tmp_path, env, "quick-run", "0.1", "50", "0"))
+        page.goto(f"{server.url}/projects/vision")
+        expect(page.get_by_test_id("run-count")).to_have_text("2 shown of 2 runs")
+        page.get_by_label("Select slow-run").check()
+        page.get_by_label("Select quick-run").check()
+        page.get_by_role("button", name="Compare 2 runs").click()
+        page.wait_for_url(f"{server.url}/compare?**", timeout=TIMEOUT_MS)
+        assert slow_id in page.url
+        assert quick_id in page.url
+        expect(page.locator("#charts")).to_have_attribute("data-ready", "true")
+        loss = page.locator('figure[data-key="loss"]')
+        expect(loss.locator(".u-legend")).to_contain_text("slow-run")
+        expect(loss.locator(".u-legend")).to_contain_text("quick-run")
+        diff = page.get_by_test_id("param-diff")
+        expect(diff.locator("tbody tr")).to_have_count(1)
+        expect(diff.locator("tbody tr")).to_contain_text("lr")
+        page.get_by_label("acc").uncheck()
+        expect(page.locator('figure[data-key="acc"]')).to_have_count(0)
+
+        # Nothing on any page overflows a laptop screen sideways.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1366
+
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_url(ON_LOGIN_PAGE, timeout=TIMEOUT_MS)
+        page.goto(f"{server.url}/projects/vision")
+        page.wait_for_url(ON_LOGIN_PAGE, timeout=TIMEOUT_MS)
+        assert "next=%2Fprojects%2Fvision" in page.url
+        watch.assert_clean()
+
+
+def test_html_in_run_text_stays_text_in_the_browser(server_factory: Start) -> None:
+    server = server_factory()
+    key = discovery_key(server)
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=10) as client:
+        assert client.post("/api/v1/projects", json={"name": "xss"}).status_code == 201
+        evil = client.post(
+            "/api/v1/projects/xss/runs",
+            json={"name": EVIL, "config": {EVIL: EVIL}, "tags": {"t": EVIL}, "notes": EVIL},
+        ).json()
+        plain = client.post("/api/v1/projects/xss/runs", json={"name": "plain"}).json()
+        batch = {"steps": [0, 1], "times": [0.0, 1.0], "values": [1.0, 0.5]}
+        for run in (evil, plain):
+            sent = client.post(
+                f"/api/v1/runs/{run['id']}/metrics",
+                json={"batch_id": f"b-{run['id'][:12]}", "metrics": {EVIL[:40]: batch}},
+            )
+            assert sent.status_code == 200, sent.text
+    _, link = startup_link(server)
+
+    with chromium() as browser:
+        page, watch = browser.new_page()
+        page.goto(link)
+        page.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
+        page.goto(f"{server.url}/runs/{evil['id']}")
+        expect(page.get_by_test_id("run-name")).to_have_text(EVIL)
+        expect(page.get_by_test_id("params")).to_contain_text(EVIL)
+        expect(page.get_by_test_id("tags")).to_contain_text(EVIL)
+        expect(page.get_by_test_id("notes")).to_have_text(EVIL)
+        expect(page.locator("#charts")).to_have_attribute("data-ready", "true")
+        expect(page.locator("figure h3")).to_have_text(EVIL[:40])
+        assert page.locator("main img, main script").count() == 0
+
+        page.goto(f"{server.url}/projects/xss?col=tags.t&col=params.{EVIL[:4]}")
+        expect(page.get_by_role("link", name=EVIL)).to_have_count(1)
+        assert page.locator("main img, main script").count() == 0
+
+        # Keyboard: the first Tab reaches "Skip to content"; the table's links take Enter.
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+        page.get_by_role("link", name="plain").focus()
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"{server.url}/runs/{plain['id']}", timeout=TIMEOUT_MS)
+
+        page.goto(f"{server.url}/compare?run={evil['id']}&run={plain['id']}&all=1")
+        expect(page.locator("#compare-runs")).to_contain_text(EVIL)
+        expect(page.get_by_test_id("param-diff")).to_contain_text(EVIL)
+        expect(page.locator("#charts")).to_have_attribute("data-ready", "true")
+        assert page.locator("main img, main script").count() == 0
+        assert page.evaluate("typeof window.__injected") == "undefined"
+        watch.assert_clean()  # no alert() ran, no CSP violation was even attempted
