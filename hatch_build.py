@@ -23,7 +23,10 @@ from typing import Any
 UPLOT_VERSION = "1.6.32"
 UPLOT_URL = f"https://registry.npmjs.org/uplot/-/uplot-{UPLOT_VERSION}.tgz"
 # From `npm view uplot@1.6.32 dist.integrity`.
-UPLOT_INTEGRITY = "sha512-KIMVnG68zvu5XXUbC4LQEPnhwOxBuLyW1AHtpm6IKTXImkbLgkMy+jabjLgSLMasNuGGzQm/ep3tOkyTxpiQIw=="
+UPLOT_INTEGRITY = (
+    "sha512-KIMVnG68zvu5XXUbC4LQEPnhwOxBuLyW1AHtpm6IKTXImkbLgkMy+jabjLgSLMasNuGGz"
+    "Qm/ep3tOkyTxpiQIw=="
+)
 # Member of the tarball -> file under vendor/.
 UPLOT_FILES = {
     "package/dist/uPlot.esm.js": "uPlot.esm.js",
