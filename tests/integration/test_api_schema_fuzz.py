@@ -9,8 +9,10 @@ from pathlib import Path
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from safeboard import wire
 from safeboard.api.app import create_app
 from safeboard.auth.permissions import CredentialKind, Role, Scope
 from safeboard.auth.principal import Principal
@@ -46,6 +48,22 @@ def _app() -> tuple[FastAPI, dict[str, str]]:
 
 
 APP, AUTH = _app()
+
+# The SDK's packed metric batches: arbitrary bytes, and well-formed bodies with arbitrary
+# columns (any steps, times and values, including the ones the server must refuse).
+_column = st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=5).flatmap(
+    lambda steps: st.fixed_dictionaries({
+        "steps": st.just(steps),
+        "times": st.lists(st.floats(), min_size=len(steps), max_size=len(steps)),
+        "values": st.lists(st.floats(), min_size=len(steps), max_size=len(steps)),
+    })
+)  # fmt: skip
+_packed = st.builds(
+    wire.pack,
+    st.from_regex(r"[A-Za-z0-9_-]{0,70}", fullmatch=True),
+    st.dictionaries(st.text(max_size=20), _column, max_size=3),
+)
+schemathesis.openapi.media_type(wire.MEDIA_TYPE, st.one_of(st.binary(max_size=200), _packed))
 # Event streams never end by design; tests/e2e/test_live_events.py covers them.
 schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", APP, headers=AUTH).exclude(
     path_regex=r"/events$"
