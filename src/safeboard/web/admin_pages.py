@@ -254,7 +254,11 @@ def render_audit(
             el("td", e.target),
             el("td", e.outcome),
             el("td", e.address),
-            el("td", el("code", json.dumps(dict(e.detail), sort_keys=True)) if e.detail else ""),
+            el(
+                "td",
+                el("code", json.dumps(dict(e.detail), sort_keys=True)) if e.detail else "",
+                class_="wrap",
+            ),
         )
         for e in entries
     ]

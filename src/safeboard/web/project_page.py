@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 from safeboard.projects.repository import Project
 from safeboard.web import format as fmt
-from safeboard.web.html import Child, Markup, el, join
+from safeboard.web.html import Child, Markup, el, escape, join
 from safeboard.web.layout import Viewer, page
 from safeboard.web.run_table import TablePage, TableQuery, TableRow, flatten
 
@@ -92,8 +92,13 @@ def _hidden(view: ProjectView, *, keep_columns: bool, keep_filter: bool) -> Mark
     return join(el("input", type="hidden", name=n, value=v) for n, v in fields)
 
 
-def _label(column: str) -> str:
-    return dict(BASE_COLUMNS).get(column, column)
+def _label(column: str) -> Markup:
+    """ "metrics.val/loss" reads as a small "metric" over "val/loss"."""
+    if column in dict(BASE_COLUMNS):
+        return escape(dict(BASE_COLUMNS)[column])
+    root, _, key = column.partition(".")
+    kind = {"metrics": "metric", "params": "param", "tags": "tag"}.get(root, root)
+    return join(el("span", kind, class_="root"), key)
 
 
 def _header(view: ProjectView, column: str) -> Markup:
@@ -111,7 +116,7 @@ def _header(view: ProjectView, column: str) -> Markup:
     order = "descending" if view.query.descending else "ascending"
     return el(
         "th",
-        el("a", _label(column), arrow, href=href, title=f"Sort by {_label(column)}"),
+        el("a", _label(column), arrow, href=href, title=f"Sort by {column}"),
         scope="col",
         aria_sort=order if sorted_here else None,
     )
@@ -297,6 +302,7 @@ def _empty_project(view: ProjectView) -> Markup:
 def render_project(view: ProjectView, viewer: Viewer) -> str:
     project = view.project
     heading = join(
+        el("nav", el("a", "Projects", href="/"), " /", aria_label="Breadcrumb", class_="crumbs"),
         el("h1", project.name),
         el("p", project.description, class_="lead") if project.description else None,
         el("p", "", id="live", role="status", aria_live="polite", class_="live"),

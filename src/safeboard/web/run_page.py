@@ -46,7 +46,7 @@ def library_missing() -> Markup:
 
 
 def _facts(pairs: list[tuple[str, Child]]) -> Markup:
-    return el("dl", [(el("dt", k), el("dd", v)) for k, v in pairs], class_="facts")
+    return el("dl", [el("div", el("dt", k), el("dd", v)) for k, v in pairs], class_="facts")
 
 
 def _key_values(title: str, values: dict[str, Any], testid: str, empty: str) -> Markup:
@@ -179,7 +179,6 @@ def render_run(view: RunView, viewer: Viewer) -> str:
     status = el("span", run.status, id="run-status", class_=f"status status-{run.status}")
     facts = _facts(
         [
-            ("Project", el("a", view.project.name, href=f"/projects/{view.project.name}")),
             ("Status", status),
             ("Started", fmt.timestamp(run.created_at)),
             ("Ended", fmt.timestamp(run.ended_at) or "—"),
@@ -196,7 +195,14 @@ def render_run(view: RunView, viewer: Viewer) -> str:
         class_="panel",
     )
     content = join(
-        el("p", el("a", f"← {view.project.name}", href=f"/projects/{view.project.name}")),
+        el(
+            "nav",
+            el("a", "Projects", href="/"),
+            " / ",
+            el("a", view.project.name, href=f"/projects/{view.project.name}"),
+            aria_label="Breadcrumb",
+            class_="crumbs",
+        ),
         el("h1", run.name, data_testid="run-name"),
         facts,
         el("div", el("p", "", id="live", role="status", aria_live="polite", class_="live")),

@@ -1,0 +1,109 @@
+"""Every main page at a laptop's size (1366 x 768): it renders under the CSP, fits the
+width (wide tables scroll inside their box), and is photographed.
+
+The screenshots in docs/screenshots/ come from this test:
+``SAFEBOARD_SCREENSHOTS=docs/screenshots python3 -m pytest tests/e2e/test_dashboard_screenshots.py``
+(without the variable they go to a temporary directory and are checked only).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.browser import chromium
+from tests.e2e.conftest import ServerProcess, cli_env
+from tests.e2e.test_browser_login import TIMEOUT_MS, startup_link
+
+pytestmark = pytest.mark.e2e
+
+Start = Callable[..., ServerProcess]
+WIDTH, HEIGHT = 1366, 768
+
+SEED = textwrap.dedent(
+    """
+    import math, random
+    import safeboard
+
+    random.seed(7)
+    for i, (lr, opt) in enumerate([(0.1, "sgd"), (0.03, "sgd"), (0.01, "adam"),
+                                   (0.003, "adam"), (0.001, "adamw"), (0.0003, "adamw")]):
+        run = safeboard.init(project="cifar10", name=f"resnet18-{opt}-lr{lr}",
+                             config={"lr": lr, "optimizer": opt, "batch_size": 128,
+                                     "model": {"arch": "resnet18", "dropout": 0.1 * (i % 3)}},
+                             tags={"dataset": "cifar10", "stage": "sweep"})
+        rate = 300 + 400 * i
+        for step in range(3000):
+            noise = 1 + 0.15 * (random.random() - 0.5)
+            run.log({"train/loss": 2.3 * math.exp(-step / rate) * noise + 0.05,
+                     "val/accuracy": 0.93 * (1 - math.exp(-step / (rate * 1.5))),
+                     "lr": lr * 0.5 * (1 + math.cos(math.pi * step / 3000))}, step=step)
+        if i == 0:
+            run.set_notes("Baseline. Warm-up of 500 steps, cosine schedule.")
+        run.finish()
+    print("seeded")
+    """
+)
+
+
+def shots_dir(tmp_path: Path) -> Path:
+    chosen = os.environ.get("SAFEBOARD_SCREENSHOTS")
+    directory = Path(chosen) if chosen else tmp_path / "screenshots"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def test_main_pages_at_laptop_size(server_factory: Start, tmp_path: Path) -> None:
+    server = server_factory()
+    env = cli_env(server.data_dir)
+    env["SAFEBOARD_SPOOL_DIR"] = str(tmp_path / "spool")
+    seeded = subprocess.run(
+        [sys.executable, "-c", SEED], env=env, capture_output=True, text=True, timeout=180,
+        check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert seeded.returncode == 0, seeded.stderr
+    _, link = startup_link(server)
+    out = shots_dir(tmp_path)
+
+    with chromium() as browser:
+        page, watch = browser.new_page()
+        page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
+        page.goto(link)
+        page.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
+        expect(page.get_by_role("link", name="cifar10")).to_be_visible(timeout=TIMEOUT_MS)
+
+        def shoot(name: str, path: str, ready: str | None = None) -> None:
+            page.goto(f"{server.url}{path}")
+            if ready:
+                expect(page.locator(ready)).to_have_count(1, timeout=TIMEOUT_MS)
+            page.wait_for_load_state("networkidle")
+            overflow = page.evaluate("document.documentElement.scrollWidth")
+            assert overflow <= WIDTH, f"{name} is {overflow}px wide"
+            target = out / f"{name}.png"
+            page.screenshot(path=str(target), full_page=False)
+            assert target.stat().st_size > 10_000, name
+
+        shoot("projects", "/")
+        shoot("runs-table", "/projects/cifar10?sort=metrics.val/accuracy")
+        run_url = page.get_by_role("link", name="resnet18-sgd-lr0.1").get_attribute("href")
+        assert run_url is not None
+        shoot("run", run_url, '#charts[data-ready="true"]')
+        rows = page.locator("#charts figure")
+        assert rows.count() == 3
+        ids = [run_url.rsplit("/", 1)[1]]
+        page.goto(f"{server.url}/projects/cifar10")
+        hrefs = page.locator("#runs tbody th a").evaluate_all("(links) => links.map((a) => a.href)")
+        ids += [href.rsplit("/", 1)[1] for href in hrefs[:3] if not href.endswith(ids[0])][:2]
+        query = "&".join(f"run={i}" for i in ids)
+        shoot("compare", f"/compare?{query}", '#charts[data-ready="true"]')
+        shoot("account", "/account", "#sessions tbody tr")
+        shoot("audit", "/admin/audit")
+        shoot("users", "/admin/users")
+        watch.assert_clean()
