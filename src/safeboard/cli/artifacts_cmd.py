@@ -43,48 +43,60 @@ def human(size: float) -> str:
 
 
 class _Bars:
-    """One rich progress bar per phase (hash, upload, ...) on stderr; standard output
-    keeps only the result."""
+    """One rich progress bar per phase (hash, upload, ...) on stderr, shown from the first
+    byte on (nothing is drawn for a command that fails before); standard output keeps
+    only the result."""
 
-    def __init__(self, bar: Bar, label: str) -> None:
-        self.bar = bar
+    def __init__(self, label: str) -> None:
         self.label = label
+        self.bar: Bar | None = None
         self.tasks: dict[str, Any] = {}
         self.first: dict[str, int] = {}
 
+    def _start(self) -> Bar:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
+        self.bar.start()
+        return self.bar
+
     def __call__(self, phase: str, done: int, total: int) -> None:
+        bar = self.bar or self._start()
         task = self.tasks.get(phase)
         if task is None:
             self.first[phase] = done
             resumed = f" (from {human(done)})" if done and phase in ("upload", "download") else ""
             description = f"{_LABELS.get(phase, phase)} {self.label}{resumed}"
-            task = self.tasks[phase] = self.bar.add_task(description, total=total or 1)
-        self.bar.update(task, completed=done if total else 1)
+            task = self.tasks[phase] = bar.add_task(description, total=total or 1)
+        bar.update(task, completed=done if total else 1)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 @contextmanager
 def _progress(label: str) -> Iterator[_Bars]:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    bar = Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=False,
-    )
-    with bar:
-        yield _Bars(bar, label)
+    bars = _Bars(label)
+    try:
+        yield bars
+    finally:
+        bars.stop()
 
 
 @click.group()
@@ -168,7 +180,7 @@ def list_artifacts(run_id: str, url: str | None, as_json: bool) -> None:
     from rich.table import Column, Table
 
     table = Table(
-        Column("artifact", no_wrap=True, min_width=32), "name", "kind",
+        Column("artifact", no_wrap=True, min_width=32), Column("name", min_width=10), "kind",
         Column("size", no_wrap=True), "state", "step", Column("created", no_wrap=True),
     )  # fmt: skip
     for item in items:
@@ -177,8 +189,11 @@ def list_artifacts(run_id: str, url: str | None, as_json: bool) -> None:
             state += f" ({human(item['received'])})"
         step = "" if item["step"] is None else str(item["step"])
         table.add_row(item["id"], escape(item["name"]), item["kind"], human(item["size"]),
-                      state, step, item["created_at"][:16])  # fmt: skip
-    Console().print(table)
+                      state, step, item["created_at"][:16].replace("T", " "))  # fmt: skip
+    console = Console()
+    if not console.is_terminal:
+        console.width = 160  # piped or logged: whole ids and names rather than 80 columns
+    console.print(table)
     if not items:
         click.echo("no artifacts", err=True)
 
