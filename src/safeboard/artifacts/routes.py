@@ -3,6 +3,7 @@ ETag), list, delete, and signed preview links for the browser (S12)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 from fastapi import APIRouter, Header, Request, Response
@@ -112,21 +113,34 @@ def _length(request: Request) -> int | None:
 
 
 async def _receive(request: Request, upload: Upload) -> bool:
-    """Stream the body to storage in 1 MiB writes; False if the client went away."""
+    """Stream the body to storage in 1 MiB writes, one write in flight while the next
+    megabyte arrives (disk and network overlap); False if the client went away."""
     buffer = bytearray()
+    pending: asyncio.Future[None] | None = None
+
+    async def flush() -> None:
+        nonlocal pending, buffer
+        if pending is not None:
+            previous, pending = pending, None
+            await previous  # in order, and its error (413, disk full) surfaces here
+        if buffer:
+            data, buffer = bytes(buffer), bytearray()
+            pending = asyncio.ensure_future(run_in_threadpool(upload.write, data))
+
     try:
-        async for chunk in request.stream():
-            buffer += chunk
-            if len(buffer) > upload.remaining:
-                await run_in_threadpool(upload.write, bytes(buffer))  # raises 413
-            if len(buffer) >= WRITE_BUFFER:
-                await run_in_threadpool(upload.write, bytes(buffer))
-                buffer.clear()
-    except ClientDisconnect:
-        await run_in_threadpool(upload.write, bytes(buffer))
-        return False
-    await run_in_threadpool(upload.write, bytes(buffer))
-    return True
+        try:
+            async for chunk in request.stream():
+                buffer += chunk
+                if len(buffer) > upload.remaining or len(buffer) >= WRITE_BUFFER:
+                    await flush()  # over the declared size: upload.write raises 413
+        except ClientDisconnect:
+            await flush()
+            return False
+        await flush()
+        return True
+    finally:
+        if pending is not None:
+            await pending
 
 
 @router.put("/api/v1/artifacts/{artifact_id}/content", response_model=ArtifactOut,
