@@ -119,10 +119,8 @@ def test_upload_list_download_remove(server_factory: Start, tmp_path: Path) -> N
     (out / "weights.bin").write_bytes(b"mine")
     refused = cli(server, "download", item["id"], "-o", str(out / "weights.bin"))
     assert refused.returncode == 2
-    assert refused.stderr.strip().splitlines() == [
-        f"safeboard: error: {out / 'weights.bin'} exists: choose another path, or overwrite "
-        "it (--force)"
-    ]
+    said = f"{out / 'weights.bin'} exists: choose another path, or overwrite it (--force)"
+    assert refused.stderr.strip().splitlines() == [f"safeboard: error: {said}"]
     assert (out / "weights.bin").read_bytes() == b"mine"
     forced = cli(server, "download", item["id"], "-o", str(out / "weights.bin"), "--force")
     assert forced.returncode == 0, forced.stderr

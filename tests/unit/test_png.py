@@ -61,7 +61,8 @@ def decode_png(data: bytes) -> np.ndarray:
         assert zlib.crc32(kind + payload) & 0xFFFFFFFF == crc, kind
         chunks.append((kind, payload))
         position += 12 + length
-    assert chunks[0][0] == b"IHDR" and chunks[-1] == (b"IEND", b"")
+    assert chunks[0][0] == b"IHDR"
+    assert chunks[-1] == (b"IEND", b"")
     width, height, depth, colour, compression, filtering, interlace = struct.unpack(
         ">IIBBBBB", chunks[0][1]
     )
@@ -81,9 +82,9 @@ def decode_png(data: bytes) -> np.ndarray:
 
 images = hnp.arrays(
     np.uint8,
-    st.tuples(
-        st.integers(1, 24), st.integers(1, 24), st.sampled_from([0, 1, 3, 4])
-    ).map(lambda s: s[:2] if s[2] == 0 else s),
+    st.tuples(st.integers(1, 24), st.integers(1, 24), st.sampled_from([0, 1, 3, 4])).map(
+        lambda s: s[:2] if s[2] == 0 else s
+    ),
 )
 
 
