@@ -251,7 +251,7 @@ def upload_file(
                 ) from None
             log.info("upload interrupted (%s); resuming in %.1f s", exc.message, _backoff(failures))
             sleep(_backoff(failures))
-        artifact = _reread(client, artifact["id"], failures)
+        artifact = _reread(client, artifact["id"], failures, sleep)
         if int(artifact["received"]) > offset:
             failures = 0  # bytes were gained: the connection works, it just dropped
     progress("upload", source.size, source.size)
@@ -292,7 +292,9 @@ def _put(
     return result
 
 
-def _reread(client: ApiClient, artifact_id: str, failures: int) -> dict[str, Any]:
+def _reread(
+    client: ApiClient, artifact_id: str, failures: int, sleep: Callable[[float], None]
+) -> dict[str, Any]:
     """The artifact as the server holds it now, retrying while the server is away."""
     while True:
         try:
@@ -306,7 +308,7 @@ def _reread(client: ApiClient, artifact_id: str, failures: int) -> dict[str, Any
                     f"the server stayed unreachable ({exc.message}); run the same upload "
                     "again to resume it"
                 ) from None
-            time.sleep(_backoff(failures))
+            sleep(_backoff(failures))
             continue
         return found
 

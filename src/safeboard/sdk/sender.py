@@ -165,7 +165,7 @@ class Sender(threading.Thread):
         delivered now, and the run exists on the server."""
         if self.uploader is None or self.delivery is None:
             return
-        numbers = [self.spool.artifact_number(path) for path, _ in self.spool.artifacts()]
+        numbers = self.spool.artifact_numbers()
         if numbers and max(numbers) > self.uploader.released:
             self.delivery.ensure_run()
             self.uploader.release(max(numbers))

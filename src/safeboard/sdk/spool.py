@@ -109,6 +109,10 @@ class RunSpool:
     def artifact_number(self, path: Path) -> int:
         return self._number(path)
 
+    def artifact_numbers(self) -> list[int]:
+        """The spooled artifacts' numbers, oldest first (from the file names alone)."""
+        return [self._number(path) for path in self._artifact_files()]
+
     def image_path(self, artifact_id: str) -> Path:
         """Where an image logged as an array is kept until it is uploaded."""
         return self.path / f"image-{artifact_id}.png"

@@ -175,8 +175,7 @@ class Uploader(threading.Thread):
             self.spool.drop_artifact(path, record)
         self._backoff = 0.0
         self._hopeless = False
-        waiting = (self.spool.artifact_number(p) for p, _ in self.spool.artifacts())
-        if all(number > self._released for number in waiting):
+        if all(number > self._released for number in self.spool.artifact_numbers()):
             self.idle.set()
 
     def _pause(self, exc: SafeboardError) -> None:
