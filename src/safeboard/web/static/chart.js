@@ -6,7 +6,7 @@ import uPlot from "/static/vendor/uPlot.esm.js";
 import { call, el } from "/static/app.js";
 
 const COLOURS = ["#1f5fbf", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0f766e", "#a16207", "#be185d"];
-const WALL_TIME_LIMIT = 50000;  // points fetched one by one for a wall-time axis
+const WALL_TIME_LIMIT = 250000;  // points fetched one by one for a wall-time axis
 const HEIGHT = 260;
 
 function num(value) {
@@ -67,6 +67,7 @@ export class MetricChart {
       const values = p.values.map(num);
       return { x: p.times, last: values, min: null, max: null, wall: true };
     }
+    if (wall) this.notice = `Wall time is drawn for up to ${WALL_TIME_LIMIT.toLocaleString()} points; this metric has more, so it is shown by step.`;
     const buckets = Math.min(2000, Math.max(100, Math.floor(this.width())));
     let q = `?buckets=${buckets}`;
     if (this.range) q += `&start=${this.range[0]}&end=${this.range[1]}`;
@@ -75,6 +76,7 @@ export class MetricChart {
   }
 
   async load() {
+    this.notice = "";
     this.loaded = await Promise.all(this.sources.map((s) => this.fetchSource(s)));
     this.draw();
   }
@@ -172,6 +174,7 @@ export class MetricChart {
     if (this.plot) this.plot.destroy();
     this.plot = new uPlot(this.options(), data, this.box);
     this.figure.dataset.points = String(data[0].length);
+    this.readout.textContent = this.notice || "";
     this.figure.dataset.zoomed = this.range ? "true" : "false";
     this.over = this.plot.over;
     this.over.addEventListener("dblclick", () => { this.resetZoom().catch(() => {}); });
