@@ -11,13 +11,14 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import ServerProcess
+from tests.e2e.conftest import ServerProcess, free_port, run_cli
 from tests.e2e.test_sdk import discovery_key, sdk_env
 from tests.unit.test_png import decode_png
 
@@ -160,3 +161,54 @@ def test_offline_run_with_artifacts_then_sync(server_factory: Start, tmp_path: P
     assert "200 points sent, done" in synced.stdout
     assert not spool.exists()
     check_delivered(server, run_id, weights, image, tmp_path)
+
+
+AWAY = textwrap.dedent(
+    """
+    import sys, time
+    import safeboard
+
+    run = safeboard.init(project="vision", name="server-away")
+    run.log_artifact(sys.argv[1], kind="dataset")
+    for step in range(300):
+        run.log({"loss": 1.0 / (step + 1)}, step=step)
+        time.sleep(0.01)
+    run.finish()
+    print(run.id)
+    """
+)
+
+
+def test_artifact_waits_for_a_server_that_is_away(server_factory: Start, tmp_path: Path) -> None:
+    port = free_port()
+    first = server_factory(name="srv", port=port)
+    made = run_cli("key", "create", "--name", "ci", "--scope", "write", data_dir=first.data_dir)
+    key = made.stdout.strip()
+    first.stop()
+    data = tmp_path / "data.bin"
+    data.write_bytes(os.urandom(2_000_000))
+    script = tmp_path / "away.py"
+    script.write_text(AWAY)
+    env = sdk_env(first, tmp_path, SAFEBOARD_URL=f"http://127.0.0.1:{port}",
+                  SAFEBOARD_API_KEY=key)  # fmt: skip
+    training = subprocess.Popen(
+        [sys.executable, str(script), str(data)], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1.5)  # nobody listening: the artifact waits in the spool, training goes on
+    assert training.poll() is None
+    second = server_factory(name="srv", port=port)
+    out, err = training.communicate(timeout=120)
+    assert training.returncode == 0, err
+    assert "not delivered" not in err
+    headers = {"Authorization": f"Bearer {key}"}
+    with second.client() as client:
+        run_id = out.strip()
+        items = client.get(f"/api/v1/runs/{run_id}/artifacts", headers=headers).json()["items"]
+        (item,) = items
+        assert (item["name"], item["kind"], item["state"]) == ("data.bin", "dataset", "ready")
+        body = client.get(f"/api/v1/artifacts/{item['id']}/content", headers=headers)
+        assert body.content == data.read_bytes()
+        run = client.get(f"/api/v1/runs/{run_id}", headers=headers).json()
+    assert run["status"] == "finished"
+    assert not (tmp_path / "spool" / run_id).exists()
