@@ -89,6 +89,10 @@ class RateLimited(SafeboardError):
         self.retry_after = max(1, retry_after)
 
 
+class InsufficientStorage(SafeboardError):
+    code = "insufficient_storage"
+
+
 class ServiceUnavailable(SafeboardError):
     code = "unavailable"
 
@@ -106,6 +110,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     "rate_limited": 429,
+    "insufficient_storage": 507,
     "unavailable": 503,
     # Raised by clients only (safeboard.client.trust), never sent by the server.
     "tls_changed": 502,

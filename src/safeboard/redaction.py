@@ -48,8 +48,10 @@ _NAME_PART = "|".join(SENSITIVE_NAME_PARTS)
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # API keys: sb_<id>_<secret>
     (re.compile(r"sb_[A-Za-z0-9]+_[A-Za-z0-9_\-]+"), REDACTED),
-    # Signed preview links (artifacts): sbp1.<artifact>.<user>.<expiry>.<mac>
+    # Signed preview links (artifacts): sbp1.<artifact>.<user>.<expiry>.<key>.<mac>, and
+    # whatever follows their path, however it is encoded.
     (re.compile(r"sbp1\.[A-Za-z0-9._\-]+"), "sbp1." + REDACTED),
+    (re.compile(r"(/files/preview/)[^\s?#\"']+"), r"\1" + REDACTED),
     # Authorization header values that reached a message somehow.
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]+"), r"\1 " + REDACTED),
     # Passwords in URLs: scheme://user:password@host

@@ -272,6 +272,7 @@ class ArtifactSettings(_Section):
     max_file_bytes: int = Field(
         20 * GIB,
         ge=1,
+        le=2**50,
         description="Largest artifact; a larger one gets 413 before any of its bytes is sent.",
     )
     project_quota_bytes: int = Field(

@@ -9,6 +9,7 @@ import hashlib
 import json
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -152,3 +153,53 @@ def test_a_planted_symlink_is_refused_by_a_real_server(
         assert got.status_code == 500
         assert not any(marker in got.content for marker in SECRET_MARKERS)
         assert got.json()["error"]["request_id"]
+
+
+def _open_files(pid: int, path: Path) -> int:
+    """How many descriptors of process ``pid`` are open on ``path`` (deleted or not)."""
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = fd.readlink()
+        except OSError:
+            continue  # closed meanwhile
+        if str(target).removesuffix(" (deleted)") == str(path):
+            count += 1
+    return count
+
+
+def test_downloads_dropped_before_their_body_leave_no_open_file(
+    server_factory: Start, tmp_path: Path
+) -> None:
+    """A client (or anyone holding a preview link) that hangs up at once must not leave a
+    file descriptor behind: enough of them would stop the server opening anything."""
+    server = server_factory("--tls")
+    key = _key(server)
+    with server.client() as client:
+        client.headers["Authorization"] = f"Bearer {key}"
+        client.post("/api/v1/projects", json={"name": "p"})
+        run_id = client.post("/api/v1/projects/p/runs", json={"name": "r"}).json()["id"]
+        data = b"\x89PNG\r\n\x1a\n" + b"\0" * 4_000_000
+        made = client.post(
+            f"/api/v1/runs/{run_id}/artifacts",
+            json={"name": "big.png", "size": len(data), "content_type": "image/png",
+                  "sha256": hashlib.sha256(data).hexdigest()},
+        ).json()  # fmt: skip
+        client.put(f"/api/v1/artifacts/{made['id']}/content", content=data,
+                   headers={"Upload-Offset": "0"})  # fmt: skip
+        link = client.post(f"/api/v1/artifacts/{made['id']}/preview").json()["url"]
+    path = (server.data_dir / "artifacts" / made["id"][:2] / made["id"]).resolve()
+    context = ssl.create_default_context(cafile=str(server.ca_path))
+    for target, auth in [(f"/api/v1/artifacts/{made['id']}/content", key), (link, "")] * 15:
+        with (
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock,
+            context.wrap_socket(sock, server_hostname="127.0.0.1") as tls,
+        ):
+            tls.sendall(
+                f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                f"Authorization: Bearer {auth}\r\n\r\n".encode()
+            )  # and hang up without reading
+    deadline = time.monotonic() + 10
+    while _open_files(server.process.pid, path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _open_files(server.process.pid, path) == 0

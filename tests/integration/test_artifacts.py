@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -315,13 +316,14 @@ async def test_preview_links_are_short_lived_and_bound(world: World) -> None:
     assert shown.headers["content-disposition"].startswith("inline")
     assert_file_headers(shown)
     token = link["url"].rsplit("/", 1)[1]
-    prefix, artifact_id, user, until, mac = token.split(".")
+    prefix, artifact_id, user, until, credential, mac = token.split(".")
     forgeries = [
-        f"{prefix}.{second}.{user}.{until}.{mac}",  # another artifact
-        f"{prefix}.{artifact_id}.{int(user) + 1}.{until}.{mac}",  # another user
-        f"{prefix}.{artifact_id}.{user}.{int(until) + 3600}.{mac}",  # longer life
-        f"{prefix}.{artifact_id}.{user}.{until}.{mac[:-2]}AA",  # another MAC
-        f"{prefix}.{artifact_id}.{user}.{until}",
+        f"{prefix}.{second}.{user}.{until}.{credential}.{mac}",  # another artifact
+        f"{prefix}.{artifact_id}.{int(user) + 1}.{until}.{credential}.{mac}",  # another user
+        f"{prefix}.{artifact_id}.{user}.{int(until) + 3600}.{credential}.{mac}",  # longer life
+        f"{prefix}.{artifact_id}.{user}.{until}.s.{mac}",  # another credential
+        f"{prefix}.{artifact_id}.{user}.{until}.{credential}.{mac[:-2]}AA",  # another MAC
+        f"{prefix}.{artifact_id}.{user}.{until}.{mac}",
         "../../secrets.toml",
     ]
     for forged in forgeries:
@@ -422,3 +424,116 @@ async def test_any_name_is_metadata_or_a_clean_refusal(world: World, name: str) 
         assert disposition.count('"') == 2
     for path in world.settings.artifact_dir.rglob("*"):
         assert path.resolve().is_relative_to(world.settings.artifact_dir.resolve())
+
+
+async def test_a_delete_waits_for_the_upload_writing_the_file(world: World) -> None:
+    """Deleting mid-upload would let the bytes land in an unlinked file, outside the quota."""
+    olga, run_id = await _run(world)
+    data = os.urandom(900_000)
+    artifact_id = (await declare(olga, run_id, data)).json()["id"]
+    gate = anyio.Event()
+
+    async def body() -> AsyncIterator[bytes]:  # the server writes in 1 MiB steps or at the end
+        yield data[:10_000]
+        await gate.wait()
+        yield data[10_000:]
+
+    results: dict[str, httpx.Response] = {}
+
+    async def upload() -> None:
+        results["put"] = await olga.put(
+            f"/api/v1/artifacts/{artifact_id}/content", content=body(),
+            headers={"Upload-Offset": "0"},
+        )  # fmt: skip
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(upload)
+        with anyio.fail_after(10):  # the upload holds the file (its writer is open)
+            while not stored_files(world):
+                await anyio.sleep(0.02)
+        refused = await olga.delete(f"/api/v1/artifacts/{artifact_id}")
+        assert refused.status_code == 409
+        assert "in progress" in refused.json()["error"]["message"]
+        gate.set()
+    assert results["put"].json()["state"] == "ready"
+    assert (await olga.delete(f"/api/v1/artifacts/{artifact_id}")).status_code == 204
+    assert stored_files(world) == []
+
+
+async def test_concurrent_declarations_of_one_upload_find_the_same_artifact(world: World) -> None:
+    """What a client retrying after a timeout does; on PostgreSQL the lookup used to race."""
+    olga, run_id = await _run(world)
+    results: list[httpx.Response] = []
+
+    async def one() -> None:
+        results.append(await declare(olga, run_id, b"retried", upload_id="retry-0001"))
+
+    for _ in range(3):
+        results.clear()
+        async with anyio.create_task_group() as tasks:
+            for _ in range(4):
+                tasks.start_soon(one)
+        assert sorted(r.status_code for r in results) in ([200, 200, 200, 201], [200] * 4)
+        assert len({r.json()["id"] for r in results}) == 1
+
+
+async def test_odd_headers_are_answered_not_crashed_on(world: World) -> None:
+    olga, run_id = await _run(world)
+    artifact_id = (await uploaded(olga, run_id, b"0123456789"))["id"]
+    url = f"/api/v1/artifacts/{artifact_id}/content"
+    huge = await olga.get(url, headers={"Range": "bytes=0-" + "9" * 4301})
+    assert huge.status_code == 200  # malformed: ignored
+    assert huge.content == b"0123456789"
+    pending = (await declare(olga, run_id, b"abcdef", name="p")).json()["id"]
+    for header in ("bytes=-0", "bytes=100-", "bytes=0-1"):
+        early = await olga.get(f"/api/v1/artifacts/{pending}/content", headers={"Range": header})
+        assert early.status_code == 409, header
+    odd = await olga.put(
+        f"/api/v1/artifacts/{pending}/content", content=b"abcdef",
+        headers={"Upload-Offset": b"\xb9"},
+    )  # fmt: skip
+    assert odd.status_code == 422  # a clean refusal, not the 500 of int("¹")
+    for tags in (f'"x", "{"0" * 64}", {huge.headers["etag"]}', f"W/{huge.headers['etag']}"):
+        assert (await olga.get(url, headers={"If-None-Match": tags})).status_code == 304
+    missing = await olga.get(f"/api/v1/artifacts/{'0' * 32}/content")
+    assert missing.status_code == 404
+    assert_file_headers(missing)  # errors about artifact bytes are sandboxed too
+
+
+async def test_empty_files_have_no_ranges_and_prove_no_type(world: World) -> None:
+    olga, run_id = await _run(world)
+    made = await declare(olga, run_id, b"", name="e.png", kind="image", content_type="image/png")
+    artifact_id = made.json()["id"]
+    assert made.json()["content_type"] == "application/octet-stream"
+    got = await olga.get(f"/api/v1/artifacts/{artifact_id}/content")
+    assert got.headers["content-disposition"].startswith("attachment")
+    for header in ("bytes=-5", "bytes=0-"):
+        ranged = await olga.get(
+            f"/api/v1/artifacts/{artifact_id}/content", headers={"Range": header}
+        )
+        assert ranged.status_code == 416
+        assert ranged.headers["content-range"] == "bytes */0"
+
+
+async def test_preview_links_die_with_their_key_and_audit_their_ranges(world: World) -> None:
+    olga, run_id = await _run(world)
+    artifact_id = (await uploaded(olga, run_id, PNG, name="a.png", content_type="image/png"))["id"]
+    key = world.key("olga", Scope.READ)
+    reader = world.client(Authorization=f"Bearer {key}")
+    link = (await reader.post(f"/api/v1/artifacts/{artifact_id}/preview")).json()["url"]
+    anonymous = world.client()
+    part = await anonymous.get(link, headers={"Range": "bytes=0-3"})
+    assert part.status_code == 206
+    assert part.content == PNG[:4]
+    held = await anonymous.get(link, headers={"If-None-Match": part.headers["etag"]})
+    assert held.status_code == 304
+    key_id = key.split("_")[1]
+    assert (await olga.delete(f"/api/v1/keys/{key_id}")).status_code == 204
+    assert (await anonymous.get(link)).status_code == 404
+    admin = as_user(world, "admin")
+    entries = [
+        e for e in (await admin.get("/api/v1/audit")).json()
+        if e["action"] == "artifact.downloaded" and e["target"] == f"artifact:{artifact_id}"
+    ]  # fmt: skip
+    assert [e["detail"].get("range") for e in entries] == ["0-3"]  # the 304 is no download
+    assert entries[0]["actor"] == "user:olga (preview link)"

@@ -252,3 +252,15 @@ def test_the_server_migrates_in_a_child_and_never_loads_alembic(db_url: str) -> 
     )  # fmt: skip
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"version": head_revision(), "alembic": []}
+
+
+def test_without_fork_the_migrations_run_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A platform without os.fork still gets a migrated database."""
+    monkeypatch.delattr(os, "fork")
+    engine = open_database(f"sqlite:///{tmp_path / 'x.db'}", in_child=True)
+    try:
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()

@@ -3,12 +3,16 @@ signed preview links (S12)."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from safeboard.artifacts import store as store_module
 from safeboard.artifacts.links import LinkClaims, check_link, sign_link
 from safeboard.artifacts.ranges import (
     Unsatisfiable,
@@ -16,6 +20,8 @@ from safeboard.artifacts.ranges import (
     parse_range,
     sniff_image,
 )
+from safeboard.artifacts.store import LocalStore
+from safeboard.errors import InsufficientStorage
 
 KEY = b"k" * 32
 
@@ -112,3 +118,28 @@ def test_changing_any_character_of_a_link_breaks_it(position: int, replacement: 
     forged = token[:index] + replacement + token[index + 1 :]
     if forged != token:
         assert check_link(KEY, forged, now=0) is None
+
+
+def test_a_full_disk_is_a_507_not_a_crash() -> None:
+    """/dev/full answers every write with ENOSPC, as a full disk would."""
+    fd = os.open("/dev/full", os.O_WRONLY)
+    try:
+        with pytest.raises(InsufficientStorage, match="full"):
+            store_module._FileWriter(fd).write(b"x" * 10)
+    finally:
+        os.close(fd)
+
+
+def test_an_empty_range_needs_no_file(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    reader = store.read("b" * 32, 0, 0)  # nothing stored under this key
+    assert list(reader) == []
+    assert store.sha256("b" * 32) == hashlib.sha256(b"").hexdigest()
+
+
+def test_a_link_minted_by_a_key_names_that_key() -> None:
+    claims = LinkClaims("c" * 32, 3, 10**9, credential="AbC123")
+    token = sign_link(KEY, claims)
+    assert token.split(".")[4] == "AbC123"
+    assert check_link(KEY, token, now=0) == claims
+    assert check_link(KEY, token.replace(".AbC123.", ".s."), now=0) is None

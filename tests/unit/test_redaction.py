@@ -31,6 +31,9 @@ SECRET = "s3cr3tV4lu3xyz"
         f"password={SECRET}",
         f"Cookie: __Host-safeboard={SECRET}; other=1",
         f"api_key={SECRET}",
+        f"GET /files/preview/sbp1.{'a' * 32}.1.1700000000.s.{SECRET} HTTP/1.1",
+        f"GET /files/preview/sbp1%2E{'a' * 32}%2E1%2E17%2Es%2E{SECRET} HTTP/1.1",
+        f"GET /files/preview/%73bp1.x.1.2.s.{SECRET}",
     ],
 )
 def test_redact_removes_secret(text: str) -> None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CONTENT_SECURITY_POLICY", "HSTS", "SecurityHeadersMiddleware"]
+from safeboard.artifacts.ranges import FILE_CONTENT_SECURITY_POLICY
+
+__all__ = [
+    "CONTENT_SECURITY_POLICY",
+    "HSTS",
+    "SecurityHeadersMiddleware",
+]
 
 # No inline script, no eval, nothing from elsewhere; the dashboard ships its own files.
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -36,6 +42,7 @@ _ALWAYS = (
 
 # Static assets may be cached; everything else (API, auth, pages with data) may not.
 _CACHEABLE_PREFIXES = ("/static/",)
+_FILE_PREFIXES = ("/files/", "/api/v1/artifacts/")
 
 
 class SecurityHeadersMiddleware:
@@ -48,10 +55,13 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         cacheable = scope["path"].startswith(_CACHEABLE_PREFIXES)
+        file_route = scope["path"].startswith(_FILE_PREFIXES)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
+                if file_route:
+                    headers["content-security-policy"] = FILE_CONTENT_SECURITY_POLICY
                 for name, value in _ALWAYS:
                     headers.setdefault(name, value)
                 # Under our TLS, or behind a trusted proxy that said the client used HTTPS.

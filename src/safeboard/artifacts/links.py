@@ -2,10 +2,12 @@
 an ``<img>`` cannot send an Authorization header and a long-lived credential must never
 sit in a URL.
 
-A link token is ``sbp1.<artifact id>.<user id>.<expiry>.<mac>``: the expiry in Unix
-seconds, the MAC an HMAC-SHA256 under the server's generated ``signing_key`` over the
-other fields, base64url. It is worth one artifact, for one user, for at most five
-minutes; whether that user may still read the artifact is checked at every use.
+A link token is ``sbp1.<artifact id>.<user id>.<expiry>.<credential>.<mac>``: the
+expiry in Unix seconds, the credential ``s`` for a session or the id of the API key that
+asked for the link, the MAC an HMAC-SHA256 under the server's generated ``signing_key``
+over the other fields, base64url. It is worth one artifact, for one user, for at most
+five minutes; whether that user (and that key) may still read the artifact is checked at
+every use.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ import hmac
 import re
 from dataclasses import dataclass
 
-__all__ = ["LinkClaims", "check_link", "sign_link"]
+__all__ = ["SESSION", "LinkClaims", "check_link", "sign_link"]
 
 PREFIX = "sbp1"
-_TOKEN = re.compile(r"^sbp1\.([0-9a-f]{32})\.([0-9]{1,12})\.([0-9]{1,12})\.([A-Za-z0-9_-]{43})$")
+_TOKEN = re.compile(
+    r"^sbp1\.([0-9a-f]{32})\.([0-9]{1,12})\.([0-9]{1,12})\.(s|[A-Za-z0-9]{1,64})\.([A-Za-z0-9_-]{43})$"
+)
+SESSION = "s"
 
 
 @dataclass(frozen=True)
@@ -27,17 +32,22 @@ class LinkClaims:
     artifact_id: str
     user_id: int
     expires: int
+    credential: str = SESSION  # or the id of the API key that minted the link
 
 
-def _mac(key: bytes, artifact_id: str, user_id: int, expires: int) -> str:
-    message = f"{PREFIX}\x00{artifact_id}\x00{user_id}\x00{expires}".encode()
+def _mac(key: bytes, claims: LinkClaims) -> str:
+    fields = (PREFIX, claims.artifact_id, str(claims.user_id), str(claims.expires),
+              claims.credential)  # fmt: skip
+    message = "\x00".join(fields).encode()
     digest = hmac.new(key, message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def sign_link(key: bytes, claims: LinkClaims) -> str:
-    mac = _mac(key, claims.artifact_id, claims.user_id, claims.expires)
-    return f"{PREFIX}.{claims.artifact_id}.{claims.user_id}.{claims.expires}.{mac}"
+    mac = _mac(key, claims)
+    return (
+        f"{PREFIX}.{claims.artifact_id}.{claims.user_id}.{claims.expires}.{claims.credential}.{mac}"
+    )
 
 
 def check_link(key: bytes, token: str, now: float) -> LinkClaims | None:
@@ -45,9 +55,9 @@ def check_link(key: bytes, token: str, now: float) -> LinkClaims | None:
     match = _TOKEN.fullmatch(token)
     if match is None:
         return None
-    artifact_id, user, expires, mac = match.groups()
-    claims = LinkClaims(artifact_id, int(user), int(expires))
-    expected = _mac(key, claims.artifact_id, claims.user_id, claims.expires)
+    artifact_id, user, expires, credential, mac = match.groups()
+    claims = LinkClaims(artifact_id, int(user), int(expires), credential)
+    expected = _mac(key, claims)
     if not hmac.compare_digest(expected, mac) or now >= claims.expires:
         return None
     return claims

@@ -7,11 +7,21 @@ import re
 import unicodedata
 from urllib.parse import quote
 
-__all__ = ["INLINE_TYPES", "Unsatisfiable", "content_disposition", "parse_range", "sniff_image"]
+__all__ = [
+    "FILE_CONTENT_SECURITY_POLICY",
+    "INLINE_TYPES",
+    "Unsatisfiable",
+    "content_disposition",
+    "parse_range",
+    "sniff_image",
+]
 
+# Every response about an artifact's bytes, errors included, is a sandbox (S12).
+FILE_CONTENT_SECURITY_POLICY = "sandbox; default-src 'none'; img-src 'self'"
 # Raster images a browser may show inline; anything else (HTML, SVG, PDF, ...) downloads.
 INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# At most 19 digits (int64): longer numbers are malformed, not a reason to parse 4,000.
+_RANGE = re.compile(r"^bytes=([0-9]{0,19})-([0-9]{0,19})$")
 
 
 class Unsatisfiable(Exception):
@@ -29,18 +39,17 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     first, last = match.groups()
     if not first and not last:
         return None
+    if first and last and int(last) < int(first):
+        return None  # invalid: ignored
     if not first:  # the last N bytes
         suffix = int(last)
-        if suffix == 0:
+        if suffix == 0 or size == 0:
             raise Unsatisfiable
         return max(0, size - suffix), size
     start = int(first)
-    end = min(int(last) + 1, size) if last else size
-    if last and int(last) < start:
-        return None  # invalid: ignored
     if start >= size:
-        raise Unsatisfiable
-    return start, end
+        raise Unsatisfiable  # also every range of an empty file
+    return start, min(int(last) + 1, size) if last else size
 
 
 def sniff_image(head: bytes) -> str | None:

@@ -97,12 +97,14 @@ def set_received(conn: Connection, artifact_id: str, received: int) -> None:
     )
 
 
-def mark_ready(conn: Connection, artifact_id: str, content_type: str, now: datetime) -> None:
-    conn.execute(
+def mark_ready(conn: Connection, artifact_id: str, content_type: str, now: datetime) -> bool:
+    """False when the row is gone (deleted meanwhile)."""
+    done = conn.execute(
         sa.update(_a)
         .where(_a.c.id == artifact_id)
         .values(state="ready", received=_a.c.size, content_type=content_type, ready_at=now)
     )
+    return done.rowcount > 0
 
 
 def delete(conn: Connection, artifact_id: str) -> bool:

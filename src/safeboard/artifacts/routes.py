@@ -4,15 +4,20 @@ ETag), list, delete, and signed preview links for the browser (S12)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
+import anyio
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.status import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from starlette.types import Receive, Scope, Send
 
 from safeboard.artifacts.ranges import (
+    FILE_CONTENT_SECURITY_POLICY,
     INLINE_TYPES,
     Unsatisfiable,
     content_disposition,
@@ -21,6 +26,7 @@ from safeboard.artifacts.ranges import (
 from safeboard.artifacts.repository import Artifact
 from safeboard.artifacts.schemas import ArtifactIn, ArtifactListOut, ArtifactOut, PreviewOut
 from safeboard.artifacts.service import ArtifactService, Upload
+from safeboard.artifacts.store import BlobReader
 from safeboard.auth.dependencies import PUBLIC, client_address, requires_project
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
@@ -35,7 +41,7 @@ CONTENT_PATH = r"^/api/v1/artifacts/[^/]+/content$"
 WRITE_BUFFER = 1 << 20
 # Artifact responses are never a document that can run anything (S12).
 _FILE_HEADERS = {
-    "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'",
+    "Content-Security-Policy": FILE_CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
 }
 _UPLOAD_BODY = {
@@ -101,15 +107,18 @@ def get_artifact(
     return _out(_service(request).get(principal, artifact_id))
 
 
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
 def _offset(value: str | None) -> int:
-    if value is None or not value.isdigit() or len(value) > 19:
+    if value is None or not _DIGITS.fullmatch(value):
         raise InvalidRequest("Upload-Offset: the byte offset to write at (the `received` so far)")
     return int(value)
 
 
 def _length(request: Request) -> int | None:
     declared = request.headers.get("content-length")
-    return int(declared) if declared is not None and declared.isdigit() else None
+    return int(declared) if declared is not None and _DIGITS.fullmatch(declared) else None
 
 
 async def _receive(request: Request, upload: Upload) -> bool:
@@ -140,7 +149,8 @@ async def _receive(request: Request, upload: Upload) -> bool:
         return True
     finally:
         if pending is not None:
-            await pending
+            with anyio.CancelScope(shield=True):
+                await pending
 
 
 @router.put("/api/v1/artifacts/{artifact_id}/content", response_model=ArtifactOut,
@@ -163,7 +173,9 @@ async def upload(
     try:
         complete = await _receive(request, begun)
     finally:
-        artifact = await run_in_threadpool(service.end_upload, begun, complete=complete)
+        # Also when the request is cancelled (shutdown): the file is closed and unlocked.
+        with anyio.CancelScope(shield=True):
+            artifact = await run_in_threadpool(service.end_upload, begun, complete=complete)
     return _out(artifact)
 
 
@@ -171,7 +183,27 @@ def _etag(artifact: Artifact) -> str:
     return f'"{artifact.sha256}"'
 
 
-def _send(artifact: Artifact, chunks: Iterator[bytes], span: tuple[int, int] | None) -> Response:
+class _FileResponse(StreamingResponse):
+    """Streams a stored byte range and closes it however the response ends: sent, the
+    client gone before the body began, or cancelled (no file descriptor outlives it)."""
+
+    def __init__(self, reader: BlobReader, **kwargs: Any) -> None:
+        self.reader = reader
+
+        async def body() -> AsyncIterator[bytes]:
+            async for chunk in iterate_in_threadpool(iter(reader)):
+                yield chunk
+
+        super().__init__(body(), **kwargs)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.reader.close()
+
+
+def _send(artifact: Artifact, reader: BlobReader, span: tuple[int, int] | None) -> Response:
     inline = artifact.content_type in INLINE_TYPES
     headers = {
         **_FILE_HEADERS,
@@ -186,12 +218,7 @@ def _send(artifact: Artifact, chunks: Iterator[bytes], span: tuple[int, int] | N
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{artifact.size}"
     media_type = artifact.content_type if inline else "application/octet-stream"
-
-    async def body() -> AsyncIterator[bytes]:
-        async for chunk in iterate_in_threadpool(chunks):
-            yield chunk
-
-    return StreamingResponse(body(), status_code=status, headers=headers, media_type=media_type)
+    return _FileResponse(reader, status_code=status, headers=headers, media_type=media_type)
 
 
 def _span(request: Request, artifact: Artifact) -> tuple[int, int] | None:
@@ -202,29 +229,37 @@ def _span(request: Request, artifact: Artifact) -> tuple[int, int] | None:
     return parse_range(request.headers.get("range"), artifact.size)
 
 
-def _download(request: Request, artifact: Artifact, span: tuple[int, int] | None) -> Response:
-    start, end = span or (0, artifact.size)
-    chunks = _service(request).store.read(artifact.id, start, end)
-    return _send(artifact, chunks, span)
+def _holds_this_version(request: Request, artifact: Artifact) -> bool:
+    """If-None-Match names this version (a list, weak or strong, or ``*``)."""
+    header = request.headers.get("if-none-match")
+    if header is None:
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in header.split(",")}
+    return "*" in tags or _etag(artifact) in tags
 
 
-def _answered_without_body(request: Request, artifact: Artifact) -> Response | None:
-    """304 when the client holds this version (If-None-Match); 416 for a range outside
-    the file. Neither sends a byte of the artifact, so neither is a download."""
-    etag = _etag(artifact)
-    if request.headers.get("if-none-match", "").strip() in (etag, "*"):
-        return Response(status_code=304, headers={**_FILE_HEADERS, "ETag": etag})
+def _download(
+    request: Request, artifact: Artifact, record: Callable[[str | None], None]
+) -> Response:
+    """304 when the client holds this version, 416 for a range outside the file (neither
+    sends a byte, so neither is a download); otherwise the file is opened, the download
+    recorded, and the bytes streamed."""
+    if _holds_this_version(request, artifact):
+        return Response(status_code=304, headers={**_FILE_HEADERS, "ETag": _etag(artifact)})
     try:
-        _span(request, artifact)
+        span = _span(request, artifact)
     except Unsatisfiable:
         return Response(
             status_code=416, headers={**_FILE_HEADERS, "Content-Range": f"bytes */{artifact.size}"}
         )
-    return None
-
-
-def _part(span: tuple[int, int] | None) -> str | None:
-    return f"{span[0]}-{span[1] - 1}" if span else None
+    start, end = span or (0, artifact.size)
+    reader = _service(request).store.read(artifact.id, start, end)
+    try:
+        record(f"{start}-{end - 1}" if span else None)
+    except BaseException:
+        reader.close()
+        raise
+    return _send(artifact, reader, span)
 
 
 @router.get("/api/v1/artifacts/{artifact_id}/content", response_class=StreamingResponse)
@@ -236,12 +271,12 @@ def download(
     """The artifact's bytes: streamed, with ``Range`` (one range) and ``ETag`` (its
     SHA-256). An attachment unless it is a proven PNG, JPEG, GIF or WebP image."""
     service = _service(request)
-    artifact = service.get(principal, artifact_id)
-    if artifact.state == "ready" and (early := _answered_without_body(request, artifact)):
-        return early
-    span = _span(request, artifact)
-    artifact = service.download(principal, artifact_id, client_address(request), _part(span))
-    return _download(request, artifact, span)
+    artifact = service.readable(principal, artifact_id)
+    address = client_address(request)
+    return _download(
+        request, artifact, lambda part: service.record_download(artifact, principal.actor,
+                                                                address, part)
+    )  # fmt: skip
 
 
 @router.delete("/api/v1/artifacts/{artifact_id}", status_code=HTTP_204_NO_CONTENT)
@@ -268,8 +303,11 @@ def preview(
 @router.get("/files/preview/{token}", response_class=StreamingResponse, dependencies=[PUBLIC])
 def open_preview(request: Request, token: str) -> Response:
     """Public in the sense that the signed link is the credential (checked here: MAC,
-    expiry, the user still active and still allowed to read the artifact)."""
-    artifact = _service(request).by_link(token, client_address(request))
-    if early := _answered_without_body(request, artifact):
-        return early
-    return _download(request, artifact, _span(request, artifact))
+    expiry, the user still active and still allowed to read the artifact, the key that
+    asked for the link still valid)."""
+    service = _service(request)
+    artifact, actor = service.by_link(token)
+    address = client_address(request)
+    return _download(
+        request, artifact, lambda part: service.record_download(artifact, actor, address, part)
+    )

@@ -20,13 +20,14 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from safeboard.artifacts import repository as artifacts
-from safeboard.artifacts.links import LinkClaims, check_link, sign_link
+from safeboard.artifacts.links import SESSION, LinkClaims, check_link, sign_link
 from safeboard.artifacts.ranges import INLINE_TYPES, sniff_image
 from safeboard.artifacts.repository import Artifact
 from safeboard.artifacts.schemas import ArtifactIn
 from safeboard.artifacts.store import ArtifactStore, BlobWriter
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
+from safeboard.auth import repository as creds
 from safeboard.auth.permissions import CredentialKind, Permission, Scope
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
@@ -136,6 +137,11 @@ class ArtifactService:
         now = self.clock()
         with self.tx.begin() as conn:
             run, project = run_for(conn, principal, run_id, Permission.PROJECTS_WRITE)
+            # One declaration at a time per project on PostgreSQL (SQLite: one writer), taken
+            # before the upload-id lookup so that concurrent retries find each other's row.
+            conn.execute(
+                sa.select(ProjectRow.id).where(ProjectRow.id == project.id).with_for_update()
+            )
             if spec.upload_id is not None:
                 earlier = artifacts.get_by_upload(conn, run_id, spec.upload_id)
                 if earlier is not None:
@@ -145,12 +151,8 @@ class ArtifactService:
                     if not same:
                         raise Conflict("this upload id was declared for another file")
                     return self._with_progress(earlier), False
-            # One declaration at a time per project on PostgreSQL (SQLite: one writer).
-            conn.execute(
-                sa.select(ProjectRow.id).where(ProjectRow.id == project.id).with_for_update()
-            )
             quota = self.settings.project_quota_bytes
-            held = artifacts.project_bytes(conn, project.id)
+            held = artifacts.project_bytes(conn, project.id) if quota else 0
             if quota and held + spec.size > quota:
                 raise PayloadTooLarge(
                     f"project {project.name!r} holds {held} of its {quota}-byte artifact quota; "
@@ -164,9 +166,9 @@ class ArtifactService:
                 sha256=spec.sha256, step=spec.step, state="uploading", received=0,
                 upload_id=spec.upload_id, created_by=principal.user_id, created_at=now,
             )  # fmt: skip
-            if spec.size == 0:
-                self.store.append(artifact_id, 0).close()
-                artifacts.mark_ready(conn, artifact_id, spec.content_type, now)
+            if spec.size == 0:  # complete already; nothing to store, nothing to prove
+                empty_type = _unproven(spec.content_type)
+                artifacts.mark_ready(conn, artifact_id, empty_type, now)
             created = artifacts.get(conn, artifact_id)
         assert created is not None  # noqa: S101
         return created, True
@@ -185,20 +187,31 @@ class ArtifactService:
                 f"{offset} + {length} bytes goes past the declared size of {artifact.size}"
             )
         blob = self.store.append(artifact.id, offset)  # Conflict: wrong offset, or busy
+        with self.engine.connect() as conn:
+            still_there = artifacts.get(conn, artifact.id) is not None
+        if not still_there:  # deleted between the check and the lock: leave no file behind
+            blob.close()
+            self.store.delete(artifact.id)
+            raise NotFound("no such artifact")
         digest = hashlib.sha256() if offset == 0 else None
         return Upload(artifact, offset, blob, digest=digest)
 
     def end_upload(self, upload: Upload, *, complete: bool) -> Artifact:
         """Make what arrived durable; when the body was whole and brought the last byte,
-        check the checksum and turn the artifact ready. A mismatch discards the bytes."""
-        upload.writer.close()
+        check the checksum and turn the artifact ready. A mismatch discards the bytes.
+        The writer's lock is held until the file is proven (a delete waits: 409)."""
         artifact = upload.artifact
         received = upload.offset + upload.written
         if not complete or received < artifact.size:
+            upload.writer.close()
             with self.tx.begin() as conn:
                 artifacts.set_received(conn, artifact.id, received)
             return _replace(artifact, received=received)
-        digest = upload.digest.hexdigest() if upload.digest else self.store.sha256(artifact.id)
+        try:
+            digest = upload.digest.hexdigest() if upload.digest else self.store.sha256(artifact.id)
+            content_type = self._served_type(artifact) if digest == artifact.sha256 else ""
+        finally:
+            upload.writer.close()
         if digest != artifact.sha256:
             self.store.delete(artifact.id)
             with self.tx.begin() as conn:
@@ -207,11 +220,11 @@ class ArtifactService:
                 f"sha256: the bytes received hash to {digest}, not the declared "
                 f"{artifact.sha256}; the upload was discarded, send it again from 0"
             )
-        content_type = self._served_type(artifact)
         with self.tx.begin() as conn:
-            artifacts.mark_ready(conn, artifact.id, content_type, self.clock())
+            if not artifacts.mark_ready(conn, artifact.id, content_type, self.clock()):
+                raise NotFound("the artifact was deleted while it uploaded")
             done = artifacts.get(conn, artifact.id)
-        assert done is not None  # noqa: S101
+        assert done is not None  # noqa: S101  (same transaction)
         return done
 
     def _served_type(self, artifact: Artifact) -> str:
@@ -219,13 +232,12 @@ class ArtifactService:
         type as metadata (downloads are served as attachments either way)."""
         if artifact.content_type not in INLINE_TYPES and artifact.kind != "image":
             return artifact.content_type
-        head = b"".join(self.store.read(artifact.id, 0, min(_SNIFF_BYTES, artifact.size)))
-        sniffed = sniff_image(head)
-        if sniffed is not None:
-            return sniffed
-        if artifact.content_type in INLINE_TYPES:
-            return "application/octet-stream"  # claimed to be an image, is not
-        return artifact.content_type
+        reader = self.store.read(artifact.id, 0, min(_SNIFF_BYTES, artifact.size))
+        try:
+            head = b"".join(reader)
+        finally:
+            reader.close()
+        return sniff_image(head) or _unproven(artifact.content_type)
 
     # --- downloading, deleting -----------------------------------------------------------
 
@@ -240,17 +252,22 @@ class ArtifactService:
             target=f"artifact:{artifact.id}", address=address, detail=detail,
         )  # fmt: skip
 
-    def download(
-        self, principal: Principal, artifact_id: str, address: str, part: str | None = None
-    ) -> Artifact:
-        """A ready artifact to send; the download is in the audit log (S16)."""
-        with self.tx.begin() as conn:
-            artifact = self._checked(conn, principal, artifact_id, Permission.PROJECTS_READ)
-            _ready(artifact)
-            self._audit_download(conn, artifact, principal.actor, address, part)
+    def readable(self, principal: Principal, artifact_id: str) -> Artifact:
+        """A ready artifact the principal may read (409 while it uploads)."""
+        artifact = self.get(principal, artifact_id)
+        _ready(artifact)
         return artifact
 
+    def record_download(
+        self, artifact: Artifact, actor: str, address: str, part: str | None = None
+    ) -> None:
+        """The download goes into the audit log (S16), once the bytes are about to go."""
+        with self.tx.begin() as conn:
+            self._audit_download(conn, artifact, actor, address, part)
+
     def delete(self, principal: Principal, artifact_id: str, address: str) -> None:
+        """Row, audit entry and file go together; 409 while an upload request is writing
+        it (its bytes would otherwise land in a deleted file, outside the quota)."""
         with self.tx.begin() as conn:
             artifact = self._checked(conn, principal, artifact_id, Permission.PROJECTS_WRITE)
             artifacts.delete(conn, artifact.id)
@@ -260,41 +277,57 @@ class ArtifactService:
                 detail={"run": artifact.run_id, "name": artifact.name[:200],
                         "bytes": artifact.size},
             )  # fmt: skip
-        self.store.delete(artifact.id)
+            self.store.delete(artifact.id)  # Conflict rolls the transaction back
 
     # --- preview links -------------------------------------------------------------------
 
     def preview_link(self, principal: Principal, artifact_id: str) -> tuple[str, datetime]:
-        """A token for ``/files/preview/<token>``: this artifact, this user, minutes."""
-        with self.engine.connect() as conn:
-            artifact = self._checked(conn, principal, artifact_id, Permission.PROJECTS_READ)
-        _ready(artifact)
+        """A token for ``/files/preview/<token>``: this artifact, this user (and the key
+        that asked, if one did), minutes."""
+        artifact = self.readable(principal, artifact_id)
         expires = self.clock() + timedelta(seconds=self.settings.preview_seconds)
-        claims = LinkClaims(artifact.id, principal.user_id, int(expires.timestamp()))
+        claims = LinkClaims(
+            artifact.id, principal.user_id, int(expires.timestamp()), principal.key_id or SESSION
+        )
         return sign_link(self._key, claims), datetime.fromtimestamp(claims.expires, expires.tzinfo)
 
-    def by_link(self, token: str, address: str, part: str | None = None) -> Artifact:
-        """The artifact a genuine, live link names, if its user is active and may still
-        read it; every failure looks the same (404)."""
-        claims = check_link(self._key, token, self.clock().timestamp())
+    def by_link(self, token: str) -> tuple[Artifact, str]:
+        """The artifact a genuine, live link names, and who it acts for (the audit actor),
+        if its user is active, the key that asked for it is still valid, and they may still
+        read it. Every failure looks the same (404)."""
+        gone = NotFound("this link is invalid or has expired")
+        now = self.clock()
+        claims = check_link(self._key, token, now.timestamp())
         if claims is None:
-            raise NotFound("this link is invalid or has expired")
-        with self.tx.begin() as conn:
+            raise gone
+        with self.engine.connect() as conn:
             user = users.get(conn, claims.user_id)
+            key = None if claims.credential == SESSION else creds.get_key(conn, claims.credential)
             if user is None or not user.is_active:
-                raise NotFound("this link is invalid or has expired")
+                raise gone
+            if claims.credential != SESSION and (
+                key is None
+                or key.user_id != user.id
+                or key.revoked_at is not None
+                or (key.expires_at is not None and now >= key.expires_at)
+            ):
+                raise gone
             reader = Principal(
                 user_id=user.id, username=user.username, role=user.role,
                 credential=CredentialKind.SESSION, scope=Scope.READ,
+                project_id=key.project_id if key else None,
             )  # fmt: skip
             try:
                 artifact = self._checked(conn, reader, claims.artifact_id, Permission.PROJECTS_READ)
             except NotFound:
-                raise NotFound("this link is invalid or has expired") from None
-            _ready(artifact)
-            actor = f"user:{user.username} (preview link)"
-            self._audit_download(conn, artifact, actor, address, part)
-        return artifact
+                raise gone from None
+        _ready(artifact)
+        return artifact, f"user:{user.username} (preview link)"
+
+
+def _unproven(content_type: str) -> str:
+    """A raster type the bytes did not prove is no longer claimed."""
+    return "application/octet-stream" if content_type in INLINE_TYPES else content_type
 
 
 def _ready(artifact: Artifact) -> None:

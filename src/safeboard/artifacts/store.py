@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from safeboard.errors import Conflict
+from safeboard.errors import Conflict, InsufficientStorage
 
-__all__ = ["ArtifactStore", "BlobWriter", "LocalStore", "StoreError"]
+__all__ = ["ArtifactStore", "BlobReader", "BlobWriter", "LocalStore", "StoreError"]
 
 _KEY = re.compile(r"^[0-9a-f]{32}$")
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
@@ -39,6 +39,15 @@ class BlobWriter(Protocol):
     def close(self) -> None: ...
 
 
+class BlobReader(Protocol):
+    """Chunks of a byte range; ``close()`` frees what it holds, whether or not it was read
+    (a response the client dropped before its body may never iterate it)."""
+
+    def __iter__(self) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
 class ArtifactStore(Protocol):
     def size(self, key: str) -> int:
         """Bytes stored under ``key`` so far (0 when nothing is)."""
@@ -47,14 +56,41 @@ class ArtifactStore(Protocol):
         """A writer from ``offset``, which must be the size stored; one writer at a time
         (Conflict otherwise). What was written is durable once the writer is closed."""
 
-    def read(self, key: str, start: int, end: int) -> Iterator[bytes]:
-        """Bytes ``start`` to ``end`` (exclusive), in chunks."""
+    def read(self, key: str, start: int, end: int) -> BlobReader:
+        """Bytes ``start`` to ``end`` (exclusive), in chunks; opened now, so that a missing
+        file fails before a response starts."""
 
     def sha256(self, key: str) -> str:
         """Hex SHA-256 of everything stored under ``key``."""
 
     def delete(self, key: str) -> None:
-        """Remove ``key``; nothing stored is fine."""
+        """Remove ``key``; nothing stored is fine. Conflict while a writer holds it."""
+
+
+class _FileReader:
+    def __init__(self, fd: int, start: int, end: int) -> None:
+        self.fd = fd
+        self.position = start
+        self.end = end
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if self.position >= self.end:
+            self.close()
+            raise StopIteration
+        chunk = os.pread(self.fd, min(READ_CHUNK, self.end - self.position), self.position)
+        if not chunk:
+            self.close()
+            raise StoreError("the stored file is shorter than its artifact")
+        self.position += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class _FileWriter:
@@ -63,9 +99,16 @@ class _FileWriter:
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
-        while view:
-            written = os.write(self.fd, view)
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(self.fd, view)
+                view = view[written:]
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientStorage(
+                    "the server's artifact storage is full; what arrived so far is kept"
+                ) from None
+            raise
 
     def close(self) -> None:
         """Durable, then closed (which releases the lock). Also after an interrupted
@@ -144,30 +187,32 @@ class LocalStore:
             raise
         return _FileWriter(fd)
 
-    def read(self, key: str, start: int, end: int) -> Iterator[bytes]:
-        fd = self._open(key, os.O_RDONLY)  # now, so that a missing file fails before streaming
-        return self._chunks(fd, start, end)
-
-    @staticmethod
-    def _chunks(fd: int, start: int, end: int) -> Iterator[bytes]:
-        try:
-            position = start
-            while position < end:
-                chunk = os.pread(fd, min(READ_CHUNK, end - position), position)
-                if not chunk:
-                    raise StoreError("the stored file is shorter than its artifact")
-                position += len(chunk)
-                yield chunk
-        finally:
-            os.close(fd)
+    def read(self, key: str, start: int, end: int) -> BlobReader:
+        if start >= end:
+            return _FileReader(-1, start, end)  # nothing to read: no file needed (empty ones)
+        return _FileReader(self._open(key, os.O_RDONLY), start, end)
 
     def sha256(self, key: str) -> str:
         digest = hashlib.sha256()
-        size = self.size(key)
-        for chunk in self.read(key, 0, size):
-            digest.update(chunk)
+        reader = self.read(key, 0, self.size(key))
+        try:
+            for chunk in reader:
+                digest.update(chunk)
+        finally:
+            reader.close()
         return digest.hexdigest()
 
     def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self._path(key).unlink()
+        try:
+            fd = self._open(key, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            try:  # the writer's lock: an upload in progress keeps its file
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise Conflict("an upload of this artifact is in progress; try again") from None
+            with contextlib.suppress(FileNotFoundError):
+                self._path(key).unlink()
+        finally:
+            os.close(fd)

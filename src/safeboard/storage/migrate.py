@@ -167,11 +167,12 @@ def open_database(url: str, *, in_child: bool = False) -> Engine:
     ``in_child``: migrate in a forked child process (where fork exists), so that Alembic
     never loads into this one; the server does this, before it starts any thread.
     """
-    if in_child and hasattr(os, "fork"):
+    forked = in_child and hasattr(os, "fork")
+    if forked:
         _migrate_in_child(url)
     engine = create_engine(url)
     try:
-        if not in_child:
+        if not forked:
             _migrated(engine, url)
         ensure_instance(engine)
     except (SQLAlchemyError, OSError) as exc:
