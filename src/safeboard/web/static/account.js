@@ -1,6 +1,9 @@
 // The account page: password change, own sessions (end one), API keys (create, revoke).
 import { call, el, say, when } from "/static/app.js";
 
+const projectNames = new Map([...document.querySelectorAll('select[name="project"] option')]
+  .filter((option) => option.value).map((option) => [Number(option.value), option.textContent]));
+
 async function showKeys() {
   const keys = (await call("GET", "/api/v1/keys")).filter((k) => !k.revoked_at);
   const body = document.querySelector("#keys tbody");
@@ -14,7 +17,7 @@ async function showKeys() {
     });
     return el("tr", { "data-key": key.id },
       el("th", { scope: "row" }, key.name), el("td", {}, el("code", {}, key.id)), el("td", {}, key.scope),
-      el("td", {}, key.project_id === null ? "all" : String(key.project_id)),
+      el("td", {}, key.project_id === null ? "all" : projectNames.get(key.project_id) || `#${key.project_id}`),
       el("td", {}, when(key.created_at)), el("td", {}, key.expires_at ? when(key.expires_at) : "never"),
       el("td", {}, key.last_used_at ? `${when(key.last_used_at)} from ${key.last_used_address}` : "never"),
       el("td", {}, key.kind === "user" ? revoke : key.kind));
