@@ -7,6 +7,7 @@ strict CSP; a violation, an uncaught error or a dialog box fails the test (brows
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -33,6 +34,8 @@ EVIL = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
 TRAIN = textwrap.dedent(
     """
     import sys, time
+    from pathlib import Path
+    import numpy as np
     import safeboard
 
     name, lr, steps, pause = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
@@ -42,6 +45,13 @@ TRAIN = textwrap.dedent(
         run.log({"loss": 1.0 / (step + 1) / lr, "acc": step / steps}, step=step)
         if pause:
             time.sleep(pause)
+    if pause:  # the slow run also saves a report and a picture
+        report = Path(sys.argv[5]) / "report.txt"
+        report.write_text("accuracy 0.97\\n")
+        run.log_artifact(report)
+        gradient = np.tile(np.linspace(0, 1, 64), (48, 1))
+        run.log_image(np.stack([gradient, gradient.T[:48, :1].repeat(64, 1), 1 - gradient], -1),
+                      step=steps - 1, name="samples.png")
     run.finish()
     print(run.id)
     """
@@ -120,7 +130,7 @@ def test_from_startup_link_to_a_live_chart_and_a_comparison(
 
         # Train slowly on the "other machine"; watch the run appear and its chart grow.
         env = remote_env(server, tmp_path, key)
-        slow = train(tmp_path, env, "slow-run", "0.01", "300", "0.02")
+        slow = train(tmp_path, env, "slow-run", "0.01", "300", "0.02", str(tmp_path))
         try:
             page.goto(f"{server.url}/")
             row = page.get_by_role("link", name="vision")
@@ -144,10 +154,28 @@ def test_from_startup_link_to_a_live_chart_and_a_comparison(
         expect(page.locator("#run-status")).to_have_text("finished", timeout=TIMEOUT_MS)
         assert slow_id in page.url
 
+        # Its artifacts: listed once it finished, the picture previewed through a signed
+        # link, the report downloaded as an attachment.
+        artifacts = page.locator("#artifacts tbody tr")
+        expect(artifacts).to_have_count(2, timeout=TIMEOUT_MS)
+        preview = page.get_by_role("img", name="Preview of samples.png")
+        expect(preview).to_have_attribute("src", re.compile(r"^/files/preview/"))
+        page.wait_for_function(
+            "(img) => img.complete && img.naturalWidth === 64", arg=preview.element_handle()
+        )
+        report_row = artifacts.filter(has_text="report.txt")
+        with page.expect_download() as downloading:
+            report_row.get_by_role("link", name="Download").click()
+        downloaded = downloading.value
+        assert downloaded.suggested_filename == "report.txt"
+        assert Path(downloaded.path()).read_text() == "accuracy 0.97\n"
+
         # Hover shows values; dragging zooms (and refetches that range); double-click resets.
+        chart.scroll_into_view_if_needed()
         box = chart.locator(".u-over").bounding_box()
         assert box is not None
         page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+        page.mouse.move(box["x"] + box["width"] * 0.55, box["y"] + box["height"] * 0.5)
         expect(chart.locator(".readout")).to_contain_text("step")
         expect(chart.locator(".readout")).to_contain_text("loss: ")
         page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + 20)
@@ -213,6 +241,19 @@ def test_html_in_run_text_stays_text_in_the_browser(server_factory: Start) -> No
                 json={"batch_id": f"b-{run['id'][:12]}", "metrics": {EVIL[:40]: batch}},
             )
             assert sent.status_code == 200, sent.text
+        content = b"<script>alert(3)</script>"
+        declared = client.post(
+            f"/api/v1/runs/{evil['id']}/artifacts",
+            json={"name": EVIL, "size": len(content), "content_type": "text/html",
+                  "sha256": hashlib.sha256(content).hexdigest()},
+        )  # fmt: skip
+        assert declared.status_code == 201, declared.text
+        stored = client.put(
+            f"/api/v1/artifacts/{declared.json()['id']}/content",
+            content=content,
+            headers={"Upload-Offset": "0", "Content-Type": "application/octet-stream"},
+        )
+        assert stored.status_code == 200, stored.text
     _, link = startup_link(server)
 
     with chromium() as browser:
@@ -226,6 +267,7 @@ def test_html_in_run_text_stays_text_in_the_browser(server_factory: Start) -> No
         expect(page.get_by_test_id("notes")).to_have_text(EVIL)
         expect(page.locator("#charts")).to_have_attribute("data-ready", "true")
         expect(page.locator("figure h3")).to_have_text(EVIL[:40])
+        expect(page.locator("#artifacts tbody th")).to_have_text(EVIL)
         assert page.locator("main img, main script").count() == 0
 
         page.goto(f"{server.url}/projects/xss?col=tags.t&col=params.{EVIL[:4]}")

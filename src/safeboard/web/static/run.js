@@ -47,7 +47,10 @@ function onRun(event) {
   const badge = document.getElementById("run-status");
   badge.textContent = status;
   badge.className = `status status-${status}`;
-  if (status !== "running") say(live, `The run is ${status}.`);
+  if (status !== "running") {
+    say(live, `The run is ${status}.`);
+    showArtifacts();  // what it saved last has arrived by now
+  }
 }
 
 async function startCharts() {
@@ -89,7 +92,7 @@ async function showArtifacts() {
       say(status, "No artifacts: files and images a run saves appear here.");
       return;
     }
-    say(status, "");
+    say(status, `${items.length} artifact${items.length === 1 ? "" : "s"}`);
     const head = el("tr", {}, ["Name", "Kind", "Bytes", "Step", "File", "Preview"].map((h) => el("th", { scope: "col" }, h)));
     box.replaceChildren(el("table", { class: "runs" }, el("thead", {}, head), el("tbody", {}, items.map(artifactRow))));
   } catch (error) {
