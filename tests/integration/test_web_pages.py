@@ -4,6 +4,8 @@ compare and admin pages, and HTML errors instead of 5xx or JSON for a browser.""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -272,3 +274,37 @@ async def test_the_audit_page_filters_and_pages_newest_first(world: World) -> No
     assert bad.status_code == 400
     assert "since: a date and time" in bad.text
     assert (await admin.get("/admin/audit?actor=%25", headers=HTML)).status_code == 200
+
+
+def crafted(value: object) -> str:
+    raw = json.dumps(value).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+async def test_forged_cursors_are_400s_in_every_sort_order(world: World) -> None:
+    seed(world, runs=3)
+    admin, _ = await world.signed_in("admin")
+    forged = [
+        crafted(["text", "abc", "x"]),
+        crafted(["number", 1.5, "x"]),
+        crafted(["time", "2026-01-01T00:00:00", "x"]),  # no zone
+        crafted(["time", "yesterday", "x"]),
+        crafted(["number", "NaN", "x"]),
+        crafted(["number", 1e400, "x"]),
+        crafted(["other", 1, "x"]),
+        crafted([["text"], 1, "x"]),
+        crafted({"a": 1}),
+        crafted(["text", "a"]),
+        "%%%",
+    ]
+    for sort in ("created", "name", "metrics.loss", "params.lr", "params.layers", "tags.x"):
+        for cursor in forged:
+            answer = await admin.get(
+                "/projects/p", params={"sort": sort, "cursor": cursor}, headers=HTML
+            )
+            assert answer.status_code in (200, 400), (sort, cursor, answer.status_code)
+    # A cursor of the right kind works in each order (the "number" one above for loss).
+    good = await admin.get(
+        "/projects/p", params={"sort": "metrics.loss", "cursor": crafted(["number", 0.7, "0"])}
+    )
+    assert good.status_code == 200

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -81,19 +82,20 @@ def flatten(document: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _sort_expression(conn: Connection, project_id: int, sort: str) -> ColumnElement[Any]:
+def _sort_expression(
+    conn: Connection, project_id: int, sort: str
+) -> tuple[ColumnElement[Any], str]:
+    """The expression to sort by, and the kind of its values (time, number or text): a
+    cursor must hold a value of that kind."""
     if sort in PLAIN_SORTS:
-        return PLAIN_SORTS[sort]
+        return PLAIN_SORTS[sort], "time" if sort in ("created", "ended") else "text"
     root, _, rest = sort.partition(".")
     if root == "metrics" and rest:
-        return (
-            sa.select(_s.c.last_value)
-            .where(_s.c.run_id == _r.c.id, _s.c.key == rest)
-            .scalar_subquery()
-        )
+        last = sa.select(_s.c.last_value).where(_s.c.run_id == _r.c.id, _s.c.key == rest)
+        return last.scalar_subquery(), "number"
     if root == "tags" and rest:
         tag = sa.select(_t.c.value).where(_t.c.run_id == _r.c.id, _t.c.key == rest)
-        return tag.scalar_subquery()
+        return tag.scalar_subquery(), "text"
     if root == "params" and rest:
         path = rest.split(".")
         if any(
@@ -110,8 +112,9 @@ def _sort_expression(conn: Connection, project_id: int, sort: str) -> ColumnElem
             .limit(1)
         ).scalar()
         if _is_number(sample):
-            return sa.type_coerce(json_path_expr(_r.c.params, path, dialect, "number"), sa.Float())
-        return json_path_expr(_r.c.params, path, dialect, "string")
+            number = json_path_expr(_r.c.params, path, dialect, "number")
+            return sa.type_coerce(number, sa.Float()), "number"
+        return json_path_expr(_r.c.params, path, dialect, "string"), "text"
     raise BadRequest(
         "sort: created, ended, name, status, params.<path>, tags.<key> or metrics.<key>"
     )
@@ -140,25 +143,45 @@ def _encode_cursor(value: object, run_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _aware_time(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError("a time without zone")
+    return moment
+
+
+def _finite(value: float) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("not finite")
+    return number
+
+
 _READ_CURSOR_VALUE: dict[str, Callable[[Any], Any]] = {
-    "time": datetime.fromisoformat,
-    "number": float,
+    "time": _aware_time,
+    "number": _finite,
     "text": str,
     "null": lambda _: None,
 }
 
 
-def _decode_cursor(cursor: str) -> tuple[str, Any, str]:
+def _decode_cursor(cursor: str, expected: str) -> tuple[str, Any, str]:
+    """(kind, value, run id) of a cursor whose value is of the ``expected`` kind or null."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         kind, value, run_id = json.loads(raw)
-        return kind, _READ_CURSOR_VALUE[kind](value), str(run_id)
+        read = _READ_CURSOR_VALUE[kind] if kind in (expected, "null") else None
+        if read is not None:
+            return kind, read(value), str(run_id)
     except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
         raise BadRequest("cursor: not one this page made") from exc
+    raise BadRequest("cursor: not one this page made (made for another sort order?)")
 
 
-def _after(expr: ColumnElement[Any], cursor: str, descending: bool) -> ColumnElement[bool]:
-    kind, value, run_id = _decode_cursor(cursor)
+def _after(
+    expr: ColumnElement[Any], kind_of_sort: str, cursor: str, descending: bool
+) -> ColumnElement[bool]:
+    kind, value, run_id = _decode_cursor(cursor, kind_of_sort)
 
     def beyond(a: Any, b: Any) -> ColumnElement[bool]:
         return cast(ColumnElement[bool], a < b if descending else a > b)
@@ -180,10 +203,10 @@ def load_page(conn: Connection, project_id: int, query: TableQuery) -> TablePage
     if condition is not None:
         where.append(condition)
     total = conn.execute(sa.select(sa.func.count()).select_from(_r).where(*where)).scalar_one()
-    expr = _sort_expression(conn, project_id, query.sort)
+    expr, kind = _sort_expression(conn, project_id, query.sort)
     select = sa.select(_r, expr.label("sort_value")).where(*where)
     if query.cursor:
-        select = select.where(_after(expr, query.cursor, query.descending))
+        select = select.where(_after(expr, kind, query.cursor, query.descending))
     direction = sa.desc if query.descending else sa.asc
     select = select.order_by(
         sa.case((expr.is_(None), 1), else_=0), direction(expr), direction(_r.c.id)
