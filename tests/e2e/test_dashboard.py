@@ -288,3 +288,89 @@ def test_html_in_run_text_stays_text_in_the_browser(server_factory: Start) -> No
         assert page.locator("main img, main script").count() == 0
         assert page.evaluate("typeof window.__injected") == "undefined"
         watch.assert_clean()  # no alert() ran, no CSP violation was even attempted
+
+
+def test_admin_invites_grants_audits_and_signs_a_user_out(server_factory: Start) -> None:
+    server = server_factory()
+    key = discovery_key(server)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        made = client.post(
+            "/api/v1/projects",
+            json={"name": "shared"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert made.status_code == 201, made.text
+    _, link = startup_link(server)
+
+    with chromium() as browser:
+        admin, admin_watch = browser.new_page()
+        admin.goto(link)
+        admin.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
+        admin.get_by_role("link", name="Users").click()
+        admin.get_by_label("User name").fill("alice")
+        admin.get_by_label("Display name").fill("Alice <b>A.</b>")
+        admin.get_by_role("button", name="Add and make an invitation link").click()
+        invite = admin.get_by_test_id("invite-link")
+        expect(invite).to_contain_text("/invite#token=", timeout=TIMEOUT_MS)
+        invite_link = invite.inner_text()
+
+        # Alice follows the link in her own browser and sets a password.
+        alice, alice_watch = browser.new_page()
+        alice.goto(invite_link)
+        alice.get_by_label("New password").fill("a-long-and-unusual-passphrase-42")
+        alice.get_by_label("Repeat it").fill("a-long-and-unusual-passphrase-42")
+        alice.get_by_role("button", name="Set password and sign in").click()
+        alice.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
+        expect(alice.get_by_test_id("who")).to_have_text("Signed in as alice (member)")
+        expect(alice.locator("#no-projects")).to_be_visible(timeout=TIMEOUT_MS)
+        expect(alice.get_by_role("link", name="Users")).to_be_hidden()
+        alice.goto(f"{server.url}/admin/users")
+        expect(alice.get_by_role("heading", name="Not allowed")).to_be_visible()
+
+        # The admin grants her viewer on "shared"; she sees it.
+        admin.get_by_role("link", name="Grants").click()
+        section = admin.locator('section[data-project="shared"]')
+        section.get_by_label("User").select_option("alice")
+        section.get_by_label("Role").select_option("viewer")
+        section.get_by_role("button", name="Grant").click()
+        expect(section.locator("tbody tr", has_text="alice")).to_contain_text("viewer")
+        alice.goto(f"{server.url}/")
+        expect(alice.get_by_role("link", name="shared")).to_be_visible(timeout=TIMEOUT_MS)
+        alice.get_by_role("link", name="shared").click()
+        expect(alice.get_by_test_id("empty-project")).to_contain_text("safeboard.init(")
+
+        # The audit log tells the story, filtered.
+        admin.get_by_role("link", name="Audit log").click()
+        admin.get_by_label("Action").select_option("grant.changed")
+        admin.get_by_role("button", name="Filter").click()
+        rows = admin.locator("#audit tbody tr")
+        expect(rows).to_have_count(2)  # the owner grant at creation, then alice's
+        expect(rows.first).to_contain_text('"to": "viewer"')
+        admin.get_by_label("Action").select_option("")
+        admin.get_by_label("Actor contains").fill("alice")
+        admin.get_by_role("button", name="Filter").click()
+        expect(rows.filter(has_text="invite.used")).to_have_count(1)
+
+        # Alice signs out her own other session; then the admin signs her out everywhere.
+        second, _ = browser.new_page()
+        second.goto(f"{server.url}/login")
+        second.get_by_label("User name").fill("alice")
+        second.get_by_label("Password").fill("a-long-and-unusual-passphrase-42")
+        second.get_by_role("button", name="Sign in").click()
+        second.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
+        alice.goto(f"{server.url}/account")
+        sessions = alice.locator("#sessions tbody tr")
+        expect(sessions).to_have_count(2)
+        sessions.get_by_role("button", name="Sign out").click()
+        expect(sessions).to_have_count(1)
+        second.goto(f"{server.url}/account")
+        second.wait_for_url(ON_LOGIN_PAGE, timeout=TIMEOUT_MS)
+
+        admin.get_by_role("link", name="Sessions").click()
+        admin_watch.accept_dialogs = True  # "Sign alice out everywhere?"
+        admin.get_by_role("button", name="End all of alice's sessions").click()
+        expect(admin.locator("#all-sessions tbody tr", has_text="alice")).to_have_count(0)
+        alice.goto(f"{server.url}/projects/shared")
+        alice.wait_for_url(ON_LOGIN_PAGE, timeout=TIMEOUT_MS)
+        admin_watch.assert_clean()
+        alice_watch.assert_clean()
