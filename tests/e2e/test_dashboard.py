@@ -170,6 +170,21 @@ def test_from_startup_link_to_a_live_chart_and_a_comparison(
         assert downloaded.suggested_filename == "report.txt"
         assert Path(downloaded.path()).read_text() == "accuracy 0.97\n"
 
+        # Notes and tags, edited by the project's owner (text stays text).
+        page.get_by_text("Edit notes").click()
+        page.get_by_label("Notes", exact=True).fill("<b>tried</b> a smaller lr")
+        page.get_by_role("button", name="Save notes").click()
+        expect(page.get_by_test_id("notes")).to_have_text("<b>tried</b> a smaller lr")
+        page.get_by_label("Tag", exact=True).fill("best")
+        page.get_by_label("Value", exact=True).fill("yes")
+        page.get_by_role("button", name="Add tag").click()
+        expect(page.get_by_test_id("tags")).to_contain_text("best")
+        page.get_by_role("button", name="Remove tag best").click()
+        expect(page.get_by_test_id("tags")).to_have_count(0)
+        page.reload()
+        expect(page.get_by_test_id("notes")).to_have_text("<b>tried</b> a smaller lr")
+        expect(page.locator("#charts")).to_have_attribute("data-ready", "true")
+
         # Hover shows values; dragging zooms (and refetches that range); double-click resets.
         chart.scroll_into_view_if_needed()
         box = chart.locator(".u-over").bounding_box()

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from safeboard.auth.permissions import Role
+from safeboard.auth.permissions import Permission, ProjectRole, Role
 from safeboard.auth.principal import Principal
 from safeboard.metrics.codec import from_wire
 from safeboard.settings import Settings
@@ -308,3 +308,24 @@ async def test_forged_cursors_are_400s_in_every_sort_order(world: World) -> None
         "/projects/p", params={"sort": "metrics.loss", "cursor": crafted(["number", 0.7, "0"])}
     )
     assert good.status_code == 200
+
+
+async def test_only_editors_get_the_notes_and_tags_forms(world: World) -> None:
+    ids = seed(world, runs=1)
+    world.user("bob")
+    admin = principal(world, "admin")
+    project = world.app.state.projects
+    with world.app.state.engine.connect() as conn:
+        from safeboard.projects.access import project_by_name
+
+        project_id = project_by_name(conn, admin, "p", Permission.PROJECTS_READ).id
+    project.set_grant(admin, project_id, "alice", ProjectRole.VIEWER)
+    project.set_grant(admin, project_id, "bob", ProjectRole.EDITOR)
+    alice, _ = await world.signed_in("alice")
+    bob, _ = await world.signed_in("bob")
+    seen = (await alice.get(f"/runs/{ids[0]}", headers=HTML)).text
+    assert 'id="notes-form"' not in seen
+    assert 'id="tag-form"' not in seen
+    edited = (await bob.get(f"/runs/{ids[0]}", headers=HTML)).text
+    assert 'id="notes-form"' in edited
+    assert 'id="tag-form"' in edited

@@ -225,6 +225,24 @@ def _picker(view: ProjectView) -> Markup:
             group("Metrics (last value)", "metrics", view.metric_keys),
             group("Params", "params", view.param_keys),
             group("Tags", "tags", view.tag_keys),
+            el(
+                "label",
+                "Another column",
+                el(
+                    "input",
+                    name="col",
+                    maxlength="300",
+                    placeholder="params.optimizer.name",
+                    pattern="(params|tags|metrics)\\..+",
+                    aria_describedby="other-help",
+                ),
+                el(
+                    "span",
+                    "params.<path>, tags.<key> or metrics.<key>",
+                    id="other-help",
+                    class_="hint",
+                ),
+            ),
             el("input", type="hidden", name="col", value=""),  # "none chosen" is a choice
             el("button", "Show these columns", type="submit"),
             method="get",

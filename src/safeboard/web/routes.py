@@ -28,9 +28,9 @@ from safeboard.auth.dependencies import (
 from safeboard.auth.permissions import CredentialKind, Permission
 from safeboard.auth.principal import Principal
 from safeboard.clock import utcnow
-from safeboard.errors import BadRequest
+from safeboard.errors import BadRequest, Forbidden, NotFound
 from safeboard.projects import repository as projects_repository
-from safeboard.projects.access import project_by_name
+from safeboard.projects.access import project_by_id, project_by_name
 from safeboard.web.account_page import render_account
 from safeboard.web.admin_pages import (
     AuditFilter,
@@ -133,7 +133,13 @@ def run_page(
 ) -> HTMLResponse:
     run, project = request.app.state.runs.get(principal, run_id, Permission.PROJECTS_READ)
     summaries = request.app.state.metrics.summaries(principal, run_id)
-    view = RunView(run, project, summaries, utcnow(), CHART_LIBRARY.is_file())
+    with request.app.state.engine.connect() as conn:
+        try:  # the check that PATCH /api/v1/runs/{id} will make
+            project_by_id(conn, principal, project.id, Permission.PROJECTS_WRITE)
+            can_edit = True
+        except (Forbidden, NotFound):
+            can_edit = False
+    view = RunView(run, project, summaries, utcnow(), CHART_LIBRARY.is_file(), can_edit)
     return HTMLResponse(render_run(view, viewer_of(request, principal)))
 
 

@@ -30,6 +30,7 @@ class RunView:
     summaries: list[Summary]
     now: datetime
     charts_available: bool
+    can_edit: bool = False  # editors and owners of the project (and admins)
 
 
 def library_missing() -> Markup:
@@ -59,6 +60,68 @@ def _key_values(title: str, values: dict[str, Any], testid: str, empty: str) -> 
         "section",
         el("h2", title),
         el("table", el("tbody", rows), data_testid=testid),
+        class_="panel",
+    )
+
+
+def _notes_form(notes: str) -> Markup:
+    return el(
+        "details",
+        el("summary", "Edit notes"),
+        el(
+            "form",
+            el("label", "Notes", el("textarea", notes, name="notes", rows="6", maxlength="20000")),
+            el("button", "Save notes", type="submit"),
+            id="notes-form",
+            class_="stack",
+        ),
+    )
+
+
+def _tags(tags: dict[str, str], can_edit: bool) -> Markup:
+    rows = [
+        el(
+            "tr",
+            el("th", key, scope="row"),
+            el("td", value),
+            el(
+                "td",
+                el(
+                    "button",
+                    "Remove",
+                    type="button",
+                    class_="danger",
+                    data_tag=key,
+                    aria_label=f"Remove tag {key}",
+                ),
+            )
+            if can_edit
+            else None,
+        )
+        for key, value in tags.items()
+    ]
+    add = el(
+        "form",
+        el(
+            "label",
+            "Tag",
+            el(
+                "input", name="key", required=True, maxlength="100", pattern="[A-Za-z0-9_.:\\/\\-]+"
+            ),
+        ),
+        el("label", "Value", el("input", name="value", maxlength="500")),
+        el("button", "Add tag", type="submit"),
+        id="tag-form",
+        class_="toolbar",
+    )
+    return el(
+        "section",
+        el("h2", "Tags"),
+        el("table", el("tbody", rows), data_testid="tags")
+        if rows
+        else el("p", "No tags.", class_="hint"),
+        add if can_edit else None,
+        el("p", "", id="edit-status", role="status", aria_live="polite") if can_edit else None,
         class_="panel",
     )
 
@@ -189,11 +252,13 @@ def render_run(view: RunView, viewer: Viewer) -> str:
     notes = el(
         "section",
         el("h2", "Notes"),
-        el("div", run.notes, class_="notes", data_testid="notes")
-        if run.notes
+        el("div", run.notes, class_="notes", data_testid="notes", id="notes-text")
+        if run.notes or view.can_edit
         else el("p", "No notes. Set them with run.set_notes(...).", class_="hint"),
+        _notes_form(run.notes) if view.can_edit else None,
         class_="panel",
     )
+    tags = _tags(dict(run.tags), view.can_edit)
     content = join(
         el(
             "nav",
@@ -210,7 +275,7 @@ def render_run(view: RunView, viewer: Viewer) -> str:
         el(
             "div",
             _key_values("Params", flatten(run.params), "params", "No params."),
-            _key_values("Tags", dict(run.tags), "tags", "No tags."),
+            tags,
             notes,
             _key_values("System", flatten(run.system), "system", "No system information."),
             class_="panels",

@@ -101,6 +101,29 @@ async function showArtifacts() {
   }
 }
 
+// Editors: notes and tags (PATCH /api/v1/runs/{id}, with the session's CSRF token).
+const editStatus = () => document.getElementById("edit-status");
+document.getElementById("notes-form")?.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const notes = new FormData(event.target).get("notes");
+  call("PATCH", `/api/v1/runs/${runId}`, { notes }).then((run) => {
+    document.getElementById("notes-text").textContent = run.notes;
+    event.target.closest("details").open = false;
+  }).catch((error) => say(editStatus(), error.message, true));
+});
+document.getElementById("tag-form")?.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  call("PATCH", `/api/v1/runs/${runId}`, { tags: { [form.get("key")]: form.get("value") || "" } })
+    .then(() => location.reload()).catch((error) => say(editStatus(), error.message, true));
+});
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-tag]");
+  if (!button) return;
+  call("PATCH", `/api/v1/runs/${runId}`, { tags: { [button.dataset.tag]: null } })
+    .then(() => location.reload()).catch((error) => say(editStatus(), error.message, true));
+});
+
 const events = new EventSource(`/api/v1/runs/${runId}/events`);
 events.addEventListener("metrics", onMetrics);
 events.addEventListener("run", onRun);
