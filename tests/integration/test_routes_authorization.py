@@ -28,6 +28,7 @@ PUBLIC_PATHS = {
     "/api/v1/auth/login",
     "/api/v1/auth/startup",
     "/api/v1/auth/invite",
+    "/files/preview/{token}",  # the signed link is the credential (S12)
 }
 PUBLIC_MOUNTS = {"/static"}
 
