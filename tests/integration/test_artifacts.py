@@ -537,3 +537,26 @@ async def test_preview_links_die_with_their_key_and_audit_their_ranges(world: Wo
     ]  # fmt: skip
     assert [e["detail"].get("range") for e in entries] == ["0-3"]  # the 304 is no download
     assert entries[0]["actor"] == "user:olga (preview link)"
+
+
+@pytest.mark.parametrize("forget", [False, True])
+async def test_uploads_in_several_requests_are_checked_whole(world: World, forget: bool) -> None:
+    """The running checksum is carried from request to request; when it is not (another
+    replica, a restart: ``forget``), the stored file is read again. Either way a wrong byte
+    in any part is caught."""
+    olga, run_id = await _run(world)
+    data = os.urandom(300_000)
+    for tamper in (False, True):
+        artifact_id = (await declare(olga, run_id, data, name=f"{tamper}")).json()["id"]
+        for start in range(0, len(data), 100_000):
+            part = bytearray(data[start : start + 100_000])
+            if tamper and start == 100_000:
+                part[7] ^= 1
+            if forget:
+                service(world)._digests.clear()
+            answer = await put(olga, artifact_id, bytes(part), offset=start)
+        assert answer.status_code == (422 if tamper else 200), answer.text
+        if not tamper:
+            assert answer.json()["state"] == "ready"
+            got = await olga.get(f"/api/v1/artifacts/{artifact_id}/content")
+            assert got.content == data

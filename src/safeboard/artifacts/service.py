@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -44,6 +46,7 @@ log = logging.getLogger("safeboard.artifacts")
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _SNIFF_BYTES = 16
+_KEPT_DIGESTS = 1024  # uploads in progress whose running SHA-256 is kept (~0.4 KB each)
 
 
 @dataclass
@@ -87,6 +90,11 @@ class ArtifactService:
         self.settings = settings
         self._key = signing_key
         self.clock = clock
+        # The running SHA-256 of uploads sent in several requests, by artifact: the next
+        # request at the same offset continues it instead of the end reading the whole
+        # file again. A cache only: another replica or a restart reads the file instead.
+        self._digests: OrderedDict[str, tuple[int, hashlib._Hash]] = OrderedDict()
+        self._digests_lock = threading.Lock()
 
     # --- finding -------------------------------------------------------------------------
 
@@ -193,7 +201,7 @@ class ArtifactService:
             blob.close()
             self.store.delete(artifact.id)
             raise NotFound("no such artifact")
-        digest = hashlib.sha256() if offset == 0 else None
+        digest = hashlib.sha256() if offset == 0 else self._running_digest(artifact.id, offset)
         return Upload(artifact, offset, blob, digest=digest)
 
     def end_upload(self, upload: Upload, *, complete: bool) -> Artifact:
@@ -204,6 +212,8 @@ class ArtifactService:
         received = upload.offset + upload.written
         if not complete or received < artifact.size:
             upload.writer.close()
+            if upload.digest is not None:
+                self._keep_digest(artifact.id, received, upload.digest)
             with self.tx.begin() as conn:
                 artifacts.set_received(conn, artifact.id, received)
             return _replace(artifact, received=received)
@@ -226,6 +236,17 @@ class ArtifactService:
             done = artifacts.get(conn, artifact.id)
         assert done is not None  # noqa: S101  (same transaction)
         return done
+
+    def _running_digest(self, artifact_id: str, offset: int) -> hashlib._Hash | None:
+        with self._digests_lock:
+            kept = self._digests.pop(artifact_id, None)
+        return kept[1] if kept is not None and kept[0] == offset else None
+
+    def _keep_digest(self, artifact_id: str, offset: int, digest: hashlib._Hash) -> None:
+        with self._digests_lock:
+            self._digests[artifact_id] = (offset, digest)
+            while len(self._digests) > _KEPT_DIGESTS:
+                self._digests.popitem(last=False)
 
     def _served_type(self, artifact: Artifact) -> str:
         """An image type only when the bytes prove it; anything else keeps its declared
