@@ -158,7 +158,7 @@ def test_offline_run_with_artifacts_then_sync(server_factory: Start, tmp_path: P
         capture_output=True, text=True, timeout=180, check=False, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert synced.returncode == 0, synced.stderr
-    assert "200 points sent, done" in synced.stdout
+    assert "200 points and 4 artifacts sent, done" in synced.stdout
     assert not spool.exists()
     check_delivered(server, run_id, weights, image, tmp_path)
 

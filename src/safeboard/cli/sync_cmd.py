@@ -26,9 +26,14 @@ def sync(url: str | None, spool_dir: Path | None) -> None:
     def report(result: SyncResult) -> None:
         nonlocal failed
         state = "done" if result.done else ("still running" if not result.error else "failed")
-        line = f"{result.name} ({result.run_id}): {result.points} points sent, {state}"
+        sent = f"{result.points} points"
+        if result.artifacts or result.dropped_artifacts:
+            sent += f" and {result.artifacts} artifact{'s' * (result.artifacts != 1)}"
+        line = f"{result.name} ({result.run_id}): {sent} sent, {state}"
         if result.dropped:
-            line += f", {result.dropped} refused by the server"
+            line += f", {result.dropped} points refused by the server"
+        if result.dropped_artifacts:
+            line += f", {result.dropped_artifacts} artifacts refused by the server"
         if result.error:
             failed += 1
             line += f": {result.error}"
