@@ -9,6 +9,7 @@ import json
 import re
 import secrets
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta, timezone
 from html import unescape
 from pathlib import Path
 
@@ -270,6 +271,11 @@ async def test_the_audit_page_filters_and_pages_newest_first(world: World) -> No
     assert re.findall(r'<tr><td class="num">(\d+)</td>', before)[0] == str(ids[2])
     since = (await admin.get("/admin/audit?since=2999-01-01T00:00", headers=HTML)).text
     assert "No entry matches." in since
+    # A zone, when given, counts: an hour ago, written in UTC+05:00, reads "4 hours ahead".
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    zoned = hour_ago.astimezone(timezone(timedelta(hours=5))).isoformat(timespec="minutes")
+    recent = await admin.get("/admin/audit", params={"since": zoned}, headers=HTML)
+    assert len(re.findall(r'<tr><td class="num">', recent.text)) == len(ids)
     bad = await admin.get("/admin/audit?since=yesterday", headers=HTML)
     assert bad.status_code == 400
     assert "since: a date and time" in bad.text
