@@ -138,6 +138,8 @@ def test_from_startup_link_to_a_live_chart_and_a_comparison(
             row.click()
             run_link = page.get_by_role("link", name="slow-run")
             expect(run_link).to_be_visible(timeout=TIMEOUT_MS)
+            # The table hears the run logging (the project's event stream).
+            expect(page.locator("#live")).to_contain_text("1 run changed since this page loaded")
             run_link.click()
             expect(page.get_by_test_id("run-name")).to_have_text("slow-run")
             expect(page.locator("#charts")).to_have_attribute("data-ready", "true")
