@@ -389,5 +389,19 @@ def test_admin_invites_grants_audits_and_signs_a_user_out(server_factory: Start)
         expect(admin.locator("#all-sessions tbody tr", has_text="alice")).to_have_count(0)
         alice.goto(f"{server.url}/projects/shared")
         alice.wait_for_url(ON_LOGIN_PAGE, timeout=TIMEOUT_MS)
+
+        # Roles and disabling, from the users page.
+        admin.get_by_role("link", name="Users").click()
+        admin.get_by_label("Role of alice").select_option("admin")
+        expect(admin.locator("#status")).to_have_text("alice is now admin.")
+        admin.locator('tr[data-user="alice"]').get_by_role("button", name="Disable").click()
+        row = admin.locator('tr[data-user="alice"]')
+        expect(row).to_contain_text("disabled", timeout=TIMEOUT_MS)
+        expect(admin.get_by_label("Role of alice")).to_have_value("admin")
+        alice.get_by_label("User name").fill("alice")
+        alice.get_by_label("Password").fill("a-long-and-unusual-passphrase-42")
+        with alice.expect_response("**/api/v1/auth/login") as refused:
+            alice.get_by_role("button", name="Sign in").click()
+        assert refused.value.status == 401
         admin_watch.assert_clean()
         alice_watch.assert_clean()
