@@ -54,7 +54,11 @@ def seed(world: World, project: str = "p", runs: int = RUNS) -> list[str]:
     ids = []
     for i in range(runs):
         params = {"layers": [64, 32]} if i % 7 == 0 else {"lr": i / 1000, "layers": [64, 32]}
-        run = world.app.state.runs.create(admin, project, name=f"run-{i:03d}", params=params)
+        params["opt"] = {"name": ["sgd", "adam", "adamw"][i % 3]}
+        tags = {"group": f"g{i % 4}"} if i % 5 else {}
+        run = world.app.state.runs.create(
+            admin, project, name=f"run-{i:03d}", params=params, tags=tags
+        )
         loss = 1 / (i + 1)
         world.app.state.metrics.ingest(
             admin,
@@ -150,6 +154,21 @@ async def test_the_runs_table_pages_through_every_run_once_in_any_sort_order(wor
     assert by_loss == [f"run-{i:03d}" for i in range(RUNS)]
     by_name = await walk(admin, "/projects/p?sort=name&order=asc")
     assert by_name == sorted(by_name)
+
+    # Text values (a nested param, a tag): every run once, in order, runs without last.
+    def key(name: str, what: str) -> str:
+        i = int(name.split("-")[1])
+        return ["sgd", "adam", "adamw"][i % 3] if what == "opt" else f"g{i % 4}" if i % 5 else ""
+
+    by_opt = await walk(admin, "/projects/p?sort=params.opt.name")
+    assert sorted(by_opt) == sorted(newest)
+    assert [key(n, "opt") for n in by_opt] == sorted((key(n, "opt") for n in by_opt), reverse=True)
+    by_group = await walk(admin, "/projects/p?sort=tags.group&order=asc")
+    assert sorted(by_group) == sorted(newest)
+    groups = [key(n, "group") for n in by_group]
+    tagged = [g for g in groups if g]
+    assert groups == tagged + [""] * (len(groups) - len(tagged))
+    assert tagged == sorted(tagged)
 
     filtered = await admin.get("/projects/p?filter=params.lr+>=+0.1", headers=HTML)
     expected = [f"run-{i:03d}" for i in reversed(range(100, RUNS)) if i % 7]
