@@ -187,6 +187,14 @@ async def test_columns_are_picked_in_the_url_and_bad_input_is_a_400_page(world: 
     assert 'title="Sort by metrics.loss"' not in chosen
     assert "<td>[64, 32]</td>" in chosen
 
+    quick = re.search(r"Show: (.*?)</p>", default)
+    assert quick is not None
+    links = re.findall(r'href="([^"]+)"', quick.group(1))
+    assert len(links) == 4
+    for link in links:  # every quick filter is one the language takes
+        answer = await admin.get(unescape(link), headers=HTML)
+        assert answer.status_code == 200, link
+        assert 'id="filter-error"' not in answer.text
     for query, message in [
         ("filter=params.lr+>", "expected a value after"),
         ("sort=password", "sort: created, ended, name"),

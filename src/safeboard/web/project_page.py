@@ -7,7 +7,7 @@ bookmarked); a small module adds live "new runs" notices and row selection for c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from safeboard.projects.repository import Project
@@ -25,6 +25,11 @@ BASE_COLUMNS = (
     ("ended", "Duration"),
 )
 DEFAULT_METRICS, DEFAULT_PARAMS = 4, 3
+QUICK_FILTERS = (
+    ("running", "status = running"),
+    ("finished", "status = finished"),
+    ("failed or killed", "status in (failed, killed)"),
+)
 
 
 @dataclass(frozen=True)
@@ -180,6 +185,26 @@ def _filter_form(view: ProjectView) -> Markup:
         _hidden(view, keep_columns=True, keep_filter=False),
         el("button", "Apply", type="submit"),
         el("a", "Clear", href=_link(view, filter=None)) if view.query.filter_text else None,
+        el(
+            "p",
+            "Show: ",
+            join(
+                [el("a", label, href=_link(view, filter=text, cursor=None)), " · "]
+                for label, text in QUICK_FILTERS
+            ),
+            el(
+                "a",
+                "started in the last 24 hours",
+                href=_link(
+                    view,
+                    cursor=None,
+                    filter=(
+                        f'created > "{(view.now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")}"'
+                    ),
+                ),
+            ),
+            class_="hint",
+        ),
         el(
             "p",
             "Fields: name, status, created, ended, params.<key>, tags.<key>, metrics.<key>; "
