@@ -130,7 +130,7 @@ def test_from_startup_link_to_a_live_chart_and_a_comparison(
 
         # Train slowly on the "other machine"; watch the run appear and its chart grow.
         env = remote_env(server, tmp_path, key)
-        slow = train(tmp_path, env, "slow-run", "0.01", "300", "0.02", str(tmp_path))
+        slow = train(tmp_path, env, "slow-run", "0.01", "600", "0.02", str(tmp_path))
         try:
             page.goto(f"{server.url}/")
             row = page.get_by_role("link", name="vision")
