@@ -29,6 +29,7 @@ from tests.e2e.test_sdk import discovery_key
 pytestmark = pytest.mark.e2e
 
 Start = Callable[..., ServerProcess]
+NEW_PASSWORD = "quartz-Meadow-lantern-93-slowly"
 EVIL = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
 
 TRAIN = textwrap.dedent(
@@ -383,6 +384,21 @@ def test_admin_invites_grants_audits_and_signs_a_user_out(server_factory: Start)
         second.goto(f"{server.url}/account")
         second.wait_for_url(ON_LOGIN_PAGE, timeout=TIMEOUT_MS)
 
+        # She changes her password on the account page; a wrong current one is refused.
+        alice.get_by_label("Current password").fill("not-my-password-at-all")
+        alice.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
+        alice.get_by_label("Repeat the new password").fill(NEW_PASSWORD)
+        alice.get_by_role("button", name="Change password").click()
+        expect(alice.locator("#password-status")).to_have_text("current password is wrong")
+        alice.get_by_label("Current password").fill("a-long-and-unusual-passphrase-42")
+        alice.get_by_role("button", name="Change password").click()
+        expect(alice.locator("#password-status")).to_contain_text("Password changed")
+        second.get_by_label("User name").fill("alice")
+        second.get_by_label("Password").fill(NEW_PASSWORD)
+        second.get_by_role("button", name="Sign in").click()
+        second.wait_for_url(f"{server.url}/account", timeout=TIMEOUT_MS)  # back where it was
+        expect(second.locator("#sessions tbody tr")).to_have_count(2)
+
         admin.get_by_role("link", name="Sessions").click()
         admin_watch.accept_dialogs = True  # "Sign alice out everywhere?"
         admin.get_by_role("button", name="End all of alice's sessions").click()
@@ -399,7 +415,7 @@ def test_admin_invites_grants_audits_and_signs_a_user_out(server_factory: Start)
         expect(row).to_contain_text("disabled", timeout=TIMEOUT_MS)
         expect(admin.get_by_label("Role of alice")).to_have_value("admin")
         alice.get_by_label("User name").fill("alice")
-        alice.get_by_label("Password").fill("a-long-and-unusual-passphrase-42")
+        alice.get_by_label("Password").fill(NEW_PASSWORD)
         with alice.expect_response("**/api/v1/auth/login") as refused:
             alice.get_by_role("button", name="Sign in").click()
         assert refused.value.status == 401
