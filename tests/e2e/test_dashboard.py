@@ -233,6 +233,16 @@ def test_from_startup_link_to_a_live_chart_and_a_comparison(
         # Nothing on any page overflows a laptop screen sideways.
         assert page.evaluate("document.documentElement.scrollWidth") <= 1366
 
+        # Revoking the key on the account page stops it at once.
+        page.goto(f"{server.url}/account")
+        watch.accept_dialogs = True  # "Revoke the key ...? Scripts using it stop at once."
+        page.get_by_role("button", name="Revoke key training box").click()
+        expect(page.locator("#keys tbody tr", has_text="training box")).to_have_count(0)
+        watch.accept_dialogs = False
+        with server.client() as client:
+            gone = client.get("/api/v1/projects", headers={"Authorization": f"Bearer {key}"})
+        assert gone.status_code == 401
+
         page.get_by_role("button", name="Sign out").click()
         page.wait_for_url(ON_LOGIN_PAGE, timeout=TIMEOUT_MS)
         page.goto(f"{server.url}/projects/vision")
