@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from platformdirs import user_state_dir
+
+from safeboard.client.config import write_private
 
 __all__ = ["RunSpool", "spool_root", "spooled_runs"]
 
@@ -31,17 +32,7 @@ def spool_root() -> Path:
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, separators=(",", ":"), allow_nan=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_private(path, json.dumps(data, separators=(",", ":"), allow_nan=False).encode())
 
 
 class RunSpool:
@@ -119,17 +110,7 @@ class RunSpool:
 
     def write_file(self, path: Path, data: bytes) -> None:
         """Write a spooled file atomically, 0600."""
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".tmp-", suffix=path.suffix)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            Path(tmp).replace(path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_private(path, data)
 
     def drop_artifact(self, path: Path, record: dict[str, Any]) -> None:
         """Forget a spooled artifact (uploaded, or refused for good), and its image."""
