@@ -125,7 +125,8 @@ def create_app(
     )
     # 3. Error handlers: one JSON shape for every failure.
     install_error_handlers(app)
-    # 4. Routes; each declares its permission or PUBLIC (tests/integration/test_routes_authorization.py).
+    # 4. Routes; each declares its permission or PUBLIC
+    #    (tests/integration/test_routes_authorization.py).
     app.include_router(health.router)
     app.include_router(auth_routes.router)
     app.include_router(user_routes.router)
