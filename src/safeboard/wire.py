@@ -17,6 +17,7 @@ into Python floats dominated the server's ingest time and memory (docs/benchmark
 from __future__ import annotations
 
 import json
+import re
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MEDIA_TYPE", "Packed", "WireError", "columns", "pack", "split"]
+__all__ = [
+    "MEDIA_TYPE",
+    "Packed",
+    "WireError",
+    "columns",
+    "metric_key_problem",
+    "pack",
+    "split",
+]
 
 MEDIA_TYPE = "application/vnd.safeboard.columns"
 MAGIC = b"SBC1"
@@ -33,6 +42,22 @@ _STEP = np.dtype("<i8")
 _FLOAT = np.dtype("<f8")
 _POINT_BYTES = _STEP.itemsize + 2 * _FLOAT.itemsize
 _SPECIAL = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+
+MAX_KEY_LENGTH = 250
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def metric_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot name a metric, or None. Keys are URL paths in the history API
+    (``/metrics/train/loss``), so a "." or ".." part, which a browser resolves, is refused."""
+    if not 1 <= len(key) <= MAX_KEY_LENGTH:
+        return f"a metric key has 1 to {MAX_KEY_LENGTH} characters"
+    if _CONTROL.search(key):
+        return "a metric key holds no control characters"
+    if any(part in (".", "..") for part in key.split("/")):
+        return 'a metric key has no "." or ".." between slashes'
+    return None
 
 
 class WireError(ValueError):

@@ -140,6 +140,9 @@ def _bad(batch_id: str = "batch-0001", key: str = "a", **column: object) -> dict
         _bad(times=["NaN"]),
         _bad(values=[True]),
         _bad(key="a\n"),
+        _bad(key="../../../auth/sessions"),  # a browser would resolve it in the history URL
+        _bad(key="train/./loss"),
+        _bad(key=".."),
         {"batch_id": "batch-0001", "metrics": {}, "extra": 1},
     ],
 )

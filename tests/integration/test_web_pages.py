@@ -306,6 +306,9 @@ async def test_the_audit_page_filters_and_pages_newest_first(world: World) -> No
     bad = await admin.get("/admin/audit?since=yesterday", headers=HTML)
     assert bad.status_code == 400
     assert "since: a date and time" in bad.text
+    for edge in ("0001-01-01T00:00+01:00", "9999-12-31T23:59-05:00"):  # were 500s
+        past_the_calendar = await admin.get("/admin/audit", params={"since": edge}, headers=HTML)
+        assert past_the_calendar.status_code == 400
     assert (await admin.get("/admin/audit?actor=%25", headers=HTML)).status_code == 200
 
 
@@ -329,6 +332,13 @@ async def test_forged_cursors_are_400s_in_every_sort_order(world: World) -> None
         crafted({"a": 1}),
         crafted(["text", "a"]),
         "%%%",
+        # Found by review: each of these was a 500.
+        base64.urlsafe_b64encode(b'["number", 1' + b"0" * 400 + b', "x"]').decode(),
+        crafted(["time", "0001-01-01T00:00+01:00", "0" * 32]),
+        crafted(["time", "9999-12-31T23:59:59-05:00", "0" * 32]),
+        base64.urlsafe_b64encode(b'["text", "\\ud800", "' + b"0" * 32 + b'"]').decode(),
+        base64.urlsafe_b64encode(b'["null", null, "\\ud800"]').decode(),
+        crafted(["null", None, "not-a-run-id"]),
     ]
     for sort in ("created", "name", "metrics.loss", "params.lr", "params.layers", "tags.x"):
         for cursor in forged:
@@ -338,7 +348,7 @@ async def test_forged_cursors_are_400s_in_every_sort_order(world: World) -> None
             assert answer.status_code in (200, 400), (sort, cursor, answer.status_code)
     # A cursor of the right kind works in each order (the "number" one above for loss).
     good = await admin.get(
-        "/projects/p", params={"sort": "metrics.loss", "cursor": crafted(["number", 0.7, "0"])}
+        "/projects/p", params={"sort": "metrics.loss", "cursor": crafted(["number", 0.7, "0" * 32])}
     )
     assert good.status_code == 200
 

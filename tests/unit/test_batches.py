@@ -179,3 +179,11 @@ def test_columns_must_fill_the_body_exactly() -> None:
         wire.columns(data, [2])
     with pytest.raises(wire.WireError, match="needs 0"):
         wire.columns(data, [0])
+
+
+def test_keys_the_server_refuses_are_dropped_alone() -> None:
+    """One bad key (a "..", say) must not cost the batch its other metrics."""
+    logged = [(i, 1.7e9, {"loss": 0.5, "../x": 1.0}) for i in range(3)]
+    (batch,) = to_batches(logged)
+    assert list(batch["metrics"]) == ["loss"]
+    assert to_batches([(0, 1.7e9, {"a/./b": 1.0})]) == []

@@ -42,6 +42,12 @@ def test_safe_next_keeps_local_paths(path: str) -> None:
     assert not result.startswith("//")
 
 
+def test_safe_next_keeps_the_path_as_sent() -> None:
+    """Decoding is for the check only: %26, %23, %2B and %25 keep meaning what they meant."""
+    path = "/projects/p?filter=name+~+%22a%26b%22&col=params.a%23b&x=%2B%2525"
+    assert safe_next(path) == path
+
+
 @given(st.text(max_size=60))
 def test_safe_next_never_leaves_the_origin(value: str) -> None:
     result = safe_next(value)

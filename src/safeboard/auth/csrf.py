@@ -80,7 +80,8 @@ def safe_next(value: str | None) -> str:
 
     Refuses anything a browser could read as another origin: scheme-relative
     (``//evil``), backslashes (``/\\evil``), control characters, and their percent-encoded
-    forms (decoded repeatedly until stable).
+    forms (decoded repeatedly until stable, for the check only: the path is returned as
+    given, so a query such as ``?filter=a%26b`` survives the sign-in).
     """
     if not value:
         return "/"
@@ -102,4 +103,7 @@ def safe_next(value: str | None) -> str:
     parts = urlsplit(decoded)
     if parts.scheme or parts.netloc:
         return "/"
-    return decoded
+    raw = urlsplit(value)
+    if not value.startswith("/") or value.startswith("//") or raw.scheme or raw.netloc:
+        return "/"
+    return value  # as sent: its own percent-encoding (%26, %23, %2B) means what it meant

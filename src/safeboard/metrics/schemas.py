@@ -4,16 +4,30 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from safeboard.schemas import Model, StrictModel
+from safeboard.wire import metric_key_problem
 
 __all__ = ["Columns", "HistoryOut", "IngestOut", "MetricBatch", "PackedHeader", "PointsOut"]
 
 JsonFloat = float | Literal["NaN", "Infinity", "-Infinity"]
 MAX_STEP = 2**62
 Step = Annotated[int, Field(ge=0, le=MAX_STEP)]
-MetricKey = Annotated[str, Field(min_length=1, max_length=250, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+def _metric_key(key: str) -> str:
+    problem = metric_key_problem(key)
+    if problem:
+        raise ValueError(problem)
+    return key
+
+
+MetricKey = Annotated[
+    str,
+    Field(min_length=1, max_length=250, pattern=r"^[^\x00-\x1f\x7f]+$"),
+    AfterValidator(_metric_key),
+]
 MAX_POINTS = 1_000_000
 
 

@@ -21,6 +21,7 @@ from safeboard.errors import SafeboardError
 from safeboard.sdk.delivery import Delivery, Undeliverable, retryable
 from safeboard.sdk.spool import RunSpool
 from safeboard.sdk.uploads import Uploader, spool_record
+from safeboard.wire import metric_key_problem
 
 __all__ = ["Point", "Sender"]
 
@@ -79,8 +80,23 @@ def to_batches(points: list[Point]) -> list[dict[str, Any]]:
                     column[1].append(at)
                     column[2].append(float(value))
             metrics = {k: _column(*column) for k, column in columns.items()}
-        batches.append({"batch_id": secrets.token_hex(16), "metrics": metrics})
+        metrics = {k: c for k, c in metrics.items() if _loggable(k)}
+        if metrics:
+            batches.append({"batch_id": secrets.token_hex(16), "metrics": metrics})
     return batches
+
+
+_refused_keys: set[str] = set()
+
+
+def _loggable(key: str) -> bool:
+    """Keys the server would refuse are dropped here (said once per key), so that one bad
+    key does not cost the batch's other metrics."""
+    problem = metric_key_problem(key)
+    if problem and key not in _refused_keys:
+        _refused_keys.add(key)
+        log.warning("not logging metric %r: %s", key[:80], problem)
+    return problem is None
 
 
 class Sender(threading.Thread):

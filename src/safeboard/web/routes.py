@@ -211,10 +211,10 @@ def audit_page(
     """Newest first; ``since`` is a UTC date and time (the form's datetime-local)."""
     try:
         start = datetime.fromisoformat(since) if since else None
-    except ValueError:
+        if start is not None:  # without a zone (the form's datetime-local): UTC
+            start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: a zone past the calendar's ends
         raise BadRequest("since: a date and time such as 2026-11-23T08:00") from None
-    if start is not None:  # without a zone (the form's datetime-local): UTC
-        start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
     entries = audit_service.list_entries(
         request.app.state.engine,
         since=start,

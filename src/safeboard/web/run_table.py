@@ -12,9 +12,10 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 
@@ -147,22 +148,28 @@ def _aware_time(value: str) -> datetime:
     moment = datetime.fromisoformat(value)
     if moment.tzinfo is None:
         raise ValueError("a time without zone")
-    return moment
+    return moment.astimezone(UTC)  # OverflowError at the ends of the calendar
 
 
 def _finite(value: float) -> float:
-    number = float(value)
+    number = float(value)  # OverflowError for an integer past float's range
     if not math.isfinite(number):
         raise ValueError("not finite")
     return number
 
 
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
 _READ_CURSOR_VALUE: dict[str, Callable[[Any], Any]] = {
     "time": _aware_time,
     "number": _finite,
-    "text": str,
+    "text": lambda value: _encodable(str(value)),
     "null": lambda _: None,
 }
+
+
+def _encodable(text: str) -> str:
+    text.encode("utf-8")  # UnicodeEncodeError for a lone surrogate such as "\ud800"
+    return text
 
 
 def _decode_cursor(cursor: str, expected: str) -> tuple[str, Any, str]:
@@ -171,9 +178,9 @@ def _decode_cursor(cursor: str, expected: str) -> tuple[str, Any, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         kind, value, run_id = json.loads(raw)
         read = _READ_CURSOR_VALUE[kind] if kind in (expected, "null") else None
-        if read is not None:
-            return kind, read(value), str(run_id)
-    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+        if read is not None and isinstance(run_id, str) and _RUN_ID.fullmatch(run_id):
+            return kind, read(value), run_id
+    except (binascii.Error, ValueError, TypeError, KeyError, OverflowError) as exc:
         raise BadRequest("cursor: not one this page made") from exc
     raise BadRequest("cursor: not one this page made (made for another sort order?)")
 

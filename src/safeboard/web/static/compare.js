@@ -11,7 +11,7 @@ const box = document.getElementById("charts");
 const charts = new Map();
 
 async function show(key) {
-  const sources = runs.filter((r) => key in r.counts)
+  const sources = runs.filter((r) => Object.hasOwn(r.counts, key))
     .map((r) => ({ runId: r.runId, label: r.label, count: r.counts[key] }));
   const figure = el("figure", { class: "chart", "data-key": key, "data-testid": "chart" }, el("h3", {}, key));
   box.append(figure);
