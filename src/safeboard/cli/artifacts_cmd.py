@@ -5,6 +5,7 @@ carries on where the server (or the ``.part`` file) stopped."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -207,7 +208,7 @@ def remove(artifact_id: str, yes: bool, url: str | None) -> None:
     with _api(url) as api:
         artifact = api.get(f"/api/v1/artifacts/{artifact_id}").json()
         if not yes:
-            if not click.get_text_stream("stdin").isatty():
+            if sys.stdin is None or not sys.stdin.isatty():
                 raise click.ClickException("deleting needs --yes when not asked at a terminal")
             click.confirm(
                 f"delete {artifact['name']!r} ({human(artifact['size'])}) of run "
