@@ -82,3 +82,8 @@ async def test_an_api_key_lists_but_cannot_end_sessions(world: World) -> None:
     ref = listed.json()[0]["id"]
     assert (await client.delete(f"/api/v1/auth/sessions/{ref}")).status_code == 403
     assert (await client.get("/api/v1/auth/sessions")).json()[0]["id"] == ref
+    made = await client.post("/api/v1/projects", json={"name": "only-this"})
+    assert made.status_code == 201
+    bound = world.client(Authorization=f"Bearer {world.key('alice', project_id=made.json()['id'])}")
+    refused = await bound.get("/api/v1/auth/sessions")  # addresses and browsers: not its business
+    assert refused.status_code == 403

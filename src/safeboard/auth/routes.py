@@ -30,7 +30,7 @@ from safeboard.auth.schemas import (
     UserOut,
 )
 from safeboard.auth.service import NewSession, SignInContext, session_ref
-from safeboard.errors import BadRequest
+from safeboard.errors import BadRequest, Forbidden
 from safeboard.users.repository import User
 from safeboard.users.service import UserService
 
@@ -167,7 +167,10 @@ def own_sessions(
     principal: Principal = requires(Permission.ACCOUNT_READ),
     context: AuthContext = Depends(auth_context),
 ) -> list[OwnSessionOut]:
-    """Where you are signed in: your sessions, newest first."""
+    """Where you are signed in: your sessions, newest first. Not for a key restricted to
+    one project: it reaches that project and nothing about the account."""
+    if principal.project_id is not None:
+        raise Forbidden("a key restricted to one project cannot list your sessions")
     return [
         OwnSessionOut(
             id=session_ref(s.id_hash),
