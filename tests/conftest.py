@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,14 +154,10 @@ def _start(bindir: Path, root: Path, data: Path, password: str) -> PostgresServe
     pytest.fail(f"PostgreSQL did not start:\n{tail}", pytrace=False)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of a fresh, empty database, once on SQLite and once on PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'safeboard.db'}"
-        return
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    name = f"test_{secrets.token_hex(8)}"
+@contextmanager
+def fresh_database(server: PostgresServer, prefix: str) -> Iterator[str]:
+    """The URL of a new, empty database on the test cluster, dropped afterwards."""
+    name = f"{prefix}_{secrets.token_hex(8)}"
     with server.admin() as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
@@ -170,6 +167,23 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh, empty database, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'safeboard.db'}"
+        return
+    with fresh_database(request.getfixturevalue("postgres_server"), "test") as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh PostgreSQL database (for servers started with it in their settings)."""
+    with fresh_database(postgres_server, "e2e") as url:
+        yield url
 
 
 @pytest.fixture

@@ -9,19 +9,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from psycopg import sql
 
-from tests.conftest import PostgresServer
 from tests.e2e.conftest import ServerProcess, cli_env, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -235,18 +232,6 @@ def resume_both_ways(server: ServerProcess, tmp_path: Path) -> None:
 
 def test_upload_and_download_resume_after_a_kill(server_factory: Start, tmp_path: Path) -> None:
     resume_both_ways(server_factory("--tls"), tmp_path)
-
-
-@pytest.fixture
-def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
-    name = f"e2e_{secrets.token_hex(6)}"
-    with postgres_server.admin() as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield postgres_server.url(name)
-    with postgres_server.admin() as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
 
 
 @pytest.mark.postgres

@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from psycopg import sql
 
-from tests.conftest import PostgresServer
 from tests.e2e.conftest import ServerProcess, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -111,26 +109,14 @@ def test_stream_needs_access(server_factory: Start) -> None:
         assert project.status_code == 404
 
 
-@pytest.fixture
-def shared_pg(postgres_server: PostgresServer) -> Iterator[str]:
-    name = f"live_{secrets.token_hex(6)}"
-    with postgres_server.admin() as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield postgres_server.url(name)
-    with postgres_server.admin() as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-
-
 @pytest.mark.postgres
 def test_a_replica_sees_what_another_stored(
-    server_factory: Start, shared_pg: str, tmp_path: Path
+    server_factory: Start, pg_url: str, tmp_path: Path
 ) -> None:
     for name in ("a", "b"):
         directory = tmp_path / name
         directory.mkdir(mode=0o700)
-        (directory / "safeboard.toml").write_text(f'[database]\nurl = "{shared_pg}"\n')
+        (directory / "safeboard.toml").write_text(f'[database]\nurl = "{pg_url}"\n')
     replica_a = server_factory(name="a")
     replica_b = server_factory(name="b")
     key = _key(replica_a)  # one database: the key works on both replicas

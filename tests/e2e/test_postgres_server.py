@@ -4,32 +4,17 @@ against the test cluster (S4, S8, S16)."""
 from __future__ import annotations
 
 import json
-import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from psycopg import sql
 
-from tests.conftest import PostgresServer
 from tests.e2e.conftest import ServerProcess, run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 Start = Callable[..., ServerProcess]
-
-
-@pytest.fixture
-def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
-    name = f"e2e_{secrets.token_hex(6)}"
-    with postgres_server.admin() as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield postgres_server.url(name)
-    with postgres_server.admin() as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
 
 
 def test_sign_in_keys_and_audit_on_postgresql(

@@ -139,65 +139,31 @@ def _secret_box(server_url: str) -> Markup:
     )
 
 
-def render_account(viewer: Viewer, projects: list[Project], server_url: str) -> str:
-    keys = el(
+def _filled_by_script(title: str, table_id: str, headings: tuple[str, ...]) -> Markup:
+    """A section whose table rows ``account.js`` fills (and refills after a change)."""
+    head = el("thead", el("tr", [el("th", h, scope="col") for h in headings]))
+    return el(
         "section",
-        el("h2", "Your API keys"),
-        el("p", "", id="keys-status", role="status", class_="hint"),
+        el("h2", title),
+        el("p", "", id=f"{table_id}-status", role="status", class_="hint"),
         el(
             "div",
-            el(
-                "table",
-                el(
-                    "thead",
-                    el(
-                        "tr",
-                        [
-                            el("th", h, scope="col")
-                            for h in (
-                                "Name",
-                                "Id",
-                                "Scope",
-                                "Project",
-                                "Created",
-                                "Expires",
-                                "Last used",
-                                "",
-                            )
-                        ],
-                    ),
-                ),
-                el("tbody"),
-                id="keys",
-                class_="runs",
-            ),
+            el("table", head, el("tbody"), id=table_id, class_="runs"),
             class_="scroll",
         ),
     )
-    sessions = el(
-        "section",
-        el("h2", "Where you are signed in"),
-        el("p", "", id="sessions-status", role="status", class_="hint"),
-        el(
-            "div",
-            el(
-                "table",
-                el(
-                    "thead",
-                    el(
-                        "tr",
-                        [
-                            el("th", h, scope="col")
-                            for h in ("Signed in", "Last seen", "Expires", "Address", "Browser", "")
-                        ],
-                    ),
-                ),
-                el("tbody"),
-                id="sessions",
-                class_="runs",
-            ),
-            class_="scroll",
-        ),
+
+
+def render_account(viewer: Viewer, projects: list[Project], server_url: str) -> str:
+    keys = _filled_by_script(
+        "Your API keys",
+        "keys",
+        ("Name", "Id", "Scope", "Project", "Created", "Expires", "Last used", ""),
+    )
+    sessions = _filled_by_script(
+        "Where you are signed in",
+        "sessions",
+        ("Signed in", "Last seen", "Expires", "Address", "Browser", ""),
     )
     content = join(
         el("h1", f"Account: {viewer.username}"),
