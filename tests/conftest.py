@@ -21,10 +21,18 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings
 from psycopg import sql
 from sqlalchemy import URL, Engine
 
 from safeboard.storage import create_engine
+
+# scripts/test (and so CI) runs the property tests with "repeatable": the examples are
+# derived from each test, so a run fails or passes the same way on every machine. Plain
+# pytest explores at random; `--hypothesis-profile=thorough` explores far harder (tests
+# that set their own max_examples keep it).
+settings.register_profile("repeatable", derandomize=True, print_blob=True)
+settings.register_profile("thorough", max_examples=3000, deadline=None, print_blob=True)
 
 _PG_USER = "postgres"  # both the superuser inside the cluster and, as root, the OS user
 _START_ATTEMPTS = 3
