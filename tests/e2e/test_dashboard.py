@@ -89,6 +89,7 @@ def train(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Popen[s
 def finished(process: subprocess.Popen[str]) -> str:
     out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
+    assert "not delivered" not in err, err  # else the run is still "running" on the server
     return out.strip().splitlines()[-1]
 
 

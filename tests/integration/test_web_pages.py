@@ -21,6 +21,7 @@ from safeboard.auth.principal import Principal
 from safeboard.metrics.codec import from_wire
 from safeboard.settings import Settings
 from safeboard.web import routes as web_routes
+from safeboard.web.assets import asset
 from tests.integration.identity_world import World, build_world
 
 pytestmark = pytest.mark.anyio
@@ -109,7 +110,7 @@ async def test_a_browser_without_a_session_is_sent_to_sign_in_and_api_clients_ge
     home = await client.get("/", headers=HTML)
     assert home.status_code == 200
     assert 'data-testid="who"></span>' in home.text
-    assert "/static/home.js" in home.text
+    assert asset("home.js") in home.text
 
 
 async def test_members_get_an_html_403_on_admin_pages_and_404_for_other_projects(
@@ -242,7 +243,7 @@ async def test_text_from_runs_renders_inert_on_every_page(world: World) -> None:
         assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in answer.text, path
         # Only our own module scripts, no inline script and no style attribute anywhere.
         scripts = re.findall(r"<script[^>]*>", answer.text)
-        assert all(re.fullmatch(r'<script type="module" src="/static/[a-z]+\.js">', s)
+        assert all(re.fullmatch(r'<script type="module" src="/static/[0-9a-f]{16}/[a-z]+\.js">', s)
                    for s in scripts), scripts  # fmt: skip
         assert " style=" not in answer.text
         assert re.search(r"\son[a-z]+=", answer.text.replace("onerror=alert", "")) is None
@@ -272,7 +273,7 @@ async def test_run_page_without_the_chart_library_says_so(
     admin, _ = await world.signed_in("admin")
     with_charts = (await admin.get(f"/runs/{ids[0]}", headers=HTML)).text
     assert 'data-testid="chart"' in with_charts
-    assert "/static/vendor/uPlot.min.css" in with_charts
+    assert asset("vendor/uPlot.min.css") in with_charts
     monkeypatch.setattr(web_routes, "CHART_LIBRARY", tmp_path / "absent.js")
     for path in (f"/runs/{ids[0]}", f"/compare?run={ids[0]}&run={ids[1]}"):
         answer = await admin.get(path, headers=HTML)

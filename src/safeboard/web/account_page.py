@@ -172,4 +172,4 @@ def render_account(viewer: Viewer, projects: list[Project], server_url: str) -> 
         keys,
         sessions,
     )
-    return page("Account", viewer, content, active="account", scripts=("/static/account.js",))
+    return page("Account", viewer, content, active="account", scripts=("account.js",))

@@ -18,7 +18,7 @@ from safeboard.web.layout import Viewer, page
 
 __all__ = ["AuditFilter", "render_audit", "render_grants", "render_sessions", "render_users"]
 
-SCRIPTS = ("/static/admin.js",)
+SCRIPTS = ("admin.js",)
 
 
 def _status() -> Markup:

@@ -173,6 +173,6 @@ def render_compare(
         viewer,
         content,
         active="compare",
-        scripts=("/static/compare.js",) if charts_available else (),
+        scripts=("compare.js",) if charts_available else (),
         styles=(CHART_STYLES,) if charts_available else (),
     )

@@ -69,4 +69,4 @@ def render_home(server_url: str) -> str:
             class_="stack",
         ),
     ]
-    return page("Projects", None, content, active="projects", scripts=("/static/home.js",))
+    return page("Projects", None, content, active="projects", scripts=("home.js",))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from safeboard.auth.permissions import Role
+from safeboard.web.assets import asset
 from safeboard.web.html import Child, Markup, el, join
 
 __all__ = ["Viewer", "document", "page"]
@@ -45,17 +46,18 @@ def document(
     meta: dict[str, str] | None = None,
     body_class: str | None = None,
 ) -> str:
-    """A whole HTML document. Scripts are ES modules from /static (the CSP allows no
-    other kind); ``meta`` passes values to them as <meta name=... content=...>."""
+    """A whole HTML document. Scripts (ES modules: the CSP allows no other kind) and
+    styles are named by their path in the static directory, e.g. "app.js"; ``meta``
+    passes values to the scripts as <meta name=... content=...>."""
     head = join(
         el("meta", charset="utf-8"),
         el("meta", name="viewport", content="width=device-width, initial-scale=1"),
         el("title", f"{title} · safeboard"),
         el("link", rel="icon", href="data:,"),
-        [el("link", rel="stylesheet", href=href) for href in styles],
-        el("link", rel="stylesheet", href="/static/style.css"),
+        [el("link", rel="stylesheet", href=asset(name)) for name in styles],
+        el("link", rel="stylesheet", href=asset("style.css")),
         [el("meta", name=name, content=value) for name, value in (meta or {}).items()],
-        [el("script", type="module", src=src) for src in scripts],
+        [el("script", type="module", src=asset(name)) for name in scripts],
     )
     return "<!doctype html>\n" + el(
         "html", el("head", head), el("body", body, class_=body_class), lang="en"
@@ -112,7 +114,7 @@ def page(
     return document(
         title,
         [skip, bar, el("main", content, id="content", tabindex="-1")],
-        scripts=("/static/app.js", *scripts),
+        scripts=("app.js", *scripts),
         styles=styles,
         meta=values,
     )

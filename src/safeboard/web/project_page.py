@@ -356,7 +356,7 @@ def render_project(view: ProjectView, viewer: Viewer) -> str:
             viewer,
             [heading, _empty_project(view)],
             active="projects",
-            scripts=("/static/project.js",),
+            scripts=("project.js",),
             meta={"project": project.name},
         )
     body: list[Child] = [heading, _filter_form(view), _picker(view)]
@@ -378,6 +378,6 @@ def render_project(view: ProjectView, viewer: Viewer) -> str:
         viewer,
         body,
         active="projects",
-        scripts=("/static/project.js",),
+        scripts=("project.js",),
         meta={"project": project.name},
     )

@@ -15,7 +15,6 @@ from typing import Literal
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import HTMLResponse
-from starlette.staticfiles import StaticFiles
 
 from safeboard.audit import service as audit_service
 from safeboard.auth.dependencies import (
@@ -39,6 +38,7 @@ from safeboard.web.admin_pages import (
     render_sessions,
     render_users,
 )
+from safeboard.web.assets import VersionedStaticFiles, asset
 from safeboard.web.compare_page import MAX_COMPARED, Compared, render_compare
 from safeboard.web.home_page import render_home
 from safeboard.web.layout import Viewer
@@ -47,10 +47,9 @@ from safeboard.web.responses import PageRoute
 from safeboard.web.run_page import CHART_LIBRARY, RunView, render_run
 from safeboard.web.run_table import TableQuery, column_keys, load_page
 
-__all__ = ["STATIC_DIR", "router", "static_files", "viewer_of"]
+__all__ = ["router", "static_files", "viewer_of"]
 
 PAGES_DIR = Path(__file__).with_name("pages")
-STATIC_DIR = Path(__file__).with_name("static")
 PAGE_SIZE = 50
 MAX_COLUMNS = 40
 
@@ -59,7 +58,9 @@ router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
 @cache
 def _page(name: str) -> str:
-    return (PAGES_DIR / f"{name}.html").read_text(encoding="utf-8")
+    """A static HTML page, its /static/ links under the current build id."""
+    text = (PAGES_DIR / f"{name}.html").read_text(encoding="utf-8")
+    return text.replace('="/static/', f'="{asset("")}')
 
 
 def viewer_of(request: Request, principal: Principal) -> Viewer:
@@ -240,5 +241,5 @@ def sessions_page(
     return HTMLResponse(render_sessions(viewer_of(request, principal), listed))
 
 
-def static_files() -> StaticFiles:
-    return StaticFiles(directory=STATIC_DIR)
+def static_files() -> VersionedStaticFiles:
+    return VersionedStaticFiles()

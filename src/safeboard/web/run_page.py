@@ -5,22 +5,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from safeboard.metrics.repository import Summary
 from safeboard.projects.repository import Project
 from safeboard.runs.repository import Run
 from safeboard.web import format as fmt
+from safeboard.web.assets import STATIC_DIR
 from safeboard.web.html import Child, Markup, el, join
 from safeboard.web.layout import Viewer, page
 from safeboard.web.run_table import flatten
 
 __all__ = ["CHART_LIBRARY", "RunView", "chart_controls", "library_missing", "render_run"]
 
-STATIC_DIR = Path(__file__).with_name("static")
 CHART_LIBRARY = STATIC_DIR / "vendor" / "uPlot.esm.js"
-CHART_STYLES = "/static/vendor/uPlot.min.css"
+CHART_STYLES = "vendor/uPlot.min.css"
 
 
 @dataclass(frozen=True)
@@ -282,7 +281,7 @@ def render_run(view: RunView, viewer: Viewer) -> str:
         ),
         _artifacts(),
     )
-    scripts = ("/static/run.js",)
+    scripts = ("run.js",)
     return page(
         run.name,
         viewer,

@@ -1,5 +1,5 @@
 // The account page: password change, own sessions (end one), API keys (create, revoke).
-import { call, el, say, when } from "/static/app.js";
+import { call, el, say, when } from "./app.js";
 
 const projectNames = new Map([...document.querySelectorAll('select[name="project"] option')]
   .filter((option) => option.value).map((option) => [Number(option.value), option.textContent]));

@@ -1,6 +1,6 @@
 // Administration pages: every change is one API call (CSRF-checked), then the page reloads
 // so that what it shows is what the server holds.
-import { call, say } from "/static/app.js";
+import { call, say } from "./app.js";
 
 const status = document.getElementById("status");
 const user = (node) => encodeURIComponent(node.dataset.user);

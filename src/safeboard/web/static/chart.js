@@ -2,8 +2,8 @@
 // which the CSP allows). One chart is one metric of one or more runs. Histories arrive
 // downsampled by the server (min, max and last per bucket); zooming fetches the chosen
 // step range again at full resolution of the screen.
-import uPlot from "/static/vendor/uPlot.esm.js";
-import { call, el } from "/static/app.js";
+import uPlot from "./vendor/uPlot.esm.js";
+import { call, el } from "./app.js";
 
 const COLOURS = ["#1f5fbf", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0f766e", "#a16207", "#be185d"];
 const WALL_TIME_LIMIT = 250000;  // points fetched one by one for a wall-time axis

@@ -1,6 +1,6 @@
 // Compare runs: one chart per chosen metric, every selected run that logged it overlaid.
-import { el, say } from "/static/app.js";
-import { MetricChart, bindControls } from "/static/chart.js";
+import { el, say } from "./app.js";
+import { MetricChart, bindControls } from "./chart.js";
 
 const runs = [...document.querySelectorAll("#compare-runs li[data-run]")].map((item) => ({
   runId: item.dataset.run,

@@ -1,5 +1,5 @@
 // The home page: the projects you can see, and a form to start a new one.
-import { call, el, say, session, when } from "/static/app.js";
+import { call, el, say, session, when } from "./app.js";
 
 const status = document.getElementById("status");
 

@@ -1,6 +1,6 @@
 // The runs table: tell about new or changed runs as they happen (server-sent events),
 // and keep the "compare" button honest about what is selected.
-import { el } from "/static/app.js";
+import { el } from "./app.js";
 
 const project = document.querySelector('meta[name="project"]').content;
 const live = document.getElementById("live");

@@ -1,6 +1,6 @@
 // A run's page: its charts (loaded only when the chart library is installed), live
 // updates from the run's event stream, and its artifacts.
-import { call, el, say } from "/static/app.js";
+import { call, el, say } from "./app.js";
 
 const runId = document.querySelector('meta[name="run-id"]').content;
 const live = document.getElementById("live");
@@ -55,7 +55,7 @@ function onRun(event) {
 
 async function startCharts() {
   if (!chartsBox) return;  // the chart library is missing: the page says so
-  chartModule = await import("/static/chart.js");
+  chartModule = await import("./chart.js");
   chartModule.bindControls(() => charts.values());
   await Promise.all([...chartsBox.querySelectorAll("figure[data-key]")].map(addChart));
   chartsBox.dataset.ready = "true";

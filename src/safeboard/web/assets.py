@@ -1,0 +1,81 @@
+"""The dashboard's static files, served under a build id: ``/static/<build>/app.js``.
+
+The build id is a hash of every static file, so a URL names one exact content and the
+browser may keep it for a year without asking again; after an upgrade the pages (never
+cached) name the new id and the browser fetches the new files. Modules import each other
+by relative URLs, so they stay within the build their page named.
+
+A request under another build id (a tab opened before an upgrade, or a replica not yet
+upgraded) or under no id gets the current file, to be revalidated on every use.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+__all__ = ["STATIC_DIR", "VersionedStaticFiles", "asset", "build_id"]
+
+STATIC_DIR = Path(__file__).with_name("static")
+IMMUTABLE = "public, max-age=31536000, immutable"
+REVALIDATE = "no-cache"
+_BUILD_LENGTH = 16
+_BUILD = re.compile(f"[0-9a-f]{{{_BUILD_LENGTH}}}")
+
+
+def content_hash(directory: Path) -> str:
+    """A hash of every file's path and bytes under ``directory``."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        name = path.relative_to(directory).as_posix().encode()
+        data = path.read_bytes()
+        digest.update(b"%d:%s%d:" % (len(name), name, len(data)))
+        digest.update(data)
+    return digest.hexdigest()[:_BUILD_LENGTH]
+
+
+@functools.cache
+def build_id() -> str:
+    """The installed static files' build id (read once: the files do not change while the
+    server runs)."""
+    return content_hash(STATIC_DIR)
+
+
+def asset(name: str) -> str:
+    """The URL of a static file, e.g. ``asset("app.js")``."""
+    return f"/static/{build_id()}/{name}"
+
+
+class VersionedStaticFiles(StaticFiles):
+    """StaticFiles that ignores a leading build id and says how long a file may be kept:
+    a year under the current build id, otherwise revalidate (the ETag makes that a 304)."""
+
+    def __init__(self) -> None:
+        super().__init__(directory=STATIC_DIR)
+
+    def _split(self, scope: Scope) -> tuple[str | None, str]:
+        path = super().get_path(scope)
+        head, sep, rest = path.partition(os.sep)
+        return (head, rest) if sep and _BUILD.fullmatch(head) else (None, path)
+
+    def get_path(self, scope: Scope) -> str:
+        return self._split(scope)[1]
+
+    def file_response(
+        self,
+        full_path: str | os.PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        current = self._split(scope)[0] == build_id()
+        response.headers["cache-control"] = IMMUTABLE if current else REVALIDATE
+        return response
