@@ -202,6 +202,26 @@ def test_from_startup_link_to_a_live_chart_and_a_comparison(
         page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + 40, steps=5)
         page.mouse.up()
         expect(chart).to_have_attribute("data-zoomed", "true", timeout=TIMEOUT_MS)
+        expect(page.get_by_label("From step")).not_to_have_value("")  # the range it chose
+        page.get_by_role("button", name="Reset zoom").click()
+        expect(chart).to_have_attribute("data-zoomed", "false", timeout=TIMEOUT_MS)
+        expect(page.get_by_label("From step")).to_have_value("")
+        all_points = points_of(page, "loss")
+        # The same from the keyboard alone: a step range typed into the form.
+        page.get_by_label("From step").focus()
+        page.keyboard.type("300")
+        page.keyboard.press("Tab")
+        page.keyboard.type("200")
+        page.keyboard.press("Enter")  # backwards: refused with a message, nothing zoomed
+        to_step = page.get_by_label("to step")
+        assert "second larger" in to_step.evaluate("e => e.validationMessage")
+        expect(chart).to_have_attribute("data-zoomed", "false")
+        to_step.fill("")
+        to_step.focus()
+        page.keyboard.type("400")
+        page.keyboard.press("Enter")
+        expect(chart).to_have_attribute("data-zoomed", "true", timeout=TIMEOUT_MS)
+        assert 0 < points_of(page, "loss") <= 101 < all_points
         page.get_by_role("button", name="Reset zoom").click()
         expect(chart).to_have_attribute("data-zoomed", "false", timeout=TIMEOUT_MS)
         page.get_by_label("Smoothing").fill("0.9")

@@ -125,6 +125,10 @@ def _tags(tags: dict[str, str], can_edit: bool) -> Markup:
     )
 
 
+def _step_input(input_id: str) -> Markup:
+    return el("input", type="number", id=input_id, min="0", step="1", inputmode="numeric")
+
+
 def chart_controls() -> Markup:
     return el(
         "div",
@@ -145,10 +149,19 @@ def chart_controls() -> Markup:
                 id="x-axis",
             ),
         ),
+        el(
+            "form",
+            el("label", "From step", _step_input("zoom-from")),
+            el("label", "to step", _step_input("zoom-to")),
+            el("button", "Zoom", type="submit", class_="secondary"),
+            id="zoom-form",
+            class_="zoom-form",
+            aria_label="Zoom to a step range",
+        ),
         el("button", "Reset zoom", type="button", id="reset-zoom", class_="secondary"),
         el(
             "span",
-            "Drag across a chart to zoom; double-click to zoom out.",
+            "Drag across a chart or type a step range to zoom; double-click to zoom out.",
             class_="hint",
         ),
         class_="chart-controls",

@@ -39,8 +39,8 @@ export function fmtValue(v) {
   return (a !== 0 && (a < 1e-3 || a >= 1e6)) ? v.toExponential(4) : String(Number(v.toPrecision(6)));
 }
 
-// What a chart shows; shared by every chart of a page.
-export const view = { smoothing: 0, log: false, axis: "step" };
+// What a chart shows; shared by every chart of a page. onZoom(range) hears drag zooms.
+export const view = { smoothing: 0, log: false, axis: "step", onZoom: null };
 
 export class MetricChart {
   // sources: [{runId, label, count}] (count: points logged, from the summary)
@@ -158,8 +158,15 @@ export class MetricChart {
       this.zoomedWall = true;
       return;
     }
-    this.range = [Math.max(0, Math.floor(lo)), Math.max(0, Math.ceil(hi))];
-    this.load().catch((error) => { this.readout.textContent = error.message; });
+    this.zoomSteps(Math.max(0, Math.floor(lo)), Math.max(0, Math.ceil(hi)));
+    if (view.onZoom) view.onZoom(this.range);
+  }
+
+  // Show steps lo..hi (inclusive), fetched again at the screen's resolution.
+  zoomSteps(lo, hi) {
+    this.range = [lo, hi];
+    this.zoomedWall = false;
+    return this.load().catch((error) => { this.readout.textContent = error.message; });
   }
 
   resetZoom() {
@@ -204,7 +211,27 @@ export function bindControls(charts) {
     view.axis = event.target.value;
     for (const c of charts()) { c.range = null; c.load().catch(() => {}); }
   });
+  // Zooming from the keyboard: a step range typed into the form, applied to every chart.
+  const form = document.getElementById("zoom-form");
+  const from = document.getElementById("zoom-from");
+  const to = document.getElementById("zoom-to");
+  view.onZoom = ([lo, hi]) => { from.value = String(lo); to.value = String(hi); };
+  from.addEventListener("input", () => to.setCustomValidity(""));
+  to.addEventListener("input", () => to.setCustomValidity(""));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const lo = Number(from.value);
+    const hi = Number(to.value);
+    if (from.value === "" || to.value === "" || !(hi > lo)) {
+      to.setCustomValidity("Type two steps, the second larger than the first.");
+      to.reportValidity();
+      return;
+    }
+    for (const c of charts()) c.zoomSteps(lo, hi);
+  });
   document.getElementById("reset-zoom").addEventListener("click", () => {
+    from.value = "";
+    to.value = "";
     for (const c of charts()) c.resetZoom().catch(() => {});
   });
   const observer = new ResizeObserver(() => { for (const c of charts()) c.resize(); });
