@@ -289,6 +289,16 @@ class ArtifactSettings(_Section):
         le=300,
         description="Lifetime of a signed preview link for the browser (at most 5 minutes).",
     )
+    incomplete_upload_hours: int = Field(
+        24,
+        ge=1,
+        le=24 * 30,
+        description=(
+            "An unfinished upload that receives no bytes (and is not declared again) for this "
+            "many hours expires: its partial file and row are deleted and its quota freed "
+            "(at most 30 days)."
+        ),
+    )
 
 
 MIN_SECRET_BYTES = 32

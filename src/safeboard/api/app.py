@@ -23,6 +23,7 @@ from safeboard.api.guards import (
 )
 from safeboard.api.headers import SecurityHeadersMiddleware
 from safeboard.artifacts import routes as artifact_routes
+from safeboard.artifacts.expiry import expiry_sweeps
 from safeboard.artifacts.service import ArtifactService
 from safeboard.artifacts.store import LocalStore
 from safeboard.audit import routes as audit_routes
@@ -79,7 +80,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.events.start()  # PostgreSQL: LISTEN for other replicas' updates
-        yield
+        # Abandoned uploads expire: soon after start, then hourly (artifacts/expiry.py).
+        async with expiry_sweeps(app.state.artifacts):
+            yield
         app.state.events.stop()
         engine.dispose()
 

@@ -1,5 +1,6 @@
 """The artifact table. A row is made when an upload is declared (name, size, SHA-256) and
-turns ``ready`` once every byte is stored and the checksum matched."""
+turns ``ready`` once every byte is stored and the checksum matched; one left ``uploading``
+with no activity for ``artifacts.incomplete_upload_hours`` is deleted (expiry)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ class ArtifactRow(Base):
         UniqueConstraint("run_id", "upload_id", name="uq_artifacts_run_upload"),
         Index("ix_artifacts_run", "run_id", "created_at"),
         Index("ix_artifacts_project", "project_id"),
+        Index("ix_artifacts_state_updated", "state", "updated_at"),  # the expiry sweep
         _one_of("kind", KINDS),
         _one_of("state", STATES),
         CheckConstraint("received <= size", name="received"),
@@ -65,3 +67,7 @@ class ArtifactRow(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     ready_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # Last activity: the declaration (also a repeated one), each upload request that ended,
+    # the turn to ready. An unfinished upload idle for artifacts.incomplete_upload_hours
+    # expires.
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)

@@ -16,12 +16,15 @@ __all__ = [
     "Artifact",
     "create",
     "delete",
+    "delete_stale",
     "get",
     "get_by_upload",
     "list_for_run",
     "mark_ready",
     "project_bytes",
     "set_received",
+    "stale_uploads",
+    "touch",
 ]
 
 _a = cast(sa.Table, ArtifactRow.__table__)
@@ -45,6 +48,7 @@ class Artifact:
     created_by: str | None  # the creator's username; None once that account is gone
     created_at: datetime
     ready_at: datetime | None
+    updated_at: datetime  # last activity: declared, bytes recorded, ready
 
 
 def _select() -> sa.Select[Any]:
@@ -58,6 +62,7 @@ def _artifact(row: sa.Row[Any]) -> Artifact:
         kind=m["kind"], content_type=m["content_type"], size=m["size"], sha256=m["sha256"],
         step=m["step"], state=m["state"], received=m["received"], upload_id=m["upload_id"],
         created_by=m["username"], created_at=m["created_at"], ready_at=m["ready_at"],
+        updated_at=m["updated_at"],
     )  # fmt: skip
 
 
@@ -89,23 +94,56 @@ def project_bytes(conn: Connection, project_id: int) -> int:
     return int(total)
 
 
-def set_received(conn: Connection, artifact_id: str, received: int) -> None:
+def set_received(conn: Connection, artifact_id: str, received: int, now: datetime) -> bool:
+    """False when no unfinished row is there (deleted or expired meanwhile)."""
+    done = conn.execute(
+        sa.update(_a)
+        .where(_a.c.id == artifact_id, _a.c.state == "uploading")
+        .values(received=received, updated_at=now)
+    )
+    return done.rowcount > 0
+
+
+def touch(conn: Connection, artifact_id: str, now: datetime) -> None:
+    """Record activity on an unfinished upload (declared again: the client resumes)."""
     conn.execute(
         sa.update(_a)
         .where(_a.c.id == artifact_id, _a.c.state == "uploading")
-        .values(received=received)
+        .values(updated_at=now)
     )
 
 
 def mark_ready(conn: Connection, artifact_id: str, content_type: str, now: datetime) -> bool:
     """False when the row is gone (deleted meanwhile)."""
+    ready = {"state": "ready", "received": _a.c.size, "content_type": content_type}
     done = conn.execute(
-        sa.update(_a)
-        .where(_a.c.id == artifact_id)
-        .values(state="ready", received=_a.c.size, content_type=content_type, ready_at=now)
+        sa.update(_a).where(_a.c.id == artifact_id).values(ready_at=now, updated_at=now, **ready)
     )
     return done.rowcount > 0
 
 
 def delete(conn: Connection, artifact_id: str) -> bool:
     return conn.execute(sa.delete(_a).where(_a.c.id == artifact_id)).rowcount > 0
+
+
+def _stale(cutoff: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(_a.c.state == "uploading", _a.c.updated_at < cutoff)
+
+
+def stale_uploads(
+    conn: Connection, cutoff: datetime, project_id: int | None = None, limit: int = 1000
+) -> list[Artifact]:
+    """Unfinished uploads with no activity since ``cutoff``, oldest first; of one project
+    or of all."""
+    query = _select().where(_stale(cutoff))
+    if project_id is not None:
+        query = query.where(_a.c.project_id == project_id)
+    query = query.order_by(_a.c.updated_at, _a.c.id).limit(limit)
+    return [_artifact(r) for r in conn.execute(query)]
+
+
+def delete_stale(conn: Connection, artifact_id: str, cutoff: datetime) -> bool:
+    """Delete the row only if it is still unfinished and still idle since ``cutoff``:
+    False when a request resumed or finished it, or another replica expired it first."""
+    deleted = conn.execute(sa.delete(_a).where(_a.c.id == artifact_id, _stale(cutoff)))
+    return deleted.rowcount > 0

@@ -6,6 +6,14 @@ limit and the project's quota before any byte is sent); each upload request appe
 the offset the store holds; the request that brings the last byte checks the SHA-256 and
 turns the artifact ``ready``. A dropped connection keeps what arrived: the client asks
 for ``received`` and continues from there.
+
+Expiry: an upload left unfinished with no activity (declared, bytes recorded) for
+``artifacts.incomplete_upload_hours`` is deleted with its partial file, so that abandoned
+uploads do not hold a project's quota for ever. ``declare`` expires the project's idle
+uploads before it checks the quota; :meth:`ArtifactService.expire_idle_uploads` sweeps every
+project (the server runs it periodically, see ``artifacts/expiry.py``). Each deletion is
+conditional (still unfinished, still idle), so replicas sweeping at once expire an upload
+once; a file an upload request is writing (its lock held) is skipped and kept.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from safeboard.auth.permissions import CredentialKind, Permission, Scope
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
 from safeboard.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from safeboard.projects import repository as projects
 from safeboard.projects.models import ProjectRow
 from safeboard.runs.access import run_for
 from safeboard.settings import ArtifactSettings
@@ -47,6 +56,8 @@ log = logging.getLogger("safeboard.artifacts")
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _SNIFF_BYTES = 16
 _KEPT_DIGESTS = 1024  # uploads in progress whose running SHA-256 is kept (~0.4 KB each)
+EXPIRY_ACTOR = "system:expiry"  # who expires idle uploads, in the audit log
+_EXPIRY_BATCH = 500
 
 
 @dataclass
@@ -142,6 +153,11 @@ class ArtifactService:
             raise PayloadTooLarge(f"{spec.size} bytes is over the {limit}-byte artifact limit")
         if spec.size == 0 and spec.sha256 != EMPTY_SHA256:
             raise InvalidRequest("sha256: an empty file has the SHA-256 of no bytes")
+        with self.engine.connect() as conn:
+            _, project = run_for(conn, principal, run_id, Permission.PROJECTS_WRITE)
+        # Uploads abandoned in this project give their quota back before it is checked (an
+        # idle one declared again now is gone too: it starts over, as after a sweep).
+        self._expire_idle(project.id)
         now = self.clock()
         with self.tx.begin() as conn:
             run, project = run_for(conn, principal, run_id, Permission.PROJECTS_WRITE)
@@ -158,6 +174,7 @@ class ArtifactService:
                     )  # fmt: skip
                     if not same:
                         raise Conflict("this upload id was declared for another file")
+                    artifacts.touch(conn, earlier.id, now)  # resumed: not idle
                     return self._with_progress(earlier), False
             quota = self.settings.project_quota_bytes
             held = artifacts.project_bytes(conn, project.id) if quota else 0
@@ -173,6 +190,7 @@ class ArtifactService:
                 kind=spec.kind, content_type=spec.content_type, size=spec.size,
                 sha256=spec.sha256, step=spec.step, state="uploading", received=0,
                 upload_id=spec.upload_id, created_by=principal.user_id, created_at=now,
+                updated_at=now,
             )  # fmt: skip
             if spec.size == 0:  # complete already; nothing to store, nothing to prove
                 empty_type = _unproven(spec.content_type)
@@ -215,7 +233,9 @@ class ArtifactService:
             if upload.digest is not None:
                 self._keep_digest(artifact.id, received, upload.digest)
             with self.tx.begin() as conn:
-                artifacts.set_received(conn, artifact.id, received)
+                still_there = artifacts.set_received(conn, artifact.id, received, self.clock())
+            if not still_there:
+                self._gone_while_uploading(artifact.id)
             return _replace(artifact, received=received)
         try:
             digest = upload.digest.hexdigest() if upload.digest else self.store.sha256(artifact.id)
@@ -225,17 +245,27 @@ class ArtifactService:
         if digest != artifact.sha256:
             self.store.delete(artifact.id)
             with self.tx.begin() as conn:
-                artifacts.set_received(conn, artifact.id, 0)
+                artifacts.set_received(conn, artifact.id, 0, self.clock())
             raise InvalidRequest(
                 f"sha256: the bytes received hash to {digest}, not the declared "
                 f"{artifact.sha256}; the upload was discarded, send it again from 0"
             )
         with self.tx.begin() as conn:
-            if not artifacts.mark_ready(conn, artifact.id, content_type, self.clock()):
-                raise NotFound("the artifact was deleted while it uploaded")
+            ready = artifacts.mark_ready(conn, artifact.id, content_type, self.clock())
             done = artifacts.get(conn, artifact.id)
-        assert done is not None  # noqa: S101  (same transaction)
+        if not ready or done is None:
+            self._gone_while_uploading(artifact.id)
+        assert done is not None  # noqa: S101  (_gone_while_uploading raised)
         return done
+
+    def _gone_while_uploading(self, artifact_id: str) -> None:
+        """The row was deleted (or expired) between this request's check and its end: the
+        file it wrote, possibly a new one, belongs to nothing. 404, and no file left."""
+        try:
+            self.store.delete(artifact_id)
+        except Conflict:  # another request writes it now; it finds the row gone too
+            log.info("artifact %s: deleted while uploading; its file is still busy", artifact_id)
+        raise NotFound("no such artifact (deleted or expired while it uploaded)")
 
     def _running_digest(self, artifact_id: str, offset: int) -> hashlib._Hash | None:
         with self._digests_lock:
@@ -299,6 +329,58 @@ class ArtifactService:
                         "bytes": artifact.size},
             )  # fmt: skip
             self.store.delete(artifact.id)  # Conflict rolls the transaction back
+
+    # --- expiry of abandoned uploads -----------------------------------------------------
+
+    def expire_idle_uploads(self, stop: threading.Event | None = None) -> int:
+        """Expire every project's idle unfinished uploads (the periodic sweep); how many
+        went. ``stop`` ends it early (the server shuts down)."""
+        return self._expire_idle(None, stop)
+
+    def _expire_idle(self, project_id: int | None, stop: threading.Event | None = None) -> int:
+        """Expire idle unfinished uploads, of one project or of all: one transaction each,
+        so that neither a sweep nor a declaration holds the database (or, on PostgreSQL,
+        the audit log's lock together with other rows) for long."""
+        now = self.clock()
+        cutoff = now - timedelta(hours=self.settings.incomplete_upload_hours)
+        expired = 0
+        while True:
+            with self.engine.connect() as conn:
+                batch = artifacts.stale_uploads(conn, cutoff, project_id, _EXPIRY_BATCH)
+            gone = 0
+            for artifact in batch:
+                if stop is not None and stop.is_set():
+                    return expired + gone
+                gone += self._expire(artifact, cutoff)
+            expired += gone
+            if len(batch) < _EXPIRY_BATCH or not gone:  # done, or only busy ones are left
+                return expired
+
+    def _expire(self, artifact: Artifact, cutoff: datetime) -> bool:
+        """Row, audit entry and file go together. False, and all kept, when the upload was
+        resumed or expired elsewhere meanwhile, or a request is writing its file."""
+        try:
+            with self.tx.begin() as conn:
+                if not artifacts.delete_stale(conn, artifact.id, cutoff):
+                    return False
+                project = projects.get(conn, artifact.project_id)
+                audit.append(
+                    conn, action=AuditAction.ARTIFACT_EXPIRED, actor=EXPIRY_ACTOR,
+                    target=f"artifact:{artifact.id}",
+                    detail={"run": artifact.run_id, "project": project.name if project else None,
+                            "name": artifact.name[:200], "bytes": artifact.size,
+                            "received": min(self.store.size(artifact.id), artifact.size),
+                            "idle_since": artifact.updated_at.isoformat()},
+                )  # fmt: skip
+                self.store.delete(artifact.id)  # Conflict rolls the transaction back
+        except Conflict:
+            log.info("artifact %s: idle, but a request is writing it: kept", artifact.id)
+            return False
+        log.info(
+            "artifact %s (run %s): unfinished upload expired, idle for %d hours or more",
+            artifact.id, artifact.run_id, self.settings.incomplete_upload_hours,
+        )  # fmt: skip
+        return True
 
     # --- preview links -------------------------------------------------------------------
 

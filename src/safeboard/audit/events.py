@@ -80,6 +80,7 @@ class AuditAction(StrEnum):
     SETTING_CHANGED = "setting.changed"
     ARTIFACT_DOWNLOADED = "artifact.downloaded"
     ARTIFACT_DELETED = "artifact.deleted"
+    ARTIFACT_EXPIRED = "artifact.expired"  # an abandoned upload, by the system
     AGENT_ENROLLED = "agent.enrolled"
 
 

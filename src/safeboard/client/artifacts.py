@@ -38,6 +38,7 @@ from safeboard.errors import (
     BadRequest,
     ConfigError,
     Conflict,
+    NotFound,
     SafeboardError,
     ServiceUnavailable,
 )
@@ -226,36 +227,72 @@ def upload_file(
         "upload_id": upload_id_for(run_id, absolute, name=name, size=source.size,
                                    mtime_ns=source.mtime_ns, sha256=digest),
     }  # fmt: skip
-    artifact: dict[str, Any] = client.post(f"/api/v1/runs/{run_id}/artifacts", json=spec).json()
-    failures = 0
+    artifact = _declare(client, run_id, spec)
+    failures, started_over = 0, False
     while artifact["state"] != "ready":
-        offset = int(artifact["received"])
-        progress("upload", offset, source.size)
-        end = min(source.size, offset + chunk_size)
         try:
-            artifact = _put(
-                client, artifact["id"], source, offset=offset, end=end, progress=progress, stop=stop
-            )
-            failures = 0
-            continue
-        except TransferStopped:
-            raise
-        except SafeboardError as exc:
-            if not _transient(exc):
+            artifact, failures = _send_next(
+                client, artifact, source, failures,
+                chunk_size=chunk_size, progress=progress, stop=stop, sleep=sleep,
+            )  # fmt: skip
+        except NotFound:
+            if started_over:
                 raise
-            failures += 1
-            if failures >= MAX_FAILURES:
-                raise ServiceUnavailable(
-                    f"upload of {absolute} failed {failures} times in a row ({exc.message}); "
-                    "run the same upload again to resume it"
-                ) from None
-            log.info("upload interrupted (%s); resuming in %.1f s", exc.message, _backoff(failures))
-            sleep(_backoff(failures))
-        artifact = _reread(client, artifact["id"], failures, sleep)
-        if int(artifact["received"]) > offset:
-            failures = 0  # bytes were gained: the connection works, it just dropped
+            # The server dropped the unfinished upload: it was idle longer than the server
+            # keeps one (artifacts.incomplete_upload_hours), or someone deleted it.
+            # Declaring the same upload id again makes a fresh artifact, from byte 0.
+            log.warning("the server no longer holds this upload of %s: starting it over", absolute)
+            started_over = True
+            artifact = _declare(client, run_id, spec)
     progress("upload", source.size, source.size)
     return artifact
+
+
+def _declare(client: ApiClient, run_id: str, spec: dict[str, Any]) -> dict[str, Any]:
+    declared: dict[str, Any] = client.post(f"/api/v1/runs/{run_id}/artifacts", json=spec).json()
+    return declared
+
+
+def _send_next(
+    client: ApiClient,
+    artifact: dict[str, Any],
+    source: _Source,
+    failures: int,
+    *,
+    chunk_size: int,
+    progress: Progress,
+    stop: threading.Event | None,
+    sleep: Callable[[float], None],
+) -> tuple[dict[str, Any], int]:
+    """Send the next chunk at the server's offset; after a transient failure, wait and read
+    the server's state again. The artifact as the server holds it, and the failures in a
+    row without a byte gained."""
+    offset = int(artifact["received"])
+    progress("upload", offset, source.size)
+    end = min(source.size, offset + chunk_size)
+    try:
+        sent = _put(
+            client, artifact["id"], source, offset=offset, end=end, progress=progress, stop=stop
+        )
+    except TransferStopped:
+        raise
+    except SafeboardError as exc:
+        if not _transient(exc):
+            raise
+        failures += 1
+        if failures >= MAX_FAILURES:
+            raise ServiceUnavailable(
+                f"upload of {source.path} failed {failures} times in a row ({exc.message}); "
+                "run the same upload again to resume it"
+            ) from None
+        log.info("upload interrupted (%s); resuming in %.1f s", exc.message, _backoff(failures))
+        sleep(_backoff(failures))
+    else:
+        return sent, 0
+    found = _reread(client, artifact["id"], failures, sleep)
+    if int(found["received"]) > offset:
+        failures = 0  # bytes were gained: the connection works, it just dropped
+    return found, failures
 
 
 def _put(

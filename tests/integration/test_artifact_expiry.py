@@ -1,0 +1,438 @@
+"""Abandoned uploads expire (artifacts.incomplete_upload_hours), on SQLite and PostgreSQL:
+their quota comes back at the next declaration and in the server's periodic sweep, their
+file and row go, each expiry is audited; young uploads, uploads being written and finished
+artifacts stay. Time moves through the service's clock; nothing sleeps for hours."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import httpx
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from safeboard.artifacts import repository as artifacts
+from safeboard.artifacts.expiry import expiry_sweeps, sweep_periodically
+from safeboard.artifacts.models import ArtifactRow
+from safeboard.artifacts.service import EXPIRY_ACTOR, ArtifactService
+from safeboard.artifacts.store import LocalStore
+from safeboard.audit import repository as audit
+from safeboard.audit.events import AuditEntry
+from safeboard.auth.permissions import Role
+from safeboard.client.artifacts import upload_file
+from safeboard.client.http import ApiClient
+from safeboard.settings import Settings
+from safeboard.storage import create_engine, pending_model_changes, upgrade
+from safeboard.storage.migrate import alembic_config
+from safeboard.tables import Base  # every domain's tables, for the model check
+from tests.integration.identity_world import World, build_world
+from tests.integration.test_artifacts import as_user, declare, put, service, stored_files, uploaded
+
+pytestmark = pytest.mark.anyio
+
+HOURS = 24  # artifacts.incomplete_upload_hours in these tests (the default)
+QUOTA = 1_500_000
+
+
+@pytest.fixture
+async def world(make_settings: Callable[..., Settings], db_url: str) -> AsyncIterator[World]:
+    built = build_world(
+        make_settings,
+        db_url,
+        artifacts={"max_file_bytes": 1_000_000, "project_quota_bytes": QUOTA,
+                   "incomplete_upload_hours": HOURS},
+    )  # fmt: skip
+    built.user("admin", Role.ADMIN)
+    built.user("olga")
+    yield built
+    await built.close()
+
+
+def later(world: World, hours: float) -> datetime:
+    """Move the artifact service's clock ``hours`` past now; the moment it shows."""
+    moment = datetime.now(UTC) + timedelta(hours=hours)
+    service(world).clock = lambda: moment
+    return moment
+
+
+async def project_run(client: httpx.AsyncClient, project: str = "mnist") -> str:
+    assert (await client.post("/api/v1/projects", json={"name": project})).status_code == 201
+    run = await client.post(f"/api/v1/projects/{project}/runs", json={"name": "baseline"})
+    assert run.status_code == 201, run.text
+    return str(run.json()["id"])
+
+
+async def partial(client: httpx.AsyncClient, run_id: str, size: int, sent: int, name: str) -> str:
+    """An upload declared with ``size`` bytes of which ``sent`` arrived, then abandoned."""
+    data = os.urandom(size)
+    made = await declare(client, run_id, data, name=name)
+    assert made.status_code == 201, made.text
+    artifact_id = str(made.json()["id"])
+    assert (await put(client, artifact_id, data[:sent])).json()["received"] == sent
+    return artifact_id
+
+
+def expiry_entries(world: World) -> list[AuditEntry]:
+    with world.app.state.engine.connect() as conn:
+        return audit.entries(conn, action="artifact.expired")
+
+
+def file_of(world: World, artifact_id: str) -> Path:
+    return world.settings.artifact_dir / artifact_id[:2] / artifact_id
+
+
+def row_of(world: World, artifact_id: str) -> artifacts.Artifact | None:
+    with world.app.state.engine.connect() as conn:
+        return artifacts.get(conn, artifact_id)
+
+
+@asynccontextmanager
+async def writing(
+    world: World, client: httpx.AsyncClient, artifact_id: str, first: bytes, rest: bytes
+) -> AsyncIterator[dict[str, httpx.Response]]:
+    """An upload request in progress for the block: ``first`` is written (the request
+    holds the file's lock), ``rest`` follows when the block ends; then ``["put"]`` holds
+    the answer."""
+    gate = anyio.Event()
+
+    async def body() -> AsyncIterator[bytes]:  # the server writes in 1 MiB steps or at the end
+        yield first
+        await gate.wait()
+        yield rest
+
+    results: dict[str, httpx.Response] = {}
+
+    async def upload() -> None:
+        results["put"] = await client.put(
+            f"/api/v1/artifacts/{artifact_id}/content", content=body(),
+            headers={"Upload-Offset": "0"},
+        )  # fmt: skip
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(upload)
+        with anyio.fail_after(10):
+            while not file_of(world, artifact_id).exists():
+                await anyio.sleep(0.02)
+        try:
+            yield results
+        finally:
+            gate.set()
+
+
+async def test_a_stale_upload_gives_its_quota_back_at_the_next_declaration(world: World) -> None:
+    olga = as_user(world, "olga")
+    run_id = await project_run(olga)
+    stale = await partial(olga, run_id, 900_000, 300_000, "abandoned.bin")
+    assert file_of(world, stale).stat().st_size == 300_000
+    later(world, HOURS + 1)
+    fresh = await declare(olga, run_id, os.urandom(900_000), name="new.bin")
+    assert fresh.status_code == 201, fresh.text  # 1.8 MB with the stale one: over the quota
+    assert not file_of(world, stale).exists()
+    assert row_of(world, stale) is None
+    # The stale upload is gone for its client too: the normal 404.
+    for gone in (
+        await olga.get(f"/api/v1/artifacts/{stale}"),
+        await put(olga, stale, b"x", 300_000),
+    ):
+        assert gone.status_code == 404
+        assert gone.json()["error"]["message"] == "no such artifact"
+    assert [p.name for p in stored_files(world)] == []  # the PUT left no file behind
+    (entry,) = expiry_entries(world)
+    assert entry.actor == EXPIRY_ACTOR
+    assert entry.target == f"artifact:{stale}"
+    assert entry.detail["run"] == run_id
+    assert entry.detail["project"] == "mnist"
+    assert entry.detail["name"] == "abandoned.bin"
+    assert (entry.detail["bytes"], entry.detail["received"]) == (900_000, 300_000)
+    with world.app.state.engine.connect() as conn:
+        assert audit.verify(conn).ok
+
+
+async def test_a_young_upload_is_kept_and_counts(world: World) -> None:
+    olga = as_user(world, "olga")
+    run_id = await project_run(olga)
+    data = os.urandom(900_000)
+    young = (await declare(olga, run_id, data, upload_id="young-upload")).json()["id"]
+    assert (await put(olga, young, data[:100_000])).status_code == 200
+    later(world, HOURS - 1)
+    refused = await declare(olga, run_id, os.urandom(900_000), name="second.bin")
+    assert refused.status_code == 413
+    # Bytes arriving are activity: idle counts from the last request, not the declaration.
+    assert (await put(olga, young, data[100_000:200_000], 100_000)).status_code == 200
+    later(world, 2 * HOURS - 2)  # 2 h less than HOURS after those bytes
+    assert (await declare(olga, run_id, os.urandom(900_000), name="third")).status_code == 413
+    assert service(world).expire_idle_uploads() == 0
+    assert file_of(world, young).stat().st_size == 200_000
+    assert (await olga.get(f"/api/v1/artifacts/{young}")).json()["received"] == 200_000
+    assert expiry_entries(world) == []
+    # Declaring it again (a client resuming) is activity too.
+    assert (await declare(olga, run_id, data, upload_id="young-upload")).status_code == 200
+    later(world, 3 * HOURS - 3)
+    assert service(world).expire_idle_uploads() == 0
+    finished = await put(olga, young, data[200_000:], 200_000)
+    assert finished.json()["state"] == "ready"
+
+
+async def test_an_upload_being_written_is_not_expired(world: World) -> None:
+    olga = as_user(world, "olga")
+    run_id = await project_run(olga)
+    data = os.urandom(900_000)
+    busy = (await declare(olga, run_id, data)).json()["id"]
+    async with writing(world, olga, busy, data[:10_000], data[10_000:]) as results:
+        later(world, HOURS + 1)  # idle by its row: declared over a day ago, nothing recorded
+        assert await anyio.to_thread.run_sync(service(world).expire_idle_uploads) == 0
+        refused = await declare(olga, run_id, os.urandom(900_000), name="other")
+        assert refused.status_code == 413  # kept, so it still counts
+        assert row_of(world, busy) is not None
+    assert results["put"].json()["state"] == "ready"
+    assert expiry_entries(world) == []
+    got = await olga.get(f"/api/v1/artifacts/{busy}/content")
+    assert got.content == data
+
+
+async def test_an_upload_resumed_after_it_was_listed_as_idle_is_kept(world: World) -> None:
+    """A sweep lists the idle uploads, then deletes each only if it is still idle: a client
+    that resumed in between (or another replica that expired it first) wins."""
+    olga = as_user(world, "olga")
+    run_id = await project_run(olga)
+    data = os.urandom(1000)
+    resumed = (await declare(olga, run_id, data)).json()["id"]
+    moment = later(world, HOURS + 1)
+    cutoff = moment - timedelta(hours=HOURS)
+    with world.app.state.engine.connect() as conn:
+        assert [a.id for a in artifacts.stale_uploads(conn, cutoff)] == [resumed]
+    assert (await put(olga, resumed, data[:10])).json()["received"] == 10  # at `moment`
+    with world.app.state.engine.begin() as conn:
+        assert not artifacts.delete_stale(conn, resumed, cutoff)
+    assert row_of(world, resumed) is not None
+
+
+async def test_bytes_written_for_a_row_that_vanished_leave_no_file(world: World) -> None:
+    """The race the expiry makes possible: a request checked the row, then another replica
+    expired it before the request's first byte. Its file would belong to nothing."""
+    olga = as_user(world, "olga")
+    run_id = await project_run(olga)
+    data = os.urandom(900_000)
+    artifact_id = (await declare(olga, run_id, data)).json()["id"]
+    # A chunk, not the whole file: the request ends with the bytes recorded, or not.
+    async with writing(world, olga, artifact_id, data[:10_000], data[10_000:20_000]) as results:
+        with world.app.state.engine.begin() as conn:  # what the other replica's expiry did
+            conn.execute(sa.delete(ArtifactRow).where(ArtifactRow.id == artifact_id))
+    assert results["put"].status_code == 404
+    assert stored_files(world) == []
+
+
+async def test_finished_artifacts_never_expire(world: World) -> None:
+    olga = as_user(world, "olga")
+    run_id = await project_run(olga)
+    done = await uploaded(olga, run_id, b"weights")
+    empty = (await declare(olga, run_id, b"", name="empty")).json()
+    assert empty["state"] == "ready"
+    later(world, 24 * 3650)
+    assert service(world).expire_idle_uploads() == 0
+    assert (await declare(olga, run_id, b"x", name="later")).status_code == 201
+    assert (await olga.get(f"/api/v1/artifacts/{done['id']}/content")).content == b"weights"
+    assert (await olga.get(f"/api/v1/artifacts/{empty['id']}")).status_code == 200
+    assert expiry_entries(world) == []
+
+
+async def test_the_sweep_expires_uploads_of_projects_that_never_declare_again(
+    world: World,
+) -> None:
+    olga = as_user(world, "olga")
+    stale = []
+    for project in ("mnist", "cifar"):
+        run_id = await project_run(olga, project)
+        stale.append(await partial(olga, run_id, 500_000, 1000, f"{project}.bin"))
+    later(world, HOURS + 1)
+    # Declared after the clock moved, in a project of its own (a declaration in the others
+    # would expire their stale uploads: this test is about the sweep).
+    young = await partial(olga, await project_run(olga, "svhn"), 100_000, 1000, "young.bin")
+    # The server shutting down stops a sweep between two uploads.
+    stopped = threading.Event()
+    stopped.set()
+    assert service(world).expire_idle_uploads(stopped) == 0
+    # Two replicas sweep at once (their own services, one database, one store): each
+    # upload expires once and is audited once.
+    replica = ArtifactService(
+        world.app.state.engine, LocalStore(world.settings.artifact_dir), world.settings.artifacts,
+        b"k" * 32, clock=service(world).clock,
+    )  # fmt: skip
+    counts = await asyncio.gather(
+        anyio.to_thread.run_sync(service(world).expire_idle_uploads),
+        anyio.to_thread.run_sync(replica.expire_idle_uploads),
+    )
+    assert sum(counts) == 2
+    for artifact_id in stale:
+        assert row_of(world, artifact_id) is None
+        assert not file_of(world, artifact_id).exists()
+    assert row_of(world, young) is not None
+    assert sorted(e.target for e in expiry_entries(world)) == sorted(f"artifact:{a}" for a in stale)
+    assert {e.detail["project"] for e in expiry_entries(world)} == {"mnist", "cifar"}
+
+
+class _Failing:
+    """A sweeper whose database is unreachable the first time."""
+
+    def __init__(self, real: ArtifactService) -> None:
+        self.real = real
+        self.calls = 0
+        self.swept = threading.Event()
+
+    def expire_idle_uploads(self, stop: threading.Event | None = None) -> int:
+        self.calls += 1
+        if self.calls == 1:
+            with create_engine("sqlite:////nonexistent/dir/x.db").connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        expired = self.real.expire_idle_uploads(stop)
+        self.swept.set()
+        return expired
+
+
+async def test_the_periodic_sweep_survives_a_failure_and_keeps_sweeping(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    olga = as_user(world, "olga")
+    stale = await partial(olga, await project_run(olga), 500_000, 1000, "a.bin")
+    later(world, HOURS + 1)
+    sweeper = _Failing(service(world))
+    with caplog.at_level(logging.INFO, logger="safeboard.artifacts"):
+        task = asyncio.create_task(sweep_periodically(sweeper, every=0.05, first=0))
+        with anyio.fail_after(10):
+            while not sweeper.swept.is_set():
+                await anyio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert row_of(world, stale) is None
+    assert "the sweep of abandoned uploads failed" in caplog.text
+    assert "expired 1 abandoned upload" in caplog.text
+
+
+async def test_the_app_lifespan_starts_and_stops_the_sweep(world: World) -> None:
+    def sweeps() -> list[asyncio.Task[Any]]:
+        return [t for t in asyncio.all_tasks() if t.get_name() == "safeboard-upload-expiry"]
+
+    async with world.app.router.lifespan_context(world.app):
+        (task,) = sweeps()
+        await asyncio.sleep(0.05)
+        assert not task.done()  # waiting for its first sweep, not crashed
+    assert task.cancelled()
+    assert sweeps() == []
+    # The context the lifespan uses, with a short first delay: it really sweeps.
+    olga = as_user(world, "olga")
+    stale = await partial(olga, await project_run(olga), 500_000, 1000, "a.bin")
+    later(world, HOURS + 1)
+    async with expiry_sweeps(service(world), first=0, every=60):
+        with anyio.fail_after(10):
+            while row_of(world, stale) is not None:
+                await anyio.sleep(0.02)
+
+
+class _AppTransport(httpx.BaseTransport):
+    """The synchronous client (SDK, CLI) against the in-process app: each request is run
+    on the test's event loop from the client's worker thread."""
+
+    def __init__(self, app: Any) -> None:
+        self.inner = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.read()
+
+        async def send() -> tuple[int, httpx.Headers, bytes]:
+            forwarded = httpx.Request(
+                request.method, request.url, headers=request.headers, content=body
+            )
+            response = await self.inner.handle_async_request(forwarded)
+            return response.status_code, response.headers, await response.aread()
+
+        status, headers, content = anyio.from_thread.run(send)
+        return httpx.Response(status, headers=headers, content=content)
+
+
+async def test_a_client_whose_upload_expired_starts_it_over(world: World, tmp_path: Path) -> None:
+    olga = as_user(world, "olga")
+    run_id = await project_run(olga)
+    data = os.urandom(300_000)
+    path = tmp_path / "model.bin"
+    path.write_bytes(data)
+    client = ApiClient(
+        world.base_url, world.key("olga"), transport=_AppTransport(world.app)
+    )  # fmt: skip
+    expired: list[int] = []
+
+    def progress(phase: str, done: int, _total: int) -> None:
+        # The second chunk is read, not yet sent: the upload lies idle past the limit and
+        # the sweep takes it (the first chunk's 100,000 bytes with it).
+        if phase == "upload" and done == 200_000 and not expired:
+            later(world, HOURS + 1)
+            expired.append(service(world).expire_idle_uploads())
+
+    artifact = await anyio.to_thread.run_sync(
+        lambda: upload_file(client, run_id, path, chunk_size=100_000, progress=progress)
+    )
+    client.close()
+    assert expired == [1]
+    assert artifact["state"] == "ready"
+    assert artifact["sha256"] == hashlib.sha256(data).hexdigest()
+    (entry,) = expiry_entries(world)
+    assert entry.target != f"artifact:{artifact['id']}"  # a fresh artifact, same upload id
+    assert entry.detail["received"] == 100_000
+    assert (await olga.get(f"/api/v1/artifacts/{artifact['id']}/content")).content == data
+
+
+def _rows_at_0004(engine: sa.Engine, created: datetime, ready: datetime) -> None:
+    """A database at revision 0004 holding a run with an unfinished and a ready artifact."""
+    with engine.connect() as conn, conn.begin():
+        command.upgrade(alembic_config(conn), "0004")
+    tables = sa.MetaData()
+    tables.reflect(engine, only=["projects", "runs", "artifacts"])
+    run = {"id": "r" * 32, "project_id": 1, "name": "r", "status": "running", "params": {},
+           "system": {}, "notes": "", "created_at": created}  # fmt: skip
+    artifact = {"run_id": run["id"], "project_id": 1, "kind": "file", "sha256": "0" * 64,
+                "content_type": "text/plain", "size": 10, "created_at": created}  # fmt: skip
+    rows = [
+        ("projects", {"id": 1, "name": "p", "description": "", "created_at": created}),
+        ("runs", run),
+        ("artifacts", {**artifact, "id": "a" * 32, "name": "partial", "state": "uploading",
+                       "received": 4}),
+        ("artifacts", {**artifact, "id": "b" * 32, "name": "done", "state": "ready",
+                       "received": 10, "ready_at": ready, "upload_id": "u" * 8}),
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        for table, values in rows:
+            conn.execute(sa.insert(tables.tables[table]).values(values))
+
+
+def test_the_migration_backfills_last_activity(db_url: str) -> None:
+    engine = create_engine(db_url)
+    try:
+        created = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+        ready = created + timedelta(hours=5)
+        _rows_at_0004(engine, created, ready)
+        upgrade(engine)
+        with engine.connect() as conn:
+            partial_row = artifacts.get(conn, "a" * 32)
+            done_row = artifacts.get(conn, "b" * 32)
+        assert partial_row is not None
+        assert done_row is not None
+        assert partial_row.updated_at == created  # idle since it was declared
+        assert done_row.updated_at == ready
+        assert pending_model_changes(engine) == []
+        assert Base.metadata.tables["artifacts"].c.updated_at.nullable is False
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:  # NOT NULL now
+            conn.execute(sa.update(ArtifactRow).values(updated_at=None))
+    finally:
+        engine.dispose()
