@@ -137,6 +137,8 @@ def test_from_startup_link_to_a_live_chart_and_a_comparison(
             page.goto(f"{server.url}/")
             row = page.get_by_role("link", name="vision")
             expect(row).to_be_visible(timeout=30_000)
+            runs_cell = page.locator("#projects tbody tr", has=row).locator("td").nth(1)
+            expect(runs_cell).to_have_text("1")  # the projects list counts its runs
             row.click()
             run_link = page.get_by_role("link", name="slow-run")
             expect(run_link).to_be_visible(timeout=TIMEOUT_MS)

@@ -5,6 +5,7 @@ half of a run (R2), and the run seen from the CLI."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -149,24 +150,36 @@ def test_server_away_for_the_first_half(server_factory: Start, tmp_path: Path) -
     check_run(second, out.strip(), 400, key=key)
 
 
-def test_runs_are_listed_by_the_cli(server_factory: Start, tmp_path: Path) -> None:
+def test_projects_and_runs_are_listed_by_the_cli(server_factory: Start, tmp_path: Path) -> None:
     server = server_factory()
     result = train(tmp_path, sdk_env(server, tmp_path), "50")
     assert result.returncode == 0, result.stderr
     env = sdk_env(server, tmp_path)
-    listed = subprocess.run(
-        [sys.executable, "-m", "safeboard", "runs", "list", "--project", "mnist", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-    assert listed.returncode == 0, listed.stderr
-    (run,) = [json.loads(line) for line in listed.stdout.splitlines()]
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "safeboard", *args],
+            env={**env, "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    (run,) = [
+        json.loads(line)
+        for line in cli("runs", "list", "--project", "mnist", "--json").splitlines()
+    ]
     assert run["name"] == "baseline"
     assert run["status"] == "finished"
+    (project,) = [json.loads(line) for line in cli("projects", "list", "--json").splitlines()]
+    assert (project["name"], project["runs"]) == ("mnist", 1)
+    assert project["last_run_at"] == run["created_at"]
+    table = cli("projects", "list")
+    assert re.search(r"mnist\s*│\s*1\s*│\s*" + re.escape(run["created_at"][:16]), table), table
 
 
 TENSORBOARD = textwrap.dedent(

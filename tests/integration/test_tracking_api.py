@@ -73,6 +73,30 @@ async def test_run_lifecycle(world: World) -> None:
     assert again.status_code == 409
 
 
+async def test_projects_say_how_many_runs_they_hold_and_when_the_newest_started(
+    world: World,
+) -> None:
+    olga, first = await _project_with_run(world)
+    assert (await olga.post("/api/v1/projects", json={"name": "empty"})).status_code == 201
+    second = (await olga.post("/api/v1/projects/mnist/runs", json={"name": "b"})).json()
+    listed = {p["name"]: p for p in (await olga.get("/api/v1/projects")).json()}
+    assert (listed["mnist"]["runs"], listed["empty"]["runs"]) == (2, 0)
+    assert listed["empty"]["last_run_at"] is None
+    newest = max(
+        second["created_at"], (await olga.get(f"/api/v1/runs/{first}")).json()["created_at"]
+    )
+    assert listed["mnist"]["last_run_at"] == newest
+    one = (await olga.get("/api/v1/projects/mnist")).json()
+    assert (one["runs"], one["last_run_at"]) == (2, newest)
+    made = (await olga.post("/api/v1/projects", json={"name": "fresh"})).json()
+    assert (made["runs"], made["last_run_at"]) == (0, None)
+    # A viewer sees the same counts; someone without a grant sees no project at all.
+    await olga.put("/api/v1/projects/mnist/grants/vic", json={"role": "viewer"})
+    assert [
+        (p["name"], p["runs"]) for p in (await as_user(world, "vic").get("/api/v1/projects")).json()
+    ] == [("mnist", 2)]
+
+
 async def test_creating_the_same_run_id_twice_returns_the_first(world: World) -> None:
     olga, _ = await _project_with_run(world)
     run_id = "ab" * 16

@@ -53,9 +53,16 @@ def list_projects(url: str | None, as_json: bool) -> None:
             click.echo(json.dumps(project))
         return
     _table(
-        ["project", "your role", "created", "description"],
+        ["project", "runs", "last run", "your role", "created", "description"],
         [
-            [p["name"], p["role"] or "(admin)", p["created_at"][:16], p["description"]]
+            [
+                p["name"],
+                str(p["runs"]),
+                (p["last_run_at"] or "")[:16],
+                p["role"] or "(admin)",
+                p["created_at"][:16],
+                p["description"],
+            ]
             for p in found
         ],
     )

@@ -13,9 +13,12 @@ from sqlalchemy import Connection
 from safeboard.auth.permissions import ProjectRole
 from safeboard.errors import Conflict
 from safeboard.projects.models import ProjectGrantRow, ProjectRow
+from safeboard.runs.models import RunRow
 
 __all__ = [
+    "Activity",
     "Project",
+    "activity",
     "create",
     "get",
     "get_by_name",
@@ -104,3 +107,22 @@ def visible(
         query = query.where(grant.c.role.is_not(None))
     rows = conn.execute(query.order_by(_p.c.name)).all()
     return [(_project(row), ProjectRole(row.role) if row.role else None) for row in rows]
+
+
+@dataclass(frozen=True)
+class Activity:
+    runs: int = 0
+    last_run_at: datetime | None = None
+
+
+def activity(conn: Connection, project_ids: list[int]) -> dict[int, Activity]:
+    """How many runs each project holds and when its newest one was created (one grouped
+    query over the runs' project index)."""
+    if not project_ids:
+        return {}
+    query = (
+        sa.select(RunRow.project_id, sa.func.count(), sa.func.max(RunRow.created_at))
+        .where(RunRow.project_id.in_(project_ids))
+        .group_by(RunRow.project_id)
+    )
+    return {pid: Activity(count, last) for pid, count, last in conn.execute(query)}

@@ -10,7 +10,7 @@ from safeboard.auth.dependencies import requires, requires_project
 from safeboard.auth.permissions import Permission, ProjectRole
 from safeboard.auth.principal import Principal
 from safeboard.projects.access import project_by_name
-from safeboard.projects.repository import Project
+from safeboard.projects.repository import Activity, Project
 from safeboard.projects.schemas import ProjectCreate, ProjectOut
 from safeboard.projects.service import ProjectService
 from safeboard.schemas import StrictModel
@@ -29,13 +29,18 @@ def _service(request: Request) -> ProjectService:
     return service
 
 
-def _out(project: Project, role: ProjectRole | None) -> ProjectOut:
+def _out(
+    project: Project, role: ProjectRole | None, activity: Activity | None = None
+) -> ProjectOut:
+    activity = activity or Activity()
     return ProjectOut(
         id=project.id,
         name=project.name,
         description=project.description,
         created_at=project.created_at,
         role=role.value if role else None,
+        runs=activity.runs,
+        last_run_at=activity.last_run_at,
     )
 
 
@@ -43,7 +48,10 @@ def _out(project: Project, role: ProjectRole | None) -> ProjectOut:
 def list_projects(
     request: Request, principal: Principal = requires_project(Permission.PROJECTS_READ)
 ) -> list[ProjectOut]:
-    return [_out(p, role) for p, role in _service(request).visible(principal)]
+    service = _service(request)
+    found = service.visible(principal)
+    activity = service.activity([p.id for p, _ in found])
+    return [_out(p, role, activity.get(p.id)) for p, role in found]
 
 
 @router.post("", status_code=HTTP_201_CREATED, response_model=ProjectOut)
@@ -65,7 +73,7 @@ def get_project(
     with service.engine.connect() as conn:
         project = project_by_name(conn, principal, name, Permission.PROJECTS_READ)
     role = {p.id: r for p, r in service.visible(principal)}.get(project.id)
-    return _out(project, role)
+    return _out(project, role, service.activity([project.id]).get(project.id))
 
 
 @router.put("/{name}/grants/{username}", status_code=HTTP_204_NO_CONTENT)

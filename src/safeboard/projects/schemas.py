@@ -24,3 +24,5 @@ class ProjectOut(Model):
     description: str
     created_at: datetime
     role: str | None = Field(description="Your role in it (admins may have none).")
+    runs: int = Field(0, description="How many runs it holds.")
+    last_run_at: datetime | None = Field(None, description="When its newest run was created.")

@@ -53,6 +53,11 @@ class ProjectService:
             found = [(p, role) for p, role in found if p.id == principal.project_id]
         return found
 
+    def activity(self, project_ids: list[int]) -> dict[int, projects.Activity]:
+        """Run counts and newest run starts, by project id (absent: no runs yet)."""
+        with self.engine.connect() as conn:
+            return projects.activity(conn, project_ids)
+
     def set_grant(
         self, actor: Principal, project_id: int, username: str, role: ProjectRole | None
     ) -> None:

@@ -10,6 +10,9 @@ from safeboard.web.project_page import first_run_snippet
 __all__ = ["render_home"]
 
 
+COLUMNS = ("Project", "Description", "Runs", "Last run", "Your role", "Created")
+
+
 def render_home(server_url: str) -> str:
     content = [
         el("h1", "Projects"),
@@ -21,10 +24,7 @@ def render_home(server_url: str) -> str:
                 "thead",
                 el(
                     "tr",
-                    [
-                        el("th", h, scope="col")
-                        for h in ("Project", "Description", "Your role", "Created")
-                    ],
+                    [el("th", h, scope="col") for h in COLUMNS],
                 ),
             ),
             el("tbody"),

@@ -7,6 +7,8 @@ function projectRow(project) {
   return el("tr", {},
     el("th", { scope: "row" }, el("a", { href: `/projects/${encodeURIComponent(project.name)}` }, project.name)),
     el("td", {}, project.description || ""),
+    el("td", { class: "num" }, String(project.runs)),
+    el("td", {}, project.last_run_at ? when(project.last_run_at) : "none yet"),
     el("td", {}, project.role || "admin"),
     el("td", {}, when(project.created_at)));
 }
