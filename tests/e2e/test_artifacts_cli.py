@@ -136,6 +136,22 @@ def test_upload_list_download_remove(server_factory: Start, tmp_path: Path) -> N
         no_traceback(result)
 
 
+def test_list_follows_every_page(server_factory: Start) -> None:
+    """More artifacts than one page of the API (1,000): the CLI lists them all, in order."""
+    server = server_factory()
+    run_id = make_run(server)
+    empty = hashlib.sha256(b"").hexdigest()
+    with api(server) as client:
+        for i in range(1003):
+            made = client.post(f"/api/v1/runs/{run_id}/artifacts",
+                               json={"name": f"n{i:04}", "size": 0, "sha256": empty})  # fmt: skip
+            assert made.status_code == 201, made.text
+    listed = cli(server, "list", run_id, "--json")
+    assert listed.returncode == 0, listed.stderr
+    names = [json.loads(line)["name"] for line in listed.stdout.splitlines()]
+    assert names == [f"n{i:04}" for i in range(1003)]
+
+
 def test_clear_errors_for_a_missing_file_and_an_unknown_run(
     server_factory: Start, tmp_path: Path
 ) -> None:

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from safeboard.sdk.images import Pixels, encode_png
 from tests.e2e.browser import chromium, spki_sha256
 from tests.e2e.conftest import ServerProcess
 from tests.e2e.test_browser_login import ON_LOGIN_PAGE, TIMEOUT_MS, startup_link
@@ -164,6 +165,7 @@ def test_from_startup_link_to_a_live_chart_and_a_comparison(
         # link, the report downloaded as an attachment.
         artifacts = page.locator("#artifacts tbody tr")
         expect(artifacts).to_have_count(2, timeout=TIMEOUT_MS)
+        artifacts.first.scroll_into_view_if_needed()  # previews are made as they are seen
         preview = page.get_by_role("img", name="Preview of samples.png")
         expect(preview).to_have_attribute("src", re.compile(r"^/files/preview/"))
         page.wait_for_function(
@@ -339,6 +341,58 @@ def test_html_in_run_text_stays_text_in_the_browser(server_factory: Start) -> No
         assert page.locator("main img, main script").count() == 0
         assert page.evaluate("typeof window.__injected") == "undefined"
         watch.assert_clean()  # no alert() ran, no CSP violation was even attempted
+
+
+def test_a_run_with_many_images_shows_them_a_page_at_a_time(server_factory: Start) -> None:
+    """130 images: the table shows 100 and "Show more" the rest; a preview link is minted
+    only for images that come near the screen, not for every row."""
+    server = server_factory()
+    headers = {"Authorization": f"Bearer {discovery_key(server)}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=10) as client:
+        assert client.post("/api/v1/projects", json={"name": "gallery"}).status_code == 201
+        run = client.post("/api/v1/projects/gallery/runs", json={"name": "many"}).json()
+        for i in range(130):
+            png = encode_png(Pixels(bytes([i, 255 - i, 128]) * 16, 4, 4, 3))
+            declared = client.post(
+                f"/api/v1/runs/{run['id']}/artifacts",
+                json={"name": f"sample-{i:03}.png", "size": len(png), "kind": "image",
+                      "content_type": "image/png", "sha256": hashlib.sha256(png).hexdigest()},
+            )  # fmt: skip
+            assert declared.status_code == 201, declared.text
+            stored = client.put(
+                f"/api/v1/artifacts/{declared.json()['id']}/content",
+                content=png,
+                headers={"Upload-Offset": "0", "Content-Type": "application/octet-stream"},
+            )
+            assert stored.status_code == 200, stored.text
+    _, link = startup_link(server)
+
+    with chromium() as browser:
+        page, watch = browser.new_page()
+        page.set_viewport_size({"width": 1366, "height": 768})
+        minted: list[str] = []
+        page.on("request", lambda r: minted.append(r.url) if r.url.endswith("/preview") else None)
+        page.goto(link)
+        page.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
+        page.goto(f"{server.url}/runs/{run['id']}")
+        rows = page.locator("#artifacts tbody tr")
+        expect(rows).to_have_count(100, timeout=TIMEOUT_MS)
+        expect(page.locator("#artifacts-status")).to_have_text("100 of 130 artifacts shown")
+        rows.first.scroll_into_view_if_needed()
+        first = page.get_by_role("img", name="Preview of sample-000.png")
+        expect(first).to_have_attribute("src", re.compile(r"^/files/preview/"))
+        page.wait_for_function("(img) => img.complete && img.naturalWidth === 4",
+                               arg=first.element_handle())  # fmt: skip
+        assert 0 < len(minted) < 100, len(minted)  # the rows near the screen only
+        rows.nth(99).scroll_into_view_if_needed()
+        expect(page.get_by_role("img", name="Preview of sample-099.png")).to_be_visible()
+        page.get_by_role("button", name="Show more artifacts").click()
+        expect(rows).to_have_count(130, timeout=TIMEOUT_MS)
+        expect(page.locator("#artifacts-status")).to_have_text("130 artifacts")
+        expect(page.get_by_role("button", name="Show more artifacts")).to_be_hidden()
+        assert rows.nth(129).locator("th").inner_text() == "sample-129.png"
+        assert len(minted) < 130
+        watch.assert_clean()
 
 
 def test_admin_invites_grants_audits_and_signs_a_user_out(server_factory: Start) -> None:

@@ -94,6 +94,38 @@ async def uploaded(
     return result
 
 
+async def test_a_runs_artifacts_come_a_page_at_a_time_each_once(world: World) -> None:
+    olga, run_id = await _run(world)
+    other = (await olga.post("/api/v1/projects/mnist/runs", json={"name": "other"})).json()
+    made = []
+    for i in range(23):  # empty files are ready at once; one still uploading among them
+        data = b"" if i != 7 else b"partial"
+        answer = await declare(olga, run_id, data, name=f"f{i:02}")
+        assert answer.status_code == 201
+        made.append(answer.json()["id"])
+    await declare(olga, other["id"], b"", name="elsewhere")
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": "5", **({"cursor": cursor} if cursor else {})}
+        page = (await olga.get(f"/api/v1/runs/{run_id}/artifacts", params=params)).json()
+        pages += 1
+        assert page["total"] == 23
+        assert len(page["items"]) == (5 if pages < 5 else 3)
+        seen += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert (pages, seen) == (5, made)  # in the order declared, none twice, none missed
+    whole = (await olga.get(f"/api/v1/runs/{run_id}/artifacts")).json()
+    assert ([i["id"] for i in whole["items"]], whole["next_cursor"]) == (made, None)
+    for bad in ({"cursor": "bm90IGEgY3Vyc29y"}, {"cursor": "%%%"}, {"limit": "0"},
+                {"limit": "1001"}, {"cursor": "x" * 201}):  # fmt: skip
+        refused = await olga.get(f"/api/v1/runs/{run_id}/artifacts", params=bad)
+        assert refused.status_code in (400, 422), (bad, refused.text)
+    eve = as_user(world, "eve")  # no grant: the run does not exist for her
+    assert (await eve.get(f"/api/v1/runs/{run_id}/artifacts")).status_code == 404
+
+
 def stored_files(world: World) -> list[Path]:
     return sorted(p for p in world.settings.artifact_dir.rglob("*") if p.is_file())
 

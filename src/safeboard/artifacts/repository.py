@@ -14,6 +14,7 @@ from safeboard.users.models import UserRow
 
 __all__ = [
     "Artifact",
+    "count_for_run",
     "create",
     "delete",
     "delete_stale",
@@ -81,9 +82,21 @@ def get_by_upload(conn: Connection, run_id: str, upload_id: str) -> Artifact | N
     return _artifact(row) if row else None
 
 
-def list_for_run(conn: Connection, run_id: str) -> list[Artifact]:
-    query = _select().where(_a.c.run_id == run_id).order_by(_a.c.created_at, _a.c.id)
+def list_for_run(
+    conn: Connection, run_id: str, *, after: tuple[datetime, str] | None = None, limit: int
+) -> list[Artifact]:
+    """A run's artifacts in the order they were declared, ``limit`` at most, starting after
+    the (created_at, id) of the last artifact of the previous page."""
+    key = sa.tuple_(_a.c.created_at, _a.c.id)
+    query = _select().where(_a.c.run_id == run_id)
+    if after is not None:
+        query = query.where(key > sa.tuple_(*after))
+    query = query.order_by(_a.c.created_at, _a.c.id).limit(limit)
     return [_artifact(r) for r in conn.execute(query)]
+
+
+def count_for_run(conn: Connection, run_id: str) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).where(_a.c.run_id == run_id)).scalar_one())
 
 
 def project_bytes(conn: Connection, project_id: int) -> int:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import ClientDisconnect
@@ -90,10 +90,14 @@ def declare(
 def list_artifacts(
     request: Request,
     run_id: str,
+    cursor: str | None = Query(None, max_length=200),
+    limit: int = Query(500, ge=1, le=1000),
     principal: Principal = requires_project(Permission.PROJECTS_READ),
 ) -> ArtifactListOut:
+    """A run's artifacts in the order they were declared, a page at a time."""
+    page = _service(request).list_for_run(principal, run_id, cursor=cursor, limit=limit)
     return ArtifactListOut(
-        items=[_out(a) for a in _service(request).list_for_run(principal, run_id)]
+        items=[_out(a) for a in page.items], next_cursor=page.next_cursor, total=page.total
     )
 
 

@@ -69,6 +69,8 @@ class ArtifactOut(Model):
 
 class ArtifactListOut(Model):
     items: list[ArtifactOut]
+    next_cursor: str | None = Field(description="Pass back as `cursor` for the next page.")
+    total: int = Field(description="How many artifacts the run holds, over all pages.")
 
 
 class PreviewOut(Model):

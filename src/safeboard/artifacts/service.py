@@ -41,6 +41,7 @@ from safeboard.auth import repository as creds
 from safeboard.auth.permissions import CredentialKind, Permission, Scope
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
+from safeboard.cursors import decode_position, encode_position
 from safeboard.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from safeboard.projects import repository as projects
 from safeboard.projects.models import ProjectRow
@@ -49,7 +50,7 @@ from safeboard.settings import ArtifactSettings
 from safeboard.storage import writer
 from safeboard.users import repository as users
 
-__all__ = ["ArtifactService", "Upload"]
+__all__ = ["ArtifactPage", "ArtifactService", "Upload"]
 
 log = logging.getLogger("safeboard.artifacts")
 
@@ -84,6 +85,13 @@ class Upload:
         if self.digest is not None:
             self.digest.update(data)
         self.written += len(data)
+
+
+@dataclass(frozen=True)
+class ArtifactPage:
+    items: list[Artifact]
+    next_cursor: str | None
+    total: int  # the run's artifacts, all pages
 
 
 class ArtifactService:
@@ -129,11 +137,20 @@ class ArtifactService:
             found = self._checked(conn, principal, artifact_id, Permission.PROJECTS_READ)
         return self._with_progress(found)
 
-    def list_for_run(self, principal: Principal, run_id: str) -> list[Artifact]:
+    def list_for_run(
+        self, principal: Principal, run_id: str, *, cursor: str | None, limit: int
+    ) -> ArtifactPage:
+        """A page of a run's artifacts, oldest first; ``next_cursor`` continues it."""
+        after = decode_position(cursor) if cursor else None
         with self.engine.connect() as conn:
             run_for(conn, principal, run_id, Permission.PROJECTS_READ)
-            found = artifacts.list_for_run(conn, run_id)
-        return [self._with_progress(a) for a in found]
+            found = artifacts.list_for_run(conn, run_id, after=after, limit=limit + 1)
+            total = artifacts.count_for_run(conn, run_id)
+        page = [self._with_progress(a) for a in found[:limit]]
+        last = page[-1] if len(found) > limit else None
+        return ArtifactPage(
+            page, encode_position(last.created_at, last.id) if last else None, total
+        )
 
     def _with_progress(self, artifact: Artifact) -> Artifact:
         """An unfinished artifact reports what the store holds: an upload cut off midway

@@ -170,8 +170,16 @@ def download(artifact_id: str, output: Path | None, force: bool, url: str | None
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def list_artifacts(run_id: str, url: str | None, as_json: bool) -> None:
     """The artifacts of a run."""
+    items: list[dict[str, Any]] = []
     with _api(url) as api:
-        items = api.get(f"/api/v1/runs/{run_id}/artifacts").json()["items"]
+        cursor: str | None = None
+        while True:  # every page, in the order the artifacts were declared
+            params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+            page = api.get(f"/api/v1/runs/{run_id}/artifacts", params=params).json()
+            items += page["items"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
     if as_json:
         for item in items:
             click.echo(json.dumps(item))

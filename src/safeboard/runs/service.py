@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import secrets
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
@@ -15,7 +11,8 @@ from sqlalchemy import Engine
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
-from safeboard.errors import BadRequest, Conflict, InvalidRequest
+from safeboard.cursors import decode_position, encode_position
+from safeboard.errors import Conflict, InvalidRequest
 from safeboard.events import Event, EventBus
 from safeboard.projects.access import project_by_name
 from safeboard.projects.repository import Project
@@ -32,20 +29,6 @@ FINAL_STATUSES = frozenset({"finished", "failed", "killed"})
 
 def new_run_id() -> str:
     return secrets.token_hex(16)
-
-
-def encode_cursor(run: Run) -> str:
-    raw = json.dumps([run.created_at.isoformat(), run.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, run_id = json.loads(raw)
-        return datetime.fromisoformat(created), str(run_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise BadRequest("cursor: not one this server made") from exc
 
 
 class RunPage:
@@ -154,11 +137,12 @@ class RunService:
         filter_text: str | None = None,
     ) -> RunPage:
         """A page of runs, newest first, matching ``filter_text`` (the search language)."""
-        after = decode_cursor(cursor) if cursor else None
+        after = decode_position(cursor) if cursor else None
         where = run_filter(filter_text, self.engine.dialect.name)
         with self.engine.connect() as conn:
             project = project_by_name(conn, principal, project_name, Permission.PROJECTS_READ)
             found = runs.list_runs(conn, project.id, where=where, after=after, limit=limit + 1)
         more = len(found) > limit
         page = found[:limit]
-        return RunPage(page, encode_cursor(page[-1]) if more and page else None)
+        last = page[-1] if more and page else None
+        return RunPage(page, encode_position(last.created_at, last.id) if last else None)

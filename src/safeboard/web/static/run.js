@@ -62,6 +62,25 @@ async function startCharts() {
   performance.mark("charts-ready");  // read by bench/dashboard.py
 }
 
+// Artifacts: a page at a time ("Show more"), and a preview link minted for an image only
+// when its row comes near the screen (a run may hold thousands of images).
+const ARTIFACT_PAGE = 100;
+
+function mintPreview(cell) {
+  const { artifact, name } = cell.dataset;
+  call("POST", `/api/v1/artifacts/${encodeURIComponent(artifact)}/preview`).then((preview) => {
+    cell.append(el("img", { src: preview.url, alt: `Preview of ${name}` }));
+  }).catch((error) => { cell.textContent = `no preview: ${error.message}`; });
+}
+
+const previewer = new IntersectionObserver((entries, observer) => {
+  for (const entry of entries) {
+    if (!entry.isIntersecting) continue;
+    observer.unobserve(entry.target);
+    mintPreview(entry.target);
+  }
+}, { rootMargin: "300px" });
+
 function artifactRow(artifact) {
   const download = el("a", { href: `/api/v1/artifacts/${encodeURIComponent(artifact.id)}/content`, download: "" }, "Download");
   const row = el("tr", { "data-artifact": artifact.id },
@@ -71,11 +90,9 @@ function artifactRow(artifact) {
     el("td", {}, artifact.step === null ? "" : String(artifact.step)),
     el("td", {}, artifact.state === "ready" ? download : artifact.state));
   if (artifact.state === "ready" && artifact.content_type.startsWith("image/")) {
-    const cell = el("td", {});
+    const cell = el("td", { "data-artifact": artifact.id, "data-name": artifact.name });
     row.append(cell);
-    call("POST", `/api/v1/artifacts/${encodeURIComponent(artifact.id)}/preview`).then((preview) => {
-      cell.append(el("img", { src: preview.url, alt: `Preview of ${artifact.name}`, loading: "lazy" }));
-    }).catch((error) => { cell.textContent = `no preview: ${error.message}`; });
+    previewer.observe(cell);
   } else {
     row.append(el("td", {}));
   }
@@ -86,15 +103,35 @@ async function showArtifacts() {
   const status = document.getElementById("artifacts-status");
   const box = document.getElementById("artifacts");
   try {
-    const listed = await call("GET", `/api/v1/runs/${runId}/artifacts`);
-    const items = listed.items || [];
-    if (!items.length) {
+    const path = `/api/v1/runs/${runId}/artifacts?limit=${ARTIFACT_PAGE}`;
+    let listed = await call("GET", path);
+    if (!listed.items.length) {
       say(status, "No artifacts: files and images a run saves appear here.");
       return;
     }
-    say(status, `${items.length} artifact${items.length === 1 ? "" : "s"}`);
     const head = el("tr", {}, ["Name", "Kind", "Bytes", "Step", "File", "Preview"].map((h) => el("th", { scope: "col" }, h)));
-    box.replaceChildren(el("table", { class: "runs" }, el("thead", {}, head), el("tbody", {}, items.map(artifactRow))));
+    const body = el("tbody", {}, listed.items.map(artifactRow));
+    const more = el("button", { type: "button", class: "secondary", id: "more-artifacts" }, "Show more artifacts");
+    const shown = () => {
+      const total = listed.total;
+      more.hidden = !listed.next_cursor;
+      say(status, listed.next_cursor ? `${body.rows.length} of ${total} artifacts shown`
+        : `${total} artifact${total === 1 ? "" : "s"}`);
+    };
+    more.addEventListener("click", async () => {
+      more.disabled = true;
+      try {
+        listed = await call("GET", `${path}&cursor=${encodeURIComponent(listed.next_cursor)}`);
+        body.append(...listed.items.map(artifactRow));
+        shown();
+      } catch (error) {
+        say(status, error.message, true);
+      } finally {
+        more.disabled = false;
+      }
+    });
+    box.replaceChildren(el("table", { class: "runs" }, el("thead", {}, head), body), more);
+    shown();
   } catch (error) {
     if (error.status === 404 || error.status === 405) say(status, "This server does not store artifacts yet.");
     else say(status, error.message, true);

@@ -1,0 +1,28 @@
+"""Opaque cursors for keyset pagination over (created_at, id): a list's ``next_cursor``
+names the last row a page held, and the next page starts after it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+
+from safeboard.errors import BadRequest
+
+__all__ = ["decode_position", "encode_position"]
+
+
+def encode_position(created_at: datetime, row_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), row_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_position(cursor: str) -> tuple[datetime, str]:
+    """The position a cursor names; 400 for anything this server did not make."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, row_id = json.loads(raw)
+        return datetime.fromisoformat(created), str(row_id)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise BadRequest("cursor: not one this server made") from exc
