@@ -23,7 +23,7 @@ from playwright.sync_api import Page, expect
 
 from safeboard.sdk.images import Pixels, encode_png
 from tests.e2e.browser import chromium, spki_sha256
-from tests.e2e.conftest import ServerProcess
+from tests.e2e.conftest import ServerProcess, run_cli
 from tests.e2e.test_browser_login import ON_LOGIN_PAGE, TIMEOUT_MS, startup_link
 from tests.e2e.test_sdk import discovery_key
 
@@ -393,6 +393,47 @@ def test_a_run_with_many_images_shows_them_a_page_at_a_time(server_factory: Star
         assert rows.nth(129).locator("th").inner_text() == "sample-129.png"
         assert len(minted) < 130
         watch.assert_clean()
+
+
+@pytest.mark.postgres
+def test_a_run_page_catches_up_after_its_server_restarts(
+    server_factory: Start, pg_url: str, tmp_path: Path
+) -> None:
+    """Two replicas on one PostgreSQL. The page's replica goes down; the run finishes
+    through the other; when the first is back the page, whose stream missed that event,
+    shows the run finished."""
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir(mode=0o700)
+        (tmp_path / name / "safeboard.toml").write_text(f'[database]\nurl = "{pg_url}"\n')
+    replica_b = server_factory(name="b")
+    replica_a = server_factory(name="a")  # the newest start's sign-in link is the valid one
+    _, link = startup_link(replica_a)
+    made = run_cli("key", "create", "--name", "t", "--scope", "write", data_dir=replica_b.data_dir)
+    assert made.returncode == 0, made.stderr
+    headers = {"Authorization": f"Bearer {made.stdout.strip()}"}
+    with httpx.Client(base_url=replica_b.url, headers=headers, timeout=10) as client:
+        assert client.post("/api/v1/projects", json={"name": "live"}).status_code == 201
+        run = client.post("/api/v1/projects/live/runs", json={"name": "r"}).json()
+
+        with chromium() as browser:
+            page, watch = browser.new_page()
+            page.goto(link)
+            page.wait_for_url(f"{replica_a.url}/", timeout=TIMEOUT_MS)
+            page.goto(f"{replica_a.url}/runs/{run['id']}")
+            stream = page.locator("body")
+            expect(stream).to_have_attribute("data-stream", "open", timeout=TIMEOUT_MS)
+            expect(page.locator("#run-status")).to_have_text("running")
+            replica_a.stop()
+            expect(stream).to_have_attribute("data-stream", "reconnecting", timeout=TIMEOUT_MS)
+            expect(page.locator("#live")).to_contain_text("reconnecting")
+            finished = client.patch(f"/api/v1/runs/{run['id']}", json={"status": "finished"})
+            assert finished.status_code == 200, finished.text
+            server_factory(name="a", port=replica_a.port)  # the same replica, back
+            expect(page.locator("#run-status")).to_have_text("finished", timeout=20_000)
+            expect(stream).to_have_attribute("data-stream", "open")
+            # Only the refused reconnections may have reached the console.
+            watch.console[:] = [c for c in watch.console if "ERR_CONNECTION_REFUSED" not in c]
+            watch.assert_clean()
 
 
 def test_admin_invites_grants_audits_and_signs_a_user_out(server_factory: Start) -> None:

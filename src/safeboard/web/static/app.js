@@ -49,6 +49,35 @@ export function say(node, text, isError) {
   node.classList.toggle("error", Boolean(isError));
 }
 
+// A server-sent event stream that says when it loses the server and when it is back
+// (document.body.dataset.stream: open, reconnecting, closed). Events sent during a gap (a
+// restart, a network blip) are gone, so the page catches up with onBack() on return.
+export function liveStream(url, handlers, status, onBack) {
+  const events = new EventSource(url);
+  let lost = false;
+  const state = (value) => { document.body.dataset.stream = value; };
+  for (const [name, handler] of Object.entries(handlers)) events.addEventListener(name, handler);
+  events.addEventListener("open", () => {
+    state("open");
+    if (!lost) return;
+    lost = false;
+    say(status, "Live updates are back.");
+    onBack();
+  });
+  events.addEventListener("error", () => {
+    if (events.readyState === EventSource.CLOSED) {  // refused (signed out?): no retries
+      state("closed");
+      say(status, "Live updates stopped: reload the page to resume them.", true);
+    } else if (!lost) {
+      lost = true;
+      state("reconnecting");
+      say(status, "Live updates lost the server: reconnecting…");
+    }
+  });
+  window.addEventListener("pagehide", () => events.close());
+  return events;
+}
+
 export function when(moment) {
   return moment ? moment.slice(0, 19).replace("T", " ") : "";
 }

@@ -1,12 +1,11 @@
 // The runs table: tell about new or changed runs as they happen (server-sent events),
 // and keep the "compare" button honest about what is selected.
-import { el } from "./app.js";
+import { el, liveStream } from "./app.js";
 
 const project = document.querySelector('meta[name="project"]').content;
 const live = document.getElementById("live");
 let changed = new Set();
 
-const events = new EventSource(`/api/v1/projects/${encodeURIComponent(project)}/events`);
 function note(event) {
   const data = JSON.parse(event.data);
   changed.add(data.run_id);
@@ -16,13 +15,18 @@ function note(event) {
     badge.textContent = data.data.status;
     badge.className = `status status-${data.data.status}`;
   }
+  offerReload(`${changed.size} run${changed.size === 1 ? "" : "s"} changed since this page loaded. `);
+}
+
+function offerReload(text) {
   const reload = el("button", { type: "button", class: "secondary" }, "Reload");
   reload.addEventListener("click", () => location.reload());
-  live.replaceChildren(`${changed.size} run${changed.size === 1 ? "" : "s"} changed since this page loaded. `, reload);
+  live.replaceChildren(text, reload);
 }
-events.addEventListener("run", note);
-events.addEventListener("metrics", note);
-window.addEventListener("pagehide", () => events.close());
+
+// After a gap in the stream nobody knows what changed meanwhile: say so.
+liveStream(`/api/v1/projects/${encodeURIComponent(project)}/events`, { run: note, metrics: note },
+  live, () => offerReload("Live updates were interrupted: runs may have changed since. "));
 
 const compare = document.getElementById("compare-selected");
 if (compare) {

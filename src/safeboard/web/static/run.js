@@ -1,6 +1,6 @@
 // A run's page: its charts (loaded only when the chart library is installed), live
 // updates from the run's event stream, and its artifacts.
-import { call, el, say } from "./app.js";
+import { call, el, liveStream, say } from "./app.js";
 
 const runId = document.querySelector('meta[name="run-id"]').content;
 const live = document.getElementById("live");
@@ -43,8 +43,12 @@ function onMetrics(event) {
 function onRun(event) {
   const data = JSON.parse(event.data);
   const status = data.data && data.data.status;
-  if (!status) return;
+  if (status) showStatus(status);
+}
+
+function showStatus(status) {
   const badge = document.getElementById("run-status");
+  if (badge.textContent === status) return;
   badge.textContent = status;
   badge.className = `status status-${status}`;
   if (status !== "running") {
@@ -161,10 +165,15 @@ document.addEventListener("click", (event) => {
     .then(() => location.reload()).catch((error) => say(editStatus(), error.message, true));
 });
 
-const events = new EventSource(`/api/v1/runs/${runId}/events`);
-events.addEventListener("metrics", onMetrics);
-events.addEventListener("run", onRun);
-window.addEventListener("pagehide", () => events.close());
+// After a gap in the stream: the run's status now, and every chart drawn again.
+async function catchUp() {
+  const run = await call("GET", `/api/v1/runs/${runId}`);
+  showStatus(run.status);
+  for (const chart of charts.values()) chart.refresh();
+}
+
+liveStream(`/api/v1/runs/${runId}/events`, { metrics: onMetrics, run: onRun }, live,
+  () => catchUp().catch((error) => say(live, error.message, true)));
 
 startCharts().catch((error) => say(live, `Charts failed: ${error.message}`, true));
 showArtifacts();
