@@ -6,11 +6,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 
 from safeboard.errors import BadRequest
 
 __all__ = ["decode_position", "encode_position"]
+
+_ROW_ID = re.compile(r"[0-9a-f]{32}")  # runs and artifacts: secrets.token_hex(16)
 
 
 def encode_position(created_at: datetime, row_id: str) -> str:
@@ -19,10 +22,14 @@ def encode_position(created_at: datetime, row_id: str) -> str:
 
 
 def decode_position(cursor: str) -> tuple[datetime, str]:
-    """The position a cursor names; 400 for anything this server did not make."""
+    """The position a cursor names; 400 for anything this server did not make (only a
+    timestamp with its zone and a row id of 32 hex digits reach the database)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, row_id = json.loads(raw)
-        return datetime.fromisoformat(created), str(row_id)
+        moment = datetime.fromisoformat(created)
+        if moment.tzinfo is None or not _ROW_ID.fullmatch(row_id):
+            raise ValueError("not a position")
+        return moment.astimezone(UTC), row_id
     except (binascii.Error, ValueError, TypeError) as exc:
         raise BadRequest("cursor: not one this server made") from exc

@@ -4,7 +4,9 @@ on every name and route parameter."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import os
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -122,6 +124,16 @@ async def test_a_runs_artifacts_come_a_page_at_a_time_each_once(world: World) ->
                 {"limit": "1001"}, {"cursor": "x" * 201}):  # fmt: skip
         refused = await olga.get(f"/api/v1/runs/{run_id}/artifacts", params=bad)
         assert refused.status_code in (400, 422), (bad, refused.text)
+    # Well-formed cursors with a position no server makes: a lone surrogate, a NUL, a
+    # time without its zone, a number for an id. 400 on both lists, never a 500.
+    when = "2024-01-01T00:00:00+00:00"
+    for position in ([when, "\ud800"], [when, "a\u0000b"], [when[:19], "ab" * 16],
+                     [when, 5], [when, "AB" * 16], [when, "ab" * 16, "extra"]):  # fmt: skip
+        forged = base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
+        for path in (f"/api/v1/runs/{run_id}/artifacts", "/api/v1/projects/mnist/runs"):
+            refused = await olga.get(path, params={"cursor": forged})
+            assert refused.status_code == 400, (position, path, refused.text)
+            assert "cursor" in refused.json()["error"]["message"]
     eve = as_user(world, "eve")  # no grant: the run does not exist for her
     assert (await eve.get(f"/api/v1/runs/{run_id}/artifacts")).status_code == 404
 

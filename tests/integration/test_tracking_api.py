@@ -147,6 +147,15 @@ async def test_downsampled_history_keeps_extremes(world: World) -> None:
         f"/api/v1/runs/{run_id}/metrics/val/loss?buckets=10&start=100&end=199")).json()  # fmt: skip
     assert window["first_step"][0] == 100
     assert window["last_step"][-1] == 199
+    # Step bounds past the largest step a metric may hold are refused, not a 500 (a
+    # 20-digit number typed into the dashboard's zoom form overflowed SQLite's integer).
+    base = f"/api/v1/runs/{run_id}/metrics/val/loss"
+    for path in (base, f"{base}/points"):
+        for query in ("end=100000000000000000000", f"start={2**62 + 1}", "start=-1"):
+            refused = await olga.get(f"{path}?{query}")
+            assert refused.status_code == 422, (path, query, refused.text)
+        whole = await olga.get(f"{path}?start=9990&end={2**62}")
+        assert whole.status_code == 200, whole.text
 
 
 def _bad(batch_id: str = "batch-0001", key: str = "a", **column: object) -> dict[str, object]:

@@ -139,8 +139,8 @@ def points(
     request: Request,
     run_id: str,
     key: str,
-    start: int | None = Query(None, ge=0),
-    end: int | None = Query(None, ge=0),
+    start: int | None = Query(None, ge=0, le=MAX_STEP),
+    end: int | None = Query(None, ge=0, le=MAX_STEP),
     principal: Principal = requires_project(Permission.PROJECTS_READ),
 ) -> Response:
     """Every point of a metric between ``start`` and ``end`` (steps, inclusive)."""
@@ -158,8 +158,8 @@ def history(
     run_id: str,
     key: str,
     buckets: int = Query(1000, ge=1, le=10_000),
-    start: int | None = Query(None, ge=0),
-    end: int | None = Query(None, ge=0),
+    start: int | None = Query(None, ge=0, le=MAX_STEP),
+    end: int | None = Query(None, ge=0, le=MAX_STEP),
     principal: Principal = requires_project(Permission.PROJECTS_READ),
 ) -> HistoryOut:
     """A metric downsampled to at most ``buckets`` buckets, each keeping min and max."""

@@ -125,8 +125,19 @@ def _tags(tags: dict[str, str], can_edit: bool) -> Markup:
     )
 
 
+MAX_SAFE_INTEGER = 2**53 - 1  # JavaScript's: larger steps cannot be typed exactly
+
+
 def _step_input(input_id: str) -> Markup:
-    return el("input", type="number", id=input_id, min="0", step="1", inputmode="numeric")
+    return el(
+        "input",
+        type="number",
+        id=input_id,
+        min="0",
+        max=str(MAX_SAFE_INTEGER),
+        step="1",
+        inputmode="numeric",
+    )
 
 
 def chart_controls() -> Markup:

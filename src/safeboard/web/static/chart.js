@@ -222,7 +222,7 @@ export function bindControls(charts) {
     event.preventDefault();
     const lo = Number(from.value);
     const hi = Number(to.value);
-    if (from.value === "" || to.value === "" || !(hi > lo)) {
+    if (from.value === "" || to.value === "" || !(hi > lo) || !Number.isSafeInteger(hi)) {
       to.setCustomValidity("Type two steps, the second larger than the first.");
       to.reportValidity();
       return;
