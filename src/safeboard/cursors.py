@@ -24,12 +24,14 @@ def encode_position(created_at: datetime, row_id: str) -> str:
 def decode_position(cursor: str) -> tuple[datetime, str]:
     """The position a cursor names; 400 for anything this server did not make (only a
     timestamp with its zone and a row id of 32 hex digits reach the database)."""
+    refused = BadRequest("cursor: not one this server made")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, row_id = json.loads(raw)
         moment = datetime.fromisoformat(created)
-        if moment.tzinfo is None or not _ROW_ID.fullmatch(row_id):
-            raise ValueError("not a position")
-        return moment.astimezone(UTC), row_id
+        well_formed = moment.tzinfo is not None and _ROW_ID.fullmatch(row_id) is not None
     except (binascii.Error, ValueError, TypeError) as exc:
-        raise BadRequest("cursor: not one this server made") from exc
+        raise refused from exc
+    if not well_formed:
+        raise refused
+    return moment.astimezone(UTC), row_id
