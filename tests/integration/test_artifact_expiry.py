@@ -341,6 +341,30 @@ async def test_the_app_lifespan_starts_and_stops_the_sweep(world: World) -> None
                 await anyio.sleep(0.02)
 
 
+class _Slow:
+    """A sweep that is still expiring when the server shuts down."""
+
+    def __init__(self) -> None:
+        self.started, self.finished = threading.Event(), threading.Event()
+
+    def expire_idle_uploads(self, stop: threading.Event | None = None) -> int:
+        self.started.set()
+        assert stop is not None
+        stop.wait(10)  # told to stop: it ends "after the current upload"
+        threading.Event().wait(0.3)
+        self.finished.set()
+        return 0
+
+
+async def test_shutdown_waits_for_a_sweep_in_progress() -> None:
+    slow = _Slow()
+    async with expiry_sweeps(slow, first=0, every=60):
+        with anyio.fail_after(10):
+            while not slow.started.is_set():
+                await anyio.sleep(0.01)
+    assert slow.finished.is_set()  # the database may be closed now: nothing uses it
+
+
 class _AppTransport(httpx.BaseTransport):
     """The synchronous client (SDK, CLI) against the in-process app: each request is run
     on the test's event loop from the client's worker thread."""
@@ -436,3 +460,53 @@ def test_the_migration_backfills_last_activity(db_url: str) -> None:
             conn.execute(sa.update(ArtifactRow).values(updated_at=None))
     finally:
         engine.dispose()
+
+
+async def test_a_declaration_expires_only_what_its_quota_needs(world: World) -> None:
+    """With room in the quota an idle upload declared again resumes where it stopped; when
+    a new file needs room, the oldest idle uploads go, and only until it fits."""
+    olga = as_user(world, "olga")
+    run_id = await project_run(olga)
+    data = os.urandom(400_000)
+    resumable = await declare(olga, run_id, data, name="resumable.bin", upload_id="u" * 16)
+    resumable_id = resumable.json()["id"]
+    assert (await put(olga, resumable_id, data[:100_000])).json()["received"] == 100_000
+    oldest = await partial(olga, run_id, 400_000, 10, "oldest.bin")
+    later(world, 1)  # "oldest" stays older than the one after it
+    second = await partial(olga, run_id, 400_000, 10, "second.bin")
+    later(world, HOURS + 2)  # all three idle now; 1,200,000 of 1,500,000 held
+    again = await declare(olga, run_id, data, name="resumable.bin", upload_id="u" * 16)
+    assert again.status_code == 200, again.text  # room enough: nothing expired, it resumes
+    assert (again.json()["id"], again.json()["received"]) == (resumable_id, 100_000)
+    assert expiry_entries(world) == []
+    needs_room = await declare(olga, run_id, os.urandom(500_000), name="big.bin")
+    assert needs_room.status_code == 201, needs_room.text
+    # 1,200,000 + 500,000 > 1,500,000: one idle upload (the oldest) had to go, no more.
+    assert [e.target for e in expiry_entries(world)] == [f"artifact:{oldest}"]
+    assert row_of(world, oldest) is None
+    assert row_of(world, second) is not None
+    assert row_of(world, resumable_id) is not None  # declared again: active, not idle
+
+
+async def test_a_resume_that_finds_its_upload_just_expired_starts_a_new_one(world: World) -> None:
+    """The race with another replica's sweep: the row goes between the lookup and the
+    touch. The declaration makes a fresh artifact instead of answering with a dead one."""
+    olga = as_user(world, "olga")
+    run_id = await project_run(olga)
+    data = os.urandom(1000)
+    first = (await declare(olga, run_id, data, upload_id="v" * 16)).json()["id"]
+    original = artifacts.touch
+
+    def vanishing(conn: sa.Connection, artifact_id: str, now: datetime) -> bool:
+        conn.execute(sa.delete(ArtifactRow).where(ArtifactRow.id == artifact_id))  # expired
+        return original(conn, artifact_id, now)
+
+    artifacts.touch = vanishing
+    try:
+        again = await declare(olga, run_id, data, upload_id="v" * 16)
+    finally:
+        artifacts.touch = original
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] != first
+    assert row_of(world, again.json()["id"]) is not None
+    assert (await put(olga, again.json()["id"], data)).json()["state"] == "ready"

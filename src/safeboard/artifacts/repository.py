@@ -117,13 +117,15 @@ def set_received(conn: Connection, artifact_id: str, received: int, now: datetim
     return done.rowcount > 0
 
 
-def touch(conn: Connection, artifact_id: str, now: datetime) -> None:
-    """Record activity on an unfinished upload (declared again: the client resumes)."""
-    conn.execute(
+def touch(conn: Connection, artifact_id: str, now: datetime) -> bool:
+    """Record activity on an unfinished upload (declared again: the client resumes); False
+    when the row is gone (expired by another replica meanwhile)."""
+    touched = conn.execute(
         sa.update(_a)
         .where(_a.c.id == artifact_id, _a.c.state == "uploading")
         .values(updated_at=now)
     )
+    return touched.rowcount > 0
 
 
 def mark_ready(conn: Connection, artifact_id: str, content_type: str, now: datetime) -> bool:
@@ -144,13 +146,19 @@ def _stale(cutoff: datetime) -> sa.ColumnElement[bool]:
 
 
 def stale_uploads(
-    conn: Connection, cutoff: datetime, project_id: int | None = None, limit: int = 1000
+    conn: Connection,
+    cutoff: datetime,
+    project_id: int | None = None,
+    limit: int = 1000,
+    after: tuple[datetime, str] | None = None,
 ) -> list[Artifact]:
     """Unfinished uploads with no activity since ``cutoff``, oldest first; of one project
-    or of all."""
+    or of all; after the (updated_at, id) of the last one of the previous batch."""
     query = _select().where(_stale(cutoff))
     if project_id is not None:
         query = query.where(_a.c.project_id == project_id)
+    if after is not None:
+        query = query.where(sa.tuple_(_a.c.updated_at, _a.c.id) > sa.tuple_(*after))
     query = query.order_by(_a.c.updated_at, _a.c.id).limit(limit)
     return [_artifact(r) for r in conn.execute(query)]
 

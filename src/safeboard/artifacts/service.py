@@ -170,11 +170,15 @@ class ArtifactService:
             raise PayloadTooLarge(f"{spec.size} bytes is over the {limit}-byte artifact limit")
         if spec.size == 0 and spec.sha256 != EMPTY_SHA256:
             raise InvalidRequest("sha256: an empty file has the SHA-256 of no bytes")
-        with self.engine.connect() as conn:
-            _, project = run_for(conn, principal, run_id, Permission.PROJECTS_WRITE)
-        # Uploads abandoned in this project give their quota back before it is checked (an
-        # idle one declared again now is gone too: it starts over, as after a sweep).
-        self._expire_idle(project.id)
+        quota = self.settings.project_quota_bytes
+        if quota:  # uploads abandoned in the project give back the quota this one needs
+            with self.engine.connect() as conn:
+                _, project = run_for(conn, principal, run_id, Permission.PROJECTS_WRITE)
+                resuming = spec.upload_id is not None and (
+                    artifacts.get_by_upload(conn, run_id, spec.upload_id) is not None
+                )
+            if not resuming:  # (a resumed upload's bytes are counted already)
+                self._expire_idle(project.id, room=(quota, spec.size))
         now = self.clock()
         with self.tx.begin() as conn:
             run, project = run_for(conn, principal, run_id, Permission.PROJECTS_WRITE)
@@ -191,9 +195,9 @@ class ArtifactService:
                     )  # fmt: skip
                     if not same:
                         raise Conflict("this upload id was declared for another file")
-                    artifacts.touch(conn, earlier.id, now)  # resumed: not idle
-                    return self._with_progress(earlier), False
-            quota = self.settings.project_quota_bytes
+                    if artifacts.touch(conn, earlier.id, now):  # resumed: not idle
+                        return self._with_progress(earlier), False
+                    # else it expired a moment ago (another replica): a new one, from 0
             held = artifacts.project_bytes(conn, project.id) if quota else 0
             if quota and held + spec.size > quota:
                 raise PayloadTooLarge(
@@ -354,24 +358,40 @@ class ArtifactService:
         went. ``stop`` ends it early (the server shuts down)."""
         return self._expire_idle(None, stop)
 
-    def _expire_idle(self, project_id: int | None, stop: threading.Event | None = None) -> int:
-        """Expire idle unfinished uploads, of one project or of all: one transaction each,
-        so that neither a sweep nor a declaration holds the database (or, on PostgreSQL,
-        the audit log's lock together with other rows) for long."""
-        now = self.clock()
-        cutoff = now - timedelta(hours=self.settings.incomplete_upload_hours)
+    def _expire_idle(
+        self,
+        project_id: int | None,
+        stop: threading.Event | None = None,
+        room: tuple[int, int] | None = None,
+    ) -> int:
+        """Expire idle unfinished uploads, of one project or of all, oldest first: one
+        transaction each, so that neither a sweep nor a declaration holds the database (or,
+        on PostgreSQL, the audit log's lock together with other rows) for long. With
+        ``room`` = (quota, bytes wanted) it stops as soon as the project has that room (a
+        declaration expires only what it needs; the sweep does the rest)."""
+        cutoff = self.clock() - timedelta(hours=self.settings.incomplete_upload_hours)
         expired = 0
-        while True:
+        after: tuple[datetime, str] | None = None
+        while room is None or not self._has_room(project_id, room):
             with self.engine.connect() as conn:
-                batch = artifacts.stale_uploads(conn, cutoff, project_id, _EXPIRY_BATCH)
-            gone = 0
+                batch = artifacts.stale_uploads(conn, cutoff, project_id, _EXPIRY_BATCH, after)
             for artifact in batch:
                 if stop is not None and stop.is_set():
-                    return expired + gone
-                gone += self._expire(artifact, cutoff)
-            expired += gone
-            if len(batch) < _EXPIRY_BATCH or not gone:  # done, or only busy ones are left
+                    return expired
+                expired += self._expire(artifact, cutoff)
+                if room is not None and self._has_room(project_id, room):
+                    return expired
+            if len(batch) < _EXPIRY_BATCH:  # none left (busy ones are passed over)
                 return expired
+            after = (batch[-1].updated_at, batch[-1].id)
+        return expired
+
+    def _has_room(self, project_id: int | None, room: tuple[int, int]) -> bool:
+        quota, wanted = room
+        with self.engine.connect() as conn:
+            return project_id is not None and (
+                artifacts.project_bytes(conn, project_id) + wanted <= quota
+            )
 
     def _expire(self, artifact: Artifact, cutoff: datetime) -> bool:
         """Row, audit entry and file go together. False, and all kept, when the upload was
