@@ -4,13 +4,24 @@ build segment opens no way out of the static directory."""
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
-from safeboard.web.assets import IMMUTABLE, REVALIDATE, STATIC_DIR, build_id, content_hash
+from safeboard.web.assets import (
+    IMMUTABLE,
+    REVALIDATE,
+    STATIC_DIR,
+    VersionedStaticFiles,
+    build_id,
+    content_hash,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -107,3 +118,25 @@ async def test_the_build_segment_opens_no_way_out(client: httpx.AsyncClient, pat
     assert answer.status_code in (400, 404), path
     assert b"import" not in answer.content
     assert b"root:" not in answer.content
+
+
+async def test_a_file_changed_after_start_is_never_cached_under_the_old_build(
+    tmp_path: Path,
+) -> None:
+    """An upgrade installed in place before the restart: the running server's build id
+    no longer names those bytes, so they are served to be revalidated, not kept a year."""
+    (tmp_path / "app.js").write_text("export const v = 1;\n")
+    old = (tmp_path / "app.js").stat().st_mtime - 60
+    os.utime(tmp_path / "app.js", (old, old))
+    static = VersionedStaticFiles(tmp_path)
+    app = Starlette(routes=[Mount("/static", static)])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        url = f"/static/{static.build}/app.js"
+        first = await client.get(url)
+        assert first.headers["cache-control"] == IMMUTABLE
+        (tmp_path / "app.js").write_text("export const v = 2;\n")
+        os.utime(tmp_path / "app.js", (old + 3600, time.time() + 1))
+        changed = await client.get(url)
+        assert changed.text == "export const v = 2;\n"
+        assert changed.headers["cache-control"] == REVALIDATE

@@ -173,13 +173,15 @@ def list_artifacts(run_id: str, url: str | None, as_json: bool) -> None:
     items: list[dict[str, Any]] = []
     with _api(url) as api:
         cursor: str | None = None
+        seen: set[str] = set()
         while True:  # every page, in the order the artifacts were declared
             params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
             page = api.get(f"/api/v1/runs/{run_id}/artifacts", params=params).json()
             items += page["items"]
-            cursor = page["next_cursor"]
-            if not cursor:
+            cursor = page.get("next_cursor")  # (an older server sends one page only)
+            if not cursor or cursor in seen:
                 break
+            seen.add(cursor)
     if as_json:
         for item in items:
             click.echo(json.dumps(item))

@@ -57,8 +57,8 @@ def list_projects(url: str | None, as_json: bool) -> None:
         [
             [
                 p["name"],
-                str(p["runs"]),
-                (p["last_run_at"] or "")[:16],
+                str(p.get("runs", "")),  # (an older server does not say)
+                (p.get("last_run_at") or "")[:16],
                 p["role"] or "(admin)",
                 p["created_at"][:16],
                 p["description"],

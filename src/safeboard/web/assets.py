@@ -6,7 +6,9 @@ cached) name the new id and the browser fetches the new files. Modules import ea
 by relative URLs, so they stay within the build their page named.
 
 A request under another build id (a tab opened before an upgrade, or a replica not yet
-upgraded) or under no id gets the current file, to be revalidated on every use.
+upgraded) or under no id gets the current file, to be revalidated on every use; so does a
+file changed on disk after the server hashed the files (an upgrade installed in place
+before the restart): its bytes are no longer the ones the build id names.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import functools
 import hashlib
 import os
 import re
+import time
 from pathlib import Path
 
 from starlette.responses import Response
@@ -42,10 +45,15 @@ def content_hash(directory: Path) -> str:
 
 
 @functools.cache
+def _build(directory: Path) -> tuple[str, float]:
+    """A directory's build id, and when its files were read (once per process)."""
+    started = time.time()
+    return content_hash(directory), started
+
+
 def build_id() -> str:
-    """The installed static files' build id (read once: the files do not change while the
-    server runs)."""
-    return content_hash(STATIC_DIR)
+    """The installed static files' build id."""
+    return _build(STATIC_DIR)[0]
 
 
 def asset(name: str) -> str:
@@ -57,8 +65,9 @@ class VersionedStaticFiles(StaticFiles):
     """StaticFiles that ignores a leading build id and says how long a file may be kept:
     a year under the current build id, otherwise revalidate (the ETag makes that a 304)."""
 
-    def __init__(self) -> None:
-        super().__init__(directory=STATIC_DIR)
+    def __init__(self, directory: Path = STATIC_DIR) -> None:
+        super().__init__(directory=directory)
+        self.build, self.built_at = _build(directory)  # at start, before any request
 
     def _split(self, scope: Scope) -> tuple[str | None, str]:
         path = super().get_path(scope)
@@ -76,6 +85,6 @@ class VersionedStaticFiles(StaticFiles):
         status_code: int = 200,
     ) -> Response:
         response = super().file_response(full_path, stat_result, scope, status_code)
-        current = self._split(scope)[0] == build_id()
+        current = self._split(scope)[0] == self.build and stat_result.st_mtime < self.built_at
         response.headers["cache-control"] = IMMUTABLE if current else REVALIDATE
         return response
