@@ -65,6 +65,12 @@ class NotFound(SafeboardError):
     code = "not_found"
 
 
+class Gone(NotFound):
+    """It existed and was removed for good by the server itself (an expired upload)."""
+
+    code = "gone"
+
+
 class MethodNotAllowed(SafeboardError):
     code = "method_not_allowed"
 
@@ -105,6 +111,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "unauthenticated": 401,
     "forbidden": 403,
     "not_found": 404,
+    "gone": 410,
     "method_not_allowed": 405,
     "conflict": 409,
     "payload_too_large": 413,

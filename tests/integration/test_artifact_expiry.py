@@ -33,6 +33,7 @@ from safeboard.audit.events import AuditEntry
 from safeboard.auth.permissions import Role
 from safeboard.client.artifacts import upload_file
 from safeboard.client.http import ApiClient
+from safeboard.errors import Gone, NotFound
 from safeboard.settings import Settings
 from safeboard.storage import create_engine, pending_model_changes, upgrade
 from safeboard.storage.migrate import alembic_config
@@ -141,13 +142,20 @@ async def test_a_stale_upload_gives_its_quota_back_at_the_next_declaration(world
     assert fresh.status_code == 201, fresh.text  # 1.8 MB with the stale one: over the quota
     assert not file_of(world, stale).exists()
     assert row_of(world, stale) is None
-    # The stale upload is gone for its client too: the normal 404.
+    # The stale upload is gone for its client too: 410, which tells it to start over (a
+    # deleted one is a 404 and stays deleted); to anyone without its run, the usual 404.
     for gone in (
         await olga.get(f"/api/v1/artifacts/{stale}"),
         await put(olga, stale, b"x", 300_000),
     ):
-        assert gone.status_code == 404
-        assert gone.json()["error"]["message"] == "no such artifact"
+        assert gone.status_code == 410
+        assert gone.json()["error"]["code"] == "gone"
+        assert "declare it again" in gone.json()["error"]["message"]
+    world.user("eve")
+    stranger = await as_user(world, "eve").get(f"/api/v1/artifacts/{stale}")
+    assert (stranger.status_code, stranger.json()["error"]["message"]) == (
+        404, "no such artifact",
+    )  # fmt: skip
     assert [p.name for p in stored_files(world)] == []  # the PUT left no file behind
     (entry,) = expiry_entries(world)
     assert entry.actor == EXPIRY_ACTOR
@@ -384,6 +392,39 @@ class _AppTransport(httpx.BaseTransport):
 
         status, headers, content = anyio.from_thread.run(send)
         return httpx.Response(status, headers=headers, content=content)
+
+
+async def test_a_client_whose_upload_was_deleted_leaves_it_deleted(
+    world: World, tmp_path: Path
+) -> None:
+    """Someone removed the half-sent upload (say, to stop it): the client's next request
+    gets 404, not 410, and it does not send the file again."""
+    olga = as_user(world, "olga")
+    run_id = await project_run(olga)
+    path = tmp_path / "model.bin"
+    path.write_bytes(os.urandom(300_000))
+    client = ApiClient(world.base_url, world.key("olga"), transport=_AppTransport(world.app))
+    removed: list[str] = []
+
+    def progress(phase: str, done: int, _total: int) -> None:
+        if phase == "upload" and done == 200_000 and not removed:
+            (listed,) = anyio.from_thread.run(
+                lambda: olga.get(f"/api/v1/runs/{run_id}/artifacts")
+            ).json()["items"]
+            deleted = anyio.from_thread.run(
+                lambda: olga.delete(f"/api/v1/artifacts/{listed['id']}")
+            )
+            assert deleted.status_code == 204, deleted.text
+            removed.append(listed["id"])
+
+    with pytest.raises(NotFound) as refused:
+        await anyio.to_thread.run_sync(
+            lambda: upload_file(client, run_id, path, chunk_size=100_000, progress=progress)
+        )
+    client.close()
+    assert not isinstance(refused.value, Gone)
+    assert removed
+    assert (await olga.get(f"/api/v1/runs/{run_id}/artifacts")).json()["items"] == []
 
 
 async def test_a_client_whose_upload_expired_starts_it_over(world: World, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
 import threading
 from collections import OrderedDict
@@ -42,7 +43,7 @@ from safeboard.auth.permissions import CredentialKind, Permission, Scope
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
 from safeboard.cursors import decode_position, encode_position
-from safeboard.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from safeboard.errors import Conflict, Gone, InvalidRequest, NotFound, PayloadTooLarge
 from safeboard.projects import repository as projects
 from safeboard.projects.models import ProjectRow
 from safeboard.runs.access import run_for
@@ -56,6 +57,7 @@ log = logging.getLogger("safeboard.artifacts")
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _SNIFF_BYTES = 16
+_ARTIFACT_ID = re.compile(r"[0-9a-f]{32}")
 _KEPT_DIGESTS = 1024  # uploads in progress whose running SHA-256 is kept (~0.4 KB each)
 EXPIRY_ACTOR = "system:expiry"  # who expires idle uploads, in the audit log
 _EXPIRY_BATCH = 500
@@ -125,7 +127,7 @@ class ArtifactService:
         its existence does not leak)."""
         artifact = artifacts.get(conn, artifact_id)
         if artifact is None:
-            raise NotFound("no such artifact")
+            raise _missing(conn, principal, artifact_id)
         try:
             run_for(conn, principal, artifact.run_id, permission)
         except NotFound:
@@ -479,3 +481,21 @@ def _ready(artifact: Artifact) -> None:
 
 def _replace(artifact: Artifact, *, received: int) -> Artifact:
     return replace(artifact, received=received)
+
+
+def _missing(conn: Connection, principal: Principal, artifact_id: str) -> NotFound:
+    """Why an artifact id has no row: Gone (410) for an upload the server expired, if the
+    principal may still see its run; else the usual 404 (a deletion, or never there). A
+    client resumes a Gone upload by declaring it again, and leaves a deleted one deleted."""
+    if _ARTIFACT_ID.fullmatch(artifact_id):
+        expired = audit.last_for(conn, AuditAction.ARTIFACT_EXPIRED, f"artifact:{artifact_id}")
+        if expired is not None:
+            try:
+                run_for(conn, principal, str(expired.detail.get("run")), Permission.PROJECTS_READ)
+            except NotFound:
+                return NotFound("no such artifact")
+            return Gone(
+                "this upload expired: it was idle longer than the server keeps unfinished "
+                "uploads (artifacts.incomplete_upload_hours); declare it again to start over"
+            )
+    return NotFound("no such artifact")

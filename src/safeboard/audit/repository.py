@@ -61,7 +61,7 @@ from safeboard.audit.events import (
 )
 from safeboard.audit.models import AuditRow
 
-__all__ = ["MAX_LIMIT", "append", "entries", "has_log", "verify"]
+__all__ = ["MAX_LIMIT", "append", "entries", "has_log", "last_for", "verify"]
 
 MAX_LIMIT = 10_000
 # Key of the PostgreSQL advisory lock that serialises appenders ("sb_audit" as an int64).
@@ -274,3 +274,15 @@ def _aware(when: datetime) -> datetime:
     if when.tzinfo is None:
         raise ValueError("naive datetime: pass an aware one, e.g. datetime.now(UTC)")
     return when.astimezone(UTC)
+
+
+def last_for(conn: Connection, action: str, target: str) -> AuditEntry | None:
+    """The newest entry of ``action`` about ``target`` (found through the action index)."""
+    query = (
+        select(*_COLUMNS)
+        .where(AuditRow.action == str(action), AuditRow.target == target)
+        .order_by(AuditRow.id.desc())
+        .limit(1)
+    )
+    row = conn.execute(query).first()
+    return _entry(row._mapping) if row is not None else None

@@ -38,7 +38,7 @@ from safeboard.errors import (
     BadRequest,
     ConfigError,
     Conflict,
-    NotFound,
+    Gone,
     SafeboardError,
     ServiceUnavailable,
 )
@@ -235,12 +235,12 @@ def upload_file(
                 client, artifact, source, failures,
                 chunk_size=chunk_size, progress=progress, stop=stop, sleep=sleep,
             )  # fmt: skip
-        except NotFound:
+        except Gone:
             if started_over:
                 raise
             # The server dropped the unfinished upload: it was idle longer than the server
-            # keeps one (artifacts.incomplete_upload_hours), or someone deleted it.
-            # Declaring the same upload id again makes a fresh artifact, from byte 0.
+            # keeps one (artifacts.incomplete_upload_hours). Declaring the same upload id
+            # again makes a fresh artifact, from byte 0. (A deleted one, 404, stays deleted.)
             log.warning("the server no longer holds this upload of %s: starting it over", absolute)
             started_over = True
             artifact = _declare(client, run_id, spec)
