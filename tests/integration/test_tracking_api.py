@@ -95,6 +95,14 @@ async def test_projects_say_how_many_runs_they_hold_and_when_the_newest_started(
     assert [
         (p["name"], p["runs"]) for p in (await as_user(world, "vic").get("/api/v1/projects")).json()
     ] == [("mnist", 2)]
+    assert (await as_user(world, "eve").get("/api/v1/projects")).json() == []
+    # A key bound to one project counts that project's runs and sees no other.
+    empty_id = listed["empty"]["id"]
+    bound = world.client(Authorization=f"Bearer {world.key('olga', project_id=empty_id)}")
+    assert [(p["name"], p["runs"]) for p in (await bound.get("/api/v1/projects")).json()] == [
+        ("empty", 0)
+    ]
+    assert (await bound.get("/api/v1/projects/mnist")).status_code == 404
 
 
 async def test_creating_the_same_run_id_twice_returns_the_first(world: World) -> None:
