@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent
 VENDOR = ROOT / "src" / "safeboard" / "web" / "static" / "vendor"
 STAMP = VENDOR / "VERSION"
 TIMEOUT_SECONDS = 60
+MAX_DOWNLOAD_BYTES = 8 * 1024 * 1024  # the tarball is about 0.2 MB; never hold more than this
 
 
 class VendorError(RuntimeError):
@@ -46,14 +47,19 @@ class VendorError(RuntimeError):
 def _download(url: str) -> bytes:
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
-            data: bytes = response.read()
-            return data
+            data: bytes = response.read(MAX_DOWNLOAD_BYTES + 1)
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         raise VendorError(
             f"safeboard's build could not download its chart library from {url}: {exc}.\n"
             "The dashboard needs it. Check that the npm registry is reachable (proxy "
             "settings: HTTPS_PROXY) and build again."
         ) from exc
+    if len(data) > MAX_DOWNLOAD_BYTES:
+        raise VendorError(
+            f"{url} sent more than {MAX_DOWNLOAD_BYTES} bytes; the chart library is far "
+            "smaller: refusing it"
+        )
+    return data
 
 
 def check_integrity(data: bytes, integrity: str = UPLOT_INTEGRITY) -> None:

@@ -3,8 +3,10 @@ failures, nothing but the named files written, and the installed files served.""
 
 from __future__ import annotations
 
+import http.server
 import io
 import tarfile
+import threading
 from pathlib import Path
 
 import hatch_build
@@ -39,6 +41,42 @@ def test_an_unreachable_registry_fails_with_a_message_that_says_what_to_do(
     assert "could not download its chart library from http://127.0.0.1:9/uplot.tgz" in message
     assert "npm registry is reachable" in message
     assert not (tmp_path / "vendor").exists()
+
+
+def test_a_download_larger_than_the_cap_is_refused_without_holding_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A registry (or a proxy) that sends without end: reading stops past the cap."""
+    sent: list[int] = []
+
+    class Endless(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            block = b"\0" * 65536
+            try:
+                for _ in range(hatch_build.MAX_DOWNLOAD_BYTES // len(block) * 4):
+                    self.wfile.write(block)
+                    sent.append(len(block))
+            except OSError:
+                pass  # the reader hung up: what this test wants
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/uplot.tgz"
+        monkeypatch.setattr(hatch_build, "UPLOT_URL", url)
+        with pytest.raises(hatch_build.VendorError, match="sent more than"):
+            hatch_build.fetch_vendor(tmp_path / "vendor")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not (tmp_path / "vendor").exists()
+    assert sum(sent) < hatch_build.MAX_DOWNLOAD_BYTES * 4  # it stopped reading
 
 
 def test_only_the_named_files_are_extracted(tmp_path: Path) -> None:
