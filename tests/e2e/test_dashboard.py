@@ -415,6 +415,14 @@ def test_a_run_page_catches_up_after_its_server_restarts(
         assert client.post("/api/v1/projects", json={"name": "live"}).status_code == 201
         run = client.post("/api/v1/projects/live/runs", json={"name": "r"}).json()
 
+        def log(key: str, batch_id: str) -> None:
+            column = {"steps": [0, 1], "times": [1.7e9, 1.7e9 + 1], "values": [1.0, 0.5]}
+            sent = client.post(f"/api/v1/runs/{run['id']}/metrics",
+                               json={"batch_id": batch_id, "metrics": {key: column}})  # fmt: skip
+            assert sent.status_code == 200, sent.text
+
+        log("loss", "batch-loss-1")
+
         with chromium() as browser:
             page, watch = browser.new_page()
             page.goto(link)
@@ -423,13 +431,16 @@ def test_a_run_page_catches_up_after_its_server_restarts(
             stream = page.locator("body")
             expect(stream).to_have_attribute("data-stream", "open", timeout=TIMEOUT_MS)
             expect(page.locator("#run-status")).to_have_text("running")
+            expect(page.locator('figure[data-key="loss"] canvas')).to_have_count(1)
             replica_a.stop()
             expect(stream).to_have_attribute("data-stream", "reconnecting", timeout=TIMEOUT_MS)
             expect(page.locator("#live")).to_contain_text("reconnecting")
+            log("acc", "batch-acc-1")  # a metric that begins while the page hears nothing
             finished = client.patch(f"/api/v1/runs/{run['id']}", json={"status": "finished"})
             assert finished.status_code == 200, finished.text
             server_factory(name="a", port=replica_a.port)  # the same replica, back
             expect(page.locator("#run-status")).to_have_text("finished", timeout=20_000)
+            expect(page.locator('figure[data-key="acc"] canvas')).to_have_count(1)
             expect(stream).to_have_attribute("data-stream", "open")
             # Only the refused reconnections may have reached the console.
             watch.console[:] = [c for c in watch.console if "ERR_CONNECTION_REFUSED" not in c]

@@ -165,11 +165,20 @@ document.addEventListener("click", (event) => {
     .then(() => location.reload()).catch((error) => say(editStatus(), error.message, true));
 });
 
-// After a gap in the stream: the run's status now, and every chart drawn again.
+// After a gap in the stream: the run's status now, every chart drawn again, and a chart
+// for each metric that began meanwhile.
 async function catchUp() {
   const run = await call("GET", `/api/v1/runs/${runId}`);
   showStatus(run.status);
-  for (const chart of charts.values()) chart.refresh();
+  for (const summary of run.metrics) {
+    const chart = charts.get(summary.key);
+    if (chart) {
+      chart.sources[0].count = summary.count;
+      chart.refresh();
+    } else if (chartModule) {
+      addChart(newFigure(summary.key)).catch((error) => say(live, error.message, true));
+    }
+  }
 }
 
 liveStream(`/api/v1/runs/${runId}/events`, { metrics: onMetrics, run: onRun }, live,
