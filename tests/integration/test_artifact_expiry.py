@@ -529,6 +529,21 @@ async def test_a_declaration_expires_only_what_its_quota_needs(world: World) -> 
     assert row_of(world, resumable_id) is not None  # declared again: active, not idle
 
 
+async def test_declaring_a_finished_upload_again_answers_with_it(world: World) -> None:
+    """The CLI run twice on the same file: the second declaration finds the finished
+    artifact (200, ready), idle or not, and makes nothing new."""
+    olga = as_user(world, "olga")
+    run_id = await project_run(olga)
+    data = os.urandom(2000)
+    done = await uploaded(olga, run_id, data, upload_id="w" * 16)
+    for hours in (0, HOURS + 1):
+        later(world, hours)
+        again = await declare(olga, run_id, data, upload_id="w" * 16)
+        assert again.status_code == 200, again.text
+        assert (again.json()["id"], again.json()["state"]) == (done["id"], "ready")
+    assert len((await olga.get(f"/api/v1/runs/{run_id}/artifacts")).json()["items"]) == 1
+
+
 async def test_a_resume_that_finds_its_upload_just_expired_starts_a_new_one(world: World) -> None:
     """The race with another replica's sweep: the row goes between the lookup and the
     touch. The declaration makes a fresh artifact instead of answering with a dead one."""

@@ -197,8 +197,11 @@ class ArtifactService:
                     )  # fmt: skip
                     if not same:
                         raise Conflict("this upload id was declared for another file")
-                    if artifacts.touch(conn, earlier.id, now):  # resumed: not idle
-                        return self._with_progress(earlier), False
+                    if earlier.state == "ready" or artifacts.touch(conn, earlier.id, now):
+                        return self._with_progress(earlier), False  # done, or resumed
+                    now_there = artifacts.get(conn, earlier.id)
+                    if now_there is not None:  # it turned ready meanwhile
+                        return self._with_progress(now_there), False
                     # else it expired a moment ago (another replica): a new one, from 0
             held = artifacts.project_bytes(conn, project.id) if quota else 0
             if quota and held + spec.size > quota:
