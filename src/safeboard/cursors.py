@@ -30,8 +30,10 @@ def decode_position(cursor: str) -> tuple[datetime, str]:
         created, row_id = json.loads(raw)
         moment = datetime.fromisoformat(created)
         well_formed = moment.tzinfo is not None and _ROW_ID.fullmatch(row_id) is not None
-    except (binascii.Error, ValueError, TypeError) as exc:
+        if well_formed:
+            moment = moment.astimezone(UTC)  # OverflowError at the calendar's ends
+    except (binascii.Error, ValueError, TypeError, OverflowError) as exc:
         raise refused from exc
     if not well_formed:
         raise refused
-    return moment.astimezone(UTC), row_id
+    return moment, row_id

@@ -128,7 +128,9 @@ async def test_a_runs_artifacts_come_a_page_at_a_time_each_once(world: World) ->
     # time without its zone, a number for an id. 400 on both lists, never a 500.
     when = "2024-01-01T00:00:00+00:00"
     for position in ([when, "\ud800"], [when, "a\u0000b"], [when[:19], "ab" * 16],
-                     [when, 5], [when, "AB" * 16], [when, "ab" * 16, "extra"]):  # fmt: skip
+                     [when, 5], [when, "AB" * 16], [when, "ab" * 16, "extra"],
+                     ["0001-01-01T00:00:00+01:00", "ab" * 16],
+                     ["9999-12-31T23:59:59-01:00", "ab" * 16]):  # fmt: skip
         forged = base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
         for path in (f"/api/v1/runs/{run_id}/artifacts", "/api/v1/projects/mnist/runs"):
             refused = await olga.get(path, params={"cursor": forged})
