@@ -7,7 +7,7 @@ import base64
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from safeboard.cursors import decode_position, encode_position
@@ -43,6 +43,9 @@ json_values = st.recursive(
     st.tuples(st.datetimes(timezones=st.none() | zones).map(datetime.isoformat),
               st.text(max_size=40) | ids).map(list).map(_forged),
 ))  # fmt: skip
+@example(_forged(["0001-01-01T00:00:00+01:00", "ab" * 16]))  # past year 1 in UTC
+@example(_forged(["9999-12-31T23:59:59-01:00", "ab" * 16]))  # past year 9999 in UTC
+@example(_forged(["2024-01-01T00:00:00+00:00", "\ud800"]))
 def test_anything_else_is_a_bad_request(cursor: str) -> None:
     try:
         moment, row_id = decode_position(cursor)
