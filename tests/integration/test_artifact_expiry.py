@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from alembic import command
 
 from safeboard.artifacts import repository as artifacts
+from safeboard.artifacts import service as service_module
 from safeboard.artifacts.expiry import expiry_sweeps, sweep_periodically
 from safeboard.artifacts.models import ArtifactRow
 from safeboard.artifacts.service import EXPIRY_ACTOR, ArtifactService
@@ -566,3 +567,72 @@ async def test_a_resume_that_finds_its_upload_just_expired_starts_a_new_one(worl
     assert again.json()["id"] != first
     assert row_of(world, again.json()["id"]) is not None
     assert (await put(olga, again.json()["id"], data)).json()["state"] == "ready"
+
+
+async def test_an_idle_upload_resumed_by_a_put_is_not_expired_under_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An SDK back after a long outage sends its next chunk straight away (no declaration).
+    A sweep in the moment between the request releasing the file and recording the bytes
+    must not take the upload: the request made it active when it began."""
+    olga = as_user(world, "olga")
+    run_id = await project_run(olga)
+    data = os.urandom(300_000)
+    made = (await declare(olga, run_id, data, name="m.bin")).json()["id"]
+    assert (await put(olga, made, data[:100_000])).json()["received"] == 100_000
+    later(world, HOURS + 1)
+    swept: list[int] = []
+    original = service(world)._keep_digest
+
+    def sweep_in_the_window(artifact_id: str, offset: int, digest: Any) -> None:
+        original(artifact_id, offset, digest)  # the writer is closed: no lock protects it
+        swept.append(service(world).expire_idle_uploads())
+
+    monkeypatch.setattr(service(world), "_keep_digest", sweep_in_the_window)
+    resumed = await put(olga, made, data[100_000:200_000], 100_000)
+    assert swept == [0]
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["received"] == 200_000
+    monkeypatch.undo()
+    assert (await put(olga, made, data[200_000:], 200_000)).json()["state"] == "ready"
+
+
+async def test_a_put_for_an_expired_upload_says_gone(world: World) -> None:
+    olga = as_user(world, "olga")
+    run_id = await project_run(olga)
+    stale = await partial(olga, run_id, 500_000, 1000, "a.bin")
+    later(world, HOURS + 1)
+    assert service(world).expire_idle_uploads() == 1
+    answer = await put(olga, stale, b"x" * 10, 1000)
+    assert (answer.status_code, answer.json()["error"]["code"]) == (410, "gone")
+    assert stored_files(world) == []
+
+
+async def test_the_sweep_walks_every_batch_and_passes_over_a_busy_upload(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service_module, "_EXPIRY_BATCH", 2)
+    olga = as_user(world, "olga")
+    run_id = await project_run(olga)
+    data = os.urandom(200_000)
+    busy = (await declare(olga, run_id, data, name="busy.bin")).json()["id"]
+    rest = [await partial(olga, run_id, 100_000, 10, f"p{i}.bin") for i in range(4)]
+    async with writing(world, olga, busy, data[:50_000], data[50_000:60_000]):
+        later(world, HOURS + 1)  # every one idle by the clock, the first one written now
+        assert service(world).expire_idle_uploads() == 4  # batches of 2, 2 and 1
+        assert row_of(world, busy) is not None
+    assert [row_of(world, a) for a in rest] == [None] * 4
+
+
+async def test_a_declaration_that_cannot_fit_expires_nothing(world: World) -> None:
+    """Finished artifacts hold the quota: expiring every idle upload would still not make
+    room, so none is expired for nothing; the answer is the quota's 413."""
+    olga = as_user(world, "olga")
+    run_id = await project_run(olga)
+    await uploaded(olga, run_id, os.urandom(900_000), name="kept.bin")
+    stale = await partial(olga, run_id, 300_000, 1000, "stale.bin")
+    later(world, HOURS + 1)
+    refused = await declare(olga, run_id, os.urandom(700_000), name="too-big.bin")
+    assert refused.status_code == 413, refused.text
+    assert row_of(world, stale) is not None
+    assert expiry_entries(world) == []

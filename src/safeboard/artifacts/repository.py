@@ -24,6 +24,7 @@ __all__ = [
     "mark_ready",
     "project_bytes",
     "set_received",
+    "stale_bytes",
     "stale_uploads",
     "touch",
 ]
@@ -143,6 +144,16 @@ def delete(conn: Connection, artifact_id: str) -> bool:
 
 def _stale(cutoff: datetime) -> sa.ColumnElement[bool]:
     return sa.and_(_a.c.state == "uploading", _a.c.updated_at < cutoff)
+
+
+def stale_bytes(conn: Connection, cutoff: datetime, project_id: int) -> int:
+    """Declared bytes of a project's unfinished uploads idle since ``cutoff``."""
+    total = conn.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(_a.c.size), 0)).where(
+            _stale(cutoff), _a.c.project_id == project_id
+        )
+    ).scalar_one()
+    return int(total)
 
 
 def stale_uploads(

@@ -69,6 +69,7 @@ class Upload:
     started at byte 0 (then the finished file need not be read again)."""
 
     artifact: Artifact
+    principal: Principal
     offset: int
     writer: BlobWriter
     written: int = 0
@@ -127,7 +128,7 @@ class ArtifactService:
         its existence does not leak)."""
         artifact = artifacts.get(conn, artifact_id)
         if artifact is None:
-            raise _missing(conn, principal, artifact_id)
+            raise _missing(conn, principal, artifact_id, permission)
         try:
             run_for(conn, principal, artifact.run_id, permission)
         except NotFound:
@@ -239,14 +240,20 @@ class ArtifactService:
                 f"{offset} + {length} bytes goes past the declared size of {artifact.size}"
             )
         blob = self.store.append(artifact.id, offset)  # Conflict: wrong offset, or busy
-        with self.engine.connect() as conn:
-            still_there = artifacts.get(conn, artifact.id) is not None
-        if not still_there:  # deleted between the check and the lock: leave no file behind
+        # Active from now (under the file's lock): no expiry takes it while this request
+        # runs, even after it releases the lock at its end.
+        with self.tx.begin() as conn:
+            active = artifacts.touch(conn, artifact.id, self.clock())
+            now_there = None if active else artifacts.get(conn, artifact.id)
+        if not active:
             blob.close()
-            self.store.delete(artifact.id)
-            raise NotFound("no such artifact")
+            if now_there is not None:  # another request finished it meanwhile
+                raise Conflict("this artifact is complete; declare a new one to replace it")
+            self.store.delete(artifact.id)  # deleted or expired meanwhile: leave no file
+            with self.engine.connect() as conn:
+                raise _missing(conn, principal, artifact.id, Permission.PROJECTS_WRITE)
         digest = hashlib.sha256() if offset == 0 else self._running_digest(artifact.id, offset)
-        return Upload(artifact, offset, blob, digest=digest)
+        return Upload(artifact, principal, offset, blob, digest=digest)
 
     def end_upload(self, upload: Upload, *, complete: bool) -> Artifact:
         """Make what arrived durable; when the body was whole and brought the last byte,
@@ -261,7 +268,7 @@ class ArtifactService:
             with self.tx.begin() as conn:
                 still_there = artifacts.set_received(conn, artifact.id, received, self.clock())
             if not still_there:
-                self._gone_while_uploading(artifact.id)
+                self._gone_while_uploading(upload)
             return _replace(artifact, received=received)
         try:
             digest = upload.digest.hexdigest() if upload.digest else self.store.sha256(artifact.id)
@@ -280,18 +287,21 @@ class ArtifactService:
             ready = artifacts.mark_ready(conn, artifact.id, content_type, self.clock())
             done = artifacts.get(conn, artifact.id)
         if not ready or done is None:
-            self._gone_while_uploading(artifact.id)
+            self._gone_while_uploading(upload)
         assert done is not None  # noqa: S101  (_gone_while_uploading raised)
         return done
 
-    def _gone_while_uploading(self, artifact_id: str) -> None:
+    def _gone_while_uploading(self, upload: Upload) -> None:
         """The row was deleted (or expired) between this request's check and its end: the
-        file it wrote, possibly a new one, belongs to nothing. 404, and no file left."""
+        file it wrote, possibly a new one, belongs to nothing. 404 (410 if it expired), and
+        no file left."""
+        artifact_id = upload.artifact.id
         try:
             self.store.delete(artifact_id)
         except Conflict:  # another request writes it now; it finds the row gone too
             log.info("artifact %s: deleted while uploading; its file is still busy", artifact_id)
-        raise NotFound("no such artifact (deleted or expired while it uploaded)")
+        with self.engine.connect() as conn:
+            raise _missing(conn, upload.principal, artifact_id, Permission.PROJECTS_WRITE)
 
     def _running_digest(self, artifact_id: str, offset: int) -> hashlib._Hash | None:
         with self._digests_lock:
@@ -375,28 +385,29 @@ class ArtifactService:
         ``room`` = (quota, bytes wanted) it stops as soon as the project has that room (a
         declaration expires only what it needs; the sweep does the rest)."""
         cutoff = self.clock() - timedelta(hours=self.settings.incomplete_upload_hours)
+        quota, wanted = room or (0, 0)
+        over = 0  # bytes to free before the wanted ones fit
+        if room is not None and project_id is not None:
+            with self.engine.connect() as conn:
+                over = artifacts.project_bytes(conn, project_id) + wanted - quota
+                if over <= 0 or artifacts.stale_bytes(conn, cutoff, project_id) < over:
+                    return 0  # room already, or none to be had: the quota check says so
         expired = 0
         after: tuple[datetime, str] | None = None
-        while room is None or not self._has_room(project_id, room):
+        while True:
             with self.engine.connect() as conn:
                 batch = artifacts.stale_uploads(conn, cutoff, project_id, _EXPIRY_BATCH, after)
             for artifact in batch:
                 if stop is not None and stop.is_set():
                     return expired
-                expired += self._expire(artifact, cutoff)
-                if room is not None and self._has_room(project_id, room):
-                    return expired
+                if self._expire(artifact, cutoff):
+                    expired += 1
+                    over -= artifact.size
+                    if room is not None and over <= 0:
+                        return expired
             if len(batch) < _EXPIRY_BATCH:  # none left (busy ones are passed over)
                 return expired
             after = (batch[-1].updated_at, batch[-1].id)
-        return expired
-
-    def _has_room(self, project_id: int | None, room: tuple[int, int]) -> bool:
-        quota, wanted = room
-        with self.engine.connect() as conn:
-            return project_id is not None and (
-                artifacts.project_bytes(conn, project_id) + wanted <= quota
-            )
 
     def _expire(self, artifact: Artifact, cutoff: datetime) -> bool:
         """Row, audit entry and file go together. False, and all kept, when the upload was
@@ -486,15 +497,18 @@ def _replace(artifact: Artifact, *, received: int) -> Artifact:
     return replace(artifact, received=received)
 
 
-def _missing(conn: Connection, principal: Principal, artifact_id: str) -> NotFound:
+def _missing(
+    conn: Connection, principal: Principal, artifact_id: str, permission: Permission
+) -> NotFound:
     """Why an artifact id has no row: Gone (410) for an upload the server expired, if the
-    principal may still see its run; else the usual 404 (a deletion, or never there). A
-    client resumes a Gone upload by declaring it again, and leaves a deleted one deleted."""
+    principal still holds ``permission`` on its run; else the usual 404 (a deletion, or
+    never there). A client resumes a Gone upload by declaring it again, and leaves a
+    deleted one deleted."""
     if _ARTIFACT_ID.fullmatch(artifact_id):
         expired = audit.last_for(conn, AuditAction.ARTIFACT_EXPIRED, f"artifact:{artifact_id}")
         if expired is not None:
             try:
-                run_for(conn, principal, str(expired.detail.get("run")), Permission.PROJECTS_READ)
+                run_for(conn, principal, str(expired.detail.get("run")), permission)
             except NotFound:
                 return NotFound("no such artifact")
             return Gone(
