@@ -246,3 +246,24 @@ def test_listing_filters(log: Engine) -> None:
         service.list_entries(log, since=datetime(2025, 1, 1))  # noqa: DTZ001
     with pytest.raises(ValueError, match="limit"):
         service.list_entries(log, limit=0)
+
+
+def test_last_for_finds_the_newest_entry_about_a_target_through_the_index(log: Engine) -> None:
+    for i, target in enumerate(["artifact:a", "artifact:b", "artifact:a"]):
+        at = T0 + timedelta(hours=1, minutes=i)
+        service.record(log, action=AuditAction.ARTIFACT_EXPIRED, actor="system:expiry",
+                       target=target, detail={"n": i}, at=at)  # fmt: skip
+    with log.connect() as conn:
+        found = repository.last_for(conn, AuditAction.ARTIFACT_EXPIRED, "artifact:a")
+        assert found is not None
+        assert (found.target, found.detail["n"]) == ("artifact:a", 2)
+        assert repository.last_for(conn, AuditAction.ARTIFACT_EXPIRED, "artifact:c") is None
+        assert repository.last_for(conn, AuditAction.LOGIN_OK, "artifact:a") is None
+        if log.dialect.name == "sqlite":  # (PostgreSQL's plan for five rows is its own call)
+            # One lookup, by the (action, target) index: not a walk over every expiry entry.
+            plan = conn.execute(
+                text("EXPLAIN QUERY PLAN SELECT id FROM audit_log WHERE action = :a AND "
+                     "target = :t ORDER BY id DESC LIMIT 1"),
+                {"a": "artifact.expired", "t": "artifact:a"},
+            ).all()  # fmt: skip
+            assert "ix_audit_log_action_target" in " ".join(str(row) for row in plan), plan

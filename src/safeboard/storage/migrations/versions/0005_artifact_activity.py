@@ -7,7 +7,7 @@ recorded anywhere), so one abandoned long ago expires at the first sweep after t
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-12-07
+Create Date: 2026-11-23
 """
 
 from __future__ import annotations
