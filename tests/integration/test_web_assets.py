@@ -140,3 +140,11 @@ async def test_a_file_changed_after_start_is_never_cached_under_the_old_build(
         changed = await client.get(url)
         assert changed.text == "export const v = 2;\n"
         assert changed.headers["cache-control"] == REVALIDATE
+        # Replaced by a package manager that keeps the old modification time (dpkg,
+        # rsync -a, tar x): another inode, and the same verdict.
+        (tmp_path / "new.js").write_text("export const v = 3;\n")
+        os.utime(tmp_path / "new.js", (old, old))
+        (tmp_path / "new.js").replace(tmp_path / "app.js")
+        replaced = await client.get(url)
+        assert replaced.text == "export const v = 3;\n"
+        assert replaced.headers["cache-control"] == REVALIDATE
