@@ -33,10 +33,19 @@ def cli_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, data_dir: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str,
+    data_dir: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """The CLI as a subprocess: as root on the machine of ``data_dir``, or with ``env``."""
+    if env is None:
+        assert data_dir is not None, "run_cli needs data_dir or env"
+        env = cli_env(data_dir)
     return subprocess.run(
         [sys.executable, "-m", "safeboard", *args],
-        env=cli_env(data_dir),
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,

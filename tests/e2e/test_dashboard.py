@@ -100,6 +100,24 @@ def points_of(page: Page, key: str) -> int:
     return int(value or 0)
 
 
+def store_artifact(
+    client: httpx.Client, run_id: str, name: str, content: bytes, **declared: str
+) -> None:
+    """Declare an artifact and send its bytes in one request (the API, not the SDK)."""
+    made = client.post(
+        f"/api/v1/runs/{run_id}/artifacts",
+        json={"name": name, "size": len(content),
+              "sha256": hashlib.sha256(content).hexdigest(), **declared},
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    stored = client.put(
+        f"/api/v1/artifacts/{made.json()['id']}/content",
+        content=content,
+        headers={"Upload-Offset": "0", "Content-Type": "application/octet-stream"},
+    )
+    assert stored.status_code == 200, stored.text
+
+
 def create_key(page: Page, url: str) -> str:
     page.goto(f"{url}/account")
     page.get_by_label("Name").fill("training box")
@@ -294,19 +312,8 @@ def test_html_in_run_text_stays_text_in_the_browser(server_factory: Start) -> No
                 json={"batch_id": f"b-{run['id'][:12]}", "metrics": {EVIL[:40]: batch}},
             )
             assert sent.status_code == 200, sent.text
-        content = b"<script>alert(3)</script>"
-        declared = client.post(
-            f"/api/v1/runs/{evil['id']}/artifacts",
-            json={"name": EVIL, "size": len(content), "content_type": "text/html",
-                  "sha256": hashlib.sha256(content).hexdigest()},
-        )  # fmt: skip
-        assert declared.status_code == 201, declared.text
-        stored = client.put(
-            f"/api/v1/artifacts/{declared.json()['id']}/content",
-            content=content,
-            headers={"Upload-Offset": "0", "Content-Type": "application/octet-stream"},
-        )
-        assert stored.status_code == 200, stored.text
+        store_artifact(client, evil["id"], EVIL, b"<script>alert(3)</script>",
+                       content_type="text/html")  # fmt: skip
     _, link = startup_link(server)
 
     with chromium() as browser:
@@ -353,18 +360,8 @@ def test_a_run_with_many_images_shows_them_a_page_at_a_time(server_factory: Star
         run = client.post("/api/v1/projects/gallery/runs", json={"name": "many"}).json()
         for i in range(130):
             png = encode_png(Pixels(bytes([i, 255 - i, 128]) * 16, 4, 4, 3))
-            declared = client.post(
-                f"/api/v1/runs/{run['id']}/artifacts",
-                json={"name": f"sample-{i:03}.png", "size": len(png), "kind": "image",
-                      "content_type": "image/png", "sha256": hashlib.sha256(png).hexdigest()},
-            )  # fmt: skip
-            assert declared.status_code == 201, declared.text
-            stored = client.put(
-                f"/api/v1/artifacts/{declared.json()['id']}/content",
-                content=png,
-                headers={"Upload-Offset": "0", "Content-Type": "application/octet-stream"},
-            )
-            assert stored.status_code == 200, stored.text
+            store_artifact(client, run["id"], f"sample-{i:03}.png", png, kind="image",
+                           content_type="image/png")  # fmt: skip
     _, link = startup_link(server)
 
     with chromium() as browser:

@@ -108,15 +108,7 @@ def test_offline_run_then_sync(server_factory: Start, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "safeboard sync" in result.stderr  # it says what is left and how to send it
     run_id = result.stdout.strip()
-    synced = subprocess.run(
-        [sys.executable, "-m", "safeboard", "sync"],
-        env=sdk_env(server, tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    synced = run_cli("sync", env=sdk_env(server, tmp_path), timeout=120)
     assert synced.returncode == 0, synced.stderr
     assert "900 points sent, done" in synced.stdout
     check_run(server, run_id, 300)
@@ -157,15 +149,7 @@ def test_projects_and_runs_are_listed_by_the_cli(server_factory: Start, tmp_path
     env = sdk_env(server, tmp_path)
 
     def cli(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "safeboard", *args],
-            env={**env, "COLUMNS": "200"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        done = run_cli(*args, env={**env, "COLUMNS": "200"})
         assert done.returncode == 0, done.stderr
         return done.stdout
 
