@@ -7,13 +7,15 @@ the offset the store holds; the request that brings the last byte checks the SHA
 turns the artifact ``ready``. A dropped connection keeps what arrived: the client asks
 for ``received`` and continues from there.
 
-Expiry: an upload left unfinished with no activity (declared, bytes recorded) for
-``artifacts.incomplete_upload_hours`` is deleted with its partial file, so that abandoned
-uploads do not hold a project's quota for ever. ``declare`` expires the project's idle
-uploads before it checks the quota; :meth:`ArtifactService.expire_idle_uploads` sweeps every
-project (the server runs it periodically, see ``artifacts/expiry.py``). Each deletion is
-conditional (still unfinished, still idle), so replicas sweeping at once expire an upload
-once; a file an upload request is writing (its lock held) is skipped and kept.
+Expiry: an upload left unfinished with no activity (declared, an upload request begun or
+ended) for ``artifacts.incomplete_upload_hours`` is deleted with its partial file, so that
+abandoned uploads do not hold a project's quota for ever. A declaration that would not fit
+the quota expires the project's oldest idle uploads until it fits;
+:meth:`ArtifactService.expire_idle_uploads` sweeps every project (the server runs it
+periodically, see ``artifacts/expiry.py``). Each deletion is conditional (still
+unfinished, still idle), so replicas sweeping at once expire an upload once; a file an
+upload request is writing (its lock held) is skipped and kept. An expired upload answers
+410 Gone (its audit entry says so), a deleted one 404.
 """
 
 from __future__ import annotations
