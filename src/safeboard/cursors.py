@@ -6,14 +6,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from datetime import UTC, datetime
 
 from safeboard.errors import BadRequest
+from safeboard.ids import is_id
 
 __all__ = ["decode_position", "encode_position"]
-
-_ROW_ID = re.compile(r"[0-9a-f]{32}")  # runs and artifacts: secrets.token_hex(16)
 
 
 def encode_position(created_at: datetime, row_id: str) -> str:
@@ -29,7 +27,7 @@ def decode_position(cursor: str) -> tuple[datetime, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, row_id = json.loads(raw)
         moment = datetime.fromisoformat(created)
-        well_formed = moment.tzinfo is not None and _ROW_ID.fullmatch(row_id) is not None
+        well_formed = moment.tzinfo is not None and is_id(row_id)
         if well_formed:
             moment = moment.astimezone(UTC)  # OverflowError at the calendar's ends
     except (binascii.Error, ValueError, TypeError, OverflowError) as exc:

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
-import secrets
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
@@ -46,6 +44,7 @@ from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
 from safeboard.cursors import decode_position, encode_position
 from safeboard.errors import Conflict, Gone, InvalidRequest, NotFound, PayloadTooLarge
+from safeboard.ids import is_id, new_id
 from safeboard.projects import repository as projects
 from safeboard.projects.models import ProjectRow
 from safeboard.runs.access import run_for
@@ -59,7 +58,6 @@ log = logging.getLogger("safeboard.artifacts")
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _SNIFF_BYTES = 16
-_ARTIFACT_ID = re.compile(r"[0-9a-f]{32}")
 _KEPT_DIGESTS = 1024  # uploads in progress whose running SHA-256 is kept (~0.4 KB each)
 EXPIRY_ACTOR = "system:expiry"  # who expires idle uploads, in the audit log
 _EXPIRY_BATCH = 500
@@ -213,7 +211,7 @@ class ArtifactService:
                     f"{spec.size} more bytes do not fit (delete artifacts or raise "
                     "artifacts.project_quota_bytes)"
                 )
-            artifact_id = secrets.token_hex(16)
+            artifact_id = new_id()
             artifacts.create(
                 conn, id=artifact_id, run_id=run.id, project_id=project.id, name=spec.name,
                 kind=spec.kind, content_type=spec.content_type, size=spec.size,
@@ -506,7 +504,7 @@ def _missing(
     principal still holds ``permission`` on its run; else the usual 404 (a deletion, or
     never there). A client resumes a Gone upload by declaring it again, and leaves a
     deleted one deleted."""
-    if _ARTIFACT_ID.fullmatch(artifact_id):
+    if is_id(artifact_id):
         expired = audit.last_for(conn, AuditAction.ARTIFACT_EXPIRED, f"artifact:{artifact_id}")
         if expired is not None:
             try:

@@ -14,17 +14,16 @@ import errno
 import fcntl
 import hashlib
 import os
-import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 from safeboard.errors import Conflict, InsufficientStorage
+from safeboard.ids import is_id
 
 __all__ = ["ArtifactStore", "BlobReader", "BlobWriter", "LocalStore", "StoreError"]
 
-_KEY = re.compile(r"^[0-9a-f]{32}$")
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
 READ_CHUNK = 1 << 20
 
@@ -148,7 +147,7 @@ class LocalStore:
         self._real_root = root.resolve()
 
     def _path(self, key: str) -> Path:
-        if not _KEY.fullmatch(key):  # defence in depth: keys are always made by us
+        if not is_id(key):  # defence in depth: keys are always made by us
             raise StoreError("not a storage key")
         folder = self.root / key[:2]
         path = folder / key

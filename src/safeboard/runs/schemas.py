@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from safeboard.ids import ID_PATTERN
 from safeboard.schemas import Model, StrictModel
 
 __all__ = [
@@ -19,7 +20,7 @@ __all__ = [
 ]
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
-RUN_ID = r"^[0-9a-f]{32}$"
+RUN_ID = f"^{ID_PATTERN}$"
 TAG_KEY = r"^[A-Za-z0-9_.:/-]{1,100}$"
 JsonFloat = float | Literal["NaN", "Infinity", "-Infinity"]
 

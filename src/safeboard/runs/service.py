@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +13,7 @@ from safeboard.clock import Clock, utcnow
 from safeboard.cursors import decode_position, encode_position
 from safeboard.errors import Conflict, InvalidRequest
 from safeboard.events import Event, EventBus
+from safeboard.ids import new_id
 from safeboard.projects.access import project_by_name
 from safeboard.projects.repository import Project
 from safeboard.runs import repository as runs
@@ -22,13 +22,9 @@ from safeboard.runs.repository import Run
 from safeboard.runs.search import run_filter
 from safeboard.storage import writer
 
-__all__ = ["FINAL_STATUSES", "RunPage", "RunService", "new_run_id"]
+__all__ = ["FINAL_STATUSES", "RunPage", "RunService"]
 
 FINAL_STATUSES = frozenset({"finished", "failed", "killed"})
-
-
-def new_run_id() -> str:
-    return secrets.token_hex(16)
 
 
 class RunPage:
@@ -64,7 +60,7 @@ class RunService:
     ) -> Run:
         """A new run. Creating the same id again in the same project returns the existing
         run (an SDK retrying, or syncing an offline run)."""
-        run_id = run_id or new_run_id()
+        run_id = run_id or new_id()
         with self.tx.begin() as conn:
             project = project_by_name(conn, principal, project_name, Permission.PROJECTS_WRITE)
             existing = runs.get(conn, run_id)

@@ -12,7 +12,6 @@ import base64
 import binascii
 import json
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import ColumnElement, Connection
 
 from safeboard.errors import BadRequest
+from safeboard.ids import is_id
 from safeboard.metrics.models import MetricSummaryRow
 from safeboard.runs.filter_sql import json_path_expr
 from safeboard.runs.models import RunRow, RunTagRow
@@ -158,7 +158,6 @@ def _finite(value: float) -> float:
     return number
 
 
-_RUN_ID = re.compile(r"[0-9a-f]{32}")
 _READ_CURSOR_VALUE: dict[str, Callable[[Any], Any]] = {
     "time": _aware_time,
     "number": _finite,
@@ -178,7 +177,7 @@ def _decode_cursor(cursor: str, expected: str) -> tuple[str, Any, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         kind, value, run_id = json.loads(raw)
         read = _READ_CURSOR_VALUE[kind] if kind in (expected, "null") else None
-        if read is not None and isinstance(run_id, str) and _RUN_ID.fullmatch(run_id):
+        if read is not None and is_id(run_id):
             return kind, read(value), run_id
     except (binascii.Error, ValueError, TypeError, KeyError, OverflowError) as exc:
         raise BadRequest("cursor: not one this page made") from exc
