@@ -114,14 +114,21 @@ def test_offline_run_then_sync(server_factory: Start, tmp_path: Path) -> None:
     check_run(server, run_id, 300)
 
 
-def test_server_away_for_the_first_half(server_factory: Start, tmp_path: Path) -> None:
+def server_gone_away(server_factory: Start, tmp_path: Path) -> tuple[int, dict[str, str]]:
+    """A server that made a write key and stopped: its port (to start it again there) and
+    an SDK environment that knows its URL and the key."""
     port = free_port()
     first = server_factory(name="srv", port=port)
     made = run_cli("key", "create", "--name", "ci", "--scope", "write", data_dir=first.data_dir)
-    key = made.stdout.strip()
     first.stop()
     env = sdk_env(first, tmp_path, SAFEBOARD_URL=f"http://127.0.0.1:{port}",
-                  SAFEBOARD_API_KEY=key)  # fmt: skip
+                  SAFEBOARD_API_KEY=made.stdout.strip())  # fmt: skip
+    return port, env
+
+
+def test_server_away_for_the_first_half(server_factory: Start, tmp_path: Path) -> None:
+    port, env = server_gone_away(server_factory, tmp_path)
+    key = env["SAFEBOARD_API_KEY"]
     script = tmp_path / "train.py"
     script.write_text(TRAIN)
     started = time.monotonic()

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import ServerProcess, free_port, run_cli
-from tests.e2e.test_sdk import discovery_key, sdk_env
+from tests.e2e.conftest import ServerProcess
+from tests.e2e.test_sdk import discovery_key, sdk_env, server_gone_away
 from tests.unit.test_png import decode_png
 
 pytestmark = pytest.mark.e2e
@@ -180,17 +180,12 @@ AWAY = textwrap.dedent(
 
 
 def test_artifact_waits_for_a_server_that_is_away(server_factory: Start, tmp_path: Path) -> None:
-    port = free_port()
-    first = server_factory(name="srv", port=port)
-    made = run_cli("key", "create", "--name", "ci", "--scope", "write", data_dir=first.data_dir)
-    key = made.stdout.strip()
-    first.stop()
+    port, env = server_gone_away(server_factory, tmp_path)
+    key = env["SAFEBOARD_API_KEY"]
     data = tmp_path / "data.bin"
     data.write_bytes(os.urandom(2_000_000))
     script = tmp_path / "away.py"
     script.write_text(AWAY)
-    env = sdk_env(first, tmp_path, SAFEBOARD_URL=f"http://127.0.0.1:{port}",
-                  SAFEBOARD_API_KEY=key)  # fmt: skip
     training = subprocess.Popen(
         [sys.executable, str(script), str(data)], env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
