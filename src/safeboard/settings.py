@@ -135,6 +135,35 @@ class ServerSettings(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Server log level."
     )
+    request_head_timeout: float = Field(
+        5.0,
+        ge=0.5,
+        le=120,
+        description=(
+            "Seconds a new connection has to finish its TLS handshake and send the complete "
+            "head of its first request, and a kept-alive one to send the next head after a "
+            "response; then it is closed (idle and slowloris clients). A request whose head "
+            "arrived is not cut short."
+        ),
+    )
+    max_connections: int = Field(
+        4096,
+        ge=16,
+        description=(
+            "Open client connections in all; more are closed as soon as they are accepted. "
+            "Kept below the open-files limit, whose soft value is raised to the hard one at "
+            "start."
+        ),
+    )
+    max_connections_per_client: int = Field(
+        256,
+        ge=1,
+        description=(
+            "Open connections from one client address (an IPv6 /64 counts as one); more "
+            "are closed as soon as they are accepted. Reverse proxies named in "
+            "behind_proxy count only towards max_connections."
+        ),
+    )
 
     _split = field_validator("behind_proxy", "allowed_hosts", mode="before")(_split_commas)
 

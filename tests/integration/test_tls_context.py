@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
-import pickle
 import secrets
 import socket
 import ssl
@@ -22,7 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from safeboard.errors import ConfigError
 from safeboard.server import tls
 from safeboard.server.certificates import TlsMaterial, prepare_tls
-from safeboard.server.tls import server_ssl_context, uvicorn_ssl_factory
+from safeboard.server.connections import Admission, ConnectionLimits, gated_protocol
+from safeboard.server.tls import server_ssl_context
 from safeboard.settings import Settings
 from tests.support.tlsscan import MOZILLA_GROUPS, check_mozilla, handshake, offered_groups
 
@@ -64,7 +64,11 @@ def server(request: pytest.FixtureRequest, material: TlsMaterial) -> Iterator[Ru
         hello_app,
         lifespan="off",
         log_level="warning",
-        ssl_context_factory=uvicorn_ssl_factory(material, profile),
+        # As `safeboard server` serves: the handshake runs in the connection gate.
+        http=gated_protocol(
+            Admission(ConnectionLimits(head_timeout=5, total=64, per_client=64)),
+            server_ssl_context(material, profile),
+        ),
     )
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -142,20 +146,9 @@ def test_groups_fall_back_to_p256_with_a_warning(
     assert "offering prime256v1 only" in caplog.text
 
 
-def test_factory_builds_its_own_context(material: TlsMaterial) -> None:
-    def default_factory() -> ssl.SSLContext:
-        raise AssertionError("the default factory needs ssl_certfile; ours must not call it")
-
-    factory = uvicorn_ssl_factory(material, "modern")
-    ctx = pickle.loads(pickle.dumps(factory))(object(), default_factory)  # noqa: S301
-    assert ctx.minimum_version == ssl.TLSVersion.TLSv1_3
-
-
 def test_unknown_profile_is_a_config_error(material: TlsMaterial) -> None:
     with pytest.raises(ConfigError, match="unknown TLS profile"):
         server_ssl_context(material, "old")
-    with pytest.raises(ConfigError, match="unknown TLS profile"):
-        uvicorn_ssl_factory(material, "old")
 
 
 def test_unloadable_files_are_a_config_error(material: TlsMaterial, tmp_path: Path) -> None:

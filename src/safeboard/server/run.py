@@ -18,7 +18,13 @@ from safeboard.logconfig import log_config
 from safeboard.secret_store import ensure_secrets
 from safeboard.server.bootstrap import bootstrap
 from safeboard.server.certificates import TlsMaterial, prepare_tls
-from safeboard.server.tls import uvicorn_ssl_factory
+from safeboard.server.connections import (
+    Admission,
+    ConnectionLimits,
+    gated_protocol,
+    raise_open_files_limit,
+)
+from safeboard.server.tls import server_ssl_context
 from safeboard.settings import (
     Settings,
     is_loopback_host,
@@ -68,6 +74,18 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    """The settings' connection bounds, below this process's (raised) open-files limit."""
+    server = settings.server
+    return ConnectionLimits.within(
+        raise_open_files_limit(),
+        head_timeout=server.request_head_timeout,
+        total=server.max_connections,
+        per_client=server.max_connections_per_client,
+        exempt=server.behind_proxy,
+    )
+
+
 def public_url(settings: Settings) -> str:
     scheme = "https" if settings.tls_on else "http"
     host = settings.server.host
@@ -108,15 +126,18 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
     started = bootstrap(app, settings, material)
     config = uvicorn.Config(
         app,
+        # Admission, the TLS handshake (our SSLContext) and head deadlines run in the gate,
+        # before uvicorn's HTTP/1.1 protocol sees a connection; uvicorn itself gets no ssl.
+        http=gated_protocol(
+            Admission(connection_limits(settings)),
+            server_ssl_context(material, settings.tls.profile) if material else None,
+        ),
         log_config=None,  # configured above, with the redacting filter
         access_log=False,  # safeboard's own access log redacts query strings
         proxy_headers=False,  # create_app trusts only --behind-proxy addresses
         server_header=False,
         lifespan="on",
         timeout_graceful_shutdown=10,
-        ssl_context_factory=(
-            uvicorn_ssl_factory(material, settings.tls.profile) if material else None
-        ),
     )
     for line in banner(prepared):
         echo(line)

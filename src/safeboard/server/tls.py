@@ -7,14 +7,11 @@ import logging
 import ssl
 import sys
 import sysconfig
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from safeboard.errors import ConfigError
 from safeboard.server.certificates import TlsMaterial
 
-__all__ = ["GROUPS", "MOZILLA_TLS12_CIPHERS", "server_ssl_context", "uvicorn_ssl_factory"]
+__all__ = ["GROUPS", "MOZILLA_TLS12_CIPHERS", "server_ssl_context"]
 
 logger = logging.getLogger("safeboard.tls")
 
@@ -35,8 +32,6 @@ _FALLBACK_GROUP = "prime256v1"
 _PROFILES = ("intermediate", "modern")
 _SSL_CTRL_SET_GROUPS_LIST = 92
 _PYOBJECT_HEAD_SIZE = 16  # ob_refcnt + ob_type on a normal 64-bit CPython build
-
-SslContextFactory = Callable[[Any, Callable[[], ssl.SSLContext]], ssl.SSLContext]
 
 
 def server_ssl_context(material: TlsMaterial, profile: str) -> ssl.SSLContext:
@@ -62,26 +57,6 @@ def server_ssl_context(material: TlsMaterial, profile: str) -> ssl.SSLContext:
             "check both files (PEM, matching, key unencrypted and at least P-256 or RSA-2048)"
         ) from None
     return ctx
-
-
-def uvicorn_ssl_factory(material: TlsMaterial, profile: str) -> SslContextFactory:
-    """An ``ssl_context_factory`` for ``uvicorn.Config``; it never calls uvicorn's default.
-
-    It pickles, so it also works with uvicorn's worker processes.
-    """
-    if profile not in _PROFILES:
-        raise ConfigError(f"unknown TLS profile {profile!r}: use intermediate or modern")
-    return _UvicornSslFactory(material, profile)
-
-
-@dataclass(frozen=True)
-class _UvicornSslFactory:
-    material: TlsMaterial
-    profile: str
-
-    def __call__(self, config: Any, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
-        del config, default  # the context is built here, from our own material
-        return server_ssl_context(self.material, self.profile)
 
 
 def _restrict_groups(ctx: ssl.SSLContext) -> None:
