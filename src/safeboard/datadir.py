@@ -4,15 +4,52 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import tempfile
 from pathlib import Path
 
 from safeboard.errors import ConfigError
 
-__all__ = ["ensure_data_dir", "require_private", "write_private"]
+__all__ = [
+    "LOCAL_SOCKET",
+    "SocketAddress",
+    "ensure_data_dir",
+    "require_private",
+    "write_private",
+]
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
+# The server's Unix socket in the data directory: local clients send the discovery file's
+# key only through it, so only the server that owns the directory can ever receive it.
+LOCAL_SOCKET = "server.sock"
+_SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes, the last one a NUL
+
+
+class SocketAddress:
+    """A Unix socket's path in the form ``bind()`` and ``connect()`` take, however long.
+
+    A path longer than ``sun_path`` allows is reached on Linux through an open descriptor
+    of its directory (``/proc/self/fd/N/name``), held until :meth:`close`.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._dir_fd: int | None = None
+        if len(os.fsencode(path)) <= _SUN_PATH_MAX:
+            self.address = str(path)
+        elif sys.platform == "linux":
+            self._dir_fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            self.address = f"/proc/self/fd/{self._dir_fd}/{path.name}"
+        else:
+            raise ConfigError(
+                f"{path} is too long for a Unix socket on this system: choose a shorter --data-dir"
+            )
+
+    def close(self) -> None:
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
 
 
 def ensure_data_dir(path: Path) -> Path:

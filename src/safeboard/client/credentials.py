@@ -23,6 +23,7 @@ from platformdirs import user_data_dir
 from safeboard.client.config import config_dir, private_dir, server_origin, write_private
 from safeboard.client.fingerprint import parse_fingerprint
 from safeboard.client.http import ApiClient
+from safeboard.client.local_socket import LocalSocketTransport
 from safeboard.client.trust import TrustStore, context_for, pinned_context
 from safeboard.errors import BadRequest, ConfigError
 
@@ -127,8 +128,12 @@ class ServerAccess:
     api_key: str | None = field(repr=False)
     verify: ssl.SSLContext | bool = field(repr=False)
     source: str  # "arguments", "environment", "login" or "discovery"
+    # The local server's Unix socket (from its discovery file): requests go through it.
+    local_socket: Path | None = None
 
     def client(self, *, transport: httpx.BaseTransport | None = None) -> ApiClient:
+        if transport is None and self.local_socket is not None:
+            transport = LocalSocketTransport(self.local_socket, verify=self.verify)
         return ApiClient(self.url, self.api_key, verify=self.verify, transport=transport)
 
 
@@ -164,7 +169,14 @@ def read_discovery(data_dir: Path) -> ServerAccess | None:
         else:
             pem = _read_anchor(Path(str(anchor)))
             verify = pinned_context(url, fingerprint, anchor_pem=pem, changed_hint=hint)
-    return ServerAccess(url, key if isinstance(key, str) else None, verify, "discovery")
+    socket = data.get("socket")
+    return ServerAccess(
+        url,
+        key if isinstance(key, str) else None,
+        verify,
+        "discovery",
+        Path(socket) if isinstance(socket, str) and socket else None,
+    )
 
 
 def _read_anchor(path: Path) -> str:
@@ -208,7 +220,7 @@ def resolve_server(
                 )
             if api_key is None:
                 return local
-            return ServerAccess(local.url, api_key, local.verify, "arguments")
+            return ServerAccess(local.url, api_key, local.verify, "arguments", local.local_socket)
         target = stored.url
     origin = server_origin(target)
     key = api_key
@@ -223,5 +235,5 @@ def resolve_server(
         if local is not None and local.url == origin:
             if key is None and local.api_key:
                 key, source = local.api_key, "discovery"
-            return ServerAccess(origin, key, local.verify, source)
+            return ServerAccess(origin, key, local.verify, source, local.local_socket)
     return ServerAccess(origin, key, context_for(origin, ca_file=ca_file, store=trust), source)

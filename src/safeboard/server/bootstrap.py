@@ -63,13 +63,17 @@ def local_url(settings: Settings) -> str:
     return f"{scheme}://{host}:{settings.port}"
 
 
-def bootstrap(app: FastAPI, settings: Settings, tls: TlsMaterial | None) -> Bootstrapped:
+def bootstrap(
+    app: FastAPI, settings: Settings, tls: TlsMaterial | None, *, local_socket: Path | None = None
+) -> Bootstrapped:
     users: UserService = app.state.users
     context: AuthContext = app.state.auth_context
     admin = users.ensure_admin(os_admin_name(), actor=_ACTOR)
     url = local_url(settings)
     link = None
     discovery: dict[str, object] = {"url": url, "username": admin.username}
+    if local_socket is not None:  # local clients send the key only through it
+        discovery["socket"] = str(local_socket)
     # Whatever the account's state, what an earlier start handed out dies now.
     context.auth.void_startup_tokens()
     context.keys.revoke_local_keys(admin.id, actor=_ACTOR)

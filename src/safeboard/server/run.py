@@ -12,7 +12,7 @@ import uvicorn
 
 from safeboard import __version__
 from safeboard.api.app import create_app
-from safeboard.datadir import ensure_data_dir
+from safeboard.datadir import LOCAL_SOCKET, SocketAddress, ensure_data_dir
 from safeboard.errors import ConfigError
 from safeboard.logconfig import log_config
 from safeboard.secret_store import ensure_secrets
@@ -34,7 +34,7 @@ from safeboard.settings import (
 )
 from safeboard.storage import open_database
 
-__all__ = ["Prepared", "bind_socket", "prepare", "serve"]
+__all__ = ["Prepared", "bind_local_socket", "bind_socket", "prepare", "serve"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,44 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
     )
 
 
+def bind_local_socket(data_dir: Path) -> socket.socket:
+    """The Unix socket through which local clients reach this server (``server.sock``).
+
+    It lives in the 0700 data directory, so no other OS user can bind it or connect to it:
+    a process that takes the TCP port while the server is down receives nothing from
+    clients that use the discovery file. A socket left by a crash is replaced; one that
+    still answers belongs to a running server of this directory, and the start stops.
+    """
+    path = data_dir / LOCAL_SOCKET
+    address = SocketAddress(path)
+    if _answers(path, address.address):
+        address.close()
+        raise ConfigError(
+            f"another safeboard server is running with {data_dir}: stop it, or give this "
+            "one another --data-dir"
+        )
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        path.unlink(missing_ok=True)
+        sock.bind(address.address)
+        path.chmod(0o600)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot create {path}: {exc.strerror}") from None
+    finally:
+        address.close()
+    sock.set_inheritable(True)
+    return sock
+
+
+def _answers(path: Path, address: str) -> bool:
+    """True when a server listens on the Unix socket at ``path``."""
+    if not path.is_socket():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        return probe.connect_ex(address) == 0
+
+
 def public_url(settings: Settings) -> str:
     scheme = "https" if settings.tls_on else "http"
     host = settings.server.host
@@ -120,10 +158,11 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
     settings, material = prepared.settings, prepared.tls
     logging.config.dictConfig(log_config(settings.server.log_level))
     sock = bind_socket(settings.server.host, settings.port)
+    local = bind_local_socket(settings.data_dir)
     # Before any thread starts: the migrations run in a forked child (Alembic stays out).
     engine = open_database(settings.database_url, in_child=True)
     app = create_app(settings, engine=engine, certificate_names=material.names if material else ())
-    started = bootstrap(app, settings, material)
+    started = bootstrap(app, settings, material, local_socket=settings.data_dir / LOCAL_SOCKET)
     config = uvicorn.Config(
         app,
         # Admission, the TLS handshake (our SSLContext) and head deadlines run in the gate,
@@ -146,4 +185,7 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
         echo("    (single use, valid 15 minutes; a restart makes a new one)")
     else:
         echo(f"  no sign-in link: the account {started.admin} is disabled or not an admin")
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock, local])
+    finally:
+        (settings.data_dir / LOCAL_SOCKET).unlink(missing_ok=True)
