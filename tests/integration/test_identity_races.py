@@ -4,6 +4,7 @@ used to reset passwords, keys that outlive a role (S5, S6, S8, S9, S16)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import AsyncIterator, Callable
 
@@ -79,17 +80,47 @@ async def test_an_invitation_ends_the_old_sessions(world: World) -> None:
     assert (await old.get("/api/v1/auth/session")).status_code == 401
 
 
-async def test_an_api_key_cannot_reset_passwords_by_invitation(world: World) -> None:
-    key = world.client(Authorization=f"Bearer {world.key('admin', Scope.ADMIN)}")
-    own = await key.post("/api/v1/users/admin/invite")
-    other = await key.post("/api/v1/users/alice/invite")
-    assert own.status_code == 403
-    assert other.status_code == 403
-    world.user("newbie", password=None)
-    assert (await key.post("/api/v1/users/newbie/invite")).status_code == 200  # no password yet
+@pytest.mark.parametrize("scope", list(Scope))
+async def test_no_api_key_can_mint_an_invitation(world: World, scope: Scope) -> None:
+    """A leaked key must not become a password: not the passwordless owner's made at first
+    start, not an account that has one, not a new admin account the key itself adds."""
+    world.user("owner", Role.ADMIN, password=None)  # as the first start makes it
+    key = world.client(Authorization=f"Bearer {world.key('admin', scope)}")
+    for target in ("owner", "alice", "admin", "nobody-at-all"):
+        refused = await key.post(f"/api/v1/users/{target}/invite")
+        assert refused.status_code == 403, (target, refused.text)
+        assert "signed-in session" in refused.json()["error"]["message"]
+    if scope is Scope.ADMIN:  # adding an account stays possible, but it has no way in
+        added = await key.post("/api/v1/users", json={"username": "mallory", "role": "admin"})
+        assert added.status_code == 201
+        assert (await key.post("/api/v1/users/mallory/invite")).status_code == 403
     session, csrf = await world.signed_in("admin")
-    reset = await session.post("/api/v1/users/alice/invite", headers=world.unsafe(csrf))
-    assert reset.status_code == 200  # a signed-in admin may reset a password
+    for target in ("owner", "alice"):  # a signed-in admin invites, as before
+        invited = await session.post(f"/api/v1/users/{target}/invite", headers=world.unsafe(csrf))
+        assert invited.status_code == 200
+    _, token = world.users.invite("owner", actor="cli:test")  # the CLI's local access
+    accepted = await world.client().post(
+        "/api/v1/auth/invite", json={"token": token, "password": "brand new passphrase 77"}
+    )
+    assert accepted.status_code == 200
+
+
+async def test_the_discovery_key_cannot_give_the_owner_a_password(world: World) -> None:
+    """The first start's admin has no password, and its admin-scope key sits in the
+    discovery file. A copy of that key must not yield a password or a session that outlives
+    the key: not the owner's, nor one of a new admin account the key adds for itself."""
+    started = bootstrap(world.app, world.settings, None)
+    token = json.loads(started.discovery_path.read_text())["api_key"]
+    key = world.client(Authorization=f"Bearer {token}")
+    assert (await key.get("/api/v1/users")).status_code == 200  # an admin key indeed
+    assert (await key.post(f"/api/v1/users/{started.admin}/invite")).status_code == 403
+    added = await key.post("/api/v1/users", json={"username": "backdoor", "role": "admin"})
+    assert added.status_code == 201
+    assert (await key.post("/api/v1/users/backdoor/invite")).status_code == 403
+    assert not world.users.get(started.admin).has_password
+    assert not world.users.get("backdoor").has_password
+    invites = [e for e in audit.list_entries(world.app.state.engine) if e.action == "invite.issued"]
+    assert invites == []
 
 
 async def test_demotion_revokes_keys_that_never_expire(world: World) -> None:

@@ -1,10 +1,12 @@
 """Login throttling (S5) on SQLite and PostgreSQL: lock-out after the maximum number of
-failures, doubling up to a cap, decay, reset on success, concurrent counting, and keys."""
+failures, doubling up to a cap, decay, reset on success, concurrent counting, keys, and
+through the app: parallel correct sign-ins, loopback and IPv6 /64 budgets."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -13,9 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from safeboard.auth.models import LoginThrottleRow
-from safeboard.auth.ratelimit import LoginThrottle, throttle_keys
-from safeboard.settings import AuthSettings
+from safeboard.auth.ratelimit import Attempt, LoginThrottle, throttle_keys
+from safeboard.settings import AuthSettings, Settings
 from safeboard.storage import BEGIN_IMMEDIATE, create_engine, upgrade
+from tests.integration.identity_world import PASSWORD, World, build_world
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 KEYS = throttle_keys("Alice", "192.0.2.10")
@@ -130,6 +133,43 @@ def test_success_clears_the_user_key_but_not_the_address(db: Engine) -> None:
     assert _retry_after(db, throttle, T0, [ADDR]) == 30
 
 
+def _begin(db: Engine, throttle: LoginThrottle, now: datetime) -> Attempt:
+    with db.begin() as conn:
+        return throttle.begin_attempt(conn, KEYS, now)
+
+
+def _succeeded(db: Engine, throttle: LoginThrottle, attempt: Attempt) -> None:
+    with db.begin() as conn:
+        throttle.succeeded(conn, attempt)
+
+
+def test_attempts_in_flight_are_taken_back_when_they_succeed(db: Engine) -> None:
+    throttle = LoginThrottle(AuthSettings())
+    attempts = [_begin(db, throttle, T0) for _ in range(5)]  # all counted, none checked yet
+    assert [a.wait for a in attempts] == [None] * 5
+    assert _begin(db, throttle, T0).wait == 30  # a sixth at once waits: the burst bound
+    for attempt in attempts:
+        _succeeded(db, throttle, attempt)
+    assert _failures(db, USER) is None
+    assert _failures(db, ADDR) == 0
+    assert _retry_after(db, throttle, T0) is None
+
+
+def test_a_right_attempt_after_a_lock_leaves_no_lock_behind(db: Engine) -> None:
+    throttle = LoginThrottle(AuthSettings())
+    for i in range(5):  # five wrong names from one address: it is locked for 30 s
+        _fail(db, throttle, T0, [f"user:guess{i}", ADDR])
+    assert _retry_after(db, throttle, T0, [ADDR]) == 30
+    later = T0 + timedelta(seconds=30)
+    attempt = _begin(db, throttle, later)
+    assert attempt.wait is None
+    assert _retry_after(db, throttle, later, [ADDR]) == 60  # held while it is checked
+    _succeeded(db, throttle, attempt)
+    assert _retry_after(db, throttle, later, [ADDR]) is None
+    assert _failures(db, ADDR) == 5  # the address keeps its earlier failures
+    assert _fail(db, throttle, later, [ADDR]) == 60  # and the next failure locks again
+
+
 def test_rolled_back_failure_is_not_counted(db: Engine) -> None:
     throttle = LoginThrottle(AuthSettings())
     with db.connect() as conn, conn.begin() as tx:
@@ -208,7 +248,64 @@ def test_long_user_names_fit_the_key_column(db: Engine) -> None:
         ("a", "2001:DB8:0:0:ffff:1:2:3", ["user:a", "addr:2001:db8::/64"]),
         ("a", "fe80::1%eth0", ["user:a", "addr:fe80::/64"]),
         ("a", "testclient", ["user:a", "addr:testclient"]),
+        ("a", "127.0.0.1", ["user:a", "addr:loopback"]),
+        ("a", "127.255.3.9", ["user:a", "addr:loopback"]),
+        ("a", "::1", ["user:a", "addr:loopback"]),
+        ("a", "::ffff:127.0.0.2", ["user:a", "addr:loopback"]),
     ],
 )
 def test_throttle_keys(username: str, address: str, expected: list[str]) -> None:
     assert throttle_keys(username, address) == expected
+
+
+# Through the app: parallel sign-ins, and which addresses share a budget.
+
+
+@pytest.fixture
+async def world(make_settings: Callable[..., Settings], db_url: str) -> AsyncIterator[World]:
+    built = build_world(make_settings, db_url)
+    built.user("alice")
+    yield built
+    await built.close()
+
+
+async def _sign_in(world: World, address: str, username: str, password: str) -> int:
+    response = await world.client(address).post(
+        "/api/v1/auth/login", json={"username": username, "password": password}
+    )
+    return response.status_code
+
+
+@pytest.mark.anyio
+async def test_parallel_correct_sign_ins_do_not_lock_the_account(world: World) -> None:
+    """Each attempt is counted while its password is checked; a success takes that count
+    back, lock included, so five at once (a browser and four scripts) lock nothing."""
+    for _ in range(3):
+        statuses = await asyncio.gather(
+            *(_sign_in(world, "192.0.2.20", "alice", PASSWORD) for _ in range(5))
+        )
+        assert statuses == [200] * 5
+        assert await _sign_in(world, "192.0.2.20", "alice", PASSWORD) == 200
+    assert _failures(world.app.state.engine, "user:alice") is None
+    assert _failures(world.app.state.engine, "addr:192.0.2.20") == 0
+
+
+@pytest.mark.anyio
+async def test_every_loopback_address_shares_one_budget(world: World) -> None:
+    """On a loopback server every client is this machine: 127.0.0.2, 127.0.0.3, ... are not
+    fresh budgets for a local guesser."""
+    assert world.settings.server.host == "127.0.0.1"
+    for host in range(2, 7):
+        assert await _sign_in(world, f"127.0.0.{host}", f"guess{host}", "wrong wrong") == 401
+    for host in range(7, 10):
+        assert await _sign_in(world, f"127.0.0.{host}", "alice", PASSWORD) == 429
+    assert await _sign_in(world, "::1", "alice", PASSWORD) == 429
+    assert await _sign_in(world, "192.0.2.30", "alice", PASSWORD) == 200
+
+
+@pytest.mark.anyio
+async def test_two_addresses_of_one_ipv6_64_share_one_budget(world: World) -> None:
+    for host in range(1, 6):
+        assert await _sign_in(world, f"2001:db8:7:1::{host}", f"guess{host}", "wrong") == 401
+    assert await _sign_in(world, "2001:db8:7:1:ffff:ffff:ffff:fffe", "alice", PASSWORD) == 429
+    assert await _sign_in(world, "2001:db8:7:2::1", "alice", PASSWORD) == 200

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from safeboard.auth.authorizer import allowed, allowed_in_project, ensure_in_project
-from safeboard.auth.permissions import CredentialKind, Permission, ProjectRole, Role, Scope
+from safeboard.auth.authorizer import allowed, allowed_in_project, ensure, ensure_in_project
+from safeboard.auth.permissions import (
+    SESSION_ONLY,
+    CredentialKind,
+    Permission,
+    ProjectRole,
+    Role,
+    Scope,
+)
 from safeboard.auth.principal import Principal
 from safeboard.errors import Forbidden, NotFound
 
@@ -89,6 +96,20 @@ def test_only_sessions_change_passwords() -> None:
     assert allowed(who(), Permission.ACCOUNT_UPDATE)
     admin_key = who(Role.ADMIN, CredentialKind.API_KEY, Scope.ADMIN)
     assert not allowed(admin_key, Permission.ACCOUNT_UPDATE)
+
+
+@pytest.mark.parametrize("scope", list(Scope))
+def test_no_api_key_sets_a_password_or_opens_a_session(scope: Scope) -> None:
+    """Inviting (a link that sets a password and signs in) is session-only, like changing
+    your password: for an admin's key of any scope, whatever the admin may do."""
+    assert {Permission.ACCOUNT_UPDATE, Permission.USERS_INVITE} == SESSION_ONLY
+    admin_key = who(Role.ADMIN, CredentialKind.API_KEY, scope)
+    for permission in SESSION_ONLY:
+        assert not allowed(admin_key, permission)
+        with pytest.raises(Forbidden, match="signed-in session"):
+            ensure(admin_key, permission)
+    assert allowed(who(Role.ADMIN), Permission.USERS_INVITE)
+    assert not allowed(who(Role.MEMBER), Permission.USERS_INVITE)
 
 
 def test_every_permission_has_a_scope_and_a_decision_for_every_role() -> None:

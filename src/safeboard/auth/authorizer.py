@@ -12,6 +12,8 @@ from safeboard.auth.permissions import (
     PROJECT_ROLE_PERMISSIONS,
     ROLE_PERMISSIONS,
     SCOPE_OF,
+    SESSION_ONLY,
+    CredentialKind,
     Permission,
     ProjectRole,
     Role,
@@ -63,8 +65,11 @@ def could_reach(principal: Principal, permission: Permission) -> bool:
 
 
 def ensure(principal: Principal, permission: Permission) -> None:
-    if not allowed(principal, permission):
-        raise Forbidden(f"this credential may not {permission.value.replace(':', ' ')}")
+    if allowed(principal, permission):
+        return
+    if permission in SESSION_ONLY and principal.credential is not CredentialKind.SESSION:
+        raise Forbidden("this needs a signed-in session: API keys never set passwords")
+    raise Forbidden(f"this credential may not {permission.value.replace(':', ' ')}")
 
 
 def ensure_in_project(

@@ -14,6 +14,7 @@ __all__ = [
     "ROLE_PERMISSIONS",
     "SCOPE_OF",
     "SCOPE_ORDER",
+    "SESSION_ONLY",
     "CredentialKind",
     "Permission",
     "ProjectRole",
@@ -32,6 +33,8 @@ class Permission(StrEnum):
     # Administration.
     USERS_READ = "users:read"
     USERS_MANAGE = "users:manage"
+    # Mint a link that sets someone's password and signs them in (an invitation).
+    USERS_INVITE = "users:invite"
     AUDIT_READ = "audit:read"
     # Projects. Those below PROJECTS_CREATE are checked against a project's grants.
     PROJECTS_CREATE = "projects:create"
@@ -97,6 +100,7 @@ SCOPE_OF: dict[Permission, Scope] = {
     Permission.KEYS_WRITE: Scope.ADMIN,
     Permission.USERS_READ: Scope.ADMIN,
     Permission.USERS_MANAGE: Scope.ADMIN,
+    Permission.USERS_INVITE: Scope.ADMIN,
     Permission.AUDIT_READ: Scope.ADMIN,
     Permission.PROJECTS_CREATE: Scope.WRITE,
     Permission.PROJECTS_READ: Scope.READ,
@@ -104,11 +108,17 @@ SCOPE_OF: dict[Permission, Scope] = {
     Permission.PROJECTS_MANAGE: Scope.ADMIN,
 }
 
-# What each type of credential can ever grant, whatever its owner may do. Changing your
-# password needs a signed-in browser session: a leaked key cannot take over the account.
+# Only a signed-in session carries these, never an API key of any scope: changing your
+# password (and ending your own sessions, the same permission) and inviting someone (the
+# link sets their password and signs them in). So a leaked key cannot become a password,
+# or a session that outlives the key's revocation. At the machine the server's owner does
+# the same with ``safeboard user ...``, which opens the database and needs no key.
+SESSION_ONLY = frozenset({Permission.ACCOUNT_UPDATE, Permission.USERS_INVITE})
+
+# What each type of credential can ever grant, whatever its owner may do.
 CREDENTIAL_PERMISSIONS: dict[CredentialKind, frozenset[Permission]] = {
     CredentialKind.SESSION: frozenset(Permission),
-    CredentialKind.API_KEY: frozenset(Permission) - {Permission.ACCOUNT_UPDATE},
+    CredentialKind.API_KEY: frozenset(Permission) - SESSION_ONLY,
 }
 
 SCOPE_ORDER = (Scope.READ, Scope.WRITE, Scope.ADMIN)

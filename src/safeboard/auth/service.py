@@ -133,9 +133,10 @@ class AuthService:
         now = self.clock()
         keys = throttle_keys(username, where.address)
         with self.tx.begin() as conn:
-            wait = self.throttle.begin_attempt(conn, keys, now)
-        if wait is not None:
+            attempt = self.throttle.begin_attempt(conn, keys, now)
+        if attempt.wait is not None:
             # Not audited one by one: a flood of refused guesses must not flood the log.
+            wait = attempt.wait
             raise RateLimited(f"too many failed sign-ins; try again in {wait} s", retry_after=wait)
         with self.engine.connect() as conn:
             user = users.get_by_username(conn, username)
@@ -150,7 +151,7 @@ class AuthService:
         with self.tx.begin() as conn:
             if self.hasher.needs_rehash(stored):
                 users.set_password_hash(conn, user.id, self.hasher.hash(password), now)
-            self.throttle.succeeded(conn, keys)
+            self.throttle.succeeded(conn, attempt)
             session = self._open_session(conn, user, where)
             audit.append(
                 conn,
@@ -256,15 +257,16 @@ class AuthService:
         now = self.clock()
         keys = throttle_keys(principal.username, where.address)
         with self.tx.begin() as conn:
-            wait = self.throttle.begin_attempt(conn, keys, now)
-        if wait is not None:
+            attempt = self.throttle.begin_attempt(conn, keys, now)
+        if attempt.wait is not None:
+            wait = attempt.wait
             raise RateLimited(f"too many wrong passwords; try again in {wait} s", retry_after=wait)
         with self.engine.connect() as conn:
             stored = users.password_hash(conn, principal.user_id)
         if stored is not None and not self.hasher.verify(stored, current):
             raise unauthenticated("current password is wrong")
         with self.tx.begin() as conn:
-            self.throttle.succeeded(conn, keys)
+            self.throttle.succeeded(conn, attempt)
         check_new_password(new, username=principal.username)
         with self.tx.begin() as conn:
             users.set_password_hash(conn, principal.user_id, self.hasher.hash(new), now)

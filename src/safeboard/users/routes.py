@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.status import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from safeboard.auth.dependencies import client_address, own_origin, requires
-from safeboard.auth.permissions import CredentialKind, Permission
+from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.auth.routes import user_out
 from safeboard.auth.schemas import UserOut
@@ -62,19 +62,17 @@ def update_user(
 
 @router.post("/{username}/invite", response_model=InviteOut)
 def invite_user(
-    request: Request, username: str, principal: Principal = requires(Permission.USERS_MANAGE)
+    request: Request, username: str, principal: Principal = requires(Permission.USERS_INVITE)
 ) -> InviteOut:
     """A one-time link with which the user sets a password; earlier ones stop working.
 
-    Not for yourself (change your password instead), and an API key may not reset the
-    password of an account that has one: a leaked key must not become an account takeover.
+    Needs a signed-in session (no API key of any scope: the link sets a password and opens
+    a session, which must not outlive a leaked key). Not for yourself: change your password.
     """
     service = _users(request)
     target = service.get(username)
     if target.id == principal.user_id:
         raise Forbidden("to change your own password, use /api/v1/auth/password")
-    if target.has_password and principal.credential is not CredentialKind.SESSION:
-        raise Forbidden("resetting a password needs a signed-in session, not an API key")
     user, token = service.invite(username, actor=principal.actor, address=client_address(request))
     hours = int(service.invite_lifetime.total_seconds() // 3600)
     link = f"{own_origin(request)}/invite#token={token}"
