@@ -135,6 +135,27 @@ class ServerSettings(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Server log level."
     )
+    event_streams_per_user: int = Field(
+        16,
+        ge=1,
+        le=10_000,
+        description=(
+            "Open live-update streams (server-sent events) one account may hold on one server "
+            "process; one more gets 429 `too_many_streams`. Per replica: with several replicas "
+            "an account may hold this many on each."
+        ),
+    )
+    event_stream_recheck_seconds: float = Field(
+        0.5,
+        ge=0.05,
+        le=0.9,
+        description=(
+            "How often each server re-checks, all at once, the credential, account and project "
+            "grant behind every open live-update stream (a few indexed queries a round, however "
+            "many streams are open). A revoked key, an ended session, a disabled account or a "
+            "removed grant ends its streams within this interval plus one query: under 1 s."
+        ),
+    )
 
     _split = field_validator("behind_proxy", "allowed_hosts", mode="before")(_split_commas)
 
