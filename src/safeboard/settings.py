@@ -310,6 +310,17 @@ class ArtifactSettings(_Section):
         le=300,
         description="Lifetime of a signed preview link for the browser (at most 5 minutes).",
     )
+    download_audit_seconds: int = Field(
+        60,
+        ge=0,
+        le=3600,
+        description=(
+            "Downloads and preview fetches of one artifact by one actor from one address "
+            "within this many seconds of the audit entry that recorded the first make no new "
+            "entry (S16; a player's many Range requests are one download). Coalesced through "
+            "the database, so across replicas too. 0: an entry for every request."
+        ),
+    )
     incomplete_upload_hours: int = Field(
         24,
         ge=1,
