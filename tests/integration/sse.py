@@ -15,7 +15,15 @@ from fastapi import FastAPI
 class OpenStream:
     """``GET path`` on ``app``: the status, the body so far, and when it ended."""
 
-    def __init__(self, app: FastAPI, base_url: str, path: str, headers: dict[str, str]) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        base_url: str,
+        path: str,
+        headers: dict[str, str],
+        *,
+        hang_up_at_once: bool = False,
+    ) -> None:
         self.app = app
         self.path = path
         self.headers = [(b"host", urlsplit(base_url).netloc.encode())]
@@ -25,6 +33,8 @@ class OpenStream:
         self.ended_at: float | None = None
         self._changed = asyncio.Event()
         self._gone = asyncio.Event()  # the client hangs up
+        if hang_up_at_once:  # before the response has begun
+            self._gone.set()
         self._sent_request = False
         self._task: asyncio.Task[None] | None = None
 
@@ -40,7 +50,11 @@ class OpenStream:
         self._task = asyncio.get_running_loop().create_task(
             self.app(scope, self._receive, self._send)
         )
-        await self.wait(lambda: ": connected" in self.body or self.ended_at is not None, timeout)
+        task = self._task
+        await self.wait(
+            lambda: ": connected" in self.body or self.ended_at is not None or task.done(),
+            timeout,
+        )
         return self
 
     async def _receive(self) -> dict[str, Any]:
@@ -53,6 +67,8 @@ class OpenStream:
     async def _send(self, message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             self.status = message["status"]
+            if self._gone.is_set():
+                await asyncio.sleep(0.01)  # sending to a client that has left takes a while
         elif message["type"] == "http.response.body":
             self.body += message.get("body", b"").decode()
             if not message.get("more_body", False):
@@ -67,9 +83,9 @@ class OpenStream:
                 return False
             self._changed.clear()
             try:
-                await asyncio.wait_for(self._changed.wait(), left)
+                await asyncio.wait_for(self._changed.wait(), min(left, 0.05))
             except TimeoutError:
-                return False
+                continue
         return True
 
     async def ended_within(self, seconds: float) -> bool:
@@ -89,4 +105,5 @@ class OpenStream:
     async def close(self) -> None:
         self._gone.set()
         if self._task is not None:
-            await asyncio.wait_for(self._task, 5)
+            task, self._task = self._task, None
+            await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)

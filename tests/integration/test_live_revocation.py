@@ -4,6 +4,7 @@ them (S8, S9; runs/streams.py). On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -159,3 +160,17 @@ async def test_streams_per_account_are_capped(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_stream_whose_client_left_before_it_began_gives_its_place_back(
+    replicas: tuple[World, World, str],
+) -> None:
+    """Gone before the response began: the stream's body may never run (nor its
+    ``finally``); its place is given back all the same."""
+    a, _, admin = replicas
+    gone = OpenStream(a.app, a.base_url, STREAM, _bearer(admin), hang_up_at_once=True)
+    await gone.open()
+    await gone.close()
+    del gone
+    gc.collect()
+    assert a.app.state.streams.open_count() == 0
