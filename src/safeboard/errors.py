@@ -21,6 +21,7 @@ __all__ = [
     "RateLimited",
     "SafeboardError",
     "ServiceUnavailable",
+    "TooManyStreams",
     "Unauthenticated",
     "error_for_code",
 ]
@@ -95,6 +96,12 @@ class RateLimited(SafeboardError):
         self.retry_after = max(1, retry_after)
 
 
+class TooManyStreams(RateLimited):
+    """An account already holds as many open event streams as one server allows."""
+
+    code = "too_many_streams"
+
+
 class InsufficientStorage(SafeboardError):
     code = "insufficient_storage"
 
@@ -117,6 +124,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     "rate_limited": 429,
+    "too_many_streams": 429,
     "insufficient_storage": 507,
     "unavailable": 503,
     # Raised by clients only (safeboard.client.trust), never sent by the server.

@@ -32,7 +32,7 @@ _QUEUE_SIZE = 1000  # a subscriber that falls this far behind loses the oldest e
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # "metrics" | "run"
+    kind: str  # "metrics" | "run" | "end" (a stream's last: runs/streams.py)
     project_id: int
     run_id: str
     data: dict[str, Any] = field(default_factory=dict)

@@ -164,6 +164,27 @@ class ServerSettings(_Section):
             "behind_proxy count only towards max_connections."
         ),
     )
+    event_streams_per_user: int = Field(
+        16,
+        ge=1,
+        le=10_000,
+        description=(
+            "Open live-update streams (server-sent events) one account may hold on one server "
+            "process; one more gets 429 `too_many_streams`. Per replica: with several replicas "
+            "an account may hold this many on each."
+        ),
+    )
+    event_stream_recheck_seconds: float = Field(
+        0.5,
+        ge=0.05,
+        le=0.9,
+        description=(
+            "How often each server re-checks, all at once, the credential, account and project "
+            "grant behind every open live-update stream (a few indexed queries a round, however "
+            "many streams are open). A revoked key, an ended session, a disabled account or a "
+            "removed grant ends its streams within this interval plus one query: under 1 s."
+        ),
+    )
 
     _split = field_validator("behind_proxy", "allowed_hosts", mode="before")(_split_commas)
 
@@ -317,6 +338,17 @@ class ArtifactSettings(_Section):
         ge=10,
         le=300,
         description="Lifetime of a signed preview link for the browser (at most 5 minutes).",
+    )
+    download_audit_seconds: int = Field(
+        60,
+        ge=0,
+        le=3600,
+        description=(
+            "Downloads and preview fetches of one artifact by one actor from one address "
+            "within this many seconds of the audit entry that recorded the first make no new "
+            "entry (S16; a player's many Range requests are one download). Coalesced through "
+            "the database, so across replicas too. 0: an entry for every request."
+        ),
     )
     incomplete_upload_hours: int = Field(
         24,

@@ -1,11 +1,13 @@
 """Live updates over server-sent events: within one SQLite server, and across two server
-replicas sharing one PostgreSQL (NOTIFY/LISTEN)."""
+replicas sharing one PostgreSQL (NOTIFY/LISTEN); a revoked key ends its open streams within
+a second, on the replica that revoked it and on the others (S8)."""
 
 from __future__ import annotations
 
 import json
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -129,3 +131,81 @@ def test_a_replica_sees_what_another_stored(
         {"kind": "metrics", "project_id": found[0]["project_id"], "run_id": run_id,
          "data": {"last_step": {"loss": 7}}},
     ]  # fmt: skip
+
+
+def _until_end(
+    server: ServerProcess, path: str, key: str
+) -> tuple[threading.Thread, dict[str, Any]]:
+    """Read a stream in a thread until the server ends it; ``seen`` gets the last event and
+    the moment the stream closed."""
+    seen: dict[str, Any] = {}
+    ready = threading.Event()
+
+    def read() -> None:
+        headers = {"Authorization": f"Bearer {key}"}
+        with server.client() as client, client.stream("GET", path, headers=headers,
+                                                      timeout=30) as r:  # fmt: skip
+            for line in r.iter_lines():
+                if line.startswith(": connected"):
+                    ready.set()
+                elif line.startswith("event: "):
+                    seen["event"] = line.removeprefix("event: ")
+                elif line.startswith("data: "):
+                    seen["data"] = json.loads(line.removeprefix("data: "))
+        seen["closed"] = time.monotonic()
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    assert ready.wait(10), "the stream did not open"
+    return thread, seen
+
+
+def _admin_key(server: ServerProcess) -> str:
+    made = run_cli("key", "create", "--name", "admin", "--scope", "admin",
+                   data_dir=server.data_dir)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
+
+
+def _revoke(client: httpx.Client, admin: str, key: str) -> None:
+    revoked = client.delete(f"/api/v1/keys/{key.split('_')[1]}",
+                            headers={"Authorization": f"Bearer {admin}"})  # fmt: skip
+    assert revoked.status_code == 204, revoked.text
+
+
+def test_a_revoked_key_ends_its_stream_on_sqlite(server_factory: Start) -> None:
+    server = server_factory()
+    key, admin = _key(server), _admin_key(server)
+    with server.client() as client:
+        _make_run(client, key)
+        thread, seen = _until_end(server, "/api/v1/projects/live/events", key)
+        started = time.monotonic()
+        _revoke(client, admin, key)
+    thread.join(5)
+    assert seen.get("event") == "end", "the stream outlived its key"
+    assert seen["data"]["error"]["code"] == "unauthenticated"
+    assert seen["closed"] - started < 1.0
+
+
+@pytest.mark.postgres
+def test_a_key_revoked_through_one_replica_ends_its_stream_on_another(
+    server_factory: Start, pg_url: str, tmp_path: Path
+) -> None:
+    for name in ("a", "b"):
+        directory = tmp_path / name
+        directory.mkdir(mode=0o700)
+        (directory / "safeboard.toml").write_text(f'[database]\nurl = "{pg_url}"\n')
+    replica_a = server_factory(name="a")
+    replica_b = server_factory(name="b")
+    key, admin = _key(replica_a), _admin_key(replica_b)
+    with replica_b.client() as client:
+        _make_run(client, key)
+        thread, seen = _until_end(replica_a, "/api/v1/projects/live/events", key)
+        started = time.monotonic()
+        _revoke(client, admin, key)  # through replica B...
+    thread.join(5)
+    assert seen.get("event") == "end", (
+        "the stream outlived its key"
+    )  # ...ends the stream on replica A
+    assert seen["data"]["error"]["code"] == "unauthenticated"
+    assert seen["closed"] - started < 1.0

@@ -80,6 +80,7 @@ class World:
     async def close(self) -> None:
         for client in self.clients:
             await client.aclose()
+        self.app.state.streams.stop()  # as the app's shutdown does: no check mid-dispose
         self.app.state.engine.dispose()
 
 

@@ -6,6 +6,7 @@ import re
 import socket
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import sqlalchemy as sa
 from fastapi import FastAPI
@@ -42,6 +43,7 @@ from safeboard.projects.service import ProjectService
 from safeboard.runs import live as live_routes
 from safeboard.runs import routes as run_routes
 from safeboard.runs.service import RunService
+from safeboard.runs.streams import StreamGuard
 from safeboard.schemas import ERROR_RESPONSES
 from safeboard.settings import Settings, is_wildcard_host
 from safeboard.storage import create_engine
@@ -84,6 +86,7 @@ def create_app(
         async with expiry_sweeps(app.state.artifacts):
             yield
         app.state.events.stop()
+        app.state.streams.stop()
         engine.dispose()
 
     app = FastAPI(
@@ -108,6 +111,14 @@ def create_app(
     events = EventBus(engine)
     app.state.events = events
     app.state.runs = RunService(engine, events)
+    # Open event streams: a per-account cap, and a re-check that ends a stream within a
+    # second of its credential or grant ending (runs/streams.py).
+    app.state.streams = StreamGuard(
+        engine,
+        per_user=settings.server.event_streams_per_user,
+        recheck_seconds=settings.server.event_stream_recheck_seconds,
+        session_idle=timedelta(minutes=settings.auth.session_idle_minutes),
+    )
     app.state.metrics = MetricService(engine, events)
     app.state.artifacts = ArtifactService(
         engine,

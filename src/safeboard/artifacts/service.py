@@ -331,12 +331,18 @@ class ArtifactService:
     def _audit_download(
         self, conn: Connection, artifact: Artifact, actor: str, address: str, part: str | None
     ) -> None:
+        """One entry per actor, artifact and address per ``download_audit_seconds``: it
+        stands for the repeats that follow it within that time (a player's Range requests)."""
+        window = self.settings.download_audit_seconds
         detail: dict[str, object] = {"run": artifact.run_id, "name": artifact.name[:200]}
         if part:
             detail["range"] = part
-        audit.append(
-            conn, action=AuditAction.ARTIFACT_DOWNLOADED, actor=actor,
-            target=f"artifact:{artifact.id}", address=address, detail=detail,
+        if window:
+            detail["repeats_within_s"] = window
+        audit.append_unless_recent(
+            conn, within=timedelta(seconds=window), action=AuditAction.ARTIFACT_DOWNLOADED,
+            actor=actor, target=f"artifact:{artifact.id}", address=address, detail=detail,
+            at=self.clock(),
         )  # fmt: skip
 
     def readable(self, principal: Principal, artifact_id: str) -> Artifact:

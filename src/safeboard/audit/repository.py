@@ -33,7 +33,7 @@ import json
 import secrets
 from collections import deque
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -61,7 +61,15 @@ from safeboard.audit.events import (
 )
 from safeboard.audit.models import AuditRow
 
-__all__ = ["MAX_LIMIT", "append", "entries", "has_log", "last_for", "verify"]
+__all__ = [
+    "MAX_LIMIT",
+    "append",
+    "append_unless_recent",
+    "entries",
+    "has_log",
+    "last_for",
+    "verify",
+]
 
 MAX_LIMIT = 10_000
 # Key of the PostgreSQL advisory lock that serialises appenders ("sb_audit" as an int64).
@@ -127,6 +135,39 @@ def append(
     detail_out = json.loads(detail_text)
     return AuditEntry(
         row_id, at, action.value, actor, target, outcome, address, detail_out, prev_hash, digest
+    )
+
+
+def append_unless_recent(
+    conn: Connection,
+    *,
+    within: timedelta,
+    action: AuditAction,
+    actor: str,
+    target: str,
+    address: str = "",
+    detail: Mapping[str, Any] | None = None,
+    at: datetime | None = None,
+) -> AuditEntry | None:
+    """:func:`append`, unless an entry with the same action, actor, target and address was
+    appended less than ``within`` before ``at``: then nothing (None). Repeats are coalesced,
+    never rewritten: the log stays append-only and chained. The check runs under the append
+    lock (PostgreSQL's advisory lock; on SQLite the caller's BEGIN IMMEDIATE), so two
+    requests on two replicas at once make one entry, not two."""
+    at = _aware(datetime.now(UTC) if at is None else at)
+    if within > timedelta(0):
+        _lock_for_append(conn)
+        recent = conn.execute(
+            select(AuditRow.id)
+            .where(AuditRow.action == AuditAction(action).value, AuditRow.target == target,
+                   AuditRow.actor == actor, AuditRow.address == address,
+                   AuditRow.at > at - within)
+            .limit(1)
+        ).first()  # fmt: skip
+        if recent is not None:
+            return None
+    return append(
+        conn, action=action, actor=actor, target=target, address=address, detail=detail, at=at
     )
 
 

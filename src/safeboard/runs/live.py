@@ -3,11 +3,18 @@
 ``GET /api/v1/projects/{project}/events`` and ``GET /api/v1/runs/{run_id}/events`` send
 ``event: metrics`` (a run got points: its keys and last steps) and ``event: run`` (created,
 finished, ...), plus a comment every 15 s to keep proxies from closing the stream.
+
+A stream lasts only while its credential and its grant do (runs/streams.py): when either
+ends, it sends ``event: end`` with ``{"error": {"code", "message"}}`` and closes, within a
+second, on every replica. An account holds at most ``server.event_streams_per_user`` open
+streams per replica; one more gets 429 ``too_many_streams``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +28,7 @@ from safeboard.auth.principal import Principal
 from safeboard.events import EventBus
 from safeboard.projects.access import project_by_name
 from safeboard.runs.service import RunService
+from safeboard.runs.streams import END, StreamGuard
 
 __all__ = ["router"]
 
@@ -31,22 +39,35 @@ _SSE: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _stream(request: Request, project_id: int, run_id: str | None) -> StreamingResponse:
+def _stream(
+    request: Request, principal: Principal, project_id: int, run_id: str | None
+) -> StreamingResponse:
     bus: EventBus = request.app.state.events
+    guard: StreamGuard = request.app.state.streams
+    ticket = guard.admit(principal, project_id)  # 429 beyond the per-account cap
 
     async def events() -> AsyncIterator[str]:
-        with bus.subscribe(project_id, run_id) as subscription:
-            yield "retry: 3000\n: connected\n\n"
-            while not await request.is_disconnected():
-                try:
-                    event = await asyncio.wait_for(subscription.queue.get(), KEEPALIVE_SECONDS)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
-                yield f"event: {event.kind}\ndata: {event.to_json()}\n\n"
+        try:
+            with bus.subscribe(project_id, run_id) as subscription:
+                ticket.attach(subscription)
+                yield "retry: 3000\n: connected\n\n"
+                while not await request.is_disconnected():
+                    try:
+                        event = await asyncio.wait_for(subscription.queue.get(), KEEPALIVE_SECONDS)
+                    except TimeoutError:
+                        yield ": keep-alive\n\n"
+                        continue
+                    if event.kind == END:  # the credential or the grant ended
+                        yield f"event: {END}\ndata: {json.dumps(event.data)}\n\n"
+                        return
+                    yield f"event: {event.kind}\ndata: {event.to_json()}\n\n"
+        finally:
+            ticket.close()
 
+    body = events()
+    weakref.finalize(body, ticket.close)  # also when the body is never iterated at all
     return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"X-Accel-Buffering": "no"}
+        body, media_type="text/event-stream", headers={"X-Accel-Buffering": "no"}
     )
 
 
@@ -63,7 +84,7 @@ async def project_events(
         with service.engine.connect() as conn:
             return project_by_name(conn, principal, project, Permission.PROJECTS_READ).id
 
-    return _stream(request, await run_in_threadpool(find), None)
+    return _stream(request, principal, await run_in_threadpool(find), None)
 
 
 @router.get("/runs/{run_id}/events", responses=_SSE, response_class=StreamingResponse)
@@ -73,4 +94,4 @@ async def run_events(
     """Live updates of one run."""
     service: RunService = request.app.state.runs
     run, _ = await run_in_threadpool(service.get, principal, run_id, Permission.PROJECTS_READ)
-    return _stream(request, run.project_id, run.id)
+    return _stream(request, principal, run.project_id, run.id)

@@ -57,6 +57,15 @@ export function liveStream(url, handlers, status, onBack) {
   let lost = false;
   const state = (value) => { document.body.dataset.stream = value; };
   for (const [name, handler] of Object.entries(handlers)) events.addEventListener(name, handler);
+  // The server ends a stream whose credential or access ended (signed out, key revoked,
+  // grant removed): no retries then. "unavailable" (it could not check) reconnects.
+  events.addEventListener("end", (event) => {
+    const error = JSON.parse(event.data).error;
+    if (error.code === "unavailable") return;
+    events.close();
+    state("closed");
+    say(status, `Live updates stopped: ${error.message}`, true);
+  });
   events.addEventListener("open", () => {
     state("open");
     if (!lost) return;
