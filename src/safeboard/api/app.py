@@ -105,7 +105,7 @@ def create_app(
     auth = AuthService(engine, settings, hasher)
     keys = ApiKeyService(engine, settings)
     app.state.users = UserService(engine, settings, hasher)
-    app.state.projects = ProjectService(engine)
+    app.state.projects = ProjectService(engine, settings=settings.projects)
     events = EventBus(engine)
     app.state.events = events
     app.state.runs = RunService(engine, events)
