@@ -300,7 +300,7 @@ class ProjectSettings(_Section):
         ge=0,
         description=(
             "Projects one member may create (counted over the projects they created that "
-            "exist); 409 beyond it. Admins are exempt. 0: no bound."
+            "exist); 403 beyond it. Admins are exempt. 0: no bound."
         ),
     )
 

@@ -15,7 +15,7 @@ from safeboard.auth.authorizer import ensure, ensure_in_project
 from safeboard.auth.permissions import Permission, ProjectRole, Role
 from safeboard.auth.principal import Principal
 from safeboard.clock import utcnow
-from safeboard.errors import Conflict, NotFound
+from safeboard.errors import Conflict, Forbidden, NotFound
 from safeboard.projects import repository as projects
 from safeboard.projects.repository import NAME_TAKEN, Project
 from safeboard.settings import ProjectSettings
@@ -49,7 +49,8 @@ class ProjectService:
                 # Before the name: a member at the bound learns nothing about names.
                 limited = bound and owner.role is not Role.ADMIN
                 if limited and projects.created_by(conn, owner.user_id) >= bound:
-                    raise Conflict(
+                    # 403, not 409: the SDK takes a 409 here for "made meanwhile".
+                    raise Forbidden(
                         f"you have created {bound} projects, the most a member may "
                         "(projects.max_per_member)"
                     )
