@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from safeboard.auth.permissions import Role
+from safeboard.schemas import ROW_ID_MAX
 from safeboard.settings import Settings
 from safeboard.text import text_problem
 from tests.integration.identity_world import PASSWORD, World, build_world
@@ -229,3 +230,55 @@ async def test_any_json_text_is_stored_or_refused(
     assert response.status_code == 201, response.text
     got = (await admin.get(f"/api/v1/runs/{response.json()['id']}")).json()
     assert {"config": got["config"], "tags": got["tags"], "notes": got["notes"]} == as_read
+
+
+def _integers(schema: Any, components: dict[str, Any], where: str) -> list[tuple[str, Any]]:
+    """Every integer schema reachable from ``schema`` (following $refs), with its path."""
+    if isinstance(schema, list):
+        return [hit for item in schema for hit in _integers(item, components, where)]
+    if not isinstance(schema, dict):
+        return []
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        return _integers(components[name], components, f"{where}>{name}")
+    found = [(where, schema)] if schema.get("type") == "integer" else []
+    for key, value in schema.items():
+        found += _integers(value, components, f"{where}.{key}")
+    return found
+
+
+def test_every_integer_a_client_sends_is_bounded(make_app: Callable[..., Any]) -> None:
+    """The rule behind the project_id and after_id fixes, for every route: an integer in a
+    path, query or JSON body declares bounds that an int64 column holds, and a row id the
+    32-bit INTEGER's (``schemas.ROW_ID_MAX``), so no value reaches the database unchecked."""
+    document = make_app().openapi()
+    components = dict(document.get("components", {}).get("schemas", {}))
+    stack: list[Any] = [document]  # schemas given inline (openapi_extra) keep theirs in $defs
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            components.update(node.get("$defs", {}))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    unbounded, ids = [], []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            sent = [
+                (f"{method.upper()} {path} {p['name']}", p.get("schema", {}))
+                for p in operation.get("parameters", [])
+            ]
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            sent += [(f"{method.upper()} {path} body", body["schema"])] if body else []
+            for label, top in sent:
+                for where, schema in _integers(top, components, label):
+                    low, high = schema.get("minimum", -(2**64)), schema.get("maximum", 2**64)
+                    if not -(2**63) <= low <= high < 2**63:
+                        unbounded.append(where)
+                    if "project_id" in where or "after_id" in where:
+                        ids.append((where, high))
+    assert sorted(ids) == [
+        ("GET /api/v1/audit after_id.anyOf", ROW_ID_MAX),
+        ("POST /api/v1/keys body>KeyCreate.properties.project_id.anyOf", ROW_ID_MAX),
+    ]
+    assert unbounded == []
