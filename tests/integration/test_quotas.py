@@ -13,9 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
+from safeboard.artifacts.schemas import ArtifactIn
 from safeboard.auth.permissions import Role, Scope
 from safeboard.cli.local import Local
-from safeboard.errors import Conflict
+from safeboard.errors import Conflict, PayloadTooLarge
 from safeboard.projects.service import ProjectService
 from safeboard.settings import Settings
 from tests.integration.identity_world import World, build_world
@@ -169,3 +170,31 @@ async def test_one_name_created_at_once_is_one_project(world: World) -> None:
     for thread in threads:
         thread.join()
     assert sorted(outcomes) == ["created"] + ["project name not available"] * 3
+
+
+async def test_one_users_concurrent_declarations_count_each_other(world: World) -> None:
+    """Declarations by one user in two projects at once (two project locks, so only the
+    user's row serialises them): never more than the quota."""
+    olga = as_user(world, "olga")
+    runs = [await _project_run(olga, "c1"), await _project_run(olga, "c2")]
+    service = world.app.state.artifacts
+    principal = Local(world.settings, world.users, world.context.keys).principal("olga")
+    data = b"x" * 400
+    spec = ArtifactIn(name="f", size=400, sha256=hashlib.sha256(data).hexdigest())
+    outcomes: list[str] = []
+    start = threading.Barrier(6)
+
+    def declare(index: int) -> None:
+        start.wait()
+        try:
+            service.declare(principal, runs[index % 2], spec)
+            outcomes.append("declared")
+        except PayloadTooLarge:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=declare, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["declared"] * 2 + ["refused"] * 4  # 2 x 400 <= 1000 < 3 x 400

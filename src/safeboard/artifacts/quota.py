@@ -38,7 +38,9 @@ def ensure_room(
     quota = settings.user_quota_bytes
     if not quota:
         return
-    conn.execute(sa.select(UserRow.id).where(UserRow.id == user_id).with_for_update())
+    # FOR NO KEY UPDATE: it serialises these counts, and does not block the KEY SHARE locks
+    # that inserts referencing the user take (a grant, an artifact), so no deadlock with them.
+    conn.execute(sa.select(UserRow.id).where(UserRow.id == user_id).with_for_update(key_share=True))
     held = artifacts.user_bytes(conn, user_id)
     if held + size > quota:
         raise PayloadTooLarge(

@@ -76,7 +76,9 @@ def created_by(conn: Connection, user_id: int) -> int:
     """How many of the existing projects ``user_id`` created. The user's row is locked
     first (PostgreSQL; SQLite has one writer), so that one user's concurrent creations
     count each other."""
-    conn.execute(sa.select(UserRow.id).where(UserRow.id == user_id).with_for_update())
+    # FOR NO KEY UPDATE: it serialises these counts, and does not block the KEY SHARE locks
+    # that inserts referencing the user take (a grant, an artifact), so no deadlock with them.
+    conn.execute(sa.select(UserRow.id).where(UserRow.id == user_id).with_for_update(key_share=True))
     count = conn.execute(
         sa.select(sa.func.count()).select_from(_p).where(_p.c.created_by == user_id)
     ).scalar_one()
