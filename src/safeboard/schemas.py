@@ -1,10 +1,28 @@
-"""The base of every request and response model: strict, closed (S17)."""
+"""The base of every request and response model: strict, closed (S17), and the shared
+vocabulary of bounds that keep values inside the columns that store them."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
 
-__all__ = ["ERROR_RESPONSES", "ErrorBody", "ErrorDetail", "Model", "StrictModel"]
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ERROR_RESPONSES",
+    "ROW_ID_MAX",
+    "ErrorBody",
+    "ErrorDetail",
+    "Model",
+    "RowId",
+    "StrictModel",
+]
+
+# Row ids (projects, users, audit entries) are INTEGER columns: 32 bits on PostgreSQL,
+# which refuses a larger parameter where SQLite takes up to 64. Every id a client sends,
+# in a body, path or query, is bounded to this (the text no database stores, NUL and lone
+# surrogates, is refused for every JSON body in one place: safeboard.text).
+ROW_ID_MAX = 2**31 - 1
+RowId = Annotated[int, Field(ge=1, le=ROW_ID_MAX)]
 
 
 class StrictModel(BaseModel):

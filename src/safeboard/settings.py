@@ -10,7 +10,6 @@ Every field carries a description: ``docs/settings.md`` is generated from them
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import tomllib
@@ -40,6 +39,7 @@ from pydantic_settings import (
 )
 
 from safeboard.errors import ConfigError
+from safeboard.hosts import is_loopback_host, is_wildcard_host
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -48,6 +48,7 @@ __all__ = [
     "ArtifactSettings",
     "AuthSettings",
     "DatabaseSettings",
+    "ProjectSettings",
     "SecureSettings",
     "ServerSettings",
     "Settings",
@@ -69,24 +70,6 @@ def default_data_dir() -> Path:
     """``$SAFEBOARD_DATA_DIR``, else the user's XDG data directory."""
     env = os.environ.get(DATA_DIR_ENV)
     return Path(env) if env else Path(user_data_dir("safeboard", appauthor=False))
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for names and addresses that only this machine can reach."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104  (names of the bind, not a bind)
-
-
-def is_wildcard_host(host: str) -> bool:
-    """True for a bind on every interface (which names no address of its own)."""
-    return host in WILDCARD_HOSTS
 
 
 def _split_commas(value: Any) -> Any:
@@ -333,6 +316,14 @@ class ArtifactSettings(_Section):
             "it. 0: no quota."
         ),
     )
+    user_quota_bytes: int = Field(
+        100 * GIB,
+        ge=0,
+        description=(
+            "Bytes of artifacts (finished and in progress) one user may have uploaded, over "
+            "all projects, admins included; 413 beyond it. 0: no quota."
+        ),
+    )
     preview_seconds: int = Field(
         120,
         ge=10,
@@ -358,6 +349,19 @@ class ArtifactSettings(_Section):
             "An unfinished upload that receives no bytes (and is not declared again) for this "
             "many hours expires: its partial file and row are deleted and its quota freed "
             "(at most 30 days)."
+        ),
+    )
+
+
+class ProjectSettings(_Section):
+    """Projects (S9)."""
+
+    max_per_member: int = Field(
+        100,
+        ge=0,
+        description=(
+            "Projects one member may create (counted over the projects they created that "
+            "exist); 403 beyond it. Admins are exempt. 0: no bound."
         ),
     )
 
@@ -426,6 +430,7 @@ class Settings(BaseSettings):
     artifacts: ArtifactSettings = Field(
         default_factory=ArtifactSettings, description="Artifact files."
     )
+    projects: ProjectSettings = Field(default_factory=ProjectSettings, description="Projects.")
     secure: SecureSettings = Field(description="Secrets.")
 
     @classmethod

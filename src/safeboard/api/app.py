@@ -20,6 +20,7 @@ from safeboard.api.guards import (
     BodyLimitMiddleware,
     ControlCharacterMiddleware,
     HostCheckMiddleware,
+    JsonTextMiddleware,
     QueryCredentialMiddleware,
 )
 from safeboard.api.headers import SecurityHeadersMiddleware
@@ -107,7 +108,7 @@ def create_app(
     auth = AuthService(engine, settings, hasher)
     keys = ApiKeyService(engine, settings)
     app.state.users = UserService(engine, settings, hasher)
-    app.state.projects = ProjectService(engine)
+    app.state.projects = ProjectService(engine, settings=settings.projects)
     events = EventBus(engine)
     app.state.events = events
     app.state.runs = RunService(engine, events)
@@ -158,14 +159,15 @@ def create_app(
         return app.openapi()
 
     # 5. Middleware, innermost first (each add_middleware wraps the previous ones):
-    #    body limit -> credentials in URLs refused -> control characters in URLs refused ->
-    #    Host check -> request id, access log,
+    #    text no database stores refused in JSON bodies -> body limit (outside it, so the
+    #    JSON check reads at most the limit) -> credentials in URLs refused -> control
+    #    characters in URLs refused -> Host check -> request id, access log,
     #    500s -> security headers -> proxy headers (outermost: every layer sees the real
     #    client address).
+    streamed = re.compile(artifact_routes.CONTENT_PATH)
+    app.add_middleware(JsonTextMiddleware, routes=app.routes, skip=streamed)
     app.add_middleware(
-        BodyLimitMiddleware,
-        limit=settings.server.max_body_bytes,
-        own_limit=re.compile(artifact_routes.CONTENT_PATH),
+        BodyLimitMiddleware, limit=settings.server.max_body_bytes, own_limit=streamed
     )
     app.add_middleware(QueryCredentialMiddleware)
     app.add_middleware(ControlCharacterMiddleware)

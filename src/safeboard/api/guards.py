@@ -1,21 +1,25 @@
-"""Requests refused before any route sees them: unknown Host names (DNS rebinding, S1)
-and bodies over the size limit (413 before the body is read, S17)."""
+"""Requests refused before any route sees them: unknown Host names (DNS rebinding, S1),
+bodies over the size limit (413 before the body is read, S17) and JSON bodies holding text
+no database can store (422, S17)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from urllib.parse import unquote_plus
 
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from safeboard.api.errors import error_response, request_id_of
 from safeboard.errors import PayloadTooLarge
+from safeboard.text import body_problem
 
 __all__ = [
     "BodyLimitMiddleware",
     "ControlCharacterMiddleware",
     "HostCheckMiddleware",
+    "JsonTextMiddleware",
     "QueryCredentialMiddleware",
     "host_name",
 ]
@@ -203,3 +207,61 @@ class BodyLimitMiddleware:
             headers={"connection": "close"},
         )
         await response(scope, receive, send)
+
+
+def _is_json(scope: Scope) -> bool:
+    """Whether FastAPI would parse this request's body as JSON (``application/json`` or
+    ``application/*+json``; no Content-Type is not parsed: FastAPI's strict_content_type)."""
+    header = next((v for k, v in scope["headers"] if k == b"content-type"), b"")
+    media = header.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (
+        media.startswith(b"application/") and media.endswith(b"+json")
+    )
+
+
+class JsonTextMiddleware:
+    """422 for a JSON body with a NUL character or a lone surrogate in any text, key or
+    value, at any depth (``safeboard.text``): PostgreSQL cannot store either, and one rule
+    here covers every field of every route, present and future. The body (already held
+    to the size limit by ``BodyLimitMiddleware``, outside this one) is read whole, checked,
+    and replayed to the route unchanged. ``skip`` matches the paths that stream their body
+    under a limit of their own (artifact uploads): never read whole, never JSON. A request
+    that no route takes (``routes``: the app's) goes on to get its 404 or 405."""
+
+    def __init__(
+        self, app: ASGIApp, *, routes: Sequence[BaseRoute], skip: re.Pattern[str] | None = None
+    ) -> None:
+        self.app = app
+        self.routes = routes
+        self.skip = skip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or not _is_json(scope)
+            or (self.skip is not None and self.skip.match(scope["path"]))
+        ):
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        problem = body_problem(b"".join(chunks))
+        if problem is not None and any(
+            route.matches(scope)[0] is Match.FULL for route in self.routes
+        ):
+            response = error_response("invalid_request", problem, request_id_of(scope))
+            await response(scope, receive, send)
+            return
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)

@@ -36,6 +36,7 @@ class ArtifactRow(Base):
         UniqueConstraint("run_id", "upload_id", name="uq_artifacts_run_upload"),
         Index("ix_artifacts_run", "run_id", "created_at"),
         Index("ix_artifacts_project", "project_id"),
+        Index("ix_artifacts_created_by", "created_by"),  # the per-user quota
         Index("ix_artifacts_state_updated", "state", "updated_at"),  # the expiry sweep
         _one_of("kind", KINDS),
         _one_of("state", STATES),

@@ -27,6 +27,7 @@ __all__ = [
     "stale_bytes",
     "stale_uploads",
     "touch",
+    "user_bytes",
 ]
 
 _a = cast(sa.Table, ArtifactRow.__table__)
@@ -104,6 +105,15 @@ def project_bytes(conn: Connection, project_id: int) -> int:
     """Declared bytes of every artifact of the project, finished or in progress."""
     total = conn.execute(
         sa.select(sa.func.coalesce(sa.func.sum(_a.c.size), 0)).where(_a.c.project_id == project_id)
+    ).scalar_one()
+    return int(total)
+
+
+def user_bytes(conn: Connection, user_id: int) -> int:
+    """Declared bytes of every artifact ``user_id`` uploaded, finished or in progress, in
+    every project."""
+    total = conn.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(_a.c.size), 0)).where(_a.c.created_by == user_id)
     ).scalar_one()
     return int(total)
 

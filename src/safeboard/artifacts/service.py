@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Engine
 
 from safeboard.artifacts import repository as artifacts
 from safeboard.artifacts.links import SESSION, LinkClaims, check_link, sign_link
+from safeboard.artifacts.quota import ensure_room
 from safeboard.artifacts.ranges import INLINE_TYPES, sniff_image
 from safeboard.artifacts.repository import Artifact
 from safeboard.artifacts.schemas import ArtifactIn
@@ -204,13 +205,7 @@ class ArtifactService:
                     if now_there is not None:  # it turned ready meanwhile
                         return self._with_progress(now_there), False
                     # else it expired a moment ago (another replica): a new one, from 0
-            held = artifacts.project_bytes(conn, project.id) if quota else 0
-            if quota and held + spec.size > quota:
-                raise PayloadTooLarge(
-                    f"project {project.name!r} holds {held} of its {quota}-byte artifact quota; "
-                    f"{spec.size} more bytes do not fit (delete artifacts or raise "
-                    "artifacts.project_quota_bytes)"
-                )
+            ensure_room(conn, self.settings, project, principal.user_id, spec.size)
             artifact_id = new_id()
             artifacts.create(
                 conn, id=artifact_id, run_id=run.id, project_id=project.id, name=spec.name,

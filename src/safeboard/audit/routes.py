@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query, Request
 
@@ -12,6 +12,7 @@ from safeboard.auth.dependencies import requires
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.errors import InvalidRequest
+from safeboard.schemas import ROW_ID_MAX
 
 __all__ = ["router"]
 
@@ -24,9 +25,11 @@ def _timestamp(value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        return datetime.fromisoformat(value)
+        return datetime.fromisoformat(value).astimezone(UTC)
     except ValueError:
         raise InvalidRequest("since: not a real date and time") from None
+    except OverflowError:  # a zone that moves it past the calendar's first or last day
+        raise InvalidRequest("since: outside the calendar once in UTC") from None
 
 
 @router.get("/audit", response_model=list[AuditOut])
@@ -36,7 +39,7 @@ def list_audit(
         None, pattern=_ISO_WITH_ZONE, description="ISO-8601 with a zone: 2026-11-23T00:00:00Z."
     ),
     action: str | None = Query(None, max_length=64),
-    after_id: int | None = Query(None, ge=0),
+    after_id: int | None = Query(None, ge=0, le=ROW_ID_MAX),
     limit: int = Query(100, ge=1, le=1000),
     _: Principal = requires(Permission.AUDIT_READ),
 ) -> list[AuditOut]:

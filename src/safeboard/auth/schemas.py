@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import Field
 
 from safeboard.auth.permissions import Scope
-from safeboard.schemas import Model, StrictModel
+from safeboard.schemas import Model, RowId, StrictModel
 
 __all__ = [
     "InviteAccept",
@@ -76,7 +76,7 @@ class OwnSessionOut(Model):
 class KeyCreate(StrictModel):
     name: str = Field(min_length=1, max_length=100)
     scope: Scope = Field(Scope.READ, strict=False)  # JSON strings name enum members
-    project_id: int | None = Field(None, ge=1)
+    project_id: RowId | None = None
     expires_in_days: int | None = Field(None, ge=1, le=3650)
     never_expires: bool = False
 

@@ -14,12 +14,15 @@ from safeboard.auth.permissions import ProjectRole
 from safeboard.errors import Conflict
 from safeboard.projects.models import ProjectGrantRow, ProjectRow
 from safeboard.runs.models import RunRow
+from safeboard.users.models import UserRow
 
 __all__ = [
+    "NAME_TAKEN",
     "Activity",
     "Project",
     "activity",
     "create",
+    "created_by",
     "get",
     "get_by_name",
     "grant",
@@ -46,12 +49,17 @@ def _project(row: sa.Row[tuple[object, ...]]) -> Project:
     return Project(**{f: row._mapping[f] for f in Project.__dataclass_fields__})
 
 
+# The one answer to a taken name, whether or not the caller can see that project: it says
+# the name exists and nothing else (not who owns it, not whether you have a grant in it).
+NAME_TAKEN = "project name not available"
+
+
 def create(
     conn: Connection, *, name: str, owner_id: int, now: datetime, description: str = ""
 ) -> Project:
     """A project, with its creator as owner."""
     if conn.execute(sa.select(_p.c.id).where(_p.c.name == name)).first():
-        raise Conflict(f"project {name} already exists")
+        raise Conflict(NAME_TAKEN)
     key = conn.execute(
         sa.insert(_p).values(
             name=name, description=description, created_at=now, created_by=owner_id
@@ -62,6 +70,19 @@ def create(
     project = get(conn, int(key[0]))
     assert project is not None  # noqa: S101
     return project
+
+
+def created_by(conn: Connection, user_id: int) -> int:
+    """How many of the existing projects ``user_id`` created. The user's row is locked
+    first (PostgreSQL; SQLite has one writer), so that one user's concurrent creations
+    count each other."""
+    # FOR NO KEY UPDATE: it serialises these counts, and does not block the KEY SHARE locks
+    # that inserts referencing the user take (a grant, an artifact), so no deadlock with them.
+    conn.execute(sa.select(UserRow.id).where(UserRow.id == user_id).with_for_update(key_share=True))
+    count = conn.execute(
+        sa.select(sa.func.count()).select_from(_p).where(_p.c.created_by == user_id)
+    ).scalar_one()
+    return int(count)
 
 
 def get(conn: Connection, project_id: int) -> Project | None:

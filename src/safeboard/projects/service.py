@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from safeboard.audit import repository as audit
@@ -14,9 +15,10 @@ from safeboard.auth.authorizer import ensure, ensure_in_project
 from safeboard.auth.permissions import Permission, ProjectRole, Role
 from safeboard.auth.principal import Principal
 from safeboard.clock import utcnow
-from safeboard.errors import Conflict, NotFound
+from safeboard.errors import Conflict, Forbidden, NotFound
 from safeboard.projects import repository as projects
-from safeboard.projects.repository import Project
+from safeboard.projects.repository import NAME_TAKEN, Project
+from safeboard.settings import ProjectSettings
 from safeboard.storage import writer
 from safeboard.users import repository as users
 
@@ -24,25 +26,50 @@ __all__ = ["ProjectService"]
 
 
 class ProjectService:
-    def __init__(self, engine: Engine, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        settings: ProjectSettings | None = None,
+    ) -> None:
         self.engine = engine
         self.tx = writer(engine)
         self.clock = clock
+        self.settings = settings or ProjectSettings()
 
     def create(self, owner: Principal, name: str, description: str = "") -> Project:
-        """A project, with ``owner`` as its owner (the grant is audited)."""
+        """A project, with ``owner`` as its owner (the grant is audited). A member holds
+        at most ``projects.max_per_member`` (admins are exempt: they run the server). A
+        taken name is refused with the same words whoever holds it (``NAME_TAKEN``)."""
         ensure(owner, Permission.PROJECTS_CREATE)
-        with self.tx.begin() as conn:
-            project = projects.create(
-                conn, name=name, owner_id=owner.user_id, now=self.clock(), description=description
-            )
-            audit.append(
-                conn,
-                action=AuditAction.GRANT_CHANGED,
-                actor=owner.actor,
-                target=f"project:{project.id}",
-                detail={"user": owner.username, "from": None, "to": ProjectRole.OWNER.value},
-            )
+        bound = self.settings.max_per_member
+        try:
+            with self.tx.begin() as conn:
+                # Before the name: a member at the bound learns nothing about names.
+                limited = bound and owner.role is not Role.ADMIN
+                if limited and projects.created_by(conn, owner.user_id) >= bound:
+                    # 403, not 409: the SDK takes a 409 here for "made meanwhile".
+                    raise Forbidden(
+                        f"you have created {bound} projects, the most a member may "
+                        "(projects.max_per_member)"
+                    )
+                project = projects.create(
+                    conn,
+                    name=name,
+                    owner_id=owner.user_id,
+                    now=self.clock(),
+                    description=description,
+                )
+                audit.append(
+                    conn,
+                    action=AuditAction.GRANT_CHANGED,
+                    actor=owner.actor,
+                    target=f"project:{project.id}",
+                    detail={"user": owner.username, "from": None, "to": ProjectRole.OWNER.value},
+                )
+        except sa.exc.IntegrityError:  # the same name created concurrently (unique index)
+            raise Conflict(NAME_TAKEN) from None
         return project
 
     def visible(self, principal: Principal) -> list[tuple[Project, ProjectRole | None]]:

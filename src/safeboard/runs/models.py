@@ -42,11 +42,15 @@ class RunRow(Base):
     )
 
 
+TAG_KEY_LENGTH = 100  # the columns' lengths; the API refuses longer (runs/schemas.py)
+TAG_VALUE_LENGTH = 500
+
+
 class RunTagRow(Base):
     __tablename__ = "run_tags"
 
     run_id: Mapped[str] = mapped_column(
         String(32), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
     )
-    key: Mapped[str] = mapped_column(String(100), primary_key=True)
-    value: Mapped[str] = mapped_column(String(500), nullable=False, default="")
+    key: Mapped[str] = mapped_column(String(TAG_KEY_LENGTH), primary_key=True)
+    value: Mapped[str] = mapped_column(String(TAG_VALUE_LENGTH), nullable=False, default="")

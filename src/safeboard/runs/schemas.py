@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
 from safeboard.ids import ID_PATTERN
+from safeboard.runs.models import TAG_KEY_LENGTH, TAG_VALUE_LENGTH
 from safeboard.schemas import Model, StrictModel
 
 __all__ = [
@@ -23,6 +24,9 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 RUN_ID = f"^{ID_PATTERN}$"
 TAG_KEY = r"^[A-Za-z0-9_.:/-]{1,100}$"
 JsonFloat = float | Literal["NaN", "Infinity", "-Infinity"]
+# As long as the columns hold: PostgreSQL refuses longer text (SQLite would keep it).
+TagKey = Annotated[str, Field(max_length=TAG_KEY_LENGTH)]
+TagValue = Annotated[str, Field(max_length=TAG_VALUE_LENGTH)]
 
 
 def _finite(value: Any, where: str = "config") -> Any:
@@ -46,7 +50,7 @@ class RunCreate(StrictModel):
     id: str | None = Field(None, pattern=RUN_ID, description="Client-made id (32 hex).")
     name: str | None = Field(None, min_length=1, max_length=200)
     config: dict[str, Any] = Field(default_factory=dict, description="Parameters, nested.")
-    tags: dict[str, str] = Field(default_factory=dict, max_length=100)
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict, max_length=100)
     system: dict[str, Any] = Field(default_factory=dict)
     notes: str = Field("", max_length=20000)
 
@@ -56,7 +60,7 @@ class RunCreate(StrictModel):
 class RunUpdate(StrictModel):
     status: Literal["finished", "failed", "killed"] | None = None
     config: dict[str, Any] | None = Field(None, description="Merged into the run's config.")
-    tags: dict[str, str | None] | None = Field(None, description="null removes a tag.")
+    tags: dict[TagKey, TagValue | None] | None = Field(None, description="null removes a tag.")
     notes: str | None = Field(None, max_length=20000)
 
     _checked = field_validator("config")(_finite_document)

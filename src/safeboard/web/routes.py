@@ -30,6 +30,7 @@ from safeboard.clock import utcnow
 from safeboard.errors import BadRequest, Forbidden, NotFound
 from safeboard.projects import repository as projects_repository
 from safeboard.projects.access import project_by_id, project_by_name
+from safeboard.schemas import ROW_ID_MAX
 from safeboard.web.account_page import render_account
 from safeboard.web.admin_pages import (
     AuditFilter,
@@ -206,7 +207,7 @@ def audit_page(
     action: str | None = Query(None, max_length=64),
     since: str | None = Query(None, max_length=40),
     actor: str | None = Query(None, max_length=200),
-    before: int | None = Query(None, ge=1, le=2**62),
+    before: int | None = Query(None, ge=1, le=ROW_ID_MAX),
     principal: Principal = requires(Permission.AUDIT_READ),
 ) -> HTMLResponse:
     """Newest first; ``since`` is a UTC date and time (the form's datetime-local)."""
