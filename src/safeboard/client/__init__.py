@@ -7,6 +7,7 @@ server, the API or storage.
 
 from __future__ import annotations
 
+from safeboard.client.cleartext import PlainHttpRefused, is_loopback, require_private_transport
 from safeboard.client.config import CONFIG_DIR_ENV, config_dir, server_origin
 from safeboard.client.credentials import (
     API_KEY_ENV,
@@ -46,6 +47,7 @@ __all__ = [
     "CertificateInfo",
     "CredentialStore",
     "PinnedContext",
+    "PlainHttpRefused",
     "ServerAccess",
     "StoredKey",
     "TrustStore",
@@ -55,10 +57,12 @@ __all__ = [
     "context_for",
     "fetch_certificate",
     "format_fingerprint",
+    "is_loopback",
     "parse_fingerprint",
     "pinned_context",
     "probe",
     "read_discovery",
+    "require_private_transport",
     "resolve_server",
     "same_fingerprint",
     "server_origin",

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 from platformdirs import user_data_dir
 
+from safeboard.client.cleartext import require_private_transport
 from safeboard.client.config import config_dir, private_dir, server_origin, write_private
 from safeboard.client.fingerprint import parse_fingerprint
 from safeboard.client.http import ApiClient
@@ -127,6 +128,10 @@ class ServerAccess:
     api_key: str | None = field(repr=False)
     verify: ssl.SSLContext | bool = field(repr=False)
     source: str  # "arguments", "environment", "login" or "discovery"
+
+    def __post_init__(self) -> None:
+        # Refused here, before a run or a command starts, and again by ApiClient.
+        require_private_transport(self.url)
 
     def client(self, *, transport: httpx.BaseTransport | None = None) -> ApiClient:
         return ApiClient(self.url, self.api_key, verify=self.verify, transport=transport)
