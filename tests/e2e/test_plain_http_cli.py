@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from safeboard.client import CredentialStore
 from tests.e2e.conftest import run_cli
 
 pytestmark = pytest.mark.e2e
@@ -100,10 +101,15 @@ def test_cli_refuses_plain_http_off_loopback(
     credentials = tmp_path / "config" / "credentials"
     credentials.mkdir(parents=True, mode=0o700)
     (tmp_path / "config").chmod(0o700)
-    stored = credentials / "old.json"
+    stored = CredentialStore(credentials).path_for(url)
     record = {"url": url, "username": "u", "key_id": "k", "key_name": "n", "api_key": KEY,
               "saved_at": "2026-01-01T00:00:00+00:00"}  # fmt: skip
     stored.write_text(json.dumps(record))
     stored.chmod(0o600)
     _refused(run_cli("projects", "list", env=_env(tmp_path)), url)
+    # logout deletes such a key here without sending it anywhere.
+    logout = run_cli("logout", url, env=_env(tmp_path))
+    assert logout.returncode == 0, logout.stderr
+    assert "without sending it" in logout.stdout
+    assert not stored.exists()
     assert knocks == []

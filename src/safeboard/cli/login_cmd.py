@@ -240,13 +240,30 @@ def logout(url: str, ca_cert: Path | None, password_stdin: bool) -> None:
     A key may not manage keys (only a password sign-in may), so when the server refuses,
     logout signs in with your password to revoke it: asked on a terminal, or read with
     --password-stdin; otherwise it tells you how to revoke it."""
-    from safeboard.client import ApiClient, CredentialStore, resolve_server, server_origin
+    from safeboard.client import (
+        ApiClient,
+        CredentialStore,
+        PlainHttpRefused,
+        require_private_transport,
+        resolve_server,
+        server_origin,
+    )
 
     origin = server_origin(url)
     store = CredentialStore()
     stored = store.get(origin)
     if stored is None:
         click.echo(f"no API key stored for {origin}")
+        return
+    try:
+        require_private_transport(origin)
+    except PlainHttpRefused:  # a key stored for plain http:// (by hand, or an old version)
+        path = store.path_for(origin)
+        store.delete(origin)
+        click.echo(
+            f"deleted the API key for {origin} from {path} without sending it (plain http:// "
+            f"off this machine); revoke key {stored.key_id} on the server (its account page)"
+        )
         return
     verify = resolve_server(origin, stored.api_key, ca_cert=ca_cert).verify
     what = "this device's API key"

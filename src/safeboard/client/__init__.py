@@ -22,6 +22,7 @@ from safeboard.client.credentials import (
 )
 from safeboard.client.fingerprint import format_fingerprint, parse_fingerprint, same_fingerprint
 from safeboard.client.http import ApiClient
+from safeboard.client.partfile import UnsafeDownloadPath
 from safeboard.client.trust import (
     CertificateChanged,
     CertificateInfo,
@@ -51,6 +52,7 @@ __all__ = [
     "ServerAccess",
     "StoredKey",
     "TrustStore",
+    "UnsafeDownloadPath",
     "UntrustedCertificate",
     "ca_context",
     "config_dir",
