@@ -127,9 +127,10 @@ STATUS_BY_CODE: dict[str, int] = {
     "too_many_streams": 429,
     "insufficient_storage": 507,
     "unavailable": 503,
-    # Raised by clients only (safeboard.client.trust), never sent by the server.
+    # Raised by clients only (safeboard.client.trust, .cleartext), never sent by the server.
     "tls_changed": 502,
     "tls_untrusted": 502,
+    "plain_http": 502,
 }
 
 _BY_CODE: dict[str, type[SafeboardError]] = {}

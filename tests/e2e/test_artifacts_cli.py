@@ -167,6 +167,56 @@ def test_clear_errors_for_a_missing_file_and_an_unknown_run(
     no_traceback(unknown)
 
 
+def test_download_never_writes_through_a_planted_part_link(
+    server_factory: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10, item 8: a ``.part`` planted as a symbolic link to (a stand-in for)
+    ``~/.bashrc``, or as a hard link to it, stops both the CLI and the SDK with one clear
+    error; the file is unchanged. Once the planted name is gone, the download works."""
+    import safeboard
+    from safeboard.client.downloads import UnsafeDownloadPath
+
+    server = server_factory("--tls")
+    run_id = make_run(server)
+    source = write_file(tmp_path / "weights.bin", 2 * MB)
+    assert cli(server, "upload", run_id, str(source)).returncode == 0
+    (item,) = [
+        json.loads(line) for line in cli(server, "list", run_id, "--json").stdout.splitlines()
+    ]
+    bashrc = tmp_path / "home" / ".bashrc"
+    bashrc.parent.mkdir()
+    bashrc.write_bytes(b"export PATH=$HOME/bin:$PATH\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    part = out / "weights.bin.part"
+
+    part.symlink_to(bashrc)
+    refused = cli(server, "download", item["id"], "-o", str(out))
+    assert refused.returncode == 2
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith(f"safeboard: error: {part} is a symbolic link;")
+    assert f"rm {part}" in line
+    no_traceback(refused)
+
+    monkeypatch.setenv("SAFEBOARD_DATA_DIR", str(server.data_dir))
+    monkeypatch.setenv("SAFEBOARD_CONFIG_DIR", str(tmp_path / "config"))
+    for name in ("SAFEBOARD_URL", "SAFEBOARD_API_KEY", "SAFEBOARD_CA_CERT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(UnsafeDownloadPath, match="symbolic link"):
+        safeboard.download_artifact(item["id"], out)
+    part.unlink()
+    os.link(bashrc, part)
+    with pytest.raises(UnsafeDownloadPath, match="hard links"):
+        safeboard.download_artifact(item["id"], out)
+    assert bashrc.read_bytes() == b"export PATH=$HOME/bin:$PATH\n"
+    assert not (out / "weights.bin").exists()
+
+    part.unlink()
+    assert safeboard.download_artifact(item["id"], out) == out / "weights.bin"
+    assert sha256(out / "weights.bin") == sha256(source)
+    assert bashrc.read_bytes() == b"export PATH=$HOME/bin:$PATH\n"
+
+
 def _popen(server: ServerProcess, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "safeboard", "artifacts", *args], env=cli_env(server.data_dir),

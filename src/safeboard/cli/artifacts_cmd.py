@@ -153,7 +153,7 @@ def upload(
 def download(artifact_id: str, output: Path | None, force: bool, url: str | None) -> None:
     """Download an artifact (checked against its SHA-256). Interrupted, the same command
     resumes from the .part file it left."""
-    from safeboard.client.artifacts import download as fetch
+    from safeboard.client.downloads import download as fetch
 
     try:
         with _api(url) as api, _progress(artifact_id[:12]) as bars:

@@ -9,16 +9,14 @@ ask for the password, sign in, mint an API key for this device and store it (060
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import ssl
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import click
 
-from safeboard.errors import BadRequest, ConfigError, Forbidden, NotFound, SafeboardError
+from safeboard.errors import BadRequest, Forbidden, NotFound, SafeboardError
 
 if TYPE_CHECKING:  # the client (httpx, cryptography) loads only when a command runs
     from safeboard.client import ApiClient, CertificateInfo, StoredKey, TrustStore
@@ -27,15 +25,6 @@ __all__ = ["login", "logout"]
 
 _KEY_SCOPE = "write"
 _ADMIN_HINT = "check it with the server's admin, who sees it with `safeboard tls show`"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _show(origin: str, cert: CertificateInfo, headline: str) -> None:
@@ -169,15 +158,20 @@ def login(
     """Trust URL's certificate, sign in, and store an API key for this device."""
     import socket
 
-    from safeboard.client import ApiClient, CredentialStore, StoredKey, TrustStore, server_origin
+    from safeboard.client import (
+        ApiClient,
+        CredentialStore,
+        StoredKey,
+        TrustStore,
+        require_private_transport,
+        server_origin,
+    )
 
     origin = server_origin(url)
+    require_private_transport(origin)  # before a password is asked for
     trust, store = TrustStore(), CredentialStore()
     verify: ssl.SSLContext | bool = True
-    if origin.startswith("http:"):
-        if not _is_loopback(urlsplit(origin).hostname or ""):
-            raise ConfigError("plain http:// is only for a server on this machine: use https://")
-    else:
+    if origin.startswith("https:"):
         verify = _trusted_context(origin, fingerprint, ca_cert, trust)
     username, password = _credentials(username, password_stdin)
     name = key_name or f"{socket.gethostname()[:70] or 'this device'} (safeboard login)"
@@ -246,13 +240,30 @@ def logout(url: str, ca_cert: Path | None, password_stdin: bool) -> None:
     A key may not manage keys (only a password sign-in may), so when the server refuses,
     logout signs in with your password to revoke it: asked on a terminal, or read with
     --password-stdin; otherwise it tells you how to revoke it."""
-    from safeboard.client import ApiClient, CredentialStore, resolve_server, server_origin
+    from safeboard.client import (
+        ApiClient,
+        CredentialStore,
+        PlainHttpRefused,
+        require_private_transport,
+        resolve_server,
+        server_origin,
+    )
 
     origin = server_origin(url)
     store = CredentialStore()
     stored = store.get(origin)
     if stored is None:
         click.echo(f"no API key stored for {origin}")
+        return
+    try:
+        require_private_transport(origin)
+    except PlainHttpRefused:  # a key stored for plain http:// (by hand, or an old version)
+        path = store.path_for(origin)
+        store.delete(origin)
+        click.echo(
+            f"deleted the API key for {origin} from {path} without sending it (plain http:// "
+            f"off this machine); revoke key {stored.key_id} on the server (its account page)"
+        )
         return
     verify = resolve_server(origin, stored.api_key, ca_cert=ca_cert).verify
     what = "this device's API key"

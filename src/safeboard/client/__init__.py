@@ -7,6 +7,7 @@ server, the API or storage.
 
 from __future__ import annotations
 
+from safeboard.client.cleartext import PlainHttpRefused, is_loopback, require_private_transport
 from safeboard.client.config import CONFIG_DIR_ENV, config_dir, server_origin
 from safeboard.client.credentials import (
     API_KEY_ENV,
@@ -21,6 +22,7 @@ from safeboard.client.credentials import (
 )
 from safeboard.client.fingerprint import format_fingerprint, parse_fingerprint, same_fingerprint
 from safeboard.client.http import ApiClient
+from safeboard.client.partfile import UnsafeDownloadPath
 from safeboard.client.trust import (
     CertificateChanged,
     CertificateInfo,
@@ -46,19 +48,23 @@ __all__ = [
     "CertificateInfo",
     "CredentialStore",
     "PinnedContext",
+    "PlainHttpRefused",
     "ServerAccess",
     "StoredKey",
     "TrustStore",
+    "UnsafeDownloadPath",
     "UntrustedCertificate",
     "ca_context",
     "config_dir",
     "context_for",
     "fetch_certificate",
     "format_fingerprint",
+    "is_loopback",
     "parse_fingerprint",
     "pinned_context",
     "probe",
     "read_discovery",
+    "require_private_transport",
     "resolve_server",
     "same_fingerprint",
     "server_origin",

@@ -1,5 +1,5 @@
-"""Artifact uploads and downloads, shared by the SDK and the CLI: streamed from and to disk
-(never a whole file in memory), resumable, checked by SHA-256.
+"""Artifact uploads, shared by the SDK and the CLI (downloads: ``client/downloads.py``):
+streamed from disk (never a whole file in memory), resumable, checked by SHA-256.
 
 Upload: hash the file, declare it with an ``upload_id`` derived from the run, the file's
 absolute path, name, size, modification time and SHA-256 (so running the same upload
@@ -8,20 +8,13 @@ yet in chunks of ``chunk_size``, each at the offset the server holds
 (``Upload-Offset``). A dropped connection, a timeout or a 5xx reads the server's
 ``received`` again and carries on from there, with backoff, a bounded number of times in
 a row.
-
-Download: stream into ``<dest>.part``; when a ``.part`` is there already, ask only for the
-rest (``Range`` with ``If-Range`` on the SHA-256 ETag, so a part of another version is
-replaced by the whole file); check the SHA-256 of the whole; then move it into place
-atomically, never over an existing file unless asked.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import mimetypes
-import os
 import re
 import threading
 import time
@@ -49,7 +42,7 @@ __all__ = [
     "FileChanged",
     "Progress",
     "TransferStopped",
-    "download",
+    "backoff",
     "file_sha256",
     "guess_content_type",
     "safe_filename",
@@ -137,7 +130,8 @@ def safe_filename(name: str, fallback: str) -> str:
     return cleaned or fallback
 
 
-def _backoff(failures: int) -> float:
+def backoff(failures: int) -> float:
+    """Seconds to wait after ``failures`` failed requests in a row."""
     return float(min(MAX_BACKOFF, 0.5 * 2 ** (failures - 1)))
 
 
@@ -285,8 +279,8 @@ def _send_next(
                 f"upload of {source.path} failed {failures} times in a row ({exc.message}); "
                 "run the same upload again to resume it"
             ) from None
-        log.info("upload interrupted (%s); resuming in %.1f s", exc.message, _backoff(failures))
-        sleep(_backoff(failures))
+        log.info("upload interrupted (%s); resuming in %.1f s", exc.message, backoff(failures))
+        sleep(backoff(failures))
     else:
         return sent, 0
     found = _reread(client, artifact["id"], failures, sleep)
@@ -345,142 +339,6 @@ def _reread(
                     f"the server stayed unreachable ({exc.message}); run the same upload "
                     "again to resume it"
                 ) from None
-            sleep(_backoff(failures))
+            sleep(backoff(failures))
             continue
         return found
-
-
-# --- download --------------------------------------------------------------------------------
-
-
-def _part_path(dest: Path) -> Path:
-    return dest.with_name(dest.name + ".part")
-
-
-def _destination(dest: Path | str | None, artifact: dict[str, Any]) -> Path:
-    filename = safe_filename(str(artifact["name"]), fallback=str(artifact["id"]))
-    if dest is None:
-        return Path.cwd() / filename
-    chosen = Path(dest).expanduser()
-    if chosen.is_dir():
-        return chosen / filename
-    return chosen
-
-
-def download(
-    client: ApiClient,
-    artifact_id: str,
-    dest: Path | str | None = None,
-    *,
-    overwrite: bool = False,
-    progress: Progress = _no_progress,
-    stop: threading.Event | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Path:
-    """Download an artifact to ``dest`` (a file, or a directory to put it in under its
-    name; default: its name in the current directory) and return the path written."""
-    artifact: dict[str, Any] = client.get(f"/api/v1/artifacts/{artifact_id}").json()
-    if artifact["state"] != "ready":
-        raise Conflict(
-            f"artifact {artifact_id} is still uploading ({artifact['received']} of "
-            f"{artifact['size']} bytes); run its upload again to finish it"
-        )
-    target = _destination(dest, artifact)
-    if target.exists() and not overwrite:
-        raise Conflict(f"{target} exists: choose another path, or overwrite it (--force)")
-    if not target.parent.is_dir():
-        raise ConfigError(f"{target.parent}: no such directory")
-    part = _part_path(target)
-    size, sha = int(artifact["size"]), str(artifact["sha256"])
-    failures, restarted = 0, False
-    while True:
-        try:
-            _fetch(client, artifact_id, part, size=size, sha=sha, progress=progress, stop=stop)
-        except TransferStopped:
-            raise
-        except SafeboardError as exc:
-            if not isinstance(exc, ServiceUnavailable) and exc.code != "internal":
-                raise
-            failures += 1
-            if failures >= MAX_FAILURES:
-                raise ServiceUnavailable(
-                    f"download failed {failures} times in a row ({exc.message}); run it "
-                    f"again to resume from {part}"
-                ) from None
-            sleep(_backoff(failures))
-            continue
-        if _hash_of(part, size, progress) == sha:
-            break
-        part.unlink()
-        if restarted:
-            raise ConfigError(f"the bytes downloaded for {artifact_id} do not match its SHA-256")
-        restarted = True  # a .part of something else: once more, from the first byte
-    _place(part, target, overwrite=overwrite)
-    return target
-
-
-def _fetch(
-    client: ApiClient,
-    artifact_id: str,
-    part: Path,
-    *,
-    size: int,
-    sha: str,
-    progress: Progress,
-    stop: threading.Event | None,
-) -> None:
-    """Bring ``part`` to ``size`` bytes, asking only for what it lacks."""
-    have = part.stat().st_size if part.exists() else 0
-    if have > size:
-        part.unlink()
-        have = 0
-    if have == size and size > 0:
-        return
-    headers = {"If-Range": f'"{sha}"', "Range": f"bytes={have}-"} if have else {}
-    path = f"/api/v1/artifacts/{artifact_id}/content"
-    with client.stream("GET", path, headers=headers, timeout=TIMEOUT) as response:
-        if response.status_code == 206:
-            if not response.headers.get("content-range", "").startswith(f"bytes {have}-"):
-                raise ServiceUnavailable("the server sent another range than asked for")
-        else:
-            have = 0  # a whole answer: the part was of another version, or no range asked
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if have else os.O_TRUNC)
-        fd = os.open(part, flags | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            progress("download", have, size)
-            for block in response.iter_bytes(READ_SIZE):
-                if stop is not None and stop.is_set():
-                    raise TransferStopped(f"download stopped; it resumes from {part}")
-                handle.write(block)
-                have += len(block)
-                progress("download", have, size)
-            handle.flush()
-            os.fsync(handle.fileno())
-    if have != size:
-        raise ServiceUnavailable(f"the download ended after {have} of {size} bytes")
-
-
-def _hash_of(part: Path, size: int, progress: Progress) -> str:
-    def checking(_phase: str, done: int, total: int) -> None:
-        progress("verify", done, total)
-
-    return file_sha256(part, checking, size)
-
-
-def _place(part: Path, target: Path, *, overwrite: bool) -> None:
-    """Move the checked file into place in one step; without ``overwrite``, fail rather
-    than replace a file that appeared meanwhile."""
-    if overwrite:
-        part.replace(target)
-        return
-    try:
-        os.link(part, target)
-    except FileExistsError:
-        raise Conflict(f"{target} exists: choose another path, or overwrite it") from None
-    except OSError:  # a file system without hard links
-        if target.exists():
-            raise Conflict(f"{target} exists: choose another path, or overwrite it") from None
-        part.replace(target)
-        return
-    with contextlib.suppress(FileNotFoundError):
-        part.unlink()

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 from platformdirs import user_data_dir
 
+from safeboard.client.cleartext import require_private_transport
 from safeboard.client.config import config_dir, private_dir, server_origin, write_private
 from safeboard.client.fingerprint import parse_fingerprint
 from safeboard.client.http import ApiClient
@@ -130,6 +131,10 @@ class ServerAccess:
     source: str  # "arguments", "environment", "login" or "discovery"
     # The local server's Unix socket (from its discovery file): requests go through it.
     local_socket: Path | None = None
+
+    def __post_init__(self) -> None:
+        # Refused here, before a run or a command starts, and again by ApiClient.
+        require_private_transport(self.url)
 
     def client(self, *, transport: httpx.BaseTransport | None = None) -> ApiClient:
         if transport is None and self.local_socket is not None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from safeboard.client.cleartext import require_private_transport
 from safeboard.client.config import server_origin
 from safeboard.client.fingerprint import same_fingerprint
 from safeboard.client.trust import (
@@ -82,6 +83,8 @@ class ApiClient:
 
     ``verify`` is the ``ssl.SSLContext`` from ``safeboard.client.trust`` (or ``True`` for the
     system's CAs); ``transport`` replaces the network, e.g. with the in-process app in tests.
+    A plain ``http://`` address off loopback is refused (``PlainHttpRefused``): everything
+    this client sends carries a credential (S13).
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class ApiClient:
     ) -> None:
         _quiet_http_loggers()
         self.url = server_origin(url)
+        require_private_transport(self.url)
         if verify is False and self.url.startswith("https:"):
             log.warning("TLS verification OFF for %s: anyone on the path can pose as it", self.url)
         self._verify = verify

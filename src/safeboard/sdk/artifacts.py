@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from safeboard.client.artifacts import download
 from safeboard.client.credentials import resolve_server
+from safeboard.client.downloads import download
 from safeboard.errors import ConfigError
 
 __all__ = ["download_artifact"]
@@ -23,8 +23,10 @@ def download_artifact(
 ) -> Path:
     """Download artifact ``artifact_id`` to ``path`` (a file, or a directory to put it in
     under its name; default: its name in the current directory) and return the file's
-    path. An existing file is replaced only with ``overwrite=True``. The server is found as
-    ``safeboard.init()`` finds it."""
+    path. An existing file is replaced only with ``overwrite=True`` (a symbolic link there is
+    replaced itself, never written through). A ``.part`` file that this client did not make
+    (a symbolic link, a hard link, another user's file) raises ``UnsafeDownloadPath`` and is
+    left alone. The server is found as ``safeboard.init()`` finds it."""
     access = resolve_server(url, api_key)
     if access.api_key is None:
         raise ConfigError(f"no API key for {access.url}: run `safeboard login`")
