@@ -101,3 +101,19 @@ def test_sdk_init_and_download_refuse_plain_http_off_loopback(
     monkeypatch.setenv("SAFEBOARD_API_KEY", KEY)
     with pytest.raises(PlainHttpRefused):
         safeboard.init("p", spool_dir=tmp_path)
+
+
+def test_the_local_servers_socket_is_not_refused(tmp_path: Path) -> None:
+    """A discovery file naming a Unix socket: nothing crosses a network, whatever the URL
+    (a server bound to a LAN address behind a proxy writes its http:// URL there)."""
+    from safeboard.client.credentials import ServerAccess
+    from safeboard.client.local_socket import LocalSocketTransport
+
+    url = "http://10.0.0.5:8080"
+    with pytest.raises(PlainHttpRefused):
+        ServerAccess(url, KEY, True, "discovery")
+    access = ServerAccess(url, KEY, True, "discovery", tmp_path / "server.sock")
+    access.client().close()  # built, not refused
+    with pytest.raises(PlainHttpRefused):  # any other transport is still refused
+        ApiClient(url, KEY, transport=httpx.MockTransport(lambda _: httpx.Response(200)))
+    ApiClient(url, KEY, transport=LocalSocketTransport(tmp_path / "server.sock")).close()

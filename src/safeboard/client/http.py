@@ -20,6 +20,7 @@ import httpx
 from safeboard.client.cleartext import require_private_transport
 from safeboard.client.config import server_origin
 from safeboard.client.fingerprint import same_fingerprint
+from safeboard.client.local_socket import LocalSocketTransport
 from safeboard.client.trust import (
     CertificateChanged,
     PinnedContext,
@@ -98,7 +99,8 @@ class ApiClient:
     ) -> None:
         _quiet_http_loggers()
         self.url = server_origin(url)
-        require_private_transport(self.url)
+        if not isinstance(transport, LocalSocketTransport):  # a socket crosses no network
+            require_private_transport(self.url)
         if verify is False and self.url.startswith("https:"):
             log.warning("TLS verification OFF for %s: anyone on the path can pose as it", self.url)
         self._verify = verify
