@@ -42,6 +42,7 @@ SENSITIVE_NAME_PARTS = (
     "csrf",
     "invite",
     "bearer",
+    "binding",
 )
 
 _NAME_PART = "|".join(SENSITIVE_NAME_PARTS)
