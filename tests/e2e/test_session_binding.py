@@ -13,6 +13,9 @@ service on another port of 127.0.0.1 records every cookie it receives and can se
 
 Both on plain HTTP and under TLS (where the evil service speaks HTTPS, so that the
 browser hands it the Secure ``__Host-`` cookie and lets it set one).
+
+The binding needs the dashboard's service worker; a browser without one is told so at
+sign-in, before any session is made or a startup link spent.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from tests.e2e.test_browser_login import (
     PASSWORD,
     TIMEOUT_MS,
     add_user_with_password,
+    startup_link,
     submit_login,
 )
 from tests.support.sessions import BINDING_HEADER
@@ -269,3 +273,33 @@ def test_a_session_tossed_from_another_port_signs_nobody_in(
         assert cookie_of(page, name) not in (None, mallory)
         page.goto(f"{server.url}/account")
         expect(page.get_by_test_id("who")).to_have_text("Signed in as alice (member)")
+
+
+@pytest.mark.parametrize("how", ["blocked", "absent"])
+def test_without_service_workers_sign_in_says_why_and_spends_nothing(
+    server_factory: Start, how: str
+) -> None:
+    server = server_factory()
+    add_user_with_password(server, "alice")
+    user, link = startup_link(server)
+    with chromium() as browser:
+        if how == "blocked":  # registering does nothing (Playwright's switch for it)
+            page, _ = browser.new_page(service_workers="block")
+        else:  # no service workers at all, as in some private windows
+            page, _ = browser.new_page()
+            page.context.add_init_script("delete Navigator.prototype.serviceWorker;")
+        page.goto(link)
+        status = page.locator("#status")
+        expect(status).to_contain_text("needs service workers", timeout=TIMEOUT_MS)
+        page.get_by_label("User name").fill("alice")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        expect(status).to_contain_text("cannot sign in to safeboard", timeout=TIMEOUT_MS)
+        assert page.context.cookies() == []
+
+        # Nothing was spent: the same link signs in where service workers run.
+        working, _ = browser.new_page()
+        working.goto(link)
+        working.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
+        expect(working.get_by_test_id("who")).to_have_text(f"Signed in as {user} (admin)")
+    assert "POST /api/v1/auth/login" not in server.log

@@ -37,20 +37,38 @@ window.safeboard = (() => {
     "and Cache Storage (they keep the session's key to this server, port included, away " +
     "from other services on this host). Allow them for this site (private windows and " +
     "some settings turn them off), or open safeboard over https:// or on 127.0.0.1.";
+  const START_MS = 10000;
+
+  // Resolves once the registration has an active worker (a newer one may be installing:
+  // the active one sends the binding as well).
+  function activated(registration) {
+    const worker = registration && (registration.active || registration.waiting || registration.installing);
+    if (!worker) return Promise.reject(new Error("the service worker was not registered"));
+    if (worker.state === "activated") return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("the service worker did not start")), START_MS);
+      worker.addEventListener("statechange", () => {
+        if (worker.state === "activated") resolve();
+        else if (worker.state === "redundant") reject(new Error("the service worker failed"));
+        else return;
+        clearTimeout(timer);
+      });
+    });
+  }
+
   let registered = null;
   function worker() {
     if (!registered) {
       registered = (async () => {
-        if (!window.isSecureContext || !("serviceWorker" in navigator) || !window.caches) {
+        if (!window.isSecureContext || !navigator.serviceWorker || !window.caches) {
           throw new Error(NO_WORKER);
         }
         try {
-          await navigator.serviceWorker.register("/sw.js", { scope: "/" });
           await caches.open(STORE);
+          await activated(await navigator.serviceWorker.register("/sw.js", { scope: "/" }));
         } catch (error) {
           throw new Error(`${NO_WORKER} (${error.message})`);
         }
-        return navigator.serviceWorker.ready;
       })();
     }
     return registered;
