@@ -10,12 +10,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+import sqlalchemy as sa
+from alembic import command
 
 from safeboard.auth.permissions import Role
 from safeboard.settings import Settings
+from safeboard.storage import create_engine, pending_model_changes, upgrade
+from safeboard.storage.migrate import alembic_config
+from safeboard.tables import Base  # every domain's tables, for the model check
 from tests.integration.identity_world import PASSWORD, World, build_world
 from tests.support.sessions import BINDING_HEADER, bind, session_cookie_name
 
@@ -180,3 +186,35 @@ async def test_the_service_worker_is_served_from_the_root(world: World) -> None:
     assert answer.headers["content-type"].startswith("text/javascript")
     assert "worker-src 'self'" in answer.headers["content-security-policy"]
     assert BINDING_HEADER in answer.text
+
+
+def test_the_migration_ends_sessions_that_have_no_binding(db_url: str) -> None:
+    """A session from before 0007 could never be used again (it has no binding): the
+    upgrade deletes it, and the column is NOT NULL from then on."""
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn, conn.begin():
+            command.upgrade(alembic_config(conn), "0006")
+        tables = sa.MetaData()
+        tables.reflect(engine, only=["users", "sessions"])
+        now = datetime(2026, 12, 1, tzinfo=UTC)
+        with engine.begin() as conn:
+            conn.execute(
+                sa.insert(tables.tables["users"]).values(
+                    id=1, username="alice", display_name="", role="member", is_active=True,
+                    created_at=now,
+                )
+            )  # fmt: skip
+            conn.execute(
+                sa.insert(tables.tables["sessions"]).values(
+                    id_hash="a" * 64, user_id=1, created_at=now, last_seen_at=now,
+                    expires_at=now + timedelta(days=7), address="", user_agent="",
+                )
+            )  # fmt: skip
+        upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM sessions").scalar() == 0
+        assert pending_model_changes(engine) == []
+        assert Base.metadata.tables["sessions"].c.binding_hash.nullable is False
+    finally:
+        engine.dispose()
