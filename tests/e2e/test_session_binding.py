@@ -303,3 +303,28 @@ def test_without_service_workers_sign_in_says_why_and_spends_nothing(
         working.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
         expect(working.get_by_test_id("who")).to_have_text(f"Signed in as {user} (admin)")
     assert "POST /api/v1/auth/login" not in server.log
+
+
+def test_a_hard_reload_lands_back_on_the_page_signed_in(server_factory: Start) -> None:
+    """Shift+Reload loads a page past the service worker, so without the binding: the page
+    sends the browser to the sign-in form, which finds the session still good (with the
+    stored binding) and goes back."""
+    server = server_factory()
+    add_user_with_password(server, "alice")
+    with chromium() as browser:
+        page, watch = browser.new_page()
+        page.goto(f"{server.url}/login")
+        assert submit_login(page, "alice", PASSWORD) == 200
+        page.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
+        page.goto(f"{server.url}/account")
+        expect(page.get_by_test_id("who")).to_have_text("Signed in as alice (member)")
+
+        visited: list[str] = []
+        page.on("framenavigated", lambda frame: visited.append(frame.url))
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Page.reload", {"ignoreCache": True})  # what Shift+Reload does
+        page.wait_for_url(f"{server.url}/account", timeout=TIMEOUT_MS)
+        expect(page.get_by_test_id("who")).to_have_text("Signed in as alice (member)")
+        assert f"{server.url}/login?next=%2Faccount" in visited, visited
+        assert page.url == f"{server.url}/account"
+        watch.assert_clean()

@@ -83,5 +83,29 @@ window.safeboard = (() => {
     return session;
   }
 
-  return { call, status, worker, signIn };
+  // Back to where the person was going when they are signed in after all: a hard reload
+  // (Shift+Reload) loads a page past the service worker, without the binding, and so lands
+  // here. Asked with the stored binding; at most once in 10 s, so it can never loop.
+  async function resume(next) {
+    const found = await (await caches.open(STORE)).match(KEY);
+    const last = Number(sessionStorage.getItem("safeboard-resumed") || 0);
+    if (!found || Date.now() - last < 10000) return;
+    const answer = await fetch("/api/v1/auth/session", {
+      headers: { "Accept": "application/json", "X-Safeboard-Binding": await found.text() },
+      credentials: "same-origin",
+    });
+    if (!answer.ok) return;
+    sessionStorage.setItem("safeboard-resumed", String(Date.now()));
+    location.replace(sameOrigin(next));
+  }
+
+  function sameOrigin(path) {  // a path of this origin, or "/"
+    try {
+      const url = new URL(path || "/", location.origin);
+      if (url.origin === location.origin) return url.pathname + url.search + url.hash;
+    } catch { /* not a URL */ }
+    return "/";
+  }
+
+  return { call, status, worker, signIn, resume };
 })();

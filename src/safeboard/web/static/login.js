@@ -1,6 +1,6 @@
 "use strict";
 (() => {
-  const { signIn, status, worker } = window.safeboard;
+  const { resume, signIn, status, worker } = window.safeboard;
   const params = new URLSearchParams(location.search);
   const next = params.get("next");
 
@@ -19,7 +19,7 @@
         .catch((error) => status(`This sign-in link did not work: ${error.message}`, true)),
       (error) => status(error.message, true));
   } else {
-    worker().catch((error) => status(error.message, true));
+    worker().then(() => resume(next).catch(() => {}), (error) => status(error.message, true));
   }
 
   document.getElementById("login-form").addEventListener("submit", (event) => {
