@@ -46,7 +46,7 @@ from cryptography.x509.oid import NameOID
 from playwright.sync_api import Page, expect
 
 from tests.e2e.browser import chromium, spki_sha256
-from tests.e2e.conftest import ServerProcess
+from tests.e2e.conftest import ServerProcess, run_cli
 from tests.e2e.test_browser_login import (
     ON_LOGIN_PAGE,
     PASSWORD,
@@ -55,6 +55,7 @@ from tests.e2e.test_browser_login import (
     startup_link,
     submit_login,
 )
+from tests.e2e.test_identity_cli import bearer, create_key
 from tests.support.sessions import BINDING_HEADER
 
 pytestmark = pytest.mark.e2e
@@ -327,4 +328,35 @@ def test_a_hard_reload_lands_back_on_the_page_signed_in(server_factory: Start) -
         expect(page.get_by_test_id("who")).to_have_text("Signed in as alice (member)")
         assert f"{server.url}/login?next=%2Faccount" in visited, visited
         assert page.url == f"{server.url}/account"
+        watch.assert_clean()
+
+
+def test_a_live_stream_through_the_worker_reconnects_then_stops_when_refused(
+    server_factory: Start,
+) -> None:
+    """Event streams pass through the service worker (app.js: liveStream). When the server
+    goes away the page says it is reconnecting; when it is back but the session has
+    ended, the stream is refused and the page says to reload, with no retries."""
+    server = server_factory(name="live")
+    add_user_with_password(server, "alice")
+    key, _ = create_key(server, "--user", "alice", "--name", "t", "--scope", "write")
+    with server.client() as client:
+        made = client.post("/api/v1/projects", json={"name": "live"}, headers=bearer(key))
+        assert made.status_code == 201, made.text
+    with chromium() as browser:
+        page, watch = browser.new_page()
+        page.goto(f"{server.url}/login?next=%2Fprojects%2Flive")
+        assert submit_login(page, "alice", PASSWORD) == 200
+        page.wait_for_url(f"{server.url}/projects/live", timeout=TIMEOUT_MS)
+        body = page.locator("body")
+        expect(body).to_have_attribute("data-stream", "open", timeout=TIMEOUT_MS)
+
+        server.stop()
+        expect(body).to_have_attribute("data-stream", "reconnecting", timeout=TIMEOUT_MS)
+        ended = run_cli("user", "revoke-sessions", "alice", data_dir=server.data_dir)
+        assert ended.returncode == 0, ended.stderr
+        server_factory(name="live", port=server.port)  # back, but her session is gone
+        expect(body).to_have_attribute("data-stream", "closed", timeout=20_000)
+        expect(page.locator("#live")).to_contain_text("reload the page")
+        watch.console[:] = [c for c in watch.console if "ERR_CONNECTION_REFUSED" not in c]
         watch.assert_clean()

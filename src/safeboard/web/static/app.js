@@ -76,19 +76,20 @@ export function liveStream(url, handlers, status, onBack) {
   function open() {
     if (left) return;
     started = Date.now();
-    events = new EventSource(url);
-    for (const [name, handler] of Object.entries(handlers)) events.addEventListener(name, handler);
-    events.addEventListener("open", () => {
+    const source = new EventSource(url);
+    events = source;
+    for (const [name, handler] of Object.entries(handlers)) source.addEventListener(name, handler);
+    source.addEventListener("open", () => {
       state("open");
       if (!lost) return;
       lost = false;
       say(status, "Live updates are back.");
       onBack();
     });
-    events.addEventListener("error", () => {
+    source.addEventListener("error", () => {
       lose();
-      if (events.readyState !== EventSource.CLOSED) return;  // the browser retries itself
-      events.close();
+      if (source.readyState !== EventSource.CLOSED) return;  // the browser retries itself
+      source.close();
       ask();
     });
   }
