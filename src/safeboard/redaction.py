@@ -49,6 +49,7 @@ SENSITIVE_NAME_PARTS = (
     "csrf",
     "invite",
     "bearer",
+    "binding",
 )
 
 

@@ -386,7 +386,8 @@ class SecureSettings(_Section):
     """Secrets. Generated at first start into `secrets.toml` (0600); never printed (S2)."""
 
     session_secret: SecretStr = Field(
-        description="Key for hashing session ids and CSRF tokens. At least 32 bytes."
+        description="Key for hashing session ids, session bindings and CSRF tokens. "
+        "At least 32 bytes."
     )
     signing_key: SecretStr = Field(
         description="Key for signed, short-lived URLs (artifact previews). At least 32 bytes."

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from cryptography import x509
@@ -102,9 +102,10 @@ class Chromium:
     browser: Browser
     contexts: list[tuple[BrowserContext, PageWatch]] = field(default_factory=list)
 
-    def new_page(self) -> tuple[Page, PageWatch]:
-        """A page in a fresh context (its own cookie jar and history), watched."""
-        context = self.browser.new_context()
+    def new_page(self, **context_options: Any) -> tuple[Page, PageWatch]:
+        """A page in a fresh context (its own cookie jar and history), watched;
+        ``context_options`` go to Playwright's ``new_context``."""
+        context = self.browser.new_context(**context_options)
         context.add_init_script(_REPORT_CSP)
         watch = PageWatch()
         context.on("page", watch.watch)  # every page of the context, this one included

@@ -19,6 +19,7 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.browser import chromium, navigation_history, spki_sha256
 from tests.e2e.conftest import ServerProcess, cli_env, run_cli
+from tests.support.sessions import BINDING_HEADER, session_cookie_name
 
 pytestmark = pytest.mark.e2e
 
@@ -27,6 +28,12 @@ SIGN_IN_LINE = re.compile(r"^  sign in as (\S+): (\S+)$")
 ON_LOGIN_PAGE = re.compile(r"/login(\?.*)?$")
 PASSWORD = "plum-Tractor-harbour-57-quietly"
 TIMEOUT_MS = 10_000
+# What the sign-in page keeps for the service worker (web/static/api.js), read in the page.
+STORED_BINDING = """async () => {
+  const found = await (await caches.open("safeboard-binding"))
+    .match("/.well-known/safeboard-binding");
+  return found ? found.text() : null;
+}"""
 
 
 def startup_link(server: ServerProcess) -> tuple[str, str]:
@@ -100,9 +107,10 @@ def test_startup_link_signs_in_once_and_leaves_no_token_behind(server_factory: S
         page.go_forward()
         page.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
 
-        # The session cookie: `safeboard` on plain HTTP, HttpOnly, SameSite=Lax, host-only.
+        # The session cookie: `safeboard-<port>` on plain HTTP, HttpOnly, SameSite=Lax,
+        # host-only.
         cookies = page.context.cookies()
-        assert [c["name"] for c in cookies] == ["safeboard"]
+        assert [c["name"] for c in cookies] == [f"safeboard-{server.port}"]
         cookie = cookies[0]
         assert cookie["httpOnly"] is True
         assert cookie["secure"] is False
@@ -111,18 +119,29 @@ def test_startup_link_signs_in_once_and_leaves_no_token_behind(server_factory: S
         assert page.evaluate("document.cookie") == ""  # out of reach of page scripts
         watch.assert_clean()
 
-        session_cookie = {"Cookie": f"safeboard={cookie['value']}"}
+        # The cookie alone is not a session: its binding lives in the page's origin.
+        session_cookie = {"Cookie": f"safeboard-{server.port}={cookie['value']}"}
+        binding = page.evaluate(STORED_BINDING)
+        assert isinstance(binding, str)
+        assert len(binding) >= 43
         with server.client() as client:  # the same session works for the API
-            who = client.get("/api/v1/auth/session", headers=session_cookie)
+            alone = client.get("/api/v1/auth/session", headers=session_cookie)
+            assert alone.status_code == 401, alone.text
+            who = client.get(
+                "/api/v1/auth/session", headers={**session_cookie, BINDING_HEADER: binding}
+            )
             assert who.status_code == 200, who.text
             assert who.json()["user"]["username"] == user
 
         page.get_by_role("button", name="Sign out").click()
         page.wait_for_url(ON_LOGIN_PAGE, timeout=TIMEOUT_MS)
         assert page.context.cookies() == []
+        assert page.evaluate(STORED_BINDING) is None  # sign-out forgot the binding too
         assert_redirected_to_login(page, server.url)
         with server.client() as client:  # logout deleted the session row
-            gone = client.get("/api/v1/auth/session", headers=session_cookie)
+            gone = client.get(
+                "/api/v1/auth/session", headers={**session_cookie, BINDING_HEADER: binding}
+            )
             assert gone.status_code == 401
 
         # The same link in a fresh browser context: refused, and nothing is signed in.
@@ -153,7 +172,8 @@ def test_startup_link_under_tls_sets_a_host_prefixed_secure_cookie(server_factor
         assert_no_token_anywhere(page, token_of(link))
 
         cookies = page.context.cookies()
-        assert [c["name"] for c in cookies] == ["__Host-safeboard"]
+        assert [c["name"] for c in cookies] == [session_cookie_name(server.url)]
+        assert cookies[0]["name"] == f"__Host-safeboard-{server.port}"
         cookie = cookies[0]
         assert (cookie["secure"], cookie["httpOnly"], cookie["sameSite"]) == (True, True, "Lax")
         assert (cookie["domain"], cookie["path"]) == ("127.0.0.1", "/")  # no Domain attribute
@@ -182,7 +202,7 @@ def test_password_set_with_the_cli_signs_in_through_the_form(server_factory: Sta
         assert submit_login(page, "alice", PASSWORD) == 200
         page.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
         expect(page.get_by_test_id("who")).to_have_text("Signed in as alice (member)")
-        assert [c["name"] for c in page.context.cookies()] == ["safeboard"]
+        assert [c["name"] for c in page.context.cookies()] == [f"safeboard-{server.port}"]
         assert page.evaluate("document.cookie") == ""
         watch.assert_clean()
 

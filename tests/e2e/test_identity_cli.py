@@ -15,6 +15,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.e2e.conftest import ServerProcess, run_cli
+from tests.support.sessions import BINDING_HEADER, session_cookie_name
 
 pytestmark = pytest.mark.e2e
 
@@ -201,7 +202,11 @@ def test_users_invites_and_disabling_through_the_cli(server_factory: Start) -> N
         first = client.post("/api/v1/auth/invite", json=accept)
         assert first.status_code == 200, first.text
         assert first.json()["user"] == first.json()["user"] | {"username": "bob", "role": "member"}
-        bob_session = {"Cookie": f"safeboard={first.cookies['safeboard']}"}
+        cookie = session_cookie_name(server.url)
+        bob_session = {
+            "Cookie": f"{cookie}={first.cookies[cookie]}",
+            BINDING_HEADER: first.json()["binding"],
+        }
         client.cookies.clear()
         second = client.post("/api/v1/auth/invite", json=accept)
         assert second.status_code == 401, second.text

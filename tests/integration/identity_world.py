@@ -17,6 +17,7 @@ from safeboard.auth.permissions import Role, Scope
 from safeboard.settings import Settings
 from safeboard.storage import create_engine, upgrade
 from safeboard.users.service import UserService
+from tests.support.sessions import bind
 
 # OWASP's minimum (still >= S5's floor) keeps the suite fast.
 FAST_ARGON2 = {"argon2_memory_kib": 19456, "argon2_time_cost": 2, "argon2_parallelism": 1}
@@ -61,12 +62,13 @@ class World:
         return token
 
     async def signed_in(self, name: str, password: str = PASSWORD) -> tuple[httpx.AsyncClient, str]:
-        """A client with a session cookie for ``name``, and its CSRF token."""
+        """A client with a session cookie for ``name`` and its binding (as the dashboard's
+        service worker sends it), and its CSRF token."""
         client = self.client()
         response = await client.post(
             "/api/v1/auth/login", json={"username": name, "password": password}
         )
-        assert response.status_code == 200, response.text
+        bind(client, response)
         return client, response.json()["csrf_token"]
 
     def unsafe(self, csrf: str) -> dict[str, str]:

@@ -25,6 +25,7 @@ PUBLIC_PATHS = {
     "/",
     "/login",
     "/invite",
+    "/sw.js",  # the service worker that sends the session binding (auth/binding.py)
     "/api/v1/auth/login",
     "/api/v1/auth/startup",
     "/api/v1/auth/invite",

@@ -12,6 +12,7 @@ import pytest
 from safeboard.auth.permissions import Role
 from safeboard.settings import Settings
 from tests.integration.identity_world import PASSWORD, World, build_world
+from tests.support.sessions import BINDING_HEADER, session_cookie_name
 
 pytestmark = pytest.mark.anyio
 
@@ -188,20 +189,23 @@ async def test_plain_loopback_cookie(world: World) -> None:
         "/api/v1/auth/login", json={"username": "alice", "password": PASSWORD}
     )
     header = response.headers["set-cookie"]
-    morsel = _cookie(header)["safeboard"]
+    morsel = _cookie(header)["safeboard-8080"]  # the port in the name: one per server
     assert morsel["httponly"]
     assert morsel["samesite"].lower() == "lax"
     assert morsel["path"] == "/"
     assert not morsel["domain"]
     assert len(morsel.value) >= 43
     assert morsel.value not in response.text  # the id is only ever in Set-Cookie
+    assert response.json()["binding"] not in header  # the binding only ever in the body
 
 
 async def test_tls_cookie_is_host_prefixed_and_secure(tls_world: World) -> None:
     response = await tls_world.client().post(
         "/api/v1/auth/login", json={"username": "alice", "password": PASSWORD}
     )
-    morsel = _cookie(response.headers["set-cookie"])["__Host-safeboard"]
+    name = session_cookie_name(tls_world.base_url)
+    assert name == f"__Host-safeboard-{tls_world.settings.port}"
+    morsel = _cookie(response.headers["set-cookie"])[name]
     assert morsel["secure"]
     assert morsel["httponly"]
     assert morsel["path"] == "/"
@@ -211,12 +215,14 @@ async def test_tls_cookie_is_host_prefixed_and_secure(tls_world: World) -> None:
 async def test_each_sign_in_gets_a_new_session_id(world: World) -> None:
     first, _ = await world.signed_in("alice")
     second, _ = await world.signed_in("alice")
-    assert first.cookies["safeboard"] != second.cookies["safeboard"]
+    name = session_cookie_name(world.base_url)
+    assert first.cookies[name] != second.cookies[name]
+    assert first.headers[BINDING_HEADER] != second.headers[BINDING_HEADER]
 
 
 async def test_session_ids_are_stored_only_as_hashes(world: World) -> None:
     client, _ = await world.signed_in("alice")
-    cookie = client.cookies["safeboard"]
+    cookie = client.cookies[session_cookie_name(world.base_url)]
     with world.app.state.engine.connect() as conn:
         stored = [row[0] for row in conn.exec_driver_sql("SELECT id_hash FROM sessions")]
     assert stored
@@ -225,11 +231,12 @@ async def test_session_ids_are_stored_only_as_hashes(world: World) -> None:
 
 async def test_logout_deletes_the_session(world: World) -> None:
     client, csrf = await world.signed_in("alice")
-    cookie = client.cookies["safeboard"]
+    name = session_cookie_name(world.base_url)
+    cookie = client.cookies[name]
     response = await client.post("/api/v1/auth/logout", headers=world.unsafe(csrf))
     assert response.status_code == 204
-    replay = world.client()
-    replay.cookies.set("safeboard", cookie)
+    replay = world.client(**{BINDING_HEADER: client.headers[BINDING_HEADER]})
+    replay.cookies.set(name, cookie)
     assert (await replay.get("/api/v1/auth/session")).status_code == 401
 
 

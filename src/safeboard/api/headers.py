@@ -18,6 +18,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
     (
         "default-src 'self'",
         "script-src 'self'",
+        "worker-src 'self'",  # /sw.js, the service worker that sends the session binding
         "style-src 'self'",
         "img-src 'self' data: blob:",
         "connect-src 'self'",

@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
 from safeboard.auth.api_keys import ApiKeyService
 from safeboard.auth.authorizer import could_reach, ensure
+from safeboard.auth.binding import BINDING_HEADER, cookie_name
 from safeboard.auth.csrf import UNSAFE_METHODS, check_session_csrf, check_sign_in_origin
 from safeboard.auth.identity import IdentityChain, Presented
 from safeboard.auth.permissions import CredentialKind, Permission
@@ -32,6 +34,7 @@ __all__ = [
     "own_origin",
     "requires",
     "requires_project",
+    "session_cookie",
     "sign_in_context",
     "sign_in_guard",
 ]
@@ -41,15 +44,20 @@ DECISION_ATTRIBUTE = "__safeboard_decision__"
 
 @dataclass(frozen=True)
 class CookiePolicy:
-    """``__Host-safeboard`` (Secure, no Domain, Path=/) under TLS; ``safeboard`` on plain
-    loopback HTTP, where a Secure cookie would never be sent back."""
+    """``__Host-safeboard-<port>`` (Secure, no Domain, Path=/) under TLS or a trusted
+    HTTPS proxy; ``safeboard-<port>`` on plain loopback HTTP, where a Secure cookie would
+    never be sent back. The port is the one the browser addressed (auth/binding.py)."""
 
     secure: bool
     max_age: int
 
-    @property
-    def name(self) -> str:
-        return "__Host-safeboard" if self.secure else "safeboard"
+    def name(self, request: Request) -> str:
+        try:
+            port = urlsplit(own_origin(request)).port
+        except ValueError:  # a Host header whose port is not a number
+            port = None
+        default = 443 if request.url.scheme == "https" else 80
+        return cookie_name(secure=self.secure, port=port or default)
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,11 @@ def own_origin(request: Request) -> str:
     return f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
 
 
+def session_cookie(request: Request) -> str | None:
+    """The session cookie's value, if the request carries one."""
+    return request.cookies.get(auth_context(request).cookie.name(request))
+
+
 def sign_in_context(request: Request) -> SignInContext:
     return SignInContext(
         address=client_address(request), user_agent=request.headers.get("user-agent", "")[:200]
@@ -87,9 +100,14 @@ def current_principal(request: Request) -> Principal:
     if cached is not None:
         return cached
     context = auth_context(request)
-    cookie = request.cookies.get(context.cookie.name)
+    cookie = session_cookie(request)
     principal = context.identity.identify(
-        Presented(request.headers.get("authorization"), cookie, client_address(request))
+        Presented(
+            authorization=request.headers.get("authorization"),
+            session_cookie=cookie,
+            binding=request.headers.get(BINDING_HEADER),
+            address=client_address(request),
+        )
     )
     if principal.credential is CredentialKind.SESSION and request.method in UNSAFE_METHODS:
         assert cookie is not None  # noqa: S101  (a session principal came from the cookie)

@@ -2,7 +2,8 @@
 principal, or None ("not mine"), or raises Unauthenticated ("mine, and invalid").
 
 A request that sends ``Authorization`` is judged by that header alone: a bearer request
-never falls back to a cookie (which is what exempts it from CSRF checks, S7).
+never falls back to a cookie (which is what exempts it from CSRF checks, S7). A session
+cookie counts only together with its session's binding header (auth/binding.py).
 """
 
 from __future__ import annotations
@@ -30,10 +31,14 @@ class Presented:
 
     authorization: str | None
     session_cookie: str | None
+    binding: str | None  # X-Safeboard-Binding: the cookie counts only with it
     address: str
 
     def __repr__(self) -> str:
-        return f"Presented(address={self.address!r}, authorization=..., session_cookie=...)"
+        return (
+            f"Presented(address={self.address!r}, authorization=..., session_cookie=..., "
+            "binding=...)"
+        )
 
     @property
     def bearer(self) -> str | None:
@@ -65,7 +70,7 @@ class SessionCookieProvider:
     def identify(self, presented: Presented) -> Principal | None:
         if presented.authorization is not None or not presented.session_cookie:
             return None
-        return self.auth.session_principal(presented.session_cookie)
+        return self.auth.session_principal(presented.session_cookie, presented.binding)
 
 
 class IdentityChain:

@@ -30,6 +30,10 @@ class SessionRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     address: Mapped[str] = mapped_column(String(64), nullable=False, default="")
     user_agent: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    # HMAC-SHA256 of the session's binding secret: the cookie counts only together with
+    # it (X-Safeboard-Binding), which cookies' indifference to ports cannot hand to
+    # another service on the same host (auth/binding.py).
+    binding_hash: Mapped[str] = mapped_column(String(64), nullable=False)
 
 
 class ApiKeyRow(Base):

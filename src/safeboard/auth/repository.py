@@ -46,6 +46,7 @@ class SessionInfo:
     expires_at: datetime
     address: str
     user_agent: str
+    binding_hash: str
 
 
 @dataclass(frozen=True)

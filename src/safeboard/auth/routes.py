@@ -11,6 +11,7 @@ from safeboard.auth.dependencies import (
     auth_context,
     client_address,
     requires,
+    session_cookie,
     sign_in_context,
     sign_in_guard,
 )
@@ -26,6 +27,7 @@ from safeboard.auth.schemas import (
     OwnSessionOut,
     PasswordChange,
     SessionOut,
+    SignedIn,
     TokenRequest,
     UserOut,
 )
@@ -52,12 +54,17 @@ def user_out(user: User) -> UserOut:
 
 
 def _signed_in(
-    response: Response, context: AuthContext, session: NewSession, next_path: str | None
-) -> SessionOut:
-    """Set the session cookie (a new id at every sign-in: no fixation) and describe it."""
+    request: Request,
+    response: Response,
+    context: AuthContext,
+    session: NewSession,
+    next_path: str | None,
+) -> SignedIn:
+    """Set the session cookie (a new id at every sign-in: no fixation) and describe it,
+    with the binding secret that must come with the cookie (only here, never again)."""
     policy = context.cookie
     response.set_cookie(
-        policy.name,
+        policy.name(request),
         session.session_id,
         max_age=policy.max_age,
         path="/",
@@ -65,53 +72,58 @@ def _signed_in(
         httponly=True,
         samesite="lax",
     )
-    return SessionOut(
+    return SignedIn(
         user=user_out(session.user),
         credential=CredentialKind.SESSION.value,
         csrf_token=session.csrf_token,
         expires_at=session.expires_at,
         redirect=safe_next(next_path),
+        binding=session.binding,
     )
 
 
-@router.post("/auth/login", dependencies=_SIGN_IN, response_model=SessionOut)
+@router.post("/auth/login", dependencies=_SIGN_IN, response_model=SignedIn)
 def login(
+    request: Request,
     body: LoginRequest,
     response: Response,
     context: AuthContext = Depends(auth_context),
     where: SignInContext = Depends(sign_in_context),
-) -> SessionOut:
+) -> SignedIn:
     """Sign in with a user name and password; sets the session cookie."""
     session = context.auth.login_password(body.username, body.password, where)
-    return _signed_in(response, context, session, body.next)
+    return _signed_in(request, response, context, session, body.next)
 
 
-@router.post("/auth/startup", dependencies=_SIGN_IN, response_model=SessionOut)
+@router.post("/auth/startup", dependencies=_SIGN_IN, response_model=SignedIn)
 def startup_link(
+    request: Request,
     body: TokenRequest,
     response: Response,
     context: AuthContext = Depends(auth_context),
     where: SignInContext = Depends(sign_in_context),
-) -> SessionOut:
+) -> SignedIn:
     """Sign in with the token of the link printed at server start (single use)."""
     session = context.auth.login_startup(body.token, where)
-    return _signed_in(response, context, session, body.next)
+    return _signed_in(request, response, context, session, body.next)
 
 
-@router.post("/auth/invite", dependencies=_SIGN_IN, response_model=SessionOut)
+@router.post("/auth/invite", dependencies=_SIGN_IN, response_model=SignedIn)
 def accept_invite(
+    request: Request,
     body: InviteAccept,
     response: Response,
     context: AuthContext = Depends(auth_context),
     where: SignInContext = Depends(sign_in_context),
-) -> SessionOut:
+) -> SignedIn:
     """Set your password with an invitation's token, and sign in."""
     session = context.auth.accept_invite(body.token, body.password, where)
-    return _signed_in(response, context, session, None)
+    return _signed_in(request, response, context, session, None)
 
 
 @router.post("/auth/logout", status_code=HTTP_204_NO_CONTENT)
 def logout(
+    request: Request,
     response: Response,
     principal: Principal = requires(Permission.ACCOUNT_READ),
     context: AuthContext = Depends(auth_context),
@@ -123,7 +135,7 @@ def logout(
     context.auth.logout(principal, where)
     response.status_code = HTTP_204_NO_CONTENT
     response.delete_cookie(
-        context.cookie.name,
+        context.cookie.name(request),
         path="/",
         secure=context.cookie.secure,
         httponly=True,
@@ -142,7 +154,7 @@ def whoami(
     users: UserService = request.app.state.users
     csrf = None
     if principal.credential is CredentialKind.SESSION:
-        csrf = context.auth.csrf_token(request.cookies[context.cookie.name])
+        csrf = context.auth.csrf_token(session_cookie(request) or "")
     return SessionOut(
         user=user_out(users.get(principal.username)),
         credential=principal.credential.value,

@@ -18,6 +18,7 @@ __all__ = [
     "OwnSessionOut",
     "PasswordChange",
     "SessionOut",
+    "SignedIn",
     "TokenRequest",
     "UserOut",
 ]
@@ -61,6 +62,14 @@ class SessionOut(Model):
     csrf_token: str | None = Field(description="Send as X-CSRF-Token on unsafe requests.")
     expires_at: datetime | None = None
     redirect: str = "/"
+
+
+class SignedIn(SessionOut):
+    binding: str = Field(
+        description="Send as X-Safeboard-Binding with every request of this session: the "
+        "cookie alone is not enough. Only in this response; the dashboard keeps it in "
+        "storage of its own origin and its service worker sends it."
+    )
 
 
 class OwnSessionOut(Model):

@@ -19,7 +19,14 @@ from safeboard.auth.passwords import PasswordHasher, check_new_password
 from safeboard.auth.permissions import CredentialKind, Scope
 from safeboard.auth.principal import Principal
 from safeboard.auth.ratelimit import LoginThrottle, throttle_keys
-from safeboard.auth.tokens import csrf_token_for, new_token, session_hash, sha256_hex
+from safeboard.auth.tokens import (
+    binding_hash,
+    csrf_token_for,
+    new_token,
+    session_hash,
+    sha256_hex,
+    tokens_equal,
+)
 from safeboard.clock import utcnow
 from safeboard.errors import NotFound, RateLimited, Unauthenticated
 from safeboard.settings import Settings
@@ -50,6 +57,7 @@ class SignInContext:
 @dataclass(frozen=True)
 class NewSession:
     session_id: str  # the cookie value; shown to nobody else, stored only as an HMAC
+    binding: str  # in the sign-in response's body only; stored only as an HMAC
     csrf_token: str
     user: User
     expires_at: datetime
@@ -84,14 +92,20 @@ class AuthService:
     def csrf_token(self, session_id: str) -> str:
         return csrf_token_for(self._key, session_id)
 
-    def session_principal(self, session_id: str) -> Principal | None:
-        """The principal of a live session; None (and the row gone) once it has expired."""
+    def session_principal(self, session_id: str, binding: str | None) -> Principal | None:
+        """The principal of a live session presented with its binding secret; None when
+        the binding is missing or wrong (the row stays: whoever holds only the cookie,
+        such as another service on this host, must not be able to end the session), and
+        None (the row gone) once it has expired."""
         now = self.clock()
         id_hash = session_hash(self._key, session_id)
         with self.engine.connect() as conn:
             session = creds.get_session(conn, id_hash)
             user = users.get(conn, session.user_id) if session else None
         if session is None:
+            return None
+        presented = binding_hash(self._key, binding or "")
+        if not binding or not tokens_equal(presented, session.binding_hash):
             return None
         expired = now >= session.expires_at or now - session.last_seen_at >= self._idle
         if expired or user is None or not user.is_active:
@@ -112,7 +126,7 @@ class AuthService:
 
     def _open_session(self, conn: Connection, user: User, where: SignInContext) -> NewSession:
         now = self.clock()
-        session_id = new_token()
+        session_id, binding = new_token(), new_token()
         session = creds.SessionInfo(
             id_hash=session_hash(self._key, session_id),
             user_id=user.id,
@@ -121,9 +135,11 @@ class AuthService:
             expires_at=now + self._lifetime,
             address=where.address,
             user_agent=where.user_agent,
+            binding_hash=binding_hash(self._key, binding),
         )
         creds.create_session(conn, session)
-        return NewSession(session_id, self.csrf_token(session_id), user, session.expires_at)
+        csrf = self.csrf_token(session_id)
+        return NewSession(session_id, binding, csrf, user, session.expires_at)
 
     # Sign-in
 

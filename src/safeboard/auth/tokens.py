@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ApiKey",
+    "binding_hash",
     "csrf_token_for",
     "new_api_key",
     "new_token",
@@ -43,6 +44,12 @@ def session_hash(key: str, session_id: str) -> str:
     """What the sessions table stores for a session id: HMAC-SHA256 under the session key,
     so a copy of the database alone cannot be used to forge or look up cookies."""
     return hmac.new(key.encode(), b"session:" + session_id.encode(), hashlib.sha256).hexdigest()
+
+
+def binding_hash(key: str, binding: str) -> str:
+    """What the sessions table stores for a session's binding secret (the value the
+    browser's service worker sends as ``X-Safeboard-Binding``): an HMAC, like the id."""
+    return hmac.new(key.encode(), b"binding:" + binding.encode(), hashlib.sha256).hexdigest()
 
 
 def csrf_token_for(key: str, session_id: str) -> str:

@@ -190,10 +190,14 @@ def login(
 
 
 def _sign_in(api: ApiClient, username: str, password: str) -> dict[str, str]:
-    """A session on ``api`` (its cookie in the client); the CSRF header its writes need."""
+    """A session on ``api`` (its cookie in the client); the headers its requests need:
+    the session's binding (the cookie alone is not enough) and the CSRF token."""
     body = {"username": username, "password": password}
     session = api.post("/api/v1/auth/login", json=body).json()
-    return {"X-CSRF-Token": str(session["csrf_token"])}
+    return {
+        "X-Safeboard-Binding": str(session["binding"]),
+        "X-CSRF-Token": str(session["csrf_token"]),
+    }
 
 
 def _sign_out(api: ApiClient, csrf: dict[str, str]) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from fastapi import APIRouter, Query, Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 from safeboard.audit import service as audit_service
 from safeboard.auth.dependencies import (
@@ -23,6 +23,7 @@ from safeboard.auth.dependencies import (
     own_origin,
     requires,
     requires_project,
+    session_cookie,
 )
 from safeboard.auth.permissions import CredentialKind, Permission
 from safeboard.auth.principal import Principal
@@ -39,7 +40,7 @@ from safeboard.web.admin_pages import (
     render_sessions,
     render_users,
 )
-from safeboard.web.assets import VersionedStaticFiles, asset
+from safeboard.web.assets import STATIC_DIR, VersionedStaticFiles, asset
 from safeboard.web.compare_page import MAX_COMPARED, Compared, render_compare
 from safeboard.web.home_page import render_home
 from safeboard.web.layout import Viewer
@@ -67,8 +68,7 @@ def _page(name: str) -> str:
 def viewer_of(request: Request, principal: Principal) -> Viewer:
     csrf = None
     if principal.credential is CredentialKind.SESSION:
-        context = auth_context(request)
-        csrf = context.auth.csrf_token(request.cookies[context.cookie.name])
+        csrf = auth_context(request).auth.csrf_token(session_cookie(request) or "")
     return Viewer(principal.username, principal.role, csrf)
 
 
@@ -85,6 +85,18 @@ def login_page() -> HTMLResponse:
 @router.get("/invite", response_class=HTMLResponse, dependencies=[PUBLIC])
 def invite_page() -> HTMLResponse:
     return HTMLResponse(_page("invite"))
+
+
+@cache
+def _worker_script() -> bytes:
+    return (STATIC_DIR / "sw.js").read_bytes()
+
+
+@router.get("/sw.js", dependencies=[PUBLIC])
+def service_worker() -> Response:
+    """The service worker that sends the session's binding with every request of the
+    pages (auth/binding.py). At the root, so that its scope covers the whole origin."""
+    return Response(_worker_script(), media_type="text/javascript")
 
 
 @router.get("/projects/{name}", response_class=HTMLResponse)

@@ -52,39 +52,86 @@ export function say(node, text, isError) {
 // A server-sent event stream that says when it loses the server and when it is back
 // (document.body.dataset.stream: open, reconnecting, closed). Events sent during a gap (a
 // restart, a network blip) are gone, so the page catches up with onBack() on return.
+// The stream passes through the service worker that adds the session's binding (sw.js),
+// and there Chromium closed an EventSource for good when its server went away, as it does
+// when the stream is refused (tests/e2e/test_dashboard.py). So a closed stream is asked
+// about once more: a refusal (signed out?) stays closed; no answer means the server is
+// away, asked again every 3 s; an answer means a new stream.
+const RECONNECT_MS = 3000;
+
 export function liveStream(url, handlers, status, onBack) {
-  const events = new EventSource(url);
-  let lost = false;
   const state = (value) => { document.body.dataset.stream = value; };
-  for (const [name, handler] of Object.entries(handlers)) events.addEventListener(name, handler);
-  // The server ends a stream whose credential or access ended (signed out, key revoked,
-  // grant removed): no retries then. "unavailable" (it could not check) reconnects.
-  events.addEventListener("end", (event) => {
-    const error = JSON.parse(event.data).error;
-    if (error.code === "unavailable") return;
-    events.close();
-    state("closed");
-    say(status, `Live updates stopped: ${error.message}`, true);
-  });
-  events.addEventListener("open", () => {
-    state("open");
-    if (!lost) return;
-    lost = false;
-    say(status, "Live updates are back.");
-    onBack();
-  });
-  events.addEventListener("error", () => {
-    if (events.readyState === EventSource.CLOSED) {  // refused (signed out?): no retries
+  let events = null;
+  let started = 0;
+  let lost = false;
+  let left = false;
+
+  function lose() {
+    if (lost) return;
+    lost = true;
+    state("reconnecting");
+    say(status, "Live updates lost the server: reconnecting…");
+  }
+
+  function open() {
+    if (left) return;
+    started = Date.now();
+    const source = new EventSource(url);
+    events = source;
+    for (const [name, handler] of Object.entries(handlers)) source.addEventListener(name, handler);
+    // The server ends a stream whose credential or access ended (signed out, key revoked,
+    // grant removed): no retries then. "unavailable" (it could not check) reconnects.
+    source.addEventListener("end", (event) => {
+      const error = JSON.parse(event.data).error;
+      if (error.code === "unavailable") return;
+      left = true;
+      source.close();
       state("closed");
-      say(status, "Live updates stopped: reload the page to resume them.", true);
-    } else if (!lost) {
-      lost = true;
-      state("reconnecting");
-      say(status, "Live updates lost the server: reconnecting…");
+      say(status, `Live updates stopped: ${error.message}`, true);
+    });
+    source.addEventListener("open", () => {
+      state("open");
+      if (!lost) return;
+      lost = false;
+      say(status, "Live updates are back.");
+      onBack();
+    });
+    source.addEventListener("error", () => {
+      lose();
+      if (source.readyState !== EventSource.CLOSED) return;  // the browser retries itself
+      source.close();
+      ask();
+    });
+  }
+
+  async function ask() {
+    if (left) return;
+    const asking = new AbortController();
+    let answer;
+    try {
+      answer = await fetch(url, {
+        headers: { "Accept": "text/event-stream" }, credentials: "same-origin",
+        cache: "no-store", signal: asking.signal,
+      });
+    } catch {
+      setTimeout(ask, RECONNECT_MS);  // the server is away
+      return;
     }
+    asking.abort();
+    if (answer.ok) {
+      setTimeout(open, Math.max(0, started + RECONNECT_MS - Date.now()));
+      return;
+    }
+    state("closed");  // refused (signed out?): no retries
+    say(status, "Live updates stopped: reload the page to resume them.", true);
+  }
+
+  window.addEventListener("pagehide", () => {
+    left = true;
+    if (events) events.close();
   });
-  window.addEventListener("pagehide", () => events.close());
-  return events;
+  open();
+  return { close: () => { left = true; events.close(); } };
 }
 
 export function when(moment) {
@@ -96,10 +143,14 @@ export async function session() {
   return call("GET", "/api/v1/auth/session");
 }
 
+// Signing out ends the session on the server, then forgets its binding secret (which
+// sw.js adds to every request; api.js stored it at sign-in).
 const logout = document.getElementById("logout");
 if (logout) {
   logout.addEventListener("click", () => {
-    call("POST", "/api/v1/auth/logout").then(() => location.replace("/login"))
+    call("POST", "/api/v1/auth/logout")
+      .then(() => caches.delete("safeboard-binding"))
+      .then(() => location.replace("/login"))
       .catch((error) => alert(`Could not sign out: ${error.message}`));
   });
 }

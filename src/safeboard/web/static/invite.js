@@ -1,9 +1,10 @@
 "use strict";
 (() => {
-  const { call, status } = window.safeboard;
+  const { signIn, status, worker } = window.safeboard;
   const token = new URLSearchParams(location.hash.slice(1)).get("token");
   history.replaceState(null, "", location.pathname);  // the token leaves the address bar
   if (!token) status("This page needs the invitation link your admin sent you.", true);
+  else worker().catch((error) => status(error.message, true));
 
   document.getElementById("invite-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -12,7 +13,7 @@
       status("The two passwords differ.", true);
       return;
     }
-    call("POST", "/api/v1/auth/invite", { token, password: form.get("password") })
+    signIn("/api/v1/auth/invite", { token, password: form.get("password") })
       .then(() => location.replace("/"))
       .catch((error) => status(error.message, true));
   });

@@ -1,6 +1,6 @@
 "use strict";
 (() => {
-  const { call, status } = window.safeboard;
+  const { resume, signIn, status, worker } = window.safeboard;
   const params = new URLSearchParams(location.search);
   const next = params.get("next");
 
@@ -13,16 +13,20 @@
   if (token) {
     history.replaceState(null, "", location.pathname + location.search);
     status("Signing in…");
-    call("POST", "/api/v1/auth/startup", { token, next })
-      .then(go)
-      .catch((error) => status(`This sign-in link did not work: ${error.message}`, true));
+    worker().then(
+      () => signIn("/api/v1/auth/startup", { token, next })
+        .then(go)
+        .catch((error) => status(`This sign-in link did not work: ${error.message}`, true)),
+      (error) => status(error.message, true));
+  } else {
+    worker().then(() => resume(next).catch(() => {}), (error) => status(error.message, true));
   }
 
   document.getElementById("login-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const form = new FormData(event.target);
     status("Signing in…");
-    call("POST", "/api/v1/auth/login", {
+    signIn("/api/v1/auth/login", {
       username: form.get("username"), password: form.get("password"), next,
     }).then(go).catch((error) => status(error.message, true));
   });
