@@ -14,6 +14,7 @@ from safeboard.auth.permissions import Role
 from safeboard.settings import Settings
 from tests.integration.identity_world import World, build_world
 from tests.integration.sse import OpenStream
+from tests.support.sessions import BINDING_HEADER, session_cookie_name
 
 pytestmark = pytest.mark.anyio
 
@@ -53,15 +54,18 @@ async def replicas(
     await b.close()
 
 
-async def _revoke(cause: str, via: World, admin: str, alice_key: str, cookie: str) -> None:
+async def _revoke(
+    cause: str, via: World, admin: str, alice_key: str, session: dict[str, str]
+) -> None:
+    """``session``: the Cookie and binding headers of alice's browser session."""
     client = via.client()
     if cause == "key revoked":
         key_id = alice_key.split("_")[1]
         done = await client.delete(f"/api/v1/keys/{key_id}", headers=_bearer(admin))
     elif cause == "session signed out":
-        client.cookies.set("safeboard", cookie)
+        cookie = session["Cookie"].partition("=")[2]
         csrf = via.context.auth.csrf_token(cookie)
-        done = await client.post("/api/v1/auth/logout", headers=via.unsafe(csrf))
+        done = await client.post("/api/v1/auth/logout", headers={**session, **via.unsafe(csrf)})
     elif cause == "grant removed":
         done = await client.delete("/api/v1/projects/mnist/grants/alice", headers=_bearer(admin))
     else:
@@ -88,15 +92,17 @@ async def test_a_stream_ends_within_a_second(
     a, b, admin = replicas
     alice_key = a.key("alice")
     browser, _ = await a.signed_in("alice")
-    cookie = browser.cookies["safeboard"]
-    credential = {"Cookie": f"safeboard={cookie}"} if "session" in cause else _bearer(alice_key)
+    name = session_cookie_name(a.base_url)
+    session = {"Cookie": f"{name}={browser.cookies[name]}"}
+    session[BINDING_HEADER] = browser.headers[BINDING_HEADER]
+    credential = session if "session" in cause else _bearer(alice_key)
     alice = await OpenStream(a.app, a.base_url, STREAM, credential).open()
     bystander = await OpenStream(a.app, a.base_url, STREAM, _bearer(admin)).open()
     assert alice.status == 200
     assert bystander.status == 200
 
     asked = time.monotonic()
-    await _revoke(cause, b if through == "other replica" else a, admin, alice_key, cookie)
+    await _revoke(cause, b if through == "other replica" else a, admin, alice_key, session)
     done = time.monotonic()  # the change has committed
     assert await alice.ended_within(1.0), f"the stream outlived '{cause}' by over 1 s"
     assert alice.ended_at is not None
