@@ -8,6 +8,7 @@ runs' configs hold.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -114,16 +115,21 @@ def _document(text: str | None, name: str) -> dict[str, Any] | None:
     return document if document_problem(document, name) is None else None
 
 
-def get(conn: Connection, run_id: str, *, documents: bool = True) -> Run | None:
-    """One run; without ``documents`` its config and system information are left unread
-    (access checks, metric ingest)."""
-    dialect = conn.dialect.name
+@functools.cache
+def _get_query(dialect: str, documents: bool) -> sa.Select[Any]:
+    """One run's row; its documents as text of at most STORED_CHARS_READ + 1 characters."""
     texts = [
         json_text(_r.c[column], (), dialect, STORED_CHARS_READ).label(column)
         for column in _DOCUMENTS
     ]
-    query = sa.select(*_HEAD, *(texts if documents else ())).where(_r.c.id == run_id)
-    row = conn.execute(query).first()
+    query = sa.select(*_HEAD, *(texts if documents else ()))
+    return query.where(_r.c.id == sa.bindparam("run_id"))
+
+
+def get(conn: Connection, run_id: str, *, documents: bool = True) -> Run | None:
+    """One run; without ``documents`` its config and system information are left unread
+    (access checks, metric ingest)."""
+    row = conn.execute(_get_query(conn.dialect.name, documents), {"run_id": run_id}).first()
     if row is None:
         return None
     values = {c.name: row._mapping[c.name] for c in _HEAD}
