@@ -166,6 +166,16 @@ def test_projects_and_runs_are_listed_by_the_cli(server_factory: Start, tmp_path
     ]
     assert run["name"] == "baseline"
     assert run["status"] == "finished"
+    assert (run["config"], run["omitted"]) == ({}, [])  # a list holds only what is asked
+    (chosen,) = [
+        json.loads(line)
+        for line in cli(
+            "runs", "list", "--project", "mnist", "--config", "lr", "--config", "layers", "--json"
+        ).splitlines()
+    ]
+    assert chosen["config"] == {"lr": 0.01, "layers": [64, 32]}
+    table = cli("runs", "list", "--project", "mnist", "--config", "lr", "--config", "layers")
+    assert re.search(r"baseline\s*│\s*finished\s*│.*│\s*0\.01\s*│\s*\[64, 32\]\s*│", table), table
     (project,) = [json.loads(line) for line in cli("projects", "list", "--json").splitlines()]
     assert (project["name"], project["runs"]) == ("mnist", 1)
     assert project["last_run_at"] == run["created_at"]

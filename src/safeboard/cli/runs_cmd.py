@@ -77,22 +77,41 @@ def _fmt(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def _at(config: dict[str, Any], path: str) -> Any:
+    for key in path.split("."):
+        if not isinstance(config, dict) or key not in config:
+            return ""
+        config = config[key]
+    return config if isinstance(config, str) else json.dumps(config)
+
+
 @runs.command("list")
 @click.option("--project", required=True)
 @click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option(
+    "--config",
+    "config_keys",
+    multiple=True,
+    metavar="PATH",
+    help="A config value to show (dotted path, e.g. opt.lr); repeat for more.",
+)
 @_url
 @_json
-def list_runs(project: str, limit: int, url: str | None, as_json: bool) -> None:
+def list_runs(
+    project: str, limit: int, config_keys: tuple[str, ...], url: str | None, as_json: bool
+) -> None:
     """The newest runs of a project."""
+    params: dict[str, Any] = {"limit": limit, "config_key": list(config_keys)}
     with _api(url) as api:
-        page = api.get(f"/api/v1/projects/{project}/runs", params={"limit": limit}).json()
+        page = api.get(f"/api/v1/projects/{project}/runs", params=params).json()
     if as_json:
         for run in page["runs"]:
             click.echo(json.dumps(run))
         return
     _table(
-        ["run", "name", "status", "created", "tags"],
+        ["run", "name", "status", "created", *config_keys, "tags"],
         [[r["id"][:12], r["name"], r["status"], r["created_at"][:16],
+          *("(too long)" if k in r["omitted"] else _at(r["config"], k) for k in config_keys),
           ", ".join(f"{k}={v}" if v else k for k, v in r["tags"].items())] for r in page["runs"]],
     )  # fmt: skip
 

@@ -17,9 +17,16 @@ __all__ = ["run_for"]
 
 
 def run_for(
-    conn: Connection, principal: Principal, run_id: str, permission: Permission
+    conn: Connection,
+    principal: Principal,
+    run_id: str,
+    permission: Permission,
+    *,
+    documents: bool = False,
 ) -> tuple[Run, Project]:
-    run = runs.get(conn, run_id)
+    """The run and its project; its config and system information are read only when
+    ``documents`` (otherwise they read as empty and are named in ``Run.withheld``)."""
+    run = runs.get(conn, run_id, documents=documents)
     if run is None:
         raise NotFound("no such run")
     try:

@@ -9,6 +9,7 @@ from sqlalchemy import JSON, CheckConstraint, ForeignKey, Integer, String, Text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped, mapped_column
 
+from safeboard.documents import MAX_TAG_VALUE_CHARS
 from safeboard.storage import Base, UtcDateTime
 
 __all__ = ["JSON_DOCUMENT", "RunRow", "RunTagRow"]
@@ -43,7 +44,7 @@ class RunRow(Base):
 
 
 TAG_KEY_LENGTH = 100  # the columns' lengths; the API refuses longer (runs/schemas.py)
-TAG_VALUE_LENGTH = 500
+TAG_VALUE_LENGTH = MAX_TAG_VALUE_CHARS  # the bound of safeboard.documents
 
 
 class RunTagRow(Base):

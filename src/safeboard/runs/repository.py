@@ -1,8 +1,16 @@
-"""Queries on runs and their tags. Returns plain ``Run`` objects."""
+"""Queries on runs and their tags. Returns plain ``Run`` and ``Listed`` objects.
+
+Whole configs are read for one run at a time only (the run page, its API answer, a
+config update); lists read the columns they show and the config values asked for, each
+cut to a bounded length in SQL (projection.py), so a list costs the same whatever the
+runs' configs hold.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -10,9 +18,16 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from safeboard.documents import (
+    MAX_DOCUMENT_BYTES,
+    MAX_TAG_VALUE_CHARS,
+    MAX_TAGS,
+    document_problem,
+)
 from safeboard.runs.models import RunRow, RunTagRow
+from safeboard.runs.projection import json_text, read_json_text
 
-__all__ = ["Run", "create", "get", "list_runs", "set_tags", "update"]
+__all__ = ["Listed", "Run", "create", "get", "list_runs", "set_tags", "tags_of", "update"]
 
 _r = cast(sa.Table, RunRow.__table__)
 _t = cast(sa.Table, RunTagRow.__table__)
@@ -31,30 +46,104 @@ class Run:
     notes: str
     created_by: int | None
     tags: dict[str, str] = field(default_factory=dict)
+    # "config", "system": not read (asked not to, or stored beyond the bounds of
+    # safeboard.documents before they were enforced); such a document reads as empty.
+    withheld: tuple[str, ...] = ()
 
 
-def _tags(conn: Connection, run_ids: list[str]) -> dict[str, dict[str, str]]:
+@dataclass(frozen=True)
+class Listed:
+    """A run as lists show it: no system information or notes, and of its config only the
+    paths asked for (dotted), each a JSON value of bounded length."""
+
+    id: str
+    project_id: int
+    name: str
+    status: str
+    created_at: datetime
+    ended_at: datetime | None
+    tags: dict[str, str]
+    config: dict[str, Any]  # dotted path -> value
+    omitted: tuple[str, ...] = ()  # paths whose value is too long for a list
+
+
+# A stored document is read only when its text is at most this long: the JSON the database
+# keeps may escape non-ASCII characters (up to 12 characters for 4 UTF-8 bytes) and adds
+# spaces, so a document within MAX_DOCUMENT_BYTES always fits.
+STORED_CHARS_READ = 4 * MAX_DOCUMENT_BYTES
+# Characters of one config value in a list (its JSON text): numbers, names, short lists.
+LISTED_VALUE_CHARS = 1_000
+_DOCUMENTS = {"params": "config", "system": "system"}
+_HEAD = [c for c in _r.c if c.name not in _DOCUMENTS]
+
+
+def tags_of(
+    conn: Connection, run_ids: Sequence[str], keys: Sequence[str] | None = None
+) -> dict[str, dict[str, str]]:
+    """The tags of each run (only ``keys`` when given): at most MAX_TAGS a run, values cut
+    to MAX_TAG_VALUE_CHARS, whatever an older server stored."""
     found: dict[str, dict[str, str]] = {run_id: {} for run_id in run_ids}
-    if run_ids:
-        rows = conn.execute(sa.select(_t).where(_t.c.run_id.in_(run_ids)))
-        for row in rows:
-            found[row.run_id][row.key] = row.value
+    if not run_ids or keys == []:
+        return found
+    number = sa.func.row_number().over(partition_by=_t.c.run_id, order_by=_t.c.key)
+    numbered = sa.select(
+        _t.c.run_id,
+        _t.c.key,
+        sa.func.substr(_t.c.value, 1, MAX_TAG_VALUE_CHARS).label("value"),
+        number.label("n"),
+    ).where(_t.c.run_id.in_(run_ids))
+    if keys is not None:
+        numbered = numbered.where(_t.c.key.in_(keys))
+    tags = numbered.subquery()
+    rows = conn.execute(
+        sa.select(tags.c.run_id, tags.c.key, tags.c.value).where(tags.c.n <= MAX_TAGS)
+    )
+    for row in rows:
+        found[row.run_id][row.key] = row.value
     return found
 
 
-def _runs(conn: Connection, rows: list[sa.Row[Any]]) -> list[Run]:
-    tags = _tags(conn, [row.id for row in rows])
-    fields = [f for f in Run.__dataclass_fields__ if f != "tags"]
-    return [Run(**{f: row._mapping[f] for f in fields}, tags=tags[row.id]) for row in rows]
+def _document(text: str | None, name: str) -> dict[str, Any] | None:
+    """A stored document, or None when it is beyond the bounds (too long to read, too deep
+    to parse or to answer with)."""
+    if text is None or len(text) > STORED_CHARS_READ:
+        return None
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return document if document_problem(document, name) is None else None
 
 
-def get(conn: Connection, run_id: str) -> Run | None:
-    rows = conn.execute(sa.select(_r).where(_r.c.id == run_id)).all()
-    return _runs(conn, list(rows))[0] if rows else None
+@functools.cache
+def _get_query(dialect: str, documents: bool) -> sa.Select[Any]:
+    """One run's row; its documents as text of at most STORED_CHARS_READ + 1 characters."""
+    texts = [
+        json_text(_r.c[column], (), dialect, STORED_CHARS_READ).label(column)
+        for column in _DOCUMENTS
+    ]
+    query = sa.select(*_HEAD, *(texts if documents else ()))
+    return query.where(_r.c.id == sa.bindparam("run_id"))
+
+
+def get(conn: Connection, run_id: str, *, documents: bool = True) -> Run | None:
+    """One run; without ``documents`` its config and system information are left unread
+    (access checks, metric ingest)."""
+    row = conn.execute(_get_query(conn.dialect.name, documents), {"run_id": run_id}).first()
+    if row is None:
+        return None
+    values = {c.name: row._mapping[c.name] for c in _HEAD}
+    withheld = []
+    for column, name in _DOCUMENTS.items():
+        document = _document(row._mapping[column], name) if documents else None
+        if document is None:
+            withheld.append(name)
+        values[column] = document or {}
+    return Run(**values, tags=tags_of(conn, [run_id])[run_id], withheld=tuple(withheld))
 
 
 def create(conn: Connection, run: Run) -> None:
-    values = {f: getattr(run, f) for f in Run.__dataclass_fields__ if f != "tags"}
+    values = {f: getattr(run, f) for f in Run.__dataclass_fields__ if f not in ("tags", "withheld")}
     conn.execute(sa.insert(_r).values(**values))
     set_tags(conn, run.id, run.tags)
 
@@ -80,15 +169,51 @@ def list_runs(
     after: tuple[datetime, str] | None = None,
     limit: int = 100,
     newest_first: bool = True,
-) -> list[Run]:
+    config_paths: Sequence[str] = (),
+) -> list[Listed]:
     """Runs of a project ordered by creation (then id), a page at a time: ``after`` is the
-    (created_at, id) of the last run of the previous page."""
-    query = sa.select(_r).where(_r.c.project_id == project_id)
+    (created_at, id) of the last run of the previous page. Of their configs only the values
+    at ``config_paths`` (dotted) are read, at most LISTED_VALUE_CHARS characters each."""
+    dialect = conn.dialect.name
+    paths = list(dict.fromkeys(config_paths))
+    values = [
+        json_text(_r.c.params, path.split("."), dialect, LISTED_VALUE_CHARS).label(f"v{i}")
+        for i, path in enumerate(paths)
+    ]
+    query = sa.select(_r.c.id).where(_r.c.project_id == project_id)
     if where is not None:
         query = query.where(where)
     key = sa.tuple_(_r.c.created_at, _r.c.id)
     if after is not None:
         query = query.where(key < sa.tuple_(*after) if newest_first else key > sa.tuple_(*after))
     order = (_r.c.created_at.desc(), _r.c.id.desc()) if newest_first else (_r.c.created_at, _r.c.id)
-    rows = conn.execute(query.order_by(*order).limit(limit)).all()
-    return _runs(conn, list(rows))
+    # The page's ids first, then its columns: config values are read for these rows only.
+    ids = list(conn.execute(query.order_by(*order).limit(limit)).scalars())
+    head = [_r.c[name] for name in ("id", "name", "status", "created_at", "ended_at")]
+    found = {r.id: r for r in conn.execute(sa.select(*head, *values).where(_r.c.id.in_(ids)))}
+    rows = [found[run_id] for run_id in ids if run_id in found]
+    tags = tags_of(conn, ids)
+    listed = []
+    for row in rows:
+        config: dict[str, Any] = {}
+        omitted: list[str] = []
+        for i, path in enumerate(paths):
+            present, value = read_json_text(row._mapping[f"v{i}"], LISTED_VALUE_CHARS)
+            if present is None:
+                omitted.append(path)
+            elif present:
+                config[path] = value
+        listed.append(
+            Listed(
+                id=row.id,
+                project_id=project_id,
+                name=row.name,
+                status=row.status,
+                created_at=row.created_at,
+                ended_at=row.ended_at,
+                tags=tags[row.id],
+                config=config,
+                omitted=tuple(omitted),
+            )
+        )
+    return listed

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Query, Request
 from starlette.status import HTTP_201_CREATED
 
 from safeboard.auth.dependencies import requires_project
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
+from safeboard.errors import BadRequest
 from safeboard.metrics.codec import json_float
 from safeboard.metrics.repository import Summary
-from safeboard.runs.repository import Run
-from safeboard.runs.schemas import MetricSummaryOut, RunCreate, RunOut, RunPageOut, RunUpdate
+from safeboard.runs.repository import Listed, Run
+from safeboard.runs.schemas import (
+    MetricSummaryOut,
+    RunCreate,
+    RunListedOut,
+    RunOut,
+    RunPageOut,
+    RunUpdate,
+)
 from safeboard.runs.service import RunService
 
 __all__ = ["router", "summary_out"]
 
 router = APIRouter(prefix="/api/v1")
+MAX_CONFIG_KEYS = 20
+MAX_CONFIG_KEY_CHARS = 300
 
 
 def _service(request: Request) -> RunService:
@@ -48,6 +60,37 @@ def run_out(run: Run, project: str, summaries: list[Summary] | None = None) -> R
         system=run.system,
         notes=run.notes,
         metrics=[summary_out(s) for s in summaries or []],
+        omitted=[name for name in ("config", "system") if name in run.withheld],
+    )
+
+
+def _nested(flat: dict[str, Any]) -> dict[str, Any]:
+    """{"opt.lr": 0.1, "seed": 1} -> {"opt": {"lr": 0.1}, "seed": 1}; a path under a value
+    already placed (asked for both "opt" and "opt.lr") is in it already."""
+    nested: dict[str, Any] = {}
+    for path in sorted(flat, key=len):
+        *parents, last = path.split(".")
+        node = nested
+        for key in parents:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node.setdefault(last, flat[path])
+    return nested
+
+
+def listed_out(run: Listed, project: str) -> RunListedOut:
+    return RunListedOut(
+        id=run.id,
+        project=project,
+        name=run.name,
+        status=run.status,
+        created_at=run.created_at,
+        ended_at=run.ended_at,
+        tags=run.tags,
+        config=_nested(run.config),
+        omitted=list(run.omitted),
     )
 
 
@@ -83,13 +126,26 @@ def list_runs(
         max_length=2000,
         description='e.g. params.lr > 0.01 and tags.model = "resnet" and status = finished',
     ),
+    config_key: list[str] | None = Query(
+        None,
+        max_length=MAX_CONFIG_KEYS,
+        description="A dotted config path (opt.lr) whose value each listed run carries; "
+        f"repeat for more (at most {MAX_CONFIG_KEYS}). Without it, config is {{}}.",
+    ),
     principal: Principal = requires_project(Permission.PROJECTS_READ),
 ) -> RunPageOut:
-    """Runs, newest first, matching ``filter``; pass ``next_cursor`` back as ``cursor``."""
+    """Runs, newest first, matching ``filter``; pass ``next_cursor`` back as ``cursor``.
+    A listed run holds no system information, notes or metrics, and of its config only the
+    values at the ``config_key`` paths: ``GET /api/v1/runs/{id}`` answers with all."""
+    paths = config_key or []
+    if any(len(path) > MAX_CONFIG_KEY_CHARS for path in paths):
+        raise BadRequest(f"config_key: at most {MAX_CONFIG_KEY_CHARS} characters")
     page = _service(request).page(
-        principal, project, cursor=cursor, limit=limit, filter_text=filter
+        principal, project, cursor=cursor, limit=limit, filter_text=filter, config_paths=paths
     )
-    return RunPageOut(runs=[run_out(r, project) for r in page.runs], next_cursor=page.next_cursor)
+    return RunPageOut(
+        runs=[listed_out(r, project) for r in page.runs], next_cursor=page.next_cursor
+    )
 
 
 @router.get("/runs/{run_id}", response_model=RunOut)

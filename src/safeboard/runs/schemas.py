@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
+from safeboard.documents import MAX_NOTES_CHARS, MAX_TAGS, document_problem, tags_problem
 from safeboard.ids import ID_PATTERN
-from safeboard.runs.models import TAG_KEY_LENGTH, TAG_VALUE_LENGTH
+from safeboard.runs.models import TAG_KEY_LENGTH
 from safeboard.schemas import Model, StrictModel
 
 __all__ = [
     "MetricSummaryOut",
     "RunCreate",
+    "RunListedOut",
     "RunOut",
     "RunPageOut",
     "RunUpdate",
@@ -24,46 +26,53 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 RUN_ID = f"^{ID_PATTERN}$"
 TAG_KEY = r"^[A-Za-z0-9_.:/-]{1,100}$"
 JsonFloat = float | Literal["NaN", "Infinity", "-Infinity"]
-# As long as the columns hold: PostgreSQL refuses longer text (SQLite would keep it).
+# As long as the column holds: PostgreSQL refuses longer text (SQLite would keep it).
+# Values are bounded to theirs by documents.tags_problem (MAX_TAG_VALUE_CHARS).
 TagKey = Annotated[str, Field(max_length=TAG_KEY_LENGTH)]
-TagValue = Annotated[str, Field(max_length=TAG_VALUE_LENGTH)]
 
 
-def _finite(value: Any, where: str = "config") -> Any:
-    """JSON documents hold finite numbers only (NaN cannot be stored or searched)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{where}: numbers must be finite")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _finite(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for item in value:
-            _finite(item, where)
+def _bounded(where: str) -> Callable[[Any], Any]:
+    """A validator: the document within the bounds of safeboard.documents (S17)."""
+
+    def check(value: Any) -> Any:
+        problem = None if value is None else document_problem(value, where)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    return check
+
+
+def _bounded_tags(value: Any) -> Any:
+    problem = None if value is None else tags_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
-
-
-def _finite_document(value: Any) -> Any:
-    return _finite(value)
 
 
 class RunCreate(StrictModel):
     id: str | None = Field(None, pattern=RUN_ID, description="Client-made id (32 hex).")
     name: str | None = Field(None, min_length=1, max_length=200)
     config: dict[str, Any] = Field(default_factory=dict, description="Parameters, nested.")
-    tags: dict[TagKey, TagValue] = Field(default_factory=dict, max_length=100)
+    tags: dict[TagKey, str] = Field(default_factory=dict, max_length=MAX_TAGS)
     system: dict[str, Any] = Field(default_factory=dict)
-    notes: str = Field("", max_length=20000)
+    notes: str = Field("", max_length=MAX_NOTES_CHARS)
 
-    _checked = field_validator("config", "system")(_finite_document)
+    _config = field_validator("config")(_bounded("config"))
+    _system = field_validator("system")(_bounded("system"))
+    _tags = field_validator("tags")(_bounded_tags)
 
 
 class RunUpdate(StrictModel):
     status: Literal["finished", "failed", "killed"] | None = None
     config: dict[str, Any] | None = Field(None, description="Merged into the run's config.")
-    tags: dict[TagKey, TagValue | None] | None = Field(None, description="null removes a tag.")
-    notes: str | None = Field(None, max_length=20000)
+    tags: dict[TagKey, str | None] | None = Field(
+        None, max_length=2 * MAX_TAGS, description="null removes a tag."
+    )
+    notes: str | None = Field(None, max_length=MAX_NOTES_CHARS)
 
-    _checked = field_validator("config")(_finite_document)
+    _config = field_validator("config")(_bounded("config"))
+    _tags = field_validator("tags")(_bounded_tags)
 
 
 class MetricSummaryOut(Model):
@@ -87,8 +96,37 @@ class RunOut(Model):
     system: dict[str, Any]
     notes: str
     metrics: list[MetricSummaryOut] = Field(default_factory=list)
+    omitted: list[Literal["config", "system"]] = Field(
+        default_factory=list,
+        description=(
+            "Documents left out (read as empty): stored beyond today's bounds by an older "
+            "server, so too large or too deeply nested to answer with."
+        ),
+    )
+
+
+class RunListedOut(Model):
+    """A run in a list: no system information, notes or metrics (GET /api/v1/runs/{id}
+    has them), and of its config only the keys asked for with ``config_key``."""
+
+    id: str
+    project: str
+    name: str
+    status: str
+    created_at: datetime
+    ended_at: datetime | None
+    tags: dict[str, str]
+    config: dict[str, Any] = Field(
+        description="The values at the dotted paths asked for ({} when none were), nested "
+        "as in the run's config."
+    )
+    omitted: list[str] = Field(
+        default_factory=list,
+        description="Paths asked for whose value is too long for a list (over 1,000 "
+        "characters as JSON): read them from the run itself.",
+    )
 
 
 class RunPageOut(Model):
-    runs: list[RunOut]
+    runs: list[RunListedOut]
     next_cursor: str | None

@@ -11,6 +11,7 @@ from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
 from safeboard.cursors import decode_position, encode_position
+from safeboard.documents import document_problem, tags_problem
 from safeboard.errors import Conflict, InvalidRequest
 from safeboard.events import Event, EventBus
 from safeboard.ids import new_id
@@ -18,7 +19,8 @@ from safeboard.projects.access import project_by_name
 from safeboard.projects.repository import Project
 from safeboard.runs import repository as runs
 from safeboard.runs.access import run_for
-from safeboard.runs.repository import Run
+from safeboard.runs.projection import param_path
+from safeboard.runs.repository import Listed, Run
 from safeboard.runs.search import run_filter
 from safeboard.storage import writer
 
@@ -27,8 +29,14 @@ __all__ = ["FINAL_STATUSES", "RunPage", "RunService"]
 FINAL_STATUSES = frozenset({"finished", "failed", "killed"})
 
 
+def _check(problem: str | None) -> None:
+    """Refuse what is beyond the bounds of safeboard.documents before storing anything."""
+    if problem is not None:
+        raise InvalidRequest(problem)
+
+
 class RunPage:
-    def __init__(self, runs: list[Run], next_cursor: str | None) -> None:
+    def __init__(self, runs: list[Listed], next_cursor: str | None) -> None:
         self.runs = runs
         self.next_cursor = next_cursor
 
@@ -61,6 +69,9 @@ class RunService:
         """A new run. Creating the same id again in the same project returns the existing
         run (an SDK retrying, or syncing an offline run)."""
         run_id = run_id or new_id()
+        _check(document_problem(dict(params or {}), "config"))
+        _check(document_problem(dict(system or {}), "system"))
+        _check(tags_problem(dict(tags or {})))
         with self.tx.begin() as conn:
             project = project_by_name(conn, principal, project_name, Permission.PROJECTS_WRITE)
             existing = runs.get(conn, run_id)
@@ -86,8 +97,9 @@ class RunService:
         return run
 
     def get(self, principal: Principal, run_id: str, permission: Permission) -> tuple[Run, Project]:
+        """The run with its config and system information (see Run.withheld)."""
         with self.engine.connect() as conn:
-            return run_for(conn, principal, run_id, permission)
+            return run_for(conn, principal, run_id, permission, documents=True)
 
     def update(
         self,
@@ -99,10 +111,12 @@ class RunService:
         tags: Mapping[str, str | None] | None = None,
         notes: str | None = None,
     ) -> Run:
-        """Merge params (top-level keys), set or remove tags, set notes or a final status."""
-        self.get(principal, run_id, Permission.PROJECTS_WRITE)
+        """Merge params (top-level keys), set or remove tags, set notes or a final status.
+        The run after the change must be within the bounds (safeboard.documents)."""
+        with self.engine.connect() as conn:
+            run_for(conn, principal, run_id, Permission.PROJECTS_WRITE)
         with self.tx.begin() as conn:
-            run = runs.get(conn, run_id)
+            run = runs.get(conn, run_id, documents=bool(params))
             assert run is not None  # noqa: S101  (checked above; runs are not deleted here)
             values: dict[str, Any] = {}
             if status is not None and status != run.status:
@@ -112,7 +126,12 @@ class RunService:
                     raise InvalidRequest("status: finished, failed or killed")
                 values.update(status=status, ended_at=self.clock())
             if params:
+                if "config" in run.withheld:
+                    raise InvalidRequest("config: the stored config is beyond the bounds")
                 values["params"] = {**run.params, **params}
+                _check(document_problem(values["params"], "config"))
+            if tags:
+                _check(tags_problem({**run.tags, **tags}))
             if notes is not None:
                 values["notes"] = notes
             runs.update(conn, run_id, **values)
@@ -131,13 +150,20 @@ class RunService:
         cursor: str | None,
         limit: int,
         filter_text: str | None = None,
+        config_paths: list[str] | None = None,
     ) -> RunPage:
-        """A page of runs, newest first, matching ``filter_text`` (the search language)."""
+        """A page of runs, newest first, matching ``filter_text`` (the search language),
+        with the values at ``config_paths`` (dotted) of their configs."""
+        paths = list(config_paths or [])
+        for path in paths:
+            param_path(path, "config_key")
         after = decode_position(cursor) if cursor else None
         where = run_filter(filter_text, self.engine.dialect.name)
         with self.engine.connect() as conn:
             project = project_by_name(conn, principal, project_name, Permission.PROJECTS_READ)
-            found = runs.list_runs(conn, project.id, where=where, after=after, limit=limit + 1)
+            found = runs.list_runs(
+                conn, project.id, where=where, after=after, limit=limit + 1, config_paths=paths
+            )
         more = len(found) > limit
         page = found[:limit]
         last = page[-1] if more and page else None

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from safeboard.client.credentials import resolve_server
 from safeboard.client.http import ApiClient
+from safeboard.documents import MAX_NOTES_CHARS, document_problem, tags_problem
 from safeboard.errors import InvalidRequest
 from safeboard.sdk.delivery import Delivery
 from safeboard.sdk.images import pixels_of
@@ -44,6 +45,7 @@ ArtifactKind = Literal["file", "image", "model", "dataset", "table"]
 KINDS = ("file", "image", "model", "dataset", "table")
 Status = Literal["finished", "failed", "killed"]
 FINISH_WAIT_SECONDS = 30.0
+ARGV_CHARS = 1_000  # each command-line argument kept in the system information
 _live: weakref.WeakSet[Run] = weakref.WeakSet()
 _failed = threading.Event()
 
@@ -51,7 +53,8 @@ _failed = threading.Event()
 def _system_info() -> dict[str, Any]:
     info: dict[str, Any] = {
         "host": socket.gethostname(), "python": platform.python_version(),
-        "platform": platform.platform(), "user": _user(), "argv": sys.argv[:20],
+        "platform": platform.platform(), "user": _user(),
+        "argv": [arg[:ARGV_CHARS] for arg in sys.argv[:20]],
     }  # fmt: skip
     try:
         commit = subprocess.run(
@@ -91,10 +94,11 @@ class Run:
         spool_dir: Path | None,
         interval: float,
     ) -> None:
+        tag_map = dict(tags) if isinstance(tags, Mapping) else dict.fromkeys(tags or [], "")
+        _refuse(document_problem(dict(config or {}), "config") or tags_problem(tag_map))
         self.id = secrets.token_hex(16)
         self.project = project
         self.name = name or f"run-{self.id[:8]}"
-        tag_map = dict(tags) if isinstance(tags, Mapping) else dict.fromkeys(tags or [], "")
         self.spool = RunSpool(spool_dir or spool_root(), self.id)
         delivery = None
         uploader = None
@@ -184,15 +188,20 @@ class Run:
         self._sender.wake()
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Add to the run's config (top-level keys replace earlier values)."""
+        """Add to the run's config (top-level keys replace earlier values). Raises
+        InvalidRequest, changing nothing, when the config would exceed the bounds."""
+        _refuse(document_problem({**self._meta["config"], **params}, "config"))
         self._change(config=dict(params))
 
     def set_tags(self, tags: Mapping[str, str | None] | list[str]) -> None:
         """Set tags (a list sets valueless tags; None as a value removes a tag)."""
         mapping = dict(tags) if isinstance(tags, Mapping) else dict.fromkeys(tags, "")
+        _refuse(tags_problem({**self._meta["tags"], **mapping}))
         self._change(tags=mapping)
 
     def set_notes(self, notes: str) -> None:
+        if len(notes) > MAX_NOTES_CHARS:
+            raise InvalidRequest(f"notes: at most {MAX_NOTES_CHARS} characters")
         self._change(notes=notes)
 
     def _change(self, **changes: Any) -> None:
@@ -271,6 +280,13 @@ class Run:
     ) -> None:
         failed = kind is not None and not issubclass(kind, KeyboardInterrupt)
         self.finish("killed" if kind is KeyboardInterrupt else ("failed" if failed else "finished"))
+
+
+def _refuse(problem: str | None) -> None:
+    """What the server would refuse for good (safeboard.documents) is refused here, before
+    it is spooled: the training script learns it at once."""
+    if problem is not None:
+        raise InvalidRequest(problem)
 
 
 def _undelivered(points: int, files: list[dict[str, Any]], spool: RunSpool) -> str:

@@ -33,9 +33,7 @@ class Compared:
 def _differing(documents: list[dict[str, Any]], show_all: bool) -> list[str]:
     """Keys in the order first seen; unless ``show_all``, only those whose values differ
     (a key missing from some runs differs)."""
-    keys: list[str] = []
-    for document in documents:
-        keys += [k for k in document if k not in keys]
+    keys = list(dict.fromkeys(k for document in documents for k in document))
     if show_all:
         return keys
 
@@ -95,12 +93,13 @@ def render_compare(
     params = [flatten(c.run.params) for c in compared]
     param_keys = _differing(params, show_all)
     param_rows = [(k, [fmt.value(p.get(k)) for p in params]) for k in param_keys]
+    if any("config" in c.run.withheld for c in compared):
+        shown = ["too large to show" if "config" in c.run.withheld else "" for c in compared]
+        param_rows.append(("(config)", shown))
     tags = [dict(c.run.tags) for c in compared]
     tag_rows = [(k, [t.get(k, "") for t in tags]) for k in _differing(tags, show_all)]
     lasts = [{s.key: s.last_value for s in c.summaries} for c in compared]
-    metric_keys: list[str] = []
-    for last in lasts:
-        metric_keys += [k for k in last if k not in metric_keys]
+    metric_keys = list(dict.fromkeys(k for last in lasts for k in last))
     metric_rows = [(k, [fmt.number(last.get(k)) for last in lasts]) for k in metric_keys]
     shared = [k for k in metric_keys if all(k in last for last in lasts)]
     chosen = (shared or metric_keys)[:DEFAULT_CHARTS]

@@ -14,7 +14,7 @@ from safeboard.projects.repository import Project
 from safeboard.web import format as fmt
 from safeboard.web.html import Child, Markup, el, escape, join
 from safeboard.web.layout import Viewer, page
-from safeboard.web.run_table import TablePage, TableQuery, TableRow, flatten
+from safeboard.web.run_table import TablePage, TableQuery, TableRow
 
 __all__ = ["ProjectView", "first_run_snippet", "render_project"]
 
@@ -127,12 +127,12 @@ def _header(view: ProjectView, column: str) -> Markup:
     )
 
 
-def _cell(row: TableRow, column: str, flat_params: dict[str, object]) -> Markup:
+def _cell(row: TableRow, column: str) -> Markup:
     root, _, key = column.partition(".")
     if root == "metrics":
         return el("td", fmt.number(row.metrics.get(key)), class_="num")
     if root == "params":
-        value = flat_params.get(key)
+        value = row.params.get(key)
         numeric = isinstance(value, int | float) and not isinstance(value, bool)
         return el("td", fmt.value(value), class_="num" if numeric else None)
     if root == "tags":
@@ -141,7 +141,6 @@ def _cell(row: TableRow, column: str, flat_params: dict[str, object]) -> Markup:
 
 
 def _row(view: ProjectView, row: TableRow) -> Markup:
-    flat_params = flatten(row.params)
     return el(
         "tr",
         el(
@@ -159,7 +158,7 @@ def _row(view: ProjectView, row: TableRow) -> Markup:
         el("td", el("span", row.status, class_=f"status status-{row.status}")),
         el("td", el("time", fmt.timestamp(row.created_at), datetime=row.created_at.isoformat())),
         el("td", fmt.duration(row.created_at, row.ended_at, view.now), class_="num"),
-        [_cell(row, column, flat_params) for column in view.columns],
+        [_cell(row, column) for column in view.columns],
         data_run=row.id,
     )
 

@@ -111,21 +111,24 @@ def project_page(
     principal: Principal = requires_project(Permission.PROJECTS_READ),
 ) -> HTMLResponse:
     """The runs table. ``col`` picks columns (``metrics.loss``, ``params.lr``, ...)."""
-    query = TableQuery(filter or None, sort, order == "desc", cursor or None, PAGE_SIZE)
     engine = request.app.state.engine
     problem, table = None, None
+    chosen = [c[:300] for c in col or [] if c.startswith(("params.", "tags.", "metrics."))]
     with engine.connect() as conn:
         project = project_by_name(conn, principal, name, Permission.PROJECTS_READ)
         params, tags, metrics = column_keys(conn, project.id)
+        columns = chosen if col is not None else default_columns(params, metrics)
+        query = TableQuery(
+            filter or None, sort, order == "desc", cursor or None, PAGE_SIZE, tuple(columns)
+        )
         try:
             table = load_page(conn, project.id, query)
         except BadRequest as exc:
             problem = exc.message
-    chosen = [c[:300] for c in col or [] if c.startswith(("params.", "tags.", "metrics."))]
     view = ProjectView(
         project=project,
         query=query,
-        columns=chosen if col is not None else default_columns(params, metrics),
+        columns=columns,
         chose_columns=col is not None,
         page=table,
         problem=problem,

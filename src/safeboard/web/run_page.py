@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from safeboard.documents import MAX_DEPTH, MAX_DOCUMENT_BYTES
 from safeboard.metrics.repository import Summary
 from safeboard.projects.repository import Project
 from safeboard.runs.repository import Run
@@ -47,6 +48,22 @@ def library_missing() -> Markup:
 
 def _facts(pairs: list[tuple[str, Child]]) -> Markup:
     return el("dl", [el("div", el("dt", k), el("dd", v)) for k, v in pairs], class_="facts")
+
+
+def _withheld(title: str, testid: str) -> Markup:
+    return el(
+        "section",
+        el("h2", title),
+        el(
+            "p",
+            "Too large to show: stored before safeboard bounded what a run carries, it is "
+            f"larger than {MAX_DOCUMENT_BYTES // 1024} KiB as JSON or nested deeper than "
+            f"{MAX_DEPTH} levels.",
+            class_="hint",
+            data_testid=testid,
+        ),
+        class_="panel",
+    )
 
 
 def _key_values(title: str, values: dict[str, Any], testid: str, empty: str) -> Markup:
@@ -297,10 +314,14 @@ def render_run(view: RunView, viewer: Viewer) -> str:
         _charts(view),
         el(
             "div",
-            _key_values("Params", flatten(run.params), "params", "No params."),
+            _withheld("Params", "params-withheld")
+            if "config" in run.withheld
+            else _key_values("Params", flatten(run.params), "params", "No params."),
             tags,
             notes,
-            _key_values("System", flatten(run.system), "system", "No system information."),
+            _withheld("System", "system-withheld")
+            if "system" in run.withheld
+            else _key_values("System", flatten(run.system), "system", "No system information."),
             class_="panels",
         ),
         _artifacts(),

@@ -24,8 +24,16 @@ from sqlalchemy import ColumnElement, Connection
 from safeboard.errors import BadRequest
 from safeboard.ids import is_id
 from safeboard.metrics.models import MetricSummaryRow
+from safeboard.runs import repository as runs
 from safeboard.runs.filter_sql import json_path_expr
 from safeboard.runs.models import RunRow, RunTagRow
+from safeboard.runs.projection import (
+    PARAM_SAMPLE,
+    json_text,
+    param_keys,
+    param_path,
+    read_json_text,
+)
 from safeboard.runs.search import run_filter
 
 __all__ = ["TablePage", "TableQuery", "TableRow", "column_keys", "flatten", "load_page"]
@@ -40,7 +48,9 @@ PLAIN_SORTS = {
     "name": _r.c.name,
     "status": _r.c.status,
 }
-PARAM_SAMPLE = 200  # recent runs whose params name the picker's param columns
+CELL_CHARS = 1_000  # a param cell shows values up to this long as JSON; longer: TOO_LONG
+TOO_LONG = "(too long to show)"
+MAX_PICKER_KEYS = 500  # tag and metric keys offered by the column picker
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,7 @@ class TableQuery:
     descending: bool = True
     cursor: str | None = None
     limit: int = 50
+    columns: tuple[str, ...] = ()  # params.<path>, tags.<key>, metrics.<key> shown
 
 
 @dataclass(frozen=True)
@@ -59,7 +70,7 @@ class TableRow:
     status: str
     created_at: datetime
     ended_at: datetime | None
-    params: dict[str, Any]
+    params: dict[str, Any]  # dotted path of a shown column -> value (TOO_LONG if so)
     tags: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float | None] = field(default_factory=dict)
 
@@ -98,11 +109,7 @@ def _sort_expression(
         tag = sa.select(_t.c.value).where(_t.c.run_id == _r.c.id, _t.c.key == rest)
         return tag.scalar_subquery(), "text"
     if root == "params" and rest:
-        path = rest.split(".")
-        if any(
-            not part or any(ch in part for ch in "\"'\\") or not part.isprintable() for part in path
-        ):
-            raise BadRequest("sort: a param path is keys joined by dots, without quotes")
+        path = param_path(rest, "sort")
         dialect = conn.dialect.name
         # Sorted as numbers when the newest run that has this param holds a number.
         sample = conn.execute(
@@ -210,7 +217,10 @@ def load_page(conn: Connection, project_id: int, query: TableQuery) -> TablePage
         where.append(condition)
     total = conn.execute(sa.select(sa.func.count()).select_from(_r).where(*where)).scalar_one()
     expr, kind = _sort_expression(conn, project_id, query.sort)
-    select = sa.select(_r, expr.label("sort_value")).where(*where)
+    # First the page's ids in order (the database sorts ids and sort values only), then
+    # what the page shows of those runs alone: a config value is read for the rows shown,
+    # never for every row that was sorted.
+    select = sa.select(_r.c.id, expr.label("sort_value")).where(*where)
     if query.cursor:
         select = select.where(_after(expr, kind, query.cursor, query.descending))
     direction = sa.desc if query.descending else sa.asc
@@ -218,56 +228,93 @@ def load_page(conn: Connection, project_id: int, query: TableQuery) -> TablePage
         sa.case((expr.is_(None), 1), else_=0), direction(expr), direction(_r.c.id)
     ).limit(query.limit + 1)
     found = conn.execute(select).all()
-    shown = found[: query.limit]
+    page = found[: query.limit]
     next_cursor = None
-    if len(found) > query.limit and shown:
-        next_cursor = _encode_cursor(shown[-1].sort_value, shown[-1].id)
-    rows = _rows(conn, shown)
+    if len(found) > query.limit and page:
+        next_cursor = _encode_cursor(page[-1].sort_value, page[-1].id)
+    rows = _rows(conn, [row.id for row in page], query.columns)
     return TablePage(rows, next_cursor, int(total))
 
 
-def _rows(conn: Connection, found: Sequence[sa.Row[Any]]) -> list[TableRow]:
-    ids = [row.id for row in found]
-    tags: dict[str, dict[str, str]] = {run_id: {} for run_id in ids}
+def _plain_path(path: str) -> bool:
+    try:
+        param_path(path, "col")
+    except BadRequest:
+        return False
+    return True
+
+
+def _cells(row: Any, paths: list[str]) -> dict[str, Any]:
+    cells: dict[str, Any] = {}
+    for i, path in enumerate(paths):
+        found, value = read_json_text(row._mapping[f"v{i}"], CELL_CHARS)
+        if found is None:
+            cells[path] = TOO_LONG
+        elif found:
+            cells[path] = value
+    return cells
+
+
+def _rows(conn: Connection, ids: list[str], columns: Sequence[str]) -> list[TableRow]:
+    """The runs of ``ids`` in that order, with the values of the chosen columns only."""
+    chosen = {root: [c.partition(".")[2] for c in columns if c.startswith(f"{root}.")]
+              for root in ("params", "tags", "metrics")}  # fmt: skip
+    paths = [p for p in dict.fromkeys(chosen["params"]) if p and _plain_path(p)]
+    values = [
+        json_text(_r.c.params, p.split("."), conn.dialect.name, CELL_CHARS).label(f"v{i}")
+        for i, p in enumerate(paths)
+    ]
+    shown = [_r.c[name] for name in ("id", "name", "status", "created_at", "ended_at")]
+    found = {
+        row.id: row for row in conn.execute(sa.select(*shown, *values).where(_r.c.id.in_(ids)))
+    }
+    tags = runs.tags_of(conn, ids, keys=chosen["tags"])
     metrics: dict[str, dict[str, float | None]] = {run_id: {} for run_id in ids}
-    if ids:
-        for tag in conn.execute(sa.select(_t).where(_t.c.run_id.in_(ids))):
-            tags[tag.run_id][tag.key] = tag.value
-        summaries = sa.select(_s.c.run_id, _s.c.key, _s.c.last_value).where(_s.c.run_id.in_(ids))
+    if ids and chosen["metrics"]:
+        summaries = sa.select(_s.c.run_id, _s.c.key, _s.c.last_value).where(
+            _s.c.run_id.in_(ids), _s.c.key.in_(chosen["metrics"])
+        )
         for summary in conn.execute(summaries):
             metrics[summary.run_id][summary.key] = summary.last_value
     return [
         TableRow(
-            id=row.id,
-            name=row.name,
-            status=row.status,
-            created_at=row.created_at,
-            ended_at=row.ended_at,
-            params=row.params,
-            tags=tags[row.id],
-            metrics=metrics[row.id],
+            id=run_id,
+            name=found[run_id].name,
+            status=found[run_id].status,
+            created_at=found[run_id].created_at,
+            ended_at=found[run_id].ended_at,
+            params=_cells(found[run_id], paths),
+            tags=tags[run_id],
+            metrics=metrics[run_id],
         )
-        for row in found
+        for run_id in ids
+        if run_id in found
     ]
 
 
 def column_keys(conn: Connection, project_id: int) -> tuple[list[str], list[str], list[str]]:
-    """What the column picker offers: param paths (from recent runs), tag keys and metric
-    keys of the project."""
-    recent = conn.execute(
-        sa.select(_r.c.params)
+    """What the column picker offers: param paths, tag keys and metric keys of the
+    project's newest runs (PARAM_SAMPLE of them), each list bounded: the cost of the page
+    does not grow with the project."""
+    recent = (
+        sa.select(_r.c.id)
         .where(_r.c.project_id == project_id)
-        .order_by(_r.c.created_at.desc())
+        .order_by(_r.c.created_at.desc(), _r.c.id.desc())
         .limit(PARAM_SAMPLE)
-    ).scalars()
-    params: set[str] = set()
-    for document in recent:
-        params.update(flatten(document or {}))
-    in_project = sa.select(_r.c.id).where(_r.c.project_id == project_id).scalar_subquery()
+        .scalar_subquery()
+    )
     tag_keys = conn.execute(
-        sa.select(_t.c.key).where(_t.c.run_id.in_(in_project)).distinct().order_by(_t.c.key)
+        sa.select(_t.c.key)
+        .where(_t.c.run_id.in_(recent))
+        .distinct()
+        .order_by(_t.c.key)
+        .limit(MAX_PICKER_KEYS)
     ).scalars()
     metric_keys = conn.execute(
-        sa.select(_s.c.key).where(_s.c.run_id.in_(in_project)).distinct().order_by(_s.c.key)
+        sa.select(_s.c.key)
+        .where(_s.c.run_id.in_(recent))
+        .distinct()
+        .order_by(_s.c.key)
+        .limit(MAX_PICKER_KEYS)
     ).scalars()
-    return sorted(params), list(tag_keys), list(metric_keys)
+    return param_keys(conn, project_id), list(tag_keys), list(metric_keys)
