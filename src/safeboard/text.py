@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["body_problem", "document_problem", "text_problem"]
 
@@ -43,30 +43,45 @@ def _text_at(path: str, text: str, what: str) -> str | None:
 def document_problem(document: Any, where: str = "body") -> str | None:
     """The first unstorable text (value or key) in a parsed JSON document, as
     ``"<where>.<path>: <problem>"``, or None. The offending text itself is never quoted.
-    Numbers are passed over without making a path for each (a metric batch holds millions)."""
+    Paths are spelled only for the problem found: each container waiting on the stack holds
+    one link to its parent, so a body of millions of nested or sibling containers costs
+    memory in proportion to its size, not to size times depth."""
     if isinstance(document, str):
         return _text_at(where, document, "text")
-    stack: list[tuple[str, Any]] = [(where, document)]
+    stack: list[tuple[Any, _Step | None]] = [(document, None)]
     while stack:
-        path, value = stack.pop()
+        value, at = stack.pop()
         if isinstance(value, dict):
             for key, item in value.items():
-                problem = _text_at(path, key, "a key")
-                if problem is None and isinstance(item, str):
-                    problem = _text_at(f"{path}.{key}", item, "text")
+                problem = text_problem(key)
                 if problem:
-                    return problem
+                    return f"{_spell(where, at)}: a key {problem}"
+                if isinstance(item, str) and (problem := text_problem(item)):
+                    return f"{_spell(where, _Step(at, f'.{key}'))}: text {problem}"
                 if isinstance(item, dict | list):
-                    stack.append((f"{path}.{key}", item))
+                    stack.append((item, _Step(at, f".{key}")))
         elif isinstance(value, list):
             for index, item in enumerate(value):
-                if isinstance(item, str):
-                    problem = _text_at(f"{path}[{index}]", item, "text")
-                    if problem:
-                        return problem
-                elif isinstance(item, dict | list):
-                    stack.append((f"{path}[{index}]", item))
+                if isinstance(item, str) and (problem := text_problem(item)):
+                    return f"{_spell(where, _Step(at, f'[{index}]'))}: text {problem}"
+                if isinstance(item, dict | list):
+                    stack.append((item, _Step(at, index)))
     return None
+
+
+class _Step(NamedTuple):
+    """One step of a path: the step before it, and a key (``".name"``) or a list index."""
+
+    parent: _Step | None
+    step: str | int
+
+
+def _spell(where: str, at: _Step | None) -> str:
+    steps: list[str] = []
+    while at is not None:
+        steps.append(f"[{at.step}]" if isinstance(at.step, int) else at.step)
+        at = at.parent
+    return where + "".join(reversed(steps))
 
 
 def body_problem(body: bytes) -> str | None:
@@ -85,6 +100,6 @@ def body_problem(body: bytes) -> str | None:
             return None
     try:
         document = json.loads(body)  # decodes as above, with "surrogatepass"
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # the route's parser refuses it
         return None
     return document_problem(document)

@@ -171,3 +171,36 @@ async def test_a_part_swapped_while_it_is_written_is_refused(setup: Setup) -> No
     with pytest.raises(UnsafeDownloadPath, match="replaced") as refused:
         await setup.download(progress=progress)
     _refused_without_writing(refused, setup)
+
+
+async def test_a_server_sending_too_much_fills_no_disk(setup: Setup) -> None:
+    """Review finding: every byte the server sent was written, and the size compared only
+    at the end, so a hostile server could fill the disk. Now the client stops at the
+    artifact's size and keeps nothing."""
+    import httpx
+
+    from safeboard.errors import ServiceUnavailable
+
+    inner = setup.client._http._transport
+
+    class Endless(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            response = inner.handle_request(request)
+            if not request.url.path.endswith("/content"):
+                return response
+            response.read()
+            flood = iter([response.content, *([b"\0" * 65536] * 64)])  # 4 MiB more
+            return httpx.Response(200, headers={"Content-Type": "application/octet-stream"},
+                                  stream=httpx.ByteStream(b"".join(flood)))  # fmt: skip
+
+    key = setup.client._http.headers["Authorization"].removeprefix("Bearer ")
+    endless = ApiClient(setup.client.url, key, transport=Endless())
+    try:
+        with pytest.raises(ServiceUnavailable, match="more than the artifact's"):
+            await anyio.to_thread.run_sync(
+                lambda: download(endless, setup.artifact_id, setup.target, sleep=lambda _: None)
+            )
+    finally:
+        endless.close()
+    assert not setup.target.exists()
+    assert not setup.part.exists()

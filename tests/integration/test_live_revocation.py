@@ -180,3 +180,23 @@ async def test_a_stream_whose_client_left_before_it_began_gives_its_place_back(
     del gone
     gc.collect()
     assert a.app.state.streams.open_count() == 0
+
+
+async def test_nothing_follows_the_end_even_when_a_full_queue_dropped_it(
+    replicas: tuple[World, World, str],
+) -> None:
+    """Review finding: the END event waited behind up to 999 queued events, and a stream
+    that stopped reading while 1,000 more arrived lost it and ran on after revocation."""
+    from safeboard.auth.standing import Refusal
+    from safeboard.events import Event
+
+    a, _, _admin = replicas
+    stream = await OpenStream(a.app, a.base_url, STREAM, _bearer(a.key("alice"))).open()
+    (ticket,) = a.app.state.streams._open
+    ticket.end(Refusal("unauthenticated", "this stream's API key was revoked"))
+    subscription = ticket._subscription
+    for step in range(1100):  # before the stream runs again: the END is pushed out
+        subscription.offer(Event("run", ticket.project_id, "r" * 32, {"step": step}))
+    assert await stream.ended_within(1.0), "the stream ran on after its END was dropped"
+    assert [kind for kind, _ in stream.events()] == ["end"]
+    await stream.close()

@@ -73,3 +73,8 @@ def test_total_stays_below_the_open_files_limit() -> None:
     assert tiny.per_client == 16
     large = ConnectionLimits.within(1 << 20, head_timeout=5, total=4096, per_client=256)
     assert large.total == 4096
+
+
+def test_an_ipv4_proxy_on_a_dual_stack_bind_is_still_a_proxy() -> None:
+    book = Admission(limits(4, 1, "10.0.0.0/24"))
+    assert all(book.admit("::ffff:10.0.0.5", 0) for _ in range(4))

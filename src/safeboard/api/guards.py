@@ -4,6 +4,7 @@ no database can store (422, S17)."""
 
 from __future__ import annotations
 
+import email.message
 import re
 from collections.abc import Iterable, Sequence
 from urllib.parse import unquote_plus
@@ -211,12 +212,18 @@ class BodyLimitMiddleware:
 
 def _is_json(scope: Scope) -> bool:
     """Whether FastAPI would parse this request's body as JSON (``application/json`` or
-    ``application/*+json``; no Content-Type is not parsed: FastAPI's strict_content_type)."""
+    ``application/*+json``; no Content-Type is not parsed: FastAPI's strict_content_type).
+    Decided as FastAPI decides it, through ``email.message``: a header such as
+    ``application/json\xa0``, which a bytes-level strip would not recognise, is JSON to it."""
     header = next((v for k, v in scope["headers"] if k == b"content-type"), b"")
-    media = header.split(b";", 1)[0].strip().lower()
-    return media == b"application/json" or (
-        media.startswith(b"application/") and media.endswith(b"+json")
-    )
+    if not header:
+        return False
+    message = email.message.Message()
+    message["content-type"] = header.decode("latin-1")
+    if message.get_content_maintype() != "application":
+        return False
+    subtype = message.get_content_subtype()
+    return subtype == "json" or subtype.endswith("+json")
 
 
 class JsonTextMiddleware:

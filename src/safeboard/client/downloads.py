@@ -160,6 +160,11 @@ class _Transfer:
             for block in response.iter_bytes(READ_SIZE):
                 if stop is not None and stop.is_set():
                     raise TransferStopped(f"download stopped; it resumes from {part.path}")
+                if have + len(block) > size:  # never more than the artifact's size on disk
+                    self._discard()
+                    raise ServiceUnavailable(
+                        f"the server sent more than the artifact's {size} bytes; nothing kept"
+                    )
                 write(block)
                 have += len(block)
                 progress("download", have, size)

@@ -57,8 +57,12 @@ def _stream(
                     except TimeoutError:
                         yield ": keep-alive\n\n"
                         continue
-                    if event.kind == END:  # the credential or the grant ended
-                        yield f"event: {END}\ndata: {json.dumps(event.data)}\n\n"
+                    # The credential or the grant ended: nothing more is sent, not even
+                    # events queued before the END event (or that pushed it out of a full
+                    # queue).
+                    ended = ticket.end_data()
+                    if ended is not None:
+                        yield f"event: {END}\ndata: {json.dumps(ended)}\n\n"
                         return
                     yield f"event: {event.kind}\ndata: {event.to_json()}\n\n"
         finally:

@@ -24,6 +24,7 @@ import threading
 import time
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -69,11 +70,19 @@ class Ticket:
             self.refused = why
             self._deliver()
 
+    def end_data(self) -> dict[str, Any] | None:
+        """The END event's data once the stream is refused, else None."""
+        if self.refused is None:
+            return None
+        return {"error": {"code": self.refused.code, "message": self.refused.message}}
+
     def _deliver(self) -> None:
-        if self.refused is None or self._subscription is None:
+        data = self.end_data()
+        if data is None or self._subscription is None:
             return
         sub = self._subscription
-        data = {"error": {"code": self.refused.code, "message": self.refused.message}}
+        # It wakes a waiting stream; a full queue may drop it, so the stream also asks
+        # end_data() before each event it sends (runs/live.py).
         sub.offer(Event(END, self.project_id, sub.run_id or "", data))
 
     def close(self) -> None:

@@ -145,6 +145,8 @@ class Admission:
             address = ipaddress.ip_address(host.split("%", 1)[0])
         except ValueError:
             return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # an IPv4 proxy on a dual-stack bind
         return any(address in network for network in self.limits.exempt)
 
     def _note_refusal(self, key: str, now: float) -> None:
@@ -215,9 +217,13 @@ class _HeadTimedH11(H11Protocol):
     def _head_expired(self) -> None:
         self._head_timer = None
         waiting = self.cycle is None or self.cycle.response_complete
-        if waiting and self.transport is not None and not self.transport.is_closing():
-            logger.debug("closed a connection from %s: no complete request head", self.client)
-            self.transport.abort()
+        if not waiting or self.transport is None or self.transport.is_closing():
+            return
+        if self.transport.get_write_buffer_size():  # a response is still on its way out
+            self._arm(self.loop.time() + self.head_timeout)
+            return
+        logger.debug("closed a connection from %s: no complete request head", self.client)
+        self.transport.abort()
 
 
 class _Gate(asyncio.Protocol):
@@ -247,7 +253,10 @@ class _Gate(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)  # noqa: S101  (a stream server)
         peer = transport.get_extra_info("peername")
         now = self._loop.time()
-        ticket = self.admission.admit(str(peer[0]) if peer else None, now)
+        # An IP peer is (host, port, ...); a Unix socket's is a path (or "") and counts
+        # towards the total only.
+        host = str(peer[0]) if isinstance(peer, tuple) and peer else None
+        ticket = self.admission.admit(host, now)
         if ticket is None:
             transport.abort()
             return

@@ -171,6 +171,9 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
             Admission(connection_limits(settings)),
             server_ssl_context(material, settings.tls.profile) if material else None,
         ),
+        # No WebSocket routes: an Upgrade request must stay with the gate's HTTP protocol,
+        # which gives its connection's place back (uvicorn's ws protocol would not).
+        ws="none",
         log_config=None,  # configured above, with the redacting filter
         access_log=False,  # safeboard's own access log redacts query strings
         proxy_headers=False,  # create_app trusts only --behind-proxy addresses
