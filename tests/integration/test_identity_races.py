@@ -7,13 +7,14 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from safeboard.audit import service as audit
 from safeboard.auth.permissions import Role, Scope
 from safeboard.errors import Conflict
-from safeboard.server.bootstrap import bootstrap
+from safeboard.server.bootstrap import Bootstrapped, bootstrap
 from safeboard.settings import Settings
 from tests.integration.identity_world import World, build_world
 
@@ -164,17 +165,42 @@ async def test_failed_sign_ins_never_record_what_was_typed_as_a_name(world: Worl
     assert typed not in str([(e.target, e.detail) for e in failures])
 
 
-async def test_each_start_revokes_the_previous_local_key_on_the_record(world: World) -> None:
+async def test_a_start_keeps_a_good_local_key_and_replaces_others_on_the_record(
+    world: World,
+) -> None:
+    """Issue 11: a restart keeps the discovery file's key while it is good, so scripts that
+    run across it go on; a revoked, foreign or half-spent key is replaced (and revoked)."""
+    engine = world.app.state.engine
     first = bootstrap(world.app, world.settings, None)
     second = bootstrap(world.app, world.settings, None)
-    assert first.login_link != second.login_link
-    engine = world.app.state.engine
-    revoked = [e for e in audit.list_entries(engine) if e.action == "key.revoked"]
-    assert len(revoked) == 1
-    assert revoked[0].actor == "system:start"
-    assert all(
-        e.actor == "system:start" for e in audit.list_entries(engine) if e.action == "key.created"
-    )
+    assert first.login_link != second.login_link  # the startup link is new at every start
     old_token = first.login_link.split("#token=")[1] if first.login_link else ""
     refused = await world.client().post("/api/v1/auth/startup", json={"token": old_token})
     assert refused.status_code == 401
+
+    def key_of(started: Bootstrapped) -> str:
+        return str(json.loads(started.discovery_path.read_text())["api_key"])
+
+    def actions() -> list[str]:
+        return [e.action for e in audit.list_entries(engine) if e.action.startswith("key.")]
+
+    kept = key_of(first)
+    assert key_of(second) == kept
+    assert actions() == ["key.created"]
+    session = world.client(Authorization=f"Bearer {kept}")
+    assert (await session.get("/api/v1/auth/session")).status_code == 200
+    # Not the admin's local key (a key of another kind, or garbage): a new one, on record.
+    for foreign in (world.key("admin", Scope.ADMIN), "sb_garbage", kept[:-1] + "x"):
+        first.discovery_path.write_text(json.dumps({"api_key": foreign}))
+        previous, kept = kept, key_of(bootstrap(world.app, world.settings, None))
+        assert kept not in (foreign, previous)
+        assert key_of(bootstrap(world.app, world.settings, None)) == kept  # and kept then
+    assert (await session.get("/api/v1/auth/session")).status_code == 401  # the first, revoked
+    # Past half its lifetime (90 days by default), a start replaces it.
+    later = datetime.now(UTC) + timedelta(days=46)
+    world.set_clock(lambda: later)
+    assert key_of(bootstrap(world.app, world.settings, None)) != kept
+    entries = [e for e in audit.list_entries(engine) if e.action == "key.revoked"]
+    assert len(entries) == 4
+    assert all(e.actor == "system:start" for e in entries)
+    assert all(e.detail["reason"] == "replaced at start" for e in entries)

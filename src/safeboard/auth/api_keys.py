@@ -175,9 +175,39 @@ class ApiKeyService:
                     )
 
     def mint_local_key(self, owner: Principal, *, actor: str) -> str:
-        """The discovery file's key: minted at each start, the previous one revoked."""
+        """A new discovery-file key for ``owner``; the previous ones are revoked."""
         self.revoke_local_keys(owner.user_id, actor=actor)
         _, token = self.create(
             owner, name="local (discovery file)", scope=Scope.ADMIN, kind="local", actor=actor
         )
         return token
+
+    def local_key(self, owner: Principal, current: str | None, *, actor: str) -> str:
+        """The discovery file's key at a start: ``current`` (the key the file holds) when it
+        is still good, so that scripts running across a restart keep working; else a new one.
+
+        Kept only when it is ``owner``'s unrevoked local key, its hash matches, and less
+        than half its lifetime has passed (past that, a restart replaces it, so a running
+        server never holds a key that is about to expire)."""
+        if current is not None and self._local_key_good(owner.user_id, current):
+            return current
+        return self.mint_local_key(owner, actor=actor)
+
+    def _local_key_good(self, user_id: int, token: str) -> bool:
+        parsed = parse_api_key(token)
+        if parsed is None:
+            return False
+        with self.engine.connect() as conn:
+            key = creds.get_key(conn, parsed.id)
+        if key is None or not tokens_equal(sha256_hex(parsed.secret), key.secret_hash):
+            return False
+        now, end = self.clock(), key.expires_at
+        half_life = None if end is None else key.created_at + (end - key.created_at) / 2
+        return (
+            key.kind == "local"
+            and key.user_id == user_id
+            and key.scope is Scope.ADMIN
+            and key.project_id is None
+            and key.revoked_at is None
+            and (half_life is None or now < half_life)
+        )

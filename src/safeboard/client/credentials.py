@@ -8,6 +8,7 @@ live in ``<config_dir>/credentials/`` (directory 0700, files 0600), one per serv
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import ssl
@@ -131,6 +132,8 @@ class ServerAccess:
     source: str  # "arguments", "environment", "login" or "discovery"
     # The local server's Unix socket (from its discovery file): requests go through it.
     local_socket: Path | None = None
+    # The data directory whose discovery file gave the key (source "discovery").
+    discovery_dir: Path | None = None
 
     def __post_init__(self) -> None:
         # Refused here, before a run or a command starts, and again by ApiClient. Through
@@ -142,6 +145,23 @@ class ServerAccess:
         if transport is None and self.local_socket is not None:
             transport = LocalSocketTransport(self.local_socket, verify=self.verify)
         return ApiClient(self.url, self.api_key, verify=self.verify, transport=transport)
+
+    def reloaded(self) -> ServerAccess | None:
+        """The local server's discovery file read again, when this access's key came from it
+        and the file now holds another key (the server minted a new one at a restart: the
+        old one was revoked, expired or past half its life); None otherwise, also when the
+        file is gone or unreadable. A client that gets 401 with a discovery key calls this
+        and, given a new access, retries with ``reloaded.client()``."""
+        if self.source != "discovery" or self.discovery_dir is None:
+            return None
+        try:
+            fresh = read_discovery(self.discovery_dir)
+        except ConfigError:
+            return None
+        if fresh is None or fresh.api_key is None:
+            return None
+        old = (self.api_key or "").encode()
+        return None if hmac.compare_digest(fresh.api_key.encode(), old) else fresh
 
 
 def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -183,6 +203,7 @@ def read_discovery(data_dir: Path) -> ServerAccess | None:
         verify,
         "discovery",
         Path(socket) if isinstance(socket, str) and socket else None,
+        data_dir,
     )
 
 
@@ -242,5 +263,6 @@ def resolve_server(
         if local is not None and local.url == origin:
             if key is None and local.api_key:
                 key, source = local.api_key, "discovery"
-            return ServerAccess(origin, key, local.verify, source, local.local_socket)
+            reload_from = local_dir if source == "discovery" else None
+            return ServerAccess(origin, key, local.verify, source, local.local_socket, reload_from)
     return ServerAccess(origin, key, context_for(origin, ca_file=ca_file, store=trust), source)

@@ -4,7 +4,8 @@
    with no password);
 2. a new startup token (single use, 15 minutes) is minted, every unused one from before
    dies, and its link is returned for printing and written to ``login-link`` (0600);
-3. a new local API key for that admin replaces the previous one, and the discovery file
+3. the local API key in the discovery file is kept while it is still good (scripts that
+   run across a restart keep working), else a new one replaces it; the discovery file
    (0600) tells the SDK and CLI of the same OS user where the server is and how to trust it.
 """
 
@@ -74,9 +75,9 @@ def bootstrap(
     discovery: dict[str, object] = {"url": url, "username": admin.username}
     if local_socket is not None:  # local clients send the key only through it
         discovery["socket"] = str(local_socket)
-    # Whatever the account's state, what an earlier start handed out dies now.
+    path = settings.data_dir / DISCOVERY_FILE
+    # Whatever the account's state, the startup link of an earlier start dies now.
     context.auth.void_startup_tokens()
-    context.keys.revoke_local_keys(admin.id, actor=_ACTOR)
     if admin.is_active and admin.role is Role.ADMIN:
         token = context.auth.mint_startup_token(admin.id)
         link = f"{url}/login#token={token}"
@@ -87,7 +88,9 @@ def bootstrap(
             credential=CredentialKind.SESSION,
             scope=Scope.ADMIN,
         )
-        discovery["api_key"] = context.keys.mint_local_key(owner, actor=_ACTOR)
+        discovery["api_key"] = context.keys.local_key(owner, _discovery_key(path), actor=_ACTOR)
+    else:  # no admin to hold it: the local key of an earlier start dies too
+        context.keys.revoke_local_keys(admin.id, actor=_ACTOR)
     write_private(settings.data_dir / LOGIN_LINK_FILE, f"{link or ''}\n".encode())
     if tls is not None:
         discovery["tls"] = {
@@ -95,6 +98,15 @@ def bootstrap(
             "ca_cert": str(tls.ca_path) if tls.ca_path else None,
             "cert": str(tls.cert_path),
         }
-    path = settings.data_dir / DISCOVERY_FILE
     write_private(path, (json.dumps(discovery, indent=2) + "\n").encode())
     return Bootstrapped(admin.username, link, path)
+
+
+def _discovery_key(path: Path) -> str | None:
+    """The key an earlier start wrote to the discovery file, if it can be read."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    key = data.get("api_key") if isinstance(data, dict) else None
+    return key if isinstance(key, str) else None

@@ -16,7 +16,7 @@ from safeboard.datadir import LOCAL_SOCKET, SocketAddress, ensure_data_dir
 from safeboard.errors import ConfigError
 from safeboard.logconfig import log_config
 from safeboard.secret_store import ensure_secrets
-from safeboard.server.bootstrap import bootstrap
+from safeboard.server.bootstrap import bootstrap, local_url
 from safeboard.server.certificates import TlsMaterial, prepare_tls
 from safeboard.server.connections import (
     Admission,
@@ -24,6 +24,7 @@ from safeboard.server.connections import (
     gated_protocol,
     raise_open_files_limit,
 )
+from safeboard.server.lock import ServerLock
 from safeboard.server.tls import server_ssl_context
 from safeboard.settings import (
     Settings,
@@ -41,15 +42,19 @@ __all__ = ["Prepared", "bind_local_socket", "bind_socket", "prepare", "serve"]
 class Prepared:
     settings: Settings
     tls: TlsMaterial | None
+    lock: ServerLock | None = None  # the data directory's, held until the process ends
 
 
 def prepare(data_dir: Path, **overrides: object) -> Prepared:
     """Everything a start needs, in order; each step fails with a ConfigError naming the fix."""
     data_dir = ensure_data_dir(data_dir)
+    # Before anything in the directory changes: a second server on it stops here.
+    lock = ServerLock.acquire(data_dir)
     ensure_secrets(data_dir)
     settings = load_settings(data_dir, **overrides)
+    lock.record(local_url(settings))
     material = prepare_tls(settings) if settings.tls_on else None
-    return Prepared(settings, material)
+    return Prepared(settings, material, lock)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
