@@ -23,8 +23,8 @@ from safeboard.server.certificates import (
     RENEW_BEFORE,
     TLS_DIR,
     cert_fingerprint,
-    load_given,
     cert_names,
+    load_given,
     read_certs,
 )
 from safeboard.settings import Settings
@@ -61,7 +61,8 @@ def running_server(data_dir: Path) -> RunningServer | None:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("url"), str):
         return None
-    tls = data.get("tls") if isinstance(data.get("tls"), dict) else {}
+    tls = data.get("tls")
+    tls = tls if isinstance(tls, dict) else {}
     cert, ca = tls.get("cert"), tls.get("ca_cert")
     return RunningServer(
         str(data["url"]),
@@ -109,8 +110,9 @@ def _describe_running(running: RunningServer, now: datetime) -> str:
         return "\n".join(lines + ([_pin_line(chain[-1])] if len(chain) > 1 else []))
     ca = read_certs(running.ca_cert, "restart the server to make it again")[0]
     lines += _describe(ca, running.ca_cert, now)
-    lines.append(f"  (the server certificate is renewed at start when fewer than {RENEW_BEFORE.days}")
-    lines.append("  days remain or its names change; clients that pinned the CA do not notice)")
+    days = RENEW_BEFORE.days
+    lines.append(f"  (the server certificate is renewed at start when fewer than {days} days")
+    lines.append("  remain or its names change; clients that pinned the CA do not notice)")
     return "\n".join(lines) + "\n\n" + _pin_line(ca) + "\n" + _TRUST.format(ca=running.ca_cert)
 
 
