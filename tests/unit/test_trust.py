@@ -35,6 +35,7 @@ from safeboard.client import (
     resolve_server,
     server_origin,
 )
+from safeboard.client.certificate import trust_anchor
 from safeboard.errors import ConfigError
 
 URL = "https://127.0.0.1:8443"
@@ -228,7 +229,10 @@ def test_which_server_and_which_key(ca: trustme.CA, leaf: trustme.LeafCert, tmp_
     local = read_discovery(data_dir)
     assert local is not None
     assert isinstance(local.verify, PinnedContext)
-    assert local.verify.expected_fingerprint == format_fingerprint(leaf_der(leaf))
+    # The local server's CA is pinned: a leaf renewed by a restart still verifies.
+    assert local.verify.expected_fingerprint == ca_info(ca).fingerprint
+    assert (local.verify.pins_ca, local.verify.check_hostname) == (True, True)
+    assert handshake(local.verify, ca.issue_cert("127.0.0.1")) is not None
     store.save(stored("https://b:1", "sb_b_k"))
     assert resolve() == ("https://b:1", "sb_b_k", "login")
     env = {"SAFEBOARD_URL": "https://c", "SAFEBOARD_API_KEY": "sb_c_k"}
@@ -297,3 +301,62 @@ def test_api_client_sends_the_key_as_bearer_and_maps_errors_back(quiet_httpx: No
     ):
         client.get("/healthz")
     assert caught.value.message == f"connection to {URL} failed: [Errno 111] Connection refused"
+
+
+def ca_info(ca: trustme.CA) -> CertificateInfo:
+    return CertificateInfo.from_pem(ca.cert_pem.bytes().decode())
+
+
+def test_the_ca_that_issued_the_leaf_is_what_gets_pinned(
+    ca: trustme.CA, leaf: trustme.LeafCert
+) -> None:
+    served, issuer = CertificateInfo(leaf_der(leaf)), ca_info(ca)
+    assert (issuer.is_ca, served.is_ca) == (True, False)
+    assert issuer.issued(served)
+    assert trust_anchor([served, issuer]) == issuer
+    assert trust_anchor([served]) == served  # a lone (self-signed or given) leaf: pinned itself
+    stranger = ca_info(trustme.CA())
+    assert not stranger.issued(served)
+    assert trust_anchor([served, stranger]) == served  # a CA that did not issue it: ignored
+    intermediate = ca.create_child_ca()
+    child_leaf = intermediate.issue_cert("127.0.0.1")
+    chain = [CertificateInfo(leaf_der(child_leaf)), ca_info(intermediate), issuer]
+    assert trust_anchor(chain) == issuer
+    assert not any(line.startswith("names:") for line in issuer.describe())
+
+
+def test_a_pinned_ca_verifies_renewed_leaves_and_checks_the_host(
+    ca: trustme.CA, leaf: trustme.LeafCert
+) -> None:
+    issuer = ca_info(ca)
+    context = pinned_context(URL, issuer.fingerprint, anchor_pem=issuer.pem, pins_ca=True)
+    assert (context.check_hostname, context.pins_ca) == (True, True)
+    assert handshake(context, leaf) == leaf_der(leaf)
+    renewed = ca.issue_cert("127.0.0.1", "new-name.example")  # another key, other names
+    assert handshake(context, renewed) == leaf_der(renewed)
+    with pytest.raises(ssl.SSLCertVerificationError, match="IP address mismatch"):
+        handshake(context, ca.issue_cert("board.example"))  # does not name 127.0.0.1
+    with pytest.raises(ssl.SSLCertVerificationError):
+        handshake(context, trustme.CA().issue_cert("127.0.0.1"))  # another CA
+
+
+def test_leaf_pins_of_earlier_versions_keep_working(
+    ca: trustme.CA, leaf: trustme.LeafCert, tmp_path: Path
+) -> None:
+    store = TrustStore(tmp_path / "trust")
+    path = store.pin(URL, CertificateInfo(leaf_der(leaf)))
+    record = json.loads(path.read_text())
+    assert (record["version"], record["kind"]) == (2, "server certificate")
+    old = {k: record[k] for k in ("url", "fingerprint", "pinned_at", "certificate")}
+    path.write_text(json.dumps({"version": 1, **old}))  # what earlier versions wrote
+    context = context_for(URL, store=store)
+    assert isinstance(context, PinnedContext)
+    assert (context.pins_ca, context.check_hostname) == (False, False)
+    assert handshake(context, leaf) == leaf_der(leaf)
+    store.pin(URL, ca_info(ca))
+    assert json.loads(path.read_text())["kind"] == "ca"
+    context = context_for(URL, store=store)
+    assert isinstance(context, PinnedContext)
+    assert (context.pins_ca, context.check_hostname) == (True, True)
+    assert context.expected_fingerprint == ca_info(ca).fingerprint
+    assert handshake(context, ca.issue_cert("127.0.0.1")) is not None
