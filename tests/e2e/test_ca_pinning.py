@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
+from typing import Any
 
+import pexpect
 import pytest
 
 from safeboard.client import (
@@ -19,8 +22,9 @@ from safeboard.client import (
     fetch_chain,
     resolve_server,
 )
-from tests.e2e.conftest import ServerProcess, run_cli
+from tests.e2e.conftest import ServerProcess, cli_env, run_cli
 from tests.e2e.test_login_cli import (
+    CLI,
     PASSWORD,
     SIGN_IN,
     Start,
@@ -183,3 +187,45 @@ def test_a_leaf_pin_of_an_earlier_version_moves_to_its_ca(
     assert json.loads(path.read_text())["kind"] == "ca"
     assert whoami(sdk(config, tmp_path)) == "alice"
     assert settled_log(renewed).count(SIGN_IN) == 0
+
+
+def test_on_a_terminal_a_new_ca_is_confirmed_and_the_key_kept(
+    server_factory: Start, tmp_path: Path
+) -> None:
+    server = server_factory("--tls", name="tty")
+    add_alice(server)
+    config = tmp_path / "config"
+    ca, _ = banner_ca(server)
+    assert login(server, config, "--fingerprint", ca).returncode == 0
+    server.stop()
+    for name in ("ca.pem", "ca.key"):
+        (server.data_dir / "tls" / name).unlink()
+    replaced = server_factory("--tls", name="tty", port=server.port)
+    new_ca, _ = banner_ca(replaced)
+    env = {**cli_env(tmp_path / "no-local-server"), "SAFEBOARD_CONFIG_DIR": str(config)}
+
+    def spawn() -> Any:
+        args = ["-c", CLI, "login", replaced.url, "--username", "alice"]
+        return pexpect.spawn(sys.executable, args, env=env, encoding="utf-8", timeout=30)
+
+    declined = spawn()
+    declined.expect_exact(f"has changed (trusted: {ca})")
+    declined.expect_exact(new_ca)
+    declined.expect_exact("Trust the new certificate? [y/N]")
+    declined.sendline("")
+    declined.expect(pexpect.EOF)
+    declined.close()
+    assert declined.exitstatus != 0
+    assert "nothing was sent" in (declined.before or "")
+    assert json.loads(next((config / "trust").iterdir()).read_text())["fingerprint"] == ca
+
+    accepted = spawn()
+    accepted.expect_exact("Trust the new certificate? [y/N]")
+    accepted.sendline("y")
+    index = accepted.expect_exact([KEPT, "password:"])
+    assert index == 0, "a valid key needs no password"
+    accepted.expect(pexpect.EOF)
+    accepted.close()
+    assert accepted.exitstatus == 0
+    assert json.loads(next((config / "trust").iterdir()).read_text())["fingerprint"] == new_ca
+    assert settled_log(replaced).count(SIGN_IN) == 0

@@ -31,10 +31,15 @@ def _kind(cert: CertificateInfo) -> str:
     return "CA" if cert.is_ca else "server certificate"
 
 
-def _show(origin: str, cert: CertificateInfo, headline: str) -> None:
+def _show(
+    origin: str, cert: CertificateInfo, headline: str, leaf: CertificateInfo | None = None
+) -> None:
     click.echo(f"{origin} {headline}:")
     for line in cert.describe():
         click.echo(f"  {line}")
+    if leaf is not None and leaf is not cert:  # what the CA vouches for today
+        names = next((line for line in leaf.describe() if line.startswith("names:")), "")
+        click.echo(f"  for its server certificate with {names or 'no names'}")
 
 
 def _context(origin: str, cert: CertificateInfo) -> ssl.SSLContext:
@@ -69,11 +74,12 @@ def trusted_context(
         CertificateChanged,
         UntrustedCertificate,
         ca_context,
-        fetch_certificate,
+        fetch_chain,
         parse_fingerprint,
         probe,
         same_fingerprint,
         system_context,
+        trust_anchor,
     )
 
     wanted = parse_fingerprint(fingerprint) if fingerprint is not None else None
@@ -101,8 +107,9 @@ def trusted_context(
         pass
     else:
         return context
-    served = fetch_certificate(origin)
-    _show(origin, served, f"presents a {_kind(served)} that the system does not trust")
+    chain = fetch_chain(origin)
+    served = trust_anchor(chain)
+    _show(origin, served, f"presents a {_kind(served)} that the system does not trust", chain[0])
     if not sys.stdin.isatty():
         raise UntrustedCertificate(
             f"not trusting {origin} without confirmation and there is no terminal to ask: "
@@ -117,8 +124,7 @@ def trusted_context(
 def _named(origin: str, wanted: str, trust: TrustStore) -> ssl.SSLContext:
     """``--fingerprint``: the CA's, or (as earlier versions showed) the server certificate's;
     either way the CA that issued the leaf is pinned when the server presents one."""
-    from safeboard.client import UntrustedCertificate, fetch_chain, same_fingerprint
-    from safeboard.client.certificate import trust_anchor
+    from safeboard.client import UntrustedCertificate, fetch_chain, same_fingerprint, trust_anchor
 
     chain = fetch_chain(origin)
     anchor = trust_anchor(chain)
@@ -130,14 +136,13 @@ def _named(origin: str, wanted: str, trust: TrustStore) -> ssl.SSLContext:
     headline = f"presents the {_kind(anchor)} you named"
     if not same_fingerprint(wanted, anchor.fingerprint):
         headline = "presents the CA that issued the server certificate you named"
-    _show(origin, anchor, headline)
+    _show(origin, anchor, headline, chain[0])
     return _pin(origin, anchor, trust)
 
 
 def _upgraded(origin: str, pinned: CertificateInfo, trust: TrustStore) -> ssl.SSLContext:
     """The pinned context; a pinned leaf that a presented CA issued is replaced by that CA."""
-    from safeboard.client import fetch_chain, same_fingerprint
-    from safeboard.client.certificate import trust_anchor
+    from safeboard.client import fetch_chain, same_fingerprint, trust_anchor
 
     if pinned.is_ca:
         return _context(origin, pinned)
@@ -154,10 +159,10 @@ def _changed(
 ) -> ssl.SSLContext:
     """The pin no longer matches: the renewal of a pinned leaf by its own CA is followed;
     any other change is refused, or confirmed by the person on a terminal."""
-    from safeboard.client import fetch_chain
-    from safeboard.client.certificate import trust_anchor
+    from safeboard.client import fetch_chain, trust_anchor
 
-    anchor = trust_anchor(fetch_chain(origin))
+    chain = fetch_chain(origin)
+    anchor = trust_anchor(chain)
     if not pinned.is_ca and anchor.issued(pinned):
         why = "the server renewed its certificate; the CA that issued the pinned one issued it"
         return _pin(origin, anchor, trust, why)
@@ -168,7 +173,7 @@ def _changed(
         "Someone may be impersonating the server; nothing was sent.",
         err=True,
     )
-    _show(origin, anchor, f"now presents this {_kind(anchor)}")
+    _show(origin, anchor, f"now presents this {_kind(anchor)}", chain[0])
     click.echo(f"Only trust it if the server's admin confirms it ({_ADMIN_HINT}).")
     if not click.confirm("Trust the new certificate?", default=False):
         raise changed

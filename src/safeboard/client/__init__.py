@@ -20,6 +20,7 @@ from safeboard.client.credentials import (
     read_discovery,
     resolve_server,
 )
+from safeboard.client.certificate import trust_anchor
 from safeboard.client.fingerprint import format_fingerprint, parse_fingerprint, same_fingerprint
 from safeboard.client.http import ApiClient
 from safeboard.client.partfile import UnsafeDownloadPath
@@ -71,4 +72,5 @@ __all__ = [
     "same_fingerprint",
     "server_origin",
     "system_context",
+    "trust_anchor",
 ]
