@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import ipaddress
+import json
 import secrets
 import socket
 import stat
@@ -21,12 +21,12 @@ from cryptography.x509.verification import PolicyBuilder, Store
 
 from safeboard.errors import ConfigError
 from safeboard.server import certificates
+from safeboard.server.addresses import machine_addresses, usable_address
 from safeboard.server.certificates import (
     TlsMaterial,
     format_fingerprint,
     prepare_tls,
 )
-from safeboard.server.addresses import machine_addresses, usable_address
 from safeboard.server.tls_report import RunningServer, describe_tls, running_server
 from safeboard.settings import Settings
 

@@ -7,6 +7,7 @@ server, the API or storage.
 
 from __future__ import annotations
 
+from safeboard.client.certificate import trust_anchor
 from safeboard.client.cleartext import PlainHttpRefused, is_loopback, require_private_transport
 from safeboard.client.config import CONFIG_DIR_ENV, config_dir, server_origin
 from safeboard.client.credentials import (
@@ -20,7 +21,6 @@ from safeboard.client.credentials import (
     read_discovery,
     resolve_server,
 )
-from safeboard.client.certificate import trust_anchor
 from safeboard.client.fingerprint import format_fingerprint, parse_fingerprint, same_fingerprint
 from safeboard.client.http import ApiClient
 from safeboard.client.partfile import UnsafeDownloadPath
