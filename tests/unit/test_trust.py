@@ -1,5 +1,6 @@
 """The client's trust store, credentials and HTTP client (S13, S8, S15), without a server:
-handshakes run over a socket pair or memory BIOs, requests through a mock transport."""
+handshakes run over a socket pair, memory BIOs or a listener on 127.0.0.1, requests
+through a mock transport."""
 
 from __future__ import annotations
 
@@ -27,10 +28,14 @@ from safeboard.client import (
     PinnedContext,
     StoredKey,
     TrustStore,
+    UntrustedCertificate,
     context_for,
+    fetch_certificate,
+    fetch_chain,
     format_fingerprint,
     parse_fingerprint,
     pinned_context,
+    probe,
     read_discovery,
     resolve_server,
     server_origin,
@@ -360,3 +365,59 @@ def test_leaf_pins_of_earlier_versions_keep_working(
     assert (context.pins_ca, context.check_hostname) == (True, True)
     assert context.expected_fingerprint == ca_info(ca).fingerprint
     assert handshake(context, ca.issue_cert("127.0.0.1")) is not None
+
+
+@contextlib.contextmanager
+def tls_listener(leaf: trustme.LeafCert, ca: trustme.CA, tmp_path: Path) -> Iterator[str]:
+    """A TLS server on 127.0.0.1 presenting leaf + CA, for handshakes only; yields its URL."""
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems) + ca.cert_pem.bytes())
+    key = tmp_path / "key.pem"
+    leaf.private_key_pem.write_to_path(str(key))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with contextlib.suppress(OSError), conn:
+                conn.settimeout(5)
+                with context.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(1)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_a_ca_pin_tells_a_new_ca_from_a_host_the_certificate_does_not_name(
+    ca: trustme.CA, tmp_path: Path
+) -> None:
+    issuer = ca_info(ca)
+    with tls_listener(ca.issue_cert("board.example"), ca, tmp_path) as url:
+        chain = fetch_chain(url)
+        assert [c.fingerprint for c in chain][1:] == [issuer.fingerprint]
+        assert fetch_certificate(url) == issuer  # what login shows and pins
+        context = pinned_context(url, issuer.fingerprint, anchor_pem=issuer.pem, pins_ca=True)
+        with pytest.raises(UntrustedCertificate, match=r"add --tls-san 127\.0\.0\.1"):
+            probe(url, context)
+    other = trustme.CA()
+    with tls_listener(other.issue_cert("127.0.0.1"), other, tmp_path) as url:
+        context = pinned_context(url, issuer.fingerprint, anchor_pem=issuer.pem, pins_ca=True)
+        with pytest.raises(CertificateChanged) as caught:
+            probe(url, context)
+        assert (caught.value.expected, caught.value.presented) == (
+            issuer.fingerprint,
+            ca_info(other).fingerprint,
+        )
