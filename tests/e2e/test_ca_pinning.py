@@ -178,6 +178,7 @@ def test_a_leaf_pin_of_an_earlier_version_moves_to_its_ca(
     with pytest.raises(CertificateChanged) as caught:
         whoami(sdk(config, tmp_path))
     assert caught.value.expected == leaf
+    assert f"run `safeboard login {renewed.url}` once to pin that CA" in caught.value.message
     moved = login(renewed, config)
     assert moved.returncode == 0, moved.stderr
     assert f"pinned {ca} (CA)" in moved.stdout

@@ -488,3 +488,16 @@ def test_describe_the_running_server_not_the_settings_file(data_dir: Path) -> No
     assert f"pins the CA: {material.ca_fingerprint}" in text
     plain = RunningServer("http://127.0.0.1:8080", None, None)
     assert "serves plain HTTP" in describe_tls(file_only, running=plain)
+
+
+def test_describe_a_running_server_with_a_given_chain(data_dir: Path, tmp_path: Path) -> None:
+    cert, key, leaf = write_given(tmp_path / "given")
+    ca = load_chain(cert)[1]
+    running = RunningServer("https://127.0.0.1:8443", cert, None)
+    text = describe_tls(make_settings(data_dir), running=running)
+    assert certificates.cert_fingerprint(leaf) in text
+    assert f"pins the CA: {certificates.cert_fingerprint(ca)}" in text
+    alone = tmp_path / "leaf.pem"
+    alone.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    text = describe_tls(make_settings(data_dir), running=RunningServer(running.url, alone, None))
+    assert f"pins the server certificate: {certificates.cert_fingerprint(leaf)}" in text

@@ -16,6 +16,7 @@ Pins live in ``<config_dir>/trust/`` (directory 0700, files 0600), one file per 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
@@ -146,6 +147,7 @@ class PinnedContext(ssl.SSLContext):
     expected_fingerprint: str
     changed_hint: str
     pins_ca: bool  # the pin is a CA (hostname checked), not the server's own certificate
+    pinned: CertificateInfo | None  # the pinned certificate, when given as anchor_pem
 
 
 def pinned_context(
@@ -172,6 +174,10 @@ def pinned_context(
     context.expected_fingerprint = fingerprint
     context.changed_hint = changed_hint
     context.pins_ca = pins_ca
+    context.pinned = None
+    if anchor_pem is not None and ca_file is None:
+        with contextlib.suppress(ValueError):
+            context.pinned = CertificateInfo.from_pem(anchor_pem)
     return context
 
 
@@ -283,6 +289,13 @@ def diagnose(
         presented = trust_anchor(chain) if context.pins_ca else chain[0]
         if not same_fingerprint(context.expected_fingerprint, presented.fingerprint):
             expected, hint = context.expected_fingerprint, context.changed_hint
+            pinned, anchor = context.pinned, trust_anchor(chain)
+            if not hint and pinned is not None and anchor.issued(pinned):
+                hint = (
+                    f"The server renewed its certificate under the CA that issued the pinned "
+                    f"one ({anchor.fingerprint}): run `safeboard login {context.server_url}` "
+                    "once to pin that CA (no password while your key is valid)"
+                )
             return CertificateChanged(
                 context.server_url, expected, presented.fingerprint, hint=hint
             )

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from safeboard.datadir import LOCAL_SOCKET, SocketAddress
 from safeboard.server.certificates import (
@@ -107,13 +108,32 @@ def _describe_running(running: RunningServer, now: datetime) -> str:
     lines += _describe(chain[0], running.cert, now)
     if running.ca_cert is None:
         lines.append(f"  (given with --tls-cert; {len(chain) - 1} CA certificate(s) follow it)")
-        return "\n".join(lines + ([_pin_line(chain[-1])] if len(chain) > 1 else []))
+        anchor = _anchor(chain)
+        kind = "the server certificate" if anchor is chain[0] else "the CA"
+        pin = f"Where the system does not trust it, `safeboard login URL` pins {kind}: "
+        return "\n".join([*lines, pin + cert_fingerprint(anchor)])
     ca = read_certs(running.ca_cert, "restart the server to make it again")[0]
     lines += _describe(ca, running.ca_cert, now)
     days = RENEW_BEFORE.days
     lines.append(f"  (the server certificate is renewed at start when fewer than {days} days")
     lines.append("  remain or its names change; clients that pinned the CA do not notice)")
     return "\n".join(lines) + "\n\n" + _pin_line(ca) + "\n" + _TRUST.format(ca=running.ca_cert)
+
+
+def _anchor(chain: list[x509.Certificate]) -> x509.Certificate:
+    """What a client pins (as ``safeboard.client.certificate.trust_anchor`` decides): the
+    topmost CA reached by following signatures up from the leaf, else the leaf."""
+    anchor = chain[0]
+    for issuer in chain[1:]:
+        try:
+            is_ca = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+            anchor.verify_directly_issued_by(issuer)
+        except (x509.ExtensionNotFound, ValueError, TypeError, InvalidSignature):
+            break
+        if not is_ca:
+            break
+        anchor = issuer
+    return anchor
 
 
 def _pin_line(ca: x509.Certificate) -> str:
