@@ -491,7 +491,7 @@ def test_describe_the_running_server_not_the_settings_file(data_dir: Path) -> No
 
 
 def test_describe_a_running_server_with_a_given_chain(data_dir: Path, tmp_path: Path) -> None:
-    cert, key, leaf = write_given(tmp_path / "given")
+    cert, _, leaf = write_given(tmp_path / "given")
     ca = load_chain(cert)[1]
     running = RunningServer("https://127.0.0.1:8443", cert, None)
     text = describe_tls(make_settings(data_dir), running=running)
