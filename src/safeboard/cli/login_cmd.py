@@ -130,7 +130,8 @@ def _still_valid(origin: str, key: StoredKey, verify: ssl.SSLContext | bool) -> 
             session = api.get("/api/v1/auth/session").json()
     except Unauthenticated:
         return False  # revoked, expired, or minted by another server: sign in again
-    return bool(session.get("user", {}).get("username") == key.username)
+    user = session.get("user") if isinstance(session, dict) else None
+    return isinstance(user, dict) and user.get("username") == key.username
 
 
 def _sign_in(api: ApiClient, username: str, password: str) -> dict[str, str]:
