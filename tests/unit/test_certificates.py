@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import secrets
 import socket
 import stat
@@ -20,12 +21,13 @@ from cryptography.x509.verification import PolicyBuilder, Store
 
 from safeboard.errors import ConfigError
 from safeboard.server import certificates
+from safeboard.server.addresses import machine_addresses, usable_address
 from safeboard.server.certificates import (
     TlsMaterial,
-    describe_tls,
     format_fingerprint,
     prepare_tls,
 )
+from safeboard.server.tls_report import RunningServer, describe_tls, running_server
 from safeboard.settings import Settings
 
 NOW = datetime.now(UTC)
@@ -136,10 +138,72 @@ def test_material_and_file_modes(data_dir: Path) -> None:
         assert mode(tls_dir / name) == 0o600, name
 
 
-def test_wildcard_bind_names_no_address(data_dir: Path) -> None:
-    material = prepare_tls(make_settings(data_dir, server={"host": "0.0.0.0"}))
-    assert "0.0.0.0" not in material.names
-    assert {"localhost", "127.0.0.1", "::1", "buildbox"} <= set(material.names)
+def test_wildcard_bind_names_the_machines_addresses(data_dir: Path) -> None:
+    addresses = machine_addresses()
+    assert addresses, "this machine has a non-loopback address (issue 11)"
+    assert all(usable_address(address) == address for address in addresses)
+    for host in ("0.0.0.0", "::"):
+        material = prepare_tls(make_settings(data_dir, server={"host": host}))
+        assert host not in material.names
+        assert {"localhost", "127.0.0.1", "::1", "buildbox", *addresses} <= set(material.names)
+    loopback_bind = prepare_tls(make_settings(data_dir, server={"host": "127.0.0.1"}))
+    assert not set(addresses) & set(loopback_bind.names)
+
+
+@pytest.mark.parametrize(
+    ("text", "usable"),
+    [
+        ("192.0.2.2", "192.0.2.2"),
+        ("10.1.2.3", "10.1.2.3"),
+        ("fd00::2", "fd00::2"),
+        ("2001:db8:0:0::7", "2001:db8::7"),
+        ("::ffff:10.0.0.1", "10.0.0.1"),
+        ("127.0.1.1", None),
+        ("::1", None),
+        ("fe80::1%eth0", None),
+        ("169.254.3.4", None),
+        ("0.0.0.0", None),
+        ("224.0.0.1", None),
+        ("not-an-address", None),
+    ],
+)
+def test_which_addresses_a_certificate_may_name(text: str, usable: str | None) -> None:
+    assert usable_address(text) == usable
+
+
+def test_wildcard_leaf_is_reissued_when_the_addresses_change(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(data_dir, server={"host": "0.0.0.0"})
+    monkeypatch.setattr(certificates, "machine_addresses", lambda: ["10.1.2.3"])
+    first = prepare_tls(settings)
+    assert "10.1.2.3" in first.names
+    assert not prepare_tls(settings).renewed
+    monkeypatch.setattr(certificates, "machine_addresses", lambda: ["10.1.2.4", "fd00::9"])
+    second = prepare_tls(settings)
+    assert (second.renewed, second.renewal, second.ca_status) == (
+        True,
+        "the names changed",
+        "unchanged",
+    )
+    assert {"10.1.2.4", "fd00::9"} <= set(second.names)
+    assert "10.1.2.3" not in second.names
+    assert second.ca_fingerprint == first.ca_fingerprint
+
+
+def test_material_says_why_the_leaf_and_the_ca_are_new(data_dir: Path) -> None:
+    first = prepare_tls(make_settings(data_dir))
+    assert (first.renewal, first.ca_status) == ("there was none", "new: first start")
+    again = prepare_tls(make_settings(data_dir))
+    assert (again.renewed, again.renewal, again.ca_status) == (False, None, "unchanged")
+    later = prepare_tls(make_settings(data_dir), now=NOW + timedelta(days=61))
+    assert (later.renewal, later.ca_status) == ("the stored one expires soon", "unchanged")
+    for name in ("ca.pem", "ca.key"):
+        (data_dir / "tls" / name).unlink()
+    replaced = prepare_tls(make_settings(data_dir))
+    assert replaced.ca_status == "new: the previous CA's files were missing"
+    assert replaced.renewal == "the stored one is unreadable or not signed by the current CA"
+    assert replaced.ca_fingerprint != first.ca_fingerprint
 
 
 def test_unusable_machine_names_are_left_out(
@@ -384,3 +448,56 @@ def test_describe_given(data_dir: Path, tmp_path: Path) -> None:
     text = describe_tls(make_settings(data_dir, tls={"cert": cert, "key": key}))
     assert material.fingerprint in text
     assert "board.example.com" in text
+
+
+def listening_socket(data_dir: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(data_dir / "server.sock"))
+    sock.listen()
+    return sock
+
+
+def test_describe_the_running_server_not_the_settings_file(data_dir: Path) -> None:
+    # `safeboard server --host 0.0.0.0` serves HTTPS; the settings file alone says TLS off.
+    flags = make_settings(data_dir, server={"host": "0.0.0.0"}, tls={"san": ["b.example"]})
+    material = prepare_tls(flags)
+    discovery = {
+        "url": "https://127.0.0.1:8443",
+        "tls": {"fingerprint": material.fingerprint, "ca_cert": str(material.ca_path),
+                "cert": str(material.cert_path)},
+    }  # fmt: skip
+    (data_dir / "discovery.json").write_text(json.dumps(discovery))
+    file_only = make_settings(data_dir, tls={"enabled": False})
+    assert running_server(data_dir) is None  # no server answers on its socket
+    assert "TLS is off in this configuration" in describe_tls(file_only)
+    with listening_socket(data_dir):
+        running = running_server(data_dir)
+        assert running == RunningServer(
+            "https://127.0.0.1:8443", material.cert_path, material.ca_path
+        )
+    text = describe_tls(file_only, running=running)
+    assert "TLS is off" not in text
+    assert "The running server on https://127.0.0.1:8443 serves HTTPS" in text
+    for shown in (
+        material.fingerprint,
+        str(material.ca_fingerprint),
+        "b.example",
+        *machine_addresses(),
+    ):
+        assert shown in text
+    assert f"pins the CA: {material.ca_fingerprint}" in text
+    plain = RunningServer("http://127.0.0.1:8080", None, None)
+    assert "serves plain HTTP" in describe_tls(file_only, running=plain)
+
+
+def test_describe_a_running_server_with_a_given_chain(data_dir: Path, tmp_path: Path) -> None:
+    cert, _, leaf = write_given(tmp_path / "given")
+    ca = load_chain(cert)[1]
+    running = RunningServer("https://127.0.0.1:8443", cert, None)
+    text = describe_tls(make_settings(data_dir), running=running)
+    assert certificates.cert_fingerprint(leaf) in text
+    assert f"pins the CA: {certificates.cert_fingerprint(ca)}" in text
+    alone = tmp_path / "leaf.pem"
+    alone.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    text = describe_tls(make_settings(data_dir), running=RunningServer(running.url, alone, None))
+    assert f"pins the server certificate: {certificates.cert_fingerprint(leaf)}" in text

@@ -1,5 +1,6 @@
 """The client's trust store, credentials and HTTP client (S13, S8, S15), without a server:
-handshakes run over a socket pair or memory BIOs, requests through a mock transport."""
+handshakes run over a socket pair, memory BIOs or a listener on 127.0.0.1, requests
+through a mock transport."""
 
 from __future__ import annotations
 
@@ -27,14 +28,19 @@ from safeboard.client import (
     PinnedContext,
     StoredKey,
     TrustStore,
+    UntrustedCertificate,
     context_for,
+    fetch_certificate,
+    fetch_chain,
     format_fingerprint,
     parse_fingerprint,
     pinned_context,
+    probe,
     read_discovery,
     resolve_server,
     server_origin,
 )
+from safeboard.client.certificate import trust_anchor
 from safeboard.errors import ConfigError
 
 URL = "https://127.0.0.1:8443"
@@ -228,7 +234,10 @@ def test_which_server_and_which_key(ca: trustme.CA, leaf: trustme.LeafCert, tmp_
     local = read_discovery(data_dir)
     assert local is not None
     assert isinstance(local.verify, PinnedContext)
-    assert local.verify.expected_fingerprint == format_fingerprint(leaf_der(leaf))
+    # The local server's CA is pinned: a leaf renewed by a restart still verifies.
+    assert local.verify.expected_fingerprint == ca_info(ca).fingerprint
+    assert (local.verify.pins_ca, local.verify.check_hostname) == (True, True)
+    assert handshake(local.verify, ca.issue_cert("127.0.0.1")) is not None
     store.save(stored("https://b:1", "sb_b_k"))
     assert resolve() == ("https://b:1", "sb_b_k", "login")
     env = {"SAFEBOARD_URL": "https://c", "SAFEBOARD_API_KEY": "sb_c_k"}
@@ -297,3 +306,118 @@ def test_api_client_sends_the_key_as_bearer_and_maps_errors_back(quiet_httpx: No
     ):
         client.get("/healthz")
     assert caught.value.message == f"connection to {URL} failed: [Errno 111] Connection refused"
+
+
+def ca_info(ca: trustme.CA) -> CertificateInfo:
+    return CertificateInfo.from_pem(ca.cert_pem.bytes().decode())
+
+
+def test_the_ca_that_issued_the_leaf_is_what_gets_pinned(
+    ca: trustme.CA, leaf: trustme.LeafCert
+) -> None:
+    served, issuer = CertificateInfo(leaf_der(leaf)), ca_info(ca)
+    assert (issuer.is_ca, served.is_ca) == (True, False)
+    assert issuer.issued(served)
+    assert trust_anchor([served, issuer]) == issuer
+    assert trust_anchor([served]) == served  # a lone (self-signed or given) leaf: pinned itself
+    stranger = ca_info(trustme.CA())
+    assert not stranger.issued(served)
+    assert trust_anchor([served, stranger]) == served  # a CA that did not issue it: ignored
+    intermediate = ca.create_child_ca()
+    child_leaf = intermediate.issue_cert("127.0.0.1")
+    chain = [CertificateInfo(leaf_der(child_leaf)), ca_info(intermediate), issuer]
+    assert trust_anchor(chain) == issuer
+    assert not any(line.startswith("names:") for line in issuer.describe())
+
+
+def test_a_pinned_ca_verifies_renewed_leaves_and_checks_the_host(
+    ca: trustme.CA, leaf: trustme.LeafCert
+) -> None:
+    issuer = ca_info(ca)
+    context = pinned_context(URL, issuer.fingerprint, anchor_pem=issuer.pem, pins_ca=True)
+    assert (context.check_hostname, context.pins_ca) == (True, True)
+    assert handshake(context, leaf) == leaf_der(leaf)
+    renewed = ca.issue_cert("127.0.0.1", "new-name.example")  # another key, other names
+    assert handshake(context, renewed) == leaf_der(renewed)
+    with pytest.raises(ssl.SSLCertVerificationError, match="IP address mismatch"):
+        handshake(context, ca.issue_cert("board.example"))  # does not name 127.0.0.1
+    with pytest.raises(ssl.SSLCertVerificationError):
+        handshake(context, trustme.CA().issue_cert("127.0.0.1"))  # another CA
+
+
+def test_leaf_pins_of_earlier_versions_keep_working(
+    ca: trustme.CA, leaf: trustme.LeafCert, tmp_path: Path
+) -> None:
+    store = TrustStore(tmp_path / "trust")
+    path = store.pin(URL, CertificateInfo(leaf_der(leaf)))
+    record = json.loads(path.read_text())
+    assert (record["version"], record["kind"]) == (2, "server certificate")
+    old = {k: record[k] for k in ("url", "fingerprint", "pinned_at", "certificate")}
+    path.write_text(json.dumps({"version": 1, **old}))  # what earlier versions wrote
+    context = context_for(URL, store=store)
+    assert isinstance(context, PinnedContext)
+    assert (context.pins_ca, context.check_hostname) == (False, False)
+    assert handshake(context, leaf) == leaf_der(leaf)
+    store.pin(URL, ca_info(ca))
+    assert json.loads(path.read_text())["kind"] == "ca"
+    context = context_for(URL, store=store)
+    assert isinstance(context, PinnedContext)
+    assert (context.pins_ca, context.check_hostname) == (True, True)
+    assert context.expected_fingerprint == ca_info(ca).fingerprint
+    assert handshake(context, ca.issue_cert("127.0.0.1")) is not None
+
+
+@contextlib.contextmanager
+def tls_listener(leaf: trustme.LeafCert, ca: trustme.CA, tmp_path: Path) -> Iterator[str]:
+    """A TLS server on 127.0.0.1 presenting leaf + CA, for handshakes only; yields its URL."""
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems) + ca.cert_pem.bytes())
+    key = tmp_path / "key.pem"
+    leaf.private_key_pem.write_to_path(str(key))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with contextlib.suppress(OSError), conn:
+                conn.settimeout(5)
+                with context.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(1)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_a_ca_pin_tells_a_new_ca_from_a_host_the_certificate_does_not_name(
+    ca: trustme.CA, tmp_path: Path
+) -> None:
+    issuer = ca_info(ca)
+    with tls_listener(ca.issue_cert("board.example"), ca, tmp_path) as url:
+        chain = fetch_chain(url)
+        assert [c.fingerprint for c in chain][1:] == [issuer.fingerprint]
+        assert fetch_certificate(url) == issuer  # what login shows and pins
+        context = pinned_context(url, issuer.fingerprint, anchor_pem=issuer.pem, pins_ca=True)
+        with pytest.raises(UntrustedCertificate, match=r"add --tls-san 127\.0\.0\.1"):
+            probe(url, context)
+    other = trustme.CA()
+    with tls_listener(other.issue_cert("127.0.0.1"), other, tmp_path) as url:
+        context = pinned_context(url, issuer.fingerprint, anchor_pem=issuer.pem, pins_ca=True)
+        with pytest.raises(CertificateChanged) as caught:
+            probe(url, context)
+        assert (caught.value.expected, caught.value.presented) == (
+            issuer.fingerprint,
+            ca_info(other).fingerprint,
+        )

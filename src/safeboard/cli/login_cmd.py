@@ -1,9 +1,11 @@
 """``safeboard login URL`` and ``safeboard logout URL`` (S13).
 
-Login first decides, sending nothing, whether to trust the server's certificate: the
-system's CAs, ``--ca-cert``, the certificate pinned at an earlier login, or a certificate the
-person confirms by its fingerprint (``--fingerprint`` without a terminal). Only then does it
-ask for the password, sign in, mint an API key for this device and store it (0600).
+Login first decides, sending nothing, whether to trust the server's certificate
+(``login_trust``: the system's CAs, ``--ca-cert``, the CA or certificate pinned at an earlier
+login, or one the person confirms by its fingerprint, ``--fingerprint`` without a terminal).
+Then a key stored for this server is checked (the caller's session): still valid, it is
+kept and no password is asked (after a CA change, re-trusting is all it takes). Otherwise
+login asks for the password, signs in, mints an API key for this device and stores it (0600).
 """
 
 from __future__ import annotations
@@ -16,93 +18,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from safeboard.errors import BadRequest, Forbidden, NotFound, SafeboardError
+from safeboard.cli.login_trust import trusted_context
+from safeboard.errors import BadRequest, Forbidden, NotFound, SafeboardError, Unauthenticated
 
 if TYPE_CHECKING:  # the client (httpx, cryptography) loads only when a command runs
-    from safeboard.client import ApiClient, CertificateInfo, StoredKey, TrustStore
+    from safeboard.client import ApiClient, StoredKey
 
 __all__ = ["login", "logout"]
 
 _KEY_SCOPE = "write"
-_ADMIN_HINT = "check it with the server's admin, who sees it with `safeboard tls show`"
-
-
-def _show(origin: str, cert: CertificateInfo, headline: str) -> None:
-    click.echo(f"{origin} {headline}:")
-    for line in cert.describe():
-        click.echo(f"  {line}")
-
-
-def _pin(origin: str, cert: CertificateInfo, trust: TrustStore) -> ssl.SSLContext:
-    from safeboard.client import pinned_context, probe, same_fingerprint
-
-    previous = trust.get(origin)
-    path = trust.pin(origin, cert)
-    replaced = ""
-    if previous is not None and not same_fingerprint(previous.fingerprint, cert.fingerprint):
-        replaced = f" (replaces {previous.fingerprint})"
-    click.echo(f"pinned {cert.fingerprint} for {origin} in {path}{replaced}")
-    context = pinned_context(origin, cert.fingerprint, anchor_pem=cert.pem)
-    probe(origin, context)  # the pin works, and nothing changed since we looked
-    return context
-
-
-def _trusted_context(
-    origin: str, fingerprint: str | None, ca_cert: Path | None, trust: TrustStore
-) -> ssl.SSLContext:
-    """How to trust ``origin``, decided before any credential is sent."""
-    from safeboard.client import (
-        UntrustedCertificate,
-        ca_context,
-        fetch_certificate,
-        parse_fingerprint,
-        pinned_context,
-        probe,
-        same_fingerprint,
-        system_context,
-    )
-
-    wanted = parse_fingerprint(fingerprint) if fingerprint is not None else None
-    if ca_cert is not None:
-        context = ca_context(ca_cert)
-        served = probe(origin, context)
-        if wanted is not None and not same_fingerprint(wanted, served.fingerprint):
-            raise UntrustedCertificate(
-                f"{origin} presents {served.fingerprint}, not {wanted}; nothing was sent"
-            )
-        return context
-    if wanted is not None:
-        served = fetch_certificate(origin)
-        if not same_fingerprint(wanted, served.fingerprint):
-            raise UntrustedCertificate(
-                f"{origin} presents the certificate {served.fingerprint}, not the {wanted} "
-                f"you gave; nothing was sent. {_ADMIN_HINT[0].upper()}{_ADMIN_HINT[1:]}"
-            )
-        _show(origin, served, "presents the certificate you named")
-        return _pin(origin, served, trust)
-    pinned = trust.get(origin)
-    if pinned is not None:
-        context = pinned_context(origin, pinned.fingerprint, anchor_pem=pinned.pem)
-        probe(origin, context)  # CertificateChanged here: not a byte of a credential sent
-        return context
-    context = system_context()
-    try:
-        probe(origin, context)
-    except UntrustedCertificate:
-        pass
-    else:
-        return context
-    served = fetch_certificate(origin)
-    _show(origin, served, "presents a certificate that the system does not trust")
-    if not sys.stdin.isatty():
-        raise UntrustedCertificate(
-            f"not trusting {origin} without confirmation and there is no terminal to ask: "
-            f"{_ADMIN_HINT}, then pass --fingerprint {served.fingerprint}"
-        )
-    click.echo(f"Compare the fingerprint with the one the server shows ({_ADMIN_HINT}).")
-    if not click.confirm("Trust this certificate?", default=False):
-        raise UntrustedCertificate(f"{origin} not trusted; nothing was sent")
-    return _pin(origin, served, trust)
 
 
 def _credentials(username: str | None, password_stdin: bool) -> tuple[str, str]:
@@ -172,10 +96,18 @@ def login(
     trust, store = TrustStore(), CredentialStore()
     verify: ssl.SSLContext | bool = True
     if origin.startswith("https:"):
-        verify = _trusted_context(origin, fingerprint, ca_cert, trust)
+        verify = trusted_context(origin, fingerprint, ca_cert, trust)
+    previous = store.get(origin)
+    mine = previous is not None and username in (None, previous.username)
+    # The stored key is sent only now that the server is trusted.
+    if previous is not None and mine and _still_valid(origin, previous, verify):
+        click.echo(
+            f"the API key stored for {origin} (id {previous.key_id}, user "
+            f"{previous.username}) is still valid: kept it, no password needed"
+        )
+        return
     username, password = _credentials(username, password_stdin)
     name = key_name or f"{socket.gethostname()[:70] or 'this device'} (safeboard login)"
-    previous = store.get(origin)
     with ApiClient(origin, verify=verify) as api:
         csrf = _sign_in(api, username, password)
         key = api.post("/api/v1/keys", json={"name": name, "scope": _KEY_SCOPE}, headers=csrf)
@@ -187,6 +119,19 @@ def login(
         if previous is not None and previous.key_id != saved.key_id:
             _warn(_revoke(api, previous, "the previous key of this device", csrf), previous)
         _sign_out(api, csrf)  # the key is what stays
+
+
+def _still_valid(origin: str, key: StoredKey, verify: ssl.SSLContext | bool) -> bool:
+    """True when the server accepts ``key`` as its user's (a GET of the caller's session)."""
+    from safeboard.client import ApiClient
+
+    try:
+        with ApiClient(origin, key.api_key, verify=verify) as api:
+            session = api.get("/api/v1/auth/session").json()
+    except Unauthenticated:
+        return False  # revoked, expired, or minted by another server: sign in again
+    user = session.get("user") if isinstance(session, dict) else None
+    return isinstance(user, dict) and user.get("username") == key.username
 
 
 def _sign_in(api: ApiClient, username: str, password: str) -> dict[str, str]:

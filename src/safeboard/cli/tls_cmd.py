@@ -19,12 +19,16 @@ def tls() -> None:
 @tls.command()
 @data_dir_option
 def show(data_dir: Path | None) -> None:
-    """Print certificate paths, fingerprints, expiry, and how to trust the local CA."""
+    """Print certificate paths, fingerprints, expiry, and how to trust the local CA.
+
+    Describes the TLS of the server running with the data directory (as it resolved its
+    flags), or, when none runs, what a start with the settings file would serve."""
     from safeboard.datadir import ensure_data_dir
     from safeboard.secret_store import ensure_secrets
-    from safeboard.server.certificates import describe_tls
+    from safeboard.server.tls_report import describe_tls, running_server
     from safeboard.settings import load_settings
 
     directory = ensure_data_dir(resolve_data_dir(data_dir))
     ensure_secrets(directory)
-    click.echo(describe_tls(load_settings(directory)))
+    running = running_server(directory)
+    click.echo(describe_tls(load_settings(directory), running=running))

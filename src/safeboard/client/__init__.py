@@ -7,6 +7,7 @@ server, the API or storage.
 
 from __future__ import annotations
 
+from safeboard.client.certificate import trust_anchor
 from safeboard.client.cleartext import PlainHttpRefused, is_loopback, require_private_transport
 from safeboard.client.config import CONFIG_DIR_ENV, config_dir, server_origin
 from safeboard.client.credentials import (
@@ -32,6 +33,7 @@ from safeboard.client.trust import (
     ca_context,
     context_for,
     fetch_certificate,
+    fetch_chain,
     pinned_context,
     probe,
     system_context,
@@ -58,6 +60,7 @@ __all__ = [
     "config_dir",
     "context_for",
     "fetch_certificate",
+    "fetch_chain",
     "format_fingerprint",
     "is_loopback",
     "parse_fingerprint",
@@ -69,4 +72,5 @@ __all__ = [
     "same_fingerprint",
     "server_origin",
     "system_context",
+    "trust_anchor",
 ]

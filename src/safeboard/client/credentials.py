@@ -26,7 +26,7 @@ from safeboard.client.config import config_dir, private_dir, server_origin, writ
 from safeboard.client.fingerprint import parse_fingerprint
 from safeboard.client.http import ApiClient
 from safeboard.client.local_socket import LocalSocketTransport
-from safeboard.client.trust import TrustStore, context_for, pinned_context
+from safeboard.client.trust import CertificateInfo, TrustStore, context_for, pinned_context
 from safeboard.errors import BadRequest, ConfigError
 
 __all__ = [
@@ -191,10 +191,13 @@ def read_discovery(data_dir: Path) -> ServerAccess | None:
         anchor = tls.get("ca_cert") or tls.get("cert")
         if not anchor:
             raise ConfigError(f"{path} names no CA certificate: restart the server")
-        if tls.get("ca_cert"):
-            verify = pinned_context(url, fingerprint, ca_file=Path(str(anchor)), changed_hint=hint)
+        pem = _read_anchor(Path(str(anchor)))
+        if tls.get("ca_cert"):  # its generated CA: a leaf renewed by a restart still verifies
+            ca = _first_certificate(pem, Path(str(anchor)))
+            verify = pinned_context(
+                url, ca.fingerprint, anchor_pem=ca.pem, changed_hint=hint, pins_ca=True
+            )
         else:
-            pem = _read_anchor(Path(str(anchor)))
             verify = pinned_context(url, fingerprint, anchor_pem=pem, changed_hint=hint)
     socket = data.get("socket")
     return ServerAccess(
@@ -212,6 +215,13 @@ def _read_anchor(path: Path) -> str:
         return path.read_text(encoding="ascii")
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read the server certificate {path}: {exc}") from None
+
+
+def _first_certificate(pem: str, path: Path) -> CertificateInfo:
+    try:
+        return CertificateInfo.from_pem(pem)
+    except ValueError:
+        raise ConfigError(f"{path} holds no PEM certificate: restart the local server") from None
 
 
 def resolve_server(

@@ -19,14 +19,8 @@ import httpx
 
 from safeboard.client.cleartext import require_private_transport
 from safeboard.client.config import server_origin
-from safeboard.client.fingerprint import same_fingerprint
 from safeboard.client.local_socket import LocalSocketTransport
-from safeboard.client.trust import (
-    CertificateChanged,
-    PinnedContext,
-    UntrustedCertificate,
-    fetch_certificate,
-)
+from safeboard.client.trust import PinnedContext, UntrustedCertificate, diagnose
 from safeboard.errors import (
     STATUS_BY_CODE,
     RateLimited,
@@ -176,13 +170,8 @@ class ApiClient:
         if failed is None:
             kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
             return ServiceUnavailable(f"connection to {self.url} {kind}: {exc or type(exc)}")
-        context = self._verify
-        if isinstance(context, PinnedContext):
-            presented = fetch_certificate(self.url).fingerprint
-            expected = context.expected_fingerprint
-            if not same_fingerprint(expected, presented):
-                hint = context.changed_hint
-                return CertificateChanged(self.url, expected, presented, hint=hint)
+        if isinstance(self._verify, PinnedContext):  # changed, or fails for another reason
+            return diagnose(self.url, self._verify, failed)
         return UntrustedCertificate(
             f"the TLS certificate of {self.url} is not trusted ({failed.verify_message}); "
             f"nothing was sent. To check and pin it: safeboard login {self.url}"

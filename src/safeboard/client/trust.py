@@ -1,26 +1,30 @@
 """Which server certificates this client trusts (S13).
 
 Three ways to trust a server: the system's CAs (the default), a CA file (``--ca-cert``), or
-a certificate pinned on first use after a person confirmed its SHA-256 fingerprint. A pinned
-certificate is the *only* trust anchor of its context (hostname checks off: the pin is the
-identity), and every handshake is also compared with the pinned fingerprint before the
-connection is handed over, so a changed certificate fails before any request is written.
+a certificate pinned on first use after a person confirmed its SHA-256 fingerprint. The pin
+is the CA the server presents with its leaf when there is one (a generated certificate):
+the leaf is then verified against that CA alone, hostname checked, so a renewed leaf or a
+new set of names verifies silently. Without a CA in the chain the leaf itself is pinned
+(hostname checks off: the pin is the identity), as it was before, and such pins stored by
+earlier versions keep working. A pinned certificate is the *only* trust anchor of its
+context, and every handshake is also compared with the pinned fingerprint before the
+connection is handed over, so a changed CA (or pinned leaf) fails before any request is
+written.
 
 Pins live in ``<config_dir>/trust/`` (directory 0700, files 0600), one file per server.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from cryptography import x509
-
+from safeboard.client.certificate import CertificateInfo, peer_chain, trust_anchor
 from safeboard.client.config import config_dir, private_dir, server_origin, write_private
 from safeboard.client.fingerprint import format_fingerprint, same_fingerprint
 from safeboard.errors import ConfigError, SafeboardError, ServiceUnavailable
@@ -33,7 +37,9 @@ __all__ = [
     "UntrustedCertificate",
     "ca_context",
     "context_for",
+    "diagnose",
     "fetch_certificate",
+    "fetch_chain",
     "pinned_context",
     "probe",
     "system_context",
@@ -65,47 +71,8 @@ class UntrustedCertificate(SafeboardError):
     code = "tls_untrusted"
 
 
-@dataclass(frozen=True)
-class CertificateInfo:
-    """A server certificate, and what a person needs to decide whether to trust it."""
-
-    der: bytes
-
-    @classmethod
-    def from_pem(cls, pem: str) -> CertificateInfo:
-        return cls(ssl.PEM_cert_to_DER_cert(pem))
-
-    @property
-    def pem(self) -> str:
-        return ssl.DER_cert_to_PEM_cert(self.der)
-
-    @property
-    def fingerprint(self) -> str:
-        return format_fingerprint(self.der)
-
-    def describe(self) -> list[str]:
-        """Fingerprint, subject, issuer, SANs and validity, one ``label: value`` per line."""
-        cert = x509.load_der_x509_certificate(self.der)
-        try:
-            ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            sans = [str(v) for v in ext.get_values_for_type(x509.DNSName)]
-            sans += [str(v) for v in ext.get_values_for_type(x509.IPAddress)]
-        except x509.ExtensionNotFound:
-            sans = []
-        expiry = cert.not_valid_after_utc
-        left = (expiry - datetime.now(UTC)).days
-        return [
-            f"fingerprint: {self.fingerprint}",
-            f"subject:     {cert.subject.rfc4514_string() or '(empty)'}",
-            f"issuer:      {cert.issuer.rfc4514_string() or '(empty)'}",
-            f"names:       {', '.join(sans) or '(none)'}",
-            f"valid:       {cert.not_valid_before_utc:%Y-%m-%d} to {expiry:%Y-%m-%d %H:%M} UTC"
-            + (" (EXPIRED)" if left < 0 else f" ({left} days left)"),
-        ]
-
-
-def _handshake(origin: str, context: ssl.SSLContext, timeout: float) -> bytes:
-    """Connect, complete a TLS handshake, send nothing, return the leaf certificate (DER)."""
+def _handshake(origin: str, context: ssl.SSLContext, timeout: float) -> list[CertificateInfo]:
+    """Connect, complete a TLS handshake, send nothing, return the presented chain."""
     parts = urlsplit(origin)
     host, port = parts.hostname or "", parts.port or 443
     try:
@@ -114,6 +81,7 @@ def _handshake(origin: str, context: ssl.SSLContext, timeout: float) -> bytes:
             context.wrap_socket(sock, server_hostname=host) as tls,
         ):
             der = tls.getpeercert(binary_form=True)
+            chain = peer_chain(tls)
     except ssl.SSLCertVerificationError:
         raise
     except (OSError, ssl.SSLError) as exc:
@@ -121,31 +89,43 @@ def _handshake(origin: str, context: ssl.SSLContext, timeout: float) -> bytes:
         raise ServiceUnavailable(f"cannot reach {origin}: {reason}") from None
     if not der:
         raise UntrustedCertificate(f"{origin} presented no certificate")
-    return der
+    if not chain or chain[0] != der:  # the leaf always comes first
+        chain = [der]
+    return [CertificateInfo(cert) for cert in chain]
 
 
-def fetch_certificate(url: str, timeout: float = _TIMEOUT) -> CertificateInfo:
-    """The certificate ``url`` presents, read without verifying it, for a person to judge."""
+def fetch_chain(url: str, timeout: float = _TIMEOUT) -> list[CertificateInfo]:
+    """The chain ``url`` presents (leaf first), read without verifying it, to be judged."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # only looking: nothing is sent on this connection
-    return CertificateInfo(_handshake(server_origin(url), context, timeout))
+    return _handshake(server_origin(url), context, timeout)
 
 
-def _check_peer(context: ssl.SSLContext, der: bytes | None) -> None:
-    if isinstance(context, PinnedContext):
-        presented = format_fingerprint(der or b"")
-        if not same_fingerprint(context.expected_fingerprint, presented):
-            expected, hint = context.expected_fingerprint, context.changed_hint
-            raise CertificateChanged(context.server_url, expected, presented, hint=hint)
+def fetch_certificate(url: str, timeout: float = _TIMEOUT) -> CertificateInfo:
+    """The certificate to judge for ``url``: the CA it presents with its leaf, else the leaf."""
+    return trust_anchor(fetch_chain(url, timeout))
+
+
+def _check_peer(context: ssl.SSLContext, tls: ssl.SSLSocket | ssl.SSLObject) -> None:
+    if not isinstance(context, PinnedContext):
+        return
+    if context.pins_ca:  # the pinned CA must be the anchor OpenSSL verified the leaf with
+        chain = peer_chain(tls, verified=True)
+        presented = format_fingerprint(chain[-1] if chain else b"")
+    else:
+        presented = format_fingerprint(tls.getpeercert(binary_form=True) or b"")
+    if not same_fingerprint(context.expected_fingerprint, presented):
+        expected, hint = context.expected_fingerprint, context.changed_hint
+        raise CertificateChanged(context.server_url, expected, presented, hint=hint)
 
 
 class _CheckedSocket(ssl.SSLSocket):
     def do_handshake(self, block: bool = False) -> None:
         super().do_handshake(block)
         try:
-            _check_peer(self.context, self.getpeercert(binary_form=True))
+            _check_peer(self.context, self)
         except CertificateChanged:
             self.close()
             raise
@@ -154,7 +134,7 @@ class _CheckedSocket(ssl.SSLSocket):
 class _CheckedObject(ssl.SSLObject):
     def do_handshake(self) -> None:
         super().do_handshake()
-        _check_peer(self.context, self.getpeercert(binary_form=True))
+        _check_peer(self.context, self)
 
 
 class PinnedContext(ssl.SSLContext):
@@ -166,6 +146,8 @@ class PinnedContext(ssl.SSLContext):
     server_url: str
     expected_fingerprint: str
     changed_hint: str
+    pins_ca: bool  # the pin is a CA (hostname checked), not the server's own certificate
+    pinned: CertificateInfo | None  # the pinned certificate, when given as anchor_pem
 
 
 def pinned_context(
@@ -175,20 +157,27 @@ def pinned_context(
     anchor_pem: str | None = None,
     ca_file: Path | None = None,
     changed_hint: str = "",
+    pins_ca: bool = False,
 ) -> PinnedContext:
-    """Trust only ``anchor_pem`` (hostname unchecked: the pin is the identity), or a CA file
-    (hostname checked); either way the peer must also have ``fingerprint``."""
+    """Trust only ``anchor_pem``, or a CA file, hostname checked; the peer must also have
+    ``fingerprint``: its leaf's, or with ``pins_ca`` the anchor's. A pinned leaf is its own
+    identity (hostname unchecked)."""
     context = PinnedContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # a CA-signed leaf as the anchor
     if ca_file is not None:
         _load_ca(context, ca_file)
     else:
-        context.check_hostname = False
+        context.check_hostname = pins_ca
         context.load_verify_locations(cadata=anchor_pem)
     context.server_url = server_origin(url)
     context.expected_fingerprint = fingerprint
     context.changed_hint = changed_hint
+    context.pins_ca = pins_ca
+    context.pinned = None
+    if anchor_pem is not None and ca_file is None:
+        with contextlib.suppress(ValueError):
+            context.pinned = CertificateInfo.from_pem(anchor_pem)
     return context
 
 
@@ -226,7 +215,8 @@ class TrustStore:
         return self.directory / f"{slug}.json"
 
     def get(self, url: str) -> CertificateInfo | None:
-        """The certificate pinned for ``url``, or None."""
+        """The certificate pinned for ``url`` (a CA, or a server's own), or None. Records of
+        version 1 hold the server's own certificate and are read as they always were."""
         path = self.path_for(url)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -248,8 +238,9 @@ class TrustStore:
         private_dir(self.directory)
         path = self.path_for(url)
         record = {
-            "version": 1,
+            "version": 2,
             "url": server_origin(url),
+            "kind": "ca" if cert.is_ca else "server certificate",
             "fingerprint": cert.fingerprint,
             "pinned_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "certificate": cert.pem,
@@ -269,29 +260,55 @@ def context_for(
         return ca_context(ca_file)
     pinned = (store or TrustStore()).get(url)
     if pinned is not None:
-        return pinned_context(url, pinned.fingerprint, anchor_pem=pinned.pem)
+        return pinned_context(url, pinned.fingerprint, anchor_pem=pinned.pem, pins_ca=pinned.is_ca)
     return system_context()
 
 
 def probe(url: str, context: ssl.SSLContext, timeout: float = _TIMEOUT) -> CertificateInfo:
-    """Handshake with ``context`` and send nothing: the certificate when it is trusted, else
+    """Handshake with ``context`` and send nothing: the leaf when it is trusted, else
     ``CertificateChanged`` (a pin or expected fingerprint differs) or ``UntrustedCertificate``."""
     origin = server_origin(url)
     try:
-        return CertificateInfo(_handshake(origin, context, timeout))
+        return _handshake(origin, context, timeout)[0]
     except ssl.SSLCertVerificationError as exc:
-        untrusted = exc
+        raise diagnose(origin, context, exc, timeout) from None
+
+
+def diagnose(
+    url: str,
+    context: ssl.SSLContext | bool,
+    failed: ssl.SSLCertVerificationError,
+    timeout: float = _TIMEOUT,
+) -> SafeboardError:
+    """Why a handshake with ``context`` failed verification, for the person: a pinned
+    certificate that changed (both fingerprints), or one that fails for another reason."""
+    origin = server_origin(url)
+    why = failed.verify_message or failed.reason or "verification failed"
     if isinstance(context, PinnedContext):
-        presented = fetch_certificate(origin, timeout).fingerprint
-        if same_fingerprint(context.expected_fingerprint, presented):
-            raise UntrustedCertificate(
-                f"the trusted certificate of {origin} fails verification now "
-                f"({untrusted.verify_message}); nothing was sent"
+        chain = fetch_chain(origin, timeout)
+        presented = trust_anchor(chain) if context.pins_ca else chain[0]
+        if not same_fingerprint(context.expected_fingerprint, presented.fingerprint):
+            expected, hint = context.expected_fingerprint, context.changed_hint
+            pinned, anchor = context.pinned, trust_anchor(chain)
+            if not hint and pinned is not None and anchor.issued(pinned):
+                hint = (
+                    f"The server renewed its certificate under the CA that issued the pinned "
+                    f"one ({anchor.fingerprint}): run `safeboard login {context.server_url}` "
+                    "once to pin that CA (no password while your key is valid)"
+                )
+            return CertificateChanged(
+                context.server_url, expected, presented.fingerprint, hint=hint
             )
-        raise CertificateChanged(
-            context.server_url, context.expected_fingerprint, presented, hint=context.changed_hint
+        if "hostname" in why.lower() or "ip address mismatch" in why.lower():
+            host = urlsplit(origin).hostname
+            return UntrustedCertificate(
+                f"the certificate of {origin} does not name {host} ({why}); nothing was sent. "
+                f"On the server, add --tls-san {host} (or connect by a name it lists: "
+                "`safeboard tls show` there)"
+            )
+        return UntrustedCertificate(
+            f"the trusted certificate of {origin} fails verification now ({why}); nothing was sent"
         )
-    raise UntrustedCertificate(
-        f"the TLS certificate of {origin} is not trusted ({untrusted.verify_message}); "
-        "nothing was sent"
+    return UntrustedCertificate(
+        f"the TLS certificate of {origin} is not trusted ({why}); nothing was sent"
     )

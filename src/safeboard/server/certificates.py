@@ -25,9 +25,18 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from safeboard.datadir import DIR_MODE, ensure_data_dir, require_private, write_private
 from safeboard.errors import ConfigError
+from safeboard.server.addresses import machine_addresses
 from safeboard.settings import Settings, is_wildcard_host
 
-__all__ = ["TlsMaterial", "describe_tls", "format_fingerprint", "prepare_tls"]
+__all__ = [
+    "TlsMaterial",
+    "cert_fingerprint",
+    "cert_names",
+    "format_fingerprint",
+    "load_given",
+    "prepare_tls",
+    "read_certs",
+]
 
 logger = logging.getLogger("safeboard.tls")
 
@@ -60,6 +69,8 @@ class TlsMaterial:
     names: tuple[str, ...]
     generated: bool
     renewed: bool  # a new leaf was issued at this start
+    renewal: str | None = None  # why it was: "there was none", "the names changed", ...
+    ca_status: str = ""  # generated: "unchanged", or why a new CA was made at this start
 
 
 def format_fingerprint(der: bytes) -> str:
@@ -71,7 +82,7 @@ def _key_usage(*allowed: str) -> x509.KeyUsage:
     return x509.KeyUsage(**{usage: usage in allowed for usage in _USAGES.split()})
 
 
-def _fingerprint(cert: x509.Certificate) -> str:
+def cert_fingerprint(cert: x509.Certificate) -> str:
     return format_fingerprint(cert.public_bytes(serialization.Encoding.DER))
 
 
@@ -102,19 +113,22 @@ def _general_name(value: str, flag: str) -> x509.GeneralName:
 
 
 def _wanted_names(settings: Settings) -> list[x509.GeneralName]:
-    """The SANs a generated leaf carries: loopback, this machine, the bind host, --tls-san."""
+    """The SANs a generated leaf carries: loopback, this machine, the bind host (for a
+    wildcard bind, every address of this machine), --tls-san."""
     names = [_general_name(name, "") for name in ("localhost", "127.0.0.1", "::1")]
     for machine in (socket.gethostname(), socket.getfqdn()):
         if name := _dns_name(machine):
             names.append(x509.DNSName(name))
     host = settings.server.host.strip("[]")
-    if not is_wildcard_host(host):
+    if is_wildcard_host(host):
+        names += [_general_name(address, "") for address in machine_addresses()]
+    else:
         names.append(_general_name(host, "--host"))
     names += [_general_name(entry, "--tls-san") for entry in settings.tls.san]
     return list(dict.fromkeys(names))
 
 
-def _names(cert: x509.Certificate) -> tuple[str, ...]:
+def cert_names(cert: x509.Certificate) -> tuple[str, ...]:
     try:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -187,7 +201,7 @@ def _read(path: Path, fix: str) -> bytes:
         raise ConfigError(f"cannot read {path} ({exc.strerror or exc}): {fix}") from None
 
 
-def _read_certs(path: Path, fix: str) -> list[x509.Certificate]:
+def read_certs(path: Path, fix: str) -> list[x509.Certificate]:
     data = _read(path, fix)
     try:
         return x509.load_pem_x509_certificates(data)
@@ -215,9 +229,9 @@ def _matches(cert: x509.Certificate, key: PrivateKeyTypes) -> bool:
     return cert.public_key().public_bytes(der, spki) == key.public_key().public_bytes(der, spki)
 
 
-def _load_given(cert_path: Path, key_path: Path, now: datetime) -> x509.Certificate:
+def load_given(cert_path: Path, key_path: Path, now: datetime) -> x509.Certificate:
     """The leaf of a given chain file, checked against its key and the clock."""
-    leaf, key = _read_certs(cert_path, _GIVEN_FIX)[0], _read_key(key_path, _GIVEN_FIX)
+    leaf, key = read_certs(cert_path, _GIVEN_FIX)[0], _read_key(key_path, _GIVEN_FIX)
     if not _matches(leaf, key):
         raise ConfigError(
             f"{key_path} is not the key of the first certificate in {cert_path}: give that "
@@ -240,23 +254,26 @@ def _load_given(cert_path: Path, key_path: Path, now: datetime) -> x509.Certific
     return leaf
 
 
-def _ca(tls_dir: Path, now: datetime) -> tuple[x509.Certificate, _Key]:
-    """The local CA, made when missing or about to expire."""
+def _ca(tls_dir: Path, now: datetime) -> tuple[x509.Certificate, _Key, str]:
+    """The local CA, made when missing or about to expire; and "unchanged" or why it is new."""
     cert_path, key_path = tls_dir / CA_CERT, tls_dir / CA_KEY
+    first = not (tls_dir / LEAF_CERT).exists()
+    status = "new: first start" if first else "new: the previous CA's files were missing"
     if cert_path.exists() and key_path.exists():
         require_private(key_path)
         fix = f"delete {cert_path} and {key_path} to make a new CA (then trust the new ca.pem)"
-        cert, key = _read_certs(cert_path, fix)[0], _read_key(key_path, fix)
+        cert, key = read_certs(cert_path, fix)[0], _read_key(key_path, fix)
         if not isinstance(key, ec.EllipticCurvePrivateKey) or not _matches(cert, key):
             raise ConfigError(f"{key_path} is not the key of {cert_path}: {fix}")
         if cert.not_valid_after_utc - now >= LEAF_LIFETIME:
-            return cert, key
+            return cert, key, "unchanged"
         logger.warning("local CA %s expires soon: making a new one", cert_path)
+        status = "new: the previous one expired soon"
     cert, key = _new_ca(now)
     write_private(key_path, _key_pem(key))  # key first: a crash never leaves a CA without its key
     write_private(cert_path, cert.public_bytes(_PEM))
-    logger.info("created a local CA in %s (%s)", cert_path, _fingerprint(cert))
-    return cert, key
+    logger.info("created a local CA in %s (%s)", cert_path, cert_fingerprint(cert))
+    return cert, key, status
 
 
 def _leaf_problem(
@@ -277,7 +294,7 @@ def _leaf_problem(
         (not _matches(leaf, key), "the stored key does not match"),
         (leaf.not_valid_before_utc > now, "the stored one is not valid yet"),
         (leaf.not_valid_after_utc - now < RENEW_BEFORE, "the stored one expires soon"),
-        (set(_names(leaf)) != {str(name.value) for name in names}, "the names changed"),
+        (set(cert_names(leaf)) != {str(name.value) for name in names}, "the names changed"),
     )
     return next((why for failed, why in problems if failed), None)
 
@@ -287,15 +304,15 @@ def prepare_tls(settings: Settings, *, now: datetime | None = None) -> TlsMateri
     now = now or datetime.now(UTC)
     if settings.tls.cert is not None and settings.tls.key is not None:
         cert_path, key_path = settings.tls.cert.expanduser(), settings.tls.key.expanduser()
-        leaf = _load_given(cert_path, key_path, now)
+        leaf = load_given(cert_path, key_path, now)
         return TlsMaterial(
             cert_path=cert_path,
             key_path=key_path,
             ca_path=None,
-            fingerprint=_fingerprint(leaf),
+            fingerprint=cert_fingerprint(leaf),
             ca_fingerprint=None,
             not_after=leaf.not_valid_after_utc,
-            names=_names(leaf),
+            names=cert_names(leaf),
             generated=False,
             renewed=False,
         )
@@ -314,68 +331,25 @@ def _prepare_generated(tls_dir: Path, names: list[x509.GeneralName], now: dateti
     tls_dir.mkdir(mode=DIR_MODE, exist_ok=True)
     if (mode := stat.S_IMODE(tls_dir.stat().st_mode)) & 0o077:
         raise ConfigError(f"{tls_dir} is open to group/others ({mode:o}): run chmod 700 {tls_dir}")
-    ca_cert, ca_key = _ca(tls_dir, now)
+    ca_cert, ca_key, ca_status = _ca(tls_dir, now)
     cert_path, key_path = tls_dir / LEAF_CERT, tls_dir / LEAF_KEY
     if (problem := _leaf_problem(tls_dir, ca_cert, names, now)) is None:
-        leaf = _read_certs(cert_path, "")[0]
+        leaf = read_certs(cert_path, "")[0]
     else:
         leaf, key = _issue_leaf(ca_cert, ca_key, names, now)
         write_private(key_path, _key_pem(key))  # a crash in between leaves a mismatch: reissued
         write_private(cert_path, leaf.public_bytes(_PEM) + ca_cert.public_bytes(_PEM))
-        logger.info("issued a server certificate (%s): %s", problem, _fingerprint(leaf))
+        logger.info("issued a server certificate (%s): %s", problem, cert_fingerprint(leaf))
     return TlsMaterial(
         cert_path=cert_path,
         key_path=key_path,
         ca_path=tls_dir / CA_CERT,
-        fingerprint=_fingerprint(leaf),
-        ca_fingerprint=_fingerprint(ca_cert),
+        fingerprint=cert_fingerprint(leaf),
+        ca_fingerprint=cert_fingerprint(ca_cert),
         not_after=leaf.not_valid_after_utc,
-        names=_names(leaf),
+        names=cert_names(leaf),
         generated=True,
         renewed=problem is not None,
+        renewal=problem,
+        ca_status=ca_status,
     )
-
-
-def describe_tls(settings: Settings, *, now: datetime | None = None) -> str:
-    """Text for ``safeboard tls show``: files, fingerprints, expiry, names, how to trust."""
-    now = now or datetime.now(UTC)
-    lines = [] if settings.tls_on else ["TLS is off in this configuration."]
-    if settings.tls.cert is not None and settings.tls.key is not None:
-        cert_path, key_path = settings.tls.cert.expanduser(), settings.tls.key.expanduser()
-        return "\n".join(lines + _describe(_load_given(cert_path, key_path, now), cert_path, now))
-    tls_dir = settings.data_dir.expanduser() / TLS_DIR
-    if not (ca_path := tls_dir / CA_CERT).is_file():
-        lines.append(f"No certificate generated yet in {tls_dir}: `safeboard server` makes one")
-        lines.append("there (a local CA and a server certificate) when it starts with TLS on.")
-        return "\n".join(lines)
-    lines += _describe(_read_certs(ca_path, f"delete {tls_dir} to start afresh")[0], ca_path, now)
-    if (leaf_path := tls_dir / LEAF_CERT).is_file():
-        leaf = _read_certs(leaf_path, "delete it to have a new one issued at the next start")[0]
-        lines += _describe(leaf, leaf_path, now)
-        lines.append(f"  (renewed at start when fewer than {RENEW_BEFORE.days} days remain)")
-    return "\n".join(lines) + "\n\n" + _TRUST.format(ca=ca_path)
-
-
-def _describe(cert: x509.Certificate, path: Path, now: datetime) -> list[str]:
-    names, end = ", ".join(_names(cert)), cert.not_valid_after_utc
-    return [
-        f"{'Server certificate' if names else 'Local CA'}: {path}",
-        f"  fingerprint: {_fingerprint(cert)}",
-        f"  expires:     {end:%Y-%m-%d %H:%M} UTC (in {(end - now).days} days)",
-        *([f"  names:       {names}"] if names else []),
-    ]
-
-
-_TRUST = """\
-Trust the local CA once, and browsers and tools accept the certificates it issues:
-  Firefox: Settings > Privacy & Security > Certificates > View Certificates >
-    Authorities > Import {ca}, tick 'Trust this CA to identify websites'
-  Chrome (Linux): Settings > Privacy and security > Security > Manage certificates >
-    Authorities > Import {ca} (on macOS and Windows, Chrome uses the system store)
-  Debian/Ubuntu:
-    sudo cp {ca} /usr/local/share/ca-certificates/safeboard.crt && sudo update-ca-certificates
-  macOS:
-    sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {ca}
-  safeboard CLI, SDK and agents: --ca-cert {ca}
-Compare the CA fingerprint out of band before trusting it. Whoever holds ca.key can
-impersonate any site to machines that trust this CA: keep ca.key private (0600)."""

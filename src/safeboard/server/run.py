@@ -152,11 +152,26 @@ def banner(prepared: Prepared) -> list[str]:
         lines.append(
             f"    expires {material.not_after:%Y-%m-%d}; names {', '.join(material.names)}"
         )
+        if material.generated:
+            lines += _renewal_lines(material)
         if material.ca_path is not None:
             lines.append(f"    clients trust it with --ca-cert {material.ca_path}")
     lines.append(f"  data directory {settings.data_dir}")
     lines.append(f"  database {mask_url_password(settings.database_url)}")
     return lines
+
+
+def _renewal_lines(material: TlsMaterial) -> list[str]:
+    """Whether the leaf was issued at this start and why; whether pinned clients notice."""
+    issued = f"issued at this start ({material.renewal})" if material.renewed else "reused"
+    ca = f"    CA {material.ca_fingerprint} "
+    if material.ca_status == "unchanged":
+        ca += "(unchanged: clients that pinned it notice no renewal)"
+    elif material.ca_status == "new: first start":
+        ca += "(new: first start; `safeboard login URL` pins it)"
+    else:
+        ca += f"({material.ca_status}; clients that pinned the old CA must log in again)"
+    return [f"    server certificate {issued}", ca]
 
 
 def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
