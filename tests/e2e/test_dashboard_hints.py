@@ -84,7 +84,8 @@ def test_dashboard_details_for_admins_and_teammates(server_factory: Start) -> No
 
         # A lost browser gets a page in the dashboard's style, not JSON.
         answer = admin.goto(f"{server.url}/no/such/page")
-        assert answer is not None and answer.status == 404
+        assert answer is not None
+        assert answer.status == 404
         expect(admin.get_by_role("heading", name="Not found")).to_be_visible()
         expect(admin.get_by_role("link", name="Back to your projects")).to_be_visible()
 
@@ -101,9 +102,7 @@ def test_dashboard_details_for_admins_and_teammates(server_factory: Start) -> No
 
         # Her empty states explain `safeboard login` and the CA, not "no configuration".
         expect(alice.locator("#no-projects")).to_be_visible(timeout=TIMEOUT_MS)
-        expect(alice.get_by_test_id("login-hint")).to_contain_text(
-            f"safeboard login {server.url}"
-        )
+        expect(alice.get_by_test_id("login-hint")).to_contain_text(f"safeboard login {server.url}")
         expect(alice.get_by_test_id("login-hint")).to_contain_text("fingerprint")
         expect(alice.get_by_test_id("local-hint")).to_be_hidden()
         admin.goto(f"{server.url}/admin/grants")

@@ -67,7 +67,8 @@ async def test_an_invitation_names_its_user_without_being_spent(world: World) ->
     assert lookup.status_code == 200, lookup.text
     assert lookup.json() == {"username": "dora", "display_name": "Dora E."}
     assert (await stranger.post("/api/v1/auth/invite/lookup", json={"token": token})).is_success
-    accepted = await stranger.post("/api/v1/auth/invite", json={"token": token, "password": PASSWORD})
+    accept = {"token": token, "password": PASSWORD}
+    accepted = await stranger.post("/api/v1/auth/invite", json=accept)
     assert accepted.status_code == 200  # the lookups did not spend it
     # A spent, wrong or other kind of token tells nothing: the same 401 for each.
     startup = world.context.auth.mint_startup_token(1)
@@ -78,7 +79,9 @@ async def test_an_invitation_names_its_user_without_being_spent(world: World) ->
         assert "dora" not in refused.text
     # Cross-site pages cannot ask (the sign-in routes' login-CSRF check).
     evil = await stranger.post(
-        "/api/v1/auth/invite/lookup", json={"token": "x"}, headers={"Origin": "https://evil.example"}
+        "/api/v1/auth/invite/lookup",
+        json={"token": "x"},
+        headers={"Origin": "https://evil.example"},
     )
     assert evil.status_code == 403
 

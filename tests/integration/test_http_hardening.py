@@ -163,7 +163,8 @@ async def test_api_and_non_browser_requests_keep_the_json_error(
 ) -> None:
     response = await client.request(method, path, headers={"Accept": accept})
     assert response.status_code in (404, 405)
-    _assert_error_shape(response, "not_found" if response.status_code == 404 else "method_not_allowed")
+    code = "not_found" if response.status_code == 404 else "method_not_allowed"
+    _assert_error_shape(response, code)
 
 
 async def test_wrong_method_gets_405_shape(client: httpx.AsyncClient) -> None:

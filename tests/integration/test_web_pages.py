@@ -407,10 +407,14 @@ async def test_a_teammates_empty_state_explains_safeboard_login(world: World) ->
     assert 'data-testid="local-hint"' in as_admin
     # The home page does not know who reads it: that part waits for the script (admins).
     local = re.search(r'<div[^>]*data-testid="local-hint"[^>]*>', home)
-    assert local and "admin-only" in local.group() and "hidden" in local.group()
+    assert local is not None
+    assert "admin-only" in local.group()
+    assert "hidden" in local.group()
 
 
-async def test_hints_use_the_public_url(make_settings: Callable[..., Settings], db_url: str) -> None:
+async def test_hints_use_the_public_url(
+    make_settings: Callable[..., Settings], db_url: str
+) -> None:
     world = build_world(make_settings, db_url, server={"public_url": "https://ml.example.com"})
     world.user("admin", Role.ADMIN)
     world.user("alice")

@@ -65,7 +65,10 @@ def test_the_server_keeps_only_types_of_the_table(declared: str, stored: str) ->
     assert spec.content_type == stored
 
 
-@given(st.from_regex(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,20}/[a-z0-9][a-z0-9!#$&^_.+-]{0,30}", fullmatch=True))
+WELL_FORMED = r"[a-z0-9][a-z0-9!#$&^_.+-]{0,20}/[a-z0-9][a-z0-9!#$&^_.+-]{0,30}"
+
+
+@given(st.from_regex(WELL_FORMED, fullmatch=True))
 def test_any_declared_type_is_stored_from_the_table(declared: str) -> None:
     spec = ArtifactIn(name="x", size=1, sha256="0" * 64, content_type=declared)
     assert spec.content_type in ALLOWED_TYPES

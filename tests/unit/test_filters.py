@@ -437,11 +437,14 @@ def test_json_path_expr_refuses_other_dialects() -> None:
 TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
 SLASHED = st.from_regex(r"[A-Za-z_][A-Za-z0-9_-]*(/[A-Za-z0-9_-]+)+", fullmatch=True)
 KEY = TEXT.filter(bool) | SLASHED  # metrics.train/acc prints unquoted
-JSON_KEY = st.text(
-    st.characters(codec="utf-8", exclude_categories=["Cc"], exclude_characters='"\\'),
-    min_size=1,
-    max_size=12,
-) | SLASHED
+JSON_KEY = (
+    st.text(
+        st.characters(codec="utf-8", exclude_categories=["Cc"], exclude_characters='"\\'),
+        min_size=1,
+        max_size=12,
+    )
+    | SLASHED
+)
 NUMBER = st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
 VALUE = st.one_of(st.booleans(), NUMBER, TEXT)
 FIELD = st.one_of(
@@ -484,7 +487,8 @@ def test_printed_trees_parse_back_to_themselves(tree: Node) -> None:
 
 WORDS = [
     "status", "name", "created", "ended", "id", "params.lr", "params.a.b", "tags.t",
-    "metrics.loss", 'metrics."v/l"', "metrics.v/l", "/", "system.host", "and", "or", "not", "in", "is", "null",
+    "metrics.loss", 'metrics."v/l"', "metrics.v/l", "/", "system.host", "and", "or", "not",
+    "in", "is", "null",
     "true", "false", "nan", "inf", "(", ")", ",", ".", "=", "!=", "<", "<=", ">", ">=", "~",
     "1", "-2.5e3", "1e999", '"s"', "'q'", '"unterminated', "finished", "2024-01-01",
     '"2024-01-01"', '"\\u0000"', "\\", "@",

@@ -3,9 +3,9 @@ and what to do when there are none yet."""
 
 from __future__ import annotations
 
+from safeboard.web.first_run import first_steps
 from safeboard.web.html import el
 from safeboard.web.layout import page
-from safeboard.web.first_run import first_steps
 
 __all__ = ["render_home"]
 
