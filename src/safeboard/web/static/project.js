@@ -54,6 +54,7 @@ if (filterForm && filterBox && problem) {
     call("GET", `/api/v1/projects/${encodeURIComponent(project)}/runs?${query}`)
       .then(() => filterForm.submit())
       .catch((error) => {
+        if (error.status === 401) return;  // call() is taking the page to the sign-in form
         if (error.status !== 400 && error.status !== 422) { filterForm.submit(); return; }
         problem.textContent = error.message;
         problem.hidden = false;
