@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -36,6 +37,7 @@ __all__ = [
     "ServerSettings",
     "TlsSettings",
     "mask_url_password",
+    "public_origin",
     "secret_weakness",
 ]
 
@@ -76,6 +78,17 @@ class ServerSettings(_Section):
         description=(
             "Extra names the server answers to in the Host header, beyond loopback names, "
             "the machine's host name and the certificate's names (DNS-rebinding defence)."
+        ),
+    )
+    public_url: str | None = Field(
+        None,
+        description=(
+            "The address people use to reach this server, an http(s) origin without a path "
+            "(`https://ml.example.com` or `https://gpu-box:8443`, as behind a proxy or a DNS "
+            "name): printed in invitation links, the startup sign-in link and the dashboard's "
+            "`safeboard login` hints, and accepted in the Host header. Default: the address "
+            "the admin's browser uses, and for the CLI the machine's host name (bound to all "
+            "interfaces) or the bound address."
         ),
     )
     max_body_bytes: int = Field(
@@ -139,6 +152,11 @@ class ServerSettings(_Section):
 
     _split = field_validator("behind_proxy", "allowed_hosts", mode="before")(_split_commas)
 
+    @field_validator("public_url")
+    @classmethod
+    def _origin(cls, url: str | None) -> str | None:
+        return None if url is None or not url.strip() else public_origin(url.strip())
+
     @field_validator("behind_proxy")
     @classmethod
     def _narrow(cls, networks: list[IPvAnyNetwork]) -> list[IPvAnyNetwork]:
@@ -150,6 +168,32 @@ class ServerSettings(_Section):
                     "or their subnet (IPv4 /8 or narrower, IPv6 /32 or narrower)"
                 )
         return networks
+
+
+def public_origin(url: str) -> str:
+    """``url`` as an origin (``scheme://host[:port]``, lower case), or ConfigError."""
+    fix = "write it as https://NAME or https://NAME:PORT (no path, query or user)"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"server.public_url {url[:100]!r} is not a URL: {fix}") from None
+    problem = None
+    if parts.scheme.lower() not in ("http", "https"):
+        problem = "must start with https:// or http://"
+    elif not parts.hostname or parts.username is not None or parts.password is not None:
+        problem = "needs a host name and no user or password"
+    elif parts.path not in ("", "/") or parts.query or parts.fragment or url.endswith(("?", "#")):
+        problem = "is an origin: the server is served at the root, not under a path"
+    elif re.search(r"[\s\\<>\"'`]", url) or not re.fullmatch(
+        r"[a-z0-9._-]+|[0-9a-f:.]+", (parts.hostname or "").lower()
+    ):
+        problem = "holds characters a host name cannot"
+    if problem:
+        raise ConfigError(f"server.public_url {url[:100]!r} {problem}: {fix}")
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme.lower()}://{host.lower()}{'' if port is None else f':{port}'}"
 
 
 class TlsSettings(_Section):

@@ -142,7 +142,8 @@ def test_from_startup_link_to_a_live_chart_and_a_comparison(
         page.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
         expect(page.get_by_test_id("who")).to_contain_text("(admin)")
         expect(page.locator("#no-projects")).to_be_visible(timeout=TIMEOUT_MS)
-        expect(page.locator("#no-projects code")).to_contain_text("safeboard.init(")
+        expect(page.get_by_test_id("local-hint")).to_contain_text("safeboard.init(")  # admin
+        expect(page.get_by_test_id("login-hint")).to_contain_text(f"safeboard login {server.url}")
 
         key = create_key(page, server.url)
         page.reload()  # the secret is shown once: gone after a reload

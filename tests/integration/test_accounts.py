@@ -50,6 +50,53 @@ async def test_invitation_sets_a_password_once(world: World) -> None:
     assert (await world.signed_in("bob"))[0] is not None
 
 
+async def _invite(world: World, username: str, display_name: str = "") -> str:
+    admin, csrf = await world.signed_in("admin")
+    body = {"username": username, "role": "member", "display_name": display_name}
+    added = await admin.post("/api/v1/users", json=body, headers=world.unsafe(csrf))
+    assert added.status_code == 201, added.text
+    invite = await admin.post(f"/api/v1/users/{username}/invite", headers=world.unsafe(csrf))
+    assert invite.status_code == 200, invite.text
+    return str(invite.json()["link"])
+
+
+async def test_an_invitation_names_its_user_without_being_spent(world: World) -> None:
+    token = (await _invite(world, "dora", "Dora E.")).split("#token=")[1]
+    stranger = world.client()
+    lookup = await stranger.post("/api/v1/auth/invite/lookup", json={"token": token})
+    assert lookup.status_code == 200, lookup.text
+    assert lookup.json() == {"username": "dora", "display_name": "Dora E."}
+    assert (await stranger.post("/api/v1/auth/invite/lookup", json={"token": token})).is_success
+    accept = {"token": token, "password": PASSWORD}
+    accepted = await stranger.post("/api/v1/auth/invite", json=accept)
+    assert accepted.status_code == 200  # the lookups did not spend it
+    # A spent, wrong or other kind of token tells nothing: the same 401 for each.
+    startup = world.context.auth.mint_startup_token(1)
+    for other in (token, token[:-1] + ("A" if token[-1] != "A" else "B"), startup, "x"):
+        refused = await stranger.post("/api/v1/auth/invite/lookup", json={"token": other})
+        assert refused.status_code == 401, other
+        assert refused.json()["error"]["message"] == "this invite link is invalid, used or expired"
+        assert "dora" not in refused.text
+    # Cross-site pages cannot ask (the sign-in routes' login-CSRF check).
+    evil = await stranger.post(
+        "/api/v1/auth/invite/lookup",
+        json={"token": "x"},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert evil.status_code == 403
+
+
+async def test_invitation_links_use_the_public_url(
+    make_settings: Callable[..., Settings], db_url: str
+) -> None:
+    world = build_world(make_settings, db_url, server={"public_url": "https://ML.example.com/"})
+    world.user("admin", Role.ADMIN)
+    try:
+        assert (await _invite(world, "erin")).startswith("https://ml.example.com/invite#token=")
+    finally:
+        await world.close()
+
+
 async def test_last_active_admin_is_kept(world: World) -> None:
     admin, csrf = await world.signed_in("admin")
     demote = await admin.patch(

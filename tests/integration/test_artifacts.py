@@ -606,3 +606,22 @@ async def test_uploads_in_several_requests_are_checked_whole(world: World, forge
             assert answer.json()["state"] == "ready"
             got = await olga.get(f"/api/v1/artifacts/{artifact_id}/content")
             assert got.content == data
+
+
+@pytest.mark.parametrize(
+    ("name", "declared", "stored"),
+    [
+        ("weights.pt", "application/vnd.snesdev-page-table", "application/octet-stream"),
+        ("run.exe", "application/x-msdownload", "application/octet-stream"),
+        ("page.js", "text/javascript", "application/octet-stream"),
+        ("table.csv", "text/csv", "text/csv"),
+    ],
+)
+async def test_only_types_of_the_allow_list_are_stored(
+    world: World, name: str, declared: str, stored: str
+) -> None:
+    olga, run_id = await _run(world)
+    artifact = await uploaded(olga, run_id, b"a,b\n1,2\n", name=name, content_type=declared)
+    assert artifact["content_type"] == stored
+    listed = (await olga.get(f"/api/v1/runs/{run_id}/artifacts")).json()["items"]
+    assert [item["content_type"] for item in listed] == [stored]

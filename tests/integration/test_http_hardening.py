@@ -130,6 +130,43 @@ async def test_unknown_route_gets_error_shape_and_headers(
     _assert_security_headers(response, hsts=False)
 
 
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+@pytest.mark.parametrize("path", ["/nowhere", "/projects", "/runs/x/y", "/nowhere?q=<b>x</b>"])
+async def test_a_browser_lost_at_an_unknown_address_gets_a_page(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    response = await client.get(path, headers={"Accept": BROWSER})
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "<h1>Not found</h1>" in response.text
+    assert "There is no page at this address." in response.text
+    assert response.headers["x-request-id"] in response.text
+    assert "<script" not in response.text  # the CSP allows no inline script; none is needed
+    assert "<b>" not in response.text
+    _assert_security_headers(response, hsts=False)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "accept"),
+    [
+        ("GET", "/api/v1/nowhere", BROWSER),  # the API answers JSON, whoever asks
+        ("GET", "/nowhere", "application/json"),
+        ("GET", "/nowhere", "*/*"),
+        ("POST", "/nowhere", BROWSER),
+        ("GET", "/static/nowhere.css", BROWSER),
+    ],
+)
+async def test_api_and_non_browser_requests_keep_the_json_error(
+    client: httpx.AsyncClient, method: str, path: str, accept: str
+) -> None:
+    response = await client.request(method, path, headers={"Accept": accept})
+    assert response.status_code in (404, 405)
+    code = "not_found" if response.status_code == 404 else "method_not_allowed"
+    _assert_error_shape(response, code)
+
+
 async def test_wrong_method_gets_405_shape(client: httpx.AsyncClient) -> None:
     response = await client.delete("/healthz")
     assert response.status_code == 405

@@ -29,6 +29,7 @@ PUBLIC_PATHS = {
     "/api/v1/auth/login",
     "/api/v1/auth/startup",
     "/api/v1/auth/invite",
+    "/api/v1/auth/invite/lookup",  # whom a valid token invites; the token is the credential
     "/files/preview/{token}",  # the signed link is the credential (S12)
 }
 PUBLIC_MOUNTS = {"/static"}

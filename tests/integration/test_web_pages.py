@@ -373,3 +373,73 @@ async def test_only_editors_get_the_notes_and_tags_forms(world: World) -> None:
     edited = (await bob.get(f"/runs/{ids[0]}", headers=HTML)).text
     assert 'id="notes-form"' in edited
     assert 'id="tag-form"' in edited
+
+
+def _text(html: str) -> str:
+    return unescape(re.sub(r"<[^>]+>", "", html))
+
+
+async def _empty_project_pages(world: World) -> tuple[str, str, str]:
+    """The empty project's page for its admin and for a member viewer, and the home page."""
+    admin = principal(world, "admin")
+    project = world.app.state.projects.create(admin, "empty", "")
+    world.app.state.projects.set_grant(admin, project.id, "alice", ProjectRole.VIEWER)
+    admin_client, _ = await world.signed_in("admin")
+    alice, _ = await world.signed_in("alice")
+    as_admin = await admin_client.get("/projects/empty", headers=HTML)
+    as_alice = await alice.get("/projects/empty", headers=HTML)
+    home = await alice.get("/", headers=HTML)
+    for answer in (as_admin, as_alice, home):
+        assert answer.status_code == 200
+    return as_admin.text, as_alice.text, home.text
+
+
+async def test_a_teammates_empty_state_explains_safeboard_login(world: World) -> None:
+    as_admin, as_alice, home = await _empty_project_pages(world)
+    login = f"safeboard login {world.base_url}"  # the address the browser uses
+    for html in (as_admin, as_alice, home):
+        assert login in _text(html)
+        assert "fingerprint" in _text(html)
+        assert 'safeboard.init(project="' in _text(html)
+    # A teammate is not on the server's machine: no "no configuration is needed" for her.
+    assert 'data-testid="local-hint"' not in as_alice
+    assert "no configuration" not in as_alice
+    assert 'data-testid="local-hint"' in as_admin
+    # The home page does not know who reads it: that part waits for the script (admins).
+    local = re.search(r'<div[^>]*data-testid="local-hint"[^>]*>', home)
+    assert local is not None
+    assert "admin-only" in local.group()
+    assert "hidden" in local.group()
+
+
+async def test_hints_use_the_public_url(
+    make_settings: Callable[..., Settings], db_url: str
+) -> None:
+    world = build_world(make_settings, db_url, server={"public_url": "https://ml.example.com"})
+    world.user("admin", Role.ADMIN)
+    world.user("alice")
+    try:
+        as_admin, as_alice, home = await _empty_project_pages(world)
+        for html in (as_admin, as_alice, home):
+            assert "safeboard login https://ml.example.com" in _text(html)
+            assert "127.0.0.1" not in html
+    finally:
+        await world.close()
+
+
+async def test_the_grant_form_offers_viewer_first(world: World) -> None:
+    seed(world, runs=1)
+    admin, _ = await world.signed_in("admin")
+    page = (await admin.get("/admin/grants", headers=HTML)).text
+    role_select = re.search(r'<select name="role">.*?</select>', page, re.DOTALL)
+    assert role_select, page
+    selected = re.findall(r'<option value="(\w+)" selected>', role_select.group())
+    assert selected == ["viewer"]
+
+
+async def test_a_filter_error_has_a_place_under_the_box(world: World) -> None:
+    seed(world, runs=3)
+    admin, _ = await world.signed_in("admin")
+    page = (await admin.get("/projects/p", headers=HTML)).text
+    box = page.index('id="filter"')
+    assert box < page.index('id="filter-problem"') < page.index('id="runs"')

@@ -129,7 +129,8 @@ def grouped(node: Node, kinds: tuple[type[Or | And], ...]) -> str:
 
 
 def key_text(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", key) else value_text(key)
+    plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*(/[A-Za-z0-9_-]+)*", key, re.ASCII)
+    return key if plain else value_text(key)
 
 
 def value_text(value: Value) -> str:
@@ -221,6 +222,11 @@ def test_every_operator_and_value(text: str, tree: Node) -> None:
     ("text", "target"),
     [
         ('metrics."val/loss" < 1', Field("metrics", ("val/loss",))),
+        ("metrics.train/acc > 0.9", Field("metrics", ("train/acc",))),  # unquoted, issue 11
+        ("metrics. layer/0/acc-top_1 > 0.9", Field("metrics", ("layer/0/acc-top_1",))),
+        ("metrics.eval.train/acc > 0.9", Field("metrics", ("eval.train/acc",))),
+        ("tags.and/or = x", Field("tags", ("and/or",))),
+        ("params.opt/lr.base < 1", Field("params", ("opt/lr", "base"))),
         ("metrics.train.loss < 1", Field("metrics", ("train.loss",))),
         ('metrics."train".loss < 1', Field("metrics", ("train.loss",))),
         ("tags.model = x", Field("tags", ("model",))),
@@ -283,6 +289,11 @@ def test_string_escapes(literal: str, value: str | None) -> None:
         ('name = "\\u0000"', "at column 8: a string cannot hold NUL or a lone surrogate"),
         ('name = "\\ud800"', "at column 8: a string cannot hold NUL or a lone surrogate"),
         ("name = @", "at column 8: unexpected '@'"),
+        ("name = a/b", "at column 9: unexpected '/'"),  # "/" joins words of a key only
+        ("metrics.a/ > 1", "at column 10: unexpected '/'"),
+        ("metrics.a//b > 1", "at column 10: unexpected '/'"),
+        ("metrics.a / b > 1", "at column 11: unexpected '/'"),
+        ("metrics./a > 1", "at column 9: unexpected '/'"),
         ("name = a\u00a0", "at column 9: unexpected '\\xa0'"),
         ("params.x = nan", "at column 12: nan and infinities cannot be compared"),
         ("params.x > -INF", "at column 12: unexpected '-'"),
@@ -424,11 +435,15 @@ def test_json_path_expr_refuses_other_dialects() -> None:
 # ---- properties --------------------------------------------------------------------------
 
 TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
-KEY = TEXT.filter(bool)
-JSON_KEY = st.text(
-    st.characters(codec="utf-8", exclude_categories=["Cc"], exclude_characters='"\\'),
-    min_size=1,
-    max_size=12,
+SLASHED = st.from_regex(r"[A-Za-z_][A-Za-z0-9_-]*(/[A-Za-z0-9_-]+)+", fullmatch=True)
+KEY = TEXT.filter(bool) | SLASHED  # metrics.train/acc prints unquoted
+JSON_KEY = (
+    st.text(
+        st.characters(codec="utf-8", exclude_categories=["Cc"], exclude_characters='"\\'),
+        min_size=1,
+        max_size=12,
+    )
+    | SLASHED
 )
 NUMBER = st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
 VALUE = st.one_of(st.booleans(), NUMBER, TEXT)
@@ -472,7 +487,8 @@ def test_printed_trees_parse_back_to_themselves(tree: Node) -> None:
 
 WORDS = [
     "status", "name", "created", "ended", "id", "params.lr", "params.a.b", "tags.t",
-    "metrics.loss", 'metrics."v/l"', "system.host", "and", "or", "not", "in", "is", "null",
+    "metrics.loss", 'metrics."v/l"', "metrics.v/l", "/", "system.host", "and", "or", "not",
+    "in", "is", "null",
     "true", "false", "nan", "inf", "(", ")", ",", ".", "=", "!=", "<", "<=", ">", ">=", "~",
     "1", "-2.5e3", "1e999", '"s"', "'q'", '"unterminated', "finished", "2024-01-01",
     '"2024-01-01"', '"\\u0000"', "\\", "@",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,36 @@ def test_malformed_json_in_environment_is_a_config_error(
 )  # fmt: skip
 def test_is_wildcard_host(host: str, wildcard: bool) -> None:
     assert is_wildcard_host(host) is wildcard
+
+
+@pytest.mark.parametrize(
+    ("given", "origin"),
+    [
+        ("https://ML.example.com/", "https://ml.example.com"),
+        ("http://gpu-box:8080", "http://gpu-box:8080"),
+        ("https://[2001:db8::1]:8443", "https://[2001:db8::1]:8443"),
+        ("  ", None),
+    ],
+)
+def test_public_url_is_kept_as_an_origin(data_dir: Path, given: str, origin: str | None) -> None:
+    assert load_settings(data_dir, server={"public_url": given}).server.public_url == origin
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ("ml.example.com", "must start with https:// or http://"),
+        ("ftp://ml.example.com", "must start with https:// or http://"),
+        ("https://ml.example.com/safeboard", "is an origin"),
+        ("https://ml.example.com/?a=1", "is an origin"),
+        ("https://bob:pw@ml.example.com", "no user or password"),
+        ("https://", "needs a host name"),
+        ("https://ml.example.com:99999", "is not a URL"),
+        ("https://ml example.com", "characters a host name cannot"),
+        ("https://ml.exa%6dple.com", "characters a host name cannot"),
+    ],
+)
+def test_public_url_refuses_what_is_no_origin(data_dir: Path, given: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(problem)) as refused:
+        load_settings(data_dir, server={"public_url": given})
+    assert "https://NAME" in str(refused.value)

@@ -7,6 +7,7 @@ import socket
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from fastapi import FastAPI
@@ -61,6 +62,8 @@ def allowed_host_names(settings: Settings, certificate_names: Iterable[str] = ()
     """Every name a legitimate Host header may carry for this server (S1)."""
     names = {*LOOPBACK_NAMES, *settings.server.allowed_hosts, *settings.tls.san}
     names.update(certificate_names)
+    if settings.server.public_url:  # the name the server tells people to use
+        names.add(urlsplit(settings.server.public_url).hostname or "")
     host = settings.server.host
     if is_wildcard_host(host):
         names.update({socket.gethostname(), socket.getfqdn()})

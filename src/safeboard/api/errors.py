@@ -1,5 +1,8 @@
 """One JSON error shape for every failure: ``{"error": {"code", "message", "request_id"}}``.
 
+One exception: a browser's navigation (GET, Accept: text/html) to an address outside
+``/api/`` that names nothing gets the dashboard's HTML "Not found" page (status 404).
+
 Expected errors (``SafeboardError``) show their message; anything else becomes a generic 500
 whose details go only to the server log, under the same request id (S17).
 """
@@ -18,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
 from safeboard.errors import STATUS_BY_CODE, SafeboardError
+from safeboard.web.responses import error_page, wants_html
 
 __all__ = ["GENERIC_500", "error_body", "error_response", "install_error_handlers", "request_id_of"]
 
@@ -99,8 +103,19 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
+def _browsing(request: Request) -> bool:
+    """A browser's navigation to a page address (not the API): it gets an HTML page."""
+    return (
+        request.method in ("GET", "HEAD")
+        and wants_html(request)
+        and not request.url.path.startswith(("/api/", "/static/"))
+    )
+
+
 async def _on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101
+    if exc.status_code == 404 and _browsing(request):
+        return error_page(404, "There is no page at this address.", request_id_of(request))
     code = _CODE_BY_STATUS.get(
         exc.status_code, "bad_request" if exc.status_code < 500 else "internal"
     )

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
+from safeboard.content_types import allowed_type
 from safeboard.schemas import Model, StrictModel
 
 __all__ = ["ArtifactIn", "ArtifactListOut", "ArtifactOut", "PreviewOut"]
@@ -29,9 +30,11 @@ Name = Annotated[
     ),
     AfterValidator(_encodable),
 ]
+# A well-formed type outside the allow-list is stored as application/octet-stream.
 ContentType = Annotated[
     str,
     Field(max_length=100, pattern=r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$"),
+    AfterValidator(allowed_type),
 ]
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "client_address",
     "current_principal",
     "own_origin",
+    "public_origin",
     "requires",
     "requires_project",
     "session_cookie",
@@ -81,6 +82,13 @@ def client_address(request: Request) -> str:
 def own_origin(request: Request) -> str:
     """This server's origin as the browser sees it (Host was checked by the middleware)."""
     return f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
+
+
+def public_origin(request: Request) -> str:
+    """The address to hand to others (invitation links, ``safeboard login`` hints): the
+    ``server.public_url`` setting, else the origin this request came to."""
+    public: str | None = request.app.state.settings.server.public_url
+    return public or own_origin(request)
 
 
 def session_cookie(request: Request) -> str | None:

@@ -22,6 +22,7 @@ __all__ = [
     "delete_session",
     "delete_unused_tokens",
     "delete_user_sessions",
+    "find_token",
     "get_key",
     "get_session",
     "list_keys",
@@ -197,6 +198,18 @@ def consume_token(conn: Connection, token_hash: str, purpose: str, now: datetime
         )
         .values(used_at=now)
         .returning(_o.c.user_id)
+    )
+    user_id = conn.execute(query).scalar()
+    return int(user_id) if user_id is not None else None
+
+
+def find_token(conn: Connection, token_hash: str, purpose: str, now: datetime) -> int | None:
+    """The user id of a valid (unused, unexpired) token, which stays valid; else None."""
+    query = sa.select(_o.c.user_id).where(
+        _o.c.token_hash == token_hash,
+        _o.c.purpose == purpose,
+        _o.c.used_at.is_(None),
+        _o.c.expires_at > now,
     )
     user_id = conn.execute(query).scalar()
     return int(user_id) if user_id is not None else None

@@ -20,6 +20,8 @@ from safeboard.auth.principal import Principal
 from safeboard.auth.repository import KeyInfo
 from safeboard.auth.schemas import (
     InviteAccept,
+    Invitee,
+    InviteToken,
     KeyCreate,
     KeyCreated,
     KeyOut,
@@ -106,6 +108,14 @@ def startup_link(
     """Sign in with the token of the link printed at server start (single use)."""
     session = context.auth.login_startup(body.token, where)
     return _signed_in(request, response, context, session, body.next)
+
+
+@router.post("/auth/invite/lookup", dependencies=_SIGN_IN, response_model=Invitee)
+def look_up_invite(body: InviteToken, context: AuthContext = Depends(auth_context)) -> Invitee:
+    """Whom a valid invitation is for; the invitation stays unused. A POST, so that the
+    token never appears in a URL or an access log; any other token gets 401."""
+    user = context.auth.invited_user(body.token)
+    return Invitee(username=user.username, display_name=user.display_name)
 
 
 @router.post("/auth/invite", dependencies=_SIGN_IN, response_model=SignedIn)

@@ -11,6 +11,8 @@ from safeboard.schemas import Model, RowId, StrictModel
 
 __all__ = [
     "InviteAccept",
+    "InviteToken",
+    "Invitee",
     "KeyCreate",
     "KeyCreated",
     "KeyOut",
@@ -35,6 +37,17 @@ class LoginRequest(StrictModel):
 class TokenRequest(StrictModel):
     token: str = Field(min_length=1, max_length=200)
     next: str | None = Field(None, max_length=2000)
+
+
+class InviteToken(StrictModel):
+    token: str = Field(min_length=1, max_length=200)
+
+
+class Invitee(Model):
+    """Whom an invitation is for (the invite page greets them by name)."""
+
+    username: str
+    display_name: str
 
 
 class InviteAccept(StrictModel):

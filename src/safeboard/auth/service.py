@@ -200,6 +200,17 @@ class AuthService:
         """Set the invited user's password and sign them in; the invitation is then spent."""
         return self._redeem(token, "invite", AuditAction.INVITE_USED, where, password=password)
 
+    def invited_user(self, token: str) -> User:
+        """Whom a valid invitation is for, without spending it (the invite page names them).
+        Any other token gets the error a spent one gets: nothing is told without a valid
+        token (256 random bits, S4)."""
+        with self.engine.connect() as conn:
+            user_id = creds.find_token(conn, sha256_hex(token), "invite", self.clock())
+            user = users.get(conn, user_id) if user_id is not None else None
+        if user is None or not user.is_active:
+            raise unauthenticated("this invite link is invalid, used or expired")
+        return user
+
     def _redeem(
         self,
         token: str,

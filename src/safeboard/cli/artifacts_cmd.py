@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from safeboard.sizes import human_size as human
+
 if TYPE_CHECKING:
     from rich.progress import Progress as Bar
 
@@ -33,14 +35,6 @@ def _api(url: str | None) -> ApiClient:
     if access.api_key is None:
         raise click.ClickException(f"no API key for {access.url}: run `safeboard login`")
     return access.client()
-
-
-def human(size: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size} bytes"  # pragma: no cover
 
 
 class _Bars:

@@ -16,7 +16,7 @@ from safeboard.auth.permissions import CredentialKind, Scope
 from safeboard.auth.principal import Principal
 from safeboard.datadir import ensure_data_dir
 from safeboard.secret_store import ensure_secrets
-from safeboard.server.bootstrap import DISCOVERY_FILE, local_url
+from safeboard.server.bootstrap import DISCOVERY_FILE, advertised_url
 from safeboard.settings import Settings, load_settings
 from safeboard.storage import open_database
 from safeboard.users.service import UserService
@@ -49,12 +49,16 @@ class Local:
         )
 
     def base_url(self) -> str:
-        """The server's URL as its last start recorded it, else as the settings say."""
+        """The server's address for links handed to others (invitations): its public URL,
+        else as its last start advertised it, else as the settings say (a wildcard bind
+        gives the machine's name, never 127.0.0.1)."""
+        if self.settings.server.public_url:
+            return self.settings.server.public_url
         path = self.settings.data_dir / DISCOVERY_FILE
         try:
-            return str(json.loads(path.read_text())["url"])
-        except (OSError, ValueError, KeyError):
-            return local_url(self.settings)
+            return str(json.loads(path.read_text())["public_url"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return advertised_url(self.settings)
 
 
 @contextmanager

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import mimetypes
 import re
 import threading
 import time
@@ -27,6 +26,7 @@ from typing import Any
 import httpx
 
 from safeboard.client.http import ApiClient
+from safeboard.content_types import type_for_name
 from safeboard.errors import (
     BadRequest,
     ConfigError,
@@ -107,14 +107,9 @@ def upload_id_for(
 
 
 def guess_content_type(path: Path | str) -> str:
-    """A ``type/subtype`` for the declaration (metadata; the server decides what it serves)."""
-    guessed, encoding = mimetypes.guess_type(str(path), strict=False)
-    if guessed is None or encoding is not None:
-        return "application/octet-stream"
-    guessed = guessed.lower()
-    if re.fullmatch(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*", guessed):
-        return guessed
-    return "application/octet-stream"
+    """A ``type/subtype`` for the declaration, from the allow-list the server also keeps
+    (metadata; the server decides what it stores and serves)."""
+    return type_for_name(str(path))
 
 
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')

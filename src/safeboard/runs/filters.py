@@ -14,7 +14,8 @@ Grammar (keywords and field roots are case-insensitive; keys and values are not)
     op         := "=" | "!=" | "<" | "<=" | ">" | ">="
     field      := "status" | "name" | "created" | "ended" | "id"
                 | ("tags" | "params" | "metrics" | "system") ("." key)+
-    key        := word | string
+    key        := word | string | word ("/" part)+   -- metrics.train/acc, with no spaces
+    part       := [A-Za-z0-9_-]+
     value      := number | text | "true" | "false"
     text       := string | word
     number     := ["+"|"-"] digit+ ["." digit*] [("e"|"E") ["+"|"-"] digit+]
@@ -24,7 +25,8 @@ Grammar (keywords and field roots are case-insensitive; keys and values are not)
 ASCII whitespace separates tokens; ``\uD83D\uDE00`` pairs make one character, as in JSON.
 Keywords are ``and or not in is null true false nan inf infinity``. Refused: nan and the
 infinities, numbers beyond 64-bit integers or finite floats, NUL and lone surrogates in
-strings. After a dot any word is a key; other keys are quoted: ``metrics."val/loss"``.
+strings. After a dot any word is a key, and so are words joined by ``/`` (``metrics.train/acc``,
+as TensorBoard names metrics); other keys are quoted: ``metrics."val loss"``.
 ``tags.<key>`` and ``metrics.<key>`` name one key, dotted parts joined (``metrics.a.b`` is
 ``a.b``); ``params.<a>.<b>`` and ``system.<a>.<b>`` are paths into nested JSON objects,
 with keys free of quotes, backslashes and control characters (SQLite cannot address them).
@@ -116,6 +118,8 @@ _TOKEN = re.compile(
     r"|(?P<string>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')",
     re.ASCII | re.DOTALL,
 )
+# After a ".", a key may join words with "/" (no spaces); elsewhere "/" is no token.
+_KEY = re.compile(r"(?P<word>[A-Za-z_][A-Za-z0-9_-]*(?:/[A-Za-z0-9_-]+)+)", re.ASCII)
 _ESCAPE = re.compile(r"\\(?:u([0-9A-Fa-f]{4})|([\\\"'bfnrt]))|\\.?", re.DOTALL)
 _ESCAPED = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
@@ -132,7 +136,8 @@ def _tokens(text: str) -> list[_Token]:
     tokens: list[_Token] = []
     pos = 0
     while pos < len(text):
-        match = _TOKEN.match(text, pos)
+        after_dot = bool(tokens) and tokens[-1].kind == "punct" and tokens[-1].text == "."
+        match = (after_dot and _KEY.match(text, pos)) or _TOKEN.match(text, pos)
         if match is None:
             unterminated = text[pos] in "\"'"
             problem = "unterminated string" if unterminated else f"unexpected {text[pos]!r}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,14 @@ from safeboard.settings import Settings, is_loopback_host, is_wildcard_host
 from safeboard.users.repository import normalize_username
 from safeboard.users.service import UserService
 
-__all__ = ["DISCOVERY_FILE", "LOGIN_LINK_FILE", "Bootstrapped", "bootstrap", "local_url"]
+__all__ = [
+    "DISCOVERY_FILE",
+    "LOGIN_LINK_FILE",
+    "Bootstrapped",
+    "advertised_url",
+    "bootstrap",
+    "local_url",
+]
 
 LOGIN_LINK_FILE = "login-link"
 DISCOVERY_FILE = "discovery.json"
@@ -64,6 +72,22 @@ def local_url(settings: Settings) -> str:
     return f"{scheme}://{host}:{settings.port}"
 
 
+def advertised_url(settings: Settings, *, public: bool = True) -> str:
+    """The URL others use to reach the server: ``server.public_url`` when set (and
+    ``public``), else the machine's name for a bind on every interface (never 0.0.0.0 or
+    127.0.0.1, which mean nothing on another machine), else the bound address."""
+    if public and settings.server.public_url:
+        return settings.server.public_url
+    scheme = "https" if settings.tls_on else "http"
+    host = settings.server.host
+    if is_wildcard_host(host):
+        fqdn = socket.getfqdn()
+        host = socket.gethostname() if is_loopback_host(fqdn) else fqdn
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{settings.port}"
+
+
 def bootstrap(
     app: FastAPI, settings: Settings, tls: TlsMaterial | None, *, local_socket: Path | None = None
 ) -> Bootstrapped:
@@ -72,7 +96,11 @@ def bootstrap(
     admin = users.ensure_admin(os_admin_name(), actor=_ACTOR)
     url = local_url(settings)
     link = None
-    discovery: dict[str, object] = {"url": url, "username": admin.username}
+    discovery: dict[str, object] = {
+        "url": url,  # for this machine's SDK and CLI
+        "public_url": advertised_url(settings),  # for links handed to others (invitations)
+        "username": admin.username,
+    }
     if local_socket is not None:  # local clients send the key only through it
         discovery["socket"] = str(local_socket)
     path = settings.data_dir / DISCOVERY_FILE
@@ -80,7 +108,7 @@ def bootstrap(
     context.auth.void_startup_tokens()
     if admin.is_active and admin.role is Role.ADMIN:
         token = context.auth.mint_startup_token(admin.id)
-        link = f"{url}/login#token={token}"
+        link = f"{settings.server.public_url or url}/login#token={token}"
         owner = Principal(
             user_id=admin.id,
             username=admin.username,

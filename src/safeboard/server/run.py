@@ -16,7 +16,7 @@ from safeboard.datadir import LOCAL_SOCKET, SocketAddress, ensure_data_dir
 from safeboard.errors import ConfigError
 from safeboard.logconfig import log_config
 from safeboard.secret_store import ensure_secrets
-from safeboard.server.bootstrap import bootstrap, local_url
+from safeboard.server.bootstrap import advertised_url, bootstrap, local_url
 from safeboard.server.certificates import TlsMaterial, prepare_tls
 from safeboard.server.connections import (
     Admission,
@@ -28,7 +28,6 @@ from safeboard.server.lock import ServerLock
 from safeboard.server.tls import server_ssl_context
 from safeboard.settings import (
     Settings,
-    is_loopback_host,
     is_wildcard_host,
     load_settings,
     mask_url_password,
@@ -129,20 +128,11 @@ def _answers(path: Path, address: str) -> bool:
         return probe.connect_ex(address) == 0
 
 
-def public_url(settings: Settings) -> str:
-    scheme = "https" if settings.tls_on else "http"
-    host = settings.server.host
-    if is_wildcard_host(host):
-        fqdn = socket.getfqdn()
-        host = socket.gethostname() if is_loopback_host(fqdn) else fqdn
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{scheme}://{host}:{settings.port}"
-
-
 def banner(prepared: Prepared) -> list[str]:
     settings, material = prepared.settings, prepared.tls
-    lines = [f"safeboard {__version__} listening on {public_url(settings)}"]
+    lines = [f"safeboard {__version__} listening on {advertised_url(settings, public=False)}"]
+    if settings.server.public_url:
+        lines.append(f"  public address {settings.server.public_url}")
     if is_wildcard_host(settings.server.host):
         lines.append(f"  bound to all interfaces ({settings.server.host}), port {settings.port}")
     if material is not None:

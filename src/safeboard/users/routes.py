@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from starlette.status import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from safeboard.auth.dependencies import client_address, own_origin, requires
+from safeboard.auth.dependencies import client_address, public_origin, requires
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.auth.routes import user_out
@@ -75,7 +75,7 @@ def invite_user(
         raise Forbidden("to change your own password, use /api/v1/auth/password")
     user, token = service.invite(username, actor=principal.actor, address=client_address(request))
     hours = int(service.invite_lifetime.total_seconds() // 3600)
-    link = f"{own_origin(request)}/invite#token={token}"
+    link = f"{public_origin(request)}/invite#token={token}"
     return InviteOut(username=user.username, link=link, expires_in_hours=hours)
 
 

@@ -170,7 +170,10 @@ def render_grants(
                 "Role",
                 el(
                     "select",
-                    [el("option", r.value, value=r.value) for r in ProjectRole],
+                    [  # the least power by default: a grant is a choice to give more
+                        el("option", r.value, value=r.value, selected=r is ProjectRole.VIEWER)
+                        for r in ProjectRole
+                    ],
                     name="role",
                 ),
             ),

@@ -3,9 +3,9 @@ and what to do when there are none yet."""
 
 from __future__ import annotations
 
+from safeboard.web.first_run import first_steps
 from safeboard.web.html import el
 from safeboard.web.layout import page
-from safeboard.web.project_page import first_run_snippet
 
 __all__ = ["render_home"]
 
@@ -35,12 +35,8 @@ def render_home(server_url: str) -> str:
         el(
             "section",
             el("h2", "No projects yet"),
-            el(
-                "p",
-                "A project is created the first time a run logs to it. Paste this into "
-                "Python on this machine (no configuration needed):",
-            ),
-            el("pre", el("code", first_run_snippet("my-first-project", server_url))),
+            el("p", "A project is created the first time a run logs to it."),
+            first_steps("my-first-project", server_url, admin=None),
             el("p", "Or create an empty project below and grant your team access to it."),
             id="no-projects",
             class_="empty",

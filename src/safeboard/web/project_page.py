@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
+from safeboard.auth.permissions import Role
 from safeboard.projects.repository import Project
 from safeboard.web import format as fmt
+from safeboard.web.first_run import first_steps
 from safeboard.web.html import Child, Markup, el, escape, join
 from safeboard.web.layout import Viewer, page
 from safeboard.web.run_table import TablePage, TableQuery, TableRow
 
-__all__ = ["ProjectView", "first_run_snippet", "render_project"]
+__all__ = ["ProjectView", "render_project"]
 
 BASE_COLUMNS = (
     ("name", "Name"),
@@ -51,22 +53,6 @@ def default_columns(param_keys: list[str], metric_keys: list[str]) -> list[str]:
     return [f"metrics.{k}" for k in metric_keys[:DEFAULT_METRICS]] + [
         f"params.{k}" for k in param_keys[:DEFAULT_PARAMS]
     ]
-
-
-def first_run_snippet(project: str, server_url: str) -> str:
-    return "\n".join(
-        (
-            "import safeboard",
-            "",
-            f'run = safeboard.init(project="{project}", config={{"lr": 0.01}})',
-            "for step in range(100):",
-            '    run.log({"loss": 1 / (step + 1)}, step=step)',
-            "run.finish()",
-            "",
-            f"# from another machine: SAFEBOARD_URL={server_url}",
-            "# and SAFEBOARD_API_KEY=<a key from your account page>",
-        )
-    )
 
 
 def _link(view: ProjectView, **changes: str | None) -> str:
@@ -184,6 +170,9 @@ def _filter_form(view: ProjectView) -> Markup:
         _hidden(view, keep_columns=True, keep_filter=False),
         el("button", "Apply", type="submit"),
         el("a", "Clear", href=_link(view, filter=None)) if view.query.filter_text else None,
+        # project.js checks a new filter first and, if refused, says why here, under the
+        # box, while the table stays as it was.
+        el("p", "", id="filter-problem", class_="error", role="alert", hidden=True),
         el(
             "p",
             "Show: ",
@@ -325,17 +314,12 @@ def _table(view: ProjectView, table: TablePage) -> Markup:
     )
 
 
-def _empty_project(view: ProjectView) -> Markup:
+def _empty_project(view: ProjectView, viewer: Viewer) -> Markup:
     return el(
         "section",
         el("h2", "No runs yet"),
-        el(
-            "p",
-            "Log your first run from Python. On this machine no configuration is needed: "
-            "the SDK finds the server and a key in your data directory.",
-        ),
-        el("pre", el("code", first_run_snippet(view.project.name, view.server_url))),
-        el("p", "The run appears here while it trains; its charts update live."),
+        el("p", "Log your first run from Python; it appears here while it trains."),
+        first_steps(view.project.name, view.server_url, admin=viewer.role is Role.ADMIN),
         class_="empty",
         data_testid="empty-project",
     )
@@ -353,7 +337,7 @@ def render_project(view: ProjectView, viewer: Viewer) -> str:
         return page(
             project.name,
             viewer,
-            [heading, _empty_project(view)],
+            [heading, _empty_project(view, viewer)],
             active="projects",
             scripts=("project.js",),
             meta={"project": project.name},

@@ -20,7 +20,7 @@ from safeboard.audit import service as audit_service
 from safeboard.auth.dependencies import (
     PUBLIC,
     auth_context,
-    own_origin,
+    public_origin,
     requires,
     requires_project,
     session_cookie,
@@ -74,7 +74,7 @@ def viewer_of(request: Request, principal: Principal) -> Viewer:
 
 @router.get("/", response_class=HTMLResponse, dependencies=[PUBLIC])
 def home(request: Request) -> HTMLResponse:
-    return HTMLResponse(render_home(own_origin(request)))
+    return HTMLResponse(render_home(public_origin(request)))
 
 
 @router.get("/login", response_class=HTMLResponse, dependencies=[PUBLIC])
@@ -136,7 +136,7 @@ def project_page(
         tag_keys=tags,
         metric_keys=metrics,
         now=utcnow(),
-        server_url=own_origin(request),
+        server_url=public_origin(request),
     )
     html = render_project(view, viewer_of(request, principal))
     return HTMLResponse(html, status_code=400 if problem else 200)
@@ -187,7 +187,7 @@ def account_page(
     request: Request, principal: Principal = requires(Permission.ACCOUNT_READ)
 ) -> HTMLResponse:
     projects = [p for p, _ in request.app.state.projects.visible(principal)]
-    html = render_account(viewer_of(request, principal), projects, own_origin(request))
+    html = render_account(viewer_of(request, principal), projects, public_origin(request))
     return HTMLResponse(html)
 
 

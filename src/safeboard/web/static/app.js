@@ -154,3 +154,16 @@ if (logout) {
       .catch((error) => alert(`Could not sign out: ${error.message}`));
   });
 }
+
+// A number of bytes as the CLI writes it (safeboard/sizes.py, the same rules): "1.5 MB".
+export function humanSize(size) {
+  const bytes = BigInt(size);
+  if (bytes < 1000n) return `${bytes} bytes`;
+  let divisor = 1000n;
+  for (const unit of ["KB", "MB", "GB", "TB"]) {
+    const tenths = (bytes * 10n + divisor / 2n) / divisor;
+    if (tenths < 10000n || unit === "TB") return `${tenths / 10n}.${tenths % 10n} ${unit}`;
+    divisor *= 1000n;
+  }
+  return `${bytes} bytes`;
+}

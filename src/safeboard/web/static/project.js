@@ -1,6 +1,6 @@
 // The runs table: tell about new or changed runs as they happen (server-sent events),
 // and keep the "compare" button honest about what is selected.
-import { el, liveStream } from "./app.js";
+import { call, el, liveStream } from "./app.js";
 
 const project = document.querySelector('meta[name="project"]').content;
 const live = document.getElementById("live");
@@ -38,4 +38,33 @@ if (compare) {
   };
   document.addEventListener("change", update);
   update();
+}
+
+// A new filter is checked with the API first (one run asked for): a refused one keeps the
+// table as it is and shows why under the box, instead of a page with no table.
+const filterForm = document.querySelector('form[role="search"]');
+const filterBox = document.getElementById("filter");
+const problem = document.getElementById("filter-problem");
+if (filterForm && filterBox && problem) {
+  filterForm.addEventListener("submit", (event) => {
+    const text = filterBox.value.trim();
+    if (!text) return;
+    event.preventDefault();
+    const query = new URLSearchParams({ filter: text, limit: "1" });
+    call("GET", `/api/v1/projects/${encodeURIComponent(project)}/runs?${query}`)
+      .then(() => filterForm.submit())
+      .catch((error) => {
+        if (error.status === 401) return;  // call() is taking the page to the sign-in form
+        if (error.status !== 400 && error.status !== 422) { filterForm.submit(); return; }
+        problem.textContent = error.message;
+        problem.hidden = false;
+        filterBox.setAttribute("aria-invalid", "true");
+        filterBox.setAttribute("aria-errormessage", "filter-problem");
+        filterBox.focus();
+      });
+  });
+  filterBox.addEventListener("input", () => {
+    problem.hidden = true;
+    filterBox.removeAttribute("aria-invalid");
+  });
 }

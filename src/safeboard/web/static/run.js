@@ -1,6 +1,6 @@
 // A run's page: its charts (loaded only when the chart library is installed), live
 // updates from the run's event stream, and its artifacts.
-import { call, el, liveStream, say } from "./app.js";
+import { call, el, humanSize, liveStream, say } from "./app.js";
 
 const runId = document.querySelector('meta[name="run-id"]').content;
 const live = document.getElementById("live");
@@ -97,6 +97,9 @@ function onDownload(event) {
     .catch((error) => { link.textContent = `Download failed: ${error.message}`; });
 }
 
+// Types the server may show inline (artifacts/ranges.py INLINE_TYPES); an SVG downloads.
+const RASTER = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
+
 function artifactRow(artifact) {
   const download = el("a", {
     href: `/api/v1/artifacts/${encodeURIComponent(artifact.id)}/content`,
@@ -106,10 +109,10 @@ function artifactRow(artifact) {
   const row = el("tr", { "data-artifact": artifact.id },
     el("th", { scope: "row" }, artifact.name),
     el("td", {}, artifact.kind),
-    el("td", { class: "num" }, String(artifact.size)),
+    el("td", { class: "num", title: `${artifact.size} bytes` }, humanSize(artifact.size)),
     el("td", {}, artifact.step === null ? "" : String(artifact.step)),
     el("td", {}, artifact.state === "ready" ? download : artifact.state));
-  if (artifact.state === "ready" && artifact.content_type.startsWith("image/")) {
+  if (artifact.state === "ready" && RASTER.has(artifact.content_type)) {
     const cell = el("td", { "data-artifact": artifact.id, "data-name": artifact.name });
     row.append(cell);
     previewer.observe(cell);
