@@ -272,6 +272,15 @@ def test_renewed_when_names_change(data_dir: Path) -> None:
     assert not third.renewed
 
 
+def test_leaf_names_the_host_of_public_url(data_dir: Path) -> None:
+    """Teammates are told to use public_url: its host must verify without --tls-san."""
+    server = {"public_url": "https://board.example.net:8443"}
+    material = prepare_tls(make_settings(data_dir, server=server))
+    assert "board.example.net" in material.names
+    ip_server = {"public_url": "https://203.0.113.7:8443"}
+    assert "203.0.113.7" in prepare_tls(make_settings(data_dir, server=ip_server)).names
+
+
 def test_renewed_when_the_ca_changed(data_dir: Path) -> None:
     first = prepare_tls(make_settings(data_dir))
     (data_dir / "tls/ca.pem").unlink()

@@ -15,6 +15,7 @@ import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -114,7 +115,7 @@ def _general_name(value: str, flag: str) -> x509.GeneralName:
 
 def _wanted_names(settings: Settings) -> list[x509.GeneralName]:
     """The SANs a generated leaf carries: loopback, this machine, the bind host (for a
-    wildcard bind, every address of this machine), --tls-san."""
+    wildcard bind, every address of this machine), --tls-san, the host of public_url."""
     names = [_general_name(name, "") for name in ("localhost", "127.0.0.1", "::1")]
     for machine in (socket.gethostname(), socket.getfqdn()):
         if name := _dns_name(machine):
@@ -125,6 +126,9 @@ def _wanted_names(settings: Settings) -> list[x509.GeneralName]:
     else:
         names.append(_general_name(host, "--host"))
     names += [_general_name(entry, "--tls-san") for entry in settings.tls.san]
+    if settings.server.public_url:  # the address teammates are told to use
+        public_host = urlsplit(settings.server.public_url).hostname or ""
+        names.append(_general_name(public_host, "server.public_url"))
     return list(dict.fromkeys(names))
 
 
