@@ -9,18 +9,27 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+
 from safeboard import wire
 from safeboard.client.http import ApiClient
+from safeboard.client.trust import CertificateChanged, UntrustedCertificate
 from safeboard.errors import (
     BadRequest,
+    ConfigError,
     Conflict,
     Forbidden,
     NotFound,
+    ProjectNotFound,
     SafeboardError,
     Unauthenticated,
 )
 
-__all__ = ["Delivery", "Undeliverable"]
+__all__ = ["CONFIRM_TIMEOUT", "Delivery", "Undeliverable", "no_access", "retryable"]
+
+# init() waits this long for the server to confirm the run: a server that does not answer
+# within it is "away" (R2), and training starts spooling.
+CONFIRM_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 
 log = logging.getLogger("safeboard.sdk")
 
@@ -68,8 +77,10 @@ class Delivery:
             self._client.close()
             self._client = None
 
-    def ensure_run(self) -> None:
-        """Create the run on the server (idempotent by id); create the project if needed."""
+    def ensure_run(self, timeout: httpx.Timeout | None = None) -> None:
+        """Create the run on the server (idempotent by id); create the project if needed.
+        A project that stays out of reach (there but without a grant, or not creatable with
+        this key) raises ProjectNotFound."""
         if self.meta.get("on_server"):
             return
         project = self.meta["project"]
@@ -77,12 +88,19 @@ class Delivery:
             "id": self.meta["id"], "name": self.meta["name"], "config": self.meta["config"],
             "tags": self.meta["tags"], "system": self.meta["system"],
         }  # fmt: skip
+        path = f"/api/v1/projects/{project}/runs"
         try:
-            self.client.post(f"/api/v1/projects/{project}/runs", json=body)
+            self.client.post(path, json=body, timeout=timeout)
         except NotFound:
-            with contextlib.suppress(Conflict):  # made meanwhile by someone else
-                self.client.post("/api/v1/projects", json={"name": project})
-            self.client.post(f"/api/v1/projects/{project}/runs", json=body)
+            try:
+                with contextlib.suppress(Conflict):  # made meanwhile, or there out of sight
+                    self.client.post("/api/v1/projects", json={"name": project}, timeout=timeout)
+            except Forbidden as exc:
+                raise ProjectNotFound(f"{no_access(project)} ({exc.message})") from None
+            try:
+                self.client.post(path, json=body, timeout=timeout)
+            except NotFound:
+                raise ProjectNotFound(no_access(project)) from None
         self.meta["on_server"] = True
 
     def send(self, batch: dict[str, Any]) -> None:
@@ -111,7 +129,20 @@ class Delivery:
             self.client.patch(f"/api/v1/runs/{self.meta['id']}", json={"status": status})
 
 
+def no_access(project: str) -> str:
+    return (
+        f"project {project!r} does not exist or you have no access to it; ask its owner to "
+        "grant you the editor role"
+    )
+
+
+# Failures that wait for the user (a key, a grant, a certificate, an address to fix): the
+# data stays spooled for `safeboard sync`. The rest (server away, overloaded, restarting,
+# a 5xx) heal by themselves.
+_NEEDS_THE_USER = (
+    Unauthenticated, Forbidden, NotFound, ConfigError, CertificateChanged, UntrustedCertificate,
+)  # fmt: skip
+
+
 def retryable(exc: SafeboardError) -> bool:
-    """Auth problems wait for the user (spooled, delivered by `safeboard sync`); the rest
-    (server away, overloaded, restarting) heal by themselves."""
-    return not isinstance(exc, (Unauthenticated, Forbidden))
+    return not isinstance(exc, _NEEDS_THE_USER)
