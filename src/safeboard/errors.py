@@ -10,9 +10,9 @@ from typing import ClassVar
 
 __all__ = [
     "STATUS_BY_CODE",
-    "BadRequest",
     "ApiKeyExpired",
     "ApiKeyRevoked",
+    "BadRequest",
     "ConfigError",
     "Conflict",
     "Forbidden",
@@ -23,8 +23,8 @@ __all__ = [
     "InvalidUrl",
     "MethodNotAllowed",
     "NotFound",
-    "ProjectNotFound",
     "PayloadTooLarge",
+    "ProjectNotFound",
     "RateLimited",
     "SafeboardError",
     "ServiceUnavailable",

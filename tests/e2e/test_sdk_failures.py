@@ -48,9 +48,12 @@ class Servers:
 
     def env(self, url: str, key: str, **extra: str) -> dict[str, str]:
         env = cli_env(self.tmp / "nowhere")  # no discovery file: only what is given here
-        env.update(SAFEBOARD_URL=url, SAFEBOARD_API_KEY=key,
-                   SAFEBOARD_SPOOL_DIR=str(self.tmp / "spool"),
-                   SAFEBOARD_CONFIG_DIR=str(self.tmp / "config"))  # fmt: skip
+        env.update(
+            SAFEBOARD_URL=url,
+            SAFEBOARD_API_KEY=key,
+            SAFEBOARD_SPOOL_DIR=str(self.tmp / "spool"),
+            SAFEBOARD_CONFIG_DIR=str(self.tmp / "config"),
+        )
         env.update(extra)
         return env
 
@@ -59,8 +62,9 @@ class Servers:
 
 
 def make_key(server: ServerProcess, scope: str, *args: str) -> str:
-    made = run_cli("key", "create", "--name", f"k-{scope}", "--scope", scope, *args,
-                   data_dir=server.data_dir)  # fmt: skip
+    made = run_cli(
+        "key", "create", "--name", f"k-{scope}", "--scope", scope, *args, data_dir=server.data_dir
+    )
     assert made.returncode == 0, made.stderr
     return made.stdout.strip()
 
@@ -83,9 +87,14 @@ def script(
     path = tmp / "init.py"
     path.write_text(INIT.format(project=project, finish=finish))
     return subprocess.run(
-        [sys.executable, str(path)], env=env, capture_output=True, text=True, timeout=120,
-        check=False, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        [sys.executable, str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def refused(done: subprocess.CompletedProcess[str], cls: str, code: str, *words: str) -> str:
@@ -135,8 +144,13 @@ def test_init_refuses_a_revoked_key(servers: Servers) -> None:
     token = make_key(servers.tls, "write")
     revoked = run_cli("key", "revoke", token.split("_")[1], data_dir=servers.tls.data_dir)
     assert revoked.returncode == 0, revoked.stderr
-    refused(script(servers.tmp, servers.tls_env(token)), "ApiKeyRevoked", "key_revoked",
-            "this API key was revoked", "safeboard key create --scope write")  # fmt: skip
+    refused(
+        script(servers.tmp, servers.tls_env(token)),
+        "ApiKeyRevoked",
+        "key_revoked",
+        "this API key was revoked",
+        "safeboard key create --scope write",
+    )
 
 
 def test_init_refuses_a_project_without_a_grant(servers: Servers) -> None:
@@ -145,16 +159,26 @@ def test_init_refuses_a_project_without_a_grant(servers: Servers) -> None:
     added = run_cli("user", "add", "bob", data_dir=servers.tls.data_dir)
     assert added.returncode == 0, added.stderr
     bob = make_key(servers.tls, "write", "--user", "bob")
-    refused(script(servers.tmp, servers.tls_env(bob), project="private"), "ProjectNotFound",
-            "project_not_found", "project 'private' does not exist or you have no access",
-            "ask its owner")  # fmt: skip
+    refused(
+        script(servers.tmp, servers.tls_env(bob), project="private"),
+        "ProjectNotFound",
+        "project_not_found",
+        "project 'private' does not exist or you have no access",
+        "ask its owner",
+    )
     headers = {"Authorization": f"Bearer {make_key(servers.tls, 'admin')}"}
     with servers.tls.client() as client:
-        granted = client.put("/api/v1/projects/private/grants/bob", json={"role": "viewer"},
-                             headers=headers)  # fmt: skip
+        granted = client.put(
+            "/api/v1/projects/private/grants/bob", json={"role": "viewer"}, headers=headers
+        )
     assert granted.status_code == 204, granted.text
-    refused(script(servers.tmp, servers.tls_env(bob), project="private"), "InsufficientRole",
-            "role_insufficient", "(viewer) may not write to it", "editor role")  # fmt: skip
+    refused(
+        script(servers.tmp, servers.tls_env(bob), project="private"),
+        "InsufficientRole",
+        "role_insufficient",
+        "(viewer) may not write to it",
+        "editor role",
+    )
 
 
 def posts(server: ServerProcess) -> int:
@@ -164,8 +188,13 @@ def posts(server: ServerProcess) -> int:
 def test_init_refuses_an_untrusted_certificate_before_sending_anything(servers: Servers) -> None:
     before = posts(servers.tls)
     done = script(servers.tmp, servers.env(servers.tls.url, servers.write_key))
-    refused(done, "UntrustedCertificate", "tls_untrusted", "nothing was sent",
-            f"safeboard login {servers.tls.url}")  # fmt: skip
+    refused(
+        done,
+        "UntrustedCertificate",
+        "tls_untrusted",
+        "nothing was sent",
+        f"safeboard login {servers.tls.url}",
+    )
     assert posts(servers.tls) == before
 
 
@@ -179,8 +208,12 @@ def test_init_refuses_a_changed_certificate_before_sending_anything(
         TrustStore(config / "trust").pin(servers.tls.url, fetch_certificate(other.url))
         before = posts(servers.tls)
         env = servers.env(servers.tls.url, servers.write_key, SAFEBOARD_CONFIG_DIR=str(config))
-        refused(script(servers.tmp, env), "CertificateChanged", "tls_changed",
-                "has changed; nothing was sent")  # fmt: skip
+        refused(
+            script(servers.tmp, env),
+            "CertificateChanged",
+            "tls_changed",
+            "has changed; nothing was sent",
+        )
         assert posts(servers.tls) == before
     finally:
         other.stop()
@@ -188,23 +221,42 @@ def test_init_refuses_a_changed_certificate_before_sending_anything(
 
 def test_init_says_which_scheme_a_port_speaks(servers: Servers) -> None:
     https_on_plain = servers.plain.url.replace("http://", "https://")
-    refused(script(servers.tmp, servers.env(https_on_plain, servers.write_key)), "WrongScheme",
-            "wrong_scheme", "does not speak TLS", f"Use {servers.plain.url}")  # fmt: skip
+    refused(
+        script(servers.tmp, servers.env(https_on_plain, servers.write_key)),
+        "WrongScheme",
+        "wrong_scheme",
+        "does not speak TLS",
+        f"Use {servers.plain.url}",
+    )
     http_on_tls = servers.tls.url.replace("https://", "http://")
-    refused(script(servers.tmp, servers.env(http_on_tls, servers.write_key)), "WrongScheme",
-            "wrong_scheme", f"use {servers.tls.url}")  # fmt: skip
+    refused(
+        script(servers.tmp, servers.env(http_on_tls, servers.write_key)),
+        "WrongScheme",
+        "wrong_scheme",
+        f"use {servers.tls.url}",
+    )
 
 
 @pytest.mark.parametrize("url", ["https://127.0.0.1:8080/foo", "not a url"])
 def test_init_refuses_a_malformed_url_without_a_traceback_into_the_sdk(
     servers: Servers, url: str
 ) -> None:
-    refused(script(servers.tmp, servers.env(url, servers.write_key)), "InvalidUrl", "invalid_url",
-            "https://")  # fmt: skip
+    refused(
+        script(servers.tmp, servers.env(url, servers.write_key)),
+        "InvalidUrl",
+        "invalid_url",
+        "https://",
+    )
     path = servers.tmp / "bare.py"
     path.write_text(f"import safeboard\nsafeboard.init(project='p', url={url!r})\n")
-    bare = subprocess.run([sys.executable, str(path)], env=servers.env(url, "x"),
-                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    bare = subprocess.run(
+        [sys.executable, str(path)],
+        env=servers.env(url, "x"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert bare.returncode == 1
     assert "safeboard.errors.InvalidUrl:" in bare.stderr
     assert bare.stderr.count('File "') == 2  # the script's line and init(): nothing deeper
@@ -225,7 +277,8 @@ def test_unreachable_server_warns_once_spools_and_sync_delivers_later(
     warnings = [line for line in done.stderr.splitlines() if "cannot reach" in line]
     assert len(warnings) == 1, done.stderr
     assert f"cannot reach http://127.0.0.1:{port}" in warnings[0]
-    assert "Connection refused" in warnings[0] and "retrying in the background" in warnings[0]
+    assert "Connection refused" in warnings[0]
+    assert "retrying in the background" in warnings[0]
     run_id = done.stdout.split()[-1]
     assert (tmp_path / "sp" / run_id / "run.json").exists()
     second = start_server(tmp_path, name="away", port=port)
@@ -263,9 +316,16 @@ def test_key_revoked_mid_run_is_said_once_and_kept_for_sync(servers: Servers) ->
     env = servers.tls_env(key, SAFEBOARD_SPOOL_DIR=str(servers.tmp / "mid"))
     path = servers.tmp / "mid.py"
     path.write_text(MID_RUN)
-    training = subprocess.Popen([sys.executable, str(path)], env=env, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    assert training.stdout is not None and training.stdin is not None
+    training = subprocess.Popen(
+        [sys.executable, str(path)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert training.stdout is not None
+    assert training.stdin is not None
     run_id = training.stdout.readline().strip()
     revoked = run_cli("key", "revoke", key.split("_")[1], data_dir=servers.tls.data_dir)
     assert revoked.returncode == 0, revoked.stderr
@@ -277,7 +337,8 @@ def test_key_revoked_mid_run_is_said_once_and_kept_for_sync(servers: Servers) ->
     assert "this API key was revoked" in refusals[0]
     (last,) = [line for line in err.splitlines() if "not delivered" in line]
     assert last.startswith(f"safeboard: run revoked ({run_id}): 20 points not delivered: ")
-    assert "this API key was revoked" in last and f"safeboard sync --discard {run_id}" in last
+    assert "this API key was revoked" in last
+    assert f"safeboard sync --discard {run_id}" in last
     meta = json.loads((servers.tmp / "mid" / run_id / "run.json").read_text())
     assert meta["last_error"]["code"] == "key_revoked"
     assert meta["status"] == "finished"
@@ -293,7 +354,8 @@ def test_key_revoked_mid_run_is_said_once_and_kept_for_sync(servers: Servers) ->
     assert "add --yes" in unconfirmed.stderr
     assert (servers.tmp / "mid" / run_id).is_dir()
     answered = discard_on_a_terminal(env, "revoked", "n\n")
-    assert answered[0] != 0 and "for good?" in answered[1]
+    assert answered[0] != 0
+    assert "for good?" in answered[1]
     assert (servers.tmp / "mid" / run_id).is_dir()
     answered = discard_on_a_terminal(env, "revoked", "y\n")
     assert answered[0] == 0, answered[1]
@@ -305,8 +367,13 @@ def test_key_revoked_mid_run_is_said_once_and_kept_for_sync(servers: Servers) ->
 def discard_on_a_terminal(env: dict[str, str], ref: str, answer: str) -> tuple[int, str]:
     """`safeboard sync --discard REF` on a pseudo-terminal, answering its question."""
     leader, follower = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "safeboard", "sync", "--discard", ref],
-                               env=env, stdin=follower, stdout=follower, stderr=follower)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "safeboard", "sync", "--discard", ref],
+        env=env,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+    )
     os.close(follower)
     os.write(leader, answer.encode())
     seen = b""

@@ -42,9 +42,7 @@ _BAD_LOGIN = "invalid user name or password"
 SESSION_REF_CHARS = 16  # how a session is named to its owner: a prefix of its row's hash
 
 
-def unauthenticated(
-    message: str, kind: type[Unauthenticated] = Unauthenticated
-) -> Unauthenticated:
+def unauthenticated(message: str, kind: type[Unauthenticated] = Unauthenticated) -> Unauthenticated:
     return kind(message, headers={"WWW-Authenticate": 'Bearer realm="safeboard"'})
 
 

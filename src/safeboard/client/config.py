@@ -61,7 +61,10 @@ def server_origin(url: str) -> str:
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise InvalidUrl(f"give the server's address as https://host:port, not {url!r}")
     if parts.username or parts.password or parts.query or parts.fragment:
-        raise InvalidUrl("give the server's address only: no user, password, query or fragment")
+        bare = f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port else "")
+        raise InvalidUrl(  # the address alone: a password in it is not repeated here
+            f"give the server's address only, like {bare}: no user, password, query or fragment"
+        )
     if parts.path not in ("", "/"):
         raise InvalidUrl(
             f"{url!r} has a path ({parts.path}): give the server's address only, like "
