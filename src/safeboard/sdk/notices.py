@@ -48,9 +48,22 @@ def say_started(name: str, server_url: str | None, run_id: str, spool: Path) -> 
         say(f"run {name} -> {run_url(server_url, run_id)}")
 
 
+def _cause(exc: SafeboardError) -> str:
+    """"connection refused", "timed out", ...: the transport's reason when there is one
+    (kept as the context of the client's ServiceUnavailable), else the server's message."""
+    seen: BaseException | None = exc.__context__
+    while seen is not None:
+        if isinstance(seen, TimeoutError) or "Timeout" in type(seen).__name__:
+            return "timed out"
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror[0].lower() + seen.strerror[1:]
+        seen = seen.__cause__ or seen.__context__
+    return exc.message
+
+
 def say_away(server_url: str, exc: SafeboardError, spool: Path) -> None:
     say(
-        f"cannot reach {server_url}: {exc.message}; logging to the spool ({spool}) and "
+        f"cannot reach {server_url}: {_cause(exc)}; logging to the spool ({spool}) and "
         "retrying in the background"
     )
 

@@ -283,13 +283,15 @@ class Run:
                 if not retryable(exc):
                     cause = exc
                     self._sender.record_refusal(exc)
-                log.warning("safeboard: run %s not marked %s yet (%s)", self.id, status, exc)
+                log.debug("run %s not marked %s yet (%s)", self.id, status, exc.message)
                 left = -1
             except Exception as exc:  # noqa: BLE001  (never let the last step crash training)
                 log.warning("safeboard: run %s not marked %s yet (%s)", self.id, status, exc)
                 left = -1
             finally:
                 self._delivery.close()
+        elif self._delivery is not None:
+            self._delivery.close()
         if cause is not None:
             what = _undelivered(max(left, 0), files, self.spool)
             notices.say(
