@@ -49,7 +49,7 @@ def say_started(name: str, server_url: str | None, run_id: str, spool: Path) -> 
 
 
 def _cause(exc: SafeboardError) -> str:
-    """"connection refused", "timed out", ...: the transport's reason when there is one
+    """The transport's reason ("connection refused", "timed out") when there is one
     (kept as the context of the client's ServiceUnavailable), else the server's message."""
     seen: BaseException | None = exc.__context__
     while seen is not None:
