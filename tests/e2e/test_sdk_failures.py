@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -298,7 +298,7 @@ MID_RUN = textwrap.dedent(
     import sys, time
     import safeboard
 
-    run = safeboard.init(project="mnist", name="revoked", flush_interval=0.1)
+    run = safeboard.init(project=sys.argv[1], name=sys.argv[2], flush_interval=0.1)
     for step in range(10):
         run.log({"loss": 1.0 / (step + 1)}, step=step)
     assert run.flush(10)
@@ -314,13 +314,14 @@ MID_RUN = textwrap.dedent(
 )
 
 
-def test_key_revoked_mid_run_is_said_once_and_kept_for_sync(servers: Servers) -> None:
-    key = make_key(servers.tls, "write")
-    env = servers.tls_env(key, SAFEBOARD_SPOOL_DIR=str(servers.tmp / "mid"))
-    path = servers.tmp / "mid.py"
+def train_and_meanwhile(
+    env: dict[str, str], path: Path, project: str, name: str, meanwhile: Callable[[], None]
+) -> tuple[str, str, str]:
+    """Run MID_RUN: ten points delivered, then ``meanwhile()``, then twenty more and
+    finish(). Returns the run's id, stdout and stderr."""
     path.write_text(MID_RUN)
     training = subprocess.Popen(
-        [sys.executable, str(path)],
+        [sys.executable, str(path), project, name],
         env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -328,13 +329,23 @@ def test_key_revoked_mid_run_is_said_once_and_kept_for_sync(servers: Servers) ->
         text=True,
     )
     assert training.stdout is not None
-    assert training.stdin is not None
     run_id = training.stdout.readline().strip()
-    revoked = run_cli("key", "revoke", key.split("_")[1], data_dir=servers.tls.data_dir)
-    assert revoked.returncode == 0, revoked.stderr
+    meanwhile()
     out, err = training.communicate("go\n", timeout=120)
     assert training.returncode == 0, err
     assert float(out.split()[-1]) < 5  # no 20 s wait for a server that said no
+    return run_id, out, err
+
+
+def test_key_revoked_mid_run_is_said_once_and_kept_for_sync(servers: Servers) -> None:
+    key = make_key(servers.tls, "write")
+    env = servers.tls_env(key, SAFEBOARD_SPOOL_DIR=str(servers.tmp / "mid"))
+
+    def revoke() -> None:
+        revoked = run_cli("key", "revoke", key.split("_")[1], data_dir=servers.tls.data_dir)
+        assert revoked.returncode == 0, revoked.stderr
+
+    run_id, _, err = train_and_meanwhile(env, servers.tmp / "mid.py", "mnist", "revoked", revoke)
     refusals = [line for line in err.splitlines() if "refused its data" in line]
     assert len(refusals) == 1, err
     assert "this API key was revoked" in refusals[0]
@@ -365,6 +376,35 @@ def test_key_revoked_mid_run_is_said_once_and_kept_for_sync(servers: Servers) ->
     assert f"discarded run revoked ({run_id}): 20 points" in answered[1]
     assert not (servers.tmp / "mid" / run_id).exists()
     assert run_cli("sync", env=env).stdout.strip() == "nothing to sync"
+
+
+def test_grant_removed_mid_run_is_said_once_with_the_fix(servers: Servers) -> None:
+    added = run_cli("user", "add", "carol", data_dir=servers.tls.data_dir)
+    assert added.returncode == 0, added.stderr
+    carol = make_key(servers.tls, "write", "--user", "carol")
+    admin = {"Authorization": f"Bearer {make_key(servers.tls, 'admin')}"}
+    with servers.tls.client() as client:
+        made = client.post("/api/v1/projects", json={"name": "team"}, headers=admin)
+        assert made.status_code == 201, made.text
+        grant = "/api/v1/projects/team/grants/carol"
+        assert client.put(grant, json={"role": "editor"}, headers=admin).status_code == 204
+
+    def remove_the_grant() -> None:
+        with servers.tls.client() as client:
+            assert client.delete(grant, headers=admin).status_code == 204
+
+    env = servers.tls_env(carol, SAFEBOARD_SPOOL_DIR=str(servers.tmp / "grant"))
+    run_id, _, err = train_and_meanwhile(
+        env, servers.tmp / "grant.py", "team", "ungranted", remove_the_grant
+    )
+    refusals = [line for line in err.splitlines() if "refused its data" in line]
+    assert len(refusals) == 1, err
+    assert f"run {run_id} is out of reach (no such run)" in refusals[0]
+    assert "your grant on project 'team' was removed; ask its owner" in refusals[0]
+    (last,) = [line for line in err.splitlines() if "not delivered" in line]
+    assert "20 points not delivered: run" in last
+    meta = json.loads((servers.tmp / "grant" / run_id / "run.json").read_text())
+    assert meta["last_error"]["code"] == "not_found"
 
 
 def discard_on_a_terminal(env: dict[str, str], ref: str, answer: str) -> tuple[int, str]:
@@ -403,3 +443,41 @@ def test_public_exceptions_are_the_error_tree() -> None:
     assert issubclass(safeboard.InvalidUrl, safeboard.ConfigError)
     for name in safeboard.__all__:
         assert getattr(safeboard, name) is not None
+
+
+OFFLINE = textwrap.dedent(
+    """
+    import sys
+    import safeboard
+
+    run = safeboard.init(project="p", name="away", mode="offline", quiet=sys.argv[1] == "quiet")
+    run.log({"loss": 1.0})
+    run.finish(timeout=1)
+    """
+)
+
+
+def test_offline_init_names_the_spool_unless_quiet(tmp_path: Path) -> None:
+    path = tmp_path / "offline.py"
+    path.write_text(OFFLINE)
+    env = cli_env(tmp_path / "nowhere")
+    env["SAFEBOARD_SPOOL_DIR"] = str(tmp_path / "spool")
+
+    def stderr(how: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, str(path), how],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stderr.splitlines()
+
+    first = stderr("say")[0]
+    assert first.startswith(f"safeboard: run away is offline: kept in {tmp_path / 'spool'}/")
+    assert first.endswith("send it with `safeboard sync`")
+    quiet = stderr("quiet")
+    assert not any("is offline" in line for line in quiet)
+    assert any("not delivered yet" in line for line in quiet)  # what is left is always said

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -110,23 +110,39 @@ class Delivery:
         # Packed arrays: no JSON numbers to print here or to parse on the server.
         body = wire.pack(batch["batch_id"], batch["metrics"])
         try:
-            self.client.post(
-                f"/api/v1/runs/{self.meta['id']}/metrics",
-                content=body,
-                headers={"Content-Type": wire.MEDIA_TYPE},
-            )
+            with self._on_the_run():
+                self.client.post(
+                    f"/api/v1/runs/{self.meta['id']}/metrics",
+                    content=body,
+                    headers={"Content-Type": wire.MEDIA_TYPE},
+                )
         except BadRequest as exc:  # 400/422: the data itself is wrong
             raise Undeliverable(exc.message) from None
 
     def update(self, patch: dict[str, Any]) -> None:
         """Config (merged), tags (null removes) and notes changed after the run started."""
         self.ensure_run()
-        self.client.patch(f"/api/v1/runs/{self.meta['id']}", json=patch)
+        with self._on_the_run():
+            self.client.patch(f"/api/v1/runs/{self.meta['id']}", json=patch)
 
     def finish(self, status: str) -> None:
         self.ensure_run()
-        with contextlib.suppress(Conflict):  # already final: a retried finish
+        with contextlib.suppress(Conflict), self._on_the_run():  # Conflict: a retried finish
             self.client.patch(f"/api/v1/runs/{self.meta['id']}", json={"status": status})
+
+    @contextlib.contextmanager
+    def _on_the_run(self) -> Iterator[None]:
+        """A 404 on a run the server had: it was deleted, or the grant on its project was
+        removed (the server does not say which, by design): say both, and the fixes."""
+        try:
+            yield
+        except NotFound as exc:
+            run, project = self.meta["id"], self.meta["project"]
+            raise NotFound(
+                f"run {run} is out of reach ({exc.message}): it was deleted, or your grant on "
+                f"project {project!r} was removed; ask its owner to grant you the editor role, "
+                f"or drop the run: safeboard sync --discard {run}"
+            ) from None
 
 
 def no_access(project: str) -> str:
