@@ -10,19 +10,27 @@ from typing import ClassVar
 
 __all__ = [
     "STATUS_BY_CODE",
+    "ApiKeyExpired",
+    "ApiKeyRevoked",
     "BadRequest",
     "ConfigError",
     "Conflict",
     "Forbidden",
+    "InsufficientRole",
+    "InsufficientScope",
+    "InvalidApiKey",
     "InvalidRequest",
+    "InvalidUrl",
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
+    "ProjectNotFound",
     "RateLimited",
     "SafeboardError",
     "ServiceUnavailable",
     "TooManyStreams",
     "Unauthenticated",
+    "WrongScheme",
     "error_for_code",
 ]
 
@@ -44,6 +52,18 @@ class ConfigError(SafeboardError):
     code = "config"
 
 
+class InvalidUrl(ConfigError):
+    """A server address that is not ``scheme://host:port`` (a path, garbage). Client only."""
+
+    code = "invalid_url"
+
+
+class WrongScheme(ConfigError):
+    """``https://`` to a plain-HTTP port, or ``http://`` to a TLS port. Client only."""
+
+    code = "wrong_scheme"
+
+
 class BadRequest(SafeboardError):
     code = "bad_request"
 
@@ -58,12 +78,50 @@ class Unauthenticated(SafeboardError):
     code = "unauthenticated"
 
 
+class InvalidApiKey(Unauthenticated):
+    """No such key, or a wrong secret, or its owner disabled: one answer for all of them,
+    so that nobody without the key learns anything about it (docs/security.md)."""
+
+    code = "key_invalid"
+
+
+class ApiKeyRevoked(Unauthenticated):
+    """The key was revoked. Said only to whoever presents the key's whole secret."""
+
+    code = "key_revoked"
+
+
+class ApiKeyExpired(Unauthenticated):
+    """The key is past its expiry. Said only to whoever presents the key's whole secret."""
+
+    code = "key_expired"
+
+
 class Forbidden(SafeboardError):
     code = "forbidden"
 
 
+class InsufficientScope(Forbidden):
+    """The API key's scope does not cover the action (a read key writing)."""
+
+    code = "scope_insufficient"
+
+
+class InsufficientRole(Forbidden):
+    """The user's role in the project does not allow the action (a viewer writing)."""
+
+    code = "role_insufficient"
+
+
 class NotFound(SafeboardError):
     code = "not_found"
+
+
+class ProjectNotFound(NotFound):
+    """The SDK could neither find nor create the project (client only: the server answers
+    404 not_found, which hides whether a project one has no grant in exists)."""
+
+    code = "project_not_found"
 
 
 class Gone(NotFound):
@@ -116,7 +174,12 @@ STATUS_BY_CODE: dict[str, int] = {
     "bad_request": 400,
     "invalid_request": 422,
     "unauthenticated": 401,
+    "key_invalid": 401,
+    "key_revoked": 401,
+    "key_expired": 401,
     "forbidden": 403,
+    "scope_insufficient": 403,
+    "role_insufficient": 403,
     "not_found": 404,
     "gone": 410,
     "method_not_allowed": 405,
@@ -131,6 +194,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "tls_changed": 502,
     "tls_untrusted": 502,
     "plain_http": 502,
+    "wrong_scheme": 502,
+    "invalid_url": 400,
+    "project_not_found": 404,
 }
 
 _BY_CODE: dict[str, type[SafeboardError]] = {}

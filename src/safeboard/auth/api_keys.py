@@ -18,16 +18,30 @@ from safeboard.auth.repository import KeyInfo
 from safeboard.auth.service import unauthenticated
 from safeboard.auth.tokens import new_api_key, parse_api_key, sha256_hex, tokens_equal
 from safeboard.clock import utcnow
-from safeboard.errors import Forbidden, InvalidRequest, NotFound
+from safeboard.errors import (
+    ApiKeyExpired,
+    ApiKeyRevoked,
+    Forbidden,
+    InvalidApiKey,
+    InvalidRequest,
+    NotFound,
+)
 from safeboard.projects import repository as projects
 from safeboard.settings import Settings
 from safeboard.storage import writer
 from safeboard.users import repository as users
 
-__all__ = ["ApiKeyService"]
+__all__ = ["INVALID_KEY", "ApiKeyService"]
 
 _TOUCH_EVERY = timedelta(seconds=60)
-_INVALID = "invalid or revoked API key"
+_NEW_KEY = (
+    "create a new one with `safeboard key create --scope write` (or sign in again with "
+    "`safeboard login URL`) and use it"
+)
+INVALID_KEY = (
+    "invalid API key (unknown, mistyped, or its account is disabled): check "
+    f"SAFEBOARD_API_KEY, or {_NEW_KEY}"
+)
 
 
 class ApiKeyService:
@@ -40,10 +54,13 @@ class ApiKeyService:
         self._default_days = settings.auth.api_key_days
 
     def principal(self, token: str, address: str) -> Principal:
-        """The principal behind a bearer key, or Unauthenticated (one message for all cases)."""
+        """The principal behind a bearer key, or Unauthenticated: ``key_invalid`` for an
+        unknown key, a wrong secret or a disabled owner; ``key_revoked`` / ``key_expired``
+        only to whoever presents the key's whole secret (it tells them nothing new about
+        anyone else's key: docs/security.md, "What an API key's refusal says")."""
         parsed = parse_api_key(token)
         if parsed is None:
-            raise unauthenticated(_INVALID)
+            raise unauthenticated(INVALID_KEY, InvalidApiKey)
         now = self.clock()
         with self.engine.connect() as conn:
             key = creds.get_key(conn, parsed.id)
@@ -51,15 +68,14 @@ class ApiKeyService:
             expected = key.secret_hash if key else sha256_hex("")
             matches = tokens_equal(sha256_hex(parsed.secret), expected)
             user = users.get(conn, key.user_id) if key and matches else None
-        if (
-            key is None
-            or not matches
-            or user is None
-            or not user.is_active
-            or key.revoked_at is not None
-            or (key.expires_at is not None and now >= key.expires_at)
-        ):
-            raise unauthenticated(_INVALID)
+        if key is None or not matches or user is None or not user.is_active:
+            raise unauthenticated(INVALID_KEY, InvalidApiKey)
+        if key.revoked_at is not None:
+            raise unauthenticated(f"this API key was revoked: {_NEW_KEY}", ApiKeyRevoked)
+        if key.expires_at is not None and now >= key.expires_at:
+            raise unauthenticated(
+                f"this API key expired on {key.expires_at:%Y-%m-%d}: {_NEW_KEY}", ApiKeyExpired
+            )
         stale = key.last_used_at is None or now - key.last_used_at >= _TOUCH_EVERY
         if stale or key.last_used_address != address:
             with self.tx.begin() as conn:

@@ -20,9 +20,38 @@ from safeboard.auth.permissions import (
     scope_covers,
 )
 from safeboard.auth.principal import Principal
-from safeboard.errors import Forbidden, NotFound
+from safeboard.errors import Forbidden, InsufficientRole, InsufficientScope, NotFound
 
-__all__ = ["allowed", "allowed_in_project", "could_reach", "ensure", "ensure_in_project"]
+__all__ = [
+    "allowed",
+    "allowed_in_project",
+    "could_reach",
+    "credential_refusal",
+    "ensure",
+    "ensure_in_project",
+]
+
+# What a permission lets one do, in words: "this key may not <doing>".
+_DOING: dict[Permission, str] = {
+    Permission.ACCOUNT_READ: "read your account",
+    Permission.ACCOUNT_UPDATE: "change your account",
+    Permission.KEYS_READ: "list API keys",
+    Permission.KEYS_WRITE: "create or revoke API keys",
+    Permission.USERS_READ: "list users",
+    Permission.USERS_MANAGE: "manage users",
+    Permission.USERS_INVITE: "invite users",
+    Permission.AUDIT_READ: "read the audit log",
+    Permission.PROJECTS_CREATE: "create projects",
+    Permission.PROJECTS_READ: "read this project",
+    Permission.PROJECTS_WRITE: "write to this project",
+    Permission.PROJECTS_MANAGE: "manage this project",
+}
+# The least project role that carries each project permission, for "ask for ...".
+_ROLE_FOR: dict[Permission, ProjectRole] = {
+    Permission.PROJECTS_READ: ProjectRole.VIEWER,
+    Permission.PROJECTS_WRITE: ProjectRole.EDITOR,
+    Permission.PROJECTS_MANAGE: ProjectRole.OWNER,
+}
 
 
 def _credential_allows(principal: Principal, permission: Permission) -> bool:
@@ -64,12 +93,30 @@ def could_reach(principal: Principal, permission: Permission) -> bool:
     return permission in PROJECT_PERMISSIONS and _credential_allows(principal, permission)
 
 
+def credential_refusal(principal: Principal, permission: Permission) -> Forbidden:
+    """Why the credential itself (its type or its scope) cannot carry ``permission``:
+    ``InsufficientScope`` naming the key to create, or a plain Forbidden."""
+    doing = _DOING[permission]
+    if permission in SESSION_ONLY and principal.credential is not CredentialKind.SESSION:
+        return Forbidden("this needs a signed-in session: API keys never set passwords")
+    needed = SCOPE_OF[permission]
+    in_kind = permission in CREDENTIAL_PERMISSIONS[principal.credential]
+    if in_kind and not scope_covers(principal.scope, needed):
+        return InsufficientScope(
+            f"this API key has {principal.scope.value} scope, so it may not {doing}; create "
+            f"a key with `safeboard key create --scope {needed.value}` and use it"
+        )
+    return Forbidden(f"this credential may not {doing}")
+
+
 def ensure(principal: Principal, permission: Permission) -> None:
     if allowed(principal, permission):
         return
-    if permission in SESSION_ONLY and principal.credential is not CredentialKind.SESSION:
-        raise Forbidden("this needs a signed-in session: API keys never set passwords")
-    raise Forbidden(f"this credential may not {permission.value.replace(':', ' ')}")
+    if _credential_allows(principal, permission) and principal.project_id is not None:
+        raise Forbidden(f"this API key is bound to one project, so it may not {_DOING[permission]}")
+    if _credential_allows(principal, permission):
+        raise Forbidden(f"your account's role may not {_DOING[permission]}; ask an admin")
+    raise credential_refusal(principal, permission)
 
 
 def ensure_in_project(
@@ -82,4 +129,11 @@ def ensure_in_project(
         visible = False
     if not visible:
         raise NotFound("no such project")
-    raise Forbidden(f"your role in this project does not allow {permission.value}")
+    if not _credential_allows(principal, permission):
+        raise credential_refusal(principal, permission)
+    wanted = _ROLE_FOR[permission].value
+    raise InsufficientRole(
+        f"your role in this project ({grant.value if grant else 'none'}) may not "
+        f"{_DOING[permission].replace('this project', 'it')}; ask a project owner to grant "
+        f"you the {wanted} role"
+    )

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from safeboard.auth.api_keys import ApiKeyService
+from safeboard.auth.api_keys import INVALID_KEY, ApiKeyService
 from safeboard.auth.principal import Principal
 from safeboard.auth.service import AuthService, unauthenticated
+from safeboard.errors import InvalidApiKey
 
 __all__ = [
     "ApiKeyProvider",
@@ -85,5 +86,5 @@ class IdentityChain:
             if principal is not None:
                 return principal
         if presented.bearer is not None:
-            raise unauthenticated("invalid or revoked API key")
+            raise unauthenticated(INVALID_KEY, InvalidApiKey)
         raise unauthenticated("sign in, or send an API key as Authorization: Bearer <key>")

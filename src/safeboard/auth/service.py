@@ -42,8 +42,8 @@ _BAD_LOGIN = "invalid user name or password"
 SESSION_REF_CHARS = 16  # how a session is named to its owner: a prefix of its row's hash
 
 
-def unauthenticated(message: str) -> Unauthenticated:
-    return Unauthenticated(message, headers={"WWW-Authenticate": 'Bearer realm="safeboard"'})
+def unauthenticated(message: str, kind: type[Unauthenticated] = Unauthenticated) -> Unauthenticated:
+    return kind(message, headers={"WWW-Authenticate": 'Bearer realm="safeboard"'})
 
 
 @dataclass(frozen=True)

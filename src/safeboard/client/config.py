@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from platformdirs import user_config_dir
 
-from safeboard.errors import ConfigError
+from safeboard.errors import ConfigError, InvalidUrl
 
 __all__ = ["CONFIG_DIR_ENV", "config_dir", "private_dir", "server_origin", "write_private"]
 
@@ -57,13 +57,19 @@ def server_origin(url: str) -> str:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError:
-        raise ConfigError(f"not a server address: {url!r}") from None
+        raise InvalidUrl(f"not a server address: {url!r}; give it as https://host:port") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigError(f"give the server's address as https://host:port, not {url!r}")
+        raise InvalidUrl(f"give the server's address as https://host:port, not {url!r}")
     if parts.username or parts.password or parts.query or parts.fragment:
-        raise ConfigError("give the server's address only: no user, password, query or fragment")
+        bare = f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port else "")
+        raise InvalidUrl(  # the address alone: a password in it is not repeated here
+            f"give the server's address only, like {bare}: no user, password, query or fragment"
+        )
     if parts.path not in ("", "/"):
-        raise ConfigError(f"give the server's address without a path, like https://{parts.netloc}")
+        raise InvalidUrl(
+            f"{url!r} has a path ({parts.path}): give the server's address only, like "
+            f"{parts.scheme}://{parts.netloc}"
+        )
     host = parts.hostname.lower()
     host = f"[{host}]" if ":" in host else host
     return f"{parts.scheme}://{host}:{port or (443 if parts.scheme == 'https' else 80)}"

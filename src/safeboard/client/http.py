@@ -20,6 +20,7 @@ import httpx
 from safeboard.client.cleartext import require_private_transport
 from safeboard.client.config import server_origin
 from safeboard.client.local_socket import LocalSocketTransport
+from safeboard.client.scheme import wrong_scheme
 from safeboard.client.trust import PinnedContext, UntrustedCertificate, diagnose
 from safeboard.errors import (
     STATUS_BY_CODE,
@@ -167,6 +168,9 @@ class ApiClient:
 
     def _transport_error(self, exc: httpx.TransportError) -> SafeboardError:
         failed = _verification_failed(exc)
+        mistaken = wrong_scheme(self.url, exc) if failed is None else None
+        if mistaken is not None:
+            return mistaken
         if failed is None:
             kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
             return ServiceUnavailable(f"connection to {self.url} {kind}: {exc or type(exc)}")

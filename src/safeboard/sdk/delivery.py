@@ -6,21 +6,30 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+
+import httpx
 
 from safeboard import wire
 from safeboard.client.http import ApiClient
+from safeboard.client.trust import CertificateChanged, UntrustedCertificate
 from safeboard.errors import (
     BadRequest,
+    ConfigError,
     Conflict,
     Forbidden,
     NotFound,
+    ProjectNotFound,
     SafeboardError,
     Unauthenticated,
 )
 
-__all__ = ["Delivery", "Undeliverable"]
+__all__ = ["CONFIRM_TIMEOUT", "Delivery", "Undeliverable", "no_access", "retryable"]
+
+# init() waits this long for the server to confirm the run: a server that does not answer
+# within it is "away" (R2), and training starts spooling.
+CONFIRM_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 
 log = logging.getLogger("safeboard.sdk")
 
@@ -68,8 +77,10 @@ class Delivery:
             self._client.close()
             self._client = None
 
-    def ensure_run(self) -> None:
-        """Create the run on the server (idempotent by id); create the project if needed."""
+    def ensure_run(self, timeout: httpx.Timeout | None = None) -> None:
+        """Create the run on the server (idempotent by id); create the project if needed.
+        A project that stays out of reach (there but without a grant, or not creatable with
+        this key) raises ProjectNotFound."""
         if self.meta.get("on_server"):
             return
         project = self.meta["project"]
@@ -77,12 +88,19 @@ class Delivery:
             "id": self.meta["id"], "name": self.meta["name"], "config": self.meta["config"],
             "tags": self.meta["tags"], "system": self.meta["system"],
         }  # fmt: skip
+        path = f"/api/v1/projects/{project}/runs"
         try:
-            self.client.post(f"/api/v1/projects/{project}/runs", json=body)
+            self.client.post(path, json=body, timeout=timeout)
         except NotFound:
-            with contextlib.suppress(Conflict):  # made meanwhile by someone else
-                self.client.post("/api/v1/projects", json={"name": project})
-            self.client.post(f"/api/v1/projects/{project}/runs", json=body)
+            try:
+                with contextlib.suppress(Conflict):  # made meanwhile, or there out of sight
+                    self.client.post("/api/v1/projects", json={"name": project}, timeout=timeout)
+            except Forbidden as exc:
+                raise ProjectNotFound(f"{no_access(project)} ({exc.message})") from None
+            try:
+                self.client.post(path, json=body, timeout=timeout)
+            except NotFound:
+                raise ProjectNotFound(no_access(project)) from None
         self.meta["on_server"] = True
 
     def send(self, batch: dict[str, Any]) -> None:
@@ -92,26 +110,55 @@ class Delivery:
         # Packed arrays: no JSON numbers to print here or to parse on the server.
         body = wire.pack(batch["batch_id"], batch["metrics"])
         try:
-            self.client.post(
-                f"/api/v1/runs/{self.meta['id']}/metrics",
-                content=body,
-                headers={"Content-Type": wire.MEDIA_TYPE},
-            )
+            with self._on_the_run():
+                self.client.post(
+                    f"/api/v1/runs/{self.meta['id']}/metrics",
+                    content=body,
+                    headers={"Content-Type": wire.MEDIA_TYPE},
+                )
         except BadRequest as exc:  # 400/422: the data itself is wrong
             raise Undeliverable(exc.message) from None
 
     def update(self, patch: dict[str, Any]) -> None:
         """Config (merged), tags (null removes) and notes changed after the run started."""
         self.ensure_run()
-        self.client.patch(f"/api/v1/runs/{self.meta['id']}", json=patch)
+        with self._on_the_run():
+            self.client.patch(f"/api/v1/runs/{self.meta['id']}", json=patch)
 
     def finish(self, status: str) -> None:
         self.ensure_run()
-        with contextlib.suppress(Conflict):  # already final: a retried finish
+        with contextlib.suppress(Conflict), self._on_the_run():  # Conflict: a retried finish
             self.client.patch(f"/api/v1/runs/{self.meta['id']}", json={"status": status})
+
+    @contextlib.contextmanager
+    def _on_the_run(self) -> Iterator[None]:
+        """A 404 on a run the server had: it was deleted, or the grant on its project was
+        removed (the server does not say which, by design): say both, and the fixes."""
+        try:
+            yield
+        except NotFound as exc:
+            run, project = self.meta["id"], self.meta["project"]
+            raise NotFound(
+                f"run {run} is out of reach ({exc.message}): it was deleted, or your grant on "
+                f"project {project!r} was removed; ask its owner to grant you the editor role, "
+                f"or drop the run: safeboard sync --discard {run}"
+            ) from None
+
+
+def no_access(project: str) -> str:
+    return (
+        f"project {project!r} does not exist or you have no access to it; ask its owner to "
+        "grant you the editor role"
+    )
+
+
+# Failures that wait for the user (a key, a grant, a certificate, an address to fix): the
+# data stays spooled for `safeboard sync`. The rest (server away, overloaded, restarting,
+# a 5xx) heal by themselves.
+_NEEDS_THE_USER = (
+    Unauthenticated, Forbidden, NotFound, ConfigError, CertificateChanged, UntrustedCertificate,
+)  # fmt: skip
 
 
 def retryable(exc: SafeboardError) -> bool:
-    """Auth problems wait for the user (spooled, delivered by `safeboard sync`); the rest
-    (server away, overloaded, restarting) heal by themselves."""
-    return not isinstance(exc, (Unauthenticated, Forbidden))
+    return not isinstance(exc, _NEEDS_THE_USER)

@@ -29,8 +29,9 @@ from typing import Any, Literal
 from safeboard.client.credentials import resolve_server
 from safeboard.client.http import ApiClient
 from safeboard.documents import MAX_NOTES_CHARS, document_problem, tags_problem
-from safeboard.errors import InvalidRequest
-from safeboard.sdk.delivery import Delivery
+from safeboard.errors import BadRequest, InvalidRequest, SafeboardError
+from safeboard.sdk import notices
+from safeboard.sdk.delivery import CONFIRM_TIMEOUT, Delivery, retryable
 from safeboard.sdk.images import pixels_of
 from safeboard.sdk.sender import Point, Sender
 from safeboard.sdk.spool import RunSpool, spool_root
@@ -93,6 +94,7 @@ class Run:
         api_key: str | None,
         spool_dir: Path | None,
         interval: float,
+        quiet: bool = False,
     ) -> None:
         tag_map = dict(tags) if isinstance(tags, Mapping) else dict.fromkeys(tags or [], "")
         _refuse(document_problem(dict(config or {}), "config") or tags_problem(tag_map))
@@ -118,8 +120,11 @@ class Run:
         self.spool.write_meta(self._meta)
         if mode == "online":
             delivery = Delivery(connect, self._meta)
+            self._confirm(delivery, quiet=quiet)
             uploader = Uploader(self.spool, connect, self.id, interval=max(interval, 0.5))
             uploader.start()
+        elif not quiet:
+            notices.say_started(self.name, None, self.id, self.spool.path)
         self._delivery = delivery
         self._uploader = uploader
         self._queue: deque[Point] = deque()
@@ -135,6 +140,24 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run(project={self.project!r}, name={self.name!r}, id={self.id!r})"
+
+    def _confirm(self, delivery: Delivery, *, quiet: bool) -> None:
+        """Create the run on the server before init() returns. A refusal that needs the
+        user (key, grant, certificate, address) raises, and nothing stays spooled; a server
+        that is only away gets one warning, and the run spools (R2)."""
+        url = str(self._meta["url"])
+        try:
+            delivery.ensure_run(timeout=CONFIRM_TIMEOUT)
+        except SafeboardError as exc:
+            if not retryable(exc) or isinstance(exc, BadRequest):
+                delivery.close()
+                self.spool.remove()
+                raise
+            notices.say_away(url, exc, self.spool.path)
+            return
+        self.spool.write_meta(self._meta)
+        if not quiet:
+            notices.say_started(self.name, url, self.id, self.spool.path)
 
     def log(self, data: Mapping[str, float], step: int | None = None) -> None:
         """Record values at ``step`` (default: one past the last step). Returns at once."""
@@ -251,22 +274,36 @@ class Run:
         left = self.spool.pending_points()
         files = self.spool.pending_artifacts()
         delivered = not self._sender.is_alive() and not uploading and not files
-        if self._delivery is not None and delivered and left == 0:
+        cause = self._sender.refusal
+        if self._delivery is not None and delivered and left == 0 and cause is None:
             try:
                 self._delivery.finish(status)
                 self.spool.remove()
+            except SafeboardError as exc:
+                if not retryable(exc):
+                    cause = exc
+                    self._sender.record_refusal(exc)
+                log.debug("run %s not marked %s yet (%s)", self.id, status, exc.message)
+                left = -1
             except Exception as exc:  # noqa: BLE001  (never let the last step crash training)
                 log.warning("safeboard: run %s not marked %s yet (%s)", self.id, status, exc)
                 left = -1
             finally:
                 self._delivery.close()
-        if left or files:
+        elif self._delivery is not None:
+            self._delivery.close()
+        if cause is not None:
             what = _undelivered(max(left, 0), files, self.spool)
-            print(  # noqa: T201  (the training script's user must see this, logging or not)
-                f"safeboard: run {self.name} ({self.id}): {what} "
-                f"not delivered yet; they are kept in {self.spool.path}: run `safeboard sync` "
-                "to send them",
-                file=sys.stderr,
+            notices.say(
+                f"run {self.name} ({self.id}): {what} not delivered: {cause.message}. They "
+                f"are kept in {self.spool.path}: once that is fixed, run `safeboard sync` (or "
+                f"drop them: safeboard sync --discard {self.id})"
+            )
+        elif left or files:
+            what = _undelivered(max(left, 0), files, self.spool)
+            notices.say(
+                f"run {self.name} ({self.id}): {what} not delivered yet; they are kept in "
+                f"{self.spool.path}: run `safeboard sync` to send them"
             )
 
     def __enter__(self) -> Run:
@@ -312,19 +349,33 @@ def init(
     api_key: str | None = None,
     spool_dir: Path | None = None,
     flush_interval: float = 0.5,
+    quiet: bool | None = None,
 ) -> Run:
     """Start a run in ``project``. With no arguments it finds the server the way the CLI
     does (``SAFEBOARD_URL`` + ``SAFEBOARD_API_KEY``, ``safeboard login``, or the local
     server's discovery file); ``mode="offline"`` (or ``SAFEBOARD_MODE=offline``) needs no
-    server at all: ``safeboard sync`` uploads later."""
+    server at all: ``safeboard sync`` uploads later.
+
+    Online, the server confirms the run before this returns: a wrong, revoked or expired
+    key, a key without write scope, no grant on the project, an untrusted or changed
+    certificate, a wrong scheme or a malformed URL raise (``safeboard.AuthenticationError``,
+    ``safeboard.PermissionDenied`` and their subclasses, see docs/sdk.md). A server that is
+    only away gets one warning on stderr, and the run spools and retries in the background.
+    One line on stderr names the run's page in the dashboard, unless ``quiet`` (or
+    ``SAFEBOARD_QUIET=1``)."""
     _install_exit_hooks()
     chosen = mode or os.environ.get("SAFEBOARD_MODE", "online")
     if chosen not in ("online", "offline"):
         raise InvalidRequest("mode: online or offline")
-    return Run(
-        project=project, name=name, config=config, tags=tags, mode=chosen,  # type: ignore[arg-type]
-        url=url, api_key=api_key, spool_dir=spool_dir, interval=flush_interval,
-    )  # fmt: skip
+    try:
+        return Run(
+            project=project, name=name, config=config, tags=tags, mode=chosen,  # type: ignore[arg-type]
+            url=url, api_key=api_key, spool_dir=spool_dir, interval=flush_interval,
+            quiet=notices.quiet_from_env() if quiet is None else quiet,
+        )  # fmt: skip
+    except SafeboardError as exc:
+        # The message names the fix; the SDK's own frames would only hide it.
+        raise exc.with_traceback(None) from None
 
 
 _hooks = threading.Lock()

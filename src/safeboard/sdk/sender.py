@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from safeboard.errors import SafeboardError
+from safeboard.sdk import notices
 from safeboard.sdk.delivery import Delivery, Undeliverable, retryable
 from safeboard.sdk.spool import RunSpool
 from safeboard.sdk.uploads import Uploader, spool_record
@@ -30,6 +31,7 @@ log = logging.getLogger("safeboard.sdk")
 Point = tuple[int, float, Mapping[str, float]]
 MAX_BATCH_POINTS = 100_000
 MAX_BACKOFF = 30.0
+RECHECK_SECONDS = 60.0  # after a refusal that needs the user: one look a minute, no more
 
 
 def _wire(value: float) -> float | str:
@@ -123,6 +125,7 @@ class Sender(threading.Thread):
         self._retry_at = 0.0
         self._deadline = 0.0
         self._hopeless = False  # the last failure needs the user (credentials), not time
+        self.refusal: SafeboardError | None = None  # that failure, said once on stderr
         self._spooled = any(True for _ in spool.batches())
         self.delivered_points = 0
         self.dropped_points = 0
@@ -212,14 +215,38 @@ class Sender(threading.Thread):
             self._release_artifacts()
             self._backoff = 0.0
             self._hopeless = False
+            self._recovered()
         except SafeboardError as exc:
             for batch in batches:  # not delivered: keep them, in order, on disk
                 self.spool.add_batch(batch)
             self._spooled = True
             self._backoff = min(MAX_BACKOFF, max(0.5, self._backoff * 2))
             self._hopeless = not retryable(exc)
-            self._retry_at = time.monotonic() + (MAX_BACKOFF if self._hopeless else self._backoff)
+            if self._hopeless:
+                self.record_refusal(exc)
+            self._retry_at = time.monotonic() + (
+                RECHECK_SECONDS if self._hopeless else self._backoff
+            )
             log.debug("delivery paused (%s); retrying in %.1f s", exc.message, self._backoff)
+
+    def record_refusal(self, exc: SafeboardError) -> None:
+        """A failure that needs the user: said once on stderr (cause and fix), and kept in
+        the spool's run.json as ``last_error`` for `safeboard sync` to show."""
+        assert self.delivery is not None  # noqa: S101
+        meta = self.delivery.meta
+        if self.refusal is None:
+            notices.say_refused(meta["name"], meta["id"], exc, self.spool.path)
+        self.refusal = exc
+        meta["last_error"] = notices.error_record(exc)
+        self.spool.write_meta(meta)
+
+    def _recovered(self) -> None:
+        if self.refusal is None or self.delivery is None:
+            return
+        self.refusal = None
+        self.delivery.meta.pop("last_error", None)
+        self.spool.write_meta(self.delivery.meta)
+        log.warning("safeboard: delivery resumed for run %s", self.delivery.meta["id"])
 
     def _deliver(self, batch: dict[str, Any]) -> None:
         assert self.delivery is not None  # noqa: S101

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from safeboard.client.credentials import resolve_server
-from safeboard.errors import SafeboardError
-from safeboard.sdk.delivery import Delivery, Undeliverable
+from safeboard.errors import InvalidRequest, NotFound, SafeboardError
+from safeboard.sdk.delivery import Delivery, Undeliverable, retryable
+from safeboard.sdk.notices import error_record
 from safeboard.sdk.spool import RunSpool, spooled_runs
 from safeboard.sdk.uploads import refused_for_good, upload_record
 
-__all__ = ["SyncResult", "sync_all"]
+__all__ = ["SyncResult", "find_spooled", "sync_all"]
 
 log = logging.getLogger("safeboard.sdk")
 
@@ -28,12 +29,17 @@ class SyncResult:
     dropped_artifacts: int = 0
     done: bool = False
     error: str | None = None
+    pending_points: int = 0  # left in the spool when delivery failed
+    pending_artifacts: int = 0
 
 
 def sync_run(spool: RunSpool, url: str | None, api_key: str | None) -> SyncResult:
     meta = spool.read_meta()
     result = SyncResult(meta["id"], meta["name"])
-    access = resolve_server(url or meta.get("url"), api_key)
+    try:
+        access = resolve_server(url or meta.get("url"), api_key)
+    except SafeboardError as exc:
+        return _failed(spool, meta, result, exc)
     delivery = Delivery(access.client, meta)
     try:
         for path, batch in spool.batches():
@@ -53,11 +59,25 @@ def sync_run(spool: RunSpool, url: str | None, api_key: str | None) -> SyncResul
             spool.remove()
             result.done = True
         else:
+            meta.pop("last_error", None)
             spool.write_meta(meta)
     except SafeboardError as exc:
-        result.error = exc.message
+        _failed(spool, meta, result, exc)
     finally:
         delivery.close()
+    return result
+
+
+def _failed(
+    spool: RunSpool, meta: dict[str, object], result: SyncResult, exc: SafeboardError
+) -> SyncResult:
+    """Say why, and keep a cause that needs the user in run.json (``last_error``)."""
+    result.error = exc.message
+    result.pending_points = spool.pending_points()
+    result.pending_artifacts = len(spool.pending_artifacts())
+    if not retryable(exc):
+        meta["last_error"] = error_record(exc)
+        spool.write_meta(meta)
     return result
 
 
@@ -88,3 +108,27 @@ def sync_all(
         progress(result)
         results.append(result)
     return results
+
+
+def find_spooled(ref: str, root: Path | None = None) -> RunSpool:
+    """The spooled run named by ``ref``: its id, a unique prefix of it, or its name."""
+    runs = spooled_runs(root)
+    exact = [spool for spool in runs if spool.path.name == ref]
+    if exact:
+        return exact[0]
+    matches = [spool for spool in runs if ref and spool.path.name.startswith(ref)]
+    if not matches:
+        matches = [spool for spool in runs if _name_of(spool) == ref]
+    if not matches:
+        raise NotFound(f"no spooled run {ref!r}: `safeboard sync` lists them")
+    if len(matches) > 1:
+        listed = ", ".join(f"{_name_of(spool)} ({spool.path.name})" for spool in matches)
+        raise InvalidRequest(f"{ref!r} names {len(matches)} spooled runs ({listed}): give an id")
+    return matches[0]
+
+
+def _name_of(spool: RunSpool) -> str:
+    try:
+        return str(spool.read_meta().get("name", ""))
+    except (OSError, ValueError):
+        return ""

@@ -1,0 +1,80 @@
+"""What the SDK tells the person running a training script: one line each on stderr,
+prefixed ``safeboard:``, whatever logging is configured (they must see it).
+
+The run's dashboard address at ``init()`` can be silenced (``init(quiet=True)`` or
+``SAFEBOARD_QUIET=1``); warnings about data that is not delivered cannot.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from safeboard.errors import SafeboardError
+
+__all__ = [
+    "QUIET_ENV",
+    "error_record",
+    "quiet_from_env",
+    "run_url",
+    "say",
+    "say_away",
+    "say_refused",
+    "say_started",
+]
+
+QUIET_ENV = "SAFEBOARD_QUIET"
+
+
+def quiet_from_env() -> bool:
+    return os.environ.get(QUIET_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def say(line: str) -> None:
+    print(f"safeboard: {line}", file=sys.stderr, flush=True)  # noqa: T201  (see module doc)
+
+
+def run_url(server_url: str, run_id: str) -> str:
+    """The run's page in the dashboard (safeboard.web.routes: ``/runs/{run_id}``)."""
+    return f"{server_url.rstrip('/')}/runs/{run_id}"
+
+
+def say_started(name: str, server_url: str | None, run_id: str, spool: Path) -> None:
+    if server_url is None:
+        say(f"run {name} is offline: kept in {spool}; send it with `safeboard sync`")
+    else:
+        say(f"run {name} -> {run_url(server_url, run_id)}")
+
+
+def _cause(exc: SafeboardError) -> str:
+    """The transport's reason ("connection refused", "timed out") when there is one
+    (kept as the context of the client's ServiceUnavailable), else the server's message."""
+    seen: BaseException | None = exc.__context__
+    while seen is not None:
+        if isinstance(seen, TimeoutError) or "Timeout" in type(seen).__name__:
+            return "timed out"
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror[0].lower() + seen.strerror[1:]
+        seen = seen.__cause__ or seen.__context__
+    return exc.message
+
+
+def say_away(server_url: str, exc: SafeboardError, spool: Path) -> None:
+    say(
+        f"cannot reach {server_url}: {_cause(exc)}; logging to the spool ({spool}) and "
+        "retrying in the background"
+    )
+
+
+def say_refused(name: str, run_id: str, exc: SafeboardError, spool: Path) -> None:
+    say(
+        f"run {name} ({run_id}): the server refused its data: {exc.message}. Logging goes on "
+        f"into the spool ({spool}); once that is fixed, `safeboard sync` sends it"
+    )
+
+
+def error_record(exc: SafeboardError) -> dict[str, Any]:
+    """What the spool's run.json keeps of the failure that stopped delivery (``last_error``)."""
+    return {"code": exc.code, "message": exc.message}
