@@ -11,6 +11,7 @@ from typing import ClassVar
 __all__ = [
     "STATUS_BY_CODE",
     "BadRequest",
+    "ChecksumMismatch",
     "ConfigError",
     "Conflict",
     "Forbidden",
@@ -110,6 +111,13 @@ class ServiceUnavailable(SafeboardError):
     code = "unavailable"
 
 
+class ChecksumMismatch(InvalidRequest):
+    """The bytes of an upload hash to another SHA-256 than was declared; the server
+    discarded them. Clients match this class, never the message."""
+
+    code = "checksum_mismatch"
+
+
 STATUS_BY_CODE: dict[str, int] = {
     "internal": 500,
     "config": 500,
@@ -127,6 +135,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "too_many_streams": 429,
     "insufficient_storage": 507,
     "unavailable": 503,
+    "checksum_mismatch": 422,
     # Raised by clients only (safeboard.client.trust, .cleartext), never sent by the server.
     "tls_changed": 502,
     "tls_untrusted": 502,

@@ -11,7 +11,7 @@ from safeboard.schemas import Model, StrictModel
 
 __all__ = ["ArtifactIn", "ArtifactListOut", "ArtifactOut", "PreviewOut"]
 
-Kind = Literal["file", "image", "model", "dataset", "table"]
+Kind = Literal["file", "image", "model", "dataset", "table"]  # = vocabulary.ArtifactKind (tests/unit/test_vocabulary.py)
 
 
 def _encodable(name: str) -> str:

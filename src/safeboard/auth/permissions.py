@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from safeboard import vocabulary
+
 __all__ = [
     "CREDENTIAL_PERMISSIONS",
     "PROJECT_PERMISSIONS",
@@ -48,18 +50,8 @@ class Role(StrEnum):
     MEMBER = "member"
 
 
-class ProjectRole(StrEnum):
-    OWNER = "owner"
-    EDITOR = "editor"
-    VIEWER = "viewer"
-
-
-class Scope(StrEnum):
-    """What an API key may be used for; each includes the ones before it."""
-
-    READ = "read"
-    WRITE = "write"
-    ADMIN = "admin"
+ProjectRole = vocabulary.ProjectRole  # shared with clients: safeboard.vocabulary
+Scope = vocabulary.KeyScope
 
 
 class CredentialKind(StrEnum):

@@ -20,6 +20,7 @@ from safeboard.runs.schemas import (
     RunListedOut,
     RunOut,
     RunPageOut,
+    RunIdsOut,
     RunUpdate,
 )
 from safeboard.runs.service import RunService
@@ -176,3 +177,15 @@ def update_run(
     )
     _, project = service.get(principal, run_id, Permission.PROJECTS_READ)
     return run_out(run, project.name)
+
+
+@router.get("/run-ids", response_model=RunIdsOut)
+def run_ids(
+    request: Request,
+    prefix: str = Query(min_length=1, max_length=32, description="Lowercase hex."),
+    limit: int = Query(10, ge=1, le=100),
+    principal: Principal = requires_project(Permission.PROJECTS_READ),
+) -> RunIdsOut:
+    """Ids of the runs you can see that start with ``prefix`` (at most ``limit``, sorted):
+    how the CLI resolves an id as printed. One id: unique; several: ambiguous."""
+    return RunIdsOut(ids=_service(request).ids_starting(principal, prefix, limit))

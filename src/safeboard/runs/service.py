@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from safeboard.auth.permissions import Permission
+from safeboard.auth.permissions import Permission, Role
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
 from safeboard.cursors import decode_position, encode_position
@@ -16,6 +16,7 @@ from safeboard.errors import Conflict, InvalidRequest
 from safeboard.events import Event, EventBus
 from safeboard.ids import new_id
 from safeboard.projects.access import project_by_name
+from safeboard.projects import repository as projects
 from safeboard.projects.repository import Project
 from safeboard.runs import repository as runs
 from safeboard.runs.access import run_for
@@ -23,6 +24,7 @@ from safeboard.runs.projection import param_path
 from safeboard.runs.repository import Listed, Run
 from safeboard.runs.search import run_filter
 from safeboard.storage import writer
+from safeboard.vocabulary import is_id_prefix
 
 __all__ = ["FINAL_STATUSES", "RunPage", "RunService"]
 
@@ -168,3 +170,18 @@ class RunService:
         page = found[:limit]
         last = page[-1] if more and page else None
         return RunPage(page, encode_position(last.created_at, last.id) if last else None)
+
+    def ids_starting(self, principal: Principal, prefix: str, limit: int) -> list[str]:
+        """Ids of the runs this principal can see that start with ``prefix`` (an id as
+        printed, shortened), at most ``limit``: how clients resolve a short id."""
+        if not is_id_prefix(prefix):
+            raise InvalidRequest("prefix: 1 to 32 lowercase hex digits (a run id as printed)")
+        with self.engine.connect() as conn:
+            visible: list[int] | None = None  # every project (an admin's session or key)
+            if principal.role is not Role.ADMIN:
+                found = projects.visible(conn, principal.user_id, everyone=False)
+                visible = [p.id for p, _ in found]
+            if principal.project_id is not None:  # a project-bound key sees that one only
+                bound = principal.project_id
+                visible = [bound] if visible is None else [i for i in visible if i == bound]
+            return runs.ids_with_prefix(conn, prefix, visible, limit)
