@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from safeboard.auth.permissions import Role, Scope
-from safeboard.client import Client, NO_RETRY, Project, Run
+from safeboard.client import NO_RETRY, Client, Project, Run
 from safeboard.client.http import ApiClient
 from safeboard.errors import BadRequest, ChecksumMismatch, InvalidRequest, NotFound
 from safeboard.settings import Settings
@@ -64,12 +64,13 @@ async def test_projects_runs_and_metrics_come_back_typed(world: World) -> None:
         return project, olga.run(run_id), finished, points
 
     project, run, finished, points = await in_thread(go)
-    assert project.name == "mnist" and project.role is ProjectRole.OWNER
-    assert run.status is RunStatus.FINISHED and finished.status is RunStatus.FINISHED
+    assert (project.name, project.role) == ("mnist", ProjectRole.OWNER)
+    assert run.status is RunStatus.FINISHED
+    assert finished.status is RunStatus.FINISHED
     assert sorted(m.key for m in run.metrics) == sorted(ODD_KEYS)
     for i, key in enumerate(ODD_KEYS):
         assert points[key].key == key
-        assert points[key].steps == (0, 1) and points[key].values == (i, 2.0)
+        assert (points[key].steps, points[key].values) == ((0, 1), (i, 2.0))
     olga.close()
 
 
@@ -122,7 +123,7 @@ async def test_grants_keys_users_and_audit(world: World) -> None:
         created = olga.create_key("ci")
         assert created.key.scope is KeyScope.WRITE  # as the dashboard's form
         assert created.token not in repr(created)
-        assert "ci" in [k.name for k in olga.keys()]
+        assert "ci" in [k.name for k in olga.api_keys()]
         olga.revoke_key(created.key.id)
         assert {u.username for u in root.users()} >= {"olga", "pete", "root"}
         actions = [e.action for e in root.audit(page_size=2)]

@@ -9,9 +9,10 @@ from pydantic import AfterValidator, Field
 
 from safeboard.schemas import Model, StrictModel
 
-__all__ = ["ArtifactIn", "ArtifactListOut", "ArtifactOut", "PreviewOut"]
+__all__ = ["ArtifactIdsOut", "ArtifactIn", "ArtifactListOut", "ArtifactOut", "PreviewOut"]
 
-Kind = Literal["file", "image", "model", "dataset", "table"]  # = vocabulary.ArtifactKind (tests/unit/test_vocabulary.py)
+# = vocabulary.ArtifactKind (tests/unit/test_vocabulary.py)
+Kind = Literal["file", "image", "model", "dataset", "table"]
 
 
 def _encodable(name: str) -> str:
@@ -76,3 +77,7 @@ class ArtifactListOut(Model):
 class PreviewOut(Model):
     url: str = Field(description="Path on this server, usable without other credentials.")
     expires_at: datetime
+
+
+class ArtifactIdsOut(Model):
+    ids: list[str] = Field(description="Sorted; more than one: the prefix is ambiguous.")

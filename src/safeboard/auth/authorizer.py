@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from safeboard.auth.permissions import (
     CREDENTIAL_PERMISSIONS,
+    PERMISSION_PHRASES,
     PROJECT_PERMISSIONS,
     PROJECT_ROLE_PERMISSIONS,
     ROLE_PERMISSIONS,
@@ -69,7 +70,7 @@ def ensure(principal: Principal, permission: Permission) -> None:
         return
     if permission in SESSION_ONLY and principal.credential is not CredentialKind.SESSION:
         raise Forbidden("this needs a signed-in session: API keys never set passwords")
-    raise Forbidden(f"this credential may not {permission.value.replace(':', ' ')}")
+    raise Forbidden(f"this credential may not {PERMISSION_PHRASES[permission]}")
 
 
 def ensure_in_project(
@@ -82,4 +83,7 @@ def ensure_in_project(
         visible = False
     if not visible:
         raise NotFound("no such project")
-    raise Forbidden(f"your role in this project does not allow {permission.value}")
+    raise Forbidden(
+        f"your role here ({grant.value if grant else 'none'}) may not "
+        f"{PERMISSION_PHRASES[permission]}"
+    )

@@ -18,7 +18,7 @@ from safeboard.auth.authorizer import could_reach, ensure
 from safeboard.auth.binding import BINDING_HEADER, cookie_name
 from safeboard.auth.csrf import UNSAFE_METHODS, check_session_csrf, check_sign_in_origin
 from safeboard.auth.identity import IdentityChain, Presented
-from safeboard.auth.permissions import CredentialKind, Permission
+from safeboard.auth.permissions import PERMISSION_PHRASES, CredentialKind, Permission
 from safeboard.auth.principal import Principal
 from safeboard.auth.service import AuthService, SignInContext
 from safeboard.errors import Forbidden
@@ -140,7 +140,7 @@ def requires_project(permission: Permission) -> Any:
 
     def check(principal: Principal = Depends(current_principal)) -> Principal:
         if not could_reach(principal, permission):
-            raise Forbidden(f"this credential may not {permission.value.replace(':', ' ')}")
+            raise Forbidden(f"this credential may not {PERMISSION_PHRASES[permission]}")
         return principal
 
     setattr(check, DECISION_ATTRIBUTE, permission)

@@ -11,6 +11,7 @@ from safeboard import vocabulary
 
 __all__ = [
     "CREDENTIAL_PERMISSIONS",
+    "PERMISSION_PHRASES",
     "PROJECT_PERMISSIONS",
     "PROJECT_ROLE_PERMISSIONS",
     "ROLE_PERMISSIONS",
@@ -43,6 +44,23 @@ class Permission(StrEnum):
     PROJECTS_READ = "projects:read"
     PROJECTS_WRITE = "projects:write"
     PROJECTS_MANAGE = "projects:manage"
+
+
+# What each permission lets one do, for messages: "this credential may not <phrase>".
+PERMISSION_PHRASES: dict[Permission, str] = {
+    Permission.ACCOUNT_READ: "read this account",
+    Permission.ACCOUNT_UPDATE: "change this account",
+    Permission.KEYS_READ: "list API keys",
+    Permission.KEYS_WRITE: "create or revoke API keys",
+    Permission.USERS_READ: "list accounts",
+    Permission.USERS_MANAGE: "manage accounts",
+    Permission.USERS_INVITE: "invite people",
+    Permission.AUDIT_READ: "read the audit log",
+    Permission.PROJECTS_CREATE: "create projects",
+    Permission.PROJECTS_READ: "read this project",
+    Permission.PROJECTS_WRITE: "write to this project",
+    Permission.PROJECTS_MANAGE: "manage who has access to this project",
+}
 
 
 class Role(StrEnum):

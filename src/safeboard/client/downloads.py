@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from safeboard.client import paths
 from safeboard.client.artifacts import (
     MAX_FAILURES,
     READ_SIZE,
@@ -25,7 +26,6 @@ from safeboard.client.artifacts import (
     backoff,
     safe_filename,
 )
-from safeboard.client import paths
 from safeboard.client.http import ApiClient
 from safeboard.client.partfile import Folder, PartFile, UnsafeDownloadPath
 from safeboard.errors import ConfigError, Conflict, SafeboardError, ServiceUnavailable

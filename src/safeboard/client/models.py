@@ -36,7 +36,7 @@ def _when(value: Any) -> datetime:
     return datetime.fromisoformat(str(value))
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any) -> Any:  # noqa: PLR0911  (one return per kind of value)
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Enum):

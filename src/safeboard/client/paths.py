@@ -14,6 +14,7 @@ __all__ = [
     "API",
     "artifact",
     "artifact_content",
+    "artifact_ids",
     "artifact_preview",
     "audit",
     "grant",
@@ -112,3 +113,8 @@ def user(username: str) -> str:
 
 def audit() -> str:
     return f"{API}/audit"
+
+
+def artifact_ids() -> str:
+    """Artifacts whose id starts with a prefix (``?prefix=``)."""
+    return f"{API}/artifact-ids"

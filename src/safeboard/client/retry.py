@@ -41,10 +41,10 @@ class RetryPolicy:
         that (so that many clients do not come back at once). A rate limit waits at least
         what the server asked for, even past the cap."""
         ceiling = min(self.cap, self.base * 2 ** max(0, min(failures - 1, 62)))
-        wait = ceiling * (0.5 + self.random() / 2) if self.jitter else ceiling
+        wait = ceiling * (0.5 + float(self.random()) / 2) if self.jitter else ceiling
         if isinstance(error, RateLimited):
             wait = max(wait, float(error.retry_after))
-        return wait
+        return float(wait)
 
     def call(self, fn: Callable[[], T]) -> T:
         failures = 0

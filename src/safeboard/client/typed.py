@@ -142,7 +142,7 @@ class Client:
         self,
         project: str,
         *,
-        filter: str | None = None,  # noqa: A002  (the API's name)
+        filter: str | None = None,
         config_keys: tuple[str, ...] | list[str] = (),
         limit: int = 50,
         cursor: str | None = None,
@@ -162,7 +162,7 @@ class Client:
         self,
         project: str,
         *,
-        filter: str | None = None,  # noqa: A002
+        filter: str | None = None,
         config_keys: tuple[str, ...] | list[str] = (),
         page_size: int = 200,
     ) -> Iterator[RunListed]:
@@ -227,12 +227,17 @@ class Client:
                 return
             cursor = following
 
+    def artifact_ids(self, prefix: str, *, limit: int = 10) -> list[str]:
+        """Ids of the artifacts you can see that start with ``prefix`` (sorted)."""
+        params = {"prefix": prefix, "limit": limit}
+        return list(self._json("GET", paths.artifact_ids(), params=params)["ids"])
+
     def delete_artifact(self, artifact_id: str) -> None:
         self.send("DELETE", paths.artifact(artifact_id))
 
     # --- keys, users, audit --------------------------------------------------------------
 
-    def keys(self, *, everyone: bool = False) -> list[ApiKey]:
+    def api_keys(self, *, everyone: bool = False) -> list[ApiKey]:
         params = {"everyone": "true"} if everyone else {}
         return [ApiKey.from_json(k) for k in self._json("GET", paths.keys(), params=params)]
 
@@ -267,7 +272,8 @@ class Client:
             for name, value in (("since", since), ("action", action), ("after_id", after)):
                 if value is not None:
                     params[name] = value
-            found = [AuditEntry.from_json(e) for e in self._json("GET", paths.audit(), params=params)]
+            answer = self._json("GET", paths.audit(), params=params)
+            found = [AuditEntry.from_json(e) for e in answer]
             yield from found
             if len(found) < page_size:
                 return

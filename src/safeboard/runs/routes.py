@@ -17,10 +17,10 @@ from safeboard.runs.repository import Listed, Run
 from safeboard.runs.schemas import (
     MetricSummaryOut,
     RunCreate,
+    RunIdsOut,
     RunListedOut,
     RunOut,
     RunPageOut,
-    RunIdsOut,
     RunUpdate,
 )
 from safeboard.runs.service import RunService

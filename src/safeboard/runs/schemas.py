@@ -26,7 +26,8 @@ __all__ = [
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 RUN_ID = f"^{ID_PATTERN}$"
 TAG_KEY = r"^[A-Za-z0-9_.:/-]{1,100}$"
-Final = Literal["finished", "failed", "killed"]  # = vocabulary.FINAL_STATUSES (tests/unit/test_vocabulary.py)
+# = vocabulary.FINAL_STATUSES (tests/unit/test_vocabulary.py)
+Final = Literal["finished", "failed", "killed"]
 JsonFloat = float | Literal["NaN", "Infinity", "-Infinity"]
 # As long as the column holds: PostgreSQL refuses longer text (SQLite would keep it).
 # Values are bounded to theirs by documents.tags_problem (MAX_TAG_VALUE_CHARS).

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from safeboard.auth.permissions import Permission, Role
+from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
 from safeboard.cursors import decode_position, encode_position
@@ -15,8 +15,7 @@ from safeboard.documents import document_problem, tags_problem
 from safeboard.errors import Conflict, InvalidRequest
 from safeboard.events import Event, EventBus
 from safeboard.ids import new_id
-from safeboard.projects.access import project_by_name
-from safeboard.projects import repository as projects
+from safeboard.projects.access import project_by_name, visible_project_ids
 from safeboard.projects.repository import Project
 from safeboard.runs import repository as runs
 from safeboard.runs.access import run_for
@@ -177,11 +176,4 @@ class RunService:
         if not is_id_prefix(prefix):
             raise InvalidRequest("prefix: 1 to 32 lowercase hex digits (a run id as printed)")
         with self.engine.connect() as conn:
-            visible: list[int] | None = None  # every project (an admin's session or key)
-            if principal.role is not Role.ADMIN:
-                found = projects.visible(conn, principal.user_id, everyone=False)
-                visible = [p.id for p, _ in found]
-            if principal.project_id is not None:  # a project-bound key sees that one only
-                bound = principal.project_id
-                visible = [bound] if visible is None else [i for i in visible if i == bound]
-            return runs.ids_with_prefix(conn, prefix, visible, limit)
+            return runs.ids_with_prefix(conn, prefix, visible_project_ids(conn, principal), limit)
