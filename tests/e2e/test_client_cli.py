@@ -53,8 +53,8 @@ def logged(server: ServerProcess) -> str:
     with api(server) as client:
         assert client.post("/api/v1/projects", json={"name": "odd"}).status_code == 201
         for run_id, lr, model in ((RUN_A, 0.1, "mlp"), (RUN_B, 0.3, "cnn")):
-            made = client.post("/api/v1/projects/odd/runs", json={
-                "id": run_id, "name": f"lr{lr}", "config": {"lr": lr}, "tags": {"model": model}})  # fmt: skip
+            body = {"id": run_id, "name": f"lr{lr}", "config": {"lr": lr}, "tags": {"model": model}}
+            made = client.post("/api/v1/projects/odd/runs", json=body)
             assert made.status_code == 201, made.text
         batch = {"batch_id": "c" * 32, "metrics": {
             k: {"steps": [0, 1, 2], "times": [1.0, 2.0, 3.0], "values": [i, i + 0.5, "NaN"]}
@@ -160,8 +160,8 @@ def test_key_create_makes_a_key_that_can_log_runs(server: ServerProcess) -> None
     with api(server, token) as client:
         assert client.post("/api/v1/projects", json={"name": "kims"}).status_code == 201
         assert client.post("/api/v1/projects/kims/runs", json={}).status_code == 201
-    (listed,) = [json.loads(x) for x in
-                 cli(server, "key", "list", "--user", "kim", "--json").stdout.splitlines()]  # fmt: skip
+    listing = cli(server, "key", "list", "--user", "kim", "--json").stdout
+    (listed,) = [json.loads(x) for x in listing.splitlines()]
     assert (listed["name"], listed["scope"], listed["owner"]) == ("ci", "write", "kim")
     table = cli(server, "key", "list", "--user", "kim").stdout
     assert re.search(r"key\s*[│┃]\s*name\s*[│┃]\s*owner\s*[│┃]\s*scope", table), table

@@ -15,11 +15,11 @@ from safeboard.runs import schemas as run_schemas
 
 
 def test_server_spellings_are_the_vocabulary() -> None:
-    assert run_models.RUN_STATUSES == tuple(s.value for s in vocabulary.RunStatus)
+    assert tuple(s.value for s in vocabulary.RunStatus) == run_models.RUN_STATUSES
     assert set(get_args(run_schemas.Final)) == set(vocabulary.FINAL_STATUSES)
-    assert artifact_models.KINDS == tuple(k.value for k in vocabulary.ArtifactKind)
+    assert tuple(k.value for k in vocabulary.ArtifactKind) == artifact_models.KINDS
     assert set(get_args(artifact_schemas.Kind)) == set(vocabulary.ArtifactKind)
-    assert artifact_models.STATES == tuple(s.value for s in vocabulary.ArtifactState)
+    assert tuple(s.value for s in vocabulary.ArtifactState) == artifact_models.STATES
     assert ProjectRole is vocabulary.ProjectRole
     assert Scope is vocabulary.KeyScope
     assert wire.metric_key_problem is vocabulary.metric_key_problem
