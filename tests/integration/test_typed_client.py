@@ -152,3 +152,31 @@ async def test_a_checksum_mismatch_comes_back_as_its_own_class(world: World) -> 
         await in_thread(go)
     assert raised.value.code == "checksum_mismatch"
     olga.close()
+
+
+async def test_artifact_ids_resolve_among_visible_artifacts_only(world: World) -> None:
+    olga, pete = client_for(world, "olga"), client_for(world, "pete")
+
+    def upload(client: Client, project: str, data: bytes) -> str:
+        client.create_project(project)
+        run = client.create_run(project)
+        spec = {"name": "f", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        made = client.send("POST", f"/api/v1/runs/{run.id}/artifacts", json=spec).json()
+        return str(made["id"])
+
+    olgas = await in_thread(lambda: upload(olga, "olgas", b"x"))
+    petes = await in_thread(lambda: upload(pete, "petes", b"y"))
+    assert await in_thread(lambda: olga.artifact_ids(olgas[:6])) == [olgas]
+    assert await in_thread(lambda: olga.artifact_ids(petes[:6])) == []
+    other = await in_thread(lambda: upload(olga, "second", b"z"))
+    project_id = (await in_thread(lambda: olga.project("olgas"))).id
+    token = world.key("olga", Scope.READ, project_id=project_id)
+    bound = Client(ApiClient(world.base_url, token, transport=_AppTransport(world.app)))
+    assert await in_thread(lambda: bound.artifact_ids(olgas)) == [olgas]
+    assert await in_thread(lambda: bound.artifact_ids(other)) == []  # olga's, another project
+    root = client_for(world, "root")
+    assert await in_thread(lambda: root.artifact_ids(petes)) == [petes]
+    with pytest.raises(InvalidRequest, match="hex"):
+        await in_thread(lambda: root.artifact_ids("../"))
+    for c in (olga, pete, bound, root):
+        c.close()
