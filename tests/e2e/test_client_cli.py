@@ -90,17 +90,22 @@ def test_runs_list_filters_and_sorts_as_the_dashboard(server: ServerProcess, log
                                  ("tags.model", False, ["lr0.3", "lr0.1"]),
                                  ("metrics.acc", True, ["lr0.1", "lr0.3"]),
                                  ("metrics.acc", False, ["lr0.3", "lr0.1"]),
-                                 ("metrics.#1", False, ["lr0.3", "lr0.1"])):  # fmt: skip
+                                 ("name", True, ["lr0.3", "lr0.1"])):  # fmt: skip
         args = ["--sort", sort, *(["--desc"] if desc else [])]
         lines = cli(server, "runs", "list", "--project", "odd", *args, "--json").stdout
         assert [json.loads(line)["name"] for line in lines.splitlines()] == expected, sort
     table = cli(server, "runs", "list", "--project", "odd").stdout
     assert re.search(r"run\s*[│┃]\s*name\s*[│┃]\s*status\s*[│┃]\s*created", table), table
-    bad = cli(server, "runs", "list", "--project", "odd", "--filter", "params.lr >", ok=False)
-    assert bad.returncode != 0
-    assert bad.stderr.startswith("safeboard: error: ")
-    assert "column" in bad.stderr
-    assert "Traceback" not in bad.stderr
+    for bad_args in (("--filter", "params.lr >"), ("--sort", "colour")):
+        bad = cli(server, "runs", "list", "--project", "odd", *bad_args, ok=False)
+        assert bad.returncode != 0
+        assert bad.stderr.startswith("safeboard: error: ")
+        assert "Traceback" not in bad.stderr
+    assert "column" in cli(server, "runs", "list", "--project", "odd", "--filter", "x >",
+                           ok=False).stderr  # fmt: skip
+    many = cli(server, "runs", "list", "--project", "odd", "--sort", "tags.model", "--limit",
+               "1", "--json").stdout.splitlines()  # fmt: skip
+    assert [json.loads(line)["name"] for line in many] == ["lr0.3"]
 
 
 def test_ids_as_printed_and_ambiguous_prefixes(server: ServerProcess, logged: str) -> None:

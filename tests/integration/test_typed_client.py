@@ -180,3 +180,37 @@ async def test_artifact_ids_resolve_among_visible_artifacts_only(world: World) -
         await in_thread(lambda: root.artifact_ids("../"))
     for c in (olga, pete, bound, root):
         c.close()
+
+
+async def test_sorted_runs_as_the_dashboard_sorts_a_page_at_a_time(world: World) -> None:
+    olga, pete = client_for(world, "olga"), client_for(world, "pete")
+
+    def go() -> dict[str, list[str]]:
+        olga.create_project("p")
+        for n, acc in enumerate((0.5, None, 0.9, 0.7)):
+            run = olga.create_run("p", name=f"r{n}", config={"opt": {"lr": n / 10}})
+            if acc is not None:
+                one = {"steps": [0], "times": [0.0], "values": [acc]}
+                olga.post_metrics(run.id, {"batch_id": f"{n}" * 32, "metrics": {"val/acc": one}})
+        names = {}
+        for sort, desc in (("metrics.val/acc", True), ("metrics.val/acc", False),
+                           ("params.opt.lr", True), ("name", False)):  # fmt: skip
+            found = olga.sorted_runs("p", sort, descending=desc, page_size=1,
+                                     config_keys=["opt.lr"])  # fmt: skip
+            names[f"{sort} {desc}"] = [r.name for r in found]
+        filtered = olga.sorted_runs("p", "name", filter="params.opt.lr >= 0.2")
+        names["filtered"] = [r.name for r in filtered]
+        return names
+
+    names = await in_thread(go)
+    assert names["metrics.val/acc True"] == ["r2", "r3", "r0", "r1"]  # without a value: last
+    assert names["metrics.val/acc False"] == ["r0", "r3", "r2", "r1"]
+    assert names["params.opt.lr True"] == ["r3", "r2", "r1", "r0"]
+    assert names["name False"] == ["r0", "r1", "r2", "r3"]
+    assert names["filtered"] == ["r2", "r3"]
+    with pytest.raises(BadRequest, match="sort"):
+        await in_thread(lambda: list(olga.sorted_runs("p", "colour")))
+    with pytest.raises(NotFound):
+        await in_thread(lambda: list(pete.sorted_runs("p", "name")))
+    olga.close()
+    pete.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,9 +82,9 @@ def _at(config: dict[str, Any], path: str) -> Any:
               help='The dashboard\'s search: params.lr > 0.01 and tags.model = "resnet" '
                    "and status = finished.")  # fmt: skip
 @click.option("--sort", default=None, metavar="KEY",
-              help="created (default), ended, name, status, params.<path>, tags.<key>, "
-                   "metrics.<key> (last value); reads every matching run.")  # fmt: skip
-@click.option("--desc", is_flag=True, help="Largest first (with --sort).")
+              help="created (default: newest first), ended, name, status, params.<path>, "
+                   "tags.<key>, metrics.<key> (last value); runs without one last.")  # fmt: skip
+@click.option("--desc", is_flag=True, help="Largest (newest) first, with --sort.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--config", "config_keys", multiple=True, metavar="PATH",
               help="A config value to show (dotted path: opt.lr); repeat for more.")  # fmt: skip
@@ -99,22 +100,19 @@ def list_runs(
     url: str | None,
     as_json: bool,
 ) -> None:
-    """A project's runs: the newest, or sorted by --sort, matching --filter."""
-    from itertools import islice
-
+    """A project's runs: the newest, or sorted by --sort as on the dashboard, matching
+    --filter."""
     from safeboard.cli.output import json_lines, table
-    from safeboard.cli.run_sort import config_path, sort_runs
 
+    page_size = min(limit, 500)
     with connect(url) as client:
-        if sort is None or (sort == "created" and desc):
-            newest = client.runs(project, filter=filter_text, config_keys=config_keys,
-                                 page_size=min(limit, 500))  # fmt: skip
-            found = list(islice(newest, limit))
+        if sort is None:
+            listing = client.runs(project, filter=filter_text, config_keys=config_keys,
+                                  page_size=page_size)  # fmt: skip
         else:
-            extra = config_path(sort)
-            keys = (*config_keys, extra) if extra and extra not in config_keys else config_keys
-            every = list(client.runs(project, filter=filter_text, config_keys=keys))
-            found = sort_runs(every, sort, desc, _last_value(client))[:limit]
+            listing = client.sorted_runs(project, sort, descending=desc, filter=filter_text,
+                                         config_keys=config_keys, page_size=page_size)  # fmt: skip
+        found = list(islice(listing, limit))
     if as_json:
         json_lines(r.to_json() for r in found)
         return
@@ -125,17 +123,6 @@ def list_runs(
           ", ".join(f"{k}={v}" if v else k for k, v in r.tags.items())] for r in found],
         no_wrap=["run", "created"], empty="no runs match",
     )  # fmt: skip
-
-
-def _last_value(client: Client) -> Any:
-    def metric(run_id: str, key: str) -> Any:
-        for summary in client.run(run_id).metrics:
-            if summary.key == key:
-                value = summary.last_value
-                return _SPECIAL.get(value, value) if isinstance(value, str) else value
-        return None
-
-    return metric
 
 
 @runs.command("show")

@@ -30,6 +30,7 @@ __all__ = [
     "run_artifacts",
     "run_ids",
     "segment",
+    "sorted_runs",
     "user",
     "users",
 ]
@@ -56,6 +57,11 @@ def grant(project_name: str, username: str) -> str:
 
 def project_runs(project_name: str) -> str:
     return f"{project(project_name)}/runs"
+
+
+def sorted_runs(project_name: str) -> str:
+    """The dashboard's runs table as JSON: any sort column, keyset pages."""
+    return f"{project(project_name)}/sorted-runs"
 
 
 def run(run_id: str) -> str:

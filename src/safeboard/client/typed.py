@@ -176,6 +176,34 @@ class Client:
                 return
             cursor = page.next_cursor
 
+    def sorted_runs(
+        self,
+        project: str,
+        sort: str,
+        *,
+        descending: bool = False,
+        filter: str | None = None,
+        config_keys: tuple[str, ...] | list[str] = (),
+        page_size: int = 200,
+    ) -> Iterator[RunListed]:
+        """Every matching run sorted by ``sort`` as the dashboard sorts (created, ended,
+        name, status, params.<path>, tags.<key>, metrics.<key>: the last value), those
+        without a value last, a page at a time."""
+        cursor: str | None = None
+        while True:
+            order = "desc" if descending else "asc"
+            params: dict[str, Any] = {"sort": sort, "order": order, "limit": page_size,
+                                      "config_key": list(config_keys)}  # fmt: skip
+            for name, value in (("filter", filter), ("cursor", cursor)):
+                if value:
+                    params[name] = value
+            page = self._json("GET", paths.sorted_runs(project), params=params)
+            yield from (RunListed.from_json(r) for r in page["runs"])
+            following = page.get("next_cursor")
+            if not following or following == cursor:
+                return
+            cursor = following
+
     def run_ids(self, prefix: str, *, limit: int = 10) -> list[str]:
         """Ids of the runs you can see that start with ``prefix`` (sorted, at most limit)."""
         params = {"prefix": prefix, "limit": limit}

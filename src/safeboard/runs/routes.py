@@ -25,7 +25,7 @@ from safeboard.runs.schemas import (
 )
 from safeboard.runs.service import RunService
 
-__all__ = ["router", "summary_out"]
+__all__ = ["nested_config", "router", "summary_out"]
 
 router = APIRouter(prefix="/api/v1")
 MAX_CONFIG_KEYS = 20
@@ -65,7 +65,7 @@ def run_out(run: Run, project: str, summaries: list[Summary] | None = None) -> R
     )
 
 
-def _nested(flat: dict[str, Any]) -> dict[str, Any]:
+def nested_config(flat: dict[str, Any]) -> dict[str, Any]:
     """{"opt.lr": 0.1, "seed": 1} -> {"opt": {"lr": 0.1}, "seed": 1}; a path under a value
     already placed (asked for both "opt" and "opt.lr") is in it already."""
     nested: dict[str, Any] = {}
@@ -90,7 +90,7 @@ def listed_out(run: Listed, project: str) -> RunListedOut:
         created_at=run.created_at,
         ended_at=run.ended_at,
         tags=run.tags,
-        config=_nested(run.config),
+        config=nested_config(run.config),
         omitted=list(run.omitted),
     )
 
