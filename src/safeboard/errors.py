@@ -13,6 +13,7 @@ __all__ = [
     "ApiKeyExpired",
     "ApiKeyRevoked",
     "BadRequest",
+    "ChecksumMismatch",
     "ConfigError",
     "Conflict",
     "Forbidden",
@@ -168,6 +169,13 @@ class ServiceUnavailable(SafeboardError):
     code = "unavailable"
 
 
+class ChecksumMismatch(InvalidRequest):
+    """The bytes of an upload hash to another SHA-256 than was declared; the server
+    discarded them. Clients match this class, never the message."""
+
+    code = "checksum_mismatch"
+
+
 STATUS_BY_CODE: dict[str, int] = {
     "internal": 500,
     "config": 500,
@@ -190,6 +198,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "too_many_streams": 429,
     "insufficient_storage": 507,
     "unavailable": 503,
+    "checksum_mismatch": 422,
     # Raised by clients only (safeboard.client.trust, .cleartext), never sent by the server.
     "tls_changed": 502,
     "tls_untrusted": 502,

@@ -17,13 +17,14 @@ into Python floats dominated the server's ingest time and memory (docs/benchmark
 from __future__ import annotations
 
 import json
-import re
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from safeboard.vocabulary import MAX_METRIC_KEY_LENGTH, metric_key_problem
 
 __all__ = [
     "MEDIA_TYPE",
@@ -44,20 +45,7 @@ _POINT_BYTES = _STEP.itemsize + 2 * _FLOAT.itemsize
 _SPECIAL = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 
 
-MAX_KEY_LENGTH = 250
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def metric_key_problem(key: str) -> str | None:
-    """Why ``key`` cannot name a metric, or None. Keys are URL paths in the history API
-    (``/metrics/train/loss``), so a "." or ".." part, which a browser resolves, is refused."""
-    if not 1 <= len(key) <= MAX_KEY_LENGTH:
-        return f"a metric key has 1 to {MAX_KEY_LENGTH} characters"
-    if _CONTROL.search(key):
-        return "a metric key holds no control characters"
-    if any(part in (".", "..") for part in key.split("/")):
-        return 'a metric key has no "." or ".." between slashes'
-    return None
+MAX_KEY_LENGTH = MAX_METRIC_KEY_LENGTH  # the rules live in safeboard.vocabulary
 
 
 class WireError(ValueError):

@@ -180,7 +180,9 @@ def test_projects_and_runs_are_listed_by_the_cli(server_factory: Start, tmp_path
     assert (project["name"], project["runs"]) == ("mnist", 1)
     assert project["last_run_at"] == run["created_at"]
     table = cli("projects", "list")
-    assert re.search(r"mnist\s*│\s*1\s*│\s*" + re.escape(run["created_at"][:16]), table), table
+    assert re.search(
+        r"mnist\s*│\s*1\s*│\s*" + re.escape(run["created_at"][:16].replace("T", " ")), table
+    ), table
 
 
 TENSORBOARD = textwrap.dedent(

@@ -18,11 +18,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from safeboard.storage import Base, UtcDateTime
+from safeboard.vocabulary import ArtifactKind, ArtifactState
 
 __all__ = ["KINDS", "STATES", "ArtifactRow"]
 
-KINDS = ("file", "image", "model", "dataset", "table")
-STATES = ("uploading", "ready")
+KINDS = tuple(kind.value for kind in ArtifactKind)
+STATES = tuple(state.value for state in ArtifactState)
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:

@@ -20,6 +20,7 @@ __all__ = [
     "delete_stale",
     "get",
     "get_by_upload",
+    "ids_with_prefix",
     "list_for_run",
     "mark_ready",
     "project_bytes",
@@ -189,3 +190,14 @@ def delete_stale(conn: Connection, artifact_id: str, cutoff: datetime) -> bool:
     False when a request resumed or finished it, or another replica expired it first."""
     deleted = conn.execute(sa.delete(_a).where(_a.c.id == artifact_id, _stale(cutoff)))
     return deleted.rowcount > 0
+
+
+def ids_with_prefix(
+    conn: Connection, prefix: str, project_ids: list[int] | None, limit: int
+) -> list[str]:
+    """Ids of artifacts that start with ``prefix`` (lowercase hex), in the given projects
+    (all when None), sorted; a range scan on the primary key."""
+    query = sa.select(_a.c.id).where(_a.c.id >= prefix, _a.c.id < prefix + "g")
+    if project_ids is not None:
+        query = query.where(_a.c.project_id.in_(project_ids))
+    return list(conn.execute(query.order_by(_a.c.id).limit(limit)).scalars())

@@ -16,6 +16,7 @@ from starlette.requests import ClientDisconnect
 from starlette.status import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from starlette.types import Receive, Scope, Send
 
+from safeboard.artifacts import repository as artifacts_repository
 from safeboard.artifacts.ranges import (
     FILE_CONTENT_SECURITY_POLICY,
     INLINE_TYPES,
@@ -24,13 +25,21 @@ from safeboard.artifacts.ranges import (
     parse_range,
 )
 from safeboard.artifacts.repository import Artifact
-from safeboard.artifacts.schemas import ArtifactIn, ArtifactListOut, ArtifactOut, PreviewOut
+from safeboard.artifacts.schemas import (
+    ArtifactIdsOut,
+    ArtifactIn,
+    ArtifactListOut,
+    ArtifactOut,
+    PreviewOut,
+)
 from safeboard.artifacts.service import ArtifactService, Upload
 from safeboard.artifacts.store import BlobReader
 from safeboard.auth.dependencies import PUBLIC, client_address, requires_project
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.errors import InvalidRequest
+from safeboard.projects.access import visible_project_ids
+from safeboard.vocabulary import is_id_prefix
 
 __all__ = ["CONTENT_PATH", "router"]
 
@@ -315,3 +324,21 @@ def open_preview(request: Request, token: str) -> Response:
     return _download(
         request, artifact, lambda part: service.record_download(artifact, actor, address, part)
     )
+
+
+@router.get("/api/v1/artifact-ids", response_model=ArtifactIdsOut)
+def artifact_ids(
+    request: Request,
+    prefix: str = Query(min_length=1, max_length=32, description="Lowercase hex."),
+    limit: int = Query(10, ge=1, le=100),
+    principal: Principal = requires_project(Permission.PROJECTS_READ),
+) -> ArtifactIdsOut:
+    """Ids of the artifacts you can see that start with ``prefix`` (at most ``limit``,
+    sorted): how the CLI resolves an id as printed. Several: the prefix is ambiguous."""
+    if not is_id_prefix(prefix):
+        raise InvalidRequest("prefix: 1 to 32 lowercase hex digits (an artifact id as printed)")
+    with request.app.state.engine.connect() as conn:
+        visible = visible_project_ids(conn, principal)
+        return ArtifactIdsOut(
+            ids=artifacts_repository.ids_with_prefix(conn, prefix, visible, limit)
+        )

@@ -10,8 +10,9 @@ from pydantic import AfterValidator, Field
 from safeboard.content_types import allowed_type
 from safeboard.schemas import Model, StrictModel
 
-__all__ = ["ArtifactIn", "ArtifactListOut", "ArtifactOut", "PreviewOut"]
+__all__ = ["ArtifactIdsOut", "ArtifactIn", "ArtifactListOut", "ArtifactOut", "PreviewOut"]
 
+# = vocabulary.ArtifactKind (tests/unit/test_vocabulary.py)
 Kind = Literal["file", "image", "model", "dataset", "table"]
 
 
@@ -79,3 +80,7 @@ class ArtifactListOut(Model):
 class PreviewOut(Model):
     url: str = Field(description="Path on this server, usable without other credentials.")
     expires_at: datetime
+
+
+class ArtifactIdsOut(Model):
+    ids: list[str] = Field(description="Sorted; more than one: the prefix is ambiguous.")

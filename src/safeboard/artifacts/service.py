@@ -44,7 +44,14 @@ from safeboard.auth.permissions import CredentialKind, Permission, Scope
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
 from safeboard.cursors import decode_position, encode_position
-from safeboard.errors import Conflict, Gone, InvalidRequest, NotFound, PayloadTooLarge
+from safeboard.errors import (
+    ChecksumMismatch,
+    Conflict,
+    Gone,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+)
 from safeboard.ids import is_id, new_id
 from safeboard.projects import repository as projects
 from safeboard.projects.models import ProjectRow
@@ -274,7 +281,7 @@ class ArtifactService:
             self.store.delete(artifact.id)
             with self.tx.begin() as conn:
                 artifacts.set_received(conn, artifact.id, 0, self.clock())
-            raise InvalidRequest(
+            raise ChecksumMismatch(
                 f"sha256: the bytes received hash to {digest}, not the declared "
                 f"{artifact.sha256}; the upload was discarded, send it again from 0"
             )

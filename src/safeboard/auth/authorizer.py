@@ -19,6 +19,7 @@ from safeboard.auth.permissions import (
     Role,
     scope_covers,
 )
+from safeboard.auth.permissions import PERMISSION_PHRASES as _DOING
 from safeboard.auth.principal import Principal
 from safeboard.errors import Forbidden, InsufficientRole, InsufficientScope, NotFound
 
@@ -32,20 +33,6 @@ __all__ = [
 ]
 
 # What a permission lets one do, in words: "this key may not <doing>".
-_DOING: dict[Permission, str] = {
-    Permission.ACCOUNT_READ: "read your account",
-    Permission.ACCOUNT_UPDATE: "change your account",
-    Permission.KEYS_READ: "list API keys",
-    Permission.KEYS_WRITE: "create or revoke API keys",
-    Permission.USERS_READ: "list users",
-    Permission.USERS_MANAGE: "manage users",
-    Permission.USERS_INVITE: "invite users",
-    Permission.AUDIT_READ: "read the audit log",
-    Permission.PROJECTS_CREATE: "create projects",
-    Permission.PROJECTS_READ: "read this project",
-    Permission.PROJECTS_WRITE: "write to this project",
-    Permission.PROJECTS_MANAGE: "manage this project",
-}
 # The least project role that carries each project permission, for "ask for ...".
 _ROLE_FOR: dict[Permission, ProjectRole] = {
     Permission.PROJECTS_READ: ProjectRole.VIEWER,

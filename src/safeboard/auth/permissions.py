@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from safeboard import vocabulary
+
 __all__ = [
     "CREDENTIAL_PERMISSIONS",
+    "PERMISSION_PHRASES",
     "PROJECT_PERMISSIONS",
     "PROJECT_ROLE_PERMISSIONS",
     "ROLE_PERMISSIONS",
@@ -43,23 +46,30 @@ class Permission(StrEnum):
     PROJECTS_MANAGE = "projects:manage"
 
 
+# What each permission lets one do, for messages: "this credential may not <phrase>".
+PERMISSION_PHRASES: dict[Permission, str] = {
+    Permission.ACCOUNT_READ: "read this account",
+    Permission.ACCOUNT_UPDATE: "change this account",
+    Permission.KEYS_READ: "list API keys",
+    Permission.KEYS_WRITE: "create or revoke API keys",
+    Permission.USERS_READ: "list accounts",
+    Permission.USERS_MANAGE: "manage accounts",
+    Permission.USERS_INVITE: "invite people",
+    Permission.AUDIT_READ: "read the audit log",
+    Permission.PROJECTS_CREATE: "create projects",
+    Permission.PROJECTS_READ: "read this project",
+    Permission.PROJECTS_WRITE: "write to this project",
+    Permission.PROJECTS_MANAGE: "manage who has access to this project",
+}
+
+
 class Role(StrEnum):
     ADMIN = "admin"
     MEMBER = "member"
 
 
-class ProjectRole(StrEnum):
-    OWNER = "owner"
-    EDITOR = "editor"
-    VIEWER = "viewer"
-
-
-class Scope(StrEnum):
-    """What an API key may be used for; each includes the ones before it."""
-
-    READ = "read"
-    WRITE = "write"
-    ADMIN = "admin"
+ProjectRole = vocabulary.ProjectRole  # shared with clients: safeboard.vocabulary
+Scope = vocabulary.KeyScope
 
 
 class CredentialKind(StrEnum):

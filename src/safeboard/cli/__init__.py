@@ -15,6 +15,7 @@ from safeboard.cli import (
     audit_cmd,
     config_cmd,
     db_cmd,
+    grant_cmd,
     key_cmd,
     login_cmd,
     runs_cmd,
@@ -47,6 +48,8 @@ cli.add_command(sync_cmd.sync)
 cli.add_command(runs_cmd.projects)
 cli.add_command(runs_cmd.runs)
 cli.add_command(artifacts_cmd.artifacts)
+cli.add_command(grant_cmd.grant)
+cli.add_command(grant_cmd.revoke)
 cli.add_command(login_cmd.login)
 cli.add_command(login_cmd.logout)
 
@@ -59,8 +62,14 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        hint = ""
+        if exc.ctx is not None:
+            hint = f" (see: {exc.ctx.command_path} --help)"
+        click.echo(f"safeboard: error: {exc.format_message()}{hint}", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"safeboard: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except SafeboardError as exc:
         click.echo(f"safeboard: error: {exc.message}", err=True)

@@ -4,7 +4,6 @@ carries on where the server (or the ``.part`` file) stopped."""
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,28 +12,34 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from safeboard.cli.options import connect, json_option, url_option
 from safeboard.sizes import human_size as human
+from safeboard.vocabulary import ArtifactKind
 
 if TYPE_CHECKING:
     from rich.progress import Progress as Bar
 
-    from safeboard.client.http import ApiClient
+    from safeboard.client import Client
 
 __all__ = ["artifacts"]
 
-KINDS = ("file", "image", "model", "dataset", "table")
-_url = click.option("--url", default=None, help="Server (default: as the SDK finds it).")
+KINDS = tuple(kind.value for kind in ArtifactKind)
+_url = url_option
 _LABELS = {"hash": "hashing", "upload": "uploading", "download": "downloading",
            "verify": "checking"}  # fmt: skip
 
 
-def _api(url: str | None) -> ApiClient:
-    from safeboard.client.credentials import resolve_server
+def _run_id(client: Client, given: str) -> str:
+    from safeboard.cli.runs_cmd import resolve_run
 
-    access = resolve_server(url)
-    if access.api_key is None:
-        raise click.ClickException(f"no API key for {access.url}: run `safeboard login`")
-    return access.client()
+    return resolve_run(client, given)
+
+
+def _artifact_id(client: Client, given: str) -> str:
+    """An artifact id as printed (whole, or any unique prefix) -> the whole id."""
+    from safeboard.cli.ids import resolve
+
+    return resolve("artifact", given, lambda p, limit: client.artifact_ids(p, limit=limit))
 
 
 class _Bars:
@@ -120,10 +125,10 @@ def upload(
     from safeboard.client.artifacts import upload_file
 
     try:
-        with _api(url) as api, _progress(name or path.name) as bars:
+        with connect(url) as client, _progress(name or path.name) as bars:
             artifact = upload_file(
-                api, run_id, path, name=name, kind=kind, content_type=content_type,
-                step=step, progress=bars,
+                client.api, _run_id(client, run_id), path, name=name, kind=kind,
+                content_type=content_type, step=step, progress=bars,
             )  # fmt: skip
     except KeyboardInterrupt:
         click.echo("interrupted: run the same command again to resume the upload", err=True)
@@ -150,8 +155,9 @@ def download(artifact_id: str, output: Path | None, force: bool, url: str | None
     from safeboard.client.downloads import download as fetch
 
     try:
-        with _api(url) as api, _progress(artifact_id[:12]) as bars:
-            written = fetch(api, artifact_id, output, overwrite=force, progress=bars)
+        with connect(url) as client, _progress(artifact_id[:12]) as bars:
+            artifact_id = _artifact_id(client, artifact_id)
+            written = fetch(client.api, artifact_id, output, overwrite=force, progress=bars)
     except KeyboardInterrupt:
         click.echo("interrupted: run the same command again to resume the download", err=True)
         raise SystemExit(130) from None
@@ -161,46 +167,28 @@ def download(artifact_id: str, output: Path | None, force: bool, url: str | None
 @artifacts.command("list")
 @click.argument("run_id")
 @_url
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@json_option
 def list_artifacts(run_id: str, url: str | None, as_json: bool) -> None:
-    """The artifacts of a run."""
-    items: list[dict[str, Any]] = []
-    with _api(url) as api:
-        cursor: str | None = None
-        seen: set[str] = set()
-        while True:  # every page, in the order the artifacts were declared
-            params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
-            page = api.get(f"/api/v1/runs/{run_id}/artifacts", params=params).json()
-            items += page["items"]
-            cursor = page.get("next_cursor")  # (an older server sends one page only)
-            if not cursor or cursor in seen:
-                break
-            seen.add(cursor)
-    if as_json:
-        for item in items:
-            click.echo(json.dumps(item))
-        return
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Column, Table
+    """The artifacts of a run (id as printed: any unique prefix)."""
+    from safeboard.cli.output import json_lines, table
 
-    table = Table(
-        Column("artifact", no_wrap=True, min_width=32), Column("name", min_width=10), "kind",
-        Column("size", no_wrap=True), "state", "step", Column("created", no_wrap=True),
-    )  # fmt: skip
+    with connect(url) as client:
+        items = list(client.artifacts(_run_id(client, run_id)))
+    if as_json:
+        json_lines(item.to_json() for item in items)
+        return
+    rows = []
     for item in items:
-        state = item["state"]
+        state = item.state.value
         if state != "ready":
-            state += f" ({human(item['received'])})"
-        step = "" if item["step"] is None else str(item["step"])
-        table.add_row(item["id"], escape(item["name"]), item["kind"], human(item["size"]),
-                      state, step, item["created_at"][:16].replace("T", " "))  # fmt: skip
-    console = Console()
-    if not console.is_terminal:
-        console.width = 160  # piped or logged: whole ids and names rather than 80 columns
-    console.print(table)
-    if not items:
-        click.echo("no artifacts", err=True)
+            state += f" ({human(item.received)})"
+        step = "" if item.step is None else str(item.step)
+        created = item.created_at.isoformat(sep=" ", timespec="minutes")[:16]
+        rows.append([item.id, item.name, item.kind.value, human(item.size), state, step, created])
+    table(
+        ["artifact", "name", "kind", "size", "state", "step", "created"], rows,
+        no_wrap=["artifact", "size", "created"], width=160, empty="no artifacts",
+    )  # fmt: skip
 
 
 @artifacts.command("rm")
@@ -209,15 +197,14 @@ def list_artifacts(run_id: str, url: str | None, as_json: bool) -> None:
 @_url
 def remove(artifact_id: str, yes: bool, url: str | None) -> None:
     """Delete an artifact (its bytes too)."""
-    with _api(url) as api:
-        artifact = api.get(f"/api/v1/artifacts/{artifact_id}").json()
+    with connect(url) as client:
+        artifact = client.artifact(_artifact_id(client, artifact_id))
         if not yes:
             if sys.stdin is None or not sys.stdin.isatty():
                 raise click.ClickException("deleting needs --yes when not asked at a terminal")
             click.confirm(
-                f"delete {artifact['name']!r} ({human(artifact['size'])}) of run "
-                f"{artifact['run_id']}?",
+                f"delete {artifact.name!r} ({human(artifact.size)}) of run {artifact.run_id}?",
                 abort=True,
             )
-        api.delete(f"/api/v1/artifacts/{artifact_id}")
-    click.echo(f"deleted artifact {artifact_id} ({artifact['name']})")
+        client.delete_artifact(artifact.id)
+    click.echo(f"deleted artifact {artifact.id} ({artifact.name})")

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from safeboard.cli.options import data_dir_option, resolve_data_dir
+from safeboard.cli.options import data_dir_option, json_option, resolve_data_dir
+from safeboard.cli.output import json_lines, table
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -74,13 +75,15 @@ def audit() -> None:
     show_default=True,
     help="Show at most this many of the newest matching entries.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
+@click.option("--wide", is_flag=True, help="Also the address and detail columns.")
+@json_option
 def list_(
     data_dir: Path | None,
     database_url: str | None,
     since: datetime | None,
     action: str | None,
     limit: int,
+    wide: bool,
     as_json: bool,
 ) -> None:
     """List the newest matching audit entries, oldest of them first."""
@@ -92,10 +95,9 @@ def list_(
         )
     found.reverse()
     if as_json:
-        for entry in found:
-            click.echo(json.dumps(_as_json(entry), ensure_ascii=True))
+        json_lines(_as_json(entry) for entry in found)
     else:
-        _print_table(found)
+        _print_table(found, wide)
 
 
 @audit.command()
@@ -169,38 +171,21 @@ def _as_json(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
-def _print_table(found: list[AuditEntry]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
+def _print_table(found: list[AuditEntry], wide: bool) -> None:
+    """At 80 columns: id, time, action, actor, target, outcome (``--wide``: address and
+    detail too). Cells are text, never markup: a username like "[red]" is shown as is."""
     if not found:
         click.echo("no audit entries match")
         return
-    table = Table(show_lines=False)
-    for name in ("id", "at (UTC)", "action", "actor", "target", "outcome", "address", "detail"):
-        fixed = name in ("id", "at (UTC)", "action", "outcome")  # short: never wrapped
-        table.add_column(name, no_wrap=fixed, overflow="ellipsis" if fixed else "fold")
+    headers = ["id", "at (UTC)", "action", "actor", "target", "outcome"]
+    if wide:
+        headers += ["address", "detail"]
+    rows = []
     for entry in found:
-        detail = (
-            json.dumps(entry.detail, ensure_ascii=False, sort_keys=True) if entry.detail else ""
-        )
-        cells = [
-            str(entry.id),
-            entry.at.strftime("%Y-%m-%d %H:%M:%S"),
-            entry.action,
-            entry.actor,
-            entry.target,
-            entry.outcome,
-            entry.address,
-            detail,
-        ]
-        # Text, not markup: a username like "[red]" is shown, not interpreted.
-        table.add_row(*(Text(_printable(cell)) for cell in cells))
-    Console().print(table)
-
-
-def _printable(text: str) -> str:
-    """Escape control and format characters (terminal escapes, bidi overrides) that a
-    recorded value, such as a username typed at a failed login, could carry."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
+        cells = [str(entry.id), entry.at.strftime("%Y-%m-%d %H:%M"), entry.action, entry.actor,
+                 entry.target, entry.outcome]  # fmt: skip
+        if wide:
+            detail = json.dumps(entry.detail, ensure_ascii=False, sort_keys=True)
+            cells += [entry.address, detail if entry.detail else ""]
+        rows.append(cells)
+    table(headers, rows, no_wrap=["id", "at (UTC)", "outcome"], compact=True)

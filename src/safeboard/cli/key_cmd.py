@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
+from datetime import datetime
 from pathlib import Path
 
 import click
 
-from safeboard.cli.options import data_dir_option, resolve_data_dir
+from safeboard.cli.options import data_dir_option, json_option, resolve_data_dir
+from safeboard.vocabulary import KeyScope
 
 __all__ = ["key"]
 
@@ -28,7 +29,11 @@ def _default_user() -> str:
 @click.option("--name", required=True, help="What the key is for (shown in lists).")
 @click.option("--user", "username", default=None, help="Owner (default: your OS user's account).")
 @click.option(
-    "--scope", type=click.Choice(["read", "write", "admin"]), default="read", show_default=True
+    "--scope",
+    type=click.Choice([scope.value for scope in KeyScope]),
+    default=KeyScope.WRITE.value,
+    show_default=True,
+    help="write: log runs and metrics (as the dashboard's form); read: view only; admin.",
 )
 @click.option("--project-id", type=int, default=None, help="Restrict the key to one project.")
 @click.option(
@@ -72,39 +77,62 @@ def create(
 @data_dir_option
 @click.option("--user", "username", default=None, help="Whose keys (default: yours).")
 @click.option("--all", "everyone", is_flag=True, help="Everyone's keys.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def list_(data_dir: Path | None, username: str | None, everyone: bool, as_json: bool) -> None:
     """List keys (never their secrets)."""
     from safeboard.cli.local import open_local
+    from safeboard.cli.output import json_lines, table
 
     with open_local(resolve_data_dir(data_dir)) as local:
         viewer = local.principal(username or _default_user())
         keys = local.keys.list_keys(viewer, everyone=everyone)
-    for item in keys:
-        row = {
+        names = {u.id: u.username for u in local.users.list_all()}
+    rows = [
+        {
             "id": item.id,
             "name": item.name,
+            "owner": names.get(item.user_id, "?"),
             "user_id": item.user_id,
             "kind": item.kind,
             "scope": item.scope.value,
             "project_id": item.project_id,
-            "expires_at": item.expires_at.isoformat() if item.expires_at else None,
-            "last_used_at": item.last_used_at.isoformat() if item.last_used_at else None,
+            "expires_at": _iso(item.expires_at),
+            "last_used_at": _iso(item.last_used_at),
             "last_used_address": item.last_used_address,
             "revoked": item.revoked_at is not None,
         }
-        click.echo(json.dumps(row) if as_json else "  ".join(str(v) for v in row.values()))
+        for item in keys
+    ]
+    if as_json:
+        json_lines(rows)
+        return
+    table(
+        ["key", "name", "owner", "scope", "project", "expires", "last used", "state"],
+        [[k.id, k.name, names.get(k.user_id, "?"), k.scope.value, str(k.project_id or "all"),
+          k.expires_at.date().isoformat() if k.expires_at else "never",
+          k.last_used_at.strftime("%Y-%m-%d %H:%M") if k.last_used_at else "never",
+          "revoked" if k.revoked_at else "active"] for k in keys],
+        no_wrap=["key", "expires"], empty="no keys",
+    )  # fmt: skip
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when else None
 
 
 @key.command("revoke")
 @data_dir_option
 @click.argument("key_id")
 def revoke(data_dir: Path | None, key_id: str) -> None:
-    """Revoke a key by id (the part after sb_). Takes effect at once, on every replica."""
+    """Revoke a key by id as printed (sb_<id>, the id, or any unique prefix of it). Takes
+    effect at once, on every replica."""
+    from safeboard.cli.ids import pick
     from safeboard.cli.local import cli_actor, open_local
 
+    given = key_id.removeprefix("sb_").split("_")[0].strip().lower()
     with open_local(resolve_data_dir(data_dir)) as local:
         actor = local.principal(_default_user())
-        key_id = key_id.removeprefix("sb_").split("_")[0]
+        ids = [k.id for k in local.keys.list_keys(actor, everyone=True)]
+        key_id = pick("key", given, sorted(i for i in ids if i.startswith(given)) if given else [])
         local.keys.revoke(actor, key_id, address="cli", audit_actor=cli_actor())
     click.echo(f"key {key_id} revoked")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-__all__ = ["data_dir_option", "resolve_data_dir"]
+if TYPE_CHECKING:
+    from safeboard.client import Client
+
+__all__ = ["connect", "data_dir_option", "json_option", "resolve_data_dir", "url_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,3 +29,27 @@ def resolve_data_dir(data_dir: Path | None) -> Path:
     from safeboard.settings import default_data_dir
 
     return (data_dir or default_data_dir()).expanduser()
+
+
+def url_option(func: F) -> F:
+    return click.option(
+        "--url", default=None, help="Server (default: as the SDK finds it: login, env, local)."
+    )(func)
+
+
+def json_option(func: F) -> F:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="One JSON object per line (stable keys)."
+    )(func)
+
+
+def connect(url: str | None) -> Client:
+    """The typed client for the server the SDK would use, with its stored key."""
+    from safeboard.client import Client
+    from safeboard.client.credentials import resolve_server
+    from safeboard.errors import Unauthenticated
+
+    access = resolve_server(url)
+    if access.api_key is None:
+        raise Unauthenticated(f"no API key for {access.url}: run `safeboard login`")
+    return Client(access.client())

@@ -1,40 +1,37 @@
 """``safeboard projects list`` and ``safeboard runs list | show | export``: the tracking
-data, from whichever server the SDK would use (login, environment, or the local one)."""
+data, from whichever server the SDK would use (login, environment, or the local one),
+through the typed client (``safeboard.client.Client``)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import sys
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-__all__ = ["projects", "runs"]
+from safeboard.cli.options import connect, json_option, url_option
+
+if TYPE_CHECKING:
+    from safeboard.client import Client
+
+__all__ = ["projects", "resolve_run", "runs"]
+
+_SPECIAL = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 
 
-def _api(url: str | None) -> Any:
-    from safeboard.client.credentials import resolve_server
+def resolve_run(client: Client, given: str) -> str:
+    """A run id as printed (whole, or any unique prefix) -> the whole id."""
+    from safeboard.cli.ids import resolve
 
-    access = resolve_server(url)
-    if access.api_key is None:
-        raise click.ClickException(f"no API key for {access.url}: run `safeboard login`")
-    return access.client()
+    return resolve("run", given, lambda prefix, limit: client.run_ids(prefix, limit=limit))
 
 
-_url = click.option("--url", default=None, help="Server (default: as the SDK finds it).")
-_json = click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(*headers)
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
+def _time(value: Any) -> str:
+    return "" if value is None else value.isoformat(sep=" ", timespec="minutes")[:16]
 
 
 @click.group()
@@ -43,29 +40,23 @@ def projects() -> None:
 
 
 @projects.command("list")
-@_url
-@_json
+@url_option
+@json_option
 def list_projects(url: str | None, as_json: bool) -> None:
-    with _api(url) as api:
-        found = api.get("/api/v1/projects").json()
+    """Projects with their run counts and your role in each."""
+    from safeboard.cli.output import json_lines, table
+
+    with connect(url) as client:
+        found = client.projects()
     if as_json:
-        for project in found:
-            click.echo(json.dumps(project))
+        json_lines(p.to_json() for p in found)
         return
-    _table(
+    table(
         ["project", "runs", "last run", "your role", "created", "description"],
-        [
-            [
-                p["name"],
-                str(p.get("runs", "")),  # (an older server does not say)
-                (p.get("last_run_at") or "")[:16],
-                p["role"] or "(admin)",
-                p["created_at"][:16],
-                p["description"],
-            ]
-            for p in found
-        ],
-    )
+        [[p.name, str(p.runs), _time(p.last_run_at), p.role.value if p.role else "(admin)",
+          _time(p.created_at), p.description] for p in found],
+        no_wrap=["project", "last run", "created"], empty="no projects",
+    )  # fmt: skip
 
 
 @click.group()
@@ -87,52 +78,74 @@ def _at(config: dict[str, Any], path: str) -> Any:
 
 @runs.command("list")
 @click.option("--project", required=True)
-@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
-@click.option(
-    "--config",
-    "config_keys",
-    multiple=True,
-    metavar="PATH",
-    help="A config value to show (dotted path, e.g. opt.lr); repeat for more.",
-)
-@_url
-@_json
+@click.option("--filter", "filter_text", metavar="EXPR", default=None,
+              help='The dashboard\'s search: params.lr > 0.01 and tags.model = "resnet" '
+                   "and status = finished.")  # fmt: skip
+@click.option("--sort", default=None, metavar="KEY",
+              help="created (default: newest first), ended, name, status, params.<path>, "
+                   "tags.<key>, metrics.<key> (last value); runs without one last.")  # fmt: skip
+@click.option("--desc", is_flag=True, help="Largest (newest) first, with --sort.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--config", "config_keys", multiple=True, metavar="PATH",
+              help="A config value to show (dotted path: opt.lr); repeat for more.")  # fmt: skip
+@url_option
+@json_option
 def list_runs(
-    project: str, limit: int, config_keys: tuple[str, ...], url: str | None, as_json: bool
+    project: str,
+    filter_text: str | None,
+    sort: str | None,
+    desc: bool,
+    limit: int,
+    config_keys: tuple[str, ...],
+    url: str | None,
+    as_json: bool,
 ) -> None:
-    """The newest runs of a project."""
-    params: dict[str, Any] = {"limit": limit, "config_key": list(config_keys)}
-    with _api(url) as api:
-        page = api.get(f"/api/v1/projects/{project}/runs", params=params).json()
+    """A project's runs: the newest, or sorted by --sort as on the dashboard, matching
+    --filter."""
+    from safeboard.cli.output import json_lines, table
+
+    page_size = min(limit, 500)
+    with connect(url) as client:
+        if sort is None:
+            listing = client.runs(project, filter=filter_text, config_keys=config_keys,
+                                  page_size=page_size)  # fmt: skip
+        else:
+            listing = client.sorted_runs(project, sort, descending=desc, filter=filter_text,
+                                         config_keys=config_keys, page_size=page_size)  # fmt: skip
+        found = list(islice(listing, limit))
     if as_json:
-        for run in page["runs"]:
-            click.echo(json.dumps(run))
+        json_lines(r.to_json() for r in found)
         return
-    _table(
+    table(
         ["run", "name", "status", "created", *config_keys, "tags"],
-        [[r["id"][:12], r["name"], r["status"], r["created_at"][:16],
-          *("(too long)" if k in r["omitted"] else _at(r["config"], k) for k in config_keys),
-          ", ".join(f"{k}={v}" if v else k for k, v in r["tags"].items())] for r in page["runs"]],
+        [[r.id[:12], r.name, r.status.value, _time(r.created_at),
+          *("(too long)" if k in r.omitted else _at(r.config, k) for k in config_keys),
+          ", ".join(f"{k}={v}" if v else k for k, v in r.tags.items())] for r in found],
+        no_wrap=["run", "created"], empty="no runs match",
     )  # fmt: skip
 
 
 @runs.command("show")
 @click.argument("run_id")
-@_url
-@_json
+@url_option
+@json_option
 def show_run(run_id: str, url: str | None, as_json: bool) -> None:
-    """A run: status, config, tags and the last value, min and max of each metric."""
-    with _api(url) as api:
-        run = api.get(f"/api/v1/runs/{run_id}").json()
+    """A run (id as printed: any unique prefix): status, config, tags and the last value,
+    min and max of each metric."""
+    from safeboard.cli.output import count, table
+
+    with connect(url) as client:
+        run = client.run(resolve_run(client, run_id))
     if as_json:
-        click.echo(json.dumps(run))
+        click.echo(json.dumps(run.to_json()))
         return
-    click.echo(f"{run['name']} ({run['id']}) in {run['project']}: {run['status']}")
-    click.echo(f"config: {json.dumps(run['config'], sort_keys=True)}")
-    _table(
+    click.echo(f"{run.name} ({run.id}) in {run.project}: {run.status.value}")
+    click.echo(f"config: {json.dumps(run.config, sort_keys=True)}")
+    table(
         ["metric", "points", "last step", "last", "min", "max"],
-        [[m["key"], str(m["count"]), str(m["last_step"]), _fmt(m["last_value"]), _fmt(m["min"]),
-          _fmt(m["max"])] for m in run["metrics"]],
+        [[m.key, count(m.count, "point"), str(m.last_step), _fmt(m.last_value), _fmt(m.min),
+          _fmt(m.max)] for m in run.metrics],
+        empty="no metrics",
     )  # fmt: skip
 
 
@@ -141,16 +154,16 @@ def show_run(run_id: str, url: str | None, as_json: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="File to write (default: standard output for CSV).")  # fmt: skip
-@_url
+@url_option
 def export_run(run_id: str, fmt: str, output: Path | None, url: str | None) -> None:
     """Every point of every metric of a run: key, step, time, value."""
     rows: list[tuple[str, int, float, Any]] = []
-    with _api(url) as api:
-        run = api.get(f"/api/v1/runs/{run_id}").json()
-        for metric in run["metrics"]:
-            points = api.get(f"/api/v1/runs/{run_id}/metrics/{metric['key']}/points").json()
-            rows += zip([metric["key"]] * len(points["steps"]), points["steps"],
-                        points["times"], points["values"], strict=True)  # fmt: skip
+    with connect(url) as client:
+        run = client.run(resolve_run(client, run_id))
+        for metric in run.metrics:
+            points = client.points(run.id, metric.key)
+            rows += zip([metric.key] * len(points.steps), points.steps, points.times,
+                        points.values, strict=True)  # fmt: skip
     if fmt == "parquet":
         _parquet(rows, output)
         return
@@ -172,10 +185,9 @@ def _parquet(rows: list[tuple[str, int, float, Any]], output: Path | None) -> No
         raise click.ClickException("Parquet needs pyarrow: pip install pyarrow") from None
     if output is None:
         raise click.ClickException("--output is required for Parquet")
-    special = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
     keys, steps, times, values = zip(*rows, strict=True) if rows else ((), (), (), ())
     table = pa.table({
         "key": list(keys), "step": list(steps), "time": list(times),
-        "value": [special.get(v, v) if isinstance(v, str) else v for v in values],
+        "value": [_SPECIAL.get(v, v) if isinstance(v, str) else v for v in values],
     })  # fmt: skip
     pq.write_table(table, output)

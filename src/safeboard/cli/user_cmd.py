@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
-from safeboard.cli.options import data_dir_option, resolve_data_dir
+from safeboard.cli.options import data_dir_option, json_option, resolve_data_dir
+from safeboard.cli.output import count
 
 __all__ = ["user"]
 
@@ -21,23 +21,17 @@ def user() -> None:
 
 
 def _print_users(rows: list[dict[str, object]], as_json: bool) -> None:
-    if as_json:
-        for row in rows:
-            click.echo(json.dumps(row, default=str))
-        return
-    from rich.console import Console
-    from rich.table import Table
+    from safeboard.cli.output import json_lines, table
 
-    table = Table("user", "role", "active", "password", "created")
-    for row in rows:
-        table.add_row(
-            str(row["username"]),
-            str(row["role"]),
-            "yes" if row["is_active"] else "no",
-            "set" if row["has_password"] else "-",
-            str(row["created_at"])[:16],
-        )
-    Console().print(table)
+    if as_json:
+        json_lines(rows)
+        return
+    table(
+        ["user", "role", "active", "password", "created"],
+        [[str(row["username"]), str(row["role"]), "yes" if row["is_active"] else "no",
+          "set" if row["has_password"] else "-", str(row["created_at"])[:16]] for row in rows],
+        no_wrap=["created"], empty="no accounts",
+    )  # fmt: skip
 
 
 def _invite_line(local: object, username: str) -> str:
@@ -83,7 +77,7 @@ def invite(data_dir: Path | None, username: str) -> None:
 
 @user.command("list")
 @data_dir_option
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@json_option
 def list_(data_dir: Path | None, as_json: bool) -> None:
     """List accounts."""
     from dataclasses import asdict
@@ -134,7 +128,7 @@ def set_password(data_dir: Path | None, username: str, password_stdin: bool) -> 
         password = click.prompt("new password", hide_input=True, confirmation_prompt=True)
     with open_local(resolve_data_dir(data_dir)) as local:
         ended = local.users.set_password(username, password, actor=cli_actor())
-    click.echo(f"password set for {username}; {ended} session(s) ended")
+    click.echo(f"password set for {username}; {count(ended, 'session')} ended")
 
 
 @user.command("set-role")
@@ -154,24 +148,33 @@ def set_role(data_dir: Path | None, username: str, role: str) -> None:
 @user.command("sessions")
 @data_dir_option
 @click.argument("username")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def sessions(data_dir: Path | None, username: str, as_json: bool) -> None:
     """List USERNAME's sessions."""
     from safeboard.cli.local import open_local
+    from safeboard.cli.output import json_lines, table
 
     with open_local(resolve_data_dir(data_dir)) as local:
         found = local.users.sessions(username)
-    for s in found:
-        row = {
+    rows = [
+        {
             "created_at": s.created_at.isoformat(),
             "last_seen_at": s.last_seen_at.isoformat(),
             "expires_at": s.expires_at.isoformat(),
             "address": s.address,
             "user_agent": s.user_agent,
         }
-        click.echo(json.dumps(row) if as_json else "  ".join(str(v) for v in row.values()))
-    if not found and not as_json:
-        click.echo(f"{username} has no sessions")
+        for s in found
+    ]
+    if as_json:
+        json_lines(rows)
+        return
+    table(
+        ["created", "last seen", "expires", "address", "browser"],
+        [[r["created_at"][:16].replace("T", " "), r["last_seen_at"][:16].replace("T", " "),
+          r["expires_at"][:16].replace("T", " "), r["address"], r["user_agent"]] for r in rows],
+        no_wrap=["created", "last seen", "expires"], empty=f"{username} has no sessions",
+    )  # fmt: skip
 
 
 @user.command("revoke-sessions")
@@ -183,4 +186,4 @@ def revoke_sessions(data_dir: Path | None, username: str) -> None:
 
     with open_local(resolve_data_dir(data_dir)) as local:
         ended = local.users.revoke_sessions(username, actor=cli_actor())
-    click.echo(f"{ended} session(s) of {username} ended")
+    click.echo(f"{count(ended, 'session')} of {username} ended")

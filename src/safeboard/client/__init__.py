@@ -1,5 +1,6 @@
 """The client side shared by the SDK, the CLI and agents: TLS trust (system CAs, a CA file,
-or a certificate pinned on first use; S13), stored credentials, and the HTTP client.
+or a certificate pinned on first use; S13), stored credentials, the HTTP client, and
+``Client``, the API as typed methods returning typed objects (docs/client.md).
 
 Imports only the bottom layer (``safeboard.errors``) and third-party packages: never the
 server, the API or storage.
@@ -23,7 +24,21 @@ from safeboard.client.credentials import (
 )
 from safeboard.client.fingerprint import format_fingerprint, parse_fingerprint, same_fingerprint
 from safeboard.client.http import ApiClient
+from safeboard.client.models import (
+    ApiKey,
+    Artifact,
+    AuditEntry,
+    CreatedKey,
+    MetricSummary,
+    Points,
+    Project,
+    Run,
+    RunListed,
+    RunPage,
+    User,
+)
 from safeboard.client.partfile import UnsafeDownloadPath
+from safeboard.client.retry import DEFAULT_POLICY, NO_RETRY, RetryPolicy
 from safeboard.client.trust import (
     CertificateChanged,
     CertificateInfo,
@@ -38,24 +53,40 @@ from safeboard.client.trust import (
     probe,
     system_context,
 )
+from safeboard.client.typed import Client
 
 __all__ = [
     "API_KEY_ENV",
     "CA_CERT_ENV",
     "CONFIG_DIR_ENV",
     "DATA_DIR_ENV",
+    "DEFAULT_POLICY",
+    "NO_RETRY",
     "URL_ENV",
     "ApiClient",
+    "ApiKey",
+    "Artifact",
+    "AuditEntry",
     "CertificateChanged",
     "CertificateInfo",
+    "Client",
+    "CreatedKey",
     "CredentialStore",
+    "MetricSummary",
     "PinnedContext",
     "PlainHttpRefused",
+    "Points",
+    "Project",
+    "RetryPolicy",
+    "Run",
+    "RunListed",
+    "RunPage",
     "ServerAccess",
     "StoredKey",
     "TrustStore",
     "UnsafeDownloadPath",
     "UntrustedCertificate",
+    "User",
     "ca_context",
     "config_dir",
     "context_for",

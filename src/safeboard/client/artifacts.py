@@ -25,16 +25,20 @@ from typing import Any
 
 import httpx
 
+from safeboard.client import paths
 from safeboard.client.http import ApiClient
+from safeboard.client.retry import RetryPolicy
 from safeboard.content_types import type_for_name
 from safeboard.errors import (
     BadRequest,
+    ChecksumMismatch,
     ConfigError,
     Conflict,
     Gone,
     SafeboardError,
     ServiceUnavailable,
 )
+from safeboard.vocabulary import ArtifactKind
 
 __all__ = [
     "CHUNK_SIZE",
@@ -52,11 +56,12 @@ __all__ = [
 
 log = logging.getLogger("safeboard.client")
 
-KINDS = ("file", "image", "model", "dataset", "table")
+KINDS = tuple(kind.value for kind in ArtifactKind)
 CHUNK_SIZE = 64 * 1024 * 1024  # bytes per upload request
 READ_SIZE = 1024 * 1024  # bytes per read from disk
 MAX_FAILURES = 8  # failed requests in a row, with no byte gained, before giving up
 MAX_BACKOFF = 15.0
+_POLICY = RetryPolicy(base=0.5, cap=MAX_BACKOFF, jitter=False)  # the client's one policy
 # Connecting and each read or write of a socket; the request that brings the last byte
 # waits for the server to check the SHA-256 of the whole file, hence the long read.
 TIMEOUT = httpx.Timeout(30.0, read=600.0)
@@ -127,7 +132,7 @@ def safe_filename(name: str, fallback: str) -> str:
 
 def backoff(failures: int) -> float:
     """Seconds to wait after ``failures`` failed requests in a row."""
-    return float(min(MAX_BACKOFF, 0.5 * 2 ** (failures - 1)))
+    return _POLICY.delay(failures)
 
 
 def _transient(exc: SafeboardError) -> bool:
@@ -238,7 +243,7 @@ def upload_file(
 
 
 def _declare(client: ApiClient, run_id: str, spec: dict[str, Any]) -> dict[str, Any]:
-    declared: dict[str, Any] = client.post(f"/api/v1/runs/{run_id}/artifacts", json=spec).json()
+    declared: dict[str, Any] = client.post(paths.run_artifacts(run_id), json=spec).json()
     return declared
 
 
@@ -302,18 +307,16 @@ def _put(
     }
     try:
         response = client.put(
-            f"/api/v1/artifacts/{artifact_id}/content",
+            paths.artifact_content(artifact_id),
             headers=headers,
             content=_body(source, offset, end, progress, stop),
             timeout=TIMEOUT,
         )
-    except BadRequest as exc:
-        if exc.code == "invalid_request" and "sha256" in exc.message:
-            raise FileChanged(
-                f"the server received bytes with another SHA-256 than {source.path} had when "
-                "it was hashed (did the file change?); the upload was discarded: run it again"
-            ) from None
-        raise
+    except ChecksumMismatch:
+        raise FileChanged(
+            f"the server received bytes with another SHA-256 than {source.path} had when "
+            "it was hashed (did the file change?); the upload was discarded: run it again"
+        ) from None
     result: dict[str, Any] = response.json()
     return result
 
@@ -324,7 +327,7 @@ def _reread(
     """The artifact as the server holds it now, retrying while the server is away."""
     while True:
         try:
-            found: dict[str, Any] = client.get(f"/api/v1/artifacts/{artifact_id}").json()
+            found: dict[str, Any] = client.get(paths.artifact(artifact_id)).json()
         except SafeboardError as exc:
             if not isinstance(exc, ServiceUnavailable) and exc.code != "internal":
                 raise

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from safeboard.client import paths
 from safeboard.client.artifacts import (
     MAX_FAILURES,
     READ_SIZE,
@@ -58,7 +59,7 @@ def download(
 ) -> Path:
     """Download an artifact to ``dest`` (a file, or a directory to put it in under its
     name; default: its name in the current directory) and return the path written."""
-    artifact: dict[str, Any] = client.get(f"/api/v1/artifacts/{artifact_id}").json()
+    artifact: dict[str, Any] = client.get(paths.artifact(artifact_id)).json()
     if artifact["state"] != "ready":
         raise Conflict(
             f"artifact {artifact_id} is still uploading ({artifact['received']} of "
@@ -144,7 +145,7 @@ class _Transfer:
         if self.part is not None and have == size and size > 0:
             return self.part
         headers = {"If-Range": f'"{self.sha}"', "Range": f"bytes={have}-"} if have else {}
-        path = f"/api/v1/artifacts/{self.artifact_id}/content"
+        path = paths.artifact_content(self.artifact_id)
         with self.client.stream("GET", path, headers=headers, timeout=TIMEOUT) as response:
             if response.status_code == 206:
                 if not response.headers.get("content-range", "").startswith(f"bytes {have}-"):

@@ -6,13 +6,13 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from safeboard.auth.authorizer import ensure_in_project
-from safeboard.auth.permissions import Permission
+from safeboard.auth.permissions import Permission, Role
 from safeboard.auth.principal import Principal
 from safeboard.errors import NotFound
 from safeboard.projects import repository as projects
 from safeboard.projects.repository import Project
 
-__all__ = ["project_by_id", "project_by_name"]
+__all__ = ["project_by_id", "project_by_name", "visible_project_ids"]
 
 
 def _checked(
@@ -35,3 +35,15 @@ def project_by_id(
     conn: Connection, principal: Principal, project_id: int, permission: Permission
 ) -> Project:
     return _checked(conn, principal, projects.get(conn, project_id), permission)
+
+
+def visible_project_ids(conn: Connection, principal: Principal) -> list[int] | None:
+    """Ids of the projects this principal can read, or None for every project (an admin's
+    session or unbound key); a project-bound key sees that project only."""
+    visible: list[int] | None = None
+    if principal.role is not Role.ADMIN:
+        visible = [p.id for p, _ in projects.visible(conn, principal.user_id, everyone=False)]
+    if principal.project_id is not None:
+        bound = principal.project_id
+        visible = [bound] if visible is None else [i for i in visible if i == bound]
+    return visible

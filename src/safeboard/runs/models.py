@@ -11,13 +11,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from safeboard.documents import MAX_TAG_VALUE_CHARS
 from safeboard.storage import Base, UtcDateTime
+from safeboard.vocabulary import RunStatus
 
 __all__ = ["JSON_DOCUMENT", "RunRow", "RunTagRow"]
 
 # JSON on SQLite (text, queried with json_extract), JSONB on PostgreSQL (indexable, ->>).
 JSON_DOCUMENT = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
-RUN_STATUSES = ("running", "finished", "failed", "killed")
+RUN_STATUSES = tuple(status.value for status in RunStatus)
 
 
 class RunRow(Base):

@@ -217,3 +217,15 @@ def list_runs(
             )
         )
     return listed
+
+
+def ids_with_prefix(
+    conn: Connection, prefix: str, project_ids: Sequence[int] | None, limit: int
+) -> list[str]:
+    """Ids of runs that start with ``prefix`` (lowercase hex), in the given projects (all
+    when None), sorted; an index range scan on the primary key."""
+    upper = prefix + "g"  # every hex id that starts with prefix sorts below prefix + "g"
+    query = sa.select(_r.c.id).where(_r.c.id >= prefix, _r.c.id < upper)
+    if project_ids is not None:
+        query = query.where(_r.c.project_id.in_(project_ids))
+    return list(conn.execute(query.order_by(_r.c.id).limit(limit)).scalars())

@@ -17,6 +17,7 @@ from safeboard.runs.repository import Listed, Run
 from safeboard.runs.schemas import (
     MetricSummaryOut,
     RunCreate,
+    RunIdsOut,
     RunListedOut,
     RunOut,
     RunPageOut,
@@ -24,7 +25,7 @@ from safeboard.runs.schemas import (
 )
 from safeboard.runs.service import RunService
 
-__all__ = ["router", "summary_out"]
+__all__ = ["nested_config", "router", "summary_out"]
 
 router = APIRouter(prefix="/api/v1")
 MAX_CONFIG_KEYS = 20
@@ -64,7 +65,7 @@ def run_out(run: Run, project: str, summaries: list[Summary] | None = None) -> R
     )
 
 
-def _nested(flat: dict[str, Any]) -> dict[str, Any]:
+def nested_config(flat: dict[str, Any]) -> dict[str, Any]:
     """{"opt.lr": 0.1, "seed": 1} -> {"opt": {"lr": 0.1}, "seed": 1}; a path under a value
     already placed (asked for both "opt" and "opt.lr") is in it already."""
     nested: dict[str, Any] = {}
@@ -89,7 +90,7 @@ def listed_out(run: Listed, project: str) -> RunListedOut:
         created_at=run.created_at,
         ended_at=run.ended_at,
         tags=run.tags,
-        config=_nested(run.config),
+        config=nested_config(run.config),
         omitted=list(run.omitted),
     )
 
@@ -176,3 +177,15 @@ def update_run(
     )
     _, project = service.get(principal, run_id, Permission.PROJECTS_READ)
     return run_out(run, project.name)
+
+
+@router.get("/run-ids", response_model=RunIdsOut)
+def run_ids(
+    request: Request,
+    prefix: str = Query(min_length=1, max_length=32, description="Lowercase hex."),
+    limit: int = Query(10, ge=1, le=100),
+    principal: Principal = requires_project(Permission.PROJECTS_READ),
+) -> RunIdsOut:
+    """Ids of the runs you can see that start with ``prefix`` (at most ``limit``, sorted):
+    how the CLI resolves an id as printed. One id: unique; several: ambiguous."""
+    return RunIdsOut(ids=_service(request).ids_starting(principal, prefix, limit))

@@ -16,6 +16,7 @@ from safeboard.schemas import Model, StrictModel
 __all__ = [
     "MetricSummaryOut",
     "RunCreate",
+    "RunIdsOut",
     "RunListedOut",
     "RunOut",
     "RunPageOut",
@@ -25,6 +26,8 @@ __all__ = [
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 RUN_ID = f"^{ID_PATTERN}$"
 TAG_KEY = r"^[A-Za-z0-9_.:/-]{1,100}$"
+# = vocabulary.FINAL_STATUSES (tests/unit/test_vocabulary.py)
+Final = Literal["finished", "failed", "killed"]
 JsonFloat = float | Literal["NaN", "Infinity", "-Infinity"]
 # As long as the column holds: PostgreSQL refuses longer text (SQLite would keep it).
 # Values are bounded to theirs by documents.tags_problem (MAX_TAG_VALUE_CHARS).
@@ -64,7 +67,7 @@ class RunCreate(StrictModel):
 
 
 class RunUpdate(StrictModel):
-    status: Literal["finished", "failed", "killed"] | None = None
+    status: Final | None = None
     config: dict[str, Any] | None = Field(None, description="Merged into the run's config.")
     tags: dict[TagKey, str | None] | None = Field(
         None, max_length=2 * MAX_TAGS, description="null removes a tag."
@@ -130,3 +133,7 @@ class RunListedOut(Model):
 class RunPageOut(Model):
     runs: list[RunListedOut]
     next_cursor: str | None
+
+
+class RunIdsOut(Model):
+    ids: list[str] = Field(description="Sorted; more than one: the prefix is ambiguous.")

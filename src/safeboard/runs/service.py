@@ -15,7 +15,7 @@ from safeboard.documents import document_problem, tags_problem
 from safeboard.errors import Conflict, InvalidRequest
 from safeboard.events import Event, EventBus
 from safeboard.ids import new_id
-from safeboard.projects.access import project_by_name
+from safeboard.projects.access import project_by_name, visible_project_ids
 from safeboard.projects.repository import Project
 from safeboard.runs import repository as runs
 from safeboard.runs.access import run_for
@@ -23,6 +23,7 @@ from safeboard.runs.projection import param_path
 from safeboard.runs.repository import Listed, Run
 from safeboard.runs.search import run_filter
 from safeboard.storage import writer
+from safeboard.vocabulary import is_id_prefix
 
 __all__ = ["FINAL_STATUSES", "RunPage", "RunService"]
 
@@ -168,3 +169,11 @@ class RunService:
         page = found[:limit]
         last = page[-1] if more and page else None
         return RunPage(page, encode_position(last.created_at, last.id) if last else None)
+
+    def ids_starting(self, principal: Principal, prefix: str, limit: int) -> list[str]:
+        """Ids of the runs this principal can see that start with ``prefix`` (an id as
+        printed, shortened), at most ``limit``: how clients resolve a short id."""
+        if not is_id_prefix(prefix):
+            raise InvalidRequest("prefix: 1 to 32 lowercase hex digits (a run id as printed)")
+        with self.engine.connect() as conn:
+            return runs.ids_with_prefix(conn, prefix, visible_project_ids(conn, principal), limit)

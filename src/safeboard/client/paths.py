@@ -1,0 +1,126 @@
+"""Every URL path of safeboard's API, built in one place.
+
+Each variable part is one path segment, quoted with ``quote(part, safe="")``: a metric key
+such as ``train/loss %?#`` travels as ``train%2Floss%20%25%3F%23`` and the server, which
+decodes the path once, reads the key back unchanged. Query values never appear here: they
+go through httpx's ``params``, which quotes them.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+__all__ = [
+    "API",
+    "artifact",
+    "artifact_content",
+    "artifact_ids",
+    "artifact_preview",
+    "audit",
+    "grant",
+    "key",
+    "keys",
+    "metric_history",
+    "metric_points",
+    "metrics",
+    "project",
+    "project_runs",
+    "projects",
+    "run",
+    "run_artifacts",
+    "run_ids",
+    "segment",
+    "sorted_runs",
+    "user",
+    "users",
+]
+
+API = "/api/v1"
+
+
+def segment(value: str | int) -> str:
+    """One path segment, every reserved character quoted (``/`` too)."""
+    return quote(str(value), safe="")
+
+
+def projects() -> str:
+    return f"{API}/projects"
+
+
+def project(name: str) -> str:
+    return f"{API}/projects/{segment(name)}"
+
+
+def grant(project_name: str, username: str) -> str:
+    return f"{project(project_name)}/grants/{segment(username)}"
+
+
+def project_runs(project_name: str) -> str:
+    return f"{project(project_name)}/runs"
+
+
+def sorted_runs(project_name: str) -> str:
+    """The dashboard's runs table as JSON: any sort column, keyset pages."""
+    return f"{project(project_name)}/sorted-runs"
+
+
+def run(run_id: str) -> str:
+    return f"{API}/runs/{segment(run_id)}"
+
+
+def run_ids() -> str:
+    """Runs whose id starts with a prefix (``?prefix=``): resolving ids as printed."""
+    return f"{API}/run-ids"
+
+
+def metrics(run_id: str) -> str:
+    return f"{run(run_id)}/metrics"
+
+
+def metric_history(run_id: str, key: str) -> str:
+    return f"{metrics(run_id)}/{segment(key)}"
+
+
+def metric_points(run_id: str, key: str) -> str:
+    return f"{metric_history(run_id, key)}/points"
+
+
+def run_artifacts(run_id: str) -> str:
+    return f"{run(run_id)}/artifacts"
+
+
+def artifact(artifact_id: str) -> str:
+    return f"{API}/artifacts/{segment(artifact_id)}"
+
+
+def artifact_content(artifact_id: str) -> str:
+    return f"{artifact(artifact_id)}/content"
+
+
+def artifact_preview(artifact_id: str) -> str:
+    return f"{artifact(artifact_id)}/preview"
+
+
+def keys() -> str:
+    return f"{API}/keys"
+
+
+def key(key_id: str) -> str:
+    return f"{API}/keys/{segment(key_id)}"
+
+
+def users() -> str:
+    return f"{API}/users"
+
+
+def user(username: str) -> str:
+    return f"{API}/users/{segment(username)}"
+
+
+def audit() -> str:
+    return f"{API}/audit"
+
+
+def artifact_ids() -> str:
+    """Artifacts whose id starts with a prefix (``?prefix=``)."""
+    return f"{API}/artifact-ids"

@@ -1,0 +1,62 @@
+"""One retry and backoff policy for every client loop (CLI, downloads, and the SDK's
+sender and uploads): exponential with full jitter, capped; a ``RateLimited`` answer waits
+at least its ``retry_after``. Which failures are worth another try is decided by class
+(transport failures and 5xx come back as ``ServiceUnavailable``), never by message."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from safeboard.errors import RateLimited, SafeboardError, ServiceUnavailable
+
+__all__ = ["DEFAULT_POLICY", "NO_RETRY", "RetryPolicy"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``policy.call(fn)`` runs ``fn`` until it succeeds, raises an error not in
+    ``retryable``, or has failed ``attempts`` times; between tries it sleeps
+    ``delay(failures, error)`` seconds."""
+
+    attempts: int = 5
+    base: float = 0.5
+    cap: float = 15.0
+    jitter: bool = True
+    retryable: tuple[type[SafeboardError], ...] = (ServiceUnavailable, RateLimited)
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
+    random: Callable[[], float] = field(default=random.random, repr=False, compare=False)
+
+    def should_retry(self, error: BaseException) -> bool:
+        return isinstance(error, self.retryable)
+
+    def delay(self, failures: int, error: BaseException | None = None) -> float:
+        """Seconds to wait after ``failures`` (>= 1) failures in a row: up to
+        ``base * 2**(failures-1)``, never more than ``cap``; with jitter a random part of
+        that (so that many clients do not come back at once). A rate limit waits at least
+        what the server asked for, even past the cap."""
+        ceiling = min(self.cap, self.base * 2 ** max(0, min(failures - 1, 62)))
+        wait = ceiling * (0.5 + float(self.random()) / 2) if self.jitter else ceiling
+        if isinstance(error, RateLimited):
+            wait = max(wait, float(error.retry_after))
+        return float(wait)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        failures = 0
+        while True:
+            try:
+                return fn()
+            except SafeboardError as exc:
+                failures += 1
+                if not self.should_retry(exc) or failures >= self.attempts:
+                    raise
+                self.sleep(self.delay(failures, exc))
+
+
+DEFAULT_POLICY = RetryPolicy()
+NO_RETRY = RetryPolicy(attempts=1)

@@ -1,0 +1,322 @@
+"""``Client``: safeboard's API as typed methods (projects, runs, metrics, artifacts, keys,
+users, grants, audit) returning the dataclasses of ``client.models``.
+
+Built on ``ApiClient`` (TLS, credentials, errors mapped from the server's codes to the
+classes of ``safeboard.errors``); every path comes from ``client.paths``; requests that
+are safe to repeat (reads, PUT, DELETE, and the POSTs that carry their own idempotency
+key: a run with a client-made id, a metric batch with its ``batch_id``) are retried
+under one ``RetryPolicy``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from safeboard.client import paths
+from safeboard.client.http import ApiClient
+from safeboard.client.models import (
+    ApiKey,
+    Artifact,
+    AuditEntry,
+    CreatedKey,
+    Points,
+    Project,
+    Run,
+    RunListed,
+    RunPage,
+    User,
+)
+from safeboard.client.retry import DEFAULT_POLICY, RetryPolicy
+from safeboard.vocabulary import KeyScope, ProjectRole, RunStatus
+
+__all__ = ["Client"]
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH"})
+
+
+class Client:
+    """``Client(api)`` over an ``ApiClient`` (``ServerAccess.client()`` makes one), or
+    ``Client.connect(url, api_key)``. A context manager; ``close()`` closes the API."""
+
+    def __init__(self, api: ApiClient, *, retry: RetryPolicy = DEFAULT_POLICY) -> None:
+        self.api = api
+        self.retry = retry
+
+    @classmethod
+    def connect(cls, url: str, api_key: str | None = None, **options: Any) -> Client:
+        return cls(ApiClient(url, api_key, **options))
+
+    def __repr__(self) -> str:
+        return f"Client({self.api.url!r})"
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    def send(
+        self, method: str, path: str, *, idempotent: bool | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """One request to ``path`` (from ``client.paths``), retried under the policy when
+        repeating it is safe."""
+        repeatable = method in _IDEMPOTENT if idempotent is None else idempotent
+        if not repeatable:
+            return self.api.request(method, path, **kwargs)
+        return self.retry.call(lambda: self.api.request(method, path, **kwargs))
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.send(method, path, **kwargs).json()
+
+    # --- projects and grants -----------------------------------------------------------
+
+    def projects(self) -> list[Project]:
+        return [Project.from_json(p) for p in self._json("GET", paths.projects())]
+
+    def project(self, name: str) -> Project:
+        return Project.from_json(self._json("GET", paths.project(name)))
+
+    def create_project(self, name: str, description: str = "") -> Project:
+        body = {"name": name, "description": description}
+        return Project.from_json(self._json("POST", paths.projects(), json=body))
+
+    def grant(self, project: str, username: str, role: ProjectRole | str) -> None:
+        """Give ``username`` a role in ``project`` (replacing the one they had)."""
+        body = {"role": ProjectRole(role).value}
+        self.send("PUT", paths.grant(project, username), json=body)
+
+    def revoke(self, project: str, username: str) -> None:
+        self.send("DELETE", paths.grant(project, username))
+
+    # --- runs ----------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        project: str,
+        *,
+        run_id: str | None = None,
+        name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        system: Mapping[str, Any] | None = None,
+        notes: str = "",
+    ) -> Run:
+        """Start a run. With a client-made ``run_id`` (32 hex) sending it again returns
+        the same run, so it is retried; without one it is sent once."""
+        body: dict[str, Any] = {"config": dict(config or {}), "tags": dict(tags or {}),
+                                "system": dict(system or {}), "notes": notes}  # fmt: skip
+        if run_id is not None:
+            body["id"] = run_id
+        if name is not None:
+            body["name"] = name
+        path = paths.project_runs(project)
+        return Run.from_json(self._json("POST", path, json=body, idempotent=run_id is not None))
+
+    def run(self, run_id: str) -> Run:
+        return Run.from_json(self._json("GET", paths.run(run_id)))
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus | str | None = None,
+        config: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str | None] | None = None,
+        notes: str | None = None,
+    ) -> Run:
+        """Merge config, set tags (None removes one), notes; ``status`` finishes it."""
+        body: dict[str, Any] = {}
+        if status is not None:
+            body["status"] = RunStatus(status).value
+        for name, value in (("config", config), ("tags", tags)):
+            if value is not None:
+                body[name] = dict(value)
+        if notes is not None:
+            body["notes"] = notes
+        return Run.from_json(self._json("PATCH", paths.run(run_id), json=body))
+
+    def finish_run(self, run_id: str, status: RunStatus | str = RunStatus.FINISHED) -> Run:
+        return self.update_run(run_id, status=status)
+
+    def runs_page(
+        self,
+        project: str,
+        *,
+        filter: str | None = None,
+        config_keys: tuple[str, ...] | list[str] = (),
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> RunPage:
+        """One page of a project's runs, newest first, matching ``filter`` (the
+        dashboard's search language; a bad filter raises BadRequest naming the column)."""
+        params: dict[str, Any] = {"limit": limit, "config_key": list(config_keys)}
+        if filter:
+            params["filter"] = filter
+        if cursor:
+            params["cursor"] = cursor
+        page = self._json("GET", paths.project_runs(project), params=params)
+        runs = tuple(RunListed.from_json(r) for r in page["runs"])
+        return RunPage(runs, page.get("next_cursor"))
+
+    def runs(
+        self,
+        project: str,
+        *,
+        filter: str | None = None,
+        config_keys: tuple[str, ...] | list[str] = (),
+        page_size: int = 200,
+    ) -> Iterator[RunListed]:
+        """Every matching run, newest first, a page at a time."""
+        cursor: str | None = None
+        while True:
+            page = self.runs_page(project, filter=filter, config_keys=config_keys,
+                                  limit=page_size, cursor=cursor)  # fmt: skip
+            yield from page.runs
+            if not page.next_cursor or page.next_cursor == cursor:
+                return
+            cursor = page.next_cursor
+
+    def sorted_runs(
+        self,
+        project: str,
+        sort: str,
+        *,
+        descending: bool = False,
+        filter: str | None = None,
+        config_keys: tuple[str, ...] | list[str] = (),
+        page_size: int = 200,
+    ) -> Iterator[RunListed]:
+        """Every matching run sorted by ``sort`` as the dashboard sorts (created, ended,
+        name, status, params.<path>, tags.<key>, metrics.<key>: the last value), those
+        without a value last, a page at a time."""
+        cursor: str | None = None
+        while True:
+            order = "desc" if descending else "asc"
+            params: dict[str, Any] = {"sort": sort, "order": order, "limit": page_size,
+                                      "config_key": list(config_keys)}  # fmt: skip
+            for name, value in (("filter", filter), ("cursor", cursor)):
+                if value:
+                    params[name] = value
+            page = self._json("GET", paths.sorted_runs(project), params=params)
+            yield from (RunListed.from_json(r) for r in page["runs"])
+            following = page.get("next_cursor")
+            if not following or following == cursor:
+                return
+            cursor = following
+
+    def run_ids(self, prefix: str, *, limit: int = 10) -> list[str]:
+        """Ids of the runs you can see that start with ``prefix`` (sorted, at most limit)."""
+        params = {"prefix": prefix, "limit": limit}
+        return list(self._json("GET", paths.run_ids(), params=params)["ids"])
+
+    # --- metrics -------------------------------------------------------------------------
+
+    def post_metrics(
+        self, run_id: str, body: bytes | Mapping[str, Any], *, media_type: str | None = None
+    ) -> dict[str, Any]:
+        """Store one batch (stored once per its ``batch_id``, so retried): a JSON batch as
+        a mapping, or packed bytes (``safeboard.wire.pack``) with ``media_type``."""
+        path = paths.metrics(run_id)
+        if isinstance(body, bytes):
+            headers = {"Content-Type": media_type or "application/octet-stream"}
+            answer = self._json("POST", path, content=body, headers=headers, idempotent=True)
+        else:
+            answer = self._json("POST", path, json=dict(body), idempotent=True)
+        return dict(answer)
+
+    def points(
+        self, run_id: str, key: str, *, start: int | None = None, end: int | None = None
+    ) -> Points:
+        """Every point of metric ``key`` (any characters: the path quotes it)."""
+        params = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
+        return Points.from_json(self._json("GET", paths.metric_points(run_id, key), params=params))
+
+    def history(self, run_id: str, key: str, *, buckets: int = 1000) -> dict[str, Any]:
+        """The metric downsampled to at most ``buckets`` min/max buckets (as the API sends)."""
+        params = {"buckets": buckets}
+        return dict(self._json("GET", paths.metric_history(run_id, key), params=params))
+
+    # --- artifacts -----------------------------------------------------------------------
+
+    def artifact(self, artifact_id: str) -> Artifact:
+        return Artifact.from_json(self._json("GET", paths.artifact(artifact_id)))
+
+    def artifacts(self, run_id: str, *, page_size: int = 1000) -> Iterator[Artifact]:
+        """Every artifact of a run, in the order they were declared."""
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": page_size}
+            if cursor:
+                params["cursor"] = cursor
+            page = self._json("GET", paths.run_artifacts(run_id), params=params)
+            yield from (Artifact.from_json(item) for item in page["items"])
+            following = page.get("next_cursor")
+            if not following or following == cursor:
+                return
+            cursor = following
+
+    def artifact_ids(self, prefix: str, *, limit: int = 10) -> list[str]:
+        """Ids of the artifacts you can see that start with ``prefix`` (sorted)."""
+        params = {"prefix": prefix, "limit": limit}
+        return list(self._json("GET", paths.artifact_ids(), params=params)["ids"])
+
+    def delete_artifact(self, artifact_id: str) -> None:
+        self.send("DELETE", paths.artifact(artifact_id))
+
+    # --- keys, users, audit --------------------------------------------------------------
+
+    def api_keys(self, *, everyone: bool = False) -> list[ApiKey]:
+        params = {"everyone": "true"} if everyone else {}
+        return [ApiKey.from_json(k) for k in self._json("GET", paths.keys(), params=params)]
+
+    def create_key(
+        self,
+        name: str,
+        *,
+        scope: KeyScope | str = KeyScope.WRITE,
+        project_id: int | None = None,
+        days: int | None = None,
+        never_expires: bool = False,
+    ) -> CreatedKey:
+        """A key for yourself; ``scope`` defaults to write (log runs), as the dashboard's."""
+        body = {"name": name, "scope": KeyScope(scope).value, "project_id": project_id,
+                "expires_in_days": days, "never_expires": never_expires}  # fmt: skip
+        found = self._json("POST", paths.keys(), json=body)
+        return CreatedKey(ApiKey.from_json(found), str(found["token"]))
+
+    def revoke_key(self, key_id: str) -> None:
+        self.send("DELETE", paths.key(key_id))
+
+    def users(self) -> list[User]:
+        return [User.from_json(u) for u in self._json("GET", paths.users())]
+
+    def audit(
+        self, *, since: str | None = None, action: str | None = None, page_size: int = 1000
+    ) -> Iterator[AuditEntry]:
+        """Audit entries, oldest first, every page (``since``: ISO-8601 with a zone)."""
+        after: int | None = None
+        while True:
+            params: dict[str, Any] = {"limit": page_size}
+            for name, value in (("since", since), ("action", action), ("after_id", after)):
+                if value is not None:
+                    params[name] = value
+            answer = self._json("GET", paths.audit(), params=params)
+            found = [AuditEntry.from_json(e) for e in answer]
+            yield from found
+            if len(found) < page_size:
+                return
+            after = found[-1].id
+
+    def close(self) -> None:
+        self.api.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,91 @@
+"""The words server and clients share: run statuses, artifact kinds, project roles, key
+scopes, the id format and the rules for metric keys. Defined once here (bottom layer: it
+imports nothing of safeboard), used by the server's schemas and models and by
+``safeboard.client``, so the two cannot drift apart."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+from safeboard.ids import ID_PATTERN, is_id
+
+__all__ = [
+    "FINAL_STATUSES",
+    "ID_PATTERN",
+    "MAX_METRIC_KEY_LENGTH",
+    "ArtifactKind",
+    "ArtifactState",
+    "KeyScope",
+    "ProjectRole",
+    "RunStatus",
+    "is_id",
+    "is_id_prefix",
+    "metric_key_problem",
+]
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    KILLED = "killed"
+
+
+FINAL_STATUSES = (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)
+"""What a run may be finished as (``PATCH /api/v1/runs/{id}``)."""
+
+
+class ArtifactKind(StrEnum):
+    FILE = "file"
+    IMAGE = "image"
+    MODEL = "model"
+    DATASET = "dataset"
+    TABLE = "table"
+
+
+class ArtifactState(StrEnum):
+    UPLOADING = "uploading"
+    READY = "ready"
+
+
+class ProjectRole(StrEnum):
+    """A user's role in one project (grants); each includes the ones after it."""
+
+    OWNER = "owner"
+    EDITOR = "editor"
+    VIEWER = "viewer"
+
+
+class KeyScope(StrEnum):
+    """What an API key may be used for; each includes the ones before it."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+
+_PREFIX = re.compile(r"[0-9a-f]{1,32}")
+
+
+def is_id_prefix(value: str) -> bool:
+    """A run or artifact id as printed, perhaps shortened: 1 to 32 lowercase hex digits."""
+    return _PREFIX.fullmatch(value) is not None
+
+
+MAX_METRIC_KEY_LENGTH = 250
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def metric_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot name a metric, or None. Keys are URL paths in the history API
+    (``/metrics/train/loss``), so a "." or ".." part, which a browser resolves, is refused.
+    Any other character is allowed (``%``, ``?``, ``#``): clients quote each key once, in
+    ``safeboard.client.paths``."""
+    if not 1 <= len(key) <= MAX_METRIC_KEY_LENGTH:
+        return f"a metric key has 1 to {MAX_METRIC_KEY_LENGTH} characters"
+    if _CONTROL.search(key):
+        return "a metric key holds no control characters"
+    if any(part in (".", "..") for part in key.split("/")):
+        return 'a metric key has no "." or ".." between slashes'
+    return None

@@ -1,0 +1,41 @@
+"""client.paths quotes every segment once: any text round-trips through the server's
+single decoding of the path, and never adds, removes or escapes a path segment."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+import httpx
+from hypothesis import given
+from hypothesis import strategies as st
+
+from safeboard.client import paths
+from safeboard.vocabulary import metric_key_problem
+
+keys = st.text(min_size=1, max_size=250).filter(lambda k: metric_key_problem(k) is None)
+
+
+@given(keys)
+def test_any_metric_key_round_trips_through_the_path(key: str) -> None:
+    path = paths.metric_points("a" * 32, key)
+    request = httpx.Request("GET", "https://example.test" + path)
+    raw = request.url.raw_path.decode("ascii")
+    assert "?" not in raw
+    assert "#" not in raw
+    prefix, suffix = f"/api/v1/runs/{'a' * 32}/metrics/", "/points"
+    assert raw.startswith(prefix)
+    assert raw.endswith(suffix)
+    assert unquote(raw[len(prefix) : -len(suffix)]) == key  # what the server decodes
+
+
+@given(st.text(min_size=1, max_size=100))
+def test_a_segment_never_holds_a_slash_or_query(value: str) -> None:
+    quoted = paths.segment(value)
+    assert not set(quoted) & set("/?#% ") - {"%"}
+    assert unquote(quoted) == value
+
+
+def test_names_with_reserved_characters_stay_one_segment() -> None:
+    assert paths.grant("a/b", "c?d") == "/api/v1/projects/a%2Fb/grants/c%3Fd"
+    assert paths.metric_history("r", "100%") == "/api/v1/runs/r/metrics/100%25"
+    assert paths.artifact("../x") == "/api/v1/artifacts/..%2Fx"
