@@ -378,6 +378,54 @@ def test_key_revoked_mid_run_is_said_once_and_kept_for_sync(servers: Servers) ->
     assert run_cli("sync", env=env).stdout.strip() == "nothing to sync"
 
 
+ARTIFACT_ONLY = textwrap.dedent(
+    """
+    import sys, time
+    import safeboard
+
+    run = safeboard.init(project="mnist", name="files", flush_interval=0.1)
+    run.log({"loss": 1.0}, step=0)
+    assert run.flush(10)
+    print(run.id, flush=True)
+    sys.stdin.readline()  # the key is revoked now
+    run.log_artifact(sys.argv[1], "weights.bin", "model")
+    time.sleep(3)  # the upload is refused meanwhile
+    run.finish(timeout=5)
+    """
+)
+
+
+def test_an_upload_refused_mid_run_is_said_once_like_a_batch(servers: Servers) -> None:
+    """A run that only uploads files after its key was revoked hears of it too (before,
+    the uploader paused in silence and finish() blamed nothing)."""
+    key = make_key(servers.tls, "write")
+    env = servers.tls_env(key, SAFEBOARD_SPOOL_DIR=str(servers.tmp / "files"))
+    weights = servers.tmp / "weights.bin"
+    weights.write_bytes(b"w" * 50_000)
+    path = servers.tmp / "files.py"
+    path.write_text(ARTIFACT_ONLY)
+    training = subprocess.Popen(
+        [sys.executable, str(path), str(weights)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert training.stdout is not None
+    run_id = training.stdout.readline().strip()
+    revoked = run_cli("key", "revoke", key.split("_")[1], data_dir=servers.tls.data_dir)
+    assert revoked.returncode == 0, revoked.stderr
+    _, err = training.communicate("go\n", timeout=120)
+    assert training.returncode == 0, err
+    refusals = [line for line in err.splitlines() if "refused its data" in line]
+    assert len(refusals) == 1, err
+    assert "this API key was revoked" in refusals[0]
+    meta = json.loads((servers.tmp / "files" / run_id / "run.json").read_text())
+    assert meta["last_error"]["code"] == "key_revoked"
+    assert any("1 artifact" in line for line in err.splitlines() if "not delivered" in line), err
+
+
 def test_grant_removed_mid_run_is_said_once_with_the_fix(servers: Servers) -> None:
     added = run_cli("user", "add", "carol", data_dir=servers.tls.data_dir)
     assert added.returncode == 0, added.stderr

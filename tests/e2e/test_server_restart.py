@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import cli_env, free_port
+from tests.e2e.conftest import cli_env, free_port, run_cli
 from tests.e2e.test_sdk import Start, discovery_key, sdk_env
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +39,11 @@ TRAIN = textwrap.dedent(
 )
 
 
-def across_a_restart(server_factory: Start, tmp_path: Path, stop: signal.Signals) -> None:
+def across_a_restart(
+    server_factory: Start, tmp_path: Path, stop: signal.Signals, *, revoke: bool = False
+) -> None:
+    """``revoke``: the discovery key is revoked while the server is down, so the next start
+    writes a new one; the script must pick it up from the discovery file by itself."""
     port = free_port()
     first = server_factory(name="srv", port=port)
     key = discovery_key(first)
@@ -60,6 +64,10 @@ def across_a_restart(server_factory: Start, tmp_path: Path, stop: signal.Signals
     assert training.poll() is None
     first.process.send_signal(stop)
     first.process.wait(timeout=30)
+    if revoke:
+        key_id = key.removeprefix("sb_").split("_")[0]
+        revoked = run_cli("key", "revoke", key_id, data_dir=first.data_dir)
+        assert revoked.returncode == 0, revoked.stderr
     second = server_factory(name="srv", port=port)
     out, err = training.communicate(timeout=120)
     assert training.returncode == 0, err
@@ -77,7 +85,8 @@ def across_a_restart(server_factory: Start, tmp_path: Path, stop: signal.Signals
         body = client.get(f"/api/v1/artifacts/{item['id']}/content", headers=headers)
         assert body.content == weights.read_bytes()
     assert run["status"] == "finished"
-    assert discovery_key(second) == key  # the key of the first start still works
+    # The key of the first start still works, unless it was revoked: then a new one.
+    assert (discovery_key(second) == key) is not revoke
     assert not (tmp_path / "spool" / run_id).exists()
 
 
@@ -89,6 +98,12 @@ def test_a_run_goes_on_across_a_restart_after_sigkill(
     server_factory: Start, tmp_path: Path
 ) -> None:
     across_a_restart(server_factory, tmp_path, signal.SIGKILL)
+
+
+def test_a_run_picks_up_the_new_discovery_key_after_its_key_was_revoked(
+    server_factory: Start, tmp_path: Path
+) -> None:
+    across_a_restart(server_factory, tmp_path, signal.SIGINT, revoke=True)
 
 
 def start_another(data_dir: Path) -> subprocess.CompletedProcess[str]:

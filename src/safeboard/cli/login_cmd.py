@@ -14,6 +14,7 @@ import contextlib
 import ssl
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import click
@@ -110,7 +111,7 @@ def login(
     name = key_name or f"{socket.gethostname()[:70] or 'this device'} (safeboard login)"
     with ApiClient(origin, verify=verify) as api:
         csrf = _sign_in(api, username, password)
-        key = api.post("/api/v1/keys", json={"name": name, "scope": _KEY_SCOPE}, headers=csrf)
+        key = api.post(_paths().keys(), json={"name": name, "scope": _KEY_SCOPE}, headers=csrf)
         created = key.json()
         saved = StoredKey(origin, username, str(created["id"]), name, str(created["token"]))
         path = store.save(saved)
@@ -127,7 +128,7 @@ def _still_valid(origin: str, key: StoredKey, verify: ssl.SSLContext | bool) -> 
 
     try:
         with ApiClient(origin, key.api_key, verify=verify) as api:
-            session = api.get("/api/v1/auth/session").json()
+            session = api.get(_paths().session()).json()
     except Unauthenticated:
         return False  # revoked, expired, or minted by another server: sign in again
     user = session.get("user") if isinstance(session, dict) else None
@@ -138,7 +139,7 @@ def _sign_in(api: ApiClient, username: str, password: str) -> dict[str, str]:
     """A session on ``api`` (its cookie in the client); the headers its requests need:
     the session's binding (the cookie alone is not enough) and the CSRF token."""
     body = {"username": username, "password": password}
-    session = api.post("/api/v1/auth/login", json=body).json()
+    session = api.post(_paths().sign_in(), json=body).json()
     return {
         "X-Safeboard-Binding": str(session["binding"]),
         "X-CSRF-Token": str(session["csrf_token"]),
@@ -147,7 +148,7 @@ def _sign_in(api: ApiClient, username: str, password: str) -> dict[str, str]:
 
 def _sign_out(api: ApiClient, csrf: dict[str, str]) -> None:
     with contextlib.suppress(SafeboardError):
-        api.post("/api/v1/auth/logout", headers=csrf)
+        api.post(_paths().sign_out(), headers=csrf)
 
 
 def _revoke(
@@ -155,7 +156,7 @@ def _revoke(
 ) -> SafeboardError | None:
     """Revoke ``key`` on the server: None when done (or gone already), else the error."""
     try:
-        api.delete(f"/api/v1/keys/{key.key_id}", headers=headers)
+        api.delete(_paths().key(key.key_id), headers=headers)
     except NotFound:
         pass  # revoked already, or deleted by an admin
     except SafeboardError as exc:
@@ -228,3 +229,10 @@ def logout(url: str, ca_cert: Path | None, password_stdin: bool) -> None:
     _warn(failed, stored)
     store.delete(origin)
     click.echo(f"deleted the API key for {origin} from {store.path_for(origin)}")
+
+
+def _paths() -> ModuleType:
+    """``safeboard.client.paths``, imported when a command talks to a server."""
+    from safeboard.client import paths
+
+    return paths

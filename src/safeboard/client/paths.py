@@ -124,3 +124,16 @@ def audit() -> str:
 def artifact_ids() -> str:
     """Artifacts whose id starts with a prefix (``?prefix=``)."""
     return f"{API}/artifact-ids"
+
+
+def session() -> str:
+    """The caller's own session or key: who they are (``GET``)."""
+    return f"{API}/auth/session"
+
+
+def sign_in() -> str:
+    return f"{API}/auth/login"
+
+
+def sign_out() -> str:
+    return f"{API}/auth/logout"

@@ -76,9 +76,12 @@ class Client:
     def project(self, name: str) -> Project:
         return Project.from_json(self._json("GET", paths.project(name)))
 
-    def create_project(self, name: str, description: str = "") -> Project:
+    def create_project(
+        self, name: str, description: str = "", *, timeout: httpx.Timeout | float | None = None
+    ) -> Project:
+        """Create a project (Conflict when the name is taken). ``timeout``: this request's."""
         body = {"name": name, "description": description}
-        return Project.from_json(self._json("POST", paths.projects(), json=body))
+        return Project.from_json(self._json("POST", paths.projects(), json=body, timeout=timeout))
 
     def grant(self, project: str, username: str, role: ProjectRole | str) -> None:
         """Give ``username`` a role in ``project`` (replacing the one they had)."""
@@ -100,9 +103,11 @@ class Client:
         tags: Mapping[str, str] | None = None,
         system: Mapping[str, Any] | None = None,
         notes: str = "",
+        timeout: httpx.Timeout | float | None = None,
     ) -> Run:
         """Start a run. With a client-made ``run_id`` (32 hex) sending it again returns
-        the same run, so it is retried; without one it is sent once."""
+        the same run, so it is retried; without one it is sent once. ``timeout``: this
+        request's, instead of the client's."""
         body: dict[str, Any] = {"config": dict(config or {}), "tags": dict(tags or {}),
                                 "system": dict(system or {}), "notes": notes}  # fmt: skip
         if run_id is not None:
@@ -110,7 +115,9 @@ class Client:
         if name is not None:
             body["name"] = name
         path = paths.project_runs(project)
-        return Run.from_json(self._json("POST", path, json=body, idempotent=run_id is not None))
+        repeatable = run_id is not None
+        answer = self._json("POST", path, json=body, idempotent=repeatable, timeout=timeout)
+        return Run.from_json(answer)
 
     def run(self, run_id: str) -> Run:
         return Run.from_json(self._json("GET", paths.run(run_id)))

@@ -7,13 +7,14 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from safeboard import wire
-from safeboard.client.http import ApiClient
+from safeboard.client.retry import RetryPolicy
 from safeboard.client.trust import CertificateChanged, UntrustedCertificate
+from safeboard.client.typed import Client
 from safeboard.errors import (
     BadRequest,
     ConfigError,
@@ -25,13 +26,20 @@ from safeboard.errors import (
     Unauthenticated,
 )
 
-__all__ = ["CONFIRM_TIMEOUT", "Delivery", "Undeliverable", "no_access", "retryable"]
+__all__ = [
+    "CONFIRM_TIMEOUT", "PAUSES", "Delivery", "Undeliverable", "no_access", "retryable",
+]  # fmt: skip
 
 # init() waits this long for the server to confirm the run: a server that does not answer
 # within it is "away" (R2), and training starts spooling.
 CONFIRM_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 
+# The pauses of the background loops (sender, uploader) while the server is away: the one
+# retry policy of safeboard.client, waiting up to 30 s; what is not sent stays spooled.
+PAUSES = RetryPolicy(base=0.5, cap=30.0)
+
 log = logging.getLogger("safeboard.sdk")
+T = TypeVar("T")
 
 
 class Undeliverable(Exception):
@@ -39,9 +47,19 @@ class Undeliverable(Exception):
 
 
 class Delivery:
-    def __init__(self, connect: Callable[[], ApiClient], meta: dict[str, Any]) -> None:
+    """``connect`` makes the typed client; ``renew`` (optional) picks up a replaced key
+    after a 401 (``Connection.renewed``), and the request is tried once more."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Client],
+        meta: dict[str, Any],
+        *,
+        renew: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._connect = connect
-        self._client: ApiClient | None = None
+        self._renew = renew
+        self._client: Client | None = None
         self.meta = meta
         self._patch: dict[str, Any] = {}
         self._patch_lock = threading.Lock()
@@ -55,22 +73,33 @@ class Delivery:
                 else:
                     self._patch[field] = value
 
-    def send_updates(self) -> None:
+    def send_updates(self) -> bool:
+        """Send the changes queued since the last round; False when there were none."""
         with self._patch_lock:
             patch, self._patch = self._patch, {}
         if not patch:
-            return
+            return False
         try:
             self.update(patch)
         except BaseException:
             self.queue_update(**patch)  # keep it for the next round
             raise
+        return True
 
     @property
-    def client(self) -> ApiClient:
+    def client(self) -> Client:
         if self._client is None:
             self._client = self._connect()
         return self._client
+
+    def _call(self, request: Callable[[Client], T]) -> T:
+        try:
+            return request(self.client)
+        except Unauthenticated:
+            if not self._renew():
+                raise
+            self.close()
+            return request(self.client)
 
     def close(self) -> None:
         if self._client is not None:
@@ -83,22 +112,24 @@ class Delivery:
         this key) raises ProjectNotFound."""
         if self.meta.get("on_server"):
             return
-        project = self.meta["project"]
-        body = {
-            "id": self.meta["id"], "name": self.meta["name"], "config": self.meta["config"],
-            "tags": self.meta["tags"], "system": self.meta["system"],
-        }  # fmt: skip
-        path = f"/api/v1/projects/{project}/runs"
+        project, meta = self.meta["project"], self.meta
+
+        def create(client: Client) -> None:
+            client.create_run(
+                project, run_id=meta["id"], name=meta["name"], config=meta["config"],
+                tags=meta["tags"], system=meta["system"], timeout=timeout,
+            )  # fmt: skip
+
         try:
-            self.client.post(path, json=body, timeout=timeout)
+            self._call(create)
         except NotFound:
             try:
                 with contextlib.suppress(Conflict):  # made meanwhile, or there out of sight
-                    self.client.post("/api/v1/projects", json={"name": project}, timeout=timeout)
+                    self._call(lambda client: client.create_project(project, timeout=timeout))
             except Forbidden as exc:
                 raise ProjectNotFound(f"{no_access(project)} ({exc.message})") from None
             try:
-                self.client.post(path, json=body, timeout=timeout)
+                self._call(create)
             except NotFound:
                 raise ProjectNotFound(no_access(project)) from None
         self.meta["on_server"] = True
@@ -111,10 +142,9 @@ class Delivery:
         body = wire.pack(batch["batch_id"], batch["metrics"])
         try:
             with self._on_the_run():
-                self.client.post(
-                    f"/api/v1/runs/{self.meta['id']}/metrics",
-                    content=body,
-                    headers={"Content-Type": wire.MEDIA_TYPE},
+                run_id = self.meta["id"]
+                self._call(
+                    lambda client: client.post_metrics(run_id, body, media_type=wire.MEDIA_TYPE)
                 )
         except BadRequest as exc:  # 400/422: the data itself is wrong
             raise Undeliverable(exc.message) from None
@@ -122,13 +152,15 @@ class Delivery:
     def update(self, patch: dict[str, Any]) -> None:
         """Config (merged), tags (null removes) and notes changed after the run started."""
         self.ensure_run()
+        run_id = self.meta["id"]
         with self._on_the_run():
-            self.client.patch(f"/api/v1/runs/{self.meta['id']}", json=patch)
+            self._call(lambda client: client.update_run(run_id, **patch))
 
     def finish(self, status: str) -> None:
         self.ensure_run()
+        run_id = self.meta["id"]
         with contextlib.suppress(Conflict), self._on_the_run():  # Conflict: a retried finish
-            self.client.patch(f"/api/v1/runs/{self.meta['id']}", json={"status": status})
+            self._call(lambda client: client.finish_run(run_id, status))
 
     @contextlib.contextmanager
     def _on_the_run(self) -> Iterator[None]:

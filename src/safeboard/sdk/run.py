@@ -27,10 +27,10 @@ from types import TracebackType
 from typing import Any, Literal
 
 from safeboard.client.credentials import resolve_server
-from safeboard.client.http import ApiClient
 from safeboard.documents import MAX_NOTES_CHARS, document_problem, tags_problem
 from safeboard.errors import BadRequest, InvalidRequest, SafeboardError
 from safeboard.sdk import notices
+from safeboard.sdk.connection import Connection
 from safeboard.sdk.delivery import CONFIRM_TIMEOUT, Delivery, retryable
 from safeboard.sdk.images import pixels_of
 from safeboard.sdk.sender import Point, Sender
@@ -106,11 +106,8 @@ class Run:
         uploader = None
         server_url = None
         if mode == "online":
-            access = resolve_server(url, api_key)
-            server_url = access.url
-
-            def connect() -> ApiClient:
-                return access.client()
+            connection = Connection(resolve_server(url, api_key))
+            server_url = connection.url
 
         self._meta: dict[str, Any] = {
             "id": self.id, "project": project, "name": self.name, "config": dict(config or {}),
@@ -119,9 +116,12 @@ class Run:
         }  # fmt: skip
         self.spool.write_meta(self._meta)
         if mode == "online":
-            delivery = Delivery(connect, self._meta)
+            delivery = Delivery(connection.client, self._meta, renew=connection.renewed)
             self._confirm(delivery, quiet=quiet)
-            uploader = Uploader(self.spool, connect, self.id, interval=max(interval, 0.5))
+            uploader = Uploader(
+                self.spool, connection.client, self.id, interval=max(interval, 0.5),
+                renew=connection.renewed,
+            )  # fmt: skip
             uploader.start()
         elif not quiet:
             notices.say_started(self.name, None, self.id, self.spool.path)
@@ -135,6 +135,8 @@ class Run:
             self._queue, self.spool, delivery, interval=interval,
             artifacts=self._artifacts, uploader=uploader,
         )  # fmt: skip
+        if uploader is not None:  # an upload refused for good is said like a batch refused
+            uploader.on_refusal = self._sender.record_refusal
         self._sender.start()
         _live.add(self)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from safeboard.errors import SafeboardError
 from safeboard.sdk import notices
-from safeboard.sdk.delivery import Delivery, Undeliverable, retryable
+from safeboard.sdk.delivery import PAUSES, Delivery, Undeliverable, retryable
 from safeboard.sdk.spool import RunSpool
 from safeboard.sdk.uploads import Uploader, spool_record
 from safeboard.wire import metric_key_problem
@@ -30,7 +30,6 @@ log = logging.getLogger("safeboard.sdk")
 
 Point = tuple[int, float, Mapping[str, float]]
 MAX_BATCH_POINTS = 100_000
-MAX_BACKOFF = 30.0
 RECHECK_SECONDS = 60.0  # after a refusal that needs the user: one look a minute, no more
 
 
@@ -121,7 +120,8 @@ class Sender(threading.Thread):
         self.interval = interval
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._backoff = 0.0
+        self._failures = 0  # delivery rounds failed in a row
+        self._pause = 0.0
         self._retry_at = 0.0
         self._deadline = 0.0
         self._hopeless = False  # the last failure needs the user (credentials), not time
@@ -150,7 +150,7 @@ class Sender(threading.Thread):
             left = self._deadline - time.monotonic()
             if self.idle.is_set() or left <= 0 or self.delivery is None or self._hopeless:
                 return
-            time.sleep(min(max(self._backoff, 0.1), left))
+            time.sleep(min(max(self._pause, 0.1), left))
 
     def _drain(self) -> list[Point]:
         points: list[Point] = []
@@ -204,30 +204,34 @@ class Sender(threading.Thread):
         if waiting:
             return
         try:
+            delivered = False  # a request went through: a refusal is over (not an idle round)
             for path, batch in self.spool.batches():
                 self._deliver(batch)
                 path.unlink()
+                delivered = True
             self._spooled = False
             while batches:
                 self._deliver(batches[0])
                 batches.pop(0)
-            self.delivery.send_updates()
+                delivered = True
+            delivered = self.delivery.send_updates() or delivered
             self._release_artifacts()
-            self._backoff = 0.0
+            self._failures = 0
+            self._pause = 0.0
             self._hopeless = False
-            self._recovered()
+            if delivered:
+                self._recovered()
         except SafeboardError as exc:
             for batch in batches:  # not delivered: keep them, in order, on disk
                 self.spool.add_batch(batch)
             self._spooled = True
-            self._backoff = min(MAX_BACKOFF, max(0.5, self._backoff * 2))
+            self._failures += 1
+            self._pause = PAUSES.delay(self._failures, exc)
             self._hopeless = not retryable(exc)
             if self._hopeless:
                 self.record_refusal(exc)
-            self._retry_at = time.monotonic() + (
-                RECHECK_SECONDS if self._hopeless else self._backoff
-            )
-            log.debug("delivery paused (%s); retrying in %.1f s", exc.message, self._backoff)
+            self._retry_at = time.monotonic() + (RECHECK_SECONDS if self._hopeless else self._pause)
+            log.debug("delivery paused (%s); retrying in %.1f s", exc.message, self._pause)
 
     def record_refusal(self, exc: SafeboardError) -> None:
         """A failure that needs the user: said once on stderr (cause and fix), and kept in

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from safeboard.client.credentials import resolve_server
 from safeboard.errors import InvalidRequest, NotFound, SafeboardError
+from safeboard.sdk.connection import Connection
 from safeboard.sdk.delivery import Delivery, Undeliverable, retryable
 from safeboard.sdk.notices import error_record
 from safeboard.sdk.spool import RunSpool, spooled_runs
@@ -40,7 +41,8 @@ def sync_run(spool: RunSpool, url: str | None, api_key: str | None) -> SyncResul
         access = resolve_server(url or meta.get("url"), api_key)
     except SafeboardError as exc:
         return _failed(spool, meta, result, exc)
-    delivery = Delivery(access.client, meta)
+    connection = Connection(access)
+    delivery = Delivery(connection.client, meta, renew=connection.renewed)
     try:
         for path, batch in spool.batches():
             points = sum(len(c["steps"]) for c in batch["metrics"].values())
@@ -85,7 +87,7 @@ def _upload_artifacts(spool: RunSpool, delivery: Delivery, result: SyncResult) -
     """Upload the run's spooled artifacts; each resumes where an earlier try stopped."""
     for path, record in spool.artifacts():
         try:
-            upload_record(delivery.client, spool, result.run_id, record)
+            upload_record(delivery.client.api, spool, result.run_id, record)
             result.artifacts += 1
         except SafeboardError as exc:
             if not refused_for_good(exc):

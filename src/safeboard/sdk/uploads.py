@@ -20,6 +20,7 @@ from typing import Any
 
 from safeboard.client.artifacts import TransferStopped, upload_file
 from safeboard.client.http import ApiClient
+from safeboard.client.typed import Client
 from safeboard.errors import (
     BadRequest,
     Forbidden,
@@ -28,6 +29,7 @@ from safeboard.errors import (
     SafeboardError,
     Unauthenticated,
 )
+from safeboard.sdk.delivery import PAUSES, retryable
 from safeboard.sdk.images import Pixels, png_bytes
 from safeboard.sdk.spool import RunSpool
 
@@ -35,7 +37,7 @@ __all__ = ["Uploader", "artifact_record", "refused_for_good", "spool_record", "u
 
 log = logging.getLogger("safeboard.sdk")
 
-MAX_BACKOFF = 30.0
+RECHECK_SECONDS = 60.0  # after a refusal that needs the user: one look a minute
 
 
 def artifact_record(**fields: Any) -> dict[str, Any]:
@@ -85,19 +87,28 @@ class Uploader(threading.Thread):
     away; stops at its deadline (what is left stays in the spool)."""
 
     def __init__(
-        self, spool: RunSpool, connect: Callable[[], ApiClient], run_id: str, *, interval: float
+        self,
+        spool: RunSpool,
+        connect: Callable[[], Client],
+        run_id: str,
+        *,
+        interval: float,
+        renew: Callable[[], bool] = lambda: False,
+        on_refusal: Callable[[SafeboardError], None] = lambda _: None,
     ) -> None:
         super().__init__(name="safeboard-uploader", daemon=True)
         self.spool = spool
         self._connect = connect
-        self._client: ApiClient | None = None
+        self._renew = renew  # a 401: the discovery file may hold a new key
+        self.on_refusal = on_refusal  # a refusal that needs the user: said once, kept
+        self._client: Client | None = None
         self.run_id = run_id
         self.interval = interval
         self._released = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._deadline = float("inf")
-        self._backoff = 0.0
+        self._failures = 0
         self._retry_at = 0.0
         self._hopeless = False
         self.uploaded = 0
@@ -146,9 +157,7 @@ class Uploader(threading.Thread):
                     self._sleep(self._retry_at - time.monotonic())
                 self._round(final=True)
         finally:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+            self._close()
 
     def _round(self, *, final: bool = False) -> None:
         if time.monotonic() < self._retry_at and not final:
@@ -160,11 +169,17 @@ class Uploader(threading.Thread):
                 if self._client is None:
                     self._client = self._connect()
                 upload_record(
-                    self._client, self.spool, self.run_id, record,
+                    self._client.api, self.spool, self.run_id, record,
                     progress=self._progress, sleep=self._sleep,
                 )  # fmt: skip
                 self.uploaded += 1
             except TransferStopped:
+                return
+            except Unauthenticated as exc:
+                if self._renew():  # a new key in the discovery file: go on with it
+                    self._close()
+                    return
+                self._pause(exc)
                 return
             except SafeboardError as exc:
                 if not refused_for_good(exc):
@@ -173,13 +188,21 @@ class Uploader(threading.Thread):
                 self.dropped += 1
                 log.warning("safeboard: artifact %r not uploaded: %s", record["name"], exc.message)
             self.spool.drop_artifact(path, record)
-        self._backoff = 0.0
+        self._failures = 0
         self._hopeless = False
         if all(number > self._released for number in self.spool.artifact_numbers()):
             self.idle.set()
 
     def _pause(self, exc: SafeboardError) -> None:
-        self._backoff = min(MAX_BACKOFF, max(1.0, self._backoff * 2))
-        self._hopeless = isinstance(exc, (Unauthenticated, Forbidden))
-        self._retry_at = time.monotonic() + (MAX_BACKOFF if self._hopeless else self._backoff)
-        log.debug("artifact uploads paused (%s); retrying in %.1f s", exc.message, self._backoff)
+        self._failures += 1
+        self._hopeless = not retryable(exc)
+        wait = RECHECK_SECONDS if self._hopeless else PAUSES.delay(self._failures, exc)
+        self._retry_at = time.monotonic() + wait
+        if self._hopeless:
+            self.on_refusal(exc)
+        log.debug("artifact uploads paused (%s); retrying in %.1f s", exc.message, wait)
+
+    def _close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
