@@ -314,14 +314,14 @@ MID_RUN = textwrap.dedent(
 )
 
 
-def train_and_meanwhile(
-    env: dict[str, str], path: Path, project: str, name: str, meanwhile: Callable[[], None]
+def pause_and_meanwhile(
+    env: dict[str, str], path: Path, source: str, argv: list[str], meanwhile: Callable[[], None]
 ) -> tuple[str, str, str]:
-    """Run MID_RUN: ten points delivered, then ``meanwhile()``, then twenty more and
-    finish(). Returns the run's id, stdout and stderr."""
-    path.write_text(MID_RUN)
+    """Run ``source``, which prints its run's id and waits for a line on stdin; call
+    ``meanwhile()`` then, and let it go on. Returns the run's id, stdout and stderr."""
+    path.write_text(source)
     training = subprocess.Popen(
-        [sys.executable, str(path), project, name],
+        [sys.executable, str(path), *argv],
         env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -333,6 +333,15 @@ def train_and_meanwhile(
     meanwhile()
     out, err = training.communicate("go\n", timeout=120)
     assert training.returncode == 0, err
+    return run_id, out, err
+
+
+def train_and_meanwhile(
+    env: dict[str, str], path: Path, project: str, name: str, meanwhile: Callable[[], None]
+) -> tuple[str, str, str]:
+    """Run MID_RUN: ten points delivered, then ``meanwhile()``, then twenty more and
+    finish(). Returns the run's id, stdout and stderr."""
+    run_id, out, err = pause_and_meanwhile(env, path, MID_RUN, [project, name], meanwhile)
     assert float(out.split()[-1]) < 5  # no 20 s wait for a server that said no
     return run_id, out, err
 
@@ -402,22 +411,13 @@ def test_an_upload_refused_mid_run_is_said_once_like_a_batch(servers: Servers) -
     env = servers.tls_env(key, SAFEBOARD_SPOOL_DIR=str(servers.tmp / "files"))
     weights = servers.tmp / "weights.bin"
     weights.write_bytes(b"w" * 50_000)
+
+    def revoke() -> None:
+        revoked = run_cli("key", "revoke", key.split("_")[1], data_dir=servers.tls.data_dir)
+        assert revoked.returncode == 0, revoked.stderr
+
     path = servers.tmp / "files.py"
-    path.write_text(ARTIFACT_ONLY)
-    training = subprocess.Popen(
-        [sys.executable, str(path), str(weights)],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert training.stdout is not None
-    run_id = training.stdout.readline().strip()
-    revoked = run_cli("key", "revoke", key.split("_")[1], data_dir=servers.tls.data_dir)
-    assert revoked.returncode == 0, revoked.stderr
-    _, err = training.communicate("go\n", timeout=120)
-    assert training.returncode == 0, err
+    run_id, _, err = pause_and_meanwhile(env, path, ARTIFACT_ONLY, [str(weights)], revoke)
     refusals = [line for line in err.splitlines() if "refused its data" in line]
     assert len(refusals) == 1, err
     assert "this API key was revoked" in refusals[0]
