@@ -46,3 +46,14 @@ def test_a_checksum_mismatch_has_its_own_code() -> None:
     assert isinstance(made, ChecksumMismatch)
     assert isinstance(made, InvalidRequest)
     assert STATUS_BY_CODE["checksum_mismatch"] == 422
+
+
+def test_the_sdks_type_hints_spell_the_vocabulary() -> None:
+    """safeboard.init's Literal hints (for editors) name exactly the shared words."""
+    from typing import get_args
+
+    from safeboard.sdk import run
+
+    assert set(get_args(run.ArtifactKind)) == {kind.value for kind in vocabulary.ArtifactKind}
+    assert set(get_args(run.Status)) == {status.value for status in vocabulary.FINAL_STATUSES}
+    assert tuple(kind.value for kind in vocabulary.ArtifactKind) == run.KINDS

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from safeboard import vocabulary
 from safeboard.client.credentials import resolve_server
 from safeboard.documents import MAX_NOTES_CHARS, document_problem, tags_problem
 from safeboard.errors import BadRequest, InvalidRequest, SafeboardError
@@ -42,9 +43,12 @@ __all__ = ["Run", "init"]
 log = logging.getLogger("safeboard.sdk")
 
 Mode = Literal["online", "offline"]
+# Spelled out for type checkers and editors; tests/unit/test_vocabulary.py checks them
+# against safeboard.vocabulary, where the words are defined once.
 ArtifactKind = Literal["file", "image", "model", "dataset", "table"]
-KINDS = ("file", "image", "model", "dataset", "table")
 Status = Literal["finished", "failed", "killed"]
+KINDS = tuple(kind.value for kind in vocabulary.ArtifactKind)
+FINAL = tuple(status.value for status in vocabulary.FINAL_STATUSES)
 FINISH_WAIT_SECONDS = 30.0
 ARGV_CHARS = 1_000  # each command-line argument kept in the system information
 _live: weakref.WeakSet[Run] = weakref.WeakSet()
@@ -260,8 +264,8 @@ class Run:
         """Deliver what is left (waiting at most ``timeout`` s) and set the final status."""
         if self._finished:
             return
-        if status not in ("finished", "failed", "killed"):
-            raise InvalidRequest("status: finished, failed or killed")
+        if status not in FINAL:
+            raise InvalidRequest(f"status: one of {', '.join(FINAL)}")
         self._finished = True
         self._meta["status"] = status
         self.spool.write_meta(self._meta)
