@@ -146,9 +146,12 @@ def test_grant_defaults_to_viewer_and_revoke_takes_it_away(server: ServerProcess
         assert project["role"] == "viewer"
         refused = client.post("/api/v1/projects/shared/runs", json={})
         assert refused.status_code == 403
-        assert refused.json()["error"]["message"] == (
-            "your role here (viewer) may not write to this project"
-        )
+        assert refused.json()["error"] == {
+            "code": "role_insufficient",
+            "message": "your role in this project (viewer) may not write to it; ask a project "
+            "owner to grant you the editor role",
+            "request_id": refused.json()["error"]["request_id"],
+        }
     cli(server, "grant", "shared", "olga", "editor")
     with api(server, token) as client:
         assert client.post("/api/v1/projects/shared/runs", json={}).status_code == 201
