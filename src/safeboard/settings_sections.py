@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -25,6 +24,7 @@ from pydantic import (
 from pydantic_settings import NoDecode
 
 from safeboard.errors import ConfigError
+from safeboard.hosts import NotAnOrigin, parse_origin
 
 __all__ = [
     "GIB",
@@ -174,26 +174,12 @@ def public_origin(url: str) -> str:
     """``url`` as an origin (``scheme://host[:port]``, lower case), or ConfigError."""
     fix = "write it as https://NAME or https://NAME:PORT (no path, query or user)"
     try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise ConfigError(f"server.public_url {url[:100]!r} is not a URL: {fix}") from None
-    problem = None
-    if parts.scheme.lower() not in ("http", "https"):
-        problem = "must start with https:// or http://"
-    elif not parts.hostname or parts.username is not None or parts.password is not None:
-        problem = "needs a host name and no user or password"
-    elif parts.path not in ("", "/") or parts.query or parts.fragment or url.endswith(("?", "#")):
-        problem = "is an origin: the server is served at the root, not under a path"
-    elif re.search(r"[\s\\<>\"'`]", url) or not re.fullmatch(
-        r"[a-z0-9._-]+|[0-9a-f:.]+", (parts.hostname or "").lower()
-    ):
-        problem = "holds characters a host name cannot"
-    if problem:
-        raise ConfigError(f"server.public_url {url[:100]!r} {problem}: {fix}")
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme.lower()}://{host.lower()}{'' if port is None else f':{port}'}"
+        origin = parse_origin(url)
+    except NotAnOrigin as exc:
+        shown = "(not repeated: it holds a password)" if exc.secret else repr(url[:100])
+        raise ConfigError(f"server.public_url {shown} {exc.problem}: {fix}") from None
+    port = "" if origin.port is None else f":{origin.port}"
+    return f"{origin.scheme}://{origin.host}{port}"
 
 
 class TlsSettings(_Section):

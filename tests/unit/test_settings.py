@@ -238,9 +238,9 @@ def test_public_url_is_kept_as_an_origin(data_dir: Path, given: str, origin: str
     [
         ("ml.example.com", "must start with https:// or http://"),
         ("ftp://ml.example.com", "must start with https:// or http://"),
-        ("https://ml.example.com/safeboard", "is an origin"),
-        ("https://ml.example.com/?a=1", "is an origin"),
-        ("https://bob:pw@ml.example.com", "no user or password"),
+        ("https://ml.example.com/safeboard", "has a path (/safeboard)"),
+        ("https://ml.example.com/?a=1", "has a query"),
+        ("https://bob:pw@ml.example.com", "not repeated: it holds a password"),
         ("https://", "needs a host name"),
         ("https://ml.example.com:99999", "is not a URL"),
         ("https://ml example.com", "characters a host name cannot"),

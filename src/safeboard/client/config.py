@@ -7,11 +7,11 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from platformdirs import user_config_dir
 
 from safeboard.errors import ConfigError, InvalidUrl
+from safeboard.hosts import NotAnOrigin, parse_origin
 
 __all__ = ["CONFIG_DIR_ENV", "config_dir", "private_dir", "server_origin", "write_private"]
 
@@ -54,22 +54,11 @@ def write_private(path: Path, data: bytes) -> None:
 def server_origin(url: str) -> str:
     """``scheme://host:port`` of a server address, the key under which trust and keys are kept."""
     try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        raise InvalidUrl(f"not a server address: {url!r}; give it as https://host:port") from None
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise InvalidUrl(f"give the server's address as https://host:port, not {url!r}")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        bare = f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port else "")
-        raise InvalidUrl(  # the address alone: a password in it is not repeated here
-            f"give the server's address only, like {bare}: no user, password, query or fragment"
-        )
-    if parts.path not in ("", "/"):
+        origin = parse_origin(url)
+    except NotAnOrigin as exc:
+        shown = "the address" if exc.secret else repr(url[:200])
         raise InvalidUrl(
-            f"{url!r} has a path ({parts.path}): give the server's address only, like "
-            f"{parts.scheme}://{parts.netloc}"
-        )
-    host = parts.hostname.lower()
-    host = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme}://{host}:{port or (443 if parts.scheme == 'https' else 80)}"
+            f"{shown} {exc.problem}; give the server's address only, as https://host:port"
+        ) from None
+    port = origin.port or (443 if origin.scheme == "https" else 80)
+    return f"{origin.scheme}://{origin.host}:{port}"

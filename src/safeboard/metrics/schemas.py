@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 from safeboard.schemas import Model, StrictModel
-from safeboard.wire import metric_key_problem
+from safeboard.vocabulary import MAX_METRIC_KEY_LENGTH, metric_key_problem
 
 __all__ = ["Columns", "HistoryOut", "IngestOut", "MetricBatch", "PackedHeader", "PointsOut"]
 
@@ -25,7 +25,8 @@ def _metric_key(key: str) -> str:
 
 MetricKey = Annotated[
     str,
-    Field(min_length=1, max_length=250, pattern=r"^[^\x00-\x1f\x7f]+$"),
+    # The rules are vocabulary.metric_key_problem's; the bounds also go in the API schema.
+    Field(min_length=1, max_length=MAX_METRIC_KEY_LENGTH),
     AfterValidator(_metric_key),
 ]
 MAX_POINTS = 1_000_000

@@ -23,11 +23,9 @@ from safeboard.runs.projection import param_path
 from safeboard.runs.repository import Listed, Run
 from safeboard.runs.search import run_filter
 from safeboard.storage import writer
-from safeboard.vocabulary import is_id_prefix
+from safeboard.vocabulary import FINAL_STATUSES, is_id_prefix
 
-__all__ = ["FINAL_STATUSES", "RunPage", "RunService"]
-
-FINAL_STATUSES = frozenset({"finished", "failed", "killed"})
+__all__ = ["RunPage", "RunService"]
 
 
 def _check(problem: str | None) -> None:
