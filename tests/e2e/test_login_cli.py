@@ -267,3 +267,37 @@ def test_login_with_the_servers_ca_needs_no_pin(server_factory: Start, tmp_path:
     )
     with access.client() as api:
         assert api.get("/api/v1/auth/session").json()["user"]["username"] == "alice"
+
+
+def test_a_project_owner_gets_an_admin_key_with_login_scope_and_grants_remotely(
+    server_factory: Start, tmp_path: Path
+) -> None:
+    """The refusal tells a teammate how to get the key it needs on their own machine
+    (`safeboard login URL --scope admin`), and that command does it (issue 11)."""
+    server = server_factory()  # plain HTTP on loopback: the login needs no certificate
+    add_alice(server)
+    assert run_cli("user", "add", "bob", data_dir=server.data_dir).returncode == 0
+    config = tmp_path / "config"
+    assert login(server, config).returncode == 0
+    stored = next((config / "credentials").iterdir())
+    write_key = json.loads(stored.read_text())["api_key"]
+    with server.client() as client:
+        made = client.post(
+            "/api/v1/projects",
+            json={"name": "vision"},
+            headers={"Authorization": f"Bearer {write_key}"},
+        )
+        assert made.status_code == 201, made.text
+    refused_grant = safeboard("grant", "vision", "bob", config=config)
+    assert refused_grant.returncode != 0
+    assert "safeboard login URL --scope admin` on your machine" in refused_grant.stderr
+
+    admin = login(server, config, "--scope", "admin")
+    assert admin.returncode == 0, admin.stderr
+    assert "scope admin" in admin.stdout
+    assert "revoked the previous key of this device" in admin.stdout
+    granted = safeboard("grant", "vision", "bob", config=config)
+    assert granted.returncode == 0, granted.stderr
+    with server.client() as client:
+        old = client.get("/api/v1/auth/session", headers={"Authorization": f"Bearer {write_key}"})
+        assert old.status_code == 401

@@ -88,8 +88,9 @@ async def test_a_read_key_writing_is_told_its_scope(world: World) -> None:
     )
     assert (status, code) == (403, "scope_insufficient")
     assert message == (
-        "this API key has read scope, so it may not write to this project; create a key with "
-        "`safeboard key create --scope write` and use it"
+        "this API key has read scope, so it may not write to this project; use a key with "
+        "write scope: `safeboard login URL --scope write` on your machine, the dashboard's "
+        "account page, or `safeboard key create --scope write` on the server's machine"
     )
     status, code, message = await refusal(
         world, token, "POST", "/api/v1/projects", json={"name": "p"}

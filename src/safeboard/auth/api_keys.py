@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
 from safeboard.auth import repository as creds
+from safeboard.auth.authorizer import new_key_hint
 from safeboard.auth.permissions import CredentialKind, Role, Scope
 from safeboard.auth.principal import Principal
 from safeboard.auth.repository import KeyInfo
@@ -34,10 +35,7 @@ from safeboard.users import repository as users
 __all__ = ["INVALID_KEY", "ApiKeyService"]
 
 _TOUCH_EVERY = timedelta(seconds=60)
-_NEW_KEY = (
-    "create a new one with `safeboard key create --scope write` (or sign in again with "
-    "`safeboard login URL`) and use it"
-)
+_NEW_KEY = f"get a new one: {new_key_hint('write')}"
 INVALID_KEY = (
     "invalid API key (unknown, mistyped, or its account is disabled): check "
     f"SAFEBOARD_API_KEY, or {_NEW_KEY}"

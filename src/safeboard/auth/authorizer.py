@@ -80,6 +80,15 @@ def could_reach(principal: Principal, permission: Permission) -> bool:
     return permission in PROJECT_PERMISSIONS and _credential_allows(principal, permission)
 
 
+def new_key_hint(scope: str) -> str:
+    """Where a key comes from, for whoever reads a refusal: on their own machine, in the
+    dashboard, or on the server's machine."""
+    return (
+        f"`safeboard login URL --scope {scope}` on your machine, the dashboard's account "
+        f"page, or `safeboard key create --scope {scope}` on the server's machine"
+    )
+
+
 def credential_refusal(principal: Principal, permission: Permission) -> Forbidden:
     """Why the credential itself (its type or its scope) cannot carry ``permission``:
     ``InsufficientScope`` naming the key to create, or a plain Forbidden."""
@@ -90,8 +99,8 @@ def credential_refusal(principal: Principal, permission: Permission) -> Forbidde
     in_kind = permission in CREDENTIAL_PERMISSIONS[principal.credential]
     if in_kind and not scope_covers(principal.scope, needed):
         return InsufficientScope(
-            f"this API key has {principal.scope.value} scope, so it may not {doing}; create "
-            f"a key with `safeboard key create --scope {needed.value}` and use it"
+            f"this API key has {principal.scope.value} scope, so it may not {doing}; use a "
+            f"key with {needed.value} scope: {new_key_hint(needed.value)}"
         )
     return Forbidden(f"this credential may not {doing}")
 

@@ -72,6 +72,13 @@ def _credentials(username: str | None, password_stdin: bool) -> tuple[str, str]:
 @click.option("--username", help="Account name (default: asked, or your OS user name).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.option("--key-name", help='Name of the API key (default: "<hostname> (safeboard login)").')
+@click.option(
+    "--scope",
+    type=click.Choice(["read", "write", "admin"]),
+    default=None,
+    help="Scope of the key to store (default write: log runs). admin: also manage grants "
+    "and, for admins, the server. Given, it always signs in and replaces the stored key.",
+)
 def login(
     url: str,
     fingerprint: str | None,
@@ -79,6 +86,7 @@ def login(
     username: str | None,
     password_stdin: bool,
     key_name: str | None,
+    scope: str | None,
 ) -> None:
     """Trust URL's certificate, sign in, and store an API key for this device."""
     import socket
@@ -101,7 +109,7 @@ def login(
     previous = store.get(origin)
     mine = previous is not None and username in (None, previous.username)
     # The stored key is sent only now that the server is trusted.
-    if previous is not None and mine and _still_valid(origin, previous, verify):
+    if scope is None and previous is not None and mine and _still_valid(origin, previous, verify):
         click.echo(
             f"the API key stored for {origin} (id {previous.key_id}, user "
             f"{previous.username}) is still valid: kept it, no password needed"
@@ -111,12 +119,14 @@ def login(
     name = key_name or f"{socket.gethostname()[:70] or 'this device'} (safeboard login)"
     with ApiClient(origin, verify=verify) as api:
         csrf = _sign_in(api, username, password)
-        key = api.post(_paths().keys(), json={"name": name, "scope": _KEY_SCOPE}, headers=csrf)
+        key = api.post(
+            _paths().keys(), json={"name": name, "scope": scope or _KEY_SCOPE}, headers=csrf
+        )
         created = key.json()
         saved = StoredKey(origin, username, str(created["id"]), name, str(created["token"]))
         path = store.save(saved)
         click.echo(f"signed in to {origin} as {username}")
-        click.echo(f"API key {name!r} (id {saved.key_id}, scope {_KEY_SCOPE}) stored in {path}")
+        click.echo(f"API key {name!r} (id {saved.key_id}, scope {scope}) stored in {path}")
         if previous is not None and previous.key_id != saved.key_id:
             _warn(_revoke(api, previous, "the previous key of this device", csrf), previous)
         _sign_out(api, csrf)  # the key is what stays
