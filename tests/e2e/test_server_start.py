@@ -72,9 +72,14 @@ def test_all_interfaces_turns_on_tls_and_prints_fingerprint(server_factory: Star
     server = server_factory("--host", "0.0.0.0")
     assert server.tls
     assert listening_addresses(server.port) == {"0.0.0.0"}
-    printed = FINGERPRINT.search("\n".join(server.banner))
+    leaf = [line for line in server.banner if line.startswith("    fingerprint ")]
+    printed = FINGERPRINT.search("\n".join(leaf))
     assert printed, server.banner
     assert printed.group(1) == served_fingerprint(server.port)
+    # The CA comes first: its fingerprint is the one teammates compare when they log in.
+    (first,) = [line for line in server.banner if FINGERPRINT.search(line)][:1]
+    assert first.startswith("    CA SHA256:"), server.banner
+    assert "`safeboard login URL` shows and pins it" in first
     with server.client() as client:  # verifies against the generated CA
         assert client.get("/healthz", headers={"Host": "localhost"}).status_code == 200
     certs = (server.data_dir / "tls").iterdir()

@@ -138,12 +138,14 @@ def banner(prepared: Prepared) -> list[str]:
     if material is not None:
         origin = "generated" if material.generated else "given"
         lines.append(f"  TLS certificate ({origin}, {settings.tls.profile} profile)")
+        renewal = _renewal_lines(material) if material.generated else []
+        # The CA first: its fingerprint is what teammates compare at `safeboard login`.
+        lines += renewal[1:]
         lines.append(f"    fingerprint {material.fingerprint}")
         lines.append(
             f"    expires {material.not_after:%Y-%m-%d}; names {', '.join(material.names)}"
         )
-        if material.generated:
-            lines += _renewal_lines(material)
+        lines += renewal[:1]
         if material.ca_path is not None:
             lines.append(f"    clients trust it with --ca-cert {material.ca_path}")
     lines.append(f"  data directory {settings.data_dir}")
@@ -158,7 +160,7 @@ def _renewal_lines(material: TlsMaterial) -> list[str]:
     if material.ca_status == "unchanged":
         ca += "(unchanged: clients that pinned it notice no renewal)"
     elif material.ca_status == "new: first start":
-        ca += "(new: first start; `safeboard login URL` pins it)"
+        ca += "(new: first start; `safeboard login URL` shows and pins it)"
     else:
         ca += f"({material.ca_status}; clients that pinned the old CA must log in again)"
     return [f"    server certificate {issued}", ca]

@@ -36,7 +36,8 @@ def _from_elsewhere(project: str, server_url: str, heading: str) -> Markup:
             "p",
             "If the server uses its own certificate authority (CA), the first sign-in shows "
             "the CA's SHA-256 fingerprint and asks whether to trust it. Compare it with the "
-            "fingerprint your admin gives you (the server prints it when it starts) and trust "
+            "CA fingerprint your admin gives you (the line starting 'CA SHA256:' that the "
+            "server prints when it starts, or `safeboard tls show`) and trust "
             "it only if the two are the same: a different one means something else answered "
             "in your server's place.",
         ),
