@@ -142,16 +142,16 @@ def _named(origin: str, wanted: str, trust: TrustStore) -> ssl.SSLContext:
 
 def _upgraded(origin: str, pinned: CertificateInfo, trust: TrustStore) -> ssl.SSLContext:
     """The pinned context; a pinned leaf that a presented CA issued is replaced by that CA."""
-    from safeboard.client import fetch_chain, same_fingerprint, trust_anchor
+    from safeboard.client.trust import follow_leaf_pin
 
-    if pinned.is_ca:
-        return _context(origin, pinned)
-    chain = fetch_chain(origin)
-    anchor = trust_anchor(chain)
-    if same_fingerprint(chain[0].fingerprint, pinned.fingerprint) and anchor.issued(pinned):
-        why = "the CA that issued the pinned server certificate: renewals need no new login"
-        return _pin(origin, anchor, trust, why)
-    return _context(origin, pinned)
+    followed = follow_leaf_pin(origin, pinned, trust)
+    if followed is not pinned:
+        click.echo(
+            f"pinned {followed.fingerprint} (CA) for {origin} in {trust.path_for(origin)} "
+            f"(replaces {pinned.fingerprint})"
+        )
+        click.echo("  the CA that issued the pinned server certificate: renewals need no new login")
+    return _context(origin, followed)
 
 
 def _changed(

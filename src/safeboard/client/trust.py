@@ -40,6 +40,7 @@ __all__ = [
     "diagnose",
     "fetch_certificate",
     "fetch_chain",
+    "follow_leaf_pin",
     "pinned_context",
     "probe",
     "system_context",
@@ -258,10 +259,36 @@ def context_for(
     """How to trust ``url``: ``ca_file`` if given, else its pin, else the system's CAs."""
     if ca_file is not None:
         return ca_context(ca_file)
-    pinned = (store or TrustStore()).get(url)
+    store = store or TrustStore()
+    pinned = store.get(url)
     if pinned is not None:
+        pinned = follow_leaf_pin(url, pinned, store, timeout=3.0)
         return pinned_context(url, pinned.fingerprint, anchor_pem=pinned.pem, pins_ca=pinned.is_ca)
     return system_context()
+
+
+def follow_leaf_pin(
+    url: str, pinned: CertificateInfo, store: TrustStore, timeout: float = _TIMEOUT
+) -> CertificateInfo:
+    """The pin to use for ``url``. A pin of the server's own certificate (what versions
+    before CA pinning stored) is replaced by the CA the server presents when that CA's key
+    signed the pinned certificate: trusting it trusts nothing the pin did not already vouch
+    for, and renewals stop breaking the client. Otherwise (a CA pin, no such CA, the server
+    away) the pin stays as it is."""
+    if pinned.is_ca:
+        return pinned
+    try:
+        anchor = trust_anchor(fetch_chain(url, timeout))
+        if not anchor.issued(pinned):
+            return pinned
+        # The CA checks the host name, which the leaf pin did not: move only when the
+        # server's certificate names the address this client uses.
+        probe(url, pinned_context(url, anchor.fingerprint, anchor_pem=anchor.pem, pins_ca=True))
+    except (SafeboardError, OSError, ValueError):
+        return pinned
+    with contextlib.suppress(SafeboardError, OSError):  # read-only: pin it next time
+        store.pin(url, anchor)
+    return anchor
 
 
 def probe(url: str, context: ssl.SSLContext, timeout: float = _TIMEOUT) -> CertificateInfo:
