@@ -171,21 +171,39 @@ def _as_json(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
+_LONG_HEX = re.compile(r"\b([0-9a-f]{12})[0-9a-f]{4,}\b")
+
+
+def _short(ref: str, narrow: bool) -> str | tuple[str, ...]:
+    """``artifact:<32 hex>`` with the id as the CLI prints ids (its first 12 characters,
+    a prefix the commands take; --json and --wide have them whole); on a narrow terminal the kind and the id
+    go on two lines, so that the id is never split."""
+    shown = _LONG_HEX.sub(lambda m: m.group(1), ref)
+    kind, colon, rest = shown.partition(":")
+    return (f"{kind}:", rest) if narrow and colon and rest and len(shown) > 12 else shown
+
+
 def _print_table(found: list[AuditEntry], wide: bool) -> None:
     """At 80 columns: id, time, action, actor, target, outcome (``--wide``: address and
-    detail too). Cells are text, never markup: a username like "[red]" is shown as is."""
+    detail too, ids whole). Cells are text, never markup: a username like "[red]" is shown
+    as is. Ids, actions and times are never split across lines."""
+    from rich.console import Console
+
     if not found:
         click.echo("no audit entries match")
         return
     headers = ["id", "at (UTC)", "action", "actor", "target", "outcome"]
     if wide:
         headers += ["address", "detail"]
-    rows = []
+    narrow = Console().width < 100
+    rows: list[list[str | tuple[str, ...]]] = []
     for entry in found:
-        cells = [str(entry.id), entry.at.strftime("%Y-%m-%d %H:%M"), entry.action, entry.actor,
-                 entry.target, entry.outcome]  # fmt: skip
+        actor = entry.actor if wide else _short(entry.actor, narrow)
+        target = entry.target if wide else _short(entry.target, narrow)
+        cells: list[str | tuple[str, ...]] = [str(entry.id), entry.at.strftime("%Y-%m-%d %H:%M"), entry.action, actor,
+                 target, entry.outcome]  # fmt: skip
         if wide:
             detail = json.dumps(entry.detail, ensure_ascii=False, sort_keys=True)
             cells += [entry.address, detail if entry.detail else ""]
         rows.append(cells)
-    table(headers, rows, no_wrap=["id", "at (UTC)", "outcome"], compact=True)
+    table(headers, rows, no_wrap=["id", "at (UTC)", "action", "outcome"], compact=True)

@@ -112,7 +112,7 @@ def list_(data_dir: Path | None, username: str | None, everyone: bool, as_json: 
           k.expires_at.date().isoformat() if k.expires_at else "never",
           k.last_used_at.strftime("%Y-%m-%d %H:%M") if k.last_used_at else "never",
           "revoked" if k.revoked_at else "active"] for k in keys],
-        no_wrap=["key", "expires"], empty="no keys",
+        no_wrap=["key", "scope", "expires", "state"], empty="no keys",
     )  # fmt: skip
 
 
