@@ -114,7 +114,8 @@ def test_ids_as_printed_and_ambiguous_prefixes(server: ServerProcess, logged: st
     assert shown["id"] == RUN_B
     ambiguous = cli(server, "runs", "show", "abc", ok=False)
     assert ambiguous.returncode != 0
-    assert ambiguous.stderr.startswith("safeboard: error: ambiguous run id prefix 'abc': it could be")
+    said = "safeboard: error: ambiguous run id prefix 'abc': it could be"
+    assert ambiguous.stderr.startswith(said)
     assert RUN_A in ambiguous.stderr
     assert RUN_B in ambiguous.stderr
     missing = cli(server, "runs", "show", "ffff", ok=False)

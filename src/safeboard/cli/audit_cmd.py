@@ -128,12 +128,15 @@ def _audit_log(data_dir: Path | None, database_url: str | None) -> Iterator[Engi
     from sqlalchemy.exc import SQLAlchemyError
 
     from safeboard.audit import service
+    from safeboard.cli.local import require_server_data
     from safeboard.datadir import ensure_data_dir
     from safeboard.errors import ConfigError
     from safeboard.secret_store import ensure_secrets
     from safeboard.settings import load_settings, mask_url_password
     from safeboard.storage import create_engine
 
+    if database_url is None:  # else the database named is checked below
+        require_server_data(resolve_data_dir(data_dir).resolve())
     directory = ensure_data_dir(resolve_data_dir(data_dir))
     ensure_secrets(directory)
     overrides = {"database": {"url": database_url}} if database_url else {}
@@ -176,8 +179,8 @@ _LONG_HEX = re.compile(r"\b([0-9a-f]{12})[0-9a-f]{4,}\b")
 
 def _short(ref: str, narrow: bool) -> str | tuple[str, ...]:
     """``artifact:<32 hex>`` with the id as the CLI prints ids (its first 12 characters,
-    a prefix the commands take; --json and --wide have them whole); on a narrow terminal the kind and the id
-    go on two lines, so that the id is never split."""
+    a prefix the commands take; --json and --wide have them whole); on a narrow terminal
+    the kind and the id go on two lines, so that the id is never split."""
     shown = _LONG_HEX.sub(lambda m: m.group(1), ref)
     kind, colon, rest = shown.partition(":")
     return (f"{kind}:", rest) if narrow and colon and rest and len(shown) > 12 else shown
@@ -200,8 +203,15 @@ def _print_table(found: list[AuditEntry], wide: bool) -> None:
     for entry in found:
         actor = entry.actor if wide else _short(entry.actor, narrow)
         target = entry.target if wide else _short(entry.target, narrow)
-        cells: list[str | tuple[str, ...]] = [str(entry.id), entry.at.strftime("%Y-%m-%d %H:%M"), entry.action, actor,
-                 target, entry.outcome]  # fmt: skip
+        at = entry.at.strftime("%Y-%m-%d %H:%M")
+        cells: list[str | tuple[str, ...]] = [
+            str(entry.id),
+            at,
+            entry.action,
+            actor,
+            target,
+            entry.outcome,
+        ]
         if wide:
             detail = json.dumps(entry.detail, ensure_ascii=False, sort_keys=True)
             cells += [entry.address, detail if entry.detail else ""]
