@@ -182,8 +182,13 @@ def _short(ref: str, narrow: bool) -> str | tuple[str, ...]:
     a prefix the commands take; --json and --wide have them whole); on a narrow terminal
     the kind and the id go on two lines, so that the id is never split."""
     shown = _LONG_HEX.sub(lambda m: m.group(1), ref)
-    kind, colon, rest = shown.partition(":")
-    return (f"{kind}:", rest) if narrow and colon and rest and len(shown) > 12 else shown
+    if not narrow or len(shown) <= 13:
+        return shown
+    lines: list[str] = []
+    for part in shown.split(" "):  # "user:root (key:<id>)": a line each, ids whole
+        kind, colon, rest = part.partition(":")
+        lines += [f"{kind}:", rest] if colon and rest and len(part) > 13 else [part]
+    return tuple(lines)
 
 
 def _print_table(found: list[AuditEntry], wide: bool) -> None:

@@ -85,11 +85,13 @@ def table(
     ]
     bordered = 3 * len(headers) + 1  # a bar and a space either side of each column
     compact = compact or sum(mins) + bordered > console.width
-    _fit(mins, headers, no_wrap, console.width - (2 * len(headers) - 2 if compact else bordered))
-    columns = [
+    wanted = list(mins)
+    room = console.width - (2 * len(headers) - 2 if compact else bordered)
+    _fit(mins, headers, no_wrap, room)
+    columns = [  # a column narrowed to fit is capped there (rich would narrow another)
         Column(h, no_wrap=h in no_wrap, overflow="ellipsis" if h in no_wrap else "fold",
-               min_width=least)
-        for h, least in zip(headers, mins, strict=True)
+               min_width=least, max_width=least if least < want else None)
+        for h, least, want in zip(headers, mins, wanted, strict=True)
     ]  # fmt: skip
     if compact:  # two spaces between columns, a rule under the headers
         grid = Table(*columns, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
