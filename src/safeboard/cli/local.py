@@ -28,7 +28,8 @@ __all__ = ["Local", "cli_actor", "open_local", "require_server_data"]
 
 _ELSEWHERE = (
     "these commands run on the server's machine (as the account that runs it); from "
-    "another machine, get a key with `safeboard login URL` or the dashboard's account page"
+    "another machine, get a key with `safeboard login URL` or the dashboard's account page; "
+    "on the server's machine, run safeboard db upgrade or start the server first"
 )
 
 
