@@ -85,13 +85,17 @@ def table(
     ]
     bordered = 3 * len(headers) + 1  # a bar and a space either side of each column
     compact = compact or sum(mins) + bordered > console.width
-    wanted = list(mins)
     room = console.width - (2 * len(headers) - 2 if compact else bordered)
-    _fit(mins, headers, no_wrap, room)
-    columns = [  # a column narrowed to fit is capped there (rich would narrow another)
+    natural = [
+        max([len(h)] + [len(line) for row in shown if i < len(row) for line in row[i].split("\n")])
+        for i, h in enumerate(headers)
+    ]
+    fixed = _widths(mins, natural, headers, no_wrap, room) if sum(natural) > room else None
+    columns = [  # too wide: each free-text column gets a width of its own (else rich
+        # narrows whichever it likes, ids and short words included)
         Column(h, no_wrap=h in no_wrap, overflow="ellipsis" if h in no_wrap else "fold",
-               min_width=least, max_width=least if least < want else None)
-        for h, least, want in zip(headers, mins, wanted, strict=True)
+               min_width=least, width=None if fixed is None or h in no_wrap else fixed[i])
+        for i, (h, least) in enumerate(zip(headers, mins, strict=True))
     ]  # fmt: skip
     if compact:  # two spaces between columns, a rule under the headers
         grid = Table(*columns, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
@@ -101,6 +105,26 @@ def table(
     for row in shown:
         grid.add_row(*(Text(cell) for cell in row))
     console.print(grid)
+
+
+def _widths(
+    mins: list[int], natural: list[int], headers: Sequence[str], no_wrap: Sequence[str], room: int
+) -> list[int]:
+    """Column widths within ``room``: each at its minimum (the free-text ones narrowed to
+    fit, never below their header), then what is left shared among the free-text columns
+    that want more, a character at a time."""
+    widths = list(mins)
+    _fit(widths, headers, no_wrap, room)
+    wanting = [i for i, h in enumerate(headers) if h not in no_wrap]
+    spare = room - sum(widths)
+    while spare > 0:
+        short = [i for i in wanting if widths[i] < natural[i]]
+        if not short:
+            break
+        for i in short[:spare]:
+            widths[i] += 1
+        spare = room - sum(widths)
+    return widths
 
 
 def _fit(mins: list[int], headers: Sequence[str], no_wrap: Sequence[str], room: int) -> None:
