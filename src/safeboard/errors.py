@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "CLIENT_ONLY_CODES",
     "STATUS_BY_CODE",
     "ApiKeyExpired",
     "ApiKeyRevoked",
@@ -28,6 +29,8 @@ __all__ = [
     "ProjectNotFound",
     "RateLimited",
     "SafeboardError",
+    "ServerError",
+    "ServerUnreachable",
     "ServiceUnavailable",
     "TooManyStreams",
     "Unauthenticated",
@@ -166,7 +169,23 @@ class InsufficientStorage(SafeboardError):
 
 
 class ServiceUnavailable(SafeboardError):
+    """Down, restarting or unreachable for now: worth another try (client.retry)."""
+
     code = "unavailable"
+
+
+class ServerUnreachable(ServiceUnavailable):
+    """Nothing answers at the address (connection refused, no route, timed out). Client
+    only. The SDK retries it (a server restarting); the CLI says so at once."""
+
+    code = "unreachable"
+
+
+class ServerError(ServiceUnavailable):
+    """A 5xx answer without safeboard's error body (a proxy's page, a crash before the
+    handler): retried like ``ServiceUnavailable``. Client only."""
+
+    code = "server_error"
 
 
 class ChecksumMismatch(InvalidRequest):
@@ -199,14 +218,32 @@ STATUS_BY_CODE: dict[str, int] = {
     "insufficient_storage": 507,
     "unavailable": 503,
     "checksum_mismatch": 422,
-    # Raised by clients only (safeboard.client.trust, .cleartext), never sent by the server.
+    # Raised by clients only (CLIENT_ONLY_CODES below), never sent by the server.
     "tls_changed": 502,
     "tls_untrusted": 502,
     "plain_http": 502,
     "wrong_scheme": 502,
     "invalid_url": 400,
     "project_not_found": 404,
+    "unreachable": 503,
+    "server_error": 500,
+    "transfer_stopped": 503,
 }
+
+# Codes no server sends: a client never maps a response's status back to one of them.
+CLIENT_ONLY_CODES: frozenset[str] = frozenset(
+    {
+        "tls_changed",
+        "tls_untrusted",
+        "plain_http",
+        "wrong_scheme",
+        "invalid_url",
+        "project_not_found",
+        "unreachable",
+        "server_error",
+        "transfer_stopped",
+    }
+)
 
 _BY_CODE: dict[str, type[SafeboardError]] = {}
 

@@ -114,7 +114,8 @@ def test_ids_as_printed_and_ambiguous_prefixes(server: ServerProcess, logged: st
     assert shown["id"] == RUN_B
     ambiguous = cli(server, "runs", "show", "abc", ok=False)
     assert ambiguous.returncode != 0
-    assert ambiguous.stderr.startswith("safeboard: error: run id 'abc' is ambiguous")
+    said = "safeboard: error: ambiguous run id prefix 'abc': it could be"
+    assert ambiguous.stderr.startswith(said)
     assert RUN_A in ambiguous.stderr
     assert RUN_B in ambiguous.stderr
     missing = cli(server, "runs", "show", "ffff", ok=False)
@@ -139,7 +140,7 @@ def test_grant_defaults_to_viewer_and_revoke_takes_it_away(server: ServerProcess
     with api(server) as client:
         assert client.post("/api/v1/projects", json={"name": "shared"}).status_code == 201
     said = cli(server, "grant", "shared", "olga").stdout
-    assert "olga is now viewer of shared" in said
+    assert "olga is now a viewer of shared" in said
     token = cli(server, "key", "create", "--name", "olga", "--user", "olga").stdout.strip()
     with api(server, token) as client:
         (project,) = client.get("/api/v1/projects").json()
@@ -155,7 +156,11 @@ def test_grant_defaults_to_viewer_and_revoke_takes_it_away(server: ServerProcess
     cli(server, "grant", "shared", "olga", "editor")
     with api(server, token) as client:
         assert client.post("/api/v1/projects/shared/runs", json={}).status_code == 201
-    assert "no longer" in cli(server, "revoke", "shared", "olga").stdout
+    assert "olga no longer has a role in shared" in cli(server, "revoke", "shared", "olga").stdout
+    again = cli(server, "revoke", "shared", "olga", ok=False)
+    assert again.returncode != 0
+    assert "olga had no role in shared: nothing to revoke" in again.stderr
+    assert "no longer" not in again.stdout
     with api(server, token) as client:
         assert client.get("/api/v1/projects").json() == []
     wrong = cli(server, "grant", "shared", "olga", "boss", ok=False)
@@ -174,7 +179,7 @@ def test_key_create_makes_a_key_that_can_log_runs(server: ServerProcess) -> None
     table = cli(server, "key", "list", "--user", "kim").stdout
     assert re.search(r"key\s*[│┃]\s*name\s*[│┃]\s*owner\s*[│┃]\s*scope", table), table
     key_id = listed["id"]
-    assert f"key {key_id} revoked" in cli(server, "key", "revoke", key_id[:6]).stdout
+    assert f"key {key_id} revoked" in cli(server, "key", "revoke", key_id[:6], "--yes").stdout
     users = cli(server, "user", "list").stdout
     assert re.search(r"user\s*[│┃]\s*role\s*[│┃]\s*active", users), users
     (kim,) = [json.loads(x) for x in cli(server, "user", "list", "--json").stdout.splitlines()

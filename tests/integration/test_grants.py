@@ -84,3 +84,14 @@ def test_read_only_key_cannot_manage_grants(engine: Engine, people: dict[str, Pr
     )
     with pytest.raises(Forbidden):
         service.set_grant(olga_key, project.id, "vic", ProjectRole.VIEWER)
+
+
+def test_taking_away_a_role_nobody_holds_says_so_and_audits_nothing(
+    engine: Engine, people: dict[str, Principal]
+) -> None:
+    service = ProjectService(engine)
+    project = service.create(people["olga"], "cifar")
+    before = len(audit.list_entries(engine))
+    with pytest.raises(NotFound, match=r"^sam had no role in cifar: nothing to revoke$"):
+        service.set_grant(people["olga"], project.id, "sam", None)
+    assert len(audit.list_entries(engine)) == before

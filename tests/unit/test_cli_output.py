@@ -43,3 +43,29 @@ def test_prefixes() -> None:
 def test_many_candidates_are_cut_short() -> None:
     with pytest.raises(BadRequest, match="and more"):
         pick("artifact", "a", [f"a{i:031x}" for i in range(11)])
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_a_table_splits_no_header_id_or_short_word(
+    width: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safeboard.cli.output import table
+
+    monkeypatch.setenv("COLUMNS", str(width))
+    headers = ["key", "name", "owner", "scope", "project", "expires", "last used", "state"]
+    rows = [["418b26fc323d", "a key for the nightly cluster jobs", "reviewer", "write", "all",
+             "2027-03-01", "2026-12-04 23:10", "revoked"]]  # fmt: skip
+    table(headers, rows, no_wrap=["key", "expires"])
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= width, out
+    for word in [*headers, "418b26fc323d", "reviewer", "revoked", "nightly", "cluster"]:
+        assert word in out, f"{word!r} split in:\n{out}"
+
+
+def test_a_tuple_cell_is_lines_each_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    from safeboard.cli.output import table
+
+    table(["actor"], [[("user:", "eve\nforged row")]], width=40)
+    out = capsys.readouterr().out
+    assert "eve\\nforged row" in out  # a stored newline starts no line of its own
+    assert any(line.strip("│ ") == "user:" for line in out.splitlines())

@@ -101,7 +101,7 @@ def _progress(label: str) -> Iterator[_Bars]:
 
 @click.group()
 def artifacts() -> None:
-    """A run's files: upload, download, list, remove."""
+    """A run's files: upload, download, list, rm (delete one)."""
 
 
 @artifacts.command("upload")

@@ -128,12 +128,15 @@ def _audit_log(data_dir: Path | None, database_url: str | None) -> Iterator[Engi
     from sqlalchemy.exc import SQLAlchemyError
 
     from safeboard.audit import service
+    from safeboard.cli.local import require_server_data
     from safeboard.datadir import ensure_data_dir
     from safeboard.errors import ConfigError
     from safeboard.secret_store import ensure_secrets
     from safeboard.settings import load_settings, mask_url_password
     from safeboard.storage import create_engine
 
+    if database_url is None:  # else the database named is checked below
+        require_server_data(resolve_data_dir(data_dir).resolve())
     directory = ensure_data_dir(resolve_data_dir(data_dir))
     ensure_secrets(directory)
     overrides = {"database": {"url": database_url}} if database_url else {}
@@ -171,21 +174,51 @@ def _as_json(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
+_LONG_HEX = re.compile(r"\b([0-9a-f]{12})[0-9a-f]{4,}\b")
+
+
+def _short(ref: str, narrow: bool) -> str | tuple[str, ...]:
+    """``artifact:<32 hex>`` with the id as the CLI prints ids (its first 12 characters,
+    a prefix the commands take; --json and --wide have them whole); on a narrow terminal
+    the kind and the id go on two lines, so that the id is never split."""
+    shown = _LONG_HEX.sub(lambda m: m.group(1), ref)
+    if not narrow or len(shown) <= 13:
+        return shown
+    lines: list[str] = []
+    for part in shown.split(" "):  # "user:root (key:<id>)": a line each, ids whole
+        kind, colon, rest = part.partition(":")
+        lines += [f"{kind}:", rest] if colon and rest and len(part) > 13 else [part]
+    return tuple(lines)
+
+
 def _print_table(found: list[AuditEntry], wide: bool) -> None:
     """At 80 columns: id, time, action, actor, target, outcome (``--wide``: address and
-    detail too). Cells are text, never markup: a username like "[red]" is shown as is."""
+    detail too, ids whole). Cells are text, never markup: a username like "[red]" is shown
+    as is. Ids, actions and times are never split across lines."""
+    from rich.console import Console
+
     if not found:
         click.echo("no audit entries match")
         return
     headers = ["id", "at (UTC)", "action", "actor", "target", "outcome"]
     if wide:
         headers += ["address", "detail"]
-    rows = []
+    narrow = Console().width < 100
+    rows: list[list[str | tuple[str, ...]]] = []
     for entry in found:
-        cells = [str(entry.id), entry.at.strftime("%Y-%m-%d %H:%M"), entry.action, entry.actor,
-                 entry.target, entry.outcome]  # fmt: skip
+        actor = entry.actor if wide else _short(entry.actor, narrow)
+        target = entry.target if wide else _short(entry.target, narrow)
+        at = entry.at.strftime("%Y-%m-%d %H:%M")
+        cells: list[str | tuple[str, ...]] = [
+            str(entry.id),
+            at,
+            entry.action,
+            actor,
+            target,
+            entry.outcome,
+        ]
         if wide:
             detail = json.dumps(entry.detail, ensure_ascii=False, sort_keys=True)
             cells += [entry.address, detail if entry.detail else ""]
         rows.append(cells)
-    table(headers, rows, no_wrap=["id", "at (UTC)", "outcome"], compact=True)
+    table(headers, rows, no_wrap=["id", "at (UTC)", "action", "outcome"], compact=True)

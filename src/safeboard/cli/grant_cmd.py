@@ -34,7 +34,8 @@ def grant(project: str, username: str, role: str, url: str | None) -> None:
     chosen = ProjectRole(role)
     with connect(url) as client:
         client.grant(project, username, chosen)
-    click.echo(f"{username} is now {chosen.value} of {project} ({_MEANS[chosen]})")
+    article = "an" if chosen.value[0] in "aeiou" else "a"
+    click.echo(f"{username} is now {article} {chosen.value} of {project} ({_MEANS[chosen]})")
 
 
 @click.command()
@@ -42,7 +43,8 @@ def grant(project: str, username: str, role: str, url: str | None) -> None:
 @click.argument("username")
 @url_option
 def revoke(project: str, username: str, url: str | None) -> None:
-    """Take away USERNAME's role in PROJECT (an admin still sees every project)."""
+    """Take away USERNAME's role in PROJECT (an admin still sees every project). Fails,
+    saying so, when they had none there."""
     with connect(url) as client:
         client.revoke(project, username)
     click.echo(f"{username} no longer has a role in {project}")

@@ -25,7 +25,7 @@ def pick(kind: str, given: str, candidates: Sequence[str]) -> str:
     shown = ", ".join(candidates[:AMBIGUOUS_SHOWN])
     more = " and more" if len(candidates) > AMBIGUOUS_SHOWN else ""
     raise BadRequest(
-        f"{kind} id {given!r} is ambiguous: it starts {shown}{more}; give more of the id"
+        f"ambiguous {kind} id prefix {given!r}: it could be {shown}{more}; give more characters"
     )
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import sys
 from datetime import datetime
 from pathlib import Path
 
 import click
 
 from safeboard.cli.options import data_dir_option, json_option, resolve_data_dir
+from safeboard.errors import BadRequest
 from safeboard.vocabulary import KeyScope
 
 __all__ = ["key"]
@@ -112,7 +115,7 @@ def list_(data_dir: Path | None, username: str | None, everyone: bool, as_json: 
           k.expires_at.date().isoformat() if k.expires_at else "never",
           k.last_used_at.strftime("%Y-%m-%d %H:%M") if k.last_used_at else "never",
           "revoked" if k.revoked_at else "active"] for k in keys],
-        no_wrap=["key", "expires"], empty="no keys",
+        no_wrap=["key", "scope", "expires", "state"], empty="no keys",
     )  # fmt: skip
 
 
@@ -120,19 +123,47 @@ def _iso(when: datetime | None) -> str | None:
     return when.isoformat() if when else None
 
 
+KEY_ID_LENGTH = 12  # hex digits: the <id> of sb_<id>_<secret>
+MIN_PREFIX = 4  # as git asks of a short id: a shorter one picks a key by chance
+_KEY_ID = re.compile(r"[0-9a-f]+")
+_LOOKS_LIKE = (
+    f"a key id is the {KEY_ID_LENGTH} hex digits after sb_ (as `safeboard key list` prints "
+    f"it), or at least its first {MIN_PREFIX}"
+)
+
+
+def _given_id(text: str) -> str:
+    """The id part of sb_<id>_<secret>, <id> or a prefix of it, checked."""
+    given = text.strip().removeprefix("sb_").split("_")[0].lower()
+    if not given or not _KEY_ID.fullmatch(given) or len(given) > KEY_ID_LENGTH:
+        raise BadRequest(f"{text!r} is not a key id: {_LOOKS_LIKE}")
+    if len(given) < MIN_PREFIX:
+        raise BadRequest(f"key id prefix {given!r} is too short to revoke by: {_LOOKS_LIKE}")
+    return given
+
+
 @key.command("revoke")
 @data_dir_option
 @click.argument("key_id")
-def revoke(data_dir: Path | None, key_id: str) -> None:
-    """Revoke a key by id as printed (sb_<id>, the id, or any unique prefix of it). Takes
-    effect at once, on every replica."""
+@click.option("--yes", is_flag=True, help="Do not ask (a prefix is confirmed first).")
+def revoke(data_dir: Path | None, key_id: str, yes: bool) -> None:
+    """Revoke a key by id as printed (sb_<id>, the id, or a unique prefix of at least 4
+    characters, confirmed first). Takes effect at once, on every replica."""
     from safeboard.cli.ids import pick
     from safeboard.cli.local import cli_actor, open_local
 
-    given = key_id.removeprefix("sb_").split("_")[0].strip().lower()
+    given = _given_id(key_id)
     with open_local(resolve_data_dir(data_dir)) as local:
         actor = local.principal(_default_user())
-        ids = [k.id for k in local.keys.list_keys(actor, everyone=True)]
-        key_id = pick("key", given, sorted(i for i in ids if i.startswith(given)) if given else [])
+        keys = {k.id: k for k in local.keys.list_keys(actor, everyone=True)}
+        key_id = pick("key", given, sorted(i for i in keys if i.startswith(given)))
+        if key_id != given and not yes:  # a prefix: say which key before revoking it
+            if sys.stdin is None or not sys.stdin.isatty():
+                raise click.ClickException(
+                    f"{given!r} is a prefix of key {key_id}: give the whole id, or --yes, "
+                    "when not asked at a terminal"
+                )
+            chosen = keys[key_id]
+            click.confirm(f"revoke key {key_id} ({chosen.name!r})?", abort=True)
         local.keys.revoke(actor, key_id, address="cli", audit_actor=cli_actor())
     click.echo(f"key {key_id} revoked")

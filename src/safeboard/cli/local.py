@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,13 +17,48 @@ from safeboard.auth.passwords import PasswordHasher
 from safeboard.auth.permissions import CredentialKind, Scope
 from safeboard.auth.principal import Principal
 from safeboard.datadir import ensure_data_dir
+from safeboard.errors import ConfigError
 from safeboard.secret_store import ensure_secrets
 from safeboard.server.bootstrap import DISCOVERY_FILE, advertised_url
 from safeboard.settings import Settings, load_settings
 from safeboard.storage import open_database
 from safeboard.users.service import UserService
 
-__all__ = ["Local", "cli_actor", "open_local"]
+__all__ = ["Local", "cli_actor", "open_local", "require_server_data"]
+
+_ELSEWHERE = (
+    "these commands run on the server's machine (as the account that runs it); from "
+    "another machine, get a key with `safeboard login URL` or the dashboard's account page; "
+    "on the server's machine, run safeboard db upgrade or start the server first"
+)
+
+
+def _configured_database(directory: Path) -> str | None:
+    """The database URL set in the environment or ``safeboard.toml``, if any (read
+    without loading the settings, which would need the server's secrets)."""
+    for name, value in os.environ.items():
+        if name.upper() == "SAFEBOARD__DATABASE__URL" and value:
+            return value
+    try:
+        with (directory / "safeboard.toml").open("rb") as handle:
+            url = tomllib.load(handle).get("database", {}).get("url")
+    except (OSError, tomllib.TOMLDecodeError, AttributeError):
+        return None
+    return url if isinstance(url, str) and url else None
+
+
+def require_server_data(directory: Path) -> None:
+    """Refuse, creating nothing, unless ``directory`` holds a server's data: its SQLite
+    database, or a configured database elsewhere (PostgreSQL). On a teammate's machine
+    the local commands would otherwise make an empty server of their own."""
+    url = _configured_database(directory)
+    if url is not None and not url.startswith("sqlite"):
+        return
+    database = directory / "safeboard.db"
+    if url is not None:
+        database = Path(url.split(":///", 1)[-1])
+    if not database.is_file():
+        raise ConfigError(f"no safeboard server data in {directory}: {_ELSEWHERE}")
 
 
 def cli_actor() -> str:
@@ -63,6 +100,9 @@ class Local:
 
 @contextmanager
 def open_local(data_dir: Path) -> Iterator[Local]:
+    """The server's accounts and keys in ``data_dir``; ConfigError, creating nothing,
+    when it holds no server (require_server_data)."""
+    require_server_data(data_dir.expanduser().resolve())
     directory = ensure_data_dir(data_dir)
     ensure_secrets(directory)
     settings = load_settings(directory)

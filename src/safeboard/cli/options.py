@@ -44,12 +44,14 @@ def json_option(func: F) -> F:
 
 
 def connect(url: str | None) -> Client:
-    """The typed client for the server the SDK would use, with its stored key."""
+    """The typed client for the server the SDK would use, with its stored key; a server
+    that does not answer is said at once (INTERACTIVE_POLICY), not after seconds of tries."""
     from safeboard.client import Client
     from safeboard.client.credentials import resolve_server
+    from safeboard.client.retry import INTERACTIVE_POLICY
     from safeboard.errors import Unauthenticated
 
     access = resolve_server(url)
     if access.api_key is None:
         raise Unauthenticated(f"no API key for {access.url}: run `safeboard login`")
-    return Client(access.client())
+    return Client(access.client(), retry=INTERACTIVE_POLICY)

@@ -101,28 +101,47 @@ def list_runs(
     as_json: bool,
 ) -> None:
     """A project's runs: the newest, or sorted by --sort as on the dashboard, matching
-    --filter."""
+    --filter. The value sorted by is shown: a metrics.<key> sort as a column (and
+    "sort_metric" in --json), a params.<path> sort as that config column."""
     from safeboard.cli.output import json_lines, table
 
     page_size = min(limit, 500)
+    shown_keys = config_keys
+    if sort is not None and sort.startswith("params.") and sort[7:] not in config_keys:
+        shown_keys = (*config_keys, sort[7:])
+    by_metric = sort is not None and sort.startswith("metrics.")
     with connect(url) as client:
         if sort is None:
-            listing = client.runs(project, filter=filter_text, config_keys=config_keys,
+            listing = client.runs(project, filter=filter_text, config_keys=shown_keys,
                                   page_size=page_size)  # fmt: skip
         else:
             listing = client.sorted_runs(project, sort, descending=desc, filter=filter_text,
-                                         config_keys=config_keys, page_size=page_size)  # fmt: skip
+                                         config_keys=shown_keys, page_size=page_size)  # fmt: skip
         found = list(islice(listing, limit))
     if as_json:
-        json_lines(r.to_json() for r in found)
+        json_lines(_listed_json(r.to_json(), bool(shown_keys), by_metric) for r in found)
         return
+    metric_column = [sort] if by_metric and sort is not None else []
     table(
-        ["run", "name", "status", "created", *config_keys, "tags"],
+        ["run", "name", "status", "created", *metric_column, *shown_keys, "tags"],
         [[r.id[:12], r.name, r.status.value, _time(r.created_at),
-          *("(too long)" if k in r.omitted else _at(r.config, k) for k in config_keys),
+          *(_fmt(r.sort_metric) if r.sort_metric is not None else "" for _ in metric_column),
+          *("(too long)" if k in r.omitted else _at(r.config, k) for k in shown_keys),
           ", ".join(f"{k}={v}" if v else k for k, v in r.tags.items())] for r in found],
-        no_wrap=["run", "created"], empty="no runs match",
+        no_wrap=["run", "created", *metric_column], empty="no runs match",
     )  # fmt: skip
+
+
+def _listed_json(row: dict[str, Any], with_config: bool, by_metric: bool) -> dict[str, Any]:
+    """A listed run for --json: its config only when --config asked for paths (a list
+    carries no other config: an empty ``{}`` would read as "none"), the sort metric only
+    when sorted by one."""
+    if not with_config:
+        row.pop("config", None)
+        row.pop("omitted", None)
+    if not by_metric:
+        row.pop("sort_metric", None)
+    return row
 
 
 @runs.command("show")

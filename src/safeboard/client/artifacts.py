@@ -76,9 +76,10 @@ class FileChanged(Conflict):
 
 
 class TransferStopped(SafeboardError):
-    """The transfer was asked to stop (``stop`` event); it resumes when run again."""
+    """The transfer was asked to stop (``stop`` event); it resumes when run again. Its
+    own code: a stop is not the server being down."""
 
-    code = "unavailable"
+    code = "transfer_stopped"
 
 
 def _no_progress(phase: str, done: int, total: int) -> None:

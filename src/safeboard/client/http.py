@@ -23,9 +23,12 @@ from safeboard.client.local_socket import LocalSocketTransport
 from safeboard.client.scheme import wrong_scheme
 from safeboard.client.trust import PinnedContext, UntrustedCertificate, diagnose
 from safeboard.errors import (
+    CLIENT_ONLY_CODES,
     STATUS_BY_CODE,
     RateLimited,
     SafeboardError,
+    ServerError,
+    ServerUnreachable,
     ServiceUnavailable,
     error_for_code,
 )
@@ -33,7 +36,14 @@ from safeboard.errors import (
 __all__ = ["ApiClient"]
 
 log = logging.getLogger("safeboard.client")
-_CODE_BY_STATUS = {status: code for code, status in reversed(STATUS_BY_CODE.items())}
+# A status without a body maps to the first server code with it (never a client-only code:
+# a proxy's 502 is no changed certificate).
+_CODE_BY_STATUS = {
+    status: code
+    for code, status in reversed(STATUS_BY_CODE.items())
+    if code not in CLIENT_ONLY_CODES
+}
+_GATEWAY = frozenset({502, 503, 504})  # what a proxy answers while the server is away
 _USER_AGENT = "safeboard-client"
 
 
@@ -45,17 +55,28 @@ def _quiet_http_loggers() -> None:
             logger.setLevel(logging.WARNING)
 
 
-def _error_from(response: httpx.Response) -> SafeboardError:
-    """The exception for an error response, from its JSON body when it has one."""
-    code = _CODE_BY_STATUS.get(response.status_code, "internal")
-    message = f"the server answered {response.status_code}"
+def _error_from(response: httpx.Response, origin: str = "") -> SafeboardError:
+    """The exception for an error response, from its JSON body when it has one. A 5xx
+    without one (a proxy's page) is retryable: 502/503/504 as ``ServiceUnavailable``."""
+    status = response.status_code
+    where = f"the server at {origin}" if origin else "the server"
     try:
         error = response.json()["error"]
         code, message = str(error["code"]), str(error["message"])
-        if error.get("request_id") not in (None, "-") and response.status_code >= 500:
+        if error.get("request_id") not in (None, "-") and status >= 500:
             message += f" (request id {error['request_id']})"
     except (ValueError, KeyError, TypeError):
-        pass
+        if status in _GATEWAY:
+            return ServiceUnavailable(
+                f"{where} answered {status} (a proxy in front of it?): "
+                "it is restarting or down; try again"
+            )
+        if status >= 500:
+            return ServerError(
+                f"{where} answered {status} without saying why: try again; "
+                "if it persists, its operator can look in the server's log"
+            )
+        code, message = _CODE_BY_STATUS.get(status, "internal"), f"{where} answered {status}"
     if code == RateLimited.code:
         try:
             retry_after = int(response.headers.get("retry-after", "1"))
@@ -63,6 +84,17 @@ def _error_from(response: httpx.Response) -> SafeboardError:
             retry_after = 1
         return RateLimited(message, retry_after=retry_after)
     return error_for_code(code, message)
+
+
+def _reason(exc: BaseException) -> str:
+    """A transport failure in words ("connection refused"), without the errno."""
+    text = str(exc) or type(exc).__name__
+    for known in ("Connection refused", "Name or service not known", "No route to host"):
+        if known.lower() in text.lower():
+            return known.lower()
+    if "nodename nor servname" in text or "Temporary failure in name resolution" in text:
+        return "name not known"
+    return text.split("] ", 1)[-1]
 
 
 def _verification_failed(exc: BaseException) -> ssl.SSLCertVerificationError | None:
@@ -140,7 +172,7 @@ class ApiClient:
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from None
         if response.status_code >= 400:
-            raise _error_from(response)
+            raise _error_from(response, self.url)
         return response
 
     @contextmanager
@@ -161,7 +193,7 @@ class ApiClient:
             with self._http.stream(method, path, headers=headers, **extra) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise _error_from(response)
+                    raise _error_from(response, self.url)
                 yield response
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from None
@@ -172,14 +204,31 @@ class ApiClient:
         if mistaken is not None:
             return mistaken
         if failed is None:
-            kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
-            return ServiceUnavailable(f"connection to {self.url} {kind}: {exc or type(exc)}")
+            return self._unreachable(exc)
         if isinstance(self._verify, PinnedContext):  # changed, or fails for another reason
             return diagnose(self.url, self._verify, failed)
         return UntrustedCertificate(
             f"the TLS certificate of {self.url} is not trusted ({failed.verify_message}); "
             f"nothing was sent. To check and pin it: safeboard login {self.url}"
         )
+
+    def _unreachable(self, exc: httpx.TransportError) -> ServiceUnavailable:
+        """Nothing answers (refused, timed out): say what to check, not an errno."""
+        if isinstance(exc, httpx.TimeoutException):
+            limits = self._http.timeout
+            seconds = limits.connect if isinstance(exc, httpx.ConnectTimeout) else limits.read
+            within = f" within {seconds:g} s" if seconds is not None else ""
+            return ServerUnreachable(
+                f"the safeboard server at {self.url} did not answer{within}: it may be "
+                "busy, or a firewall drops the connection; try again or check the address"
+            )
+        if isinstance(exc, httpx.ConnectError):
+            reason = _reason(exc)
+            return ServerUnreachable(
+                f"no safeboard server answers at {self.url} ({reason}): is it running? "
+                "start it with `safeboard server`, or check the address"
+            )
+        return ServiceUnavailable(f"the connection to {self.url} broke: {_reason(exc)}; try again")
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.request("GET", path, **kwargs)

@@ -132,7 +132,8 @@ class Run(_Json):
 @dataclass(frozen=True)
 class RunListed(_Json):
     """A run in a list: no system information, notes or metrics; of its config only the
-    paths asked for (``omitted``: those too long to list)."""
+    paths asked for (``omitted``: those too long to list). Sorted by ``metrics.<key>``:
+    that metric's last value in ``sort_metric`` (None: the run has none, or another sort)."""
 
     id: str
     project: str
@@ -143,6 +144,7 @@ class RunListed(_Json):
     tags: dict[str, str]
     config: dict[str, Any]
     omitted: tuple[str, ...]
+    sort_metric: Float | None = None
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RunListed:
@@ -156,6 +158,7 @@ class RunListed(_Json):
             tags=d.get("tags", {}),
             config=d.get("config", {}),
             omitted=tuple(d.get("omitted", [])),
+            sort_metric=d.get("sort_metric"),
         )
 
 

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from safeboard.errors import RateLimited, SafeboardError, ServiceUnavailable
+from safeboard.errors import RateLimited, SafeboardError, ServerUnreachable, ServiceUnavailable
 
-__all__ = ["DEFAULT_POLICY", "NO_RETRY", "RetryPolicy"]
+__all__ = ["DEFAULT_POLICY", "INTERACTIVE_POLICY", "NO_RETRY", "RetryPolicy"]
 
 T = TypeVar("T")
 
@@ -21,19 +21,20 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class RetryPolicy:
     """``policy.call(fn)`` runs ``fn`` until it succeeds, raises an error not in
-    ``retryable``, or has failed ``attempts`` times; between tries it sleeps
-    ``delay(failures, error)`` seconds."""
+    ``retryable`` (or one in ``final``, which wins), or has failed ``attempts`` times;
+    between tries it sleeps ``delay(failures, error)`` seconds."""
 
     attempts: int = 5
     base: float = 0.5
     cap: float = 15.0
     jitter: bool = True
     retryable: tuple[type[SafeboardError], ...] = (ServiceUnavailable, RateLimited)
+    final: tuple[type[SafeboardError], ...] = ()
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
     random: Callable[[], float] = field(default=random.random, repr=False, compare=False)
 
     def should_retry(self, error: BaseException) -> bool:
-        return isinstance(error, self.retryable)
+        return isinstance(error, self.retryable) and not isinstance(error, self.final)
 
     def delay(self, failures: int, error: BaseException | None = None) -> float:
         """Seconds to wait after ``failures`` (>= 1) failures in a row: up to
@@ -59,4 +60,7 @@ class RetryPolicy:
 
 
 DEFAULT_POLICY = RetryPolicy()
+# A person waiting at a prompt: a server that nobody answers for (refused, timed out) is
+# said at once; a proxy's 502/503 while the server restarts is still tried again.
+INTERACTIVE_POLICY = RetryPolicy(attempts=4, final=(ServerUnreachable,))
 NO_RETRY = RetryPolicy(attempts=1)

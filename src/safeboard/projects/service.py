@@ -91,6 +91,7 @@ class ProjectService:
         """Give ``username`` ``role`` in the project, or take their role away (None).
 
         Needs PROJECTS_MANAGE there (owners, admins). The last owner stays an owner.
+        Taking away a role they do not hold is NotFound (said, not an audited no-op).
         """
         with self.tx.begin() as conn:
             ensure_in_project(
@@ -106,6 +107,10 @@ class ProjectService:
                 raise NotFound(f"no user {username}")
             grants = projects.grants(conn, project_id)
             before = grants.get(user.id)
+            if role is None and before is None:  # truthful: nothing was taken away
+                found = projects.get(conn, project_id)
+                where = found.name if found is not None else "this project"
+                raise NotFound(f"{user.username} had no role in {where}: nothing to revoke")
             owners = [uid for uid, held in grants.items() if held is ProjectRole.OWNER]
             if before is ProjectRole.OWNER and role is not ProjectRole.OWNER and len(owners) == 1:
                 raise Conflict("this is the project's last owner: make another owner first")

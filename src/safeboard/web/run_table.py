@@ -123,8 +123,10 @@ def _sort_expression(
             number = json_path_expr(_r.c.params, path, dialect, "number")
             return sa.type_coerce(number, sa.Float()), "number"
         return json_path_expr(_r.c.params, path, dialect, "string"), "text"
+    shown = sort if len(sort) <= 60 else sort[:57] + "..."
     raise BadRequest(
-        "sort: created, ended, name, status, params.<path>, tags.<key> or metrics.<key>"
+        f"unknown sort key {shown!r}: use one of created, ended, name, status, "
+        "params.<path>, tags.<key> or metrics.<key>"
     )
 
 
