@@ -43,6 +43,7 @@ async def test_invitation_sets_a_password_once(world: World) -> None:
         "/api/v1/auth/invite", json={"token": token, "password": PASSWORD}
     )
     assert accepted.status_code == 200  # the failed attempt above did not spend it
+    assert accepted.json()["user"]["has_password"] is True  # it was false (issue 11 review)
     again = await world.client().post(
         "/api/v1/auth/invite", json={"token": token, "password": PASSWORD}
     )

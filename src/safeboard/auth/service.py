@@ -7,7 +7,7 @@ Each use case is one transaction, and its audit entry commits with it (S16).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
@@ -230,6 +230,7 @@ class AuthService:
                 check_new_password(password, username=user.username)
                 users.set_password_hash(conn, user.id, self.hasher.hash(password), now)
                 creds.delete_user_sessions(conn, user.id)  # a new password: old sessions end
+                user = replace(user, has_password=True)  # the session says so at once
             session = self._open_session(conn, user, where)
             audit.append(
                 conn,
