@@ -23,6 +23,7 @@ __all__ = [
     "InvalidApiKey",
     "InvalidRequest",
     "InvalidUrl",
+    "KeyBoundToProject",
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
@@ -117,6 +118,13 @@ class InsufficientRole(Forbidden):
     code = "role_insufficient"
 
 
+class KeyBoundToProject(Forbidden):
+    """The API key is bound to one project and the action is outside it (creating a
+    project, or anything not of that project)."""
+
+    code = "key_project_bound"
+
+
 class NotFound(SafeboardError):
     code = "not_found"
 
@@ -207,6 +215,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "forbidden": 403,
     "scope_insufficient": 403,
     "role_insufficient": 403,
+    "key_project_bound": 403,
     "not_found": 404,
     "gone": 410,
     "method_not_allowed": 405,

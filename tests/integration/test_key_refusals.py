@@ -121,3 +121,20 @@ async def test_a_viewer_writing_is_told_its_role_and_an_outsider_sees_nothing(
         "your role in this project (viewer) may not write to it; ask a project owner to grant "
         "you the editor role"
     )
+
+
+async def test_a_key_bound_to_one_project_says_so_outside_it(world: World) -> None:
+    """A project-bound key creating a project was refused with a plain Forbidden, which
+    the SDK reported as "no access: ask its owner for a grant" to the project's owner."""
+    writer = world.key("alice", Scope.WRITE)
+    made = await world.client(Authorization=f"Bearer {writer}").post(
+        "/api/v1/projects", json={"name": "mine"}
+    )
+    assert made.status_code == 201, made.text
+    bound = world.key("alice", Scope.WRITE, project_id=made.json()["id"])
+    status, code, message = await refusal(
+        world, bound, "POST", "/api/v1/projects", json={"name": "other"}
+    )
+    assert (status, code) == (403, "key_project_bound")
+    assert message.startswith("this API key is bound to one project, so it may not create")
+    assert "a key that is not bound to a project" in message

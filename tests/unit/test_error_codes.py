@@ -17,6 +17,7 @@ NEW = [
     ("key_expired", errors.ApiKeyExpired, errors.Unauthenticated, 401),
     ("scope_insufficient", errors.InsufficientScope, errors.Forbidden, 403),
     ("role_insufficient", errors.InsufficientRole, errors.Forbidden, 403),
+    ("key_project_bound", errors.KeyBoundToProject, errors.Forbidden, 403),
     ("project_not_found", errors.ProjectNotFound, errors.NotFound, 404),
     ("invalid_url", errors.InvalidUrl, errors.ConfigError, 400),
     ("wrong_scheme", errors.WrongScheme, errors.ConfigError, 502),

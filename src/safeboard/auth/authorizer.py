@@ -21,7 +21,13 @@ from safeboard.auth.permissions import (
 )
 from safeboard.auth.permissions import PERMISSION_PHRASES as _DOING
 from safeboard.auth.principal import Principal
-from safeboard.errors import Forbidden, InsufficientRole, InsufficientScope, NotFound
+from safeboard.errors import (
+    Forbidden,
+    InsufficientRole,
+    InsufficientScope,
+    KeyBoundToProject,
+    NotFound,
+)
 
 __all__ = [
     "allowed",
@@ -109,7 +115,10 @@ def ensure(principal: Principal, permission: Permission) -> None:
     if allowed(principal, permission):
         return
     if _credential_allows(principal, permission) and principal.project_id is not None:
-        raise Forbidden(f"this API key is bound to one project, so it may not {_DOING[permission]}")
+        raise KeyBoundToProject(
+            f"this API key is bound to one project, so it may not {_DOING[permission]}; use "
+            f"a key that is not bound to a project: {new_key_hint('write')}"
+        )
     if _credential_allows(principal, permission):
         raise Forbidden(f"your account's role may not {_DOING[permission]}; ask an admin")
     raise credential_refusal(principal, permission)
