@@ -80,7 +80,8 @@ def test_a_script_that_died_releases_its_run_for_sync(tmp_path: Path) -> None:
     assert killed.returncode == 9, killed.stderr
     dropped = run_cli("sync", "--discard", "dead", "--yes", env=env)
     assert dropped.returncode == 0, dropped.stderr
-    assert "discarded run dead" in dropped.stdout and ": 1 point\n" in dropped.stdout
+    assert "discarded run dead" in dropped.stdout
+    assert ": 1 point\n" in dropped.stdout
 
 
 def test_the_sender_survives_its_spool_vanishing_and_says_so_once(tmp_path: Path) -> None:
@@ -103,10 +104,12 @@ def test_the_sender_survives_its_spool_vanishing_and_says_so_once(tmp_path: Path
     )
     assert done.returncode == 0, done.stderr
     assert "done False" in done.stdout
-    assert "Exception in thread" not in done.stderr and "Traceback" not in done.stderr
+    assert "Exception in thread" not in done.stderr
+    assert "Traceback" not in done.stderr
     said = [line for line in done.stderr.splitlines() if "delivery failed" in line]
     assert len(said) == 1, done.stderr
-    assert said[0].startswith("safeboard: run ") and "No such file or directory" in said[0]
+    assert said[0].startswith("safeboard: run ")
+    assert "No such file or directory" in said[0]
     assert all(line.startswith("safeboard: ") for line in done.stderr.splitlines())
 
 
@@ -122,7 +125,8 @@ def test_every_line_starts_safeboard_and_counts_agree(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
-    assert lines and all(line.startswith("safeboard: ") for line in lines), lines
+    assert lines
+    assert all(line.startswith("safeboard: ") for line in lines), lines
     assert any("not logging metric 'a/../b'" in line for line in lines)
     assert any(": 1 point not delivered yet" in line for line in lines), lines
 
@@ -187,6 +191,7 @@ def test_a_stopped_local_server_is_named_with_the_fix(
     assert done.returncode == 0, done.stderr
     first = done.stderr.splitlines()[0]
     assert first.startswith(f"safeboard: cannot reach {server.url}: the local server is not run")
-    assert "server.sock" in first and "start it with `safeboard server`" in first
+    assert "server.sock" in first
+    assert "start it with `safeboard server`" in first
     assert "no such file or directory" not in first.lower()
     assert "logging to the spool" in first

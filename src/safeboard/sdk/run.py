@@ -281,42 +281,16 @@ class Run:
             self.spool.write_meta(self._meta)
         except OSError as exc:  # the spool is gone or full: say it, never crash the script
             notices.say(f"run {self.id}: its status is not kept in {self.spool.path}: {exc}")
-        deadline = time.monotonic() + timeout
-        self._sender.stop(deadline=deadline)
-        # Bounded by the deadline alone: a request to a server that hangs may outlive it,
-        # in a daemon thread that ends with the process (finish(timeout=T) returns in ~T).
-        self._sender.join(_left(deadline))
-        uploading = False
-        if self._uploader is not None:
-            self._uploader.stop(deadline)
-            self._uploader.join(_left(deadline))
-            uploading = self._uploader.is_alive()
-        sending = self._sender.is_alive()
-        if sending:
-            with contextlib.suppress(OSError):
-                self._sender.abandon()
+        busy = self._wait(time.monotonic() + timeout)
         left = self.spool.pending_points()
         files = self.spool.pending_artifacts()
-        delivered = not sending and not uploading and not files
         cause = self._sender.refusal
         marked = False
-        if self._delivery is not None and delivered and left == 0 and cause is None:
-            try:
-                self._delivery.finish(status)
-                self.spool.remove()
-                marked = True
-            except SafeboardError as exc:
-                if not retryable(exc):
-                    cause = exc
-                    self._sender.record_refusal(exc)
-                log.debug("run %s not marked %s yet (%s)", self.id, status, exc.message)
-            except Exception as exc:  # noqa: BLE001  (never let the last step crash training)
-                notices.say(f"run {self.id} not marked {status} yet ({exc})")
-            finally:
-                self._delivery.close()
-        elif self._delivery is not None and not sending:
+        if self._delivery is not None and not busy and not files and not left and cause is None:
+            marked, cause = self._mark(self._delivery, status)
+        elif self._delivery is not None and not busy:
             self._delivery.close()
-        if not sending and not uploading:
+        if not busy:
             self.spool.unlock()  # else the process's end releases it
         if marked or (self._delivery is None and not left and not files):
             return
@@ -332,6 +306,43 @@ class Run:
                 f"run {self.name} ({self.id}): {what} not delivered yet; kept in "
                 f"{self.spool.path}: run `safeboard sync` to send it"
             )
+
+    def _wait(self, deadline: float) -> bool:
+        """Let the sender and the uploader deliver until ``deadline``: whether one is
+        still busy then. Bounded by the deadline alone: a request to a server that hangs
+        may outlive it, in a daemon thread that ends with the process, and what the sender
+        holds goes to the spool (finish(timeout=T) returns in about T)."""
+        self._sender.stop(deadline=deadline)
+        self._sender.join(_left(deadline))
+        uploading = False
+        if self._uploader is not None:
+            self._uploader.stop(deadline)
+            self._uploader.join(_left(deadline))
+            uploading = self._uploader.is_alive()
+        if self._sender.is_alive():
+            with contextlib.suppress(OSError):
+                self._sender.abandon()
+            return True
+        return uploading
+
+    def _mark(self, delivery: Delivery, status: str) -> tuple[bool, SafeboardError | None]:
+        """Set the final status on the server: (done, a refusal that needs the user)."""
+        try:
+            delivery.finish(status)
+            self.spool.remove()
+        except SafeboardError as exc:
+            log.debug("run %s not marked %s yet (%s)", self.id, status, exc.message)
+            if retryable(exc):
+                return False, None
+            self._sender.record_refusal(exc)
+            return False, exc
+        except Exception as exc:  # noqa: BLE001  (never let the last step crash training)
+            notices.say(f"run {self.id} not marked {status} yet ({exc})")
+            return False, None
+        else:
+            return True, None
+        finally:
+            delivery.close()
 
     def __enter__(self) -> Run:
         return self

@@ -33,7 +33,7 @@ SPOOL_ENV = "SAFEBOARD_SPOOL_DIR"
 LOCK_NAME = "lock"
 
 
-class SpoolLocked(Exception):  # noqa: N818  (a state, not a failure)
+class SpoolLocked(Exception):
     """Another process (``pid``: 0 when unknown) writes this run."""
 
     def __init__(self, pid: int) -> None:

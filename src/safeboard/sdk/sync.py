@@ -16,6 +16,7 @@ from safeboard.sdk.uploads import refused_for_good, upload_record
 
 __all__ = ["SyncResult", "discard", "find_spooled", "sync_all"]
 
+
 @dataclass
 class SyncResult:
     run_id: str
