@@ -195,3 +195,52 @@ def test_a_stopped_local_server_is_named_with_the_fix(
     assert "start it with `safeboard server`" in first
     assert "no such file or directory" not in first.lower()
     assert "logging to the spool" in first
+
+
+def test_sync_beside_a_live_run_then_after_its_script_was_killed(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """Repro A of the review: `safeboard sync` in a loop beside a live run leaves it to its
+    script; once the script is killed (no finish), sync delivers it and marks it failed."""
+    server = server_factory()
+    env = cli_env(server.data_dir)
+    env["SAFEBOARD_SPOOL_DIR"] = str(tmp_path / "spool")
+    env["SAFEBOARD_CONFIG_DIR"] = str(tmp_path / "config")
+    code = """
+        import sys, safeboard
+        run = safeboard.init(project="p", name="looped", quiet=True, flush_interval=0.05)
+        for step in range(300):
+            run.log({"loss": 1.0}, step=step)
+        run.flush()
+        print(run.id, flush=True)
+        sys.stdin.readline()
+        """
+    live = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert live.stdout is not None
+        run_id = live.stdout.readline().strip()
+        assert run_id, live.communicate()[1]
+        for _ in range(5):
+            synced = run_cli("sync", env=env)
+            assert synced.returncode == 0, synced.stderr
+            assert f"looped ({run_id}): still being written by its script (pid {live.pid})" in (
+                synced.stdout
+            )
+        live.kill()
+    finally:
+        if live.poll() is None:
+            live.kill()
+        live.communicate()  # closes the pipes
+    synced = run_cli("sync", env=env)
+    assert synced.returncode == 0, synced.stderr
+    assert f"looped ({run_id}): nothing sent, done (its script ended without finishing" in (
+        synced.stdout
+    )
+    shown = run_cli("runs", "show", run_id, "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert '"failed"' in shown.stdout
+    assert "300" in shown.stdout or '"loss"' in shown.stdout
+    assert not (tmp_path / "spool" / run_id).exists()

@@ -75,6 +75,8 @@ def _line(result: SyncResult) -> str:
             f"({left} spooled now)"
         )
     state = "done" if result.done else ("failed" if result.error else "still running")
+    if result.orphaned and result.done:
+        state += " (its script ended without finishing the run: marked failed)"
     line = f"{head}: {_things(result.points, result.artifacts)} sent, {state}"
     if result.dropped:
         line += f", {count(result.dropped, 'point')} refused by the server"

@@ -92,12 +92,16 @@ class RunSpool:
             except FileNotFoundError:
                 continue
 
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK_NAME
+
     def lock(self) -> None:
         """Hold this run's lock until :meth:`unlock` or the process ends; raises
         SpoolLocked when another process holds it."""
         if self._lock is not None:
             return
-        fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -120,7 +124,7 @@ class RunSpool:
         if self._lock is not None:
             return os.getpid()
         try:
-            fd = os.open(self.path / LOCK_NAME, os.O_RDONLY)
+            fd = os.open(self.lock_path, os.O_RDONLY)
         except FileNotFoundError:
             return None
         try:

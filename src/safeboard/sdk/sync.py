@@ -30,11 +30,14 @@ class SyncResult:
     pending_points: int = 0  # left in the spool when delivery failed
     pending_artifacts: int = 0
     writer: int | None = None  # the pid of the script still writing the run: left alone
+    orphaned: bool = False  # its script died without finishing it: marked failed
 
 
 def sync_run(spool: RunSpool, url: str | None, api_key: str | None) -> SyncResult:
     """Send one spooled run, holding its lock: a run whose script is still alive (it holds
-    the lock) is left to that script, untouched."""
+    the lock) is left to that script, untouched. A run still "running" whose script took
+    the lock and is gone (killed: no finish, no exit hook) is marked failed."""
+    locked_before = spool.lock_path.exists()
     try:
         spool.lock()
     except SpoolLocked as locked:
@@ -44,14 +47,19 @@ def sync_run(spool: RunSpool, url: str | None, api_key: str | None) -> SyncResul
         result.pending_artifacts = len(spool.pending_artifacts())
         return result
     try:
-        return _sync_locked(spool, url, api_key)
+        return _sync_locked(spool, url, api_key, orphaned=locked_before)
     finally:
         spool.unlock()
 
 
-def _sync_locked(spool: RunSpool, url: str | None, api_key: str | None) -> SyncResult:
+def _sync_locked(
+    spool: RunSpool, url: str | None, api_key: str | None, *, orphaned: bool
+) -> SyncResult:
     meta = spool.read_meta()  # read under the lock: no script writes it any more
     result = SyncResult(meta["id"], meta["name"])
+    if orphaned and meta["status"] == "running":
+        meta["status"] = "failed"
+        result.orphaned = True
     try:
         access = resolve_server(url or meta.get("url"), api_key)
     except SafeboardError as exc:
