@@ -23,10 +23,10 @@ class LocalServerDown(httpx.ConnectError):
     with the socket's path and the fix, instead of the socket's own "no such file or
     directory" (or "connection refused")."""
 
-    def __init__(self, url: str, path: Path, request: httpx.Request) -> None:
+    def __init__(self, path: Path, request: httpx.Request) -> None:
         super().__init__(
-            f"the local server is not running (no server on {path}, for {url}): start it "
-            "with `safeboard server`",
+            f"the local server is not running (nothing listens on its socket, {path}): "
+            "start it with `safeboard server`",
             request=request,
         )
 
@@ -47,8 +47,7 @@ class LocalSocketTransport(httpx.HTTPTransport):
             return super().handle_request(request)
         except httpx.ConnectError as exc:
             if _nobody_listens(exc) or not self._address.path.exists():
-                origin = f"{request.url.scheme}://{request.url.netloc.decode()}"
-                raise LocalServerDown(origin, self._address.path, request) from exc
+                raise LocalServerDown(self._address.path, request) from exc
             raise
 
     def close(self) -> None:
