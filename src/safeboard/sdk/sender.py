@@ -267,8 +267,9 @@ class Sender(threading.Thread):
     def _keep(self, batches: list[dict[str, Any]]) -> None:
         """Not delivered: keep them, in order, on disk."""
         self._spooled = True
-        for batch in batches:
-            self.spool.add_batch(batch)
+        while batches:
+            self.spool.add_batch(batches[0])
+            batches.pop(0)  # spooled: no longer held in memory (see abandon)
 
     def record_refusal(self, exc: SafeboardError) -> None:
         """A failure that needs the user: said once on stderr (cause and fix), and kept in

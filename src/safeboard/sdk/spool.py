@@ -117,7 +117,10 @@ class RunSpool:
     def unlock(self) -> None:
         if self._lock is not None:
             fd, self._lock = self._lock, None
-            os.close(fd)  # closing the only descriptor releases the flock
+            try:  # released explicitly: a forked child (a data loader) may share the fd
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
 
     def holder(self) -> int | None:
         """The pid of the process holding this run's lock (0: unknown), or None."""
