@@ -258,9 +258,8 @@ class Sender(threading.Thread):
             log.debug("delivery paused (%s); retrying in %.1f s", exc.message, self._pause)
 
     def abandon(self) -> None:
-        """finish() gives up on this thread (a request outlives the deadline): what it
-        holds in memory goes to the spool, for `safeboard sync`. A batch both delivered and
-        spooled is stored once (its id)."""
+        """finish() gives up on this thread (a request outlives the deadline): what it holds
+        goes to the spool for `safeboard sync` (a batch sent twice is stored once: its id)."""
         for batch in [*self._held, *to_batches(self._drain())]:
             self.spool.add_batch(batch)
 
