@@ -60,7 +60,7 @@ def sync(url: str | None, spool_dir: Path | None, discard: str | None, yes: bool
 
 
 def _things(points: int, artifacts: int) -> str:
-    """ "3 points and 1 artifact"; zero counts left out ("nothing" when both are)."""
+    """Counts that agree ("3 points and 1 artifact"), zeros left out ("nothing")."""
     said = [count(n, word) for n, word in ((points, "point"), (artifacts, "artifact")) if n]
     return " and ".join(said) or "nothing"
 

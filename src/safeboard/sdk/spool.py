@@ -26,6 +26,7 @@ from typing import Any
 from platformdirs import user_state_dir
 
 from safeboard.client.config import write_private
+from safeboard.errors import Conflict
 
 __all__ = ["RunSpool", "SpoolLocked", "spool_root", "spooled_runs"]
 
@@ -33,11 +34,12 @@ SPOOL_ENV = "SAFEBOARD_SPOOL_DIR"
 LOCK_NAME = "lock"
 
 
-class SpoolLocked(Exception):
-    """Another process (``pid``: 0 when unknown) writes this run."""
+class SpoolLocked(Conflict):
+    """Another process (``pid``: 0 when unknown) writes this run: its training script."""
 
-    def __init__(self, pid: int) -> None:
-        super().__init__(pid)
+    def __init__(self, run_id: str, pid: int) -> None:
+        by = f"its script (pid {pid})" if pid else "its script"
+        super().__init__(f"run {run_id} is still being written by {by}")
         self.pid = pid
 
 
@@ -106,7 +108,7 @@ class RunSpool:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise SpoolLocked(self.holder() or 0) from None
+            raise SpoolLocked(self.path.name, self.holder() or 0) from None
         except BaseException:
             os.close(fd)
             raise
