@@ -288,7 +288,7 @@ def test_unreachable_server_warns_once_spools_and_sync_delivers_later(
     try:
         synced = run_cli("sync", env=env, timeout=120)
         assert synced.returncode == 0, synced.stdout + synced.stderr
-        assert f"probe ({run_id}): 1 points sent, done" in synced.stdout
+        assert f"probe ({run_id}): 1 point sent, done" in synced.stdout
     finally:
         second.stop()
 
@@ -368,7 +368,7 @@ def test_key_revoked_mid_run_is_said_once_and_kept_for_sync(servers: Servers) ->
 
     synced = run_cli("sync", env=env)
     assert synced.returncode == 1
-    assert f"revoked ({run_id}): 0 points sent, failed, 20 points still spooled: " in synced.stdout
+    assert f"revoked ({run_id}): nothing sent, failed, 20 points still spooled: " in synced.stdout
     assert "this API key was revoked" in synced.stdout
     assert "sync --discard RUN" in synced.stderr
 

@@ -9,18 +9,9 @@ from typing import Any
 
 import click
 
+from safeboard.words import count, plural
+
 __all__ = ["count", "json_lines", "plural", "printable", "table"]
-
-
-def plural(n: int, word: str, many: str | None = None) -> str:
-    """``word`` agreeing with ``n``: plural(1, "point") -> "point", plural(2, ...) ->
-    "points"; give ``many`` where adding "s" is wrong."""
-    return word if n == 1 else (many or f"{word}s")
-
-
-def count(n: int, word: str, many: str | None = None) -> str:
-    """count(1, "point") -> "1 point"; count(3, "entry", "entries") -> "3 entries"."""
-    return f"{n:,} {plural(n, word, many)}"
 
 
 def printable(text: str) -> str:

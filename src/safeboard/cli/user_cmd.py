@@ -36,11 +36,12 @@ def _print_users(rows: list[dict[str, object]], as_json: bool) -> None:
 
 def _invite_line(local: object, username: str) -> str:
     from safeboard.cli.local import Local, cli_actor
+    from safeboard.client import paths
 
     assert isinstance(local, Local)  # noqa: S101
     _, token = local.users.invite(username, actor=cli_actor())
     hours = int(local.users.invite_lifetime.total_seconds() // 3600)
-    link = f"{local.base_url()}/invite#token={token}"
+    link = local.base_url().rstrip("/") + paths.invite_page(token)
     return f"invitation for {username} (single use, {hours} hours): {link}"
 
 

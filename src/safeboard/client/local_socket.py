@@ -15,7 +15,20 @@ import httpx
 
 from safeboard.datadir import SocketAddress
 
-__all__ = ["LocalSocketTransport"]
+__all__ = ["LocalServerDown", "LocalSocketTransport"]
+
+
+class LocalServerDown(httpx.ConnectError):
+    """Nothing answers on the local server's socket: the server is not running. Says so,
+    with the socket's path and the fix, instead of the socket's own "no such file or
+    directory" (or "connection refused")."""
+
+    def __init__(self, path: Path, request: httpx.Request) -> None:
+        super().__init__(
+            f"the local server is not running (nothing listens on its socket, {path}): "
+            "start it with `safeboard server`",
+            request=request,
+        )
 
 
 class LocalSocketTransport(httpx.HTTPTransport):
@@ -29,8 +42,26 @@ class LocalSocketTransport(httpx.HTTPTransport):
             self._address.close()
             raise
 
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return super().handle_request(request)
+        except httpx.ConnectError as exc:
+            if _nobody_listens(exc) or not self._address.path.exists():
+                raise LocalServerDown(self._address.path, request) from exc
+            raise
+
     def close(self) -> None:
         try:
             super().close()
         finally:
             self._address.close()
+
+
+def _nobody_listens(exc: BaseException) -> bool:
+    """No socket file, or one left by a server that is gone."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (FileNotFoundError, ConnectionRefusedError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

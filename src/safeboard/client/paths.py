@@ -18,6 +18,7 @@ __all__ = [
     "artifact_preview",
     "audit",
     "grant",
+    "invite_page",
     "key",
     "keys",
     "metric_history",
@@ -29,7 +30,11 @@ __all__ = [
     "run",
     "run_artifacts",
     "run_ids",
+    "run_page",
     "segment",
+    "session",
+    "sign_in",
+    "sign_out",
     "sorted_runs",
     "user",
     "users",
@@ -137,3 +142,16 @@ def sign_in() -> str:
 
 def sign_out() -> str:
     return f"{API}/auth/logout"
+
+
+# Dashboard pages (safeboard.web.routes): the links the SDK and the CLI print.
+
+
+def run_page(run_id: str) -> str:
+    """A run's page in the dashboard."""
+    return f"/runs/{segment(run_id)}"
+
+
+def invite_page(token: str) -> str:
+    """The invitation page; the token rides in the fragment, which no request carries."""
+    return f"/invite#token={segment(token)}"

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from safeboard.client import paths
+from safeboard.client.local_socket import LocalServerDown
 from safeboard.errors import SafeboardError
 
 __all__ = [
@@ -37,8 +39,8 @@ def say(line: str) -> None:
 
 
 def run_url(server_url: str, run_id: str) -> str:
-    """The run's page in the dashboard (safeboard.web.routes: ``/runs/{run_id}``)."""
-    return f"{server_url.rstrip('/')}/runs/{run_id}"
+    """The run's page in the dashboard."""
+    return server_url.rstrip("/") + paths.run_page(run_id)
 
 
 def say_started(name: str, server_url: str | None, run_id: str, spool: Path) -> None:
@@ -53,6 +55,8 @@ def _cause(exc: SafeboardError) -> str:
     (kept as the context of the client's ServiceUnavailable), else the server's message."""
     seen: BaseException | None = exc.__context__
     while seen is not None:
+        if isinstance(seen, LocalServerDown):
+            return str(seen)
         if isinstance(seen, TimeoutError) or "Timeout" in type(seen).__name__:
             return "timed out"
         if isinstance(seen, OSError) and seen.strerror:

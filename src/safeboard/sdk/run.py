@@ -37,6 +37,7 @@ from safeboard.sdk.images import pixels_of
 from safeboard.sdk.sender import Point, Sender
 from safeboard.sdk.spool import RunSpool, spool_root
 from safeboard.sdk.uploads import Uploader, artifact_record
+from safeboard.words import count
 
 __all__ = ["Run", "init"]
 
@@ -105,30 +106,38 @@ class Run:
         self.id = secrets.token_hex(16)
         self.project = project
         self.name = name or f"run-{self.id[:8]}"
-        self.spool = RunSpool(spool_dir or spool_root(), self.id)
         delivery = None
         uploader = None
         server_url = None
-        if mode == "online":
+        connection = None
+        if mode == "online":  # resolved before anything is created on disk
             connection = Connection(resolve_server(url, api_key))
             server_url = connection.url
-
-        self._meta: dict[str, Any] = {
-            "id": self.id, "project": project, "name": self.name, "config": dict(config or {}),
-            "tags": tag_map, "system": _system_info(), "url": server_url, "status": "running",
-            "on_server": False,
-        }  # fmt: skip
-        self.spool.write_meta(self._meta)
-        if mode == "online":
-            delivery = Delivery(connection.client, self._meta, renew=connection.renewed)
-            self._confirm(delivery, quiet=quiet)
-            uploader = Uploader(
-                self.spool, connection.client, self.id, interval=max(interval, 0.5),
-                renew=connection.renewed,
-            )  # fmt: skip
-            uploader.start()
-        elif not quiet:
-            notices.say_started(self.name, None, self.id, self.spool.path)
+        self.spool = RunSpool(spool_dir or spool_root(), self.id)
+        try:
+            self.spool.lock()  # held for the run's life: `safeboard sync` leaves it alone
+            self._meta: dict[str, Any] = {
+                "id": self.id, "project": project, "name": self.name,
+                "config": dict(config or {}), "tags": tag_map, "system": _system_info(),
+                "url": server_url, "status": "running", "on_server": False,
+            }  # fmt: skip
+            self.spool.write_meta(self._meta)
+            if connection is not None:
+                delivery = Delivery(connection.client, self._meta, renew=connection.renewed)
+                self._confirm(delivery, quiet=quiet)
+                uploader = Uploader(
+                    self.spool, connection.client, self.id, interval=max(interval, 0.5),
+                    renew=connection.renewed,
+                )  # fmt: skip
+                uploader.start()
+            elif not quiet:
+                notices.say_started(self.name, None, self.id, self.spool.path)
+        except BaseException:  # a run that did not start leaves nothing behind
+            if delivery is not None:
+                delivery.close()
+            self.spool.remove()
+            self.spool.unlock()
+            raise
         self._delivery = delivery
         self._uploader = uploader
         self._queue: deque[Point] = deque()
@@ -268,49 +277,72 @@ class Run:
             raise InvalidRequest(f"status: one of {', '.join(FINAL)}")
         self._finished = True
         self._meta["status"] = status
-        self.spool.write_meta(self._meta)
-        deadline = time.monotonic() + timeout
-        self._sender.stop(deadline=deadline)
-        self._sender.join(timeout + 5)
-        uploading = False
-        if self._uploader is not None:
-            self._uploader.stop(deadline)
-            self._uploader.join(max(0.0, deadline - time.monotonic()) + 5)
-            uploading = self._uploader.is_alive()
+        try:
+            self.spool.write_meta(self._meta)
+        except OSError as exc:  # the spool is gone or full: say it, never crash the script
+            notices.say(f"run {self.id}: its status is not kept in {self.spool.path}: {exc}")
+        busy = self._wait(time.monotonic() + timeout)
         left = self.spool.pending_points()
         files = self.spool.pending_artifacts()
-        delivered = not self._sender.is_alive() and not uploading and not files
         cause = self._sender.refusal
-        if self._delivery is not None and delivered and left == 0 and cause is None:
-            try:
-                self._delivery.finish(status)
-                self.spool.remove()
-            except SafeboardError as exc:
-                if not retryable(exc):
-                    cause = exc
-                    self._sender.record_refusal(exc)
-                log.debug("run %s not marked %s yet (%s)", self.id, status, exc.message)
-                left = -1
-            except Exception as exc:  # noqa: BLE001  (never let the last step crash training)
-                log.warning("safeboard: run %s not marked %s yet (%s)", self.id, status, exc)
-                left = -1
-            finally:
-                self._delivery.close()
-        elif self._delivery is not None:
+        marked = False
+        if self._delivery is not None and not busy and not files and not left and cause is None:
+            marked, cause = self._mark(self._delivery, status)
+        elif self._delivery is not None and not busy:
             self._delivery.close()
+        if not busy:
+            self.spool.unlock()  # else the process's end releases it
+        if marked or (self._delivery is None and not left and not files):
+            return
+        what = _undelivered(left, files, self.spool, status)
         if cause is not None:
-            what = _undelivered(max(left, 0), files, self.spool)
             notices.say(
                 f"run {self.name} ({self.id}): {what} not delivered: {cause.message}. They "
                 f"are kept in {self.spool.path}: once that is fixed, run `safeboard sync` (or "
                 f"drop them: safeboard sync --discard {self.id})"
             )
-        elif left or files:
-            what = _undelivered(max(left, 0), files, self.spool)
+        else:
             notices.say(
-                f"run {self.name} ({self.id}): {what} not delivered yet; they are kept in "
-                f"{self.spool.path}: run `safeboard sync` to send them"
+                f"run {self.name} ({self.id}): {what} not delivered yet; kept in "
+                f"{self.spool.path}: run `safeboard sync` to send it"
             )
+
+    def _wait(self, deadline: float) -> bool:
+        """Let the sender and the uploader deliver until ``deadline``: whether one is
+        still busy then. Bounded by the deadline alone: a request to a server that hangs
+        may outlive it, in a daemon thread that ends with the process, and what the sender
+        holds goes to the spool (finish(timeout=T) returns in about T)."""
+        self._sender.stop(deadline=deadline)
+        self._sender.join(_left(deadline))
+        uploading = False
+        if self._uploader is not None:
+            self._uploader.stop(deadline)
+            self._uploader.join(_left(deadline))
+            uploading = self._uploader.is_alive()
+        if self._sender.is_alive():
+            with contextlib.suppress(OSError):
+                self._sender.abandon()
+            return True
+        return uploading
+
+    def _mark(self, delivery: Delivery, status: str) -> tuple[bool, SafeboardError | None]:
+        """Set the final status on the server: (done, a refusal that needs the user)."""
+        try:
+            delivery.finish(status)
+            self.spool.remove()
+        except SafeboardError as exc:
+            log.debug("run %s not marked %s yet (%s)", self.id, status, exc.message)
+            if retryable(exc):
+                return False, None
+            self._sender.record_refusal(exc)
+            return False, exc
+        except Exception as exc:  # noqa: BLE001  (never let the last step crash training)
+            notices.say(f"run {self.id} not marked {status} yet ({exc})")
+            return False, None
+        else:
+            return True, None
+        finally:
+            delivery.close()
 
     def __enter__(self) -> Run:
         return self
@@ -332,16 +364,21 @@ def _refuse(problem: str | None) -> None:
         raise InvalidRequest(problem)
 
 
-def _undelivered(points: int, files: list[dict[str, Any]], spool: RunSpool) -> str:
-    said = [f"{points} points"] if points or not files else []
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
+
+
+def _undelivered(points: int, files: list[dict[str, Any]], spool: RunSpool, status: str) -> str:
+    """What is left, zero counts left out ("3 points and 1 artifact (2.0 MB)"); with
+    nothing left, the run itself (its creation, or its final status)."""
+    said = [count(points, "point")] if points else []
     if files:
         size = 0
         for record in files:
             with contextlib.suppress(OSError, TypeError):
                 size += (spool.path / (record["path"] or record["spooled_file"])).stat().st_size
-        plural = "s" if len(files) > 1 else ""
-        said.append(f"{len(files)} artifact{plural}" + (f" ({size / 1e6:.1f} MB)" if size else ""))
-    return " and ".join(said)
+        said.append(count(len(files), "artifact") + (f" ({size / 1e6:.1f} MB)" if size else ""))
+    return " and ".join(said) or f"the run and its status ({status})"
 
 
 def init(

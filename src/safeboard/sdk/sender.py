@@ -23,6 +23,7 @@ from safeboard.sdk.delivery import PAUSES, Delivery, Undeliverable, retryable
 from safeboard.sdk.spool import RunSpool
 from safeboard.sdk.uploads import Uploader, spool_record
 from safeboard.wire import metric_key_problem
+from safeboard.words import count
 
 __all__ = ["Point", "Sender"]
 
@@ -96,7 +97,7 @@ def _loggable(key: str) -> bool:
     problem = metric_key_problem(key)
     if problem and key not in _refused_keys:
         _refused_keys.add(key)
-        log.warning("not logging metric %r: %s", key[:80], problem)
+        notices.say(f"not logging metric {key[:80]!r}: {problem}")
     return problem is None
 
 
@@ -130,6 +131,8 @@ class Sender(threading.Thread):
         self.delivered_points = 0
         self.dropped_points = 0
         self.idle = threading.Event()  # set after a round that left nothing behind
+        self.trouble: str | None = None  # an unexpected failure of a round, said once
+        self._held: list[dict[str, Any]] = []  # the batches of the round in flight
 
     def wake(self) -> None:
         self._wake.set()
@@ -144,9 +147,9 @@ class Sender(threading.Thread):
         while not self._stopping.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()
-            self.cycle()
+            self._guarded_cycle()
         while True:  # the last rounds: until everything is delivered or time is up
-            self.cycle(final=True)
+            self._guarded_cycle(final=True)
             left = self._deadline - time.monotonic()
             if self.idle.is_set() or left <= 0 or self.delivery is None or self._hopeless:
                 return
@@ -160,6 +163,25 @@ class Sender(threading.Thread):
                 points.append(pop())
         except IndexError:
             return points
+
+    def _guarded_cycle(self, *, final: bool = False) -> None:
+        """A round that fails unexpectedly (the spool's files changed under it, a full disk,
+        a bug) is said once and retried next round: the thread never dies silently, which
+        would leave the run running forever."""
+        try:
+            self.cycle(final=final)
+        except Exception as exc:  # noqa: BLE001  (see above)
+            self._spooled = True
+            self._say_trouble(exc)
+
+    def _say_trouble(self, exc: BaseException) -> None:
+        cause = f"{type(exc).__name__}: {exc}" if not isinstance(exc, OSError) else str(exc)
+        if self.trouble is None:
+            notices.say(
+                f"run {self.spool.path.name}: delivery failed ({cause}); retrying. What is not "
+                f"delivered stays in {self.spool.path} for `safeboard sync`"
+            )
+        self.trouble = cause
 
     def cycle(self, *, final: bool = False) -> None:
         """One round: new points become batches; deliver what can be delivered."""
@@ -176,7 +198,7 @@ class Sender(threading.Thread):
             try:
                 spool_record(self.spool, record)
             except (OSError, SafeboardError) as exc:
-                log.warning("safeboard: artifact %r not kept: %s", record.get("name"), exc)
+                notices.say(f"artifact {record.get('name')!r} not kept: {exc}")
             self.artifacts.popleft()
 
     def _release_artifacts(self) -> None:
@@ -203,11 +225,12 @@ class Sender(threading.Thread):
             batches = []
         if waiting:
             return
+        self._held = batches
         try:
             delivered = False  # a request went through: a refusal is over (not an idle round)
             for path, batch in self.spool.batches():
                 self._deliver(batch)
-                path.unlink()
+                path.unlink(missing_ok=True)
                 delivered = True
             self._spooled = False
             while batches:
@@ -221,10 +244,11 @@ class Sender(threading.Thread):
             self._hopeless = False
             if delivered:
                 self._recovered()
+        except OSError as exc:  # the spool, not the server: keep what is held, say it once
+            self._keep(batches)
+            self._say_trouble(exc)
         except SafeboardError as exc:
-            for batch in batches:  # not delivered: keep them, in order, on disk
-                self.spool.add_batch(batch)
-            self._spooled = True
+            self._keep(batches)
             self._failures += 1
             self._pause = PAUSES.delay(self._failures, exc)
             self._hopeless = not retryable(exc)
@@ -232,6 +256,19 @@ class Sender(threading.Thread):
                 self.record_refusal(exc)
             self._retry_at = time.monotonic() + (RECHECK_SECONDS if self._hopeless else self._pause)
             log.debug("delivery paused (%s); retrying in %.1f s", exc.message, self._pause)
+
+    def abandon(self) -> None:
+        """finish() gives up on this thread (a request outlives the deadline): what it holds
+        goes to the spool for `safeboard sync` (a batch sent twice is stored once: its id)."""
+        for batch in [*self._held, *to_batches(self._drain())]:
+            self.spool.add_batch(batch)
+
+    def _keep(self, batches: list[dict[str, Any]]) -> None:
+        """Not delivered: keep them, in order, on disk."""
+        self._spooled = True
+        while batches:
+            self.spool.add_batch(batches[0])
+            batches.pop(0)  # spooled: no longer held in memory (see abandon)
 
     def record_refusal(self, exc: SafeboardError) -> None:
         """A failure that needs the user: said once on stderr (cause and fix), and kept in
@@ -250,7 +287,7 @@ class Sender(threading.Thread):
         self.refusal = None
         self.delivery.meta.pop("last_error", None)
         self.spool.write_meta(self.delivery.meta)
-        log.warning("safeboard: delivery resumed for run %s", self.delivery.meta["id"])
+        notices.say(f"delivery resumed for run {self.delivery.meta['id']}")
 
     def _deliver(self, batch: dict[str, Any]) -> None:
         assert self.delivery is not None  # noqa: S101
@@ -260,4 +297,4 @@ class Sender(threading.Thread):
             self.delivered_points += points
         except Undeliverable as exc:
             self.dropped_points += points
-            log.warning("the server refused a batch of %d points for good: %s", points, exc)
+            notices.say(f"the server refused a batch of {count(points, 'point')} for good: {exc}")

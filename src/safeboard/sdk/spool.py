@@ -7,10 +7,16 @@ batches exactly as they will be posted, in order; ``artifact-<n>-<id>.json`` fil
 artifacts to upload (the file's path, name, kind, step), and ``image-<id>.png`` the images
 logged as arrays. Files are written atomically, 0600, in a 0700 directory.
 ``safeboard sync`` delivers what is left.
+
+``lock`` is held (``flock``) by whoever writes the run: its training script from ``init()``
+until it ends (the kernel releases it when the process dies), or ``safeboard sync`` while
+it sends the run. Nobody else touches a locked run's files.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 from collections.abc import Iterator
@@ -20,10 +26,21 @@ from typing import Any
 from platformdirs import user_state_dir
 
 from safeboard.client.config import write_private
+from safeboard.errors import Conflict
 
-__all__ = ["RunSpool", "spool_root", "spooled_runs"]
+__all__ = ["RunSpool", "SpoolLocked", "spool_root", "spooled_runs"]
 
 SPOOL_ENV = "SAFEBOARD_SPOOL_DIR"
+LOCK_NAME = "lock"
+
+
+class SpoolLocked(Conflict):
+    """Another process (``pid``: 0 when unknown) writes this run: its training script."""
+
+    def __init__(self, run_id: str, pid: int) -> None:
+        by = f"its script (pid {pid})" if pid else "its script"
+        super().__init__(f"run {run_id} is still being written by {by}")
+        self.pid = pid
 
 
 def spool_root() -> Path:
@@ -41,6 +58,7 @@ class RunSpool:
     def __init__(self, root: Path, run_id: str) -> None:
         self.path = root / run_id
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._lock: int | None = None
         self._next = 1 + max((self._number(p) for p in self._batch_files()), default=0)
         self._next_artifact = 1 + max((self._number(p) for p in self._artifact_files()), default=0)
 
@@ -69,8 +87,61 @@ class RunSpool:
         return path
 
     def batches(self) -> Iterator[tuple[Path, dict[str, Any]]]:
+        """Spooled batches, oldest first (those that vanished meanwhile skipped)."""
         for path in self._batch_files():
-            yield path, json.loads(path.read_text(encoding="utf-8"))
+            try:
+                yield path, json.loads(path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                continue
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK_NAME
+
+    def lock(self) -> None:
+        """Hold this run's lock until :meth:`unlock` or the process ends; raises
+        SpoolLocked when another process holds it."""
+        if self._lock is not None:
+            return
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SpoolLocked(self.path.name, self.holder() or 0) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock = fd
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            fd, self._lock = self._lock, None
+            try:  # released explicitly: a forked child (a data loader) may share the fd
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    def holder(self) -> int | None:
+        """The pid of the process holding this run's lock (0: unknown), or None."""
+        if self._lock is not None:
+            return os.getpid()
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = os.read(fd, 32).decode("ascii", "replace").strip()
+                return int(text) if text.isdigit() else 0
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
 
     def pending_points(self) -> int:
         return sum(
@@ -122,10 +193,14 @@ class RunSpool:
         return [record for _, record in self.artifacts()]
 
     def remove(self) -> None:
-        """Delete the spool once everything is delivered and the run is final."""
+        """Delete the spool once everything is delivered and the run is final (or the run
+        could not start, or it is discarded)."""
+        if not self.path.is_dir():
+            return
         for path in self.path.iterdir():
             path.unlink(missing_ok=True)
-        self.path.rmdir()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.rmdir()
 
 
 def spooled_runs(root: Path | None = None) -> list[RunSpool]:

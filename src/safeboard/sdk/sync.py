@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,13 +10,11 @@ from safeboard.client.credentials import resolve_server
 from safeboard.errors import InvalidRequest, NotFound, SafeboardError
 from safeboard.sdk.connection import Connection
 from safeboard.sdk.delivery import Delivery, Undeliverable, retryable
-from safeboard.sdk.notices import error_record
-from safeboard.sdk.spool import RunSpool, spooled_runs
+from safeboard.sdk.notices import error_record, say
+from safeboard.sdk.spool import RunSpool, SpoolLocked, spooled_runs
 from safeboard.sdk.uploads import refused_for_good, upload_record
 
-__all__ = ["SyncResult", "find_spooled", "sync_all"]
-
-log = logging.getLogger("safeboard.sdk")
+__all__ = ["SyncResult", "discard", "find_spooled", "sync_all"]
 
 
 @dataclass
@@ -32,11 +29,37 @@ class SyncResult:
     error: str | None = None
     pending_points: int = 0  # left in the spool when delivery failed
     pending_artifacts: int = 0
+    writer: int | None = None  # the pid of the script still writing the run: left alone
+    orphaned: bool = False  # its script died without finishing it: marked failed
 
 
 def sync_run(spool: RunSpool, url: str | None, api_key: str | None) -> SyncResult:
-    meta = spool.read_meta()
+    """Send one spooled run, holding its lock: a run whose script is still alive (it holds
+    the lock) is left to that script, untouched. A run still "running" whose script took
+    the lock and is gone (killed: no finish, no exit hook) is marked failed."""
+    locked_before = spool.lock_path.exists()
+    try:
+        spool.lock()
+    except SpoolLocked as locked:
+        meta = spool.read_meta()
+        result = SyncResult(meta["id"], meta["name"], writer=locked.pid)
+        result.pending_points = spool.pending_points()
+        result.pending_artifacts = len(spool.pending_artifacts())
+        return result
+    try:
+        return _sync_locked(spool, url, api_key, orphaned=locked_before)
+    finally:
+        spool.unlock()
+
+
+def _sync_locked(
+    spool: RunSpool, url: str | None, api_key: str | None, *, orphaned: bool
+) -> SyncResult:
+    meta = spool.read_meta()  # read under the lock: no script writes it any more
     result = SyncResult(meta["id"], meta["name"])
+    if orphaned and meta["status"] == "running":
+        meta["status"] = "failed"
+        result.orphaned = True
     try:
         access = resolve_server(url or meta.get("url"), api_key)
     except SafeboardError as exc:
@@ -51,7 +74,7 @@ def sync_run(spool: RunSpool, url: str | None, api_key: str | None) -> SyncResul
                 result.points += points
             except Undeliverable:
                 result.dropped += points
-            path.unlink()
+            path.unlink(missing_ok=True)
             spool.write_meta(meta)  # remembers that the run now exists on the server
         delivery.ensure_run()
         spool.write_meta(meta)
@@ -93,7 +116,7 @@ def _upload_artifacts(spool: RunSpool, delivery: Delivery, result: SyncResult) -
             if not refused_for_good(exc):
                 raise
             result.dropped_artifacts += 1
-            log.warning("artifact %r not uploaded: %s", record["name"], exc.message)
+            say(f"artifact {record['name']!r} of run {result.run_id} not uploaded: {exc.message}")
         spool.drop_artifact(path, record)
 
 
@@ -134,3 +157,12 @@ def _name_of(spool: RunSpool) -> str:
         return str(spool.read_meta().get("name", ""))
     except (OSError, ValueError):
         return ""
+
+
+def discard(spool: RunSpool) -> None:
+    """Delete a spooled run for good; refused (SpoolLocked) while its script still runs."""
+    spool.lock()
+    try:
+        spool.remove()
+    finally:
+        spool.unlock()

@@ -29,6 +29,7 @@ from safeboard.errors import (
     SafeboardError,
     Unauthenticated,
 )
+from safeboard.sdk import notices
 from safeboard.sdk.delivery import PAUSES, retryable
 from safeboard.sdk.images import Pixels, png_bytes
 from safeboard.sdk.spool import RunSpool
@@ -115,6 +116,7 @@ class Uploader(threading.Thread):
         self.dropped = 0
         self.idle = threading.Event()
         self.idle.set()
+        self._trouble = False  # an unexpected failure of a round, said once
 
     @property
     def released(self) -> int:
@@ -148,16 +150,30 @@ class Uploader(threading.Thread):
             while not self._stopping.is_set():
                 self._wake.wait(self.interval)
                 self._wake.clear()
-                self._round()
+                self._guarded_round()
             while not self.idle.is_set() and not self._hopeless:
                 left = self._deadline - time.monotonic()
                 if left <= 0:
                     return
                 if time.monotonic() < self._retry_at:
                     self._sleep(self._retry_at - time.monotonic())
-                self._round(final=True)
+                self._guarded_round(final=True)
         finally:
             self._close()
+
+    def _guarded_round(self, *, final: bool = False) -> None:
+        """A round that fails unexpectedly (a spooled file removed by hand, a full disk) is
+        said once and retried after a pause: the thread never dies silently."""
+        try:
+            self._round(final=final)
+        except Exception as exc:  # noqa: BLE001  (see above)
+            if not self._trouble:
+                notices.say(
+                    f"run {self.run_id}: uploading artifacts failed ({exc}); retrying. What is "
+                    f"not uploaded stays in {self.spool.path} for `safeboard sync`"
+                )
+            self._trouble = True
+            self._retry_at = time.monotonic() + PAUSES.delay(1, None)
 
     def _round(self, *, final: bool = False) -> None:
         if time.monotonic() < self._retry_at and not final:
@@ -186,7 +202,7 @@ class Uploader(threading.Thread):
                     self._pause(exc)
                     return
                 self.dropped += 1
-                log.warning("safeboard: artifact %r not uploaded: %s", record["name"], exc.message)
+                notices.say(f"artifact {record['name']!r} not uploaded: {exc.message}")
             self.spool.drop_artifact(path, record)
         self._failures = 0
         self._hopeless = False
