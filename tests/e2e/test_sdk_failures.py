@@ -181,6 +181,25 @@ def test_init_refuses_a_project_without_a_grant(servers: Servers) -> None:
     )
 
 
+def test_init_with_a_key_bound_to_another_project_says_so(servers: Servers) -> None:
+    """The owner's own key, bound to one project, used for another: told so, not "ask its
+    owner for a grant" (issue 11 review)."""
+    made = script(servers.tmp, servers.tls_env(servers.write_key), project="bound")
+    assert made.returncode == 0, made.stderr
+    with servers.tls.client() as client:
+        headers = {"Authorization": f"Bearer {servers.write_key}"}
+        project_id = client.get("/api/v1/projects/bound", headers=headers).json()["id"]
+    bound = make_key(servers.tls, "write", "--project-id", str(project_id))
+    assert script(servers.tmp, servers.tls_env(bound), project="bound").returncode == 0
+    refused(
+        script(servers.tmp, servers.tls_env(bound), project="elsewhere"),
+        "KeyBoundToProject",
+        "key_project_bound",
+        "project 'elsewhere' is not the one this API key is bound to",
+        "a key that is not bound to a project",
+    )
+
+
 def posts(server: ServerProcess) -> int:
     return server.log.count('"POST /api/')
 

@@ -20,6 +20,7 @@ from safeboard.errors import (
     ConfigError,
     Conflict,
     Forbidden,
+    KeyBoundToProject,
     NotFound,
     ProjectNotFound,
     SafeboardError,
@@ -126,6 +127,10 @@ class Delivery:
             try:
                 with contextlib.suppress(Conflict):  # made meanwhile, or there out of sight
                     self._call(lambda client: client.create_project(project, timeout=timeout))
+            except KeyBoundToProject as exc:  # the owner's own key, for another project
+                raise KeyBoundToProject(
+                    f"project {project!r} is not the one this API key is bound to ({exc.message})"
+                ) from None
             except Forbidden as exc:
                 raise ProjectNotFound(f"{no_access(project)} ({exc.message})") from None
             try:
