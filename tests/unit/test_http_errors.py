@@ -5,6 +5,7 @@ a refused connection says what to check, without an errno, and the CLI says it a
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -94,3 +95,29 @@ def test_the_interactive_policy_does_not_wait_on_a_refused_connection() -> None:
     assert len(tries) == 1
     assert time.monotonic() - started < 1.0
     assert DEFAULT_POLICY.should_retry(errors.ServerUnreachable("x"))  # the SDK waits it out
+
+
+def test_a_stopped_local_server_is_named_once_with_the_fix(tmp_path: Path) -> None:
+    """Through the local socket: one cause and one fix (the message said both twice)."""
+    from safeboard.client.local_socket import LocalSocketTransport
+    from safeboard.errors import ServerUnreachable
+
+    socket = tmp_path / "server.sock"
+    transport = LocalSocketTransport(socket)
+    with (
+        ApiClient("http://127.0.0.1:8080", transport=transport) as api,
+        pytest.raises(ServerUnreachable) as refused,
+    ):
+        api.get("/healthz")
+    message = refused.value.message
+    assert f"the local server is not running (nothing listens on its socket, {socket})" in message
+    assert message.count("start it with") == 1, message
+
+
+def test_init_takes_the_spool_directory_as_a_string(tmp_path: Path) -> None:
+    import safeboard
+
+    run = safeboard.init("p", mode="offline", spool_dir=str(tmp_path / "spool"), quiet=True)
+    run.log({"a": 1.0})
+    run.finish(timeout=5)
+    assert (tmp_path / "spool" / run.id / "run.json").is_file()

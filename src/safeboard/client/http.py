@@ -19,7 +19,7 @@ import httpx
 
 from safeboard.client.cleartext import require_private_transport
 from safeboard.client.config import server_origin
-from safeboard.client.local_socket import LocalSocketTransport
+from safeboard.client.local_socket import LocalServerDown, LocalSocketTransport
 from safeboard.client.scheme import wrong_scheme
 from safeboard.client.trust import PinnedContext, UntrustedCertificate, diagnose
 from safeboard.errors import (
@@ -222,6 +222,8 @@ class ApiClient:
                 f"the safeboard server at {self.url} did not answer{within}: it may be "
                 "busy, or a firewall drops the connection; try again or check the address"
             )
+        if isinstance(exc, LocalServerDown):  # names the socket and the fix already
+            return ServerUnreachable(f"no safeboard server answers at {self.url}: {exc}")
         if isinstance(exc, httpx.ConnectError):
             reason = _reason(exc)
             return ServerUnreachable(

@@ -43,6 +43,8 @@ class LocalSocketTransport(httpx.HTTPTransport):
             raise
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if not self._address.path.exists():  # said at once (httpcore would leak a socket)
+            raise LocalServerDown(self._address.path, request)
         try:
             return super().handle_request(request)
         except httpx.ConnectError as exc:

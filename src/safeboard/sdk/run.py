@@ -97,7 +97,7 @@ class Run:
         mode: Mode,
         url: str | None,
         api_key: str | None,
-        spool_dir: Path | None,
+        spool_dir: str | os.PathLike[str] | None,
         interval: float,
         quiet: bool = False,
     ) -> None:
@@ -113,7 +113,7 @@ class Run:
         if mode == "online":  # resolved before anything is created on disk
             connection = Connection(resolve_server(url, api_key))
             server_url = connection.url
-        self.spool = RunSpool(spool_dir or spool_root(), self.id)
+        self.spool = RunSpool(Path(spool_dir) if spool_dir else spool_root(), self.id)
         try:
             self.spool.lock()  # held for the run's life: `safeboard sync` leaves it alone
             self._meta: dict[str, Any] = {
@@ -390,7 +390,7 @@ def init(
     mode: Mode | None = None,
     url: str | None = None,
     api_key: str | None = None,
-    spool_dir: Path | None = None,
+    spool_dir: str | os.PathLike[str] | None = None,
     flush_interval: float = 0.5,
     quiet: bool | None = None,
 ) -> Run:
