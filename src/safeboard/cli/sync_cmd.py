@@ -101,8 +101,8 @@ def _discard(ref: str, spool_dir: Path | None, *, yes: bool) -> None:
     if not yes:
         if not sys.stdin.isatty():
             raise click.ClickException(
-                f"not discarding {what} without a confirmation, and there is no terminal to "
-                "ask on: add --yes"
+                f"not discarding run {meta.get('name')} ({spool.path.name}; {things}) without "
+                "a confirmation, and there is no terminal to ask on: add --yes"
             )
         click.confirm(f"Delete {what} from {spool.path}, for good?", abort=True)
     try:
