@@ -30,6 +30,7 @@ from safeboard.auth.principal import Principal
 from safeboard.datadir import ensure_data_dir
 from safeboard.projects import repository as projects
 from safeboard.secret_store import ensure_secrets
+from safeboard.services import services_of
 from safeboard.settings import load_settings
 from safeboard.storage import create_engine, upgrade
 
@@ -85,11 +86,12 @@ def _seed(n: int, database_url: str | None) -> tuple[Any, Any, str, Principal, l
     engine = create_engine(settings.database_url)
     upgrade(engine)
     app = create_app(settings, engine=engine)
-    users, keys = app.state.users, app.state.auth_context.keys
+    services = services_of(app)
+    users, keys = services.users, services.keys
     print(f"seeding {n} accounts, keys and grants ({engine.dialect.name})...", file=sys.stderr)
     made = users.add("owner", role=Role.ADMIN, actor="bench")
     owner = Principal(made.id, "owner", Role.ADMIN, CredentialKind.SESSION, Scope.ADMIN)
-    project = app.state.projects.create(owner, "bench")
+    project = services.projects.create(owner, "bench")
     tokens = []
     for i in range(n):
         user = users.add(f"user{i}", role=Role.MEMBER, actor="bench")
@@ -112,7 +114,7 @@ async def measure(n: int, seconds: float, database_url: str | None) -> None:
     tasks = [stream.start(host) for stream in streams]
     for stream in streams:
         await stream.until(lambda s=stream: ": connected" in s.body, 30)
-    guard = app.state.streams
+    guard = services_of(app).streams
     print(f"{n} streams open; counting statements for {seconds} s...", file=sys.stderr)
     event.listen(engine, "before_cursor_execute", count)
     rounds0, queries0, began = guard.rounds, guard.queries, time.monotonic()
@@ -128,7 +130,7 @@ async def measure(n: int, seconds: float, database_url: str | None) -> None:
 
     victim = streams[n // 2]
     revoked_at = time.monotonic()
-    keys = app.state.auth_context.keys
+    keys = services_of(app).keys
     await asyncio.to_thread(keys.revoke, owner, victim.token.split("_")[1])
     await victim.until(lambda: victim.ended is not None, 5)
     assert victim.ended is not None

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from safeboard.api.app import create_app
 from safeboard.datadir import ensure_data_dir
 from safeboard.secret_store import ensure_secrets
+from safeboard.services import services_of
 from safeboard.settings import Settings, load_settings
 from safeboard.storage import create_engine, upgrade
 
@@ -49,4 +50,4 @@ async def client(make_app: Callable[..., FastAPI]) -> AsyncIterator[httpx.AsyncC
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as c:
         yield c
-    app.state.engine.dispose()
+    services_of(app).engine.dispose()

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from safeboard.api.app import create_app
 from safeboard.auth.dependencies import AuthContext
 from safeboard.auth.permissions import Role, Scope
+from safeboard.services import Services, services_of
 from safeboard.settings import Settings
 from safeboard.storage import create_engine, upgrade
 from safeboard.users.service import UserService
@@ -32,14 +33,17 @@ class World:
     clients: list[httpx.AsyncClient] = field(default_factory=list)
 
     @property
+    def services(self) -> Services:
+        """The app's services: the very objects its routes use."""
+        return services_of(self.app)
+
+    @property
     def users(self) -> UserService:
-        service: UserService = self.app.state.users
-        return service
+        return self.services.users
 
     @property
     def context(self) -> AuthContext:
-        context: AuthContext = self.app.state.auth_context
-        return context
+        return self.services.auth_context
 
     def client(self, address: str = "127.0.0.1", **headers: str) -> httpx.AsyncClient:
         transport = httpx.ASGITransport(app=self.app, client=(address, 50000))
@@ -55,7 +59,7 @@ class World:
     def key(self, name: str, scope: Scope = Scope.ADMIN, **kwargs: Any) -> str:
         from safeboard.cli.local import Local
 
-        local = Local(self.settings, self.users, self.context.keys)
+        local = Local(self.services)
         _, token = self.context.keys.create(
             local.principal(name), name="test", scope=scope, **kwargs
         )
@@ -82,8 +86,8 @@ class World:
     async def close(self) -> None:
         for client in self.clients:
             await client.aclose()
-        self.app.state.streams.stop()  # as the app's shutdown does: no check mid-dispose
-        self.app.state.engine.dispose()
+        self.services.streams.stop()  # as the app's shutdown does: no check mid-dispose
+        self.services.engine.dispose()
 
 
 def build_world(make_settings: Callable[..., Settings], db_url: str, **overrides: Any) -> World:

@@ -144,7 +144,7 @@ async def test_audit_trail_of_identity_events(world: World) -> None:
     key = await admin.post("/api/v1/keys", json={"name": "ci"}, headers=world.unsafe(csrf))
     await admin.delete(f"/api/v1/keys/{key.json()['id']}", headers=world.unsafe(csrf))
     await admin.post("/api/v1/auth/logout", headers=world.unsafe(csrf))
-    engine = world.app.state.engine
+    engine = world.services.engine
     actions = [entry.action for entry in audit.list_entries(engine)]
     for expected in (
         "user.created",

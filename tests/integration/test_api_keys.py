@@ -43,7 +43,7 @@ async def test_created_key_is_shown_once_and_stored_as_hash(world: World) -> Non
     assert [k["id"] for k in listed] == [body["id"]]
     assert token not in str(listed)
     secret = token.split("_", 2)[2]
-    with world.app.state.engine.connect() as conn:
+    with world.services.engine.connect() as conn:
         rows = [tuple(r) for r in conn.exec_driver_sql("SELECT * FROM api_keys")]
     assert secret not in str(rows)
 

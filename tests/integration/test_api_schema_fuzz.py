@@ -24,6 +24,7 @@ from safeboard.auth.permissions import CredentialKind, Role, Scope
 from safeboard.auth.principal import Principal
 from safeboard.datadir import ensure_data_dir
 from safeboard.secret_store import ensure_secrets
+from safeboard.services import services_of
 from safeboard.settings import load_settings
 from safeboard.storage import create_engine, upgrade
 from safeboard.users.service import UserService
@@ -58,13 +59,13 @@ def _target(data_dir: Path, database_url: str | None = None) -> Target:
     engine = create_engine(app_settings.database_url)
     upgrade(engine)
     app = create_app(app_settings, engine=engine)
-    users: UserService = app.state.users
+    users: UserService = services_of(app).users
     admin = users.add("admin", role=Role.ADMIN, actor="test")
     users.add("member", role=Role.MEMBER, actor="test")
     owner = Principal(admin.id, admin.username, admin.role, CredentialKind.SESSION, Scope.ADMIN)
-    _, token = app.state.auth_context.keys.create(owner, name="fuzz", scope=Scope.ADMIN)
-    app.state.projects.create(owner, PROJECT)
-    app.state.runs.create(owner, PROJECT, run_id=RUN_ID, name="seed")
+    _, token = services_of(app).keys.create(owner, name="fuzz", scope=Scope.ADMIN)
+    services_of(app).projects.create(owner, PROJECT)
+    services_of(app).runs.create(owner, PROJECT, run_id=RUN_ID, name="seed")
     return Target(app, {"Authorization": f"Bearer {token}"})
 
 
@@ -88,7 +89,7 @@ def target(
     with fresh_database(server, "fuzz") as url:
         built = _target(tmp_path_factory.mktemp("fuzz-pg") / "data", url)
         yield built
-        built.app.state.engine.dispose()
+        services_of(built.app).engine.dispose()
 
 
 # The SDK's packed metric batches: arbitrary bytes, and well-formed bodies with arbitrary

@@ -87,7 +87,7 @@ async def partial(client: httpx.AsyncClient, run_id: str, size: int, sent: int, 
 
 
 def expiry_entries(world: World) -> list[AuditEntry]:
-    with world.app.state.engine.connect() as conn:
+    with world.services.engine.connect() as conn:
         return audit.entries(conn, action="artifact.expired")
 
 
@@ -96,7 +96,7 @@ def file_of(world: World, artifact_id: str) -> Path:
 
 
 def row_of(world: World, artifact_id: str) -> artifacts.Artifact | None:
-    with world.app.state.engine.connect() as conn:
+    with world.services.engine.connect() as conn:
         return artifacts.get(conn, artifact_id)
 
 
@@ -165,7 +165,7 @@ async def test_a_stale_upload_gives_its_quota_back_at_the_next_declaration(world
     assert entry.detail["project"] == "mnist"
     assert entry.detail["name"] == "abandoned.bin"
     assert (entry.detail["bytes"], entry.detail["received"]) == (900_000, 300_000)
-    with world.app.state.engine.connect() as conn:
+    with world.services.engine.connect() as conn:
         assert audit.verify(conn).ok
 
 
@@ -220,10 +220,10 @@ async def test_an_upload_resumed_after_it_was_listed_as_idle_is_kept(world: Worl
     resumed = (await declare(olga, run_id, data)).json()["id"]
     moment = later(world, HOURS + 1)
     cutoff = moment - timedelta(hours=HOURS)
-    with world.app.state.engine.connect() as conn:
+    with world.services.engine.connect() as conn:
         assert [a.id for a in artifacts.stale_uploads(conn, cutoff)] == [resumed]
     assert (await put(olga, resumed, data[:10])).json()["received"] == 10  # at `moment`
-    with world.app.state.engine.begin() as conn:
+    with world.services.engine.begin() as conn:
         assert not artifacts.delete_stale(conn, resumed, cutoff)
     assert row_of(world, resumed) is not None
 
@@ -237,7 +237,7 @@ async def test_bytes_written_for_a_row_that_vanished_leave_no_file(world: World)
     artifact_id = (await declare(olga, run_id, data)).json()["id"]
     # A chunk, not the whole file: the request ends with the bytes recorded, or not.
     async with writing(world, olga, artifact_id, data[:10_000], data[10_000:20_000]) as results:
-        with world.app.state.engine.begin() as conn:  # what the other replica's expiry did
+        with world.services.engine.begin() as conn:  # what the other replica's expiry did
             conn.execute(sa.delete(ArtifactRow).where(ArtifactRow.id == artifact_id))
     assert results["put"].status_code == 404
     assert stored_files(world) == []
@@ -276,7 +276,7 @@ async def test_the_sweep_expires_uploads_of_projects_that_never_declare_again(
     # Two replicas sweep at once (their own services, one database, one store): each
     # upload expires once and is audited once.
     replica = ArtifactService(
-        world.app.state.engine, LocalStore(world.settings.artifact_dir), world.settings.artifacts,
+        world.services.engine, LocalStore(world.settings.artifact_dir), world.settings.artifacts,
         b"k" * 32, clock=service(world).clock,
     )  # fmt: skip
     counts = await asyncio.gather(

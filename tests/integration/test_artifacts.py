@@ -55,7 +55,7 @@ def as_user(world: World, name: str, scope: Scope = Scope.ADMIN) -> httpx.AsyncC
 
 
 def service(world: World) -> ArtifactService:
-    found: ArtifactService = world.app.state.artifacts
+    found: ArtifactService = world.services.artifacts
     return found
 
 

@@ -64,7 +64,7 @@ def _sha(data: bytes) -> str:
 def _downloads(world: World, artifact_id: str) -> list[dict[str, Any]]:
     return [
         {"actor": e.actor, "address": e.address, **e.detail}
-        for e in audit.list_entries(world.app.state.engine, limit=10_000)
+        for e in audit.list_entries(world.services.engine, limit=10_000)
         if e.action == "artifact.downloaded" and e.target == f"artifact:{artifact_id}"
     ]
 
@@ -92,12 +92,12 @@ async def test_three_hundred_range_requests_make_one_entry(
     assert len(_downloads(a, artifact_id)) == 3
 
     # Once the window has passed, the next download is a new entry.
-    artifacts: ArtifactService = a.app.state.artifacts
+    artifacts: ArtifactService = a.services.artifacts
     artifacts.clock = lambda: utcnow() + timedelta(seconds=61)
     assert (await olga.get(path)).status_code == 200
     assert (await olga.get(path)).status_code == 200
     assert len(_downloads(a, artifact_id)) == 4
-    assert audit.verify(a.app.state.engine).ok
+    assert audit.verify(a.services.engine).ok
 
 
 async def test_preview_fetches_make_one_entry(replicas: tuple[World, World]) -> None:
@@ -135,7 +135,7 @@ async def test_replicas_downloading_at_once_make_one_entry(
             group.start_soon(fetch, i)
     assert statuses == [206] * 40
     assert len(_downloads(a, artifact_id)) == 1
-    assert audit.verify(b.app.state.engine).ok
+    assert audit.verify(b.services.engine).ok
 
 
 async def test_zero_records_every_request(

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 
 from safeboard.api.app import create_app
 from safeboard.errors import ConfigError
+from safeboard.services import services_of
 from safeboard.settings import Settings
 from safeboard.storage import create_engine, upgrade
 
@@ -90,7 +91,7 @@ async def probe(app_with_probes: Callable[..., FastAPI]) -> AsyncIterator[httpx.
     app = app_with_probes(server={"max_body_bytes": 2048})
     async with _client(app) as client:
         yield client
-    app.state.engine.dispose()
+    services_of(app).engine.dispose()
 
 
 async def test_healthz_reports_database(client: httpx.AsyncClient) -> None:
@@ -110,10 +111,11 @@ async def test_healthz_on_each_backend(
     assert response.json() == {"status": "ok", "database": "ok"}
 
 
-async def test_healthz_reports_unreachable_database(make_app: Callable[..., FastAPI]) -> None:
-    app = make_app()
-    app.state.engine.dispose()
-    app.state.engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none")
+async def test_healthz_reports_unreachable_database(
+    make_settings: Callable[..., Settings],
+) -> None:
+    unreachable = create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none")
+    app = create_app(make_settings(), engine=unreachable)
     async with _client(app) as client:
         response = await client.get("/healthz")
     assert response.status_code == 503

@@ -120,7 +120,7 @@ async def test_the_discovery_key_cannot_give_the_owner_a_password(world: World) 
     assert (await key.post("/api/v1/users/backdoor/invite")).status_code == 403
     assert not world.users.get(started.admin).has_password
     assert not world.users.get("backdoor").has_password
-    invites = [e for e in audit.list_entries(world.app.state.engine) if e.action == "invite.issued"]
+    invites = [e for e in audit.list_entries(world.services.engine) if e.action == "invite.issued"]
     assert invites == []
 
 
@@ -153,14 +153,14 @@ async def test_logout_is_for_sessions(world: World) -> None:
     key = world.client(Authorization=f"Bearer {world.key('alice', Scope.ADMIN)}")
     response = await key.post("/api/v1/auth/logout")
     assert response.status_code == 400
-    assert not [e for e in audit.list_entries(world.app.state.engine) if e.action == "logout"]
+    assert not [e for e in audit.list_entries(world.services.engine) if e.action == "logout"]
 
 
 async def test_failed_sign_ins_never_record_what_was_typed_as_a_name(world: World) -> None:
     typed = "my secret passw0rd!"
     await world.client().post("/api/v1/auth/login", json={"username": typed, "password": "x"})
     await world.client().post("/api/v1/auth/login", json={"username": "alice", "password": "x"})
-    failures = [e for e in audit.list_entries(world.app.state.engine) if e.action == "login.failed"]
+    failures = [e for e in audit.list_entries(world.services.engine) if e.action == "login.failed"]
     assert [e.target for e in failures] == ["unknown user", "user:alice"]
     assert typed not in str([(e.target, e.detail) for e in failures])
 
@@ -170,7 +170,7 @@ async def test_a_start_keeps_a_good_local_key_and_replaces_others_on_the_record(
 ) -> None:
     """Issue 11: a restart keeps the discovery file's key while it is good, so scripts that
     run across it go on; a revoked, foreign or half-spent key is replaced (and revoked)."""
-    engine = world.app.state.engine
+    engine = world.services.engine
     first = bootstrap(world.app, world.settings, None)
     second = bootstrap(world.app, world.settings, None)
     assert first.login_link != second.login_link  # the startup link is new at every start

@@ -158,7 +158,7 @@ async def test_streams_per_account_are_capped(
         assert await again.ended_within(1.0)
         await second.close()
         await again.close()
-        assert a.app.state.streams.open_count() == 1  # the admin's
+        assert a.services.streams.open_count() == 1  # the admin's
         fresh = await OpenStream(a.app, a.base_url, STREAM, _bearer(a.key("alice"))).open()
         assert fresh.status == 200
         for stream in (fresh, others, elsewhere):
@@ -179,7 +179,7 @@ async def test_a_stream_whose_client_left_before_it_began_gives_its_place_back(
     await gone.close()
     del gone
     gc.collect()
-    assert a.app.state.streams.open_count() == 0
+    assert a.services.streams.open_count() == 0
 
 
 async def test_nothing_follows_the_end_even_when_a_full_queue_dropped_it(
@@ -192,7 +192,7 @@ async def test_nothing_follows_the_end_even_when_a_full_queue_dropped_it(
 
     a, _, _admin = replicas
     stream = await OpenStream(a.app, a.base_url, STREAM, _bearer(a.key("alice"))).open()
-    (ticket,) = a.app.state.streams._open
+    (ticket,) = a.services.streams._open
     ticket.end(Refusal("unauthenticated", "this stream's API key was revoked"))
     subscription = ticket._subscription
     for step in range(1100):  # before the stream runs again: the END is pushed out

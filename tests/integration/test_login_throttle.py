@@ -286,8 +286,8 @@ async def test_parallel_correct_sign_ins_do_not_lock_the_account(world: World) -
         )
         assert statuses == [200] * 5
         assert await _sign_in(world, "192.0.2.20", "alice", PASSWORD) == 200
-    assert _failures(world.app.state.engine, "user:alice") is None
-    assert _failures(world.app.state.engine, "addr:192.0.2.20") == 0
+    assert _failures(world.services.engine, "user:alice") is None
+    assert _failures(world.services.engine, "addr:192.0.2.20") == 0
 
 
 @pytest.mark.anyio

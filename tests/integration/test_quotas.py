@@ -150,8 +150,8 @@ async def test_a_taken_name_is_answered_alike_whoever_holds_it(world: World) -> 
 async def test_one_name_created_at_once_is_one_project(world: World) -> None:
     """Concurrent creations of one name: one project, the others the same 409, no 500
     (PostgreSQL's unique index, not only the check before the insert)."""
-    service: ProjectService = world.app.state.projects
-    local = Local(world.settings, world.users, world.context.keys)
+    service: ProjectService = world.services.projects
+    local = Local(world.services)
     principals = [local.principal(name) for name in ("olga", "vic", "eve", "admin")]
     outcomes: list[str] = []
     start = threading.Barrier(len(principals))
@@ -177,8 +177,8 @@ async def test_one_users_concurrent_declarations_count_each_other(world: World) 
     user's row serialises them): never more than the quota."""
     olga = as_user(world, "olga")
     runs = [await _project_run(olga, "c1"), await _project_run(olga, "c2")]
-    service = world.app.state.artifacts
-    principal = Local(world.settings, world.users, world.context.keys).principal("olga")
+    service = world.services.artifacts
+    principal = Local(world.services).principal("olga")
     data = b"x" * 400
     spec = ArtifactIn(name="f", size=400, sha256=hashlib.sha256(data).hexdigest())
     outcomes: list[str] = []

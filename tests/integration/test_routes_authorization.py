@@ -195,7 +195,7 @@ async def test_member_key_with_admin_scope_gets_no_admin_powers(world: World) ->
 async def test_project_bound_key_reaches_nothing_else(world: World) -> None:
     from safeboard.projects import repository as projects
 
-    with world.app.state.engine.begin() as conn:
+    with world.services.engine.begin() as conn:
         project = projects.create(
             conn,
             name="mnist",

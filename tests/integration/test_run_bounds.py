@@ -141,7 +141,7 @@ async def test_updates_beyond_the_bounds_are_refused_and_change_nothing(
 def result_columns(world: World) -> Iterator[list[set[str]]]:
     """The names of the columns of every result the database sends while inside."""
     seen: list[set[str]] = []
-    engine = world.app.state.engine
+    engine = world.services.engine
 
     def record(_conn: Any, cursor: Any, *_: Any) -> None:
         if cursor.description:
@@ -198,7 +198,7 @@ async def test_lists_and_pages_never_read_whole_configs(
 
 def insert_raw(world: World, name: str, params: str, system: str = "{}") -> str:
     """A run row written as an older server may have written it: any JSON text at all."""
-    engine = world.app.state.engine
+    engine = world.services.engine
     run_id = f"{len(name):02d}{name.encode().hex()}".ljust(32, "0")[:32]
 
     def raw(text: str) -> sa.ColumnElement[Any]:

@@ -166,7 +166,7 @@ async def test_no_other_response_carries_the_binding(world: World) -> None:
 async def test_only_an_hmac_of_the_binding_is_stored(world: World) -> None:
     _, response = await _sign_in(world, "alice")
     binding = response.json()["binding"]
-    with world.app.state.engine.connect() as conn:
+    with world.services.engine.connect() as conn:
         stored = [row[0] for row in conn.exec_driver_sql("SELECT binding_hash FROM sessions")]
         dump = [
             str(row)

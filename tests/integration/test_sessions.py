@@ -112,7 +112,7 @@ async def test_user_name_is_case_folded(world: World) -> None:
 async def test_stored_password_is_argon2id(world: World) -> None:
     from safeboard.users import repository
 
-    with world.app.state.engine.connect() as conn:
+    with world.services.engine.connect() as conn:
         stored = repository.password_hash(conn, world.users.get("alice").id)
     assert stored is not None
     assert stored.startswith("$argon2id$")
@@ -137,7 +137,7 @@ async def test_rehash_on_login_when_parameters_rise(
         assert response.status_code == 200
         from safeboard.users import repository
 
-        with stronger.app.state.engine.connect() as conn:
+        with stronger.services.engine.connect() as conn:
             stored = repository.password_hash(conn, stronger.users.get("carol").id)
         assert stored is not None
         assert "t=3" in stored
@@ -223,7 +223,7 @@ async def test_each_sign_in_gets_a_new_session_id(world: World) -> None:
 async def test_session_ids_are_stored_only_as_hashes(world: World) -> None:
     client, _ = await world.signed_in("alice")
     cookie = client.cookies[session_cookie_name(world.base_url)]
-    with world.app.state.engine.connect() as conn:
+    with world.services.engine.connect() as conn:
         stored = [row[0] for row in conn.exec_driver_sql("SELECT id_hash FROM sessions")]
     assert stored
     assert cookie not in stored

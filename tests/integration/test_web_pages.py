@@ -36,7 +36,7 @@ PAGES = ["/account", "/admin/users", "/admin/grants", "/admin/audit", "/admin/se
 def principal(world: World, name: str) -> Principal:
     from safeboard.cli.local import Local
 
-    return Local(world.settings, world.users, world.context.keys).principal(name)
+    return Local(world.services).principal(name)
 
 
 @pytest.fixture
@@ -51,17 +51,17 @@ async def world(make_settings: Callable[..., Settings], db_url: str) -> AsyncIte
 def seed(world: World, project: str = "p", runs: int = RUNS) -> list[str]:
     """Runs with lr = i / 1000 (every seventh without lr) and a loss metric of 1 / (i + 1)."""
     admin = principal(world, "admin")
-    world.app.state.projects.create(admin, project, "")
+    world.services.projects.create(admin, project, "")
     ids = []
     for i in range(runs):
         params = {"layers": [64, 32]} if i % 7 == 0 else {"lr": i / 1000, "layers": [64, 32]}
         params["opt"] = {"name": ["sgd", "adam", "adamw"][i % 3]}
         tags = {"group": f"g{i % 4}"} if i % 5 else {}
-        run = world.app.state.runs.create(
+        run = world.services.runs.create(
             admin, project, name=f"run-{i:03d}", params=params, tags=tags
         )
         loss = 1 / (i + 1)
-        world.app.state.metrics.ingest(
+        world.services.metrics.ingest(
             admin,
             run.id,
             secrets.token_hex(8),
@@ -217,9 +217,9 @@ async def test_columns_are_picked_in_the_url_and_bad_input_is_a_400_page(world: 
 
 async def test_text_from_runs_renders_inert_on_every_page(world: World) -> None:
     admin_principal = principal(world, "admin")
-    world.app.state.projects.create(admin_principal, "p", "")
+    world.services.projects.create(admin_principal, "p", "")
     runs = [
-        world.app.state.runs.create(
+        world.services.runs.create(
             admin_principal,
             "p",
             name=EVIL[:200],
@@ -227,7 +227,7 @@ async def test_text_from_runs_renders_inert_on_every_page(world: World) -> None:
             tags={"model": EVIL},
             notes=EVIL,
         ),
-        world.app.state.runs.create(admin_principal, "p", name="plain", params={"lr": 0.2}),
+        world.services.runs.create(admin_principal, "p", name="plain", params={"lr": 0.2}),
     ]
     admin, _ = await world.signed_in("admin")
     pages = [
@@ -358,8 +358,8 @@ async def test_only_editors_get_the_notes_and_tags_forms(world: World) -> None:
     ids = seed(world, runs=1)
     world.user("bob")
     admin = principal(world, "admin")
-    project = world.app.state.projects
-    with world.app.state.engine.connect() as conn:
+    project = world.services.projects
+    with world.services.engine.connect() as conn:
         from safeboard.projects.access import project_by_name
 
         project_id = project_by_name(conn, admin, "p", Permission.PROJECTS_READ).id
@@ -382,8 +382,8 @@ def _text(html: str) -> str:
 async def _empty_project_pages(world: World) -> tuple[str, str, str]:
     """The empty project's page for its admin and for a member viewer, and the home page."""
     admin = principal(world, "admin")
-    project = world.app.state.projects.create(admin, "empty", "")
-    world.app.state.projects.set_grant(admin, project.id, "alice", ProjectRole.VIEWER)
+    project = world.services.projects.create(admin, "empty", "")
+    world.services.projects.set_grant(admin, project.id, "alice", ProjectRole.VIEWER)
     admin_client, _ = await world.signed_in("admin")
     alice, _ = await world.signed_in("alice")
     as_admin = await admin_client.get("/projects/empty", headers=HTML)

@@ -6,7 +6,6 @@ import re
 import socket
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -28,30 +27,20 @@ from safeboard.api.headers import SecurityHeadersMiddleware
 from safeboard.api.sorted_runs import router as sorted_runs_router
 from safeboard.artifacts import routes as artifact_routes
 from safeboard.artifacts.expiry import expiry_sweeps
-from safeboard.artifacts.service import ArtifactService
-from safeboard.artifacts.store import LocalStore
 from safeboard.audit import routes as audit_routes
 from safeboard.auth import routes as auth_routes
-from safeboard.auth.api_keys import ApiKeyService
-from safeboard.auth.dependencies import AuthContext, CookiePolicy, requires
-from safeboard.auth.identity import ApiKeyProvider, IdentityChain, SessionCookieProvider
-from safeboard.auth.passwords import PasswordHasher
+from safeboard.auth.dependencies import requires
 from safeboard.auth.permissions import Permission
-from safeboard.auth.service import AuthService
-from safeboard.events import EventBus
 from safeboard.metrics import routes as metric_routes
-from safeboard.metrics.service import MetricService
 from safeboard.projects import routes as project_routes
-from safeboard.projects.service import ProjectService
+from safeboard.provision import install
 from safeboard.runs import live as live_routes
 from safeboard.runs import routes as run_routes
-from safeboard.runs.service import RunService
-from safeboard.runs.streams import StreamGuard
 from safeboard.schemas import ERROR_RESPONSES
+from safeboard.services import build_services
 from safeboard.settings import Settings, is_wildcard_host
 from safeboard.storage import create_engine
 from safeboard.users import routes as user_routes
-from safeboard.users.service import UserService
 from safeboard.web import routes as web_routes
 
 __all__ = ["allowed_host_names", "create_app"]
@@ -83,15 +72,18 @@ def create_app(
     caller owns migrations (``safeboard.storage.upgrade``) so that tests and replicas
     decide when they run."""
     engine = engine if engine is not None else create_engine(settings.database_url)
+    # 1. Services, built once (safeboard/services.py); routes receive them by type
+    #    (safeboard/provision.py), given to the app once the routes are known (step 4).
+    services = build_services(settings, engine)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.events.start()  # PostgreSQL: LISTEN for other replicas' updates
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        services.events.start()  # PostgreSQL: LISTEN for other replicas' updates
         # Abandoned uploads expire: soon after start, then hourly (artifacts/expiry.py).
-        async with expiry_sweeps(app.state.artifacts):
+        async with expiry_sweeps(services.artifacts):
             yield
-        app.state.events.stop()
-        app.state.streams.stop()
+        services.events.stop()
+        services.streams.stop()
         engine.dispose()
 
     app = FastAPI(
@@ -104,48 +96,10 @@ def create_app(
         responses=ERROR_RESPONSES,
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.engine = engine
-
-    # 1. Services: password hashing, sign-in and sessions, API keys, accounts.
-    hasher = PasswordHasher(settings.auth)
-    auth = AuthService(engine, settings, hasher)
-    keys = ApiKeyService(engine, settings)
-    app.state.users = UserService(engine, settings, hasher)
-    app.state.projects = ProjectService(engine, settings=settings.projects)
-    events = EventBus(engine)
-    app.state.events = events
-    app.state.runs = RunService(engine, events)
-    # Open event streams: a per-account cap, and a re-check that ends a stream within a
-    # second of its credential or grant ending (runs/streams.py).
-    app.state.streams = StreamGuard(
-        engine,
-        per_user=settings.server.event_streams_per_user,
-        recheck_seconds=settings.server.event_stream_recheck_seconds,
-        session_idle=timedelta(minutes=settings.auth.session_idle_minutes),
-    )
-    app.state.metrics = MetricService(engine, events)
-    app.state.artifacts = ArtifactService(
-        engine,
-        LocalStore(settings.artifact_dir),
-        settings.artifacts,
-        settings.secure.signing_key.get_secret_value().encode(),
-    )
-    # 2. The identity chain (bearer keys, then the session cookie) and the cookie policy:
-    #    __Host- and Secure whenever browsers reach us over HTTPS (our TLS or a proxy's).
-    app.state.auth_context = AuthContext(
-        identity=IdentityChain([ApiKeyProvider(keys), SessionCookieProvider(auth)]),
-        auth=auth,
-        keys=keys,
-        cookie=CookiePolicy(
-            secure=settings.tls_on or bool(settings.server.behind_proxy),
-            max_age=settings.auth.session_max_days * 86400,
-        ),
-    )
-    # 3. Error handlers: one JSON shape for every failure.
+    # 2. Error handlers: one JSON shape for every failure.
     install_error_handlers(app)
-    # 4. Routes; each declares its permission or PUBLIC
-    #    (tests/integration/test_routes_authorization.py).
+    # 3. Routes; each declares its permission or PUBLIC
+    #    (tests/integration/test_routes_authorization.py) and the services it needs.
     app.include_router(health.router)
     app.include_router(auth_routes.router)
     app.include_router(user_routes.router)
@@ -163,6 +117,8 @@ def create_app(
     def openapi(_: object = requires(Permission.ACCOUNT_READ)) -> dict[str, object]:
         return app.openapi()
 
+    # 4. The services to the app: refused here if a route asks for a type they lack.
+    install(app, services)
     # 5. Middleware, innermost first (each add_middleware wraps the previous ones):
     #    text no database stores refused in JSON bodies -> body limit (outside it, so the
     #    JSON check reads at most the limit) -> credentials in URLs refused -> control

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import sqlalchemy as sa
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from safeboard.auth.dependencies import PUBLIC
+from safeboard.provision import provided
 from safeboard.storage import ping
 
 __all__ = ["router"]
@@ -30,8 +32,8 @@ class Health(BaseModel):
     responses={503: {"model": Health, "description": "The database is unreachable."}},
     summary="Liveness and database reachability",
 )
-async def healthz(request: Request) -> JSONResponse:
-    reachable = await run_in_threadpool(ping, request.app.state.engine)
+async def healthz(engine: sa.Engine = provided(sa.Engine)) -> JSONResponse:
+    reachable = await run_in_threadpool(ping, engine)
     body = Health(
         status="ok" if reachable else "degraded", database="ok" if reachable else "unreachable"
     )

@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request
+import sqlalchemy as sa
+from fastapi import APIRouter, Query
 from pydantic import Field
 
 from safeboard.auth.dependencies import requires_project
@@ -18,6 +19,7 @@ from safeboard.auth.principal import Principal
 from safeboard.errors import BadRequest
 from safeboard.metrics.codec import json_float
 from safeboard.projects.access import project_by_name
+from safeboard.provision import provided
 from safeboard.runs import repository as runs
 from safeboard.runs.routes import MAX_CONFIG_KEY_CHARS, MAX_CONFIG_KEYS, nested_config
 from safeboard.runs.schemas import JsonFloat
@@ -69,7 +71,6 @@ def _out(row: TableRow, project: str, tags: dict[str, str], metric: str | None) 
 
 @router.get("/projects/{project}/sorted-runs", response_model=SortedPageOut)
 def sorted_runs(  # noqa: PLR0917  (FastAPI passes each query value as a parameter)
-    request: Request,
     project: str,
     sort: str = Query(
         "created",
@@ -82,6 +83,7 @@ def sorted_runs(  # noqa: PLR0917  (FastAPI passes each query value as a paramet
     limit: int = Query(50, ge=1, le=500),
     config_key: list[str] | None = Query(None, max_length=MAX_CONFIG_KEYS),
     principal: Principal = requires_project(Permission.PROJECTS_READ),
+    engine: sa.Engine = provided(sa.Engine),
 ) -> SortedPageOut:
     """Runs sorted by ``sort`` (runs without a value last either way), matching ``filter``."""
     paths = config_key or []
@@ -90,7 +92,7 @@ def sorted_runs(  # noqa: PLR0917  (FastAPI passes each query value as a paramet
     metric = sort.removeprefix("metrics.") if sort.startswith("metrics.") else None
     columns = (*(f"params.{p}" for p in paths), *([sort] if metric else []))
     query = TableQuery(filter or None, sort, order == "desc", cursor or None, limit, columns)
-    with request.app.state.engine.connect() as conn:
+    with engine.connect() as conn:
         found = project_by_name(conn, principal, project, Permission.PROJECTS_READ)
         page = load_page(conn, found.id, query)
         tags = runs.tags_of(conn, [row.id for row in page.rows])

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
+import sqlalchemy as sa
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
@@ -33,12 +34,13 @@ from safeboard.artifacts.schemas import (
     PreviewOut,
 )
 from safeboard.artifacts.service import ArtifactService, Upload
-from safeboard.artifacts.store import BlobReader
+from safeboard.artifacts.store import ArtifactStore, BlobReader
 from safeboard.auth.dependencies import PUBLIC, client_address, requires_project
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.errors import InvalidRequest
 from safeboard.projects.access import visible_project_ids
+from safeboard.provision import provided
 from safeboard.vocabulary import is_id_prefix
 
 __all__ = ["CONTENT_PATH", "router"]
@@ -61,11 +63,6 @@ _UPLOAD_BODY = {
 }
 
 
-def _service(request: Request) -> ArtifactService:
-    service: ArtifactService = request.app.state.artifacts
-    return service
-
-
 def _out(artifact: Artifact) -> ArtifactOut:
     return ArtifactOut(
         id=artifact.id, run_id=artifact.run_id, name=artifact.name, kind=artifact.kind,
@@ -80,16 +77,16 @@ def _out(artifact: Artifact) -> ArtifactOut:
     "/api/v1/runs/{run_id}/artifacts", status_code=HTTP_201_CREATED, response_model=ArtifactOut
 )
 def declare(
-    request: Request,
     response: Response,
     run_id: str,
     body: ArtifactIn,
     principal: Principal = requires_project(Permission.PROJECTS_WRITE),
+    service: ArtifactService = provided(ArtifactService),
 ) -> ArtifactOut:
     """Declare an artifact (name, size, SHA-256); its bytes follow with PUT .../content.
     413 at once if it is over the size limit or the project's quota. The same
     ``upload_id`` again returns the same artifact (200) with the bytes stored so far."""
-    artifact, created = _service(request).declare(principal, run_id, body)
+    artifact, created = service.declare(principal, run_id, body)
     if not created:
         response.status_code = 200
     return _out(artifact)
@@ -97,14 +94,14 @@ def declare(
 
 @router.get("/api/v1/runs/{run_id}/artifacts", response_model=ArtifactListOut)
 def list_artifacts(
-    request: Request,
     run_id: str,
     cursor: str | None = Query(None, max_length=200),
     limit: int = Query(500, ge=1, le=1000),
     principal: Principal = requires_project(Permission.PROJECTS_READ),
+    service: ArtifactService = provided(ArtifactService),
 ) -> ArtifactListOut:
     """A run's artifacts in the order they were declared, a page at a time."""
-    page = _service(request).list_for_run(principal, run_id, cursor=cursor, limit=limit)
+    page = service.list_for_run(principal, run_id, cursor=cursor, limit=limit)
     return ArtifactListOut(
         items=[_out(a) for a in page.items], next_cursor=page.next_cursor, total=page.total
     )
@@ -112,12 +109,12 @@ def list_artifacts(
 
 @router.get("/api/v1/artifacts/{artifact_id}", response_model=ArtifactOut)
 def get_artifact(
-    request: Request,
     artifact_id: str,
     principal: Principal = requires_project(Permission.PROJECTS_READ),
+    service: ArtifactService = provided(ArtifactService),
 ) -> ArtifactOut:
     """An artifact; while it uploads, ``received`` says where to resume."""
-    return _out(_service(request).get(principal, artifact_id))
+    return _out(service.get(principal, artifact_id))
 
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
@@ -173,11 +170,11 @@ async def upload(
     artifact_id: str,
     upload_offset: str | None = Header(None, alias="Upload-Offset"),
     principal: Principal = requires_project(Permission.PROJECTS_WRITE),
+    service: ArtifactService = provided(ArtifactService),
 ) -> ArtifactOut:
     """Append bytes at ``Upload-Offset`` (which must equal the bytes stored: 409 with the
     right offset otherwise). The request that brings the last byte checks the SHA-256 and
     answers with the artifact ``ready``; a mismatch discards the upload (422)."""
-    service = _service(request)
     offset = _offset(upload_offset)
     begun = await run_in_threadpool(
         service.begin_upload, principal, artifact_id, offset, _length(request)
@@ -252,7 +249,10 @@ def _holds_this_version(request: Request, artifact: Artifact) -> bool:
 
 
 def _download(
-    request: Request, artifact: Artifact, record: Callable[[str | None], None]
+    request: Request,
+    store: ArtifactStore,
+    artifact: Artifact,
+    record: Callable[[str | None], None],
 ) -> Response:
     """304 when the client holds this version, 416 for a range outside the file (neither
     sends a byte, so neither is a download); otherwise the file is opened, the download
@@ -266,7 +266,7 @@ def _download(
             status_code=416, headers={**_FILE_HEADERS, "Content-Range": f"bytes */{artifact.size}"}
         )
     start, end = span or (0, artifact.size)
-    reader = _service(request).store.read(artifact.id, start, end)
+    reader = store.read(artifact.id, start, end)
     try:
         record(f"{start}-{end - 1}" if span else None)
     except BaseException:
@@ -280,16 +280,19 @@ def download(
     request: Request,
     artifact_id: str,
     principal: Principal = requires_project(Permission.PROJECTS_READ),
+    service: ArtifactService = provided(ArtifactService),
 ) -> Response:
     """The artifact's bytes: streamed, with ``Range`` (one range) and ``ETag`` (its
     SHA-256). An attachment unless it is a proven PNG, JPEG, GIF or WebP image."""
-    service = _service(request)
     artifact = service.readable(principal, artifact_id)
     address = client_address(request)
+    actor = principal.actor
     return _download(
-        request, artifact, lambda part: service.record_download(artifact, principal.actor,
-                                                                address, part)
-    )  # fmt: skip
+        request,
+        service.store,
+        artifact,
+        lambda part: service.record_download(artifact, actor, address, part),
+    )
 
 
 @router.delete("/api/v1/artifacts/{artifact_id}", status_code=HTTP_204_NO_CONTENT)
@@ -297,47 +300,52 @@ def delete(
     request: Request,
     artifact_id: str,
     principal: Principal = requires_project(Permission.PROJECTS_WRITE),
+    service: ArtifactService = provided(ArtifactService),
 ) -> None:
-    _service(request).delete(principal, artifact_id, client_address(request))
+    service.delete(principal, artifact_id, client_address(request))
 
 
 @router.post("/api/v1/artifacts/{artifact_id}/preview", response_model=PreviewOut)
 def preview(
-    request: Request,
     artifact_id: str,
     principal: Principal = requires_project(Permission.PROJECTS_READ),
+    service: ArtifactService = provided(ArtifactService),
 ) -> PreviewOut:
     """A link the browser can open without other credentials: this artifact only, for
     this user only, for at most five minutes."""
-    token, expires = _service(request).preview_link(principal, artifact_id)
+    token, expires = service.preview_link(principal, artifact_id)
     return PreviewOut(url=f"/files/preview/{token}", expires_at=expires)
 
 
 @router.get("/files/preview/{token}", response_class=StreamingResponse, dependencies=[PUBLIC])
-def open_preview(request: Request, token: str) -> Response:
+def open_preview(
+    request: Request, token: str, service: ArtifactService = provided(ArtifactService)
+) -> Response:
     """Public in the sense that the signed link is the credential (checked here: MAC,
     expiry, the user still active and still allowed to read the artifact, the key that
     asked for the link still valid)."""
-    service = _service(request)
     artifact, actor = service.by_link(token)
     address = client_address(request)
     return _download(
-        request, artifact, lambda part: service.record_download(artifact, actor, address, part)
+        request,
+        service.store,
+        artifact,
+        lambda part: service.record_download(artifact, actor, address, part),
     )
 
 
 @router.get("/api/v1/artifact-ids", response_model=ArtifactIdsOut)
 def artifact_ids(
-    request: Request,
     prefix: str = Query(min_length=1, max_length=32, description="Lowercase hex."),
     limit: int = Query(10, ge=1, le=100),
     principal: Principal = requires_project(Permission.PROJECTS_READ),
+    engine: sa.Engine = provided(sa.Engine),
 ) -> ArtifactIdsOut:
     """Ids of the artifacts you can see that start with ``prefix`` (at most ``limit``,
     sorted): how the CLI resolves an id as printed. Several: the prefix is ambiguous."""
     if not is_id_prefix(prefix):
         raise InvalidRequest("prefix: 1 to 32 lowercase hex digits (an artifact id as printed)")
-    with request.app.state.engine.connect() as conn:
+    with engine.connect() as conn:
         visible = visible_project_ids(conn, principal)
         return ArtifactIdsOut(
             ids=artifacts_repository.ids_with_prefix(conn, prefix, visible, limit)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Query, Request
+import sqlalchemy as sa
+from fastapi import APIRouter, Query
 
 from safeboard.audit import service
 from safeboard.audit.schemas import AuditOut
@@ -12,6 +13,7 @@ from safeboard.auth.dependencies import requires
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.errors import InvalidRequest
+from safeboard.provision import provided
 from safeboard.schemas import ROW_ID_MAX
 
 __all__ = ["router"]
@@ -34,7 +36,6 @@ def _timestamp(value: str | None) -> datetime | None:
 
 @router.get("/audit", response_model=list[AuditOut])
 def list_audit(
-    request: Request,
     since: str | None = Query(
         None, pattern=_ISO_WITH_ZONE, description="ISO-8601 with a zone: 2026-11-23T00:00:00Z."
     ),
@@ -42,10 +43,11 @@ def list_audit(
     after_id: int | None = Query(None, ge=0, le=ROW_ID_MAX),
     limit: int = Query(100, ge=1, le=1000),
     _: Principal = requires(Permission.AUDIT_READ),
+    engine: sa.Engine = provided(sa.Engine),
 ) -> list[AuditOut]:
     """Audit entries, oldest first; page with ``after_id``."""
     entries = service.list_entries(
-        request.app.state.engine,
+        engine,
         since=_timestamp(since),
         action=action,
         limit=limit,

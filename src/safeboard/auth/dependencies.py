@@ -21,6 +21,8 @@ from safeboard.auth.identity import IdentityChain, Presented
 from safeboard.auth.permissions import CredentialKind, Permission
 from safeboard.auth.principal import Principal
 from safeboard.auth.service import AuthService, SignInContext
+from safeboard.provision import provided, provided_by
+from safeboard.settings import Settings
 
 __all__ = [
     "DECISION_ATTRIBUTE",
@@ -69,8 +71,7 @@ class AuthContext:
 
 
 def auth_context(request: Request) -> AuthContext:
-    context: AuthContext = request.app.state.auth_context
-    return context
+    return provided_by(request.app, AuthContext)
 
 
 def client_address(request: Request) -> str:
@@ -86,8 +87,7 @@ def own_origin(request: Request) -> str:
 def public_origin(request: Request) -> str:
     """The address to hand to others (invitation links, ``safeboard login`` hints): the
     ``server.public_url`` setting, else the origin this request came to."""
-    public: str | None = request.app.state.settings.server.public_url
-    return public or own_origin(request)
+    return provided_by(request.app, Settings).server.public_url or own_origin(request)
 
 
 def session_cookie(request: Request) -> str | None:
@@ -101,12 +101,11 @@ def sign_in_context(request: Request) -> SignInContext:
     )
 
 
-def current_principal(request: Request) -> Principal:
+def current_principal(request: Request, context: AuthContext = provided(AuthContext)) -> Principal:
     """Who is asking; cookie-authenticated unsafe requests must pass the CSRF checks."""
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
-    context = auth_context(request)
     cookie = session_cookie(request)
     principal = context.identity.identify(
         Presented(

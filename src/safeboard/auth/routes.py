@@ -35,6 +35,7 @@ from safeboard.auth.schemas import (
 )
 from safeboard.auth.service import NewSession, SignInContext, session_ref
 from safeboard.errors import BadRequest, Forbidden
+from safeboard.provision import provided
 from safeboard.users.repository import User
 from safeboard.users.service import UserService
 
@@ -159,9 +160,9 @@ def whoami(
     request: Request,
     principal: Principal = requires(Permission.ACCOUNT_READ),
     context: AuthContext = Depends(auth_context),
+    users: UserService = provided(UserService),
 ) -> SessionOut:
     """Who you are, and the CSRF token that goes with your session."""
-    users: UserService = request.app.state.users
     csrf = None
     if principal.credential is CredentialKind.SESSION:
         csrf = context.auth.csrf_token(session_cookie(request) or "")
@@ -237,13 +238,12 @@ def key_out(key: KeyInfo, owner: str) -> KeyOut:
 
 @router.get("/keys", response_model=list[KeyOut])
 def list_keys(
-    request: Request,
     everyone: bool = False,
     principal: Principal = requires(Permission.KEYS_READ),
     context: AuthContext = Depends(auth_context),
+    users: UserService = provided(UserService),
 ) -> list[KeyOut]:
     """Your API keys (admins: ``?everyone=true`` for all). Secrets are never shown again."""
-    users: UserService = request.app.state.users
     names = {user.id: user.username for user in users.list_all()}
     keys = context.keys.list_keys(principal, everyone=everyone)
     return [key_out(key, names.get(key.user_id, "?")) for key in keys]

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from safeboard.auth.api_keys import ApiKeyService
-from safeboard.auth.passwords import PasswordHasher
 from safeboard.auth.permissions import CredentialKind, Scope
 from safeboard.auth.principal import Principal
 from safeboard.datadir import ensure_data_dir
 from safeboard.errors import ConfigError
 from safeboard.secret_store import ensure_secrets
 from safeboard.server.bootstrap import DISCOVERY_FILE, advertised_url
+from safeboard.services import Services, build_services
 from safeboard.settings import Settings, load_settings
 from safeboard.storage import open_database
 from safeboard.users.service import UserService
@@ -70,9 +70,22 @@ def cli_actor() -> str:
 
 @dataclass(frozen=True)
 class Local:
-    settings: Settings
-    users: UserService
-    keys: ApiKeyService
+    """The server's services (``build_services``, as a running server has them), for a
+    command acting as the operator."""
+
+    services: Services
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    @property
+    def users(self) -> UserService:
+        return self.services.users
+
+    @property
+    def keys(self) -> ApiKeyService:
+        return self.services.keys
 
     def principal(self, username: str) -> Principal:
         """Act as ``username`` (the operator owns the data directory, hence every account)."""
@@ -108,9 +121,6 @@ def open_local(data_dir: Path) -> Iterator[Local]:
     settings = load_settings(directory)
     engine = open_database(settings.database_url)
     try:
-        hasher = PasswordHasher(settings.auth)
-        yield Local(
-            settings, UserService(engine, settings, hasher), ApiKeyService(engine, settings)
-        )
+        yield Local(build_services(settings, engine))
     finally:
         engine.dispose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from pydantic import Field
 from starlette.status import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -13,6 +13,7 @@ from safeboard.projects.access import project_by_name
 from safeboard.projects.repository import Activity, Project
 from safeboard.projects.schemas import ProjectCreate, ProjectOut
 from safeboard.projects.service import ProjectService
+from safeboard.provision import provided
 from safeboard.schemas import StrictModel
 
 __all__ = ["router"]
@@ -22,11 +23,6 @@ router = APIRouter(prefix="/api/v1/projects")
 
 class GrantIn(StrictModel):
     role: ProjectRole = Field(strict=False)
-
-
-def _service(request: Request) -> ProjectService:
-    service: ProjectService = request.app.state.projects
-    return service
 
 
 def _out(
@@ -46,9 +42,9 @@ def _out(
 
 @router.get("", response_model=list[ProjectOut])
 def list_projects(
-    request: Request, principal: Principal = requires_project(Permission.PROJECTS_READ)
+    principal: Principal = requires_project(Permission.PROJECTS_READ),
+    service: ProjectService = provided(ProjectService),
 ) -> list[ProjectOut]:
-    service = _service(request)
     found = service.visible(principal)
     activity = service.activity([p.id for p, _ in found])
     return [_out(p, role, activity.get(p.id)) for p, role in found]
@@ -56,20 +52,21 @@ def list_projects(
 
 @router.post("", status_code=HTTP_201_CREATED, response_model=ProjectOut)
 def create_project(
-    request: Request,
     body: ProjectCreate,
     principal: Principal = requires(Permission.PROJECTS_CREATE),
+    service: ProjectService = provided(ProjectService),
 ) -> ProjectOut:
     """Create a project; you become its owner."""
-    project = _service(request).create(principal, body.name, body.description)
+    project = service.create(principal, body.name, body.description)
     return _out(project, ProjectRole.OWNER)
 
 
 @router.get("/{name}", response_model=ProjectOut)
 def get_project(
-    request: Request, name: str, principal: Principal = requires_project(Permission.PROJECTS_READ)
+    name: str,
+    principal: Principal = requires_project(Permission.PROJECTS_READ),
+    service: ProjectService = provided(ProjectService),
 ) -> ProjectOut:
-    service = _service(request)
     with service.engine.connect() as conn:
         project = project_by_name(conn, principal, name, Permission.PROJECTS_READ)
     role = {p.id: r for p, r in service.visible(principal)}.get(project.id)
@@ -78,14 +75,13 @@ def get_project(
 
 @router.put("/{name}/grants/{username}", status_code=HTTP_204_NO_CONTENT)
 def set_grant(
-    request: Request,
     name: str,
     username: str,
     body: GrantIn,
     principal: Principal = requires_project(Permission.PROJECTS_MANAGE),
+    service: ProjectService = provided(ProjectService),
 ) -> Response:
     """Give a user a role in the project (owners and admins)."""
-    service = _service(request)
     with service.engine.connect() as conn:
         project = project_by_name(conn, principal, name, Permission.PROJECTS_READ)
     service.set_grant(principal, project.id, username, body.role)
@@ -94,12 +90,11 @@ def set_grant(
 
 @router.delete("/{name}/grants/{username}", status_code=HTTP_204_NO_CONTENT)
 def remove_grant(
-    request: Request,
     name: str,
     username: str,
     principal: Principal = requires_project(Permission.PROJECTS_MANAGE),
+    service: ProjectService = provided(ProjectService),
 ) -> Response:
-    service = _service(request)
     with service.engine.connect() as conn:
         project = project_by_name(conn, principal, name, Permission.PROJECTS_READ)
     service.set_grant(principal, project.id, username, None)

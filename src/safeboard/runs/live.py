@@ -27,6 +27,7 @@ from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.events import EventBus
 from safeboard.projects.access import project_by_name
+from safeboard.provision import provided
 from safeboard.runs.service import RunService
 from safeboard.runs.streams import END, StreamGuard
 
@@ -40,10 +41,13 @@ _SSE: dict[int | str, dict[str, Any]] = {
 
 
 def _stream(
-    request: Request, principal: Principal, project_id: int, run_id: str | None
+    request: Request,
+    bus: EventBus,
+    guard: StreamGuard,
+    principal: Principal,
+    project_id: int,
+    run_id: str | None,
 ) -> StreamingResponse:
-    bus: EventBus = request.app.state.events
-    guard: StreamGuard = request.app.state.streams
     ticket = guard.admit(principal, project_id)  # 429 beyond the per-account cap
 
     async def events() -> AsyncIterator[str]:
@@ -80,22 +84,28 @@ async def project_events(
     request: Request,
     project: str,
     principal: Principal = requires_project(Permission.PROJECTS_READ),
+    service: RunService = provided(RunService),
+    bus: EventBus = provided(EventBus),
+    guard: StreamGuard = provided(StreamGuard),
 ) -> StreamingResponse:
     """Live updates of every run in the project."""
-    service: RunService = request.app.state.runs
 
     def find() -> int:
         with service.engine.connect() as conn:
             return project_by_name(conn, principal, project, Permission.PROJECTS_READ).id
 
-    return _stream(request, principal, await run_in_threadpool(find), None)
+    return _stream(request, bus, guard, principal, await run_in_threadpool(find), None)
 
 
 @router.get("/runs/{run_id}/events", responses=_SSE, response_class=StreamingResponse)
 async def run_events(
-    request: Request, run_id: str, principal: Principal = requires_project(Permission.PROJECTS_READ)
+    request: Request,
+    run_id: str,
+    principal: Principal = requires_project(Permission.PROJECTS_READ),
+    service: RunService = provided(RunService),
+    bus: EventBus = provided(EventBus),
+    guard: StreamGuard = provided(StreamGuard),
 ) -> StreamingResponse:
     """Live updates of one run."""
-    service: RunService = request.app.state.runs
     run, _ = await run_in_threadpool(service.get, principal, run_id, Permission.PROJECTS_READ)
-    return _stream(request, principal, run.project_id, run.id)
+    return _stream(request, bus, guard, principal, run.project_id, run.id)

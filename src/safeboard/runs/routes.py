@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from starlette.status import HTTP_201_CREATED
 
 from safeboard.auth.dependencies import requires_project
@@ -13,6 +13,8 @@ from safeboard.auth.principal import Principal
 from safeboard.errors import BadRequest
 from safeboard.metrics.codec import json_float
 from safeboard.metrics.repository import Summary
+from safeboard.metrics.service import MetricService
+from safeboard.provision import provided
 from safeboard.runs.repository import Listed, Run
 from safeboard.runs.schemas import (
     MetricSummaryOut,
@@ -30,11 +32,6 @@ __all__ = ["nested_config", "router", "summary_out"]
 router = APIRouter(prefix="/api/v1")
 MAX_CONFIG_KEYS = 20
 MAX_CONFIG_KEY_CHARS = 300
-
-
-def _service(request: Request) -> RunService:
-    service: RunService = request.app.state.runs
-    return service
 
 
 def summary_out(summary: Summary) -> MetricSummaryOut:
@@ -97,13 +94,13 @@ def listed_out(run: Listed, project: str) -> RunListedOut:
 
 @router.post("/projects/{project}/runs", status_code=HTTP_201_CREATED, response_model=RunOut)
 def create_run(
-    request: Request,
     project: str,
     body: RunCreate,
     principal: Principal = requires_project(Permission.PROJECTS_WRITE),
+    service: RunService = provided(RunService),
 ) -> RunOut:
     """Start a run. Sending the same ``id`` again returns the run made the first time."""
-    run = _service(request).create(
+    run = service.create(
         principal,
         project,
         run_id=body.id,
@@ -118,7 +115,6 @@ def create_run(
 
 @router.get("/projects/{project}/runs", response_model=RunPageOut)
 def list_runs(
-    request: Request,
     project: str,
     cursor: str | None = Query(None, max_length=200),
     limit: int = Query(50, ge=1, le=500),
@@ -134,6 +130,7 @@ def list_runs(
         f"repeat for more (at most {MAX_CONFIG_KEYS}). Without it, config is {{}}.",
     ),
     principal: Principal = requires_project(Permission.PROJECTS_READ),
+    service: RunService = provided(RunService),
 ) -> RunPageOut:
     """Runs, newest first, matching ``filter``; pass ``next_cursor`` back as ``cursor``.
     A listed run holds no system information, notes or metrics, and of its config only the
@@ -141,7 +138,7 @@ def list_runs(
     paths = config_key or []
     if any(len(path) > MAX_CONFIG_KEY_CHARS for path in paths):
         raise BadRequest(f"config_key: at most {MAX_CONFIG_KEY_CHARS} characters")
-    page = _service(request).page(
+    page = service.page(
         principal, project, cursor=cursor, limit=limit, filter_text=filter, config_paths=paths
     )
     return RunPageOut(
@@ -151,22 +148,24 @@ def list_runs(
 
 @router.get("/runs/{run_id}", response_model=RunOut)
 def get_run(
-    request: Request, run_id: str, principal: Principal = requires_project(Permission.PROJECTS_READ)
+    run_id: str,
+    principal: Principal = requires_project(Permission.PROJECTS_READ),
+    service: RunService = provided(RunService),
+    metrics: MetricService = provided(MetricService),
 ) -> RunOut:
-    run, project = _service(request).get(principal, run_id, Permission.PROJECTS_READ)
-    summaries = request.app.state.metrics.summaries(principal, run_id)
+    run, project = service.get(principal, run_id, Permission.PROJECTS_READ)
+    summaries = metrics.summaries(principal, run_id)
     return run_out(run, project.name, summaries)
 
 
 @router.patch("/runs/{run_id}", response_model=RunOut)
 def update_run(
-    request: Request,
     run_id: str,
     body: RunUpdate,
     principal: Principal = requires_project(Permission.PROJECTS_WRITE),
+    service: RunService = provided(RunService),
 ) -> RunOut:
     """Finish a run (finished, failed, killed), merge config, set or remove tags, notes."""
-    service = _service(request)
     run = service.update(
         principal,
         run_id,
@@ -181,11 +180,11 @@ def update_run(
 
 @router.get("/run-ids", response_model=RunIdsOut)
 def run_ids(
-    request: Request,
     prefix: str = Query(min_length=1, max_length=32, description="Lowercase hex."),
     limit: int = Query(10, ge=1, le=100),
     principal: Principal = requires_project(Permission.PROJECTS_READ),
+    service: RunService = provided(RunService),
 ) -> RunIdsOut:
     """Ids of the runs you can see that start with ``prefix`` (at most ``limit``, sorted):
     how the CLI resolves an id as printed. One id: unique; several: ambiguous."""
-    return RunIdsOut(ids=_service(request).ids_starting(principal, prefix, limit))
+    return RunIdsOut(ids=service.ids_starting(principal, prefix, limit))

@@ -17,17 +17,14 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI
-
-from safeboard.auth.dependencies import AuthContext
 from safeboard.auth.permissions import CredentialKind, Role, Scope
 from safeboard.auth.principal import Principal
 from safeboard.datadir import write_private
 from safeboard.errors import InvalidRequest
 from safeboard.server.certificates import TlsMaterial
+from safeboard.services import Services
 from safeboard.settings import Settings, is_loopback_host, is_wildcard_host
 from safeboard.users.repository import normalize_username
-from safeboard.users.service import UserService
 
 __all__ = [
     "DISCOVERY_FILE",
@@ -89,11 +86,12 @@ def advertised_url(settings: Settings, *, public: bool = True) -> str:
 
 
 def bootstrap(
-    app: FastAPI, settings: Settings, tls: TlsMaterial | None, *, local_socket: Path | None = None
+    services: Services, tls: TlsMaterial | None, *, local_socket: Path | None = None
 ) -> Bootstrapped:
-    users: UserService = app.state.users
-    context: AuthContext = app.state.auth_context
-    admin = users.ensure_admin(os_admin_name(), actor=_ACTOR)
+    """The start's accounts, link, key and discovery file, through the server's own
+    services (the app's: ``services_of(app)``)."""
+    settings, auth, keys = services.settings, services.auth, services.keys
+    admin = services.users.ensure_admin(os_admin_name(), actor=_ACTOR)
     url = local_url(settings)
     link = None
     discovery: dict[str, object] = {
@@ -105,9 +103,9 @@ def bootstrap(
         discovery["socket"] = str(local_socket)
     path = settings.data_dir / DISCOVERY_FILE
     # Whatever the account's state, the startup link of an earlier start dies now.
-    context.auth.void_startup_tokens()
+    auth.void_startup_tokens()
     if admin.is_active and admin.role is Role.ADMIN:
-        token = context.auth.mint_startup_token(admin.id)
+        token = auth.mint_startup_token(admin.id)
         link = f"{settings.server.public_url or url}/login#token={token}"
         owner = Principal(
             user_id=admin.id,
@@ -116,9 +114,9 @@ def bootstrap(
             credential=CredentialKind.SESSION,
             scope=Scope.ADMIN,
         )
-        discovery["api_key"] = context.keys.local_key(owner, _discovery_key(path), actor=_ACTOR)
+        discovery["api_key"] = keys.local_key(owner, _discovery_key(path), actor=_ACTOR)
     else:  # no admin to hold it: the local key of an earlier start dies too
-        context.keys.revoke_local_keys(admin.id, actor=_ACTOR)
+        keys.revoke_local_keys(admin.id, actor=_ACTOR)
     write_private(settings.data_dir / LOGIN_LINK_FILE, f"{link or ''}\n".encode())
     if tls is not None:
         discovery["tls"] = {

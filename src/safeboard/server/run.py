@@ -26,6 +26,7 @@ from safeboard.server.connections import (
 )
 from safeboard.server.lock import ServerLock
 from safeboard.server.tls import server_ssl_context
+from safeboard.services import services_of
 from safeboard.settings import (
     Settings,
     is_wildcard_host,
@@ -174,7 +175,7 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
     # Before any thread starts: the migrations run in a forked child (Alembic stays out).
     engine = open_database(settings.database_url, in_child=True)
     app = create_app(settings, engine=engine, certificate_names=material.names if material else ())
-    started = bootstrap(app, settings, material, local_socket=settings.data_dir / LOCAL_SOCKET)
+    started = bootstrap(services_of(app), material, local_socket=settings.data_dir / LOCAL_SOCKET)
     config = uvicorn.Config(
         app,
         # Admission, the TLS handshake (our SSLContext) and head deadlines run in the gate,

@@ -11,6 +11,7 @@ from safeboard.auth.principal import Principal
 from safeboard.auth.routes import user_out
 from safeboard.auth.schemas import UserOut
 from safeboard.errors import Forbidden
+from safeboard.provision import provided
 from safeboard.users.schemas import InviteOut, SessionOut, UserCreate, UserUpdate
 from safeboard.users.service import UserService
 
@@ -19,22 +20,22 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/v1/users")
 
 
-def _users(request: Request) -> UserService:
-    service: UserService = request.app.state.users
-    return service
-
-
 @router.get("", response_model=list[UserOut])
-def list_users(request: Request, _: Principal = requires(Permission.USERS_READ)) -> list[UserOut]:
-    return [user_out(user) for user in _users(request).list_all()]
+def list_users(
+    _: Principal = requires(Permission.USERS_READ), users: UserService = provided(UserService)
+) -> list[UserOut]:
+    return [user_out(user) for user in users.list_all()]
 
 
 @router.post("", status_code=HTTP_201_CREATED, response_model=UserOut)
 def add_user(
-    request: Request, body: UserCreate, principal: Principal = requires(Permission.USERS_MANAGE)
+    request: Request,
+    body: UserCreate,
+    principal: Principal = requires(Permission.USERS_MANAGE),
+    users: UserService = provided(UserService),
 ) -> UserOut:
     """Add an account (no password yet: send the person an invitation)."""
-    user = _users(request).add(
+    user = users.add(
         body.username,
         role=body.role,
         display_name=body.display_name,
@@ -50,9 +51,10 @@ def update_user(
     username: str,
     body: UserUpdate,
     principal: Principal = requires(Permission.USERS_MANAGE),
+    service: UserService = provided(UserService),
 ) -> UserOut:
     """Change role or disable/enable. The last active admin cannot be demoted or disabled."""
-    service, where = _users(request), client_address(request)
+    where = client_address(request)
     if body.role is not None:
         service.set_role(username, body.role, actor=principal.actor, address=where)
     if body.active is not None:
@@ -62,14 +64,16 @@ def update_user(
 
 @router.post("/{username}/invite", response_model=InviteOut)
 def invite_user(
-    request: Request, username: str, principal: Principal = requires(Permission.USERS_INVITE)
+    request: Request,
+    username: str,
+    principal: Principal = requires(Permission.USERS_INVITE),
+    service: UserService = provided(UserService),
 ) -> InviteOut:
     """A one-time link with which the user sets a password; earlier ones stop working.
 
     Needs a signed-in session (no API key of any scope: the link sets a password and opens
     a session, which must not outlive a leaked key). Not for yourself: change your password.
     """
-    service = _users(request)
     target = service.get(username)
     if target.id == principal.user_id:
         raise Forbidden("to change your own password, use /api/v1/auth/password")
@@ -81,7 +85,9 @@ def invite_user(
 
 @router.get("/{username}/sessions", response_model=list[SessionOut])
 def user_sessions(
-    request: Request, username: str, _: Principal = requires(Permission.USERS_READ)
+    username: str,
+    _: Principal = requires(Permission.USERS_READ),
+    users: UserService = provided(UserService),
 ) -> list[SessionOut]:
     return [
         SessionOut(
@@ -91,16 +97,17 @@ def user_sessions(
             address=s.address,
             user_agent=s.user_agent,
         )
-        for s in _users(request).sessions(username)
+        for s in users.sessions(username)
     ]
 
 
 @router.delete("/{username}/sessions", status_code=HTTP_204_NO_CONTENT)
 def revoke_user_sessions(
-    request: Request, username: str, principal: Principal = requires(Permission.USERS_MANAGE)
+    request: Request,
+    username: str,
+    principal: Principal = requires(Permission.USERS_MANAGE),
+    users: UserService = provided(UserService),
 ) -> Response:
     """End every session of the user (their API keys are not affected)."""
-    _users(request).revoke_sessions(
-        username, actor=principal.actor, address=client_address(request)
-    )
+    users.revoke_sessions(username, actor=principal.actor, address=client_address(request))
     return Response(status_code=HTTP_204_NO_CONTENT)

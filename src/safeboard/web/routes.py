@@ -13,6 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from starlette.responses import HTMLResponse, Response
 
@@ -29,9 +30,14 @@ from safeboard.auth.permissions import CredentialKind, Permission
 from safeboard.auth.principal import Principal
 from safeboard.clock import utcnow
 from safeboard.errors import BadRequest, Forbidden, NotFound
+from safeboard.metrics.service import MetricService
 from safeboard.projects import repository as projects_repository
 from safeboard.projects.access import project_by_id, project_by_name
+from safeboard.projects.service import ProjectService
+from safeboard.provision import provided
+from safeboard.runs.service import RunService
 from safeboard.schemas import ROW_ID_MAX
+from safeboard.users.service import UserService
 from safeboard.web.account_page import render_account
 from safeboard.web.admin_pages import (
     AuditFilter,
@@ -109,9 +115,9 @@ def project_page(
     cursor: str | None = Query(None, max_length=1000),
     col: list[str] | None = Query(None, max_length=MAX_COLUMNS),
     principal: Principal = requires_project(Permission.PROJECTS_READ),
+    engine: sa.Engine = provided(sa.Engine),
 ) -> HTMLResponse:
     """The runs table. ``col`` picks columns (``metrics.loss``, ``params.lr``, ...)."""
-    engine = request.app.state.engine
     problem, table = None, None
     chosen = [c[:300] for c in col or [] if c.startswith(("params.", "tags.", "metrics."))]
     with engine.connect() as conn:
@@ -147,10 +153,13 @@ def run_page(
     request: Request,
     run_id: str,
     principal: Principal = requires_project(Permission.PROJECTS_READ),
+    runs: RunService = provided(RunService),
+    metrics: MetricService = provided(MetricService),
+    engine: sa.Engine = provided(sa.Engine),
 ) -> HTMLResponse:
-    run, project = request.app.state.runs.get(principal, run_id, Permission.PROJECTS_READ)
-    summaries = request.app.state.metrics.summaries(principal, run_id)
-    with request.app.state.engine.connect() as conn:
+    run, project = runs.get(principal, run_id, Permission.PROJECTS_READ)
+    summaries = metrics.summaries(principal, run_id)
+    with engine.connect() as conn:
         try:  # the check that PATCH /api/v1/runs/{id} will make
             project_by_id(conn, principal, project.id, Permission.PROJECTS_WRITE)
             can_edit = True
@@ -166,12 +175,14 @@ def compare_page(
     run: list[str] | None = Query(None, max_length=MAX_COMPARED),
     all: bool = False,
     principal: Principal = requires_project(Permission.PROJECTS_READ),
+    runs: RunService = provided(RunService),
+    metrics: MetricService = provided(MetricService),
 ) -> HTMLResponse:
     """``?run=<id>&run=<id>...``: what differs between these runs."""
     compared = []
     for run_id in dict.fromkeys(run or []):
-        found, project = request.app.state.runs.get(principal, run_id, Permission.PROJECTS_READ)
-        summaries = request.app.state.metrics.summaries(principal, run_id)
+        found, project = runs.get(principal, run_id, Permission.PROJECTS_READ)
+        summaries = metrics.summaries(principal, run_id)
         compared.append(Compared(found, project, summaries))
     html = render_compare(
         compared,
@@ -184,30 +195,37 @@ def compare_page(
 
 @router.get("/account", response_class=HTMLResponse)
 def account_page(
-    request: Request, principal: Principal = requires(Permission.ACCOUNT_READ)
+    request: Request,
+    principal: Principal = requires(Permission.ACCOUNT_READ),
+    projects: ProjectService = provided(ProjectService),
 ) -> HTMLResponse:
-    projects = [p for p, _ in request.app.state.projects.visible(principal)]
-    html = render_account(viewer_of(request, principal), projects, public_origin(request))
+    visible = [p for p, _ in projects.visible(principal)]
+    html = render_account(viewer_of(request, principal), visible, public_origin(request))
     return HTMLResponse(html)
 
 
 @router.get("/admin/users", response_class=HTMLResponse)
 def users_page(
-    request: Request, principal: Principal = requires(Permission.USERS_READ)
+    request: Request,
+    principal: Principal = requires(Permission.USERS_READ),
+    users: UserService = provided(UserService),
 ) -> HTMLResponse:
-    users = request.app.state.users.list_all()
-    return HTMLResponse(render_users(viewer_of(request, principal), users))
+    return HTMLResponse(render_users(viewer_of(request, principal), users.list_all()))
 
 
 @router.get("/admin/grants", response_class=HTMLResponse)
 def grants_page(
-    request: Request, principal: Principal = requires(Permission.USERS_MANAGE)
+    request: Request,
+    principal: Principal = requires(Permission.USERS_MANAGE),
+    accounts: UserService = provided(UserService),
+    projects: ProjectService = provided(ProjectService),
+    engine: sa.Engine = provided(sa.Engine),
 ) -> HTMLResponse:
-    users = request.app.state.users.list_all()
+    users = accounts.list_all()
     names = {user.id: user.username for user in users}
     listed = []
-    with request.app.state.engine.connect() as conn:
-        for project, _ in request.app.state.projects.visible(principal):
+    with engine.connect() as conn:
+        for project, _ in projects.visible(principal):
             held = projects_repository.grants(conn, project.id)
             listed.append((project, {names[uid]: role for uid, role in held.items()}))
     return HTMLResponse(render_grants(viewer_of(request, principal), listed, users))
@@ -224,6 +242,7 @@ def audit_page(
     actor: str | None = Query(None, max_length=200),
     before: int | None = Query(None, ge=1, le=ROW_ID_MAX),
     principal: Principal = requires(Permission.AUDIT_READ),
+    engine: sa.Engine = provided(sa.Engine),
 ) -> HTMLResponse:
     """Newest first; ``since`` is a UTC date and time (the form's datetime-local)."""
     try:
@@ -233,7 +252,7 @@ def audit_page(
     except (ValueError, OverflowError):  # OverflowError: a zone past the calendar's ends
         raise BadRequest("since: a date and time such as 2026-11-23T08:00") from None
     entries = audit_service.list_entries(
-        request.app.state.engine,
+        engine,
         since=start,
         action=action or None,
         actor_contains=actor or None,
@@ -249,9 +268,10 @@ def audit_page(
 
 @router.get("/admin/sessions", response_class=HTMLResponse)
 def sessions_page(
-    request: Request, principal: Principal = requires(Permission.USERS_READ)
+    request: Request,
+    principal: Principal = requires(Permission.USERS_READ),
+    users: UserService = provided(UserService),
 ) -> HTMLResponse:
-    users = request.app.state.users
     found = [(user, users.sessions(user.username)) for user in users.list_all()]
     listed = [(user, sessions) for user, sessions in found if sessions]
     return HTMLResponse(render_sessions(viewer_of(request, principal), listed))

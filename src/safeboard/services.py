@@ -1,0 +1,136 @@
+"""The composition root: every service of a server, built once, in one order, by
+``build_services(settings, engine)``.
+
+The app (``api/app.py: create_app``), the bootstrap of each start (``server/bootstrap.py``)
+and the CLI's local commands (``cli/local.py``) all take their services from here; routes
+receive theirs by type (``safeboard.provision.provided``), tests read them from the app's
+one object (``services_of(app).runs``). The domain packages sit below this module and
+never import it (import-linter).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cache
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from starlette.applications import Starlette
+
+from safeboard.artifacts.service import ArtifactService
+from safeboard.artifacts.store import LocalStore
+from safeboard.auth.api_keys import ApiKeyService
+from safeboard.auth.dependencies import AuthContext, CookiePolicy
+from safeboard.auth.identity import ApiKeyProvider, IdentityChain, SessionCookieProvider
+from safeboard.auth.passwords import PasswordHasher
+from safeboard.auth.service import AuthService
+from safeboard.events import EventBus
+from safeboard.metrics.service import MetricService
+from safeboard.projects.service import ProjectService
+from safeboard.provision import NotProvided, provider_of
+from safeboard.runs.service import RunService
+from safeboard.runs.streams import StreamGuard
+from safeboard.settings import Settings
+from safeboard.users.service import UserService
+
+__all__ = ["Services", "build_services", "services_of"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Services:
+    """One instance of each service, one field per type: ``provided(T)`` finds the field
+    whose declared type is ``T`` (no two fields share a type)."""
+
+    settings: Settings
+    engine: sa.Engine
+    auth: AuthService  # sign-in, sessions, invitations, startup links
+    keys: ApiKeyService
+    # The identity chain (bearer keys, then the session cookie) and the cookie policy.
+    auth_context: AuthContext
+    users: UserService
+    projects: ProjectService
+    events: EventBus  # change notices; on PostgreSQL also other replicas'
+    runs: RunService
+    streams: StreamGuard  # open event streams: caps and credential re-checks
+    metrics: MetricService
+    artifacts: ArtifactService
+
+    def provides(self, kind: type[Any]) -> bool:
+        return kind in _field_of_type()
+
+    def get(self, kind: type[T]) -> T:
+        name = _field_of_type().get(kind)
+        if name is None:
+            raise NotProvided(f"Services holds no {kind.__qualname__}")
+        found: T = getattr(self, name)
+        return found
+
+
+@cache
+def _field_of_type() -> dict[type[Any], str]:
+    hints = typing.get_type_hints(Services)
+    by_type: dict[type[Any], str] = {}
+    for field in dataclasses.fields(Services):
+        kind = hints[field.name]
+        if kind in by_type:
+            raise TypeError(f"Services: {field.name} and {by_type[kind]} share a type")
+        by_type[kind] = field.name
+    return by_type
+
+
+def build_services(settings: Settings, engine: sa.Engine) -> Services:
+    """Every service on ``engine``, configured by ``settings``. No I/O but the artifact
+    store's directory (made if missing); background work starts with the app
+    (``EventBus.start``, the expiry sweeps)."""
+    hasher = PasswordHasher(settings.auth)
+    auth = AuthService(engine, settings, hasher)
+    keys = ApiKeyService(engine, settings)
+    events = EventBus(engine)
+    return Services(
+        settings=settings,
+        engine=engine,
+        auth=auth,
+        keys=keys,
+        auth_context=AuthContext(
+            identity=IdentityChain([ApiKeyProvider(keys), SessionCookieProvider(auth)]),
+            auth=auth,
+            keys=keys,
+            # __Host- and Secure whenever browsers reach us over HTTPS (our TLS or a proxy's).
+            cookie=CookiePolicy(
+                secure=settings.tls_on or bool(settings.server.behind_proxy),
+                max_age=settings.auth.session_max_days * 86400,
+            ),
+        ),
+        users=UserService(engine, settings, hasher),
+        projects=ProjectService(engine, settings=settings.projects),
+        events=events,
+        runs=RunService(engine, events),
+        # A per-account cap on open event streams, and a re-check that ends a stream
+        # within a second of its credential or grant ending (runs/streams.py).
+        streams=StreamGuard(
+            engine,
+            per_user=settings.server.event_streams_per_user,
+            recheck_seconds=settings.server.event_stream_recheck_seconds,
+            session_idle=timedelta(minutes=settings.auth.session_idle_minutes),
+        ),
+        metrics=MetricService(engine, events),
+        artifacts=ArtifactService(
+            engine,
+            LocalStore(settings.artifact_dir),
+            settings.artifacts,
+            settings.secure.signing_key.get_secret_value().encode(),
+        ),
+    )
+
+
+def services_of(app: Starlette) -> Services:
+    """The services ``create_app`` built for ``app`` (the ones its routes use)."""
+    services = provider_of(app)
+    if not isinstance(services, Services):
+        raise NotProvided(f"this app holds {type(services).__qualname__}, not Services")
+    return services
