@@ -15,9 +15,10 @@ knowing the composition root above them; it is the only reader of the app's stat
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
+import fastapi.routing
 from fastapi import Depends
 from fastapi.dependencies.models import Dependant
 from starlette.applications import Starlette
@@ -98,13 +99,17 @@ def install(app: Starlette, provider: Provider) -> None:
     app.state.services = provider
 
 
-def _needs(routes: list[BaseRoute]) -> Iterator[tuple[BaseRoute, type[Any]]]:
-    for route in routes:
+def _needs(routes: Sequence[BaseRoute]) -> Iterator[tuple[Any, type[Any]]]:
+    # FastAPI >= 0.16x keeps included routers as nested entries; iter_route_contexts gives
+    # each route with its effective path and dependencies (the router's included).
+    iterate = getattr(fastapi.routing, "iter_route_contexts", None)
+    for route in iterate(routes) if iterate else routes:
         dependant: Dependant | None = getattr(route, "dependant", None)
         if dependant is not None:
             for kind in _kinds(dependant):
                 yield route, kind
-        yield from _needs(list(getattr(route, "routes", None) or []))  # mounted routers
+        mounted = getattr(getattr(route, "original_route", route), "routes", None)
+        yield from _needs(list(mounted or []))  # a mounted application's own routes
 
 
 def _kinds(dependant: Dependant) -> Iterator[type[Any]]:
@@ -115,6 +120,6 @@ def _kinds(dependant: Dependant) -> Iterator[type[Any]]:
         yield from _kinds(sub)
 
 
-def _route_name(route: BaseRoute) -> str:
+def _route_name(route: Any) -> str:
     methods = sorted(getattr(route, "methods", None) or [])
     return " ".join([*methods, str(getattr(route, "path", route))])

@@ -110,7 +110,7 @@ async def test_the_discovery_key_cannot_give_the_owner_a_password(world: World) 
     """The first start's admin has no password, and its admin-scope key sits in the
     discovery file. A copy of that key must not yield a password or a session that outlives
     the key: not the owner's, nor one of a new admin account the key adds for itself."""
-    started = bootstrap(world.app, world.settings, None)
+    started = bootstrap(world.services, None)
     token = json.loads(started.discovery_path.read_text())["api_key"]
     key = world.client(Authorization=f"Bearer {token}")
     assert (await key.get("/api/v1/users")).status_code == 200  # an admin key indeed
@@ -171,8 +171,8 @@ async def test_a_start_keeps_a_good_local_key_and_replaces_others_on_the_record(
     """Issue 11: a restart keeps the discovery file's key while it is good, so scripts that
     run across it go on; a revoked, foreign or half-spent key is replaced (and revoked)."""
     engine = world.services.engine
-    first = bootstrap(world.app, world.settings, None)
-    second = bootstrap(world.app, world.settings, None)
+    first = bootstrap(world.services, None)
+    second = bootstrap(world.services, None)
     assert first.login_link != second.login_link  # the startup link is new at every start
     old_token = first.login_link.split("#token=")[1] if first.login_link else ""
     refused = await world.client().post("/api/v1/auth/startup", json={"token": old_token})
@@ -192,14 +192,14 @@ async def test_a_start_keeps_a_good_local_key_and_replaces_others_on_the_record(
     # Not the admin's local key (a key of another kind, or garbage): a new one, on record.
     for foreign in (world.key("admin", Scope.ADMIN), "sb_garbage", kept[:-1] + "x"):
         first.discovery_path.write_text(json.dumps({"api_key": foreign}))
-        previous, kept = kept, key_of(bootstrap(world.app, world.settings, None))
+        previous, kept = kept, key_of(bootstrap(world.services, None))
         assert kept not in (foreign, previous)
-        assert key_of(bootstrap(world.app, world.settings, None)) == kept  # and kept then
+        assert key_of(bootstrap(world.services, None)) == kept  # and kept then
     assert (await session.get("/api/v1/auth/session")).status_code == 401  # the first, revoked
     # Past half its lifetime (90 days by default), a start replaces it.
     later = datetime.now(UTC) + timedelta(days=46)
     world.set_clock(lambda: later)
-    assert key_of(bootstrap(world.app, world.settings, None)) != kept
+    assert key_of(bootstrap(world.services, None)) != kept
     entries = [e for e in audit.list_entries(engine) if e.action == "key.revoked"]
     assert len(entries) == 4
     assert all(e.actor == "system:start" for e in entries)

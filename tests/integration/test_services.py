@@ -1,0 +1,105 @@
+"""One composition root (issue 12, section 2): ``build_services(settings, engine)`` builds
+every service once; the app's routes, the start's bootstrap and the CLI's local commands
+all act through such an object, and a route reaches its service by type."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from safeboard.auth.permissions import Role, Scope
+from safeboard.cli.local import Local, open_local
+from safeboard.provision import provided_by
+from safeboard.server.bootstrap import bootstrap
+from safeboard.services import Services, services_of
+from safeboard.settings import Settings
+from safeboard.storage import create_engine, upgrade
+
+pytestmark = pytest.mark.anyio
+BASE_URL = "http://127.0.0.1:8080"
+
+
+def _client(app: FastAPI, token: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    headers = {"Authorization": f"Bearer {token}"}
+    return httpx.AsyncClient(transport=transport, base_url=BASE_URL, headers=headers)
+
+
+def _admin_key(services: Services) -> str:
+    services.users.add("admin", role=Role.ADMIN, actor="test")
+    owner = Local(services).principal("admin")
+    return services.keys.create(owner, name="test", scope=Scope.ADMIN)[1]
+
+
+def test_each_service_is_built_once_and_shared(make_app: Callable[..., FastAPI]) -> None:
+    services = services_of(make_app())
+    assert services.auth_context.auth is services.auth
+    assert services.auth_context.keys is services.keys
+    assert services.runs.events is services.events
+    assert services.metrics.events is services.events
+    for field in dataclasses.fields(Services):
+        engine = getattr(getattr(services, field.name), "engine", services.engine)
+        assert engine is services.engine, field.name
+    services.engine.dispose()
+
+
+def test_each_service_is_found_by_its_declared_type(make_app: Callable[..., FastAPI]) -> None:
+    app = make_app()
+    services = services_of(app)
+    hints = typing.get_type_hints(Services)
+    for field in dataclasses.fields(Services):
+        assert provided_by(app, hints[field.name]) is getattr(services, field.name)
+    services.engine.dispose()
+
+
+async def test_routes_use_the_app_s_own_instances(make_app: Callable[..., FastAPI]) -> None:
+    app = make_app()
+    services = services_of(app)
+    moment = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    services.runs.clock = lambda: moment  # only this instance knows the moment
+    token = _admin_key(services)
+    async with _client(app, token) as client:
+        assert (await client.post("/api/v1/projects", json={"name": "p"})).status_code == 201
+        made = await client.post("/api/v1/projects/p/runs", json={"name": "r"})
+        assert made.status_code == 201
+        assert datetime.fromisoformat(made.json()["created_at"]) == moment
+        shown = await client.get(f"/api/v1/runs/{made.json()['id']}")
+        assert datetime.fromisoformat(shown.json()["created_at"]) == moment
+    services.engine.dispose()
+
+
+async def test_a_start_acts_through_the_app_s_services(make_app: Callable[..., FastAPI]) -> None:
+    app = make_app()
+    services = services_of(app)
+    started = bootstrap(services, None)
+    token = json.loads(started.discovery_path.read_text())["api_key"]
+    async with _client(app, token) as client:
+        session = await client.get("/api/v1/auth/session")
+    assert session.status_code == 200
+    assert session.json()["user"]["username"] == started.admin
+    services.engine.dispose()
+
+
+def test_the_cli_s_local_commands_use_the_same_services(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
+    engine = create_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    with open_local(settings.data_dir) as local:
+        assert type(local.services) is Services
+        assert local.users is local.services.users
+        assert local.keys is local.services.keys
+        assert local.services.auth_context.keys is local.keys
+        assert local.settings.data_dir == settings.data_dir
+        local.users.add("olga", role=Role.MEMBER, actor="test")  # on the server's own database
+    with open_local(settings.data_dir) as again:
+        assert [user.username for user in again.users.list_all()] == ["olga"]
