@@ -42,11 +42,12 @@ _SSE: dict[int | str, dict[str, Any]] = {
 
 def _stream(
     request: Request,
-    bus: EventBus,
-    guard: StreamGuard,
     principal: Principal,
     project_id: int,
     run_id: str | None,
+    *,
+    bus: EventBus,
+    guard: StreamGuard,
 ) -> StreamingResponse:
     ticket = guard.admit(principal, project_id)  # 429 beyond the per-account cap
 
@@ -84,6 +85,7 @@ async def project_events(
     request: Request,
     project: str,
     principal: Principal = requires_project(Permission.PROJECTS_READ),
+    *,
     service: RunService = provided(RunService),
     bus: EventBus = provided(EventBus),
     guard: StreamGuard = provided(StreamGuard),
@@ -94,7 +96,8 @@ async def project_events(
         with service.engine.connect() as conn:
             return project_by_name(conn, principal, project, Permission.PROJECTS_READ).id
 
-    return _stream(request, bus, guard, principal, await run_in_threadpool(find), None)
+    project_id = await run_in_threadpool(find)
+    return _stream(request, principal, project_id, None, bus=bus, guard=guard)
 
 
 @router.get("/runs/{run_id}/events", responses=_SSE, response_class=StreamingResponse)
@@ -102,10 +105,11 @@ async def run_events(
     request: Request,
     run_id: str,
     principal: Principal = requires_project(Permission.PROJECTS_READ),
+    *,
     service: RunService = provided(RunService),
     bus: EventBus = provided(EventBus),
     guard: StreamGuard = provided(StreamGuard),
 ) -> StreamingResponse:
     """Live updates of one run."""
     run, _ = await run_in_threadpool(service.get, principal, run_id, Permission.PROJECTS_READ)
-    return _stream(request, bus, guard, principal, run.project_id, run.id)
+    return _stream(request, principal, run.project_id, run.id, bus=bus, guard=guard)
