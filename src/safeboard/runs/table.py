@@ -196,8 +196,8 @@ def _decode_cursor(cursor: str, expected: str) -> tuple[str, Any, str]:
         if read is not None and is_id(run_id):
             return kind, read(value), run_id
     except (binascii.Error, ValueError, TypeError, KeyError, OverflowError) as exc:
-        raise BadRequest("cursor: not one this list made") from exc
-    raise BadRequest("cursor: not one this list made (made for another sort order?)")
+        raise BadRequest("cursor: not one this page made") from exc
+    raise BadRequest("cursor: not one this page made (made for another sort order?)")
 
 
 def _after(
@@ -210,7 +210,7 @@ def _after(
 
     if not nullable:  # a row value comparison, which an index can answer
         if kind == "null":
-            raise BadRequest("cursor: not one this list made (made for another sort order?)")
+            raise BadRequest("cursor: not one this page made (made for another sort order?)")
         return beyond(sa.tuple_(expr, _r.c.id), sa.tuple_(value, run_id))
     if kind == "null":
         return sa.and_(expr.is_(None), beyond(_r.c.id, run_id))
