@@ -86,7 +86,7 @@ def tags_of(
     """The tags of each run (only ``keys`` when given): at most MAX_TAGS a run, values cut
     to MAX_TAG_VALUE_CHARS, whatever an older server stored."""
     found: dict[str, dict[str, str]] = {run_id: {} for run_id in run_ids}
-    if not run_ids or keys == []:
+    if not run_ids or (keys is not None and not keys):
         return found
     number = sa.func.row_number().over(partition_by=_t.c.run_id, order_by=_t.c.key)
     numbered = sa.select(

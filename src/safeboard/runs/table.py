@@ -107,19 +107,23 @@ def _unknown_sort(sort: str) -> BadRequest:
     return BadRequest(f"unknown sort key {shown!r}: use one of {SORT_HELP}")
 
 
-def _sort_expression(
-    conn: Connection, project_id: int, sort: str
-) -> tuple[ColumnElement[Any], str, bool]:
-    """The expression to sort by, the kind of its values (time, number or text: a cursor
-    must hold a value of that kind), and whether it may be NULL."""
+@dataclass(frozen=True)
+class _Sort:
+    expr: ColumnElement[Any]
+    kind: str  # of its values: time, number or text (a cursor holds a value of this kind)
+    nullable: bool
+
+
+def _sort_expression(conn: Connection, project_id: int, sort: str) -> _Sort:
+    """What a sort key sorts by; BadRequest naming the valid keys for an unknown one."""
     if sort in PLAIN_SORTS:
-        return PLAIN_SORTS[sort]
+        return _Sort(*PLAIN_SORTS[sort])
     resolver = RunResolver(conn.dialect.name)
     root, _, rest = sort.partition(".")
     if root == "metrics" and rest:
-        return resolver.metric_last(rest), "number", True
+        return _Sort(resolver.metric_last(rest), "number", nullable=True)
     if root == "tags" and rest:
-        return resolver.tag(rest), "text", True
+        return _Sort(resolver.tag(rest), "text", nullable=True)
     if root != "params" or not rest:
         raise _unknown_sort(sort)
     path = param_path(rest, "sort")
@@ -133,8 +137,8 @@ def _sort_expression(
     ).scalar()
     if _is_number(sample):
         number = resolver.json_value("params", path, "number")
-        return sa.type_coerce(number, sa.Float()), "number", True
-    return resolver.json_value("params", path, "string"), "text", True
+        return _Sort(sa.type_coerce(number, sa.Float()), "number", nullable=True)
+    return _Sort(resolver.json_value("params", path, "string"), "text", nullable=True)
 
 
 def _is_number(value: object) -> bool:
@@ -187,28 +191,30 @@ _READ_CURSOR_VALUE: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def _decode_cursor(cursor: str, expected: str) -> tuple[str, Any, str]:
+def _decode_cursor(cursor: str, expected: str, dialect: str) -> tuple[str, Any, str]:
     """(kind, value, run id) of a cursor whose value is of the ``expected`` kind or null."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         kind, value, run_id = json.loads(raw)
         read = _READ_CURSOR_VALUE[kind] if kind in (expected, "null") else None
         if read is not None and is_id(run_id):
-            return kind, read(value), run_id
+            found = read(value)
+            # PostgreSQL's text holds no NUL character, so no value there has one.
+            if not (dialect == "postgresql" and kind == "text" and "\x00" in found):
+                return kind, found, run_id
     except (binascii.Error, ValueError, TypeError, KeyError, OverflowError) as exc:
         raise BadRequest("cursor: not one this page made") from exc
     raise BadRequest("cursor: not one this page made (made for another sort order?)")
 
 
-def _after(
-    expr: ColumnElement[Any], kind_of_sort: str, nullable: bool, cursor: str, descending: bool
-) -> ColumnElement[bool]:
-    kind, value, run_id = _decode_cursor(cursor, kind_of_sort)
+def _after(sort: _Sort, cursor: str, descending: bool, dialect: str) -> ColumnElement[bool]:
+    expr = sort.expr
+    kind, value, run_id = _decode_cursor(cursor, sort.kind, dialect)
 
     def beyond(a: Any, b: Any) -> ColumnElement[bool]:
         return cast(ColumnElement[bool], a < b if descending else a > b)
 
-    if not nullable:  # a row value comparison, which an index can answer
+    if not sort.nullable:  # a row value comparison, which an index can answer
         if kind == "null":
             raise BadRequest("cursor: not one this page made (made for another sort order?)")
         return beyond(sa.tuple_(expr, _r.c.id), sa.tuple_(value, run_id))
@@ -230,16 +236,17 @@ def table_page(conn: Connection, project_id: int, query: RunQuery) -> RunTable:
     condition = run_filter(query.filter_text, conn.dialect.name)
     if condition is not None:
         where.append(condition)
-    expr, kind, nullable = _sort_expression(conn, project_id, query.sort)
+    sort = _sort_expression(conn, project_id, query.sort)
+    expr = sort.expr
     # First the page's ids in order (the database sorts ids and sort values only), then
     # what the page shows of those runs alone: a config value is read for the rows shown,
     # never for every row that was sorted.
     select = sa.select(_r.c.id, expr.label("sort_value")).where(*where)
     if query.cursor:
-        select = select.where(_after(expr, kind, nullable, query.cursor, query.descending))
+        select = select.where(_after(sort, query.cursor, query.descending, conn.dialect.name))
     direction = sa.desc if query.descending else sa.asc
     order = [direction(expr), direction(_r.c.id)]
-    if nullable:  # runs without a value last, either way
+    if sort.nullable:  # runs without a value last, either way
         order.insert(0, sa.case((expr.is_(None), 1), else_=0))
     found = conn.execute(select.order_by(*order).limit(query.limit + 1)).all()
     page = found[: query.limit]
