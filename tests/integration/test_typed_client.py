@@ -200,6 +200,8 @@ async def test_runs_sorted_as_the_dashboard_sorts_a_page_at_a_time(world: World)
             names[f"{sort} {desc}"] = [r.name for r in found]
         filtered = olga.runs("p", sort="name", descending=False, filter="params.opt.lr >= 0.2")
         names["filtered"] = [r.name for r in filtered]
+        first = olga.runs_page("p", sort="metrics.val/acc", limit=1, count=True)
+        names["first"] = [f"{r.name} {r.metrics} {first.total}" for r in first.runs]
         return names
 
     names = await in_thread(go)
@@ -208,6 +210,7 @@ async def test_runs_sorted_as_the_dashboard_sorts_a_page_at_a_time(world: World)
     assert names["params.opt.lr True"] == ["r3", "r2", "r1", "r0"]
     assert names["name False"] == ["r0", "r1", "r2", "r3"]
     assert names["filtered"] == ["r2", "r3"]
+    assert names["first"] == ["r2 {'val/acc': 0.9} 4"]  # the sort metric's value, the count
     with pytest.raises(BadRequest, match="sort"):
         await in_thread(lambda: list(olga.runs("p", sort="colour")))
     with pytest.raises(NotFound):
