@@ -181,7 +181,8 @@ async def test_lists_and_pages_never_read_whole_configs(
     assert newest["config"] == {"lr": 0.1, "opt": opt}
     assert newest["omitted"] == ["prompt"]  # 5,002 characters of JSON: read it from the run
     assert set(newest) == {"id", "project", "name", "status", "created_at", "ended_at",
-                           "tags", "config", "omitted"}  # fmt: skip
+                           "tags", "config", "omitted", "metrics"}  # fmt: skip
+    assert newest["metrics"] == {}  # only the metrics asked for (none here)
     assert [r["config"] for r in plain.json()["runs"]] == [{}, {}, {}]
     # The run itself still answers with everything (and does read the documents).
     with result_columns(world) as seen:

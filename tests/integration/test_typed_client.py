@@ -182,7 +182,7 @@ async def test_artifact_ids_resolve_among_visible_artifacts_only(world: World) -
         c.close()
 
 
-async def test_sorted_runs_as_the_dashboard_sorts_a_page_at_a_time(world: World) -> None:
+async def test_runs_sorted_as_the_dashboard_sorts_a_page_at_a_time(world: World) -> None:
     olga, pete = client_for(world, "olga"), client_for(world, "pete")
 
     def go() -> dict[str, list[str]]:
@@ -195,11 +195,13 @@ async def test_sorted_runs_as_the_dashboard_sorts_a_page_at_a_time(world: World)
         names = {}
         for sort, desc in (("metrics.val/acc", True), ("metrics.val/acc", False),
                            ("params.opt.lr", True), ("name", False)):  # fmt: skip
-            found = olga.sorted_runs("p", sort, descending=desc, page_size=1,
-                                     config_keys=["opt.lr"])  # fmt: skip
+            found = olga.runs("p", sort=sort, descending=desc, page_size=1,
+                              config_keys=["opt.lr"])  # fmt: skip
             names[f"{sort} {desc}"] = [r.name for r in found]
-        filtered = olga.sorted_runs("p", "name", filter="params.opt.lr >= 0.2")
+        filtered = olga.runs("p", sort="name", descending=False, filter="params.opt.lr >= 0.2")
         names["filtered"] = [r.name for r in filtered]
+        first = olga.runs_page("p", sort="metrics.val/acc", limit=1, count=True)
+        names["first"] = [f"{r.name} {r.metrics} {first.total}" for r in first.runs]
         return names
 
     names = await in_thread(go)
@@ -208,9 +210,10 @@ async def test_sorted_runs_as_the_dashboard_sorts_a_page_at_a_time(world: World)
     assert names["params.opt.lr True"] == ["r3", "r2", "r1", "r0"]
     assert names["name False"] == ["r0", "r1", "r2", "r3"]
     assert names["filtered"] == ["r2", "r3"]
+    assert names["first"] == ["r2 {'val/acc': 0.9} 4"]  # the sort metric's value, the count
     with pytest.raises(BadRequest, match="sort"):
-        await in_thread(lambda: list(olga.sorted_runs("p", "colour")))
+        await in_thread(lambda: list(olga.runs("p", sort="colour")))
     with pytest.raises(NotFound):
-        await in_thread(lambda: list(pete.sorted_runs("p", "name")))
+        await in_thread(lambda: list(pete.runs("p", sort="name")))
     olga.close()
     pete.close()

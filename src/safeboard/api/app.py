@@ -24,7 +24,6 @@ from safeboard.api.guards import (
     QueryCredentialMiddleware,
 )
 from safeboard.api.headers import SecurityHeadersMiddleware
-from safeboard.api.sorted_runs import router as sorted_runs_router
 from safeboard.artifacts import routes as artifact_routes
 from safeboard.artifacts.expiry import expiry_sweeps
 from safeboard.audit import routes as audit_routes
@@ -106,7 +105,6 @@ def create_app(
     app.include_router(audit_routes.router)
     app.include_router(project_routes.router)
     app.include_router(run_routes.router)
-    app.include_router(sorted_runs_router)  # the dashboard's runs table, as JSON
     app.include_router(live_routes.router)
     app.include_router(metric_routes.router)
     app.include_router(artifact_routes.router)

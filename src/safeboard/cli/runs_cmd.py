@@ -109,38 +109,36 @@ def list_runs(
     shown_keys = config_keys
     if sort is not None and sort.startswith("params.") and sort[7:] not in config_keys:
         shown_keys = (*config_keys, sort[7:])
-    by_metric = sort is not None and sort.startswith("metrics.")
+    metric = sort[8:] if sort is not None and sort.startswith("metrics.") else None
     with connect(url) as client:
-        if sort is None:
-            listing = client.runs(project, filter=filter_text, config_keys=shown_keys,
-                                  page_size=page_size)  # fmt: skip
-        else:
-            listing = client.sorted_runs(project, sort, descending=desc, filter=filter_text,
-                                         config_keys=shown_keys, page_size=page_size)  # fmt: skip
+        listing = client.runs(project, filter=filter_text, sort=sort or "created",
+                              descending=desc or sort is None, config_keys=shown_keys,
+                              page_size=page_size)  # fmt: skip
         found = list(islice(listing, limit))
     if as_json:
-        json_lines(_listed_json(r.to_json(), bool(shown_keys), by_metric) for r in found)
+        json_lines(_listed_json(r.to_json(), bool(shown_keys), metric) for r in found)
         return
-    metric_column = [sort] if by_metric and sort is not None else []
+    metric_column = [sort] if metric is not None and sort is not None else []
     table(
         ["run", "name", "status", "created", *metric_column, *shown_keys, "tags"],
         [[r.id[:12], r.name, r.status.value, _time(r.created_at),
-          *(_fmt(r.sort_metric) if r.sort_metric is not None else "" for _ in metric_column),
+          *([_fmt(r.metrics.get(metric, ""))] if metric is not None else []),
           *("(too long)" if k in r.omitted else _at(r.config, k) for k in shown_keys),
           ", ".join(f"{k}={v}" if v else k for k, v in r.tags.items())] for r in found],
         no_wrap=["run", "created", *metric_column], empty="no runs match",
     )  # fmt: skip
 
 
-def _listed_json(row: dict[str, Any], with_config: bool, by_metric: bool) -> dict[str, Any]:
+def _listed_json(row: dict[str, Any], with_config: bool, metric: str | None) -> dict[str, Any]:
     """A listed run for --json: its config only when --config asked for paths (a list
-    carries no other config: an empty ``{}`` would read as "none"), the sort metric only
-    when sorted by one."""
+    carries no other config: an empty ``{}`` would read as "none"), the last value of the
+    metric sorted by (if any) as ``sort_metric``."""
     if not with_config:
         row.pop("config", None)
         row.pop("omitted", None)
-    if not by_metric:
-        row.pop("sort_metric", None)
+    metrics = row.pop("metrics", {})
+    if metric is not None:
+        row["sort_metric"] = metrics.get(metric)
     return row
 
 

@@ -4,7 +4,7 @@ vocabulary's enums (``safeboard.vocabulary``) where the API sends one of a few w
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -131,9 +131,9 @@ class Run(_Json):
 
 @dataclass(frozen=True)
 class RunListed(_Json):
-    """A run in a list: no system information, notes or metrics; of its config only the
-    paths asked for (``omitted``: those too long to list). Sorted by ``metrics.<key>``:
-    that metric's last value in ``sort_metric`` (None: the run has none, or another sort)."""
+    """A run in a list: no system information or notes; of its config only the paths asked
+    for (``omitted``: those too long to list); in ``metrics`` the last values of the
+    metrics asked for (and of a ``metrics.<key>`` sort) that the run has logged."""
 
     id: str
     project: str
@@ -144,7 +144,7 @@ class RunListed(_Json):
     tags: dict[str, str]
     config: dict[str, Any]
     omitted: tuple[str, ...]
-    sort_metric: Float | None = None
+    metrics: dict[str, Float] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RunListed:
@@ -158,7 +158,7 @@ class RunListed(_Json):
             tags=d.get("tags", {}),
             config=d.get("config", {}),
             omitted=tuple(d.get("omitted", [])),
-            sort_metric=d.get("sort_metric"),
+            metrics=d.get("metrics", {}),
         )
 
 
@@ -166,6 +166,7 @@ class RunListed(_Json):
 class RunPage:
     runs: tuple[RunListed, ...]
     next_cursor: str | None
+    total: int | None = None  # asked with count=True: how many runs match
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,6 @@ __all__ = [
     "session",
     "sign_in",
     "sign_out",
-    "sorted_runs",
     "user",
     "users",
 ]
@@ -61,12 +60,8 @@ def grant(project_name: str, username: str) -> str:
 
 
 def project_runs(project_name: str) -> str:
+    """A project's runs: filtered, sorted by any column, keyset pages (``?sort=...``)."""
     return f"{project(project_name)}/runs"
-
-
-def sorted_runs(project_name: str) -> str:
-    """The dashboard's runs table as JSON: any sort column, keyset pages."""
-    return f"{project(project_name)}/sorted-runs"
 
 
 def run(run_id: str) -> str:

@@ -150,66 +150,56 @@ class Client:
         project: str,
         *,
         filter: str | None = None,
+        sort: str = "created",
+        descending: bool = True,
         config_keys: tuple[str, ...] | list[str] = (),
+        metrics: tuple[str, ...] | list[str] = (),
         limit: int = 50,
         cursor: str | None = None,
+        count: bool = False,
     ) -> RunPage:
-        """One page of a project's runs, newest first, matching ``filter`` (the
-        dashboard's search language; a bad filter raises BadRequest naming the column)."""
-        params: dict[str, Any] = {"limit": limit, "config_key": list(config_keys)}
-        if filter:
-            params["filter"] = filter
-        if cursor:
-            params["cursor"] = cursor
+        """One page of a project's runs matching ``filter`` (the dashboard's search
+        language), sorted by ``sort`` as the dashboard sorts: created (the default, newest
+        first), ended, name, status, params.<path>, tags.<key>, metrics.<key> (the last
+        value); runs without a value last either way. A bad filter or sort key raises
+        BadRequest naming the problem. ``count``: also count the matching runs."""
+        params: dict[str, Any] = {
+            "sort": sort,
+            "order": "desc" if descending else "asc",
+            "limit": limit,
+            "config_key": list(config_keys),
+            "metric": list(metrics),
+        }
+        for name, value in (("filter", filter), ("cursor", cursor)):
+            if value:
+                params[name] = value
+        if count:
+            params["count"] = "true"
         page = self._json("GET", paths.project_runs(project), params=params)
         runs = tuple(RunListed.from_json(r) for r in page["runs"])
-        return RunPage(runs, page.get("next_cursor"))
+        return RunPage(runs, page.get("next_cursor"), page.get("total"))
 
     def runs(
         self,
         project: str,
         *,
         filter: str | None = None,
+        sort: str = "created",
+        descending: bool = True,
         config_keys: tuple[str, ...] | list[str] = (),
+        metrics: tuple[str, ...] | list[str] = (),
         page_size: int = 200,
     ) -> Iterator[RunListed]:
-        """Every matching run, newest first, a page at a time."""
+        """Every matching run in the order of ``runs_page``, a page at a time."""
         cursor: str | None = None
         while True:
-            page = self.runs_page(project, filter=filter, config_keys=config_keys,
-                                  limit=page_size, cursor=cursor)  # fmt: skip
+            page = self.runs_page(project, filter=filter, sort=sort, descending=descending,
+                                  config_keys=config_keys, metrics=metrics, limit=page_size,
+                                  cursor=cursor)  # fmt: skip
             yield from page.runs
             if not page.next_cursor or page.next_cursor == cursor:
                 return
             cursor = page.next_cursor
-
-    def sorted_runs(
-        self,
-        project: str,
-        sort: str,
-        *,
-        descending: bool = False,
-        filter: str | None = None,
-        config_keys: tuple[str, ...] | list[str] = (),
-        page_size: int = 200,
-    ) -> Iterator[RunListed]:
-        """Every matching run sorted by ``sort`` as the dashboard sorts (created, ended,
-        name, status, params.<path>, tags.<key>, metrics.<key>: the last value), those
-        without a value last, a page at a time."""
-        cursor: str | None = None
-        while True:
-            order = "desc" if descending else "asc"
-            params: dict[str, Any] = {"sort": sort, "order": order, "limit": page_size,
-                                      "config_key": list(config_keys)}  # fmt: skip
-            for name, value in (("filter", filter), ("cursor", cursor)):
-                if value:
-                    params[name] = value
-            page = self._json("GET", paths.sorted_runs(project), params=params)
-            yield from (RunListed.from_json(r) for r in page["runs"])
-            following = page.get("next_cursor")
-            if not following or following == cursor:
-                return
-            cursor = following
 
     def run_ids(self, prefix: str, *, limit: int = 10) -> list[str]:
         """Ids of the runs you can see that start with ``prefix`` (sorted, at most limit)."""

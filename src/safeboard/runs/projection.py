@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from safeboard.documents import MAX_DEPTH, MAX_DOCUMENT_BYTES, document_problem
 from safeboard.errors import BadRequest
 
-__all__ = ["json_text", "param_keys", "param_path", "read_json_text"]
+__all__ = ["is_param_path", "json_text", "param_keys", "param_path", "read_json_text"]
 
 # SQLite's -> operator (3.38) reads a document once; older versions ask twice.
 _SQLITE_ARROW = sqlite3.sqlite_version_info >= (3, 38)
@@ -151,10 +151,11 @@ def param_keys(conn: Connection, project_id: int) -> list[str]:
             "keys": MAX_PARAM_KEYS,
         },
     ).scalars()
-    return [path for path in found if _plain(path)]
+    return [path for path in found if is_param_path(path)]
 
 
-def _plain(path: str) -> bool:
+def is_param_path(path: str) -> bool:
+    """Whether ``path`` is a dotted config path that param_path accepts."""
     try:
         param_path(path, "path")
     except BadRequest:

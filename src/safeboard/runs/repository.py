@@ -26,8 +26,9 @@ from safeboard.documents import (
 )
 from safeboard.runs.models import RunRow, RunTagRow
 from safeboard.runs.projection import json_text, read_json_text
+from safeboard.runs.search import RunResolver
 
-__all__ = ["Listed", "Run", "create", "get", "list_runs", "set_tags", "tags_of", "update"]
+__all__ = ["Listed", "Run", "create", "get", "listed", "set_tags", "tags_of", "update"]
 
 _r = cast(sa.Table, RunRow.__table__)
 _t = cast(sa.Table, RunTagRow.__table__)
@@ -53,8 +54,9 @@ class Run:
 
 @dataclass(frozen=True)
 class Listed:
-    """A run as lists show it: no system information or notes, and of its config only the
-    paths asked for (dotted), each a JSON value of bounded length."""
+    """A run as lists show it: no system information or notes; of its config only the
+    paths asked for (dotted), each a JSON value of bounded length; of its metrics the last
+    values of the keys asked for."""
 
     id: str
     project_id: int
@@ -65,6 +67,7 @@ class Listed:
     tags: dict[str, str]
     config: dict[str, Any]  # dotted path -> value
     omitted: tuple[str, ...] = ()  # paths whose value is too long for a list
+    metrics: dict[str, float] = field(default_factory=dict)  # key -> last value, if logged
 
 
 # A stored document is read only when its text is at most this long: the JSON the database
@@ -83,7 +86,7 @@ def tags_of(
     """The tags of each run (only ``keys`` when given): at most MAX_TAGS a run, values cut
     to MAX_TAG_VALUE_CHARS, whatever an older server stored."""
     found: dict[str, dict[str, str]] = {run_id: {} for run_id in run_ids}
-    if not run_ids or keys == []:
+    if not run_ids or (keys is not None and not keys):
         return found
     number = sa.func.row_number().over(partition_by=_t.c.run_id, order_by=_t.c.key)
     numbered = sa.select(
@@ -161,40 +164,36 @@ def update(conn: Connection, run_id: str, **values: Any) -> None:
         conn.execute(sa.update(_r).where(_r.c.id == run_id).values(**values))
 
 
-def list_runs(
+def listed(
     conn: Connection,
     project_id: int,
+    run_ids: Sequence[str],
     *,
-    where: sa.ColumnElement[bool] | None = None,
-    after: tuple[datetime, str] | None = None,
-    limit: int = 100,
-    newest_first: bool = True,
     config_paths: Sequence[str] = (),
+    tag_keys: Sequence[str] | None = None,
+    metric_keys: Sequence[str] = (),
 ) -> list[Listed]:
-    """Runs of a project ordered by creation (then id), a page at a time: ``after`` is the
-    (created_at, id) of the last run of the previous page. Of their configs only the values
-    at ``config_paths`` (dotted) are read, at most LISTED_VALUE_CHARS characters each."""
+    """The runs of ``run_ids`` in that order, as lists show them: of their configs only the
+    values at ``config_paths`` (dotted), at most LISTED_VALUE_CHARS characters each; their
+    tags (only ``tag_keys`` when given); the last values of ``metric_keys``."""
     dialect = conn.dialect.name
     paths = list(dict.fromkeys(config_paths))
+    keys = list(dict.fromkeys(metric_keys))
     values = [
         json_text(_r.c.params, path.split("."), dialect, LISTED_VALUE_CHARS).label(f"v{i}")
         for i, path in enumerate(paths)
     ]
-    query = sa.select(_r.c.id).where(_r.c.project_id == project_id)
-    if where is not None:
-        query = query.where(where)
-    key = sa.tuple_(_r.c.created_at, _r.c.id)
-    if after is not None:
-        query = query.where(key < sa.tuple_(*after) if newest_first else key > sa.tuple_(*after))
-    order = (_r.c.created_at.desc(), _r.c.id.desc()) if newest_first else (_r.c.created_at, _r.c.id)
-    # The page's ids first, then its columns: config values are read for these rows only.
-    ids = list(conn.execute(query.order_by(*order).limit(limit)).scalars())
+    resolver = RunResolver(dialect)
+    lasts = [resolver.metric_last(key).label(f"m{i}") for i, key in enumerate(keys)]
     head = [_r.c[name] for name in ("id", "name", "status", "created_at", "ended_at")]
-    found = {r.id: r for r in conn.execute(sa.select(*head, *values).where(_r.c.id.in_(ids)))}
-    rows = [found[run_id] for run_id in ids if run_id in found]
-    tags = tags_of(conn, ids)
+    query = sa.select(*head, *values, *lasts).where(_r.c.id.in_(run_ids))
+    found = {row.id: row for row in conn.execute(query)} if run_ids else {}
+    tags = tags_of(conn, run_ids, keys=tag_keys)
     listed = []
-    for row in rows:
+    for run_id in run_ids:
+        row = found.get(run_id)
+        if row is None:
+            continue
         config: dict[str, Any] = {}
         omitted: list[str] = []
         for i, path in enumerate(paths):
@@ -203,6 +202,7 @@ def list_runs(
                 omitted.append(path)
             elif present:
                 config[path] = value
+        metrics = {key: row._mapping[f"m{i}"] for i, key in enumerate(keys)}
         listed.append(
             Listed(
                 id=row.id,
@@ -214,6 +214,7 @@ def list_runs(
                 tags=tags[row.id],
                 config=config,
                 omitted=tuple(omitted),
+                metrics={key: value for key, value in metrics.items() if value is not None},
             )
         )
     return listed

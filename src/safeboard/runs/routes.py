@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 from starlette.status import HTTP_201_CREATED
@@ -26,12 +26,15 @@ from safeboard.runs.schemas import (
     RunUpdate,
 )
 from safeboard.runs.service import RunService
+from safeboard.runs.table import SORT_HELP, RunQuery
+from safeboard.vocabulary import MAX_METRIC_KEY_LENGTH
 
-__all__ = ["nested_config", "router", "summary_out"]
+__all__ = ["router", "summary_out"]
 
 router = APIRouter(prefix="/api/v1")
 MAX_CONFIG_KEYS = 20
 MAX_CONFIG_KEY_CHARS = 300
+MAX_METRIC_KEYS = 20
 
 
 def summary_out(summary: Summary) -> MetricSummaryOut:
@@ -89,6 +92,7 @@ def listed_out(run: Listed, project: str) -> RunListedOut:
         tags=run.tags,
         config=nested_config(run.config),
         omitted=list(run.omitted),
+        metrics={key: json_float(value) for key, value in run.metrics.items()},
     )
 
 
@@ -116,12 +120,16 @@ def create_run(
 @router.get("/projects/{project}/runs", response_model=RunPageOut)
 def list_runs(
     project: str,
-    cursor: str | None = Query(None, max_length=200),
+    cursor: str | None = Query(None, max_length=1000),
     limit: int = Query(50, ge=1, le=500),
     filter: str | None = Query(
         None,
         max_length=2000,
         description='e.g. params.lr > 0.01 and tags.model = "resnet" and status = finished',
+    ),
+    sort: str = Query("created", max_length=300, description=f"{SORT_HELP}."),
+    order: Literal["asc", "desc"] = Query(
+        "desc", description="desc: largest (newest) first. Runs without a value come last."
     ),
     config_key: list[str] | None = Query(
         None,
@@ -129,20 +137,42 @@ def list_runs(
         description="A dotted config path (opt.lr) whose value each listed run carries; "
         f"repeat for more (at most {MAX_CONFIG_KEYS}). Without it, config is {{}}.",
     ),
+    metric: list[str] | None = Query(
+        None,
+        max_length=MAX_METRIC_KEYS,
+        description="A metric key whose last value each listed run carries in ``metrics``; "
+        f"repeat for more (at most {MAX_METRIC_KEYS}).",
+    ),
+    count: bool = Query(False, description="Also count the runs that match (``total``)."),
     principal: Principal = requires_project(Permission.PROJECTS_READ),
     service: RunService = provided(RunService),
 ) -> RunPageOut:
-    """Runs, newest first, matching ``filter``; pass ``next_cursor`` back as ``cursor``.
-    A listed run holds no system information, notes or metrics, and of its config only the
-    values at the ``config_key`` paths: ``GET /api/v1/runs/{id}`` answers with all."""
-    paths = config_key or []
+    """Runs sorted by ``sort`` (newest first by default), matching ``filter``; pass
+    ``next_cursor`` back as ``cursor`` with the same sort and order. A listed run holds no
+    system information or notes, of its config only the values at the ``config_key``
+    paths, of its metrics only the last values of the ``metric`` keys (and of a
+    ``metrics.<key>`` sort): ``GET /api/v1/runs/{id}`` answers with all."""
+    paths, keys = config_key or [], metric or []
     if any(len(path) > MAX_CONFIG_KEY_CHARS for path in paths):
         raise BadRequest(f"config_key: at most {MAX_CONFIG_KEY_CHARS} characters")
-    page = service.page(
-        principal, project, cursor=cursor, limit=limit, filter_text=filter, config_paths=paths
+    if any(len(key) > MAX_METRIC_KEY_LENGTH for key in keys):
+        raise BadRequest(f"metric: at most {MAX_METRIC_KEY_LENGTH} characters")
+    by_metric = sort.removeprefix("metrics.") if sort.startswith("metrics.") else None
+    query = RunQuery(
+        filter_text=filter or None,
+        sort=sort,
+        descending=order == "desc",
+        cursor=cursor or None,
+        limit=limit,
+        config=tuple(paths),
+        metrics=tuple(dict.fromkeys([*keys, *([by_metric] if by_metric else [])])),
+        count=count,
     )
+    table = service.table(principal, project, query)
     return RunPageOut(
-        runs=[listed_out(r, project) for r in page.runs], next_cursor=page.next_cursor
+        runs=[listed_out(r, project) for r in table.rows],
+        next_cursor=table.next_cursor,
+        total=table.total,
     )
 
 

@@ -109,8 +109,9 @@ class RunOut(Model):
 
 
 class RunListedOut(Model):
-    """A run in a list: no system information, notes or metrics (GET /api/v1/runs/{id}
-    has them), and of its config only the keys asked for with ``config_key``."""
+    """A run in a list: no system information or notes (GET /api/v1/runs/{id} has them), of
+    its config only the keys asked for with ``config_key``, of its metrics only the last
+    values asked for with ``metric``."""
 
     id: str
     project: str
@@ -128,11 +129,17 @@ class RunListedOut(Model):
         description="Paths asked for whose value is too long for a list (over 1,000 "
         "characters as JSON): read them from the run itself.",
     )
+    metrics: dict[str, JsonFloat] = Field(
+        default_factory=dict,
+        description="The last values of the metrics asked for with ``metric`` (and of a "
+        "``metrics.<key>`` sort) that the run has logged.",
+    )
 
 
 class RunPageOut(Model):
     runs: list[RunListedOut]
-    next_cursor: str | None
+    next_cursor: str | None = Field(description="Pass back as ``cursor`` (same sort, order).")
+    total: int | None = Field(None, description="With ``count=true``: the runs that match.")
 
 
 class RunIdsOut(Model):

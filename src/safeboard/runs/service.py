@@ -1,4 +1,5 @@
-"""Run use cases: create (idempotent by id), read, update status/tags/params/notes, list."""
+"""Run use cases: create (idempotent by id), read, update status/tags/params/notes, and
+the one list of a project's runs (``table``: filter, any sort, keyset pages, columns)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from sqlalchemy import Engine
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
-from safeboard.cursors import decode_position, encode_position
 from safeboard.documents import document_problem, tags_problem
 from safeboard.errors import Conflict, InvalidRequest
 from safeboard.events import Event, EventBus
@@ -20,24 +20,18 @@ from safeboard.projects.repository import Project
 from safeboard.runs import repository as runs
 from safeboard.runs.access import run_for
 from safeboard.runs.projection import param_path
-from safeboard.runs.repository import Listed, Run
-from safeboard.runs.search import run_filter
+from safeboard.runs.repository import Run
+from safeboard.runs.table import ColumnKeys, RunQuery, RunTable, column_keys, table_page
 from safeboard.storage import writer
 from safeboard.vocabulary import FINAL_STATUSES, is_id_prefix
 
-__all__ = ["RunPage", "RunService"]
+__all__ = ["RunService"]
 
 
 def _check(problem: str | None) -> None:
     """Refuse what is beyond the bounds of safeboard.documents before storing anything."""
     if problem is not None:
         raise InvalidRequest(problem)
-
-
-class RunPage:
-    def __init__(self, runs: list[Listed], next_cursor: str | None) -> None:
-        self.runs = runs
-        self.next_cursor = next_cursor
 
 
 class RunService:
@@ -141,32 +135,23 @@ class RunService:
         self._announce(updated)
         return updated
 
-    def page(
-        self,
-        principal: Principal,
-        project_name: str,
-        *,
-        cursor: str | None,
-        limit: int,
-        filter_text: str | None = None,
-        config_paths: list[str] | None = None,
-    ) -> RunPage:
-        """A page of runs, newest first, matching ``filter_text`` (the search language),
-        with the values at ``config_paths`` (dotted) of their configs."""
-        paths = list(config_paths or [])
-        for path in paths:
+    def table(self, principal: Principal, project_name: str, query: RunQuery) -> RunTable:
+        """A page of the project's runs as ``query`` asks (runs/table.py): the one read path
+        behind the dashboard's runs table, the API's list and ``safeboard runs list``.
+        BadRequest names the problem: an unknown sort key (and the valid ones), a config
+        path that is not one, a filter or a cursor that cannot be read."""
+        for path in query.config:
             param_path(path, "config_key")
-        after = decode_position(cursor) if cursor else None
-        where = run_filter(filter_text, self.engine.dialect.name)
         with self.engine.connect() as conn:
             project = project_by_name(conn, principal, project_name, Permission.PROJECTS_READ)
-            found = runs.list_runs(
-                conn, project.id, where=where, after=after, limit=limit + 1, config_paths=paths
-            )
-        more = len(found) > limit
-        page = found[:limit]
-        last = page[-1] if more and page else None
-        return RunPage(page, encode_position(last.created_at, last.id) if last else None)
+            return table_page(conn, project.id, query)
+
+    def columns(self, principal: Principal, project_name: str) -> tuple[Project, ColumnKeys]:
+        """The project, and the param paths, tag keys and metric keys its recent runs
+        have: what a column picker offers."""
+        with self.engine.connect() as conn:
+            project = project_by_name(conn, principal, project_name, Permission.PROJECTS_READ)
+            return project, column_keys(conn, project.id)
 
     def ids_starting(self, principal: Principal, prefix: str, limit: int) -> list[str]:
         """Ids of the runs this principal can see that start with ``prefix`` (an id as

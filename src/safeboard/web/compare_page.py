@@ -12,10 +12,10 @@ from safeboard.metrics.repository import Summary
 from safeboard.projects.repository import Project
 from safeboard.runs.repository import Run
 from safeboard.web import format as fmt
+from safeboard.web.format import flatten
 from safeboard.web.html import Markup, el, join
 from safeboard.web.layout import Viewer, page
 from safeboard.web.run_page import CHART_STYLES, chart_controls, library_missing
-from safeboard.web.run_table import flatten
 
 __all__ = ["MAX_COMPARED", "Compared", "render_compare"]
 

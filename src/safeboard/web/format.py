@@ -7,7 +7,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-__all__ = ["duration", "number", "timestamp", "value"]
+__all__ = ["duration", "flatten", "number", "timestamp", "value"]
 
 
 def timestamp(moment: datetime | None) -> str:
@@ -49,3 +49,15 @@ def value(x: Any) -> str:
     if isinstance(x, str):
         return x
     return json.dumps(x, ensure_ascii=False, sort_keys=True)
+
+
+def flatten(document: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested params as dotted paths: {"opt": {"lr": 0.1}} -> {"opt.lr": 0.1}."""
+    flat: dict[str, Any] = {}
+    for key, found in document.items():
+        path = f"{prefix}{key}"
+        if isinstance(found, dict) and found:
+            flat.update(flatten(found, f"{path}."))
+        else:
+            flat[path] = found
+    return flat

@@ -12,11 +12,12 @@ from urllib.parse import urlencode
 
 from safeboard.auth.permissions import Role
 from safeboard.projects.repository import Project
+from safeboard.runs.repository import Listed
+from safeboard.runs.table import ColumnKeys, RunQuery, RunTable
 from safeboard.web import format as fmt
 from safeboard.web.first_run import first_steps
 from safeboard.web.html import Child, Markup, el, escape, join
 from safeboard.web.layout import Viewer, page
-from safeboard.web.run_table import TablePage, TableQuery, TableRow
 
 __all__ = ["ProjectView", "render_project"]
 
@@ -27,6 +28,7 @@ BASE_COLUMNS = (
     ("ended", "Duration"),
 )
 DEFAULT_METRICS, DEFAULT_PARAMS = 4, 3
+TOO_LONG = "(too long to show)"  # a param cell whose value is over 1,000 characters as JSON
 QUICK_FILTERS = (
     ("running", "status = running"),
     ("finished", "status = finished"),
@@ -37,14 +39,12 @@ QUICK_FILTERS = (
 @dataclass(frozen=True)
 class ProjectView:
     project: Project
-    query: TableQuery
+    query: RunQuery
     columns: list[str]  # chosen columns: params.x, tags.x, metrics.x
     chose_columns: bool  # False: the defaults were used
-    page: TablePage | None  # None when the filter was refused
+    page: RunTable | None  # None when the filter was refused
     problem: str | None
-    param_keys: list[str]
-    tag_keys: list[str]
-    metric_keys: list[str]
+    keys: ColumnKeys  # what the column picker offers
     now: datetime
     server_url: str
 
@@ -113,12 +113,12 @@ def _header(view: ProjectView, column: str) -> Markup:
     )
 
 
-def _cell(row: TableRow, column: str) -> Markup:
+def _cell(row: Listed, column: str) -> Markup:
     root, _, key = column.partition(".")
     if root == "metrics":
         return el("td", fmt.number(row.metrics.get(key)), class_="num")
     if root == "params":
-        value = row.params.get(key)
+        value = TOO_LONG if key in row.omitted else row.config.get(key)
         numeric = isinstance(value, int | float) and not isinstance(value, bool)
         return el("td", fmt.value(value), class_="num" if numeric else None)
     if root == "tags":
@@ -126,7 +126,7 @@ def _cell(row: TableRow, column: str) -> Markup:
     return el("td", "")
 
 
-def _row(view: ProjectView, row: TableRow) -> Markup:
+def _row(view: ProjectView, row: Listed) -> Markup:
     return el(
         "tr",
         el(
@@ -235,9 +235,9 @@ def _picker(view: ProjectView) -> Markup:
         el(
             "form",
             _hidden(view, keep_columns=False, keep_filter=True),
-            group("Metrics (last value)", "metrics", view.metric_keys),
-            group("Params", "params", view.param_keys),
-            group("Tags", "tags", view.tag_keys),
+            group("Metrics (last value)", "metrics", view.keys.metrics),
+            group("Params", "params", view.keys.params),
+            group("Tags", "tags", view.keys.tags),
             el(
                 "label",
                 "Another column",
@@ -265,16 +265,17 @@ def _picker(view: ProjectView) -> Markup:
     )
 
 
-def _table(view: ProjectView, table: TablePage) -> Markup:
+def _table(view: ProjectView, table: RunTable) -> Markup:
     columns = ["name", "status", "created", "ended", *view.columns]
     headers = [el("th", el("span", "Select", class_="visually-hidden"), scope="col")]
     headers += [_header(view, column) for column in columns]
     shown = len(table.rows)
+    total = shown if table.total is None else table.total
     pager = el(
         "nav",
         el(
             "span",
-            f"{shown} shown of {table.total} run{'s' if table.total != 1 else ''}",
+            f"{shown} shown of {total} run{'s' if total != 1 else ''}",
             data_testid="run-count",
         ),
         el("a", "First page", href=_link(view, cursor=None)) if view.query.cursor else None,

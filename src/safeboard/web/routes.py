@@ -32,10 +32,12 @@ from safeboard.clock import utcnow
 from safeboard.errors import BadRequest, Forbidden, NotFound
 from safeboard.metrics.service import MetricService
 from safeboard.projects import repository as projects_repository
-from safeboard.projects.access import project_by_id, project_by_name
+from safeboard.projects.access import project_by_id
 from safeboard.projects.service import ProjectService
 from safeboard.provision import provided
+from safeboard.runs.projection import is_param_path
 from safeboard.runs.service import RunService
+from safeboard.runs.table import RunQuery, split_columns
 from safeboard.schemas import ROW_ID_MAX
 from safeboard.users.service import UserService
 from safeboard.web.account_page import render_account
@@ -53,7 +55,6 @@ from safeboard.web.layout import Viewer
 from safeboard.web.project_page import ProjectView, default_columns, render_project
 from safeboard.web.responses import PageRoute
 from safeboard.web.run_page import CHART_LIBRARY, RunView, render_run
-from safeboard.web.run_table import TableQuery, column_keys, load_page
 
 __all__ = ["router", "static_files", "viewer_of"]
 
@@ -115,22 +116,30 @@ def project_page(
     cursor: str | None = Query(None, max_length=1000),
     col: list[str] | None = Query(None, max_length=MAX_COLUMNS),
     principal: Principal = requires_project(Permission.PROJECTS_READ),
-    engine: sa.Engine = provided(sa.Engine),
+    runs: RunService = provided(RunService),
 ) -> HTMLResponse:
     """The runs table. ``col`` picks columns (``metrics.loss``, ``params.lr``, ...)."""
     problem, table = None, None
     chosen = [c[:300] for c in col or [] if c.startswith(("params.", "tags.", "metrics."))]
-    with engine.connect() as conn:
-        project = project_by_name(conn, principal, name, Permission.PROJECTS_READ)
-        params, tags, metrics = column_keys(conn, project.id)
-        columns = chosen if col is not None else default_columns(params, metrics)
-        query = TableQuery(
-            filter or None, sort, order == "desc", cursor or None, PAGE_SIZE, tuple(columns)
-        )
-        try:
-            table = load_page(conn, project.id, query)
-        except BadRequest as exc:
-            problem = exc.message
+    project, keys = runs.columns(principal, name)
+    columns = chosen if col is not None else default_columns(keys.params, keys.metrics)
+    shown = split_columns([c for c in columns if not c.startswith("params.") or
+                           is_param_path(c[7:])])  # fmt: skip
+    query = RunQuery(
+        filter_text=filter or None,
+        sort=sort,
+        descending=order == "desc",
+        cursor=cursor or None,
+        limit=PAGE_SIZE,
+        config=shown["params"],
+        tags=shown["tags"],
+        metrics=shown["metrics"],
+        count=True,
+    )
+    try:
+        table = runs.table(principal, name, query)
+    except BadRequest as exc:
+        problem = exc.message
     view = ProjectView(
         project=project,
         query=query,
@@ -138,9 +147,7 @@ def project_page(
         chose_columns=col is not None,
         page=table,
         problem=problem,
-        param_keys=params,
-        tag_keys=tags,
-        metric_keys=metrics,
+        keys=keys,
         now=utcnow(),
         server_url=public_origin(request),
     )

@@ -13,9 +13,9 @@ from safeboard.projects.repository import Project
 from safeboard.runs.repository import Run
 from safeboard.web import format as fmt
 from safeboard.web.assets import STATIC_DIR
+from safeboard.web.format import flatten
 from safeboard.web.html import Child, Markup, el, join
 from safeboard.web.layout import Viewer, page
-from safeboard.web.run_table import flatten
 
 __all__ = ["CHART_LIBRARY", "RunView", "chart_controls", "library_missing", "render_run"]
 

@@ -40,8 +40,9 @@ if (compare) {
   update();
 }
 
-// A new filter is checked with the API first (one run asked for): a refused one keeps the
-// table as it is and shows why under the box, instead of a page with no table.
+// A new filter is checked with the API first (one run asked for, in the page's sort: the
+// list answers from the same query as the table): a refused one keeps the table as it is
+// and shows why under the box, instead of a page with no table.
 const filterForm = document.querySelector('form[role="search"]');
 const filterBox = document.getElementById("filter");
 const problem = document.getElementById("filter-problem");
@@ -51,6 +52,10 @@ if (filterForm && filterBox && problem) {
     if (!text) return;
     event.preventDefault();
     const query = new URLSearchParams({ filter: text, limit: "1" });
+    const form = new FormData(filterForm);
+    for (const name of ["sort", "order"]) {
+      if (form.get(name)) query.set(name, form.get(name));
+    }
     call("GET", `/api/v1/projects/${encodeURIComponent(project)}/runs?${query}`)
       .then(() => filterForm.submit())
       .catch((error) => {
