@@ -5,14 +5,19 @@ Migrations and the models-versus-migrations check import this module first.
 
 from __future__ import annotations
 
+from safeboard.accounts.models import (
+    ApiKeyRow,
+    LoginThrottleRow,
+    OneTimeTokenRow,
+    SessionRow,
+    UserRow,
+)
 from safeboard.artifacts.models import ArtifactRow
 from safeboard.audit.models import AuditRow
-from safeboard.auth.models import ApiKeyRow, LoginThrottleRow, OneTimeTokenRow, SessionRow
 from safeboard.metrics.models import IngestBatchRow, MetricChunkRow, MetricSummaryRow
 from safeboard.projects.models import ProjectGrantRow, ProjectRow
 from safeboard.runs.models import RunRow, RunTagRow
 from safeboard.storage import Base, InstanceRow
-from safeboard.users.models import UserRow
 
 __all__ = [
     "ApiKeyRow",

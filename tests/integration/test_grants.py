@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine
 
+from safeboard.accounts import repository as users
+from safeboard.accounts.repository import User
 from safeboard.audit import service as audit
 from safeboard.auth.permissions import CredentialKind, ProjectRole, Role, Scope
 from safeboard.auth.principal import Principal
@@ -14,8 +16,6 @@ from safeboard.errors import Conflict, Forbidden, NotFound
 from safeboard.projects import repository as projects
 from safeboard.projects.service import ProjectService
 from safeboard.storage import upgrade
-from safeboard.users import repository as users
-from safeboard.users.repository import User
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The bulk re-check of a lasting request (auth/standing.py): the rules of a request's
+"""The bulk re-check of a lasting request (runs/standing.py): the rules of a request's
 own credential check and of the authorizer, applied to what the database says now."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 from safeboard.auth.permissions import CredentialKind, ProjectRole, Role, Scope
 from safeboard.auth.principal import Principal
-from safeboard.auth.standing import (
+from safeboard.runs.standing import (
     ACCESS_ENDED,
     CREDENTIAL_ENDED,
     Refusal,

@@ -14,6 +14,11 @@ from fastapi import FastAPI
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from safeboard import __version__
+from safeboard.accounts import routes as account_routes
+from safeboard.accounts.api_keys import ApiKeyService
+from safeboard.accounts.passwords import PasswordHasher
+from safeboard.accounts.sessions import AuthService
+from safeboard.accounts.users import UserService
 from safeboard.api import health
 from safeboard.api.context import RequestContextMiddleware
 from safeboard.api.errors import install_error_handlers
@@ -31,13 +36,9 @@ from safeboard.artifacts.expiry import expiry_sweeps
 from safeboard.artifacts.service import ArtifactService
 from safeboard.artifacts.store import LocalStore
 from safeboard.audit import routes as audit_routes
-from safeboard.auth import routes as auth_routes
-from safeboard.auth.api_keys import ApiKeyService
 from safeboard.auth.dependencies import AuthContext, CookiePolicy, requires
 from safeboard.auth.identity import ApiKeyProvider, IdentityChain, SessionCookieProvider
-from safeboard.auth.passwords import PasswordHasher
 from safeboard.auth.permissions import Permission
-from safeboard.auth.service import AuthService
 from safeboard.events import EventBus
 from safeboard.metrics import routes as metric_routes
 from safeboard.metrics.service import MetricService
@@ -50,8 +51,6 @@ from safeboard.runs.streams import StreamGuard
 from safeboard.schemas import ERROR_RESPONSES
 from safeboard.settings import Settings, is_wildcard_host
 from safeboard.storage import create_engine
-from safeboard.users import routes as user_routes
-from safeboard.users.service import UserService
 from safeboard.web import routes as web_routes
 
 __all__ = ["allowed_host_names", "create_app"]
@@ -147,8 +146,8 @@ def create_app(
     # 4. Routes; each declares its permission or PUBLIC
     #    (tests/integration/test_routes_authorization.py).
     app.include_router(health.router)
-    app.include_router(auth_routes.router)
-    app.include_router(user_routes.router)
+    app.include_router(account_routes.router)
+    app.include_router(account_routes.users_router)
     app.include_router(audit_routes.router)
     app.include_router(project_routes.router)
     app.include_router(run_routes.router)

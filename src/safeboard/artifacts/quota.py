@@ -12,11 +12,11 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from safeboard.accounts.models import UserRow
 from safeboard.artifacts import repository as artifacts
 from safeboard.errors import PayloadTooLarge
 from safeboard.projects.repository import Project
 from safeboard.settings import ArtifactSettings
-from safeboard.users.models import UserRow
 
 __all__ = ["ensure_room"]
 

@@ -9,8 +9,8 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from safeboard.accounts.models import UserRow
 from safeboard.artifacts.models import ArtifactRow
-from safeboard.users.models import UserRow
 
 __all__ = [
     "Artifact",

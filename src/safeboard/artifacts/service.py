@@ -30,6 +30,8 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
+from safeboard.accounts import repository as creds
+from safeboard.accounts import repository as users
 from safeboard.artifacts import repository as artifacts
 from safeboard.artifacts.links import SESSION, LinkClaims, check_link, sign_link
 from safeboard.artifacts.quota import ensure_room
@@ -39,7 +41,6 @@ from safeboard.artifacts.schemas import ArtifactIn
 from safeboard.artifacts.store import ArtifactStore, BlobWriter
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
-from safeboard.auth import repository as creds
 from safeboard.auth.permissions import CredentialKind, Permission, Scope
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
@@ -58,7 +59,6 @@ from safeboard.projects.models import ProjectRow
 from safeboard.runs.access import run_for
 from safeboard.settings import ArtifactSettings
 from safeboard.storage import writer
-from safeboard.users import repository as users
 
 __all__ = ["ArtifactPage", "ArtifactService", "Upload"]
 

@@ -13,14 +13,14 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
-from safeboard.auth.api_keys import ApiKeyService
+from safeboard.accounts.api_keys import ApiKeyService
+from safeboard.accounts.sessions import AuthService, SignInContext
 from safeboard.auth.authorizer import could_reach, credential_refusal, ensure
 from safeboard.auth.binding import BINDING_HEADER, cookie_name
 from safeboard.auth.csrf import UNSAFE_METHODS, check_session_csrf, check_sign_in_origin
 from safeboard.auth.identity import IdentityChain, Presented
 from safeboard.auth.permissions import CredentialKind, Permission
 from safeboard.auth.principal import Principal
-from safeboard.auth.service import AuthService, SignInContext
 
 __all__ = [
     "DECISION_ATTRIBUTE",

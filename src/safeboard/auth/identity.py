@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from safeboard.auth.api_keys import INVALID_KEY, ApiKeyService
+from safeboard.accounts.api_keys import INVALID_KEY, ApiKeyService
+from safeboard.accounts.sessions import AuthService, unauthenticated
 from safeboard.auth.principal import Principal
-from safeboard.auth.service import AuthService, unauthenticated
 from safeboard.errors import InvalidApiKey
 
 __all__ = [

@@ -10,11 +10,11 @@ from typing import cast
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from safeboard.accounts.models import UserRow
 from safeboard.auth.permissions import ProjectRole
 from safeboard.errors import Conflict
 from safeboard.projects.models import ProjectGrantRow, ProjectRow
 from safeboard.runs.models import RunRow
-from safeboard.users.models import UserRow
 
 __all__ = [
     "NAME_TAKEN",

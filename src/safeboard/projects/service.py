@@ -9,6 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from safeboard.accounts import repository as users
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
 from safeboard.auth.authorizer import ensure, ensure_in_project
@@ -20,7 +21,6 @@ from safeboard.projects import repository as projects
 from safeboard.projects.repository import NAME_TAKEN, Project
 from safeboard.settings import ProjectSettings
 from safeboard.storage import writer
-from safeboard.users import repository as users
 
 __all__ = ["ProjectService"]
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from safeboard.accounts.repository import normalize_username
+from safeboard.accounts.users import UserService
 from safeboard.auth.dependencies import AuthContext
 from safeboard.auth.permissions import CredentialKind, Role, Scope
 from safeboard.auth.principal import Principal
@@ -26,8 +28,6 @@ from safeboard.datadir import write_private
 from safeboard.errors import InvalidRequest
 from safeboard.server.certificates import TlsMaterial
 from safeboard.settings import Settings, is_loopback_host, is_wildcard_host
-from safeboard.users.repository import normalize_username
-from safeboard.users.service import UserService
 
 __all__ = [
     "DISCOVERY_FILE",

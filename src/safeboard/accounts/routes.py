@@ -1,26 +1,17 @@
-"""HTTP for sign-in, sessions and API keys: ``/api/v1/auth/*`` and ``/api/v1/keys``."""
+"""HTTP for sign-in, sessions and API keys (``/api/v1/auth/*``, ``/api/v1/keys``:
+``router``) and for account administration (``/api/v1/users``, admins only:
+``users_router``)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.status import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from safeboard.auth.csrf import safe_next
-from safeboard.auth.dependencies import (
-    AuthContext,
-    auth_context,
-    client_address,
-    requires,
-    session_cookie,
-    sign_in_context,
-    sign_in_guard,
-)
-from safeboard.auth.permissions import CredentialKind, Permission
-from safeboard.auth.principal import Principal
-from safeboard.auth.repository import KeyInfo
-from safeboard.auth.schemas import (
+from safeboard.accounts.repository import KeyInfo, User
+from safeboard.accounts.schemas import (
     InviteAccept,
     Invitee,
+    InviteOut,
     InviteToken,
     KeyCreate,
     KeyCreated,
@@ -31,14 +22,30 @@ from safeboard.auth.schemas import (
     SessionOut,
     SignedIn,
     TokenRequest,
+    UserCreate,
     UserOut,
+    UserSessionOut,
+    UserUpdate,
 )
-from safeboard.auth.service import NewSession, SignInContext, session_ref
+from safeboard.accounts.sessions import NewSession, SignInContext, session_ref
+from safeboard.accounts.users import UserService
+from safeboard.auth.csrf import safe_next
+from safeboard.auth.dependencies import (
+    AuthContext,
+    auth_context,
+    client_address,
+    public_origin,
+    requires,
+    session_cookie,
+    sign_in_context,
+    sign_in_guard,
+)
+from safeboard.auth.permissions import CredentialKind, Permission
+from safeboard.auth.principal import Principal
 from safeboard.errors import BadRequest, Forbidden
-from safeboard.users.repository import User
-from safeboard.users.service import UserService
 
-__all__ = ["router", "user_out"]
+__all__ = ["router", "user_out", "users_router"]
+
 
 router = APIRouter(prefix="/api/v1")
 _SIGN_IN = [Depends(sign_in_guard)]
@@ -278,4 +285,94 @@ def revoke_key(
 ) -> Response:
     """Revoke a key (yours; admins: anyone's). Effective at once."""
     context.keys.revoke(principal, key_id, client_address(request))
+    return Response(status_code=HTTP_204_NO_CONTENT)
+
+
+users_router = APIRouter(prefix="/api/v1/users")
+
+
+def _users(request: Request) -> UserService:
+    service: UserService = request.app.state.users
+    return service
+
+
+@users_router.get("", response_model=list[UserOut])
+def list_users(request: Request, _: Principal = requires(Permission.USERS_READ)) -> list[UserOut]:
+    return [user_out(user) for user in _users(request).list_all()]
+
+
+@users_router.post("", status_code=HTTP_201_CREATED, response_model=UserOut)
+def add_user(
+    request: Request, body: UserCreate, principal: Principal = requires(Permission.USERS_MANAGE)
+) -> UserOut:
+    """Add an account (no password yet: send the person an invitation)."""
+    user = _users(request).add(
+        body.username,
+        role=body.role,
+        display_name=body.display_name,
+        actor=principal.actor,
+        address=client_address(request),
+    )
+    return user_out(user)
+
+
+@users_router.patch("/{username}", response_model=UserOut)
+def update_user(
+    request: Request,
+    username: str,
+    body: UserUpdate,
+    principal: Principal = requires(Permission.USERS_MANAGE),
+) -> UserOut:
+    """Change role or disable/enable. The last active admin cannot be demoted or disabled."""
+    service, where = _users(request), client_address(request)
+    if body.role is not None:
+        service.set_role(username, body.role, actor=principal.actor, address=where)
+    if body.active is not None:
+        service.set_active(username, body.active, actor=principal.actor, address=where)
+    return user_out(service.get(username))
+
+
+@users_router.post("/{username}/invite", response_model=InviteOut)
+def invite_user(
+    request: Request, username: str, principal: Principal = requires(Permission.USERS_INVITE)
+) -> InviteOut:
+    """A one-time link with which the user sets a password; earlier ones stop working.
+
+    Needs a signed-in session (no API key of any scope: the link sets a password and opens
+    a session, which must not outlive a leaked key). Not for yourself: change your password.
+    """
+    service = _users(request)
+    target = service.get(username)
+    if target.id == principal.user_id:
+        raise Forbidden("to change your own password, use /api/v1/auth/password")
+    user, token = service.invite(username, actor=principal.actor, address=client_address(request))
+    hours = int(service.invite_lifetime.total_seconds() // 3600)
+    link = f"{public_origin(request)}/invite#token={token}"
+    return InviteOut(username=user.username, link=link, expires_in_hours=hours)
+
+
+@users_router.get("/{username}/sessions", response_model=list[UserSessionOut])
+def user_sessions(
+    request: Request, username: str, _: Principal = requires(Permission.USERS_READ)
+) -> list[UserSessionOut]:
+    return [
+        UserSessionOut(
+            created_at=s.created_at,
+            last_seen_at=s.last_seen_at,
+            expires_at=s.expires_at,
+            address=s.address,
+            user_agent=s.user_agent,
+        )
+        for s in _users(request).sessions(username)
+    ]
+
+
+@users_router.delete("/{username}/sessions", status_code=HTTP_204_NO_CONTENT)
+def revoke_user_sessions(
+    request: Request, username: str, principal: Principal = requires(Permission.USERS_MANAGE)
+) -> Response:
+    """End every session of the user (their API keys are not affected)."""
+    _users(request).revoke_sessions(
+        username, actor=principal.actor, address=client_address(request)
+    )
     return Response(status_code=HTTP_204_NO_CONTENT)

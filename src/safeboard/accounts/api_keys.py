@@ -9,14 +9,15 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
+from safeboard.accounts import repository as creds
+from safeboard.accounts import repository as users
+from safeboard.accounts.repository import KeyInfo
+from safeboard.accounts.sessions import unauthenticated
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
-from safeboard.auth import repository as creds
 from safeboard.auth.authorizer import new_key_hint
 from safeboard.auth.permissions import CredentialKind, Role, Scope
 from safeboard.auth.principal import Principal
-from safeboard.auth.repository import KeyInfo
-from safeboard.auth.service import unauthenticated
 from safeboard.auth.tokens import new_api_key, parse_api_key, sha256_hex, tokens_equal
 from safeboard.clock import utcnow
 from safeboard.errors import (
@@ -30,7 +31,6 @@ from safeboard.errors import (
 from safeboard.projects import repository as projects
 from safeboard.settings import Settings
 from safeboard.storage import writer
-from safeboard.users import repository as users
 
 __all__ = ["INVALID_KEY", "ApiKeyService"]
 

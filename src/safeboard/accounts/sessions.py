@@ -12,13 +12,15 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
+from safeboard.accounts import repository as creds
+from safeboard.accounts import repository as users
+from safeboard.accounts.passwords import PasswordHasher, check_new_password
+from safeboard.accounts.ratelimit import LoginThrottle, throttle_keys
+from safeboard.accounts.repository import User
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
-from safeboard.auth import repository as creds
-from safeboard.auth.passwords import PasswordHasher, check_new_password
 from safeboard.auth.permissions import CredentialKind, Scope
 from safeboard.auth.principal import Principal
-from safeboard.auth.ratelimit import LoginThrottle, throttle_keys
 from safeboard.auth.tokens import (
     binding_hash,
     csrf_token_for,
@@ -31,8 +33,6 @@ from safeboard.clock import utcnow
 from safeboard.errors import NotFound, RateLimited, Unauthenticated
 from safeboard.settings import Settings
 from safeboard.storage import writer
-from safeboard.users import repository as users
-from safeboard.users.repository import User
 
 __all__ = ["AuthService", "NewSession", "SignInContext", "session_ref", "unauthenticated"]
 

@@ -11,19 +11,18 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
+from safeboard.accounts import repository as creds
+from safeboard.accounts import repository as users
+from safeboard.accounts.passwords import PasswordHasher, check_new_password
+from safeboard.accounts.repository import SessionInfo, User
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
-from safeboard.auth import repository as creds
-from safeboard.auth.passwords import PasswordHasher, check_new_password
 from safeboard.auth.permissions import Role
-from safeboard.auth.repository import SessionInfo
 from safeboard.auth.tokens import new_token, sha256_hex
 from safeboard.clock import utcnow
 from safeboard.errors import Conflict, NotFound
 from safeboard.settings import Settings
 from safeboard.storage import writer
-from safeboard.users import repository as users
-from safeboard.users.repository import User
 
 __all__ = ["UserService"]
 

@@ -19,12 +19,11 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from safeboard.accounts.models import ApiKeyRow, SessionRow, UserRow
 from safeboard.auth.authorizer import allowed_in_project
-from safeboard.auth.models import ApiKeyRow, SessionRow
 from safeboard.auth.permissions import Permission, ProjectRole, Role
 from safeboard.auth.principal import Principal
 from safeboard.projects.models import ProjectGrantRow
-from safeboard.users.models import UserRow
 
 __all__ = ["ACCESS_ENDED", "CREDENTIAL_ENDED", "Refusal", "Standing", "read_standing", "refusal"]
 
