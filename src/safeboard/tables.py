@@ -12,7 +12,7 @@ from safeboard.accounts.models import (
     SessionRow,
     UserRow,
 )
-from safeboard.artifacts.models import ArtifactRow
+from safeboard.artifacts.models import ArtifactRow, ArtifactTombstoneRow
 from safeboard.audit.models import AuditRow
 from safeboard.metrics.models import IngestBatchRow, MetricChunkRow, MetricSummaryRow
 from safeboard.projects.models import ProjectGrantRow, ProjectRow
@@ -22,6 +22,7 @@ from safeboard.storage import Base, InstanceRow
 __all__ = [
     "ApiKeyRow",
     "ArtifactRow",
+    "ArtifactTombstoneRow",
     "AuditRow",
     "Base",
     "IngestBatchRow",

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from safeboard.accounts.context import AuthContext
 from safeboard.accounts.users import UserService
 from safeboard.api.app import create_app
-from safeboard.auth.dependencies import AuthContext
 from safeboard.auth.permissions import Role, Scope
 from safeboard.settings import Settings
 from safeboard.storage import create_engine, upgrade

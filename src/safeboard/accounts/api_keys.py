@@ -6,17 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Protocol
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from safeboard.accounts import repository as creds
 from safeboard.accounts import repository as users
 from safeboard.accounts.repository import KeyInfo
-from safeboard.accounts.sessions import unauthenticated
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
-from safeboard.auth.authorizer import new_key_hint
-from safeboard.auth.permissions import CredentialKind, Role, Scope
+from safeboard.auth.identity import INVALID_KEY, NEW_KEY, Presented, unauthenticated
+from safeboard.auth.permissions import CredentialKind, ProjectRole, Role, Scope
 from safeboard.auth.principal import Principal
 from safeboard.auth.tokens import new_api_key, parse_api_key, sha256_hex, tokens_equal
 from safeboard.clock import utcnow
@@ -28,28 +28,38 @@ from safeboard.errors import (
     InvalidRequest,
     NotFound,
 )
-from safeboard.projects import repository as projects
 from safeboard.settings import Settings
 from safeboard.storage import writer
 
-__all__ = ["INVALID_KEY", "ApiKeyService"]
+__all__ = ["ApiKeyProvider", "ApiKeyService", "ProjectGrants"]
 
 _TOUCH_EVERY = timedelta(seconds=60)
-_NEW_KEY = f"get a new one: {new_key_hint('write')}"
-INVALID_KEY = (
-    "invalid API key (unknown, mistyped, or its account is disabled): check "
-    f"SAFEBOARD_API_KEY, or {_NEW_KEY}"
-)
+
+
+class ProjectGrants(Protocol):
+    """The projects domain's answer when a key is bound to a project: whether the project
+    exists, and the account's role in it (None: no grant). Accounts sit below projects, so
+    it is passed in where the service is built (``projects.repository.grant_in``)."""
+
+    def __call__(
+        self, conn: Connection, project_id: int, user_id: int
+    ) -> tuple[bool, ProjectRole | None]: ...
 
 
 class ApiKeyService:
     def __init__(
-        self, engine: Engine, settings: Settings, clock: Callable[[], datetime] = utcnow
+        self,
+        engine: Engine,
+        settings: Settings,
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        project_grants: ProjectGrants,
     ) -> None:
         self.engine = engine  # reads
         self.tx = writer(engine)  # changes
         self.clock = clock
         self._default_days = settings.auth.api_key_days
+        self._project_grants = project_grants
 
     def principal(self, token: str, address: str) -> Principal:
         """The principal behind a bearer key, or Unauthenticated: ``key_invalid`` for an
@@ -69,10 +79,10 @@ class ApiKeyService:
         if key is None or not matches or user is None or not user.is_active:
             raise unauthenticated(INVALID_KEY, InvalidApiKey)
         if key.revoked_at is not None:
-            raise unauthenticated(f"this API key was revoked: {_NEW_KEY}", ApiKeyRevoked)
+            raise unauthenticated(f"this API key was revoked: {NEW_KEY}", ApiKeyRevoked)
         if key.expires_at is not None and now >= key.expires_at:
             raise unauthenticated(
-                f"this API key expired on {key.expires_at:%Y-%m-%d}: {_NEW_KEY}", ApiKeyExpired
+                f"this API key expired on {key.expires_at:%Y-%m-%d}: {NEW_KEY}", ApiKeyExpired
             )
         stale = key.last_used_at is None or now - key.last_used_at >= _TOUCH_EVERY
         if stale or key.last_used_address != address:
@@ -113,10 +123,8 @@ class ApiKeyService:
         secret = new_api_key()
         with self.tx.begin() as conn:
             if project_id is not None:
-                grant = projects.role_of(conn, project_id, owner.user_id)
-                if projects.get(conn, project_id) is None or (
-                    grant is None and owner.role is not Role.ADMIN
-                ):
+                exists, grant = self._project_grants(conn, project_id, owner.user_id)
+                if not exists or (grant is None and owner.role is not Role.ADMIN):
                     raise NotFound("no such project")
             key = KeyInfo(
                 id=secret.id,
@@ -225,3 +233,16 @@ class ApiKeyService:
             and key.revoked_at is None
             and (half_life is None or now < half_life)
         )
+
+
+class ApiKeyProvider:
+    """The identity chain's provider for ``Authorization: Bearer sb_...``."""
+
+    def __init__(self, keys: ApiKeyService) -> None:
+        self.keys = keys
+
+    def identify(self, presented: Presented) -> Principal | None:
+        token = presented.bearer
+        if token is None or not token.startswith("sb_"):
+            return None
+        return self.keys.principal(token, presented.address)

@@ -7,7 +7,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -37,6 +37,7 @@ __all__ = [
     "list_keys",
     "list_sessions",
     "list_users",
+    "lock_user",
     "normalize_username",
     "password_hash",
     "revoke_key",
@@ -46,6 +47,7 @@ __all__ = [
     "set_role",
     "touch_key",
     "touch_session",
+    "username_of",
 ]
 
 
@@ -348,3 +350,18 @@ def count_active_admins(conn: Connection) -> int:
         .with_for_update()
     )
     return len(conn.execute(query).all())
+
+
+def lock_user(conn: Connection, user_id: int) -> None:
+    """Lock the user's row until the transaction ends (PostgreSQL; SQLite has one writer),
+    so that one user's concurrent requests counted against a per-user bound (projects
+    created, artifact bytes) count each other."""
+    # FOR NO KEY UPDATE: it serialises those counts, and does not block the KEY SHARE locks
+    # that inserts referencing the user take (a grant, an artifact), so no deadlock with them.
+    conn.execute(sa.select(_t.c.id).where(_t.c.id == user_id).with_for_update(key_share=True))
+
+
+def username_of(user_id: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
+    """A sub-select for the username of the account ``user_id`` names (NULL once that
+    account is gone), for other domains' listings (an artifact's uploader)."""
+    return sa.select(_t.c.username).where(_t.c.id == user_id).scalar_subquery()

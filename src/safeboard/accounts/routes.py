@@ -7,6 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.status import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from safeboard.accounts.context import AuthContext, accounts_context, sign_in_context
 from safeboard.accounts.repository import KeyInfo, User
 from safeboard.accounts.schemas import (
     InviteAccept,
@@ -31,13 +32,10 @@ from safeboard.accounts.sessions import NewSession, SignInContext, session_ref
 from safeboard.accounts.users import UserService
 from safeboard.auth.csrf import safe_next
 from safeboard.auth.dependencies import (
-    AuthContext,
-    auth_context,
     client_address,
     public_origin,
     requires,
     session_cookie,
-    sign_in_context,
     sign_in_guard,
 )
 from safeboard.auth.permissions import CredentialKind, Permission
@@ -96,7 +94,7 @@ def login(
     request: Request,
     body: LoginRequest,
     response: Response,
-    context: AuthContext = Depends(auth_context),
+    context: AuthContext = Depends(accounts_context),
     where: SignInContext = Depends(sign_in_context),
 ) -> SignedIn:
     """Sign in with a user name and password; sets the session cookie."""
@@ -109,7 +107,7 @@ def startup_link(
     request: Request,
     body: TokenRequest,
     response: Response,
-    context: AuthContext = Depends(auth_context),
+    context: AuthContext = Depends(accounts_context),
     where: SignInContext = Depends(sign_in_context),
 ) -> SignedIn:
     """Sign in with the token of the link printed at server start (single use)."""
@@ -118,7 +116,7 @@ def startup_link(
 
 
 @router.post("/auth/invite/lookup", dependencies=_SIGN_IN, response_model=Invitee)
-def look_up_invite(body: InviteToken, context: AuthContext = Depends(auth_context)) -> Invitee:
+def look_up_invite(body: InviteToken, context: AuthContext = Depends(accounts_context)) -> Invitee:
     """Whom a valid invitation is for; the invitation stays unused. A POST, so that the
     token never appears in a URL or an access log; any other token gets 401."""
     user = context.auth.invited_user(body.token)
@@ -130,7 +128,7 @@ def accept_invite(
     request: Request,
     body: InviteAccept,
     response: Response,
-    context: AuthContext = Depends(auth_context),
+    context: AuthContext = Depends(accounts_context),
     where: SignInContext = Depends(sign_in_context),
 ) -> SignedIn:
     """Set your password with an invitation's token, and sign in."""
@@ -143,7 +141,7 @@ def logout(
     request: Request,
     response: Response,
     principal: Principal = requires(Permission.ACCOUNT_READ),
-    context: AuthContext = Depends(auth_context),
+    context: AuthContext = Depends(accounts_context),
     where: SignInContext = Depends(sign_in_context),
 ) -> Response:
     """End this session (its row is deleted) and clear the cookie."""
@@ -165,7 +163,7 @@ def logout(
 def whoami(
     request: Request,
     principal: Principal = requires(Permission.ACCOUNT_READ),
-    context: AuthContext = Depends(auth_context),
+    context: AuthContext = Depends(accounts_context),
 ) -> SessionOut:
     """Who you are, and the CSRF token that goes with your session."""
     users: UserService = request.app.state.users
@@ -183,7 +181,7 @@ def whoami(
 def change_password(
     body: PasswordChange,
     principal: Principal = requires(Permission.ACCOUNT_UPDATE),
-    context: AuthContext = Depends(auth_context),
+    context: AuthContext = Depends(accounts_context),
     where: SignInContext = Depends(sign_in_context),
 ) -> Response:
     """Change your password; your other sessions end."""
@@ -194,7 +192,7 @@ def change_password(
 @router.get("/auth/sessions", response_model=list[OwnSessionOut])
 def own_sessions(
     principal: Principal = requires(Permission.ACCOUNT_READ),
-    context: AuthContext = Depends(auth_context),
+    context: AuthContext = Depends(accounts_context),
 ) -> list[OwnSessionOut]:
     """Where you are signed in: your sessions, newest first. Not for a key restricted to
     one project: it reaches that project and nothing about the account."""
@@ -218,7 +216,7 @@ def own_sessions(
 def end_own_session(
     session_id: str,
     principal: Principal = requires(Permission.ACCOUNT_UPDATE),
-    context: AuthContext = Depends(auth_context),
+    context: AuthContext = Depends(accounts_context),
     where: SignInContext = Depends(sign_in_context),
 ) -> Response:
     """Sign out one of your sessions (on another device, or this one)."""
@@ -247,7 +245,7 @@ def list_keys(
     request: Request,
     everyone: bool = False,
     principal: Principal = requires(Permission.KEYS_READ),
-    context: AuthContext = Depends(auth_context),
+    context: AuthContext = Depends(accounts_context),
 ) -> list[KeyOut]:
     """Your API keys (admins: ``?everyone=true`` for all). Secrets are never shown again."""
     users: UserService = request.app.state.users
@@ -261,7 +259,7 @@ def create_key(
     request: Request,
     body: KeyCreate,
     principal: Principal = requires(Permission.KEYS_WRITE),
-    context: AuthContext = Depends(auth_context),
+    context: AuthContext = Depends(accounts_context),
 ) -> KeyCreated:
     """Create an API key for yourself. The response holds the key once; store it now."""
     key, token = context.keys.create(
@@ -281,7 +279,7 @@ def revoke_key(
     request: Request,
     key_id: str,
     principal: Principal = requires(Permission.KEYS_WRITE),
-    context: AuthContext = Depends(auth_context),
+    context: AuthContext = Depends(accounts_context),
 ) -> Response:
     """Revoke a key (yours; admins: anyone's). Effective at once."""
     context.keys.revoke(principal, key_id, client_address(request))

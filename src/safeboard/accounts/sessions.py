@@ -19,6 +19,7 @@ from safeboard.accounts.ratelimit import LoginThrottle, throttle_keys
 from safeboard.accounts.repository import User
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
+from safeboard.auth.identity import Presented, unauthenticated
 from safeboard.auth.permissions import CredentialKind, Scope
 from safeboard.auth.principal import Principal
 from safeboard.auth.tokens import (
@@ -30,20 +31,22 @@ from safeboard.auth.tokens import (
     tokens_equal,
 )
 from safeboard.clock import utcnow
-from safeboard.errors import NotFound, RateLimited, Unauthenticated
+from safeboard.errors import NotFound, RateLimited
 from safeboard.settings import Settings
 from safeboard.storage import writer
 
-__all__ = ["AuthService", "NewSession", "SignInContext", "session_ref", "unauthenticated"]
+__all__ = [
+    "AuthService",
+    "NewSession",
+    "SessionCookieProvider",
+    "SignInContext",
+    "session_ref",
+]
 
 STARTUP_TOKEN_LIFETIME = timedelta(minutes=15)
 _TOUCH_EVERY = timedelta(seconds=60)  # last-seen updates are coarse: one write a minute
 _BAD_LOGIN = "invalid user name or password"
 SESSION_REF_CHARS = 16  # how a session is named to its owner: a prefix of its row's hash
-
-
-def unauthenticated(message: str, kind: type[Unauthenticated] = Unauthenticated) -> Unauthenticated:
-    return kind(message, headers={"WWW-Authenticate": 'Bearer realm="safeboard"'})
 
 
 @dataclass(frozen=True)
@@ -331,3 +334,15 @@ class AuthService:
                 expires_at=now + STARTUP_TOKEN_LIFETIME,
             )
         return token
+
+
+class SessionCookieProvider:
+    """The identity chain's provider for the session cookie (with its binding header)."""
+
+    def __init__(self, auth: AuthService) -> None:
+        self.auth = auth
+
+    def identify(self, presented: Presented) -> Principal | None:
+        if presented.authorization is not None or not presented.session_cookie:
+            return None
+        return self.auth.session_principal(presented.session_cookie, presented.binding)

@@ -15,9 +15,10 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from safeboard import __version__
 from safeboard.accounts import routes as account_routes
-from safeboard.accounts.api_keys import ApiKeyService
+from safeboard.accounts.api_keys import ApiKeyProvider, ApiKeyService
+from safeboard.accounts.context import AuthContext
 from safeboard.accounts.passwords import PasswordHasher
-from safeboard.accounts.sessions import AuthService
+from safeboard.accounts.sessions import AuthService, SessionCookieProvider
 from safeboard.accounts.users import UserService
 from safeboard.api import health
 from safeboard.api.context import RequestContextMiddleware
@@ -36,16 +37,19 @@ from safeboard.artifacts.expiry import expiry_sweeps
 from safeboard.artifacts.service import ArtifactService
 from safeboard.artifacts.store import LocalStore
 from safeboard.audit import routes as audit_routes
-from safeboard.auth.dependencies import AuthContext, CookiePolicy, requires
-from safeboard.auth.identity import ApiKeyProvider, IdentityChain, SessionCookieProvider
+from safeboard.auth.dependencies import CookiePolicy, requires
+from safeboard.auth.identity import IdentityChain
 from safeboard.auth.permissions import Permission
 from safeboard.events import EventBus
 from safeboard.metrics import routes as metric_routes
 from safeboard.metrics.service import MetricService
+from safeboard.projects import repository as project_queries
 from safeboard.projects import routes as project_routes
 from safeboard.projects.service import ProjectService
 from safeboard.runs import live as live_routes
+from safeboard.runs import repository as run_queries
 from safeboard.runs import routes as run_routes
+from safeboard.runs.access import run_project
 from safeboard.runs.service import RunService
 from safeboard.runs.streams import StreamGuard
 from safeboard.schemas import ERROR_RESPONSES
@@ -109,9 +113,14 @@ def create_app(
     # 1. Services: password hashing, sign-in and sessions, API keys, accounts.
     hasher = PasswordHasher(settings.auth)
     auth = AuthService(engine, settings, hasher)
-    keys = ApiKeyService(engine, settings)
+    #    Where a lower domain needs a higher one, the higher one is passed in here: binding
+    #    a key to a project asks projects; a project's activity counts runs; metrics ask
+    #    runs who may act on a run (docs/architecture.md, "Domains").
+    keys = ApiKeyService(engine, settings, project_grants=project_queries.grant_in)
     app.state.users = UserService(engine, settings, hasher)
-    app.state.projects = ProjectService(engine, settings=settings.projects)
+    app.state.projects = ProjectService(
+        engine, settings=settings.projects, activity=run_queries.activity
+    )
     events = EventBus(engine)
     app.state.events = events
     app.state.runs = RunService(engine, events)
@@ -123,7 +132,7 @@ def create_app(
         recheck_seconds=settings.server.event_stream_recheck_seconds,
         session_idle=timedelta(minutes=settings.auth.session_idle_minutes),
     )
-    app.state.metrics = MetricService(engine, events)
+    app.state.metrics = MetricService(engine, events, runs=run_project)
     app.state.artifacts = ArtifactService(
         engine,
         LocalStore(settings.artifact_dir),

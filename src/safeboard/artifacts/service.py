@@ -15,7 +15,7 @@ the quota expires the project's oldest idle uploads until it fits;
 periodically, see ``artifacts/expiry.py``). Each deletion is conditional (still
 unfinished, still idle), so replicas sweeping at once expire an upload once; a file an
 upload request is writing (its lock held) is skipped and kept. An expired upload answers
-410 Gone (its audit entry says so), a deleted one 404.
+410 Gone (its tombstone says so: ``artifacts.repository.bury``), a deleted one 404.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from safeboard.accounts import repository as creds
@@ -55,10 +54,10 @@ from safeboard.errors import (
 )
 from safeboard.ids import is_id, new_id
 from safeboard.projects import repository as projects
-from safeboard.projects.models import ProjectRow
 from safeboard.runs.access import run_for
 from safeboard.settings import ArtifactSettings
 from safeboard.storage import writer
+from safeboard.vocabulary import ArtifactState
 
 __all__ = ["ArtifactPage", "ArtifactService", "Upload"]
 
@@ -69,6 +68,7 @@ _SNIFF_BYTES = 16
 _KEPT_DIGESTS = 1024  # uploads in progress whose running SHA-256 is kept (~0.4 KB each)
 EXPIRY_ACTOR = "system:expiry"  # who expires idle uploads, in the audit log
 _EXPIRY_BATCH = 500
+_READY = ArtifactState.READY.value
 
 
 @dataclass
@@ -166,7 +166,7 @@ class ArtifactService:
     def _with_progress(self, artifact: Artifact) -> Artifact:
         """An unfinished artifact reports what the store holds: an upload cut off midway
         may have stored more than its row last said."""
-        if artifact.state == "ready":
+        if artifact.state == _READY:
             return artifact
         held = min(self.store.size(artifact.id), artifact.size)
         return artifact if held == artifact.received else _replace(artifact, received=held)
@@ -195,9 +195,7 @@ class ArtifactService:
             run, project = run_for(conn, principal, run_id, Permission.PROJECTS_WRITE)
             # One declaration at a time per project on PostgreSQL (SQLite: one writer), taken
             # before the upload-id lookup so that concurrent retries find each other's row.
-            conn.execute(
-                sa.select(ProjectRow.id).where(ProjectRow.id == project.id).with_for_update()
-            )
+            projects.lock(conn, project.id)
             if spec.upload_id is not None:
                 earlier = artifacts.get_by_upload(conn, run_id, spec.upload_id)
                 if earlier is not None:
@@ -206,7 +204,7 @@ class ArtifactService:
                     )  # fmt: skip
                     if not same:
                         raise Conflict("this upload id was declared for another file")
-                    if earlier.state == "ready" or artifacts.touch(conn, earlier.id, now):
+                    if earlier.state == _READY or artifacts.touch(conn, earlier.id, now):
                         return self._with_progress(earlier), False  # done, or resumed
                     now_there = artifacts.get(conn, earlier.id)
                     if now_there is not None:  # it turned ready meanwhile
@@ -217,7 +215,7 @@ class ArtifactService:
             artifacts.create(
                 conn, id=artifact_id, run_id=run.id, project_id=project.id, name=spec.name,
                 kind=spec.kind, content_type=spec.content_type, size=spec.size,
-                sha256=spec.sha256, step=spec.step, state="uploading", received=0,
+                sha256=spec.sha256, step=spec.step, state=ArtifactState.UPLOADING.value, received=0,
                 upload_id=spec.upload_id, created_by=principal.user_id, created_at=now,
                 updated_at=now,
             )  # fmt: skip
@@ -235,7 +233,7 @@ class ArtifactService:
         ``offset`` is what is stored, and ``length`` (Content-Length) fits."""
         with self.engine.connect() as conn:
             artifact = self._checked(conn, principal, artifact_id, Permission.PROJECTS_WRITE)
-        if artifact.state == "ready":
+        if artifact.state == _READY:
             raise Conflict("this artifact is complete; declare a new one to replace it")
         if length is not None and offset + length > artifact.size:
             raise PayloadTooLarge(
@@ -424,6 +422,7 @@ class ArtifactService:
             with self.tx.begin() as conn:
                 if not artifacts.delete_stale(conn, artifact.id, cutoff):
                     return False
+                artifacts.bury(conn, artifact.id, artifact.run_id, self.clock())
                 project = projects.get(conn, artifact.project_id)
                 audit.append(
                     conn, action=AuditAction.ARTIFACT_EXPIRED, actor=EXPIRY_ACTOR,
@@ -495,7 +494,7 @@ def _unproven(content_type: str) -> str:
 
 
 def _ready(artifact: Artifact) -> None:
-    if artifact.state != "ready":
+    if artifact.state != _READY:
         raise Conflict(
             f"this artifact is still uploading ({artifact.received} of {artifact.size} bytes)"
         )
@@ -513,10 +512,10 @@ def _missing(
     never there). A client resumes a Gone upload by declaring it again, and leaves a
     deleted one deleted."""
     if is_id(artifact_id):
-        expired = audit.last_for(conn, AuditAction.ARTIFACT_EXPIRED, f"artifact:{artifact_id}")
-        if expired is not None:
+        run_id = artifacts.expired_run(conn, artifact_id)
+        if run_id is not None:
             try:
-                run_for(conn, principal, str(expired.detail.get("run")), permission)
+                run_for(conn, principal, run_id, permission)
             except NotFound:
                 return NotFound("no such artifact")
             return Gone(

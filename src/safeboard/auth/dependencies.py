@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
-from safeboard.accounts.api_keys import ApiKeyService
-from safeboard.accounts.sessions import AuthService, SignInContext
 from safeboard.auth.authorizer import could_reach, credential_refusal, ensure
 from safeboard.auth.binding import BINDING_HEADER, cookie_name
 from safeboard.auth.csrf import UNSAFE_METHODS, check_session_csrf, check_sign_in_origin
@@ -25,8 +23,9 @@ from safeboard.auth.principal import Principal
 __all__ = [
     "DECISION_ATTRIBUTE",
     "PUBLIC",
-    "AuthContext",
     "CookiePolicy",
+    "RequestAuth",
+    "SessionCsrf",
     "auth_context",
     "client_address",
     "current_principal",
@@ -35,7 +34,6 @@ __all__ = [
     "requires",
     "requires_project",
     "session_cookie",
-    "sign_in_context",
     "sign_in_guard",
 ]
 
@@ -60,16 +58,28 @@ class CookiePolicy:
         return cookie_name(secure=self.secure, port=port or default)
 
 
-@dataclass(frozen=True)
-class AuthContext:
-    identity: IdentityChain
-    auth: AuthService
-    keys: ApiKeyService
-    cookie: CookiePolicy
+class SessionCsrf(Protocol):
+    def csrf_token(self, session_id: str) -> str:
+        """The CSRF token a session's unsafe requests must send."""
+        ...
 
 
-def auth_context(request: Request) -> AuthContext:
-    context: AuthContext = request.app.state.auth_context
+class RequestAuth(Protocol):
+    """What these dependencies need of the request's app: the identity chain, the CSRF
+    token of a session and the cookie policy. The accounts domain assembles it
+    (``accounts.context.AuthContext``, built by ``create_app``); this mechanism knows no
+    domain."""
+
+    @property
+    def identity(self) -> IdentityChain: ...
+    @property
+    def auth(self) -> SessionCsrf: ...
+    @property
+    def cookie(self) -> CookiePolicy: ...
+
+
+def auth_context(request: Request) -> RequestAuth:
+    context: RequestAuth = request.app.state.auth_context
     return context
 
 
@@ -93,12 +103,6 @@ def public_origin(request: Request) -> str:
 def session_cookie(request: Request) -> str | None:
     """The session cookie's value, if the request carries one."""
     return request.cookies.get(auth_context(request).cookie.name(request))
-
-
-def sign_in_context(request: Request) -> SignInContext:
-    return SignInContext(
-        address=client_address(request), user_agent=request.headers.get("user-agent", "")[:200]
-    )
 
 
 def current_principal(request: Request) -> Principal:

@@ -19,6 +19,7 @@ from safeboard.auth.permissions import CredentialKind, Scope
 from safeboard.auth.principal import Principal
 from safeboard.datadir import ensure_data_dir
 from safeboard.errors import ConfigError
+from safeboard.projects import repository as project_queries
 from safeboard.secret_store import ensure_secrets
 from safeboard.server.bootstrap import DISCOVERY_FILE, advertised_url
 from safeboard.settings import Settings, load_settings
@@ -109,8 +110,7 @@ def open_local(data_dir: Path) -> Iterator[Local]:
     engine = open_database(settings.database_url)
     try:
         hasher = PasswordHasher(settings.auth)
-        yield Local(
-            settings, UserService(engine, settings, hasher), ApiKeyService(engine, settings)
-        )
+        keys = ApiKeyService(engine, settings, project_grants=project_queries.grant_in)
+        yield Local(settings, UserService(engine, settings, hasher), keys)
     finally:
         engine.dispose()

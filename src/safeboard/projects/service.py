@@ -32,11 +32,13 @@ class ProjectService:
         clock: Callable[[], datetime] = utcnow,
         *,
         settings: ProjectSettings | None = None,
+        activity: projects.ActivityReader,
     ) -> None:
         self.engine = engine
         self.tx = writer(engine)
         self.clock = clock
         self.settings = settings or ProjectSettings()
+        self._activity = activity  # the runs domain's count (runs.repository.activity)
 
     def create(self, owner: Principal, name: str, description: str = "") -> Project:
         """A project, with ``owner`` as its owner (the grant is audited). A member holds
@@ -83,7 +85,7 @@ class ProjectService:
     def activity(self, project_ids: list[int]) -> dict[int, projects.Activity]:
         """Run counts and newest run starts, by project id (absent: no runs yet)."""
         with self.engine.connect() as conn:
-            return projects.activity(conn, project_ids)
+            return self._activity(conn, project_ids)
 
     def set_grant(
         self, actor: Principal, project_id: int, username: str, role: ProjectRole | None

@@ -23,7 +23,7 @@ from safeboard.runs.projection import param_path
 from safeboard.runs.repository import Listed, Run
 from safeboard.runs.search import run_filter
 from safeboard.storage import writer
-from safeboard.vocabulary import FINAL_STATUSES, is_id_prefix
+from safeboard.vocabulary import FINAL_STATUSES, RunStatus, is_id_prefix
 
 __all__ = ["RunPage", "RunService"]
 
@@ -82,7 +82,7 @@ class RunService:
                 id=run_id,
                 project_id=project.id,
                 name=name or f"run-{run_id[:8]}",
-                status="running",
+                status=RunStatus.RUNNING.value,
                 created_at=self.clock(),
                 ended_at=None,
                 params=dict(params or {}),

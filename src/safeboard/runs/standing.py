@@ -1,34 +1,29 @@
-"""Whether credentials still stand: the checks an ordinary request passes once, asked in
-bulk for requests that last (server-sent event streams, runs/streams.py; S8, S9).
+"""Whether an open event stream may go on: the checks an ordinary request passes once,
+asked in bulk for requests that last (runs/streams.py; S8, S9).
 
-An ordinary request looks its credential up when it arrives (``ApiKeyService.principal``,
-``AuthService.session_principal``), so a revoked key, an ended session, a disabled account
-or a removed grant stops it at once. A stream lasts for hours, so each replica re-asks the
-database about all its open streams together: :func:`read_standing` costs at most four
-small indexed queries (keys, sessions, accounts, grants) however many streams are open,
-and :func:`refusal` applies the same rules as those two methods to the answer.
+A stream lasts for hours, so each replica re-asks the database about all its open streams
+together: the accounts domain says which credentials still stand and with what role
+(``accounts.standing``), the projects domain which grants still hold
+(``projects.repository.grants_among``), and :func:`refusal` applies the authorizer to the
+answer. At most four small indexed queries (keys, sessions, accounts, grants) however
+many streams are open.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TypeVar
 
-import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from safeboard.accounts.models import ApiKeyRow, SessionRow, UserRow
+from safeboard.accounts.standing import CredentialStanding, chunks, read_credentials, standing_role
 from safeboard.auth.authorizer import allowed_in_project
-from safeboard.auth.permissions import Permission, ProjectRole, Role
+from safeboard.auth.permissions import Permission, ProjectRole
 from safeboard.auth.principal import Principal
-from safeboard.projects.models import ProjectGrantRow
+from safeboard.projects import repository as projects
 
 __all__ = ["ACCESS_ENDED", "CREDENTIAL_ENDED", "Refusal", "Standing", "read_standing", "refusal"]
-
-_CHUNK = 500  # ids per IN (...): well inside every driver's parameter limit
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -46,75 +41,24 @@ ACCESS_ENDED = Refusal("not_found", "this stream's project is no longer yours to
 
 
 @dataclass(frozen=True)
-class _Key:
-    user_id: int
-    revoked: bool
-    expires_at: datetime | None
-
-
-@dataclass(frozen=True)
-class _Session:
-    user_id: int
-    last_seen_at: datetime
-    expires_at: datetime
-
-
-@dataclass(frozen=True)
 class Standing:
     """What the database says now about some principals; absent means gone."""
 
-    keys: dict[str, _Key] = field(default_factory=dict)
-    sessions: dict[str, _Session] = field(default_factory=dict)
-    active_roles: dict[int, Role] = field(default_factory=dict)  # active accounts only
+    credentials: CredentialStanding = field(default_factory=CredentialStanding)
     grants: dict[tuple[int, int], ProjectRole] = field(default_factory=dict)
     queries: int = 0  # how many statements it took (reported by the stream guard)
 
 
-def _chunks(values: Collection[_T]) -> Iterator[list[_T]]:
-    ordered = list(values)
-    for start in range(0, len(ordered), _CHUNK):
-        yield ordered[start : start + _CHUNK]
-
-
 def read_standing(conn: Connection, watched: Sequence[tuple[Principal, int]]) -> Standing:
     """The state of every (principal, project id) pair's credential, account and grant."""
-    key_ids = {p.key_id for p, _ in watched if p.key_id is not None}
-    session_hashes = {p.session_hash for p, _ in watched if p.session_hash is not None}
-    user_ids = {p.user_id for p, _ in watched}
+    credentials = read_credentials(conn, [p for p, _ in watched])
     project_ids = {project_id for _, project_id in watched}
-    standing = Standing()
-    queries = 0
-    for key_chunk in _chunks(key_ids):
+    grants: dict[tuple[int, int], ProjectRole] = {}
+    queries = credentials.queries
+    for user_chunk in chunks({p.user_id for p, _ in watched}):
         queries += 1
-        keys = conn.execute(
-            sa.select(ApiKeyRow.id, ApiKeyRow.user_id, ApiKeyRow.revoked_at, ApiKeyRow.expires_at)
-            .where(ApiKeyRow.id.in_(key_chunk))
-        )  # fmt: skip
-        for key in keys:
-            standing.keys[key.id] = _Key(key.user_id, key.revoked_at is not None, key.expires_at)
-    for session_chunk in _chunks(session_hashes):
-        queries += 1
-        sessions = conn.execute(
-            sa.select(SessionRow.id_hash, SessionRow.user_id, SessionRow.last_seen_at,
-                      SessionRow.expires_at).where(SessionRow.id_hash.in_(session_chunk))
-        )  # fmt: skip
-        for session in sessions:
-            standing.sessions[session.id_hash] = _Session(
-                session.user_id, session.last_seen_at, session.expires_at
-            )
-    for user_chunk in _chunks(user_ids):
-        queries += 2
-        users = conn.execute(
-            sa.select(UserRow.id, UserRow.role).where(UserRow.id.in_(user_chunk), UserRow.is_active)
-        )
-        standing.active_roles.update((user_id, Role(role)) for user_id, role in users)
-        grants = conn.execute(
-            sa.select(ProjectGrantRow.project_id, ProjectGrantRow.user_id, ProjectGrantRow.role)
-            .where(ProjectGrantRow.user_id.in_(user_chunk),
-                   ProjectGrantRow.project_id.in_(project_ids))
-        )  # fmt: skip
-        standing.grants.update(((p, u), ProjectRole(role)) for p, u, role in grants)
-    return replace(standing, queries=queries)
+        grants.update(projects.grants_among(conn, user_chunk, project_ids))
+    return Standing(credentials, grants, queries)
 
 
 def refusal(
@@ -122,28 +66,8 @@ def refusal(
 ) -> Refusal | None:
     """None while ``principal`` may still read ``project_id``; else why not. The rules of
     ``ApiKeyService.principal``, ``AuthService.session_principal`` and the authorizer."""
-    role = standing.active_roles.get(principal.user_id)
-    if role is None:  # the account was disabled (or deleted)
-        return CREDENTIAL_ENDED
-    if principal.key_id is not None:
-        key = standing.keys.get(principal.key_id)
-        if (
-            key is None
-            or key.revoked
-            or key.user_id != principal.user_id
-            or (key.expires_at is not None and now >= key.expires_at)
-        ):
-            return CREDENTIAL_ENDED
-    elif principal.session_hash is not None:
-        session = standing.sessions.get(principal.session_hash)
-        if (
-            session is None
-            or session.user_id != principal.user_id
-            or now >= session.expires_at
-            or now - session.last_seen_at >= idle
-        ):
-            return CREDENTIAL_ENDED
-    else:  # a credential this check does not know: end rather than trust it
+    role = standing_role(standing.credentials, principal, now, idle)
+    if role is None:
         return CREDENTIAL_ENDED
     current = replace(principal, role=role)  # a demoted admin loses what the role gave
     grant = standing.grants.get((project_id, principal.user_id))

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from safeboard.accounts.context import AuthContext
 from safeboard.accounts.repository import normalize_username
 from safeboard.accounts.users import UserService
-from safeboard.auth.dependencies import AuthContext
 from safeboard.auth.permissions import CredentialKind, Role, Scope
 from safeboard.auth.principal import Principal
 from safeboard.datadir import write_private
