@@ -10,8 +10,7 @@ from typing import Protocol
 
 from sqlalchemy import Connection, Engine
 
-from safeboard.accounts import repository as creds
-from safeboard.accounts import repository as users
+from safeboard.accounts import repository as accounts
 from safeboard.accounts.repository import KeyInfo
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
@@ -71,11 +70,11 @@ class ApiKeyService:
             raise unauthenticated(INVALID_KEY, InvalidApiKey)
         now = self.clock()
         with self.engine.connect() as conn:
-            key = creds.get_key(conn, parsed.id)
+            key = accounts.get_key(conn, parsed.id)
             # Compare a hash even for an unknown id, so both cases cost the same.
             expected = key.secret_hash if key else sha256_hex("")
             matches = tokens_equal(sha256_hex(parsed.secret), expected)
-            user = users.get(conn, key.user_id) if key and matches else None
+            user = accounts.get(conn, key.user_id) if key and matches else None
         if key is None or not matches or user is None or not user.is_active:
             raise unauthenticated(INVALID_KEY, InvalidApiKey)
         if key.revoked_at is not None:
@@ -87,7 +86,7 @@ class ApiKeyService:
         stale = key.last_used_at is None or now - key.last_used_at >= _TOUCH_EVERY
         if stale or key.last_used_address != address:
             with self.tx.begin() as conn:
-                creds.touch_key(conn, key.id, now, address)
+                accounts.touch_key(conn, key.id, now, address)
         return Principal(
             user_id=user.id,
             username=user.username,
@@ -140,7 +139,7 @@ class ApiKeyService:
                 revoked_at=None,
                 secret_hash=sha256_hex(secret.secret),
             )
-            creds.create_key(conn, key)
+            accounts.create_key(conn, key)
             audit.append(
                 conn,
                 action=AuditAction.KEY_CREATED,
@@ -161,17 +160,17 @@ class ApiKeyService:
         if everyone and viewer.role is not Role.ADMIN:
             raise Forbidden("only admins may list everyone's keys")
         with self.engine.connect() as conn:
-            return creds.list_keys(conn, None if everyone else viewer.user_id)
+            return accounts.list_keys(conn, None if everyone else viewer.user_id)
 
     def revoke(
         self, actor: Principal, key_id: str, address: str = "", *, audit_actor: str | None = None
     ) -> None:
         now = self.clock()
         with self.tx.begin() as conn:
-            key = creds.get_key(conn, key_id)
+            key = accounts.get_key(conn, key_id)
             if key is None or (key.user_id != actor.user_id and actor.role is not Role.ADMIN):
                 raise NotFound("no such key")
-            if creds.revoke_key(conn, key_id, now):
+            if accounts.revoke_key(conn, key_id, now):
                 audit.append(
                     conn,
                     action=AuditAction.KEY_REVOKED,
@@ -185,9 +184,9 @@ class ApiKeyService:
         """Revoke the discovery file's keys of ``user_id``, each with an audit entry."""
         now = self.clock()
         with self.tx.begin() as conn:
-            for key in creds.list_keys(conn, user_id):
+            for key in accounts.list_keys(conn, user_id):
                 if key.kind == "local" and key.revoked_at is None:
-                    creds.revoke_key(conn, key.id, now)
+                    accounts.revoke_key(conn, key.id, now)
                     audit.append(
                         conn,
                         action=AuditAction.KEY_REVOKED,
@@ -220,7 +219,7 @@ class ApiKeyService:
         if parsed is None:
             return False
         with self.engine.connect() as conn:
-            key = creds.get_key(conn, parsed.id)
+            key = accounts.get_key(conn, parsed.id)
         if key is None or not tokens_equal(sha256_hex(parsed.secret), key.secret_hash):
             return False
         now, end = self.clock(), key.expires_at

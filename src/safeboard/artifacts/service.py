@@ -10,12 +10,11 @@ for ``received`` and continues from there.
 Expiry: an upload left unfinished with no activity (declared, an upload request begun or
 ended) for ``artifacts.incomplete_upload_hours`` is deleted with its partial file, so that
 abandoned uploads do not hold a project's quota for ever. A declaration that would not fit
-the quota expires the project's oldest idle uploads until it fits;
-:meth:`ArtifactService.expire_idle_uploads` sweeps every project (the server runs it
-periodically, see ``artifacts/expiry.py``). Each deletion is conditional (still
-unfinished, still idle), so replicas sweeping at once expire an upload once; a file an
-upload request is writing (its lock held) is skipped and kept. An expired upload answers
-410 Gone (its tombstone says so: ``artifacts.repository.bury``), a deleted one 404.
+the quota expires the project's oldest idle uploads until it fits; ``expire_idle_uploads``
+sweeps every project (periodically: ``artifacts/expiry.py``). Each deletion is conditional
+(still unfinished, still idle), so replicas sweeping at once expire an upload once; a file
+an upload request is writing (its lock held) is skipped and kept. An expired upload
+answers 410 Gone (its tombstone says so: ``artifacts/tombstones.py``), a deleted one 404.
 """
 
 from __future__ import annotations
@@ -29,8 +28,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
-from safeboard.accounts import repository as creds
-from safeboard.accounts import repository as users
+from safeboard.accounts import repository as accounts
 from safeboard.artifacts import repository as artifacts
 from safeboard.artifacts.links import SESSION, LinkClaims, check_link, sign_link
 from safeboard.artifacts.quota import ensure_room
@@ -38,6 +36,7 @@ from safeboard.artifacts.ranges import INLINE_TYPES, sniff_image
 from safeboard.artifacts.repository import Artifact
 from safeboard.artifacts.schemas import ArtifactIn
 from safeboard.artifacts.store import ArtifactStore, BlobWriter
+from safeboard.artifacts.tombstones import missing
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
 from safeboard.auth.permissions import CredentialKind, Permission, Scope
@@ -47,12 +46,11 @@ from safeboard.cursors import decode_position, encode_position
 from safeboard.errors import (
     ChecksumMismatch,
     Conflict,
-    Gone,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
 )
-from safeboard.ids import is_id, new_id
+from safeboard.ids import new_id
 from safeboard.projects import repository as projects
 from safeboard.runs.access import run_for
 from safeboard.settings import ArtifactSettings
@@ -136,7 +134,7 @@ class ArtifactService:
         its existence does not leak)."""
         artifact = artifacts.get(conn, artifact_id)
         if artifact is None:
-            raise _missing(conn, principal, artifact_id, permission)
+            raise missing(conn, principal, artifact_id, permission)
         try:
             run_for(conn, principal, artifact.run_id, permission)
         except NotFound:
@@ -169,7 +167,7 @@ class ArtifactService:
         if artifact.state == _READY:
             return artifact
         held = min(self.store.size(artifact.id), artifact.size)
-        return artifact if held == artifact.received else _replace(artifact, received=held)
+        return artifact if held == artifact.received else replace(artifact, received=held)
 
     # --- uploading -----------------------------------------------------------------------
 
@@ -251,7 +249,7 @@ class ArtifactService:
                 raise Conflict("this artifact is complete; declare a new one to replace it")
             self.store.delete(artifact.id)  # deleted or expired meanwhile: leave no file
             with self.engine.connect() as conn:
-                raise _missing(conn, principal, artifact.id, Permission.PROJECTS_WRITE)
+                raise missing(conn, principal, artifact.id, Permission.PROJECTS_WRITE)
         digest = hashlib.sha256() if offset == 0 else self._running_digest(artifact.id, offset)
         return Upload(artifact, principal, offset, blob, digest=digest)
 
@@ -269,7 +267,7 @@ class ArtifactService:
                 still_there = artifacts.set_received(conn, artifact.id, received, self.clock())
             if not still_there:
                 self._gone_while_uploading(upload)
-            return _replace(artifact, received=received)
+            return replace(artifact, received=received)
         try:
             digest = upload.digest.hexdigest() if upload.digest else self.store.sha256(artifact.id)
             content_type = self._served_type(artifact) if digest == artifact.sha256 else ""
@@ -301,7 +299,7 @@ class ArtifactService:
         except Conflict:  # another request writes it now; it finds the row gone too
             log.info("artifact %s: deleted while uploading; its file is still busy", artifact_id)
         with self.engine.connect() as conn:
-            raise _missing(conn, upload.principal, artifact_id, Permission.PROJECTS_WRITE)
+            raise missing(conn, upload.principal, artifact_id, Permission.PROJECTS_WRITE)
 
     def _running_digest(self, artifact_id: str, offset: int) -> hashlib._Hash | None:
         with self._digests_lock:
@@ -464,11 +462,12 @@ class ArtifactService:
         if claims is None:
             raise gone
         with self.engine.connect() as conn:
-            user = users.get(conn, claims.user_id)
-            key = None if claims.credential == SESSION else creds.get_key(conn, claims.credential)
+            by_key = claims.credential != SESSION
+            user = accounts.get(conn, claims.user_id)
+            key = accounts.get_key(conn, claims.credential) if by_key else None
             if user is None or not user.is_active:
                 raise gone
-            if claims.credential != SESSION and (
+            if by_key and (
                 key is None
                 or key.user_id != user.id
                 or key.revoked_at is not None
@@ -498,28 +497,3 @@ def _ready(artifact: Artifact) -> None:
         raise Conflict(
             f"this artifact is still uploading ({artifact.received} of {artifact.size} bytes)"
         )
-
-
-def _replace(artifact: Artifact, *, received: int) -> Artifact:
-    return replace(artifact, received=received)
-
-
-def _missing(
-    conn: Connection, principal: Principal, artifact_id: str, permission: Permission
-) -> NotFound:
-    """Why an artifact id has no row: Gone (410) for an upload the server expired, if the
-    principal still holds ``permission`` on its run; else the usual 404 (a deletion, or
-    never there). A client resumes a Gone upload by declaring it again, and leaves a
-    deleted one deleted."""
-    if is_id(artifact_id):
-        run_id = artifacts.expired_run(conn, artifact_id)
-        if run_id is not None:
-            try:
-                run_for(conn, principal, run_id, permission)
-            except NotFound:
-                return NotFound("no such artifact")
-            return Gone(
-                "this upload expired: it was idle longer than the server keeps unfinished "
-                "uploads (artifacts.incomplete_upload_hours); declare it again to start over"
-            )
-    return NotFound("no such artifact")
