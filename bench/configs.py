@@ -54,6 +54,7 @@ from safeboard.documents import (  # noqa: E402
 from safeboard.ids import new_id  # noqa: E402
 from safeboard.projects.service import ProjectService  # noqa: E402
 from safeboard.runs.models import RunRow, RunTagRow  # noqa: E402
+from safeboard.runs.repository import activity as run_activity  # noqa: E402
 from safeboard.storage import open_database  # noqa: E402
 
 P4_MIB = 150
@@ -93,7 +94,9 @@ def seed(data_dir: Path, runs: int) -> list[str]:
     with open_local(data_dir) as local:
         admin = local.principal(local.users.list_all()[0].username)
         engine = open_database(local.settings.database_url)
-        project = ProjectService(engine).create(admin, "bench", "runs at the bounds")
+        project = ProjectService(engine, activity=run_activity).create(
+            admin, "bench", "runs at the bounds"
+        )
     runs_table = cast(sa.Table, RunRow.__table__)
     tags_table = cast(sa.Table, RunTagRow.__table__)
     start = datetime.now(UTC) - timedelta(days=1)

@@ -41,6 +41,8 @@ from safeboard.cli.local import open_local  # noqa: E402
 from safeboard.metrics.codec import Series  # noqa: E402
 from safeboard.metrics.service import MetricService  # noqa: E402
 from safeboard.projects.service import ProjectService  # noqa: E402
+from safeboard.runs.access import run_project  # noqa: E402
+from safeboard.runs.repository import activity as run_activity  # noqa: E402
 from safeboard.runs.service import RunService  # noqa: E402
 from safeboard.storage import open_database  # noqa: E402
 
@@ -90,8 +92,8 @@ def seed(data_dir: Path, runs: int) -> str:
     with open_local(data_dir) as local:
         admin = local.principal(local.users.list_all()[0].username)
         engine = open_database(local.settings.database_url)
-        ProjectService(engine).create(admin, "bench", "10,000 runs")
-        run_service, metric_service = RunService(engine), MetricService(engine)
+        ProjectService(engine, activity=run_activity).create(admin, "bench", "10,000 runs")
+        run_service, metric_service = RunService(engine), MetricService(engine, runs=run_project)
         started = time.perf_counter()
         for i in range(runs):
             params = {

@@ -20,21 +20,25 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from starlette.applications import Starlette
 
+from safeboard.accounts.api_keys import ApiKeyProvider, ApiKeyService
+from safeboard.accounts.context import AuthContext
+from safeboard.accounts.passwords import PasswordHasher
+from safeboard.accounts.sessions import AuthService, SessionCookieProvider
+from safeboard.accounts.users import UserService
 from safeboard.artifacts.service import ArtifactService
 from safeboard.artifacts.store import LocalStore
-from safeboard.auth.api_keys import ApiKeyService
-from safeboard.auth.dependencies import AuthContext, CookiePolicy
-from safeboard.auth.identity import ApiKeyProvider, IdentityChain, SessionCookieProvider
-from safeboard.auth.passwords import PasswordHasher
-from safeboard.auth.service import AuthService
+from safeboard.auth.dependencies import CookiePolicy, RequestAuth
+from safeboard.auth.identity import IdentityChain
 from safeboard.events import EventBus
 from safeboard.metrics.service import MetricService
+from safeboard.projects import repository as project_queries
 from safeboard.projects.service import ProjectService
 from safeboard.provision import NotProvided, provider_of
+from safeboard.runs import repository as run_queries
+from safeboard.runs.access import run_project
 from safeboard.runs.service import RunService
 from safeboard.runs.streams import StreamGuard
 from safeboard.settings import Settings
-from safeboard.users.service import UserService
 
 __all__ = ["Services", "build_services", "services_of"]
 
@@ -50,7 +54,9 @@ class Services:
     engine: sa.Engine
     auth: AuthService  # sign-in, sessions, invitations, startup links
     keys: ApiKeyService
-    # The identity chain (bearer keys, then the session cookie) and the cookie policy.
+    # The identity chain (bearer keys, then the session cookie) and the cookie policy:
+    # what the auth mechanism's request dependencies use, and the accounts routes' view.
+    request_auth: RequestAuth
     auth_context: AuthContext
     users: UserService
     projects: ProjectService
@@ -89,25 +95,26 @@ def build_services(settings: Settings, engine: sa.Engine) -> Services:
     (``EventBus.start``, the expiry sweeps)."""
     hasher = PasswordHasher(settings.auth)
     auth = AuthService(engine, settings, hasher)
-    keys = ApiKeyService(engine, settings)
+    # Where a lower domain needs a higher one, the higher one is passed in here: binding a
+    # key to a project asks projects; a project's activity counts runs; metrics ask runs
+    # who may act on a run (docs/architecture.md, "Domains").
+    keys = ApiKeyService(engine, settings, project_grants=project_queries.grant_in)
+    identity = IdentityChain([ApiKeyProvider(keys), SessionCookieProvider(auth)])
+    # __Host- and Secure whenever browsers reach us over HTTPS (our TLS or a proxy's).
+    cookie = CookiePolicy(
+        secure=settings.tls_on or bool(settings.server.behind_proxy),
+        max_age=settings.auth.session_max_days * 86400,
+    )
     events = EventBus(engine)
     return Services(
         settings=settings,
         engine=engine,
         auth=auth,
         keys=keys,
-        auth_context=AuthContext(
-            identity=IdentityChain([ApiKeyProvider(keys), SessionCookieProvider(auth)]),
-            auth=auth,
-            keys=keys,
-            # __Host- and Secure whenever browsers reach us over HTTPS (our TLS or a proxy's).
-            cookie=CookiePolicy(
-                secure=settings.tls_on or bool(settings.server.behind_proxy),
-                max_age=settings.auth.session_max_days * 86400,
-            ),
-        ),
+        request_auth=RequestAuth(identity=identity, auth=auth, cookie=cookie),
+        auth_context=AuthContext(identity=identity, auth=auth, keys=keys, cookie=cookie),
         users=UserService(engine, settings, hasher),
-        projects=ProjectService(engine, settings=settings.projects),
+        projects=ProjectService(engine, settings=settings.projects, activity=run_queries.activity),
         events=events,
         runs=RunService(engine, events),
         # A per-account cap on open event streams, and a re-check that ends a stream
@@ -118,7 +125,7 @@ def build_services(settings: Settings, engine: sa.Engine) -> Services:
             recheck_seconds=settings.server.event_stream_recheck_seconds,
             session_idle=timedelta(minutes=settings.auth.session_idle_minutes),
         ),
-        metrics=MetricService(engine, events),
+        metrics=MetricService(engine, events, runs=run_project),
         artifacts=ArtifactService(
             engine,
             LocalStore(settings.artifact_dir),

@@ -5,18 +5,24 @@ Migrations and the models-versus-migrations check import this module first.
 
 from __future__ import annotations
 
-from safeboard.artifacts.models import ArtifactRow
+from safeboard.accounts.models import (
+    ApiKeyRow,
+    LoginThrottleRow,
+    OneTimeTokenRow,
+    SessionRow,
+    UserRow,
+)
+from safeboard.artifacts.models import ArtifactRow, ArtifactTombstoneRow
 from safeboard.audit.models import AuditRow
-from safeboard.auth.models import ApiKeyRow, LoginThrottleRow, OneTimeTokenRow, SessionRow
 from safeboard.metrics.models import IngestBatchRow, MetricChunkRow, MetricSummaryRow
 from safeboard.projects.models import ProjectGrantRow, ProjectRow
 from safeboard.runs.models import RunRow, RunTagRow
 from safeboard.storage import Base, InstanceRow
-from safeboard.users.models import UserRow
 
 __all__ = [
     "ApiKeyRow",
     "ArtifactRow",
+    "ArtifactTombstoneRow",
     "AuditRow",
     "Base",
     "IngestBatchRow",

@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from safeboard.accounts.context import AuthContext
+from safeboard.accounts.users import UserService
 from safeboard.api.app import create_app
-from safeboard.auth.dependencies import AuthContext
 from safeboard.auth.permissions import Role, Scope
 from safeboard.services import Services, services_of
 from safeboard.settings import Settings
 from safeboard.storage import create_engine, upgrade
-from safeboard.users.service import UserService
 from tests.support.sessions import bind
 
 # OWASP's minimum (still >= S5's floor) keeps the suite fast.

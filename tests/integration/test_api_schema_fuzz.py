@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from safeboard import wire
+from safeboard.accounts.users import UserService
 from safeboard.api.app import create_app
 from safeboard.auth.permissions import CredentialKind, Role, Scope
 from safeboard.auth.principal import Principal
@@ -27,7 +28,6 @@ from safeboard.secret_store import ensure_secrets
 from safeboard.services import services_of
 from safeboard.settings import load_settings
 from safeboard.storage import create_engine, upgrade
-from safeboard.users.service import UserService
 from tests.conftest import PostgresServer, fresh_database
 from tests.integration.identity_world import FAST_ARGON2
 

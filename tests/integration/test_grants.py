@@ -7,15 +7,16 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine
 
+from safeboard.accounts import repository as users
+from safeboard.accounts.repository import User
 from safeboard.audit import service as audit
 from safeboard.auth.permissions import CredentialKind, ProjectRole, Role, Scope
 from safeboard.auth.principal import Principal
 from safeboard.errors import Conflict, Forbidden, NotFound
 from safeboard.projects import repository as projects
 from safeboard.projects.service import ProjectService
+from safeboard.runs.repository import activity as run_activity
 from safeboard.storage import upgrade
-from safeboard.users import repository as users
-from safeboard.users.repository import User
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def people(engine: Engine) -> dict[str, Principal]:
 def test_owner_grants_and_everything_is_audited(
     engine: Engine, people: dict[str, Principal]
 ) -> None:
-    service = ProjectService(engine)
+    service = ProjectService(engine, activity=run_activity)
     project = service.create(people["olga"], "mnist")
     service.set_grant(people["olga"], project.id, "vic", ProjectRole.VIEWER)
     service.set_grant(people["olga"], project.id, "vic", ProjectRole.EDITOR)
@@ -57,7 +58,7 @@ def test_owner_grants_and_everything_is_audited(
 
 
 def test_only_owners_and_admins_change_grants(engine: Engine, people: dict[str, Principal]) -> None:
-    service = ProjectService(engine)
+    service = ProjectService(engine, activity=run_activity)
     project = service.create(people["olga"], "cifar")
     service.set_grant(people["olga"], project.id, "vic", ProjectRole.EDITOR)
     with pytest.raises(Forbidden):  # an editor may not
@@ -68,7 +69,7 @@ def test_only_owners_and_admins_change_grants(engine: Engine, people: dict[str, 
 
 
 def test_the_last_owner_stays(engine: Engine, people: dict[str, Principal]) -> None:
-    service = ProjectService(engine)
+    service = ProjectService(engine, activity=run_activity)
     project = service.create(people["olga"], "imagenet")
     with pytest.raises(Conflict, match="last owner"):
         service.set_grant(people["olga"], project.id, "olga", ProjectRole.VIEWER)
@@ -77,7 +78,7 @@ def test_the_last_owner_stays(engine: Engine, people: dict[str, Principal]) -> N
 
 
 def test_read_only_key_cannot_manage_grants(engine: Engine, people: dict[str, Principal]) -> None:
-    service = ProjectService(engine)
+    service = ProjectService(engine, activity=run_activity)
     project = service.create(people["olga"], "audio")
     olga_key = Principal(
         people["olga"].user_id, "olga", Role.MEMBER, CredentialKind.API_KEY, Scope.WRITE
@@ -89,7 +90,7 @@ def test_read_only_key_cannot_manage_grants(engine: Engine, people: dict[str, Pr
 def test_taking_away_a_role_nobody_holds_says_so_and_audits_nothing(
     engine: Engine, people: dict[str, Principal]
 ) -> None:
-    service = ProjectService(engine)
+    service = ProjectService(engine, activity=run_activity)
     project = service.create(people["olga"], "cifar")
     before = len(audit.list_entries(engine))
     with pytest.raises(NotFound, match=r"^sam had no role in cifar: nothing to revoke$"):

@@ -187,8 +187,8 @@ async def test_nothing_follows_the_end_even_when_a_full_queue_dropped_it(
 ) -> None:
     """Review finding: the END event waited behind up to 999 queued events, and a stream
     that stopped reading while 1,000 more arrived lost it and ran on after revocation."""
-    from safeboard.auth.standing import Refusal
     from safeboard.events import Event
+    from safeboard.runs.standing import Refusal
 
     a, _, _admin = replicas
     stream = await OpenStream(a.app, a.base_url, STREAM, _bearer(a.key("alice"))).open()

@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from safeboard.auth.models import LoginThrottleRow
-from safeboard.auth.ratelimit import Attempt, LoginThrottle, throttle_keys
+from safeboard.accounts.models import LoginThrottleRow
+from safeboard.accounts.ratelimit import Attempt, LoginThrottle, throttle_keys
 from safeboard.settings import AuthSettings, Settings
 from safeboard.storage import BEGIN_IMMEDIATE, create_engine, upgrade
 from tests.integration.identity_world import PASSWORD, World, build_world

@@ -110,7 +110,7 @@ async def test_user_name_is_case_folded(world: World) -> None:
 
 
 async def test_stored_password_is_argon2id(world: World) -> None:
-    from safeboard.users import repository
+    from safeboard.accounts import repository
 
     with world.services.engine.connect() as conn:
         stored = repository.password_hash(conn, world.users.get("alice").id)
@@ -135,7 +135,7 @@ async def test_rehash_on_login_when_parameters_rise(
             "/api/v1/auth/login", json={"username": "carol", "password": PASSWORD}
         )
         assert response.status_code == 200
-        from safeboard.users import repository
+        from safeboard.accounts import repository
 
         with stronger.services.engine.connect() as conn:
             stored = repository.password_hash(conn, stronger.users.get("carol").id)

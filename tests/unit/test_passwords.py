@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from safeboard.auth.passwords import (
+from safeboard.accounts.passwords import (
     MAX_PASSWORD_LENGTH,
     PasswordHasher,
     check_new_password,
@@ -156,7 +156,7 @@ def test_random_passphrase_is_accepted() -> None:
 
 
 def test_list_is_not_loaded_at_import() -> None:
-    code = "import sys, safeboard.auth.passwords; print('zxcvbn' in sys.modules)"
+    code = "import sys, safeboard.accounts.passwords; print('zxcvbn' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )

@@ -1,4 +1,4 @@
-"""The bulk re-check of a lasting request (auth/standing.py): the rules of a request's
+"""The bulk re-check of a lasting request (runs/standing.py): the rules of a request's
 own credential check and of the authorizer, applied to what the database says now."""
 
 from __future__ import annotations
@@ -7,15 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from safeboard.accounts.standing import CredentialStanding
+from safeboard.accounts.standing import KeyStanding as _Key
+from safeboard.accounts.standing import SessionStanding as _Session
 from safeboard.auth.permissions import CredentialKind, ProjectRole, Role, Scope
 from safeboard.auth.principal import Principal
-from safeboard.auth.standing import (
+from safeboard.runs.standing import (
     ACCESS_ENDED,
     CREDENTIAL_ENDED,
     Refusal,
     Standing,
-    _Key,
-    _Session,
     refusal,
 )
 
@@ -40,9 +41,11 @@ def world(
     session: _Session | None = None,
 ) -> Standing:
     return Standing(
-        keys={"k1": key or _Key(1, revoked=False, expires_at=None)},
-        sessions={"h1": session or _Session(1, NOW - timedelta(minutes=1), NOW + IDLE)},
-        active_roles={} if role is None else {1: role},
+        CredentialStanding(
+            keys={"k1": key or _Key(1, revoked=False, expires_at=None)},
+            sessions={"h1": session or _Session(1, NOW - timedelta(minutes=1), NOW + IDLE)},
+            active_roles={} if role is None else {1: role},
+        ),
         grants={} if grant is None else {(PROJECT, 1): grant},
     )
 
@@ -57,8 +60,16 @@ def world(
         (world(key=_Key(1, revoked=True, expires_at=None)), by_key(), CREDENTIAL_ENDED),
         (world(key=_Key(1, revoked=False, expires_at=NOW)), by_key(), CREDENTIAL_ENDED),
         (world(key=_Key(2, revoked=False, expires_at=None)), by_key(), CREDENTIAL_ENDED),
-        (Standing(active_roles={1: Role.MEMBER}), by_key(), CREDENTIAL_ENDED),  # deleted
-        (Standing(active_roles={1: Role.MEMBER}), by_session(), CREDENTIAL_ENDED),  # logout
+        (
+            Standing(CredentialStanding(active_roles={1: Role.MEMBER})),
+            by_key(),
+            CREDENTIAL_ENDED,
+        ),  # deleted
+        (
+            Standing(CredentialStanding(active_roles={1: Role.MEMBER})),
+            by_session(),
+            CREDENTIAL_ENDED,
+        ),  # logout
         (world(session=_Session(1, NOW - IDLE, NOW + IDLE)), by_session(), CREDENTIAL_ENDED),
         (world(session=_Session(1, NOW, NOW)), by_session(), CREDENTIAL_ENDED),  # absolute
         (world(role=None), by_key(), CREDENTIAL_ENDED),  # account disabled

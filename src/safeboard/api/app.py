@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from safeboard import __version__
+from safeboard.accounts import routes as account_routes
 from safeboard.api import health
 from safeboard.api.context import RequestContextMiddleware
 from safeboard.api.errors import install_error_handlers
@@ -27,7 +28,6 @@ from safeboard.api.headers import SecurityHeadersMiddleware
 from safeboard.artifacts import routes as artifact_routes
 from safeboard.artifacts.expiry import expiry_sweeps
 from safeboard.audit import routes as audit_routes
-from safeboard.auth import routes as auth_routes
 from safeboard.auth.dependencies import requires
 from safeboard.auth.permissions import Permission
 from safeboard.metrics import routes as metric_routes
@@ -39,7 +39,6 @@ from safeboard.schemas import ERROR_RESPONSES
 from safeboard.services import build_services
 from safeboard.settings import Settings, is_wildcard_host
 from safeboard.storage import create_engine
-from safeboard.users import routes as user_routes
 from safeboard.web import routes as web_routes
 
 __all__ = ["allowed_host_names", "create_app"]
@@ -100,8 +99,8 @@ def create_app(
     # 3. Routes; each declares its permission or PUBLIC
     #    (tests/integration/test_routes_authorization.py) and the services it needs.
     app.include_router(health.router)
-    app.include_router(auth_routes.router)
-    app.include_router(user_routes.router)
+    app.include_router(account_routes.router)
+    app.include_router(account_routes.users_router)
     app.include_router(audit_routes.router)
     app.include_router(project_routes.router)
     app.include_router(run_routes.router)

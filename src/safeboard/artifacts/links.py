@@ -18,11 +18,14 @@ import hmac
 import re
 from dataclasses import dataclass
 
+from safeboard.vocabulary import ID_PATTERN
+
 __all__ = ["SESSION", "LinkClaims", "check_link", "sign_link"]
 
 PREFIX = "sbp1"
 _TOKEN = re.compile(
-    r"^sbp1\.([0-9a-f]{32})\.([0-9]{1,12})\.([0-9]{1,12})\.(s|[A-Za-z0-9]{1,64})\.([A-Za-z0-9_-]{43})$"
+    rf"^sbp1\.({ID_PATTERN})\.([0-9]{{1,12}})\.([0-9]{{1,12}})\.(s|[A-Za-z0-9]{{1,64}})"
+    r"\.([A-Za-z0-9_-]{43})$"
 )
 SESSION = "s"
 

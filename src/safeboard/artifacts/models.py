@@ -1,6 +1,7 @@
-"""The artifact table. A row is made when an upload is declared (name, size, SHA-256) and
+"""The artifact tables. A row is made when an upload is declared (name, size, SHA-256) and
 turns ``ready`` once every byte is stored and the checksum matched; one left ``uploading``
-with no activity for ``artifacts.incomplete_upload_hours`` is deleted (expiry)."""
+with no activity for ``artifacts.incomplete_upload_hours`` is deleted (expiry), leaving a
+tombstone so that its id answers 410 Gone rather than 404."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from safeboard.storage import Base, UtcDateTime
 from safeboard.vocabulary import ArtifactKind, ArtifactState
 
-__all__ = ["KINDS", "STATES", "ArtifactRow"]
+__all__ = ["KINDS", "STATES", "ArtifactRow", "ArtifactTombstoneRow"]
 
 KINDS = tuple(kind.value for kind in ArtifactKind)
 STATES = tuple(state.value for state in ArtifactState)
@@ -73,3 +74,17 @@ class ArtifactRow(Base):
     # the turn to ready. An unfinished upload idle for artifacts.incomplete_upload_hours
     # expires.
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+
+class ArtifactTombstoneRow(Base):
+    """An upload the server expired: its id answers 410 Gone ("declare it again") to whoever
+    may still write its run, where a deleted or unknown id answers 404. Gone with its run."""
+
+    __tablename__ = "artifact_tombstones"
+    __table_args__ = (Index("ix_artifact_tombstones_run", "run_id"),)  # the run's cascade
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the artifact's id
+    run_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False
+    )
+    expired_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)

@@ -9,14 +9,13 @@ count like everyone: the bound protects the disk, not a permission.
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from safeboard.accounts import repository as accounts
 from safeboard.artifacts import repository as artifacts
 from safeboard.errors import PayloadTooLarge
 from safeboard.projects.repository import Project
 from safeboard.settings import ArtifactSettings
-from safeboard.users.models import UserRow
 
 __all__ = ["ensure_room"]
 
@@ -38,9 +37,7 @@ def ensure_room(
     quota = settings.user_quota_bytes
     if not quota:
         return
-    # FOR NO KEY UPDATE: it serialises these counts, and does not block the KEY SHARE locks
-    # that inserts referencing the user take (a grant, an artifact), so no deadlock with them.
-    conn.execute(sa.select(UserRow.id).where(UserRow.id == user_id).with_for_update(key_share=True))
+    accounts.lock_user(conn, user_id)
     held = artifacts.user_bytes(conn, user_id)
     if held + size > quota:
         raise PayloadTooLarge(

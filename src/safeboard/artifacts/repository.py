@@ -9,15 +9,18 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from safeboard.artifacts.models import ArtifactRow
-from safeboard.users.models import UserRow
+from safeboard.accounts.repository import username_of
+from safeboard.artifacts.models import ArtifactRow, ArtifactTombstoneRow
+from safeboard.vocabulary import ArtifactState
 
 __all__ = [
     "Artifact",
+    "bury",
     "count_for_run",
     "create",
     "delete",
     "delete_stale",
+    "expired_run",
     "get",
     "get_by_upload",
     "ids_with_prefix",
@@ -32,7 +35,8 @@ __all__ = [
 ]
 
 _a = cast(sa.Table, ArtifactRow.__table__)
-_u = cast(sa.Table, UserRow.__table__)
+_tomb = cast(sa.Table, ArtifactTombstoneRow.__table__)
+_UPLOADING = ArtifactState.UPLOADING.value
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ class Artifact:
 
 
 def _select() -> sa.Select[Any]:
-    return sa.select(_a, _u.c.username).select_from(_a.outerjoin(_u, _u.c.id == _a.c.created_by))
+    return sa.select(_a, username_of(_a.c.created_by).label("username"))
 
 
 def _artifact(row: sa.Row[Any]) -> Artifact:
@@ -123,7 +127,7 @@ def set_received(conn: Connection, artifact_id: str, received: int, now: datetim
     """False when no unfinished row is there (deleted or expired meanwhile)."""
     done = conn.execute(
         sa.update(_a)
-        .where(_a.c.id == artifact_id, _a.c.state == "uploading")
+        .where(_a.c.id == artifact_id, _a.c.state == _UPLOADING)
         .values(received=received, updated_at=now)
     )
     return done.rowcount > 0
@@ -133,16 +137,18 @@ def touch(conn: Connection, artifact_id: str, now: datetime) -> bool:
     """Record activity on an unfinished upload (declared again: the client resumes); False
     when the row is gone (expired by another replica meanwhile)."""
     touched = conn.execute(
-        sa.update(_a)
-        .where(_a.c.id == artifact_id, _a.c.state == "uploading")
-        .values(updated_at=now)
+        sa.update(_a).where(_a.c.id == artifact_id, _a.c.state == _UPLOADING).values(updated_at=now)
     )
     return touched.rowcount > 0
 
 
 def mark_ready(conn: Connection, artifact_id: str, content_type: str, now: datetime) -> bool:
     """False when the row is gone (deleted meanwhile)."""
-    ready = {"state": "ready", "received": _a.c.size, "content_type": content_type}
+    ready = {
+        "state": ArtifactState.READY.value,
+        "received": _a.c.size,
+        "content_type": content_type,
+    }
     done = conn.execute(
         sa.update(_a).where(_a.c.id == artifact_id).values(ready_at=now, updated_at=now, **ready)
     )
@@ -154,7 +160,7 @@ def delete(conn: Connection, artifact_id: str) -> bool:
 
 
 def _stale(cutoff: datetime) -> sa.ColumnElement[bool]:
-    return sa.and_(_a.c.state == "uploading", _a.c.updated_at < cutoff)
+    return sa.and_(_a.c.state == _UPLOADING, _a.c.updated_at < cutoff)
 
 
 def stale_bytes(conn: Connection, cutoff: datetime, project_id: int) -> int:
@@ -201,3 +207,16 @@ def ids_with_prefix(
     if project_ids is not None:
         query = query.where(_a.c.project_id.in_(project_ids))
     return list(conn.execute(query.order_by(_a.c.id).limit(limit)).scalars())
+
+
+def bury(conn: Connection, artifact_id: str, run_id: str, now: datetime) -> None:
+    """Record that the server expired this upload (its row is deleted with it)."""
+    conn.execute(sa.insert(_tomb).values(id=artifact_id, run_id=run_id, expired_at=now))
+
+
+def expired_run(conn: Connection, artifact_id: str) -> str | None:
+    """The run of an upload the server expired, or None (never there, or deleted)."""
+    run_id: str | None = conn.execute(
+        sa.select(_tomb.c.run_id).where(_tomb.c.id == artifact_id)
+    ).scalar()
+    return run_id

@@ -10,12 +10,11 @@ for ``received`` and continues from there.
 Expiry: an upload left unfinished with no activity (declared, an upload request begun or
 ended) for ``artifacts.incomplete_upload_hours`` is deleted with its partial file, so that
 abandoned uploads do not hold a project's quota for ever. A declaration that would not fit
-the quota expires the project's oldest idle uploads until it fits;
-:meth:`ArtifactService.expire_idle_uploads` sweeps every project (the server runs it
-periodically, see ``artifacts/expiry.py``). Each deletion is conditional (still
-unfinished, still idle), so replicas sweeping at once expire an upload once; a file an
-upload request is writing (its lock held) is skipped and kept. An expired upload answers
-410 Gone (its audit entry says so), a deleted one 404.
+the quota expires the project's oldest idle uploads until it fits; ``expire_idle_uploads``
+sweeps every project (periodically: ``artifacts/expiry.py``). Each deletion is conditional
+(still unfinished, still idle), so replicas sweeping at once expire an upload once; a file
+an upload request is writing (its lock held) is skipped and kept. An expired upload
+answers 410 Gone (its tombstone says so: ``artifacts/tombstones.py``), a deleted one 404.
 """
 
 from __future__ import annotations
@@ -27,9 +26,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
+from safeboard.accounts import repository as accounts
 from safeboard.artifacts import repository as artifacts
 from safeboard.artifacts.links import SESSION, LinkClaims, check_link, sign_link
 from safeboard.artifacts.quota import ensure_room
@@ -37,9 +36,9 @@ from safeboard.artifacts.ranges import INLINE_TYPES, sniff_image
 from safeboard.artifacts.repository import Artifact
 from safeboard.artifacts.schemas import ArtifactIn
 from safeboard.artifacts.store import ArtifactStore, BlobWriter
+from safeboard.artifacts.tombstones import missing
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
-from safeboard.auth import repository as creds
 from safeboard.auth.permissions import CredentialKind, Permission, Scope
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
@@ -47,18 +46,16 @@ from safeboard.cursors import decode_position, encode_position
 from safeboard.errors import (
     ChecksumMismatch,
     Conflict,
-    Gone,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
 )
-from safeboard.ids import is_id, new_id
+from safeboard.ids import new_id
 from safeboard.projects import repository as projects
-from safeboard.projects.models import ProjectRow
 from safeboard.runs.access import run_for
 from safeboard.settings import ArtifactSettings
 from safeboard.storage import writer
-from safeboard.users import repository as users
+from safeboard.vocabulary import ArtifactState
 
 __all__ = ["ArtifactPage", "ArtifactService", "Upload"]
 
@@ -69,6 +66,7 @@ _SNIFF_BYTES = 16
 _KEPT_DIGESTS = 1024  # uploads in progress whose running SHA-256 is kept (~0.4 KB each)
 EXPIRY_ACTOR = "system:expiry"  # who expires idle uploads, in the audit log
 _EXPIRY_BATCH = 500
+_READY = ArtifactState.READY.value
 
 
 @dataclass
@@ -136,7 +134,7 @@ class ArtifactService:
         its existence does not leak)."""
         artifact = artifacts.get(conn, artifact_id)
         if artifact is None:
-            raise _missing(conn, principal, artifact_id, permission)
+            raise missing(conn, principal, artifact_id, permission)
         try:
             run_for(conn, principal, artifact.run_id, permission)
         except NotFound:
@@ -166,10 +164,10 @@ class ArtifactService:
     def _with_progress(self, artifact: Artifact) -> Artifact:
         """An unfinished artifact reports what the store holds: an upload cut off midway
         may have stored more than its row last said."""
-        if artifact.state == "ready":
+        if artifact.state == _READY:
             return artifact
         held = min(self.store.size(artifact.id), artifact.size)
-        return artifact if held == artifact.received else _replace(artifact, received=held)
+        return artifact if held == artifact.received else replace(artifact, received=held)
 
     # --- uploading -----------------------------------------------------------------------
 
@@ -195,9 +193,7 @@ class ArtifactService:
             run, project = run_for(conn, principal, run_id, Permission.PROJECTS_WRITE)
             # One declaration at a time per project on PostgreSQL (SQLite: one writer), taken
             # before the upload-id lookup so that concurrent retries find each other's row.
-            conn.execute(
-                sa.select(ProjectRow.id).where(ProjectRow.id == project.id).with_for_update()
-            )
+            projects.lock(conn, project.id)
             if spec.upload_id is not None:
                 earlier = artifacts.get_by_upload(conn, run_id, spec.upload_id)
                 if earlier is not None:
@@ -206,7 +202,7 @@ class ArtifactService:
                     )  # fmt: skip
                     if not same:
                         raise Conflict("this upload id was declared for another file")
-                    if earlier.state == "ready" or artifacts.touch(conn, earlier.id, now):
+                    if earlier.state == _READY or artifacts.touch(conn, earlier.id, now):
                         return self._with_progress(earlier), False  # done, or resumed
                     now_there = artifacts.get(conn, earlier.id)
                     if now_there is not None:  # it turned ready meanwhile
@@ -217,7 +213,7 @@ class ArtifactService:
             artifacts.create(
                 conn, id=artifact_id, run_id=run.id, project_id=project.id, name=spec.name,
                 kind=spec.kind, content_type=spec.content_type, size=spec.size,
-                sha256=spec.sha256, step=spec.step, state="uploading", received=0,
+                sha256=spec.sha256, step=spec.step, state=ArtifactState.UPLOADING.value, received=0,
                 upload_id=spec.upload_id, created_by=principal.user_id, created_at=now,
                 updated_at=now,
             )  # fmt: skip
@@ -235,7 +231,7 @@ class ArtifactService:
         ``offset`` is what is stored, and ``length`` (Content-Length) fits."""
         with self.engine.connect() as conn:
             artifact = self._checked(conn, principal, artifact_id, Permission.PROJECTS_WRITE)
-        if artifact.state == "ready":
+        if artifact.state == _READY:
             raise Conflict("this artifact is complete; declare a new one to replace it")
         if length is not None and offset + length > artifact.size:
             raise PayloadTooLarge(
@@ -253,7 +249,7 @@ class ArtifactService:
                 raise Conflict("this artifact is complete; declare a new one to replace it")
             self.store.delete(artifact.id)  # deleted or expired meanwhile: leave no file
             with self.engine.connect() as conn:
-                raise _missing(conn, principal, artifact.id, Permission.PROJECTS_WRITE)
+                raise missing(conn, principal, artifact.id, Permission.PROJECTS_WRITE)
         digest = hashlib.sha256() if offset == 0 else self._running_digest(artifact.id, offset)
         return Upload(artifact, principal, offset, blob, digest=digest)
 
@@ -271,7 +267,7 @@ class ArtifactService:
                 still_there = artifacts.set_received(conn, artifact.id, received, self.clock())
             if not still_there:
                 self._gone_while_uploading(upload)
-            return _replace(artifact, received=received)
+            return replace(artifact, received=received)
         try:
             digest = upload.digest.hexdigest() if upload.digest else self.store.sha256(artifact.id)
             content_type = self._served_type(artifact) if digest == artifact.sha256 else ""
@@ -303,7 +299,7 @@ class ArtifactService:
         except Conflict:  # another request writes it now; it finds the row gone too
             log.info("artifact %s: deleted while uploading; its file is still busy", artifact_id)
         with self.engine.connect() as conn:
-            raise _missing(conn, upload.principal, artifact_id, Permission.PROJECTS_WRITE)
+            raise missing(conn, upload.principal, artifact_id, Permission.PROJECTS_WRITE)
 
     def _running_digest(self, artifact_id: str, offset: int) -> hashlib._Hash | None:
         with self._digests_lock:
@@ -424,6 +420,7 @@ class ArtifactService:
             with self.tx.begin() as conn:
                 if not artifacts.delete_stale(conn, artifact.id, cutoff):
                     return False
+                artifacts.bury(conn, artifact.id, artifact.run_id, self.clock())
                 project = projects.get(conn, artifact.project_id)
                 audit.append(
                     conn, action=AuditAction.ARTIFACT_EXPIRED, actor=EXPIRY_ACTOR,
@@ -465,11 +462,12 @@ class ArtifactService:
         if claims is None:
             raise gone
         with self.engine.connect() as conn:
-            user = users.get(conn, claims.user_id)
-            key = None if claims.credential == SESSION else creds.get_key(conn, claims.credential)
+            by_key = claims.credential != SESSION
+            user = accounts.get(conn, claims.user_id)
+            key = accounts.get_key(conn, claims.credential) if by_key else None
             if user is None or not user.is_active:
                 raise gone
-            if claims.credential != SESSION and (
+            if by_key and (
                 key is None
                 or key.user_id != user.id
                 or key.revoked_at is not None
@@ -495,32 +493,7 @@ def _unproven(content_type: str) -> str:
 
 
 def _ready(artifact: Artifact) -> None:
-    if artifact.state != "ready":
+    if artifact.state != _READY:
         raise Conflict(
             f"this artifact is still uploading ({artifact.received} of {artifact.size} bytes)"
         )
-
-
-def _replace(artifact: Artifact, *, received: int) -> Artifact:
-    return replace(artifact, received=received)
-
-
-def _missing(
-    conn: Connection, principal: Principal, artifact_id: str, permission: Permission
-) -> NotFound:
-    """Why an artifact id has no row: Gone (410) for an upload the server expired, if the
-    principal still holds ``permission`` on its run; else the usual 404 (a deletion, or
-    never there). A client resumes a Gone upload by declaring it again, and leaves a
-    deleted one deleted."""
-    if is_id(artifact_id):
-        expired = audit.last_for(conn, AuditAction.ARTIFACT_EXPIRED, f"artifact:{artifact_id}")
-        if expired is not None:
-            try:
-                run_for(conn, principal, str(expired.detail.get("run")), permission)
-            except NotFound:
-                return NotFound("no such artifact")
-            return Gone(
-                "this upload expired: it was idle longer than the server keeps unfinished "
-                "uploads (artifacts.incomplete_upload_hours); declare it again to start over"
-            )
-    return NotFound("no such artifact")

@@ -14,7 +14,7 @@ __all__ = ["AuditRow"]
 
 class AuditRow(Base):
     __tablename__ = "audit_log"
-    # By action (the admin's filter), and by action and target ("was artifact X expired?").
+    # By action (the admin's filter), and by action and target (the entries about one thing).
     __table_args__ = (Index("ix_audit_log_action_target", "action", "target"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)  # the chain's order

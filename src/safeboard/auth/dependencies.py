@@ -8,27 +8,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
-from safeboard.auth.api_keys import ApiKeyService
 from safeboard.auth.authorizer import could_reach, credential_refusal, ensure
 from safeboard.auth.binding import BINDING_HEADER, cookie_name
 from safeboard.auth.csrf import UNSAFE_METHODS, check_session_csrf, check_sign_in_origin
 from safeboard.auth.identity import IdentityChain, Presented
 from safeboard.auth.permissions import CredentialKind, Permission
 from safeboard.auth.principal import Principal
-from safeboard.auth.service import AuthService, SignInContext
 from safeboard.provision import provided, provided_by
 from safeboard.settings import Settings
 
 __all__ = [
     "DECISION_ATTRIBUTE",
     "PUBLIC",
-    "AuthContext",
     "CookiePolicy",
+    "RequestAuth",
+    "SessionCsrf",
     "auth_context",
     "client_address",
     "current_principal",
@@ -37,7 +36,6 @@ __all__ = [
     "requires",
     "requires_project",
     "session_cookie",
-    "sign_in_context",
     "sign_in_guard",
 ]
 
@@ -62,16 +60,26 @@ class CookiePolicy:
         return cookie_name(secure=self.secure, port=port or default)
 
 
+class SessionCsrf(Protocol):
+    def csrf_token(self, session_id: str) -> str:
+        """The CSRF token a session's unsafe requests must send."""
+        ...
+
+
 @dataclass(frozen=True)
-class AuthContext:
+class RequestAuth:
+    """What these dependencies need of the request's app: the identity chain, the CSRF
+    token of a session and the cookie policy. The accounts domain supplies the parts (its
+    identity providers and session service); the composition root
+    (``safeboard.services``) assembles it; this mechanism knows no domain."""
+
     identity: IdentityChain
-    auth: AuthService
-    keys: ApiKeyService
+    auth: SessionCsrf
     cookie: CookiePolicy
 
 
-def auth_context(request: Request) -> AuthContext:
-    return provided_by(request.app, AuthContext)
+def auth_context(request: Request) -> RequestAuth:
+    return provided_by(request.app, RequestAuth)
 
 
 def client_address(request: Request) -> str:
@@ -95,18 +103,12 @@ def session_cookie(request: Request) -> str | None:
     return request.cookies.get(auth_context(request).cookie.name(request))
 
 
-def sign_in_context(request: Request) -> SignInContext:
-    return SignInContext(
-        address=client_address(request), user_agent=request.headers.get("user-agent", "")[:200]
-    )
-
-
-def current_principal(request: Request, context: AuthContext = provided(AuthContext)) -> Principal:
+def current_principal(request: Request, context: RequestAuth = provided(RequestAuth)) -> Principal:
     """Who is asking; cookie-authenticated unsafe requests must pass the CSRF checks."""
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
-    cookie = session_cookie(request)
+    cookie = request.cookies.get(context.cookie.name(request))
     principal = context.identity.identify(
         Presented(
             authorization=request.headers.get("authorization"),

@@ -12,18 +12,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from safeboard.auth.api_keys import INVALID_KEY, ApiKeyService
+from safeboard.auth.authorizer import new_key_hint
 from safeboard.auth.principal import Principal
-from safeboard.auth.service import AuthService, unauthenticated
-from safeboard.errors import InvalidApiKey
+from safeboard.errors import InvalidApiKey, Unauthenticated
 
 __all__ = [
-    "ApiKeyProvider",
+    "INVALID_KEY",
+    "NEW_KEY",
     "IdentityChain",
     "IdentityProvider",
     "Presented",
-    "SessionCookieProvider",
+    "unauthenticated",
 ]
+
+NEW_KEY = f"get a new one: {new_key_hint('write')}"
+INVALID_KEY = (
+    "invalid API key (unknown, mistyped, or its account is disabled): check "
+    f"SAFEBOARD_API_KEY, or {NEW_KEY}"
+)
+
+
+def unauthenticated(message: str, kind: type[Unauthenticated] = Unauthenticated) -> Unauthenticated:
+    """A 401 that names the scheme to use (every provider refuses with it)."""
+    return kind(message, headers={"WWW-Authenticate": 'Bearer realm="safeboard"'})
 
 
 @dataclass(frozen=True)
@@ -50,28 +61,11 @@ class Presented:
 
 
 class IdentityProvider(Protocol):
+    """One kind of credential (the accounts domain provides the API key and session
+    cookie providers: ``accounts/api_keys.py``, ``accounts/sessions.py``); a new kind, such
+    as an agent's credential, is one more provider in the chain ``create_app`` builds."""
+
     def identify(self, presented: Presented) -> Principal | None: ...
-
-
-class ApiKeyProvider:
-    def __init__(self, keys: ApiKeyService) -> None:
-        self.keys = keys
-
-    def identify(self, presented: Presented) -> Principal | None:
-        token = presented.bearer
-        if token is None or not token.startswith("sb_"):
-            return None
-        return self.keys.principal(token, presented.address)
-
-
-class SessionCookieProvider:
-    def __init__(self, auth: AuthService) -> None:
-        self.auth = auth
-
-    def identify(self, presented: Presented) -> Principal | None:
-        if presented.authorization is not None or not presented.session_cookie:
-            return None
-        return self.auth.session_principal(presented.session_cookie, presented.binding)
 
 
 class IdentityChain:

@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from safeboard.auth.api_keys import ApiKeyService
+from safeboard.accounts.api_keys import ApiKeyService
+from safeboard.accounts.users import UserService
 from safeboard.auth.permissions import CredentialKind, Scope
 from safeboard.auth.principal import Principal
 from safeboard.datadir import ensure_data_dir
@@ -22,7 +23,6 @@ from safeboard.server.bootstrap import DISCOVERY_FILE, advertised_url
 from safeboard.services import Services, build_services
 from safeboard.settings import Settings, load_settings
 from safeboard.storage import open_database
-from safeboard.users.service import UserService
 
 __all__ = ["Local", "cli_actor", "open_local", "require_server_data"]
 

@@ -21,6 +21,7 @@ import click
 
 from safeboard.cli.login_trust import trusted_context
 from safeboard.errors import BadRequest, Forbidden, NotFound, SafeboardError, Unauthenticated
+from safeboard.vocabulary import KeyScope
 
 if TYPE_CHECKING:  # the client (httpx, cryptography) loads only when a command runs
     from safeboard.client import ApiClient, StoredKey
@@ -74,7 +75,7 @@ def _credentials(username: str | None, password_stdin: bool) -> tuple[str, str]:
 @click.option("--key-name", help='Name of the API key (default: "<hostname> (safeboard login)").')
 @click.option(
     "--scope",
-    type=click.Choice(["read", "write", "admin"]),
+    type=click.Choice([scope.value for scope in KeyScope]),
     default=None,
     help="Scope of the key to store (default write: log runs). admin: also manage grants "
     "and, for admins, the server. Given, it always signs in and replaces the stored key.",

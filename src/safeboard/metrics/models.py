@@ -15,6 +15,7 @@ from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinar
 from sqlalchemy.orm import Mapped, mapped_column
 
 from safeboard.storage import Base, UtcDateTime
+from safeboard.vocabulary import MAX_METRIC_KEY_LENGTH
 
 __all__ = ["IngestBatchRow", "MetricChunkRow", "MetricSummaryRow"]
 
@@ -29,7 +30,7 @@ class MetricChunkRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[str] = mapped_column(String(32), _run_fk(), nullable=False)
-    key: Mapped[str] = mapped_column(String(250), nullable=False)
+    key: Mapped[str] = mapped_column(String(MAX_METRIC_KEY_LENGTH), nullable=False)
     first_step: Mapped[int] = mapped_column(BigInteger, nullable=False)
     last_step: Mapped[int] = mapped_column(BigInteger, nullable=False)
     count: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -44,7 +45,7 @@ class MetricSummaryRow(Base):
     __tablename__ = "metric_summaries"
 
     run_id: Mapped[str] = mapped_column(String(32), _run_fk(), primary_key=True)
-    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    key: Mapped[str] = mapped_column(String(MAX_METRIC_KEY_LENGTH), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger, nullable=False)
     last_step: Mapped[int] = mapped_column(BigInteger, nullable=False)
     last_time: Mapped[float] = mapped_column(Float, nullable=False)

@@ -15,9 +15,9 @@ from safeboard.clock import Clock, utcnow
 from safeboard.errors import InvalidRequest
 from safeboard.events import Event, EventBus
 from safeboard.metrics import repository as metrics
+from safeboard.metrics.access import RunGate
 from safeboard.metrics.codec import Buckets, Series, downsample_chunks, merge
 from safeboard.metrics.repository import Summary
-from safeboard.runs.access import run_for
 from safeboard.storage import writer
 
 __all__ = ["IngestResult", "MetricService"]
@@ -33,18 +33,23 @@ class IngestResult:
 
 class MetricService:
     def __init__(
-        self, engine: Engine, events: EventBus | None = None, clock: Clock = utcnow
+        self,
+        engine: Engine,
+        events: EventBus | None = None,
+        clock: Clock = utcnow,
+        *,
+        runs: RunGate,
     ) -> None:
         self.engine = engine
         self.tx = writer(engine)
         self.events = events
         self.clock = clock
+        self._runs = runs  # the runs domain's access walk (runs.access.run_project)
 
     def _run_project(self, principal: Principal, run_id: str, permission: Permission) -> int:
         """The run's project id, once the principal may act on it (else 404 for the run)."""
         with self.engine.connect() as conn:
-            run, _ = run_for(conn, principal, run_id, permission)
-        return run.project_id
+            return self._runs(conn, principal, run_id, permission)
 
     def ingest(
         self, principal: Principal, run_id: str, batch_id: str, batch: Mapping[str, Series]

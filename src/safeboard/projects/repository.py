@@ -3,30 +3,33 @@ grant model and its checks are here from the start."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from safeboard.accounts import repository as accounts
 from safeboard.auth.permissions import ProjectRole
 from safeboard.errors import Conflict
 from safeboard.projects.models import ProjectGrantRow, ProjectRow
-from safeboard.runs.models import RunRow
-from safeboard.users.models import UserRow
 
 __all__ = [
     "NAME_TAKEN",
     "Activity",
+    "ActivityReader",
     "Project",
-    "activity",
     "create",
     "created_by",
     "get",
     "get_by_name",
     "grant",
+    "grant_in",
     "grants",
+    "grants_among",
+    "lock",
     "revoke",
     "role_of",
     "visible",
@@ -76,9 +79,7 @@ def created_by(conn: Connection, user_id: int) -> int:
     """How many of the existing projects ``user_id`` created. The user's row is locked
     first (PostgreSQL; SQLite has one writer), so that one user's concurrent creations
     count each other."""
-    # FOR NO KEY UPDATE: it serialises these counts, and does not block the KEY SHARE locks
-    # that inserts referencing the user take (a grant, an artifact), so no deadlock with them.
-    conn.execute(sa.select(UserRow.id).where(UserRow.id == user_id).with_for_update(key_share=True))
+    accounts.lock_user(conn, user_id)
     count = conn.execute(
         sa.select(sa.func.count()).select_from(_p).where(_p.c.created_by == user_id)
     ).scalar_one()
@@ -93,6 +94,33 @@ def get(conn: Connection, project_id: int) -> Project | None:
 def get_by_name(conn: Connection, name: str) -> Project | None:
     row = conn.execute(sa.select(_p).where(_p.c.name == name)).first()
     return _project(row) if row else None
+
+
+def lock(conn: Connection, project_id: int) -> None:
+    """Lock the project's row until the transaction ends (PostgreSQL; SQLite has one
+    writer): what serialises, say, the artifact declarations of one project."""
+    conn.execute(sa.select(_p.c.id).where(_p.c.id == project_id).with_for_update())
+
+
+def grant_in(conn: Connection, project_id: int, user_id: int) -> tuple[bool, ProjectRole | None]:
+    """Whether the project exists, and ``user_id``'s role in it (None: no grant); what
+    binding an API key to a project asks (``accounts.api_keys.ProjectGrants``)."""
+    if get(conn, project_id) is None:
+        return False, None
+    return True, role_of(conn, project_id, user_id)
+
+
+def grants_among(
+    conn: Connection, user_ids: Collection[int], project_ids: Collection[int]
+) -> dict[tuple[int, int], ProjectRole]:
+    """The grants of these users in these projects, by (project id, user id): one query,
+    for the re-check of open event streams (runs/standing.py)."""
+    rows = conn.execute(
+        sa.select(_g.c.project_id, _g.c.user_id, _g.c.role).where(
+            _g.c.user_id.in_(list(user_ids)), _g.c.project_id.in_(list(project_ids))
+        )
+    )
+    return {(p, u): ProjectRole(role) for p, u, role in rows}
 
 
 def role_of(conn: Connection, project_id: int, user_id: int) -> ProjectRole | None:
@@ -136,14 +164,9 @@ class Activity:
     last_run_at: datetime | None = None
 
 
-def activity(conn: Connection, project_ids: list[int]) -> dict[int, Activity]:
-    """How many runs each project holds and when its newest one was created (one grouped
-    query over the runs' project index)."""
-    if not project_ids:
-        return {}
-    query = (
-        sa.select(RunRow.project_id, sa.func.count(), sa.func.max(RunRow.created_at))
-        .where(RunRow.project_id.in_(project_ids))
-        .group_by(RunRow.project_id)
-    )
-    return {pid: Activity(count, last) for pid, count, last in conn.execute(query)}
+class ActivityReader(Protocol):
+    """How many runs each project holds and when its newest one was created, by project id
+    (absent: no runs). The runs domain answers it (``runs.repository.activity``); projects
+    sit below runs, so it is passed in where ``ProjectService`` is built."""
+
+    def __call__(self, conn: Connection, project_ids: list[int]) -> dict[int, Activity]: ...

@@ -9,6 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from safeboard.accounts import repository as users
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
 from safeboard.auth.authorizer import ensure, ensure_in_project
@@ -20,7 +21,6 @@ from safeboard.projects import repository as projects
 from safeboard.projects.repository import NAME_TAKEN, Project
 from safeboard.settings import ProjectSettings
 from safeboard.storage import writer
-from safeboard.users import repository as users
 
 __all__ = ["ProjectService"]
 
@@ -32,11 +32,13 @@ class ProjectService:
         clock: Callable[[], datetime] = utcnow,
         *,
         settings: ProjectSettings | None = None,
+        activity: projects.ActivityReader,
     ) -> None:
         self.engine = engine
         self.tx = writer(engine)
         self.clock = clock
         self.settings = settings or ProjectSettings()
+        self._activity = activity  # the runs domain's count (runs.repository.activity)
 
     def create(self, owner: Principal, name: str, description: str = "") -> Project:
         """A project, with ``owner`` as its owner (the grant is audited). A member holds
@@ -83,7 +85,7 @@ class ProjectService:
     def activity(self, project_ids: list[int]) -> dict[int, projects.Activity]:
         """Run counts and newest run starts, by project id (absent: no runs yet)."""
         with self.engine.connect() as conn:
-            return projects.activity(conn, project_ids)
+            return self._activity(conn, project_ids)
 
     def set_grant(
         self, actor: Principal, project_id: int, username: str, role: ProjectRole | None

@@ -13,7 +13,7 @@ from safeboard.projects.repository import Project
 from safeboard.runs import repository as runs
 from safeboard.runs.repository import Run
 
-__all__ = ["run_for"]
+__all__ = ["run_for", "run_project"]
 
 
 def run_for(
@@ -34,3 +34,10 @@ def run_for(
     except NotFound:
         raise NotFound("no such run") from None
     return run, project
+
+
+def run_project(conn: Connection, principal: Principal, run_id: str, permission: Permission) -> int:
+    """The run's project id once ``principal`` holds ``permission`` on it (NotFound
+    otherwise): the metrics domain's ``RunGate``."""
+    run, _ = run_for(conn, principal, run_id, permission)
+    return run.project_id

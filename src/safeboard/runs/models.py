@@ -33,7 +33,7 @@ class RunRow(Base):
         Integer, ForeignKey("projects.id", ondelete="CASCADE"), index=True, nullable=False
     )
     name: Mapped[str] = mapped_column(String(200), nullable=False)
-    status: Mapped[str] = mapped_column(String(16), nullable=False, default="running")
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=RunStatus.RUNNING.value)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, index=True)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     params: Mapped[dict[str, Any]] = mapped_column(JSON_DOCUMENT, nullable=False, default=dict)

@@ -24,11 +24,12 @@ from safeboard.documents import (
     MAX_TAGS,
     document_problem,
 )
+from safeboard.projects.repository import Activity
 from safeboard.runs.models import RunRow, RunTagRow
 from safeboard.runs.projection import json_text, read_json_text
 from safeboard.runs.search import RunResolver
 
-__all__ = ["Listed", "Run", "create", "get", "listed", "set_tags", "tags_of", "update"]
+__all__ = ["Listed", "Run", "activity", "create", "get", "listed", "set_tags", "tags_of", "update"]
 
 _r = cast(sa.Table, RunRow.__table__)
 _t = cast(sa.Table, RunTagRow.__table__)
@@ -230,3 +231,16 @@ def ids_with_prefix(
     if project_ids is not None:
         query = query.where(_r.c.project_id.in_(project_ids))
     return list(conn.execute(query.order_by(_r.c.id).limit(limit)).scalars())
+
+
+def activity(conn: Connection, project_ids: list[int]) -> dict[int, Activity]:
+    """How many runs each project holds and when its newest one was created (one grouped
+    query over the runs' project index): the projects domain's ``ActivityReader``."""
+    if not project_ids:
+        return {}
+    query = (
+        sa.select(_r.c.project_id, sa.func.count(), sa.func.max(_r.c.created_at))
+        .where(_r.c.project_id.in_(project_ids))
+        .group_by(_r.c.project_id)
+    )
+    return {pid: Activity(count, last) for pid, count, last in conn.execute(query)}

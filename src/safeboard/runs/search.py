@@ -9,7 +9,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement
 
-from safeboard.metrics.models import MetricSummaryRow
+from safeboard.metrics.queries import last_value
 from safeboard.runs.filter_sql import (
     JsonKind,
     JsonRoot,
@@ -24,7 +24,6 @@ __all__ = ["RunResolver", "run_filter"]
 
 _r = cast(sa.Table, RunRow.__table__)
 _t = cast(sa.Table, RunTagRow.__table__)
-_s = cast(sa.Table, MetricSummaryRow.__table__)
 
 _PLAIN: dict[str, Any] = {
     # The enum type makes `status = done` a 400 naming the statuses (no SQL change).
@@ -48,11 +47,7 @@ class RunResolver:
         return json_path_expr(_r.c[root], path, self.dialect, kind)
 
     def metric_last(self, key: str) -> ColumnElement[float]:
-        return (
-            sa.select(_s.c.last_value)
-            .where(_s.c.run_id == _r.c.id, _s.c.key == key)
-            .scalar_subquery()
-        )
+        return last_value(_r.c.id, key)
 
     def tag(self, key: str) -> ColumnElement[str]:
         return (

@@ -23,7 +23,7 @@ from safeboard.runs.projection import param_path
 from safeboard.runs.repository import Run
 from safeboard.runs.table import ColumnKeys, RunQuery, RunTable, column_keys, table_page
 from safeboard.storage import writer
-from safeboard.vocabulary import FINAL_STATUSES, is_id_prefix
+from safeboard.vocabulary import FINAL_STATUSES, RunStatus, is_id_prefix
 
 __all__ = ["RunService"]
 
@@ -76,7 +76,7 @@ class RunService:
                 id=run_id,
                 project_id=project.id,
                 name=name or f"run-{run_id[:8]}",
-                status="running",
+                status=RunStatus.RUNNING.value,
                 created_at=self.clock(),
                 ended_at=None,
                 params=dict(params or {}),

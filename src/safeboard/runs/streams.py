@@ -2,7 +2,7 @@
 account, and each one ended within a second of its credential or its grant ending (S8, S9).
 
 Every ``server.event_stream_recheck_seconds`` (0.5 s by default) one thread reads the
-standing of the principals of all open streams together (auth/standing.py: at most four
+standing of the principals of all open streams together (runs/standing.py: at most four
 small indexed queries, whatever the number of streams) and ends the streams whose key was
 revoked or expired, whose session ended, whose account was disabled, or whose grant on the
 project is gone. It reads only the database, so a revocation made through any replica, or
@@ -30,10 +30,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from safeboard.auth.principal import Principal
-from safeboard.auth.standing import Refusal, read_standing, refusal
 from safeboard.clock import Clock, utcnow
 from safeboard.errors import TooManyStreams
 from safeboard.events import Event, Subscription
+from safeboard.runs.standing import Refusal, read_standing, refusal
 
 __all__ = ["END", "StreamGuard", "Ticket"]
 

@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, Connection
 
 from safeboard.errors import BadRequest
 from safeboard.ids import is_id
-from safeboard.metrics.models import MetricSummaryRow
+from safeboard.metrics.queries import keys_logged
 from safeboard.runs import repository as runs
 from safeboard.runs.models import RunRow, RunTagRow
 from safeboard.runs.projection import PARAM_SAMPLE, param_keys, param_path
@@ -45,7 +45,6 @@ __all__ = [
 
 _r = cast(sa.Table, RunRow.__table__)
 _t = cast(sa.Table, RunTagRow.__table__)
-_s = cast(sa.Table, MetricSummaryRow.__table__)
 
 # Plain sort keys: (column, kind of its values, whether it may be NULL).
 PLAIN_SORTS: dict[str, tuple[sa.Column[Any], str, bool]] = {
@@ -286,11 +285,5 @@ def column_keys(conn: Connection, project_id: int) -> ColumnKeys:
         .order_by(_t.c.key)
         .limit(MAX_PICKER_KEYS)
     ).scalars()
-    metric_keys = conn.execute(
-        sa.select(_s.c.key)
-        .where(_s.c.run_id.in_(recent))
-        .distinct()
-        .order_by(_s.c.key)
-        .limit(MAX_PICKER_KEYS)
-    ).scalars()
-    return ColumnKeys(param_keys(conn, project_id), list(tag_keys), list(metric_keys))
+    metric_keys: list[str] = list(conn.execute(keys_logged(recent, MAX_PICKER_KEYS)).scalars())
+    return ColumnKeys(param_keys(conn, project_id), list(tag_keys), metric_keys)

@@ -17,6 +17,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from safeboard.accounts.repository import normalize_username
 from safeboard.auth.permissions import CredentialKind, Role, Scope
 from safeboard.auth.principal import Principal
 from safeboard.datadir import write_private
@@ -24,7 +25,6 @@ from safeboard.errors import InvalidRequest
 from safeboard.server.certificates import TlsMaterial
 from safeboard.services import Services
 from safeboard.settings import Settings, is_loopback_host, is_wildcard_host
-from safeboard.users.repository import normalize_username
 
 __all__ = [
     "DISCOVERY_FILE",

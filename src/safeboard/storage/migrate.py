@@ -8,7 +8,6 @@ starting at once) are serialized by a lock, and the later ones find nothing to d
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from safeboard.errors import ConfigError, SafeboardError
+from safeboard.ids import new_id
 from safeboard.settings import mask_url_password
 from safeboard.storage.engine import BEGIN_IMMEDIATE, create_engine
 from safeboard.storage.models import Base, InstanceRow
@@ -97,7 +97,7 @@ def upgrade(engine: Engine) -> None:
 
 def ensure_instance(engine: Engine) -> str:
     """This installation's id, made (random, 128 bits) by the first caller."""
-    values = {"id": 1, "instance_id": secrets.token_hex(16), "created_at": datetime.now(UTC)}
+    values = {"id": 1, "instance_id": new_id(), "created_at": datetime.now(UTC)}
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(

@@ -7,11 +7,10 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from safeboard.accounts.repository import SessionInfo, User
 from safeboard.audit.events import AuditAction, AuditEntry
 from safeboard.auth.permissions import ProjectRole, Role
-from safeboard.auth.repository import SessionInfo
 from safeboard.projects.repository import Project
-from safeboard.users.repository import User
 from safeboard.web import format as fmt
 from safeboard.web.html import Markup, el, join
 from safeboard.web.layout import Viewer, page

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from starlette.responses import HTMLResponse, Response
 
+from safeboard.accounts.users import UserService
 from safeboard.audit import service as audit_service
 from safeboard.auth.dependencies import (
     PUBLIC,
@@ -39,7 +40,6 @@ from safeboard.runs.projection import is_param_path
 from safeboard.runs.service import RunService
 from safeboard.runs.table import RunQuery, split_columns
 from safeboard.schemas import ROW_ID_MAX
-from safeboard.users.service import UserService
 from safeboard.web.account_page import render_account
 from safeboard.web.admin_pages import (
     AuditFilter,

@@ -1,4 +1,5 @@
-"""Credential tables: sessions, API keys, one-time tokens, login throttling state.
+"""Account tables: users, and their credentials (sessions, API keys, one-time tokens)
+and login throttling state.
 
 No table holds a credential itself: sessions, keys and tokens are stored as hashes.
 """
@@ -7,12 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from safeboard.storage import Base, UtcDateTime
 
-__all__ = ["ApiKeyRow", "LoginThrottleRow", "OneTimeTokenRow", "SessionRow"]
+__all__ = ["ApiKeyRow", "LoginThrottleRow", "OneTimeTokenRow", "SessionRow", "UserRow"]
 
 
 def _user_fk() -> ForeignKey:
@@ -80,3 +81,19 @@ class LoginThrottleRow(Base):
     failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     last_failure_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint("role IN ('admin', 'member')", name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Stored case-folded; the unique index makes "Alice" and "alice" one account.
+    username: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    display_name: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    # NULL until a password is set (the OS user's admin signs in with the startup link).
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    password_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from safeboard.auth.models import LoginThrottleRow
+from safeboard.accounts.models import LoginThrottleRow
 from safeboard.settings import AuthSettings
 
 __all__ = ["FAILURE_MEMORY", "LOOPBACK", "Attempt", "LoginThrottle", "throttle_keys"]

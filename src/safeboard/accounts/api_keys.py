@@ -6,17 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Protocol
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
+from safeboard.accounts import repository as accounts
+from safeboard.accounts.repository import KeyInfo
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
-from safeboard.auth import repository as creds
-from safeboard.auth.authorizer import new_key_hint
-from safeboard.auth.permissions import CredentialKind, Role, Scope
+from safeboard.auth.identity import INVALID_KEY, NEW_KEY, Presented, unauthenticated
+from safeboard.auth.permissions import CredentialKind, ProjectRole, Role, Scope
 from safeboard.auth.principal import Principal
-from safeboard.auth.repository import KeyInfo
-from safeboard.auth.service import unauthenticated
 from safeboard.auth.tokens import new_api_key, parse_api_key, sha256_hex, tokens_equal
 from safeboard.clock import utcnow
 from safeboard.errors import (
@@ -27,29 +27,38 @@ from safeboard.errors import (
     InvalidRequest,
     NotFound,
 )
-from safeboard.projects import repository as projects
 from safeboard.settings import Settings
 from safeboard.storage import writer
-from safeboard.users import repository as users
 
-__all__ = ["INVALID_KEY", "ApiKeyService"]
+__all__ = ["ApiKeyProvider", "ApiKeyService", "ProjectGrants"]
 
 _TOUCH_EVERY = timedelta(seconds=60)
-_NEW_KEY = f"get a new one: {new_key_hint('write')}"
-INVALID_KEY = (
-    "invalid API key (unknown, mistyped, or its account is disabled): check "
-    f"SAFEBOARD_API_KEY, or {_NEW_KEY}"
-)
+
+
+class ProjectGrants(Protocol):
+    """The projects domain's answer when a key is bound to a project: whether the project
+    exists, and the account's role in it (None: no grant). Accounts sit below projects, so
+    it is passed in where the service is built (``projects.repository.grant_in``)."""
+
+    def __call__(
+        self, conn: Connection, project_id: int, user_id: int
+    ) -> tuple[bool, ProjectRole | None]: ...
 
 
 class ApiKeyService:
     def __init__(
-        self, engine: Engine, settings: Settings, clock: Callable[[], datetime] = utcnow
+        self,
+        engine: Engine,
+        settings: Settings,
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        project_grants: ProjectGrants,
     ) -> None:
         self.engine = engine  # reads
         self.tx = writer(engine)  # changes
         self.clock = clock
         self._default_days = settings.auth.api_key_days
+        self._project_grants = project_grants
 
     def principal(self, token: str, address: str) -> Principal:
         """The principal behind a bearer key, or Unauthenticated: ``key_invalid`` for an
@@ -61,23 +70,23 @@ class ApiKeyService:
             raise unauthenticated(INVALID_KEY, InvalidApiKey)
         now = self.clock()
         with self.engine.connect() as conn:
-            key = creds.get_key(conn, parsed.id)
+            key = accounts.get_key(conn, parsed.id)
             # Compare a hash even for an unknown id, so both cases cost the same.
             expected = key.secret_hash if key else sha256_hex("")
             matches = tokens_equal(sha256_hex(parsed.secret), expected)
-            user = users.get(conn, key.user_id) if key and matches else None
+            user = accounts.get(conn, key.user_id) if key and matches else None
         if key is None or not matches or user is None or not user.is_active:
             raise unauthenticated(INVALID_KEY, InvalidApiKey)
         if key.revoked_at is not None:
-            raise unauthenticated(f"this API key was revoked: {_NEW_KEY}", ApiKeyRevoked)
+            raise unauthenticated(f"this API key was revoked: {NEW_KEY}", ApiKeyRevoked)
         if key.expires_at is not None and now >= key.expires_at:
             raise unauthenticated(
-                f"this API key expired on {key.expires_at:%Y-%m-%d}: {_NEW_KEY}", ApiKeyExpired
+                f"this API key expired on {key.expires_at:%Y-%m-%d}: {NEW_KEY}", ApiKeyExpired
             )
         stale = key.last_used_at is None or now - key.last_used_at >= _TOUCH_EVERY
         if stale or key.last_used_address != address:
             with self.tx.begin() as conn:
-                creds.touch_key(conn, key.id, now, address)
+                accounts.touch_key(conn, key.id, now, address)
         return Principal(
             user_id=user.id,
             username=user.username,
@@ -113,10 +122,8 @@ class ApiKeyService:
         secret = new_api_key()
         with self.tx.begin() as conn:
             if project_id is not None:
-                grant = projects.role_of(conn, project_id, owner.user_id)
-                if projects.get(conn, project_id) is None or (
-                    grant is None and owner.role is not Role.ADMIN
-                ):
+                exists, grant = self._project_grants(conn, project_id, owner.user_id)
+                if not exists or (grant is None and owner.role is not Role.ADMIN):
                     raise NotFound("no such project")
             key = KeyInfo(
                 id=secret.id,
@@ -132,7 +139,7 @@ class ApiKeyService:
                 revoked_at=None,
                 secret_hash=sha256_hex(secret.secret),
             )
-            creds.create_key(conn, key)
+            accounts.create_key(conn, key)
             audit.append(
                 conn,
                 action=AuditAction.KEY_CREATED,
@@ -153,17 +160,17 @@ class ApiKeyService:
         if everyone and viewer.role is not Role.ADMIN:
             raise Forbidden("only admins may list everyone's keys")
         with self.engine.connect() as conn:
-            return creds.list_keys(conn, None if everyone else viewer.user_id)
+            return accounts.list_keys(conn, None if everyone else viewer.user_id)
 
     def revoke(
         self, actor: Principal, key_id: str, address: str = "", *, audit_actor: str | None = None
     ) -> None:
         now = self.clock()
         with self.tx.begin() as conn:
-            key = creds.get_key(conn, key_id)
+            key = accounts.get_key(conn, key_id)
             if key is None or (key.user_id != actor.user_id and actor.role is not Role.ADMIN):
                 raise NotFound("no such key")
-            if creds.revoke_key(conn, key_id, now):
+            if accounts.revoke_key(conn, key_id, now):
                 audit.append(
                     conn,
                     action=AuditAction.KEY_REVOKED,
@@ -177,9 +184,9 @@ class ApiKeyService:
         """Revoke the discovery file's keys of ``user_id``, each with an audit entry."""
         now = self.clock()
         with self.tx.begin() as conn:
-            for key in creds.list_keys(conn, user_id):
+            for key in accounts.list_keys(conn, user_id):
                 if key.kind == "local" and key.revoked_at is None:
-                    creds.revoke_key(conn, key.id, now)
+                    accounts.revoke_key(conn, key.id, now)
                     audit.append(
                         conn,
                         action=AuditAction.KEY_REVOKED,
@@ -212,7 +219,7 @@ class ApiKeyService:
         if parsed is None:
             return False
         with self.engine.connect() as conn:
-            key = creds.get_key(conn, parsed.id)
+            key = accounts.get_key(conn, parsed.id)
         if key is None or not tokens_equal(sha256_hex(parsed.secret), key.secret_hash):
             return False
         now, end = self.clock(), key.expires_at
@@ -225,3 +232,16 @@ class ApiKeyService:
             and key.revoked_at is None
             and (half_life is None or now < half_life)
         )
+
+
+class ApiKeyProvider:
+    """The identity chain's provider for ``Authorization: Bearer sb_...``."""
+
+    def __init__(self, keys: ApiKeyService) -> None:
+        self.keys = keys
+
+    def identify(self, presented: Presented) -> Principal | None:
+        token = presented.bearer
+        if token is None or not token.startswith("sb_"):
+            return None
+        return self.keys.principal(token, presented.address)

@@ -1,21 +1,28 @@
-"""Queries on the credential tables. Returns plain objects; never commits."""
+"""Queries on the account tables (users, sessions, API keys, one-time tokens). Returns
+plain objects such as ``User``, never ORM rows; never commits."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from safeboard.auth.models import ApiKeyRow, OneTimeTokenRow, SessionRow
-from safeboard.auth.permissions import Scope
+from safeboard.accounts.models import ApiKeyRow, OneTimeTokenRow, SessionRow, UserRow
+from safeboard.auth.permissions import Role, Scope
+from safeboard.errors import Conflict, InvalidRequest
 
 __all__ = [
     "KeyInfo",
     "SessionInfo",
+    "User",
     "consume_token",
+    "count_active_admins",
+    "create",
     "create_key",
     "create_session",
     "create_token",
@@ -23,15 +30,26 @@ __all__ = [
     "delete_unused_tokens",
     "delete_user_sessions",
     "find_token",
+    "get",
+    "get_by_username",
     "get_key",
     "get_session",
     "list_keys",
     "list_sessions",
+    "list_users",
+    "lock_user",
+    "normalize_username",
+    "password_hash",
     "revoke_key",
     "revoke_user_keys",
+    "set_active",
+    "set_password_hash",
+    "set_role",
     "touch_key",
     "touch_session",
+    "username_of",
 ]
+
 
 _s = cast(sa.Table, SessionRow.__table__)
 _k = cast(sa.Table, ApiKeyRow.__table__)
@@ -220,3 +238,130 @@ def delete_unused_tokens(conn: Connection, purpose: str, user_id: int | None = N
     if user_id is not None:
         query = query.where(_o.c.user_id == user_id)
     return conn.execute(query).rowcount
+
+
+_USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_t = cast(sa.Table, UserRow.__table__)
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    username: str
+    display_name: str
+    role: Role
+    is_active: bool
+    has_password: bool
+    created_at: datetime
+    password_changed_at: datetime | None
+
+
+def normalize_username(name: str) -> str:
+    """Case-folded NFKC form; 1-64 of a-z 0-9 . _ - starting with a letter or digit."""
+    folded = unicodedata.normalize("NFKC", name).strip().casefold()
+    if not _USERNAME.fullmatch(folded):
+        raise InvalidRequest(
+            "user name: 1 to 64 characters from a-z 0-9 . _ -, starting with a letter or digit"
+        )
+    return folded
+
+
+def _user(row: sa.Row[tuple[object, ...]]) -> User:
+    m = row._mapping
+    return User(
+        id=m["id"],
+        username=m["username"],
+        display_name=m["display_name"],
+        role=Role(m["role"]),
+        is_active=m["is_active"],
+        has_password=m["password_hash"] is not None,
+        created_at=m["created_at"],
+        password_changed_at=m["password_changed_at"],
+    )
+
+
+def get(conn: Connection, user_id: int) -> User | None:
+    row = conn.execute(sa.select(_t).where(_t.c.id == user_id)).first()
+    return _user(row) if row else None
+
+
+def get_by_username(conn: Connection, username: str) -> User | None:
+    try:
+        name = normalize_username(username)
+    except InvalidRequest:
+        return None
+    row = conn.execute(sa.select(_t).where(_t.c.username == name)).first()
+    return _user(row) if row else None
+
+
+def password_hash(conn: Connection, user_id: int) -> str | None:
+    value = conn.execute(sa.select(_t.c.password_hash).where(_t.c.id == user_id)).scalar()
+    return str(value) if value is not None else None
+
+
+def list_users(conn: Connection) -> list[User]:
+    return [_user(row) for row in conn.execute(sa.select(_t).order_by(_t.c.username))]
+
+
+def create(
+    conn: Connection, *, username: str, role: Role, now: datetime, display_name: str = ""
+) -> User:
+    name = normalize_username(username)
+    exists = conn.execute(sa.select(_t.c.id).where(_t.c.username == name)).first()
+    if exists:
+        raise Conflict(f"user {name} already exists")
+    user_id = conn.execute(
+        sa.insert(_t).values(
+            username=name,
+            display_name=display_name[:200],
+            role=role.value,
+            is_active=True,
+            created_at=now,
+        )
+    ).inserted_primary_key
+    assert user_id is not None  # noqa: S101
+    created = get(conn, int(user_id[0]))
+    assert created is not None  # noqa: S101
+    return created
+
+
+def set_password_hash(conn: Connection, user_id: int, value: str, now: datetime) -> None:
+    conn.execute(
+        sa.update(_t).where(_t.c.id == user_id).values(password_hash=value, password_changed_at=now)
+    )
+
+
+def set_role(conn: Connection, user_id: int, role: Role) -> None:
+    conn.execute(sa.update(_t).where(_t.c.id == user_id).values(role=role.value))
+
+
+def set_active(conn: Connection, user_id: int, active: bool) -> None:
+    conn.execute(sa.update(_t).where(_t.c.id == user_id).values(is_active=active))
+
+
+def count_active_admins(conn: Connection) -> int:
+    """Active admins, their rows locked until the transaction ends (PostgreSQL: FOR
+    UPDATE; SQLite: the caller's BEGIN IMMEDIATE), so that two demotions at once cannot
+    both see a second admin."""
+    query = (
+        sa.select(_t.c.id)
+        .where(_t.c.role == Role.ADMIN.value, _t.c.is_active)
+        .order_by(_t.c.id)
+        .with_for_update()
+    )
+    return len(conn.execute(query).all())
+
+
+def lock_user(conn: Connection, user_id: int) -> None:
+    """Lock the user's row until the transaction ends (PostgreSQL; SQLite has one writer),
+    so that one user's concurrent requests counted against a per-user bound (projects
+    created, artifact bytes) count each other."""
+    # FOR NO KEY UPDATE: it serialises those counts, and does not block the KEY SHARE locks
+    # that inserts referencing the user take (a grant, an artifact), so no deadlock with them.
+    conn.execute(sa.select(_t.c.id).where(_t.c.id == user_id).with_for_update(key_share=True))
+
+
+def username_of(user_id: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
+    """A sub-select for the username of the account ``user_id`` names (NULL once that
+    account is gone), for other domains' listings (an artifact's uploader)."""
+    return sa.select(_t.c.username).where(_t.c.id == user_id).scalar_subquery()

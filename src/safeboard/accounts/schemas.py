@@ -1,4 +1,4 @@
-"""API shapes for sign-in, sessions and API keys."""
+"""API shapes for sign-in, sessions, API keys and account administration."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ from datetime import datetime
 
 from pydantic import Field
 
-from safeboard.auth.permissions import Scope
+from safeboard.auth.permissions import Role, Scope
 from safeboard.schemas import Model, RowId, StrictModel
 
 __all__ = [
     "InviteAccept",
+    "InviteOut",
     "InviteToken",
     "Invitee",
     "KeyCreate",
@@ -22,8 +23,12 @@ __all__ = [
     "SessionOut",
     "SignedIn",
     "TokenRequest",
+    "UserCreate",
     "UserOut",
+    "UserSessionOut",
+    "UserUpdate",
 ]
+
 
 _Secret = Field(min_length=1, max_length=4096)
 
@@ -119,3 +124,33 @@ class KeyOut(Model):
 
 class KeyCreated(KeyOut):
     token: str = Field(description="The key itself: shown this once, never again.")
+
+
+class UserCreate(StrictModel):
+    username: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="Case-insensitive; stored lower-case.",
+    )
+    role: Role = Field(Role.MEMBER, strict=False)  # JSON strings name enum members
+    display_name: str = Field("", max_length=200)
+
+
+class UserUpdate(StrictModel):
+    role: Role | None = Field(None, strict=False)
+    active: bool | None = None
+
+
+class InviteOut(Model):
+    username: str
+    link: str = Field(description="One-time link (the token is in the fragment); share it once.")
+    expires_in_hours: int
+
+
+class UserSessionOut(Model):
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    address: str
+    user_agent: str

@@ -12,13 +12,15 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
+from safeboard.accounts import repository as accounts
+from safeboard.accounts.passwords import PasswordHasher, check_new_password
+from safeboard.accounts.ratelimit import LoginThrottle, throttle_keys
+from safeboard.accounts.repository import User
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
-from safeboard.auth import repository as creds
-from safeboard.auth.passwords import PasswordHasher, check_new_password
+from safeboard.auth.identity import Presented, unauthenticated
 from safeboard.auth.permissions import CredentialKind, Scope
 from safeboard.auth.principal import Principal
-from safeboard.auth.ratelimit import LoginThrottle, throttle_keys
 from safeboard.auth.tokens import (
     binding_hash,
     csrf_token_for,
@@ -28,22 +30,22 @@ from safeboard.auth.tokens import (
     tokens_equal,
 )
 from safeboard.clock import utcnow
-from safeboard.errors import NotFound, RateLimited, Unauthenticated
+from safeboard.errors import NotFound, RateLimited
 from safeboard.settings import Settings
 from safeboard.storage import writer
-from safeboard.users import repository as users
-from safeboard.users.repository import User
 
-__all__ = ["AuthService", "NewSession", "SignInContext", "session_ref", "unauthenticated"]
+__all__ = [
+    "AuthService",
+    "NewSession",
+    "SessionCookieProvider",
+    "SignInContext",
+    "session_ref",
+]
 
 STARTUP_TOKEN_LIFETIME = timedelta(minutes=15)
 _TOUCH_EVERY = timedelta(seconds=60)  # last-seen updates are coarse: one write a minute
 _BAD_LOGIN = "invalid user name or password"
 SESSION_REF_CHARS = 16  # how a session is named to its owner: a prefix of its row's hash
-
-
-def unauthenticated(message: str, kind: type[Unauthenticated] = Unauthenticated) -> Unauthenticated:
-    return kind(message, headers={"WWW-Authenticate": 'Bearer realm="safeboard"'})
 
 
 @dataclass(frozen=True)
@@ -100,8 +102,8 @@ class AuthService:
         now = self.clock()
         id_hash = session_hash(self._key, session_id)
         with self.engine.connect() as conn:
-            session = creds.get_session(conn, id_hash)
-            user = users.get(conn, session.user_id) if session else None
+            session = accounts.get_session(conn, id_hash)
+            user = accounts.get(conn, session.user_id) if session else None
         if session is None:
             return None
         presented = binding_hash(self._key, binding or "")
@@ -110,11 +112,11 @@ class AuthService:
         expired = now >= session.expires_at or now - session.last_seen_at >= self._idle
         if expired or user is None or not user.is_active:
             with self.tx.begin() as conn:
-                creds.delete_session(conn, id_hash)
+                accounts.delete_session(conn, id_hash)
             return None
         if now - session.last_seen_at >= _TOUCH_EVERY:
             with self.tx.begin() as conn:
-                creds.touch_session(conn, id_hash, now)
+                accounts.touch_session(conn, id_hash, now)
         return Principal(
             user_id=user.id,
             username=user.username,
@@ -127,7 +129,7 @@ class AuthService:
     def _open_session(self, conn: Connection, user: User, where: SignInContext) -> NewSession:
         now = self.clock()
         session_id, binding = new_token(), new_token()
-        session = creds.SessionInfo(
+        session = accounts.SessionInfo(
             id_hash=session_hash(self._key, session_id),
             user_id=user.id,
             created_at=now,
@@ -137,7 +139,7 @@ class AuthService:
             user_agent=where.user_agent,
             binding_hash=binding_hash(self._key, binding),
         )
-        creds.create_session(conn, session)
+        accounts.create_session(conn, session)
         csrf = self.csrf_token(session_id)
         return NewSession(session_id, binding, csrf, user, session.expires_at)
 
@@ -155,8 +157,8 @@ class AuthService:
             wait = attempt.wait
             raise RateLimited(f"too many failed sign-ins; try again in {wait} s", retry_after=wait)
         with self.engine.connect() as conn:
-            user = users.get_by_username(conn, username)
-            stored = users.password_hash(conn, user.id) if user and user.is_active else None
+            user = accounts.get_by_username(conn, username)
+            stored = accounts.password_hash(conn, user.id) if user and user.is_active else None
         # Always verify (a dummy hash when there is no user): no short-cut, no timing tell.
         verified = self.hasher.verify(stored, password)
         if user is None or not user.is_active or not verified:
@@ -166,7 +168,7 @@ class AuthService:
         assert stored is not None  # noqa: S101  (verify() is False without a hash)
         with self.tx.begin() as conn:
             if self.hasher.needs_rehash(stored):
-                users.set_password_hash(conn, user.id, self.hasher.hash(password), now)
+                accounts.set_password_hash(conn, user.id, self.hasher.hash(password), now)
             self.throttle.succeeded(conn, attempt)
             session = self._open_session(conn, user, where)
             audit.append(
@@ -205,8 +207,8 @@ class AuthService:
         Any other token gets the error a spent one gets: nothing is told without a valid
         token (256 random bits, S4)."""
         with self.engine.connect() as conn:
-            user_id = creds.find_token(conn, sha256_hex(token), "invite", self.clock())
-            user = users.get(conn, user_id) if user_id is not None else None
+            user_id = accounts.find_token(conn, sha256_hex(token), "invite", self.clock())
+            user = accounts.get(conn, user_id) if user_id is not None else None
         if user is None or not user.is_active:
             raise unauthenticated("this invite link is invalid, used or expired")
         return user
@@ -221,15 +223,15 @@ class AuthService:
     ) -> NewSession:
         now = self.clock()
         with self.tx.begin() as conn:
-            user_id = creds.consume_token(conn, sha256_hex(token), purpose, now)
-            user = users.get(conn, user_id) if user_id is not None else None
+            user_id = accounts.consume_token(conn, sha256_hex(token), purpose, now)
+            user = accounts.get(conn, user_id) if user_id is not None else None
             if user is None or not user.is_active:
                 # The UPDATE above changed nothing, or is rolled back with this error.
                 raise unauthenticated(f"this {purpose} link is invalid, used or expired")
             if password is not None:
                 check_new_password(password, username=user.username)
-                users.set_password_hash(conn, user.id, self.hasher.hash(password), now)
-                creds.delete_user_sessions(conn, user.id)  # a new password: old sessions end
+                accounts.set_password_hash(conn, user.id, self.hasher.hash(password), now)
+                accounts.delete_user_sessions(conn, user.id)  # a new password: old sessions end
                 user = replace(user, has_password=True)  # the session says so at once
             session = self._open_session(conn, user, where)
             audit.append(
@@ -244,7 +246,7 @@ class AuthService:
     def logout(self, principal: Principal, where: SignInContext) -> None:
         with self.tx.begin() as conn:
             if principal.session_hash is not None:
-                creds.delete_session(conn, principal.session_hash)
+                accounts.delete_session(conn, principal.session_hash)
             audit.append(
                 conn,
                 action=AuditAction.LOGOUT,
@@ -253,22 +255,22 @@ class AuthService:
                 address=where.address,
             )
 
-    def own_sessions(self, principal: Principal) -> list[creds.SessionInfo]:
+    def own_sessions(self, principal: Principal) -> list[accounts.SessionInfo]:
         """The signed-in sessions of the principal's user, newest first."""
         with self.engine.connect() as conn:
-            return creds.list_sessions(conn, principal.user_id)
+            return accounts.list_sessions(conn, principal.user_id)
 
     def end_own_session(self, principal: Principal, ref: str, where: SignInContext) -> None:
         """End one of your sessions, named by ``session_ref``; other users' are not found."""
         with self.tx.begin() as conn:
             found = [
                 s
-                for s in creds.list_sessions(conn, principal.user_id)
+                for s in accounts.list_sessions(conn, principal.user_id)
                 if session_ref(s.id_hash) == ref
             ]
             if not found:
                 raise NotFound("no such session")
-            creds.delete_session(conn, found[0].id_hash)
+            accounts.delete_session(conn, found[0].id_hash)
             audit.append(
                 conn,
                 action=AuditAction.SESSIONS_REVOKED,
@@ -290,15 +292,17 @@ class AuthService:
             wait = attempt.wait
             raise RateLimited(f"too many wrong passwords; try again in {wait} s", retry_after=wait)
         with self.engine.connect() as conn:
-            stored = users.password_hash(conn, principal.user_id)
+            stored = accounts.password_hash(conn, principal.user_id)
         if stored is not None and not self.hasher.verify(stored, current):
             raise unauthenticated("current password is wrong")
         with self.tx.begin() as conn:
             self.throttle.succeeded(conn, attempt)
         check_new_password(new, username=principal.username)
         with self.tx.begin() as conn:
-            users.set_password_hash(conn, principal.user_id, self.hasher.hash(new), now)
-            ended = creds.delete_user_sessions(conn, principal.user_id, keep=principal.session_hash)
+            accounts.set_password_hash(conn, principal.user_id, self.hasher.hash(new), now)
+            ended = accounts.delete_user_sessions(
+                conn, principal.user_id, keep=principal.session_hash
+            )
             audit.append(
                 conn,
                 action=AuditAction.PASSWORD_CHANGED,
@@ -314,15 +318,15 @@ class AuthService:
     def void_startup_tokens(self) -> None:
         """Every unused startup token dies (each start does this, link or no link)."""
         with self.tx.begin() as conn:
-            creds.delete_unused_tokens(conn, "startup")
+            accounts.delete_unused_tokens(conn, "startup")
 
     def mint_startup_token(self, user_id: int) -> str:
         """A new startup token; every unused one from before (an earlier start) dies."""
         now = self.clock()
         token = new_token()
         with self.tx.begin() as conn:
-            creds.delete_unused_tokens(conn, "startup")
-            creds.create_token(
+            accounts.delete_unused_tokens(conn, "startup")
+            accounts.create_token(
                 conn,
                 token_hash=sha256_hex(token),
                 purpose="startup",
@@ -331,3 +335,15 @@ class AuthService:
                 expires_at=now + STARTUP_TOKEN_LIFETIME,
             )
         return token
+
+
+class SessionCookieProvider:
+    """The identity chain's provider for the session cookie (with its binding header)."""
+
+    def __init__(self, auth: AuthService) -> None:
+        self.auth = auth
+
+    def identify(self, presented: Presented) -> Principal | None:
+        if presented.authorization is not None or not presented.session_cookie:
+            return None
+        return self.auth.session_principal(presented.session_cookie, presented.binding)

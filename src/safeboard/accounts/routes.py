@@ -1,26 +1,18 @@
-"""HTTP for sign-in, sessions and API keys: ``/api/v1/auth/*`` and ``/api/v1/keys``."""
+"""HTTP for sign-in, sessions and API keys (``/api/v1/auth/*``, ``/api/v1/keys``:
+``router``) and for account administration (``/api/v1/users``, admins only:
+``users_router``)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.status import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from safeboard.auth.csrf import safe_next
-from safeboard.auth.dependencies import (
-    AuthContext,
-    auth_context,
-    client_address,
-    requires,
-    session_cookie,
-    sign_in_context,
-    sign_in_guard,
-)
-from safeboard.auth.permissions import CredentialKind, Permission
-from safeboard.auth.principal import Principal
-from safeboard.auth.repository import KeyInfo
-from safeboard.auth.schemas import (
+from safeboard.accounts.context import AuthContext, sign_in_context
+from safeboard.accounts.repository import KeyInfo, User
+from safeboard.accounts.schemas import (
     InviteAccept,
     Invitee,
+    InviteOut,
     InviteToken,
     KeyCreate,
     KeyCreated,
@@ -31,15 +23,28 @@ from safeboard.auth.schemas import (
     SessionOut,
     SignedIn,
     TokenRequest,
+    UserCreate,
     UserOut,
+    UserSessionOut,
+    UserUpdate,
 )
-from safeboard.auth.service import NewSession, SignInContext, session_ref
+from safeboard.accounts.sessions import NewSession, SignInContext, session_ref
+from safeboard.accounts.users import UserService
+from safeboard.auth.csrf import safe_next
+from safeboard.auth.dependencies import (
+    client_address,
+    public_origin,
+    requires,
+    session_cookie,
+    sign_in_guard,
+)
+from safeboard.auth.permissions import CredentialKind, Permission
+from safeboard.auth.principal import Principal
 from safeboard.errors import BadRequest, Forbidden
 from safeboard.provision import provided
-from safeboard.users.repository import User
-from safeboard.users.service import UserService
 
-__all__ = ["router", "user_out"]
+__all__ = ["router", "user_out", "users_router"]
+
 
 router = APIRouter(prefix="/api/v1")
 _SIGN_IN = [Depends(sign_in_guard)]
@@ -90,7 +95,7 @@ def login(
     request: Request,
     body: LoginRequest,
     response: Response,
-    context: AuthContext = Depends(auth_context),
+    context: AuthContext = provided(AuthContext),
     where: SignInContext = Depends(sign_in_context),
 ) -> SignedIn:
     """Sign in with a user name and password; sets the session cookie."""
@@ -103,7 +108,7 @@ def startup_link(
     request: Request,
     body: TokenRequest,
     response: Response,
-    context: AuthContext = Depends(auth_context),
+    context: AuthContext = provided(AuthContext),
     where: SignInContext = Depends(sign_in_context),
 ) -> SignedIn:
     """Sign in with the token of the link printed at server start (single use)."""
@@ -112,7 +117,7 @@ def startup_link(
 
 
 @router.post("/auth/invite/lookup", dependencies=_SIGN_IN, response_model=Invitee)
-def look_up_invite(body: InviteToken, context: AuthContext = Depends(auth_context)) -> Invitee:
+def look_up_invite(body: InviteToken, context: AuthContext = provided(AuthContext)) -> Invitee:
     """Whom a valid invitation is for; the invitation stays unused. A POST, so that the
     token never appears in a URL or an access log; any other token gets 401."""
     user = context.auth.invited_user(body.token)
@@ -124,7 +129,7 @@ def accept_invite(
     request: Request,
     body: InviteAccept,
     response: Response,
-    context: AuthContext = Depends(auth_context),
+    context: AuthContext = provided(AuthContext),
     where: SignInContext = Depends(sign_in_context),
 ) -> SignedIn:
     """Set your password with an invitation's token, and sign in."""
@@ -137,7 +142,7 @@ def logout(
     request: Request,
     response: Response,
     principal: Principal = requires(Permission.ACCOUNT_READ),
-    context: AuthContext = Depends(auth_context),
+    context: AuthContext = provided(AuthContext),
     where: SignInContext = Depends(sign_in_context),
 ) -> Response:
     """End this session (its row is deleted) and clear the cookie."""
@@ -159,7 +164,7 @@ def logout(
 def whoami(
     request: Request,
     principal: Principal = requires(Permission.ACCOUNT_READ),
-    context: AuthContext = Depends(auth_context),
+    context: AuthContext = provided(AuthContext),
     users: UserService = provided(UserService),
 ) -> SessionOut:
     """Who you are, and the CSRF token that goes with your session."""
@@ -177,7 +182,7 @@ def whoami(
 def change_password(
     body: PasswordChange,
     principal: Principal = requires(Permission.ACCOUNT_UPDATE),
-    context: AuthContext = Depends(auth_context),
+    context: AuthContext = provided(AuthContext),
     where: SignInContext = Depends(sign_in_context),
 ) -> Response:
     """Change your password; your other sessions end."""
@@ -188,7 +193,7 @@ def change_password(
 @router.get("/auth/sessions", response_model=list[OwnSessionOut])
 def own_sessions(
     principal: Principal = requires(Permission.ACCOUNT_READ),
-    context: AuthContext = Depends(auth_context),
+    context: AuthContext = provided(AuthContext),
 ) -> list[OwnSessionOut]:
     """Where you are signed in: your sessions, newest first. Not for a key restricted to
     one project: it reaches that project and nothing about the account."""
@@ -212,7 +217,7 @@ def own_sessions(
 def end_own_session(
     session_id: str,
     principal: Principal = requires(Permission.ACCOUNT_UPDATE),
-    context: AuthContext = Depends(auth_context),
+    context: AuthContext = provided(AuthContext),
     where: SignInContext = Depends(sign_in_context),
 ) -> Response:
     """Sign out one of your sessions (on another device, or this one)."""
@@ -240,7 +245,7 @@ def key_out(key: KeyInfo, owner: str) -> KeyOut:
 def list_keys(
     everyone: bool = False,
     principal: Principal = requires(Permission.KEYS_READ),
-    context: AuthContext = Depends(auth_context),
+    context: AuthContext = provided(AuthContext),
     users: UserService = provided(UserService),
 ) -> list[KeyOut]:
     """Your API keys (admins: ``?everyone=true`` for all). Secrets are never shown again."""
@@ -254,7 +259,7 @@ def create_key(
     request: Request,
     body: KeyCreate,
     principal: Principal = requires(Permission.KEYS_WRITE),
-    context: AuthContext = Depends(auth_context),
+    context: AuthContext = provided(AuthContext),
 ) -> KeyCreated:
     """Create an API key for yourself. The response holds the key once; store it now."""
     key, token = context.keys.create(
@@ -274,8 +279,104 @@ def revoke_key(
     request: Request,
     key_id: str,
     principal: Principal = requires(Permission.KEYS_WRITE),
-    context: AuthContext = Depends(auth_context),
+    context: AuthContext = provided(AuthContext),
 ) -> Response:
     """Revoke a key (yours; admins: anyone's). Effective at once."""
     context.keys.revoke(principal, key_id, client_address(request))
+    return Response(status_code=HTTP_204_NO_CONTENT)
+
+
+users_router = APIRouter(prefix="/api/v1/users")
+
+
+@users_router.get("", response_model=list[UserOut])
+def list_users(
+    _: Principal = requires(Permission.USERS_READ), users: UserService = provided(UserService)
+) -> list[UserOut]:
+    return [user_out(user) for user in users.list_all()]
+
+
+@users_router.post("", status_code=HTTP_201_CREATED, response_model=UserOut)
+def add_user(
+    request: Request,
+    body: UserCreate,
+    principal: Principal = requires(Permission.USERS_MANAGE),
+    users: UserService = provided(UserService),
+) -> UserOut:
+    """Add an account (no password yet: send the person an invitation)."""
+    user = users.add(
+        body.username,
+        role=body.role,
+        display_name=body.display_name,
+        actor=principal.actor,
+        address=client_address(request),
+    )
+    return user_out(user)
+
+
+@users_router.patch("/{username}", response_model=UserOut)
+def update_user(
+    request: Request,
+    username: str,
+    body: UserUpdate,
+    principal: Principal = requires(Permission.USERS_MANAGE),
+    service: UserService = provided(UserService),
+) -> UserOut:
+    """Change role or disable/enable. The last active admin cannot be demoted or disabled."""
+    where = client_address(request)
+    if body.role is not None:
+        service.set_role(username, body.role, actor=principal.actor, address=where)
+    if body.active is not None:
+        service.set_active(username, body.active, actor=principal.actor, address=where)
+    return user_out(service.get(username))
+
+
+@users_router.post("/{username}/invite", response_model=InviteOut)
+def invite_user(
+    request: Request,
+    username: str,
+    principal: Principal = requires(Permission.USERS_INVITE),
+    service: UserService = provided(UserService),
+) -> InviteOut:
+    """A one-time link with which the user sets a password; earlier ones stop working.
+
+    Needs a signed-in session (no API key of any scope: the link sets a password and opens
+    a session, which must not outlive a leaked key). Not for yourself: change your password.
+    """
+    target = service.get(username)
+    if target.id == principal.user_id:
+        raise Forbidden("to change your own password, use /api/v1/auth/password")
+    user, token = service.invite(username, actor=principal.actor, address=client_address(request))
+    hours = int(service.invite_lifetime.total_seconds() // 3600)
+    link = f"{public_origin(request)}/invite#token={token}"
+    return InviteOut(username=user.username, link=link, expires_in_hours=hours)
+
+
+@users_router.get("/{username}/sessions", response_model=list[UserSessionOut])
+def user_sessions(
+    username: str,
+    _: Principal = requires(Permission.USERS_READ),
+    users: UserService = provided(UserService),
+) -> list[UserSessionOut]:
+    return [
+        UserSessionOut(
+            created_at=s.created_at,
+            last_seen_at=s.last_seen_at,
+            expires_at=s.expires_at,
+            address=s.address,
+            user_agent=s.user_agent,
+        )
+        for s in users.sessions(username)
+    ]
+
+
+@users_router.delete("/{username}/sessions", status_code=HTTP_204_NO_CONTENT)
+def revoke_user_sessions(
+    request: Request,
+    username: str,
+    principal: Principal = requires(Permission.USERS_MANAGE),
+    users: UserService = provided(UserService),
+) -> Response:
+    """End every session of the user (their API keys are not affected)."""
+    users.revoke_sessions(username, actor=principal.actor, address=client_address(request))
     return Response(status_code=HTTP_204_NO_CONTENT)

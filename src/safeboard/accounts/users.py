@@ -11,19 +11,17 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
+from safeboard.accounts import repository as accounts
+from safeboard.accounts.passwords import PasswordHasher, check_new_password
+from safeboard.accounts.repository import SessionInfo, User
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
-from safeboard.auth import repository as creds
-from safeboard.auth.passwords import PasswordHasher, check_new_password
 from safeboard.auth.permissions import Role
-from safeboard.auth.repository import SessionInfo
 from safeboard.auth.tokens import new_token, sha256_hex
 from safeboard.clock import utcnow
 from safeboard.errors import Conflict, NotFound
 from safeboard.settings import Settings
 from safeboard.storage import writer
-from safeboard.users import repository as users
-from safeboard.users.repository import User
 
 __all__ = ["UserService"]
 
@@ -43,14 +41,14 @@ class UserService:
         self.invite_lifetime = timedelta(hours=settings.auth.invite_hours)
 
     def _user(self, conn: Connection, username: str) -> User:
-        user = users.get_by_username(conn, username)
+        user = accounts.get_by_username(conn, username)
         if user is None:
             raise NotFound(f"no user {username}")
         return user
 
     def list_all(self) -> list[User]:
         with self.engine.connect() as conn:
-            return users.list_users(conn)
+            return accounts.list_users(conn)
 
     def get(self, username: str) -> User:
         with self.engine.connect() as conn:
@@ -60,7 +58,7 @@ class UserService:
         self, username: str, *, role: Role, actor: str, display_name: str = "", address: str = ""
     ) -> User:
         with self.tx.begin() as conn:
-            user = users.create(
+            user = accounts.create(
                 conn, username=username, role=role, now=self.clock(), display_name=display_name
             )
             audit.append(
@@ -76,7 +74,7 @@ class UserService:
     def ensure_admin(self, username: str, *, actor: str) -> User:
         """The admin account of the OS user who runs the server; made at first start."""
         with self.engine.connect() as conn:
-            existing = users.get_by_username(conn, username)
+            existing = accounts.get_by_username(conn, username)
         if existing is not None:
             return existing
         try:
@@ -93,8 +91,8 @@ class UserService:
         token = new_token()
         with self.tx.begin() as conn:
             user = self._user(conn, username)
-            creds.delete_unused_tokens(conn, "invite", user.id)
-            creds.create_token(
+            accounts.delete_unused_tokens(conn, "invite", user.id)
+            accounts.create_token(
                 conn,
                 token_hash=sha256_hex(token),
                 purpose="invite",
@@ -117,8 +115,8 @@ class UserService:
         with self.tx.begin() as conn:
             user = self._user(conn, username)
             check_new_password(password, username=user.username)
-            users.set_password_hash(conn, user.id, self.hasher.hash(password), now)
-            ended = creds.delete_user_sessions(conn, user.id)
+            accounts.set_password_hash(conn, user.id, self.hasher.hash(password), now)
+            ended = accounts.delete_user_sessions(conn, user.id)
             audit.append(
                 conn,
                 action=AuditAction.PASSWORD_CHANGED,
@@ -137,8 +135,10 @@ class UserService:
                 if user.is_active:
                     self._keep_an_admin(conn)
                 # Keys that never expire are an admin's privilege: they go with the role.
-                revoked = creds.revoke_user_keys(conn, user.id, self.clock(), only_unexpiring=True)
-            users.set_role(conn, user.id, role)
+                revoked = accounts.revoke_user_keys(
+                    conn, user.id, self.clock(), only_unexpiring=True
+                )
+            accounts.set_role(conn, user.id, role)
             audit.append(
                 conn,
                 action=AuditAction.ROLE_CHANGED,
@@ -155,8 +155,8 @@ class UserService:
             user = self._user(conn, username)
             if not active and user.role is Role.ADMIN and user.is_active:
                 self._keep_an_admin(conn)
-            users.set_active(conn, user.id, active)
-            ended = 0 if active else creds.delete_user_sessions(conn, user.id)
+            accounts.set_active(conn, user.id, active)
+            ended = 0 if active else accounts.delete_user_sessions(conn, user.id)
             audit.append(
                 conn,
                 action=AuditAction.USER_ENABLED if active else AuditAction.USER_DISABLED,
@@ -169,17 +169,17 @@ class UserService:
 
     @staticmethod
     def _keep_an_admin(conn: Connection) -> None:
-        if users.count_active_admins(conn) <= 1:
+        if accounts.count_active_admins(conn) <= 1:
             raise Conflict("this is the last active admin: make another admin first")
 
     def sessions(self, username: str) -> list[SessionInfo]:
         with self.engine.connect() as conn:
-            return creds.list_sessions(conn, self._user(conn, username).id)
+            return accounts.list_sessions(conn, self._user(conn, username).id)
 
     def revoke_sessions(self, username: str, *, actor: str, address: str = "") -> int:
         with self.tx.begin() as conn:
             user = self._user(conn, username)
-            ended = creds.delete_user_sessions(conn, user.id)
+            ended = accounts.delete_user_sessions(conn, user.id)
             audit.append(
                 conn,
                 action=AuditAction.SESSIONS_REVOKED,

@@ -1,1 +1,0 @@
-"""User accounts: who exists, their role, whether they may sign in."""
