@@ -261,18 +261,20 @@ def safeboard_reads(res: Results, endpoint: Endpoint, plan: Plan) -> str:
         res.put("ingest 1 client, batch 100,000, reused connection", SB, n / loaded)
         say(f"  safeboard: stored {n:,} points in batches of {step:,}: {n / loaded:,.0f} points/s")
 
-        path = f"/api/v1/runs/{run_id}/metrics/loss"
+        path = f"/api/v1/runs/{run_id}/history?metric=loss"  # httpx adds params to it
         first = client.get(path, params={"buckets": 2000})
         first.raise_for_status()
-        body = first.json()
-        if len(body["first_step"]) > 2000 or sum(body["count"]) != n:
-            raise RuntimeError(f"downsampled history: {len(body['first_step'])} buckets, "
-                               f"{sum(body['count'])} of {n} points")  # fmt: skip
+        body = first.json()["metrics"]["loss"]
+        if len(body["last_step"]) > 2000 or body["last_step"][-1] != n - 1:
+            raise RuntimeError(f"downsampled history: {len(body['last_step'])} buckets, "
+                               f"up to step {body['last_step'][-1]} of {n - 1}")  # fmt: skip
         reused = [timed(lambda: client.get(path, params={"buckets": 2000}).raise_for_status())[0]
                   for _ in range(plan.downsample_reads)]  # fmt: skip
         exports = []
         for _ in range(plan.export_reads):
-            seconds, response = timed(lambda: client.get(f"{path}/points"))
+            seconds, response = timed(
+                lambda: client.get(f"/api/v1/runs/{run_id}/points", params={"metric": "loss"})
+            )
             response.raise_for_status()
             parse, points = timed(response.json)
             if len(points["steps"]) != n:

@@ -39,6 +39,7 @@ from safeboard.auth.passwords import PasswordHasher
 from safeboard.auth.permissions import Permission
 from safeboard.auth.service import AuthService
 from safeboard.events import EventBus
+from safeboard.metrics import history_routes as metric_history_routes
 from safeboard.metrics import routes as metric_routes
 from safeboard.metrics.service import MetricService
 from safeboard.projects import routes as project_routes
@@ -155,6 +156,7 @@ def create_app(
     app.include_router(sorted_runs_router)  # the dashboard's runs table, as JSON
     app.include_router(live_routes.router)
     app.include_router(metric_routes.router)
+    app.include_router(metric_history_routes.router)  # reads: ?key=, never in the path
     app.include_router(artifact_routes.router)
     app.include_router(web_routes.router)
     app.mount("/static", web_routes.static_files(), name="static")

@@ -29,14 +29,29 @@ export function smooth(values, weight) {
   return out;
 }
 
-export function metricPath(runId, key) {
-  return `/api/v1/runs/${runId}/metrics/${key.split("/").map(encodeURIComponent).join("/")}`;
+// The metric keys go in the query (`?metric=`), so no key can read as another route.
+export function historyPath(runId, keys, params = {}) {
+  const query = new URLSearchParams();
+  for (const key of keys) query.append("metric", key);
+  for (const [name, value] of Object.entries(params)) {
+    for (const v of [].concat(value)) query.append(name, String(v));
+  }
+  return `/api/v1/runs/${encodeURIComponent(runId)}/history?${query}`;
+}
+
+export function pointsPath(runId, key, params = {}) {
+  const query = new URLSearchParams({ metric: key, ...params });
+  return `/api/v1/runs/${encodeURIComponent(runId)}/points?${query}`;
 }
 
 export function fmtValue(v) {
   if (v === null || v === undefined || Number.isNaN(v)) return "—";
   const a = Math.abs(v);
   return (a !== 0 && (a < 1e-3 || a >= 1e6)) ? v.toExponential(4) : String(Number(v.toPrecision(6)));
+}
+
+function fromBuckets(h) {
+  return { x: h.last_step, last: h.last.map(num), min: h.min.map(num), max: h.max.map(num), wall: false };
 }
 
 // What a chart shows; shared by every chart of a page. onZoom(range) hears drag zooms.
@@ -59,20 +74,21 @@ export class MetricChart {
 
   width() { return Math.max(280, this.figure.clientWidth - 16); }
 
+  buckets() { return Math.min(2000, Math.max(100, Math.floor(this.width()))); }
+
   async fetchSource(source) {
     const wall = view.axis === "time";
     if (wall && source.count <= WALL_TIME_LIMIT) {
-      const q = this.range ? `?start=${this.range[0]}&end=${this.range[1]}` : "";
-      const p = await call("GET", `${metricPath(source.runId, this.key)}/points${q}`);
+      const range = this.range ? { start: this.range[0], end: this.range[1] } : {};
+      const p = await call("GET", pointsPath(source.runId, this.key, range));
       const values = p.values.map(num);
       return { x: p.times, last: values, min: null, max: null, wall: true };
     }
     if (wall) this.notice = `Wall time is drawn for up to ${WALL_TIME_LIMIT.toLocaleString()} points; this metric has more, so it is shown by step.`;
-    const buckets = Math.min(2000, Math.max(100, Math.floor(this.width())));
-    let q = `?buckets=${buckets}`;
-    if (this.range) q += `&start=${this.range[0]}&end=${this.range[1]}`;
-    const h = await call("GET", `${metricPath(source.runId, this.key)}${q}`);
-    return { x: h.last_step, last: h.last.map(num), min: h.min.map(num), max: h.max.map(num), wall: false };
+    const params = { buckets: this.buckets() };
+    if (this.range) Object.assign(params, { start: this.range[0], end: this.range[1] });
+    const answer = await call("GET", historyPath(source.runId, [this.key], params));
+    return fromBuckets(answer.metrics[this.key]);
   }
 
   async load() {
