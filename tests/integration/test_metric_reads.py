@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from sqlalchemy import Engine, event
 
 from safeboard.auth.permissions import Role, Scope
 from safeboard.client import NO_RETRY, Client
@@ -123,4 +124,71 @@ async def test_any_key_reads_back_its_own_points(world: World) -> None:
         check()
 
     await anyio.to_thread.run_sync(go)
+    olga.close()
+
+
+class Counted:
+    """What one request costs the database: connections taken from the engine, and
+    access walks (each reads the principal's grant in the project once)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.connections = 0
+        self.walks = 0
+        event.listen(engine, "engine_connect", self._connected)
+        event.listen(engine, "before_cursor_execute", self._executed)
+
+    def _connected(self, *_: object) -> None:
+        self.connections += 1
+
+    def _executed(self, _conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if re.search(r"\bFROM project_grants\b", statement) and "user_id" in statement:
+            self.walks += 1
+
+    def reset(self) -> None:
+        self.connections = self.walks = 0
+
+    def close(self) -> None:
+        event.remove(self.engine, "engine_connect", self._connected)
+        event.remove(self.engine, "before_cursor_execute", self._executed)
+
+
+CHARTS = [f"train/m{i}" for i in range(5)]
+
+
+async def test_a_run_page_and_its_charts_cost_one_walk_and_one_connection(world: World) -> None:
+    """Issue 12: the page cost four connections and three access walks (one used as a
+    yes/no through an exception), and each of N charts a request with a walk of its own;
+    now the page is one walk on one connection and its N charts one request."""
+    olga = client_for(world, "olga")
+
+    def setup() -> str:
+        olga.create_project("p")
+        run_id = olga.create_run("p").id
+        log(olga, run_id, {k: columns([0, 1, 2], [1.0, 2.0, 3.0]) for k in CHARTS})
+        return run_id
+
+    run_id = await anyio.to_thread.run_sync(setup)
+    browser, _ = await world.signed_in("olga")
+    counted = Counted(world.app.state.engine)
+    try:
+        # A refused query still looks the session up: what identity costs, not this issue.
+        refused = await browser.get(f"/api/v1/runs/{run_id}/artifacts?limit=0")
+        assert refused.status_code == 422
+        identity = counted.connections
+        assert identity == 1
+        counted.reset()
+        page = await browser.get(f"/runs/{run_id}")
+        assert page.status_code == 200
+        assert 'id="notes-form"' in page.text  # olga may edit: told without a second walk
+        assert (counted.walks, counted.connections - identity) == (1, 1)
+        counted.reset()
+        charts = await browser.get(
+            f"/api/v1/runs/{run_id}/history", params={"metric": CHARTS, "buckets": 500}
+        )
+        assert charts.status_code == 200, charts.text
+        assert list(charts.json()["metrics"]) == CHARTS
+        assert (counted.walks, counted.connections - identity) == (1, 1)
+    finally:
+        counted.close()
     olga.close()

@@ -16,7 +16,7 @@ from safeboard.auth.dependencies import requires_project
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.metrics.codec import Buckets, to_json_floats
-from safeboard.metrics.schemas import MAX_STEP, HistoryOut, PointsOut
+from safeboard.metrics.schemas import MAX_STEP, HistoryOut, PointsOut, Step
 from safeboard.metrics.service import MAX_BUCKETS, MAX_HISTORY_KEYS, MetricService, Tail
 from safeboard.vocabulary import MAX_METRIC_KEY_LENGTH
 
@@ -79,7 +79,7 @@ def history(
     buckets: int = Query(1000, ge=1, le=MAX_BUCKETS),
     start: int | None = Query(None, ge=0, le=MAX_STEP),
     end: int | None = Query(None, ge=0, le=MAX_STEP),
-    after_step: list[int] | None = Query(
+    after_step: list[Step] | None = Query(
         None,
         description="A live chart's last step: the points after it, raw (one per metric, "
         "in the order of the metrics, or one for all). Not with start or end.",
