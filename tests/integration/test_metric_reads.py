@@ -19,6 +19,7 @@ from sqlalchemy import Engine, event
 from safeboard.auth.permissions import Role, Scope
 from safeboard.client import NO_RETRY, Client
 from safeboard.client.http import ApiClient
+from safeboard.metrics.service import MAX_HISTORY_KEYS, MAX_TAIL_POINTS
 from safeboard.settings import Settings
 from safeboard.vocabulary import MAX_METRIC_KEY_LENGTH, metric_key_problem
 from tests.integration.identity_world import World, build_world
@@ -42,7 +43,7 @@ def client_for(world: World, name: str) -> Client:
     return Client(api, retry=NO_RETRY)
 
 
-def columns(steps: list[int], values: list[float]) -> dict[str, list[Any]]:
+def columns(steps: list[int], values: list[float | str]) -> dict[str, list[Any]]:
     return {"steps": steps, "times": [1.7e9 + s for s in steps], "values": values}
 
 
@@ -191,4 +192,67 @@ async def test_a_run_page_and_its_charts_cost_one_walk_and_one_connection(world:
         assert (counted.walks, counted.connections - identity) == (1, 1)
     finally:
         counted.close()
+    olga.close()
+
+
+async def test_a_live_tail_is_the_new_points_or_the_history_again(world: World) -> None:
+    olga = client_for(world, "olga")
+
+    def setup() -> str:
+        olga.create_project("p")
+        run_id = olga.create_run("p").id
+        log(olga, run_id, {"a": columns(list(range(10)), [float(s) for s in range(10)]),
+                           "b": columns([0, 5, 9], [0.0, "NaN", 9.0])})  # fmt: skip
+        log(olga, run_id, {"big": columns(list(range(MAX_TAIL_POINTS + 2)),
+                                          [1.0] * (MAX_TAIL_POINTS + 2))})  # fmt: skip
+        return run_id
+
+    run_id = await anyio.to_thread.run_sync(setup)
+    browser = world.client(Authorization=f"Bearer {world.key('olga', Scope.READ)}")
+    url = f"/api/v1/runs/{run_id}/history"
+
+    each = await browser.get(url, params={"metric": ["a", "b"], "after_step": [7, 4]})
+    assert each.json()["metrics"] == {
+        "a": {"after_step": 7, "steps": [8, 9], "values": [8.0, 9.0]},
+        "b": {"after_step": 4, "steps": [5, 9], "values": ["NaN", 9.0]},
+    }
+    one = await browser.get(url, params={"metric": ["a", "b", "a"], "after_step": 9})
+    assert one.json()["metrics"] == {
+        "a": {"after_step": 9, "steps": [], "values": []},
+        "b": {"after_step": 9, "steps": [], "values": []},
+    }
+    # Too much is new (a tab that slept): the whole history downsampled, to draw again.
+    slept = await browser.get(url, params={"metric": "big", "after_step": 0, "buckets": 10})
+    redrawn = slept.json()["metrics"]["big"]
+    assert set(redrawn) == {"last_step", "min", "max", "last"}
+    assert len(redrawn["last_step"]) == 10
+    assert redrawn["last_step"][-1] == MAX_TAIL_POINTS + 1
+    near = await browser.get(url, params={"metric": "big", "after_step": 2})
+    assert len(near.json()["metrics"]["big"]["steps"]) == MAX_TAIL_POINTS - 1
+
+
+@pytest.mark.parametrize(
+    ("query", "problem"),
+    [
+        ({"metric": [f"m{i}" for i in range(MAX_HISTORY_KEYS + 1)]}, "1 to 50 metric keys"),
+        ({"metric": ["a", "b"], "after_step": [1, 2, 3]}, "one step for every key"),
+        ({"metric": "a", "after_step": 1, "start": 0}, "no start or end"),
+        ({"metric": "a/../b"}, '"." or ".."'),
+        ({"metric": "x" * (MAX_METRIC_KEY_LENGTH + 1)}, "1 to 250 characters"),
+    ],
+)
+async def test_a_history_request_out_of_bounds_is_a_clear_400(
+    world: World, query: dict[str, Any], problem: str
+) -> None:
+    olga = client_for(world, "olga")
+
+    def setup() -> str:
+        olga.create_project("p")
+        return olga.create_run("p").id
+
+    run_id = await anyio.to_thread.run_sync(setup)
+    browser = world.client(Authorization=f"Bearer {world.key('olga', Scope.READ)}")
+    refused = await browser.get(f"/api/v1/runs/{run_id}/history", params=query)
+    assert refused.status_code == 400, refused.text
+    assert problem in refused.json()["error"]["message"]
     olga.close()
