@@ -137,6 +137,13 @@ class Tab:
                             self.moved |= set(data["data"].get("last_step", {}))
 
     def follow(self) -> None:
+        try:
+            self._follow()
+        except httpx.HTTPError as exc:
+            if not self.stop.is_set():  # (at the end the server goes first)
+                self.errors.append(f"polling: {exc}")
+
+    def _follow(self) -> None:
         """run.js's timers: new, one tail request a second for the charts that moved;
         old, each moved chart reloads its whole history a second after it moved."""
         due: dict[str, float] = {}
