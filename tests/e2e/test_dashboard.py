@@ -181,9 +181,11 @@ def test_from_startup_link_to_a_live_chart_and_a_comparison(
             # each chart's last step (issue 12), never the whole history again.
             histories = [u for u in asked if "/history?" in u]
             first, tails = histories[0], histories[1:]
-            assert "metric=loss" in first and "metric=acc" in first, histories
+            assert "metric=loss" in first, histories
+            assert "metric=acc" in first, histories
             assert "after_step=" not in first
-            assert tails and all("after_step=" in u for u in tails), histories
+            assert tails, histories
+            assert all("after_step=" in u for u in tails), histories
         finally:
             slow_id = finished(slow)
         expect(page.locator("#run-status")).to_have_text("finished", timeout=TIMEOUT_MS)
