@@ -258,3 +258,21 @@ async def test_a_history_request_out_of_bounds_is_a_clear_400(
     assert refused.status_code == 400, refused.text
     assert problem in refused.json()["error"]["message"]
     olga.close()
+
+
+async def test_a_key_holding_a_credential_parameter_name_is_a_value(world: World) -> None:
+    """``?metric=a%26key%3Db`` holds one parameter, ``metric``: the guard against
+    credentials in URLs read the decoded query and saw a parameter named ``key``."""
+    olga = client_for(world, "olga")
+    keys = ["x&key=1", "x;token=2", "x&api_key="]
+
+    def go() -> None:
+        olga.create_project("p")
+        run_id = olga.create_run("p").id
+        log(olga, run_id, {k: columns([0], [float(i)]) for i, k in enumerate(keys)})
+        for i, key in enumerate(keys):
+            assert olga.points(run_id, key).values == (float(i),)
+        assert [h.last for h in olga.histories(run_id, keys).values()] == [(0,), (1,), (2,)]
+
+    await anyio.to_thread.run_sync(go)
+    olga.close()
