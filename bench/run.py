@@ -261,25 +261,27 @@ def safeboard_reads(res: Results, endpoint: Endpoint, plan: Plan) -> str:
         res.put("ingest 1 client, batch 100,000, reused connection", SB, n / loaded)
         say(f"  safeboard: stored {n:,} points in batches of {step:,}: {n / loaded:,.0f} points/s")
 
-        path = f"/api/v1/runs/{run_id}/metrics/loss"
-        first = client.get(path, params={"buckets": 2000})
+        path = f"/api/v1/runs/{run_id}/history?metric=loss&buckets=2000"
+        first = client.get(path)
         first.raise_for_status()
-        body = first.json()
-        if len(body["first_step"]) > 2000 or sum(body["count"]) != n:
-            raise RuntimeError(f"downsampled history: {len(body['first_step'])} buckets, "
-                               f"{sum(body['count'])} of {n} points")  # fmt: skip
-        reused = [timed(lambda: client.get(path, params={"buckets": 2000}).raise_for_status())[0]
+        body = first.json()["metrics"]["loss"]
+        if len(body["last_step"]) > 2000 or body["last_step"][-1] != n - 1:
+            raise RuntimeError(f"downsampled history: {len(body['last_step'])} buckets, "
+                               f"up to step {body['last_step'][-1]} of {n - 1}")  # fmt: skip
+        reused = [timed(lambda: client.get(path).raise_for_status())[0]
                   for _ in range(plan.downsample_reads)]  # fmt: skip
         exports = []
         for _ in range(plan.export_reads):
-            seconds, response = timed(lambda: client.get(f"{path}/points"))
+            seconds, response = timed(
+                lambda: client.get(f"/api/v1/runs/{run_id}/points", params={"metric": "loss"})
+            )
             response.raise_for_status()
             parse, points = timed(response.json)
             if len(points["steps"]) != n:
                 raise RuntimeError(f"export returned {len(points['steps'])} of {n} points")
             exports.append((seconds, parse, len(response.content)))
     with endpoint.client(reuse=False) as fresh:
-        new = [timed(lambda: fresh.get(path, params={"buckets": 2000}).raise_for_status())[0]
+        new = [timed(lambda: fresh.get(path).raise_for_status())[0]
                for _ in range(max(5, plan.downsample_reads // 2))]  # fmt: skip
     row_ds = f"read {n:,} points downsampled to 2,000 buckets, median ms"
     res.put(row_ds, SB, statistics.median(reused) * 1000)
@@ -305,7 +307,7 @@ def read_loop(endpoint: Endpoint, path: str, *, seconds: float) -> int:
     with endpoint.client() as client:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and count < 1000:
-            client.get(path, params={"buckets": 2000}).raise_for_status()
+            client.get(path).raise_for_status()
             count += 1
     return count
 

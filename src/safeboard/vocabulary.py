@@ -78,10 +78,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def metric_key_problem(key: str) -> str | None:
-    """Why ``key`` cannot name a metric, or None. Keys are URL paths in the history API
-    (``/metrics/train/loss``), so a "." or ".." part, which a browser resolves, is refused.
-    Any other character is allowed (``%``, ``?``, ``#``): clients quote each key once, in
-    ``safeboard.client.paths``."""
+    """Why ``key`` cannot name a metric, or None. Keys were URL paths in the history API
+    (``/metrics/train/loss``), so a "." or ".." part, which a browser resolves, is refused;
+    they travel in its query now (``/history?metric=train/loss``) and the rule stays, so
+    that every stored key stays valid. Any other character is allowed (``%``, ``?``,
+    ``#``)."""
     if not 1 <= len(key) <= MAX_METRIC_KEY_LENGTH:
         return f"a metric key has 1 to {MAX_METRIC_KEY_LENGTH} characters"
     if _CONTROL.search(key):

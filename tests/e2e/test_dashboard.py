@@ -164,6 +164,8 @@ def test_from_startup_link_to_a_live_chart_and_a_comparison(
             expect(run_link).to_be_visible(timeout=TIMEOUT_MS)
             # The table hears the run logging (the project's event stream).
             expect(page.locator("#live")).to_contain_text("1 run changed since this page loaded")
+            asked: list[str] = []
+            page.on("request", lambda request: asked.append(request.url))
             run_link.click()
             expect(page.get_by_test_id("run-name")).to_have_text("slow-run")
             expect(page.locator("#charts")).to_have_attribute("data-ready", "true")
@@ -175,6 +177,15 @@ def test_from_startup_link_to_a_live_chart_and_a_comparison(
                 page.wait_for_timeout(200)
             grown = points_of(page, "loss")
             assert grown > before, "the chart did not update live"
+            # Both charts drawn from one request, then grown from tails: the points after
+            # each chart's last step (issue 12), never the whole history again.
+            histories = [u for u in asked if "/history?" in u]
+            first, tails = histories[0], histories[1:]
+            assert "metric=loss" in first, histories
+            assert "metric=acc" in first, histories
+            assert "after_step=" not in first
+            assert tails, histories
+            assert all("after_step=" in u for u in tails), histories
         finally:
             slow_id = finished(slow)
         expect(page.locator("#run-status")).to_have_text("finished", timeout=TIMEOUT_MS)

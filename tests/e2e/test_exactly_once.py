@@ -74,7 +74,7 @@ def test_kill_minus_nine_mid_upload_loses_and_duplicates_nothing(
         assert counts == {"a": STEPS, "b": STEPS, "c": STEPS}, (counts, err[-3000:])
         for key in ("a", "b", "c"):
             points = client.get(
-                f"/api/v1/runs/{run_id}/metrics/{key}/points", headers=headers
+                f"/api/v1/runs/{run_id}/points", params={"metric": key}, headers=headers
             ).json()
             assert points["steps"] == list(range(STEPS))  # each step once, none missing
     assert run["status"] == "finished"

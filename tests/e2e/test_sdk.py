@@ -79,10 +79,10 @@ def check_run(server: ServerProcess, run_id: str, steps: int, key: str | None = 
         assert run["system"]["python"]
         counts = {m["key"]: m["count"] for m in run["metrics"]}
         assert counts == {"loss": steps, "acc": steps, "odd": steps}  # every point, once
-        points = client.get(f"/api/v1/runs/{run_id}/metrics/loss/points", headers=headers).json()
+        points = client.get(f"/api/v1/runs/{run_id}/points?metric=loss", headers=headers).json()
         assert points["steps"] == list(range(steps))
         assert points["values"][:2] == [1.0, 0.5]
-        odd = client.get(f"/api/v1/runs/{run_id}/metrics/odd/points", headers=headers).json()
+        odd = client.get(f"/api/v1/runs/{run_id}/points?metric=odd", headers=headers).json()
         assert odd["values"][3] == "NaN"
 
 

@@ -78,7 +78,7 @@ def across_a_restart(
         run = client.get(f"/api/v1/runs/{run_id}", headers=headers).json()
         counts = {m["key"]: m["count"] for m in run["metrics"]}
         assert counts == {"loss": STEPS, "acc": STEPS, "lr": STEPS}, (counts, err[-3000:])
-        points = client.get(f"/api/v1/runs/{run_id}/metrics/loss/points", headers=headers)
+        points = client.get(f"/api/v1/runs/{run_id}/points?metric=loss", headers=headers)
         assert points.json()["steps"] == list(range(STEPS))  # each step once, none missing
         (item,) = client.get(f"/api/v1/runs/{run_id}/artifacts", headers=headers).json()["items"]
         assert (item["name"], item["state"]) == ("weights.bin", "ready")

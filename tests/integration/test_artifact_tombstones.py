@@ -50,7 +50,7 @@ async def test_an_expired_upload_is_gone_without_its_audit_entry(world: World) -
     stale = await partial(olga, run_id, 500_000, 1000, "a.bin")
     later(world, HOURS + 1)
     assert service(world).expire_idle_uploads() == 1
-    with world.app.state.engine.begin() as conn:
+    with world.services.engine.begin() as conn:
         conn.execute(sa.delete(AuditRow).where(AuditRow.action == AuditAction.ARTIFACT_EXPIRED))
     answer = await put(olga, stale, b"x" * 10, 1000)
     assert (answer.status_code, answer.json()["error"]["code"]) == (410, "gone")
@@ -63,7 +63,7 @@ async def test_an_audit_entry_alone_makes_no_gone(world: World) -> None:
     olga = as_user(world, "olga")
     run_id = await project_run(olga)
     never_expired = new_id()
-    with world.app.state.engine.begin() as conn:
+    with world.services.engine.begin() as conn:
         audit.append(
             conn, action=AuditAction.ARTIFACT_EXPIRED, actor="system:test",
             target=f"artifact:{never_expired}", detail={"run": run_id},

@@ -123,7 +123,7 @@ async def test_ingest_is_exactly_once_and_summarised(world: World) -> None:
     assert retry.json() == {"batch_id": "batch-0001", "stored": 0, "duplicate": True}
     more = await olga.post(url, json=batch("batch-0002", "loss", [3, 4], ["Infinity", 0.5]))
     assert more.json()["stored"] == 2
-    points = (await olga.get(f"{url}/loss/points")).json()
+    points = (await olga.get(f"/api/v1/runs/{run_id}/points?metric=loss")).json()
     assert points["steps"] == [0, 1, 2, 3, 4]
     assert points["values"] == [3.0, "NaN", 1.0, "Infinity", 0.5]
     run = (await olga.get(f"/api/v1/runs/{run_id}")).json()
@@ -146,23 +146,21 @@ async def test_downsampled_history_keeps_extremes(world: World) -> None:
             json=batch(f"b-{i:08d}", "val/loss", steps[i : i + 2500], values[i : i + 2500]),
         )
         assert response.status_code == 200
-    history = (await olga.get(f"/api/v1/runs/{run_id}/metrics/val/loss?buckets=100")).json()
+    base = f"/api/v1/runs/{run_id}/history?metric=val/loss"
+    history = (await olga.get(f"{base}&buckets=100")).json()["metrics"]["val/loss"]
     assert len(history["min"]) == 100
-    assert sum(history["count"]) == 10_000
+    assert history["last_step"][-1] == 9999
     assert max(history["max"]) == 99.0
     assert min(history["min"]) == -99.0
-    window = (await olga.get(
-        f"/api/v1/runs/{run_id}/metrics/val/loss?buckets=10&start=100&end=199")).json()  # fmt: skip
-    assert window["first_step"][0] == 100
-    assert window["last_step"][-1] == 199
+    window = (await olga.get(f"{base}&buckets=10&start=100&end=199")).json()["metrics"]
+    assert window["val/loss"]["last_step"] == list(range(109, 200, 10))
     # Step bounds past the largest step a metric may hold are refused, not a 500 (a
     # 20-digit number typed into the dashboard's zoom form overflowed SQLite's integer).
-    base = f"/api/v1/runs/{run_id}/metrics/val/loss"
-    for path in (base, f"{base}/points"):
+    for path in (base, f"/api/v1/runs/{run_id}/points?metric=val/loss"):
         for query in ("end=100000000000000000000", f"start={2**62 + 1}", "start=-1"):
-            refused = await olga.get(f"{path}?{query}")
+            refused = await olga.get(f"{path}&{query}")
             assert refused.status_code == 422, (path, query, refused.text)
-        whole = await olga.get(f"{path}?start=9990&end={2**62}")
+        whole = await olga.get(f"{path}&start=9990&end={2**62}")
         assert whole.status_code == 200, whole.text
 
 
@@ -222,7 +220,7 @@ async def test_packed_batches_are_stored_exactly_once(world: World) -> None:
     assert first.json() == {"batch_id": "batch-0001", "stored": 3, "duplicate": False}
     retry = await olga.post(url, content=body, headers=headers)
     assert retry.json()["duplicate"] is True
-    points = (await olga.get(f"{url}/loss/points")).json()
+    points = (await olga.get(f"/api/v1/runs/{run_id}/points?metric=loss")).json()
     assert points["values"] == [3.0, "NaN", "-Infinity"]
     assert points["times"] == [1_700_000_000.0, 1_700_000_001.0, 1_700_000_002.0]
 

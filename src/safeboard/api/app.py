@@ -30,6 +30,7 @@ from safeboard.artifacts.expiry import expiry_sweeps
 from safeboard.audit import routes as audit_routes
 from safeboard.auth.dependencies import requires
 from safeboard.auth.permissions import Permission
+from safeboard.metrics import history_routes as metric_history_routes
 from safeboard.metrics import routes as metric_routes
 from safeboard.projects import routes as project_routes
 from safeboard.provision import install
@@ -106,6 +107,7 @@ def create_app(
     app.include_router(run_routes.router)
     app.include_router(live_routes.router)
     app.include_router(metric_routes.router)
+    app.include_router(metric_history_routes.router)  # reads: ?metric=, never in the path
     app.include_router(artifact_routes.router)
     app.include_router(web_routes.router)
     app.mount("/static", web_routes.static_files(), name="static")

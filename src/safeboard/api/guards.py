@@ -121,8 +121,12 @@ class QueryCredentialMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get("query_string"):
-            query = unquote_plus(scope["query_string"].decode("latin-1"))
-            names = {part.split("=", 1)[0].strip().lower() for part in re.split(r"[&;]", query)}
+            raw = scope["query_string"].decode("latin-1")
+            query = unquote_plus(raw)
+            # Names split before decoding: a value such as a metric key "a&key=b" (sent
+            # as a%26key%3Db) is one value, not a parameter named "key".
+            parts = re.split(r"[&;]", raw)
+            names = {unquote_plus(part.split("=", 1)[0]).strip().lower() for part in parts}
             if names & CREDENTIAL_PARAMS or _API_KEY_SHAPE.search(query):
                 response = error_response(
                     "bad_request",

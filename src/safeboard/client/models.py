@@ -16,6 +16,7 @@ __all__ = [
     "Artifact",
     "AuditEntry",
     "CreatedKey",
+    "History",
     "MetricSummary",
     "Points",
     "Project",
@@ -179,6 +180,22 @@ class Points(_Json):
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Points:
         return cls(d["key"], tuple(d["steps"]), tuple(d["times"]), tuple(d["values"]))
+
+
+@dataclass(frozen=True)
+class History:
+    """A metric downsampled: per bucket its last step, min, max and last value."""
+
+    key: str
+    last_step: tuple[int, ...]
+    min: tuple[Float, ...]
+    max: tuple[Float, ...]
+    last: tuple[Float, ...]
+
+    @classmethod
+    def from_json(cls, key: str, d: dict[str, Any]) -> History:
+        return cls(key, tuple(d["last_step"]), tuple(d["min"]), tuple(d["max"]),
+                   tuple(d["last"]))  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """Every URL path of safeboard's API, built in one place.
 
-Each variable part is one path segment, quoted with ``quote(part, safe="")``: a metric key
-such as ``train/loss %?#`` travels as ``train%2Floss%20%25%3F%23`` and the server, which
-decodes the path once, reads the key back unchanged. Query values never appear here: they
-go through httpx's ``params``, which quotes them.
+Each variable part is one path segment, quoted with ``quote(part, safe="")``: a name such
+as ``a/b %?#`` travels as ``a%2Fb%20%25%3F%23`` and the server, which decodes the path
+once, reads it back unchanged. Query values never appear here: they go through httpx's
+``params``, which quotes them (metric keys travel there: ``/history?metric=train/loss``).
 """
 
 from __future__ import annotations
@@ -77,12 +77,14 @@ def metrics(run_id: str) -> str:
     return f"{run(run_id)}/metrics"
 
 
-def metric_history(run_id: str, key: str) -> str:
-    return f"{metrics(run_id)}/{segment(key)}"
+def metric_history(run_id: str) -> str:
+    """Histories of a run's metrics: the keys go in the query (``?metric=a&metric=b``)."""
+    return f"{run(run_id)}/history"
 
 
-def metric_points(run_id: str, key: str) -> str:
-    return f"{metric_history(run_id, key)}/points"
+def metric_points(run_id: str) -> str:
+    """Every point of one metric: its key goes in the query (``?metric=``)."""
+    return f"{run(run_id)}/points"
 
 
 def run_artifacts(run_id: str) -> str:

@@ -10,7 +10,7 @@ under one ``RetryPolicy``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -23,6 +23,7 @@ from safeboard.client.models import (
     Artifact,
     AuditEntry,
     CreatedKey,
+    History,
     Points,
     Project,
     Run,
@@ -35,6 +36,7 @@ from safeboard.vocabulary import KeyScope, ProjectRole, RunStatus
 
 __all__ = ["Client"]
 
+HISTORY_KEYS = 50  # metric keys in one history request (metrics/service.py)
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH"})
 
 
@@ -224,14 +226,27 @@ class Client:
     def points(
         self, run_id: str, key: str, *, start: int | None = None, end: int | None = None
     ) -> Points:
-        """Every point of metric ``key`` (any characters: the path quotes it)."""
-        params = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
-        return Points.from_json(self._json("GET", paths.metric_points(run_id, key), params=params))
+        """Every point of metric ``key`` (any characters: it travels in the query)."""
+        params: dict[str, Any] = {"metric": key}
+        params |= {k: v for k, v in (("start", start), ("end", end)) if v is not None}
+        return Points.from_json(self._json("GET", paths.metric_points(run_id), params=params))
 
-    def history(self, run_id: str, key: str, *, buckets: int = 1000) -> dict[str, Any]:
-        """The metric downsampled to at most ``buckets`` min/max buckets (as the API sends)."""
-        params = {"buckets": buckets}
-        return dict(self._json("GET", paths.metric_history(run_id, key), params=params))
+    def histories(
+        self, run_id: str, keys: Sequence[str], *, buckets: int = 1000
+    ) -> dict[str, History]:
+        """Metrics downsampled to at most ``buckets`` min/max buckets each, asked
+        ``HISTORY_KEYS`` keys at a time (the server's bound on one request)."""
+        found: dict[str, History] = {}
+        wanted = list(dict.fromkeys(keys))
+        for i in range(0, len(wanted), HISTORY_KEYS):
+            params = {"metric": wanted[i : i + HISTORY_KEYS], "buckets": buckets}
+            answer = self._json("GET", paths.metric_history(run_id), params=params)
+            found |= {k: History.from_json(k, h) for k, h in answer["metrics"].items()}
+        return found
+
+    def history(self, run_id: str, key: str, *, buckets: int = 1000) -> History:
+        """One metric downsampled to at most ``buckets`` min/max buckets."""
+        return self.histories(run_id, [key], buckets=buckets)[key]
 
     # --- artifacts -----------------------------------------------------------------------
 

@@ -9,7 +9,16 @@ from pydantic import AfterValidator, Field
 from safeboard.schemas import Model, StrictModel
 from safeboard.vocabulary import MAX_METRIC_KEY_LENGTH, metric_key_problem
 
-__all__ = ["Columns", "HistoryOut", "IngestOut", "MetricBatch", "PackedHeader", "PointsOut"]
+__all__ = [
+    "BucketsOut",
+    "Columns",
+    "HistoryOut",
+    "IngestOut",
+    "MetricBatch",
+    "PackedHeader",
+    "PointsOut",
+    "TailOut",
+]
 
 JsonFloat = float | Literal["NaN", "Infinity", "-Infinity"]
 MAX_STEP = 2**62
@@ -69,16 +78,32 @@ class IngestOut(Model):
     duplicate: bool
 
 
-class HistoryOut(Model):
-    """Downsampled: per bucket its first and last step, point count, min, max, last."""
+class BucketsOut(Model):
+    """A history downsampled: per bucket its last step (the x of the line), the last value
+    (the line), and the min and max (the band)."""
 
-    key: str
-    first_step: list[int]
     last_step: list[int]
-    count: list[int]
     min: list[JsonFloat]
     max: list[JsonFloat]
     last: list[JsonFloat]
+
+
+class TailOut(Model):
+    """A live chart's tail: every point after ``after_step``, raw."""
+
+    after_step: int
+    steps: list[int]
+    values: list[JsonFloat]
+
+
+class HistoryOut(Model):
+    """Per key asked, in that order: its history downsampled to ``buckets`` buckets, or
+    with ``after_step`` its tail (a key with more new points than a tail holds comes back
+    downsampled, to be drawn again)."""
+
+    run_id: str
+    buckets: int
+    metrics: dict[str, BucketsOut | TailOut]
 
 
 class PointsOut(Model):

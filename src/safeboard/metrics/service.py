@@ -4,25 +4,38 @@ downsampled (P1, P2, R1)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
-from safeboard.errors import InvalidRequest
+from safeboard.errors import BadRequest, InvalidRequest
 from safeboard.events import Event, EventBus
 from safeboard.metrics import repository as metrics
 from safeboard.metrics.access import RunGate
 from safeboard.metrics.codec import Buckets, Series, downsample_chunks, merge
 from safeboard.metrics.repository import Summary
+from safeboard.metrics.schemas import MAX_STEP
 from safeboard.storage import writer
+from safeboard.vocabulary import metric_key_problem
 
-__all__ = ["IngestResult", "MetricService"]
+__all__ = ["MAX_HISTORY_KEYS", "MAX_TAIL_POINTS", "IngestResult", "MetricService", "Tail"]
 
 MAX_BUCKETS = 10_000
+MAX_HISTORY_KEYS = 50  # keys in one history request: a page asks in groups of 50
+MAX_TAIL_POINTS = 5_000  # raw points per key in a live tail; more: the history again
+
+
+@dataclass(frozen=True)
+class Tail:
+    """A live chart's new points: every point after ``after_step`` (raw, no times)."""
+
+    after_step: int
+    series: Series
 
 
 class IngestResult:
@@ -76,8 +89,8 @@ class MetricService:
         return IngestResult(points, duplicate=False)
 
     def summaries(self, principal: Principal, run_id: str) -> list[Summary]:
-        self._run_project(principal, run_id, Permission.PROJECTS_READ)
-        with self.engine.connect() as conn:
+        with self.engine.connect() as conn:  # one connection: the access walk, then the read
+            self._runs(conn, principal, run_id, Permission.PROJECTS_READ)
             return metrics.summaries(conn, run_id)
 
     def series(
@@ -90,24 +103,95 @@ class MetricService:
         *,
         with_times: bool = True,
     ) -> Series:
-        self._run_project(principal, run_id, Permission.PROJECTS_READ)
         with self.engine.connect() as conn:
+            self._runs(conn, principal, run_id, Permission.PROJECTS_READ)
             chunks = metrics.load_chunks(conn, run_id, key, start, end, with_times=with_times)
         return merge(chunks, start, end)
 
-    def history(
+    def histories(
         self,
         principal: Principal,
         run_id: str,
-        key: str,
+        keys: Sequence[str],
         *,
         buckets: int,
         start: int | None = None,
         end: int | None = None,
-    ) -> Buckets:
+        after: Sequence[int] | None = None,
+    ) -> dict[str, Buckets | Tail]:
+        """Per key (in the order asked, each once) its history downsampled to ``buckets``,
+        all under one access walk on one connection. With ``after`` (one step per key, or
+        one for all) a key's answer is its raw points after that step (a ``Tail``) while
+        they number at most ``MAX_TAIL_POINTS``, else its whole history downsampled: what
+        a live chart needs to extend itself."""
+        steps = _after_steps(keys, after, start, end)
+        keys = list(dict.fromkeys(keys))
         if not 1 <= buckets <= MAX_BUCKETS or math.isnan(buckets):
             raise InvalidRequest(f"buckets: 1 to {MAX_BUCKETS}")
-        self._run_project(principal, run_id, Permission.PROJECTS_READ)
+        if not 1 <= len(keys) <= MAX_HISTORY_KEYS:
+            raise BadRequest(
+                f"metric: 1 to {MAX_HISTORY_KEYS} metric keys in one request ({len(keys)} asked);"
+                " ask for more in several requests"
+            )
+        for key in keys:
+            problem = metric_key_problem(key)
+            if problem:
+                raise BadRequest(f"metric: {problem}")
         with self.engine.connect() as conn:
-            chunks = metrics.load_chunks(conn, run_id, key, start, end, with_times=False)
-        return downsample_chunks(chunks, buckets, start, end)
+            self._runs(conn, principal, run_id, Permission.PROJECTS_READ)
+            return {
+                key: _history(
+                    conn,
+                    run_id,
+                    key,
+                    buckets=buckets,
+                    start=start,
+                    end=end,
+                    after=None if steps is None else steps[key],
+                )
+                for key in keys
+            }
+
+
+def _history(
+    conn: Connection,
+    run_id: str,
+    key: str,
+    *,
+    buckets: int,
+    start: int | None,
+    end: int | None,
+    after: int | None,
+) -> Buckets | Tail:
+    if after is not None:
+        chunks = metrics.load_chunks(conn, run_id, key, after + 1, None, with_times=False)
+        tail = merge(chunks, after + 1, None)
+        if len(tail) <= MAX_TAIL_POINTS:
+            return Tail(after, tail)
+        # Too much is new (a tab that slept): the whole history, downsampled.
+    chunks = metrics.load_chunks(conn, run_id, key, start, end, with_times=False)
+    return downsample_chunks(chunks, buckets, start, end)
+
+
+def _after_steps(
+    keys: Sequence[str], after: Sequence[int] | None, start: int | None, end: int | None
+) -> dict[str, int] | None:
+    """The step after which each key's tail begins (the first one given for a key asked
+    twice), or None for whole histories."""
+    if not after:
+        return None
+    if start is not None or end is not None:
+        raise BadRequest("after_step: a live tail has no start or end")
+    if any(not 0 <= step <= MAX_STEP for step in after):
+        raise BadRequest(f"after_step: from 0 to {MAX_STEP}")
+    if len(after) == 1:
+        return dict.fromkeys(keys, after[0])
+    if len(after) != len(keys):
+        raise BadRequest(
+            f"after_step: one step for every key, in the same order, or one for all "
+            f"({len(keys)} keys, {len(after)} steps)"
+        )
+    steps: dict[str, int] = {}
+    for key, step in zip(keys, after, strict=True):
+        steps.setdefault(key, step)
+    return steps

@@ -6,23 +6,29 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from safeboard.auth.authorizer import ensure_in_project
-from safeboard.auth.permissions import Permission, Role
+from safeboard.auth.permissions import Permission, ProjectRole, Role
 from safeboard.auth.principal import Principal
 from safeboard.errors import NotFound
 from safeboard.projects import repository as projects
 from safeboard.projects.repository import Project
 
-__all__ = ["project_by_id", "project_by_name", "visible_project_ids"]
+__all__ = ["project_and_grant", "project_by_id", "project_by_name", "visible_project_ids"]
 
 
 def _checked(
     conn: Connection, principal: Principal, project: Project | None, permission: Permission
 ) -> Project:
+    return _granted(conn, principal, project, permission)[0]
+
+
+def _granted(
+    conn: Connection, principal: Principal, project: Project | None, permission: Permission
+) -> tuple[Project, ProjectRole | None]:
     if project is None:
         raise NotFound("no such project")
     grant = projects.role_of(conn, project.id, principal.user_id)
     ensure_in_project(principal, permission, project.id, grant)
-    return project
+    return project, grant
 
 
 def project_by_name(
@@ -35,6 +41,15 @@ def project_by_id(
     conn: Connection, principal: Principal, project_id: int, permission: Permission
 ) -> Project:
     return _checked(conn, principal, projects.get(conn, project_id), permission)
+
+
+def project_and_grant(
+    conn: Connection, principal: Principal, project_id: int, permission: Permission
+) -> tuple[Project, ProjectRole | None]:
+    """As ``project_by_id``, with the principal's grant there (None: none, as for an admin
+    who holds no grant), so that further permissions are answered without another walk
+    (``allowed_in_project``)."""
+    return _granted(conn, principal, projects.get(conn, project_id), permission)
 
 
 def visible_project_ids(conn: Connection, principal: Principal) -> list[int] | None:

@@ -3,17 +3,54 @@ project the principal cannot see is "no such run", not a hint that it exists."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import Connection
 
-from safeboard.auth.permissions import Permission
+from safeboard.auth.authorizer import allowed_in_project
+from safeboard.auth.permissions import Permission, ProjectRole
 from safeboard.auth.principal import Principal
 from safeboard.errors import NotFound
-from safeboard.projects.access import project_by_id
+from safeboard.projects.access import project_and_grant
 from safeboard.projects.repository import Project
 from safeboard.runs import repository as runs
 from safeboard.runs.repository import Run
 
-__all__ = ["run_for", "run_project"]
+__all__ = ["RunAccess", "run_access", "run_for", "run_project"]
+
+
+@dataclass(frozen=True)
+class RunAccess:
+    """A run found for a principal, with the grant that let them in: what else they may
+    do there is answered from it (``may``), not by walking the tables again."""
+
+    run: Run
+    project: Project
+    grant: ProjectRole | None
+
+    def may(self, principal: Principal, permission: Permission) -> bool:
+        return allowed_in_project(principal, permission, self.project.id, self.grant)
+
+
+def run_access(
+    conn: Connection,
+    principal: Principal,
+    run_id: str,
+    permission: Permission,
+    *,
+    documents: bool = False,
+) -> RunAccess:
+    """The run, its project and the principal's grant; its config and system information
+    are read only when ``documents`` (otherwise they read as empty and are named in
+    ``Run.withheld``)."""
+    run = runs.get(conn, run_id, documents=documents)
+    if run is None:
+        raise NotFound("no such run")
+    try:
+        project, grant = project_and_grant(conn, principal, run.project_id, permission)
+    except NotFound:
+        raise NotFound("no such run") from None
+    return RunAccess(run, project, grant)
 
 
 def run_for(
@@ -24,16 +61,9 @@ def run_for(
     *,
     documents: bool = False,
 ) -> tuple[Run, Project]:
-    """The run and its project; its config and system information are read only when
-    ``documents`` (otherwise they read as empty and are named in ``Run.withheld``)."""
-    run = runs.get(conn, run_id, documents=documents)
-    if run is None:
-        raise NotFound("no such run")
-    try:
-        project = project_by_id(conn, principal, run.project_id, permission)
-    except NotFound:
-        raise NotFound("no such run") from None
-    return run, project
+    """The run and its project (see ``run_access``)."""
+    found = run_access(conn, principal, run_id, permission, documents=documents)
+    return found.run, found.project
 
 
 def run_project(conn: Connection, principal: Principal, run_id: str, permission: Permission) -> int:

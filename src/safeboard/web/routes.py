@@ -30,12 +30,12 @@ from safeboard.auth.dependencies import (
 from safeboard.auth.permissions import CredentialKind, Permission
 from safeboard.auth.principal import Principal
 from safeboard.clock import utcnow
-from safeboard.errors import BadRequest, Forbidden, NotFound
-from safeboard.metrics.service import MetricService
+from safeboard.errors import BadRequest
+from safeboard.metrics.repository import summaries as metric_summaries
 from safeboard.projects import repository as projects_repository
-from safeboard.projects.access import project_by_id
 from safeboard.projects.service import ProjectService
 from safeboard.provision import provided
+from safeboard.runs.access import run_access
 from safeboard.runs.projection import is_param_path
 from safeboard.runs.service import RunService
 from safeboard.runs.table import RunQuery, split_columns
@@ -160,19 +160,13 @@ def run_page(
     request: Request,
     run_id: str,
     principal: Principal = requires_project(Permission.PROJECTS_READ),
-    runs: RunService = provided(RunService),
-    metrics: MetricService = provided(MetricService),
     engine: sa.Engine = provided(sa.Engine),
 ) -> HTMLResponse:
-    run, project = runs.get(principal, run_id, Permission.PROJECTS_READ)
-    summaries = metrics.summaries(principal, run_id)
-    with engine.connect() as conn:
-        try:  # the check that PATCH /api/v1/runs/{id} will make
-            project_by_id(conn, principal, project.id, Permission.PROJECTS_WRITE)
-            can_edit = True
-        except (Forbidden, NotFound):
-            can_edit = False
-    view = RunView(run, project, summaries, utcnow(), CHART_LIBRARY.is_file(), can_edit)
+    with engine.connect() as conn:  # one connection, one access walk
+        found = run_access(conn, principal, run_id, Permission.PROJECTS_READ, documents=True)
+        summaries = metric_summaries(conn, run_id)
+    can_edit = found.may(principal, Permission.PROJECTS_WRITE)  # what PATCH will check
+    view = RunView(found.run, found.project, summaries, utcnow(), CHART_LIBRARY.is_file(), can_edit)
     return HTMLResponse(render_run(view, viewer_of(request, principal)))
 
 
@@ -182,15 +176,14 @@ def compare_page(
     run: list[str] | None = Query(None, max_length=MAX_COMPARED),
     all: bool = False,
     principal: Principal = requires_project(Permission.PROJECTS_READ),
-    runs: RunService = provided(RunService),
-    metrics: MetricService = provided(MetricService),
+    engine: sa.Engine = provided(sa.Engine),
 ) -> HTMLResponse:
     """``?run=<id>&run=<id>...``: what differs between these runs."""
     compared = []
-    for run_id in dict.fromkeys(run or []):
-        found, project = runs.get(principal, run_id, Permission.PROJECTS_READ)
-        summaries = metrics.summaries(principal, run_id)
-        compared.append(Compared(found, project, summaries))
+    with engine.connect() as conn:  # one connection, a walk per run
+        for run_id in dict.fromkeys(run or []):
+            found = run_access(conn, principal, run_id, Permission.PROJECTS_READ, documents=True)
+            compared.append(Compared(found.run, found.project, metric_summaries(conn, run_id)))
     html = render_compare(
         compared,
         viewer_of(request, principal),

@@ -1,13 +1,16 @@
 // Metric charts on uPlot (served from our own origin; it styles through the CSSOM only,
 // which the CSP allows). One chart is one metric of one or more runs. Histories arrive
-// downsampled by the server (min, max and last per bucket); zooming fetches the chosen
-// step range again at full resolution of the screen.
+// downsampled by the server (min, max and last per bucket), the charts of a page in one
+// request per run (loadCharts); zooming fetches the chosen step range again at full
+// resolution of the screen; a live chart asks only for the points after its last step
+// (extendCharts) and folds them into its buckets here.
 import uPlot from "./vendor/uPlot.esm.js";
 import { call, el } from "./app.js";
 
 const COLOURS = ["#1f5fbf", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0f766e", "#a16207", "#be185d"];
 const WALL_TIME_LIMIT = 250000;  // points fetched one by one for a wall-time axis
 const HEIGHT = 260;
+const BATCH = 50;  // metrics in one history request (the server's bound, metrics/service.py)
 
 function num(value) {
   if (typeof value === "number") return Number.isFinite(value) ? value : null;
@@ -29,14 +32,29 @@ export function smooth(values, weight) {
   return out;
 }
 
-export function metricPath(runId, key) {
-  return `/api/v1/runs/${runId}/metrics/${key.split("/").map(encodeURIComponent).join("/")}`;
+// The metric keys go in the query (`?metric=`), so no key can read as another route.
+export function historyPath(runId, keys, params = {}) {
+  const query = new URLSearchParams();
+  for (const key of keys) query.append("metric", key);
+  for (const [name, value] of Object.entries(params)) {
+    for (const v of [].concat(value)) query.append(name, String(v));
+  }
+  return `/api/v1/runs/${encodeURIComponent(runId)}/history?${query}`;
+}
+
+export function pointsPath(runId, key, params = {}) {
+  const query = new URLSearchParams({ metric: key, ...params });
+  return `/api/v1/runs/${encodeURIComponent(runId)}/points?${query}`;
 }
 
 export function fmtValue(v) {
   if (v === null || v === undefined || Number.isNaN(v)) return "—";
   const a = Math.abs(v);
   return (a !== 0 && (a < 1e-3 || a >= 1e6)) ? v.toExponential(4) : String(Number(v.toPrecision(6)));
+}
+
+function fromBuckets(h) {
+  return { x: h.last_step, last: h.last.map(num), min: h.min.map(num), max: h.max.map(num), wall: false };
 }
 
 // What a chart shows; shared by every chart of a page. onZoom(range) hears drag zooms.
@@ -59,26 +77,54 @@ export class MetricChart {
 
   width() { return Math.max(280, this.figure.clientWidth - 16); }
 
+  buckets() { return Math.min(2000, Math.max(100, Math.floor(this.width()))); }
+
   async fetchSource(source) {
     const wall = view.axis === "time";
     if (wall && source.count <= WALL_TIME_LIMIT) {
-      const q = this.range ? `?start=${this.range[0]}&end=${this.range[1]}` : "";
-      const p = await call("GET", `${metricPath(source.runId, this.key)}/points${q}`);
+      const range = this.range ? { start: this.range[0], end: this.range[1] } : {};
+      const p = await call("GET", pointsPath(source.runId, this.key, range));
       const values = p.values.map(num);
       return { x: p.times, last: values, min: null, max: null, wall: true };
     }
     if (wall) this.notice = `Wall time is drawn for up to ${WALL_TIME_LIMIT.toLocaleString()} points; this metric has more, so it is shown by step.`;
-    const buckets = Math.min(2000, Math.max(100, Math.floor(this.width())));
-    let q = `?buckets=${buckets}`;
-    if (this.range) q += `&start=${this.range[0]}&end=${this.range[1]}`;
-    const h = await call("GET", `${metricPath(source.runId, this.key)}${q}`);
-    return { x: h.last_step, last: h.last.map(num), min: h.min.map(num), max: h.max.map(num), wall: false };
+    const params = { buckets: this.buckets() };
+    if (this.range) Object.assign(params, { start: this.range[0], end: this.range[1] });
+    const answer = await call("GET", historyPath(source.runId, [this.key], params));
+    return fromBuckets(answer.metrics[this.key]);
   }
 
   async load() {
     this.notice = "";
     this.loaded = await Promise.all(this.sources.map((s) => this.fetchSource(s)));
     this.draw();
+  }
+
+  // Drawn by step from whole downsampled histories, so loadCharts may batch it.
+  batchable() { return view.axis === "step"; }
+
+  // Following the run's tail: one run, by step, not zoomed, drawn from buckets.
+  tailable() {
+    const s = this.loaded && this.loaded.length === 1 && this.loaded[0];
+    return Boolean(s && !s.wall && s.x.length && !this.range && view.axis === "step");
+  }
+
+  lastStep() { const x = this.loaded[0].x; return x[x.length - 1]; }
+
+  // Fold a tail (raw points after lastStep()) into the drawn buckets: each new point is a
+  // bucket of its own; past twice the screen's buckets, neighbours are joined in pairs
+  // (min of mins, max of maxes, the later last), so the band still holds every extreme.
+  extend(tail) {
+    const s = this.loaded[0];
+    const after = this.lastStep();
+    for (let i = 0; i < tail.steps.length; i++) {
+      if (tail.steps[i] <= after) continue;
+      const v = num(tail.values[i]);
+      s.x.push(tail.steps[i]); s.last.push(v); s.min.push(v); s.max.push(v);
+    }
+    this.sources[0].count += tail.steps.length;
+    while (s.x.length > 2 * this.buckets()) halve(s);
+    this.update();
   }
 
   // Reload soon (live updates), at most once a second, and never while zoomed in.
@@ -176,6 +222,14 @@ export class MetricChart {
     return this.load();
   }
 
+  // New data, same options: uPlot keeps its canvas (a live tick redraws nothing else).
+  update() {
+    if (!this.plot) { this.draw(); return; }
+    const data = this.data();
+    this.plot.setData(data);
+    this.figure.dataset.points = String(data[0].length);
+  }
+
   draw() {
     const data = this.data();
     if (this.plot) this.plot.destroy();
@@ -191,6 +245,92 @@ export class MetricChart {
   resize() {
     if (this.plot) this.plot.setSize({ width: this.width(), height: HEIGHT });
   }
+}
+
+function joined(a, b, pick) {
+  if (a === null) return b;
+  if (b === null) return a;
+  return pick(a, b);
+}
+
+// Buckets joined in pairs, in place: [x, last] of the later, min and max of both.
+function halve(s) {
+  const n = s.x.length;
+  const keys = ["x", "last", "min", "max"];
+  const out = Object.fromEntries(keys.map((k) => [k, []]));
+  for (let i = 0; i < n; i += 2) {
+    const j = Math.min(i + 1, n - 1);
+    out.x.push(s.x[j]);
+    out.last.push(s.last[j]);
+    out.min.push(joined(s.min[i], s.min[j], Math.min));
+    out.max.push(joined(s.max[i], s.max[j], Math.max));
+  }
+  for (const k of keys) s[k] = out[k];
+}
+
+function groups(list, size) {
+  const out = [];
+  for (let i = 0; i < list.length; i += size) out.push(list.slice(i, i + size));
+  return out;
+}
+
+// Draw charts from one history request per run and step range (BATCH metrics at most in
+// each): a page of N charts costs one request, not N. Charts drawn by wall time load
+// their points one by one (load).
+export async function loadCharts(charts) {
+  const asked = new Map();  // run and range -> {runId, range, entries: [[chart, index]]}
+  const alone = [];
+  const fetched = new Map();  // chart -> its sources' histories, set once all arrived
+  for (const chart of charts) {
+    if (!chart.batchable()) { alone.push(chart.load()); continue; }
+    fetched.set(chart, new Array(chart.sources.length));
+    chart.sources.forEach((source, index) => {
+      const id = `${source.runId} ${chart.range ? chart.range.join("-") : ""}`;
+      if (!asked.has(id)) asked.set(id, { runId: source.runId, range: chart.range, entries: [] });
+      asked.get(id).entries.push([chart, index]);
+    });
+  }
+  const requests = [];
+  for (const { runId, range, entries } of asked.values()) {
+    const params = { buckets: Math.max(...entries.map(([chart]) => chart.buckets())) };
+    if (range) Object.assign(params, { start: range[0], end: range[1] });
+    for (const group of groups(entries, BATCH)) {
+      const keys = group.map(([chart]) => chart.key);
+      requests.push(call("GET", historyPath(runId, keys, params)).then((answer) => {
+        for (const [chart, index] of group) fetched.get(chart)[index] = fromBuckets(answer.metrics[chart.key]);
+      }));
+    }
+  }
+  await Promise.all([...requests, ...alone]);
+  for (const [chart, loaded] of fetched) {
+    chart.notice = "";
+    chart.loaded = loaded;
+    chart.draw();
+  }
+}
+
+// Extend a run's live charts with what was logged since each one's last step: one
+// request for all of them (BATCH metrics each), raw points back; a metric with more new
+// points than a tail holds comes back downsampled and is drawn again. Charts that cannot
+// follow a tail (by wall time, zoomed, empty) reload as before.
+export async function extendCharts(runId, charts) {
+  const following = [];
+  for (const chart of charts) {
+    if (chart.tailable()) following.push(chart);
+    else if (chart.loaded && !chart.range) chart.refresh();  // (still loading: it will be new)
+  }
+  const buckets = Math.max(0, ...following.map((chart) => chart.buckets()));
+  await Promise.all(groups(following, BATCH).map(async (group) => {
+    const after = group.map((chart) => chart.lastStep());
+    const path = historyPath(runId, group.map((chart) => chart.key), { buckets, after_step: after });
+    const answer = await call("GET", path);
+    for (const chart of group) {
+      const got = answer.metrics[chart.key];
+      if (!chart.tailable()) continue;  // zoomed or switched to wall time meanwhile
+      if ("steps" in got) chart.extend(got);
+      else { chart.loaded = [fromBuckets(got)]; chart.update(); }
+    }
+  }));
 }
 
 // Wire the shared controls (smoothing, log scale, x axis, reset) to a set of charts.
@@ -209,7 +349,9 @@ export function bindControls(charts) {
   });
   document.getElementById("x-axis").addEventListener("change", (event) => {
     view.axis = event.target.value;
-    for (const c of charts()) { c.range = null; c.load().catch(() => {}); }
+    const all = [...charts()];
+    for (const c of all) c.range = null;
+    loadCharts(all).catch(() => {});
   });
   // Zooming from the keyboard: a step range typed into the form, applied to every chart.
   const form = document.getElementById("zoom-form");
@@ -227,12 +369,16 @@ export function bindControls(charts) {
       to.reportValidity();
       return;
     }
-    for (const c of charts()) c.zoomSteps(lo, hi);
+    const all = [...charts()];
+    for (const c of all) { c.range = [lo, hi]; c.zoomedWall = false; }
+    loadCharts(all).catch(() => {});
   });
   document.getElementById("reset-zoom").addEventListener("click", () => {
     from.value = "";
     to.value = "";
-    for (const c of charts()) c.resetZoom().catch(() => {});
+    const zoomed = [...charts()].filter((c) => c.range || c.zoomedWall);
+    for (const c of zoomed) { c.range = null; c.zoomedWall = false; }
+    loadCharts(zoomed).catch(() => {});
   });
   const observer = new ResizeObserver(() => { for (const c of charts()) c.resize(); });
   observer.observe(document.getElementById("charts"));

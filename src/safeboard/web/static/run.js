@@ -8,13 +8,17 @@ const chartsBox = document.getElementById("charts");
 const charts = new Map();
 let chartModule = null;
 
-async function addChart(figure) {
+function makeChart(figure) {
   const key = figure.dataset.key;
   const chart = new chartModule.MetricChart(figure, key, [
     { runId, label: key, count: Number(figure.dataset.count || 0) },
   ]);
   charts.set(key, chart);
-  await chart.load();
+  return chart;
+}
+
+async function addChart(figure) {  // a metric that began while the page was open
+  await makeChart(figure).load();
 }
 
 function newFigure(key) {
@@ -26,18 +30,33 @@ function newFigure(key) {
   return figure;
 }
 
+// Live: the metrics that moved since the last tick, extended with their new points in one
+// request a second at most (chart.js: extendCharts), never a whole history per chart.
+const moved = new Set();
+let tick = null;
+
 function onMetrics(event) {
   const data = JSON.parse(event.data);
   for (const [key, step] of Object.entries(data.data.last_step || {})) {
-    const chart = charts.get(key);
-    if (chart) {
-      chart.sources[0].count += 1;
-      chart.refresh();
+    if (charts.has(key)) {
+      moved.add(key);
     } else if (chartModule) {
       addChart(newFigure(key)).catch((error) => say(live, error.message, true));
     }
     say(live, `Live: ${key} at step ${step}`);
   }
+  followTail();
+}
+
+function followTail() {
+  if (tick || !moved.size) return;
+  tick = setTimeout(() => {
+    const due = [...moved].map((key) => charts.get(key));
+    moved.clear();
+    chartModule.extendCharts(runId, due)
+      .catch((error) => say(live, error.message, true))
+      .finally(() => { tick = null; followTail(); });
+  }, 1000);
 }
 
 function onRun(event) {
@@ -61,7 +80,8 @@ async function startCharts() {
   if (!chartsBox) return;  // the chart library is missing: the page says so
   chartModule = await import("./chart.js");
   chartModule.bindControls(() => charts.values());
-  await Promise.all([...chartsBox.querySelectorAll("figure[data-key]")].map(addChart));
+  // Every chart of the page from one history request (per 50 metrics).
+  await chartModule.loadCharts([...chartsBox.querySelectorAll("figure[data-key]")].map(makeChart));
   chartsBox.dataset.ready = "true";
   performance.mark("charts-ready");  // read by bench/dashboard.py
 }
@@ -189,15 +209,17 @@ document.addEventListener("click", (event) => {
 async function catchUp() {
   const run = await call("GET", `/api/v1/runs/${runId}`);
   showStatus(run.status);
+  const known = [];
   for (const summary of run.metrics) {
     const chart = charts.get(summary.key);
     if (chart) {
       chart.sources[0].count = summary.count;
-      chart.refresh();
+      if (!chart.range) known.push(chart);
     } else if (chartModule) {
       addChart(newFigure(summary.key)).catch((error) => say(live, error.message, true));
     }
   }
+  if (chartModule) await chartModule.loadCharts(known);
 }
 
 liveStream(`/api/v1/runs/${runId}/events`, { metrics: onMetrics, run: onRun }, live,
