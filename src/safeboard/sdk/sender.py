@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import secrets
 import threading
 import time
 from collections import defaultdict, deque
@@ -18,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from safeboard.errors import SafeboardError
+from safeboard.ids import new_id
 from safeboard.sdk import notices
 from safeboard.sdk.delivery import PAUSES, Delivery, Undeliverable, retryable
 from safeboard.sdk.spool import RunSpool
@@ -84,7 +84,7 @@ def to_batches(points: list[Point]) -> list[dict[str, Any]]:
             metrics = {k: _column(*column) for k, column in columns.items()}
         metrics = {k: c for k, c in metrics.items() if _loggable(k)}
         if metrics:
-            batches.append({"batch_id": secrets.token_hex(16), "metrics": metrics})
+            batches.append({"batch_id": new_id(), "metrics": metrics})
     return batches
 
 
