@@ -57,17 +57,21 @@ class MetricService:
                 raise InvalidRequest(f"metrics.{key}: steps, times and values need equal lengths")
             if not np.all(np.isfinite(series.times)):
                 raise InvalidRequest(f"metrics.{key}.times: finite seconds since the epoch")
-        project_id = self._run_project(principal, run_id, Permission.PROJECTS_WRITE)
         points = sum(len(series) for series in batch.values())
         with self.tx.begin() as conn:
+            # The access check and the live update share the write's transaction: a batch
+            # costs two connections (the key lookup and this one), not three or four.
+            run, _ = run_for(conn, principal, run_id, Permission.PROJECTS_WRITE)
             if not metrics.claim_batch(conn, run_id, batch_id, points, self.clock()):
                 return IngestResult(0, duplicate=True)
             for key, series in batch.items():
                 metrics.add_chunk(conn, run_id, key, series)
                 metrics.update_summary(conn, run_id, key, series)
-        if self.events is not None:
             last = {key: int(series.steps.max()) for key, series in batch.items()}
-            self.events.publish(Event("metrics", project_id, run_id, {"last_step": last}))
+            event = Event("metrics", run.project_id, run_id, {"last_step": last})
+            sent = self.events is None or self.events.publish_at_commit(conn, event)
+        if not sent and self.events is not None:
+            self.events.publish(event)
         return IngestResult(points, duplicate=False)
 
     def summaries(self, principal: Principal, run_id: str) -> list[Summary]:
