@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from safeboard import wire
+from safeboard.errors import InvalidRequest
+from safeboard.metrics.batches import MAX_POINTS, validate_batch
 from safeboard.metrics.codec import (
     Series,
     decode,
@@ -190,3 +192,15 @@ def test_keys_the_server_refuses_are_dropped_alone() -> None:
     (batch,) = to_batches(logged)
     assert list(batch["metrics"]) == ["loss"]
     assert to_batches([(0, 1.7e9, {"a/./b": 1.0})]) == []
+
+
+def test_one_rule_bounds_the_points_of_a_batch_whatever_its_body() -> None:
+    """The JSON body had no bound on a batch's points (1,000,000 per column, 1,000 keys);
+    the packed one did: now both have validate_batch's."""
+    half = Series(
+        np.zeros(MAX_POINTS // 2, "<i8"), np.zeros(MAX_POINTS // 2), np.zeros(MAX_POINTS // 2)
+    )
+    assert len(validate_batch("b" * 16, [("a", half), ("b", half)])) == 2
+    one = Series(np.zeros(1, "<i8"), np.zeros(1), np.zeros(1))
+    with pytest.raises(InvalidRequest, match="more than 1,000,000 points"):
+        validate_batch("b" * 16, [("a", half), ("b", half), ("c", one)])

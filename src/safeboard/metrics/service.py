@@ -4,9 +4,8 @@ downsampled (P1, P2, R1)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-import numpy as np
 from sqlalchemy import Engine
 
 from safeboard.auth.permissions import Permission
@@ -15,6 +14,7 @@ from safeboard.clock import Clock, utcnow
 from safeboard.errors import InvalidRequest
 from safeboard.events import Event, EventBus
 from safeboard.metrics import repository as metrics
+from safeboard.metrics.batches import validate_batch
 from safeboard.metrics.codec import Buckets, Series, downsample_chunks, merge
 from safeboard.metrics.repository import Summary
 from safeboard.runs.access import run_for
@@ -47,16 +47,17 @@ class MetricService:
         return run.project_id
 
     def ingest(
-        self, principal: Principal, run_id: str, batch_id: str, batch: Mapping[str, Series]
+        self,
+        principal: Principal,
+        run_id: str,
+        batch_id: str,
+        columns: Mapping[str, Series] | Iterable[tuple[str, Series]],
     ) -> IngestResult:
         """Store a batch in one transaction, or acknowledge it without storing if its id was
-        stored before. The answer comes after the commit: acknowledged means durable."""
-        for key, series in batch.items():
-            n = len(series)
-            if n == 0 or series.times.size != n or series.values.size != n:
-                raise InvalidRequest(f"metrics.{key}: steps, times and values need equal lengths")
-            if not np.all(np.isfinite(series.times)):
-                raise InvalidRequest(f"metrics.{key}.times: finite seconds since the epoch")
+        stored before. The answer comes after the commit: acknowledged means durable.
+        The batch is checked here, whatever body it came from (``validate_batch``)."""
+        pairs = columns.items() if isinstance(columns, Mapping) else columns
+        batch = validate_batch(batch_id, pairs)
         points = sum(len(series) for series in batch.values())
         with self.tx.begin() as conn:
             # The access check and the live update share the write's transaction: a batch
