@@ -27,12 +27,14 @@ import numpy.typing as npt
 from safeboard.vocabulary import MAX_METRIC_KEY_LENGTH, metric_key_problem
 
 __all__ = [
+    "MAX_STEP",
     "MEDIA_TYPE",
     "Packed",
     "WireError",
     "columns",
     "metric_key_problem",
     "pack",
+    "pack_arrays",
     "split",
 ]
 
@@ -46,6 +48,9 @@ _SPECIAL = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-
 
 
 MAX_KEY_LENGTH = MAX_METRIC_KEY_LENGTH  # the rules live in safeboard.vocabulary
+MAX_STEP = 2**62
+"""The largest step a batch may hold (steps run from 0): the server refuses a batch with
+another (``metrics.batches.validate_batch``); the SDK drops such points and says so."""
 
 
 class WireError(ValueError):
@@ -67,18 +72,30 @@ def _floats(values: Sequence[float | str]) -> npt.NDArray[np.float64]:
         return np.asarray([_SPECIAL[v] if isinstance(v, str) else v for v in values], _FLOAT)
 
 
-def pack(batch_id: str, metrics: Mapping[str, Mapping[str, Sequence[float | str]]]) -> bytes:
-    """The body for ``{"batch_id": ..., "metrics": {key: {"steps", "times", "values"}}}``
-    (the JSON form of a batch, as the SDK spools it)."""
-    keys = [[key, len(column["steps"])] for key, column in metrics.items()]
+Arrays = tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike]
+
+
+def pack_arrays(batch_id: str, columns: Mapping[str, Arrays]) -> bytes:
+    """The body for a batch given as arrays: per key its steps, times and values (what the
+    SDK builds once from logged points, and spools as these bytes)."""
+    arrays = [
+        (np.asarray(steps, _STEP), np.asarray(times, _FLOAT), np.asarray(values, _FLOAT))
+        for steps, times, values in columns.values()
+    ]
+    keys = [[key, int(a[0].size)] for key, a in zip(columns, arrays, strict=True)]
     header = json.dumps({"batch_id": batch_id, "metrics": keys}, separators=(",", ":")).encode()
     header += b" " * (-(_PREFIX.size + len(header)) % 8)
     parts = [_PREFIX.pack(MAGIC, len(header)), header]
-    for column in metrics.values():
-        parts.append(np.asarray(column["steps"], dtype=_STEP).tobytes())
-        parts.append(np.asarray(column["times"], dtype=_FLOAT).tobytes())
-        parts.append(_floats(column["values"]).tobytes())
+    for column in arrays:
+        parts.extend(a.tobytes() for a in column)
     return b"".join(parts)
+
+
+def pack(batch_id: str, metrics: Mapping[str, Mapping[str, Sequence[float | str]]]) -> bytes:
+    """The body for ``{"batch_id": ..., "metrics": {key: {"steps", "times", "values"}}}``
+    (the JSON form of a batch, as the SDK spooled it before it spooled packed bodies)."""
+    columns = {k: (c["steps"], c["times"], _floats(c["values"])) for k, c in metrics.items()}
+    return pack_arrays(batch_id, columns)
 
 
 def split(body: bytes, max_header: int = 1 << 20) -> Packed:

@@ -4,7 +4,7 @@ lowercase hex digits that the server's id rules accept (issue 12)."""
 from __future__ import annotations
 
 from safeboard.ids import is_id, new_id
-from safeboard.sdk.sender import to_batches
+from safeboard.sdk.batches import to_batches
 from safeboard.sdk.uploads import artifact_record
 
 
@@ -16,5 +16,5 @@ def test_new_ids_are_ids_and_differ() -> None:
 
 def test_the_sdk_mints_batch_and_artifact_ids_with_new_id() -> None:
     batches = to_batches([(0, 1.7e9, {"loss": 0.5})] * 2)
-    assert all(is_id(batch["batch_id"]) for batch in batches)
+    assert all(is_id(batch.batch_id) for batch in batches)
     assert is_id(artifact_record(name="model.bin", kind="model")["id"])

@@ -17,6 +17,7 @@ import numpy as np
 from safeboard.errors import InvalidRequest
 from safeboard.metrics.codec import Series, from_wire
 from safeboard.vocabulary import metric_key_problem
+from safeboard.wire import MAX_STEP
 
 __all__ = [
     "BATCH_ID_PATTERN",
@@ -31,7 +32,6 @@ BATCH_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 _BATCH_ID = re.compile(BATCH_ID_PATTERN)
 MAX_KEYS = 1000
 MAX_POINTS = 1_000_000
-MAX_STEP = 2**62
 
 
 def _steps_problem(key: str) -> str:
