@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +32,7 @@ __all__ = [
     "Packed",
     "WireError",
     "columns",
+    "iter_columns",
     "metric_key_problem",
     "pack",
     "pack_arrays",
@@ -111,19 +112,29 @@ def split(body: bytes, max_header: int = 1 << 20) -> Packed:
     return Packed(body[_PREFIX.size : end], memoryview(body)[end:])
 
 
-def columns(
-    data: memoryview, counts: Sequence[int]
-) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
-    """Read-only views (no copy) of each metric's steps, times and values."""
+Column = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]
+
+
+def iter_columns(data: memoryview, counts: Sequence[int]) -> Iterator[Column]:
+    """Read-only views (no copy) of each metric's steps, times and values, made as they
+    are asked for: a reader that refuses the 1,001st key has not made 100,000 views. The
+    body's length is checked at once."""
     expected = sum(counts) * _POINT_BYTES
     if len(data) != expected:
         raise WireError(f"body: {len(data)} bytes of columns where the header needs {expected}")
-    out = []
-    offset = 0
-    for n in counts:
-        steps = np.frombuffer(data, _STEP, n, offset)
-        times = np.frombuffer(data, _FLOAT, n, offset + 8 * n)
-        values = np.frombuffer(data, _FLOAT, n, offset + 16 * n)
-        out.append((steps, times, values))
-        offset += _POINT_BYTES * n
-    return out
+
+    def views() -> Iterator[Column]:
+        offset = 0
+        for n in counts:
+            steps = np.frombuffer(data, _STEP, n, offset)
+            times = np.frombuffer(data, _FLOAT, n, offset + 8 * n)
+            values = np.frombuffer(data, _FLOAT, n, offset + 16 * n)
+            yield steps, times, values
+            offset += _POINT_BYTES * n
+
+    return views()
+
+
+def columns(data: memoryview, counts: Sequence[int]) -> list[Column]:
+    """Read-only views (no copy) of each metric's steps, times and values."""
+    return list(iter_columns(data, counts))

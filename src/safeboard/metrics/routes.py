@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import numpy.typing as npt
 import orjson
@@ -72,28 +74,27 @@ def _validated(model: type[BaseModel], raw: bytes, prefix: str = "") -> BaseMode
         raise _invalid(exc, prefix) from None
 
 
-def _from_json(body: bytes) -> tuple[str, list[tuple[str, Series]]]:
+def _from_json(body: bytes) -> tuple[str, Iterator[tuple[str, Series]]]:
+    """The batch's shape; its arrays are made as ``validate_batch`` asks for them."""
     batch = _validated(MetricBatch, body)
     assert isinstance(batch, MetricBatch)  # noqa: S101
-    pairs = [
+    pairs = (
         (k, from_json_columns(k, c.steps, c.times, c.values)) for k, c in batch.metrics.items()
-    ]
+    )
     return batch.batch_id, pairs
 
 
-def _from_packed(body: bytes) -> tuple[str, list[tuple[str, Series]]]:
-    """The binary columns are read in place (numpy views of the body); only the header
-    is JSON. What makes the batch valid is the JSON form's (``validate_batch``)."""
+def _from_packed(body: bytes) -> tuple[str, Iterator[tuple[str, Series]]]:
+    """The binary columns are read in place (numpy views of the body, made as
+    ``validate_batch`` asks for them); only the header is JSON."""
     try:
         packed = wire.split(body)
         header = _validated(PackedHeader, packed.header, "header.")
         assert isinstance(header, PackedHeader)  # noqa: S101
-        arrays = wire.columns(packed.data, [n for _, n in header.metrics])
+        arrays = wire.iter_columns(packed.data, [n for _, n in header.metrics])
     except wire.WireError as exc:
         raise InvalidRequest(str(exc)) from None
-    pairs = [
-        (key, Series(*columns)) for (key, _), columns in zip(header.metrics, arrays, strict=True)
-    ]
+    pairs = ((key, Series(*views)) for (key, _), views in zip(header.metrics, arrays, strict=True))
     return header.batch_id, pairs
 
 
