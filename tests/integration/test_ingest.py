@@ -68,8 +68,8 @@ def _packed(batch_id: str, n: int = 3) -> bytes:
 
 
 async def test_a_batch_costs_two_connections_key_lookup_and_write(world: World) -> None:
-    """The access check runs inside the write transaction: one connection for the API key,
-    one for the check and the write, whether the batch is new, a retry, or refused."""
+    """The access check runs on the write's connection: one connection for the API key, one
+    for the check and the write, whether the batch is new, a retry, or refused."""
     olga, run_id = await _run(world)
     url = f"/api/v1/runs/{run_id}/metrics"
     headers = {"Content-Type": wire.MEDIA_TYPE}

@@ -18,7 +18,7 @@ from safeboard.metrics.batches import validate_batch
 from safeboard.metrics.codec import Buckets, Series, downsample_chunks, merge
 from safeboard.metrics.repository import Summary
 from safeboard.runs.access import run_for
-from safeboard.storage import writer
+from safeboard.storage import BEGIN_IMMEDIATE, writer
 
 __all__ = ["IngestResult", "MetricService"]
 
@@ -59,18 +59,24 @@ class MetricService:
         pairs = columns.items() if isinstance(columns, Mapping) else columns
         batch = validate_batch(batch_id, pairs)
         points = sum(len(series) for series in batch.values())
-        with self.tx.begin() as conn:
-            # The access check and the live update share the write's transaction: a batch
-            # costs two connections (the key lookup and this one), not three or four.
+        with self.engine.connect() as conn:
+            # One connection for the access check and the write: with the key lookup, two a
+            # batch. The check reads just before the write transaction rather than in it: on
+            # SQLite that transaction holds the database's write lock from its BEGIN
+            # (IMMEDIATE), and reads inside it lengthen what concurrent writers wait for
+            # (4 clients posting 1,000-point batches: about 15% fewer points a second).
             run, _ = run_for(conn, principal, run_id, Permission.PROJECTS_WRITE)
-            if not metrics.claim_batch(conn, run_id, batch_id, points, self.clock()):
-                return IngestResult(0, duplicate=True)
-            for key, series in batch.items():
-                metrics.add_chunk(conn, run_id, key, series)
-                metrics.update_summary(conn, run_id, key, series)
-            last = {key: int(series.steps.max()) for key, series in batch.items()}
-            event = Event("metrics", run.project_id, run_id, {"last_step": last})
-            sent = self.events is None or self.events.publish_at_commit(conn, event)
+            conn.rollback()  # the read ends here
+            with conn.execution_options(**{BEGIN_IMMEDIATE: True}).begin():
+                if not metrics.claim_batch(conn, run_id, batch_id, points, self.clock()):
+                    return IngestResult(0, duplicate=True)
+                for key, series in batch.items():
+                    metrics.add_chunk(conn, run_id, key, series)
+                    metrics.update_summary(conn, run_id, key, series)
+                last = {key: int(series.steps.max()) for key, series in batch.items()}
+                event = Event("metrics", run.project_id, run_id, {"last_step": last})
+                # PostgreSQL: the live update's NOTIFY leaves at this commit.
+                sent = self.events is None or self.events.publish_at_commit(conn, event)
         if not sent and self.events is not None:
             self.events.publish(event)
         return IngestResult(points, duplicate=False)
