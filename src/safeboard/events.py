@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 __all__ = ["CHANNEL", "Event", "EventBus", "Subscription"]
 
@@ -28,6 +28,7 @@ log = logging.getLogger("safeboard.events")
 
 CHANNEL = "safeboard_events"
 _QUEUE_SIZE = 1000  # a subscriber that falls this far behind loses the oldest events
+_NOTIFY_LIMIT = 8000  # bytes: PostgreSQL refuses a longer NOTIFY payload
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,19 @@ class EventBus:
                 conn.execute(sa.select(sa.func.pg_notify(CHANNEL, event.to_json())))
         except sa.exc.SQLAlchemyError as exc:  # live updates are best effort
             log.warning("could not publish a live update: %s", type(exc).__name__)
+
+    def publish_at_commit(self, conn: Connection, event: Event) -> bool:
+        """On PostgreSQL, the NOTIFY goes in ``conn``'s transaction: sent at its commit,
+        dropped on a rollback, and no connection of its own (a batch's ingest costs the key
+        lookup and its write, nothing more). False elsewhere: publish() after the commit."""
+        if not self.postgres:
+            return False
+        payload = event.to_json()
+        if len(payload.encode()) >= _NOTIFY_LIMIT:  # PostgreSQL would abort the transaction
+            log.warning("could not publish a live update: %d bytes", len(payload))
+            return True
+        conn.execute(sa.select(sa.func.pg_notify(CHANNEL, payload)))
+        return True
 
     def _deliver(self, event: Event) -> None:
         with self._lock:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,12 +27,15 @@ import numpy.typing as npt
 from safeboard.vocabulary import MAX_METRIC_KEY_LENGTH, metric_key_problem
 
 __all__ = [
+    "MAX_STEP",
     "MEDIA_TYPE",
     "Packed",
     "WireError",
     "columns",
+    "iter_columns",
     "metric_key_problem",
     "pack",
+    "pack_arrays",
     "split",
 ]
 
@@ -46,6 +49,9 @@ _SPECIAL = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-
 
 
 MAX_KEY_LENGTH = MAX_METRIC_KEY_LENGTH  # the rules live in safeboard.vocabulary
+MAX_STEP = 2**62
+"""The largest step a batch may hold (steps run from 0): the server refuses a batch with
+another (``metrics.batches.validate_batch``); the SDK drops such points and says so."""
 
 
 class WireError(ValueError):
@@ -67,18 +73,30 @@ def _floats(values: Sequence[float | str]) -> npt.NDArray[np.float64]:
         return np.asarray([_SPECIAL[v] if isinstance(v, str) else v for v in values], _FLOAT)
 
 
-def pack(batch_id: str, metrics: Mapping[str, Mapping[str, Sequence[float | str]]]) -> bytes:
-    """The body for ``{"batch_id": ..., "metrics": {key: {"steps", "times", "values"}}}``
-    (the JSON form of a batch, as the SDK spools it)."""
-    keys = [[key, len(column["steps"])] for key, column in metrics.items()]
+Arrays = tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike]
+
+
+def pack_arrays(batch_id: str, columns: Mapping[str, Arrays]) -> bytes:
+    """The body for a batch given as arrays: per key its steps, times and values (what the
+    SDK builds once from logged points, and spools as these bytes)."""
+    arrays = [
+        (np.asarray(steps, _STEP), np.asarray(times, _FLOAT), np.asarray(values, _FLOAT))
+        for steps, times, values in columns.values()
+    ]
+    keys = [[key, int(a[0].size)] for key, a in zip(columns, arrays, strict=True)]
     header = json.dumps({"batch_id": batch_id, "metrics": keys}, separators=(",", ":")).encode()
     header += b" " * (-(_PREFIX.size + len(header)) % 8)
     parts = [_PREFIX.pack(MAGIC, len(header)), header]
-    for column in metrics.values():
-        parts.append(np.asarray(column["steps"], dtype=_STEP).tobytes())
-        parts.append(np.asarray(column["times"], dtype=_FLOAT).tobytes())
-        parts.append(_floats(column["values"]).tobytes())
+    for column in arrays:
+        parts.extend(a.tobytes() for a in column)
     return b"".join(parts)
+
+
+def pack(batch_id: str, metrics: Mapping[str, Mapping[str, Sequence[float | str]]]) -> bytes:
+    """The body for ``{"batch_id": ..., "metrics": {key: {"steps", "times", "values"}}}``
+    (the JSON form of a batch, as the SDK spooled it before it spooled packed bodies)."""
+    columns = {k: (c["steps"], c["times"], _floats(c["values"])) for k, c in metrics.items()}
+    return pack_arrays(batch_id, columns)
 
 
 def split(body: bytes, max_header: int = 1 << 20) -> Packed:
@@ -94,19 +112,29 @@ def split(body: bytes, max_header: int = 1 << 20) -> Packed:
     return Packed(body[_PREFIX.size : end], memoryview(body)[end:])
 
 
-def columns(
-    data: memoryview, counts: Sequence[int]
-) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
-    """Read-only views (no copy) of each metric's steps, times and values."""
+Column = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]
+
+
+def iter_columns(data: memoryview, counts: Sequence[int]) -> Iterator[Column]:
+    """Read-only views (no copy) of each metric's steps, times and values, made as they
+    are asked for: a reader that refuses the 1,001st key has not made 100,000 views. The
+    body's length is checked at once."""
     expected = sum(counts) * _POINT_BYTES
     if len(data) != expected:
         raise WireError(f"body: {len(data)} bytes of columns where the header needs {expected}")
-    out = []
-    offset = 0
-    for n in counts:
-        steps = np.frombuffer(data, _STEP, n, offset)
-        times = np.frombuffer(data, _FLOAT, n, offset + 8 * n)
-        values = np.frombuffer(data, _FLOAT, n, offset + 16 * n)
-        out.append((steps, times, values))
-        offset += _POINT_BYTES * n
-    return out
+
+    def views() -> Iterator[Column]:
+        offset = 0
+        for n in counts:
+            steps = np.frombuffer(data, _STEP, n, offset)
+            times = np.frombuffer(data, _FLOAT, n, offset + 8 * n)
+            values = np.frombuffer(data, _FLOAT, n, offset + 16 * n)
+            yield steps, times, values
+            offset += _POINT_BYTES * n
+
+    return views()
+
+
+def columns(data: memoryview, counts: Sequence[int]) -> list[Column]:
+    """Read-only views (no copy) of each metric's steps, times and values."""
+    return list(iter_columns(data, counts))

@@ -11,6 +11,7 @@ import pytest
 import safeboard
 from safeboard.documents import MAX_DEPTH, MAX_NOTES_CHARS, MAX_STRING_CHARS, MAX_TAGS
 from safeboard.errors import InvalidRequest
+from safeboard.ids import is_id
 
 
 def deep(levels: int) -> dict[str, Any]:
@@ -49,5 +50,14 @@ def test_later_changes_beyond_the_bounds_raise_and_change_nothing(tmp_path: Path
         meta = run.spool.read_meta()
         assert meta["config"] == {"lr": 0.1} | big
         assert len(meta["tags"]) == MAX_TAGS
+    finally:
+        run.finish()
+
+
+def test_an_offline_run_gets_an_id_the_server_takes(tmp_path: Path) -> None:
+    run = safeboard.init("p", mode="offline", spool_dir=tmp_path)
+    try:
+        assert is_id(run.id)
+        assert run.spool.path.name == run.id
     finally:
         run.finish()

@@ -4,7 +4,6 @@ tests over open-ended input."""
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 
 import numpy as np
@@ -14,36 +13,78 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from safeboard import wire
+from safeboard.errors import InvalidRequest
+from safeboard.metrics.batches import MAX_POINTS, validate_batch
 from safeboard.metrics.codec import (
     Series,
     decode,
     downsample,
     downsample_chunks,
     encode,
-    from_wire,
     merge,
     to_json_floats,
 )
 from safeboard.metrics.schemas import MetricBatch, PackedHeader
-from safeboard.sdk.sender import to_batches
+from safeboard.sdk.batches import Batch, to_batches
 
 floats = st.floats(allow_nan=True, allow_infinity=True)
 steps = st.integers(min_value=0, max_value=2**62)
 
 
-@given(st.lists(st.tuples(steps, floats), min_size=1, max_size=200))
-def test_sdk_batches_pass_the_server_schema_and_round_trip(points: list[tuple[int, float]]) -> None:
-    logged = [(step, 1_700_000_000.0, {"m": value}) for step, value in points]
+def _unpacked(body: bytes) -> tuple[str, dict[str, tuple[np.ndarray, ...]]]:
+    """A packed body read as the server reads it: the batch id and each key's arrays."""
+    packed = wire.split(body)
+    header = PackedHeader.model_validate_json(packed.header)
+    arrays = wire.columns(packed.data, [n for _, n in header.metrics])
+    return header.batch_id, {k: a for (k, _), a in zip(header.metrics, arrays, strict=True)}
+
+
+def _bits(values: list[float]) -> list[int]:
+    return np.array(values, dtype="<f8").view("<u8").tolist()
+
+
+times_ = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@given(st.lists(st.tuples(steps, times_, floats), min_size=1, max_size=200))
+def test_sdk_batches_are_packed_once_bit_exact(points: list[tuple[int, float, float]]) -> None:
+    """Logged points become the packed body the server stores, every float bit for bit
+    (NaN with its payload, infinities, -0.0), no text on the way."""
+    logged = [(step, at, {"m": value}) for step, at, value in points]
     (batch,) = to_batches(logged)
-    parsed = MetricBatch.model_validate_json(json.dumps(batch, allow_nan=False))
-    column = parsed.metrics["m"]
-    series = from_wire(column.steps, column.times, column.values)
-    assert series.steps.tolist() == [s for s, _ in points]
-    sent = [v for _, v in points]
-    got = series.values.tolist()
-    assert all((math.isnan(a) and math.isnan(b)) or a == b for a, b in zip(sent, got, strict=True))
+    batch_id, columns = _unpacked(batch.body)
+    assert batch_id == batch.batch_id
+    assert batch.points == len(points)
+    got_steps, got_times, got_values = columns["m"]
+    assert got_steps.tolist() == [s for s, _, _ in points]
+    assert got_times.view("<u8").tolist() == _bits([t for _, t, _ in points])
+    assert got_values.view("<u8").tolist() == _bits([v for _, _, v in points])
+    series = validate_batch(batch_id, [("m", Series(got_steps, got_times, got_values))])["m"]
     again = decode(*encode(series))
-    assert again.steps.tolist() == series.steps.tolist()
+    assert again.values.view("<u8").tolist() == got_values.view("<u8").tolist()
+
+
+def test_points_whose_step_the_server_refuses_are_dropped_alone() -> None:
+    logged = [(-1, 1.7e9, {"m": 1.0}), (2**62 + 1, 1.7e9, {"m": 2.0}), (2**64, 1.7e9, {"m": 3.0}),
+              (5, 1.7e9, {"m": 4.0}), ("x", 1.7e9, {"m": 5.0})]  # fmt: skip
+    (batch,) = to_batches(logged)  # type: ignore[arg-type]
+    _, columns = _unpacked(batch.body)
+    assert columns["m"][0].tolist() == [5]
+    assert columns["m"][2].tolist() == [4.0]
+    assert to_batches([(-1, 1.7e9, {"m": 1.0})]) == []
+
+
+def test_a_batch_spooled_as_json_by_an_earlier_sdk_packs_the_same() -> None:
+    record = {"batch_id": "b" * 32, "metrics": {"m": {"steps": [0, 1, 2, 3], "times": [1.5] * 4,
+              "values": [1.5, "NaN", "Infinity", "-Infinity"]}}}  # fmt: skip
+    batch = Batch.from_json(record)
+    assert batch == Batch.from_body(batch.body)
+    assert batch.points == 4
+    _, columns = _unpacked(batch.body)
+    values = columns["m"][2]
+    assert values[0] == 1.5
+    assert math.isnan(values[1])
+    assert values[2:].tolist() == [math.inf, -math.inf]
 
 
 @given(st.text(max_size=300))
@@ -188,5 +229,17 @@ def test_keys_the_server_refuses_are_dropped_alone() -> None:
     """One bad key (a "..", say) must not cost the batch its other metrics."""
     logged = [(i, 1.7e9, {"loss": 0.5, "../x": 1.0}) for i in range(3)]
     (batch,) = to_batches(logged)
-    assert list(batch["metrics"]) == ["loss"]
+    assert list(_unpacked(batch.body)[1]) == ["loss"]
     assert to_batches([(0, 1.7e9, {"a/./b": 1.0})]) == []
+
+
+def test_one_rule_bounds_the_points_of_a_batch_whatever_its_body() -> None:
+    """The JSON body had no bound on a batch's points (1,000,000 per column, 1,000 keys);
+    the packed one did: now both have validate_batch's."""
+    half = Series(
+        np.zeros(MAX_POINTS // 2, "<i8"), np.zeros(MAX_POINTS // 2), np.zeros(MAX_POINTS // 2)
+    )
+    assert len(validate_batch("b" * 16, [("a", half), ("b", half)])) == 2
+    one = Series(np.zeros(1, "<i8"), np.zeros(1), np.zeros(1))
+    with pytest.raises(InvalidRequest, match="more than 1,000,000 points"):
+        validate_batch("b" * 16, [("a", half), ("b", half), ("c", one)])

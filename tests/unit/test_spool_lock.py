@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from safeboard.sdk.batches import Batch
 from safeboard.sdk.spool import RunSpool, SpoolLocked
 
 
@@ -46,8 +47,8 @@ def test_the_kernel_releases_the_lock_of_a_killed_process(tmp_path: Path) -> Non
 def test_batches_and_points_skip_files_removed_meanwhile(tmp_path: Path) -> None:
     spool = RunSpool(tmp_path, "r1")
     column = {"steps": [0], "times": [0.0], "values": [1.0]}
-    first = spool.add_batch({"batch_id": "a" * 32, "metrics": {"x": column}})
-    second = spool.add_batch({"batch_id": "b" * 32, "metrics": {"x": column}})
+    first = spool.add_batch(Batch.from_json({"batch_id": "a" * 32, "metrics": {"x": column}}))
+    second = spool.add_batch(Batch.from_json({"batch_id": "b" * 32, "metrics": {"x": column}}))
     seen = []
     for path, _ in spool.batches():
         seen.append(path)

@@ -3,6 +3,8 @@ through metrics/history_routes.py."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -12,10 +14,9 @@ from safeboard.auth.dependencies import requires_project
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.errors import InvalidRequest, UnsupportedMediaType
-from safeboard.metrics.codec import Series, from_wire
+from safeboard.metrics.batches import from_json_columns
+from safeboard.metrics.codec import Series
 from safeboard.metrics.schemas import (
-    MAX_POINTS,
-    MAX_STEP,
     IngestOut,
     MetricBatch,
     PackedHeader,
@@ -64,38 +65,28 @@ def _validated(model: type[BaseModel], raw: bytes, prefix: str = "") -> BaseMode
         raise _invalid(exc, prefix) from None
 
 
-def _from_json(body: bytes) -> tuple[str, dict[str, Series]]:
+def _from_json(body: bytes) -> tuple[str, Iterator[tuple[str, Series]]]:
+    """The batch's shape; its arrays are made as ``validate_batch`` asks for them."""
     batch = _validated(MetricBatch, body)
     assert isinstance(batch, MetricBatch)  # noqa: S101
-    series = {k: from_wire(c.steps, c.times, c.values) for k, c in batch.metrics.items()}
-    return batch.batch_id, series
+    pairs = (
+        (k, from_json_columns(k, c.steps, c.times, c.values)) for k, c in batch.metrics.items()
+    )
+    return batch.batch_id, pairs
 
 
-def _from_packed(body: bytes) -> tuple[str, dict[str, Series]]:
-    """The binary columns are read in place (numpy views of the body); only the header
-    is JSON. Steps get the bounds the JSON form's schema gives them."""
+def _from_packed(body: bytes) -> tuple[str, Iterator[tuple[str, Series]]]:
+    """The binary columns are read in place (numpy views of the body, made as
+    ``validate_batch`` asks for them); only the header is JSON."""
     try:
         packed = wire.split(body)
+        header = _validated(PackedHeader, packed.header, "header.")
+        assert isinstance(header, PackedHeader)  # noqa: S101
+        arrays = wire.iter_columns(packed.data, [n for _, n in header.metrics])
     except wire.WireError as exc:
         raise InvalidRequest(str(exc)) from None
-    header = _validated(PackedHeader, packed.header, "header.")
-    assert isinstance(header, PackedHeader)  # noqa: S101
-    keys = [key for key, _ in header.metrics]
-    if len(set(keys)) != len(keys):
-        raise InvalidRequest("header.metrics: a key appears twice")
-    counts = [n for _, n in header.metrics]
-    if sum(counts) > MAX_POINTS:
-        raise InvalidRequest(f"header.metrics: more than {MAX_POINTS:,} points in one batch")
-    try:
-        arrays = wire.columns(packed.data, counts)
-    except wire.WireError as exc:
-        raise InvalidRequest(str(exc)) from None
-    series = {}
-    for key, (steps, times, values) in zip(keys, arrays, strict=True):
-        if int(steps.min()) < 0 or int(steps.max()) > MAX_STEP:
-            raise InvalidRequest(f"metrics.{key}.steps: from 0 to {MAX_STEP}")
-        series[key] = Series(steps, times, values)
-    return header.batch_id, series
+    pairs = ((key, Series(*views)) for (key, _), views in zip(header.metrics, arrays, strict=True))
+    return header.batch_id, pairs
 
 
 def _media_type(request: Request) -> str:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import Field, JsonValue
 
+from safeboard.metrics.batches import BATCH_ID_PATTERN, MAX_KEYS, MAX_POINTS, MAX_STEP
 from safeboard.schemas import Model, StrictModel
-from safeboard.vocabulary import MAX_METRIC_KEY_LENGTH, metric_key_problem
+from safeboard.vocabulary import MAX_METRIC_KEY_LENGTH
 
 __all__ = [
+    "MAX_POINTS",
+    "MAX_STEP",
     "BucketsOut",
     "Columns",
     "HistoryOut",
@@ -21,55 +24,50 @@ __all__ = [
 ]
 
 JsonFloat = float | Literal["NaN", "Infinity", "-Infinity"]
-MAX_STEP = 2**62
-Step = Annotated[int, Field(ge=0, le=MAX_STEP)]
+Step = Annotated[int, Field(json_schema_extra={"minimum": 0, "maximum": MAX_STEP})]
 
 
-def _metric_key(key: str) -> str:
-    problem = metric_key_problem(key)
-    if problem:
-        raise ValueError(problem)
-    return key
+def _documented(**bounds: JsonValue) -> Any:
+    """Bounds written in the API schema only: they are enforced, with the same messages
+    for the JSON and the packed body, by ``metrics.batches.validate_batch``."""
+    return Field(json_schema_extra=bounds)
 
 
-MetricKey = Annotated[
-    str,
-    # The rules are vocabulary.metric_key_problem's; the bounds also go in the API schema.
-    Field(min_length=1, max_length=MAX_METRIC_KEY_LENGTH),
-    AfterValidator(_metric_key),
-]
-MAX_POINTS = 1_000_000
+_COLUMN: dict[str, JsonValue] = {"minItems": 1, "maxItems": MAX_POINTS}
 
 
 class Columns(StrictModel):
-    steps: list[Step] = Field(min_length=1, max_length=MAX_POINTS)
-    times: list[float] = Field(min_length=1, max_length=MAX_POINTS, description="Unix seconds.")
-    values: list[JsonFloat] = Field(min_length=1, max_length=MAX_POINTS)
+    steps: list[Step] = _documented(**_COLUMN)
+    times: list[float] = Field(description="Unix seconds.", json_schema_extra=_COLUMN)
+    values: list[JsonFloat] = _documented(**_COLUMN)
 
 
 BatchId = Annotated[
     str,
     Field(
-        pattern=r"^[A-Za-z0-9_-]{8,64}$",
         description="Unique per batch: a retried batch with the same id is stored once.",
+        json_schema_extra={"pattern": BATCH_ID_PATTERN},
     ),
 ]
-MAX_KEYS = 1000
 
 
 class MetricBatch(StrictModel):
+    """The shape of a JSON batch; what makes it valid is ``validate_batch``'s."""
+
     batch_id: BatchId
-    metrics: dict[MetricKey, Columns] = Field(min_length=1, max_length=MAX_KEYS)
+    metrics: dict[str, Columns] = _documented(
+        minProperties=1,
+        maxProperties=MAX_KEYS,
+        propertyNames={"minLength": 1, "maxLength": MAX_METRIC_KEY_LENGTH},
+    )
 
 
 class PackedHeader(StrictModel):
     """The header of a binary columnar batch (``safeboard.wire``): per metric its key and
     point count, in the order of the columns that follow."""
 
-    batch_id: BatchId
-    metrics: list[tuple[MetricKey, Annotated[int, Field(ge=1, le=MAX_POINTS)]]] = Field(
-        min_length=1, max_length=MAX_KEYS
-    )
+    batch_id: str
+    metrics: list[tuple[str, Annotated[int, Field(ge=0)]]]
 
 
 class IngestOut(Model):

@@ -4,10 +4,9 @@ downsampled (P1, P2, R1)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 from sqlalchemy import Connection, Engine
 
 from safeboard.auth.permissions import Permission
@@ -17,10 +16,11 @@ from safeboard.errors import BadRequest, InvalidRequest
 from safeboard.events import Event, EventBus
 from safeboard.metrics import repository as metrics
 from safeboard.metrics.access import RunGate
+from safeboard.metrics.batches import validate_batch
 from safeboard.metrics.codec import Buckets, Series, downsample_chunks, merge
 from safeboard.metrics.repository import Summary
 from safeboard.metrics.schemas import MAX_STEP
-from safeboard.storage import writer
+from safeboard.storage import BEGIN_IMMEDIATE
 from safeboard.vocabulary import metric_key_problem
 
 __all__ = ["MAX_HISTORY_KEYS", "MAX_TAIL_POINTS", "IngestResult", "MetricService", "Tail"]
@@ -54,38 +54,43 @@ class MetricService:
         runs: RunGate,
     ) -> None:
         self.engine = engine
-        self.tx = writer(engine)
         self.events = events
         self.clock = clock
         self._runs = runs  # the runs domain's access walk (runs.access.run_project)
 
-    def _run_project(self, principal: Principal, run_id: str, permission: Permission) -> int:
-        """The run's project id, once the principal may act on it (else 404 for the run)."""
-        with self.engine.connect() as conn:
-            return self._runs(conn, principal, run_id, permission)
-
     def ingest(
-        self, principal: Principal, run_id: str, batch_id: str, batch: Mapping[str, Series]
+        self,
+        principal: Principal,
+        run_id: str,
+        batch_id: str,
+        columns: Mapping[str, Series] | Iterable[tuple[str, Series]],
     ) -> IngestResult:
         """Store a batch in one transaction, or acknowledge it without storing if its id was
-        stored before. The answer comes after the commit: acknowledged means durable."""
-        for key, series in batch.items():
-            n = len(series)
-            if n == 0 or series.times.size != n or series.values.size != n:
-                raise InvalidRequest(f"metrics.{key}: steps, times and values need equal lengths")
-            if not np.all(np.isfinite(series.times)):
-                raise InvalidRequest(f"metrics.{key}.times: finite seconds since the epoch")
-        project_id = self._run_project(principal, run_id, Permission.PROJECTS_WRITE)
+        stored before. The answer comes after the commit: acknowledged means durable.
+        The batch is checked here, whatever body it came from (``validate_batch``)."""
+        pairs = columns.items() if isinstance(columns, Mapping) else columns
+        batch = validate_batch(batch_id, pairs)
         points = sum(len(series) for series in batch.values())
-        with self.tx.begin() as conn:
-            if not metrics.claim_batch(conn, run_id, batch_id, points, self.clock()):
-                return IngestResult(0, duplicate=True)
-            for key, series in batch.items():
-                metrics.add_chunk(conn, run_id, key, series)
-                metrics.update_summary(conn, run_id, key, series)
-        if self.events is not None:
-            last = {key: int(series.steps.max()) for key, series in batch.items()}
-            self.events.publish(Event("metrics", project_id, run_id, {"last_step": last}))
+        with self.engine.connect() as conn:
+            # One connection for the access check and the write: with the key lookup, two a
+            # batch. The check reads just before the write transaction rather than in it: on
+            # SQLite that transaction holds the database's write lock from its BEGIN
+            # (IMMEDIATE), and reads inside it lengthen what concurrent writers wait for
+            # (4 clients posting 1,000-point batches: about 15% fewer points a second).
+            project_id = self._runs(conn, principal, run_id, Permission.PROJECTS_WRITE)
+            conn.rollback()  # the read ends here
+            with conn.execution_options(**{BEGIN_IMMEDIATE: True}).begin():
+                if not metrics.claim_batch(conn, run_id, batch_id, points, self.clock()):
+                    return IngestResult(0, duplicate=True)
+                for key, series in batch.items():
+                    metrics.add_chunk(conn, run_id, key, series)
+                    metrics.update_summary(conn, run_id, key, series)
+                last = {key: int(series.steps.max()) for key, series in batch.items()}
+                event = Event("metrics", project_id, run_id, {"last_step": last})
+                # PostgreSQL: the live update's NOTIFY leaves at this commit.
+                sent = self.events is None or self.events.publish_at_commit(conn, event)
+        if not sent and self.events is not None:
+            self.events.publish(event)
         return IngestResult(points, duplicate=False)
 
     def summaries(self, principal: Principal, run_id: str) -> list[Summary]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import threading
 
+import httpx
+
 from safeboard.client.credentials import ServerAccess
 from safeboard.client.retry import NO_RETRY
 from safeboard.client.typed import Client
@@ -17,8 +19,9 @@ __all__ = ["Connection"]
 class Connection:
     """``connection.client()`` for each new client; ``renewed()`` after a 401."""
 
-    def __init__(self, access: ServerAccess) -> None:
+    def __init__(self, access: ServerAccess, transport: httpx.BaseTransport | None = None) -> None:
         self._access = access
+        self._transport = transport  # tests: the in-process app
         self._lock = threading.Lock()
 
     @property
@@ -30,7 +33,7 @@ class Connection:
         client itself does not."""
         with self._lock:
             access = self._access
-        return Client(access.client(), retry=NO_RETRY)
+        return Client(access.client(transport=self._transport), retry=NO_RETRY)
 
     def renewed(self) -> bool:
         """Re-read the discovery file when the key came from it; True when it now holds

@@ -26,6 +26,7 @@ from safeboard.errors import (
     SafeboardError,
     Unauthenticated,
 )
+from safeboard.sdk.batches import Batch
 
 __all__ = [
     "CONFIRM_TIMEOUT", "PAUSES", "Delivery", "Undeliverable", "no_access", "retryable",
@@ -139,12 +140,12 @@ class Delivery:
                 raise ProjectNotFound(no_access(project)) from None
         self.meta["on_server"] = True
 
-    def send(self, batch: dict[str, Any]) -> None:
+    def send(self, batch: Batch) -> None:
         """Post one batch. Raises Undeliverable for a refusal that retrying cannot fix, and
         SafeboardError for everything worth another try later."""
         self.ensure_run()
-        # Packed arrays: no JSON numbers to print here or to parse on the server.
-        body = wire.pack(batch["batch_id"], batch["metrics"])
+        # Packed arrays, packed once: no JSON numbers to print here or to parse there.
+        body = batch.body
         try:
             with self._on_the_run():
                 run_id = self.meta["id"]

@@ -13,7 +13,6 @@ import getpass
 import logging
 import os
 import platform
-import secrets
 import socket
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from safeboard import vocabulary
 from safeboard.client.credentials import resolve_server
 from safeboard.documents import MAX_NOTES_CHARS, document_problem, tags_problem
 from safeboard.errors import BadRequest, InvalidRequest, SafeboardError
+from safeboard.ids import new_id
 from safeboard.sdk import notices
 from safeboard.sdk.connection import Connection
 from safeboard.sdk.delivery import CONFIRM_TIMEOUT, Delivery, retryable
@@ -103,7 +103,7 @@ class Run:
     ) -> None:
         tag_map = dict(tags) if isinstance(tags, Mapping) else dict.fromkeys(tags or [], "")
         _refuse(document_problem(dict(config or {}), "config") or tags_problem(tag_map))
-        self.id = secrets.token_hex(16)
+        self.id = new_id()
         self.project = project
         self.name = name or f"run-{self.id[:8]}"
         delivery = None

@@ -9,96 +9,24 @@ the new ones. A batch keeps its id through every retry, so the server stores it 
 from __future__ import annotations
 
 import logging
-import math
-import secrets
 import threading
 import time
-from collections import defaultdict, deque
-from collections.abc import Mapping
+from collections import deque
 from typing import Any
 
 from safeboard.errors import SafeboardError
 from safeboard.sdk import notices
+from safeboard.sdk.batches import Batch, Point, to_batches
 from safeboard.sdk.delivery import PAUSES, Delivery, Undeliverable, retryable
 from safeboard.sdk.spool import RunSpool
 from safeboard.sdk.uploads import Uploader, spool_record
-from safeboard.wire import metric_key_problem
 from safeboard.words import count
 
-__all__ = ["Point", "Sender"]
+__all__ = ["Point", "Sender", "to_batches"]
 
 log = logging.getLogger("safeboard.sdk")
 
-Point = tuple[int, float, Mapping[str, float]]
-MAX_BATCH_POINTS = 100_000
 RECHECK_SECONDS = 60.0  # after a refusal that needs the user: one look a minute, no more
-
-
-def _wire(value: float) -> float | str:
-    if math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-
-
-def _column(steps: list[int], times: list[float], values: list[float]) -> dict[str, list[Any]]:
-    if not all(map(math.isfinite, values)):  # rare: NaN or infinities to spell out
-        values = [_wire(v) for v in values]  # type: ignore[misc]
-    return {"steps": steps, "times": times, "values": values}
-
-
-def _chunks(points: list[Point]) -> list[list[Point]]:
-    """Groups of points holding at most MAX_BATCH_POINTS values together."""
-    groups: list[list[Point]] = [[]]
-    count = 0
-    for point in points:
-        if count and count + len(point[2]) > MAX_BATCH_POINTS:
-            groups.append([])
-            count = 0
-        groups[-1].append(point)
-        count += len(point[2])
-    return [g for g in groups if g]
-
-
-def to_batches(points: list[Point]) -> list[dict[str, Any]]:
-    """Columnar batches (per key: steps, times, values) of at most MAX_BATCH_POINTS.
-
-    The usual case, every point logging the same keys, is built with one list
-    comprehension per column rather than per-value appends (this runs beside training)."""
-    batches = []
-    for group in _chunks(points):
-        keys = list(group[0][2])
-        if all(len(p[2]) == len(keys) and p[2].keys() == group[0][2].keys() for p in group):
-            steps = [p[0] for p in group]
-            times = [p[1] for p in group]
-            metrics = {k: _column(steps, times, [float(p[2][k]) for p in group]) for k in keys}
-        else:
-            columns: dict[str, tuple[list[int], list[float], list[float]]] = defaultdict(
-                lambda: ([], [], [])
-            )
-            for step, at, data in group:
-                for key, value in data.items():
-                    column = columns[key]
-                    column[0].append(step)
-                    column[1].append(at)
-                    column[2].append(float(value))
-            metrics = {k: _column(*column) for k, column in columns.items()}
-        metrics = {k: c for k, c in metrics.items() if _loggable(k)}
-        if metrics:
-            batches.append({"batch_id": secrets.token_hex(16), "metrics": metrics})
-    return batches
-
-
-_refused_keys: set[str] = set()
-
-
-def _loggable(key: str) -> bool:
-    """Keys the server would refuse are dropped here (said once per key), so that one bad
-    key does not cost the batch's other metrics."""
-    problem = metric_key_problem(key)
-    if problem and key not in _refused_keys:
-        _refused_keys.add(key)
-        notices.say(f"not logging metric {key[:80]!r}: {problem}")
-    return problem is None
 
 
 class Sender(threading.Thread):
@@ -132,7 +60,7 @@ class Sender(threading.Thread):
         self.dropped_points = 0
         self.idle = threading.Event()  # set after a round that left nothing behind
         self.trouble: str | None = None  # an unexpected failure of a round, said once
-        self._held: list[dict[str, Any]] = []  # the batches of the round in flight
+        self._held: list[Batch] = []  # the batches of the round in flight
 
     def wake(self) -> None:
         self._wake.set()
@@ -263,7 +191,7 @@ class Sender(threading.Thread):
         for batch in [*self._held, *to_batches(self._drain())]:
             self.spool.add_batch(batch)
 
-    def _keep(self, batches: list[dict[str, Any]]) -> None:
+    def _keep(self, batches: list[Batch]) -> None:
         """Not delivered: keep them, in order, on disk."""
         self._spooled = True
         while batches:
@@ -289,9 +217,9 @@ class Sender(threading.Thread):
         self.spool.write_meta(self.delivery.meta)
         notices.say(f"delivery resumed for run {self.delivery.meta['id']}")
 
-    def _deliver(self, batch: dict[str, Any]) -> None:
+    def _deliver(self, batch: Batch) -> None:
         assert self.delivery is not None  # noqa: S101
-        points = sum(len(c["steps"]) for c in batch["metrics"].values())
+        points = batch.points
         try:
             self.delivery.send(batch)
             self.delivered_points += points

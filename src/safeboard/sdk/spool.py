@@ -2,10 +2,13 @@
 server and nothing is lost when it is away (R2).
 
 ``<spool>/<run_id>/run.json`` holds the run (server URL, project, name, config, tags,
-status, whether the server has it); ``batch-<n>-<batch_id>.json`` files hold metric
-batches exactly as they will be posted, in order; ``artifact-<n>-<id>.json`` files hold
-artifacts to upload (the file's path, name, kind, step), and ``image-<id>.png`` the images
-logged as arrays. Files are written atomically, 0600, in a 0700 directory.
+status, whether the server has it); ``batch-<n>-<batch_id>.sbc`` files hold metric
+batches in order, each the packed body it is posted as (``safeboard.wire``: its first
+bytes, ``SBC1``, say the format and its version); ``batch-<n>-<batch_id>.json`` files, the
+JSON form an earlier SDK spooled, are still read and delivered (``sdk/batches.py``);
+``artifact-<n>-<id>.json`` files hold artifacts to upload (the file's path, name, kind,
+step), and ``image-<id>.png`` the images logged as arrays. Files are written atomically,
+0600, in a 0700 directory.
 ``safeboard sync`` delivers what is left.
 
 ``lock`` is held (``flock``) by whoever writes the run: its training script from ``init()``
@@ -27,11 +30,13 @@ from platformdirs import user_state_dir
 
 from safeboard.client.config import write_private
 from safeboard.errors import Conflict
+from safeboard.sdk.batches import Batch
 
 __all__ = ["RunSpool", "SpoolLocked", "spool_root", "spooled_runs"]
 
 SPOOL_ENV = "SAFEBOARD_SPOOL_DIR"
 LOCK_NAME = "lock"
+PACKED = ".sbc"  # a batch spooled as its packed body (JSON before)
 
 
 class SpoolLocked(Conflict):
@@ -67,7 +72,8 @@ class RunSpool:
         return int(path.name.split("-")[1])
 
     def _batch_files(self) -> list[Path]:
-        return sorted(self.path.glob("batch-*.json"), key=self._number)
+        found = [p for p in self.path.glob("batch-*") if p.suffix in (PACKED, ".json")]
+        return sorted(found, key=self._number)
 
     @property
     def meta_path(self) -> Path:
@@ -80,19 +86,23 @@ class RunSpool:
     def write_meta(self, meta: dict[str, Any]) -> None:
         _write(self.meta_path, meta)
 
-    def add_batch(self, batch: dict[str, Any]) -> Path:
-        path = self.path / f"batch-{self._next:09d}-{batch['batch_id']}.json"
+    def add_batch(self, batch: Batch) -> Path:
+        path = self.path / f"batch-{self._next:09d}-{batch.batch_id}{PACKED}"
         self._next += 1
-        _write(path, batch)
+        write_private(path, batch.body)
         return path
 
-    def batches(self) -> Iterator[tuple[Path, dict[str, Any]]]:
+    def batches(self) -> Iterator[tuple[Path, Batch]]:
         """Spooled batches, oldest first (those that vanished meanwhile skipped)."""
         for path in self._batch_files():
             try:
-                yield path, json.loads(path.read_text(encoding="utf-8"))
+                data = path.read_bytes()
             except FileNotFoundError:
                 continue
+            if path.suffix == PACKED:
+                yield path, Batch.from_body(data)
+            else:  # spooled by an earlier SDK
+                yield path, Batch.from_json(json.loads(data))
 
     @property
     def lock_path(self) -> Path:
@@ -144,11 +154,7 @@ class RunSpool:
             os.close(fd)
 
     def pending_points(self) -> int:
-        return sum(
-            len(column["steps"])
-            for _, batch in self.batches()
-            for column in batch["metrics"].values()
-        )
+        return sum(batch.points for _, batch in self.batches())
 
     def _artifact_files(self) -> list[Path]:
         return sorted(self.path.glob("artifact-*.json"), key=self._number)

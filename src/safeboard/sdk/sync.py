@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from safeboard.client.credentials import resolve_server
 from safeboard.errors import InvalidRequest, NotFound, SafeboardError
 from safeboard.sdk.connection import Connection
@@ -33,7 +35,13 @@ class SyncResult:
     orphaned: bool = False  # its script died without finishing it: marked failed
 
 
-def sync_run(spool: RunSpool, url: str | None, api_key: str | None) -> SyncResult:
+def sync_run(
+    spool: RunSpool,
+    url: str | None,
+    api_key: str | None,
+    *,
+    transport: httpx.BaseTransport | None = None,
+) -> SyncResult:
     """Send one spooled run, holding its lock: a run whose script is still alive (it holds
     the lock) is left to that script, untouched. A run still "running" whose script took
     the lock and is gone (killed: no finish, no exit hook) is marked failed."""
@@ -47,13 +55,18 @@ def sync_run(spool: RunSpool, url: str | None, api_key: str | None) -> SyncResul
         result.pending_artifacts = len(spool.pending_artifacts())
         return result
     try:
-        return _sync_locked(spool, url, api_key, orphaned=locked_before)
+        return _sync_locked(spool, url, api_key, orphaned=locked_before, transport=transport)
     finally:
         spool.unlock()
 
 
 def _sync_locked(
-    spool: RunSpool, url: str | None, api_key: str | None, *, orphaned: bool
+    spool: RunSpool,
+    url: str | None,
+    api_key: str | None,
+    *,
+    orphaned: bool,
+    transport: httpx.BaseTransport | None,
 ) -> SyncResult:
     meta = spool.read_meta()  # read under the lock: no script writes it any more
     result = SyncResult(meta["id"], meta["name"])
@@ -64,11 +77,11 @@ def _sync_locked(
         access = resolve_server(url or meta.get("url"), api_key)
     except SafeboardError as exc:
         return _failed(spool, meta, result, exc)
-    connection = Connection(access)
+    connection = Connection(access, transport)
     delivery = Delivery(connection.client, meta, renew=connection.renewed)
     try:
         for path, batch in spool.batches():
-            points = sum(len(c["steps"]) for c in batch["metrics"].values())
+            points = batch.points
             try:
                 delivery.send(batch)
                 result.points += points
@@ -126,10 +139,13 @@ def sync_all(
     url: str | None = None,
     api_key: str | None = None,
     progress: Callable[[SyncResult], None] = lambda _: None,
+    transport: httpx.BaseTransport | None = None,
 ) -> list[SyncResult]:
+    """Send every spooled run; ``transport`` (tests) carries the requests instead of the
+    network, as ``httpx.Client(transport=...)`` does."""
     results = []
     for spool in spooled_runs(root):
-        result = sync_run(spool, url, api_key)
+        result = sync_run(spool, url, api_key, transport=transport)
         progress(result)
         results.append(result)
     return results

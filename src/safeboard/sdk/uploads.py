@@ -11,7 +11,6 @@ derived from the file), so a retry, a restart or ``safeboard sync`` never starts
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from safeboard.errors import (
     SafeboardError,
     Unauthenticated,
 )
+from safeboard.ids import new_id
 from safeboard.sdk import notices
 from safeboard.sdk.delivery import PAUSES, retryable
 from safeboard.sdk.images import Pixels, png_bytes
@@ -43,7 +43,7 @@ RECHECK_SECONDS = 60.0  # after a refusal that needs the user: one look a minute
 
 def artifact_record(**fields: Any) -> dict[str, Any]:
     """A record of an artifact to upload (``pixels`` for an image still to encode)."""
-    return {"id": secrets.token_hex(8), "path": None, "spooled_file": None, **fields}
+    return {"id": new_id(), "path": None, "spooled_file": None, **fields}
 
 
 def spool_record(spool: RunSpool, record: dict[str, Any]) -> Path:
