@@ -13,6 +13,7 @@ from safeboard.ids import ID_PATTERN, is_id
 __all__ = [
     "FINAL_STATUSES",
     "ID_PATTERN",
+    "MAX_HISTORY_KEYS",
     "MAX_METRIC_KEY_LENGTH",
     "ArtifactKind",
     "ArtifactState",
@@ -74,6 +75,9 @@ def is_id_prefix(value: str) -> bool:
 
 
 MAX_METRIC_KEY_LENGTH = 250
+# Metric keys in one history request (GET /runs/{id}/history): the server refuses more,
+# clients ask in groups of this many (the dashboard's chart.js too: BATCH).
+MAX_HISTORY_KEYS = 50
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 

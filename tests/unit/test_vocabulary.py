@@ -57,3 +57,14 @@ def test_the_sdks_type_hints_spell_the_vocabulary() -> None:
     assert set(get_args(run.ArtifactKind)) == {kind.value for kind in vocabulary.ArtifactKind}
     assert set(get_args(run.Status)) == {status.value for status in vocabulary.FINAL_STATUSES}
     assert tuple(kind.value for kind in vocabulary.ArtifactKind) == run.KINDS
+
+
+def test_the_dashboard_asks_for_histories_in_the_servers_groups() -> None:
+    """chart.js cannot import Python: its group size is checked against the shared bound."""
+    import re
+    from pathlib import Path
+
+    chart = Path(vocabulary.__file__).parent / "web" / "static" / "chart.js"
+    found = re.search(r"const BATCH = (\d+);", chart.read_text(encoding="utf-8"))
+    assert found is not None
+    assert int(found.group(1)) == vocabulary.MAX_HISTORY_KEYS

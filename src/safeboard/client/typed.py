@@ -32,11 +32,10 @@ from safeboard.client.models import (
     User,
 )
 from safeboard.client.retry import DEFAULT_POLICY, RetryPolicy
-from safeboard.vocabulary import KeyScope, ProjectRole, RunStatus
+from safeboard.vocabulary import MAX_HISTORY_KEYS, KeyScope, ProjectRole, RunStatus
 
 __all__ = ["Client"]
 
-HISTORY_KEYS = 50  # metric keys in one history request (metrics/service.py)
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH"})
 
 
@@ -235,11 +234,11 @@ class Client:
         self, run_id: str, keys: Sequence[str], *, buckets: int = 1000
     ) -> dict[str, History]:
         """Metrics downsampled to at most ``buckets`` min/max buckets each, asked
-        ``HISTORY_KEYS`` keys at a time (the server's bound on one request)."""
+        ``MAX_HISTORY_KEYS`` keys at a time (the server's bound on one request)."""
         found: dict[str, History] = {}
         wanted = list(dict.fromkeys(keys))
-        for i in range(0, len(wanted), HISTORY_KEYS):
-            params = {"metric": wanted[i : i + HISTORY_KEYS], "buckets": buckets}
+        for i in range(0, len(wanted), MAX_HISTORY_KEYS):
+            params = {"metric": wanted[i : i + MAX_HISTORY_KEYS], "buckets": buckets}
             answer = self._json("GET", paths.metric_history(run_id), params=params)
             found |= {k: History.from_json(k, h) for k, h in answer["metrics"].items()}
         return found

@@ -17,9 +17,9 @@ from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.metrics.codec import Buckets, to_json_floats
 from safeboard.metrics.schemas import MAX_STEP, HistoryOut, PointsOut, Step
-from safeboard.metrics.service import MAX_BUCKETS, MAX_HISTORY_KEYS, MetricService, Tail
+from safeboard.metrics.service import MAX_BUCKETS, MetricService, Tail
 from safeboard.provision import provided
-from safeboard.vocabulary import MAX_METRIC_KEY_LENGTH
+from safeboard.vocabulary import MAX_HISTORY_KEYS, MAX_METRIC_KEY_LENGTH
 
 __all__ = ["router"]
 

@@ -21,12 +21,11 @@ from safeboard.metrics.codec import Buckets, Series, downsample_chunks, merge
 from safeboard.metrics.repository import Summary
 from safeboard.metrics.schemas import MAX_STEP
 from safeboard.storage import BEGIN_IMMEDIATE
-from safeboard.vocabulary import metric_key_problem
+from safeboard.vocabulary import MAX_HISTORY_KEYS, metric_key_problem
 
-__all__ = ["MAX_HISTORY_KEYS", "MAX_TAIL_POINTS", "IngestResult", "MetricService", "Tail"]
+__all__ = ["MAX_TAIL_POINTS", "IngestResult", "MetricService", "Tail"]
 
 MAX_BUCKETS = 10_000
-MAX_HISTORY_KEYS = 50  # keys in one history request: a page asks in groups of 50
 MAX_TAIL_POINTS = 5_000  # raw points per key in a live tail; more: the history again
 
 

@@ -10,7 +10,7 @@ import { call, el } from "./app.js";
 const COLOURS = ["#1f5fbf", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0f766e", "#a16207", "#be185d"];
 const WALL_TIME_LIMIT = 250000;  // points fetched one by one for a wall-time axis
 const HEIGHT = 260;
-const BATCH = 50;  // metrics in one history request (the server's bound, metrics/service.py)
+const BATCH = 50;  // metrics in one history request (the server's bound, vocabulary.py MAX_HISTORY_KEYS)
 
 function num(value) {
   if (typeof value === "number") return Number.isFinite(value) ? value : null;
