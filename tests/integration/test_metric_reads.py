@@ -20,9 +20,8 @@ from safeboard.auth.permissions import Role, Scope
 from safeboard.client import NO_RETRY, Client
 from safeboard.client.http import ApiClient
 from safeboard.metrics.service import MAX_TAIL_POINTS
-from safeboard.vocabulary import MAX_HISTORY_KEYS
 from safeboard.settings import Settings
-from safeboard.vocabulary import MAX_METRIC_KEY_LENGTH, metric_key_problem
+from safeboard.vocabulary import MAX_HISTORY_KEYS, MAX_METRIC_KEY_LENGTH, metric_key_problem
 from tests.integration.identity_world import World, build_world
 from tests.integration.test_artifact_expiry import _AppTransport
 
