@@ -276,3 +276,31 @@ async def test_a_key_holding_a_credential_parameter_name_is_a_value(world: World
 
     await anyio.to_thread.run_sync(go)
     olga.close()
+
+
+async def test_a_runs_api_answer_costs_one_walk_and_one_connection(world: World) -> None:
+    """Issue 12: GET /api/v1/runs/{id} walked twice on two connections (the run, then its
+    metrics' summaries); now once, on one."""
+    olga = client_for(world, "olga")
+
+    def setup() -> str:
+        olga.create_project("p")
+        run_id = olga.create_run("p").id
+        log(olga, run_id, {k: columns([0, 1, 2], [1.0, 2.0, 3.0]) for k in CHARTS})
+        return run_id
+
+    run_id = await anyio.to_thread.run_sync(setup)
+    browser, _ = await world.signed_in("olga")
+    counted = Counted(world.services.engine)
+    try:
+        refused = await browser.get(f"/api/v1/runs/{run_id}/artifacts?limit=0")
+        assert refused.status_code == 422
+        identity = counted.connections
+        counted.reset()
+        answer = await browser.get(f"/api/v1/runs/{run_id}")
+        assert answer.status_code == 200, answer.text
+        assert sorted(m["key"] for m in answer.json()["metrics"]) == CHARTS
+        assert (counted.walks, counted.connections - identity) == (1, 1)
+    finally:
+        counted.close()
+    olga.close()

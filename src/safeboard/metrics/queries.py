@@ -1,6 +1,7 @@
 """What metrics publish to other domains' queries: a run's latest value of a metric as a
-sub-select (the run filter's ``metrics.<key> < 1`` in runs/search.py) and the keys a set
-of runs logged (the runs table's column picker, runs/table.py). Other domains use these
+sub-select (the run filter's ``metrics.<key> < 1`` in runs/search.py), the keys a set
+of runs logged (the runs table's column picker, runs/table.py) and a run's summaries (its
+API answer, read on the connection of the run's access walk). Other domains use these
 instead of the metric tables."""
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from typing import Any, cast
 import sqlalchemy as sa
 
 from safeboard.metrics.models import MetricSummaryRow
+from safeboard.metrics.repository import Summary, summaries
 
-__all__ = ["keys_logged", "last_value"]
+__all__ = ["Summary", "keys_logged", "last_value", "summaries"]
 
 _s = cast(sa.Table, MetricSummaryRow.__table__)
 
