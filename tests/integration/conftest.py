@@ -15,6 +15,7 @@ from safeboard.datadir import ensure_data_dir
 from safeboard.secret_store import ensure_secrets
 from safeboard.settings import Settings, load_settings
 from safeboard.storage import create_engine, upgrade
+from tests.support.hashing import FAST_ARGON2
 
 
 @pytest.fixture
@@ -27,7 +28,9 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         directory = ensure_data_dir(tmp_path / "data")
         ensure_secrets(directory)
-        return load_settings(directory, **overrides)
+        # The test tiers hash at OWASP's minimum cost unless a test asks for another.
+        auth = {**FAST_ARGON2, **overrides.pop("auth", {})}
+        return load_settings(directory, auth=auth, **overrides)
 
     return make
 
