@@ -114,9 +114,10 @@ def start_server(
         server = _launch(tmp_path, args, name, ca, port or free_port())
         try:
             _wait_healthy(server)
-        except BaseException:
+        except BaseException as failed:
             server.stop()
-            if port is None and attempt < _PORT_ATTEMPTS and _port_taken(server):
+            retry = isinstance(failed, AssertionError) and port is None
+            if retry and attempt < _PORT_ATTEMPTS and _port_taken(server):
                 continue
             raise
         return server
