@@ -16,6 +16,7 @@ from safeboard.secret_store import ensure_secrets
 from safeboard.services import services_of
 from safeboard.settings import Settings, load_settings
 from safeboard.storage import create_engine, upgrade
+from tests.support.hashing import FAST_ARGON2
 
 
 @pytest.fixture
@@ -28,7 +29,9 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         directory = ensure_data_dir(tmp_path / "data")
         ensure_secrets(directory)
-        return load_settings(directory, **overrides)
+        # The test tiers hash at OWASP's minimum cost unless a test asks for another.
+        auth = {**FAST_ARGON2, **overrides.pop("auth", {})}
+        return load_settings(directory, auth=auth, **overrides)
 
     return make
 
