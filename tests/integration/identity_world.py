@@ -18,10 +18,9 @@ from safeboard.auth.permissions import Role, Scope
 from safeboard.services import Services, services_of
 from safeboard.settings import Settings
 from safeboard.storage import create_engine, upgrade
+from tests.support.hashing import FAST_ARGON2
 from tests.support.sessions import bind
 
-# OWASP's minimum (still >= S5's floor) keeps the suite fast.
-FAST_ARGON2 = {"argon2_memory_kib": 19456, "argon2_time_cost": 2, "argon2_parallelism": 1}
 PASSWORD = "correct horse battery staple 42"
 
 

@@ -29,7 +29,7 @@ from safeboard.services import services_of
 from safeboard.settings import load_settings
 from safeboard.storage import create_engine, upgrade
 from tests.conftest import PostgresServer, fresh_database
-from tests.integration.identity_world import FAST_ARGON2
+from tests.support.hashing import FAST_ARGON2
 
 # Made in every target, so that generated requests reach past "no such project" to the
 # database: half the cases (chosen by a digest of the generated value, so repeatable) have
