@@ -86,9 +86,12 @@ _ODD = [
     " ",
     "+",
     "ü/ç",
+    "sb_1_loss",
+    "grad/absb_0_norm",
 ]
-# A key shaped like an API key is refused in any URL (api/guards.py): left out here.
-_CREDENTIAL_SHAPE = re.compile(r"sb_[0-9a-f]+_")
+# A key holding an API key's start (sb_ and its 12-hex id) is refused in any URL
+# (api/guards.py): left out here.
+_CREDENTIAL_SHAPE = re.compile(r"sb_[0-9a-f]{12}_")
 keys = (
     st.sampled_from(_ODD)
     | st.text(min_size=1, max_size=MAX_METRIC_KEY_LENGTH - len("/points")).map(
@@ -275,4 +278,30 @@ async def test_a_key_holding_a_credential_parameter_name_is_a_value(world: World
         assert [h.last for h in olga.histories(run_id, keys).values()] == [(0,), (1,), (2,)]
 
     await anyio.to_thread.run_sync(go)
+    olga.close()
+
+
+async def test_a_key_holding_sb_and_hex_is_not_taken_for_an_api_key(world: World) -> None:
+    """``sb_1_loss`` in the query read as an API key (the guard matched ``sb_<hex>_``), so
+    such a metric could not be charted once keys moved into the query; an API key's start
+    (``sb_`` and its 12-hex id) is still refused."""
+    olga = client_for(world, "olga")
+    keys = ["sb_1_loss", "grad/absb_0_norm", "dsb_cafe_x"]
+
+    def go() -> str:
+        olga.create_project("p")
+        run_id = olga.create_run("p").id
+        log(olga, run_id, {k: columns([0], [float(i)]) for i, k in enumerate(keys)})
+        for i, key in enumerate(keys):
+            assert olga.points(run_id, key).values == (float(i),)
+        assert [h.last for h in olga.histories(run_id, keys).values()] == [(0,), (1,), (2,)]
+        return run_id
+
+    run_id = await anyio.to_thread.run_sync(go)
+    browser = world.client(Authorization=f"Bearer {world.key('olga', Scope.READ)}")
+    refused = await browser.get(
+        f"/api/v1/runs/{run_id}/points", params={"metric": "x sb_0123456789ab_y"}
+    )
+    assert refused.status_code == 400, refused.text
+    assert "Authorization header" in refused.json()["error"]["message"]
     olga.close()
