@@ -305,3 +305,33 @@ async def test_a_key_holding_sb_and_hex_is_not_taken_for_an_api_key(world: World
     assert refused.status_code == 400, refused.text
     assert "Authorization header" in refused.json()["error"]["message"]
     olga.close()
+
+
+async def test_a_run_read_through_the_api_costs_one_walk_and_one_connection(
+    world: World,
+) -> None:
+    """``GET /api/v1/runs/{id}`` (the run page after a gap in its stream) walked the access
+    twice on two connections: the run, then its metrics' summaries."""
+    olga = client_for(world, "olga")
+
+    def setup() -> str:
+        olga.create_project("p")
+        run_id = olga.create_run("p").id
+        log(olga, run_id, {k: columns([0, 1], [1.0, 2.0]) for k in CHARTS})
+        return run_id
+
+    run_id = await anyio.to_thread.run_sync(setup)
+    browser, _ = await world.signed_in("olga")
+    counted = Counted(world.services.engine)
+    try:
+        refused = await browser.get(f"/api/v1/runs/{run_id}/artifacts?limit=0")
+        assert refused.status_code == 422
+        identity = counted.connections
+        counted.reset()
+        run = await browser.get(f"/api/v1/runs/{run_id}")
+        assert run.status_code == 200, run.text
+        assert [m["key"] for m in run.json()["metrics"]] == CHARTS
+        assert (counted.walks, counted.connections - identity) == (1, 1)
+    finally:
+        counted.close()
+    olga.close()

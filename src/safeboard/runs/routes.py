@@ -13,7 +13,6 @@ from safeboard.auth.principal import Principal
 from safeboard.errors import BadRequest
 from safeboard.metrics.codec import json_float
 from safeboard.metrics.repository import Summary
-from safeboard.metrics.service import MetricService
 from safeboard.provision import provided
 from safeboard.runs.repository import Listed, Run
 from safeboard.runs.schemas import (
@@ -181,10 +180,8 @@ def get_run(
     run_id: str,
     principal: Principal = requires_project(Permission.PROJECTS_READ),
     service: RunService = provided(RunService),
-    metrics: MetricService = provided(MetricService),
 ) -> RunOut:
-    run, project = service.get(principal, run_id, Permission.PROJECTS_READ)
-    summaries = metrics.summaries(principal, run_id)
+    run, project, summaries = service.detail(principal, run_id)
     return run_out(run, project.name, summaries)
 
 

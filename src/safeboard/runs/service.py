@@ -15,6 +15,8 @@ from safeboard.documents import document_problem, tags_problem
 from safeboard.errors import Conflict, InvalidRequest
 from safeboard.events import Event, EventBus
 from safeboard.ids import new_id
+from safeboard.metrics import repository as metric_queries
+from safeboard.metrics.repository import Summary
 from safeboard.projects.access import project_by_name, visible_project_ids
 from safeboard.projects.repository import Project
 from safeboard.runs import repository as runs
@@ -93,6 +95,14 @@ class RunService:
         """The run with its config and system information (see Run.withheld)."""
         with self.engine.connect() as conn:
             return run_for(conn, principal, run_id, permission, documents=True)
+
+    def detail(self, principal: Principal, run_id: str) -> tuple[Run, Project, list[Summary]]:
+        """The run as ``get`` reads it and its metrics' summaries: one access walk on one
+        connection (the API's ``GET /runs/{id}``, as the run page)."""
+        with self.engine.connect() as conn:
+            run, project = run_for(conn, principal, run_id, Permission.PROJECTS_READ,
+                                   documents=True)  # fmt: skip
+            return run, project, metric_queries.summaries(conn, run_id)
 
     def update(
         self,
