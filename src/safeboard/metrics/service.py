@@ -18,7 +18,6 @@ from safeboard.metrics import repository as metrics
 from safeboard.metrics.access import RunGate
 from safeboard.metrics.batches import validate_batch
 from safeboard.metrics.codec import Buckets, Series, downsample_chunks, merge
-from safeboard.metrics.repository import Summary
 from safeboard.metrics.schemas import MAX_STEP
 from safeboard.storage import BEGIN_IMMEDIATE
 from safeboard.vocabulary import metric_key_problem
@@ -92,11 +91,6 @@ class MetricService:
         if not sent and self.events is not None:
             self.events.publish(event)
         return IngestResult(points, duplicate=False)
-
-    def summaries(self, principal: Principal, run_id: str) -> list[Summary]:
-        with self.engine.connect() as conn:  # one connection: the access walk, then the read
-            self._runs(conn, principal, run_id, Permission.PROJECTS_READ)
-            return metrics.summaries(conn, run_id)
 
     def series(
         self,
