@@ -31,7 +31,8 @@ from pathlib import Path
 from procs import MIB, MemorySampler
 from run import running, say, start_safeboard
 
-from safeboard.client.artifacts import download, upload_file
+from safeboard.client.artifacts import upload_file
+from safeboard.client.downloads import download
 from safeboard.client.http import ApiClient
 
 MB = 1_000_000

@@ -233,6 +233,20 @@ def test_keys_the_server_refuses_are_dropped_alone() -> None:
     assert to_batches([(0, 1.7e9, {"a/./b": 1.0})]) == []
 
 
+def test_values_that_are_not_numbers_are_dropped_alone() -> None:
+    """``run.log({"b": "text"})`` made packing raise ValueError in the sender: the batch
+    and every good point logged with it were never delivered (the sender retried it)."""
+    logged = [(0, 1.7e9, {"loss": 0.5, "b": "text"}), (1, 1.7e9, {"loss": 0.25, "b": 2}),
+              (2, 1.7e9, {"loss": None, "b": [1.0]})]  # fmt: skip
+    (batch,) = to_batches(logged)  # type: ignore[arg-type]
+    _, columns = _unpacked(batch.body)
+    assert columns["loss"][0].tolist() == [0, 1]
+    assert columns["loss"][2].tolist() == [0.5, 0.25]
+    assert columns["b"][0].tolist() == [1]
+    assert columns["b"][2].tolist() == [2.0]
+    assert to_batches([(0, 1.7e9, {"m": object()})]) == []  # type: ignore[dict-item]
+
+
 def test_one_rule_bounds_the_points_of_a_batch_whatever_its_body() -> None:
     """The JSON body had no bound on a batch's points (1,000,000 per column, 1,000 keys);
     the packed one did: now both have validate_batch's."""

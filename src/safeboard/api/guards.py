@@ -44,7 +44,9 @@ CREDENTIAL_PARAMS = frozenset(
         "csrf_token",
     }
 )
-_API_KEY_SHAPE = re.compile(r"sb_[0-9a-f]+_")
+# An API key's start: sb_ and its 12-hex id (auth/tokens.py). Not any sb_<hex>_: metric
+# keys travel in the query (?metric=), and sb_1_loss is a metric, not a credential.
+_API_KEY_SHAPE = re.compile(r"sb_[0-9a-f]{12}_")
 
 
 _HOST = re.compile(r"(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9._\-]+))(?::[0-9]{1,5})?")

@@ -1,4 +1,4 @@
-"""Metric use cases: ingest a batch exactly once, read summaries, read a history raw or
+"""Metric use cases: ingest a batch exactly once, read a history raw or
 downsampled (P1, P2, R1)."""
 
 from __future__ import annotations

@@ -106,6 +106,16 @@ def _steps(group: list[Point]) -> tuple[npt.NDArray[np.int64], list[Point]]:
     return np.array([p[0] for p in group], dtype=np.int64), group
 
 
+def _value(key: str, value: Any) -> float | None:
+    """``value`` as a float, or None (said once per key) when it is not a number: that
+    point alone is dropped, not the batch (packing would raise in the sender)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        _say_once(f"a value of metric {key[:80]!r}", f"{type(value).__name__} is not a number")
+        return None
+
+
 def _columns(group: list[Point]) -> dict[str, _Column]:
     steps, group = _steps(group)
     if not group:
@@ -114,17 +124,23 @@ def _columns(group: list[Point]) -> dict[str, _Column]:
     if all(len(p[2]) == len(first) and p[2].keys() == first.keys() for p in group):
         # The usual case, every point logging the same keys: one array per column.
         times = np.array([p[1] for p in group], dtype=np.float64)
-        return {
-            k: (steps, times, np.array([float(p[2][k]) for p in group], dtype=np.float64))
-            for k in first
-        }
+        try:
+            return {
+                k: (steps, times, np.array([float(p[2][k]) for p in group], dtype=np.float64))
+                for k in first
+            }
+        except (TypeError, ValueError, OverflowError):
+            pass  # a value that is not a number: point by point below
     lists: dict[str, tuple[list[int], list[float], list[float]]] = defaultdict(lambda: ([], [], []))
     for step, at, data in group:
         for key, value in data.items():
+            number = _value(key, value)
+            if number is None:
+                continue
             column = lists[key]
             column[0].append(step)
             column[1].append(at)
-            column[2].append(float(value))
+            column[2].append(number)
     return {
         k: (np.array(s, dtype=np.int64), np.array(t, np.float64), np.array(v, np.float64))
         for k, (s, t, v) in lists.items()
