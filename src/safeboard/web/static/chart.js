@@ -313,11 +313,15 @@ export async function loadCharts(charts) {
 // request for all of them (BATCH metrics each), raw points back; a metric with more new
 // points than a tail holds comes back downsampled and is drawn again. Charts that cannot
 // follow a tail (by wall time, zoomed, empty) reload as before.
+// Answers the charts still on their first load: the caller asks again for them later (a
+// batch logged while a chart loads may not be in what it loads).
 export async function extendCharts(runId, charts) {
   const following = [];
+  const waiting = [];
   for (const chart of charts) {
     if (chart.tailable()) following.push(chart);
-    else if (chart.loaded && !chart.range) chart.refresh();  // (still loading: it will be new)
+    else if (chart.loaded && !chart.range) chart.refresh();
+    else if (!chart.loaded) waiting.push(chart);
   }
   const buckets = Math.max(0, ...following.map((chart) => chart.buckets()));
   await Promise.all(groups(following, BATCH).map(async (group) => {
@@ -331,6 +335,7 @@ export async function extendCharts(runId, charts) {
       else { chart.loaded = [fromBuckets(got)]; chart.update(); }
     }
   }));
+  return waiting;
 }
 
 // Wire the shared controls (smoothing, log scale, x axis, reset) to a set of charts.

@@ -54,6 +54,7 @@ function followTail() {
     const due = [...moved].map((key) => charts.get(key));
     moved.clear();
     chartModule.extendCharts(runId, due)
+      .then((waiting) => { for (const chart of waiting) moved.add(chart.key); })
       .catch((error) => say(live, error.message, true))
       .finally(() => { tick = null; followTail(); });
   }, 1000);
