@@ -270,6 +270,31 @@ async def test_a_history_request_out_of_bounds_is_a_clear_400(
     olga.close()
 
 
+async def test_points_of_two_metrics_is_refused_not_half_answered(world: World) -> None:
+    """``/points`` reads one metric: a second ``?metric=`` was silently read instead of
+    the first; now it is a 422 naming the parameter, and a key too long a 400."""
+    olga = client_for(world, "olga")
+
+    def setup() -> str:
+        olga.create_project("p")
+        run_id = olga.create_run("p").id
+        log(olga, run_id, {k: columns([0], [1.0]) for k in ("a", "b")})
+        return run_id
+
+    run_id = await anyio.to_thread.run_sync(setup)
+    browser = world.client(Authorization=f"Bearer {world.key('olga', Scope.READ)}")
+    path = f"/api/v1/runs/{run_id}/points"
+    two = await browser.get(path, params={"metric": ["a", "b"]})
+    assert two.status_code == 422, two.text
+    assert "metric" in two.json()["error"]["message"]
+    long = await browser.get(path, params={"metric": "x" * (MAX_METRIC_KEY_LENGTH + 1)})
+    assert long.status_code == 400, long.text
+    one = await browser.get(path, params={"metric": "b"})
+    assert one.status_code == 200
+    assert one.json()["key"] == "b"
+    olga.close()
+
+
 async def _read_back(olga: Client, keys: list[str]) -> str:
     """Log one point of each key in a new run, read each back; the run's id."""
 

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Response
 from safeboard.auth.dependencies import requires_project
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
+from safeboard.errors import BadRequest
 from safeboard.metrics.codec import Buckets, to_json_floats
 from safeboard.metrics.schemas import MAX_STEP, HistoryOut, PointsOut, Step
 from safeboard.metrics.service import MAX_BUCKETS, MetricService, Tail
@@ -43,15 +44,21 @@ def _json(body: dict[str, Any]) -> Response:
 def points(
     run_id: str,
     *,
-    metric: str = Query(..., min_length=1, max_length=MAX_METRIC_KEY_LENGTH),
+    metric: list[str] = Query(
+        ..., max_length=1, description="The metric key (one: /history takes several)."
+    ),
     start: int | None = Query(None, ge=0, le=MAX_STEP),
     end: int | None = Query(None, ge=0, le=MAX_STEP),
     principal: Principal = requires_project(Permission.PROJECTS_READ),
     service: MetricService = provided(MetricService),
 ) -> Response:
     """Every point of ``metric`` between ``start`` and ``end`` (steps, inclusive)."""
-    series = service.series(principal, run_id, metric, start, end)
-    return _json({"key": metric, "steps": series.steps, "times": series.times,
+    # A list, so that a second ?metric= is refused rather than silently read instead.
+    key = metric[0]
+    if not 1 <= len(key) <= MAX_METRIC_KEY_LENGTH:
+        raise BadRequest(f"metric: 1 to {MAX_METRIC_KEY_LENGTH} characters")
+    series = service.series(principal, run_id, key, start, end)
+    return _json({"key": key, "steps": series.steps, "times": series.times,
                   "values": _floats(series.values)})  # fmt: skip
 
 
