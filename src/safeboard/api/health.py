@@ -1,6 +1,17 @@
-"""``GET /healthz``: liveness and database reachability, nothing more. Public."""
+"""``GET /healthz``: liveness and each dependency's state, nothing more. Public.
+
+``database``: whether it answers ``SELECT 1`` (``ok`` or ``unreachable``). ``disk`` (the
+data directory's filesystem) and ``artifact_disk`` (the artifact store's, the same answer
+when they share one): ``ok``, ``low`` (free space under ``server.min_free_disk_bytes``),
+``full``, ``unwritable`` (read-only, or not writable by the server) or ``missing``. Any
+state but ``ok`` makes the answer 503 ``degraded``. States only: paths are the operator's
+business (docs/security.md, S17). A ``statvfs`` and a ``SELECT 1``: cheap to poll.
+"""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import sqlalchemy as sa
 from fastapi import APIRouter
@@ -10,11 +21,14 @@ from starlette.responses import JSONResponse
 
 from safeboard.auth.dependencies import PUBLIC
 from safeboard.provision import provided
+from safeboard.settings import Settings
 from safeboard.storage import ping
 
-__all__ = ["router"]
+__all__ = ["Health", "disk_state", "router"]
 
 router = APIRouter()
+
+OK = "ok"
 
 
 class Health(BaseModel):
@@ -22,6 +36,36 @@ class Health(BaseModel):
 
     status: str
     database: str
+    disk: str
+    artifact_disk: str
+
+
+def disk_state(path: Path, min_free_bytes: int) -> str:
+    """The state of the filesystem holding ``path``, for writes of the server."""
+    try:
+        info = os.statvfs(path)
+    except OSError:
+        return "missing"
+    if info.f_flag & os.ST_RDONLY or not os.access(path, os.W_OK):
+        return "unwritable"
+    free = info.f_bavail * info.f_frsize
+    if free == 0:
+        return "full"
+    return "low" if free < min_free_bytes else OK
+
+
+def _check(engine: sa.Engine, settings: Settings) -> Health:
+    floor = settings.server.min_free_disk_bytes
+    database = OK if ping(engine) else "unreachable"
+    disk = disk_state(settings.data_dir, floor)
+    artifact_disk = disk_state(settings.artifact_dir, floor)
+    healthy = database == disk == artifact_disk == OK
+    return Health(
+        status=OK if healthy else "degraded",
+        database=database,
+        disk=disk,
+        artifact_disk=artifact_disk,
+    )
 
 
 @router.head("/healthz", include_in_schema=False, dependencies=[PUBLIC])
@@ -29,12 +73,17 @@ class Health(BaseModel):
     "/healthz",
     dependencies=[PUBLIC],
     response_model=Health,
-    responses={503: {"model": Health, "description": "The database is unreachable."}},
-    summary="Liveness and database reachability",
+    responses={
+        503: {
+            "model": Health,
+            "description": "A dependency is degraded: the database unreachable, or a disk "
+            "low, full or unwritable.",
+        }
+    },
+    summary="Liveness and the state of the database and disks",
 )
-async def healthz(engine: sa.Engine = provided(sa.Engine)) -> JSONResponse:
-    reachable = await run_in_threadpool(ping, engine)
-    body = Health(
-        status="ok" if reachable else "degraded", database="ok" if reachable else "unreachable"
-    )
-    return JSONResponse(body.model_dump(), status_code=200 if reachable else 503)
+async def healthz(
+    engine: sa.Engine = provided(sa.Engine), settings: Settings = provided(Settings)
+) -> JSONResponse:
+    body = await run_in_threadpool(_check, engine, settings)
+    return JSONResponse(body.model_dump(), status_code=200 if body.status == OK else 503)
