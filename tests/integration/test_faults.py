@@ -103,11 +103,13 @@ async def test_a_full_database_is_503_disk_full(
     sa_event.listen(engine, "connect", cap)
     try:
         with caplog.at_level(logging.WARNING):
-            metrics = {f"k{i}": {"steps": [1], "times": [1.7e9], "values": [0.5]} for i in range(300)}
+            metrics = {
+                f"k{i}": {"steps": [1], "times": [1.7e9], "values": [0.5]} for i in range(300)
+            }
             response = await olga.post(url, content=wire.pack(new_id(), metrics), headers=HEADERS)
         _assert_503(response, "disk_full", "30")
         assert "disk is full" in response.json()["error"]["message"]
-        assert [r.getMessage() for r in _fault_lines(caplog)][0].startswith("disk full")
+        assert _fault_lines(caplog)[0].getMessage().startswith("disk full")
     finally:
         sa_event.remove(engine, "connect", cap)
         engine.dispose()

@@ -119,7 +119,7 @@ def test_postgresql_errors_are_classified_by_their_sqlstate() -> None:
 def test_a_full_disk_on_a_file_write_is_disk_full() -> None:
     fd = os.open("/dev/full", os.O_WRONLY)
     try:
-        with pytest.raises(OSError) as raised:
+        with pytest.raises(OSError, match="No space left") as raised:
             os.write(fd, b"x")
     finally:
         os.close(fd)
@@ -145,8 +145,10 @@ def test_the_log_says_each_cause_once_per_interval(caplog: pytest.LogCaptureFixt
         faults.record("database_unavailable", "connection refused")
     lines = [record.getMessage() for record in caplog.records]
     assert lines == [
-        "database unavailable: answering 503 (a line every 10 s while it lasts): "
-        "connection refused",
+        (
+            "database unavailable: answering 503 (a line every 10 s while it lasts): "
+            "connection refused"
+        ),
         "database busy: answering 503 (a line every 10 s while it lasts): database is locked",
         "database unavailable (41 requests answered 503 in the last 11 s): connection refused",
     ]

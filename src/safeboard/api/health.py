@@ -10,9 +10,6 @@ business (docs/security.md, S17). A ``statvfs`` and a ``SELECT 1``: cheap to pol
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import sqlalchemy as sa
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
@@ -20,15 +17,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from safeboard.auth.dependencies import PUBLIC
+from safeboard.datadir import DISK_OK, disk_state
 from safeboard.provision import provided
 from safeboard.settings import Settings
 from safeboard.storage import ping
 
-__all__ = ["Health", "disk_state", "router"]
+__all__ = ["Health", "router"]
 
 router = APIRouter()
 
-OK = "ok"
+OK = DISK_OK
 
 
 class Health(BaseModel):
@@ -38,20 +36,6 @@ class Health(BaseModel):
     database: str
     disk: str
     artifact_disk: str
-
-
-def disk_state(path: Path, min_free_bytes: int) -> str:
-    """The state of the filesystem holding ``path``, for writes of the server."""
-    try:
-        info = os.statvfs(path)
-    except OSError:
-        return "missing"
-    if info.f_flag & os.ST_RDONLY or not os.access(path, os.W_OK):
-        return "unwritable"
-    free = info.f_bavail * info.f_frsize
-    if free == 0:
-        return "full"
-    return "low" if free < min_free_bytes else OK
 
 
 def _check(engine: sa.Engine, settings: Settings) -> Health:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Protocol
 
 from safeboard.errors import Conflict, DiskFull
-from safeboard.storage.faults import DISK_FULL_ERRNOS, DISK_FULL_RETRY_S
 from safeboard.ids import is_id
+from safeboard.storage.faults import DISK_FULL_ERRNOS, DISK_FULL_RETRY_S
 
 __all__ = ["ArtifactStore", "BlobReader", "BlobWriter", "LocalStore", "StoreError"]
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from safeboard import __version__
 from safeboard.api.app import create_app
 from safeboard.datadir import LOCAL_SOCKET, SocketAddress, ensure_data_dir
-from safeboard.errors import ConfigError, DiskFull
+from safeboard.errors import ConfigError
 from safeboard.logconfig import log_config
 from safeboard.secret_store import ensure_secrets
 from safeboard.server.bootstrap import advertised_url, bootstrap, local_url
@@ -36,7 +36,7 @@ from safeboard.settings import (
     mask_url_password,
 )
 from safeboard.storage import open_database
-from safeboard.storage.faults import classify
+from safeboard.storage.faults import is_disk_full
 
 __all__ = ["Prepared", "bind_local_socket", "bind_socket", "disk_full_said", "prepare", "serve"]
 
@@ -68,9 +68,9 @@ def disk_full_said(data_dir: Path, database: str | None = None) -> Iterator[None
     try:
         yield
     except (OSError, SQLAlchemyError) as exc:
-        fault = classify(exc)
-        if fault is None or not isinstance(fault.error, DiskFull):
+        if not is_disk_full(exc, data_dir):
             raise
+        reason = exc.strerror if isinstance(exc, OSError) else str(getattr(exc, "orig", exc))
         if isinstance(exc, OSError) and exc.filename:
             where = f"{exc.filename}"
         elif database is not None and isinstance(exc, SQLAlchemyError):
@@ -78,9 +78,9 @@ def disk_full_said(data_dir: Path, database: str | None = None) -> Iterator[None
         else:
             where = f"the data directory {data_dir}"
         raise ConfigError(
-            f"the disk is full: cannot write {where} ({fault.reason}); free space on that "
-            "disk, or start with another --data-dir (or move [artifacts] path or the "
-            "database there)"
+            f"the disk is full: cannot write {where} ({reason}); free space on that "
+            "disk, or give the server room elsewhere (--data-dir, --database-url, the "
+            "setting artifacts.path)"
         ) from None
 
 

@@ -20,10 +20,12 @@ from __future__ import annotations
 import errno
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 from sqlalchemy import exc as sa_exc
 
+from safeboard.datadir import disk_state
 from safeboard.errors import DatabaseBusy, DatabaseUnavailable, DiskFull, ServiceUnavailable
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "Fault",
     "classify",
     "disk_full",
+    "is_disk_full",
 ]
 
 # What a client is asked to wait (Retry-After): a lock passes in moments, a database
@@ -104,6 +107,16 @@ def classify(exc: BaseException) -> Fault | None:
     return None
 
 
+def is_disk_full(exc: BaseException, where: Path | None = None) -> bool:
+    """Whether ``exc`` is a full disk: said so (SQLITE_FULL, ENOSPC...), or a fault of the
+    database while the disk holding ``where`` has no byte left (SQLite says "disk I/O
+    error" when it cannot grow its ``-shm`` file)."""
+    fault = classify(exc)
+    if fault is None:
+        return False
+    return isinstance(fault.error, DiskFull) or (where is not None and disk_state(where) == "full")
+
+
 def _classify_one(exc: BaseException) -> ServiceUnavailable | None:
     if isinstance(exc, sqlite3.Error):
         return _sqlite(exc)
@@ -138,10 +151,10 @@ def _postgres(exc: psycopg.Error) -> ServiceUnavailable | None:
         return disk_full()
     if state is not None and (state[:2] in _PG_BUSY_CLASSES or state in _PG_BUSY):
         return database_busy()
-    if state is None or state.startswith("08") or state in _PG_DOWN:
-        # No SQLSTATE: the connection failed or broke before the server said anything.
-        if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
-            return database_unavailable()
+    # No SQLSTATE: the connection failed or broke before the server said anything.
+    down = state is None or state.startswith("08") or state in _PG_DOWN
+    if down and isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return database_unavailable()
     return None
 
 

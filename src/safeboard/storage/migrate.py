@@ -19,11 +19,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from safeboard.errors import ConfigError, DiskFull, SafeboardError
+from safeboard.errors import ConfigError, SafeboardError
 from safeboard.ids import new_id
 from safeboard.settings import mask_url_password
 from safeboard.storage.engine import BEGIN_IMMEDIATE, SQLITE_BUSY_TIMEOUT_MS, create_engine
-from safeboard.storage.faults import classify
+from safeboard.storage.faults import is_disk_full
 from safeboard.storage.models import Base, InstanceRow
 
 if TYPE_CHECKING:
@@ -190,9 +190,8 @@ def open_database(
 
 def _unusable(url: str, exc: BaseException) -> ConfigError:
     reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
-    fault = classify(exc)
-    if fault is not None and isinstance(fault.error, DiskFull):
-        where = make_url(url).database if url.startswith("sqlite") else None
+    where = make_url(url).database if url.startswith("sqlite") else None
+    if is_disk_full(exc, Path(where).parent if where else None):
         return ConfigError(
             f"the disk is full: cannot write database {where or mask_url_password(url)} "
             f"({reason}); free space on it, or move the data directory elsewhere "
