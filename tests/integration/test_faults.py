@@ -134,7 +134,12 @@ async def test_a_database_that_does_not_answer_is_503_database_unavailable(
         for path in ("/api/v1/projects", "/api/v1/auth/session"):
             response = await unreachable.get(path, headers=headers)
             _assert_503(response, "database_unavailable", "5")
+        page = await unreachable.get("/account", headers={**headers, "Accept": "text/html"})
         health = await unreachable.get("/healthz")
+    assert page.status_code == 503  # a browser's navigation gets a page, not JSON
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["retry-after"] == "5"
+    assert "the database is unavailable" in page.text
     assert health.status_code == 503
     assert health.json()["database"] == "unreachable"
     lines = _fault_lines(caplog)

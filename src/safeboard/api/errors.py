@@ -80,8 +80,14 @@ def _describe_validation(exc: RequestValidationError) -> str:
 
 
 def _unavailable(request: Request, exc: ServiceUnavailable) -> Response:
-    """503 with the error's own code, message (safe by construction) and Retry-After."""
-    response = error_response(exc.code, exc.message, request_id_of(request), headers=exc.headers)
+    """503 with the error's own code, message (safe by construction) and Retry-After; a
+    browser's navigation to a page gets it as a page."""
+    request_id = request_id_of(request)
+    if _browsing(request):
+        page = error_page(503, exc.message, request_id)
+        page.headers.update(exc.headers)
+        return page
+    response = error_response(exc.code, exc.message, request_id, headers=exc.headers)
     response.status_code = 503
     return response
 
