@@ -12,7 +12,7 @@ faults (a database down or busy, a full disk: api/faults.py) and every other
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import fastapi.routing
@@ -92,13 +92,19 @@ def _unavailable(request: Request, exc: ServiceUnavailable) -> Response:
     return response
 
 
-async def _on_safeboard_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, SafeboardError)  # noqa: S101  (registered for this type only)
+def _on_safeboard_error(faults: FaultLog) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def on_safeboard_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SafeboardError)  # noqa: S101  (registered for this type only)
+        if isinstance(exc, ServiceUnavailable):
+            faults.record(exc.code, exc.message)
+            return _unavailable(request, exc)
+        return _safeboard_error(request, exc)
+
+    return on_safeboard_error
+
+
+def _safeboard_error(request: Request, exc: SafeboardError) -> Response:
     request_id = request_id_of(request)
-    if isinstance(exc, ServiceUnavailable):
-        faults: FaultLog = request.app.state.faults
-        faults.record(exc.code, exc.message)
-        return _unavailable(request, exc)
     if STATUS_BY_CODE.get(exc.code, 500) >= 500:
         # A server-side problem: its message (paths, names) is for the operator only.
         log.error("request %s failed: %s", request_id, exc.message)
@@ -149,8 +155,8 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.state.faults = FaultLog()
-    app.add_exception_handler(SafeboardError, _on_safeboard_error)
-    install_fault_handlers(app, app.state.faults, _unavailable)
+    faults = FaultLog()  # one per app: its 503s, counted per cause
+    app.add_exception_handler(SafeboardError, _on_safeboard_error(faults))
+    install_fault_handlers(app, faults, _unavailable)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
