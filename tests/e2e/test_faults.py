@@ -84,6 +84,7 @@ def _assert_logged_once_per_interval(server: ServerProcess, label: str, seconds:
 # PostgreSQL stopped
 
 
+@pytest.mark.postgres
 def test_postgresql_stopped_is_503_database_unavailable_then_served_again(
     server_factory: Start, tmp_path: Path
 ) -> None:
