@@ -7,6 +7,7 @@ import errno
 import logging
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -134,15 +135,30 @@ def test_a_full_disk_on_a_file_write_is_disk_full() -> None:
 
 def test_the_log_says_each_cause_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
     now = [100.0]
-    faults = FaultLog(10, clock=lambda: now[0])
+    due: list[tuple[float, Callable[[], None]]] = []
+    faults = FaultLog(10, clock=lambda: now[0], later=lambda delay, fn: due.append((delay, fn)))
+
+    def at(moment: float) -> None:
+        now[0] = moment
+
     with caplog.at_level(logging.WARNING, logger="safeboard.faults"):
         faults.record("database_unavailable", "connection refused")  # at once
-        for _ in range(40):
-            now[0] += 0.2
+        for i in range(1, 41):
+            at(100 + i * 0.2)
             faults.record("database_unavailable", "connection refused")
             faults.record("database_busy", "database is locked")
-        now[0] += 3
+        assert [delay for delay, _ in due] == [pytest.approx(9.8)] * 2  # one per cause
+        assert len(caplog.records) == 2
+        unavailable_due = due.pop(0)[1]
+        at(110)
+        unavailable_due()  # the interval's summary
+        at(111)
         faults.record("database_unavailable", "connection refused")
+        at(121)
+        due.pop(1)[1]()  # the last one, after the episode ended
+        due.clear()
+        at(500)  # long after: a new episode, said at once
+        faults.record("database_unavailable", "server closed the connection")
     lines = [record.getMessage() for record in caplog.records]
     assert lines == [
         (
@@ -150,6 +166,11 @@ def test_the_log_says_each_cause_once_per_interval(caplog: pytest.LogCaptureFixt
             "connection refused"
         ),
         "database busy: answering 503 (a line every 10 s while it lasts): database is locked",
-        "database unavailable (41 requests answered 503 in the last 11 s): connection refused",
+        "database unavailable (40 requests answered 503 in the last 10 s): connection refused",
+        "database unavailable (1 request answered 503 in the last 11 s): connection refused",
+        (
+            "database unavailable: answering 503 (a line every 10 s while it lasts): "
+            "server closed the connection"
+        ),
     ]
     assert not [record for record in caplog.records if record.exc_info]

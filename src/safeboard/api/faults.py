@@ -40,21 +40,33 @@ _LABELS = {
 class _Tally:
     logged_at: float
     answered: int = 0  # since the line logged at ``logged_at``
+    reason: str = ""
+    scheduled: bool = False  # a summary is due at ``logged_at + interval``
+
+
+def _later(delay: float, action: Callable[[], None]) -> None:
+    timer = threading.Timer(delay, action)
+    timer.daemon = True
+    timer.start()
 
 
 class FaultLog:
-    """``record(code, reason)`` for each 503 answered; logs at most one line per code per
-    ``interval`` (the first at once), each line with the number of 503s it stands for."""
+    """``record(code, reason)`` for each 503 answered. Per code: the first one of an
+    episode is logged at once; while more come, one line per ``interval`` sums them up (the
+    last one after the episode ends), so a fault that fails every request costs the log a
+    line per 10 s, not a traceback per request."""
 
     def __init__(
         self,
         interval: float = LOG_INTERVAL_S,
         *,
         clock: Callable[[], float] = time.monotonic,
+        later: Callable[[float, Callable[[], None]], None] = _later,
         logger: logging.Logger = log,
     ) -> None:
         self.interval = interval
         self._clock = clock
+        self._later = later
         self._log = logger
         self._lock = threading.Lock()
         self._tallies: dict[str, _Tally] = {}
@@ -65,10 +77,20 @@ class FaultLog:
             tally = self._tallies.get(code)
             if tally is not None and now - tally.logged_at < self.interval:
                 tally.answered += 1
+                tally.reason = reason
+                if not tally.scheduled:
+                    tally.scheduled = True
+                    due = tally.logged_at + self.interval - now
+                    self._later(due, lambda: self._summarize(code))
                 return
-            self._tallies[code] = _Tally(now)
+            if tally is None or tally.answered == 0:  # a new episode
+                self._tallies[code] = _Tally(now)
+                summary = None
+            else:  # the interval passed before its summary did
+                summary = (tally.answered + 1, now - tally.logged_at)
+                tally.logged_at, tally.answered = now, 0
         label = _LABELS.get(code, code.replace("_", " "))
-        if tally is None:
+        if summary is None:
             self._log.warning(
                 "%s: answering 503 (a line every %.0f s while it lasts): %s",
                 label,
@@ -76,15 +98,30 @@ class FaultLog:
                 reason,
             )
         else:
-            answered = tally.answered + 1
-            self._log.warning(
-                "%s (%d request%s answered 503 in the last %.0f s): %s",
-                label,
-                answered,
-                "" if answered == 1 else "s",
-                now - tally.logged_at,
-                reason,
-            )
+            self._summary(label, *summary, reason)
+
+    def _summarize(self, code: str) -> None:
+        now = self._clock()
+        with self._lock:
+            tally = self._tallies.get(code)
+            if tally is None:
+                return
+            tally.scheduled = False
+            if tally.answered == 0:
+                return
+            answered, since, reason = tally.answered, tally.logged_at, tally.reason
+            tally.logged_at, tally.answered = now, 0
+        self._summary(_LABELS.get(code, code.replace("_", " ")), answered, now - since, reason)
+
+    def _summary(self, label: str, answered: int, seconds: float, reason: str) -> None:
+        self._log.warning(
+            "%s (%d request%s answered 503 in the last %.0f s): %s",
+            label,
+            answered,
+            "" if answered == 1 else "s",
+            seconds,
+            reason,
+        )
 
 
 def install_fault_handlers(
