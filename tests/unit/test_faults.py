@@ -49,6 +49,14 @@ def test_the_client_maps_the_cause_and_its_retry_after_back(
     assert without.retry_after is None
 
 
+def test_a_proxy_s_503_keeps_its_retry_after() -> None:
+    page = httpx.Response(503, text="<html>maintenance</html>", headers={"Retry-After": "120"})
+    error = _error_from(page)
+    assert type(error) is errors.ServiceUnavailable
+    assert error.retry_after == 120
+    assert _error_from(httpx.Response(502, text="bad gateway")).retry_after is None
+
+
 def _locked_error(tmp_path: Path) -> sqlite3.Error:
     path = tmp_path / "x.db"
     holder = sqlite3.connect(path, isolation_level=None)

@@ -69,7 +69,8 @@ def _error_from(response: httpx.Response, origin: str = "") -> SafeboardError:
         if status in _GATEWAY:
             return ServiceUnavailable(
                 f"{where} answered {status} (a proxy in front of it?): "
-                "it is restarting or down; try again"
+                "it is restarting or down; try again",
+                retry_after=_retry_after(response),
             )
         if status >= 500:
             return ServerError(
