@@ -35,6 +35,8 @@ __all__ = [
     "UNAVAILABLE_RETRY_S",
     "Fault",
     "classify",
+    "database_busy",
+    "database_unavailable",
     "disk_full",
     "is_disk_full",
 ]
@@ -87,7 +89,7 @@ def database_busy() -> DatabaseBusy:
 
 def disk_full() -> DiskFull:
     return DiskFull(
-        f"the server's disk is full; nothing was stored; retry after {DISK_FULL_RETRY_S} s "
+        f"the server's disk is full; retry after {DISK_FULL_RETRY_S} s "
         "(its operator must free space)",
         retry_after=DISK_FULL_RETRY_S,
     )
