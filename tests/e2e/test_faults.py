@@ -138,6 +138,12 @@ def test_a_sqlite_write_lock_held_past_the_busy_wait_is_503_database_busy(
             for _ in range(3):
                 response = client.post(url, content=_batch(), headers=PACKED | headers)
                 _assert_503(response, "database_busy", "1")
+            # The CLI, on the same database, says so too (not "internal error").
+            cli = run_cli("key", "create", "--name", "busy", data_dir=server.data_dir)
+            assert cli.returncode == 2, cli.stderr
+            assert "the database is busy" in cli.stderr, cli.stderr
+            assert "database is locked" in cli.stderr, cli.stderr
+            assert "Traceback" not in cli.stderr
         finally:
             holder.rollback()
             holder.close()

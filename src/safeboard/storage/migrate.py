@@ -19,11 +19,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from safeboard.errors import ConfigError, SafeboardError
+from safeboard.errors import ConfigError, DatabaseBusy, SafeboardError
 from safeboard.ids import new_id
 from safeboard.settings import mask_url_password
 from safeboard.storage.engine import BEGIN_IMMEDIATE, SQLITE_BUSY_TIMEOUT_MS, create_engine
-from safeboard.storage.faults import is_disk_full
+from safeboard.storage.faults import classify, is_disk_full
 from safeboard.storage.models import Base, InstanceRow
 
 if TYPE_CHECKING:
@@ -196,6 +196,12 @@ def _unusable(url: str, exc: BaseException) -> ConfigError:
             f"the disk is full: cannot write database {where or mask_url_password(url)} "
             f"({reason}); free space on it, or move the data directory elsewhere "
             "(--data-dir) or the database (--database-url)"
+        )
+    fault = classify(exc)
+    if fault is not None and isinstance(fault.error, DatabaseBusy):
+        return ConfigError(
+            f"the database is busy: {where or mask_url_password(url)} ({reason}): another "
+            "process held it past database.sqlite_busy_timeout_ms; try again"
         )
     return ConfigError(
         f"cannot use database {mask_url_password(url)}: {reason}; check --database-url, that "
