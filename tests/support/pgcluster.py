@@ -42,7 +42,8 @@ class OwnCluster:
         """Start it again on the same port."""
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.server.port} "
-            f"-c unix_socket_directories={self.root} -c fsync=off"
+            f"-c unix_socket_directories={self.root} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
         log = self.root / "postgres.log"
         started = self._ctl("start", "-w", "-l", str(log), "-o", options)
