@@ -11,8 +11,10 @@ from pathlib import Path
 from safeboard.errors import ConfigError
 
 __all__ = [
+    "DISK_OK",
     "LOCAL_SOCKET",
     "SocketAddress",
+    "disk_state",
     "ensure_data_dir",
     "require_private",
     "write_private",
@@ -23,7 +25,8 @@ FILE_MODE = 0o600
 # The server's Unix socket in the data directory: local clients send the discovery file's
 # key only through it, so only the server that owns the directory can ever receive it.
 LOCAL_SOCKET = "server.sock"
-_SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes, the last one a NUL
+_SUN_PATH_MAX = 107
+DISK_OK = "ok"  # sockaddr_un.sun_path holds 108 bytes, the last one a NUL
 
 
 class SocketAddress:
@@ -96,3 +99,19 @@ def write_private(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def disk_state(path: Path, min_free_bytes: int = 0) -> str:
+    """The filesystem holding ``path``, for the server's writes: ``ok``, ``low`` (free
+    space under ``min_free_bytes``), ``full``, ``unwritable`` (read-only, or not writable
+    by this process) or ``missing``. One ``statvfs``: cheap enough for every health check."""
+    try:
+        info = os.statvfs(path)
+    except OSError:
+        return "missing"
+    if info.f_flag & os.ST_RDONLY or not os.access(path, os.W_OK):
+        return "unwritable"
+    free = info.f_bavail * info.f_frsize
+    if free == 0:
+        return "full"
+    return "low" if free < min_free_bytes else DISK_OK

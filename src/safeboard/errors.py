@@ -17,6 +17,9 @@ __all__ = [
     "ChecksumMismatch",
     "ConfigError",
     "Conflict",
+    "DatabaseBusy",
+    "DatabaseUnavailable",
+    "DiskFull",
     "Forbidden",
     "InsufficientRole",
     "InsufficientScope",
@@ -177,9 +180,45 @@ class InsufficientStorage(SafeboardError):
 
 
 class ServiceUnavailable(SafeboardError):
-    """Down, restarting or unreachable for now: worth another try (client.retry)."""
+    """Down, restarting or unreachable for now: worth another try (client.retry).
+
+    The server answers 503 with its message and, given ``retry_after``, a ``Retry-After``
+    header; a client that reads one back keeps it in ``retry_after`` (None without)."""
 
     code = "unavailable"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        headers = dict(headers or {})
+        if retry_after is not None:
+            retry_after = max(1, retry_after)
+            headers["Retry-After"] = str(retry_after)
+        super().__init__(message, headers=headers)
+        self.retry_after = retry_after
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database does not answer (PostgreSQL stopped, unreachable, restarting)."""
+
+    code = "database_unavailable"
+
+
+class DatabaseBusy(ServiceUnavailable):
+    """The database could not be had in time (SQLite's write lock held past the busy
+    wait, a pool or lock timeout): the request changed nothing."""
+
+    code = "database_busy"
+
+
+class DiskFull(ServiceUnavailable):
+    """The server's disk (database, artifact store) is full; an operator must free space."""
+
+    code = "disk_full"
 
 
 class ServerUnreachable(ServiceUnavailable):
@@ -226,6 +265,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "too_many_streams": 429,
     "insufficient_storage": 507,
     "unavailable": 503,
+    "database_unavailable": 503,
+    "database_busy": 503,
+    "disk_full": 503,
     "checksum_mismatch": 422,
     # Raised by clients only (CLIENT_ONLY_CODES below), never sent by the server.
     "tls_changed": 502,

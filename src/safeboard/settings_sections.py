@@ -150,6 +150,16 @@ class ServerSettings(_Section):
         ),
     )
 
+    min_free_disk_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=0,
+        description=(
+            "Free space below which `GET /healthz` reports the disk of the data directory "
+            "(or of the artifact store) as `low` and answers 503, so that a monitor warns "
+            "before writes fail with 503 `disk_full`. 0: only a full disk is reported."
+        ),
+    )
+
     _split = field_validator("behind_proxy", "allowed_hosts", mode="before")(_split_commas)
 
     @field_validator("public_url")
@@ -277,6 +287,17 @@ class DatabaseSettings(_Section):
             "SQLAlchemy URL. Default: SQLite file `safeboard.db` in the data directory. "
             "For PostgreSQL: `postgresql+psycopg://user@host/db` (a password in it is never "
             "printed; prefer a .pgpass file or PGPASSWORD)."
+        ),
+    )
+
+    sqlite_busy_timeout_ms: int = Field(
+        5000,
+        ge=0,
+        le=600_000,
+        description=(
+            "Milliseconds a SQLite write waits for the write lock held by another writer "
+            "(a second process, a long export); past it the request gets 503 "
+            "`database_busy` with Retry-After and changes nothing. Ignored on PostgreSQL."
         ),
     )
 

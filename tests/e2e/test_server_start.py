@@ -46,7 +46,12 @@ def test_default_start_is_plain_http_on_loopback(server_factory: Start) -> None:
     assert (server.data_dir / "safeboard.db").exists()
     with server.client() as client:
         response = client.get("/healthz")
-    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "disk": "ok",
+        "artifact_disk": "ok",
+    }
     # Loopback only: the kernel's table of listening sockets shows 127.0.0.1, nothing wider.
     assert listening_addresses(server.port) == {"127.0.0.1"}
 

@@ -91,8 +91,11 @@ class World:
 
 def build_world(make_settings: Callable[..., Settings], db_url: str, **overrides: Any) -> World:
     auth = {**FAST_ARGON2, **overrides.pop("auth", {})}
-    settings = make_settings(database={"url": db_url}, auth=auth, **overrides)
-    engine = create_engine(settings.database_url)
+    database = {"url": db_url, **overrides.pop("database", {})}
+    settings = make_settings(database=database, auth=auth, **overrides)
+    engine = create_engine(
+        settings.database_url, busy_timeout_ms=settings.database.sqlite_busy_timeout_ms
+    )
     upgrade(engine)
     app = create_app(settings, engine=engine)
     scheme = "https" if settings.tls_on else "http"

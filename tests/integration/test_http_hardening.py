@@ -21,6 +21,7 @@ from safeboard.storage import create_engine, upgrade
 pytestmark = pytest.mark.anyio
 
 SECRET = "Sup3rS3cretT0kenValue"
+HEALTHY = {"status": "ok", "database": "ok", "disk": "ok", "artifact_disk": "ok"}
 
 
 def _client(app: FastAPI, client_ip: str = "127.0.0.1", base: str = "http://127.0.0.1:8080"):
@@ -97,7 +98,7 @@ async def probe(app_with_probes: Callable[..., FastAPI]) -> AsyncIterator[httpx.
 async def test_healthz_reports_database(client: httpx.AsyncClient) -> None:
     response = await client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.json() == HEALTHY
     _assert_security_headers(response, hsts=False)
 
 
@@ -108,7 +109,7 @@ async def test_healthz_on_each_backend(
     app = create_app(make_settings(), engine=engine)
     async with _client(app) as client:
         response = await client.get("/healthz")
-    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.json() == HEALTHY
 
 
 async def test_healthz_reports_unreachable_database(
@@ -119,7 +120,7 @@ async def test_healthz_reports_unreachable_database(
     async with _client(app) as client:
         response = await client.get("/healthz")
     assert response.status_code == 503
-    assert response.json() == {"status": "degraded", "database": "unreachable"}
+    assert response.json() == {**HEALTHY, "status": "degraded", "database": "unreachable"}
 
 
 @pytest.mark.parametrize(("path", "status", "code"), [("/nowhere", 404, "not_found")])

@@ -21,7 +21,7 @@ from safeboard.artifacts.ranges import (
     sniff_image,
 )
 from safeboard.artifacts.store import LocalStore
-from safeboard.errors import InsufficientStorage
+from safeboard.errors import DiskFull
 
 KEY = b"k" * 32
 
@@ -120,12 +120,13 @@ def test_changing_any_character_of_a_link_breaks_it(position: int, replacement: 
         assert check_link(KEY, forged, now=0) is None
 
 
-def test_a_full_disk_is_a_507_not_a_crash() -> None:
+def test_a_full_disk_is_a_503_disk_full_not_a_crash() -> None:
     """/dev/full answers every write with ENOSPC, as a full disk would."""
     fd = os.open("/dev/full", os.O_WRONLY)
     try:
-        with pytest.raises(InsufficientStorage, match="full"):
+        with pytest.raises(DiskFull, match="full") as raised:
             store_module._FileWriter(fd).write(b"x" * 10)
+        assert raised.value.headers["Retry-After"] == "30"
     finally:
         os.close(fd)
 

@@ -70,7 +70,10 @@ def create_app(
     """Build the application. ``engine`` is created from the settings unless given; the
     caller owns migrations (``safeboard.storage.upgrade``) so that tests and replicas
     decide when they run."""
-    engine = engine if engine is not None else create_engine(settings.database_url)
+    if engine is None:
+        engine = create_engine(
+            settings.database_url, busy_timeout_ms=settings.database.sqlite_busy_timeout_ms
+        )
     # 1. Services, built once (safeboard/services.py); routes receive them by type
     #    (safeboard/provision.py), given to the app once the routes are known (step 4).
     services = build_services(settings, engine)

@@ -4,13 +4,15 @@ One exception: a browser's navigation (GET, Accept: text/html) to an address out
 ``/api/`` that names nothing gets the dashboard's HTML "Not found" page (status 404).
 
 Expected errors (``SafeboardError``) show their message; anything else becomes a generic 500
-whose details go only to the server log, under the same request id (S17).
+whose details go only to the server log, under the same request id (S17). Infrastructure
+faults (a database down or busy, a full disk: api/faults.py) and every other
+``ServiceUnavailable`` are 503s with their own code, message and ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import fastapi.routing
@@ -20,7 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
-from safeboard.errors import STATUS_BY_CODE, SafeboardError
+from safeboard.api.faults import FaultLog, install_fault_handlers
+from safeboard.errors import STATUS_BY_CODE, SafeboardError, ServiceUnavailable
 from safeboard.web.responses import error_page, wants_html
 
 __all__ = ["GENERIC_500", "error_body", "error_response", "install_error_handlers", "request_id_of"]
@@ -76,8 +79,31 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return f"{where}: {first.get('msg', 'invalid')}{more}"
 
 
-async def _on_safeboard_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, SafeboardError)  # noqa: S101  (registered for this type only)
+def _unavailable(request: Request, exc: ServiceUnavailable) -> Response:
+    """503 with the error's own code, message (safe by construction) and Retry-After; a
+    browser's navigation to a page gets it as a page."""
+    request_id = request_id_of(request)
+    if _browsing(request):
+        page = error_page(503, exc.message, request_id)
+        page.headers.update(exc.headers)
+        return page
+    response = error_response(exc.code, exc.message, request_id, headers=exc.headers)
+    response.status_code = 503
+    return response
+
+
+def _on_safeboard_error(faults: FaultLog) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def on_safeboard_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SafeboardError)  # noqa: S101  (registered for this type only)
+        if isinstance(exc, ServiceUnavailable):
+            faults.record(exc.code, exc.message)
+            return _unavailable(request, exc)
+        return _safeboard_error(request, exc)
+
+    return on_safeboard_error
+
+
+def _safeboard_error(request: Request, exc: SafeboardError) -> Response:
     request_id = request_id_of(request)
     if STATUS_BY_CODE.get(exc.code, 500) >= 500:
         # A server-side problem: its message (paths, names) is for the operator only.
@@ -129,6 +155,8 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(SafeboardError, _on_safeboard_error)
+    faults = FaultLog()  # one per app: its 503s, counted per cause
+    app.add_exception_handler(SafeboardError, _on_safeboard_error(faults))
+    install_fault_handlers(app, faults, _unavailable)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)

@@ -1,4 +1,12 @@
-"""``GET /healthz``: liveness and database reachability, nothing more. Public."""
+"""``GET /healthz``: liveness and each dependency's state, nothing more. Public.
+
+``database``: whether it answers ``SELECT 1`` (``ok`` or ``unreachable``). ``disk`` (the
+data directory's filesystem) and ``artifact_disk`` (the artifact store's, the same answer
+when they share one): ``ok``, ``low`` (free space under ``server.min_free_disk_bytes``),
+``full``, ``unwritable`` (read-only, or not writable by the server) or ``missing``. Any
+state but ``ok`` makes the answer 503 ``degraded``. States only: paths are the operator's
+business (docs/security.md, S17). A ``statvfs`` and a ``SELECT 1``: cheap to poll.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +17,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from safeboard.auth.dependencies import PUBLIC
+from safeboard.datadir import DISK_OK, disk_state
 from safeboard.provision import provided
+from safeboard.settings import Settings
 from safeboard.storage import ping
 
-__all__ = ["router"]
+__all__ = ["Health", "router"]
 
 router = APIRouter()
+
+OK = DISK_OK
 
 
 class Health(BaseModel):
@@ -22,6 +34,22 @@ class Health(BaseModel):
 
     status: str
     database: str
+    disk: str
+    artifact_disk: str
+
+
+def _check(engine: sa.Engine, settings: Settings) -> Health:
+    floor = settings.server.min_free_disk_bytes
+    database = OK if ping(engine) else "unreachable"
+    disk = disk_state(settings.data_dir, floor)
+    artifact_disk = disk_state(settings.artifact_dir, floor)
+    healthy = database == disk == artifact_disk == OK
+    return Health(
+        status=OK if healthy else "degraded",
+        database=database,
+        disk=disk,
+        artifact_disk=artifact_disk,
+    )
 
 
 @router.head("/healthz", include_in_schema=False, dependencies=[PUBLIC])
@@ -29,12 +57,17 @@ class Health(BaseModel):
     "/healthz",
     dependencies=[PUBLIC],
     response_model=Health,
-    responses={503: {"model": Health, "description": "The database is unreachable."}},
-    summary="Liveness and database reachability",
+    responses={
+        503: {
+            "model": Health,
+            "description": "A dependency is degraded: the database unreachable, or a disk "
+            "low, full or unwritable.",
+        }
+    },
+    summary="Liveness and the state of the database and disks",
 )
-async def healthz(engine: sa.Engine = provided(sa.Engine)) -> JSONResponse:
-    reachable = await run_in_threadpool(ping, engine)
-    body = Health(
-        status="ok" if reachable else "degraded", database="ok" if reachable else "unreachable"
-    )
-    return JSONResponse(body.model_dump(), status_code=200 if reachable else 503)
+async def healthz(
+    engine: sa.Engine = provided(sa.Engine), settings: Settings = provided(Settings)
+) -> JSONResponse:
+    body = await run_in_threadpool(_check, engine, settings)
+    return JSONResponse(body.model_dump(), status_code=200 if body.status == OK else 503)

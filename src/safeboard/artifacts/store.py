@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from safeboard.errors import Conflict, InsufficientStorage
+from safeboard.errors import Conflict, DiskFull
 from safeboard.ids import is_id
+from safeboard.storage.faults import DISK_FULL_ERRNOS, DISK_FULL_RETRY_S
 
 __all__ = ["ArtifactStore", "BlobReader", "BlobWriter", "LocalStore", "StoreError"]
 
@@ -103,9 +104,11 @@ class _FileWriter:
                 written = os.write(self.fd, view)
                 view = view[written:]
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise InsufficientStorage(
-                    "the server's artifact storage is full; what arrived so far is kept"
+            if exc.errno in DISK_FULL_ERRNOS:
+                raise DiskFull(
+                    "the server's artifact storage is full; what arrived so far is kept; "
+                    f"retry after {DISK_FULL_RETRY_S} s",
+                    retry_after=DISK_FULL_RETRY_S,
                 ) from None
             raise
 

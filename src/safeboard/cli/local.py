@@ -119,7 +119,9 @@ def open_local(data_dir: Path) -> Iterator[Local]:
     directory = ensure_data_dir(data_dir)
     ensure_secrets(directory)
     settings = load_settings(directory)
-    engine = open_database(settings.database_url)
+    engine = open_database(
+        settings.database_url, busy_timeout_ms=settings.database.sqlite_busy_timeout_ms
+    )
     try:
         yield Local(build_services(settings, engine))
     finally:

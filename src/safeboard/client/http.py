@@ -69,7 +69,8 @@ def _error_from(response: httpx.Response, origin: str = "") -> SafeboardError:
         if status in _GATEWAY:
             return ServiceUnavailable(
                 f"{where} answered {status} (a proxy in front of it?): "
-                "it is restarting or down; try again"
+                "it is restarting or down; try again",
+                retry_after=_retry_after(response),
             )
         if status >= 500:
             return ServerError(
@@ -77,13 +78,22 @@ def _error_from(response: httpx.Response, origin: str = "") -> SafeboardError:
                 "if it persists, its operator can look in the server's log"
             )
         code, message = _CODE_BY_STATUS.get(status, "internal"), f"{where} answered {status}"
+    retry_after = _retry_after(response)
     if code == RateLimited.code:
-        try:
-            retry_after = int(response.headers.get("retry-after", "1"))
-        except ValueError:
-            retry_after = 1
-        return RateLimited(message, retry_after=retry_after)
-    return error_for_code(code, message)
+        return RateLimited(message, retry_after=retry_after or 1)
+    error = error_for_code(code, message)
+    if isinstance(error, ServiceUnavailable) and retry_after is not None:
+        # database_unavailable, database_busy, disk_full...: the server's wait, kept.
+        return type(error)(message, retry_after=retry_after)
+    return error
+
+
+def _retry_after(response: httpx.Response) -> int | None:
+    """The ``Retry-After`` seconds of a response (None without one, or an HTTP date)."""
+    try:
+        return max(1, int(response.headers["retry-after"]))
+    except (KeyError, ValueError):
+        return None
 
 
 def _reason(exc: BaseException) -> str:

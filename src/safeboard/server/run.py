@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging.config
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
 
 from safeboard import __version__
 from safeboard.api.app import create_app
@@ -34,8 +36,9 @@ from safeboard.settings import (
     mask_url_password,
 )
 from safeboard.storage import open_database
+from safeboard.storage.faults import is_disk_full
 
-__all__ = ["Prepared", "bind_local_socket", "bind_socket", "prepare", "serve"]
+__all__ = ["Prepared", "bind_local_socket", "bind_socket", "disk_full_said", "prepare", "serve"]
 
 
 @dataclass(frozen=True)
@@ -48,13 +51,37 @@ class Prepared:
 def prepare(data_dir: Path, **overrides: object) -> Prepared:
     """Everything a start needs, in order; each step fails with a ConfigError naming the fix."""
     data_dir = ensure_data_dir(data_dir)
-    # Before anything in the directory changes: a second server on it stops here.
-    lock = ServerLock.acquire(data_dir)
-    ensure_secrets(data_dir)
-    settings = load_settings(data_dir, **overrides)
-    lock.record(local_url(settings))
-    material = prepare_tls(settings) if settings.tls_on else None
+    with disk_full_said(data_dir):
+        # Before anything in the directory changes: a second server on it stops here.
+        lock = ServerLock.acquire(data_dir)
+        ensure_secrets(data_dir)
+        settings = load_settings(data_dir, **overrides)
+        lock.record(local_url(settings))
+        material = prepare_tls(settings) if settings.tls_on else None
     return Prepared(settings, material, lock)
+
+
+@contextmanager
+def disk_full_said(data_dir: Path, database: str | None = None) -> Iterator[None]:
+    """A start on a full disk says so, names the path and the fix (not an internal error):
+    any write of the start (secrets, lock, certificates, the database, the artifact store)."""
+    try:
+        yield
+    except (OSError, SQLAlchemyError) as exc:
+        if not is_disk_full(exc, data_dir):
+            raise
+        reason = exc.strerror if isinstance(exc, OSError) else str(getattr(exc, "orig", exc))
+        if isinstance(exc, OSError) and exc.filename:
+            where = f"{exc.filename}"
+        elif database is not None and isinstance(exc, SQLAlchemyError):
+            where = f"the database {mask_url_password(database)}"
+        else:
+            where = f"the data directory {data_dir}"
+        raise ConfigError(
+            f"the disk is full: cannot write {where} ({reason}); free space on that "
+            "disk, or give the server room elsewhere (--data-dir, --database-url, the "
+            "setting artifacts.path)"
+        ) from None
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -173,9 +200,17 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
     sock = bind_socket(settings.server.host, settings.port)
     local = bind_local_socket(settings.data_dir)
     # Before any thread starts: the migrations run in a forked child (Alembic stays out).
-    engine = open_database(settings.database_url, in_child=True)
-    app = create_app(settings, engine=engine, certificate_names=material.names if material else ())
-    started = bootstrap(services_of(app), material, local_socket=settings.data_dir / LOCAL_SOCKET)
+    engine = open_database(
+        settings.database_url,
+        in_child=True,
+        busy_timeout_ms=settings.database.sqlite_busy_timeout_ms,
+    )
+    with disk_full_said(settings.data_dir, settings.database_url):
+        names = material.names if material else ()
+        app = create_app(settings, engine=engine, certificate_names=names)
+        started = bootstrap(
+            services_of(app), material, local_socket=settings.data_dir / LOCAL_SOCKET
+        )
     config = uvicorn.Config(
         app,
         # Admission, the TLS handshake (our SSLContext) and head deadlines run in the gate,

@@ -74,11 +74,13 @@ def parse_database_url(url: str) -> URL:
     raise ConfigError(f"database URL scheme {scheme!r} is not supported: use {SUPPORTED_URLS}")
 
 
-def create_engine(url: str) -> Engine:
-    """An engine for ``url``; no connection is made until first use."""
+def create_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
+    """An engine for ``url``; no connection is made until first use. ``busy_timeout_ms``:
+    how long a SQLite writer waits for the write lock before SQLITE_BUSY (a 503
+    ``database_busy``, storage/faults.py); the setting ``database.sqlite_busy_timeout_ms``."""
     parsed = parse_database_url(url)
     if parsed.drivername in _SQLITE_DRIVERS:
-        return _sqlite_engine(parsed)
+        return _sqlite_engine(parsed, busy_timeout_ms)
     connect_args: dict[str, Any] = {}
     if "connect_timeout" not in parsed.query:
         # Without it libpq waits for the OS (minutes) on an unreachable host.
@@ -114,7 +116,7 @@ def ping(engine: Engine) -> bool:
         return False
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
     assert url.database is not None  # checked by parse_database_url  # noqa: S101
     path = url.database
     # hide_parameters: error messages never carry bound values (a password hash, a token).
@@ -137,7 +139,7 @@ def _sqlite_engine(url: URL) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise ConfigError(

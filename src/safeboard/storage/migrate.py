@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from safeboard.errors import ConfigError, SafeboardError
+from safeboard.errors import ConfigError, DatabaseBusy, SafeboardError
 from safeboard.ids import new_id
 from safeboard.settings import mask_url_password
-from safeboard.storage.engine import BEGIN_IMMEDIATE, create_engine
+from safeboard.storage.engine import BEGIN_IMMEDIATE, SQLITE_BUSY_TIMEOUT_MS, create_engine
+from safeboard.storage.faults import classify, is_disk_full
 from safeboard.storage.models import Base, InstanceRow
 
 if TYPE_CHECKING:
@@ -159,18 +160,21 @@ def _check_foreign_keys(conn: Connection) -> None:
         )
 
 
-def open_database(url: str, *, in_child: bool = False) -> Engine:
+def open_database(
+    url: str, *, in_child: bool = False, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+) -> Engine:
     """An engine with the schema at head and the instance row made, ready to serve.
 
     Every failure on the way (unreachable server, unreadable or foreign file, a schema from
     a newer safeboard) becomes a one-line ConfigError naming the database and the fix.
     ``in_child``: migrate in a forked child process (where fork exists), so that Alembic
     never loads into this one; the server does this, before it starts any thread.
+    ``busy_timeout_ms``: SQLite's wait for the write lock (``create_engine``).
     """
     forked = in_child and hasattr(os, "fork")
     if forked:
         _migrate_in_child(url)
-    engine = create_engine(url)
+    engine = create_engine(url, busy_timeout_ms=busy_timeout_ms)
     try:
         if not forked:
             _migrated(engine, url)
@@ -186,6 +190,19 @@ def open_database(url: str, *, in_child: bool = False) -> Engine:
 
 def _unusable(url: str, exc: BaseException) -> ConfigError:
     reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+    where = make_url(url).database if url.startswith("sqlite") else None
+    if is_disk_full(exc, Path(where).parent if where else None):
+        return ConfigError(
+            f"the disk is full: cannot write database {where or mask_url_password(url)} "
+            f"({reason}); free space on it, or move the data directory elsewhere "
+            "(--data-dir) or the database (--database-url)"
+        )
+    fault = classify(exc)
+    if fault is not None and isinstance(fault.error, DatabaseBusy):
+        return ConfigError(
+            f"the database is busy: {where or mask_url_password(url)} ({reason}): another "
+            "process held it past database.sqlite_busy_timeout_ms; try again"
+        )
     return ConfigError(
         f"cannot use database {mask_url_password(url)}: {reason}; check --database-url, that "
         "the server is up and the file or account is yours"

@@ -22,7 +22,13 @@ from safeboard.web.layout import document
 
 __all__ = ["PageRoute", "error_page", "wants_html"]
 
-_TITLES = {400: "Bad request", 403: "Not allowed", 404: "Not found", 409: "Conflict"}
+_TITLES = {
+    400: "Bad request",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Conflict",
+    503: "Unavailable for now",
+}
 
 
 def wants_html(request: Request) -> bool:
