@@ -12,11 +12,13 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from safeboard.errors import SafeboardError
 from safeboard.sdk import notices
-from safeboard.sdk.batches import Batch, Point, to_batches
+from safeboard.sdk.batches import SLICE_VALUES, Batch, Packer, Point, to_batches
+from safeboard.sdk.switching import responsive
 from safeboard.sdk.delivery import PAUSES, Delivery, Undeliverable, retryable
 from safeboard.sdk.spool import RunSpool
 from safeboard.sdk.uploads import Uploader, spool_record
@@ -27,12 +29,14 @@ __all__ = ["Point", "Sender", "to_batches"]
 log = logging.getLogger("safeboard.sdk")
 
 RECHECK_SECONDS = 60.0  # after a refusal that needs the user: one look a minute, no more
+PACK_BACKLOG = 2_000  # points waiting in memory past which the sender packs them ...
+PACK_SECONDS = 0.01  # ... this often, between its rounds
 
 
 class Sender(threading.Thread):
     def __init__(
         self,
-        queue: deque[Point],
+        queue: deque[Any],
         spool: RunSpool,
         delivery: Delivery | None,
         *,
@@ -61,6 +65,7 @@ class Sender(threading.Thread):
         self.idle = threading.Event()  # set after a round that left nothing behind
         self.trouble: str | None = None  # an unexpected failure of a round, said once
         self._held: list[Batch] = []  # the batches of the round in flight
+        self._packer = Packer()  # points taken from the queue, not a batch yet
 
     def wake(self) -> None:
         self._wake.set()
@@ -72,10 +77,18 @@ class Sender(threading.Thread):
         self._wake.set()
 
     def run(self) -> None:
+        next_round = time.monotonic() + self.interval
         while not self._stopping.is_set():
-            self._wake.wait(self.interval)
-            self._wake.clear()
-            self._guarded_cycle()
+            # Points waiting in memory cost the training loop (each full garbage collection
+            # walks them): past PACK_BACKLOG, they are packed every PACK_SECONDS.
+            backlog = len(self.queue) >= 3 * PACK_BACKLOG
+            wait = PACK_SECONDS if backlog else next_round - time.monotonic()
+            if self._wake.wait(max(0.0, wait)) or time.monotonic() >= next_round:
+                self._wake.clear()
+                self._guarded_cycle()
+                next_round = time.monotonic() + self.interval
+            else:
+                self._guarded(self._take)
         while True:  # the last rounds: until everything is delivered or time is up
             self._guarded_cycle(final=True)
             left = self._deadline - time.monotonic()
@@ -83,21 +96,48 @@ class Sender(threading.Thread):
                 return
             time.sleep(min(max(self._pause, 0.1), left))
 
-    def _drain(self) -> list[Point]:
-        points: list[Point] = []
+    def _take(self) -> None:
+        """Move the points logged so far into the packer (numpy columns), a slice at a
+        time; those logged meanwhile wait for the next look (no chasing the training).
+        While the server cannot take them, full batches go to the spool at once: memory
+        holds at most one open batch (MAX_BATCH_POINTS values)."""
         pop = self.queue.popleft
-        try:
-            while True:
-                points.append(pop())
-        except IndexError:
-            return points
+        left = len(self.queue) // 3
+        if left:
+            self.idle.clear()  # flush() waits for these too
+        with responsive():
+            while left > 0:
+                group: list[Point] = []
+                values = 0
+                try:
+                    while left > 0 and values < SLICE_VALUES:
+                        point = (pop(), pop(), pop())
+                        group.append(point)
+                        values += len(point[2])
+                        left -= 1
+                except IndexError:  # abandon() took them meanwhile
+                    left = 0
+                self._packer.add(group)
+            if self.delivery is None or self._spooled or time.monotonic() < self._retry_at:
+                for batch in self._packer.sealed():
+                    self.spool.add_batch(batch)
+                    self._spooled = self._spooled or self.delivery is not None
+
+    def _pack(self) -> list[Batch]:
+        """The points logged so far as batches (the last one sealed)."""
+        self._take()
+        with responsive():
+            return self._packer.batches()
 
     def _guarded_cycle(self, *, final: bool = False) -> None:
+        self._guarded(lambda: self.cycle(final=final))
+
+    def _guarded(self, work: Callable[[], None]) -> None:
         """A round that fails unexpectedly (the spool's files changed under it, a full disk,
         a bug) is said once and retried next round: the thread never dies silently, which
         would leave the run running forever."""
         try:
-            self.cycle(final=final)
+            work()
         except Exception as exc:  # noqa: BLE001  (see above)
             self._spooled = True
             self._say_trouble(exc)
@@ -140,7 +180,7 @@ class Sender(threading.Thread):
             self.uploader.release(max(numbers))
 
     def _round(self, *, final: bool) -> None:
-        batches = to_batches(self._drain())
+        batches = self._pack()
         if self.delivery is None:
             for batch in batches:
                 self.spool.add_batch(batch)
@@ -188,7 +228,7 @@ class Sender(threading.Thread):
     def abandon(self) -> None:
         """finish() gives up on this thread (a request outlives the deadline): what it holds
         goes to the spool for `safeboard sync` (a batch sent twice is stored once: its id)."""
-        for batch in [*self._held, *to_batches(self._drain())]:
+        for batch in [*self._held, *self._pack()]:
             self.spool.add_batch(batch)
 
     def _keep(self, batches: list[Batch]) -> None:
