@@ -77,13 +77,30 @@ def _error_from(response: httpx.Response, origin: str = "") -> SafeboardError:
                 "if it persists, its operator can look in the server's log"
             )
         code, message = _CODE_BY_STATUS.get(status, "internal"), f"{where} answered {status}"
+    wait = retry_after(response)
     if code == RateLimited.code:
-        try:
-            retry_after = int(response.headers.get("retry-after", "1"))
-        except ValueError:
-            retry_after = 1
-        return RateLimited(message, retry_after=retry_after)
-    return error_for_code(code, message)
+        return RateLimited(message, retry_after=int(wait or 1))
+    error = error_for_code(code, message)
+    if type(error) is SafeboardError and status in _BY_STATUS:
+        # A code this client does not know yet (a newer server's): its status says what
+        # kind of failure it is, and whether it is worth another try.
+        error = error_for_code(_CODE_BY_STATUS[status], f"{message} ({code})")
+    if wait is not None and isinstance(error, ServiceUnavailable):
+        error.headers = {**error.headers, "Retry-After": str(wait)}  # client.retry reads it
+    return error
+
+
+_BY_STATUS = frozenset({429, 503})
+_MAX_RETRY_AFTER = 3600  # seconds; the policy caps it again (client.retry)
+
+
+def retry_after(response: httpx.Response) -> int | None:
+    """The ``Retry-After`` of a response in whole seconds (the delay form; a date or a
+    value that is not a number is ignored), within 0..``_MAX_RETRY_AFTER``."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value.isdigit():
+        return None
+    return min(int(value), _MAX_RETRY_AFTER)
 
 
 def _reason(exc: BaseException) -> str:

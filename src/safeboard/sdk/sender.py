@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from safeboard.client.retry import asked_wait
 from safeboard.errors import SafeboardError
 from safeboard.sdk import notices
 from safeboard.sdk.batches import SLICE_VALUES, Batch, Packer, Point, to_batches
@@ -58,6 +59,7 @@ class Sender(threading.Thread):
         self._retry_at = 0.0
         self._deadline = 0.0
         self._hopeless = False  # the last failure needs the user (credentials), not time
+        self._busy = False  # the server said "not now" (Retry-After), said once while it lasts
         self.refusal: SafeboardError | None = None  # that failure, said once on stderr
         self._spooled = any(True for _ in spool.batches())
         self.delivered_points = 0
@@ -94,7 +96,9 @@ class Sender(threading.Thread):
             left = self._deadline - time.monotonic()
             if self.idle.is_set() or left <= 0 or self.delivery is None or self._hopeless:
                 return
-            time.sleep(min(max(self._pause, 0.1), left))
+            # A server that asked for a wait gets it, also now (the points are spooled).
+            pause = self._retry_at - time.monotonic() if self._busy else self._pause
+            time.sleep(min(max(pause, 0.1), left))
 
     def _take(self) -> None:
         """Move the points logged so far into the packer (numpy columns), a slice at a
@@ -185,7 +189,7 @@ class Sender(threading.Thread):
             for batch in batches:
                 self.spool.add_batch(batch)
             return
-        waiting = time.monotonic() < self._retry_at and not final
+        waiting = time.monotonic() < self._retry_at and (self._busy or not final)
         if self._spooled or waiting:
             for batch in batches:
                 self.spool.add_batch(batch)
@@ -210,6 +214,7 @@ class Sender(threading.Thread):
             self._failures = 0
             self._pause = 0.0
             self._hopeless = False
+            self._busy = False
             if delivered:
                 self._recovered()
         except OSError as exc:  # the spool, not the server: keep what is held, say it once
@@ -219,6 +224,9 @@ class Sender(threading.Thread):
             self._keep(batches)
             self._failures += 1
             self._pause = PAUSES.delay(self._failures, exc)
+            if asked_wait(exc) is not None and not self._busy:
+                self._busy = True
+                notices.say_busy(str(self.delivery.meta["url"]), exc, self._pause, self.spool.path)
             self._hopeless = not retryable(exc)
             if self._hopeless:
                 self.record_refusal(exc)
