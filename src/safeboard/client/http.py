@@ -67,30 +67,35 @@ def _error_from(response: httpx.Response, origin: str = "") -> SafeboardError:
             message += f" (request id {error['request_id']})"
     except (ValueError, KeyError, TypeError):
         if status in _GATEWAY:
-            return ServiceUnavailable(
+            return _waiting(response, ServiceUnavailable(
                 f"{where} answered {status} (a proxy in front of it?): "
                 "it is restarting or down; try again"
-            )
+            ))  # fmt: skip
         if status >= 500:
             return ServerError(
                 f"{where} answered {status} without saying why: try again; "
                 "if it persists, its operator can look in the server's log"
             )
         code, message = _CODE_BY_STATUS.get(status, "internal"), f"{where} answered {status}"
-    wait = retry_after(response)
-    if code == RateLimited.code:
-        return RateLimited(message, retry_after=int(wait or 1))
-    error = error_for_code(code, message)
-    if type(error) is SafeboardError and status in _BY_STATUS:
+    if code not in STATUS_BY_CODE and status in _WAIT_STATUSES:
         # A code this client does not know yet (a newer server's): its status says what
-        # kind of failure it is, and whether it is worth another try.
-        error = error_for_code(_CODE_BY_STATUS[status], f"{message} ({code})")
+        # kind of failure it is, and that it is worth another try.
+        code, message = _CODE_BY_STATUS[status], f"{message} ({code})"
+    if code == RateLimited.code:
+        return RateLimited(message, retry_after=retry_after(response) or 1)
+    return _waiting(response, error_for_code(code, message))
+
+
+def _waiting(response: httpx.Response, error: SafeboardError) -> SafeboardError:
+    """``error`` with the response's Retry-After, when it is worth another try (client.retry
+    waits at least that long)."""
+    wait = retry_after(response)
     if wait is not None and isinstance(error, ServiceUnavailable):
-        error.headers = {**error.headers, "Retry-After": str(wait)}  # client.retry reads it
+        error.headers = {**error.headers, "Retry-After": str(wait)}
     return error
 
 
-_BY_STATUS = frozenset({429, 503})
+_WAIT_STATUSES = frozenset({429, 503})  # "not now": the answers that may say when to come back
 _MAX_RETRY_AFTER = 3600  # seconds; the policy caps it again (client.retry)
 
 

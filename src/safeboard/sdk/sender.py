@@ -32,6 +32,7 @@ log = logging.getLogger("safeboard.sdk")
 RECHECK_SECONDS = 60.0  # after a refusal that needs the user: one look a minute, no more
 PACK_BACKLOG = 2_000  # points waiting in memory past which the sender packs them ...
 PACK_SECONDS = 0.01  # ... this often, between its rounds
+LOOK_SECONDS = 0.02  # how often the sender looks for a backlog (log() never wakes it)
 
 
 class Sender(threading.Thread):
@@ -84,7 +85,7 @@ class Sender(threading.Thread):
             # Points waiting in memory cost the training loop (each full garbage collection
             # walks them): past PACK_BACKLOG, they are packed every PACK_SECONDS.
             backlog = len(self.queue) >= 3 * PACK_BACKLOG
-            wait = PACK_SECONDS if backlog else next_round - time.monotonic()
+            wait = PACK_SECONDS if backlog else min(LOOK_SECONDS, next_round - time.monotonic())
             if self._wake.wait(max(0.0, wait)) or time.monotonic() >= next_round:
                 self._wake.clear()
                 self._guarded_cycle()
