@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import chain
-from operator import itemgetter
+from operator import methodcaller
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,7 @@ MAX_BATCH_POINTS = 100_000
 # Values converted in one step: each numpy call on them holds the interpreter well under
 # a millisecond, so the training loop's log() never waits longer for it.
 SLICE_VALUES = 4_096
-_step_of, _time_of, _data_of = (itemgetter(i) for i in range(3))
+_values = methodcaller("values")
 _Column = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]
 
 
@@ -88,17 +88,17 @@ def _step_ok(step: Any) -> bool:
     return ok
 
 
-def _steps(group: list[Point]) -> tuple[npt.NDArray[np.int64], list[Point]]:
-    """The group's steps as an array, and the group; points whose step the server would
-    refuse are dropped (said once per step)."""
+def _steps(given: list[Any]) -> tuple[npt.NDArray[np.int64], list[int] | None]:
+    """The steps as an array, and None; or, when the server would refuse some, the steps
+    kept and their indexes (the others dropped, said once per step)."""
     try:
-        steps = np.fromiter(map(_step_of, group), np.int64, len(group))
+        steps = np.fromiter(given, np.int64, len(given))
         if steps.size and int(steps.min()) >= 0 and int(steps.max()) <= wire.MAX_STEP:
-            return steps, group
+            return steps, None
     except (OverflowError, TypeError, ValueError):
         pass
-    group = [p for p in group if _step_ok(p[0])]
-    return np.array([p[0] for p in group], dtype=np.int64), group
+    kept = [i for i, step in enumerate(given) if _step_ok(step)]
+    return np.array([given[i] for i in kept], dtype=np.int64), kept
 
 
 def _value(key: str, value: Any) -> float | None:
@@ -114,39 +114,42 @@ def _value(key: str, value: Any) -> float | None:
         return None
 
 
-def _table(group: list[Point], width: int) -> npt.NDArray[np.float64] | None:
+def _table(datas: list[Mapping[str, Any]], width: int) -> npt.NDArray[np.float64] | None:
     """The values of points that log the same keys as one (points x keys) array, converted
     in C; None when one is not a number (then point by point)."""
-    rows = [tuple(data.values()) for _, _, data in group]
     try:
-        table = np.fromiter(chain.from_iterable(rows), np.float64, len(group) * width)
+        table = np.fromiter(chain.from_iterable(map(_values, datas)), np.float64, len(datas) * width)
     except (TypeError, ValueError, OverflowError):
         return None
-    if np.isnan(table).any() and any(None in row for row in rows):
+    if np.isnan(table).any() and any(v is None for data in datas for v in data.values()):
         return None
-    return table.reshape(len(group), width)
+    return table.reshape(len(datas), width)
 
 
-def _columns(group: list[Point]) -> dict[str, _Column]:
-    steps, group = _steps(group)
-    if not group:
+def _columns(given: list[Any], times: list[Any], datas: list[Any]) -> dict[str, _Column]:
+    """Columns of the points whose steps, times and values are ``given``, ``times`` and
+    ``datas``. The usual case (every point logs the same keys) runs in C: one pass over
+    the keys, one over the values."""
+    steps, kept = _steps(given)
+    if kept is not None:
+        given, times, datas = [given[i] for i in kept], [times[i] for i in kept], [datas[i] for i in kept]
+    if not datas:
         return {}
-    keys = tuple(group[0][2])
-    if all(map(keys.__eq__, map(tuple, map(_data_of, group)))):
-        # The usual case, every point logging the same keys: one array per column.
-        table = _table(group, len(keys))
+    keys = list(datas[0])
+    if list(chain.from_iterable(datas)) == keys * len(datas):
+        table = _table(datas, len(keys))
         if table is not None:
-            times = np.fromiter(map(_time_of, group), np.float64, len(group))
-            return {k: (steps, times, table[:, i].copy()) for i, k in enumerate(keys)}
+            at = np.fromiter(times, np.float64, len(times))
+            return {k: (steps, at, table[:, i].copy()) for i, k in enumerate(keys)}
     lists: dict[str, tuple[list[int], list[float], list[float]]] = defaultdict(lambda: ([], [], []))
-    for step, at, data in group:
+    for step, moment, data in zip(given, times, datas, strict=True):
         for key, value in data.items():
             number = _value(key, value)
             if number is None:
                 continue
             column = lists[key]
             column[0].append(step)
-            column[1].append(at)
+            column[1].append(moment)
             column[2].append(number)
     return {
         k: (np.array(s, dtype=np.int64), np.array(t, np.float64), np.array(v, np.float64))
@@ -179,7 +182,13 @@ class Packer:
         self._batches: list[Batch] = []
 
     def add(self, group: list[Point]) -> None:
-        columns = {k: c for k, c in _columns(group).items() if _loggable(k)}
+        self.add_flat(list(chain.from_iterable(group)))
+
+    def add_flat(self, flat: list[Any]) -> None:
+        """Points given as ``[step, time, values, step, time, values, ...]`` (how run.log()
+        queues them)."""
+        columns = _columns(flat[0::3], flat[1::3], flat[2::3])
+        columns = {k: c for k, c in columns.items() if _loggable(k)}
         values = sum(c[0].size for c in columns.values())
         if self._values and self._values + values > MAX_BATCH_POINTS:
             self._seal()
