@@ -16,7 +16,14 @@ import httpx
 __all__ = ["BusyGate"]
 
 RETRY_AFTER = 1
-_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "host"}
+_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "content-encoding",
+    "host",
+}
 
 
 class BusyGate(ThreadingHTTPServer):
@@ -48,7 +55,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: BusyGate
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002  (stdlib's name)
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def _relay(self) -> None:
@@ -57,11 +64,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.busy and self.command == "POST" and self.path.endswith("/metrics"):
             self.server.refused += 1
             error = {"code": "database_busy", "message": "the database is busy", "request_id": "-"}
-            self._answer(503, json.dumps({"error": error}).encode(),
-                         {"Content-Type": "application/json", "Retry-After": str(RETRY_AFTER)})  # fmt: skip
+            headers = {"Content-Type": "application/json", "Retry-After": str(RETRY_AFTER)}
+            self._answer(503, json.dumps({"error": error}).encode(), headers)
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
-        answer = self.server.upstream.request(self.command, self.path, content=body, headers=headers)
+        answer = self.server.upstream.request(
+            self.command, self.path, content=body, headers=headers
+        )
         kept = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP}
         self._answer(answer.status_code, answer.content, kept)
 

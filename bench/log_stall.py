@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import ssl
 import subprocess
 import sys
@@ -35,6 +36,8 @@ import httpx
 from gate import BusyGate
 from procs import Server, free_port, start_server
 
+import safeboard
+
 HERE = Path(__file__).resolve().parent
 KEYS = 10
 SCENARIOS = ("up", "away", "killed", "busy")
@@ -45,10 +48,6 @@ BUSY_AFTER = 3.0  # seconds the gate stays busy after the loop
 def probe(calls: int) -> None:
     """The training script: init, wait for "go", log ``calls`` points timing each call, say
     the figures, wait for "go" again (the server is back), finish."""
-    import resource
-
-    import safeboard
-
     run = safeboard.init(project="bench-stall", name="stall")
     print(json.dumps({"run_id": run.id}), flush=True)
     sys.stdin.readline()
@@ -71,7 +70,7 @@ def probe(calls: int) -> None:
         "calls": calls, "loop_s": loop, "median_us": at(0.5), "p99_us": at(0.99),
         "p999_us": at(0.999), "max_ms": ordered[-1] / 1e6,
         "over_1ms": sum(1 for t in took if t > 1_000_000),
-        "backlog_points": len(run._queue) // 3,  # noqa: SLF001  (waiting in memory at the end)
+        "backlog_points": len(run._queue) // 3,
         "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }  # fmt: skip
     print(json.dumps(figures), flush=True)
@@ -97,8 +96,8 @@ def _start(work: Path, port: int) -> tuple[Server, dict[str, Any]]:
 
     cmd = [sys.executable, "-m", "safeboard", "server", "--tls", "--port", str(port),
            "--data-dir", str(data)]  # fmt: skip
-    server = start_server("safeboard", cmd, url=f"https://127.0.0.1:{port}",
-                          log_path=work / "server.log", ready=ready, env=env, timeout=60)  # fmt: skip
+    url, log_path = f"https://127.0.0.1:{port}", work / "server.log"
+    server = start_server("safeboard", cmd, url=url, log_path=log_path, ready=ready, env=env)
     return server, json.loads(discovery.read_text())
 
 
@@ -137,7 +136,7 @@ def scenario(name: str, calls: int, work: Path) -> dict[str, Any]:
         [sys.executable, str(Path(__file__).resolve()), "probe", "--calls", str(calls)],
         env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert script.stdin is not None and script.stdout is not None  # noqa: S101
+    assert script.stdin is not None
     try:
         run_id = _said(script)["run_id"]
         if gate is not None:
@@ -157,7 +156,7 @@ def scenario(name: str, calls: int, work: Path) -> dict[str, Any]:
         script.stdin.flush()
         figures.update(_said(script))
         script.wait(60)
-        assert script.stderr is not None  # noqa: S101
+        assert script.stderr is not None
         figures["said"] = script.stderr.read().strip()
         figures["stored"], figures["each_once"] = _stored(info, run_id)
         if gate is not None:
@@ -174,10 +173,10 @@ def scenario(name: str, calls: int, work: Path) -> dict[str, Any]:
 
 def _said(script: subprocess.Popen[str]) -> dict[str, Any]:
     """The probe's next line (JSON); its stderr when it ended instead."""
-    assert script.stdout is not None  # noqa: S101
+    assert script.stdout is not None
     line = script.stdout.readline()
     if not line:
-        assert script.stderr is not None  # noqa: S101
+        assert script.stderr is not None
         raise RuntimeError(f"the probe ended ({script.wait(10)}): {script.stderr.read()[-2000:]}")
     said: dict[str, Any] = json.loads(line)
     return said
@@ -252,9 +251,10 @@ def main() -> int:
     lost = [n for n, r in results.items() if r["stored"] != r["expected"] or not r["each_once"]]
     worst = max(r["max_ms"] for r in results.values())
     median = max(r["median_us"] for r in results.values())
-    print(f"\nworst call {worst:.2f} ms (target < 1 ms): {'met' if worst < 1 else 'NOT met'}; "
-          f"median {median:.2f} us (P3 <= 2 us): {'met' if median <= 2 else 'NOT met'}; "
-          f"{'nothing lost or stored twice' if not lost else 'LOST OR DUPLICATED: ' + ', '.join(lost)}")  # fmt: skip
+    kept = "nothing lost or stored twice" if not lost else "LOST OR DUPLICATED: " + ", ".join(lost)
+    verdict = {True: "met", False: "NOT met"}
+    print(f"\nworst call {worst:.2f} ms (target < 1 ms): {verdict[worst < 1]}; "
+          f"median {median:.2f} us (P3 <= 2 us): {verdict[median <= 2]}; {kept}")  # fmt: skip
     for name, result in results.items():
         for line in result.get("said", "").splitlines()[:3]:
             print(f"{name}, the SDK said: {line[:300]}")

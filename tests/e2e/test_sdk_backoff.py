@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -80,7 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: Gate
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002  (stdlib's name)
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def _relay(self) -> None:
@@ -90,11 +91,13 @@ class _Handler(BaseHTTPRequestHandler):
         if batch and self.server.gated():
             self.server.batches.append((time.monotonic(), 503))
             error = {"code": "database_busy", "message": "the database is busy", "request_id": "-"}
-            self._answer(503, json.dumps({"error": error}).encode(),
-                         {"Content-Type": "application/json", "Retry-After": str(RETRY_AFTER)})  # fmt: skip
+            headers = {"Content-Type": "application/json", "Retry-After": str(RETRY_AFTER)}
+            self._answer(503, json.dumps({"error": error}).encode(), headers)
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP | {"host"}}
-        answer = self.server.upstream.request(self.command, self.path, content=body, headers=headers)
+        answer = self.server.upstream.request(
+            self.command, self.path, content=body, headers=headers
+        )
         if batch:
             self.server.batches.append((time.monotonic(), answer.status_code))
         kept = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP}
@@ -147,7 +150,7 @@ def test_the_sdk_waits_what_a_busy_server_asks_says_it_once_and_loses_nothing(
 
     refused = [at for at, status in proxy.batches if status == 503]
     assert len(refused) >= 2, proxy.batches
-    gaps = [b - a for a, b in zip(refused, refused[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(refused)]
     assert min(gaps) >= RETRY_AFTER * 0.95, gaps  # never sooner than asked
     assert len(refused) <= BUSY_SECONDS / RETRY_AFTER + 1, gaps
     assert all(status < 300 for _, status in proxy.batches if status != 503), proxy.batches

@@ -63,7 +63,8 @@ def test_log_never_stalls_while_the_server_is_away_and_nothing_is_lost(tmp_path:
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        assert script.stdout is not None and script.stdin is not None
+        assert script.stdout is not None
+        assert script.stdin is not None
         run_id = script.stdout.readline().strip()
         server.process.kill()
         server.process.wait()
@@ -86,9 +87,7 @@ def test_log_never_stalls_while_the_server_is_away_and_nothing_is_lost(tmp_path:
         with server.client() as client:
             headers = {"Authorization": f"Bearer {key}"}
             run = client.get(f"/api/v1/runs/{run_id}", headers=headers).json()
-            points = client.get(
-                f"/api/v1/runs/{run_id}/points?metric=m7", headers=headers
-            ).json()
+            points = client.get(f"/api/v1/runs/{run_id}/points?metric=m7", headers=headers).json()
     finally:
         server.stop()
     assert {m["key"]: m["count"] for m in run["metrics"]} == {f"m{k}": CALLS for k in range(KEYS)}

@@ -29,7 +29,7 @@ def test_points_waiting_in_memory_are_not_walked_by_the_garbage_collector(
     gc.collect()
     before = len(gc.get_objects())
     for i in range(CALLS):
-        run.log({k: i * 0.5 for k in KEYS}, step=i)
+        run.log(dict.fromkeys(KEYS, i * 0.5), step=i)
     gc.collect()
     grown = len(gc.get_objects()) - before
     run.finish(timeout=60)
@@ -46,11 +46,11 @@ def test_a_backlog_is_packed_within_a_round_not_at_its_end(tmp_path: Path) -> No
     every point of the round as Python objects)."""
     run = safeboard.init("p", mode="offline", spool_dir=tmp_path, quiet=True, flush_interval=60)
     for i in range(50_000):
-        run.log({k: 1.0 for k in KEYS}, step=i)
+        run.log(dict.fromkeys(KEYS, 1.0), step=i)
     deadline = time.monotonic() + 30
-    while run._queue and time.monotonic() < deadline:  # noqa: SLF001  (what waits in memory)
+    while run._queue and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert not run._queue  # noqa: SLF001
+    assert not run._queue
     run.finish(timeout=60)
     assert RunSpool(tmp_path, run.id).pending_points() == 50_000 * len(KEYS)
 

@@ -25,7 +25,7 @@ from safeboard.ids import new_id
 from safeboard.sdk import notices
 
 __all__ = [
-    "MAX_BATCH_POINTS", "SLICE_VALUES", "Batch", "Packer", "Point", "point", "slices", "to_batches",
+    "MAX_BATCH_POINTS", "SLICE_VALUES", "Batch", "Packer", "Point", "slices", "to_batches",
 ]  # fmt: skip
 
 Point = tuple[int, float, Mapping[str, Any]]
@@ -118,7 +118,9 @@ def _table(datas: list[Mapping[str, Any]], width: int) -> npt.NDArray[np.float64
     """The values of points that log the same keys as one (points x keys) array, converted
     in C; None when one is not a number (then point by point)."""
     try:
-        table = np.fromiter(chain.from_iterable(map(_values, datas)), np.float64, len(datas) * width)
+        table = np.fromiter(
+            chain.from_iterable(map(_values, datas)), np.float64, len(datas) * width
+        )
     except (TypeError, ValueError, OverflowError):
         return None
     if np.isnan(table).any() and any(v is None for data in datas for v in data.values()):
@@ -132,7 +134,11 @@ def _columns(given: list[Any], times: list[Any], datas: list[Any]) -> dict[str, 
     the keys, one over the values."""
     steps, kept = _steps(given)
     if kept is not None:
-        given, times, datas = [given[i] for i in kept], [times[i] for i in kept], [datas[i] for i in kept]
+        given, times, datas = (
+            [given[i] for i in kept],
+            [times[i] for i in kept],
+            [datas[i] for i in kept],
+        )
     if not datas:
         return {}
     keys = list(datas[0])
@@ -199,8 +205,12 @@ class Packer:
     def _seal(self) -> None:
         if not self._values:
             return
-        joined = {
-            key: tuple(np.concatenate(part) for part in zip(*parts, strict=True))
+        joined: dict[str, wire.Arrays] = {
+            key: (
+                np.concatenate([c[0] for c in parts]),
+                np.concatenate([c[1] for c in parts]),
+                np.concatenate([c[2] for c in parts]),
+            )
             for key, parts in self._columns.items()
         }
         batch_id = new_id()

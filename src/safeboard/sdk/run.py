@@ -1,8 +1,8 @@
 """``safeboard.init()`` and ``Run``: what a training script sees.
 
 ``run.log({"loss": 0.3}, step=i)`` costs an append to a deque (P3): no lock, no I/O, nothing
-it could wait for; a background thread delivers (sender.py). At exit, or on ``finish()``, the run flushes with a bounded wait and
-says what is left in the spool for ``safeboard sync``.
+it could wait for; a background thread delivers (sender.py). At exit, or on ``finish()``,
+the run flushes with a bounded wait and says what is left in the spool for ``safeboard sync``.
 """
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ from safeboard.client.retry import asked_wait
 from safeboard.errors import SafeboardError
 from safeboard.sdk import notices
 from safeboard.sdk.batches import SLICE_VALUES, Batch, Packer, Point, to_batches
-from safeboard.sdk.switching import responsive
 from safeboard.sdk.delivery import PAUSES, Delivery, Undeliverable, retryable
 from safeboard.sdk.spool import RunSpool
+from safeboard.sdk.switching import responsive
 from safeboard.sdk.uploads import Uploader, spool_record
 from safeboard.words import count
 
