@@ -219,6 +219,10 @@ class Packer:
         self._columns = {}
         self._values = 0
 
+    def keep(self, batches: list[Batch]) -> None:
+        """Take back full batches that could not be spooled: first in line again."""
+        self._batches[:0] = batches
+
     def sealed(self) -> list[Batch]:
         """The batches that are full (and forgotten here); the open one stays open."""
         done, self._batches = self._batches, []

@@ -120,9 +120,14 @@ class Sender(threading.Thread):
                 self._packer.add_flat(list(starmap(queue.popleft, repeat((), 3 * count))))
                 left -= count
             if self.delivery is None or self._spooled or time.monotonic() < self._retry_at:
-                for batch in self._packer.sealed():
-                    self.spool.add_batch(batch)
-                    self._spooled = self._spooled or self.delivery is not None
+                sealed = self._packer.sealed()
+                try:
+                    while sealed:
+                        self.spool.add_batch(sealed[0])
+                        sealed.pop(0)
+                        self._spooled = self._spooled or self.delivery is not None
+                finally:  # a full disk: those not written stay first in line, in memory
+                    self._packer.keep(sealed)
 
     def _pack(self) -> list[Batch]:
         """The points logged so far as batches (the last one sealed)."""
