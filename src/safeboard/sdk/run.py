@@ -27,12 +27,13 @@ from typing import Any, Literal
 
 from safeboard import vocabulary
 from safeboard.client.credentials import resolve_server
+from safeboard.client.retry import asked_wait
 from safeboard.documents import MAX_NOTES_CHARS, document_problem, tags_problem
 from safeboard.errors import BadRequest, InvalidRequest, SafeboardError
 from safeboard.ids import new_id
 from safeboard.sdk import notices
 from safeboard.sdk.connection import Connection
-from safeboard.sdk.delivery import CONFIRM_TIMEOUT, Delivery, retryable
+from safeboard.sdk.delivery import CONFIRM_TIMEOUT, PAUSES, Delivery, retryable
 from safeboard.sdk.images import pixels_of
 from safeboard.sdk.sender import Sender
 from safeboard.sdk.spool import RunSpool, spool_root
@@ -108,6 +109,7 @@ class Run:
         self.name = name or f"run-{self.id[:8]}"
         delivery = None
         uploader = None
+        self._busy_until = 0.0  # the server said "not now" at init(): said, and waited for
         server_url = None
         connection = None
         if mode == "online":  # resolved before anything is created on disk
@@ -146,7 +148,7 @@ class Run:
         self._finished = False
         self._sender = Sender(
             self._queue, self.spool, delivery, interval=interval,
-            artifacts=self._artifacts, uploader=uploader,
+            artifacts=self._artifacts, uploader=uploader, busy_until=self._busy_until,
         )  # fmt: skip
         if uploader is not None:  # an upload refused for good is said like a batch refused
             uploader.on_refusal = self._sender.record_refusal
@@ -168,7 +170,12 @@ class Run:
                 delivery.close()
                 self.spool.remove()
                 raise
-            notices.say_away(url, exc, self.spool.path)
+            if asked_wait(exc) is not None:  # it answered: busy, not away
+                wait = PAUSES.delay(1, exc)
+                self._busy_until = time.monotonic() + wait
+                notices.say_busy(url, exc, wait, self.spool.path)
+            else:
+                notices.say_away(url, exc, self.spool.path)
             return
         self.spool.write_meta(self._meta)
         if not quiet:

@@ -46,6 +46,7 @@ class Sender(threading.Thread):
         interval: float = 0.5,
         artifacts: deque[dict[str, Any]] | None = None,
         uploader: Uploader | None = None,
+        busy_until: float = 0.0,
     ) -> None:
         super().__init__(name="safeboard-sender", daemon=True)
         self.queue = queue
@@ -56,12 +57,12 @@ class Sender(threading.Thread):
         self.interval = interval
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._failures = 0  # delivery rounds failed in a row
+        self._failures = int(busy_until > 0)  # delivery rounds failed in a row (init's too)
         self._pause = 0.0
-        self._retry_at = 0.0
+        self._retry_at = busy_until  # monotonic: no request before (what the server asked)
         self._deadline = 0.0
         self._hopeless = False  # the last failure needs the user (credentials), not time
-        self._busy = False  # the server said "not now" (Retry-After), said once while it lasts
+        self._busy = busy_until > 0  # the server said "not now" (Retry-After): said once
         self.refusal: SafeboardError | None = None  # that failure, said once on stderr
         self._spooled = any(True for _ in spool.batches())
         self.delivered_points = 0
