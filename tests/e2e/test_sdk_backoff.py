@@ -5,8 +5,9 @@ lasts), says so once, and every point is stored once when the server takes data 
 The 503s come from a gate in front of a real TLS server: it terminates TLS with the
 server's own certificate (the SDK's real client path, CA verification on), answers
 ``database_busy`` + ``Retry-After`` to metric batches (or to every POST, from the run's
-creation at init() on) during a window, and passes everything else through. A real server cannot yet be made to answer that code on demand
-(a locked SQLite writer answers after its busy wait, and the code is the server's to set).
+creation at init() on) during a window, and passes everything else through. A real server
+cannot yet be made to answer that code on demand (a locked SQLite writer answers after its
+busy wait, and the code is the server's to set).
 """
 
 from __future__ import annotations
