@@ -121,3 +121,22 @@ def test_init_takes_the_spool_directory_as_a_string(tmp_path: Path) -> None:
     run.log({"a": 1.0})
     run.finish(timeout=5)
     assert (tmp_path / "spool" / run.id / "run.json").is_file()
+
+
+@pytest.mark.parametrize("code", ["unavailable", "database_busy", "disk_full", "busy"])
+def test_a_503_keeps_its_retry_after_whatever_its_code(code: str) -> None:
+    """Any 503 is worth another try and says when (issue 13): a code this client does not
+    know yet (a newer server's) still maps by its status, and keeps its name in the text."""
+    body = {"error": {"code": code, "message": "not now", "request_id": "-"}}
+    error = _error_from(httpx.Response(503, json=body, headers={"Retry-After": "7"}))
+    assert isinstance(error, errors.ServiceUnavailable)
+    assert code in f"{error.code} {error.message}"
+    assert error.headers["Retry-After"] == "7"
+    assert DEFAULT_POLICY.delay(1, error) >= 7.0
+
+
+def test_a_proxy_s_503_with_retry_after_keeps_it_and_a_date_is_ignored() -> None:
+    page = httpx.Response(503, text="<html>busy</html>", headers={"Retry-After": "3"})
+    assert _error_from(page).headers["Retry-After"] == "3"
+    dated = httpx.Response(503, text="", headers={"Retry-After": "Fri, 31 Dec 2100 23:59:59 GMT"})
+    assert "Retry-After" not in _error_from(dated).headers

@@ -75,3 +75,16 @@ def test_gives_up_after_the_attempts() -> None:
     with pytest.raises(ServiceUnavailable):
         policy.call(fn)
     assert len(calls) == 3
+
+
+def test_a_503_with_retry_after_waits_at_least_that_capped_with_jitter() -> None:
+    """Every ServiceUnavailable that says when to come back (a database busy or down, a
+    full disk) is honoured like a rate limit (issue 13), capped by retry_after_cap."""
+    busy = ServiceUnavailable("busy", headers={"Retry-After": "4"})
+    exact = RetryPolicy(base=0.1, cap=1.0, jitter=False)
+    assert exact.delay(1, busy) == 4.0
+    assert RetryPolicy(base=0.1, cap=1.0, random=lambda: 0.0).delay(1, busy) == 4.0
+    assert 4.0 < RetryPolicy(base=0.1, cap=1.0, random=lambda: 0.999).delay(1, busy) <= 4.8
+    assert RetryPolicy(jitter=False, retry_after_cap=2.0).delay(1, busy) == 2.0
+    assert exact.delay(1, ServiceUnavailable("down")) == 0.1  # nothing asked: the backoff
+    assert RetryPolicy(base=1.0, cap=30.0, jitter=False).delay(4, busy) == 8.0  # it persists

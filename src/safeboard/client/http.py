@@ -67,33 +67,46 @@ def _error_from(response: httpx.Response, origin: str = "") -> SafeboardError:
             message += f" (request id {error['request_id']})"
     except (ValueError, KeyError, TypeError):
         if status in _GATEWAY:
-            return ServiceUnavailable(
+            return _waiting(response, ServiceUnavailable(
                 f"{where} answered {status} (a proxy in front of it?): "
-                "it is restarting or down; try again",
-                retry_after=_retry_after(response),
-            )
+                "it is restarting or down; try again"
+            ))  # fmt: skip
         if status >= 500:
             return ServerError(
                 f"{where} answered {status} without saying why: try again; "
                 "if it persists, its operator can look in the server's log"
             )
         code, message = _CODE_BY_STATUS.get(status, "internal"), f"{where} answered {status}"
-    retry_after = _retry_after(response)
+    if code not in STATUS_BY_CODE and status in _WAIT_STATUSES:
+        # A code this client does not know yet (a newer server's): its status says what
+        # kind of failure it is, and that it is worth another try.
+        code, message = _CODE_BY_STATUS[status], f"{message} ({code})"
     if code == RateLimited.code:
-        return RateLimited(message, retry_after=retry_after or 1)
-    error = error_for_code(code, message)
-    if isinstance(error, ServiceUnavailable) and retry_after is not None:
-        # database_unavailable, database_busy, disk_full...: the server's wait, kept.
-        return type(error)(message, retry_after=retry_after)
+        return RateLimited(message, retry_after=retry_after(response) or 1)
+    return _waiting(response, error_for_code(code, message))
+
+
+def _waiting(response: httpx.Response, error: SafeboardError) -> SafeboardError:
+    """``error`` with the response's Retry-After, when it is worth another try (client.retry
+    waits at least that long)."""
+    wait = retry_after(response)
+    if wait is not None and isinstance(error, ServiceUnavailable):
+        error.retry_after = max(1, wait)
+        error.headers = {**error.headers, "Retry-After": str(error.retry_after)}
     return error
 
 
-def _retry_after(response: httpx.Response) -> int | None:
-    """The ``Retry-After`` seconds of a response (None without one, or an HTTP date)."""
-    try:
-        return max(1, int(response.headers["retry-after"]))
-    except (KeyError, ValueError):
+_WAIT_STATUSES = frozenset({429, 503})  # "not now": the answers that may say when to come back
+_MAX_RETRY_AFTER = 3600  # seconds; the policy caps it again (client.retry)
+
+
+def retry_after(response: httpx.Response) -> int | None:
+    """The ``Retry-After`` of a response in whole seconds (the delay form; a date or a
+    value that is not a number is ignored), within 0..``_MAX_RETRY_AFTER``."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value.isdigit():
         return None
+    return min(int(value), _MAX_RETRY_AFTER)
 
 
 def _reason(exc: BaseException) -> str:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import chain
+from operator import methodcaller
 from typing import Any
 
 import numpy as np
@@ -22,10 +24,16 @@ from safeboard import wire
 from safeboard.ids import new_id
 from safeboard.sdk import notices
 
-__all__ = ["MAX_BATCH_POINTS", "Batch", "Point", "to_batches"]
+__all__ = [
+    "MAX_BATCH_POINTS", "SLICE_VALUES", "Batch", "Packer", "Point", "slices", "to_batches",
+]  # fmt: skip
 
-Point = tuple[int, float, Mapping[str, float]]
+Point = tuple[int, float, Mapping[str, Any]]
 MAX_BATCH_POINTS = 100_000
+# Values converted in one step: each numpy call on them holds the interpreter well under
+# a millisecond, so the training loop's log() never waits longer for it.
+SLICE_VALUES = 4_096
+_values = methodcaller("values")
 _Column = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]
 
 
@@ -50,19 +58,6 @@ class Batch:
         metrics = record["metrics"]
         body = wire.pack(record["batch_id"], metrics)
         return cls(record["batch_id"], body, sum(len(c["steps"]) for c in metrics.values()))
-
-
-def _chunks(points: list[Point]) -> list[list[Point]]:
-    """Groups of points holding at most MAX_BATCH_POINTS values together."""
-    groups: list[list[Point]] = [[]]
-    count = 0
-    for point in points:
-        if count and count + len(point[2]) > MAX_BATCH_POINTS:
-            groups.append([])
-            count = 0
-        groups[-1].append(point)
-        count += len(point[2])
-    return [g for g in groups if g]
 
 
 _refused: set[str] = set()
@@ -93,22 +88,25 @@ def _step_ok(step: Any) -> bool:
     return ok
 
 
-def _steps(group: list[Point]) -> tuple[npt.NDArray[np.int64], list[Point]]:
-    """The group's steps as an array, and the group; points whose step the server would
-    refuse are dropped (said once per step)."""
+def _steps(given: list[Any]) -> tuple[npt.NDArray[np.int64], list[int] | None]:
+    """The steps as an array, and None; or, when the server would refuse some, the steps
+    kept and their indexes (the others dropped, said once per step)."""
     try:
-        steps = np.array([p[0] for p in group], dtype=np.int64)
+        steps = np.fromiter(given, np.int64, len(given))
         if steps.size and int(steps.min()) >= 0 and int(steps.max()) <= wire.MAX_STEP:
-            return steps, group
+            return steps, None
     except (OverflowError, TypeError, ValueError):
         pass
-    group = [p for p in group if _step_ok(p[0])]
-    return np.array([p[0] for p in group], dtype=np.int64), group
+    kept = [i for i, step in enumerate(given) if _step_ok(step)]
+    return np.array([given[i] for i in kept], dtype=np.int64), kept
 
 
 def _value(key: str, value: Any) -> float | None:
     """``value`` as a float, or None (said once per key) when it is not a number: that
     point alone is dropped, not the batch (packing would raise in the sender)."""
+    if value is None:  # numpy would make it a NaN
+        _say_once(f"a value of metric {key[:80]!r}", "None is not a number")
+        return None
     try:
         return float(value)
     except (TypeError, ValueError, OverflowError):
@@ -116,30 +114,48 @@ def _value(key: str, value: Any) -> float | None:
         return None
 
 
-def _columns(group: list[Point]) -> dict[str, _Column]:
-    steps, group = _steps(group)
-    if not group:
+def _table(datas: list[Mapping[str, Any]], width: int) -> npt.NDArray[np.float64] | None:
+    """The values of points that log the same keys as one (points x keys) array, converted
+    in C; None when one is not a number (then point by point)."""
+    try:
+        table = np.fromiter(
+            chain.from_iterable(map(_values, datas)), np.float64, len(datas) * width
+        )
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if np.isnan(table).any() and any(v is None for data in datas for v in data.values()):
+        return None
+    return table.reshape(len(datas), width)
+
+
+def _columns(given: list[Any], times: list[Any], datas: list[Any]) -> dict[str, _Column]:
+    """Columns of the points whose steps, times and values are ``given``, ``times`` and
+    ``datas``. The usual case (every point logs the same keys) runs in C: one pass over
+    the keys, one over the values."""
+    steps, kept = _steps(given)
+    if kept is not None:
+        given, times, datas = (
+            [given[i] for i in kept],
+            [times[i] for i in kept],
+            [datas[i] for i in kept],
+        )
+    if not datas:
         return {}
-    first = group[0][2]
-    if all(len(p[2]) == len(first) and p[2].keys() == first.keys() for p in group):
-        # The usual case, every point logging the same keys: one array per column.
-        times = np.array([p[1] for p in group], dtype=np.float64)
-        try:
-            return {
-                k: (steps, times, np.array([float(p[2][k]) for p in group], dtype=np.float64))
-                for k in first
-            }
-        except (TypeError, ValueError, OverflowError):
-            pass  # a value that is not a number: point by point below
+    keys = list(datas[0])
+    if list(chain.from_iterable(datas)) == keys * len(datas):
+        table = _table(datas, len(keys))
+        if table is not None:
+            at = np.fromiter(times, np.float64, len(times))
+            return {k: (steps, at, table[:, i].copy()) for i, k in enumerate(keys)}
     lists: dict[str, tuple[list[int], list[float], list[float]]] = defaultdict(lambda: ([], [], []))
-    for step, at, data in group:
+    for step, moment, data in zip(given, times, datas, strict=True):
         for key, value in data.items():
             number = _value(key, value)
             if number is None:
                 continue
             column = lists[key]
             column[0].append(step)
-            column[1].append(at)
+            column[1].append(moment)
             column[2].append(number)
     return {
         k: (np.array(s, dtype=np.int64), np.array(t, np.float64), np.array(v, np.float64))
@@ -147,13 +163,80 @@ def _columns(group: list[Point]) -> dict[str, _Column]:
     }
 
 
-def to_batches(points: list[Point]) -> list[Batch]:
+def slices(points: Iterable[Point]) -> Iterator[list[Point]]:
+    """Groups of points holding about SLICE_VALUES values (a point with more, alone)."""
+    group: list[Point] = []
+    values = 0
+    for point in points:
+        group.append(point)
+        values += len(point[2])
+        if values >= SLICE_VALUES:
+            yield group
+            group, values = [], 0
+    if group:
+        yield group
+
+
+class Packer:
+    """Points become packed batches a slice at a time (``add``), each of at most
+    MAX_BATCH_POINTS values: no call holds the interpreter for long (the sender thread
+    shares it with the training loop, P3)."""
+
+    def __init__(self) -> None:
+        self._columns: dict[str, list[_Column]] = {}
+        self._values = 0
+        self._batches: list[Batch] = []
+
+    def add(self, group: list[Point]) -> None:
+        self.add_flat(list(chain.from_iterable(group)))
+
+    def add_flat(self, flat: list[Any]) -> None:
+        """Points given as ``[step, time, values, step, time, values, ...]`` (how run.log()
+        queues them)."""
+        columns = _columns(flat[0::3], flat[1::3], flat[2::3])
+        columns = {k: c for k, c in columns.items() if _loggable(k)}
+        values = sum(c[0].size for c in columns.values())
+        if self._values and self._values + values > MAX_BATCH_POINTS:
+            self._seal()
+        for key, column in columns.items():
+            self._columns.setdefault(key, []).append(column)
+        self._values += values
+
+    def _seal(self) -> None:
+        if not self._values:
+            return
+        joined: dict[str, wire.Arrays] = {
+            key: (
+                np.concatenate([c[0] for c in parts]),
+                np.concatenate([c[1] for c in parts]),
+                np.concatenate([c[2] for c in parts]),
+            )
+            for key, parts in self._columns.items()
+        }
+        batch_id = new_id()
+        body = wire.pack_arrays(batch_id, joined)
+        self._batches.append(Batch(batch_id, body, self._values))
+        self._columns = {}
+        self._values = 0
+
+    def keep(self, batches: list[Batch]) -> None:
+        """Take back full batches that could not be spooled: first in line again."""
+        self._batches[:0] = batches
+
+    def sealed(self) -> list[Batch]:
+        """The batches that are full (and forgotten here); the open one stays open."""
+        done, self._batches = self._batches, []
+        return done
+
+    def batches(self) -> list[Batch]:
+        """The batches packed so far, the last one sealed (and forgotten here)."""
+        self._seal()
+        return self.sealed()
+
+
+def to_batches(points: Iterable[Point]) -> list[Batch]:
     """Packed batches of at most MAX_BATCH_POINTS values, each with a new id."""
-    batches = []
-    for group in _chunks(points):
-        columns = {k: c for k, c in _columns(group).items() if _loggable(k)}
-        if columns:
-            batch_id = new_id()
-            body = wire.pack_arrays(batch_id, columns)
-            batches.append(Batch(batch_id, body, sum(c[0].size for c in columns.values())))
-    return batches
+    packer = Packer()
+    for group in slices(points):
+        packer.add(group)
+    return packer.batches()

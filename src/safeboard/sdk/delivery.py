@@ -37,8 +37,9 @@ __all__ = [
 CONFIRM_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 
 # The pauses of the background loops (sender, uploader) while the server is away: the one
-# retry policy of safeboard.client, waiting up to 30 s; what is not sent stays spooled.
-PAUSES = RetryPolicy(base=0.5, cap=30.0)
+# retry policy of safeboard.client, waiting up to 30 s, or what the server asks for with
+# Retry-After (up to 60 s); what is not sent stays spooled.
+PAUSES = RetryPolicy(base=0.5, cap=30.0, retry_after_cap=60.0)
 
 log = logging.getLogger("safeboard.sdk")
 T = TypeVar("T")

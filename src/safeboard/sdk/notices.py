@@ -23,6 +23,7 @@ __all__ = [
     "run_url",
     "say",
     "say_away",
+    "say_busy",
     "say_refused",
     "say_started",
 ]
@@ -69,6 +70,16 @@ def say_away(server_url: str, exc: SafeboardError, spool: Path) -> None:
     say(
         f"cannot reach {server_url}: {_cause(exc)}; logging to the spool ({spool}) and "
         "retrying in the background"
+    )
+
+
+def say_busy(server_url: str, exc: SafeboardError, wait: float, spool: Path) -> None:
+    """The server answered "not now" and said when to come back (a 503 or 429 with
+    Retry-After): said once while it lasts, not per batch."""
+    say(
+        f"the server at {server_url} cannot take data now ({exc.code}: {exc.message}); "
+        f"sending again in {wait:.0f} s, backing off while it lasts. Logging goes on into "
+        f"the spool ({spool}): nothing is lost"
     )
 
 

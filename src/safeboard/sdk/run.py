@@ -1,8 +1,8 @@
 """``safeboard.init()`` and ``Run``: what a training script sees.
 
-``run.log({"loss": 0.3}, step=i)`` costs an append to a deque (P3); a background thread
-delivers (sender.py). At exit, or on ``finish()``, the run flushes with a bounded wait and
-says what is left in the spool for ``safeboard sync``.
+``run.log({"loss": 0.3}, step=i)`` costs an append to a deque (P3): no lock, no I/O, nothing
+it could wait for; a background thread delivers (sender.py). At exit, or on ``finish()``,
+the run flushes with a bounded wait and says what is left in the spool for ``safeboard sync``.
 """
 
 from __future__ import annotations
@@ -27,14 +27,15 @@ from typing import Any, Literal
 
 from safeboard import vocabulary
 from safeboard.client.credentials import resolve_server
+from safeboard.client.retry import asked_wait
 from safeboard.documents import MAX_NOTES_CHARS, document_problem, tags_problem
 from safeboard.errors import BadRequest, InvalidRequest, SafeboardError
 from safeboard.ids import new_id
 from safeboard.sdk import notices
 from safeboard.sdk.connection import Connection
-from safeboard.sdk.delivery import CONFIRM_TIMEOUT, Delivery, retryable
+from safeboard.sdk.delivery import CONFIRM_TIMEOUT, PAUSES, Delivery, retryable
 from safeboard.sdk.images import pixels_of
-from safeboard.sdk.sender import Point, Sender
+from safeboard.sdk.sender import Sender
 from safeboard.sdk.spool import RunSpool, spool_root
 from safeboard.sdk.uploads import Uploader, artifact_record
 from safeboard.words import count
@@ -108,6 +109,7 @@ class Run:
         self.name = name or f"run-{self.id[:8]}"
         delivery = None
         uploader = None
+        self._busy_until = 0.0  # the server said "not now" at init(): said, and waited for
         server_url = None
         connection = None
         if mode == "online":  # resolved before anything is created on disk
@@ -140,13 +142,13 @@ class Run:
             raise
         self._delivery = delivery
         self._uploader = uploader
-        self._queue: deque[Point] = deque()
+        self._queue: deque[Any] = deque()  # step, time, values; step, time, ...
         self._artifacts: deque[dict[str, Any]] = deque()
         self._step = 0
         self._finished = False
         self._sender = Sender(
             self._queue, self.spool, delivery, interval=interval,
-            artifacts=self._artifacts, uploader=uploader,
+            artifacts=self._artifacts, uploader=uploader, busy_until=self._busy_until,
         )  # fmt: skip
         if uploader is not None:  # an upload refused for good is said like a batch refused
             uploader.on_refusal = self._sender.record_refusal
@@ -168,7 +170,12 @@ class Run:
                 delivery.close()
                 self.spool.remove()
                 raise
-            notices.say_away(url, exc, self.spool.path)
+            if asked_wait(exc) is not None:  # it answered: busy, not away
+                wait = PAUSES.delay(1, exc)
+                self._busy_until = time.monotonic() + wait
+                notices.say_busy(url, exc, wait, self.spool.path)
+            else:
+                notices.say_away(url, exc, self.spool.path)
             return
         self.spool.write_meta(self._meta)
         if not quiet:
@@ -179,7 +186,11 @@ class Run:
         if step is None:
             step = self._step
         self._step = step + 1
-        self._queue.append((step, time.time(), dict(data)))
+        # Three items, not a tuple: a tuple holding a dict stays tracked by the garbage
+        # collector, and full collections walked every waiting point (stalls of 100 ms).
+        # One extend() is one step of the interpreter: points logged from two threads
+        # never interleave.
+        self._queue.extend((step, time.time(), dict(data)))
 
     def log_artifact(
         self,

@@ -12,13 +12,17 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from itertools import repeat, starmap
 from typing import Any
 
+from safeboard.client.retry import asked_wait
 from safeboard.errors import SafeboardError
 from safeboard.sdk import notices
-from safeboard.sdk.batches import Batch, Point, to_batches
+from safeboard.sdk.batches import SLICE_VALUES, Batch, Packer, Point, to_batches
 from safeboard.sdk.delivery import PAUSES, Delivery, Undeliverable, retryable
 from safeboard.sdk.spool import RunSpool
+from safeboard.sdk.switching import responsive
 from safeboard.sdk.uploads import Uploader, spool_record
 from safeboard.words import count
 
@@ -27,18 +31,22 @@ __all__ = ["Point", "Sender", "to_batches"]
 log = logging.getLogger("safeboard.sdk")
 
 RECHECK_SECONDS = 60.0  # after a refusal that needs the user: one look a minute, no more
+PACK_BACKLOG = 2_000  # points waiting in memory past which the sender packs them ...
+PACK_SECONDS = 0.01  # ... this often, between its rounds
+LOOK_SECONDS = 0.02  # how often the sender looks for a backlog (log() never wakes it)
 
 
 class Sender(threading.Thread):
     def __init__(
         self,
-        queue: deque[Point],
+        queue: deque[Any],
         spool: RunSpool,
         delivery: Delivery | None,
         *,
         interval: float = 0.5,
         artifacts: deque[dict[str, Any]] | None = None,
         uploader: Uploader | None = None,
+        busy_until: float = 0.0,
     ) -> None:
         super().__init__(name="safeboard-sender", daemon=True)
         self.queue = queue
@@ -49,11 +57,12 @@ class Sender(threading.Thread):
         self.interval = interval
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._failures = 0  # delivery rounds failed in a row
+        self._failures = int(busy_until > 0)  # delivery rounds failed in a row (init's too)
         self._pause = 0.0
-        self._retry_at = 0.0
+        self._retry_at = busy_until  # monotonic: no request before (what the server asked)
         self._deadline = 0.0
         self._hopeless = False  # the last failure needs the user (credentials), not time
+        self._busy = busy_until > 0  # the server said "not now" (Retry-After): said once
         self.refusal: SafeboardError | None = None  # that failure, said once on stderr
         self._spooled = any(True for _ in spool.batches())
         self.delivered_points = 0
@@ -61,6 +70,8 @@ class Sender(threading.Thread):
         self.idle = threading.Event()  # set after a round that left nothing behind
         self.trouble: str | None = None  # an unexpected failure of a round, said once
         self._held: list[Batch] = []  # the batches of the round in flight
+        self._packer = Packer()  # points taken from the queue, not a batch yet
+        self._taking = threading.Lock()  # the sender's _take, or abandon()
 
     def wake(self) -> None:
         self._wake.set()
@@ -72,32 +83,68 @@ class Sender(threading.Thread):
         self._wake.set()
 
     def run(self) -> None:
+        next_round = time.monotonic() + self.interval
         while not self._stopping.is_set():
-            self._wake.wait(self.interval)
-            self._wake.clear()
-            self._guarded_cycle()
+            # Points waiting in memory cost the training loop (each full garbage collection
+            # walks them): past PACK_BACKLOG, they are packed every PACK_SECONDS.
+            backlog = len(self.queue) >= 3 * PACK_BACKLOG
+            wait = PACK_SECONDS if backlog else min(LOOK_SECONDS, next_round - time.monotonic())
+            if self._wake.wait(max(0.0, wait)) or time.monotonic() >= next_round:
+                self._wake.clear()
+                self._guarded_cycle()
+                next_round = time.monotonic() + self.interval
+            else:
+                self._guarded(self._take)
         while True:  # the last rounds: until everything is delivered or time is up
             self._guarded_cycle(final=True)
             left = self._deadline - time.monotonic()
             if self.idle.is_set() or left <= 0 or self.delivery is None or self._hopeless:
                 return
-            time.sleep(min(max(self._pause, 0.1), left))
+            # A server that asked for a wait gets it, also now (the points are spooled).
+            pause = self._retry_at - time.monotonic() if self._busy else self._pause
+            time.sleep(min(max(pause, 0.1), left))
 
-    def _drain(self) -> list[Point]:
-        points: list[Point] = []
-        pop = self.queue.popleft
-        try:
-            while True:
-                points.append(pop())
-        except IndexError:
-            return points
+    def _take(self) -> None:
+        """Move the points logged so far into the packer (numpy columns), a slice at a
+        time; those logged meanwhile wait for the next look (no chasing the training).
+        While the server cannot take them, full batches go to the spool at once: memory
+        holds at most one open batch (MAX_BATCH_POINTS values)."""
+        queue = self.queue
+        left = len(queue) // 3
+        if left:
+            self.idle.clear()  # flush() waits for these too
+        with self._taking, responsive():
+            while left > 0 and len(queue) >= 3:
+                width = max(1, len(queue[2]))
+                count = min(left, len(queue) // 3, max(1, SLICE_VALUES // width))
+                # Popped in C (no interpreter step per item): step, time, values, ...
+                self._packer.add_flat(list(starmap(queue.popleft, repeat((), 3 * count))))
+                left -= count
+            if self.delivery is None or self._spooled or time.monotonic() < self._retry_at:
+                sealed = self._packer.sealed()
+                try:
+                    while sealed:
+                        self.spool.add_batch(sealed[0])
+                        sealed.pop(0)
+                        self._spooled = self._spooled or self.delivery is not None
+                finally:  # a full disk: those not written stay first in line, in memory
+                    self._packer.keep(sealed)
+
+    def _pack(self) -> list[Batch]:
+        """The points logged so far as batches (the last one sealed)."""
+        self._take()
+        with responsive():
+            return self._packer.batches()
 
     def _guarded_cycle(self, *, final: bool = False) -> None:
+        self._guarded(lambda: self.cycle(final=final))
+
+    def _guarded(self, work: Callable[[], None]) -> None:
         """A round that fails unexpectedly (the spool's files changed under it, a full disk,
         a bug) is said once and retried next round: the thread never dies silently, which
         would leave the run running forever."""
         try:
-            self.cycle(final=final)
+            work()
         except Exception as exc:  # noqa: BLE001  (see above)
             self._spooled = True
             self._say_trouble(exc)
@@ -140,12 +187,12 @@ class Sender(threading.Thread):
             self.uploader.release(max(numbers))
 
     def _round(self, *, final: bool) -> None:
-        batches = to_batches(self._drain())
+        batches = self._pack()
         if self.delivery is None:
             for batch in batches:
                 self.spool.add_batch(batch)
             return
-        waiting = time.monotonic() < self._retry_at and not final
+        waiting = time.monotonic() < self._retry_at and (self._busy or not final)
         if self._spooled or waiting:
             for batch in batches:
                 self.spool.add_batch(batch)
@@ -170,6 +217,7 @@ class Sender(threading.Thread):
             self._failures = 0
             self._pause = 0.0
             self._hopeless = False
+            self._busy = False
             if delivered:
                 self._recovered()
         except OSError as exc:  # the spool, not the server: keep what is held, say it once
@@ -179,6 +227,9 @@ class Sender(threading.Thread):
             self._keep(batches)
             self._failures += 1
             self._pause = PAUSES.delay(self._failures, exc)
+            if asked_wait(exc) is not None and not self._busy:
+                self._busy = True
+                notices.say_busy(str(self.delivery.meta["url"]), exc, self._pause, self.spool.path)
             self._hopeless = not retryable(exc)
             if self._hopeless:
                 self.record_refusal(exc)
@@ -188,7 +239,7 @@ class Sender(threading.Thread):
     def abandon(self) -> None:
         """finish() gives up on this thread (a request outlives the deadline): what it holds
         goes to the spool for `safeboard sync` (a batch sent twice is stored once: its id)."""
-        for batch in [*self._held, *to_batches(self._drain())]:
+        for batch in [*self._held, *self._pack()]:  # _pack waits for a _take under way
             self.spool.add_batch(batch)
 
     def _keep(self, batches: list[Batch]) -> None:
