@@ -81,6 +81,7 @@ def update_summary(conn: Connection, run_id: str, key: str, series: Series) -> N
         "run_id": run_id,
         "key": key,
         "count": len(series),
+        "first_step": int(series.steps.min()),
         "last_step": int(series.steps[last]),
         "last_time": float(series.times[last]),
         "last_value": _finite_or_none(float(series.values[last])),
@@ -94,6 +95,14 @@ def update_summary(conn: Connection, run_id: str, key: str, series: Series) -> N
         index_elements=[_s.c.run_id, _s.c.key],
         set_={
             "count": _s.c["count"] + new["count"],
+            "first_step": sa.case(
+                (new.first_step < _s.c.first_step, new.first_step), else_=_s.c.first_step
+            ),
+            # Rollups hold only steps below rolled_to: a batch reaching below it lowers it
+            # (a resumed run logging old steps again), metrics/rollups.py.
+            "rolled_to": sa.case(
+                (new.first_step < _s.c.rolled_to, new.first_step), else_=_s.c.rolled_to
+            ),
             "last_step": sa.case((newer, new.last_step), else_=_s.c.last_step),
             "last_time": sa.case((newer, new.last_time), else_=_s.c.last_time),
             "last_value": sa.case((newer, new.last_value), else_=_s.c.last_value),

@@ -1,0 +1,329 @@
+"""Rollups: multi-resolution summaries of a key's history, so that a downsampled read
+touches about as many rows as it returns buckets, whatever the history's length (P10).
+
+A rollup row summarises one aligned block of steps, ``block << level`` up to the next
+block, with the count, first and last step, min, max (NaN-ignoring) and the last value
+(the highest step's, the later logged on a tie) of the points in it. Levels are
+``shift, shift + 2, ..., shift + 14``: a block is four blocks of the level below. The key's
+``shift`` is chosen at its first roll from the history's density (about 16 points in a
+finest block, never under 2**10 steps), so sparse steps are not summarised point by point.
+
+Rollups hold exactly the points below the key's watermark, ``rolled_to`` rounded down to
+a finest block. Ingest lowers ``rolled_to`` in its summary upsert when a batch reaches
+below it (repository.update_summary); :func:`roll` moves it up, one slice at a time,
+rewriting every row at or above the old watermark. Readers use only blocks wholly below
+the watermark and take everything else from the raw points, so a read is exact whatever
+the roller's progress.
+
+A read's buckets are ``2**k`` steps wide and aligned to multiples of their width (the
+smallest width giving at most the buckets asked over the range), so each bucket is an
+exact union of rollup blocks, the range's edges and the unrolled tail coming from raw
+chunks. Never commits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import cast
+
+import numpy as np
+import numpy.typing as npt
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from safeboard.metrics.codec import Buckets, Series, merge
+from safeboard.metrics.models import MetricRollupRow, MetricSummaryRow
+from safeboard.metrics.repository import load_chunks
+
+__all__ = [
+    "LEVELS",
+    "MIN_SHIFT",
+    "ROLL_AFTER_BLOCKS",
+    "State",
+    "behind",
+    "choose_shift",
+    "downsampled",
+    "grid_shift",
+    "roll",
+    "states",
+]
+
+LEVELS = 8  # levels shift, shift + STRIDE, ...: 4**7 finest blocks in the coarsest
+STRIDE = 2
+MIN_SHIFT = 10  # the finest block: at least 1,024 steps
+MAX_SHIFT = 62 - STRIDE * (LEVELS - 1)  # steps are below 2**62 (wire.MAX_STEP)
+POINTS_PER_BLOCK = 16
+ROLL_AFTER_BLOCKS = 64  # finest blocks past the watermark before a roll is worth its write
+SLICE_POINTS = 1 << 21  # about as many points read by one roll step (one transaction)
+
+_r = cast(sa.Table, MetricRollupRow.__table__)
+_s = cast(sa.Table, MetricSummaryRow.__table__)
+_INT = np.dtype(np.int64)
+
+
+@dataclass(frozen=True)
+class State:
+    """What the key's summary says about its points and rollups."""
+
+    key: str
+    count: int
+    first_step: int
+    last_step: int
+    rolled_to: int
+    shift: int | None
+
+
+def states(
+    conn: Connection, run_id: str, keys: list[str] | None = None, *, lock: bool = False
+) -> dict[str, State]:
+    """The summaries of ``keys`` (all the run's keys when None). ``lock``: held until the
+    transaction ends (PostgreSQL FOR UPDATE; SQLite's writer holds the database)."""
+    query = sa.select(
+        _s.c.key, _s.c["count"], _s.c.first_step, _s.c.last_step, _s.c.rolled_to,
+        _s.c.rollup_shift,
+    ).where(_s.c.run_id == run_id)  # fmt: skip
+    if keys is not None:
+        query = query.where(_s.c.key.in_(keys))
+    if lock:
+        query = query.with_for_update()
+    return {row[0]: State(*row) for row in conn.execute(query)}
+
+
+def choose_shift(
+    count: int, first_step: int, last_step: int, min_shift: int = MIN_SHIFT,
+    points_per_block: int = POINTS_PER_BLOCK,
+) -> int:  # fmt: skip
+    """The finest block's shift: about ``points_per_block`` points a block at this density."""
+    steps_per_point = (last_step - first_step + 1) / max(count, 1)
+    wanted = max(1, math.ceil(points_per_block * steps_per_point))
+    return min(MAX_SHIFT, max(min_shift, (wanted - 1).bit_length()))
+
+
+def behind(state: State, min_shift: int = MIN_SHIFT) -> bool:
+    """Whether enough lies past the watermark for a roll to be worth its write."""
+    shift = _shift_of(state, min_shift)
+    unrolled = _floor(state.last_step + 1, shift) - _floor(state.rolled_to, shift)
+    return unrolled >= ROLL_AFTER_BLOCKS << shift
+
+
+def _shift_of(state: State, min_shift: int, points_per_block: int = POINTS_PER_BLOCK) -> int:
+    if state.shift is not None:
+        return state.shift
+    return choose_shift(
+        state.count, state.first_step, state.last_step, min_shift, points_per_block
+    )
+
+
+def _floor(step: int, shift: int) -> int:
+    return (step >> shift) << shift
+
+
+def _ceil(step: int, shift: int) -> int:
+    return -((-step) >> shift) << shift
+
+
+@dataclass(frozen=True)
+class _Blocks:
+    """Summaries of consecutive groups of points, ordered by step; ``index`` names the
+    block (or bucket) each belongs to."""
+
+    index: npt.NDArray[np.int64]
+    count: npt.NDArray[np.int64]
+    first: npt.NDArray[np.int64]
+    last: npt.NDArray[np.int64]
+    min: npt.NDArray[np.float64]
+    max: npt.NDArray[np.float64]
+    last_value: npt.NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return int(self.index.size)
+
+
+def _empty() -> _Blocks:
+    i, f = np.empty(0, dtype=_INT), np.empty(0)
+    return _Blocks(i, i, i, i, f, f, f)
+
+
+def _group(ids: npt.NDArray[np.int64], counts: npt.NDArray[np.int64] | None,
+           first: npt.NDArray[np.int64], last: npt.NDArray[np.int64],
+           mins: npt.NDArray[np.float64], maxs: npt.NDArray[np.float64],
+           last_values: npt.NDArray[np.float64]) -> _Blocks:  # fmt: skip
+    """Runs of equal ``ids`` reduced to one entry each (``counts`` None: one point each)."""
+    if ids.size == 0:
+        return _empty()
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    ends = np.r_[starts[1:], ids.size] - 1
+    count = (ends - starts + 1) if counts is None else np.add.reduceat(counts, starts)
+    with np.errstate(invalid="ignore"):
+        lo, hi = np.fmin.reduceat(mins, starts), np.fmax.reduceat(maxs, starts)
+    return _Blocks(ids[starts], count.astype(_INT), first[starts], last[ends], lo, hi,
+                   last_values[ends])  # fmt: skip
+
+
+def _of_points(series: Series, shift: int) -> _Blocks:
+    """Points ordered by step (ties in logged order) into blocks of ``2**shift`` steps."""
+    s, v = series.steps, series.values
+    return _group(s >> shift, None, s, s, v, v, v)
+
+
+def _coarser(blocks: _Blocks, by: int) -> _Blocks:
+    b = blocks
+    return _group(b.index >> by, b.count, b.first, b.last, b.min, b.max, b.last_value)
+
+
+def _concat(parts: list[_Blocks]) -> _Blocks:
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return _empty()
+    if len(parts) == 1:
+        return parts[0]
+    return _Blocks(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
+
+
+_FIELDS = ("index", "count", "first", "last", "min", "max", "last_value")
+_COLUMNS = (_r.c.block, _r.c["count"], _r.c.first_step, _r.c.last_step, _r.c.min_value,
+            _r.c.max_value, _r.c.last_value)  # fmt: skip
+
+
+def _of_rows(rows: list[sa.Row[tuple[int, ...]]]) -> _Blocks:
+    if not rows:
+        return _empty()
+    block, count, first, last, lo, hi, last_value = zip(*rows, strict=True)
+    ints = [np.array(c, dtype=_INT) for c in (block, count, first, last)]
+    # NULL (a NaN stored) reads back as NaN.
+    floats = [np.array(c, dtype=np.float64) for c in (lo, hi, last_value)]
+    return _Blocks(*ints, *floats)
+
+
+def _nan_to_none(values: npt.NDArray[np.float64]) -> list[float | None]:
+    return [None if math.isnan(v) else v for v in values.tolist()]
+
+
+def _rows(run_id: str, key: str, level: int, b: _Blocks) -> list[dict[str, object]]:
+    columns = zip(b.index.tolist(), b.count.tolist(), b.first.tolist(), b.last.tolist(),
+                  _nan_to_none(b.min), _nan_to_none(b.max), _nan_to_none(b.last_value),
+                  strict=True)  # fmt: skip
+    return [
+        {"run_id": run_id, "key": key, "level": level, "block": block, "count": count,
+         "first_step": first, "last_step": last, "min_value": lo, "max_value": hi,
+         "last_value": last_value}  # fmt: skip
+        for block, count, first, last, lo, hi, last_value in columns
+    ]
+
+
+def roll(
+    conn: Connection, run_id: str, key: str, *, min_shift: int = MIN_SHIFT,
+    slice_points: int = SLICE_POINTS, points_per_block: int = POINTS_PER_BLOCK,
+) -> bool:  # fmt: skip
+    """Move the key's watermark up by one slice (about SLICE_POINTS points), in the
+    caller's write transaction; True while more is left to roll. Every row at or above
+    the old watermark is rewritten, so rows left there by a history that changed since
+    (a batch at old steps) never count."""
+    state = states(conn, run_id, [key], lock=True).get(key)
+    if state is None:
+        return False
+    shift = _shift_of(state, min_shift, points_per_block)
+    start, target = _floor(state.rolled_to, shift), _floor(state.last_step + 1, shift)
+    if target <= start:
+        return False
+    steps_per_point = (state.last_step - state.first_step + 1) / max(state.count, 1)
+    span = max(1 << shift, _floor(int(slice_points * steps_per_point), shift))
+    end = min(target, start + span)
+    raw = merge(load_chunks(conn, run_id, key, start, end - 1, with_times=False), start, end - 1)
+    levels = [shift + STRIDE * i for i in range(LEVELS)]
+    mine = (_r.c.run_id == run_id) & (_r.c.key == key)
+    conn.execute(
+        sa.delete(_r).where(mine, _r.c.level == sa.bindparam("l"), _r.c.block >= sa.bindparam("b")),
+        [{"l": level, "b": start >> level} for level in levels],
+    )
+    blocks = _of_points(raw, shift)
+    rows = _rows(run_id, key, shift, blocks)
+    for lower, level in zip(levels, levels[1:], strict=False):
+        # The lower level's blocks of this level's first block that lie below the old
+        # watermark are still in the table, and still right.
+        kept = conn.execute(
+            sa.select(*_COLUMNS)
+            .where(mine, _r.c.level == lower, _r.c.block >= (start >> level) << STRIDE,
+                   _r.c.block < start >> lower)  # fmt: skip
+            .order_by(_r.c.block)
+        ).all()
+        blocks = _coarser(_concat([_of_rows(kept), blocks]), STRIDE)
+        rows += _rows(run_id, key, level, blocks)
+    if rows:
+        conn.execute(sa.insert(_r), rows)
+    conn.execute(
+        sa.update(_s)
+        .where(_s.c.run_id == run_id, _s.c.key == key)
+        .values(rolled_to=end, rollup_shift=shift)
+    )
+    return end < target
+
+
+def grid_shift(lo: int, hi: int, buckets: int) -> int:
+    """The smallest k whose aligned ``2**k``-step buckets cover [lo, hi] in <= buckets."""
+    k = max(0, ((hi - lo + 1) // buckets).bit_length() - 1)
+    while (hi >> k) - (lo >> k) + 1 > buckets:
+        k += 1
+    return k
+
+
+def _cover(low: int, high: int, levels: list[int]) -> list[tuple[int, int, int]]:
+    """[low, high) as aligned blocks, the coarsest possible: (level, first, end) ranges.
+    ``low`` and ``high`` are multiples of the finest level's block."""
+    if low >= high or not levels:
+        return []
+    level, finer = levels[-1], levels[:-1]
+    a, b = _ceil(low, level), _floor(high, level)
+    if a >= b:
+        return _cover(low, high, finer)
+    return [(level, a >> level, b >> level), *_cover(low, a, finer), *_cover(b, high, finer)]
+
+
+def downsampled(
+    conn: Connection, state: State, run_id: str, buckets: int, start: int | None,
+    end: int | None,
+) -> Buckets:  # fmt: skip
+    """The key's points in [start, end] in at most ``buckets`` aligned buckets, exact:
+    rollup blocks wholly below the watermark, raw points for the rest."""
+    lo = state.first_step if start is None else max(start, state.first_step)
+    hi = state.last_step if end is None else min(end, state.last_step)
+    if lo > hi:
+        return _buckets(_empty())
+    k = grid_shift(lo, hi, buckets)
+    raw_ranges, parts = [(lo, hi)], []
+    if state.shift is not None and k >= state.shift:
+        shift = state.shift
+        low = _ceil(lo, shift)
+        high = min(_floor(hi + 1, shift), _floor(state.rolled_to, shift))
+        if low < high:
+            levels = [shift + STRIDE * i for i in range(LEVELS) if shift + STRIDE * i <= k]
+            parts.append(_read_blocks(conn, run_id, state.key, _cover(low, high, levels), k))
+            raw_ranges = [(lo, low - 1), (high, hi)]
+    for first, last in raw_ranges:
+        if first <= last:
+            chunks = load_chunks(conn, run_id, state.key, first, last, with_times=False)
+            parts.append(_of_points(merge(chunks, first, last), k))
+    every = _concat(parts)
+    order = np.argsort(every.first, kind="stable")  # parts hold disjoint step ranges
+    every = _Blocks(*(getattr(every, f)[order] for f in _FIELDS))
+    return _buckets(_coarser(every, 0))
+
+
+def _read_blocks(
+    conn: Connection, run_id: str, key: str, ranges: list[tuple[int, int, int]], k: int
+) -> _Blocks:
+    """The rollup rows of ``ranges``, each named by the bucket (``2**k`` steps) it is in."""
+    within = sa.or_(
+        *(
+            sa.and_(_r.c.level == level, _r.c.block >= first, _r.c.block < end)
+            for level, first, end in ranges
+        )
+    )
+    query = sa.select(*_COLUMNS).where(_r.c.run_id == run_id, _r.c.key == key, within)
+    blocks = _of_rows(conn.execute(query).all())
+    return _Blocks(blocks.first >> k, *(getattr(blocks, f) for f in _FIELDS[1:]))
+
+
+def _buckets(b: _Blocks) -> Buckets:
+    return Buckets(b.first, b.last, b.count, b.min, b.max, b.last_value)
