@@ -157,3 +157,14 @@ def test_a_long_history_is_read_from_few_rollup_rows(db: Engine) -> None:
     assert int(b.count.sum()) == 1_000_000
     assert float(b.max.max()) == 50.0
     assert b.last[-1] == values[-1]
+
+
+def test_a_run_deleted_takes_its_rollups(db: Engine) -> None:
+    _log(db, "acc", [(s, 0.5) for s in range(5000)])
+    _roll(db, "acc", 5, rollups.SLICE_POINTS)
+    table = MetricRollupRow.__table__
+    count = sa.select(sa.func.count()).select_from(table)
+    with db.begin() as conn:
+        assert conn.execute(count).scalar_one() > 0
+        conn.execute(sa.delete(RunRow.__table__).where(RunRow.__table__.c.id == RUN))
+        assert conn.execute(count).scalar_one() == 0

@@ -57,6 +57,7 @@ class Roller:
         self._passing = threading.Lock()
         self._wake = threading.Event()
         self._stopped = False
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._pending: dict[_Key, tuple[int, int, int]] = {}  # points, first, last step
         self._known: OrderedDict[_Key, rollups.State] = OrderedDict()
@@ -92,6 +93,7 @@ class Roller:
         with self._lock:
             self._stopped = True
             thread = self._thread
+        self._stopping.set()
         self._wake.set()
         if thread is not None:
             thread.join(timeout=5)
@@ -112,7 +114,8 @@ class Roller:
                     self._thread = None
                     return
                 self._wake.clear()
-            time.sleep(self.delay)  # gather the batches of the next moments too
+            if self._stopping.wait(self.delay):  # gather the batches of the next moments too
+                continue
             self._pass(wait=True)
 
     def _pass_once(self, *, wait: bool) -> None:
