@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from safeboard.metrics.codec import Series, decode, decode_without_times, encode
 from safeboard.metrics.models import IngestBatchRow, MetricChunkRow, MetricSummaryRow
+from safeboard.storage import BINARY_RESULTS
 
 __all__ = ["Summary", "add_chunk", "claim_batch", "load_chunks", "summaries", "update_summary"]
 
@@ -159,7 +160,8 @@ def load_chunks(
     # In the index's own order: ORDER BY id alone made SQLite copy every blob through a
     # temporary sort tree (24 ms instead of 3 for 16 MB). Logged order, which decides ties
     # between chunks that share steps, is restored here on a handful of rows.
-    rows = sorted(conn.execute(query.order_by(_c.c.first_step, _c.c.id)), key=lambda r: r[0])
+    query = query.order_by(_c.c.first_step, _c.c.id).execution_options(**{BINARY_RESULTS: True})
+    rows = sorted(conn.execute(query), key=lambda r: r[0])
     if with_times:
         return [decode(s, t, v) for _, s, t, v in rows]
     return [decode_without_times(s, v) for _, s, _, v in rows]

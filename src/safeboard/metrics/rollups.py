@@ -4,9 +4,10 @@ touches about as many rows as it returns buckets, whatever the history's length 
 A rollup row summarises one aligned block of steps, ``block << level`` up to the next
 block, with the count, first and last step, min, max (NaN-ignoring) and the last value
 (the highest step's, the later logged on a tie) of the points in it. Levels are
-``shift, shift + 2, ..., shift + 14``: a block is four blocks of the level below. The key's
-``shift`` is chosen at its first roll from the history's density (about 16 points in a
-finest block, never under 2**10 steps), so sparse steps are not summarised point by point.
+``shift, shift + 1, ..., shift + 14``: a block is two blocks of the level below, so a read
+takes one row per bucket. The key's ``shift`` is chosen at its first roll from the
+history's density (about 16 points in a finest block, never under 2**8 steps), so sparse
+steps are not summarised point by point.
 
 Rollups hold exactly the points below the key's watermark, ``rolled_to`` rounded down to
 a finest block. Ingest lowers ``rolled_to`` in its summary upsert when a batch reaches
@@ -35,6 +36,7 @@ from sqlalchemy import Connection
 from safeboard.metrics.codec import Buckets, Series, merge
 from safeboard.metrics.models import MetricRollupRow, MetricSummaryRow
 from safeboard.metrics.repository import load_chunks
+from safeboard.storage import BINARY_RESULTS
 
 __all__ = [
     "LEVELS",
@@ -49,9 +51,9 @@ __all__ = [
     "states",
 ]
 
-LEVELS = 8  # levels shift, shift + STRIDE, ...: 4**7 finest blocks in the coarsest
-STRIDE = 2
-MIN_SHIFT = 10  # the finest block: at least 1,024 steps
+LEVELS = 15  # levels shift, shift + 1, ...: 2**14 finest blocks in the coarsest
+STRIDE = 1  # every power of two: one row per bucket read, twice the finest level stored
+MIN_SHIFT = 8  # the finest block: at least 256 steps
 MAX_SHIFT = 62 - STRIDE * (LEVELS - 1)  # steps are below 2**62 (wire.MAX_STEP)
 POINTS_PER_BLOCK = 16
 ROLL_AFTER_BLOCKS = 64  # finest blocks past the watermark before a roll is worth its write
@@ -314,13 +316,14 @@ def _read_blocks(
     conn: Connection, run_id: str, key: str, ranges: list[tuple[int, int, int]], k: int
 ) -> _Blocks:
     """The rollup rows of ``ranges``, each named by the bucket (``2**k`` steps) it is in."""
-    within = sa.or_(
-        *(
-            sa.and_(_r.c.level == level, _r.c.block >= first, _r.c.block < end)
-            for level, first, end in ranges
-        )
-    )
-    query = sa.select(*_COLUMNS).where(_r.c.run_id == run_id, _r.c.key == key, within)
+    # One indexed range a branch: as an OR of ranges SQLite scanned all the key's rows.
+    branches = [
+        sa.select(*_COLUMNS).where(_r.c.run_id == run_id, _r.c.key == key, _r.c.level == level,
+                                   _r.c.block >= first, _r.c.block < end)  # fmt: skip
+        for level, first, end in ranges
+    ]
+    query = branches[0] if len(branches) == 1 else sa.union_all(*branches)
+    query = query.execution_options(**{BINARY_RESULTS: True})
     blocks = _of_rows(conn.execute(query).all())
     return _Blocks(blocks.first >> k, *(getattr(blocks, f) for f in _FIELDS[1:]))
 
