@@ -72,7 +72,7 @@ def _values(first: int, n: int) -> np.ndarray:
 def load(url: str, run_id: str, n: int) -> float:
     """``n`` points of ``loss`` (steps 0..n-1), spikes at n/3 (high) and 2n/3 (low)."""
     engine = create_engine(url)
-    table = repository._c  # noqa: SLF001  (the bench loads through the repository's table)
+    table = repository._c
     began = time.perf_counter()
     try:
         for first in range(0, n, 1_000_000):
@@ -85,12 +85,22 @@ def load(url: str, run_id: str, n: int) -> float:
             times = np.full(size, 1.7e9)
             rows = []
             for at in range(0, size, CHUNK):
-                part = Series(steps[at : at + CHUNK], times[at : at + CHUNK],
-                              values[at : at + CHUNK])  # fmt: skip
+                part = Series(
+                    steps[at : at + CHUNK], times[at : at + CHUNK], values[at : at + CHUNK]
+                )
                 s, t, v = encode(part)
-                rows.append({"run_id": run_id, "key": "loss", "first_step": int(part.steps[0]),
-                             "last_step": int(part.steps[-1]), "count": len(part),
-                             "steps": s, "times": t, "values": v})  # fmt: skip
+                rows.append(
+                    {
+                        "run_id": run_id,
+                        "key": "loss",
+                        "first_step": int(part.steps[0]),
+                        "last_step": int(part.steps[-1]),
+                        "count": len(part),
+                        "steps": s,
+                        "times": t,
+                        "values": v,
+                    }
+                )
             with writer(engine).begin() as conn:
                 conn.execute(sa.insert(table), rows)
                 repository.update_summary(conn, run_id, "loss", Series(steps, times, values))
@@ -119,10 +129,15 @@ def _check(body: dict[str, Any], n: int, buckets: int, whole: bool) -> None:
     got = body["metrics"]["loss"]
     if not 0 < len(got["last_step"]) <= buckets:
         raise RuntimeError(f"{len(got['last_step'])} buckets for {buckets} asked")
-    if whole and (got["last_step"][-1] != n - 1 or max(got["max"]) != SPIKE_HIGH
-                  or min(got["min"]) != SPIKE_LOW):  # fmt: skip
-        raise RuntimeError(f"wrong answer for {n:,} points: last step {got['last_step'][-1]}, "
-                           f"max {max(got['max'])}, min {min(got['min'])}")  # fmt: skip
+    if whole and (
+        got["last_step"][-1] != n - 1
+        or max(got["max"]) != SPIKE_HIGH
+        or min(got["min"]) != SPIKE_LOW
+    ):
+        raise RuntimeError(
+            f"wrong answer for {n:,} points: last step {got['last_step'][-1]}, "
+            f"max {max(got['max'])}, min {min(got['min'])}"
+        )
 
 
 def timed_reads(client: Any, path: str, params: dict[str, Any], n: int, reads: int) -> list[float]:
@@ -137,8 +152,9 @@ def timed_reads(client: Any, path: str, params: dict[str, Any], n: int, reads: i
     return out
 
 
-def measure(res: Results, column: str, endpoint: Endpoint, url: str, sizes: list[int],
-            reads: int) -> None:  # fmt: skip
+def measure(
+    res: Results, column: str, endpoint: Endpoint, *, url: str, sizes: list[int], reads: int
+) -> None:
     for n in sizes:
         label = f"{n / 1e6:g}M points"
         with endpoint.client() as client:
@@ -152,11 +168,16 @@ def measure(res: Results, column: str, endpoint: Endpoint, url: str, sizes: list
             res.put(f"{label}: first read, no rollups yet, ms", column, first)
             rolled = wait_rolled(url, run_id, timeout=3600)
             res.put(f"{label}: rollups made by the server in, s", column, rolled)
-            say(f"  {column}: {n:,} loaded in {seconds:.1f} s; unrolled read {first:.0f} ms; "
-                f"rolled in {rolled:.1f} s")  # fmt: skip
+            say(
+                f"  {column}: {n:,} loaded in {seconds:.1f} s; unrolled read {first:.0f} ms; "
+                f"rolled in {rolled:.1f} s"
+            )
             zoom = {"metric": "loss", "buckets": 1000, "start": int(n * 0.4), "end": int(n * 0.6)}
-            for name, params in (("buckets=1000", whole), ("buckets=2000", {**whole, "buckets": 2000}),
-                                 ("zoomed 40-60%, buckets=1000", zoom)):  # fmt: skip
+            for name, params in (
+                ("buckets=1000", whole),
+                ("buckets=2000", {**whole, "buckets": 2000}),
+                ("zoomed 40-60%, buckets=1000", zoom),
+            ):
                 times = sorted(timed_reads(client, path, params, n, reads))
                 res.put(f"{label}: {name}, median ms", column, statistics.median(times))
                 res.put(f"{label}: {name}, p90 ms", column, times[int(len(times) * 0.9)])
@@ -169,21 +190,42 @@ def start_with(work: Path, url: str | None) -> tuple[Server, Endpoint]:
         return start_safeboard(work, [sys.executable, "-m", "safeboard"])
     data, port = work / "safeboard-data", free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAFEBOARD")}
-    cmd = [sys.executable, "-m", "safeboard", "server", "--tls", "--port", str(port),
-           "--data-dir", str(data), "--database-url", url]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "safeboard",
+        "server",
+        "--tls",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data),
+        "--database-url",
+        url,
+    ]
 
     def ready() -> bool:
         try:
             info = json.loads((data / "discovery.json").read_text())
-            health = httpx.get(f"{info['url']}/healthz", verify=_ca(info["tls"]["ca_cert"]),
-                               timeout=2, trust_env=False)  # fmt: skip
+            health = httpx.get(
+                f"{info['url']}/healthz",
+                verify=_ca(info["tls"]["ca_cert"]),
+                timeout=2,
+                trust_env=False,
+            )
         except (httpx.HTTPError, KeyError, OSError, ValueError):
             return False
         return health.status_code == 200
 
-    server = start_server(SB, cmd, url=f"https://127.0.0.1:{port}",
-                          log_path=work / "safeboard.log", ready=ready, env=env,
-                          timeout=120)  # fmt: skip
+    server = start_server(
+        SB,
+        cmd,
+        url=f"https://127.0.0.1:{port}",
+        log_path=work / "safeboard.log",
+        ready=ready,
+        env=env,
+        timeout=120,
+    )
     info = json.loads((data / "discovery.json").read_text())
     return server, Endpoint(SB, info["url"], f"Bearer {info['api_key']}", info["tls"]["ca_cert"])
 
@@ -198,27 +240,59 @@ def temporary_postgres(work: Path) -> Iterator[str]:
     if as_pg:
         shutil.chown(root, user="postgres", group="postgres")
     data, port = root / "data", free_port()
-    subprocess.run([*as_pg, str(bindir / "initdb"), f"--pgdata={data}", "--username=postgres",
-                    "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
-                   check=True, capture_output=True, cwd=root)  # fmt: skip
+    subprocess.run(
+        [
+            *as_pg,
+            str(bindir / "initdb"),
+            f"--pgdata={data}",
+            "--username=postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=root,
+    )
     options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root}"
-    subprocess.run([*as_pg, str(bindir / "pg_ctl"), "start", "-w", "-D", str(data), "-l",
-                    str(root / "log"), "-o", options], check=True, capture_output=True,
-                   cwd=root)  # fmt: skip
+    subprocess.run(
+        [
+            *as_pg,
+            str(bindir / "pg_ctl"),
+            "start",
+            "-w",
+            "-D",
+            str(data),
+            "-l",
+            str(root / "log"),
+            "-o",
+            options,
+        ],
+        check=True,
+        capture_output=True,
+        cwd=root,
+    )
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_pg, str(bindir / "pg_ctl"), "stop", "-D", str(data), "-m", "fast",
-                        "-w"], capture_output=True, check=False, cwd=root)  # fmt: skip
+        subprocess.run(
+            [*as_pg, str(bindir / "pg_ctl"), "stop", "-D", str(data), "-m", "fast", "-w"],
+            capture_output=True,
+            check=False,
+            cwd=root,
+        )
 
 
 def bench_database(res: Results, kind: str, work: Path, args: argparse.Namespace) -> None:
     home = work / kind
     home.mkdir()
-    with _database(kind, home, args.postgres_url) as pg_url:
-        with running(lambda: start_with(home, pg_url)) as (_server, endpoint):
-            url = pg_url or f"sqlite:///{home / 'safeboard-data' / 'safeboard.db'}"
-            measure(res, kind, endpoint, url, args.sizes, args.reads)
+    with (
+        _database(kind, home, args.postgres_url) as pg_url,
+        running(lambda: start_with(home, pg_url)) as (_server, endpoint),
+    ):
+        url = pg_url or f"sqlite:///{home / 'safeboard-data' / 'safeboard.db'}"
+        measure(res, kind, endpoint, url=url, sizes=args.sizes, reads=args.reads)
 
 
 @contextmanager
@@ -255,21 +329,38 @@ def table(res: Results, columns: list[str]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1M and 10M points only")
-    parser.add_argument("--sizes", type=lambda s: [int(float(x)) for x in s.split(",")],
-                        help="comma-separated point counts (default 1e6,1e7,1e8)")  # fmt: skip
+    parser.add_argument(
+        "--sizes",
+        type=lambda s: [int(float(x)) for x in s.split(",")],
+        help="comma-separated point counts (default 1e6,1e7,1e8)",
+    )
     parser.add_argument("--database", choices=["sqlite", PG, "both"], default="sqlite")
-    parser.add_argument("--postgres-url", help="an empty PostgreSQL database (default: a "
-                        "temporary cluster from /usr/lib/postgresql/*/bin)")  # fmt: skip
+    parser.add_argument(
+        "--postgres-url",
+        help="an empty PostgreSQL database (default: a "
+        "temporary cluster from /usr/lib/postgresql/*/bin)",
+    )
     parser.add_argument("--reads", type=int, default=READS)
-    parser.add_argument("--mlflow", default=os.environ.get("MLFLOW_BIN"),
-                        help="MLflow's command (default $MLFLOW_BIN; none: no MLflow column)")
-    parser.add_argument("--mlflow-points", type=int, default=None,
-                        help="points of MLflow's history read (default 1,000,000; --quick 100,000)")
-    parser.add_argument("--work-dir", default=None, help="where the databases go (100M points: "
-                        "about 2.5 GB a database)")  # fmt: skip
+    parser.add_argument(
+        "--mlflow",
+        default=os.environ.get("MLFLOW_BIN"),
+        help="MLflow's command (default $MLFLOW_BIN; none: no MLflow column)",
+    )
+    parser.add_argument(
+        "--mlflow-points",
+        type=int,
+        default=None,
+        help="points of MLflow's history read (default 1,000,000; --quick 100,000)",
+    )
+    parser.add_argument(
+        "--work-dir",
+        default=None,
+        help="where the databases go (100M points: about 2.5 GB a database)",
+    )
     args = parser.parse_args()
-    args.sizes = args.sizes or ([1_000_000, 10_000_000] if args.quick
-                                else [1_000_000, 10_000_000, 100_000_000])  # fmt: skip
+    args.sizes = args.sizes or (
+        [1_000_000, 10_000_000] if args.quick else [1_000_000, 10_000_000, 100_000_000]
+    )
     kinds = ["sqlite", PG] if args.database == "both" else [args.database]
     res = Results()
     work = Path(tempfile.mkdtemp(prefix="safeboard-history-", dir=args.work_dir))

@@ -53,22 +53,32 @@ def _log(engine: Engine, key: str, batch: list[tuple[int, float]]) -> None:
 
 
 def _roll(
-    engine: Engine, key: str, slices: int, slice_points: int, min_shift: int = 0,
+    engine: Engine,
+    key: str,
+    slices: int,
+    slice_points: int,
+    min_shift: int = 0,
     points_per_block: int = 1,
-) -> None:  # fmt: skip
+) -> None:
     """Up to ``slices`` roll steps; by default with blocks as fine as the test's points
     (the product's: 2**10 steps at least, about 16 points)."""
     for _ in range(slices):
         with writer(engine).begin() as conn:
-            if not rollups.roll(conn, RUN, key, min_shift=min_shift, slice_points=slice_points,
-                                points_per_block=points_per_block):  # fmt: skip
+            if not rollups.roll(
+                conn,
+                RUN,
+                key,
+                min_shift=min_shift,
+                slice_points=slice_points,
+                points_per_block=points_per_block,
+            ):
                 return
 
 
 def _read(engine: Engine, key: str, buckets: int, start: int | None, end: int | None) -> Buckets:
     with engine.connect() as conn:
         state = rollups.states(conn, RUN, [key])[key]
-        return rollups.downsampled(conn, state, RUN, buckets, start, end)
+        return rollups.downsampled(conn, state, RUN, buckets=buckets, start=start, end=end)
 
 
 def _expected(
@@ -88,14 +98,31 @@ def _expected(
     out = []
     for _, cell in sorted(grid.items()):
         finite = [v for _, v in cell if not math.isnan(v)]
-        out.append((cell[0][0], cell[-1][0], len(cell), min(finite, default=math.nan),
-                    max(finite, default=math.nan), cell[-1][1]))  # fmt: skip
+        out.append(
+            (
+                cell[0][0],
+                cell[-1][0],
+                len(cell),
+                min(finite, default=math.nan),
+                max(finite, default=math.nan),
+                cell[-1][1],
+            )
+        )
     return out
 
 
 def _rows(b: Buckets) -> list[tuple[int, int, int, float, float, float]]:
-    return list(zip(b.first_step.tolist(), b.last_step.tolist(), b.count.tolist(),
-                    b.min.tolist(), b.max.tolist(), b.last.tolist(), strict=True))  # fmt: skip
+    return list(
+        zip(
+            b.first_step.tolist(),
+            b.last_step.tolist(),
+            b.count.tolist(),
+            b.min.tolist(),
+            b.max.tolist(),
+            b.last.tolist(),
+            strict=True,
+        )
+    )
 
 
 def _same(a: float, b: float) -> bool:
@@ -106,8 +133,9 @@ def _same(a: float, b: float) -> bool:
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    batches=st.lists(st.tuples(points, st.integers(0, 3), st.integers(1, 40)), min_size=1,
-                     max_size=8),  # fmt: skip
+    batches=st.lists(
+        st.tuples(points, st.integers(0, 3), st.integers(1, 40)), min_size=1, max_size=8
+    ),
     buckets=st.integers(1, 30),
     start=st.none() | dense,
     end=st.none() | dense | sparse,

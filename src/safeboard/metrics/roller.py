@@ -72,8 +72,9 @@ class Roller:
         """Keys a read found far behind: rolled at the next pass, whatever is known."""
         self._add(run_id, [(key, 0, sys.maxsize, 0) for key in keys], forget=True)
 
-    def _add(self, run_id: str, grown: list[tuple[str, int, int, int]], *,
-             forget: bool = False) -> None:  # fmt: skip
+    def _add(
+        self, run_id: str, grown: list[tuple[str, int, int, int]], *, forget: bool = False
+    ) -> None:
         with self._lock:
             if self._stopped:
                 return
@@ -133,8 +134,7 @@ class Roller:
             try:
                 self._roll_run(run_id, keys, pending)
             except SQLAlchemyError as exc:  # the next touch tries again
-                log.warning("could not roll up metrics of run %s (%s)", run_id,
-                            type(exc).__name__)  # fmt: skip
+                log.warning("could not roll up metrics of run %s (%s)", run_id, type(exc).__name__)
                 for key in keys:
                     self._known.pop((run_id, key), None)
         if later:
@@ -153,15 +153,20 @@ class Roller:
                     self._remember((run_id, key), state)
         for key in keys:
             name = (run_id, key)
-            state = self._known.get(name)
-            if state is None:
+            known = self._known.get(name)
+            if known is None:
                 continue
+            state = known
             if name[1] not in unknown:  # what ingest told us since the last look
                 points, first, last = pending[name]
                 state = rollups.State(
-                    key, state.count + points, min(first, state.first_step),
-                    max(last, state.last_step), min(first, state.rolled_to), state.shift,
-                )  # fmt: skip
+                    key,
+                    state.count + points,
+                    min(first, state.first_step),
+                    max(last, state.last_step),
+                    min(first, state.rolled_to),
+                    state.shift,
+                )
             if rollups.behind(state, self.min_shift):
                 self._roll(run_id, key)
             else:

@@ -24,9 +24,11 @@ chunks. Never commits.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -82,9 +84,13 @@ def states(
     """The summaries of ``keys`` (all the run's keys when None). ``lock``: held until the
     transaction ends (PostgreSQL FOR UPDATE; SQLite's writer holds the database)."""
     query = sa.select(
-        _s.c.key, _s.c["count"], _s.c.first_step, _s.c.last_step, _s.c.rolled_to,
+        _s.c.key,
+        _s.c["count"],
+        _s.c.first_step,
+        _s.c.last_step,
+        _s.c.rolled_to,
         _s.c.rollup_shift,
-    ).where(_s.c.run_id == run_id)  # fmt: skip
+    ).where(_s.c.run_id == run_id)
     if keys is not None:
         query = query.where(_s.c.key.in_(keys))
     if lock:
@@ -93,9 +99,12 @@ def states(
 
 
 def choose_shift(
-    count: int, first_step: int, last_step: int, min_shift: int = MIN_SHIFT,
+    count: int,
+    first_step: int,
+    last_step: int,
+    min_shift: int = MIN_SHIFT,
     points_per_block: int = POINTS_PER_BLOCK,
-) -> int:  # fmt: skip
+) -> int:
     """The finest block's shift: about ``points_per_block`` points a block at this density."""
     steps_per_point = (last_step - first_step + 1) / max(count, 1)
     wanted = max(1, math.ceil(points_per_block * steps_per_point))
@@ -112,9 +121,7 @@ def behind(state: State, min_shift: int = MIN_SHIFT) -> bool:
 def _shift_of(state: State, min_shift: int, points_per_block: int = POINTS_PER_BLOCK) -> int:
     if state.shift is not None:
         return state.shift
-    return choose_shift(
-        state.count, state.first_step, state.last_step, min_shift, points_per_block
-    )
+    return choose_shift(state.count, state.first_step, state.last_step, min_shift, points_per_block)
 
 
 def _floor(step: int, shift: int) -> int:
@@ -147,31 +154,26 @@ def _empty() -> _Blocks:
     return _Blocks(i, i, i, i, f, f, f)
 
 
-def _group(ids: npt.NDArray[np.int64], counts: npt.NDArray[np.int64] | None,
-           first: npt.NDArray[np.int64], last: npt.NDArray[np.int64],
-           mins: npt.NDArray[np.float64], maxs: npt.NDArray[np.float64],
-           last_values: npt.NDArray[np.float64]) -> _Blocks:  # fmt: skip
-    """Runs of equal ``ids`` reduced to one entry each (``counts`` None: one point each)."""
+def _group(ids: npt.NDArray[np.int64], b: _Blocks) -> _Blocks:
+    """Runs of equal ``ids`` (one per entry of ``b``) reduced to one entry each."""
     if ids.size == 0:
         return _empty()
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
     ends = np.r_[starts[1:], ids.size] - 1
-    count = (ends - starts + 1) if counts is None else np.add.reduceat(counts, starts)
     with np.errstate(invalid="ignore"):
-        lo, hi = np.fmin.reduceat(mins, starts), np.fmax.reduceat(maxs, starts)
-    return _Blocks(ids[starts], count.astype(_INT), first[starts], last[ends], lo, hi,
-                   last_values[ends])  # fmt: skip
+        lo, hi = np.fmin.reduceat(b.min, starts), np.fmax.reduceat(b.max, starts)
+    count = np.add.reduceat(b.count, starts)
+    return _Blocks(ids[starts], count, b.first[starts], b.last[ends], lo, hi, b.last_value[ends])
 
 
 def _of_points(series: Series, shift: int) -> _Blocks:
     """Points ordered by step (ties in logged order) into blocks of ``2**shift`` steps."""
     s, v = series.steps, series.values
-    return _group(s >> shift, None, s, s, v, v, v)
+    return _group(s >> shift, _Blocks(s, np.ones(s.size, dtype=_INT), s, s, v, v, v))
 
 
 def _coarser(blocks: _Blocks, by: int) -> _Blocks:
-    b = blocks
-    return _group(b.index >> by, b.count, b.first, b.last, b.min, b.max, b.last_value)
+    return _group(blocks.index >> by, blocks)
 
 
 def _concat(parts: list[_Blocks]) -> _Blocks:
@@ -184,18 +186,25 @@ def _concat(parts: list[_Blocks]) -> _Blocks:
 
 
 _FIELDS = ("index", "count", "first", "last", "min", "max", "last_value")
-_COLUMNS = (_r.c.block, _r.c["count"], _r.c.first_step, _r.c.last_step, _r.c.min_value,
-            _r.c.max_value, _r.c.last_value)  # fmt: skip
+_COLUMNS = (
+    _r.c.block,
+    _r.c["count"],
+    _r.c.first_step,
+    _r.c.last_step,
+    _r.c.min_value,
+    _r.c.max_value,
+    _r.c.last_value,
+)
 
 
-def _of_rows(rows: list[sa.Row[tuple[int, ...]]]) -> _Blocks:
+def _of_rows(rows: Sequence[Sequence[Any]]) -> _Blocks:
     if not rows:
         return _empty()
     block, count, first, last, lo, hi, last_value = zip(*rows, strict=True)
     ints = [np.array(c, dtype=_INT) for c in (block, count, first, last)]
     # NULL (a NaN stored) reads back as NaN.
     floats = [np.array(c, dtype=np.float64) for c in (lo, hi, last_value)]
-    return _Blocks(*ints, *floats)
+    return _Blocks(ints[0], ints[1], ints[2], ints[3], floats[0], floats[1], floats[2])
 
 
 def _nan_to_none(values: npt.NDArray[np.float64]) -> list[float | None]:
@@ -203,21 +212,42 @@ def _nan_to_none(values: npt.NDArray[np.float64]) -> list[float | None]:
 
 
 def _rows(run_id: str, key: str, level: int, b: _Blocks) -> list[dict[str, object]]:
-    columns = zip(b.index.tolist(), b.count.tolist(), b.first.tolist(), b.last.tolist(),
-                  _nan_to_none(b.min), _nan_to_none(b.max), _nan_to_none(b.last_value),
-                  strict=True)  # fmt: skip
+    columns = zip(
+        b.index.tolist(),
+        b.count.tolist(),
+        b.first.tolist(),
+        b.last.tolist(),
+        _nan_to_none(b.min),
+        _nan_to_none(b.max),
+        _nan_to_none(b.last_value),
+        strict=True,
+    )
     return [
-        {"run_id": run_id, "key": key, "level": level, "block": block, "count": count,
-         "first_step": first, "last_step": last, "min_value": lo, "max_value": hi,
-         "last_value": last_value}  # fmt: skip
+        {
+            "run_id": run_id,
+            "key": key,
+            "level": level,
+            "block": block,
+            "count": count,
+            "first_step": first,
+            "last_step": last,
+            "min_value": lo,
+            "max_value": hi,
+            "last_value": last_value,
+        }
         for block, count, first, last, lo, hi, last_value in columns
     ]
 
 
 def roll(
-    conn: Connection, run_id: str, key: str, *, min_shift: int = MIN_SHIFT,
-    slice_points: int = SLICE_POINTS, points_per_block: int = POINTS_PER_BLOCK,
-) -> bool:  # fmt: skip
+    conn: Connection,
+    run_id: str,
+    key: str,
+    *,
+    min_shift: int = MIN_SHIFT,
+    slice_points: int = SLICE_POINTS,
+    points_per_block: int = POINTS_PER_BLOCK,
+) -> bool:
     """Move the key's watermark up by one slice (about SLICE_POINTS points), in the
     caller's write transaction; True while more is left to roll. Every row at or above
     the old watermark is rewritten, so rows left there by a history that changed since
@@ -241,13 +271,17 @@ def roll(
     )
     blocks = _of_points(raw, shift)
     rows = _rows(run_id, key, shift, blocks)
-    for lower, level in zip(levels, levels[1:], strict=False):
+    for lower, level in itertools.pairwise(levels):
         # The lower level's blocks of this level's first block that lie below the old
         # watermark are still in the table, and still right.
         kept = conn.execute(
             sa.select(*_COLUMNS)
-            .where(mine, _r.c.level == lower, _r.c.block >= (start >> level) << STRIDE,
-                   _r.c.block < start >> lower)  # fmt: skip
+            .where(
+                mine,
+                _r.c.level == lower,
+                _r.c.block >= (start >> level) << STRIDE,
+                _r.c.block < start >> lower,
+            )
             .order_by(_r.c.block)
         ).all()
         blocks = _coarser(_concat([_of_rows(kept), blocks]), STRIDE)
@@ -283,9 +317,14 @@ def _cover(low: int, high: int, levels: list[int]) -> list[tuple[int, int, int]]
 
 
 def downsampled(
-    conn: Connection, state: State, run_id: str, buckets: int, start: int | None,
+    conn: Connection,
+    state: State,
+    run_id: str,
+    *,
+    buckets: int,
+    start: int | None,
     end: int | None,
-) -> Buckets:  # fmt: skip
+) -> Buckets:
     """The key's points in [start, end] in at most ``buckets`` aligned buckets, exact:
     rollup blocks wholly below the watermark, raw points for the rest."""
     lo = state.first_step if start is None else max(start, state.first_step)
@@ -318,8 +357,13 @@ def _read_blocks(
     """The rollup rows of ``ranges``, each named by the bucket (``2**k`` steps) it is in."""
     # One indexed range a branch: as an OR of ranges SQLite scanned all the key's rows.
     branches = [
-        sa.select(*_COLUMNS).where(_r.c.run_id == run_id, _r.c.key == key, _r.c.level == level,
-                                   _r.c.block >= first, _r.c.block < end)  # fmt: skip
+        sa.select(*_COLUMNS).where(
+            _r.c.run_id == run_id,
+            _r.c.key == key,
+            _r.c.level == level,
+            _r.c.block >= first,
+            _r.c.block < end,
+        )
         for level, first, end in ranges
     ]
     query = branches[0] if len(branches) == 1 else sa.union_all(*branches)

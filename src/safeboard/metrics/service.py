@@ -179,7 +179,7 @@ def _history(
         if len(tail) <= MAX_TAIL_POINTS:
             return Tail(after, tail)
         # Too much is new (a tab that slept): the whole history, downsampled.
-    return rollups.downsampled(conn, state, run_id, buckets, start, end)
+    return rollups.downsampled(conn, state, run_id, buckets=buckets, start=start, end=end)
 
 
 def _after_steps(
