@@ -130,12 +130,13 @@ def _same(a: float, b: float) -> bool:
 
 
 @hypothesis_settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     batches=st.lists(
         st.tuples(points, st.integers(0, 3), st.integers(1, 40)), min_size=1, max_size=8
     ),
+    ordered=st.booleans(),
     buckets=st.integers(1, 30),
     start=st.none() | dense,
     end=st.none() | dense | sparse,
@@ -143,13 +144,19 @@ def _same(a: float, b: float) -> bool:
 def test_a_rolled_read_equals_a_reduction_of_every_point(
     db: Engine,
     batches: list[tuple[list[tuple[int, float]], int, int]],
+    ordered: bool,
     buckets: int,
     start: int | None,
     end: int | None,
 ) -> None:
     key = f"k{next(_names)}"
     logged: list[tuple[int, float]] = []
-    for batch, slices, slice_points in batches:
+    offset = 0
+    for drawn, slices, slice_points in batches:
+        batch = drawn
+        if ordered:  # as a training loop logs: each batch from the last one's step on
+            batch = [(offset + s, v) for s, v in sorted(drawn, key=lambda p: p[0])]
+            offset = batch[-1][0]
         _log(db, key, batch)
         logged += batch
         _roll(db, key, slices, slice_points)  # the roller's progress: none to all

@@ -60,7 +60,8 @@ class Roller:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._pending: dict[_Key, tuple[int, int, int]] = {}  # points, first, last step
-        self._known: OrderedDict[_Key, rollups.State] = OrderedDict()
+        self._stale: set[_Key] = set()  # read again before deciding (wanted by a read)
+        self._known: OrderedDict[_Key, rollups.State] = OrderedDict()  # the roller's own
         self._not_before: dict[_Key, float] = {}
 
     def touch(self, run_id: str, batch: Mapping[str, Series]) -> None:
@@ -81,7 +82,7 @@ class Roller:
             for key, points, first, last in grown:
                 name = (run_id, key)
                 if forget:
-                    self._known.pop(name, None)
+                    self._stale.add(name)
                 self._pending[name] = _joined(self._pending.get(name), (points, first, last))
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -117,11 +118,17 @@ class Roller:
                 self._wake.clear()
             if self._stopping.wait(self.delay):  # gather the batches of the next moments too
                 continue
-            self._pass(wait=True)
+            try:
+                self._pass(wait=True)
+            except Exception:  # a bug must not end the thread: reads stay exact meanwhile
+                log.exception("metrics roller: a pass failed")
 
     def _pass_once(self, *, wait: bool) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
+            stale, self._stale = self._stale, set()
+        for name in stale:
+            self._known.pop(name, None)
         now = time.monotonic()
         later: dict[_Key, tuple[int, int, int]] = {}
         by_run: dict[str, list[str]] = {}

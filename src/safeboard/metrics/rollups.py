@@ -59,7 +59,10 @@ MIN_SHIFT = 8  # the finest block: at least 256 steps
 MAX_SHIFT = 62 - STRIDE * (LEVELS - 1)  # steps are below 2**62 (wire.MAX_STEP)
 POINTS_PER_BLOCK = 16
 ROLL_AFTER_BLOCKS = 64  # finest blocks past the watermark before a roll is worth its write
-SLICE_POINTS = 1 << 21  # about as many points read by one roll step (one transaction)
+# About as many points read by one roll step, one write transaction: on SQLite it holds
+# the write lock (about 0.1 s), so a backlog (an upgrade, a resumed run) is rolled in
+# pieces that concurrent ingest waits little for.
+SLICE_POINTS = 1 << 19
 
 _r = cast(sa.Table, MetricRollupRow.__table__)
 _s = cast(sa.Table, MetricSummaryRow.__table__)
@@ -344,11 +347,43 @@ def downsampled(
     for first, last in raw_ranges:
         if first <= last:
             chunks = load_chunks(conn, run_id, state.key, first, last, with_times=False)
-            parts.append(_of_points(merge(chunks, first, last), k))
+            parts.append(_raw(chunks, first, last, k))
     every = _concat(parts)
     order = np.argsort(every.first, kind="stable")  # parts hold disjoint step ranges
     every = _Blocks(*(getattr(every, f)[order] for f in _FIELDS))
     return _buckets(_coarser(every, 0))
+
+
+def _raw(chunks: list[Series], first: int, last: int, k: int) -> _Blocks:
+    """Raw points in [first, last] by bucket. Chunks already in step order (the usual
+    case) are reduced where they lie, numpy views of the stored bytes, and the buckets
+    that span two chunks joined: a 10M-point history not yet rolled is two passes over
+    its values instead of a merge."""
+    if not _in_order(chunks):
+        return _of_points(merge(chunks, first, last), k)
+    parts = []
+    for chunk in chunks:
+        steps = chunk.steps
+        lo, hi = np.searchsorted(steps, first, "left"), np.searchsorted(steps, last, "right")
+        if lo < hi:
+            parts.append(_of_points(Series(steps[lo:hi], steps[:0], chunk.values[lo:hi]), k))
+    return _coarser(_concat(parts), 0)
+
+
+def _in_order(chunks: list[Series]) -> bool:
+    """Each chunk sorted by step, none reaching back before the end of the one logged
+    before it: their concatenation is the merged series."""
+    previous = None
+    for chunk in chunks:
+        steps = chunk.steps
+        if steps.size == 0:
+            continue
+        if (steps.size > 1 and np.any(steps[1:] < steps[:-1])) or (
+            previous is not None and steps[0] < previous
+        ):
+            return False
+        previous = steps[-1]
+    return True
 
 
 def _read_blocks(
