@@ -231,11 +231,13 @@ def start_with(work: Path, url: str | None) -> tuple[Server, Endpoint]:
 
 
 @contextmanager
-def temporary_postgres(work: Path) -> Iterator[str]:
-    """A throwaway PostgreSQL cluster (as in tests/conftest.py), its URL; stopped after."""
+def temporary_postgres(parent: Path) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster (as in tests/conftest.py) in a new directory of
+    ``parent``, its URL; stopped and removed after."""
     bindir = max(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
-    root = work / "pg"
-    root.mkdir()
+    # Its own directory under /tmp: as root, initdb runs as postgres, which cannot enter
+    # the private work directory.
+    root = Path(tempfile.mkdtemp(prefix="safeboard-bench-pg-", dir=parent))
     as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     if as_pg:
         shutil.chown(root, user="postgres", group="postgres")
@@ -282,13 +284,14 @@ def temporary_postgres(work: Path) -> Iterator[str]:
             check=False,
             cwd=root,
         )
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def bench_database(res: Results, kind: str, work: Path, args: argparse.Namespace) -> None:
     home = work / kind
     home.mkdir()
     with (
-        _database(kind, home, args.postgres_url) as pg_url,
+        _database(kind, work.parent, args.postgres_url) as pg_url,
         running(lambda: start_with(home, pg_url)) as (_server, endpoint),
     ):
         url = pg_url or f"sqlite:///{home / 'safeboard-data' / 'safeboard.db'}"
@@ -296,14 +299,14 @@ def bench_database(res: Results, kind: str, work: Path, args: argparse.Namespace
 
 
 @contextmanager
-def _database(kind: str, home: Path, given: str | None) -> Iterator[str | None]:
+def _database(kind: str, parent: Path, given: str | None) -> Iterator[str | None]:
     """None for SQLite (the server's own file), else a PostgreSQL URL."""
     if kind != PG:
         yield None
     elif given is not None:
         yield given
     else:
-        with temporary_postgres(home) as url:
+        with temporary_postgres(parent) as url:
             yield url
 
 

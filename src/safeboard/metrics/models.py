@@ -69,6 +69,9 @@ class MetricSummaryRow(Base):
     min_value: Mapped[float | None] = mapped_column(Float(53), nullable=True)
     max_value: Mapped[float | None] = mapped_column(Float(53), nullable=True)
     rolled_to: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    # The widest step range of one chunk: a read of steps from s on looks at chunks from
+    # s - chunk_span on (the index holds first_step only).
+    chunk_span: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     rollup_shift: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
 
 

@@ -83,6 +83,7 @@ def update_summary(conn: Connection, run_id: str, key: str, series: Series) -> N
         "key": key,
         "count": len(series),
         "first_step": int(series.steps.min()),
+        "chunk_span": int(series.steps.max() - series.steps.min()),
         "last_step": int(series.steps[last]),
         "last_time": float(series.times[last]),
         "last_value": _finite_or_none(float(series.values[last])),
@@ -98,6 +99,9 @@ def update_summary(conn: Connection, run_id: str, key: str, series: Series) -> N
             "count": _s.c["count"] + new["count"],
             "first_step": sa.case(
                 (new.first_step < _s.c.first_step, new.first_step), else_=_s.c.first_step
+            ),
+            "chunk_span": sa.case(
+                (new.chunk_span > _s.c.chunk_span, new.chunk_span), else_=_s.c.chunk_span
             ),
             # Rollups hold only steps below rolled_to: a batch reaching below it lowers it
             # (a resumed run logging old steps again), metrics/rollups.py.
@@ -146,15 +150,20 @@ def load_chunks(
     end: int | None,
     *,
     with_times: bool = True,
+    span: int | None = None,
 ) -> list[Series]:
     """The key's chunks overlapping [start, end]. Without times (downsampling does not use
-    them) a third less is read and decoded."""
+    them) a third less is read and decoded. ``span``, the key's widest chunk (its
+    summary's ``chunk_span``), bounds the index scan from below: without it, a read of a
+    long history's last steps visits every chunk of the key before them."""
     times = _c.c.times if with_times else sa.literal(b"")
     query = sa.select(_c.c.id, _c.c.steps, times, _c.c["values"]).where(
         _c.c.run_id == run_id, _c.c.key == key
     )
     if start is not None:
         query = query.where(_c.c.last_step >= start)
+        if span is not None:
+            query = query.where(_c.c.first_step >= start - span)
     if end is not None:
         query = query.where(_c.c.first_step <= end)
     # In the index's own order: ORDER BY id alone made SQLite copy every blob through a

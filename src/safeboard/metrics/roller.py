@@ -173,6 +173,7 @@ class Roller:
                     max(last, state.last_step),
                     min(first, state.rolled_to),
                     state.shift,
+                    state.chunk_span,
                 )
             if rollups.behind(state, self.min_shift):
                 self._roll(run_id, key)

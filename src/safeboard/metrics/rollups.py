@@ -67,6 +67,7 @@ SLICE_POINTS = 1 << 19
 _r = cast(sa.Table, MetricRollupRow.__table__)
 _s = cast(sa.Table, MetricSummaryRow.__table__)
 _INT = np.dtype(np.int64)
+_NO_TIMES = np.empty(0)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class State:
     last_step: int
     rolled_to: int
     shift: int | None
+    chunk_span: int
 
 
 def states(
@@ -93,6 +95,7 @@ def states(
         _s.c.last_step,
         _s.c.rolled_to,
         _s.c.rollup_shift,
+        _s.c.chunk_span,
     ).where(_s.c.run_id == run_id)
     if keys is not None:
         query = query.where(_s.c.key.in_(keys))
@@ -265,7 +268,8 @@ def roll(
     steps_per_point = (state.last_step - state.first_step + 1) / max(state.count, 1)
     span = max(1 << shift, _floor(int(slice_points * steps_per_point), shift))
     end = min(target, start + span)
-    raw = merge(load_chunks(conn, run_id, key, start, end - 1, with_times=False), start, end - 1)
+    chunks = load_chunks(conn, run_id, key, start, end - 1, with_times=False, span=state.chunk_span)
+    raw = merge(chunks, start, end - 1)
     levels = [shift + STRIDE * i for i in range(LEVELS)]
     mine = (_r.c.run_id == run_id) & (_r.c.key == key)
     conn.execute(
@@ -346,7 +350,9 @@ def downsampled(
             raw_ranges = [(lo, low - 1), (high, hi)]
     for first, last in raw_ranges:
         if first <= last:
-            chunks = load_chunks(conn, run_id, state.key, first, last, with_times=False)
+            chunks = load_chunks(
+                conn, run_id, state.key, first, last, with_times=False, span=state.chunk_span
+            )
             parts.append(_raw(chunks, first, last, k))
     every = _concat(parts)
     order = np.argsort(every.first, kind="stable")  # parts hold disjoint step ranges
@@ -366,7 +372,7 @@ def _raw(chunks: list[Series], first: int, last: int, k: int) -> _Blocks:
         steps = chunk.steps
         lo, hi = np.searchsorted(steps, first, "left"), np.searchsorted(steps, last, "right")
         if lo < hi:
-            parts.append(_of_points(Series(steps[lo:hi], steps[:0], chunk.values[lo:hi]), k))
+            parts.append(_of_points(Series(steps[lo:hi], _NO_TIMES, chunk.values[lo:hi]), k))
     return _coarser(_concat(parts), 0)
 
 

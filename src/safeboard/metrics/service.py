@@ -174,7 +174,9 @@ def _history(
     if state is None:  # no point logged
         return Tail(after, merge([])) if after is not None else downsample(merge([]), buckets)
     if after is not None:
-        chunks = metrics.load_chunks(conn, run_id, state.key, after + 1, None, with_times=False)
+        chunks = metrics.load_chunks(
+            conn, run_id, state.key, after + 1, None, with_times=False, span=state.chunk_span
+        )
         tail = merge(chunks, after + 1, None)
         if len(tail) <= MAX_TAIL_POINTS:
             return Tail(after, tail)
