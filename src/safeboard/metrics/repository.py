@@ -16,7 +16,15 @@ from safeboard.metrics.codec import Series, decode, decode_without_times, encode
 from safeboard.metrics.models import IngestBatchRow, MetricChunkRow, MetricSummaryRow
 from safeboard.storage import BINARY_RESULTS
 
-__all__ = ["Summary", "add_chunk", "claim_batch", "load_chunks", "summaries", "update_summary"]
+__all__ = [
+    "Summary",
+    "add_chunk",
+    "claim_batch",
+    "load_chunks",
+    "next_step",
+    "summaries",
+    "update_summary",
+]
 
 _c = cast(sa.Table, MetricChunkRow.__table__)
 _s = cast(sa.Table, MetricSummaryRow.__table__)
@@ -174,3 +182,22 @@ def load_chunks(
     if with_times:
         return [decode(s, t, v) for _, s, t, v in rows]
     return [decode_without_times(s, v) for _, s, _, v in rows]
+
+
+def next_step(conn: Connection, run_id: str, key: str, at: int, span: int) -> int | None:
+    """The key's smallest step at or after ``at``, or None: the first step of the chunks
+    that start there or later, and the steps of the few that reach across it."""
+    mine = (_c.c.run_id == run_id) & (_c.c.key == key)
+    later = conn.execute(sa.select(sa.func.min(_c.c.first_step)).where(mine, _c.c.first_step >= at))
+    found = later.scalar()
+    across = conn.execute(
+        sa.select(_c.c.steps)
+        .where(mine, _c.c.first_step < at, _c.c.first_step >= at - span, _c.c.last_step >= at)
+        .execution_options(**{BINARY_RESULTS: True})
+    )
+    for (blob,) in across:
+        steps = np.frombuffer(blob, dtype="<i8")
+        after = steps[steps >= at]
+        if after.size and (found is None or int(after.min()) < found):
+            found = int(after.min())
+    return None if found is None else int(found)

@@ -182,12 +182,19 @@ class Roller:
 
     def _roll(self, run_id: str, key: str) -> None:
         began = time.monotonic()
-        more = True
+        more, pause = True, 0.0
         while more:
+            if pause and self._stopping.wait(pause):
+                return
+            step_began = time.monotonic()
             with writer(self.engine).begin() as conn:
                 more = rollups.roll(conn, run_id, key, min_shift=self.min_shift)
                 state = rollups.states(conn, run_id, [key]).get(key)
             self.rolled += 1
+            # Between slices of a backlog, a pause as long as the slice (0.1 s at least):
+            # SQLite's busy handler retries within 0.1 s, so ingest waiting for the write
+            # lock gets it instead of the roller taking it again at once.
+            pause = max(0.1, time.monotonic() - step_began)
             if state is not None:
                 self._remember((run_id, key), state)
         took = time.monotonic() - began

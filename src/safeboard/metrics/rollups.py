@@ -37,7 +37,7 @@ from sqlalchemy import Connection
 
 from safeboard.metrics.codec import Buckets, Series, merge
 from safeboard.metrics.models import MetricRollupRow, MetricSummaryRow
-from safeboard.metrics.repository import load_chunks
+from safeboard.metrics.repository import load_chunks, next_step
 from safeboard.storage import BINARY_RESULTS
 
 __all__ = [
@@ -262,7 +262,9 @@ def roll(
     if state is None:
         return False
     shift = _shift_of(state, min_shift, points_per_block)
-    start, target = _floor(state.rolled_to, shift), _floor(state.last_step + 1, shift)
+    # Nothing lies below the first step (a new key's watermark is 0).
+    start = _floor(max(state.rolled_to, state.first_step), shift)
+    target = _floor(state.last_step + 1, shift)
     if target <= start:
         return False
     steps_per_point = (state.last_step - state.first_step + 1) / max(state.count, 1)
@@ -270,6 +272,9 @@ def roll(
     end = min(target, start + span)
     chunks = load_chunks(conn, run_id, key, start, end - 1, with_times=False, span=state.chunk_span)
     raw = merge(chunks, start, end - 1)
+    if not len(raw) and end < target:  # a gap in the steps: on to the next point at once
+        after = next_step(conn, run_id, key, end, state.chunk_span)
+        end = target if after is None else min(target, max(end, _floor(after, shift)))
     levels = [shift + STRIDE * i for i in range(LEVELS)]
     mine = (_r.c.run_id == run_id) & (_r.c.key == key)
     conn.execute(
