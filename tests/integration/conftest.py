@@ -53,4 +53,5 @@ async def client(make_app: Callable[..., FastAPI]) -> AsyncIterator[httpx.AsyncC
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as c:
         yield c
+    services_of(app).metrics.rollups.stop()  # as the app's shutdown does
     services_of(app).engine.dispose()

@@ -86,6 +86,7 @@ class World:
         for client in self.clients:
             await client.aclose()
         self.services.streams.stop()  # as the app's shutdown does: no check mid-dispose
+        self.services.metrics.rollups.stop()
         self.services.engine.dispose()
 
 

@@ -19,7 +19,6 @@ from safeboard.metrics.codec import (
     Series,
     decode,
     downsample,
-    downsample_chunks,
     encode,
     merge,
     to_json_floats,
@@ -124,44 +123,6 @@ def test_json_floats_spell_out_specials() -> None:
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.array_equal(a, b, equal_nan=True))
-
-
-@given(
-    st.lists(
-        st.lists(st.tuples(st.integers(0, 50), st.one_of(floats, st.just(math.nan))), max_size=40),
-        min_size=1,
-        max_size=6,
-    ),
-    st.booleans(),
-    st.integers(1, 30),
-    st.one_of(st.none(), st.integers(0, 400)),
-    st.one_of(st.none(), st.integers(0, 400)),
-)
-def test_chunked_downsampling_equals_merging_first(
-    groups: list[list[tuple[int, float]]],
-    ordered: bool,
-    n: int,
-    start: int | None,
-    end: int | None,
-) -> None:
-    """The fast path (chunks reduced where they lie) gives exactly what merging all the
-    points and downsampling them gives: in step order (offsets make the chunks follow one
-    another, ties at the seams included) and out of order (re-logged steps)."""
-    chunks, offset = [], 0
-    for group in groups:
-        pts = sorted(group, key=lambda p: p[0]) if ordered else group
-        s = (
-            np.array([offset + step for step, _ in pts], dtype="<i8")
-            if ordered
-            else np.array([step for step, _ in pts], dtype="<i8")
-        )
-        if ordered and pts:
-            offset = int(s[-1])  # the next chunk may start on this chunk's last step
-        chunks.append(Series(s, np.empty(0), np.array([v for _, v in pts], dtype="<f8")))
-    fast = downsample_chunks(chunks, n, start, end)
-    slow = downsample(merge(chunks, start, end), n)
-    for field in ("first_step", "last_step", "count", "min", "max", "last"):
-        assert _same(getattr(fast, field), getattr(slow, field)), field
 
 
 # Keys the server takes (a printable "." or ".." is not one).

@@ -86,6 +86,7 @@ def create_app(
             yield
         services.events.stop()
         services.streams.stop()
+        services.metrics.rollups.stop()
         engine.dispose()
 
     app = FastAPI(

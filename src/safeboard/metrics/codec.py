@@ -15,7 +15,6 @@ __all__ = [
     "decode",
     "decode_without_times",
     "downsample",
-    "downsample_chunks",
     "encode",
     "from_wire",
     "json_float",
@@ -109,7 +108,8 @@ class Buckets:
 
 
 def downsample(series: Series, buckets: int) -> Buckets:
-    """At most ``buckets`` buckets of equal step width over the series' step range."""
+    """At most ``buckets`` buckets of equal step width over the series' step range (the
+    server's histories use aligned power-of-two buckets instead: metrics/rollups.py)."""
     n = len(series)
     if n == 0:
         e = np.empty(0)
@@ -126,79 +126,6 @@ def downsample(series: Series, buckets: int) -> Buckets:
     return Buckets(
         steps[starts], steps[ends], (ends - starts + 1).astype(_STEP), mins, maxs, values[ends]
     )
-
-
-def _in_order(parts: Sequence[Series]) -> bool:
-    """Each chunk sorted by step and none reaching back before the end of the one logged
-    before it: their concatenation is already the merged series (the usual case)."""
-    previous = None
-    for part in parts:
-        steps = part.steps
-        if steps.size > 1 and np.any(steps[1:] < steps[:-1]):
-            return False
-        if previous is not None and steps.size and steps[0] < previous:
-            return False
-        if steps.size:
-            previous = steps[-1]
-    return True
-
-
-def _cut(part: Series, start: int | None, end: int | None) -> Series:
-    steps = part.steps
-    lo = int(np.searchsorted(steps, start, "left")) if start is not None else 0
-    hi = int(np.searchsorted(steps, end, "right")) if end is not None else steps.size
-    return Series(steps[lo:hi], _NO_TIMES, part.values[lo:hi])
-
-
-def _partial(part: Series, lo: int, width: int) -> tuple[npt.NDArray[np.int64], Buckets]:
-    """One chunk's share of the buckets, and their ids; a bucket's bounds are found by
-    binary search on the sorted steps, so only the values are reduced point by point."""
-    steps, values = part.steps, part.values
-    first_id, last_id = (int(steps[0]) - lo) // width, (int(steps[-1]) - lo) // width
-    edges = lo + width * np.arange(first_id + 1, last_id + 1, dtype=_STEP)
-    starts = np.r_[0, np.searchsorted(steps, edges, "left")]
-    starts = starts[np.r_[True, starts[1:] != starts[:-1]] & (starts < steps.size)]
-    ends = np.r_[starts[1:], steps.size] - 1
-    with np.errstate(invalid="ignore"):
-        mins = np.fmin.reduceat(values, starts)
-        maxs = np.fmax.reduceat(values, starts)
-    ids = (steps[starts] - lo) // width
-    return ids, Buckets(
-        steps[starts], steps[ends], (ends - starts + 1).astype(_STEP), mins, maxs, values[ends]
-    )
-
-
-def downsample_chunks(
-    chunks: Sequence[Series], buckets: int, start: int | None = None, end: int | None = None
-) -> Buckets:
-    """``downsample(merge(chunks, start, end), buckets)`` without building the merged
-    series when the chunks are already in step order: each chunk is reduced where it lies
-    (numpy views of the stored bytes) and the buckets that span two chunks are joined.
-    A 1,000,000-point history is then two reductions over its values (P2)."""
-    if not _in_order(chunks):
-        return downsample(merge(chunks, start, end), buckets)
-    parts = [c for c in (_cut(c, start, end) for c in chunks) if c.steps.size]
-    if not parts:
-        return downsample(merge([]), buckets)
-    lo, hi = int(parts[0].steps[0]), int(parts[-1].steps[-1])
-    width = max(1, -(-(hi - lo + 1) // buckets))  # the same buckets as downsample()
-    pieces = [_partial(part, lo, width) for part in parts]
-    ids = np.concatenate([i for i, _ in pieces])
-    bs = [b for _, b in pieces]
-    first_step = np.concatenate([b.first_step for b in bs])
-    last_step = np.concatenate([b.last_step for b in bs])
-    last = np.concatenate([b.last for b in bs])
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    ends = np.r_[starts[1:], ids.size] - 1
-    with np.errstate(invalid="ignore"):
-        return Buckets(
-            first_step[starts],
-            last_step[ends],
-            np.add.reduceat(np.concatenate([b.count for b in bs]), starts),
-            np.fmin.reduceat(np.concatenate([b.min for b in bs]), starts),
-            np.fmax.reduceat(np.concatenate([b.max for b in bs]), starts),
-            last[ends],
-        )
 
 
 def json_float(value: float) -> float | str:

@@ -11,13 +11,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from safeboard.storage import Base, UtcDateTime
 from safeboard.vocabulary import MAX_METRIC_KEY_LENGTH
 
-__all__ = ["IngestBatchRow", "MetricChunkRow", "MetricSummaryRow"]
+__all__ = ["IngestBatchRow", "MetricChunkRow", "MetricRollupRow", "MetricSummaryRow"]
 
 
 def _run_fk() -> ForeignKey:
@@ -40,15 +49,46 @@ class MetricChunkRow(Base):
 
 
 class MetricSummaryRow(Base):
-    """Per run and key. NULL min/max: no finite value yet; NULL last_value: it was NaN."""
+    """Per run and key. NULL min/max: no finite value yet; NULL last_value: it was NaN.
+
+    ``rolled_to``: the key's rollups hold every point below this step (rounded down to
+    the rollup's block, ``2 ** rollup_shift`` steps); a batch reaching below it lowers it
+    in the same upsert, so rollups are never trusted for steps that changed since
+    (metrics/rollups.py). ``rollup_shift`` is chosen at the first roll, NULL until then.
+    """
 
     __tablename__ = "metric_summaries"
 
     run_id: Mapped[str] = mapped_column(String(32), _run_fk(), primary_key=True)
     key: Mapped[str] = mapped_column(String(MAX_METRIC_KEY_LENGTH), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    first_step: Mapped[int] = mapped_column(BigInteger, nullable=False)
     last_step: Mapped[int] = mapped_column(BigInteger, nullable=False)
     last_time: Mapped[float] = mapped_column(Float, nullable=False)
+    last_value: Mapped[float | None] = mapped_column(Float(53), nullable=True)
+    min_value: Mapped[float | None] = mapped_column(Float(53), nullable=True)
+    max_value: Mapped[float | None] = mapped_column(Float(53), nullable=True)
+    rolled_to: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    # The widest step range of one chunk: a read of steps from s on looks at chunks from
+    # s - chunk_span on (the index holds first_step only).
+    chunk_span: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    rollup_shift: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+
+
+class MetricRollupRow(Base):
+    """A summary of one aligned block of steps of one key: steps ``block << level`` to
+    ``((block + 1) << level) - 1``, at levels ``rollup_shift + 2 i`` (metrics/rollups.py).
+    Only blocks holding points have rows. NULL min/max: only NaN; NULL last_value: NaN."""
+
+    __tablename__ = "metric_rollups"
+
+    run_id: Mapped[str] = mapped_column(String(32), _run_fk(), primary_key=True)
+    key: Mapped[str] = mapped_column(String(MAX_METRIC_KEY_LENGTH), primary_key=True)
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    block: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    first_step: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_step: Mapped[int] = mapped_column(BigInteger, nullable=False)
     last_value: Mapped[float | None] = mapped_column(Float(53), nullable=True)
     min_value: Mapped[float | None] = mapped_column(Float(53), nullable=True)
     max_value: Mapped[float | None] = mapped_column(Float(53), nullable=True)

@@ -14,8 +14,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from safeboard.metrics.codec import Series, decode, decode_without_times, encode
 from safeboard.metrics.models import IngestBatchRow, MetricChunkRow, MetricSummaryRow
+from safeboard.storage import BINARY_RESULTS
 
-__all__ = ["Summary", "add_chunk", "claim_batch", "load_chunks", "summaries", "update_summary"]
+__all__ = [
+    "Summary",
+    "add_chunk",
+    "claim_batch",
+    "load_chunks",
+    "next_step",
+    "summaries",
+    "update_summary",
+]
 
 _c = cast(sa.Table, MetricChunkRow.__table__)
 _s = cast(sa.Table, MetricSummaryRow.__table__)
@@ -81,6 +90,8 @@ def update_summary(conn: Connection, run_id: str, key: str, series: Series) -> N
         "run_id": run_id,
         "key": key,
         "count": len(series),
+        "first_step": int(series.steps.min()),
+        "chunk_span": int(series.steps.max() - series.steps.min()),
         "last_step": int(series.steps[last]),
         "last_time": float(series.times[last]),
         "last_value": _finite_or_none(float(series.values[last])),
@@ -94,6 +105,17 @@ def update_summary(conn: Connection, run_id: str, key: str, series: Series) -> N
         index_elements=[_s.c.run_id, _s.c.key],
         set_={
             "count": _s.c["count"] + new["count"],
+            "first_step": sa.case(
+                (new.first_step < _s.c.first_step, new.first_step), else_=_s.c.first_step
+            ),
+            "chunk_span": sa.case(
+                (new.chunk_span > _s.c.chunk_span, new.chunk_span), else_=_s.c.chunk_span
+            ),
+            # Rollups hold only steps below rolled_to: a batch reaching below it lowers it
+            # (a resumed run logging old steps again), metrics/rollups.py.
+            "rolled_to": sa.case(
+                (new.first_step < _s.c.rolled_to, new.first_step), else_=_s.c.rolled_to
+            ),
             "last_step": sa.case((newer, new.last_step), else_=_s.c.last_step),
             "last_time": sa.case((newer, new.last_time), else_=_s.c.last_time),
             "last_value": sa.case((newer, new.last_value), else_=_s.c.last_value),
@@ -136,21 +158,46 @@ def load_chunks(
     end: int | None,
     *,
     with_times: bool = True,
+    span: int | None = None,
 ) -> list[Series]:
     """The key's chunks overlapping [start, end]. Without times (downsampling does not use
-    them) a third less is read and decoded."""
+    them) a third less is read and decoded. ``span``, the key's widest chunk (its
+    summary's ``chunk_span``), bounds the index scan from below: without it, a read of a
+    long history's last steps visits every chunk of the key before them."""
     times = _c.c.times if with_times else sa.literal(b"")
     query = sa.select(_c.c.id, _c.c.steps, times, _c.c["values"]).where(
         _c.c.run_id == run_id, _c.c.key == key
     )
     if start is not None:
         query = query.where(_c.c.last_step >= start)
+        if span is not None:
+            query = query.where(_c.c.first_step >= start - span)
     if end is not None:
         query = query.where(_c.c.first_step <= end)
     # In the index's own order: ORDER BY id alone made SQLite copy every blob through a
     # temporary sort tree (24 ms instead of 3 for 16 MB). Logged order, which decides ties
     # between chunks that share steps, is restored here on a handful of rows.
-    rows = sorted(conn.execute(query.order_by(_c.c.first_step, _c.c.id)), key=lambda r: r[0])
+    query = query.order_by(_c.c.first_step, _c.c.id).execution_options(**{BINARY_RESULTS: True})
+    rows = sorted(conn.execute(query), key=lambda r: r[0])
     if with_times:
         return [decode(s, t, v) for _, s, t, v in rows]
     return [decode_without_times(s, v) for _, s, _, v in rows]
+
+
+def next_step(conn: Connection, run_id: str, key: str, at: int, span: int) -> int | None:
+    """The key's smallest step at or after ``at``, or None: the first step of the chunks
+    that start there or later, and the steps of the few that reach across it."""
+    mine = (_c.c.run_id == run_id) & (_c.c.key == key)
+    later = conn.execute(sa.select(sa.func.min(_c.c.first_step)).where(mine, _c.c.first_step >= at))
+    found = later.scalar()
+    across = conn.execute(
+        sa.select(_c.c.steps)
+        .where(mine, _c.c.first_step < at, _c.c.first_step >= at - span, _c.c.last_step >= at)
+        .execution_options(**{BINARY_RESULTS: True})
+    )
+    for (blob,) in across:
+        steps = np.frombuffer(blob, dtype="<i8")
+        after = steps[steps >= at]
+        if after.size and (found is None or int(after.min()) < found):
+            found = int(after.min())
+    return None if found is None else int(found)

@@ -15,9 +15,11 @@ from safeboard.clock import Clock, utcnow
 from safeboard.errors import BadRequest, InvalidRequest
 from safeboard.events import Event, EventBus
 from safeboard.metrics import repository as metrics
+from safeboard.metrics import rollups
 from safeboard.metrics.access import RunGate
 from safeboard.metrics.batches import validate_batch
-from safeboard.metrics.codec import Buckets, Series, downsample_chunks, merge
+from safeboard.metrics.codec import Buckets, Series, downsample, merge
+from safeboard.metrics.roller import Roller
 from safeboard.metrics.schemas import MAX_STEP
 from safeboard.storage import BEGIN_IMMEDIATE
 from safeboard.vocabulary import MAX_HISTORY_KEYS, metric_key_problem
@@ -55,6 +57,7 @@ class MetricService:
         self.events = events
         self.clock = clock
         self._runs = runs  # the runs domain's access walk (runs.access.run_project)
+        self.rollups = Roller(engine)  # keeps downsampled reads short (metrics/rollups.py)
 
     def ingest(
         self,
@@ -89,6 +92,7 @@ class MetricService:
                 sent = self.events is None or self.events.publish_at_commit(conn, event)
         if not sent and self.events is not None:
             self.events.publish(event)
+        self.rollups.touch(run_id, batch)
         return IngestResult(points, duplicate=False)
 
     def series(
@@ -137,11 +141,12 @@ class MetricService:
                 raise BadRequest(f"metric: {problem}")
         with self.engine.connect() as conn:
             self._runs(conn, principal, run_id, Permission.PROJECTS_READ)
-            return {
+            found = rollups.states(conn, run_id, keys)
+            answers = {
                 key: _history(
                     conn,
                     run_id,
-                    key,
+                    found.get(key),
                     buckets=buckets,
                     start=start,
                     end=end,
@@ -149,26 +154,34 @@ class MetricService:
                 )
                 for key in keys
             }
+        # Histories from before rollups existed, or a roller that fell behind.
+        behind = [s.key for s in found.values() if rollups.behind(s, self.rollups.min_shift)]
+        if behind:
+            self.rollups.wanted(run_id, behind)
+        return answers
 
 
 def _history(
     conn: Connection,
     run_id: str,
-    key: str,
+    state: rollups.State | None,
     *,
     buckets: int,
     start: int | None,
     end: int | None,
     after: int | None,
 ) -> Buckets | Tail:
+    if state is None:  # no point logged
+        return Tail(after, merge([])) if after is not None else downsample(merge([]), buckets)
     if after is not None:
-        chunks = metrics.load_chunks(conn, run_id, key, after + 1, None, with_times=False)
+        chunks = metrics.load_chunks(
+            conn, run_id, state.key, after + 1, None, with_times=False, span=state.chunk_span
+        )
         tail = merge(chunks, after + 1, None)
         if len(tail) <= MAX_TAIL_POINTS:
             return Tail(after, tail)
         # Too much is new (a tab that slept): the whole history, downsampled.
-    chunks = metrics.load_chunks(conn, run_id, key, start, end, with_times=False)
-    return downsample_chunks(chunks, buckets, start, end)
+    return rollups.downsampled(conn, state, run_id, buckets=buckets, start=start, end=end)
 
 
 def _after_steps(

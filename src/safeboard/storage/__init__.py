@@ -4,7 +4,14 @@ Domain packages put their tables on :class:`Base`; the server builds the engine 
 :func:`create_engine`, then calls :func:`upgrade` and :func:`ensure_instance` at start.
 """
 
-from safeboard.storage.engine import BEGIN_IMMEDIATE, SUPPORTED_URLS, create_engine, ping, writer
+from safeboard.storage.engine import (
+    BEGIN_IMMEDIATE,
+    BINARY_RESULTS,
+    SUPPORTED_URLS,
+    create_engine,
+    ping,
+    writer,
+)
 from safeboard.storage.migrate import (
     current_revision,
     ensure_instance,
@@ -17,6 +24,7 @@ from safeboard.storage.models import Base, InstanceRow, UtcDateTime
 
 __all__ = [
     "BEGIN_IMMEDIATE",
+    "BINARY_RESULTS",
     "SUPPORTED_URLS",
     "Base",
     "InstanceRow",

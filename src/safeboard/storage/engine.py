@@ -21,6 +21,7 @@ from safeboard.errors import ConfigError, SafeboardError
 
 __all__ = [
     "BEGIN_IMMEDIATE",
+    "BINARY_RESULTS",
     "SUPPORTED_URLS",
     "create_engine",
     "parse_database_url",
@@ -34,6 +35,12 @@ SUPPORTED_URLS = "sqlite:////path/to/safeboard.db or postgresql+psycopg://user@h
 # lock up front so that busy_timeout applies instead of failing with SQLITE_BUSY when a
 # read transaction later tries to write. Ignored on PostgreSQL.
 BEGIN_IMMEDIATE = "safeboard_begin_immediate"
+
+# Execution option: on PostgreSQL, the rows come back in binary format. psycopg asks for
+# text by default, and a bytea column then travels and is parsed as hex: twice the bytes,
+# and most of the time of reading metric chunks (1,000,000 points: 100 ms against 45 ms).
+# Ignored on SQLite, whose values are never text-encoded.
+BINARY_RESULTS = "safeboard_binary_results"
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 POSTGRES_CONNECT_TIMEOUT_S = 10
@@ -85,13 +92,24 @@ def create_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) ->
     if "connect_timeout" not in parsed.query:
         # Without it libpq waits for the OS (minutes) on an unreachable host.
         connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
-    return sqlalchemy.create_engine(
+    engine = sqlalchemy.create_engine(
         parsed,
         pool_pre_ping=True,
         connect_args=connect_args,
         hide_parameters=True,
         json_serializer=_json_text,
     )
+    event.listen(engine, "before_cursor_execute", _binary_when_asked)
+    return engine
+
+
+def _binary_when_asked(
+    _conn: Connection, cursor: Any, _statement: str, _parameters: Any, context: Any, _many: bool
+) -> None:
+    if context is not None and context.execution_options.get(BINARY_RESULTS):
+        from psycopg.pq import Format  # noqa: PLC0415  (PostgreSQL only)
+
+        cursor.format = Format.BINARY
 
 
 def _json_text(value: Any) -> str:
