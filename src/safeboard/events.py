@@ -133,6 +133,8 @@ class EventBus:
         self._stop = threading.Event()
         self._closing = False
         self._trimmed = time.monotonic()
+        self.replay_seconds = REPLAY_SECONDS
+        self.replay_limit = REPLAY_LIMIT
 
     # Publishing (from any thread)
 
@@ -171,8 +173,13 @@ class EventBus:
                "data": data, "at": now}  # fmt: skip
         new_id = int(conn.execute(sa.insert(_LOG).values(row).returning(_LOG.c.id)).scalar_one())
         if self._trim_due():
-            self._trim(conn, now - timedelta(seconds=REPLAY_SECONDS))
+            self._trim(conn, now - timedelta(seconds=self.replay_seconds))
         return new_id
+
+    def trim(self) -> None:
+        """Drop the events older than the replay window now (writes do it as they go)."""
+        with self.writes.begin() as conn:
+            self._trim(conn, self.clock() - timedelta(seconds=self.replay_seconds))
 
     def _trim_due(self) -> bool:
         with self._lock:
@@ -214,7 +221,7 @@ class EventBus:
     def replay(self, after: int, project_id: int, run_id: str | None) -> Replay:
         """The recorded events after id ``after`` that a stream of ``project_id`` (one run
         of it: ``run_id``) would have sent, or a reset when some of them may be gone (the
-        window was trimmed past ``after``, or more than ``REPLAY_LIMIT`` are due). The
+        window was trimmed past ``after``, or more than ``replay_limit`` are due). The
         caller has authorized the stream for the project, as for live events."""
         ids = sa.select(sa.func.min(_LOG.c.id), sa.func.max(_LOG.c.id))
         query = sa.select(_LOG).where(_LOG.c.id > after, _LOG.c.project_id == project_id)
@@ -226,8 +233,8 @@ class EventBus:
                 # Nothing recorded since this database began, an id from another one,
                 # or events after ``after`` trimmed: the page reloads what it shows.
                 return Replay([], reset=True, newest=newest or 0)
-            rows = conn.execute(query.order_by(_LOG.c.id).limit(REPLAY_LIMIT + 1)).all()
-        if len(rows) > REPLAY_LIMIT:
+            rows = conn.execute(query.order_by(_LOG.c.id).limit(self.replay_limit + 1)).all()
+        if len(rows) > self.replay_limit:
             return Replay([], reset=True, newest=newest)
         events = [Event(r.kind, r.project_id, r.run_id, json.loads(r.data), r.id) for r in rows]
         return Replay(events, newest=newest)
