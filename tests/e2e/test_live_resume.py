@@ -14,8 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
+from tests.e2e.browser import chromium
 from tests.e2e.conftest import ServerProcess, free_port
+from tests.e2e.test_browser_login import TIMEOUT_MS, startup_link
 from tests.e2e.test_live_events import _key, _make_run
 
 pytestmark = pytest.mark.e2e
@@ -194,3 +197,37 @@ def test_a_stream_resumes_on_another_replica_without_loss(
     follower = _follow_across(stop_a, lambda: up, key, run_id)
     assert follower.closings >= 1 and follower.streams >= 2
     assert follower.steps() == list(range(40)), "an event was lost or sent twice"
+
+
+def test_a_run_page_reconnects_and_keeps_updating_after_a_restart(
+    server_factory: Start,
+) -> None:
+    """In headless Chromium: the run page's stream closes at the stop (at once), the page
+    says it is reconnecting, and once the server is back it shows what is logged next."""
+    port = free_port()
+    server = server_factory(name="srv", port=port)
+    _, link = startup_link(server)
+    key = _key(server)
+    with server.client() as client:
+        run_id = _make_run(client, key)
+    up = [server]
+    _log_until_stored(lambda: up, key, run_id, 0)
+    with chromium() as browser:
+        page, watch = browser.new_page()
+        page.goto(link)
+        page.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
+        page.goto(f"{server.url}/runs/{run_id}")
+        stream = page.locator("body")
+        expect(stream).to_have_attribute("data-stream", "open", timeout=TIMEOUT_MS)
+        expect(page.locator('figure[data-key="loss"] canvas')).to_have_count(1)
+        took = _stop(up.pop())
+        assert took < 3.0, f"the stop took {took:.2f} s with the page's stream open"
+        expect(stream).to_have_attribute("data-stream", "reconnecting", timeout=TIMEOUT_MS)
+        up.append(server_factory(name="srv", port=port))
+        expect(stream).to_have_attribute("data-stream", "open", timeout=20_000)
+        for step in (2, 3):
+            _log_until_stored(lambda: up, key, run_id, step)
+        expect(page.locator("#live")).to_contain_text("loss at step 3", timeout=TIMEOUT_MS)
+        # Only the refused reconnections may have reached the console.
+        watch.console[:] = [c for c in watch.console if "ERR_CONNECTION_REFUSED" not in c]
+        watch.assert_clean()
