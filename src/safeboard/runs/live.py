@@ -134,7 +134,8 @@ async def project_events(
     bus: EventBus = provided(EventBus),
     guard: StreamGuard = provided(StreamGuard),
 ) -> StreamingResponse:
-    """Live updates of every run in the project."""
+    """Live updates of every run in the project. Each event has an ``id:``; with
+    ``Last-Event-ID`` the stream first replays what followed it (or sends ``reset``)."""
 
     def find() -> int:
         with service.engine.connect() as conn:
@@ -154,6 +155,6 @@ async def run_events(
     bus: EventBus = provided(EventBus),
     guard: StreamGuard = provided(StreamGuard),
 ) -> StreamingResponse:
-    """Live updates of one run."""
+    """Live updates of one run; ``Last-Event-ID`` as for the project's stream."""
     run, _ = await run_in_threadpool(service.get, principal, run_id, Permission.PROJECTS_READ)
     return _stream(request, principal, run.project_id, run.id, bus=bus, guard=guard)
