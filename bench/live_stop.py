@@ -6,6 +6,10 @@ many events a client misses across a restart when it reconnects with ``Last-Even
     python bench/live_stop.py            # streams 1, 10, 50; 3 stops each; 120 events
     python bench/live_stop.py --quick    # streams 10; one stop; 60 events
 
+Also what recording each event costs ingest: in process, the same 1,000-point batches
+stored by MetricService with the live update recorded (a live_events row in the batch's
+transaction, then delivered) and with no live updates at all, interleaved.
+
 A real server process (SQLite, plain HTTP on 127.0.0.1, a temporary data directory), real
 sockets. Not part of CI.
 """
@@ -25,7 +29,19 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 from procs import free_port
+
+from safeboard.auth.permissions import CredentialKind, Role, Scope
+from safeboard.auth.principal import Principal
+from safeboard.datadir import ensure_data_dir
+from safeboard.metrics.codec import Series
+from safeboard.metrics.service import MetricService
+from safeboard.runs.access import run_project
+from safeboard.secret_store import ensure_secrets
+from safeboard.services import build_services
+from safeboard.settings import load_settings
+from safeboard.storage import create_engine, upgrade
 
 PATH = "/api/v1/projects/live/events"
 
@@ -188,11 +204,41 @@ def restart(work: Path, events: int) -> dict[str, tuple[int, int, int]]:
     return result
 
 
+def ingest_cost(work: Path, batches: int) -> dict[str, float]:
+    """Median microseconds per 1,000-point batch (10 keys x 100 steps), by variant."""
+    directory = ensure_data_dir(work / "ingest" / "data")
+    ensure_secrets(directory)
+    settings = load_settings(directory)
+    engine = create_engine(settings.database_url)
+    upgrade(engine)
+    services = build_services(settings, engine)
+    made = services.users.add("owner", role=Role.ADMIN, actor="bench")
+    owner = Principal(made.id, "owner", Role.ADMIN, CredentialKind.SESSION, Scope.ADMIN)
+    services.projects.create(owner, "bench")
+    run_id = services.runs.create(owner, "bench", name="r").id
+    variants = {
+        "with live_events row": services.metrics,
+        "no live updates": MetricService(engine, None, runs=run_project),
+    }
+    took: dict[str, list[float]] = {name: [] for name in variants}
+    for i in range(batches):
+        steps = np.arange(i * 100, (i + 1) * 100, dtype=np.int64)
+        series = Series(steps, steps.astype(np.float64), np.linspace(0, 1, 100))
+        columns = {f"key{k}": series for k in range(10)}
+        for v, (name, service) in enumerate(variants.items()):
+            started = time.perf_counter()
+            service.ingest(owner, run_id, f"batch-{v}-{i:08d}", columns)
+            took[name].append((time.perf_counter() - started) * 1e6)
+    engine.dispose()
+    return {name: statistics.median(values) for name, values in took.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10 streams, one stop")
     args = parser.parse_args()
     counts, repeat, events = ([10], 1, 60) if args.quick else ([1, 10, 50], 3, 120)
+    batches = 300 if args.quick else 2000
     with tempfile.TemporaryDirectory(prefix="sb-live-stop-") as tmp:
         work = Path(tmp)
         print(f"graceful stop (SIGTERM) with open streams, {os.cpu_count()} cores")
@@ -203,6 +249,13 @@ def main() -> None:
         print(f"{'client':<20} {'lost':>5} {'twice':>6} {'closing seen':>13}")
         for name, (lost, twice, closings) in restart(work, events).items():
             print(f"{name:<20} {lost:>5} {twice:>6} {closings:>13}")
+        cost = ingest_cost(work, batches)
+        print(f"\ningest in process, SQLite, {batches} batches of 1,000 points (10 keys)")
+        print(f"{'variant':<22} {'median us/batch':>16} {'points/s':>10}")
+        for name, micros in cost.items():
+            print(f"{name:<22} {micros:>16.0f} {1000 / micros * 1e6:>10,.0f}")
+        extra = cost["with live_events row"] - cost["no live updates"]
+        print(f"recording the event: {extra:+.0f} us per batch")
 
 
 if __name__ == "__main__":

@@ -55,9 +55,10 @@ class Follower:
                 time.sleep(0.1)
                 continue
             try:
-                with up[0].client() as client, client.stream(
-                    "GET", PATH, headers=headers, timeout=30
-                ) as response:
+                with (
+                    up[0].client() as client,
+                    client.stream("GET", PATH, headers=headers, timeout=30) as response,
+                ):
                     if response.status_code != 200:
                         time.sleep(0.1)
                         continue
@@ -140,7 +141,6 @@ def test_a_stop_closes_open_streams_at_once(server_factory: Start) -> None:
         follower.thread.join(5)
         assert (follower.closings, follower.cut) == (1, 0), server.log
     assert took < 3.0, f"the stop took {took:.2f} s with 5 streams open"
-    print(f"graceful stop with 5 open streams: {took:.2f} s")
 
 
 def _follow_across(stop_and_switch: Callable[[], None], servers: Callable[[],
@@ -172,10 +172,12 @@ def test_a_stream_resumes_across_a_restart_without_loss(server_factory: Start) -
         up.append(server_factory(name="srv", port=port))
 
     follower = _follow_across(restart, lambda: up, key, run_id)
-    assert follower.closings >= 1 and follower.streams >= 2  # it did reconnect
+    assert follower.closings >= 1  # it was told, and did reconnect
+    assert follower.streams >= 2
     assert follower.steps() == list(range(40)), "an event was lost or sent twice"
     ids = [event_id for event_id, _, _ in follower.events]
-    assert None not in ids and len(set(ids)) == len(ids)
+    assert None not in ids
+    assert len(set(ids)) == len(ids)
 
 
 @pytest.mark.postgres
@@ -195,7 +197,8 @@ def test_a_stream_resumes_on_another_replica_without_loss(
         _stop(up.pop(0))
 
     follower = _follow_across(stop_a, lambda: up, key, run_id)
-    assert follower.closings >= 1 and follower.streams >= 2
+    assert follower.closings >= 1
+    assert follower.streams >= 2
     assert follower.steps() == list(range(40)), "an event was lost or sent twice"
 
 
@@ -219,7 +222,7 @@ def test_a_run_page_reconnects_and_keeps_updating_after_a_restart(
         page.goto(f"{server.url}/runs/{run_id}")
         stream = page.locator("body")
         expect(stream).to_have_attribute("data-stream", "open", timeout=TIMEOUT_MS)
-        expect(page.locator('figure[data-key="loss"] canvas')).to_have_count(1)
+        expect(page.locator('figure[data-key="loss"] canvas')).to_have_count(1, timeout=TIMEOUT_MS)
         took = _stop(up.pop())
         assert took < 3.0, f"the stop took {took:.2f} s with the page's stream open"
         expect(stream).to_have_attribute("data-stream", "reconnecting", timeout=TIMEOUT_MS)

@@ -55,8 +55,12 @@ async def _run(client: httpx.AsyncClient, project: str) -> str:
 
 
 async def _log(client: httpx.AsyncClient, run_id: str, step: int) -> None:
-    body = {"batch_id": f"b{step:08d}", "metrics": {
-        "loss": {"steps": [step], "times": [1.7e9 + step], "values": [1.0 / (step + 1)]}}}
+    body = {
+        "batch_id": f"b{step:08d}",
+        "metrics": {
+            "loss": {"steps": [step], "times": [1.7e9 + step], "values": [1.0 / (step + 1)]}
+        },
+    }
     sent = await client.post(f"/api/v1/runs/{run_id}/metrics", json=body)
     assert sent.status_code in (200, 201, 202), sent.text
 
@@ -76,7 +80,8 @@ async def test_events_have_increasing_ids(replicas: tuple[World, World, str]) ->
     assert await stream.wait(lambda: len(stream.events()) >= 3, 10)
     ids = [event_id for event_id, _ in stream.ids()]
     assert all(isinstance(i, int) for i in ids)
-    assert ids == sorted(ids) and len(set(ids)) == 3
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 3
     assert "retry: " in stream.body
     await stream.close()
 
@@ -103,7 +108,9 @@ async def test_a_reconnect_replays_what_it_missed_on_another_replica(
     assert not await again.wait(lambda: len(again.events()) > 5, 0.5)
     assert _steps(again) == [1, 2, 3, 4, 5]  # each once, in order
     ids = [event_id for event_id, _ in again.ids()]
-    assert ids == sorted(ids) and ids[0] is not None and ids[0] > last_id
+    assert ids == sorted(ids)
+    assert ids[0] is not None
+    assert ids[0] > last_id
     await again.close()
 
 
@@ -156,7 +163,8 @@ async def test_beyond_the_window_the_page_is_told_to_reload(
                               {**_bearer(olga), "Last-Event-ID": "0"}).open()  # fmt: skip
     assert await stream.wait(lambda: len(stream.events()) >= 1, 10)
     newest, kind = stream.ids()[0]
-    assert kind == "reset" and newest is not None
+    assert kind == "reset"
+    assert newest is not None
     await stream.close()
     # Too old: the old events are trimmed; a client that last saw the one before the
     # newest of them missed a trimmed one and is told to reload; one that saw the newest
@@ -166,8 +174,8 @@ async def test_beyond_the_window_the_page_is_told_to_reload(
     await _log(client, run_id, 5)
     await _log(client, run_id, 6)
     bus.trim()
-    behind = await OpenStream(a.app, a.base_url, PROJECT,
-                              {**_bearer(olga), "Last-Event-ID": str(newest - 1)}).open()  # fmt: skip
+    missed_one = {**_bearer(olga), "Last-Event-ID": str(newest - 1)}
+    behind = await OpenStream(a.app, a.base_url, PROJECT, missed_one).open()
     assert await behind.wait(lambda: len(behind.events()) >= 1, 10)
     assert not await behind.wait(lambda: len(behind.events()) > 1, 0.3)
     assert [kind for _, kind in behind.ids()] == ["reset"]
