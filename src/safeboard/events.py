@@ -151,9 +151,11 @@ class EventBus:
 
     def publish(self, event: Event) -> None:
         """After the commit: hand ``event`` to the streams. One that ``publish_at_commit``
-        did not record is recorded first, in a transaction of its own."""
-        if event.id and not self.postgres:
-            self._deliver(event)
+        did not record is recorded first, in a transaction of its own; one it recorded on
+        PostgreSQL left with its NOTIFY already."""
+        if event.id:
+            if not self.postgres:
+                self._deliver(event)
             return
         try:
             with self.writes.begin() as conn:
