@@ -1,11 +1,22 @@
-"""Live updates for the dashboard: a small publish/subscribe bus.
+"""Live updates for the dashboard: a small publish/subscribe bus, and its recent past.
 
-Use cases publish after they commit ("run 3f2a got points for loss, acc"); server-sent
-event streams subscribe per project or per run. Within one process (SQLite) events go
-straight to the subscribers; on PostgreSQL they go through NOTIFY, and every replica's
-listener thread (LISTEN) hands them to its own subscribers, so a browser connected to one
-replica sees what another replica stored. Events carry ids and names, never data values
-that a subscriber could not read anyway: streams are authorized per project.
+Use cases publish what they committed ("run 3f2a got points for loss, acc"); server-sent
+event streams subscribe per project or per run. Each event is first a row of
+``live_events`` (storage/live_events.py), written in the transaction of the change it
+announces (``publish_at_commit``), or in one of its own (``publish``): its id is the
+stream's ``id:``, the same on every replica and across restarts, and a stream that
+reconnects with ``Last-Event-ID`` replays the rows after it (``replay``) within the last
+``REPLAY_SECONDS`` and ``REPLAY_LIMIT`` events; beyond them the page is told to reload.
+
+Within one process (SQLite) events go straight to the subscribers after the commit; on
+PostgreSQL they go through NOTIFY, and every replica's listener thread (LISTEN) hands
+them to its own subscribers, so a browser connected to one replica sees what another
+replica stored. Events carry ids and names, never data values that a subscriber could not
+read anyway: streams are authorized per project.
+
+At a graceful stop ``close_streams`` ends every open stream with a ``closing`` event, so
+browsers reconnect (to this server once it is back, or to another replica) instead of
+holding the stop until its timeout.
 """
 
 from __future__ import annotations
@@ -14,32 +25,72 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
-__all__ = ["CHANNEL", "Event", "EventBus", "Subscription"]
+from safeboard.clock import Clock, utcnow
+
+__all__ = [
+    "CHANNEL",
+    "CLOSING",
+    "REPLAY_LIMIT",
+    "REPLAY_SECONDS",
+    "Event",
+    "EventBus",
+    "Replay",
+    "Subscription",
+]
 
 log = logging.getLogger("safeboard.events")
 
 CHANNEL = "safeboard_events"
+CLOSING = "closing"  # the kind of the last event of every stream at a graceful stop
+REPLAY_SECONDS = 600  # how far back a reconnecting stream can catch up ...
+REPLAY_LIMIT = 1000  # ... and with how many events at most; beyond either, "reset"
+_TRIM_EVERY = 30.0  # seconds between trims of live_events (by whichever write comes next)
 _QUEUE_SIZE = 1000  # a subscriber that falls this far behind loses the oldest events
 _NOTIFY_LIMIT = 8000  # bytes: PostgreSQL refuses a longer NOTIFY payload
 
+# live_events (storage/live_events.py: the model, migrated); this module sits below storage.
+_LOG = sa.table(
+    "live_events",
+    sa.column("id", sa.BigInteger()),
+    sa.column("project_id", sa.Integer()),
+    sa.column("run_id", sa.String()),
+    sa.column("kind", sa.String()),
+    sa.column("data", sa.Text()),
+    sa.column("at", sa.DateTime(timezone=True)),
+)
 
-@dataclass(frozen=True)
+
+@dataclass(slots=True)
 class Event:
-    kind: str  # "metrics" | "run" | "end" (a stream's last: runs/streams.py)
+    kind: str  # "metrics" | "run"; "end" and "closing" end a stream (runs/streams.py, here)
     project_id: int
     run_id: str
     data: dict[str, Any] = field(default_factory=dict)
+    id: int = 0  # its live_events row, set when recorded; 0: not recorded (end, closing)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), allow_nan=False)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What a stream that reconnects after ``Last-Event-ID`` missed: ``events`` in id
+    order, or ``reset`` (more than the window holds: reload) with the newest id to go on
+    from."""
+
+    events: list[Event]
+    reset: bool = False
+    newest: int = 0
 
 
 class Subscription:
@@ -50,6 +101,7 @@ class Subscription:
         self.project_id = project_id
         self.run_id = run_id
         self.queue: asyncio.Queue[Event] = asyncio.Queue(_QUEUE_SIZE)
+        self.closing = False  # the server is stopping: the stream sends CLOSING and ends
 
     def wants(self, event: Event) -> bool:
         return event.project_id == self.project_id and self.run_id in (None, event.run_id)
@@ -60,40 +112,102 @@ class Subscription:
             self.queue.get_nowait()  # drop the oldest: a live view wants the newest
         self.queue.put_nowait(event)
 
+    def close(self) -> None:
+        """Runs on the subscriber's loop: wakes the stream, which then ends."""
+        self.closing = True
+        self.offer(Event(CLOSING, self.project_id, self.run_id or ""))
+
 
 class EventBus:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, writes: Engine | None = None,
+                 clock: Clock = utcnow) -> None:  # fmt: skip
+        """``writes``: the engine for the transactions of ``publish`` (on SQLite, one that
+        takes the write lock at BEGIN: storage.writer)."""
         self.engine = engine
+        self.writes = writes or engine
+        self.clock = clock
         self.postgres = engine.dialect.name == "postgresql"
         self._subscribers: set[Subscription] = set()
         self._lock = threading.Lock()
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
+        self._closing = False
+        self._trimmed = time.monotonic()
+        self.replay_seconds = REPLAY_SECONDS
+        self.replay_limit = REPLAY_LIMIT
 
-    # Publishing (from any thread, after the change committed)
-
-    def publish(self, event: Event) -> None:
-        if not self.postgres:
-            self._deliver(event)
-            return
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(sa.select(sa.func.pg_notify(CHANNEL, event.to_json())))
-        except sa.exc.SQLAlchemyError as exc:  # live updates are best effort
-            log.warning("could not publish a live update: %s", type(exc).__name__)
+    # Publishing (from any thread)
 
     def publish_at_commit(self, conn: Connection, event: Event) -> bool:
-        """On PostgreSQL, the NOTIFY goes in ``conn``'s transaction: sent at its commit,
-        dropped on a rollback, and no connection of its own (a batch's ingest costs the key
-        lookup and its write, nothing more). False elsewhere: publish() after the commit."""
+        """Record ``event`` in ``conn``'s transaction (setting ``event.id``): it exists
+        exactly when the change it announces does. On PostgreSQL its NOTIFY goes in the same
+        transaction (sent at the commit, dropped on a rollback): True. Elsewhere False: call
+        ``publish(event)`` after the commit to hand it to this process's streams."""
+        event.id = self._record(conn, event)
         if not self.postgres:
             return False
+        self._notify(conn, event)
+        return True
+
+    def publish(self, event: Event) -> None:
+        """After the commit: hand ``event`` to the streams. One that ``publish_at_commit``
+        did not record is recorded first, in a transaction of its own; one it recorded on
+        PostgreSQL left with its NOTIFY already."""
+        if event.id:
+            if not self.postgres:
+                self._deliver(event)
+            return
+        try:
+            with self.writes.begin() as conn:
+                event.id = self._record(conn, event)
+                if self.postgres:
+                    self._notify(conn, event)
+        except sa.exc.SQLAlchemyError as exc:  # live updates are best effort
+            log.warning("could not publish a live update: %s", type(exc).__name__)
+            event.id = 0
+        if not self.postgres:
+            self._deliver(event)
+
+    def _record(self, conn: Connection, event: Event) -> int:
+        now = self.clock()
+        data = json.dumps(event.data, separators=(",", ":"), allow_nan=False)
+        row = {"project_id": event.project_id, "run_id": event.run_id, "kind": event.kind,
+               "data": data, "at": now}  # fmt: skip
+        new_id = int(conn.execute(sa.insert(_LOG).values(row).returning(_LOG.c.id)).scalar_one())
+        if self._trim_due():
+            self._trim(conn, now - timedelta(seconds=self.replay_seconds))
+        return new_id
+
+    def trim(self) -> None:
+        """Drop the events older than the replay window now (writes do it as they go)."""
+        with self.writes.begin() as conn:
+            self._trim(conn, self.clock() - timedelta(seconds=self.replay_seconds))
+
+    def _trim_due(self) -> bool:
+        with self._lock:
+            if time.monotonic() - self._trimmed < _TRIM_EVERY:
+                return False
+            self._trimmed = time.monotonic()
+            return True
+
+    @staticmethod
+    def _trim(conn: Connection, cutoff: Any) -> None:
+        """Rows older than the window go, by id range (no index on ``at``: the scan stops
+        at the first row kept); the newest row always stays, so ids never go back."""
+        newest = conn.execute(sa.select(sa.func.max(_LOG.c.id))).scalar()
+        first_kept = conn.execute(
+            sa.select(_LOG.c.id).where(_LOG.c.at >= cutoff).order_by(_LOG.c.id).limit(1)
+        ).scalar()
+        keep = first_kept if first_kept is not None else newest
+        if keep is not None:
+            conn.execute(sa.delete(_LOG).where(_LOG.c.id < keep))
+
+    def _notify(self, conn: Connection, event: Event) -> None:
         payload = event.to_json()
         if len(payload.encode()) >= _NOTIFY_LIMIT:  # PostgreSQL would abort the transaction
             log.warning("could not publish a live update: %d bytes", len(payload))
-            return True
+            return
         conn.execute(sa.select(sa.func.pg_notify(CHANNEL, payload)))
-        return True
 
     def _deliver(self, event: Event) -> None:
         with self._lock:
@@ -104,6 +218,29 @@ class EventBus:
             except RuntimeError:  # that loop is closed: the stream ended
                 self._drop(subscription)
 
+    # Catching up (a stream that reconnects with Last-Event-ID)
+
+    def replay(self, after: int, project_id: int, run_id: str | None) -> Replay:
+        """The recorded events after id ``after`` that a stream of ``project_id`` (one run
+        of it: ``run_id``) would have sent, or a reset when some of them may be gone (the
+        window was trimmed past ``after``, or more than ``replay_limit`` are due). The
+        caller has authorized the stream for the project, as for live events."""
+        ids = sa.select(sa.func.min(_LOG.c.id), sa.func.max(_LOG.c.id))
+        query = sa.select(_LOG).where(_LOG.c.id > after, _LOG.c.project_id == project_id)
+        if run_id is not None:
+            query = query.where(_LOG.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            oldest, newest = conn.execute(ids).one()
+            if newest is None or after > newest or oldest > after + 1:
+                # Nothing recorded since this database began, an id from another one,
+                # or events after ``after`` trimmed: the page reloads what it shows.
+                return Replay([], reset=True, newest=newest or 0)
+            rows = conn.execute(query.order_by(_LOG.c.id).limit(self.replay_limit + 1)).all()
+        if len(rows) > self.replay_limit:
+            return Replay([], reset=True, newest=newest)
+        events = [Event(r.kind, r.project_id, r.run_id, json.loads(r.data), r.id) for r in rows]
+        return Replay(events, newest=newest)
+
     # Subscribing (from a request's event loop)
 
     @contextmanager
@@ -111,6 +248,9 @@ class EventBus:
         subscription = Subscription(asyncio.get_running_loop(), project_id, run_id)
         with self._lock:
             self._subscribers.add(subscription)
+            closing = self._closing
+        if closing:  # opened during the stop: it ends at once, the browser comes back
+            subscription.close()
         try:
             yield subscription
         finally:
@@ -119,6 +259,18 @@ class EventBus:
     def _drop(self, subscription: Subscription) -> None:
         with self._lock:
             self._subscribers.discard(subscription)
+
+    def close_streams(self) -> None:
+        """A graceful stop begins: every open stream (and any opened from now on) sends
+        CLOSING and ends, so the server need not wait for them."""
+        with self._lock:
+            self._closing = True
+            subscriptions = list(self._subscribers)
+        for subscription in subscriptions:
+            try:
+                subscription.loop.call_soon_threadsafe(subscription.close)
+            except RuntimeError:  # that loop is closed: the stream ended
+                self._drop(subscription)
 
     # The PostgreSQL listener
 
@@ -150,7 +302,8 @@ class EventBus:
             driver.autocommit = True
             driver.execute(f"LISTEN {CHANNEL}")
             while not self._stop.is_set():
-                for note in driver.notifies(timeout=1.0):
+                # A short wait: a stop ends this thread within it.
+                for note in driver.notifies(timeout=0.25):
                     self._deliver(Event(**json.loads(note.payload)))
         finally:
             raw.invalidate()  # never hand a LISTENing autocommit connection back to the pool

@@ -39,6 +39,7 @@ from safeboard.runs.access import run_project
 from safeboard.runs.service import RunService
 from safeboard.runs.streams import StreamGuard
 from safeboard.settings import Settings
+from safeboard.storage import writer
 
 __all__ = ["Services", "build_services", "services_of"]
 
@@ -105,7 +106,8 @@ def build_services(settings: Settings, engine: sa.Engine) -> Services:
         secure=settings.tls_on or bool(settings.server.behind_proxy),
         max_age=settings.auth.session_max_days * 86400,
     )
-    events = EventBus(engine)
+    # Live updates are recorded (live_events) so that streams can catch up on reconnect.
+    events = EventBus(engine, writes=writer(engine))
     return Services(
         settings=settings,
         engine=engine,

@@ -18,6 +18,7 @@ from safeboard.metrics.models import IngestBatchRow, MetricChunkRow, MetricSumma
 from safeboard.projects.models import ProjectGrantRow, ProjectRow
 from safeboard.runs.models import RunRow, RunTagRow
 from safeboard.storage import Base, InstanceRow
+from safeboard.storage.live_events import LiveEventRow
 
 __all__ = [
     "ApiKeyRow",
@@ -27,6 +28,7 @@ __all__ = [
     "Base",
     "IngestBatchRow",
     "InstanceRow",
+    "LiveEventRow",
     "LoginThrottleRow",
     "MetricChunkRow",
     "MetricSummaryRow",

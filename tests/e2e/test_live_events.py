@@ -129,7 +129,7 @@ def test_a_replica_sees_what_another_stored(
     thread.join(15)
     assert found == [  # ...announced by replica A
         {"kind": "metrics", "project_id": found[0]["project_id"], "run_id": run_id,
-         "data": {"last_step": {"loss": 7}}},
+         "data": {"last_step": {"loss": 7}}, "id": found[0]["id"]},
     ]  # fmt: skip
 
 

@@ -107,3 +107,12 @@ class OpenStream:
         if self._task is not None:
             task, self._task = self._task, None
             await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)
+
+    def ids(self) -> list[tuple[int | None, str]]:
+        """Each event's ``id:`` (None when it has none) and kind, in order."""
+        found: list[tuple[int | None, str]] = []
+        for block in self.body.split("\n\n"):
+            lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+            if "event" in lines:
+                found.append((int(lines["id"]) if "id" in lines else None, lines["event"]))
+        return found

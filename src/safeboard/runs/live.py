@@ -2,12 +2,20 @@
 
 ``GET /api/v1/projects/{project}/events`` and ``GET /api/v1/runs/{run_id}/events`` send
 ``event: metrics`` (a run got points: its keys and last steps) and ``event: run`` (created,
-finished, ...), plus a comment every 15 s to keep proxies from closing the stream.
+finished, ...), each with an ``id:`` (safeboard.events: the same on every replica and
+across restarts), plus a comment every 15 s to keep proxies from closing the stream.
+
+A stream that reconnects with ``Last-Event-ID`` first receives the events it missed, under
+the same authorization as live ones, within the last ``REPLAY_SECONDS`` and
+``REPLAY_LIMIT`` events; beyond them it receives ``event: reset`` (reload what the page
+shows) and goes on from there.
 
 A stream lasts only while its credential and its grant do (runs/streams.py): when either
 ends, it sends ``event: end`` with ``{"error": {"code", "message"}}`` and closes, within a
-second, on every replica. An account holds at most ``server.event_streams_per_user`` open
-streams per replica; one more gets 429 ``too_many_streams``.
+second, on every replica. At a graceful stop of the server it sends ``event: closing``
+with ``retry:`` and closes at once: the browser reconnects. An account holds at most
+``server.event_streams_per_user`` open streams per replica; one more gets 429
+``too_many_streams``.
 """
 
 from __future__ import annotations
@@ -19,13 +27,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
 from safeboard.auth.dependencies import requires_project
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
-from safeboard.events import EventBus
+from safeboard.events import CLOSING, Event, EventBus, Replay
 from safeboard.projects.access import project_by_name
 from safeboard.provision import provided
 from safeboard.runs.service import RunService
@@ -35,9 +44,23 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1")
 KEEPALIVE_SECONDS = 15.0
+RETRY_MS = 1000  # when a browser reconnects after a stream closed (a restart takes ~1 s)
+_STOPPING = json.dumps({"reason": "the server is stopping"})
+_CLOSING = f"retry: {RETRY_MS}\nevent: {CLOSING}\ndata: {_STOPPING}\n\n"
 _SSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "An event stream."}
 }
+
+
+def _frame(event: Event) -> str:
+    head = f"id: {event.id}\n" if event.id else ""
+    return f"{head}event: {event.kind}\ndata: {event.to_json()}\n\n"
+
+
+def last_event_id(request: Request) -> int | None:
+    """The ``Last-Event-ID`` a reconnecting browser sends, when it is one of ours."""
+    value = request.headers.get("last-event-id", "")
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 19 else None
 
 
 def _stream(
@@ -50,12 +73,29 @@ def _stream(
     guard: StreamGuard,
 ) -> StreamingResponse:
     ticket = guard.admit(principal, project_id)  # 429 beyond the per-account cap
+    after = last_event_id(request)
+
+    async def catch_up() -> Replay:
+        if after is None:
+            return Replay([])
+        try:
+            return await run_in_threadpool(bus.replay, after, project_id, run_id)
+        except SQLAlchemyError:  # the database is away: the page reloads when it can
+            return Replay([], reset=True)
 
     async def events() -> AsyncIterator[str]:
         try:
             with bus.subscribe(project_id, run_id) as subscription:
                 ticket.attach(subscription)
-                yield "retry: 3000\n: connected\n\n"
+                yield f"retry: {RETRY_MS}\n: connected\n\n"
+                # Live events queue up meanwhile; those replayed are not sent twice.
+                missed = await catch_up()
+                replayed = {event.id for event in missed.events}
+                for event in missed.events:
+                    yield _frame(event)
+                if missed.reset:
+                    head = f"id: {missed.newest}\n" if missed.newest else ""
+                    yield f"{head}event: reset\ndata: {{}}\n\n"
                 while not await request.is_disconnected():
                     try:
                         event = await asyncio.wait_for(subscription.queue.get(), KEEPALIVE_SECONDS)
@@ -69,7 +109,11 @@ def _stream(
                     if ended is not None:
                         yield f"event: {END}\ndata: {json.dumps(ended)}\n\n"
                         return
-                    yield f"event: {event.kind}\ndata: {event.to_json()}\n\n"
+                    if subscription.closing:
+                        yield _CLOSING
+                        return
+                    if event.id not in replayed:
+                        yield _frame(event)
         finally:
             ticket.close()
 
@@ -90,7 +134,8 @@ async def project_events(
     bus: EventBus = provided(EventBus),
     guard: StreamGuard = provided(StreamGuard),
 ) -> StreamingResponse:
-    """Live updates of every run in the project."""
+    """Live updates of every run in the project. Each event has an ``id:``; with
+    ``Last-Event-ID`` the stream first replays what followed it (or sends ``reset``)."""
 
     def find() -> int:
         with service.engine.connect() as conn:
@@ -110,6 +155,6 @@ async def run_events(
     bus: EventBus = provided(EventBus),
     guard: StreamGuard = provided(StreamGuard),
 ) -> StreamingResponse:
-    """Live updates of one run."""
+    """Live updates of one run; ``Last-Event-ID`` as for the project's stream."""
     run, _ = await run_in_threadpool(service.get, principal, run_id, Permission.PROJECTS_READ)
     return _stream(request, principal, run.project_id, run.id, bus=bus, guard=guard)

@@ -16,6 +16,7 @@ from safeboard import __version__
 from safeboard.api.app import create_app
 from safeboard.datadir import LOCAL_SOCKET, SocketAddress, ensure_data_dir
 from safeboard.errors import ConfigError
+from safeboard.events import EventBus
 from safeboard.logconfig import log_config
 from safeboard.secret_store import ensure_secrets
 from safeboard.server.bootstrap import advertised_url, bootstrap, local_url
@@ -194,6 +195,19 @@ def _renewal_lines(material: TlsMaterial) -> list[str]:
     return [f"    server certificate {issued}", ca]
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, but a stop first ends the open event streams (``closing``): it
+    then waits only for the requests that end by themselves, not for the timeout."""
+
+    def __init__(self, config: uvicorn.Config, events: EventBus) -> None:
+        super().__init__(config)
+        self.events = events
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.events.close_streams()
+        await super().shutdown(sockets)
+
+
 def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
     settings, material = prepared.settings, prepared.tls
     logging.config.dictConfig(log_config(settings.server.log_level))
@@ -208,9 +222,8 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
     with disk_full_said(settings.data_dir, settings.database_url):
         names = material.names if material else ()
         app = create_app(settings, engine=engine, certificate_names=names)
-        started = bootstrap(
-            services_of(app), material, local_socket=settings.data_dir / LOCAL_SOCKET
-        )
+        services = services_of(app)
+        started = bootstrap(services, material, local_socket=settings.data_dir / LOCAL_SOCKET)
     config = uvicorn.Config(
         app,
         # Admission, the TLS handshake (our SSLContext) and head deadlines run in the gate,
@@ -237,6 +250,6 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
     else:
         echo(f"  no sign-in link: the account {started.admin} is disabled or not an admin")
     try:
-        uvicorn.Server(config).run(sockets=[sock, local])
+        _Server(config, services.events).run(sockets=[sock, local])
     finally:
         (settings.data_dir / LOCAL_SOCKET).unlink(missing_ok=True)

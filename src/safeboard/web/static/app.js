@@ -50,8 +50,11 @@ export function say(node, text, isError) {
 }
 
 // A server-sent event stream that says when it loses the server and when it is back
-// (document.body.dataset.stream: open, reconnecting, closed). Events sent during a gap (a
-// restart, a network blip) are gone, so the page catches up with onBack() on return.
+// (document.body.dataset.stream: open, reconnecting, closed). At a graceful stop the
+// server ends the stream with "closing" and a retry: delay; the browser reconnects with
+// Last-Event-ID and the server replays what it missed (within its window, else "reset").
+// A stream made anew (below) has no Last-Event-ID, so the page also catches up with
+// onBack() on every return, and on "reset".
 // The stream passes through the service worker that adds the session's binding (sw.js),
 // and there Chromium closed an EventSource for good when its server went away, as it does
 // when the stream is refused (tests/e2e/test_dashboard.py). So a closed stream is asked
@@ -89,6 +92,8 @@ export function liveStream(url, handlers, status, onBack) {
       state("closed");
       say(status, `Live updates stopped: ${error.message}`, true);
     });
+    source.addEventListener("closing", lose);  // the server stops: back in a moment
+    source.addEventListener("reset", () => onBack());
     source.addEventListener("open", () => {
       state("open");
       if (!lost) return;
