@@ -10,7 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
-from safeboard import __version__
+from safeboard import __version__, heap
 from safeboard.api.app import create_app
 from safeboard.datadir import LOCAL_SOCKET, SocketAddress, ensure_data_dir
 from safeboard.errors import ConfigError
@@ -169,6 +169,7 @@ def _renewal_lines(material: TlsMaterial) -> list[str]:
 
 def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
     settings, material = prepared.settings, prepared.tls
+    heap.configure()  # big blocks freed go back to the system (safeboard/heap.py)
     logging.config.dictConfig(log_config(settings.server.log_level))
     sock = bind_socket(settings.server.host, settings.port)
     local = bind_local_socket(settings.data_dir)
