@@ -134,8 +134,14 @@ def table(rows: list[dict[str, Any]]) -> str:
     line("  peak during", lambda r: mib(r["read_peak"]))
     for s in AFTER:
         line(f"  {s} s after", lambda r, s=s: mib(r[f"read_{s}s"]))
-    line(f"  {AFTER[-1]} s after export - idle", lambda r: f"{r[f'export_{AFTER[-1]}s'][0] - r['idle'][0]:+.0f}")
-    line(f"  {AFTER[-1]} s after reads - idle", lambda r: f"{r[f'read_{AFTER[-1]}s'][0] - r['idle'][0]:+.0f}")
+    line(
+        f"  {AFTER[-1]} s after export - idle",
+        lambda r: f"{r[f'export_{AFTER[-1]}s'][0] - r['idle'][0]:+.0f}",
+    )
+    line(
+        f"  {AFTER[-1]} s after reads - idle",
+        lambda r: f"{r[f'read_{AFTER[-1]}s'][0] - r['idle'][0]:+.0f}",
+    )
     return "\n".join(lines)
 
 
@@ -144,8 +150,9 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
     last = AFTER[-1]
     for r in rows:
         back = max(r[f"export_{last}s"][0], r[f"read_{last}s"][0]) - r["idle"][0]
-        out.append(f"{r['points']:,} points: {last} s after the reads {back:+.0f} MiB from idle "
-                   f"(target <= {BACK_MIB}): {'met' if back <= BACK_MIB else 'NOT met'}")  # fmt: skip
+        verdict = "met" if back <= BACK_MIB else "NOT met"
+        out.append(f"{r['points']:,} points: {last} s after the reads {back:+.0f} MiB from "
+                   f"idle (target <= {BACK_MIB}): {verdict}")  # fmt: skip
     big = [r for r in rows if r["points"] >= 10_000_000]
     for r in big:
         peak = r["export_peak"][0]

@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.configs import signed_in  # noqa: E402
 from bench.dashboard import free_port, seed  # noqa: E402
+from tests.conftest import _postgres_bindir, _run, _start  # noqa: E402
 
 REPEATS = 20
 TARGET_MS = 100
@@ -49,7 +50,10 @@ REQUESTS = [
     ("by a param (number): params.lr", "sort=params.lr&order=desc"),
     ("by a param (text): params.opt.name", "sort=params.opt.name&order=asc"),
     ("by name", "sort=name&order=asc"),
-    ("metric sort, filtered params.lr > 0.001", "sort=metrics.loss&order=asc&filter=params.lr+%3E+0.001"),
+    (
+        "metric sort, filtered params.lr > 0.001",
+        "sort=metrics.loss&order=asc&filter=params.lr+%3E+0.001",
+    ),
 ]
 
 
@@ -87,8 +91,6 @@ def server(data_dir: Path, database_url: str | None) -> Iterator[tuple[str, str]
 @contextlib.contextmanager
 def postgres() -> Iterator[str]:
     """The URL of a database on a temporary PostgreSQL cluster (the tests' own start)."""
-    from tests.conftest import _postgres_bindir, _run, _start
-
     bindir = _postgres_bindir()
     root = Path(tempfile.mkdtemp(prefix="safeboard-bench-pg-"))
     shutil.chown(root, user="postgres", group="postgres") if os.geteuid() == 0 else None

@@ -78,9 +78,12 @@ def test_a_three_million_point_export_streams_and_memory_comes_back(
         time.sleep(1)
         idle = resident(pid)
         received, tail = 0, b""
-        with Peak(pid) as sampled, client.stream(
-            "GET", f"/api/v1/runs/{run_id}/points?metric=loss", headers=headers
-        ) as answer:
+        with (
+            Peak(pid) as sampled,
+            client.stream(
+                "GET", f"/api/v1/runs/{run_id}/points?metric=loss", headers=headers
+            ) as answer,
+        ):
             assert answer.status_code == 200
             assert "content-length" not in answer.headers  # streamed
             for piece in answer.iter_bytes():

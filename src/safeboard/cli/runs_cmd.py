@@ -105,8 +105,9 @@ def list_runs(
     as_json: bool,
 ) -> None:
     """A project's runs: the newest first, or sorted by --sort as on the dashboard
-    (largest first; --asc: smallest first), matching --filter. The value sorted by is shown: a metrics.<key> sort as a column (and
-    "sort_metric" in --json), a params.<path> sort as that config column."""
+    (largest first; --asc: smallest first), matching --filter. The value sorted by is
+    shown: a metrics.<key> sort as a column (and "sort_metric" in --json), a
+    params.<path> sort as that config column."""
     from safeboard.cli.output import json_lines, table
 
     page_size = min(limit, 500)
@@ -184,8 +185,7 @@ def export_run(run_id: str, fmt: str, output: Path | None, url: str | None) -> N
     with connect(url) as client:
         run = client.run(resolve_run(client, run_id))
         metrics = (client.points(run.id, metric.key) for metric in run.metrics)
-        if fmt == "parquet":
-            assert output is not None
+        if fmt == "parquet" and output is not None:
             _parquet(metrics, output)
             return
         handle = output.open("w", newline="") if output else sys.stdout

@@ -80,7 +80,7 @@ def plan(
         if size > budget:
             if first < g:
                 windows.append(_whole(spans, int(starts[first]), a, low, high))
-            windows.extend(_split(spans, a, b, size, budget, low, high))
+            windows.extend(_split(spans, a, b, size=size, budget=budget, low=low, high=high))
             first, packed = g + 1, 0
             continue
         if packed and packed + size > budget:
@@ -99,7 +99,9 @@ def _whole(spans: Spans, a: int, b: int, low: int, high: int) -> Window:
     return Window(ids, (int(spans.first_step[a]), int(spans.first_step[b - 1])), lo, hi)
 
 
-def _split(spans: Spans, a: int, b: int, size: int, budget: int, low: int, high: int) -> list[Window]:
+def _split(
+    spans: Spans, a: int, b: int, *, size: int, budget: int, low: int, high: int
+) -> list[Window]:
     """A group bigger than a window: step ranges of equal width, each with the group's
     chunks that reach into it (reading a chunk once per range it spans)."""
     lo = max(low, int(spans.first_step[a:b].min()))
@@ -153,9 +155,9 @@ class Export:
                 conn,
                 self.run_id,
                 self.key,
-                window.ids,
-                window.first_steps,
-                column,
+                ids=window.ids,
+                first_steps=window.first_steps,
+                column=column,
                 with_steps=with_steps,
             )
         if len(rows) != window.ids.size:

@@ -200,10 +200,10 @@ def load_span(
     conn: Connection,
     run_id: str,
     key: str,
+    *,
     ids: npt.NDArray[np.int64],
     first_steps: tuple[int, int],
     column: str,
-    *,
     with_steps: bool,
 ) -> list[tuple[bytes, bytes]]:
     """(steps, column) of the chunks ``ids`` in logged (id) order, each found through the

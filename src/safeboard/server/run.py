@@ -177,6 +177,8 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
     engine = open_database(settings.database_url, in_child=True)
     app = create_app(settings, engine=engine, certificate_names=material.names if material else ())
     started = bootstrap(services_of(app), material, local_socket=settings.data_dir / LOCAL_SOCKET)
+    sqlite_file = engine.url.database if engine.dialect.name == "sqlite" else None
+    releaser = heap.Releaser([Path(sqlite_file)] if sqlite_file else [])
     config = uvicorn.Config(
         app,
         # Admission, the TLS handshake (our SSLContext) and head deadlines run in the gate,
@@ -202,7 +204,9 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
         echo("    (single use, valid 15 minutes; a restart makes a new one)")
     else:
         echo(f"  no sign-in link: the account {started.admin} is disabled or not an admin")
+    releaser.start()
     try:
         uvicorn.Server(config).run(sockets=[sock, local])
     finally:
+        releaser.stop()
         (settings.data_dir / LOCAL_SOCKET).unlink(missing_ok=True)
