@@ -115,16 +115,20 @@ def postgres() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def measure(runs: int, database_url: str | None) -> dict[str, tuple[float, float]]:
+def measure(
+    runs: int, database_url: str | None, kept: Path | None = None
+) -> dict[str, tuple[float, float]]:
     """Per request: (median ms of the first page, median ms of the second page)."""
     with tempfile.TemporaryDirectory(prefix="safeboard-bench-") as tmp:
-        data_dir = Path(tmp) / "data"
+        data_dir = kept or Path(tmp) / "data"
+        seeded = kept is not None and (kept / "safeboard.db").exists()
         if database_url:
             os.environ["SAFEBOARD__DATABASE__URL"] = database_url  # seeding opens it too
         try:
             with server(data_dir, database_url) as (url, link):
-                print(f"  seeding {runs:,} runs ...", flush=True)
-                seed(data_dir, runs)
+                if not seeded:
+                    print(f"  seeding {runs:,} runs ...", flush=True)
+                    seed(data_dir, runs)
                 client = signed_in(url, link)
                 figures = {}
                 for label, query in REQUESTS:
@@ -151,11 +155,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="2,000 runs")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="SQLite: keep the seeded data here, and reuse it when it is there already.",
+    )
     args = parser.parse_args()
     runs = args.runs or (2_000 if args.quick else 10_000)
     results = {}
     print("SQLite:", flush=True)
-    results["SQLite"] = measure(runs, None)
+    results["SQLite"] = measure(runs, None, args.data_dir)
     if not args.no_postgres:
         print("PostgreSQL:", flush=True)
         with postgres() as url:
