@@ -92,21 +92,6 @@ class MetricService:
             self.events.publish(event)
         return IngestResult(points, duplicate=False)
 
-    def series(
-        self,
-        principal: Principal,
-        run_id: str,
-        key: str,
-        start: int | None,
-        end: int | None,
-        *,
-        with_times: bool = True,
-    ) -> Series:
-        with self.engine.connect() as conn:
-            self._runs(conn, principal, run_id, Permission.PROJECTS_READ)
-            chunks = metrics.load_chunks(conn, run_id, key, start, end, with_times=with_times)
-        return merge(chunks, start, end)
-
     def export(
         self, principal: Principal, run_id: str, key: str, start: int | None, end: int | None
     ) -> Export:
