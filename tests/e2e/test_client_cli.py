@@ -90,8 +90,12 @@ def test_runs_list_filters_and_sorts_as_the_dashboard(server: ServerProcess, log
                                  ("tags.model", False, ["lr0.3", "lr0.1"]),
                                  ("metrics.acc", True, ["lr0.1", "lr0.3"]),
                                  ("metrics.acc", False, ["lr0.3", "lr0.1"]),
-                                 ("name", True, ["lr0.3", "lr0.1"])):  # fmt: skip
-        args = ["--sort", sort, *(["--desc"] if desc else [])]
+                                 ("name", True, ["lr0.3", "lr0.1"]),
+                                 ("params.lr", None, ["lr0.3", "lr0.1"]),
+                                 ("metrics.acc", None, ["lr0.1", "lr0.3"])):  # fmt: skip
+        # None: no flag, largest first, as the API and Client.runs sort (issue 13).
+        flag = {True: ["--desc"], False: ["--asc"], None: []}[desc]
+        args = ["--sort", sort, *flag]
         lines = cli(server, "runs", "list", "--project", "odd", *args, "--json").stdout
         assert [json.loads(line)["name"] for line in lines.splitlines()] == expected, sort
     table = cli(server, "runs", "list", "--project", "odd").stdout
@@ -103,8 +107,8 @@ def test_runs_list_filters_and_sorts_as_the_dashboard(server: ServerProcess, log
         assert "Traceback" not in bad.stderr
     assert "column" in cli(server, "runs", "list", "--project", "odd", "--filter", "x >",
                            ok=False).stderr  # fmt: skip
-    many = cli(server, "runs", "list", "--project", "odd", "--sort", "tags.model", "--limit",
-               "1", "--json").stdout.splitlines()  # fmt: skip
+    many = cli(server, "runs", "list", "--project", "odd", "--sort", "tags.model", "--asc",
+               "--limit", "1", "--json").stdout.splitlines()  # fmt: skip
     assert [json.loads(line)["name"] for line in many] == ["lr0.3"]
 
 

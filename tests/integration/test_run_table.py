@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 
 from safeboard.auth.permissions import Role
 from safeboard.settings import Settings
@@ -172,3 +173,59 @@ async def test_the_dashboard_shows_the_order_of_the_api(
         listed = await walk(olga, 500, sort=sort, order=order)
         assert shown == [r["id"] for r in listed], sort
         assert "4 shown of 4 runs" in page.text
+
+
+async def test_a_sort_computes_each_value_once_and_the_default_order_reads_an_index(
+    world: World, olga: httpx.AsyncClient
+) -> None:
+    """Issue 13 (10,000 runs sorted through the API): the newest-first list and the
+    lookup of the newest run holding a param read the index on (project, created, id),
+    not a sort of every run; a metric sort computes each run's value once (a CTE), not
+    again for the NULLs-last case and a cursor's comparisons."""
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")) and "runs" in statement:
+            statements.append(statement)
+
+    engine = world.services.engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        first = await olga.get("/api/v1/projects/p/runs", params={"limit": 1})
+        cursor = first.json()["next_cursor"]
+        await olga.get("/api/v1/projects/p/runs", params={"limit": 1, "cursor": cursor})
+        await olga.get("/api/v1/projects/p/runs", params={"sort": "params.opt.lr", "limit": 1})
+        by_metric = await olga.get(
+            "/api/v1/projects/p/runs", params={"sort": "metrics.val/acc", "limit": 1}
+        )
+        await olga.get(
+            "/api/v1/projects/p/runs",
+            params={
+                "sort": "metrics.val/acc",
+                "limit": 1,
+                "cursor": by_metric.json()["next_cursor"],
+            },
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    metric_sorts = [s for s in statements if "metric_summaries" in s and "ORDER BY" in s]
+    assert len(metric_sorts) == 2
+    for statement in metric_sorts:  # once, in the CTE
+        assert statement.count("FROM metric_summaries") == 1, statement
+    if engine.dialect.name != "sqlite":
+        return
+    newest = [s for s in statements if "ORDER BY runs.created_at DESC" in s]
+    assert len(newest) >= 3  # two pages and the param's sample
+    with engine.connect() as conn:
+        for statement in newest:
+            plan = conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + statement, _bind_params(statement)
+            ).all()
+            text = " | ".join(str(row[-1]) for row in plan)
+            assert "ix_runs_project_created" in text, text
+            assert "TEMP B-TREE" not in text, text
+
+
+def _bind_params(statement: str) -> tuple[Any, ...]:
+    """Placeholder values for EXPLAIN QUERY PLAN (the plan does not depend on them)."""
+    return (1,) * statement.count("?")

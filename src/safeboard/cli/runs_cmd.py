@@ -7,7 +7,8 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from itertools import islice
+from collections.abc import Iterable
+from itertools import islice, repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from safeboard.cli.options import connect, json_option, url_option
 
 if TYPE_CHECKING:
     from safeboard.client import Client
+    from safeboard.client.models import Points
 
 __all__ = ["projects", "resolve_run", "runs"]
 
@@ -84,7 +86,9 @@ def _at(config: dict[str, Any], path: str) -> Any:
 @click.option("--sort", default=None, metavar="KEY",
               help="created (default: newest first), ended, name, status, params.<path>, "
                    "tags.<key>, metrics.<key> (last value); runs without one last.")  # fmt: skip
-@click.option("--desc", is_flag=True, help="Largest (newest) first, with --sort.")
+@click.option("--desc/--asc", default=True,
+              help="Largest (newest) first, the default (as the API, the dashboard's first "
+                   "click and Client.runs sort); --asc: smallest first.")  # fmt: skip
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--config", "config_keys", multiple=True, metavar="PATH",
               help="A config value to show (dotted path: opt.lr); repeat for more.")  # fmt: skip
@@ -100,9 +104,10 @@ def list_runs(
     url: str | None,
     as_json: bool,
 ) -> None:
-    """A project's runs: the newest, or sorted by --sort as on the dashboard, matching
-    --filter. The value sorted by is shown: a metrics.<key> sort as a column (and
-    "sort_metric" in --json), a params.<path> sort as that config column."""
+    """A project's runs: the newest first, or sorted by --sort as on the dashboard
+    (largest first; --asc: smallest first), matching --filter. The value sorted by is
+    shown: a metrics.<key> sort as a column (and "sort_metric" in --json), a
+    params.<path> sort as that config column."""
     from safeboard.cli.output import json_lines, table
 
     page_size = min(limit, 500)
@@ -112,7 +117,7 @@ def list_runs(
     metric = sort[8:] if sort is not None and sort.startswith("metrics.") else None
     with connect(url) as client:
         listing = client.runs(project, filter=filter_text, sort=sort or "created",
-                              descending=desc or sort is None, config_keys=shown_keys,
+                              descending=desc, config_keys=shown_keys,
                               page_size=page_size)  # fmt: skip
         found = list(islice(listing, limit))
     if as_json:
@@ -173,38 +178,42 @@ def show_run(run_id: str, url: str | None, as_json: bool) -> None:
               help="File to write (default: standard output for CSV).")  # fmt: skip
 @url_option
 def export_run(run_id: str, fmt: str, output: Path | None, url: str | None) -> None:
-    """Every point of every metric of a run: key, step, time, value."""
-    rows: list[tuple[str, int, float, Any]] = []
+    """Every point of every metric of a run: key, step, time, value. Written a metric at
+    a time: the export holds one metric's points, not the run's."""
+    if fmt == "parquet" and output is None:
+        raise click.ClickException("--output is required for Parquet")
     with connect(url) as client:
         run = client.run(resolve_run(client, run_id))
-        for metric in run.metrics:
-            points = client.points(run.id, metric.key)
-            rows += zip([metric.key] * len(points.steps), points.steps, points.times,
-                        points.values, strict=True)  # fmt: skip
-    if fmt == "parquet":
-        _parquet(rows, output)
-        return
-    handle = output.open("w", newline="") if output else sys.stdout
-    try:
-        writer = csv.writer(handle)
-        writer.writerow(["key", "step", "time", "value"])
-        writer.writerows(rows)
-    finally:
-        if output:
-            handle.close()
+        metrics = (client.points(run.id, metric.key) for metric in run.metrics)
+        if fmt == "parquet" and output is not None:
+            _parquet(metrics, output)
+            return
+        handle = output.open("w", newline="") if output else sys.stdout
+        try:
+            writer = csv.writer(handle)
+            writer.writerow(["key", "step", "time", "value"])
+            for points in metrics:
+                writer.writerows(zip(repeat(points.key), points.steps, points.times,
+                                     points.values))  # fmt: skip
+        finally:
+            if output:
+                handle.close()
 
 
-def _parquet(rows: list[tuple[str, int, float, Any]], output: Path | None) -> None:
+def _parquet(metrics: Iterable[Points], output: Path) -> None:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise click.ClickException("Parquet needs pyarrow: pip install pyarrow") from None
-    if output is None:
-        raise click.ClickException("--output is required for Parquet")
-    keys, steps, times, values = zip(*rows, strict=True) if rows else ((), (), (), ())
-    table = pa.table({
-        "key": list(keys), "step": list(steps), "time": list(times),
-        "value": [_SPECIAL.get(v, v) if isinstance(v, str) else v for v in values],
-    })  # fmt: skip
-    pq.write_table(table, output)
+    schema = pa.schema(
+        [("key", pa.string()), ("step", pa.int64()), ("time", pa.float64()),
+         ("value", pa.float64())]
+    )  # fmt: skip
+    with pq.ParquetWriter(output, schema) as writer:  # a row group per metric
+        for points in metrics:
+            writer.write_table(pa.table({
+                "key": [points.key] * len(points.steps), "step": points.steps,
+                "time": points.times,
+                "value": [_SPECIAL.get(v, v) if isinstance(v, str) else v for v in points.values],
+            }, schema=schema))  # fmt: skip

@@ -11,11 +11,13 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
 
 from safeboard.auth.dependencies import requires_project
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.errors import BadRequest
+from safeboard.heap import released
 from safeboard.metrics.codec import Buckets, to_json_floats
 from safeboard.metrics.schemas import MAX_STEP, HistoryOut, PointsOut, Step
 from safeboard.metrics.service import MAX_BUCKETS, MetricService, Tail
@@ -52,14 +54,15 @@ def points(
     principal: Principal = requires_project(Permission.PROJECTS_READ),
     service: MetricService = provided(MetricService),
 ) -> Response:
-    """Every point of ``metric`` between ``start`` and ``end`` (steps, inclusive)."""
+    """Every point of ``metric`` between ``start`` and ``end`` (steps, inclusive), in
+    step order. The body is streamed (chunked), a few hundred thousand points at a time:
+    an export holds about the same memory for any length of history."""
     # A list, so that a second ?metric= is refused rather than silently read instead.
     key = metric[0]
     if not 1 <= len(key) <= MAX_METRIC_KEY_LENGTH:
         raise BadRequest(f"metric: 1 to {MAX_METRIC_KEY_LENGTH} characters")
-    series = service.series(principal, run_id, key, start, end)
-    return _json({"key": key, "steps": series.steps, "times": series.times,
-                  "values": _floats(series.values)})  # fmt: skip
+    export = service.export(principal, run_id, key, start, end)
+    return StreamingResponse(released(export.json()), media_type=_JSON)
 
 
 def _shaped(answer: Buckets | Tail) -> dict[str, Any]:

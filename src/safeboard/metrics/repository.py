@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
@@ -17,10 +18,13 @@ from safeboard.metrics.models import IngestBatchRow, MetricChunkRow, MetricSumma
 from safeboard.storage import BINARY_RESULTS
 
 __all__ = [
+    "Spans",
     "Summary",
     "add_chunk",
+    "chunk_spans",
     "claim_batch",
     "load_chunks",
+    "load_span",
     "next_step",
     "summaries",
     "update_summary",
@@ -201,3 +205,62 @@ def next_step(conn: Connection, run_id: str, key: str, at: int, span: int) -> in
         if after.size and (found is None or int(after.min()) < found):
             found = int(after.min())
     return None if found is None else int(found)
+
+
+@dataclass(frozen=True)
+class Spans:
+    """A key's chunks without their points, ordered by first step then id: ids, step
+    bounds and point counts, one numpy array each (a history of a million small chunks
+    stays a few tens of MB to plan an export with)."""
+
+    ids: npt.NDArray[np.int64]
+    first_step: npt.NDArray[np.int64]
+    last_step: npt.NDArray[np.int64]
+    count: npt.NDArray[np.int64]
+
+
+def chunk_spans(
+    conn: Connection, run_id: str, key: str, start: int | None, end: int | None
+) -> Spans:
+    """The key's chunks overlapping [start, end], without their points."""
+    query = sa.select(_c.c.id, _c.c.first_step, _c.c.last_step, _c.c["count"]).where(
+        _c.c.run_id == run_id, _c.c.key == key
+    )
+    if start is not None:
+        query = query.where(_c.c.last_step >= start)
+    if end is not None:
+        query = query.where(_c.c.first_step <= end)
+    result = conn.execute(query.order_by(_c.c.first_step, _c.c.id))
+    parts = [np.array(rows, dtype=np.int64).reshape(-1, 4) for rows in result.partitions(50_000)]
+    table = np.concatenate(parts) if parts else np.empty((0, 4), dtype=np.int64)
+    return Spans(*(np.ascontiguousarray(table[:, i]) for i in range(4)))
+
+
+def load_span(
+    conn: Connection,
+    run_id: str,
+    key: str,
+    *,
+    ids: npt.NDArray[np.int64],
+    first_steps: tuple[int, int],
+    column: str,
+    with_steps: bool,
+) -> list[tuple[bytes, bytes]]:
+    """(steps, column) of the chunks ``ids`` in logged (id) order, each found through the
+    index by its first step (``first_steps``: the lowest and highest of theirs); steps
+    are b"" unless ``with_steps``. Chunks stored after ``ids`` were listed are left out;
+    a chunk deleted since is missing from the answer."""
+    steps = _c.c.steps if with_steps else sa.literal(b"")
+    lo, hi = first_steps
+    query = sa.select(_c.c.id, steps, _c.c[column]).where(
+        _c.c.run_id == run_id,
+        _c.c.key == key,
+        _c.c.first_step >= lo,
+        _c.c.first_step <= hi,
+        _c.c.id <= int(ids.max()),
+    )
+    wanted = set(ids.tolist())
+    ordered = query.order_by(_c.c.first_step, _c.c.id).execution_options(**{BINARY_RESULTS: True})
+    rows = [r for r in conn.execute(ordered) if r[0] in wanted]
+    rows.sort(key=lambda r: r[0])
+    return [(s, c) for _, s, c in rows]

@@ -19,6 +19,7 @@ from safeboard.metrics import rollups
 from safeboard.metrics.access import RunGate
 from safeboard.metrics.batches import validate_batch
 from safeboard.metrics.codec import Buckets, Series, downsample, merge
+from safeboard.metrics.export import Export, plan
 from safeboard.metrics.roller import Roller
 from safeboard.metrics.schemas import MAX_STEP
 from safeboard.storage import BEGIN_IMMEDIATE
@@ -95,20 +96,15 @@ class MetricService:
         self.rollups.touch(run_id, batch)
         return IngestResult(points, duplicate=False)
 
-    def series(
-        self,
-        principal: Principal,
-        run_id: str,
-        key: str,
-        start: int | None,
-        end: int | None,
-        *,
-        with_times: bool = True,
-    ) -> Series:
+    def export(
+        self, principal: Principal, run_id: str, key: str, start: int | None, end: int | None
+    ) -> Export:
+        """Every point of ``key`` between ``start`` and ``end``, checked and listed now,
+        written as a stream by ``Export.json()`` (metrics/export.py)."""
         with self.engine.connect() as conn:
             self._runs(conn, principal, run_id, Permission.PROJECTS_READ)
-            chunks = metrics.load_chunks(conn, run_id, key, start, end, with_times=with_times)
-        return merge(chunks, start, end)
+            spans = metrics.chunk_spans(conn, run_id, key, start, end)
+        return Export(self.engine, run_id, key, plan(spans, start, end))
 
     def histories(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -25,6 +25,8 @@ class RunRow(Base):
     __tablename__ = "runs"
     __table_args__ = (
         CheckConstraint("status IN ('running', 'finished', 'failed', 'killed')", name="status"),
+        # A project's runs newest first: the run list's default order, a page at a time.
+        Index("ix_runs_project_created", "project_id", "created_at", "id"),
     )
 
     # 32 hex characters, made by the client (so an offline run keeps its id) or the server.

@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import math
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,6 +57,7 @@ PLAIN_SORTS: dict[str, tuple[sa.Column[Any], str, bool]] = {
 SORT_HELP = "created, ended, name, status, params.<path>, tags.<key> or metrics.<key>"
 COLUMN_ROOTS = ("params", "tags", "metrics")
 MAX_PICKER_KEYS = 500  # tag and metric keys offered by the column picker
+_SQLITE_MATERIALIZED = sqlite3.sqlite_version_info >= (3, 35)  # WITH ... AS MATERIALIZED
 
 
 @dataclass(frozen=True)
@@ -206,8 +208,15 @@ def _decode_cursor(cursor: str, expected: str, dialect: str) -> tuple[str, Any, 
     raise BadRequest("cursor: not one this page made (made for another sort order?)")
 
 
-def _after(sort: _Sort, cursor: str, descending: bool, dialect: str) -> ColumnElement[bool]:
-    expr = sort.expr
+def _after(
+    sort: _Sort,
+    cursor: str,
+    *,
+    expr: ColumnElement[Any],
+    run_id_column: ColumnElement[str],
+    descending: bool,
+    dialect: str,
+) -> ColumnElement[bool]:
     kind, value, run_id = _decode_cursor(cursor, sort.kind, dialect)
 
     def beyond(a: Any, b: Any) -> ColumnElement[bool]:
@@ -216,16 +225,31 @@ def _after(sort: _Sort, cursor: str, descending: bool, dialect: str) -> ColumnEl
     if not sort.nullable:  # a row value comparison, which an index can answer
         if kind == "null":
             raise BadRequest("cursor: not one this page made (made for another sort order?)")
-        return beyond(sa.tuple_(expr, _r.c.id), sa.tuple_(value, run_id))
+        return beyond(sa.tuple_(expr, run_id_column), sa.tuple_(value, run_id))
     if kind == "null":
-        return sa.and_(expr.is_(None), beyond(_r.c.id, run_id))
+        return sa.and_(expr.is_(None), beyond(run_id_column, run_id))
     return sa.or_(
         sa.and_(
             expr.is_not(None),
-            sa.or_(beyond(expr, value), sa.and_(expr == value, beyond(_r.c.id, run_id))),
+            sa.or_(beyond(expr, value), sa.and_(expr == value, beyond(run_id_column, run_id))),
         ),
         expr.is_(None),
     )
+
+
+def _computed(where: list[ColumnElement[bool]], sort: _Sort) -> tuple[Any, ColumnElement[Any]]:
+    """(run ids, sort values) to sort and page: the runs table itself for a column of it;
+    for a value computed per run (a metric's last value, a param, a tag), a materialized
+    CTE that computes it once per run. Inline, the ORDER BY, its NULLs-last case and a
+    cursor's comparisons each computed it again: a page after the first of 10,000 runs
+    sorted by a metric took 2-3 times the first."""
+    if isinstance(sort.expr, sa.Column):
+        return _r.c.id, sort.expr
+    values = sa.select(_r.c.id.label("id"), sort.expr.label("value")).where(*where).cte("sorted")
+    values = values.prefix_with("MATERIALIZED", dialect="postgresql")
+    if _SQLITE_MATERIALIZED:
+        values = values.prefix_with("MATERIALIZED", dialect="sqlite")
+    return values.c.id, values.c.value
 
 
 def table_page(conn: Connection, project_id: int, query: RunQuery) -> RunTable:
@@ -236,15 +260,20 @@ def table_page(conn: Connection, project_id: int, query: RunQuery) -> RunTable:
     if condition is not None:
         where.append(condition)
     sort = _sort_expression(conn, project_id, query.sort)
-    expr = sort.expr
+    run_id, expr = _computed(where, sort)
     # First the page's ids in order (the database sorts ids and sort values only), then
     # what the page shows of those runs alone: a config value is read for the rows shown,
     # never for every row that was sorted.
-    select = sa.select(_r.c.id, expr.label("sort_value")).where(*where)
+    if run_id is _r.c.id:
+        select = sa.select(_r.c.id, expr.label("sort_value")).where(*where)
+    else:
+        select = sa.select(run_id.label("id"), expr.label("sort_value"))
     if query.cursor:
-        select = select.where(_after(sort, query.cursor, query.descending, conn.dialect.name))
+        after = _after(sort, query.cursor, expr=expr, run_id_column=run_id,
+                       descending=query.descending, dialect=conn.dialect.name)  # fmt: skip
+        select = select.where(after)
     direction = sa.desc if query.descending else sa.asc
-    order = [direction(expr), direction(_r.c.id)]
+    order = [direction(expr), direction(run_id)]
     if sort.nullable:  # runs without a value last, either way
         order.insert(0, sa.case((expr.is_(None), 1), else_=0))
     found = conn.execute(select.order_by(*order).limit(query.limit + 1)).all()

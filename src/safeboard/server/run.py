@@ -12,7 +12,7 @@ from pathlib import Path
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
-from safeboard import __version__
+from safeboard import __version__, heap
 from safeboard.api.app import create_app
 from safeboard.datadir import LOCAL_SOCKET, SocketAddress, ensure_data_dir
 from safeboard.errors import ConfigError
@@ -210,6 +210,7 @@ class _Server(uvicorn.Server):
 
 def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
     settings, material = prepared.settings, prepared.tls
+    heap.configure()  # big blocks freed go back to the system (safeboard/heap.py)
     logging.config.dictConfig(log_config(settings.server.log_level))
     sock = bind_socket(settings.server.host, settings.port)
     local = bind_local_socket(settings.data_dir)
@@ -224,6 +225,8 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
         app = create_app(settings, engine=engine, certificate_names=names)
         services = services_of(app)
         started = bootstrap(services, material, local_socket=settings.data_dir / LOCAL_SOCKET)
+    sqlite_file = engine.url.database if engine.dialect.name == "sqlite" else None
+    releaser = heap.Releaser([Path(sqlite_file)] if sqlite_file else [])
     config = uvicorn.Config(
         app,
         # Admission, the TLS handshake (our SSLContext) and head deadlines run in the gate,
@@ -249,7 +252,9 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
         echo("    (single use, valid 15 minutes; a restart makes a new one)")
     else:
         echo(f"  no sign-in link: the account {started.admin} is disabled or not an admin")
+    releaser.start()
     try:
         _Server(config, services.events).run(sockets=[sock, local])
     finally:
+        releaser.stop()
         (settings.data_dir / LOCAL_SOCKET).unlink(missing_ok=True)

@@ -1,0 +1,67 @@
+"""Memory given back to the system (safeboard/heap.py, issue 13): the resident pages of a
+shared read-only mapping (how SQLite reads the database) are dropped, by hand and by the
+releaser once the process turns quiet after work; the contents stay readable."""
+
+from __future__ import annotations
+
+import mmap
+import platform
+import time
+from pathlib import Path
+
+import pytest
+
+from safeboard import heap
+
+MIB = 2**20
+SIZE = 32 * MIB
+
+pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
+
+
+def file_resident() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no RssFile")
+
+
+def mapped(path: Path) -> mmap.mmap:
+    path.write_bytes(bytes(range(256)) * (SIZE // 256))
+    with path.open("rb") as f:
+        view = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # PROT_READ, MAP_SHARED
+    total = 0
+    for offset in range(0, SIZE, mmap.PAGESIZE):  # every page resident
+        total += view[offset]
+    assert total == 0
+    return view
+
+
+def test_drop_mapped_gives_back_the_resident_pages_of_a_file(tmp_path: Path) -> None:
+    view = mapped(tmp_path / "db")
+    before = file_resident()
+    assert heap.drop_mapped([tmp_path / "other"]) == 0
+    assert heap.drop_mapped([tmp_path / "db"]) >= SIZE
+    assert file_resident() < before - SIZE // 2
+    assert view[SIZE - 1] == 255  # read again from the file
+    view.close()
+
+
+def test_the_releaser_acts_once_the_process_is_quiet_after_work(tmp_path: Path) -> None:
+    view = mapped(tmp_path / "db")
+    before = file_resident()
+    releaser = heap.Releaser([tmp_path / "db"], interval=0.2, quiet=0.05)
+    releaser.start()
+    try:
+        busy = time.process_time() + 0.5
+        while time.process_time() < busy:  # work
+            pass
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and file_resident() > before - SIZE // 2:
+            time.sleep(0.1)
+        assert file_resident() < before - SIZE // 2
+    finally:
+        releaser.stop()
+        releaser.join()
+        view.close()
+    heap.trim()
