@@ -85,42 +85,68 @@ def _body(spec: RunSpec, keys: list[str], step: int, points: int) -> bytes:
     return json.dumps({"run_id": spec.run_id, "metrics": metrics}).encode()
 
 
-async def _one_run(
-    spec: RunSpec, args: dict[str, Any], began: float, out: Outcome, ssl_ctx: Any
-) -> None:
-    keys = [f"metric_{i}" for i in range(args["keys"])]
-    points, pace, end = args["points"], args["pace"], began + args["duration"]
-    if spec.target.kind == "safeboard":
-        path, media = f"/api/v1/runs/{spec.run_id}/metrics", wire.MEDIA_TYPE
-    else:
-        path, media = "/api/2.0/mlflow/runs/log-batch", "application/json"
+def _client(spec: RunSpec, ssl_ctx: Any) -> httpx.AsyncClient:
+    media = wire.MEDIA_TYPE if spec.target.kind == "safeboard" else "application/json"
     headers = {"Content-Type": media, "User-Agent": "safeboard-bench"}
     if spec.auth:
         headers["Authorization"] = spec.auth
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    async with httpx.AsyncClient(
+    return httpx.AsyncClient(
         base_url=spec.target.url, verify=ssl_ctx, headers=headers, limits=limits,
         timeout=httpx.Timeout(60.0, connect=30.0), trust_env=False,
-    ) as client:  # fmt: skip
-        due = began + random.random() * pace  # noqa: S311  (runs start spread over one pace)
-        step = 0
-        while due < end:
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            body = _body(spec, keys, step, points)
-            sent = time.perf_counter()
-            out.sent_points += len(keys) * points
-            try:
-                response = await client.post(path, content=body)
-                status = str(response.status_code)
-            except httpx.HTTPError as exc:
-                status = type(exc).__name__
-            if status == "200":
-                out.latencies.append(time.perf_counter() - sent)
-                out.acked_points += len(keys) * points
-                step += points
-            else:
-                out.errors[status] += 1
-            due += pace  # the next batch is due a pace later (at once if this one was late)
+    )  # fmt: skip
+
+
+def _path(spec: RunSpec) -> str:
+    if spec.target.kind == "safeboard":
+        return f"/api/v1/runs/{spec.run_id}/metrics"
+    return "/api/2.0/mlflow/runs/log-batch"
+
+
+async def _one_run(
+    spec: RunSpec, client: httpx.AsyncClient, args: dict[str, Any], began: float, out: Outcome
+) -> None:
+    keys = [f"metric_{i}" for i in range(args["keys"])]
+    points, pace, end = args["points"], args["pace"], began + args["duration"]
+    due = began + random.random() * pace  # noqa: S311  (runs start spread over one pace)
+    step = 1  # step 0: the untimed first batch
+    while due < end:
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        # A run behind its pace sends what it logged meanwhile as one batch, as the SDK's
+        # sender does: the points logged stay the same, the requests fewer.
+        late = int((time.perf_counter() - due) // pace)
+        n = points * (1 + late)
+        due += pace * late
+        body = _body(spec, keys, step, n)
+        sent = time.perf_counter()
+        out.sent_points += len(keys) * n
+        try:
+            response = await client.post(_path(spec), content=body)
+            status = str(response.status_code)
+        except httpx.HTTPError as exc:
+            status = type(exc).__name__
+        if status == "200":
+            out.latencies.append(time.perf_counter() - sent)
+            out.acked_points += len(keys) * n
+            step += n
+        else:
+            out.errors[status] += 1
+        due += pace  # the next batch is due a pace later (at once if this one was late)
+
+
+async def _warm(spec: RunSpec, client: httpx.AsyncClient, keys: int, out: Outcome) -> None:
+    """One batch before the clock starts: the connection's TLS handshake, first plans."""
+    names = [f"metric_{i}" for i in range(keys)]
+    try:
+        response = await client.post(_path(spec), content=_body(spec, names, 0, 1))
+        status = str(response.status_code)
+    except httpx.HTTPError as exc:
+        status = type(exc).__name__
+    out.sent_points += keys
+    if status == "200":
+        out.acked_points += keys
+    else:
+        out.errors[f"warm-up {status}"] += 1
 
 
 def _generator(specs: list[RunSpec], args: dict[str, Any], start: Any, results: Any) -> None:
@@ -128,16 +154,27 @@ def _generator(specs: list[RunSpec], args: dict[str, Any], start: Any, results: 
         outcomes = [Outcome() for _ in specs]
         ca = specs[0].target.ca_file if specs else None
         ssl_ctx = _ca(ca) if ca else True
-        start.wait(300)
+        clients = [_client(s, ssl_ctx) for s in specs]
+        gate = asyncio.Semaphore(8)
+
+        async def warm(i: int) -> None:
+            async with gate:
+                await _warm(specs[i], clients[i], args["keys"], outcomes[i])
+
+        await asyncio.gather(*(warm(i) for i in range(len(specs))))
+        start.wait(600)  # every generator warmed up: go
+        cpu[0] = time.process_time()
         began = time.perf_counter()
         await asyncio.gather(
-            *(_one_run(s, args, began, o, ssl_ctx) for s, o in zip(specs, outcomes, strict=True))
+            *(_one_run(s, c, args, began, o) for s, c, o in zip(specs, clients, outcomes, strict=True))
         )
+        for client in clients:
+            await client.aclose()
         return outcomes
 
-    cpu = time.process_time()
+    cpu = [0.0]  # this process's CPU when the clock starts
     outcomes = asyncio.run(main())
-    total = Outcome(cpu_s=time.process_time() - cpu)
+    total = Outcome(cpu_s=time.process_time() - cpu[0])
     for o in outcomes:
         total.latencies += o.latencies
         total.errors.update(o.errors)
@@ -167,8 +204,8 @@ def drive(specs: list[RunSpec], args: dict[str, Any], servers: list[Server]) -> 
         proc.start()
     with ExitStack() as stack:
         samplers = [stack.enter_context(MemorySampler(s.pid)) for s in servers]
+        start.wait(600)
         cpu_before = [_cpu_seconds(s.pid) for s in servers]
-        start.wait(300)
         began = time.monotonic()
         outcomes = [results.get(timeout=args["duration"] + 300) for _ in procs]
         elapsed = time.monotonic() - began

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
@@ -15,7 +16,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from safeboard.metrics.codec import Series, decode, decode_without_times, encode
 from safeboard.metrics.models import IngestBatchRow, MetricChunkRow, MetricSummaryRow
 
-__all__ = ["Summary", "add_chunk", "claim_batch", "load_chunks", "summaries", "update_summary"]
+__all__ = [
+    "Summary",
+    "add_chunk",
+    "add_chunks",
+    "claim_batch",
+    "load_chunks",
+    "summaries",
+    "update_summaries",
+    "update_summary",
+]
 
 _c = cast(sa.Table, MetricChunkRow.__table__)
 _s = cast(sa.Table, MetricSummaryRow.__table__)
@@ -49,35 +59,42 @@ def claim_batch(conn: Connection, run_id: str, batch_id: str, points: int, now: 
     return stored is not None
 
 
-def add_chunk(conn: Connection, run_id: str, key: str, series: Series) -> None:
+def _chunk_row(run_id: str, key: str, series: Series) -> dict[str, object]:
     steps, times, values = encode(series)
-    conn.execute(
-        sa.insert(_c).values(
-            run_id=run_id,
-            key=key,
-            first_step=int(series.steps.min()),
-            last_step=int(series.steps.max()),
-            count=len(series),
-            steps=steps,
-            times=times,
-            values=values,
-        )
-    )
+    return {
+        "run_id": run_id,
+        "key": key,
+        "first_step": int(series.steps.min()),
+        "last_step": int(series.steps.max()),
+        "count": len(series),
+        "steps": steps,
+        "times": times,
+        "values": values,
+    }
+
+
+def add_chunks(conn: Connection, run_id: str, batch: Mapping[str, Series]) -> None:
+    """A chunk per key, in one statement executed for every key (executemany)."""
+    conn.execute(sa.insert(_c), [_chunk_row(run_id, k, s) for k, s in batch.items()])
+
+
+def add_chunk(conn: Connection, run_id: str, key: str, series: Series) -> None:
+    add_chunks(conn, run_id, {key: series})
 
 
 def _finite_or_none(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
-def update_summary(conn: Connection, run_id: str, key: str, series: Series) -> None:
-    """Fold a batch into the key's summary in one upsert (safe under concurrent batches)."""
+def _summary_row(run_id: str, key: str, series: Series) -> dict[str, object]:
+    """What a batch adds to a key's summary (the values of ``_summary_upsert``)."""
     last = int(np.argmax(series.steps))  # the highest step; the later point on a tie
     ties = np.flatnonzero(series.steps == series.steps[last])
     last = int(ties[-1])
     with np.errstate(invalid="ignore"):
         lo = _finite_or_none(float(np.fmin.reduce(series.values)))
         hi = _finite_or_none(float(np.fmax.reduce(series.values)))
-    row = {
+    return {
         "run_id": run_id,
         "key": key,
         "count": len(series),
@@ -87,10 +104,15 @@ def update_summary(conn: Connection, run_id: str, key: str, series: Series) -> N
         "min_value": lo,
         "max_value": hi,
     }
-    insert = _insert(conn, _s).values(**row)
+
+
+def _summary_upsert(conn: Connection) -> sa.Insert:
+    """The one statement that folds a batch into a key's summary (safe under concurrent
+    batches), its values bound per key (``_summary_row``)."""
+    insert = _insert(conn, _s)
     new = insert.excluded
     newer = new.last_step >= _s.c.last_step
-    upsert = insert.on_conflict_do_update(
+    return insert.on_conflict_do_update(
         index_elements=[_s.c.run_id, _s.c.key],
         set_={
             "count": _s.c["count"] + new["count"],
@@ -109,7 +131,15 @@ def update_summary(conn: Connection, run_id: str, key: str, series: Series) -> N
             ),
         },
     )
-    conn.execute(upsert)
+
+
+def update_summaries(conn: Connection, run_id: str, batch: Mapping[str, Series]) -> None:
+    """Fold a batch into its keys' summaries: one upsert executed for every key."""
+    conn.execute(_summary_upsert(conn), [_summary_row(run_id, k, s) for k, s in batch.items()])
+
+
+def update_summary(conn: Connection, run_id: str, key: str, series: Series) -> None:
+    update_summaries(conn, run_id, {key: series})
 
 
 def summaries(conn: Connection, run_id: str) -> list[Summary]:

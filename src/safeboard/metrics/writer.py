@@ -1,0 +1,131 @@
+"""Group commit for metric batches (P9, R1).
+
+Concurrent ingest requests hand their validated batches to one ``GroupWriter``. Whichever
+request finds no write under way becomes the group's leader: it takes every batch waiting
+(up to ``max_group``), stores them in ONE transaction, each in its own SAVEPOINT so that a
+failing batch fails alone, commits once and wakes the others. Every request is answered
+after the commit that holds its batch: acknowledged still means durable (R3), and exactly
+once still rests on each batch's claim (``repository.claim_batch``), a duplicate within one
+group included. On SQLite one transaction takes the write lock once for many requests
+instead of each request queueing for it (the busy handler sleeps between tries); on
+PostgreSQL each replica writes one group at a time.
+
+A batch that waits longer than ``wait`` seconds without getting into a group is given up,
+unstored, with ``WriteQueueFull`` (503, ``Retry-After``): the client sends it again later.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from sqlalchemy import Connection, Engine
+
+from safeboard.errors import ServiceUnavailable
+from safeboard.storage import BEGIN_IMMEDIATE
+
+__all__ = ["GroupWriter", "WriteQueueFull"]
+
+T = TypeVar("T")
+
+WAIT_SECONDS = 5.0  # a batch waits this long for a group; then 503
+MAX_GROUP = 256  # batches in one transaction
+
+
+class WriteQueueFull(ServiceUnavailable):
+    """The database could not take a batch in time (too many at once): nothing was stored;
+    send it again after ``Retry-After`` seconds."""
+
+    code = "busy"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(
+            message or "the server is busy writing other batches: send this one again shortly",
+            headers={"Retry-After": "1"},
+        )
+
+
+class _Job(Generic[T]):
+    """One batch's work, and what became of it."""
+
+    __slots__ = ("done", "error", "result", "work")
+
+    def __init__(self, work: Callable[[Connection], T]) -> None:
+        self.work = work
+        self.done = False
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+
+class GroupWriter:
+    """Runs ``work(conn)`` callables in shared write transactions (see the module)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        wait: float = WAIT_SECONDS,
+        max_group: int = MAX_GROUP,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._engine = engine.execution_options(**{BEGIN_IMMEDIATE: True})
+        self._wait = wait
+        self._max_group = max_group
+        self._monotonic = monotonic
+        self._cond = threading.Condition()
+        self._waiting: list[_Job[object]] = []
+        self._writing = False
+        self.commits = 0  # transactions committed (a test's and an operator's figure)
+
+    def run(self, work: Callable[[Connection], T]) -> T:
+        """``work``'s result once the transaction holding it has committed; what it raised
+        (its savepoint rolled back, the other batches of its group unharmed); or what
+        failed the whole transaction (then nothing of the group was stored)."""
+        job: _Job[T] = _Job(work)
+        deadline = self._monotonic() + self._wait
+        with self._cond:
+            self._waiting.append(job)  # type: ignore[arg-type]
+            while self._writing and not job.done:
+                left = deadline - self._monotonic()
+                if left <= 0 and job in self._waiting:
+                    self._waiting.remove(job)  # type: ignore[arg-type]
+                    raise WriteQueueFull
+                # Past the deadline but already in a group: wait for its commit.
+                self._cond.wait(max(left, 0.05))
+            if not job.done:  # no write under way: lead one, this batch first
+                self._writing = True
+                self._waiting.remove(job)  # type: ignore[arg-type]
+                take = self._max_group - 1
+                group = [job, *self._waiting[:take]]
+                del self._waiting[:take]
+        if not job.done:
+            try:
+                self._write(group)  # type: ignore[arg-type]
+            finally:
+                with self._cond:
+                    self._writing = False
+                    self._cond.notify_all()
+        if job.error is not None:
+            raise job.error
+        return job.result  # type: ignore[return-value]
+
+    def _write(self, group: list[_Job[object]]) -> None:
+        try:
+            with self._engine.begin() as conn:
+                for job in group:
+                    try:
+                        with conn.begin_nested():
+                            job.result = job.work(conn)
+                    except Exception as exc:  # noqa: BLE001  (this batch's own failure)
+                        job.error = exc
+            self.commits += 1
+        except BaseException as exc:  # the transaction failed: nothing of the group is stored
+            for job in group:
+                job.result, job.error = None, job.error or exc
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            for job in group:
+                job.done = True
