@@ -68,9 +68,10 @@ def _packed(batch_id: str, n: int = 3) -> bytes:
 
 
 async def test_a_repeated_batch_costs_one_connection_its_write(world: World) -> None:
-    """A run posting again within a second: its key and its access are remembered, and the
-    batch costs one connection, the write's; whether new or a retry. A refusal costs the
-    access check alone. (Before issue 13: two, the key's look-up and the write's.)"""
+    """One connection a batch, the write's, whether new, a retry, or refused: a key used
+    again within a second is remembered, and the run's access is checked on the write's
+    connection (then remembered for a second). Before issue 13: two, the key's look-up and
+    the write's."""
     world.context.keys.monotonic = lambda: 0.0  # nothing remembered expires meanwhile
     world.services.metrics.monotonic = lambda: 0.0
     olga, run_id = await _run(world)
@@ -83,7 +84,7 @@ async def test_a_repeated_batch_costs_one_connection_its_write(world: World) -> 
             response = await olga.post(url, content=_packed(batch_id), headers=headers)
         assert response.status_code == 200, response.text
         counts.append(len(seen))
-    assert counts == [2, 1, 1]  # the first batch checks the run's access first
+    assert counts == [1, 1, 1]
     eve = world.client(Authorization=f"Bearer {world.key('eve', Scope.WRITE)}")
     assert (await eve.get("/api/v1/projects")).status_code == 200  # the key's first use noted
     with checkouts(world) as seen:

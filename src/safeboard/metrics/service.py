@@ -82,13 +82,17 @@ class MetricService:
         pairs = columns.items() if isinstance(columns, Mapping) else columns
         batch = validate_batch(batch_id, pairs)
         points = sum(len(series) for series in batch.values())
-        # Checked before the write, on a connection of its own when not remembered: on
-        # SQLite the write transaction holds the database's write lock from its BEGIN
-        # (IMMEDIATE), and reads inside it lengthen what the other writers wait for.
-        project_id = self._project_of(principal, run_id, Permission.PROJECTS_WRITE)
+        permission = Permission.PROJECTS_WRITE
+        remembered = self._remembered(principal, run_id, permission)
         received = self.clock()
 
         def store(conn: Connection) -> tuple[Event, bool] | None:
+            # Not remembered: checked on the write's connection (one connection a batch).
+            checked_at = self.monotonic()
+            project_id = remembered
+            if project_id is None:
+                project_id = self._runs(conn, principal, run_id, permission)
+                self._remember((principal, run_id, permission), project_id, checked_at)
             if not metrics.claim_batch(conn, run_id, batch_id, points, received):
                 return None  # stored before: acknowledged only
             metrics.add_chunks(conn, run_id, batch)
@@ -111,19 +115,19 @@ class MetricService:
             self.events.publish(event)
         return IngestResult(points, duplicate=False)
 
-    def _project_of(self, principal: Principal, run_id: str, permission: Permission) -> int:
-        """The run's project once ``principal`` may act on it (remembered ACCESS_FOR)."""
-        key = (principal, run_id, permission)
-        known = self._access.get(key)
+    def _remembered(self, principal: Principal, run_id: str, permission: Permission) -> int | None:
+        """The run's project if ``principal``'s access was checked less than ACCESS_FOR ago."""
+        known = self._access.get((principal, run_id, permission))
         if known is not None and self.monotonic() - known[1] < ACCESS_FOR:
             return known[0]
-        checked_at = self.monotonic()
-        with self.engine.connect() as conn:
-            project_id = self._runs(conn, principal, run_id, permission)
+        return None
+
+    def _remember(
+        self, key: tuple[Principal, str, Permission], project_id: int, checked_at: float
+    ) -> None:
         if len(self._access) >= _ACCESS_MAX:
             self._access.clear()
         self._access[key] = (project_id, checked_at)
-        return project_id
 
     def series(
         self,

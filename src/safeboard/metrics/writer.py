@@ -23,28 +23,15 @@ from typing import Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from safeboard.errors import ServiceUnavailable
+from safeboard.errors import WriteQueueFull
 from safeboard.storage import BEGIN_IMMEDIATE
 
-__all__ = ["GroupWriter", "WriteQueueFull"]
+__all__ = ["MAX_GROUP", "WAIT_SECONDS", "GroupWriter"]
 
 T = TypeVar("T")
 
 WAIT_SECONDS = 5.0  # a batch waits this long for a group; then 503
 MAX_GROUP = 256  # batches in one transaction
-
-
-class WriteQueueFull(ServiceUnavailable):
-    """The database could not take a batch in time (too many at once): nothing was stored;
-    send it again after ``Retry-After`` seconds."""
-
-    code = "busy"
-
-    def __init__(self, message: str = "") -> None:
-        super().__init__(
-            message or "the server is busy writing other batches: send this one again shortly",
-            headers={"Retry-After": "1"},
-        )
 
 
 class _Job(Generic[T]):
@@ -79,6 +66,12 @@ class GroupWriter:
         self._writing = False
         self.commits = 0  # transactions committed (a test's and an operator's figure)
 
+    @property
+    def waiting(self) -> int:
+        """Batches waiting for a group now."""
+        with self._cond:
+            return len(self._waiting)
+
     def run(self, work: Callable[[Connection], T]) -> T:
         """``work``'s result once the transaction holding it has committed; what it raised
         (its savepoint rolled back, the other batches of its group unharmed); or what
@@ -87,22 +80,23 @@ class GroupWriter:
         deadline = self._monotonic() + self._wait
         with self._cond:
             self._waiting.append(job)  # type: ignore[arg-type]
-            while self._writing and not job.done:
-                left = deadline - self._monotonic()
-                if left <= 0 and job in self._waiting:
-                    self._waiting.remove(job)  # type: ignore[arg-type]
-                    raise WriteQueueFull
-                # Past the deadline but already in a group: wait for its commit.
-                self._cond.wait(max(left, 0.05))
-            if not job.done:  # no write under way: lead one, this batch first
+        while True:
+            with self._cond:
+                while self._writing and not job.done:
+                    left = deadline - self._monotonic()
+                    if left <= 0 and job in self._waiting:
+                        self._waiting.remove(job)  # type: ignore[arg-type]
+                        raise WriteQueueFull()
+                    # Past the deadline but already in a group: wait for its commit.
+                    self._cond.wait(max(left, 0.05))
+                if job.done:
+                    break
+                # No write under way: lead one, for the batches waiting, in their order.
                 self._writing = True
-                self._waiting.remove(job)  # type: ignore[arg-type]
-                take = self._max_group - 1
-                group = [job, *self._waiting[:take]]
-                del self._waiting[:take]
-        if not job.done:
+                group = self._waiting[: self._max_group]
+                del self._waiting[: self._max_group]
             try:
-                self._write(group)  # type: ignore[arg-type]
+                self._write(group)
             finally:
                 with self._cond:
                     self._writing = False
