@@ -356,7 +356,6 @@ def mlflow_reads(res: Results, endpoint: Endpoint, plan: Plan) -> None:
 
 def sdk_env(work: Path, endpoint: Endpoint) -> dict[str, str]:
     env = _env_without(("SAFEBOARD", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"))
-    env.update(extra_env or {})  # what a caller sets on purpose (bench/sweep.py: a database)
     if endpoint.auth_header is None or endpoint.ca_file is None:
         raise RuntimeError("the SDK needs safeboard's API key and CA file")
     env.update(

@@ -166,7 +166,10 @@ def _generator(specs: list[RunSpec], args: dict[str, Any], start: Any, results: 
         cpu[0] = time.process_time()
         began = time.perf_counter()
         await asyncio.gather(
-            *(_one_run(s, c, args, began, o) for s, c, o in zip(specs, clients, outcomes, strict=True))
+            *(
+                _one_run(s, c, args, began, o)
+                for s, c, o in zip(specs, clients, outcomes, strict=True)
+            )
         )
         for client in clients:
             await client.aclose()
@@ -209,7 +212,9 @@ def drive(specs: list[RunSpec], args: dict[str, Any], servers: list[Server]) -> 
         began = time.monotonic()
         outcomes = [results.get(timeout=args["duration"] + 300) for _ in procs]
         elapsed = time.monotonic() - began
-        cpu = [(_cpu_seconds(s.pid) - b) / elapsed for s, b in zip(servers, cpu_before, strict=True)]
+        cpu = [
+            (_cpu_seconds(s.pid) - b) / elapsed for s, b in zip(servers, cpu_before, strict=True)
+        ]
     for proc in procs:
         proc.join(10)
     latencies = sorted(lat for o in outcomes for lat in o.latencies)
@@ -218,7 +223,11 @@ def drive(specs: list[RunSpec], args: dict[str, Any], servers: list[Server]) -> 
         errors.update(o.errors)
 
     def pct(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(len(latencies) * q))] if latencies else float("nan")
+        return (
+            latencies[min(len(latencies) - 1, int(len(latencies) * q))]
+            if latencies
+            else float("nan")
+        )
 
     return {
         "requests": len(latencies) + sum(errors.values()),
@@ -259,13 +268,18 @@ def _stored_safeboard(database_url: str) -> int:
     engine = sa.create_engine(database_url)
     try:
         with engine.connect() as conn:
-            return int(conn.execute(sa.text("SELECT COALESCE(SUM(count), 0) FROM metric_chunks")).scalar() or 0)
+            return int(
+                conn.execute(sa.text("SELECT COALESCE(SUM(count), 0) FROM metric_chunks")).scalar()
+                or 0
+            )
     finally:
         engine.dispose()
 
 
 @contextmanager
-def _replicas(work: Path, command: list[str], database_url: str | None, n: int) -> Iterator[list[tuple[Server, Any]]]:
+def _replicas(
+    work: Path, command: list[str], database_url: str | None, n: int
+) -> Iterator[list[tuple[Server, Any]]]:
     started: list[tuple[Server, Any]] = []
     env = {"SAFEBOARD__DATABASE__URL": database_url} if database_url else {}
     try:
@@ -280,7 +294,9 @@ def _replicas(work: Path, command: list[str], database_url: str | None, n: int) 
             server.stop()
 
 
-def bench_safeboard(work: Path, args: argparse.Namespace, database_url: str | None) -> dict[str, Any]:
+def bench_safeboard(
+    work: Path, args: argparse.Namespace, database_url: str | None
+) -> dict[str, Any]:
     command = shlex.split(args.safeboard)
     with _replicas(work, command, database_url, args.replicas) as replicas:
         servers = [s for s, _ in replicas]
@@ -288,10 +304,16 @@ def bench_safeboard(work: Path, args: argparse.Namespace, database_url: str | No
         admin = last.auth_header.split(" ", 1)[1]
         made = _setup_safeboard(last.url, last.ca_file, admin, args.runs)
         specs = [
-            RunSpec(Target("safeboard", replicas[i % len(replicas)][1].url, last.ca_file), run_id, f"Bearer {token}")
+            RunSpec(
+                Target("safeboard", replicas[i % len(replicas)][1].url, last.ca_file),
+                run_id,
+                f"Bearer {token}",
+            )
             for i, (run_id, token) in enumerate(made)
         ]
-        profiler = Profiler(servers[0].pid, args.duration, work / "sweep.raw") if args.profile else None
+        profiler = (
+            Profiler(servers[0].pid, args.duration, work / "sweep.raw") if args.profile else None
+        )
         result = drive(specs, vars(args) | {"procs": args.procs}, servers)
         if profiler is not None and profiler.running:
             raw = profiler.finish()
@@ -315,7 +337,9 @@ def bench_mlflow(work: Path, args: argparse.Namespace) -> dict[str, Any]:
             exp = c.post("/api/2.0/mlflow/experiments/create", json={"name": "sweep"})
             exp_id = exp.json()["experiment_id"]
             ids = [
-                c.post("/api/2.0/mlflow/runs/create", json={"experiment_id": exp_id}).json()["run"]["info"]["run_id"]
+                c.post("/api/2.0/mlflow/runs/create", json={"experiment_id": exp_id}).json()["run"][
+                    "info"
+                ]["run_id"]
                 for _ in range(args.runs)
             ]
         specs = [RunSpec(Target("mlflow", endpoint.url, None), run_id, None) for run_id in ids]
@@ -334,13 +358,16 @@ def bench_mlflow(work: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 def _row(name: str, r: dict[str, Any]) -> str:
     errors = ", ".join(f"{k}: {v}" for k, v in sorted(r["errors"].items())) or "none"
-    once = "exactly once" if r["stored"] == r["acked"] else f"MISMATCH ({r['stored'] - r['acked']:+,})"
+    once = (
+        "exactly once" if r["stored"] == r["acked"] else f"MISMATCH ({r['stored'] - r['acked']:+,})"
+    )
     cpu = " + ".join(f"{c:.2f}" for c in r["server_cpu"])
     rss = " / ".join(f"{m:.0f}" for m in r["server_rss_mib"])
     return (
         f"| {name} | {r['requests'] / r['seconds']:,.0f} | {r['p50'] * 1000:,.0f} | "
-        f"{r['p99'] * 1000:,.0f} | {r['max'] * 1000:,.0f} | {errors} | {r['acked']:,} / {r['sent']:,} | "
-        f"{r['stored']:,} ({once}) | {cpu} | {rss} | {r['generator_cpu']:.2f} |"
+        f"{r['p99'] * 1000:,.0f} | {r['max'] * 1000:,.0f} | {errors} | "
+        f"{r['acked']:,} / {r['sent']:,} | {r['stored']:,} ({once}) | {cpu} | {rss} | "
+        f"{r['generator_cpu']:.2f} |"
     )
 
 
@@ -358,7 +385,9 @@ def main() -> int:
     parser.add_argument("--only", choices=("safeboard", "mlflow"))
     parser.add_argument("--safeboard", default=f"{sys.executable} -m safeboard")
     parser.add_argument("--mlflow", default=os.environ.get("MLFLOW_BIN") or shutil.which("mlflow"))
-    parser.add_argument("--profile", action="store_true", help="py-spy the first server (if installed)")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the first server (if installed)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.duration = 30.0
@@ -375,7 +404,9 @@ def main() -> int:
                     url = stack.enter_context(postgres_cluster(work / "pg"))
                 say(f"safeboard: {args.runs} runs on {args.database}, {args.replicas} replica(s)")
                 result = bench_safeboard(work, args, url)
-                rows.append(_row(f"safeboard ({args.database}, {args.replicas} replica(s))", result))
+                rows.append(
+                    _row(f"safeboard ({args.database}, {args.replicas} replica(s))", result)
+                )
                 if "profile" in result:
                     notes.append("profile (server 0):\n" + result["profile"])
         if args.only != "safeboard":

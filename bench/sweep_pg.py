@@ -46,8 +46,8 @@ def postgres_cluster(root: Path) -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(root, user=_USER, group=_USER)
         shutil.chown(pwfile, user=_USER, group=_USER)
-    _run([str(bindir / "initdb"), f"--pgdata={data}", f"--username={_USER}",
-          f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C"])  # fmt: skip
+    initdb = [str(bindir / "initdb"), f"--pgdata={data}", f"--username={_USER}"]
+    _run([*initdb, f"--pwfile={pwfile}", "--auth=scram-sha-256", "--locale=C"])
     port = free_port()
     options = (
         f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} "

@@ -21,7 +21,7 @@ from safeboard.auth.principal import Principal
 from safeboard.errors import NotFound, WriteQueueFull
 from safeboard.ids import new_id
 from safeboard.metrics.codec import Series
-from safeboard.metrics.service import MetricService
+from safeboard.metrics.service import IngestResult, MetricService
 from safeboard.metrics.writer import GroupWriter
 from safeboard.settings import Settings
 from tests.integration.identity_world import World, build_world
@@ -146,10 +146,13 @@ async def test_a_failing_batch_fails_alone_and_a_duplicate_in_a_group_is_stored_
         outcomes = [f.exception() or f.result() for f in futures]
     assert metrics.writer.commits - commits_before == 2  # the held group, then all four
     first, again, refused, other = outcomes
-    assert not first.duplicate and first.stored == 10  # type: ignore[union-attr]
-    assert again.duplicate and again.stored == 0  # type: ignore[union-attr]
+    assert isinstance(first, IngestResult)
+    assert (first.stored, first.duplicate) == (10, False)
+    assert isinstance(again, IngestResult)
+    assert (again.stored, again.duplicate) == (0, True)  # the same batch id, in one group
     assert isinstance(refused, NotFound)
-    assert not other.duplicate  # type: ignore[union-attr]
+    assert isinstance(other, IngestResult)
+    assert not other.duplicate
     assert _stored(world, run_a) == (20, 2)
     assert _stored(world, run_b) == (20, 2)
 

@@ -137,7 +137,9 @@ class ApiKeyService:
         )
         if len(self._verified) >= _VERIFIED_MAX:
             self._verified.clear()
-        self._verified[key.id] = _Verified(presented, address, principal, key.expires_at, checked_at)
+        self._verified[key.id] = _Verified(
+            presented, address, principal, key.expires_at, checked_at
+        )
         return principal
 
     def forget(self, key_id: str) -> None:
