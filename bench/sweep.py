@@ -152,9 +152,10 @@ async def _warm(spec: RunSpec, client: httpx.AsyncClient, keys: int, out: Outcom
 def _generator(specs: list[RunSpec], args: dict[str, Any], start: Any, results: Any) -> None:
     async def main() -> list[Outcome]:
         outcomes = [Outcome() for _ in specs]
-        ca = specs[0].target.ca_file if specs else None
-        ssl_ctx = _ca(ca) if ca else True
-        clients = [_client(s, ssl_ctx) for s in specs]
+        # Each replica has its own CA (its own data directory): one context per CA file.
+        contexts = {s.target.ca_file: _ca(s.target.ca_file) if s.target.ca_file else True
+                    for s in specs}  # fmt: skip
+        clients = [_client(s, contexts[s.target.ca_file]) for s in specs]
         gate = asyncio.Semaphore(8)
 
         async def warm(i: int) -> None:
@@ -303,12 +304,9 @@ def bench_safeboard(
         last = replicas[-1][1]  # its discovery key is the admin's current one
         admin = last.auth_header.split(" ", 1)[1]
         made = _setup_safeboard(last.url, last.ca_file, admin, args.runs)
+        targets = [Target("safeboard", e.url, e.ca_file) for _, e in replicas]
         specs = [
-            RunSpec(
-                Target("safeboard", replicas[i % len(replicas)][1].url, last.ca_file),
-                run_id,
-                f"Bearer {token}",
-            )
+            RunSpec(targets[i % len(targets)], run_id, f"Bearer {token}")
             for i, (run_id, token) in enumerate(made)
         ]
         profiler = (
@@ -401,7 +399,7 @@ def main() -> int:
             with ExitStack() as stack:
                 url = None
                 if args.database == "postgres":
-                    url = stack.enter_context(postgres_cluster(work / "pg"))
+                    url = stack.enter_context(postgres_cluster())
                 say(f"safeboard: {args.runs} runs on {args.database}, {args.replicas} replica(s)")
                 result = bench_safeboard(work, args, url)
                 rows.append(

@@ -8,6 +8,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,11 +36,21 @@ def _run(args: list[str]) -> None:
 
 
 @contextmanager
-def postgres_cluster(root: Path) -> Iterator[str]:
-    """Yields the SQLAlchemy URL of an empty database on a new cluster under ``root``;
-    durable commits (fsync on), as a real deployment runs it."""
+def postgres_cluster() -> Iterator[str]:
+    """Yields the SQLAlchemy URL of an empty database on a new cluster in a temporary
+    directory (its own: the ``postgres`` user must reach it); durable commits (fsync on), as
+    a real deployment runs it."""
+    root = Path(tempfile.mkdtemp(prefix="safeboard-sweep-pg-"))
+    try:
+        with _cluster(root) as url:
+            yield url
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def _cluster(root: Path) -> Iterator[str]:
     bindir, data = _bindir(), root / "data"
-    root.mkdir(parents=True)
     password = secrets.token_urlsafe(24)
     pwfile = root / "pwfile"
     pwfile.write_text(password + "\n")
@@ -47,7 +58,7 @@ def postgres_cluster(root: Path) -> Iterator[str]:
         shutil.chown(root, user=_USER, group=_USER)
         shutil.chown(pwfile, user=_USER, group=_USER)
     initdb = [str(bindir / "initdb"), f"--pgdata={data}", f"--username={_USER}"]
-    _run([*initdb, f"--pwfile={pwfile}", "--auth=scram-sha-256", "--locale=C"])
+    _run([*initdb, f"--pwfile={pwfile}", "--auth=scram-sha-256", "--locale=C", "-E", "UTF8"])
     port = free_port()
     options = (
         f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} "
