@@ -249,3 +249,39 @@ async def test_credentials_in_the_query_string_are_refused_and_not_logged(
     server_lines = [r.getMessage() for r in caplog.records if r.name.startswith("safeboard")]
     assert server_lines
     assert secret not in "\n".join(server_lines)
+
+
+async def test_remembered_keys_are_rechecked_together_and_a_revoked_one_is_dropped(
+    world: World, make_settings: Callable[..., Settings], db_url: str
+) -> None:
+    """Past the second, the first request re-checks every key remembered for over half of
+    it in one go (a few indexed queries for a whole sweep); a key revoked meanwhile (here on
+    another replica, which this one cannot hear of) is refused there and then."""
+    now = [0.0]
+    world.context.keys.monotonic = lambda: now[0]
+    tokens = [world.key("alice", Scope.READ) for _ in range(3)]
+    clients = [world.client(Authorization=f"Bearer {t}") for t in tokens]
+    for client in clients:
+        assert (await client.get("/api/v1/auth/session")).status_code == 200
+    replica = build_world(make_settings, db_url)
+    try:
+        last = tokens[2]
+        replica.context.keys.revoke(replica.context.keys.principal(last, "x"), last.split("_")[1])
+    finally:
+        await replica.close()
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    engine = world.services.engine
+    sa_event.listen(engine, "before_cursor_execute", seen)
+    try:
+        now[0] = VERIFIED_FOR + 0.1
+        assert (await clients[0].get("/api/v1/auth/session")).status_code == 200
+        assert len([s for s in statements if "FROM api_keys" in s]) == 1  # all three at once
+        assert (await clients[1].get("/api/v1/auth/session")).status_code == 200
+        assert len([s for s in statements if "FROM api_keys" in s]) == 1  # re-checked above
+        assert (await clients[2].get("/api/v1/auth/session")).status_code == 401
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", seen)

@@ -5,9 +5,10 @@ effect within that time on every replica, at once on the replica that revoked.""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -15,6 +16,7 @@ from sqlalchemy import Connection, Engine
 
 from safeboard.accounts import repository as accounts
 from safeboard.accounts.repository import KeyInfo
+from safeboard.accounts.standing import read_credentials, standing_role
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
 from safeboard.auth.identity import INVALID_KEY, NEW_KEY, Presented, unauthenticated
@@ -38,6 +40,7 @@ __all__ = ["VERIFIED_FOR", "ApiKeyProvider", "ApiKeyService", "ProjectGrants"]
 _TOUCH_EVERY = timedelta(seconds=60)
 VERIFIED_FOR = 1.0  # seconds a verified key is trusted without the database
 _VERIFIED_MAX = 10_000  # keys remembered at once; past that the memory starts afresh
+_NO_IDLE = timedelta(0)  # standing_role's session idle limit: keys have none
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class _Verified:
     address: str
     principal: Principal
     expires_at: datetime | None
+    touched_at: datetime  # its last use as the database has it (written once a minute)
     checked_at: float
 
 
@@ -80,6 +84,7 @@ class ApiKeyService:
         # key id -> the last verification: one database look-up per key and second, not
         # per request. Plain dict operations (atomic under the GIL) from request threads.
         self._verified: dict[str, _Verified] = {}
+        self._rechecking = threading.Lock()  # one bulk re-check at a time (``_recheck``)
 
     def principal(self, token: str, address: str) -> Principal:
         """The principal behind a bearer key, or Unauthenticated: ``key_invalid`` for an
@@ -98,10 +103,12 @@ class ApiKeyService:
         known = self._verified.get(parsed.id)
         if (
             known is not None
-            and self.monotonic() - known.checked_at < VERIFIED_FOR
             and known.address == address
             and tokens_equal(presented, known.secret_hash)
             and (known.expires_at is None or now < known.expires_at)
+            and (
+                self.monotonic() - known.checked_at < VERIFIED_FOR or self._recheck(parsed.id, now)
+            )
         ):
             return known.principal
         checked_at = self.monotonic()
@@ -123,9 +130,11 @@ class ApiKeyService:
                 f"this API key expired on {key.expires_at:%Y-%m-%d}: {NEW_KEY}", ApiKeyExpired
             )
         stale = key.last_used_at is None or now - key.last_used_at >= _TOUCH_EVERY
+        touched_at = key.last_used_at or now
         if stale or key.last_used_address != address:
             with self.tx.begin() as conn:
                 accounts.touch_key(conn, key.id, now, address)
+            touched_at = now
         principal = Principal(
             user_id=user.id,
             username=user.username,
@@ -138,9 +147,42 @@ class ApiKeyService:
         if len(self._verified) >= _VERIFIED_MAX:
             self._verified.clear()
         self._verified[key.id] = _Verified(
-            presented, address, principal, key.expires_at, checked_at
+            presented, address, principal, key.expires_at, touched_at, checked_at
         )
         return principal
+
+    def _recheck(self, key_id: str, now: datetime) -> bool:
+        """Whether ``key_id``, remembered but due, still stands. Every key remembered for
+        over half of VERIFIED_FOR is re-checked with it, in at most three indexed queries
+        (``accounts/standing.py``, the event streams' re-check): a sweep's keys cost a few
+        queries a second in all, not a look-up per key and second. A key not re-checked here
+        (another request is re-checking, or its last use is due to be written) is looked
+        up alone."""
+        if not self._rechecking.acquire(blocking=False):
+            return False
+        try:
+            started = self.monotonic()
+            due = {
+                k: v
+                for k, v in list(self._verified.items())
+                if started - v.checked_at >= VERIFIED_FOR / 2 and now - v.touched_at < _TOUCH_EVERY
+            }
+            if key_id not in due:
+                return False
+            with self.engine.connect() as conn:
+                standing = read_credentials(conn, [v.principal for v in due.values()])
+            for k, v in due.items():
+                stands = standing_role(standing, v.principal, now, _NO_IDLE) is v.principal.role
+                if self._verified.get(k) is not v:
+                    continue  # forgotten (revoked here) or looked up again meanwhile
+                if stands:
+                    self._verified[k] = replace(v, checked_at=started)
+                else:
+                    self._verified.pop(k, None)
+            again = self._verified.get(key_id)
+            return again is not None and again.checked_at == started
+        finally:
+            self._rechecking.release()
 
     def forget(self, key_id: str) -> None:
         """Look ``key_id`` up again on its next use (this replica revoked it)."""
