@@ -2,13 +2,14 @@
 
 Concurrent ingest requests hand their validated batches to one ``GroupWriter``. Whichever
 request finds no write under way becomes the group's leader: it takes every batch waiting
-(up to ``max_group``), stores them in ONE transaction, each in its own SAVEPOINT so that a
-failing batch fails alone, commits once and wakes the others. Every request is answered
-after the commit that holds its batch: acknowledged still means durable (R3), and exactly
-once still rests on each batch's claim (``repository.claim_batch``), a duplicate within one
-group included. On SQLite one transaction takes the write lock once for many requests
-instead of each request queueing for it (the busy handler sleeps between tries); on
-PostgreSQL each replica writes one group at a time.
+(up to ``max_group``), stores them in ONE transaction, commits once and wakes the others.
+The group goes in one SAVEPOINT; if a batch fails, that is rolled back and the group is
+written again, each batch in its own SAVEPOINT, so that a failing batch fails alone. Every
+request is answered after the commit that holds its batch: acknowledged still means durable
+(R3), and exactly once still rests on each batch's claim (``repository.claim_batch``), a
+duplicate within one group included. On SQLite one transaction takes the write lock once
+for many requests instead of each request queueing for it (the busy handler sleeps between
+tries); on PostgreSQL each replica writes one group at a time.
 
 A batch that waits longer than ``wait`` seconds without getting into a group is given up,
 unstored, with ``WriteQueueFull`` (503, ``Retry-After``): the client sends it again later.
@@ -108,12 +109,13 @@ class GroupWriter:
     def _write(self, group: list[_Job[object]]) -> None:
         try:
             with self._engine.begin() as conn:
-                for job in group:
-                    try:
-                        with conn.begin_nested():
-                            job.result = job.work(conn)
-                    except Exception as exc:  # noqa: BLE001  (this batch's own failure)
-                        job.error = exc
+                if not self._all_at_once(conn, group):
+                    for job in group:
+                        try:
+                            with conn.begin_nested():
+                                job.result = job.work(conn)
+                        except Exception as exc:  # noqa: BLE001  (this batch's own failure)
+                            job.error = exc
             self.commits += 1
         except BaseException as exc:  # the transaction failed: nothing of the group is stored
             for job in group:
@@ -123,3 +125,21 @@ class GroupWriter:
         finally:
             for job in group:
                 job.done = True
+
+    @staticmethod
+    def _all_at_once(conn: Connection, group: list[_Job[object]]) -> bool:
+        """The usual case, every batch good: the whole group in one savepoint (two
+        statements a group rather than two a batch; each statement lets go of the GIL, and
+        getting it back behind busy request threads is most of what a write waits for).
+        False if a batch failed: the savepoint is rolled back and the group is written
+        again, each batch in a savepoint of its own (the work is written to run again)."""
+        if len(group) == 1:
+            return False
+        try:
+            with conn.begin_nested():
+                results = [job.work(conn) for job in group]
+        except Exception:  # noqa: BLE001  (found again, batch by batch)
+            return False
+        for job, result in zip(group, results, strict=True):
+            job.result = result
+        return True
