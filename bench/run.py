@@ -95,7 +95,9 @@ def _env_without(prefixes: tuple[str, ...]) -> dict[str, str]:
 # --- servers ---------------------------------------------------------------------------------
 
 
-def start_safeboard(work: Path, command: list[str]) -> tuple[Server, Endpoint]:
+def start_safeboard(
+    work: Path, command: list[str], extra_env: dict[str, str] | None = None
+) -> tuple[Server, Endpoint]:
     data = work / "safeboard-data"  # the server creates it (0700); the parent is private
     port = free_port()
     discovery = data / "discovery.json"
@@ -103,6 +105,7 @@ def start_safeboard(work: Path, command: list[str]) -> tuple[Server, Endpoint]:
     # OPENBLAS_* (set on some machines for old OpenBLAS builds) slow a current numpy; both
     # go together, for this command alone.
     env = _env_without(("SAFEBOARD", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"))
+    env.update(extra_env or {})  # what a caller sets on purpose (bench/sweep.py: a database)
 
     def ready() -> bool:
         try:

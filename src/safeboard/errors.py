@@ -38,6 +38,7 @@ __all__ = [
     "ServiceUnavailable",
     "TooManyStreams",
     "Unauthenticated",
+    "WriteQueueFull",
     "WrongScheme",
     "error_for_code",
 ]
@@ -228,6 +229,21 @@ class ServerUnreachable(ServiceUnavailable):
     code = "unreachable"
 
 
+class WriteQueueFull(ServiceUnavailable):
+    """The server could not get a write into the database in time (too many at once):
+    nothing was stored; send it again after ``Retry-After`` seconds (the SDK does)."""
+
+    code = "busy"
+
+    def __init__(
+        self,
+        message: str = "the server is busy with other writes: send this again shortly",
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=1, headers=headers)
+
+
 class ServerError(ServiceUnavailable):
     """A 5xx answer without safeboard's error body (a proxy's page, a crash before the
     handler): retried like ``ServiceUnavailable``. Client only."""
@@ -268,6 +284,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "database_unavailable": 503,
     "database_busy": 503,
     "disk_full": 503,
+    "busy": 503,
     "checksum_mismatch": 422,
     # Raised by clients only (CLIENT_ONLY_CODES below), never sent by the server.
     "tls_changed": 502,

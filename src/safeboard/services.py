@@ -115,7 +115,7 @@ def build_services(settings: Settings, engine: sa.Engine) -> Services:
         keys=keys,
         request_auth=RequestAuth(identity=identity, auth=auth, cookie=cookie),
         auth_context=AuthContext(identity=identity, auth=auth, keys=keys, cookie=cookie),
-        users=UserService(engine, settings, hasher),
+        users=UserService(engine, settings, hasher, keys_changed=keys.forget_user),
         projects=ProjectService(engine, settings=settings.projects, activity=run_queries.activity),
         events=events,
         runs=RunService(engine, events),

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from safeboard.accounts.api_keys import VERIFIED_FOR
 from safeboard.client.trust import TrustStore, fetch_certificate
+from safeboard.metrics.service import ACCESS_FOR
 from tests.e2e.conftest import ServerProcess, cli_env, free_port, run_cli, start_server
 
 pytestmark = pytest.mark.e2e
@@ -372,6 +374,7 @@ def test_key_revoked_mid_run_is_said_once_and_kept_for_sync(servers: Servers) ->
     def revoke() -> None:
         revoked = run_cli("key", "revoke", key.split("_")[1], data_dir=servers.tls.data_dir)
         assert revoked.returncode == 0, revoked.stderr
+        time.sleep(VERIFIED_FOR + 0.2)  # a server trusts a verified key that long (issue 13)
 
     run_id, _, err = train_and_meanwhile(env, servers.tmp / "mid.py", "mnist", "revoked", revoke)
     refusals = [line for line in err.splitlines() if "refused its data" in line]
@@ -434,6 +437,7 @@ def test_an_upload_refused_mid_run_is_said_once_like_a_batch(servers: Servers) -
     def revoke() -> None:
         revoked = run_cli("key", "revoke", key.split("_")[1], data_dir=servers.tls.data_dir)
         assert revoked.returncode == 0, revoked.stderr
+        time.sleep(VERIFIED_FOR + 0.2)  # a server trusts a verified key that long (issue 13)
 
     path = servers.tmp / "files.py"
     run_id, _, err = pause_and_meanwhile(env, path, ARTIFACT_ONLY, [str(weights)], revoke)
@@ -459,6 +463,7 @@ def test_grant_removed_mid_run_is_said_once_with_the_fix(servers: Servers) -> No
     def remove_the_grant() -> None:
         with servers.tls.client() as client:
             assert client.delete(grant, headers=admin).status_code == 204
+        time.sleep(ACCESS_FOR + 0.2)  # a server trusts a run's access that long (issue 13)
 
     env = servers.tls_env(carol, SAFEBOARD_SPOOL_DIR=str(servers.tmp / "grant"))
     run_id, _, err = train_and_meanwhile(

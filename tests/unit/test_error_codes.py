@@ -21,6 +21,7 @@ NEW = [
     ("project_not_found", errors.ProjectNotFound, errors.NotFound, 404),
     ("invalid_url", errors.InvalidUrl, errors.ConfigError, 400),
     ("wrong_scheme", errors.WrongScheme, errors.ConfigError, 502),
+    ("busy", errors.WriteQueueFull, errors.ServiceUnavailable, 503),
 ]
 
 

@@ -1,10 +1,14 @@
 """API keys (S8): ``sb_<id>_<secret>``, secret of 256 bits, only its SHA-256 stored, shown
-once. Looked up in the database on every request: revocation and a disabled owner take
-effect at once, on every replica, with no cache to expire."""
+once. Looked up in the database, then trusted for at most ``VERIFIED_FOR`` seconds (a
+sweep's runs post every half second: P9): revocation, expiry and a disabled owner take
+effect within that time on every replica, at once on the replica that revoked."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -12,6 +16,7 @@ from sqlalchemy import Connection, Engine
 
 from safeboard.accounts import repository as accounts
 from safeboard.accounts.repository import KeyInfo
+from safeboard.accounts.standing import read_credentials, standing_role
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
 from safeboard.auth.identity import INVALID_KEY, NEW_KEY, Presented, unauthenticated
@@ -30,9 +35,25 @@ from safeboard.errors import (
 from safeboard.settings import Settings
 from safeboard.storage import writer
 
-__all__ = ["ApiKeyProvider", "ApiKeyService", "ProjectGrants"]
+__all__ = ["VERIFIED_FOR", "ApiKeyProvider", "ApiKeyService", "ProjectGrants"]
 
 _TOUCH_EVERY = timedelta(seconds=60)
+VERIFIED_FOR = 1.0  # seconds a verified key is trusted without the database
+_VERIFIED_MAX = 10_000  # keys remembered at once; past that the memory starts afresh
+_NO_IDLE = timedelta(0)  # standing_role's session idle limit: keys have none
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """A key found good: by whom it was presented (the whole secret's hash, the address)
+    and when, in ``time.monotonic`` seconds."""
+
+    secret_hash: str
+    address: str
+    principal: Principal
+    expires_at: datetime | None
+    touched_at: datetime  # its last use as the database has it (written once a minute)
+    checked_at: float
 
 
 class ProjectGrants(Protocol):
@@ -59,35 +80,62 @@ class ApiKeyService:
         self.clock = clock
         self._default_days = settings.auth.api_key_days
         self._project_grants = project_grants
+        self.monotonic = time.monotonic
+        # key id -> the last verification: one database look-up per key and second, not
+        # per request. Plain dict operations (atomic under the GIL) from request threads.
+        self._verified: dict[str, _Verified] = {}
+        self._rechecking = threading.Lock()  # one bulk re-check at a time (``_recheck``)
 
     def principal(self, token: str, address: str) -> Principal:
         """The principal behind a bearer key, or Unauthenticated: ``key_invalid`` for an
         unknown key, a wrong secret or a disabled owner; ``key_revoked`` / ``key_expired``
         only to whoever presents the key's whole secret (it tells them nothing new about
-        anyone else's key: docs/security.md, "What an API key's refusal says")."""
+        anyone else's key: docs/security.md, "What an API key's refusal says").
+
+        A key verified less than ``VERIFIED_FOR`` seconds ago is answered from memory when
+        the same whole secret (its hash, compared in constant time) comes from the same
+        address; anything else is looked up again."""
         parsed = parse_api_key(token)
         if parsed is None:
             raise unauthenticated(INVALID_KEY, InvalidApiKey)
         now = self.clock()
+        presented = sha256_hex(parsed.secret)
+        known = self._verified.get(parsed.id)
+        if (
+            known is not None
+            and known.address == address
+            and tokens_equal(presented, known.secret_hash)
+            and (known.expires_at is None or now < known.expires_at)
+            and (
+                self.monotonic() - known.checked_at < VERIFIED_FOR or self._recheck(parsed.id, now)
+            )
+        ):
+            return known.principal
+        checked_at = self.monotonic()
         with self.engine.connect() as conn:
             key = accounts.get_key(conn, parsed.id)
             # Compare a hash even for an unknown id, so both cases cost the same.
             expected = key.secret_hash if key else sha256_hex("")
-            matches = tokens_equal(sha256_hex(parsed.secret), expected)
+            matches = tokens_equal(presented, expected)
             user = accounts.get(conn, key.user_id) if key and matches else None
         if key is None or not matches or user is None or not user.is_active:
+            self._verified.pop(parsed.id, None)
             raise unauthenticated(INVALID_KEY, InvalidApiKey)
         if key.revoked_at is not None:
+            self._verified.pop(parsed.id, None)
             raise unauthenticated(f"this API key was revoked: {NEW_KEY}", ApiKeyRevoked)
         if key.expires_at is not None and now >= key.expires_at:
+            self._verified.pop(parsed.id, None)
             raise unauthenticated(
                 f"this API key expired on {key.expires_at:%Y-%m-%d}: {NEW_KEY}", ApiKeyExpired
             )
         stale = key.last_used_at is None or now - key.last_used_at >= _TOUCH_EVERY
+        touched_at = key.last_used_at or now
         if stale or key.last_used_address != address:
             with self.tx.begin() as conn:
                 accounts.touch_key(conn, key.id, now, address)
-        return Principal(
+            touched_at = now
+        principal = Principal(
             user_id=user.id,
             username=user.username,
             role=user.role,
@@ -96,6 +144,55 @@ class ApiKeyService:
             project_id=key.project_id,
             key_id=key.id,
         )
+        if len(self._verified) >= _VERIFIED_MAX:
+            self._verified.clear()
+        self._verified[key.id] = _Verified(
+            presented, address, principal, key.expires_at, touched_at, checked_at
+        )
+        return principal
+
+    def _recheck(self, key_id: str, now: datetime) -> bool:
+        """Whether ``key_id``, remembered but due, still stands. Every key remembered for
+        over half of VERIFIED_FOR is re-checked with it, in at most three indexed queries
+        (``accounts/standing.py``, the event streams' re-check): a sweep's keys cost a few
+        queries a second in all, not a look-up per key and second. A key not re-checked here
+        (another request is re-checking, or its last use is due to be written) is looked
+        up alone."""
+        if not self._rechecking.acquire(blocking=False):
+            return False
+        try:
+            started = self.monotonic()
+            due = {
+                k: v
+                for k, v in list(self._verified.items())
+                if started - v.checked_at >= VERIFIED_FOR / 2 and now - v.touched_at < _TOUCH_EVERY
+            }
+            if key_id not in due:
+                return False
+            with self.engine.connect() as conn:
+                standing = read_credentials(conn, [v.principal for v in due.values()])
+            for k, v in due.items():
+                stands = standing_role(standing, v.principal, now, _NO_IDLE) is v.principal.role
+                if self._verified.get(k) is not v:
+                    continue  # forgotten (revoked here) or looked up again meanwhile
+                if stands:
+                    self._verified[k] = replace(v, checked_at=started)
+                else:
+                    self._verified.pop(k, None)
+            again = self._verified.get(key_id)
+            return again is not None and again.checked_at == started
+        finally:
+            self._rechecking.release()
+
+    def forget(self, key_id: str) -> None:
+        """Look ``key_id`` up again on its next use (this replica revoked it)."""
+        self._verified.pop(key_id, None)
+
+    def forget_user(self, user_id: int) -> None:
+        """Look every key of ``user_id`` up again (disabled, or a new role)."""
+        for key_id, known in list(self._verified.items()):
+            if known.principal.user_id == user_id:
+                self._verified.pop(key_id, None)
 
     def create(
         self,
@@ -179,13 +276,16 @@ class ApiKeyService:
                     address=address,
                     detail={"name": key.name},
                 )
+        self.forget(key_id)  # after the commit: a look-up now sees the revocation
 
     def revoke_local_keys(self, user_id: int, *, actor: str) -> None:
         """Revoke the discovery file's keys of ``user_id``, each with an audit entry."""
         now = self.clock()
+        revoked: list[str] = []
         with self.tx.begin() as conn:
             for key in accounts.list_keys(conn, user_id):
                 if key.kind == "local" and key.revoked_at is None:
+                    revoked.append(key.id)
                     accounts.revoke_key(conn, key.id, now)
                     audit.append(
                         conn,
@@ -194,6 +294,8 @@ class ApiKeyService:
                         target=f"key:{key.id}",
                         detail={"name": key.name, "reason": "replaced at start"},
                     )
+        for key_id in revoked:
+            self.forget(key_id)
 
     def mint_local_key(self, owner: Principal, *, actor: str) -> str:
         """A new discovery-file key for ``owner``; the previous ones are revoked."""

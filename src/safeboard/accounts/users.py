@@ -33,11 +33,17 @@ class UserService:
         settings: Settings,
         hasher: PasswordHasher,
         clock: Callable[[], datetime] = utcnow,
+        *,
+        keys_changed: Callable[[int], None] | None = None,
     ) -> None:
         self.engine = engine  # reads
         self.tx = writer(engine)  # changes
         self.hasher = hasher
         self.clock = clock
+        # Called with a user id after a change that ends or narrows their keys (disabled, a
+        # new role): this replica's remembered key verifications go at once
+        # (``ApiKeyService.forget_user``); other replicas' within a second.
+        self._keys_changed = keys_changed or (lambda _user_id: None)
         self.invite_lifetime = timedelta(hours=settings.auth.invite_hours)
 
     def _user(self, conn: Connection, username: str) -> User:
@@ -147,7 +153,9 @@ class UserService:
                 address=address,
                 detail={"from": user.role.value, "to": role.value, "keys_revoked": revoked},
             )
-            return self._user(conn, username)
+            changed = self._user(conn, username)
+        self._keys_changed(user.id)
+        return changed
 
     def set_active(self, username: str, active: bool, *, actor: str, address: str = "") -> User:
         """Disable (sessions end, keys stop at once) or enable an account."""
@@ -165,7 +173,9 @@ class UserService:
                 address=address,
                 detail={"sessions_ended": ended},
             )
-            return self._user(conn, username)
+            changed = self._user(conn, username)
+        self._keys_changed(user.id)
+        return changed
 
     @staticmethod
     def _keep_an_admin(conn: Connection) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
@@ -21,18 +23,21 @@ __all__ = [
     "Spans",
     "Summary",
     "add_chunk",
+    "add_chunks",
     "chunk_spans",
     "claim_batch",
     "load_chunks",
     "load_span",
     "next_step",
     "summaries",
+    "update_summaries",
     "update_summary",
 ]
 
 _c = cast(sa.Table, MetricChunkRow.__table__)
 _s = cast(sa.Table, MetricSummaryRow.__table__)
 _b = cast(sa.Table, IngestBatchRow.__table__)
+_CHUNK_INSERT = sa.insert(_c)
 
 
 @dataclass(frozen=True)
@@ -46,51 +51,65 @@ class Summary:
     max: float | None
 
 
-def _insert(conn: Connection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+def _insert(dialect: str, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
     """The dialect's INSERT, which has ON CONFLICT."""
-    if conn.dialect.name == "postgresql":
+    if dialect == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
 
 
+# The ingest statements are built once per dialect, their values bound per execution:
+# building and keying a statement cost more than running it on a small batch (P9).
+
+
+@functools.cache
+def _claim(dialect: str) -> sa.Executable:
+    return _insert(dialect, _b).on_conflict_do_nothing().returning(_b.c.batch_id)
+
+
 def claim_batch(conn: Connection, run_id: str, batch_id: str, points: int, now: datetime) -> bool:
     """Record a batch id; False if it was stored before (the retry is acknowledged only)."""
-    insert = _insert(conn, _b).values(
-        run_id=run_id, batch_id=batch_id, points=points, received_at=now
-    )
-    stored = conn.execute(insert.on_conflict_do_nothing().returning(_b.c.batch_id)).scalar()
+    row = {"run_id": run_id, "batch_id": batch_id, "points": points, "received_at": now}
+    stored = conn.execute(_claim(conn.dialect.name), row).scalar()
     return stored is not None
 
 
-def add_chunk(conn: Connection, run_id: str, key: str, series: Series) -> None:
+def _chunk_row(run_id: str, key: str, series: Series) -> dict[str, object]:
     steps, times, values = encode(series)
-    conn.execute(
-        sa.insert(_c).values(
-            run_id=run_id,
-            key=key,
-            first_step=int(series.steps.min()),
-            last_step=int(series.steps.max()),
-            count=len(series),
-            steps=steps,
-            times=times,
-            values=values,
-        )
-    )
+    return {
+        "run_id": run_id,
+        "key": key,
+        "first_step": int(series.steps.min()),
+        "last_step": int(series.steps.max()),
+        "count": len(series),
+        "steps": steps,
+        "times": times,
+        "values": values,
+    }
+
+
+def add_chunks(conn: Connection, run_id: str, batch: Mapping[str, Series]) -> None:
+    """A chunk per key, in one statement executed for every key (executemany)."""
+    conn.execute(_CHUNK_INSERT, [_chunk_row(run_id, k, s) for k, s in batch.items()])
+
+
+def add_chunk(conn: Connection, run_id: str, key: str, series: Series) -> None:
+    add_chunks(conn, run_id, {key: series})
 
 
 def _finite_or_none(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
-def update_summary(conn: Connection, run_id: str, key: str, series: Series) -> None:
-    """Fold a batch into the key's summary in one upsert (safe under concurrent batches)."""
+def _summary_row(run_id: str, key: str, series: Series) -> dict[str, object]:
+    """What a batch adds to a key's summary (the values of ``_summary_upsert``)."""
     last = int(np.argmax(series.steps))  # the highest step; the later point on a tie
     ties = np.flatnonzero(series.steps == series.steps[last])
     last = int(ties[-1])
     with np.errstate(invalid="ignore"):
         lo = _finite_or_none(float(np.fmin.reduce(series.values)))
         hi = _finite_or_none(float(np.fmax.reduce(series.values)))
-    row = {
+    return {
         "run_id": run_id,
         "key": key,
         "count": len(series),
@@ -102,10 +121,16 @@ def update_summary(conn: Connection, run_id: str, key: str, series: Series) -> N
         "min_value": lo,
         "max_value": hi,
     }
-    insert = _insert(conn, _s).values(**row)
+
+
+@functools.cache
+def _summary_upsert(dialect: str) -> sa.Executable:
+    """The one statement that folds a batch into a key's summary (safe under concurrent
+    batches), its values bound per key (``_summary_row``)."""
+    insert = _insert(dialect, _s)
     new = insert.excluded
     newer = new.last_step >= _s.c.last_step
-    upsert = insert.on_conflict_do_update(
+    return insert.on_conflict_do_update(
         index_elements=[_s.c.run_id, _s.c.key],
         set_={
             "count": _s.c["count"] + new["count"],
@@ -135,7 +160,16 @@ def update_summary(conn: Connection, run_id: str, key: str, series: Series) -> N
             ),
         },
     )
-    conn.execute(upsert)
+
+
+def update_summaries(conn: Connection, run_id: str, batch: Mapping[str, Series]) -> None:
+    """Fold a batch into its keys' summaries: one upsert executed for every key."""
+    rows = [_summary_row(run_id, k, s) for k, s in batch.items()]
+    conn.execute(_summary_upsert(conn.dialect.name), rows)
+
+
+def update_summary(conn: Connection, run_id: str, key: str, series: Series) -> None:
+    update_summaries(conn, run_id, {key: series})
 
 
 def summaries(conn: Connection, run_id: str) -> list[Summary]:

@@ -1,0 +1,176 @@
+"""Group commit of metric batches (issue 13, P9): concurrent batches share transactions,
+each answered only after the commit that holds it, a failing batch fails alone, a duplicate
+within one group is stored once, and a batch that cannot get into a group in time is a 503
+(``busy``) with nothing stored. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from safeboard.auth.permissions import Role, Scope
+from safeboard.auth.principal import Principal
+from safeboard.errors import NotFound, WriteQueueFull
+from safeboard.ids import new_id
+from safeboard.metrics.codec import Series
+from safeboard.metrics.service import IngestResult, MetricService
+from safeboard.metrics.writer import GroupWriter
+from safeboard.settings import Settings
+from tests.integration.identity_world import World, build_world
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def world(make_settings: Callable[..., Settings], db_url: str) -> AsyncIterator[World]:
+    built = build_world(make_settings, db_url)
+    built.user("olga", Role.MEMBER)
+    yield built
+    await built.close()
+
+
+async def _runs(world: World, n: int) -> tuple[Principal, list[str]]:
+    token = world.key("olga", Scope.WRITE)
+    olga = world.client(Authorization=f"Bearer {token}")
+    assert (await olga.post("/api/v1/projects", json={"name": "sweep"})).status_code == 201
+    ids = []
+    for _ in range(n):
+        run = await olga.post("/api/v1/projects/sweep/runs", json={})
+        assert run.status_code == 201, run.text
+        ids.append(run.json()["id"])
+    return world.context.keys.principal(token, "127.0.0.1"), ids
+
+
+def _batch(step: int, keys: int = 10) -> dict[str, Series]:
+    steps = np.array([step], dtype=np.int64)
+    return {
+        f"m{k}": Series(steps, np.array([1.7e9 + step]), np.array([float(k)])) for k in range(keys)
+    }
+
+
+def _stored(world: World, run_id: str) -> tuple[int, int]:
+    """(points in chunks, batch ids claimed) for the run, read on a fresh connection."""
+    with world.services.engine.connect() as conn:
+        points = conn.execute(
+            sa.text("SELECT COALESCE(SUM(count), 0) FROM metric_chunks WHERE run_id = :r"),
+            {"r": run_id},
+        ).scalar()
+        batches = conn.execute(
+            sa.text("SELECT COUNT(*) FROM ingest_batches WHERE run_id = :r"), {"r": run_id}
+        ).scalar()
+    return int(points or 0), int(batches or 0)
+
+
+@contextmanager
+def held(writer: GroupWriter) -> Iterator[Callable[[int], None]]:
+    """A group under way that blocks until the block ends: batches sent meanwhile wait, then
+    go together in the next group. Yields a wait for ``n`` batches to be waiting."""
+    release = threading.Event()
+
+    def block(_conn: Connection) -> None:
+        release.wait(30)
+
+    thread = threading.Thread(target=writer.run, args=(block,))
+    thread.start()
+
+    def until_waiting(n: int) -> None:
+        deadline = time.monotonic() + 30
+        while writer.waiting < n and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert writer.waiting == n
+
+    try:
+        yield until_waiting
+    finally:
+        release.set()
+        thread.join(30)
+
+
+async def test_concurrent_batches_share_commits_each_answered_after_its_own(
+    world: World,
+) -> None:
+    principal, runs = await _runs(world, 8)
+    metrics: MetricService = world.services.metrics
+    commits_before = metrics.writer.commits
+    per_run = 6
+    late: list[str] = []
+
+    def post(i: int) -> None:
+        run_id, batch_id = runs[i % len(runs)], new_id()
+        metrics.ingest(principal, run_id, batch_id, _batch(i))
+        # Answered: the batch is committed, so any other connection sees it now.
+        with world.services.engine.connect() as conn:
+            seen = conn.execute(
+                sa.text("SELECT COUNT(*) FROM ingest_batches WHERE batch_id = :b"),
+                {"b": batch_id},
+            ).scalar()
+        if seen != 1:
+            late.append(batch_id)
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(post, range(len(runs) * per_run)))
+    assert late == []
+    for run_id in runs:
+        assert _stored(world, run_id) == (per_run * 10, per_run)  # every point, once
+    commits = metrics.writer.commits - commits_before
+    assert commits < len(runs) * per_run  # grouped: fewer transactions than batches
+
+
+async def test_a_failing_batch_fails_alone_and_a_duplicate_in_a_group_is_stored_once(
+    world: World,
+) -> None:
+    principal, (run_a, run_b, doomed) = await _runs(world, 3)
+    metrics: MetricService = world.services.metrics
+    metrics.monotonic = lambda: 0.0  # the access checks below stay remembered
+    for run_id in (run_a, run_b, doomed):
+        metrics.ingest(principal, run_id, new_id(), _batch(0))
+    with world.services.engine.begin() as conn:  # deleted after its access was checked
+        conn.execute(sa.text("DELETE FROM runs WHERE id = :r"), {"r": doomed})
+    twice = new_id()
+    jobs = [(run_a, twice), (run_a, twice), (doomed, new_id()), (run_b, new_id())]
+    commits_before = metrics.writer.commits
+    with ThreadPoolExecutor(4) as pool:
+        with held(metrics.writer) as until_waiting:
+            futures = []
+            for n, (run_id, batch_id) in enumerate(jobs, start=1):
+                futures.append(pool.submit(metrics.ingest, principal, run_id, batch_id, _batch(1)))
+                until_waiting(n)  # in this order, all in the next group
+        outcomes = [f.exception() or f.result() for f in futures]
+    assert metrics.writer.commits - commits_before == 2  # the held group, then all four
+    first, again, refused, other = outcomes
+    assert isinstance(first, IngestResult)
+    assert (first.stored, first.duplicate) == (10, False)
+    assert isinstance(again, IngestResult)
+    assert (again.stored, again.duplicate) == (0, True)  # the same batch id, in one group
+    assert isinstance(refused, NotFound)
+    assert isinstance(other, IngestResult)
+    assert not other.duplicate
+    assert _stored(world, run_a) == (20, 2)
+    assert _stored(world, run_b) == (20, 2)
+
+
+async def test_a_batch_that_cannot_get_into_a_group_in_time_is_busy_and_not_stored(
+    world: World,
+) -> None:
+    principal, (run_id,) = await _runs(world, 1)
+    metrics: MetricService = world.services.metrics
+    metrics.writer = GroupWriter(world.services.engine, wait=0.3)
+    with held(metrics.writer):
+        began = time.monotonic()
+        with pytest.raises(WriteQueueFull) as refused:
+            metrics.ingest(principal, run_id, new_id(), _batch(1))
+        assert time.monotonic() - began < 10
+    assert refused.value.code == "busy"
+    assert refused.value.headers == {"Retry-After": "1"}
+    assert _stored(world, run_id) == (0, 0)
+    assert metrics.writer.waiting == 0
+    metrics.ingest(principal, run_id, new_id(), _batch(2))  # the writer goes on
+    assert _stored(world, run_id) == (10, 1)
