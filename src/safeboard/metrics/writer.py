@@ -158,7 +158,7 @@ def _alone(conn: Connection, job: _Job[object]) -> None:
             except Exception as exc:
                 failure = exc
                 raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (sorted out just below)
         if isinstance(failure, _OWN_FAILURES) and exc is failure:
             job.error = failure  # rolled back to its savepoint; the others go on
             return
