@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
@@ -24,13 +24,16 @@ __all__ = [
     "Summary",
     "add_chunk",
     "add_chunks",
+    "add_chunks_of",
     "chunk_spans",
     "claim_batch",
+    "claim_batches",
     "load_chunks",
     "load_span",
     "next_step",
     "summaries",
     "update_summaries",
+    "update_summaries_of",
     "update_summary",
 ]
 
@@ -74,6 +77,30 @@ def claim_batch(conn: Connection, run_id: str, batch_id: str, points: int, now: 
     return stored is not None
 
 
+def claim_batches(
+    conn: Connection, claims: Sequence[tuple[str, str, int, datetime]]
+) -> list[bool]:
+    """Record many (run, batch id, points, received) at once, in one statement: per claim,
+    True if it is the batch's first (False: stored before, or claimed earlier in
+    ``claims``, so stored once)."""
+    first: dict[tuple[str, str], int] = {}
+    rows = []
+    for n, (run_id, batch_id, points, now) in enumerate(claims):
+        if first.setdefault((run_id, batch_id), n) == n:
+            rows.append({"run_id": run_id, "batch_id": batch_id, "points": points,
+                         "received_at": now})  # fmt: skip
+    stored = {(r[0], r[1]) for r in conn.execute(_claim_many(conn.dialect.name), rows)}
+    return [
+        first[(run_id, batch_id)] == n and (run_id, batch_id) in stored
+        for n, (run_id, batch_id, _, _) in enumerate(claims)
+    ]
+
+
+@functools.cache
+def _claim_many(dialect: str) -> sa.Executable:
+    return _insert(dialect, _b).on_conflict_do_nothing().returning(_b.c.run_id, _b.c.batch_id)
+
+
 def _chunk_row(run_id: str, key: str, series: Series) -> dict[str, object]:
     steps, times, values = encode(series)
     return {
@@ -91,6 +118,13 @@ def _chunk_row(run_id: str, key: str, series: Series) -> dict[str, object]:
 def add_chunks(conn: Connection, run_id: str, batch: Mapping[str, Series]) -> None:
     """A chunk per key, in one statement executed for every key (executemany)."""
     conn.execute(_CHUNK_INSERT, [_chunk_row(run_id, k, s) for k, s in batch.items()])
+
+
+def add_chunks_of(conn: Connection, batches: Sequence[tuple[str, Mapping[str, Series]]]) -> None:
+    """Every key's chunk of every (run, batch), in one statement executed for them all."""
+    rows = [_chunk_row(run_id, k, s) for run_id, batch in batches for k, s in batch.items()]
+    if rows:
+        conn.execute(_CHUNK_INSERT, rows)
 
 
 def add_chunk(conn: Connection, run_id: str, key: str, series: Series) -> None:
@@ -166,6 +200,24 @@ def update_summaries(conn: Connection, run_id: str, batch: Mapping[str, Series])
     """Fold a batch into its keys' summaries: one upsert executed for every key."""
     rows = [_summary_row(run_id, k, s) for k, s in batch.items()]
     conn.execute(_summary_upsert(conn.dialect.name), rows)
+
+
+def update_summaries_of(
+    conn: Connection, batches: Sequence[tuple[str, Mapping[str, Series]]]
+) -> None:
+    """Fold many (run, batch) into their keys' summaries: one upsert executed for every
+    key of every batch, and again only for a (run, key) that came twice (one upsert may
+    not change a row twice; the second one sees the first's result, in logged order)."""
+    rounds: list[list[dict[str, object]]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for run_id, batch in batches:
+        for key, series in batch.items():
+            n = seen[(run_id, key)] = seen.get((run_id, key), -1) + 1
+            if n == len(rounds):
+                rounds.append([])
+            rounds[n].append(_summary_row(run_id, key, series))
+    for rows in rounds:
+        conn.execute(_summary_upsert(conn.dialect.name), rows)
 
 
 def update_summary(conn: Connection, run_id: str, key: str, series: Series) -> None:

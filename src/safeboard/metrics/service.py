@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
@@ -43,6 +44,19 @@ class Tail:
     series: Series
 
 
+@dataclass
+class _Pending:
+    """A checked batch waiting for its group; ``project_id`` once its access is known."""
+
+    principal: Principal
+    run_id: str
+    batch_id: str
+    batch: dict[str, Series]
+    points: int
+    received: datetime
+    project_id: int | None
+
+
 class IngestResult:
     def __init__(self, stored: int, duplicate: bool) -> None:
         self.stored = stored
@@ -63,7 +77,7 @@ class MetricService:
         self.clock = clock
         self._runs = runs  # the runs domain's access walk (runs.access.run_project)
         self.rollups = Roller(engine)  # keeps downsampled reads short (metrics/rollups.py)
-        self.writer = GroupWriter(engine)
+        self.writer = GroupWriter(engine, bulk=self._store_all)
         self.monotonic = time.monotonic
         # (principal, run, permission) -> (project id, when checked): a run posting every
         # half second is checked once a second, not per batch. A removed grant or a
@@ -86,28 +100,14 @@ class MetricService:
         pairs = columns.items() if isinstance(columns, Mapping) else columns
         batch = validate_batch(batch_id, pairs)
         points = sum(len(series) for series in batch.values())
-        permission = Permission.PROJECTS_WRITE
-        remembered = self._remembered(principal, run_id, permission)
-        received = self.clock()
+        remembered = self._remembered(principal, run_id, Permission.PROJECTS_WRITE)
+        pending = _Pending(principal, run_id, batch_id, batch, points, self.clock(), remembered)
 
         def store(conn: Connection) -> tuple[Event, bool] | None:
-            # Not remembered: checked on the write's connection (one connection a batch).
-            checked_at = self.monotonic()
-            project_id = remembered
-            if project_id is None:
-                project_id = self._runs(conn, principal, run_id, permission)
-                self._remember((principal, run_id, permission), project_id, checked_at)
-            if not metrics.claim_batch(conn, run_id, batch_id, points, received):
-                return None  # stored before: acknowledged only
-            metrics.add_chunks(conn, run_id, batch)
-            metrics.update_summaries(conn, run_id, batch)
-            last = {key: int(series.steps.max()) for key, series in batch.items()}
-            event = Event("metrics", project_id, run_id, {"last_step": last})
-            # PostgreSQL: the live update's NOTIFY leaves at the group's commit.
-            return event, self.events is None or self.events.publish_at_commit(conn, event)
+            return self._store_all(conn, [pending])[0]  # the fallback: this batch alone
 
         try:
-            stored = self.writer.run(store)
+            stored = self.writer.run(store, pending)
         except IntegrityError:
             # The run was deleted since its access was checked: no row may point at it.
             self._access.pop((principal, run_id, Permission.PROJECTS_WRITE), None)
@@ -119,6 +119,37 @@ class MetricService:
             self.events.publish(event)
         self.rollups.touch(run_id, batch)
         return IngestResult(points, duplicate=False)
+
+    def _store_all(
+        self, conn: Connection, group: list[_Pending]
+    ) -> list[tuple[Event, bool] | None]:
+        """Store a group's batches in a few statements for them all (a batch stored before,
+        or twice in the group: None, acknowledged only). Per batch: its event and whether
+        that was published with the commit (PostgreSQL's NOTIFY)."""
+        permission = Permission.PROJECTS_WRITE
+        for item in group:
+            if item.project_id is None:  # checked on the write's connection
+                checked_at = self.monotonic()
+                project_id = self._runs(conn, item.principal, item.run_id, permission)
+                self._remember((item.principal, item.run_id, permission), project_id, checked_at)
+                item.project_id = project_id
+        claims = [(i.run_id, i.batch_id, i.points, i.received) for i in group]
+        claimed = metrics.claim_batches(conn, claims)
+        new = [item for item, first in zip(group, claimed, strict=True) if first]
+        metrics.add_chunks_of(conn, [(item.run_id, item.batch) for item in new])
+        metrics.update_summaries_of(conn, [(item.run_id, item.batch) for item in new])
+        events = {
+            id(item): Event(
+                "metrics",
+                item.project_id or 0,
+                item.run_id,
+                {"last_step": {key: int(s.steps.max()) for key, s in item.batch.items()}},
+            )
+            for item in new
+        }
+        # PostgreSQL: the live updates' NOTIFYs leave at the group's commit.
+        sent = self.events is None or self.events.publish_all_at_commit(conn, list(events.values()))
+        return [(events[id(item)], sent) if id(item) in events else None for item in group]
 
     def _remembered(self, principal: Principal, run_id: str, permission: Permission) -> int | None:
         """The run's project if ``principal``'s access was checked less than ACCESS_FOR ago."""

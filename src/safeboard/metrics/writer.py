@@ -3,7 +3,9 @@
 Concurrent ingest requests hand their validated batches to one ``GroupWriter``. Whichever
 request finds no write under way becomes the group's leader: it takes every batch waiting
 (up to ``max_group``), stores them in ONE transaction, commits once and wakes the others.
-The group goes in one SAVEPOINT; if a batch fails, that is rolled back and the group is
+The group goes in one SAVEPOINT, written by a ``bulk`` function in a few statements for
+the whole group (every claim in one, every chunk in one, every summary in one); if a batch
+fails, that is rolled back and the group is
 written again, each batch in its own SAVEPOINT, so that a failing batch fails alone. Every
 request is answered after the commit that holds its batch: acknowledged still means durable
 (R3), and exactly once still rests on each batch's claim (``repository.claim_batch``), a
@@ -20,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
@@ -43,10 +45,11 @@ _OWN_FAILURES = (IntegrityError, SafeboardError)
 class _Job(Generic[T]):
     """One batch's work, and what became of it."""
 
-    __slots__ = ("done", "error", "result", "work")
+    __slots__ = ("done", "error", "item", "result", "work")
 
-    def __init__(self, work: Callable[[Connection], T]) -> None:
+    def __init__(self, work: Callable[[Connection], T], item: object) -> None:
         self.work = work
+        self.item = item
         self.done = False
         self.result: T | None = None
         self.error: BaseException | None = None
@@ -62,11 +65,13 @@ class GroupWriter:
         wait: float = WAIT_SECONDS,
         max_group: int = MAX_GROUP,
         monotonic: Callable[[], float] = time.monotonic,
+        bulk: Callable[[Connection, list[Any]], list[Any]] | None = None,
     ) -> None:
         self._engine = engine.execution_options(**{BEGIN_IMMEDIATE: True})
         self._wait = wait
         self._max_group = max_group
         self._monotonic = monotonic
+        self._bulk = bulk
         self._cond = threading.Condition()
         self._waiting: list[_Job[object]] = []
         self._writing = False
@@ -78,11 +83,14 @@ class GroupWriter:
         with self._cond:
             return len(self._waiting)
 
-    def run(self, work: Callable[[Connection], T]) -> T:
+    def run(self, work: Callable[[Connection], T], item: object = None) -> T:
         """``work``'s result once the transaction holding it has committed; what it raised
         (its savepoint rolled back, the other batches of its group unharmed); or what
-        failed the whole transaction (then nothing of the group was stored)."""
-        job: _Job[T] = _Job(work)
+        failed the whole transaction (then nothing of the group was stored). With an
+        ``item`` (not None), a group whose every job has one is written by ``bulk(conn,
+        items)`` (its results in their order: the same as each ``work`` in turn), in a
+        few statements for the whole group; ``work`` is the fallback, batch by batch."""
+        job: _Job[T] = _Job(work, item)
         deadline = self._monotonic() + self._wait
         with self._cond:
             self._waiting.append(job)  # type: ignore[arg-type]
@@ -127,8 +135,7 @@ class GroupWriter:
             for job in group:
                 job.done = True
 
-    @staticmethod
-    def _all_at_once(conn: Connection, group: list[_Job[object]]) -> bool:
+    def _all_at_once(self, conn: Connection, group: list[_Job[object]]) -> bool:
         """The usual case, every batch good: the whole group in one savepoint (two
         statements a group rather than two a batch; each statement lets go of the GIL, and
         getting it back behind busy request threads is most of what a write waits for).
@@ -138,7 +145,10 @@ class GroupWriter:
             return False
         try:
             with conn.begin_nested():
-                results = [job.work(conn) for job in group]
+                if self._bulk is not None and all(job.item is not None for job in group):
+                    results = self._bulk(conn, [job.item for job in group])
+                else:
+                    results = [job.work(conn) for job in group]
         except _OWN_FAILURES:
             return False  # found again, batch by batch
         for job, result in zip(group, results, strict=True):
