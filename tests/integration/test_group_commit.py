@@ -21,6 +21,7 @@ from safeboard.auth.principal import Principal
 from safeboard.errors import NotFound, WriteQueueFull
 from safeboard.ids import new_id
 from safeboard.metrics.codec import Series
+from safeboard.metrics.repository import summaries
 from safeboard.metrics.service import IngestResult, MetricService
 from safeboard.metrics.writer import GroupWriter
 from safeboard.settings import Settings
@@ -174,3 +175,42 @@ async def test_a_batch_that_cannot_get_into_a_group_in_time_is_busy_and_not_stor
     assert metrics.writer.waiting == 0
     metrics.ingest(principal, run_id, new_id(), _batch(2))  # the writer goes on
     assert _stored(world, run_id) == (10, 1)
+
+
+async def test_a_group_costs_a_few_statements_whatever_its_size(world: World) -> None:
+    """Every claim, chunk, summary and live event of a group in one statement each (a run
+    with two batches in the group: its summaries in two), not four statements a batch."""
+    principal, runs = await _runs(world, 8)
+    metrics: MetricService = world.services.metrics
+    metrics.monotonic = lambda: 0.0  # the access checks below stay remembered
+    for run_id in runs:
+        metrics.ingest(principal, run_id, new_id(), _batch(0))
+    writes: list[str] = []
+    tables = ("ingest_batches", "metric_chunks", "metric_summaries", "live_events")
+
+    def count(_c: object, _cur: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT") and any(t in statement for t in tables):
+            writes.append(statement)
+
+    jobs = [(run_id, step) for step in (2, 1) for run_id in runs]  # 16 batches, 2 a run
+    sa.event.listen(world.services.engine, "before_cursor_execute", count)
+    try:
+        with ThreadPoolExecutor(len(jobs)) as pool:
+            with held(metrics.writer) as until_waiting:
+                futures = []
+                for n, (run_id, step) in enumerate(jobs, start=1):
+                    futures.append(
+                        pool.submit(metrics.ingest, principal, run_id, new_id(), _batch(step))
+                    )
+                    until_waiting(n)
+            outcomes = [f.result() for f in futures]
+    finally:
+        sa.event.remove(world.services.engine, "before_cursor_execute", count)
+    assert all(not o.duplicate and o.stored == 10 for o in outcomes)
+    assert len(writes) <= 5  # claims, chunks, summaries twice, events (was 64)
+    for run_id in runs:
+        assert _stored(world, run_id) == (30, 3)
+        with world.services.engine.connect() as conn:
+            found = {s.key: s for s in summaries(conn, run_id)}
+        assert len(found) == 10
+        assert all(s.count == 3 and s.last_step == 2 for s in found.values())
