@@ -24,7 +24,8 @@ __all__ = [
     "Summary",
     "add_chunk",
     "add_chunks",
-    "add_chunks_of",
+    "add_chunk_rows",
+    "chunk_rows",
     "chunk_spans",
     "claim_batch",
     "claim_batches",
@@ -33,7 +34,8 @@ __all__ = [
     "next_step",
     "summaries",
     "update_summaries",
-    "update_summaries_of",
+    "summary_rows",
+    "update_summary_rows",
     "update_summary",
 ]
 
@@ -120,9 +122,13 @@ def add_chunks(conn: Connection, run_id: str, batch: Mapping[str, Series]) -> No
     conn.execute(_CHUNK_INSERT, [_chunk_row(run_id, k, s) for k, s in batch.items()])
 
 
-def add_chunks_of(conn: Connection, batches: Sequence[tuple[str, Mapping[str, Series]]]) -> None:
-    """Every key's chunk of every (run, batch), in one statement executed for them all."""
-    rows = [_chunk_row(run_id, k, s) for run_id, batch in batches for k, s in batch.items()]
+def chunk_rows(run_id: str, batch: Mapping[str, Series]) -> list[dict[str, object]]:
+    """A batch's chunk rows, encoded (before the write: ``add_chunk_rows``)."""
+    return [_chunk_row(run_id, k, s) for k, s in batch.items()]
+
+
+def add_chunk_rows(conn: Connection, rows: Sequence[dict[str, object]]) -> None:
+    """Chunk rows of any batches (``chunk_rows``), in one statement executed for them all."""
     if rows:
         conn.execute(_CHUNK_INSERT, rows)
 
@@ -202,22 +208,26 @@ def update_summaries(conn: Connection, run_id: str, batch: Mapping[str, Series])
     conn.execute(_summary_upsert(conn.dialect.name), rows)
 
 
-def update_summaries_of(
-    conn: Connection, batches: Sequence[tuple[str, Mapping[str, Series]]]
-) -> None:
-    """Fold many (run, batch) into their keys' summaries: one upsert executed for every
-    key of every batch, and again only for a (run, key) that came twice (one upsert may
-    not change a row twice; the second one sees the first's result, in logged order)."""
+def summary_rows(run_id: str, batch: Mapping[str, Series]) -> list[dict[str, object]]:
+    """What a batch adds to its keys' summaries (before the write: ``update_summary_rows``)."""
+    return [_summary_row(run_id, k, s) for k, s in batch.items()]
+
+
+def update_summary_rows(conn: Connection, rows: Sequence[dict[str, object]]) -> None:
+    """Fold summary rows of any batches (``summary_rows``, in logged order) into their
+    keys' summaries: one upsert executed for them all, and again only for a (run, key)
+    that came twice (one upsert may not change a row twice; the second sees the first's
+    result)."""
     rounds: list[list[dict[str, object]]] = []
-    seen: dict[tuple[str, str], int] = {}
-    for run_id, batch in batches:
-        for key, series in batch.items():
-            n = seen[(run_id, key)] = seen.get((run_id, key), -1) + 1
-            if n == len(rounds):
-                rounds.append([])
-            rounds[n].append(_summary_row(run_id, key, series))
-    for rows in rounds:
-        conn.execute(_summary_upsert(conn.dialect.name), rows)
+    seen: dict[tuple[object, object], int] = {}
+    for row in rows:
+        name = (row["run_id"], row["key"])
+        n = seen[name] = seen.get(name, -1) + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(row)
+    for same in rounds:
+        conn.execute(_summary_upsert(conn.dialect.name), same)
 
 
 def update_summary(conn: Connection, run_id: str, key: str, series: Series) -> None:

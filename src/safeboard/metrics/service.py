@@ -51,10 +51,12 @@ class _Pending:
     principal: Principal
     run_id: str
     batch_id: str
-    batch: dict[str, Series]
     points: int
     received: datetime
-    project_id: int | None
+    project_id: int
+    chunks: list[dict[str, object]]  # rows, encoded before the write (repository.chunk_rows)
+    summaries: list[dict[str, object]]
+    last_step: dict[str, int]
 
 
 class IngestResult:
@@ -100,8 +102,20 @@ class MetricService:
         pairs = columns.items() if isinstance(columns, Mapping) else columns
         batch = validate_batch(batch_id, pairs)
         points = sum(len(series) for series in batch.values())
-        remembered = self._remembered(principal, run_id, Permission.PROJECTS_WRITE)
-        pending = _Pending(principal, run_id, batch_id, batch, points, self.clock(), remembered)
+        received = self.clock()
+        project_id = self._project(principal, run_id)
+        # Everything that needs no database is done here, outside the group's transaction.
+        pending = _Pending(
+            principal,
+            run_id,
+            batch_id,
+            points,
+            received,
+            project_id,
+            metrics.chunk_rows(run_id, batch),
+            metrics.summary_rows(run_id, batch),
+            {key: int(series.steps.max()) for key, series in batch.items()},
+        )
 
         def store(conn: Connection) -> tuple[Event, bool] | None:
             return self._store_all(conn, [pending])[0]  # the fallback: this batch alone
@@ -126,37 +140,32 @@ class MetricService:
         """Store a group's batches in a few statements for them all (a batch stored before,
         or twice in the group: None, acknowledged only). Per batch: its event and whether
         that was published with the commit (PostgreSQL's NOTIFY)."""
-        permission = Permission.PROJECTS_WRITE
-        for item in group:
-            if item.project_id is None:  # checked on the write's connection
-                checked_at = self.monotonic()
-                project_id = self._runs(conn, item.principal, item.run_id, permission)
-                self._remember((item.principal, item.run_id, permission), project_id, checked_at)
-                item.project_id = project_id
         claims = [(i.run_id, i.batch_id, i.points, i.received) for i in group]
         claimed = metrics.claim_batches(conn, claims)
         new = [item for item, first in zip(group, claimed, strict=True) if first]
-        metrics.add_chunks_of(conn, [(item.run_id, item.batch) for item in new])
-        metrics.update_summaries_of(conn, [(item.run_id, item.batch) for item in new])
+        metrics.add_chunk_rows(conn, [row for item in new for row in item.chunks])
+        metrics.update_summary_rows(conn, [row for item in new for row in item.summaries])
         events = {
-            id(item): Event(
-                "metrics",
-                item.project_id or 0,
-                item.run_id,
-                {"last_step": {key: int(s.steps.max()) for key, s in item.batch.items()}},
-            )
+            id(item): Event("metrics", item.project_id, item.run_id, {"last_step": item.last_step})
             for item in new
         }
         # PostgreSQL: the live updates' NOTIFYs leave at the group's commit.
         sent = self.events is None or self.events.publish_all_at_commit(conn, list(events.values()))
         return [(events[id(item)], sent) if id(item) in events else None for item in group]
 
-    def _remembered(self, principal: Principal, run_id: str, permission: Permission) -> int | None:
-        """The run's project if ``principal``'s access was checked less than ACCESS_FOR ago."""
-        known = self._access.get((principal, run_id, permission))
-        if known is not None and self.monotonic() - known[1] < ACCESS_FOR:
+    def _project(self, principal: Principal, run_id: str) -> int:
+        """The run's project once ``principal`` may write to it: remembered if checked less
+        than ACCESS_FOR ago, else checked now on a connection of its own, before the batch
+        joins a group (the group's transaction holds the write lock: no reads in it)."""
+        name = (principal, run_id, Permission.PROJECTS_WRITE)
+        known = self._access.get(name)
+        now = self.monotonic()
+        if known is not None and now - known[1] < ACCESS_FOR:
             return known[0]
-        return None
+        with self.engine.connect() as conn:
+            project_id = self._runs(conn, principal, run_id, Permission.PROJECTS_WRITE)
+        self._remember(name, project_id, now)
+        return project_id
 
     def _remember(
         self, key: tuple[Principal, str, Permission], project_id: int, checked_at: float
