@@ -35,7 +35,7 @@ from safeboard.projects import repository as project_queries
 from safeboard.projects.service import ProjectService
 from safeboard.provision import NotProvided, provider_of
 from safeboard.runs import repository as run_queries
-from safeboard.runs.access import run_project
+from safeboard.runs.access import run_project, still_allowed
 from safeboard.runs.service import RunService
 from safeboard.runs.streams import StreamGuard
 from safeboard.settings import Settings
@@ -127,7 +127,7 @@ def build_services(settings: Settings, engine: sa.Engine) -> Services:
             recheck_seconds=settings.server.event_stream_recheck_seconds,
             session_idle=timedelta(minutes=settings.auth.session_idle_minutes),
         ),
-        metrics=MetricService(engine, events, runs=run_project),
+        metrics=MetricService(engine, events, runs=run_project, recheck=still_allowed),
         artifacts=ArtifactService(
             engine,
             LocalStore(settings.artifact_dir),

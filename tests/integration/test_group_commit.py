@@ -214,3 +214,47 @@ async def test_a_group_costs_a_few_statements_whatever_its_size(world: World) ->
             found = {s.key: s for s in summaries(conn, run_id)}
         assert len(found) == 10
         assert all(s.count == 3 and s.last_step == 2 for s in found.values())
+
+
+async def test_run_access_past_its_second_is_checked_again_for_the_whole_group_at_once(
+    world: World,
+) -> None:
+    """Runs whose access was checked over ACCESS_FOR ago are re-checked in one query for
+    the group (their grants), not a walk of run, project and grant each; a grant removed
+    meanwhile still refuses the run's next batch."""
+    principal, runs = await _runs(world, 8)
+    metrics: MetricService = world.services.metrics
+    now = [0.0]
+    metrics.monotonic = lambda: now[0]
+    for run_id in runs:
+        metrics.ingest(principal, run_id, new_id(), _batch(0))
+    now[0] += 5.0  # every access remembered is past its second
+    reads: list[str] = []
+
+    def count(_c: object, _cur: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            reads.append(statement)
+
+    sa.event.listen(world.services.engine, "before_cursor_execute", count)
+    try:
+        with ThreadPoolExecutor(len(runs)) as pool:
+            with held(metrics.writer) as until_waiting:
+                futures = []
+                for n, run_id in enumerate(runs, start=1):
+                    futures.append(
+                        pool.submit(metrics.ingest, principal, run_id, new_id(), _batch(1))
+                    )
+                    until_waiting(n)
+            outcomes = [f.result() for f in futures]
+    finally:
+        sa.event.remove(world.services.engine, "before_cursor_execute", count)
+    assert all(not o.duplicate for o in outcomes)
+    grant_reads = [s for s in reads if "project_grants" in s]
+    assert len(grant_reads) == 1, reads  # was 8, with 16 more for the runs and projects
+    assert not [s for s in reads if "FROM runs" in s]
+    with world.services.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM project_grants"))
+    now[0] += 5.0
+    with pytest.raises(NotFound):
+        metrics.ingest(principal, runs[0], new_id(), _batch(2))
+    assert _stored(world, runs[0]) == (20, 2)

@@ -5,6 +5,7 @@ where ``MetricService`` is built."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from sqlalchemy import Connection
@@ -12,7 +13,7 @@ from sqlalchemy import Connection
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 
-__all__ = ["RunGate"]
+__all__ = ["AccessRecheck", "RunGate"]
 
 
 class RunGate(Protocol):
@@ -21,4 +22,14 @@ class RunGate(Protocol):
     ) -> int:
         """The run's project id once ``principal`` holds ``permission`` on it; NotFound
         ("no such run") otherwise, whether the run is missing or hidden."""
+        ...
+
+
+class AccessRecheck(Protocol):
+    def __call__(
+        self, conn: Connection, checks: Sequence[tuple[Principal, int]], permission: Permission
+    ) -> list[bool]:
+        """For each (principal, project id) that passed ``RunGate`` before: whether the
+        principal still holds ``permission`` there, for all of them in one query. False:
+        ask ``RunGate`` again (for the answer to give)."""
         ...

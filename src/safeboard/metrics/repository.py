@@ -23,8 +23,8 @@ __all__ = [
     "Spans",
     "Summary",
     "add_chunk",
-    "add_chunks",
     "add_chunk_rows",
+    "add_chunks",
     "chunk_rows",
     "chunk_spans",
     "claim_batch",
@@ -33,10 +33,10 @@ __all__ = [
     "load_span",
     "next_step",
     "summaries",
-    "update_summaries",
     "summary_rows",
-    "update_summary_rows",
+    "update_summaries",
     "update_summary",
+    "update_summary_rows",
 ]
 
 _c = cast(sa.Table, MetricChunkRow.__table__)
@@ -79,9 +79,7 @@ def claim_batch(conn: Connection, run_id: str, batch_id: str, points: int, now: 
     return stored is not None
 
 
-def claim_batches(
-    conn: Connection, claims: Sequence[tuple[str, str, int, datetime]]
-) -> list[bool]:
+def claim_batches(conn: Connection, claims: Sequence[tuple[str, str, int, datetime]]) -> list[bool]:
     """Record many (run, batch id, points, received) at once, in one statement: per claim,
     True if it is the batch's first (False: stored before, or claimed earlier in
     ``claims``, so stored once)."""

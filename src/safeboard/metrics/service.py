@@ -19,7 +19,7 @@ from safeboard.errors import BadRequest, InvalidRequest, NotFound
 from safeboard.events import Event, EventBus
 from safeboard.metrics import repository as metrics
 from safeboard.metrics import rollups
-from safeboard.metrics.access import RunGate
+from safeboard.metrics.access import AccessRecheck, RunGate
 from safeboard.metrics.batches import validate_batch
 from safeboard.metrics.codec import Buckets, Series, downsample, merge
 from safeboard.metrics.export import Export, plan
@@ -53,7 +53,8 @@ class _Pending:
     batch_id: str
     points: int
     received: datetime
-    project_id: int
+    project_id: int | None  # remembered (checked before), or None: never checked
+    fresh: bool  # checked less than ACCESS_FOR ago: trusted without the database
     chunks: list[dict[str, object]]  # rows, encoded before the write (repository.chunk_rows)
     summaries: list[dict[str, object]]
     last_step: dict[str, int]
@@ -73,11 +74,13 @@ class MetricService:
         clock: Clock = utcnow,
         *,
         runs: RunGate,
+        recheck: AccessRecheck | None = None,
     ) -> None:
         self.engine = engine
         self.events = events
         self.clock = clock
         self._runs = runs  # the runs domain's access walk (runs.access.run_project)
+        self._recheck = recheck  # and its re-check in bulk (runs.access.still_allowed)
         self.rollups = Roller(engine)  # keeps downsampled reads short (metrics/rollups.py)
         self.writer = GroupWriter(engine, bulk=self._store_all)
         self.monotonic = time.monotonic
@@ -103,7 +106,8 @@ class MetricService:
         batch = validate_batch(batch_id, pairs)
         points = sum(len(series) for series in batch.values())
         received = self.clock()
-        project_id = self._project(principal, run_id)
+        known = self._access.get((principal, run_id, Permission.PROJECTS_WRITE))
+        fresh = known is not None and self.monotonic() - known[1] < ACCESS_FOR
         # Everything that needs no database is done here, outside the group's transaction.
         pending = _Pending(
             principal,
@@ -111,7 +115,8 @@ class MetricService:
             batch_id,
             points,
             received,
-            project_id,
+            None if known is None else known[0],
+            fresh,
             metrics.chunk_rows(run_id, batch),
             metrics.summary_rows(run_id, batch),
             {key: int(series.steps.max()) for key, series in batch.items()},
@@ -140,32 +145,45 @@ class MetricService:
         """Store a group's batches in a few statements for them all (a batch stored before,
         or twice in the group: None, acknowledged only). Per batch: its event and whether
         that was published with the commit (PostgreSQL's NOTIFY)."""
+        self._check_access(conn, group)
         claims = [(i.run_id, i.batch_id, i.points, i.received) for i in group]
         claimed = metrics.claim_batches(conn, claims)
         new = [item for item, first in zip(group, claimed, strict=True) if first]
         metrics.add_chunk_rows(conn, [row for item in new for row in item.chunks])
         metrics.update_summary_rows(conn, [row for item in new for row in item.summaries])
         events = {
-            id(item): Event("metrics", item.project_id, item.run_id, {"last_step": item.last_step})
+            id(item): Event(
+                "metrics", item.project_id or 0, item.run_id, {"last_step": item.last_step}
+            )
             for item in new
         }
         # PostgreSQL: the live updates' NOTIFYs leave at the group's commit.
         sent = self.events is None or self.events.publish_all_at_commit(conn, list(events.values()))
         return [(events[id(item)], sent) if id(item) in events else None for item in group]
 
-    def _project(self, principal: Principal, run_id: str) -> int:
-        """The run's project once ``principal`` may write to it: remembered if checked less
-        than ACCESS_FOR ago, else checked now on a connection of its own, before the batch
-        joins a group (the group's transaction holds the write lock: no reads in it)."""
-        name = (principal, run_id, Permission.PROJECTS_WRITE)
-        known = self._access.get(name)
-        now = self.monotonic()
-        if known is not None and now - known[1] < ACCESS_FOR:
-            return known[0]
-        with self.engine.connect() as conn:
-            project_id = self._runs(conn, principal, run_id, Permission.PROJECTS_WRITE)
-        self._remember(name, project_id, now)
-        return project_id
+    def _check_access(self, conn: Connection, group: list[_Pending]) -> None:
+        """Every batch's run access, on the write's connection (one connection a batch):
+        those checked over ACCESS_FOR ago are re-checked together (``AccessRecheck``: one
+        query for the group), the rest, and any that no longer passes, one by one (the
+        run's walk, ``RunGate``, which raises what the request answers)."""
+        permission = Permission.PROJECTS_WRITE
+        checked_at = self.monotonic()
+        stale = [i for i in group if i.project_id is not None and not i.fresh]
+        if stale and self._recheck is not None:
+            pairs = [(i.principal, i.project_id or 0) for i in stale]
+            for item, holds in zip(stale, self._recheck(conn, pairs, permission), strict=True):
+                if holds:
+                    item.fresh = True
+                    self._remember(
+                        (item.principal, item.run_id, permission), item.project_id or 0, checked_at
+                    )
+        for item in group:
+            if not item.fresh:
+                item.project_id = self._runs(conn, item.principal, item.run_id, permission)
+                item.fresh = True
+                self._remember(
+                    (item.principal, item.run_id, permission), item.project_id, checked_at
+                )
 
     def _remember(
         self, key: tuple[Principal, str, Permission], project_id: int, checked_at: float

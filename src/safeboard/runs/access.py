@@ -3,6 +3,7 @@ project the principal cannot see is "no such run", not a hint that it exists."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -11,12 +12,13 @@ from safeboard.auth.authorizer import allowed_in_project
 from safeboard.auth.permissions import Permission, ProjectRole
 from safeboard.auth.principal import Principal
 from safeboard.errors import NotFound
+from safeboard.projects import repository as projects
 from safeboard.projects.access import project_and_grant
 from safeboard.projects.repository import Project
 from safeboard.runs import repository as runs
 from safeboard.runs.repository import Run
 
-__all__ = ["RunAccess", "run_access", "run_for", "run_project"]
+__all__ = ["RunAccess", "run_access", "run_for", "run_project", "still_allowed"]
 
 
 @dataclass(frozen=True)
@@ -71,3 +73,19 @@ def run_project(conn: Connection, principal: Principal, run_id: str, permission:
     otherwise): the metrics domain's ``RunGate``."""
     run, _ = run_for(conn, principal, run_id, permission)
     return run.project_id
+
+
+def still_allowed(
+    conn: Connection, checks: Sequence[tuple[Principal, int]], permission: Permission
+) -> list[bool]:
+    """For each (principal, project id) that ``run_project`` let in before: whether the
+    principal still holds ``permission`` there, in one query (their grants): the
+    metrics domain's ``AccessRecheck``. A run's project never changes, and a deleted
+    run or project takes its batches' rows with it (they fail on their foreign key)."""
+    grants = projects.grants_among(
+        conn, {p.user_id for p, _ in checks}, {project_id for _, project_id in checks}
+    )
+    return [
+        allowed_in_project(p, permission, project_id, grants.get((project_id, p.user_id)))
+        for p, project_id in checks
+    ]
