@@ -285,3 +285,38 @@ async def test_remembered_keys_are_rechecked_together_and_a_revoked_one_is_dropp
         assert (await clients[2].get("/api/v1/auth/session")).status_code == 401
     finally:
         sa_event.remove(engine, "before_cursor_execute", seen)
+
+
+async def test_a_request_finding_a_recheck_under_way_waits_for_it_not_a_look_up(
+    world: World,
+) -> None:
+    """Under a sweep every key falls due at once: a request whose key is due while another
+    request re-checks the keys waits for that re-check rather than looking its key up alone."""
+    now = [0.0]
+    keys = world.context.keys
+    keys.monotonic = lambda: now[0]
+    tokens = [world.key("alice", Scope.READ) for _ in range(2)]
+    clients = [world.client(Authorization=f"Bearer {t}") for t in tokens]
+    for client in clients:
+        assert (await client.get("/api/v1/auth/session")).status_code == 200
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    engine = world.services.engine
+    sa_event.listen(engine, "before_cursor_execute", seen)
+    try:
+        now[0] = VERIFIED_FOR + 0.1
+        keys._rechecking.acquire()  # another request's re-check under way
+        try:
+            waiting = asyncio.ensure_future(clients[0].get("/api/v1/auth/session"))
+            await asyncio.sleep(0.5)
+            assert not waiting.done()  # before: looked up alone meanwhile
+        finally:
+            keys._rechecking.release()
+        assert (await waiting).status_code == 200
+        assert (await clients[1].get("/api/v1/auth/session")).status_code == 200
+        assert len([s for s in statements if "FROM api_keys" in s]) == 1  # both at once
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", seen)

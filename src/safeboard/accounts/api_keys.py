@@ -107,7 +107,8 @@ class ApiKeyService:
             and tokens_equal(presented, known.secret_hash)
             and (known.expires_at is None or now < known.expires_at)
             and (
-                self.monotonic() - known.checked_at < VERIFIED_FOR or self._recheck(parsed.id, now)
+                self.monotonic() - known.checked_at < VERIFIED_FOR
+                or self._recheck(parsed.id, now, known)
             )
         ):
             return known.principal
@@ -151,17 +152,23 @@ class ApiKeyService:
         )
         return principal
 
-    def _recheck(self, key_id: str, now: datetime) -> bool:
+    def _recheck(self, key_id: str, now: datetime, known: _Verified) -> bool:
         """Whether ``key_id``, remembered but due, still stands. Every key remembered for
         over half of VERIFIED_FOR is re-checked with it, in at most three indexed queries
         (``accounts/standing.py``, the event streams' re-check): a sweep's keys cost a few
-        queries a second in all, not a look-up per key and second. A key not re-checked here
-        (another request is re-checking, or its last use is due to be written) is looked
-        up alone."""
-        if not self._rechecking.acquire(blocking=False):
-            return False
-        try:
+        queries a second in all, not a look-up per key and second. A request that finds
+        another re-checking waits for it (its key is most likely among those re-checked:
+        under a sweep all the keys fall due together). A key not re-checked here (its last
+        use is due to be written) is looked up alone."""
+        with self._rechecking:
             started = self.monotonic()
+            again = self._verified.get(key_id)
+            if (
+                again is not None
+                and again.principal == known.principal
+                and started - again.checked_at < VERIFIED_FOR
+            ):
+                return True  # re-checked by the request this one waited for
             due = {
                 k: v
                 for k, v in list(self._verified.items())
@@ -181,8 +188,6 @@ class ApiKeyService:
                     self._verified.pop(k, None)
             again = self._verified.get(key_id)
             return again is not None and again.checked_at == started
-        finally:
-            self._rechecking.release()
 
     def forget(self, key_id: str) -> None:
         """Look ``key_id`` up again on its next use (this replica revoked it)."""
