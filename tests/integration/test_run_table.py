@@ -103,6 +103,26 @@ async def test_the_list_sorts_by_any_column_a_page_at_a_time(olga: httpx.AsyncCl
     assert [r["name"] for r in newest] == ORDERS["created", True]
 
 
+async def test_infinite_values_page_through_like_any_other(olga: httpx.AsyncClient) -> None:
+    """A diverged run's last value is Infinity: the cursor after it read back as "not one
+    this page made" (400) and the list stopped there."""
+    for n, (name, value) in enumerate([("r4", "Infinity"), ("r5", "-Infinity")], start=4):
+        body = {"id": run_id(name), "name": name}
+        assert (await olga.post("/api/v1/projects/p/runs", json=body)).status_code == 201
+        one = {"steps": [0], "times": [0.0], "values": [value]}
+        batch = {"batch_id": f"{n}" * 32, "metrics": {"val/acc": one}}
+        sent = await olga.post(f"/api/v1/runs/{run_id(name)}/metrics", json=batch)
+        assert sent.status_code < 300, sent.text
+    expected = {
+        "desc": ["r4", "r2", "r3", "r0", "r5", "r1"],
+        "asc": ["r5", "r0", "r3", "r2", "r4", "r1"],
+    }
+    for order, names in expected.items():
+        for limit in (1, 2):
+            runs = await walk(olga, limit, sort="metrics.val/acc", order=order)
+            assert [r["name"] for r in runs] == names, (order, limit)
+
+
 async def test_rows_carry_the_values_asked_for(olga: httpx.AsyncClient) -> None:
     by_metric = await walk(olga, 2, sort="metrics.val/acc", order="desc")
     assert [r["metrics"] for r in by_metric] == [

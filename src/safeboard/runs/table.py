@@ -172,10 +172,12 @@ def _aware_time(value: str) -> datetime:
     return moment.astimezone(UTC)  # OverflowError at the ends of the calendar
 
 
-def _finite(value: float) -> float:
+def _number(value: float) -> float:
+    """A number, infinities included (a diverged run's last value); never NaN, which no
+    stored value is (a NaN last value is stored as NULL)."""
     number = float(value)  # OverflowError for an integer past float's range
-    if not math.isfinite(number):
-        raise ValueError("not finite")
+    if math.isnan(number):
+        raise ValueError("not a number")
     return number
 
 
@@ -186,7 +188,7 @@ def _encodable(text: str) -> str:
 
 _READ_CURSOR_VALUE: dict[str, Callable[[Any], Any]] = {
     "time": _aware_time,
-    "number": _finite,
+    "number": _number,
     "text": lambda value: _encodable(str(value)),
     "null": lambda _: None,
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging.config
+import signal
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -253,8 +254,22 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
     else:
         echo(f"  no sign-in link: the account {started.admin} is disabled or not an admin")
     releaser.start()
+    # uvicorn re-raises the SIGTERM it stopped on once it is done, with the handler found
+    # before it: the default one would kill the process before the cleanup below.
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         _Server(config, services.events).run(sockets=[sock, local])
+    except _Terminated:
+        pass  # a stop asked for: exit status 0, like Ctrl-C
     finally:
+        signal.signal(signal.SIGTERM, previous)
         releaser.stop()
         (settings.data_dir / LOCAL_SOCKET).unlink(missing_ok=True)
+
+
+class _Terminated(Exception):
+    """SIGTERM after (or before) uvicorn's own handling of it."""
+
+
+def _terminated(_sig: int, _frame: object) -> None:
+    raise _Terminated
