@@ -1,13 +1,16 @@
-"""A gate in front of a safeboard server for the benchmark: while ``busy``, metric batches
-get 503 ``database_busy`` with ``Retry-After`` (what a server whose database is locked
-answers); everything else, and every batch once it is not busy, passes through. It
-terminates TLS with the server's own certificate, so the SDK's client path is the real one."""
+"""HTTPS in front of a real safeboard server that answers the POSTs it is told to refuse
+with 503 ``database_busy`` and ``Retry-After``, as a server whose database is locked does,
+and passes everything else through. It terminates TLS with the server's own certificate,
+so a client's TLS path (CA verification on) stays the real one. Used by
+tests/e2e/test_sdk_backoff.py and bench/log_stall.py."""
 
 from __future__ import annotations
 
 import json
 import ssl
 import threading
+import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -15,35 +18,41 @@ import httpx
 
 __all__ = ["BusyGate"]
 
-RETRY_AFTER = 1
-_HOP = {
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "content-length",
-    "content-encoding",
-    "host",
-}
+_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
 
 
 class BusyGate(ThreadingHTTPServer):
+    """``refuses(path)`` decides, per POST, whether it gets the 503; every POST answered is
+    recorded in ``posts`` as (when, path, status). Serves from a thread of its own."""
+
     daemon_threads = True
 
-    def __init__(self, tls_dir: Path, upstream: str, ca_file: str) -> None:
+    def __init__(
+        self,
+        tls_dir: Path,
+        upstream: httpx.Client,
+        refuses: Callable[[str], bool],
+        *,
+        retry_after: int = 1,
+    ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(tls_dir / "server.pem", tls_dir / "server.key")
         self.socket = context.wrap_socket(self.socket, server_side=True)
-        verify = ssl.create_default_context(cafile=ca_file)
-        self.upstream = httpx.Client(base_url=upstream, verify=verify, timeout=120, trust_env=False)
-        self.busy = False
-        self.refused = 0
+        self.upstream = upstream
+        self.refuses = refuses
+        self.retry_after = retry_after
+        self.posts: list[tuple[float, str, int]] = []
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
         self._thread.start()
 
     @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self.server_address[1]}"
+
+    @property
+    def refused(self) -> int:
+        return sum(1 for _, _, status in self.posts if status == 503)
 
     def close(self) -> None:
         self.shutdown()
@@ -61,16 +70,22 @@ class _Handler(BaseHTTPRequestHandler):
     def _relay(self) -> None:
         size = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(size) if size else b""
-        if self.server.busy and self.command == "POST" and self.path.endswith("/metrics"):
-            self.server.refused += 1
+        post = self.command == "POST"
+        if post and self.server.refuses(self.path):
+            self.server.posts.append((time.monotonic(), self.path, 503))
             error = {"code": "database_busy", "message": "the database is busy", "request_id": "-"}
-            headers = {"Content-Type": "application/json", "Retry-After": str(RETRY_AFTER)}
+            headers = {
+                "Content-Type": "application/json",
+                "Retry-After": str(self.server.retry_after),
+            }
             self._answer(503, json.dumps({"error": error}).encode(), headers)
             return
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP | {"host"}}
         answer = self.server.upstream.request(
             self.command, self.path, content=body, headers=headers
         )
+        if post:
+            self.server.posts.append((time.monotonic(), self.path, answer.status_code))
         kept = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP}
         self._answer(answer.status_code, answer.content, kept)
 
