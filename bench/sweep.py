@@ -315,6 +315,8 @@ def bench_safeboard(
         result = drive(specs, vars(args) | {"procs": args.procs}, servers)
         if profiler is not None and profiler.running:
             raw = profiler.finish()
+            if raw is not None and args.profile_out is not None:
+                shutil.copyfile(raw, args.profile_out)
             if raw is not None:
                 samples, own, total = top_frames(raw, 15)
                 lines = [f"{samples} samples; self:"] + [f"  {n:6} {f}" for f, n in own]
@@ -385,6 +387,9 @@ def main() -> int:
     parser.add_argument("--mlflow", default=os.environ.get("MLFLOW_BIN") or shutil.which("mlflow"))
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the first server (if installed)"
+    )
+    parser.add_argument(
+        "--profile-out", type=Path, help="also keep py-spy's raw stacks (collapsed) in this file"
     )
     args = parser.parse_args()
     if args.quick:

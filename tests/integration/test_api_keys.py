@@ -16,6 +16,7 @@ from sqlalchemy import event as sa_event
 
 from safeboard import wire
 from safeboard.accounts.api_keys import VERIFIED_FOR
+from safeboard.auth import dependencies
 from safeboard.auth.permissions import Role, Scope
 from safeboard.ids import new_id
 from safeboard.settings import Settings
@@ -164,6 +165,41 @@ async def test_a_key_used_again_within_a_second_is_not_looked_up(world: World) -
     finally:
         sa_event.remove(engine, "before_cursor_execute", seen)
     assert (await client.get("/api/v1/auth/session")).status_code == 200
+
+
+async def test_a_remembered_key_is_answered_without_a_worker_thread(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """P9: the event loop answers a remembered key itself (a thread hop per request cost a
+    sweep's server as much as the work); only a key to look up goes to a worker thread,
+    and memory vouches only for the same whole secret, from the same address, within
+    VERIFIED_FOR."""
+    hops: list[object] = []
+    real = dependencies.run_in_threadpool
+
+    async def counted(func: Any, *args: Any) -> Any:
+        hops.append(func)
+        return await real(func, *args)
+
+    monkeypatch.setattr(dependencies, "run_in_threadpool", counted)
+    token = world.key("alice", Scope.READ)
+    keys = world.context.keys
+    now = [100.0]
+    keys.monotonic = lambda: now[0]
+    client = world.client(Authorization=f"Bearer {token}")
+    assert (await client.get("/api/v1/auth/session")).status_code == 200
+    assert len(hops) == 1  # looked up once
+    for _ in range(3):
+        assert (await client.get("/api/v1/auth/session")).status_code == 200
+    assert len(hops) == 1  # then answered on the loop
+    assert keys.remembered(token, "127.0.0.1") is not None
+    assert keys.remembered(token, "127.0.0.2") is None  # another address
+    forged = "_".join(token.split("_", 2)[:2]) + "_" + "A" * 43
+    assert keys.remembered(forged, "127.0.0.1") is None  # another secret, same key id
+    now[0] += VERIFIED_FOR
+    assert keys.remembered(token, "127.0.0.1") is None  # due: looked up or re-checked
+    assert (await client.get("/api/v1/auth/session")).status_code == 200
+    assert len(hops) == 2
 
 
 async def test_others_cannot_revoke_your_key(world: World) -> None:

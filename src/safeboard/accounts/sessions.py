@@ -343,6 +343,9 @@ class SessionCookieProvider:
     def __init__(self, auth: AuthService) -> None:
         self.auth = auth
 
+    def remembered(self, presented: Presented) -> Principal | None:  # noqa: ARG002
+        return None  # a session is looked up each time (its idle limit moves with use)
+
     def identify(self, presented: Presented) -> Principal | None:
         if presented.authorization is not None or not presented.session_cookie:
             return None

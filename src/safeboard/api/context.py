@@ -4,7 +4,7 @@ unexpected exceptions (a generic 500 for the client, the traceback for the serve
 from __future__ import annotations
 
 import logging
-import secrets
+import random
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,7 +26,10 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = secrets.token_hex(8)
+        # A label for log lines, no secret: from the process's generator in memory (reseeded
+        # after a fork). secrets.token_hex asked the kernel each time, a system call that
+        # let go of the interpreter lock: 3% of a sweep's server time (P9).
+        request_id = f"{random.getrandbits(64):016x}"
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 0

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from safeboard.auth.authorizer import could_reach, credential_refusal, ensure
 from safeboard.auth.binding import BINDING_HEADER, cookie_name
@@ -103,20 +104,26 @@ def session_cookie(request: Request) -> str | None:
     return request.cookies.get(auth_context(request).cookie.name(request))
 
 
-def current_principal(request: Request, context: RequestAuth = provided(RequestAuth)) -> Principal:
-    """Who is asking; cookie-authenticated unsafe requests must pass the CSRF checks."""
+async def current_principal(
+    request: Request, context: RequestAuth = provided(RequestAuth)
+) -> Principal:
+    """Who is asking; cookie-authenticated unsafe requests must pass the CSRF checks.
+    A credential the chain remembers is answered on the event loop; any other is looked
+    up in a worker thread (the database). Each thread hop costs a sweep's server about as
+    much as the work it carries (P9), and every route depends on this."""
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
     cookie = request.cookies.get(context.cookie.name(request))
-    principal = context.identity.identify(
-        Presented(
-            authorization=request.headers.get("authorization"),
-            session_cookie=cookie,
-            binding=request.headers.get(BINDING_HEADER),
-            address=client_address(request),
-        )
+    presented = Presented(
+        authorization=request.headers.get("authorization"),
+        session_cookie=cookie,
+        binding=request.headers.get(BINDING_HEADER),
+        address=client_address(request),
     )
+    principal = context.identity.remembered(presented)
+    if principal is None:
+        principal = await run_in_threadpool(context.identity.identify, presented)
     if principal.credential is CredentialKind.SESSION and request.method in UNSAFE_METHODS:
         assert cookie is not None  # noqa: S101  (a session principal came from the cookie)
         check_session_csrf(
@@ -133,8 +140,8 @@ def current_principal(request: Request, context: RequestAuth = provided(RequestA
 def requires(permission: Permission) -> Any:
     """Depend on this to require ``permission``; the handler receives the principal."""
 
-    def check(principal: Principal = Depends(current_principal)) -> Principal:
-        ensure(principal, permission)
+    async def check(principal: Principal = Depends(current_principal)) -> Principal:
+        ensure(principal, permission)  # no I/O: on the event loop, no thread hop
         return principal
 
     setattr(check, DECISION_ATTRIBUTE, permission)
@@ -146,7 +153,7 @@ def requires_project(permission: Permission) -> Any:
     all (type, scope, project restriction checked later); the grant in the particular
     project is checked by the use case, which knows the project."""
 
-    def check(principal: Principal = Depends(current_principal)) -> Principal:
+    async def check(principal: Principal = Depends(current_principal)) -> Principal:
         if not could_reach(principal, permission):
             raise credential_refusal(principal, permission)
         return principal

@@ -67,10 +67,26 @@ class IdentityProvider(Protocol):
 
     def identify(self, presented: Presented) -> Principal | None: ...
 
+    def remembered(self, presented: Presented) -> Principal | None:
+        """The principal if this provider can vouch for the credentials from memory
+        alone (no I/O, never raises); None sends the request to ``identify``."""
+        ...
+
 
 class IdentityChain:
     def __init__(self, providers: Sequence[IdentityProvider]) -> None:
         self.providers = tuple(providers)
+
+    def remembered(self, presented: Presented) -> Principal | None:
+        """A principal answered from the providers' memory without I/O, or None: then
+        ``identify`` decides (which may look in the database, or refuse)."""
+        if presented.authorization is not None and presented.bearer is None:
+            return None
+        for provider in self.providers:
+            principal = provider.remembered(presented)
+            if principal is not None:
+                return principal
+        return None
 
     def identify(self, presented: Presented) -> Principal:
         if presented.authorization is not None and presented.bearer is None:

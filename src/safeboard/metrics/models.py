@@ -17,13 +17,12 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     SmallInteger,
     String,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from safeboard.storage import Base, UtcDateTime
+from safeboard.storage import Base, Blob, UtcDateTime
 from safeboard.vocabulary import MAX_METRIC_KEY_LENGTH
 
 __all__ = ["IngestBatchRow", "MetricChunkRow", "MetricRollupRow", "MetricSummaryRow"]
@@ -43,9 +42,9 @@ class MetricChunkRow(Base):
     first_step: Mapped[int] = mapped_column(BigInteger, nullable=False)
     last_step: Mapped[int] = mapped_column(BigInteger, nullable=False)
     count: Mapped[int] = mapped_column(Integer, nullable=False)
-    steps: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
-    times: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
-    values: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    steps: Mapped[bytes] = mapped_column(Blob, nullable=False)
+    times: Mapped[bytes] = mapped_column(Blob, nullable=False)
+    values: Mapped[bytes] = mapped_column(Blob, nullable=False)
 
 
 class MetricSummaryRow(Base):

@@ -20,13 +20,14 @@ from safeboard.storage.migrate import (
     pending_model_changes,
     upgrade,
 )
-from safeboard.storage.models import Base, InstanceRow, UtcDateTime
+from safeboard.storage.models import Base, Blob, InstanceRow, UtcDateTime
 
 __all__ = [
     "BEGIN_IMMEDIATE",
     "BINARY_RESULTS",
     "SUPPORTED_URLS",
     "Base",
+    "Blob",
     "InstanceRow",
     "UtcDateTime",
     "create_engine",

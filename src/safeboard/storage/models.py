@@ -7,13 +7,23 @@ autogenerate is stable and migrations can drop constraints by name on both backe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, Dialect, Integer, MetaData, String
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["NAMING_CONVENTION", "Base", "InstanceRow", "UtcDateTime"]
+__all__ = ["NAMING_CONVENTION", "Base", "Blob", "InstanceRow", "UtcDateTime"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -47,6 +57,16 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class Blob(LargeBinary):
+    """Bytes handed to the driver as they are. Both drivers (sqlite3, psycopg) take
+    ``bytes`` for a BLOB/bytea; LargeBinary's bind processor wraps every value in the
+    driver's ``Binary`` first, a Python call per value that was 4% of a sweep's server
+    time (P9)."""
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:  # noqa: ARG002
+        return None
 
 
 class Base(DeclarativeBase):
