@@ -9,10 +9,17 @@ machine's load."""
 from __future__ import annotations
 
 import gc
+import threading
+from collections import Counter
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 import safeboard
+from safeboard.sdk import batches
+from safeboard.sdk.sender import INLINE_POINTS
 from safeboard.sdk.spool import RunSpool
 
 CALLS = 200_000
@@ -53,6 +60,35 @@ def test_a_backlog_is_packed_within_a_round_not_at_its_end(tmp_path: Path) -> No
     assert not run._queue
     run.finish(timeout=60)
     assert RunSpool(tmp_path, run.id).pending_points() == 50_000 * len(KEYS)
+
+
+def test_a_fast_loop_packs_its_points_itself_and_nothing_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop logging faster than the sender's rounds packs a slice itself now and then
+    (``Sender.pack_inline``): the sender packing meanwhile made the two threads trade the
+    interpreter lock thousands of times a second, each trade a possible stall of
+    milliseconds. Points still reach the spool once each, in order."""
+    packed_by: list[str] = []
+    real = batches.Packer.add_flat
+
+    def add_flat(self: batches.Packer, flat: list[Any]) -> None:
+        packed_by.append(threading.current_thread().name)
+        real(self, flat)
+
+    monkeypatch.setattr(batches.Packer, "add_flat", add_flat)
+    run = safeboard.init("p", mode="offline", spool_dir=tmp_path, quiet=True, flush_interval=60)
+    calls = 30_000
+    for i in range(calls):
+        run.log(dict.fromkeys(KEYS, i * 0.25), step=i)
+    mine = packed_by.count(threading.current_thread().name)
+    run.finish(timeout=60)
+    assert mine >= calls // INLINE_POINTS // 2, (mine, len(packed_by))
+    spool = RunSpool(tmp_path, run.id)
+    assert spool.pending_points() == calls * len(KEYS)
+    counted = Counter(s for _, b in spool.batches() for s in _steps(b.body))
+    assert sorted(counted) == list(range(calls))
+    assert set(counted.values()) == {len(KEYS)}  # each step once in each metric
 
 
 def _steps(body: bytes) -> list[int]:

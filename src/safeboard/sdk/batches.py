@@ -202,6 +202,10 @@ class Packer:
             self._columns.setdefault(key, []).append(column)
         self._values += values
 
+    def room(self, values: int) -> bool:
+        """Whether ``values`` more fit in the open batch (adding them would not seal it)."""
+        return not self._values or self._values + values <= MAX_BATCH_POINTS
+
     def _seal(self) -> None:
         if not self._values:
             return

@@ -35,7 +35,7 @@ from safeboard.sdk import notices
 from safeboard.sdk.connection import Connection
 from safeboard.sdk.delivery import CONFIRM_TIMEOUT, PAUSES, Delivery, retryable
 from safeboard.sdk.images import pixels_of
-from safeboard.sdk.sender import Sender
+from safeboard.sdk.sender import INLINE_POINTS, Sender
 from safeboard.sdk.spool import RunSpool, spool_root
 from safeboard.sdk.uploads import Uploader, artifact_record
 from safeboard.words import count
@@ -52,6 +52,7 @@ Status = Literal["finished", "failed", "killed"]
 KINDS = tuple(kind.value for kind in vocabulary.ArtifactKind)
 FINAL = tuple(status.value for status in vocabulary.FINAL_STATUSES)
 FINISH_WAIT_SECONDS = 30.0
+_INLINE_ITEMS = 3 * INLINE_POINTS  # queue items (step, time, values) past which log() packs
 ARGV_CHARS = 1_000  # each command-line argument kept in the system information
 _live: weakref.WeakSet[Run] = weakref.WeakSet()
 _failed = threading.Event()
@@ -190,7 +191,10 @@ class Run:
         # collector, and full collections walked every waiting point (stalls of 100 ms).
         # One extend() is one step of the interpreter: points logged from two threads
         # never interleave.
-        self._queue.extend((step, time.time(), dict(data)))
+        queue = self._queue
+        queue.extend((step, time.time(), dict(data)))
+        if len(queue) >= _INLINE_ITEMS:
+            self._sender.pack_inline()  # a fast loop packs now and then (sender.py)
 
     def log_artifact(
         self,

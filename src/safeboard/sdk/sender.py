@@ -1,9 +1,15 @@
 """The background sender: turns logged points into columnar batches and delivers them,
 spooling to disk whenever the server cannot take them (P3, R1, R2).
 
-``log()`` only appends to a deque (thread-safe, no lock, no I/O). This thread wakes every
+``log()`` appends to a deque (thread-safe, no lock, no I/O). This thread wakes every
 ``interval`` seconds, drains the deque, and delivers in order: spooled batches first, then
 the new ones. A batch keeps its id through every retry, so the server stores it once.
+
+A loop that logs faster than a round drains (hundreds of points a second and more) packs
+a slice itself now and then (``pack_inline``, about 0.1 ms in one call of
+``INLINE_POINTS``): packing in this thread meanwhile made the two threads trade the
+interpreter lock thousands of times a second, and each trade could hold the training loop
+for milliseconds (issue 13: the worst ``log()`` call).
 """
 
 from __future__ import annotations
@@ -19,7 +25,14 @@ from typing import Any
 from safeboard.client.retry import asked_wait
 from safeboard.errors import SafeboardError
 from safeboard.sdk import notices
-from safeboard.sdk.batches import SLICE_VALUES, Batch, Packer, Point, to_batches
+from safeboard.sdk.batches import (
+    MAX_BATCH_POINTS,
+    SLICE_VALUES,
+    Batch,
+    Packer,
+    Point,
+    to_batches,
+)
 from safeboard.sdk.delivery import PAUSES, Delivery, Undeliverable, retryable
 from safeboard.sdk.spool import RunSpool
 from safeboard.sdk.switching import responsive
@@ -34,6 +47,7 @@ RECHECK_SECONDS = 60.0  # after a refusal that needs the user: one look a minute
 PACK_BACKLOG = 2_000  # points waiting in memory past which the sender packs them ...
 PACK_SECONDS = 0.01  # ... this often, between its rounds
 LOOK_SECONDS = 0.02  # how often the sender looks for a backlog (log() never wakes it)
+INLINE_POINTS = 256  # points waiting past which log() packs them itself (pack_inline)
 
 
 class Sender(threading.Thread):
@@ -71,7 +85,9 @@ class Sender(threading.Thread):
         self.trouble: str | None = None  # an unexpected failure of a round, said once
         self._held: list[Batch] = []  # the batches of the round in flight
         self._packer = Packer()  # points taken from the queue, not a batch yet
-        self._taking = threading.Lock()  # the sender's _take, or abandon()
+        # Held by whoever touches the packer: the sender's _take and _pack, abandon(), and
+        # log()'s pack_inline (which never waits for it).
+        self._taking = threading.Lock()
 
     def wake(self) -> None:
         self._wake.set()
@@ -130,10 +146,32 @@ class Sender(threading.Thread):
                 finally:  # a full disk: those not written stay first in line, in memory
                     self._packer.keep(sealed)
 
+    def pack_inline(self) -> None:
+        """Pack the oldest points waiting into the open batch, in the caller's thread (the
+        training loop's, from ``log()``): bounded work, about 0.1 ms for INLINE_POINTS
+        points of 10 keys. Nothing when this thread is taking already (no waiting for it),
+        or when they would not fit in the open batch: sealing it (a copy of every value)
+        is this thread's work, woken for it."""
+        if not self._taking.acquire(blocking=False):
+            return
+        try:
+            queue = self.queue
+            points = min(len(queue) // 3, INLINE_POINTS)
+            if not points:
+                return
+            width = len(queue[2])
+            if not self._packer.room(points * width):
+                self._wake.set()
+                return
+            self.idle.clear()  # flush() waits for these too
+            self._packer.add_flat(list(starmap(queue.popleft, repeat((), 3 * points))))
+        finally:
+            self._taking.release()
+
     def _pack(self) -> list[Batch]:
         """The points logged so far as batches (the last one sealed)."""
         self._take()
-        with responsive():
+        with self._taking, responsive():  # the packer is touched under _taking only
             return self._packer.batches()
 
     def _guarded_cycle(self, *, final: bool = False) -> None:
