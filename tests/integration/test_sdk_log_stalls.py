@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections import Counter
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 

@@ -26,7 +26,6 @@ from safeboard.client.retry import asked_wait
 from safeboard.errors import SafeboardError
 from safeboard.sdk import notices
 from safeboard.sdk.batches import (
-    MAX_BATCH_POINTS,
     SLICE_VALUES,
     Batch,
     Packer,
