@@ -8,7 +8,6 @@ instead of the metric tables."""
 from __future__ import annotations
 
 import math
-
 from collections.abc import Sequence
 from typing import Any, cast
 
