@@ -36,7 +36,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.dashboard import server  # noqa: E402
+from bench.seeding import server  # noqa: E402
 
 from safeboard.cli.local import open_local  # noqa: E402
 from safeboard.documents import (  # noqa: E402

@@ -5,121 +5,29 @@ time until a 100,000-point chart is drawn and interactive.
     python bench/dashboard.py --runs 2000  # quicker, smaller project
 
 Starts ``safeboard server`` on a free port of 127.0.0.1 with a temporary data directory,
-seeds it through the services (10,000 runs with params, tags and two metrics each; one
-run with 100,000 points), signs Debian's Chromium in with the startup link, and measures
-each page several times from a fresh navigation. Prints medians; stops the server at the
-end, also on errors. Not part of CI.
+seeds it through the services (bench/seeding.py: 10,000 runs with params, tags and two
+metrics each; one run with 100,000 points), signs Debian's Chromium in with the startup
+link, and measures each page several times from a fresh navigation. Prints medians; stops
+the server at the end, also on errors. Not part of CI.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import secrets
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import httpx
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.seeding import CHART_POINTS, seed, server  # noqa: E402
 from tests.e2e.browser import chromium  # noqa: E402
 
-from safeboard.cli.local import open_local  # noqa: E402
-from safeboard.metrics.codec import Series  # noqa: E402
-from safeboard.metrics.service import MetricService  # noqa: E402
-from safeboard.projects.service import ProjectService  # noqa: E402
-from safeboard.runs.access import run_project  # noqa: E402
-from safeboard.runs.repository import activity as run_activity  # noqa: E402
-from safeboard.runs.service import RunService  # noqa: E402
-from safeboard.storage import open_database  # noqa: E402
-
 REPEATS = 7
-CHART_POINTS = 100_000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def server(data_dir: Path) -> Iterator[tuple[str, str]]:
-    """(url, startup link) of a running server; stopped on leaving."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFEBOARD")}
-    env["SAFEBOARD_DATA_DIR"] = str(data_dir)
-    log = data_dir.parent / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "safeboard", "server", "--port", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            found = re.search(r"sign in as \S+: (\S+)", log.read_text(errors="replace"))
-            try:
-                if found and httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    yield url, found.group(1)
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"server did not start:\n{log.read_text()}")
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=20)
-
-
-def seed(data_dir: Path, runs: int) -> str:
-    """A project of ``runs`` runs, and one run of CHART_POINTS points; its id."""
-    rng = np.random.default_rng(1)
-    with open_local(data_dir) as local:
-        admin = local.principal(local.users.list_all()[0].username)
-        engine = open_database(local.settings.database_url)
-        ProjectService(engine, activity=run_activity).create(admin, "bench", "10,000 runs")
-        run_service, metric_service = RunService(engine), MetricService(engine, runs=run_project)
-        started = time.perf_counter()
-        for i in range(runs):
-            params = {
-                "lr": float(10 ** rng.uniform(-5, -1)),
-                "batch": int(2 ** rng.integers(4, 10)),
-                "opt": {"name": ["sgd", "adam", "adamw"][i % 3], "beta": 0.9},
-            }
-            tags = {"stage": "sweep", "seed": str(i % 5)}
-            run = run_service.create(
-                admin, "bench", name=f"sweep-{i:05d}", params=params, tags=tags
-            )
-            steps = np.arange(10, dtype=np.int64)
-            times = np.linspace(0, 10, 10)
-            loss = np.exp(-steps / rng.uniform(2, 20))
-            batch = {"loss": Series(steps, times, loss), "acc": Series(steps, times, 1 - loss)}
-            metric_service.ingest(admin, run.id, secrets.token_hex(8), batch)
-            if (i + 1) % 1000 == 0:
-                rate = (i + 1) / (time.perf_counter() - started)
-                print(f"  seeded {i + 1:,} runs ({rate:,.0f}/s)", flush=True)
-        big = run_service.create(admin, "bench", name="long-run", params={"lr": 0.001})
-        steps = np.arange(CHART_POINTS, dtype=np.int64)
-        values = np.exp(-steps / 20000) + rng.normal(0, 0.02, CHART_POINTS)
-        series = Series(steps, np.linspace(0, 3600, CHART_POINTS), values)
-        metric_service.ingest(admin, big.id, secrets.token_hex(8), {"loss": series})
-        engine.dispose()
-        return big.id
 
 
 def median(samples: list[float]) -> str:

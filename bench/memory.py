@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.configs import Sampler, memory, server_pid, signed_in  # noqa: E402
-from bench.dashboard import server  # noqa: E402
+from bench.seeding import server  # noqa: E402
 
 from safeboard.cli.local import open_local  # noqa: E402
 from safeboard.metrics.codec import Series  # noqa: E402

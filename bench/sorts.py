@@ -7,11 +7,11 @@ of 10,000 runs, the first page of 50 and the next one, on SQLite and PostgreSQL.
 
 Per database: starts ``safeboard server`` on a free port of 127.0.0.1 with a temporary data
 directory (and, for PostgreSQL, a temporary cluster of Debian's PostgreSQL, as the tests
-start it), seeds the runs through the services (bench/dashboard.py: params lr, batch,
-opt.name; tags; metrics loss and acc), signs in and times each request REPEATS times
-(``GET /api/v1/projects/bench/runs?sort=...``). Prints the medians side by side with the
-target (<= 100 ms) and MLflow's ``search_runs`` ordered by a metric at 10,000 runs
-(6.1 s, DESIGN.md). Stops the servers at the end, also on errors. Not part of CI.
+start it), seeds the runs through the services (bench/seeding.py, as bench/dashboard.py
+does: params lr, batch, opt.name; tags; metrics loss and acc), signs in and times each
+request REPEATS times (``GET /api/v1/projects/bench/runs?sort=...``). Prints the medians
+side by side with the target (<= 100 ms) and MLflow's ``search_runs`` ordered by a metric
+at 10,000 runs (6.1 s, DESIGN.md). Stops the servers at the end, also on errors. Not part of CI.
 """
 
 from __future__ import annotations
@@ -19,25 +19,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import secrets
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.configs import signed_in  # noqa: E402
-from bench.dashboard import free_port, seed  # noqa: E402
+from bench.seeding import seed, server  # noqa: E402
 from tests.conftest import _postgres_bindir, _run, _start  # noqa: E402
 
 REPEATS = 20
@@ -55,37 +50,6 @@ REQUESTS = [
         "sort=metrics.loss&order=asc&filter=params.lr+%3E+0.001",
     ),
 ]
-
-
-@contextlib.contextmanager
-def server(data_dir: Path, database_url: str | None) -> Iterator[tuple[str, str]]:
-    """(url, startup link) of a running server on ``database_url`` (None: SQLite)."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFEBOARD")}
-    env["SAFEBOARD_DATA_DIR"] = str(data_dir)
-    if database_url:
-        env["SAFEBOARD__DATABASE__URL"] = database_url
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    log = data_dir.parent / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "safeboard", "server", "--port", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            found = re.search(r"sign in as \S+: (\S+)", log.read_text(errors="replace"))
-            with contextlib.suppress(httpx.TransportError):
-                if found and httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    yield url, found.group(1)
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"server did not start:\n{log.read_text()}")
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=20)
 
 
 @contextlib.contextmanager

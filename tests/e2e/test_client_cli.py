@@ -112,6 +112,19 @@ def test_runs_list_filters_and_sorts_as_the_dashboard(server: ServerProcess, log
     assert [json.loads(line)["name"] for line in many] == ["lr0.3"]
 
 
+def test_runs_list_shows_a_nan_last_value(server: ServerProcess, logged: str) -> None:
+    """Run A's train/loss ends in NaN: listed as "NaN" (before: as never logged), and
+    sorted last with run B, which has none."""
+    del logged
+    args = ("runs", "list", "--project", "odd", "--sort", "metrics.train/loss")
+    lines = cli(server, *args, "--json").stdout.splitlines()
+    assert [(json.loads(line)["name"], json.loads(line)["sort_metric"]) for line in lines] == [
+        ("lr0.3", None), ("lr0.1", "NaN"),
+    ]  # fmt: skip
+    table = cli(server, *args).stdout
+    assert re.search(r"lr0\.1\s*[│┃].*[│┃]\s*NaN\s*[│┃]", table), table
+
+
 def test_ids_as_printed_and_ambiguous_prefixes(server: ServerProcess, logged: str) -> None:
     del logged
     shown = json.loads(cli(server, "runs", "show", "abc2", "--json").stdout)

@@ -230,11 +230,40 @@ def test_a_full_data_disk_is_503_disk_full_and_a_start_on_it_names_the_path(
             assert str(disk) not in health.text  # states, not paths (S17)
             _assert_logged_once_per_interval(server, "disk full", time.monotonic() - began)
         server.stop()
+        fresh = disk / "fresh"  # a first start's data directory, with its settings file
+        _settings(fresh, "[server]\nmin_free_disk_bytes = 1048576\n")
         fill(disk)  # what the stop gave back (its write-ahead log)
+        before = _files(disk)
         _assert_says_disk_full(_start_fails(disk), disk)
-        fresh = disk / "fresh"
-        fresh.mkdir(mode=0o700)  # a directory costs no block of a tmpfs
+        after = _files(disk)  # what was there is untouched, the database above all
+        assert {name: after.get(name) for name in before} == before
+        assert set(after) - set(before) <= {"safeboard.db-wal", "safeboard.db-shm"}
         _assert_says_disk_full(_start_fails(fresh), fresh)
+        assert set(_files(fresh)) == {"safeboard.toml"}
+        # Room for the secrets and the first pages of a database, not for its schema: the
+        # start made half a database (and secrets.toml, server.sock), and left them.
+        filler = disk / "filler"
+        os.truncate(filler, filler.stat().st_size - (128 << 10))
+        _assert_says_disk_full(_start_fails(fresh), fresh)
+        assert set(_files(fresh)) == {"safeboard.toml"}
+        assert sorted(p.name for p in fresh.iterdir()) == ["safeboard.toml", "server.lock"]
+        filler.unlink()  # space freed: the next start makes everything and serves
+        again = server_factory(name="srv/fresh")
+        with again.client() as client:
+            assert client.get("/healthz").status_code == 200
+            headers = _headers(fresh)
+            url = _metrics_url(client, headers)
+            assert client.post(url, content=_batch(), headers=PACKED | headers).status_code == 200
+
+
+def _files(data_dir: Path) -> dict[str, str]:
+    """SHA-256 of each file under ``data_dir`` by relative path, but for the lock file
+    (whose record each start rewrites) and the tmpfs's filler."""
+    return {
+        str(path.relative_to(data_dir)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(data_dir.rglob("*"))
+        if path.is_file() and path.name not in ("server.lock", "filler")
+    }
 
 
 def test_a_full_artifact_store_is_503_disk_full_and_healthz_names_it(

@@ -159,6 +159,8 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "--port" in result.stderr
     assert "Traceback" not in result.stderr
+    # A first start that fails leaves its lock file only (before: secrets.toml too).
+    assert [p.name for p in (tmp_path / "d").iterdir()] == ["server.lock"]
 
 
 def test_config_show_masks_secrets(tmp_path: Path) -> None:

@@ -123,6 +123,48 @@ async def test_infinite_values_page_through_like_any_other(olga: httpx.AsyncClie
             assert [r["name"] for r in runs] == names, (order, limit)
 
 
+async def test_a_nan_last_value_is_listed_as_nan_and_sorts_with_the_runs_without_one(
+    world: World, olga: httpx.AsyncClient
+) -> None:
+    """A last value of NaN (stored as NULL) was left out of the run list's ``metrics``, as
+    if the run had never logged the key; the dashboard's table and the run page showed an
+    empty cell. Now it is "NaN", as the points API writes it, and infinities read back as
+    themselves; in a sort by the metric a NaN comes last with the runs that have none."""
+    logged = [("r4", "NaN"), ("r5", "Infinity"), ("r6", "-Infinity")]
+    for n, (name, value) in enumerate(logged, start=4):
+        body = {"id": run_id(name), "name": name}
+        assert (await olga.post("/api/v1/projects/p/runs", json=body)).status_code == 201
+        points = {"steps": [0, 1], "times": [0.0, 1.0], "values": [0.25, value]}
+        batch = {"batch_id": f"{n}" * 32, "metrics": {"val/acc": points}}
+        sent = await olga.post(f"/api/v1/runs/{run_id(name)}/metrics", json=batch)
+        assert sent.status_code < 300, sent.text
+    asked = await walk(olga, 500, sort="name", order="asc", metric="val/acc")
+    assert [r["metrics"] for r in asked] == [
+        {"val/acc": 0.5}, {}, {"val/acc": 0.9}, {"val/acc": 0.7},
+        {"val/acc": "NaN"}, {"val/acc": "Infinity"}, {"val/acc": "-Infinity"},
+    ]  # fmt: skip
+    raw = await olga.get("/api/v1/projects/p/runs", params={"metric": "val/acc", "limit": 500})
+    assert '"metrics":{"val/acc":"NaN"}' in raw.text.replace(" ", "")
+    expected = {
+        "desc": ["r5", "r2", "r3", "r0", "r6", "r4", "r1"],
+        "asc": ["r6", "r0", "r3", "r2", "r5", "r1", "r4"],
+    }
+    for order, names in expected.items():
+        for limit in (1, 2, 500):
+            runs = await walk(olga, limit, sort="metrics.val/acc", order=order)
+            assert [r["name"] for r in runs] == names, (order, limit)
+            assert runs[names.index("r4")]["metrics"] == {"val/acc": "NaN"}
+    world.user("root", Role.ADMIN)
+    browser, _ = await world.signed_in("root")
+    table = await browser.get("/projects/p?sort=metrics.val/acc&order=desc", headers=HTML)
+    assert table.status_code == 200, table.text
+    cells = re.findall(r'<td class="num">([^<]*)</td>', table.text)
+    assert {"NaN", "Infinity", "-Infinity"} <= set(cells), cells
+    run_page = await browser.get(f"/runs/{run_id('r4')}", headers=HTML)
+    assert run_page.status_code == 200, run_page.text
+    assert '<td class="num">NaN</td>' in run_page.text
+
+
 async def test_rows_carry_the_values_asked_for(olga: httpx.AsyncClient) -> None:
     by_metric = await walk(olga, 2, sort="metrics.val/acc", order="desc")
     assert [r["metrics"] for r in by_metric] == [

@@ -24,10 +24,10 @@ from safeboard.documents import (
     MAX_TAGS,
     document_problem,
 )
+from safeboard.metrics.queries import last_values
 from safeboard.projects.repository import Activity
 from safeboard.runs.models import RunRow, RunTagRow
 from safeboard.runs.projection import json_text, read_json_text
-from safeboard.runs.search import RunResolver
 
 __all__ = ["Listed", "Run", "activity", "create", "get", "listed", "set_tags", "tags_of", "update"]
 
@@ -68,7 +68,7 @@ class Listed:
     tags: dict[str, str]
     config: dict[str, Any]  # dotted path -> value
     omitted: tuple[str, ...] = ()  # paths whose value is too long for a list
-    metrics: dict[str, float] = field(default_factory=dict)  # key -> last value, if logged
+    metrics: dict[str, float] = field(default_factory=dict)  # key -> last value (NaN too)
 
 
 # A stored document is read only when its text is at most this long: the JSON the database
@@ -184,12 +184,11 @@ def listed(
         json_text(_r.c.params, path.split("."), dialect, LISTED_VALUE_CHARS).label(f"v{i}")
         for i, path in enumerate(paths)
     ]
-    resolver = RunResolver(dialect)
-    lasts = [resolver.metric_last(key).label(f"m{i}") for i, key in enumerate(keys)]
     head = [_r.c[name] for name in ("id", "name", "status", "created_at", "ended_at")]
-    query = sa.select(*head, *values, *lasts).where(_r.c.id.in_(run_ids))
+    query = sa.select(*head, *values).where(_r.c.id.in_(run_ids))
     found = {row.id: row for row in conn.execute(query)} if run_ids else {}
     tags = tags_of(conn, run_ids, keys=tag_keys)
+    lasts = last_values(conn, run_ids, keys)
     listed = []
     for run_id in run_ids:
         row = found.get(run_id)
@@ -203,7 +202,6 @@ def listed(
                 omitted.append(path)
             elif present:
                 config[path] = value
-        metrics = {key: row._mapping[f"m{i}"] for i, key in enumerate(keys)}
         listed.append(
             Listed(
                 id=row.id,
@@ -215,7 +213,7 @@ def listed(
                 tags=tags[row.id],
                 config=config,
                 omitted=tuple(omitted),
-                metrics={key: value for key, value in metrics.items() if value is not None},
+                metrics={key: lasts[row.id][key] for key in keys if key in lasts[row.id]},
             )
         )
     return listed

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from safeboard import __version__, heap
@@ -30,6 +31,7 @@ from safeboard.server.connections import (
 )
 from safeboard.server.lock import ServerLock
 from safeboard.server.tls import server_ssl_context
+from safeboard.server.undo import StartRecord
 from safeboard.services import services_of
 from safeboard.settings import (
     Settings,
@@ -48,19 +50,44 @@ class Prepared:
     settings: Settings
     tls: TlsMaterial | None
     lock: ServerLock | None = None  # the data directory's, held until the process ends
+    made: StartRecord | None = None  # what existed before the start, to undo a failed one
 
 
 def prepare(data_dir: Path, **overrides: object) -> Prepared:
-    """Everything a start needs, in order; each step fails with a ConfigError naming the fix."""
+    """Everything a start needs, in order; each step fails with a ConfigError naming the
+    fix, and a failure takes back what the start made (``StartRecord``)."""
     data_dir = ensure_data_dir(data_dir)
     with disk_full_said(data_dir):
         # Before anything in the directory changes: a second server on it stops here.
         lock = ServerLock.acquire(data_dir)
+    made = StartRecord(data_dir)  # under the lock: what is new from here on is this start's
+    with _undone_on_failure(made), disk_full_said(data_dir):
         ensure_secrets(data_dir)
         settings = load_settings(data_dir, **overrides)
+        made.watch(settings.artifact_dir)
+        if (database := _sqlite_file(settings.database_url)) is not None:
+            made.watch_database(database)
         lock.record(local_url(settings))
         material = prepare_tls(settings) if settings.tls_on else None
-    return Prepared(settings, material, lock)
+    return Prepared(settings, material, lock, made)
+
+
+@contextmanager
+def _undone_on_failure(made: StartRecord | None) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        if made is not None:
+            made.undo()
+        raise
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database URL (None for another database or one in memory)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
 
 
 @contextmanager
@@ -213,19 +240,25 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
     settings, material = prepared.settings, prepared.tls
     heap.configure()  # big blocks freed go back to the system (safeboard/heap.py)
     logging.config.dictConfig(log_config(settings.server.log_level))
-    sock = bind_socket(settings.server.host, settings.port)
-    local = bind_local_socket(settings.data_dir)
-    # Before any thread starts: the migrations run in a forked child (Alembic stays out).
-    engine = open_database(
-        settings.database_url,
-        in_child=True,
-        busy_timeout_ms=settings.database.sqlite_busy_timeout_ms,
-    )
-    with disk_full_said(settings.data_dir, settings.database_url):
-        names = material.names if material else ()
-        app = create_app(settings, engine=engine, certificate_names=names)
-        services = services_of(app)
-        started = bootstrap(services, material, local_socket=settings.data_dir / LOCAL_SOCKET)
+    with _undone_on_failure(prepared.made):  # until it serves, a failed start takes back
+        sock = bind_socket(settings.server.host, settings.port)
+        local = bind_local_socket(settings.data_dir)
+        # Before any thread starts: the migrations run in a forked child (Alembic stays out).
+        engine = open_database(
+            settings.database_url,
+            in_child=True,
+            busy_timeout_ms=settings.database.sqlite_busy_timeout_ms,
+        )
+        try:
+            with disk_full_said(settings.data_dir, settings.database_url):
+                names = material.names if material else ()
+                app = create_app(settings, engine=engine, certificate_names=names)
+                services = services_of(app)
+                socket_path = settings.data_dir / LOCAL_SOCKET
+                started = bootstrap(services, material, local_socket=socket_path)
+        except BaseException:
+            engine.dispose()  # its files closed before they are taken back
+            raise
     sqlite_file = engine.url.database if engine.dialect.name == "sqlite" else None
     releaser = heap.Releaser([Path(sqlite_file)] if sqlite_file else [])
     config = uvicorn.Config(

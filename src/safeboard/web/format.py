@@ -29,10 +29,12 @@ def duration(start: datetime, end: datetime | None, now: datetime) -> str:
 
 
 def number(x: float | None) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+    """A number shortened; "" for none (never logged, or a min of NaN values only), and
+    NaN and the infinities by name as the API writes them (a last value that was NaN)."""
+    if x is None:
         return ""
-    if isinstance(x, float) and math.isinf(x):
-        return "Infinity" if x > 0 else "-Infinity"
+    if isinstance(x, float) and not math.isfinite(x):
+        return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
     if isinstance(x, int) or (x == int(x) and abs(x) < 1e15):
         return str(int(x))
     return f"{x:.6g}"
