@@ -5,6 +5,7 @@
     python bench/log_stall.py            # 1,000,000 calls per scenario
     python bench/log_stall.py --quick    # 200,000 calls: a smoke test, not figures to quote
     python bench/log_stall.py --mlflow-python /tmp/mlflow-venv/bin/python   # MLflow's side
+    python bench/log_stall.py --floor --only away   # and the same loop without the SDK
 
 Each scenario runs a fresh interpreter (``probe``, as a training script would) that logs
 ``{...10 keys...}`` at every step, each call timed alone, against a safeboard server
@@ -29,6 +30,7 @@ import tempfile
 import threading
 import time
 from array import array
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,41 @@ KILL_AFTER = 0.3  # seconds into the loop
 BUSY_AFTER = 3.0  # seconds the gate stays busy after the loop
 
 
+def _figures(took: array[int], calls: int, loop: float) -> dict[str, Any]:
+    ordered = sorted(took)
+
+    def at(fraction: float) -> float:
+        return ordered[min(calls - 1, int(calls * fraction))] / 1000
+
+    return {
+        "calls": calls, "loop_s": loop, "median_us": at(0.5), "p99_us": at(0.99),
+        "p999_us": at(0.999), "max_ms": ordered[-1] / 1e6,
+        "over_1ms": sum(1 for t in took if t > 1_000_000),
+        "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }  # fmt: skip
+
+
+def probe_floor(calls: int) -> None:
+    """The same loop with a bare ``log()`` (what run.log() does in the caller's thread,
+    without the SDK: no sender thread, no packing): the stalls this machine's scheduler
+    alone puts into a loop of ``calls`` timed calls, the floor for the figures above."""
+    queue: deque[Any] = deque(maxlen=3 * 1024)
+
+    def log(data: dict[str, float], step: int) -> None:
+        queue.extend((step, time.time(), dict(data)))
+
+    keys = [f"metric_{k}" for k in range(KEYS)]
+    took = array("q", bytes(8 * calls))
+    clock = time.perf_counter_ns
+    began = time.perf_counter()
+    for i in range(calls):
+        data = {key: i + k / 10 for k, key in enumerate(keys)}
+        started = clock()
+        log(data, step=i)
+        took[i] = clock() - started
+    print(json.dumps(_figures(took, calls, time.perf_counter() - began)), flush=True)
+
+
 def probe(calls: int) -> None:
     """The training script: init, wait for "go", log ``calls`` points timing each call, say
     the figures, wait for "go" again (the server is back), finish."""
@@ -62,19 +99,8 @@ def probe(calls: int) -> None:
         started = clock()
         log(data, step=i)
         took[i] = clock() - started
-    loop = time.perf_counter() - began
-    ordered = sorted(took)
-
-    def at(fraction: float) -> float:
-        return ordered[min(calls - 1, int(calls * fraction))] / 1000
-
-    figures = {
-        "calls": calls, "loop_s": loop, "median_us": at(0.5), "p99_us": at(0.99),
-        "p999_us": at(0.999), "max_ms": ordered[-1] / 1e6,
-        "over_1ms": sum(1 for t in took if t > 1_000_000),
-        "backlog_points": len(run._queue) // 3,
-        "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }  # fmt: skip
+    figures = _figures(took, calls, time.perf_counter() - began)
+    figures["backlog_points"] = len(run._queue) // 3
     print(json.dumps(figures), flush=True)
     sys.stdin.readline()
     began = time.perf_counter()
@@ -241,7 +267,12 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "probe"])
+    parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "probe", "floor"])
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time the same loop without the SDK (this machine's floor)",
+    )
     parser.add_argument("--quick", action="store_true", help="200,000 calls per scenario")
     parser.add_argument("--calls", type=int, help="calls per scenario (default 1,000,000)")
     parser.add_argument("--only", choices=SCENARIOS, action="append", help="repeatable")
@@ -252,12 +283,22 @@ def main() -> int:
     if args.mode == "probe":
         probe(calls)
         return 0
+    if args.mode == "floor":
+        probe_floor(calls)
+        return 0
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="sb-stall-") as tmp:
         for name in args.only or SCENARIOS:
             print(f"scenario {name}: {calls:,} calls", file=sys.stderr, flush=True)
             results[name] = scenario(name, calls, Path(tmp) / name)
-    print(table(results))
+    floor = None
+    if args.floor:
+        print(f"the same loop without the SDK: {calls:,} calls", file=sys.stderr, flush=True)
+        done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "floor",
+                               "--calls", str(calls)], capture_output=True, text=True,
+                              check=True)  # fmt: skip
+        floor = json.loads(done.stdout)
+    print(table(results | ({"no SDK (floor)": floor} if floor else {})))
     lost = [n for n, r in results.items() if r["stored"] != r["expected"] or not r["each_once"]]
     worst = max(r["max_ms"] for r in results.values())
     median = max(r["median_us"] for r in results.values())
@@ -265,6 +306,11 @@ def main() -> int:
     verdict = {True: "met", False: "NOT met"}
     print(f"\nworst call {worst:.2f} ms (target < 1 ms): {verdict[worst < 1]}; "
           f"median {median:.2f} us (P3 <= 2 us): {verdict[median <= 2]}; {kept}")  # fmt: skip
+    if floor is not None:
+        print(
+            f"the same loop without the SDK: worst call {floor['max_ms']:.2f} ms, "
+            f"{floor['over_1ms']} calls over 1 ms (this machine's floor)"
+        )
     for name, result in results.items():
         for line in result.get("said", "").splitlines()[:3]:
             print(f"{name}, the SDK said: {line[:300]}")
