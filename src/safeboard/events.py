@@ -57,6 +57,8 @@ REPLAY_LIMIT = 1000  # ... and with how many events at most; beyond either, "res
 _TRIM_EVERY = 30.0  # seconds between trims of live_events (by whichever write comes next)
 _QUEUE_SIZE = 1000  # a subscriber that falls this far behind loses the oldest events
 _NOTIFY_LIMIT = 8000  # bytes: PostgreSQL refuses a longer NOTIFY payload
+# Key of the PostgreSQL advisory lock that puts event ids in commit order ("sb_event").
+_ORDER_LOCK_KEY = int.from_bytes(b"sb_event", "big") - 2**63
 
 # live_events (storage/live_events.py: the model, migrated); this module sits below storage.
 _LOG = sa.table(
@@ -68,6 +70,16 @@ _LOG = sa.table(
     sa.column("data", sa.Text()),
     sa.column("at", sa.DateTime(timezone=True)),
 )
+
+# Ids in commit order. A stream's position is the last id it sent, so every id below it must
+# have committed (or never will) by the time a later one is seen. PostgreSQL's sequence does
+# not promise that: two transactions may draw 10 and 11 and commit 11 first, and a stream
+# that read 11 in between would never send 10. So a transaction takes ``_ORDER_LOCK_KEY``
+# just before it draws its ids and holds it to its commit: the next writer draws after that
+# commit is visible. The lock spans only the event insert, the NOTIFYs and the commit, which
+# NOTIFY already serialises (PostgreSQL holds its queue lock from pre-commit through the
+# commit's flush). SQLite has one writer at a time, so its ids are in commit order already.
+_ORDER = sa.select(sa.func.pg_advisory_xact_lock(_ORDER_LOCK_KEY))
 
 # Many events' rows in one statement. Their ids come in the rows' order (SQLite's rowids and
 # PostgreSQL's sequence are drawn row by row); RETURNING's order is not promised: sorted.
@@ -161,6 +173,7 @@ class EventBus:
         rows = [{"project_id": e.project_id, "run_id": e.run_id, "kind": e.kind,
                  "data": json.dumps(e.data, separators=(",", ":"), allow_nan=False), "at": now}
                 for e in events]  # fmt: skip
+        self._order(conn)
         ids = sorted(conn.execute(_RECORD_MANY, rows).scalars().all())
         for event, new_id in zip(events, ids, strict=True):
             event.id = int(new_id)
@@ -196,10 +209,17 @@ class EventBus:
         data = json.dumps(event.data, separators=(",", ":"), allow_nan=False)
         row = {"project_id": event.project_id, "run_id": event.run_id, "kind": event.kind,
                "data": data, "at": now}  # fmt: skip
+        self._order(conn)
         new_id = int(conn.execute(sa.insert(_LOG).values(row).returning(_LOG.c.id)).scalar_one())
         if self._trim_due():
             self._trim(conn, now - timedelta(seconds=self.replay_seconds))
         return new_id
+
+    def _order(self, conn: Connection) -> None:
+        """PostgreSQL: wait for the transactions that drew ids before this one to commit or
+        roll back, and hold the ids' order until this one does (``_ORDER``)."""
+        if self.postgres:
+            conn.execute(_ORDER)
 
     def trim(self) -> None:
         """Drop the events older than the replay window now (writes do it as they go)."""
