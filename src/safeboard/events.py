@@ -81,6 +81,9 @@ _LOG = sa.table(
 # commit's flush). SQLite has one writer at a time, so its ids are in commit order already.
 _ORDER = sa.select(sa.func.pg_advisory_xact_lock(_ORDER_LOCK_KEY))
 
+# Many events' NOTIFYs in one statement, queued in the array's order (unnest's).
+_NOTIFY_MANY = sa.text("SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS p")
+
 # Many events' rows in one statement. Their ids come in the rows' order (SQLite's rowids and
 # PostgreSQL's sequence are drawn row by row); RETURNING's order is not promised: sorted.
 _RECORD_MANY = sa.insert(_LOG).returning(_LOG.c.id)
@@ -181,8 +184,7 @@ class EventBus:
             self._trim(conn, now - timedelta(seconds=self.replay_seconds))
         if not self.postgres:
             return False
-        for event in events:
-            self._notify(conn, event)
+        self._notify_all(conn, events)
         return True
 
     def publish(self, event: Event) -> None:
@@ -246,11 +248,20 @@ class EventBus:
             conn.execute(sa.delete(_LOG).where(_LOG.c.id < keep))
 
     def _notify(self, conn: Connection, event: Event) -> None:
-        payload = event.to_json()
-        if len(payload.encode()) >= _NOTIFY_LIMIT:  # PostgreSQL would abort the transaction
-            log.warning("could not publish a live update: %d bytes", len(payload))
-            return
-        conn.execute(sa.select(sa.func.pg_notify(CHANNEL, payload)))
+        self._notify_all(conn, [event])
+
+    @staticmethod
+    def _notify_all(conn: Connection, events: Sequence[Event]) -> None:
+        """One statement for them all, in their order (they wait on ``_ORDER``'s lock)."""
+        payloads = []
+        for event in events:
+            payload = event.to_json()
+            if len(payload.encode()) >= _NOTIFY_LIMIT:  # PostgreSQL would abort the transaction
+                log.warning("could not publish a live update: %d bytes", len(payload))
+                continue
+            payloads.append(payload)
+        if payloads:
+            conn.execute(_NOTIFY_MANY, {"channel": CHANNEL, "payloads": payloads})
 
     def _deliver(self, event: Event) -> None:
         with self._lock:
