@@ -4,6 +4,7 @@ still to come (safeboard.events, runs/service.py). Real SQLite and PostgreSQL.""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ from sqlalchemy import Engine
 
 from safeboard.auth.principal import Principal
 from safeboard.cli.local import Local
-from safeboard.events import Event, EventBus
+from safeboard.events import CHANNEL, Event
 from safeboard.services import Services
 from safeboard.settings import Settings
 from tests.integration.identity_world import World, build_world
@@ -58,7 +59,7 @@ def _fail_after_event_insert(engine: Engine) -> Callable[..., None]:
     """A hook that raises right after a live_events row is inserted, before the commit."""
 
     def hook(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO LIVE_EVENTS"):
+        if "INSERT INTO LIVE_EVENTS" in statement.upper():
             raise Injected
 
     sa.event.listen(engine, "after_cursor_execute", hook)
@@ -143,3 +144,30 @@ def test_a_stream_never_passes_an_id_still_to_commit(world: World) -> None:
     assert [e.id for e in after.events] == [a_event.id, b_event.id]
     assert a_event.id < b_event.id
     assert [e.data for e in after.events] == [a_event.data, b_event.data]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_groups_notifications_leave_in_id_order(world: World) -> None:
+    """A group's events go out in one NOTIFY statement, each once, in id order."""
+    services, olga = _owner(world)
+    engine, bus = services.engine, services.events
+    run = services.runs.create(olga, "mnist")
+    raw = engine.raw_connection()
+    try:
+        listener = raw.driver_connection
+        assert listener is not None
+        listener.autocommit = True
+        listener.execute(f"LISTEN {CHANNEL}")
+        group = [Event("metrics", run.project_id, run.id, {"last_step": {"loss": step}})
+                 for step in range(50)]  # fmt: skip
+        with engine.begin() as conn:
+            assert bus.publish_all_at_commit(conn, group)
+        heard: list[int] = []
+        deadline = time.monotonic() + 10
+        while len(heard) < len(group) and time.monotonic() < deadline:
+            heard += [json.loads(n.payload)["id"] for n in listener.notifies(timeout=0.5)]
+    finally:
+        raw.invalidate()
+    assert heard == [event.id for event in group]
+    assert heard == sorted(heard)
