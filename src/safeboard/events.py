@@ -76,14 +76,15 @@ _LOG = sa.table(
 # not promise that: two transactions may draw 10 and 11 and commit 11 first, and a stream
 # that read 11 in between would never send 10. So a transaction takes the advisory lock
 # ``_ORDER_LOCK_KEY`` just before it draws its ids and holds it to its commit: the next
-# writer draws after that commit is visible. The lock, the rows and their NOTIFYs are one
-# statement, so the lock is held for that statement and the commit only (each round trip
-# held would cost a replica's waiting writers this one's getting the GIL back behind its
-# busy request threads); NOTIFY already serialises the commits of notifying transactions
-# (PostgreSQL holds its queue lock from pre-commit through the commit's flush). The rows'
-# ids are drawn in the events' order (ORDER BY n, below the INSERT's defaults), and
-# pg_notify, volatile, runs after the final ORDER BY: the NOTIFYs leave in id order.
-# SQLite has one writer at a time, so its ids are in commit order already.
+# writer draws after that commit is visible (the INSERT's rows come from a join with
+# ``ordered``, which has its one row only once the lock is held). The lock, the rows and
+# their NOTIFYs are one statement, so the lock is held from that statement to the commit
+# only (each round trip held would cost the other replicas' waiting writers this one's
+# getting the GIL back behind its busy request threads); NOTIFY already serialises the
+# commits of notifying transactions (PostgreSQL holds its queue lock from pre-commit through
+# the commit's flush). The ids are drawn in the events' order (ORDER BY n, below the
+# INSERT's defaults), and pg_notify, volatile, runs after the final ORDER BY: the NOTIFYs
+# leave in id order. SQLite has one writer at a time: its ids are in commit order already.
 _RECORD_PG = sa.text("""
 WITH ordered AS MATERIALIZED (SELECT pg_advisory_xact_lock(:lock)),
 new AS (
@@ -102,8 +103,8 @@ FROM numbered JOIN unnest(CAST(:heads AS text[])) WITH ORDINALITY AS p(head, n) 
 ORDER BY numbered.id
 """).bindparams(sa.bindparam("at", type_=sa.DateTime(timezone=True)))
 
-# Many events' rows in one statement (SQLite). Their ids come in the rows' order (SQLite's rowids and
-# PostgreSQL's sequence are drawn row by row); RETURNING's order is not promised: sorted.
+# Many events' rows in one statement (SQLite). Their ids come in the rows' order (rowids are
+# drawn row by row); RETURNING's order is not promised: sorted.
 _RECORD_MANY = sa.insert(_LOG).returning(_LOG.c.id)
 
 
