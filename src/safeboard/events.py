@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -57,6 +57,8 @@ REPLAY_LIMIT = 1000  # ... and with how many events at most; beyond either, "res
 _TRIM_EVERY = 30.0  # seconds between trims of live_events (by whichever write comes next)
 _QUEUE_SIZE = 1000  # a subscriber that falls this far behind loses the oldest events
 _NOTIFY_LIMIT = 8000  # bytes: PostgreSQL refuses a longer NOTIFY payload
+# Key of the PostgreSQL advisory lock that puts event ids in commit order ("sb_event").
+_ORDER_LOCK_KEY = int.from_bytes(b"sb_event", "big") - 2**63
 
 # live_events (storage/live_events.py: the model, migrated); this module sits below storage.
 _LOG = sa.table(
@@ -69,9 +71,45 @@ _LOG = sa.table(
     sa.column("at", sa.DateTime(timezone=True)),
 )
 
-# Many events' rows in one statement. Their ids come in the rows' order (SQLite's rowids and
-# PostgreSQL's sequence are drawn row by row); RETURNING's order is not promised: sorted.
+# Ids in commit order. A stream's position is the last id it sent, so every id below it must
+# have committed (or never will) by the time a later one is seen. PostgreSQL's sequence does
+# not promise that: two transactions may draw 10 and 11 and commit 11 first, and a stream
+# that read 11 in between would never send 10. So a transaction takes the advisory lock
+# ``_ORDER_LOCK_KEY`` just before it draws its ids and holds it to its commit: the next
+# writer draws after that commit is visible (the INSERT's rows come from a join with
+# ``ordered``, which has its one row only once the lock is held). The lock, the rows and
+# their NOTIFYs are one statement, so the lock is held from that statement to the commit
+# only (each round trip held would cost the other replicas' waiting writers this one's
+# getting the GIL back behind its busy request threads); NOTIFY already serialises the
+# commits of notifying transactions (PostgreSQL holds its queue lock from pre-commit through
+# the commit's flush). The ids are drawn in the events' order (ORDER BY n, below the
+# INSERT's defaults), and pg_notify, volatile, runs after the final ORDER BY: the NOTIFYs
+# leave in id order. SQLite has one writer at a time: its ids are in commit order already.
+_RECORD_PG = sa.text("""
+WITH ordered AS MATERIALIZED (SELECT pg_advisory_xact_lock(:lock)),
+new AS (
+    INSERT INTO live_events (project_id, run_id, kind, data, at)
+    SELECT e.project_id, e.run_id, e.kind, e.data, :at
+    FROM ordered, unnest(CAST(:project_ids AS integer[]), CAST(:run_ids AS text[]),
+                         CAST(:kinds AS text[]), CAST(:data AS text[]))
+                  WITH ORDINALITY AS e(project_id, run_id, kind, data, n)
+    ORDER BY e.n
+    RETURNING id
+),
+numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM new)
+SELECT numbered.id,
+       CASE WHEN p.head IS NOT NULL THEN pg_notify(:channel, p.head || numbered.id || '}') END
+FROM numbered JOIN unnest(CAST(:heads AS text[])) WITH ORDINALITY AS p(head, n) USING (n)
+ORDER BY numbered.id
+""").bindparams(sa.bindparam("at", type_=sa.DateTime(timezone=True)))
+
+# Many events' rows in one statement (SQLite). Their ids come in the rows' order (rowids are
+# drawn row by row); RETURNING's order is not promised: sorted.
 _RECORD_MANY = sa.insert(_LOG).returning(_LOG.c.id)
+
+
+def _data(event: Event) -> str:
+    return json.dumps(event.data, separators=(",", ":"), allow_nan=False)
 
 
 @dataclass(slots=True)
@@ -147,30 +185,24 @@ class EventBus:
         exactly when the change it announces does. On PostgreSQL its NOTIFY goes in the same
         transaction (sent at the commit, dropped on a rollback): True. Elsewhere False: call
         ``publish(event)`` after the commit to hand it to this process's streams."""
-        event.id = self._record(conn, event)
-        if not self.postgres:
-            return False
-        self._notify(conn, event)
-        return True
+        return self.publish_all_at_commit(conn, [event])
 
     def publish_all_at_commit(self, conn: Connection, events: Sequence[Event]) -> bool:
         """``publish_at_commit`` for many events, recorded in one statement."""
         if not events:
             return self.postgres
         now = self.clock()
-        rows = [{"project_id": e.project_id, "run_id": e.run_id, "kind": e.kind,
-                 "data": json.dumps(e.data, separators=(",", ":"), allow_nan=False), "at": now}
-                for e in events]  # fmt: skip
-        ids = sorted(conn.execute(_RECORD_MANY, rows).scalars().all())
+        if self.postgres:
+            ids = self._record_and_notify(conn, events, now)
+        else:  # one writer at a time: the ids are in commit order already
+            rows = [{"project_id": e.project_id, "run_id": e.run_id, "kind": e.kind,
+                     "data": _data(e), "at": now} for e in events]  # fmt: skip
+            ids = sorted(conn.execute(_RECORD_MANY, rows).scalars().all())
         for event, new_id in zip(events, ids, strict=True):
             event.id = int(new_id)
         if self._trim_due():
             self._trim(conn, now - timedelta(seconds=self.replay_seconds))
-        if not self.postgres:
-            return False
-        for event in events:
-            self._notify(conn, event)
-        return True
+        return self.postgres
 
     def publish(self, event: Event) -> None:
         """After the commit: hand ``event`` to the streams. One that ``publish_at_commit``
@@ -182,24 +214,31 @@ class EventBus:
             return
         try:
             with self.writes.begin() as conn:
-                event.id = self._record(conn, event)
-                if self.postgres:
-                    self._notify(conn, event)
+                self.publish_all_at_commit(conn, [event])
         except sa.exc.SQLAlchemyError as exc:  # live updates are best effort
             log.warning("could not publish a live update: %s", type(exc).__name__)
             event.id = 0
         if not self.postgres:
             self._deliver(event)
 
-    def _record(self, conn: Connection, event: Event) -> int:
-        now = self.clock()
-        data = json.dumps(event.data, separators=(",", ":"), allow_nan=False)
-        row = {"project_id": event.project_id, "run_id": event.run_id, "kind": event.kind,
-               "data": data, "at": now}  # fmt: skip
-        new_id = int(conn.execute(sa.insert(_LOG).values(row).returning(_LOG.c.id)).scalar_one())
-        if self._trim_due():
-            self._trim(conn, now - timedelta(seconds=self.replay_seconds))
-        return new_id
+    @staticmethod
+    def _record_and_notify(conn: Connection, events: Sequence[Event], now: Any) -> list[int]:
+        """PostgreSQL: ``_RECORD_PG`` (the ids' lock, the rows, their NOTIFYs in id order);
+        the new ids in the events' order."""
+        heads: list[str | None] = []
+        for event in events:
+            # The payload is ``event.to_json()``, whose last field is the id: that comes last.
+            head = replace(event, id=0).to_json().removesuffix("0}")
+            if len(head.encode()) + 20 >= _NOTIFY_LIMIT:  # PostgreSQL would abort the transaction
+                log.warning("could not publish a live update: %d bytes", len(head))
+                heads.append(None)
+            else:
+                heads.append(head)
+        values = {"lock": _ORDER_LOCK_KEY, "channel": CHANNEL, "at": now, "heads": heads,
+                  "project_ids": [e.project_id for e in events],
+                  "run_ids": [e.run_id for e in events], "kinds": [e.kind for e in events],
+                  "data": [_data(e) for e in events]}  # fmt: skip
+        return [int(new_id) for new_id in conn.execute(_RECORD_PG, values).scalars()]
 
     def trim(self) -> None:
         """Drop the events older than the replay window now (writes do it as they go)."""
@@ -224,13 +263,6 @@ class EventBus:
         keep = first_kept if first_kept is not None else newest
         if keep is not None:
             conn.execute(sa.delete(_LOG).where(_LOG.c.id < keep))
-
-    def _notify(self, conn: Connection, event: Event) -> None:
-        payload = event.to_json()
-        if len(payload.encode()) >= _NOTIFY_LIMIT:  # PostgreSQL would abort the transaction
-            log.warning("could not publish a live update: %d bytes", len(payload))
-            return
-        conn.execute(sa.select(sa.func.pg_notify(CHANNEL, payload)))
 
     def _deliver(self, event: Event) -> None:
         with self._lock:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
@@ -45,9 +45,18 @@ class RunService:
         self.events = events
         self.clock = clock
 
-    def _announce(self, run: Run) -> None:
-        if self.events is not None:
-            self.events.publish(Event("run", run.project_id, run.id, {"status": run.status}))
+    def _record(self, conn: Connection, run: Run) -> Event | None:
+        """The run's live update, written in ``conn``'s transaction (the run's change): it
+        exists exactly when the change does. Returns it when it is yet to be handed to this
+        process's streams after the commit (``_announce``: SQLite)."""
+        if self.events is None:
+            return None
+        event = Event("run", run.project_id, run.id, {"status": run.status})
+        return None if self.events.publish_at_commit(conn, event) else event
+
+    def _announce(self, event: Event | None) -> None:
+        if self.events is not None and event is not None:
+            self.events.publish(event)
 
     def create(
         self,
@@ -88,7 +97,8 @@ class RunService:
                 tags=dict(tags or {}),
             )
             runs.create(conn, run)
-        self._announce(run)
+            event = self._record(conn, run)
+        self._announce(event)
         return run
 
     def get(self, principal: Principal, run_id: str, permission: Permission) -> tuple[Run, Project]:
@@ -141,8 +151,9 @@ class RunService:
             if tags:
                 runs.set_tags(conn, run_id, tags)
             updated = runs.get(conn, run_id)
-        assert updated is not None  # noqa: S101
-        self._announce(updated)
+            assert updated is not None  # noqa: S101
+            event = self._record(conn, updated)
+        self._announce(event)
         return updated
 
     def table(self, principal: Principal, project_name: str, query: RunQuery) -> RunTable:

@@ -4,7 +4,9 @@ A row is written in the transaction of the change it announces (``EventBus.
 publish_at_commit``), so its id exists exactly when the change does, on every replica
 sharing the database and across restarts. A stream that reconnects with ``Last-Event-ID``
 replays the rows after it (safeboard.events). Rows older than the replay window are
-trimmed as new ones arrive; the newest row always stays, so ids never go back.
+trimmed as new ones arrive; the newest row always stays, so ids never go back. Ids become
+visible in id order (SQLite: one writer; PostgreSQL: ``EventBus``'s advisory lock), so a
+stream's last id is a position no later event can fall behind.
 """
 
 from __future__ import annotations
