@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 from safeboard.auth.permissions import Role, Scope
 from safeboard.auth.principal import Principal
 from safeboard.errors import NotFound, WriteQueueFull
+from safeboard.events import Event
 from safeboard.ids import new_id
 from safeboard.metrics.codec import Series
 from safeboard.metrics.repository import summaries
@@ -258,3 +259,45 @@ async def test_run_access_past_its_second_is_checked_again_for_the_whole_group_a
     with pytest.raises(NotFound):
         metrics.ingest(principal, runs[0], new_id(), _batch(2))
     assert _stored(world, runs[0]) == (20, 2)
+
+
+async def test_a_groups_live_events_go_out_in_id_order_before_any_answer(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each request publishing its own event after the commit made a stream see a higher
+    id before a lower one (and one that ended between them skipped the lower one when it
+    resumed after the higher: Last-Event-ID). The thread that wrote the group publishes
+    them all, in id order, before any of its requests is answered. (On PostgreSQL the
+    commit's NOTIFYs carry them, in id order: test_live_event_commits.py.)"""
+    principal, runs = await _runs(world, 8)
+    metrics: MetricService = world.services.metrics
+    assert metrics.events is not None
+    published: list[tuple[str, int]] = []
+    real = metrics.events.publish
+
+    def publish(event: Event) -> None:
+        published.append((threading.current_thread().name, event.id))
+        real(event)
+
+    monkeypatch.setattr(metrics.events, "publish", publish)
+    answered_after: list[int] = []
+
+    def post(i: int) -> None:
+        metrics.ingest(principal, runs[i], new_id(), _batch(1))
+        answered_after.append(len(published))
+
+    with ThreadPoolExecutor(8) as pool:
+        with held(metrics.writer) as until_waiting:
+            futures = [pool.submit(post, i) for i in range(8)]
+            until_waiting(8)
+        for future in futures:
+            future.result()
+    if world.services.engine.dialect.name == "postgresql":
+        assert published == []  # they left with the commit (NOTIFY)
+        return
+    assert len(published) == 8
+    assert len({name for name, _ in published}) == 1  # one thread: the group's writer
+    ids = [event_id for _, event_id in published]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 8
+    assert min(answered_after) == 8  # every answer came after all eight were published

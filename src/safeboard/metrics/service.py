@@ -82,7 +82,7 @@ class MetricService:
         self._runs = runs  # the runs domain's access walk (runs.access.run_project)
         self._recheck = recheck  # and its re-check in bulk (runs.access.still_allowed)
         self.rollups = Roller(engine)  # keeps downsampled reads short (metrics/rollups.py)
-        self.writer = GroupWriter(engine, bulk=self._store_all)
+        self.writer = GroupWriter(engine, bulk=self._store_all, committed=self._publish_group)
         self.monotonic = time.monotonic
         # (principal, run, permission) -> (project id, when checked): a run posting every
         # half second is checked once a second, not per batch. A removed grant or a
@@ -133,9 +133,6 @@ class MetricService:
             raise NotFound("no such run") from None
         if stored is None:
             return IngestResult(0, duplicate=True)
-        event, sent = stored
-        if not sent and self.events is not None:
-            self.events.publish(event)
         self.rollups.touch(run_id, batch)
         return IngestResult(points, duplicate=False)
 
@@ -160,6 +157,18 @@ class MetricService:
         # PostgreSQL: the live updates' NOTIFYs leave at the group's commit.
         sent = self.events is None or self.events.publish_all_at_commit(conn, list(events.values()))
         return [(events[id(item)], sent) if id(item) in events else None for item in group]
+
+    def _publish_group(self, results: list[tuple[Event, bool] | None]) -> None:
+        """After a group's commit, by the thread that wrote it: the live events that did not
+        leave with the commit (SQLite's in-process bus), in the order of their ids. Each
+        request publishing its own made a stream see a higher id before a lower one, and a
+        stream that ended between the two skipped the lower one on resuming after the
+        higher (``Last-Event-ID``)."""
+        if self.events is None:
+            return
+        waiting = [event for event, sent in filter(None, results) if not sent]
+        for event in sorted(waiting, key=lambda e: e.id):
+            self.events.publish(event)
 
     def _check_access(self, conn: Connection, group: list[_Pending]) -> None:
         """Every batch's run access, on the write's connection (one connection a batch):

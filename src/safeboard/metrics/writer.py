@@ -19,6 +19,7 @@ unstored, with ``WriteQueueFull`` (503, ``Retry-After``): the client sends it ag
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from safeboard.storage import BEGIN_IMMEDIATE
 __all__ = ["MAX_GROUP", "WAIT_SECONDS", "GroupWriter"]
 
 T = TypeVar("T")
+log = logging.getLogger("safeboard.metrics")
 
 WAIT_SECONDS = 5.0  # a batch waits this long for a group; then 503
 MAX_GROUP = 256  # batches in one transaction
@@ -66,12 +68,17 @@ class GroupWriter:
         max_group: int = MAX_GROUP,
         monotonic: Callable[[], float] = time.monotonic,
         bulk: Callable[[Connection, list[Any]], list[Any]] | None = None,
+        committed: Callable[[list[Any]], None] | None = None,
     ) -> None:
         self._engine = engine.execution_options(**{BEGIN_IMMEDIATE: True})
         self._wait = wait
         self._max_group = max_group
         self._monotonic = monotonic
         self._bulk = bulk
+        # Called with the results of a committed group, in the group's order, by the thread
+        # that wrote it, before any of its requests is answered (live events go out in
+        # the order of their ids: metrics/service.py).
+        self._committed = committed
         self._cond = threading.Condition()
         self._waiting: list[_Job[object]] = []
         self._writing = False
@@ -126,6 +133,8 @@ class GroupWriter:
                     for job in group:
                         _alone(conn, job)
             self.commits += 1
+            if self._committed is not None:
+                self._after_commit([job.result for job in group if job.error is None])
         except BaseException as exc:  # the transaction failed: nothing of the group is stored
             for job in group:
                 job.result, job.error = None, job.error or exc
@@ -134,6 +143,15 @@ class GroupWriter:
         finally:
             for job in group:
                 job.done = True
+
+    def _after_commit(self, results: list[Any]) -> None:
+        """The group is durable whatever this does: a failure here is logged, and every
+        request of the group is still answered as stored."""
+        assert self._committed is not None  # noqa: S101
+        try:
+            self._committed(results)
+        except Exception:
+            log.exception("after the commit of %d batches", len(results))
 
     def _all_at_once(self, conn: Connection, group: list[_Job[object]]) -> bool:
         """The usual case, every batch good: the whole group in one savepoint (two
