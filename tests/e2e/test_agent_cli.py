@@ -6,7 +6,6 @@ whose CA differs never sees the secret; every failure is one line, never a trace
 from __future__ import annotations
 
 import json
-import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +17,10 @@ from tests.e2e.conftest import ServerProcess, cli_env, free_port, run_cli
 pytestmark = pytest.mark.e2e
 
 Start = Callable[..., ServerProcess]
-FAKE_GPUS = [{"index": 0, "uuid": "GPU-11111111-2222", "model": "NVIDIA H100", "memory_mib": 81559},
-             {"index": 1, "uuid": "GPU-33333333-4444", "model": "NVIDIA H100", "memory_mib": 81559}]  # fmt: skip
+FAKE_GPUS = [
+    {"index": 0, "uuid": "GPU-11111111-2222", "model": "NVIDIA H100", "memory_mib": 81559},
+    {"index": 1, "uuid": "GPU-33333333-4444", "model": "NVIDIA H100", "memory_mib": 81559},
+]
 
 
 def admin(server: ServerProcess, *args: str) -> str:
@@ -50,31 +51,37 @@ def test_join_status_list_revoke(server_factory: Start, tmp_path: Path) -> None:
     server = server_factory("--tls")
     join = admin(server, "token", "--pool", "gpu", "--labels", "a100,fast", "--ttl", "30m")
     join = join.strip()
-    assert join.startswith("sbjoin1.") and join.endswith(f"@{server.url}"), join
+    assert join.startswith("sbjoin1."), join
+    assert join.endswith(f"@{server.url}"), join
     state = tmp_path / "state"
     code, out, err = on_gpu_machine(tmp_path, "join", join, "--state-dir", str(state))
     assert code == 0, err
-    assert "joined" in out and "safeboard agent status" in out
+    assert "joined" in out
+    assert "safeboard agent status" in out
     saved = json.loads((state / "agent.json").read_text())
-    assert stat.S_IMODE(os.stat(state / "agent.json").st_mode) == 0o600
-    assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
+    assert stat.S_IMODE((state / "agent.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
     assert saved["url"] == server.url
     assert saved["credential"].startswith(f"sb_agent_{saved['agent_id']}_")
     assert saved["ca_pem"].strip() == server.ca_path.read_text().strip()
     # The join string is spent.
     code, _, err = on_gpu_machine(tmp_path, "join", join, "--state-dir", str(tmp_path / "s2"))
-    assert code == 2 and "invalid join token" in one_line(err)
+    assert code == 2
+    assert "invalid join token" in one_line(err)
 
     code, out, err = on_gpu_machine(tmp_path, "status", "--state-dir", str(state))
     assert code == 0, err
-    assert saved["agent_id"] in out and "pool gpu" in out
-    assert "GPU-33333333-4444" in out and "a100" in out
+    assert saved["agent_id"] in out
+    assert "pool gpu" in out
+    assert "GPU-33333333-4444" in out
+    assert "a100" in out
     listed = [json.loads(line) for line in admin(server, "list", "--json").splitlines()]
     assert len(listed) == 1
     row = listed[0]
     assert row["id"] == saved["agent_id"]
     assert [gpu["uuid"] for gpu in row["gpus"]] == [g["uuid"] for g in FAKE_GPUS]
-    assert row["last_address"] == "127.0.0.1" and row["revoked_at"] is None
+    assert row["last_address"] == "127.0.0.1"
+    assert row["revoked_at"] is None
     assert "sb_agent_" not in json.dumps(listed)
 
     assert "revoked" in admin(server, "revoke", saved["agent_id"])
@@ -102,7 +109,8 @@ def test_a_server_whose_ca_differs_never_sees_the_secret(
     code, out, err = on_gpu_machine(tmp_path, "join", diverted, "--state-dir", str(state))
     assert code == 2, (out, err)
     line = one_line(err)
-    assert pin in line and "nothing was sent" in line
+    assert pin in line
+    assert "nothing was sent" in line
     assert not (state / "agent.json").exists()
     assert "/api/v1/agent/enroll" not in other.log
     # The token was not spent: the real server still takes it.
@@ -129,12 +137,16 @@ def test_insecure_skip_verify_warns_at_every_connection(
 def test_join_failures_are_one_clear_line(tmp_path: Path) -> None:
     state = ("--state-dir", str(tmp_path / "state"))
     code, _, err = on_gpu_machine(tmp_path, "join", "sbjoin1.nonsense", *state)
-    assert code == 2 and "not a join string" in one_line(err)
+    assert code == 2
+    assert "not a join string" in one_line(err)
     away = f"sbjoin1.{'0' * 12}.{'s' * 32}.{'p' * 43}@https://127.0.0.1:{free_port()}"
     code, _, err = on_gpu_machine(tmp_path, "join", away, *state)
-    assert code == 2 and "cannot reach" in one_line(err)
+    assert code == 2
+    assert "cannot reach" in one_line(err)
     plain = f"sbjoin1.{'0' * 12}.{'s' * 32}.@http://192.0.2.1:8080"
     code, _, err = on_gpu_machine(tmp_path, "join", plain, *state)
-    assert code == 2 and "plain http" in one_line(err)
+    assert code == 2
+    assert "plain http" in one_line(err)
     code, _, err = on_gpu_machine(tmp_path, "status", *state)
-    assert code == 2 and "has not joined" in one_line(err)
+    assert code == 2
+    assert "has not joined" in one_line(err)

@@ -152,7 +152,8 @@ async def test_concurrent_enrollments_with_one_token_make_one_agent(world: World
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert len(won) == 1 and len(refused) == 5, (won, refused)
+    assert len(won) == 1, (won, refused)
+    assert len(refused) == 5, (won, refused)
     assert [agent.id for agent in service.list_agents()] == won
 
 
@@ -176,7 +177,8 @@ async def test_hello_stores_the_inventory_and_revocation_holds_at_once(world: Wo
     assert row["last_address"] == "192.0.2.7"
     assert row["last_seen_at"] is not None
     assert row["revoked_at"] is None
-    assert "credential" not in str(row) and "secret" not in str(row)
+    assert "credential" not in str(row)
+    assert "secret" not in str(row)
     revoked = await manager.post(f"/api/v1/agents/{row['id']}/revoke")
     assert revoked.status_code == 200
     assert revoked.json()["revoked_by"].startswith("user:admin")

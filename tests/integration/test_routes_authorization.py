@@ -214,9 +214,7 @@ async def test_no_user_credential_reaches_an_agent_route(world: World, scope: Sc
     for method, path in agent_routes:
         response = await key_client.request(method, path, json={})
         assert response.status_code == 403, (method, path, response.status_code)
-        response = await session_client.request(
-            method, path, json={}, headers=world.unsafe(csrf)
-        )
+        response = await session_client.request(method, path, json={}, headers=world.unsafe(csrf))
         assert response.status_code == 403, (method, path, response.status_code)
 
 

@@ -9,7 +9,7 @@ reports the machine's inventory (``hello``); leasing and running tasks come late
 from __future__ import annotations
 
 from safeboard.agent.connection import client_for
-from safeboard.agent.enroll import JoinPinMismatch, Joined, join, verified_anchor
+from safeboard.agent.enroll import Joined, JoinPinMismatch, join, verified_anchor
 from safeboard.agent.inventory import FAKE_GPUS_ENV, Gpu, Machine, detect
 from safeboard.agent.joinstring import JoinString, parse_join_string
 from safeboard.agent.state import STATE_DIR_ENV, AgentState, default_state_dir, load, save

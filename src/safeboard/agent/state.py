@@ -51,7 +51,9 @@ def load(directory: Path) -> AgentState:
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode & 0o077:
-            raise ConfigError(f"{path} is readable by group or others (mode {mode:o}): chmod 600 it")
+            raise ConfigError(
+                f"{path} is readable by group or others (mode {mode:o}): chmod 600 it"
+            )
         data = json.loads(path.read_text(encoding="utf-8"))
         return AgentState(**data)
     except FileNotFoundError:

@@ -102,7 +102,7 @@ _A = AgentRow.__table__
 
 def create_token(conn: Connection, token: JoinToken) -> None:
     conn.execute(
-        sa.insert(_T).values(
+        sa.insert(AgentJoinTokenRow).values(
             id=token.id,
             secret_hash=token.secret_hash,
             pool=token.pool,
@@ -125,7 +125,7 @@ def consume_token(conn: Connection, token_id: str, agent_id: str, now: datetime)
     waits for the winner's row lock, then finds ``used_at`` set; on SQLite the write lock
     serialises them)."""
     result = conn.execute(
-        sa.update(_T)
+        sa.update(AgentJoinTokenRow)
         .where(_T.c.id == token_id, _T.c.used_at.is_(None), _T.c.expires_at > now)
         .values(used_at=now, used_by_agent=agent_id)
     )
@@ -134,7 +134,7 @@ def consume_token(conn: Connection, token_id: str, agent_id: str, now: datetime)
 
 def create_agent(conn: Connection, agent: Agent, join_token: str) -> None:
     conn.execute(
-        sa.insert(_A).values(
+        sa.insert(AgentRow).values(
             id=agent.id,
             name=agent.name,
             pool=agent.pool,
@@ -165,7 +165,7 @@ def list_agents(conn: Connection) -> list[Agent]:
 def revoke_agent(conn: Connection, agent_id: str, now: datetime, actor: str) -> bool:
     """Revoke ``agent_id``; False when it was revoked already (or does not exist)."""
     result = conn.execute(
-        sa.update(_A)
+        sa.update(AgentRow)
         .where(_A.c.id == agent_id, _A.c.revoked_at.is_(None))
         .values(revoked_at=now, revoked_by=actor)
     )
@@ -174,7 +174,9 @@ def revoke_agent(conn: Connection, agent_id: str, now: datetime, actor: str) -> 
 
 def touch_agent(conn: Connection, agent_id: str, now: datetime, address: str) -> None:
     conn.execute(
-        sa.update(_A).where(_A.c.id == agent_id).values(last_seen_at=now, last_address=address)
+        sa.update(AgentRow)
+        .where(_A.c.id == agent_id)
+        .values(last_seen_at=now, last_address=address)
     )
 
 
@@ -188,7 +190,7 @@ def set_inventory(
     now: datetime,
 ) -> None:
     conn.execute(
-        sa.update(_A)
+        sa.update(AgentRow)
         .where(_A.c.id == agent_id)
         .values(
             hostname=hostname,

@@ -11,8 +11,8 @@ from safeboard.schemas import Model, StrictModel
 
 __all__ = [
     "AgentOut",
-    "Enrolled",
     "EnrollRequest",
+    "Enrolled",
     "Gpu",
     "Hello",
     "HelloAnswer",
@@ -20,10 +20,8 @@ __all__ = [
     "JoinTokenCreated",
 ]
 
-Label = Annotated[
-    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
-]
-_LABELS = Field(default_factory=list, max_length=32)
+Label = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
+_LABELS: list[str] = Field(default_factory=list, max_length=32)
 _POOL = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 

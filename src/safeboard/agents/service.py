@@ -100,6 +100,16 @@ class Inventory:
     labels: list[str]
 
 
+@dataclass(frozen=True)
+class _Arrival:
+    """Who is enrolling: what the machine says of itself, and where it calls from."""
+
+    hostname: str
+    version: str
+    labels: tuple[str, ...]
+    address: str
+
+
 def _name_from(hostname: str, agent_id: str) -> str:
     name = _NAME.sub("-", hostname.strip()).strip("-.")[:80]
     return name or f"agent-{agent_id}"
@@ -230,7 +240,7 @@ class AgentService:
                 f"too many failed enrollments from here: try again in {wait} s",
                 retry_after=wait,
             )
-        made = self._enroll(parsed, hostname, version, labels, address, now)
+        made = self._enroll(parsed, _Arrival(hostname, version, tuple(labels), address), now)
         if made is None:
             with self.tx.begin() as conn:
                 self._throttle.record_failure(conn, keys, now)
@@ -247,14 +257,9 @@ class AgentService:
         return made
 
     def _enroll(
-        self,
-        parsed: JoinSecret | None,
-        hostname: str,
-        version: str,
-        labels: Sequence[str],
-        address: str,
-        now: datetime,
+        self, parsed: JoinSecret | None, arrival: _Arrival, now: datetime
     ) -> tuple[Agent, str] | None:
+        hostname, version, address = arrival.hostname, arrival.version, arrival.address
         with self.tx.begin() as conn:
             stored = agents.get_token(conn, parsed.id) if parsed else None
             # Compare a hash even for an unknown id, so both cases cost the same.
@@ -278,7 +283,7 @@ class AgentService:
                 last_address=address,
                 version=version,
                 hostname=hostname,
-                inventory={"labels": sorted(set(labels))},
+                inventory={"labels": sorted(set(arrival.labels))},
                 inventory_at=None,
                 secret_hash=sha256_hex(secret.secret),
             )

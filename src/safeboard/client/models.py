@@ -13,14 +13,14 @@ from safeboard.vocabulary import ArtifactKind, ArtifactState, KeyScope, ProjectR
 
 __all__ = [
     "AgentInfo",
-    "Enrollment",
-    "HelloAnswer",
-    "JoinToken",
     "ApiKey",
     "Artifact",
     "AuditEntry",
     "CreatedKey",
+    "Enrollment",
+    "HelloAnswer",
     "History",
+    "JoinToken",
     "MetricSummary",
     "Points",
     "Project",
