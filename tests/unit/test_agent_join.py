@@ -169,3 +169,15 @@ def test_no_gpu_tooling_means_no_gpus(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.delenv(FAKE_GPUS_ENV, raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi
     assert detect_gpus() == ((), "none")
+
+
+def test_a_machine_that_joined_is_not_joined_again_over_it(tmp_path: Path) -> None:
+    """The check comes before any connection (the address here would refuse one)."""
+    from safeboard.agent import detect, join
+
+    state = AgentState(URL, "0123456789ab", "gpu-1", "gpu", "sb_agent_x", "PEM")
+    save(tmp_path, state)
+    text = f"sbjoin1.0123456789ab.{'s' * 32}.{PIN}@https://127.0.0.1:9"
+    with pytest.raises(ConfigError, match="already joined"):
+        join(text, tmp_path, machine=detect(), version="t", warn=print)
+    assert load(tmp_path) == state

@@ -16,9 +16,10 @@ from pathlib import Path
 from safeboard.agent.connection import INSECURE_WARNING, client_for
 from safeboard.agent.inventory import Machine
 from safeboard.agent.joinstring import JoinString, parse_join_string
-from safeboard.agent.state import AgentState, save
+from safeboard.agent.state import STATE_FILE, AgentState, save
 from safeboard.client import CertificateChanged, CertificateInfo, fetch_chain, trust_anchor
 from safeboard.client.cleartext import require_private_transport
+from safeboard.errors import ConfigError
 
 __all__ = ["JoinPinMismatch", "Joined", "join", "verified_anchor"]
 
@@ -63,8 +64,15 @@ def join(
     insecure: bool = False,
     warn: Callable[[str], None],
 ) -> Joined:
-    """Enroll this machine with the server the join string names; store ``agent.json``."""
+    """Enroll this machine with the server the join string names; store ``agent.json``.
+    Refused before anything is sent when the state directory already holds an agent."""
     parsed = parse_join_string(text)
+    if (state_dir / STATE_FILE).exists():
+        raise ConfigError(
+            f"this machine already joined a server ({state_dir / STATE_FILE}): to join "
+            "again, move that file away (and have an admin revoke the old agent), or give "
+            "another --state-dir"
+        )
     require_private_transport(parsed.url)
     ca_pem = ""
     if parsed.url.startswith("https:") and insecure:
