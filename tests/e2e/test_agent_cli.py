@@ -84,7 +84,11 @@ def test_join_status_list_revoke(server_factory: Start, tmp_path: Path) -> None:
     assert row["revoked_at"] is None
     assert "sb_agent_" not in json.dumps(listed)
 
+    table = admin(server, "list")
+    assert saved["agent_id"] in table
+    assert "active" in table
     assert "revoked" in admin(server, "revoke", saved["agent_id"])
+    assert "revoked" in admin(server, "list")
     code, _, err = on_gpu_machine(tmp_path, "status", "--state-dir", str(state))
     assert code == 2
     assert "revoked" in one_line(err)
