@@ -224,3 +224,28 @@ async def test_failed_enrollments_are_throttled_like_sign_ins(world: World) -> N
 async def test_bad_join_token_requests_are_refused(world: World, body: dict[str, Any]) -> None:
     response = await admin(world).post("/api/v1/agents/join-tokens", json=body)
     assert response.status_code == 422, response.text
+
+
+async def test_last_use_is_written_once_a_minute_or_on_a_new_address(world: World) -> None:
+    credential = world.agent()
+    service = world.services.agents
+    start = utcnow()
+    service.clock = lambda: start
+
+    def seen() -> tuple[object, object]:
+        (agent,) = service.list_agents()
+        return agent.last_seen_at, agent.last_address
+
+    hello = {"hostname": "h"}
+    here = world.client("192.0.2.1", Authorization=f"Bearer {credential}")
+    assert (await here.post("/api/v1/agent/hello", json=hello)).status_code == 200
+    assert seen() == (start, "192.0.2.1")
+    service.clock = lambda: start + timedelta(seconds=30)
+    assert (await here.post("/api/v1/agent/hello", json=hello)).status_code == 200
+    assert seen() == (start, "192.0.2.1")  # within the minute: not written
+    there = world.client("192.0.2.2", Authorization=f"Bearer {credential}")
+    assert (await there.post("/api/v1/agent/hello", json=hello)).status_code == 200
+    assert seen() == (start + timedelta(seconds=30), "192.0.2.2")  # a new address: written
+    service.clock = lambda: start + timedelta(seconds=91)
+    assert (await there.post("/api/v1/agent/hello", json=hello)).status_code == 200
+    assert seen() == (start + timedelta(seconds=91), "192.0.2.2")
