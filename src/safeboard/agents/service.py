@@ -233,7 +233,7 @@ class AgentService:
         parsed = parse_join_secret(token)
         keys = self._throttle_keys(parsed.id if parsed else "-", address)
         now = self.clock()
-        with self.tx.begin() as conn:
+        with self.engine.connect() as conn:
             wait = self._throttle.retry_after(conn, keys, now)
         if wait is not None:
             raise RateLimited(
