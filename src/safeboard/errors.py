@@ -11,6 +11,8 @@ from typing import ClassVar
 __all__ = [
     "CLIENT_ONLY_CODES",
     "STATUS_BY_CODE",
+    "AgentCredentialInvalid",
+    "AgentRevoked",
     "ApiKeyExpired",
     "ApiKeyRevoked",
     "BadRequest",
@@ -26,6 +28,7 @@ __all__ = [
     "InvalidApiKey",
     "InvalidRequest",
     "InvalidUrl",
+    "JoinTokenInvalid",
     "KeyBoundToProject",
     "MethodNotAllowed",
     "NotFound",
@@ -104,6 +107,25 @@ class ApiKeyExpired(Unauthenticated):
     """The key is past its expiry. Said only to whoever presents the key's whole secret."""
 
     code = "key_expired"
+
+
+class JoinTokenInvalid(Unauthenticated):
+    """An agent's join token that is unknown, has a wrong secret, has expired or was used:
+    one answer for all of them, so that a guess learns nothing (docs/agents.md)."""
+
+    code = "join_token_invalid"
+
+
+class AgentCredentialInvalid(Unauthenticated):
+    """No such agent credential, or a wrong secret."""
+
+    code = "agent_invalid"
+
+
+class AgentRevoked(Unauthenticated):
+    """The agent was revoked by an admin. Said only to whoever presents its whole secret."""
+
+    code = "agent_revoked"
 
 
 class Forbidden(SafeboardError):
@@ -267,6 +289,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "key_invalid": 401,
     "key_revoked": 401,
     "key_expired": 401,
+    "join_token_invalid": 401,
+    "agent_invalid": 401,
+    "agent_revoked": 401,
     "forbidden": 403,
     "scope_insufficient": 403,
     "role_insufficient": 403,

@@ -23,8 +23,10 @@ from starlette.applications import Starlette
 from safeboard.accounts.api_keys import ApiKeyProvider, ApiKeyService
 from safeboard.accounts.context import AuthContext
 from safeboard.accounts.passwords import PasswordHasher
+from safeboard.accounts.ratelimit import LoginThrottle, throttle_keys
 from safeboard.accounts.sessions import AuthService, SessionCookieProvider
 from safeboard.accounts.users import UserService
+from safeboard.agents.service import AgentProvider, AgentService
 from safeboard.artifacts.service import ArtifactService
 from safeboard.artifacts.store import LocalStore
 from safeboard.auth.dependencies import CookiePolicy, RequestAuth
@@ -66,6 +68,7 @@ class Services:
     streams: StreamGuard  # open event streams: caps and credential re-checks
     metrics: MetricService
     artifacts: ArtifactService
+    agents: AgentService  # join tokens, enrollment, agents' credentials and inventory
 
     def provides(self, kind: type[Any]) -> bool:
         return kind in _field_of_type()
@@ -90,17 +93,36 @@ def _field_of_type() -> dict[type[Any], str]:
     return by_type
 
 
-def build_services(settings: Settings, engine: sa.Engine) -> Services:
+def _enroll_keys(token_id: str, address: str) -> list[str]:
+    """Throttle keys of an enrollment: the join token and the client's address (grouped
+    as sign-ins are), counted apart from sign-ins."""
+    return [f"join:{key}" for key in throttle_keys(token_id, address)]
+
+
+def build_services(
+    settings: Settings, engine: sa.Engine, *, trust_anchor: bytes | None = None
+) -> Services:
     """Every service on ``engine``, configured by ``settings``. No I/O but the artifact
     store's directory (made if missing); background work starts with the app
-    (``EventBus.start``, the expiry sweeps)."""
+    (``EventBus.start``, the expiry sweeps). ``trust_anchor``: the certificate (DER) that
+    clients of this server pin, whose key a join string carries (agents)."""
     hasher = PasswordHasher(settings.auth)
     auth = AuthService(engine, settings, hasher)
     # Where a lower domain needs a higher one, the higher one is passed in here: binding a
     # key to a project asks projects; a project's activity counts runs; metrics ask runs
     # who may act on a run (docs/architecture.md, "Domains").
     keys = ApiKeyService(engine, settings, project_grants=project_queries.grant_in)
-    identity = IdentityChain([ApiKeyProvider(keys), SessionCookieProvider(auth)])
+    # Failed agent enrollments are throttled like failed sign-ins (accounts' throttle).
+    agents = AgentService(
+        engine,
+        throttle=LoginThrottle(settings.auth),
+        throttle_keys=_enroll_keys,
+        trust_anchor=trust_anchor,
+    )
+    # Agent credentials first: sb_agent_... also starts like an API key (sb_...).
+    identity = IdentityChain(
+        [AgentProvider(agents), ApiKeyProvider(keys), SessionCookieProvider(auth)]
+    )
     # __Host- and Secure whenever browsers reach us over HTTPS (our TLS or a proxy's).
     cookie = CookiePolicy(
         secure=settings.tls_on or bool(settings.server.behind_proxy),
@@ -134,6 +156,7 @@ def build_services(settings: Settings, engine: sa.Engine) -> Services:
             settings.artifacts,
             settings.secure.signing_key.get_secret_value().encode(),
         ),
+        agents=agents,
     )
 
 

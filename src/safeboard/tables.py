@@ -12,6 +12,7 @@ from safeboard.accounts.models import (
     SessionRow,
     UserRow,
 )
+from safeboard.agents.models import AgentJoinTokenRow, AgentRow
 from safeboard.artifacts.models import ArtifactRow, ArtifactTombstoneRow
 from safeboard.audit.models import AuditRow
 from safeboard.metrics.models import IngestBatchRow, MetricChunkRow, MetricSummaryRow
@@ -21,6 +22,8 @@ from safeboard.storage import Base, InstanceRow
 from safeboard.storage.live_events import LiveEventRow
 
 __all__ = [
+    "AgentJoinTokenRow",
+    "AgentRow",
     "ApiKeyRow",
     "ArtifactRow",
     "ArtifactTombstoneRow",

@@ -64,6 +64,20 @@ class World:
         )
         return token
 
+    def agent(self, pool: str = "gpu", admin: str = "admin") -> str:
+        """An enrolled agent's credential (``sb_agent_...``), through the real service."""
+        from safeboard.cli.local import Local
+
+        agents = self.services.agents
+        made = agents.create_join_token(
+            Local(self.services).principal(admin), pool=pool, labels=[], ttl=None,
+            url=self.base_url,
+        )  # fmt: skip
+        _, credential = agents.enroll(
+            made.join_string, hostname="gpu-1", version="test", labels=[], address="127.0.0.1"
+        )
+        return credential
+
     async def signed_in(self, name: str, password: str = PASSWORD) -> tuple[httpx.AsyncClient, str]:
         """A client with a session cookie for ``name`` and its binding (as the dashboard's
         service worker sends it), and its CSRF token."""

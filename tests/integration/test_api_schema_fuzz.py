@@ -43,6 +43,10 @@ EXISTING = {"project": PROJECT, "name": PROJECT, "run_id": RUN_ID, "username": "
 class Target:
     app: FastAPI
     auth: dict[str, str]
+    agent: dict[str, str]  # an enrolled agent's credential, for the agent routes
+
+    def headers_for(self, path: str) -> dict[str, str]:
+        return self.agent if path.startswith("/api/v1/agent/") else self.auth
 
 
 def _target(data_dir: Path, database_url: str | None = None) -> Target:
@@ -66,7 +70,10 @@ def _target(data_dir: Path, database_url: str | None = None) -> Target:
     _, token = services_of(app).keys.create(owner, name="fuzz", scope=Scope.ADMIN)
     services_of(app).projects.create(owner, PROJECT)
     services_of(app).runs.create(owner, PROJECT, run_id=RUN_ID, name="seed")
-    return Target(app, {"Authorization": f"Bearer {token}"})
+    agents = services_of(app).agents
+    made = agents.create_join_token(owner, pool="fuzz", labels=[], ttl=None, url="http://x")
+    _, agent = agents.enroll(made.join_string, hostname="h", version="v", labels=[], address="a")
+    return Target(app, {"Authorization": f"Bearer {token}"}, {"Authorization": f"Bearer {agent}"})
 
 
 # schemathesis needs an app when the module is collected (its fixture-based loader breaks
@@ -157,5 +164,7 @@ def test_no_input_breaks_the_api(case: schemathesis.Case, target: Target) -> Non
     # Every check but "schema-valid data is accepted": business rules (an unknown project,
     # an existing user name, the last admin) rightly refuse some schema-valid requests.
     case.call_and_validate(
-        app=target.app, headers=target.auth, excluded_checks=[positive_data_acceptance]
+        app=target.app,
+        headers=target.headers_for(case.path),
+        excluded_checks=[positive_data_acceptance],
     )

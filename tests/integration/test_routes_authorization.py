@@ -31,6 +31,7 @@ PUBLIC_PATHS = {
     "/api/v1/auth/invite",
     "/api/v1/auth/invite/lookup",  # whom a valid token invites; the token is the credential
     "/files/preview/{token}",  # the signed link is the credential (S12)
+    "/api/v1/agent/enroll",  # the join token in the body is the credential (docs/agents.md)
 }
 PUBLIC_MOUNTS = {"/static"}
 
@@ -127,6 +128,7 @@ ADMIN_ONLY = {
     Permission.USERS_MANAGE,
     Permission.USERS_INVITE,
     Permission.AUDIT_READ,
+    Permission.AGENTS_MANAGE,
 }
 
 
@@ -184,6 +186,36 @@ async def test_session_only_routes_refuse_every_api_key(world: World, scope: Sco
         assert response.status_code == 403, (method, path, response.status_code)
         checked.add(permission)
     assert checked == SESSION_ONLY
+
+
+async def test_an_agent_credential_reaches_only_agent_routes(world: World) -> None:
+    """S9: walking every route, an enrolled agent's credential is refused everywhere but
+    on the agent routes (AGENT_CALL), which it passes (to the schema check: 422)."""
+    client = world.client(Authorization=f"Bearer {world.agent()}")
+    reached = set()
+    for method, path, permission in _protected(world.app):
+        response = await client.request(method, path, json={} if method != "GET" else None)
+        if permission == Permission.AGENT_CALL:
+            assert response.status_code == 422, (method, path, response.text)
+            reached.add(path)
+        else:
+            assert response.status_code == 403, (method, path, response.status_code)
+            assert response.json()["error"]["code"] == "forbidden"
+    assert "/api/v1/agent/hello" in reached
+
+
+@pytest.mark.parametrize("scope", list(Scope))
+async def test_no_user_credential_reaches_an_agent_route(world: World, scope: Scope) -> None:
+    """S9: an admin's session or API key of any scope never passes for an agent."""
+    key_client = world.client(Authorization=f"Bearer {world.key('admin', scope)}")
+    session_client, csrf = await world.signed_in("admin")
+    agent_routes = [(m, p) for m, p, perm in _protected(world.app) if perm == Permission.AGENT_CALL]
+    assert agent_routes
+    for method, path in agent_routes:
+        response = await key_client.request(method, path, json={})
+        assert response.status_code == 403, (method, path, response.status_code)
+        response = await session_client.request(method, path, json={}, headers=world.unsafe(csrf))
+        assert response.status_code == 403, (method, path, response.status_code)
 
 
 async def test_member_key_with_admin_scope_gets_no_admin_powers(world: World) -> None:

@@ -124,3 +124,24 @@ def test_asking_the_wrong_question_is_a_programming_error() -> None:
         allowed(who(), READ)
     with pytest.raises(ValueError, match="not a project permission"):
         allowed_in_project(who(), Permission.USERS_READ, 7, None)
+
+
+def test_an_agent_credential_carries_agent_call_and_nothing_else() -> None:
+    """S9: the agent's credential reaches the agent API only; no person's credential, an
+    admin's session included, reaches it."""
+    agent = Principal(0, "agent:gpu-1", Role.MEMBER, CredentialKind.AGENT, Scope.WRITE,
+                      agent_id="0123456789ab")  # fmt: skip
+    assert allowed(agent, Permission.AGENT_CALL)
+    for permission in set(Permission) - {Permission.AGENT_CALL}:
+        if permission in {READ, WRITE, MANAGE}:
+            assert not allowed_in_project(agent, permission, 7, ProjectRole.OWNER)
+        else:
+            assert not allowed(agent, permission)
+            with pytest.raises(Forbidden, match="only the agent API"):
+                ensure(agent, permission)
+    for credential in (CredentialKind.SESSION, CredentialKind.API_KEY):
+        person = who(Role.ADMIN, credential, Scope.ADMIN)
+        assert not allowed(person, Permission.AGENT_CALL)
+        assert allowed(person, Permission.AGENTS_MANAGE)
+    assert not allowed(who(Role.MEMBER), Permission.AGENTS_MANAGE)
+    assert agent.actor == "agent:gpu-1 (0123456789ab)"

@@ -510,3 +510,30 @@ def test_describe_a_running_server_with_a_given_chain(data_dir: Path, tmp_path: 
     alone.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
     text = describe_tls(make_settings(data_dir), running=RunningServer(running.url, alone, None))
     assert f"pins the server certificate: {certificates.cert_fingerprint(leaf)}" in text
+
+
+# What clients pin, for agents' join strings (issue 14) ------------------------------------
+
+
+def test_the_anchor_a_join_string_pins_is_what_clients_pin(data_dir: Path, tmp_path: Path) -> None:
+    """The generated CA; for a given chain its CA; for a lone leaf the leaf: the same
+    choice as the clients' ``trust_anchor`` over the chain the server presents."""
+    from safeboard.client import CertificateInfo, trust_anchor
+
+    generated = prepare_tls(make_settings(data_dir))
+    assert generated.ca_path is not None
+    ca_der = load_chain(generated.ca_path)[0].public_bytes(serialization.Encoding.DER)
+    assert certificates.trust_anchor_der(generated) == ca_der
+    served = [CertificateInfo(c.public_bytes(serialization.Encoding.DER))
+              for c in load_chain(generated.cert_path)]  # fmt: skip
+    assert trust_anchor(served).der == ca_der
+
+    cert, key, leaf = write_given(tmp_path / "given")
+    material = given(tmp_path / "d2", cert, key)
+    chain = load_chain(cert)
+    assert certificates.trust_anchor_der(material) == chain[1].public_bytes(
+        serialization.Encoding.DER
+    )
+    cert.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))  # the leaf alone
+    material = given(tmp_path / "d3", cert, key)
+    assert certificates.trust_anchor_der(material) == leaf.public_bytes(serialization.Encoding.DER)

@@ -22,6 +22,9 @@ NEW = [
     ("invalid_url", errors.InvalidUrl, errors.ConfigError, 400),
     ("wrong_scheme", errors.WrongScheme, errors.ConfigError, 502),
     ("busy", errors.WriteQueueFull, errors.ServiceUnavailable, 503),
+    ("join_token_invalid", errors.JoinTokenInvalid, errors.Unauthenticated, 401),
+    ("agent_invalid", errors.AgentCredentialInvalid, errors.Unauthenticated, 401),
+    ("agent_revoked", errors.AgentRevoked, errors.Unauthenticated, 401),
 ]
 
 

@@ -14,6 +14,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from safeboard import __version__
 from safeboard.accounts import routes as account_routes
+from safeboard.agents import routes as agent_routes
 from safeboard.api import health
 from safeboard.api.context import RequestContextMiddleware
 from safeboard.api.errors import install_error_handlers
@@ -66,17 +67,19 @@ def create_app(
     *,
     engine: sa.Engine | None = None,
     certificate_names: Iterable[str] = (),
+    trust_anchor: bytes | None = None,
 ) -> FastAPI:
     """Build the application. ``engine`` is created from the settings unless given; the
     caller owns migrations (``safeboard.storage.upgrade``) so that tests and replicas
-    decide when they run."""
+    decide when they run. ``trust_anchor``: the certificate (DER) clients pin, for the
+    pin of agents' join strings (``server/certificates.py: trust_anchor_der``)."""
     if engine is None:
         engine = create_engine(
             settings.database_url, busy_timeout_ms=settings.database.sqlite_busy_timeout_ms
         )
     # 1. Services, built once (safeboard/services.py); routes receive them by type
     #    (safeboard/provision.py), given to the app once the routes are known (step 4).
-    services = build_services(settings, engine)
+    services = build_services(settings, engine, trust_anchor=trust_anchor)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -113,6 +116,8 @@ def create_app(
     app.include_router(metric_routes.router)
     app.include_router(metric_history_routes.router)  # reads: ?metric=, never in the path
     app.include_router(artifact_routes.router)
+    app.include_router(agent_routes.router)  # admins: /api/v1/agents/...
+    app.include_router(agent_routes.agent_router)  # agents: /api/v1/agent/...
     app.include_router(web_routes.router)
     app.mount("/static", web_routes.static_files(), name="static")
 

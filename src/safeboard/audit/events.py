@@ -81,7 +81,9 @@ class AuditAction(StrEnum):
     ARTIFACT_DOWNLOADED = "artifact.downloaded"
     ARTIFACT_DELETED = "artifact.deleted"
     ARTIFACT_EXPIRED = "artifact.expired"  # an abandoned upload, by the system
+    AGENT_JOIN_TOKEN_CREATED = "agent.join_token_created"  # noqa: S105  (an action)
     AGENT_ENROLLED = "agent.enrolled"
+    AGENT_REVOKED = "agent.revoked"
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,11 @@ def credential_refusal(principal: Principal, permission: Permission) -> Forbidde
     """Why the credential itself (its type or its scope) cannot carry ``permission``:
     ``InsufficientScope`` naming the key to create, or a plain Forbidden."""
     doing = _DOING[permission]
+    if principal.credential is CredentialKind.AGENT:
+        return Forbidden(
+            f"an agent's credential reaches only the agent API (/api/v1/agent/...), so it "
+            f"may not {doing}"
+        )
     if permission in SESSION_ONLY and principal.credential is not CredentialKind.SESSION:
         return Forbidden("this needs a signed-in session: API keys never set passwords")
     needed = SCOPE_OF[permission]

@@ -44,6 +44,11 @@ class Permission(StrEnum):
     PROJECTS_READ = "projects:read"
     PROJECTS_WRITE = "projects:write"
     PROJECTS_MANAGE = "projects:manage"
+    # Agents. AGENTS_MANAGE: an admin's (join tokens, the list, revocation). AGENT_CALL:
+    # what an enrolled agent calls (``/api/v1/agent/...``); only an agent's credential
+    # carries it, and an agent's credential carries nothing else (CREDENTIAL_PERMISSIONS).
+    AGENTS_MANAGE = "agents:manage"
+    AGENT_CALL = "agent:call"
 
 
 # What each permission lets one do, for messages: "this credential may not <phrase>".
@@ -60,6 +65,8 @@ PERMISSION_PHRASES: dict[Permission, str] = {
     Permission.PROJECTS_READ: "read this project",
     Permission.PROJECTS_WRITE: "write to this project",
     Permission.PROJECTS_MANAGE: "manage who has access to this project",
+    Permission.AGENTS_MANAGE: "manage agents",
+    Permission.AGENT_CALL: "call the agent API (only an enrolled agent's credential can)",
 }
 
 
@@ -75,6 +82,7 @@ Scope = vocabulary.KeyScope
 class CredentialKind(StrEnum):
     SESSION = "session"
     API_KEY = "api_key"
+    AGENT = "agent"  # an enrolled agent's credential, sb_agent_<id>_<secret>
 
 
 PROJECT_PERMISSIONS = frozenset(
@@ -92,8 +100,9 @@ _OWN = frozenset(
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
-    # Members reach projects only through grants (checked separately).
-    Role.MEMBER: _OWN | {Permission.PROJECTS_CREATE} | PROJECT_PERMISSIONS,
+    # Members reach projects only through grants (checked separately). AGENT_CALL is no
+    # person's: the credential type decides it (an agent's principal is a member).
+    Role.MEMBER: _OWN | {Permission.PROJECTS_CREATE, Permission.AGENT_CALL} | PROJECT_PERMISSIONS,
 }
 
 PROJECT_ROLE_PERMISSIONS: dict[ProjectRole, frozenset[Permission]] = {
@@ -116,6 +125,8 @@ SCOPE_OF: dict[Permission, Scope] = {
     Permission.PROJECTS_READ: Scope.READ,
     Permission.PROJECTS_WRITE: Scope.WRITE,
     Permission.PROJECTS_MANAGE: Scope.ADMIN,
+    Permission.AGENTS_MANAGE: Scope.ADMIN,
+    Permission.AGENT_CALL: Scope.WRITE,
 }
 
 # Only a signed-in session carries these, never an API key of any scope: changing your
@@ -126,9 +137,12 @@ SCOPE_OF: dict[Permission, Scope] = {
 SESSION_ONLY = frozenset({Permission.ACCOUNT_UPDATE, Permission.USERS_INVITE})
 
 # What each type of credential can ever grant, whatever its owner may do.
+# An agent's credential reaches the agent routes only, and nothing else reaches them (S9).
+_AGENT_ONLY = frozenset({Permission.AGENT_CALL})
 CREDENTIAL_PERMISSIONS: dict[CredentialKind, frozenset[Permission]] = {
-    CredentialKind.SESSION: frozenset(Permission),
-    CredentialKind.API_KEY: frozenset(Permission) - SESSION_ONLY,
+    CredentialKind.SESSION: frozenset(Permission) - _AGENT_ONLY,
+    CredentialKind.API_KEY: frozenset(Permission) - SESSION_ONLY - _AGENT_ONLY,
+    CredentialKind.AGENT: _AGENT_ONLY,
 }
 
 SCOPE_ORDER = (Scope.READ, Scope.WRITE, Scope.ADMIN)

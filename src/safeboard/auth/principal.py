@@ -21,9 +21,14 @@ class Principal:
     project_id: int | None = None
     session_hash: str | None = None
     key_id: str | None = None
+    # An enrolled agent (``credential`` AGENT): no user behind it (``user_id`` 0,
+    # ``username`` ``agent:<name>``).
+    agent_id: str | None = None
 
     @property
     def actor(self) -> str:
         """How the audit log names this principal."""
+        if self.agent_id is not None:
+            return f"{self.username} ({self.agent_id})"
         via = f"key:{self.key_id}" if self.key_id else "session"
         return f"user:{self.username} ({via})"

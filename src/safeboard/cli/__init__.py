@@ -11,6 +11,7 @@ import click
 
 from safeboard import __version__
 from safeboard.cli import (
+    agent_cmd,
     artifacts_cmd,
     audit_cmd,
     config_cmd,
@@ -52,6 +53,7 @@ cli.add_command(grant_cmd.grant)
 cli.add_command(grant_cmd.revoke)
 cli.add_command(login_cmd.login)
 cli.add_command(login_cmd.logout)
+cli.add_command(agent_cmd.agent)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,12 +8,15 @@ self-signed certificate) leaves the leaf itself to pin.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 
 from safeboard.client.fingerprint import format_fingerprint
 
@@ -37,6 +40,15 @@ class CertificateInfo:
     @property
     def fingerprint(self) -> str:
         return format_fingerprint(self.der)
+
+    @property
+    def spki_pin(self) -> str:
+        """SHA-256 of the SubjectPublicKeyInfo, base64url without padding: the pin an
+        agent's join string carries (RFC 7469, kubeadm's CA cert hash)."""
+        spki = self.x509.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return base64.urlsafe_b64encode(hashlib.sha256(spki).digest()).rstrip(b"=").decode()
 
     @property
     def x509(self) -> x509.Certificate:

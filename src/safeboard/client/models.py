@@ -12,11 +12,15 @@ from typing import Any
 from safeboard.vocabulary import ArtifactKind, ArtifactState, KeyScope, ProjectRole, RunStatus
 
 __all__ = [
+    "AgentInfo",
     "ApiKey",
     "Artifact",
     "AuditEntry",
     "CreatedKey",
+    "Enrollment",
+    "HelloAnswer",
     "History",
+    "JoinToken",
     "MetricSummary",
     "Points",
     "Project",
@@ -306,3 +310,91 @@ class AuditEntry(_Json):
     def from_json(cls, d: dict[str, Any]) -> AuditEntry:
         return cls(int(d["id"]), _when(d["at"]), d["action"], d["actor"], d["target"],
                    d["outcome"], d["address"], d.get("detail", {}), d["hash"])  # fmt: skip
+
+
+@dataclass(frozen=True)
+class JoinToken(_Json):
+    """A new join token; ``join_string`` is shown once (the server keeps only a hash)."""
+
+    id: str
+    join_string: str = field(repr=False)
+    pool: str
+    labels: tuple[str, ...]
+    url: str
+    expires_at: datetime
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> JoinToken:
+        return cls(d["id"], d["join_string"], d["pool"], tuple(d.get("labels", ())),
+                   d["url"], _when(d["expires_at"]))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """An agent's identity and credential, as enrollment returns them (once)."""
+
+    agent_id: str
+    name: str
+    pool: str
+    credential: str = field(repr=False)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Enrollment:
+        return cls(d["agent_id"], d["name"], d["pool"], d["credential"])
+
+
+@dataclass(frozen=True)
+class HelloAnswer(_Json):
+    agent_id: str
+    name: str
+    pool: str
+    labels: tuple[str, ...]
+    server_time: datetime
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> HelloAnswer:
+        return cls(d["agent_id"], d["name"], d["pool"], tuple(d.get("labels", ())),
+                   _when(d["server_time"]))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AgentInfo(_Json):
+    """An enrolled agent as admins see it (never its credential)."""
+
+    id: str
+    name: str
+    pool: str
+    labels: tuple[str, ...]
+    reported_labels: tuple[str, ...]
+    hostname: str
+    version: str
+    gpus: tuple[dict[str, Any], ...]
+    cpus: int | None
+    memory_mib: int | None
+    created_at: datetime
+    created_by: str
+    last_seen_at: datetime | None
+    last_address: str | None
+    revoked_at: datetime | None
+    revoked_by: str | None
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> AgentInfo:
+        return cls(
+            id=d["id"],
+            name=d["name"],
+            pool=d["pool"],
+            labels=tuple(d.get("labels", ())),
+            reported_labels=tuple(d.get("reported_labels", ())),
+            hostname=d.get("hostname", ""),
+            version=d.get("version", ""),
+            gpus=tuple(d.get("gpus", ())),
+            cpus=d.get("cpus"),
+            memory_mib=d.get("memory_mib"),
+            created_at=_when(d["created_at"]),
+            created_by=d.get("created_by", ""),
+            last_seen_at=_time(d.get("last_seen_at")),
+            last_address=d.get("last_address"),
+            revoked_at=_time(d.get("revoked_at")),
+            revoked_by=d.get("revoked_by"),
+        )

@@ -12,6 +12,10 @@ from urllib.parse import quote
 
 __all__ = [
     "API",
+    "agent_enroll",
+    "agent_hello",
+    "agent_revoke",
+    "agents",
     "artifact",
     "artifact_content",
     "artifact_ids",
@@ -19,6 +23,7 @@ __all__ = [
     "audit",
     "grant",
     "invite_page",
+    "join_tokens",
     "key",
     "keys",
     "metric_history",
@@ -49,6 +54,28 @@ def segment(value: str | int) -> str:
 
 def projects() -> str:
     return f"{API}/projects"
+
+
+def agents() -> str:
+    """What admins call: the agent list."""
+    return f"{API}/agents"
+
+
+def join_tokens() -> str:
+    return f"{API}/agents/join-tokens"
+
+
+def agent_revoke(agent_id: str) -> str:
+    return f"{API}/agents/{segment(agent_id)}/revoke"
+
+
+def agent_enroll() -> str:
+    """What an agent calls (``/agent/``, singular): enrollment, with the join token."""
+    return f"{API}/agent/enroll"
+
+
+def agent_hello() -> str:
+    return f"{API}/agent/hello"
 
 
 def project(name: str) -> str:

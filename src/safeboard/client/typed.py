@@ -19,11 +19,15 @@ import httpx
 from safeboard.client import paths
 from safeboard.client.http import ApiClient
 from safeboard.client.models import (
+    AgentInfo,
     ApiKey,
     Artifact,
     AuditEntry,
     CreatedKey,
+    Enrollment,
+    HelloAnswer,
     History,
+    JoinToken,
     Points,
     Project,
     Run,
@@ -320,6 +324,47 @@ class Client:
             if len(found) < page_size:
                 return
             after = found[-1].id
+
+    # --- agents -------------------------------------------------------------------------
+
+    def create_join_token(
+        self,
+        pool: str,
+        *,
+        labels: Sequence[str] = (),
+        ttl_seconds: int | None = None,
+        ca_pin: str | None = None,
+    ) -> JoinToken:
+        """A one-time join token for one agent (admins). Sent once: a retry would mint
+        a second token."""
+        body: dict[str, Any] = {"pool": pool, "labels": list(labels)}
+        if ttl_seconds is not None:
+            body["ttl_seconds"] = ttl_seconds
+        if ca_pin is not None:
+            body["ca_pin"] = ca_pin
+        return JoinToken.from_json(self._json("POST", paths.join_tokens(), json=body))
+
+    def agents(self) -> list[AgentInfo]:
+        return [AgentInfo.from_json(a) for a in self._json("GET", paths.agents())]
+
+    def revoke_agent(self, agent_id: str) -> AgentInfo:
+        """Revoke an agent at once (admins); revoking it again changes nothing."""
+        found = self._json("POST", paths.agent_revoke(agent_id), idempotent=True)
+        return AgentInfo.from_json(found)
+
+    def enroll(
+        self, token: str, *, hostname: str, version: str, labels: Sequence[str] = ()
+    ) -> Enrollment:
+        """Exchange a join token (``<id>.<secret>``) for an agent credential. No API key
+        needed: the token is the credential. Sent once (single use)."""
+        body = {"token": token, "hostname": hostname, "version": version, "labels": list(labels)}
+        return Enrollment.from_json(self._json("POST", paths.agent_enroll(), json=body))
+
+    def hello(self, inventory: Mapping[str, Any]) -> HelloAnswer:
+        """An agent's inventory (host, version, GPUs, CPUs, memory, labels); with the
+        agent's credential. Repeating it is harmless."""
+        answer = self._json("POST", paths.agent_hello(), json=dict(inventory), idempotent=True)
+        return HelloAnswer.from_json(answer)
 
     def close(self) -> None:
         self.api.close()

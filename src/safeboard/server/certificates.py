@@ -37,6 +37,7 @@ __all__ = [
     "load_given",
     "prepare_tls",
     "read_certs",
+    "trust_anchor_der",
 ]
 
 logger = logging.getLogger("safeboard.tls")
@@ -357,3 +358,20 @@ def _prepare_generated(tls_dir: Path, names: list[x509.GeneralName], now: dateti
         renewal=problem,
         ca_status=ca_status,
     )
+
+
+def trust_anchor_der(material: TlsMaterial) -> bytes:
+    """The certificate (DER) that clients pin for this server, as ``client.certificate:
+    trust_anchor`` picks it from the chain served: the generated CA; for a given chain,
+    its topmost CA reached by signatures from the leaf, else the leaf itself."""
+    chain = read_certs(material.ca_path or material.cert_path, _GIVEN_FIX)
+    if material.ca_path is not None:
+        return chain[0].public_bytes(serialization.Encoding.DER)
+    anchor = chain[0]
+    for issuer in chain[1:]:
+        try:
+            anchor.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature):
+            break
+        anchor = issuer
+    return anchor.public_bytes(serialization.Encoding.DER)

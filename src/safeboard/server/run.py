@@ -22,7 +22,7 @@ from safeboard.events import EventBus
 from safeboard.logconfig import log_config
 from safeboard.secret_store import ensure_secrets
 from safeboard.server.bootstrap import advertised_url, bootstrap, local_url
-from safeboard.server.certificates import TlsMaterial, prepare_tls
+from safeboard.server.certificates import TlsMaterial, prepare_tls, trust_anchor_der
 from safeboard.server.connections import (
     Admission,
     ConnectionLimits,
@@ -252,7 +252,10 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
         try:
             with disk_full_said(settings.data_dir, settings.database_url):
                 names = material.names if material else ()
-                app = create_app(settings, engine=engine, certificate_names=names)
+                anchor = trust_anchor_der(material) if material else None
+                app = create_app(
+                    settings, engine=engine, certificate_names=names, trust_anchor=anchor
+                )
                 services = services_of(app)
                 socket_path = settings.data_dir / LOCAL_SOCKET
                 started = bootstrap(services, material, local_socket=socket_path)

@@ -1,0 +1,173 @@
+"""``safeboard agent token | list | revoke`` (admins, through the typed client with their
+saved login) and ``safeboard agent join | status`` (on the GPU machine, with the agent's
+own state): docs/agents.md."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from safeboard.cli.options import connect, json_option, url_option
+
+__all__ = ["agent"]
+
+_TTL = re.compile(r"(\d+)([smhd]?)")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _ttl_seconds(text: str) -> int:
+    match = _TTL.fullmatch(text.strip().lower())
+    if match is None:
+        raise click.BadParameter("a duration such as 90s, 30m, 1h or 7d")
+    seconds = int(match.group(1)) * _UNIT[match.group(2)]
+    if not 60 <= seconds <= 7 * 86400:
+        raise click.BadParameter("from 1 minute to 7 days")
+    return seconds
+
+
+def _labels(text: str) -> list[str]:
+    return [label.strip() for label in text.split(",") if label.strip()]
+
+
+def _state_dir_option(func: click.decorators.FC) -> click.decorators.FC:
+    return click.option(
+        "--state-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="The agent's state (default: $SAFEBOARD_AGENT_STATE_DIR, else "
+        "~/.local/share/safeboard-agent).",
+    )(func)
+
+
+def _warn(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@click.group()
+def agent() -> None:
+    """Agents: enroll GPU machines that run queued tasks (docs/agents.md)."""
+
+
+@agent.command("token")
+@url_option
+@click.option("--pool", required=True, help="The pool the agent joins (e.g. gpu-a100).")
+@click.option("--labels", default="", help="Comma-separated labels given to the agent.")
+@click.option("--ttl", default="1h", show_default=True, help="Lifetime: 30m, 1h, 7d (max).")
+@click.option(
+    "--ca-pin",
+    default=None,
+    help="Only where TLS ends at a proxy: the SHA-256 (base64url) of the proxy CA's key.",
+)
+def token(url: str | None, pool: str, labels: str, ttl: str, ca_pin: str | None) -> None:
+    """Mint a one-time join string for one agent (admins). It is shown once."""
+    seconds = _ttl_seconds(ttl)
+    with connect(url) as client:
+        made = client.create_join_token(
+            pool, labels=_labels(labels), ttl_seconds=seconds, ca_pin=ca_pin
+        )
+    expiry = made.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+    click.echo(made.join_string)
+    click.echo(
+        f"join token {made.id} for pool {made.pool}: single use, expires {expiry}.\n"
+        "On the GPU machine, run (in single quotes; the string is a secret until used):\n"
+        "  safeboard agent join '<the line above>'",
+        err=True,
+    )
+
+
+@agent.command("join")
+@click.argument("join_string")
+@_state_dir_option
+@click.option(
+    "--insecure-skip-verify",
+    is_flag=True,
+    help="Do not check the server's TLS certificate (warns at every connection).",
+)
+def join(join_string: str, state_dir: Path | None, insecure_skip_verify: bool) -> None:
+    """Enroll this machine with the join string an admin gave you. The server's CA is
+    checked against the string's pin before anything is sent."""
+    from safeboard import __version__
+    from safeboard.agent import default_state_dir, detect
+    from safeboard.agent import join as join_server
+
+    directory = (state_dir or default_state_dir()).expanduser()
+    joined = join_server(
+        join_string,
+        directory,
+        machine=detect(),
+        version=__version__,
+        insecure=insecure_skip_verify,
+        warn=_warn,
+    )
+    state = joined.state
+    click.echo(f"joined {state.url} as agent {state.name} ({state.agent_id}), pool {state.pool}")
+    click.echo(f"credential stored in {joined.path} (0600)")
+    where = f" --state-dir {directory}" if state_dir else ""
+    click.echo(f"next: safeboard agent status{where}")
+
+
+@agent.command("status")
+@_state_dir_option
+@click.option("--labels", default="", help="Comma-separated labels this machine reports.")
+@json_option
+def status(state_dir: Path | None, labels: str, as_json: bool) -> None:
+    """Say hello to the server with this machine's inventory, and show what it knows."""
+    from safeboard import __version__
+    from safeboard.agent import client_for, default_state_dir, detect, load
+
+    state = load((state_dir or default_state_dir()).expanduser())
+    machine = detect(_labels(labels))
+    with client_for(
+        state.url,
+        credential=state.credential,
+        ca_pem=state.ca_pem,
+        insecure=state.insecure,
+        warn=_warn,
+    ) as client:
+        answer = client.hello(machine.hello(__version__))
+    if as_json:
+        from safeboard.cli.output import json_lines
+
+        json_lines([{**answer.to_json(), "server": state.url, "gpu_source": machine.source,
+                     "gpus": [gpu.to_json() for gpu in machine.gpus]}])  # fmt: skip
+        return
+    click.echo(f"agent {answer.name} ({answer.agent_id}), pool {answer.pool}, server {state.url}")
+    click.echo(f"labels: {', '.join(answer.labels) or '(none)'}")
+    click.echo(f"cpus: {machine.cpus}, memory: {machine.memory_mib} MiB")
+    click.echo(f"gpus ({machine.source}): {len(machine.gpus) or 'none'}")
+    for gpu in machine.gpus:
+        click.echo(f"  {gpu.index}: {gpu.model} {gpu.memory_mib} MiB {gpu.uuid}")
+    click.echo("leasing and running tasks (`safeboard agent run`) arrive in a later release")
+
+
+@agent.command("list")
+@url_option
+@json_option
+def list_(url: str | None, as_json: bool) -> None:
+    """Enrolled agents with pool, host, GPUs and last call (admins)."""
+    from safeboard.cli.output import json_lines, table
+
+    with connect(url) as client:
+        found = client.agents()
+    if as_json:
+        json_lines(a.to_json() for a in found)
+        return
+    table(
+        ["agent", "name", "pool", "host", "version", "gpus", "last seen", "from", "state"],
+        [[a.id, a.name, a.pool, a.hostname, a.version, str(len(a.gpus)),
+          a.last_seen_at.strftime("%Y-%m-%d %H:%M") if a.last_seen_at else "never",
+          a.last_address or "", "revoked" if a.revoked_at else "active"] for a in found],
+        no_wrap=["agent", "last seen", "state"], empty="no agents",
+    )  # fmt: skip
+
+
+@agent.command("revoke")
+@url_option
+@click.argument("agent_id")
+def revoke(url: str | None, agent_id: str) -> None:
+    """Revoke an agent at once (admins): its next call is refused."""
+    with connect(url) as client:
+        revoked = client.revoke_agent(agent_id.strip())
+    click.echo(f"agent {revoked.name} ({revoked.id}) revoked")
