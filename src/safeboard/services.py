@@ -15,6 +15,7 @@ import typing
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -29,7 +30,12 @@ from safeboard.artifacts.service import ArtifactService
 from safeboard.artifacts.store import LocalStore
 from safeboard.auth.dependencies import CookiePolicy, RequestAuth
 from safeboard.auth.identity import IdentityChain
-from safeboard.events import EventBus
+from safeboard.events import Event, EventBus
+from safeboard.jobs.lifecycle import RunChange
+from safeboard.jobs.queue import TaskQueue
+from safeboard.jobs.reaper import Reaper
+from safeboard.jobs.service import TaskService
+from safeboard.jobs.wakeup import Wakeup
 from safeboard.metrics.service import MetricService
 from safeboard.projects import repository as project_queries
 from safeboard.projects.service import ProjectService
@@ -66,6 +72,12 @@ class Services:
     streams: StreamGuard  # open event streams: caps and credential re-checks
     metrics: MetricService
     artifacts: ArtifactService
+    # Queued jobs (safeboard.jobs): users' tasks, the agents' queue, its wake-ups (on
+    # PostgreSQL a LISTEN thread, started with the app) and the reaper of lapsed leases.
+    tasks: TaskService
+    queue: TaskQueue
+    task_wakeup: Wakeup
+    reaper: Reaper
 
     def provides(self, kind: type[Any]) -> bool:
         return kind in _field_of_type()
@@ -108,6 +120,10 @@ def build_services(settings: Settings, engine: sa.Engine) -> Services:
     )
     # Live updates are recorded (live_events) so that streams can catch up on reconnect.
     events = EventBus(engine, writes=writer(engine))
+    # A task's run changes status as the task moves (queued, running, finished...).
+    announce = _run_announcer(events)
+    wakeup = Wakeup(engine, poll_seconds=settings.jobs.poll_seconds)
+    queue = TaskQueue(engine, settings.jobs, wakeup, announce=announce)
     return Services(
         settings=settings,
         engine=engine,
@@ -134,7 +150,20 @@ def build_services(settings: Settings, engine: sa.Engine) -> Services:
             settings.artifacts,
             settings.secure.signing_key.get_secret_value().encode(),
         ),
+        tasks=TaskService(engine, wakeup, announce=announce),
+        queue=queue,
+        task_wakeup=wakeup,
+        reaper=Reaper(queue, every=settings.jobs.reaper_seconds),
     )
+
+
+def _run_announcer(events: EventBus) -> Callable[[Sequence[RunChange]], None]:
+    def announce(changes: Sequence[RunChange]) -> None:
+        for change in changes:
+            events.publish(Event("run", change.project_id, change.run_id,
+                                 {"status": change.status}))  # fmt: skip
+
+    return announce
 
 
 def services_of(app: Starlette) -> Services:

@@ -14,6 +14,7 @@ from safeboard.accounts.models import (
 )
 from safeboard.artifacts.models import ArtifactRow, ArtifactTombstoneRow
 from safeboard.audit.models import AuditRow
+from safeboard.jobs.models import TaskAttemptRow, TaskRow
 from safeboard.metrics.models import IngestBatchRow, MetricChunkRow, MetricSummaryRow
 from safeboard.projects.models import ProjectGrantRow, ProjectRow
 from safeboard.runs.models import RunRow, RunTagRow
@@ -38,5 +39,7 @@ __all__ = [
     "RunRow",
     "RunTagRow",
     "SessionRow",
+    "TaskAttemptRow",
+    "TaskRow",
     "UserRow",
 ]

@@ -82,6 +82,9 @@ class AuditAction(StrEnum):
     ARTIFACT_DELETED = "artifact.deleted"
     ARTIFACT_EXPIRED = "artifact.expired"  # an abandoned upload, by the system
     AGENT_ENROLLED = "agent.enrolled"
+    TASK_SUBMITTED = "task.submitted"
+    TASK_CANCELLED = "task.cancelled"  # a cancel asked for (by whom: the actor)
+    TASK_LOST = "task.lost"  # its last attempt lost and no retry left (by the reaper)
 
 
 @dataclass(frozen=True)
