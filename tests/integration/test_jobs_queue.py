@@ -12,8 +12,10 @@ import pytest
 
 from safeboard.auth.permissions import Permission
 from safeboard.errors import Conflict, NotFound
-from safeboard.jobs.queue import AgentEvent
+from safeboard.jobs.queue import AgentEvent, TaskQueue
+from safeboard.services import build_services
 from safeboard.settings import Settings
+from safeboard.storage import create_engine
 from safeboard.vocabulary import TaskState
 from tests.integration.queue_world import QueueWorld, build_queue_world
 
@@ -67,7 +69,9 @@ def test_gpu_and_label_matching(world: QueueWorld) -> None:
     assert first.task_id == one_b
     assert len(first.gpu_uuids) == len(second.gpu_uuids) == 1
     assert set(first.gpu_uuids) != set(second.gpu_uuids)
+    waiting = world.submit(gpus=1).task.id
     assert world.queue.lease("pair", ["GPU-1", "GPU-2"], []) is None  # both GPUs held
+    assert world.tasks.get(world.owner, waiting).task.state == TaskState.QUEUED
     labelled = world.submit(labels=["a100", "ib"]).task.id
     assert world.queue.lease("plain", [], ["a100"]) is None
     got = world.queue.lease("rich", [], ["a100", "ib", "x"])
@@ -151,8 +155,12 @@ def test_cancel_paths(world: QueueWorld) -> None:
     queued = world.submit().task.id
     assert world.tasks.cancel(world.owner, queued).task.state == TaskState.CANCELLED
     assert run_status(world, queued) == "killed"
+    assert world.tasks.cancel(world.owner, queued).task.state == TaskState.CANCELLED  # again
+    done = world.submit().task.id
+    world.queue.lease("a", [], [])
+    world.queue.report(done, 1, "a", AgentEvent("exited", exit_code=0))
     with pytest.raises(Conflict):
-        world.tasks.cancel(world.owner, queued)
+        world.tasks.cancel(world.owner, done)
     running = world.submit().task.id
     world.queue.lease("a", [], [])
     world.queue.report(running, 1, "a", RUNNING)
@@ -169,6 +177,23 @@ def test_cancel_paths(world: QueueWorld) -> None:
     world.clock.advance(61)
     world.queue.reap()
     assert world.tasks.get(world.owner, gone).task.state == TaskState.CANCELLED
+
+
+def test_the_reaper_thread_requeues(world: QueueWorld) -> None:
+    task_id = world.submit().task.id
+    world.queue.lease("a", [], [])
+    world.clock.advance(61)
+    reaper = world.services.reaper
+    reaper.every = 0.05
+    reaper.start()
+    try:
+        for _ in range(200):
+            if world.tasks.get(world.owner, task_id).task.state == TaskState.QUEUED:
+                break
+            time.sleep(0.05)
+    finally:
+        reaper.stop()
+    assert world.tasks.get(world.owner, task_id).task.state == TaskState.QUEUED
 
 
 def test_deadline_rides_on_the_heartbeat(world: QueueWorld) -> None:
@@ -238,3 +263,53 @@ def test_racing_claimers_lease_each_task_once(world: QueueWorld, claimers: int) 
     assert len(set(every)) == total
     states = world.tasks.listed(world.owner, states=["succeeded"], limit=500)
     assert len(states) == 500
+
+
+@pytest.mark.postgres
+def test_replicas_wake_and_race(
+    make_settings: Callable[..., Settings], pg_url: str
+) -> None:
+    """Two replicas on one PostgreSQL: an agent waiting on one wakes when a task is
+    submitted through the other (LISTEN/NOTIFY), and their claimers never share a task."""
+    one = build_queue_world(make_settings, pg_url)
+    engine = create_engine(pg_url)
+    replica = build_services(one.services.settings, engine)
+    replica.task_wakeup.start()
+    try:
+        got: list[float] = []
+
+        def wait() -> None:
+            lease = replica.queue.lease("far", [], [], wait_seconds=20)
+            got.append(time.monotonic() if lease else -1.0)
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        time.sleep(1.0)  # the waiter waits, the listener listens
+        submitted = time.monotonic()
+        one.submit()
+        waiter.join(timeout=20)
+        assert got and got[0] > 0
+        assert got[0] - submitted < 2.0  # poll fallback: 5 s; the notice is much faster
+
+        total = 300
+        for _ in range(total):
+            one.submit()
+        taken: list[list[int]] = [[], []]
+
+        def claim(queue: TaskQueue, index: int) -> None:
+            while (lease := queue.lease(f"agent-{index}", [], [])) is not None:
+                taken[index].append(lease.task_id)
+
+        threads = [threading.Thread(target=claim, args=(one.queue, 0)),
+                   threading.Thread(target=claim, args=(replica.queue, 1))]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        every = taken[0] + taken[1]
+        assert len(every) == len(set(every)) == total
+        assert taken[0] and taken[1]
+    finally:
+        replica.task_wakeup.stop()
+        engine.dispose()
+        one.close()

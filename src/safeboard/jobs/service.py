@@ -154,13 +154,13 @@ class TaskService:
         """A queued task is cancelled at once; a leased or running one becomes
         ``cancelling`` (its agent hears it at the next heartbeat and stops the process)
         and ``cancelled`` when the agent reports the exit. Cancelling again changes
-        nothing; a finished task: Conflict."""
+        nothing (a cancelled task stays so); a task finished otherwise: Conflict."""
         change = None
         with self.tx.begin() as conn:
             task = self._task(conn, principal, task_id, Permission.PROJECTS_WRITE, lock=True)
-            if task.state in _FINAL:
+            if task.state in _FINAL and task.state != TaskState.CANCELLED.value:
                 raise Conflict(f"task {task_id} is already {task.state}")
-            if task.cancel_requested_at is None:
+            if task.cancel_requested_at is None and task.state not in _FINAL:
                 now = self.clock()
                 values: dict[str, object] = {"cancel_requested_by": principal.username[:200],
                                              "cancel_requested_at": now}  # fmt: skip
