@@ -15,7 +15,6 @@ import typing
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
-from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -30,8 +29,8 @@ from safeboard.artifacts.service import ArtifactService
 from safeboard.artifacts.store import LocalStore
 from safeboard.auth.dependencies import CookiePolicy, RequestAuth
 from safeboard.auth.identity import IdentityChain
-from safeboard.events import Event, EventBus
-from safeboard.jobs.lifecycle import RunChange
+from safeboard.events import EventBus
+from safeboard.jobs.lifecycle import RunNotices
 from safeboard.jobs.queue import TaskQueue
 from safeboard.jobs.reaper import Reaper
 from safeboard.jobs.service import TaskService
@@ -121,9 +120,9 @@ def build_services(settings: Settings, engine: sa.Engine) -> Services:
     # Live updates are recorded (live_events) so that streams can catch up on reconnect.
     events = EventBus(engine, writes=writer(engine))
     # A task's run changes status as the task moves (queued, running, finished...).
-    announce = _run_announcer(events)
+    notices = RunNotices(events)
     wakeup = Wakeup(engine, poll_seconds=settings.jobs.poll_seconds)
-    queue = TaskQueue(engine, settings.jobs, wakeup, announce=announce)
+    queue = TaskQueue(engine, settings.jobs, wakeup, notices=notices)
     return Services(
         settings=settings,
         engine=engine,
@@ -150,20 +149,11 @@ def build_services(settings: Settings, engine: sa.Engine) -> Services:
             settings.artifacts,
             settings.secure.signing_key.get_secret_value().encode(),
         ),
-        tasks=TaskService(engine, wakeup, announce=announce),
+        tasks=TaskService(engine, wakeup, notices=notices),
         queue=queue,
         task_wakeup=wakeup,
         reaper=Reaper(queue, every=settings.jobs.reaper_seconds),
     )
-
-
-def _run_announcer(events: EventBus) -> Callable[[Sequence[RunChange]], None]:
-    def announce(changes: Sequence[RunChange]) -> None:
-        for change in changes:
-            events.publish(Event("run", change.project_id, change.run_id,
-                                 {"status": change.status}))  # fmt: skip
-
-    return announce
 
 
 def services_of(app: Starlette) -> Services:

@@ -40,25 +40,32 @@ def test_submit_list_show_cancel_retry(server: ServerProcess) -> None:
     task_id, run_id = found.group(1), found.group(2)
 
     listed = cli(server, "task", "list", "--project", "ml").stdout
-    assert task_id in listed and "queued" in listed and "python train.py --lr 0.1" in listed
-    rows = [json.loads(line) for line in
-            cli(server, "task", "list", "--state", "queued", "--json").stdout.splitlines()]  # fmt: skip
-    assert [(r["id"], r["run_id"], r["max_seconds"]) for r in rows] == [(int(task_id), run_id, 5400)]
+    assert task_id in listed
+    assert "queued" in listed
+    assert "python train.py --lr 0.1" in listed
+    queued = cli(server, "task", "list", "--state", "queued", "--json").stdout
+    rows = [json.loads(line) for line in queued.splitlines()]
+    assert [(r["id"], r["run_id"], r["max_seconds"]) for r in rows] == [
+        (int(task_id), run_id, 5400)
+    ]
     assert cli(server, "task", "list", "--state", "running").stderr.strip() == "no tasks"
 
     shown = cli(server, "task", "show", task_id)
     assert f"task {task_id} in ml: queued" in shown.stdout
     assert "command: python train.py --lr 0.1" in shown.stdout
-    assert "env: LR" in shown.stdout and "0.1\n" not in shown.stdout.split("env:")[1]
+    assert "env: LR" in shown.stdout
+    assert "0.1\n" not in shown.stdout.split("env:")[1]
     assert "no attempts yet" in shown.stderr
     assert json.loads(cli(server, "task", "show", task_id, "--json").stdout)["env"] == {"LR": "0.1"}
-    assert cli(server, "runs", "show", run_id).stdout.startswith(f"task-{task_id} ({run_id}) in ml: queued")
+    assert cli(server, "runs", "show", run_id).stdout.startswith(
+        f"task-{task_id} ({run_id}) in ml: queued"
+    )
 
     assert cli(server, "task", "cancel", task_id).stdout == f"task {task_id}: cancelled\n"
     assert "cancel requested by:" in cli(server, "task", "show", task_id).stdout
     retried = cli(server, "task", "retry", task_id).stdout
-    assert re.fullmatch(rf"task \d+ queued in ml \(run [0-9a-f]{{32}}\), a retry of task {task_id}\n",
-                        retried), retried  # fmt: skip
+    expected = rf"task \d+ queued in ml \(run [0-9a-f]{{32}}\), a retry of task {task_id}\n"
+    assert re.fullmatch(expected, retried), retried
 
 
 def test_refusals_are_one_line(server: ServerProcess) -> None:
@@ -70,7 +77,8 @@ def test_refusals_are_one_line(server: ServerProcess) -> None:
     assert missing.stderr.strip() == "safeboard: error: no task 987654"
     bad = cli(server, "task", "submit", "--project", "ml", "--env", "1X=2", "--no-code", "--",
               "true", code=2)  # fmt: skip
-    assert "not a variable name" in bad.stderr and bad.stderr.count("\n") == 1
+    assert "not a variable name" in bad.stderr
+    assert bad.stderr.count("\n") == 1
     nowhere = cli(server, "task", "submit", "--project", "nope", "--no-code", "--", "true", code=2)
     assert "no such project" in nowhere.stderr
     duration = cli(server, "task", "submit", "--project", "ml", "--max-duration", "2 weeks",

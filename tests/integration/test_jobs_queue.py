@@ -7,8 +7,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
+from typing import TypeVar
 
 import pytest
+import sqlalchemy as sa
 
 from safeboard.auth.permissions import Permission
 from safeboard.errors import Conflict, NotFound
@@ -60,12 +63,15 @@ def test_gpu_and_label_matching(world: QueueWorld) -> None:
     # The 1-free-GPU agent takes a 1-GPU task (the 2-GPU one stays queued for others).
     assert world.queue.lease("small", ["GPU-a"], []).task_id == one_a  # type: ignore[union-attr]
     big = world.queue.lease("big", ["GPU-x", "GPU-y"], [])
-    assert big is not None and big.task_id == two and sorted(big.gpu_uuids) == ["GPU-x", "GPU-y"]
+    assert big is not None
+    assert big.task_id == two
+    assert sorted(big.gpu_uuids) == ["GPU-x", "GPU-y"]
     # Two 1-GPU tasks on one 2-GPU agent get different GPUs, even if it reports both free.
     world.submit(gpus=1)
     first = world.queue.lease("pair", ["GPU-1", "GPU-2"], [])
     second = world.queue.lease("pair", ["GPU-1", "GPU-2"], [])
-    assert first is not None and second is not None
+    assert first is not None
+    assert second is not None
     assert first.task_id == one_b
     assert len(first.gpu_uuids) == len(second.gpu_uuids) == 1
     assert set(first.gpu_uuids) != set(second.gpu_uuids)
@@ -75,13 +81,15 @@ def test_gpu_and_label_matching(world: QueueWorld) -> None:
     labelled = world.submit(labels=["a100", "ib"]).task.id
     assert world.queue.lease("plain", [], ["a100"]) is None
     got = world.queue.lease("rich", [], ["a100", "ib", "x"])
-    assert got is not None and got.task_id == labelled
+    assert got is not None
+    assert got.task_id == labelled
 
 
 def test_report_lifecycle_and_idempotence(world: QueueWorld) -> None:
     task_id = world.submit("true").task.id
     lease = world.queue.lease("a", [], [])
-    assert lease is not None and lease.attempt == 1
+    assert lease is not None
+    assert lease.attempt == 1
     assert world.queue.report(task_id, 1, "a", AgentEvent("starting")) == "starting"
     assert world.queue.report(task_id, 1, "a", RUNNING) == "running"
     assert world.queue.report(task_id, 1, "a", RUNNING) == "running"
@@ -103,7 +111,8 @@ def test_failure_not_retried_unless_asked(world: QueueWorld) -> None:
     world.queue.lease("a", [], [])
     assert world.queue.report(retried, 1, "a", AgentEvent("exited", exit_code=1)) == "queued"
     again = world.queue.lease("a", [], [])
-    assert again is not None and again.attempt == 2
+    assert again is not None
+    assert again.attempt == 2
     assert world.queue.report(retried, 2, "a", AgentEvent("exited", signal=9)) == "failed"
 
 
@@ -120,7 +129,8 @@ def test_fencing_after_the_reaper(world: QueueWorld) -> None:
     with pytest.raises(Conflict):
         world.queue.heartbeat(task_id, 1, "a")
     second = world.queue.lease("b", [], [])
-    assert second is not None and second.attempt == 2
+    assert second is not None
+    assert second.attempt == 2
     with pytest.raises(Conflict):
         world.queue.heartbeat(task_id, 1, "a")
     with pytest.raises(Conflict):
@@ -132,7 +142,8 @@ def test_lost_twice_retried_then_lost(world: QueueWorld) -> None:
     task_id = world.submit("sleep", "100").task.id
     for attempt in (1, 2, 3):
         lease = world.queue.lease("a", [], [])
-        assert lease is not None and lease.attempt == attempt
+        assert lease is not None
+        assert lease.attempt == attempt
         world.clock.advance(61)
         assert world.queue.reap() == 1
     detail = world.tasks.get(world.owner, task_id)
@@ -214,8 +225,11 @@ def test_retry_makes_a_new_task(world: QueueWorld) -> None:
     world.queue.lease("a", [], [])
     world.queue.report(old.id, 1, "a", AgentEvent("exited", exit_code=1))
     new = world.tasks.retry(world.owner, old.id).task
-    assert new.id != old.id and new.retry_of == old.id and new.run_id != old.run_id
-    assert new.state == TaskState.QUEUED and new.command == ["false"]
+    assert new.id != old.id
+    assert new.retry_of == old.id
+    assert new.run_id != old.run_id
+    assert new.state == TaskState.QUEUED
+    assert new.command == ["false"]
 
 
 def test_long_poll_wakes_at_a_submit(world: QueueWorld) -> None:
@@ -231,10 +245,28 @@ def test_long_poll_wakes_at_a_submit(world: QueueWorld) -> None:
     submitted = time.monotonic()
     world.submit()
     waiter.join(timeout=20)
-    assert got and got[0] > 0
+    assert got
+    assert got[0] > 0
     # The issue's bound is 100 ms; generous here on a loaded 2-core machine (the
     # benchmark, bench/queue.py, measures it).
     assert got[0] - submitted < 1.0
+
+
+T = TypeVar("T")
+
+
+def busy_retried(call: Callable[[], T]) -> T:
+    """``call()``, again after SQLite's busy timeout (5 s) ran out, as an agent retries the
+    503 ``database_busy`` it would get: claimers racing flat out on two loaded cores can
+    starve one of the write lock that long. A failed lease changed nothing (rolled back);
+    a report is idempotent."""
+    for _ in range(20):
+        try:
+            return call()
+        except sa.exc.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+    return call()
 
 
 @pytest.mark.parametrize("claimers", [4])
@@ -246,12 +278,13 @@ def test_racing_claimers_lease_each_task_once(world: QueueWorld, claimers: int) 
 
     def claim(i: int) -> None:
         while True:
-            lease = world.queue.lease(f"agent-{i}", [], [])
+            lease = busy_retried(lambda: world.queue.lease(f"agent-{i}", [], []))
             if lease is None:
                 return
             leased[i].append(lease.task_id)
-            world.queue.report(lease.task_id, lease.attempt, f"agent-{i}",
-                               AgentEvent("exited", exit_code=0))  # fmt: skip
+            exited = AgentEvent("exited", exit_code=0)
+            busy_retried(partial(world.queue.report, lease.task_id, lease.attempt, f"agent-{i}",
+                                 exited))  # fmt: skip
 
     threads = [threading.Thread(target=claim, args=(i,)) for i in range(claimers)]
     for thread in threads:
@@ -266,9 +299,7 @@ def test_racing_claimers_lease_each_task_once(world: QueueWorld, claimers: int) 
 
 
 @pytest.mark.postgres
-def test_replicas_wake_and_race(
-    make_settings: Callable[..., Settings], pg_url: str
-) -> None:
+def test_replicas_wake_and_race(make_settings: Callable[..., Settings], pg_url: str) -> None:
     """Two replicas on one PostgreSQL: an agent waiting on one wakes when a task is
     submitted through the other (LISTEN/NOTIFY), and their claimers never share a task."""
     one = build_queue_world(make_settings, pg_url)
@@ -288,7 +319,8 @@ def test_replicas_wake_and_race(
         submitted = time.monotonic()
         one.submit()
         waiter.join(timeout=20)
-        assert got and got[0] > 0
+        assert got
+        assert got[0] > 0
         assert got[0] - submitted < 2.0  # poll fallback: 5 s; the notice is much faster
 
         total = 300
@@ -308,7 +340,8 @@ def test_replicas_wake_and_race(
             thread.join(timeout=300)
         every = taken[0] + taken[1]
         assert len(every) == len(set(every)) == total
-        assert taken[0] and taken[1]
+        assert taken[0]
+        assert taken[1]
     finally:
         replica.task_wakeup.stop()
         engine.dispose()

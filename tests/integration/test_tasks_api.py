@@ -51,8 +51,11 @@ async def test_submit_list_show_cancel_retry(world: World, alice: httpx.AsyncCli
                         max_seconds=7200)  # fmt: skip
     assert made.status_code == 201, made.text
     task = made.json()
-    assert task["state"] == "queued" and task["project"] == "p" and task["attempt"] == 0
-    assert task["env"] == {"LR": "0.1"} and task["labels"] == ["a100"]
+    assert task["state"] == "queued"
+    assert task["project"] == "p"
+    assert task["attempt"] == 0
+    assert task["env"] == {"LR": "0.1"}
+    assert task["labels"] == ["a100"]
     run = await alice.get(f"/api/v1/runs/{task['run_id']}")
     assert run.json()["status"] == "queued"
     assert run.json()["name"] == f"task-{task['id']}"
@@ -63,17 +66,20 @@ async def test_submit_list_show_cancel_retry(world: World, alice: httpx.AsyncCli
     assert (await alice.get("/api/v1/tasks", params={"state": "nope"})).status_code == 422
 
     shown = await alice.get(f"/api/v1/tasks/{task['id']}")
-    assert shown.status_code == 200 and shown.json()["attempts"] == []
+    assert shown.status_code == 200
+    assert shown.json()["attempts"] == []
     cancelled = await alice.post(f"/api/v1/tasks/{task['id']}/cancel")
     assert cancelled.json()["state"] == "cancelled"
     assert cancelled.json()["cancel_requested_by"] == "alice"
     again = await alice.post(f"/api/v1/tasks/{task['id']}/cancel")  # a client's retry
-    assert again.status_code == 200 and again.json()["state"] == "cancelled"
+    assert again.status_code == 200
+    assert again.json()["state"] == "cancelled"
     assert (await alice.get(f"/api/v1/runs/{task['run_id']}")).json()["status"] == "killed"
 
     retried = await alice.post(f"/api/v1/tasks/{task['id']}/retry")
     assert retried.status_code == 201
-    assert retried.json()["retry_of"] == task["id"] and retried.json()["state"] == "queued"
+    assert retried.json()["retry_of"] == task["id"]
+    assert retried.json()["state"] == "queued"
 
 
 async def test_cancel_of_a_running_task_waits_for_the_agent(
@@ -82,7 +88,8 @@ async def test_cancel_of_a_running_task_waits_for_the_agent(
     task = (await submit(alice)).json()
     queue = world.services.queue
     lease = queue.lease("agent-1", [], [])
-    assert lease is not None and lease.task_id == task["id"]
+    assert lease is not None
+    assert lease.task_id == task["id"]
     queue.report(task["id"], 1, "agent-1", AgentEvent("running", pid=7))
     cancelling = await alice.post(f"/api/v1/tasks/{task['id']}/cancel")
     assert cancelling.json()["state"] == "cancelling"

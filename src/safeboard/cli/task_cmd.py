@@ -69,9 +69,9 @@ def task() -> None:
 @click.option("--max-duration", "max_duration", default=None, metavar="DURATION",
               help="Stopped (failed) after this long: 90s, 45m, 2h, 1d, 1h30m.")  # fmt: skip
 @click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE",
-              help="A plain environment variable (shown to project readers: no secrets).")  # fmt: skip
+              help="A plain environment variable (readers see it: no secrets).")  # fmt: skip
 @click.option("--retries", "max_lost_retries", type=click.IntRange(0, 100), default=2,
-              show_default=True, help="How often a lost attempt (agent gone) is retried.")  # fmt: skip
+              show_default=True, help="Retries of a lost attempt (its agent gone).")  # fmt: skip
 @click.option("--retry-on-failure", is_flag=True,
               help="Retry a non-zero exit too (within the same number of retries).")  # fmt: skip
 @click.option("--name", default=None, help="The run's name (default: task-<id>).")
@@ -81,7 +81,7 @@ def task() -> None:
 @click.argument("command", nargs=-1, required=True)
 @url_option
 @json_option
-def submit(  # noqa: PLR0913  (one parameter per option)
+def submit(
     project: str,
     gpus: int,
     labels: tuple[str, ...],

@@ -21,12 +21,13 @@ from sqlalchemy import Connection
 
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
+from safeboard.events import Event, EventBus
 from safeboard.jobs import repository as tasks
 from safeboard.jobs.repository import Task
 from safeboard.runs import repository as runs
 from safeboard.vocabulary import FINAL_STATUSES, RunStatus, TaskState
 
-__all__ = ["RUN_STATUS_OF", "RunChange", "end_attempt", "set_run_status"]
+__all__ = ["RUN_STATUS_OF", "RunChange", "RunNotices", "end_attempt", "set_run_status"]
 
 SYSTEM_ACTOR = "system:jobs"  # who the audit log names for what the reaper decides
 
@@ -45,6 +46,27 @@ class RunChange:
     project_id: int
     run_id: str
     status: str
+
+
+class RunNotices:
+    """Run status changes for live views (the dashboard): each recorded in the
+    transaction that makes it (``EventBus.publish_at_commit``: no transaction of its own),
+    handed to this process's streams after the commit (``deliver``)."""
+
+    def __init__(self, events: EventBus | None = None) -> None:
+        self.events = events
+
+    def record(self, conn: Connection, change: RunChange | None, into: list[Event]) -> None:
+        if change is None or self.events is None:
+            return
+        event = Event("run", change.project_id, change.run_id, {"status": change.status})
+        self.events.publish_at_commit(conn, event)
+        into.append(event)
+
+    def deliver(self, recorded: list[Event]) -> None:
+        if self.events is not None:
+            for event in recorded:
+                self.events.publish(event)
 
 
 def set_run_status(
@@ -68,8 +90,8 @@ def end_attempt(
     if task.cancel_requested_at is not None:
         outcome = TaskState.CANCELLED
     if _retried(conn, task, outcome):
-        tasks.update_task(conn, task.id, state=TaskState.QUEUED.value,
-                          reason=f"attempt {task.attempt} {outcome.value}: {reason}; requeued"[:200])  # fmt: skip
+        why = f"attempt {task.attempt} {outcome.value}: {reason}; requeued"
+        tasks.update_task(conn, task.id, state=TaskState.QUEUED.value, reason=why[:200])
         return TaskState.QUEUED, set_run_status(conn, task, RunStatus.QUEUED, now)
     tasks.update_task(conn, task.id, state=outcome.value, reason=reason[:200], finished_at=now)
     if outcome is TaskState.LOST:

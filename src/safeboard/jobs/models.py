@@ -9,7 +9,6 @@ its attempt, and one that is not the current, live one is refused (fencing).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -99,4 +98,3 @@ class TaskAttemptRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     reason: Mapped[str] = mapped_column(String(200), nullable=False, default="")
-

@@ -13,7 +13,7 @@ request with nothing to take waits up to ``wait_seconds`` for a submit (wakeup.p
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -22,8 +22,9 @@ from sqlalchemy import Connection, Engine
 
 from safeboard.clock import Clock, utcnow
 from safeboard.errors import Conflict, InvalidRequest, NotFound
+from safeboard.events import Event
 from safeboard.jobs import repository as tasks
-from safeboard.jobs.lifecycle import RunChange, end_attempt, set_run_status
+from safeboard.jobs.lifecycle import RunChange, RunNotices, end_attempt, set_run_status
 from safeboard.jobs.repository import LIVE_STATES, Attempt, Task
 from safeboard.jobs.wakeup import Wakeup
 from safeboard.settings import JobSettings
@@ -77,14 +78,14 @@ class TaskQueue:
         wakeup: Wakeup,
         *,
         clock: Clock = utcnow,
-        announce: Callable[[Sequence[RunChange]], None] | None = None,
+        notices: RunNotices | None = None,
     ) -> None:
         self.engine = engine
         self.tx = writer(engine)
         self.settings = settings
         self.wakeup = wakeup
         self.clock = clock
-        self.announce = announce or (lambda _changes: None)
+        self.notices = notices or RunNotices()
 
     @property
     def lease_time(self) -> timedelta:
@@ -155,7 +156,7 @@ class TaskQueue:
                 return None
             offset += _PAGE
 
-    # Heartbeats and reports (fenced)
+    # Heartbeats and reports: fenced by the attempt
 
     def heartbeat(self, task_id: int, attempt: int, agent_id: str) -> Beat:
         """Renew the attempt's lease; the answer says whether to stop (a cancel asked for,
@@ -175,6 +176,7 @@ class TaskQueue:
         """The attempt's process is starting, running (``pid``) or exited (``exit_code``
         or ``signal``). Idempotent: a repeat, or a late start after the exit, changes
         nothing. Returns the task's state after it."""
+        recorded: list[Event] = []
         with self.tx.begin() as conn:
             task, current = self._fenced(conn, task_id, attempt, agent_id)
             if current.state in _FINAL:
@@ -187,10 +189,12 @@ class TaskQueue:
                 state = self._progress(conn, task, current, event, now)
                 if event.kind == "running":
                     change = set_run_status(conn, task, RunStatus.RUNNING, now)
+            self.notices.record(conn, change, recorded)
+            if state == TaskState.QUEUED.value:  # retried after a failure
+                self.wakeup.notify_at_commit(conn)
         if state == TaskState.QUEUED.value:
             self.wakeup.notify()
-        if change is not None:
-            self.announce([change])
+        self.notices.deliver(recorded)
         return state
 
     def _progress(
@@ -234,7 +238,9 @@ class TaskQueue:
         return state.value, change
 
     @staticmethod
-    def _fenced(conn: Connection, task_id: int, attempt: int, agent_id: str) -> tuple[Task, Attempt]:
+    def _fenced(
+        conn: Connection, task_id: int, attempt: int, agent_id: str
+    ) -> tuple[Task, Attempt]:
         """The task (locked) and its attempt ``attempt``, if that is the task's current
         attempt, leased to this agent, and not lost; else NotFound (not this agent's) or
         Conflict (stale)."""
@@ -258,7 +264,7 @@ class TaskQueue:
         many attempts it marked lost."""
         lost = 0
         requeued = False
-        changes: list[RunChange] = []
+        recorded: list[Event] = []
         with self.tx.begin() as conn:
             now = self.clock()
             for task_id, number in tasks.expired_attempts(conn, now, limit):
@@ -274,14 +280,12 @@ class TaskQueue:
                 state, change = end_attempt(conn, task, TaskState.LOST, reason, now)
                 lost += 1
                 requeued = requeued or state is TaskState.QUEUED
-                if change is not None:
-                    changes.append(change)
+                self.notices.record(conn, change, recorded)
             if requeued:
                 self.wakeup.notify_at_commit(conn)
         if requeued:
             self.wakeup.notify()
-        if changes:
-            self.announce(changes)
+        self.notices.deliver(recorded)
         return lost
 
 

@@ -181,7 +181,9 @@ def insert_attempt(conn: Connection, attempt: Attempt) -> None:
 
 
 def get_attempt(conn: Connection, task_id: int, attempt: int) -> Attempt | None:
-    row = conn.execute(sa.select(_a).where(_a.c.task_id == task_id, _a.c.attempt == attempt)).first()
+    row = conn.execute(
+        sa.select(_a).where(_a.c.task_id == task_id, _a.c.attempt == attempt)
+    ).first()
     return None if row is None else _attempt(row)
 
 

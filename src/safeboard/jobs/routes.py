@@ -24,6 +24,7 @@ CODE_UPLOAD_MISSING = (
     "command that exists on the agent's machine"
 )
 MAX_TASK_ID = 2**62
+STATES = len(TaskState)
 
 
 def task_out(detail: TaskDetail) -> TaskOut:
@@ -63,7 +64,7 @@ def submit_task(
 @router.get("/tasks", response_model=TaskListOut)
 def list_tasks(
     project: str | None = Query(None, max_length=100),
-    state: list[TaskState] | None = Query(None, max_length=len(TaskState)),
+    state: list[TaskState] | None = Query(None, max_length=STATES),
     before: int | None = Query(None, ge=1, le=MAX_TASK_ID),
     limit: int = Query(100, ge=1, le=500),
     principal: Principal = requires_project(Permission.PROJECTS_READ),

@@ -43,7 +43,7 @@ class TaskSubmit(StrictModel):
     max_seconds: int | None = Field(None, ge=1, le=MAX_SECONDS,
                                     description="Stopped (failed) after this long.")  # fmt: skip
     max_lost_retries: int = Field(2, ge=0, le=MAX_RETRIES,
-                                  description="Attempts lost (agent gone) retried this often.")  # fmt: skip
+                                  description="Retries of lost attempts (agent gone).")  # fmt: skip
     retry_on_failure: bool = Field(False, description="Retry a non-zero exit too (same bound).")
     name: str | None = Field(None, min_length=1, max_length=200, description="The run's name.")
     code: bool = Field(

@@ -4,7 +4,7 @@ who may read it lists and shows them (no grant: 404, as for runs)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine
@@ -15,9 +15,10 @@ from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
 from safeboard.errors import Conflict, InvalidRequest, NotFound
+from safeboard.events import Event
 from safeboard.ids import new_id
 from safeboard.jobs import repository as tasks
-from safeboard.jobs.lifecycle import RunChange, set_run_status
+from safeboard.jobs.lifecycle import RunChange, RunNotices, set_run_status
 from safeboard.jobs.repository import Attempt, Task
 from safeboard.jobs.spec import TaskSpec, spec_problem
 from safeboard.jobs.wakeup import Wakeup
@@ -48,13 +49,13 @@ class TaskService:
         wakeup: Wakeup,
         *,
         clock: Clock = utcnow,
-        announce: Callable[[Sequence[RunChange]], None] | None = None,
+        notices: RunNotices | None = None,
     ) -> None:
         self.engine = engine
         self.tx = writer(engine)
         self.wakeup = wakeup
         self.clock = clock
-        self.announce = announce or (lambda _changes: None)
+        self.notices = notices or RunNotices()
 
     def submit(self, principal: Principal, project_name: str, spec: TaskSpec) -> TaskDetail:
         """Queue a task, with its run (status ``queued``) so the user can follow it."""
@@ -63,8 +64,8 @@ class TaskService:
             raise InvalidRequest(problem)
         with self.tx.begin() as conn:
             project = project_by_name(conn, principal, project_name, Permission.PROJECTS_WRITE)
-            task = self._queue(conn, principal, project.id, spec, retry_of=None)
-        self._queued(task)
+            task, recorded = self._queue(conn, principal, project.id, spec, retry_of=None)
+        self._queued(recorded)
         return TaskDetail(task, project.name, [])
 
     def _queue(
@@ -74,7 +75,7 @@ class TaskService:
         project_id: int,
         spec: TaskSpec,
         retry_of: int | None,
-    ) -> Task:
+    ) -> tuple[Task, list[Event]]:
         now = self.clock()
         run_id = new_id()
         runs.create(conn, Run(id=run_id, project_id=project_id, name=spec.name or "task",
@@ -107,13 +108,17 @@ class TaskService:
                      detail={"project_id": project_id, "run": run_id, "gpus": spec.gpus,
                              "retry_of": retry_of})  # fmt: skip
         self.wakeup.notify_at_commit(conn)
+        recorded: list[Event] = []
+        change = RunChange(project_id, run_id, RunStatus.QUEUED.value)
+        self.notices.record(conn, change, recorded)
         task = tasks.get_task(conn, task_id)
         assert task is not None  # noqa: S101  (inserted just above)
-        return task
+        return task, recorded
 
-    def _queued(self, task: Task) -> None:
+    def _queued(self, recorded: list[Event]) -> None:
+        """After the commit: wake this process's waiting agents, tell live views."""
         self.wakeup.notify()
-        self.announce([RunChange(task.project_id, task.run_id, RunStatus.QUEUED.value)])
+        self.notices.deliver(recorded)
 
     def listed(
         self,
@@ -155,7 +160,7 @@ class TaskService:
         ``cancelling`` (its agent hears it at the next heartbeat and stops the process)
         and ``cancelled`` when the agent reports the exit. Cancelling again changes
         nothing (a cancelled task stays so); a task finished otherwise: Conflict."""
-        change = None
+        recorded: list[Event] = []
         with self.tx.begin() as conn:
             task = self._task(conn, principal, task_id, Permission.PROJECTS_WRITE, lock=True)
             if task.state in _FINAL and task.state != TaskState.CANCELLED.value:
@@ -167,14 +172,14 @@ class TaskService:
                 if task.state == TaskState.QUEUED.value:
                     values.update(state=TaskState.CANCELLED.value, finished_at=now,
                                   reason=f"cancelled by {principal.username}"[:200])  # fmt: skip
-                    change = set_run_status(conn, task, RunStatus.KILLED, now)
+                    killed = set_run_status(conn, task, RunStatus.KILLED, now)
+                    self.notices.record(conn, killed, recorded)
                 else:
                     values["state"] = TaskState.CANCELLING.value
                 tasks.update_task(conn, task_id, **values)
                 audit.append(conn, action=AuditAction.TASK_CANCELLED, actor=principal.actor,
                              target=f"task:{task_id}", detail={"state": task.state})  # fmt: skip
-        if change is not None:
-            self.announce([change])
+        self.notices.deliver(recorded)
         return self.get(principal, task_id)
 
     def retry(self, principal: Principal, task_id: int) -> TaskDetail:
@@ -189,8 +194,8 @@ class TaskService:
                             priority=old.priority, max_seconds=old.max_seconds,
                             max_lost_retries=old.max_lost_retries,
                             retry_on_failure=old.retry_on_failure)  # fmt: skip
-            task = self._queue(conn, principal, project.id, spec, retry_of=old.id)
-        self._queued(task)
+            task, recorded = self._queue(conn, principal, project.id, spec, retry_of=old.id)
+        self._queued(recorded)
         return TaskDetail(task, project.name, [])
 
     @staticmethod

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 __all__ = [
     "ENV_NAME",
     "LABEL",
-    "MAX_ARG_CHARS",
     "MAX_ARGS",
+    "MAX_ARG_CHARS",
     "MAX_ENV",
     "MAX_ENV_VALUE_CHARS",
     "MAX_GPUS",
@@ -54,21 +54,9 @@ class TaskSpec:
 
 def spec_problem(spec: TaskSpec) -> str | None:  # noqa: PLR0911  (one answer per bound)
     """What is wrong with ``spec``, or None."""
-    if not spec.command or len(spec.command) > MAX_ARGS:
-        return f"command: 1 to {MAX_ARGS} arguments"
-    if any("\x00" in arg or len(arg) > MAX_ARG_CHARS for arg in spec.command):
-        return f"command: arguments of at most {MAX_ARG_CHARS} characters, no NUL"
-    if not spec.command[0] or sum(map(len, spec.command)) > MAX_COMMAND_CHARS:
-        return f"command: a program name, at most {MAX_COMMAND_CHARS} characters in all"
-    if len(spec.env) > MAX_ENV:
-        return f"env: at most {MAX_ENV} variables"
-    for name, value in spec.env.items():
-        if not ENV_NAME.fullmatch(name):
-            return f"env: {name[:40]!r} is not a variable name (letters, digits, _)"
-        if name.upper().startswith(RESERVED_ENV_PREFIX):
-            return f"env: {name} is reserved (the agent sets SAFEBOARD_* for the task)"
-        if "\x00" in value or len(value) > MAX_ENV_VALUE_CHARS:
-            return f"env: {name}: at most {MAX_ENV_VALUE_CHARS} characters, no NUL"
+    problem = _command_problem(spec.command) or _env_problem(spec.env)
+    if problem is not None:
+        return problem
     if not 0 <= spec.gpus <= MAX_GPUS:
         return f"gpus: 0 to {MAX_GPUS}"
     if len(spec.labels) > MAX_LABELS or not all(LABEL.fullmatch(lb) for lb in spec.labels):
@@ -81,4 +69,27 @@ def spec_problem(spec: TaskSpec) -> str | None:  # noqa: PLR0911  (one answer pe
         return f"max_lost_retries: 0 to {MAX_RETRIES}"
     if spec.name is not None and not 1 <= len(spec.name) <= 200:
         return "name: 1 to 200 characters"
+    return None
+
+
+def _command_problem(command: list[str]) -> str | None:
+    if not command or len(command) > MAX_ARGS:
+        return f"command: 1 to {MAX_ARGS} arguments"
+    if any("\x00" in arg or len(arg) > MAX_ARG_CHARS for arg in command):
+        return f"command: arguments of at most {MAX_ARG_CHARS} characters, no NUL"
+    if not command[0] or sum(map(len, command)) > MAX_COMMAND_CHARS:
+        return f"command: a program name, at most {MAX_COMMAND_CHARS} characters in all"
+    return None
+
+
+def _env_problem(env: dict[str, str]) -> str | None:
+    if len(env) > MAX_ENV:
+        return f"env: at most {MAX_ENV} variables"
+    for name, value in env.items():
+        if not ENV_NAME.fullmatch(name):
+            return f"env: {name[:40]!r} is not a variable name (letters, digits, _)"
+        if name.upper().startswith(RESERVED_ENV_PREFIX):
+            return f"env: {name} is reserved (the agent sets SAFEBOARD_* for the task)"
+        if "\x00" in value or len(value) > MAX_ENV_VALUE_CHARS:
+            return f"env: {name}: at most {MAX_ENV_VALUE_CHARS} characters, no NUL"
     return None

@@ -52,16 +52,20 @@ def upgrade() -> None:
         sa.CheckConstraint(_STATE_CHECK, name=op.f("ck_tasks_state")),
         sa.CheckConstraint("gpus >= 0", name=op.f("ck_tasks_gpus")),
         sa.ForeignKeyConstraint(
-            ["project_id"], ["projects.id"], name=op.f("fk_tasks_project_id_projects"),
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_tasks_project_id_projects"),
             ondelete="CASCADE",
-        ),  # fmt: skip
+        ),
         sa.ForeignKeyConstraint(
             ["run_id"], ["runs.id"], name=op.f("fk_tasks_run_id_runs"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
-            ["submitted_by"], ["users.id"], name=op.f("fk_tasks_submitted_by_users"),
+            ["submitted_by"],
+            ["users.id"],
+            name=op.f("fk_tasks_submitted_by_users"),
             ondelete="SET NULL",
-        ),  # fmt: skip
+        ),
         sa.ForeignKeyConstraint(
             ["retry_of"], ["tasks.id"], name=op.f("fk_tasks_retry_of_tasks"), ondelete="SET NULL"
         ),
@@ -69,9 +73,7 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     with op.batch_alter_table("tasks", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_tasks_state_priority", ["state", "priority", "id"], unique=False
-        )
+        batch_op.create_index("ix_tasks_state_priority", ["state", "priority", "id"], unique=False)
         batch_op.create_index("ix_tasks_project_id", ["project_id", "id"], unique=False)
     op.create_table(
         "task_attempts",
@@ -90,18 +92,18 @@ def upgrade() -> None:
         sa.Column("reason", sa.String(length=200), nullable=False),
         sa.CheckConstraint(_STATE_CHECK, name=op.f("ck_task_attempts_state")),
         sa.ForeignKeyConstraint(
-            ["task_id"], ["tasks.id"], name=op.f("fk_task_attempts_task_id_tasks"),
+            ["task_id"],
+            ["tasks.id"],
+            name=op.f("fk_task_attempts_task_id_tasks"),
             ondelete="CASCADE",
-        ),  # fmt: skip
+        ),
         sa.PrimaryKeyConstraint("task_id", "attempt", name=op.f("pk_task_attempts")),
     )
     with op.batch_alter_table("task_attempts", schema=None) as batch_op:
         batch_op.create_index(
             "ix_task_attempts_state_lease", ["state", "lease_expires_at"], unique=False
         )
-        batch_op.create_index(
-            "ix_task_attempts_agent_state", ["agent_id", "state"], unique=False
-        )
+        batch_op.create_index("ix_task_attempts_agent_state", ["agent_id", "state"], unique=False)
     _runs_check(_RUNS_AFTER)
 
 
