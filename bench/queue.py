@@ -27,9 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))
 
 import argparse  # noqa: E402
-import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -37,10 +37,8 @@ from collections.abc import Callable  # noqa: E402
 from typing import TypeVar  # noqa: E402
 
 import sqlalchemy as sa  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "src"))
-
 from bench.sorts import postgres  # noqa: E402
+
 from safeboard.auth.permissions import Role  # noqa: E402
 from safeboard.cli.local import Local  # noqa: E402
 from safeboard.datadir import ensure_data_dir  # noqa: E402
@@ -118,14 +116,15 @@ def wakeups(services: Services, rounds: int) -> list[float]:
     """Milliseconds from a submit's return to the waiting lease's return."""
     owner = Local(services).principal("bench")
     found: list[float] = []
+    woke: list[float] = []
+
+    def wait() -> None:
+        services.queue.lease("waiter", [], [], wait_seconds=20)
+        woke.append(time.perf_counter())
+
     for _ in range(rounds):
-        woke: list[float] = []
-        waiter = threading.Thread(
-            target=lambda: (
-                services.queue.lease("waiter", [], [], wait_seconds=20),
-                woke.append(time.perf_counter()),
-            ),  # fmt: skip
-        )
+        woke.clear()
+        waiter = threading.Thread(target=wait)
         waiter.start()
         time.sleep(0.2)  # the waiter is waiting
         services.tasks.submit(owner, "bench", TaskSpec(["true"]))
@@ -145,8 +144,8 @@ def measure(name: str, url: str | None, tasks: int, rounds: int) -> dict[str, ob
             result: dict[str, object] = {}
             for claimers in CLAIMERS:
                 result[f"claims{claimers}"] = figures = claims(services, tasks, claimers)
-                print(f"  {claimers} claimer(s): {figures[1]:,.0f} claims/s, "
-                      f"{figures[2]} duplicates, {figures[3]} busy retries", flush=True)  # fmt: skip
+                print(f"  {claimers} claimer(s): {figures[1]:,.0f} claims/s, {figures[2]} "
+                      f"duplicates, {figures[3]} busy retries", flush=True)  # fmt: skip
             result["wake"] = wakeups(services, rounds)
             return result
         finally:
