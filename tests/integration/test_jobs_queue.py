@@ -4,6 +4,7 @@ the long-poll's wake-up, and claimers racing for the same tasks."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -346,3 +347,20 @@ def test_replicas_wake_and_race(make_settings: Callable[..., Settings], pg_url: 
         replica.task_wakeup.stop()
         engine.dispose()
         one.close()
+
+
+def test_async_long_poll_wakes_without_a_thread(world: QueueWorld) -> None:
+    """What an agent route awaits: woken by a submit from another thread."""
+
+    async def main() -> tuple[float, float]:
+        waiting = asyncio.create_task(world.queue.lease_async("a", [], [], wait_seconds=20))
+        await asyncio.sleep(0.5)
+        submitted = time.monotonic()
+        await asyncio.to_thread(world.submit)
+        lease = await waiting
+        assert lease is not None
+        return submitted, time.monotonic()
+
+    submitted, woke = asyncio.run(main())
+    assert woke - submitted < 1.0
+    assert asyncio.run(world.queue.lease_async("a", [], [], wait_seconds=0.2)) is None

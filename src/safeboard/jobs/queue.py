@@ -12,6 +12,7 @@ request with nothing to take waits up to ``wait_seconds`` for a submit (wakeup.p
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -111,6 +112,27 @@ class TaskQueue:
             if lease is not None or left <= 0 or self.wakeup.stopped:
                 return lease
             self.wakeup.wait(seen, left)
+
+    async def lease_async(
+        self,
+        agent_id: str,
+        free_gpus: Sequence[str],
+        labels: Sequence[str],
+        wait_seconds: float = 0.0,
+    ) -> Lease | None:
+        """``lease`` for an async route: each claim runs in a worker thread (a short
+        transaction), the wait between claims on the event loop, so agents that wait hold
+        no thread (a thread each would soon exhaust the server's pool)."""
+        wait = min(max(wait_seconds, 0.0), self.settings.max_wait_seconds)
+        until = time.monotonic() + wait
+        free, wanted = list(dict.fromkeys(free_gpus)), set(labels)
+        while True:
+            seen = self.wakeup.generation
+            lease = await asyncio.to_thread(self._claim, agent_id, free, wanted)
+            left = until - time.monotonic()
+            if lease is not None or left <= 0 or self.wakeup.stopped:
+                return lease
+            await self.wakeup.wait_async(seen, left)
 
     def _claim(self, agent_id: str, free: list[str], labels: set[str]) -> Lease | None:
         with self.tx.begin() as conn:

@@ -11,6 +11,8 @@ listener reconnects delays a lease by that much at most.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 
@@ -33,6 +35,8 @@ class Wakeup:
         self._generation = 0
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
+        # Waiters on event loops (an agent route's long-poll holds no thread meanwhile).
+        self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
     @property
     def generation(self) -> int:
@@ -49,6 +53,10 @@ class Wakeup:
         with self._condition:
             self._generation += 1
             self._condition.notify_all()
+            waiters = list(self._async_waiters)
+        for loop, event in waiters:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: the request ended
+                loop.call_soon_threadsafe(event.set)
 
     def notify_at_commit(self, conn: Connection) -> None:
         """PostgreSQL: tell every replica's listener when ``conn``'s transaction commits."""
@@ -62,6 +70,20 @@ class Wakeup:
                 lambda: self._generation != seen or self._stop.is_set(),
                 timeout=min(timeout, self.poll_seconds),
             )
+
+    async def wait_async(self, seen: int, timeout: float) -> None:
+        """``wait`` for a waiter on an event loop, without a thread."""
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        with self._condition:
+            if self._generation != seen or self._stop.is_set():
+                return
+            self._async_waiters.add(waiter)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter[1].wait(), min(timeout, self.poll_seconds))
+        finally:
+            with self._condition:
+                self._async_waiters.discard(waiter)
 
     # The PostgreSQL listener
 
