@@ -173,7 +173,9 @@ class TaskQueue:
             page = tasks.queued_candidates(conn, max_gpus=free, offset=offset, limit=_PAGE)
             for candidate in page:
                 if set(candidate.labels) <= labels:
-                    return tasks.get_task(conn, candidate.id)
+                    task = tasks.lock_if_queued(conn, candidate.id)
+                    if task is not None:
+                        return task
             if len(page) < _PAGE:
                 return None
             offset += _PAGE

@@ -33,6 +33,7 @@ __all__ = [
     "insert_attempt",
     "insert_task",
     "list_tasks",
+    "lock_if_queued",
     "lock_task_if_free",
     "queued_candidates",
     "update_attempt",
@@ -162,18 +163,30 @@ def queued_candidates(
     conn: Connection, *, max_gpus: int, offset: int, limit: int
 ) -> list[Candidate]:
     """Queued tasks that need at most ``max_gpus`` GPUs, in the queue's order (highest
-    priority, then oldest), locked; on PostgreSQL rows another claim holds are skipped
-    (``FOR UPDATE SKIP LOCKED``), so claimers on several replicas never wait on one
-    another."""
+    priority, then oldest). Not locked: the claim locks the one it picks
+    (``lock_if_queued``), so other claimers are not kept from the rest."""
     query = (
         sa.select(_t.c.id, _t.c.gpus, _t.c.labels)
         .where(_t.c.state == TaskState.QUEUED.value, _t.c.gpus <= max_gpus)
         .order_by(_t.c.priority.desc(), _t.c.id)
         .offset(offset)
         .limit(limit)
-        .with_for_update(skip_locked=True)
     )
     return [Candidate(r.id, r.gpus, list(r.labels or [])) for r in conn.execute(query)]
+
+
+def lock_if_queued(conn: Connection, task_id: int) -> Task | None:
+    """The task, locked, if it is still queued and no other claim holds it; else None.
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` (a row another transaction is leasing is
+    skipped, not waited for; one leased and committed since the candidates were read no
+    longer matches ``state = 'queued'``). SQLite: the claim holds the write lock."""
+    query = (
+        sa.select(_t)
+        .where(_t.c.id == task_id, _t.c.state == TaskState.QUEUED.value)
+        .with_for_update(skip_locked=True)
+    )
+    row = conn.execute(query).first()
+    return None if row is None else _task(row)
 
 
 def insert_attempt(conn: Connection, attempt: Attempt) -> None:
