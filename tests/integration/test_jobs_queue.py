@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from safeboard.auth.permissions import Permission
-from safeboard.errors import Conflict, NotFound
+from safeboard.errors import Conflict, InvalidRequest, NotFound
 from safeboard.jobs.queue import AgentEvent, TaskQueue
 from safeboard.services import build_services
 from safeboard.settings import Settings
@@ -101,6 +101,11 @@ def test_report_lifecycle_and_idempotence(world: QueueWorld) -> None:
     assert run_status(world, task_id) == "finished"
     with pytest.raises(NotFound):
         world.queue.report(task_id, 1, "another-agent", RUNNING)
+    for bad in (AgentEvent("exited"), AgentEvent("exited", exit_code=1, signal=9),
+                AgentEvent("running"), AgentEvent("exited", signal=0),
+                AgentEvent("done", exit_code=0)):  # type: ignore[arg-type]  # fmt: skip
+        with pytest.raises(InvalidRequest):
+            world.queue.report(task_id, 1, "a", bad)
 
 
 def test_failure_not_retried_unless_asked(world: QueueWorld) -> None:

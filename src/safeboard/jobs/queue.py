@@ -200,6 +200,7 @@ class TaskQueue:
         """The attempt's process is starting, running (``pid``) or exited (``exit_code``
         or ``signal``). Idempotent: a repeat, or a late start after the exit, changes
         nothing. Returns the task's state after it."""
+        _check(event)
         recorded: list[Event] = []
         with self.tx.begin() as conn:
             task, current = self._fenced(conn, task_id, attempt, agent_id)
@@ -232,8 +233,6 @@ class TaskQueue:
         if current.started_at is None:
             values["started_at"] = now
         if event.kind == "running":
-            if event.pid is None or event.pid <= 0:
-                raise InvalidRequest("running: the process id (pid) is required")
             values["pid"] = event.pid
         tasks.update_attempt(conn, task.id, current.attempt, **values)
         if task.state == TaskState.CANCELLING.value:
@@ -311,6 +310,21 @@ class TaskQueue:
             self.wakeup.notify()
         self.notices.deliver(recorded)
         return lost
+
+
+def _check(event: AgentEvent) -> None:
+    """An event that says what it must: refused before the task is looked at."""
+    if event.kind not in ("starting", "running", "exited"):
+        raise InvalidRequest("event: starting, running or exited")
+    if event.kind == "running" and (event.pid is None or not 0 < event.pid < 2**31):
+        raise InvalidRequest("running: the process id (pid) is required")
+    if event.kind == "exited":
+        if (event.exit_code is None) == (event.signal is None):
+            raise InvalidRequest("exited: an exit code or a signal, not both")
+        if event.exit_code is not None and not -(2**31) <= event.exit_code < 2**31:
+            raise InvalidRequest("exited: an exit code within 32 bits")
+        if event.signal is not None and not 0 < event.signal < 128:
+            raise InvalidRequest("exited: a signal number 1 to 127")
 
 
 def _deadline(task: Task, attempt: Attempt) -> datetime | None:
