@@ -369,3 +369,38 @@ def test_async_long_poll_wakes_without_a_thread(world: QueueWorld) -> None:
     submitted, woke = asyncio.run(main())
     assert woke - submitted < 1.0
     assert asyncio.run(world.queue.lease_async("a", [], [], wait_seconds=0.2)) is None
+
+
+@pytest.mark.postgres
+def test_two_replicas_reap_each_lapsed_lease_once(
+    make_settings: Callable[..., Settings], pg_url: str
+) -> None:
+    one = build_queue_world(make_settings, pg_url)
+    engine = create_engine(pg_url)
+    replica = build_services(one.services.settings, engine)
+    replica.queue.clock = one.clock
+    try:
+        ids = [one.submit().task.id for _ in range(60)]
+        while one.queue.lease("a", [], []) is not None:
+            pass
+        one.clock.advance(61)
+        counts: list[int] = []
+
+        def reap(queue: TaskQueue) -> None:
+            while (lost := queue.reap(limit=7)) or not counts:
+                counts.append(lost)
+
+        threads = [threading.Thread(target=reap, args=(q,)) for q in (one.queue, replica.queue)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert one.queue.reap() == 0
+        assert sum(counts) == len(ids)
+        for task_id in ids:
+            detail = one.tasks.get(one.owner, task_id)
+            assert detail.task.state == TaskState.QUEUED
+            assert [a.state for a in detail.attempts] == ["lost"]
+    finally:
+        engine.dispose()
+        one.close()
