@@ -32,6 +32,11 @@ from safeboard.artifacts.store import LocalStore
 from safeboard.auth.dependencies import CookiePolicy, RequestAuth
 from safeboard.auth.identity import IdentityChain
 from safeboard.events import EventBus
+from safeboard.jobs.lifecycle import RunNotices
+from safeboard.jobs.queue import TaskQueue
+from safeboard.jobs.reaper import Reaper
+from safeboard.jobs.service import TaskService
+from safeboard.jobs.wakeup import Wakeup
 from safeboard.metrics.service import MetricService
 from safeboard.projects import repository as project_queries
 from safeboard.projects.service import ProjectService
@@ -69,6 +74,12 @@ class Services:
     metrics: MetricService
     artifacts: ArtifactService
     agents: AgentService  # join tokens, enrollment, agents' credentials and inventory
+    # Queued jobs (safeboard.jobs): users' tasks, the agents' queue, its wake-ups (on
+    # PostgreSQL a LISTEN thread, started with the app) and the reaper of lapsed leases.
+    tasks: TaskService
+    queue: TaskQueue
+    task_wakeup: Wakeup
+    reaper: Reaper
 
     def provides(self, kind: type[Any]) -> bool:
         return kind in _field_of_type()
@@ -130,6 +141,10 @@ def build_services(
     )
     # Live updates are recorded (live_events) so that streams can catch up on reconnect.
     events = EventBus(engine, writes=writer(engine))
+    # A task's run changes status as the task moves (queued, running, finished...).
+    notices = RunNotices(events)
+    wakeup = Wakeup(engine, poll_seconds=settings.jobs.poll_seconds)
+    queue = TaskQueue(engine, settings.jobs, wakeup, notices=notices)
     return Services(
         settings=settings,
         engine=engine,
@@ -157,6 +172,10 @@ def build_services(
             settings.secure.signing_key.get_secret_value().encode(),
         ),
         agents=agents,
+        tasks=TaskService(engine, wakeup, notices=notices),
+        queue=queue,
+        task_wakeup=wakeup,
+        reaper=Reaper(queue, every=settings.jobs.reaper_seconds),
     )
 
 

@@ -36,6 +36,7 @@ from safeboard.settings_sections import (
     ArtifactSettings,
     AuthSettings,
     DatabaseSettings,
+    JobSettings,
     ProjectSettings,
     SecureSettings,
     ServerSettings,
@@ -50,6 +51,7 @@ __all__ = [
     "ArtifactSettings",
     "AuthSettings",
     "DatabaseSettings",
+    "JobSettings",
     "ProjectSettings",
     "SecureSettings",
     "ServerSettings",
@@ -101,6 +103,7 @@ class Settings(BaseSettings):
         default_factory=ArtifactSettings, description="Artifact files."
     )
     projects: ProjectSettings = Field(default_factory=ProjectSettings, description="Projects.")
+    jobs: JobSettings = Field(default_factory=JobSettings, description="Queued jobs.")
     secure: SecureSettings = Field(description="Secrets.")
 
     @classmethod

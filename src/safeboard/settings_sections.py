@@ -32,6 +32,7 @@ __all__ = [
     "ArtifactSettings",
     "AuthSettings",
     "DatabaseSettings",
+    "JobSettings",
     "ProjectSettings",
     "SecureSettings",
     "ServerSettings",
@@ -381,6 +382,41 @@ class ProjectSettings(_Section):
         description=(
             "Projects one member may create (counted over the projects they created that "
             "exist); 403 beyond it. Admins are exempt. 0: no bound."
+        ),
+    )
+
+
+class JobSettings(_Section):
+    """Queued jobs: leases, the reaper, agents' long-polls (docs/agents.md)."""
+
+    lease_seconds: int = Field(
+        60,
+        ge=5,
+        le=3600,
+        description=(
+            "How long a lease lasts without a heartbeat. An agent that is silent this long "
+            "has its attempt marked lost and the task requeued under its retry policy."
+        ),
+    )
+    reaper_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="How often the reaper looks for lapsed leases.",
+    )
+    max_wait_seconds: float = Field(
+        25.0,
+        ge=0,
+        le=60,
+        description="The longest an agent's lease request waits for a task (long-poll).",
+    )
+    poll_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description=(
+            "A waiting lease request looks at the queue again at least this often, even "
+            "without a wake-up notice (one lost while a PostgreSQL listener reconnects)."
         ),
     )
 

@@ -12,6 +12,7 @@ from safeboard.ids import ID_PATTERN, is_id
 
 __all__ = [
     "FINAL_STATUSES",
+    "FINAL_TASK_STATES",
     "ID_PATTERN",
     "MAX_HISTORY_KEYS",
     "MAX_METRIC_KEY_LENGTH",
@@ -20,6 +21,7 @@ __all__ = [
     "KeyScope",
     "ProjectRole",
     "RunStatus",
+    "TaskState",
     "is_id",
     "is_id_prefix",
     "metric_key_problem",
@@ -27,6 +29,7 @@ __all__ = [
 
 
 class RunStatus(StrEnum):
+    QUEUED = "queued"  # the run of a queued task (safeboard.jobs), not yet started
     RUNNING = "running"
     FINISHED = "finished"
     FAILED = "failed"
@@ -35,6 +38,24 @@ class RunStatus(StrEnum):
 
 FINAL_STATUSES = (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)
 """What a run may be finished as (``PATCH /api/v1/runs/{id}``)."""
+
+
+class TaskState(StrEnum):
+    """Where a queued task (safeboard.jobs) stands; docs/agents.md draws the transitions."""
+
+    QUEUED = "queued"
+    LEASED = "leased"
+    STARTING = "starting"
+    RUNNING = "running"
+    CANCELLING = "cancelling"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+
+
+FINAL_TASK_STATES = (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.LOST)
+"""States a task ends in: nothing changes it after (``task retry`` makes a new task)."""
 
 
 class ArtifactKind(StrEnum):

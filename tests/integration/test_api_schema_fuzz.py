@@ -24,6 +24,7 @@ from safeboard.api.app import create_app
 from safeboard.auth.permissions import CredentialKind, Role, Scope
 from safeboard.auth.principal import Principal
 from safeboard.datadir import ensure_data_dir
+from safeboard.jobs.spec import TaskSpec
 from safeboard.secret_store import ensure_secrets
 from safeboard.services import services_of
 from safeboard.settings import load_settings
@@ -36,7 +37,8 @@ from tests.support.hashing import FAST_ARGON2
 # their path parameters replaced with these.
 PROJECT = "fuzz"
 RUN_ID = "f" * 32
-EXISTING = {"project": PROJECT, "name": PROJECT, "run_id": RUN_ID, "username": "member"}
+EXISTING = {"project": PROJECT, "name": PROJECT, "run_id": RUN_ID, "username": "member",
+            "task_id": 1}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ def _target(data_dir: Path, database_url: str | None = None) -> Target:
     agents = services_of(app).agents
     made = agents.create_join_token(owner, pool="fuzz", labels=[], ttl=None, url="http://x")
     _, agent = agents.enroll(made.join_string, hostname="h", version="v", labels=[], address="a")
+    services_of(app).tasks.submit(owner, PROJECT, TaskSpec(["true"]))  # task 1
     return Target(app, {"Authorization": f"Bearer {token}"}, {"Authorization": f"Bearer {agent}"})
 
 

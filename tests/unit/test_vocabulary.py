@@ -10,12 +10,15 @@ from safeboard.artifacts import models as artifact_models
 from safeboard.artifacts import schemas as artifact_schemas
 from safeboard.auth.permissions import ProjectRole, Scope
 from safeboard.errors import STATUS_BY_CODE, ChecksumMismatch, InvalidRequest, error_for_code
+from safeboard.jobs import models as job_models
 from safeboard.runs import models as run_models
 from safeboard.runs import schemas as run_schemas
 
 
 def test_server_spellings_are_the_vocabulary() -> None:
     assert tuple(s.value for s in vocabulary.RunStatus) == run_models.RUN_STATUSES
+    assert tuple(s.value for s in vocabulary.TaskState) == job_models.TASK_STATES
+    assert set(vocabulary.FINAL_TASK_STATES) < set(vocabulary.TaskState)
     assert set(get_args(run_schemas.Final)) == set(vocabulary.FINAL_STATUSES)
     assert tuple(k.value for k in vocabulary.ArtifactKind) == artifact_models.KINDS
     assert set(get_args(artifact_schemas.Kind)) == set(vocabulary.ArtifactKind)

@@ -31,6 +31,7 @@ from safeboard.artifacts.expiry import expiry_sweeps
 from safeboard.audit import routes as audit_routes
 from safeboard.auth.dependencies import requires
 from safeboard.auth.permissions import Permission
+from safeboard.jobs import routes as task_routes
 from safeboard.metrics import history_routes as metric_history_routes
 from safeboard.metrics import routes as metric_routes
 from safeboard.projects import routes as project_routes
@@ -84,9 +85,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         services.events.start()  # PostgreSQL: LISTEN for other replicas' updates
+        services.task_wakeup.start()  # PostgreSQL: LISTEN for tasks queued elsewhere
+        services.reaper.start()  # lapsed leases: attempts lost, tasks requeued
         # Abandoned uploads expire: soon after start, then hourly (artifacts/expiry.py).
         async with expiry_sweeps(services.artifacts):
             yield
+        services.reaper.stop()
+        services.task_wakeup.stop()  # waiting lease requests return now
         services.events.stop()
         services.streams.stop()
         services.metrics.rollups.stop()
@@ -118,6 +123,7 @@ def create_app(
     app.include_router(artifact_routes.router)
     app.include_router(agent_routes.router)  # admins: /api/v1/agents/...
     app.include_router(agent_routes.agent_router)  # agents: /api/v1/agent/...
+    app.include_router(task_routes.router)
     app.include_router(web_routes.router)
     app.mount("/static", web_routes.static_files(), name="static")
 

@@ -84,6 +84,9 @@ class AuditAction(StrEnum):
     AGENT_JOIN_TOKEN_CREATED = "agent.join_token_created"  # noqa: S105  (an action)
     AGENT_ENROLLED = "agent.enrolled"
     AGENT_REVOKED = "agent.revoked"
+    TASK_SUBMITTED = "task.submitted"
+    TASK_CANCELLED = "task.cancelled"  # a cancel asked for (by whom: the actor)
+    TASK_LOST = "task.lost"  # its last attempt lost and no retry left (by the reaper)
 
 
 @dataclass(frozen=True)

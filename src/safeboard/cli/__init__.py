@@ -23,6 +23,7 @@ from safeboard.cli import (
     secrets_cmd,
     server_cmd,
     sync_cmd,
+    task_cmd,
     tls_cmd,
     user_cmd,
 )
@@ -49,6 +50,7 @@ cli.add_command(sync_cmd.sync)
 cli.add_command(runs_cmd.projects)
 cli.add_command(runs_cmd.runs)
 cli.add_command(artifacts_cmd.artifacts)
+cli.add_command(task_cmd.task)
 cli.add_command(grant_cmd.grant)
 cli.add_command(grant_cmd.revoke)
 cli.add_command(login_cmd.login)

@@ -9,7 +9,14 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from safeboard.vocabulary import ArtifactKind, ArtifactState, KeyScope, ProjectRole, RunStatus
+from safeboard.vocabulary import (
+    ArtifactKind,
+    ArtifactState,
+    KeyScope,
+    ProjectRole,
+    RunStatus,
+    TaskState,
+)
 
 __all__ = [
     "AgentInfo",
@@ -27,6 +34,8 @@ __all__ = [
     "Run",
     "RunListed",
     "RunPage",
+    "Task",
+    "TaskAttempt",
     "User",
 ]
 
@@ -397,4 +406,78 @@ class AgentInfo(_Json):
             last_address=d.get("last_address"),
             revoked_at=_time(d.get("revoked_at")),
             revoked_by=d.get("revoked_by"),
+        )
+
+
+@dataclass(frozen=True)
+class TaskAttempt(_Json):
+    """One lease of a task by one agent."""
+
+    attempt: int
+    agent_id: str
+    gpu_uuids: tuple[str, ...]
+    state: TaskState
+    leased_at: datetime
+    lease_expires_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    exit_code: int | None
+    signal: int | None
+    reason: str
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TaskAttempt:
+        return cls(int(d["attempt"]), d["agent_id"], tuple(d.get("gpu_uuids", [])),
+                   TaskState(d["state"]), _when(d["leased_at"]), _when(d["lease_expires_at"]),
+                   _time(d.get("started_at")), _time(d.get("ended_at")), d.get("exit_code"),
+                   d.get("signal"), d.get("reason", ""))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Task(_Json):
+    """A queued job: what was submitted, where it stands, its run; ``attempts`` only when
+    one task is shown (``Client.task``)."""
+
+    id: int
+    project: str
+    run_id: str
+    state: TaskState
+    command: tuple[str, ...]
+    env: dict[str, str]
+    gpus: int
+    labels: tuple[str, ...]
+    priority: int
+    max_seconds: int | None
+    max_lost_retries: int
+    retry_on_failure: bool
+    attempt: int
+    cancel_requested_by: str | None
+    retry_of: int | None
+    reason: str
+    created_at: datetime
+    finished_at: datetime | None
+    attempts: tuple[TaskAttempt, ...] = ()
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Task:
+        return cls(
+            id=int(d["id"]),
+            project=d["project"],
+            run_id=d["run_id"],
+            state=TaskState(d["state"]),
+            command=tuple(d["command"]),
+            env=dict(d.get("env", {})),
+            gpus=int(d["gpus"]),
+            labels=tuple(d.get("labels", [])),
+            priority=int(d["priority"]),
+            max_seconds=d.get("max_seconds"),
+            max_lost_retries=int(d["max_lost_retries"]),
+            retry_on_failure=bool(d["retry_on_failure"]),
+            attempt=int(d["attempt"]),
+            cancel_requested_by=d.get("cancel_requested_by"),
+            retry_of=d.get("retry_of"),
+            reason=d.get("reason", ""),
+            created_at=_when(d["created_at"]),
+            finished_at=_time(d.get("finished_at")),
+            attempts=tuple(TaskAttempt.from_json(a) for a in d.get("attempts", [])),
         )

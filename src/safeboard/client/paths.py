@@ -31,6 +31,7 @@ __all__ = [
     "metrics",
     "project",
     "project_runs",
+    "project_tasks",
     "projects",
     "run",
     "run_artifacts",
@@ -40,6 +41,9 @@ __all__ = [
     "session",
     "sign_in",
     "sign_out",
+    "task",
+    "task_action",
+    "tasks",
     "user",
     "users",
 ]
@@ -89,6 +93,25 @@ def grant(project_name: str, username: str) -> str:
 def project_runs(project_name: str) -> str:
     """A project's runs: filtered, sorted by any column, keyset pages (``?sort=...``)."""
     return f"{project(project_name)}/runs"
+
+
+def project_tasks(project_name: str) -> str:
+    """Where a task is submitted to a project."""
+    return f"{project(project_name)}/tasks"
+
+
+def tasks() -> str:
+    """Tasks of every project you can read (``?project=&state=&before=&limit=``)."""
+    return f"{API}/tasks"
+
+
+def task(task_id: int) -> str:
+    return f"{API}/tasks/{segment(task_id)}"
+
+
+def task_action(task_id: int, action: str) -> str:
+    """``cancel`` or ``retry``."""
+    return f"{task(task_id)}/{segment(action)}"
 
 
 def run(run_id: str) -> str:

@@ -33,6 +33,7 @@ from safeboard.client.models import (
     Run,
     RunListed,
     RunPage,
+    Task,
     User,
 )
 from safeboard.client.retry import DEFAULT_POLICY, RetryPolicy
@@ -280,6 +281,67 @@ class Client:
 
     def delete_artifact(self, artifact_id: str) -> None:
         self.send("DELETE", paths.artifact(artifact_id))
+
+    # --- tasks (queued jobs) ---------------------------------------------------------------
+
+    def submit_task(
+        self,
+        project: str,
+        command: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        gpus: int = 0,
+        labels: Sequence[str] = (),
+        priority: int = 0,
+        max_seconds: int | None = None,
+        max_lost_retries: int = 2,
+        retry_on_failure: bool = False,
+        name: str | None = None,
+    ) -> Task:
+        """Queue ``command`` (a program and its arguments, run on an agent's machine as
+        is: code upload is not available yet). Sent once: a retry could queue it twice."""
+        body: dict[str, Any] = {"command": list(command), "env": dict(env or {}), "gpus": gpus,
+                                "labels": list(labels), "priority": priority,
+                                "max_seconds": max_seconds, "max_lost_retries": max_lost_retries,
+                                "retry_on_failure": retry_on_failure}  # fmt: skip
+        if name is not None:
+            body["name"] = name
+        return Task.from_json(self._json("POST", paths.project_tasks(project), json=body))
+
+    def tasks(
+        self,
+        *,
+        project: str | None = None,
+        states: Sequence[str] = (),
+        page_size: int = 100,
+    ) -> Iterator[Task]:
+        """Tasks newest first, every page: of ``project`` or of every project you can read."""
+        before: int | None = None
+        while True:
+            params: dict[str, Any] = {"limit": page_size, "state": list(states)}
+            if project is not None:
+                params["project"] = project
+            if before is not None:
+                params["before"] = before
+            answer = self._json("GET", paths.tasks(), params=params)
+            yield from (Task.from_json(t) for t in answer["tasks"])
+            before = answer.get("next_before")
+            if before is None:
+                return
+
+    def task(self, task_id: int) -> Task:
+        """The task with its attempts."""
+        return Task.from_json(self._json("GET", paths.task(task_id)))
+
+    def cancel_task(self, task_id: int) -> Task:
+        """Cancel: at once if queued, else ``cancelling`` until the agent stopped it.
+        Repeating it changes nothing, so it is retried."""
+        path = paths.task_action(task_id, "cancel")
+        return Task.from_json(self._json("POST", path, idempotent=True))
+
+    def retry_task(self, task_id: int) -> Task:
+        """A finished task again, as a new task (sent once)."""
+        return Task.from_json(self._json("POST", paths.task_action(task_id, "retry")))
 
     # --- keys, users, audit --------------------------------------------------------------
 

@@ -19,12 +19,14 @@ __all__ = ["JSON_DOCUMENT", "RunRow", "RunTagRow"]
 JSON_DOCUMENT = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 RUN_STATUSES = tuple(status.value for status in RunStatus)
+# "queued": the run of a task that waits in the queue (safeboard.jobs; migration 0014).
+RUN_STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s}'" for s in RUN_STATUSES))
 
 
 class RunRow(Base):
     __tablename__ = "runs"
     __table_args__ = (
-        CheckConstraint("status IN ('running', 'finished', 'failed', 'killed')", name="status"),
+        CheckConstraint(RUN_STATUS_CHECK, name="status"),
         # A project's runs newest first: the run list's default order, a page at a time.
         Index("ix_runs_project_created", "project_id", "created_at", "id"),
     )

@@ -1,0 +1,216 @@
+"""``safeboard task submit | list | show | cancel | retry``: queued jobs, through the
+typed client (``safeboard.client.Client``), on whichever server the SDK would use."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from safeboard.cli.options import connect, json_option, url_option
+from safeboard.vocabulary import TaskState
+
+if TYPE_CHECKING:
+    from safeboard.client.models import Task
+
+__all__ = ["parse_duration", "task"]
+
+NO_CODE_YET = (
+    "code upload is not available yet: pass --no-code to run a command that exists on the "
+    "agent's machine"
+)
+_DURATION = re.compile(r"(\d+)([smhd])")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """``90``, ``90s``, ``45m``, ``2h``, ``1d``, ``1h30m`` -> seconds (at least 1)."""
+    given = text.strip().lower()
+    if given.isdigit():
+        seconds = int(given)
+    else:
+        parts = _DURATION.findall(given)
+        if not parts or "".join(n + u for n, u in parts) != given:
+            raise click.BadParameter(f"{text!r}: a duration such as 90s, 45m, 2h, 1d or 1h30m")
+        seconds = sum(int(n) * _UNIT[u] for n, u in parts)
+    if seconds < 1:
+        raise click.BadParameter(f"{text!r}: at least one second")
+    return seconds
+
+
+def _env(pairs: tuple[str, ...]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{pair!r}: write NAME=VALUE", param_hint="--env")
+        env[name] = value
+    return env
+
+
+def _time(value: Any) -> str:
+    return "" if value is None else value.isoformat(sep=" ", timespec="seconds")[:19]
+
+
+@click.group()
+def task() -> None:
+    """Queued jobs: submit a command to run on an agent, follow, cancel, retry."""
+
+
+@task.command("submit", context_settings={"allow_interspersed_args": False})
+@click.option("--project", required=True)
+@click.option("--gpus", type=click.IntRange(0, 64), default=0, show_default=True)
+@click.option("--label", "labels", multiple=True, metavar="LABEL",
+              help="An agent label the task needs (repeat for more).")  # fmt: skip
+@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
+@click.option("--max-duration", "max_duration", default=None, metavar="DURATION",
+              help="Stopped (failed) after this long: 90s, 45m, 2h, 1d, 1h30m.")  # fmt: skip
+@click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE",
+              help="A plain environment variable (readers see it: no secrets).")  # fmt: skip
+@click.option("--retries", "max_lost_retries", type=click.IntRange(0, 100), default=2,
+              show_default=True, help="Retries of a lost attempt (its agent gone).")  # fmt: skip
+@click.option("--retry-on-failure", is_flag=True,
+              help="Retry a non-zero exit too (within the same number of retries).")  # fmt: skip
+@click.option("--name", default=None, help="The run's name (default: task-<id>).")
+@click.option("--no-code", "no_code", is_flag=True,
+              help="Run a command that exists on the agent's machine (required for now: "
+                   "uploading the current directory is not available yet).")  # fmt: skip
+@click.argument("command", nargs=-1, required=True)
+@url_option
+@json_option
+def submit(
+    project: str,
+    gpus: int,
+    labels: tuple[str, ...],
+    priority: int,
+    max_duration: str | None,
+    env_pairs: tuple[str, ...],
+    max_lost_retries: int,
+    retry_on_failure: bool,
+    name: str | None,
+    no_code: bool,
+    command: tuple[str, ...],
+    url: str | None,
+    as_json: bool,
+) -> None:
+    """Queue COMMAND (after --) for an agent: safeboard task submit --project P --no-code
+    -- python train.py --lr 0.1"""
+    if not no_code:
+        raise click.UsageError(NO_CODE_YET)
+    max_seconds = None if max_duration is None else parse_duration(max_duration)
+    env = _env(env_pairs)
+    with connect(url) as client:
+        made = client.submit_task(project, list(command), env=env, gpus=gpus, labels=labels,
+                                  priority=priority, max_seconds=max_seconds,
+                                  max_lost_retries=max_lost_retries,
+                                  retry_on_failure=retry_on_failure, name=name)  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(made.to_json()))
+        return
+    click.echo(f"task {made.id} queued in {made.project} (run {made.run_id})")
+
+
+@task.command("list")
+@click.option("--project", default=None, help="One project (default: every one you can read).")
+@click.option("--state", "states", multiple=True, type=click.Choice([s.value for s in TaskState]),
+              help="Only tasks in this state (repeat for more).")  # fmt: skip
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@url_option
+@json_option
+def list_tasks(
+    project: str | None, states: tuple[str, ...], limit: int, url: str | None, as_json: bool
+) -> None:
+    """Tasks, newest first."""
+    from itertools import islice
+
+    from safeboard.cli.output import json_lines, table
+
+    with connect(url) as client:
+        found = list(islice(client.tasks(project=project, states=states,
+                                         page_size=min(limit, 500)), limit))  # fmt: skip
+    if as_json:
+        json_lines(_listed(t) for t in found)
+        return
+    table(
+        ["task", "project", "state", "gpus", "priority", "created", "command"],
+        [[str(t.id), t.project, t.state.value, str(t.gpus), str(t.priority), _time(t.created_at),
+          shlex.join(t.command)] for t in found],
+        no_wrap=["task", "state", "created"], empty="no tasks",
+    )  # fmt: skip
+
+
+def _listed(found: Task) -> dict[str, Any]:
+    row = found.to_json()
+    row.pop("attempts", None)
+    return row
+
+
+def _task_id(value: str) -> int:
+    text = value.strip()
+    if not text.isdigit() or not 1 <= int(text) <= 2**62:
+        raise click.BadParameter(f"{value!r} is not a task id (a number, as printed)")
+    return int(text)
+
+
+@task.command("show")
+@click.argument("task_id")
+@url_option
+@json_option
+def show_task(task_id: str, url: str | None, as_json: bool) -> None:
+    """A task: its command, where it stands, who cancelled it, and each attempt."""
+    from safeboard.cli.output import table
+
+    with connect(url) as client:
+        found = client.task(_task_id(task_id))
+    if as_json:
+        click.echo(json.dumps(found.to_json()))
+        return
+    click.echo(f"task {found.id} in {found.project}: {found.state.value}"
+               + (f" ({found.reason})" if found.reason else ""))  # fmt: skip
+    click.echo(f"command: {shlex.join(found.command)}")
+    click.echo(f"run: {found.run_id}")
+    needs = [f"{found.gpus} GPU(s)", *(f"label {lb}" for lb in found.labels)]
+    click.echo(f"needs: {', '.join(needs)}; priority {found.priority}")
+    if found.env:
+        click.echo("env: " + " ".join(sorted(found.env)))  # names only: values via --json
+    if found.cancel_requested_by:
+        click.echo(f"cancel requested by: {found.cancel_requested_by}")
+    if found.retry_of:
+        click.echo(f"retry of task {found.retry_of}")
+    table(
+        ["attempt", "agent", "state", "gpus", "leased", "ended", "exit", "reason"],
+        [[str(a.attempt), a.agent_id, a.state.value, ",".join(a.gpu_uuids), _time(a.leased_at),
+          _time(a.ended_at), _exit(a.exit_code, a.signal), a.reason] for a in found.attempts],
+        no_wrap=["attempt", "state", "leased"], empty="no attempts yet",
+    )  # fmt: skip
+
+
+def _exit(code: int | None, signal: int | None) -> str:
+    if signal is not None:
+        return f"signal {signal}"
+    return "" if code is None else str(code)
+
+
+@task.command("cancel")
+@click.argument("task_id")
+@url_option
+def cancel_task(task_id: str, url: str | None) -> None:
+    """Cancel a task: at once if queued; a running one is stopped by its agent (at its
+    next heartbeat) and reads "cancelling" until then."""
+    with connect(url) as client:
+        found = client.cancel_task(_task_id(task_id))
+    click.echo(f"task {found.id}: {found.state.value}")
+
+
+@task.command("retry")
+@click.argument("task_id")
+@url_option
+def retry_task(task_id: str, url: str | None) -> None:
+    """Queue a finished task again, as a new task with a new run."""
+    with connect(url) as client:
+        found = client.retry_task(_task_id(task_id))
+    click.echo(f"task {found.id} queued in {found.project} (run {found.run_id}), "
+               f"a retry of task {found.retry_of}")  # fmt: skip

@@ -1,0 +1,100 @@
+"""The ``tasks`` and ``task_attempts`` tables.
+
+A task is what a user submitted (command, environment, GPUs, labels, priority, retry
+policy) with its run; an attempt is one lease of it by one agent. ``tasks.attempt`` is the
+number of the task's current attempt (0: never leased): every write from an agent names
+its attempt, and one that is not the current, live one is refused (fencing).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from safeboard.storage import Base, UtcDateTime
+from safeboard.vocabulary import TaskState
+
+__all__ = ["AGENT_ID_LENGTH", "TASK_STATES", "TaskAttemptRow", "TaskRow"]
+
+TASK_STATES = tuple(state.value for state in TaskState)
+_STATE_CHECK = "state IN ({})".format(", ".join(f"'{s}'" for s in TASK_STATES))
+AGENT_ID_LENGTH = 64  # an agent's id as safeboard.agents makes it (no foreign key here yet)
+TASK_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class TaskRow(Base):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        CheckConstraint(_STATE_CHECK, name="state"),
+        CheckConstraint("gpus >= 0", name="gpus"),
+        # The queue's order among queued tasks: highest priority, then oldest (lowest id).
+        Index("ix_tasks_state_priority", "state", "priority", "id"),
+        Index("ix_tasks_project_id", "project_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(TASK_ID, primary_key=True, autoincrement=True)
+    project_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False
+    )
+    run_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False
+    )
+    submitted_by: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    command: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    env: Mapped[dict[str, str]] = mapped_column(JSON, nullable=False, default=dict)
+    gpus: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    labels: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    priority: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    max_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_lost_retries: Mapped[int] = mapped_column(Integer, nullable=False, default=2)
+    retry_on_failure: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    cancel_requested_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    retry_of: Mapped[int | None] = mapped_column(
+        TASK_ID, ForeignKey("tasks.id", ondelete="SET NULL"), nullable=True
+    )
+    reason: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class TaskAttemptRow(Base):
+    __tablename__ = "task_attempts"
+    __table_args__ = (
+        CheckConstraint(_STATE_CHECK, name="state"),
+        # The reaper's question: live attempts whose lease has lapsed.
+        Index("ix_task_attempts_state_lease", "state", "lease_expires_at"),
+        Index("ix_task_attempts_agent_state", "agent_id", "state"),
+    )
+
+    task_id: Mapped[int] = mapped_column(
+        TASK_ID, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(AGENT_ID_LENGTH), nullable=False)
+    gpu_uuids: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    leased_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    lease_expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    signal: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    reason: Mapped[str] = mapped_column(String(200), nullable=False, default="")

@@ -1,0 +1,95 @@
+"""API shapes for tasks (``/api/v1/projects/{project}/tasks``, ``/api/v1/tasks``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import Field
+
+from safeboard.jobs.spec import (
+    MAX_ARG_CHARS,
+    MAX_ARGS,
+    MAX_ENV,
+    MAX_ENV_VALUE_CHARS,
+    MAX_GPUS,
+    MAX_LABELS,
+    MAX_PRIORITY,
+    MAX_RETRIES,
+    MAX_SECONDS,
+)
+from safeboard.schemas import Model, StrictModel
+
+__all__ = ["AttemptOut", "TaskListOut", "TaskOut", "TaskSubmit"]
+
+Arg = Annotated[str, Field(max_length=MAX_ARG_CHARS)]
+EnvName = Annotated[str, Field(min_length=1, max_length=128)]
+EnvValue = Annotated[str, Field(max_length=MAX_ENV_VALUE_CHARS)]
+Label = Annotated[str, Field(min_length=1, max_length=63)]
+
+
+class TaskSubmit(StrictModel):
+    command: list[Arg] = Field(min_length=1, max_length=MAX_ARGS,
+                               description="The program and its arguments (no shell).")  # fmt: skip
+    env: dict[EnvName, EnvValue] = Field(
+        default_factory=dict, max_length=MAX_ENV,
+        description="Plain environment variables (names: letters, digits, _; not SAFEBOARD_*). "
+        "Visible to whoever can read the project: never a secret.",
+    )  # fmt: skip
+    gpus: int = Field(0, ge=0, le=MAX_GPUS)
+    labels: list[Label] = Field(default_factory=list, max_length=MAX_LABELS,
+                                description="The agent must carry every one.")  # fmt: skip
+    priority: int = Field(0, ge=-MAX_PRIORITY, le=MAX_PRIORITY, description="Higher first.")
+    max_seconds: int | None = Field(None, ge=1, le=MAX_SECONDS,
+                                    description="Stopped (failed) after this long.")  # fmt: skip
+    max_lost_retries: int = Field(2, ge=0, le=MAX_RETRIES,
+                                  description="Retries of lost attempts (agent gone).")  # fmt: skip
+    retry_on_failure: bool = Field(False, description="Retry a non-zero exit too (same bound).")
+    name: str | None = Field(None, min_length=1, max_length=200, description="The run's name.")
+    code: bool = Field(
+        False,
+        description="Upload the working directory as the task's code: not available yet "
+        "(refused when true); the command must exist on the agent's machine.",
+    )
+
+
+class AttemptOut(Model):
+    attempt: int
+    agent_id: str
+    gpu_uuids: list[str]
+    state: str
+    leased_at: datetime
+    lease_expires_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    exit_code: int | None
+    signal: int | None
+    reason: str
+
+
+class TaskOut(Model):
+    id: int
+    project: str
+    run_id: str
+    state: str
+    command: list[str]
+    env: dict[str, str]
+    gpus: int
+    labels: list[str]
+    priority: int
+    max_seconds: int | None
+    max_lost_retries: int
+    retry_on_failure: bool
+    attempt: int
+    cancel_requested_by: str | None
+    retry_of: int | None
+    reason: str
+    created_at: datetime
+    finished_at: datetime | None
+    attempts: list[AttemptOut] = Field(default_factory=list,
+                                       description="Only when one task is shown.")  # fmt: skip
+
+
+class TaskListOut(Model):
+    tasks: list[TaskOut]
+    next_before: int | None = Field(None, description="Pass as ``before`` for older tasks.")

@@ -1,0 +1,217 @@
+"""Task use cases for users: submit (with the task's run), list, show, cancel, retry.
+Tasks belong to a project: who may write to it submits, cancels and retries its tasks;
+who may read it lists and shows them (no grant: 404, as for runs)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine
+
+from safeboard.audit import repository as audit
+from safeboard.audit.events import AuditAction
+from safeboard.auth.permissions import Permission
+from safeboard.auth.principal import Principal
+from safeboard.clock import Clock, utcnow
+from safeboard.errors import Conflict, InvalidRequest, NotFound
+from safeboard.events import Event
+from safeboard.ids import new_id
+from safeboard.jobs import repository as tasks
+from safeboard.jobs.lifecycle import RunChange, RunNotices, set_run_status
+from safeboard.jobs.repository import Attempt, Task
+from safeboard.jobs.spec import TaskSpec, spec_problem
+from safeboard.jobs.wakeup import Wakeup
+from safeboard.projects import repository as projects
+from safeboard.projects.access import project_by_id, project_by_name, visible_project_ids
+from safeboard.runs import repository as runs
+from safeboard.runs.repository import Run
+from safeboard.storage import writer
+from safeboard.vocabulary import FINAL_TASK_STATES, RunStatus, TaskState
+
+__all__ = ["TaskDetail", "TaskService"]
+
+_FINAL = {state.value for state in FINAL_TASK_STATES}
+MAX_LISTED = 500
+
+
+@dataclass(frozen=True)
+class TaskDetail:
+    task: Task
+    project: str
+    attempts: list[Attempt]
+
+
+class TaskService:
+    def __init__(
+        self,
+        engine: Engine,
+        wakeup: Wakeup,
+        *,
+        clock: Clock = utcnow,
+        notices: RunNotices | None = None,
+    ) -> None:
+        self.engine = engine
+        self.tx = writer(engine)
+        self.wakeup = wakeup
+        self.clock = clock
+        self.notices = notices or RunNotices()
+
+    def submit(self, principal: Principal, project_name: str, spec: TaskSpec) -> TaskDetail:
+        """Queue a task, with its run (status ``queued``) so the user can follow it."""
+        problem = spec_problem(spec)
+        if problem is not None:
+            raise InvalidRequest(problem)
+        with self.tx.begin() as conn:
+            project = project_by_name(conn, principal, project_name, Permission.PROJECTS_WRITE)
+            task, recorded = self._queue(conn, principal, project.id, spec, retry_of=None)
+        self._queued(recorded)
+        return TaskDetail(task, project.name, [])
+
+    def _queue(
+        self,
+        conn: Connection,
+        principal: Principal,
+        project_id: int,
+        spec: TaskSpec,
+        retry_of: int | None,
+    ) -> tuple[Task, list[Event]]:
+        now = self.clock()
+        run_id = new_id()
+        runs.create(conn, Run(id=run_id, project_id=project_id, name=spec.name or "task",
+                              status=RunStatus.QUEUED.value, created_at=now, ended_at=None,
+                              params={}, system={}, notes="",
+                              created_by=principal.user_id or None))  # fmt: skip
+        task_id = tasks.insert_task(
+            conn,
+            project_id=project_id,
+            run_id=run_id,
+            submitted_by=principal.user_id or None,
+            command=list(spec.command),
+            env=dict(spec.env),
+            gpus=spec.gpus,
+            labels=sorted(set(spec.labels)),
+            priority=spec.priority,
+            max_seconds=spec.max_seconds,
+            max_lost_retries=spec.max_lost_retries,
+            retry_on_failure=spec.retry_on_failure,
+            state=TaskState.QUEUED.value,
+            attempt=0,
+            retry_of=retry_of,
+            reason="",
+            created_at=now,
+        )
+        if spec.name is None:
+            runs.update(conn, run_id, name=f"task-{task_id}")
+        audit.append(conn, action=AuditAction.TASK_SUBMITTED, actor=principal.actor,
+                     target=f"task:{task_id}",
+                     detail={"project_id": project_id, "run": run_id, "gpus": spec.gpus,
+                             "retry_of": retry_of})  # fmt: skip
+        self.wakeup.notify_at_commit(conn)
+        recorded: list[Event] = []
+        change = RunChange(project_id, run_id, RunStatus.QUEUED.value)
+        self.notices.record(conn, change, recorded)
+        task = tasks.get_task(conn, task_id)
+        assert task is not None  # noqa: S101  (inserted just above)
+        return task, recorded
+
+    def _queued(self, recorded: list[Event]) -> None:
+        """After the commit: wake this process's waiting agents, tell live views."""
+        self.wakeup.notify()
+        self.notices.deliver(recorded)
+
+    def listed(
+        self,
+        principal: Principal,
+        *,
+        project: str | None = None,
+        states: Sequence[str] = (),
+        before: int | None = None,
+        limit: int = 100,
+    ) -> list[TaskDetail]:
+        """Tasks newest first (ids below ``before``), of one project or of every project
+        this principal can read, in the given states."""
+        unknown = set(states) - {s.value for s in TaskState}
+        if unknown:
+            raise InvalidRequest(f"state: one of {', '.join(s.value for s in TaskState)}")
+        with self.engine.connect() as conn:
+            if project is not None:
+                found = project_by_name(conn, principal, project, Permission.PROJECTS_READ)
+                ids: list[int] | None = [found.id]
+            else:
+                ids = visible_project_ids(conn, principal)
+            listed = tasks.list_tasks(conn, ids, states=states, before=before,
+                                      limit=min(max(limit, 1), MAX_LISTED))  # fmt: skip
+            names = {}
+            for project_id in {t.project_id for t in listed}:
+                found_project = projects.get(conn, project_id)
+                names[project_id] = found_project.name if found_project else ""
+        return [TaskDetail(t, names[t.project_id], []) for t in listed]
+
+    def get(self, principal: Principal, task_id: int) -> TaskDetail:
+        """The task with its attempts."""
+        with self.engine.connect() as conn:
+            task = self._task(conn, principal, task_id, Permission.PROJECTS_READ)
+            project = project_by_id(conn, principal, task.project_id, Permission.PROJECTS_READ)
+            return TaskDetail(task, project.name, tasks.attempts_of(conn, task_id))
+
+    def cancel(self, principal: Principal, task_id: int) -> TaskDetail:
+        """A queued task is cancelled at once; a leased or running one becomes
+        ``cancelling`` (its agent hears it at the next heartbeat and stops the process)
+        and ``cancelled`` when the agent reports the exit. Cancelling again changes
+        nothing (a cancelled task stays so); a task finished otherwise: Conflict."""
+        recorded: list[Event] = []
+        with self.tx.begin() as conn:
+            task = self._task(conn, principal, task_id, Permission.PROJECTS_WRITE, lock=True)
+            if task.state in _FINAL and task.state != TaskState.CANCELLED.value:
+                raise Conflict(f"task {task_id} is already {task.state}")
+            if task.cancel_requested_at is None and task.state not in _FINAL:
+                now = self.clock()
+                values: dict[str, object] = {"cancel_requested_by": principal.username[:200],
+                                             "cancel_requested_at": now}  # fmt: skip
+                if task.state == TaskState.QUEUED.value:
+                    values.update(state=TaskState.CANCELLED.value, finished_at=now,
+                                  reason=f"cancelled by {principal.username}"[:200])  # fmt: skip
+                    killed = set_run_status(conn, task, RunStatus.KILLED, now)
+                    self.notices.record(conn, killed, recorded)
+                else:
+                    values["state"] = TaskState.CANCELLING.value
+                tasks.update_task(conn, task_id, **values)
+                audit.append(conn, action=AuditAction.TASK_CANCELLED, actor=principal.actor,
+                             target=f"task:{task_id}", detail={"state": task.state})  # fmt: skip
+        self.notices.deliver(recorded)
+        return self.get(principal, task_id)
+
+    def retry(self, principal: Principal, task_id: int) -> TaskDetail:
+        """A finished task again, as a new task with a new run (the old run keeps its
+        history and final status); the new task names the old one (``retry_of``)."""
+        with self.tx.begin() as conn:
+            old = self._task(conn, principal, task_id, Permission.PROJECTS_WRITE)
+            if old.state not in _FINAL:
+                raise Conflict(f"task {task_id} is {old.state}: retry a finished task")
+            project = project_by_id(conn, principal, old.project_id, Permission.PROJECTS_WRITE)
+            spec = TaskSpec(command=old.command, env=old.env, gpus=old.gpus, labels=old.labels,
+                            priority=old.priority, max_seconds=old.max_seconds,
+                            max_lost_retries=old.max_lost_retries,
+                            retry_on_failure=old.retry_on_failure)  # fmt: skip
+            task, recorded = self._queue(conn, principal, project.id, spec, retry_of=old.id)
+        self._queued(recorded)
+        return TaskDetail(task, project.name, [])
+
+    @staticmethod
+    def _task(
+        conn: Connection,
+        principal: Principal,
+        task_id: int,
+        permission: Permission,
+        *,
+        lock: bool = False,
+    ) -> Task:
+        task = tasks.get_task(conn, task_id, lock=lock)
+        if task is None:
+            raise NotFound(f"no task {task_id}")
+        try:
+            project_by_id(conn, principal, task.project_id, permission)
+        except NotFound:
+            raise NotFound(f"no task {task_id}") from None
+        return task

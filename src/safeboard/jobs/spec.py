@@ -1,0 +1,95 @@
+"""What a user submits (``TaskSpec``) and the bounds it must keep: checked in the use case
+(safeboard.jobs.service), so the API, the CLI and any later caller get the same answer."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ENV_NAME",
+    "LABEL",
+    "MAX_ARGS",
+    "MAX_ARG_CHARS",
+    "MAX_ENV",
+    "MAX_ENV_VALUE_CHARS",
+    "MAX_GPUS",
+    "MAX_LABELS",
+    "MAX_PRIORITY",
+    "MAX_RETRIES",
+    "MAX_SECONDS",
+    "RESERVED_ENV_PREFIX",
+    "TaskSpec",
+    "spec_problem",
+]
+
+MAX_ARGS = 1000
+MAX_ARG_CHARS = 10_000
+MAX_COMMAND_CHARS = 100_000
+MAX_ENV = 200
+MAX_ENV_VALUE_CHARS = 10_000
+MAX_GPUS = 64
+MAX_LABELS = 20
+MAX_PRIORITY = 1_000_000
+MAX_RETRIES = 100
+MAX_SECONDS = 30 * 86400
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,62}")
+# What the agent sets for the task (its URL, CA file, run id, task token): never the user's.
+RESERVED_ENV_PREFIX = "SAFEBOARD_"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    gpus: int = 0
+    labels: list[str] = field(default_factory=list)
+    priority: int = 0
+    max_seconds: int | None = None
+    max_lost_retries: int = 2
+    retry_on_failure: bool = False
+    name: str | None = None  # the run's name; "task-<id>" by default
+
+
+def spec_problem(spec: TaskSpec) -> str | None:  # noqa: PLR0911  (one answer per bound)
+    """What is wrong with ``spec``, or None."""
+    problem = _command_problem(spec.command) or _env_problem(spec.env)
+    if problem is not None:
+        return problem
+    if not 0 <= spec.gpus <= MAX_GPUS:
+        return f"gpus: 0 to {MAX_GPUS}"
+    if len(spec.labels) > MAX_LABELS or not all(LABEL.fullmatch(lb) for lb in spec.labels):
+        return f"labels: at most {MAX_LABELS}, each letters, digits, . _ : - (63 at most)"
+    if abs(spec.priority) > MAX_PRIORITY:
+        return f"priority: -{MAX_PRIORITY} to {MAX_PRIORITY}"
+    if spec.max_seconds is not None and not 1 <= spec.max_seconds <= MAX_SECONDS:
+        return f"max_seconds: 1 to {MAX_SECONDS} (30 days)"
+    if not 0 <= spec.max_lost_retries <= MAX_RETRIES:
+        return f"max_lost_retries: 0 to {MAX_RETRIES}"
+    if spec.name is not None and not 1 <= len(spec.name) <= 200:
+        return "name: 1 to 200 characters"
+    return None
+
+
+def _command_problem(command: list[str]) -> str | None:
+    if not command or len(command) > MAX_ARGS:
+        return f"command: 1 to {MAX_ARGS} arguments"
+    if any("\x00" in arg or len(arg) > MAX_ARG_CHARS for arg in command):
+        return f"command: arguments of at most {MAX_ARG_CHARS} characters, no NUL"
+    if not command[0] or sum(map(len, command)) > MAX_COMMAND_CHARS:
+        return f"command: a program name, at most {MAX_COMMAND_CHARS} characters in all"
+    return None
+
+
+def _env_problem(env: dict[str, str]) -> str | None:
+    if len(env) > MAX_ENV:
+        return f"env: at most {MAX_ENV} variables"
+    for name, value in env.items():
+        if not ENV_NAME.fullmatch(name):
+            return f"env: {name[:40]!r} is not a variable name (letters, digits, _)"
+        if name.upper().startswith(RESERVED_ENV_PREFIX):
+            return f"env: {name} is reserved (the agent sets SAFEBOARD_* for the task)"
+        if "\x00" in value or len(value) > MAX_ENV_VALUE_CHARS:
+            return f"env: {name}: at most {MAX_ENV_VALUE_CHARS} characters, no NUL"
+    return None

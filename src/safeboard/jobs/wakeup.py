@@ -1,0 +1,126 @@
+"""Waking the agents that wait for work: a task was submitted or requeued.
+
+Within one process a condition: ``notify()`` after the commit wakes every waiter at once.
+On PostgreSQL the transaction that queues a task also sends ``NOTIFY safeboard_tasks``
+(``notify_at_commit``: sent at the commit, dropped on a rollback), and each replica's
+listener thread (LISTEN, as safeboard.events does for live updates) wakes its own
+waiters, so an agent long-polling one replica takes a task submitted through another.
+Waiters also look again every ``poll_seconds`` whatever happens: a notice lost while a
+listener reconnects delays a lease by that much at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine
+
+__all__ = ["CHANNEL", "Wakeup"]
+
+log = logging.getLogger("safeboard.jobs")
+
+CHANNEL = "safeboard_tasks"
+
+
+class Wakeup:
+    def __init__(self, engine: Engine, *, poll_seconds: float = 5.0) -> None:
+        self.engine = engine
+        self.postgres = engine.dialect.name == "postgresql"
+        self.poll_seconds = poll_seconds
+        self._condition = threading.Condition()
+        self._generation = 0
+        self._stop = threading.Event()
+        self._listener: threading.Thread | None = None
+        # Waiters on event loops (an agent route's long-poll holds no thread meanwhile).
+        self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+
+    @property
+    def generation(self) -> int:
+        """Read before looking for work; ``wait`` returns at once if it changed since."""
+        with self._condition:
+            return self._generation
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def notify(self) -> None:
+        """Wake this process's waiters (after the commit that queued a task)."""
+        with self._condition:
+            self._generation += 1
+            self._condition.notify_all()
+            waiters = list(self._async_waiters)
+        for loop, event in waiters:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: the request ended
+                loop.call_soon_threadsafe(event.set)
+
+    def notify_at_commit(self, conn: Connection) -> None:
+        """PostgreSQL: tell every replica's listener when ``conn``'s transaction commits."""
+        if self.postgres:
+            conn.execute(sa.select(sa.func.pg_notify(CHANNEL, "")))
+
+    def wait(self, seen: int, timeout: float) -> None:
+        """Until a notice newer than generation ``seen``, ``timeout`` or the poll interval."""
+        with self._condition:
+            self._condition.wait_for(
+                lambda: self._generation != seen or self._stop.is_set(),
+                timeout=min(timeout, self.poll_seconds),
+            )
+
+    async def wait_async(self, seen: int, timeout: float) -> None:
+        """``wait`` for a waiter on an event loop, without a thread."""
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        with self._condition:
+            if self._generation != seen or self._stop.is_set():
+                return
+            self._async_waiters.add(waiter)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter[1].wait(), min(timeout, self.poll_seconds))
+        finally:
+            with self._condition:
+                self._async_waiters.discard(waiter)
+
+    # The PostgreSQL listener
+
+    def start(self) -> None:
+        if self.postgres and self._listener is None:
+            self._stop.clear()
+            self._listener = threading.Thread(
+                target=self._listen, name="safeboard-task-wakeup", daemon=True
+            )
+            self._listener.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.notify()  # waiters return now: the server is stopping
+        if self._listener is not None:
+            self._listener.join(timeout=5)
+            self._listener = None
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._listen_once()
+            except Exception as exc:  # noqa: BLE001  (reconnect after any failure)
+                log.warning("task wake-up listener lost its connection (%s); retrying",
+                            type(exc).__name__)  # fmt: skip
+                self._stop.wait(2.0)
+
+    def _listen_once(self) -> None:
+        raw = self.engine.raw_connection()
+        try:
+            driver = raw.driver_connection
+            assert driver is not None  # noqa: S101
+            driver.autocommit = True
+            driver.execute(f"LISTEN {CHANNEL}")
+            self.notify()  # anything queued while not listening: waiters look again
+            while not self._stop.is_set():
+                if any(True for _ in driver.notifies(timeout=0.25)):
+                    self.notify()
+        finally:
+            raw.invalidate()  # never hand a LISTENing autocommit connection back to the pool

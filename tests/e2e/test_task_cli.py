@@ -1,0 +1,86 @@
+"""``safeboard task ...`` as a subprocess against a real server over TLS: submit (with
+--no-code; without it: exit 2 and why), list, show, cancel, retry, and errors as one line."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import ServerProcess, cli_env, run_cli, start_server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    started = start_server(tmp_path_factory.mktemp("task-cli"), "--tls")
+    key = json.loads((started.data_dir / "discovery.json").read_text())["api_key"]
+    with started.client() as client:
+        client.headers["Authorization"] = f"Bearer {key}"
+        assert client.post("/api/v1/projects", json={"name": "ml"}).status_code == 201
+    yield started
+    started.stop()
+
+
+def cli(server: ServerProcess, *args: str, code: int = 0) -> Any:
+    done = run_cli(*args, env={**cli_env(server.data_dir), "COLUMNS": "200"})
+    assert done.returncode == code, (done.stdout, done.stderr)
+    return done
+
+
+def test_submit_list_show_cancel_retry(server: ServerProcess) -> None:
+    assert server.tls
+    made = cli(server, "task", "submit", "--project", "ml", "--gpus", "1", "--label", "a100",
+               "--priority", "5", "--max-duration", "1h30m", "--env", "LR=0.1", "--no-code",
+               "--", "python", "train.py", "--lr", "0.1").stdout  # fmt: skip
+    found = re.fullmatch(r"task (\d+) queued in ml \(run ([0-9a-f]{32})\)\n", made)
+    assert found, made
+    task_id, run_id = found.group(1), found.group(2)
+
+    listed = cli(server, "task", "list", "--project", "ml").stdout
+    assert task_id in listed
+    assert "queued" in listed
+    assert "python train.py --lr 0.1" in listed
+    queued = cli(server, "task", "list", "--state", "queued", "--json").stdout
+    rows = [json.loads(line) for line in queued.splitlines()]
+    assert [(r["id"], r["run_id"], r["max_seconds"]) for r in rows] == [
+        (int(task_id), run_id, 5400)
+    ]
+    assert cli(server, "task", "list", "--state", "running").stderr.strip() == "no tasks"
+
+    shown = cli(server, "task", "show", task_id)
+    assert f"task {task_id} in ml: queued" in shown.stdout
+    assert "command: python train.py --lr 0.1" in shown.stdout
+    assert "env: LR" in shown.stdout
+    assert "0.1\n" not in shown.stdout.split("env:")[1]
+    assert "no attempts yet" in shown.stderr
+    assert json.loads(cli(server, "task", "show", task_id, "--json").stdout)["env"] == {"LR": "0.1"}
+    assert cli(server, "runs", "show", run_id).stdout.startswith(
+        f"task-{task_id} ({run_id}) in ml: queued"
+    )
+
+    assert cli(server, "task", "cancel", task_id).stdout == f"task {task_id}: cancelled\n"
+    assert "cancel requested by:" in cli(server, "task", "show", task_id).stdout
+    retried = cli(server, "task", "retry", task_id).stdout
+    expected = rf"task \d+ queued in ml \(run [0-9a-f]{{32}}\), a retry of task {task_id}\n"
+    assert re.fullmatch(expected, retried), retried
+
+
+def test_refusals_are_one_line(server: ServerProcess) -> None:
+    no_code = cli(server, "task", "submit", "--project", "ml", "--", "python", "x.py", code=2)
+    assert "code upload is not available yet" in no_code.stderr
+    assert "--no-code" in no_code.stderr
+    assert "Traceback" not in no_code.stderr
+    missing = cli(server, "task", "show", "987654", code=2)
+    assert missing.stderr.strip() == "safeboard: error: no task 987654"
+    bad = cli(server, "task", "submit", "--project", "ml", "--env", "1X=2", "--no-code", "--",
+              "true", code=2)  # fmt: skip
+    assert "not a variable name" in bad.stderr
+    assert bad.stderr.count("\n") == 1
+    nowhere = cli(server, "task", "submit", "--project", "nope", "--no-code", "--", "true", code=2)
+    assert "no such project" in nowhere.stderr
+    duration = cli(server, "task", "submit", "--project", "ml", "--max-duration", "2 weeks",
+                   "--no-code", "--", "true", code=2)  # fmt: skip
+    assert "a duration such as" in duration.stderr
