@@ -1,9 +1,9 @@
 """The jobs queue (P8, issue 14): claims per second and the long-poll's wake-up, on SQLite
 and PostgreSQL, at the service level (safeboard.jobs: the calls the agent routes make).
 
-    python bench/queue.py               # 2,000 tasks per run; SQLite and PostgreSQL
-    python bench/queue.py --quick       # 300 tasks, 20 wake-ups
-    python bench/queue.py --no-postgres # SQLite only
+    python bench/claims.py               # 2,000 tasks per run; SQLite and PostgreSQL
+    python bench/claims.py --quick       # 300 tasks, 20 wake-ups
+    python bench/claims.py --no-postgres # SQLite only
 
 Per database: a temporary data directory (and, for PostgreSQL, a temporary cluster of
 Debian's PostgreSQL, as the tests start it), the server's own services (build_services),
