@@ -148,9 +148,9 @@ class Sender(threading.Thread):
     def pack_inline(self) -> None:
         """Pack the oldest points waiting into the open batch, in the caller's thread (the
         training loop's, from ``log()``): bounded work, about 0.1 ms for INLINE_POINTS
-        points of 10 keys. Nothing when this thread is taking already (no waiting for it),
-        or when they would not fit in the open batch: sealing it (a copy of every value)
-        is this thread's work, woken for it."""
+        points of 10 keys (a full batch is only set aside: packing its body is this
+        thread's work, woken for it). Nothing when this thread is taking already: no
+        waiting for it."""
         if not self._taking.acquire(blocking=False):
             return
         try:
@@ -158,12 +158,11 @@ class Sender(threading.Thread):
             points = min(len(queue) // 3, INLINE_POINTS)
             if not points:
                 return
-            width = len(queue[2])
-            if not self._packer.room(points * width):
-                self._wake.set()
-                return
             self.idle.clear()  # flush() waits for these too
+            closed = self._packer.closed
             self._packer.add_flat(list(starmap(queue.popleft, repeat((), 3 * points))))
+            if self._packer.closed > closed:
+                self._wake.set()  # a full batch to seal and send (or spool)
         finally:
             self._taking.release()
 
