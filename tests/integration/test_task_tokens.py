@@ -121,6 +121,10 @@ async def test_a_token_writes_and_reads_its_own_run(tw: TaskWorld) -> None:
     assert seen.json()["config"] == {"lr": 0.1}
     listed = await token.get(f"/api/v1/runs/{run_id}/artifacts")
     assert [a["name"] for a in listed.json()["items"]] == ["model.bin"]
+    artifact_id = listed.json()["items"][0]["id"]
+    assert (await token.get(f"/api/v1/artifacts/{artifact_id}/content")).status_code == 200
+    # A preview link acts for a person (S12): a task's token mints none.
+    assert (await token.post(f"/api/v1/artifacts/{artifact_id}/preview")).status_code == 403
     own = await token.get(f"/api/v1/tasks/{task['id']}")
     assert own.status_code == 200
     assert own.json()["command"] == ["python", "train.py"]

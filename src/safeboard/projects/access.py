@@ -13,17 +13,17 @@ from safeboard.projects import repository as projects
 from safeboard.projects.repository import Project
 
 __all__ = [
-    "ensure_project_wide",
     "project_and_grant",
     "project_by_id",
     "project_by_name",
+    "refuse_run_bound",
     "visible_project_ids",
 ]
 
 
-def ensure_project_wide(principal: Principal) -> None:
-    """Refuse a principal bound to one run (a task's token, S14) anything that lists or
-    spans projects: it reaches its own run only (``runs.access``)."""
+def refuse_run_bound(principal: Principal) -> None:
+    """Refuse a principal bound to one run (a task's token, S14) what reaches beyond that
+    run: listings that span projects or runs, a preview link (which acts for a person)."""
     if principal.run_id is not None:
         raise credential_refusal(principal, Permission.PROJECTS_READ)
 
@@ -69,7 +69,7 @@ def visible_project_ids(conn: Connection, principal: Principal) -> list[int] | N
     """Ids of the projects this principal can read, or None for every project (an admin's
     session or unbound key); a project-bound key sees that project only; a task's token,
     none (Forbidden)."""
-    ensure_project_wide(principal)
+    refuse_run_bound(principal)
     visible: list[int] | None = None
     if principal.role is not Role.ADMIN:
         visible = [p.id for p, _ in projects.visible(conn, principal.user_id, everyone=False)]
