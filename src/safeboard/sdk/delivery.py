@@ -146,7 +146,7 @@ class Delivery:
 
     def _attach(self) -> None:
         """A task's run exists (made at submit): read its project and name, and add the
-        config and tags the script gave (tasks.py: the token reaches this run only)."""
+        config and tags the script gave (the task's token reaches this run only)."""
         meta = self.meta
         run = self._call(lambda client: client.run(meta["id"]))
         meta["project"], meta["name"] = run.project, run.name
