@@ -78,7 +78,8 @@ def test_init_inside_a_task_attaches_to_its_run(server: ServerProcess, tmp_path:
     assert run["status"] == "finished", run
     assert {m["key"]: m["count"] for m in run["metrics"]} == {"x": 1}
     # The token is nowhere on disk: not in the spool's run.json, not in a config file.
-    secret = lease.task_token.rsplit("_", 1)[1]
+    secret = lease.task_token[len("sb_task_") + 13 :]  # after sb_task_<12 hex>_
+    assert len(secret) == 43
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert secret not in path.read_text(errors="replace"), path
