@@ -164,8 +164,8 @@ class TaskQueue:
             # Earlier attempts' tokens are dead already; this makes sure (fencing).
             self.tokens.revoke(conn, task.id, now)
             token = self.tokens.issue(
-                conn, task.id, number, task.run_id, task.project_id,
-                now + timedelta(seconds=task.max_seconds or MAX_SECONDS),
+                conn, task.id, number, run_id=task.run_id, project_id=task.project_id,
+                expires_at=now + timedelta(seconds=task.max_seconds or MAX_SECONDS),
             )  # fmt: skip
         return Lease(
             task_id=task.id,

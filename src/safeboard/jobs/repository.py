@@ -270,11 +270,19 @@ def token_grant(conn: Connection, token_id: str) -> TokenGrant | None:
     """One query: the token, its task and the attempt it names."""
     query = (
         sa.select(
-            _k.c.id, _k.c.secret_hash, _k.c.task_id, _k.c.attempt, _k.c.run_id,
-            _k.c.project_id, _k.c.expires_at, _k.c.revoked_at,
-            _t.c.attempt.label("current_attempt"), _t.c.run_id.label("task_run_id"),
-            _t.c.submitted_by, _a.c.state.label("attempt_state"),
-        )  # fmt: skip
+            _k.c.id,
+            _k.c.secret_hash,
+            _k.c.task_id,
+            _k.c.attempt,
+            _k.c.run_id,
+            _k.c.project_id,
+            _k.c.expires_at,
+            _k.c.revoked_at,
+            _t.c.attempt.label("current_attempt"),
+            _t.c.run_id.label("task_run_id"),
+            _t.c.submitted_by,
+            _a.c.state.label("attempt_state"),
+        )
         .join(_t, _t.c.id == _k.c.task_id)
         .outerjoin(_a, sa.and_(_a.c.task_id == _k.c.task_id, _a.c.attempt == _k.c.attempt))
         .where(_k.c.id == token_id)

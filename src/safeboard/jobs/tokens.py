@@ -39,7 +39,7 @@ from safeboard.jobs.repository import LIVE_STATES
 from safeboard.storage import writer
 
 __all__ = [
-    "INVALID_TASK_TOKEN",
+    "REFUSED",
     "TOKEN_PREFIX",
     "TaskTokenProvider",
     "TaskTokenSecret",
@@ -48,10 +48,10 @@ __all__ = [
     "parse_task_token",
 ]
 
-TOKEN_PREFIX = "sb_task_"
+TOKEN_PREFIX = "sb_task_"  # noqa: S105  (the prefix of every token: not a secret)
 _TOKEN = re.compile(r"sb_task_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 _LIVE = {state.value for state in LIVE_STATES}
-INVALID_TASK_TOKEN = (
+REFUSED = (  # what every refused task token hears (one answer: a guess learns nothing)
     "invalid task token: its task attempt has ended (exited, cancelled, lost or retried), "
     "it expired, or it was never issued"
 )
@@ -90,6 +90,7 @@ class TaskTokens:
         conn: Connection | None,
         task_id: int,
         attempt: int,
+        *,
         run_id: str,
         project_id: int,
         expires_at: datetime,
@@ -98,7 +99,8 @@ class TaskTokens:
         only time the token exists in clear: the caller hands it to the agent."""
         if conn is None:
             with self.tx.begin() as own:
-                return self.issue(own, task_id, attempt, run_id, project_id, expires_at)
+                return self.issue(own, task_id, attempt, run_id=run_id, project_id=project_id,
+                                  expires_at=expires_at)  # fmt: skip
         made = new_task_token()
         tasks.insert_token(
             conn, id=made.id, secret_hash=sha256_hex(made.secret), task_id=task_id,
@@ -118,7 +120,7 @@ class TaskTokens:
         message whatever the reason, so a guess learns nothing."""
         parsed = parse_task_token(token)
         if parsed is None:
-            raise unauthenticated(INVALID_TASK_TOKEN)
+            raise unauthenticated(REFUSED)
         with self.engine.connect() as conn:
             grant = tasks.token_grant(conn, parsed.id)
             submitter = None
@@ -137,7 +139,7 @@ class TaskTokens:
             or submitter is None
             or not submitter.is_active
         ):
-            raise unauthenticated(INVALID_TASK_TOKEN)
+            raise unauthenticated(REFUSED)
         return Principal(
             user_id=submitter.id,
             username=f"task:{grant.task_id}",

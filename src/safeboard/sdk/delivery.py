@@ -152,8 +152,9 @@ class Delivery:
         meta["project"], meta["name"] = run.project, run.name
         if meta["config"] or meta["tags"]:
             self._call(
-                lambda client: client.update_run(meta["id"], config=meta["config"],
-                                                 tags=meta["tags"])  # fmt: skip
+                lambda client: client.update_run(
+                    meta["id"], config=meta["config"], tags=meta["tags"]
+                )
             )
         meta["on_server"] = True
 

@@ -19,7 +19,7 @@ from safeboard.errors import ConfigError
 
 __all__ = ["RUN_ID_ENV", "TASK_TOKEN_ENV", "TaskEnv", "task_env"]
 
-TASK_TOKEN_ENV = "SAFEBOARD_TASK_TOKEN"
+TASK_TOKEN_ENV = "SAFEBOARD_TASK_TOKEN"  # noqa: S105  (a variable's name)
 RUN_ID_ENV = "SAFEBOARD_RUN_ID"
 
 
