@@ -36,6 +36,7 @@ from safeboard.jobs.lifecycle import RunNotices
 from safeboard.jobs.queue import TaskQueue
 from safeboard.jobs.reaper import Reaper
 from safeboard.jobs.service import TaskService
+from safeboard.jobs.tokens import TaskTokenProvider, TaskTokens
 from safeboard.jobs.wakeup import Wakeup
 from safeboard.metrics.service import MetricService
 from safeboard.projects import repository as project_queries
@@ -78,6 +79,7 @@ class Services:
     # PostgreSQL a LISTEN thread, started with the app) and the reaper of lapsed leases.
     tasks: TaskService
     queue: TaskQueue
+    task_tokens: TaskTokens  # issued by the queue's leases; the identity chain's provider
     task_wakeup: Wakeup
     reaper: Reaper
 
@@ -130,9 +132,17 @@ def build_services(
         throttle_keys=_enroll_keys,
         trust_anchor=trust_anchor,
     )
-    # Agent credentials first: sb_agent_... also starts like an API key (sb_...).
+    # A task's token, bound to one attempt of one task and its run (S14).
+    task_tokens = TaskTokens(engine)
+    # Agent credentials and task tokens first: sb_agent_... and sb_task_... also start
+    # like an API key (sb_...).
     identity = IdentityChain(
-        [AgentProvider(agents), ApiKeyProvider(keys), SessionCookieProvider(auth)]
+        [
+            AgentProvider(agents),
+            TaskTokenProvider(task_tokens),
+            ApiKeyProvider(keys),
+            SessionCookieProvider(auth),
+        ]
     )
     # __Host- and Secure whenever browsers reach us over HTTPS (our TLS or a proxy's).
     cookie = CookiePolicy(
@@ -144,7 +154,7 @@ def build_services(
     # A task's run changes status as the task moves (queued, running, finished...).
     notices = RunNotices(events)
     wakeup = Wakeup(engine, poll_seconds=settings.jobs.poll_seconds)
-    queue = TaskQueue(engine, settings.jobs, wakeup, notices=notices)
+    queue = TaskQueue(engine, settings.jobs, wakeup, notices=notices, tokens=task_tokens)
     return Services(
         settings=settings,
         engine=engine,
@@ -174,6 +184,7 @@ def build_services(
         agents=agents,
         tasks=TaskService(engine, wakeup, notices=notices),
         queue=queue,
+        task_tokens=task_tokens,
         task_wakeup=wakeup,
         reaper=Reaper(queue, every=settings.jobs.reaper_seconds),
     )

@@ -15,7 +15,7 @@ from safeboard.accounts.models import (
 from safeboard.agents.models import AgentJoinTokenRow, AgentRow
 from safeboard.artifacts.models import ArtifactRow, ArtifactTombstoneRow
 from safeboard.audit.models import AuditRow
-from safeboard.jobs.models import TaskAttemptRow, TaskRow
+from safeboard.jobs.models import TaskAttemptRow, TaskRow, TaskTokenRow
 from safeboard.metrics.models import IngestBatchRow, MetricChunkRow, MetricSummaryRow
 from safeboard.projects.models import ProjectGrantRow, ProjectRow
 from safeboard.runs.models import RunRow, RunTagRow
@@ -44,5 +44,6 @@ __all__ = [
     "SessionRow",
     "TaskAttemptRow",
     "TaskRow",
+    "TaskTokenRow",
     "UserRow",
 ]

@@ -52,6 +52,7 @@ from safeboard.errors import (
 )
 from safeboard.ids import new_id
 from safeboard.projects import repository as projects
+from safeboard.projects.access import refuse_run_bound
 from safeboard.runs.access import run_for
 from safeboard.settings import ArtifactSettings
 from safeboard.storage import writer
@@ -443,8 +444,8 @@ class ArtifactService:
     # --- preview links -------------------------------------------------------------------
 
     def preview_link(self, principal: Principal, artifact_id: str) -> tuple[str, datetime]:
-        """A token for ``/files/preview/<token>``: this artifact, this user (and the key
-        that asked, if one did), minutes."""
+        """A ``/files/preview/<token>`` token: this artifact, user (and asking key), minutes."""
+        refuse_run_bound(principal)  # a link acts for a person: never minted by a task
         artifact = self.readable(principal, artifact_id)
         expires = self.clock() + timedelta(seconds=self.settings.preview_seconds)
         claims = LinkClaims(

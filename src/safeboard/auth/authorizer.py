@@ -11,6 +11,7 @@ from safeboard.auth.permissions import (
     PROJECT_PERMISSIONS,
     PROJECT_ROLE_PERMISSIONS,
     ROLE_PERMISSIONS,
+    RUN_BOUND_ROLE,
     SCOPE_OF,
     SESSION_ONLY,
     CredentialKind,
@@ -32,11 +33,16 @@ from safeboard.errors import (
 __all__ = [
     "allowed",
     "allowed_in_project",
+    "allowed_on_run",
     "could_reach",
     "credential_refusal",
     "ensure",
     "ensure_in_project",
+    "ensure_on_run",
 ]
+
+# What a refusal tells a task's token (S14).
+_TASK_REACH = "a task's token reaches only its own run (its metrics, artifacts and status)"
 
 # What a permission lets one do, in words: "this key may not <doing>".
 # The least project role that carries each project permission, for "ask for ...".
@@ -74,11 +80,53 @@ def allowed_in_project(
         raise ValueError(f"{permission} is not a project permission: use allowed")
     if principal.project_id is not None and principal.project_id != project_id:
         return False
+    if principal.run_id is not None:
+        return False  # bound to one run: nothing project-wide (allowed_on_run)
     if not _credential_allows(principal, permission):
         return False
     if principal.role is Role.ADMIN:
         return True
     return grant is not None and permission in PROJECT_ROLE_PERMISSIONS[grant]
+
+
+def allowed_on_run(
+    principal: Principal,
+    permission: Permission,
+    project_id: int,
+    run_id: str,
+    grant: ProjectRole | None,
+) -> bool:
+    """A project permission on one run of ``project_id``. A principal bound to a run (a
+    task's token) holds its ``RUN_BOUND_ROLE`` on that run and nothing on any other;
+    anyone else, what their grant in the project gives (``allowed_in_project``)."""
+    if principal.run_id is None:
+        return allowed_in_project(principal, permission, project_id, grant)
+    role = RUN_BOUND_ROLE.get(principal.credential)
+    return (
+        role is not None
+        and principal.run_id == run_id
+        and principal.project_id == project_id
+        and _credential_allows(principal, permission)
+        and permission in PROJECT_ROLE_PERMISSIONS[role]
+    )
+
+
+def ensure_on_run(
+    principal: Principal,
+    permission: Permission,
+    project_id: int,
+    run_id: str,
+    grant: ProjectRole | None,
+) -> None:
+    """``allowed_on_run`` or raise: another run than a run-bound principal's own is "no
+    such run" (NotFound), as is any run in a project hidden from the principal."""
+    if principal.run_id is None:
+        ensure_in_project(principal, permission, project_id, grant)
+        return
+    if principal.run_id != run_id or principal.project_id != project_id:
+        raise NotFound("no such run")
+    if not allowed_on_run(principal, permission, project_id, run_id, grant):
+        raise credential_refusal(principal, permission)
 
 
 def could_reach(principal: Principal, permission: Permission) -> bool:
@@ -99,6 +147,8 @@ def credential_refusal(principal: Principal, permission: Permission) -> Forbidde
     """Why the credential itself (its type or its scope) cannot carry ``permission``:
     ``InsufficientScope`` naming the key to create, or a plain Forbidden."""
     doing = _DOING[permission]
+    if principal.credential is CredentialKind.TASK:
+        return Forbidden(f"{_TASK_REACH}, so it may not {doing}")
     if principal.credential is CredentialKind.AGENT:
         return Forbidden(
             f"an agent's credential reaches only the agent API (/api/v1/agent/...), so it "
@@ -134,6 +184,10 @@ def ensure_in_project(
 ) -> None:
     if allowed_in_project(principal, permission, project_id, grant):
         return
+    if principal.run_id is not None:  # a task's token, asked for more than its run
+        if principal.project_id != project_id:
+            raise NotFound("no such project")
+        raise Forbidden(f"{_TASK_REACH}, not the whole project")
     visible = principal.role is Role.ADMIN or grant is not None
     if principal.project_id is not None and principal.project_id != project_id:
         visible = False

@@ -15,6 +15,7 @@ __all__ = [
     "PROJECT_PERMISSIONS",
     "PROJECT_ROLE_PERMISSIONS",
     "ROLE_PERMISSIONS",
+    "RUN_BOUND_ROLE",
     "SCOPE_OF",
     "SCOPE_ORDER",
     "SESSION_ONLY",
@@ -83,6 +84,7 @@ class CredentialKind(StrEnum):
     SESSION = "session"
     API_KEY = "api_key"
     AGENT = "agent"  # an enrolled agent's credential, sb_agent_<id>_<secret>
+    TASK = "task"  # a task's token, sb_task_<id>_<secret>: one attempt's own run only
 
 
 PROJECT_PERMISSIONS = frozenset(
@@ -143,7 +145,16 @@ CREDENTIAL_PERMISSIONS: dict[CredentialKind, frozenset[Permission]] = {
     CredentialKind.SESSION: frozenset(Permission) - _AGENT_ONLY,
     CredentialKind.API_KEY: frozenset(Permission) - SESSION_ONLY - _AGENT_ONLY,
     CredentialKind.AGENT: _AGENT_ONLY,
+    # A task's token: its own run alone (RUN_BOUND_ROLE), never project-wide.
+    CredentialKind.TASK: frozenset({Permission.PROJECTS_READ, Permission.PROJECTS_WRITE}),
 }
+
+# Credentials bound to one run (S14: a task's token). Such a principal (``run_id`` set)
+# holds this project role on its own run and nothing anywhere else: no project-wide use
+# (listing or creating runs, the project itself, tasks but its own), no other run, no
+# other project. ``authorizer.allowed_on_run`` applies it; ``allowed_in_project``, the
+# project-wide check, refuses such a principal.
+RUN_BOUND_ROLE: dict[CredentialKind, ProjectRole] = {CredentialKind.TASK: ProjectRole.EDITOR}
 
 SCOPE_ORDER = (Scope.READ, Scope.WRITE, Scope.ADMIN)
 

@@ -85,8 +85,9 @@ def end_attempt(
     conn: Connection, task: Task, outcome: TaskState, reason: str, now: datetime
 ) -> tuple[TaskState, RunChange | None]:
     """The task's current attempt has ended as ``outcome`` (already written on the
-    attempt): requeue the task or end it. Returns the task's new state and the run's
-    change, if any."""
+    attempt): requeue the task or end it, and revoke the attempt's task token. Returns
+    the task's new state and the run's change, if any."""
+    tasks.revoke_tokens(conn, task.id, now, attempt=task.attempt)
     if task.cancel_requested_at is not None:
         outcome = TaskState.CANCELLED
     if _retried(conn, task, outcome):

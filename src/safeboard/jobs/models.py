@@ -25,7 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from safeboard.storage import Base, UtcDateTime
 from safeboard.vocabulary import TaskState
 
-__all__ = ["AGENT_ID_LENGTH", "TASK_STATES", "TaskAttemptRow", "TaskRow"]
+__all__ = ["AGENT_ID_LENGTH", "TASK_STATES", "TaskAttemptRow", "TaskRow", "TaskTokenRow"]
 
 TASK_STATES = tuple(state.value for state in TaskState)
 _STATE_CHECK = "state IN ({})".format(", ".join(f"'{s}'" for s in TASK_STATES))
@@ -98,3 +98,28 @@ class TaskAttemptRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     reason: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+
+
+class TaskTokenRow(Base):
+    """A task's token (S14): one per attempt, bound to the task, the attempt and its run;
+    only the SHA-256 of its secret is kept. Revoked when the attempt ends; never valid
+    past ``expires_at`` (the task's maximum duration from the lease)."""
+
+    __tablename__ = "task_tokens"
+    __table_args__ = (Index("ix_task_tokens_task", "task_id", "attempt"),)
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    task_id: Mapped[int] = mapped_column(
+        TASK_ID, ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False
+    )
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False)
+    run_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False
+    )
+    project_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)

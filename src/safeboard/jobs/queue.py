@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -27,6 +27,8 @@ from safeboard.events import Event
 from safeboard.jobs import repository as tasks
 from safeboard.jobs.lifecycle import RunChange, RunNotices, end_attempt, set_run_status
 from safeboard.jobs.repository import LIVE_STATES, Attempt, Task
+from safeboard.jobs.spec import MAX_SECONDS
+from safeboard.jobs.tokens import TaskTokens
 from safeboard.jobs.wakeup import Wakeup
 from safeboard.settings import JobSettings
 from safeboard.storage import writer
@@ -52,6 +54,9 @@ class Lease:
     gpu_uuids: list[str]
     lease_expires_at: datetime
     deadline: datetime | None  # the task's maximum duration, from this lease
+    # This attempt's task token (jobs/tokens.py), for the task's process alone: the only
+    # time it exists in clear. Never in a repr.
+    task_token: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ class TaskQueue:
         *,
         clock: Clock = utcnow,
         notices: RunNotices | None = None,
+        tokens: TaskTokens | None = None,
     ) -> None:
         self.engine = engine
         self.tx = writer(engine)
@@ -87,6 +93,7 @@ class TaskQueue:
         self.wakeup = wakeup
         self.clock = clock
         self.notices = notices or RunNotices()
+        self.tokens = tokens or TaskTokens(engine, clock=clock)  # one per attempt (S14)
 
     @property
     def lease_time(self) -> timedelta:
@@ -154,6 +161,12 @@ class TaskQueue:
             )
             tasks.update_task(conn, task.id, state=TaskState.LEASED.value, attempt=number)
             tasks.insert_attempt(conn, attempt)
+            # Earlier attempts' tokens are dead already; this makes sure (fencing).
+            self.tokens.revoke(conn, task.id, now)
+            token = self.tokens.issue(
+                conn, task.id, number, run_id=task.run_id, project_id=task.project_id,
+                expires_at=now + timedelta(seconds=task.max_seconds or MAX_SECONDS),
+            )  # fmt: skip
         return Lease(
             task_id=task.id,
             attempt=number,
@@ -164,6 +177,7 @@ class TaskQueue:
             gpu_uuids=attempt.gpu_uuids,
             lease_expires_at=attempt.lease_expires_at,
             deadline=_deadline(task, attempt),
+            task_token=token,
         )
 
     @staticmethod

@@ -9,14 +9,14 @@ reaper never interleave on one task.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from safeboard.jobs.models import TaskAttemptRow, TaskRow
+from safeboard.jobs.models import TaskAttemptRow, TaskRow, TaskTokenRow
 from safeboard.vocabulary import TaskState
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "Attempt",
     "Candidate",
     "Task",
+    "TokenGrant",
     "attempts_of",
     "count_attempts",
     "expired_attempts",
@@ -32,16 +33,20 @@ __all__ = [
     "held_gpus",
     "insert_attempt",
     "insert_task",
+    "insert_token",
     "list_tasks",
     "lock_if_queued",
     "lock_task_if_free",
     "queued_candidates",
+    "revoke_tokens",
+    "token_grant",
     "update_attempt",
     "update_task",
 ]
 
 _t = cast(sa.Table, TaskRow.__table__)
 _a = cast(sa.Table, TaskAttemptRow.__table__)
+_k = cast(sa.Table, TaskTokenRow.__table__)
 
 # An attempt in one of these holds its lease (and its GPUs) until it ends or is lost.
 LIVE_STATES = (TaskState.LEASED, TaskState.STARTING, TaskState.RUNNING, TaskState.CANCELLING)
@@ -233,3 +238,64 @@ def expired_attempts(conn: Connection, now: datetime, limit: int) -> list[tuple[
         .limit(limit)
     )
     return [(int(r.task_id), int(r.attempt)) for r in conn.execute(query)]
+
+
+# Task tokens (S14)
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """A task token's row with what decides whether it still stands: its task's current
+    attempt and run, and the state of the attempt it was issued to."""
+
+    id: str
+    secret_hash: str = field(repr=False)
+    task_id: int
+    attempt: int
+    run_id: str
+    project_id: int
+    expires_at: datetime
+    revoked_at: datetime | None
+    current_attempt: int
+    task_run_id: str
+    submitted_by: int | None
+    attempt_state: str | None
+
+
+def insert_token(conn: Connection, **values: Any) -> None:
+    conn.execute(sa.insert(_k).values(**values))
+
+
+def token_grant(conn: Connection, token_id: str) -> TokenGrant | None:
+    """One query: the token, its task and the attempt it names."""
+    query = (
+        sa.select(
+            _k.c.id,
+            _k.c.secret_hash,
+            _k.c.task_id,
+            _k.c.attempt,
+            _k.c.run_id,
+            _k.c.project_id,
+            _k.c.expires_at,
+            _k.c.revoked_at,
+            _t.c.attempt.label("current_attempt"),
+            _t.c.run_id.label("task_run_id"),
+            _t.c.submitted_by,
+            _a.c.state.label("attempt_state"),
+        )
+        .join(_t, _t.c.id == _k.c.task_id)
+        .outerjoin(_a, sa.and_(_a.c.task_id == _k.c.task_id, _a.c.attempt == _k.c.attempt))
+        .where(_k.c.id == token_id)
+    )
+    row = conn.execute(query).first()
+    return None if row is None else TokenGrant(**dict(row._mapping))
+
+
+def revoke_tokens(
+    conn: Connection, task_id: int, now: datetime, *, attempt: int | None = None
+) -> None:
+    """Revoke the task's live tokens (of one attempt, or of all)."""
+    query = sa.update(_k).where(_k.c.task_id == task_id, _k.c.revoked_at.is_(None))
+    if attempt is not None:
+        query = query.where(_k.c.attempt == attempt)
+    conn.execute(query.values(revoked_at=now))

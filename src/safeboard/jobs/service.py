@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine
 
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
+from safeboard.auth.authorizer import credential_refusal
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
@@ -152,8 +153,9 @@ class TaskService:
         """The task with its attempts."""
         with self.engine.connect() as conn:
             task = self._task(conn, principal, task_id, Permission.PROJECTS_READ)
-            project = project_by_id(conn, principal, task.project_id, Permission.PROJECTS_READ)
-            return TaskDetail(task, project.name, tasks.attempts_of(conn, task_id))
+            project = projects.get(conn, task.project_id)  # read access: checked by _task
+            name = project.name if project is not None else ""
+            return TaskDetail(task, name, tasks.attempts_of(conn, task_id))
 
     def cancel(self, principal: Principal, task_id: int) -> TaskDetail:
         """A queued task is cancelled at once; a leased or running one becomes
@@ -177,6 +179,8 @@ class TaskService:
                 else:
                     values["state"] = TaskState.CANCELLING.value
                 tasks.update_task(conn, task_id, **values)
+                # The task's process loses its token now (S14: it dies with the task).
+                tasks.revoke_tokens(conn, task_id, now)
                 audit.append(conn, action=AuditAction.TASK_CANCELLED, actor=principal.actor,
                              target=f"task:{task_id}", detail={"state": task.state})  # fmt: skip
         self.notices.deliver(recorded)
@@ -207,9 +211,15 @@ class TaskService:
         *,
         lock: bool = False,
     ) -> Task:
+        if principal.task_id is not None and principal.task_id != task_id:
+            raise NotFound(f"no task {task_id}")  # a task's token: its own task only
         task = tasks.get_task(conn, task_id, lock=lock)
         if task is None:
             raise NotFound(f"no task {task_id}")
+        if principal.task_id is not None:  # its own task: read, never change
+            if permission is not Permission.PROJECTS_READ:
+                raise credential_refusal(principal, permission)
+            return task
         try:
             project_by_id(conn, principal, task.project_id, permission)
         except NotFound:

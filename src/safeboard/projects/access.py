@@ -5,14 +5,27 @@ from __future__ import annotations
 
 from sqlalchemy import Connection
 
-from safeboard.auth.authorizer import ensure_in_project
+from safeboard.auth.authorizer import credential_refusal, ensure_in_project
 from safeboard.auth.permissions import Permission, ProjectRole, Role
 from safeboard.auth.principal import Principal
 from safeboard.errors import NotFound
 from safeboard.projects import repository as projects
 from safeboard.projects.repository import Project
 
-__all__ = ["project_and_grant", "project_by_id", "project_by_name", "visible_project_ids"]
+__all__ = [
+    "project_and_grant",
+    "project_by_id",
+    "project_by_name",
+    "refuse_run_bound",
+    "visible_project_ids",
+]
+
+
+def refuse_run_bound(principal: Principal) -> None:
+    """Refuse a principal bound to one run (a task's token, S14) what reaches beyond that
+    run: listings that span projects or runs, a preview link (which acts for a person)."""
+    if principal.run_id is not None:
+        raise credential_refusal(principal, Permission.PROJECTS_READ)
 
 
 def _checked(
@@ -54,7 +67,9 @@ def project_and_grant(
 
 def visible_project_ids(conn: Connection, principal: Principal) -> list[int] | None:
     """Ids of the projects this principal can read, or None for every project (an admin's
-    session or unbound key); a project-bound key sees that project only."""
+    session or unbound key); a project-bound key sees that project only; a task's token,
+    none (Forbidden)."""
+    refuse_run_bound(principal)
     visible: list[int] | None = None
     if principal.role is not Role.ADMIN:
         visible = [p.id for p, _ in projects.visible(conn, principal.user_id, everyone=False)]

@@ -18,6 +18,7 @@ from safeboard.auth.principal import Principal
 from safeboard.clock import utcnow
 from safeboard.errors import Conflict, Forbidden, NotFound
 from safeboard.projects import repository as projects
+from safeboard.projects.access import refuse_run_bound
 from safeboard.projects.repository import NAME_TAKEN, Project
 from safeboard.settings import ProjectSettings
 from safeboard.storage import writer
@@ -75,7 +76,9 @@ class ProjectService:
         return project
 
     def visible(self, principal: Principal) -> list[tuple[Project, ProjectRole | None]]:
-        """The projects this principal can see (a project-bound key: that one only)."""
+        """The projects this principal can see (a project-bound key: that one only; a
+        task's token: Forbidden)."""
+        refuse_run_bound(principal)
         with self.engine.connect() as conn:
             found = projects.visible(conn, principal.user_id, everyone=principal.role is Role.ADMIN)
         if principal.project_id is not None:

@@ -1,5 +1,7 @@
 """Finding a run a principal may act on (S9): its project's grant decides; a run in a
-project the principal cannot see is "no such run", not a hint that it exists."""
+project the principal cannot see is "no such run", not a hint that it exists. A principal
+bound to one run (a task's token, S14) finds that run alone, as an editor of it
+(``auth.permissions.RUN_BOUND_ROLE``): every other run is "no such run"."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from safeboard.auth.authorizer import allowed_in_project
+from safeboard.auth.authorizer import allowed_in_project, allowed_on_run, ensure_on_run
 from safeboard.auth.permissions import Permission, ProjectRole
 from safeboard.auth.principal import Principal
 from safeboard.errors import NotFound
@@ -31,7 +33,7 @@ class RunAccess:
     grant: ProjectRole | None
 
     def may(self, principal: Principal, permission: Permission) -> bool:
-        return allowed_in_project(principal, permission, self.project.id, self.grant)
+        return allowed_on_run(principal, permission, self.project.id, self.run.id, self.grant)
 
 
 def run_access(
@@ -45,9 +47,17 @@ def run_access(
     """The run, its project and the principal's grant; its config and system information
     are read only when ``documents`` (otherwise they read as empty and are named in
     ``Run.withheld``)."""
+    if principal.run_id is not None and principal.run_id != run_id:
+        raise NotFound("no such run")  # a task's token: its own run only
     run = runs.get(conn, run_id, documents=documents)
     if run is None:
         raise NotFound("no such run")
+    if principal.run_id is not None:
+        project = projects.get(conn, run.project_id)
+        if project is None:
+            raise NotFound("no such run")
+        ensure_on_run(principal, permission, project.id, run.id, None)
+        return RunAccess(run, project, None)
     try:
         project, grant = project_and_grant(conn, principal, run.project_id, permission)
     except NotFound:
@@ -85,7 +95,10 @@ def still_allowed(
     grants = projects.grants_among(
         conn, {p.user_id for p, _ in checks}, {project_id for _, project_id in checks}
     )
+    # A task's token passed the gate for its own run only: that run is what it may reach.
     return [
-        allowed_in_project(p, permission, project_id, grants.get((project_id, p.user_id)))
+        allowed_on_run(p, permission, project_id, p.run_id, None)
+        if p.run_id is not None
+        else allowed_in_project(p, permission, project_id, grants.get((project_id, p.user_id)))
         for p, project_id in checks
     ]

@@ -115,6 +115,9 @@ class Delivery:
         this key) raises ProjectNotFound."""
         if self.meta.get("on_server"):
             return
+        if self.meta.get("task"):
+            self._attach()
+            return
         project, meta = self.meta["project"], self.meta
 
         def create(client: Client) -> None:
@@ -140,6 +143,20 @@ class Delivery:
             except NotFound:
                 raise ProjectNotFound(no_access(project)) from None
         self.meta["on_server"] = True
+
+    def _attach(self) -> None:
+        """A task's run exists (made at submit): read its project and name, and add the
+        config and tags the script gave (the task's token reaches this run only)."""
+        meta = self.meta
+        run = self._call(lambda client: client.run(meta["id"]))
+        meta["project"], meta["name"] = run.project, run.name
+        if meta["config"] or meta["tags"]:
+            self._call(
+                lambda client: client.update_run(
+                    meta["id"], config=meta["config"], tags=meta["tags"]
+                )
+            )
+        meta["on_server"] = True
 
     def send(self, batch: Batch) -> None:
         """Post one batch. Raises Undeliverable for a refusal that retrying cannot fix, and

@@ -37,6 +37,7 @@ from safeboard.sdk.delivery import CONFIRM_TIMEOUT, PAUSES, Delivery, retryable
 from safeboard.sdk.images import pixels_of
 from safeboard.sdk.sender import INLINE_POINTS, Sender
 from safeboard.sdk.spool import RunSpool, spool_root
+from safeboard.sdk.task import TaskEnv, task_env
 from safeboard.sdk.uploads import Uploader, artifact_record
 from safeboard.words import count
 
@@ -102,28 +103,35 @@ class Run:
         spool_dir: str | os.PathLike[str] | None,
         interval: float,
         quiet: bool = False,
+        task: TaskEnv | None = None,
     ) -> None:
         tag_map = dict(tags) if isinstance(tags, Mapping) else dict.fromkeys(tags or [], "")
         _refuse(document_problem(dict(config or {}), "config") or tags_problem(tag_map))
-        self.id = new_id()
-        self.project = project
-        self.name = name or f"run-{self.id[:8]}"
+        # Inside a task: its run, made at submit; its project and name are the server's.
+        self.id = task.run_id if task is not None else new_id()
+        self.project = "" if task is not None else project
+        self.name = "" if task is not None else name or f"run-{self.id[:8]}"
         delivery = None
         uploader = None
         self._busy_until = 0.0  # the server said "not now" at init(): said, and waited for
         server_url = None
         connection = None
-        if mode == "online":  # resolved before anything is created on disk
+        if task is not None:  # the task's token, in memory only: never in run.json
+            connection = Connection(resolve_server(task.url, task.token))
+            server_url = connection.url
+        elif mode == "online":  # resolved before anything is created on disk
             connection = Connection(resolve_server(url, api_key))
             server_url = connection.url
         self.spool = RunSpool(Path(spool_dir) if spool_dir else spool_root(), self.id)
         try:
             self.spool.lock()  # held for the run's life: `safeboard sync` leaves it alone
             self._meta: dict[str, Any] = {
-                "id": self.id, "project": project, "name": self.name,
+                "id": self.id, "project": self.project, "name": self.name,
                 "config": dict(config or {}), "tags": tag_map, "system": _system_info(),
                 "url": server_url, "status": "running", "on_server": False,
             }  # fmt: skip
+            if task is not None:
+                self._meta["task"] = True  # attach to the run (delivery.py), never create
             self.spool.write_meta(self._meta)
             if connection is not None:
                 delivery = Delivery(connection.client, self._meta, renew=connection.renewed)
@@ -178,6 +186,7 @@ class Run:
             else:
                 notices.say_away(url, exc, self.spool.path)
             return
+        self.project, self.name = str(self._meta["project"]), str(self._meta["name"])
         self.spool.write_meta(self._meta)
         if not quiet:
             notices.say_started(self.name, url, self.id, self.spool.path)
@@ -397,7 +406,7 @@ def _undelivered(points: int, files: list[dict[str, Any]], spool: RunSpool, stat
 
 
 def init(
-    project: str,
+    project: str | None = None,
     *,
     name: str | None = None,
     config: Mapping[str, Any] | None = None,
@@ -420,16 +429,24 @@ def init(
     ``safeboard.PermissionDenied`` and their subclasses, see docs/sdk.md). A server that is
     only away gets one warning on stderr, and the run spools and retries in the background.
     One line on stderr names the run's page in the dashboard, unless ``quiet`` (or
-    ``SAFEBOARD_QUIET=1``)."""
+    ``SAFEBOARD_QUIET=1``).
+
+    Inside a task (the agent sets ``SAFEBOARD_TASK_TOKEN``, ``SAFEBOARD_RUN_ID``,
+    ``SAFEBOARD_URL`` and ``SAFEBOARD_CA_CERT``), it attaches to the task's run with the
+    task's token: ``project``, ``name``, ``url`` and ``api_key`` are ignored (the run and
+    its project were chosen at submit), ``config`` and ``tags`` are added to the run."""
     _install_exit_hooks()
     chosen = mode or os.environ.get("SAFEBOARD_MODE", "online")
     if chosen not in ("online", "offline"):
         raise InvalidRequest("mode: online or offline")
     try:
+        task = task_env() if chosen == "online" else None
+        if task is None and not project:
+            raise InvalidRequest('init(): name the project, e.g. safeboard.init("mnist")')
         return Run(
-            project=project, name=name, config=config, tags=tags, mode=chosen,  # type: ignore[arg-type]
+            project=project or "", name=name, config=config, tags=tags, mode=chosen,  # type: ignore[arg-type]
             url=url, api_key=api_key, spool_dir=spool_dir, interval=flush_interval,
-            quiet=notices.quiet_from_env() if quiet is None else quiet,
+            quiet=notices.quiet_from_env() if quiet is None else quiet, task=task,
         )  # fmt: skip
     except SafeboardError as exc:
         # The message names the fix; the SDK's own frames would only hide it.

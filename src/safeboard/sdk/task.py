@@ -1,0 +1,54 @@
+"""Inside a task (S14): the agent runs the task's process with the server's URL, its CA
+certificate, the task's run id and a token that reaches that run alone. ``init()`` then
+attaches to that run, which the server made when the task was submitted, instead of
+creating one: no configuration, no API key, no ``safeboard login``.
+
+The token is used as the bearer credential and kept in memory only: the spool's
+``run.json`` holds no credential (a run spooled while the server was away is delivered
+later by ``safeboard sync`` with the user's own key).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from safeboard.client.credentials import CA_CERT_ENV, URL_ENV
+from safeboard.errors import ConfigError
+
+__all__ = ["RUN_ID_ENV", "TASK_TOKEN_ENV", "TaskEnv", "task_env"]
+
+TASK_TOKEN_ENV = "SAFEBOARD_TASK_TOKEN"  # noqa: S105  (a variable's name)
+RUN_ID_ENV = "SAFEBOARD_RUN_ID"
+
+
+@dataclass(frozen=True)
+class TaskEnv:
+    """What the agent gives a task's process."""
+
+    url: str
+    token: str = field(repr=False)
+    run_id: str
+    ca_cert: str | None  # a PEM file: what the server's certificate must chain to
+
+
+def task_env(environ: Mapping[str, str] | None = None) -> TaskEnv | None:
+    """The task's settings when this process runs as a task (``SAFEBOARD_TASK_TOKEN``
+    set), else None. A partial set is a ConfigError naming what is missing."""
+    env = os.environ if environ is None else environ
+    token = env.get(TASK_TOKEN_ENV, "").strip()
+    if not token:
+        return None
+    missing = [name for name in (URL_ENV, RUN_ID_ENV) if not env.get(name, "").strip()]
+    if missing:
+        raise ConfigError(
+            f"{TASK_TOKEN_ENV} is set but {' and '.join(missing)} is not: a task's agent sets "
+            "them all; outside a task, unset it"
+        )
+    return TaskEnv(
+        url=env[URL_ENV].strip(),
+        token=token,
+        run_id=env[RUN_ID_ENV].strip(),
+        ca_cert=env.get(CA_CERT_ENV) or None,
+    )

@@ -1,0 +1,94 @@
+"""Inside a task (S14): a child process with only what an agent gives a task (the URL, the
+CA certificate, the run id and the task token: no API key, no login, no discovery file)
+runs ``safeboard.init()`` with no arguments against a real TLS server, and its point lands
+in the task's run; the token is written nowhere on disk and dies with the attempt."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from safeboard.jobs.queue import AgentEvent, Lease, TaskQueue
+from safeboard.jobs.wakeup import Wakeup
+from safeboard.settings import load_settings
+from safeboard.storage import create_engine
+from tests.e2e.conftest import ServerProcess, cli_env, start_server
+
+CHILD = "import safeboard; r = safeboard.init(); r.log({'x': 1}); r.finish()"
+AGENT = "agent-fake-e2e"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    started = start_server(tmp_path_factory.mktemp("task-token"), "--tls")
+    yield started
+    started.stop()
+
+
+def _key(server: ServerProcess) -> str:
+    return str(json.loads((server.data_dir / "discovery.json").read_text())["api_key"])
+
+
+def _submit_and_lease(server: ServerProcess) -> tuple[dict[str, object], Lease, TaskQueue]:
+    """A task submitted over HTTP, leased through the queue on the server's own database
+    (the agent's routes are another slice's): the lease issues the token."""
+    with server.client() as client:
+        client.headers["Authorization"] = f"Bearer {_key(server)}"
+        client.post("/api/v1/projects", json={"name": "ml"})
+        made = client.post("/api/v1/projects/ml/tasks", json={"command": ["python", "t.py"]})
+        assert made.status_code == 201, made.text
+    settings = load_settings(server.data_dir)
+    engine = create_engine(settings.database_url)
+    queue = TaskQueue(engine, settings.jobs, Wakeup(engine))
+    lease = queue.lease(AGENT, [], [])
+    assert lease is not None
+    return made.json(), lease, queue
+
+
+def _child(server: ServerProcess, tmp_path: Path, lease: Lease) -> subprocess.CompletedProcess[str]:
+    tmp_path.mkdir(exist_ok=True)
+    env = cli_env(tmp_path / "no-server-here")  # no discovery file, no SAFEBOARD_API_KEY
+    env.update(
+        SAFEBOARD_URL=server.url,
+        SAFEBOARD_CA_CERT=str(server.ca_path),
+        SAFEBOARD_RUN_ID=lease.run_id,
+        SAFEBOARD_TASK_TOKEN=lease.task_token,
+        SAFEBOARD_SPOOL_DIR=str(tmp_path / "spool"),
+        SAFEBOARD_CONFIG_DIR=str(tmp_path / "config"),
+    )
+    return subprocess.run(
+        [sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=120,
+        check=False, stdin=subprocess.DEVNULL, cwd=tmp_path,
+    )  # fmt: skip
+
+
+def test_init_inside_a_task_attaches_to_its_run(server: ServerProcess, tmp_path: Path) -> None:
+    task, lease, queue = _submit_and_lease(server)
+    done = _child(server, tmp_path, lease)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    with server.client() as client:
+        client.headers["Authorization"] = f"Bearer {_key(server)}"
+        run = client.get(f"/api/v1/runs/{task['run_id']}").json()
+    assert run["status"] == "finished", run
+    assert {m["key"]: m["count"] for m in run["metrics"]} == {"x": 1}
+    # The token is nowhere on disk: not in the spool's run.json, not in a config file.
+    secret = lease.task_token[len("sb_task_") + 13 :]  # after sb_task_<12 hex>_
+    assert len(secret) == 43
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(errors="replace"), path
+    assert secret not in server.log
+
+    # The attempt ends: the same child, with the same token, is refused (401).
+    queue.report(lease.task_id, lease.attempt, AGENT, AgentEvent("exited", exit_code=0))
+    again = _child(server, tmp_path / "again", lease)
+    assert again.returncode != 0
+    assert "invalid task token" in again.stderr
+    assert secret not in again.stderr
+    queue.engine.dispose()
