@@ -52,6 +52,7 @@ class Lease:
     gpu_uuids: list[str]
     lease_expires_at: datetime
     deadline: datetime | None  # the task's maximum duration, from this lease
+    max_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ class TaskQueue:
             gpu_uuids=attempt.gpu_uuids,
             lease_expires_at=attempt.lease_expires_at,
             deadline=_deadline(task, attempt),
+            max_seconds=task.max_seconds,
         )
 
     @staticmethod
