@@ -27,6 +27,7 @@ from safeboard.errors import (
     AgentRevoked,
     ConfigError,
     RateLimited,
+    SafeboardError,
     ServiceUnavailable,
     Unauthenticated,
 )
@@ -85,6 +86,7 @@ class Runner:
         self.gpus = chosen_gpus(machine, options.gpu_indexes)
         self.max_tasks = options.max_tasks or max(1, len(self.gpus))
         self._warned = False
+        self.failure: SafeboardError | None = None  # what ended leasing, if not a signal
 
     def say(self, message: str) -> None:
         self.controls.say(message)
@@ -98,14 +100,12 @@ class Runner:
                           ca_pem=self.state.ca_pem, insecure=self.state.insecure, warn=warn,
                           retry=NO_RETRY)  # fmt: skip
 
-    def stop(self, signum: int = signal.SIGINT, _frame: FrameType | None = None) -> None:
-        """Ctrl-C or SIGTERM: drain; again: stop the running tasks now."""
+    def stop(self, _signum: int = signal.SIGINT, _frame: FrameType | None = None) -> None:
+        """Ctrl-C or SIGTERM: drain; again: stop the running tasks now. (A signal handler:
+        it only sets events; the main loop says what happens.)"""
         if not self.draining.is_set():
             self.draining.set()
-            self.say(f"{signal.Signals(signum).name}: draining: no new tasks; running ones "
-                     f"get {self.options.drain_timeout:g} s to finish (again: stop them now)")  # fmt: skip
-        elif not self.controls.hard_stop.is_set():
-            self.say("stopping the running tasks now")
+        else:
             self.controls.hard_stop.set()
 
     def run(self) -> int:
@@ -120,10 +120,18 @@ class Runner:
                      f"{gpus}, labels {', '.join(labels) or '(none)'}, up to {self.max_tasks} "
                      f"task(s) at once; state in {self.state_dir}; Ctrl-C drains")  # fmt: skip
             self._serve(client, labels)
+        if self.failure is not None:
+            self.draining.set()
+            self.say(f"cannot lease: {self.failure.message}")
+        if self.draining.is_set():
+            self.say(f"draining: no new tasks; running ones get {self.options.drain_timeout:g} s "
+                     "to finish (Ctrl-C again: stop them now)")  # fmt: skip
         self._drain()
         if self.controls.revoked.is_set():
             refusal = self.controls.refusal[0] if self.controls.refusal else "revoked"
             raise AgentRevoked(refusal)
+        if self.failure is not None:
+            raise self.failure
         self.say("agent stopped")
         return 0
 
@@ -147,6 +155,9 @@ class Runner:
                     self.say(f"cannot lease: {exc.message}; running tasks go on, retrying")
                 self.draining.wait(_BACKOFF.delay(failures, exc))
                 continue
+            except SafeboardError as exc:  # not for retrying: drain, then say it
+                self.failure = exc
+                return
             if failures:
                 self.say("the server answers again")
             failures = 0
@@ -167,10 +178,14 @@ class Runner:
             self.say(f"waiting up to {self.options.drain_timeout:g} s for {len(running)} "
                      "running task(s)")  # fmt: skip
         deadline = time.monotonic() + self.options.drain_timeout
+        announced = self.controls.hard_stop.is_set()
         while running:
             if time.monotonic() >= deadline and not self.controls.hard_stop.is_set():
                 self.say("drain timeout: stopping the running tasks")
                 self.controls.hard_stop.set()
+            elif self.controls.hard_stop.is_set() and not announced:
+                self.say("stopping the running tasks now")
+            announced = self.controls.hard_stop.is_set()
             running[0].join(_JOIN_TICK)
             running = [a for a in running if a.is_alive()]
 
