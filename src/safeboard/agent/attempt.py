@@ -121,6 +121,8 @@ class Attempt(threading.Thread):
         try:
             with self._connect() as client:
                 self._run(client)
+        except SafeboardError as exc:  # e.g. the state directory unusable: its fix
+            self.controls.say(f"{self.label}: not run: {exc.message}")
         except Exception as exc:  # noqa: BLE001  (one line for the person, never a traceback)
             self.controls.say(f"{self.label}: stopped by an internal error: {exc!r}")
 
@@ -257,13 +259,14 @@ class Attempt(threading.Thread):
                 return None
             except (ServiceUnavailable, RateLimited) as exc:
                 failures += 1
-                if time.monotonic() >= give_up:
-                    self.controls.say(f"{self.label}: gave up reporting '{kind}': {exc.message}")
+                if time.monotonic() >= give_up or self.controls.hard_stop.is_set():
+                    self.controls.say(f"{self.label}: gave up reporting '{kind}' ({exc.message}); "
+                                      "its lease will lapse")  # fmt: skip
                     return None
                 if failures == 1:
                     self.controls.say(f"{self.label}: cannot report '{kind}' ({exc.message}); "
                                       "retrying")  # fmt: skip
-                time.sleep(self._backoff.delay(failures, exc))
+                self.controls.hard_stop.wait(self._backoff.delay(failures, exc))
             except SafeboardError as exc:
                 self.controls.say(f"{self.label}: the server refused '{kind}': {exc.message}")
                 return None
