@@ -151,6 +151,18 @@ def agents(server: ServerProcess, tmp_path: Path) -> Iterator[Callable[..., Agen
             agent.process.wait()
 
 
+def command_lines() -> list[str]:
+    """Every process's argv, as ``ps`` shows them to anyone on the machine."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit():
+                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue  # ended meanwhile
+    return found
+
+
 PRINT_ENV = (
     "import json, os, sys, time\n"
     "ca = open(os.environ['SAFEBOARD_CA_CERT']).read()\n"
@@ -170,10 +182,10 @@ def test_tasks_run_with_their_environment_and_exit_codes(
     ok = submit(server, "env", sys.executable, "-c", PRINT_ENV, str(dump), gpus=1,
                 env={"LR": "0.1"})  # fmt: skip
     wait_for(dump.exists, 20, "the task's environment")
-    seen = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
+    seen = command_lines()
     credential = agent.saved["credential"]
-    assert credential not in seen.stdout
-    assert "sb_agent_" not in seen.stdout
+    assert any("agent run" in line for line in seen)
+    assert not [line for line in seen if "sb_agent_" in line or credential in line]
     done = state_of(server, ok, "succeeded", "failed")
     assert done["state"] == "succeeded", done
     assert done["attempts"][0]["exit_code"] == 0
@@ -246,7 +258,7 @@ def test_cancel_stops_the_process_group(
     cancelled = run_cli("task", "cancel", str(polite), data_dir=server.data_dir)
     assert cancelled.returncode == 0, cancelled.stderr
     state_of(server, polite, "cancelled")
-    assert time.monotonic() - asked < LEASE / 3 + 1 + 5  # heartbeat period + grace + slack
+    assert time.monotonic() - asked < LEASE / 3 + 1 + 12  # heartbeat, grace, a busy machine
     assert mark.read_text() == "SIGTERM"
 
     mark.unlink()
