@@ -101,7 +101,7 @@ class ServerProcess:
                 self.process.wait()
 
 
-def start_server(  # noqa: PLR0913  (the server's arguments, name, CA, port, settings)
+def start_server(
     tmp_path: Path,
     *args: str,
     name: str = "srv",
@@ -130,7 +130,7 @@ def start_server(  # noqa: PLR0913  (the server's arguments, name, CA, port, set
     raise AssertionError("unreachable")
 
 
-def _launch(  # noqa: PLR0913
+def _launch(
     tmp_path: Path,
     args: tuple[str, ...],
     name: str,

@@ -6,6 +6,7 @@ server took the attempt away (409). docs/agents.md, "Running tasks"."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -80,10 +81,8 @@ def task_environment(
 
 
 def _signal_group(pid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
         os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass  # the group is gone already
 
 
 class Attempt(threading.Thread):
@@ -186,11 +185,10 @@ class Attempt(threading.Thread):
         stopped_at: float | None = None
         killed = False
         while True:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=_TICK)
+            if process.returncode is not None:
                 return False
-            except subprocess.TimeoutExpired:
-                pass
             now = time.monotonic()
             stopping = self.controls.hard_stop.is_set() or self.controls.revoked.is_set()
             if stopped_at is None and stopping:

@@ -188,4 +188,3 @@ class Runner:
             announced = self.controls.hard_stop.is_set()
             running[0].join(_JOIN_TICK)
             running = [a for a in running if a.is_alive()]
-

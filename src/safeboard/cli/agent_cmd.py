@@ -174,7 +174,7 @@ def status(state_dir: Path | None, labels: str, as_json: bool) -> None:
               help="On Ctrl-C or SIGTERM, how long running tasks may go on.")  # fmt: skip
 @click.option("--poll", default="20s", show_default=True,
               help="How long each lease request waits for a task (at most 25s).")  # fmt: skip
-def run(  # noqa: PLR0913  (one parameter per option)
+def run(
     state_dir: Path | None,
     gpus: str | None,
     labels: str,

@@ -440,7 +440,7 @@ class Client:
                 "wait_seconds": float(wait_seconds)}  # fmt: skip
         response = self.send("POST", paths.agent_lease(), json=body, idempotent=False,
                              timeout=wait_seconds + 30.0)  # fmt: skip
-        if response.status_code == 204:  # noqa: PLR2004
+        if response.status_code == 204:
             return None
         return TaskLease.from_json(response.json())
 

@@ -36,8 +36,9 @@ Label = Annotated[str, Field(min_length=1, max_length=63)]
 
 
 class LeaseRequest(StrictModel):
-    free_gpus: list[GpuUuid] = Field(max_length=MAX_FREE_GPUS,
-                                     description="UUIDs of the agent's idle GPUs (may be empty).")  # fmt: skip
+    free_gpus: list[GpuUuid] = Field(
+        max_length=MAX_FREE_GPUS, description="UUIDs of the agent's idle GPUs (may be empty)."
+    )
     labels: list[Label] = Field(default_factory=list, max_length=MAX_LABELS)
     wait_seconds: float = Field(0.0, ge=0, le=25, description="Long-poll: wait this long.")
 
