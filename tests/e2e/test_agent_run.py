@@ -125,8 +125,8 @@ def agent_env(tmp_path: Path) -> dict[str, str]:
 def agents(server: ServerProcess, tmp_path: Path) -> Iterator[Callable[..., Agent]]:
     started: list[Agent] = []
 
-    def start(name: str, *args: str) -> Agent:
-        made = run_cli("agent", "token", "--pool", "gpu", data_dir=server.data_dir)
+    def start(name: str, *args: str, on: ServerProcess = server) -> Agent:
+        made = run_cli("agent", "token", "--pool", "gpu", data_dir=on.data_dir)
         assert made.returncode == 0, made.stderr
         state_dir = tmp_path / name
         env = agent_env(tmp_path)
@@ -349,3 +349,34 @@ def test_drain_lets_a_task_finish_then_a_second_signal_stops_it(
         "succeeded", "failed"
     }  # fmt: skip
     assert mark.read_text() == "SIGTERM"
+
+
+def test_a_server_restart_leaves_the_task_running(
+    agents: Callable[..., Agent], tmp_path: Path
+) -> None:
+    """The server goes away while a task runs and its exit is reported: the task goes on,
+    the report is retried with backoff, and lands once the server is back (same port)."""
+    settings = {**SETTINGS, "SAFEBOARD__JOBS__LEASE_SECONDS": "30"}  # outlives the restart
+    own = start_server(tmp_path, "--tls", name="restarting", settings=settings)
+    try:
+        with api(own) as client:
+            assert client.post("/api/v1/projects", json={"name": "ml"}).status_code == 201
+        agent = agents("s", "--labels", "restart", on=own)
+        mark = tmp_path / "mark"
+        task_id = submit(own, "restart", sys.executable, "-c",
+                         "import pathlib, sys, time; pathlib.Path(sys.argv[1]).write_text('x');"
+                         " time.sleep(2); print('done', flush=True)", str(mark))  # fmt: skip
+        wait_for(lambda: mark.exists() and state_of(own, task_id, "running"), 20, "running")
+        own.stop()
+        wait_for(lambda: "cannot report 'exited'" in agent.out, 20, "a failed report")
+        assert agent.process.poll() is None  # the agent waits for the server
+        own = start_server(tmp_path, "--tls", name="restarting", port=own.port,
+                           settings=settings)  # fmt: skip
+        done = state_of(own, task_id, "succeeded", "failed", timeout=30)
+        assert done["state"] == "succeeded", done
+        assert done["attempts"][0]["exit_code"] == 0
+        assert "done" in (agent.state_dir / "logs" / f"task-{task_id}.1.log").read_text()
+        assert agent.stop() == 0, agent.err
+        assert "Traceback" not in agent.err
+    finally:
+        own.stop()
