@@ -380,3 +380,35 @@ def test_a_server_restart_leaves_the_task_running(
         assert "Traceback" not in agent.err
     finally:
         own.stop()
+
+
+def test_an_attempt_taken_away_is_killed_at_once(
+    server: ServerProcess, agents: Callable[..., Agent], tmp_path: Path
+) -> None:
+    """A network split, played by stopping the agent (SIGSTOP) past its lease: the reaper
+    marks the attempt lost and requeues the task; when the agent comes back its heartbeat
+    gets 409, and it kills attempt 1's process group at once and says so."""
+    agent = agents("split", "--labels", "split")
+    pid_file = tmp_path / "pid"
+    script = (
+        "import os, sys, time\n"
+        "if os.environ['SAFEBOARD_ATTEMPT'] == '1':\n"
+        "    open(sys.argv[1], 'w').write(str(os.getpid()))\n"
+        "    time.sleep(60)\n"
+    )
+    task_id = submit(server, "split", sys.executable, "-c", script, str(pid_file))
+    child = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), 20, "attempt 1"))
+    agent.process.send_signal(signal.SIGSTOP)
+    try:
+        lost = state_of(server, task_id, "queued", timeout=LEASE + 10)
+        assert lost["attempts"][0]["state"] == "lost"
+    finally:
+        agent.process.send_signal(signal.SIGCONT)
+    wait_for(lambda: not Path(f"/proc/{child}").exists(), 15, "attempt 1 killed")
+    assert f"task {task_id} attempt 1: taken away by the server" in agent.out
+    done = state_of(server, task_id, "succeeded", "failed")
+    assert [(a["attempt"], a["state"]) for a in done["attempts"]] == [
+        (1, "lost"),
+        (2, "succeeded"),
+    ]
+    assert agent.stop() == 0, agent.err
