@@ -141,11 +141,17 @@ class Attempt(threading.Thread):
             private_dir(self.log_path.parent)
             fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             with os.fdopen(fd, "ab") as log:
-                self._execute(client, directory, env, log)
+                ended = self._execute(client, directory, env, log)
         finally:
-            shutil.rmtree(directory, ignore_errors=True)
+            shutil.rmtree(directory, ignore_errors=True)  # before the exit is reported
+        if ended is not None:
+            self._finish(client, *ended)
 
-    def _execute(self, client: Client, cwd: Path, env: dict[str, str], log: IO[bytes]) -> None:
+    def _execute(
+        self, client: Client, cwd: Path, env: dict[str, str], log: IO[bytes]
+    ) -> tuple[int | None, int | None, float] | None:
+        """Run the process to its end: (exit code, signal, start time) to report, or None
+        when there is nothing to report (the attempt was taken away or refused)."""
         command = list(self.lease.command)
         started = time.monotonic()
         try:
@@ -157,8 +163,7 @@ class Attempt(threading.Thread):
             code = _EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else _EXIT_NOT_RUNNABLE
             log.write(f"safeboard agent: cannot start {command[0]}: {exc.strerror}\n".encode())
             self.controls.say(f"{self.label}: cannot start {command[0]} ({exc.strerror})")
-            self._finish(client, code, None, started)
-            return
+            return code, None, started
         gpus = ", ".join(self.lease.gpus) or "no GPUs"
         self.controls.say(f"{self.label}: started pid {process.pid} ({gpus}): "
                           f"{shlex.join(command)}; output in {self.log_path}")  # fmt: skip
@@ -166,16 +171,15 @@ class Attempt(threading.Thread):
             self.controls.say(f"{self.label}: killing its processes")
             _signal_group(process.pid, signal.SIGKILL)
             process.wait()
-            return
+            return None
         taken = self._watch(client, process)
         returncode = process.wait()
         _signal_group(process.pid, signal.SIGKILL)  # what it left behind in its group
         if taken:
-            return
+            return None
         if returncode < 0:
-            self._finish(client, None, -returncode, started)
-        else:
-            self._finish(client, returncode, None, started)
+            return None, -returncode, started
+        return returncode, None, started
 
     def _watch(self, client: Client, process: subprocess.Popen[Any]) -> bool:
         """Until the process exits: heartbeats, and the stops they or the agent ask for.
