@@ -102,16 +102,22 @@ class ServerProcess:
 
 
 def start_server(
-    tmp_path: Path, *args: str, name: str = "srv", ca: Path | None = None, port: int | None = None
+    tmp_path: Path,
+    *args: str,
+    name: str = "srv",
+    ca: Path | None = None,
+    port: int | None = None,
+    settings: dict[str, str] | None = None,
 ) -> ServerProcess:
     """Start ``python -m safeboard server`` and wait until it answers /healthz.
 
+    ``settings``: environment variables of the server (``SAFEBOARD__JOBS__...``).
     Without a given ``port`` it takes a free one; should another process (another xdist
     worker, an outgoing connection) take that port before the server binds it, the start
     is tried again on another port.
     """
     for attempt in range(1, _PORT_ATTEMPTS + 1):
-        server = _launch(tmp_path, args, name, ca, port or free_port())
+        server = _launch(tmp_path, args, name, ca, port or free_port(), settings or {})
         try:
             _wait_healthy(server)
         except BaseException as failed:
@@ -125,14 +131,19 @@ def start_server(
 
 
 def _launch(
-    tmp_path: Path, args: tuple[str, ...], name: str, ca: Path | None, port: int
+    tmp_path: Path,
+    args: tuple[str, ...],
+    name: str,
+    ca: Path | None,
+    port: int,
+    settings: dict[str, str],
 ) -> ServerProcess:
     data_dir = tmp_path / name
     log_path = tmp_path / f"{name}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "safeboard", "server", "--port", str(port), *args],
-            env=cli_env(data_dir),
+            env={**cli_env(data_dir), **settings},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

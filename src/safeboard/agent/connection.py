@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from safeboard.client import ApiClient, CertificateInfo, Client, PinnedContext, pinned_context
-from safeboard.client.retry import INTERACTIVE_POLICY
+from safeboard.client.retry import INTERACTIVE_POLICY, RetryPolicy
 
 __all__ = ["INSECURE_WARNING", "client_for", "pinned_to"]
 
@@ -39,8 +39,9 @@ def client_for(
     ca_pem: str,
     insecure: bool,
     warn: Callable[[str], None],
+    retry: RetryPolicy = INTERACTIVE_POLICY,
 ) -> Client:
-    """A typed client for the agent's calls."""
+    """A typed client for the agent's calls (``retry``: its policy for repeatable ones)."""
     if insecure and url.startswith("https:"):
         warn(INSECURE_WARNING.format(url=url))
         api = ApiClient(url, credential, verify=False)
@@ -49,4 +50,4 @@ def client_for(
         api = ApiClient(url, credential, verify=context)
     else:
         api = ApiClient(url, credential)  # plain HTTP: ApiClient allows loopback only
-    return Client(api, retry=INTERACTIVE_POLICY)
+    return Client(api, retry=retry)

@@ -31,6 +31,7 @@ from safeboard.artifacts.expiry import expiry_sweeps
 from safeboard.audit import routes as audit_routes
 from safeboard.auth.dependencies import requires
 from safeboard.auth.permissions import Permission
+from safeboard.jobs import agent_routes as task_agent_routes
 from safeboard.jobs import routes as task_routes
 from safeboard.metrics import history_routes as metric_history_routes
 from safeboard.metrics import routes as metric_routes
@@ -124,6 +125,7 @@ def create_app(
     app.include_router(agent_routes.router)  # admins: /api/v1/agents/...
     app.include_router(agent_routes.agent_router)  # agents: /api/v1/agent/...
     app.include_router(task_routes.router)
+    app.include_router(task_agent_routes.router)  # agents: lease, heartbeat, events
     app.include_router(web_routes.router)
     app.mount("/static", web_routes.static_files(), name="static")
 

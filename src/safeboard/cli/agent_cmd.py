@@ -1,6 +1,6 @@
 """``safeboard agent token | list | revoke`` (admins, through the typed client with their
-saved login) and ``safeboard agent join | status`` (on the GPU machine, with the agent's
-own state): docs/agents.md."""
+saved login) and ``safeboard agent join | status | run`` (on the GPU machine, with the
+agent's own state): docs/agents.md."""
 
 from __future__ import annotations
 
@@ -25,6 +25,26 @@ def _ttl_seconds(text: str) -> int:
     if not 60 <= seconds <= 7 * 86400:
         raise click.BadParameter("from 1 minute to 7 days")
     return seconds
+
+
+def _duration(text: str, low: float, high: float) -> float:
+    """``30s``, ``2m``, ``1h`` or plain seconds, from ``low`` to ``high``."""
+    match = _TTL.fullmatch(text.strip().lower())
+    if match is None:
+        raise click.BadParameter("a duration such as 30s, 2m or 1h")
+    seconds = float(int(match.group(1)) * _UNIT[match.group(2)])
+    if not low <= seconds <= high:
+        raise click.BadParameter(f"from {low:g} s to {high:g} s")
+    return seconds
+
+
+def _indexes(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter("GPU indexes, comma-separated: 0,1") from None
 
 
 def _labels(text: str) -> list[str]:
@@ -139,7 +159,48 @@ def status(state_dir: Path | None, labels: str, as_json: bool) -> None:
     click.echo(f"gpus ({machine.source}): {len(machine.gpus) or 'none'}")
     for gpu in machine.gpus:
         click.echo(f"  {gpu.index}: {gpu.model} {gpu.memory_mib} MiB {gpu.uuid}")
-    click.echo("leasing and running tasks (`safeboard agent run`) arrive in a later release")
+    click.echo(f"next: safeboard agent run{' --state-dir ' + str(state_dir) if state_dir else ''}")
+
+
+@agent.command("run")
+@_state_dir_option
+@click.option("--gpus", default=None, help="GPU indexes this agent hands out: 0,1 (default: all).")
+@click.option("--labels", default="", help="Comma-separated labels this machine offers.")
+@click.option("--max-tasks", type=click.IntRange(1, 1024), default=None,
+              help="Tasks at once (default: one per GPU, or 1 without GPUs).")  # fmt: skip
+@click.option("--grace", default="30s", show_default=True,
+              help="After SIGTERM, how long a stopped task has before SIGKILL.")  # fmt: skip
+@click.option("--drain-timeout", default="60s", show_default=True,
+              help="On Ctrl-C or SIGTERM, how long running tasks may go on.")  # fmt: skip
+@click.option("--poll", default="20s", show_default=True,
+              help="How long each lease request waits for a task (at most 25s).")  # fmt: skip
+def run(
+    state_dir: Path | None,
+    gpus: str | None,
+    labels: str,
+    max_tasks: int | None,
+    grace: str,
+    drain_timeout: str,
+    poll: str,
+) -> None:
+    """Serve the queue: lease tasks that fit this machine's free GPUs, run each as a
+    child process, report its exit. Ctrl-C drains (twice: stops the tasks now)."""
+    from safeboard import __version__
+    from safeboard.agent import Runner, RunOptions, default_state_dir, detect, load
+
+    directory = (state_dir or default_state_dir()).expanduser()
+    state = load(directory)
+    options = RunOptions(
+        gpu_indexes=_indexes(gpus),
+        labels=_labels(labels),
+        max_tasks=max_tasks,
+        grace=_duration(grace, 0, 3600),
+        drain_timeout=_duration(drain_timeout, 0, 7 * 86400),
+        poll=_duration(poll, 0, 25),
+    )
+    runner = Runner(state, directory, options, machine=detect(_labels(labels)),
+                    version=__version__, say=click.echo, warn=_warn)  # fmt: skip
+    runner.run()
 
 
 @agent.command("list")

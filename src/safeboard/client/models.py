@@ -25,6 +25,7 @@ __all__ = [
     "AuditEntry",
     "CreatedKey",
     "Enrollment",
+    "Heartbeat",
     "HelloAnswer",
     "History",
     "JoinToken",
@@ -36,6 +37,7 @@ __all__ = [
     "RunPage",
     "Task",
     "TaskAttempt",
+    "TaskLease",
     "User",
 ]
 
@@ -350,6 +352,44 @@ class Enrollment:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Enrollment:
         return cls(d["agent_id"], d["name"], d["pool"], d["credential"])
+
+
+@dataclass(frozen=True)
+class TaskLease:
+    """One attempt of a task, leased to this agent: what to run, on which GPUs, for how
+    long without a heartbeat. ``task_token`` (the task's own credential) is secret."""
+
+    task_id: int
+    attempt: int
+    run_id: str
+    command: tuple[str, ...]
+    env: dict[str, str]
+    gpus: tuple[str, ...]
+    max_seconds: int | None
+    lease_seconds: int
+    lease_expires_at: datetime
+    deadline: datetime | None
+    task_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TaskLease:
+        return cls(int(d["id"]), int(d["attempt"]), d["run_id"], tuple(d["command"]),
+                   dict(d.get("env", {})), tuple(d.get("gpus", [])), d.get("max_seconds"),
+                   int(d["lease_seconds"]), _when(d["lease_expires_at"]),
+                   _time(d.get("deadline")), d.get("task_token"))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """A heartbeat's answer: the renewed lease, and whether to stop the process."""
+
+    lease_expires_at: datetime
+    cancel: bool
+    deadline: datetime | None
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Heartbeat:
+        return cls(_when(d["lease_expires_at"]), bool(d["cancel"]), _time(d.get("deadline")))
 
 
 @dataclass(frozen=True)

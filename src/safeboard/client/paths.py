@@ -14,7 +14,10 @@ __all__ = [
     "API",
     "agent_enroll",
     "agent_hello",
+    "agent_lease",
     "agent_revoke",
+    "agent_task_events",
+    "agent_task_heartbeat",
     "agents",
     "artifact",
     "artifact_content",
@@ -80,6 +83,19 @@ def agent_enroll() -> str:
 
 def agent_hello() -> str:
     return f"{API}/agent/hello"
+
+
+def agent_lease() -> str:
+    """Where an agent asks for a task (long-poll)."""
+    return f"{API}/agent/lease"
+
+
+def agent_task_heartbeat(task_id: int, attempt: int) -> str:
+    return f"{API}/agent/tasks/{segment(task_id)}/{segment(attempt)}/heartbeat"
+
+
+def agent_task_events(task_id: int, attempt: int) -> str:
+    return f"{API}/agent/tasks/{segment(task_id)}/{segment(attempt)}/events"
 
 
 def project(name: str) -> str:

@@ -25,6 +25,7 @@ from safeboard.client.models import (
     AuditEntry,
     CreatedKey,
     Enrollment,
+    Heartbeat,
     HelloAnswer,
     History,
     JoinToken,
@@ -34,6 +35,7 @@ from safeboard.client.models import (
     RunListed,
     RunPage,
     Task,
+    TaskLease,
     User,
 )
 from safeboard.client.retry import DEFAULT_POLICY, RetryPolicy
@@ -427,6 +429,45 @@ class Client:
         agent's credential. Repeating it is harmless."""
         answer = self._json("POST", paths.agent_hello(), json=dict(inventory), idempotent=True)
         return HelloAnswer.from_json(answer)
+
+    def lease(
+        self, free_gpus: Sequence[str], labels: Sequence[str] = (), wait_seconds: float = 0.0
+    ) -> TaskLease | None:
+        """A task for this agent (its credential), or None when none came within
+        ``wait_seconds`` (at most 25). Sent once: a lease whose answer is lost lapses and
+        the task is queued again."""
+        body = {"free_gpus": list(free_gpus), "labels": list(labels),
+                "wait_seconds": float(wait_seconds)}  # fmt: skip
+        response = self.send("POST", paths.agent_lease(), json=body, idempotent=False,
+                             timeout=wait_seconds + 30.0)  # fmt: skip
+        if response.status_code == 204:
+            return None
+        return TaskLease.from_json(response.json())
+
+    def heartbeat(self, task_id: int, attempt: int) -> Heartbeat:
+        """Renew an attempt's lease; ``cancel`` says to stop its process. Conflict: the
+        attempt was taken away (requeued, or its lease lapsed)."""
+        path = paths.agent_task_heartbeat(task_id, attempt)
+        return Heartbeat.from_json(self._json("POST", path, idempotent=True))
+
+    def report_task(
+        self,
+        task_id: int,
+        attempt: int,
+        kind: str,
+        *,
+        pid: int | None = None,
+        exit_code: int | None = None,
+        signal: int | None = None,
+    ) -> str:
+        """The attempt's process is ``starting``, ``running`` (``pid``) or ``exited``
+        (``exit_code`` or ``signal``); the task's state after it. Idempotent."""
+        body: dict[str, Any] = {"kind": kind}
+        for name, value in (("pid", pid), ("exit_code", exit_code), ("signal", signal)):
+            if value is not None:
+                body[name] = value
+        path = paths.agent_task_events(task_id, attempt)
+        return str(self._json("POST", path, json=body, idempotent=True)["state"])
 
     def close(self) -> None:
         self.api.close()

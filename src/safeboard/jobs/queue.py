@@ -54,6 +54,7 @@ class Lease:
     gpu_uuids: list[str]
     lease_expires_at: datetime
     deadline: datetime | None  # the task's maximum duration, from this lease
+    max_seconds: int | None = None
     # This attempt's task token (jobs/tokens.py), for the task's process alone: the only
     # time it exists in clear. Never in a repr.
     task_token: str = field(default="", repr=False)
@@ -178,6 +179,7 @@ class TaskQueue:
             lease_expires_at=attempt.lease_expires_at,
             deadline=_deadline(task, attempt),
             task_token=token,
+            max_seconds=task.max_seconds,
         )
 
     @staticmethod

@@ -1,0 +1,274 @@
+"""One leased attempt of a task, run by the agent: a child process in its own process
+group, in a private 0700 directory, with a minimal environment; its lease renewed by
+heartbeat every third of the lease; stopped (SIGTERM to the group, SIGKILL after the
+grace period) when the server says cancel, when the agent stops, or at once when the
+server took the attempt away (409). docs/agents.md, "Running tasks"."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from safeboard.agent.state import AgentState
+from safeboard.client import Client
+from safeboard.client.config import private_dir, write_private
+from safeboard.client.models import TaskLease
+from safeboard.client.retry import RetryPolicy
+from safeboard.errors import (
+    Conflict,
+    NotFound,
+    RateLimited,
+    SafeboardError,
+    ServiceUnavailable,
+    Unauthenticated,
+)
+
+__all__ = ["Attempt", "Controls", "task_environment"]
+
+BASE_VARIABLES = ("PATH", "HOME", "LANG")
+REPORT_PATIENCE = 300.0  # seconds a report is retried while the server cannot be reached
+_TICK = 0.2  # how often the process and the agent's stop signals are looked at
+_EXIT_NOT_FOUND, _EXIT_NOT_RUNNABLE = 127, 126
+
+
+@dataclass
+class Controls:
+    """What the runner and its attempts share."""
+
+    say: Callable[[str], None]
+    grace: float
+    hard_stop: threading.Event = field(default_factory=threading.Event)  # cancel every task
+    revoked: threading.Event = field(default_factory=threading.Event)  # the agent is refused
+    refusal: list[str] = field(default_factory=list)  # the server's words, when revoked
+
+    def refused(self, error: Unauthenticated) -> None:
+        if not self.revoked.is_set():
+            self.refusal.append(error.message)
+            self.revoked.set()
+
+
+def task_environment(
+    lease: TaskLease, state: AgentState, ca_file: Path | None, parent: dict[str, str]
+) -> dict[str, str]:
+    """The child's whole environment: PATH, HOME and LANG of the agent's, the task's own
+    variables, then what safeboard sets (which the task's cannot replace). Never the
+    agent's credential, nor anything else of the agent's environment (an API key...)."""
+    env = {name: parent[name] for name in BASE_VARIABLES if name in parent}
+    env.update(lease.env)
+    env.update({
+        "SAFEBOARD_URL": state.url,
+        "SAFEBOARD_RUN_ID": lease.run_id,
+        "SAFEBOARD_TASK_ID": str(lease.task_id),
+        "SAFEBOARD_ATTEMPT": str(lease.attempt),
+        "CUDA_VISIBLE_DEVICES": ",".join(lease.gpus),
+        "NVIDIA_VISIBLE_DEVICES": ",".join(lease.gpus) or "none",
+    })  # fmt: skip
+    if ca_file is not None:
+        env["SAFEBOARD_CA_CERT"] = str(ca_file)
+    if lease.task_token:
+        env["SAFEBOARD_TASK_TOKEN"] = lease.task_token
+    return env
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
+        os.killpg(pid, signum)
+
+
+class Attempt(threading.Thread):
+    """``start()`` runs the attempt to its end in this thread; ``gpus`` are held until
+    the thread ends."""
+
+    def __init__(
+        self,
+        lease: TaskLease,
+        *,
+        connect: Callable[[], Client],
+        state: AgentState,
+        state_dir: Path,
+        controls: Controls,
+    ) -> None:
+        super().__init__(name=f"task-{lease.task_id}.{lease.attempt}", daemon=True)
+        self.lease = lease
+        self.label = f"task {lease.task_id} attempt {lease.attempt}"
+        self._connect = connect
+        self._state = state
+        self._state_dir = state_dir
+        self.controls = controls
+        self._interval = max(1.0, lease.lease_seconds / 3)
+        self._backoff = RetryPolicy(base=0.5, cap=self._interval, retry_after_cap=60.0)
+
+    @property
+    def gpus(self) -> tuple[str, ...]:
+        return self.lease.gpus
+
+    @property
+    def log_path(self) -> Path:
+        return self._state_dir / "logs" / f"task-{self.lease.task_id}.{self.lease.attempt}.log"
+
+    def run(self) -> None:
+        try:
+            with self._connect() as client:
+                self._run(client)
+        except SafeboardError as exc:  # e.g. the state directory unusable: its fix
+            self.controls.say(f"{self.label}: not run: {exc.message}")
+        except Exception as exc:  # noqa: BLE001  (one line for the person, never a traceback)
+            self.controls.say(f"{self.label}: stopped by an internal error: {exc!r}")
+
+    def _run(self, client: Client) -> None:
+        if self._report(client, "starting") is None:
+            return
+        directory = self._state_dir / "tasks" / f"{self.lease.task_id}.{self.lease.attempt}"
+        private_dir(directory.parent)
+        shutil.rmtree(directory, ignore_errors=True)
+        private_dir(directory)
+        try:
+            ca_file = None
+            if self._state.ca_pem:
+                ca_file = directory / "ca.pem"
+                write_private(ca_file, self._state.ca_pem.encode())
+            env = task_environment(self.lease, self._state, ca_file, dict(os.environ))
+            private_dir(self.log_path.parent)
+            fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "ab") as log:
+                ended = self._execute(client, directory, env, log)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)  # before the exit is reported
+        if ended is not None:
+            self._finish(client, *ended)
+
+    def _execute(
+        self, client: Client, cwd: Path, env: dict[str, str], log: IO[bytes]
+    ) -> tuple[int | None, int | None, float] | None:
+        """Run the process to its end: (exit code, signal, start time) to report, or None
+        when there is nothing to report (the attempt was taken away or refused)."""
+        command = list(self.lease.command)
+        started = time.monotonic()
+        try:
+            process = subprocess.Popen(  # noqa: S603  (the task's argv, no shell)
+                command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        except OSError as exc:
+            code = _EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else _EXIT_NOT_RUNNABLE
+            log.write(f"safeboard agent: cannot start {command[0]}: {exc.strerror}\n".encode())
+            self.controls.say(f"{self.label}: cannot start {command[0]} ({exc.strerror})")
+            return code, None, started
+        gpus = ", ".join(self.lease.gpus) or "no GPUs"
+        self.controls.say(f"{self.label}: started pid {process.pid} ({gpus}): "
+                          f"{shlex.join(command)}; output in {self.log_path}")  # fmt: skip
+        if self._report(client, "running", pid=process.pid) is None:
+            self.controls.say(f"{self.label}: killing its processes")
+            _signal_group(process.pid, signal.SIGKILL)
+            process.wait()
+            return None
+        taken = self._watch(client, process)
+        returncode = process.wait()
+        _signal_group(process.pid, signal.SIGKILL)  # what it left behind in its group
+        if taken:
+            return None
+        if returncode < 0:
+            return None, -returncode, started
+        return returncode, None, started
+
+    def _watch(self, client: Client, process: subprocess.Popen[Any]) -> bool:
+        """Until the process exits: heartbeats, and the stops they or the agent ask for.
+        True when the server took the attempt away (the process group was killed)."""
+        next_beat = time.monotonic() + self._interval
+        failures = 0
+        stopped_at: float | None = None
+        killed = False
+        while True:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=_TICK)
+            if process.returncode is not None:
+                return False
+            now = time.monotonic()
+            stopping = self.controls.hard_stop.is_set() or self.controls.revoked.is_set()
+            if stopped_at is None and stopping:
+                stopped_at = self._terminate(process, "the agent is stopping")
+            if stopped_at is not None and not killed and now - stopped_at >= self.controls.grace:
+                self.controls.say(f"{self.label}: still running after {self.controls.grace:g} s: "
+                                  "SIGKILL")  # fmt: skip
+                _signal_group(process.pid, signal.SIGKILL)
+                killed = True
+            if now < next_beat or self.controls.revoked.is_set():
+                continue
+            try:
+                beat = client.heartbeat(self.lease.task_id, self.lease.attempt)
+            except (Conflict, NotFound) as exc:
+                self.controls.say(f"{self.label}: taken away by the server ({exc.message}): "
+                                  "killing its processes now")  # fmt: skip
+                _signal_group(process.pid, signal.SIGKILL)
+                return True
+            except Unauthenticated as exc:
+                self.controls.refused(exc)
+                continue
+            except SafeboardError as exc:
+                failures += 1
+                if failures == 1:
+                    self.controls.say(f"{self.label}: heartbeat failed ({exc.message}); the "
+                                      "task keeps running, retrying")  # fmt: skip
+                next_beat = now + self._backoff.delay(failures, exc)
+                continue
+            if failures:
+                self.controls.say(f"{self.label}: heartbeat answered again")
+            failures = 0
+            next_beat = now + self._interval
+            if beat.cancel and stopped_at is None:
+                stopped_at = self._terminate(process, "the server asked to stop it")
+
+    def _terminate(self, process: subprocess.Popen[Any], why: str) -> float:
+        self.controls.say(f"{self.label}: {why}: SIGTERM to its process group, SIGKILL "
+                          f"after {self.controls.grace:g} s")  # fmt: skip
+        _signal_group(process.pid, signal.SIGTERM)
+        return time.monotonic()
+
+    def _finish(
+        self, client: Client, exit_code: int | None, signum: int | None, started: float
+    ) -> None:
+        how = f"killed by signal {signum}" if signum is not None else f"exit code {exit_code}"
+        state = None
+        if not self.controls.revoked.is_set():
+            state = self._report(client, "exited", exit_code=exit_code, signal=signum)
+        took = time.monotonic() - started
+        self.controls.say(f"{self.label}: {how} after {took:.1f} s"
+                          + (f": {state}" if state else ": not reported"))  # fmt: skip
+
+    def _report(self, client: Client, kind: str, **values: int | None) -> str | None:
+        """Report an event, retried with backoff (the server's Retry-After honoured) while
+        the server cannot be reached; None when it was refused or never got through."""
+        give_up = time.monotonic() + REPORT_PATIENCE
+        failures = 0
+        while True:
+            try:
+                return client.report_task(self.lease.task_id, self.lease.attempt, kind, **values)
+            except (Conflict, NotFound) as exc:
+                self.controls.say(f"{self.label}: the server refused '{kind}': {exc.message}")
+                return None
+            except Unauthenticated as exc:
+                self.controls.refused(exc)
+                return None
+            except (ServiceUnavailable, RateLimited) as exc:
+                failures += 1
+                if time.monotonic() >= give_up or self.controls.hard_stop.is_set():
+                    self.controls.say(f"{self.label}: gave up reporting '{kind}' ({exc.message}); "
+                                      "its lease will lapse")  # fmt: skip
+                    return None
+                if failures == 1:
+                    self.controls.say(f"{self.label}: cannot report '{kind}' ({exc.message}); "
+                                      "retrying")  # fmt: skip
+                self.controls.hard_stop.wait(self._backoff.delay(failures, exc))
+            except SafeboardError as exc:
+                self.controls.say(f"{self.label}: the server refused '{kind}': {exc.message}")
+                return None
