@@ -20,6 +20,7 @@ from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.errors import Forbidden
 from safeboard.jobs.queue import AgentEvent, TaskQueue
+from safeboard.jobs.schemas import TaskId
 from safeboard.jobs.spec import MAX_GPUS, MAX_LABELS
 from safeboard.provision import provided
 from safeboard.schemas import Model, StrictModel
@@ -27,9 +28,7 @@ from safeboard.schemas import Model, StrictModel
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1/agent")
-MAX_TASK_ID = 2**62
 MAX_FREE_GPUS = 4 * MAX_GPUS
-TaskId = Annotated[int, Path(ge=1, le=MAX_TASK_ID)]
 AttemptNumber = Annotated[int, Path(ge=1, le=2**31 - 1)]
 GpuUuid = Annotated[str, Field(min_length=1, max_length=128)]
 Label = Annotated[str, Field(min_length=1, max_length=63)]

@@ -9,8 +9,15 @@ from starlette.status import HTTP_201_CREATED
 from safeboard.auth.dependencies import requires_project
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
-from safeboard.errors import InvalidRequest, NotFound
-from safeboard.jobs.schemas import AttemptOut, TaskListOut, TaskOut, TaskSubmit
+from safeboard.errors import InvalidRequest
+from safeboard.jobs.schemas import (
+    MAX_TASK_ID,
+    AttemptOut,
+    TaskId,
+    TaskListOut,
+    TaskOut,
+    TaskSubmit,
+)
 from safeboard.jobs.service import TaskDetail, TaskService
 from safeboard.jobs.spec import TaskSpec
 from safeboard.provision import provided
@@ -23,7 +30,6 @@ CODE_UPLOAD_MISSING = (
     "code upload is not available yet: submit with code false (--no-code), with a "
     "command that exists on the agent's machine"
 )
-MAX_TASK_ID = 2**62
 STATES = len(TaskState)
 
 
@@ -81,36 +87,30 @@ def list_tasks(
 
 @router.get("/tasks/{task_id}", response_model=TaskOut)
 def show_task(
-    task_id: int,
+    task_id: TaskId,
     principal: Principal = requires_project(Permission.PROJECTS_READ),
     service: TaskService = provided(TaskService),
 ) -> TaskOut:
     """The task with its attempts (agent, GPUs, lease, exit)."""
-    return task_out(service.get(principal, _checked(task_id)))
+    return task_out(service.get(principal, task_id))
 
 
 @router.post("/tasks/{task_id}/cancel", response_model=TaskOut)
 def cancel_task(
-    task_id: int,
+    task_id: TaskId,
     principal: Principal = requires_project(Permission.PROJECTS_WRITE),
     service: TaskService = provided(TaskService),
 ) -> TaskOut:
     """Queued: cancelled at once. Leased or running: ``cancelling`` until the agent has
     stopped the process (it hears of it at its next heartbeat)."""
-    return task_out(service.cancel(principal, _checked(task_id)))
+    return task_out(service.cancel(principal, task_id))
 
 
 @router.post("/tasks/{task_id}/retry", status_code=HTTP_201_CREATED, response_model=TaskOut)
 def retry_task(
-    task_id: int,
+    task_id: TaskId,
     principal: Principal = requires_project(Permission.PROJECTS_WRITE),
     service: TaskService = provided(TaskService),
 ) -> TaskOut:
     """A finished task again, as a new task with a new run (``retry_of`` names the old)."""
-    return task_out(service.retry(principal, _checked(task_id)))
-
-
-def _checked(task_id: int) -> int:
-    if not 1 <= task_id <= MAX_TASK_ID:
-        raise NotFound(f"no task {task_id}")
-    return task_id
+    return task_out(service.retry(principal, task_id))

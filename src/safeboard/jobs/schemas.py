@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
+from fastapi import Path
 from pydantic import Field
 
 from safeboard.jobs.spec import (
@@ -20,7 +21,11 @@ from safeboard.jobs.spec import (
 )
 from safeboard.schemas import Model, StrictModel
 
-__all__ = ["AttemptOut", "TaskListOut", "TaskOut", "TaskSubmit"]
+__all__ = ["MAX_TASK_ID", "AttemptOut", "TaskId", "TaskListOut", "TaskOut", "TaskSubmit"]
+
+MAX_TASK_ID = 2**62
+# A task id in a path, bounded like every integer a client sends (S17).
+TaskId = Annotated[int, Path(ge=1, le=MAX_TASK_ID)]
 
 Arg = Annotated[str, Field(max_length=MAX_ARG_CHARS)]
 EnvName = Annotated[str, Field(min_length=1, max_length=128)]
