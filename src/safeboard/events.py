@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from safeboard.clock import Clock, utcnow
+from safeboard.pg_listener import Listener
 
 __all__ = [
     "CHANNEL",
@@ -171,8 +172,11 @@ class EventBus:
         self.postgres = engine.dialect.name == "postgresql"
         self._subscribers: set[Subscription] = set()
         self._lock = threading.Lock()
-        self._listener: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._listener = (
+            Listener(engine, CHANNEL, self._notice, name="safeboard-events",
+                     what="live-update listener")
+            if self.postgres else None
+        )  # fmt: skip
         self._closing = False
         self._trimmed = time.monotonic()
         self.replay_seconds = REPLAY_SECONDS
@@ -264,6 +268,10 @@ class EventBus:
         if keep is not None:
             conn.execute(sa.delete(_LOG).where(_LOG.c.id < keep))
 
+    def _notice(self, payload: str) -> None:
+        """A NOTIFY from any replica (this one's included): its event, to the streams."""
+        self._deliver(Event(**json.loads(payload)))
+
     def _deliver(self, event: Event) -> None:
         with self._lock:
             targets = [s for s in self._subscribers if s.wants(event)]
@@ -327,38 +335,12 @@ class EventBus:
             except RuntimeError:  # that loop is closed: the stream ended
                 self._drop(subscription)
 
-    # The PostgreSQL listener
+    # The PostgreSQL listener (safeboard/pg_listener.py)
 
     def start(self) -> None:
-        if self.postgres and self._listener is None:
-            self._listener = threading.Thread(target=self._listen, name="safeboard-events",
-                                              daemon=True)  # fmt: skip
+        if self._listener is not None:
             self._listener.start()
 
     def stop(self) -> None:
-        self._stop.set()
         if self._listener is not None:
-            self._listener.join(timeout=5)
-
-    def _listen(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._listen_once()
-            except Exception as exc:  # noqa: BLE001  (reconnect after any failure)
-                log.warning("live-update listener lost its connection (%s); retrying",
-                            type(exc).__name__)  # fmt: skip
-                self._stop.wait(2.0)
-
-    def _listen_once(self) -> None:
-        raw = self.engine.raw_connection()
-        try:
-            driver = raw.driver_connection
-            assert driver is not None  # noqa: S101
-            driver.autocommit = True
-            driver.execute(f"LISTEN {CHANNEL}")
-            while not self._stop.is_set():
-                # A short wait: a stop ends this thread within it.
-                for note in driver.notifies(timeout=0.25):
-                    self._deliver(Event(**json.loads(note.payload)))
-        finally:
-            raw.invalidate()  # never hand a LISTENing autocommit connection back to the pool
+            self._listener.stop()

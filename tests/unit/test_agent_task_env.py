@@ -11,7 +11,7 @@ from safeboard.agent.attempt import task_environment
 from safeboard.agent.inventory import Gpu, Machine
 from safeboard.agent.runner import chosen_gpus
 from safeboard.agent.state import AgentState
-from safeboard.client.models import TaskLease
+from safeboard.client.job_models import TaskLease
 from safeboard.errors import ConfigError
 
 CREDENTIAL = "sb_agent_0123456789ab_" + "S" * 43

@@ -22,7 +22,7 @@ from typing import IO, Any
 from safeboard.agent.state import AgentState
 from safeboard.client import Client
 from safeboard.client.config import private_dir, write_private
-from safeboard.client.models import TaskLease
+from safeboard.client.job_models import TaskLease
 from safeboard.client.retry import RetryPolicy
 from safeboard.errors import (
     Conflict,

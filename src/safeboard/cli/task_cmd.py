@@ -14,7 +14,7 @@ from safeboard.cli.options import connect, json_option, url_option
 from safeboard.vocabulary import TaskState
 
 if TYPE_CHECKING:
-    from safeboard.client.models import Task
+    from safeboard.client.job_models import Task
 
 __all__ = ["parse_duration", "task"]
 

@@ -24,16 +24,18 @@ from safeboard.client.credentials import (
 )
 from safeboard.client.fingerprint import format_fingerprint, parse_fingerprint, same_fingerprint
 from safeboard.client.http import ApiClient
-from safeboard.client.models import (
+from safeboard.client.job_models import (
     AgentInfo,
+    Enrollment,
+    HelloAnswer,
+    JoinToken,
+)
+from safeboard.client.models import (
     ApiKey,
     Artifact,
     AuditEntry,
     CreatedKey,
-    Enrollment,
-    HelloAnswer,
     History,
-    JoinToken,
     MetricSummary,
     Points,
     Project,

@@ -18,24 +18,26 @@ import httpx
 
 from safeboard.client import paths
 from safeboard.client.http import ApiClient
-from safeboard.client.models import (
+from safeboard.client.job_models import (
     AgentInfo,
+    Enrollment,
+    Heartbeat,
+    HelloAnswer,
+    JoinToken,
+    Task,
+    TaskLease,
+)
+from safeboard.client.models import (
     ApiKey,
     Artifact,
     AuditEntry,
     CreatedKey,
-    Enrollment,
-    Heartbeat,
-    HelloAnswer,
     History,
-    JoinToken,
     Points,
     Project,
     Run,
     RunListed,
     RunPage,
-    Task,
-    TaskLease,
     User,
 )
 from safeboard.client.retry import DEFAULT_POLICY, RetryPolicy

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import threading
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
-__all__ = ["CHANNEL", "Wakeup"]
+from safeboard.pg_listener import Listener
 
-log = logging.getLogger("safeboard.jobs")
+__all__ = ["CHANNEL", "Wakeup"]
 
 CHANNEL = "safeboard_tasks"
 
@@ -34,7 +33,12 @@ class Wakeup:
         self._condition = threading.Condition()
         self._generation = 0
         self._stop = threading.Event()
-        self._listener: threading.Thread | None = None
+        # Any notice, or (re)starting to listen (what was queued meanwhile): look again.
+        self._listener = (
+            Listener(engine, CHANNEL, lambda _payload: self.notify(), name="safeboard-task-wakeup",
+                     what="task wake-up listener", on_listening=self.notify)
+            if self.postgres else None
+        )  # fmt: skip
         # Waiters on event loops (an agent route's long-poll holds no thread meanwhile).
         self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
@@ -85,42 +89,15 @@ class Wakeup:
             with self._condition:
                 self._async_waiters.discard(waiter)
 
-    # The PostgreSQL listener
+    # The PostgreSQL listener (safeboard/pg_listener.py)
 
     def start(self) -> None:
-        if self.postgres and self._listener is None:
-            self._stop.clear()
-            self._listener = threading.Thread(
-                target=self._listen, name="safeboard-task-wakeup", daemon=True
-            )
+        self._stop.clear()
+        if self._listener is not None:
             self._listener.start()
 
     def stop(self) -> None:
         self._stop.set()
         self.notify()  # waiters return now: the server is stopping
         if self._listener is not None:
-            self._listener.join(timeout=5)
-            self._listener = None
-
-    def _listen(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._listen_once()
-            except Exception as exc:  # noqa: BLE001  (reconnect after any failure)
-                log.warning("task wake-up listener lost its connection (%s); retrying",
-                            type(exc).__name__)  # fmt: skip
-                self._stop.wait(2.0)
-
-    def _listen_once(self) -> None:
-        raw = self.engine.raw_connection()
-        try:
-            driver = raw.driver_connection
-            assert driver is not None  # noqa: S101
-            driver.autocommit = True
-            driver.execute(f"LISTEN {CHANNEL}")
-            self.notify()  # anything queued while not listening: waiters look again
-            while not self._stop.is_set():
-                if any(True for _ in driver.notifies(timeout=0.25)):
-                    self.notify()
-        finally:
-            raw.invalidate()  # never hand a LISTENing autocommit connection back to the pool
+            self._listener.stop()
