@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, TypeVar
 
@@ -125,12 +126,19 @@ def build_services(
     # key to a project asks projects; a project's activity counts runs; metrics ask runs
     # who may act on a run (docs/architecture.md, "Domains").
     keys = ApiKeyService(engine, settings, project_grants=project_queries.grant_in)
+
+    # A revoked agent's live attempts end lost and their tasks are requeued, in the
+    # revoking transaction (the queue, a higher domain, is built below).
+    def end_agent_attempts(conn: sa.Connection, agent_id: str, now: datetime) -> Callable[[], None]:
+        return queue.end_agent_attempts(conn, agent_id, now)
+
     # Failed agent enrollments are throttled like failed sign-ins (accounts' throttle).
     agents = AgentService(
         engine,
         throttle=LoginThrottle(settings.auth),
         throttle_keys=_enroll_keys,
         trust_anchor=trust_anchor,
+        on_revoked=end_agent_attempts,
     )
     # A task's token, bound to one attempt of one task and its run (S14).
     task_tokens = TaskTokens(engine)

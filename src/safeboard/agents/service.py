@@ -24,6 +24,7 @@ from safeboard.agents.credentials import (
     parse_join_secret,
     spki_pin,
 )
+from safeboard.agents.queries import REVOKED
 from safeboard.agents.repository import Agent, JoinToken
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
@@ -50,6 +51,7 @@ __all__ = [
     "EnrollThrottle",
     "Inventory",
     "NewJoinToken",
+    "RevocationHook",
 ]
 
 DEFAULT_TTL = timedelta(hours=1)
@@ -75,6 +77,14 @@ class EnrollThrottle(Protocol):
     def record_failure(
         self, conn: Connection, keys: Sequence[str], now: datetime
     ) -> int | None: ...
+
+
+class RevocationHook(Protocol):
+    """What a revocation does to the agent's work (jobs: its live attempts end ``lost``
+    and their tasks are requeued), passed in by the composition root. Called in the
+    revoking transaction; returns what to do after its commit."""
+
+    def __call__(self, conn: Connection, agent_id: str, now: datetime) -> Callable[[], None]: ...
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,7 @@ class AgentService:
         throttle_keys: Callable[[str, str], list[str]],
         trust_anchor: bytes | None = None,
         clock: Callable[[], datetime] = utcnow,
+        on_revoked: RevocationHook | None = None,
     ) -> None:
         self.engine = engine  # reads
         self.tx = writer(engine)  # changes
@@ -133,6 +144,7 @@ class AgentService:
         # The certificate (DER) a client of this server pins: the generated CA, or the
         # top CA of a given chain; None when this process serves no TLS itself.
         self._pin = spki_pin(trust_anchor) if trust_anchor is not None else None
+        self._on_revoked = on_revoked
 
     # --- admins ----------------------------------------------------------------------
 
@@ -205,8 +217,10 @@ class AgentService:
             return agents.list_agents(conn)
 
     def revoke(self, admin: Principal, agent_id: str, address: str = "") -> Agent:
-        """Revoke at once: the agent's next call is refused (``agent_revoked``)."""
+        """Revoke at once: the agent's next call is refused (``agent_revoked``), and what
+        it was running is given up in the same transaction (``on_revoked``)."""
         now = self.clock()
+        after: Callable[[], None] = lambda: None  # noqa: E731
         with self.tx.begin() as conn:
             if agents.get_agent(conn, agent_id) is None:
                 raise NotFound("no such agent")
@@ -218,7 +232,10 @@ class AgentService:
                     target=f"agent:{agent_id}",
                     address=address,
                 )
+                if self._on_revoked is not None:
+                    after = self._on_revoked(conn, agent_id, now)
             revoked = agents.get_agent(conn, agent_id)
+        after()
         assert revoked is not None  # noqa: S101  (read in the same transaction)
         return revoked
 
@@ -342,11 +359,7 @@ class AgentService:
         if agent is None or not tokens_equal(sha256_hex(parsed.secret), expected):
             raise unauthenticated(INVALID_AGENT, AgentCredentialInvalid)
         if agent.revoked_at is not None:
-            raise unauthenticated(
-                "this agent was revoked by an admin: it may not call the server; enroll "
-                "again with a new join token if it should",
-                AgentRevoked,
-            )
+            raise unauthenticated(REVOKED, AgentRevoked)
         stale = agent.last_seen_at is None or now - agent.last_seen_at >= _TOUCH_EVERY
         if stale or agent.last_address != address:
             with self.tx.begin() as conn:

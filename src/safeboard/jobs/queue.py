@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import Connection, Engine
 
+from safeboard.agents.queries import REVOKED, is_revoked
+from safeboard.auth.identity import unauthenticated
 from safeboard.clock import Clock, utcnow
-from safeboard.errors import Conflict, InvalidRequest, NotFound
+from safeboard.errors import AgentRevoked, Conflict, InvalidRequest, NotFound
 from safeboard.events import Event
 from safeboard.jobs import repository as tasks
 from safeboard.jobs.lifecycle import RunChange, RunNotices, end_attempt, set_run_status
@@ -144,6 +146,10 @@ class TaskQueue:
 
     def _claim(self, agent_id: str, free: list[str], labels: set[str]) -> Lease | None:
         with self.tx.begin() as conn:
+            # Revoked while its long-poll waited: no task for it (the row lock orders this
+            # claim and a revocation, whose end_agent_attempts then sees this lease).
+            if is_revoked(conn, agent_id):
+                raise unauthenticated(REVOKED, AgentRevoked)
             held = tasks.held_gpus(conn, agent_id)
             free = [uuid for uuid in free if uuid not in held]
             task = self._next_fitting(conn, len(free), labels)
@@ -293,6 +299,41 @@ class TaskQueue:
         if current.state == TaskState.LOST.value:
             raise Conflict(f"attempt {attempt} of task {task_id} is stale: its lease lapsed")
         return task, current
+
+    # A revoked agent's work
+
+    def end_agent_attempts(
+        self, conn: Connection, agent_id: str, now: datetime
+    ) -> Callable[[], None]:
+        """The agent was revoked (in the caller's transaction): each of its live attempts
+        ends ``lost`` now, not when its lease lapses, and its task is requeued for another
+        agent under the retry policy (a task being cancelled ends ``cancelled``); the
+        attempts' task tokens die with them. Returns the wake-ups and notices to send
+        after the commit (``AgentService``'s ``on_revoked``)."""
+        recorded: list[Event] = []
+        requeued = False
+        reason = "its agent was revoked by an admin"
+        for task_id, number in tasks.live_attempts_of(conn, agent_id):
+            task = tasks.get_task(conn, task_id, lock=True)
+            current = None if task is None else tasks.get_attempt(conn, task_id, number)
+            if task is None or current is None or task.attempt != number:
+                continue
+            if current.state not in _LIVE:
+                continue
+            tasks.update_attempt(conn, task_id, number, state=TaskState.LOST.value,
+                                 ended_at=now, reason=reason)  # fmt: skip
+            state, change = end_attempt(conn, task, TaskState.LOST, reason, now)
+            requeued = requeued or state is TaskState.QUEUED
+            self.notices.record(conn, change, recorded)
+        if requeued:
+            self.wakeup.notify_at_commit(conn)
+
+        def after_commit() -> None:
+            if requeued:
+                self.wakeup.notify()
+            self.notices.deliver(recorded)
+
+        return after_commit
 
     # The reaper's pass
 

@@ -35,6 +35,7 @@ __all__ = [
     "insert_task",
     "insert_token",
     "list_tasks",
+    "live_attempts_of",
     "lock_if_queued",
     "lock_task_if_free",
     "queued_candidates",
@@ -227,6 +228,16 @@ def held_gpus(conn: Connection, agent_id: str) -> set[str]:
         _a.c.agent_id == agent_id, _a.c.state.in_([s.value for s in LIVE_STATES])
     )
     return {str(uuid) for (uuids,) in conn.execute(query) for uuid in uuids or []}
+
+
+def live_attempts_of(conn: Connection, agent_id: str) -> list[tuple[int, int]]:
+    """(task id, attempt) of this agent's live attempts."""
+    query = (
+        sa.select(_a.c.task_id, _a.c.attempt)
+        .where(_a.c.agent_id == agent_id, _a.c.state.in_([s.value for s in LIVE_STATES]))
+        .order_by(_a.c.task_id)
+    )
+    return [(int(task_id), int(number)) for task_id, number in conn.execute(query)]
 
 
 def expired_attempts(conn: Connection, now: datetime, limit: int) -> list[tuple[int, int]]:

@@ -1,0 +1,27 @@
+"""Published queries of the agents domain, for the domains above it (jobs: whether the
+agent a lease is for still stands)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from safeboard.agents.models import AgentRow
+
+__all__ = ["REVOKED", "is_revoked"]
+
+REVOKED = (
+    "this agent was revoked by an admin: it may not call the server; enroll again with a "
+    "new join token if it should"
+)
+
+_A = AgentRow.__table__
+
+
+def is_revoked(conn: Connection, agent_id: str) -> bool:
+    """Whether an admin revoked ``agent_id``. Reads the agent's row under a share lock
+    (PostgreSQL ``FOR SHARE``), so a revocation waits for a lease being made for that
+    agent, and a lease made after it sees it. An unknown id is not revoked."""
+    query = sa.select(_A.c.revoked_at).where(_A.c.id == agent_id).with_for_update(read=True)
+    row = conn.execute(query).first()
+    return row is not None and row.revoked_at is not None
