@@ -81,7 +81,25 @@ def services_on(data_dir: Path, url: str | None) -> Services:
     return services
 
 
-def claims(services: Services, tasks: int, claimers: int) -> tuple[float, float, int, int]:
+def enrolled(services: Services, count: int) -> list[str]:
+    """The ids of ``count`` agents enrolled as ``safeboard agent join`` enrolls one (an
+    attempt names an enrolled agent: task_attempts.agent_id references agents.id)."""
+    admin = Local(services).principal("bench")
+    ids = []
+    for index in range(count):
+        made = services.agents.create_join_token(
+            admin, pool="bench", labels=[], ttl=None, url="http://127.0.0.1:8000"
+        )
+        token = ".".join(made.join_string.split("@")[0].split(".")[1:3])  # <id>.<secret>
+        agent, _ = services.agents.enroll(token, hostname=f"bench-{index}", version="",
+                                          labels=[], address="127.0.0.1")  # fmt: skip
+        ids.append(agent.id)
+    return ids
+
+
+def claims(
+    services: Services, tasks: int, claimers: int, agents: list[str]
+) -> tuple[float, float, int, int]:
     """(submits/s, claims/s, duplicates, busy retries) for ``tasks`` tasks."""
     owner = Local(services).principal("bench")
     Busy.retries = 0
@@ -93,7 +111,7 @@ def claims(services: Services, tasks: int, claimers: int) -> tuple[float, float,
     exited = AgentEvent("exited", exit_code=0)
 
     def claim(index: int) -> None:
-        agent = f"agent-{index}"
+        agent = agents[index]
         while (lease := retried(lambda: services.queue.lease(agent, [], []))) is not None:
             taken[index].append(lease.task_id)
             task_id, attempt = lease.task_id, lease.attempt
@@ -112,14 +130,14 @@ def claims(services: Services, tasks: int, claimers: int) -> tuple[float, float,
     return submits, tasks / elapsed, len(every) - len(set(every)), Busy.retries
 
 
-def wakeups(services: Services, rounds: int) -> list[float]:
+def wakeups(services: Services, rounds: int, agent: str) -> list[float]:
     """Milliseconds from a submit's return to the waiting lease's return."""
     owner = Local(services).principal("bench")
     found: list[float] = []
     woke: list[float] = []
 
     def wait() -> None:
-        services.queue.lease("waiter", [], [], wait_seconds=20)
+        services.queue.lease(agent, [], [], wait_seconds=20)
         woke.append(time.perf_counter())
 
     for _ in range(rounds):
@@ -141,12 +159,13 @@ def measure(name: str, url: str | None, tasks: int, rounds: int) -> dict[str, ob
         try:
             services.users.add("bench", role=Role.ADMIN, actor="bench")
             services.projects.create(Local(services).principal("bench"), "bench")
+            agents = enrolled(services, max(CLAIMERS))
             result: dict[str, object] = {}
             for claimers in CLAIMERS:
-                result[f"claims{claimers}"] = figures = claims(services, tasks, claimers)
+                result[f"claims{claimers}"] = figures = claims(services, tasks, claimers, agents)
                 print(f"  {claimers} claimer(s): {figures[1]:,.0f} claims/s, {figures[2]} "
                       f"duplicates, {figures[3]} busy retries", flush=True)  # fmt: skip
-            result["wake"] = wakeups(services, rounds)
+            result["wake"] = wakeups(services, rounds, agents[0])
             return result
         finally:
             services.task_wakeup.stop()

@@ -18,6 +18,7 @@ from safeboard.jobs.wakeup import Wakeup
 from safeboard.settings import load_settings
 from safeboard.storage import create_engine
 from tests.e2e.conftest import ServerProcess, cli_env, start_server
+from tests.support.agents import add_agents
 
 CHILD = "import safeboard; r = safeboard.init(); r.log({'x': 1}); r.finish()"
 AGENT = "agent-fake-e2e"
@@ -44,6 +45,7 @@ def _submit_and_lease(server: ServerProcess) -> tuple[dict[str, object], Lease, 
         assert made.status_code == 201, made.text
     settings = load_settings(server.data_dir)
     engine = create_engine(settings.database_url)
+    add_agents(engine, AGENT)
     queue = TaskQueue(engine, settings.jobs, Wakeup(engine))
     lease = queue.lease(AGENT, [], [])
     assert lease is not None

@@ -17,6 +17,7 @@ from safeboard.jobs.spec import TaskSpec
 from safeboard.services import Services, build_services
 from safeboard.settings import Settings
 from safeboard.storage import create_engine, upgrade
+from tests.support.agents import QUEUE_TEST_AGENTS, add_agents
 from tests.support.hashing import FAST_ARGON2
 
 
@@ -68,4 +69,5 @@ def build_queue_world(
     services.users.add("olga", role=Role.ADMIN, actor="test")
     owner = Local(services).principal("olga")
     services.projects.create(owner, "p")
+    add_agents(engine, *QUEUE_TEST_AGENTS)  # the made-up agents the tests lease with
     return QueueWorld(services, owner, clock)

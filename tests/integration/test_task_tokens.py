@@ -26,10 +26,11 @@ from safeboard.jobs.queue import AgentEvent, Lease
 from safeboard.settings import Settings
 from tests.integration.identity_world import World, build_world
 from tests.integration.test_routes_authorization import _protected
+from tests.support.agents import add_agents
 
 pytestmark = pytest.mark.anyio
 
-AGENT = "agent-fake-1"  # a made-up agent id: the queue only compares it
+AGENT = "agent-fake-1"  # a made-up agent (tests/support/agents.py)
 TOKEN = re.compile(r"sb_task_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
 
 
@@ -74,6 +75,7 @@ async def tw(make_settings: Callable[..., Settings], db_url: str) -> AsyncIterat
     world.user("alice")
     clock = Clock(datetime.now(UTC))
     services = world.services
+    add_agents(services.engine, AGENT)
     services.queue.clock = services.tasks.clock = services.task_tokens.clock = clock
     alice = world.client(Authorization=f"Bearer {world.key('alice')}")
     for name in ("p", "q"):

@@ -14,6 +14,7 @@ from safeboard.auth.permissions import Role
 from safeboard.jobs.queue import AgentEvent
 from safeboard.settings import Settings
 from tests.integration.identity_world import World, build_world
+from tests.support.agents import add_agents
 
 pytestmark = pytest.mark.anyio
 
@@ -25,6 +26,7 @@ async def world(make_settings: Callable[..., Settings], db_url: str) -> AsyncIte
     built = build_world(make_settings, db_url)
     for name in ("alice", "bob", "carol"):
         built.user(name, Role.MEMBER)
+    add_agents(built.services.engine, "agent-1")  # the agent a test leases with
     yield built
     await built.close()
 

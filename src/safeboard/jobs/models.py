@@ -29,7 +29,7 @@ __all__ = ["AGENT_ID_LENGTH", "TASK_STATES", "TaskAttemptRow", "TaskRow", "TaskT
 
 TASK_STATES = tuple(state.value for state in TaskState)
 _STATE_CHECK = "state IN ({})".format(", ".join(f"'{s}'" for s in TASK_STATES))
-AGENT_ID_LENGTH = 64  # an agent's id as safeboard.agents makes it (no foreign key here yet)
+AGENT_ID_LENGTH = 64  # room for an agent's id (safeboard.agents makes 12 hex digits)
 TASK_ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
@@ -87,7 +87,10 @@ class TaskAttemptRow(Base):
         TASK_ID, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
     )
     attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
-    agent_id: Mapped[str] = mapped_column(String(AGENT_ID_LENGTH), nullable=False)
+    # The enrolled agent (migration 0019); agents are revoked, never deleted.
+    agent_id: Mapped[str] = mapped_column(
+        String(AGENT_ID_LENGTH), ForeignKey("agents.id"), nullable=False
+    )
     gpu_uuids: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
     state: Mapped[str] = mapped_column(String(16), nullable=False)
     leased_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
