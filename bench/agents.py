@@ -328,6 +328,9 @@ def table(results: dict[str, dict[str, Any]], rounds: int, tasks: int) -> None:
 
 
 def main() -> None:
+    # The server, the CLI and the agents run this checkout's safeboard, whatever is installed.
+    source = str(Path(__file__).resolve().parent.parent / "src")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="15 rounds, 200 tasks")
     parser.add_argument("--rounds", type=int, default=None)
