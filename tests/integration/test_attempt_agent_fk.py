@@ -1,6 +1,6 @@
 """Migration 0019 on SQLite and PostgreSQL: ``task_attempts.agent_id`` references
-``agents.id``. An attempt naming no enrolled agent is refused by the database; down to
-0015 and up again keeps the attempts (SQLite copies the table in batch mode)."""
+``agents.id``. An attempt naming no enrolled agent is refused by the database; one
+revision down and up again keeps the attempts (SQLite copies the table in batch mode)."""
 
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ def test_an_attempt_names_an_enrolled_agent(
         with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
             conn.execute(sa.insert(TaskAttemptRow).values(attempt_of(task_id, "nobody")))
 
-        migrate(engine, "0015", down=True)
-        assert current_revision(engine) == "0015"
+        migrate(engine, "-1", down=True)  # the revision before 0019
+        assert current_revision(engine) not in {None, "0019"}
         with engine.begin() as conn:  # no key before 0019: an unknown agent is taken
             conn.execute(sa.insert(TaskAttemptRow).values(attempt_of(task_id, "nobody")))
             conn.execute(sa.text("DELETE FROM task_attempts WHERE agent_id = 'nobody'"))
