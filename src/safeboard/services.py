@@ -32,6 +32,7 @@ from safeboard.artifacts.store import LocalStore
 from safeboard.auth.dependencies import CookiePolicy, RequestAuth
 from safeboard.auth.identity import IdentityChain
 from safeboard.events import EventBus
+from safeboard.jobs.code import CodeArchives
 from safeboard.jobs.lifecycle import RunNotices
 from safeboard.jobs.queue import TaskQueue
 from safeboard.jobs.reaper import Reaper
@@ -82,6 +83,7 @@ class Services:
     task_tokens: TaskTokens  # issued by the queue's leases; the identity chain's provider
     task_wakeup: Wakeup
     reaper: Reaper
+    code: CodeArchives  # tasks' code archives, in the artifacts' blob store
 
     def provides(self, kind: type[Any]) -> bool:
         return kind in _field_of_type()
@@ -155,6 +157,8 @@ def build_services(
     notices = RunNotices(events)
     wakeup = Wakeup(engine, poll_seconds=settings.jobs.poll_seconds)
     queue = TaskQueue(engine, settings.jobs, wakeup, notices=notices, tokens=task_tokens)
+    # One blob store: artifacts' files and tasks' code archives (server-made keys).
+    store = LocalStore(settings.artifact_dir)
     return Services(
         settings=settings,
         engine=engine,
@@ -177,7 +181,7 @@ def build_services(
         metrics=MetricService(engine, events, runs=run_project, recheck=still_allowed),
         artifacts=ArtifactService(
             engine,
-            LocalStore(settings.artifact_dir),
+            store,
             settings.artifacts,
             settings.secure.signing_key.get_secret_value().encode(),
         ),
@@ -187,6 +191,7 @@ def build_services(
         task_tokens=task_tokens,
         task_wakeup=wakeup,
         reaper=Reaper(queue, every=settings.jobs.reaper_seconds),
+        code=CodeArchives(engine, store, settings.jobs),
     )
 
 

@@ -419,6 +419,16 @@ class JobSettings(_Section):
             "without a wake-up notice (one lost while a PostgreSQL listener reconnects)."
         ),
     )
+    max_code_bytes: int = Field(
+        50 * 1024 * 1024,
+        ge=1024,
+        le=4 * 1024**3,
+        description=(
+            "Largest code archive (compressed tar.gz) a task may carry; a larger upload "
+            "gets 413, and `safeboard task submit` refuses it before sending, naming the "
+            "biggest files to exclude."
+        ),
+    )
 
 
 MIN_SECRET_BYTES = 32

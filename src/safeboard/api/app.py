@@ -32,6 +32,7 @@ from safeboard.audit import routes as audit_routes
 from safeboard.auth.dependencies import requires
 from safeboard.auth.permissions import Permission
 from safeboard.jobs import agent_routes as task_agent_routes
+from safeboard.jobs import code_routes as task_code_routes
 from safeboard.jobs import routes as task_routes
 from safeboard.metrics import history_routes as metric_history_routes
 from safeboard.metrics import routes as metric_routes
@@ -126,6 +127,7 @@ def create_app(
     app.include_router(agent_routes.agent_router)  # agents: /api/v1/agent/...
     app.include_router(task_routes.router)
     app.include_router(task_agent_routes.router)  # agents: lease, heartbeat, events
+    app.include_router(task_code_routes.router)  # tasks' code: upload; the agent's download
     app.include_router(web_routes.router)
     app.mount("/static", web_routes.static_files(), name="static")
 
@@ -141,7 +143,7 @@ def create_app(
     #    characters in URLs refused -> Host check -> request id, access log,
     #    500s -> security headers -> proxy headers (outermost: every layer sees the real
     #    client address).
-    streamed = re.compile(artifact_routes.CONTENT_PATH)
+    streamed = re.compile(f"{artifact_routes.CONTENT_PATH}|{task_code_routes.CODE_PATH}")
     app.add_middleware(JsonTextMiddleware, routes=app.routes, skip=streamed)
     app.add_middleware(
         BodyLimitMiddleware, limit=settings.server.max_body_bytes, own_limit=streamed

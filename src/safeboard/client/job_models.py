@@ -12,6 +12,7 @@ from safeboard.vocabulary import TaskState
 
 __all__ = [
     "AgentInfo",
+    "CodeStatus",
     "Enrollment",
     "Heartbeat",
     "HelloAnswer",
@@ -69,13 +70,29 @@ class TaskLease:
     lease_expires_at: datetime
     deadline: datetime | None
     task_token: str | None = field(default=None, repr=False)
+    code_sha256: str | None = None  # the task's code archive (None: run a command as is)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TaskLease:
         return cls(int(d["id"]), int(d["attempt"]), d["run_id"], tuple(d["command"]),
                    dict(d.get("env", {})), tuple(d.get("gpus", [])), d.get("max_seconds"),
                    int(d["lease_seconds"]), _when(d["lease_expires_at"]),
-                   _time(d.get("deadline")), d.get("task_token"))  # fmt: skip
+                   _time(d.get("deadline")), d.get("task_token"),
+                   code_sha256=d.get("code_sha256"))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CodeStatus:
+    """Whether a project holds a code archive, and the largest the server takes."""
+
+    sha256: str
+    uploaded: bool
+    size: int | None
+    max_bytes: int
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> CodeStatus:
+        return cls(d["sha256"], bool(d["uploaded"]), d.get("size"), int(d["max_bytes"]))
 
 
 @dataclass(frozen=True)
@@ -196,6 +213,7 @@ class Task(_Json):
     created_at: datetime
     finished_at: datetime | None
     attempts: tuple[TaskAttempt, ...] = ()
+    code_sha256: str | None = None  # its code archive; None: a command of the agent's
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Task:
@@ -219,4 +237,5 @@ class Task(_Json):
             created_at=_when(d["created_at"]),
             finished_at=_time(d.get("finished_at")),
             attempts=tuple(TaskAttempt.from_json(a) for a in d.get("attempts", [])),
+            code_sha256=d.get("code_sha256"),
         )

@@ -16,6 +16,7 @@ __all__ = [
     "agent_hello",
     "agent_lease",
     "agent_revoke",
+    "agent_task_code",
     "agent_task_events",
     "agent_task_heartbeat",
     "agents",
@@ -33,6 +34,7 @@ __all__ = [
     "metric_points",
     "metrics",
     "project",
+    "project_code",
     "project_runs",
     "project_tasks",
     "projects",
@@ -98,6 +100,11 @@ def agent_task_events(task_id: int, attempt: int) -> str:
     return f"{API}/agent/tasks/{segment(task_id)}/{segment(attempt)}/events"
 
 
+def agent_task_code(task_id: int, attempt: int) -> str:
+    """The code archive of an attempt leased to this agent."""
+    return f"{API}/agent/tasks/{segment(task_id)}/{segment(attempt)}/code"
+
+
 def project(name: str) -> str:
     return f"{API}/projects/{segment(name)}"
 
@@ -114,6 +121,11 @@ def project_runs(project_name: str) -> str:
 def project_tasks(project_name: str) -> str:
     """Where a task is submitted to a project."""
     return f"{project(project_name)}/tasks"
+
+
+def project_code(project_name: str, sha256: str) -> str:
+    """A code archive of a project, by its SHA-256 (GET: held?; PUT: upload)."""
+    return f"{project(project_name)}/code/{segment(sha256)}"
 
 
 def tasks() -> str:

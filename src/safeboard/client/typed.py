@@ -301,15 +301,20 @@ class Client:
         max_lost_retries: int = 2,
         retry_on_failure: bool = False,
         name: str | None = None,
+        code_sha256: str | None = None,
     ) -> Task:
-        """Queue ``command`` (a program and its arguments, run on an agent's machine as
-        is: code upload is not available yet). Sent once: a retry could queue it twice."""
+        """Queue ``command`` (a program and its arguments), run in the code archive
+        ``code_sha256`` uploaded to the project (``client.code.upload_code``), or without
+        code (None: the command must exist on the agent's machine). Sent once: a retry
+        could queue it twice."""
         body: dict[str, Any] = {"command": list(command), "env": dict(env or {}), "gpus": gpus,
                                 "labels": list(labels), "priority": priority,
                                 "max_seconds": max_seconds, "max_lost_retries": max_lost_retries,
                                 "retry_on_failure": retry_on_failure}  # fmt: skip
         if name is not None:
             body["name"] = name
+        if code_sha256 is not None:
+            body["code_sha256"] = code_sha256
         return Task.from_json(self._json("POST", paths.project_tasks(project), json=body))
 
     def tasks(

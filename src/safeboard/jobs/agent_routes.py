@@ -54,6 +54,9 @@ class LeaseOut(Model):
     lease_expires_at: datetime
     deadline: datetime | None
     task_token: str | None = Field(None, description="The task's own credential (S14).")
+    code_sha256: str | None = Field(
+        None, description="Its code archive: GET .../tasks/{id}/{attempt}/code (None: none)."
+    )
 
 
 class BeatOut(Model):
@@ -98,6 +101,7 @@ async def lease(
         env=found.env, gpus=found.gpu_uuids, max_seconds=found.max_seconds,
         lease_seconds=queue.settings.lease_seconds, lease_expires_at=found.lease_expires_at,
         deadline=found.deadline, task_token=found.task_token or None,
+        code_sha256=found.code_sha256,
     )  # fmt: skip
 
 

@@ -25,7 +25,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 from safeboard.storage import Base, UtcDateTime
 from safeboard.vocabulary import TaskState
 
-__all__ = ["AGENT_ID_LENGTH", "TASK_STATES", "TaskAttemptRow", "TaskRow", "TaskTokenRow"]
+__all__ = [
+    "AGENT_ID_LENGTH",
+    "TASK_STATES",
+    "TaskAttemptRow",
+    "TaskCodeRow",
+    "TaskRow",
+    "TaskTokenRow",
+]
 
 TASK_STATES = tuple(state.value for state in TaskState)
 _STATE_CHECK = "state IN ({})".format(", ".join(f"'{s}'" for s in TASK_STATES))
@@ -72,6 +79,8 @@ class TaskRow(Base):
     reason: Mapped[str] = mapped_column(String(200), nullable=False, default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # The task's code: an archive uploaded to its project (``task_code``); None: no code.
+    code_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class TaskAttemptRow(Base):
@@ -123,3 +132,22 @@ class TaskTokenRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class TaskCodeRow(Base):
+    """A code archive (tar.gz) uploaded to a project, stored once per project and digest
+    (a sweep of tasks with the same code uploads it once). Its bytes live in the blob
+    store under ``blob_key`` (a server-made id, as artifacts' files)."""
+
+    __tablename__ = "task_code"
+
+    project_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    blob_key: Mapped[str] = mapped_column(String(32), nullable=False, unique=True)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    uploaded_by: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)

@@ -58,6 +58,7 @@ class Lease:
     # This attempt's task token (jobs/tokens.py), for the task's process alone: the only
     # time it exists in clear. Never in a repr.
     task_token: str = field(default="", repr=False)
+    code_sha256: str | None = None  # the task's code archive (code_routes.py serves it)
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,7 @@ class TaskQueue:
             deadline=_deadline(task, attempt),
             task_token=token,
             max_seconds=task.max_seconds,
+            code_sha256=task.code_sha256,
         )
 
     @staticmethod

@@ -51,11 +51,12 @@ class TaskSubmit(StrictModel):
                                   description="Retries of lost attempts (agent gone).")  # fmt: skip
     retry_on_failure: bool = Field(False, description="Retry a non-zero exit too (same bound).")
     name: str | None = Field(None, min_length=1, max_length=200, description="The run's name.")
-    code: bool = Field(
-        False,
-        description="Upload the working directory as the task's code: not available yet "
-        "(refused when true); the command must exist on the agent's machine.",
-    )
+    code_sha256: str | None = Field(
+        None, min_length=64, max_length=64, pattern="^[0-9a-f]{64}$",
+        description="The task's code: the SHA-256 of a tar.gz uploaded to the project "
+        "(PUT /api/v1/projects/{project}/code/{sha256}), unpacked as the process's working "
+        "directory. None: no code, the command must exist on the agent's machine.",
+    )  # fmt: skip
 
 
 class AttemptOut(Model):
@@ -93,6 +94,7 @@ class TaskOut(Model):
     finished_at: datetime | None
     attempts: list[AttemptOut] = Field(default_factory=list,
                                        description="Only when one task is shown.")  # fmt: skip
+    code_sha256: str | None = Field(None, description="Its code archive (None: no code).")
 
 
 class TaskListOut(Model):

@@ -19,6 +19,7 @@ from safeboard.errors import Conflict, InvalidRequest, NotFound
 from safeboard.events import Event
 from safeboard.ids import new_id
 from safeboard.jobs import repository as tasks
+from safeboard.jobs.code import missing_code
 from safeboard.jobs.lifecycle import RunChange, RunNotices, set_run_status
 from safeboard.jobs.repository import Attempt, Task
 from safeboard.jobs.spec import TaskSpec, spec_problem
@@ -65,6 +66,10 @@ class TaskService:
             raise InvalidRequest(problem)
         with self.tx.begin() as conn:
             project = project_by_name(conn, principal, project_name, Permission.PROJECTS_WRITE)
+            if spec.code_sha256 is not None:  # an archive this project holds
+                missing = missing_code(conn, project.id, project.name, spec.code_sha256)
+                if missing is not None:
+                    raise InvalidRequest(missing)
             task, recorded = self._queue(conn, principal, project.id, spec, retry_of=None)
         self._queued(recorded)
         return TaskDetail(task, project.name, [])
@@ -101,6 +106,7 @@ class TaskService:
             retry_of=retry_of,
             reason="",
             created_at=now,
+            code_sha256=spec.code_sha256,
         )
         if spec.name is None:
             runs.update(conn, run_id, name=f"task-{task_id}")
@@ -197,7 +203,8 @@ class TaskService:
             spec = TaskSpec(command=old.command, env=old.env, gpus=old.gpus, labels=old.labels,
                             priority=old.priority, max_seconds=old.max_seconds,
                             max_lost_retries=old.max_lost_retries,
-                            retry_on_failure=old.retry_on_failure)  # fmt: skip
+                            retry_on_failure=old.retry_on_failure,
+                            code_sha256=old.code_sha256)  # fmt: skip
             task, recorded = self._queue(conn, principal, project.id, spec, retry_of=old.id)
         self._queued(recorded)
         return TaskDetail(task, project.name, [])

@@ -19,6 +19,7 @@ __all__ = [
     "MAX_RETRIES",
     "MAX_SECONDS",
     "RESERVED_ENV_PREFIX",
+    "SHA256",
     "TaskSpec",
     "spec_problem",
 ]
@@ -35,6 +36,7 @@ MAX_RETRIES = 100
 MAX_SECONDS = 30 * 86400
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,62}")
+SHA256 = re.compile(r"[0-9a-f]{64}")
 # What the agent sets for the task (its URL, CA file, run id, task token): never the user's.
 RESERVED_ENV_PREFIX = "SAFEBOARD_"
 
@@ -50,6 +52,7 @@ class TaskSpec:
     max_lost_retries: int = 2
     retry_on_failure: bool = False
     name: str | None = None  # the run's name; "task-<id>" by default
+    code_sha256: str | None = None  # the code archive uploaded to the project; None: none
 
 
 def spec_problem(spec: TaskSpec) -> str | None:  # noqa: PLR0911  (one answer per bound)
@@ -69,6 +72,8 @@ def spec_problem(spec: TaskSpec) -> str | None:  # noqa: PLR0911  (one answer pe
         return f"max_lost_retries: 0 to {MAX_RETRIES}"
     if spec.name is not None and not 1 <= len(spec.name) <= 200:
         return "name: 1 to 200 characters"
+    if spec.code_sha256 is not None and not SHA256.fullmatch(spec.code_sha256):
+        return "code_sha256: the archive's SHA-256, 64 lowercase hex digits"
     return None
 
 
