@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from safeboard.agent.code import EXIT_CODE_REFUSED, prepare_code
 from safeboard.agent.state import AgentState
 from safeboard.client import Client
 from safeboard.client.config import private_dir, write_private
@@ -132,20 +133,58 @@ class Attempt(threading.Thread):
         private_dir(directory.parent)
         shutil.rmtree(directory, ignore_errors=True)
         private_dir(directory)
+        refused: str | None = None
         try:
-            ca_file = None
-            if self._state.ca_pem:
-                ca_file = directory / "ca.pem"
-                write_private(ca_file, self._state.ca_pem.encode())
-            env = task_environment(self.lease, self._state, ca_file, dict(os.environ))
             private_dir(self.log_path.parent)
             fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             with os.fdopen(fd, "ab") as log:
-                ended = self._execute(client, directory, env, log)
+                # The code first: the CA below replaces a ca.pem it may hold.
+                refused = self._code(directory, log)
+                ca_file = None
+                if refused is None and self._state.ca_pem:
+                    ca_file = directory / "ca.pem"
+                    write_private(ca_file, self._state.ca_pem.encode())
+                env = task_environment(self.lease, self._state, ca_file, dict(os.environ))
+                ended = None if refused is not None else self._execute(client, directory, env, log)
         finally:
             shutil.rmtree(directory, ignore_errors=True)  # before the exit is reported
-        if ended is not None:
+        if refused is not None:
+            self._not_run(client, refused)
+        elif ended is not None:
             self._finish(client, *ended)
+
+    def _code(self, directory: Path, log: IO[bytes]) -> str | None:
+        """Fetch, check and unpack the task's code into ``directory`` while heartbeats
+        keep the lease; why the command cannot run, or None (also without code)."""
+        if not self.lease.code_sha256:
+            return None
+        stop = threading.Event()
+        beats = threading.Thread(target=self._beat_until, args=(stop,), daemon=True,
+                                 name=f"{self.name}-code-beats")  # fmt: skip
+        beats.start()
+        try:
+            with self._connect() as client:
+                refused = prepare_code(client, self.lease, directory, self.controls.hard_stop)
+        finally:
+            stop.set()
+            beats.join()
+        if refused is not None:
+            log.write(f"safeboard agent: {refused}; the command was not run\n".encode())
+            self.controls.say(f"{self.label}: {refused}; the command was not run")
+        return refused
+
+    def _beat_until(self, stop: threading.Event) -> None:
+        with contextlib.suppress(SafeboardError), self._connect() as client:
+            while not stop.wait(self._interval):
+                with contextlib.suppress(SafeboardError):  # the fetch will say what is wrong
+                    client.heartbeat(self.lease.task_id, self.lease.attempt)
+
+    def _not_run(self, client: Client, refused: str) -> None:
+        state = None
+        if not self.controls.revoked.is_set():
+            state = self._report(client, "exited", exit_code=EXIT_CODE_REFUSED,
+                                 reason=f"{refused}; the command was not run")  # fmt: skip
+        self.controls.say(f"{self.label}: not run" + (f": {state}" if state else ": not reported"))
 
     def _execute(
         self, client: Client, cwd: Path, env: dict[str, str], log: IO[bytes]
@@ -245,7 +284,7 @@ class Attempt(threading.Thread):
         self.controls.say(f"{self.label}: {how} after {took:.1f} s"
                           + (f": {state}" if state else ": not reported"))  # fmt: skip
 
-    def _report(self, client: Client, kind: str, **values: int | None) -> str | None:
+    def _report(self, client: Client, kind: str, **values: Any) -> str | None:
         """Report an event, retried with backoff (the server's Retry-After honoured) while
         the server cannot be reached; None when it was refused or never got through."""
         give_up = time.monotonic() + REPORT_PATIENCE

@@ -466,13 +466,17 @@ class Client:
         pid: int | None = None,
         exit_code: int | None = None,
         signal: int | None = None,
+        reason: str = "",
     ) -> str:
         """The attempt's process is ``starting``, ``running`` (``pid``) or ``exited``
-        (``exit_code`` or ``signal``); the task's state after it. Idempotent."""
+        (``exit_code`` or ``signal``; ``reason``: why the command was not run); the task's
+        state after it. Idempotent."""
         body: dict[str, Any] = {"kind": kind}
         for name, value in (("pid", pid), ("exit_code", exit_code), ("signal", signal)):
             if value is not None:
                 body[name] = value
+        if reason:
+            body["reason"] = reason[:200]
         path = paths.agent_task_events(task_id, attempt)
         return str(self._json("POST", path, json=body, idempotent=True)["state"])
 

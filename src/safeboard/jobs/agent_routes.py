@@ -70,6 +70,8 @@ class EventIn(StrictModel):
     pid: int | None = Field(None, ge=1, le=2**31 - 1)
     exit_code: int | None = Field(None, ge=-(2**31), le=2**31 - 1)
     signal: int | None = Field(None, ge=1, le=127)
+    reason: str = Field("", max_length=200,
+                        description="exited: why the command was not run (its code).")  # fmt: skip
 
 
 class EventOut(Model):
@@ -129,5 +131,5 @@ def report(
     """The process is starting, running (``pid``) or exited (``exit_code`` or
     ``signal``). Idempotent: a repeat changes nothing."""
     event = AgentEvent(kind=body.kind, pid=body.pid, exit_code=body.exit_code,
-                       signal=body.signal)  # fmt: skip
+                       signal=body.signal, reason=body.reason)  # fmt: skip
     return EventOut(state=queue.report(task_id, attempt, _agent_of(principal), event))

@@ -76,6 +76,8 @@ class AgentEvent:
     pid: int | None = None
     exit_code: int | None = None
     signal: int | None = None
+    # Why the command was not run (the agent could not prepare its code): the reason.
+    reason: str = ""
 
 
 class TaskQueue:
@@ -268,6 +270,8 @@ class TaskQueue:
             outcome, reason = TaskState.SUCCEEDED, "exit code 0"
         else:
             outcome, reason = TaskState.FAILED, f"exit code {event.exit_code}"
+        if event.reason and outcome is TaskState.FAILED:
+            reason = event.reason
         if outcome is TaskState.FAILED and deadline is not None and now >= deadline:
             reason = f"maximum duration ({task.max_seconds} s) passed; {reason}"
         if task.cancel_requested_at is not None:
