@@ -14,14 +14,11 @@ from safeboard.cli.options import connect, json_option, url_option
 from safeboard.vocabulary import TaskState
 
 if TYPE_CHECKING:
+    from safeboard.client import Client
     from safeboard.client.job_models import Task
 
 __all__ = ["parse_duration", "task"]
 
-NO_CODE_YET = (
-    "code upload is not available yet: pass --no-code to run a command that exists on the "
-    "agent's machine"
-)
 _DURATION = re.compile(r"(\d+)([smhd])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -75,9 +72,11 @@ def task() -> None:
 @click.option("--retry-on-failure", is_flag=True,
               help="Retry a non-zero exit too (within the same number of retries).")  # fmt: skip
 @click.option("--name", default=None, help="The run's name (default: task-<id>).")
+@click.option("--code", "code_dir", default=None, metavar="DIR",
+              help="The directory uploaded as the task's code (default: the current one), "
+                   "less what its .gitignore and .safeboardignore files ignore.")  # fmt: skip
 @click.option("--no-code", "no_code", is_flag=True,
-              help="Run a command that exists on the agent's machine (required for now: "
-                   "uploading the current directory is not available yet).")  # fmt: skip
+              help="Upload nothing: run a command that exists on the agent's machine.")  # fmt: skip
 @click.argument("command", nargs=-1, required=True)
 @url_option
 @json_option
@@ -91,26 +90,45 @@ def submit(
     max_lost_retries: int,
     retry_on_failure: bool,
     name: str | None,
+    code_dir: str | None,
     no_code: bool,
     command: tuple[str, ...],
     url: str | None,
     as_json: bool,
 ) -> None:
-    """Queue COMMAND (after --) for an agent: safeboard task submit --project P --no-code
-    -- python train.py --lr 0.1"""
-    if not no_code:
-        raise click.UsageError(NO_CODE_YET)
+    """Queue COMMAND (after --) for an agent, run in the current directory's code:
+    safeboard task submit --project P -- python train.py --lr 0.1"""
+    if no_code and code_dir is not None:
+        raise click.UsageError("--code and --no-code: give one of them")
     max_seconds = None if max_duration is None else parse_duration(max_duration)
     env = _env(env_pairs)
     with connect(url) as client:
+        code_sha256 = None if no_code else _upload(client, project, code_dir or ".")
         made = client.submit_task(project, list(command), env=env, gpus=gpus, labels=labels,
                                   priority=priority, max_seconds=max_seconds,
                                   max_lost_retries=max_lost_retries,
-                                  retry_on_failure=retry_on_failure, name=name)  # fmt: skip
+                                  retry_on_failure=retry_on_failure, name=name,
+                                  code_sha256=code_sha256)  # fmt: skip
     if as_json:
         click.echo(json.dumps(made.to_json()))
         return
     click.echo(f"task {made.id} queued in {made.project} (run {made.run_id})")
+
+
+def _upload(client: Client, project: str, directory: str) -> str:
+    """Pack and upload ``directory`` (once per project); what happened, on stderr."""
+    from safeboard.client.code import upload_code
+    from safeboard.sizes import human_size
+
+    sent = upload_code(client, project, directory)
+    how = "uploaded" if sent.sent else "already on the server"
+    click.echo(f"code: {sent.files} files, {human_size(sent.size)} packed "
+               f"({sent.sha256[:12]}), {how}", err=True)  # fmt: skip
+    if sent.skipped_links:
+        shown = ", ".join(sent.skipped_links[:5]) + (", ..." if len(sent.skipped_links) > 5 else "")
+        click.echo(f"code: left out {len(sent.skipped_links)} link(s) pointing out of "
+                   f"{directory}: {shown}", err=True)  # fmt: skip
+    return sent.sha256
 
 
 @task.command("list")
