@@ -205,7 +205,7 @@ def pack(root: Path | str, *, limit: int, workdir: Path | None = None) -> CodeAr
                             over = raw.tell() > limit
             size = raw.tell()
         if over or size > limit:
-            raise CodeTooLarge(too_large(base, limit, total, files, largest))
+            raise CodeTooLarge(too_large(base.resolve(), limit, total, files, largest))
         return CodeArchive(path, _sha256(path), size, files, total, tuple(skipped))
     except BaseException:
         path.unlink(missing_ok=True)
