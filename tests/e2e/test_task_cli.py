@@ -20,8 +20,8 @@ from tests.e2e.conftest import ServerProcess, cli_env, run_cli, start_server
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    started = start_server(tmp_path_factory.mktemp("task-cli"), "--tls",
-                           settings={"SAFEBOARD__JOBS__MAX_CODE_BYTES": str(CODE_LIMIT)})  # fmt: skip
+    limit = {"SAFEBOARD__JOBS__MAX_CODE_BYTES": str(CODE_LIMIT)}
+    started = start_server(tmp_path_factory.mktemp("task-cli"), "--tls", settings=limit)
     key = json.loads((started.data_dir / "discovery.json").read_text())["api_key"]
     with started.client() as client:
         client.headers["Authorization"] = f"Bearer {key}"
@@ -92,7 +92,8 @@ def test_code_over_the_limit_is_refused_before_it_is_sent(
     assert done.stderr.count("\n") == 1, done.stderr
     assert "over" in done.stderr or "more than" in done.stderr
     assert "weights.bin (196.6 KB)" in done.stderr, done.stderr
-    assert ".safeboardignore" in done.stderr and "--no-code" in done.stderr
+    assert ".safeboardignore" in done.stderr
+    assert "--no-code" in done.stderr
     assert "Traceback" not in done.stderr
     stored = [p for p in (server.data_dir / "artifacts").rglob("*") if p.is_file()]
     assert stored == []

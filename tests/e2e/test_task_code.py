@@ -79,14 +79,15 @@ def test_submit_uploads_the_directory_and_the_agent_runs_it(
     submitted = in_dir(server, code, "-m", "safeboard", "task", "submit", "--project", "ml",
                        "--label", "code", "--", "python", "train.py")  # fmt: skip
     assert submitted.returncode == 0, submitted.stderr
-    assert "code: 3 files" in submitted.stderr and "uploaded" in submitted.stderr
+    assert "code: 3 files" in submitted.stderr
+    assert "uploaded" in submitted.stderr
     task_id = int(submitted.stdout.split()[1])
     agent = agents("coder", "--labels", "code")
     done = state_of(server, task_id, "succeeded", "failed", timeout=60)
     log = (agent.state_dir / "logs" / f"task-{task_id}.1.log").read_text()
     assert done["state"] == "succeeded", (done, log)
     assert "trained" in log
-    assert done["code_sha256"] and len(done["code_sha256"]) == 64
+    assert len(done["code_sha256"] or "") == 64
     assert metric(server, done["run_id"]) == {"acc": 1}
 
     # The same code again: nothing uploaded, the same archive named.
@@ -129,7 +130,8 @@ def test_a_malicious_archive_fails_its_task_with_the_reason(
     attempt = failed["attempts"][0]
     assert failed["state"] == "failed"
     assert attempt["exit_code"] == 125
-    assert "code refused" in attempt["reason"] and "points out of" in attempt["reason"]
+    assert "code refused" in attempt["reason"]
+    assert "points out of" in attempt["reason"]
     assert "the command was not run" in attempt["reason"]
     assert not list(agent.state_dir.rglob("escaped.py"))
     assert not list(agent.state_dir.parent.rglob("escaped.py"))

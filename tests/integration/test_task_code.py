@@ -69,8 +69,8 @@ async def test_upload_once_then_submit(world: World, alice: httpx.AsyncClient) -
     assert again.status_code == 200, again.text
     assert len(stored_files(world)) == 1  # stored once per project
 
-    task = await alice.post("/api/v1/projects/p/tasks",
-                            json={"command": ["python", "train.py"], "code_sha256": DIGEST})  # fmt: skip
+    body = {"command": ["python", "train.py"], "code_sha256": DIGEST}
+    task = await alice.post("/api/v1/projects/p/tasks", json=body)
     assert task.status_code == 201, task.text
     assert task.json()["code_sha256"] == DIGEST
     retried = await alice.post(f"/api/v1/tasks/{task.json()['id']}/cancel")
@@ -126,8 +126,8 @@ async def test_who_may_upload(world: World, alice: httpx.AsyncClient) -> None:
 
 async def test_the_leasing_agent_downloads_it(world: World, alice: httpx.AsyncClient) -> None:
     assert (await alice.put(code("p"), content=ARCHIVE)).status_code == 201
-    made = await alice.post("/api/v1/projects/p/tasks",
-                            json={"command": ["python", "t.py"], "code_sha256": DIGEST})  # fmt: skip
+    body = {"command": ["python", "t.py"], "code_sha256": DIGEST}
+    made = await alice.post("/api/v1/projects/p/tasks", json=body)
     task_id = made.json()["id"]
     agents = []
     for _ in range(2):

@@ -24,7 +24,7 @@ import stat
 import tarfile
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -152,7 +152,7 @@ def _walk(directory: Path, prefix: str, rules: _Rules, skipped: list[str]) -> It
         elif _ignored(rules, relative):
             continue
         elif stat.S_ISLNK(info.st_mode):
-            target = os.readlink(entry.path)
+            target = str(Path(entry.path).readlink())
             if _inside(relative, target):
                 yield PackedFile(relative, 0, link=target)
             else:
@@ -183,33 +183,47 @@ def pack(root: Path | str, *, limit: int, workdir: Path | None = None) -> CodeAr
     base = Path(root).expanduser()
     if not base.is_dir():
         raise ConfigError(f"{base}: not a directory (the code to upload)")
-    skipped: list[str] = []
-    largest: list[tuple[int, str]] = []
     fd, name = tempfile.mkstemp(prefix="safeboard-code-", suffix=".tar.gz", dir=workdir)
     path = Path(name)
-    files = total = 0
     try:
-        with os.fdopen(fd, "wb") as raw:
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
-                               compresslevel=6) as zipped:  # fmt: skip
-                with tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                    over = False
-                    for packed in code_files(base, skipped):
-                        files += 1
-                        total += packed.size
-                        heapq.heappush(largest, (packed.size, packed.path))
-                        if len(largest) > _LARGEST:
-                            heapq.heappop(largest)
-                        if not over:
-                            _add(tar, base, packed)
-                            over = raw.tell() > limit
-            size = raw.tell()
-        if over or size > limit:
-            raise CodeTooLarge(too_large(base.resolve(), limit, total, files, largest))
-        return CodeArchive(path, _sha256(path), size, files, total, tuple(skipped))
+        written = _write(base, fd, limit)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+    size = path.stat().st_size
+    if written.over or size > limit:
+        path.unlink(missing_ok=True)
+        raise CodeTooLarge(too_large(base.resolve(), limit, written))
+    return CodeArchive(path, _sha256(path), size, written.files, written.total,
+                       tuple(written.skipped))  # fmt: skip
+
+
+@dataclass
+class _Written:
+    files: int = 0
+    total: int = 0
+    over: bool = False  # the archive passed the limit: the rest is only counted
+    skipped: list[str] = field(default_factory=list)
+    largest: list[tuple[int, str]] = field(default_factory=list)  # a heap of the biggest
+
+
+def _write(base: Path, fd: int, limit: int) -> _Written:
+    written = _Written()
+    with (
+        os.fdopen(fd, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for packed in code_files(base, written.skipped):
+            written.files += 1
+            written.total += packed.size
+            heapq.heappush(written.largest, (packed.size, packed.path))
+            if len(written.largest) > _LARGEST:
+                heapq.heappop(written.largest)
+            if not written.over:
+                _add(tar, base, packed)
+                written.over = raw.tell() > limit
+    return written
 
 
 def _add(tar: tarfile.TarFile, base: Path, packed: PackedFile) -> None:
@@ -227,12 +241,13 @@ def _add(tar: tarfile.TarFile, base: Path, packed: PackedFile) -> None:
         tar.addfile(_member(packed, info.st_mode), handle)
 
 
-def too_large(
-    base: Path, limit: int, total: int, files: int, largest: list[tuple[int, str]]
-) -> str:
-    biggest = ", ".join(f"{path} ({human_size(size)})" for size, path in sorted(largest, reverse=True))
+def too_large(base: Path, limit: int, written: _Written) -> str:
+    biggest = ", ".join(
+        f"{path} ({human_size(size)})" for size, path in sorted(written.largest, reverse=True)
+    )
     return (
-        f"the code in {base} ({files} files, {human_size(total)}) packs to more than the "
+        f"the code in {base} ({written.files} files, {human_size(written.total)}) packs to "
+        "more than the "
         f"server's limit of {human_size(limit)}; the biggest files: {biggest}. Leave them "
         "out with a .gitignore or .safeboardignore line each (same syntax), pack less with "
         "--code DIR, or run a command of the agent's machine with --no-code"
@@ -268,9 +283,7 @@ def send_archive(client: Client, project: str, archive: CodeArchive) -> CodeStat
     return CodeStatus.from_json(response.json())
 
 
-def fetch_task_code(
-    client: Client, task_id: int, attempt: int, dest: IO[bytes], limit: int
-) -> str:
+def fetch_task_code(client: Client, task_id: int, attempt: int, dest: IO[bytes], limit: int) -> str:
     """Write the code archive of an attempt leased to this agent into ``dest`` (at most
     ``limit`` bytes: PayloadTooLarge past it) and return its SHA-256, computed here."""
     digest = hashlib.sha256()

@@ -174,9 +174,10 @@ class CodeArchives:
                     f"the archive's SHA-256 is {upload.digest.hexdigest()}, not "
                     f"{upload.sha256} as its path says; nothing was kept"
                 )
-            archive = CodeArchive(project_id=upload.project_id, sha256=upload.sha256,
-                                  blob_key=upload.key, size=upload.size,
-                                  uploaded_by=upload.uploaded_by, created_at=self.clock())  # fmt: skip
+            archive = CodeArchive(
+                project_id=upload.project_id, sha256=upload.sha256, blob_key=upload.key,
+                size=upload.size, uploaded_by=upload.uploaded_by, created_at=self.clock(),
+            )  # fmt: skip
             with self.tx.begin() as conn:
                 kept = archives.insert_code(conn, archive)
         finally:

@@ -88,8 +88,9 @@ async def _receive(request: Request, upload: CodeUpload) -> bool:
 
 @router.put("/api/v1/projects/{project}/code/{sha256}", response_model=CodeOut,
             status_code=HTTP_201_CREATED, openapi_extra=_UPLOAD_BODY,
-            responses={200: {"description": "The project held it already: nothing stored."}})  # fmt: skip
+            responses={200: {"description": "The project held it: nothing stored."}})  # fmt: skip
 async def upload_code(
+    *,
     request: Request,
     response: Response,
     project: str,
