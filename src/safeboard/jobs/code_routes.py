@@ -36,7 +36,7 @@ WRITE_BUFFER = 1 << 20
 _UPLOAD_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
     }
 }
 
