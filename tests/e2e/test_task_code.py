@@ -101,6 +101,10 @@ def test_submit_uploads_the_directory_and_the_agent_runs_it(
     assert sdk.returncode == 0, sdk.stderr
     sdk_task, sdk_code = sdk.stdout.split()
     assert sdk_code == done["code_sha256"]
+    bare = in_dir(server, tmp_path, "-c", "import safeboard; print(safeboard.submit('ml', "
+                  "['true'], code=None, labels=['elsewhere']).code_sha256)")  # fmt: skip
+    assert bare.returncode == 0, bare.stderr
+    assert bare.stdout.strip() == "None"  # code=None: nothing packed, nothing uploaded
     ran = state_of(server, int(sdk_task), "succeeded", "failed", timeout=60)
     assert ran["state"] == "succeeded", ran
     stored = [p for p in (server.data_dir / "artifacts").rglob("*") if p.is_file()]

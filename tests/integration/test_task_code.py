@@ -1,7 +1,7 @@
 """Tasks' code archives through the real app, on SQLite and PostgreSQL: uploaded by their
 SHA-256 (kept once per project; a second PUT stores nothing), the digest checked, the
 size bounded by ``jobs.max_code_bytes`` (413, with or without a Content-Length), who may
-upload (writers) and ask; a submit names an uploaded archive (another: 422); the agent
+upload (writers; never a task's token) and ask; a submit names an uploaded archive (another: 422); the agent
 holding the live attempt downloads it, another agent or a stale attempt does not."""
 
 from __future__ import annotations
@@ -137,6 +137,10 @@ async def test_the_leasing_agent_downloads_it(world: World, alice: httpx.AsyncCl
     one, other = agents
     leased = await one.post("/api/v1/agent/lease", json={"free_gpus": []})
     assert leased.json()["code_sha256"] == DIGEST
+    # The task's own token reaches its run, never the project's code (S14).
+    task_token = world.client(Authorization=f"Bearer {leased.json()['task_token']}")
+    assert (await task_token.get(code("p"))).status_code == 403
+    assert (await task_token.put(code("p", "b" * 64), content=b"x")).status_code == 403
     path = f"/api/v1/agent/tasks/{task_id}/1/code"
     got = await one.get(path)
     assert got.status_code == 200, got.text
