@@ -1,8 +1,9 @@
 """Tasks' code archives through the real app, on SQLite and PostgreSQL: uploaded by their
 SHA-256 (kept once per project; a second PUT stores nothing), the digest checked, the
 size bounded by ``jobs.max_code_bytes`` (413, with or without a Content-Length), who may
-upload (writers; never a task's token) and ask; a submit names an uploaded archive (another: 422); the agent
-holding the live attempt downloads it, another agent or a stale attempt does not."""
+upload and ask (writers; never a task's token); a submit names an uploaded archive
+(another: 422); the agent holding the live attempt downloads it, another agent or a
+stale attempt does not."""
 
 from __future__ import annotations
 
