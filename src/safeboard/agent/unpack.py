@@ -108,6 +108,7 @@ def unpack(archive: Path, dest: Path, *, limit: int, max_members: int = MAX_MEMB
         raise
     except tarfile.FilterError as exc:
         raise CodeRefused(str(exc)) from None
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as exc:
+        # ValueError: a name no file system takes (a NUL byte), a malformed number...
         raise CodeRefused(f"not a readable tar.gz ({exc})") from None
     return count
