@@ -150,9 +150,12 @@ async def test_the_leasing_agent_downloads_it(world: World, alice: httpx.AsyncCl
     assert (await other.get(path)).status_code == 404  # another agent's attempt
     assert (await alice.get(path)).status_code == 403  # a user never reaches agent routes
     assert (await one.get(f"/api/v1/agent/tasks/{task_id}/2/code")).status_code == 404
+    why = "code refused: '../x' points out of the task's directory; the command was not run"
     ended = await one.post(f"/api/v1/agent/tasks/{task_id}/1/events",
-                           json={"kind": "exited", "exit_code": 0})  # fmt: skip
-    assert ended.status_code == 200
+                           json={"kind": "exited", "exit_code": 125, "reason": why})  # fmt: skip
+    assert ended.json() == {"state": "failed"}
+    shown = (await alice.get(f"/api/v1/tasks/{task_id}")).json()
+    assert (shown["reason"], shown["attempts"][0]["reason"]) == (why, why)
     assert (await one.get(path)).status_code == 409  # the attempt has ended
     plain = await alice.post("/api/v1/projects/p/tasks", json={"command": ["true"]})
     assert (await one.post("/api/v1/agent/lease", json={"free_gpus": []})).status_code == 200
