@@ -150,6 +150,9 @@ async def test_the_leasing_agent_downloads_it(world: World, alice: httpx.AsyncCl
     assert (await other.get(path)).status_code == 404  # another agent's attempt
     assert (await alice.get(path)).status_code == 403  # a user never reaches agent routes
     assert (await one.get(f"/api/v1/agent/tasks/{task_id}/2/code")).status_code == 404
+    for stored in stored_files(world):  # removed by hand from the data directory: no 500
+        stored.unlink()
+    assert (await one.get(path)).status_code == 404
     why = "code refused: '../x' points out of the task's directory; the command was not run"
     ended = await one.post(f"/api/v1/agent/tasks/{task_id}/1/events",
                            json={"kind": "exited", "exit_code": 125, "reason": why})  # fmt: skip

@@ -208,7 +208,10 @@ class CodeArchives:
             found = archives.get_code(conn, task.project_id, task.code_sha256)
         if found is None:  # the project was deleted meanwhile: the task goes with it
             raise NotFound(f"the code of task {task_id} is gone")
-        return found, self.store.read(found.blob_key, 0, found.size)
+        try:
+            return found, self.store.read(found.blob_key, 0, found.size)
+        except FileNotFoundError:  # removed from the data directory by hand
+            raise NotFound(f"the code of task {task_id} is missing from storage") from None
 
 
 def _check_digest(sha256: str) -> None:
