@@ -301,15 +301,20 @@ class Client:
         max_lost_retries: int = 2,
         retry_on_failure: bool = False,
         name: str | None = None,
+        secrets: Mapping[str, str] | None = None,
     ) -> Task:
         """Queue ``command`` (a program and its arguments, run on an agent's machine as
-        is: code upload is not available yet). Sent once: a retry could queue it twice."""
+        is: code upload is not available yet). Sent once: a retry could queue it twice.
+        ``secrets``: variables for the task's environment that the server stores
+        encrypted and never shows again (answers name them only)."""
         body: dict[str, Any] = {"command": list(command), "env": dict(env or {}), "gpus": gpus,
                                 "labels": list(labels), "priority": priority,
                                 "max_seconds": max_seconds, "max_lost_retries": max_lost_retries,
                                 "retry_on_failure": retry_on_failure}  # fmt: skip
         if name is not None:
             body["name"] = name
+        if secrets:
+            body["secrets"] = dict(secrets)
         return Task.from_json(self._json("POST", paths.project_tasks(project), json=body))
 
     def tasks(

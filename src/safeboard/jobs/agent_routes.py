@@ -54,6 +54,10 @@ class LeaseOut(Model):
     lease_expires_at: datetime
     deadline: datetime | None
     task_token: str | None = Field(None, description="The task's own credential (S14).")
+    secrets: dict[str, str] | None = Field(
+        None, description="The task's secrets in clear, for its environment only: the one "
+        "answer that carries their values (docs/agents.md, Secrets).",
+    )  # fmt: skip
 
 
 class BeatOut(Model):
@@ -98,6 +102,7 @@ async def lease(
         env=found.env, gpus=found.gpu_uuids, max_seconds=found.max_seconds,
         lease_seconds=queue.settings.lease_seconds, lease_expires_at=found.lease_expires_at,
         deadline=found.deadline, task_token=found.task_token or None,
+        secrets=found.secrets or None,
     )  # fmt: skip
 
 

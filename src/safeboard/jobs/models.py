@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    LargeBinary,
     Boolean,
     CheckConstraint,
     ForeignKey,
@@ -25,7 +26,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 from safeboard.storage import Base, UtcDateTime
 from safeboard.vocabulary import TaskState
 
-__all__ = ["AGENT_ID_LENGTH", "TASK_STATES", "TaskAttemptRow", "TaskRow", "TaskTokenRow"]
+__all__ = [
+    "AGENT_ID_LENGTH",
+    "TASK_STATES",
+    "TaskAttemptRow",
+    "TaskRow",
+    "TaskSecretRow",
+    "TaskTokenRow",
+]
 
 TASK_STATES = tuple(state.value for state in TaskState)
 _STATE_CHECK = "state IN ({})".format(", ".join(f"'{s}'" for s in TASK_STATES))
@@ -123,3 +131,19 @@ class TaskTokenRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class TaskSecretRow(Base):
+    """A task's secret (jobs/task_secrets.py): its value sealed with AES-256-GCM under the
+    key ``key_id`` names (derived from ``secure.task_secrets_key``), the task id and the
+    name bound to it as associated data. Never in clear here."""
+
+    __tablename__ = "task_secrets"
+
+    task_id: Mapped[int] = mapped_column(
+        TASK_ID, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(16), nullable=False)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary(12), nullable=False)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary(), nullable=False)

@@ -47,6 +47,7 @@ def task_out(detail: TaskDetail) -> TaskOut:
                              lease_expires_at=a.lease_expires_at, started_at=a.started_at,
                              ended_at=a.ended_at, exit_code=a.exit_code, signal=a.signal,
                              reason=a.reason) for a in detail.attempts],
+        secret_names=detail.secret_names,
     )  # fmt: skip
 
 
@@ -63,7 +64,8 @@ def submit_task(
     spec = TaskSpec(command=body.command, env=body.env, gpus=body.gpus, labels=body.labels,
                     priority=body.priority, max_seconds=body.max_seconds,
                     max_lost_retries=body.max_lost_retries,
-                    retry_on_failure=body.retry_on_failure, name=body.name)  # fmt: skip
+                    retry_on_failure=body.retry_on_failure, name=body.name,
+                    secrets=body.secrets)  # fmt: skip
     return task_out(service.submit(principal, project, spec))
 
 
