@@ -24,8 +24,8 @@ from tests.e2e.test_agent_run import SETTINGS, agent_env, api, command_lines, st
 
 pytestmark = pytest.mark.e2e
 
-TOKEN = "tok-e2e-4f1e9a0c6b2d4e8f9a7b3c1d0e2f4a6b"  # noqa: S105  (searched for)
-PASSWORD = "pw-e2e-Zq8Yk3Lm0Nx7Rb2Vt5Hs9Jd4Gf6Cw1Ep"  # noqa: S105
+TOKEN = "tok-e2e-4f1e9a0c6b2d4e8f9a7b3c1d0e2f4a6b"
+PASSWORD = "pw-e2e-Zq8Yk3Lm0Nx7Rb2Vt5Hs9Jd4Gf6Cw1Ep"
 TASK = (
     "import hashlib, json, os, sys, time\n"
     "out, release = sys.argv[1], sys.argv[2]\n"

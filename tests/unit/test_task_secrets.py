@@ -55,8 +55,8 @@ def _file(data_dir: Path) -> dict[str, str]:
 
 def test_an_existing_data_dir_gets_the_key_at_its_next_start(tmp_path: Path) -> None:
     data_dir = ensure_data_dir(tmp_path / "data")
-    write_private(data_dir / SECRETS_FILE,  # as an earlier version wrote it
-                  f'[secure]\nsession_secret = "{KEY}"\nsigning_key = "{OTHER}"\n'.encode())  # fmt: skip
+    earlier = f'[secure]\nsession_secret = "{KEY}"\nsigning_key = "{OTHER}"\n'
+    write_private(data_dir / SECRETS_FILE, earlier.encode())  # as an earlier version wrote it
     assert ensure_secrets(data_dir) == ["task_secrets_key"]
     values = _file(data_dir)
     assert (values["session_secret"], values["signing_key"]) == (KEY, OTHER)
@@ -101,8 +101,9 @@ def test_weak_earlier_keys_are_refused(tmp_path: Path, monkeypatch: pytest.Monke
     assert KEY not in str(refused.value)
 
 
+CREDENTIAL = "sb_agent_0123456789ab_" + "S" * 43
 STATE = AgentState(url="https://board:8443", agent_id="0123456789ab", name="gpu-1",
-                   pool="gpu", credential="sb_agent_0123456789ab_" + "S" * 43, ca_pem="PEM")  # fmt: skip
+                   pool="gpu", credential=CREDENTIAL, ca_pem="PEM")  # fmt: skip
 
 
 def lease(secrets: dict[str, str]) -> TaskLease:

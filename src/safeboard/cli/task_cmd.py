@@ -53,7 +53,7 @@ def _env(pairs: tuple[str, ...]) -> dict[str, str]:
     return env
 
 
-SECRET_ON_COMMAND_LINE = (
+VALUE_ON_COMMAND_LINE = (
     "--secret {name}=...: a value on the command line is visible to every user of this "
     "machine (ps, /proc) and stays in your shell history, so it is refused. Use "
     "--secret {name} to take it from your environment variable {name}, or "
@@ -84,7 +84,7 @@ def read_secrets(specs: tuple[str, ...], environ: dict[str, str] | None = None) 
         elif source.startswith("@") and len(source) > 1:
             found[name] = _secret_file(name, Path(source[1:]).expanduser())
         else:
-            raise click.UsageError(SECRET_ON_COMMAND_LINE.format(name=name))
+            raise click.UsageError(VALUE_ON_COMMAND_LINE.format(name=name))
     return found
 
 

@@ -13,12 +13,12 @@ from datetime import datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
-    LargeBinary,
     Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
 )
 from sqlalchemy.orm import Mapped, mapped_column

@@ -101,8 +101,9 @@ class TaskOut(Model):
     finished_at: datetime | None
     attempts: list[AttemptOut] = Field(default_factory=list,
                                        description="Only when one task is shown.")  # fmt: skip
-    secret_names: list[str] = Field(default_factory=list,
-                                    description="The task's secrets: names, never values.")  # fmt: skip
+    secret_names: list[str] = Field(
+        default_factory=list, description="The task's secrets: names, never values."
+    )
 
 
 class TaskListOut(Model):

@@ -105,7 +105,7 @@ def _env_problem(env: dict[str, str]) -> str | None:
     return None
 
 
-def _secrets_problem(secrets: dict[str, str], env: dict[str, str]) -> str | None:
+def _secrets_problem(secrets: dict[str, str], env: dict[str, str]) -> str | None:  # noqa: PLR0911
     """What is wrong with a task's secrets; never quotes a value."""
     if len(secrets) > MAX_SECRETS:
         return f"secrets: at most {MAX_SECRETS}"

@@ -33,14 +33,14 @@ from sqlalchemy import Connection, Engine
 from safeboard.jobs.models import TaskSecretRow
 from safeboard.storage import writer
 
-__all__ = ["NONCE_BYTES", "SecretBox", "SecretsUnreadable", "Sealed", "TaskSecrets"]
+__all__ = ["NONCE_BYTES", "Sealed", "SecretBox", "SecretsUnreadable", "TaskSecrets"]
 
 NONCE_BYTES = 12  # 96 bits: GCM's own size; random per value
 _HKDF_INFO = b"safeboard task secrets v1"
 _s = cast(sa.Table, TaskSecretRow.__table__)
 
 
-class SecretsUnreadable(Exception):  # noqa: N818  (a state, not a failure of the code)
+class SecretsUnreadable(Exception):
     """A task's secrets cannot be opened with the keys this server holds."""
 
     def __init__(self, message: str) -> None:
@@ -169,8 +169,9 @@ class TaskSecrets:
         box, done, unreadable = self.box, 0, 0
         with writer(self.engine).begin() as conn:
             stale = conn.execute(
-                sa.select(_s.c.task_id, _s.c.name, _s.c.key_id, _s.c.nonce, _s.c.ciphertext)
-                .where(_s.c.key_id != box.key_id)
+                sa.select(_s.c.task_id, _s.c.name, _s.c.key_id, _s.c.nonce, _s.c.ciphertext).where(
+                    _s.c.key_id != box.key_id
+                )
             ).all()
             for task_id, name, key_id, nonce, ciphertext in stale:
                 try:
@@ -179,11 +180,9 @@ class TaskSecrets:
                     unreadable += 1
                     continue
                 sealed = box.seal(task_id, name, value)
-                conn.execute(
-                    sa.update(_s)
-                    .where(_s.c.task_id == task_id, _s.c.name == name)
-                    .values(key_id=sealed.key_id, nonce=sealed.nonce,
-                            ciphertext=sealed.ciphertext)  # fmt: skip
-                )
+                new = {"key_id": sealed.key_id, "nonce": sealed.nonce,
+                       "ciphertext": sealed.ciphertext}  # fmt: skip
+                where = (_s.c.task_id == task_id, _s.c.name == name)
+                conn.execute(sa.update(_s).where(*where).values(new))
                 done += 1
         return done, unreadable
