@@ -13,7 +13,6 @@ import binascii
 import json
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,6 +24,7 @@ from safeboard.auth.permissions import Role
 from safeboard.cli.local import Local
 from safeboard.jobs.spec import MAX_SECRET_BYTES, MAX_SECRETS, MAX_SECRETS_BYTES
 from safeboard.secret_store import _read, _write, rotate_secrets
+from safeboard.server.bootstrap import bootstrap
 from safeboard.settings import SECRETS_FILE, Settings
 from tests.integration.identity_world import World, build_world
 
@@ -196,8 +196,9 @@ async def test_bad_secrets_are_refused_and_nothing_is_stored(
     assert (await client.get("/api/v1/tasks")).json()["tasks"] == []
 
 
-def secrets_file(world: World) -> Path:
-    return world.settings.data_dir / SECRETS_FILE
+def key_ids(world: World) -> list[str]:
+    with world.services.engine.connect() as conn:
+        return list(conn.execute(sa.text("SELECT DISTINCT key_id FROM task_secrets")).scalars())
 
 
 async def test_rotation_keeps_secrets_readable(
@@ -220,8 +221,13 @@ async def test_rotation_keeps_secrets_readable(
     _write(data_dir / SECRETS_FILE, values)
     rotated = open_world(make_settings, db_url, fresh=False)
     try:
-        assert rotated.services.task_secrets.reseal() == (1, 0)  # what each start does
-        assert rotated.services.task_secrets.reseal() == (0, 0)
+        before = key_ids(rotated)
+        bootstrap(rotated.services, None)  # what each start does: re-seal under the new key
+        current = rotated.services.task_secrets.box
+        assert current is not None
+        assert before != [current.key_id]
+        assert key_ids(rotated) == [current.key_id]
+        assert rotated.services.task_secrets.reseal() == (0, 0)  # nothing left to do
     finally:
         await rotated.close()
 
