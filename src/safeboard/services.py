@@ -37,6 +37,7 @@ from safeboard.jobs.lifecycle import RunNotices
 from safeboard.jobs.queue import TaskQueue
 from safeboard.jobs.reaper import Reaper
 from safeboard.jobs.service import TaskService
+from safeboard.jobs.task_secrets import SecretBox, TaskSecrets
 from safeboard.jobs.tokens import TaskTokenProvider, TaskTokens
 from safeboard.jobs.wakeup import Wakeup
 from safeboard.metrics.service import MetricService
@@ -81,6 +82,7 @@ class Services:
     tasks: TaskService
     queue: TaskQueue
     task_tokens: TaskTokens  # issued by the queue's leases; the identity chain's provider
+    task_secrets: TaskSecrets  # sealed at submit, opened for the lease; re-sealed at start
     task_wakeup: Wakeup
     reaper: Reaper
     code: CodeArchives  # tasks' code archives, in the artifacts' blob store
@@ -156,7 +158,14 @@ def build_services(
     # A task's run changes status as the task moves (queued, running, finished...).
     notices = RunNotices(events)
     wakeup = Wakeup(engine, poll_seconds=settings.jobs.poll_seconds)
-    queue = TaskQueue(engine, settings.jobs, wakeup, notices=notices, tokens=task_tokens)
+    # Tasks' secrets, sealed under a key of secrets.toml (earlier keys still open them).
+    secure = settings.secure
+    task_secrets = TaskSecrets(engine, SecretBox(
+        secure.task_secrets_key.get_secret_value(),
+        secure.task_secrets_previous_keys.get_secret_value().split(),
+    ))  # fmt: skip
+    queue = TaskQueue(engine, settings.jobs, wakeup, notices=notices, tokens=task_tokens,
+                      secrets=task_secrets)  # fmt: skip
     # One blob store: artifacts' files and tasks' code archives (server-made keys).
     store = LocalStore(settings.artifact_dir)
     return Services(
@@ -186,9 +195,10 @@ def build_services(
             settings.secure.signing_key.get_secret_value().encode(),
         ),
         agents=agents,
-        tasks=TaskService(engine, wakeup, notices=notices),
+        tasks=TaskService(engine, wakeup, notices=notices, secrets=task_secrets),
         queue=queue,
         task_tokens=task_tokens,
+        task_secrets=task_secrets,
         task_wakeup=wakeup,
         reaper=Reaper(queue, every=settings.jobs.reaper_seconds),
         code=CodeArchives(engine, store, settings.jobs),

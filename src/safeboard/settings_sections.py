@@ -28,6 +28,7 @@ from safeboard.hosts import NotAnOrigin, parse_origin
 
 __all__ = [
     "GIB",
+    "MAX_PREVIOUS_KEYS",
     "MIN_SECRET_BYTES",
     "ArtifactSettings",
     "AuthSettings",
@@ -447,6 +448,21 @@ def secret_weakness(value: str) -> str | None:
     return None
 
 
+MAX_PREVIOUS_KEYS = 4  # earlier task secrets keys kept by a rotation
+
+
+def _strong_list(value: SecretStr) -> SecretStr:
+    keys = value.get_secret_value().split()
+    if len(keys) > MAX_PREVIOUS_KEYS or any(secret_weakness(key) for key in keys):
+        raise ConfigError(
+            "secret secure.task_secrets_previous_keys (from secrets.toml or "
+            "SAFEBOARD__SECURE__TASK_SECRETS_PREVIOUS_KEYS) must hold at most "
+            f"{MAX_PREVIOUS_KEYS} space-separated keys, each random and at least "
+            f"{MIN_SECRET_BYTES} bytes"
+        )
+    return value
+
+
 class SecureSettings(_Section):
     """Secrets. Generated at first start into `secrets.toml` (0600); never printed (S2)."""
 
@@ -457,10 +473,24 @@ class SecureSettings(_Section):
     signing_key: SecretStr = Field(
         description="Key for signed, short-lived URLs (artifact previews). At least 32 bytes."
     )
+    task_secrets_key: SecretStr = Field(
+        description="Key that encrypts tasks' secrets at rest (AES-256-GCM, derived by "
+        "HKDF-SHA256). At least 32 bytes. `safeboard secrets rotate` moves the old one to "
+        "`task_secrets_previous_keys`, so stored secrets stay readable."
+    )
+    task_secrets_previous_keys: SecretStr = Field(
+        SecretStr(""),
+        description="Earlier `task_secrets_key`s, space-separated, newest first (at most "
+        f"{MAX_PREVIOUS_KEYS}): tasks' secrets sealed under one are still read, and each "
+        "start re-encrypts them under the current key. Kept by `safeboard secrets rotate`; "
+        "never generated.",
+    )
 
     @field_validator("*")
     @classmethod
     def _strong(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        if info.field_name == "task_secrets_previous_keys":
+            return _strong_list(value)
         weakness = secret_weakness(value.get_secret_value())
         if weakness:
             name = info.field_name or "secret"

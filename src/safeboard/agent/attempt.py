@@ -62,10 +62,11 @@ def task_environment(
     lease: TaskLease, state: AgentState, ca_file: Path | None, parent: dict[str, str]
 ) -> dict[str, str]:
     """The child's whole environment: PATH, HOME and LANG of the agent's, the task's own
-    variables, then what safeboard sets (which the task's cannot replace). Never the
-    agent's credential, nor anything else of the agent's environment (an API key...)."""
+    variables, its secrets, then what safeboard sets (which neither can replace). Never
+    the agent's credential, nor anything else of the agent's environment (an API key...)."""
     env = {name: parent[name] for name in BASE_VARIABLES if name in parent}
     env.update(lease.env)
+    env.update(lease.secrets)  # the environment only: never argv, never a line we print
     env.update({
         "SAFEBOARD_URL": state.url,
         "SAFEBOARD_RUN_ID": lease.run_id,

@@ -4,8 +4,10 @@ typed client (``safeboard.client.Client``), on whichever server the SDK would us
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
     from safeboard.client import Client
     from safeboard.client.job_models import Task
 
-__all__ = ["parse_duration", "task"]
+__all__ = ["parse_duration", "read_secrets", "task"]
 
 _DURATION = re.compile(r"(\d+)([smhd])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -48,6 +50,51 @@ def _env(pairs: tuple[str, ...]) -> dict[str, str]:
     return env
 
 
+VALUE_ON_COMMAND_LINE = (
+    "--secret {name}=...: a value on the command line is visible to every user of this "
+    "machine (ps, /proc) and stays in your shell history, so it is refused. Use "
+    "--secret {name} to take it from your environment variable {name}, or "
+    "--secret {name}=@FILE to read it from a file"
+)
+
+
+def read_secrets(specs: tuple[str, ...], environ: dict[str, str] | None = None) -> dict[str, str]:
+    """``--secret NAME`` (the value of the environment variable NAME) and
+    ``--secret NAME=@FILE`` (the file's text, less one final newline). A value written
+    on the command line (``NAME=value``) is refused: argv is visible in ``ps``. Messages
+    never quote a value."""
+    environ = dict(os.environ) if environ is None else environ
+    found: dict[str, str] = {}
+    for spec in specs:
+        name, sep, source = spec.partition("=")
+        if not name:
+            raise click.BadParameter(f"{spec[:1]}...: write NAME or NAME=@FILE",
+                                     param_hint="--secret")  # fmt: skip
+        if name in found:
+            raise click.BadParameter(f"{name} is given twice", param_hint="--secret")
+        if not sep:
+            if name not in environ:
+                raise click.BadParameter(f"{name} is not set in your environment: export it, "
+                                         f"or write --secret {name}=@FILE",
+                                         param_hint="--secret")  # fmt: skip
+            found[name] = environ[name]
+        elif source.startswith("@") and len(source) > 1:
+            found[name] = _secret_file(name, Path(source[1:]).expanduser())
+        else:
+            raise click.UsageError(VALUE_ON_COMMAND_LINE.format(name=name))
+    return found
+
+
+def _secret_file(name: str, path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise click.BadParameter(f"{name}: cannot read {path} ({why})",
+                                 param_hint="--secret") from None  # fmt: skip
+    return text.removesuffix("\n").removesuffix("\r")
+
+
 def _time(value: Any) -> str:
     return "" if value is None else value.isoformat(sep=" ", timespec="seconds")[:19]
 
@@ -67,6 +114,10 @@ def task() -> None:
               help="Stopped (failed) after this long: 90s, 45m, 2h, 1d, 1h30m.")  # fmt: skip
 @click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE",
               help="A plain environment variable (readers see it: no secrets).")  # fmt: skip
+@click.option("--secret", "secret_specs", multiple=True, metavar="NAME[=@FILE]",
+              help="A secret environment variable for the task: from your environment "
+                   "variable NAME, or read from FILE. Stored encrypted, shown to nobody "
+                   "(repeat for more).")  # fmt: skip
 @click.option("--retries", "max_lost_retries", type=click.IntRange(0, 100), default=2,
               show_default=True, help="Retries of a lost attempt (its agent gone).")  # fmt: skip
 @click.option("--retry-on-failure", is_flag=True,
@@ -87,6 +138,7 @@ def submit(
     priority: int,
     max_duration: str | None,
     env_pairs: tuple[str, ...],
+    secret_specs: tuple[str, ...],
     max_lost_retries: int,
     retry_on_failure: bool,
     name: str | None,
@@ -102,13 +154,14 @@ def submit(
         raise click.UsageError("--code and --no-code: give one of them")
     max_seconds = None if max_duration is None else parse_duration(max_duration)
     env = _env(env_pairs)
+    secrets = read_secrets(secret_specs)
     with connect(url) as client:
         code_sha256 = None if no_code else _upload(client, project, code_dir or ".")
         made = client.submit_task(project, list(command), env=env, gpus=gpus, labels=labels,
                                   priority=priority, max_seconds=max_seconds,
                                   max_lost_retries=max_lost_retries,
                                   retry_on_failure=retry_on_failure, name=name,
-                                  code_sha256=code_sha256)  # fmt: skip
+                                  code_sha256=code_sha256, secrets=secrets)  # fmt: skip
     if as_json:
         click.echo(json.dumps(made.to_json()))
         return
@@ -194,6 +247,8 @@ def show_task(task_id: str, url: str | None, as_json: bool) -> None:
     click.echo(f"needs: {', '.join(needs)}; priority {found.priority}")
     if found.env:
         click.echo("env: " + " ".join(sorted(found.env)))  # names only: values via --json
+    if found.secret_names:
+        click.echo("secrets: " + " ".join(found.secret_names))  # the server knows no more
     if found.cancel_requested_by:
         click.echo(f"cancel requested by: {found.cancel_requested_by}")
     if found.retry_of:

@@ -302,11 +302,13 @@ class Client:
         retry_on_failure: bool = False,
         name: str | None = None,
         code_sha256: str | None = None,
+        secrets: Mapping[str, str] | None = None,
     ) -> Task:
         """Queue ``command`` (a program and its arguments), run in the code archive
         ``code_sha256`` uploaded to the project (``client.code.upload_code``), or without
         code (None: the command must exist on the agent's machine). Sent once: a retry
-        could queue it twice."""
+        could queue it twice. ``secrets``: variables for the task's environment that the
+        server stores encrypted and never shows again (answers name them only)."""
         body: dict[str, Any] = {"command": list(command), "env": dict(env or {}), "gpus": gpus,
                                 "labels": list(labels), "priority": priority,
                                 "max_seconds": max_seconds, "max_lost_retries": max_lost_retries,
@@ -315,6 +317,8 @@ class Client:
             body["name"] = name
         if code_sha256 is not None:
             body["code_sha256"] = code_sha256
+        if secrets:
+            body["secrets"] = dict(secrets)
         return Task.from_json(self._json("POST", paths.project_tasks(project), json=body))
 
     def tasks(

@@ -57,6 +57,10 @@ class LeaseOut(Model):
     code_sha256: str | None = Field(
         None, description="Its code archive: GET .../tasks/{id}/{attempt}/code (None: none)."
     )
+    secrets: dict[str, str] | None = Field(
+        None, description="The task's secrets in clear, for its environment only: the one "
+        "answer that carries their values (docs/agents.md, Secrets).",
+    )  # fmt: skip
 
 
 class BeatOut(Model):
@@ -104,6 +108,7 @@ async def lease(
         lease_seconds=queue.settings.lease_seconds, lease_expires_at=found.lease_expires_at,
         deadline=found.deadline, task_token=found.task_token or None,
         code_sha256=found.code_sha256,
+        secrets=found.secrets or None,
     )  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -31,6 +32,7 @@ __all__ = [
     "TaskAttemptRow",
     "TaskCodeRow",
     "TaskRow",
+    "TaskSecretRow",
     "TaskTokenRow",
 ]
 
@@ -151,3 +153,19 @@ class TaskCodeRow(Base):
         Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+
+class TaskSecretRow(Base):
+    """A task's secret (jobs/task_secrets.py): its value sealed with AES-256-GCM under the
+    key ``key_id`` names (derived from ``secure.task_secrets_key``), the task id and the
+    name bound to it as associated data. Never in clear here."""
+
+    __tablename__ = "task_secrets"
+
+    task_id: Mapped[int] = mapped_column(
+        TASK_ID, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(16), nullable=False)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary(12), nullable=False)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary(), nullable=False)

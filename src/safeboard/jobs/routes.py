@@ -43,6 +43,7 @@ def task_out(detail: TaskDetail) -> TaskOut:
                              ended_at=a.ended_at, exit_code=a.exit_code, signal=a.signal,
                              reason=a.reason) for a in detail.attempts],
         code_sha256=t.code_sha256,
+        secret_names=detail.secret_names,
     )  # fmt: skip
 
 
@@ -58,7 +59,7 @@ def submit_task(
                     priority=body.priority, max_seconds=body.max_seconds,
                     max_lost_retries=body.max_lost_retries,
                     retry_on_failure=body.retry_on_failure, name=body.name,
-                    code_sha256=body.code_sha256)  # fmt: skip
+                    code_sha256=body.code_sha256, secrets=body.secrets)  # fmt: skip
     return task_out(service.submit(principal, project, spec))
 
 

@@ -18,6 +18,8 @@ from safeboard.jobs.spec import (
     MAX_PRIORITY,
     MAX_RETRIES,
     MAX_SECONDS,
+    MAX_SECRET_BYTES,
+    MAX_SECRETS,
 )
 from safeboard.schemas import Model, StrictModel
 
@@ -31,6 +33,7 @@ Arg = Annotated[str, Field(max_length=MAX_ARG_CHARS)]
 EnvName = Annotated[str, Field(min_length=1, max_length=128)]
 EnvValue = Annotated[str, Field(max_length=MAX_ENV_VALUE_CHARS)]
 Label = Annotated[str, Field(min_length=1, max_length=63)]
+SecretValue = Annotated[str, Field(min_length=1, max_length=MAX_SECRET_BYTES)]
 
 
 class TaskSubmit(StrictModel):
@@ -56,6 +59,11 @@ class TaskSubmit(StrictModel):
         description="The task's code: the SHA-256 of a tar.gz uploaded to the project "
         "(PUT /api/v1/projects/{project}/code/{sha256}), unpacked as the process's working "
         "directory. None: no code, the command must exist on the agent's machine.",
+    )  # fmt: skip
+    secrets: dict[EnvName, SecretValue] = Field(
+        default_factory=dict, max_length=MAX_SECRETS,
+        description="Secret environment variables: stored encrypted, given to the task's "
+        "process only; answers show their names (``secret_names``), never the values.",
     )  # fmt: skip
 
 
@@ -95,6 +103,9 @@ class TaskOut(Model):
     attempts: list[AttemptOut] = Field(default_factory=list,
                                        description="Only when one task is shown.")  # fmt: skip
     code_sha256: str | None = Field(None, description="Its code archive (None: no code).")
+    secret_names: list[str] = Field(
+        default_factory=list, description="The task's secrets: names, never values."
+    )
 
 
 class TaskListOut(Model):
