@@ -33,6 +33,7 @@ from safeboard.auth.dependencies import CookiePolicy, RequestAuth
 from safeboard.auth.identity import IdentityChain
 from safeboard.events import EventBus
 from safeboard.jobs.lifecycle import RunNotices
+from safeboard.jobs.logs import TaskLogs
 from safeboard.jobs.queue import TaskQueue
 from safeboard.jobs.reaper import Reaper
 from safeboard.jobs.service import TaskService
@@ -82,6 +83,8 @@ class Services:
     task_tokens: TaskTokens  # issued by the queue's leases; the identity chain's provider
     task_wakeup: Wakeup
     reaper: Reaper
+    # Tasks' output as agents ship it; followers woken (PostgreSQL: a LISTEN thread).
+    task_logs: TaskLogs
 
     def provides(self, kind: type[Any]) -> bool:
         return kind in _field_of_type()
@@ -155,6 +158,7 @@ def build_services(
     notices = RunNotices(events)
     wakeup = Wakeup(engine, poll_seconds=settings.jobs.poll_seconds)
     queue = TaskQueue(engine, settings.jobs, wakeup, notices=notices, tokens=task_tokens)
+    tasks = TaskService(engine, wakeup, notices=notices)
     return Services(
         settings=settings,
         engine=engine,
@@ -182,11 +186,12 @@ def build_services(
             settings.secure.signing_key.get_secret_value().encode(),
         ),
         agents=agents,
-        tasks=TaskService(engine, wakeup, notices=notices),
+        tasks=tasks,
         queue=queue,
         task_tokens=task_tokens,
         task_wakeup=wakeup,
         reaper=Reaper(queue, every=settings.jobs.reaper_seconds),
+        task_logs=TaskLogs(engine, settings.jobs, tasks),
     )
 
 

@@ -419,6 +419,16 @@ class JobSettings(_Section):
             "without a wake-up notice (one lost while a PostgreSQL listener reconnects)."
         ),
     )
+    max_log_bytes: int = Field(
+        100 * 1024 * 1024,
+        ge=1024,
+        le=2**40,
+        description=(
+            "The most output (bytes of text, all attempts together) kept of one task. Past "
+            "it the first part is kept, the rest dropped and the task's log marked truncated "
+            "(the agent keeps the whole file on its machine)."
+        ),
+    )
 
 
 MIN_SECRET_BYTES = 32

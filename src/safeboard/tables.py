@@ -15,7 +15,7 @@ from safeboard.accounts.models import (
 from safeboard.agents.models import AgentJoinTokenRow, AgentRow
 from safeboard.artifacts.models import ArtifactRow, ArtifactTombstoneRow
 from safeboard.audit.models import AuditRow
-from safeboard.jobs.models import TaskAttemptRow, TaskRow, TaskTokenRow
+from safeboard.jobs.models import TaskAttemptRow, TaskLogBatchRow, TaskRow, TaskTokenRow
 from safeboard.metrics.models import IngestBatchRow, MetricChunkRow, MetricSummaryRow
 from safeboard.projects.models import ProjectGrantRow, ProjectRow
 from safeboard.runs.models import RunRow, RunTagRow
@@ -43,6 +43,7 @@ __all__ = [
     "RunTagRow",
     "SessionRow",
     "TaskAttemptRow",
+    "TaskLogBatchRow",
     "TaskRow",
     "TaskTokenRow",
     "UserRow",

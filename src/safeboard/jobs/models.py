@@ -19,13 +19,21 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from safeboard.storage import Base, UtcDateTime
 from safeboard.vocabulary import TaskState
 
-__all__ = ["AGENT_ID_LENGTH", "TASK_STATES", "TaskAttemptRow", "TaskRow", "TaskTokenRow"]
+__all__ = [
+    "AGENT_ID_LENGTH",
+    "TASK_STATES",
+    "TaskAttemptRow",
+    "TaskLogBatchRow",
+    "TaskRow",
+    "TaskTokenRow",
+]
 
 TASK_STATES = tuple(state.value for state in TaskState)
 _STATE_CHECK = "state IN ({})".format(", ".join(f"'{s}'" for s in TASK_STATES))
@@ -123,3 +131,25 @@ class TaskTokenRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class TaskLogBatchRow(Base):
+    """One batch of an attempt's output as its agent shipped it (docs/agents.md, "Logs").
+    ``seq`` counts an attempt's batches from 1; the key makes a retried batch a no-op.
+    ``content`` holds the kept lines, each its stream's letter (``o`` stdout, ``e``
+    stderr) then its text, joined by newlines (a line holds no newline); ``dropped``
+    counts the lines past the task's cap (``jobs.max_log_bytes``), not kept."""
+
+    __tablename__ = "task_log_batches"
+
+    task_id: Mapped[int] = mapped_column(
+        TASK_ID, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_line: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    lines: Mapped[int] = mapped_column(Integer, nullable=False)
+    dropped: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    bytes: Mapped[int] = mapped_column(Integer, nullable=False)
+    content: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
