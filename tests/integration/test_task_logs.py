@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
-import httpx
 import pytest
 
 from safeboard.agents.credentials import parse_agent_credential
@@ -58,8 +57,8 @@ def test_batches_numbered_read_in_order_and_stored_once(world: QueueWorld) -> No
     # A retry of batch 1 (its answer was lost), even with other content: the first stands.
     again = logs(world).append(task_id, attempt, "a1", 1, lines("other"))
     assert again == first
-    second = logs(world).append(task_id, attempt, "a1", 2,
-                                [("stderr", "oops"), ("stdout", ""), ("stdout", "é\r✓")])  # fmt: skip
+    mixed = [("stderr", "oops"), ("stdout", ""), ("stdout", "é\r✓")]
+    second = logs(world).append(task_id, attempt, "a1", 2, mixed)
     assert second.first_line == 3
     page = logs(world).page(world.owner, task_id)
     assert [(x.number, x.stream, x.text) for x in page.lines] == [

@@ -73,10 +73,7 @@ def batches_after(
     conn: Connection, task_id: int, attempt: int, after: int, limit: int
 ) -> list[LogBatch]:
     query = (
-        sa.select(_b)
-        .where(_of(task_id, attempt), _b.c.seq > after)
-        .order_by(_b.c.seq)
-        .limit(limit)
+        sa.select(_b).where(_of(task_id, attempt), _b.c.seq > after).order_by(_b.c.seq).limit(limit)
     )
     return [_batch(row) for row in conn.execute(query)]
 

@@ -41,11 +41,13 @@ class LogPageOut(Model):
 @router.get("/tasks/{task_id}/logs", response_model=LogPageOut)
 async def task_logs(
     task_id: TaskId,
+    *,
     attempt: int | None = Query(None, ge=1, le=2**31 - 1, description="Default: the latest."),
     after: int = Query(0, ge=0, le=2**31 - 1, description="The ``next`` of the last read."),
     limit: int = Query(100, ge=1, le=1000, description="Batches (up to 1,000 lines each)."),
-    wait: float = Query(0.0, ge=0, le=MAX_WAIT_SECONDS,
-                        description="Wait this long for lines while the task runs."),
+    wait: float = Query(
+        0.0, ge=0, le=MAX_WAIT_SECONDS, description="Wait this long for lines while the task runs."
+    ),
     principal: Principal = requires_project(Permission.PROJECTS_READ),
     logs: TaskLogs = provided(TaskLogs),
 ) -> LogPageOut:

@@ -102,7 +102,7 @@ class TaskLogs:
         self.wakeup = Wakeup(engine, poll_seconds=poll_seconds, channel=CHANNEL,
                              name="safeboard-log-wakeup", what="task log listener")  # fmt: skip
 
-    # Writing (the agent)
+    # What the agent writes
 
     def append(
         self,
@@ -113,7 +113,7 @@ class TaskLogs:
         lines: Sequence[tuple[str, str]],
     ) -> Stored:
         """Store batch ``seq`` of an attempt's output: ``lines`` as (stream, text)."""
-        content, size = _content(lines)
+        content = _content(lines)
         with self.tx.begin() as conn:
             self._fence(conn, task_id, attempt, agent_id)
             found = batches.get_batch(conn, task_id, attempt, seq)
@@ -149,7 +149,7 @@ class TaskLogs:
             raise Conflict(f"attempt {attempt} of task {task_id} is stale: "
                            f"the task is at attempt {task.attempt}")  # fmt: skip
 
-    # Reading (users)
+    # What users read
 
     def page(
         self,
@@ -218,8 +218,8 @@ class TaskLogs:
         self.wakeup.stop()  # waiting followers answer now
 
 
-def _content(lines: Sequence[tuple[str, str]]) -> tuple[list[str], int]:
-    """Each line as stored (its stream's letter, its text); their bytes. Refused (422):
+def _content(lines: Sequence[tuple[str, str]]) -> list[str]:
+    """Each line as stored: its stream's letter, then its text. Refused (422):
     more than ``MAX_LOG_BATCH_LINES`` lines or ``MAX_LOG_BATCH_BYTES`` bytes, a newline
     in a line, an unknown stream."""
     if len(lines) > MAX_LOG_BATCH_LINES:
@@ -236,7 +236,7 @@ def _content(lines: Sequence[tuple[str, str]]) -> tuple[list[str], int]:
         stored.append(letter + text)
     if size > MAX_LOG_BATCH_BYTES:
         raise InvalidRequest(f"a log batch holds at most {MAX_LOG_BATCH_BYTES} bytes of text")
-    return stored, size
+    return stored
 
 
 def _fitting(content: list[str], room: int) -> tuple[list[str], int]:
