@@ -215,7 +215,8 @@ async def test_the_routes(http_world: World) -> None:
     agent = world.client(Authorization=f"Bearer {credential}")
     owner = Local(world.services).principal("admin")
     task_id = world.services.tasks.submit(owner, "p", TaskSpec(["echo"])).task.id
-    assert (await agent.post("/api/v1/agent/lease", json={"free_gpus": []})).status_code == 200
+    leased = await agent.post("/api/v1/agent/lease", json={"free_gpus": []})
+    assert leased.status_code == 200
     url = f"/api/v1/agent/tasks/{task_id}/1/logs"
     batch = {"seq": 1, "lines": [{"stream": "stdout", "text": "hello"},
                                  {"stream": "stderr", "text": "world"}]}  # fmt: skip
@@ -248,3 +249,11 @@ async def test_the_routes(http_world: World) -> None:
     assert (await user.post(url, json=batch)).status_code == 403
     assert (await agent.get(f"/api/v1/tasks/{task_id}/logs")).status_code in (401, 403)
     assert (await user.get("/api/v1/tasks/999/logs")).status_code == 404
+    # The task's own token reads its own task's output (what its process printed), and
+    # no other task's.
+    token = world.client(Authorization=f"Bearer {leased.json()['task_token']}")
+    own = await token.get(f"/api/v1/tasks/{task_id}/logs")
+    assert own.status_code == 200, own.text
+    assert len(own.json()["lines"]) == 2
+    other = world.services.tasks.submit(owner, "p", TaskSpec(["echo"])).task.id
+    assert (await token.get(f"/api/v1/tasks/{other}/logs")).status_code == 404
