@@ -164,6 +164,22 @@ def test_a_follower_wakes_when_a_batch_is_stored(world: QueueWorld) -> None:
     assert time.monotonic() - started < 5.0
 
 
+def test_a_stop_answers_the_followers_at_once(world: QueueWorld) -> None:
+    """A graceful stop (server/run.py) releases the long-polls: the stop need not wait."""
+    task_id, _ = leased(world)
+
+    async def main() -> float:
+        waiting = asyncio.create_task(logs(world).follow(world.owner, task_id, wait=20))
+        await asyncio.sleep(0.3)
+        released = time.monotonic()
+        logs(world).release()
+        page = await waiting
+        assert page.lines == []
+        return time.monotonic() - released
+
+    assert asyncio.run(main()) < 2.0
+
+
 @pytest.mark.postgres
 def test_a_batch_on_one_replica_wakes_a_follower_on_another(
     make_settings: Callable[..., Settings], pg_url: str

@@ -128,4 +128,4 @@ class TaskLogCalls:
                     continue
                 if pinned or page.state in _FINAL:
                     return
-            time.sleep(0.05)  # an answer at once with nothing new (a stopping server)
+            time.sleep(0.5)  # an answer at once with nothing new (a stopping server)

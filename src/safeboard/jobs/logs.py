@@ -209,10 +209,15 @@ class TaskLogs:
                 return found
             await self.wakeup.wait_async(seen, left)
 
-    # The PostgreSQL listener
+    # The PostgreSQL listener, and the server's stop
 
     def start(self) -> None:
         self.wakeup.start()
+
+    def release(self) -> None:
+        """A graceful stop begins: waiting followers answer now (and come back, to this
+        server when it is back or to another replica), so the stop need not wait."""
+        self.wakeup.release()
 
     def stop(self) -> None:
         self.wakeup.stop()  # waiting followers answer now

@@ -107,8 +107,12 @@ class Wakeup:
         if self._listener is not None:
             self._listener.start()
 
-    def stop(self) -> None:
+    def release(self) -> None:
+        """A stop begins: waiters return now, and new ones do not wait."""
         self._stop.set()
-        self.notify()  # waiters return now: the server is stopping
+        self.notify()
+
+    def stop(self) -> None:
+        self.release()  # waiters return now: the server is stopping
         if self._listener is not None:
             self._listener.stop()
