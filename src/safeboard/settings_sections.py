@@ -408,7 +408,10 @@ class JobSettings(_Section):
         25.0,
         ge=0,
         le=60,
-        description="The longest an agent's lease request waits for a task (long-poll).",
+        description=(
+            "The longest a long-poll waits: an agent's lease request for a task, a "
+            "follower of a task's logs for lines (each asks for at most 25 s)."
+        ),
     )
     poll_seconds: float = Field(
         5.0,

@@ -151,3 +151,14 @@ def test_pipes_to_spool_to_server(world: World, tmp_path: Path) -> None:
     assert len(got) == 10
     assert got[-1] == (10, "stderr", "resumed")
     spool.close()
+
+
+def test_a_line_that_redaction_lengthens_stays_within_the_bound(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "task-1.1.log", Redactor(["abcd"]))
+    spool.write("stdout", "abcd" * (MAX_LOG_LINE_BYTES // 4))  # 16 KiB: not cut as read
+    spool.close()
+    (line,) = spool.path.read_bytes().splitlines()
+    assert line.startswith(b"o [redacted][redacted]")
+    assert line.endswith(CUT_MARK.encode())
+    assert len(line) == 2 + MAX_LOG_LINE_BYTES + len(CUT_MARK)
+    assert b"abcd" not in line

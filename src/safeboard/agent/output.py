@@ -25,6 +25,7 @@ __all__ = ["CUT_MARK", "STREAM_TAGS", "Spool", "parse_line"]
 CUT_MARK = f" [safeboard agent: line cut at {MAX_LOG_LINE_BYTES} bytes]"
 STREAM_TAGS = {"stdout": b"o", "stderr": b"e"}
 _STREAM_OF = {tag: name for name, tag in STREAM_TAGS.items()}
+_CUT_MARK = CUT_MARK.encode()
 _READ = 64 * 1024
 
 
@@ -64,9 +65,12 @@ class Spool:
         self.changed = threading.Event()  # set at each write: the shipper looks
 
     def write(self, stream: str, text: str, *, cut: bool = False) -> None:
-        """One line of ``stream``, redacted, to the file."""
-        clean = self.redactor.redact_cut(text) + CUT_MARK if cut else self.redactor.redact(text)
-        data = STREAM_TAGS[stream] + b" " + clean.encode() + b"\n"
+        """One line of ``stream``, redacted, to the file. A line that redaction made longer
+        than the bound (``[redacted]`` is longer than a short value) is cut again."""
+        clean = (self.redactor.redact_cut(text) if cut else self.redactor.redact(text)).encode()
+        if len(clean) > MAX_LOG_LINE_BYTES:
+            clean, cut = _cut(clean), True
+        data = STREAM_TAGS[stream] + b" " + clean + (_CUT_MARK if cut else b"") + b"\n"
         with self._lock:
             if self._file.closed:  # a process outside the group, after the attempt ended
                 return

@@ -194,9 +194,10 @@ class TaskLogs:
         limit: int = 100,
         wait: float = 0.0,
     ) -> LogPage:
-        """``page``, waiting up to ``wait`` seconds while it would be empty and more may
-        come (the task has not ended and no later attempt began)."""
-        until = time.monotonic() + max(0.0, wait)
+        """``page``, waiting up to ``wait`` seconds (at most ``jobs.max_wait_seconds``)
+        while it would be empty and more may come (the task has not ended and no later
+        attempt began)."""
+        until = time.monotonic() + min(max(0.0, wait), self.settings.max_wait_seconds)
         while True:
             seen = self.wakeup.generation
             found = await asyncio.to_thread(self.page, principal, task_id, attempt=attempt,
