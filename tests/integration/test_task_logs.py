@@ -265,6 +265,10 @@ async def test_the_routes(http_world: World) -> None:
     assert (await user.post(url, json=batch)).status_code == 403
     assert (await agent.get(f"/api/v1/tasks/{task_id}/logs")).status_code in (401, 403)
     assert (await user.get("/api/v1/tasks/999/logs")).status_code == 404
+    mistyped = await user.get(f"/api/v1/tasks/{task_id}/logs", params={"aftr": 1})
+    assert mistyped.status_code == 422
+    gap = {"seq": 3, "lines": [{"stream": "stdout", "text": "x"}]}
+    assert (await agent.post(url, json=gap)).status_code == 409  # batch 2 is missing
     # The task's own token reads its own task's output (what its process printed), and
     # no other task's.
     token = world.client(Authorization=f"Bearer {leased.json()['task_token']}")

@@ -4,12 +4,13 @@ thread). What agents call to ship them is in agent_routes.py."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import Field
 
 from safeboard.auth.dependencies import requires_project
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
+from safeboard.errors import InvalidRequest
 from safeboard.jobs.logs import TaskLogs
 from safeboard.jobs.schemas import TaskId
 from safeboard.provision import provided
@@ -19,6 +20,14 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1")
 MAX_WAIT_SECONDS = 25.0
+QUERY = ("attempt", "after", "limit", "wait")
+
+
+def _known_query(request: Request) -> None:
+    """Unknown query parameters are refused, as unknown body fields are (S17): a mistyped
+    ``aftr=`` would otherwise read from the start."""
+    if set(request.query_params) - set(QUERY):
+        raise InvalidRequest(f"unknown query parameter: {', '.join(QUERY)} are known")
 
 
 class LogLineOut(Model):
@@ -40,6 +49,7 @@ class LogPageOut(Model):
 
 @router.get("/tasks/{task_id}/logs", response_model=LogPageOut)
 async def task_logs(
+    request: Request,
     task_id: TaskId,
     *,
     attempt: int | None = Query(None, ge=1, le=2**31 - 1, description="Default: the latest."),
@@ -53,6 +63,7 @@ async def task_logs(
 ) -> LogPageOut:
     """The attempt's output after ``after``, oldest first; with ``wait``, a long-poll
     that answers as soon as lines come (or the task ends, or a new attempt begins)."""
+    _known_query(request)  # after the credential's check: a stranger learns nothing
     page = await logs.follow(principal, task_id, attempt=attempt, after=after, limit=limit,
                              wait=wait)  # fmt: skip
     return LogPageOut(
