@@ -34,6 +34,7 @@ from safeboard.auth.identity import IdentityChain
 from safeboard.events import EventBus
 from safeboard.jobs.code import CodeArchives
 from safeboard.jobs.lifecycle import RunNotices
+from safeboard.jobs.logs import TaskLogs
 from safeboard.jobs.queue import TaskQueue
 from safeboard.jobs.reaper import Reaper
 from safeboard.jobs.service import TaskService
@@ -86,6 +87,8 @@ class Services:
     task_wakeup: Wakeup
     reaper: Reaper
     code: CodeArchives  # tasks' code archives, in the artifacts' blob store
+    # Tasks' output as agents ship it; followers woken (PostgreSQL: a LISTEN thread).
+    task_logs: TaskLogs
 
     def provides(self, kind: type[Any]) -> bool:
         return kind in _field_of_type()
@@ -168,6 +171,7 @@ def build_services(
                       secrets=task_secrets)  # fmt: skip
     # One blob store: artifacts' files and tasks' code archives (server-made keys).
     store = LocalStore(settings.artifact_dir)
+    tasks = TaskService(engine, wakeup, notices=notices, secrets=task_secrets)
     return Services(
         settings=settings,
         engine=engine,
@@ -195,13 +199,14 @@ def build_services(
             settings.secure.signing_key.get_secret_value().encode(),
         ),
         agents=agents,
-        tasks=TaskService(engine, wakeup, notices=notices, secrets=task_secrets),
+        tasks=tasks,
         queue=queue,
         task_tokens=task_tokens,
         task_secrets=task_secrets,
         task_wakeup=wakeup,
         reaper=Reaper(queue, every=settings.jobs.reaper_seconds),
         code=CodeArchives(engine, store, settings.jobs),
+        task_logs=TaskLogs(engine, settings.jobs, tasks),
     )
 
 

@@ -409,7 +409,10 @@ class JobSettings(_Section):
         25.0,
         ge=0,
         le=60,
-        description="The longest an agent's lease request waits for a task (long-poll).",
+        description=(
+            "The longest a long-poll waits: an agent's lease request for a task, a "
+            "follower of a task's logs for lines (each asks for at most 25 s)."
+        ),
     )
     poll_seconds: float = Field(
         5.0,
@@ -428,6 +431,16 @@ class JobSettings(_Section):
             "Largest code archive (compressed tar.gz) a task may carry; a larger upload "
             "gets 413, and `safeboard task submit` refuses it before sending, naming the "
             "biggest files to exclude."
+        ),
+    )
+    max_log_bytes: int = Field(
+        100 * 1024 * 1024,
+        ge=1024,
+        le=2**40,
+        description=(
+            "The most output (bytes of text, all attempts together) kept of one task. Past "
+            "it the first part is kept, the rest dropped and the task's log marked truncated "
+            "(the agent keeps the whole file on its machine)."
         ),
     )
 

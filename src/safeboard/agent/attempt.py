@@ -2,7 +2,10 @@
 group, in a private 0700 directory, with a minimal environment; its lease renewed by
 heartbeat every third of the lease; stopped (SIGTERM to the group, SIGKILL after the
 grace period) when the server says cancel, when the agent stops, or at once when the
-server took the attempt away (409). docs/agents.md, "Running tasks"."""
+server took the attempt away (409). Its stdout and stderr go, line by line and redacted,
+to the attempt's log file (agent/output.py), which a shipper thread sends to the server
+(agent/shipper.py); what is left is shipped before the exit is reported. docs/agents.md,
+"Running tasks" and "Logs"."""
 
 from __future__ import annotations
 
@@ -17,13 +20,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from safeboard.agent.code import EXIT_CODE_REFUSED, prepare_code
+from safeboard.agent.output import Spool
+from safeboard.agent.redact import Redactor
+from safeboard.agent.shipper import Shipper
 from safeboard.agent.state import AgentState
 from safeboard.client import Client
 from safeboard.client.config import private_dir, write_private
-from safeboard.client.job_models import TaskLease
+from safeboard.client.job_models import TaskLease, secret_values
 from safeboard.client.retry import RetryPolicy
 from safeboard.errors import (
     Conflict,
@@ -40,6 +46,7 @@ BASE_VARIABLES = ("PATH", "HOME", "LANG")
 REPORT_PATIENCE = 300.0  # seconds a report is retried while the server cannot be reached
 _TICK = 0.2  # how often the process and the agent's stop signals are looked at
 _EXIT_NOT_FOUND, _EXIT_NOT_RUNNABLE = 127, 126
+_READERS_PATIENCE = 5.0  # seconds for the pipes to end once the process group is gone
 
 
 @dataclass
@@ -99,7 +106,10 @@ class Attempt(threading.Thread):
         state: AgentState,
         state_dir: Path,
         controls: Controls,
+        redactor: Redactor | None = None,
     ) -> None:
+        """``redactor``: the values taken out of the task's output (default: the task's
+        secrets and its task token, ``secret_values``)."""
         super().__init__(name=f"task-{lease.task_id}.{lease.attempt}", daemon=True)
         self.lease = lease
         self.label = f"task {lease.task_id} attempt {lease.attempt}"
@@ -109,6 +119,7 @@ class Attempt(threading.Thread):
         self.controls = controls
         self._interval = max(1.0, lease.lease_seconds / 3)
         self._backoff = RetryPolicy(base=0.5, cap=self._interval, retry_after_cap=60.0)
+        self.redactor = redactor if redactor is not None else Redactor(secret_values(lease))
 
     @property
     def gpus(self) -> tuple[str, ...]:
@@ -135,26 +146,41 @@ class Attempt(threading.Thread):
         shutil.rmtree(directory, ignore_errors=True)
         private_dir(directory)
         refused: str | None = None
+        ended: tuple[int | None, int | None, float] | None = None
         try:
-            private_dir(self.log_path.parent)
-            fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            with os.fdopen(fd, "ab") as log:
+            spool = Spool(self.log_path, self.redactor)
+            shipper = Shipper(spool, task_id=self.lease.task_id, attempt=self.lease.attempt,
+                              connect=self._connect, say=self.controls.say,
+                              refused=self.controls.refused, hard_stop=self.controls.hard_stop,
+                              label=self.label)  # fmt: skip
+            shipper.start()
+            try:
                 # The code first: the CA below replaces a ca.pem it may hold.
-                refused = self._code(directory, log)
+                refused = self._code(directory, spool)
                 ca_file = None
                 if refused is None and self._state.ca_pem:
                     ca_file = directory / "ca.pem"
                     write_private(ca_file, self._state.ca_pem.encode())
                 env = task_environment(self.lease, self._state, ca_file, dict(os.environ))
-                ended = None if refused is not None else self._execute(client, directory, env, log)
+                if refused is None:
+                    ended = self._execute(client, directory, env, spool)
+            finally:
+                spool.close()
         finally:
             shutil.rmtree(directory, ignore_errors=True)  # before the exit is reported
+        if refused is None and ended is None:
+            shipper.abandon()
+            return
+        # The rest of the output first: once the exit is reported the task may be seen as
+        # over (``task logs -f`` ends), so its last lines must be there already.
+        if not self.controls.revoked.is_set():
+            shipper.finish(REPORT_PATIENCE)
         if refused is not None:
             self._not_run(client, refused)
         elif ended is not None:
             self._finish(client, *ended)
 
-    def _code(self, directory: Path, log: IO[bytes]) -> str | None:
+    def _code(self, directory: Path, spool: Spool) -> str | None:
         """Fetch, check and unpack the task's code into ``directory`` while heartbeats
         keep the lease; why the command cannot run, or None (also without code)."""
         if not self.lease.code_sha256:
@@ -170,7 +196,7 @@ class Attempt(threading.Thread):
             stop.set()
             beats.join()
         if refused is not None:
-            log.write(f"safeboard agent: {refused}; the command was not run\n".encode())
+            spool.write("stderr", f"safeboard agent: {refused}; the command was not run")
             self.controls.say(f"{self.label}: {refused}; the command was not run")
         return refused
 
@@ -188,7 +214,7 @@ class Attempt(threading.Thread):
         self.controls.say(f"{self.label}: not run" + (f": {state}" if state else ": not reported"))
 
     def _execute(
-        self, client: Client, cwd: Path, env: dict[str, str], log: IO[bytes]
+        self, client: Client, cwd: Path, env: dict[str, str], spool: Spool
     ) -> tuple[int | None, int | None, float] | None:
         """Run the process to its end: (exit code, signal, start time) to report, or None
         when there is nothing to report (the attempt was taken away or refused)."""
@@ -196,14 +222,26 @@ class Attempt(threading.Thread):
         started = time.monotonic()
         try:
             process = subprocess.Popen(  # noqa: S603  (the task's argv, no shell)
-                command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, start_new_session=True,
             )  # fmt: skip
         except OSError as exc:
             code = _EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else _EXIT_NOT_RUNNABLE
-            log.write(f"safeboard agent: cannot start {command[0]}: {exc.strerror}\n".encode())
+            spool.write("stderr", f"safeboard agent: cannot start {command[0]}: {exc.strerror}")
             self.controls.say(f"{self.label}: cannot start {command[0]} ({exc.strerror})")
             return code, None, started
+        assert process.stdout is not None  # noqa: S101  (PIPE)
+        assert process.stderr is not None  # noqa: S101
+        readers = [spool.reader("stdout", process.stdout), spool.reader("stderr", process.stderr)]
+        try:
+            return self._supervise(client, process, started)
+        finally:
+            self._drain_pipes(process, readers)
+
+    def _supervise(
+        self, client: Client, process: subprocess.Popen[Any], started: float
+    ) -> tuple[int | None, int | None, float] | None:
+        command = list(self.lease.command)
         gpus = ", ".join(self.lease.gpus) or "no GPUs"
         self.controls.say(f"{self.label}: started pid {process.pid} ({gpus}): "
                           f"{shlex.join(command)}; output in {self.log_path}")  # fmt: skip
@@ -220,6 +258,19 @@ class Attempt(threading.Thread):
         if returncode < 0:
             return None, -returncode, started
         return returncode, None, started
+
+    def _drain_pipes(self, process: subprocess.Popen[Any], readers: list[threading.Thread]) -> None:
+        """The readers reach the pipes' end (the group is gone: they end at once); a
+        process that left the group and holds them open is not waited for."""
+        give_up = time.monotonic() + _READERS_PATIENCE
+        for reader in readers:
+            reader.join(max(0.0, give_up - time.monotonic()))
+        if any(reader.is_alive() for reader in readers):
+            self.controls.say(f"{self.label}: a process outside its group still holds its "
+                              "output open; what it writes now is not shipped")  # fmt: skip
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None and not any(r.is_alive() for r in readers):
+                pipe.close()
 
     def _watch(self, client: Client, process: subprocess.Popen[Any]) -> bool:
         """Until the process exits: heartbeats, and the stops they or the agent ask for.

@@ -1,4 +1,4 @@
-"""``safeboard task submit | list | show | cancel | retry``: queued jobs, through the
+"""``safeboard task submit | list | show | cancel | retry | logs``: queued jobs, through the
 typed client (``safeboard.client.Client``), on whichever server the SDK would use."""
 
 from __future__ import annotations
@@ -287,3 +287,41 @@ def retry_task(task_id: str, url: str | None) -> None:
         found = client.retry_task(_task_id(task_id))
     click.echo(f"task {found.id} queued in {found.project} (run {found.run_id}), "
                f"a retry of task {found.retry_of}")  # fmt: skip
+
+
+@task.command("logs")
+@click.argument("task_id")
+@click.option("-f", "--follow", is_flag=True,
+              help="Print lines as they come until the task ends (exit 0: succeeded).")  # fmt: skip
+@click.option("--attempt", type=click.IntRange(1, 2**31 - 1), default=None,
+              help="This attempt's output (default: the latest; -f follows retries).")  # fmt: skip
+@url_option
+@json_option
+def task_logs(
+    task_id: str, follow: bool, attempt: int | None, url: str | None, as_json: bool
+) -> None:
+    """A task's output: its stdout lines to stdout, its stderr lines to stderr, in order.
+    Ctrl-C stops following."""
+    number = _task_id(task_id)
+    seen_attempt = attempt
+    try:
+        with connect(url) as client:
+            for line in client.task_logs(number, attempt=attempt, follow=follow):
+                if seen_attempt is not None and line.attempt != seen_attempt:
+                    click.echo(f"task {number}: attempt {line.attempt} (a retry) from here",
+                               err=True)  # fmt: skip
+                seen_attempt = line.attempt
+                if as_json:
+                    click.echo(json.dumps({"attempt": line.attempt, "n": line.number,
+                                           "stream": line.stream, "text": line.text}))  # fmt: skip
+                else:
+                    click.echo(line.text, err=line.stream == "stderr")
+            if not follow:
+                return
+            found = client.task(number)
+    except KeyboardInterrupt:  # Ctrl-C: stop following, quietly
+        raise SystemExit(130) from None
+    if found.state is not TaskState.SUCCEEDED:
+        reason = f" ({found.reason})" if found.reason else ""
+        click.echo(f"task {number}: {found.state.value}{reason}", err=True)
+        raise SystemExit(1)

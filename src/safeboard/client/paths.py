@@ -19,6 +19,7 @@ __all__ = [
     "agent_task_code",
     "agent_task_events",
     "agent_task_heartbeat",
+    "agent_task_logs",
     "agents",
     "artifact",
     "artifact_content",
@@ -48,6 +49,7 @@ __all__ = [
     "sign_out",
     "task",
     "task_action",
+    "task_logs",
     "tasks",
     "user",
     "users",
@@ -105,6 +107,11 @@ def agent_task_code(task_id: int, attempt: int) -> str:
     return f"{API}/agent/tasks/{segment(task_id)}/{segment(attempt)}/code"
 
 
+def agent_task_logs(task_id: int, attempt: int) -> str:
+    """Where an agent ships a batch of an attempt's output."""
+    return f"{API}/agent/tasks/{segment(task_id)}/{segment(attempt)}/logs"
+
+
 def project(name: str) -> str:
     return f"{API}/projects/{segment(name)}"
 
@@ -135,6 +142,11 @@ def tasks() -> str:
 
 def task(task_id: int) -> str:
     return f"{API}/tasks/{segment(task_id)}"
+
+
+def task_logs(task_id: int) -> str:
+    """A task's output (``?attempt=&after=&limit=&wait=``)."""
+    return f"{task(task_id)}/logs"
 
 
 def task_action(task_id: int, action: str) -> str:

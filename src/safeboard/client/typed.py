@@ -1,5 +1,6 @@
 """``Client``: safeboard's API as typed methods (projects, runs, metrics, artifacts, keys,
-users, grants, audit) returning the dataclasses of ``client.models``.
+users, grants, audit, tasks; task logs from ``client.task_logs``) returning the dataclasses
+of ``client.models``.
 
 Built on ``ApiClient`` (TLS, credentials, errors mapped from the server's codes to the
 classes of ``safeboard.errors``); every path comes from ``client.paths``; requests that
@@ -41,6 +42,7 @@ from safeboard.client.models import (
     User,
 )
 from safeboard.client.retry import DEFAULT_POLICY, RetryPolicy
+from safeboard.client.task_logs import TaskLogCalls
 from safeboard.vocabulary import MAX_HISTORY_KEYS, KeyScope, ProjectRole, RunStatus
 
 __all__ = ["Client"]
@@ -48,7 +50,7 @@ __all__ = ["Client"]
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH"})
 
 
-class Client:
+class Client(TaskLogCalls):
     """``Client(api)`` over an ``ApiClient`` (``ServerAccess.client()`` makes one), or
     ``Client.connect(url, api_key)``. A context manager; ``close()`` closes the API."""
 

@@ -1,5 +1,6 @@
 """HTTP for agents running tasks (``/api/v1/agent/...``, AGENT_CALL): lease a task
-(long-poll), renew the lease by heartbeat, report the process's start and exit.
+(long-poll), renew the lease by heartbeat, report the process's start and exit, ship its
+output (task logs).
 
 The agent is always the one its credential names (``Principal.agent_id``); no body field
 can name another. A stale attempt is refused with 409 and another agent's with 404, as the
@@ -19,11 +20,13 @@ from safeboard.auth.dependencies import requires
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.errors import Forbidden
+from safeboard.jobs.logs import TaskLogs
 from safeboard.jobs.queue import AgentEvent, TaskQueue
 from safeboard.jobs.schemas import TaskId
 from safeboard.jobs.spec import MAX_GPUS, MAX_LABELS
 from safeboard.provision import provided
 from safeboard.schemas import Model, StrictModel
+from safeboard.vocabulary import MAX_LOG_BATCH_LINES, MAX_LOG_LINE_BYTES
 
 __all__ = ["router"]
 
@@ -138,3 +141,40 @@ def report(
     event = AgentEvent(kind=body.kind, pid=body.pid, exit_code=body.exit_code,
                        signal=body.signal, reason=body.reason)  # fmt: skip
     return EventOut(state=queue.report(task_id, attempt, _agent_of(principal), event))
+
+
+# Task logs (jobs/logs.py; docs/agents.md, "Logs")
+
+
+class LogLineIn(StrictModel):
+    stream: Literal["stdout", "stderr"]
+    text: str = Field(max_length=MAX_LOG_LINE_BYTES + 100, description="One line, no newline.")
+
+
+class LogBatchIn(StrictModel):
+    seq: int = Field(ge=1, le=2**31 - 1, description="1, 2, ... per attempt; a retry repeats it.")
+    lines: list[LogLineIn] = Field(min_length=1, max_length=MAX_LOG_BATCH_LINES)
+
+
+class LogAckOut(Model):
+    seq: int
+    first_line: int = Field(description="The number of the batch's first line (from 1).")
+    lines: int = Field(description="Lines kept.")
+    dropped: int = Field(description="Lines past the task's cap, not kept.")
+    truncated: bool = Field(description="The task's cap is reached: send no more.")
+
+
+@router.post("/tasks/{task_id}/{attempt}/logs", response_model=LogAckOut)
+def ship_logs(
+    task_id: TaskId,
+    attempt: AttemptNumber,
+    body: LogBatchIn,
+    principal: Principal = requires(Permission.AGENT_CALL),
+    logs: TaskLogs = provided(TaskLogs),
+) -> LogAckOut:
+    """Batch ``seq`` of the attempt's output. Idempotent: a batch already stored is
+    answered as stored (the first one stands)."""
+    stored = logs.append(task_id, attempt, _agent_of(principal), body.seq,
+                         [(line.stream, line.text) for line in body.lines])  # fmt: skip
+    return LogAckOut(seq=stored.seq, first_line=stored.first_line, lines=stored.lines,
+                     dropped=stored.dropped, truncated=stored.dropped > 0)  # fmt: skip

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -31,6 +32,7 @@ __all__ = [
     "TASK_STATES",
     "TaskAttemptRow",
     "TaskCodeRow",
+    "TaskLogBatchRow",
     "TaskRow",
     "TaskSecretRow",
     "TaskTokenRow",
@@ -169,3 +171,25 @@ class TaskSecretRow(Base):
     key_id: Mapped[str] = mapped_column(String(16), nullable=False)
     nonce: Mapped[bytes] = mapped_column(LargeBinary(12), nullable=False)
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary(), nullable=False)
+
+
+class TaskLogBatchRow(Base):
+    """One batch of an attempt's output as its agent shipped it (docs/agents.md, "Logs").
+    ``seq`` counts an attempt's batches from 1; the key makes a retried batch a no-op.
+    ``content`` holds the kept lines, each its stream's letter (``o`` stdout, ``e``
+    stderr) then its text, joined by newlines (a line holds no newline); ``dropped``
+    counts the lines past the task's cap (``jobs.max_log_bytes``), not kept."""
+
+    __tablename__ = "task_log_batches"
+
+    task_id: Mapped[int] = mapped_column(
+        TASK_ID, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_line: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    lines: Mapped[int] = mapped_column(Integer, nullable=False)
+    dropped: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    bytes: Mapped[int] = mapped_column(Integer, nullable=False)
+    content: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)

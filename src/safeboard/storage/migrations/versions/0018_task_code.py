@@ -2,7 +2,7 @@
 project once per SHA-256, and ``tasks.code_sha256``, the archive a task runs.
 
 Revision ID: 0018
-Revises: 0015
+Revises: 0017
 Create Date: 2026-12-05
 """
 
