@@ -134,3 +134,40 @@ def test_secrets_reach_the_task_only(
     for path in database:  # the SQLite database and its WAL, byte for byte
         assert_absent(path.name, path.read_bytes())
     assert process.poll() is None
+
+
+PRINTS = (
+    "import os, sys\n"
+    "print('token is', os.environ['API_TOKEN'], flush=True)\n"
+    "sys.stdout.write('half ' + os.environ['DB_PASSWORD'][:20]); sys.stdout.flush()\n"
+    "print(os.environ['DB_PASSWORD'][20:] + ' end', flush=True)\n"
+    "print('task token', os.environ['SAFEBOARD_TASK_TOKEN'], file=sys.stderr, flush=True)\n"
+)
+
+
+def test_a_task_that_prints_its_secrets_ships_them_redacted(
+    server: ServerProcess, agent: tuple[Path, subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    """The task's own output: every secret value (one written in two pieces too) and its
+    task token leave the agent as ``[redacted]``, in the log file and on the server."""
+    state_dir, _ = agent
+    env = {**cli_env(server.data_dir), "API_TOKEN": TOKEN, "DB_PASSWORD": PASSWORD}
+    made = run_cli("task", "submit", "--project", "ml", "--no-code", "--label", "secrets",
+                   "--secret", "API_TOKEN", "--secret", "DB_PASSWORD", "--json", "--",
+                   sys.executable, "-c", PRINTS, env=env)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    task = json.loads(made.stdout)
+    done = state_of(server, task["id"], "succeeded", "failed", timeout=60)
+    assert done["state"] == "succeeded", done
+    shown = run_cli("task", "logs", str(task["id"]), data_dir=server.data_dir)
+    assert shown.returncode == 0, shown.stderr
+    assert "token is [redacted]" in shown.stdout
+    assert "half [redacted] end" in shown.stdout
+    assert "task token [redacted]" in shown.stderr
+    assert_absent("task logs", (shown.stdout + shown.stderr).encode())
+    assert "sb_task_" not in shown.stdout + shown.stderr
+    log = state_dir / "logs" / f"task-{task['id']}.1.log"
+    assert_absent("the agent's log file", log.read_bytes())
+    assert b"sb_task_" not in log.read_bytes()
+    for path in [p for p in server.data_dir.rglob("*") if p.is_file() and ".db" in p.name]:
+        assert_absent(path.name, path.read_bytes())
