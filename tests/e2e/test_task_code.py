@@ -97,10 +97,13 @@ def test_submit_uploads_the_directory_and_the_agent_runs_it(
     assert "already on the server" in again.stderr
     # From the SDK, in the same directory: the same archive, run too.
     sdk = in_dir(server, code, "-c", "import safeboard; t = safeboard.submit('ml', "
-                 "'python train.py', labels=['code']); print(t.id, t.code_sha256)")  # fmt: skip
+                 "'python train.py', labels=['code'], secrets={'HF_TOKEN': 'hf-e2e-7Qw9'}); "
+                 "print(t.id, t.code_sha256, *t.secret_names)")  # fmt: skip
     assert sdk.returncode == 0, sdk.stderr
-    sdk_task, sdk_code = sdk.stdout.split()
+    sdk_task, sdk_code, secret_name = sdk.stdout.split()
     assert sdk_code == done["code_sha256"]
+    assert secret_name == "HF_TOKEN"  # the SDK's secrets: the name shown, never the value
+    assert "hf-e2e-7Qw9" not in sdk.stdout
     bare = in_dir(server, tmp_path, "-c", "import safeboard; print(safeboard.submit('ml', "
                   "['true'], code=None, labels=['elsewhere']).code_sha256)")  # fmt: skip
     assert bare.returncode == 0, bare.stderr

@@ -25,6 +25,7 @@ def submit(
     *,
     code: str | os.PathLike[str] | None = ".",
     env: Mapping[str, str] | None = None,
+    secrets: Mapping[str, str] | None = None,
     gpus: int = 0,
     labels: Sequence[str] = (),
     priority: int = 0,
@@ -39,8 +40,10 @@ def submit(
     in ``project`` and return the task (``task.run_id`` is its run, there already).
     ``code``: the directory uploaded as the task's code and working directory, less what
     its ``.gitignore`` and ``.safeboardignore`` files ignore (the same code is uploaded
-    once per project); None runs a command that exists on the agent's machine. The server
-    is found as ``safeboard.init()`` finds it."""
+    once per project); None runs a command that exists on the agent's machine.
+    ``secrets``: variables for the task's environment that the server stores encrypted
+    and never shows again (``env`` is shown to the project's readers). The server is
+    found as ``safeboard.init()`` finds it."""
     argv = shlex.split(command) if isinstance(command, str) else list(command)
     if not argv:
         raise ConfigError("command: give the program to run and its arguments")
@@ -53,4 +56,4 @@ def submit(
                                   priority=priority, max_seconds=max_seconds,
                                   max_lost_retries=max_lost_retries,
                                   retry_on_failure=retry_on_failure, name=name,
-                                  code_sha256=code_sha256)  # fmt: skip
+                                  code_sha256=code_sha256, secrets=secrets)  # fmt: skip
