@@ -71,6 +71,7 @@ __all__ = [
     "__version__",
     "download_artifact",
     "init",
+    "submit",
 ]
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ if TYPE_CHECKING:
     from safeboard.errors import Unauthenticated as AuthenticationError
     from safeboard.sdk.artifacts import download_artifact
     from safeboard.sdk.run import Run, init
+    from safeboard.sdk.tasks import submit
 
 
 def __getattr__(name: str) -> Any:
@@ -108,6 +110,10 @@ def __getattr__(name: str) -> Any:
         from safeboard.sdk import artifacts  # noqa: PLC0415  (deferred on purpose)
 
         return artifacts.download_artifact
+    if name == "submit":
+        from safeboard.sdk import tasks  # noqa: PLC0415  (deferred on purpose)
+
+        return tasks.submit
     if name in _ERRORS:
         import importlib  # noqa: PLC0415  (deferred on purpose)
 

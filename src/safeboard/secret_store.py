@@ -11,15 +11,22 @@ import tomli_w
 
 from safeboard.datadir import require_private, write_private
 from safeboard.errors import ConfigError
-from safeboard.settings import SECRETS_FILE, SecureSettings
+from safeboard.settings import MAX_PREVIOUS_KEYS, SECRETS_FILE, SecureSettings
 
 __all__ = ["ensure_secrets", "rotate_secrets", "secret_names"]
 
 _ENV_PREFIX = "SAFEBOARD__SECURE__"
 
 
+_TASK_KEY = "task_secrets_key"
+# Earlier task secrets keys: never generated; a rotation keeps the replaced key here, so
+# that tasks' secrets sealed under it stay readable (safeboard.jobs.secrets re-seals them).
+_PREVIOUS_TASK_KEYS = "task_secrets_previous_keys"
+
+
 def secret_names() -> list[str]:
-    return list(SecureSettings.model_fields)
+    """The secrets generated at first start and replaced by a rotation."""
+    return [name for name, field in SecureSettings.model_fields.items() if field.is_required()]
 
 
 def _new_secret() -> str:
@@ -72,6 +79,12 @@ def rotate_secrets(data_dir: Path) -> list[str]:
     path = data_dir / SECRETS_FILE
     values = _read(path) if path.exists() else {}
     rotated = [n for n in secret_names() if not _from_env(n)]
+    old_task_key = values.get(_TASK_KEY)
+    if _TASK_KEY in rotated and old_task_key:
+        # The replaced key is kept (newest first, a bounded few): stored task secrets
+        # sealed under it stay readable until the next start re-seals them.
+        kept = [old_task_key, *values.get(_PREVIOUS_TASK_KEYS, "").split()]
+        values[_PREVIOUS_TASK_KEYS] = " ".join(list(dict.fromkeys(kept))[:MAX_PREVIOUS_KEYS])
     values.update({name: _new_secret() for name in rotated})
     _write(path, values)
     return rotated

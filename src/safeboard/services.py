@@ -33,10 +33,13 @@ from safeboard.artifacts.store import LocalStore
 from safeboard.auth.dependencies import CookiePolicy, RequestAuth
 from safeboard.auth.identity import IdentityChain
 from safeboard.events import EventBus
+from safeboard.jobs.code import CodeArchives
 from safeboard.jobs.lifecycle import RunNotices
+from safeboard.jobs.logs import TaskLogs
 from safeboard.jobs.queue import TaskQueue
 from safeboard.jobs.reaper import Reaper
 from safeboard.jobs.service import TaskService
+from safeboard.jobs.task_secrets import SecretBox, TaskSecrets
 from safeboard.jobs.tokens import TaskTokenProvider, TaskTokens
 from safeboard.jobs.wakeup import Wakeup
 from safeboard.metrics.service import MetricService
@@ -81,8 +84,12 @@ class Services:
     tasks: TaskService
     queue: TaskQueue
     task_tokens: TaskTokens  # issued by the queue's leases; the identity chain's provider
+    task_secrets: TaskSecrets  # sealed at submit, opened for the lease; re-sealed at start
     task_wakeup: Wakeup
     reaper: Reaper
+    code: CodeArchives  # tasks' code archives, in the artifacts' blob store
+    # Tasks' output as agents ship it; followers woken (PostgreSQL: a LISTEN thread).
+    task_logs: TaskLogs
 
     def provides(self, kind: type[Any]) -> bool:
         return kind in _field_of_type()
@@ -162,7 +169,17 @@ def build_services(
     # A task's run changes status as the task moves (queued, running, finished...).
     notices = RunNotices(events)
     wakeup = Wakeup(engine, poll_seconds=settings.jobs.poll_seconds)
-    queue = TaskQueue(engine, settings.jobs, wakeup, notices=notices, tokens=task_tokens)
+    # Tasks' secrets, sealed under a key of secrets.toml (earlier keys still open them).
+    secure = settings.secure
+    task_secrets = TaskSecrets(engine, SecretBox(
+        secure.task_secrets_key.get_secret_value(),
+        secure.task_secrets_previous_keys.get_secret_value().split(),
+    ))  # fmt: skip
+    queue = TaskQueue(engine, settings.jobs, wakeup, notices=notices, tokens=task_tokens,
+                      secrets=task_secrets)  # fmt: skip
+    # One blob store: artifacts' files and tasks' code archives (server-made keys).
+    store = LocalStore(settings.artifact_dir)
+    tasks = TaskService(engine, wakeup, notices=notices, secrets=task_secrets)
     return Services(
         settings=settings,
         engine=engine,
@@ -185,16 +202,19 @@ def build_services(
         metrics=MetricService(engine, events, runs=run_project, recheck=still_allowed),
         artifacts=ArtifactService(
             engine,
-            LocalStore(settings.artifact_dir),
+            store,
             settings.artifacts,
             settings.secure.signing_key.get_secret_value().encode(),
         ),
         agents=agents,
-        tasks=TaskService(engine, wakeup, notices=notices),
+        tasks=tasks,
         queue=queue,
         task_tokens=task_tokens,
+        task_secrets=task_secrets,
         task_wakeup=wakeup,
         reaper=Reaper(queue, every=settings.jobs.reaper_seconds),
+        code=CodeArchives(engine, store, settings.jobs),
+        task_logs=TaskLogs(engine, settings.jobs, tasks),
     )
 
 

@@ -33,6 +33,7 @@ from pydantic_settings import (
 from safeboard.errors import ConfigError
 from safeboard.hosts import is_loopback_host, is_wildcard_host
 from safeboard.settings_sections import (
+    MAX_PREVIOUS_KEYS,
     ArtifactSettings,
     AuthSettings,
     DatabaseSettings,
@@ -46,6 +47,7 @@ from safeboard.settings_sections import (
 
 __all__ = [
     "DATA_DIR_ENV",
+    "MAX_PREVIOUS_KEYS",
     "SECRETS_FILE",
     "SETTINGS_FILE",
     "ArtifactSettings",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -33,7 +33,7 @@ def _default(field: FieldInfo) -> str:
         value = field.default
     if value is None:
         return "(derived)"
-    if value == []:
+    if value == [] or (isinstance(value, SecretStr) and not value.get_secret_value()):
         return "(none)"
     return f"`{value}`"
 

@@ -28,6 +28,7 @@ from safeboard.hosts import NotAnOrigin, parse_origin
 
 __all__ = [
     "GIB",
+    "MAX_PREVIOUS_KEYS",
     "MIN_SECRET_BYTES",
     "ArtifactSettings",
     "AuthSettings",
@@ -408,7 +409,10 @@ class JobSettings(_Section):
         25.0,
         ge=0,
         le=60,
-        description="The longest an agent's lease request waits for a task (long-poll).",
+        description=(
+            "The longest a long-poll waits: an agent's lease request for a task, a "
+            "follower of a task's logs for lines (each asks for at most 25 s)."
+        ),
     )
     poll_seconds: float = Field(
         5.0,
@@ -417,6 +421,26 @@ class JobSettings(_Section):
         description=(
             "A waiting lease request looks at the queue again at least this often, even "
             "without a wake-up notice (one lost while a PostgreSQL listener reconnects)."
+        ),
+    )
+    max_code_bytes: int = Field(
+        50 * 1024 * 1024,
+        ge=1024,
+        le=4 * 1024**3,
+        description=(
+            "Largest code archive (compressed tar.gz) a task may carry; a larger upload "
+            "gets 413, and `safeboard task submit` refuses it before sending, naming the "
+            "biggest files to exclude."
+        ),
+    )
+    max_log_bytes: int = Field(
+        100 * 1024 * 1024,
+        ge=1024,
+        le=2**40,
+        description=(
+            "The most output (bytes of text, all attempts together) kept of one task. Past "
+            "it the first part is kept, the rest dropped and the task's log marked truncated "
+            "(the agent keeps the whole file on its machine)."
         ),
     )
 
@@ -437,6 +461,21 @@ def secret_weakness(value: str) -> str | None:
     return None
 
 
+MAX_PREVIOUS_KEYS = 4  # earlier task secrets keys kept by a rotation
+
+
+def _strong_list(value: SecretStr) -> SecretStr:
+    keys = value.get_secret_value().split()
+    if len(keys) > MAX_PREVIOUS_KEYS or any(secret_weakness(key) for key in keys):
+        raise ConfigError(
+            "secret secure.task_secrets_previous_keys (from secrets.toml or "
+            "SAFEBOARD__SECURE__TASK_SECRETS_PREVIOUS_KEYS) must hold at most "
+            f"{MAX_PREVIOUS_KEYS} space-separated keys, each random and at least "
+            f"{MIN_SECRET_BYTES} bytes"
+        )
+    return value
+
+
 class SecureSettings(_Section):
     """Secrets. Generated at first start into `secrets.toml` (0600); never printed (S2)."""
 
@@ -447,10 +486,24 @@ class SecureSettings(_Section):
     signing_key: SecretStr = Field(
         description="Key for signed, short-lived URLs (artifact previews). At least 32 bytes."
     )
+    task_secrets_key: SecretStr = Field(
+        description="Key that encrypts tasks' secrets at rest (AES-256-GCM, derived by "
+        "HKDF-SHA256). At least 32 bytes. `safeboard secrets rotate` moves the old one to "
+        "`task_secrets_previous_keys`, so stored secrets stay readable."
+    )
+    task_secrets_previous_keys: SecretStr = Field(
+        SecretStr(""),
+        description="Earlier `task_secrets_key`s, space-separated, newest first (at most "
+        f"{MAX_PREVIOUS_KEYS}): tasks' secrets sealed under one are still read, and each "
+        "start re-encrypts them under the current key. Kept by `safeboard secrets rotate`; "
+        "never generated.",
+    )
 
     @field_validator("*")
     @classmethod
     def _strong(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        if info.field_name == "task_secrets_previous_keys":
+            return _strong_list(value)
         weakness = secret_weakness(value.get_secret_value())
         if weakness:
             name = info.field_name or "secret"

@@ -15,6 +15,9 @@ __all__ = [
     "FINAL_TASK_STATES",
     "ID_PATTERN",
     "MAX_HISTORY_KEYS",
+    "MAX_LOG_BATCH_BYTES",
+    "MAX_LOG_BATCH_LINES",
+    "MAX_LOG_LINE_BYTES",
     "MAX_METRIC_KEY_LENGTH",
     "ArtifactKind",
     "ArtifactState",
@@ -56,6 +59,13 @@ class TaskState(StrEnum):
 
 FINAL_TASK_STATES = (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.LOST)
 """States a task ends in: nothing changes it after (``task retry`` makes a new task)."""
+
+# A task's output as its agent ships it (docs/agents.md, "Logs"): a line longer than this
+# many bytes is cut (and marked) by the agent; a batch holds at most this many lines and
+# bytes of text (the server refuses more with 422; the agent sends at most 256 KiB).
+MAX_LOG_LINE_BYTES = 16 * 1024
+MAX_LOG_BATCH_LINES = 1000
+MAX_LOG_BATCH_BYTES = 1024 * 1024
 
 
 class ArtifactKind(StrEnum):

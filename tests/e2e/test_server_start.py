@@ -183,6 +183,9 @@ def test_secrets_rotate_replaces_keys(tmp_path: Path) -> None:
     result = run_cli("secrets", "rotate", data_dir=data_dir)
     assert result.returncode == 0, result.stderr
     after = tomllib.loads((data_dir / "secrets.toml").read_text())["secure"]
+    # The replaced task key is kept, so that tasks' stored secrets stay readable.
+    old_task_key = tomllib.loads(before)["secure"]["task_secrets_key"]
+    assert after.pop("task_secrets_previous_keys") == old_task_key
     for value in after.values():
         assert value not in before
         assert value not in result.stdout

@@ -1,11 +1,16 @@
 """``safeboard task ...`` as a subprocess against a real server over TLS: submit (with
---no-code; without it: exit 2 and why), list, show, cancel, retry, and errors as one line."""
+--no-code; code over the server's limit: exit 2 naming the biggest files), list, show,
+cancel, retry, and errors as one line."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,13 +20,17 @@ from tests.e2e.conftest import ServerProcess, cli_env, run_cli, start_server
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    started = start_server(tmp_path_factory.mktemp("task-cli"), "--tls")
+    limit = {"SAFEBOARD__JOBS__MAX_CODE_BYTES": str(CODE_LIMIT)}
+    started = start_server(tmp_path_factory.mktemp("task-cli"), "--tls", settings=limit)
     key = json.loads((started.data_dir / "discovery.json").read_text())["api_key"]
     with started.client() as client:
         client.headers["Authorization"] = f"Bearer {key}"
         assert client.post("/api/v1/projects", json={"name": "ml"}).status_code == 201
     yield started
     started.stop()
+
+
+CODE_LIMIT = 64 * 1024
 
 
 def cli(server: ServerProcess, *args: str, code: int = 0) -> Any:
@@ -68,11 +77,44 @@ def test_submit_list_show_cancel_retry(server: ServerProcess) -> None:
     assert re.fullmatch(expected, retried), retried
 
 
+def test_code_over_the_limit_is_refused_before_it_is_sent(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    (tmp_path / "weights.bin").write_bytes(os.urandom(3 * CODE_LIMIT))
+    (tmp_path / "small.npy").write_bytes(os.urandom(CODE_LIMIT // 2))
+    done = subprocess.run(
+        [sys.executable, "-m", "safeboard", "task", "submit", "--project", "ml", "--", "python",
+         "train.py"], env=cli_env(server.data_dir), cwd=tmp_path, capture_output=True,
+        text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "over" in done.stderr or "more than" in done.stderr
+    assert "weights.bin (196.6 KB)" in done.stderr, done.stderr
+    assert ".safeboardignore" in done.stderr
+    assert "--no-code" in done.stderr
+    assert "Traceback" not in done.stderr
+    stored = [p for p in (server.data_dir / "artifacts").rglob("*") if p.is_file()]
+    assert stored == []
+    (tmp_path / ".safeboardignore").write_text("*.bin\n")  # the fix the message gives
+    fixed = subprocess.run(
+        [sys.executable, "-m", "safeboard", "task", "submit", "--project", "ml", "--code",
+         str(tmp_path), "--", "python", "train.py"], env=cli_env(server.data_dir),
+        capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert fixed.returncode == 0, fixed.stderr
+    assert "code: 3 files" in fixed.stderr
+
+
 def test_refusals_are_one_line(server: ServerProcess) -> None:
-    no_code = cli(server, "task", "submit", "--project", "ml", "--", "python", "x.py", code=2)
-    assert "code upload is not available yet" in no_code.stderr
-    assert "--no-code" in no_code.stderr
-    assert "Traceback" not in no_code.stderr
+    both = cli(server, "task", "submit", "--project", "ml", "--code", ".", "--no-code", "--",
+               "true", code=2)  # fmt: skip
+    assert "--code and --no-code" in both.stderr
+    nowhere_dir = cli(server, "task", "submit", "--project", "ml", "--code", "/no/such/dir",
+                      "--", "true", code=2)  # fmt: skip
+    assert "not a directory" in nowhere_dir.stderr
+    assert "Traceback" not in nowhere_dir.stderr
     missing = cli(server, "task", "show", "987654", code=2)
     assert missing.stderr.strip() == "safeboard: error: no task 987654"
     bad = cli(server, "task", "submit", "--project", "ml", "--env", "1X=2", "--no-code", "--",

@@ -202,6 +202,7 @@ async def test_an_agent_credential_reaches_only_agent_routes(world: World) -> No
             assert response.status_code == 403, (method, path, response.status_code)
             assert response.json()["error"]["code"] == "forbidden"
     assert "/api/v1/agent/hello" in reached
+    assert "/api/v1/agent/tasks/x1/x1/code" in reached  # a task's code
 
 
 @pytest.mark.parametrize("scope", list(Scope))

@@ -136,7 +136,9 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"labels": ["has space"]}, "labels"),
     ({"priority": 10**9}, ""),
     ({"max_seconds": 0}, ""),
-    ({"code": True}, "code upload is not available yet"),
+    ({"code": True}, ""),  # replaced by code_sha256 (an uploaded archive)
+    ({"code_sha256": "XYZ"}, ""),
+    ({"code_sha256": "0" * 64}, "was not uploaded to project p"),
     ({"unknown": 1}, ""),
 ]
 

@@ -51,7 +51,8 @@ class RunningServer:
 @pytest.fixture(scope="module")
 def material(tmp_path_factory: pytest.TempPathFactory) -> TlsMaterial:
     data_dir = tmp_path_factory.mktemp("tls") / "data"
-    secure = {"session_secret": secrets.token_urlsafe(32), "signing_key": secrets.token_urlsafe(32)}
+    secure = {"session_secret": secrets.token_urlsafe(32), "signing_key": secrets.token_urlsafe(32),
+              "task_secrets_key": secrets.token_urlsafe(32)}  # fmt: skip
     return prepare_tls(Settings(data_dir=data_dir, secure=secure, tls={"enabled": True}))
 
 

@@ -34,7 +34,8 @@ NOW = datetime.now(UTC)
 
 
 def make_settings(data_dir: Path, **sections: Any) -> Settings:
-    secure = {"session_secret": secrets.token_urlsafe(32), "signing_key": secrets.token_urlsafe(32)}
+    secure = {"session_secret": secrets.token_urlsafe(32), "signing_key": secrets.token_urlsafe(32),
+              "task_secrets_key": secrets.token_urlsafe(32)}  # fmt: skip
     sections.setdefault("tls", {})
     sections["tls"].setdefault("enabled", True)
     return Settings(data_dir=data_dir, secure=secure, **sections)

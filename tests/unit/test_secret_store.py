@@ -52,7 +52,7 @@ def test_missing_secret_is_added_without_touching_others(tmp_path: Path) -> None
         f'[secure]\nsession_secret = "{kept["session_secret"]}"\n'
     )
     (directory / "secrets.toml").chmod(0o600)
-    assert ensure_secrets(directory) == ["signing_key"]
+    assert ensure_secrets(directory) == ["signing_key", "task_secrets_key"]
     assert _values(directory)["session_secret"] == kept["session_secret"]
 
 
@@ -108,6 +108,6 @@ def test_rotate_leaves_environment_secrets_alone(
 ) -> None:
     directory = ensure_data_dir(tmp_path / "d")
     monkeypatch.setenv("SAFEBOARD__SECURE__SIGNING_KEY", "Zq8vN3xL0pR7tY2wK5mB9cH4jF6gD1sA-_Qe")
-    assert ensure_secrets(directory) == ["session_secret"]
-    assert rotate_secrets(directory) == ["session_secret"]
+    assert ensure_secrets(directory) == ["session_secret", "task_secrets_key"]
+    assert rotate_secrets(directory) == ["session_secret", "task_secrets_key"]
     assert "signing_key" not in _values(directory)

@@ -2,7 +2,10 @@
 group, in a private 0700 directory, with a minimal environment; its lease renewed by
 heartbeat every third of the lease; stopped (SIGTERM to the group, SIGKILL after the
 grace period) when the server says cancel, when the agent stops, or at once when the
-server took the attempt away (409). docs/agents.md, "Running tasks"."""
+server took the attempt away (409). Its stdout and stderr go, line by line and redacted,
+to the attempt's log file (agent/output.py), which a shipper thread sends to the server
+(agent/shipper.py); what is left is shipped before the exit is reported. docs/agents.md,
+"Running tasks" and "Logs"."""
 
 from __future__ import annotations
 
@@ -17,12 +20,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from safeboard.agent.code import EXIT_CODE_REFUSED, prepare_code
+from safeboard.agent.output import Spool
+from safeboard.agent.redact import Redactor
+from safeboard.agent.shipper import Shipper
 from safeboard.agent.state import AgentState
 from safeboard.client import Client
 from safeboard.client.config import private_dir, write_private
-from safeboard.client.job_models import TaskLease
+from safeboard.client.job_models import TaskLease, secret_values
 from safeboard.client.retry import RetryPolicy
 from safeboard.errors import (
     Conflict,
@@ -39,6 +46,7 @@ BASE_VARIABLES = ("PATH", "HOME", "LANG")
 REPORT_PATIENCE = 300.0  # seconds a report is retried while the server cannot be reached
 _TICK = 0.2  # how often the process and the agent's stop signals are looked at
 _EXIT_NOT_FOUND, _EXIT_NOT_RUNNABLE = 127, 126
+_READERS_PATIENCE = 5.0  # seconds for the pipes to end once the process group is gone
 
 
 @dataclass
@@ -61,10 +69,11 @@ def task_environment(
     lease: TaskLease, state: AgentState, ca_file: Path | None, parent: dict[str, str]
 ) -> dict[str, str]:
     """The child's whole environment: PATH, HOME and LANG of the agent's, the task's own
-    variables, then what safeboard sets (which the task's cannot replace). Never the
-    agent's credential, nor anything else of the agent's environment (an API key...)."""
+    variables, its secrets, then what safeboard sets (which neither can replace). Never
+    the agent's credential, nor anything else of the agent's environment (an API key...)."""
     env = {name: parent[name] for name in BASE_VARIABLES if name in parent}
     env.update(lease.env)
+    env.update(lease.secrets)  # the environment only: never argv, never a line we print
     env.update({
         "SAFEBOARD_URL": state.url,
         "SAFEBOARD_RUN_ID": lease.run_id,
@@ -97,7 +106,10 @@ class Attempt(threading.Thread):
         state: AgentState,
         state_dir: Path,
         controls: Controls,
+        redactor: Redactor | None = None,
     ) -> None:
+        """``redactor``: the values taken out of the task's output (default: the task's
+        secrets and its task token, ``secret_values``)."""
         super().__init__(name=f"task-{lease.task_id}.{lease.attempt}", daemon=True)
         self.lease = lease
         self.label = f"task {lease.task_id} attempt {lease.attempt}"
@@ -107,6 +119,7 @@ class Attempt(threading.Thread):
         self.controls = controls
         self._interval = max(1.0, lease.lease_seconds / 3)
         self._backoff = RetryPolicy(base=0.5, cap=self._interval, retry_after_cap=60.0)
+        self.redactor = redactor if redactor is not None else Redactor(secret_values(lease))
 
     @property
     def gpus(self) -> tuple[str, ...]:
@@ -132,23 +145,76 @@ class Attempt(threading.Thread):
         private_dir(directory.parent)
         shutil.rmtree(directory, ignore_errors=True)
         private_dir(directory)
+        refused: str | None = None
+        ended: tuple[int | None, int | None, float] | None = None
         try:
-            ca_file = None
-            if self._state.ca_pem:
-                ca_file = directory / "ca.pem"
-                write_private(ca_file, self._state.ca_pem.encode())
-            env = task_environment(self.lease, self._state, ca_file, dict(os.environ))
-            private_dir(self.log_path.parent)
-            fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            with os.fdopen(fd, "ab") as log:
-                ended = self._execute(client, directory, env, log)
+            spool = Spool(self.log_path, self.redactor)
+            shipper = Shipper(spool, task_id=self.lease.task_id, attempt=self.lease.attempt,
+                              connect=self._connect, say=self.controls.say,
+                              refused=self.controls.refused, hard_stop=self.controls.hard_stop,
+                              label=self.label)  # fmt: skip
+            shipper.start()
+            try:
+                # The code first: the CA below replaces a ca.pem it may hold.
+                refused = self._code(directory, spool)
+                ca_file = None
+                if refused is None and self._state.ca_pem:
+                    ca_file = directory / "ca.pem"
+                    write_private(ca_file, self._state.ca_pem.encode())
+                env = task_environment(self.lease, self._state, ca_file, dict(os.environ))
+                if refused is None:
+                    ended = self._execute(client, directory, env, spool)
+            finally:
+                spool.close()
         finally:
             shutil.rmtree(directory, ignore_errors=True)  # before the exit is reported
-        if ended is not None:
+        if refused is None and ended is None:
+            shipper.abandon()
+            return
+        # The rest of the output first: once the exit is reported the task may be seen as
+        # over (``task logs -f`` ends), so its last lines must be there already.
+        if not self.controls.revoked.is_set():
+            shipper.finish(REPORT_PATIENCE)
+        if refused is not None:
+            self._not_run(client, refused)
+        elif ended is not None:
             self._finish(client, *ended)
 
+    def _code(self, directory: Path, spool: Spool) -> str | None:
+        """Fetch, check and unpack the task's code into ``directory`` while heartbeats
+        keep the lease; why the command cannot run, or None (also without code)."""
+        if not self.lease.code_sha256:
+            return None
+        stop = threading.Event()
+        beats = threading.Thread(target=self._beat_until, args=(stop,), daemon=True,
+                                 name=f"{self.name}-code-beats")  # fmt: skip
+        beats.start()
+        try:
+            with self._connect() as client:
+                refused = prepare_code(client, self.lease, directory, self.controls.hard_stop)
+        finally:
+            stop.set()
+            beats.join()
+        if refused is not None:
+            spool.write("stderr", f"safeboard agent: {refused}; the command was not run")
+            self.controls.say(f"{self.label}: {refused}; the command was not run")
+        return refused
+
+    def _beat_until(self, stop: threading.Event) -> None:
+        with contextlib.suppress(SafeboardError), self._connect() as client:
+            while not stop.wait(self._interval):
+                with contextlib.suppress(SafeboardError):  # the fetch will say what is wrong
+                    client.heartbeat(self.lease.task_id, self.lease.attempt)
+
+    def _not_run(self, client: Client, refused: str) -> None:
+        state = None
+        if not self.controls.revoked.is_set():
+            state = self._report(client, "exited", exit_code=EXIT_CODE_REFUSED,
+                                 reason=f"{refused}; the command was not run")  # fmt: skip
+        self.controls.say(f"{self.label}: not run" + (f": {state}" if state else ": not reported"))
+
     def _execute(
-        self, client: Client, cwd: Path, env: dict[str, str], log: IO[bytes]
+        self, client: Client, cwd: Path, env: dict[str, str], spool: Spool
     ) -> tuple[int | None, int | None, float] | None:
         """Run the process to its end: (exit code, signal, start time) to report, or None
         when there is nothing to report (the attempt was taken away or refused)."""
@@ -156,14 +222,26 @@ class Attempt(threading.Thread):
         started = time.monotonic()
         try:
             process = subprocess.Popen(  # noqa: S603  (the task's argv, no shell)
-                command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, start_new_session=True,
             )  # fmt: skip
         except OSError as exc:
             code = _EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else _EXIT_NOT_RUNNABLE
-            log.write(f"safeboard agent: cannot start {command[0]}: {exc.strerror}\n".encode())
+            spool.write("stderr", f"safeboard agent: cannot start {command[0]}: {exc.strerror}")
             self.controls.say(f"{self.label}: cannot start {command[0]} ({exc.strerror})")
             return code, None, started
+        assert process.stdout is not None  # noqa: S101  (PIPE)
+        assert process.stderr is not None  # noqa: S101
+        readers = [spool.reader("stdout", process.stdout), spool.reader("stderr", process.stderr)]
+        try:
+            return self._supervise(client, process, started)
+        finally:
+            self._drain_pipes(process, readers)
+
+    def _supervise(
+        self, client: Client, process: subprocess.Popen[Any], started: float
+    ) -> tuple[int | None, int | None, float] | None:
+        command = list(self.lease.command)
         gpus = ", ".join(self.lease.gpus) or "no GPUs"
         self.controls.say(f"{self.label}: started pid {process.pid} ({gpus}): "
                           f"{shlex.join(command)}; output in {self.log_path}")  # fmt: skip
@@ -180,6 +258,19 @@ class Attempt(threading.Thread):
         if returncode < 0:
             return None, -returncode, started
         return returncode, None, started
+
+    def _drain_pipes(self, process: subprocess.Popen[Any], readers: list[threading.Thread]) -> None:
+        """The readers reach the pipes' end (the group is gone: they end at once); a
+        process that left the group and holds them open is not waited for."""
+        give_up = time.monotonic() + _READERS_PATIENCE
+        for reader in readers:
+            reader.join(max(0.0, give_up - time.monotonic()))
+        if any(reader.is_alive() for reader in readers):
+            self.controls.say(f"{self.label}: a process outside its group still holds its "
+                              "output open; what it writes now is not shipped")  # fmt: skip
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None and not any(r.is_alive() for r in readers):
+                pipe.close()
 
     def _watch(self, client: Client, process: subprocess.Popen[Any]) -> bool:
         """Until the process exits: heartbeats, and the stops they or the agent ask for.
@@ -245,7 +336,7 @@ class Attempt(threading.Thread):
         self.controls.say(f"{self.label}: {how} after {took:.1f} s"
                           + (f": {state}" if state else ": not reported"))  # fmt: skip
 
-    def _report(self, client: Client, kind: str, **values: int | None) -> str | None:
+    def _report(self, client: Client, kind: str, **values: Any) -> str | None:
         """Report an event, retried with backoff (the server's Retry-After honoured) while
         the server cannot be reached; None when it was refused or never got through."""
         give_up = time.monotonic() + REPORT_PATIENCE

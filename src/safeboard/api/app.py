@@ -32,6 +32,8 @@ from safeboard.audit import routes as audit_routes
 from safeboard.auth.dependencies import requires
 from safeboard.auth.permissions import Permission
 from safeboard.jobs import agent_routes as task_agent_routes
+from safeboard.jobs import code_routes as task_code_routes
+from safeboard.jobs import log_routes as task_log_routes
 from safeboard.jobs import routes as task_routes
 from safeboard.metrics import history_routes as metric_history_routes
 from safeboard.metrics import routes as metric_routes
@@ -88,9 +90,11 @@ def create_app(
         services.events.start()  # PostgreSQL: LISTEN for other replicas' updates
         services.task_wakeup.start()  # PostgreSQL: LISTEN for tasks queued elsewhere
         services.reaper.start()  # lapsed leases: attempts lost, tasks requeued
+        services.task_logs.start()  # PostgreSQL: LISTEN for task logs stored elsewhere
         # Abandoned uploads expire: soon after start, then hourly (artifacts/expiry.py).
         async with expiry_sweeps(services.artifacts):
             yield
+        services.task_logs.stop()  # log followers answer now
         services.reaper.stop()
         services.task_wakeup.stop()  # waiting lease requests return now
         services.events.stop()
@@ -126,6 +130,8 @@ def create_app(
     app.include_router(agent_routes.agent_router)  # agents: /api/v1/agent/...
     app.include_router(task_routes.router)
     app.include_router(task_agent_routes.router)  # agents: lease, heartbeat, events
+    app.include_router(task_code_routes.router)  # tasks' code: upload; the agent's download
+    app.include_router(task_log_routes.router)  # users: a task's logs, followed
     app.include_router(web_routes.router)
     app.mount("/static", web_routes.static_files(), name="static")
 
@@ -141,7 +147,7 @@ def create_app(
     #    characters in URLs refused -> Host check -> request id, access log,
     #    500s -> security headers -> proxy headers (outermost: every layer sees the real
     #    client address).
-    streamed = re.compile(artifact_routes.CONTENT_PATH)
+    streamed = re.compile(f"{artifact_routes.CONTENT_PATH}|{task_code_routes.CODE_PATH}")
     app.add_middleware(JsonTextMiddleware, routes=app.routes, skip=streamed)
     app.add_middleware(
         BodyLimitMiddleware, limit=settings.server.max_body_bytes, own_limit=streamed

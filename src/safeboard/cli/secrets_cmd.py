@@ -22,7 +22,9 @@ def rotate(data_dir: Path | None) -> None:
     """Replace every secret in secrets.toml with a new random one.
 
     Restart the server afterwards. Sessions and signed links made with the old keys stop
-    working; API keys are unaffected.
+    working; API keys are unaffected. Tasks' stored secrets stay readable: the replaced
+    task_secrets_key is kept (task_secrets_previous_keys) and the next start re-encrypts
+    them under the new one.
     """
     from safeboard.audit import service as audit
     from safeboard.audit.events import AuditAction

@@ -1,11 +1,13 @@
-"""``safeboard task submit | list | show | cancel | retry``: queued jobs, through the
+"""``safeboard task submit | list | show | cancel | retry | logs``: queued jobs, through the
 typed client (``safeboard.client.Client``), on whichever server the SDK would use."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -14,14 +16,11 @@ from safeboard.cli.options import connect, json_option, url_option
 from safeboard.vocabulary import TaskState
 
 if TYPE_CHECKING:
+    from safeboard.client import Client
     from safeboard.client.job_models import Task
 
-__all__ = ["parse_duration", "task"]
+__all__ = ["parse_duration", "read_secrets", "task"]
 
-NO_CODE_YET = (
-    "code upload is not available yet: pass --no-code to run a command that exists on the "
-    "agent's machine"
-)
 _DURATION = re.compile(r"(\d+)([smhd])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -51,6 +50,51 @@ def _env(pairs: tuple[str, ...]) -> dict[str, str]:
     return env
 
 
+VALUE_ON_COMMAND_LINE = (
+    "--secret {name}=...: a value on the command line is visible to every user of this "
+    "machine (ps, /proc) and stays in your shell history, so it is refused. Use "
+    "--secret {name} to take it from your environment variable {name}, or "
+    "--secret {name}=@FILE to read it from a file"
+)
+
+
+def read_secrets(specs: tuple[str, ...], environ: dict[str, str] | None = None) -> dict[str, str]:
+    """``--secret NAME`` (the value of the environment variable NAME) and
+    ``--secret NAME=@FILE`` (the file's text, less one final newline). A value written
+    on the command line (``NAME=value``) is refused: argv is visible in ``ps``. Messages
+    never quote a value."""
+    environ = dict(os.environ) if environ is None else environ
+    found: dict[str, str] = {}
+    for spec in specs:
+        name, sep, source = spec.partition("=")
+        if not name:
+            raise click.BadParameter(f"{spec[:1]}...: write NAME or NAME=@FILE",
+                                     param_hint="--secret")  # fmt: skip
+        if name in found:
+            raise click.BadParameter(f"{name} is given twice", param_hint="--secret")
+        if not sep:
+            if name not in environ:
+                raise click.BadParameter(f"{name} is not set in your environment: export it, "
+                                         f"or write --secret {name}=@FILE",
+                                         param_hint="--secret")  # fmt: skip
+            found[name] = environ[name]
+        elif source.startswith("@") and len(source) > 1:
+            found[name] = _secret_file(name, Path(source[1:]).expanduser())
+        else:
+            raise click.UsageError(VALUE_ON_COMMAND_LINE.format(name=name))
+    return found
+
+
+def _secret_file(name: str, path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise click.BadParameter(f"{name}: cannot read {path} ({why})",
+                                 param_hint="--secret") from None  # fmt: skip
+    return text.removesuffix("\n").removesuffix("\r")
+
+
 def _time(value: Any) -> str:
     return "" if value is None else value.isoformat(sep=" ", timespec="seconds")[:19]
 
@@ -70,14 +114,20 @@ def task() -> None:
               help="Stopped (failed) after this long: 90s, 45m, 2h, 1d, 1h30m.")  # fmt: skip
 @click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE",
               help="A plain environment variable (readers see it: no secrets).")  # fmt: skip
+@click.option("--secret", "secret_specs", multiple=True, metavar="NAME[=@FILE]",
+              help="A secret environment variable for the task: from your environment "
+                   "variable NAME, or read from FILE. Stored encrypted, shown to nobody "
+                   "(repeat for more).")  # fmt: skip
 @click.option("--retries", "max_lost_retries", type=click.IntRange(0, 100), default=2,
               show_default=True, help="Retries of a lost attempt (its agent gone).")  # fmt: skip
 @click.option("--retry-on-failure", is_flag=True,
               help="Retry a non-zero exit too (within the same number of retries).")  # fmt: skip
 @click.option("--name", default=None, help="The run's name (default: task-<id>).")
+@click.option("--code", "code_dir", default=None, metavar="DIR",
+              help="The directory uploaded as the task's code (default: the current one), "
+                   "less what its .gitignore and .safeboardignore files ignore.")  # fmt: skip
 @click.option("--no-code", "no_code", is_flag=True,
-              help="Run a command that exists on the agent's machine (required for now: "
-                   "uploading the current directory is not available yet).")  # fmt: skip
+              help="Upload nothing: run a command that exists on the agent's machine.")  # fmt: skip
 @click.argument("command", nargs=-1, required=True)
 @url_option
 @json_option
@@ -88,29 +138,50 @@ def submit(
     priority: int,
     max_duration: str | None,
     env_pairs: tuple[str, ...],
+    secret_specs: tuple[str, ...],
     max_lost_retries: int,
     retry_on_failure: bool,
     name: str | None,
+    code_dir: str | None,
     no_code: bool,
     command: tuple[str, ...],
     url: str | None,
     as_json: bool,
 ) -> None:
-    """Queue COMMAND (after --) for an agent: safeboard task submit --project P --no-code
-    -- python train.py --lr 0.1"""
-    if not no_code:
-        raise click.UsageError(NO_CODE_YET)
+    """Queue COMMAND (after --) for an agent, run in the current directory's code:
+    safeboard task submit --project P -- python train.py --lr 0.1"""
+    if no_code and code_dir is not None:
+        raise click.UsageError("--code and --no-code: give one of them")
     max_seconds = None if max_duration is None else parse_duration(max_duration)
     env = _env(env_pairs)
+    secrets = read_secrets(secret_specs)
     with connect(url) as client:
+        code_sha256 = None if no_code else _upload(client, project, code_dir or ".")
         made = client.submit_task(project, list(command), env=env, gpus=gpus, labels=labels,
                                   priority=priority, max_seconds=max_seconds,
                                   max_lost_retries=max_lost_retries,
-                                  retry_on_failure=retry_on_failure, name=name)  # fmt: skip
+                                  retry_on_failure=retry_on_failure, name=name,
+                                  code_sha256=code_sha256, secrets=secrets)  # fmt: skip
     if as_json:
         click.echo(json.dumps(made.to_json()))
         return
     click.echo(f"task {made.id} queued in {made.project} (run {made.run_id})")
+
+
+def _upload(client: Client, project: str, directory: str) -> str:
+    """Pack and upload ``directory`` (once per project); what happened, on stderr."""
+    from safeboard.client.code import upload_code
+    from safeboard.sizes import human_size
+
+    sent = upload_code(client, project, directory)
+    how = "uploaded" if sent.sent else "already on the server"
+    click.echo(f"code: {sent.files} files, {human_size(sent.size)} packed "
+               f"({sent.sha256[:12]}), {how}", err=True)  # fmt: skip
+    if sent.skipped_links:
+        shown = ", ".join(sent.skipped_links[:5]) + (", ..." if len(sent.skipped_links) > 5 else "")
+        click.echo(f"code: left out {len(sent.skipped_links)} link(s) pointing out of "
+                   f"{directory}: {shown}", err=True)  # fmt: skip
+    return sent.sha256
 
 
 @task.command("list")
@@ -176,6 +247,8 @@ def show_task(task_id: str, url: str | None, as_json: bool) -> None:
     click.echo(f"needs: {', '.join(needs)}; priority {found.priority}")
     if found.env:
         click.echo("env: " + " ".join(sorted(found.env)))  # names only: values via --json
+    if found.secret_names:
+        click.echo("secrets: " + " ".join(found.secret_names))  # the server knows no more
     if found.cancel_requested_by:
         click.echo(f"cancel requested by: {found.cancel_requested_by}")
     if found.retry_of:
@@ -214,3 +287,41 @@ def retry_task(task_id: str, url: str | None) -> None:
         found = client.retry_task(_task_id(task_id))
     click.echo(f"task {found.id} queued in {found.project} (run {found.run_id}), "
                f"a retry of task {found.retry_of}")  # fmt: skip
+
+
+@task.command("logs")
+@click.argument("task_id")
+@click.option("-f", "--follow", is_flag=True,
+              help="Print lines as they come until the task ends (exit 0: succeeded).")  # fmt: skip
+@click.option("--attempt", type=click.IntRange(1, 2**31 - 1), default=None,
+              help="This attempt's output (default: the latest; -f follows retries).")  # fmt: skip
+@url_option
+@json_option
+def task_logs(
+    task_id: str, follow: bool, attempt: int | None, url: str | None, as_json: bool
+) -> None:
+    """A task's output: its stdout lines to stdout, its stderr lines to stderr, in order.
+    Ctrl-C stops following."""
+    number = _task_id(task_id)
+    seen_attempt = attempt
+    try:
+        with connect(url) as client:
+            for line in client.task_logs(number, attempt=attempt, follow=follow):
+                if seen_attempt is not None and line.attempt != seen_attempt:
+                    click.echo(f"task {number}: attempt {line.attempt} (a retry) from here",
+                               err=True)  # fmt: skip
+                seen_attempt = line.attempt
+                if as_json:
+                    click.echo(json.dumps({"attempt": line.attempt, "n": line.number,
+                                           "stream": line.stream, "text": line.text}))  # fmt: skip
+                else:
+                    click.echo(line.text, err=line.stream == "stderr")
+            if not follow:
+                return
+            found = client.task(number)
+    except KeyboardInterrupt:  # Ctrl-C: stop following, quietly
+        raise SystemExit(130) from None
+    if found.state is not TaskState.SUCCEEDED:
+        reason = f" ({found.reason})" if found.reason else ""
+        click.echo(f"task {number}: {found.state.value}{reason}", err=True)
+        raise SystemExit(1)

@@ -12,6 +12,7 @@ from safeboard.vocabulary import TaskState
 
 __all__ = [
     "AgentInfo",
+    "CodeStatus",
     "Enrollment",
     "Heartbeat",
     "HelloAnswer",
@@ -19,6 +20,7 @@ __all__ = [
     "Task",
     "TaskAttempt",
     "TaskLease",
+    "secret_values",
 ]
 
 
@@ -56,7 +58,8 @@ class Enrollment:
 @dataclass(frozen=True)
 class TaskLease:
     """One attempt of a task, leased to this agent: what to run, on which GPUs, for how
-    long without a heartbeat. ``task_token`` (the task's own credential) is secret."""
+    long without a heartbeat. ``task_token`` (the task's own credential) and ``secrets``
+    (the task's secret variables, in clear) are secret: never in a repr."""
 
     task_id: int
     attempt: int
@@ -69,13 +72,39 @@ class TaskLease:
     lease_expires_at: datetime
     deadline: datetime | None
     task_token: str | None = field(default=None, repr=False)
+    code_sha256: str | None = None  # the task's code archive (None: run a command as is)
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TaskLease:
         return cls(int(d["id"]), int(d["attempt"]), d["run_id"], tuple(d["command"]),
                    dict(d.get("env", {})), tuple(d.get("gpus", [])), d.get("max_seconds"),
                    int(d["lease_seconds"]), _when(d["lease_expires_at"]),
-                   _time(d.get("deadline")), d.get("task_token"))  # fmt: skip
+                   _time(d.get("deadline")), d.get("task_token"),
+                   code_sha256=d.get("code_sha256"),
+                   secrets=dict(d.get("secrets") or {}))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CodeStatus:
+    """Whether a project holds a code archive, and the largest the server takes."""
+
+    sha256: str
+    uploaded: bool
+    size: int | None
+    max_bytes: int
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> CodeStatus:
+        return cls(d["sha256"], bool(d["uploaded"]), d.get("size"), int(d["max_bytes"]))
+
+
+def secret_values(lease: TaskLease) -> list[str]:
+    """What must never appear in a line the agent writes about this attempt, or in the
+    task's uploaded log: its secrets' values and its task token (longest first, so that a
+    value containing another is redacted whole)."""
+    values = [*lease.secrets.values(), *([lease.task_token] if lease.task_token else [])]
+    return sorted({v for v in values if v}, key=len, reverse=True)
 
 
 @dataclass(frozen=True)
@@ -196,6 +225,8 @@ class Task(_Json):
     created_at: datetime
     finished_at: datetime | None
     attempts: tuple[TaskAttempt, ...] = ()
+    code_sha256: str | None = None  # its code archive; None: a command of the agent's
+    secret_names: tuple[str, ...] = ()  # never the values
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Task:
@@ -219,4 +250,6 @@ class Task(_Json):
             created_at=_when(d["created_at"]),
             finished_at=_time(d.get("finished_at")),
             attempts=tuple(TaskAttempt.from_json(a) for a in d.get("attempts", [])),
+            code_sha256=d.get("code_sha256"),
+            secret_names=tuple(d.get("secret_names", ())),
         )

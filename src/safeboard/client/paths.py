@@ -16,8 +16,10 @@ __all__ = [
     "agent_hello",
     "agent_lease",
     "agent_revoke",
+    "agent_task_code",
     "agent_task_events",
     "agent_task_heartbeat",
+    "agent_task_logs",
     "agents",
     "artifact",
     "artifact_content",
@@ -33,6 +35,7 @@ __all__ = [
     "metric_points",
     "metrics",
     "project",
+    "project_code",
     "project_runs",
     "project_tasks",
     "projects",
@@ -46,6 +49,7 @@ __all__ = [
     "sign_out",
     "task",
     "task_action",
+    "task_logs",
     "tasks",
     "user",
     "users",
@@ -98,6 +102,16 @@ def agent_task_events(task_id: int, attempt: int) -> str:
     return f"{API}/agent/tasks/{segment(task_id)}/{segment(attempt)}/events"
 
 
+def agent_task_code(task_id: int, attempt: int) -> str:
+    """The code archive of an attempt leased to this agent."""
+    return f"{API}/agent/tasks/{segment(task_id)}/{segment(attempt)}/code"
+
+
+def agent_task_logs(task_id: int, attempt: int) -> str:
+    """Where an agent ships a batch of an attempt's output."""
+    return f"{API}/agent/tasks/{segment(task_id)}/{segment(attempt)}/logs"
+
+
 def project(name: str) -> str:
     return f"{API}/projects/{segment(name)}"
 
@@ -116,6 +130,11 @@ def project_tasks(project_name: str) -> str:
     return f"{project(project_name)}/tasks"
 
 
+def project_code(project_name: str, sha256: str) -> str:
+    """A code archive of a project, by its SHA-256 (GET: held?; PUT: upload)."""
+    return f"{project(project_name)}/code/{segment(sha256)}"
+
+
 def tasks() -> str:
     """Tasks of every project you can read (``?project=&state=&before=&limit=``)."""
     return f"{API}/tasks"
@@ -123,6 +142,11 @@ def tasks() -> str:
 
 def task(task_id: int) -> str:
     return f"{API}/tasks/{segment(task_id)}"
+
+
+def task_logs(task_id: int) -> str:
+    """A task's output (``?attempt=&after=&limit=&wait=``)."""
+    return f"{task(task_id)}/logs"
 
 
 def task_action(task_id: int, action: str) -> str:

@@ -1,5 +1,6 @@
 """``Client``: safeboard's API as typed methods (projects, runs, metrics, artifacts, keys,
-users, grants, audit) returning the dataclasses of ``client.models``.
+users, grants, audit, tasks; task logs from ``client.task_logs``) returning the dataclasses
+of ``client.models``.
 
 Built on ``ApiClient`` (TLS, credentials, errors mapped from the server's codes to the
 classes of ``safeboard.errors``); every path comes from ``client.paths``; requests that
@@ -41,6 +42,7 @@ from safeboard.client.models import (
     User,
 )
 from safeboard.client.retry import DEFAULT_POLICY, RetryPolicy
+from safeboard.client.task_logs import TaskLogCalls
 from safeboard.vocabulary import MAX_HISTORY_KEYS, KeyScope, ProjectRole, RunStatus
 
 __all__ = ["Client"]
@@ -48,7 +50,7 @@ __all__ = ["Client"]
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH"})
 
 
-class Client:
+class Client(TaskLogCalls):
     """``Client(api)`` over an ``ApiClient`` (``ServerAccess.client()`` makes one), or
     ``Client.connect(url, api_key)``. A context manager; ``close()`` closes the API."""
 
@@ -301,15 +303,24 @@ class Client:
         max_lost_retries: int = 2,
         retry_on_failure: bool = False,
         name: str | None = None,
+        code_sha256: str | None = None,
+        secrets: Mapping[str, str] | None = None,
     ) -> Task:
-        """Queue ``command`` (a program and its arguments, run on an agent's machine as
-        is: code upload is not available yet). Sent once: a retry could queue it twice."""
+        """Queue ``command`` (a program and its arguments), run in the code archive
+        ``code_sha256`` uploaded to the project (``client.code.upload_code``), or without
+        code (None: the command must exist on the agent's machine). Sent once: a retry
+        could queue it twice. ``secrets``: variables for the task's environment that the
+        server stores encrypted and never shows again (answers name them only)."""
         body: dict[str, Any] = {"command": list(command), "env": dict(env or {}), "gpus": gpus,
                                 "labels": list(labels), "priority": priority,
                                 "max_seconds": max_seconds, "max_lost_retries": max_lost_retries,
                                 "retry_on_failure": retry_on_failure}  # fmt: skip
         if name is not None:
             body["name"] = name
+        if code_sha256 is not None:
+            body["code_sha256"] = code_sha256
+        if secrets:
+            body["secrets"] = dict(secrets)
         return Task.from_json(self._json("POST", paths.project_tasks(project), json=body))
 
     def tasks(
@@ -461,13 +472,17 @@ class Client:
         pid: int | None = None,
         exit_code: int | None = None,
         signal: int | None = None,
+        reason: str = "",
     ) -> str:
         """The attempt's process is ``starting``, ``running`` (``pid``) or ``exited``
-        (``exit_code`` or ``signal``); the task's state after it. Idempotent."""
+        (``exit_code`` or ``signal``; ``reason``: why the command was not run); the task's
+        state after it. Idempotent."""
         body: dict[str, Any] = {"kind": kind}
         for name, value in (("pid", pid), ("exit_code", exit_code), ("signal", signal)):
             if value is not None:
                 body[name] = value
+        if reason:
+            body["reason"] = reason[:200]
         path = paths.agent_task_events(task_id, attempt)
         return str(self._json("POST", path, json=body, idempotent=True)["state"])
 

@@ -1,5 +1,6 @@
 """HTTP for agents running tasks (``/api/v1/agent/...``, AGENT_CALL): lease a task
-(long-poll), renew the lease by heartbeat, report the process's start and exit.
+(long-poll), renew the lease by heartbeat, report the process's start and exit, ship its
+output (task logs).
 
 The agent is always the one its credential names (``Principal.agent_id``); no body field
 can name another. A stale attempt is refused with 409 and another agent's with 404, as the
@@ -19,11 +20,13 @@ from safeboard.auth.dependencies import requires
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.errors import Forbidden
+from safeboard.jobs.logs import TaskLogs
 from safeboard.jobs.queue import AgentEvent, TaskQueue
 from safeboard.jobs.schemas import TaskId
 from safeboard.jobs.spec import MAX_GPUS, MAX_LABELS
 from safeboard.provision import provided
 from safeboard.schemas import Model, StrictModel
+from safeboard.vocabulary import MAX_LOG_BATCH_LINES, MAX_LOG_LINE_BYTES
 
 __all__ = ["router"]
 
@@ -54,6 +57,13 @@ class LeaseOut(Model):
     lease_expires_at: datetime
     deadline: datetime | None
     task_token: str | None = Field(None, description="The task's own credential (S14).")
+    code_sha256: str | None = Field(
+        None, description="Its code archive: GET .../tasks/{id}/{attempt}/code (None: none)."
+    )
+    secrets: dict[str, str] | None = Field(
+        None, description="The task's secrets in clear, for its environment only: the one "
+        "answer that carries their values (docs/agents.md, Secrets).",
+    )  # fmt: skip
 
 
 class BeatOut(Model):
@@ -67,6 +77,8 @@ class EventIn(StrictModel):
     pid: int | None = Field(None, ge=1, le=2**31 - 1)
     exit_code: int | None = Field(None, ge=-(2**31), le=2**31 - 1)
     signal: int | None = Field(None, ge=1, le=127)
+    reason: str = Field("", max_length=200,
+                        description="exited: why the command was not run (its code).")  # fmt: skip
 
 
 class EventOut(Model):
@@ -98,6 +110,8 @@ async def lease(
         env=found.env, gpus=found.gpu_uuids, max_seconds=found.max_seconds,
         lease_seconds=queue.settings.lease_seconds, lease_expires_at=found.lease_expires_at,
         deadline=found.deadline, task_token=found.task_token or None,
+        code_sha256=found.code_sha256,
+        secrets=found.secrets or None,
     )  # fmt: skip
 
 
@@ -125,5 +139,42 @@ def report(
     """The process is starting, running (``pid``) or exited (``exit_code`` or
     ``signal``). Idempotent: a repeat changes nothing."""
     event = AgentEvent(kind=body.kind, pid=body.pid, exit_code=body.exit_code,
-                       signal=body.signal)  # fmt: skip
+                       signal=body.signal, reason=body.reason)  # fmt: skip
     return EventOut(state=queue.report(task_id, attempt, _agent_of(principal), event))
+
+
+# Task logs (jobs/logs.py; docs/agents.md, "Logs")
+
+
+class LogLineIn(StrictModel):
+    stream: Literal["stdout", "stderr"]
+    text: str = Field(max_length=MAX_LOG_LINE_BYTES + 100, description="One line, no newline.")
+
+
+class LogBatchIn(StrictModel):
+    seq: int = Field(ge=1, le=2**31 - 1, description="1, 2, ... per attempt; a retry repeats it.")
+    lines: list[LogLineIn] = Field(min_length=1, max_length=MAX_LOG_BATCH_LINES)
+
+
+class LogAckOut(Model):
+    seq: int
+    first_line: int = Field(description="The number of the batch's first line (from 1).")
+    lines: int = Field(description="Lines kept.")
+    dropped: int = Field(description="Lines past the task's cap, not kept.")
+    truncated: bool = Field(description="The task's cap is reached: send no more.")
+
+
+@router.post("/tasks/{task_id}/{attempt}/logs", response_model=LogAckOut)
+def ship_logs(
+    task_id: TaskId,
+    attempt: AttemptNumber,
+    body: LogBatchIn,
+    principal: Principal = requires(Permission.AGENT_CALL),
+    logs: TaskLogs = provided(TaskLogs),
+) -> LogAckOut:
+    """Batch ``seq`` of the attempt's output. Idempotent: a batch already stored is
+    answered as stored (the first one stands)."""
+    stored = logs.append(task_id, attempt, _agent_of(principal), body.seq,
+                         [(line.stream, line.text) for line in body.lines])  # fmt: skip
+    return LogAckOut(seq=stored.seq, first_line=stored.first_line, lines=stored.lines,
+                     dropped=stored.dropped, truncated=stored.dropped > 0)  # fmt: skip

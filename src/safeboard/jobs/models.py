@@ -18,14 +18,25 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
+    Text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from safeboard.storage import Base, UtcDateTime
 from safeboard.vocabulary import TaskState
 
-__all__ = ["AGENT_ID_LENGTH", "TASK_STATES", "TaskAttemptRow", "TaskRow", "TaskTokenRow"]
+__all__ = [
+    "AGENT_ID_LENGTH",
+    "TASK_STATES",
+    "TaskAttemptRow",
+    "TaskCodeRow",
+    "TaskLogBatchRow",
+    "TaskRow",
+    "TaskSecretRow",
+    "TaskTokenRow",
+]
 
 TASK_STATES = tuple(state.value for state in TaskState)
 _STATE_CHECK = "state IN ({})".format(", ".join(f"'{s}'" for s in TASK_STATES))
@@ -72,6 +83,8 @@ class TaskRow(Base):
     reason: Mapped[str] = mapped_column(String(200), nullable=False, default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # The task's code: an archive uploaded to its project (``task_code``); None: no code.
+    code_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class TaskAttemptRow(Base):
@@ -126,3 +139,60 @@ class TaskTokenRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class TaskCodeRow(Base):
+    """A code archive (tar.gz) uploaded to a project, stored once per project and digest
+    (a sweep of tasks with the same code uploads it once). Its bytes live in the blob
+    store under ``blob_key`` (a server-made id, as artifacts' files)."""
+
+    __tablename__ = "task_code"
+
+    project_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    blob_key: Mapped[str] = mapped_column(String(32), nullable=False, unique=True)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    uploaded_by: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+
+class TaskSecretRow(Base):
+    """A task's secret (jobs/task_secrets.py): its value sealed with AES-256-GCM under the
+    key ``key_id`` names (derived from ``secure.task_secrets_key``), the task id and the
+    name bound to it as associated data. Never in clear here."""
+
+    __tablename__ = "task_secrets"
+
+    task_id: Mapped[int] = mapped_column(
+        TASK_ID, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(16), nullable=False)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary(12), nullable=False)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary(), nullable=False)
+
+
+class TaskLogBatchRow(Base):
+    """One batch of an attempt's output as its agent shipped it (docs/agents.md, "Logs").
+    ``seq`` counts an attempt's batches from 1; the key makes a retried batch a no-op.
+    ``content`` holds the kept lines, each its stream's letter (``o`` stdout, ``e``
+    stderr) then its text, joined by newlines (a line holds no newline); ``dropped``
+    counts the lines past the task's cap (``jobs.max_log_bytes``), not kept."""
+
+    __tablename__ = "task_log_batches"
+
+    task_id: Mapped[int] = mapped_column(
+        TASK_ID, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_line: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    lines: Mapped[int] = mapped_column(Integer, nullable=False)
+    dropped: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    bytes: Mapped[int] = mapped_column(Integer, nullable=False)
+    content: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)

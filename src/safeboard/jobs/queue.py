@@ -30,6 +30,7 @@ from safeboard.jobs import repository as tasks
 from safeboard.jobs.lifecycle import RunChange, RunNotices, end_attempt, set_run_status
 from safeboard.jobs.repository import LIVE_STATES, Attempt, Task
 from safeboard.jobs.spec import MAX_SECONDS
+from safeboard.jobs.task_secrets import SecretsUnreadable, TaskSecrets
 from safeboard.jobs.tokens import TaskTokens
 from safeboard.jobs.wakeup import Wakeup
 from safeboard.settings import JobSettings
@@ -60,6 +61,9 @@ class Lease:
     # This attempt's task token (jobs/tokens.py), for the task's process alone: the only
     # time it exists in clear. Never in a repr.
     task_token: str = field(default="", repr=False)
+    code_sha256: str | None = None  # the task's code archive (code_routes.py serves it)
+    # The task's secrets in clear, for the task's environment only. Never in a repr.
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,8 @@ class AgentEvent:
     pid: int | None = None
     exit_code: int | None = None
     signal: int | None = None
+    # Why the command was not run (the agent could not prepare its code): the reason.
+    reason: str = ""
 
 
 class TaskQueue:
@@ -89,6 +95,7 @@ class TaskQueue:
         clock: Clock = utcnow,
         notices: RunNotices | None = None,
         tokens: TaskTokens | None = None,
+        secrets: TaskSecrets | None = None,
     ) -> None:
         self.engine = engine
         self.tx = writer(engine)
@@ -97,6 +104,7 @@ class TaskQueue:
         self.clock = clock
         self.notices = notices or RunNotices()
         self.tokens = tokens or TaskTokens(engine, clock=clock)  # one per attempt (S14)
+        self.secrets = secrets or TaskSecrets(engine, None)  # opened for the lease only
 
     @property
     def lease_time(self) -> timedelta:
@@ -145,6 +153,15 @@ class TaskQueue:
             await self.wakeup.wait_async(seen, left)
 
     def _claim(self, agent_id: str, free: list[str], labels: set[str]) -> Lease | None:
+        recorded: list[Event] = []
+        try:
+            return self._claim_one(agent_id, free, labels, recorded)
+        finally:
+            self.notices.deliver(recorded)  # tasks failed for unreadable secrets
+
+    def _claim_one(
+        self, agent_id: str, free: list[str], labels: set[str], recorded: list[Event]
+    ) -> Lease | None:
         with self.tx.begin() as conn:
             # Revoked while its long-poll waited: no task for it (the row lock orders this
             # claim and a revocation, whose end_agent_attempts then sees this lease).
@@ -152,9 +169,10 @@ class TaskQueue:
                 raise unauthenticated(REVOKED, AgentRevoked)
             held = tasks.held_gpus(conn, agent_id)
             free = [uuid for uuid in free if uuid not in held]
-            task = self._next_fitting(conn, len(free), labels)
-            if task is None:
+            picked = self._next_openable(conn, len(free), labels, recorded)
+            if picked is None:
                 return None
+            task, secrets = picked
             now = self.clock()
             number = task.attempt + 1
             attempt = Attempt(
@@ -186,7 +204,29 @@ class TaskQueue:
             deadline=_deadline(task, attempt),
             task_token=token,
             max_seconds=task.max_seconds,
+            code_sha256=task.code_sha256,
+            secrets=secrets,
         )
+
+    def _next_openable(
+        self, conn: Connection, free: int, labels: set[str], recorded: list[Event]
+    ) -> tuple[Task, dict[str, str]] | None:
+        """The next fitting task and its secrets in clear. One whose secrets this server
+        cannot decrypt (its key was replaced) fails now, with the reason on the task, and
+        the next one is looked at: a lease never fails for the agent."""
+        while True:
+            task = self._next_fitting(conn, free, labels)
+            if task is None:
+                return None
+            try:
+                return task, self.secrets.reveal(conn, task.id)
+            except SecretsUnreadable as exc:
+                now = self.clock()
+                reason = f"its secrets cannot be decrypted: {exc.message}"
+                tasks.update_task(conn, task.id, state=TaskState.FAILED.value,
+                                  reason=reason[:200], finished_at=now)  # fmt: skip
+                change = set_run_status(conn, task, RunStatus.FAILED, now)
+                self.notices.record(conn, change, recorded)
 
     @staticmethod
     def _next_fitting(conn: Connection, free: int, labels: set[str]) -> Task | None:
@@ -272,6 +312,8 @@ class TaskQueue:
             outcome, reason = TaskState.SUCCEEDED, "exit code 0"
         else:
             outcome, reason = TaskState.FAILED, f"exit code {event.exit_code}"
+        if event.reason and outcome is TaskState.FAILED:
+            reason = event.reason
         if outcome is TaskState.FAILED and deadline is not None and now >= deadline:
             reason = f"maximum duration ({task.max_seconds} s) passed; {reason}"
         if task.cancel_requested_at is not None:

@@ -75,6 +75,7 @@ class Task:
     reason: str
     created_at: datetime
     finished_at: datetime | None
+    code_sha256: str | None = None
 
 
 @dataclass(frozen=True)

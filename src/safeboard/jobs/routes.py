@@ -9,7 +9,6 @@ from starlette.status import HTTP_201_CREATED
 from safeboard.auth.dependencies import requires_project
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
-from safeboard.errors import InvalidRequest
 from safeboard.jobs.schemas import (
     MAX_TASK_ID,
     AttemptOut,
@@ -26,10 +25,6 @@ from safeboard.vocabulary import TaskState
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1")
-CODE_UPLOAD_MISSING = (
-    "code upload is not available yet: submit with code false (--no-code), with a "
-    "command that exists on the agent's machine"
-)
 STATES = len(TaskState)
 
 
@@ -47,6 +42,8 @@ def task_out(detail: TaskDetail) -> TaskOut:
                              lease_expires_at=a.lease_expires_at, started_at=a.started_at,
                              ended_at=a.ended_at, exit_code=a.exit_code, signal=a.signal,
                              reason=a.reason) for a in detail.attempts],
+        code_sha256=t.code_sha256,
+        secret_names=detail.secret_names,
     )  # fmt: skip
 
 
@@ -58,12 +55,11 @@ def submit_task(
     service: TaskService = provided(TaskService),
 ) -> TaskOut:
     """Queue a task; its run exists at once (status ``queued``), so it can be followed."""
-    if body.code:
-        raise InvalidRequest(CODE_UPLOAD_MISSING)
     spec = TaskSpec(command=body.command, env=body.env, gpus=body.gpus, labels=body.labels,
                     priority=body.priority, max_seconds=body.max_seconds,
                     max_lost_retries=body.max_lost_retries,
-                    retry_on_failure=body.retry_on_failure, name=body.name)  # fmt: skip
+                    retry_on_failure=body.retry_on_failure, name=body.name,
+                    code_sha256=body.code_sha256, secrets=body.secrets)  # fmt: skip
     return task_out(service.submit(principal, project, spec))
 
 

@@ -18,6 +18,8 @@ from safeboard.jobs.spec import (
     MAX_PRIORITY,
     MAX_RETRIES,
     MAX_SECONDS,
+    MAX_SECRET_BYTES,
+    MAX_SECRETS,
 )
 from safeboard.schemas import Model, StrictModel
 
@@ -31,6 +33,7 @@ Arg = Annotated[str, Field(max_length=MAX_ARG_CHARS)]
 EnvName = Annotated[str, Field(min_length=1, max_length=128)]
 EnvValue = Annotated[str, Field(max_length=MAX_ENV_VALUE_CHARS)]
 Label = Annotated[str, Field(min_length=1, max_length=63)]
+SecretValue = Annotated[str, Field(min_length=1, max_length=MAX_SECRET_BYTES)]
 
 
 class TaskSubmit(StrictModel):
@@ -51,11 +54,17 @@ class TaskSubmit(StrictModel):
                                   description="Retries of lost attempts (agent gone).")  # fmt: skip
     retry_on_failure: bool = Field(False, description="Retry a non-zero exit too (same bound).")
     name: str | None = Field(None, min_length=1, max_length=200, description="The run's name.")
-    code: bool = Field(
-        False,
-        description="Upload the working directory as the task's code: not available yet "
-        "(refused when true); the command must exist on the agent's machine.",
-    )
+    code_sha256: str | None = Field(
+        None, min_length=64, max_length=64, pattern="^[0-9a-f]{64}$",
+        description="The task's code: the SHA-256 of a tar.gz uploaded to the project "
+        "(PUT /api/v1/projects/{project}/code/{sha256}), unpacked as the process's working "
+        "directory. None: no code, the command must exist on the agent's machine.",
+    )  # fmt: skip
+    secrets: dict[EnvName, SecretValue] = Field(
+        default_factory=dict, max_length=MAX_SECRETS,
+        description="Secret environment variables: stored encrypted, given to the task's "
+        "process only; answers show their names (``secret_names``), never the values.",
+    )  # fmt: skip
 
 
 class AttemptOut(Model):
@@ -93,6 +102,10 @@ class TaskOut(Model):
     finished_at: datetime | None
     attempts: list[AttemptOut] = Field(default_factory=list,
                                        description="Only when one task is shown.")  # fmt: skip
+    code_sha256: str | None = Field(None, description="Its code archive (None: no code).")
+    secret_names: list[str] = Field(
+        default_factory=list, description="The task's secrets: names, never values."
+    )
 
 
 class TaskListOut(Model):

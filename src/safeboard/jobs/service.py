@@ -5,7 +5,7 @@ who may read it lists and shows them (no grant: 404, as for runs)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine
 
@@ -19,9 +19,11 @@ from safeboard.errors import Conflict, InvalidRequest, NotFound
 from safeboard.events import Event
 from safeboard.ids import new_id
 from safeboard.jobs import repository as tasks
+from safeboard.jobs.code import missing_code
 from safeboard.jobs.lifecycle import RunChange, RunNotices, set_run_status
 from safeboard.jobs.repository import Attempt, Task
 from safeboard.jobs.spec import TaskSpec, spec_problem
+from safeboard.jobs.task_secrets import SecretsUnreadable, TaskSecrets
 from safeboard.jobs.wakeup import Wakeup
 from safeboard.projects import repository as projects
 from safeboard.projects.access import project_by_id, project_by_name, visible_project_ids
@@ -41,6 +43,7 @@ class TaskDetail:
     task: Task
     project: str
     attempts: list[Attempt]
+    secret_names: list[str] = field(default_factory=list)  # never the values
 
 
 class TaskService:
@@ -51,12 +54,14 @@ class TaskService:
         *,
         clock: Clock = utcnow,
         notices: RunNotices | None = None,
+        secrets: TaskSecrets | None = None,
     ) -> None:
         self.engine = engine
         self.tx = writer(engine)
         self.wakeup = wakeup
         self.clock = clock
         self.notices = notices or RunNotices()
+        self.secrets = secrets or TaskSecrets(engine, None)  # sealed at rest
 
     def submit(self, principal: Principal, project_name: str, spec: TaskSpec) -> TaskDetail:
         """Queue a task, with its run (status ``queued``) so the user can follow it."""
@@ -65,9 +70,13 @@ class TaskService:
             raise InvalidRequest(problem)
         with self.tx.begin() as conn:
             project = project_by_name(conn, principal, project_name, Permission.PROJECTS_WRITE)
+            if spec.code_sha256 is not None:  # an archive this project holds
+                missing = missing_code(conn, project.id, project.name, spec.code_sha256)
+                if missing is not None:
+                    raise InvalidRequest(missing)
             task, recorded = self._queue(conn, principal, project.id, spec, retry_of=None)
         self._queued(recorded)
-        return TaskDetail(task, project.name, [])
+        return TaskDetail(task, project.name, [], sorted(spec.secrets))
 
     def _queue(
         self,
@@ -101,13 +110,20 @@ class TaskService:
             retry_of=retry_of,
             reason="",
             created_at=now,
+            code_sha256=spec.code_sha256,
         )
         if spec.name is None:
             runs.update(conn, run_id, name=f"task-{task_id}")
+        try:
+            self.secrets.store(conn, task_id, spec.secrets)  # sealed under this task's id
+        except SecretsUnreadable as exc:
+            raise InvalidRequest(f"secrets cannot be stored: {exc.message}") from None
+        # The audit detail names the secrets ("sealed_variables"), never their values.
         audit.append(conn, action=AuditAction.TASK_SUBMITTED, actor=principal.actor,
                      target=f"task:{task_id}",
                      detail={"project_id": project_id, "run": run_id, "gpus": spec.gpus,
-                             "retry_of": retry_of})  # fmt: skip
+                             "retry_of": retry_of,
+                             "sealed_variables": sorted(spec.secrets)})  # fmt: skip
         self.wakeup.notify_at_commit(conn)
         recorded: list[Event] = []
         change = RunChange(project_id, run_id, RunStatus.QUEUED.value)
@@ -147,7 +163,8 @@ class TaskService:
             for project_id in {t.project_id for t in listed}:
                 found_project = projects.get(conn, project_id)
                 names[project_id] = found_project.name if found_project else ""
-        return [TaskDetail(t, names[t.project_id], []) for t in listed]
+            secret_names = self.secrets.names(conn, (t.id for t in listed))
+        return [TaskDetail(t, names[t.project_id], [], secret_names[t.id]) for t in listed]
 
     def get(self, principal: Principal, task_id: int) -> TaskDetail:
         """The task with its attempts."""
@@ -155,7 +172,8 @@ class TaskService:
             task = self._task(conn, principal, task_id, Permission.PROJECTS_READ)
             project = projects.get(conn, task.project_id)  # read access: checked by _task
             name = project.name if project is not None else ""
-            return TaskDetail(task, name, tasks.attempts_of(conn, task_id))
+            return TaskDetail(task, name, tasks.attempts_of(conn, task_id),
+                              self.secrets.names(conn, [task_id])[task_id])  # fmt: skip
 
     def cancel(self, principal: Principal, task_id: int) -> TaskDetail:
         """A queued task is cancelled at once; a leased or running one becomes
@@ -194,13 +212,19 @@ class TaskService:
             if old.state not in _FINAL:
                 raise Conflict(f"task {task_id} is {old.state}: retry a finished task")
             project = project_by_id(conn, principal, old.project_id, Permission.PROJECTS_WRITE)
+            try:  # the new task carries them over, sealed anew under its own id
+                carried = self.secrets.reveal(conn, old.id)
+            except SecretsUnreadable as exc:
+                raise Conflict(f"task {task_id}'s secrets cannot be decrypted: {exc.message}; "
+                               "submit it again with its secrets") from None  # fmt: skip
             spec = TaskSpec(command=old.command, env=old.env, gpus=old.gpus, labels=old.labels,
                             priority=old.priority, max_seconds=old.max_seconds,
                             max_lost_retries=old.max_lost_retries,
-                            retry_on_failure=old.retry_on_failure)  # fmt: skip
+                            retry_on_failure=old.retry_on_failure,
+                            code_sha256=old.code_sha256, secrets=carried)  # fmt: skip
             task, recorded = self._queue(conn, principal, project.id, spec, retry_of=old.id)
         self._queued(recorded)
-        return TaskDetail(task, project.name, [])
+        return TaskDetail(task, project.name, [], sorted(carried))
 
     @staticmethod
     def _task(

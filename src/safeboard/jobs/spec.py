@@ -18,7 +18,11 @@ __all__ = [
     "MAX_PRIORITY",
     "MAX_RETRIES",
     "MAX_SECONDS",
+    "MAX_SECRETS",
+    "MAX_SECRETS_BYTES",
+    "MAX_SECRET_BYTES",
     "RESERVED_ENV_PREFIX",
+    "SHA256",
     "TaskSpec",
     "spec_problem",
 ]
@@ -33,8 +37,12 @@ MAX_LABELS = 20
 MAX_PRIORITY = 1_000_000
 MAX_RETRIES = 100
 MAX_SECONDS = 30 * 86400
+MAX_SECRETS = 32
+MAX_SECRET_BYTES = 64 * 1024  # one value (UTF-8); the kernel takes 128 KiB per variable
+MAX_SECRETS_BYTES = 256 * 1024  # all of one task's values together
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,62}")
+SHA256 = re.compile(r"[0-9a-f]{64}")
 # What the agent sets for the task (its URL, CA file, run id, task token): never the user's.
 RESERVED_ENV_PREFIX = "SAFEBOARD_"
 
@@ -50,11 +58,16 @@ class TaskSpec:
     max_lost_retries: int = 2
     retry_on_failure: bool = False
     name: str | None = None  # the run's name; "task-<id>" by default
+    code_sha256: str | None = None  # the code archive uploaded to the project; None: none
+    # Secret environment variables: sealed at rest, handed to the agent in the lease,
+    # never shown (names only). Never in a repr.
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 def spec_problem(spec: TaskSpec) -> str | None:  # noqa: PLR0911  (one answer per bound)
     """What is wrong with ``spec``, or None."""
-    problem = _command_problem(spec.command) or _env_problem(spec.env)
+    problem = (_command_problem(spec.command) or _env_problem(spec.env)
+               or _secrets_problem(spec.secrets, spec.env))  # fmt: skip
     if problem is not None:
         return problem
     if not 0 <= spec.gpus <= MAX_GPUS:
@@ -69,6 +82,8 @@ def spec_problem(spec: TaskSpec) -> str | None:  # noqa: PLR0911  (one answer pe
         return f"max_lost_retries: 0 to {MAX_RETRIES}"
     if spec.name is not None and not 1 <= len(spec.name) <= 200:
         return "name: 1 to 200 characters"
+    if spec.code_sha256 is not None and not SHA256.fullmatch(spec.code_sha256):
+        return "code_sha256: the archive's SHA-256, 64 lowercase hex digits"
     return None
 
 
@@ -92,4 +107,28 @@ def _env_problem(env: dict[str, str]) -> str | None:
             return f"env: {name} is reserved (the agent sets SAFEBOARD_* for the task)"
         if "\x00" in value or len(value) > MAX_ENV_VALUE_CHARS:
             return f"env: {name}: at most {MAX_ENV_VALUE_CHARS} characters, no NUL"
+    return None
+
+
+def _secrets_problem(secrets: dict[str, str], env: dict[str, str]) -> str | None:  # noqa: PLR0911
+    """What is wrong with a task's secrets; never quotes a value."""
+    if len(secrets) > MAX_SECRETS:
+        return f"secrets: at most {MAX_SECRETS}"
+    total = 0
+    for name, value in secrets.items():
+        if not ENV_NAME.fullmatch(name):
+            return f"secrets: {name[:40]!r} is not a variable name (letters, digits, _)"
+        if name.upper().startswith(RESERVED_ENV_PREFIX):
+            return f"secrets: {name} is reserved (the agent sets SAFEBOARD_* for the task)"
+        if name in env:
+            return f"secrets: {name} is also in env: a variable is either plain or secret"
+        try:
+            size = len(value.encode())
+        except UnicodeEncodeError:  # a lone surrogate: no environment can hold it
+            size = 0
+        if "\x00" in value or not 1 <= size <= MAX_SECRET_BYTES:
+            return f"secrets: {name}: 1 to {MAX_SECRET_BYTES} bytes of UTF-8, no NUL"
+        total += size
+    if total > MAX_SECRETS_BYTES:
+        return f"secrets: at most {MAX_SECRETS_BYTES} bytes in all"
     return None

@@ -26,8 +26,19 @@ CHANNEL = "safeboard_tasks"
 
 
 class Wakeup:
-    def __init__(self, engine: Engine, *, poll_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        poll_seconds: float = 5.0,
+        channel: str = CHANNEL,
+        name: str = "safeboard-task-wakeup",
+        what: str = "task wake-up listener",
+    ) -> None:
+        """``channel``, ``name``, ``what``: another use of the same machinery (task logs'
+        followers: jobs/logs.py) listens on a channel of its own."""
         self.engine = engine
+        self.channel = channel
         self.postgres = engine.dialect.name == "postgresql"
         self.poll_seconds = poll_seconds
         self._condition = threading.Condition()
@@ -35,8 +46,8 @@ class Wakeup:
         self._stop = threading.Event()
         # Any notice, or (re)starting to listen (what was queued meanwhile): look again.
         self._listener = (
-            Listener(engine, CHANNEL, lambda _payload: self.notify(), name="safeboard-task-wakeup",
-                     what="task wake-up listener", on_listening=self.notify)
+            Listener(engine, channel, lambda _payload: self.notify(), name=name, what=what,
+                     on_listening=self.notify)
             if self.postgres else None
         )  # fmt: skip
         # Waiters on event loops (an agent route's long-poll holds no thread meanwhile).
@@ -65,7 +76,7 @@ class Wakeup:
     def notify_at_commit(self, conn: Connection) -> None:
         """PostgreSQL: tell every replica's listener when ``conn``'s transaction commits."""
         if self.postgres:
-            conn.execute(sa.select(sa.func.pg_notify(CHANNEL, "")))
+            conn.execute(sa.select(sa.func.pg_notify(self.channel, "")))
 
     def wait(self, seen: int, timeout: float) -> None:
         """Until a notice newer than generation ``seen``, ``timeout`` or the poll interval."""
@@ -96,8 +107,12 @@ class Wakeup:
         if self._listener is not None:
             self._listener.start()
 
-    def stop(self) -> None:
+    def release(self) -> None:
+        """A stop begins: waiters return now, and new ones do not wait."""
         self._stop.set()
-        self.notify()  # waiters return now: the server is stopping
+        self.notify()
+
+    def stop(self) -> None:
+        self.release()  # waiters return now: the server is stopping
         if self._listener is not None:
             self._listener.stop()

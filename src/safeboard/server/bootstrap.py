@@ -7,6 +7,8 @@
 3. the local API key in the discovery file is kept while it is still good (scripts that
    run across a restart keep working), else a new one replaces it; the discovery file
    (0600) tells the SDK and CLI of the same OS user where the server is and how to trust it.
+4. tasks' secrets sealed under an earlier ``task_secrets_key`` (before a
+   ``safeboard secrets rotate``) are re-sealed under the current one.
 """
 
 from __future__ import annotations
@@ -125,6 +127,7 @@ def bootstrap(
             "cert": str(tls.cert_path),
         }
     write_private(path, (json.dumps(discovery, indent=2) + "\n").encode())
+    services.task_secrets.reseal()  # after a rotation: under the current key from now on
     return Bootstrapped(admin.username, link, path)
 
 

@@ -19,6 +19,7 @@ from safeboard.api.app import create_app
 from safeboard.datadir import LOCAL_SOCKET, SocketAddress, ensure_data_dir
 from safeboard.errors import ConfigError
 from safeboard.events import EventBus
+from safeboard.jobs.logs import TaskLogs
 from safeboard.logconfig import log_config
 from safeboard.secret_store import ensure_secrets
 from safeboard.server.bootstrap import advertised_url, bootstrap, local_url
@@ -224,15 +225,18 @@ def _renewal_lines(material: TlsMaterial) -> list[str]:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, but a stop first ends the open event streams (``closing``): it
-    then waits only for the requests that end by themselves, not for the timeout."""
+    """uvicorn's server, but a stop first ends the open event streams (``closing``) and
+    answers the task-log followers' long-polls: it then waits only for the requests that
+    end by themselves, not for the timeout."""
 
-    def __init__(self, config: uvicorn.Config, events: EventBus) -> None:
+    def __init__(self, config: uvicorn.Config, events: EventBus, task_logs: TaskLogs) -> None:
         super().__init__(config)
         self.events = events
+        self.task_logs = task_logs
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.events.close_streams()
+        self.task_logs.release()
         await super().shutdown(sockets)
 
 
@@ -294,7 +298,7 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
     # before it: the default one would kill the process before the cleanup below.
     previous = signal.signal(signal.SIGTERM, _terminated)
     try:
-        _Server(config, services.events).run(sockets=[sock, local])
+        _Server(config, services.events, services.task_logs).run(sockets=[sock, local])
     except _Terminated:
         pass  # a stop asked for: exit status 0, like Ctrl-C
     finally:

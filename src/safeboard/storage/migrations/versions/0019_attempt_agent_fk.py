@@ -3,7 +3,7 @@ enrolled agent (agents are revoked, never deleted, so nothing cascades). SQLite:
 mode (the table is copied).
 
 Revision ID: 0019
-Revises: 0015
+Revises: 0018
 Create Date: 2026-12-05
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0019"
-down_revision: str | None = "0015"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
