@@ -384,6 +384,26 @@ def test_drain_lets_a_task_finish_then_a_second_signal_stops_it(
     assert mark.read_text() == "SIGTERM"
 
 
+def test_a_task_the_drain_stopped_says_so(
+    server: ServerProcess, agents: Callable[..., Agent], tmp_path: Path
+) -> None:
+    """Past the drain timeout the agent stops its task: the task's reason names the agent's
+    stop, not only "killed by signal 15", which reads as the task's own fault."""
+    agent = agents("dr", "--labels", "drained", "--drain-timeout", "1s", "--grace", "5s")
+    mark = tmp_path / "mark"
+    task_id = submit(server, "drained", sys.executable, "-c",
+                     "import pathlib, sys, time; pathlib.Path(sys.argv[1]).write_text('x'); "
+                     "time.sleep(60)", str(mark))  # fmt: skip
+    wait_for(lambda: mark.exists() and state_of(server, task_id, "running"), 20, "running")
+    agent.process.send_signal(signal.SIGINT)
+    assert agent.process.wait(timeout=30) == 0, agent.err
+    ended = state_of(server, task_id, "failed", "succeeded", "cancelled")
+    assert ended["state"] == "failed"
+    assert ended["reason"].startswith("stopped by its agent, which was shutting down"), ended
+    assert ended["reason"].endswith("killed by signal 15"), ended
+    assert ended["attempts"][0]["reason"] == ended["reason"]
+
+
 def test_a_server_restart_leaves_the_task_running(
     agents: Callable[..., Agent], tmp_path: Path
 ) -> None:

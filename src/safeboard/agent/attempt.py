@@ -46,6 +46,8 @@ BASE_VARIABLES = ("PATH", "HOME", "LANG")
 REPORT_PATIENCE = 300.0  # seconds a report is retried while the server cannot be reached
 _TICK = 0.2  # how often the process and the agent's stop signals are looked at
 _EXIT_NOT_FOUND, _EXIT_NOT_RUNNABLE = 127, 126
+# The reason of an exit the agent caused by stopping (not the server's cancel, not the task).
+STOPPED_BY_AGENT = "stopped by its agent, which was shutting down (Ctrl-C or SIGTERM)"
 _READERS_PATIENCE = 5.0  # seconds for the pipes to end once the process group is gone
 
 
@@ -120,6 +122,9 @@ class Attempt(threading.Thread):
         self._interval = max(1.0, lease.lease_seconds / 3)
         self._backoff = RetryPolicy(base=0.5, cap=self._interval, retry_after_cap=60.0)
         self.redactor = redactor if redactor is not None else Redactor(secret_values(lease))
+        # The agent itself stopped the process (drain timeout, a second Ctrl-C): its
+        # exit report says so, or the task would read as failed by its own fault.
+        self._stopped_by_agent = False
 
     @property
     def gpus(self) -> tuple[str, ...]:
@@ -287,6 +292,7 @@ class Attempt(threading.Thread):
             now = time.monotonic()
             stopping = self.controls.hard_stop.is_set() or self.controls.revoked.is_set()
             if stopped_at is None and stopping:
+                self._stopped_by_agent = True
                 stopped_at = self._terminate(process, "the agent is stopping")
             if stopped_at is not None and not killed and now - stopped_at >= self.controls.grace:
                 self.controls.say(f"{self.label}: still running after {self.controls.grace:g} s: "
@@ -329,9 +335,10 @@ class Attempt(threading.Thread):
         self, client: Client, exit_code: int | None, signum: int | None, started: float
     ) -> None:
         how = f"killed by signal {signum}" if signum is not None else f"exit code {exit_code}"
+        why = f"{STOPPED_BY_AGENT}; {how}" if self._stopped_by_agent else ""
         state = None
         if not self.controls.revoked.is_set():
-            state = self._report(client, "exited", exit_code=exit_code, signal=signum)
+            state = self._report(client, "exited", exit_code=exit_code, signal=signum, reason=why)
         took = time.monotonic() - started
         self.controls.say(f"{self.label}: {how} after {took:.1f} s"
                           + (f": {state}" if state else ": not reported"))  # fmt: skip

@@ -475,8 +475,8 @@ class Client(TaskLogCalls):
         reason: str = "",
     ) -> str:
         """The attempt's process is ``starting``, ``running`` (``pid``) or ``exited``
-        (``exit_code`` or ``signal``; ``reason``: why the command was not run); the task's
-        state after it. Idempotent."""
+        (``exit_code`` or ``signal``; ``reason``: why the command was not run, or that
+        the agent stopped it); the task's state after it. Idempotent."""
         body: dict[str, Any] = {"kind": kind}
         for name, value in (("pid", pid), ("exit_code", exit_code), ("signal", signal)):
             if value is not None:

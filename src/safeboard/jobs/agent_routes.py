@@ -78,7 +78,8 @@ class EventIn(StrictModel):
     exit_code: int | None = Field(None, ge=-(2**31), le=2**31 - 1)
     signal: int | None = Field(None, ge=1, le=127)
     reason: str = Field("", max_length=200,
-                        description="exited: why the command was not run (its code).")  # fmt: skip
+                        description="exited: why the command was not run (its code), or "
+                                    "that the agent stopped it (its drain).")  # fmt: skip
 
 
 class EventOut(Model):

@@ -81,7 +81,8 @@ class AgentEvent:
     pid: int | None = None
     exit_code: int | None = None
     signal: int | None = None
-    # Why the command was not run (the agent could not prepare its code): the reason.
+    # Why the command was not run (the agent could not prepare its code), or that the
+    # agent stopped it (drain): the reason of a failed exit.
     reason: str = ""
 
 
