@@ -126,3 +126,25 @@ def test_refusals_are_one_line(server: ServerProcess) -> None:
     duration = cli(server, "task", "submit", "--project", "ml", "--max-duration", "2 weeks",
                    "--no-code", "--", "true", code=2)  # fmt: skip
     assert "a duration such as" in duration.stderr
+
+
+def test_a_new_user_creates_the_project_the_task_needs(server: ServerProcess, tmp_path: Path) -> None:
+    """The issue's user story submits to `--project mnist` on a fresh server: the refusal
+    names the project and the command that creates it, and that command exists."""
+    code = tmp_path / "proj"
+    code.mkdir()
+    (code / "train.py").write_text("print('hi')\n")
+    for where in (["--code", str(code)], ["--no-code"]):
+        refused = cli(server, "task", "submit", "--project", "mnist", *where, "--", "true", code=2)
+        assert refused.stderr.count("\n") == 1, refused.stderr
+        assert "'mnist' is not a project you can see on https://" in refused.stderr
+        assert "safeboard projects create mnist" in refused.stderr
+    made = cli(server, "projects", "create", "mnist", "--description", "digits")
+    assert made.stdout == "project mnist created; you are its owner\n"
+    again = cli(server, "projects", "create", "mnist", code=2)
+    assert again.stderr.count("\n") == 1, again.stderr
+    assert "Traceback" not in again.stderr
+    listed = json.loads(cli(server, "projects", "list", "--json").stdout.splitlines()[-1])
+    assert (listed["name"], listed["description"]) == ("mnist", "digits")
+    queued = cli(server, "task", "submit", "--project", "mnist", "--code", str(code), "--", "true")
+    assert queued.stdout.startswith("task ")

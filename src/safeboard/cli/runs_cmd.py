@@ -1,4 +1,4 @@
-"""``safeboard projects list`` and ``safeboard runs list | show | export``: the tracking
+"""``safeboard projects list | create`` and ``safeboard runs list | show | export``: the tracking
 data, from whichever server the SDK would use (login, environment, or the local one),
 through the typed client (``safeboard.client.Client``)."""
 
@@ -59,6 +59,22 @@ def list_projects(url: str | None, as_json: bool) -> None:
           _time(p.created_at), p.description] for p in found],
         no_wrap=["project", "last run", "created"], empty="no projects",
     )  # fmt: skip
+
+
+@projects.command("create")
+@click.argument("name")
+@click.option("--description", default="", help="What the project is for (shown in lists).")
+@url_option
+@json_option
+def create_project(name: str, description: str, url: str | None, as_json: bool) -> None:
+    """Create project NAME; you become its owner. (A run logged with
+    ``safeboard.init(project=NAME)`` creates it too; a task needs it first.)"""
+    with connect(url) as client:
+        made = client.create_project(name, description)
+    if as_json:
+        click.echo(json.dumps(made.to_json()))
+        return
+    click.echo(f"project {made.name} created; you are its owner")
 
 
 @click.group()

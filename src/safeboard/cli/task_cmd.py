@@ -155,13 +155,22 @@ def submit(
     max_seconds = None if max_duration is None else parse_duration(max_duration)
     env = _env(env_pairs)
     secrets = read_secrets(secret_specs)
+    from safeboard.errors import NotFound, ProjectNotFound
+
     with connect(url) as client:
-        code_sha256 = None if no_code else _upload(client, project, code_dir or ".")
-        made = client.submit_task(project, list(command), env=env, gpus=gpus, labels=labels,
-                                  priority=priority, max_seconds=max_seconds,
-                                  max_lost_retries=max_lost_retries,
-                                  retry_on_failure=retry_on_failure, name=name,
-                                  code_sha256=code_sha256, secrets=secrets)  # fmt: skip
+        try:
+            code_sha256 = None if no_code else _upload(client, project, code_dir or ".")
+            made = client.submit_task(project, list(command), env=env, gpus=gpus, labels=labels,
+                                      priority=priority, max_seconds=max_seconds,
+                                      max_lost_retries=max_lost_retries,
+                                      retry_on_failure=retry_on_failure, name=name,
+                                      code_sha256=code_sha256, secrets=secrets)  # fmt: skip
+        except NotFound as exc:  # the project: the only thing a submit looks up
+            raise ProjectNotFound(
+                f"{exc.message}: {project!r} is not a project you can see on {client.api.url}; "
+                f"create it with `safeboard projects create {project}`, or ask its owner for "
+                "a grant"
+            ) from None
     if as_json:
         click.echo(json.dumps(made.to_json()))
         return
