@@ -384,6 +384,33 @@ def test_drain_lets_a_task_finish_then_a_second_signal_stops_it(
     assert mark.read_text() == "SIGTERM"
 
 
+READ_AGENT_JSON = (
+    "import json, pathlib\n"
+    "saved = json.loads((pathlib.Path.cwd().parent.parent / 'agent.json').read_text())\n"
+    "print('the agent credential:', saved['credential'])\n"
+)
+
+
+def test_the_agent_credential_stays_out_of_a_task_s_output(
+    server: ServerProcess, agents: Callable[..., Agent]
+) -> None:
+    """A task runs as the agent's OS user, so it can read ``agent.json`` (docs/agents.md,
+    "The security model"): what it prints of the agent's credential is redacted, like its
+    secrets, so the project's readers do not get it from the task's log."""
+    agent = agents("leak", "--labels", "leak")
+    credential = agent.saved["credential"]
+    task_id = submit(server, "leak", sys.executable, "-c", READ_AGENT_JSON)
+    assert state_of(server, task_id, "succeeded", "failed")["state"] == "succeeded"
+    with api(server) as client:
+        shipped = wait_for(lambda: (page := client.get(f"/api/v1/tasks/{task_id}/logs").json())
+                           ["lines"] and page, 20, "the task's output")  # fmt: skip
+    assert [line["text"] for line in shipped["lines"]] == ["the agent credential: [redacted]"]
+    kept = (agent.state_dir / "logs" / f"task-{task_id}.1.log").read_text()
+    assert "[redacted]" in kept
+    assert credential not in kept
+    assert credential not in agent.out + agent.err
+
+
 def test_a_task_the_drain_stopped_says_so(
     server: ServerProcess, agents: Callable[..., Agent], tmp_path: Path
 ) -> None:

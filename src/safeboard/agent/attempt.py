@@ -111,7 +111,8 @@ class Attempt(threading.Thread):
         redactor: Redactor | None = None,
     ) -> None:
         """``redactor``: the values taken out of the task's output (default: the task's
-        secrets and its task token, ``secret_values``)."""
+        secrets and its task token, ``secret_values``, and the agent's own credential,
+        which the task, running as the agent's OS user, can read in ``agent.json``)."""
         super().__init__(name=f"task-{lease.task_id}.{lease.attempt}", daemon=True)
         self.lease = lease
         self.label = f"task {lease.task_id} attempt {lease.attempt}"
@@ -121,7 +122,9 @@ class Attempt(threading.Thread):
         self.controls = controls
         self._interval = max(1.0, lease.lease_seconds / 3)
         self._backoff = RetryPolicy(base=0.5, cap=self._interval, retry_after_cap=60.0)
-        self.redactor = redactor if redactor is not None else Redactor(secret_values(lease))
+        self.redactor = redactor if redactor is not None else Redactor(
+            [*secret_values(lease), state.credential]
+        )
         # The agent itself stopped the process (drain timeout, a second Ctrl-C): its
         # exit report says so, or the task would read as failed by its own fault.
         self._stopped_by_agent = False
