@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,3 +95,51 @@ def test_init_inside_a_task_attaches_to_its_run(server: ServerProcess, tmp_path:
     assert "invalid task token" in again.stderr
     assert secret not in again.stderr
     queue.engine.dispose()
+
+
+LATE_CHILD = (
+    "import pathlib, safeboard, time\n"
+    "r = safeboard.init()\n"
+    "r.log({'x': 1}, step=0)\n"
+    "pathlib.Path('started').write_text('x')\n"
+    "while not pathlib.Path('go').exists():\n"
+    "    time.sleep(0.05)\n"
+    "r.log({'x': 2}, step=1)\n"
+    "r.finish()\n"
+)
+
+
+def test_a_task_refused_after_its_attempt_ended_is_not_told_to_sync(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """A task whose attempt ends under it (a cancel, a loss) is refused from then on: its
+    SDK says that its attempt is over, not "once that is fixed, `safeboard sync` sends it",
+    which no one on the agent's machine can do with a dead token."""
+    _, lease, queue = _submit_and_lease(server)
+    env = cli_env(tmp_path / "no-server-here")
+    env.update(
+        SAFEBOARD_URL=server.url, SAFEBOARD_CA_CERT=str(server.ca_path),
+        SAFEBOARD_RUN_ID=lease.run_id, SAFEBOARD_TASK_TOKEN=lease.task_token,
+        SAFEBOARD_SPOOL_DIR=str(tmp_path / "spool"), SAFEBOARD_CONFIG_DIR=str(tmp_path / "c"),
+    )  # fmt: skip
+    child = subprocess.Popen(
+        [sys.executable, "-c", LATE_CHILD], env=env, cwd=tmp_path, text=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "started").exists():
+            assert child.poll() is None, child.communicate()
+            assert time.monotonic() < deadline, "the child did not start"
+            time.sleep(0.05)
+        queue.report(lease.task_id, lease.attempt, AGENT, AgentEvent("exited", exit_code=0))
+        (tmp_path / "go").write_text("x")
+        _, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        queue.engine.dispose()
+    assert "Traceback" not in err
+    assert "invalid task token" in err, err
+    assert "This task's attempt is over" in err, err
+    assert "safeboard sync" not in err, err

@@ -83,7 +83,18 @@ def say_busy(server_url: str, exc: SafeboardError, wait: float, spool: Path) -> 
     )
 
 
-def say_refused(name: str, run_id: str, exc: SafeboardError, spool: Path) -> None:
+def say_refused(
+    name: str, run_id: str, exc: SafeboardError, spool: Path, *, task: bool = False
+) -> None:
+    """``task``: a task's run, whose task token was refused: nothing brings a token back
+    (its attempt ended: cancelled, lost, retried), so `safeboard sync` cannot help."""
+    if task:
+        say(
+            f"run {name} ({run_id}): the server refused its data: {exc.message}. This task's "
+            f"attempt is over (cancelled, lost or retried), so what it logs from now on stays "
+            f"in the spool ({spool}) on this machine and is not sent"
+        )
+        return
     say(
         f"run {name} ({run_id}): the server refused its data: {exc.message}. Logging goes on "
         f"into the spool ({spool}); once that is fixed, `safeboard sync` sends it"

@@ -29,7 +29,7 @@ from safeboard import vocabulary
 from safeboard.client.credentials import resolve_server
 from safeboard.client.retry import asked_wait
 from safeboard.documents import MAX_NOTES_CHARS, document_problem, tags_problem
-from safeboard.errors import BadRequest, InvalidRequest, SafeboardError
+from safeboard.errors import BadRequest, InvalidRequest, SafeboardError, Unauthenticated
 from safeboard.ids import new_id
 from safeboard.sdk import notices
 from safeboard.sdk.connection import Connection
@@ -319,7 +319,12 @@ class Run:
         if marked or (self._delivery is None and not left and not files):
             return
         what = _undelivered(left, files, self.spool, status)
-        if cause is not None:
+        if cause is not None and self._meta.get("task") and isinstance(cause, Unauthenticated):
+            notices.say(  # a task's dead token: nothing can send them (notices.say_refused)
+                f"run {self.name} ({self.id}): {what} not delivered: {cause.message}. This "
+                f"task's attempt is over; they stay in {self.spool.path} on this machine"
+            )
+        elif cause is not None:
             notices.say(
                 f"run {self.name} ({self.id}): {what} not delivered: {cause.message}. They "
                 f"are kept in {self.spool.path}: once that is fixed, run `safeboard sync` (or "

@@ -23,7 +23,7 @@ from itertools import repeat, starmap
 from typing import Any
 
 from safeboard.client.retry import asked_wait
-from safeboard.errors import SafeboardError
+from safeboard.errors import SafeboardError, Unauthenticated
 from safeboard.sdk import notices
 from safeboard.sdk.batches import (
     SLICE_VALUES,
@@ -291,7 +291,8 @@ class Sender(threading.Thread):
         assert self.delivery is not None  # noqa: S101
         meta = self.delivery.meta
         if self.refusal is None:
-            notices.say_refused(meta["name"], meta["id"], exc, self.spool.path)
+            over = bool(meta.get("task")) and isinstance(exc, Unauthenticated)  # its token died
+            notices.say_refused(meta["name"], meta["id"], exc, self.spool.path, task=over)
         self.refusal = exc
         meta["last_error"] = notices.error_record(exc)
         self.spool.write_meta(meta)
