@@ -113,8 +113,8 @@ def test_a_task_refused_after_its_attempt_ended_is_not_told_to_sync(
     server: ServerProcess, tmp_path: Path
 ) -> None:
     """A task whose attempt ends under it (a cancel, a loss) is refused from then on: its
-    SDK says that its attempt is over, not "once that is fixed, `safeboard sync` sends it",
-    which no one on the agent's machine can do with a dead token."""
+    SDK says that its attempt is over, not "once that is fixed, `safeboard sync` sends it":
+    nothing fixes a dead token (only a person's own key, on the agent's machine, can)."""
     _, lease, queue = _submit_and_lease(server)
     env = cli_env(tmp_path / "no-server-here")
     env.update(
@@ -142,4 +142,5 @@ def test_a_task_refused_after_its_attempt_ended_is_not_told_to_sync(
     assert "Traceback" not in err
     assert "invalid task token" in err, err
     assert "This task's attempt is over" in err, err
-    assert "safeboard sync" not in err, err
+    assert "once that is fixed" not in err, err  # nothing will fix a dead token
+    assert "with your own key" in err, err

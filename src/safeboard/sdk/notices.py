@@ -87,12 +87,13 @@ def say_refused(
     name: str, run_id: str, exc: SafeboardError, spool: Path, *, task: bool = False
 ) -> None:
     """``task``: a task's run, whose task token was refused: nothing brings a token back
-    (its attempt ended: cancelled, lost, retried), so `safeboard sync` cannot help."""
+    (its attempt ended: cancelled, lost, retried), so only a person's key can deliver."""
     if task:
         say(
             f"run {name} ({run_id}): the server refused its data: {exc.message}. This task's "
-            f"attempt is over (cancelled, lost or retried), so what it logs from now on stays "
-            f"in the spool ({spool}) on this machine and is not sent"
+            f"attempt is over (cancelled, lost or retried), so its token sends nothing more: "
+            f"what it logs stays in the spool ({spool}) on this machine, where `safeboard "
+            f"sync` with your own key can deliver it"
         )
         return
     say(

@@ -322,7 +322,8 @@ class Run:
         if cause is not None and self._meta.get("task") and isinstance(cause, Unauthenticated):
             notices.say(  # a task's dead token: nothing can send them (notices.say_refused)
                 f"run {self.name} ({self.id}): {what} not delivered: {cause.message}. This "
-                f"task's attempt is over; they stay in {self.spool.path} on this machine"
+                f"task's attempt is over; kept in {self.spool.path} on this machine, where "
+                "`safeboard sync` with your own key can deliver them"
             )
         elif cause is not None:
             notices.say(
