@@ -128,7 +128,9 @@ def test_refusals_are_one_line(server: ServerProcess) -> None:
     assert "a duration such as" in duration.stderr
 
 
-def test_a_new_user_creates_the_project_the_task_needs(server: ServerProcess, tmp_path: Path) -> None:
+def test_a_new_user_creates_the_project_the_task_needs(
+    server: ServerProcess, tmp_path: Path
+) -> None:
     """The issue's user story submits to `--project mnist` on a fresh server: the refusal
     names the project and the command that creates it, and that command exists."""
     code = tmp_path / "proj"

@@ -122,8 +122,10 @@ class Attempt(threading.Thread):
         self.controls = controls
         self._interval = max(1.0, lease.lease_seconds / 3)
         self._backoff = RetryPolicy(base=0.5, cap=self._interval, retry_after_cap=60.0)
-        self.redactor = redactor if redactor is not None else Redactor(
-            [*secret_values(lease), state.credential]
+        self.redactor = (
+            redactor
+            if redactor is not None
+            else Redactor([*secret_values(lease), state.credential])
         )
         # The agent itself stopped the process (drain timeout, a second Ctrl-C): its
         # exit report says so, or the task would read as failed by its own fault.
