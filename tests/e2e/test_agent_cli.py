@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import stat
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -154,3 +155,22 @@ def test_join_failures_are_one_clear_line(tmp_path: Path) -> None:
     code, _, err = on_gpu_machine(tmp_path, "status", *state)
     assert code == 2
     assert "has not joined" in one_line(err)
+
+
+def test_status_on_a_machine_without_gpus_says_none_were_found(
+    server_factory: Start, tmp_path: Path
+) -> None:
+    """A CPU machine (no NVML, no nvidia-smi): one plain line, not "gpus (none): none"."""
+    server = server_factory("--tls")
+    join = admin(server, "token", "--pool", "cpu").strip()
+    state = tmp_path / "state"
+    code, _, err = on_gpu_machine(tmp_path, "join", join, "--state-dir", str(state))
+    assert code == 0, err
+    env = cli_env(tmp_path / "cpu-machine-data")
+    del env["SAFEBOARD_DATA_DIR"]
+    env["HOME"] = str(tmp_path / "cpu-home")
+    env["PATH"] = str(Path(sys.executable).parent)  # python, and no nvidia-smi
+    done = run_cli("agent", "status", "--state-dir", str(state), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "gpus: none found (neither NVML nor nvidia-smi answered" in done.stdout, done.stdout
+    assert "gpus (none)" not in done.stdout

@@ -156,7 +156,10 @@ def status(state_dir: Path | None, labels: str, as_json: bool) -> None:
     click.echo(f"agent {answer.name} ({answer.agent_id}), pool {answer.pool}, server {state.url}")
     click.echo(f"labels: {', '.join(answer.labels) or '(none)'}")
     click.echo(f"cpus: {machine.cpus}, memory: {machine.memory_mib} MiB")
-    click.echo(f"gpus ({machine.source}): {len(machine.gpus) or 'none'}")
+    if machine.source == "none":  # neither NVML nor nvidia-smi answered
+        click.echo("gpus: none found (neither NVML nor nvidia-smi answered: no NVIDIA driver?)")
+    else:
+        click.echo(f"gpus ({machine.source}): {len(machine.gpus) or 'none'}")
     for gpu in machine.gpus:
         click.echo(f"  {gpu.index}: {gpu.model} {gpu.memory_mib} MiB {gpu.uuid}")
     click.echo(f"next: safeboard agent run{' --state-dir ' + str(state_dir) if state_dir else ''}")
