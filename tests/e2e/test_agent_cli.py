@@ -157,10 +157,10 @@ def test_join_failures_are_one_clear_line(tmp_path: Path) -> None:
     assert "has not joined" in one_line(err)
 
 
-def test_status_on_a_machine_without_gpus_says_none_were_found(
-    server_factory: Start, tmp_path: Path
-) -> None:
-    """A CPU machine (no NVML, no nvidia-smi): one plain line, not "gpus (none): none"."""
+def test_a_cpu_machine_s_status_and_bad_run_options(server_factory: Start, tmp_path: Path) -> None:
+    """A CPU machine (no NVML, no nvidia-smi): one plain line, not "gpus (none): none".
+    Bad options of `agent run` are one line naming the option, before any request:
+    `--poll 0` would ask for a task again at once, in a loop (a write transaction each)."""
     server = server_factory("--tls")
     join = admin(server, "token", "--pool", "cpu").strip()
     state = tmp_path / "state"
@@ -174,3 +174,11 @@ def test_status_on_a_machine_without_gpus_says_none_were_found(
     assert done.returncode == 0, done.stderr
     assert "gpus: none found (neither NVML nor nvidia-smi answered" in done.stdout, done.stdout
     assert "gpus (none)" not in done.stdout
+    for args, says in (
+        (["--poll", "0"], "Invalid value for '--poll': from 1 s to 25 s"),
+        (["--grace", "soon"], "Invalid value for '--grace': a duration such as"),
+        (["--labels", "a100,a%b"], "Invalid value for '--labels': 'a%b' is not a label"),
+    ):
+        refused = run_cli("agent", "run", "--state-dir", str(state), *args, env=env, timeout=30)
+        assert refused.returncode == 2, (refused.stdout, refused.stderr)
+        assert one_line(refused.stderr).startswith(f"safeboard: error: {says}"), refused.stderr

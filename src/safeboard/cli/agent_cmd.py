@@ -27,14 +27,14 @@ def _ttl_seconds(text: str) -> int:
     return seconds
 
 
-def _duration(text: str, low: float, high: float) -> float:
+def _duration(text: str, low: float, high: float, option: str) -> float:
     """``30s``, ``2m``, ``1h`` or plain seconds, from ``low`` to ``high``."""
     match = _TTL.fullmatch(text.strip().lower())
     if match is None:
-        raise click.BadParameter("a duration such as 30s, 2m or 1h")
+        raise click.BadParameter("a duration such as 30s, 2m or 1h", param_hint=option)
     seconds = float(int(match.group(1)) * _UNIT[match.group(2)])
     if not low <= seconds <= high:
-        raise click.BadParameter(f"from {low:g} s to {high:g} s")
+        raise click.BadParameter(f"from {low:g} s to {high:g} s", param_hint=option)
     return seconds
 
 
@@ -47,8 +47,19 @@ def _indexes(text: str | None) -> list[int] | None:
         raise click.BadParameter("GPU indexes, comma-separated: 0,1") from None
 
 
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,62}")  # as the server checks them
+
+
 def _labels(text: str) -> list[str]:
-    return [label.strip() for label in text.split(",") if label.strip()]
+    found = [label.strip() for label in text.split(",") if label.strip()]
+    for label in found:
+        if not _LABEL.fullmatch(label):
+            raise click.BadParameter(
+                f"{label[:70]!r} is not a label: letters, digits, . _ : - (63 at most, the "
+                "first a letter or digit)",
+                param_hint="'--labels'",
+            )
+    return found
 
 
 def _state_dir_option(func: click.decorators.FC) -> click.decorators.FC:
@@ -176,7 +187,7 @@ def status(state_dir: Path | None, labels: str, as_json: bool) -> None:
 @click.option("--drain-timeout", default="60s", show_default=True,
               help="On Ctrl-C or SIGTERM, how long running tasks may go on.")  # fmt: skip
 @click.option("--poll", default="20s", show_default=True,
-              help="How long each lease request waits for a task (at most 25s).")  # fmt: skip
+              help="How long each lease request waits for a task (1s to 25s).")  # fmt: skip
 def run(
     state_dir: Path | None,
     gpus: str | None,
@@ -197,9 +208,9 @@ def run(
         gpu_indexes=_indexes(gpus),
         labels=_labels(labels),
         max_tasks=max_tasks,
-        grace=_duration(grace, 0, 3600),
-        drain_timeout=_duration(drain_timeout, 0, 7 * 86400),
-        poll=_duration(poll, 0, 25),
+        grace=_duration(grace, 0, 3600, "'--grace'"),
+        drain_timeout=_duration(drain_timeout, 0, 7 * 86400, "'--drain-timeout'"),
+        poll=_duration(poll, 1, 25, "'--poll'"),  # 0 would ask again at once, in a loop
     )
     runner = Runner(state, directory, options, machine=detect(_labels(labels)),
                     version=__version__, say=click.echo, warn=_warn)  # fmt: skip
