@@ -32,6 +32,7 @@ from pydantic_settings import (
 
 from safeboard.errors import ConfigError
 from safeboard.hosts import is_loopback_host, is_wildcard_host
+from safeboard.settings_tensorboard import TensorboardSettings
 from safeboard.settings_sections import (
     MAX_PREVIOUS_KEYS,
     ArtifactSettings,
@@ -106,6 +107,9 @@ class Settings(BaseSettings):
     )
     projects: ProjectSettings = Field(default_factory=ProjectSettings, description="Projects.")
     jobs: JobSettings = Field(default_factory=JobSettings, description="Queued jobs.")
+    tensorboard: TensorboardSettings = Field(
+        default_factory=TensorboardSettings, description="TensorBoard, secured."
+    )
     secure: SecureSettings = Field(description="Secrets.")
 
     @classmethod
