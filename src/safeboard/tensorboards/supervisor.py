@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,9 +63,18 @@ class Instance:
 
 
 class Supervisor:
-    def __init__(self, data_dir: Path, settings: TensorboardSettings) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        settings: TensorboardSettings,
+        *,
+        child: Sequence[str] = (sys.executable, "-m", "safeboard.tensorboards.child"),
+    ) -> None:
+        """``child``: the command run with ``SOCKET LOGDIR PATH_PREFIX`` (tests give an
+        upstream of their own that records what reaches it)."""
         self.root = data_dir / _DIR
         self.settings = settings
+        self.child = tuple(child)
         self._instances: dict[str, Instance] = {}
         self._lock = threading.Lock()
 
@@ -148,16 +158,16 @@ class Supervisor:
         env["TMPDIR"] = str(tmp)
         socket_path = directory / _SOCKET
         prefix = f"/tb/{instance_id}"
-        command = [sys.executable, "-m", "safeboard.tensorboards.child"]
-        process = subprocess.Popen(  # noqa: S603  (our own interpreter and module)
-            [*command, str(socket_path), str(logdir), prefix],
-            cwd=directory,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=(directory / "tensorboard.log").open("wb"),
-            start_new_session=True,  # a Ctrl-C at the terminal reaches the server only
-        )
+        with (directory / "tensorboard.log").open("wb") as log:
+            process = subprocess.Popen(  # noqa: S603  (our own interpreter and module)
+                [*self.child, str(socket_path), str(logdir), prefix],
+                cwd=directory,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,  # a Ctrl-C at the terminal reaches the server only
+            )
         return Instance(instance_id, owner_id, owner, logdir, directory, process)
 
     def _wait_listening(self, instance: Instance) -> None:
@@ -165,8 +175,7 @@ class Supervisor:
         while time.monotonic() < deadline:
             if not instance.alive():
                 raise ServiceUnavailable(
-                    f"TensorBoard stopped while starting (its log: "
-                    f"{instance.directory / 'tensorboard.log'})"
+                    f"TensorBoard stopped while starting: {_last_line(instance)}"
                 )
             if instance.socket_path.is_socket():
                 with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
@@ -174,3 +183,13 @@ class Supervisor:
                         return
             time.sleep(0.1)
         raise ServiceUnavailable("TensorBoard did not start in time (start_timeout_seconds)")
+
+
+def _last_line(instance: Instance) -> str:
+    """The last line TensorBoard wrote to its log (its error, when it stopped)."""
+    try:
+        lines = (instance.directory / "tensorboard.log").read_text(errors="replace").split("\n")
+    except OSError:
+        return "(no log)"
+    found = [line.strip() for line in lines if line.strip()]
+    return found[-1][:300] if found else "(no log)"
