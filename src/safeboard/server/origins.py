@@ -41,6 +41,8 @@ def open_tensorboard_listener(
     if not settings.tensorboard.enabled or not extra_installed():
         return None
     sock = bind(settings.server.host, settings.tensorboard.port)
+    # Listening now: a link printed before the server serves is not refused, it waits.
+    sock.listen(2048)
     port = int(sock.getsockname()[1])
     parts = urlsplit(local_url(settings))
     host = parts.hostname or "127.0.0.1"
