@@ -32,7 +32,6 @@ from pydantic_settings import (
 
 from safeboard.errors import ConfigError
 from safeboard.hosts import is_loopback_host, is_wildcard_host
-from safeboard.settings_tensorboard import TensorboardSettings
 from safeboard.settings_sections import (
     MAX_PREVIOUS_KEYS,
     ArtifactSettings,
@@ -45,6 +44,7 @@ from safeboard.settings_sections import (
     TlsSettings,
     mask_url_password,
 )
+from safeboard.settings_tensorboard import TensorboardSettings
 
 __all__ = [
     "DATA_DIR_ENV",

@@ -54,7 +54,10 @@ def test_tensorboard_through_the_link_and_refusals(tmp_path: Path) -> None:
         link = open_link(made.stdout)
         assert link.startswith(f"{origin}/enter#ticket=")
         # Another admin's own instance, opened through the API with her key.
-        assert run_cli("user", "add", "carol", "--role", "admin", data_dir=server.data_dir).returncode == 0
+        assert (
+            run_cli("user", "add", "carol", "--role", "admin", data_dir=server.data_dir).returncode
+            == 0
+        )
         key = run_cli(
             "key", "create", "--name", "t", "--user", "carol", "--scope", "admin",
             data_dir=server.data_dir,
@@ -84,18 +87,22 @@ def test_tensorboard_through_the_link_and_refusals(tmp_path: Path) -> None:
             # Without a session: 404, nothing of TensorBoard.
             stranger, _ = browser.new_page()
             refused = stranger.goto(board)
-            assert refused is not None and refused.status == 404
+            assert refused is not None
+            assert refused.status == 404
             # The used ticket: the entry page says so and lets nobody in.
             stranger.goto(link)
             expect(stranger.get_by_text("used or has expired")).to_be_visible(timeout=TIMEOUT_MS)
-            assert not [c for c in stranger.context.cookies() if c["name"].startswith("__Host-sbtb-")]
+            assert not [
+                c for c in stranger.context.cookies() if c["name"].startswith("__Host-sbtb-")
+            ]
             # Carol, in her own TensorBoard, is refused the other admin's.
             other, _ = browser.new_page()
             other.goto(theirs.json()["link"])
             other.wait_for_url(re.compile(r"/tb/[0-9a-f]+/"), timeout=TIMEOUT_MS)
             assert other.url.split("#", 1)[0] != board
             refused = other.goto(board)
-            assert refused is not None and refused.status == 404
+            assert refused is not None
+            assert refused.status == 404
 
             # safeboard's own origin, signed in, while TensorBoard runs: no CSP violation
             # (chromium() fails the test on any violation in these watched pages).

@@ -42,7 +42,9 @@ def supervisor(tmp_path: Path) -> Iterator[Supervisor]:
 
 
 @pytest.fixture
-async def origin(supervisor: Supervisor) -> AsyncIterator[tuple[TensorboardOrigin, httpx.AsyncClient]]:
+async def origin(
+    supervisor: Supervisor,
+) -> AsyncIterator[tuple[TensorboardOrigin, httpx.AsyncClient]]:
     app = TensorboardOrigin(supervisor, Tickets(3600), secure=True)
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
     async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as client:
@@ -55,7 +57,9 @@ def logdir(tmp_path: Path, name: str = "logs") -> Path:
     return path
 
 
-async def enter(app: TensorboardOrigin, client: httpx.AsyncClient, instance: Instance, user: int = 1) -> str:
+async def enter(
+    app: TensorboardOrigin, client: httpx.AsyncClient, instance: Instance, user: int = 1
+) -> str:
     """The cookie value of a ticket redeemed for ``user`` (the client's jar keeps it)."""
     ticket = app.tickets.mint(Entry(user, f"user{user}", instance.id))
     answer = await client.post("/enter", content=ticket, headers={"Origin": ORIGIN})
@@ -80,7 +84,10 @@ async def test_upstream_never_sees_credentials(
     app, client = origin
     instance, started = supervisor.start(1, "user1", logdir(tmp_path))
     assert started
-    assert (instance.directory.stat().st_mode & 0o777, instance.socket_path.stat().st_mode & 0o777) == (0o700, 0o600)
+    assert (
+        instance.directory.stat().st_mode & 0o777,
+        instance.socket_path.stat().st_mode & 0o777,
+    ) == (0o700, 0o600)
     value = await enter(app, client, instance)
     client.cookies.clear()  # sent below, with the main origin's cookie (same host)
     name = cookie_name(instance.id, secure=True)
@@ -130,13 +137,23 @@ async def test_refused_without_cookie_with_another_users_or_instances_and_used_t
     assert seen(mine) == []
     # A ticket works once; an unknown one never; a cross-site entry is refused.
     ticket = app.tickets.mint(Entry(1, "user1", mine.id))
-    assert (await client.post("/enter", content=ticket, headers={"Origin": "https://evil.test"})).status_code == 403
-    assert (await client.post("/enter", content=ticket, headers={"Origin": ORIGIN})).status_code == 200
-    assert (await client.post("/enter", content=ticket, headers={"Origin": ORIGIN})).status_code == 404
-    assert (await client.post("/enter", content="forged", headers={"Origin": ORIGIN})).status_code == 404
+    assert (
+        await client.post("/enter", content=ticket, headers={"Origin": "https://evil.test"})
+    ).status_code == 403
+    assert (
+        await client.post("/enter", content=ticket, headers={"Origin": ORIGIN})
+    ).status_code == 200
+    assert (
+        await client.post("/enter", content=ticket, headers={"Origin": ORIGIN})
+    ).status_code == 404
+    assert (
+        await client.post("/enter", content="forged", headers={"Origin": ORIGIN})
+    ).status_code == 404
     # A ticket for another user's instance does not enter it (owner bound).
     wrong = app.tickets.mint(Entry(1, "user1", theirs.id))
-    assert (await client.post("/enter", content=wrong, headers={"Origin": ORIGIN})).status_code == 404
+    assert (
+        await client.post("/enter", content=wrong, headers={"Origin": ORIGIN})
+    ).status_code == 404
     # The entry page: its one script allowed by hash, nothing else.
     page = await client.get("/enter")
     assert page.status_code == 200
@@ -170,15 +187,19 @@ async def test_methods_bodies_origins_and_slow_upstream(
 async def test_cap_per_user_reuse_and_idle_timeout(supervisor: Supervisor, tmp_path: Path) -> None:
     first, started = supervisor.start(1, "user1", logdir(tmp_path, "a"))
     again, started_again = supervisor.start(1, "user1", logdir(tmp_path, "a"))
-    assert started and not started_again and again is first
+    assert started
+    assert not started_again
+    assert again is first
     supervisor.start(1, "user1", logdir(tmp_path, "b"))
     with pytest.raises(RateLimited):
         supervisor.start(1, "user1", logdir(tmp_path, "c"))
     other, _ = supervisor.start(2, "user2", logdir(tmp_path, "c"))  # a cap per user
     first.last_used -= supervisor.settings.idle_minutes * 60 + 1
     assert supervisor.reap() == [first]
-    assert first.process.poll() is not None and not first.directory.exists()
-    assert supervisor.get(first.id) is None and supervisor.get(other.id) is other
+    assert first.process.poll() is not None
+    assert not first.directory.exists()
+    assert supervisor.get(first.id) is None
+    assert supervisor.get(other.id) is other
 
 
 @pytest.fixture
@@ -198,7 +219,9 @@ async def test_route_opens_for_admins_only_and_is_audited(world: World, tmp_path
     refused = await member.post("/api/v1/tensorboards", json={"logdir": str(tmp_path)})
     assert refused.status_code == 403
     reader = world.client(Authorization=f"Bearer {world.key('admin', Scope.READ)}")
-    assert (await reader.post("/api/v1/tensorboards", json={"logdir": str(tmp_path)})).status_code == 403
+    assert (
+        await reader.post("/api/v1/tensorboards", json={"logdir": str(tmp_path)})
+    ).status_code == 403
     admin = world.client(Authorization=f"Bearer {world.key('admin')}")
     missing = await admin.post("/api/v1/tensorboards", json={"logdir": str(tmp_path / "nope")})
     assert missing.status_code == 422  # invalid_request

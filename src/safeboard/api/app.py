@@ -45,8 +45,8 @@ from safeboard.schemas import ERROR_RESPONSES
 from safeboard.services import build_services
 from safeboard.settings import Settings, is_wildcard_host
 from safeboard.storage import create_engine
-from safeboard.web import routes as web_routes
 from safeboard.tensorboards import routes as tensorboard_routes
+from safeboard.web import routes as web_routes
 
 __all__ = ["allowed_host_names", "create_app"]
 
@@ -67,7 +67,7 @@ def allowed_host_names(settings: Settings, certificate_names: Iterable[str] = ()
     return {name.lower().strip("[]") for name in names if name}
 
 
-def create_app(
+def create_app(  # noqa: PLR0915  (one statement per router and middleware: the app's table of contents)
     settings: Settings,
     *,
     engine: sa.Engine | None = None,

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from sqlalchemy.engine import make_url
@@ -31,7 +32,11 @@ from safeboard.server.connections import (
     raise_open_files_limit,
 )
 from safeboard.server.lock import ServerLock
-from safeboard.server.origins import Origins, open_tensorboard_listener
+from safeboard.server.origins import (
+    Origins,
+    TensorboardListener,
+    open_tensorboard_listener,
+)
 from safeboard.server.tls import server_ssl_context
 from safeboard.server.undo import StartRecord
 from safeboard.services import Services, services_of
@@ -276,15 +281,9 @@ def serve(
             raise
     sqlite_file = engine.url.database if engine.dialect.name == "sqlite" else None
     releaser = heap.Releaser([Path(sqlite_file)] if sqlite_file else [])
-    sockets = [sock, local]
-    served: object = app
-    if board is not None:  # TensorBoard's own origin: another port, the same TLS
-        services.tensorboards.listening(board.origin)
-        tensorboard_app = services.tensorboards.application(secure=material is not None)
-        served = Origins(app, tensorboard_app, board.port)
-        sockets.append(board.sock)
+    served, sockets = _origins(app, services, board, [sock, local], secure=material is not None)
     config = uvicorn.Config(
-        served,  # type: ignore[arg-type]
+        served,
         # Admission, the TLS handshake (our SSLContext) and head deadlines run in the gate,
         # before uvicorn's HTTP/1.1 protocol sees a connection; uvicorn itself gets no ssl.
         http=gated_protocol(
@@ -325,6 +324,23 @@ def serve(
         releaser.stop()
         services.tensorboards.close()
         (settings.data_dir / LOCAL_SOCKET).unlink(missing_ok=True)
+
+
+def _origins(
+    app: Any,
+    services: Services,
+    board: TensorboardListener | None,
+    sockets: list[socket.socket],
+    *,
+    secure: bool,
+) -> tuple[Any, list[socket.socket]]:
+    """The application to serve and its sockets: with TensorBoard's listener, its own
+    origin on another port, the same TLS (safeboard/server/origins.py)."""
+    if board is None:
+        return app, sockets
+    services.tensorboards.listening(board.origin)
+    tensorboard = services.tensorboards.application(secure=secure)
+    return Origins(app, tensorboard, board.port), [*sockets, board.sock]
 
 
 class _Terminated(Exception):

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
+
+from tensorboard import program
+from werkzeug.serving import make_server
 
 __all__ = ["main"]
 
 
 def main(argv: list[str]) -> int:
-    from tensorboard import program
-    from werkzeug.serving import make_server
-
     socket_path, logdir, prefix = argv
 
     class UnixSocketServer(program.TensorBoardServer):  # type: ignore[misc]
@@ -27,12 +28,10 @@ def main(argv: list[str]) -> int:
             del flags
             old = os.umask(0o177)  # the socket is born 0600, in a 0700 directory
             try:
-                self._server = make_server(
-                    "unix://" + socket_path, 0, wsgi_app, threaded=True
-                )
+                self._server = make_server("unix://" + socket_path, 0, wsgi_app, threaded=True)
             finally:
                 os.umask(old)
-            os.chmod(socket_path, 0o600)
+            Path(socket_path).chmod(0o600)
 
         def serve_forever(self) -> None:
             self._server.serve_forever()

@@ -82,9 +82,9 @@ class TensorboardOrigin:
         method: str = scope["method"]
         if path == "/enter":
             if method == "GET":
-                await _respond(send, 200, _ENTER_PAGE, b"text/html; charset=utf-8", _ENTER_CSP)
+                await _respond(send, 200, _ENTER_PAGE, b"text/html; charset=utf-8", csp=_ENTER_CSP)
             elif method == "POST" and self._same_origin(scope):
-                await self._enter(scope, receive, send)
+                await self._enter(receive, send)
             else:
                 await _error(send, 403, "forbidden", "cross-origin entry refused")
             return
@@ -121,7 +121,7 @@ class TensorboardOrigin:
         scheme = b"https" if self.secure else b"http"
         return origin is not None and host is not None and origin == scheme + b"://" + host
 
-    async def _enter(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _enter(self, receive: Receive, send: Send) -> None:
         body = await _read_body(receive, 512)
         entry = self.tickets.redeem(body.decode("ascii", "replace").strip()) if body else None
         instance = self.supervisor.get(entry.instance_id) if entry else None
@@ -138,7 +138,9 @@ class TensorboardOrigin:
             send, 200, location, b"application/json", extra=[(b"set-cookie", cookie.encode())]
         )
 
-    async def _forward(self, instance: Instance, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _forward(
+        self, instance: Instance, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         instance.touch()
         limit = self.settings.max_body_bytes
         body = await _read_body(receive, limit + 1)
@@ -176,7 +178,9 @@ class TensorboardOrigin:
         finally:
             await response.aclose()
 
-    def _response_headers(self, scope: Scope, response: httpx.Response) -> list[tuple[bytes, bytes]]:
+    def _response_headers(
+        self, scope: Scope, response: httpx.Response
+    ) -> list[tuple[bytes, bytes]]:
         headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _DROPPED_BACK]
         headers += _guard_headers(self.secure)
         if "/data/" in scope["path"]:
@@ -246,6 +250,7 @@ async def _respond(
     status: int,
     body: bytes,
     content_type: bytes,
+    *,
     csp: str | None = None,
     extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 
 from safeboard.errors import InvalidRequest, RateLimited, ServiceUnavailable
@@ -31,8 +32,6 @@ _SOCKET = "tb.sock"
 
 def extra_installed() -> bool:
     """True when ``safeboard[tensorboard]`` is installed (TensorBoard importable)."""
-    from importlib.util import find_spec
-
     return find_spec("tensorboard") is not None
 
 
@@ -117,9 +116,7 @@ class Supervisor:
     def reap(self) -> list[Instance]:
         """Stop the instances idle longer than ``idle_minutes`` and forget dead ones."""
         limit = time.monotonic() - self.settings.idle_minutes * 60
-        gone = [
-            i for i in list(self._instances.values()) if not i.alive() or i.last_used < limit
-        ]
+        gone = [i for i in list(self._instances.values()) if not i.alive() or i.last_used < limit]
         for instance in gone:
             self.stop(instance.id)
         return gone
