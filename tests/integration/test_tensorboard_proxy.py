@@ -235,3 +235,24 @@ async def test_route_opens_for_admins_only_and_is_audited(world: World, tmp_path
     assert reopened["link"] != body["link"]  # a new ticket each time
     entries = audit_service.list_entries(world.services.engine, action="tensorboard.started")
     assert [(e.actor, e.target) for e in entries] == [("admin", body["id"])]
+
+
+async def test_a_disabled_account_loses_its_instance(world: World, tmp_path: Path) -> None:
+    world.user("carol", Role.ADMIN)
+    services = world.services
+    carol = services.users.get("carol")
+    opened = services.tensorboards.open_logdir(carol.id, "carol", logdir(tmp_path))
+    app = services.tensorboards.application(secure=True, recheck_seconds=0)
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as client:
+        ticket = opened.link.split("#ticket=", 1)[1]
+        entered = await client.post("/enter", content=ticket, headers={"Origin": ORIGIN})
+        assert entered.status_code == 200, entered.text
+        board = entered.json()["location"]
+        assert (await client.get(board)).status_code == 200
+        services.users.set_active("carol", False, actor="test")
+        assert (await client.get(board)).status_code == 404
+        again = services.tensorboards.open_logdir(carol.id, "carol", logdir(tmp_path)).link
+        ticket = again.split("#ticket=", 1)[1]
+        refused = await client.post("/enter", content=ticket, headers={"Origin": ORIGIN})
+        assert refused.status_code == 404

@@ -21,6 +21,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 
 import httpx
+from anyio import to_thread
 
 from safeboard.tensorboards.supervisor import Instance, Supervisor
 from safeboard.tensorboards.tickets import Tickets, cookie_name
@@ -41,6 +42,7 @@ _DROPPED_BACK = frozenset(
     {b"set-cookie", b"connection", b"keep-alive", b"transfer-encoding", b"server"}
 )
 _REAP_SECONDS = 30.0
+_RECHECK_SECONDS = 30.0
 
 _ENTER_SCRIPT = (
     "(async()=>{const p=new URLSearchParams(location.hash.slice(1));"
@@ -67,8 +69,21 @@ _NOT_FOUND = (
 
 
 class TensorboardOrigin:
-    def __init__(self, supervisor: Supervisor, tickets: Tickets, *, secure: bool) -> None:
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        tickets: Tickets,
+        *,
+        secure: bool,
+        still_allowed: Callable[[int], bool] = lambda _user_id: True,
+        recheck_seconds: float = _RECHECK_SECONDS,
+    ) -> None:
+        """``still_allowed``: asked (off the event loop) at entry and at most every
+        30 s per user after: a disabled or demoted account loses its instances."""
         self.supervisor = supervisor
+        self._still_allowed = still_allowed
+        self._checked: dict[int, float] = {}
+        self._recheck = recheck_seconds
         self.tickets = tickets
         self.secure = secure
         self.settings = supervisor.settings
@@ -88,7 +103,7 @@ class TensorboardOrigin:
             else:
                 await _error(send, 403, "forbidden", "cross-origin entry refused")
             return
-        instance = self._allowed(scope)
+        instance = await self._allowed(scope)
         if instance is None:
             await _respond(send, 404, _NOT_FOUND, b"application/json")
             return
@@ -100,7 +115,7 @@ class TensorboardOrigin:
             return
         await self._forward(instance, scope, receive, send)
 
-    def _allowed(self, scope: Scope) -> Instance | None:
+    async def _allowed(self, scope: Scope) -> Instance | None:
         """The instance a request may reach: its path's, with that instance's cookie for
         its owner (None otherwise: one 404 for all the reasons)."""
         self._reap_now_and_then()
@@ -113,7 +128,18 @@ class TensorboardOrigin:
         value = _cookies(scope).get(cookie_name(instance.id, secure=self.secure))
         if value is None or self.tickets.check(value, instance.id) != instance.owner_id:
             return None
-        return instance
+        return instance if await self._standing(instance.owner_id) else None
+
+    async def _standing(self, user_id: int, *, fresh: bool = False) -> bool:
+        now = time.monotonic()
+        checked = self._checked.get(user_id)
+        if not fresh and checked is not None and now - checked < self._recheck:
+            return True
+        if not await to_thread.run_sync(self._still_allowed, user_id):
+            self._checked.pop(user_id, None)
+            return False
+        self._checked[user_id] = now
+        return True
 
     def _same_origin(self, scope: Scope) -> bool:
         headers = dict(scope["headers"])
@@ -125,7 +151,12 @@ class TensorboardOrigin:
         body = await _read_body(receive, 512)
         entry = self.tickets.redeem(body.decode("ascii", "replace").strip()) if body else None
         instance = self.supervisor.get(entry.instance_id) if entry else None
-        if entry is None or instance is None or instance.owner_id != entry.user_id:
+        if (
+            entry is None
+            or instance is None
+            or instance.owner_id != entry.user_id
+            or not await self._standing(entry.user_id, fresh=True)
+        ):
             await _error(send, 404, "not_found", "this link was used or has expired")
             return
         name = cookie_name(instance.id, secure=self.secure)

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from safeboard.accounts import repository as accounts
 from safeboard.audit import service as audit
+from safeboard.auth.permissions import Role
 from safeboard.audit.events import AuditAction
 from safeboard.errors import Conflict
 from safeboard.settings import Settings
@@ -34,9 +36,23 @@ class TensorboardService:
         self.tickets = Tickets(settings.tensorboard.cookie_minutes * 60)
         self.origin: str | None = None  # set when the server opens the listener
 
-    def application(self, *, secure: bool) -> TensorboardOrigin:
-        """The ASGI application of TensorBoard's origin."""
-        return TensorboardOrigin(self.supervisor, self.tickets, secure=secure)
+    def application(self, *, secure: bool, recheck_seconds: float = 30.0) -> TensorboardOrigin:
+        """The ASGI application of TensorBoard's origin; it asks whether an account still
+        stands at entry and every ``recheck_seconds`` after."""
+        return TensorboardOrigin(
+            self.supervisor,
+            self.tickets,
+            secure=secure,
+            still_allowed=self.still_allowed,
+            recheck_seconds=recheck_seconds,
+        )
+
+    def still_allowed(self, user_id: int) -> bool:
+        """Whether the account may still use its instances: active, and an admin (who
+        alone may open TensorBoard on a directory of the server)."""
+        with self.engine.connect() as conn:
+            user = accounts.get(conn, user_id)
+        return user is not None and user.is_active and user.role is Role.ADMIN
 
     def listening(self, origin: str) -> None:
         self.origin = origin
