@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -256,3 +257,17 @@ async def test_a_disabled_account_loses_its_instance(world: World, tmp_path: Pat
         ticket = again.split("#ticket=", 1)[1]
         refused = await client.post("/enter", content=ticket, headers={"Origin": ORIGIN})
         assert refused.status_code == 404
+
+
+def test_an_idle_instance_stops_by_itself(tmp_path: Path) -> None:
+    settings = TensorboardSettings(idle_minutes=0.02, start_timeout_seconds=30)  # 1.2 s
+    board = Supervisor(tmp_path, settings, child=ECHO)
+    try:
+        instance, _ = board.start(1, "user1", logdir(tmp_path))
+        deadline = time.monotonic() + 30
+        while instance.alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not instance.alive()  # nobody asked: the reaper thread stopped it
+        assert board.instances() == []
+    finally:
+        board.stop_all()

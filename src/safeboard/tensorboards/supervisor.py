@@ -76,6 +76,8 @@ class Supervisor:
         self.child = tuple(child)
         self._instances: dict[str, Instance] = {}
         self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._reaper: threading.Thread | None = None
 
     def start(self, owner_id: int, owner: str, logdir: Path) -> tuple[Instance, bool]:
         """The owner's instance on ``logdir``: the running one, else a new one (True).
@@ -99,6 +101,7 @@ class Supervisor:
                 )
             instance = self._spawn(owner_id, owner, logdir)
             self._instances[instance.id] = instance
+            self._start_reaper()
         try:
             self._wait_listening(instance)
         except BaseException:
@@ -136,8 +139,23 @@ class Supervisor:
         shutil.rmtree(instance.directory, ignore_errors=True)
 
     def stop_all(self) -> None:
+        self._closing.set()
         for instance_id in list(self._instances):
             self.stop(instance_id)
+
+    def _start_reaper(self) -> None:
+        """A thread that stops idle instances even when nobody asks for them (from the
+        first start until ``stop_all``)."""
+        if self._reaper is not None:
+            return
+        every = min(60.0, self.settings.idle_minutes * 60 / 4)
+
+        def run() -> None:
+            while not self._closing.wait(every):
+                self.reap()
+
+        self._reaper = threading.Thread(target=run, name="tensorboard-reaper", daemon=True)
+        self._reaper.start()
 
     def _spawn(self, owner_id: int, owner: str, logdir: Path) -> Instance:
         self.root.mkdir(mode=0o700, exist_ok=True)
