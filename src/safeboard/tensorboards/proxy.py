@@ -180,7 +180,8 @@ class TensorboardOrigin:
             return
         headers = [(k, v) for k, v in scope["headers"] if k in _FORWARDED]
         headers.append((b"host", b"tensorboard"))
-        target = scope["raw_path"].decode("latin-1") or scope["path"]
+        raw: bytes | None = scope.get("raw_path")
+        target = raw.decode("latin-1") if raw else scope["path"]
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")
         client = self._client(instance)

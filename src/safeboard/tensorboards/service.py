@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 from safeboard.accounts import repository as accounts
 from safeboard.audit import service as audit
-from safeboard.auth.permissions import Role
 from safeboard.audit.events import AuditAction
+from safeboard.auth.permissions import Role
 from safeboard.errors import Conflict
 from safeboard.settings import Settings
 from safeboard.tensorboards.proxy import TensorboardOrigin
