@@ -271,3 +271,23 @@ def test_an_idle_instance_stops_by_itself(tmp_path: Path) -> None:
         assert board.instances() == []
     finally:
         board.stop_all()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])  # noqa: S104  (a wildcard bind, the case tested)
+def test_the_origin_is_named_as_the_server_is(
+    make_settings: Callable[..., Settings], host: str
+) -> None:
+    from safeboard.server.bootstrap import advertised_url
+    from safeboard.server.origins import open_tensorboard_listener
+    from safeboard.server.run import bind_socket
+
+    settings = make_settings(server={"host": host})
+    board = open_tensorboard_listener(settings, bind_socket)
+    assert board is not None
+    try:
+        expected = advertised_url(settings).rsplit(":", 1)[0]
+        assert board.origin == f"{expected}:{board.port}"
+        assert board.origin.startswith("https://" if host == "0.0.0.0" else "http://127.0.0.1:")  # noqa: S104
+        assert "0.0.0.0" not in board.origin  # noqa: S104
+    finally:
+        board.sock.close()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from safeboard.server.bootstrap import local_url
+from safeboard.server.bootstrap import advertised_url
 from safeboard.settings import Settings
 from safeboard.tensorboards.supervisor import extra_installed
 
@@ -44,7 +44,9 @@ def open_tensorboard_listener(
     # Listening now: a link printed before the server serves is not refused, it waits.
     sock.listen(2048)
     port = int(sock.getsockname()[1])
-    parts = urlsplit(local_url(settings))
+    # The machine's name on a bind to every interface (in the certificate's names), so
+    # that a link printed on a shared box opens from another machine; else the address.
+    parts = urlsplit(advertised_url(settings, public=False))
     host = parts.hostname or "127.0.0.1"
     host = f"[{host}]" if ":" in host else host
     return TensorboardListener(sock, port, f"{parts.scheme}://{host}:{port}")
