@@ -273,7 +273,7 @@ def test_an_idle_instance_stops_by_itself(tmp_path: Path) -> None:
         board.stop_all()
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])  # noqa: S104  (a wildcard bind, the case tested)
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
 def test_the_origin_is_named_as_the_server_is(
     make_settings: Callable[..., Settings], host: str
 ) -> None:
@@ -287,7 +287,7 @@ def test_the_origin_is_named_as_the_server_is(
     try:
         expected = advertised_url(settings).rsplit(":", 1)[0]
         assert board.origin == f"{expected}:{board.port}"
-        assert board.origin.startswith("https://" if host == "0.0.0.0" else "http://127.0.0.1:")  # noqa: S104
-        assert "0.0.0.0" not in board.origin  # noqa: S104
+        assert board.origin.startswith("https://" if host == "0.0.0.0" else "http://127.0.0.1:")
+        assert "0.0.0.0" not in board.origin
     finally:
         board.sock.close()
