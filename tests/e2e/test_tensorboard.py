@@ -139,6 +139,14 @@ def test_tensorboard_command_starts_the_server(tmp_path: Path) -> None:
             scalars = client.get(f"{board}data/plugin/scalars/scalars?run=run1&tag=train/loss")
             assert scalars.status_code == 200, scalars.text
             assert [point[1] for point in scalars.json()] == list(range(20))
+            # Each listener answers with its own application only.
+            assert client.get("/api/v1/projects").status_code == 404
+            assert client.get("/healthz").status_code == 404
+        main = output.split("listening on ", 1)[1].split()[0]
+        with httpx.Client(base_url=main, verify=_verify(main, data_dir), timeout=30) as client:
+            assert client.get("/healthz").status_code == 200
+            assert "Opening TensorBoard" not in client.get("/enter").text
+            assert client.get(f"{board}data/runs").status_code in (401, 404)
     finally:
         process.send_signal(signal.SIGTERM)
         rest, _ = process.communicate(timeout=30)
