@@ -39,6 +39,8 @@ def main(argv: list[str]) -> int:
         def get_url(self) -> str:
             return "http://unix-socket:1/"  # TensorBoard's info file wants a port
 
+    # --load_fast false: the Rust data server would listen on a loopback TCP port (gRPC)
+    # that any local user could reach; --port only feeds TensorBoard's info file.
     board = program.TensorBoard(server_class=UnixSocketServer)
     board.configure(
         argv=[
