@@ -198,3 +198,53 @@ def _read_until(process: subprocess.Popen[str], pattern: re.Pattern[str]) -> str
         if pattern.search(output):
             return output
     raise AssertionError(f"no link within 90 s:\n{output}")
+
+
+def test_children_end_with_a_killed_server(tmp_path: Path) -> None:
+    """A server killed outright (SIGKILL: no cleanup) leaves no TensorBoard running; the
+    next start clears the directories the dead one left."""
+    logs = tmp_path / "logs"
+    write_scalars(logs / "run1")
+    data_dir = tmp_path / "data"
+
+    def start() -> tuple[subprocess.Popen[str], Path]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "safeboard", "tensorboard", "--logdir", str(logs)],
+            env={**cli_env(data_dir), "SAFEBOARD__SERVER__PORT": str(_free_port())},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        open_link(_read_until(process, OPEN_LINE))
+        (directory,) = (data_dir / "tensorboard").iterdir()
+        return process, directory
+
+    first, left = start()
+    child = int(
+        subprocess.run(
+            ["pgrep", "-f", f"safeboard.tensorboards.child {left}/"],
+            capture_output=True, text=True, check=False,
+        ).stdout.split()[0]
+    )  # fmt: skip
+    first.kill()
+    first.communicate(timeout=30)
+    deadline = time.monotonic() + 30
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _running(child)
+    second, now = start()
+    try:
+        assert not left.exists()
+        assert now != left
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.communicate(timeout=30)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

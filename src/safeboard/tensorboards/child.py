@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +50,22 @@ def main(argv: list[str]) -> int:
             "--load_fast", "false", "--port", "1",
         ]
     )  # fmt: skip
+    _watch_parent()
     result = board.main()
     return int(result or 0)
+
+
+def _watch_parent() -> None:
+    """End with the server, however it ended (a SIGKILL too): once the parent is gone
+    this process is re-parented, and it exits."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 if __name__ == "__main__":

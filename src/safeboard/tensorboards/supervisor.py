@@ -160,6 +160,9 @@ class Supervisor:
     def _spawn(self, owner_id: int, owner: str, logdir: Path) -> Instance:
         self.root.mkdir(mode=0o700, exist_ok=True)
         self.root.chmod(0o700)
+        if self._reaper is None:  # this server's first: what is there is an earlier one's
+            for stale in self.root.iterdir():
+                shutil.rmtree(stale, ignore_errors=True)
         instance_id = secrets.token_hex(8)
         directory = self.root / instance_id
         directory.mkdir(mode=0o700)
