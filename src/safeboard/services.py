@@ -52,6 +52,7 @@ from safeboard.runs.service import RunService
 from safeboard.runs.streams import StreamGuard
 from safeboard.settings import Settings
 from safeboard.storage import writer
+from safeboard.tensorboards.service import TensorboardService
 
 __all__ = ["Services", "build_services", "services_of"]
 
@@ -90,6 +91,9 @@ class Services:
     code: CodeArchives  # tasks' code archives, in the artifacts' blob store
     # Tasks' output as agents ship it; followers woken (PostgreSQL: a LISTEN thread).
     task_logs: TaskLogs
+    # TensorBoard children and the entry into their origin (a second listener that
+    # safeboard/server/run.py opens when the extra is installed).
+    tensorboards: TensorboardService
 
     def provides(self, kind: type[Any]) -> bool:
         return kind in _field_of_type()
@@ -215,6 +219,7 @@ def build_services(
         reaper=Reaper(queue, every=settings.jobs.reaper_seconds),
         code=CodeArchives(engine, store, settings.jobs),
         task_logs=TaskLogs(engine, settings.jobs, tasks),
+        tensorboards=TensorboardService(engine, settings),
     )
 
 

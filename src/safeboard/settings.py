@@ -44,6 +44,7 @@ from safeboard.settings_sections import (
     TlsSettings,
     mask_url_password,
 )
+from safeboard.settings_tensorboard import TensorboardSettings
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -106,6 +107,9 @@ class Settings(BaseSettings):
     )
     projects: ProjectSettings = Field(default_factory=ProjectSettings, description="Projects.")
     jobs: JobSettings = Field(default_factory=JobSettings, description="Queued jobs.")
+    tensorboard: TensorboardSettings = Field(
+        default_factory=TensorboardSettings, description="TensorBoard, secured."
+    )
     secure: SecureSettings = Field(description="Secrets.")
 
     @classmethod

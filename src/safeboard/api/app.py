@@ -45,6 +45,7 @@ from safeboard.schemas import ERROR_RESPONSES
 from safeboard.services import build_services
 from safeboard.settings import Settings, is_wildcard_host
 from safeboard.storage import create_engine
+from safeboard.tensorboards import routes as tensorboard_routes
 from safeboard.web import routes as web_routes
 
 __all__ = ["allowed_host_names", "create_app"]
@@ -66,7 +67,7 @@ def allowed_host_names(settings: Settings, certificate_names: Iterable[str] = ()
     return {name.lower().strip("[]") for name in names if name}
 
 
-def create_app(
+def create_app(  # noqa: PLR0915  (one statement per router and middleware: the app's table of contents)
     settings: Settings,
     *,
     engine: sa.Engine | None = None,
@@ -100,6 +101,7 @@ def create_app(
         services.events.stop()
         services.streams.stop()
         services.metrics.rollups.stop()
+        services.tensorboards.close()  # its children stop with the server
         engine.dispose()
 
     app = FastAPI(
@@ -132,6 +134,7 @@ def create_app(
     app.include_router(task_agent_routes.router)  # agents: lease, heartbeat, events
     app.include_router(task_code_routes.router)  # tasks' code: upload; the agent's download
     app.include_router(task_log_routes.router)  # users: a task's logs, followed
+    app.include_router(tensorboard_routes.router)  # admins: TensorBoard on a directory
     app.include_router(web_routes.router)
     app.mount("/static", web_routes.static_files(), name="static")
 

@@ -85,6 +85,7 @@ class AuditAction(StrEnum):
     AGENT_ENROLLED = "agent.enrolled"
     AGENT_REVOKED = "agent.revoked"
     TASK_SUBMITTED = "task.submitted"
+    TENSORBOARD_STARTED = "tensorboard.started"  # an instance started (target: its id)
     TASK_CANCELLED = "task.cancelled"  # a cancel asked for (by whom: the actor)
     TASK_LOST = "task.lost"  # its last attempt lost and no retry left (by the reaper)
 

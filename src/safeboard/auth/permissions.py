@@ -50,6 +50,8 @@ class Permission(StrEnum):
     # carries it, and an agent's credential carries nothing else (CREDENTIAL_PERMISSIONS).
     AGENTS_MANAGE = "agents:manage"
     AGENT_CALL = "agent:call"
+    # TensorBoard over a directory of the server's machine (docs/tensorboard.md): admins'.
+    TENSORBOARD_LOGDIR = "tensorboard:logdir"
 
 
 # What each permission lets one do, for messages: "this credential may not <phrase>".
@@ -68,6 +70,7 @@ PERMISSION_PHRASES: dict[Permission, str] = {
     Permission.PROJECTS_MANAGE: "manage who has access to this project",
     Permission.AGENTS_MANAGE: "manage agents",
     Permission.AGENT_CALL: "call the agent API (only an enrolled agent's credential can)",
+    Permission.TENSORBOARD_LOGDIR: "open TensorBoard on a directory of the server",
 }
 
 
@@ -129,6 +132,7 @@ SCOPE_OF: dict[Permission, Scope] = {
     Permission.PROJECTS_MANAGE: Scope.ADMIN,
     Permission.AGENTS_MANAGE: Scope.ADMIN,
     Permission.AGENT_CALL: Scope.WRITE,
+    Permission.TENSORBOARD_LOGDIR: Scope.ADMIN,
 }
 
 # Only a signed-in session carries these, never an API key of any scope: changing your

@@ -24,6 +24,7 @@ from safeboard.cli import (
     server_cmd,
     sync_cmd,
     task_cmd,
+    tensorboard_cmd,
     tls_cmd,
     user_cmd,
 )
@@ -56,6 +57,7 @@ cli.add_command(grant_cmd.revoke)
 cli.add_command(login_cmd.login)
 cli.add_command(login_cmd.logout)
 cli.add_command(agent_cmd.agent)
+cli.add_command(tensorboard_cmd.tensorboard)
 
 
 def main(argv: list[str] | None = None) -> None:

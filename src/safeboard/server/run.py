@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from sqlalchemy.engine import make_url
@@ -31,9 +32,14 @@ from safeboard.server.connections import (
     raise_open_files_limit,
 )
 from safeboard.server.lock import ServerLock
+from safeboard.server.origins import (
+    Origins,
+    TensorboardListener,
+    open_tensorboard_listener,
+)
 from safeboard.server.tls import server_ssl_context
 from safeboard.server.undo import StartRecord
-from safeboard.services import services_of
+from safeboard.services import Services, services_of
 from safeboard.settings import (
     Settings,
     is_wildcard_host,
@@ -240,7 +246,13 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
+def serve(
+    prepared: Prepared,
+    echo: Callable[[str], None] = print,
+    on_started: Callable[[Services], None] | None = None,
+) -> None:
+    """Serve until stopped. ``on_started``: called once the services are bootstrapped and
+    the listeners bound, before serving (``safeboard tensorboard`` opens its instance)."""
     settings, material = prepared.settings, prepared.tls
     heap.configure()  # big blocks freed go back to the system (safeboard/heap.py)
     logging.config.dictConfig(log_config(settings.server.log_level))
@@ -263,13 +275,15 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
                 services = services_of(app)
                 socket_path = settings.data_dir / LOCAL_SOCKET
                 started = bootstrap(services, material, local_socket=socket_path)
+            board = open_tensorboard_listener(settings, bind_socket)
         except BaseException:
             engine.dispose()  # its files closed before they are taken back
             raise
     sqlite_file = engine.url.database if engine.dialect.name == "sqlite" else None
     releaser = heap.Releaser([Path(sqlite_file)] if sqlite_file else [])
+    served, sockets = _origins(app, services, board, [sock, local], secure=material is not None)
     config = uvicorn.Config(
-        app,
+        served,
         # Admission, the TLS handshake (our SSLContext) and head deadlines run in the gate,
         # before uvicorn's HTTP/1.1 protocol sees a connection; uvicorn itself gets no ssl.
         http=gated_protocol(
@@ -293,18 +307,40 @@ def serve(prepared: Prepared, echo: Callable[[str], None] = print) -> None:
         echo("    (single use, valid 15 minutes; a restart makes a new one)")
     else:
         echo(f"  no sign-in link: the account {started.admin} is disabled or not an admin")
+    if board is not None:
+        echo(f"  TensorBoard's origin {board.origin} (`safeboard tensorboard --logdir DIR`)")
+    if on_started is not None:
+        on_started(services)
     releaser.start()
     # uvicorn re-raises the SIGTERM it stopped on once it is done, with the handler found
     # before it: the default one would kill the process before the cleanup below.
     previous = signal.signal(signal.SIGTERM, _terminated)
     try:
-        _Server(config, services.events, services.task_logs).run(sockets=[sock, local])
+        _Server(config, services.events, services.task_logs).run(sockets=sockets)
     except _Terminated:
         pass  # a stop asked for: exit status 0, like Ctrl-C
     finally:
         signal.signal(signal.SIGTERM, previous)
         releaser.stop()
+        services.tensorboards.close()
         (settings.data_dir / LOCAL_SOCKET).unlink(missing_ok=True)
+
+
+def _origins(
+    app: Any,
+    services: Services,
+    board: TensorboardListener | None,
+    sockets: list[socket.socket],
+    *,
+    secure: bool,
+) -> tuple[Any, list[socket.socket]]:
+    """The application to serve and its sockets: with TensorBoard's listener, its own
+    origin on another port, the same TLS (safeboard/server/origins.py)."""
+    if board is None:
+        return app, sockets
+    services.tensorboards.listening(board.origin)
+    tensorboard = services.tensorboards.application(secure=secure)
+    return Origins(app, tensorboard, board.port), [*sockets, board.sock]
 
 
 class _Terminated(Exception):

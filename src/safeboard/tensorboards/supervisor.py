@@ -1,0 +1,213 @@
+"""Starts, caps and stops the TensorBoard children of one server.
+
+Each instance is ``python -m safeboard.tensorboards.child`` in a directory of its own,
+``<data_dir>/tensorboard/<id>/`` (0700): its Unix socket (0600) and its private ``TMPDIR``
+live there, so no other OS user can connect to it or read what it writes. Instances live
+as long as the server process (they are not in the database): a restart stops them all.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib.util import find_spec
+from pathlib import Path
+
+from safeboard.errors import InvalidRequest, RateLimited, ServiceUnavailable
+from safeboard.settings_tensorboard import TensorboardSettings
+
+__all__ = ["Instance", "Supervisor", "extra_installed"]
+
+_DIR = "tensorboard"
+_SOCKET = "tb.sock"
+
+
+def extra_installed() -> bool:
+    """True when ``safeboard[tensorboard]`` is installed (TensorBoard importable)."""
+    return find_spec("tensorboard") is not None
+
+
+@dataclass
+class Instance:
+    id: str
+    owner_id: int
+    owner: str
+    logdir: Path
+    directory: Path
+    process: subprocess.Popen[bytes]
+    last_used: float = field(default_factory=time.monotonic)
+
+    @property
+    def socket_path(self) -> Path:
+        return self.directory / _SOCKET
+
+    @property
+    def prefix(self) -> str:
+        """TensorBoard's ``--path_prefix``: everything it serves is under it."""
+        return f"/tb/{self.id}"
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def touch(self) -> None:
+        self.last_used = time.monotonic()
+
+
+class Supervisor:
+    def __init__(
+        self,
+        data_dir: Path,
+        settings: TensorboardSettings,
+        *,
+        child: Sequence[str] = (sys.executable, "-m", "safeboard.tensorboards.child"),
+    ) -> None:
+        """``child``: the command run with ``SOCKET LOGDIR PATH_PREFIX`` (tests give an
+        upstream of their own that records what reaches it)."""
+        self.root = data_dir / _DIR
+        self.settings = settings
+        self.child = tuple(child)
+        self._instances: dict[str, Instance] = {}
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._reaper: threading.Thread | None = None
+
+    def start(self, owner_id: int, owner: str, logdir: Path) -> tuple[Instance, bool]:
+        """The owner's instance on ``logdir``: the running one, else a new one (True).
+
+        Blocks until TensorBoard listens (run it off the event loop)."""
+        logdir = logdir.expanduser().resolve()
+        if not logdir.is_dir():
+            raise InvalidRequest(f"no such directory: {logdir}")
+        self.reap()
+        with self._lock:
+            mine = [i for i in self._instances.values() if i.owner_id == owner_id]
+            for instance in mine:
+                if instance.logdir == logdir:
+                    instance.touch()
+                    return instance, False
+            if len(mine) >= self.settings.max_per_user:
+                raise RateLimited(
+                    f"{len(mine)} TensorBoard instances are running for you (the most "
+                    "allowed, tensorboard.max_per_user); stop one or wait for its idle "
+                    "timeout"
+                )
+            instance = self._spawn(owner_id, owner, logdir)
+            self._instances[instance.id] = instance
+            self._start_reaper()
+        try:
+            self._wait_listening(instance)
+        except BaseException:
+            self.stop(instance.id)
+            raise
+        return instance, True
+
+    def get(self, instance_id: str) -> Instance | None:
+        instance = self._instances.get(instance_id)
+        return instance if instance is not None and instance.alive() else None
+
+    def instances(self) -> list[Instance]:
+        return [i for i in self._instances.values() if i.alive()]
+
+    def reap(self) -> list[Instance]:
+        """Stop the instances idle longer than ``idle_minutes`` and forget dead ones."""
+        limit = time.monotonic() - self.settings.idle_minutes * 60
+        gone = [i for i in list(self._instances.values()) if not i.alive() or i.last_used < limit]
+        for instance in gone:
+            self.stop(instance.id)
+        return gone
+
+    def stop(self, instance_id: str) -> None:
+        with self._lock:
+            instance = self._instances.pop(instance_id, None)
+        if instance is None:
+            return
+        if instance.alive():
+            instance.process.terminate()
+            try:
+                instance.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                instance.process.kill()
+                instance.process.wait()
+        shutil.rmtree(instance.directory, ignore_errors=True)
+
+    def stop_all(self) -> None:
+        self._closing.set()
+        for instance_id in list(self._instances):
+            self.stop(instance_id)
+
+    def _start_reaper(self) -> None:
+        """A thread that stops idle instances even when nobody asks for them (from the
+        first start until ``stop_all``)."""
+        if self._reaper is not None:
+            return
+        every = min(60.0, self.settings.idle_minutes * 60 / 4)
+
+        def run() -> None:
+            while not self._closing.wait(every):
+                self.reap()
+
+        self._reaper = threading.Thread(target=run, name="tensorboard-reaper", daemon=True)
+        self._reaper.start()
+
+    def _spawn(self, owner_id: int, owner: str, logdir: Path) -> Instance:
+        self.root.mkdir(mode=0o700, exist_ok=True)
+        self.root.chmod(0o700)
+        if self._reaper is None:  # this server's first: what is there is an earlier one's
+            for stale in self.root.iterdir():
+                shutil.rmtree(stale, ignore_errors=True)
+        instance_id = secrets.token_hex(8)
+        directory = self.root / instance_id
+        directory.mkdir(mode=0o700)
+        tmp = directory / "tmp"
+        tmp.mkdir(mode=0o700)
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("SAFEBOARD")  # the child needs none of the server's
+        }
+        env["TMPDIR"] = str(tmp)
+        socket_path = directory / _SOCKET
+        prefix = f"/tb/{instance_id}"
+        with (directory / "tensorboard.log").open("wb") as log:
+            process = subprocess.Popen(  # noqa: S603  (our own interpreter and module)
+                [*self.child, str(socket_path), str(logdir), prefix],
+                cwd=directory,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,  # a Ctrl-C at the terminal reaches the server only
+            )
+        return Instance(instance_id, owner_id, owner, logdir, directory, process)
+
+    def _wait_listening(self, instance: Instance) -> None:
+        deadline = time.monotonic() + self.settings.start_timeout_seconds
+        while time.monotonic() < deadline:
+            if not instance.alive():
+                raise ServiceUnavailable(
+                    f"TensorBoard stopped while starting: {_last_line(instance)}"
+                )
+            if instance.socket_path.is_socket():
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                    if probe.connect_ex(str(instance.socket_path)) == 0:
+                        return
+            time.sleep(0.1)
+        raise ServiceUnavailable("TensorBoard did not start in time (start_timeout_seconds)")
+
+
+def _last_line(instance: Instance) -> str:
+    """The last line TensorBoard wrote to its log (its error, when it stopped)."""
+    try:
+        lines = (instance.directory / "tensorboard.log").read_text(errors="replace").split("\n")
+    except OSError:
+        return "(no log)"
+    found = [line.strip() for line in lines if line.strip()]
+    return found[-1][:300] if found else "(no log)"
