@@ -221,12 +221,12 @@ def test_children_end_with_a_killed_server(tmp_path: Path) -> None:
         return process, directory
 
     first, left = start()
-    child = int(
-        subprocess.run(
-            ["pgrep", "-f", f"safeboard.tensorboards.child {left}/"],
-            capture_output=True, text=True, check=False,
-        ).stdout.split()[0]
-    )  # fmt: skip
+    children = subprocess.run(
+        ["pgrep", "-f", "safeboard.tensorboards.child tb.sock"],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    # The child runs in its instance's directory (its socket's path is relative to it).
+    (child,) = [int(pid) for pid in children if Path(f"/proc/{pid}/cwd").resolve() == left]
     first.kill()
     first.communicate(timeout=30)
     deadline = time.monotonic() + 30

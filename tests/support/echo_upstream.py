@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from werkzeug.wrappers import Request, Response
 
 def main(argv: list[str]) -> None:
     socket_path, _logdir, prefix = argv
-    record = Path(socket_path).parent / "requests.jsonl"
+    record = Path(socket_path).resolve().parent / "requests.jsonl"
 
     @Request.application  # type: ignore[misc]
     def app(request: Request) -> Response:
@@ -39,9 +40,14 @@ def main(argv: list[str]) -> None:
         response.set_cookie("upstream", "planted")
         return response
 
+    # Bound here, relative to the working directory (a socket path holds at most 107
+    # bytes; werkzeug would make it absolute), as safeboard.tensorboards.child does.
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)
-    server = make_server("unix://" + socket_path, 0, app, threaded=True)
+    listener.bind(socket_path)
     os.umask(old)
+    listener.listen(128)
+    server = make_server("unix://" + socket_path, 0, app, threaded=True, fd=listener.fileno())
     server.serve_forever()
 
 

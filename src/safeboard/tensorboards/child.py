@@ -10,6 +10,7 @@ under ``$TMPDIR/.tensorboard-info``). It goes through TensorBoard's documented h
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import threading
 import time
@@ -22,18 +23,30 @@ from werkzeug.serving import make_server
 __all__ = ["main"]
 
 
+def bound_socket(path: str) -> socket.socket:
+    """A listening Unix socket at ``path`` (relative to the working directory: werkzeug
+    would make it absolute, and a socket's absolute path may hold at most 107 bytes, which
+    a deep data directory exceeds), born 0600 in its 0700 directory."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        listener.bind(path)
+    finally:
+        os.umask(old)
+    Path(path).chmod(0o600)
+    listener.listen(128)
+    return listener
+
+
 def main(argv: list[str]) -> int:
     socket_path, logdir, prefix = argv
 
     class UnixSocketServer(program.TensorBoardServer):  # type: ignore[misc]
         def __init__(self, wsgi_app: Any, flags: Any) -> None:
             del flags
-            old = os.umask(0o177)  # the socket is born 0600, in a 0700 directory
-            try:
-                self._server = make_server("unix://" + socket_path, 0, wsgi_app, threaded=True)
-            finally:
-                os.umask(old)
-            Path(socket_path).chmod(0o600)
+            listener = bound_socket(socket_path)
+            self._server = make_server("unix://" + socket_path, 0, wsgi_app, threaded=True,
+                                       fd=listener.fileno())  # fmt: skip
 
         def serve_forever(self) -> None:
             self._server.serve_forever()

@@ -44,10 +44,20 @@ class Instance:
     directory: Path
     process: subprocess.Popen[bytes]
     last_used: float = field(default_factory=time.monotonic)
+    # The directory, held open: a Unix socket's path may hold at most 107 bytes, which a
+    # deep data directory exceeds; /proc/self/fd/N/tb.sock names it in about 25.
+    dir_fd: int = -1
 
     @property
     def socket_path(self) -> Path:
+        if self.dir_fd >= 0:
+            return Path(f"/proc/self/fd/{self.dir_fd}/{_SOCKET}")
         return self.directory / _SOCKET
+
+    def close(self) -> None:
+        if self.dir_fd >= 0:
+            os.close(self.dir_fd)
+            self.dir_fd = -1
 
     @property
     def prefix(self) -> str:
@@ -136,6 +146,7 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 instance.process.kill()
                 instance.process.wait()
+        instance.close()
         shutil.rmtree(instance.directory, ignore_errors=True)
 
     def stop_all(self) -> None:
@@ -174,11 +185,12 @@ class Supervisor:
             if not key.startswith("SAFEBOARD")  # the child needs none of the server's
         }
         env["TMPDIR"] = str(tmp)
-        socket_path = directory / _SOCKET
         prefix = f"/tb/{instance_id}"
         with (directory / "tensorboard.log").open("wb") as log:
             process = subprocess.Popen(  # noqa: S603  (our own interpreter and module)
-                [*self.child, str(socket_path), str(logdir), prefix],
+                # The socket's path relative to the child's working directory: short,
+                # however deep the data directory (a socket path holds at most 107 bytes).
+                [*self.child, _SOCKET, str(logdir), prefix],
                 cwd=directory,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -186,7 +198,8 @@ class Supervisor:
                 stderr=log,
                 start_new_session=True,  # a Ctrl-C at the terminal reaches the server only
             )
-        return Instance(instance_id, owner_id, owner, logdir, directory, process)
+        dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY)
+        return Instance(instance_id, owner_id, owner, logdir, directory, process, dir_fd=dir_fd)
 
     def _wait_listening(self, instance: Instance) -> None:
         deadline = time.monotonic() + self.settings.start_timeout_seconds
