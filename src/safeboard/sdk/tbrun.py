@@ -1,0 +1,276 @@
+"""One TensorBoard run (a directory of event files) brought into one safeboard run.
+
+What each summary becomes:
+
+- scalars: metric points (step, the event's wall time, value) through the normal batched
+  ingest. A batch holds the records of one file between two cuts, and its id comes from
+  the run, the file's name and the cuts' byte offsets (``batch_id_for``). Cuts fall at
+  fixed byte windows of the file (``WINDOW``) and where an earlier import stopped reading
+  (a file still being written: :class:`CutLedger` remembers those), so importing a file
+  again sends the same batches, which the server stores once (R1).
+- images: image artifacts (the server's raster allow-list and sniffing apply, S12), with
+  upload ids from file and offset: imported once.
+- text: the run's notes, as plain text (the dashboard shows notes as text, never HTML or
+  markdown: event files are untrusted input).
+- hparams: merged into the run's config.
+- histograms: a JSON Lines artifact per event file (``histograms/<file>.jsonl``, kind
+  table): one line per histogram, ``{"tag", "step", "wall_time", "limits", "counts",
+  "min", "max", "num", "sum", "sum_squares"}``, for the histogram view to come.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from safeboard import wire
+from safeboard.client.artifacts import upload_file
+from safeboard.client.typed import Client
+from safeboard.documents import MAX_NOTES_CHARS
+from safeboard.eventfiles import CorruptRecord, RecordReader, decode_event
+from safeboard.eventfiles.events import Histogram, Hparams, Image, Scalar, Text
+from safeboard.eventfiles.wireformat import DecodeError
+from safeboard.sdk.tbledger import CutLedger
+
+__all__ = ["WINDOW", "EventFileState", "RunImport", "batch_id_for", "is_event_file"]
+
+_Columns = dict[str, tuple[list[int], list[float], list[float]]]
+WINDOW = 2 << 20  # bytes of event file per metric batch (about 50,000 scalars)
+MAX_POINTS = 100_000  # and at most this many points in one
+
+
+def is_event_file(path: Path) -> bool:
+    return ".tfevents." in path.name and path.is_file()
+
+
+def batch_id_for(run_id: str, file_name: str, start: int, end: int) -> str:
+    """The id of the batch holding a file's records from byte ``start`` to ``end``."""
+    digest = hashlib.sha256(f"{run_id}\0{file_name}\0{start}\0{end}".encode()).hexdigest()
+    return f"tb-{digest[:40]}"
+
+
+def _upload_id(run_id: str, *parts: object) -> str:
+    joined = "\0".join([run_id, "tensorboard", *map(str, parts)])
+    return hashlib.sha256(joined.encode("utf-8", "surrogatepass")).hexdigest()[:48]
+
+
+@dataclass
+class EventFileState:
+    """How far one file has been read, and what it gave that is kept until sent."""
+
+    path: Path
+    reader: RecordReader
+    plugins: dict[str, str] = field(default_factory=dict)
+    histograms: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None  # the file stopped at a corrupt record (said once)
+
+
+@dataclass
+class Counts:
+    points: int = 0
+    images: int = 0
+    texts: int = 0
+    histograms: int = 0
+    hparams: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class RunImport:
+    """Reads the event files of ``directory`` into run ``run_id``: ``pass_()`` reads
+    what is there now (call it again to follow), ``close()`` sends what is kept."""
+
+    def __init__(
+        self,
+        client: Client,
+        run_id: str,
+        directory: Path,
+        *,
+        recursive: bool = False,
+        prefix: Callable[[Path], str] = lambda _: "",
+        say: Callable[[str], None] = lambda _: None,
+        ledger: CutLedger | None = None,
+    ) -> None:
+        self.client, self.run_id, self.directory = client, run_id, directory
+        self.ledger = ledger or CutLedger(None)
+        self.recursive, self.prefix, self.say = recursive, prefix, say
+        self.files: dict[Path, EventFileState] = {}
+        self.counts = Counts()
+        self._texts: list[str] = []
+        self._config: dict[str, Any] = {}
+        self._sent: tuple[int, int] = (0, 0)  # texts and hparams sent so far
+
+    def _event_files(self) -> list[Path]:
+        found = self.directory.rglob("*") if self.recursive else self.directory.iterdir()
+        return sorted(p for p in found if is_event_file(p))
+
+    def pass_(self) -> bool:
+        """Read every file from where it stopped; True when anything new was read."""
+        news = False
+        for path in self._event_files():
+            state = self.files.get(path)
+            if state is None:
+                state = self.files[path] = EventFileState(path, RecordReader(path))
+            if state.error is None:
+                news |= self._read(state)
+        self._send_documents()
+        return news
+
+    def _read(self, state: EventFileState) -> bool:
+        """Read one file from where it stopped, sending a batch at each cut (``cut``)."""
+        reader = state.reader
+        start = batch_start = reader.offset
+        columns: _Columns = defaultdict(lambda: ([], [], []))
+        points = 0
+        cut = self.ledger.next_cut(state.path.name, batch_start, WINDOW)
+        prefix = self.prefix(state.path)
+        try:
+            for record in reader:
+                if record.offset >= cut or points >= MAX_POINTS:
+                    self._send(state, columns, batch_start, record.offset)
+                    columns.clear()
+                    points, batch_start = 0, record.offset
+                    cut = self.ledger.next_cut(state.path.name, batch_start, WINDOW)
+                points += self._record(state, record.offset, record.data, columns, prefix)
+        except CorruptRecord as exc:
+            state.error = str(exc)
+            self.counts.errors.append(state.error)
+            self.say(f"{state.error}; going on with the next file")
+        end = reader.offset
+        if end > batch_start:  # a cut where this pass stopped: remembered, so that a
+            self.ledger.add(state.path.name, end)  # later import cuts there too
+            self._send(state, columns, batch_start, end)
+        return end > start
+
+    def _record(
+        self,
+        state: EventFileState,
+        offset: int,
+        data: bytes,
+        columns: _Columns,
+        prefix: str,
+    ) -> int:
+        try:
+            event = decode_event(data, state.plugins)
+        except DecodeError as exc:
+            problem = f"{state.path}: record at byte offset {offset} is not an event ({exc})"
+            self.counts.errors.append(problem)
+            self.say(f"{problem}; skipped")
+            return 0
+        points = 0
+        step = event.step
+        if not 0 <= step <= wire.MAX_STEP:
+            return 0
+        for index, item in enumerate(event.items):
+            if isinstance(item, Scalar):
+                key = prefix + item.tag
+                if wire.metric_key_problem(key):
+                    continue
+                column = columns[key]
+                column[0].append(step)
+                column[1].append(event.wall_time)
+                column[2].append(item.value)
+                points += 1
+            elif isinstance(item, Image):
+                self._image(state, offset, index, step, item)
+            elif isinstance(item, Text):
+                self._texts.append(f"{prefix}{item.tag} (step {step}):\n{item.text}")
+                self.counts.texts += 1
+            elif isinstance(item, Hparams):
+                self._config.update(item.values)
+                self.counts.hparams += 1
+            elif isinstance(item, Histogram):
+                state.histograms.append(_histogram_row(prefix + item.tag, step, event.wall_time, item))
+                self.counts.histograms += 1
+        return points
+
+    def _send(
+        self,
+        state: EventFileState,
+        columns: _Columns,
+        start: int,
+        end: int,
+    ) -> None:
+        if not columns:
+            return
+        batch_id = batch_id_for(self.run_id, state.path.name, start, end)
+        arrays: dict[str, wire.Arrays] = {
+            key: (np.array(s, np.int64), np.array(t, np.float64), np.array(v, np.float64))
+            for key, (s, t, v) in columns.items()
+        }
+        body = wire.pack_arrays(batch_id, arrays)
+        self.client.post_metrics(self.run_id, body, media_type=wire.MEDIA_TYPE)
+        self.counts.points += sum(len(s) for s, _, _ in columns.values())
+
+    def _image(self, state: EventFileState, offset: int, index: int, step: int, image: Image) -> None:
+        suffix = _image_suffix(image.encoded)
+        name = f"{self.prefix(state.path)}{image.tag}/step-{step}{suffix}"
+        with tempfile.TemporaryDirectory(prefix="safeboard-tb-") as tmp:
+            path = Path(tmp) / f"image{suffix}"
+            path.write_bytes(image.encoded)
+            upload_file(
+                self.client.api, self.run_id, path, name=name, kind="image", step=step,
+                upload_id=_upload_id(self.run_id, state.path.name, offset, index),
+            )  # fmt: skip
+        self.counts.images += 1
+
+    def _send_documents(self) -> None:
+        """Texts become the notes (whole, as text), hparams the config (merged)."""
+        if self._sent == (len(self._texts), self.counts.hparams):
+            return
+        self._sent = (len(self._texts), self.counts.hparams)
+        notes = None
+        if self._texts:
+            notes = "\n\n".join(self._texts)
+            if len(notes) > MAX_NOTES_CHARS:
+                cut = "\n[... cut: the texts are longer than the notes may be]"
+                notes = notes[: MAX_NOTES_CHARS - len(cut)] + cut
+        if notes is not None or self._config:
+            self.client.update_run(self.run_id, notes=notes, config=self._config or None)
+
+    def close(self) -> None:
+        """Upload each file's histograms (an artifact per file, the same content once)."""
+        for state in self.files.values():
+            if not state.histograms:
+                continue
+            lines = "".join(json.dumps(row, allow_nan=True) + "\n" for row in state.histograms)
+            content = lines.encode()
+            digest = hashlib.sha256(content).hexdigest()
+            with tempfile.TemporaryDirectory(prefix="safeboard-tb-") as tmp:
+                path = Path(tmp) / "histograms.jsonl"
+                path.write_bytes(content)
+                upload_file(
+                    self.client.api, self.run_id, path, kind="table",
+                    name=f"histograms/{self.prefix(state.path)}{state.path.name}.jsonl",
+                    upload_id=_upload_id(self.run_id, state.path.name, "histograms", digest),
+                )  # fmt: skip
+
+
+def _histogram_row(tag: str, step: int, wall_time: float, item: Histogram) -> dict[str, Any]:
+    def number(x: float) -> float | None:
+        return None if math.isnan(x) else x
+
+    return {
+        "tag": tag, "step": step, "wall_time": wall_time, "limits": item.limits,
+        "counts": item.counts, "min": number(item.min), "max": number(item.max),
+        "num": number(item.num), "sum": number(item.sum), "sum_squares": number(item.sum_squares),
+    }  # fmt: skip
+
+
+def _image_suffix(encoded: bytes) -> str:
+    """A name's extension from the bytes' signature (metadata: the server sniffs again)."""
+    if encoded.startswith(b"\x89PNG"):
+        return ".png"
+    if encoded.startswith(b"\xff\xd8"):
+        return ".jpg"
+    if encoded.startswith(b"GIF8"):
+        return ".gif"
+    return ".bin"
