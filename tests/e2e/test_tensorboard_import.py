@@ -120,31 +120,28 @@ def test_a_corrupt_record_is_named_with_its_offset_and_the_other_files_import(
 def test_follow_picks_up_appended_events_and_waits_for_a_half_written_record(
     client: Client, tmp_path: Path
 ) -> None:
-    from tensorboardX import SummaryWriter
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
     logdir = tmp_path / "live"
-    writer = SummaryWriter(str(logdir / "run"))
-    writer.add_scalar("loss", 1.0, 0)
-    writer.flush()
+    writer = EventFileWriter(str(logdir / "run"))
+    writer.add_event(scalar_event("loss", 1.0, 0))
+    writer.flush()  # TensorBoard's flush waits for its queue (tensorboardX's does not)
     stop = threading.Event()
-    result: list[object] = []
     follower = threading.Thread(
-        target=lambda: result.append(
-            import_tensorboard(client, logdir, "tbfollow", follow=True, poll=0.2, stop=stop)
-        )
+        target=lambda: import_tensorboard(client, logdir, "tbfollow", follow=True, poll=0.2, stop=stop)
     )
     follower.start()
     run_id = run_id_for("tbfollow", logdir / "run")
     try:
         _until(lambda: len(_safe_values(client, run_id, "loss")) == 1)
-        writer.add_scalar("loss", 0.5, 1)
+        writer.add_event(scalar_event("loss", 0.5, 1))
         writer.flush()
         _until(lambda: len(_safe_values(client, run_id, "loss")) == 2)
         # a record cut short (a writer in the middle of a write): waited for, then read
         (path,) = (logdir / "run").glob("*tfevents*")
         before = path.stat().st_size
-        writer.add_scalar("loss", 0.25, 2)
-        writer.flush()
+        writer.add_event(scalar_event("loss", 0.25, 2))
+        writer.close()
         whole = path.read_bytes()
         with path.open("r+b") as file:
             file.truncate(before + 10)
@@ -153,10 +150,8 @@ def test_follow_picks_up_appended_events_and_waits_for_a_half_written_record(
         path.write_bytes(whole)
         _until(lambda: len(_safe_values(client, run_id, "loss")) == 3)
         # a rotated file (a new writer in the same directory) is followed too
-        writer.close()
-        time.sleep(1.1)  # tensorboardX names files by the second
-        second = SummaryWriter(str(logdir / "run"))
-        second.add_scalar("loss", 0.125, 3)
+        second = EventFileWriter(str(logdir / "run"), filename_suffix=".2")
+        second.add_event(scalar_event("loss", 0.125, 3))
         second.close()
         _until(lambda: len(_safe_values(client, run_id, "loss")) == 4)
     finally:
@@ -166,6 +161,13 @@ def test_follow_picks_up_appended_events_and_waits_for_a_half_written_record(
     # imported again in one go afterwards: still once
     import_tensorboard(client, logdir, "tbfollow")
     assert len(values(client, run_id, "loss")) == 4
+
+
+def scalar_event(tag: str, value: float, step: int) -> object:
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+
+    summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)])
+    return event_pb2.Event(wall_time=time.time(), step=step, summary=summary)
 
 
 def test_run_sync_tensorboard_imports_what_the_script_writes(
