@@ -4,7 +4,7 @@ What each summary becomes:
 
 - scalars: metric points (step, the event's wall time, value) through the normal batched
   ingest. A batch holds the records of one file between two cuts, and its id comes from
-  the run, the file's name and the cuts' byte offsets (``batch_id_for``). Cuts fall at
+  the run, the file's name and the cuts' byte offsets (``tbbatch.batch_id_for``). Cuts fall at
   fixed byte windows of the file (``WINDOW``) and where an earlier import stopped reading
   (a file still being written: :class:`CutLedger` remembers those), so importing a file
   again sends the same batches, which the server stores once (R1).
@@ -24,38 +24,33 @@ import hashlib
 import json
 import math
 import tempfile
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from safeboard import wire
 from safeboard.client.artifacts import upload_file
 from safeboard.client.typed import Client
 from safeboard.documents import MAX_NOTES_CHARS
 from safeboard.eventfiles import CorruptRecord, RecordReader, decode_event
+from safeboard.eventfiles.bulk import plain_scalars
 from safeboard.eventfiles.events import Histogram, Hparams, Image, Scalar, Text
 from safeboard.eventfiles.wireformat import DecodeError
+from safeboard.eventfiles.records import Block
+from safeboard.sdk.tbbatch import BatchPoster, PendingBatch
 from safeboard.sdk.tbledger import CutLedger
 
-__all__ = ["WINDOW", "EventFileState", "RunImport", "batch_id_for", "is_event_file"]
+__all__ = ["WINDOW", "Counts", "EventFileState", "RunImport", "is_event_file"]
 
-_Columns = dict[str, tuple[list[int], list[float], list[float]]]
 WINDOW = 2 << 20  # bytes of event file per metric batch (about 50,000 scalars)
-MAX_POINTS = 100_000  # and at most this many points in one
 
 
 def is_event_file(path: Path) -> bool:
     return ".tfevents." in path.name and path.is_file()
-
-
-def batch_id_for(run_id: str, file_name: str, start: int, end: int) -> str:
-    """The id of the batch holding a file's records from byte ``start`` to ``end``."""
-    digest = hashlib.sha256(f"{run_id}\0{file_name}\0{start}\0{end}".encode()).hexdigest()
-    return f"tb-{digest[:40]}"
 
 
 def _upload_id(run_id: str, *parts: object) -> str:
@@ -70,6 +65,7 @@ class EventFileState:
     path: Path
     reader: RecordReader
     plugins: dict[str, str] = field(default_factory=dict)
+    keys: dict[str, int] = field(default_factory=dict)  # metric keys by id, for batches
     histograms: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None  # the file stopped at a corrupt record (said once)
 
@@ -107,6 +103,7 @@ class RunImport:
         self._texts: list[str] = []
         self._config: dict[str, Any] = {}
         self._sent: tuple[int, int] = (0, 0)  # texts and hparams sent so far
+        self._poster = BatchPoster(client, run_id, self._counted)
 
     def _event_files(self) -> list[Path]:
         found = self.directory.rglob("*") if self.recursive else self.directory.iterdir()
@@ -125,60 +122,71 @@ class RunImport:
         return news
 
     def _read(self, state: EventFileState) -> bool:
-        """Read one file from where it stopped, sending a batch at each cut (``cut``)."""
+        """Read one file from where it stopped, sending a batch at each cut."""
         reader = state.reader
-        start = batch_start = reader.offset
-        columns: _Columns = defaultdict(lambda: ([], [], []))
-        points = 0
-        cut = self.ledger.next_cut(state.path.name, batch_start, WINDOW)
-        prefix = self.prefix(state.path)
+        start = reader.offset
+        batch = PendingBatch(start, state.keys)
         try:
-            for record in reader:
-                if record.offset >= cut or points >= MAX_POINTS:
-                    self._send(state, columns, batch_start, record.offset)
-                    columns.clear()
-                    points, batch_start = 0, record.offset
-                    cut = self.ledger.next_cut(state.path.name, batch_start, WINDOW)
-                points += self._record(state, record.offset, record.data, columns, prefix)
+            for block in reader.blocks():
+                batch = self._block(state, block, batch)
         except CorruptRecord as exc:
             state.error = str(exc)
             self.counts.errors.append(state.error)
             self.say(f"{state.error}; going on with the next file")
         end = reader.offset
-        if end > batch_start:  # a cut where this pass stopped: remembered, so that a
-            self.ledger.add(state.path.name, end)  # later import cuts there too
-            self._send(state, columns, batch_start, end)
+        if end > batch.start:  # a cut where this pass stopped: remembered first, so
+            self.ledger.add(state.path.name, end)  # that a later import cuts there too
+            self._send(state, batch, end)
+        self._poster.join()
         return end > start
 
+    def _block(self, state: EventFileState, block: Block, batch: PendingBatch) -> PendingBatch:
+        """The block's records into batches: a batch is sent at each cut it holds."""
+        offsets = block.base + block.starts
+        first = 0
+        while first < len(block):
+            cut = self.ledger.next_cut(state.path.name, batch.start, WINDOW)
+            stop = int(np.searchsorted(offsets, cut))
+            self._records(state, block, first, stop, offsets, batch)
+            if stop >= len(block):
+                break
+            self._send(state, batch, int(offsets[stop]))
+            batch = PendingBatch(int(offsets[stop]), state.keys)
+            first = stop
+        return batch
+
+    def _records(
+        self, state: EventFileState, block: Block, first: int, stop: int,
+        offsets: npt.NDArray[np.int64], batch: PendingBatch,
+    ) -> None:  # fmt: skip
+        """Records ``first`` to ``stop``: plain scalars in numpy, the others one by one."""
+        if stop <= first:
+            return
+        plain = plain_scalars(block, first, stop)
+        prefix = self.prefix(state.path)
+        ids = np.array([state.keys.setdefault(prefix + t, len(state.keys)) for t in plain.tags],
+                       dtype=np.int64)  # fmt: skip
+        batch.add(offsets[plain.index], ids[plain.tag_of] if ids.size else plain.tag_of,
+                  plain.steps, plain.times, plain.values)  # fmt: skip
+        for i in np.flatnonzero(~plain.found[first:stop]) + first:
+            self._record(state, int(offsets[i]), block.record(int(i)), batch, prefix)
+
     def _record(
-        self,
-        state: EventFileState,
-        offset: int,
-        data: bytes,
-        columns: _Columns,
-        prefix: str,
-    ) -> int:
+        self, state: EventFileState, offset: int, data: bytes, batch: PendingBatch, prefix: str
+    ) -> None:
         try:
             event = decode_event(data, state.plugins)
         except DecodeError as exc:
             problem = f"{state.path}: record at byte offset {offset} is not an event ({exc})"
             self.counts.errors.append(problem)
             self.say(f"{problem}; skipped")
-            return 0
-        points = 0
+            return
         step = event.step
         if not 0 <= step <= wire.MAX_STEP:
-            return 0
+            return
         for index, item in enumerate(event.items):
             if isinstance(item, Scalar):
-                key = prefix + item.tag
-                if wire.metric_key_problem(key):
-                    continue
-                column = columns[key]
-                column[0].append(step)
-                column[1].append(event.wall_time)
-                column[2].append(item.value)
-                points += 1
+                batch.add_point(offset, prefix + item.tag, step, event.wall_time, item.value)
             elif isinstance(item, Image):
                 self._image(state, offset, index, step, item)
             elif isinstance(item, Text):
@@ -188,27 +196,16 @@ class RunImport:
                 self._config.update(item.values)
                 self.counts.hparams += 1
             elif isinstance(item, Histogram):
-                state.histograms.append(_histogram_row(prefix + item.tag, step, event.wall_time, item))
+                row = _histogram_row(prefix + item.tag, step, event.wall_time, item)
+                state.histograms.append(row)
                 self.counts.histograms += 1
-        return points
 
-    def _send(
-        self,
-        state: EventFileState,
-        columns: _Columns,
-        start: int,
-        end: int,
-    ) -> None:
-        if not columns:
-            return
-        batch_id = batch_id_for(self.run_id, state.path.name, start, end)
-        arrays: dict[str, wire.Arrays] = {
-            key: (np.array(s, np.int64), np.array(t, np.float64), np.array(v, np.float64))
-            for key, (s, t, v) in columns.items()
-        }
-        body = wire.pack_arrays(batch_id, arrays)
-        self.client.post_metrics(self.run_id, body, media_type=wire.MEDIA_TYPE)
-        self.counts.points += sum(len(s) for s, _, _ in columns.values())
+    def _send(self, state: EventFileState, batch: PendingBatch, end: int) -> None:
+        for _, body, points in batch.bodies(self.run_id, state.path.name, end):
+            self._poster.post(body, points)
+
+    def _counted(self, points: int) -> None:
+        self.counts.points += points
 
     def _image(self, state: EventFileState, offset: int, index: int, step: int, image: Image) -> None:
         suffix = _image_suffix(image.encoded)
