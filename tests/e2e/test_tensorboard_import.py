@@ -64,10 +64,10 @@ def test_import_brings_scalars_images_text_hparams_and_histograms_once(
     tensorboardx_run(logdir / "tbx")
     code, out, err = cli(server, tmp_path, "import", "tensorboard", str(logdir), "-p", "tb")
     assert code == 0, err
-    assert "tf2 (" in out and "tbx (" in out and "tbx/hp (" in out
+    assert {line.split(" (")[0] for line in out.splitlines()} == {"tf2", "tbx", "tbx/hp"}
 
     tf2 = client.run(run_id_for("tb", logdir / "tf2"))
-    assert tf2.name == "tf2" and tf2.status.value == "finished"
+    assert (tf2.name, tf2.status.value) == ("tf2", "finished")
     assert tf2.system["tensorboard"]["dir"] == str((logdir / "tf2").resolve())
     # TF2 scalars: a float_val tensor, then a tensor_content double; metadata on the first only
     assert values(client, tf2.id, "acc") == [(0, 0.5), (1, 1.5), (2, 2.5)]
@@ -128,7 +128,9 @@ def test_follow_picks_up_appended_events_and_waits_for_a_half_written_record(
     writer.flush()  # TensorBoard's flush waits for its queue (tensorboardX's does not)
     stop = threading.Event()
     follower = threading.Thread(
-        target=lambda: import_tensorboard(client, logdir, "tbfollow", follow=True, poll=0.2, stop=stop)
+        target=lambda: import_tensorboard(
+            client, logdir, "tbfollow", follow=True, poll=0.2, stop=stop
+        )
     )
     follower.start()
     run_id = run_id_for("tbfollow", logdir / "run")

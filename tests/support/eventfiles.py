@@ -5,6 +5,7 @@ tag's first value only) and tensorboardX's ``SummaryWriter``."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,7 @@ def tensorboard_tf2_run(logdir: Path, steps: int = 3) -> Path:
     from tensorboard.plugins.hparams import summary_v2 as hparams
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-    def value(tag: str, plugin: str | None, tensor: tensor_pb2.TensorProto) -> summary_pb2.Summary:
+    def value(tag: str, plugin: str | None, tensor: Any) -> Any:
         metadata = None
         if plugin is not None:
             metadata = summary_pb2.SummaryMetadata(
@@ -30,21 +31,22 @@ def tensorboard_tf2_run(logdir: Path, steps: int = 3) -> Path:
     writer = EventFileWriter(str(logdir))
     for step in range(steps):
         first = step == 0  # TF2 writes a tag's metadata with its first value only
+        plugin = "scalars" if first else None
         scalar = tensor_pb2.TensorProto(dtype=1, float_val=[0.5 + step])
-        writer.add_event(event_pb2.Event(wall_time=1.0 + step, step=step,
-                                         summary=value("acc", "scalars" if first else None, scalar)))  # fmt: skip
+        summary = value("acc", plugin, scalar)
+        writer.add_event(event_pb2.Event(wall_time=1.0 + step, step=step, summary=summary))
         packed = tensor_pb2.TensorProto(dtype=2, tensor_content=np.float64(step * 2.0).tobytes())
-        writer.add_event(event_pb2.Event(step=step, summary=value("loss/double", "scalars" if first else None, packed)))  # fmt: skip
-    text = tensor_pb2.TensorProto(dtype=7, string_val=["<script>alert(1)</script> **hi**".encode()])
+        writer.add_event(event_pb2.Event(step=step, summary=value("loss/double", plugin, packed)))
+    text = tensor_pb2.TensorProto(dtype=7, string_val=[b"<script>alert(1)</script> **hi**"])
     writer.add_event(event_pb2.Event(step=1, summary=value("notes", "text", text)))
-    histogram = tensor_pb2.TensorProto(
-        dtype=2, tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=2), TensorShapeProto.Dim(size=3)]),
-        tensor_content=np.array([[0, 1, 3], [1, 2, 5]], dtype=np.float64).tobytes(),
-    )  # fmt: skip
+    shape = TensorShapeProto(dim=[TensorShapeProto.Dim(size=2), TensorShapeProto.Dim(size=3)])
+    buckets = np.array([[0, 1, 3], [1, 2, 5]], dtype=np.float64).tobytes()
+    histogram = tensor_pb2.TensorProto(dtype=2, tensor_shape=shape, tensor_content=buckets)
     writer.add_event(event_pb2.Event(step=2, summary=value("weights", "histograms", histogram)))
     image = tensor_pb2.TensorProto(dtype=7, string_val=[b"1", b"1", PNG_1X1])
     writer.add_event(event_pb2.Event(step=1, summary=value("sample", "images", image)))
-    writer.add_event(event_pb2.Event(step=0, summary=hparams.hparams_pb({"lr": 0.01, "act": "relu", "deep": True})))  # fmt: skip
+    chosen = hparams.hparams_pb({"lr": 0.01, "act": "relu", "deep": True})
+    writer.add_event(event_pb2.Event(step=0, summary=chosen))
     writer.close()
     return logdir
 

@@ -45,7 +45,7 @@ def test_records_are_read_with_their_offsets_and_decoded(tmp_path: Path) -> None
     assert [(e.wall_time, e.step, e.items) for e in decoded] == [
         (12.5, 1, [Scalar("loss", 0.5)]), (12.5, 2**40, [Scalar("loss", 0.25)]),
     ]  # fmt: skip
-    assert reader.offset == path.stat().st_size and not reader.truncated
+    assert (reader.offset, reader.truncated) == (path.stat().st_size, False)
 
 
 def test_a_record_cut_short_is_read_once_it_is_complete(tmp_path: Path) -> None:
@@ -54,9 +54,11 @@ def test_a_record_cut_short_is_read_once_it_is_complete(tmp_path: Path) -> None:
     for cut in (3, 12, len(second) - 1):  # in the header, at its end, in the data's CRC
         path.write_bytes(first + second[:cut])
         reader = RecordReader(path)
-        assert len(list(reader)) == 1 and reader.truncated and reader.offset == len(first)
+        assert len(list(reader)) == 1
+        assert (reader.offset, reader.truncated) == (len(first), True)
         path.write_bytes(first + second)
-        assert [r.offset for r in reader] == [len(first)] and not reader.truncated
+        assert [r.offset for r in reader] == [len(first)]
+        assert not reader.truncated
 
 
 @pytest.mark.parametrize(("at", "problem"), [(2, "the length's"), (14, "the data's")])

@@ -56,7 +56,9 @@ def tensorboard(logdir: Path, project: str, follow: bool, poll: float, url: str 
         click.echo(f"safeboard: {line}", err=True)
 
     with Client(access.client()) as client:
-        done = import_tensorboard(client, logdir, project, follow=follow, poll=poll, stop=stop, say=say)
+        done = import_tensorboard(
+            client, logdir, project, follow=follow, poll=poll, stop=stop, say=say
+        )
     errors = 0
     for run in done:
         click.echo(_line(run))

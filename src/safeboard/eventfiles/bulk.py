@@ -43,7 +43,8 @@ def crc32c_rows(rows: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
     for column in columns:
         crc = _TABLE[(crc ^ column) & 0xFF] ^ (crc >> 8)
     crc ^= np.uint32(0xFFFFFFFF)
-    return ((crc >> 15) | (crc << 17)) + np.uint32(_MASK_DELTA)
+    masked = ((crc >> 15) | (crc << 17)) + np.uint32(_MASK_DELTA)
+    return masked.astype(np.uint32)
 
 
 @dataclass

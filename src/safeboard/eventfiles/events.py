@@ -114,7 +114,7 @@ def decode_event(data: bytes, plugins: dict[str, str]) -> Event:
     return event
 
 
-def _value(data: bytes, plugins: dict[str, str]) -> Item | None:
+def _value(data: bytes, plugins: dict[str, str]) -> Item | None:  # noqa: PLR0912  (a branch per field)
     """One Summary.Value: tag=1, simple_value=2, image=4, histo=5, tensor=8, metadata=9."""
     tag = ""
     simple: float | None = None
@@ -164,7 +164,7 @@ def _metadata(data: bytes) -> tuple[str, bytes, int]:
     return plugin, content, data_class
 
 
-def _tensor_item(tag: str, plugin: str, data: bytes) -> Item | None:
+def _tensor_item(tag: str, plugin: str, data: bytes) -> Item | None:  # noqa: PLR0911  (a return per plugin)
     if plugin == "scalars":
         numbers = _numbers(data)
         return Scalar(tag, numbers[0]) if len(numbers) == 1 else None
@@ -206,7 +206,10 @@ def _numbers(data: bytes) -> list[float]:
                 _DT_HALF: "e"}.get(dtype)  # fmt: skip
         if code is None or len(content) % struct.calcsize(code):
             return []
-        return [float(x) for x in struct.unpack(f"<{len(content) // struct.calcsize(code)}{code}", content)]
+        return [
+            float(x)
+            for x in struct.unpack(f"<{len(content) // struct.calcsize(code)}{code}", content)
+        ]
     out: list[float] = []
     for number, value in values:
         if number == 5:

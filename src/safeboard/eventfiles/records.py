@@ -36,7 +36,7 @@ _CHUNK = 16 << 20  # bytes read at a time
 
 def masked_crc32c(data: bytes) -> int:
     """TFRecord's masked CRC32C of ``data``."""
-    crc = google_crc32c.value(data)
+    crc = int(google_crc32c.value(data))
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
@@ -180,18 +180,26 @@ class RecordReader:
         if len(block) < all_starts.size:
             bad = int(all_starts[len(block)])
             checked = self._length_ok(buffer, bad)
-            what = "the data's checksum does not match" if checked else "the length's checksum does not match"
+            what = (
+                "the data's checksum does not match"
+                if checked
+                else "the length's checksum does not match"
+            )
             problem = (base + bad, what)
         return block, problem
 
     @staticmethod
     def _length_ok(buffer: bytes, at: int) -> bool:
-        return masked_crc32c(buffer[at : at + 8]) == _CRC.unpack_from(buffer, at + 8)[0]
+        return masked_crc32c(buffer[at : at + 8]) == int(_CRC.unpack_from(buffer, at + 8)[0])
 
     def _checked(self, buffer: bytes, starts: npt.NDArray[np.int64]) -> Block:
         """The records up to the first that fails a checksum."""
         array = np.frombuffer(buffer, dtype=np.uint8)
-        headers = array[starts[:, None] + np.arange(HEADER)] if starts.size else np.zeros((0, HEADER), np.uint8)
+        headers = (
+            array[starts[:, None] + np.arange(HEADER)]
+            if starts.size
+            else np.zeros((0, HEADER), np.uint8)
+        )
         lengths = np.ascontiguousarray(headers[:, :8]).view("<u8")[:, 0].astype(np.int64)
         stored = np.ascontiguousarray(headers[:, 8:]).view("<u4")[:, 0]
         distinct, which = np.unique(lengths, return_inverse=True)

@@ -298,7 +298,7 @@ class Run:
     def sync_tensorboard(self, logdir: str | os.PathLike[str]) -> None:
         """Import the TensorBoard event files written under ``logdir`` into this run as
         they are written, in a thread, until finish() (docs/tensorboard.md)."""
-        from safeboard.sdk.tbimport import TensorBoardSync
+        from safeboard.sdk.tbimport import TensorBoardSync  # noqa: PLC0415  (rarely used)
 
         if self._connection is None:
             raise InvalidRequest("sync_tensorboard needs a server: this run is offline")

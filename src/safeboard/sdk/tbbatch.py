@@ -76,6 +76,7 @@ class PendingBatch:
             window = slice(first, first + MAX_POINTS)
             batch_id = batch_id_for(run_id, file_name, self.start, end, part)
             columns: dict[str, wire.Arrays] = {}
+            points = 0
             p_ids, p_kept = ids[window], kept[window]
             for tag_id in np.unique(p_ids):
                 key = names[int(tag_id)]
@@ -83,7 +84,7 @@ class PendingBatch:
                     continue
                 pick = (p_ids == tag_id) & p_kept
                 columns[key] = (steps[window][pick], times[window][pick], values[window][pick])
-            points = sum(int(c[0].size) for c in columns.values())  # type: ignore[union-attr]
+                points += int(np.count_nonzero(pick))
             if points:
                 out.append((batch_id, wire.pack_arrays(batch_id, columns), points))
         return out
@@ -113,7 +114,9 @@ class BatchPoster:
     def post(self, body: bytes, points: int) -> None:
         self._raise()
         if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="safeboard-tb-post", daemon=True)
+            self._thread = threading.Thread(
+                target=self._loop, name="safeboard-tb-post", daemon=True
+            )
             self._thread.start()
         self._queue.put((body, points))
 

@@ -30,7 +30,8 @@ from safeboard.sdk.tbledger import CutLedger
 from safeboard.sdk.tbrun import Counts, RunImport, is_event_file
 
 __all__ = [
-    "ImportedRun", "LogdirImport", "TensorBoardSync", "import_tensorboard", "run_dirs", "run_id_for",
+    "ImportedRun", "LogdirImport", "TensorBoardSync", "import_tensorboard", "run_dirs",
+    "run_id_for",
 ]  # fmt: skip
 
 POLL_SECONDS = 2.0
@@ -152,7 +153,9 @@ class TensorBoardSync:
         self.logdir = logdir.resolve()
         self._connect, self.run_id, self.poll, self.say = connect, run_id, poll, say
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="safeboard-tensorboard", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name="safeboard-tensorboard", daemon=True
+        )
         self.counts = Counts()
 
     def _prefix(self, path: Path) -> str:

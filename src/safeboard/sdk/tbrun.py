@@ -39,8 +39,8 @@ from safeboard.documents import MAX_NOTES_CHARS
 from safeboard.eventfiles import CorruptRecord, RecordReader, decode_event
 from safeboard.eventfiles.bulk import plain_scalars
 from safeboard.eventfiles.events import Histogram, Hparams, Image, Scalar, Text
-from safeboard.eventfiles.wireformat import DecodeError
 from safeboard.eventfiles.records import Block
+from safeboard.eventfiles.wireformat import DecodeError
 from safeboard.sdk.tbbatch import BatchPoster, PendingBatch
 from safeboard.sdk.tbledger import CutLedger
 
@@ -147,7 +147,7 @@ class RunImport:
         while first < len(block):
             cut = self.ledger.next_cut(state.path.name, batch.start, WINDOW)
             stop = int(np.searchsorted(offsets, cut))
-            self._records(state, block, first, stop, offsets, batch)
+            self._records(state, block, (first, stop), offsets, batch)
             if stop >= len(block):
                 break
             self._send(state, batch, int(offsets[stop]))
@@ -156,10 +156,11 @@ class RunImport:
         return batch
 
     def _records(
-        self, state: EventFileState, block: Block, first: int, stop: int,
+        self, state: EventFileState, block: Block, span: tuple[int, int],
         offsets: npt.NDArray[np.int64], batch: PendingBatch,
     ) -> None:  # fmt: skip
-        """Records ``first`` to ``stop``: plain scalars in numpy, the others one by one."""
+        """Records ``span`` (first, stop): plain scalars in numpy, the others one by one."""
+        first, stop = span
         if stop <= first:
             return
         plain = plain_scalars(block, first, stop)
@@ -207,7 +208,9 @@ class RunImport:
     def _counted(self, points: int) -> None:
         self.counts.points += points
 
-    def _image(self, state: EventFileState, offset: int, index: int, step: int, image: Image) -> None:
+    def _image(
+        self, state: EventFileState, offset: int, index: int, step: int, image: Image
+    ) -> None:
         suffix = _image_suffix(image.encoded)
         name = f"{self.prefix(state.path)}{image.tag}/step-{step}{suffix}"
         with tempfile.TemporaryDirectory(prefix="safeboard-tb-") as tmp:
