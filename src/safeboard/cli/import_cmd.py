@@ -65,7 +65,7 @@ def tensorboard(logdir: Path, project: str, follow: bool, poll: float, url: str 
         errors += len(run.counts.errors)
     if errors:
         raise click.ClickException(
-            f"{count(errors, 'corrupt record')}: those files were imported up to the record named"
+            f"{count(errors, 'damaged record')}: each file was imported up to the record named"
         )
 
 
