@@ -80,3 +80,55 @@ def test_bytes_that_are_no_event_raise_decode_error() -> None:
     for junk in (b"\x0a\xff", b"\x0b", b"\x09\x00\x00"):
         with pytest.raises(DecodeError):
             decode_event(junk, {})
+
+
+def test_blocks_and_plain_scalars_agree_with_the_record_by_record_decoder(tmp_path: Path) -> None:
+    """The numpy path (framing leaps, column checksums, plain scalar decoding) gives what
+    the one-record-at-a-time decoder gives, on a file mixing plain scalars of every step
+    size and tag length with events it must leave to that decoder."""
+    import random
+
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+
+    from safeboard.eventfiles.bulk import plain_scalars
+
+    rng = random.Random(15)  # noqa: S311  (a repeatable mix of records, not a secret)
+    records = []
+    plain_ones = set()  # what add_scalar writes (a step of 0 is left out of the bytes)
+    for i in range(3000):  # three tags in turn: the framing walk leaps over these
+        plain_ones.add(len(records))
+        records.append(event(["loss", "acc", "lr/group0"][i % 3], i / 7, 1000 + i // 3))
+    for i in range(6000):
+        kind = rng.random()
+        step = rng.choice([0, 1, 127, 128, 16_383, 16_384, 2**35, 2**62, i])
+        if kind < 0.85:  # plain scalars, in runs of repeating tags (the leap's case)
+            tag = ["loss", "acc", "lr/group0", "x" * rng.randint(1, 118)][i % 4 if i % 500 else 3]
+            if step:
+                plain_ones.add(len(records))
+            records.append(event(tag, rng.uniform(-1e6, 1e6), step))
+        elif kind < 0.9:
+            records.append(event_pb2.Event(wall_time=1.0, step=-5).SerializeToString())
+        elif kind < 0.95:  # two values in one event: not plain
+            values = [summary_pb2.Summary.Value(tag=t, simple_value=1.5) for t in ("a", "b")]
+            summary = summary_pb2.Summary(value=values)
+            records.append(event_pb2.Event(step=step, summary=summary).SerializeToString())
+        else:
+            records.append(
+                event_pb2.Event(wall_time=2.0, file_version="brain.Event:2").SerializeToString()
+            )
+    path = tmp_path / "events.out.tfevents.4.host"
+    path.write_bytes(b"".join(frame(r) for r in records))
+    blocks = list(RecordReader(path).blocks())
+    got_records = [block.record(i) for block in blocks for i in range(len(block))]
+    assert got_records == records
+    assert len(blocks) == 1  # (one block: record i of the block is record i of the file)
+    for block in blocks:
+        plain = plain_scalars(block)
+        decoded = [decode_event(block.record(i), {}) for i in range(len(block))]
+        assert list(plain.index) == sorted(plain_ones)
+        for j, i in enumerate(plain.index):
+            item = decoded[i].items[0]
+            assert isinstance(item, Scalar)
+            assert plain.tags[plain.tag_of[j]] == item.tag
+            assert (plain.steps[j], plain.values[j]) == (decoded[i].step, item.value)
+            assert plain.times[j] == decoded[i].wall_time
