@@ -35,8 +35,8 @@ def import_group() -> None:
 @url_option
 def tensorboard(logdir: Path, project: str, follow: bool, poll: float, url: str | None) -> None:
     """Import the event files under LOGDIR: each directory holding event files becomes a
-    run named by its path. Importing again stores nothing twice. Exits non-zero when a
-    file had a corrupt record (the others are imported)."""
+    run named by its path. Importing again stores nothing twice. Exits 1 when a file had a
+    damaged record or a refused image (the rest is imported)."""
     from safeboard.client import Client
     from safeboard.client.credentials import resolve_server
     from safeboard.errors import Unauthenticated
@@ -65,7 +65,8 @@ def tensorboard(logdir: Path, project: str, follow: bool, poll: float, url: str 
         errors += len(run.counts.errors)
     if errors:
         raise click.ClickException(
-            f"{count(errors, 'damaged record')}: each file was imported up to the record named"
+            f"{count(errors, 'problem')} with the event files, said above: a damaged file was "
+            "imported up to the record named, the other files and runs in full"
         )
 
 

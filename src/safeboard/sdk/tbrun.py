@@ -36,6 +36,7 @@ from safeboard import wire
 from safeboard.client.artifacts import upload_file
 from safeboard.client.typed import Client
 from safeboard.documents import MAX_NOTES_CHARS
+from safeboard.errors import BadRequest, PayloadTooLarge
 from safeboard.eventfiles import CorruptRecord, RecordReader, decode_event
 from safeboard.eventfiles.bulk import plain_scalars
 from safeboard.eventfiles.events import Histogram, Hparams, Image, Scalar, Text
@@ -216,10 +217,16 @@ class RunImport:
         with tempfile.TemporaryDirectory(prefix="safeboard-tb-") as tmp:
             path = Path(tmp) / f"image{suffix}"
             path.write_bytes(image.encoded)
-            upload_file(
-                self.client.api, self.run_id, path, name=name, kind="image", step=step,
-                upload_id=_upload_id(self.run_id, state.path.name, offset, index),
-            )  # fmt: skip
+            try:
+                upload_file(
+                    self.client.api, self.run_id, path, name=name, kind="image", step=step,
+                    upload_id=_upload_id(self.run_id, state.path.name, offset, index),
+                )  # fmt: skip
+            except (BadRequest, PayloadTooLarge) as exc:  # this image alone: the file goes on
+                problem = f"{state.path}: image at byte offset {offset} refused: {exc.message}"
+                self.counts.errors.append(problem)
+                self.say(problem)
+                return
         self.counts.images += 1
 
     def _send_documents(self) -> None:
