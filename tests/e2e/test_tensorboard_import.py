@@ -219,3 +219,32 @@ def test_histogram_rows_are_json_lines(client: Client, tmp_path: Path) -> None:
     assert row == {"tag": "weights", "step": 2, "wall_time": 0.0, "limits": [1.0, 2.0],
                    "counts": [3.0, 5.0], "min": 0.0, "max": 2.0, "num": 8.0, "sum": None,
                    "sum_squares": None}  # fmt: skip
+
+
+def test_a_pass_whose_batches_are_refused_is_read_again_whole(
+    client: Client, tmp_path: Path
+) -> None:
+    """A pass that fails (here: a revoked key) leaves the files where they were, so the
+    next pass sends every point and text once, not only what came after the failure."""
+    import dataclasses
+
+    from safeboard.errors import Unauthenticated
+    from safeboard.sdk.tbbatch import BatchPoster
+    from safeboard.sdk.tbrun import RunImport
+
+    logdir = tmp_path / "retry"
+    tensorboardx_run(logdir, steps=5)
+    client.create_project("tbretry")
+    run_id = client.create_run("tbretry", name="retry").id
+    access = dataclasses.replace(resolve_server(), api_key="sb_" + "0" * 16 + "_" + "1" * 43)
+    with Client(access.client()) as revoked:
+        importer = RunImport(revoked, run_id, logdir)
+        with pytest.raises(Unauthenticated):
+            importer.pass_()
+        (state,) = importer.files.values()
+        assert state.reader.offset == 0
+        importer.client, importer._poster = client, BatchPoster(client, run_id, importer._counted)
+        importer.pass_()
+    assert len(values(client, run_id, "loss")) == 5
+    assert (importer.counts.texts, importer.counts.points) == (1, 5)
+    assert client.run(run_id).notes.count("<img src=x onerror=alert(1)> *md*") == 1

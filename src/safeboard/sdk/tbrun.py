@@ -20,6 +20,7 @@ What each summary becomes:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -123,9 +124,22 @@ class RunImport:
         return news
 
     def _read(self, state: EventFileState) -> bool:
-        """Read one file from where it stopped, sending a batch at each cut."""
+        """Read one file from where it stopped, sending a batch at each cut. When sending
+        fails, the file is read again from the same place next time (the batches already
+        sent have the same ids then, and images the same upload ids)."""
+        start = state.reader.offset
+        kept = (len(self._texts), len(state.histograms))
+        counts = dataclasses.replace(self.counts, errors=list(self.counts.errors))
+        try:
+            return self._read_from(state, start)
+        except BaseException:
+            state.reader.offset = start
+            del self._texts[kept[0] :], state.histograms[kept[1] :]
+            self.counts.__dict__.update(counts.__dict__)  # (the object is shared: updated)
+            raise
+
+    def _read_from(self, state: EventFileState, start: int) -> bool:
         reader = state.reader
-        start = reader.offset
         batch = PendingBatch(start, state.keys)
         try:
             for block in reader.blocks():
