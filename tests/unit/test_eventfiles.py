@@ -95,6 +95,9 @@ def test_blocks_and_plain_scalars_agree_with_the_record_by_record_decoder(tmp_pa
     rng = random.Random(15)  # noqa: S311  (a repeatable mix of records, not a secret)
     records = []
     plain_ones = set()  # what add_scalar writes (a step of 0 is left out of the bytes)
+    for i in range(400):  # 40 tags of one length: more than the column compares take
+        plain_ones.add(len(records))
+        records.append(event(f"tag{i % 40:03d}", i * 1.5, 300 + i))
     for i in range(3000):  # three tags in turn: the framing walk leaps over these
         plain_ones.add(len(records))
         records.append(event(["loss", "acc", "lr/group0"][i % 3], i / 7, 1000 + i // 3))

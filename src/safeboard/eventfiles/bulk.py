@@ -133,12 +133,31 @@ def _distinct_rows(
     with np.errstate(over="ignore"):
         for column in np.ascontiguousarray(names.T):
             hashes = hashes * np.uint64(1099511628211) + column + np.uint64(1)
-    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    first, inverse = _few_distinct(hashes)
     unique = names[first]
-    inverse = inverse.reshape(-1)
     if not (names == unique[inverse]).all():  # two tags of one hash: never seen, but exact
         unique, inverse = np.unique(names, axis=0, return_inverse=True)
     return unique, inverse.reshape(-1).astype(np.int64)
+
+
+def _few_distinct(
+    hashes: npt.NDArray[np.uint64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The first index of each distinct value and each value's number among them: one
+    comparison of the whole column per distinct value (a few tags), else a sort."""
+    remaining = np.ones(hashes.size, dtype=bool)
+    inverse = np.zeros(hashes.size, dtype=np.int64)
+    firsts: list[int] = []
+    while remaining.any():
+        if len(firsts) == 32:
+            _, first, sorted_inverse = np.unique(hashes, return_index=True, return_inverse=True)
+            return first.astype(np.int64), sorted_inverse.reshape(-1).astype(np.int64)
+        at = int(np.argmax(remaining))
+        same = hashes == hashes[at]
+        inverse[same] = len(firsts)
+        firsts.append(at)
+        remaining &= ~same
+    return np.array(firsts, dtype=np.int64), inverse
 
 
 def _joined(found: npt.NDArray[np.bool_], parts: list[_Part]) -> Scalars:

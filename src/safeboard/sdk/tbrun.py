@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from safeboard import wire
 from safeboard.client.artifacts import upload_file
@@ -158,34 +157,26 @@ class RunImport:
     def _block(self, state: EventFileState, block: Block, batch: PendingBatch) -> PendingBatch:
         """The block's records into batches: a batch is sent at each cut it holds."""
         offsets = block.base + block.starts
+        plain = plain_scalars(block)  # decoded once for the block, taken a span at a time
+        prefix = self.prefix(state.path)
+        names = [state.keys.setdefault(prefix + t, len(state.keys)) for t in plain.tags]
+        tag_ids = np.array(names, dtype=np.int64)[plain.tag_of] if names else plain.tag_of
         first = 0
         while first < len(block):
             cut = self.ledger.next_cut(state.path.name, batch.start, WINDOW)
             stop = int(np.searchsorted(offsets, cut))
-            self._records(state, block, (first, stop), offsets, batch)
+            begin, end = np.searchsorted(plain.index, (first, stop))
+            span = slice(int(begin), int(end))
+            batch.add(offsets[plain.index[span]], tag_ids[span], plain.steps[span],
+                      plain.times[span], plain.values[span])  # fmt: skip
+            for i in np.flatnonzero(~plain.found[first:stop]) + first:
+                self._record(state, int(offsets[i]), block.record(int(i)), batch, prefix)
             if stop >= len(block):
                 break
             self._send(state, batch, int(offsets[stop]))
             batch = PendingBatch(int(offsets[stop]), state.keys)
             first = stop
         return batch
-
-    def _records(
-        self, state: EventFileState, block: Block, span: tuple[int, int],
-        offsets: npt.NDArray[np.int64], batch: PendingBatch,
-    ) -> None:  # fmt: skip
-        """Records ``span`` (first, stop): plain scalars in numpy, the others one by one."""
-        first, stop = span
-        if stop <= first:
-            return
-        plain = plain_scalars(block, first, stop)
-        prefix = self.prefix(state.path)
-        ids = np.array([state.keys.setdefault(prefix + t, len(state.keys)) for t in plain.tags],
-                       dtype=np.int64)  # fmt: skip
-        batch.add(offsets[plain.index], ids[plain.tag_of] if ids.size else plain.tag_of,
-                  plain.steps, plain.times, plain.values)  # fmt: skip
-        for i in np.flatnonzero(~plain.found[first:stop]) + first:
-            self._record(state, int(offsets[i]), block.record(int(i)), batch, prefix)
 
     def _record(
         self, state: EventFileState, offset: int, data: bytes, batch: PendingBatch, prefix: str
