@@ -248,3 +248,36 @@ def test_a_pass_whose_batches_are_refused_is_read_again_whole(
     assert len(values(client, run_id, "loss")) == 5
     assert (importer.counts.texts, importer.counts.points) == (1, 5)
     assert client.run(run_id).notes.count("<img src=x onerror=alert(1)> *md*") == 1
+
+
+def test_the_follow_command_reads_until_sigterm_then_finishes_the_run(
+    server: ServerProcess, client: Client, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    logdir = tmp_path / "cmd"
+    writer = EventFileWriter(str(logdir / "run"))
+    writer.add_event(scalar_event("loss", 1.0, 0))
+    writer.flush()
+    env = {**cli_env(server.data_dir), "SAFEBOARD_SPOOL_DIR": str(tmp_path / "spool")}
+    command = [sys.executable, "-m", "safeboard", "import", "tensorboard", str(logdir)]
+    command += ["-p", "tbcmd", "--follow", "--poll", "0.2"]
+    follower = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run_id = run_id_for("tbcmd", logdir / "run")
+    try:
+        _until(lambda: len(_safe_values(client, run_id, "loss")) == 1)
+        assert client.run(run_id).status.value == "running"
+        writer.add_event(scalar_event("loss", 0.5, 1))
+        writer.close()
+        _until(lambda: len(_safe_values(client, run_id, "loss")) == 2)
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    assert b"run (" in out
+    assert b"Traceback" not in err
+    assert client.run(run_id).status.value == "finished"
