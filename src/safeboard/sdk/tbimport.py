@@ -157,6 +157,7 @@ class TensorBoardSync:
             target=self._loop, name="safeboard-tensorboard", daemon=True
         )
         self.counts = Counts()
+        self._said = ""
 
     def _prefix(self, path: Path) -> str:
         relative = path.parent.relative_to(self.logdir).as_posix()
@@ -185,7 +186,10 @@ class TensorBoardSync:
         except FileNotFoundError:
             pass  # the directory is not there yet: the writer makes it
         except SafeboardError as exc:  # the server away, or the run not there yet
-            self.say(f"TensorBoard sync of {self.logdir}: {exc.message}; trying again")
+            line = f"TensorBoard sync of {self.logdir}: {exc.message}; trying again"
+            if line != self._said:  # once, not every poll
+                self._said = line
+                self.say(line)
 
     def stop(self, timeout: float = 60.0) -> None:
         self._stop.set()
