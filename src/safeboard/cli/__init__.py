@@ -17,6 +17,7 @@ from safeboard.cli import (
     config_cmd,
     db_cmd,
     grant_cmd,
+    import_cmd,
     key_cmd,
     login_cmd,
     runs_cmd,
@@ -48,6 +49,7 @@ cli.add_command(user_cmd.user)
 cli.add_command(key_cmd.key)
 cli.add_command(audit_cmd.audit)
 cli.add_command(sync_cmd.sync)
+cli.add_command(import_cmd.import_group)
 cli.add_command(runs_cmd.projects)
 cli.add_command(runs_cmd.runs)
 cli.add_command(artifacts_cmd.artifacts)

@@ -203,10 +203,13 @@ def upload_file(
     chunk_size: int = CHUNK_SIZE,
     stop: threading.Event | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    upload_id: str | None = None,
 ) -> dict[str, Any]:
     """Upload a file as an artifact of ``run_id``; return the artifact (``state`` ready).
 
-    Running it again for the same file resumes where the server stopped receiving."""
+    Running it again for the same file resumes where the server stopped receiving (or, if
+    it is complete, returns it). ``upload_id`` (8 to 64 letters or digits) names the upload
+    instead of the file's path and time: an importer's id for the same content."""
     if kind not in KINDS:
         raise BadRequest(f"kind: one of {', '.join(KINDS)}")
     if chunk_size < 1:
@@ -219,8 +222,8 @@ def upload_file(
     spec = {
         "name": name, "kind": kind, "size": source.size, "sha256": digest,
         "content_type": content_type or guess_content_type(absolute), "step": step,
-        "upload_id": upload_id_for(run_id, absolute, name=name, size=source.size,
-                                   mtime_ns=source.mtime_ns, sha256=digest),
+        "upload_id": upload_id or upload_id_for(run_id, absolute, name=name, size=source.size,
+                                                mtime_ns=source.mtime_ns, sha256=digest),
     }  # fmt: skip
     artifact = _declare(client, run_id, spec)
     failures, started_over = 0, False

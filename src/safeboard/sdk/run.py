@@ -150,6 +150,8 @@ class Run:
             self.spool.unlock()
             raise
         self._delivery = delivery
+        self._connection = connection
+        self._tensorboard: list[Any] = []  # TensorBoardSync threads (sync_tensorboard)
         self._uploader = uploader
         self._queue: deque[Any] = deque()  # step, time, values; step, time, ...
         self._artifacts: deque[dict[str, Any]] = deque()
@@ -293,6 +295,16 @@ class Run:
             self._sender.wake()
         return False
 
+    def sync_tensorboard(self, logdir: str | os.PathLike[str]) -> None:
+        """Import the TensorBoard event files written under ``logdir`` into this run as
+        they are written, in a thread, until finish() (docs/tensorboard.md)."""
+        from safeboard.sdk.tbimport import TensorBoardSync  # noqa: PLC0415  (rarely used)
+
+        if self._connection is None:
+            raise InvalidRequest("sync_tensorboard needs a server: this run is offline")
+        sync = TensorBoardSync(self._connection.client, self.id, Path(logdir), say=notices.say)
+        self._tensorboard.append(sync.start())
+
     def finish(self, status: Status = "finished", *, timeout: float = FINISH_WAIT_SECONDS) -> None:
         """Deliver what is left (waiting at most ``timeout`` s) and set the final status."""
         if self._finished:
@@ -300,6 +312,8 @@ class Run:
         if status not in FINAL:
             raise InvalidRequest(f"status: one of {', '.join(FINAL)}")
         self._finished = True
+        for sync in self._tensorboard:  # their last events before the run ends
+            sync.stop()
         self._meta["status"] = status
         try:
             self.spool.write_meta(self._meta)

@@ -1,0 +1,78 @@
+"""``safeboard import tensorboard LOGDIR --project P [--follow]``: TensorBoard event files
+into safeboard runs (safeboard.sdk.tbimport; docs/tensorboard.md)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from safeboard.cli.options import url_option
+from safeboard.words import count
+
+if TYPE_CHECKING:
+    from safeboard.sdk.tbimport import ImportedRun
+
+__all__ = ["import_group"]
+
+
+@click.group("import")
+def import_group() -> None:
+    """Bring other tools' logs into safeboard."""
+
+
+@import_group.command("tensorboard")
+@click.argument("logdir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--project", "-p", required=True, help="Project of the runs (made if missing).")
+@click.option("--follow", is_flag=True, help="Keep reading growing and new files until Ctrl-C.")
+@click.option(
+    "--poll", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True,
+    help="With --follow: seconds between two reads.",
+)  # fmt: skip
+@url_option
+def tensorboard(logdir: Path, project: str, follow: bool, poll: float, url: str | None) -> None:
+    """Import the event files under LOGDIR: each directory holding event files becomes a
+    run named by its path. Importing again stores nothing twice. Exits 1 when a file had a
+    damaged record or a refused image (the rest is imported)."""
+    from safeboard.client import Client
+    from safeboard.client.credentials import resolve_server
+    from safeboard.errors import Unauthenticated
+    from safeboard.sdk.tbimport import import_tensorboard, run_dirs
+
+    if not run_dirs(logdir):
+        raise click.ClickException(f"no TensorBoard event files (*.tfevents.*) under {logdir}")
+    access = resolve_server(url)
+    if access.api_key is None:
+        raise Unauthenticated(f"no API key for {access.url}: run `safeboard login`")
+    stop = threading.Event()
+    if follow:
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        click.echo(f"following {logdir} (Ctrl-C to stop)", err=True)
+
+    def say(line: str) -> None:
+        click.echo(f"safeboard: {line}", err=True)
+
+    with Client(access.client()) as client:
+        done = import_tensorboard(
+            client, logdir, project, follow=follow, poll=poll, stop=stop, say=say
+        )
+    errors = 0
+    for run in done:
+        click.echo(_line(run))
+        errors += len(run.counts.errors)
+    if errors:
+        raise click.ClickException(
+            f"{count(errors, 'problem')} with the event files, said above: a damaged file was "
+            "imported up to the record named, the other files and runs in full"
+        )
+
+
+def _line(run: ImportedRun) -> str:
+    c = run.counts
+    parts = [count(c.points, "point")]
+    parts += [count(n, word) for n, word in ((c.images, "image"), (c.texts, "text"),
+              (c.histograms, "histogram"), (c.hparams, "hparams record")) if n]  # fmt: skip
+    return f"{run.name} ({run.run_id}): {', '.join(parts)}"

@@ -1,0 +1,134 @@
+"""The metric batches of an event-file import: points gathered between two cuts of a file
+(:class:`PendingBatch`), packed into bodies with ids from the file and the cuts, and
+posted by a thread of their own (:class:`BatchPoster`) while the next records are read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from safeboard import wire
+from safeboard.client.typed import Client
+
+__all__ = ["MAX_POINTS", "BatchPoster", "PendingBatch", "batch_id_for"]
+
+MAX_POINTS = 100_000  # points in one body; a window with more is sent in parts
+
+
+def batch_id_for(run_id: str, file_name: str, start: int, end: int, part: int = 0) -> str:
+    """The id of the batch (or of its ``part``) holding a file's records from byte
+    ``start`` to ``end``: the same records always get the same id."""
+    key = f"{run_id}\0{file_name}\0{start}\0{end}" + (f"\0{part}" if part else "")
+    return f"tb-{hashlib.sha256(key.encode()).hexdigest()[:40]}"
+
+
+class PendingBatch:
+    """Scalar points of one file between two cuts, in arrays; ``keys`` names the tag ids
+    (one table per file, shared by its batches)."""
+
+    def __init__(self, start: int, keys: dict[str, int]) -> None:
+        self.start = start
+        self.keys = keys
+        self._parts: list[tuple[npt.NDArray[np.int64], ...]] = []
+        self._floats: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = []
+        self._one: list[tuple[int, int, int, float, float]] = []  # decoded one by one
+
+    def add(
+        self, offsets: npt.NDArray[np.int64], tag_ids: npt.NDArray[np.int64],
+        steps: npt.NDArray[np.int64], times: npt.NDArray[np.float64],
+        values: npt.NDArray[np.float64],
+    ) -> None:  # fmt: skip
+        if offsets.size:
+            self._parts.append((offsets, tag_ids, steps))
+            self._floats.append((times, values))
+
+    def add_point(self, offset: int, key: str, step: int, time: float, value: float) -> None:
+        self._one.append((offset, self.keys.setdefault(key, len(self.keys)), step, time, value))
+
+    def __len__(self) -> int:
+        return sum(p[0].size for p in self._parts) + len(self._one)
+
+    def bodies(self, run_id: str, file_name: str, end: int) -> list[tuple[str, bytes, int]]:
+        """The packed bodies (id, bytes, points) of the points gathered, in file order."""
+        if not len(self):
+            return []
+        if self._one:
+            offsets, ids, steps, times, values = (np.array(c) for c in zip(*self._one, strict=True))
+            self.add(offsets.astype(np.int64), ids.astype(np.int64), steps.astype(np.int64),
+                     times.astype(np.float64), values.astype(np.float64))  # fmt: skip
+            self._one = []
+        offsets = np.concatenate([p[0] for p in self._parts])
+        order = np.argsort(offsets, kind="stable")
+        ids = np.concatenate([p[1] for p in self._parts])[order]
+        steps = np.concatenate([p[2] for p in self._parts])[order]
+        times = np.concatenate([f[0] for f in self._floats])[order]
+        values = np.concatenate([f[1] for f in self._floats])[order]
+        names = {i: k for k, i in self.keys.items()}
+        kept = (steps >= 0) & (steps <= wire.MAX_STEP)
+        out = []
+        for part, first in enumerate(range(0, int(ids.size), MAX_POINTS)):
+            window = slice(first, first + MAX_POINTS)
+            batch_id = batch_id_for(run_id, file_name, self.start, end, part)
+            columns: dict[str, wire.Arrays] = {}
+            points = 0
+            p_ids, p_kept = ids[window], kept[window]
+            for tag_id in np.unique(p_ids):
+                key = names[int(tag_id)]
+                if wire.metric_key_problem(key):
+                    continue
+                pick = (p_ids == tag_id) & p_kept
+                columns[key] = (steps[window][pick], times[window][pick], values[window][pick])
+                points += int(np.count_nonzero(pick))
+            if points:
+                out.append((batch_id, wire.pack_arrays(batch_id, columns), points))
+        return out
+
+
+class BatchPoster:
+    """Posts bodies in a thread, at most two waiting: reading goes on meanwhile. A
+    failure is raised by the next ``post`` or by ``join``."""
+
+    def __init__(self, client: Client, run_id: str, counted: Callable[[int], None]) -> None:
+        self.client, self.run_id, self.counted = client, run_id, counted
+        self._queue: queue.Queue[tuple[bytes, int] | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def _loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain: the failure is raised in the reading thread
+            body, points = item
+            try:
+                self.client.post_metrics(self.run_id, body, media_type=wire.MEDIA_TYPE)
+                self.counted(points)
+            except BaseException as exc:  # noqa: BLE001  (raised again in the caller)
+                self._error = exc
+
+    def post(self, body: bytes, points: int) -> None:
+        self._raise()
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._loop, name="safeboard-tb-post", daemon=True
+            )
+            self._thread.start()
+        self._queue.put((body, points))
+
+    def join(self) -> None:
+        """Wait for every body posted; raise the first failure."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error

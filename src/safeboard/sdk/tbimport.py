@@ -1,0 +1,196 @@
+"""TensorBoard log directories brought into safeboard: ``safeboard import tensorboard``
+and ``run.sync_tensorboard()``.
+
+Every directory under the log directory that holds event files (``*.tfevents.*``) becomes
+a run, named by its path relative to the log directory (the log directory's own name for
+files at its top). The run's id comes from the project and the directory's absolute path,
+so importing again reaches the same run, and its batches' ids from file and byte offsets
+(tbrun.py), so nothing is stored twice. Where the files came from is recorded in the
+run's system information: ``system["tensorboard"] = {"dir": <absolute directory>,
+"host": <host name>}`` (what a "TensorBoard" button on the run needs to find them).
+
+Follow mode reads again every ``poll`` seconds: appended events, new files (a writer's
+rotation) and new run directories, and waits for a record cut short at a file's end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from safeboard.client.typed import Client
+from safeboard.errors import Conflict, NotFound, SafeboardError
+from safeboard.sdk.spool import spool_root
+from safeboard.sdk.tbledger import CutLedger
+from safeboard.sdk.tbrun import Counts, RunImport, is_event_file
+
+__all__ = [
+    "ImportedRun", "LogdirImport", "TensorBoardSync", "import_tensorboard", "run_dirs",
+    "run_id_for",
+]  # fmt: skip
+
+POLL_SECONDS = 2.0
+
+
+def run_dirs(logdir: Path) -> dict[str, Path]:
+    """Each directory holding event files, by run name (its path under ``logdir``)."""
+    found: dict[str, Path] = {}
+    for path in sorted(logdir.rglob("*.tfevents.*")):
+        if not is_event_file(path):
+            continue
+        relative = path.parent.relative_to(logdir).as_posix()
+        name = logdir.resolve().name if relative == "." else relative
+        found.setdefault(name[-200:] or "tensorboard", path.parent)
+    return found
+
+
+def run_id_for(project: str, directory: Path) -> str:
+    key = f"tensorboard\0{project}\0{directory.resolve()}"
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def ledger_for(run_id: str) -> CutLedger:
+    return CutLedger(spool_root() / "tensorboard" / f"{run_id}.json")
+
+
+@dataclass
+class ImportedRun:
+    name: str
+    run_id: str
+    counts: Counts
+
+
+class LogdirImport:
+    """One log directory into one project: ``pass_()`` reads what is new, ``close()``
+    sends what is kept and, with ``finish``, marks the runs finished."""
+
+    def __init__(
+        self, client: Client, logdir: Path, project: str,
+        *, say: Callable[[str], None] = lambda _: None,
+    ) -> None:  # fmt: skip
+        self.client, self.logdir, self.project, self.say = client, logdir, project, say
+        self.runs: dict[str, tuple[str, RunImport]] = {}
+
+    def pass_(self) -> bool:
+        news = False
+        for name, directory in run_dirs(self.logdir).items():
+            if name not in self.runs:
+                run_id = self._ensure_run(name, directory)
+                importer = RunImport(
+                    self.client, run_id, directory, say=self.say, ledger=ledger_for(run_id)
+                )
+                self.runs[name] = (run_id, importer)
+            news |= self.runs[name][1].pass_()
+        return news
+
+    def _ensure_run(self, name: str, directory: Path) -> str:
+        run_id = run_id_for(self.project, directory)
+        system = {"tensorboard": {"dir": str(directory.resolve()), "host": socket.gethostname()}}
+
+        def create() -> None:
+            self.client.create_run(
+                self.project, run_id=run_id, name=name, system=system,
+                tags={"source": "tensorboard"},
+            )  # fmt: skip
+
+        try:
+            create()
+        except NotFound:  # no such project yet: made, as the SDK's init() does
+            with contextlib.suppress(Conflict):
+                self.client.create_project(self.project)
+            create()
+        return run_id
+
+    def close(self, *, finish: bool = True) -> list[ImportedRun]:
+        done = []
+        for name, (run_id, importer) in self.runs.items():
+            importer.close()
+            if finish:
+                with contextlib.suppress(Conflict):  # finished by an earlier import
+                    self.client.finish_run(run_id)
+            done.append(ImportedRun(name, run_id, importer.counts))
+        return done
+
+
+def import_tensorboard(
+    client: Client,
+    logdir: Path,
+    project: str,
+    *,
+    follow: bool = False,
+    poll: float = POLL_SECONDS,
+    stop: threading.Event | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> list[ImportedRun]:
+    """Import ``logdir`` into ``project``; with ``follow``, keep reading until ``stop`` is
+    set (or KeyboardInterrupt), then read once more and finish the runs."""
+    stop = stop or threading.Event()
+    job = LogdirImport(client, logdir, project, say=say)
+    try:
+        job.pass_()
+        while follow and not stop.wait(poll):
+            job.pass_()
+    except KeyboardInterrupt:
+        say("stopping: reading what is there once more")
+    job.pass_()
+    return job.close()
+
+
+class TensorBoardSync:
+    """``run.sync_tensorboard(logdir)``: a thread reading every event file under
+    ``logdir`` into one run (a subdirectory's metrics prefixed with its path) until
+    ``stop()``, which reads once more (what was written last) and waits for it."""
+
+    def __init__(
+        self, connect: Callable[[], Client], run_id: str, logdir: Path,
+        *, poll: float = POLL_SECONDS, say: Callable[[str], None] = lambda _: None,
+    ) -> None:  # fmt: skip
+        self.logdir = logdir.resolve()
+        self._connect, self.run_id, self.poll, self.say = connect, run_id, poll, say
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name="safeboard-tensorboard", daemon=True
+        )
+        self.counts = Counts()
+        self._said = ""
+
+    def _prefix(self, path: Path) -> str:
+        relative = path.parent.relative_to(self.logdir).as_posix()
+        return "" if relative == "." else f"{relative}/"
+
+    def start(self) -> TensorBoardSync:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        with self._connect() as client:
+            importer = RunImport(
+                client, self.run_id, self.logdir, recursive=True, prefix=self._prefix,
+                say=self.say, ledger=ledger_for(self.run_id),
+            )  # fmt: skip
+            self.counts = importer.counts
+            while not self._stop.is_set():
+                self._pass(importer)
+                self._stop.wait(self.poll)
+            self._pass(importer)  # once more after the stop: what was written last
+            self._pass(importer, close=True)
+
+    def _pass(self, importer: RunImport, *, close: bool = False) -> None:
+        try:
+            importer.close() if close else importer.pass_()
+        except FileNotFoundError:
+            pass  # the directory is not there yet: the writer makes it
+        except SafeboardError as exc:  # the server away, or the run not there yet
+            line = f"TensorBoard sync of {self.logdir}: {exc.message}; trying again"
+            if line != self._said:  # once, not every poll
+                self._said = line
+                self.say(line)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)

@@ -1,0 +1,137 @@
+"""safeboard.eventfiles: TFRecord framing with checked CRC32C (against TensorBoard's own
+masked CRC), a corrupt length or data named with file and offset, a record cut short at
+the end read once it is complete, and the Event fields decoded as TensorBoard's protos
+write them."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from safeboard.eventfiles import CorruptRecord, RecordReader, Scalar, decode_event, masked_crc32c
+from safeboard.eventfiles.wireformat import DecodeError
+
+
+def frame(data: bytes) -> bytes:
+    length = struct.pack("<Q", len(data))
+    return (length + struct.pack("<I", masked_crc32c(length)) + data
+            + struct.pack("<I", masked_crc32c(data)))  # fmt: skip
+
+
+def event(tag: str, value: float, step: int) -> bytes:
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+
+    summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)])
+    return event_pb2.Event(wall_time=12.5, step=step, summary=summary).SerializeToString()
+
+
+def test_masked_crc32c_is_tensorboards() -> None:
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as theirs
+
+    for data in (b"", b"a", b"123456789", bytes(range(256)) * 3):
+        assert masked_crc32c(data) == theirs(data)
+
+
+def test_records_are_read_with_their_offsets_and_decoded(tmp_path: Path) -> None:
+    path = tmp_path / "events.out.tfevents.1.host"
+    records = [event("loss", 0.5, 1), event("loss", 0.25, 2**40)]
+    path.write_bytes(b"".join(frame(r) for r in records))
+    reader = RecordReader(path)
+    got = list(reader)
+    assert [r.offset for r in got] == [0, 16 + len(records[0])]
+    decoded = [decode_event(r.data, {}) for r in got]
+    assert [(e.wall_time, e.step, e.items) for e in decoded] == [
+        (12.5, 1, [Scalar("loss", 0.5)]), (12.5, 2**40, [Scalar("loss", 0.25)]),
+    ]  # fmt: skip
+    assert (reader.offset, reader.truncated) == (path.stat().st_size, False)
+
+
+def test_a_record_cut_short_is_read_once_it_is_complete(tmp_path: Path) -> None:
+    path = tmp_path / "events.out.tfevents.2.host"
+    first, second = frame(event("a", 1.0, 0)), frame(event("a", 2.0, 1))
+    for cut in (3, 12, len(second) - 1):  # in the header, at its end, in the data's CRC
+        path.write_bytes(first + second[:cut])
+        reader = RecordReader(path)
+        assert len(list(reader)) == 1
+        assert (reader.offset, reader.truncated) == (len(first), True)
+        path.write_bytes(first + second)
+        assert [r.offset for r in reader] == [len(first)]
+        assert not reader.truncated
+
+
+@pytest.mark.parametrize(("at", "problem"), [(2, "the length's"), (14, "the data's")])
+def test_a_corrupt_record_names_its_file_and_offset(tmp_path: Path, at: int, problem: str) -> None:
+    path = tmp_path / "events.out.tfevents.3.host"
+    first = frame(event("a", 1.0, 0))
+    damaged = bytearray(frame(event("a", 2.0, 1)))
+    damaged[at] ^= 0x40
+    path.write_bytes(first + bytes(damaged))
+    reader = RecordReader(path)
+    with pytest.raises(CorruptRecord) as caught:
+        list(reader)
+    assert str(caught.value) == (
+        f"{path}: corrupt record at byte offset {len(first)}: {problem} checksum does not match"
+    )
+
+
+def test_bytes_that_are_no_event_raise_decode_error() -> None:
+    for junk in (b"\x0a\xff", b"\x0b", b"\x09\x00\x00"):
+        with pytest.raises(DecodeError):
+            decode_event(junk, {})
+
+
+def test_blocks_and_plain_scalars_agree_with_the_record_by_record_decoder(tmp_path: Path) -> None:
+    """The numpy path (framing leaps, column checksums, plain scalar decoding) gives what
+    the one-record-at-a-time decoder gives, on a file mixing plain scalars of every step
+    size and tag length with events it must leave to that decoder."""
+    import random
+
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+
+    from safeboard.eventfiles.bulk import plain_scalars
+
+    rng = random.Random(15)  # noqa: S311  (a repeatable mix of records, not a secret)
+    records = []
+    plain_ones = set()  # what add_scalar writes (a step of 0 is left out of the bytes)
+    for i in range(400):  # 40 tags of one length: more than the column compares take
+        plain_ones.add(len(records))
+        records.append(event(f"tag{i % 40:03d}", i * 1.5, 300 + i))
+    for i in range(3000):  # three tags in turn: the framing walk leaps over these
+        plain_ones.add(len(records))
+        records.append(event(["loss", "acc", "lr/group0"][i % 3], i / 7, 1000 + i // 3))
+    for i in range(6000):
+        kind = rng.random()
+        step = rng.choice([0, 1, 127, 128, 16_383, 16_384, 2**35, 2**62, i])
+        if kind < 0.85:  # plain scalars, in runs of repeating tags (the leap's case)
+            tag = ["loss", "acc", "lr/group0", "x" * rng.randint(1, 118)][i % 4 if i % 500 else 3]
+            if step:
+                plain_ones.add(len(records))
+            records.append(event(tag, rng.uniform(-1e6, 1e6), step))
+        elif kind < 0.9:
+            records.append(event_pb2.Event(wall_time=1.0, step=-5).SerializeToString())
+        elif kind < 0.95:  # two values in one event: not plain
+            values = [summary_pb2.Summary.Value(tag=t, simple_value=1.5) for t in ("a", "b")]
+            summary = summary_pb2.Summary(value=values)
+            records.append(event_pb2.Event(step=step, summary=summary).SerializeToString())
+        else:
+            records.append(
+                event_pb2.Event(wall_time=2.0, file_version="brain.Event:2").SerializeToString()
+            )
+    path = tmp_path / "events.out.tfevents.4.host"
+    path.write_bytes(b"".join(frame(r) for r in records))
+    blocks = list(RecordReader(path).blocks())
+    got_records = [block.record(i) for block in blocks for i in range(len(block))]
+    assert got_records == records
+    assert len(blocks) == 1  # (one block: record i of the block is record i of the file)
+    for block in blocks:
+        plain = plain_scalars(block)
+        decoded = [decode_event(block.record(i), {}) for i in range(len(block))]
+        assert list(plain.index) == sorted(plain_ones)
+        for j, i in enumerate(plain.index):
+            item = decoded[i].items[0]
+            assert isinstance(item, Scalar)
+            assert plain.tags[plain.tag_of[j]] == item.tag
+            assert (plain.steps[j], plain.values[j]) == (decoded[i].step, item.value)
+            assert plain.times[j] == decoded[i].wall_time
