@@ -23,15 +23,22 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import ServerProcess, run_cli, start_server
-from tests.e2e.test_agent_run import SETTINGS, USER_KEY_IN_AGENT_ENV, Agent, agent_env, api
-from tests.e2e.test_agent_run import state_of, wait_for
+from tests.e2e.test_agent_run import (
+    SETTINGS,
+    USER_KEY_IN_AGENT_ENV,
+    Agent,
+    agent_env,
+    api,
+    state_of,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -143,12 +150,17 @@ def agent_python(user: pwd.struct_passwd) -> str:
         return sys.executable
     if ran is not None:
         why = ran.stderr.decode(errors="replace").strip().splitlines()[-1:]
-    pytest.skip(f"cannot start an agent as {TASK_USER}: the Python under test "
-                f"({sys.executable}) or its packages are closed to that user ({why})")
+    pytest.skip(
+        f"cannot start an agent as {TASK_USER}: the Python under test "
+        f"({sys.executable}) or its packages are closed to that user ({why})"
+    )
 
 
 def start_agent(
-    server: ServerProcess, root: Path, name: str, *args: str,
+    server: ServerProcess,
+    root: Path,
+    name: str,
+    *args: str,
     as_user: pwd.struct_passwd | None = None,
 ) -> Agent:
     """``agent join`` then ``agent run`` (as ``as_user``, else as this test's user)."""
@@ -270,10 +282,12 @@ def test_an_agent_run_as_root_without_a_task_user_says_what_that_costs(
     agent = start_agent(server, state_root, "as-root", "--labels", "root")
     agent.stop()
     warned = [line for line in agent.err.splitlines() if "tasks run as root" in line]
-    assert len(warned) == 1 and "--task-user USER" in warned[0], agent.err
+    assert len(warned) == 1, agent.err
+    assert "--task-user USER" in warned[0]
     for user, says in (("root", "'root' is root"), ("no-such-user-x", "no such user")):
         refused = run_cli("agent", "run", "--state-dir", str(agent.state_dir),
                           "--task-user", user, env=agent_env(state_root))  # fmt: skip
         assert refused.returncode != 0
-        assert refused.stderr.count("\n") == 1 and says in refused.stderr, refused.stderr
+        assert refused.stderr.count("\n") == 1, refused.stderr
+        assert says in refused.stderr
         assert "Traceback" not in refused.stderr

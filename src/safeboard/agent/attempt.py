@@ -156,15 +156,8 @@ class Attempt(threading.Thread):
         if self._report(client, "starting") is None:
             return
         user = self.controls.task_user
-        workspace = None
-        if user is not None:  # outside the state directory, which the task must not reach
-            workspace = Workspace(f"{self.lease.task_id}.{self.lease.attempt}")
-            directory = workspace.work
-        else:
-            directory = self._state_dir / "tasks" / f"{self.lease.task_id}.{self.lease.attempt}"
-            private_dir(directory.parent)
-            shutil.rmtree(directory, ignore_errors=True)
-            private_dir(directory)
+        workspace = self._workspace()
+        directory = workspace.work
         refused: str | None = None
         ended: tuple[int | None, int | None, float] | None = None
         try:
@@ -182,18 +175,15 @@ class Attempt(threading.Thread):
                     ca_file = directory / "ca.pem"
                     write_private(ca_file, self._state.ca_pem.encode())
                 env = task_environment(self.lease, self._state, ca_file, dict(os.environ))
-                if workspace is not None and user is not None:
+                if user is not None:
                     env["HOME"] = str(directory)  # not the agent's (root's) home
                     workspace.hand_to(user)
                 if refused is None:
                     ended = self._execute(client, directory, env, spool)
             finally:
                 spool.close()
-        finally:  # before the exit is reported
-            if workspace is not None:
-                workspace.remove()
-            else:
-                shutil.rmtree(directory, ignore_errors=True)
+        finally:
+            workspace.remove()  # before the exit is reported
         if refused is None and ended is None:
             shipper.abandon()
             return
@@ -205,6 +195,18 @@ class Attempt(threading.Thread):
             self._not_run(client, refused)
         elif ended is not None:
             self._finish(client, *ended)
+
+    def _workspace(self) -> Workspace:
+        """The task's directory: with a task user, outside the state directory (which it
+        must not reach); else ``<state>/tasks/<id>.<attempt>``, 0700."""
+        name = f"{self.lease.task_id}.{self.lease.attempt}"
+        if self.controls.task_user is not None:
+            return Workspace.outside(name)
+        directory = self._state_dir / "tasks" / name
+        private_dir(directory.parent)
+        shutil.rmtree(directory, ignore_errors=True)
+        private_dir(directory)
+        return Workspace(directory, directory)
 
     def _code(self, directory: Path, spool: Spool) -> str | None:
         """Fetch, check and unpack the task's code into ``directory`` while heartbeats

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -60,7 +59,8 @@ def task_user(name: str) -> TaskUser:
         entry = pwd.getpwnam(name)
     except KeyError:
         raise ConfigError(f"--task-user: no such user {name!r} on this machine (create one, "
-                          "e.g. useradd --system --no-create-home safeboard-task)") from None  # fmt: skip
+                          "e.g. useradd --system --no-create-home safeboard-task)"
+                          ) from None  # fmt: skip
     if entry.pw_uid == 0:
         raise ConfigError(f"--task-user: {name!r} is root; tasks would read the agent's "
                           "credential: name an unprivileged user")  # fmt: skip
@@ -84,24 +84,29 @@ def tasks_as_root_warning() -> str | None:
 
 
 class Workspace:
-    """A task's directory when it runs as a task user: ``<tmp>/safeboard-task-<id>-XXXX``
-    (root, 0711: the task user may pass, not list) holding ``work/`` (the task's cwd and
-    HOME, its code and CA copy, owned by the task user once ready) and the code archive
-    (root, 0600). Removed with everything in it when the attempt ends."""
+    """A task's directory: ``work`` (its cwd, and HOME with a task user), and ``root``,
+    removed with everything in it when the attempt ends (``work`` itself without a task
+    user). ``Workspace.outside``: ``<tmp>/safeboard-task-<id>-XXXX`` (root, 0711: the
+    task user may pass, not list) holding ``work/`` (its code and CA copy, owned by the
+    task user once ready) and the code archive (root, 0600)."""
 
-    def __init__(self, label: str) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix=f"safeboard-task-{label}-"))
-        os.chmod(self.root, 0o711)
-        self.work = self.root / "work"
-        self.work.mkdir(mode=0o700)
+    def __init__(self, root: Path, work: Path) -> None:
+        self.root = root
+        self.work = work
+
+    @classmethod
+    def outside(cls, label: str) -> Workspace:
+        root = Path(tempfile.mkdtemp(prefix=f"safeboard-task-{label}-"))
+        root.chmod(0o711)  # passable, not listable: work/ is 0700
+        (root / "work").mkdir(mode=0o700)
+        return cls(root, root / "work")
 
     def hand_to(self, user: TaskUser) -> None:
         """Give ``work/`` and all in it to the task user (links not followed)."""
         for top, dirs, files in os.walk(self.work):
             for name in [*dirs, *files]:
-                os.chown(os.path.join(top, name), user.uid, user.gid, follow_symlinks=False)
+                os.chown(Path(top) / name, user.uid, user.gid, follow_symlinks=False)
         os.chown(self.work, user.uid, user.gid, follow_symlinks=False)
 
     def remove(self) -> None:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(self.root)
+        shutil.rmtree(self.root, ignore_errors=True)

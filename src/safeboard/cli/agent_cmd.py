@@ -205,8 +205,8 @@ def run(
     child process, report its exit. Ctrl-C drains (twice: stops the tasks now)."""
     from safeboard import __version__
     from safeboard.agent import Runner, RunOptions, default_state_dir, detect, load
-    from safeboard.agent.isolation import make_undumpable, task_user as checked_user
-    from safeboard.agent.isolation import tasks_as_root_warning
+    from safeboard.agent.isolation import make_undumpable, tasks_as_root_warning
+    from safeboard.agent.isolation import task_user as checked_user
     from safeboard.client.config import private_dir
 
     user = checked_user(task_user) if task_user is not None else None
