@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from safeboard.agent.isolation import AS_ROOT_WARNING
 from tests.e2e.conftest import ServerProcess, run_cli, start_server
 from tests.e2e.test_agent_run import (
     SETTINGS,
@@ -234,7 +235,7 @@ def test_a_task_user_cannot_reach_the_agent_s_credential_environment_or_logs(
                         "--task-user", TASK_USER)  # fmt: skip
     try:
         assert f"as user {TASK_USER}" in agent.out
-        assert "tasks run as root" not in agent.err  # the advice is for the other way
+        assert AS_ROOT_WARNING not in agent.err  # the advice is for the other way
         seen = run_probe(server, agent, "iso", python)
     finally:
         agent.stop()
@@ -271,6 +272,17 @@ def test_without_a_task_user_the_agent_s_environment_is_still_out_of_reach(
     assert (seen["own code"], seen["ca"], seen["metric"]) == ("read", "read", 200), seen
     assert seen["dumpable"] == 1, seen  # the agent's non-dumpable flag is not inherited
     assert USER_KEY_IN_AGENT_ENV not in json.dumps(seen)
+    # Not root: --task-user is refused with one line.
+    who = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}
+    env = {**agent_env(state_root), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    refused = subprocess.run(
+        [sys.executable, "-m", "safeboard", "agent", "run", "--state-dir", str(agent.state_dir),
+         "--task-user", "nobody"],
+        env=env, capture_output=True, text=True, check=False, cwd="/", timeout=60, **who,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert refused.stderr.count("\n") == 1, refused.stderr
+    assert "--task-user needs the agent to run as root" in refused.stderr
 
 
 def test_an_agent_run_as_root_without_a_task_user_says_what_that_costs(
@@ -281,7 +293,7 @@ def test_an_agent_run_as_root_without_a_task_user_says_what_that_costs(
     task_user()  # root only; the user exists for the refusals below
     agent = start_agent(server, state_root, "as-root", "--labels", "root")
     agent.stop()
-    warned = [line for line in agent.err.splitlines() if "tasks run as root" in line]
+    warned = [line for line in agent.err.splitlines() if line.startswith(AS_ROOT_WARNING)]
     assert len(warned) == 1, agent.err
     assert "--task-user USER" in warned[0]
     for user, says in (("root", "'root' is root"), ("no-such-user-x", "no such user")):

@@ -25,9 +25,17 @@ from pathlib import Path
 
 from safeboard.errors import ConfigError
 
-__all__ = ["TaskUser", "Workspace", "make_undumpable", "task_user", "tasks_as_root_warning"]
+__all__ = [
+    "AS_ROOT_WARNING",
+    "TaskUser",
+    "Workspace",
+    "make_undumpable",
+    "task_user",
+    "tasks_as_root_warning",
+]
 
 _PR_SET_DUMPABLE = 4
+AS_ROOT_WARNING = "warning: the agent runs as root without --task-user"
 
 
 def make_undumpable() -> bool:
@@ -77,10 +85,9 @@ def tasks_as_root_warning() -> str | None:
     """What to say at start when the agent runs as root without ``--task-user``."""
     if os.name != "posix" or os.geteuid() != 0:
         return None
-    return ("warning: the agent runs as root without --task-user, so its tasks run as root "
-            "and can read its credential (agent.json) and anything else on this machine: "
-            "run it with --task-user USER (an unprivileged user made for tasks) "
-            "(docs/agents.md)")  # fmt: skip
+    return (f"{AS_ROOT_WARNING}, so its tasks run as root and can read its credential "
+            "(agent.json) and anything else on this machine: run it with --task-user USER "
+            "(an unprivileged user made for tasks; docs/agents.md)")  # fmt: skip
 
 
 class Workspace:
