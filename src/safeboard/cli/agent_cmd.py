@@ -214,12 +214,6 @@ def run(
     state = load(directory)
     if user is not None:
         private_dir(directory)  # 0700, or refused: the task user must not reach it
-    else:
-        warning = tasks_as_root_warning()
-        if warning is not None:
-            _warn(warning)
-    # No task of the same OS user may read /proc/<agent>/environ or the agent's memory.
-    make_undumpable()
     options = RunOptions(
         gpu_indexes=_indexes(gpus),
         labels=_labels(labels),
@@ -229,6 +223,11 @@ def run(
         poll=_duration(poll, 1, 25, "'--poll'"),  # 0 would ask again at once, in a loop
         task_user=user,
     )
+    warning = tasks_as_root_warning() if user is None else None
+    if warning is not None:  # once the options are good: a refusal stays one line
+        _warn(warning)
+    # No task of the same OS user may read /proc/<agent>/environ or the agent's memory.
+    make_undumpable()
     runner = Runner(state, directory, options, machine=detect(_labels(labels)),
                     version=__version__, say=click.echo, warn=_warn)  # fmt: skip
     runner.run()
