@@ -20,7 +20,7 @@ from types import FrameType
 from safeboard.agent.attempt import Attempt, Controls
 from safeboard.agent.connection import client_for
 from safeboard.agent.inventory import Gpu, Machine
-from safeboard.agent.isolation import TaskUser
+from safeboard.agent.isolation import TaskUser, tasks_as_root_warning
 from safeboard.agent.state import AgentState
 from safeboard.client import Client
 from safeboard.client.retry import NO_RETRY, RetryPolicy
@@ -122,6 +122,9 @@ class Runner:
                      f"{gpus}, labels {', '.join(labels) or '(none)'}, up to {self.max_tasks} "
                      f"task(s) at once{self._as_whom()}; state in {self.state_dir}; Ctrl-C "
                      "drains")  # fmt: skip
+            warning = tasks_as_root_warning() if self.options.task_user is None else None
+            if warning is not None:  # once, when serving: a refusal before stays one line
+                self.warn(warning)
             self._serve(client, labels)
         if self.failure is not None:
             self.draining.set()

@@ -205,7 +205,7 @@ def run(
     child process, report its exit. Ctrl-C drains (twice: stops the tasks now)."""
     from safeboard import __version__
     from safeboard.agent import Runner, RunOptions, default_state_dir, detect, load
-    from safeboard.agent.isolation import make_undumpable, tasks_as_root_warning
+    from safeboard.agent.isolation import make_undumpable
     from safeboard.agent.isolation import task_user as checked_user
     from safeboard.client.config import private_dir
 
@@ -223,9 +223,6 @@ def run(
         poll=_duration(poll, 1, 25, "'--poll'"),  # 0 would ask again at once, in a loop
         task_user=user,
     )
-    warning = tasks_as_root_warning() if user is None else None
-    if warning is not None:  # once the options are good: a refusal stays one line
-        _warn(warning)
     # No task of the same OS user may read /proc/<agent>/environ or the agent's memory.
     make_undumpable()
     runner = Runner(state, directory, options, machine=detect(_labels(labels)),
