@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 import safeboard
+from safeboard.agent.isolation import AS_ROOT_WARNING
 from tests.e2e.conftest import ServerProcess, run_cli, start_server
 from tests.e2e.test_agent_run import (
     FAKE_GPUS,
@@ -264,7 +265,8 @@ def test_a_revoked_agent_is_refused_and_its_task_goes_to_another(
     # The agent hears it at its next heartbeat (a third of the lease), stops the task.
     assert agent.process.wait(timeout=30 / 3 + 15) == 2
     assert mark.read_text() == "SIGTERM"
-    lines = [line for line in agent.err.splitlines() if line.strip()]
+    lines = [line for line in agent.err.splitlines()
+             if line.strip() and not line.startswith(AS_ROOT_WARNING)]  # fmt: skip
     assert len(lines) == 1, agent.err
     assert "revoked" in lines[0]
     other = agents(server, "r2", "--labels", "revoke")

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 import safeboard
+from safeboard.agent.isolation import AS_ROOT_WARNING
 from tests.e2e.conftest import ServerProcess, cli_env, run_cli, start_server
 
 pytestmark = pytest.mark.e2e
@@ -351,7 +352,8 @@ def test_a_revoked_agent_stops_with_one_line(
     revoked = run_cli("agent", "revoke", agent.saved["agent_id"], data_dir=server.data_dir)
     assert revoked.returncode == 0, revoked.stderr
     assert agent.process.wait(timeout=20) == 2
-    lines = [line for line in agent.err.splitlines() if line.strip()]
+    lines = [line for line in agent.err.splitlines()
+             if line.strip() and not line.startswith(AS_ROOT_WARNING)]  # fmt: skip
     assert len(lines) == 1, agent.err
     assert "revoked" in lines[0]
 

@@ -1,5 +1,6 @@
 """One leased attempt of a task, run by the agent: a child process in its own process
-group, in a private 0700 directory, with a minimal environment; its lease renewed by
+group, in a private 0700 directory, with a minimal environment (with ``--task-user``: as
+that OS user, in a directory outside the agent's state, isolation.py); its lease renewed by
 heartbeat every third of the lease; stopped (SIGTERM to the group, SIGKILL after the
 grace period) when the server says cancel, when the agent stops, or at once when the
 server took the attempt away (409). Its stdout and stderr go, line by line and redacted,
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from safeboard.agent.code import EXIT_CODE_REFUSED, prepare_code
+from safeboard.agent.isolation import TaskUser, Workspace
 from safeboard.agent.output import Spool
 from safeboard.agent.redact import Redactor
 from safeboard.agent.shipper import Shipper
@@ -60,6 +62,7 @@ class Controls:
     hard_stop: threading.Event = field(default_factory=threading.Event)  # cancel every task
     revoked: threading.Event = field(default_factory=threading.Event)  # the agent is refused
     refusal: list[str] = field(default_factory=list)  # the server's words, when revoked
+    task_user: TaskUser | None = None  # --task-user: each task runs as this OS user
 
     def refused(self, error: Unauthenticated) -> None:
         if not self.revoked.is_set():
@@ -112,7 +115,8 @@ class Attempt(threading.Thread):
     ) -> None:
         """``redactor``: the values taken out of the task's output (default: the task's
         secrets and its task token, ``secret_values``, and the agent's own credential,
-        which the task, running as the agent's OS user, can read in ``agent.json``)."""
+        which a task running as the agent's OS user (no ``--task-user``) can read in
+        ``agent.json``)."""
         super().__init__(name=f"task-{lease.task_id}.{lease.attempt}", daemon=True)
         self.lease = lease
         self.label = f"task {lease.task_id} attempt {lease.attempt}"
@@ -151,10 +155,9 @@ class Attempt(threading.Thread):
     def _run(self, client: Client) -> None:
         if self._report(client, "starting") is None:
             return
-        directory = self._state_dir / "tasks" / f"{self.lease.task_id}.{self.lease.attempt}"
-        private_dir(directory.parent)
-        shutil.rmtree(directory, ignore_errors=True)
-        private_dir(directory)
+        user = self.controls.task_user
+        workspace = self._workspace()
+        directory = workspace.work
         refused: str | None = None
         ended: tuple[int | None, int | None, float] | None = None
         try:
@@ -172,12 +175,15 @@ class Attempt(threading.Thread):
                     ca_file = directory / "ca.pem"
                     write_private(ca_file, self._state.ca_pem.encode())
                 env = task_environment(self.lease, self._state, ca_file, dict(os.environ))
+                if user is not None:
+                    env["HOME"] = str(directory)  # not the agent's (root's) home
+                    workspace.hand_to(user)
                 if refused is None:
                     ended = self._execute(client, directory, env, spool)
             finally:
                 spool.close()
         finally:
-            shutil.rmtree(directory, ignore_errors=True)  # before the exit is reported
+            workspace.remove()  # before the exit is reported
         if refused is None and ended is None:
             shipper.abandon()
             return
@@ -189,6 +195,18 @@ class Attempt(threading.Thread):
             self._not_run(client, refused)
         elif ended is not None:
             self._finish(client, *ended)
+
+    def _workspace(self) -> Workspace:
+        """The task's directory: with a task user, outside the state directory (which it
+        must not reach); else ``<state>/tasks/<id>.<attempt>``, 0700."""
+        name = f"{self.lease.task_id}.{self.lease.attempt}"
+        if self.controls.task_user is not None:
+            return Workspace.outside(name)
+        directory = self._state_dir / "tasks" / name
+        private_dir(directory.parent)
+        shutil.rmtree(directory, ignore_errors=True)
+        private_dir(directory)
+        return Workspace(directory, directory)
 
     def _code(self, directory: Path, spool: Spool) -> str | None:
         """Fetch, check and unpack the task's code into ``directory`` while heartbeats
@@ -230,10 +248,14 @@ class Attempt(threading.Thread):
         when there is nothing to report (the attempt was taken away or refused)."""
         command = list(self.lease.command)
         started = time.monotonic()
+        user = self.controls.task_user
+        as_user: dict[str, Any] = {}
+        if user is not None:  # its primary group only: none of root's groups
+            as_user = {"user": user.uid, "group": user.gid, "extra_groups": []}
         try:
             process = subprocess.Popen(  # noqa: S603  (the task's argv, no shell)
                 command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, start_new_session=True,
+                stderr=subprocess.PIPE, start_new_session=True, **as_user,
             )  # fmt: skip
         except OSError as exc:
             code = _EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else _EXIT_NOT_RUNNABLE

@@ -20,6 +20,7 @@ from types import FrameType
 from safeboard.agent.attempt import Attempt, Controls
 from safeboard.agent.connection import client_for
 from safeboard.agent.inventory import Gpu, Machine
+from safeboard.agent.isolation import TaskUser, tasks_as_root_warning
 from safeboard.agent.state import AgentState
 from safeboard.client import Client
 from safeboard.client.retry import NO_RETRY, RetryPolicy
@@ -47,6 +48,7 @@ class RunOptions:
     drain_timeout: float = 60.0
     poll: float = 20.0  # each lease request waits this long for a task (at most 25)
     handle_signals: bool = True
+    task_user: TaskUser | None = None  # None: tasks run as the agent's own OS user
 
 
 def chosen_gpus(machine: Machine, indexes: Sequence[int] | None) -> list[Gpu]:
@@ -80,7 +82,7 @@ class Runner:
         self.machine = machine
         self.version = version
         self.warn = warn
-        self.controls = Controls(say=say, grace=options.grace)
+        self.controls = Controls(say=say, grace=options.grace, task_user=options.task_user)
         self.draining = threading.Event()
         self.attempts: list[Attempt] = []
         self.gpus = chosen_gpus(machine, options.gpu_indexes)
@@ -118,7 +120,11 @@ class Runner:
             gpus = ", ".join(f"{g.index}" for g in self.gpus) or "none"
             self.say(f"agent {hello.name} ({hello.agent_id}) serving {self.state.url}: GPUs "
                      f"{gpus}, labels {', '.join(labels) or '(none)'}, up to {self.max_tasks} "
-                     f"task(s) at once; state in {self.state_dir}; Ctrl-C drains")  # fmt: skip
+                     f"task(s) at once{self._as_whom()}; state in {self.state_dir}; Ctrl-C "
+                     "drains")  # fmt: skip
+            warning = tasks_as_root_warning() if self.options.task_user is None else None
+            if warning is not None:  # once, when serving: a refusal before stays one line
+                self.warn(warning)
             self._serve(client, labels)
         if self.failure is not None:
             self.draining.set()
@@ -134,6 +140,10 @@ class Runner:
             raise self.failure
         self.say("agent stopped")
         return 0
+
+    def _as_whom(self) -> str:
+        user = self.options.task_user
+        return f" as user {user.name} (uid {user.uid})" if user is not None else ""
 
     def _serve(self, client: Client, labels: list[str]) -> None:
         failures = 0

@@ -188,6 +188,9 @@ def status(state_dir: Path | None, labels: str, as_json: bool) -> None:
               help="On Ctrl-C or SIGTERM, how long running tasks may go on.")  # fmt: skip
 @click.option("--poll", default="20s", show_default=True,
               help="How long each lease request waits for a task (1s to 25s).")  # fmt: skip
+@click.option("--task-user", default=None, metavar="USER",
+              help="Run each task as this OS user (the agent runs as root): tasks cannot "
+              "read the agent's credential. Recommended.")  # fmt: skip
 def run(
     state_dir: Path | None,
     gpus: str | None,
@@ -196,14 +199,21 @@ def run(
     grace: str,
     drain_timeout: str,
     poll: str,
+    task_user: str | None,
 ) -> None:
     """Serve the queue: lease tasks that fit this machine's free GPUs, run each as a
     child process, report its exit. Ctrl-C drains (twice: stops the tasks now)."""
     from safeboard import __version__
     from safeboard.agent import Runner, RunOptions, default_state_dir, detect, load
+    from safeboard.agent.isolation import make_undumpable
+    from safeboard.agent.isolation import task_user as checked_user
+    from safeboard.client.config import private_dir
 
+    user = checked_user(task_user) if task_user is not None else None
     directory = (state_dir or default_state_dir()).expanduser()
     state = load(directory)
+    if user is not None:
+        private_dir(directory)  # 0700, or refused: the task user must not reach it
     options = RunOptions(
         gpu_indexes=_indexes(gpus),
         labels=_labels(labels),
@@ -211,7 +221,10 @@ def run(
         grace=_duration(grace, 0, 3600, "'--grace'"),
         drain_timeout=_duration(drain_timeout, 0, 7 * 86400, "'--drain-timeout'"),
         poll=_duration(poll, 1, 25, "'--poll'"),  # 0 would ask again at once, in a loop
+        task_user=user,
     )
+    # No task of the same OS user may read /proc/<agent>/environ or the agent's memory.
+    make_undumpable()
     runner = Runner(state, directory, options, machine=detect(_labels(labels)),
                     version=__version__, say=click.echo, warn=_warn)  # fmt: skip
     runner.run()
