@@ -137,24 +137,44 @@ def interpreter_for(user: pwd.struct_passwd) -> str:
     pytest.fail(f"no Python on this machine that {TASK_USER} may run")
 
 
-def agent_python(user: pwd.struct_passwd) -> str:
-    """A Python with the test's packages that ``user`` may run, to start an agent as it."""
+def _runs_for(user: pwd.struct_passwd) -> bool:
     env = {"PYTHONPATH": os.environ.get("PYTHONPATH", ""), "PATH": os.environ["PATH"]}
     try:
         ran = subprocess.run([sys.executable, "-c", "import safeboard, httpx"], env=env,
                              user=user.pw_uid, group=user.pw_gid, extra_groups=[], cwd="/",
                              capture_output=True, check=False)  # fmt: skip
-    except OSError as exc:
-        ran = None
-        why = exc.strerror
-    if ran is not None and ran.returncode == 0:
-        return sys.executable
-    if ran is not None:
-        why = ran.stderr.decode(errors="replace").strip().splitlines()[-1:]
-    pytest.skip(
-        f"cannot start an agent as {TASK_USER}: the Python under test "
-        f"({sys.executable}) or its packages are closed to that user ({why})"
+    except OSError:
+        return False
+    return ran.returncode == 0
+
+
+def _closed_ancestor() -> tuple[Path, Path]:
+    """The highest directory on the way to this Python that others may not enter (root's
+    home, for a pyenv Python), and its child on that way."""
+    target = Path(sys.executable).resolve()
+    for parent in reversed(target.parents):
+        if parent != Path("/") and not parent.stat().st_mode & 0o001:
+            return parent, target.parents[len(target.parents) - len(parent.parents) - 2]
+    pytest.fail(f"{sys.executable} looks open to every user, yet {TASK_USER} cannot run it")
+
+
+def as_user(user: pwd.struct_passwd, argv: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """``argv`` run as ``user``: directly when this Python is open to it; else (a pyenv
+    Python in root's 0700 home, as on CI's machines) inside a private mount namespace
+    where that home is a 0711 tmpfs holding only the way to this Python, so nothing of
+    the real one opens up."""
+    if _runs_for(user):
+        return argv, {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+    closed, needed = _closed_ancestor()
+    script = (
+        'set -e; keep=$(mktemp -d); mount --bind "$1" "$keep"; '
+        'mount -t tmpfs -o mode=0711 tmpfs "$2"; mkdir -p "$1"; mount --bind "$keep" "$1"; '
+        'shift 2; exec setpriv --reuid="$1" --regid="$2" --clear-groups -- "${@:3}"'
     )
+    ids = [str(user.pw_uid), str(user.pw_gid)]
+    wrapped = ["unshare", "--mount", "--propagation", "private", "--", "bash", "-c", script,
+               "bash", str(needed), str(closed), *ids, *argv]  # fmt: skip
+    return wrapped, {}
 
 
 def start_agent(
@@ -162,32 +182,33 @@ def start_agent(
     root: Path,
     name: str,
     *args: str,
-    as_user: pwd.struct_passwd | None = None,
+    user: pwd.struct_passwd | None = None,
 ) -> Agent:
-    """``agent join`` then ``agent run`` (as ``as_user``, else as this test's user)."""
+    """``agent join`` then ``agent run`` (as ``user``, else as this test's user)."""
     made = run_cli("agent", "token", "--pool", "gpu", data_dir=server.data_dir)
     assert made.returncode == 0, made.stderr
     state_dir = root / name
     env = agent_env(root)
     env["PYTHONPATH"] = os.environ.get("PYTHONPATH", "")
+    join = [sys.executable, "-m", "safeboard", "agent", "join", made.stdout.strip(),
+            "--state-dir", str(state_dir)]  # fmt: skip
+    run = [sys.executable, "-m", "safeboard", "agent", "run", "--state-dir", str(state_dir),
+           "--poll", "1s", "--grace", "1s", *args]  # fmt: skip
     who: dict[str, Any] = {}
-    if as_user is not None:
+    if user is not None:
         state_dir.mkdir(mode=0o700)
-        os.chown(state_dir, as_user.pw_uid, as_user.pw_gid)
+        os.chown(state_dir, user.pw_uid, user.pw_gid)
         env["HOME"] = str(state_dir)
-        who = {"user": as_user.pw_uid, "group": as_user.pw_gid, "extra_groups": []}
+        join, who = as_user(user, join)
+        run, who = as_user(user, run)
     joined = subprocess.run(
-        [sys.executable, "-m", "safeboard", "agent", "join", made.stdout.strip(),
-         "--state-dir", str(state_dir)],
-        env=env, capture_output=True, text=True, check=False, cwd="/", **who,
-    )  # fmt: skip
+        join, env=env, capture_output=True, text=True, check=False, cwd="/", **who
+    )
     assert joined.returncode == 0, joined.stderr
     out, err = root / f"{name}.out", root / f"{name}.err"
     with out.open("w") as stdout, err.open("w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "safeboard", "agent", "run", "--state-dir", str(state_dir),
-             "--poll", "1s", "--grace", "1s", *args],
-            env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, text=True,
+            run, env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, text=True,
             cwd="/", **who,
         )  # fmt: skip
     agent = Agent(state_dir, process, out, err)
@@ -261,8 +282,8 @@ def test_without_a_task_user_the_agent_s_environment_is_still_out_of_reach(
     that takes --task-user. (As root, the agent runs as the unprivileged test user: a
     root task's CAP_SYS_PTRACE reads any process's /proc files.)"""
     user = task_user() if os.geteuid() == 0 else None
-    python = agent_python(user) if user is not None else sys.executable
-    agent = start_agent(server, state_root, "same-user", "--labels", "same", as_user=user)
+    python = sys.executable  # the task runs in the agent's namespace (see as_user)
+    agent = start_agent(server, state_root, "same-user", "--labels", "same", user=user)
     try:
         seen = run_probe(server, agent, "same", python)
     finally:
@@ -273,13 +294,13 @@ def test_without_a_task_user_the_agent_s_environment_is_still_out_of_reach(
     assert seen["dumpable"] == 1, seen  # the agent's non-dumpable flag is not inherited
     assert USER_KEY_IN_AGENT_ENV not in json.dumps(seen)
     # Not root: --task-user is refused with one line.
-    who = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}
     env = {**agent_env(state_root), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    argv = [sys.executable, "-m", "safeboard", "agent", "run", "--state-dir",
+            str(agent.state_dir), "--task-user", "nobody"]  # fmt: skip
+    argv, who = as_user(user, argv) if user is not None else (argv, {})
     refused = subprocess.run(
-        [sys.executable, "-m", "safeboard", "agent", "run", "--state-dir", str(agent.state_dir),
-         "--task-user", "nobody"],
-        env=env, capture_output=True, text=True, check=False, cwd="/", timeout=60, **who,
-    )  # fmt: skip
+        argv, env=env, capture_output=True, text=True, check=False, cwd="/", timeout=60, **who
+    )
     assert refused.returncode != 0
     assert refused.stderr.count("\n") == 1, refused.stderr
     assert "--task-user needs the agent to run as root" in refused.stderr
