@@ -32,12 +32,12 @@ from pydantic_settings import (
 
 from safeboard.errors import ConfigError
 from safeboard.hosts import is_loopback_host, is_wildcard_host
+from safeboard.settings_jobs import JobSettings
 from safeboard.settings_sections import (
     MAX_PREVIOUS_KEYS,
     ArtifactSettings,
     AuthSettings,
     DatabaseSettings,
-    JobSettings,
     ProjectSettings,
     SecureSettings,
     ServerSettings,

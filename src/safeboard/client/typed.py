@@ -306,11 +306,10 @@ class Client(TaskLogCalls):
         code_sha256: str | None = None,
         secrets: Mapping[str, str] | None = None,
     ) -> Task:
-        """Queue ``command`` (a program and its arguments), run in the code archive
-        ``code_sha256`` uploaded to the project (``client.code.upload_code``), or without
-        code (None: the command must exist on the agent's machine). Sent once: a retry
-        could queue it twice. ``secrets``: variables for the task's environment that the
-        server stores encrypted and never shows again (answers name them only)."""
+        """Queue ``command`` (argv) in the code archive ``code_sha256`` uploaded to the
+        project (``client.code.upload_code``; None: no code, the command must exist on the
+        agent's machine), with ``secrets`` stored encrypted and never shown again (answers
+        name them). Sent once: a retry could queue it twice."""
         body: dict[str, Any] = {"command": list(command), "env": dict(env or {}), "gpus": gpus,
                                 "labels": list(labels), "priority": priority,
                                 "max_seconds": max_seconds, "max_lost_retries": max_lost_retries,
