@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
 import anyio
 import sqlalchemy as sa
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.status import HTTP_201_CREATED, HTTP_204_NO_CONTENT
-from starlette.types import Receive, Scope, Send
 
 from safeboard.artifacts import repository as artifacts_repository
 from safeboard.artifacts.ranges import (
@@ -41,6 +39,7 @@ from safeboard.auth.principal import Principal
 from safeboard.errors import InvalidRequest
 from safeboard.projects.access import visible_project_ids
 from safeboard.provision import provided
+from safeboard.streaming import ClosingStreamResponse
 from safeboard.vocabulary import is_id_prefix
 
 __all__ = ["CONTENT_PATH", "router"]
@@ -193,26 +192,6 @@ def _etag(artifact: Artifact) -> str:
     return f'"{artifact.sha256}"'
 
 
-class _FileResponse(StreamingResponse):
-    """Streams a stored byte range and closes it however the response ends: sent, the
-    client gone before the body began, or cancelled (no file descriptor outlives it)."""
-
-    def __init__(self, reader: BlobReader, **kwargs: Any) -> None:
-        self.reader = reader
-
-        async def body() -> AsyncIterator[bytes]:
-            async for chunk in iterate_in_threadpool(iter(reader)):
-                yield chunk
-
-        super().__init__(body(), **kwargs)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.reader.close()
-
-
 def _send(artifact: Artifact, reader: BlobReader, span: tuple[int, int] | None) -> Response:
     inline = artifact.content_type in INLINE_TYPES
     headers = {
@@ -228,7 +207,7 @@ def _send(artifact: Artifact, reader: BlobReader, span: tuple[int, int] | None) 
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{artifact.size}"
     media_type = artifact.content_type if inline else "application/octet-stream"
-    return _FileResponse(reader, status_code=status, headers=headers, media_type=media_type)
+    return ClosingStreamResponse(reader, status_code=status, headers=headers, media_type=media_type)
 
 
 def _span(request: Request, artifact: Artifact) -> tuple[int, int] | None:

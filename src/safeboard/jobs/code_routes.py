@@ -5,27 +5,23 @@ fenced by the attempt as heartbeats are)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
-
 import anyio
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 from pydantic import Field
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.status import HTTP_201_CREATED
-from starlette.types import Receive, Scope, Send
 
 from safeboard.auth.dependencies import requires, requires_project
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.errors import Forbidden
 from safeboard.jobs.agent_routes import AttemptNumber
-from safeboard.jobs.code import BlobChunks, CodeArchives, CodeStatus, CodeUpload
+from safeboard.jobs.code import CodeArchives, CodeStatus, CodeUpload
 from safeboard.jobs.schemas import TaskId
 from safeboard.provision import provided
 from safeboard.schemas import Model
+from safeboard.streaming import ClosingStreamResponse
 
 __all__ = ["CODE_PATH", "router"]
 
@@ -119,25 +115,6 @@ async def upload_code(
     return _out(stored)
 
 
-class _ArchiveResponse(StreamingResponse):
-    """Streams the stored archive and closes it however the response ends."""
-
-    def __init__(self, chunks: BlobChunks, **kwargs: Any) -> None:
-        self.chunks = chunks
-
-        async def body() -> AsyncIterator[bytes]:
-            async for chunk in iterate_in_threadpool(iter(chunks)):
-                yield chunk
-
-        super().__init__(body(), **kwargs)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.chunks.close()
-
-
 @router.get("/api/v1/agent/tasks/{task_id}/{attempt}/code", response_class=Response,
             responses={200: {"content": {"application/gzip": {}}}})  # fmt: skip
 def attempt_code(
@@ -153,4 +130,4 @@ def attempt_code(
     found, chunks = archives.for_attempt(task_id, attempt, principal.agent_id)
     headers = {"Content-Length": str(found.size), "ETag": f'"{found.sha256}"',
                "X-Code-SHA256": found.sha256, "Cache-Control": "no-store"}  # fmt: skip
-    return _ArchiveResponse(chunks, headers=headers, media_type="application/gzip")
+    return ClosingStreamResponse(chunks, headers=headers, media_type="application/gzip")
