@@ -90,11 +90,14 @@ class ProjectRole(StrEnum):
 
 
 class KeyScope(StrEnum):
-    """What an API key may be used for; each includes the ones before it."""
+    """What an API key may be used for: read, write and admin each include the ones before
+    it; metrics (a scrape key: ``GET /metrics``) includes nothing else, and nothing else
+    includes it."""
 
     READ = "read"
     WRITE = "write"
     ADMIN = "admin"
+    METRICS = "metrics"
 
 
 _PREFIX = re.compile(r"[0-9a-f]{1,32}")

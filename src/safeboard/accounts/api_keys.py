@@ -236,6 +236,12 @@ class ApiKeyService:
         """Mint a key for ``owner``; returns it and the token, which is never shown again."""
         if never_expires and owner.role is not Role.ADMIN:
             raise Forbidden("only admins may create keys that never expire")
+        if scope is Scope.METRICS and owner.role is not Role.ADMIN:
+            raise Forbidden("only admins may create keys of metrics scope (GET /metrics)")
+        if scope is Scope.METRICS and project_id is not None:
+            raise InvalidRequest(
+                "a key of metrics scope reads the whole server's metrics: bind it to no project"
+            )
         if never_expires and days is not None:
             raise InvalidRequest("give an expiry in days or never_expires, not both")
         if not name.strip() or len(name) > 100:

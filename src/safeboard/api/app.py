@@ -26,6 +26,7 @@ from safeboard.api.guards import (
     QueryCredentialMiddleware,
 )
 from safeboard.api.headers import SecurityHeadersMiddleware
+from safeboard.api.monitoring import Monitoring, RequestMetricsMiddleware, metrics_router
 from safeboard.artifacts import routes as artifact_routes
 from safeboard.artifacts.expiry import expiry_sweeps
 from safeboard.audit import routes as audit_routes
@@ -85,6 +86,7 @@ def create_app(  # noqa: PLR0915  (one statement per router and middleware: the 
     # 1. Services, built once (safeboard/services.py); routes receive them by type
     #    (safeboard/provision.py), given to the app once the routes are known (step 4).
     services = build_services(settings, engine, trust_anchor=trust_anchor)
+    monitoring = Monitoring(services)  # GET /metrics: this process's counts (a scrape key)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -136,6 +138,7 @@ def create_app(  # noqa: PLR0915  (one statement per router and middleware: the 
     app.include_router(task_log_routes.router)  # users: a task's logs, followed
     app.include_router(tensorboard_routes.router)  # admins: TensorBoard on a directory
     app.include_router(web_routes.router)
+    app.include_router(metrics_router(monitoring))  # a metrics-scope key: Prometheus
     app.mount("/static", web_routes.static_files(), name="static")
 
     @app.get("/api/v1/openapi.json", include_in_schema=False)
@@ -148,8 +151,8 @@ def create_app(  # noqa: PLR0915  (one statement per router and middleware: the 
     #    text no database stores refused in JSON bodies -> body limit (outside it, so the
     #    JSON check reads at most the limit) -> credentials in URLs refused -> control
     #    characters in URLs refused -> Host check -> request id, access log,
-    #    500s -> security headers -> proxy headers (outermost: every layer sees the real
-    #    client address).
+    #    500s -> request metrics (every answer counted, refusals included) -> security
+    #    headers -> proxy headers (outermost: every layer sees the real client address).
     streamed = re.compile(f"{artifact_routes.CONTENT_PATH}|{task_code_routes.CODE_PATH}")
     app.add_middleware(JsonTextMiddleware, routes=app.routes, skip=streamed)
     app.add_middleware(
@@ -159,6 +162,7 @@ def create_app(  # noqa: PLR0915  (one statement per router and middleware: the 
     app.add_middleware(ControlCharacterMiddleware)
     app.add_middleware(HostCheckMiddleware, allowed=allowed_host_names(settings, certificate_names))
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestMetricsMiddleware, monitoring=monitoring)
     app.add_middleware(SecurityHeadersMiddleware, tls=settings.tls_on)
     if settings.server.behind_proxy:
         app.add_middleware(

@@ -52,6 +52,9 @@ class Permission(StrEnum):
     AGENT_CALL = "agent:call"
     # TensorBoard over a directory of the server's machine (docs/tensorboard.md): admins'.
     TENSORBOARD_LOGDIR = "tensorboard:logdir"
+    # The server's Prometheus metrics (``GET /metrics``): admins', through a key of the
+    # dedicated metrics scope only (a scrape key can do nothing else).
+    METRICS_READ = "metrics:read"
 
 
 # What each permission lets one do, for messages: "this credential may not <phrase>".
@@ -71,6 +74,7 @@ PERMISSION_PHRASES: dict[Permission, str] = {
     Permission.AGENTS_MANAGE: "manage agents",
     Permission.AGENT_CALL: "call the agent API (only an enrolled agent's credential can)",
     Permission.TENSORBOARD_LOGDIR: "open TensorBoard on a directory of the server",
+    Permission.METRICS_READ: "read the server's metrics (a key of metrics scope can)",
 }
 
 
@@ -133,6 +137,7 @@ SCOPE_OF: dict[Permission, Scope] = {
     Permission.AGENTS_MANAGE: Scope.ADMIN,
     Permission.AGENT_CALL: Scope.WRITE,
     Permission.TENSORBOARD_LOGDIR: Scope.ADMIN,
+    Permission.METRICS_READ: Scope.METRICS,
 }
 
 # Only a signed-in session carries these, never an API key of any scope: changing your
@@ -164,4 +169,6 @@ SCOPE_ORDER = (Scope.READ, Scope.WRITE, Scope.ADMIN)
 
 
 def scope_covers(granted: Scope, needed: Scope) -> bool:
+    if Scope.METRICS in (granted, needed):  # a scrape key's scope stands apart
+        return granted is needed
     return SCOPE_ORDER.index(granted) >= SCOPE_ORDER.index(needed)

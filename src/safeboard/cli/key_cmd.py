@@ -36,7 +36,8 @@ def _default_user() -> str:
     type=click.Choice([scope.value for scope in KeyScope]),
     default=KeyScope.WRITE.value,
     show_default=True,
-    help="write: log runs and metrics (as the dashboard's form); read: view only; admin.",
+    help="write: log runs and metrics (as the dashboard's form); read: view only; admin; "
+    "metrics: GET /metrics only, for Prometheus (admins).",
 )
 @click.option("--project-id", type=int, default=None, help="Restrict the key to one project.")
 @click.option(

@@ -75,7 +75,7 @@ def _credentials(username: str | None, password_stdin: bool) -> tuple[str, str]:
 @click.option("--key-name", help='Name of the API key (default: "<hostname> (safeboard login)").')
 @click.option(
     "--scope",
-    type=click.Choice([scope.value for scope in KeyScope]),
+    type=click.Choice([s.value for s in KeyScope if s is not KeyScope.METRICS]),
     default=None,
     help="Scope of the key to store (default write: log runs). admin: also manage grants "
     "and, for admins, the server. Given, it always signs in and replaces the stored key.",

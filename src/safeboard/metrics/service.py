@@ -4,6 +4,7 @@ arrive with it (P1, P9, R1), read a history raw or downsampled (P2)."""
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,23 @@ class _Pending:
     last_step: dict[str, int]
 
 
+class IngestCounts:
+    """Batches and points stored since the server started, and batches acknowledged
+    again (a retry of a stored one); safe from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.batches = self.points = self.duplicates = 0
+
+    def add(self, points: int, *, duplicate: bool) -> None:
+        with self._lock:
+            if duplicate:
+                self.duplicates += 1
+            else:
+                self.batches += 1
+                self.points += points
+
+
 class IngestResult:
     def __init__(self, stored: int, duplicate: bool) -> None:
         self.stored = stored
@@ -82,6 +100,7 @@ class MetricService:
         self._runs = runs  # the runs domain's access walk (runs.access.run_project)
         self._recheck = recheck  # and its re-check in bulk (runs.access.still_allowed)
         self.rollups = Roller(engine)  # keeps downsampled reads short (metrics/rollups.py)
+        self.ingested = IngestCounts()  # since the start, for GET /metrics (monitoring/)
         self.writer = GroupWriter(engine, bulk=self._store_all, committed=self._publish_group)
         self.monotonic = time.monotonic
         # (principal, run, permission) -> (project id, when checked): a run posting every
@@ -132,8 +151,10 @@ class MetricService:
             self._access.pop((principal, run_id, Permission.PROJECTS_WRITE), None)
             raise NotFound("no such run") from None
         if stored is None:
+            self.ingested.add(0, duplicate=True)
             return IngestResult(0, duplicate=True)
         self.rollups.touch(run_id, batch)
+        self.ingested.add(points, duplicate=False)
         return IngestResult(points, duplicate=False)
 
     def _store_all(
