@@ -14,6 +14,7 @@ from safeboard.cli import (
     agent_cmd,
     artifacts_cmd,
     audit_cmd,
+    backup_cmd,
     config_cmd,
     db_cmd,
     grant_cmd,
@@ -48,6 +49,8 @@ cli.add_command(db_cmd.db)
 cli.add_command(user_cmd.user)
 cli.add_command(key_cmd.key)
 cli.add_command(audit_cmd.audit)
+cli.add_command(backup_cmd.backup)
+cli.add_command(backup_cmd.restore)
 cli.add_command(sync_cmd.sync)
 cli.add_command(import_cmd.import_group)
 cli.add_command(runs_cmd.projects)
