@@ -17,6 +17,7 @@ from safeboard.cli import (
     backup_cmd,
     config_cmd,
     db_cmd,
+    doctor_cmd,
     grant_cmd,
     import_cmd,
     key_cmd,
@@ -46,6 +47,7 @@ cli.add_command(config_cmd.config)
 cli.add_command(secrets_cmd.secrets)
 cli.add_command(tls_cmd.tls)
 cli.add_command(db_cmd.db)
+cli.add_command(doctor_cmd.doctor)
 cli.add_command(user_cmd.user)
 cli.add_command(key_cmd.key)
 cli.add_command(audit_cmd.audit)
