@@ -58,7 +58,9 @@ async def alice(world: World) -> httpx.AsyncClient:
     return client
 
 
-async def ran(world: World, alice: httpx.AsyncClient, **spec: Any) -> tuple[dict[str, Any], httpx.AsyncClient]:
+async def ran(
+    world: World, alice: httpx.AsyncClient, **spec: Any
+) -> tuple[dict[str, Any], httpx.AsyncClient]:
     """A task submitted, leased by an agent with two GPUs, its script's config stored
     through its token, and finished: what a task's run looks like to "Run again"."""
     body = {"command": ["python", "train.py", "--seed", "1"], "code_sha256": DIGEST,
@@ -77,7 +79,9 @@ async def ran(world: World, alice: httpx.AsyncClient, **spec: Any) -> tuple[dict
     return {**made.json(), "lease": leased.json()}, agent
 
 
-async def test_params_go_with_the_task_and_its_lease(world: World, alice: httpx.AsyncClient) -> None:
+async def test_params_go_with_the_task_and_its_lease(
+    world: World, alice: httpx.AsyncClient
+) -> None:
     task, agent = await ran(world, alice, params={"lr": 0.5})
     assert task["params"] == {"lr": 0.5}
     assert task["lease"]["params"] == {"lr": 0.5}
@@ -100,13 +104,19 @@ async def test_run_again_keeps_code_env_and_secrets_with_the_edits(
     made = await alice.post(f"/api/v1/tasks/{task['id']}/run-again", json=edits)
     assert made.status_code == 201, made.text
     new = made.json()
-    assert new["id"] != task["id"] and new["run_id"] != task["run_id"]
+    assert new["id"] != task["id"]
+    assert new["run_id"] != task["run_id"]
     assert new["code_sha256"] == DIGEST
     assert new["env"] == {"MODE": "fast"}
     assert new["secret_names"] == ["WANDB_KEY"]
     assert new["command"] == edits["command"]
     assert new["params"] == edits["params"]
-    assert (new["gpus"], new["labels"], new["priority"], new["max_seconds"]) == (0, ["fast"], 5, 600)
+    assert (new["gpus"], new["labels"], new["priority"], new["max_seconds"]) == (
+        0,
+        ["fast"],
+        5,
+        600,
+    )
     assert (await alice.get(f"/api/v1/runs/{new['run_id']}")).json()["name"] == "again"
     # Its own lease: the same secrets, its own token, the new parameters.
     await agent.post(f"/api/v1/agent/tasks/{task['id']}/1/events",
@@ -176,7 +186,8 @@ async def test_agents_list_current_tasks_and_busy_gpus(
     assert current == {"task_id": task["id"], "attempt": 1, "project": "p",
                        "run_id": task["run_id"], "state": "leased",
                        "gpus": task["lease"]["gpus"]}  # fmt: skip
-    assert busy[0]["busy_gpus"] == task["lease"]["gpus"] and len(task["lease"]["gpus"]) == 1
+    assert busy[0]["busy_gpus"] == task["lease"]["gpus"]
+    assert len(task["lease"]["gpus"]) == 1
 
 
 async def test_agents_page_is_for_admins(world: World, alice: httpx.AsyncClient) -> None:
@@ -184,8 +195,9 @@ async def test_agents_page_is_for_admins(world: World, alice: httpx.AsyncClient)
     admin, _ = await world.signed_in("admin")
     page = await admin.get("/admin/agents", headers=HTML)
     assert page.status_code == 200, page.text
-    for text in ("gpu-1", "NVIDIA H100, 80 GiB", "busy", "idle", f"task {task['id']}",
-                 'data-action="revoke"', "Create a join string", 'href="/admin/agents"'):  # fmt: skip
+    expected = ("gpu-1", "NVIDIA H100, 80 GiB", "busy", "idle", f"task {task['id']}",
+                'data-action="revoke"', "Create a join string", 'href="/admin/agents"')  # fmt: skip
+    for text in expected:
         assert text in page.text, text
     member, _ = await world.signed_in("alice")
     refused = await member.get("/admin/agents", headers=HTML)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import copy
 import getpass
 import logging
 import os
@@ -250,6 +251,13 @@ class Run:
             raise InvalidRequest("this run is finished: log artifacts before finish()")
         self._artifacts.append(record)
         self._sender.wake()
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """A copy of the run's config: what ``init(config=...)`` was given, with a task's
+        parameter overrides applied ("Run again"), and what ``log_params`` added since.
+        A script reads its parameters here: ``lr = run.config["lr"]``."""
+        return copy.deepcopy(self._meta["config"])
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Add to the run's config (top-level keys replace earlier values). Raises
