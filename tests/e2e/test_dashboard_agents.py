@@ -19,7 +19,15 @@ from playwright.sync_api import expect
 import safeboard
 from tests.e2e.browser import chromium
 from tests.e2e.conftest import ServerProcess, cli_env, run_cli, start_server
-from tests.e2e.test_agent_run import SETTINGS, Agent, agents, api, state_of, wait_for
+from tests.e2e.test_agent_run import (
+    SETTINGS,
+    Agent,
+    agent_env,
+    agents,
+    api,
+    state_of,
+    wait_for,
+)
 from tests.e2e.test_browser_login import TIMEOUT_MS, startup_link
 
 __all__ = ["agents"]  # the agent-process fixture, shared with test_agent_run
@@ -63,14 +71,7 @@ def test_run_again_with_a_changed_parameter(
     code = tmp_path / "project"
     code.mkdir()
     (code / "train.py").write_text(TRAIN)
-    submitted = subprocess.run(
-        [sys.executable, "-m", "safeboard", "task", "submit", "--project", "ml", "--label",
-         "again", "--env", f"PYTHONPATH={SDK_UNDER_TEST}", "--", "python", "train.py"],
-        env=cli_env(server.data_dir), cwd=code, capture_output=True, text=True, timeout=120,
-        check=False, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    assert submitted.returncode == 0, submitted.stderr
-    task_id = int(submitted.stdout.split()[1])
+    task_id = submit_in(server, code, "--label", "again", "--", "python", "train.py")
     runner = agents("runner", "--labels", "again")
     first = state_of(server, task_id, "succeeded", "failed", timeout=60)
     log = runner.state_dir / "logs" / f"task-{task_id}.1.log"
@@ -172,3 +173,36 @@ def test_agents_page_lists_joins_and_revokes(
         assert answer.status == 404
         watch.assert_clean()
         member_watch.assert_clean()
+
+
+def start_agent(server: ServerProcess, tmp_path: Path, name: str, *args: str) -> Agent:
+    """``agent run`` as a process, enrolled with a join string of the server's admin, with
+    two fake GPUs (the screenshots': the caller stops it)."""
+    made = run_cli("agent", "token", "--pool", "gpu", data_dir=server.data_dir)
+    assert made.returncode == 0, made.stderr
+    state_dir, env = tmp_path / name, agent_env(tmp_path)
+    joined = run_cli("agent", "join", made.stdout.strip(), "--state-dir", str(state_dir), env=env)
+    assert joined.returncode == 0, joined.stderr
+    out, err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "safeboard", "agent", "run", "--state-dir", str(state_dir),
+             "--poll", "1s", "--grace", "1s", *args],
+            env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+    agent = Agent(state_dir, process, out, err)
+    wait_for(lambda: "serving" in agent.out or process.poll() is not None, 30, "its hello")
+    assert process.poll() is None, agent.err
+    return agent
+
+
+def submit_in(server: ServerProcess, code: Path, *args: str) -> int:
+    """``safeboard task submit`` in ``code``, importing the safeboard under test."""
+    submitted = subprocess.run(
+        [sys.executable, "-m", "safeboard", "task", "submit", "--project", "ml",
+         "--env", f"PYTHONPATH={SDK_UNDER_TEST}", *args],
+        env=cli_env(server.data_dir), cwd=code, capture_output=True, text=True, timeout=120,
+        check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    return int(submitted.stdout.split()[1])
