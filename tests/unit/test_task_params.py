@@ -84,3 +84,16 @@ def test_kinds_follow_the_runs_config() -> None:
         "params.opt.b: a number, as in the run's config"
     )
     assert params_type_problem({"l": {}}, config) == "params.l: a list, as in the run's config"
+
+
+def test_any_text_reaches_the_environment_within_the_bound() -> None:
+    params = {"prompt": "日本語" * 7000, "odd": "\ud800", "nul": "a\x00b"}
+    assert params_problem(params) == "params: at most 64 KiB as JSON"  # escapes counted
+    small = {"odd": "\ud800", "nul": "a\x00b", "text": "日本"}
+    assert params_problem(small) is None
+    env = task_environment(lease(params=small), STATE, None, {})
+    assert env["SAFEBOARD_PARAMS"].isascii()
+    assert "\x00" not in env["SAFEBOARD_PARAMS"]
+    found = task_env({**TASK, "SAFEBOARD_PARAMS": env["SAFEBOARD_PARAMS"]})
+    assert found is not None
+    assert found.params == small

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from safeboard.documents import document_problem, encoded_size
+from safeboard.documents import document_problem
 
 __all__ = [
     "ENV_NAME",
@@ -99,11 +100,17 @@ def spec_problem(spec: TaskSpec) -> str | None:  # noqa: PLR0911  (one answer pe
     return params_problem(spec.params)
 
 
+def _as_passed(params: object) -> str:
+    """The overrides as the agent passes them (agent/attempt.py): compact JSON, ASCII
+    (escapes), so that any text, a lone surrogate included, fits an environment."""
+    return json.dumps(params, separators=(",", ":"), allow_nan=False)
+
+
 def params_problem(params: object) -> str | None:
     """What is wrong with a task's parameter overrides (a JSON object within a run
-    config's bounds, at most MAX_PARAMS_BYTES), or None."""
+    config's bounds, at most MAX_PARAMS_BYTES as the agent passes them), or None."""
     problem = document_problem(params, "params")
-    if problem is None and encoded_size(params) > MAX_PARAMS_BYTES:
+    if problem is None and len(_as_passed(params)) > MAX_PARAMS_BYTES:
         problem = f"params: at most {MAX_PARAMS_BYTES // 1024} KiB as JSON"
     return problem
 
