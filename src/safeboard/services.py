@@ -42,6 +42,7 @@ from safeboard.jobs.service import TaskService
 from safeboard.jobs.task_secrets import SecretBox, TaskSecrets
 from safeboard.jobs.tokens import TaskTokenProvider, TaskTokens
 from safeboard.jobs.wakeup import Wakeup
+from safeboard.jobs.work import agents_work
 from safeboard.metrics.service import MetricService
 from safeboard.projects import repository as project_queries
 from safeboard.projects.service import ProjectService
@@ -150,6 +151,7 @@ def build_services(
         throttle_keys=_enroll_keys,
         trust_anchor=trust_anchor,
         on_revoked=end_agent_attempts,
+        work=agents_work,  # what each agent runs now (the Agents page)
     )
     # A task's token, bound to one attempt of one task and its run (S14).
     task_tokens = TaskTokens(engine)

@@ -107,3 +107,47 @@ def test_main_pages_at_laptop_size(server_factory: Start, tmp_path: Path) -> Non
         shoot("audit", "/admin/audit")
         shoot("users", "/admin/users")
         watch.assert_clean()
+
+
+def test_agents_and_run_again_at_laptop_size(server_factory: Start, tmp_path: Path) -> None:
+    """Issue 16's Agents page (an agent with a task running on one of its GPUs) and the
+    "Run again" form of a task's run (tests/e2e/test_dashboard_agents.py tests them)."""
+    from tests.e2e.test_agent_run import api, state_of
+    from tests.e2e.test_dashboard_agents import TRAIN, start_agent, submit_in
+
+    server = server_factory()
+    with api(server) as client:
+        assert client.post("/api/v1/projects", json={"name": "ml"}).status_code == 201
+    code = tmp_path / "project"
+    code.mkdir()
+    (code / "train.py").write_text(TRAIN)
+    agent = start_agent(server, tmp_path, "gpu-node-1", "--labels", "a100")
+    try:
+        done = submit_in(server, code, "--name", "resnet-baseline", "--", "python", "train.py")
+        finished = state_of(server, done, "succeeded", "failed", timeout=60)
+        assert finished["state"] == "succeeded"
+        busy = submit_in(server, code, "--gpus", "1", "--", "python", "-c",
+                         "import time; time.sleep(120)")  # fmt: skip
+        state_of(server, busy, "running", timeout=60)
+        _, link = startup_link(server)
+        out = shots_dir(tmp_path)
+        with chromium() as browser:
+            page, watch = browser.new_page()
+            page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
+            page.goto(link)
+            page.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
+            for name, path in (
+                ("agents", "/admin/agents"),
+                ("run-again", f"/runs/{finished['run_id']}/run-again"),
+            ):
+                page.goto(f"{server.url}{path}")
+                page.wait_for_load_state("networkidle")
+                overflow = page.evaluate("document.documentElement.scrollWidth")
+                assert overflow <= WIDTH, f"{name} is {overflow}px wide"
+                target = out / f"{name}.png"
+                page.screenshot(path=str(target), full_page=False)
+                assert target.stat().st_size > 10_000, name
+            watch.assert_clean()
+    finally:
+        agent.process.kill()
+        agent.process.wait()

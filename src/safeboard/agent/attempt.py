@@ -11,6 +11,7 @@ to the attempt's log file (agent/output.py), which a shipper thread sends to the
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import shutil
@@ -31,7 +32,7 @@ from safeboard.agent.shipper import Shipper
 from safeboard.agent.state import AgentState
 from safeboard.client import Client
 from safeboard.client.config import private_dir, write_private
-from safeboard.client.job_models import TaskLease, secret_values
+from safeboard.client.job_models import PARAMS_ENV, TaskLease, secret_values
 from safeboard.client.retry import RetryPolicy
 from safeboard.errors import (
     Conflict,
@@ -91,6 +92,8 @@ def task_environment(
         env["SAFEBOARD_CA_CERT"] = str(ca_file)
     if lease.task_token:
         env["SAFEBOARD_TASK_TOKEN"] = lease.task_token
+    if lease.params:  # "Run again": init(config=...) applies them (sdk/task.py)
+        env[PARAMS_ENV] = json.dumps(lease.params, separators=(",", ":"))
     return env
 
 

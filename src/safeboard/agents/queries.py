@@ -3,12 +3,14 @@ agent a lease is for still stands)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from safeboard.agents.models import AgentRow
 
-__all__ = ["REVOKED", "is_revoked"]
+__all__ = ["REVOKED", "CurrentTask", "is_revoked"]
 
 REVOKED = (
     "this agent was revoked by an admin: it may not call the server; enroll again with a "
@@ -16,6 +18,18 @@ REVOKED = (
 )
 
 _A = AgentRow.__table__
+
+
+@dataclass(frozen=True)
+class CurrentTask:
+    """A live attempt an agent holds, as the jobs domain reports it (the Agents page)."""
+
+    task_id: int
+    attempt: int
+    project: str
+    run_id: str
+    state: str
+    gpu_uuids: list[str] = field(default_factory=list)
 
 
 def is_revoked(conn: Connection, agent_id: str) -> bool:

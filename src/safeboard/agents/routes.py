@@ -4,14 +4,17 @@ token in its body being the credential)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from fastapi import APIRouter, Request
 from starlette.status import HTTP_201_CREATED
 
+from safeboard.agents.queries import CurrentTask
 from safeboard.agents.repository import Agent
 from safeboard.agents.schemas import (
     AgentOut,
+    CurrentTaskOut,
     Enrolled,
     EnrollRequest,
     Hello,
@@ -31,7 +34,7 @@ router = APIRouter(prefix="/api/v1/agents")  # admins
 agent_router = APIRouter(prefix="/api/v1/agent")  # agents
 
 
-def agent_out(agent: Agent) -> AgentOut:
+def agent_out(agent: Agent, work: Sequence[CurrentTask] = ()) -> AgentOut:
     inventory = agent.inventory
     return AgentOut(
         id=agent.id,
@@ -50,6 +53,18 @@ def agent_out(agent: Agent) -> AgentOut:
         last_address=agent.last_address,
         revoked_at=agent.revoked_at,
         revoked_by=agent.revoked_by,
+        current_tasks=[
+            CurrentTaskOut(
+                task_id=t.task_id,
+                attempt=t.attempt,
+                project=t.project,
+                run_id=t.run_id,
+                state=t.state,
+                gpus=t.gpu_uuids,
+            )
+            for t in work
+        ],
+        busy_gpus=sorted({uuid for t in work for uuid in t.gpu_uuids}),
     )
 
 
@@ -85,8 +100,9 @@ def list_agents(
     _: Principal = requires(Permission.AGENTS_MANAGE),
     service: AgentService = provided(AgentService),
 ) -> list[AgentOut]:
-    """Every enrolled agent, revoked ones included, with its inventory and last call."""
-    return [agent_out(agent) for agent in service.list_agents()]
+    """Every enrolled agent, revoked ones included, with its inventory, last call and
+    the tasks it runs now (``current_tasks``, ``busy_gpus``)."""
+    return [agent_out(agent, work) for agent, work in service.list_with_work()]
 
 
 @router.post("/{agent_id}/revoke", response_model=AgentOut)

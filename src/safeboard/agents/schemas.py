@@ -11,6 +11,7 @@ from safeboard.schemas import Model, StrictModel
 
 __all__ = [
     "AgentOut",
+    "CurrentTaskOut",
     "EnrollRequest",
     "Enrolled",
     "Gpu",
@@ -84,6 +85,15 @@ class HelloAnswer(Model):
     server_time: datetime
 
 
+class CurrentTaskOut(Model):
+    task_id: int
+    attempt: int
+    project: str
+    run_id: str
+    state: str
+    gpus: list[str] = Field(description="UUIDs of the GPUs the attempt holds.")
+
+
 class AgentOut(Model):
     id: str
     name: str
@@ -101,3 +111,9 @@ class AgentOut(Model):
     last_address: str | None
     revoked_at: datetime | None
     revoked_by: str | None
+    current_tasks: list[CurrentTaskOut] = Field(
+        default_factory=list, description="Its live attempts: leased, starting, running."
+    )
+    busy_gpus: list[str] = Field(
+        default_factory=list, description="UUIDs of its GPUs that live attempts hold."
+    )

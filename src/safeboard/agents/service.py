@@ -24,7 +24,7 @@ from safeboard.agents.credentials import (
     parse_join_secret,
     spki_pin,
 )
-from safeboard.agents.queries import REVOKED
+from safeboard.agents.queries import REVOKED, CurrentTask
 from safeboard.agents.repository import Agent, JoinToken
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
@@ -48,6 +48,7 @@ __all__ = [
     "MAX_TTL",
     "AgentProvider",
     "AgentService",
+    "AgentWork",
     "EnrollThrottle",
     "Inventory",
     "NewJoinToken",
@@ -85,6 +86,13 @@ class RevocationHook(Protocol):
     revoking transaction; returns what to do after its commit."""
 
     def __call__(self, conn: Connection, agent_id: str, now: datetime) -> Callable[[], None]: ...
+
+
+class AgentWork(Protocol):
+    """What each agent runs now (jobs: its live attempts), by agent id, passed in by the
+    composition root."""
+
+    def __call__(self, conn: Connection) -> dict[str, list[CurrentTask]]: ...
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,7 @@ class AgentService:
         trust_anchor: bytes | None = None,
         clock: Callable[[], datetime] = utcnow,
         on_revoked: RevocationHook | None = None,
+        work: AgentWork | None = None,
     ) -> None:
         self.engine = engine  # reads
         self.tx = writer(engine)  # changes
@@ -145,6 +154,7 @@ class AgentService:
         # top CA of a given chain; None when this process serves no TLS itself.
         self._pin = spki_pin(trust_anchor) if trust_anchor is not None else None
         self._on_revoked = on_revoked
+        self.work = work
 
     # --- admins ----------------------------------------------------------------------
 
@@ -215,6 +225,13 @@ class AgentService:
     def list_agents(self) -> list[Agent]:
         with self.engine.connect() as conn:
             return agents.list_agents(conn)
+
+    def list_with_work(self) -> list[tuple[Agent, list[CurrentTask]]]:
+        """Every agent with the tasks it runs now (one read)."""
+        with self.engine.connect() as conn:
+            found = agents.list_agents(conn)
+            work = self.work(conn) if self.work is not None else {}
+        return [(agent, work.get(agent.id, [])) for agent in found]
 
     def revoke(self, admin: Principal, agent_id: str, address: str = "") -> Agent:
         """Revoke at once: the agent's next call is refused (``agent_revoked``), and what

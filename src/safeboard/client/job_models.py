@@ -11,6 +11,7 @@ from safeboard.client.models import _Json, _time, _when
 from safeboard.vocabulary import TaskState
 
 __all__ = [
+    "PARAMS_ENV",
     "AgentInfo",
     "CodeStatus",
     "Enrollment",
@@ -55,6 +56,10 @@ class Enrollment:
         return cls(d["agent_id"], d["name"], d["pool"], d["credential"])
 
 
+# The task's parameter overrides, as JSON, in its environment ("Run again"; sdk/task.py).
+PARAMS_ENV = "SAFEBOARD_PARAMS"
+
+
 @dataclass(frozen=True)
 class TaskLease:
     """One attempt of a task, leased to this agent: what to run, on which GPUs, for how
@@ -74,6 +79,7 @@ class TaskLease:
     task_token: str | None = field(default=None, repr=False)
     code_sha256: str | None = None  # the task's code archive (None: run a command as is)
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    params: dict[str, Any] = field(default_factory=dict)  # overrides for init(config=)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TaskLease:
@@ -82,7 +88,8 @@ class TaskLease:
                    int(d["lease_seconds"]), _when(d["lease_expires_at"]),
                    _time(d.get("deadline")), d.get("task_token"),
                    code_sha256=d.get("code_sha256"),
-                   secrets=dict(d.get("secrets") or {}))  # fmt: skip
+                   secrets=dict(d.get("secrets") or {}),
+                   params=dict(d.get("params") or {}))  # fmt: skip
 
 
 @dataclass(frozen=True)

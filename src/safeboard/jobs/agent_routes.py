@@ -10,7 +10,7 @@ holds no thread (``TaskQueue.lease_async``)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Response
 from pydantic import Field
@@ -64,6 +64,9 @@ class LeaseOut(Model):
         None, description="The task's secrets in clear, for its environment only: the one "
         "answer that carries their values (docs/agents.md, Secrets).",
     )  # fmt: skip
+    params: dict[str, Any] | None = Field(
+        None, description="Parameter overrides for init(config=...): SAFEBOARD_PARAMS."
+    )
 
 
 class BeatOut(Model):
@@ -113,6 +116,7 @@ async def lease(
         deadline=found.deadline, task_token=found.task_token or None,
         code_sha256=found.code_sha256,
         secrets=found.secrets or None,
+        params=found.params or None,
     )  # fmt: skip
 
 

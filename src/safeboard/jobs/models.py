@@ -52,6 +52,7 @@ class TaskRow(Base):
         # The queue's order among queued tasks: highest priority, then oldest (lowest id).
         Index("ix_tasks_state_priority", "state", "priority", "id"),
         Index("ix_tasks_project_id", "project_id", "id"),
+        Index("ix_tasks_run_id", "run_id"),  # a run's task ("Run again" on its page)
         {"sqlite_autoincrement": True},
     )
 
@@ -85,6 +86,10 @@ class TaskRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     # The task's code: an archive uploaded to its project (``task_code``); None: no code.
     code_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Parameter overrides (a JSON object) that init(config=...) applies inside the task.
+    params: Mapped[dict[str, object]] = mapped_column(
+        JSON, nullable=False, default=dict, server_default="{}"
+    )
 
 
 class TaskAttemptRow(Base):

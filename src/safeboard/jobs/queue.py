@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine
 
@@ -64,6 +64,7 @@ class Lease:
     code_sha256: str | None = None  # the task's code archive (code_routes.py serves it)
     # The task's secrets in clear, for the task's environment only. Never in a repr.
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    params: dict[str, Any] = field(default_factory=dict)  # overrides for init(config=)
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,7 @@ class TaskQueue:
             max_seconds=task.max_seconds,
             code_sha256=task.code_sha256,
             secrets=secrets,
+            params=task.params,
         )
 
     def _next_openable(

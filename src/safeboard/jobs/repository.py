@@ -35,11 +35,13 @@ __all__ = [
     "insert_task",
     "insert_token",
     "list_tasks",
+    "live_attempts",
     "live_attempts_of",
     "lock_if_queued",
     "lock_task_if_free",
     "queued_candidates",
     "revoke_tokens",
+    "task_of_run",
     "token_grant",
     "update_attempt",
     "update_task",
@@ -76,6 +78,7 @@ class Task:
     created_at: datetime
     finished_at: datetime | None
     code_sha256: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # overrides for init(config=)
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ def _task(row: Any) -> Task:
     values["command"] = list(values["command"] or [])
     values["env"] = dict(values["env"] or {})
     values["labels"] = list(values["labels"] or [])
+    values["params"] = dict(values["params"] or {})
     values["retry_on_failure"] = bool(values["retry_on_failure"])
     return Task(**{name: values[name] for name in _TASK_FIELDS})
 
@@ -132,6 +136,12 @@ def get_task(conn: Connection, task_id: int, *, lock: bool = False) -> Task | No
     if lock:
         query = query.with_for_update()
     row = conn.execute(query).first()
+    return None if row is None else _task(row)
+
+
+def task_of_run(conn: Connection, run_id: str) -> Task | None:
+    """The task whose run is ``run_id`` (one task per run), or None."""
+    row = conn.execute(sa.select(_t).where(_t.c.run_id == run_id).limit(1)).first()
     return None if row is None else _task(row)
 
 
@@ -229,6 +239,17 @@ def held_gpus(conn: Connection, agent_id: str) -> set[str]:
         _a.c.agent_id == agent_id, _a.c.state.in_([s.value for s in LIVE_STATES])
     )
     return {str(uuid) for (uuids,) in conn.execute(query) for uuid in uuids or []}
+
+
+def live_attempts(conn: Connection) -> list[tuple[Attempt, int, str]]:
+    """Every live attempt with its task's project id and run id, by task id."""
+    query = (
+        sa.select(_a, _t.c.run_id, _t.c.project_id)
+        .join(_t, _t.c.id == _a.c.task_id)
+        .where(_a.c.state.in_([s.value for s in LIVE_STATES]))
+        .order_by(_a.c.task_id)
+    )
+    return [(_attempt(row), row.project_id, row.run_id) for row in conn.execute(query)]
 
 
 def live_attempts_of(conn: Connection, agent_id: str) -> list[tuple[int, int]]:

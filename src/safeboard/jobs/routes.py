@@ -12,12 +12,13 @@ from safeboard.auth.principal import Principal
 from safeboard.jobs.schemas import (
     MAX_TASK_ID,
     AttemptOut,
+    RunAgain,
     TaskId,
     TaskListOut,
     TaskOut,
     TaskSubmit,
 )
-from safeboard.jobs.service import TaskDetail, TaskService
+from safeboard.jobs.service import Rerun, TaskDetail, TaskService
 from safeboard.jobs.spec import TaskSpec
 from safeboard.provision import provided
 from safeboard.vocabulary import TaskState
@@ -44,6 +45,7 @@ def task_out(detail: TaskDetail) -> TaskOut:
                              reason=a.reason) for a in detail.attempts],
         code_sha256=t.code_sha256,
         secret_names=detail.secret_names,
+        params=t.params,
     )  # fmt: skip
 
 
@@ -59,7 +61,8 @@ def submit_task(
                     priority=body.priority, max_seconds=body.max_seconds,
                     max_lost_retries=body.max_lost_retries,
                     retry_on_failure=body.retry_on_failure, name=body.name,
-                    code_sha256=body.code_sha256, secrets=body.secrets)  # fmt: skip
+                    code_sha256=body.code_sha256, secrets=body.secrets,
+                    params=body.params)  # fmt: skip
     return task_out(service.submit(principal, project, spec))
 
 
@@ -110,3 +113,18 @@ def retry_task(
 ) -> TaskOut:
     """A finished task again, as a new task with a new run (``retry_of`` names the old)."""
     return task_out(service.retry(principal, task_id))
+
+
+@router.post("/tasks/{task_id}/run-again", status_code=HTTP_201_CREATED, response_model=TaskOut)
+def run_again(
+    task_id: TaskId,
+    body: RunAgain,
+    principal: Principal = requires_project(Permission.PROJECTS_WRITE),
+    service: TaskService = provided(TaskService),
+) -> TaskOut:
+    """A new task with this one's code snapshot, env and secrets, and the command,
+    parameter overrides and resources given (the dashboard's "Run again"). Parameters
+    must keep the kind of value the task's run received (422 otherwise)."""
+    edits = Rerun(command=body.command, params=body.params, gpus=body.gpus, labels=body.labels,
+                  priority=body.priority, max_seconds=body.max_seconds, name=body.name)  # fmt: skip
+    return task_out(service.run_again(principal, task_id, edits))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Path
 from pydantic import Field
@@ -15,6 +15,7 @@ from safeboard.jobs.spec import (
     MAX_ENV_VALUE_CHARS,
     MAX_GPUS,
     MAX_LABELS,
+    MAX_PARAMS_BYTES,
     MAX_PRIORITY,
     MAX_RETRIES,
     MAX_SECONDS,
@@ -23,7 +24,15 @@ from safeboard.jobs.spec import (
 )
 from safeboard.schemas import Model, StrictModel
 
-__all__ = ["MAX_TASK_ID", "AttemptOut", "TaskId", "TaskListOut", "TaskOut", "TaskSubmit"]
+__all__ = [
+    "MAX_TASK_ID",
+    "AttemptOut",
+    "RunAgain",
+    "TaskId",
+    "TaskListOut",
+    "TaskOut",
+    "TaskSubmit",
+]
 
 MAX_TASK_ID = 2**62
 # A task id in a path, bounded like every integer a client sends (S17).
@@ -34,6 +43,11 @@ EnvName = Annotated[str, Field(min_length=1, max_length=128)]
 EnvValue = Annotated[str, Field(max_length=MAX_ENV_VALUE_CHARS)]
 Label = Annotated[str, Field(min_length=1, max_length=63)]
 SecretValue = Annotated[str, Field(min_length=1, max_length=MAX_SECRET_BYTES)]
+PARAMS = (
+    "Parameter overrides (a JSON object, at most "
+    f"{MAX_PARAMS_BYTES // 1024} KiB): inside the task, safeboard.init(config=defaults) "
+    "applies them on top of the script's defaults (nested objects merged key by key)."
+)
 
 
 class TaskSubmit(StrictModel):
@@ -65,6 +79,20 @@ class TaskSubmit(StrictModel):
         description="Secret environment variables: stored encrypted, given to the task's "
         "process only; answers show their names (``secret_names``), never the values.",
     )  # fmt: skip
+    params: dict[str, Any] = Field(default_factory=dict, description=PARAMS)
+
+
+class RunAgain(StrictModel):
+    """Run again: a new task with this task's code, env and secrets, and these."""
+
+    command: list[Arg] = Field(min_length=1, max_length=MAX_ARGS,
+                               description="The program and its arguments (no shell).")  # fmt: skip
+    params: dict[str, Any] = Field(default_factory=dict, description=PARAMS)
+    gpus: int = Field(0, ge=0, le=MAX_GPUS)
+    labels: list[Label] = Field(default_factory=list, max_length=MAX_LABELS)
+    priority: int = Field(0, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
+    max_seconds: int | None = Field(None, ge=1, le=MAX_SECONDS)
+    name: str | None = Field(None, min_length=1, max_length=200, description="The run's name.")
 
 
 class AttemptOut(Model):
@@ -106,6 +134,7 @@ class TaskOut(Model):
     secret_names: list[str] = Field(
         default_factory=list, description="The task's secrets: names, never values."
     )
+    params: dict[str, Any] = Field(default_factory=dict, description="Parameter overrides.")
 
 
 class TaskListOut(Model):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
@@ -15,14 +16,14 @@ from safeboard.auth.authorizer import credential_refusal
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
-from safeboard.errors import Conflict, InvalidRequest, NotFound
+from safeboard.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from safeboard.events import Event
 from safeboard.ids import new_id
 from safeboard.jobs import repository as tasks
 from safeboard.jobs.code import missing_code
 from safeboard.jobs.lifecycle import RunChange, RunNotices, set_run_status
 from safeboard.jobs.repository import Attempt, Task
-from safeboard.jobs.spec import TaskSpec, spec_problem
+from safeboard.jobs.spec import TaskSpec, params_problem, params_type_problem, spec_problem
 from safeboard.jobs.task_secrets import SecretsUnreadable, TaskSecrets
 from safeboard.jobs.wakeup import Wakeup
 from safeboard.projects import repository as projects
@@ -32,7 +33,7 @@ from safeboard.runs.repository import Run
 from safeboard.storage import writer
 from safeboard.vocabulary import FINAL_TASK_STATES, RunStatus, TaskState
 
-__all__ = ["TaskDetail", "TaskService"]
+__all__ = ["Rerun", "TaskDetail", "TaskService"]
 
 _FINAL = {state.value for state in FINAL_TASK_STATES}
 MAX_LISTED = 500
@@ -44,6 +45,19 @@ class TaskDetail:
     project: str
     attempts: list[Attempt]
     secret_names: list[str] = field(default_factory=list)  # never the values
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """What "Run again" may change: the command, the parameters and the resources."""
+
+    command: list[str]
+    params: dict[str, Any]
+    gpus: int = 0
+    labels: list[str] = field(default_factory=list)
+    priority: int = 0
+    max_seconds: int | None = None
+    name: str | None = None
 
 
 class TaskService:
@@ -111,6 +125,7 @@ class TaskService:
             reason="",
             created_at=now,
             code_sha256=spec.code_sha256,
+            params=dict(spec.params),
         )
         if spec.name is None:
             runs.update(conn, run_id, name=f"task-{task_id}")
@@ -221,10 +236,57 @@ class TaskService:
                             priority=old.priority, max_seconds=old.max_seconds,
                             max_lost_retries=old.max_lost_retries,
                             retry_on_failure=old.retry_on_failure,
-                            code_sha256=old.code_sha256, secrets=carried)  # fmt: skip
+                            code_sha256=old.code_sha256, secrets=carried,
+                            params=old.params)  # fmt: skip
             task, recorded = self._queue(conn, principal, project.id, spec, retry_of=old.id)
         self._queued(recorded)
         return TaskDetail(task, project.name, [], sorted(carried))
+
+    def run_again(self, principal: Principal, task_id: int, edits: Rerun) -> TaskDetail:
+        """Run again: a new task with the old one's code, environment and secrets (sealed
+        anew) and the edited command, parameters and resources, with a new run. The
+        parameters are checked against the old run's config: a number stays a number."""
+        problem = params_problem(edits.params)
+        if problem is not None:
+            raise InvalidRequest(problem)
+        with self.tx.begin() as conn:
+            old = self._task(conn, principal, task_id, Permission.PROJECTS_WRITE)
+            project = project_by_id(conn, principal, old.project_id, Permission.PROJECTS_WRITE)
+            run = runs.get(conn, old.run_id)
+            problem = params_type_problem(edits.params, dict(run.params) if run else {})
+            if problem is not None:
+                raise InvalidRequest(problem)
+            try:
+                carried = self.secrets.reveal(conn, old.id)
+            except SecretsUnreadable as exc:
+                raise Conflict(f"task {task_id}'s secrets cannot be decrypted: {exc.message}; "
+                               "submit it again with its secrets") from None  # fmt: skip
+            spec = TaskSpec(command=edits.command, env=old.env, gpus=edits.gpus,
+                            labels=edits.labels, priority=edits.priority,
+                            max_seconds=edits.max_seconds,
+                            max_lost_retries=old.max_lost_retries,
+                            retry_on_failure=old.retry_on_failure, name=edits.name,
+                            code_sha256=old.code_sha256, secrets=carried,
+                            params=edits.params)  # fmt: skip
+            problem = spec_problem(spec)
+            if problem is not None:
+                raise InvalidRequest(problem)
+            task, recorded = self._queue(conn, principal, project.id, spec, retry_of=None)
+        self._queued(recorded)
+        return TaskDetail(task, project.name, [], sorted(carried))
+
+    def of_run(self, principal: Principal, run_id: str) -> Task | None:
+        """The task that made ``run_id``, if one did and this principal may submit to
+        its project (what "Run again" needs), else None."""
+        with self.engine.connect() as conn:
+            task = tasks.task_of_run(conn, run_id)
+            if task is None:
+                return None
+            try:
+                project_by_id(conn, principal, task.project_id, Permission.PROJECTS_WRITE)
+            except (NotFound, Forbidden):
+                return None
+            return task
 
     @staticmethod
     def _task(

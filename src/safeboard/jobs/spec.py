@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
+
+from safeboard.documents import document_problem
 
 __all__ = [
     "ENV_NAME",
@@ -15,6 +19,7 @@ __all__ = [
     "MAX_ENV_VALUE_CHARS",
     "MAX_GPUS",
     "MAX_LABELS",
+    "MAX_PARAMS_BYTES",
     "MAX_PRIORITY",
     "MAX_RETRIES",
     "MAX_SECONDS",
@@ -24,6 +29,8 @@ __all__ = [
     "RESERVED_ENV_PREFIX",
     "SHA256",
     "TaskSpec",
+    "params_problem",
+    "params_type_problem",
     "spec_problem",
 ]
 
@@ -40,6 +47,9 @@ MAX_SECONDS = 30 * 86400
 MAX_SECRETS = 32
 MAX_SECRET_BYTES = 64 * 1024  # one value (UTF-8); the kernel takes 128 KiB per variable
 MAX_SECRETS_BYTES = 256 * 1024  # all of one task's values together
+# A task's parameter overrides as compact JSON: they reach the process in one environment
+# variable (SAFEBOARD_PARAMS), and the kernel takes 128 KiB per variable.
+MAX_PARAMS_BYTES = 64 * 1024
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,62}")
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -62,6 +72,9 @@ class TaskSpec:
     # Secret environment variables: sealed at rest, handed to the agent in the lease,
     # never shown (names only). Never in a repr.
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    # Parameter overrides ("Run again"): inside the task, safeboard.init(config=defaults)
+    # applies them on top of the script's defaults (docs/agents.md, "Parameters").
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def spec_problem(spec: TaskSpec) -> str | None:  # noqa: PLR0911  (one answer per bound)
@@ -84,7 +97,22 @@ def spec_problem(spec: TaskSpec) -> str | None:  # noqa: PLR0911  (one answer pe
         return "name: 1 to 200 characters"
     if spec.code_sha256 is not None and not SHA256.fullmatch(spec.code_sha256):
         return "code_sha256: the archive's SHA-256, 64 lowercase hex digits"
-    return None
+    return params_problem(spec.params)
+
+
+def _as_passed(params: object) -> str:
+    """The overrides as the agent passes them (agent/attempt.py): compact JSON, ASCII
+    (escapes), so that any text, a lone surrogate included, fits an environment."""
+    return json.dumps(params, separators=(",", ":"), allow_nan=False)
+
+
+def params_problem(params: object) -> str | None:
+    """What is wrong with a task's parameter overrides (a JSON object within a run
+    config's bounds, at most MAX_PARAMS_BYTES as the agent passes them), or None."""
+    problem = document_problem(params, "params")
+    if problem is None and len(_as_passed(params)) > MAX_PARAMS_BYTES:
+        problem = f"params: at most {MAX_PARAMS_BYTES // 1024} KiB as JSON"
+    return problem
 
 
 def _command_problem(command: list[str]) -> str | None:
@@ -131,4 +159,37 @@ def _secrets_problem(secrets: dict[str, str], env: dict[str, str]) -> str | None
         total += size
     if total > MAX_SECRETS_BYTES:
         return f"secrets: at most {MAX_SECRETS_BYTES} bytes in all"
+    return None
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return "null"
+
+
+def params_type_problem(params: dict[str, Any], config: dict[str, Any]) -> str | None:
+    """Where ``params`` gives a value of another kind than ``config`` (the run's config:
+    what the script received) holds at the same key (a number for a number, text for
+    text...), or None. Keys the config lacks, and nulls on either side, are taken as
+    they are: the script decides what to make of them."""
+    stack: list[tuple[str, dict[str, Any], dict[str, Any]]] = [("params", params, config)]
+    while stack:
+        where, given, known = stack.pop()
+        for key, value in given.items():
+            if key not in known or value is None or known[key] is None:
+                continue
+            path, was = f"{where}.{key}", known[key]
+            if isinstance(value, dict) and isinstance(was, dict):
+                stack.append((path, value, was))
+            elif _kind(value) != _kind(was):
+                return f"{path[:300]}: {_kind(was)}, as in the run's config"
     return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import copy
 import getpass
 import logging
 import os
@@ -37,7 +38,7 @@ from safeboard.sdk.delivery import CONFIRM_TIMEOUT, PAUSES, Delivery, retryable
 from safeboard.sdk.images import pixels_of
 from safeboard.sdk.sender import INLINE_POINTS, Sender
 from safeboard.sdk.spool import RunSpool, spool_root
-from safeboard.sdk.task import TaskEnv, task_env
+from safeboard.sdk.task import TaskEnv, task_env, with_overrides
 from safeboard.sdk.uploads import Uploader, artifact_record
 from safeboard.words import count
 
@@ -251,6 +252,13 @@ class Run:
         self._artifacts.append(record)
         self._sender.wake()
 
+    @property
+    def config(self) -> dict[str, Any]:
+        """A copy of the run's config: what ``init(config=...)`` was given, with a task's
+        parameter overrides applied ("Run again"), and what ``log_params`` added since.
+        A script reads its parameters here: ``lr = run.config["lr"]``."""
+        return copy.deepcopy(self._meta["config"])
+
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Add to the run's config (top-level keys replace earlier values). Raises
         InvalidRequest, changing nothing, when the config would exceed the bounds."""
@@ -454,7 +462,9 @@ def init(
     Inside a task (the agent sets ``SAFEBOARD_TASK_TOKEN``, ``SAFEBOARD_RUN_ID``,
     ``SAFEBOARD_URL`` and ``SAFEBOARD_CA_CERT``), it attaches to the task's run with the
     task's token: ``project``, ``name``, ``url`` and ``api_key`` are ignored (the run and
-    its project were chosen at submit), ``config`` and ``tags`` are added to the run."""
+    its project were chosen at submit), ``config`` and ``tags`` are added to the run. A task
+    run again with other parameters (``SAFEBOARD_PARAMS``) has them applied on top of
+    ``config`` (nested objects merged key by key): the run's config shows the values used."""
     _install_exit_hooks()
     chosen = mode or os.environ.get("SAFEBOARD_MODE", "online")
     if chosen not in ("online", "offline"):
@@ -463,6 +473,8 @@ def init(
         task = task_env() if chosen == "online" else None
         if task is None and not project:
             raise InvalidRequest('init(): name the project, e.g. safeboard.init("mnist")')
+        if task is not None and task.params:  # "Run again": the values this task was given
+            config = with_overrides(config or {}, task.params)
         return Run(
             project=project or "", name=name, config=config, tags=tags, mode=chosen,  # type: ignore[arg-type]
             url=url, api_key=api_key, spool_dir=spool_dir, interval=flush_interval,

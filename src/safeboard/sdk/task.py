@@ -10,14 +10,17 @@ later by ``safeboard sync`` with the user's own key).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from safeboard.client.credentials import CA_CERT_ENV, URL_ENV
+from safeboard.client.job_models import PARAMS_ENV
 from safeboard.errors import ConfigError
 
-__all__ = ["RUN_ID_ENV", "TASK_TOKEN_ENV", "TaskEnv", "task_env"]
+__all__ = ["RUN_ID_ENV", "TASK_TOKEN_ENV", "TaskEnv", "task_env", "with_overrides"]
 
 TASK_TOKEN_ENV = "SAFEBOARD_TASK_TOKEN"  # noqa: S105  (a variable's name)
 RUN_ID_ENV = "SAFEBOARD_RUN_ID"
@@ -31,6 +34,8 @@ class TaskEnv:
     token: str = field(repr=False)
     run_id: str
     ca_cert: str | None  # a PEM file: what the server's certificate must chain to
+    # Parameter overrides ("Run again"): init(config=defaults) applies them on top.
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def task_env(environ: Mapping[str, str] | None = None) -> TaskEnv | None:
@@ -51,4 +56,30 @@ def task_env(environ: Mapping[str, str] | None = None) -> TaskEnv | None:
         token=token,
         run_id=env[RUN_ID_ENV].strip(),
         ca_cert=env.get(CA_CERT_ENV) or None,
+        params=_params(env.get(PARAMS_ENV, "")),
     )
+
+
+def _params(text: str) -> dict[str, Any]:
+    if not text.strip():
+        return {}
+    try:
+        params = json.loads(text)
+    except ValueError:
+        params = None
+    if not isinstance(params, dict):
+        raise ConfigError(f"{PARAMS_ENV} is not a JSON object: a task's agent sets it")
+    return params
+
+
+def with_overrides(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``defaults`` with ``overrides`` on top: nested objects are merged key by key, any
+    other value (a list included) replaces the default; keys the defaults lack are added."""
+    merged = dict(defaults)
+    for key, value in overrides.items():
+        was = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(was, Mapping):
+            merged[key] = with_overrides(was, value)
+        else:
+            merged[key] = value
+    return merged

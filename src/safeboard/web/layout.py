@@ -34,6 +34,7 @@ ADMIN_NAV = (
     ("grants", "/admin/grants", "Grants"),
     ("audit", "/admin/audit", "Audit log"),
     ("sessions", "/admin/sessions", "Sessions"),
+    ("agents", "/admin/agents", "Agents"),
 )
 
 

@@ -18,7 +18,9 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import HTMLResponse, Response
 
 from safeboard.accounts.users import UserService
+from safeboard.agents.service import AgentService
 from safeboard.audit import service as audit_service
+from safeboard.auth.authorizer import allowed
 from safeboard.auth.dependencies import (
     PUBLIC,
     auth_context,
@@ -30,7 +32,8 @@ from safeboard.auth.dependencies import (
 from safeboard.auth.permissions import CredentialKind, Permission
 from safeboard.auth.principal import Principal
 from safeboard.clock import utcnow
-from safeboard.errors import BadRequest
+from safeboard.errors import BadRequest, NotFound
+from safeboard.jobs.service import TaskService
 from safeboard.metrics.repository import summaries as metric_summaries
 from safeboard.projects import repository as projects_repository
 from safeboard.projects.service import ProjectService
@@ -48,12 +51,14 @@ from safeboard.web.admin_pages import (
     render_sessions,
     render_users,
 )
+from safeboard.web.agents_page import render_agents
 from safeboard.web.assets import STATIC_DIR, VersionedStaticFiles, asset
 from safeboard.web.compare_page import MAX_COMPARED, Compared, render_compare
 from safeboard.web.home_page import render_home
 from safeboard.web.layout import Viewer
 from safeboard.web.project_page import ProjectView, default_columns, render_project
 from safeboard.web.responses import PageRoute
+from safeboard.web.run_again_page import render_run_again
 from safeboard.web.run_page import CHART_LIBRARY, RunView, render_run
 
 __all__ = ["router", "static_files", "viewer_of"]
@@ -161,13 +166,33 @@ def run_page(
     run_id: str,
     principal: Principal = requires_project(Permission.PROJECTS_READ),
     engine: sa.Engine = provided(sa.Engine),
+    tasks: TaskService = provided(TaskService),
 ) -> HTMLResponse:
     with engine.connect() as conn:  # one connection, one access walk
         found = run_access(conn, principal, run_id, Permission.PROJECTS_READ, documents=True)
         summaries = metric_summaries(conn, run_id)
     can_edit = found.may(principal, Permission.PROJECTS_WRITE)  # what PATCH will check
-    view = RunView(found.run, found.project, summaries, utcnow(), CHART_LIBRARY.is_file(), can_edit)
+    view = RunView(found.run, found.project, summaries, utcnow(), CHART_LIBRARY.is_file(), can_edit,
+                   run_again=can_edit and tasks.of_run(principal, run_id) is not None)  # fmt: skip
     return HTMLResponse(render_run(view, viewer_of(request, principal)))
+
+
+@router.get("/runs/{run_id}/run-again", response_class=HTMLResponse)
+def run_again_page(
+    request: Request,
+    run_id: str,
+    principal: Principal = requires_project(Permission.PROJECTS_WRITE),
+    engine: sa.Engine = provided(sa.Engine),
+    tasks: TaskService = provided(TaskService),
+) -> HTMLResponse:
+    """Run again: the form for a new task from the task that made this run."""
+    with engine.connect() as conn:
+        found = run_access(conn, principal, run_id, Permission.PROJECTS_WRITE, documents=True)
+    task = tasks.of_run(principal, run_id)
+    if task is None:
+        raise NotFound(f"run {run_id} was not made by a task")
+    viewer = viewer_of(request, principal)
+    return HTMLResponse(render_run_again(viewer, found.run, found.project, task))
 
 
 @router.get("/compare", response_class=HTMLResponse)
@@ -275,6 +300,19 @@ def sessions_page(
     found = [(user, users.sessions(user.username)) for user in users.list_all()]
     listed = [(user, sessions) for user, sessions in found if sessions]
     return HTMLResponse(render_sessions(viewer_of(request, principal), listed))
+
+
+@router.get("/admin/agents", response_class=HTMLResponse)
+def agents_page(
+    request: Request,
+    principal: Principal = requires(Permission.ACCOUNT_READ),
+    agents: AgentService = provided(AgentService),
+) -> HTMLResponse:
+    """Admins only; anyone else is told there is no such page (404), as the API's
+    agent routes are not theirs to discover."""
+    if not allowed(principal, Permission.AGENTS_MANAGE):
+        raise NotFound("no such page")
+    return HTMLResponse(render_agents(viewer_of(request, principal), agents.list_with_work()))
 
 
 def static_files() -> VersionedStaticFiles:

@@ -16,6 +16,7 @@ from safeboard.web.assets import STATIC_DIR
 from safeboard.web.format import flatten
 from safeboard.web.html import Child, Markup, el, join
 from safeboard.web.layout import Viewer, page
+from safeboard.web.run_again_page import run_again_link
 
 __all__ = ["CHART_LIBRARY", "RunView", "chart_controls", "library_missing", "render_run"]
 
@@ -31,6 +32,7 @@ class RunView:
     now: datetime
     charts_available: bool
     can_edit: bool = False  # editors and owners of the project (and admins)
+    run_again: bool = False  # a task made the run and the viewer may submit to its project
 
 
 def library_missing() -> Markup:
@@ -310,6 +312,7 @@ def render_run(view: RunView, viewer: Viewer) -> str:
         ),
         el("h1", run.name, data_testid="run-name"),
         facts,
+        run_again_link(run.id) if view.run_again else None,
         el("div", el("p", "", id="live", role="status", aria_live="polite", class_="live")),
         _charts(view),
         el(
