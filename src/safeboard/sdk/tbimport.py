@@ -28,6 +28,7 @@ from safeboard.errors import Conflict, NotFound, SafeboardError
 from safeboard.sdk.spool import spool_root
 from safeboard.sdk.tbledger import CutLedger
 from safeboard.sdk.tbrun import Counts, RunImport, is_event_file
+from safeboard.sdk.tbupload import upload_event_files
 
 __all__ = [
     "ImportedRun", "LogdirImport", "TensorBoardSync", "import_tensorboard", "run_dirs",
@@ -110,11 +111,21 @@ class LogdirImport:
         done = []
         for name, (run_id, importer) in self.runs.items():
             importer.close()
+            keep_event_files(self.client, importer, say=self.say)
             if finish:
                 with contextlib.suppress(Conflict):  # finished by an earlier import
                     self.client.finish_run(run_id)
             done.append(ImportedRun(name, run_id, importer.counts))
         return done
+
+
+def keep_event_files(
+    client: Client, importer: RunImport, *, say: Callable[[str], None]
+) -> None:
+    """The files just imported, kept as artifacts of the run for the dashboard's
+    TensorBoard button (tbupload.py), after the import: it never slows the reading."""
+    files = [(p, p.relative_to(importer.directory).as_posix()) for p in importer.files]
+    upload_event_files(client, importer.run_id, files, say=say)
 
 
 def import_tensorboard(
@@ -179,6 +190,10 @@ class TensorBoardSync:
                 self._stop.wait(self.poll)
             self._pass(importer)  # once more after the stop: what was written last
             self._pass(importer, close=True)
+            try:
+                keep_event_files(client, importer, say=self.say)
+            except SafeboardError as exc:  # the server away: the metrics are in the spool
+                self.say(f"TensorBoard sync of {self.logdir}: event files not kept: {exc.message}")
 
     def _pass(self, importer: RunImport, *, close: bool = False) -> None:
         try:

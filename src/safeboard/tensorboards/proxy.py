@@ -75,14 +75,15 @@ class TensorboardOrigin:
         tickets: Tickets,
         *,
         secure: bool,
-        still_allowed: Callable[[int], bool] = lambda _user_id: True,
+        still_allowed: Callable[[Instance], bool] = lambda _instance: True,
         recheck_seconds: float = _RECHECK_SECONDS,
     ) -> None:
         """``still_allowed``: asked (off the event loop) at entry and at most every
-        30 s per user after: a disabled or demoted account loses its instances."""
+        ``recheck_seconds`` per instance after: a disabled or demoted account loses its
+        instances, and a revoked grant the instances over that project's runs."""
         self.supervisor = supervisor
         self._still_allowed = still_allowed
-        self._checked: dict[int, float] = {}
+        self._checked: dict[str, float] = {}
         self._recheck = recheck_seconds
         self.tickets = tickets
         self.secure = secure
@@ -128,17 +129,17 @@ class TensorboardOrigin:
         value = _cookies(scope).get(cookie_name(instance.id, secure=self.secure))
         if value is None or self.tickets.check(value, instance.id) != instance.owner_id:
             return None
-        return instance if await self._standing(instance.owner_id) else None
+        return instance if await self._standing(instance) else None
 
-    async def _standing(self, user_id: int, *, fresh: bool = False) -> bool:
+    async def _standing(self, instance: Instance, *, fresh: bool = False) -> bool:
         now = time.monotonic()
-        checked = self._checked.get(user_id)
+        checked = self._checked.get(instance.id)
         if not fresh and checked is not None and now - checked < self._recheck:
             return True
-        if not await to_thread.run_sync(self._still_allowed, user_id):
-            self._checked.pop(user_id, None)
+        if not await to_thread.run_sync(self._still_allowed, instance):
+            self._checked.pop(instance.id, None)
             return False
-        self._checked[user_id] = now
+        self._checked[instance.id] = now
         return True
 
     def _same_origin(self, scope: Scope) -> bool:
@@ -155,7 +156,7 @@ class TensorboardOrigin:
             entry is None
             or instance is None
             or instance.owner_id != entry.user_id
-            or not await self._standing(entry.user_id, fresh=True)
+            or not await self._standing(instance, fresh=True)
         ):
             await _error(send, 404, "not_found", "this link was used or has expired")
             return
@@ -239,6 +240,8 @@ class TensorboardOrigin:
         live = {i.id for i in self.supervisor.instances()}
         for gone in set(self._clients) - live:
             self._clients.pop(gone)  # its connections close with the dead socket
+        for gone in set(self._checked) - live:
+            self._checked.pop(gone)
 
 
 def _cookies(scope: Scope) -> dict[str, str]:
