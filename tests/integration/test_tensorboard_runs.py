@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from safeboard.audit import service as audit_service
-from safeboard.auth.permissions import Role, Scope
+from safeboard.auth.permissions import Scope
 from safeboard.client import NO_RETRY, Client
 from safeboard.client.http import ApiClient
 from safeboard.sdk.tbimport import import_tensorboard, run_id_for
@@ -93,7 +93,9 @@ async def in_thread(fn: Callable[[], Any]) -> Any:
 
 def kept(client: Client, run_id: str) -> dict[str, tuple[str, int]]:
     return {
-        a.name: (a.id, a.size) for a in client.artifacts(run_id) if a.name.startswith("tensorboard/")
+        a.name: (a.id, a.size)
+        for a in client.artifacts(run_id)
+        if a.name.startswith("tensorboard/")
     }
 
 
@@ -120,9 +122,7 @@ async def test_the_import_keeps_each_event_file_once_and_replaces_a_changed_one(
     assert now[name][1] == first.stat().st_size
 
 
-async def test_open_over_runs_checks_read_access_on_every_run(
-    world: World, tmp_path: Path
-) -> None:
+async def test_open_over_runs_checks_read_access_on_every_run(world: World, tmp_path: Path) -> None:
     olga, pete = client_for(world, "olga"), client_for(world, "pete")
     logdir, theirs = tmp_path / "logs", tmp_path / "theirs"
     files = [scalars(logdir / "a"), scalars(logdir / "b/../weird name")]
@@ -159,7 +159,8 @@ async def test_open_over_runs_checks_read_access_on_every_run(
     assert instance.run_ids == {a, b}
     # Copies of the runs' own files, in the instance's 0700 directory, by run name.
     assert instance.logdir == instance.directory / "logdir"
-    laid_out = sorted(p.relative_to(instance.logdir).as_posix() for p in instance.logdir.rglob("*.tfevents.*"))  # fmt: skip
+    found = instance.logdir.rglob("*.tfevents.*")
+    laid_out = sorted(p.relative_to(instance.logdir).as_posix() for p in found)
     assert laid_out == sorted([f"a/{files[0].name}", f"weird_name/{files[1].name}"])
     assert (instance.logdir / "a" / files[0].name).read_bytes() == files[0].read_bytes()
     again = (await as_olga.post("/api/v1/tensorboards", json={"runs": [b, a]})).json()

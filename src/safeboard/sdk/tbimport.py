@@ -119,9 +119,7 @@ class LogdirImport:
         return done
 
 
-def keep_event_files(
-    client: Client, importer: RunImport, *, say: Callable[[str], None]
-) -> None:
+def keep_event_files(client: Client, importer: RunImport, *, say: Callable[[str], None]) -> None:
     """The files just imported, kept as artifacts of the run for the dashboard's
     TensorBoard button (tbupload.py), after the import: it never slows the reading."""
     files = [(p, p.relative_to(importer.directory).as_posix()) for p in importer.files]

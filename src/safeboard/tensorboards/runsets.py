@@ -9,7 +9,6 @@ made safe (letters, digits, ``._-``, one component per ``/``) and unique.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -74,4 +73,4 @@ def _place(source: EventFiles, artifact_id: str, size: int, target: Path) -> Non
     partial = target.with_name(f".{target.name}.{artifact_id}.part")
     partial.unlink(missing_ok=True)
     source.copy(artifact_id, size, partial)
-    os.replace(partial, target)
+    partial.replace(target)

@@ -112,7 +112,9 @@ class TensorboardService:
         ticket = self.tickets.mint(Entry(user_id, username, instance.id))
         return Opened(instance.id, f"{origin}/enter#ticket={ticket}", started)
 
-    def open_runs(self, principal: Principal, run_ids: Sequence[str], *, address: str = "") -> Opened:
+    def open_runs(
+        self, principal: Principal, run_ids: Sequence[str], *, address: str = ""
+    ) -> Opened:
         """TensorBoard over the event files of these runs (kept as their artifacts), for a
         principal who may read every one of them: 404 for any other, the same answer
         whether it exists or not. The same user over the same runs reuses an instance."""
@@ -140,7 +142,9 @@ class TensorboardService:
         ticket = self.tickets.mint(Entry(user, name, instance.id))
         return Opened(instance.id, f"{origin}/enter#ticket={ticket}", started)
 
-    def _audit(self, actor: str, instance: Instance, address: str, detail: dict[str, object]) -> None:
+    def _audit(
+        self, actor: str, instance: Instance, address: str, detail: dict[str, object]
+    ) -> None:
         audit.record(
             self.engine,
             action=AuditAction.TENSORBOARD_STARTED,

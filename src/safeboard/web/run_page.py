@@ -16,6 +16,8 @@ from safeboard.web.assets import STATIC_DIR
 from safeboard.web.format import flatten
 from safeboard.web.html import Child, Markup, el, join
 from safeboard.web.layout import Viewer, page
+from safeboard.web.tensorboard_button import SCRIPT as TENSORBOARD_SCRIPT
+from safeboard.web.tensorboard_button import tensorboard_button
 
 __all__ = ["CHART_LIBRARY", "RunView", "chart_controls", "library_missing", "render_run"]
 
@@ -31,6 +33,7 @@ class RunView:
     now: datetime
     charts_available: bool
     can_edit: bool = False  # editors and owners of the project (and admins)
+    tensorboard: bool = False  # the run keeps event files, and TensorBoard is available
 
 
 def library_missing() -> Markup:
@@ -310,6 +313,7 @@ def render_run(view: RunView, viewer: Viewer) -> str:
         ),
         el("h1", run.name, data_testid="run-name"),
         facts,
+        tensorboard_button([run.id]) if view.tensorboard else None,
         el("div", el("p", "", id="live", role="status", aria_live="polite", class_="live")),
         _charts(view),
         el(
@@ -326,7 +330,7 @@ def render_run(view: RunView, viewer: Viewer) -> str:
         ),
         _artifacts(),
     )
-    scripts = ("run.js",)
+    scripts = ("run.js", *((TENSORBOARD_SCRIPT,) if view.tensorboard else ()))
     return page(
         run.name,
         viewer,
