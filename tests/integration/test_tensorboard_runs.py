@@ -105,8 +105,10 @@ async def test_the_import_keeps_each_event_file_once_and_replaces_a_changed_one(
     olga = client_for(world, "olga")
     logdir = tmp_path / "logs"
     first = scalars(logdir / "lr0.1")
-    await in_thread(lambda: import_tensorboard(olga, logdir, "mnist"))
+    await in_thread(lambda: import_tensorboard(olga, logdir, "mnist", keep_files=False))
     run_id = run_id_for("mnist", logdir / "lr0.1")
+    assert await in_thread(lambda: kept(olga, run_id)) == {}  # --no-keep-event-files
+    await in_thread(lambda: import_tensorboard(olga, logdir, "mnist"))
     name = f"tensorboard/{first.name}"
     held = await in_thread(lambda: kept(olga, run_id))
     assert held == {name: (held[name][0], first.stat().st_size)}

@@ -72,9 +72,10 @@ class LogdirImport:
 
     def __init__(
         self, client: Client, logdir: Path, project: str,
-        *, say: Callable[[str], None] = lambda _: None,
+        *, say: Callable[[str], None] = lambda _: None, keep_files: bool = True,
     ) -> None:  # fmt: skip
         self.client, self.logdir, self.project, self.say = client, logdir, project, say
+        self.keep_files = keep_files  # the event files kept as artifacts (tbupload.py)
         self.runs: dict[str, tuple[str, RunImport]] = {}
 
     def pass_(self) -> bool:
@@ -111,7 +112,8 @@ class LogdirImport:
         done = []
         for name, (run_id, importer) in self.runs.items():
             importer.close()
-            keep_event_files(self.client, importer, say=self.say)
+            if self.keep_files:
+                keep_event_files(self.client, importer, say=self.say)
             if finish:
                 with contextlib.suppress(Conflict):  # finished by an earlier import
                     self.client.finish_run(run_id)
@@ -135,11 +137,13 @@ def import_tensorboard(
     poll: float = POLL_SECONDS,
     stop: threading.Event | None = None,
     say: Callable[[str], None] = lambda _: None,
+    keep_files: bool = True,
 ) -> list[ImportedRun]:
     """Import ``logdir`` into ``project``; with ``follow``, keep reading until ``stop`` is
-    set (or KeyboardInterrupt), then read once more and finish the runs."""
+    set (or KeyboardInterrupt), then read once more and finish the runs. ``keep_files``:
+    keep each event file as an artifact of its run too (the TensorBoard button's)."""
     stop = stop or threading.Event()
-    job = LogdirImport(client, logdir, project, say=say)
+    job = LogdirImport(client, logdir, project, say=say, keep_files=keep_files)
     try:
         job.pass_()
         while follow and not stop.wait(poll):
