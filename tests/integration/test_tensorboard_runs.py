@@ -8,6 +8,7 @@ grant: 404); audited with the run ids. The upstream is the recording stand-in
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -214,3 +215,74 @@ def test_safe_paths() -> None:
     assert safe_path("/abs//x y/") == "abs/x_y"
     assert safe_path("") == "run"
     assert safe_path(".") == "_"
+
+
+async def test_same_origin_mode_serves_tensorboard_under_tb_without_credentials(
+    world: World, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """``tensorboard.same_origin``: no second listener; ``/tb/`` of the main origin goes
+    to TensorBoard (its entry page and instances, with their own headers), every other
+    path to safeboard (its CSP unchanged); the upstream sees no cookie, no Authorization,
+    no CSRF token and no session binding."""
+    from safeboard.auth.binding import BINDING_HEADER
+    from safeboard.server.origins import SameOrigin, open_tensorboard_listener
+    from safeboard.server.run import bind_socket
+
+    settings = make_settings(tensorboard={"same_origin": True})
+    assert open_tensorboard_listener(settings, bind_socket) is None
+    services = world.services
+    services.tensorboards.listening(world.base_url, same_origin=True)
+    tensorboard = services.tensorboards.application(secure=False, same_origin=True)
+    served = SameOrigin(world.app, tensorboard)
+    transport = httpx.ASGITransport(app=served, client=("127.0.0.1", 50000))
+    olga = client_for(world, "olga")
+    scalars(tmp_path / "logs" / "a")
+    await in_thread(lambda: import_tensorboard(olga, tmp_path / "logs", "mnist"))
+    run_id = run_id_for("mnist", tmp_path / "logs" / "a")
+    key = world.key("olga", Scope.READ)
+    async with httpx.AsyncClient(transport=transport, base_url=world.base_url) as browser:
+        opened = await browser.post(
+            "/api/v1/tensorboards", json={"runs": [run_id]},
+            headers={"Authorization": f"Bearer {key}"},
+        )  # fmt: skip
+        assert opened.status_code == 200, opened.text
+        link = opened.json()["link"]
+        assert link.startswith(f"{world.base_url}/tb/enter#ticket=")
+        entry = await browser.get("/tb/enter")
+        assert entry.status_code == 200
+        (csp,) = [
+            p for p in entry.headers.get_list("content-security-policy") if "script-src" in p
+        ]
+        assert "script-src 'sha256-" in csp
+        ticket = link.split("#ticket=", 1)[1]
+        same = {"Origin": world.base_url}
+        entered = await browser.post("/tb/enter", content=ticket, headers=same)
+        assert entered.status_code == 200, entered.text
+        board = entered.json()["location"]
+        answer = await browser.get(
+            f"{board}data/runs",
+            headers={
+                "Authorization": f"Bearer {key}",
+                "X-CSRF-Token": "csrf-token-of-the-session",
+                BINDING_HEADER: "binding-of-the-session",
+                "Cookie": "safeboard-8080=session-id; "
+                + "; ".join(f"{k}={v}" for k, v in browser.cookies.items()),
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        instance = services.tensorboards.supervisor.get(opened.json()["id"])
+        assert instance is not None
+        headers = [
+            json.loads(line)["headers"]
+            for line in (instance.directory / "requests.jsonl").read_text().splitlines()
+        ]
+        leaked = {
+            k for h in headers for k in h
+            if k in ("cookie", "authorization", "x-csrf-token", BINDING_HEADER.lower())
+        }  # fmt: skip
+        assert not leaked, headers
+        # Safeboard's pages keep safeboard's CSP; /tb/ paths never carry it.
+        main = await browser.get("/login")
+        assert "unsafe-eval" not in main.headers["content-security-policy"]
+        assert main.headers["content-security-policy"] != csp
+        assert (await browser.get("/tb/ffff/")).status_code == 404

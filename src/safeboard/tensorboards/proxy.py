@@ -26,7 +26,7 @@ from anyio import to_thread
 from safeboard.tensorboards.supervisor import Instance, Supervisor
 from safeboard.tensorboards.tickets import Tickets, cookie_name
 
-__all__ = ["TensorboardOrigin"]
+__all__ = ["ENTER_PATH", "SAME_ORIGIN_ENTER_PATH", "TensorboardOrigin"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -47,7 +47,7 @@ _RECHECK_SECONDS = 30.0
 _ENTER_SCRIPT = (
     "(async()=>{const p=new URLSearchParams(location.hash.slice(1));"
     "const t=p.get('ticket')||'';history.replaceState(null,'',location.pathname);"
-    "const r=await fetch('/enter',{method:'POST',body:t,credentials:'same-origin',"
+    "const r=await fetch(location.pathname,{method:'POST',body:t,credentials:'same-origin',"
     "headers:{'Content-Type':'text/plain'}});"
     "if(r.ok){location.replace((await r.json()).location)}else{"
     "document.getElementById('m').textContent='This link was used or has expired: "
@@ -62,6 +62,8 @@ _ENTER_CSP = (
     f"default-src 'none'; script-src 'sha256-{_ENTER_HASH}'; connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
+ENTER_PATH = "/enter"  # on TensorBoard's own origin
+SAME_ORIGIN_ENTER_PATH = "/tb/enter"  # under /tb/ of safeboard's origin (same-origin mode)
 _NOT_FOUND = (
     b'{"error": {"code": "not_found", "message": "not found, or your TensorBoard link has '
     b'expired: run `safeboard tensorboard` again"}}'
@@ -77,6 +79,7 @@ class TensorboardOrigin:
         secure: bool,
         still_allowed: Callable[[Instance], bool] = lambda _instance: True,
         recheck_seconds: float = _RECHECK_SECONDS,
+        enter_path: str = ENTER_PATH,
     ) -> None:
         """``still_allowed``: asked (off the event loop) at entry and at most every
         ``recheck_seconds`` per instance after: a disabled or demoted account loses its
@@ -87,6 +90,7 @@ class TensorboardOrigin:
         self._recheck = recheck_seconds
         self.tickets = tickets
         self.secure = secure
+        self.enter_path = enter_path
         self.settings = supervisor.settings
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._reaped = time.monotonic()
@@ -96,7 +100,7 @@ class TensorboardOrigin:
             return  # lifespan goes to the main application
         path: str = scope["path"]
         method: str = scope["method"]
-        if path == "/enter":
+        if path == self.enter_path:
             if method == "GET":
                 await _respond(send, 200, _ENTER_PAGE, b"text/html; charset=utf-8", csp=_ENTER_CSP)
             elif method == "POST" and self._same_origin(scope):

@@ -17,7 +17,7 @@ from safeboard.auth.principal import Principal
 from safeboard.errors import Conflict, InvalidRequest, NotFound
 from safeboard.runs.access import run_for
 from safeboard.settings import Settings
-from safeboard.tensorboards.proxy import TensorboardOrigin
+from safeboard.tensorboards.proxy import ENTER_PATH, SAME_ORIGIN_ENTER_PATH, TensorboardOrigin
 from safeboard.tensorboards.runsets import EventFiles, fill_logdir
 from safeboard.tensorboards.supervisor import Instance, Supervisor, extra_installed
 from safeboard.tensorboards.tickets import Entry, Tickets
@@ -45,16 +45,21 @@ class TensorboardService:
         self.supervisor = Supervisor(settings.data_dir, settings.tensorboard)
         self.tickets = Tickets(settings.tensorboard.cookie_minutes * 60)
         self.origin: str | None = None  # set when the server opens the listener
+        self.enter_path = ENTER_PATH
 
-    def application(self, *, secure: bool, recheck_seconds: float = 30.0) -> TensorboardOrigin:
-        """The ASGI application of TensorBoard's origin; it asks whether an account still
-        stands at entry and every ``recheck_seconds`` after."""
+    def application(
+        self, *, secure: bool, recheck_seconds: float = 30.0, same_origin: bool = False
+    ) -> TensorboardOrigin:
+        """The ASGI application of TensorBoard's origin (or of ``/tb/`` on the main origin,
+        ``same_origin``); it asks whether an account still stands at entry and every
+        ``recheck_seconds`` after."""
         return TensorboardOrigin(
             self.supervisor,
             self.tickets,
             secure=secure,
             still_allowed=self.still_allowed,
             recheck_seconds=recheck_seconds,
+            enter_path=SAME_ORIGIN_ENTER_PATH if same_origin else ENTER_PATH,
         )
 
     def still_allowed(self, instance: Instance) -> bool:
@@ -88,8 +93,10 @@ class TensorboardService:
             return set()
         return set(self.files.of_runs(run_ids))
 
-    def listening(self, origin: str) -> None:
+    def listening(self, origin: str, *, same_origin: bool = False) -> None:
+        """Links name ``origin``: TensorBoard's own, or safeboard's (``same_origin``)."""
         self.origin = origin
+        self.enter_path = SAME_ORIGIN_ENTER_PATH if same_origin else ENTER_PATH
 
     def _listening(self) -> str:
         if self.origin is None:
@@ -110,7 +117,7 @@ class TensorboardService:
         if started:
             self._audit(username, instance, address, {"logdir": str(instance.logdir)})
         ticket = self.tickets.mint(Entry(user_id, username, instance.id))
-        return Opened(instance.id, f"{origin}/enter#ticket={ticket}", started)
+        return Opened(instance.id, f"{origin}{self.enter_path}#ticket={ticket}", started)
 
     def open_runs(
         self, principal: Principal, run_ids: Sequence[str], *, address: str = ""
@@ -140,7 +147,7 @@ class TensorboardService:
         if started:
             self._audit(name, instance, address, {"runs": sorted(wanted)})
         ticket = self.tickets.mint(Entry(user, name, instance.id))
-        return Opened(instance.id, f"{origin}/enter#ticket={ticket}", started)
+        return Opened(instance.id, f"{origin}{self.enter_path}#ticket={ticket}", started)
 
     def _audit(
         self, actor: str, instance: Instance, address: str, detail: dict[str, object]
