@@ -125,3 +125,39 @@ def test_the_button_opens_tensorboard_over_runs_a_member_may_read(tmp_path: Path
             assert refused.status == 404
     finally:
         server.stop()
+
+
+def test_same_origin_mode_serves_tensorboard_under_tb(tmp_path: Path) -> None:
+    """``tensorboard.same_origin``: one port; the button's tab opens TensorBoard under
+    ``/tb/`` of safeboard's origin and shows the scalars; safeboard's pages keep their
+    CSP (no 'unsafe-eval') and raise no violation."""
+    server = start_server(
+        tmp_path, "--tls", settings={"SAFEBOARD__TENSORBOARD__SAME_ORIGIN": "true"}
+    )
+    try:
+        assert not [line for line in server.banner if "TensorBoard's origin" in line]
+        assert any(f"TensorBoard under {server.url}/tb/" in line for line in server.banner)
+        logs = tmp_path / "logs"
+        tensorboardx_scalars(logs / "lr0.1", "train/accuracy")
+        env = {**cli_env(server.data_dir), "SAFEBOARD_SPOOL_DIR": str(tmp_path / "spool")}
+        done = run_cli("import", "tensorboard", str(logs), "-p", "tb", env=env, timeout=180)
+        assert done.returncode == 0, done.stderr
+        run_id = run_id_for("tb", logs / "lr0.1")
+        spki = spki_sha256(server.port)
+        with chromium(f"--ignore-certificate-errors-spki-list={spki}") as browser:
+            admin, _ = browser.new_page()
+            sign_in = next(line for line in server.banner if "sign in as" in line)
+            admin.goto(sign_in.rsplit(" ", 1)[1])
+            admin.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
+            shown = admin.goto(f"{server.url}/runs/{run_id}")
+            assert shown is not None
+            policy = shown.headers["content-security-policy"]
+            assert "unsafe-eval" not in policy
+            assert "'unsafe-inline'" not in policy.split("script-src", 1)[1].split(";", 1)[0]
+            board = open_from(admin)
+            assert board.url.startswith(f"{server.url}/tb/")
+            expect(board.get_by_text("train/accuracy").first).to_be_visible(timeout=TIMEOUT_MS)
+            (cookie,) = [c for c in board.context.cookies() if c["name"].startswith("__Host-sbtb-")]
+            assert (cookie["httpOnly"], cookie["sameSite"]) == (True, "Strict")
+    finally:
+        server.stop()
