@@ -250,9 +250,7 @@ async def test_same_origin_mode_serves_tensorboard_under_tb_without_credentials(
         assert link.startswith(f"{world.base_url}/tb/enter#ticket=")
         entry = await browser.get("/tb/enter")
         assert entry.status_code == 200
-        (csp,) = [
-            p for p in entry.headers.get_list("content-security-policy") if "script-src" in p
-        ]
+        (csp,) = [p for p in entry.headers.get_list("content-security-policy") if "script-src" in p]
         assert "script-src 'sha256-" in csp
         ticket = link.split("#ticket=", 1)[1]
         same = {"Origin": world.base_url}
