@@ -177,6 +177,21 @@ async def test_open_over_runs_checks_read_access_on_every_run(world: World, tmp_
     plain = await as_olga.post("/api/v1/tensorboards", json={"runs": ["c" * 32]})
     assert plain.status_code == 422
     assert "event files" in plain.json()["error"]["message"]
+    # The dashboard: the button on runs that keep event files only; the session's POST
+    # needs its CSRF token.
+    browser, csrf = await world.signed_in("olga")
+    button = 'data-testid="open-tensorboard"'
+    assert button in (await browser.get(f"/runs/{a}")).text
+    assert button not in (await browser.get(f"/runs/{'c' * 32}")).text
+    compare = (await browser.get(f"/compare?run={a}&run={'c' * 32}")).text
+    assert "TensorBoard (1 of these runs)" in compare
+    assert f'data-runs="[&quot;{a}&quot;]"' in compare  # the readable run with files only
+    no_csrf = await browser.post("/api/v1/tensorboards", json={"runs": [a]})
+    assert no_csrf.status_code == 403
+    with_csrf = await browser.post(
+        "/api/v1/tensorboards", json={"runs": [a, b]}, headers=world.unsafe(csrf)
+    )
+    assert (with_csrf.status_code, with_csrf.json()["id"]) == (200, body["id"])
     # Exactly one of runs and logdir; members may not name a directory.
     for bad in ({}, {"runs": []}, {"runs": [a], "logdir": "/"}):
         assert (await as_olga.post("/api/v1/tensorboards", json=bad)).status_code == 422

@@ -143,6 +143,8 @@ class TensorboardService:
 
         user, name = principal.user_id, principal.username
         instance, started = self.supervisor.start_runs(user, name, wanted, fill)
+        live = {i.id for i in self.supervisor.instances()}
+        self._readers = {k: v for k, v in self._readers.items() if k in live}
         self._readers[instance.id] = principal
         if started:
             self._audit(name, instance, address, {"runs": sorted(wanted)})
