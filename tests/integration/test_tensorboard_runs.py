@@ -172,6 +172,19 @@ async def test_open_over_runs_checks_read_access_on_every_run(world: World, tmp_
     assert [(e.actor, e.target, e.detail) for e in entries] == [
         ("olga", body["id"], {"runs": sorted([a, b])})
     ]
+    # Two runs of the same name: directories made unique.
+    twin = scalars(tmp_path / "other" / "a")
+    await in_thread(lambda: import_tensorboard(olga, tmp_path / "other", "mnist"))
+    twin_id = run_id_for("mnist", tmp_path / "other" / "a")
+    pair = (await as_olga.post("/api/v1/tensorboards", json={"runs": [a, twin_id]})).json()
+    paired = world.services.tensorboards.supervisor.get(pair["id"])
+    assert paired is not None
+    named = {p.relative_to(paired.logdir).as_posix() for p in paired.logdir.rglob("*.tfevents.*")}
+    suffix = max(a, twin_id)[:8]  # the second of the same name, by id
+    assert len(named) == 2
+    assert {n.split("/")[0] for n in named} == {"a", f"a-{suffix}"}
+    assert f"{twin.name}" in {n.split("/")[1] for n in named}
+    world.services.tensorboards.supervisor.stop(pair["id"])
     # A run without event files: said so.
     await in_thread(lambda: olga.create_run("mnist", run_id="c" * 32, name="plain"))
     plain = await as_olga.post("/api/v1/tensorboards", json={"runs": ["c" * 32]})
