@@ -312,3 +312,18 @@ async def test_same_origin_mode_serves_tensorboard_under_tb_without_credentials(
         assert "unsafe-eval" not in main.headers["content-security-policy"]
         assert main.headers["content-security-policy"] != csp
         assert (await browser.get("/tb/ffff/")).status_code == 404
+
+
+async def test_an_event_file_missing_from_the_store_is_a_503(world: World, tmp_path: Path) -> None:
+    olga = client_for(world, "olga")
+    scalars(tmp_path / "logs" / "a")
+    await in_thread(lambda: import_tensorboard(olga, tmp_path / "logs", "mnist"))
+    run_id = run_id_for("mnist", tmp_path / "logs" / "a")
+    ((artifact_id, _),) = (await in_thread(lambda: kept(olga, run_id))).values()
+    world.services.artifacts.store.delete(artifact_id)  # lost from the disk
+    as_olga = world.client(Authorization=f"Bearer {world.key('olga', Scope.READ)}")
+    answer = await as_olga.post("/api/v1/tensorboards", json={"runs": [run_id]})
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"]["code"] == "unavailable"
+    assert world.services.tensorboards.supervisor.instances() == []
+    assert list((world.settings.data_dir / "tensorboard").iterdir()) == []  # nothing left

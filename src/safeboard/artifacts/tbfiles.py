@@ -11,7 +11,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from safeboard.artifacts import repository as artifacts
-from safeboard.artifacts.store import ArtifactStore
+from safeboard.artifacts.store import ArtifactStore, StoreError
+from safeboard.errors import ServiceUnavailable
 
 __all__ = ["PREFIX", "RunEventFiles"]
 
@@ -41,12 +42,19 @@ class RunEventFiles:
         return by_run
 
     def copy(self, artifact_id: str, size: int, target: Path) -> None:
-        """The stored bytes into ``target`` (a new file, 0600)."""
-        reader = self.store.read(artifact_id, 0, size)
+        """The stored bytes into ``target`` (a new file, 0600); ServiceUnavailable when
+        they cannot be read or written (a blob missing from the store, a full disk)."""
         try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                for chunk in reader:
-                    out.write(chunk)
-        finally:
-            reader.close()
+            reader = self.store.read(artifact_id, 0, size)
+            try:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                with os.fdopen(os.open(target, flags, 0o600), "wb") as out:
+                    for chunk in reader:
+                        out.write(chunk)
+            finally:
+                reader.close()
+        except (StoreError, OSError) as exc:
+            raise ServiceUnavailable(
+                f"an event file of these runs (artifact {artifact_id}) could not be copied "
+                f"for TensorBoard: {exc.strerror if isinstance(exc, OSError) else exc}"
+            ) from None
