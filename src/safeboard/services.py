@@ -30,6 +30,7 @@ from safeboard.accounts.users import UserService
 from safeboard.agents.service import AgentProvider, AgentService
 from safeboard.artifacts.service import ArtifactService
 from safeboard.artifacts.store import LocalStore
+from safeboard.artifacts.tbfiles import RunEventFiles
 from safeboard.auth.dependencies import CookiePolicy, RequestAuth
 from safeboard.auth.identity import IdentityChain
 from safeboard.events import EventBus
@@ -221,7 +222,7 @@ def build_services(
         reaper=Reaper(queue, every=settings.jobs.reaper_seconds),
         code=CodeArchives(engine, store, settings.jobs),
         task_logs=TaskLogs(engine, settings.jobs, tasks),
-        tensorboards=TensorboardService(engine, settings),
+        tensorboards=TensorboardService(engine, settings, RunEventFiles(engine, store)),
     )
 
 

@@ -19,6 +19,15 @@ class TensorboardSettings(BaseModel):
             "port, and `safeboard tensorboard` says so."
         ),
     )
+    same_origin: bool = Field(
+        False,
+        description=(
+            "Serve TensorBoard under /tb/ on safeboard's own origin (no second listener), "
+            "for one-port deployments behind a reverse proxy. It gives up an isolation: "
+            "TensorBoard's scripts (its CSP allows 'unsafe-eval') then share the origin of "
+            "safeboard's pages and could act as the signed-in user (docs/security.md, S18)."
+        ),
+    )
     port: int = Field(
         0,
         ge=0,

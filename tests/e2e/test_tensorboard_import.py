@@ -190,6 +190,10 @@ def test_run_sync_tensorboard_imports_what_the_script_writes(
     assert [s for s, _ in values(client, run.id, "train/loss")] == [0, 1, 2, 3]
     assert "<b>not bold</b>" in client.run(run.id).notes
     assert values(client, run.id, "own") == [(0, 1.0)]
+    # The event file is kept as an artifact of the run, for the TensorBoard button.
+    (written,) = logdir.glob("*.tfevents.*")
+    kept = [(a.name, a.size) for a in client.artifacts(run.id) if a.name.startswith("tensorboard/")]
+    assert kept == [(f"tensorboard/{written.name}", written.stat().st_size)]
 
 
 def _safe_values(client: Client, run_id: str, key: str) -> list[tuple[int, float]]:

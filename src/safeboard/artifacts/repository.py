@@ -26,6 +26,7 @@ __all__ = [
     "ids_with_prefix",
     "list_for_run",
     "mark_ready",
+    "named_with_prefix",
     "project_bytes",
     "set_received",
     "stale_bytes",
@@ -207,6 +208,22 @@ def ids_with_prefix(
     if project_ids is not None:
         query = query.where(_a.c.project_id.in_(project_ids))
     return list(conn.execute(query.order_by(_a.c.id).limit(limit)).scalars())
+
+
+def named_with_prefix(conn: Connection, run_ids: list[str], prefix: str) -> list[Artifact]:
+    """The complete artifacts of these runs whose names start with ``prefix``, oldest
+    first (the last of a name is its newest version)."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    query = (
+        _select()
+        .where(
+            _a.c.run_id.in_(run_ids),
+            _a.c.state == ArtifactState.READY.value,
+            _a.c.name.like(escaped + "%", escape="\\"),
+        )
+        .order_by(_a.c.created_at, _a.c.id)
+    )
+    return [_artifact(r) for r in conn.execute(query)]
 
 
 def bury(conn: Connection, artifact_id: str, run_id: str, now: datetime) -> None:

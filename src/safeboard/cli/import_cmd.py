@@ -32,8 +32,15 @@ def import_group() -> None:
     "--poll", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True,
     help="With --follow: seconds between two reads.",
 )  # fmt: skip
+@click.option(
+    "--keep-event-files/--no-keep-event-files", default=True, show_default=True,
+    help="Also keep each event file as an artifact of its run (the dashboard's TensorBoard "
+    "button shows these copies).",
+)  # fmt: skip
 @url_option
-def tensorboard(logdir: Path, project: str, follow: bool, poll: float, url: str | None) -> None:
+def tensorboard(
+    logdir: Path, project: str, follow: bool, poll: float, keep_event_files: bool, url: str | None
+) -> None:
     """Import the event files under LOGDIR: each directory holding event files becomes a
     run named by its path. Importing again stores nothing twice. Exits 1 when a file had a
     damaged record or a refused image (the rest is imported)."""
@@ -57,8 +64,9 @@ def tensorboard(logdir: Path, project: str, follow: bool, poll: float, url: str 
 
     with Client(access.client()) as client:
         done = import_tensorboard(
-            client, logdir, project, follow=follow, poll=poll, stop=stop, say=say
-        )
+            client, logdir, project, follow=follow, poll=poll, stop=stop, say=say,
+            keep_files=keep_event_files,
+        )  # fmt: skip
     errors = 0
     for run in done:
         click.echo(_line(run))

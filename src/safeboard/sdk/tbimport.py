@@ -28,6 +28,7 @@ from safeboard.errors import Conflict, NotFound, SafeboardError
 from safeboard.sdk.spool import spool_root
 from safeboard.sdk.tbledger import CutLedger
 from safeboard.sdk.tbrun import Counts, RunImport, is_event_file
+from safeboard.sdk.tbupload import Keeper
 
 __all__ = [
     "ImportedRun", "LogdirImport", "TensorBoardSync", "import_tensorboard", "run_dirs",
@@ -71,10 +72,15 @@ class LogdirImport:
 
     def __init__(
         self, client: Client, logdir: Path, project: str,
-        *, say: Callable[[str], None] = lambda _: None,
+        *, say: Callable[[str], None] = lambda _: None, keep_files: bool = True,
     ) -> None:  # fmt: skip
         self.client, self.logdir, self.project, self.say = client, logdir, project, say
+        self.keep_files = keep_files  # the event files kept as artifacts (tbupload.py)
+        # Files that do not change while they are read (no --follow): kept at once, in a
+        # thread beside the reading, rather than after it.
+        self.files_fixed = False
         self.runs: dict[str, tuple[str, RunImport]] = {}
+        self._keepers: dict[str, tuple[Keeper, threading.Thread | None]] = {}
 
     def pass_(self) -> bool:
         news = False
@@ -85,6 +91,7 @@ class LogdirImport:
                     self.client, run_id, directory, say=self.say, ledger=ledger_for(run_id)
                 )
                 self.runs[name] = (run_id, importer)
+                self._keep_early(name, run_id, directory)
             news |= self.runs[name][1].pass_()
         return news
 
@@ -106,15 +113,45 @@ class LogdirImport:
             create()
         return run_id
 
+    def _keep_early(self, name: str, run_id: str, directory: Path) -> None:
+        if not self.keep_files:
+            return
+        keeper = Keeper(self.client, run_id, self.say)
+        thread = None
+        if self.files_fixed:
+            files = [(p, p.name) for p in sorted(directory.iterdir()) if is_event_file(p)]
+            thread = threading.Thread(
+                target=self._keep, args=(keeper, files), name="safeboard-tb-keep", daemon=True
+            )
+            thread.start()
+        self._keepers[name] = (keeper, thread)
+
+    def _keep(self, keeper: Keeper, files: list[tuple[Path, str]]) -> None:
+        try:
+            keeper.keep(files)
+        except SafeboardError as exc:  # said; close() tries again
+            self.say(f"event files of {keeper.run_id} not kept yet: {exc.message}")
+
     def close(self, *, finish: bool = True) -> list[ImportedRun]:
         done = []
         for name, (run_id, importer) in self.runs.items():
             importer.close()
+            if name in self._keepers:
+                keeper, thread = self._keepers[name]
+                if thread is not None:
+                    thread.join()
+                keep_event_files(keeper, importer)
             if finish:
                 with contextlib.suppress(Conflict):  # finished by an earlier import
                     self.client.finish_run(run_id)
             done.append(ImportedRun(name, run_id, importer.counts))
         return done
+
+
+def keep_event_files(keeper: Keeper, importer: RunImport) -> None:
+    """The files just imported, kept as artifacts of the run for the dashboard's
+    TensorBoard button (tbupload.py): those not kept yet, or changed since."""
+    keeper.keep([(p, p.relative_to(importer.directory).as_posix()) for p in importer.files])
 
 
 def import_tensorboard(
@@ -126,11 +163,14 @@ def import_tensorboard(
     poll: float = POLL_SECONDS,
     stop: threading.Event | None = None,
     say: Callable[[str], None] = lambda _: None,
+    keep_files: bool = True,
 ) -> list[ImportedRun]:
     """Import ``logdir`` into ``project``; with ``follow``, keep reading until ``stop`` is
-    set (or KeyboardInterrupt), then read once more and finish the runs."""
+    set (or KeyboardInterrupt), then read once more and finish the runs. ``keep_files``:
+    keep each event file as an artifact of its run too (the TensorBoard button's)."""
     stop = stop or threading.Event()
-    job = LogdirImport(client, logdir, project, say=say)
+    job = LogdirImport(client, logdir, project, say=say, keep_files=keep_files)
+    job.files_fixed = not follow
     try:
         job.pass_()
         while follow and not stop.wait(poll):
@@ -179,6 +219,10 @@ class TensorBoardSync:
                 self._stop.wait(self.poll)
             self._pass(importer)  # once more after the stop: what was written last
             self._pass(importer, close=True)
+            try:
+                keep_event_files(Keeper(client, self.run_id, self.say), importer)
+            except SafeboardError as exc:  # the server away: the metrics are in the spool
+                self.say(f"TensorBoard sync of {self.logdir}: event files not kept: {exc.message}")
 
     def _pass(self, importer: RunImport, *, close: bool = False) -> None:
         try:

@@ -19,7 +19,10 @@ from safeboard.server.bootstrap import advertised_url
 from safeboard.settings import Settings
 from safeboard.tensorboards.supervisor import extra_installed
 
-__all__ = ["Origins", "TensorboardListener", "open_tensorboard_listener"]
+__all__ = [
+    "Origins", "SameOrigin", "TensorboardListener", "open_tensorboard_listener",
+    "same_origin_tensorboard",
+]  # fmt: skip
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -37,8 +40,11 @@ class TensorboardListener:
 def open_tensorboard_listener(
     settings: Settings, bind: Callable[[str, int], socket.socket]
 ) -> TensorboardListener | None:
-    """TensorBoard's listener, when it is on and the extra is installed (None otherwise)."""
+    """TensorBoard's listener, when it is on and the extra is installed (None otherwise,
+    and in the same-origin mode: ``SameOrigin`` then serves it under ``/tb/``)."""
     if not settings.tensorboard.enabled or not extra_installed():
+        return None
+    if settings.tensorboard.same_origin:
         return None
     sock = bind(settings.server.host, settings.tensorboard.port)
     # Listening now: a link printed before the server serves is not refused, it waits.
@@ -52,6 +58,12 @@ def open_tensorboard_listener(
     return TensorboardListener(sock, port, f"{parts.scheme}://{host}:{port}")
 
 
+def same_origin_tensorboard(settings: Settings) -> bool:
+    """Whether TensorBoard is served under ``/tb/`` of the main origin."""
+    board = settings.tensorboard
+    return board.enabled and board.same_origin and extra_installed()
+
+
 class Origins:
     """Sends each request to the application of the listener it arrived on."""
 
@@ -63,6 +75,23 @@ class Origins:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         server = scope.get("server")
         if scope["type"] == "http" and server is not None and server[1] == self.port:
+            await self.tensorboard(scope, receive, send)
+        else:
+            await self.main(scope, receive, send)
+
+
+class SameOrigin:
+    """``tensorboard.same_origin``: one listener, TensorBoard's application answering the
+    paths under ``/tb/`` (its instances and its entry page, ``/tb/enter``), the main
+    application every other path. Safeboard's headers (its CSP) are the main
+    application's: they stay on its pages, TensorBoard's weaker ones on ``/tb/`` only."""
+
+    def __init__(self, main: App, tensorboard: App) -> None:
+        self.main = main
+        self.tensorboard = tensorboard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (scope["path"] + "/").startswith("/tb/"):
             await self.tensorboard(scope, receive, send)
         else:
             await self.main(scope, receive, send)

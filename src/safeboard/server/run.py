@@ -34,8 +34,10 @@ from safeboard.server.connections import (
 from safeboard.server.lock import ServerLock
 from safeboard.server.origins import (
     Origins,
+    SameOrigin,
     TensorboardListener,
     open_tensorboard_listener,
+    same_origin_tensorboard,
 )
 from safeboard.server.tls import server_ssl_context
 from safeboard.server.undo import StartRecord
@@ -281,7 +283,9 @@ def serve(
             raise
     sqlite_file = engine.url.database if engine.dialect.name == "sqlite" else None
     releaser = heap.Releaser([Path(sqlite_file)] if sqlite_file else [])
-    served, sockets = _origins(app, services, board, [sock, local], secure=material is not None)
+    served, sockets = _origins(
+        app, services, board, [sock, local], secure=material is not None, settings=settings
+    )
     config = uvicorn.Config(
         served,
         # Admission, the TLS handshake (our SSLContext) and head deadlines run in the gate,
@@ -309,6 +313,8 @@ def serve(
         echo(f"  no sign-in link: the account {started.admin} is disabled or not an admin")
     if board is not None:
         echo(f"  TensorBoard's origin {board.origin} (`safeboard tensorboard --logdir DIR`)")
+    elif services.tensorboards.origin is not None:
+        echo(f"  TensorBoard under {services.tensorboards.origin}/tb/ (tensorboard.same_origin)")
     if on_started is not None:
         on_started(services)
     releaser.start()
@@ -333,10 +339,18 @@ def _origins(
     sockets: list[socket.socket],
     *,
     secure: bool,
+    settings: Settings,
 ) -> tuple[Any, list[socket.socket]]:
     """The application to serve and its sockets: with TensorBoard's listener, its own
-    origin on another port, the same TLS (safeboard/server/origins.py)."""
+    origin on another port, the same TLS (safeboard/server/origins.py); in the
+    same-origin mode, TensorBoard under /tb/ of the one listener."""
     if board is None:
+        if same_origin_tensorboard(settings):
+            public = advertised_url(settings)  # behind a proxy: its public URL
+            services.tensorboards.listening(public, same_origin=True)
+            secure = public.startswith("https://")
+            tensorboard = services.tensorboards.application(secure=secure, same_origin=True)
+            return SameOrigin(app, tensorboard), sockets
         return app, sockets
     services.tensorboards.listening(board.origin)
     tensorboard = services.tensorboards.application(secure=secure)

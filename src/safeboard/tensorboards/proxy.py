@@ -26,7 +26,7 @@ from anyio import to_thread
 from safeboard.tensorboards.supervisor import Instance, Supervisor
 from safeboard.tensorboards.tickets import Tickets, cookie_name
 
-__all__ = ["TensorboardOrigin"]
+__all__ = ["ENTER_PATH", "SAME_ORIGIN_ENTER_PATH", "TensorboardOrigin"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -47,7 +47,7 @@ _RECHECK_SECONDS = 30.0
 _ENTER_SCRIPT = (
     "(async()=>{const p=new URLSearchParams(location.hash.slice(1));"
     "const t=p.get('ticket')||'';history.replaceState(null,'',location.pathname);"
-    "const r=await fetch('/enter',{method:'POST',body:t,credentials:'same-origin',"
+    "const r=await fetch(location.pathname,{method:'POST',body:t,credentials:'same-origin',"
     "headers:{'Content-Type':'text/plain'}});"
     "if(r.ok){location.replace((await r.json()).location)}else{"
     "document.getElementById('m').textContent='This link was used or has expired: "
@@ -62,6 +62,8 @@ _ENTER_CSP = (
     f"default-src 'none'; script-src 'sha256-{_ENTER_HASH}'; connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
+ENTER_PATH = "/enter"  # on TensorBoard's own origin
+SAME_ORIGIN_ENTER_PATH = "/tb/enter"  # under /tb/ of safeboard's origin (same-origin mode)
 _NOT_FOUND = (
     b'{"error": {"code": "not_found", "message": "not found, or your TensorBoard link has '
     b'expired: run `safeboard tensorboard` again"}}'
@@ -75,17 +77,20 @@ class TensorboardOrigin:
         tickets: Tickets,
         *,
         secure: bool,
-        still_allowed: Callable[[int], bool] = lambda _user_id: True,
+        still_allowed: Callable[[Instance], bool] = lambda _instance: True,
         recheck_seconds: float = _RECHECK_SECONDS,
+        enter_path: str = ENTER_PATH,
     ) -> None:
         """``still_allowed``: asked (off the event loop) at entry and at most every
-        30 s per user after: a disabled or demoted account loses its instances."""
+        ``recheck_seconds`` per instance after: a disabled or demoted account loses its
+        instances, and a revoked grant the instances over that project's runs."""
         self.supervisor = supervisor
         self._still_allowed = still_allowed
-        self._checked: dict[int, float] = {}
+        self._checked: dict[str, float] = {}
         self._recheck = recheck_seconds
         self.tickets = tickets
         self.secure = secure
+        self.enter_path = enter_path
         self.settings = supervisor.settings
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._reaped = time.monotonic()
@@ -95,7 +100,7 @@ class TensorboardOrigin:
             return  # lifespan goes to the main application
         path: str = scope["path"]
         method: str = scope["method"]
-        if path == "/enter":
+        if path == self.enter_path:
             if method == "GET":
                 await _respond(send, 200, _ENTER_PAGE, b"text/html; charset=utf-8", csp=_ENTER_CSP)
             elif method == "POST" and self._same_origin(scope):
@@ -128,17 +133,17 @@ class TensorboardOrigin:
         value = _cookies(scope).get(cookie_name(instance.id, secure=self.secure))
         if value is None or self.tickets.check(value, instance.id) != instance.owner_id:
             return None
-        return instance if await self._standing(instance.owner_id) else None
+        return instance if await self._standing(instance) else None
 
-    async def _standing(self, user_id: int, *, fresh: bool = False) -> bool:
+    async def _standing(self, instance: Instance, *, fresh: bool = False) -> bool:
         now = time.monotonic()
-        checked = self._checked.get(user_id)
+        checked = self._checked.get(instance.id)
         if not fresh and checked is not None and now - checked < self._recheck:
             return True
-        if not await to_thread.run_sync(self._still_allowed, user_id):
-            self._checked.pop(user_id, None)
+        if not await to_thread.run_sync(self._still_allowed, instance):
+            self._checked.pop(instance.id, None)
             return False
-        self._checked[user_id] = now
+        self._checked[instance.id] = now
         return True
 
     def _same_origin(self, scope: Scope) -> bool:
@@ -155,7 +160,7 @@ class TensorboardOrigin:
             entry is None
             or instance is None
             or instance.owner_id != entry.user_id
-            or not await self._standing(entry.user_id, fresh=True)
+            or not await self._standing(instance, fresh=True)
         ):
             await _error(send, 404, "not_found", "this link was used or has expired")
             return
@@ -239,6 +244,8 @@ class TensorboardOrigin:
         live = {i.id for i in self.supervisor.instances()}
         for gone in set(self._clients) - live:
             self._clients.pop(gone)  # its connections close with the dead socket
+        for gone in set(self._checked) - live:
+            self._checked.pop(gone)
 
 
 def _cookies(scope: Scope) -> dict[str, str]:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
@@ -47,6 +47,9 @@ class Instance:
     # The directory, held open: a Unix socket's path may hold at most 107 bytes, which a
     # deep data directory exceeds; /proc/self/fd/N/tb.sock names it in about 25.
     dir_fd: int = -1
+    # TensorBoard over runs (the dashboard's button): the runs shown, whose read access
+    # the proxy checks again; empty for an instance on a directory of the server.
+    run_ids: frozenset[str] = frozenset()
 
     @property
     def socket_path(self) -> Path:
@@ -96,11 +99,34 @@ class Supervisor:
         logdir = logdir.expanduser().resolve()
         if not logdir.is_dir():
             raise InvalidRequest(f"no such directory: {logdir}")
+        return self._start(
+            owner_id, owner, lambda i: not i.run_ids and i.logdir == logdir, logdir=logdir
+        )
+
+    def start_runs(
+        self, owner_id: int, owner: str, run_ids: frozenset[str], fill: Callable[[Path], None]
+    ) -> tuple[Instance, bool]:
+        """The owner's instance over these runs: the running one, else a new one (True).
+        ``fill(logdir)`` lays out the runs' event files in the instance's own logdir (on a
+        reused instance too: what is new since)."""
+        return self._start(owner_id, owner, lambda i: i.run_ids == run_ids, runs=(run_ids, fill))
+
+    def _start(
+        self,
+        owner_id: int,
+        owner: str,
+        same: Callable[[Instance], bool],
+        *,
+        logdir: Path | None = None,
+        runs: tuple[frozenset[str], Callable[[Path], None]] | None = None,
+    ) -> tuple[Instance, bool]:
         self.reap()
         with self._lock:
             mine = [i for i in self._instances.values() if i.owner_id == owner_id]
             for instance in mine:
-                if instance.logdir == logdir:
+                if same(instance):
+                    if runs is not None:
+                        runs[1](instance.logdir)
                     instance.touch()
                     return instance, False
             if len(mine) >= self.settings.max_per_user:
@@ -109,7 +135,7 @@ class Supervisor:
                     "allowed, tensorboard.max_per_user); stop one or wait for its idle "
                     "timeout"
                 )
-            instance = self._spawn(owner_id, owner, logdir)
+            instance = self._spawn(owner_id, owner, logdir, runs)
             self._instances[instance.id] = instance
             self._start_reaper()
         try:
@@ -168,7 +194,13 @@ class Supervisor:
         self._reaper = threading.Thread(target=run, name="tensorboard-reaper", daemon=True)
         self._reaper.start()
 
-    def _spawn(self, owner_id: int, owner: str, logdir: Path) -> Instance:
+    def _spawn(
+        self,
+        owner_id: int,
+        owner: str,
+        logdir: Path | None,
+        runs: tuple[frozenset[str], Callable[[Path], None]] | None,
+    ) -> Instance:
         self.root.mkdir(mode=0o700, exist_ok=True)
         self.root.chmod(0o700)
         if self._reaper is None:  # this server's first: what is there is an earlier one's
@@ -179,6 +211,17 @@ class Supervisor:
         directory.mkdir(mode=0o700)
         tmp = directory / "tmp"
         tmp.mkdir(mode=0o700)
+        run_ids: frozenset[str] = frozenset()
+        if runs is not None:  # the runs' own files, copied into the instance's directory
+            run_ids, fill = runs
+            logdir = directory / "logdir"
+            logdir.mkdir(mode=0o700)
+            try:
+                fill(logdir)
+            except BaseException:
+                shutil.rmtree(directory, ignore_errors=True)
+                raise
+        assert logdir is not None  # noqa: S101  (one of the two is given)
         env = {
             key: value
             for key, value in os.environ.items()
@@ -199,7 +242,10 @@ class Supervisor:
                 start_new_session=True,  # a Ctrl-C at the terminal reaches the server only
             )
         dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY)
-        return Instance(instance_id, owner_id, owner, logdir, directory, process, dir_fd=dir_fd)
+        return Instance(
+            instance_id, owner_id, owner, logdir, directory, process, dir_fd=dir_fd,
+            run_ids=run_ids,
+        )  # fmt: skip
 
     def _wait_listening(self, instance: Instance) -> None:
         deadline = time.monotonic() + self.settings.start_timeout_seconds

@@ -4,6 +4,7 @@ the params, tags and final metric values that differ between them."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -16,6 +17,8 @@ from safeboard.web.format import flatten
 from safeboard.web.html import Markup, el, join
 from safeboard.web.layout import Viewer, page
 from safeboard.web.run_page import CHART_STYLES, chart_controls, library_missing
+from safeboard.web.tensorboard_button import SCRIPT as TENSORBOARD_SCRIPT
+from safeboard.web.tensorboard_button import tensorboard_button
 
 __all__ = ["MAX_COMPARED", "Compared", "render_compare"]
 
@@ -85,8 +88,24 @@ def _empty(viewer: Viewer) -> str:
     return page("Compare", viewer, content, active="compare")
 
 
+def _tensorboard(compared: list[Compared], with_files: Sequence[str]) -> Markup | None:
+    """The button over the compared runs that keep event files (None when none do)."""
+    ids = [c.run.id for c in compared if c.run.id in set(with_files)]
+    if not ids:
+        return None
+    label = (
+        "TensorBoard" if len(ids) == len(compared) else f"TensorBoard ({len(ids)} of these runs)"
+    )
+    return tensorboard_button(ids, label=label)
+
+
 def render_compare(
-    compared: list[Compared], viewer: Viewer, *, show_all: bool, charts_available: bool
+    compared: list[Compared],
+    viewer: Viewer,
+    *,
+    show_all: bool,
+    charts_available: bool,
+    tensorboard_runs: Sequence[str] = (),  # those that keep event files (the button's)
 ) -> str:
     if len(compared) < 2:
         return _empty(viewer)
@@ -142,6 +161,7 @@ def render_compare(
     content = join(
         el("h1", f"Compare {len(compared)} runs"),
         runs_list,
+        _tensorboard(compared, tensorboard_runs),
         el("section", el("h2", "Metrics"), charts),
         el(
             "p",
@@ -172,6 +192,9 @@ def render_compare(
         viewer,
         content,
         active="compare",
-        scripts=("compare.js",) if charts_available else (),
+        scripts=(
+            *(("compare.js",) if charts_available else ()),
+            *((TENSORBOARD_SCRIPT,) if tensorboard_runs else ()),
+        ),
         styles=(CHART_STYLES,) if charts_available else (),
     )

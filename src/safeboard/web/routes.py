@@ -43,6 +43,7 @@ from safeboard.runs.projection import is_param_path
 from safeboard.runs.service import RunService
 from safeboard.runs.table import RunQuery, split_columns
 from safeboard.schemas import ROW_ID_MAX
+from safeboard.tensorboards.service import TensorboardService
 from safeboard.web.account_page import render_account
 from safeboard.web.admin_pages import (
     AuditFilter,
@@ -167,13 +168,17 @@ def run_page(
     principal: Principal = requires_project(Permission.PROJECTS_READ),
     engine: sa.Engine = provided(sa.Engine),
     tasks: TaskService = provided(TaskService),
+    tensorboards: TensorboardService = provided(TensorboardService),
 ) -> HTMLResponse:
     with engine.connect() as conn:  # one connection, one access walk
         found = run_access(conn, principal, run_id, Permission.PROJECTS_READ, documents=True)
         summaries = metric_summaries(conn, run_id)
     can_edit = found.may(principal, Permission.PROJECTS_WRITE)  # what PATCH will check
-    view = RunView(found.run, found.project, summaries, utcnow(), CHART_LIBRARY.is_file(), can_edit,
-                   run_again=can_edit and tasks.of_run(principal, run_id) is not None)  # fmt: skip
+    view = RunView(
+        found.run, found.project, summaries, utcnow(), CHART_LIBRARY.is_file(), can_edit,
+        run_again=can_edit and tasks.of_run(principal, run_id) is not None,
+        tensorboard=bool(tensorboards.with_event_files([run_id])),
+    )  # fmt: skip
     return HTMLResponse(render_run(view, viewer_of(request, principal)))
 
 
@@ -202,6 +207,7 @@ def compare_page(
     all: bool = False,
     principal: Principal = requires_project(Permission.PROJECTS_READ),
     engine: sa.Engine = provided(sa.Engine),
+    tensorboards: TensorboardService = provided(TensorboardService),
 ) -> HTMLResponse:
     """``?run=<id>&run=<id>...``: what differs between these runs."""
     compared = []
@@ -214,6 +220,7 @@ def compare_page(
         viewer_of(request, principal),
         show_all=all,
         charts_available=CHART_LIBRARY.is_file(),
+        tensorboard_runs=sorted(tensorboards.with_event_files([c.run.id for c in compared])),
     )
     return HTMLResponse(html)
 

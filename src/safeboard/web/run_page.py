@@ -17,6 +17,8 @@ from safeboard.web.format import flatten
 from safeboard.web.html import Child, Markup, el, join
 from safeboard.web.layout import Viewer, page
 from safeboard.web.run_again_page import run_again_link
+from safeboard.web.tensorboard_button import SCRIPT as TENSORBOARD_SCRIPT
+from safeboard.web.tensorboard_button import tensorboard_button
 
 __all__ = ["CHART_LIBRARY", "RunView", "chart_controls", "library_missing", "render_run"]
 
@@ -33,6 +35,7 @@ class RunView:
     charts_available: bool
     can_edit: bool = False  # editors and owners of the project (and admins)
     run_again: bool = False  # a task made the run and the viewer may submit to its project
+    tensorboard: bool = False  # the run keeps event files, and TensorBoard is available
 
 
 def library_missing() -> Markup:
@@ -313,6 +316,7 @@ def render_run(view: RunView, viewer: Viewer) -> str:
         el("h1", run.name, data_testid="run-name"),
         facts,
         run_again_link(run.id) if view.run_again else None,
+        tensorboard_button([run.id]) if view.tensorboard else None,
         el("div", el("p", "", id="live", role="status", aria_live="polite", class_="live")),
         _charts(view),
         el(
@@ -329,7 +333,7 @@ def render_run(view: RunView, viewer: Viewer) -> str:
         ),
         _artifacts(),
     )
-    scripts = ("run.js",)
+    scripts = ("run.js", *((TENSORBOARD_SCRIPT,) if view.tensorboard else ()))
     return page(
         run.name,
         viewer,

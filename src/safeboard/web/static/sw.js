@@ -50,6 +50,8 @@ self.addEventListener("fetch", (event) => {
   // only (their changes are API calls from their scripts): any other navigation, or a
   // no-cors write, goes out as the browser made it, without the binding: not signed in.
   if (url.origin !== self.location.origin || /^\/static\//.test(url.pathname)) return;
+  // TensorBoard under /tb/ (tensorboard.same_origin) is entered by its own cookie.
+  if (/^\/tb(\/|$)/.test(url.pathname)) return;
   const simple = request.mode === "navigate" || request.mode === "no-cors";
   if (simple && request.method !== "GET" && request.method !== "HEAD") return;
   event.respondWith(forward(request));
