@@ -52,6 +52,7 @@ class TaskRow(Base):
         # The queue's order among queued tasks: highest priority, then oldest (lowest id).
         Index("ix_tasks_state_priority", "state", "priority", "id"),
         Index("ix_tasks_project_id", "project_id", "id"),
+        Index("ix_tasks_run_id", "run_id"),  # a run's page links to its task
         {"sqlite_autoincrement": True},
     )
 

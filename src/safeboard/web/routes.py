@@ -31,6 +31,7 @@ from safeboard.auth.permissions import CredentialKind, Permission
 from safeboard.auth.principal import Principal
 from safeboard.clock import utcnow
 from safeboard.errors import BadRequest
+from safeboard.jobs.repository import task_of_run
 from safeboard.metrics.repository import summaries as metric_summaries
 from safeboard.projects import repository as projects_repository
 from safeboard.projects.service import ProjectService
@@ -165,8 +166,10 @@ def run_page(
     with engine.connect() as conn:  # one connection, one access walk
         found = run_access(conn, principal, run_id, Permission.PROJECTS_READ, documents=True)
         summaries = metric_summaries(conn, run_id)
+        task_id = task_of_run(conn, run_id)  # the link back to its task
     can_edit = found.may(principal, Permission.PROJECTS_WRITE)  # what PATCH will check
-    view = RunView(found.run, found.project, summaries, utcnow(), CHART_LIBRARY.is_file(), can_edit)
+    view = RunView(found.run, found.project, summaries, utcnow(), CHART_LIBRARY.is_file(), can_edit,
+                   task_id=task_id)
     return HTMLResponse(render_run(view, viewer_of(request, principal)))
 
 

@@ -16,6 +16,7 @@ from safeboard.web.assets import STATIC_DIR
 from safeboard.web.format import flatten
 from safeboard.web.html import Child, Markup, el, join
 from safeboard.web.layout import Viewer, page
+from safeboard.web.task_pages import task_link
 
 __all__ = ["CHART_LIBRARY", "RunView", "chart_controls", "library_missing", "render_run"]
 
@@ -31,6 +32,7 @@ class RunView:
     now: datetime
     charts_available: bool
     can_edit: bool = False  # editors and owners of the project (and admins)
+    task_id: int | None = None  # the task that made this run, if one did
 
 
 def library_missing() -> Markup:
@@ -310,6 +312,7 @@ def render_run(view: RunView, viewer: Viewer) -> str:
         ),
         el("h1", run.name, data_testid="run-name"),
         facts,
+        task_link(view.task_id),
         el("div", el("p", "", id="live", role="status", aria_live="polite", class_="live")),
         _charts(view),
         el(
