@@ -235,7 +235,7 @@ def _attempts(view: TaskPageView) -> Markup:
         rows.append(el(
             "tr",
             el("th", str(a.attempt), scope="row"),
-            el("td", _agent_name(view.agents, a.agent_id)),
+            el("td", _agent_name(view.agents, a.agent_id), data_agent=a.agent_id),
             el("td", ", ".join(a.gpu_uuids) or "—"),
             el("td", _badge(a.state)),
             el("td", fmt.timestamp(a.started_at)),
@@ -268,6 +268,7 @@ def _actions(view: TaskPageView) -> Markup:
 
 def _log(view: TaskPageView) -> Markup:
     attempts = [a.attempt for a in view.detail.attempts]
+    waiting = "Waiting for an agent to take the task…" if not attempts else "Reading the log…"
     choose = el("label", "Attempt", el("select", [el("option", "latest", value="")] + [
         el("option", str(n), value=str(n)) for n in attempts], id="log-attempt"),
     ) if len(attempts) > 1 else None  # fmt: skip
@@ -281,7 +282,7 @@ def _log(view: TaskPageView) -> Markup:
             el("label", "Search", el("input", type="search", id="log-search", maxlength="200",
                                      placeholder="text in a line")),
             choose,
-            el("span", "", id="log-status", role="status", aria_live="polite", class_="hint"),
+            el("span", waiting, id="log-status", role="status", aria_live="polite", class_="hint"),
             class_="toolbar",
         ),
         el("ol", id="log", class_="log", data_testid="task-log", aria_label="Output lines"),

@@ -1,7 +1,7 @@
 // A task's page: its log followed live (a long-poll of GET /api/v1/tasks/{id}/logs,
 // docs/agents.md "Logs"), paused and searched; its state kept current; cancel and retry
 // (with the session's CSRF token, through call()).
-import { call, el, say } from "./app.js";
+import { call, el, say, when } from "./app.js";
 
 const taskId = document.querySelector('meta[name="task-id"]').content;
 const FINAL = new Set(["succeeded", "failed", "cancelled", "lost"]);
@@ -17,7 +17,8 @@ const actionStatus = document.getElementById("action-status");
 let state = document.querySelector('meta[name="task-state"]').content;
 let following = true;  // "Pause" stops asking for lines (and scrolling); "Follow" resumes
 let chosen = null;  // an attempt picked in the select; null: the latest
-let shownAttempt = null;
+let shownAttempt = null;  // the attempt whose lines the log shows last
+let reading = 0;  // the attempt read when following the latest (0: the server's latest)
 let after = 0;
 let generation = 0;  // a new choice of attempt abandons the reads of the old one
 let wake = null;
@@ -36,25 +37,35 @@ function showState(next) {
   if (final) refreshAttempts().catch((error) => say(logStatus, error.message, true));
 }
 
-// The attempts' exit codes and states once the task has ended (or a new attempt began).
+// The attempts table drawn again from the API (a new attempt, an exit code, a state):
+// agents keep the names the server rendered; a new one shows its id until a reload.
+const HEADERS = ["Attempt", "Agent", "GPUs", "State", "Started", "Ended", "Exit", "Reason"];
+
+function attemptRow(attempt, names) {
+  const exit = attempt.signal !== null ? `signal ${attempt.signal}`
+    : attempt.exit_code === null ? "" : String(attempt.exit_code);
+  return el("tr", { "data-attempt": attempt.attempt },
+    el("th", { scope: "row" }, String(attempt.attempt)),
+    el("td", { "data-agent": attempt.agent_id }, names.get(attempt.agent_id) || attempt.agent_id),
+    el("td", {}, attempt.gpu_uuids.join(", ") || "—"),
+    el("td", {}, el("span", { class: `status task-${attempt.state}` }, attempt.state)),
+    el("td", {}, when(attempt.started_at)),
+    el("td", {}, when(attempt.ended_at)),
+    el("td", { class: "num", "data-testid": "exit-code" }, exit),
+    el("td", {}, attempt.reason));
+}
+
 async function refreshAttempts() {
   const task = await call("GET", `/api/v1/tasks/${taskId}`);
   showState(task.state);
-  const rows = document.querySelectorAll("#attempts tr[data-attempt]");
-  if (rows.length !== task.attempts.length) {
-    say(logStatus, "New attempts: reload the page for their details.");
-    return;
-  }
-  for (const attempt of task.attempts) {
-    const row = document.querySelector(`#attempts tr[data-attempt="${attempt.attempt}"]`);
-    if (!row) continue;
-    const exit = attempt.signal !== null ? `signal ${attempt.signal}`
-      : attempt.exit_code === null ? "" : String(attempt.exit_code);
-    row.querySelector('[data-testid="exit-code"]').textContent = exit;
-    const badge = row.querySelector(".status");
-    badge.textContent = attempt.state;
-    badge.className = `status task-${attempt.state}`;
-  }
+  if (!task.attempts.length) return;
+  const names = new Map([...document.querySelectorAll("#attempts td[data-agent]")]
+    .map((cell) => [cell.dataset.agent, cell.textContent]));
+  const head = el("tr", {}, HEADERS.map((h) => el("th", { scope: "col" }, h)));
+  const table = el("table", { class: "runs" }, el("thead", {}, head),
+    el("tbody", {}, task.attempts.map((attempt) => attemptRow(attempt, names))));
+  const section = document.getElementById("attempts");
+  section.replaceChildren(el("h2", {}, "Attempts"), el("div", { class: "scroll" }, table));
 }
 
 function matches(line) {
@@ -73,6 +84,9 @@ function countShown() {
 function append(lines, attempt) {
   if (shownAttempt !== null && attempt !== shownAttempt && lines.length) {
     log.append(el("li", { class: "log-mark", "data-text": "" }, `attempt ${attempt}`));
+  }
+  if (attempt > 0 && attempt !== shownAttempt) {  // an agent took it: show the attempt
+    refreshAttempts().catch((error) => say(logStatus, error.message, true));
   }
   shownAttempt = attempt;
   const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
@@ -106,7 +120,7 @@ async function follow() {
     if (!following) { await paused(); continue; }
     const query = new URLSearchParams({ after: String(after), limit: "100" });
     if (chosen !== null) query.set("attempt", String(chosen));
-    else if (shownAttempt !== null && shownAttempt > 0) query.set("attempt", String(shownAttempt));
+    else if (reading > 0) query.set("attempt", String(reading));
     query.set("wait", String(WAIT_S));
     let page;
     try {
@@ -117,16 +131,17 @@ async function follow() {
       await new Promise((resolve) => { setTimeout(resolve, RETRY_MS); });
       continue;
     }
+    while (!following && mine === generation) await paused();  // shown on "Follow"
     if (mine !== generation) return;
     append(page.lines, page.attempt);
+    if (page.attempt > 0) reading = page.attempt;
     after = page.next;
     showState(page.state);
     describe(page);
     if (page.lines.length) continue;  // more may wait: read on at once
     if (chosen === null && page.current_attempt !== page.attempt) {
       after = 0;  // a new attempt began (a retry of a lost one): follow it from its start
-      shownAttempt = page.current_attempt;
-      refreshAttempts().catch(() => {});
+      reading = page.current_attempt;
       continue;
     }
     if (page.attempt_ended && (chosen !== null || FINAL.has(page.state))) return;  // all read
@@ -138,6 +153,7 @@ function restart() {
   log.replaceChildren();
   after = 0;
   shownAttempt = chosen;
+  reading = 0;
   if (wake) wake();
   follow();
 }
