@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from playwright.sync_api import Page, Response, expect
 
 from tests.e2e.browser import chromium, spki_sha256
 from tests.e2e.conftest import ServerProcess, cli_env, run_cli, start_server
-from tests.e2e.test_agent_run import Agent, agents, api, state_of, wait_for
+from tests.e2e.test_agent_run import Agent, agents, api, state_of
 from tests.e2e.test_browser_login import TIMEOUT_MS, startup_link, submit_login
 
 pytestmark = pytest.mark.e2e
@@ -127,7 +126,8 @@ def test_watch_cancel_and_retry_a_task_from_its_page(
         expect(page.get_by_role("heading", name=f"Task {task_id}")).to_be_visible()
         expect(page.locator("#log-status")).to_contain_text("Waiting for an agent")
         html = page.content()
-        assert "WANDB_API_KEY" in html and SECRET not in html
+        assert "WANDB_API_KEY" in html
+        assert SECRET not in html
 
         # An agent takes it: the first lines stream in while the task waits for "go".
         agents("pages", "--labels", "pages")
@@ -136,8 +136,8 @@ def test_watch_cancel_and_retry_a_task_from_its_page(
         assert log_lines(page)[:5] == [f"step {i}" for i in range(1, 6)]
         assert "after go" not in " ".join(log_lines(page))
         go.touch()  # now it prints on, and the page shows it as it comes
-        expect(page.locator("#log li", has_text="step 7 after go")).to_have_count(1,
-                                                                              timeout=30_000)  # fmt: skip
+        later = page.locator("#log li", has_text="step 7 after go")
+        expect(later).to_have_count(1, timeout=30_000)
 
         # Pause: no new line is shown; Follow: they come again.
         page.get_by_role("button", name="Pause").click()
@@ -159,7 +159,9 @@ def test_watch_cancel_and_retry_a_task_from_its_page(
             page.get_by_role("link", name="Download the code").click()
         saved = download.value.path()
         task = state_of(server, task_id, "running")
-        assert download.value.suggested_filename == f"task-{task_id}-{task['code_sha256'][:12]}.tar.gz"
+        assert (
+            download.value.suggested_filename == f"task-{task_id}-{task['code_sha256'][:12]}.tar.gz"
+        )
         assert hashlib.sha256(Path(saved).read_bytes()).hexdigest() == task["code_sha256"]
 
         # Cancel from the page: the agent stops the process; the state turns cancelled.
@@ -177,8 +179,12 @@ def test_watch_cancel_and_retry_a_task_from_its_page(
 
         # Retry: a new task with the same code runs (go exists: it prints on at once).
         page.get_by_role("button", name="Retry as a new task").click()
-        page.wait_for_url(lambda url: re.search(r"/tasks/\d+$", url) is not None
-                          and not url.endswith(f"/tasks/{task_id}"), timeout=TIMEOUT_MS)
+        page.wait_for_url(
+            lambda url: (
+                re.search(r"/tasks/\d+$", url) is not None and not url.endswith(f"/tasks/{task_id}")
+            ),
+            timeout=TIMEOUT_MS,
+        )
         retried = int(page.url.rsplit("/", 1)[1])
         assert retried > task_id
         expect(page.get_by_text(f"task {task_id}", exact=True)).to_be_visible()  # "Retry of"
@@ -199,10 +205,10 @@ def test_watch_cancel_and_retry_a_task_from_its_page(
         other.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
         for path in (f"/tasks/{task_id}", "/projects/ml/tasks"):
             answer = other.goto(f"{server.url}{path}")
-            assert answer is not None and answer.status == 404, path
+            assert answer is not None, path
+            assert answer.status == 404, path
 
     assert fetched, "the pages fetched no task JSON"
     for body in fetched:
         assert SECRET not in body
-    assert not [name for name in os.listdir(tmp_path) if name.endswith(".err")
-                and "Traceback" in (tmp_path / name).read_text()]  # fmt: skip
+    assert not [p for p in tmp_path.glob("*.err") if "Traceback" in p.read_text()]

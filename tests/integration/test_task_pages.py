@@ -66,7 +66,8 @@ async def test_the_tasks_tab_lists_filters_and_pages(world: World) -> None:
     queue = world.services.queue
     done = submit(world, "python", "train.py", "--lr", "0.1", gpus=1)
     lease = queue.lease("gpu-box", ["GPU-1"], [])
-    assert lease is not None and lease.task_id == done
+    assert lease is not None
+    assert lease.task_id == done
     queue.report(done, 1, "gpu-box", AgentEvent("running", pid=42))
     queue.report(done, 1, "gpu-box", AgentEvent("exited", exit_code=0))
     running = submit(world, "python", "eval.py")
@@ -86,8 +87,9 @@ async def test_the_tasks_tab_lists_filters_and_pages(world: World) -> None:
     assert older is not None
     second = await alice.get(unescape(older.group(1)), headers=HTML)
     rest = rows(second.text)
-    assert [i for i, _ in listed + rest] == sorted([done, running, cancelled, *queued],
-                                                    reverse=True)  # every task once, in order
+    assert [i for i, _ in listed + rest] == sorted(
+        [done, running, cancelled, *queued], reverse=True
+    )  # every task once, in order
     assert dict(rest) == {queued[0]: "queued", queued[1]: "queued", cancelled: "cancelled",
                           running: "running", done: "succeeded"}  # fmt: skip
     # The agent, GPUs and attempts of a task that ran.
@@ -135,11 +137,14 @@ async def test_the_task_page_shows_names_never_a_secrets_value(world: World) -> 
     html = shown.text
     assert "python train.py --note &#x27;&lt;b&gt;bold&lt;/b&gt;&#x27;" in html  # text, escaped
     assert f'href="/api/v1/tasks/{task_id}/code"' in html
-    assert '<th scope="row">LR</th>' in html and "0.1" in html
+    assert '<th scope="row">LR</th>' in html
+    assert "0.1" in html
     assert 'data-secret="WANDB_API_KEY"' in html
     assert re.search(r'<tr data-attempt="1">.*gpu-box.*GPU-1.*failed.*>3</td>', html)
-    assert '<a href="/runs/' in html and "sweep-1" in html
-    assert 'id="retry-task"' in html and 'id="cancel-task"' in html
+    assert '<a href="/runs/' in html
+    assert "sweep-1" in html
+    assert 'id="retry-task"' in html
+    assert 'id="cancel-task"' in html
     # The JSON the page's script fetches: names, never the value.
     fetched = [await alice.get(f"/api/v1/tasks/{task_id}"),
                await alice.get(f"/api/v1/tasks/{task_id}/logs?after=0&limit=100")]  # fmt: skip
@@ -152,7 +157,8 @@ async def test_the_task_page_shows_names_never_a_secrets_value(world: World) -> 
     bob, _ = await world.signed_in("bob")
     viewed = await bob.get(f"/tasks/{task_id}", headers=HTML)
     assert viewed.status_code == 200
-    assert 'id="retry-task"' not in viewed.text and 'id="cancel-task"' not in viewed.text
+    assert 'id="retry-task"' not in viewed.text
+    assert 'id="cancel-task"' not in viewed.text
     code = await bob.get(f"/api/v1/tasks/{task_id}/code")
     assert code.status_code == 200
     assert code.content == ARCHIVE
@@ -168,7 +174,8 @@ async def test_the_task_page_shows_names_never_a_secrets_value(world: World) -> 
     # A task without code: no link, and the route says so.
     plain = submit(world, "nvidia-smi")
     page = await alice.get(f"/tasks/{plain}", headers=HTML)
-    assert f"/api/v1/tasks/{plain}/code" not in page.text and "No code" in page.text
+    assert f"/api/v1/tasks/{plain}/code" not in page.text
+    assert "No code" in page.text
     missing = await alice.get(f"/api/v1/tasks/{plain}/code")
     assert missing.status_code == 404
     assert "has no code" in missing.json()["error"]["message"]

@@ -213,7 +213,6 @@ class CodeArchives:
         except FileNotFoundError:  # removed from the data directory by hand
             raise NotFound(f"the code of task {task_id} is missing from storage") from None
 
-
     def for_task(self, task: Task) -> tuple[CodeArchive, BlobChunks]:
         """The code of ``task`` for a person who may read it (the caller checked that):
         the archive its attempts unpack, whatever their state."""

@@ -168,8 +168,8 @@ def run_page(
         summaries = metric_summaries(conn, run_id)
         task_id = task_of_run(conn, run_id)  # the link back to its task
     can_edit = found.may(principal, Permission.PROJECTS_WRITE)  # what PATCH will check
-    view = RunView(found.run, found.project, summaries, utcnow(), CHART_LIBRARY.is_file(), can_edit,
-                   task_id=task_id)
+    charts = CHART_LIBRARY.is_file()
+    view = RunView(found.run, found.project, summaries, utcnow(), charts, can_edit, task_id)
     return HTMLResponse(render_run(view, viewer_of(request, principal)))
 
 

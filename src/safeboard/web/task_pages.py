@@ -42,12 +42,20 @@ COMMAND_CHARS = 120  # a command longer than this is cut in the table (whole on 
 
 
 def project_tabs(project: str, active: str) -> Markup:
-    """"Runs" and "Tasks" under a project's name: the project page and its Tasks tab."""
-    tabs = (("runs", "Runs", f"/projects/{project}"), ("tasks", "Tasks", f"/projects/{project}/tasks"))
+    """ "Runs" and "Tasks" under a project's name: the project page and its Tasks tab."""
+    tabs = (
+        ("runs", "Runs", f"/projects/{project}"),
+        ("tasks", "Tasks", f"/projects/{project}/tasks"),
+    )
     return el(
         "nav",
-        el("ul", [el("li", el("a", label, href=href, aria_current="page" if key == active
-                              else None)) for key, label, href in tabs]),  # fmt: skip
+        el(
+            "ul",
+            [
+                el("li", el("a", label, href=href, aria_current="page" if key == active else None))
+                for key, label, href in tabs
+            ],
+        ),
         aria_label="Project",
         class_="tabs",
     )
@@ -57,8 +65,9 @@ def task_link(task_id: int | None) -> Markup:
     """The run page's way back to the task that made the run (nothing for other runs)."""
     if task_id is None:
         return Markup("")
-    return el("p", "Made by ", el("a", f"task {task_id}", href=f"/tasks/{task_id}"),
-              ": its command, attempts and log.", class_="hint", data_testid="run-task")  # fmt: skip
+    link = el("a", f"task {task_id}", href=f"/tasks/{task_id}")
+    return el("p", "Made by ", link, ": its command, attempts and log.", class_="hint",
+              data_testid="run-task")  # fmt: skip
 
 
 def _badge(state: str, **attributes: object) -> Markup:

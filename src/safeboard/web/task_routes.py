@@ -29,6 +29,7 @@ __all__ = ["router"]
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 TASK_PAGE = 50
+STATES = len(TaskState)
 
 
 def _agents(conn: sa.Connection, ids: set[str]) -> dict[str, Agent]:
@@ -40,7 +41,8 @@ def _agents(conn: sa.Connection, ids: set[str]) -> dict[str, Agent]:
 def tasks_page(
     request: Request,
     name: str,
-    state: list[TaskState] | None = Query(None, max_length=len(TaskState)),
+    *,
+    state: list[TaskState] | None = Query(None, max_length=STATES),
     before: int | None = Query(None, ge=1, le=MAX_TASK_ID),
     principal: Principal = requires_project(Permission.PROJECTS_READ),
     service: TaskService = provided(TaskService),
@@ -74,6 +76,7 @@ def task_page(
     with engine.connect() as conn:
         agents = _agents(conn, {a.agent_id for a in detail.attempts})
         run = runs_repository.get(conn, detail.task.run_id, documents=False)
+    can_change = service.may_change(principal, detail.task)
     view = TaskPageView(detail=detail, agents=agents, run_name=run.name if run else "its run",
-                        can_change=service.may_change(principal, detail.task), now=utcnow())  # fmt: skip
+                        can_change=can_change, now=utcnow())  # fmt: skip
     return HTMLResponse(render_task(view, viewer_of(request, principal)))
