@@ -85,7 +85,9 @@ def _agent_name(agents: dict[str, Agent], agent_id: str) -> str:
     found = agents.get(agent_id)
     if found is None:
         return agent_id
-    return f"{found.name} ({found.hostname})" if found.hostname else found.name
+    if found.hostname and found.hostname != found.name:
+        return f"{found.name} ({found.hostname})"
+    return found.name
 
 
 def _command(command: list[str]) -> str:
@@ -310,10 +312,9 @@ def render_task(view: TaskPageView, viewer: Viewer) -> str:
         el("h1", f"Task {task.id}"),
         _actions(view),
         _facts(view),
-        _code(view),
-        el("div", _environment(view), class_="panels"),
-        _attempts(view),
+        el("div", _code(view), _environment(view), class_="panels"),
         _log(view),
+        _attempts(view),
     )  # fmt: skip
     meta = {"task-id": str(task.id), "task-state": task.state}
     return page(f"Task {task.id}", viewer, content, active="projects", scripts=("task.js",),
