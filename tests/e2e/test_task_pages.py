@@ -129,9 +129,16 @@ def test_watch_cancel_and_retry_a_task_from_its_page(
         assert "WANDB_API_KEY" in html
         assert SECRET not in html
 
+        # A second tab on the Tasks tab hears of the change (the project's event stream).
+        tab = page.context.new_page()
+        tab.goto(f"{server.url}/projects/ml/tasks")
+        expect(tab.locator("body")).to_have_attribute("data-stream", "open", timeout=TIMEOUT_MS)
+
         # An agent takes it: the first lines stream in while the task waits for "go".
         agents("pages", "--labels", "pages")
         expect(page.locator("#log li", has_text="step 5")).to_have_count(1, timeout=30_000)
+        expect(tab.locator("#live")).to_contain_text("1 task changed", timeout=TIMEOUT_MS)
+        tab.close()
         expect(page.get_by_test_id("task-state")).to_have_text("running", timeout=TIMEOUT_MS)
         assert log_lines(page)[:5] == [f"step {i}" for i in range(1, 6)]
         assert "after go" not in " ".join(log_lines(page))

@@ -57,7 +57,7 @@ def submit(world: World, *command: str, **spec: object) -> int:
 
 def rows(page: str) -> list[tuple[int, str]]:
     """(task id, state) of each row of the Tasks tab, in order."""
-    found = re.findall(r'<tr data-task="(\d+)"><th scope="row"><a href="/tasks/\d+">#\d+</a>'
+    found = re.findall(r'<tr data-task="(\d+)"[^>]*><th scope="row"><a href="/tasks/\d+">#\d+</a>'
                        r'</th><td><span class="status task-(\w+)">', page)  # fmt: skip
     return [(int(i), state) for i, state in found]
 
@@ -93,7 +93,7 @@ async def test_the_tasks_tab_lists_filters_and_pages(world: World) -> None:
     assert dict(rest) == {queued[0]: "queued", queued[1]: "queued", cancelled: "cancelled",
                           running: "running", done: "succeeded"}  # fmt: skip
     # The agent, GPUs and attempts of a task that ran.
-    row = re.search(rf'<tr data-task="{done}">.*?</tr>', second.text)
+    row = re.search(rf'<tr data-task="{done}"[^>]*>.*?</tr>', second.text)
     assert row is not None
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(0))
     assert "python train.py --lr 0.1" in cells[1]

@@ -139,6 +139,7 @@ def _task_row(view: TasksView, detail: TaskDetail) -> Markup:
         el("td", el("time", fmt.timestamp(task.created_at), datetime=task.created_at.isoformat())),
         el("td", _duration(attempt, view.now), class_="num"),
         data_task=task.id,
+        data_run=task.run_id,
     )
 
 
@@ -148,6 +149,7 @@ def render_tasks(view: TasksView, viewer: Viewer) -> str:
         el("nav", el("a", "Projects", href="/"), " /", aria_label="Breadcrumb", class_="crumbs"),
         el("h1", project.name),
         project_tabs(project.name, "tasks"),
+        el("p", "", id="live", role="status", aria_live="polite", class_="live"),
     )
     headers = ["Task", "State", "Command", "Agent", "GPUs", "Attempts", "Submitted", "Duration"]
     body: list[Child] = [heading, _filters(view)]
@@ -172,7 +174,9 @@ def render_tasks(view: TasksView, viewer: Viewer) -> str:
         if view.next_before else None,
     ]  # fmt: skip
     body.append(el("nav", pager, aria_label="Pages", class_="pager"))
-    return page(f"{project.name}: tasks", viewer, body, active="projects")
+    meta = {"project": project.name, "first-page": "false" if view.before else "true"}
+    return page(f"{project.name}: tasks", viewer, body, active="projects", scripts=("tasks.js",),
+                meta=meta)  # fmt: skip
 
 
 @dataclass(frozen=True)
