@@ -111,7 +111,7 @@ def test_watch_cancel_and_retry_a_task_from_its_page(
                 return
 
     with chromium(f"--ignore-certificate-errors-spki-list={spki_sha256(server.port)}") as browser:
-        page, _ = browser.new_page(accept_downloads=True)
+        page, watch = browser.new_page(accept_downloads=True)
         page.set_viewport_size({"width": 1366, "height": 768})
         page.on("response", keep)
         page.goto(link)
@@ -203,6 +203,9 @@ def test_watch_cancel_and_retry_a_task_from_its_page(
         page.goto(f"{server.url}/projects/ml/tasks")
         page.get_by_role("link", name="cancelled").click()
         expect(page.locator("#tasks tbody tr")).to_have_count(2)
+
+        # No console error on the signed-in user's pages (nor a CSP violation: chromium()).
+        assert not [line for line in watch.console if line.startswith("error")], watch.console
 
         # A user without access to the project: 404 for the task and the tab.
         add_stranger(server)
