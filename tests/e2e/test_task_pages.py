@@ -155,9 +155,9 @@ def test_watch_cancel_and_retry_a_task_from_its_page(
         page.get_by_role("button", name="Follow").click()
         expect(page.locator("#log li.log-stdout")).not_to_have_count(held, timeout=TIMEOUT_MS)
         # Search narrows the lines shown to those that hold the text.
-        page.get_by_label("Search").fill("step 3")
+        page.get_by_label("Search").fill("WAITING for")  # the one stderr line, any case
         expect(page.locator("#log li:visible")).to_have_count(1)
-        expect(page.locator("#log-status")).to_contain_text('hold "step 3"')
+        expect(page.locator("#log-status")).to_contain_text('hold "WAITING for"')
         page.get_by_label("Search").fill("")
         assert page.locator("#log li:visible").count() > 5
 
