@@ -4,13 +4,17 @@ the CLI shows in the project's Tasks tab; on its page the log grows as the task 
 (and waits while paused; search narrows it); the code downloads; the page's Cancel stops
 it (cancelled) and Retry queues it again as a new task, which runs; the run page links
 back to its task; a secret's value reaches neither the page nor the JSON it fetches; a
-user without access gets 404. No CSP violation, no console error."""
+user without access gets 404; a lost attempt's retry is followed in the same log, and
+each attempt's log can be shown alone. No CSP violation, no console error."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -21,7 +25,7 @@ from playwright.sync_api import Page, Response, expect
 
 from tests.e2e.browser import chromium, spki_sha256
 from tests.e2e.conftest import ServerProcess, cli_env, run_cli, start_server
-from tests.e2e.test_agent_run import Agent, agents, api, state_of
+from tests.e2e.test_agent_run import Agent, agents, api, state_of, wait_for
 from tests.e2e.test_browser_login import TIMEOUT_MS, startup_link, submit_login
 
 pytestmark = pytest.mark.e2e
@@ -222,3 +226,68 @@ def test_watch_cancel_and_retry_a_task_from_its_page(
     for body in fetched:
         assert SECRET not in body
     assert not [p for p in tmp_path.glob("*.err") if "Traceback" in p.read_text()]
+
+
+LOST_SETTINGS = {**SETTINGS, "SAFEBOARD__JOBS__LEASE_SECONDS": "5"}
+# Three lines per attempt; the first attempt then waits to be lost (its agent killed).
+ATTEMPTS = (
+    "import os, sys, time\n"
+    "attempt = os.environ['SAFEBOARD_ATTEMPT']\n"
+    "for i in range(1, 4):\n"
+    "    print(f'attempt {attempt} line {i}', flush=True)\n"
+    "if attempt == '1':\n"
+    "    open(sys.argv[1], 'w').write(str(os.getpid()))\n"
+    "    time.sleep(60)\n"
+)
+
+
+def test_the_log_moves_on_to_a_new_attempt_and_shows_either(
+    agents: Callable[..., Agent], tmp_path: Path
+) -> None:
+    short = start_server(tmp_path, "--tls", name="short", settings=LOST_SETTINGS)
+    child = None
+    try:
+        with api(short) as client:
+            assert client.post("/api/v1/projects", json={"name": "ml"}).status_code == 201
+            made = client.post("/api/v1/projects/ml/tasks", json={
+                "command": [sys.executable, "-c", ATTEMPTS, str(tmp_path / "pid")],
+                "labels": ["lost"]})  # fmt: skip
+        assert made.status_code == 201, made.text
+        task_id = made.json()["id"]
+        first = agents("k1", "--labels", "lost", on=short)
+        _, link = startup_link(short)
+        with chromium(
+            f"--ignore-certificate-errors-spki-list={spki_sha256(short.port)}"
+        ) as browser:
+            page, watch = browser.new_page()
+            page.goto(link)
+            page.wait_for_url(f"{short.url}/", timeout=TIMEOUT_MS)
+            page.goto(f"{short.url}/tasks/{task_id}")
+            expect(page.locator("#log li", has_text="attempt 1 line 3")).to_have_count(
+                1, timeout=30_000
+            )
+            child = int(wait_for(lambda: (tmp_path / "pid").exists()
+                                 and (tmp_path / "pid").read_text(), 20, "attempt 1"))  # fmt: skip
+            first.process.kill()  # its attempt is lost when the lease lapses; a retry follows
+            first.process.wait()
+            agents("k2", "--labels", "lost", on=short)
+            expect(page.get_by_test_id("task-state")).to_have_text("succeeded", timeout=60_000)
+            expect(page.locator("#log li.log-mark")).to_have_text("attempt 2")
+            expect(page.locator("#log li.log-stdout")).to_have_text(
+                [f"attempt {a} line {i}" for a in (1, 2) for i in (1, 2, 3)]
+            )
+            states = page.locator("#attempts tr[data-attempt] .status")
+            expect(states).to_have_text(["lost", "succeeded"])
+            # Reloaded, the page offers each attempt's log on its own.
+            page.reload()
+            expect(page.locator("#log li.log-stdout")).to_have_count(3, timeout=TIMEOUT_MS)
+            page.get_by_label("Attempt").select_option("1")
+            expect(page.locator("#log li.log-stdout")).to_have_text(
+                [f"attempt 1 line {i}" for i in (1, 2, 3)], timeout=TIMEOUT_MS
+            )
+            assert not [line for line in watch.console if line.startswith("error")], watch.console
+    finally:
+        if child is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child, signal.SIGKILL)
+        short.stop()
