@@ -191,3 +191,31 @@ async def test_the_run_page_links_back_to_its_task(world: World) -> None:
     run = world.services.runs.create(principal(world, "alice"), "p", name="by-hand")
     plain = await alice.get(f"/runs/{run.id}", headers=HTML)
     assert 'data-testid="run-task"' not in plain.text
+
+
+async def test_the_list_api_behind_the_tab_filters_by_state_and_pages(world: World) -> None:
+    """``GET /api/v1/tasks``: ``state`` (repeated), ``before`` and ``limit``, whose pages
+    hold every task once, newest first; a viewer reads them, a stranger gets 404."""
+    ids = [submit(world, "echo", str(i)) for i in range(7)]
+    for task_id in ids[:3]:
+        world.services.tasks.cancel(principal(world, "alice"), task_id)
+    bob = world.client(Authorization=f"Bearer {world.key('bob')}")
+    seen: list[int] = []
+    before = None
+    while True:
+        query = "/api/v1/tasks?project=p&limit=2" + (f"&before={before}" if before else "")
+        page = (await bob.get(query)).json()
+        seen += [t["id"] for t in page["tasks"]]
+        before = page["next_before"]
+        if before is None:
+            break
+    assert seen == sorted(ids, reverse=True)
+    both = await bob.get("/api/v1/tasks?project=p&state=cancelled&state=queued&limit=500")
+    assert [t["id"] for t in both.json()["tasks"]] == sorted(ids, reverse=True)
+    cancelled = await bob.get("/api/v1/tasks?project=p&state=cancelled")
+    assert [t["id"] for t in cancelled.json()["tasks"]] == sorted(ids[:3], reverse=True)
+    assert cancelled.json()["next_before"] is None
+    assert (await bob.get("/api/v1/tasks?project=p&state=asleep")).status_code == 422
+    carol = world.client(Authorization=f"Bearer {world.key('carol')}")
+    assert (await carol.get("/api/v1/tasks?project=p")).status_code == 404
+    assert (await carol.get("/api/v1/tasks")).json()["tasks"] == []  # no project of hers
