@@ -105,8 +105,12 @@ async def test_the_tasks_tab_lists_filters_and_pages(world: World) -> None:
     finished = await alice.get("/projects/p/tasks?state=succeeded", headers=HTML)
     assert rows(finished.text) == [(done, "succeeded")]
     assert 'aria-current="true">succeeded</a>' in finished.text
-    bad = await alice.get("/projects/p/tasks?state=sleeping", headers=HTML)
-    assert bad.status_code in (400, 422)
+    for path in ("/projects/p/tasks?state=sleeping", "/projects/p/tasks?before=0",
+                 "/projects/p/tasks?before=99999999999999999999", "/projects/p/tasks?state=",
+                 "/tasks/abc", "/tasks/0", "/tasks/99999999999999999999", "/tasks/-1"):  # fmt: skip
+        bad = await alice.get(path, headers=HTML)
+        assert bad.status_code in (400, 404, 422), path
+        assert bad.headers["content-type"].startswith("text/html"), path
     # The project page has the tab; a stranger gets 404 for both.
     runs_page = await alice.get("/projects/p", headers=HTML)
     assert '<a href="/projects/p/tasks">Tasks</a>' in runs_page.text
