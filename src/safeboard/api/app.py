@@ -48,6 +48,7 @@ from safeboard.settings import Settings, is_wildcard_host
 from safeboard.storage import create_engine
 from safeboard.tensorboards import routes as tensorboard_routes
 from safeboard.web import routes as web_routes
+from safeboard.web import task_routes as web_task_routes
 
 __all__ = ["allowed_host_names", "create_app"]
 
@@ -139,6 +140,7 @@ def create_app(  # noqa: PLR0915  (one statement per router and middleware: the 
     app.include_router(tensorboard_routes.router)  # admins: TensorBoard on a directory
     app.include_router(web_routes.router)
     app.include_router(metrics_router(monitoring))  # a metrics-scope key: Prometheus
+    app.include_router(web_task_routes.router)  # a project's Tasks tab, a task's page
     app.mount("/static", web_routes.static_files(), name="static")
 
     @app.get("/api/v1/openapi.json", include_in_schema=False)

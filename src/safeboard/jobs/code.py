@@ -27,7 +27,7 @@ from safeboard.ids import new_id
 from safeboard.jobs import code_repository as archives
 from safeboard.jobs import repository as tasks
 from safeboard.jobs.code_repository import CodeArchive
-from safeboard.jobs.repository import LIVE_STATES
+from safeboard.jobs.repository import LIVE_STATES, Task
 from safeboard.jobs.spec import SHA256
 from safeboard.projects.access import project_by_name, refuse_run_bound
 from safeboard.settings import JobSettings
@@ -212,6 +212,20 @@ class CodeArchives:
             return found, self.store.read(found.blob_key, 0, found.size)
         except FileNotFoundError:  # removed from the data directory by hand
             raise NotFound(f"the code of task {task_id} is missing from storage") from None
+
+    def for_task(self, task: Task) -> tuple[CodeArchive, BlobChunks]:
+        """The code of ``task`` for a person who may read it (the caller checked that):
+        the archive its attempts unpack, whatever their state."""
+        if task.code_sha256 is None:
+            raise NotFound(f"task {task.id} has no code: it runs a command of the agent")
+        with self.engine.connect() as conn:
+            found = archives.get_code(conn, task.project_id, task.code_sha256)
+        if found is None:
+            raise NotFound(f"the code of task {task.id} is gone")
+        try:
+            return found, self.store.read(found.blob_key, 0, found.size)
+        except FileNotFoundError:
+            raise NotFound(f"the code of task {task.id} is missing from storage") from None
 
 
 def _check_digest(sha256: str) -> None:

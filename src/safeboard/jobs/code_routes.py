@@ -19,6 +19,7 @@ from safeboard.errors import Forbidden
 from safeboard.jobs.agent_routes import AttemptNumber
 from safeboard.jobs.code import CodeArchives, CodeStatus, CodeUpload
 from safeboard.jobs.schemas import TaskId
+from safeboard.jobs.service import TaskService
 from safeboard.provision import provided
 from safeboard.schemas import Model
 from safeboard.streaming import ClosingStreamResponse
@@ -130,4 +131,24 @@ def attempt_code(
     found, chunks = archives.for_attempt(task_id, attempt, principal.agent_id)
     headers = {"Content-Length": str(found.size), "ETag": f'"{found.sha256}"',
                "X-Code-SHA256": found.sha256, "Cache-Control": "no-store"}  # fmt: skip
+    return ClosingStreamResponse(chunks, headers=headers, media_type="application/gzip")
+
+
+@router.get("/api/v1/tasks/{task_id}/code", response_class=Response,
+            responses={200: {"content": {"application/gzip": {}}}})  # fmt: skip
+def task_code(
+    task_id: TaskId,
+    principal: Principal = requires_project(Permission.PROJECTS_READ),
+    service: TaskService = provided(TaskService),
+    archives: CodeArchives = provided(CodeArchives),
+) -> Response:
+    """The task's code archive, as an attachment (``task-<id>-<sha256 prefix>.tar.gz``),
+    for whoever may read the task (its page's "Download code"); 404 for a task without
+    code, or one you may not read."""
+    task = service.get(principal, task_id).task
+    found, chunks = archives.for_task(task)
+    name = f"task-{task.id}-{found.sha256[:12]}.tar.gz"
+    headers = {"Content-Length": str(found.size), "ETag": f'"{found.sha256}"',
+               "X-Code-SHA256": found.sha256, "Cache-Control": "no-store",
+               "Content-Disposition": f'attachment; filename="{name}"'}  # fmt: skip
     return ClosingStreamResponse(chunks, headers=headers, media_type="application/gzip")

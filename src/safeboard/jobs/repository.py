@@ -34,6 +34,7 @@ __all__ = [
     "insert_attempt",
     "insert_task",
     "insert_token",
+    "latest_attempts",
     "list_tasks",
     "live_attempts",
     "live_attempts_of",
@@ -226,6 +227,15 @@ def update_attempt(conn: Connection, task_id: int, attempt: int, **values: Any) 
 def attempts_of(conn: Connection, task_id: int) -> list[Attempt]:
     query = sa.select(_a).where(_a.c.task_id == task_id).order_by(_a.c.attempt)
     return [_attempt(row) for row in conn.execute(query)]
+
+
+def latest_attempts(conn: Connection, tasks: Sequence[Task]) -> dict[int, Attempt]:
+    """The current attempt of each task that was ever leased, by task id (one query)."""
+    pairs = [(t.id, t.attempt) for t in tasks if t.attempt > 0]
+    if not pairs:
+        return {}
+    query = sa.select(_a).where(sa.tuple_(_a.c.task_id, _a.c.attempt).in_(pairs))
+    return {int(row.task_id): _attempt(row) for row in conn.execute(query)}
 
 
 def count_attempts(conn: Connection, task_id: int, state: str) -> int:

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine
 
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
-from safeboard.auth.authorizer import credential_refusal
+from safeboard.auth.authorizer import allowed_in_project, credential_refusal
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
@@ -27,7 +27,12 @@ from safeboard.jobs.spec import TaskSpec, params_problem, params_type_problem, s
 from safeboard.jobs.task_secrets import SecretsUnreadable, TaskSecrets
 from safeboard.jobs.wakeup import Wakeup
 from safeboard.projects import repository as projects
-from safeboard.projects.access import project_by_id, project_by_name, visible_project_ids
+from safeboard.projects.access import (
+    project_and_grant,
+    project_by_id,
+    project_by_name,
+    visible_project_ids,
+)
 from safeboard.runs import repository as runs
 from safeboard.runs.repository import Run
 from safeboard.storage import writer
@@ -287,6 +292,16 @@ class TaskService:
             except (NotFound, Forbidden):
                 return None
             return task
+
+    def may_change(self, principal: Principal, task: Task) -> bool:
+        """Whether ``principal`` may cancel and retry ``task`` (what those check): its
+        page shows the buttons to them only."""
+        if principal.task_id is not None:
+            return False
+        with self.engine.connect() as conn:
+            _, grant = project_and_grant(conn, principal, task.project_id,
+                                         Permission.PROJECTS_READ)  # fmt: skip
+        return allowed_in_project(principal, Permission.PROJECTS_WRITE, task.project_id, grant)
 
     @staticmethod
     def _task(

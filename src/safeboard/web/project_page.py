@@ -18,6 +18,7 @@ from safeboard.web import format as fmt
 from safeboard.web.first_run import first_steps
 from safeboard.web.html import Child, Markup, el, escape, join
 from safeboard.web.layout import Viewer, page
+from safeboard.web.task_pages import project_tabs
 
 __all__ = ["ProjectView", "render_project"]
 
@@ -331,6 +332,7 @@ def render_project(view: ProjectView, viewer: Viewer) -> str:
     heading = join(
         el("nav", el("a", "Projects", href="/"), " /", aria_label="Breadcrumb", class_="crumbs"),
         el("h1", project.name),
+        project_tabs(project.name, "runs"),
         el("p", project.description, class_="lead") if project.description else None,
         el("p", "", id="live", role="status", aria_live="polite", class_="live"),
     )

@@ -33,6 +33,7 @@ from safeboard.auth.permissions import CredentialKind, Permission
 from safeboard.auth.principal import Principal
 from safeboard.clock import utcnow
 from safeboard.errors import BadRequest, NotFound
+from safeboard.jobs.repository import task_of_run
 from safeboard.jobs.service import TaskService
 from safeboard.metrics.repository import summaries as metric_summaries
 from safeboard.projects import repository as projects_repository
@@ -167,16 +168,17 @@ def run_page(
     run_id: str,
     principal: Principal = requires_project(Permission.PROJECTS_READ),
     engine: sa.Engine = provided(sa.Engine),
-    tasks: TaskService = provided(TaskService),
     tensorboards: TensorboardService = provided(TensorboardService),
 ) -> HTMLResponse:
     with engine.connect() as conn:  # one connection, one access walk
         found = run_access(conn, principal, run_id, Permission.PROJECTS_READ, documents=True)
         summaries = metric_summaries(conn, run_id)
+        made_by = task_of_run(conn, run_id)  # the link back to its task
     can_edit = found.may(principal, Permission.PROJECTS_WRITE)  # what PATCH will check
     view = RunView(
         found.run, found.project, summaries, utcnow(), CHART_LIBRARY.is_file(), can_edit,
-        run_again=can_edit and tasks.of_run(principal, run_id) is not None,
+        task_id=made_by.id if made_by else None,
+        run_again=can_edit and made_by is not None,  # a task's run, and the viewer may submit
         tensorboard=bool(tensorboards.with_event_files([run_id])),
     )  # fmt: skip
     return HTMLResponse(render_run(view, viewer_of(request, principal)))

@@ -17,6 +17,7 @@ from safeboard.web.format import flatten
 from safeboard.web.html import Child, Markup, el, join
 from safeboard.web.layout import Viewer, page
 from safeboard.web.run_again_page import run_again_link
+from safeboard.web.task_pages import task_link
 from safeboard.web.tensorboard_button import SCRIPT as TENSORBOARD_SCRIPT
 from safeboard.web.tensorboard_button import tensorboard_button
 
@@ -36,6 +37,7 @@ class RunView:
     can_edit: bool = False  # editors and owners of the project (and admins)
     run_again: bool = False  # a task made the run and the viewer may submit to its project
     tensorboard: bool = False  # the run keeps event files, and TensorBoard is available
+    task_id: int | None = None  # the task that made this run, if one did
 
 
 def library_missing() -> Markup:
@@ -317,6 +319,7 @@ def render_run(view: RunView, viewer: Viewer) -> str:
         facts,
         run_again_link(run.id) if view.run_again else None,
         tensorboard_button([run.id]) if view.tensorboard else None,
+        task_link(view.task_id),
         el("div", el("p", "", id="live", role="status", aria_live="polite", class_="live")),
         _charts(view),
         el(
