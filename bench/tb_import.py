@@ -210,7 +210,7 @@ def main() -> int:
                   for n, v in times.items() if v), file=sys.stderr)  # fmt: skip
     medians = {name: statistics.median(v) if v else None for name, v in times.items()}
     sb = medians[SB]
-    assert sb is not None  # noqa: S101
+    assert sb is not None
     print(f"\n{points:,} scalars, one file, {os.cpu_count()} cores, "
           f"medians of {args.repeats} runs\n")  # fmt: skip
     print(f"| {'reader':<66} | {'seconds':>8} | {'points/s':>10} | {'safeboard vs it':>15} |")

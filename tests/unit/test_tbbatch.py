@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 
+from safeboard import wire
 from safeboard.client.typed import Client
 from safeboard.errors import BadRequest
 from safeboard.sdk.tbbatch import BatchPoster
@@ -26,6 +27,7 @@ class _Receiver:
         self._lock = threading.Lock()
 
     def post_metrics(self, run_id: str, body: bytes, *, media_type: str) -> dict[str, Any]:
+        assert (run_id, media_type) == ("run", wire.MEDIA_TYPE)
         self.barrier.wait()
         with self._lock:
             self.bodies.append(body)

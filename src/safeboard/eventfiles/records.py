@@ -93,7 +93,10 @@ class Block:
         checksum as an (n, length + 4) byte matrix (gathered once)."""
         if length not in self._groups:
             which = np.flatnonzero(self.lengths == length)
-            self._groups[length] = (which, gather(self.array, self.starts[which] + HEADER, length + 4))
+            self._groups[length] = (
+                which,
+                gather(self.array, self.starts[which] + HEADER, length + 4),
+            )
         return self._groups[length]
 
     def first_bad_data(self) -> int | None:

@@ -65,11 +65,13 @@ class PendingBatch:
                      times.astype(np.float64), values.astype(np.float64))  # fmt: skip
             self._one = []
         offsets = np.concatenate([p[0] for p in self._parts])
-        order = np.argsort(offsets, kind="stable")
-        ids = np.concatenate([p[1] for p in self._parts])[order]
-        steps = np.concatenate([p[2] for p in self._parts])[order]
-        times = np.concatenate([f[0] for f in self._floats])[order]
-        values = np.concatenate([f[1] for f in self._floats])[order]
+        ids = np.concatenate([p[1] for p in self._parts])
+        steps = np.concatenate([p[2] for p in self._parts])
+        times = np.concatenate([f[0] for f in self._floats])
+        values = np.concatenate([f[1] for f in self._floats])
+        if not bool(np.all(offsets[1:] >= offsets[:-1])):  # points decoded one by one last
+            order = np.argsort(offsets, kind="stable")
+            ids, steps, times, values = ids[order], steps[order], times[order], values[order]
         names = {i: k for k, i in self.keys.items()}
         kept = (steps >= 0) & (steps <= wire.MAX_STEP)
         out = []
