@@ -20,9 +20,9 @@ and that canvas's pixels cannot be read back from the page). The figure is that 
 time from the navigation's start (``performance.now()``), median over ``--repeats``
 fresh navigations after one warm-up (both servers' static files in the browser's cache,
 as for anyone who opened the page before; safeboard's rollups of the new run made by
-then), the pages in turn, each navigation after a second on a blank page. safeboard draws the 4 charts of the run from
-one request, in the same frame (within a few ms of the first); TensorBoard renders only
-the cards on screen.
+then), the pages in turn, each navigation after a second on a blank page. safeboard
+draws the 4 charts of the run from one request, in the same frame (within a few ms of
+the first); TensorBoard renders only the cards on screen.
 
     python bench/tb_paint.py            # 100,000 and 1,000,000 scalars: about 2 minutes
     python bench/tb_paint.py --quick    # 100,000 scalars, 3 navigations each
