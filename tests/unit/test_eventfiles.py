@@ -135,3 +135,47 @@ def test_blocks_and_plain_scalars_agree_with_the_record_by_record_decoder(tmp_pa
             assert plain.tags[plain.tag_of[j]] == item.tag
             assert (plain.steps[j], plain.values[j]) == (decoded[i].step, item.value)
             assert plain.times[j] == decoded[i].wall_time
+
+
+@pytest.mark.parametrize("what", ["length", "data"])
+def test_of_two_damaged_records_of_different_lengths_the_first_is_named(
+    tmp_path: Path, what: str
+) -> None:
+    """The checksums are checked per distinct length: a damaged record of a rarer length
+    before a damaged one of a common length is the one named, and the good records
+    before it are read."""
+    path = tmp_path / "events.out.tfevents.4.host"
+    common = [frame(event("loss", i / 3, 10 + i)) for i in range(200)]
+    rare = frame(event("a much longer tag than the others", 1.0, 5))
+    records = [*common[:50], rare, *common[50:]]
+    offsets = [sum(map(len, records[:i])) for i in range(len(records))]
+    damaged = [bytearray(r) for r in records]
+    at = 2 if what == "length" else 14
+    damaged[50][at] ^= 0x01  # the rare one
+    damaged[120][at] ^= 0x01  # a common one after it
+    path.write_bytes(b"".join(damaged))
+    reader = RecordReader(path)
+    read = []
+    with pytest.raises(CorruptRecord) as caught:
+        read.extend(reader)
+    assert caught.value.offset == offsets[50]
+    assert [r.offset for r in read] == offsets[:50]
+
+
+def test_records_longer_than_64_kib_among_small_ones(tmp_path: Path) -> None:
+    """Lengths past what the reader counts (65,536) take the sorting path: the same
+    records, in order, and a damaged long one is named."""
+    from tensorboard.compat.proto import event_pb2
+
+    path = tmp_path / "events.out.tfevents.5.host"
+    long = event_pb2.Event(step=3, file_version="x" * 70_000).SerializeToString()
+    records = [event("loss", 0.5, 1), long, event("loss", 0.25, 2), long]
+    path.write_bytes(b"".join(frame(r) for r in records))
+    assert [r.data for r in RecordReader(path)] == records
+    damaged = bytearray(path.read_bytes())
+    second = len(frame(records[0]))
+    damaged[second + 12 + 40_000] ^= 0x10
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(CorruptRecord) as caught:
+        list(RecordReader(path))
+    assert caught.value.offset == second

@@ -20,7 +20,7 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from safeboard.eventfiles.records import Block
 
-__all__ = ["Scalars", "crc32c_rows", "plain_scalars"]
+__all__ = ["Scalars", "crc32c_rows", "distinct", "gather", "plain_scalars"]
 
 _POLY = 0x82F63B78  # CRC32C, reflected
 _MASK_DELTA = 0xA282EAD8
@@ -34,6 +34,26 @@ def _table() -> npt.NDArray[np.uint32]:
 
 
 _TABLE = _table()
+
+
+def gather(
+    array: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], width: int
+) -> npt.NDArray[np.uint8]:
+    """The ``width`` bytes at each of ``starts``, as an (n, width) matrix: a row copied
+    at a time from a sliding-window view, with no (n, width) matrix of indexes."""
+    if not starts.size or array.size < width:
+        return np.zeros((0, width), np.uint8)
+    return np.lib.stride_tricks.sliding_window_view(array, width)[starts]
+
+
+def distinct(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The distinct values, ascending: counted (no sort) while they are small, as record
+    lengths mostly are."""
+    if not values.size:
+        return values
+    if int(values.max()) < 1 << 16 and int(values.min()) >= 0:
+        return np.flatnonzero(np.bincount(values))
+    return np.unique(values)
 
 
 def crc32c_rows(rows: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
@@ -69,7 +89,7 @@ def plain_scalars(block: Block, first: int = 0, stop: int | None = None) -> Scal
     found = np.zeros(n, dtype=bool)
     parts: list[_Part] = []
     span = block.lengths[first:stop]
-    for length in np.unique(span[(span >= 22) & (span <= 150)]):
+    for length in distinct(span[(span >= 22) & (span <= 150)]):
         which, all_rows = block.rows(int(length))
         inside = (which >= first) & (which < stop)
         group, rows = which[inside], all_rows[inside]
@@ -77,7 +97,7 @@ def plain_scalars(block: Block, first: int = 0, stop: int | None = None) -> Scal
         ends = rows[:, 10:20] < 0x80
         k = np.argmax(ends, axis=1) + 1
         k[~ends.any(axis=1)] = 0
-        for size in np.unique(k[k > 0]):
+        for size in distinct(k[k > 0]):
             part = _decoded(rows, group, int(length), int(size), k == size)
             if part is not None:
                 found[part[0]] = True
@@ -173,10 +193,19 @@ def _joined(found: npt.NDArray[np.bool_], parts: list[_Part]) -> Scalars:
     if not index:
         empty = np.zeros(0, dtype=np.int64)
         return Scalars(found, empty, [], empty, empty, np.zeros(0), np.zeros(0))
-    order = np.argsort(np.concatenate(index), kind="stable")
+    records = np.concatenate(index)
+    order = _ascending(records, found.size)
     return Scalars(
-        found, np.concatenate(index)[order],
+        found, records[order],
         [name.decode("utf-8", "replace") for name in tags],
         np.concatenate(tag_of)[order], np.concatenate(steps)[order],
         np.concatenate(times)[order], np.concatenate(values)[order],
     )  # fmt: skip
+
+
+def _ascending(records: npt.NDArray[np.int64], n: int) -> npt.NDArray[np.int64]:
+    """The order that sorts ``records`` (distinct indexes below ``n``): by placing each
+    at its index, no sort."""
+    slot = np.full(n, -1, dtype=np.int64)
+    slot[records] = np.arange(records.size)
+    return slot[slot >= 0]

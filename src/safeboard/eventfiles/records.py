@@ -21,7 +21,7 @@ import google_crc32c
 import numpy as np
 import numpy.typing as npt
 
-from safeboard.eventfiles.bulk import crc32c_rows
+from safeboard.eventfiles.bulk import crc32c_rows, distinct, gather
 
 __all__ = ["HEADER", "Block", "CorruptRecord", "Record", "RecordReader", "masked_crc32c"]
 
@@ -31,7 +31,7 @@ _CRC = struct.Struct("<I")
 _MASK_DELTA = 0xA282EAD8
 # A length past this is a damaged header, not a record (TensorBoard's own images are MBs).
 MAX_RECORD = 1 << 30
-_CHUNK = 16 << 20  # bytes read at a time
+_CHUNK = 4 << 20  # bytes read at a time (the first batch leaves after the first block)
 
 
 def masked_crc32c(data: bytes) -> int:
@@ -93,14 +93,16 @@ class Block:
         checksum as an (n, length + 4) byte matrix (gathered once)."""
         if length not in self._groups:
             which = np.flatnonzero(self.lengths == length)
-            at = self.starts[which, None] + HEADER + np.arange(length + 4)
-            self._groups[length] = (which, self.array[at])
+            self._groups[length] = (
+                which,
+                gather(self.array, self.starts[which] + HEADER, length + 4),
+            )
         return self._groups[length]
 
     def first_bad_data(self) -> int | None:
         """The index of the first record whose data fails its checksum, or None."""
         bad: int | None = None
-        for length in np.unique(self.lengths):
+        for length in distinct(self.lengths):
             which, rows = self.rows(int(length))
             stored = np.ascontiguousarray(rows[:, -4:]).view("<u4")[:, 0]
             wrong = which[crc32c_rows(rows[:, :-4]) != stored]
@@ -195,16 +197,15 @@ class RecordReader:
     def _checked(self, buffer: bytes, starts: npt.NDArray[np.int64]) -> Block:
         """The records up to the first that fails a checksum."""
         array = np.frombuffer(buffer, dtype=np.uint8)
-        headers = (
-            array[starts[:, None] + np.arange(HEADER)]
-            if starts.size
-            else np.zeros((0, HEADER), np.uint8)
-        )
-        lengths = np.ascontiguousarray(headers[:, :8]).view("<u8")[:, 0].astype(np.int64)
-        stored = np.ascontiguousarray(headers[:, 8:]).view("<u4")[:, 0]
-        distinct, which = np.unique(lengths, return_inverse=True)
-        crcs = np.array([masked_crc32c(int(n).to_bytes(8, "little")) for n in distinct], np.uint32)
-        wrong = np.flatnonzero(crcs[which.reshape(-1)] != stored) if starts.size else starts
+        headers = gather(array, starts, HEADER)
+        lengths = headers[:, :8].copy().view("<u8")[:, 0].astype(np.int64)
+        stored = headers[:, 8:].copy().view("<u4")[:, 0]
+        wrong = np.zeros(0, dtype=np.int64)
+        for n in distinct(lengths):  # a few distinct lengths: one checksum each
+            crc = masked_crc32c(int(n).to_bytes(8, "little"))
+            bad = np.flatnonzero((lengths == n) & (stored != crc))
+            if bad.size and (not wrong.size or bad[0] < wrong[0]):
+                wrong = bad
         block = Block(buffer, self.offset, starts, lengths)
         good = int(wrong[0]) if wrong.size else len(block)
         block = block.head(good)
@@ -231,7 +232,7 @@ def _leap(
             return np.zeros(0, dtype=np.int64), at
         within = np.concatenate(([0], np.cumsum(steps)[:-1]))
         positions = (at + np.arange(cycles)[:, None] * stride + within).reshape(-1)
-        lengths = np.ascontiguousarray(array[positions[:, None] + np.arange(8)]).view("<u8")[:, 0]
+        lengths = gather(array, positions, 8).view("<u8")[:, 0]
         differs = np.flatnonzero(lengths != np.tile(np.array(pattern, dtype=np.uint64), cycles))
         accepted = int(differs[0]) if differs.size else positions.size
         if accepted == 0:

@@ -19,6 +19,7 @@ from safeboard.client.typed import Client
 __all__ = ["MAX_POINTS", "BatchPoster", "PendingBatch", "batch_id_for"]
 
 MAX_POINTS = 100_000  # points in one body; a window with more is sent in parts
+POSTERS = 2  # threads posting bodies at once: one is sent while the other is stored
 
 
 def batch_id_for(run_id: str, file_name: str, start: int, end: int, part: int = 0) -> str:
@@ -64,11 +65,13 @@ class PendingBatch:
                      times.astype(np.float64), values.astype(np.float64))  # fmt: skip
             self._one = []
         offsets = np.concatenate([p[0] for p in self._parts])
-        order = np.argsort(offsets, kind="stable")
-        ids = np.concatenate([p[1] for p in self._parts])[order]
-        steps = np.concatenate([p[2] for p in self._parts])[order]
-        times = np.concatenate([f[0] for f in self._floats])[order]
-        values = np.concatenate([f[1] for f in self._floats])[order]
+        ids = np.concatenate([p[1] for p in self._parts])
+        steps = np.concatenate([p[2] for p in self._parts])
+        times = np.concatenate([f[0] for f in self._floats])
+        values = np.concatenate([f[1] for f in self._floats])
+        if not bool(np.all(offsets[1:] >= offsets[:-1])):  # points decoded one by one last
+            order = np.argsort(offsets, kind="stable")
+            ids, steps, times, values = ids[order], steps[order], times[order], values[order]
         names = {i: k for k, i in self.keys.items()}
         kept = (steps >= 0) & (steps <= wire.MAX_STEP)
         out = []
@@ -91,14 +94,22 @@ class PendingBatch:
 
 
 class BatchPoster:
-    """Posts bodies in a thread, at most two waiting: reading goes on meanwhile. A
+    """Posts bodies from ``POSTERS`` threads (each its own connection of the client's
+    pool: the server's group commit stores bodies that arrive together in one
+    transaction), at most two a thread waiting: reading goes on meanwhile. Bodies may
+    be stored in any order (each has its own id; a history is ordered by step). A
     failure is raised by the next ``post`` or by ``join``."""
 
-    def __init__(self, client: Client, run_id: str, counted: Callable[[int], None]) -> None:
+    def __init__(
+        self, client: Client, run_id: str, counted: Callable[[int], None],
+        *, threads: int = POSTERS,
+    ) -> None:  # fmt: skip
         self.client, self.run_id, self.counted = client, run_id, counted
-        self._queue: queue.Queue[tuple[bytes, int] | None] = queue.Queue(maxsize=2)
+        self._queue: queue.Queue[tuple[bytes, int] | None] = queue.Queue(maxsize=2 * threads)
+        self._lock = threading.Lock()
         self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._count = threads
 
     def _loop(self) -> None:
         while (item := self._queue.get()) is not None:
@@ -107,25 +118,31 @@ class BatchPoster:
             body, points = item
             try:
                 self.client.post_metrics(self.run_id, body, media_type=wire.MEDIA_TYPE)
-                self.counted(points)
+                with self._lock:
+                    self.counted(points)
             except BaseException as exc:  # noqa: BLE001  (raised again in the caller)
-                self._error = exc
+                with self._lock:
+                    self._error = self._error or exc
 
     def post(self, body: bytes, points: int) -> None:
         self._raise()
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._loop, name="safeboard-tb-post", daemon=True
-            )
-            self._thread.start()
+        if not self._threads:
+            self._threads = [
+                threading.Thread(target=self._loop, name="safeboard-tb-post", daemon=True)
+                for _ in range(self._count)
+            ]
+            for thread in self._threads:
+                thread.start()
         self._queue.put((body, points))
 
     def join(self) -> None:
         """Wait for every body posted; raise the first failure."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+        if self._threads:
+            for _ in self._threads:
+                self._queue.put(None)
+            for thread in self._threads:
+                thread.join()
+            self._threads = []
         self._raise()
 
     def _raise(self) -> None:
