@@ -70,8 +70,8 @@ def agent(
     with out.open("w") as stdout, err.open("w") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "safeboard", "agent", "run", "--state-dir", str(state_dir),
-             "--poll", "1s", "--grace", "1s", "--drain-timeout", "5s", "--labels", LABEL, "--launcher", "slurm",
-             "--partition", "debug", "--max-jobs", "4"],
+             "--poll", "1s", "--grace", "1s", "--drain-timeout", "5s", "--labels", LABEL,
+             "--launcher", "slurm", "--partition", "debug", "--max-jobs", "4"],
             env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, text=True,
         )  # fmt: skip
     started = Agent(state_dir, process, out, err)
@@ -114,7 +114,6 @@ TASK = (
 def test_a_task_runs_as_a_slurm_job_with_its_log_and_no_token_in_sight(
     server: ServerProcess, cluster: SlurmCluster, agent: Agent, tmp_path: Path
 ) -> None:
-    os.chmod(tmp_path, 0o755)  # noqa: PTH101  (the job writes its dump here)
     dump = tmp_path / "job.json"
     secret = "pa55-" + "s" * 20
     env = {**cli_env(server.data_dir), "DB_PASSWORD": secret}
@@ -142,14 +141,16 @@ def test_a_task_runs_as_a_slurm_job_with_its_log_and_no_token_in_sight(
     record = cluster.command("scontrol", "show", "job", "-o", job_id)
     script = cluster.command("scontrol", "write", "batch_script", job_id, "-")
     queue = cluster.command("squeue", "--noheader", "--states=all", "-o", "%all")
-    accounting = cluster.command("sacct", "--noheader", "--parsable2", "-j", job_id, "-o",
-                                 "JobID,JobName,Comment,SubmitLine,WorkDir", check=False)  # fmt: skip
+    accounting = cluster.command("sacct", "--noheader", "--parsable2", "-j", job_id,
+                                 "-o", "JobID,JobName,Comment,SubmitLine,WorkDir",
+                                 check=False)  # fmt: skip
     for seen in ("\n".join(command_lines()), record, script, queue, accounting):
         assert token not in seen
         assert secret not in seen
     assert f"JobName=safeboard-task-{task_id}.1" in record
     assert "TimeLimit=00:10:00" in record
-    assert ". \"$env_file\"" in script and 'rm -f "$env_file"' in script
+    assert '. "$env_file"' in script
+    assert 'rm -f "$env_file"' in script
 
     done = state_of(server, task_id, "succeeded", "failed", timeout=60)
     assert done["state"] == "succeeded", done
@@ -159,16 +160,15 @@ def test_a_task_runs_as_a_slurm_job_with_its_log_and_no_token_in_sight(
 
     shown = run_cli("task", "logs", str(task_id), data_dir=server.data_dir)
     assert shown.returncode == 0, shown.stderr
-    assert "hello from slurm" in shown.stdout and "bye" in shown.stdout
+    assert "hello from slurm" in shown.stdout
+    assert "bye" in shown.stdout
     assert "my token is [redacted]" in shown.stdout + shown.stderr
     assert token not in shown.stdout + shown.stderr
     assert secret not in shown.stdout + shown.stderr
     assert token not in agent.out + agent.err
 
 
-def test_cancel_reaches_the_job(
-    server: ServerProcess, cluster: SlurmCluster, agent: Agent
-) -> None:
+def test_cancel_reaches_the_job(server: ServerProcess, cluster: SlurmCluster, agent: Agent) -> None:
     task_id = submit(server, LABEL, "sleep", "300")
     job_id = job_of(agent, task_id)
     state_of(server, task_id, "running", timeout=60)
@@ -221,4 +221,3 @@ def test_a_job_slurm_does_not_know_reads_as_vanished(cluster: SlurmCluster) -> N
     slurm = Slurm(parent=cluster.env(dict(os.environ)))
     assert slurm.state("987654") is None
     assert slurm.final("987654", None) is None  # neither scontrol nor sacct knows it
-

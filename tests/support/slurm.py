@@ -131,8 +131,8 @@ class SlurmCluster:
                                          slurmd=daemons["slurmd"],
                                          slurmstepd=daemons["slurmstepd"]))  # fmt: skip
         with (self.base / "inside.log").open("wb") as log:
-            self.process = subprocess.Popen(  # noqa: S603
-                ["unshare", "--net", "--mount", "--pid", "--fork", "--mount-proc",  # noqa: S607
+            self.process = subprocess.Popen(
+                ["unshare", "--net", "--mount", "--pid", "--fork", "--mount-proc",
                  "--kill-child", "sh", str(script)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
@@ -155,7 +155,7 @@ class SlurmCluster:
 
     def command(self, name: str, *args: str, check: bool = True) -> str:
         """Run a Slurm command against the cluster; its stdout."""
-        done = subprocess.run(  # noqa: S603
+        done = subprocess.run(
             [str(self.tools / name), *args], capture_output=True, text=True, timeout=30,
             check=False,
         )  # fmt: skip
@@ -170,12 +170,12 @@ class SlurmCluster:
         deadline = time.monotonic() + _READY
         last = ""
         while time.monotonic() < deadline:
-            assert self.process is not None  # noqa: S101
+            assert self.process is not None
             if self.process.poll() is not None:
                 self.stop()
                 raise SlurmUnavailable(f"the cluster's namespace ended: {self._logs()}")
             if (self.base / "inside.started").exists():
-                done = subprocess.run(  # noqa: S603
+                done = subprocess.run(
                     [str(self.tools / "sinfo"), "--noheader", "-N", "-o", "%T"],
                     capture_output=True, text=True, timeout=30, check=False,
                 )  # fmt: skip

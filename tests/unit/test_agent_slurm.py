@@ -19,7 +19,7 @@ from safeboard.client.job_models import TaskLease
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 TOKEN = "sb_task_" + "T" * 40
-SECRET = "it's a $ecret `x` \"y\""
+SECRET = 'it\'s a $ecret `x` "y"'
 
 
 def lease(**changes: object) -> TaskLease:
@@ -80,7 +80,9 @@ def test_sbatch_arguments_carry_resources_and_no_secret(tmp_path: Path) -> None:
         "--cpus-per-task=8", "--mem=32G", "--time=3",
     ]  # fmt: skip
     joined = " ".join(args)
-    assert TOKEN not in joined and SECRET not in joined and "--export" not in joined
+    assert TOKEN not in joined
+    assert SECRET not in joined
+    assert "--export" not in joined
     assert "--time" not in " ".join(sbatch_arguments(lease(), SlurmJobOptions(), tmp_path))
 
 
@@ -100,7 +102,8 @@ def test_the_env_file_is_private_and_the_script_holds_no_value(tmp_path: Path) -
     assert stat.S_IMODE(job.path.stat().st_mode) == 0o700
     assert stat.S_IMODE(job.env_file.stat().st_mode) == 0o600
     script = job.script.read_text()
-    assert TOKEN not in script and SECRET not in script
+    assert TOKEN not in script
+    assert SECRET not in script
     assert "bad name" not in job.env_file.read_text()
     # The script as Slurm would run it: the values arrive exactly, the file is gone.
     done = subprocess.run([str(job.script)], capture_output=True, text=True, check=True,

@@ -122,9 +122,9 @@ class Runner:
             labels = sorted({*hello.labels, *self.options.labels})
             gpus = ", ".join(f"{g.index}" for g in self.gpus) or "none"
             self.say(f"agent {hello.name} ({hello.agent_id}) serving {self.state.url}"
-                     f"{self._through()}: GPUs {gpus}, labels {', '.join(labels) or '(none)'}, up to {self.max_tasks} "
-                     f"task(s) at once{self._as_whom()}; state in {self.state_dir}; Ctrl-C "
-                     "drains")  # fmt: skip
+                     f"{self._through()}: GPUs {gpus}, labels {', '.join(labels) or '(none)'}, "
+                     f"up to {self.max_tasks} task(s) at once{self._as_whom()}; state in "
+                     f"{self.state_dir}; Ctrl-C drains")  # fmt: skip
             warning = tasks_as_root_warning() if self.options.task_user is None else None
             if warning is not None:  # once, when serving: a refusal before stays one line
                 self.warn(warning)
@@ -180,7 +180,8 @@ class Runner:
             if lease is None:
                 continue
             attempt = self.launcher.launch(lease, connect=self.connect, state=self.state,
-                                           state_dir=self.state_dir, controls=self.controls)  # fmt: skip
+                                           state_dir=self.state_dir,
+                                           controls=self.controls)  # fmt: skip
             self.attempts.append(attempt)
             attempt.start()
 

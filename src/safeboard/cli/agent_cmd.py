@@ -196,8 +196,12 @@ def status(state_dir: Path | None, labels: str, as_json: bool) -> None:
               "job (the agent on a login node).")  # fmt: skip
 @click.option("--partition", default=None, help="Slurm: the partition jobs go to.")
 @click.option("--account", default=None, help="Slurm: the account jobs are charged to.")
-@click.option("--max-jobs", type=click.IntRange(1, 10000), default=None,
-              help="Slurm: jobs at once (default 8; --max-tasks for the process launcher).")  # fmt: skip
+@click.option(
+    "--max-jobs",
+    type=click.IntRange(1, 10000),
+    default=None,
+    help="Slurm: jobs at once (default 8).",
+)
 @click.option("--cpus-per-task", type=click.IntRange(1, 4096), default=None,
               help="Slurm: CPUs of each job (sbatch --cpus-per-task).")  # fmt: skip
 @click.option("--mem", default=None, help="Slurm: memory of each job (sbatch --mem: 16G).")
@@ -241,8 +245,8 @@ def run(
         from safeboard.agent.launchers.slurm_job import SlurmJobOptions
 
         if gpus is not None or user is not None or max_tasks is not None:
-            raise click.UsageError("--launcher slurm: Slurm places the jobs; --gpus, "
-                                   "--task-user and --max-tasks are for the process launcher")  # fmt: skip
+            raise click.UsageError("--launcher slurm: Slurm places the jobs; --gpus, --task-user "
+                                   "and --max-tasks are for the process launcher")  # fmt: skip
         job_options = SlurmJobOptions(partition, account, cpus_per_task, mem)
         slurm, machine = slurm_launcher(job_options, job_dir, machine)
         max_tasks = max_jobs or 8

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from safeboard.agent.attempt import (
@@ -24,9 +24,9 @@ from safeboard.agent.attempt import (
     Controls,
     task_environment,
 )
+from safeboard.agent.inventory import Gpu, Machine
 from safeboard.agent.launchers.slurm_cli import JobInfo, Outcome, Slurm, SlurmError, outcome_of
 from safeboard.agent.launchers.slurm_job import JobDir, SlurmJobOptions, sbatch_arguments
-from safeboard.agent.inventory import Gpu, Machine
 from safeboard.agent.output import Spool
 from safeboard.agent.shipper import Shipper
 from safeboard.agent.state import AgentState
@@ -42,6 +42,18 @@ _VANISHED_AFTER = 3  # looks in a row where neither squeue, scontrol nor sacct k
 _EXIT_NOT_SUBMITTED = 126
 # Slurm sets these from --gres; the lease's GPU ids are the partition's, not devices.
 _SLURM_SETS = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
+
+
+@dataclass
+class _Watch:
+    """What ``_watch_job`` keeps between its looks at the job."""
+
+    next_beat: float
+    failures: int = 0  # heartbeats failed in a row
+    missing: int = 0  # looks in a row that found the job nowhere
+    running: bool = False  # `running` reported
+    silent: bool = False  # Slurm's silence already said
+    taken: bool = False  # the server took the attempt away: nothing to report
 
 
 class SlurmLauncher:
@@ -155,66 +167,76 @@ class SlurmAttempt(Attempt):
             return JobInfo(job_id, state)
         return self.slurm.final(job_id, state)
 
-    def _watch_job(
-        self, client: Client, job: JobDir, spool: Spool, job_id: str
-    ) -> Outcome | None:
+    def _watch_job(self, client: Client, job: JobDir, spool: Spool, job_id: str) -> Outcome | None:
         """Until the job ends: its output into the spool, heartbeats, the stops asked for.
         The outcome to report, or None when the server took the attempt away."""
-        next_beat = time.monotonic() + self._interval
-        failures, missing, running, silent = 0, 0, False, False
+        watch = _Watch(next_beat=time.monotonic() + self._interval)
         while True:
-            if (self.controls.hard_stop.is_set() or self.controls.revoked.is_set()) and not (
-                self._cancelled
-            ):
+            stopping = self.controls.hard_stop.is_set() or self.controls.revoked.is_set()
+            if stopping and not self._cancelled:
                 self._stopped_by_agent = True
                 self._scancel(job_id, "the agent is stopping")
-            try:
-                info = self._look(job_id)
-            except SlurmError as exc:
-                if not silent:
-                    self.controls.say(f"{self.label}: Slurm does not answer ({exc}); retrying")
-                silent = True
-            else:
-                silent = False
-                missing = 0 if info is not None else missing + 1
-                if missing >= _VANISHED_AFTER:
-                    return self._vanished(spool, job_id)
-                outcome = outcome_of(info, cancelled_by_us=self._cancelled) if info else None
-                if outcome is not None and outcome.kind == "running" and not running:
-                    running = True
-                    self.controls.say(f"{self.label}: Slurm job {job_id} running")
-                    if self._report(client, "running", pid=int(job_id)) is None:
-                        self._scancel(job_id, "the server refused it")
-                        return None
-                if outcome is not None and outcome.kind in ("exited", "lost"):
-                    if outcome.kind == "lost":
-                        spool.write("stderr", f"safeboard agent: {outcome.reason}; the attempt "
-                                    "is lost and retried by the task's policy")  # fmt: skip
-                        with contextlib.suppress(SlurmError):
-                            self.slurm.cancel(job_id)
-                    return outcome
+            outcome = self._step(client, spool, job_id, watch)
+            if outcome is not None or watch.taken:
+                return outcome
             job.tail(spool)
-            now = time.monotonic()
-            if now >= next_beat and not self.controls.revoked.is_set():
-                try:
-                    beat = client.heartbeat(self.lease.task_id, self.lease.attempt)
-                except (Conflict, NotFound) as exc:
-                    self._scancel(job_id, f"taken away by the server ({exc.message})")
+            if time.monotonic() >= watch.next_beat and not self.controls.revoked.is_set():
+                self._beat(client, job_id, watch)
+                if watch.taken:
                     return None
-                except Unauthenticated as exc:
-                    self.controls.refused(exc)
-                except SafeboardError as exc:
-                    failures += 1
-                    if failures == 1:
-                        self.controls.say(f"{self.label}: heartbeat failed ({exc.message}); the "
-                                          "job keeps running, retrying")  # fmt: skip
-                    next_beat = now + self._backoff.delay(failures, exc)
-                else:
-                    failures = 0
-                    next_beat = now + self._interval
-                    if beat.cancel and not self._cancelled:
-                        self._scancel(job_id, "the server asked to stop it")
             time.sleep(_TICK)
+
+    def _step(self, client: Client, spool: Spool, job_id: str, watch: _Watch) -> Outcome | None:
+        """One look at the job: its end (exited, lost, vanished), or None while it lives
+        (``running`` reported the first time it runs)."""
+        try:
+            info = self._look(job_id)
+        except SlurmError as exc:
+            if not watch.silent:
+                self.controls.say(f"{self.label}: Slurm does not answer ({exc}); retrying")
+            watch.silent = True
+            return None
+        watch.silent = False
+        watch.missing = 0 if info is not None else watch.missing + 1
+        if info is None:
+            return self._vanished(spool, job_id) if watch.missing >= _VANISHED_AFTER else None
+        outcome = outcome_of(info, cancelled_by_us=self._cancelled)
+        if outcome.kind == "running" and not watch.running:
+            watch.running = True
+            self.controls.say(f"{self.label}: Slurm job {job_id} running")
+            if self._report(client, "running", pid=int(job_id)) is None:
+                self._scancel(job_id, "the server refused it")
+                watch.taken = True
+            return None
+        if outcome.kind == "lost":
+            spool.write("stderr", f"safeboard agent: {outcome.reason}; the attempt is lost and "
+                        "retried by the task's policy")  # fmt: skip
+            with contextlib.suppress(SlurmError):  # no second run of it, whatever Slurm does
+                self.slurm.cancel(job_id)
+        return outcome if outcome.kind in ("exited", "lost") else None
+
+    def _beat(self, client: Client, job_id: str, watch: _Watch) -> None:
+        now = time.monotonic()
+        try:
+            beat = client.heartbeat(self.lease.task_id, self.lease.attempt)
+        except (Conflict, NotFound) as exc:
+            self._scancel(job_id, f"taken away by the server ({exc.message})")
+            watch.taken = True
+            return
+        except Unauthenticated as exc:
+            self.controls.refused(exc)
+            return
+        except SafeboardError as exc:
+            watch.failures += 1
+            if watch.failures == 1:
+                self.controls.say(f"{self.label}: heartbeat failed ({exc.message}); the job "
+                                  "keeps running, retrying")  # fmt: skip
+            watch.next_beat = now + self._backoff.delay(watch.failures, exc)
+            return
+        watch.failures = 0
+        watch.next_beat = now + self._interval
+        if beat.cancel and not self._cancelled:
+            self._scancel(job_id, "the server asked to stop it")
 
     def _scancel(self, job_id: str, why: str) -> None:
         self.controls.say(f"{self.label}: {why}: scancel {job_id}")

@@ -57,34 +57,31 @@ class Outcome:
 
 def outcome_of(job: JobInfo, *, cancelled_by_us: bool = False) -> Outcome:
     """The attempt's outcome for a job state (docs/agents.md, "State mapping")."""
-    state = job.state
-    if state in _PENDING:
-        return Outcome("pending")
-    if state in _RUNNING:
-        return Outcome("running")
+    state, name = job.state, f"Slurm job {job.job_id}"
+    if state in _PENDING or state in _RUNNING:
+        return Outcome("pending" if state in _PENDING else "running")
     if state in LOST_STATES:
-        return Outcome("lost", reason=f"Slurm job {job.job_id} ended {state}")
+        return Outcome("lost", reason=f"{name} ended {state}")
     if state == "COMPLETED":
         return Outcome("exited", exit_code=job.exit_code or 0)
-    if state == "CANCELLED":
-        why = "" if cancelled_by_us else f"Slurm job {job.job_id} cancelled outside safeboard"
-        return Outcome("exited", signal=job.signal or 15, reason=why)
-    if state == "TIMEOUT":
-        return Outcome("exited", signal=job.signal or 15,
-                       reason=f"Slurm job {job.job_id}: time limit (--time) reached")  # fmt: skip
-    if state == "OUT_OF_MEMORY":
-        return Outcome("exited", signal=9, reason=f"Slurm job {job.job_id}: out of memory")
+    stopped = {
+        "CANCELLED": (job.signal or 15, "" if cancelled_by_us else f"{name} cancelled outside "
+                      "safeboard"),
+        "TIMEOUT": (job.signal or 15, f"{name}: time limit (--time) reached"),
+        "OUT_OF_MEMORY": (9, f"{name}: out of memory"),
+    }.get(state)  # fmt: skip
+    if stopped is not None:
+        return Outcome("exited", signal=stopped[0], reason=stopped[1])
     # FAILED, DEADLINE, SPECIAL_EXIT and any state this version does not know: failed
+    why = "" if state == "FAILED" and not job.signal else f"{name} {state}"
     if job.signal:
-        return Outcome("exited", signal=job.signal, reason=f"Slurm job {job.job_id} {state}")
-    code = job.exit_code if job.exit_code else 1
-    return Outcome("exited", exit_code=code,
-                   reason="" if state == "FAILED" else f"Slurm job {job.job_id} {state}")  # fmt: skip
+        return Outcome("exited", signal=job.signal, reason=why)
+    return Outcome("exited", exit_code=job.exit_code or 1, reason=why)
 
 
 def gres_gpus(gres: str) -> int:
     """GPUs in a node's GRES (``sinfo -o %G``): ``gpu:2``, ``gpu:a100:4(S:0-1)``."""
-    return sum(int(count) for count in _GPU_GRES.findall(gres.split("(")[0]))
+    return sum(int(count) for count in _GPU_GRES.findall(gres.split("(", maxsplit=1)[0]))
 
 
 def _environment(parent: dict[str, str]) -> dict[str, str]:
@@ -196,7 +193,7 @@ class Slurm:
             parts = line.split("|")
             if len(parts) == 3 and parts[0] == job_id:
                 code, _, signum = parts[2].partition(":")
-                return JobInfo(job_id, parts[1].split(" ")[0],
-                               int(code) if code.isdigit() else None,
-                               int(signum) if signum.isdigit() and int(signum) else None)  # fmt: skip
+                exit_code = int(code) if code.isdigit() else None
+                signal = int(signum) if signum.isdigit() and int(signum) else None
+                return JobInfo(job_id, parts[1].split(" ")[0], exit_code, signal)
         return None
