@@ -192,10 +192,16 @@ def test_the_maximum_duration_is_the_job_s_time_limit_and_ends_it(
     assert slurm_state(cluster, job_id) in ("CANCELLED", "TIMEOUT")
 
 
+def once_then_quick(mark: Path) -> tuple[str, ...]:
+    """A command whose first attempt runs until stopped and whose next one finishes."""
+    script = f"if [ -e {mark} ]; then echo finished; else touch {mark}; exec sleep 600; fi"
+    return ("sh", "-c", script)
+
+
 def test_a_node_failure_loses_the_attempt_and_the_task_is_retried(
-    server: ServerProcess, cluster: SlurmCluster, agent: Agent
+    server: ServerProcess, cluster: SlurmCluster, agent: Agent, tmp_path: Path
 ) -> None:
-    task_id = submit(server, LABEL, "sh", "-c", "sleep 6; echo finished")
+    task_id = submit(server, LABEL, *once_then_quick(tmp_path / "ran"))
     first = job_of(agent, task_id)
     state_of(server, task_id, "running", timeout=60)
     node = cluster.host
@@ -221,3 +227,21 @@ def test_a_job_slurm_does_not_know_reads_as_vanished(cluster: SlurmCluster) -> N
     slurm = Slurm(parent=cluster.env(dict(os.environ)))
     assert slurm.state("987654") is None
     assert slurm.final("987654", None) is None  # neither scontrol nor sacct knows it
+
+
+def test_a_job_the_scheduler_forgot_is_detected_lost_and_retried(
+    server: ServerProcess, cluster: SlurmCluster, agent: Agent, tmp_path: Path
+) -> None:
+    # Last in this module: slurmctld restarts with its state wiped (job ids start again).
+    task_id = submit(server, LABEL, *once_then_quick(tmp_path / "ran"))
+    first = job_of(agent, task_id)
+    state_of(server, task_id, "running", timeout=60)
+    cluster.restart_controller(clear=True)
+    lost = wait_for(lambda: (t := task(server, task_id))["attempts"][0]["state"] == "lost" and t,
+                    60, "attempt 1 lost")  # fmt: skip
+    assert lost["attempts"][0]["state"] == "lost"
+    assert f"Slurm job {first} vanished" in agent.out
+    done = state_of(server, task_id, "succeeded", "failed", "lost", timeout=90)
+    assert done["state"] == "succeeded", done
+    logs = run_cli("task", "logs", str(task_id), "--attempt", "1", data_dir=server.data_dir)
+    assert "vanished: neither squeue, scontrol nor sacct knows it" in logs.stdout + logs.stderr

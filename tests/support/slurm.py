@@ -106,6 +106,14 @@ def _daemon(name: str) -> str:
     return found
 
 
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for its parent)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 class SlurmCluster:
     def __init__(self, base: Path) -> None:
         self.base = base
@@ -163,10 +171,42 @@ class SlurmCluster:
             raise AssertionError(f"{name} {' '.join(args)}: {done.stderr.strip()}")
         return done.stdout
 
+    def restart_controller(self, *, clear: bool) -> None:
+        """Kill slurmctld (SIGKILL) and start it again in the namespace; ``clear``: with
+        its state wiped (``-c``), so that it has forgotten every job (a scheduler that
+        lost its jobs)."""
+        assert self.process is not None
+        for pid in self._pids("slurmctld"):
+            os.kill(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.1)
+        first = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        inside = first.read_text().split()[0]  # the namespace's first process (sh)
+        args = [_daemon("slurmctld"), "-i", "-f", str(self.conf), *(["-c"] if clear else [])]
+        subprocess.run(
+            ["nsenter", "-t", inside, "--net", "--mount", "--pid", "--", *args],
+            env={**os.environ, "SLURM_CONF": str(self.conf)}, check=True, timeout=30,
+            capture_output=True,
+        )  # fmt: skip
+        self._wait_idle(states=("idle", "mixed", "allocated"))
+
+    def _pids(self, daemon: str) -> list[int]:
+        """This cluster's ``daemon`` processes (its argv names our slurm.conf)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            name = Path(argv[0].decode(errors="replace")).name
+            if name.startswith(daemon) and str(self.conf).encode() in argv:
+                found.append(int(entry.name))
+        return found
+
     def node_state(self) -> str:
         return self.command("sinfo", "--noheader", "-N", "-o", "%T").strip()
 
-    def _wait_idle(self) -> None:
+    def _wait_idle(self, states: tuple[str, ...] = ("idle",)) -> None:
         deadline = time.monotonic() + _READY
         last = ""
         while time.monotonic() < deadline:
@@ -180,7 +220,7 @@ class SlurmCluster:
                     capture_output=True, text=True, timeout=30, check=False,
                 )  # fmt: skip
                 last = (done.stdout + done.stderr).strip()
-                if done.returncode == 0 and last == "idle":
+                if done.returncode == 0 and last in states:
                     return
             time.sleep(0.5)
         self.stop()
