@@ -78,6 +78,7 @@ def agent(
     wait_for(lambda: "serving" in started.out or process.poll() is not None, 30, "hello")
     assert process.poll() is None, started.err
     assert "through slurm" in started.out
+    assert "its Slurm jobs run as root on the compute nodes" in started.err
     yield started
     assert started.stop() == 0, started.err
     assert "Traceback" not in started.err
@@ -245,3 +246,24 @@ def test_a_job_the_scheduler_forgot_is_detected_lost_and_retried(
     assert done["state"] == "succeeded", done
     logs = run_cli("task", "logs", str(task_id), "--attempt", "1", data_dir=server.data_dir)
     assert "vanished: neither squeue, scontrol nor sacct knows it" in logs.stdout + logs.stderr
+
+
+def test_the_slurm_options_are_refused_in_one_line_where_they_cannot_work(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    made = run_cli("agent", "token", "--pool", "hpc", data_dir=server.data_dir)
+    state_dir = tmp_path / "state"
+    env = {**agent_env(tmp_path), "SLURM_CONF": str(tmp_path / "no-such-slurm.conf")}
+    joined = run_cli("agent", "join", made.stdout.strip(), "--state-dir", str(state_dir),
+                     env=env)  # fmt: skip
+    assert joined.returncode == 0, joined.stderr
+    for args, said in [
+        (["--partition", "gpu"], "are for --launcher slurm"),
+        (["--launcher", "slurm", "--gpus", "0"], "Slurm places the jobs"),
+        (["--launcher", "slurm", "--mem", "lots"], "a size such as 500M"),
+        (["--launcher", "slurm"], "--launcher slurm: squeue: fatal: "),  # no configuration
+    ]:
+        done = run_cli("agent", "run", "--state-dir", str(state_dir), *args, env=env)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert said in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr

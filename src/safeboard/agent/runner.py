@@ -20,7 +20,7 @@ from types import FrameType
 from safeboard.agent.attempt import Controls
 from safeboard.agent.connection import client_for
 from safeboard.agent.inventory import Gpu, Machine
-from safeboard.agent.isolation import TaskUser, tasks_as_root_warning
+from safeboard.agent.isolation import TaskUser, jobs_as_root_warning, tasks_as_root_warning
 from safeboard.agent.launchers import Launched, Launcher, ProcessLauncher
 from safeboard.agent.state import AgentState
 from safeboard.client import Client
@@ -125,7 +125,10 @@ class Runner:
                      f"{self._through()}: GPUs {gpus}, labels {', '.join(labels) or '(none)'}, "
                      f"up to {self.max_tasks} task(s) at once{self._as_whom()}; state in "
                      f"{self.state_dir}; Ctrl-C drains")  # fmt: skip
-            warning = tasks_as_root_warning() if self.options.task_user is None else None
+            warning = None
+            if self.options.task_user is None:
+                process = self.launcher.name == "process"
+                warning = tasks_as_root_warning() if process else jobs_as_root_warning()
             if warning is not None:  # once, when serving: a refusal before stays one line
                 self.warn(warning)
             self._serve(client, labels)

@@ -247,7 +247,9 @@ def run(
         if gpus is not None or user is not None or max_tasks is not None:
             raise click.UsageError("--launcher slurm: Slurm places the jobs; --gpus, --task-user "
                                    "and --max-tasks are for the process launcher")  # fmt: skip
-        job_options = SlurmJobOptions(partition, account, cpus_per_task, mem)
+        if mem is not None and not re.fullmatch(r"[1-9][0-9]*[KMGT]?", mem.strip()):
+            raise click.BadParameter("a size such as 500M, 16G or 1T", param_hint="'--mem'")
+        job_options = SlurmJobOptions(partition, account, cpus_per_task, mem and mem.strip())
         slurm, machine = slurm_launcher(job_options, job_dir, machine)
         max_tasks = max_jobs or 8
     elif any(v is not None for v in (partition, account, max_jobs, cpus_per_task, mem, job_dir)):

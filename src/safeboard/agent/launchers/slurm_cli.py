@@ -114,7 +114,9 @@ class Slurm:
             raise SlurmError(f"{args[0]} did not answer: {exc}") from None
         if done.returncode != 0:
             said = (done.stderr.strip() or done.stdout.strip()).splitlines()
-            raise SlurmError(f"{args[0]}: {said[-1] if said else f'exit {done.returncode}'}")
+            line = said[-1] if said else f"exit {done.returncode}"
+            line = line.removeprefix(f"{args[0]}: ")  # "squeue: fatal: ...": said once
+            raise SlurmError(f"{args[0]}: {line}")
         return done.stdout
 
     def check(self) -> None:
