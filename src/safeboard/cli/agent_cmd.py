@@ -250,7 +250,8 @@ def run(
         if mem is not None and not re.fullmatch(r"[1-9][0-9]*[KMGT]?", mem.strip()):
             raise click.BadParameter("a size such as 500M, 16G or 1T", param_hint="'--mem'")
         job_options = SlurmJobOptions(partition, account, cpus_per_task, mem and mem.strip())
-        slurm, machine = slurm_launcher(job_options, job_dir, machine)
+        where = job_dir.expanduser().absolute() if job_dir is not None else None
+        slurm, machine = slurm_launcher(job_options, where, machine)
         max_tasks = max_jobs or 8
     elif any(v is not None for v in (partition, account, max_jobs, cpus_per_task, mem, job_dir)):
         raise click.UsageError("--partition, --account, --max-jobs, --cpus-per-task, --mem and "
