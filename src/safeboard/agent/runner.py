@@ -1,5 +1,6 @@
-"""``safeboard agent run``: hello, then lease tasks with the free GPUs (long-poll) and run
-each as an ``Attempt`` (attempt.py), as many at once as ``max_tasks`` allows.
+"""``safeboard agent run``: hello, then lease tasks with the free GPUs (long-poll) and hand
+each to the launcher (launchers/: a child process, ``Attempt`` in attempt.py, or a Slurm
+batch job), as many at once as ``max_tasks`` allows.
 
 Ctrl-C or SIGTERM drains: no new lease, running tasks get up to ``drain_timeout`` to
 finish, then are stopped (SIGTERM, SIGKILL after the grace period) and reported; a
