@@ -153,7 +153,7 @@ class Slurm:
         when squeue does not list it (finished long ago, or vanished)."""
         with self._lock:
             if time.monotonic() - self._seen_at >= self.poll:
-                out = self.run("squeue", "--noheader", "--states=all", "-o", "%i|%T")
+                out = self.run("squeue", "--me", "--noheader", "--states=all", "-o", "%i|%T")
                 self._seen = {}
                 for line in out.splitlines():
                     found, _, state = line.strip().partition("|")
