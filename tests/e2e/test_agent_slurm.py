@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from safeboard.agent.launchers.slurm_cli import Slurm
+from safeboard.agent.launchers.slurm_cli import Slurm, outcome_of
 from tests.e2e.conftest import ServerProcess, cli_env, run_cli, start_server
 from tests.e2e.test_agent_run import (
     SETTINGS,
@@ -191,6 +191,20 @@ def test_the_maximum_duration_is_the_job_s_time_limit_and_ends_it(
     assert done["state"] == "failed", done
     assert "maximum duration (3 s) passed" in done["attempts"][0]["reason"]
     assert slurm_state(cluster, job_id) in ("CANCELLED", "TIMEOUT")
+
+
+def test_slurm_s_own_time_limit_reads_as_timeout(cluster: SlurmCluster, tmp_path: Path) -> None:
+    # The backstop behind the server's deadline, on the real cluster: --time=1 (a minute,
+    # Slurm's least), the job's end read back as the launcher reads it.
+    out = cluster.command("sbatch", "--parsable", "--time=1", f"--output={tmp_path}/o.log",
+                          "--wrap", "exec sleep 600").strip()  # fmt: skip
+    slurm = Slurm(parent=cluster.env(dict(os.environ)))
+    ended = wait_for(lambda: slurm.state(out) not in (None, "PENDING", "RUNNING", "COMPLETING")
+                     and slurm.final(out, slurm.state(out)), 180, "the time limit")  # fmt: skip
+    assert ended.state == "TIMEOUT"
+    outcome = outcome_of(ended)
+    assert (outcome.kind, outcome.signal) == ("exited", 15)
+    assert outcome.reason == f"Slurm job {out}: time limit (--time) reached"
 
 
 def once_then_quick(mark: Path) -> tuple[str, ...]:
