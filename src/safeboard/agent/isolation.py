@@ -81,6 +81,15 @@ def task_user(name: str) -> TaskUser:
     return TaskUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
 
 
+def jobs_as_root_warning() -> str | None:
+    """What the Slurm launcher says at start when the agent runs as root."""
+    if os.name != "posix" or os.geteuid() != 0:
+        return None
+    return ("warning: the agent runs as root, so its Slurm jobs run as root on the compute "
+            "nodes: run it as the (unprivileged) user the jobs are for (docs/agents.md, "
+            "\"Slurm\")")  # fmt: skip
+
+
 def tasks_as_root_warning() -> str | None:
     """What to say at start when the agent runs as root without ``--task-user``."""
     if os.name != "posix" or os.geteuid() != 0:

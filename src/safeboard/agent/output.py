@@ -105,6 +105,10 @@ class Spool:
         if pending and not skipping:
             self._line(stream, pending)
 
+    def feed(self, stream: str, raw: bytes) -> None:
+        """One line of raw output (no newline), cut to the bound, into the file."""
+        self._line(stream, raw)
+
     def _line(self, stream: str, raw: bytes) -> None:
         if len(raw) > MAX_LOG_LINE_BYTES:
             self.write(stream, _text(_cut(raw)), cut=True)

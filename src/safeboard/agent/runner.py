@@ -1,5 +1,6 @@
-"""``safeboard agent run``: hello, then lease tasks with the free GPUs (long-poll) and run
-each as an ``Attempt`` (attempt.py), as many at once as ``max_tasks`` allows.
+"""``safeboard agent run``: hello, then lease tasks with the free GPUs (long-poll) and hand
+each to the launcher (launchers/: a child process, ``Attempt`` in attempt.py, or a Slurm
+batch job), as many at once as ``max_tasks`` allows.
 
 Ctrl-C or SIGTERM drains: no new lease, running tasks get up to ``drain_timeout`` to
 finish, then are stopped (SIGTERM, SIGKILL after the grace period) and reported; a
@@ -17,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from safeboard.agent.attempt import Attempt, Controls
+from safeboard.agent.attempt import Controls
 from safeboard.agent.connection import client_for
 from safeboard.agent.inventory import Gpu, Machine
-from safeboard.agent.isolation import TaskUser, tasks_as_root_warning
+from safeboard.agent.isolation import TaskUser, jobs_as_root_warning, tasks_as_root_warning
+from safeboard.agent.launchers import Launched, Launcher, ProcessLauncher
 from safeboard.agent.state import AgentState
 from safeboard.client import Client
 from safeboard.client.retry import NO_RETRY, RetryPolicy
@@ -49,6 +51,7 @@ class RunOptions:
     poll: float = 20.0  # each lease request waits this long for a task (at most 25)
     handle_signals: bool = True
     task_user: TaskUser | None = None  # None: tasks run as the agent's own OS user
+    launcher: Launcher | None = None  # None: each task a child process (ProcessLauncher)
 
 
 def chosen_gpus(machine: Machine, indexes: Sequence[int] | None) -> list[Gpu]:
@@ -84,7 +87,8 @@ class Runner:
         self.warn = warn
         self.controls = Controls(say=say, grace=options.grace, task_user=options.task_user)
         self.draining = threading.Event()
-        self.attempts: list[Attempt] = []
+        self.attempts: list[Launched] = []
+        self.launcher = options.launcher or ProcessLauncher()
         self.gpus = chosen_gpus(machine, options.gpu_indexes)
         self.max_tasks = options.max_tasks or max(1, len(self.gpus))
         self._warned = False
@@ -118,11 +122,14 @@ class Runner:
             hello = client.hello(self.machine.hello(self.version))
             labels = sorted({*hello.labels, *self.options.labels})
             gpus = ", ".join(f"{g.index}" for g in self.gpus) or "none"
-            self.say(f"agent {hello.name} ({hello.agent_id}) serving {self.state.url}: GPUs "
-                     f"{gpus}, labels {', '.join(labels) or '(none)'}, up to {self.max_tasks} "
-                     f"task(s) at once{self._as_whom()}; state in {self.state_dir}; Ctrl-C "
-                     "drains")  # fmt: skip
-            warning = tasks_as_root_warning() if self.options.task_user is None else None
+            self.say(f"agent {hello.name} ({hello.agent_id}) serving {self.state.url}"
+                     f"{self._through()}: GPUs {gpus}, labels {', '.join(labels) or '(none)'}, "
+                     f"up to {self.max_tasks} task(s) at once{self._as_whom()}; state in "
+                     f"{self.state_dir}; Ctrl-C drains")  # fmt: skip
+            warning = None
+            if self.options.task_user is None:
+                process = self.launcher.name == "process"
+                warning = tasks_as_root_warning() if process else jobs_as_root_warning()
             if warning is not None:  # once, when serving: a refusal before stays one line
                 self.warn(warning)
             self._serve(client, labels)
@@ -140,6 +147,9 @@ class Runner:
             raise self.failure
         self.say("agent stopped")
         return 0
+
+    def _through(self) -> str:
+        return "" if self.launcher.name == "process" else f" through {self.launcher.name}"
 
     def _as_whom(self) -> str:
         user = self.options.task_user
@@ -173,8 +183,9 @@ class Runner:
             failures = 0
             if lease is None:
                 continue
-            attempt = Attempt(lease, connect=self.connect, state=self.state,
-                              state_dir=self.state_dir, controls=self.controls)  # fmt: skip
+            attempt = self.launcher.launch(lease, connect=self.connect, state=self.state,
+                                           state_dir=self.state_dir,
+                                           controls=self.controls)  # fmt: skip
             self.attempts.append(attempt)
             attempt.start()
 

@@ -191,6 +191,23 @@ def status(state_dir: Path | None, labels: str, as_json: bool) -> None:
 @click.option("--task-user", default=None, metavar="USER",
               help="Run each task as this OS user (the agent runs as root): tasks cannot "
               "read the agent's credential. Recommended.")  # fmt: skip
+@click.option("--launcher", type=click.Choice(["process", "slurm"]), default="process",
+              show_default=True, help="Run each task as a child process, or as a Slurm batch "
+              "job (the agent on a login node).")  # fmt: skip
+@click.option("--partition", default=None, help="Slurm: the partition jobs go to.")
+@click.option("--account", default=None, help="Slurm: the account jobs are charged to.")
+@click.option(
+    "--max-jobs",
+    type=click.IntRange(1, 10000),
+    default=None,
+    help="Slurm: jobs at once (default 8).",
+)
+@click.option("--cpus-per-task", type=click.IntRange(1, 4096), default=None,
+              help="Slurm: CPUs of each job (sbatch --cpus-per-task).")  # fmt: skip
+@click.option("--mem", default=None, help="Slurm: memory of each job (sbatch --mem: 16G).")
+@click.option("--job-dir", type=click.Path(path_type=Path), default=None,
+              help="Slurm: where the private job directories go, on a filesystem the compute "
+              "nodes share (default: <state dir>/slurm-jobs).")  # fmt: skip
 def run(
     state_dir: Path | None,
     gpus: str | None,
@@ -200,6 +217,13 @@ def run(
     drain_timeout: str,
     poll: str,
     task_user: str | None,
+    launcher: str,
+    partition: str | None,
+    account: str | None,
+    max_jobs: int | None,
+    cpus_per_task: int | None,
+    mem: str | None,
+    job_dir: Path | None,
 ) -> None:
     """Serve the queue: lease tasks that fit this machine's free GPUs, run each as a
     child process, report its exit. Ctrl-C drains (twice: stops the tasks now)."""
@@ -214,6 +238,24 @@ def run(
     state = load(directory)
     if user is not None:
         private_dir(directory)  # 0700, or refused: the task user must not reach it
+    machine = detect(_labels(labels))
+    slurm = None
+    if launcher == "slurm":
+        from safeboard.agent.launchers.slurm import slurm_launcher
+        from safeboard.agent.launchers.slurm_job import SlurmJobOptions
+
+        if gpus is not None or user is not None or max_tasks is not None:
+            raise click.UsageError("--launcher slurm: Slurm places the jobs; --gpus, --task-user "
+                                   "and --max-tasks are for the process launcher")  # fmt: skip
+        if mem is not None and not re.fullmatch(r"[1-9][0-9]*[KMGT]?", mem.strip()):
+            raise click.BadParameter("a size such as 500M, 16G or 1T", param_hint="'--mem'")
+        job_options = SlurmJobOptions(partition, account, cpus_per_task, mem and mem.strip())
+        where = job_dir.expanduser().absolute() if job_dir is not None else None
+        slurm, machine = slurm_launcher(job_options, where, machine)
+        max_tasks = max_jobs or 8
+    elif any(v is not None for v in (partition, account, max_jobs, cpus_per_task, mem, job_dir)):
+        raise click.UsageError("--partition, --account, --max-jobs, --cpus-per-task, --mem and "
+                               "--job-dir are for --launcher slurm")  # fmt: skip
     options = RunOptions(
         gpu_indexes=_indexes(gpus),
         labels=_labels(labels),
@@ -222,10 +264,11 @@ def run(
         drain_timeout=_duration(drain_timeout, 0, 7 * 86400, "'--drain-timeout'"),
         poll=_duration(poll, 1, 25, "'--poll'"),  # 0 would ask again at once, in a loop
         task_user=user,
+        launcher=slurm,
     )
     # No task of the same OS user may read /proc/<agent>/environ or the agent's memory.
     make_undumpable()
-    runner = Runner(state, directory, options, machine=detect(_labels(labels)),
+    runner = Runner(state, directory, options, machine=machine,
                     version=__version__, say=click.echo, warn=_warn)  # fmt: skip
     runner.run()
 
