@@ -79,7 +79,9 @@ def test_tensorboard_through_the_link_and_refusals(tmp_path: Path) -> None:
             assert "ticket" not in page.url
             board = page.url.split("#", 1)[0]
             page.goto(f"{board}#scalars")
-            expect(page.get_by_text("train/loss").first).to_be_visible(timeout=TIMEOUT_MS)
+            expect(page.get_by_text("train/loss").locator("visible=true").first).to_be_visible(
+                timeout=TIMEOUT_MS
+            )
             cookies = page.context.cookies()
             (mine,) = [c for c in cookies if c["name"].startswith("__Host-sbtb-")]
             assert (mine["httpOnly"], mine["secure"], mine["sameSite"]) == (True, True, "Strict")
