@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -32,6 +31,8 @@ from tests.e2e.test_agent_run import (
     Agent,
     agent_env,
     api,
+    kill_agents,
+    launch_agent,
     state_of,
     submit,
     wait_for,
@@ -78,33 +79,12 @@ def agents(tmp_path: Path) -> Iterator[Start]:
     def start(
         server: ServerProcess, name: str, *args: str, gpus: list[dict[str, Any]] | None = None
     ) -> Agent:
-        made = run_cli("agent", "token", "--pool", "gpu", data_dir=server.data_dir)
-        assert made.returncode == 0, made.stderr
-        state_dir = tmp_path / name
         env = agent_env(tmp_path)
         env["SAFEBOARD_AGENT_FAKE_GPUS"] = json.dumps(FAKE_GPUS if gpus is None else gpus)
-        joined = run_cli("agent", "join", made.stdout.strip(), "--state-dir", str(state_dir),
-                         env=env)  # fmt: skip
-        assert joined.returncode == 0, joined.stderr
-        out, err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
-        with out.open("w") as stdout, err.open("w") as stderr:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "safeboard", "agent", "run", "--state-dir",
-                 str(state_dir), "--poll", "1s", "--grace", "1s", *args],
-                env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, text=True,
-            )  # fmt: skip
-        agent = Agent(state_dir, process, out, err)
-        started.append(agent)
-        wait_for(lambda: "serving" in agent.out or agent.process.poll() is not None, 30,
-                 "the agent's hello")  # fmt: skip
-        assert agent.process.poll() is None, agent.err
-        return agent
+        return launch_agent(tmp_path, server, name, args, env, started)
 
     yield start
-    for agent in started:
-        if agent.process.poll() is None:
-            agent.process.kill()
-            agent.process.wait()
+    kill_agents(started)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

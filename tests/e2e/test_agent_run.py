@@ -123,37 +123,53 @@ def agent_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def launch_agent(
+    tmp_path: Path,
+    server: ServerProcess,
+    name: str,
+    args: tuple[str, ...],
+    env: dict[str, str],
+    started: list[Agent],
+) -> Agent:
+    """Join ``server`` with a fresh join string, then ``agent run`` (``--poll 1s --grace 1s``
+    and ``args``) under ``env``; returns once it says it is serving."""
+    made = run_cli("agent", "token", "--pool", "gpu", data_dir=server.data_dir)
+    assert made.returncode == 0, made.stderr
+    state_dir = tmp_path / name
+    joined = run_cli("agent", "join", made.stdout.strip(), "--state-dir", str(state_dir),
+                     env=env)  # fmt: skip
+    assert joined.returncode == 0, joined.stderr
+    out, err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "safeboard", "agent", "run", "--state-dir",
+             str(state_dir), "--poll", "1s", "--grace", "1s", *args],
+            env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+    agent = Agent(state_dir, process, out, err)
+    started.append(agent)
+    wait_for(lambda: "serving" in agent.out or agent.process.poll() is not None, 30,
+             "the agent's hello")  # fmt: skip
+    assert agent.process.poll() is None, agent.err
+    return agent
+
+
+def kill_agents(started: list[Agent]) -> None:
+    for agent in started:
+        if agent.process.poll() is None:
+            agent.process.kill()
+            agent.process.wait()
+
+
 @pytest.fixture
 def agents(server: ServerProcess, tmp_path: Path) -> Iterator[Callable[..., Agent]]:
     started: list[Agent] = []
 
     def start(name: str, *args: str, on: ServerProcess = server) -> Agent:
-        made = run_cli("agent", "token", "--pool", "gpu", data_dir=on.data_dir)
-        assert made.returncode == 0, made.stderr
-        state_dir = tmp_path / name
-        env = agent_env(tmp_path)
-        joined = run_cli("agent", "join", made.stdout.strip(), "--state-dir", str(state_dir),
-                         env=env)  # fmt: skip
-        assert joined.returncode == 0, joined.stderr
-        out, err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
-        with out.open("w") as stdout, err.open("w") as stderr:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "safeboard", "agent", "run", "--state-dir",
-                 str(state_dir), "--poll", "1s", "--grace", "1s", *args],
-                env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, text=True,
-            )  # fmt: skip
-        agent = Agent(state_dir, process, out, err)
-        started.append(agent)
-        wait_for(lambda: "serving" in agent.out or agent.process.poll() is not None, 30,
-                 "the agent's hello")  # fmt: skip
-        assert agent.process.poll() is None, agent.err
-        return agent
+        return launch_agent(tmp_path, on, name, args, agent_env(tmp_path), started)
 
     yield start
-    for agent in started:
-        if agent.process.poll() is None:
-            agent.process.kill()
-            agent.process.wait()
+    kill_agents(started)
 
 
 def command_lines() -> list[str]:
