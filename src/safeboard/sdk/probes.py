@@ -78,6 +78,17 @@ def _read(read: Callable[[], Any]) -> Any:
         return None
 
 
+def _gpu_queries(nvml: Any, h: Any) -> list[tuple[str, Callable[[], float]]]:
+    """One GPU's readings, each on its own (a GPU may support some and not others)."""
+    return [
+        ("utilization_percent", lambda: nvml.nvmlDeviceGetUtilizationRates(h).gpu),
+        ("memory_used_mib", lambda: nvml.nvmlDeviceGetMemoryInfo(h).used / MIB),
+        ("memory_total_mib", lambda: nvml.nvmlDeviceGetMemoryInfo(h).total / MIB),
+        ("temperature_c", lambda: nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU)),
+        ("power_w", lambda: nvml.nvmlDeviceGetPowerUsage(h) / 1000.0),  # milliwatts
+    ]
+
+
 class Gpus:
     """Every GPU NVML sees, read one query at a time (a query a GPU does not support
     leaves that key out). :meth:`open` answers None without the module, a driver or GPUs."""
@@ -97,7 +108,8 @@ class Gpus:
         except Exception:  # noqa: BLE001  (no driver, no library: no GPU metrics)
             return None
         try:
-            handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+            count = pynvml.nvmlDeviceGetCount()
+            handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
         except Exception:  # noqa: BLE001  (see above)
             handles = []
         if not handles:
@@ -113,14 +125,7 @@ class Gpus:
         nvml = self._nvml
         out: dict[str, float] = {}
         for index, handle in enumerate(self._handles):
-            queries: list[tuple[str, Callable[[], float]]] = [
-                ("utilization_percent", lambda h=handle: nvml.nvmlDeviceGetUtilizationRates(h).gpu),
-                ("memory_used_mib", lambda h=handle: nvml.nvmlDeviceGetMemoryInfo(h).used / MIB),
-                ("memory_total_mib", lambda h=handle: nvml.nvmlDeviceGetMemoryInfo(h).total / MIB),
-                ("temperature_c", lambda h=handle: nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU)),
-                ("power_w", lambda h=handle: nvml.nvmlDeviceGetPowerUsage(h) / 1000.0),
-            ]  # fmt: skip
-            for name, query in queries:
+            for name, query in _gpu_queries(nvml, handle):
                 try:
                     out[f"gpu{index}/{name}"] = float(query())
                 except Exception:  # noqa: BLE001, S112  (NVMLError_NotSupported and kin)
@@ -145,8 +150,10 @@ class Probe:
 
     def counters(self, at: float) -> Counters:
         cpu = _read(psutil.cpu_times)
-        idle = (cpu.idle + getattr(cpu, "iowait", 0.0)) if cpu is not None else None
-        total = sum(cpu) - getattr(cpu, "guest", 0.0) - getattr(cpu, "guest_nice", 0.0) if cpu else None
+        idle = total = None
+        if cpu is not None:  # Linux counts guest time in user time already
+            idle = cpu.idle + getattr(cpu, "iowait", 0.0)
+            total = sum(cpu) - getattr(cpu, "guest", 0.0) - getattr(cpu, "guest_nice", 0.0)
         own = _read(self._process.cpu_times)
         disk = _read(psutil.disk_io_counters)
         net = _read(psutil.net_io_counters)

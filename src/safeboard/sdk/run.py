@@ -167,9 +167,7 @@ class Run:
         if uploader is not None:  # an upload refused for good is said like a batch refused
             uploader.on_refusal = self._sender.record_refusal
         self._sender.start()
-        self._system = SystemMetrics(self._sender, system_interval) if system_interval else None
-        if self._system is not None:
-            self._system.start()
+        self._system = SystemMetrics.started(self._sender, system_interval)
         _live.add(self)
 
     def __repr__(self) -> str:

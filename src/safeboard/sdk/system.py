@@ -69,9 +69,10 @@ def choose(enabled: bool | None, interval: float | None) -> float | None:
         try:
             interval = float(said) if said else DEFAULT_INTERVAL
         except ValueError:
-            raise InvalidRequest(f"{INTERVAL_ENV}: a number of seconds, not {said[:20]!r}") from None
+            problem = f"{INTERVAL_ENV}: a number of seconds, not {said[:20]!r}"
+            raise InvalidRequest(problem) from None
     if isinstance(interval, bool) or not math.isfinite(interval) or interval < MIN_INTERVAL:
-        raise InvalidRequest(f"system_metrics_interval: a number of seconds, at least {MIN_INTERVAL}")
+        raise InvalidRequest(f"system_metrics_interval: seconds, at least {MIN_INTERVAL}")
     return float(interval)
 
 
@@ -86,6 +87,15 @@ class SystemMetrics(threading.Thread):
         self.directory = directory if directory is not None else Path.cwd()
         self.samples = 0  # the next sample's step
         self._stopping = threading.Event()
+
+    @classmethod
+    def started(cls, sink: Sink, interval: float | None) -> SystemMetrics | None:
+        """A running sampler, or None when ``interval`` is None (system metrics off)."""
+        if interval is None:
+            return None
+        sampler = cls(sink, interval)
+        sampler.start()
+        return sampler
 
     def stop(self) -> None:
         """Stop sampling; waits at most STOP_WAIT s for a sample under way."""
