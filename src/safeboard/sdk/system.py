@@ -86,6 +86,7 @@ class SystemMetrics(threading.Thread):
         self.interval = interval
         self.directory = directory if directory is not None else Path.cwd()
         self.samples = 0  # the next sample's step
+        self.cpu_seconds = 0.0  # this thread's CPU time in samples (bench/system_metrics.py)
         self._stopping = threading.Event()
 
     @classmethod
@@ -122,6 +123,7 @@ class SystemMetrics(threading.Thread):
                 probe.gpus.close()
 
     def _sample(self, probe: Probe) -> None:
+        began = time.thread_time()
         try:
             with responsive():  # the loop waits for this thread at most SWITCH_SECONDS
                 values = probe.sample(time.monotonic())
@@ -132,3 +134,4 @@ class SystemMetrics(threading.Thread):
                     self.samples += 1
         except Exception as exc:  # noqa: BLE001  (one sample lost, said in the debug log)
             log.debug("system metrics sample failed: %s", exc)
+        self.cpu_seconds += time.thread_time() - began
