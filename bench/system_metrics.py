@@ -3,14 +3,15 @@ off, on at the default period (10 s) and on every second (ten times the default,
 any cost visible), side by side; and what the sampler thread itself uses.
 
     python bench/system_metrics.py            # 3 rounds of 40 s per mode
-    python bench/system_metrics.py --quick    # 2 rounds of 12 s: a smoke test, not figures
+    python bench/system_metrics.py --quick    # 3 rounds of 12 s: a smoke test, not figures
 
 Each mode runs in a fresh interpreter (as a training script would), modes interleaved
-round by round so that a busy machine weighs on all of them alike. The loop does a fixed
-step of work (a 128x128 matrix product, BLAS on one thread) and logs 10 scalars with
-``run.log()``, each step timed alone; the run is offline (spooled), so no server's noise
-enters. The sampler's CPU time is what its thread's clock (``time.thread_time``) counted
-in its samples; one ``Probe.sample()`` is also timed alone in this process.
+round by round, each round starting with the next mode, so that a busy machine weighs on
+all of them alike. The loop does a fixed step of work (a 128x128 matrix product, BLAS on
+one thread) and logs 10 scalars with ``run.log()``, each step timed alone; the run is
+offline (spooled), so no server's noise enters. The sampler's CPU time is what its
+thread's clock (``time.thread_time``) counted in its samples; one ``Probe.sample()`` is
+also timed alone in this process.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def _run_child(mode: str, seconds: float) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2 rounds of 12 s per mode")
+    parser.add_argument("--quick", action="store_true", help="3 rounds of 12 s per mode")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=None, help="loop length per round")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
@@ -112,11 +113,12 @@ def main() -> None:
         interval = json.loads(args.child[0])
         print(json.dumps(child(interval, float(args.child[1]))))
         return
-    rounds = args.rounds or (2 if args.quick else 3)
+    rounds = args.rounds or 3
     seconds = args.seconds or (12.0 if args.quick else 40.0)
     results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+    order = list(MODES)
     for number in range(rounds):
-        for mode in MODES:
+        for mode in order[number % 3 :] + order[: number % 3]:  # each mode first in turn
             results[mode].append(_run_child(mode, seconds))
             print(f"round {number + 1}/{rounds} {mode}: done", file=sys.stderr)
     _table(results, rounds, seconds)
