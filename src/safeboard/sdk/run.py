@@ -472,10 +472,8 @@ def init(
     its project were chosen at submit), ``config`` and ``tags`` are added to the run. A task
     run again with other parameters (``SAFEBOARD_PARAMS``) has them applied on top of
     ``config`` (nested objects merged key by key): the run's config shows the values used.
-
-    System metrics (CPU, memory, disk, network, GPUs) are sampled every
-    ``system_metrics_interval`` s (10) in a thread of their own, under ``system/`` keys;
-    ``system_metrics=False`` (or ``SAFEBOARD_SYSTEM_METRICS=0``) turns them off."""
+    System metrics (``system/`` keys) are sampled every ``system_metrics_interval`` s (10);
+    ``system_metrics=False`` turns them off (docs/sdk.md, "System metrics")."""
     _install_exit_hooks()
     chosen = mode or os.environ.get("SAFEBOARD_MODE", "online")
     if chosen not in ("online", "offline"):
