@@ -19,6 +19,7 @@ __all__ = [
     "MAX_LOG_BATCH_LINES",
     "MAX_LOG_LINE_BYTES",
     "MAX_METRIC_KEY_LENGTH",
+    "SYSTEM_METRIC_PREFIX",
     "ArtifactKind",
     "ArtifactState",
     "KeyScope",
@@ -27,6 +28,7 @@ __all__ = [
     "TaskState",
     "is_id",
     "is_id_prefix",
+    "is_system_metric",
     "metric_key_problem",
 ]
 
@@ -128,3 +130,12 @@ def metric_key_problem(key: str) -> str | None:
     if any(part in (".", "..") for part in key.split("/")):
         return 'a metric key has no "." or ".." between slashes'
     return None
+
+
+# The SDK's system metrics (sdk/system.py) are logged under this prefix; the run page and
+# the compare view chart them apart from the training metrics (docs/sdk.md).
+SYSTEM_METRIC_PREFIX = "system/"
+
+
+def is_system_metric(key: str) -> bool:
+    return key.startswith(SYSTEM_METRIC_PREFIX)

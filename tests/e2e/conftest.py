@@ -36,6 +36,9 @@ def cli_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAFEBOARD")}
     env.update(FAST_ARGON2_ENV)
     env["SAFEBOARD_DATA_DIR"] = str(data_dir)
+    # Training scripts count their metrics exactly; system metrics (on by default) are
+    # tested on their own (test_system_metrics.py), which turns them back on.
+    env["SAFEBOARD_SYSTEM_METRICS"] = "0"
     return env
 
 

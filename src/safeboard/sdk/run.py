@@ -38,6 +38,7 @@ from safeboard.sdk.delivery import CONFIRM_TIMEOUT, PAUSES, Delivery, retryable
 from safeboard.sdk.images import pixels_of
 from safeboard.sdk.sender import INLINE_POINTS, Sender
 from safeboard.sdk.spool import RunSpool, spool_root
+from safeboard.sdk.system import SystemMetrics, choose
 from safeboard.sdk.task import TaskEnv, task_env, with_overrides
 from safeboard.sdk.uploads import Uploader, artifact_record
 from safeboard.words import count
@@ -105,6 +106,7 @@ class Run:
         interval: float,
         quiet: bool = False,
         task: TaskEnv | None = None,
+        system_interval: float | None = None,  # system metrics every so many s; None: off
     ) -> None:
         tag_map = dict(tags) if isinstance(tags, Mapping) else dict.fromkeys(tags or [], "")
         _refuse(document_problem(dict(config or {}), "config") or tags_problem(tag_map))
@@ -165,6 +167,7 @@ class Run:
         if uploader is not None:  # an upload refused for good is said like a batch refused
             uploader.on_refusal = self._sender.record_refusal
         self._sender.start()
+        self._system = SystemMetrics.started(self._sender, system_interval)
         _live.add(self)
 
     def __repr__(self) -> str:
@@ -320,6 +323,8 @@ class Run:
         if status not in FINAL:
             raise InvalidRequest(f"status: one of {', '.join(FINAL)}")
         self._finished = True
+        if self._system is not None:  # its last sample goes with the rest
+            self._system.stop()
         for sync in self._tensorboard:  # their last events before the run ends
             sync.stop()
         self._meta["status"] = status
@@ -445,6 +450,8 @@ def init(
     spool_dir: str | os.PathLike[str] | None = None,
     flush_interval: float = 0.5,
     quiet: bool | None = None,
+    system_metrics: bool | None = None,
+    system_metrics_interval: float | None = None,
 ) -> Run:
     """Start a run in ``project``. With no arguments it finds the server the way the CLI
     does (``SAFEBOARD_URL`` + ``SAFEBOARD_API_KEY``, ``safeboard login``, or the local
@@ -464,7 +471,9 @@ def init(
     task's token: ``project``, ``name``, ``url`` and ``api_key`` are ignored (the run and
     its project were chosen at submit), ``config`` and ``tags`` are added to the run. A task
     run again with other parameters (``SAFEBOARD_PARAMS``) has them applied on top of
-    ``config`` (nested objects merged key by key): the run's config shows the values used."""
+    ``config`` (nested objects merged key by key): the run's config shows the values used.
+    System metrics (``system/`` keys) are sampled every ``system_metrics_interval`` s (10);
+    ``system_metrics=False`` turns them off (docs/sdk.md, "System metrics")."""
     _install_exit_hooks()
     chosen = mode or os.environ.get("SAFEBOARD_MODE", "online")
     if chosen not in ("online", "offline"):
@@ -479,6 +488,7 @@ def init(
             project=project or "", name=name, config=config, tags=tags, mode=chosen,  # type: ignore[arg-type]
             url=url, api_key=api_key, spool_dir=spool_dir, interval=flush_interval,
             quiet=notices.quiet_from_env() if quiet is None else quiet, task=task,
+            system_interval=choose(system_metrics, system_metrics_interval),
         )  # fmt: skip
     except SafeboardError as exc:
         # The message names the fix; the SDK's own frames would only hide it.

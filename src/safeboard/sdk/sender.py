@@ -166,6 +166,14 @@ class Sender(threading.Thread):
         finally:
             self._taking.release()
 
+    def add_points(self, flat: list[Any]) -> None:
+        """Points from another background thread (the system metrics, sdk/system.py), as
+        ``[step, time, values, ...]``: packed in that thread, never through ``log()``'s
+        queue (other keys there would cost its inline packing the fast path)."""
+        with self._taking:
+            self.idle.clear()
+            self._packer.add_flat(flat)
+
     def _pack(self) -> list[Batch]:
         """The points logged so far as batches (the last one sealed)."""
         self._take()

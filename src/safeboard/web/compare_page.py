@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from safeboard.metrics.repository import Summary
 from safeboard.projects.repository import Project
 from safeboard.runs.repository import Run
+from safeboard.vocabulary import is_system_metric
 from safeboard.web import format as fmt
 from safeboard.web.format import flatten
 from safeboard.web.html import Markup, el, join
@@ -99,6 +100,16 @@ def _tensorboard(compared: list[Compared], with_files: Sequence[str]) -> Markup 
     return tensorboard_button(ids, label=label)
 
 
+def _system_picker(keys: list[str]) -> Markup | None:
+    """The system metrics, apart from the training metrics and unticked."""
+    if not keys:
+        return None
+    boxes = [
+        el("label", el("input", type="checkbox", name="metric", value=key), key) for key in keys
+    ]
+    return el("fieldset", el("legend", "System metrics"), boxes, id="system-picker")
+
+
 def render_compare(
     compared: list[Compared],
     viewer: Viewer,
@@ -119,9 +130,13 @@ def render_compare(
     tag_rows = [(k, [t.get(k, "") for t in tags]) for k in _differing(tags, show_all)]
     lasts = [{s.key: s.last_value for s in c.summaries} for c in compared]
     metric_keys = list(dict.fromkeys(k for last in lasts for k in last))
+    # System metrics (the SDK's system/ keys) after the training metrics, never charted first.
+    system_keys = [k for k in metric_keys if is_system_metric(k)]
+    training_keys = [k for k in metric_keys if not is_system_metric(k)]
+    metric_keys = training_keys + system_keys
     metric_rows = [(k, [fmt.number(last.get(k)) for last in lasts]) for k in metric_keys]
-    shared = [k for k in metric_keys if all(k in last for last in lasts)]
-    chosen = (shared or metric_keys)[:DEFAULT_CHARTS]
+    shared = [k for k in training_keys if all(k in last for last in lasts)]
+    chosen = (shared or training_keys)[:DEFAULT_CHARTS]
 
     runs_list = el(
         "ul",
@@ -150,12 +165,18 @@ def render_compare(
                     el("input", type="checkbox", name="metric", value=key, checked=key in chosen),
                     key,
                 )
-                for key in metric_keys
+                for key in training_keys
             ],
+            _system_picker(system_keys),
             id="metric-picker",
             class_="picker",
         )
-        charts = join(chart_controls(), picker, el("div", class_="charts", id="charts"))
+        charts = join(
+            chart_controls(),
+            picker,
+            el("div", class_="charts", id="charts"),
+            el("div", class_="charts", id="system-charts", aria_label="System metrics"),
+        )
     else:
         charts = library_missing()
     content = join(

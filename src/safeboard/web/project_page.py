@@ -14,6 +14,7 @@ from safeboard.auth.permissions import Role
 from safeboard.projects.repository import Project
 from safeboard.runs.repository import Listed
 from safeboard.runs.table import ColumnKeys, RunQuery, RunTable
+from safeboard.vocabulary import is_system_metric
 from safeboard.web import format as fmt
 from safeboard.web.first_run import first_steps
 from safeboard.web.html import Child, Markup, el, escape, join
@@ -51,6 +52,7 @@ class ProjectView:
 
 
 def default_columns(param_keys: list[str], metric_keys: list[str]) -> list[str]:
+    metric_keys = [k for k in metric_keys if not is_system_metric(k)]  # chosen, never default
     return [f"metrics.{k}" for k in metric_keys[:DEFAULT_METRICS]] + [
         f"params.{k}" for k in param_keys[:DEFAULT_PARAMS]
     ]

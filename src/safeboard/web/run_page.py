@@ -17,6 +17,7 @@ from safeboard.web.format import flatten
 from safeboard.web.html import Child, Markup, el, join
 from safeboard.web.layout import Viewer, page
 from safeboard.web.run_again_page import run_again_link
+from safeboard.web.system_charts import split, system_section
 from safeboard.web.task_pages import task_link
 from safeboard.web.tensorboard_button import SCRIPT as TENSORBOARD_SCRIPT
 from safeboard.web.tensorboard_button import tensorboard_button
@@ -204,8 +205,9 @@ def chart_controls() -> Markup:
 
 
 def _charts(view: RunView) -> Markup:
-    keys = [s.key for s in view.summaries]
-    counts = {s.key: s.count for s in view.summaries}
+    training, system = split(view.summaries)  # system metrics: their own section, below
+    keys = [s.key for s in training]
+    counts = {s.key: s.count for s in training}
     if not view.charts_available:
         return el("section", el("h2", "Metrics"), library_missing(), id="metrics")
     if not keys:
@@ -220,7 +222,7 @@ def _charts(view: RunView) -> Markup:
                 class_="empty",
                 id="no-metrics",
             ),
-            el("div", chart_controls(), hidden=True, id="controls-box"),
+            el("div", chart_controls(), hidden=not system, id="controls-box"),
             el("div", class_="charts", id="charts"),
             id="metrics",
         )
@@ -322,6 +324,7 @@ def render_run(view: RunView, viewer: Viewer) -> str:
         task_link(view.task_id),
         el("div", el("p", "", id="live", role="status", aria_live="polite", class_="live")),
         _charts(view),
+        system_section(split(view.summaries)[1]) if view.charts_available else None,
         el(
             "div",
             _withheld("Params", "params-withheld")

@@ -8,13 +8,14 @@ const runs = [...document.querySelectorAll("#compare-runs li[data-run]")].map((i
   counts: JSON.parse(item.dataset.counts),
 }));
 const box = document.getElementById("charts");
+const systemBox = document.getElementById("system-charts");  // system/ keys, apart
 const charts = new Map();
 
 function make(key) {
   const sources = runs.filter((r) => Object.hasOwn(r.counts, key))
     .map((r) => ({ runId: r.runId, label: r.label, count: r.counts[key] }));
   const figure = el("figure", { class: "chart", "data-key": key, "data-testid": "chart" }, el("h3", {}, key));
-  box.append(figure);
+  (key.startsWith("system/") && systemBox ? systemBox : box).append(figure);
   const chart = new MetricChart(figure, key, sources);
   charts.set(key, chart);
   return chart;

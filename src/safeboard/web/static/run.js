@@ -5,6 +5,7 @@ import { call, el, humanSize, liveStream, say } from "./app.js";
 const runId = document.querySelector('meta[name="run-id"]').content;
 const live = document.getElementById("live");
 const chartsBox = document.getElementById("charts");
+const systemBox = document.getElementById("system-charts");  // system/ keys (system_charts.py)
 const charts = new Map();
 let chartModule = null;
 
@@ -22,9 +23,19 @@ async function addChart(figure) {  // a metric that began while the page was ope
 }
 
 function newFigure(key) {
+  if (systemBox && key.startsWith("system/")) return newSystemFigure(key);
   const figure = el("figure", { class: "chart", "data-key": key, "data-testid": "chart" }, el("h3", {}, key));
   chartsBox.append(figure);
   document.getElementById("no-metrics")?.remove();
+  const controls = document.getElementById("controls-box");
+  if (controls) controls.hidden = false;
+  return figure;
+}
+
+function newSystemFigure(key) {  // the first sample shows the section (and the controls)
+  const figure = el("figure", { class: "chart", "data-key": key, "data-testid": "system-chart" }, el("h3", {}, key));
+  systemBox.append(figure);
+  document.getElementById("system-metrics").hidden = false;
   const controls = document.getElementById("controls-box");
   if (controls) controls.hidden = false;
   return figure;
@@ -82,7 +93,8 @@ async function startCharts() {
   chartModule = await import("./chart.js");
   chartModule.bindControls(() => charts.values());
   // Every chart of the page from one history request (per 50 metrics).
-  await chartModule.loadCharts([...chartsBox.querySelectorAll("figure[data-key]")].map(makeChart));
+  const figures = document.querySelectorAll("#charts figure[data-key], #system-charts figure[data-key]");
+  await chartModule.loadCharts([...figures].map(makeChart));
   chartsBox.dataset.ready = "true";
   performance.mark("charts-ready");  // read by bench/dashboard.py
 }
