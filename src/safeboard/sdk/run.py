@@ -10,12 +10,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import copy
-import getpass
 import logging
 import os
-import platform
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -36,6 +32,7 @@ from safeboard.sdk import notices
 from safeboard.sdk.connection import Connection
 from safeboard.sdk.delivery import CONFIRM_TIMEOUT, PAUSES, Delivery, retryable
 from safeboard.sdk.images import pixels_of
+from safeboard.sdk.machine import machine_info
 from safeboard.sdk.sender import INLINE_POINTS, Sender
 from safeboard.sdk.spool import RunSpool, spool_root
 from safeboard.sdk.system import SystemMetrics, choose
@@ -56,37 +53,8 @@ KINDS = tuple(kind.value for kind in vocabulary.ArtifactKind)
 FINAL = tuple(status.value for status in vocabulary.FINAL_STATUSES)
 FINISH_WAIT_SECONDS = 30.0
 _INLINE_ITEMS = 3 * INLINE_POINTS  # queue items (step, time, values) past which log() packs
-ARGV_CHARS = 1_000  # each command-line argument kept in the system information
 _live: weakref.WeakSet[Run] = weakref.WeakSet()
 _failed = threading.Event()
-
-
-def _system_info() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "host": socket.gethostname(), "python": platform.python_version(),
-        "platform": platform.platform(), "user": _user(),
-        "argv": [arg[:ARGV_CHARS] for arg in sys.argv[:20]],
-    }  # fmt: skip
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],  # noqa: S607  (git from PATH: where the user has it)
-            capture_output=True,
-            text=True,
-            timeout=2,
-            check=False,
-        )
-        if commit.returncode == 0:
-            info["git_commit"] = commit.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return info
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "?"
 
 
 class Run:
@@ -130,7 +98,7 @@ class Run:
             self.spool.lock()  # held for the run's life: `safeboard sync` leaves it alone
             self._meta: dict[str, Any] = {
                 "id": self.id, "project": self.project, "name": self.name,
-                "config": dict(config or {}), "tags": tag_map, "system": _system_info(),
+                "config": dict(config or {}), "tags": tag_map, "system": machine_info(),
                 "url": server_url, "status": "running", "on_server": False,
             }  # fmt: skip
             if task is not None:
