@@ -221,7 +221,9 @@ def test_tensorboard_writer_is_a_drop_in(server_factory: Start, tmp_path: Path) 
         run = client.get(f"/api/v1/runs/{result.stdout.strip()}", headers=headers).json()
     assert run["name"] == "exp1-lr0.1"
     assert run["status"] == "finished"
-    assert run["config"] == {"lr": 0.1, "bs": 32}
+    assert run["config"] == {
+        "hparams": [{"name": "0", "hparams": {"lr": 0.1, "bs": 32}, "metrics": {"hparam/score": 0.9}}]
+    }
     assert run["tags"] == {"baseline": ""}
     assert "first try" in run["notes"]
     counts = {m["key"]: m["count"] for m in run["metrics"]}
