@@ -39,6 +39,7 @@ from safeboard.documents import document_problem
 from safeboard.sdk import writer_arrays as arrays
 from safeboard.sdk.run import Run, init
 from safeboard.sdk.writer_media import WriterMedia
+from safeboard.vocabulary import CHARTS_KEY
 
 __all__ = ["SummaryWriter"]
 
@@ -123,6 +124,7 @@ class SummaryWriter:
         self._warned_closed = False
         self._hparams: list[dict[str, Any]] = []
         self._layout: dict[str, Any] = {}
+        self._charts: dict[str, dict[str, None]] = {}  # add_scalars' groups, keys in order
         self._default_step: int | None = None
 
     def get_logdir(self) -> str:
@@ -162,9 +164,16 @@ class SummaryWriter:
         self, main_tag: str, tag_scalar_dict: Mapping[str, Any], global_step: int | None = None,
         walltime: float | None = None,
     ) -> None:  # fmt: skip
-        """Metrics ``<main_tag>/<tag>``, one chart group per ``main_tag``."""
+        """Metrics ``<main_tag>/<tag>``, drawn in one chart per ``main_tag``: the group
+        is named in the run's config (``_charts``, web/chart_groups.py) when a tag is new."""
         values = {f"{main_tag}/{tag}": _number(v) for tag, v in tag_scalar_dict.items()}
         self.run.log(values, step=self._step(global_step))
+        known = self._charts.get(main_tag)
+        if known is None or not known.keys() >= values.keys():
+            self._charts[main_tag] = {**(known or {}), **dict.fromkeys(values)}
+            groups = {title: list(keys) for title, keys in self._charts.items()}
+            if document_problem({**self.run.config, CHARTS_KEY: groups}) is None:
+                self.run.log_params({CHARTS_KEY: groups})
 
     def export_scalars_to_json(self, path: str) -> None:
         """The scalars are on the server, not kept here: writes what the run's page is."""
