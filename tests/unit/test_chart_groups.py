@@ -24,7 +24,7 @@ def test_a_group_is_drawn_where_its_first_metric_was() -> None:
 def test_metrics_not_logged_are_left_out_and_a_group_of_one_is_a_plain_chart() -> None:
     config = {"_charts": {"acc": ["acc/train", "acc/missing"], "x": ["lr", "loss"]}}
     assert chart_layout(config, ["loss", "acc/train", "lr"]) == [
-        Chart("x", ("loss", "lr")),
+        Chart("x", ("lr", "loss")),
         Chart("acc/train", ("acc/train",)),
     ]
 

@@ -45,10 +45,12 @@ def chart_layout(config: Mapping[str, Any], keys: list[str]) -> list[Chart]:
             members[title] = mine
             group_of.update(dict.fromkeys(mine, title))
     charts: list[Chart] = []
+    placed: set[str] = set()
     for key in keys:
         title = group_of.get(key)
         if title is None:
             charts.append(Chart(key, (key,)))
-        elif members[title][0] == key:
+        elif title not in placed:
+            placed.add(title)
             charts.append(Chart(title, tuple(members[title])))
     return charts
