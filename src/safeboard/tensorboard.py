@@ -190,15 +190,19 @@ class SummaryWriter:
         self, tag: str, values: Any, global_step: int | None = None,
         bins: str | None = "tensorflow", walltime: float | None = None, max_bins: Any = None,
     ) -> None:  # fmt: skip
-        self._media.histogram(tag, arrays.histogram(values, bins, max_bins), self._step(global_step))
+        self._media.histogram(
+            tag, arrays.histogram(values, bins, max_bins), self._step(global_step)
+        )
 
     @_guarded
     def add_histogram_raw(
-        self, tag: str, min: float, max: float, num: float, sum: float, sum_squares: float,  # noqa: A002
+        self, tag: str, min: float, max: float, num: float, sum: float, sum_squares: float,
         bucket_limits: Any, bucket_counts: Any, global_step: int | None = None,
         walltime: float | None = None,
     ) -> None:  # fmt: skip
-        buckets = arrays.raw_histogram(min, max, num, sum, sum_squares, bucket_limits, bucket_counts)
+        buckets = arrays.raw_histogram(
+            min, max, num, sum, sum_squares, bucket_limits, bucket_counts
+        )
         self._media.histogram(tag, buckets, self._step(global_step))
 
     # Images: the run's image series, or image artifacts <tag>/<step>.png.

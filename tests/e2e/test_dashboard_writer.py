@@ -24,7 +24,9 @@ pytestmark = pytest.mark.e2e
 Start = Callable[..., ServerProcess]
 
 
-def test_add_scalars_is_one_chart_with_a_line_per_tag(server_factory: Start, tmp_path: Path) -> None:
+def test_add_scalars_is_one_chart_with_a_line_per_tag(
+    server_factory: Start, tmp_path: Path
+) -> None:
     server = server_factory()
     script = tmp_path / "tb.py"
     script.write_text(TENSORBOARD)

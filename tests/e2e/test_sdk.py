@@ -222,7 +222,9 @@ def test_tensorboard_writer_is_a_drop_in(server_factory: Start, tmp_path: Path) 
     assert run["name"] == "exp1-lr0.1"
     assert run["status"] == "finished"
     assert run["config"] == {
-        "hparams": [{"name": "0", "hparams": {"lr": 0.1, "bs": 32}, "metrics": {"hparam/score": 0.9}}],
+        "hparams": [
+            {"name": "0", "hparams": {"lr": 0.1, "bs": 32}, "metrics": {"hparam/score": 0.9}}
+        ],
         "_charts": {"acc": ["acc/train", "acc/val"]},
     }
     assert run["tags"] == {"baseline": ""}

@@ -102,11 +102,15 @@ def test_a_write_after_close_warns_once_and_stores_nothing(tmp_path: Path) -> No
     writer, run = _writer(tmp_path)
     writer.add_scalar("loss", 1.0, 0)
     writer.close()
-    with pytest.warns(RuntimeWarning, match=r"add_scalar after close\(\)") as caught:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         writer.add_scalar("loss", 2.0, 1)
         writer.add_image("img", np.zeros((3, 4, 4)), 1)
         writer.add_histogram("h", [1.0, 2.0], 1)
-    assert len(caught) == 1
+    assert [(w.category, str(w.message)[:36]) for w in caught] == [
+        (RuntimeWarning, "SummaryWriter.add_scalar after close")
+    ]
+    assert caught[0].filename == __file__  # the script's line, not the SDK's
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         writer.add_text("t", "later", 2)  # said once: no second warning
@@ -143,7 +147,8 @@ def test_log_dir_is_torchs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     run = safeboard.init("p", mode="offline", spool_dir=tmp_path / "spool", quiet=True)
     writer = SummaryWriter(comment="-lr0.1", run=run)
     assert writer.get_logdir() == writer.log_dir == writer.logdir
-    assert writer.log_dir.startswith("runs/") and writer.log_dir.endswith("-lr0.1")
+    assert writer.log_dir.startswith("runs/")
+    assert writer.log_dir.endswith("-lr0.1")
     assert (tmp_path / writer.log_dir).is_dir()
     writer.close()
     run.finish()

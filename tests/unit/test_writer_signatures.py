@@ -12,7 +12,7 @@ import pytest
 
 from safeboard.tensorboard import SummaryWriter
 
-tensorboardX = pytest.importorskip("tensorboardX")
+tbx = pytest.importorskip("tensorboardX")
 
 # torch.utils.tensorboard's parameters that tensorboardX lacks, and safeboard's own.
 EXTRA_KEYWORDS = {
@@ -25,7 +25,9 @@ EXTRA_METHODS = {"get_logdir"}
 
 
 def _public(cls: type) -> dict[str, Any]:
-    names = [n for n in dir(cls) if not n.startswith("_") or n in ("__init__", "__enter__", "__exit__")]
+    names = [
+        n for n in dir(cls) if not n.startswith("_") or n in ("__init__", "__enter__", "__exit__")
+    ]
     return {n: getattr(cls, n) for n in names if callable(getattr(cls, n))}
 
 
@@ -38,7 +40,7 @@ def _shape(function: Any, leave_out: set[str]) -> list[tuple[str, Any, Any]]:
 
 
 def test_every_method_of_tensorboardx_exists_with_its_parameters() -> None:
-    theirs = _public(tensorboardX.SummaryWriter)
+    theirs = _public(tbx.SummaryWriter)
     ours = _public(SummaryWriter)
     assert sorted(set(theirs) - set(ours)) == []
     assert sorted(set(ours) - set(theirs)) == sorted(EXTRA_METHODS)

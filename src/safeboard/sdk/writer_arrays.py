@@ -50,11 +50,12 @@ def _uint8(array: np.ndarray) -> np.ndarray:
     if array.dtype == np.uint8:
         return array
     if array.dtype == np.bool_:
-        return array.astype(np.uint8) * 255
+        scaled: np.ndarray = array.astype(np.uint8) * 255
+        return scaled
     if array.dtype.kind == "f":
         clean = np.nan_to_num(array.astype(np.float64), nan=0.0, posinf=1.0, neginf=0.0)
-        return (np.clip(clean, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    return np.clip(array, 0, 255).astype(np.uint8)
+        return np.asarray(np.clip(clean, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return np.asarray(np.clip(array, 0, 255)).astype(np.uint8)
 
 
 def _channels_last(array: np.ndarray) -> np.ndarray:
@@ -160,7 +161,7 @@ def histogram(values: Any, bins: Any = "tensorflow", max_bins: int | None = None
     return _stats(flat, edges.tolist(), counts.tolist())
 
 
-def raw_histogram(
+def raw_histogram(  # noqa: PLR0917  (add_histogram_raw's parameters, in its order)
     low: float, high: float, num: float, total: float, squares: float,
     limits: Any, counts: Any,
 ) -> dict[str, Any]:  # fmt: skip
@@ -186,14 +187,18 @@ def pr_curve(labels: Any, predictions: Any, thresholds: int, weights: Any = None
     scores = array_of(predictions).astype(np.float64).ravel()
     if truth.size != scores.size:
         raise InvalidRequest("labels and predictions have the same number of values")
-    weight = np.ones_like(scores) if weights is None else array_of(weights).astype(np.float64).ravel()
+    weight = (
+        np.ones_like(scores) if weights is None else array_of(weights).astype(np.float64).ravel()
+    )
     cuts = np.linspace(0.0, 1.0, max(2, int(thresholds)))
     above = scores[None, :] >= cuts[:, None]
     tp = (above & truth).astype(np.float64) @ weight
     fp = (above & ~truth).astype(np.float64) @ weight
     fn = float(weight[truth].sum()) - tp
     tn = float(weight[~truth].sum()) - fp
-    return curve_table(tp, fp, tn, fn, tp / np.maximum(tp + fp, 1e-7), tp / np.maximum(tp + fn, 1e-7))
+    return curve_table(
+        tp, fp, tn, fn, tp / np.maximum(tp + fp, 1e-7), tp / np.maximum(tp + fn, 1e-7)
+    )
 
 
 def curve_table(*columns: Any) -> dict[str, Any]:

@@ -39,11 +39,11 @@ def chart_layout(config: Mapping[str, Any], keys: list[str]) -> list[Chart]:
     present = set(keys)
     group_of: dict[str, str] = {}
     members: dict[str, list[str]] = {}
-    for title, wanted in _groups(config).items():
+    for name, wanted in _groups(config).items():
         mine = [k for k in dict.fromkeys(wanted) if k in present and k not in group_of]
         if len(mine) >= 2:  # one line alone is an ordinary chart
-            members[title] = mine
-            group_of.update(dict.fromkeys(mine, title))
+            members[name] = mine
+            group_of.update(dict.fromkeys(mine, name))
     charts: list[Chart] = []
     placed: set[str] = set()
     for key in keys:
