@@ -155,7 +155,7 @@ def histogram(values: Any, bins: Any = "tensorflow", max_bins: int | None = None
     elif max_bins is not None:
         chosen = max_bins
     if flat.size == 0:
-        return {"edges": [0.0, 0.0], "counts": [0], "min": 0.0, "max": 0.0, "num": 0,
+        return {"edges": [0.0, 1.0], "counts": [0], "min": 0.0, "max": 0.0, "num": 0,
                 "sum": 0.0, "sum_squares": 0.0}  # fmt: skip
     counts, edges = np.histogram(flat, bins=chosen)
     return _stats(flat, edges.tolist(), counts.tolist())
@@ -165,14 +165,29 @@ def raw_histogram(  # noqa: PLR0917  (add_histogram_raw's parameters, in its ord
     low: float, high: float, num: float, total: float, squares: float,
     limits: Any, counts: Any,
 ) -> dict[str, Any]:  # fmt: skip
-    """``add_histogram_raw``'s buckets (right limits) as edges and counts."""
+    """``add_histogram_raw``'s buckets (right limits) as edges and counts. Edges rise
+    strictly: limits past ``max`` (TensorBoard's last is often DBL_MAX) end at ``max``,
+    and a bucket that would not be wider than zero joins its neighbour."""
     right = array_of(limits).astype(np.float64).ravel().tolist()
     numbers = array_of(counts).astype(np.float64).ravel().tolist()
     if len(right) != len(numbers) or not right:
         raise InvalidRequest("bucket_limits and bucket_counts have the same length, at least 1")
-    edges = [float(low), *[min(limit, float(high)) for limit in right]]
-    return {"edges": edges, "counts": numbers, "min": float(low), "max": float(high),
-            "num": float(num), "sum": float(total), "sum_squares": float(squares)}  # fmt: skip
+    edges, kept, carried = [float(low)], [], 0.0
+    for limit, number in zip(right, numbers, strict=True):
+        edge = min(limit, float(high)) if math.isfinite(limit) else float(high)
+        if edge > edges[-1]:
+            edges.append(edge)
+            kept.append(number + carried)
+            carried = 0.0
+        elif kept:
+            kept[-1] += number
+        else:
+            carried += number
+    if not kept:  # every value at one point
+        edges, kept = [float(low) - 0.5, float(low) + 0.5], [carried]
+    stats = {"min": float(low), "max": float(high), "num": float(num), "sum": float(total),
+             "sum_squares": float(squares)}  # fmt: skip
+    return {"edges": edges, "counts": kept, **stats}
 
 
 def _stats(flat: np.ndarray, edges: list[float], counts: list[int]) -> dict[str, Any]:
@@ -235,6 +250,7 @@ def video_gif(video: Any, fps: float, dataformats: str = "NTCHW") -> bytes:
         raise InvalidRequest(f"a video of shape {array.shape} is not {dataformats}")
     ordered = np.transpose(array, [layout.index(c) for c in "TNHWC"])
     frames = [grid(_uint8(frame))[:, :, :3] for frame in ordered]
+    frames = [frame[:, :, 0] if frame.shape[2] == 1 else frame for frame in frames]
     image_module: Any = importlib.import_module("PIL.Image")
     pictures = [image_module.fromarray(np.ascontiguousarray(frame)) for frame in frames]
     buffer = io.BytesIO()
