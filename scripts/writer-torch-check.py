@@ -82,29 +82,56 @@ def training_script(
     return writer
 
 
-EXPECTED_ARTIFACTS = [
-    "sample/0.png", "sample/200.png", "batch/0.png", "hwc/0.png", "gray/0.png", "boxes/0.png",
+FILES = [
     "pr_curves/pr/0.json", "embeddings/default/0/tensors.tsv",
-    "embeddings/default/0/metadata.tsv", "embeddings/default/0/sprite/0.png",
-    "layouts/custom_scalars.json", "audio/tone/0.wav", "videos/clip/0.gif",
-    "meshes/points/0.npz", "histograms/writer.jsonl",
+    "embeddings/default/0/metadata.tsv", "layouts/custom_scalars.json", "audio/tone/0.wav",
+    "videos/clip/0.gif", "meshes/points/0.npz",
 ]  # fmt: skip
+IMAGES = [("sample", 0), ("sample", 100), ("sample", 200), ("batch", 0), ("hwc", 0),
+          ("gray", 0), ("boxes", 0), ("embeddings/default/0/sprite", 0)]  # fmt: skip
+HISTOGRAMS = {"weights/fc", "bins", "raw"}
+TEXTS = {"status", "notes"}
+
+
+def keyed_series() -> bool:
+    """Whether this SDK has the runs' keyed series (histograms, images and texts per step):
+    the writer uses them, else artifacts and notes (sdk/writer_media.py)."""
+    from safeboard.sdk.run import Run  # noqa: PLC0415  (after the environment)
+
+    return hasattr(Run, "log_histogram")
 
 
 def check_spool(spool: Path, run_id: str) -> list[str]:
     """What is missing from the spooled run (nothing, when every call was stored)."""
     folder = spool / run_id
     meta = json.loads((folder / "run.json").read_text())
-    names = [json.loads(p.read_text())["name"] for p in folder.glob("artifact-*.json")]
-    missing = [name for name in EXPECTED_ARTIFACTS if name not in names]
+    records = [json.loads(p.read_text()) for p in folder.glob("artifact-*.json")]
+    names = [r["name"] for r in records]
+    missing = [name for name in FILES if name not in names]
     if not any(name.startswith("graphs/") for name in names):
         missing.append("graphs/<model>")
-    records = meta["config"].get("hparams", [])
-    if [r["hparams"]["lr"] for r in records] != [0.1, 0.01]:
-        missing.append(f"two hparams records (got {records})")
-    if "first try" not in meta.get("notes", ""):
-        missing.append("the text 'first try' in the notes")
-    print(f"{len(names)} artifacts: {', '.join(sorted(names))}")
+    keyed = keyed_series()
+    stored = {(r["name"], r.get("step")) for r in records}
+    for tag, step in IMAGES:
+        if (tag if keyed else f"{tag}/{step}.png", step) not in stored:
+            missing.append(f"the image {tag} at step {step}")
+    if keyed:
+        histograms = {h["key"] for r in records for h in r.get("histograms", [])}
+        texts = {t["key"] for r in records for t in r.get("texts", [])}
+        missing += [f"the histogram {k}" for k in sorted(HISTOGRAMS - histograms)]
+        missing += [f"the text {k}" for k in sorted(TEXTS - texts)]
+    else:
+        if "histograms/writer.jsonl" not in names:
+            missing.append("histograms/writer.jsonl")
+        if "first try" not in meta.get("notes", ""):
+            missing.append("the text 'first try' in the notes")
+    runs = meta["config"].get("hparams", [])
+    if [r["hparams"]["lr"] for r in runs] != [0.1, 0.01]:
+        missing.append(f"two hparams records (got {runs})")
+    if meta["config"].get("_charts") != {"acc": ["acc/train", "acc/val"]}:
+        missing.append("the chart group acc")
+    series = "keyed series" if keyed else "artifacts and notes"
+    print(f"{len(names)} artifact records ({series}): {', '.join(sorted(set(names)))}")
     return missing
 
 
