@@ -294,6 +294,8 @@ class SummaryWriter:
         ``hparams`` list; the metrics are also logged, at ``global_step`` or at the
         record's index (so a second call adds points, never replaces the first's)."""
         del hparam_domain_discrete
+        if isinstance(name, Mapping):  # torch's third parameter: hparam_domain_discrete
+            name = None
         metrics = {k: _number(v) for k, v in metric_dict.items()}
         record = {
             "name": name or run_name or str(len(self._hparams)),

@@ -66,3 +66,13 @@ def test_audio_is_a_wav_and_video_a_gif() -> None:
         io.BytesIO(arrays.video_gif(np.random.default_rng(0).random((2, 3, 3, 4, 4)), 2))
     )
     assert (gif.format, gif.n_frames, gif.size) == ("GIF", 3, (8, 4))
+
+
+def test_a_matplotlib_figure_is_drawn_to_pixels() -> None:
+    figure_module = pytest.importorskip("matplotlib.figure")
+    backend = pytest.importorskip("matplotlib.backends.backend_agg")
+    figure = figure_module.Figure(figsize=(2, 1), dpi=50)
+    backend.FigureCanvasAgg(figure)
+    figure.add_subplot().plot([0, 1], [1, 0])
+    assert arrays.figure_pixels(figure).shape == (50, 100, 4)
+    assert arrays.figure_pixels([figure, figure]).shape == (50, 200, 4)

@@ -117,8 +117,12 @@ def figure_pixels(figure: Any) -> np.ndarray:
 
 
 def close_figure(figure: Any) -> None:
-    """``plt.close(figure)``, when pyplot is already loaded (it is, for its figures)."""
-    pyplot = importlib.import_module("matplotlib.pyplot")
+    """``plt.close(figure)``, as torch's writer does (a figure made without pyplot, where
+    pyplot cannot load, is left as it is)."""
+    try:
+        pyplot: Any = importlib.import_module("matplotlib.pyplot")
+    except ImportError:
+        return
     for one in figure if isinstance(figure, (list, tuple)) else [figure]:
         pyplot.close(one)
 
