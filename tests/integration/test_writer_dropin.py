@@ -170,3 +170,16 @@ def test_histograms_and_images_use_the_runs_series_when_it_has_them(tmp_path: Pa
     assert [h["key"] for r in records for h in r.get("histograms", [])] == ["w"]
     assert [(t["key"], t["text"]) for r in records for t in r.get("texts", [])] == [("t", "hello")]
     assert "histograms/writer.jsonl" not in [r["name"] for r in records]
+
+
+async def test_notes_set_offline_reach_the_server_with_the_run(
+    world: World, tmp_path: Path
+) -> None:
+    """The drop-in's texts become notes without the text series; an offline run's notes
+    went nowhere at `safeboard sync` before (the run was created without them)."""
+    run = safeboard.init("p", mode="offline", spool_dir=tmp_path, quiet=True)
+    run.set_notes("first try")
+    run.log({"loss": 1.0}, step=0)
+    run.finish()
+    await _sync(world, tmp_path)
+    assert (await _get(world, f"/api/v1/runs/{run.id}"))["notes"] == "first try"
