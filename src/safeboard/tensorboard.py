@@ -33,8 +33,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-import numpy as np
-
 from safeboard.documents import document_problem
 from safeboard.sdk import writer_arrays as arrays
 from safeboard.sdk.run import Run, init
@@ -179,7 +177,7 @@ class SummaryWriter:
         """The scalars are on the server, not kept here: writes what the run's page is."""
         self._media.notice_once(
             "export", "export_scalars_to_json: the scalars are on the server (the run's "
-            f"page, or `safeboard export`); {path} names the run",
+            f"page, or `safeboard runs export {self.run.id}`); {path} names the run",
         )  # fmt: skip
         Path(path).write_text(json.dumps({"run": self.run.id, "project": self.run.project}))
 
@@ -257,7 +255,8 @@ class SummaryWriter:
         try:
             data = arrays.video_gif(vid_tensor, fps or 4, dataformats or "NTCHW")
         except ImportError:
-            self._file(f"videos/{tag}/{_label(step)}.npy", _npy(vid_tensor), step, "add_video",
+            frames = arrays.npy_bytes(vid_tensor)
+            self._file(f"videos/{tag}/{_label(step)}.npy", frames, step, "add_video",
                        "videos are kept as numpy files (install Pillow for GIFs)")  # fmt: skip
             return
         self._media.file(f"videos/{tag}/{_label(step)}.gif", data, "image", step)
@@ -347,18 +346,10 @@ class SummaryWriter:
         ``sprite.png`` (the label images as a grid), as TensorBoard's projector reads them."""
         step = self._step(global_step)
         folder = f"embeddings/{tag}/{_label(step)}"
-        vectors = arrays.array_of(mat).astype(np.float64)
-        if vectors.ndim != 2:
-            raise ValueError(f"mat is N x D, not {vectors.shape}")
-        rows = "".join("\t".join(repr(float(x)) for x in row) + "\n" for row in vectors)
-        self._media.file(f"{folder}/tensors.tsv", rows.encode(), "table", step)
+        self._media.file(f"{folder}/tensors.tsv", arrays.tensors_tsv(mat), "table", step)
         if metadata is not None:
-            lines = [] if metadata_header is None else ["\t".join(map(str, metadata_header))]
-            for item in metadata:
-                is_row = isinstance(item, (list, tuple))
-                lines.append("\t".join(map(str, item)) if is_row else str(item))
-            self._media.file(f"{folder}/metadata.tsv", "\n".join(lines).encode() + b"\n",
-                             "table", step)  # fmt: skip
+            body = arrays.metadata_tsv(metadata, metadata_header)
+            self._media.file(f"{folder}/metadata.tsv", body, "table", step)
         if label_img is not None:
             sprite = arrays.image_hwc(label_img, "NCHW")
             self._media.image(f"{folder}/sprite", sprite, step)
@@ -413,7 +404,7 @@ class SummaryWriter:
     ) -> None:  # fmt: skip
         step = self._step(global_step)
         parts = {"vertices": vertices, "colors": colors, "faces": faces}
-        buffer = _npz({k: arrays.array_of(v) for k, v in parts.items() if v is not None})
+        buffer = arrays.npz_bytes({k: v for k, v in parts.items() if v is not None})
         self._file(f"meshes/{tag}/{_label(step)}.npz", buffer, step, "add_mesh",
                    "meshes are kept as numpy files (meshes/<tag>/<step>.npz)")  # fmt: skip
 
@@ -462,19 +453,3 @@ def _plain(value: Any) -> Any:
         return value
     item = getattr(value, "item", None)
     return item() if callable(item) else str(value)
-
-
-def _npy(value: Any) -> bytes:
-    import io  # noqa: PLC0415  (rare)
-
-    buffer = io.BytesIO()
-    np.save(buffer, arrays.array_of(value))
-    return buffer.getvalue()
-
-
-def _npz(parts: Mapping[str, np.ndarray]) -> bytes:
-    import io  # noqa: PLC0415  (rare)
-
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **parts)  # type: ignore[arg-type]
-    return buffer.getvalue()

@@ -25,7 +25,11 @@ __all__ = [
     "grid",
     "histogram",
     "image_hwc",
+    "metadata_tsv",
+    "npy_bytes",
+    "npz_bytes",
     "pr_curve",
+    "tensors_tsv",
     "video_gif",
     "wav_bytes",
 ]
@@ -262,4 +266,35 @@ def video_gif(video: Any, fps: float, dataformats: str = "NTCHW") -> bytes:
         buffer, format="GIF", save_all=True, append_images=pictures[1:],
         duration=max(1, int(1000 / max(float(fps), 0.001))), loop=0,
     )  # fmt: skip
+    return buffer.getvalue()
+
+
+def tensors_tsv(mat: Any) -> bytes:
+    """An embedding's N x D points, a row each (TensorBoard projector's tensors.tsv)."""
+    vectors = array_of(mat).astype(np.float64)
+    if vectors.ndim != 2:
+        raise InvalidRequest(f"mat is N x D, not {vectors.shape}")
+    return "".join("\t".join(repr(float(x)) for x in row) + "\n" for row in vectors).encode()
+
+
+def metadata_tsv(metadata: Any, header: Any = None) -> bytes:
+    """An embedding's labels, a row per point (a list or tuple: its columns), ``header``
+    first when given (the projector's metadata.tsv)."""
+    lines = [] if header is None else ["\t".join(map(str, header))]
+    for item in metadata:
+        is_row = isinstance(item, (list, tuple))
+        lines.append("\t".join(map(str, item)) if is_row else str(item))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def npy_bytes(value: Any) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array_of(value))
+    return buffer.getvalue()
+
+
+def npz_bytes(parts: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    arrays = {name: array_of(v) for name, v in parts.items()}
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub: allow_pickle
     return buffer.getvalue()
