@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -164,6 +165,7 @@ def main() -> int:
     for what in missing:
         print(f"MISSING: {what}")
     print(writer.run.id)
+    shutil.rmtree(work, ignore_errors=True)  # the log directories (the spool is kept)
     return 1 if missing else 0
 
 
