@@ -11,6 +11,7 @@ from enum import StrEnum
 from safeboard.ids import ID_PATTERN, is_id
 
 __all__ = [
+    "CHARTS_KEY",
     "FINAL_STATUSES",
     "FINAL_TASK_STATES",
     "ID_PATTERN",
@@ -111,6 +112,9 @@ def is_id_prefix(value: str) -> bool:
 
 
 MAX_METRIC_KEY_LENGTH = 250
+# A run's config key naming metrics drawn in one chart ({"acc": ["acc/train", "acc/val"]}):
+# written by the TensorBoard drop-in's add_scalars, read by the run page (chart_groups.py).
+CHARTS_KEY = "_charts"
 # Metric keys in one history request (GET /runs/{id}/history): the server refuses more,
 # clients ask in groups of this many (the dashboard's chart.js too: BATCH).
 MAX_HISTORY_KEYS = 50

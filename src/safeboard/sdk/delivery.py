@@ -123,7 +123,8 @@ class Delivery:
         def create(client: Client) -> None:
             client.create_run(
                 project, run_id=meta["id"], name=meta["name"], config=meta["config"],
-                tags=meta["tags"], system=meta["system"], timeout=timeout,
+                tags=meta["tags"], system=meta["system"], notes=meta.get("notes", ""),
+                timeout=timeout,
             )  # fmt: skip
 
         try:

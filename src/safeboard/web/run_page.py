@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,7 @@ from safeboard.projects.repository import Project
 from safeboard.runs.repository import Run
 from safeboard.web import format as fmt
 from safeboard.web.assets import STATIC_DIR
+from safeboard.web.chart_groups import Chart, chart_layout
 from safeboard.web.format import flatten
 from safeboard.web.html import Child, Markup, el, join
 from safeboard.web.layout import Viewer, page
@@ -232,23 +234,26 @@ def _charts(view: RunView) -> Markup:
         chart_controls(),
         el(
             "div",
-            [
-                el(
-                    "figure",
-                    el("h3", key),
-                    class_="chart",
-                    data_key=key,
-                    data_count=counts[key],
-                    data_testid="chart",
-                )
-                for key in keys
-            ],
+            [_figure(chart, counts) for chart in chart_layout(view.run.params, keys)],
             class_="charts",
             id="charts",
         ),
         _summary_table(view.summaries),
         id="metrics",
     )
+
+
+def _figure(chart: Chart, counts: dict[str, int]) -> Markup:
+    """A metric's chart; a group's (chart_groups.py) names its metrics in data-keys."""
+    if len(chart.keys) == 1:
+        key = chart.keys[0]
+        return el("figure", el("h3", key), class_="chart", data_key=key,
+                  data_count=counts[key], data_testid="chart")  # fmt: skip
+    return el(
+        "figure", el("h3", chart.title), class_="chart", data_key=chart.keys[0],
+        data_keys=json.dumps(chart.keys), data_counts=json.dumps([counts[k] for k in chart.keys]),
+        data_testid="chart",
+    )  # fmt: skip
 
 
 def _summary_table(summaries: list[Summary]) -> Markup:

@@ -61,7 +61,8 @@ function fromBuckets(h) {
 export const view = { smoothing: 0, log: false, axis: "step", onZoom: null };
 
 export class MetricChart {
-  // sources: [{runId, label, count}] (count: points logged, from the summary)
+  // sources: [{runId, label, count, key}] (count: points logged, from the summary; key:
+  // the source's metric when it is not the chart's, as in a run page's chart group)
   constructor(figure, key, sources) {
     this.figure = figure;
     this.key = key;
@@ -83,15 +84,16 @@ export class MetricChart {
     const wall = view.axis === "time";
     if (wall && source.count <= WALL_TIME_LIMIT) {
       const range = this.range ? { start: this.range[0], end: this.range[1] } : {};
-      const p = await call("GET", pointsPath(source.runId, this.key, range));
+      const p = await call("GET", pointsPath(source.runId, source.key ?? this.key, range));
       const values = p.values.map(num);
       return { x: p.times, last: values, min: null, max: null, wall: true };
     }
     if (wall) this.notice = `Wall time is drawn for up to ${WALL_TIME_LIMIT.toLocaleString()} points; this metric has more, so it is shown by step.`;
     const params = { buckets: this.buckets() };
     if (this.range) Object.assign(params, { start: this.range[0], end: this.range[1] });
-    const answer = await call("GET", historyPath(source.runId, [this.key], params));
-    return fromBuckets(answer.metrics[this.key]);
+    const key = source.key ?? this.key;
+    const answer = await call("GET", historyPath(source.runId, [key], params));
+    return fromBuckets(answer.metrics[key]);
   }
 
   async load() {
@@ -295,9 +297,10 @@ export async function loadCharts(charts) {
     const params = { buckets: Math.max(...entries.map(([chart]) => chart.buckets())) };
     if (range) Object.assign(params, { start: range[0], end: range[1] });
     for (const group of groups(entries, BATCH)) {
-      const keys = group.map(([chart]) => chart.key);
+      const keyOf = ([chart, index]) => chart.sources[index].key ?? chart.key;
+      const keys = [...new Set(group.map(keyOf))];
       requests.push(call("GET", historyPath(runId, keys, params)).then((answer) => {
-        for (const [chart, index] of group) fetched.get(chart)[index] = fromBuckets(answer.metrics[chart.key]);
+        for (const entry of group) fetched.get(entry[0])[entry[1]] = fromBuckets(answer.metrics[keyOf(entry)]);
       }));
     }
   }

@@ -9,8 +9,18 @@ const systemBox = document.getElementById("system-charts");  // system/ keys (sy
 const charts = new Map();
 let chartModule = null;
 
+// A chart of one metric, or of a group (data-keys, data-counts: chart_groups.py), each
+// of its metrics a line; the map finds a group's chart from any of its metrics.
 function makeChart(figure) {
   const key = figure.dataset.key;
+  if (figure.dataset.keys) {
+    const keys = JSON.parse(figure.dataset.keys);
+    const counts = JSON.parse(figure.dataset.counts);
+    const sources = keys.map((k, i) => ({ runId, label: k, key: k, count: counts[i] }));
+    const chart = new chartModule.MetricChart(figure, key, sources);
+    for (const k of keys) charts.set(k, chart);
+    return chart;
+  }
   const chart = new chartModule.MetricChart(figure, key, [
     { runId, label: key, count: Number(figure.dataset.count || 0) },
   ]);
@@ -62,7 +72,7 @@ function onMetrics(event) {
 function followTail() {
   if (tick || !moved.size) return;
   tick = setTimeout(() => {
-    const due = [...moved].map((key) => charts.get(key));
+    const due = [...new Set([...moved].map((key) => charts.get(key)))];
     moved.clear();
     chartModule.extendCharts(runId, due)
       .then((waiting) => { for (const chart of waiting) moved.add(chart.key); })
@@ -91,7 +101,7 @@ function showStatus(status) {
 async function startCharts() {
   if (!chartsBox) return;  // the chart library is missing: the page says so
   chartModule = await import("./chart.js");
-  chartModule.bindControls(() => charts.values());
+  chartModule.bindControls(() => new Set(charts.values()));
   // Every chart of the page from one history request (per 50 metrics).
   const figures = document.querySelectorAll("#charts figure[data-key], #system-charts figure[data-key]");
   await chartModule.loadCharts([...figures].map(makeChart));
@@ -222,17 +232,18 @@ document.addEventListener("click", (event) => {
 async function catchUp() {
   const run = await call("GET", `/api/v1/runs/${runId}`);
   showStatus(run.status);
-  const known = [];
+  const known = new Set();
   for (const summary of run.metrics) {
     const chart = charts.get(summary.key);
     if (chart) {
-      chart.sources[0].count = summary.count;
-      if (!chart.range) known.push(chart);
+      const source = chart.sources.find((s) => (s.key ?? chart.key) === summary.key);
+      source.count = summary.count;
+      if (!chart.range) known.add(chart);
     } else if (chartModule) {
       addChart(newFigure(summary.key)).catch((error) => say(live, error.message, true));
     }
   }
-  if (chartModule) await chartModule.loadCharts(known);
+  if (chartModule) await chartModule.loadCharts([...known]);
 }
 
 liveStream(`/api/v1/runs/${runId}/events`, { metrics: onMetrics, run: onRun }, live,

@@ -1,0 +1,43 @@
+"""The run page's chart groups (web/chart_groups.py): the config's ``_charts`` names
+metrics drawn together; anything malformed in it is ignored, never an error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from safeboard.web.chart_groups import Chart, chart_layout
+
+KEYS = ["loss", "acc/train", "lr", "acc/val", "acc/test"]
+
+
+def test_a_group_is_drawn_where_its_first_metric_was() -> None:
+    config = {"_charts": {"acc": ["acc/train", "acc/val", "acc/test"]}}
+    assert chart_layout(config, KEYS) == [
+        Chart("loss", ("loss",)),
+        Chart("acc", ("acc/train", "acc/val", "acc/test")),
+        Chart("lr", ("lr",)),
+    ]
+
+
+def test_metrics_not_logged_are_left_out_and_a_group_of_one_is_a_plain_chart() -> None:
+    config = {"_charts": {"acc": ["acc/train", "acc/missing"], "x": ["lr", "loss"]}}
+    assert chart_layout(config, ["loss", "acc/train", "lr"]) == [
+        Chart("x", ("lr", "loss")),
+        Chart("acc/train", ("acc/train",)),
+    ]
+
+
+def test_a_metric_belongs_to_one_group() -> None:
+    config = {"_charts": {"a": ["loss", "lr"], "b": ["lr", "acc/val", "acc/test"]}}
+    assert [c.keys for c in chart_layout(config, KEYS)] == [
+        ("loss", "lr"), ("acc/train",), ("acc/val", "acc/test"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "charts", [None, "acc", ["acc/train"], {"acc": "acc/train"}, {"acc": [1, None, {"k": 2}]}]
+)
+def test_malformed_groups_are_ignored(charts: Any) -> None:
+    assert [c.keys for c in chart_layout({"_charts": charts}, KEYS)] == [(k,) for k in KEYS]
