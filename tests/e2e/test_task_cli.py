@@ -66,6 +66,13 @@ def test_submit_list_show_cancel_retry(server: ServerProcess) -> None:
     assert "0.1\n" not in shown.stdout.split("env:")[1]
     assert "no attempts yet" in shown.stderr
     assert json.loads(cli(server, "task", "show", task_id, "--json").stdout)["env"] == {"LR": "0.1"}
+    with_params = cli(server, "task", "submit", "--project", "ml", "--no-code",
+                      "--param", "lr=0.5", "--param", "optim.name=adam", "--param", 'tag="7"',
+                      "--param", "layers=[64, 32]", "--", "python", "train.py").stdout  # fmt: skip
+    made_id = with_params.split()[1]
+    params = json.loads(cli(server, "task", "show", made_id, "--json").stdout)["params"]
+    assert params == {"lr": 0.5, "optim": {"name": "adam"}, "tag": "7", "layers": [64, 32]}
+    cli(server, "task", "cancel", made_id)
     assert cli(server, "runs", "show", run_id).stdout.startswith(
         f"task-{task_id} ({run_id}) in ml: queued"
     )
@@ -117,6 +124,12 @@ def test_refusals_are_one_line(server: ServerProcess) -> None:
     assert "Traceback" not in nowhere_dir.stderr
     missing = cli(server, "task", "show", "987654", code=2)
     assert missing.stderr.strip() == "safeboard: error: no task 987654"
+    for param in ("novalue", "a..b=1", "lr=1"):
+        twice = ("--param", "lr=2") if param == "lr=1" else ()
+        refused = cli(server, "task", "submit", "--project", "ml", "--param", param, *twice,
+                      "--no-code", "--", "true", code=2)  # fmt: skip
+        assert "--param" in refused.stderr
+        assert "Traceback" not in refused.stderr
     bad = cli(server, "task", "submit", "--project", "ml", "--env", "1X=2", "--no-code", "--",
               "true", code=2)  # fmt: skip
     assert "not a variable name" in bad.stderr

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from safeboard.client import Client
     from safeboard.client.job_models import Task
 
-__all__ = ["parse_duration", "read_secrets", "task"]
+__all__ = ["parse_duration", "read_params", "read_secrets", "task"]
 
 _DURATION = re.compile(r"(\d+)([smhd])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -85,6 +85,32 @@ def read_secrets(specs: tuple[str, ...], environ: dict[str, str] | None = None) 
     return found
 
 
+def read_params(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``--param KEY=VALUE``: VALUE as JSON where it reads as JSON, else the text itself;
+    a dotted KEY (``optim.lr``) sets a nested value."""
+    found: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        parts = key.split(".")
+        if not sep or not all(part.strip() for part in parts):
+            raise click.BadParameter(f"{pair!r}: write KEY=VALUE", param_hint="--param")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        node = found
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise click.BadParameter(f"{key}: {part} is given a value and keys",
+                                         param_hint="--param")  # fmt: skip
+            node = child
+        if parts[-1] in node:
+            raise click.BadParameter(f"{key} is given twice", param_hint="--param")
+        node[parts[-1]] = value
+    return found
+
+
 def _secret_file(name: str, path: Path) -> str:
     try:
         text = path.read_text(encoding="utf-8")
@@ -123,6 +149,10 @@ def task() -> None:
 @click.option("--retry-on-failure", is_flag=True,
               help="Retry a non-zero exit too (within the same number of retries).")  # fmt: skip
 @click.option("--name", default=None, help="The run's name (default: task-<id>).")
+@click.option("--param", "param_pairs", multiple=True, metavar="KEY=VALUE",
+              help="A parameter over the defaults the script gives safeboard.init(config=...): "
+                   "VALUE is read as JSON (0.1, true, \"adam\", [1, 2]), else as text; "
+                   "KEY may be dotted (optim.lr).")  # fmt: skip
 @click.option("--code", "code_dir", default=None, metavar="DIR",
               help="The directory uploaded as the task's code (default: the current one), "
                    "less what its .gitignore and .safeboardignore files ignore.")  # fmt: skip
@@ -142,6 +172,7 @@ def submit(
     max_lost_retries: int,
     retry_on_failure: bool,
     name: str | None,
+    param_pairs: tuple[str, ...],
     code_dir: str | None,
     no_code: bool,
     command: tuple[str, ...],
@@ -155,6 +186,7 @@ def submit(
     max_seconds = None if max_duration is None else parse_duration(max_duration)
     env = _env(env_pairs)
     secrets = read_secrets(secret_specs)
+    params = read_params(param_pairs)
     from safeboard.errors import NotFound, ProjectNotFound
 
     with connect(url) as client:
@@ -164,7 +196,8 @@ def submit(
                                       priority=priority, max_seconds=max_seconds,
                                       max_lost_retries=max_lost_retries,
                                       retry_on_failure=retry_on_failure, name=name,
-                                      code_sha256=code_sha256, secrets=secrets)  # fmt: skip
+                                      code_sha256=code_sha256, secrets=secrets,
+                                      params=params)  # fmt: skip
         except NotFound as exc:  # the project: the only thing a submit looks up
             raise ProjectNotFound(
                 f"{exc.message}: {project!r} is not a project you can see on {client.api.url}; "
@@ -258,6 +291,8 @@ def show_task(task_id: str, url: str | None, as_json: bool) -> None:
         click.echo("env: " + " ".join(sorted(found.env)))  # names only: values via --json
     if found.secret_names:
         click.echo("secrets: " + " ".join(found.secret_names))  # the server knows no more
+    if found.params:
+        click.echo("params: " + json.dumps(found.params, sort_keys=True))
     if found.cancel_requested_by:
         click.echo(f"cancel requested by: {found.cancel_requested_by}")
     if found.retry_of:

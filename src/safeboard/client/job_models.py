@@ -234,6 +234,7 @@ class Task(_Json):
     attempts: tuple[TaskAttempt, ...] = ()
     code_sha256: str | None = None  # its code archive; None: a command of the agent's
     secret_names: tuple[str, ...] = ()  # never the values
+    params: dict[str, Any] = field(default_factory=dict)  # over init(config=)'s defaults
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Task:
@@ -259,4 +260,5 @@ class Task(_Json):
             attempts=tuple(TaskAttempt.from_json(a) for a in d.get("attempts", [])),
             code_sha256=d.get("code_sha256"),
             secret_names=tuple(d.get("secret_names", ())),
+            params=dict(d.get("params") or {}),
         )

@@ -305,21 +305,20 @@ class Client(TaskLogCalls):
         name: str | None = None,
         code_sha256: str | None = None,
         secrets: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> Task:
         """Queue ``command`` (argv) in the code archive ``code_sha256`` uploaded to the
         project (``client.code.upload_code``; None: no code, the command must exist on the
         agent's machine), with ``secrets`` stored encrypted and never shown again (answers
-        name them). Sent once: a retry could queue it twice."""
+        name them) and ``params`` over the config its ``safeboard.init(config=...)`` gives.
+        Sent once: a retry could queue it twice."""
         body: dict[str, Any] = {"command": list(command), "env": dict(env or {}), "gpus": gpus,
                                 "labels": list(labels), "priority": priority,
                                 "max_seconds": max_seconds, "max_lost_retries": max_lost_retries,
                                 "retry_on_failure": retry_on_failure}  # fmt: skip
-        if name is not None:
-            body["name"] = name
-        if code_sha256 is not None:
-            body["code_sha256"] = code_sha256
-        if secrets:
-            body["secrets"] = dict(secrets)
+        extra = {"name": name, "code_sha256": code_sha256, "secrets": dict(secrets or {}),
+                 "params": dict(params or {})}  # fmt: skip
+        body.update({key: value for key, value in extra.items() if value not in (None, {})})
         return Task.from_json(self._json("POST", paths.project_tasks(project), json=body))
 
     def tasks(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from safeboard.client.code import upload_code
 from safeboard.client.credentials import resolve_server
@@ -26,6 +26,7 @@ def submit(
     code: str | os.PathLike[str] | None = ".",
     env: Mapping[str, str] | None = None,
     secrets: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
     gpus: int = 0,
     labels: Sequence[str] = (),
     priority: int = 0,
@@ -42,8 +43,10 @@ def submit(
     its ``.gitignore`` and ``.safeboardignore`` files ignore (the same code is uploaded
     once per project); None runs a command that exists on the agent's machine.
     ``secrets``: variables for the task's environment that the server stores encrypted
-    and never shows again (``env`` is shown to the project's readers). The server is
-    found as ``safeboard.init()`` finds it."""
+    and never shows again (``env`` is shown to the project's readers). ``params``: values
+    that ``safeboard.init(config=...)`` in the task puts over the script's defaults (the
+    run's config shows them; "Run again" edits them). The server is found as
+    ``safeboard.init()`` finds it."""
     argv = shlex.split(command) if isinstance(command, str) else list(command)
     if not argv:
         raise ConfigError("command: give the program to run and its arguments")
@@ -56,4 +59,5 @@ def submit(
                                   priority=priority, max_seconds=max_seconds,
                                   max_lost_retries=max_lost_retries,
                                   retry_on_failure=retry_on_failure, name=name,
-                                  code_sha256=code_sha256, secrets=secrets)  # fmt: skip
+                                  code_sha256=code_sha256, secrets=secrets,
+                                  params=params)  # fmt: skip
