@@ -32,7 +32,7 @@ from safeboard.client.retry import asked_wait
 from safeboard.documents import MAX_NOTES_CHARS, document_problem, tags_problem
 from safeboard.errors import BadRequest, InvalidRequest, SafeboardError, Unauthenticated
 from safeboard.ids import new_id
-from safeboard.sdk import notices
+from safeboard.sdk import media, notices
 from safeboard.sdk.connection import Connection
 from safeboard.sdk.delivery import CONFIRM_TIMEOUT, PAUSES, Delivery, retryable
 from safeboard.sdk.images import pixels_of
@@ -230,12 +230,22 @@ class Run:
             step=step,
         ))  # fmt: skip
 
-    def log_image(self, image: Any, step: int | None = None, name: str | None = None) -> None:
-        """Log an image: a numpy array (HxW, HxWx3, HxWx4; uint8, or float in [0, 1]), a
-        PIL image, or the path of an image file. Arrays and PIL images are copied at once
-        and stored as PNG. ``step`` defaults to the step of the last ``log()``."""
+    def log_image(
+        self, key: Any = None, image: Any = None, step: int | None = None,
+        name: str | None = None,
+    ) -> None:  # fmt: skip
+        """``log_image(key, image, step)``: one image of the series ``key`` (a panel with a
+        step slider on the run page). ``log_image(image, step, name)``, as before: one
+        image artifact. An image is a numpy array (HxW, HxWx3, HxWx4; uint8, or float in
+        [0, 1]), a PIL image, or the path of an image file; arrays and PIL images are
+        copied at once and stored as PNG. ``step`` defaults to the last ``log()``'s."""
+        keyed = key is not None and image is not None and not isinstance(image, int)
+        if not keyed:  # the earlier form: (image, step, name)
+            key, image, step = None, image if key is None else key, image if step is None else step
         if step is None and self._step:
             step = self._step - 1
+        if keyed:
+            name, step = media.series_name(key), 0 if step is None else step
         if isinstance(image, (str, os.PathLike)):
             source = Path(image).expanduser().resolve()
             self.log_artifact(source, name or source.name, "image", step=step)
@@ -246,9 +256,25 @@ class Run:
             pixels=pixels, name=label, kind="image", content_type="image/png", step=step,
         ))  # fmt: skip
 
+    def log_histogram(
+        self, key: str, values: Any = None, *, counts: Any = None, edges: Any = None,
+        step: int | None = None, bins: int = media.DEFAULT_BINS,
+    ) -> None:  # fmt: skip
+        """A histogram of ``key`` at ``step`` (default: the last ``log()``'s): raw
+        ``values`` (a list, numpy array or tensor; binned here into ``bins`` buckets), or
+        ``counts`` with their ``edges`` (one more edge than counts). Returns at once."""
+        at = self._step - 1 if step is None and self._step else step or 0
+        entry = media.histogram_entry(key, values, counts, edges, at, time.time(), bins)
+        self._log_record(media.steps_record(histogram=entry))
+
+    def log_text(self, key: str, text: str, step: int | None = None) -> None:
+        """A text of ``key`` at ``step`` (default: the last ``log()``'s), shown escaped."""
+        at = self._step - 1 if step is None and self._step else step or 0
+        self._log_record(media.steps_record(text=media.text_entry(key, text, at, time.time())))
+
     def _log_record(self, record: dict[str, Any]) -> None:
         if self._finished:
-            raise InvalidRequest("this run is finished: log artifacts before finish()")
+            raise InvalidRequest("this run is finished: log before finish()")
         self._artifacts.append(record)
         self._sender.wake()
 
