@@ -131,3 +131,18 @@ def test_records_logged_in_a_row_become_one_batch_within_its_bounds() -> None:
     rest = waiting.popleft()
     media.absorb(rest, waiting)
     assert len(rest["histograms"]) == 5 and waiting[0] is artifact  # type: ignore[arg-type]
+
+
+def test_log_image_takes_the_keyed_form_and_the_earlier_one() -> None:
+    pic = object()
+    assert media.image_call("samples", pic, 7, None, 3) == (pic, 7, "samples")
+    assert media.image_call("samples", pic, None, None, 3) == (pic, 3, "samples")
+    assert media.image_call("samples", "a.png", None, None, -1) == ("a.png", 0, "samples")
+    assert media.image_call(pic, 5, None, "x.png", 3) == (pic, 5, "x.png")  # (image, step)
+    assert media.image_call(pic, None, 0, None, 3) == (pic, 0, None)
+    assert media.image_call(pic, None, None, None, 3) == (pic, 3, None)
+    assert media.image_call(pic, None, None, None, -1) == (pic, None, None)
+    assert media.image_call(None, pic, 2, None, 3) == (pic, 2, None)  # image=..., step=...
+    assert media.image_call("a.png", None, None, None, -1) == ("a.png", None, None)
+    with pytest.raises(InvalidRequest, match="key"):
+        media.image_call("", pic, 1, None, 0)

@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_BINS",
     "absorb",
     "histogram_entry",
+    "image_call",
     "is_steps",
     "send_steps",
     "series_name",
@@ -97,6 +98,18 @@ def series_name(key: Any) -> str:
     if not isinstance(key, str) or not 1 <= len(key) <= MAX_IMAGE_KEY:
         raise InvalidRequest(f"key: a string of 1 to {MAX_IMAGE_KEY} characters")
     return key
+
+
+def image_call(
+    key: Any, image: Any, step: int | None, name: str | None, last: int
+) -> tuple[Any, int | None, str | None]:
+    """``run.log_image``'s two forms: ``(key, image, step)``, an image of a series (its
+    artifact is named ``key``), and the earlier ``(image, step, name)``. The image, its
+    step (default ``last``, the last ``log()``'s step, if any) and its artifact name."""
+    if key is not None and image is not None and not isinstance(image, int):
+        return image, (max(last, 0) if step is None else step), series_name(key)
+    picture, at = (image, step) if key is None else (key, image if step is None else step)
+    return picture, (last if at is None and last >= 0 else at), name
 
 
 def text_entry(key: str, text: str, step: int, when: float) -> dict[str, Any]:

@@ -230,46 +230,34 @@ class Run:
             step=step,
         ))  # fmt: skip
 
-    def log_image(
-        self, key: Any = None, image: Any = None, step: int | None = None,
-        name: str | None = None,
-    ) -> None:  # fmt: skip
-        """``log_image(key, image, step)``: one image of the series ``key`` (a panel with a
-        step slider on the run page). ``log_image(image, step, name)``, as before: one
-        image artifact. An image is a numpy array (HxW, HxWx3, HxWx4; uint8, or float in
-        [0, 1]), a PIL image, or the path of an image file; arrays and PIL images are
-        copied at once and stored as PNG. ``step`` defaults to the last ``log()``'s."""
-        keyed = key is not None and image is not None and not isinstance(image, int)
-        if not keyed:  # the earlier form: (image, step, name)
-            key, image, step = None, image if key is None else key, image if step is None else step
-        if step is None and self._step:
-            step = self._step - 1
-        if keyed:
-            name, step = media.series_name(key), 0 if step is None else step
+    def log_image(self, key: Any = None, image: Any = None, step: int | None = None,
+                  name: str | None = None) -> None:  # fmt: skip
+        """``log_image(key, image, step)``: an image of the series ``key``; the earlier
+        ``log_image(image, step, name)``: one image artifact (docs/sdk.md). ``image``: a
+        numpy array, a PIL image (both copied now, stored as PNG) or an image file's path."""
+        image, step, name = media.image_call(key, image, step, name, self._step - 1)
         if isinstance(image, (str, os.PathLike)):
             source = Path(image).expanduser().resolve()
             self.log_artifact(source, name or source.name, "image", step=step)
             return
-        pixels = pixels_of(image)
         label = name or (f"image-{step}.png" if step is not None else "image.png")
         self._log_record(artifact_record(
-            pixels=pixels, name=label, kind="image", content_type="image/png", step=step,
+            pixels=pixels_of(image), name=label, kind="image", content_type="image/png",
+            step=step,
         ))  # fmt: skip
 
-    def log_histogram(
-        self, key: str, values: Any = None, *, counts: Any = None, edges: Any = None,
-        step: int | None = None, bins: int = media.DEFAULT_BINS,
-    ) -> None:  # fmt: skip
-        """A histogram of ``key`` at ``step`` (default: the last ``log()``'s): raw
-        ``values`` (a list, numpy array or tensor; binned here into ``bins`` buckets), or
-        ``counts`` with their ``edges`` (one more edge than counts). Returns at once."""
-        at = self._step - 1 if step is None and self._step else step or 0
+    def log_histogram(self, key: str, values: Any = None, *, counts: Any = None,
+                      edges: Any = None, step: int | None = None,
+                      bins: int = media.DEFAULT_BINS) -> None:  # fmt: skip
+        """A histogram of ``key`` at ``step`` (default: the last log()'s): raw ``values``
+        binned here, or ``counts`` and ``edges`` as they are (docs/sdk.md)."""
+        at = max(self._step - 1, 0) if step is None else step
         entry = media.histogram_entry(key, values, counts, edges, at, time.time(), bins)
         self._log_record(media.steps_record(histogram=entry))
 
     def log_text(self, key: str, text: str, step: int | None = None) -> None:
-        """A text of ``key`` at ``step`` (default: the last ``log()``'s), shown escaped."""
-        at = self._step - 1 if step is None and self._step else step or 0
+        """A text of ``key`` at ``step`` (default: the last log()'s), shown escaped."""
+        at = max(self._step - 1, 0) if step is None else step
         self._log_record(media.steps_record(text=media.text_entry(key, text, at, time.time())))
 
     def _log_record(self, record: dict[str, Any]) -> None:
