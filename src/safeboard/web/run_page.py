@@ -16,6 +16,8 @@ from safeboard.web.assets import STATIC_DIR
 from safeboard.web.format import flatten
 from safeboard.web.html import Child, Markup, el, join
 from safeboard.web.layout import Viewer, page
+from safeboard.web.media_panel import SCRIPT as MEDIA_SCRIPT
+from safeboard.web.media_panel import media_sections
 from safeboard.web.run_again_page import run_again_link
 from safeboard.web.task_pages import task_link
 from safeboard.web.tensorboard_button import SCRIPT as TENSORBOARD_SCRIPT
@@ -322,6 +324,7 @@ def render_run(view: RunView, viewer: Viewer) -> str:
         task_link(view.task_id),
         el("div", el("p", "", id="live", role="status", aria_live="polite", class_="live")),
         _charts(view),
+        media_sections(),  # histograms, image series, texts (media.js)
         el(
             "div",
             _withheld("Params", "params-withheld")
@@ -336,7 +339,7 @@ def render_run(view: RunView, viewer: Viewer) -> str:
         ),
         _artifacts(),
     )
-    scripts = ("run.js", *((TENSORBOARD_SCRIPT,) if view.tensorboard else ()))
+    scripts = ("run.js", MEDIA_SCRIPT, *((TENSORBOARD_SCRIPT,) if view.tensorboard else ()))
     return page(
         run.name,
         viewer,
