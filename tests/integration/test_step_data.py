@@ -71,14 +71,18 @@ async def test_a_batch_is_stored_once_and_read_back(world: World) -> None:
     dist = (await olga.get(f"/api/v1/runs/{run_id}/distribution?histogram=w&steps=3")).json()
     assert dist["total_steps"] == 5
     assert dist["steps"] == [0, 20, 40]  # evenly spread, first and last kept
-    assert dist["basis_points"][0] == 0 and dist["basis_points"][-1] == 10000
+    assert dist["basis_points"][0] == 0
+    assert dist["basis_points"][-1] == 10000
     lows = [p[0] for p in dist["percentiles"]]
     highs = [p[-1] for p in dist["percentiles"]]
     medians = [p[4] for p in dist["percentiles"]]
-    assert lows == [0, 20, 40] and highs == [5, 25, 45] and medians == [2.5, 22.5, 42.5]
+    assert lows == [0, 20, 40]
+    assert highs == [5, 25, 45]
+    assert medians == [2.5, 22.5, 42.5]
 
     at = (await olga.get(f"/api/v1/runs/{run_id}/histogram?histogram=w&step=25")).json()
-    assert at["step"] == 20 and at["counts"] == [1, 2, 4, 2, 1]
+    assert at["step"] == 20
+    assert at["counts"] == [1, 2, 4, 2, 1]
     assert at["edges"] == [20, 21, 22, 23, 24, 25]
     last = (await olga.get(f"/api/v1/runs/{run_id}/histogram?histogram=w")).json()
     assert last["step"] == 40
@@ -108,7 +112,8 @@ async def test_texts_come_a_page_at_a_time(world: World) -> None:
     texts = [{"key": "t", "step": s, "time": 1.0, "text": f"step {s}"} for s in range(5)]
     assert (await olga.post(f"/api/v1/runs/{run_id}/steps", json=_batch(texts=texts))).is_success
     page = (await olga.get(f"/api/v1/runs/{run_id}/texts?text=t&limit=2")).json()
-    assert [t["step"] for t in page["texts"]] == [0, 1] and page["next_step"] == 2
+    assert [t["step"] for t in page["texts"]] == [0, 1]
+    assert page["next_step"] == 2
     page = (await olga.get(f"/api/v1/runs/{run_id}/texts?text=t&start=2&limit=3")).json()
     assert [t["text"] for t in page["texts"]] == ["step 2", "step 3", "step 4"]
 
@@ -138,7 +143,8 @@ async def test_bad_batches_are_refused_naming_the_field(
     assert 400 <= answer.status_code < 500, answer.text
     assert named in answer.json()["error"]["message"]
     keys = (await olga.get(f"/api/v1/runs/{run_id}/steps")).json()
-    assert keys["histograms"] == {} and keys["texts"] == {}
+    assert keys["histograms"] == {}
+    assert keys["texts"] == {}
 
 
 async def test_others_cannot_write_or_read(world: World) -> None:
@@ -175,13 +181,15 @@ async def test_what_the_sdk_logs_arrives_through_the_spool_once(world: World) ->
         shutil.rmtree(root, ignore_errors=True)
     olga = world.client(Authorization=f"Bearer {world.key('olga', Scope.READ)}")
     keys = (await olga.get(f"/api/v1/runs/{run.id}/steps")).json()
-    assert keys["histograms"] == {"grads": 3, "weights": 3} and keys["texts"] == {"samples": 3}
+    assert keys["histograms"] == {"grads": 3, "weights": 3}
+    assert keys["texts"] == {"samples": 3}
     dist = (await olga.get(f"/api/v1/runs/{run.id}/distribution?histogram=weights")).json()
     assert dist["steps"] == [0, 100, 200]
     medians = [p[4] for p in dist["percentiles"]]
     assert [round(m) for m in medians] == [0, 1, 2]
     one = (await olga.get(f"/api/v1/runs/{run.id}/histogram?histogram=weights&step=0")).json()
-    assert len(one["counts"]) == 64 and sum(one["counts"]) == 1000
+    assert len(one["counts"]) == 64
+    assert sum(one["counts"]) == 1000
     texts = (await olga.get(f"/api/v1/runs/{run.id}/texts?text=samples")).json()
     assert texts["texts"][2]["text"] == "<script>alert(200)</script>"
     images = (await olga.get(f"/api/v1/runs/{run.id}/images")).json()
@@ -190,4 +198,5 @@ async def test_what_the_sdk_logs_arrives_through_the_spool_once(world: World) ->
     assert [s["step"] for s in series["steps"]] == [0, 100, 200]
     artifact = series["steps"][1]["artifact_id"]
     got = await olga.get(f"/api/v1/artifacts/{artifact}")
-    assert got.json()["kind"] == "image" and got.json()["content_type"] == "image/png"
+    assert got.json()["kind"] == "image"
+    assert got.json()["content_type"] == "image/png"

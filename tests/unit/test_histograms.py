@@ -25,7 +25,8 @@ def test_percentiles_interpolate_inside_the_bucket_that_holds_them() -> None:
     counts = np.array([0.0, 10.0, 10.0, 0.0])
     got = percentiles(edges, counts)
     assert got is not None
-    assert got[0] == 1.0 and got[-1] == 3.0  # the extremes: where the counts start and end
+    assert got[0] == 1.0
+    assert got[-1] == 3.0
     assert got[BASIS_POINTS.index(5000)] == 2.0
     assert got[BASIS_POINTS.index(1587)] == pytest.approx(1.0 + 0.3174)
     assert got == sorted(got)
@@ -49,7 +50,9 @@ def test_percentiles_of_binned_normal_values_are_within_a_bucket_of_the_truth() 
 def test_thin_steps_keeps_the_ends_and_spreads_the_rest() -> None:
     steps = list(range(0, 10_000, 7))
     picked = thin_steps(steps, 100)
-    assert len(picked) == 100 and picked[0] == 0 and picked[-1] == steps[-1]
+    assert len(picked) == 100
+    assert picked[0] == 0
+    assert picked[-1] == steps[-1]
     assert picked == sorted(set(picked))
     assert thin_steps([1, 2, 3], 10) == [1, 2, 3]
     assert thin_steps([1, 2, 3], 1) == [3]
@@ -68,7 +71,8 @@ def test_thin_steps_keeps_the_ends_and_spreads_the_rest() -> None:
 )
 def test_what_is_not_a_histogram(edges: list[float], counts: list[float], problem: str) -> None:
     said = histogram_problem(edges, counts)
-    assert said is not None and said.startswith(problem)
+    assert said is not None
+    assert said.startswith(problem)
 
 
 def test_arrays_round_trip_bit_exact() -> None:
@@ -78,10 +82,14 @@ def test_arrays_round_trip_bit_exact() -> None:
 
 def test_the_sdk_bins_raw_values_leaving_out_nan_and_infinities() -> None:
     values = np.array([0.0, 1.0, 2.0, 3.0, float("nan"), float("inf")])
-    entry = media.histogram_entry("w", values, None, None, 5, 1.0, 3)
-    assert entry["counts"] == [1.0, 1.0, 2.0] and entry["edges"] == [0.0, 1.0, 2.0, 3.0]
-    assert entry["step"] == 5 and histogram_problem(entry["edges"], entry["counts"]) is None
-    listed = media.histogram_entry("w", [[1, 2], [3, 4]], None, None, 0, 1.0, 2)
+    entry = media.histogram_entry("w", values, counts=None, edges=None, step=5, when=1.0, bins=3)
+    assert entry["counts"] == [1.0, 1.0, 2.0]
+    assert entry["edges"] == [0.0, 1.0, 2.0, 3.0]
+    assert entry["step"] == 5
+    assert histogram_problem(entry["edges"], entry["counts"]) is None
+    listed = media.histogram_entry(
+        "w", [[1, 2], [3, 4]], counts=None, edges=None, step=0, when=1.0, bins=2
+    )
     assert sum(listed["counts"]) == 4
 
 
@@ -102,8 +110,11 @@ def test_the_sdk_bins_raw_values_leaving_out_nan_and_infinities() -> None:
 def test_the_sdk_refuses_in_the_call_what_the_server_would_refuse(
     args: tuple[object, ...], message: str
 ) -> None:
+    key, values, counts, edges = args
     with pytest.raises(InvalidRequest, match=message):
-        media.histogram_entry(*args, 0, 1.0, 64)  # type: ignore[arg-type]
+        media.histogram_entry(
+            str(key), values, counts=counts, edges=edges, step=0, when=1.0, bins=64
+        )
 
 
 def test_the_sdk_refuses_bad_steps_and_texts() -> None:
@@ -117,7 +128,9 @@ def test_the_sdk_refuses_bad_steps_and_texts() -> None:
 
 def test_records_logged_in_a_row_become_one_batch_within_its_bounds() -> None:
     def one(step: int) -> dict[str, object]:
-        entry = media.histogram_entry("w", None, [1.0], [0.0, 1.0], step, 1.0, 64)
+        entry = media.histogram_entry(
+            "w", None, counts=[1.0], edges=[0.0, 1.0], step=step, when=1.0, bins=64
+        )
         return media.steps_record(histogram=entry)
 
     artifact = {"id": "a", "kind": "image", "name": "x.png"}
@@ -130,7 +143,8 @@ def test_records_logged_in_a_row_become_one_batch_within_its_bounds() -> None:
     assert len(waiting) == 5 + 1 + 1
     rest = waiting.popleft()
     media.absorb(rest, waiting)
-    assert len(rest["histograms"]) == 5 and waiting[0] is artifact  # type: ignore[arg-type]
+    assert len(rest["histograms"]) == 5
+    assert waiting[0] is artifact
 
 
 def test_log_image_takes_the_keyed_form_and_the_earlier_one() -> None:

@@ -77,6 +77,7 @@ def step_keys(
 @router.get("/distribution", response_model=DistributionOut)
 def distribution(
     run_id: str,
+    *,
     histogram: str = Query(..., **_KEY, description="The histogram key."),  # type: ignore[arg-type]
     steps: int = Query(300, ge=1, le=MAX_DISTRIBUTION_STEPS),
     principal: Principal = requires_project(Permission.PROJECTS_READ),
@@ -94,6 +95,7 @@ def distribution(
 @router.get("/histogram", response_model=HistogramOut)
 def histogram_at(
     run_id: str,
+    *,
     histogram: str = Query(..., **_KEY, description="The histogram key."),  # type: ignore[arg-type]
     step: int | None = Query(None, ge=0, le=MAX_STEP, description="Default: the last."),
     principal: Principal = requires_project(Permission.PROJECTS_READ),
@@ -107,6 +109,7 @@ def histogram_at(
 @router.get("/texts", response_model=TextsOut)
 def texts(
     run_id: str,
+    *,
     text: str = Query(..., **_KEY, description="The text key."),  # type: ignore[arg-type]
     start: int = Query(0, ge=0, le=MAX_STEP),
     limit: int = Query(100, ge=1, le=1000),

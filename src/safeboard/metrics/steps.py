@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
@@ -31,9 +32,9 @@ __all__ = ["Distribution", "StepService", "StepStored"]
 
 MAX_DISTRIBUTION_STEPS = 1000
 _BATCH_ID = re.compile(BATCH_ID_PATTERN)
-_h = HistogramRow.__table__
-_t = StepTextRow.__table__
-_b = IngestBatchRow.__table__
+_h = cast(sa.Table, HistogramRow.__table__)
+_t = cast(sa.Table, StepTextRow.__table__)
+_b = cast(sa.Table, IngestBatchRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,10 @@ def _check(batch: StepBatch) -> None:
             raise InvalidRequest(f"{where}.text: no NUL characters")
 
 
-def _last_of_each(entries: Sequence[HistogramIn | TextIn]) -> list[HistogramIn | TextIn]:
+E = TypeVar("E", HistogramIn, TextIn)
+
+
+def _last_of_each(entries: Sequence[E]) -> list[E]:
     """One entry per (key, step): the last one logged, as a later batch would replace it."""
     return list({(e.key, e.step): e for e in entries}.values())
 
@@ -111,7 +115,9 @@ class StepService:
         return StepStored(stored, duplicate=False)
 
     @staticmethod
-    def _replace(conn: Connection, table: sa.Table, run_id: str, rows: list[dict[str, object]]) -> None:
+    def _replace(
+        conn: Connection, table: sa.Table, run_id: str, rows: list[dict[str, object]]
+    ) -> None:
         if not rows:
             return
         by_key: dict[str, list[int]] = {}
@@ -140,16 +146,14 @@ class StepService:
                 found.append({str(k): int(n) for k, n in rows})
         return found[0], found[1]
 
-    def distribution(
-        self, principal: Principal, run_id: str, key: str, most: int
-    ) -> Distribution:
+    def distribution(self, principal: Principal, run_id: str, key: str, most: int) -> Distribution:
         """``key``'s percentiles at up to ``most`` steps spread over the run."""
         with self.engine.connect() as conn:
             self._runs(conn, principal, run_id, Permission.PROJECTS_READ)
             where = (_h.c.run_id == run_id, _h.c.key == key)
             steps = list(conn.scalars(sa.select(_h.c.step).where(*where).order_by(_h.c.step)))
             picked = hist.thin_steps(steps, most)
-            rows = []
+            rows: list[Any] = []
             for start in range(0, len(picked), 500):  # bound the IN list
                 part = picked[start : start + 500]
                 rows += conn.execute(

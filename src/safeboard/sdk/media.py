@@ -62,7 +62,7 @@ def _floats(data: Any) -> Any:
 
 
 def histogram_entry(
-    key: str, values: Any, counts: Any, edges: Any, step: int, when: float, bins: int
+    key: str, values: Any, *, counts: Any, edges: Any, step: int, when: float, bins: int
 ) -> dict[str, Any]:
     """Raw ``values`` binned into ``bins`` buckets (NaN and infinities left out), or
     ``counts`` with their ``edges`` as they are; checked as the server checks them."""
@@ -167,4 +167,3 @@ def send_steps(client: ApiClient, run_id: str, record: dict[str, Any]) -> dict[s
             "texts": record["texts"]}  # fmt: skip
     answer: dict[str, Any] = client.post(f"/api/v1/runs/{run_id}/steps", json=body).json()
     return answer
-

@@ -252,7 +252,9 @@ class Run:
         """A histogram of ``key`` at ``step`` (default: the last log()'s): raw ``values``
         binned here, or ``counts`` and ``edges`` as they are (docs/sdk.md)."""
         at = max(self._step - 1, 0) if step is None else step
-        entry = media.histogram_entry(key, values, counts, edges, at, time.time(), bins)
+        entry = media.histogram_entry(
+            key, values, counts=counts, edges=edges, step=at, when=time.time(), bins=bins
+        )
         self._log_record(media.steps_record(histogram=entry))
 
     def log_text(self, key: str, text: str, step: int | None = None) -> None:

@@ -51,6 +51,7 @@ def image_compare_section() -> Markup:
                 "Step",
                 el("input", type="range", id="image-compare-step", min="0", max="0", value="0"),
                 el("output", "", id="image-compare-at", for_="image-compare-step"),
+                class_="step-slider",
             ),
             class_="toolbar",
         ),

@@ -26,7 +26,7 @@ function frame(node, lo, hi) {
   const color = getComputedStyle(node).color;
   ctx.fillStyle = color;
   ctx.strokeStyle = color;
-  ctx.font = "11px sans-serif";
+  ctx.font = "14px sans-serif";
   ctx.fillText(fmt(hi), 2, 12);
   ctx.fillText(fmt(lo), 2, h - 20);
   const span = hi > lo ? hi - lo : 1;
