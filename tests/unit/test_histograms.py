@@ -17,7 +17,7 @@ from safeboard.metrics.histograms import (
     percentiles,
     thin_steps,
 )
-from safeboard.sdk import media
+from safeboard.sdk import media, tbhist
 
 
 def test_percentiles_interpolate_inside_the_bucket_that_holds_them() -> None:
@@ -160,3 +160,31 @@ def test_log_image_takes_the_keyed_form_and_the_earlier_one() -> None:
     assert media.image_call("a.png", None, None, None, -1) == ("a.png", None, None)
     with pytest.raises(InvalidRequest, match="key"):
         media.image_call("", pic, 1, None, 0)
+
+
+def test_an_imported_histogram_gets_finite_increasing_edges() -> None:
+    row = {"tag": "w", "step": 3, "wall_time": 1.0, "limits": [0.0, 1.0, 1.7976931348623157e308],
+           "counts": [2.0, 3.0, 1.0], "min": -0.5, "max": 4.0}  # fmt: skip
+    entry = tbhist.to_entry(row)
+    assert entry is not None
+    assert entry["edges"] == [-0.5, 0.0, 1.0, 4.0]
+    assert entry["counts"] == [2.0, 3.0, 1.0]
+    no_extremes = tbhist.to_entry({**row, "min": None, "max": None})
+    assert no_extremes is not None
+    assert no_extremes["edges"] == [-1.0, 0.0, 1.0, 2.0]
+    assert tbhist.to_entry({**row, "counts": []}) is None
+    assert tbhist.to_entry({**row, "limits": [1.0, 0.0, 2.0]}) is None
+
+
+def test_an_imported_histogram_past_the_bucket_bound_is_merged_in_pairs() -> None:
+    limits = [float(i) for i in range(1, 3001)]
+    row = {"tag": "w", "step": 0, "wall_time": 0.0, "limits": limits, "counts": [1.0] * 3000,
+           "min": 0.0, "max": 3000.0}  # fmt: skip
+    entry = tbhist.to_entry(row)
+    assert entry is not None
+    assert len(entry["counts"]) <= media.MAX_BUCKETS
+    assert len(entry["edges"]) == len(entry["counts"]) + 1
+    assert sum(entry["counts"]) == 3000
+    assert entry["edges"][0] == 0.0
+    assert entry["edges"][-1] == 3000.0
+    assert histogram_problem(entry["edges"], entry["counts"]) is None
