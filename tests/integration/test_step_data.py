@@ -15,6 +15,7 @@ import anyio
 import httpx
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 import safeboard
 from safeboard.auth.permissions import Role, Scope
@@ -200,3 +201,54 @@ async def test_what_the_sdk_logs_arrives_through_the_spool_once(world: World) ->
     got = await olga.get(f"/api/v1/artifacts/{artifact}")
     assert got.json()["kind"] == "image"
     assert got.json()["content_type"] == "image/png"
+
+
+class _LosesFirstAnswer(_AppTransport):
+    """The server stores the first batch of histograms and texts, and its answer is lost
+    on the way back (a connection cut after the commit)."""
+
+    def __init__(self, app: Any) -> None:
+        super().__init__(app)
+        self.lost = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if request.url.path.endswith("/steps") and request.method == "POST" and not self.lost:
+            self.lost += 1
+            raise httpx.ReadError("connection reset after the request", request=request)
+        return response
+
+
+async def test_a_batch_whose_answer_was_lost_is_stored_once_when_sent_again(
+    world: World,
+) -> None:
+    """R1 through the SDK: the spooled record keeps its id, `safeboard sync` sends it
+    again after the lost answer, and the server acknowledges it without storing it twice."""
+    await _run(world)
+    root = Path(tempfile.mkdtemp(dir=world.settings.data_dir))
+    try:
+        run = safeboard.init("mnist", mode="offline", spool_dir=root, quiet=True)
+        run.log_histogram("w", counts=[1, 2], edges=[0, 1, 2], step=4)
+        run.log_text("t", "once", step=4)
+        run.finish()
+        key = world.key("olga", Scope.WRITE)
+        transport = _LosesFirstAnswer(world.app)
+        results = []
+        for _ in range(2):
+            results += await anyio.to_thread.run_sync(
+                lambda: sync_all(root, url=world.base_url, api_key=key, transport=transport)
+            )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    assert transport.lost == 1
+    assert results[0].error is not None  # the first sync: the answer never came
+    assert results[-1].done
+    with world.services.engine.connect() as conn:
+        batches = conn.execute(
+            sa.text("SELECT points FROM ingest_batches WHERE run_id = :r"), {"r": run.id}
+        ).all()
+    assert [b[0] for b in batches] == [2]  # one batch of two entries, stored once
+    olga = world.client(Authorization=f"Bearer {world.key('olga', Scope.READ)}")
+    keys = (await olga.get(f"/api/v1/runs/{run.id}/steps")).json()
+    assert keys["histograms"] == {"w": 1}
+    assert keys["texts"] == {"t": 1}
