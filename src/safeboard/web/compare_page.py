@@ -164,7 +164,7 @@ def render_compare(
         runs_list,
         _tensorboard(compared, tensorboard_runs),
         el("section", el("h2", "Metrics"), charts),
-        image_compare_section(),  # one image key across the runs (media_compare.js)
+        image_compare_section(),  # one image key across the runs (images.js)
         el(
             "p",
             el(

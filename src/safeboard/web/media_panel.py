@@ -34,12 +34,12 @@ def media_sections() -> Markup:
     )
 
 
-COMPARE_SCRIPT = "media_compare.js"
+COMPARE_SCRIPT = "images.js"
 
 
 def image_compare_section() -> Markup:
     """The compare view's images: one key across the runs, side by side, at one step
-    (media_compare.js fills it; hidden while no run has an image series)."""
+    (images.js fills it; hidden while no run has an image series)."""
     return el(
         "section",
         el("h2", "Images"),
