@@ -39,12 +39,12 @@ def to_entry(row: dict[str, Any]) -> dict[str, Any] | None:
     counts = [float(x) for x in row["counts"]]
     if not counts or len(limits) != len(counts) or not all(math.isfinite(c) for c in counts):
         return None
-    low, high = row.get("min"), row.get("max")
+    low, high = (math.nan if v is None else float(v) for v in (row.get("min"), row.get("max")))
     width = limits[1] - limits[0] if len(limits) > 1 and abs(limits[1]) < _HUGE else 1.0
-    first = low if low is not None and math.isfinite(low) and low < limits[0] else None
+    first = low if math.isfinite(low) and low < limits[0] else None
     if abs(limits[-1]) >= _HUGE:  # the open end: where the values end
         inner = limits[-2] if len(limits) > 1 else None
-        fine = high is not None and math.isfinite(high) and (inner is None or high > inner)
+        fine = math.isfinite(high) and (inner is None or high > inner)
         limits[-1] = high if fine else (inner + width if inner is not None else 0.0)
     edges = [first if first is not None else limits[0] - abs(width), *limits]
     increasing = all(b > a for a, b in itertools.pairwise(edges))
