@@ -5,6 +5,7 @@ spool and `safeboard sync`."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -210,12 +211,16 @@ class _LosesFirstAnswer(_AppTransport):
     def __init__(self, app: Any) -> None:
         super().__init__(app)
         self.lost = 0
+        self.answers: list[dict[str, Any]] = []  # the answers that came back
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = super().handle_request(request)
-        if request.url.path.endswith("/steps") and request.method == "POST" and not self.lost:
+        if not (request.url.path.endswith("/steps") and request.method == "POST"):
+            return response
+        if not self.lost:
             self.lost += 1
             raise httpx.ReadError("connection reset after the request", request=request)
+        self.answers.append(json.loads(response.read()))
         return response
 
 
@@ -247,7 +252,11 @@ async def test_a_batch_whose_answer_was_lost_is_stored_once_when_sent_again(
         batches = conn.execute(
             sa.text("SELECT points FROM ingest_batches WHERE run_id = :r"), {"r": run.id}
         ).all()
-    assert [b[0] for b in batches] == [2]  # one batch of two entries, stored once
+    # One batch of both entries, or two when the sender spooled the first alone: each
+    # stored once, the one whose answer was lost acknowledged as a duplicate when resent.
+    assert sum(b[0] for b in batches) == 2
+    assert transport.answers[0]["duplicate"]
+    assert transport.answers[0]["stored"] == 0
     olga = world.client(Authorization=f"Bearer {world.key('olga', Scope.READ)}")
     keys = (await olga.get(f"/api/v1/runs/{run.id}/steps")).json()
     assert keys["histograms"] == {"w": 1}
