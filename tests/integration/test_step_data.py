@@ -109,6 +109,19 @@ async def test_a_later_batch_replaces_a_key_at_the_same_step(world: World) -> No
     assert keys["histograms"] == {"w": 1}
 
 
+async def test_extreme_edges_give_finite_percentiles(world: World) -> None:
+    olga, run_id = await _run(world)
+    wide = {"key": "w", "step": 0, "time": 0, "edges": [-1e308, 0, 1e308], "counts": [1, 1]}
+    stored = await olga.post(f"/api/v1/runs/{run_id}/steps", json=_batch(histograms=[wide]))
+    assert stored.status_code == 200, stored.text
+    dist = await olga.get(f"/api/v1/runs/{run_id}/distribution?histogram=w")
+    assert dist.status_code == 200, dist.text
+    (values,) = dist.json()["percentiles"]
+    assert values[0] == -1e308
+    assert values[4] == 0
+    assert values[-1] == 1e308
+
+
 async def test_texts_come_a_page_at_a_time(world: World) -> None:
     olga, run_id = await _run(world)
     texts = [{"key": "t", "step": s, "time": 1.0, "text": f"step {s}"} for s in range(5)]
@@ -125,6 +138,7 @@ BAD = [
     ({"histograms": [{**_histogram("w", 0, [1, 2]), "edges": [0, 2, 1]}]}, "edges"),
     ({"histograms": [{**_histogram("w", 0, [1, 2]), "edges": [0, 1]}]}, "edges"),
     ({"histograms": [_histogram("w", 0, [1, -2])]}, "counts"),
+    ({"histograms": [_histogram("w", 0, [1e308, 1e308])]}, "sum is finite"),
     ({"histograms": [_histogram("a/../b", 0, [1])]}, "histograms.0.key"),
     ({"histograms": [_histogram("w", 2**63, [1])]}, "step"),
     ({"texts": [{"key": "t", "step": 0, "time": 0, "text": "x" * 65537}]}, "texts.0.text"),

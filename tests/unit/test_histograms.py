@@ -105,6 +105,8 @@ def test_the_sdk_bins_raw_values_leaving_out_nan_and_infinities() -> None:
         (("w", None, [1, 2], [0, 2, 1]), "edges"),
         (("w", None, [-1], [0, 1]), "counts"),
         (("a/../b", [1.0], None, None), "key"),
+        (("w", [-1e308, 1e308], None, None), "too far apart"),
+        (("w", None, [1e308, 1e308], [0, 1, 2]), "sum is finite"),
     ],
 )
 def test_the_sdk_refuses_in_the_call_what_the_server_would_refuse(

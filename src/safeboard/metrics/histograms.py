@@ -11,6 +11,8 @@ most that bucket's width (documented in docs/sdk.md).
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,12 +41,16 @@ def histogram_problem(edges: Sequence[float], counts: Sequence[float]) -> str | 
         return f"counts: 1 to {MAX_HISTOGRAM_BUCKETS} buckets"
     if len(edges) != len(counts) + 1:
         return "edges: one more than counts (each bucket between two edges)"
-    e = np.asarray(edges, dtype=np.float64)
-    c = np.asarray(counts, dtype=np.float64)
-    if not bool(np.all(np.isfinite(e))) or not bool(np.all(np.diff(e) > 0)):
+    # Plain floats, not numpy: a difference or a sum past the float range is inf here,
+    # where numpy would warn (an error under strict warnings).
+    e = [float(x) for x in edges]
+    c = [float(x) for x in counts]
+    if not all(math.isfinite(x) for x in e) or any(b <= a for a, b in itertools.pairwise(e)):
         return "edges: finite and strictly increasing"
-    if not bool(np.all(np.isfinite(c))) or bool(np.any(c < 0)):
+    if not all(math.isfinite(x) and x >= 0 for x in c):
         return "counts: finite and at least 0"
+    if not math.isfinite(sum(c)):
+        return "counts: their sum is finite"
     return None
 
 
@@ -78,7 +84,8 @@ def percentiles(
         i = min(i, len(edges) - 1)
         below, above = cumulative[i - 1], cumulative[i]
         share = (target - below) / (above - below) if above > below else 1.0
-        out.append(float(edges[i - 1] + share * (edges[i] - edges[i - 1])))
+        # Weighted, not edges[i - 1] + share * width: a width may overflow (1e308 apart).
+        out.append(float(edges[i - 1] * (1 - share) + edges[i] * share))
     return out
 
 

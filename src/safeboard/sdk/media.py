@@ -10,6 +10,7 @@ server would refuse for good is refused in the call, before anything is queued.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any
 
@@ -78,7 +79,13 @@ def histogram_entry(
         raw = raw[np.isfinite(raw)]
         if raw.size == 0:
             raise InvalidRequest("log_histogram: no finite values")
-        counted, bounds = np.histogram(raw, bins=bins)
+        try:
+            with np.errstate(all="ignore"):
+                counted, bounds = np.histogram(raw, bins=bins)
+        except ValueError:
+            raise InvalidRequest("values: too far apart to bin (past the float range)") from None
+        if not bool(np.all(bounds[1:] > bounds[:-1])):
+            raise InvalidRequest("values: too far apart to bin (past the float range)")
         return {"key": key, "step": step, "time": when, "edges": bounds.tolist(),
                 "counts": counted.astype(np.float64).tolist()}  # fmt: skip
     c, e = _floats(counts), _floats(edges)
@@ -86,10 +93,12 @@ def histogram_entry(
         raise InvalidRequest(f"counts: 1 to {MAX_BUCKETS} buckets")
     if e.size != c.size + 1:
         raise InvalidRequest("edges: one more than counts (each bucket between two edges)")
-    if not bool(np.all(np.isfinite(e))) or not bool(np.all(np.diff(e) > 0)):
+    if not bool(np.all(np.isfinite(e))) or not bool(np.all(e[1:] > e[:-1])):
         raise InvalidRequest("edges: finite and strictly increasing")
     if not bool(np.all(np.isfinite(c))) or bool(np.any(c < 0)):
         raise InvalidRequest("counts: finite and at least 0")
+    if not math.isfinite(sum(c.tolist())):
+        raise InvalidRequest("counts: their sum is finite")
     return {"key": key, "step": step, "time": when, "edges": e.tolist(), "counts": c.tolist()}
 
 
