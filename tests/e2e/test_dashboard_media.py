@@ -12,6 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
@@ -113,3 +114,35 @@ def test_histograms_images_and_text_on_the_run_page_and_compared(
         expect(compared.locator("img").first).to_have_attribute("data-step", "10")
         expect(compared.locator("img").nth(1)).to_have_attribute("data-step", "10")
         watch.assert_clean()
+
+
+def test_what_a_run_logs_last_shows_when_it_ends(server_factory: Start) -> None:
+    """The page was opened while the run was running; when it ends (the live stream says
+    so), the sections are read again and show the keys that arrived meanwhile."""
+    server = server_factory()
+    headers = {"Authorization": f"Bearer {discovery_key(server)}"}
+
+    def steps(client: httpx.Client, run_id: str, key: str, batch: str) -> None:
+        histogram = {"key": key, "step": 1, "time": 0, "edges": [0, 1, 2], "counts": [1, 2]}
+        body = {"batch_id": batch, "histograms": [histogram], "texts": []}
+        assert client.post(f"/api/v1/runs/{run_id}/steps", json=body).status_code == 200
+
+    with httpx.Client(base_url=server.url, headers=headers, timeout=10) as client:
+        assert client.post("/api/v1/projects", json={"name": "late"}).status_code == 201
+        run = client.post("/api/v1/projects/late/runs", json={"name": "r"}).json()
+        steps(client, run["id"], "first", "batch-first")
+        _, link = startup_link(server)
+        with chromium() as browser:
+            page, watch = browser.new_page()
+            page.goto(link)
+            page.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
+            page.goto(f"{server.url}/runs/{run['id']}")
+            panels = page.get_by_test_id("histogram-panel")
+            expect(panels).to_have_count(1, timeout=TIMEOUT_MS)
+            steps(client, run["id"], "last", "batch-last")
+            ended = client.patch(f"/api/v1/runs/{run['id']}", json={"status": "finished"})
+            assert ended.status_code == 200, ended.text
+            expect(page.locator("#run-status")).to_have_text("finished", timeout=TIMEOUT_MS)
+            expect(panels).to_have_count(2, timeout=TIMEOUT_MS)
+            expect(page.locator("#media")).to_have_attribute("data-ready", "true")
+            watch.assert_clean()

@@ -176,6 +176,7 @@ async function fill(box, keys, makePanel) {
 
 async function start() {
   const media = document.getElementById("media");
+  delete media.dataset.ready;
   try {
     const [steps, images] = await Promise.all([call("GET", `${base}/steps`), call("GET", `${base}/images`)]);
     await Promise.all([
@@ -192,4 +193,14 @@ async function start() {
   }
 }
 
+// When the run ends (run.js sets its status from the live stream), what it logged last
+// has arrived: read everything again. The sections do not follow a running run yet.
+let refreshing = null;
+const badge = document.getElementById("run-status");
+if (badge) {
+  new MutationObserver(() => {
+    if (badge.textContent === "running" || refreshing) return;
+    refreshing = start().finally(() => { refreshing = null; });
+  }).observe(badge, { childList: true, characterData: true, subtree: true });
+}
 start();
