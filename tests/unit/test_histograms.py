@@ -101,6 +101,7 @@ def test_the_sdk_bins_raw_values_leaving_out_nan_and_infinities() -> None:
         (("w", None, [1], None), "values, or counts with edges"),
         (("w", [float("nan")], None, None), "no finite values"),
         (("w", ["a"], None, None), "numbers"),
+        (("w", None, [], [0]), "at least one bucket"),
         (("w", None, [1, 2], [0, 1]), "edges"),
         (("w", None, [1, 2], [0, 2, 1]), "edges"),
         (("w", None, [-1], [0, 1]), "counts"),
@@ -189,4 +190,15 @@ def test_an_imported_histogram_past_the_bucket_bound_is_merged_in_pairs() -> Non
     assert sum(entry["counts"]) == 3000
     assert entry["edges"][0] == 0.0
     assert entry["edges"][-1] == 3000.0
+    assert histogram_problem(entry["edges"], entry["counts"]) is None
+
+
+def test_the_sdk_merges_more_buckets_than_the_server_takes_in_pairs() -> None:
+    edges = [float(i) for i in range(3001)]
+    entry = media.histogram_entry(
+        "w", None, counts=[1.0] * 3000, edges=edges, step=0, when=0.0, bins=64
+    )
+    assert len(entry["counts"]) <= media.MAX_BUCKETS
+    assert sum(entry["counts"]) == 3000
+    assert (entry["edges"][0], entry["edges"][-1]) == (0.0, 3000.0)
     assert histogram_problem(entry["edges"], entry["counts"]) is None

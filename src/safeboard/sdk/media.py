@@ -26,6 +26,7 @@ __all__ = [
     "histogram_entry",
     "image_call",
     "is_steps",
+    "merged_buckets",
     "send_steps",
     "series_name",
     "steps_record",
@@ -89,8 +90,8 @@ def histogram_entry(
         return {"key": key, "step": step, "time": when, "edges": bounds.tolist(),
                 "counts": counted.astype(np.float64).tolist()}  # fmt: skip
     c, e = _floats(counts), _floats(edges)
-    if not 1 <= c.size <= MAX_BUCKETS:
-        raise InvalidRequest(f"counts: 1 to {MAX_BUCKETS} buckets")
+    if c.size == 0:
+        raise InvalidRequest("counts: at least one bucket")
     if e.size != c.size + 1:
         raise InvalidRequest("edges: one more than counts (each bucket between two edges)")
     if not bool(np.all(np.isfinite(e))) or not bool(np.all(e[1:] > e[:-1])):
@@ -99,7 +100,17 @@ def histogram_entry(
         raise InvalidRequest("counts: finite and at least 0")
     if not math.isfinite(sum(c.tolist())):
         raise InvalidRequest("counts: their sum is finite")
-    return {"key": key, "step": step, "time": when, "edges": e.tolist(), "counts": c.tolist()}
+    fitted, summed = merged_buckets(e.tolist(), c.tolist())
+    return {"key": key, "step": step, "time": when, "edges": fitted, "counts": summed}
+
+
+def merged_buckets(edges: list[float], counts: list[float]) -> tuple[list[float], list[float]]:
+    """More than ``MAX_BUCKETS`` buckets (TensorBoard's default bucketing of a wide range
+    gives about 1,500) merged in pairs until they fit: every count kept, coarser."""
+    while len(counts) > MAX_BUCKETS:
+        counts = [sum(counts[i : i + 2]) for i in range(0, len(counts), 2)]
+        edges = [*edges[::2], *([] if (len(edges) - 1) % 2 == 0 else [edges[-1]])]
+    return edges, counts
 
 
 def series_name(key: Any) -> str:

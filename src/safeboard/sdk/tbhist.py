@@ -18,18 +18,11 @@ from typing import Any
 
 from safeboard.client.http import ApiClient
 from safeboard.errors import BadRequest, PayloadTooLarge
-from safeboard.sdk.media import MAX_BUCKETS, MAX_ENTRIES
+from safeboard.sdk.media import MAX_ENTRIES, merged_buckets
 
 __all__ = ["send_histograms", "to_entry"]
 
 _HUGE = 1e300  # a limit past this is TensorBoard's open end (DBL_MAX), not a value
-
-
-def _merged(edges: list[float], counts: list[float]) -> tuple[list[float], list[float]]:
-    while len(counts) > MAX_BUCKETS:
-        counts = [sum(counts[i : i + 2]) for i in range(0, len(counts), 2)]
-        edges = [*edges[::2], *([] if (len(edges) - 1) % 2 == 0 else [edges[-1]])]
-    return edges, counts
 
 
 def to_entry(row: dict[str, Any]) -> dict[str, Any] | None:
@@ -50,7 +43,7 @@ def to_entry(row: dict[str, Any]) -> dict[str, Any] | None:
     increasing = all(b > a for a, b in itertools.pairwise(edges))
     if not increasing or not all(math.isfinite(e) for e in edges):
         return None
-    edges, counts = _merged(edges, counts)
+    edges, counts = merged_buckets(edges, counts)
     return {"key": row["tag"], "step": int(row["step"]), "time": float(row["wall_time"]),
             "edges": edges, "counts": [max(c, 0.0) for c in counts]}  # fmt: skip
 
