@@ -94,14 +94,6 @@ HISTOGRAMS = {"weights/fc", "bins", "raw"}
 TEXTS = {"status", "notes"}
 
 
-def keyed_series() -> bool:
-    """Whether this SDK has the runs' keyed series (histograms, images and texts per step):
-    the writer uses them, else artifacts and notes (sdk/writer_media.py)."""
-    from safeboard.sdk.run import Run  # noqa: PLC0415  (after the environment)
-
-    return hasattr(Run, "log_histogram")
-
-
 def check_spool(spool: Path, run_id: str) -> list[str]:
     """What is missing from the spooled run (nothing, when every call was stored)."""
     folder = spool / run_id
@@ -111,28 +103,20 @@ def check_spool(spool: Path, run_id: str) -> list[str]:
     missing = [name for name in FILES if name not in names]
     if not any(name.startswith("graphs/") for name in names):
         missing.append("graphs/<model>")
-    keyed = keyed_series()
     stored = {(r["name"], r.get("step")) for r in records}
     for tag, step in IMAGES:
-        if (tag if keyed else f"{tag}/{step}.png", step) not in stored:
+        if (tag, step) not in stored:
             missing.append(f"the image {tag} at step {step}")
-    if keyed:
-        histograms = {h["key"] for r in records for h in r.get("histograms", [])}
-        texts = {t["key"] for r in records for t in r.get("texts", [])}
-        missing += [f"the histogram {k}" for k in sorted(HISTOGRAMS - histograms)]
-        missing += [f"the text {k}" for k in sorted(TEXTS - texts)]
-    else:
-        if "histograms/writer.jsonl" not in names:
-            missing.append("histograms/writer.jsonl")
-        if "first try" not in meta.get("notes", ""):
-            missing.append("the text 'first try' in the notes")
+    histograms = {h["key"] for r in records for h in r.get("histograms", [])}
+    texts = {t["key"] for r in records for t in r.get("texts", [])}
+    missing += [f"the histogram {k}" for k in sorted(HISTOGRAMS - histograms)]
+    missing += [f"the text {k}" for k in sorted(TEXTS - texts)]
     runs = meta["config"].get("hparams", [])
     if [r["hparams"]["lr"] for r in runs] != [0.1, 0.01]:
         missing.append(f"two hparams records (got {runs})")
     if meta["config"].get("_charts") != {"acc": ["acc/train", "acc/val"]}:
         missing.append("the chart group acc")
-    series = "keyed series" if keyed else "artifacts and notes"
-    print(f"{len(names)} artifact records ({series}): {', '.join(sorted(set(names)))}")
+    print(f"{len(names)} artifact records: {', '.join(sorted(set(names)))}")
     return missing
 
 

@@ -45,6 +45,7 @@ from safeboard.jobs.tokens import TaskTokenProvider, TaskTokens
 from safeboard.jobs.wakeup import Wakeup
 from safeboard.jobs.work import agents_work
 from safeboard.metrics.service import MetricService
+from safeboard.metrics.steps import StepService
 from safeboard.projects import repository as project_queries
 from safeboard.projects.service import ProjectService
 from safeboard.provision import NotProvided, provider_of
@@ -80,6 +81,7 @@ class Services:
     runs: RunService
     streams: StreamGuard  # open event streams: caps and credential re-checks
     metrics: MetricService
+    steps: StepService  # histograms and text per step (issue 17)
     artifacts: ArtifactService
     agents: AgentService  # join tokens, enrollment, agents' credentials and inventory
     # Queued jobs (safeboard.jobs): users' tasks, the agents' queue, its wake-ups (on
@@ -207,6 +209,7 @@ def build_services(
             session_idle=timedelta(minutes=settings.auth.session_idle_minutes),
         ),
         metrics=MetricService(engine, events, runs=run_project, recheck=still_allowed),
+        steps=StepService(engine, runs=run_project),
         artifacts=ArtifactService(
             engine,
             store,

@@ -22,7 +22,13 @@ from safeboard.jobs.models import (
     TaskRow,
     TaskTokenRow,
 )
-from safeboard.metrics.models import IngestBatchRow, MetricChunkRow, MetricSummaryRow
+from safeboard.metrics.models import (
+    HistogramRow,
+    IngestBatchRow,
+    MetricChunkRow,
+    MetricSummaryRow,
+    StepTextRow,
+)
 from safeboard.projects.models import ProjectGrantRow, ProjectRow
 from safeboard.runs.models import RunRow, RunTagRow
 from safeboard.storage import Base, InstanceRow
@@ -36,6 +42,7 @@ __all__ = [
     "ArtifactTombstoneRow",
     "AuditRow",
     "Base",
+    "HistogramRow",
     "IngestBatchRow",
     "InstanceRow",
     "LiveEventRow",
@@ -48,6 +55,7 @@ __all__ = [
     "RunRow",
     "RunTagRow",
     "SessionRow",
+    "StepTextRow",
     "TaskAttemptRow",
     "TaskCodeRow",
     "TaskLogBatchRow",

@@ -424,7 +424,6 @@ class SummaryWriter:
         try:
             if self._layout:
                 self._media.file("layouts/custom_scalars.json", json.dumps(self._layout).encode())
-            self._media.close()
         finally:
             if self._own:
                 self.run.finish()

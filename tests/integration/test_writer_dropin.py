@@ -30,7 +30,6 @@ pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK = ROOT / "scripts" / "writer-torch-check.py"
-KEYED = hasattr(Run, "log_histogram")  # hist's keyed series (issue 17), used when there
 
 
 @pytest.fixture
@@ -88,12 +87,7 @@ async def test_a_torch_script_with_only_the_import_changed_reaches_the_server(
     assert {a["state"] for a in artifacts.values()} == {"ready"}
     assert artifacts["videos/clip/0.gif", 0]["content_type"] == "image/gif"
     assert ("graphs/TinyModel.txt", None) in artifacts
-    if KEYED:  # hist's series: the script checked the spooled records; here, the server's
-        assert artifacts["sample", 100]["kind"] == "image"
-        return
-    assert "first try" in run["notes"]
-    assert artifacts["sample/100.png", 100]["kind"] == "image"
-    assert artifacts["histograms/writer.jsonl", None]["kind"] == "table"
+    assert artifacts["sample", 100]["kind"] == "image"  # the series "sample" at step 100
 
 
 def _writer(tmp_path: Path) -> tuple[SummaryWriter, Run]:
@@ -141,7 +135,7 @@ def test_inputs_it_cannot_store_are_said_once_and_never_raised(
         assert f"SummaryWriter.{method}: not stored" in said
     assert "Traceback" not in said
     names = [r["name"] for r in RunSpool(tmp_path / "spool", run.id).pending_artifacts()]
-    assert names == ["bad" if KEYED else "bad/0.png"]
+    assert names == ["bad"]
 
 
 def test_log_dir_is_torchs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,7 +151,6 @@ def test_log_dir_is_torchs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     run.finish()
 
 
-@pytest.mark.skipif(not KEYED, reason="the keyed series come with hist")
 def test_histograms_and_images_use_the_runs_series_when_it_has_them(tmp_path: Path) -> None:
     writer, run = _writer(tmp_path)
     writer.add_histogram("w", np.arange(100.0), 3)

@@ -28,6 +28,7 @@ from safeboard.api.guards import (
 from safeboard.api.headers import SecurityHeadersMiddleware
 from safeboard.api.monitoring import Monitoring, RequestMetricsMiddleware, metrics_router
 from safeboard.artifacts import routes as artifact_routes
+from safeboard.artifacts import series as artifact_series
 from safeboard.artifacts.expiry import expiry_sweeps
 from safeboard.audit import routes as audit_routes
 from safeboard.auth.dependencies import requires
@@ -38,6 +39,7 @@ from safeboard.jobs import log_routes as task_log_routes
 from safeboard.jobs import routes as task_routes
 from safeboard.metrics import history_routes as metric_history_routes
 from safeboard.metrics import routes as metric_routes
+from safeboard.metrics import step_routes
 from safeboard.projects import routes as project_routes
 from safeboard.provision import install
 from safeboard.runs import live as live_routes
@@ -130,7 +132,9 @@ def create_app(  # noqa: PLR0915  (one statement per router and middleware: the 
     app.include_router(live_routes.router)
     app.include_router(metric_routes.router)
     app.include_router(metric_history_routes.router)  # reads: ?metric=, never in the path
+    app.include_router(step_routes.router)  # histograms and text per step
     app.include_router(artifact_routes.router)
+    app.include_router(artifact_series.router)  # image series: a key's steps
     app.include_router(agent_routes.router)  # admins: /api/v1/agents/...
     app.include_router(agent_routes.agent_router)  # agents: /api/v1/agent/...
     app.include_router(task_routes.router)

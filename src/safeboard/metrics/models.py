@@ -19,13 +19,21 @@ from sqlalchemy import (
     Integer,
     SmallInteger,
     String,
+    Text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from safeboard.storage import Base, Blob, UtcDateTime
 from safeboard.vocabulary import MAX_METRIC_KEY_LENGTH
 
-__all__ = ["IngestBatchRow", "MetricChunkRow", "MetricRollupRow", "MetricSummaryRow"]
+__all__ = [
+    "HistogramRow",
+    "IngestBatchRow",
+    "MetricChunkRow",
+    "MetricRollupRow",
+    "MetricSummaryRow",
+    "StepTextRow",
+]
 
 
 def _run_fk() -> ForeignKey:
@@ -102,3 +110,31 @@ class IngestBatchRow(Base):
     batch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     points: Mapped[int] = mapped_column(Integer, nullable=False)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+
+class HistogramRow(Base):
+    """One histogram of one key at one step (issue 17): bucket edges (n + 1) and counts
+    (n), little-endian float64 arrays (metrics/histograms.py). Logged again at the same
+    step: the later one replaces it."""
+
+    __tablename__ = "histograms"
+
+    run_id: Mapped[str] = mapped_column(String(32), _run_fk(), primary_key=True)
+    key: Mapped[str] = mapped_column(String(MAX_METRIC_KEY_LENGTH), primary_key=True)
+    step: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    time: Mapped[float] = mapped_column(Float(53), nullable=False)
+    total: Mapped[float] = mapped_column(Float(53), nullable=False)  # the sum of the counts
+    edges: Mapped[bytes] = mapped_column(Blob, nullable=False)
+    counts: Mapped[bytes] = mapped_column(Blob, nullable=False)
+
+
+class StepTextRow(Base):
+    """One text of one key at one step (issue 17), shown escaped, never as HTML."""
+
+    __tablename__ = "step_texts"
+
+    run_id: Mapped[str] = mapped_column(String(32), _run_fk(), primary_key=True)
+    key: Mapped[str] = mapped_column(String(MAX_METRIC_KEY_LENGTH), primary_key=True)
+    step: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    time: Mapped[float] = mapped_column(Float(53), nullable=False)
+    text: Mapped[str] = mapped_column(Text, nullable=False)

@@ -28,7 +28,7 @@ from safeboard.client.retry import asked_wait
 from safeboard.documents import MAX_NOTES_CHARS, document_problem, tags_problem
 from safeboard.errors import BadRequest, InvalidRequest, SafeboardError, Unauthenticated
 from safeboard.ids import new_id
-from safeboard.sdk import notices
+from safeboard.sdk import media, notices
 from safeboard.sdk.connection import Connection
 from safeboard.sdk.delivery import CONFIRM_TIMEOUT, PAUSES, Delivery, retryable
 from safeboard.sdk.images import pixels_of
@@ -38,7 +38,6 @@ from safeboard.sdk.spool import RunSpool, spool_root
 from safeboard.sdk.system import SystemMetrics, choose
 from safeboard.sdk.task import TaskEnv, task_env, with_overrides
 from safeboard.sdk.uploads import Uploader, artifact_record
-from safeboard.words import count
 
 __all__ = ["Run", "init"]
 
@@ -201,25 +200,41 @@ class Run:
             step=step,
         ))  # fmt: skip
 
-    def log_image(self, image: Any, step: int | None = None, name: str | None = None) -> None:
-        """Log an image: a numpy array (HxW, HxWx3, HxWx4; uint8, or float in [0, 1]), a
-        PIL image, or the path of an image file. Arrays and PIL images are copied at once
-        and stored as PNG. ``step`` defaults to the step of the last ``log()``."""
-        if step is None and self._step:
-            step = self._step - 1
+    def log_image(self, key: Any = None, image: Any = None, step: int | None = None,
+                  name: str | None = None) -> None:  # fmt: skip
+        """``log_image(key, image, step)``: an image of the series ``key``; the earlier
+        ``log_image(image, step, name)``: one image artifact (docs/sdk.md). ``image``: a
+        numpy array, a PIL image (both copied now, stored as PNG) or an image file's path."""
+        image, step, name = media.image_call(key, image, step, name, self._step - 1)
         if isinstance(image, (str, os.PathLike)):
             source = Path(image).expanduser().resolve()
             self.log_artifact(source, name or source.name, "image", step=step)
             return
-        pixels = pixels_of(image)
         label = name or (f"image-{step}.png" if step is not None else "image.png")
         self._log_record(artifact_record(
-            pixels=pixels, name=label, kind="image", content_type="image/png", step=step,
+            pixels=pixels_of(image), name=label, kind="image", content_type="image/png",
+            step=step,
         ))  # fmt: skip
+
+    def log_histogram(self, key: str, values: Any = None, *, counts: Any = None,
+                      edges: Any = None, step: int | None = None,
+                      bins: int = media.DEFAULT_BINS) -> None:  # fmt: skip
+        """A histogram of ``key`` at ``step`` (default: the last log()'s): raw ``values``
+        binned here, or ``counts`` and ``edges`` as they are (docs/sdk.md)."""
+        at = max(self._step - 1, 0) if step is None else step
+        entry = media.histogram_entry(
+            key, values, counts=counts, edges=edges, step=at, when=time.time(), bins=bins
+        )
+        self._log_record(media.steps_record(histogram=entry))
+
+    def log_text(self, key: str, text: str, step: int | None = None) -> None:
+        """A text of ``key`` at ``step`` (default: the last log()'s), shown escaped."""
+        at = max(self._step - 1, 0) if step is None else step
+        self._log_record(media.steps_record(text=media.text_entry(key, text, at, time.time())))
 
     def _log_record(self, record: dict[str, Any]) -> None:
         if self._finished:
-            raise InvalidRequest("this run is finished: log artifacts before finish()")
+            raise InvalidRequest("this run is finished: log before finish()")
         self._artifacts.append(record)
         self._sender.wake()
 
@@ -313,7 +328,7 @@ class Run:
             self.spool.unlock()  # else the process's end releases it
         if marked or (self._delivery is None and not left and not files):
             return
-        what = _undelivered(left, files, self.spool, status)
+        what = self.spool.undelivered(left, files, status)
         if cause is not None and self._meta.get("task") and isinstance(cause, Unauthenticated):
             notices.say(  # a task's dead token: nothing can send them (notices.say_refused)
                 f"run {self.name} ({self.id}): {what} not delivered: {cause.message}. This "
@@ -391,19 +406,6 @@ def _refuse(problem: str | None) -> None:
 
 def _left(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
-
-
-def _undelivered(points: int, files: list[dict[str, Any]], spool: RunSpool, status: str) -> str:
-    """What is left, zero counts left out ("3 points and 1 artifact (2.0 MB)"); with
-    nothing left, the run itself (its creation, or its final status)."""
-    said = [count(points, "point")] if points else []
-    if files:
-        size = 0
-        for record in files:
-            with contextlib.suppress(OSError, TypeError):
-                size += (spool.path / (record["path"] or record["spooled_file"])).stat().st_size
-        said.append(count(len(files), "artifact") + (f" ({size / 1e6:.1f} MB)" if size else ""))
-    return " and ".join(said) or f"the run and its status ({status})"
 
 
 def init(

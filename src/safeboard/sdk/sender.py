@@ -33,6 +33,7 @@ from safeboard.sdk.batches import (
     to_batches,
 )
 from safeboard.sdk.delivery import PAUSES, Delivery, Undeliverable, retryable
+from safeboard.sdk.media import absorb, is_steps
 from safeboard.sdk.spool import RunSpool
 from safeboard.sdk.switching import responsive
 from safeboard.sdk.uploads import Uploader, spool_record
@@ -214,6 +215,10 @@ class Sender(threading.Thread):
         """Artifacts logged since the last round go to the spool (images become PNGs)."""
         while self.artifacts:
             record = self.artifacts[0]
+            if is_steps(record):  # histograms and texts logged in a row: one batch
+                self.artifacts.popleft()
+                absorb(record, self.artifacts)
+                self.artifacts.appendleft(record)
             try:
                 spool_record(self.spool, record)
             except (OSError, SafeboardError) as exc:

@@ -31,6 +31,7 @@ from platformdirs import user_state_dir
 from safeboard.client.config import write_private
 from safeboard.errors import Conflict
 from safeboard.sdk.batches import Batch
+from safeboard.words import count
 
 __all__ = ["RunSpool", "SpoolLocked", "spool_root", "spooled_runs"]
 
@@ -207,6 +208,18 @@ class RunSpool:
             path.unlink(missing_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.path.rmdir()
+
+    def undelivered(self, points: int, files: list[dict[str, Any]], status: str) -> str:
+        """What is left, zero counts left out ("3 points and 1 artifact (2.0 MB)"); with
+        nothing left, the run itself (its creation, or its final status)."""
+        said = [count(points, "point")] if points else []
+        if files:
+            size = 0
+            for record in files:
+                with contextlib.suppress(OSError, TypeError):
+                    size += (self.path / (record["path"] or record["spooled_file"])).stat().st_size
+            said.append(count(len(files), "artifact") + (f" ({size / 1e6:.1f} MB)" if size else ""))
+        return " and ".join(said) or f"the run and its status ({status})"
 
 
 def spooled_runs(root: Path | None = None) -> list[RunSpool]:

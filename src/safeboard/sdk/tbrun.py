@@ -43,6 +43,7 @@ from safeboard.eventfiles.events import Histogram, Hparams, Image, Scalar, Text
 from safeboard.eventfiles.records import Block
 from safeboard.eventfiles.wireformat import DecodeError
 from safeboard.sdk.tbbatch import BatchPoster, PendingBatch
+from safeboard.sdk.tbhist import send_histograms
 from safeboard.sdk.tbledger import CutLedger
 
 __all__ = ["WINDOW", "Counts", "EventFileState", "RunImport", "is_event_file"]
@@ -249,7 +250,8 @@ class RunImport:
             self.client.update_run(self.run_id, notes=notes, config=self._config or None)
 
     def close(self) -> None:
-        """Upload each file's histograms (an artifact per file, the same content once)."""
+        """Upload each file's histograms (an artifact per file, the same content once) and
+        send them as the run's histograms per step (sdk/tbhist.py)."""
         for state in self.files.values():
             if not state.histograms:
                 continue
@@ -264,6 +266,8 @@ class RunImport:
                     name=f"histograms/{self.prefix(state.path)}{state.path.name}.jsonl",
                     upload_id=_upload_id(self.run_id, state.path.name, "histograms", digest),
                 )  # fmt: skip
+            # ... and into the run's histograms per step: the run page's distribution view
+            send_histograms(self.client.api, self.run_id, state.histograms, digest)
 
 
 def _histogram_row(tag: str, step: int, wall_time: float, item: Histogram) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from safeboard.ids import new_id
 from safeboard.sdk import notices
 from safeboard.sdk.delivery import PAUSES, retryable
 from safeboard.sdk.images import Pixels, png_bytes
+from safeboard.sdk.media import is_steps, send_steps
 from safeboard.sdk.spool import RunSpool
 
 __all__ = ["Uploader", "artifact_record", "refused_for_good", "spool_record", "upload_record"]
@@ -73,7 +74,10 @@ def upload_record(
     progress: Callable[[str, int, int], None] = lambda *_: None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """Upload one spooled artifact; the artifact as the server holds it."""
+    """Upload one spooled artifact; the artifact as the server holds it. (Histograms and
+    texts per step travel as records too: sent as one batch, sdk/media.py.)"""
+    if is_steps(record):
+        return send_steps(client, run_id, record)
     spooled = record.get("spooled_file")
     path = spool.path / str(spooled) if spooled else Path(str(record["path"]))
     return upload_file(

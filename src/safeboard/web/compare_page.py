@@ -17,6 +17,7 @@ from safeboard.web import format as fmt
 from safeboard.web.format import flatten
 from safeboard.web.html import Markup, el, join
 from safeboard.web.layout import Viewer, page
+from safeboard.web.media_panel import COMPARE_SCRIPT, image_compare_section
 from safeboard.web.run_page import CHART_STYLES, chart_controls, library_missing
 from safeboard.web.tensorboard_button import SCRIPT as TENSORBOARD_SCRIPT
 from safeboard.web.tensorboard_button import tensorboard_button
@@ -184,6 +185,7 @@ def render_compare(
         runs_list,
         _tensorboard(compared, tensorboard_runs),
         el("section", el("h2", "Metrics"), charts),
+        image_compare_section(),  # one image key across the runs (images.js)
         el(
             "p",
             el(
@@ -215,6 +217,7 @@ def render_compare(
         active="compare",
         scripts=(
             *(("compare.js",) if charts_available else ()),
+            COMPARE_SCRIPT,
             *((TENSORBOARD_SCRIPT,) if tensorboard_runs else ()),
         ),
         styles=(CHART_STYLES,) if charts_available else (),

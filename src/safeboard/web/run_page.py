@@ -18,6 +18,8 @@ from safeboard.web.chart_groups import Chart, chart_layout
 from safeboard.web.format import flatten
 from safeboard.web.html import Child, Markup, el, join
 from safeboard.web.layout import Viewer, page
+from safeboard.web.media_panel import SCRIPT as MEDIA_SCRIPT
+from safeboard.web.media_panel import media_sections
 from safeboard.web.run_again_page import run_again_link
 from safeboard.web.system_charts import split, system_section
 from safeboard.web.task_pages import task_link
@@ -330,6 +332,7 @@ def render_run(view: RunView, viewer: Viewer) -> str:
         el("div", el("p", "", id="live", role="status", aria_live="polite", class_="live")),
         _charts(view),
         system_section(split(view.summaries)[1]) if view.charts_available else None,
+        media_sections(),  # histograms, image series, texts (media.js)
         el(
             "div",
             _withheld("Params", "params-withheld")
@@ -344,7 +347,7 @@ def render_run(view: RunView, viewer: Viewer) -> str:
         ),
         _artifacts(),
     )
-    scripts = ("run.js", *((TENSORBOARD_SCRIPT,) if view.tensorboard else ()))
+    scripts = ("run.js", MEDIA_SCRIPT, *((TENSORBOARD_SCRIPT,) if view.tensorboard else ()))
     return page(
         run.name,
         viewer,
