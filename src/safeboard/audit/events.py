@@ -88,6 +88,10 @@ class AuditAction(StrEnum):
     TENSORBOARD_STARTED = "tensorboard.started"  # an instance started (target: its id)
     TASK_CANCELLED = "task.cancelled"  # a cancel asked for (by whom: the actor)
     TASK_LOST = "task.lost"  # its last attempt lost and no retry left (by the reaper)
+    RUN_DELETED = "run.deleted"  # moved to its project's trash (target: run:<id>)
+    RUN_RESTORED = "run.restored"  # taken out of the trash
+    RUN_PURGED = "run.purged"  # its rows and files removed for good
+    RETENTION_CHANGED = "project.retention_changed"  # a project's retention settings
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,11 @@ class ProjectRow(Base):
     created_by: Mapped[int | None] = mapped_column(
         Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
+    # Retention (safeboard.trash; migration 0027): purge the trash after so many days
+    # (NULL: the server's ``retention.trash_days``); trash runs older than so many days
+    # (NULL: never).
+    trash_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_run_age_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ProjectGrantRow(Base):
