@@ -225,7 +225,7 @@ def build_services(
         code=CodeArchives(engine, store, settings.jobs),
         task_logs=TaskLogs(engine, settings.jobs, tasks),
         tensorboards=TensorboardService(engine, settings, RunEventFiles(engine, store)),
-        trash=TrashService(engine, store, settings.retention, tasks, events),
+        trash=TrashService(engine, store, settings.retention, tasks, events=events),
     )
 
 

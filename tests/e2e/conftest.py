@@ -44,7 +44,7 @@ def run_cli(
     data_dir: Path | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 60,
-    input: str | None = None,  # noqa: A002  (subprocess.run's name)
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """The CLI as a subprocess: as root on the machine of ``data_dir``, or with ``env``;
     ``input``: what it reads on stdin (an answer to a confirmation)."""

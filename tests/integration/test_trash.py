@@ -43,8 +43,9 @@ def as_user(world: World, name: str, scope: Scope = Scope.ADMIN) -> httpx.AsyncC
 
 
 def batch(batch_id: str, key: str, steps: list[int]) -> dict[str, object]:
-    return {"batch_id": f"batch-{batch_id}", "metrics": {key: {
-        "steps": steps, "times": [1.7e9 + s for s in steps], "values": [float(s) for s in steps]}}}  # fmt: skip
+    series = {"steps": steps, "times": [1.7e9 + s for s in steps],
+              "values": [float(s) for s in steps]}  # fmt: skip
+    return {"batch_id": f"batch-{batch_id}", "metrics": {key: series}}
 
 
 async def _project(world: World) -> httpx.AsyncClient:
@@ -139,7 +140,9 @@ async def test_purge_removes_rows_and_files_in_batches(world: World) -> None:
     assert any(store.rglob(f"*{artifact_id}*"))
     assert (await olga.post(f"/api/v1/runs/{run_id}/purge")).status_code == 404  # not in trash
 
-    assert (await olga.delete(f"/api/v1/runs/{run_id}", params={"purge": "true"})).status_code == 200
+    assert (
+        await olga.delete(f"/api/v1/runs/{run_id}", params={"purge": "true"})
+    ).status_code == 200
     for table in ("metric_chunks", "metric_summaries", "ingest_batches", "run_tags", "artifacts"):
         assert _rows(world, table, run_id) == 0, table
     with world.services.engine.connect() as conn:
@@ -271,4 +274,3 @@ async def test_purge_under_concurrent_ingest_loses_nothing(world: World) -> None
     got = (await olga.get(f"/api/v1/runs/{writer_run}")).json()
     assert [m["count"] for m in got["metrics"]] == [40]
     assert _rows(world, "metric_chunks", big) == 0
-

@@ -148,7 +148,7 @@ def trash(project: str, url: str | None, as_json: bool) -> None:
     )  # fmt: skip
 
 
-def _days(text: str | None, none_word: str) -> int | None | str:
+def _days(text: str | None, none_word: str) -> int | str | None:
     if text is None:
         return "keep"
     if text == none_word:

@@ -5,7 +5,7 @@ runs move to the trash by themselves (``max_run_age_days``; None: never)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -25,8 +25,8 @@ class Retention:
     max_run_age_days: int | None
 
 
-def _retention(row: sa.Row[tuple[int, int | None, int | None]]) -> Retention:
-    return Retention(row[0], row[1], row[2])
+def _retention(row: Any) -> Retention:  # a row of _COLUMNS
+    return Retention(row.id, row.trash_days, row.max_run_age_days)
 
 
 _COLUMNS = (_p.c.id, _p.c.trash_days, _p.c.max_run_age_days)

@@ -29,7 +29,18 @@ from safeboard.projects.repository import Activity
 from safeboard.runs.models import RunRow, RunTagRow
 from safeboard.runs.projection import json_text, read_json_text
 
-__all__ = ["Listed", "Run", "activity", "create", "get", "listed", "live_among", "set_tags", "tags_of", "update"]
+__all__ = [
+    "Listed",
+    "Run",
+    "activity",
+    "create",
+    "get",
+    "listed",
+    "live_among",
+    "set_tags",
+    "tags_of",
+    "update",
+]
 
 _r = cast(sa.Table, RunRow.__table__)
 _t = cast(sa.Table, RunTagRow.__table__)

@@ -12,7 +12,7 @@ from safeboard.projects.retention import MAX_DAYS
 from safeboard.schemas import Model, StrictModel
 from safeboard.trash.service import MAX_BULK
 
-__all__ = ["BulkDelete", "DeletedOut", "RetentionIn", "RetentionOut", "TrashedOut", "TrashOut"]
+__all__ = ["BulkDelete", "DeletedOut", "RetentionIn", "RetentionOut", "TrashOut", "TrashedOut"]
 
 Days = Annotated[int, Field(ge=0, le=MAX_DAYS)]
 
@@ -21,7 +21,9 @@ class BulkDelete(StrictModel):
     """Either ``ids`` (the dashboard's selected rows) or ``filter`` (the runs table's
     language; neither: every run of the project)."""
 
-    ids: list[Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]] | None = Field(None, max_length=MAX_BULK)
+    ids: list[Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]] | None = Field(
+        None, max_length=MAX_BULK
+    )
     filter: str | None = Field(None, max_length=2000)
     dry_run: bool = Field(False, description="Only count what would be deleted.")
     purge: bool = Field(False, description="Purge at once instead of keeping in the trash.")

@@ -73,6 +73,7 @@ class TrashService:
         store: ArtifactStore,
         settings: RetentionSettings,
         tasks: TaskService,
+        *,
         events: EventBus | None = None,
         clock: Clock = utcnow,
     ) -> None:
@@ -321,4 +322,5 @@ class TrashService:
         with self.tx.begin() as conn:
             for run_id in bin_.to_trash(conn, old, SYSTEM_ACTOR, self.clock()):
                 audit.append(conn, action=AuditAction.RUN_DELETED, actor=SYSTEM_ACTOR,
-                             target=f"run:{run_id}", detail={"reason": "max_run_age_days"})  # fmt: skip
+                             target=f"run:{run_id}",
+                             detail={"reason": "max_run_age_days"})  # fmt: skip
