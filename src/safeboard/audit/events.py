@@ -74,6 +74,7 @@ class AuditAction(StrEnum):
     ROLE_CHANGED = "user.role_changed"
     USER_DISABLED = "user.disabled"
     USER_ENABLED = "user.enabled"
+    USER_DELETED = "user.deleted"  # the account removed (issue 18); the log keeps the name
     GRANT_CHANGED = "grant.changed"
     SESSIONS_REVOKED = "sessions.revoked"
     SECRETS_ROTATED = "secrets.rotated"
@@ -92,6 +93,10 @@ class AuditAction(StrEnum):
     RUN_RESTORED = "run.restored"  # taken out of the trash
     RUN_PURGED = "run.purged"  # its rows and files removed for good
     RETENTION_CHANGED = "project.retention_changed"  # a project's retention settings
+    PROJECT_RENAMED = "project.renamed"  # target: project:<id>; detail: from, to
+    PROJECT_DELETED = "project.deleted"  # to the trash with its runs
+    PROJECT_RESTORED = "project.restored"
+    PROJECT_PURGED = "project.purged"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,10 @@ from safeboard.runs.search import run_filter
 __all__ = [
     "Trashed",
     "matching",
+    "of_project",
     "older_than",
+    "project_put_back",
+    "project_to_trash",
     "put_back",
     "to_trash",
     "trash_of",
@@ -53,6 +56,18 @@ def to_trash(conn: Connection, run_ids: Sequence[str], by: str, now: datetime) -
         .returning(_r.c.id)
     )
     return sorted(conn.execute(query).scalars())
+
+
+def project_to_trash(conn: Connection, project_id: int, by: str, now: datetime) -> int:
+    """Move every live run of the project to the trash (the project goes there)."""
+    query = sa.update(_r).where(_r.c.project_id == project_id, LIVE)
+    return conn.execute(query.values(deleted_at=now, deleted_by=by[:200])).rowcount
+
+
+def project_put_back(conn: Connection, project_id: int, deleted_at: datetime) -> int:
+    """Take back the project's runs that went to the trash with it (at ``deleted_at``)."""
+    query = sa.update(_r).where(_r.c.project_id == project_id, _r.c.deleted_at == deleted_at)
+    return conn.execute(query.values(deleted_at=None, deleted_by=None)).rowcount
 
 
 def put_back(conn: Connection, run_id: str) -> bool:
@@ -106,3 +121,9 @@ def older_than(conn: Connection, project_id: int, cutoff: datetime, limit: int) 
     query = sa.select(_r.c.id).where(_r.c.project_id == project_id, LIVE,
                                      _r.c.created_at < cutoff)  # fmt: skip
     return list(conn.execute(query.order_by(_r.c.created_at).limit(limit)).scalars())
+
+
+def of_project(conn: Connection, project_id: int, limit: int) -> list[str]:
+    """Ids of the project's runs, live or in the trash (a project being purged)."""
+    query = sa.select(_r.c.id).where(_r.c.project_id == project_id).order_by(_r.c.id)
+    return list(conn.execute(query.limit(limit)).scalars())

@@ -16,9 +16,11 @@ from safeboard.provision import provided
 from safeboard.trash.schemas import (
     BulkDelete,
     DeletedOut,
+    ProjectDeletedOut,
     RetentionIn,
     RetentionOut,
     TrashedOut,
+    TrashedProjectOut,
     TrashOut,
 )
 from safeboard.trash.service import Deleted, TrashService
@@ -134,3 +136,34 @@ def put_retention(
     kept = service.set_retention(principal, project, trash_days=body.trash_days,
                                  max_run_age_days=body.max_run_age_days)  # fmt: skip
     return _retention(service, project, kept)
+
+
+@router.delete("/projects/{project}", response_model=ProjectDeletedOut)
+def delete_project(
+    project: str,
+    principal: Principal = requires_project(Permission.PROJECTS_MANAGE),
+    service: TrashService = provided(TrashService),
+) -> ProjectDeletedOut:
+    """Move a project to the trash with its runs (its owners): hidden at once, restorable
+    until its retention period ends, then purged whole."""
+    return ProjectDeletedOut(project=project, runs=service.delete_project(principal, project))
+
+
+@router.post("/projects/{project}/restore", response_model=ProjectDeletedOut)
+def restore_project(
+    project: str,
+    principal: Principal = requires_project(Permission.PROJECTS_MANAGE),
+    service: TrashService = provided(TrashService),
+) -> ProjectDeletedOut:
+    """Take a project out of the trash with the runs that went with it."""
+    return ProjectDeletedOut(project=project, runs=service.restore_project(principal, project))
+
+
+@router.get("/trash/projects", response_model=list[TrashedProjectOut])
+def trashed_projects(
+    principal: Principal = requires_project(Permission.PROJECTS_READ),
+    service: TrashService = provided(TrashService),
+) -> list[TrashedProjectOut]:
+    """Projects in the trash that you may restore (yours; an admin: all)."""
+    return [TrashedProjectOut(name=p.name, deleted_at=p.deleted_at, deleted_by=p.deleted_by)
+            for p in service.trashed_projects(principal)]  # fmt: skip

@@ -67,3 +67,14 @@ class RetentionOut(Model):
     trash_days: int | None
     max_run_age_days: int | None
     effective_trash_days: int
+
+
+class ProjectDeletedOut(Model):
+    project: str
+    runs: int = Field(description="How many runs went to the trash (came back) with it.")
+
+
+class TrashedProjectOut(Model):
+    name: str
+    deleted_at: datetime
+    deleted_by: str

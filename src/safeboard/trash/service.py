@@ -21,16 +21,19 @@ from safeboard.artifacts import repository as artifacts
 from safeboard.artifacts.store import ArtifactStore
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
-from safeboard.auth.permissions import Permission
+from safeboard.auth.permissions import Permission, ProjectRole, Role
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
 from safeboard.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from safeboard.events import Event, EventBus
 from safeboard.jobs import repository as tasks
 from safeboard.jobs.service import TaskService
+from safeboard.projects import lifecycle as project_bin
+from safeboard.projects import repository as project_grants
 from safeboard.projects import retention as retentions
 from safeboard.projects.access import project_and_grant, project_by_name
 from safeboard.projects.repository import Project
+from safeboard.projects.lifecycle import TrashedProject
 from safeboard.projects.retention import MAX_DAYS, Retention
 from safeboard.runs import trash as bin_
 from safeboard.runs.access import run_for
@@ -211,6 +214,76 @@ class TrashService:
             project = project_by_name(conn, principal, project_name, Permission.PROJECTS_READ)
             return project, bin_.trash_of(conn, project.id, MAX_LISTED)
 
+    # -- projects ---------------------------------------------------------------------
+
+    def delete_project(self, principal: Principal, name: str) -> int:
+        """Move a project to the trash with its runs (owners, admins): hidden at once, its
+        tasks cancelled first; restorable until the retention period ends. Returns how
+        many runs went with it."""
+        _refuse_task_token(principal)
+        with self.engine.connect() as conn:
+            project = project_by_name(conn, principal, name, Permission.PROJECTS_MANAGE)
+            ids = bin_.matching(conn, project.id, None, MAX_BULK * 10)
+        self._cancel_tasks(principal, ids)
+        with self.tx.begin() as conn:
+            now = self.clock()
+            if not project_bin.to_trash(conn, project.id, principal.actor, now):
+                raise NotFound("no such project")
+            moved = bin_.project_to_trash(conn, project.id, principal.actor, now)
+            audit.append(conn, action=AuditAction.PROJECT_DELETED, actor=principal.actor,
+                         target=f"project:{project.id}",
+                         detail={"name": project.name, "runs": moved})  # fmt: skip
+        return moved
+
+    def restore_project(self, principal: Principal, name: str) -> int:
+        """Take a project out of the trash with the runs that went with it (its owners,
+        admins). Returns how many runs came back."""
+        _refuse_task_token(principal)
+        with self.tx.begin() as conn:
+            found = project_bin.trashed_named(conn, name)
+            if found is None or not self._may_restore(conn, principal, found.id):
+                raise NotFound("no such project in the trash")
+            project_bin.put_back(conn, found.id)
+            back = bin_.project_put_back(conn, found.id, found.deleted_at)
+            audit.append(conn, action=AuditAction.PROJECT_RESTORED, actor=principal.actor,
+                         target=f"project:{found.id}",
+                         detail={"name": found.name, "runs": back})  # fmt: skip
+        return back
+
+    @staticmethod
+    def _may_restore(conn: Connection, principal: Principal, project_id: int) -> bool:
+        if principal.project_id is not None and principal.project_id != project_id:
+            return False
+        if principal.role is Role.ADMIN:
+            return True
+        return project_grants.role_of(conn, project_id, principal.user_id) is ProjectRole.OWNER
+
+    def trashed_projects(self, principal: Principal) -> list[TrashedProject]:
+        """Projects in the trash this principal may restore (its owners; admins: all)."""
+        _refuse_task_token(principal)
+        owner = None if principal.role is Role.ADMIN else principal.user_id
+        with self.engine.connect() as conn:
+            found = project_bin.trashed_projects(conn, owner)
+        if principal.project_id is not None:
+            found = [p for p in found if p.id == principal.project_id]
+        return found
+
+    def _purge_project(self, project_id: int, stop: threading.Event | None) -> None:
+        """Every run of it (a batch a transaction), then its row and what else it holds."""
+        while True:
+            with self.engine.connect() as conn:
+                ids = bin_.of_project(conn, project_id, MAX_LISTED)
+            for run_id in ids:
+                self._purge(SYSTEM_ACTOR, project_id, run_id, stop)
+            if len(ids) < MAX_LISTED:
+                break
+        rows = purge_row(self.engine, "projects", project_id,
+                         batch=self.settings.purge_batch_rows, stop=stop)  # fmt: skip
+        if rows:
+            with self.tx.begin() as conn:
+                audit.append(conn, action=AuditAction.PROJECT_PURGED, actor=SYSTEM_ACTOR,
+                             target=f"project:{project_id}", detail={"rows": rows})  # fmt: skip
+
     # -- purging ----------------------------------------------------------------------
 
     def _purge(
@@ -297,6 +370,16 @@ class TrashService:
         purged = 0
         with self.engine.connect() as conn:
             every = retentions.all_retention(conn)
+            due_projects = set(project_bin.trashed_before(conn, self.clock()))
+        for kept in every:  # a project in the trash past its period goes whole
+            days = self.effective_trash_days(kept)
+            if kept.project_id in due_projects and (stop is None or not stop.is_set()):
+                with self.engine.connect() as conn:
+                    cutoff = self.clock() - timedelta(days=days)
+                    still_due = kept.project_id in project_bin.trashed_before(conn, cutoff)
+                if still_due:
+                    self._purge_project(kept.project_id, stop)
+                    purged += 1
         for kept in every:
             if stop is not None and stop.is_set():
                 break
