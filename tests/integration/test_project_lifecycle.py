@@ -128,7 +128,7 @@ async def test_the_sweep_purges_a_deleted_project_whole(world: World) -> None:
 
 
 async def test_deleting_a_user_revokes_at_once_and_keeps_their_runs(world: World) -> None:
-    olga, run_id = await _project(world)
+    olga, _ = await _project(world)
     vic = as_user(world, "vic")
     vic_run = (await vic.post("/api/v1/projects/mnist/runs", json={"name": "vics"})).json()["id"]
     session, _ = await world.signed_in("vic")

@@ -32,8 +32,8 @@ from safeboard.projects import lifecycle as project_bin
 from safeboard.projects import repository as project_grants
 from safeboard.projects import retention as retentions
 from safeboard.projects.access import project_and_grant, project_by_name
-from safeboard.projects.repository import Project
 from safeboard.projects.lifecycle import TrashedProject
+from safeboard.projects.repository import Project
 from safeboard.projects.retention import MAX_DAYS, Retention
 from safeboard.runs import trash as bin_
 from safeboard.runs.access import run_for
