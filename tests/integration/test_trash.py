@@ -274,3 +274,26 @@ async def test_purge_under_concurrent_ingest_loses_nothing(world: World) -> None
     got = (await olga.get(f"/api/v1/runs/{writer_run}")).json()
     assert [m["count"] for m in got["metrics"]] == [40]
     assert _rows(world, "metric_chunks", big) == 0
+
+
+async def test_the_pages_offer_deleting_to_those_who_may(world: World) -> None:
+    olga = await _project(world)
+    run_id = await _run(olga, "r")
+    vic, eve = as_user(world, "vic"), as_user(world, "eve")
+    html = {"Accept": "text/html"}
+    assert 'id="delete-run"' in (await olga.get(f"/runs/{run_id}", headers=html)).text
+    assert 'id="delete-run"' not in (await vic.get(f"/runs/{run_id}", headers=html)).text
+    assert 'id="delete-selected"' in (await olga.get("/projects/mnist", headers=html)).text
+    assert 'id="delete-selected"' not in (await vic.get("/projects/mnist", headers=html)).text
+    assert (await olga.delete(f"/api/v1/runs/{run_id}")).status_code == 200
+    owner_view = (await olga.get("/projects/mnist/trash", headers=html)).text
+    assert "Restore" in owner_view
+    assert 'id="rename-form"' in owner_view
+    viewer_view = await vic.get("/projects/mnist/trash", headers=html)
+    assert viewer_view.status_code == 200
+    assert "Restore" not in viewer_view.text
+    assert 'id="rename-form"' not in viewer_view.text
+    assert (await eve.get("/projects/mnist/trash", headers=html)).status_code == 404
+    assert (await olga.get(f"/runs/{run_id}", headers=html)).status_code == 404
+    compared = await olga.get(f"/compare?run={run_id}", headers=html)
+    assert compared.status_code == 404

@@ -51,6 +51,7 @@ from safeboard.trash import routes as trash_routes
 from safeboard.trash.sweep import retention_sweeps
 from safeboard.web import routes as web_routes
 from safeboard.web import task_routes as web_task_routes
+from safeboard.web import trash_routes as web_trash_routes
 
 __all__ = ["allowed_host_names", "create_app"]
 
@@ -145,6 +146,7 @@ def create_app(  # noqa: PLR0915  (one statement per router and middleware: the 
     app.include_router(web_routes.router)
     app.include_router(metrics_router(monitoring))  # a metrics-scope key: Prometheus
     app.include_router(trash_routes.router)  # delete, restore, purge; trash; retention
+    app.include_router(web_trash_routes.router)  # a project's trash and settings page
     app.include_router(web_task_routes.router)  # a project's Tasks tab, a task's page
     app.mount("/static", web_routes.static_files(), name="static")
 

@@ -21,6 +21,7 @@ from safeboard.artifacts import repository as artifacts
 from safeboard.artifacts.store import ArtifactStore
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
+from safeboard.auth.authorizer import allowed_in_project
 from safeboard.auth.permissions import Permission, ProjectRole, Role
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
@@ -213,6 +214,16 @@ class TrashService:
         with self.engine.connect() as conn:
             project = project_by_name(conn, principal, project_name, Permission.PROJECTS_READ)
             return project, bin_.trash_of(conn, project.id, MAX_LISTED)
+
+    def permissions(self, principal: Principal, project_id: int) -> set[Permission]:
+        """Which of write and manage the principal holds in the project (what a page
+        offers: restore and purge; rename, delete and retention)."""
+        with self.engine.connect() as conn:
+            grant = project_grants.role_of(conn, project_id, principal.user_id)
+        wanted = (Permission.PROJECTS_WRITE, Permission.PROJECTS_MANAGE)
+        if principal.run_id is not None:
+            return set()
+        return {p for p in wanted if allowed_in_project(principal, p, project_id, grant)}
 
     # -- projects ---------------------------------------------------------------------
 
