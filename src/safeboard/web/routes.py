@@ -42,10 +42,10 @@ from safeboard.provision import provided
 from safeboard.runs.access import run_access
 from safeboard.runs.projection import is_param_path
 from safeboard.runs.service import RunService
-from safeboard.trash.service import TrashService
 from safeboard.runs.table import RunQuery, split_columns
 from safeboard.schemas import ROW_ID_MAX
 from safeboard.tensorboards.service import TensorboardService
+from safeboard.trash.service import TrashService
 from safeboard.web.account_page import render_account
 from safeboard.web.admin_pages import (
     AuditFilter,

@@ -22,9 +22,16 @@ SCRIPT = "trash.js"
 
 
 def _confirm(prefix: str, question: str, *buttons: Markup) -> Markup:
-    return el("div", el("p", question), *buttons,
-              el("button", "Keep it", type="button", id=f"{prefix}-cancel"),
-              id=f"{prefix}-confirm", class_="confirm", hidden=True, role="group")  # fmt: skip
+    return el(
+        "div",
+        el("p", question),
+        *buttons,
+        el("button", "Keep it", type="button", id=f"{prefix}-cancel"),
+        id=f"{prefix}-confirm",
+        class_="confirm",
+        hidden=True,
+        role="group",
+    )
 
 
 def delete_run_controls() -> Markup:
@@ -37,7 +44,7 @@ def delete_run_controls() -> Markup:
             "Move this run to the project's trash, or delete it for good?",
             el("button", "Move to trash", type="button", id="delete-run-trash"),
             el("button", "Delete for good", type="button", id="delete-run-purge", class_="danger"),
-        ),  # fmt: skip
+        ),
         el("p", "", id="delete-run-status", role="status", aria_live="polite"),
         class_="danger-zone",
     )
@@ -48,11 +55,14 @@ def bulk_delete_controls() -> Markup:
     return el(
         "div",
         el("button", "Delete selected", type="button", id="delete-selected", class_="danger"),
-        _confirm("delete-selected", "",
-                 el("button", "Move to trash", type="button", id="delete-selected-trash")),
+        _confirm(
+            "delete-selected",
+            "",
+            el("button", "Move to trash", type="button", id="delete-selected-trash"),
+        ),
         el("p", "", id="delete-selected-status", role="status", aria_live="polite"),
         class_="bulk-delete",
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)
@@ -71,9 +81,7 @@ def _row(view: TrashView, run: Trashed) -> Markup:
         actions = join(
             el("button", "Restore", type="button", class_="restore", data_run=run.id),
             " ",
-            el(
-                "button", "Delete for good", type="button", class_="purge danger", data_run=run.id
-            ),  # fmt: skip
+            el("button", "Delete for good", type="button", class_="purge danger", data_run=run.id),
         )
     return el(
         "tr",
@@ -91,8 +99,13 @@ def _row(view: TrashView, run: Trashed) -> Markup:
 def _trash_table(view: TrashView) -> Markup:
     if not view.runs:
         return el("p", "The trash is empty.", class_="hint", id="trash-empty")
-    head = el("tr", *(el("th", h, scope="col") for h in
-                      ("Id", "Name", "Status", "Deleted", "By", "Purged after", "")))  # fmt: skip
+    head = el(
+        "tr",
+        *(
+            el("th", h, scope="col")
+            for h in ("Id", "Name", "Status", "Deleted", "By", "Purged after", "")
+        ),
+    )
     rows = [_row(view, run) for run in view.runs]
     return el("table", el("thead", head), el("tbody", rows), id="trash-table")
 
@@ -118,7 +131,7 @@ def _settings(view: TrashView) -> Markup:
             ),
             el("button", "Rename", type="submit"),
             id="rename-form",
-        ),  # fmt: skip
+        ),
         el(
             "form",
             el(
@@ -149,13 +162,13 @@ def _settings(view: TrashView) -> Markup:
             ),
             el("button", "Save retention", type="submit"),
             id="retention-form",
-        ),  # fmt: skip
+        ),
         el("button", "Delete project", type="button", id="delete-project", class_="danger"),
         _confirm(
             "delete-project",
             "Move this project and all its runs to the trash?",
             el("button", "Delete project", type="button", id="delete-project-yes", class_="danger"),
-        ),  # fmt: skip
+        ),
         el("p", "", id="settings-status", role="status", aria_live="polite"),
         class_="panel",
     )
@@ -171,17 +184,23 @@ def render_trash(view: TrashView, viewer: Viewer) -> str:
             el("a", name, href=f"/projects/{name}"),
             aria_label="Breadcrumb",
             class_="crumbs",
-        ),  # fmt: skip
+        ),
         el("h1", name),
         project_tabs(name, "trash"),
         el(
             "p",
             f"Deleted runs stay here {view.trash_days} days, then they are purged.",
             class_="hint",
-        ),  # fmt: skip
+        ),
         el("p", "", id="trash-status", role="status", aria_live="polite"),
         _trash_table(view),
         _settings(view) if view.can_manage else None,
     )
-    return page(f"{name}: trash", viewer, content, active="projects", scripts=(SCRIPT,),
-                meta={"project": name})  # fmt: skip
+    return page(
+        f"{name}: trash",
+        viewer,
+        content,
+        active="projects",
+        scripts=(SCRIPT,),
+        meta={"project": name},
+    )
