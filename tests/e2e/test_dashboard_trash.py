@@ -1,7 +1,8 @@
 """Issue 18's dashboard in headless Chromium against a real server over TLS: the runs
 table's "Delete selected" (ticked rows, asked on the page), the project's Trash tab
 (restore, delete for good), the run page's "Delete run", and the owner's settings on the
-trash page (retention, rename, delete the project). Every page under the strict CSP with
+trash page (retention, rename, delete the project); an admin deletes an account from the
+Users page. Every page under the strict CSP with
 no console error (browser.py)."""
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ def test_delete_restore_purge_rename_and_delete_a_project(server: ServerProcess)
     ids = {}
     with api(server) as client:
         assert client.post("/api/v1/projects", json={"name": "ml"}).status_code == 201
+        made = client.post("/api/v1/users", json={"username": "bob", "role": "member"})
+        assert made.status_code == 201, made.text
         for name in ("alpha", "beta", "gamma"):
             made = client.post("/api/v1/projects/ml/runs", json={"name": name})
             ids[name] = made.json()["id"]
-    _, link = startup_link(server)
+    admin, link = startup_link(server)
 
     with chromium() as browser:
         page, watch = browser.new_page()
@@ -86,6 +89,14 @@ def test_delete_restore_purge_rename_and_delete_a_project(server: ServerProcess)
         page.locator("#delete-project").click()
         page.locator("#delete-project-yes").click()
         page.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
+
+        # An admin deletes an account from the Users page (asked in a confirm box).
+        page.goto(f"{server.url}/admin/users")
+        mine = page.locator("tbody tr", has_text=admin)
+        expect(mine.get_by_role("button", name="Delete")).to_be_disabled()
+        watch.accept_dialogs = True
+        page.locator('tr[data-user="bob"]').get_by_role("button", name="Delete").click()
+        expect(page.locator('tr[data-user="bob"]')).to_have_count(0, timeout=TIMEOUT_MS)
         watch.assert_clean()
 
     with api(server) as client:
@@ -98,3 +109,4 @@ def test_delete_restore_purge_rename_and_delete_a_project(server: ServerProcess)
         assert kept["runs"] == 1  # alpha went with it; gamma was in the trash before
         assert client.get(f"/api/v1/runs/{ids['alpha']}").json()["project"] == "ml2"
         assert client.get("/api/v1/projects/ml2/retention").json()["trash_days"] == 7
+        assert "bob" not in [u["username"] for u in client.get("/api/v1/users").json()]
