@@ -22,6 +22,7 @@ from safeboard.jobs.queue import AgentEvent
 from safeboard.metrics.service import ACCESS_FOR
 from safeboard.settings import Settings
 from tests.integration.identity_world import World, build_world
+from tests.integration.sse import OpenStream
 from tests.support.agents import add_agents
 
 pytestmark = pytest.mark.anyio
@@ -297,3 +298,34 @@ async def test_the_pages_offer_deleting_to_those_who_may(world: World) -> None:
     assert (await olga.get(f"/runs/{run_id}", headers=html)).status_code == 404
     compared = await olga.get(f"/compare?run={run_id}", headers=html)
     assert compared.status_code == 404
+
+
+async def test_a_deleted_runs_open_stream_ends(world: World) -> None:
+    world.services.events.start()  # as the app's start does (PostgreSQL: LISTEN)
+    try:
+        await _stream_ends(world)
+    finally:
+        world.services.events.stop()
+
+
+async def _stream_ends(world: World) -> None:
+    olga = await _project(world)
+    run_id = await _run(olga, "watched")
+    other = await _run(olga, "other")
+    headers = {"Authorization": olga.headers["Authorization"]}
+    watched = await OpenStream(world.app, world.base_url, f"/api/v1/runs/{run_id}/events",
+                               headers).open()  # fmt: skip
+    project = await OpenStream(world.app, world.base_url, "/api/v1/projects/mnist/events",
+                               headers).open()  # fmt: skip
+    assert watched.status == 200
+    assert (await olga.delete(f"/api/v1/runs/{run_id}")).status_code == 200
+    assert await watched.ended_within(5.0)
+    kind, data = watched.events()[-1]
+    assert (kind, data["error"]["code"]) == ("end", "not_found")
+    assert await project.wait(lambda: '"deleted"' in project.body, 5.0)
+    assert project.ended_at is None  # the project's stream goes on, for the other runs
+    assert (await olga.post(f"/api/v1/runs/{other}/metrics",
+                            json=batch("o1", "loss", [1]))).status_code == 200  # fmt: skip
+    assert await project.wait(lambda: other in project.body, 5.0)
+    await watched.close()
+    await project.close()
