@@ -84,3 +84,24 @@ def test_delete_by_filter_restore_purge_and_retention(server: ServerProcess) -> 
         again = cli(server, "projects", "retention", "p", "--max-run-age-days", "never").stdout
         assert "after 7 days" in again
         assert "whatever their age" in again
+
+
+def test_projects_rename_delete_restore_and_user_delete(server: ServerProcess) -> None:
+    with api(server) as client:
+        assert client.post("/api/v1/projects", json={"name": "q"}).status_code == 201
+        assert client.post("/api/v1/projects/q/runs", json={"name": "r"}).status_code == 201
+        made = client.post("/api/v1/users", json={"username": "dora", "role": "member"})
+        assert made.status_code == 201
+    assert "q is now q2" in cli(server, "projects", "rename", "q", "q2").stdout
+    refused = cli(server, "projects", "delete", "q2", ok=False, stdin="n\n")
+    assert refused.returncode != 0
+    done = cli(server, "projects", "delete", "q2", "--yes").stdout
+    assert "q2 and 1 run moved to the trash" in done
+    with api(server) as client:
+        assert client.get("/api/v1/projects/q2").status_code == 404
+    assert "restored with 1 run" in cli(server, "projects", "restore", "q2").stdout
+    gone = cli(server, "user", "delete", "dora", "--yes", "--data-dir", str(server.data_dir))
+    assert "dora deleted" in gone.stdout
+    with api(server) as client:
+        assert client.get("/api/v1/projects/q2").status_code == 200
+        assert "dora" not in [u["username"] for u in client.get("/api/v1/users").json()]

@@ -61,7 +61,9 @@ cli.add_command(runs_cmd.runs)
 for command in (trash_cmd.delete_runs, trash_cmd.restore_run, trash_cmd.purge_run,
                 trash_cmd.trash):  # fmt: skip
     runs_cmd.runs.add_command(command)
-runs_cmd.projects.add_command(trash_cmd.retention)
+for command in (trash_cmd.retention, trash_cmd.rename_project, trash_cmd.delete_project,
+                trash_cmd.restore_project):  # fmt: skip
+    runs_cmd.projects.add_command(command)
 cli.add_command(artifacts_cmd.artifacts)
 cli.add_command(task_cmd.task)
 cli.add_command(grant_cmd.grant)

@@ -14,7 +14,16 @@ from safeboard.cli.options import connect, json_option, url_option
 if TYPE_CHECKING:
     from safeboard.client import Client
 
-__all__ = ["delete_runs", "purge_run", "restore_run", "retention", "trash"]
+__all__ = [
+    "delete_project",
+    "delete_runs",
+    "purge_run",
+    "rename_project",
+    "restore_project",
+    "restore_run",
+    "retention",
+    "trash",
+]
 
 _API = "/api/v1"
 
@@ -191,3 +200,37 @@ def retention(
                f"{'' if found['trash_days'] is not None else ' (the server default)'}; runs "
                + ("are kept whatever their age" if age is None
                   else f"older than {age} days move to the trash"))  # fmt: skip
+
+
+@click.command("rename")
+@click.argument("project")
+@click.argument("new_name")
+@url_option
+def rename_project(project: str, new_name: str, url: str | None) -> None:
+    """Rename PROJECT to NEW_NAME (its owners): runs, grants and keys bound to it follow."""
+    with connect(url) as client:
+        _call(client, "PATCH", f"/projects/{_segment(project)}", json={"name": new_name})
+    click.echo(f"project {project} is now {new_name}")
+
+
+@click.command("delete")
+@click.argument("project")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (scripts).")
+@url_option
+def delete_project(project: str, yes: bool, url: str | None) -> None:
+    """Move PROJECT and its runs to the trash (its owners); `safeboard projects restore`
+    takes it back until its retention period ends."""
+    _confirm(f"Move project {project} and all its runs to the trash?", yes)
+    with connect(url) as client:
+        done = _call(client, "DELETE", f"/projects/{_segment(project)}")
+    click.echo(f"project {project} and {_plural(done['runs'])} moved to the trash")
+
+
+@click.command("restore")
+@click.argument("project")
+@url_option
+def restore_project(project: str, url: str | None) -> None:
+    """Take PROJECT out of the trash with the runs that went with it."""
+    with connect(url) as client:
+        done = _call(client, "POST", f"/projects/{_segment(project)}/restore")
+    click.echo(f"project {project} restored with {_plural(done['runs'])}")
