@@ -217,6 +217,10 @@ async def test_deleting_the_run_of_a_running_task_cancels_it_first(world: World)
     assert queue.heartbeat(task["id"], 1, "agent-1").cancel  # the agent is told to stop
     shown = (await olga.get(f"/api/v1/tasks/{task['id']}")).json()
     assert shown["state"] == "cancelling"
+    queue.report(task["id"], 1, "agent-1", AgentEvent("exited", signal=15))
+    assert (await olga.get(f"/api/v1/tasks/{task['id']}")).json()["state"] == "cancelled"
+    assert (await olga.post(f"/api/v1/runs/{task['run_id']}/restore")).status_code == 200
+    assert (await olga.get(f"/api/v1/runs/{task['run_id']}")).json()["status"] == "killed"
 
 
 async def test_the_sweep_applies_each_projects_retention(world: World) -> None:

@@ -138,15 +138,16 @@ def put_retention(
     return _retention(service, project, kept)
 
 
-@router.delete("/projects/{project}", response_model=ProjectDeletedOut)
+@router.delete("/projects/{name}", response_model=ProjectDeletedOut)
 def delete_project(
-    project: str,
+    name: str,
     principal: Principal = requires_project(Permission.PROJECTS_MANAGE),
     service: TrashService = provided(TrashService),
 ) -> ProjectDeletedOut:
     """Move a project to the trash with its runs (its owners): hidden at once, restorable
     until its retention period ends, then purged whole."""
-    return ProjectDeletedOut(project=project, runs=service.delete_project(principal, project))
+    # ``{name}``: the path of GET and PATCH /api/v1/projects/{name} (one path, one Allow).
+    return ProjectDeletedOut(project=name, runs=service.delete_project(principal, name))
 
 
 @router.post("/projects/{project}/restore", response_model=ProjectDeletedOut)
