@@ -81,14 +81,17 @@ def delete_runs(
     if bool(run_ids) == (filter_text is not None or project is not None):
         raise click.UsageError("give RUN_IDs, or --project with --filter (not both)")
     if project is not None and filter_text is None:
-        raise click.UsageError("--project needs --filter (every run: --filter 'status != x')")
+        raise click.UsageError("--project needs --filter EXPR (the runs to delete)")
     if filter_text is not None and project is None:
         raise click.UsageError("--filter needs --project")
-    what = "purge" if purge else "move to the trash"
+
+    def question(runs: str) -> str:
+        return f"Purge {runs} for good?" if purge else f"Move {runs} to the trash?"
+
     with connect(url) as client:
         if run_ids:
             ids = [resolve_run(client, given) for given in run_ids]
-            _confirm(f"{what.capitalize()} {_plural(len(ids))}?", yes)
+            _confirm(question(_plural(len(ids))), yes)
             done = [_call(client, "DELETE", f"/runs/{_segment(i)}",
                           params={"purge": "true" if purge else "false"}) for i in ids]  # fmt: skip
             moved = [run for answer in done for run in answer["run_ids"]]
@@ -100,7 +103,7 @@ def delete_runs(
             if counted["count"] == 0:
                 click.echo(f"no run of {project} matches", err=True)
                 return
-            _confirm(f"{what.capitalize()} {_plural(counted['count'])} of {project}?", yes)
+            _confirm(question(f"{_plural(counted['count'])} of {project}"), yes)
             answer = _call(client, "POST", path, json={"filter": filter_text, "purge": purge})
             moved, cancelled = answer["run_ids"], answer["cancelled_tasks"]
     if as_json:
