@@ -21,6 +21,7 @@ from safeboard.clock import utcnow
 from safeboard.jobs.queue import AgentEvent
 from safeboard.metrics.service import ACCESS_FOR
 from safeboard.settings import Settings
+from safeboard.trash.service import SWEEP_LOCK
 from tests.integration.identity_world import World, build_world
 from tests.integration.sse import OpenStream
 from tests.support.agents import add_agents
@@ -333,3 +334,23 @@ async def _stream_ends(world: World) -> None:
     assert await project.wait(lambda: other in project.body, 5.0)
     await watched.close()
     await project.close()
+
+
+async def test_on_postgresql_one_replica_sweeps_at_a_time(world: World) -> None:
+    engine = world.services.engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite: one server per data directory, no replicas")
+    olga = await _project(world)
+    run_id = await _run(olga, "old")
+    assert (await olga.delete(f"/api/v1/runs/{run_id}")).status_code == 200
+    trash = world.services.trash
+    later = utcnow() + timedelta(days=31)
+    trash.clock = lambda: later
+    with engine.connect() as other:  # another replica's sweep holds the lock
+        other.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": SWEEP_LOCK})
+        assert trash.sweep() == 0
+        with engine.connect() as conn:
+            still = conn.execute(sa.text("SELECT count(*) FROM runs WHERE id = :r"), {"r": run_id})
+            assert still.scalar_one() == 1
+        other.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": SWEEP_LOCK})
+    assert trash.sweep() == 1

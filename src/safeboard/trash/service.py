@@ -44,7 +44,7 @@ from safeboard.storage import writer
 from safeboard.storage.purge import purge_row
 from safeboard.vocabulary import FINAL_TASK_STATES
 
-__all__ = ["Deleted", "TrashService"]
+__all__ = ["SWEEP_LOCK", "Deleted", "TrashService"]
 
 log = logging.getLogger("safeboard.trash")
 
@@ -52,7 +52,7 @@ SYSTEM_ACTOR = "system:retention"
 MAX_BULK = 10_000  # runs one bulk delete moves at most
 MAX_LISTED = 1_000
 _ARTIFACT_PAGE = 200
-_SWEEP_LOCK = 0x5AFEB0A2D  # PostgreSQL advisory lock: one replica sweeps at a time
+SWEEP_LOCK = 0x5AFEB0A2D  # PostgreSQL advisory lock: one replica sweeps at a time
 _FINAL = {state.value for state in FINAL_TASK_STATES}
 
 
@@ -366,7 +366,7 @@ class TrashService:
         with self.engine.connect() as lock_conn:
             if lock_conn.dialect.name == "postgresql":
                 got = lock_conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
-                                        {"k": _SWEEP_LOCK}).scalar()  # fmt: skip
+                                        {"k": SWEEP_LOCK}).scalar()  # fmt: skip
                 lock_conn.commit()
                 if not got:
                     return 0
@@ -374,7 +374,7 @@ class TrashService:
                 return self._sweep(stop)
             finally:
                 if lock_conn.dialect.name == "postgresql":
-                    lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SWEEP_LOCK})
+                    lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SWEEP_LOCK})
                     lock_conn.commit()
 
     def _sweep(self, stop: threading.Event | None) -> int:
