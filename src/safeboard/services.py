@@ -56,6 +56,7 @@ from safeboard.runs.streams import StreamGuard
 from safeboard.settings import Settings
 from safeboard.storage import writer
 from safeboard.tensorboards.service import TensorboardService
+from safeboard.trash.service import TrashService
 
 __all__ = ["Services", "build_services", "services_of"]
 
@@ -98,6 +99,7 @@ class Services:
     # TensorBoard children and the entry into their origin (a second listener that
     # safeboard/server/run.py opens when the extra is installed).
     tensorboards: TensorboardService
+    trash: TrashService  # deleted runs: the trash, purges, the retention sweep
 
     def provides(self, kind: type[Any]) -> bool:
         return kind in _field_of_type()
@@ -226,6 +228,7 @@ def build_services(
         code=CodeArchives(engine, store, settings.jobs),
         task_logs=TaskLogs(engine, settings.jobs, tasks),
         tensorboards=TensorboardService(engine, settings, RunEventFiles(engine, store)),
+        trash=TrashService(engine, store, settings.retention, tasks, events=events),
     )
 
 

@@ -33,6 +33,7 @@ from pydantic_settings import (
 from safeboard.errors import ConfigError
 from safeboard.hosts import is_loopback_host, is_wildcard_host
 from safeboard.settings_jobs import JobSettings
+from safeboard.settings_retention import RetentionSettings
 from safeboard.settings_sections import (
     MAX_PREVIOUS_KEYS,
     ArtifactSettings,
@@ -109,6 +110,9 @@ class Settings(BaseSettings):
     jobs: JobSettings = Field(default_factory=JobSettings, description="Queued jobs.")
     tensorboard: TensorboardSettings = Field(
         default_factory=TensorboardSettings, description="TensorBoard, secured."
+    )
+    retention: RetentionSettings = Field(
+        default_factory=RetentionSettings, description="Deleted runs: the trash and purges."
     )
     secure: SecureSettings = Field(description="Secrets.")
 

@@ -47,8 +47,10 @@ def run_cli(
     data_dir: Path | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 60,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """The CLI as a subprocess: as root on the machine of ``data_dir``, or with ``env``."""
+    """The CLI as a subprocess: as root on the machine of ``data_dir``, or with ``env``;
+    ``input``: what it reads on stdin (an answer to a confirmation)."""
     if env is None:
         assert data_dir is not None, "run_cli needs data_dir or env"
         env = cli_env(data_dir)
@@ -59,7 +61,7 @@ def run_cli(
         text=True,
         timeout=timeout,
         check=False,
-        stdin=subprocess.DEVNULL,
+        **({"input": input} if input is not None else {"stdin": subprocess.DEVNULL}),
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import grimp
 import pytest
 
-DOMAINS = ("accounts", "artifacts", "audit", "auth", "jobs", "metrics", "projects", "runs")
+DOMAINS = ("accounts", "artifacts", "audit", "auth", "jobs", "metrics", "projects", "runs", "trash")
 
 
 @pytest.fixture(scope="module")

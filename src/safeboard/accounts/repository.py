@@ -28,6 +28,7 @@ __all__ = [
     "create_token",
     "delete_session",
     "delete_unused_tokens",
+    "delete_user",
     "delete_user_sessions",
     "find_token",
     "get",
@@ -154,6 +155,12 @@ def list_keys(conn: Connection, user_id: int | None) -> list[KeyInfo]:
 def revoke_key(conn: Connection, key_id: str, now: datetime) -> bool:
     query = sa.update(_k).where(_k.c.id == key_id, _k.c.revoked_at.is_(None))
     return conn.execute(query.values(revoked_at=now)).rowcount > 0
+
+
+def delete_user(conn: Connection, user_id: int) -> None:
+    """The account's row; its sessions, keys, tokens and grants go with it (ON DELETE
+    CASCADE), what it created stays (SET NULL)."""
+    conn.execute(sa.delete(_t).where(_t.c.id == user_id))
 
 
 def revoke_user_keys(

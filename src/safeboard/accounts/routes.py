@@ -331,6 +331,19 @@ def update_user(
     return user_out(service.get(username))
 
 
+@users_router.delete("/{username}", status_code=HTTP_204_NO_CONTENT)
+def delete_user(
+    request: Request,
+    username: str,
+    principal: Principal = requires(Permission.USERS_MANAGE),
+    service: UserService = provided(UserService),
+) -> Response:
+    """Delete an account: its sessions and keys stop at once, its runs stay with their
+    projects, the audit log keeps its name. The last active admin cannot be deleted."""
+    service.delete(username, actor=principal.actor, address=client_address(request))
+    return Response(status_code=HTTP_204_NO_CONTENT)
+
+
 @users_router.post("/{username}/invite", response_model=InviteOut)
 def invite_user(
     request: Request,

@@ -177,6 +177,25 @@ class UserService:
         self._keys_changed(user.id)
         return changed
 
+    def delete(self, username: str, *, actor: str, address: str = "") -> dict[str, int]:
+        """Delete an account (issue 18): its sessions end and its keys stop at once (their
+        rows go with it), its grants go; its runs, artifacts and tasks stay with their
+        projects (their creator reads as none); the audit log keeps the name. The last
+        active admin cannot be deleted."""
+        with self.tx.begin() as conn:
+            user = self._user(conn, username)
+            if user.role is Role.ADMIN and user.is_active:
+                self._keep_an_admin(conn)
+            ended = accounts.delete_user_sessions(conn, user.id)
+            revoked = accounts.revoke_user_keys(conn, user.id, self.clock())
+            accounts.delete_user(conn, user.id)
+            done = {"sessions_ended": ended, "keys_revoked": revoked}
+            audit.append(conn, action=AuditAction.USER_DELETED, actor=actor,
+                         target=f"user:{user.username}", address=address,
+                         detail={**done, "role": user.role.value})  # fmt: skip
+        self._keys_changed(user.id)
+        return done
+
     @staticmethod
     def _keep_an_admin(conn: Connection) -> None:
         if accounts.count_active_admins(conn) <= 1:

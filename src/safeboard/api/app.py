@@ -49,8 +49,11 @@ from safeboard.services import build_services
 from safeboard.settings import Settings, is_wildcard_host
 from safeboard.storage import create_engine
 from safeboard.tensorboards import routes as tensorboard_routes
+from safeboard.trash import routes as trash_routes
+from safeboard.trash.sweep import retention_sweeps
 from safeboard.web import routes as web_routes
 from safeboard.web import task_routes as web_task_routes
+from safeboard.web import trash_routes as web_trash_routes
 
 __all__ = ["allowed_host_names", "create_app"]
 
@@ -98,7 +101,9 @@ def create_app(  # noqa: PLR0915  (one statement per router and middleware: the 
         services.reaper.start()  # lapsed leases: attempts lost, tasks requeued
         services.task_logs.start()  # PostgreSQL: LISTEN for task logs stored elsewhere
         # Abandoned uploads expire: soon after start, then hourly (artifacts/expiry.py).
-        async with expiry_sweeps(services.artifacts):
+        # The trash past its period is purged (trash/sweep.py), one replica at a time.
+        every = settings.retention.sweep_minutes * 60
+        async with expiry_sweeps(services.artifacts), retention_sweeps(services.trash, every=every):
             yield
         services.task_logs.stop()  # log followers answer now
         services.reaper.stop()
@@ -144,6 +149,8 @@ def create_app(  # noqa: PLR0915  (one statement per router and middleware: the 
     app.include_router(tensorboard_routes.router)  # admins: TensorBoard on a directory
     app.include_router(web_routes.router)
     app.include_router(metrics_router(monitoring))  # a metrics-scope key: Prometheus
+    app.include_router(trash_routes.router)  # delete, restore, purge; trash; retention
+    app.include_router(web_trash_routes.router)  # a project's trash and settings page
     app.include_router(web_task_routes.router)  # a project's Tasks tab, a task's page
     app.mount("/static", web_routes.static_files(), name="static")
 

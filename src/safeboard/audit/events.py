@@ -74,6 +74,7 @@ class AuditAction(StrEnum):
     ROLE_CHANGED = "user.role_changed"
     USER_DISABLED = "user.disabled"
     USER_ENABLED = "user.enabled"
+    USER_DELETED = "user.deleted"  # the account removed (issue 18); the log keeps the name
     GRANT_CHANGED = "grant.changed"
     SESSIONS_REVOKED = "sessions.revoked"
     SECRETS_ROTATED = "secrets.rotated"
@@ -88,6 +89,14 @@ class AuditAction(StrEnum):
     TENSORBOARD_STARTED = "tensorboard.started"  # an instance started (target: its id)
     TASK_CANCELLED = "task.cancelled"  # a cancel asked for (by whom: the actor)
     TASK_LOST = "task.lost"  # its last attempt lost and no retry left (by the reaper)
+    RUN_DELETED = "run.deleted"  # moved to its project's trash (target: run:<id>)
+    RUN_RESTORED = "run.restored"  # taken out of the trash
+    RUN_PURGED = "run.purged"  # its rows and files removed for good
+    RETENTION_CHANGED = "project.retention_changed"  # a project's retention settings
+    PROJECT_RENAMED = "project.renamed"  # target: project:<id>; detail: from, to
+    PROJECT_DELETED = "project.deleted"  # to the trash with its runs
+    PROJECT_RESTORED = "project.restored"
+    PROJECT_PURGED = "project.purged"
 
 
 @dataclass(frozen=True)

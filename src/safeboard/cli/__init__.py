@@ -29,6 +29,7 @@ from safeboard.cli import (
     task_cmd,
     tensorboard_cmd,
     tls_cmd,
+    trash_cmd,
     user_cmd,
 )
 from safeboard.errors import SafeboardError
@@ -57,6 +58,12 @@ cli.add_command(sync_cmd.sync)
 cli.add_command(import_cmd.import_group)
 cli.add_command(runs_cmd.projects)
 cli.add_command(runs_cmd.runs)
+for command in (trash_cmd.delete_runs, trash_cmd.restore_run, trash_cmd.purge_run,
+                trash_cmd.trash):  # fmt: skip
+    runs_cmd.runs.add_command(command)
+for command in (trash_cmd.retention, trash_cmd.rename_project, trash_cmd.delete_project,
+                trash_cmd.restore_project):  # fmt: skip
+    runs_cmd.projects.add_command(command)
 cli.add_command(artifacts_cmd.artifacts)
 cli.add_command(task_cmd.task)
 cli.add_command(grant_cmd.grant)

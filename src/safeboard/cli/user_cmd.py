@@ -107,6 +107,23 @@ def disable(data_dir: Path | None, username: str) -> None:
     _set_active(data_dir, username, False)
 
 
+@user.command("delete")
+@data_dir_option
+@click.argument("username")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (scripts).")
+def delete(data_dir: Path | None, username: str, yes: bool) -> None:
+    """Delete an account: its sessions end and its keys stop at once, its runs stay with
+    their projects, the audit log keeps its name. Never the last active admin."""
+    from safeboard.cli.local import cli_actor, open_local
+
+    if not yes:
+        click.confirm(f"Delete the account {username}?", abort=True, err=True)
+    with open_local(resolve_data_dir(data_dir)) as local:
+        done = local.users.delete(username, actor=cli_actor())
+    click.echo(f"{username} deleted ({count(done['sessions_ended'], 'session')} ended, "
+               f"{count(done['keys_revoked'], 'key')} revoked)")  # fmt: skip
+
+
 @user.command("enable")
 @data_dir_option
 @click.argument("username")

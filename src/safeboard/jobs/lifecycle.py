@@ -73,7 +73,8 @@ def set_run_status(
     conn: Connection, task: Task, status: RunStatus, now: datetime
 ) -> RunChange | None:
     """Move the task's run to ``status`` unless it already has a final one."""
-    run = runs.get(conn, task.run_id, documents=False)
+    # A run in the trash too: its task, cancelled by the delete, ends it "killed".
+    run = runs.get(conn, task.run_id, documents=False, trashed=True)
     if run is None or run.status in FINAL_STATUSES or run.status == status.value:
         return None
     ended = now if status in FINAL_STATUSES else None

@@ -27,9 +27,13 @@ class RunGate(Protocol):
 
 class AccessRecheck(Protocol):
     def __call__(
-        self, conn: Connection, checks: Sequence[tuple[Principal, int]], permission: Permission
+        self,
+        conn: Connection,
+        checks: Sequence[tuple[Principal, int, str]],
+        permission: Permission,
     ) -> list[bool]:
-        """For each (principal, project id) that passed ``RunGate`` before: whether the
-        principal still holds ``permission`` there, for all of them in one query. False:
-        ask ``RunGate`` again (for the answer to give)."""
+        """For each (principal, project id, run id) that passed ``RunGate`` before: whether
+        the principal still holds ``permission`` there and the run is still there (not in
+        the trash), for all of them in a query or two. False: ask ``RunGate`` again (for the
+        answer to give)."""
         ...

@@ -200,7 +200,7 @@ class MetricService:
         checked_at = self.monotonic()
         stale = [i for i in group if i.project_id is not None and not i.fresh]
         if stale and self._recheck is not None:
-            pairs = [(i.principal, i.project_id or 0) for i in stale]
+            pairs = [(i.principal, i.project_id or 0, i.run_id) for i in stale]
             for item, holds in zip(stale, self._recheck(conn, pairs, permission), strict=True):
                 if holds:
                     item.fresh = True

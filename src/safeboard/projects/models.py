@@ -22,6 +22,15 @@ class ProjectRow(Base):
     created_by: Mapped[int | None] = mapped_column(
         Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
+    # Retention (safeboard.trash; migration 0027): purge the trash after so many days
+    # (NULL: the server's ``retention.trash_days``); trash runs older than so many days
+    # (NULL: never).
+    trash_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_run_age_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Deleted (in the trash with its runs) since, by whom; NULL: not deleted. Its name
+    # stays taken until it is purged, so that a restore finds it free.
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    deleted_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class ProjectGrantRow(Base):

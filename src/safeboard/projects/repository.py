@@ -86,13 +86,16 @@ def created_by(conn: Connection, user_id: int) -> int:
     return int(count)
 
 
+LIVE = _p.c.deleted_at.is_(None)  # not in the trash (safeboard.trash): what reads see
+
+
 def get(conn: Connection, project_id: int) -> Project | None:
-    row = conn.execute(sa.select(_p).where(_p.c.id == project_id)).first()
+    row = conn.execute(sa.select(_p).where(_p.c.id == project_id, LIVE)).first()
     return _project(row) if row else None
 
 
 def get_by_name(conn: Connection, name: str) -> Project | None:
-    row = conn.execute(sa.select(_p).where(_p.c.name == name)).first()
+    row = conn.execute(sa.select(_p).where(_p.c.name == name, LIVE)).first()
     return _project(row) if row else None
 
 
@@ -152,6 +155,7 @@ def visible(
     """Projects a user holds a grant in (all projects when ``everyone``), with the grant."""
     grant = sa.select(_g.c.project_id, _g.c.role).where(_g.c.user_id == user_id).subquery()
     query = sa.select(_p, grant.c.role).outerjoin(grant, grant.c.project_id == _p.c.id)
+    query = query.where(LIVE)
     if not everyone:
         query = query.where(grant.c.role.is_not(None))
     rows = conn.execute(query.order_by(_p.c.name)).all()

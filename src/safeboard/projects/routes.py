@@ -11,7 +11,7 @@ from safeboard.auth.permissions import Permission, ProjectRole
 from safeboard.auth.principal import Principal
 from safeboard.projects.access import project_by_name
 from safeboard.projects.repository import Activity, Project
-from safeboard.projects.schemas import ProjectCreate, ProjectOut
+from safeboard.projects.schemas import ProjectCreate, ProjectOut, ProjectRename
 from safeboard.projects.service import ProjectService
 from safeboard.provision import provided
 from safeboard.schemas import StrictModel
@@ -59,6 +59,19 @@ def create_project(
     """Create a project; you become its owner."""
     project = service.create(principal, body.name, body.description)
     return _out(project, ProjectRole.OWNER)
+
+
+@router.patch("/{name}", response_model=ProjectOut)
+def rename_project(
+    name: str,
+    body: ProjectRename,
+    principal: Principal = requires_project(Permission.PROJECTS_MANAGE),
+    service: ProjectService = provided(ProjectService),
+) -> ProjectOut:
+    """Rename a project (its owners): its runs, grants and keys bound to it follow."""
+    project = service.rename(principal, name, body.name)
+    role = {p.id: r for p, r in service.visible(principal)}.get(project.id)
+    return _out(project, role, service.activity([project.id]).get(project.id))
 
 
 @router.get("/{name}", response_model=ProjectOut)

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from safeboard.schemas import Model, StrictModel
 
-__all__ = ["NAME", "ProjectCreate", "ProjectOut"]
+__all__ = ["NAME", "ProjectCreate", "ProjectOut", "ProjectRename"]
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
@@ -16,6 +16,10 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 class ProjectCreate(StrictModel):
     name: str = Field(pattern=NAME, description="Letters, digits, . _ -; unique.")
     description: str = Field("", max_length=2000)
+
+
+class ProjectRename(StrictModel):
+    name: str = Field(pattern=NAME, description="The new name: letters, digits, . _ -; unique.")
 
 
 class ProjectOut(Model):

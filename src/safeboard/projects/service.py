@@ -17,8 +17,9 @@ from safeboard.auth.permissions import Permission, ProjectRole, Role
 from safeboard.auth.principal import Principal
 from safeboard.clock import utcnow
 from safeboard.errors import Conflict, Forbidden, NotFound
+from safeboard.projects import lifecycle
 from safeboard.projects import repository as projects
-from safeboard.projects.access import refuse_run_bound
+from safeboard.projects.access import project_by_name, refuse_run_bound
 from safeboard.projects.repository import NAME_TAKEN, Project
 from safeboard.settings import ProjectSettings
 from safeboard.storage import writer
@@ -74,6 +75,20 @@ class ProjectService:
         except sa.exc.IntegrityError:  # the same name created concurrently (unique index)
             raise Conflict(NAME_TAKEN) from None
         return project
+
+    def rename(self, principal: Principal, name: str, new_name: str) -> Project:
+        """Rename a project (owners, admins): grants, keys bound to it and its runs follow
+        (they hold its id); the new name must be free (NAME_TAKEN otherwise)."""
+        with self.tx.begin() as conn:
+            project = project_by_name(conn, principal, name, Permission.PROJECTS_MANAGE)
+            if new_name != project.name:
+                lifecycle.rename(conn, project.id, new_name)
+                audit.append(conn, action=AuditAction.PROJECT_RENAMED, actor=principal.actor,
+                             target=f"project:{project.id}",
+                             detail={"from": project.name, "to": new_name})  # fmt: skip
+            renamed = projects.get(conn, project.id)
+        assert renamed is not None  # noqa: S101  (renamed in this transaction)
+        return renamed
 
     def visible(self, principal: Principal) -> list[tuple[Project, ProjectRole | None]]:
         """The projects this principal can see (a project-bound key: that one only; a

@@ -86,19 +86,24 @@ def run_project(conn: Connection, principal: Principal, run_id: str, permission:
 
 
 def still_allowed(
-    conn: Connection, checks: Sequence[tuple[Principal, int]], permission: Permission
+    conn: Connection, checks: Sequence[tuple[Principal, int, str]], permission: Permission
 ) -> list[bool]:
-    """For each (principal, project id) that ``run_project`` let in before: whether the
-    principal still holds ``permission`` there, in one query (their grants): the
-    metrics domain's ``AccessRecheck``. A run's project never changes, and a deleted
-    run or project takes its batches' rows with it (they fail on their foreign key)."""
+    """For each (principal, project id, run id) that ``run_project`` let in before: whether
+    the principal still holds ``permission`` there (their grants, one query) and the run is
+    not in the trash (one query): the metrics domain's ``AccessRecheck``. A run's project
+    never changes, and a purged run or project takes its batches' rows with it (they fail
+    on their foreign key)."""
     grants = projects.grants_among(
-        conn, {p.user_id for p, _ in checks}, {project_id for _, project_id in checks}
+        conn, {p.user_id for p, _, _ in checks}, {project_id for _, project_id, _ in checks}
     )
+    live = runs.live_among(conn, {run_id for _, _, run_id in checks})
     # A task's token passed the gate for its own run only: that run is what it may reach.
     return [
-        allowed_on_run(p, permission, project_id, p.run_id, None)
-        if p.run_id is not None
-        else allowed_in_project(p, permission, project_id, grants.get((project_id, p.user_id)))
-        for p, project_id in checks
+        run_id in live
+        and (
+            allowed_on_run(p, permission, project_id, p.run_id, None)
+            if p.run_id is not None
+            else allowed_in_project(p, permission, project_id, grants.get((project_id, p.user_id)))
+        )
+        for p, project_id, run_id in checks
     ]

@@ -52,6 +52,17 @@ _SSE: dict[int | str, dict[str, Any]] = {
 }
 
 
+# A run's stream ends when the run goes to the trash (safeboard.trash announces it with a
+# "run" event whose status is "deleted"): what it would send next is hidden.
+_RUN_DELETED = json.dumps(
+    {"error": {"code": "not_found", "message": "the run was deleted: its stream ended"}}
+)
+
+
+def _deleted(event: Event) -> bool:
+    return event.kind == "run" and event.data.get("status") == "deleted"
+
+
 def _frame(event: Event) -> str:
     head = f"id: {event.id}\n" if event.id else ""
     return f"{head}event: {event.kind}\ndata: {event.to_json()}\n\n"
@@ -114,6 +125,9 @@ def _stream(
                         return
                     if event.id not in replayed:
                         yield _frame(event)
+                    if run_id is not None and _deleted(event):  # the run went to the trash
+                        yield f"event: {END}\ndata: {_RUN_DELETED}\n\n"
+                        return
         finally:
             ticket.close()
 

@@ -46,6 +46,10 @@ class RunRow(Base):
     created_by: Mapped[int | None] = mapped_column(
         Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
+    # In its project's trash since (NULL: not deleted): hidden from every read, purged by
+    # the retention sweep (safeboard.trash; migration 0027). ``deleted_by``: the actor.
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True, index=True)
+    deleted_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 TAG_KEY_LENGTH = 100  # the columns' lengths; the API refuses longer (runs/schemas.py)

@@ -29,7 +29,18 @@ from safeboard.projects.repository import Activity
 from safeboard.runs.models import RunRow, RunTagRow
 from safeboard.runs.projection import json_text, read_json_text
 
-__all__ = ["Listed", "Run", "activity", "create", "get", "listed", "set_tags", "tags_of", "update"]
+__all__ = [
+    "Listed",
+    "Run",
+    "activity",
+    "create",
+    "get",
+    "listed",
+    "live_among",
+    "set_tags",
+    "tags_of",
+    "update",
+]
 
 _r = cast(sa.Table, RunRow.__table__)
 _t = cast(sa.Table, RunTagRow.__table__)
@@ -51,6 +62,9 @@ class Run:
     # "config", "system": not read (asked not to, or stored beyond the bounds of
     # safeboard.documents before they were enforced); such a document reads as empty.
     withheld: tuple[str, ...] = ()
+    # In the project's trash since, by whom (None: not deleted); read only with ``trashed``.
+    deleted_at: datetime | None = None
+    deleted_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,21 +133,29 @@ def _document(text: str | None, name: str) -> dict[str, Any] | None:
     return document if document_problem(document, name) is None else None
 
 
+LIVE = _r.c.deleted_at.is_(None)  # not in the trash: what every read shows
+
+
 @functools.cache
-def _get_query(dialect: str, documents: bool) -> sa.Select[Any]:
+def _get_query(dialect: str, documents: bool, trashed: bool) -> sa.Select[Any]:
     """One run's row; its documents as text of at most STORED_CHARS_READ + 1 characters."""
     texts = [
         json_text(_r.c[column], (), dialect, STORED_CHARS_READ).label(column)
         for column in _DOCUMENTS
     ]
     query = sa.select(*_HEAD, *(texts if documents else ()))
-    return query.where(_r.c.id == sa.bindparam("run_id"))
+    query = query.where(_r.c.id == sa.bindparam("run_id"))
+    return query if trashed else query.where(LIVE)
 
 
-def get(conn: Connection, run_id: str, *, documents: bool = True) -> Run | None:
+def get(
+    conn: Connection, run_id: str, *, documents: bool = True, trashed: bool = False
+) -> Run | None:
     """One run; without ``documents`` its config and system information are left unread
-    (access checks, metric ingest)."""
-    row = conn.execute(_get_query(conn.dialect.name, documents), {"run_id": run_id}).first()
+    (access checks, metric ingest). A run in the trash is None unless ``trashed`` (the
+    trash's own use cases, safeboard.trash)."""
+    query = _get_query(conn.dialect.name, documents, trashed)
+    row = conn.execute(query, {"run_id": run_id}).first()
     if row is None:
         return None
     values = {c.name: row._mapping[c.name] for c in _HEAD}
@@ -146,8 +168,11 @@ def get(conn: Connection, run_id: str, *, documents: bool = True) -> Run | None:
     return Run(**values, tags=tags_of(conn, [run_id])[run_id], withheld=tuple(withheld))
 
 
+_NOT_COLUMNS = ("tags", "withheld")
+
+
 def create(conn: Connection, run: Run) -> None:
-    values = {f: getattr(run, f) for f in Run.__dataclass_fields__ if f not in ("tags", "withheld")}
+    values = {f: getattr(run, f) for f in Run.__dataclass_fields__ if f not in _NOT_COLUMNS}
     conn.execute(sa.insert(_r).values(**values))
     set_tags(conn, run.id, run.tags)
 
@@ -185,7 +210,7 @@ def listed(
         for i, path in enumerate(paths)
     ]
     head = [_r.c[name] for name in ("id", "name", "status", "created_at", "ended_at")]
-    query = sa.select(*head, *values).where(_r.c.id.in_(run_ids))
+    query = sa.select(*head, *values).where(_r.c.id.in_(run_ids), LIVE)
     found = {row.id: row for row in conn.execute(query)} if run_ids else {}
     tags = tags_of(conn, run_ids, keys=tag_keys)
     lasts = last_values(conn, run_ids, keys)
@@ -225,10 +250,18 @@ def ids_with_prefix(
     """Ids of runs that start with ``prefix`` (lowercase hex), in the given projects (all
     when None), sorted; an index range scan on the primary key."""
     upper = prefix + "g"  # every hex id that starts with prefix sorts below prefix + "g"
-    query = sa.select(_r.c.id).where(_r.c.id >= prefix, _r.c.id < upper)
+    query = sa.select(_r.c.id).where(_r.c.id >= prefix, _r.c.id < upper, LIVE)
     if project_ids is not None:
         query = query.where(_r.c.project_id.in_(project_ids))
     return list(conn.execute(query.order_by(_r.c.id).limit(limit)).scalars())
+
+
+def live_among(conn: Connection, run_ids: set[str]) -> set[str]:
+    """Those of these runs that exist and are not in the trash."""
+    if not run_ids:
+        return set()
+    query = sa.select(_r.c.id).where(_r.c.id.in_(sorted(run_ids)), LIVE)
+    return set(conn.execute(query).scalars())
 
 
 def activity(conn: Connection, project_ids: list[int]) -> dict[int, Activity]:
@@ -238,7 +271,7 @@ def activity(conn: Connection, project_ids: list[int]) -> dict[int, Activity]:
         return {}
     query = (
         sa.select(_r.c.project_id, sa.func.count(), sa.func.max(_r.c.created_at))
-        .where(_r.c.project_id.in_(project_ids))
+        .where(_r.c.project_id.in_(project_ids), LIVE)
         .group_by(_r.c.project_id)
     )
     return {pid: Activity(count, last) for pid, count, last in conn.execute(query)}

@@ -257,7 +257,7 @@ def _computed(where: list[ColumnElement[bool]], sort: _Sort) -> tuple[Any, Colum
 def table_page(conn: Connection, project_id: int, query: RunQuery) -> RunTable:
     """A page of the project's runs as ``query`` asks; BadRequest for an unknown sort key,
     a filter or a cursor that cannot be read."""
-    where = [_r.c.project_id == project_id]
+    where = [_r.c.project_id == project_id, runs.LIVE]  # the trash is not listed
     condition = run_filter(query.filter_text, conn.dialect.name)
     if condition is not None:
         where.append(condition)
@@ -304,7 +304,7 @@ def column_keys(conn: Connection, project_id: int) -> ColumnKeys:
     does not grow with the project."""
     recent = (
         sa.select(_r.c.id)
-        .where(_r.c.project_id == project_id)
+        .where(_r.c.project_id == project_id, runs.LIVE)
         .order_by(_r.c.created_at.desc(), _r.c.id.desc())
         .limit(PARAM_SAMPLE)
         .scalar_subquery()

@@ -38,6 +38,12 @@ def _role_select(user: User) -> Markup:
     )
 
 
+def _delete_user_button(user: User, viewer: Viewer) -> Markup:
+    """Delete the account (issue 18): asked in a confirm box; never oneself from here."""
+    return el("button", "Delete", type="button", class_="danger", data_action="delete-user",
+              data_user=user.username, disabled=user.username == viewer.username)  # fmt: skip
+
+
 def render_users(viewer: Viewer, users: list[User]) -> str:
     rows = []
     for user in users:
@@ -72,6 +78,8 @@ def render_users(viewer: Viewer, users: list[User]) -> str:
                         data_user=user.username,
                         data_value="false" if user.is_active else "true",
                     ),
+                    " ",
+                    _delete_user_button(user, viewer),
                 ),
                 data_user=user.username,
             )

@@ -20,6 +20,8 @@ from safeboard.web.first_run import first_steps
 from safeboard.web.html import Child, Markup, el, escape, join
 from safeboard.web.layout import Viewer, page
 from safeboard.web.task_pages import project_tabs
+from safeboard.web.trash_page import SCRIPT as TRASH_SCRIPT
+from safeboard.web.trash_page import bulk_delete_controls
 
 __all__ = ["ProjectView", "render_project"]
 
@@ -49,6 +51,7 @@ class ProjectView:
     keys: ColumnKeys  # what the column picker offers
     now: datetime
     server_url: str
+    can_delete: bool = False  # editors and owners: "Delete selected" (web/trash_page.py)
 
 
 def default_columns(param_keys: list[str], metric_keys: list[str]) -> list[str]:
@@ -315,6 +318,7 @@ def _table(view: ProjectView, table: RunTable) -> Markup:
             method="get",
             class_="toolbar",
         ),
+        bulk_delete_controls() if view.can_delete else None,
     )
 
 
@@ -366,6 +370,6 @@ def render_project(view: ProjectView, viewer: Viewer) -> str:
         viewer,
         body,
         active="projects",
-        scripts=("project.js",),
+        scripts=("project.js", *((TRASH_SCRIPT,) if view.can_delete else ())),
         meta={"project": project.name},
     )

@@ -45,6 +45,7 @@ from safeboard.runs.service import RunService
 from safeboard.runs.table import RunQuery, split_columns
 from safeboard.schemas import ROW_ID_MAX
 from safeboard.tensorboards.service import TensorboardService
+from safeboard.trash.service import TrashService
 from safeboard.web.account_page import render_account
 from safeboard.web.admin_pages import (
     AuditFilter,
@@ -124,6 +125,7 @@ def project_page(
     col: list[str] | None = Query(None, max_length=MAX_COLUMNS),
     principal: Principal = requires_project(Permission.PROJECTS_READ),
     runs: RunService = provided(RunService),
+    trash: TrashService = provided(TrashService),
 ) -> HTMLResponse:
     """The runs table. ``col`` picks columns (``metrics.loss``, ``params.lr``, ...)."""
     problem, table = None, None
@@ -157,6 +159,7 @@ def project_page(
         keys=keys,
         now=utcnow(),
         server_url=public_origin(request),
+        can_delete=Permission.PROJECTS_WRITE in trash.permissions(principal, project.id),
     )
     html = render_project(view, viewer_of(request, principal))
     return HTMLResponse(html, status_code=400 if problem else 200)

@@ -25,6 +25,8 @@ from safeboard.web.system_charts import split, system_section
 from safeboard.web.task_pages import task_link
 from safeboard.web.tensorboard_button import SCRIPT as TENSORBOARD_SCRIPT
 from safeboard.web.tensorboard_button import tensorboard_button
+from safeboard.web.trash_page import SCRIPT as TRASH_SCRIPT
+from safeboard.web.trash_page import delete_run_controls
 
 __all__ = ["CHART_LIBRARY", "RunView", "chart_controls", "library_missing", "render_run"]
 
@@ -346,8 +348,10 @@ def render_run(view: RunView, viewer: Viewer) -> str:
             class_="panels",
         ),
         _artifacts(),
+        delete_run_controls() if view.can_edit else None,
     )
     scripts = ("run.js", MEDIA_SCRIPT, *((TENSORBOARD_SCRIPT,) if view.tensorboard else ()))
+    scripts = (*scripts, *((TRASH_SCRIPT,) if view.can_edit else ()))
     return page(
         run.name,
         viewer,

@@ -42,10 +42,12 @@ COMMAND_CHARS = 120  # a command longer than this is cut in the table (whole on 
 
 
 def project_tabs(project: str, active: str) -> Markup:
-    """ "Runs" and "Tasks" under a project's name: the project page and its Tasks tab."""
+    """ "Runs", "Tasks" and "Trash" under a project's name: the project page, its Tasks
+    tab, its trash and settings (web/trash_page.py)."""
     tabs = (
         ("runs", "Runs", f"/projects/{project}"),
         ("tasks", "Tasks", f"/projects/{project}/tasks"),
+        ("trash", "Trash", f"/projects/{project}/trash"),
     )
     return el(
         "nav",

@@ -27,6 +27,10 @@ document.addEventListener("click", (event) => {
   } else if (action === "end-sessions") {
     if (!confirm(`Sign ${button.dataset.user} out everywhere?`)) return;
     call("DELETE", `/api/v1/users/${user(button)}/sessions`).then(() => location.reload()).catch(fail);
+  } else if (action === "delete-user") {
+    // Issue 18: sessions and keys end at once; their runs stay; the audit log keeps the name.
+    if (!confirm(`Delete the account ${button.dataset.user}? Their runs stay in their projects.`)) return;
+    call("DELETE", `/api/v1/users/${user(button)}`).then(() => location.reload()).catch(fail);
   } else if (action === "ungrant") {
     call("DELETE", `/api/v1/projects/${encodeURIComponent(button.dataset.project)}/grants/${user(button)}`)
       .then(() => location.reload()).catch(fail);

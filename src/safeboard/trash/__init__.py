@@ -1,0 +1,1 @@
+"""Deleting runs: the trash, restoring from it, purging, and the retention sweep."""
