@@ -267,7 +267,10 @@ def test_the_slurm_options_are_refused_in_one_line_where_they_cannot_work(
 ) -> None:
     made = run_cli("agent", "token", "--pool", "hpc", data_dir=server.data_dir)
     state_dir = tmp_path / "state"
-    env = {**agent_env(tmp_path), "SLURM_CONF": str(tmp_path / "no-such-slurm.conf")}
+    # An empty configuration: Slurm refuses it at once (a missing file it retries for 60 s).
+    empty = tmp_path / "empty-slurm.conf"
+    empty.write_text("")
+    env = {**agent_env(tmp_path), "SLURM_CONF": str(empty)}
     joined = run_cli("agent", "join", made.stdout.strip(), "--state-dir", str(state_dir),
                      env=env)  # fmt: skip
     assert joined.returncode == 0, joined.stderr

@@ -40,7 +40,9 @@ class Monitoring:
     so that apps built side by side, as in the tests, count apart)."""
 
     def __init__(self, services: Services) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        # auto_describe off: describing a collector without describe() would collect it,
+        # and so query the database, when the app is built.
+        self.registry = CollectorRegistry(auto_describe=False)
         labels = ("method", "route", "status")
         self.requests = Counter(
             "safeboard_http_requests", "HTTP requests answered", labels, registry=self.registry
@@ -67,6 +69,10 @@ class _ServerState(Collector):
 
     def __init__(self, services: Services) -> None:
         self.services = services
+
+    def describe(self) -> Iterator[Metric]:
+        """Nothing up front: what it yields is read from the database at each scrape."""
+        return iter(())
 
     def collect(self) -> Iterator[Metric]:
         services = self.services
