@@ -336,10 +336,21 @@ async def _stream_ends(world: World) -> None:
     await project.close()
 
 
-async def test_on_postgresql_one_replica_sweeps_at_a_time(world: World) -> None:
+@pytest.fixture
+async def pg_world(make_settings: Callable[..., Settings], pg_url: str) -> AsyncIterator[World]:
+    """The world on PostgreSQL only: replicas share a database there (SQLite: one server
+    per data directory)."""
+    built = build_world(make_settings, pg_url, retention={"purge_batch_rows": 7})
+    for name in ("olga", "vic"):
+        built.user(name)
+    yield built
+    await built.close()
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_one_replica_sweeps_at_a_time(pg_world: World) -> None:
+    world = pg_world
     engine = world.services.engine
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite: one server per data directory, no replicas")
     olga = await _project(world)
     run_id = await _run(olga, "old")
     assert (await olga.delete(f"/api/v1/runs/{run_id}")).status_code == 200
