@@ -17,6 +17,8 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Protocol
 
+from safeboard import sweeps
+
 __all__ = [
     "FIRST_SWEEP_SECONDS",
     "SHUTDOWN_WAIT_SECONDS",
@@ -29,19 +31,16 @@ log = logging.getLogger("safeboard.artifacts")
 
 SWEEP_SECONDS = 3600.0
 FIRST_SWEEP_SECONDS = 60.0  # after start: not in the way of the first requests
-SHUTDOWN_WAIT_SECONDS = 30.0  # for a sweep to finish the upload it is expiring
+SHUTDOWN_WAIT_SECONDS = sweeps.SHUTDOWN_WAIT_SECONDS  # to finish the upload it is expiring
+_SWEEP = sweeps.Sweep(
+    "the sweep of abandoned uploads",
+    lambda n: f"expired {n} abandoned upload{'' if n == 1 else 's'}",
+    log,
+)
 
 
 class Sweeper(Protocol):
     def expire_idle_uploads(self, stop: threading.Event | None = None) -> int: ...
-
-
-def _sweep(sweeper: Sweeper, stop: threading.Event | None, idle: threading.Event | None) -> int:
-    try:
-        return sweeper.expire_idle_uploads(stop)
-    finally:
-        if idle is not None:
-            idle.set()
 
 
 async def sweep_periodically(
@@ -55,42 +54,21 @@ async def sweep_periodically(
     """Sweep after ``first`` seconds, then every ``every`` seconds, until cancelled
     (``stop`` tells a sweep running in its thread to end after the current upload;
     ``idle`` is clear while a sweep's thread runs, even after this task is cancelled)."""
-    delay = first
-    while True:
-        await asyncio.sleep(delay)
-        delay = every
-        if idle is not None:
-            idle.clear()
-        try:
-            expired = await asyncio.to_thread(_sweep, sweeper, stop, idle)
-        except Exception:  # logged; the next sweep tries again
-            log.exception("the sweep of abandoned uploads failed; next one in %.0f s", every)
-            continue
-        if expired:
-            log.info("expired %d abandoned upload%s", expired, "" if expired == 1 else "s")
+    await sweeps.sweep_periodically(
+        sweeper.expire_idle_uploads, _SWEEP, every=every, first=first, stop=stop, idle=idle
+    )
 
 
 @contextlib.asynccontextmanager
 async def expiry_sweeps(
     sweeper: Sweeper, *, every: float = SWEEP_SECONDS, first: float = FIRST_SWEEP_SECONDS
 ) -> AsyncIterator[asyncio.Task[None]]:
-    """Run :func:`sweep_periodically` as a task for the duration of the block (the app's
-    lifespan). On exit the task is cancelled, and a sweep running in its worker thread is
-    told to stop after the upload it is expiring (each is one transaction) and waited for,
-    so that the server closes its database only after it."""
-    stop, idle = threading.Event(), threading.Event()
-    idle.set()
-    task = asyncio.create_task(
-        sweep_periodically(sweeper, every=every, first=first, stop=stop, idle=idle),
+    """Sweep for the duration of the block (the app's lifespan). On exit the task is
+    cancelled, and a sweep running in its worker thread is told to stop after the upload
+    it is expiring (each is one transaction) and waited for, so that the server closes
+    its database only after it."""
+    async with sweeps.periodic_sweeps(
+        sweeper.expire_idle_uploads, _SWEEP, every=every, first=first,
         name="safeboard-upload-expiry",
-    )
-    try:
+    ) as task:  # fmt: skip
         yield task
-    finally:
-        stop.set()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        if not await asyncio.to_thread(idle.wait, SHUTDOWN_WAIT_SECONDS):
-            log.warning("the sweep of abandoned uploads did not stop within %.0f s",
-                        SHUTDOWN_WAIT_SECONDS)  # fmt: skip

@@ -17,39 +17,22 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Protocol
 
+from safeboard import sweeps
+
 __all__ = ["FIRST_SWEEP_SECONDS", "retention_sweeps"]
 
 log = logging.getLogger("safeboard.trash")
 
 FIRST_SWEEP_SECONDS = 90.0
-SHUTDOWN_WAIT_SECONDS = 30.0
+_SWEEP = sweeps.Sweep(
+    "the retention sweep",
+    lambda n: f"purged {n} run{'' if n == 1 else 's'} from the trash",
+    log,
+)
 
 
 class Sweeper(Protocol):
     def sweep(self, stop: threading.Event | None = None) -> int: ...
-
-
-async def _loop(sweeper: Sweeper, every: float, first: float, stop: threading.Event,
-                idle: threading.Event) -> None:  # fmt: skip
-    delay = first
-    while True:
-        await asyncio.sleep(delay)
-        delay = every
-        idle.clear()
-
-        def run() -> int:
-            try:
-                return sweeper.sweep(stop)
-            finally:
-                idle.set()
-
-        try:
-            purged = await asyncio.to_thread(run)
-        except Exception:  # logged; the next sweep tries again
-            log.exception("the retention sweep failed; next one in %.0f s", every)
-            continue
-        if purged:
-            log.info("purged %d run%s from the trash", purged, "" if purged == 1 else "s")
 
 
 @contextlib.asynccontextmanager
@@ -57,16 +40,7 @@ async def retention_sweeps(
     sweeper: Sweeper, *, every: float, first: float = FIRST_SWEEP_SECONDS
 ) -> AsyncIterator[asyncio.Task[None]]:
     """Run the sweep periodically for the duration of the block (the app's lifespan)."""
-    stop, idle = threading.Event(), threading.Event()
-    idle.set()
-    task = asyncio.create_task(_loop(sweeper, every, first, stop, idle),
-                               name="safeboard-retention")  # fmt: skip
-    try:
+    async with sweeps.periodic_sweeps(
+        sweeper.sweep, _SWEEP, every=every, first=first, name="safeboard-retention"
+    ) as task:
         yield task
-    finally:
-        stop.set()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        if not await asyncio.to_thread(idle.wait, SHUTDOWN_WAIT_SECONDS):
-            log.warning("the retention sweep did not stop within %.0f s", SHUTDOWN_WAIT_SECONDS)
