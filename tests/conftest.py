@@ -35,6 +35,12 @@ from safeboard.storage import create_engine
 settings.register_profile("repeatable", derandomize=True, deadline=None, print_blob=True)
 settings.register_profile("thorough", max_examples=3000, deadline=None, print_blob=True)
 
+# The SDK's system-metrics sampler is on by default; the tests count the points a run logs
+# exactly, and one running long enough would find its samples among them. The tests of the
+# sampler turn it on themselves (tests/unit/test_system_metrics.py,
+# tests/integration/test_system_metrics_spool.py, tests/e2e/test_system_metrics.py).
+os.environ["SAFEBOARD_SYSTEM_METRICS"] = "0"
+
 _PG_USER = "postgres"  # both the superuser inside the cluster and, as root, the OS user
 _START_ATTEMPTS = 3
 

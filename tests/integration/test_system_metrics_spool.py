@@ -33,7 +33,7 @@ def _spooled(root: Path, run_id: str) -> dict[str, tuple[list[int], list[float]]
 
 def test_an_offline_run_spools_numbered_samples_beside_its_metrics(tmp_path: Path) -> None:
     run = safeboard.init("p", mode="offline", spool_dir=tmp_path, quiet=True,
-                         system_metrics_interval=0.1)  # fmt: skip
+                         system_metrics=True, system_metrics_interval=0.1)  # fmt: skip
     seen_in_queue = set()
     began = time.time()
     for step in range(STEPS):

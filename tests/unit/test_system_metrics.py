@@ -58,6 +58,15 @@ def test_a_counter_that_went_back_or_is_unknown_has_no_rate() -> None:
     assert rates(now, now) == {}  # no time between the readings
 
 
+def test_busy_time_that_reads_a_hair_lower_is_an_idle_interval() -> None:
+    """The kernel's idle/iowait counters jitter, so the busy time (total less idle) can
+    read lower than before: that interval was idle, and the sample keeps its CPU share
+    (the sampler's samples once lacked cpu_percent there)."""
+    before = _counters(0.0, cpu_total=100.0, cpu_busy=50.0)
+    now = _counters(0.1, cpu_total=100.2, cpu_busy=49.99)
+    assert rates(before, now)["cpu_percent"] == 0.0
+
+
 def test_choose_defaults_arguments_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENABLED_ENV, raising=False)
     monkeypatch.delenv(INTERVAL_ENV, raising=False)

@@ -53,9 +53,13 @@ def rates(before: Counters, now: Counters) -> dict[str, float]:
     if seconds <= 0:
         return {}
     out: dict[str, float] = {}
-    busy, total = _delta(before.cpu_busy, now.cpu_busy), _delta(before.cpu_total, now.cpu_total)
-    if busy is not None and total:
-        out["cpu_percent"] = min(100.0, 100.0 * busy / total)
+    total = _delta(before.cpu_total, now.cpu_total)
+    if total and before.cpu_busy is not None and now.cpu_busy is not None:
+        # The kernel's idle and iowait counters jitter: the busy time may read a hair
+        # lower than before. That is an idle interval (as psutil's cpu_percent has it),
+        # not a missing sample.
+        busy = now.cpu_busy - before.cpu_busy
+        out["cpu_percent"] = min(100.0, max(0.0, 100.0 * busy / total))
     process = _delta(before.process_cpu, now.process_cpu)
     if process is not None:  # of one core, as top shows it: 250 is two and a half cores
         out["process/cpu_percent"] = 100.0 * process / seconds
