@@ -23,7 +23,6 @@ from __future__ import annotations
 import atexit
 import math
 import os
-import tempfile
 import warnings
 import weakref
 from collections.abc import Mapping
@@ -170,18 +169,18 @@ class SafeboardCallback(keras.callbacks.Callback):  # type: ignore[misc]  (Keras
 
     def _store_model(self) -> None:
         assert self.run is not None
-        # Inside the run's spool: read when uploaded, removed with the spool once delivered,
-        # kept there for `safeboard sync` when the run is offline.
-        folder = Path(getattr(self.run.spool, "path", tempfile.gettempdir())) / "keras"
-        folder.mkdir(mode=0o700, exist_ok=True)
-        path = folder / f"{_safe(str(getattr(self.model, 'name', 'model')))}.keras"
+        # A file in the run's spool (never a folder: the spool holds files alone): read when
+        # uploaded, removed with the spool once delivered, kept there for `safeboard sync`
+        # while the run is offline.
+        name = _safe(str(getattr(self.model, "name", "model")))
+        path = Path(self.run.spool.path) / f"model-{name}.keras"
         try:
             with warnings.catch_warnings(action="ignore", category=DeprecationWarning):
                 self.model.save(path)  # the same numpy warning as get_config()
         except Exception as exc:  # noqa: BLE001  (a model Keras cannot save ends no training)
             notices.say(f"run {self.run.id}: the model is not stored: {exc}")
             return
-        self.run.log_artifact(path, kind="model")
+        self.run.log_artifact(path, name=f"{name}.keras", kind="model")
 
 
 def task_run(run: Run) -> bool:
