@@ -108,6 +108,7 @@ class SafeboardOptunaCallback:
                         with self._lock:
                             self._open.pop(trial.number, None)
                             self._ended.add(trial.number)
+                        run.log_params(_plain_params(trial.params))  # those suggested
                         run.set_tags({"optuna_state": "fail"})
                         run.finish("failed")
                     raise
