@@ -113,7 +113,7 @@ class Boom(RuntimeError):
 
 
 class _RaiseAt(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
-    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:  # noqa: ARG002
         if epoch == 1:
             raise Boom("the loss went to NaN")
 

@@ -80,8 +80,10 @@ async def test_one_run_per_trial_with_params_objective_and_state(
     runs = await _runs(world, spool)
     assert sorted(runs) == ["trial-0", "trial-1", "trial-2", "trial-3"]
     states = {name: (run["status"], run["tags"]["optuna_state"]) for name, run in runs.items()}
-    assert states == {"trial-0": ("finished", "complete"), "trial-1": ("killed", "pruned"),
-                      "trial-2": ("failed", "fail"), "trial-3": ("finished", "complete")}  # fmt: skip
+    assert states == {
+        "trial-0": ("finished", "complete"), "trial-1": ("killed", "pruned"),
+        "trial-2": ("failed", "fail"), "trial-3": ("finished", "complete"),
+    }  # fmt: skip
     for trial in study.trials:
         run = runs[f"trial-{trial.number}"]
         assert run["project"] == "tuning"
@@ -128,8 +130,8 @@ async def test_a_tracked_objective_logs_into_its_trials_run(world: World, tmp_pa
     assert runs["trial-0"]["status"] == "finished"
     assert runs["trial-1"]["status"] == "failed"  # the decorator ended it: no callback came
     for name, run in runs.items():
-        assert run["tags"] == {"team": "vision", "study": "tracked",
-                               "optuna_state": "complete" if name == "trial-0" else "fail"}  # fmt: skip
+        state = "complete" if name == "trial-0" else "fail"
+        assert run["tags"] == {"team": "vision", "study": "tracked", "optuna_state": state}
         assert set(run["config"]) == {"lr"}
     counts = {m["key"]: m["count"] for m in runs["trial-0"]["metrics"]}
     assert counts == {"loss": 4, "score": 1, "best_value": 1}

@@ -21,8 +21,10 @@ appends to the run's queue, in Keras's callback thread, never holding the traini
 from __future__ import annotations
 
 import atexit
+import contextlib
 import math
 import os
+import sys
 import warnings
 import weakref
 from collections.abc import Mapping
@@ -39,7 +41,7 @@ except ImportError as exc:  # pragma: no cover  (the extra is installed in CI)
 
 import safeboard
 from safeboard.sdk import notices
-from safeboard.sdk.run import Run
+from safeboard.sdk.run import Run, Status
 from safeboard.sdk.task import task_env
 
 __all__ = ["SafeboardCallback"]
@@ -47,7 +49,7 @@ __all__ = ["SafeboardCallback"]
 _unended: weakref.WeakSet[SafeboardCallback] = weakref.WeakSet()
 
 
-class SafeboardCallback(keras.callbacks.Callback):  # type: ignore[misc]  (Keras is untyped)
+class SafeboardCallback(keras.callbacks.Callback):  # type: ignore[misc]  # Keras is untyped
     """Log a Keras training to safeboard.
 
     ``project``, ``name``, ``config``, ``tags`` and any other keyword (``mode``,
@@ -84,7 +86,7 @@ class SafeboardCallback(keras.callbacks.Callback):  # type: ignore[misc]  (Keras
         if log_every_n_steps is None:
             # Keras's own no-op: it then keeps dispatching batch ends asynchronously and
             # calls nothing here for them.
-            self.on_train_batch_end = super().on_train_batch_end
+            self.on_train_batch_end = super().on_train_batch_end  # type: ignore[method-assign]
 
     # -- the training's life ------------------------------------------------------------
 
@@ -137,14 +139,14 @@ class SafeboardCallback(keras.callbacks.Callback):  # type: ignore[misc]  (Keras
         else:
             self.finish("killed" if issubclass(kind, KeyboardInterrupt) else "failed")
 
-    def finish(self, status: str = "finished") -> None:
+    def finish(self, status: Status = "finished") -> None:
         """End the run this callback started (``failed`` after a training that raised).
         A run passed as ``run=``, or a task's run, is left to its owner."""
         self._training = False
         _unended.discard(self)
         if self.run is not None and self._owned and not self._ended and not task_run(self.run):
             self._ended = True
-            self.run.finish(status)  # type: ignore[arg-type]  (checked by Run.finish)
+            self.run.finish(status)
 
     # -- what the training is -------------------------------------------------------------
 
@@ -156,10 +158,8 @@ class SafeboardCallback(keras.callbacks.Callback):  # type: ignore[misc]  (Keras
         model = self.model
         if model is not None:
             found["model"] = str(getattr(model, "name", type(model).__name__))
-            try:
+            with contextlib.suppress(ValueError):  # a model not built yet has no count
                 found["parameters"] = int(model.count_params())
-            except ValueError:  # a model not built yet has no count
-                pass
             optimizer = getattr(model, "optimizer", None)
             if optimizer is not None:
                 # Keras 3.15 reads the learning rate through a numpy __array__ that warns.
@@ -168,7 +168,8 @@ class SafeboardCallback(keras.callbacks.Callback):  # type: ignore[misc]  (Keras
         return {key: value for key, value in found.items() if value is not None}
 
     def _store_model(self) -> None:
-        assert self.run is not None
+        if self.run is None:
+            return
         # A file in the run's spool (never a folder: the spool holds files alone): read when
         # uploaded, removed with the spool once delivered, kept there for `safeboard sync`
         # while the run is offline.
@@ -191,16 +192,14 @@ def task_run(run: Run) -> bool:
 
 def _process_zero() -> bool:
     """Whether this process is the one that logs: JAX's process 0, torch.distributed's
-    rank 0, else (one process) yes."""
+    rank 0, else (one process) yes. The backend's module is already imported by Keras."""
     backend = keras.backend.backend()
-    if backend == "jax":
-        import jax  # noqa: PLC0415  (the backend in use: already imported)
-
+    jax = sys.modules.get("jax")
+    if backend == "jax" and jax is not None:
         return bool(jax.process_index() == 0)
-    if backend == "torch":
-        import torch.distributed as dist  # noqa: PLC0415
-
-        return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    dist = sys.modules.get("torch.distributed")
+    if backend == "torch" and dist is not None and dist.is_available() and dist.is_initialized():
+        return bool(dist.get_rank() == 0)
     return True
 
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import safeboard
-from safeboard.sdk.run import Run
+from safeboard.sdk.run import Run, Status
 from safeboard.sdk.task import task_env
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["SafeboardOptunaCallback"]
 
 T = TypeVar("T")
-STATUS_OF_STATE = {"COMPLETE": "finished", "PRUNED": "killed", "FAIL": "failed"}
+STATUS_OF_STATE: dict[str, Status] = {"COMPLETE": "finished", "PRUNED": "killed", "FAIL": "failed"}
 
 
 class SafeboardOptunaCallback:
@@ -88,7 +88,7 @@ class SafeboardOptunaCallback:
             run.log(values, step=trial.number)
         state = trial.state.name
         run.set_tags({"optuna_state": state.lower()})
-        run.finish(STATUS_OF_STATE.get(state, "failed"))  # type: ignore[arg-type]
+        run.finish(STATUS_OF_STATE.get(state, "failed"))
 
     def track_in_safeboard(self) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Decorate the objective: each trial's run starts before the objective, which

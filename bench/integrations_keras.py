@@ -1,0 +1,128 @@
+"""Issue 17: what the Keras callback (safeboard.integrations.keras) costs a training loop,
+per step, side by side: ``model.fit`` of a small MLP on JAX's CPU backend
+
+- without the callback (the baseline);
+- with ``SafeboardCallback`` logging each epoch's logs (the default);
+- with ``SafeboardCallback(log_every_n_steps=1)``: every batch's logs as well;
+
+each logging to a real safeboard server (HTTPS, API key, SQLite; started here). The time
+per step is the time inside the epochs (from Keras's first epoch begin to its last epoch
+end, measured by a callback that keeps Keras's asynchronous batch dispatch) divided by the
+steps, the median of several fits in turn after a warm-up fit that compiles the step; the
+run's start and end (``safeboard.init`` at the training's begin, ``finish()`` with its
+delivery at its end) are timed apart. A tiny model makes the overhead show: a real step
+costs far more than these.
+
+    python bench/integrations_keras.py            # 5 fits each, 3 epochs of 400 steps
+    python bench/integrations_keras.py --quick    # 2 fits each, 2 epochs of 50 steps: a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import numpy as np
+from run import say
+from writer_loop import server_env
+
+BATCH = 32
+
+
+def _timer() -> Any:
+    import keras  # noqa: PLC0415  (after KERAS_BACKEND)
+
+    class EpochTimer(keras.callbacks.Callback):  # type: ignore[misc]
+        """Time inside the epochs; batch hooks left at Keras's defaults (async dispatch)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inside = 0.0
+            self._began = 0.0
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:  # noqa: ARG002
+            self._began = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:  # noqa: ARG002
+            self.inside += time.perf_counter() - self._began
+
+    return EpochTimer()
+
+
+def _model() -> Any:
+    import keras  # noqa: PLC0415
+
+    model = keras.Sequential([
+        keras.Input((32,)), keras.layers.Dense(64, activation="relu"),
+        keras.layers.Dense(64, activation="relu"), keras.layers.Dense(1),
+    ])  # fmt: skip
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    return model
+
+
+def fit(model: Any, data: tuple[np.ndarray, np.ndarray], epochs: int, how: str) -> dict[str, float]:
+    from safeboard.integrations.keras import SafeboardCallback  # noqa: PLC0415
+
+    timer = _timer()
+    callbacks: list[Any] = []
+    if how != "none":
+        every = 1 if how == "batches" else None
+        callbacks.append(SafeboardCallback("bench-keras", log_every_n_steps=every, quiet=True))
+    began = time.perf_counter()
+    model.fit(*data, epochs=epochs, batch_size=BATCH, verbose=0, callbacks=[*callbacks, timer])
+    wall = time.perf_counter() - began
+    steps = epochs * (len(data[0]) // BATCH)
+    return {"step": timer.inside / steps * 1e6, "outside": wall - timer.inside}
+
+
+CONFIGS = {"none": "no callback", "epochs": "SafeboardCallback", "batches": "... log_every_n_steps=1"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 fits each, 2 epochs of 50 steps")
+    parser.add_argument("--fits", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=400, help="steps an epoch")
+    parser.add_argument("--safeboard", default=f"{sys.executable} -m safeboard")
+    args = parser.parse_args()
+    fits, epochs, steps = (2, 2, 50) if args.quick else (args.fits, args.epochs, args.steps)
+    rng = np.random.default_rng(0)
+    data = (rng.random((steps * BATCH, 32), dtype=np.float32),
+            rng.random((steps * BATCH, 1), dtype=np.float32))  # fmt: skip
+    results: dict[str, list[dict[str, float]]] = {how: [] for how in CONFIGS}
+    with tempfile.TemporaryDirectory(prefix="keras-bench-") as tmp:
+        work = Path(tmp)
+        work.chmod(0o700)
+        os.environ["SAFEBOARD_SPOOL_DIR"] = str(work / "spool")
+        with server_env(work, args.safeboard):
+            model = _model()
+            fit(model, data, 1, "none")  # compiles the train step
+            for round_ in range(fits):
+                for how in CONFIGS:  # in turn, so that a slow spell hits each alike
+                    results[how].append(fit(model, data, epochs, how))
+                say(f"fit {round_ + 1}/{fits} done")
+    print(f"\n{fits} fits each of {epochs} epochs x {steps} steps (batch {BATCH}, MLP 32-64-64-1, "
+          f"JAX on CPU); medians\n")  # fmt: skip
+    base = statistics.median(r["step"] for r in results["none"])
+    print("| fit | per step | overhead per step | overhead | run start + end per fit |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for how, label in CONFIGS.items():
+        step = statistics.median(r["step"] for r in results[how])
+        outside = statistics.median(r["outside"] for r in results[how])
+        over = step - base
+        print(f"| {label} | {step:,.1f} us | {over:+,.1f} us | {over / base:+.1%} | "
+              f"{outside * 1e3:,.0f} ms |")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
