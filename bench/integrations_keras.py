@@ -91,10 +91,6 @@ CONFIGS = {
     "epochs": "SafeboardCallback",
     "batches": "... log_every_n_steps=1",
 }
-    "none": "no callback",
-    "epochs": "SafeboardCallback",
-    "batches": "... log_every_n_steps=1",
-}
 
 
 def main() -> int:
