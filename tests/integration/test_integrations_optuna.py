@@ -143,3 +143,24 @@ def test_run_of_outside_a_tracked_objective_says_what_to_do() -> None:
     trial = optuna.trial.FixedTrial({"x": 1.0})
     with pytest.raises(LookupError, match="track_in_safeboard"):
         callback.run_of(trial)
+
+
+async def test_several_objectives_are_named_and_have_no_best_value(
+    world: World, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    named = SafeboardOptunaCallback(
+        "tuning", metric_name=["loss", "acc"], mode="offline", spool_dir=spool / "a", quiet=True
+    )
+    plain = SafeboardOptunaCallback("plain", mode="offline", spool_dir=spool / "b", quiet=True)
+    for callback in (named, plain):
+        study = optuna.create_study(directions=["minimize", "maximize"])
+        study.optimize(lambda t: (t.suggest_float("x", 0, 1), 1.0), n_trials=1,
+                       callbacks=[callback])  # fmt: skip
+    for folder, expected in (("a", ["acc", "loss"]), ("b", ["value/0", "value/1"])):
+        (run,) = (await _runs(world, spool / folder)).values()
+        assert sorted(m["key"] for m in run["metrics"]) == expected  # no best_value
+    wrong = SafeboardOptunaCallback("x", metric_name=["only-one"], mode="offline", spool_dir=spool)
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    with pytest.raises(ValueError, match="names 1 values"):
+        study.optimize(lambda _trial: (1.0, 2.0), n_trials=1, callbacks=[wrong])

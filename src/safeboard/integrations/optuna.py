@@ -2,7 +2,7 @@
 
 One run per trial (docs/integrations.md, "Optuna"): named ``trial-<number>``, tagged with
 the study's name, the trial's parameters as its config, the objective value(s) as metrics
-(``value``, or ``values/<i>`` for several objectives, or the names given as
+(``value``, or ``value/<i>`` for several objectives, or the names given as
 ``metric_name``), the values the trial reported (``trial.report``) as ``intermediate`` at
 their steps, the study's best value so far as ``best_value``, and the trial's state as
 the run's final status: complete -> finished, pruned -> killed, failed -> failed.
@@ -164,7 +164,7 @@ class SafeboardOptunaCallback:
             return {}
         names = self._metric_name
         if isinstance(names, str):
-            names = [names] if len(values) == 1 else [f"{names}s/{i}" for i in range(len(values))]
+            names = [names] if len(values) == 1 else [f"{names}/{i}" for i in range(len(values))]
         if len(names) != len(values):
             raise ValueError(
                 f"metric_name names {len(names)} values; the study's objective gives {len(values)}"
