@@ -34,7 +34,7 @@ from typing import Any
 
 try:
     import keras
-except ImportError as exc:  # pragma: no cover  (the extra is installed in CI)
+except ImportError as exc:
     raise ImportError(
         "safeboard.integrations.keras needs Keras 3: pip install 'safeboard[keras]'"
     ) from exc
@@ -80,8 +80,9 @@ class SafeboardCallback(keras.callbacks.Callback):  # type: ignore[misc]  # Kera
         self._ended = False  # whether it finished it: the next fit() starts another
         self._every = log_every_n_steps
         self._log_model = log_model
-        self._epoch = 0
-        self._steps = 0  # batches per epoch, from Keras's params (None: unknown)
+        self._steps = 0  # batches per epoch, from Keras's params (0: unknown)
+        self._offset = 0  # the global batch step of this epoch's first batch
+        self._seen = 0  # batches seen in this epoch (counts them when steps are unknown)
         self._training = False
         if log_every_n_steps is None:
             # Keras's own no-op: it then keeps dispatching batch ends asynchronously and
@@ -97,22 +98,30 @@ class SafeboardCallback(keras.callbacks.Callback):  # type: ignore[misc]  # Kera
             self.run = safeboard.init(**self._init)
             self._owned, self._ended = True, False
         self._training = True
+        self._offset = self._seen = 0
         _unended.add(self)
         _hook_exit()
         self.run.log_params({"keras": self._parameters()})
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        self._epoch = epoch
+        if self._steps:  # also right for fit(initial_epoch=...)
+            self._offset = epoch * self._steps
+        self._seen = 0
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        # Keras has run every batch end of the epoch by now (it waits for its dispatch).
+        self._offset += self._seen
         if self.run is not None and self._training:
             self.run.log(_numbers(logs, ""), step=epoch)
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        # In Keras's dispatch threads, maybe several at once: the step comes from the batch
+        # index alone, never from a counter this method keeps.
+        self._seen = max(self._seen, batch + 1)
         run, every = self.run, self._every
         if run is None or not self._training or every is None or (batch + 1) % every:
             return
-        run.log(_numbers(logs, "batch/"), step=self._epoch * (self._steps or 0) + batch)
+        run.log(_numbers(logs, "batch/"), step=self._offset + batch)
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         if self.run is None or not self._training:
