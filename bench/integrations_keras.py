@@ -86,6 +86,35 @@ def fit(
     return [e / steps * 1e6 for e in timer.epochs], wall - sum(timer.epochs)
 
 
+def hook_costs(calls: int) -> dict[str, list[int]]:
+    """Nanoseconds of each call of the callback's batch hook, called directly on a live
+    run with a Keras-like logs dict: the work it adds to a step, free of the fit's noise
+    (a loaded machine moves whole fits by more than the callback costs)."""
+    from safeboard.integrations.keras import SafeboardCallback  # noqa: PLC0415
+
+    costs: dict[str, list[int]] = {}
+    clock = time.perf_counter_ns
+    for label, every in (
+        ("batch end, logged (every=1)", 1),
+        ("batch end, skipped (every=100)", 100),
+    ):
+        callback = SafeboardCallback("bench-keras", log_every_n_steps=every, quiet=True)
+        callback.set_params({"epochs": 1, "steps": calls, "verbose": 0})
+        callback.set_model(_model())
+        callback.on_train_begin()
+        callback.on_epoch_begin(0)
+        times = []
+        for batch in range(calls):
+            logs = {"loss": 1.0 / (batch + 1), "mae": 0.5}
+            began = clock()
+            callback.on_train_batch_end(batch, logs)
+            times.append(clock() - began)
+        callback.on_epoch_end(0, {"loss": 0.1, "mae": 0.5})
+        callback.on_train_end()
+        costs[label] = sorted(times)
+    return costs
+
+
 CONFIGS = {
     "none": "no callback",
     "epochs": "SafeboardCallback",
@@ -120,6 +149,7 @@ def main() -> int:
                     per_step[how] += epochs_us
                     outside[how].append(rest)
                 say(f"fit {round_ + 1}/{fits} done")
+            hooks = hook_costs(2_000 if args.quick else 20_000)
     print(f"\n{fits} fits each of {epochs} epochs x {steps} steps (batch {BATCH}, MLP 32-64-64-1, "
           f"JAX on CPU); medians over the epochs and the fits\n")  # fmt: skip
     base = statistics.median(per_step["none"])
@@ -130,6 +160,13 @@ def main() -> int:
         over = step - base
         print(f"| {label} | {step:,.1f} us | {over:+,.1f} us | {over / base:+.1%} | "
               f"{statistics.median(outside[how]) * 1e3:,.0f} ms |")  # fmt: skip
+    print(f"\nThe callback's batch hook called directly, {len(next(iter(hooks.values()))):,} "
+          "calls on a live run (2 values a call)\n")  # fmt: skip
+    print("| hook | median | p99 | max |")
+    print("| --- | ---: | ---: | ---: |")
+    for label, times in hooks.items():
+        median, p99 = times[len(times) // 2] / 1e3, times[int(len(times) * 0.99)] / 1e3
+        print(f"| {label} | {median:.1f} us | {p99:.1f} us | {times[-1] / 1e3:.1f} us |")
     return 0
 
 
