@@ -153,7 +153,7 @@ class SafeboardCallback(keras.callbacks.Callback):  # type: ignore[misc]  # Kera
         A run passed as ``run=``, or a task's run, is left to its owner."""
         self._training = False
         _unended.discard(self)
-        if self.run is not None and self._owned and not self._ended and not task_run(self.run):
+        if self.run is not None and self._owned and not self._ended and not _is_task_run(self.run):
             self._ended = True
             self.run.finish(status)
 
@@ -193,7 +193,7 @@ class SafeboardCallback(keras.callbacks.Callback):  # type: ignore[misc]  # Kera
         self.run.log_artifact(path, name=f"{name}.keras", kind="model")
 
 
-def task_run(run: Run) -> bool:
+def _is_task_run(run: Run) -> bool:
     """Whether ``run`` is a task's run (attached by init() inside a task): the task's
     process ends it, and a script may log to it after fit()."""
     return task_env() is not None and run.id == os.environ.get("SAFEBOARD_RUN_ID")
