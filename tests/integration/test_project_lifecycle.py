@@ -64,7 +64,8 @@ async def test_rename_keeps_grants_keys_and_runs(world: World) -> None:
     renamed = await olga.patch("/api/v1/projects/mnist", json={"name": "mnist-v2"})
     assert renamed.status_code == 200, renamed.text
     assert renamed.json()["name"] == "mnist-v2"
-    assert (await olga.get("/api/v1/projects/mnist")).status_code == 404
+    moved = await olga.get("/api/v1/projects/mnist")  # the old name: test_project_renames.py
+    assert (moved.status_code, moved.headers["location"]) == (308, "/api/v1/projects/mnist-v2")
     assert (await vic.get(f"/api/v1/runs/{run_id}")).json()["project"] == "mnist-v2"
     made = await bound.post("/api/v1/projects/mnist-v2/runs", json={"name": "by-key"})
     assert made.status_code == 201, made.text
