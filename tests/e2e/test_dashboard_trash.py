@@ -88,7 +88,8 @@ def test_delete_restore_purge_rename_and_delete_a_project(server: ServerProcess)
         page.wait_for_url(f"{server.url}/projects/ml2/trash", timeout=TIMEOUT_MS)
         page.locator("#delete-project").click()
         page.locator("#delete-project-yes").click()
-        page.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
+        page.wait_for_url(f"{server.url}/trash", timeout=TIMEOUT_MS)
+        expect(page.locator("#deleted-projects tbody tr")).to_have_count(1)
 
         # An admin deletes an account from the Users page (asked in a confirm box).
         page.goto(f"{server.url}/admin/users")

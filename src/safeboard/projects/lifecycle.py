@@ -21,7 +21,7 @@ __all__ = ["TrashedProject", "put_back", "rename", "renamed_to", "to_trash", "tr
 _p = cast(sa.Table, ProjectRow.__table__)
 _g = cast(sa.Table, ProjectGrantRow.__table__)
 _r = cast(sa.Table, ProjectRenameRow.__table__)
-_COLUMNS = (_p.c.id, _p.c.name, _p.c.deleted_at, _p.c.deleted_by)
+_COLUMNS = (_p.c.id, _p.c.name, _p.c.deleted_at, _p.c.deleted_by, _p.c.trash_days)
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,11 @@ class TrashedProject:
     name: str
     deleted_at: datetime
     deleted_by: str
+    trash_days: int | None = None  # its own retention (None: the server's)
 
 
 def _trashed(row: Any) -> TrashedProject:  # a row of _COLUMNS
-    return TrashedProject(row.id, row.name, row.deleted_at, row.deleted_by or "")
+    return TrashedProject(row.id, row.name, row.deleted_at, row.deleted_by or "", row.trash_days)
 
 
 def rename(conn: Connection, project_id: int, old: str, name: str, now: datetime) -> None:

@@ -107,5 +107,5 @@ acting(retentionForm?.querySelector("button"), settingsStatus, async () => {
 confirming("delete-project");
 acting(document.getElementById("delete-project-yes"), settingsStatus, async () => {
   await call("DELETE", `/api/v1/projects/${enc(project)}`);
-  location.assign("/");
+  location.assign("/trash"); // the deleted projects, where it can be restored
 });
