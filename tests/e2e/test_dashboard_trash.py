@@ -67,6 +67,11 @@ def test_delete_restore_purge_rename_and_delete_a_project(server: ServerProcess)
         rows.filter(has_text="alpha").get_by_role("button", name="Restore").click()
         expect(page.locator("#trash-status")).to_contain_text("Restored")
         rows.filter(has_text="beta").get_by_role("button", name="Delete for good").click()
+        expect(page.locator("#trash-purge-confirm p")).to_contain_text("Delete run beta for good")
+        page.locator("#trash-purge-cancel").click()  # "Keep it": nothing happens
+        expect(rows).to_have_count(1)
+        rows.filter(has_text="beta").get_by_role("button", name="Delete for good").click()
+        page.locator("#trash-purge-yes").click()
         expect(page.locator("#trash-status")).to_have_text("Deleted for good.")
         expect(rows).to_have_count(0)
 
