@@ -65,6 +65,8 @@ async def test_old_links_redirect_to_the_current_name(world: World) -> None:
             assert got.status_code == 308, (old, tail, got.text)
             assert got.headers["location"] == f"/projects/mnist-v3{tail}"
             assert (await vic.get(got.headers["location"], headers=HTML)).status_code == 200
+    head = await vic.head("/projects/mnist/trash", headers=HTML)
+    assert (head.status_code, head.headers["location"]) == (308, "/projects/mnist-v3/trash")
     api = await vic.get("/api/v1/projects/mnist/runs?limit=5")
     assert api.status_code == 308
     assert api.headers["location"] == "/api/v1/projects/mnist-v3/runs?limit=5"

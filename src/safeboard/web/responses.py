@@ -85,7 +85,15 @@ def _moved(request: Request, exc: ProjectMoved) -> Response:
 
 
 class PageRoute(APIRoute):
-    """An APIRoute whose failures become pages for a browser (Accept: text/html)."""
+    """An APIRoute whose failures become pages for a browser (Accept: text/html). A page
+    answers HEAD as GET (the server sends no body): link checkers and a renamed project's
+    old links (308) get the same status as a browser."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        methods = kwargs.get("methods")
+        if methods is not None and "GET" in {m.upper() for m in methods}:
+            kwargs["methods"] = {*methods, "HEAD"}
+        super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
