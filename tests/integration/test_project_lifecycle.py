@@ -131,7 +131,7 @@ async def test_the_sweep_purges_a_deleted_project_whole(world: World) -> None:
 async def test_the_deleted_projects_page_and_purging_at_once(world: World) -> None:
     """``/trash`` lists the projects in the trash its reader may restore or purge, with
     both buttons; ``POST .../purge`` removes one for good (audited with who asked)."""
-    olga, run_id = await _project(world)
+    olga, _ = await _project(world)
     project_id = _project_id(world, "mnist")
     # The previous name too: a purge takes it with the project.
     assert (await olga.patch("/api/v1/projects/mnist", json={"name": "digits"})).status_code == 200
@@ -140,10 +140,12 @@ async def test_the_deleted_projects_page_and_purging_at_once(world: World) -> No
     html = {"Accept": "text/html"}
     mine = await olga.get("/trash", headers=html)
     assert mine.status_code == 200
-    assert 'data-project="digits"' in mine.text and "Delete for good" in mine.text
+    assert 'data-project="digits"' in mine.text
+    assert "Delete for good" in mine.text
     theirs = await vic.get("/trash", headers=html)  # an editor may not restore it
     assert theirs.status_code == 200
-    assert 'data-project="digits"' not in theirs.text and "deleted-yes" not in theirs.text
+    assert 'data-project="digits"' not in theirs.text
+    assert "deleted-yes" not in theirs.text
     assert 'data-project="digits"' in (await admin.get("/trash", headers=html)).text
     assert 'href="/trash"' in (await olga.get("/", headers=html)).text
     assert (await vic.post("/api/v1/projects/digits/purge")).status_code == 404

@@ -6,6 +6,7 @@ instead of making a new one under the old name."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import shutil
 import tempfile
@@ -50,7 +51,7 @@ async def _renamed(world: World, *names: str) -> tuple[httpx.AsyncClient, str]:
     granted = await olga.put(f"/api/v1/projects/{names[0]}/grants/vic", json={"role": "viewer"})
     assert granted.status_code == 204
     run = await olga.post(f"/api/v1/projects/{names[0]}/runs", json={"name": "r"})
-    for old, new in zip(names, names[1:], strict=False):
+    for old, new in itertools.pairwise(names):
         moved = await olga.patch(f"/api/v1/projects/{old}", json={"name": new})
         assert moved.status_code == 200, moved.text
     return olga, run.json()["id"]
@@ -89,7 +90,8 @@ async def test_a_redirect_reveals_nothing_to_who_may_not_read(world: World) -> N
         got = await eve.get(path)
         assert got.status_code == 404
         assert got.json()["error"]["message"] == nothing.json()["error"]["message"]
-        assert "secret-name" not in got.text and "location" not in got.headers
+        assert "secret-name" not in got.text
+        assert "location" not in got.headers
     page = await eve.get("/projects/mnist/trash", headers=HTML)
     assert page.status_code == 404
     assert "secret-name" not in page.text

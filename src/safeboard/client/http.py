@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 import ssl
-from urllib.parse import unquote, urlsplit
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
