@@ -66,6 +66,8 @@ def moved_location(request: Request, exc: ProjectMoved) -> str | None:
     slots = template.split("/")
     raw = request.scope.get("raw_path") or request.url.path.encode()
     segments = raw.decode("latin-1").split("/")
+    if len(segments) < 2 or segments[1] == "":  # "//host/...": never a redirect off-site
+        return None
     for key in _NAME_PARAMS:
         slot = f"{{{key}}}"
         if slot in slots and slots.index(slot) < len(segments):
