@@ -307,9 +307,10 @@ document.addEventListener("click", (event) => {
     .then(() => location.reload()).catch((error) => say(editStatus(), error.message, true));
 });
 
-// After a gap in the stream: the run's status now, every chart drawn again, and a chart
-// for each metric that began meanwhile.
+// After a gap in the stream: the run's status now, every chart drawn again, a chart for
+// each metric that began meanwhile, and the media sections read again.
 async function catchUp() {
+  document.dispatchEvent(new CustomEvent("safeboard:caught-up"));  // media.js reads again
   const run = await call("GET", `/api/v1/runs/${runId}`);
   showStatus(run.status);
   groups = namedGroups(run.config);
@@ -328,7 +329,13 @@ async function catchUp() {
   if (chartModule) await chartModule.loadCharts([...known].filter((chart) => chart.figure.isConnected));
 }
 
-liveStream(`/api/v1/runs/${runId}/events`, { metrics: onMetrics, run: onRun }, live,
+// New steps of histograms, images and texts: media.js draws them.
+function onMedia(event) {
+  const data = JSON.parse(event.data);
+  document.dispatchEvent(new CustomEvent("safeboard:media", { detail: data.data }));
+}
+
+liveStream(`/api/v1/runs/${runId}/events`, { metrics: onMetrics, run: onRun, media: onMedia }, live,
   () => catchUp().catch((error) => say(live, error.message, true)));
 
 startCharts().catch((error) => say(live, `Charts failed: ${error.message}`, true));
