@@ -113,17 +113,21 @@ function follow(input, before, steps) {
   return steps[index];
 }
 
-// Reads again at most one at a time; a call during one runs once more after it.
+// A panel's reads: one at a time and at most one a second (a run may log every step);
+// calls meanwhile make one more read after that.
+const READ_GAP_MS = 1000;
+
 function serial(read, onError) {
-  let running = null;
+  let busy = false;
   let again = false;
-  const go = () => {
-    if (running) { again = true; return running; }
-    running = read().catch(onError).finally(() => {
-      running = null;
+  const go = async () => {
+    if (busy) { again = true; return; }
+    busy = true;
+    try { await read(); } catch (error) { onError(error); }
+    setTimeout(() => {
+      busy = false;
       if (again) { again = false; go(); }
-    });
-    return running;
+    }, READ_GAP_MS);
   };
   return go;
 }
