@@ -150,9 +150,14 @@ def test_a_group_that_begins_while_the_page_is_open_is_one_live_chart(
             group = figures.first
             expect(group.locator("h3")).to_have_text("acc")
             expect(group).to_have_attribute("data-points", "10", timeout=TIMEOUT_MS)
+            asked: list[str] = []  # the service worker makes the requests: the context's
+            page.context.on("request", lambda request: asked.append(request.url))
             later = {k: _column(range(10, 20), 1.0) for k in pair}
             _log(client, run_id, "batch-two", later)
             expect(group).to_have_attribute("data-points", "20", timeout=TIMEOUT_MS)
+            # The group's lines followed their tails (chart.js extendCharts), in one request.
+            tails = [u for u in asked if "/history?" in u and "after_step=9" in u]
+            assert any("acc%2Ftrain" in u and "acc%2Fval" in u for u in tails), asked
 
             grown = {"_charts": {"acc": [*pair, "acc/test"]}}
             assert client.patch(f"/api/v1/runs/{run_id}", json={"config": grown}).status_code == 200
