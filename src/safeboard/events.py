@@ -41,18 +41,21 @@ from safeboard.pg_listener import Listener
 __all__ = [
     "CHANNEL",
     "CLOSING",
+    "MEDIA",
     "REPLAY_LIMIT",
     "REPLAY_SECONDS",
     "Event",
     "EventBus",
     "Replay",
     "Subscription",
+    "media_event",
 ]
 
 log = logging.getLogger("safeboard.events")
 
 CHANNEL = "safeboard_events"
 CLOSING = "closing"  # the kind of the last event of every stream at a graceful stop
+MEDIA = "media"  # a run's new histogram, image or text steps (media_event)
 REPLAY_SECONDS = 600  # how far back a reconnecting stream can catch up ...
 REPLAY_LIMIT = 1000  # ... and with how many events at most; beyond either, "reset"
 _TRIM_EVERY = 30.0  # seconds between trims of live_events (by whichever write comes next)
@@ -115,7 +118,7 @@ def _data(event: Event) -> str:
 
 @dataclass(slots=True)
 class Event:
-    kind: str  # "metrics" | "run"; "end" and "closing" end a stream (runs/streams.py, here)
+    kind: str  # "metrics" | "run" | MEDIA; "end", "closing" end a stream (runs/streams.py, here)
     project_id: int
     run_id: str
     data: dict[str, Any] = field(default_factory=dict)
@@ -123,6 +126,12 @@ class Event:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), allow_nan=False)
+
+
+def media_event(project_id: int, run_id: str, **steps: dict[str, int]) -> Event:
+    """A run's new steps of histograms, images or texts (``histograms=``, ``images=``,
+    ``texts=``: each key's last step), for the run page's media sections (media.js)."""
+    return Event(MEDIA, project_id, run_id, {kind: last for kind, last in steps.items() if last})
 
 
 @dataclass(frozen=True)

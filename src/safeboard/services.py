@@ -211,7 +211,7 @@ def build_services(
             session_idle=timedelta(minutes=settings.auth.session_idle_minutes),
         ),
         metrics=MetricService(engine, events, runs=run_project, recheck=still_allowed),
-        steps=StepService(engine, runs=run_project),
+        steps=StepService(engine, runs=run_project, events=events),
         artifacts=ArtifactService(
             engine,
             store,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from safeboard.web.chart_groups import Chart, chart_layout
+from safeboard.web.chart_groups import Chart, chart_layout, merged_groups, named_groups
 
 KEYS = ["loss", "acc/train", "lr", "acc/val", "acc/test"]
 
@@ -41,3 +41,18 @@ def test_a_metric_belongs_to_one_group() -> None:
 )
 def test_malformed_groups_are_ignored(charts: Any) -> None:
     assert [c.keys for c in chart_layout({"_charts": charts}, KEYS)] == [(k,) for k in KEYS]
+
+
+def test_the_compare_view_draws_the_groups_of_every_run() -> None:
+    configs = [
+        {"_charts": {"acc": ["acc/train", "acc/val"]}},
+        {"_charts": {"acc": ["acc/val", "acc/test"], "lr": "malformed"}},
+        {"lr": 0.1},
+    ]
+    merged = merged_groups(configs)
+    assert merged == {"_charts": {"acc": ["acc/train", "acc/val", "acc/test"]}}
+    assert chart_layout(merged, ["loss", "acc/test", "acc/train"]) == [
+        Chart("loss", ("loss",)),
+        Chart("acc", ("acc/train", "acc/test")),
+    ]
+    assert named_groups(configs[1]) == {"acc": ["acc/val", "acc/test"]}

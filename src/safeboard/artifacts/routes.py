@@ -31,12 +31,14 @@ from safeboard.artifacts.schemas import (
     ArtifactOut,
     PreviewOut,
 )
+from safeboard.artifacts.series import announce
 from safeboard.artifacts.service import ArtifactService, Upload
 from safeboard.artifacts.store import ArtifactStore, BlobReader
 from safeboard.auth.dependencies import PUBLIC, client_address, requires_project
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.errors import InvalidRequest
+from safeboard.events import EventBus
 from safeboard.projects.access import visible_project_ids
 from safeboard.provision import provided
 from safeboard.streaming import ClosingStreamResponse
@@ -170,10 +172,12 @@ async def upload(
     upload_offset: str | None = Header(None, alias="Upload-Offset"),
     principal: Principal = requires_project(Permission.PROJECTS_WRITE),
     service: ArtifactService = provided(ArtifactService),
+    events: EventBus = provided(EventBus),
 ) -> ArtifactOut:
     """Append bytes at ``Upload-Offset`` (which must equal the bytes stored: 409 with the
     right offset otherwise). The request that brings the last byte checks the SHA-256 and
-    answers with the artifact ``ready``; a mismatch discards the upload (422)."""
+    answers with the artifact ``ready``; a mismatch discards the upload (422). An image of
+    a series (a step) that turns ready is announced to the run's live streams."""
     offset = _offset(upload_offset)
     begun = await run_in_threadpool(
         service.begin_upload, principal, artifact_id, offset, _length(request)
@@ -185,6 +189,8 @@ async def upload(
         # Also when the request is cancelled (shutdown): the file is closed and unlocked.
         with anyio.CancelScope(shield=True):
             artifact = await run_in_threadpool(service.end_upload, begun, complete=complete)
+    if complete:
+        await run_in_threadpool(announce, events, artifact)
     return _out(artifact)
 
 

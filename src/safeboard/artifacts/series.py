@@ -3,7 +3,8 @@ artifact of kind ``image`` named ``key`` with its step (so S12 holds for them as
 upload: server-made storage ids, the raster allow-list, sniffing). A key's series is the
 run's ready image artifacts of that name that have a step; logged twice at one step, the
 later one counts. The run page draws a panel per key with a step slider, the compare view
-one key across runs."""
+one key across runs; an image that completes is announced to the run's live streams
+(``announce``), so an open page shows its step."""
 
 from __future__ import annotations
 
@@ -13,16 +14,18 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 
 from safeboard.artifacts.models import ArtifactRow
+from safeboard.artifacts.repository import Artifact
 from safeboard.artifacts.service import ArtifactService
 from safeboard.auth.dependencies import requires_project
 from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
+from safeboard.events import EventBus, media_event
 from safeboard.provision import provided
 from safeboard.runs.access import run_for
 from safeboard.schemas import Model
 from safeboard.vocabulary import ArtifactKind, ArtifactState
 
-__all__ = ["ImageKeysOut", "ImageSeriesOut", "router"]
+__all__ = ["ImageKeysOut", "ImageSeriesOut", "announce", "router"]
 
 MAX_SERIES_STEPS = 10_000
 _a = cast(sa.Table, ArtifactRow.__table__)
@@ -51,6 +54,14 @@ class ImageSeriesOut(Model):
     key: str
     total_steps: int
     steps: list[ImageStep]
+
+
+def announce(events: EventBus, artifact: Artifact) -> None:
+    """When ``artifact`` is a series' image that just turned ready: its key and step to the
+    run's live streams (best effort, after the upload's commit)."""
+    if artifact.kind == _IMAGE and artifact.state == _READY and artifact.step is not None:
+        images = {artifact.name: artifact.step}
+        events.publish(media_event(artifact.project_id, artifact.run_id, images=images))
 
 
 def _series() -> sa.ColumnElement[bool]:

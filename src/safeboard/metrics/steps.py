@@ -2,7 +2,9 @@
 metric batches' in ``ingest_batches``, R1), and the reads of the run page.
 
 Batches of histograms and texts are few and small next to metric batches (a training
-loop logs one every hundred steps), so each is its own transaction: no group commit.
+loop logs one every hundred steps), so each is its own transaction: no group commit. A
+stored batch is announced to the run's live streams (``media_event``: each key's last
+step), recorded in its transaction as metric batches' events are.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from safeboard.auth.permissions import Permission
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
 from safeboard.errors import InvalidRequest, NotFound
+from safeboard.events import Event, EventBus, media_event
 from safeboard.metrics import histograms as hist
 from safeboard.metrics.access import RunGate
 from safeboard.metrics.batches import BATCH_ID_PATTERN
@@ -83,20 +86,30 @@ def _last_of_each(entries: Sequence[E]) -> list[E]:
     return list({(e.key, e.step): e for e in entries}.values())
 
 
+def _last_steps(entries: Sequence[HistogramIn | TextIn]) -> dict[str, int]:
+    last: dict[str, int] = {}
+    for entry in entries:
+        last[entry.key] = max(entry.step, last.get(entry.key, entry.step))
+    return last
+
+
 class StepService:
-    def __init__(self, engine: Engine, clock: Clock = utcnow, *, runs: RunGate) -> None:
+    def __init__(self, engine: Engine, clock: Clock = utcnow, *, runs: RunGate,
+                 events: EventBus | None = None) -> None:  # fmt: skip
         self.engine = engine
         self.clock = clock
         self._runs = runs
+        self.events = events
 
     def ingest(self, principal: Principal, run_id: str, batch: StepBatch) -> StepStored:
         _check(batch)
         histograms = _last_of_each(batch.histograms)
         texts = _last_of_each(batch.texts)
         stored = len(histograms) + len(texts)
+        event: Event | None = None
         try:
             with self.engine.begin() as conn:
-                self._runs(conn, principal, run_id, Permission.PROJECTS_WRITE)
+                project_id = self._runs(conn, principal, run_id, Permission.PROJECTS_WRITE)
                 seen = conn.execute(
                     sa.select(_b.c.batch_id).where(
                         _b.c.run_id == run_id, _b.c.batch_id == batch.batch_id
@@ -110,8 +123,14 @@ class StepService:
                 }])  # fmt: skip
                 self._replace(conn, _h, run_id, [_histogram_row(run_id, h) for h in histograms])
                 self._replace(conn, _t, run_id, [_text_row(run_id, t) for t in texts])
+                if self.events is not None:
+                    made = media_event(project_id, run_id, histograms=_last_steps(histograms),
+                                       texts=_last_steps(texts))  # fmt: skip
+                    event = None if self.events.publish_at_commit(conn, made) else made
         except IntegrityError:  # the same batch, stored by a request racing this one
             return StepStored(0, duplicate=True)
+        if self.events is not None and event is not None:
+            self.events.publish(event)  # after the commit (SQLite: this process's streams)
         return StepStored(stored, duplicate=False)
 
     @staticmethod

@@ -1,7 +1,8 @@
 """Server-sent events: live updates of a project's runs, or of one run, for the dashboard.
 
 ``GET /api/v1/projects/{project}/events`` and ``GET /api/v1/runs/{run_id}/events`` send
-``event: metrics`` (a run got points: its keys and last steps) and ``event: run`` (created,
+``event: metrics`` (a run got points: its keys and last steps), ``event: media`` (new
+histogram, image or text steps: their keys and last steps) and ``event: run`` (created,
 finished, ...), each with an ``id:`` (safeboard.events: the same on every replica and
 across restarts), plus a comment every 15 s to keep proxies from closing the stream.
 

@@ -2,17 +2,19 @@
 ``_charts`` (``{"acc": ["acc/train", "acc/val"]}``), as the TensorBoard drop-in's
 ``add_scalars`` does. A group is drawn where its first logged metric would be, each of its
 metrics a line; every other metric keeps a chart of its own. A malformed ``_charts`` is
-ignored, never an error (the config is the script's)."""
+ignored, never an error (the config is the script's). The compare view draws the groups
+that any of its runs names (``merged_groups``); run.js applies the same rules to metrics
+that begin while a run's page is open (``named_groups`` gives it the groups known then)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from safeboard.vocabulary import CHARTS_KEY
 
-__all__ = ["Chart", "chart_layout"]
+__all__ = ["Chart", "chart_layout", "merged_groups", "named_groups"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,22 @@ def _groups(config: Mapping[str, Any]) -> dict[str, list[str]]:
         for title, keys in named.items()
         if isinstance(keys, list)
     }
+
+
+def named_groups(config: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The groups ``config`` names, malformed entries left out."""
+    return _groups(config)
+
+
+def merged_groups(configs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """A config naming the groups of all ``configs``: a title's metrics in the order they
+    were first named (the compare view draws a group of any compared run as one chart)."""
+    merged: dict[str, list[str]] = {}
+    for config in configs:
+        for title, keys in _groups(config).items():
+            known = merged.setdefault(title, [])
+            known += [k for k in keys if k not in known]
+    return {CHARTS_KEY: merged}
 
 
 def chart_layout(config: Mapping[str, Any], keys: list[str]) -> list[Chart]:

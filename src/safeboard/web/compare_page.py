@@ -1,5 +1,7 @@
 """Compare runs: chosen metrics of the selected runs overlaid (compare.js), and tables of
-the params, tags and final metric values that differ between them."""
+the params, tags and final metric values that differ between them. A chart group that any
+of the runs names (``add_scalars``: web/chart_groups.py) is one chart here too, a line per
+run and metric."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from safeboard.projects.repository import Project
 from safeboard.runs.repository import Run
 from safeboard.vocabulary import is_system_metric
 from safeboard.web import format as fmt
+from safeboard.web.chart_groups import Chart, chart_layout, merged_groups
 from safeboard.web.format import flatten
 from safeboard.web.html import Markup, el, join
 from safeboard.web.layout import Viewer, page
@@ -101,6 +104,17 @@ def _tensorboard(compared: list[Compared], with_files: Sequence[str]) -> Markup 
     return tensorboard_button(ids, label=label)
 
 
+def _choice(chart: Chart, chosen: list[Chart]) -> Markup:
+    """A metric's box, or a group's: its metrics in data-keys (compare.js)."""
+    ticked = chart in chosen
+    if len(chart.keys) == 1:
+        box = el("input", type="checkbox", name="metric", value=chart.title, checked=ticked)
+        return el("label", box, chart.title)
+    box = el("input", type="checkbox", name="metric", value=chart.title, checked=ticked,
+             data_keys=json.dumps(chart.keys))  # fmt: skip
+    return el("label", box, chart.title, el("span", f" ({', '.join(chart.keys)})", class_="hint"))
+
+
 def _system_picker(keys: list[str]) -> Markup | None:
     """The system metrics, apart from the training metrics and unticked."""
     if not keys:
@@ -136,8 +150,9 @@ def render_compare(
     training_keys = [k for k in metric_keys if not is_system_metric(k)]
     metric_keys = training_keys + system_keys
     metric_rows = [(k, [fmt.number(last.get(k)) for last in lasts]) for k in metric_keys]
-    shared = [k for k in training_keys if all(k in last for last in lasts)]
-    chosen = (shared or training_keys)[:DEFAULT_CHARTS]
+    shared = {k for k in training_keys if all(k in last for last in lasts)}
+    layout = chart_layout(merged_groups(c.run.params for c in compared), training_keys)
+    chosen = ([c for c in layout if shared.intersection(c.keys)] or layout)[:DEFAULT_CHARTS]
 
     runs_list = el(
         "ul",
@@ -160,14 +175,7 @@ def render_compare(
         picker = el(
             "fieldset",
             el("legend", "Metrics to chart"),
-            [
-                el(
-                    "label",
-                    el("input", type="checkbox", name="metric", value=key, checked=key in chosen),
-                    key,
-                )
-                for key in training_keys
-            ],
+            [_choice(chart, chosen) for chart in layout],
             _system_picker(system_keys),
             id="metric-picker",
             class_="picker",

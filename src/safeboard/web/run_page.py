@@ -14,7 +14,7 @@ from safeboard.projects.repository import Project
 from safeboard.runs.repository import Run
 from safeboard.web import format as fmt
 from safeboard.web.assets import STATIC_DIR
-from safeboard.web.chart_groups import Chart, chart_layout
+from safeboard.web.chart_groups import Chart, chart_layout, named_groups
 from safeboard.web.format import flatten
 from safeboard.web.html import Child, Markup, el, join
 from safeboard.web.layout import Viewer, page
@@ -216,6 +216,7 @@ def _charts(view: RunView) -> Markup:
     counts = {s.key: s.count for s in training}
     if not view.charts_available:
         return el("section", el("h2", "Metrics"), library_missing(), id="metrics")
+    groups = json.dumps(named_groups(view.run.params))
     if not keys:
         return el(
             "section",
@@ -229,7 +230,7 @@ def _charts(view: RunView) -> Markup:
                 id="no-metrics",
             ),
             el("div", chart_controls(), hidden=not system, id="controls-box"),
-            el("div", class_="charts", id="charts"),
+            el("div", class_="charts", id="charts", data_groups=groups),
             id="metrics",
         )
     return el(
@@ -241,6 +242,7 @@ def _charts(view: RunView) -> Markup:
             [_figure(chart, counts) for chart in chart_layout(view.run.params, keys)],
             class_="charts",
             id="charts",
+            data_groups=groups,  # for metrics that begin while the page is open (run.js)
         ),
         _summary_table(view.summaries),
         id="metrics",

@@ -61,8 +61,9 @@ function fromBuckets(h) {
 export const view = { smoothing: 0, log: false, axis: "step", onZoom: null };
 
 export class MetricChart {
-  // sources: [{runId, label, count, key}] (count: points logged, from the summary; key:
-  // the source's metric when it is not the chart's, as in a run page's chart group)
+  // sources: [{runId, label, count, key, colour, dash}] (count: points logged, from the
+  // summary; key: the source's metric when it is not the chart's, as in a chart group;
+  // colour: an index into COLOURS, else the source's; dash: uPlot's, for a solid line none)
   constructor(figure, key, sources) {
     this.figure = figure;
     this.key = key;
@@ -105,26 +106,29 @@ export class MetricChart {
   // Drawn by step from whole downsampled histories, so loadCharts may batch it.
   batchable() { return view.axis === "step"; }
 
-  // Following the run's tail: one run, by step, not zoomed, drawn from buckets.
+  // Following the run's tail: one run (a metric, or a chart group's metrics), by step, not
+  // zoomed, every line drawn from buckets and holding a point.
   tailable() {
-    const s = this.loaded && this.loaded.length === 1 && this.loaded[0];
-    return Boolean(s && !s.wall && s.x.length && !this.range && view.axis === "step");
+    const loaded = this.loaded;
+    const one = this.sources.every((source) => source.runId === this.sources[0].runId);
+    return Boolean(loaded && loaded.length && one && loaded.every((s) => !s.wall && s.x.length)
+      && !this.range && view.axis === "step");
   }
 
-  lastStep() { const x = this.loaded[0].x; return x[x.length - 1]; }
+  lastStep(line = 0) { const x = this.loaded[line].x; return x[x.length - 1]; }
 
-  // Fold a tail (raw points after lastStep()) into the drawn buckets: each new point is a
-  // bucket of its own; past twice the screen's buckets, neighbours are joined in pairs
+  // Fold a tail (raw points after lastStep()) into a line's drawn buckets: each new point
+  // is a bucket of its own; past twice the screen's buckets, neighbours are joined in pairs
   // (min of mins, max of maxes, the later last), so the band still holds every extreme.
-  extend(tail) {
-    const s = this.loaded[0];
-    const after = this.lastStep();
+  extend(tail, line = 0) {
+    const s = this.loaded[line];
+    const after = this.lastStep(line);
     for (let i = 0; i < tail.steps.length; i++) {
       if (tail.steps[i] <= after) continue;
       const v = num(tail.values[i]);
       s.x.push(tail.steps[i]); s.last.push(v); s.min.push(v); s.max.push(v);
     }
-    this.sources[0].count += tail.steps.length;
+    this.sources[line].count += tail.steps.length;
     while (s.x.length > 2 * this.buckets()) halve(s);
     this.update();
   }
@@ -166,8 +170,8 @@ export class MetricChart {
       }
     } else {
       this.sources.forEach((source, i) => series.push({
-        label: source.label, stroke: COLOURS[i % COLOURS.length], width: 2,
-        value: (u, v) => fmtValue(v), spanGaps: true,
+        label: source.label, stroke: COLOURS[(source.colour ?? i) % COLOURS.length], width: 2,
+        value: (u, v) => fmtValue(v), spanGaps: true, ...(source.dash ? { dash: source.dash } : {}),
       }));
     }
     return {
@@ -312,10 +316,11 @@ export async function loadCharts(charts) {
   }
 }
 
-// Extend a run's live charts with what was logged since each one's last step: one
-// request for all of them (BATCH metrics each), raw points back; a metric with more new
-// points than a tail holds comes back downsampled and is drawn again. Charts that cannot
-// follow a tail (by wall time, zoomed, empty) reload as before.
+// Extend a run's live charts with what was logged since each line's last step: one
+// request for all of them (BATCH metrics each; each line of a chart group is one), raw
+// points back; a metric with more new points than a tail holds comes back downsampled and
+// is drawn again. Charts that cannot follow a tail (by wall time, zoomed, a line without
+// points) reload as before.
 // Answers the charts still on their first load: the caller asks again for them later (a
 // batch logged while a chart loads may not be in what it loads).
 export async function extendCharts(runId, charts) {
@@ -327,15 +332,17 @@ export async function extendCharts(runId, charts) {
     else if (!chart.loaded) waiting.push(chart);
   }
   const buckets = Math.max(0, ...following.map((chart) => chart.buckets()));
-  await Promise.all(groups(following, BATCH).map(async (group) => {
-    const after = group.map((chart) => chart.lastStep());
-    const path = historyPath(runId, group.map((chart) => chart.key), { buckets, after_step: after });
+  const lines = following.flatMap((chart) => chart.sources.map((source, line) => [chart, line]));
+  const keyOf = ([chart, line]) => chart.sources[line].key ?? chart.key;
+  await Promise.all(groups(lines, BATCH).map(async (group) => {
+    const after = group.map(([chart, line]) => chart.lastStep(line));
+    const path = historyPath(runId, group.map(keyOf), { buckets, after_step: after });
     const answer = await call("GET", path);
-    for (const chart of group) {
-      const got = answer.metrics[chart.key];
+    for (const [chart, line] of group) {
+      const got = answer.metrics[keyOf([chart, line])];
       if (!chart.tailable()) continue;  // zoomed or switched to wall time meanwhile
-      if ("steps" in got) chart.extend(got);
-      else { chart.loaded = [fromBuckets(got)]; chart.update(); }
+      if ("steps" in got) chart.extend(got, line);
+      else { chart.loaded[line] = fromBuckets(got); chart.update(); }
     }
   }));
   return waiting;

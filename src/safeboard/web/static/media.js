@@ -1,7 +1,7 @@
 // A run's histograms (TensorBoard's distribution view: bands of percentiles over steps,
 // and the histogram at a step chosen with a slider), its image series (a panel per key
-// with a step slider) and its texts per step (issue 17). Everything the run logged is set
-// as text (app.js el), never as HTML.
+// with a step slider) and its texts per step (issue 17), followed live while the run
+// logs. Everything the run logged is set as text (app.js el), never as HTML.
 import { call, el, say } from "./app.js";
 
 const runId = document.querySelector('meta[name="run-id"]').content;
@@ -90,21 +90,56 @@ export function drawHistogram(node, hist) {
   node.dataset.step = String(hist.step);
 }
 
-function slider(label, count, testid) {
-  const input = el("input", { type: "range", min: 0, max: Math.max(count - 1, 0), step: 1, value: Math.max(count - 1, 0), "data-testid": testid, "aria-label": label });
+function slider(label, testid) {
+  const input = el("input", { type: "range", min: 0, max: 0, step: 1, value: 0, "data-testid": testid, "aria-label": label });
   const output = el("output", {}, "");
   return { input, output, box: el("label", { class: "step-slider" }, label, input, output) };
 }
 
-async function histogramPanel(key) {
-  const dist = await call("GET", `${base}/distribution?histogram=${q(key)}`);
+// A slider over a list of steps read again: it stays on the step the user chose (or the
+// last before it, when the list was thinned) unless they were at the newest, which it
+// follows. Answers the step it shows.
+function follow(input, before, steps) {
+  const newest = Math.max(steps.length - 1, 0);
+  const wasNewest = !before || Number(input.value) >= before.length - 1;
+  const chosen = before ? before[Number(input.value)] : undefined;
+  let index = newest;
+  if (!wasNewest) {
+    index = 0;
+    steps.forEach((s, i) => { if (s <= chosen) index = i; });
+  }
+  input.max = String(newest);
+  input.value = String(index);
+  return steps[index];
+}
+
+// A panel's reads: one at a time and at most one a second (a run may log every step);
+// calls meanwhile make one more read after that.
+const READ_GAP_MS = 1000;
+
+function serial(read, onError) {
+  let busy = false;
+  let again = false;
+  const go = async () => {
+    if (busy) { again = true; return; }
+    busy = true;
+    try { await read(); } catch (error) { onError(error); }
+    setTimeout(() => {
+      busy = false;
+      if (again) { again = false; go(); }
+    }, READ_GAP_MS);
+  };
+  return go;
+}
+
+function histogramPanel(key) {
   const bands = canvas(`Distribution of ${key} over steps`, "distribution");
   const one = canvas(`Histogram of ${key} at the chosen step`, "histogram-at");
-  const pick = slider("Step", dist.steps.length, "histogram-step");
-  const note = dist.total_steps > dist.steps.length
-    ? el("p", { class: "hint" }, `${dist.steps.length} of ${dist.total_steps} steps, evenly spread.`) : null;
+  const pick = slider("Step", "histogram-step");
+  const note = el("p", { class: "hint", hidden: true });
   const figure = el("figure", { class: "chart media-panel", "data-key": key, "data-testid": "histogram-panel" },
     el("h3", {}, key), bands, pick.box, one, note);
+  let dist = null;
   let asked = 0;
   const choose = async () => {
     const step = dist.steps[Number(pick.input.value)];
@@ -114,17 +149,26 @@ async function histogramPanel(key) {
     const hist = await call("GET", `${base}/histogram?histogram=${q(key)}&step=${step}`);
     if (mine === asked) drawHistogram(one, hist);
   };
+  const read = async () => {
+    const got = await call("GET", `${base}/distribution?histogram=${q(key)}`);
+    follow(pick.input, dist && dist.steps, got.steps);
+    dist = got;
+    note.hidden = dist.total_steps <= dist.steps.length;
+    note.textContent = `${dist.steps.length} of ${dist.total_steps} steps, evenly spread.`;
+    if (dist.steps.length) await choose();
+  };
   pick.input.addEventListener("input", () => { choose().catch((e) => say(pick.output, e.message, true)); });
-  return { figure, ready: dist.steps.length ? choose() : Promise.resolve() };
+  const refresh = serial(read, (e) => say(pick.output, e.message, true));
+  return { figure, ready: refresh(), refresh };
 }
 
-async function imagePanel(key) {
-  const series = await call("GET", `${base}/images/series?image=${q(key)}`);
-  const pick = slider("Step", series.steps.length, "image-step");
+function imagePanel(key) {
+  const pick = slider("Step", "image-step");
   const img = el("img", { alt: `${key}`, "data-testid": "series-image" });
   const figure = el("figure", { class: "chart media-panel", "data-key": key, "data-testid": "image-panel" },
     el("h3", {}, key), pick.box, el("div", { class: "series-image" }, img));
   const links = new Map();  // artifact id -> signed preview link (minted when first shown)
+  let series = null;
   let asked = 0;
   const choose = async () => {
     const { step, artifact_id: artifact } = series.steps[Number(pick.input.value)];
@@ -138,51 +182,84 @@ async function imagePanel(key) {
     img.alt = `${key} at step ${step}`;
     img.dataset.step = String(step);
   };
+  const read = async () => {
+    const got = await call("GET", `${base}/images/series?image=${q(key)}`);
+    const stepsOf = (s) => s.steps.map((entry) => entry.step);
+    follow(pick.input, series && stepsOf(series), stepsOf(got));
+    series = got;
+    if (series.steps.length) await choose();
+  };
   pick.input.addEventListener("input", () => { choose().catch((e) => say(pick.output, e.message, true)); });
-  return { figure, ready: series.steps.length ? choose() : Promise.resolve() };
+  const refresh = serial(read, (e) => say(pick.output, e.message, true));
+  return { figure, ready: refresh(), refresh };
 }
 
-async function textPanel(key) {
+// Texts a page at a time ("Show more"); once every page is shown, a live run's new texts
+// are appended as they come.
+function textPanel(key) {
   const list = el("div", { class: "text-entries" });
   const more = el("button", { type: "button", class: "secondary", hidden: true }, "Show more");
   const figure = el("figure", { class: "chart media-panel", "data-key": key, "data-testid": "text-panel" },
     el("h3", {}, key), list, more);
   let start = 0;
-  const load = async () => {
+  let last = -1;  // the newest step shown
+  const read = async () => {
     const page = await call("GET", `${base}/texts?text=${q(key)}&start=${start}`);
     for (const entry of page.texts) {
+      if (entry.step <= last) continue;  // shown already
       list.append(el("div", { class: "text-entry", "data-step": entry.step },
         el("span", { class: "hint" }, `step ${entry.step}`), el("pre", {}, entry.text)));
+      last = entry.step;
     }
     more.hidden = page.next_step === null;
-    start = page.next_step ?? start;
+    start = page.next_step ?? last + 1;
   };
-  more.addEventListener("click", () => { load().catch((e) => say(more, e.message, true)); });
-  return { figure, ready: load() };
+  const newer = async () => { if (more.hidden) await read(); };  // else "Show more" has them
+  more.addEventListener("click", () => { read().catch((e) => say(more, e.message, true)); });
+  const refresh = serial(newer, (e) => say(more, e.message, true));
+  return { figure, ready: refresh(), refresh };
 }
 
-async function fill(box, keys, makePanel) {
+const makers = { histograms: histogramPanel, images: imagePanel, texts: textPanel };
+const panels = { histograms: new Map(), images: new Map(), texts: new Map() };
+const waiting = { histograms: 0, images: 0, texts: 0 };  // keys beyond MAX_PANELS
+
+// A key's panel read again, or made (at the end of its section) when the key is new.
+function show(box, key) {
+  const panel = panels[box].get(key);
+  if (panel) return panel.refresh();
+  if (panels[box].size >= MAX_PANELS) {
+    waiting[box] += 1;
+    say(document.getElementById(`${box}-status`), `The first ${MAX_PANELS} of ${MAX_PANELS + waiting[box]} keys.`);
+    return Promise.resolve();
+  }
+  const made = makers[box](key);
+  panels[box].set(key, made);
+  document.getElementById(box).append(made.figure);
+  document.getElementById(`${box}-section`).hidden = false;
+  return made.ready;
+}
+
+async function fill(box, keys) {
   const status = document.getElementById(`${box}-status`);
-  const holder = document.getElementById(box);
   const names = Object.keys(keys);
   if (!names.length) return;
-  document.getElementById(`${box}-section`).hidden = false;
-  const shown = names.slice(0, MAX_PANELS);
-  const panels = await Promise.all(shown.map(makePanel));
-  holder.replaceChildren(...panels.map((p) => p.figure));
-  await Promise.all(panels.map((p) => p.ready));
-  say(status, names.length > shown.length ? `The first ${shown.length} of ${names.length} keys.` : "");
+  waiting[box] = Math.max(names.filter((k) => !panels[box].has(k)).length - (MAX_PANELS - panels[box].size), 0);
+  await Promise.all(names.map((key) => show(box, key)));
+  say(status, waiting[box] ? `The first ${MAX_PANELS} of ${MAX_PANELS + waiting[box]} keys.` : "");
 }
 
+// Every section from the run's keys: new keys get a panel, known ones are read again
+// (their sliders stay where the user put them).
 async function start() {
   const media = document.getElementById("media");
   delete media.dataset.ready;
   try {
     const [steps, images] = await Promise.all([call("GET", `${base}/steps`), call("GET", `${base}/images`)]);
     await Promise.all([
-      fill("histograms", steps.histograms, histogramPanel),
-      fill("images", images.images, imagePanel),
-      fill("texts", steps.texts, textPanel),
+      fill("histograms", steps.histograms),
+      fill("images", images.images),
+      fill("texts", steps.texts),
     ]);
     media.dataset.ready = "true";
   } catch (error) {
@@ -193,14 +270,30 @@ async function start() {
   }
 }
 
-// When the run ends (run.js sets its status from the live stream), what it logged last
-// has arrived: read everything again. The sections do not follow a running run yet.
-let refreshing = null;
+// Live: run.js hands on the run's "media" events (new steps of histograms, images and
+// texts: their keys and last steps) and says when the stream came back after a gap
+// (then everything is read again); when the run ends, what it logged last has arrived.
+let reading = start();
+const again = () => { reading = reading.then(start); };
+document.addEventListener("safeboard:media", (event) => {
+  const media = document.getElementById("media");
+  reading = reading.then(async () => {
+    delete media.dataset.ready;
+    const shown = [];
+    for (const box of Object.keys(makers)) {
+      for (const key of Object.keys(event.detail[box] || {})) shown.push(show(box, key));
+    }
+    await Promise.all(shown).catch(() => {});
+    media.dataset.ready = "true";
+  });
+});
+document.addEventListener("safeboard:caught-up", again);
 const badge = document.getElementById("run-status");
 if (badge) {
+  let status = badge.textContent;
   new MutationObserver(() => {
-    if (badge.textContent === "running" || refreshing) return;
-    refreshing = start().finally(() => { refreshing = null; });
+    if (badge.textContent === status) return;
+    status = badge.textContent;
+    if (status !== "running") again();
   }).observe(badge, { childList: true, characterData: true, subtree: true });
 }
-start();

@@ -51,6 +51,82 @@ function newSystemFigure(key) {  // the first sample shows the section (and the 
   return figure;
 }
 
+// Chart groups (chart_groups.py, the same rules): the run's config names them under
+// _charts (add_scalars). Metrics that begin while the page is open join their group's
+// chart as soon as the page knows the group: from those named at page load (data-groups),
+// then from the run's config, read again when the run changes (its "run" event: a config
+// change sends one) and when new metrics begin.
+let groups = JSON.parse(chartsBox?.dataset.groups || "{}");
+
+function namedGroups(config) {
+  const named = config && config._charts;
+  if (!named || typeof named !== "object" || Array.isArray(named)) return {};
+  const found = {};
+  for (const [title, keys] of Object.entries(named)) {
+    if (Array.isArray(keys)) found[title] = keys.filter((k) => typeof k === "string");
+  }
+  return found;
+}
+
+// The groups of two or more among the metrics charted now: [title, keys] (chart_layout).
+function layoutGroups(keys) {
+  const present = new Set(keys);
+  const taken = new Set();
+  const found = [];
+  for (const [title, wanted] of Object.entries(groups)) {
+    const mine = [...new Set(wanted)].filter((k) => present.has(k) && !taken.has(k));
+    if (mine.length < 2) continue;
+    found.push([title, mine]);
+    for (const k of mine) taken.add(k);
+  }
+  return found;
+}
+
+function countOf(key) {
+  const chart = charts.get(key);
+  const source = chart.sources.find((s) => (s.key ?? chart.key) === key);
+  return source ? source.count : 0;
+}
+
+// A group's metrics drawn apart (or in a smaller group) become one chart, where the first
+// of their charts was.
+function regroup() {
+  if (!chartModule) return;
+  const keys = [...charts.keys()].filter((k) => !k.startsWith("system/"));
+  for (const [title, members] of layoutGroups(keys)) {
+    const old = new Set(members.map((k) => charts.get(k)));
+    const [only] = old;
+    if (old.size === 1 && only.sources.length === members.length) continue;  // drawn so
+    const figure = el("figure", {
+      class: "chart", "data-key": members[0], "data-keys": JSON.stringify(members),
+      "data-counts": JSON.stringify(members.map(countOf)), "data-testid": "chart",
+    }, el("h3", {}, title));
+    const figures = [...old].map((chart) => chart.figure);
+    const first = figures.find((f) => figures.every((g) => g === f || f.compareDocumentPosition(g) & Node.DOCUMENT_POSITION_FOLLOWING));
+    first.before(figure);
+    for (const chart of old) {
+      clearTimeout(chart.pending);
+      if (chart.plot) chart.plot.destroy();
+      chart.figure.remove();
+    }
+    const left = [...charts].filter(([k, chart]) => old.has(chart) && !members.includes(k));
+    addChart(figure).catch((error) => say(live, error.message, true));
+    for (const [k] of left) addChart(newFigure(k)).catch((error) => say(live, error.message, true));
+  }
+}
+
+let reading = null;
+
+function readGroups() {  // the run's config, at most once per 300 ms
+  if (reading || !chartsBox) return;
+  reading = setTimeout(() => {
+    reading = null;
+    call("GET", `/api/v1/runs/${runId}`)
+      .then((run) => { groups = namedGroups(run.config); regroup(); })
+      .catch((error) => say(live, error.message, true));
+  }, 300);
+}
+
 // Live: the metrics that moved since the last tick, extended with their new points in one
 // request a second at most (chart.js: extendCharts), never a whole history per chart.
 const moved = new Set();
@@ -58,14 +134,17 @@ let tick = null;
 
 function onMetrics(event) {
   const data = JSON.parse(event.data);
+  let began = false;
   for (const [key, step] of Object.entries(data.data.last_step || {})) {
     if (charts.has(key)) {
       moved.add(key);
     } else if (chartModule) {
       addChart(newFigure(key)).catch((error) => say(live, error.message, true));
+      began = true;
     }
     say(live, `Live: ${key} at step ${step}`);
   }
+  if (began) { regroup(); readGroups(); }
   followTail();
 }
 
@@ -85,6 +164,7 @@ function onRun(event) {
   const data = JSON.parse(event.data);
   const status = data.data && data.data.status;
   if (status) showStatus(status);
+  readGroups();  // its config may have changed
 }
 
 function showStatus(status) {
@@ -227,11 +307,13 @@ document.addEventListener("click", (event) => {
     .then(() => location.reload()).catch((error) => say(editStatus(), error.message, true));
 });
 
-// After a gap in the stream: the run's status now, every chart drawn again, and a chart
-// for each metric that began meanwhile.
+// After a gap in the stream: the run's status now, every chart drawn again, a chart for
+// each metric that began meanwhile, and the media sections read again.
 async function catchUp() {
+  document.dispatchEvent(new CustomEvent("safeboard:caught-up"));  // media.js reads again
   const run = await call("GET", `/api/v1/runs/${runId}`);
   showStatus(run.status);
+  groups = namedGroups(run.config);
   const known = new Set();
   for (const summary of run.metrics) {
     const chart = charts.get(summary.key);
@@ -243,10 +325,17 @@ async function catchUp() {
       addChart(newFigure(summary.key)).catch((error) => say(live, error.message, true));
     }
   }
-  if (chartModule) await chartModule.loadCharts([...known]);
+  regroup();
+  if (chartModule) await chartModule.loadCharts([...known].filter((chart) => chart.figure.isConnected));
 }
 
-liveStream(`/api/v1/runs/${runId}/events`, { metrics: onMetrics, run: onRun }, live,
+// New steps of histograms, images and texts: media.js draws them.
+function onMedia(event) {
+  const data = JSON.parse(event.data);
+  document.dispatchEvent(new CustomEvent("safeboard:media", { detail: data.data }));
+}
+
+liveStream(`/api/v1/runs/${runId}/events`, { metrics: onMetrics, run: onRun, media: onMedia }, live,
   () => catchUp().catch((error) => say(live, error.message, true)));
 
 startCharts().catch((error) => say(live, `Charts failed: ${error.message}`, true));
