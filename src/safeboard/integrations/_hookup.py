@@ -1,0 +1,99 @@
+"""What the PyTorch integrations share: the run they log to, and the conversion of a
+framework's parameters and metrics into what a run stores.
+
+A run is the one the user hands over (``run=``: never finished by the integration) or one
+started with ``safeboard.init``, which inside a task run by an agent attaches to the
+task's run (``SAFEBOARD_RUN_ID``, docs/agents.md): an integration needs nothing more to
+log into it. A conversion never raises into the training loop: a value that cannot be
+stored is written as text, a metric that is no number is left out.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+from safeboard.documents import MAX_KEY_CHARS, MAX_STRING_CHARS, document_problem
+from safeboard.sdk import notices
+from safeboard.sdk.run import Run, init
+
+__all__ = ["flat_params", "metrics_of", "start_run", "store_params"]
+
+SEPARATOR = "/"  # Lightning's separator for nested keys (its _flatten_dict)
+
+
+def start_run(
+    run: Run | None, project: str, name: str | None, init_kwargs: Mapping[str, Any]
+) -> tuple[Run, bool]:
+    """The run to log to, and whether the integration started it (and so finishes it)."""
+    if run is not None:
+        return run, False
+    return init(project, name=name, **init_kwargs), True
+
+
+def flat_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"optim": {"lr": 0.1}}`` -> ``{"optim/lr": 0.1}``; values JSON can carry, others as
+    text (a dtype, a path, a class), lists of plain values kept as lists."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"[:MAX_KEY_CHARS]
+        if isinstance(value, Mapping):
+            flat.update(flat_params(value, f"{name}{SEPARATOR}"))
+        else:
+            flat[name] = _plain(value)
+    return flat
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if value is None or isinstance(value, (bool, int, str)):
+        return value[:MAX_STRING_CHARS] if isinstance(value, str) else value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, (list, tuple)) and all(
+        v is None or isinstance(v, (bool, int, str)) for v in value
+    ):
+        return list(value)
+    item = getattr(value, "item", None)  # a numpy scalar or a 0-d tensor
+    if callable(item) and getattr(value, "ndim", 1) == 0:
+        try:
+            return _plain(item())
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    return str(value)[:MAX_STRING_CHARS]
+
+
+def store_params(run: Run, params: Mapping[str, Any], where: str) -> None:
+    """Add ``params`` (flattened) to the run's config; what the config's bounds refuse is
+    said once on stderr and left out, never raised into training."""
+    flat = flat_params(params)
+    problem = document_problem({**run.config, **flat}, "config")
+    if problem is not None:
+        notices.say(f"{where}: parameters not stored: {problem}")
+        return
+    run.log_params(flat)
+
+
+def metrics_of(values: Mapping[str, Any]) -> dict[str, float]:
+    """The numbers of ``values`` (ints, floats, numpy scalars, 0-d tensors), as floats;
+    text, bools and arrays are left out."""
+    out: dict[str, float] = {}
+    for key, value in values.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, numbers.Real):
+            out[str(key)] = float(value)
+            continue
+        item = getattr(value, "item", None)
+        if callable(item) and getattr(value, "ndim", None) == 0:
+            try:
+                number = item()
+            except (TypeError, ValueError, RuntimeError):
+                continue
+            if isinstance(number, numbers.Real) and not isinstance(number, bool):
+                out[str(key)] = float(number)
+    return out

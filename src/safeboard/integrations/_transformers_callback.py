@@ -1,0 +1,123 @@
+"""The Hugging Face ``TrainerCallback``, built on first use so that importing
+transformers.py never imports transformers."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from safeboard.integrations._hookup import metrics_of, start_run, store_params
+from safeboard.sdk.run import Run
+
+__all__ = ["callback_class"]
+
+
+@functools.cache
+def callback_class() -> type[Any]:
+    from transformers import TrainerCallback  # noqa: PLC0415  (the framework, on first use)
+
+    class SafeboardCallback(TrainerCallback):  # type: ignore[misc]
+        """Logs a ``Trainer``'s arguments, model config and logs to a safeboard run
+        (docs/integrations.md, "Hugging Face Transformers")::
+
+            trainer = Trainer(..., callbacks=[SafeboardCallback(project="glue")])
+
+        On the main process only. ``run``: log into a run already started (never finished
+        here); otherwise ``safeboard.init(project, name=args.run_name, **init_kwargs)``
+        at the start of training (inside an agent's task: the task's run), finished at
+        its end (``finish_on_train_end=False`` keeps it open for a later
+        ``trainer.evaluate()``; a log after the run finished starts a new one).
+        ``log_checkpoints``: each checkpoint the Trainer saves, as artifacts
+        ``checkpoint-<step>/<file>`` (kind ``model``)."""
+
+        def __init__(
+            self,
+            project: str = "transformers",
+            *,
+            run: Run | None = None,
+            log_checkpoints: bool = False,
+            finish_on_train_end: bool = True,
+            **init_kwargs: Any,
+        ) -> None:
+            self._project = project
+            self._given = run
+            self._run: Run | None = None
+            self._own = False
+            self._log_checkpoints = log_checkpoints
+            self._finish_on_train_end = finish_on_train_end
+            self._init_kwargs = init_kwargs
+            self._copies: Path | None = None
+
+        @property
+        def run(self) -> Run | None:
+            """The run logged to (None before training starts, or off the main process)."""
+            return self._run
+
+        def _ensure(self, args: Any) -> Run:
+            if self._run is None:
+                name = getattr(args, "run_name", None)
+                if name == getattr(args, "output_dir", None):
+                    name = None  # older versions default it to the output directory
+                self._run, self._own = start_run(
+                    self._given, self._project, name, self._init_kwargs
+                )
+            return self._run
+
+        def on_train_begin(
+            self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any
+        ) -> None:
+            if not state.is_world_process_zero:
+                return
+            run = self._ensure(args)
+            params: dict[str, Any] = dict(args.to_dict())
+            config = getattr(model, "config", None)
+            if config is not None and hasattr(config, "to_dict"):
+                params["model"] = config.to_dict()
+            store_params(run, params, "SafeboardCallback")
+
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None,
+            **kwargs: Any,
+        ) -> None:  # fmt: skip
+            if not state.is_world_process_zero:
+                return
+            values = metrics_of(logs or {})
+            if values:
+                self._ensure(args).log(values, step=int(state.global_step))
+
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if not (self._log_checkpoints and state.is_world_process_zero):
+                return
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if not folder.is_dir():
+                return
+            run = self._ensure(args)
+            if self._copies is None:
+                self._copies = Path(tempfile.mkdtemp(prefix="safeboard-ckpt-"))
+            # A copy is uploaded: save_total_limit deletes old checkpoints meanwhile.
+            copy = self._copies / folder.name
+            shutil.copytree(folder, copy, dirs_exist_ok=True)
+            for path in sorted(p for p in copy.rglob("*") if p.is_file()):
+                name = f"{folder.name}/{path.relative_to(copy).as_posix()}"
+                run.log_artifact(path, name, "model", step=int(state.global_step))
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.is_world_process_zero and self._finish_on_train_end:
+                self.finish()
+
+        def finish(self) -> None:
+            """End the run, if this callback started it (a later log starts a new one)."""
+            if self._run is not None and self._own:
+                self._run.finish()
+                self._run = None
+            if self._copies is not None:
+                shutil.rmtree(self._copies, ignore_errors=True)
+                self._copies = None
+
+    SafeboardCallback.__module__ = "safeboard.integrations.transformers"  # where users import it (repr, pickle)
+    SafeboardCallback.__qualname__ = "SafeboardCallback"
+    return SafeboardCallback
