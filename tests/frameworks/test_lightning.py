@@ -1,0 +1,120 @@
+"""SafeboardLogger with a real Lightning Trainer: a 2-layer MLP, 2 epochs on 64 random
+samples, for both package names; what reached the server is read back through its API."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from tests.frameworks.conftest import Seen
+
+pytestmark = pytest.mark.e2e
+
+BATCHES = 4  # 64 samples in batches of 16: 4 steps an epoch
+
+
+def module_class(package: str) -> type[Any]:
+    pl = importlib.import_module(package)
+
+    class Tiny(pl.LightningModule):  # type: ignore[misc, name-defined]
+        def __init__(self, hidden: int = 8, optim: dict[str, Any] | None = None,
+                     fail_at: int = -1) -> None:  # fmt: skip
+            super().__init__()
+            self.save_hyperparameters()
+            self.net = nn.Sequential(nn.Linear(4, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+            self.fail_at = fail_at
+
+        def step(self, batch: Any) -> torch.Tensor:
+            x, y = batch
+            return nn.functional.mse_loss(self.net(x), y)
+
+        def training_step(self, batch: Any, index: int) -> torch.Tensor:
+            if self.global_step == self.fail_at:
+                raise RuntimeError("diverged")
+            loss = self.step(batch)
+            self.log("train_loss", loss)
+            return loss
+
+        def validation_step(self, batch: Any, index: int) -> None:
+            self.log("val_loss", self.step(batch))
+
+        def test_step(self, batch: Any, index: int) -> None:
+            self.log("test_loss", self.step(batch))
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=self.hparams["optim"]["lr"])
+
+    return Tiny
+
+
+def data() -> DataLoader[Any]:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=generator)
+    return DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=16)
+
+
+def trainer(package: str, logger: Any, tmp_path: Path, **kwargs: Any) -> Any:
+    pl = importlib.import_module(package)
+    return pl.Trainer(
+        max_epochs=2, accelerator="cpu", logger=logger, log_every_n_steps=1,
+        default_root_dir=str(tmp_path), enable_progress_bar=False,
+        enable_model_summary=False, **kwargs,
+    )  # fmt: skip
+
+
+def test_lightning_fit_then_test_in_one_run(seen: Seen, tmp_path: Path) -> None:
+    from safeboard.integrations.lightning import SafeboardLogger
+
+    logger = SafeboardLogger(project="pl", name="mlp", log_model="all", save_dir=str(tmp_path))
+    fit = trainer("lightning.pytorch", logger, tmp_path)
+    model = module_class("lightning.pytorch")(hidden=8, optim={"lr": 0.05, "momentum": None})
+    fit.fit(model, data(), data())
+    fit.test(model, data())  # after fit's finalize("success"): the same run
+    run_id = logger.version
+    assert run_id == logger.experiment.id
+    assert logger.name == "pl"
+    checkpoints = Path(fit.checkpoint_callback.dirpath)
+    assert checkpoints == tmp_path / "pl" / run_id / "checkpoints"
+    logger.finish()
+
+    run = seen.run(run_id)
+    assert (run["name"], run["status"]) == ("mlp", "finished")
+    assert run["config"] == {"hidden": 8, "optim/lr": 0.05, "optim/momentum": None,
+                             "fail_at": -1}  # fmt: skip
+    counts = seen.counts(run_id)
+    assert counts["train_loss"] == 2 * BATCHES
+    assert counts["val_loss"] == 2
+    assert counts["test_loss"] == 1
+    steps, values = seen.points(run_id, "train_loss")
+    assert steps == list(range(2 * BATCHES))
+    assert all(isinstance(v, float) for v in values)
+    stored = seen.artifacts(run_id)
+    # log_model="all": each checkpoint as it was saved; the first one was deleted from disk
+    # when the second took its place (save_top_k=1), yet stored: a copy was uploaded.
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["epoch=1-step=8.ckpt"]
+    assert sorted(stored) == ["checkpoints/epoch=0-step=4.ckpt", "checkpoints/epoch=1-step=8.ckpt"]
+    assert all(item["kind"] == "model" and item["state"] == "ready" for item in stored.values())
+
+
+def test_pytorch_lightning_package_and_a_failure(seen: Seen, tmp_path: Path) -> None:
+    """The older package name has its own class; a failure in training ends the run
+    failed, the exception reaching the script as before."""
+    import pytorch_lightning
+
+    from safeboard.integrations.pytorch_lightning import SafeboardLogger
+
+    logger = SafeboardLogger(project="pl")
+    assert isinstance(logger, pytorch_lightning.loggers.Logger)
+    fit = trainer("pytorch_lightning", logger, tmp_path, enable_checkpointing=False)
+    model = module_class("pytorch_lightning")(optim={"lr": 0.05}, fail_at=BATCHES + 1)
+    with pytest.raises(RuntimeError, match="diverged"):
+        fit.fit(model, data())
+    run = seen.run(logger.version)
+    assert run["status"] == "failed"
+    assert seen.counts(logger.version)["train_loss"] == BATCHES + 1
