@@ -53,7 +53,7 @@ class Seen:
 
     server: ServerProcess
 
-    def _get(self, path: str) -> Any:
+    def get(self, path: str) -> Any:
         headers = {"Authorization": f"Bearer {discovery_key(self.server)}"}
         with self.server.client() as client:
             answer = client.get(f"/api/v1{path}", headers=headers)
@@ -61,17 +61,17 @@ class Seen:
         return answer.json()
 
     def run(self, run_id: str) -> dict[str, Any]:
-        return dict(self._get(f"/runs/{run_id}"))
+        return dict(self.get(f"/runs/{run_id}"))
 
     def counts(self, run_id: str) -> dict[str, int]:
         return {m["key"]: m["count"] for m in self.run(run_id)["metrics"]}
 
     def points(self, run_id: str, metric: str) -> tuple[list[int], list[Any]]:
-        body = self._get(f"/runs/{run_id}/points?metric={metric}")
+        body = self.get(f"/runs/{run_id}/points?metric={metric}")
         return list(body["steps"]), list(body["values"])
 
     def artifacts(self, run_id: str) -> dict[str, dict[str, Any]]:
-        items = self._get(f"/runs/{run_id}/artifacts")["items"]
+        items = self.get(f"/runs/{run_id}/artifacts")["items"]
         return {str(item["name"]): item for item in items}
 
 

@@ -4,6 +4,9 @@ samples, for both package names; what reached the server is read back through it
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +121,32 @@ def test_pytorch_lightning_package_and_a_failure(seen: Seen, tmp_path: Path) -> 
     run = seen.run(logger.version)
     assert run["status"] == "failed"
     assert seen.counts(logger.version)["train_loss"] == BATCHES + 1
+
+
+SCRIPT = """
+import sys
+import lightning.pytorch as pl
+from tests.frameworks.test_lightning import data, module_class
+from safeboard.integrations.lightning import SafeboardLogger
+
+logger = SafeboardLogger(project="pl-script")
+trainer = pl.Trainer(max_epochs=1, logger=logger, log_every_n_steps=1, accelerator="cpu",
+                     enable_progress_bar=False, enable_checkpointing=False,
+                     default_root_dir=sys.argv[1])
+trainer.fit(module_class("lightning.pytorch")(optim={"lr": 0.1}), data())
+print(logger.version)
+"""
+
+
+def test_a_script_ends_its_run_finished(seen: Seen, tmp_path: Path) -> None:
+    """No finish() in the script: the run ends ``finished`` when the script does."""
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo / "src"), str(repo)])}
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)], env=env, capture_output=True,
+        text=True, timeout=300, check=False, stdin=subprocess.DEVNULL, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    run_id = result.stdout.strip().splitlines()[-1]
+    assert seen.run(run_id)["status"] == "finished"
+    assert seen.counts(run_id)["train_loss"] == BATCHES

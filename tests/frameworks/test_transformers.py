@@ -102,4 +102,4 @@ def test_a_run_given_is_used_and_left_open(seen: Seen, tmp_path: Path) -> None:
 
 
 def seen_runs(seen: Seen, project: str) -> list[dict[str, Any]]:
-    return list(seen._get(f"/projects/{project}/runs")["runs"])
+    return list(seen.get(f"/projects/{project}/runs")["runs"])
