@@ -37,10 +37,10 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the BERT is built from a config
 os.environ.setdefault("SAFEBOARD_SYSTEM_METRICS", "0")  # the integration alone
 
-import torch  # noqa: E402  (after the environment)
-from run import say  # noqa: E402
-from torch import nn  # noqa: E402
-from writer_loop import SCALARS, TARGET, loop, server_env  # noqa: E402
+import torch
+from run import say
+from torch import nn
+from writer_loop import SCALARS, TARGET, loop, server_env
 
 torch.set_num_threads(1)  # steady steps on a shared machine
 Steps = list[float]  # microseconds
@@ -57,6 +57,7 @@ def lightning_steps(steps: int, work: Path, with_logger: bool) -> Steps:
             self.net = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 1))
 
         def training_step(self, batch: Any, index: int) -> torch.Tensor:
+            del index
             x, y = batch
             loss = nn.functional.mse_loss(self.net(x), y)
             for i in range(SCALARS):
@@ -158,7 +159,8 @@ class Clock:
     def __init__(self) -> None:
         self.starts: list[int] = []
 
-    def tick(self, *args: Any, **kwargs: Any) -> None:
+    def tick(self, *hook_args: Any, **hook_kwargs: Any) -> None:
+        del hook_args, hook_kwargs
         self.starts.append(time.perf_counter_ns())
 
     def steps(self) -> Steps:
@@ -181,9 +183,12 @@ PATHS: dict[str, tuple[Callable[[int, Path, bool], Steps], str, str]] = {
 
 
 def table(results: dict[tuple[str, bool], Steps]) -> str:
+    header = (
+        "| path | without | with | median without | median with | added | mean without | "
+        "mean with | added |"
+    )
     lines = [
-        "| path | without | with | median without | median with | added | mean without "
-        "| mean with | added |",
+        header,
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, (_, without, with_) in PATHS.items():

@@ -83,9 +83,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
-def seen(
-    server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Seen:
+def seen(server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Seen:
     """The SDK in this process pointed at ``server`` (as sdk_env does for a script)."""
     for name in [n for n in os.environ if n.startswith("SAFEBOARD")]:
         monkeypatch.delenv(name)

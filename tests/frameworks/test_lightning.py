@@ -32,12 +32,14 @@ def module_class(package: str) -> type[Any]:
             self.save_hyperparameters()
             self.net = nn.Sequential(nn.Linear(4, hidden), nn.ReLU(), nn.Linear(hidden, 1))
             self.fail_at = fail_at
+            del optim  # in self.hparams (save_hyperparameters)
 
         def step(self, batch: Any) -> torch.Tensor:
             x, y = batch
             return nn.functional.mse_loss(self.net(x), y)
 
         def training_step(self, batch: Any, index: int) -> torch.Tensor:
+            del index
             if self.global_step == self.fail_at:
                 raise RuntimeError("diverged")
             loss = self.step(batch)
@@ -45,9 +47,11 @@ def module_class(package: str) -> type[Any]:
             return loss
 
         def validation_step(self, batch: Any, index: int) -> None:
+            del index
             self.log("val_loss", self.step(batch))
 
         def test_step(self, batch: Any, index: int) -> None:
+            del index
             self.log("test_loss", self.step(batch))
 
         def configure_optimizers(self) -> torch.optim.Optimizer:

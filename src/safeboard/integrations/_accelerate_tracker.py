@@ -4,10 +4,17 @@ never imports accelerate."""
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from safeboard.integrations._hookup import flat_params, metrics_of, start_run, store_params
+from safeboard.integrations._hookup import (
+    flat_params,
+    framework,
+    metrics_of,
+    start_run,
+    store_params,
+)
 from safeboard.sdk.run import Run
 
 __all__ = ["tracker_class"]
@@ -15,9 +22,11 @@ __all__ = ["tracker_class"]
 
 @functools.cache
 def tracker_class() -> type[Any]:
-    from accelerate.tracking import GeneralTracker  # noqa: PLC0415  (on first use)
+    with framework("SafeboardTracker", "accelerate"):
+        # By name, so that type checking reads the same with accelerate or without it.
+        base: Any = importlib.import_module("accelerate.tracking").GeneralTracker
 
-    class SafeboardTracker(GeneralTracker):  # type: ignore[misc]
+    class SafeboardTracker(base):  # type: ignore[misc]
         """An Accelerate tracker logging to a safeboard run (docs/integrations.md,
         "Accelerate")::
 
@@ -72,6 +81,7 @@ def tracker_class() -> type[Any]:
         def log(self, values: Mapping[str, Any], step: int | None = None, **kwargs: Any) -> None:
             """The numbers of ``values`` at ``step``; nested dicts become ``outer/inner``
             (as TensorBoard's tracker charts them); text is left out."""
+            del kwargs  # other trackers' options
             numbers = metrics_of(flat_params(values))
             if numbers:
                 self.tracker.log(numbers, step=step)
@@ -81,6 +91,8 @@ def tracker_class() -> type[Any]:
                 self._run.finish()
             self._run = None
 
-    SafeboardTracker.__module__ = "safeboard.integrations.accelerate"  # where users import it (repr, pickle)
+    SafeboardTracker.__module__ = (
+        "safeboard.integrations.accelerate"  # where users import it (repr, pickle)
+    )
     SafeboardTracker.__qualname__ = "SafeboardTracker"
     return SafeboardTracker

@@ -10,19 +10,33 @@ stored is written as text, a metric that is no number is left out.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from safeboard.documents import MAX_KEY_CHARS, MAX_STRING_CHARS, document_problem
 from safeboard.sdk import notices
 from safeboard.sdk.run import Run, init
 
-__all__ = ["flat_params", "metrics_of", "start_run", "store_params"]
+__all__ = ["flat_params", "framework", "metrics_of", "start_run", "store_params"]
 
 SEPARATOR = "/"  # Lightning's separator for nested keys (its _flatten_dict)
+
+
+@contextlib.contextmanager
+def framework(what: str, extra: str) -> Iterator[None]:
+    """A framework missing says which and how to install it."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            f"{what} needs {exc.name}: pip install 'safeboard[{extra}]' (after installing "
+            "the torch build you want)",
+            name=exc.name,
+        ) from None
 
 
 def start_run(
@@ -54,9 +68,7 @@ def _plain(value: Any) -> Any:
         return value[:MAX_STRING_CHARS] if isinstance(value, str) else value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
-    if isinstance(value, (list, tuple)) and all(
-        v is None or isinstance(v, (bool, int, str)) for v in value
-    ):
+    if isinstance(value, (list, tuple)) and all(_scalar(v) for v in value):
         return list(value)
     item = getattr(value, "item", None)  # a numpy scalar or a 0-d tensor
     if callable(item) and getattr(value, "ndim", 1) == 0:
@@ -65,6 +77,12 @@ def _plain(value: Any) -> Any:
         except (TypeError, ValueError, RuntimeError):
             pass
     return str(value)[:MAX_STRING_CHARS]
+
+
+def _scalar(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, (bool, int, str))
 
 
 def store_params(run: Run, params: Mapping[str, Any], where: str) -> None:

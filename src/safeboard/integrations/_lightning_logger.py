@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from safeboard.integrations._hookup import metrics_of, start_run, store_params
+from safeboard.integrations._hookup import framework, metrics_of, start_run, store_params
 from safeboard.sdk import notices
 from safeboard.sdk.run import Run
 
@@ -30,8 +30,9 @@ LogModel = bool | Literal["all"]
 def logger_class(package: str) -> type[Any]:
     """``SafeboardLogger`` on ``<package>.loggers.Logger`` (package: ``lightning.pytorch``
     or ``pytorch_lightning``)."""
-    loggers = importlib.import_module(f"{package}.loggers.logger")
-    rank_zero = importlib.import_module(f"{package}.utilities.rank_zero")
+    with framework("SafeboardLogger", "lightning"):
+        loggers = importlib.import_module(f"{package}.loggers.logger")
+        rank_zero = importlib.import_module(f"{package}.utilities.rank_zero")
     rank_zero_only = rank_zero.rank_zero_only
     rank_zero_experiment = loggers.rank_zero_experiment
 
@@ -75,7 +76,7 @@ def logger_class(package: str) -> type[Any]:
             self._copies: Path | None = None
 
         @property
-        @rank_zero_experiment
+        @rank_zero_experiment  # type: ignore[untyped-decorator]
         def experiment(self) -> Run:
             """The safeboard run (``logger.experiment.log_image(...)`` and so on)."""
             if self._run is None:
@@ -101,6 +102,7 @@ def logger_class(package: str) -> type[Any]:
         def log_hyperparams(
             self, params: Mapping[str, Any] | Namespace, *args: Any, **kwargs: Any
         ) -> None:
+            del args, kwargs  # Lightning's signature; nothing else is passed
             values = vars(params) if isinstance(params, Namespace) else dict(params or {})
             store_params(self.experiment, values, "SafeboardLogger.log_hyperparams")
 

@@ -4,13 +4,14 @@ transformers.py never imports transformers."""
 from __future__ import annotations
 
 import functools
+import importlib
 import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from safeboard.integrations._hookup import metrics_of, start_run, store_params
+from safeboard.integrations._hookup import framework, metrics_of, start_run, store_params
 from safeboard.sdk.run import Run
 
 __all__ = ["callback_class"]
@@ -18,9 +19,11 @@ __all__ = ["callback_class"]
 
 @functools.cache
 def callback_class() -> type[Any]:
-    from transformers import TrainerCallback  # noqa: PLC0415  (the framework, on first use)
+    with framework("SafeboardCallback", "transformers"):
+        # By name, so that type checking reads the same with transformers or without it.
+        base: Any = importlib.import_module("transformers").TrainerCallback
 
-    class SafeboardCallback(TrainerCallback):  # type: ignore[misc]
+    class SafeboardCallback(base):  # type: ignore[misc]
         """Logs a ``Trainer``'s arguments, model config and logs to a safeboard run
         (docs/integrations.md, "Hugging Face Transformers")::
 
@@ -70,6 +73,7 @@ def callback_class() -> type[Any]:
         def on_train_begin(
             self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any
         ) -> None:
+            del control, kwargs  # the Trainer's hook signature
             if not state.is_world_process_zero:
                 return
             run = self._ensure(args)
@@ -83,6 +87,7 @@ def callback_class() -> type[Any]:
             self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None,
             **kwargs: Any,
         ) -> None:  # fmt: skip
+            del control, kwargs
             if not state.is_world_process_zero:
                 return
             values = metrics_of(logs or {})
@@ -90,6 +95,7 @@ def callback_class() -> type[Any]:
                 self._ensure(args).log(values, step=int(state.global_step))
 
         def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            del control, kwargs
             if not (self._log_checkpoints and state.is_world_process_zero):
                 return
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
@@ -106,6 +112,7 @@ def callback_class() -> type[Any]:
                 run.log_artifact(path, name, "model", step=int(state.global_step))
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            del args, control, kwargs
             if state.is_world_process_zero and self._finish_on_train_end:
                 self.finish()
 
@@ -118,6 +125,8 @@ def callback_class() -> type[Any]:
                 shutil.rmtree(self._copies, ignore_errors=True)
                 self._copies = None
 
-    SafeboardCallback.__module__ = "safeboard.integrations.transformers"  # where users import it (repr, pickle)
+    SafeboardCallback.__module__ = (
+        "safeboard.integrations.transformers"  # where users import it (repr, pickle)
+    )
     SafeboardCallback.__qualname__ = "SafeboardCallback"
     return SafeboardCallback

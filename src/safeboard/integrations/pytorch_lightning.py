@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SafeboardLogger"]
+__all__ = ["SafeboardLogger"]  # noqa: F822  (made by __getattr__, on first use)
 
 
 def __getattr__(name: str) -> Any:

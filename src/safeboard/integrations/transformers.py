@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SafeboardCallback"]
+__all__ = ["SafeboardCallback"]  # noqa: F822  (made by __getattr__, on first use)
 
 
 def __getattr__(name: str) -> Any:
