@@ -17,13 +17,15 @@ pytestmark = pytest.mark.e2e
 STEPS = 5
 
 
-def train(accelerator: Any, project: str) -> None:
+def train(accelerator: Any, project: str, **init_kwargs: Any) -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.init_trackers(
-        project, config={"lr": 0.1, "optim": {"name": "sgd"}, "device": torch.device("cpu")}
+        project,
+        config={"lr": 0.1, "optim": {"name": "sgd"}, "device": torch.device("cpu")},
+        init_kwargs=init_kwargs,
     )
     for step in range(STEPS):
         x = torch.randn(16, 4)
@@ -62,6 +64,8 @@ def test_tracker_by_name(seen: Seen) -> None:
 
     safeboard_accelerate.register()
     accelerator = Accelerator(cpu=True, log_with="safeboard")
-    train(accelerator, "acc-named")  # init_trackers' project name is the project
+    # init_trackers' project name is the project; init_kwargs reach the tracker.
+    train(accelerator, "acc-named", safeboard={"run_name": "by-name"})
     [found] = seen.get("/projects/acc-named/runs")["runs"]
+    assert found["name"] == "by-name"
     check(seen, found["id"])
