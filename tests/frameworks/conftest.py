@@ -70,9 +70,8 @@ class Seen:
         body = self.get(f"/runs/{run_id}/points?metric={metric}")
         return list(body["steps"]), list(body["values"])
 
-    def artifacts(self, run_id: str) -> dict[str, dict[str, Any]]:
-        items = self.get(f"/runs/{run_id}/artifacts")["items"]
-        return {str(item["name"]): item for item in items}
+    def artifacts(self, run_id: str) -> list[dict[str, Any]]:
+        return list(self.get(f"/runs/{run_id}/artifacts")["items"])
 
 
 @pytest.fixture(scope="module")

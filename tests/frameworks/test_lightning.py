@@ -79,7 +79,8 @@ def test_lightning_fit_then_test_in_one_run(seen: Seen, tmp_path: Path) -> None:
     from safeboard.integrations.lightning import SafeboardLogger
 
     logger = SafeboardLogger(project="pl", name="mlp", log_model="all", save_dir=str(tmp_path))
-    fit = trainer("lightning.pytorch", logger, tmp_path)
+    keep = importlib.import_module("lightning.pytorch.callbacks").ModelCheckpoint(save_last=True)
+    fit = trainer("lightning.pytorch", logger, tmp_path, callbacks=[keep])
     model = module_class("lightning.pytorch")(hidden=8, optim={"lr": 0.05, "momentum": None})
     fit.fit(model, data(), data())
     fit.test(model, data())  # after fit's finalize("success"): the same run
@@ -102,11 +103,17 @@ def test_lightning_fit_then_test_in_one_run(seen: Seen, tmp_path: Path) -> None:
     assert steps == list(range(2 * BATCHES))
     assert all(isinstance(v, float) for v in values)
     stored = seen.artifacts(run_id)
-    # log_model="all": each checkpoint as it was saved; the first one was deleted from disk
-    # when the second took its place (save_top_k=1), yet stored: a copy was uploaded.
-    assert sorted(p.name for p in checkpoints.iterdir()) == ["epoch=1-step=8.ckpt"]
-    assert sorted(stored) == ["checkpoints/epoch=0-step=4.ckpt", "checkpoints/epoch=1-step=8.ckpt"]
-    assert all(item["kind"] == "model" and item["state"] == "ready" for item in stored.values())
+    # log_model="all": each checkpoint as it was saved. The first epoch's was deleted on
+    # disk when the second's took its place (save_top_k=1), and last.ckpt was written over:
+    # all stored, from copies, the two last.ckpt with their own contents.
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["epoch=1-step=8.ckpt", "last.ckpt"]
+    assert sorted(item["name"] for item in stored) == [
+        "checkpoints/epoch=0-step=4.ckpt", "checkpoints/epoch=1-step=8.ckpt",
+        "checkpoints/last.ckpt", "checkpoints/last.ckpt",
+    ]  # fmt: skip
+    assert all(item["kind"] == "model" and item["state"] == "ready" for item in stored)
+    lasts = [item["sha256"] for item in stored if item["name"] == "checkpoints/last.ckpt"]
+    assert lasts[0] != lasts[1]
 
 
 def test_pytorch_lightning_package_and_a_failure(seen: Seen, tmp_path: Path) -> None:

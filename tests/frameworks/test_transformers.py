@@ -62,7 +62,7 @@ def test_trainer_logs_params_metrics_and_checkpoints(seen: Seen, tmp_path: Path)
     assert counts["train_runtime"] == 1  # the summary at the end, numbers only
     steps, _ = seen.points(run_id, "loss")
     assert steps == list(range(1, STEPS + 1))  # at state.global_step
-    stored = seen.artifacts(run_id)
+    stored = {item["name"]: item for item in seen.artifacts(run_id)}
     # checkpoint-3 was deleted by save_total_limit=1 when checkpoint-6 came: stored anyway.
     assert not (tmp_path / "out" / "checkpoint-3").exists()
     for step in (3, 6):

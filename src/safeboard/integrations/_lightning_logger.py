@@ -74,6 +74,7 @@ def logger_class(package: str) -> type[Any]:
             self._stored: dict[str, float] = {}  # checkpoint path -> its mtime when stored
             self._checkpoints: Any = None  # the ModelCheckpoint whose files go at the end
             self._copies: Path | None = None
+            self._copied = 0  # copies made: each has a name of its own
 
         @property
         @rank_zero_experiment  # type: ignore[untyped-decorator]
@@ -164,7 +165,8 @@ def logger_class(package: str) -> type[Any]:
                         continue
                     if self._copies is None:
                         self._copies = Path(tempfile.mkdtemp(prefix="safeboard-ckpt-"))
-                    copy = self._copies / f"{len(self._stored)}-{source.name}"
+                    self._copied += 1  # last.ckpt again: a new copy, the last one may wait
+                    copy = self._copies / f"{self._copied}-{source.name}"
                     shutil.copyfile(source, copy)
                     self._stored[path] = mtime
                     run.log_artifact(copy, f"checkpoints/{source.name}", "model")
