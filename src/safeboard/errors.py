@@ -33,6 +33,7 @@ __all__ = [
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
+    "ProjectMoved",
     "ProjectNotFound",
     "RateLimited",
     "SafeboardError",
@@ -160,6 +161,29 @@ class ProjectNotFound(NotFound):
     404 not_found, which hides whether a project one has no grant in exists)."""
 
     code = "project_not_found"
+
+
+class ProjectMoved(NotFound):
+    """The name is a renamed project's old name, and the caller may read that project: the
+    server answers 308 to the same route under ``new_name`` (a Location header and this
+    error's body); a client raises it for that answer, with ``location``. Code that catches
+    NotFound takes it for what it also is: no project has that name now."""
+
+    code = "project_moved"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        old_name: str = "",
+        new_name: str = "",
+        location: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, headers=headers)
+        self.old_name = old_name
+        self.new_name = new_name
+        self.location = location
 
 
 class Gone(NotFound):
@@ -298,6 +322,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "key_project_bound": 403,
     "not_found": 404,
     "gone": 410,
+    "project_moved": 308,
     "method_not_allowed": 405,
     "conflict": 409,
     "payload_too_large": 413,

@@ -50,6 +50,8 @@ class ErrorBody(Model):
 
 
 _ERROR_STATUSES = {
+    308: "A renamed project's old name in the path (routes keyed by a project's name): the "
+    "same route under its current name, in Location.",
     400: "Malformed request (or a credential in the URL).",
     401: "No valid credential.",
     403: "The credential may not do this (or a CSRF/origin check failed).",

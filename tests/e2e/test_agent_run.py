@@ -155,8 +155,20 @@ def launch_agent(
 
 
 def kill_agents(started: list[Agent]) -> None:
-    for agent in started:
+    """Stop the agents a test left running as a user would (SIGTERM: drain; again: stop
+    the tasks now, SIGTERM to their groups, SIGKILL after the 1 s grace), so that no task
+    process outlives its test; SIGKILL only for an agent that does not stop in 10 s."""
+    running = [agent for agent in started if agent.process.poll() is None]
+    for agent in running:
+        agent.process.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    for agent in running:
         if agent.process.poll() is None:
+            agent.process.send_signal(signal.SIGTERM)
+    for agent in running:
+        try:
+            agent.process.wait(10)
+        except subprocess.TimeoutExpired:
             agent.process.kill()
             agent.process.wait()
 

@@ -67,6 +67,11 @@ def test_delete_restore_purge_rename_and_delete_a_project(server: ServerProcess)
         rows.filter(has_text="alpha").get_by_role("button", name="Restore").click()
         expect(page.locator("#trash-status")).to_contain_text("Restored")
         rows.filter(has_text="beta").get_by_role("button", name="Delete for good").click()
+        expect(page.locator("#trash-purge-confirm p")).to_contain_text("Delete run beta for good")
+        page.locator("#trash-purge-cancel").click()  # "Keep it": nothing happens
+        expect(rows).to_have_count(1)
+        rows.filter(has_text="beta").get_by_role("button", name="Delete for good").click()
+        page.locator("#trash-purge-yes").click()
         expect(page.locator("#trash-status")).to_have_text("Deleted for good.")
         expect(rows).to_have_count(0)
 
@@ -88,7 +93,8 @@ def test_delete_restore_purge_rename_and_delete_a_project(server: ServerProcess)
         page.wait_for_url(f"{server.url}/projects/ml2/trash", timeout=TIMEOUT_MS)
         page.locator("#delete-project").click()
         page.locator("#delete-project-yes").click()
-        page.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
+        page.wait_for_url(f"{server.url}/trash", timeout=TIMEOUT_MS)
+        expect(page.locator("#deleted-projects tbody tr")).to_have_count(1)
 
         # An admin deletes an account from the Users page (asked in a confirm box).
         page.goto(f"{server.url}/admin/users")
@@ -110,3 +116,50 @@ def test_delete_restore_purge_rename_and_delete_a_project(server: ServerProcess)
         assert client.get(f"/api/v1/runs/{ids['alpha']}").json()["project"] == "ml2"
         assert client.get("/api/v1/projects/ml2/retention").json()["trash_days"] == 7
         assert "bob" not in [u["username"] for u in client.get("/api/v1/users").json()]
+
+
+def test_deleted_projects_page_and_a_renamed_projects_old_links(server: ServerProcess) -> None:
+    """The deleted projects page (from the home page's link): restore one, purge another,
+    each asked first; an old link of a renamed project lands on its current name."""
+    with api(server) as client:
+        for name in ("keep", "drop", "old-name"):
+            assert client.post("/api/v1/projects", json={"name": name}).status_code == 201
+            made = client.post(f"/api/v1/projects/{name}/runs", json={"name": "r"})
+            assert made.status_code == 201
+        for name in ("keep", "drop"):
+            assert client.delete(f"/api/v1/projects/{name}").status_code == 200
+        renamed = client.patch("/api/v1/projects/old-name", json={"name": "new-name"})
+        assert renamed.status_code == 200, renamed.text
+    _, link = startup_link(server)
+
+    with chromium() as browser:
+        page, watch = browser.new_page()
+        page.goto(link)
+        page.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
+        page.get_by_role("link", name="Deleted projects").click()
+        page.wait_for_url(f"{server.url}/trash", timeout=TIMEOUT_MS)
+        rows = page.locator("#deleted-projects tbody tr")
+        expect(rows).to_have_count(2)
+        expect(page.locator("#deleted-confirm")).to_be_hidden()
+        rows.filter(has_text="drop").get_by_role("button", name="Delete for good").click()
+        expect(page.locator("#deleted-question")).to_contain_text("drop and all its runs")
+        page.locator("#deleted-cancel").click()  # "Keep it": nothing happens
+        expect(page.locator("#deleted-confirm")).to_be_hidden()
+        expect(rows).to_have_count(2)
+        rows.filter(has_text="keep").get_by_role("button", name="Restore").click()
+        page.locator("#deleted-yes").click()
+        expect(page.locator("#deleted-status")).to_have_text("Restored keep with 1 run.")
+        rows.filter(has_text="drop").get_by_role("button", name="Delete for good").click()
+        page.locator("#deleted-yes").click()
+        expect(page.locator("#deleted-status")).to_have_text("Deleted drop for good (1 run).")
+        expect(rows).to_have_count(0)
+
+        page.goto(f"{server.url}/projects/old-name/tasks")
+        page.wait_for_url(f"{server.url}/projects/new-name/tasks", timeout=TIMEOUT_MS)
+        expect(page.locator("h1")).to_have_text("new-name")
+        watch.assert_clean()
+
+    with api(server) as client:
+        assert client.get("/api/v1/projects/keep").status_code == 200
+        assert client.get("/api/v1/trash/projects").json() == []
+        assert client.post("/api/v1/projects", json={"name": "drop"}).status_code == 201

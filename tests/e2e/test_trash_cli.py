@@ -105,3 +105,11 @@ def test_projects_rename_delete_restore_and_user_delete(server: ServerProcess) -
     with api(server) as client:
         assert client.get("/api/v1/projects/q2").status_code == 200
         assert "dora" not in [u["username"] for u in client.get("/api/v1/users").json()]
+    old = cli(server, "runs", "trash", "--project", "q", ok=False)  # the old name: told the new
+    assert old.returncode != 0
+    assert "project 'q' is now called 'q2'" in old.stderr + old.stdout
+    assert "Traceback" not in old.stderr
+    cli(server, "projects", "delete", "q2", "--yes")
+    assert "q2 and 1 run deleted for good" in cli(server, "projects", "purge", "q2", "--yes").stdout
+    with api(server) as client:
+        assert client.get("/api/v1/trash/projects").json() == []

@@ -64,7 +64,8 @@ async def test_rename_keeps_grants_keys_and_runs(world: World) -> None:
     renamed = await olga.patch("/api/v1/projects/mnist", json={"name": "mnist-v2"})
     assert renamed.status_code == 200, renamed.text
     assert renamed.json()["name"] == "mnist-v2"
-    assert (await olga.get("/api/v1/projects/mnist")).status_code == 404
+    moved = await olga.get("/api/v1/projects/mnist")  # the old name: test_project_renames.py
+    assert (moved.status_code, moved.headers["location"]) == (308, "/api/v1/projects/mnist-v2")
     assert (await vic.get(f"/api/v1/runs/{run_id}")).json()["project"] == "mnist-v2"
     made = await bound.post("/api/v1/projects/mnist-v2/runs", json={"name": "by-key"})
     assert made.status_code == 201, made.text
@@ -125,6 +126,42 @@ async def test_the_sweep_purges_a_deleted_project_whole(world: World) -> None:
         assert conn.execute(chunks, {"r": run_id}).scalar_one() == 0
     assert (await olga.post("/api/v1/projects", json={"name": "mnist"})).status_code == 201
     assert "project.purged" in [e.action for e in audit.list_entries(world.services.engine)]
+
+
+async def test_the_deleted_projects_page_and_purging_at_once(world: World) -> None:
+    """``/trash`` lists the projects in the trash its reader may restore or purge, with
+    both buttons; ``POST .../purge`` removes one for good (audited with who asked)."""
+    olga, _ = await _project(world)
+    project_id = _project_id(world, "mnist")
+    # The previous name too: a purge takes it with the project.
+    assert (await olga.patch("/api/v1/projects/mnist", json={"name": "digits"})).status_code == 200
+    assert (await olga.delete("/api/v1/projects/digits")).status_code == 200
+    vic, admin = as_user(world, "vic"), as_user(world, "admin")
+    html = {"Accept": "text/html"}
+    mine = await olga.get("/trash", headers=html)
+    assert mine.status_code == 200
+    assert 'data-project="digits"' in mine.text
+    assert "Delete for good" in mine.text
+    theirs = await vic.get("/trash", headers=html)  # an editor may not restore it
+    assert theirs.status_code == 200
+    assert 'data-project="digits"' not in theirs.text
+    assert "deleted-yes" not in theirs.text
+    assert 'data-project="digits"' in (await admin.get("/trash", headers=html)).text
+    assert 'href="/trash"' in (await olga.get("/", headers=html)).text
+    assert (await vic.post("/api/v1/projects/digits/purge")).status_code == 404
+    assert (await olga.post("/api/v1/projects/mnist/purge")).status_code == 404  # not in trash
+    gone = await olga.post("/api/v1/projects/digits/purge")
+    assert gone.status_code == 200, gone.text
+    assert gone.json() == {"project": "digits", "runs": 1}
+    with world.services.engine.connect() as conn:
+        for table, column in (("projects", "id"), ("runs", "project_id"),
+                              ("project_renames", "project_id")):  # fmt: skip
+            query = sa.text(f"SELECT count(*) FROM {table} WHERE {column} = :p")  # noqa: S608
+            assert conn.execute(query, {"p": project_id}).scalar_one() == 0, table
+    assert (await olga.get("/api/v1/trash/projects")).json() == []
+    purged = [e for e in audit.list_entries(world.services.engine) if e.action == "project.purged"]
+    assert [e.actor.split(" ")[0] for e in purged] == ["user:olga"]
+    assert (await olga.post("/api/v1/projects", json={"name": "digits"})).status_code == 201
 
 
 async def test_deleting_a_user_revokes_at_once_and_keeps_their_runs(world: World) -> None:

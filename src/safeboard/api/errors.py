@@ -23,8 +23,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
 from safeboard.api.faults import FaultLog, install_fault_handlers
-from safeboard.errors import STATUS_BY_CODE, SafeboardError, ServiceUnavailable
-from safeboard.web.responses import error_page, wants_html
+from safeboard.errors import STATUS_BY_CODE, ProjectMoved, SafeboardError, ServiceUnavailable
+from safeboard.web.responses import error_page, moved_location, wants_html
 
 __all__ = ["GENERIC_500", "error_body", "error_response", "install_error_handlers", "request_id_of"]
 
@@ -105,6 +105,11 @@ def _on_safeboard_error(faults: FaultLog) -> Callable[[Request, Exception], Awai
 
 def _safeboard_error(request: Request, exc: SafeboardError) -> Response:
     request_id = request_id_of(request)
+    if isinstance(exc, ProjectMoved):  # 308 to the renamed project, or 404 as before
+        location = moved_location(request, exc)
+        if location is None:
+            return error_response("not_found", "no such project", request_id)
+        return error_response(exc.code, exc.message, request_id, headers={"Location": location})
     if STATUS_BY_CODE.get(exc.code, 500) >= 500:
         # A server-side problem: its message (paths, names) is for the operator only.
         log.error("request %s failed: %s", request_id, exc.message)

@@ -62,7 +62,7 @@ for command in (trash_cmd.delete_runs, trash_cmd.restore_run, trash_cmd.purge_ru
                 trash_cmd.trash):  # fmt: skip
     runs_cmd.runs.add_command(command)
 for command in (trash_cmd.retention, trash_cmd.rename_project, trash_cmd.delete_project,
-                trash_cmd.restore_project):  # fmt: skip
+                trash_cmd.restore_project, trash_cmd.purge_project):  # fmt: skip
     runs_cmd.projects.add_command(command)
 cli.add_command(artifacts_cmd.artifacts)
 cli.add_command(task_cmd.task)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 __all__ = [
     "delete_project",
     "delete_runs",
+    "purge_project",
     "purge_run",
     "rename_project",
     "restore_project",
@@ -237,3 +238,16 @@ def restore_project(project: str, url: str | None) -> None:
     with connect(url) as client:
         done = _call(client, "POST", f"/projects/{_segment(project)}/restore")
     click.echo(f"project {project} restored with {_plural(done['runs'])}")
+
+
+@click.command("purge")
+@click.argument("project")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (scripts).")
+@url_option
+def purge_project(project: str, yes: bool, url: str | None) -> None:
+    """Delete PROJECT, which is in the trash, for good now with all its runs (its owners,
+    admins); without this, the retention sweep purges it when its period ends."""
+    _confirm(f"Delete project {project} and all its runs for good? This cannot be undone.", yes)
+    with connect(url) as client:
+        done = _call(client, "POST", f"/projects/{_segment(project)}/purge")
+    click.echo(f"project {project} and {_plural(done['runs'])} deleted for good")

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -25,6 +26,7 @@ from safeboard.client.trust import PinnedContext, UntrustedCertificate, diagnose
 from safeboard.errors import (
     CLIENT_ONLY_CODES,
     STATUS_BY_CODE,
+    ProjectMoved,
     RateLimited,
     SafeboardError,
     ServerError,
@@ -83,7 +85,18 @@ def _error_from(response: httpx.Response, origin: str = "") -> SafeboardError:
         code, message = _CODE_BY_STATUS[status], f"{message} ({code})"
     if code == RateLimited.code:
         return RateLimited(message, retry_after=retry_after(response) or 1)
+    if code == ProjectMoved.code:  # a renamed project's old name: where it lives now
+        location = response.headers.get("location", "")
+        return ProjectMoved(message, new_name=_project_in(location), location=location)
     return _waiting(response, error_for_code(code, message))
+
+
+def _project_in(location: str) -> str:
+    """The project's name in a redirect's ``/api/v1/projects/<name>/...`` ('' if none)."""
+    parts = urlsplit(location).path.split("/")
+    if len(parts) > 4 and parts[1:4] == ["api", "v1", "projects"]:
+        return unquote(parts[4])
+    return ""
 
 
 def _waiting(response: httpx.Response, error: SafeboardError) -> SafeboardError:
@@ -194,7 +207,7 @@ class ApiClient:
             )
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from None
-        if response.status_code >= 400:
+        if response.status_code >= 300:  # a redirect is not followed: the caller decides
             raise _error_from(response, self.url)
         return response
 
@@ -214,7 +227,7 @@ class ApiClient:
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         try:
             with self._http.stream(method, path, headers=headers, **extra) as response:
-                if response.status_code >= 400:
+                if response.status_code >= 300:
                     response.read()
                     raise _error_from(response, self.url)
                 yield response

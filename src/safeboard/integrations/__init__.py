@@ -1,3 +1,3 @@
-"""Framework integrations: thin wrappers on ``safeboard.init`` / ``run.log`` that a
-framework calls back (docs/integrations.md). Each module imports its framework only when
-its class is first used, so importing one never needs the framework installed."""
+"""Framework integrations (docs/integrations.md): thin wrappers on ``safeboard.init`` and
+``run.log``, one module per framework, each importing its framework only when it is
+imported itself, so this package imports with none of them installed."""

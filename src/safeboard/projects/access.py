@@ -8,7 +8,8 @@ from sqlalchemy import Connection
 from safeboard.auth.authorizer import credential_refusal, ensure_in_project
 from safeboard.auth.permissions import Permission, ProjectRole, Role
 from safeboard.auth.principal import Principal
-from safeboard.errors import NotFound
+from safeboard.errors import NotFound, ProjectMoved, SafeboardError
+from safeboard.projects import lifecycle
 from safeboard.projects import repository as projects
 from safeboard.projects.repository import Project
 
@@ -47,7 +48,25 @@ def _granted(
 def project_by_name(
     conn: Connection, principal: Principal, name: str, permission: Permission
 ) -> Project:
-    return _checked(conn, principal, projects.get_by_name(conn, name), permission)
+    """The live project called ``name``. When none is, but a project the principal may
+    read gave that name up in a rename: ProjectMoved (a 308 to its current name); else,
+    as for any name, NotFound."""
+    found = projects.get_by_name(conn, name)
+    if found is None:
+        _moved(conn, principal, name)
+    return _checked(conn, principal, found, permission)
+
+
+def _moved(conn: Connection, principal: Principal, name: str) -> None:
+    target = lifecycle.renamed_to(conn, name)
+    if target is None:
+        return
+    try:  # reading the target is what the redirect reveals: only to who may
+        project = _checked(conn, principal, projects.get(conn, target), Permission.PROJECTS_READ)
+    except SafeboardError:
+        raise NotFound("no such project") from None
+    raise ProjectMoved(f"project {name!r} is now called {project.name!r}", old_name=name,
+                       new_name=project.name)  # fmt: skip
 
 
 def project_by_id(

@@ -12,15 +12,16 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from safeboard.errors import Conflict
-from safeboard.projects.models import ProjectGrantRow, ProjectRow
+from safeboard.projects.models import ProjectGrantRow, ProjectRenameRow, ProjectRow
 from safeboard.projects.repository import LIVE, NAME_TAKEN
 
-__all__ = ["TrashedProject", "put_back", "rename", "to_trash", "trashed_before", "trashed_named",
-           "trashed_projects"]  # fmt: skip
+__all__ = ["TrashedProject", "put_back", "rename", "renamed_to", "to_trash", "trashed_before",
+           "trashed_named", "trashed_projects"]  # fmt: skip
 
 _p = cast(sa.Table, ProjectRow.__table__)
 _g = cast(sa.Table, ProjectGrantRow.__table__)
-_COLUMNS = (_p.c.id, _p.c.name, _p.c.deleted_at, _p.c.deleted_by)
+_r = cast(sa.Table, ProjectRenameRow.__table__)
+_COLUMNS = (_p.c.id, _p.c.name, _p.c.deleted_at, _p.c.deleted_by, _p.c.trash_days)
 
 
 @dataclass(frozen=True)
@@ -29,18 +30,34 @@ class TrashedProject:
     name: str
     deleted_at: datetime
     deleted_by: str
+    trash_days: int | None = None  # its own retention (None: the server's)
 
 
 def _trashed(row: Any) -> TrashedProject:  # a row of _COLUMNS
-    return TrashedProject(row.id, row.name, row.deleted_at, row.deleted_by or "")
+    return TrashedProject(row.id, row.name, row.deleted_at, row.deleted_by or "", row.trash_days)
 
 
-def rename(conn: Connection, project_id: int, name: str) -> None:
-    """Conflict (NAME_TAKEN) when another project, live or in the trash, holds ``name``."""
+def rename(conn: Connection, project_id: int, old: str, name: str, now: datetime) -> None:
+    """Conflict (NAME_TAKEN) when another project, live or in the trash, holds ``name``.
+    ``old`` is remembered for this project (its links redirect); ``name`` is no longer an
+    old name of any project (it is this one's now)."""
     taken = sa.select(_p.c.id).where(_p.c.name == name, _p.c.id != project_id)
     if conn.execute(taken).first():
         raise Conflict(NAME_TAKEN)
     conn.execute(sa.update(_p).where(_p.c.id == project_id).values(name=name))
+    conn.execute(sa.delete(_r).where(_r.c.old_name.in_((old, name))))
+    conn.execute(sa.insert(_r).values(old_name=old, project_id=project_id, renamed_at=now))
+
+
+def renamed_to(conn: Connection, old: str) -> int | None:
+    """The id of the live project that was last called ``old`` and gave the name up, when
+    no project (live or in the trash) holds it now; None otherwise. Chains of renames end
+    at the project's current name, since the row holds the project's id."""
+    if conn.execute(sa.select(_p.c.id).where(_p.c.name == old)).first():
+        return None
+    query = sa.select(_r.c.project_id).join(_p, _p.c.id == _r.c.project_id)
+    found = conn.execute(query.where(_r.c.old_name == old, LIVE)).scalar()
+    return int(found) if found is not None else None
 
 
 def to_trash(conn: Connection, project_id: int, by: str, now: datetime) -> bool:

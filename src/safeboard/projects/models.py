@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from safeboard.storage import Base, UtcDateTime
 
-__all__ = ["ProjectGrantRow", "ProjectRow"]
+__all__ = ["ProjectGrantRow", "ProjectRenameRow", "ProjectRow"]
 
 
 class ProjectRow(Base):
@@ -44,3 +44,18 @@ class ProjectGrantRow(Base):
         Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     role: Mapped[str] = mapped_column(String(16), nullable=False)
+
+
+class ProjectRenameRow(Base):
+    """A name a project had before a rename (migration 0028): links and clients that use
+    it are sent to the project's current name (``projects.lifecycle.renamed_to``). One row
+    a name: the project that gave it up last; a project that takes the name (created or
+    renamed to it) removes the row, and a purge removes its project's rows."""
+
+    __tablename__ = "project_renames"
+
+    old_name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    renamed_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)

@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 from safeboard.accounts import repository as accounts
 from safeboard.auth.permissions import ProjectRole
 from safeboard.errors import Conflict
-from safeboard.projects.models import ProjectGrantRow, ProjectRow
+from safeboard.projects.models import ProjectGrantRow, ProjectRenameRow, ProjectRow
 
 __all__ = [
     "NAME_TAKEN",
@@ -37,6 +37,7 @@ __all__ = [
 
 _p = cast(sa.Table, ProjectRow.__table__)
 _g = cast(sa.Table, ProjectGrantRow.__table__)
+_r = cast(sa.Table, ProjectRenameRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ def create(
         )
     ).inserted_primary_key
     assert key is not None  # noqa: S101
+    # The name is this project's now: a project that gave it up is no longer found by it.
+    conn.execute(sa.delete(_r).where(_r.c.old_name == name))
     grant(conn, int(key[0]), owner_id, ProjectRole.OWNER)
     project = get(conn, int(key[0]))
     assert project is not None  # noqa: S101

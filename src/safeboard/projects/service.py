@@ -82,7 +82,7 @@ class ProjectService:
         with self.tx.begin() as conn:
             project = project_by_name(conn, principal, name, Permission.PROJECTS_MANAGE)
             if new_name != project.name:
-                lifecycle.rename(conn, project.id, new_name)
+                lifecycle.rename(conn, project.id, project.name, new_name, self.clock())
                 audit.append(conn, action=AuditAction.PROJECT_RENAMED, actor=principal.actor,
                              target=f"project:{project.id}",
                              detail={"from": project.name, "to": new_name})  # fmt: skip

@@ -22,6 +22,7 @@ from safeboard.errors import (
     Forbidden,
     KeyBoundToProject,
     NotFound,
+    ProjectMoved,
     ProjectNotFound,
     SafeboardError,
     Unauthenticated,
@@ -118,18 +119,22 @@ class Delivery:
         if self.meta.get("task"):
             self._attach()
             return
-        project, meta = self.meta["project"], self.meta
+        meta = self.meta
 
         def create(client: Client) -> None:
             client.create_run(
-                project, run_id=meta["id"], name=meta["name"], config=meta["config"],
+                meta["project"], run_id=meta["id"], name=meta["name"], config=meta["config"],
                 tags=meta["tags"], system=meta["system"], notes=meta.get("notes", ""),
                 timeout=timeout,
             )  # fmt: skip
 
         try:
             self._call(create)
+        except ProjectMoved as exc:  # renamed: the run goes where the project is now
+            self._follow(exc)
+            self._call(create)
         except NotFound:
+            project = meta["project"]
             try:
                 with contextlib.suppress(Conflict):  # made meanwhile, or there out of sight
                     self._call(lambda client: client.create_project(project, timeout=timeout))
@@ -144,6 +149,15 @@ class Delivery:
             except NotFound:
                 raise ProjectNotFound(no_access(project)) from None
         self.meta["on_server"] = True
+
+    def _follow(self, moved: ProjectMoved) -> None:
+        """The project was renamed (and this key may read it): log there, and say so once,
+        rather than create a new, empty project under the old name."""
+        if not moved.new_name:
+            raise ProjectNotFound(f"{moved.message}; no new name was given") from None
+        log.warning("project %r was renamed to %r: this run is logged there (use the new "
+                    "name in init())", self.meta["project"], moved.new_name)  # fmt: skip
+        self.meta["project"] = moved.new_name
 
     def _attach(self) -> None:
         """A task's run exists (made at submit): read its project and name, and add the

@@ -160,6 +160,17 @@ def restore_project(
     return ProjectDeletedOut(project=project, runs=service.restore_project(principal, project))
 
 
+@router.post("/projects/{project}/purge", response_model=ProjectDeletedOut)
+def purge_project(
+    project: str,
+    principal: Principal = requires_project(Permission.PROJECTS_MANAGE),
+    service: TrashService = provided(TrashService),
+) -> ProjectDeletedOut:
+    """Purge a project in the trash now (those who may restore it): its runs, metrics,
+    artifacts, grants and keys bound to it, for good."""
+    return ProjectDeletedOut(project=project, runs=service.purge_project(principal, project))
+
+
 @router.get("/trash/projects", response_model=list[TrashedProjectOut])
 def trashed_projects(
     principal: Principal = requires_project(Permission.PROJECTS_READ),

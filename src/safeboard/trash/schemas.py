@@ -71,7 +71,9 @@ class RetentionOut(Model):
 
 class ProjectDeletedOut(Model):
     project: str
-    runs: int = Field(description="How many runs went to the trash (came back) with it.")
+    runs: int = Field(
+        description="How many runs went to the trash (came back, were purged) with it."
+    )
 
 
 class TrashedProjectOut(Model):

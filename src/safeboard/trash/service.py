@@ -279,21 +279,37 @@ class TrashService:
             found = [p for p in found if p.id == principal.project_id]
         return found
 
-    def _purge_project(self, project_id: int, stop: threading.Event | None) -> None:
-        """Every run of it (a batch a transaction), then its row and what else it holds."""
+    def purge_project(self, principal: Principal, name: str) -> int:
+        """Purge a project in the trash now, with all its runs (those who may restore it:
+        its owners, admins); audited with who asked. Returns how many runs went."""
+        _refuse_task_token(principal)
+        with self.engine.connect() as conn:
+            found = project_bin.trashed_named(conn, name)
+            if found is None or not self._may_restore(conn, principal, found.id):
+                raise NotFound("no such project in the trash")
+        return self._purge_project(found.id, None, actor=principal.actor)
+
+    def _purge_project(
+        self, project_id: int, stop: threading.Event | None, *, actor: str = SYSTEM_ACTOR
+    ) -> int:
+        """Every run of it (a batch a transaction), then its row and what else it holds.
+        Returns how many runs it purged."""
+        runs = 0
         while True:
             with self.engine.connect() as conn:
                 ids = bin_.of_project(conn, project_id, MAX_LISTED)
             for run_id in ids:
-                self._purge(SYSTEM_ACTOR, project_id, run_id, stop)
+                self._purge(actor, project_id, run_id, stop)
+            runs += len(ids)
             if len(ids) < MAX_LISTED:
                 break
         rows = purge_row(self.engine, "projects", project_id,
                          batch=self.settings.purge_batch_rows, stop=stop)  # fmt: skip
         if rows:
             with self.tx.begin() as conn:
-                audit.append(conn, action=AuditAction.PROJECT_PURGED, actor=SYSTEM_ACTOR,
+                audit.append(conn, action=AuditAction.PROJECT_PURGED, actor=actor,
                              target=f"project:{project_id}", detail={"rows": rows})  # fmt: skip
+        return runs
 
     # -- purging ----------------------------------------------------------------------
 

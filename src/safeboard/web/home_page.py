@@ -32,6 +32,7 @@ def render_home(server_url: str) -> str:
             class_="runs",
             hidden=True,
         ),
+        el("p", el("a", "Deleted projects", href="/trash", id="deleted-link"), class_="hint"),
         el(
             "section",
             el("h2", "No projects yet"),

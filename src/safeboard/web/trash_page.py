@@ -41,7 +41,8 @@ def delete_run_controls() -> Markup:
         el("button", "Delete run", type="button", id="delete-run", class_="danger"),
         _confirm(
             "delete-run",
-            "Move this run to the project's trash, or delete it for good?",
+            "Move this run to the project's trash, or delete it for good? A task still "
+            "running it is cancelled first.",
             el("button", "Move to trash", type="button", id="delete-run-trash"),
             el("button", "Delete for good", type="button", id="delete-run-purge", class_="danger"),
         ),
@@ -193,6 +194,13 @@ def render_trash(view: TrashView, viewer: Viewer) -> str:
             class_="hint",
         ),
         el("p", "", id="trash-status", role="status", aria_live="polite"),
+        _confirm(
+            "trash-purge",
+            "",
+            el("button", "Delete for good", type="button", id="trash-purge-yes", class_="danger"),
+        )
+        if view.can_edit and view.runs
+        else None,
         _trash_table(view),
         _settings(view) if view.can_manage else None,
     )

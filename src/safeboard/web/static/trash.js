@@ -72,17 +72,48 @@ if (project && document.getElementById("delete-selected")) {
   });
 }
 
-// The trash page.
+// The trash page: "Restore" at once; "Delete for good" asks first (#trash-purge-confirm).
 const trashStatus = document.getElementById("trash-status");
+const purgeGroup = document.getElementById("trash-purge-confirm");
+let purging = null; // the row's button whose question is open
 for (const button of document.querySelectorAll("#trash-table button[data-run]")) {
   const id = button.dataset.run;
-  const purge = button.classList.contains("purge");
+  if (button.classList.contains("purge")) {
+    button.addEventListener("click", () => {
+      const name = button.closest("tr").children[1].textContent;
+      purgeGroup.querySelector("p").textContent =
+        `Delete run ${name} for good, with its metrics and artifacts? This cannot be undone.`;
+      purging = button;
+      purgeGroup.hidden = false;
+    });
+    continue;
+  }
   acting(button, trashStatus, async () => {
-    await call("POST", `/api/v1/runs/${enc(id)}/${purge ? "purge" : "restore"}`);
+    await call("POST", `/api/v1/runs/${enc(id)}/restore`);
     button.closest("tr").remove();
-    say(trashStatus, purge ? "Deleted for good." : "Restored: it is back in the runs table.");
+    say(trashStatus, "Restored: it is back in the runs table.");
   });
 }
+document.getElementById("trash-purge-cancel")?.addEventListener("click", () => {
+  purgeGroup.hidden = true;
+  purging = null;
+});
+const purgeYes = document.getElementById("trash-purge-yes");
+purgeYes?.addEventListener("click", async () => {
+  if (!purging) return;
+  purgeYes.disabled = true;
+  try {
+    await call("POST", `/api/v1/runs/${enc(purging.dataset.run)}/purge`);
+    purging.closest("tr").remove();
+    purgeGroup.hidden = true;
+    purging = null;
+    say(trashStatus, "Deleted for good.");
+  } catch (error) {
+    say(trashStatus, error.message, true);
+  } finally {
+    purgeYes.disabled = false;
+  }
+});
 
 const settingsStatus = document.getElementById("settings-status");
 const renameForm = document.getElementById("rename-form");
@@ -107,5 +138,5 @@ acting(retentionForm?.querySelector("button"), settingsStatus, async () => {
 confirming("delete-project");
 acting(document.getElementById("delete-project-yes"), settingsStatus, async () => {
   await call("DELETE", `/api/v1/projects/${enc(project)}`);
-  location.assign("/");
+  location.assign("/trash"); // the deleted projects, where it can be restored
 });
