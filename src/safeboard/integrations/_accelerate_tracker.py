@@ -89,7 +89,7 @@ def tracker_class() -> type[Any]:
         def finish(self) -> None:
             if self._run is not None and self._own:
                 self._run.finish()
-            self._run = None
+                self._run = None  # a later log starts a new run
 
     SafeboardTracker.__module__ = (
         "safeboard.integrations.accelerate"  # where users import it (repr, pickle)

@@ -9,15 +9,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-import shutil
 import sys
-import tempfile
 from argparse import Namespace
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from safeboard.integrations._hookup import framework, metrics_of, start_run, store_params
+from safeboard.integrations._hookup import (
+    framework,
+    metrics_of,
+    start_run,
+    store_copy,
+    store_params,
+)
 from safeboard.sdk import notices
 from safeboard.sdk.run import Run
 
@@ -73,8 +77,6 @@ def logger_class(package: str) -> type[Any]:
             self._init_kwargs = init_kwargs
             self._stored: dict[str, float] = {}  # checkpoint path -> its mtime when stored
             self._checkpoints: Any = None  # the ModelCheckpoint whose files go at the end
-            self._copies: Path | None = None
-            self._copied = 0  # copies made: each has a name of its own
 
         @property
         @rank_zero_experiment  # type: ignore[untyped-decorator]
@@ -140,17 +142,13 @@ def logger_class(package: str) -> type[Any]:
                 self.finish("killed" if interrupted else "failed")
 
         def finish(self, status: Literal["finished", "failed", "killed"] = "finished") -> None:
-            """End the run, if this logger started it, and drop the checkpoint copies."""
+            """End the run, if this logger started it (not one given, nor a task's)."""
             if self._run is not None and self._own:
                 self._run.finish(status)
-            if self._copies is not None:
-                shutil.rmtree(self._copies, ignore_errors=True)
-                self._copies = None
 
         def _store_checkpoints(self, checkpoint_callback: Any) -> None:
-            """Each checkpoint file new or changed since last time, as an artifact. A copy
-            is uploaded: Lightning overwrites ``last.ckpt`` and deletes what falls out of
-            its top k while the upload is still to come."""
+            """Each checkpoint file new or changed since last time, as an artifact (a copy:
+            Lightning overwrites ``last.ckpt`` and deletes what falls out of its top k)."""
             run = self.experiment
             paths = {str(p) for p in checkpoint_callback.best_k_models}
             for attribute in ("last_model_path", "best_model_path"):
@@ -163,13 +161,8 @@ def logger_class(package: str) -> type[Any]:
                     mtime = source.stat().st_mtime
                     if self._stored.get(path) == mtime:
                         continue
-                    if self._copies is None:
-                        self._copies = Path(tempfile.mkdtemp(prefix="safeboard-ckpt-"))
-                    self._copied += 1  # last.ckpt again: a new copy, the last one may wait
-                    copy = self._copies / f"{self._copied}-{source.name}"
-                    shutil.copyfile(source, copy)
+                    store_copy(run, source, f"checkpoints/{source.name}")
                     self._stored[path] = mtime
-                    run.log_artifact(copy, f"checkpoints/{source.name}", "model")
                     continue
                 notices.say(f"SafeboardLogger: checkpoint {path} not stored: unreadable")
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import functools
 import importlib
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from safeboard.integrations._hookup import framework, metrics_of, start_run, store_params
+from safeboard.integrations._hookup import (
+    framework,
+    metrics_of,
+    start_run,
+    store_copy,
+    store_params,
+)
 from safeboard.sdk.run import Run
 
 __all__ = ["callback_class"]
@@ -53,7 +57,6 @@ def callback_class() -> type[Any]:
             self._log_checkpoints = log_checkpoints
             self._finish_on_train_end = finish_on_train_end
             self._init_kwargs = init_kwargs
-            self._copies: Path | None = None
 
         @property
         def run(self) -> Run | None:
@@ -102,14 +105,10 @@ def callback_class() -> type[Any]:
             if not folder.is_dir():
                 return
             run = self._ensure(args)
-            if self._copies is None:
-                self._copies = Path(tempfile.mkdtemp(prefix="safeboard-ckpt-"))
-            # A copy is uploaded: save_total_limit deletes old checkpoints meanwhile.
-            copy = self._copies / folder.name
-            shutil.copytree(folder, copy, dirs_exist_ok=True)
-            for path in sorted(p for p in copy.rglob("*") if p.is_file()):
-                name = f"{folder.name}/{path.relative_to(copy).as_posix()}"
-                run.log_artifact(path, name, "model", step=int(state.global_step))
+            # Copies: save_total_limit deletes old checkpoints while uploads wait.
+            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                name = f"{folder.name}/{path.relative_to(folder).as_posix()}"
+                store_copy(run, path, name, step=int(state.global_step))
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             del args, control, kwargs
@@ -117,13 +116,11 @@ def callback_class() -> type[Any]:
                 self.finish()
 
         def finish(self) -> None:
-            """End the run, if this callback started it (a later log starts a new one)."""
+            """End the run, if this callback started it (not one given, nor a task's); a
+            later log starts a new one."""
             if self._run is not None and self._own:
                 self._run.finish()
                 self._run = None
-            if self._copies is not None:
-                shutil.rmtree(self._copies, ignore_errors=True)
-                self._copies = None
 
     SafeboardCallback.__module__ = (
         "safeboard.integrations.transformers"  # where users import it (repr, pickle)
