@@ -25,8 +25,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 # The frameworks' own advice (more dataloader workers, a GPU) and their deprecations of one
-# another (Lightning on torch's pytree): not what these tests are about. Warnings raised by
-# safeboard's code stay errors.
+# another (Lightning on torch's pytree, raised through typing_extensions): not what these
+# tests are about. safeboard's own RuntimeWarnings and UserWarnings stay errors.
 FRAMEWORK_WARNINGS = [
     "ignore::UserWarning:lightning",
     "ignore::UserWarning:pytorch_lightning",
