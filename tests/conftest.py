@@ -41,6 +41,10 @@ settings.register_profile("thorough", max_examples=3000, deadline=None, print_bl
 # tests/integration/test_system_metrics_spool.py, tests/e2e/test_system_metrics.py).
 os.environ["SAFEBOARD_SYSTEM_METRICS"] = "0"
 
+# tests/frameworks need PyTorch, Lightning, transformers and Accelerate, too large for CI
+# here: scripts/test-integrations installs them and sets SAFEBOARD_FRAMEWORK_TESTS=1.
+collect_ignore = [] if os.environ.get("SAFEBOARD_FRAMEWORK_TESTS") == "1" else ["frameworks"]
+
 _PG_USER = "postgres"  # both the superuser inside the cluster and, as root, the OS user
 _START_ATTEMPTS = 3
 

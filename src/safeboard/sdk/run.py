@@ -39,7 +39,7 @@ from safeboard.sdk.system import SystemMetrics, choose
 from safeboard.sdk.task import TaskEnv, task_env, with_overrides
 from safeboard.sdk.uploads import Uploader, artifact_record
 
-__all__ = ["Run", "init"]
+__all__ = ["Run", "init", "live_run"]
 
 log = logging.getLogger("safeboard.sdk")
 
@@ -467,6 +467,16 @@ def init(
 
 _hooks = threading.Lock()
 _hooked: list[bool] = []
+
+
+def live_run(run_id: str) -> Run | None:
+    """The run ``run_id`` that this process started and has not finished, if any: inside a
+    task, what a framework integration logs into when the script (or another integration)
+    already attached to the task's run, since a second init() would find its spool held."""
+    for run in list(_live):
+        if run.id == run_id and not run._finished:
+            return run
+    return None
 
 
 def _install_exit_hooks() -> None:
