@@ -1,5 +1,6 @@
 """safeboard.cli.lean: httpx and httpcore imported without trio and httpx's own command
-line (P7: the CPU of ``safeboard import tensorboard``'s start), both importable after."""
+line (P7: the CPU of ``safeboard import tensorboard``'s start), both importable after;
+and the client without cryptography until a certificate is parsed."""
 
 from __future__ import annotations
 
@@ -27,3 +28,11 @@ def test_httpx_comes_without_trio_and_pygments_which_stay_importable() -> None:
         [sys.executable, "-c", CHECK], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.splitlines() == ["[]", "None True", "trio pygments"]
+
+
+def test_the_client_imports_cryptography_only_to_parse_a_certificate() -> None:
+    code = "import sys, safeboard.client\nprint('cryptography' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "False"
