@@ -27,7 +27,7 @@ def import_http_lean() -> None:
         return
     hidden = [name for name in HIDDEN if name not in sys.modules]
     for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]  (an import of it fails)
+        sys.modules[name] = None  # type: ignore[assignment]  # an import of it fails
     try:
         importlib.import_module("httpx")
         importlib.import_module("httpcore")
