@@ -37,8 +37,9 @@ def _table16(table: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
     """The table for two bytes at once (the low byte first): entry ``w`` is the CRC
     register after the bytes of ``w`` from a zero register."""
     word = np.arange(1 << 16, dtype=np.uint32)
-    low = table[word & 0xFF]
-    return ((low >> 8) ^ table[(low ^ (word >> 8)) & 0xFF]).astype(np.uint32)
+    low: npt.NDArray[np.uint32] = table[word & 0xFF]
+    high: npt.NDArray[np.uint32] = table[(low ^ (word >> 8)) & 0xFF]
+    return (low >> 8) ^ high
 
 
 _TABLE = _table()
