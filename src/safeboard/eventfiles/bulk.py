@@ -39,7 +39,7 @@ def _table16(table: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
     word = np.arange(1 << 16, dtype=np.uint32)
     low: npt.NDArray[np.uint32] = table[word & 0xFF]
     high: npt.NDArray[np.uint32] = table[(low ^ (word >> 8)) & 0xFF]
-    return (low >> 8) ^ high
+    return np.bitwise_xor(low >> np.uint32(8), high, dtype=np.uint32)
 
 
 _TABLE = _table()
