@@ -39,7 +39,8 @@ def _table16(table: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
     word = np.arange(1 << 16, dtype=np.uint32)
     low: npt.NDArray[np.uint32] = table[word & 0xFF]
     high: npt.NDArray[np.uint32] = table[(low ^ (word >> 8)) & 0xFF]
-    return np.bitwise_xor(low >> np.uint32(8), high, dtype=np.uint32)
+    both: npt.NDArray[np.uint32] = np.right_shift(low, np.uint32(8)) ^ high
+    return both
 
 
 _TABLE = _table()
