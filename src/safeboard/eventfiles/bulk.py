@@ -140,7 +140,7 @@ def _decoded(
     if t < 1 or t > 118:  # summary lengths of one byte each
         return None
     pick = np.flatnonzero(chosen)
-    sub = rows[pick]
+    sub = rows if pick.size == rows.shape[0] else rows[pick]  # mostly all: no copy
     ok = (
         (sub[:, 0] == 0x09) & (sub[:, 9] == 0x10) & (sub[:, 10 + size] == 0x2A)
         & (sub[:, 11 + size] == t + 9) & (sub[:, 12 + size] == 0x0A)
@@ -149,7 +149,7 @@ def _decoded(
     )  # fmt: skip
     if size == 10:
         ok &= sub[:, 19] <= 1  # a varint of 10 bytes carries one bit in its last
-    good = sub[ok]
+    good = sub if bool(ok.all()) else sub[ok]
     if not good.size:
         return None
     step = np.zeros(good.shape[0], dtype=np.uint64)
@@ -168,7 +168,10 @@ def _distinct_rows(
     names: npt.NDArray[np.uint8],
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
     """The distinct rows of a byte matrix and each row's index among them: through a
-    64-bit hash of each row (a sort of n integers, not of n rows), checked row by row."""
+    64-bit hash of each row (a sort of n integers, not of n rows), checked row by row;
+    rows all alike (one tag of this length, the common case) are seen at once."""
+    if not names.shape[0] or bool((names == names[0]).all()):
+        return names[:1], np.zeros(names.shape[0], dtype=np.int64)
     hashes = np.zeros(names.shape[0], dtype=np.uint64)
     with np.errstate(over="ignore"):
         for column in np.ascontiguousarray(names.T):
