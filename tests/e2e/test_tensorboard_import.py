@@ -117,6 +117,25 @@ def test_a_corrupt_record_is_named_with_its_offset_and_the_other_files_import(
     assert len(values(client, good.id, "loss")) == 5
 
 
+def test_the_command_starts_without_trio_and_httpx_command_line(
+    server: ServerProcess, client: Client, tmp_path: Path
+) -> None:
+    """P7 times the command's start too: httpcore's trio backend and httpx's own command
+    line (pygments, rich), installed here, are not imported (safeboard.cli.lean)."""
+    pytest.importorskip("trio")
+    pytest.importorskip("pygments")
+    logdir = tmp_path / "logs"
+    tensorboardx_run(logdir / "lean", steps=2)
+    env = {**cli_env(server.data_dir), "SAFEBOARD_SPOOL_DIR": str(tmp_path / "spool")}
+    env["PYTHONPROFILEIMPORTTIME"] = "1"  # each module imported (or tried), on stderr
+    done = run_cli("import", "tensorboard", str(logdir), "-p", "tblean", env=env, timeout=180)
+    assert done.returncode == 0, done.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+    assert "httpcore._synchronization" in imported
+    assert {"trio._core", "pygments.util", "rich.console"}.isdisjoint(imported)  # tried, no more
+    assert len(values(client, run_id_for("tblean", logdir / "lean"), "loss")) == 2
+
+
 def test_follow_picks_up_appended_events_and_waits_for_a_half_written_record(
     client: Client, tmp_path: Path
 ) -> None:

@@ -34,6 +34,21 @@ def test_masked_crc32c_is_tensorboards() -> None:
         assert masked_crc32c(data) == theirs(data)
 
 
+def test_the_checksums_of_byte_rows_are_each_rows_own() -> None:
+    import numpy as np
+
+    from safeboard.eventfiles.bulk import crc32c_rows
+
+    rng = np.random.default_rng(7)
+    for length in (*range(12), 40, 41, 45, 128, 301):  # odd and even, the empty row too
+        rows = rng.integers(0, 256, (257, length), dtype=np.uint8)
+        rows[0] = 0xFF
+        expected = [masked_crc32c(bytes(row)) for row in rows]
+        assert crc32c_rows(rows).tolist() == expected
+        view = rng.integers(0, 256, (257, length + 3), dtype=np.uint8)[:, 1 : length + 1]
+        assert crc32c_rows(view).tolist() == [masked_crc32c(bytes(row)) for row in view]
+
+
 def test_records_are_read_with_their_offsets_and_decoded(tmp_path: Path) -> None:
     path = tmp_path / "events.out.tfevents.1.host"
     records = [event("loss", 0.5, 1), event("loss", 0.25, 2**40)]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from safeboard.cli.lean import import_http_lean
 from safeboard.cli.options import url_option
 from safeboard.words import count
 
@@ -44,6 +45,7 @@ def tensorboard(
     """Import the event files under LOGDIR: each directory holding event files becomes a
     run named by its path. Importing again stores nothing twice. Exits 1 when a file had a
     damaged record or a refused image (the rest is imported)."""
+    import_http_lean()  # first: the command's start is part of every import's time (P7)
     from safeboard.client import Client
     from safeboard.client.credentials import resolve_server
     from safeboard.errors import Unauthenticated

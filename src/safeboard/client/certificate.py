@@ -13,12 +13,12 @@ import hashlib
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from typing import TYPE_CHECKING
 
 from safeboard.client.fingerprint import format_fingerprint
+
+if TYPE_CHECKING:  # imported where parsed (about 45 ms of CPU): most clients never parse one
+    from cryptography import x509
 
 __all__ = ["CertificateInfo", "peer_chain", "trust_anchor"]
 
@@ -45,6 +45,8 @@ class CertificateInfo:
     def spki_pin(self) -> str:
         """SHA-256 of the SubjectPublicKeyInfo, base64url without padding: the pin an
         agent's join string carries (RFC 7469, kubeadm's CA cert hash)."""
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
         spki = self.x509.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -52,11 +54,15 @@ class CertificateInfo:
 
     @property
     def x509(self) -> x509.Certificate:
+        from cryptography import x509  # noqa: PLC0415
+
         return x509.load_der_x509_certificate(self.der)
 
     @property
     def is_ca(self) -> bool:
         """True for a CA certificate (basic constraints), which may issue server certificates."""
+        from cryptography import x509  # noqa: PLC0415
+
         try:
             return bool(
                 self.x509.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
@@ -68,6 +74,8 @@ class CertificateInfo:
         """True when this is a CA whose key signed ``other`` (names and signature checked)."""
         if not self.is_ca:
             return False
+        from cryptography.exceptions import InvalidSignature  # noqa: PLC0415
+
         try:
             other.x509.verify_directly_issued_by(self.x509)
         except (ValueError, TypeError, InvalidSignature):
@@ -76,6 +84,8 @@ class CertificateInfo:
 
     def describe(self) -> list[str]:
         """Fingerprint, subject, issuer, SANs and validity, one ``label: value`` per line."""
+        from cryptography import x509  # noqa: PLC0415
+
         cert = self.x509
         try:
             ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

@@ -33,7 +33,18 @@ def _table() -> npt.NDArray[np.uint32]:
     return table
 
 
+def _table16(table: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
+    """The table for two bytes at once (the low byte first): entry ``w`` is the CRC
+    register after the bytes of ``w`` from a zero register."""
+    word = np.arange(1 << 16, dtype=np.uint32)
+    low: npt.NDArray[np.uint32] = table[word & 0xFF]
+    high: npt.NDArray[np.uint32] = table[(low ^ (word >> 8)) & 0xFF]
+    both: npt.NDArray[np.uint32] = np.right_shift(low, np.uint32(8)) ^ high
+    return both
+
+
 _TABLE = _table()
+_TABLE16 = _table16(_TABLE)  # 256 KiB: half the steps of the byte table, 2x faster here
 
 
 def gather(
@@ -57,11 +68,20 @@ def distinct(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
 
 
 def crc32c_rows(rows: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
-    """The masked CRC32C of each row of an (n, length) byte matrix."""
-    columns = np.ascontiguousarray(rows.T)  # one contiguous column per byte position
-    crc = np.full(rows.shape[0], 0xFFFFFFFF, dtype=np.uint32)
-    for column in columns:
-        crc = _TABLE[(crc ^ column) & 0xFF] ^ (crc >> 8)
+    """The masked CRC32C of each row of an (n, length) byte matrix: two bytes a step
+    (a 65,536-entry table), on contiguous columns of 16-bit words, in place."""
+    n, length = rows.shape
+    crc = np.full(n, 0xFFFFFFFF, dtype=np.uint32)
+    even = length & ~1
+    words = np.ascontiguousarray(rows[:, :even]).view("<u2").T.copy()  # a word column each
+    index = np.empty(n, dtype=np.uint32)
+    for word in words:
+        np.bitwise_xor(crc, word, out=index)
+        np.bitwise_and(index, 0xFFFF, out=index)
+        np.right_shift(crc, 16, out=crc)
+        crc ^= _TABLE16.take(index)
+    if length & 1:
+        crc = _TABLE[(crc ^ rows[:, -1]) & 0xFF] ^ (crc >> 8)
     crc ^= np.uint32(0xFFFFFFFF)
     masked = ((crc >> 15) | (crc << 17)) + np.uint32(_MASK_DELTA)
     return masked.astype(np.uint32)
@@ -120,7 +140,7 @@ def _decoded(
     if t < 1 or t > 118:  # summary lengths of one byte each
         return None
     pick = np.flatnonzero(chosen)
-    sub = rows[pick]
+    sub = rows if pick.size == rows.shape[0] else rows[pick]  # mostly all: no copy
     ok = (
         (sub[:, 0] == 0x09) & (sub[:, 9] == 0x10) & (sub[:, 10 + size] == 0x2A)
         & (sub[:, 11 + size] == t + 9) & (sub[:, 12 + size] == 0x0A)
@@ -129,7 +149,7 @@ def _decoded(
     )  # fmt: skip
     if size == 10:
         ok &= sub[:, 19] <= 1  # a varint of 10 bytes carries one bit in its last
-    good = sub[ok]
+    good = sub if bool(ok.all()) else sub[ok]
     if not good.size:
         return None
     step = np.zeros(good.shape[0], dtype=np.uint64)
@@ -148,7 +168,10 @@ def _distinct_rows(
     names: npt.NDArray[np.uint8],
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
     """The distinct rows of a byte matrix and each row's index among them: through a
-    64-bit hash of each row (a sort of n integers, not of n rows), checked row by row."""
+    64-bit hash of each row (a sort of n integers, not of n rows), checked row by row;
+    rows all alike (one tag of this length, the common case) are seen at once."""
+    if not names.shape[0] or bool((names == names[0]).all()):
+        return names[:1], np.zeros(names.shape[0], dtype=np.int64)
     hashes = np.zeros(names.shape[0], dtype=np.uint64)
     with np.errstate(over="ignore"):
         for column in np.ascontiguousarray(names.T):

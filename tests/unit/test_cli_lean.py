@@ -1,0 +1,38 @@
+"""safeboard.cli.lean: httpx and httpcore imported without trio and httpx's own command
+line (P7: the CPU of ``safeboard import tensorboard``'s start), both importable after;
+and the client without cryptography until a certificate is parsed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+CHECK = """
+import sys
+from safeboard.cli.lean import import_http_lean
+import_http_lean()
+import httpcore._synchronization, httpx
+print(sorted(m.split(".")[0] for m in sys.modules if m.split(".")[0] in ("trio", "pygments")))
+print(httpcore._synchronization.trio, callable(httpx.Client))
+import trio, pygments  # importable again
+print(trio.__name__, pygments.__name__)
+"""
+
+
+def test_httpx_comes_without_trio_and_pygments_which_stay_importable() -> None:
+    pytest.importorskip("trio")
+    pytest.importorskip("pygments")
+    done = subprocess.run(
+        [sys.executable, "-c", CHECK], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.splitlines() == ["[]", "None True", "trio pygments"]
+
+
+def test_the_client_imports_cryptography_only_to_parse_a_certificate() -> None:
+    code = "import sys, safeboard.client\nprint('cryptography' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "False"
