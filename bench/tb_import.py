@@ -189,6 +189,8 @@ def main() -> int:
     parser.add_argument("--points", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each reader (median)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--no-accumulator", action="store_true",
+                        help="leave out EventAccumulator (minutes at 10M scalars)")  # fmt: skip
     args = parser.parse_args()
     points = args.points or (100_000 if args.quick else 1_000_000)
     times: dict[str, list[float]] = {name: [] for name in NAMES}
@@ -208,7 +210,8 @@ def main() -> int:
                 got = bench_data_server(logdir, points, checksum=checksum)
                 if got is not None:
                     times[name].append(got)
-            times[EA].append(bench_accumulator(path, points))
+            if not args.no_accumulator:
+                times[EA].append(bench_accumulator(path, points))
             print(f"run {repeat + 1}: " + ", ".join(f"{n.split(' (')[0]} {v[-1]:.2f} s"
                   for n, v in times.items() if v), file=sys.stderr)  # fmt: skip
     medians = {name: statistics.median(v) if v else None for name, v in times.items()}
