@@ -40,6 +40,7 @@ except ImportError as exc:
     ) from exc
 
 import safeboard
+from safeboard.integrations._hookup import held_task_run
 from safeboard.sdk import notices
 from safeboard.sdk.run import Run, Status
 from safeboard.sdk.task import task_env
@@ -95,7 +96,7 @@ class SafeboardCallback(keras.callbacks.Callback):  # type: ignore[misc]  # Kera
         if not _process_zero():
             return
         if self.run is None or self._ended:
-            self.run = safeboard.init(**self._init)
+            self.run = held_task_run() or safeboard.init(**self._init)
             self._owned, self._ended = True, False
         self._training = True
         self._offset = self._seen = 0
