@@ -2,8 +2,9 @@
 (the URL, the CA certificate, the run id and the task token) runs an Optuna study with
 SafeboardOptunaCallback against a real TLS server; every trial logs into the task's one
 run (step = the trial's number), which the task's process ends. A second child fits a
-Keras model (JAX backend) with its SafeboardCallback, then runs a study in the same
-process: both log into the task's one run, which the callback leaves open."""
+Keras model (JAX backend) with its SafeboardCallback after the script's own init(), then
+runs a study in the same process: all log into the task's one run, which the callback
+leaves open."""
 
 from __future__ import annotations
 
@@ -39,9 +40,11 @@ KERAS = """
 import numpy as np
 import keras
 import optuna
+import safeboard
 from safeboard.integrations.keras import SafeboardCallback
 from safeboard.integrations.optuna import SafeboardOptunaCallback
 
+run = safeboard.init(config={"script": 1})  # the script's own, first
 keras.utils.set_random_seed(7)
 model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
 model.compile(optimizer="sgd", loss="mse")
@@ -49,12 +52,13 @@ rng = np.random.default_rng(0)
 x, y = rng.random((16, 4), dtype=np.float32), rng.random((16, 1), dtype=np.float32)
 callback = SafeboardCallback("ignored-in-a-task", name="ignored-name", quiet=True)
 model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[callback])
-callback.run.log({"after": 1.0}, step=2)  # still open: the task's process ends it
+assert callback.run is run  # the run this process holds: no second init()
+run.log({"after": 1.0}, step=2)  # still open: the task's process ends it
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
 study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=2,
                callbacks=[SafeboardOptunaCallback("ignored-too", quiet=True)])
-print(callback.run.id)
+print(run.id)
 """
 
 
@@ -137,6 +141,7 @@ def test_keras_inside_a_task_logs_into_the_tasks_run(server: ServerProcess, tmp_
     assert counts["value"] == counts["param/x"] == 2  # the study, in the same process
     assert losses["steps"] == [0, 1]
     assert run["config"]["keras"]["epochs"] == 2
+    assert run["config"]["script"] == 1
     assert "ignored" not in str(projects)
     assert "ignored-name" not in str(runs)
     queue.engine.dispose()
