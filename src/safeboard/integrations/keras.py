@@ -8,7 +8,8 @@ epoch, the optimizer's config, the model's parameter count) in the run's config 
 ``model`` artifact.
 
 The run: the one passed as ``run=``, or one it starts with ``safeboard.init`` (inside a
-task run by an agent, that attaches to the task's run). A run it started, it finishes when
+task run by an agent, that attaches to the task's run, or takes the task's run this
+process already holds). A run it started, it finishes when
 training ends; when ``fit`` raises, Keras calls no callback, so the run is marked failed by
 the ``with`` block (``with SafeboardCallback(...) as callback: model.fit(...)``), or at the
 process's exit (a training begun and never ended). Only process 0 logs (JAX's

@@ -16,7 +16,9 @@ The callback runs when a trial has ended. To log from inside the objective, deco
         run = callback.run_of(trial)  # the trial's run, started before the objective
         ...
 
-Inside a task run by an agent, ``safeboard.init`` attaches to the task's one run: there,
+Inside a task run by an agent, ``safeboard.init`` attaches to the task's one run (or the
+callback takes it from this process, which already holds it after the script's own
+``init()`` or another integration's): there,
 each trial logs into it at step = the trial's number (``value``, ``best_value`` and each
 numeric parameter as ``param/<name>``), and the task's process ends the run.
 """
