@@ -1,7 +1,8 @@
 """The PyTorch integrations inside a task (S14): a child process with only what an agent
 gives a task (the URL, the CA certificate, the run id and the task token) fits with
-Lightning, tests, logs through an Accelerate tracker and logs again after both ended their
-parts; everything lands in the task's one run, which the task's process ends."""
+Lightning, tests, logs through an Accelerate tracker, trains with a Hugging Face Trainer
+and logs again after all of them ended their parts; everything lands in the task's one
+run, which the task's process ends."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from tests.e2e.conftest import ServerProcess, cli_env, start_server
 from tests.e2e.test_task_token_sdk import _key, _submit_and_lease
+from tests.frameworks.test_transformers import STEPS
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +28,10 @@ import lightning.pytorch as pl
 from accelerate import Accelerator
 from safeboard.integrations.accelerate import SafeboardTracker
 from safeboard.integrations.lightning import SafeboardLogger
+from safeboard.integrations.transformers import SafeboardCallback
 from tests.frameworks.test_lightning import data, module_class
+from tests.frameworks.test_transformers import arguments, dataset, tiny_bert
+from transformers import Trainer
 
 logger = SafeboardLogger(project="ignored-in-a-task", log_model=True)
 trainer = pl.Trainer(max_epochs=1, logger=logger, log_every_n_steps=1, accelerator="cpu",
@@ -38,6 +43,10 @@ accelerator = Accelerator(cpu=True, log_with=[SafeboardTracker("ignored-too")])
 accelerator.init_trackers("ignored-too", config={"tracker": "accelerate"})
 accelerator.log({"acc_loss": 0.5}, step=100)
 accelerator.end_training()
+callback = SafeboardCallback(project="ignored-hf")  # and run_name="bert-tiny": ignored too
+args = arguments(__import__("pathlib").Path(sys.argv[1]))
+Trainer(model=tiny_bert(), args=args, train_dataset=dataset(), callbacks=[callback]).train()
+assert callback.run is logger.experiment  # the task's run, held by this process, left open
 logger.experiment.log({"after": 1.0}, step=101)  # the run is still open
 print(logger.version)
 """
@@ -52,6 +61,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 def test_the_integrations_log_into_the_tasks_run(server: ServerProcess, tmp_path: Path) -> None:
     task, lease, _ = _submit_and_lease(server)
+    with server.client() as client:
+        client.headers["Authorization"] = f"Bearer {_key(server)}"
+        named = client.get(f"/api/v1/runs/{task['run_id']}").json()["name"]
     env = cli_env(tmp_path / "no-server-here")  # no discovery file, no SAFEBOARD_API_KEY
     env.update(
         SAFEBOARD_URL=server.url, SAFEBOARD_CA_CERT=str(server.ca_path),
@@ -72,11 +84,16 @@ def test_the_integrations_log_into_the_tasks_run(server: ServerProcess, tmp_path
         projects = client.get("/api/v1/projects").json()
     assert run["status"] == "finished", run
     counts = {m["key"]: m["count"] for m in run["metrics"]}
-    assert counts["train_loss"] == 4
+    assert counts["train_loss"] == 4 + 1  # Lightning's 4 steps, and the Trainer's summary
     assert counts["test_loss"] == 1
     assert counts["acc_loss"] == counts["after"] == 1
+    assert counts["loss"] == STEPS  # the Trainer's, at its global steps
+    assert counts["train_runtime"] == 1
     assert run["config"]["optim/lr"] == 0.1
     assert run["config"]["tracker"] == "accelerate"
+    assert run["config"]["max_steps"] == STEPS  # the Trainer's arguments
+    assert run["config"]["model/model_type"] == "bert"
+    assert run["name"] == named  # not the Trainer's run_name
     assert [a["name"] for a in artifacts] == ["checkpoints/epoch=0-step=4.ckpt"]
     assert artifacts[0]["state"] == "ready"
     assert "ignored" not in str(projects)

@@ -28,7 +28,10 @@ from safeboard.sdk import notices
 from safeboard.sdk.run import Run, init, live_run
 from safeboard.sdk.task import task_env
 
-__all__ = ["flat_params", "framework", "metrics_of", "start_run", "store_copy", "store_params"]
+__all__ = [
+    "flat_params", "framework", "held_task_run", "metrics_of", "start_run", "store_copy",
+    "store_params",
+]  # fmt: skip
 
 SEPARATOR = "/"  # Lightning's separator for nested keys (its _flatten_dict)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]")
@@ -56,12 +59,20 @@ def start_run(
     another integration's)."""
     if run is not None:
         return run, False
-    task = task_env()
-    held = live_run(task.run_id) if task is not None else None
+    held = held_task_run()
     if held is not None:
         return held, False
+    task = task_env()
     started = init(project, name=name, **init_kwargs)
     return started, task is None or started.id != task.run_id
+
+
+def held_task_run() -> Run | None:
+    """Inside a task, the task's run once this process holds it (the script's own init(),
+    or another integration's, Keras's and Optuna's included): what to log into, since a
+    second init() would find the run's spool held. None outside a task, or before."""
+    task = task_env()
+    return live_run(task.run_id) if task is not None else None
 
 
 def flat_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

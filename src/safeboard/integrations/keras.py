@@ -8,7 +8,8 @@ epoch, the optimizer's config, the model's parameter count) in the run's config 
 ``model`` artifact.
 
 The run: the one passed as ``run=``, or one it starts with ``safeboard.init`` (inside a
-task run by an agent, that attaches to the task's run). A run it started, it finishes when
+task run by an agent, that attaches to the task's run, or takes the task's run this
+process already holds). A run it started, it finishes when
 training ends; when ``fit`` raises, Keras calls no callback, so the run is marked failed by
 the ``with`` block (``with SafeboardCallback(...) as callback: model.fit(...)``), or at the
 process's exit (a training begun and never ended). Only process 0 logs (JAX's
@@ -40,6 +41,7 @@ except ImportError as exc:
     ) from exc
 
 import safeboard
+from safeboard.integrations._hookup import held_task_run
 from safeboard.sdk import notices
 from safeboard.sdk.run import Run, Status
 from safeboard.sdk.task import task_env
@@ -95,7 +97,7 @@ class SafeboardCallback(keras.callbacks.Callback):  # type: ignore[misc]  # Kera
         if not _process_zero():
             return
         if self.run is None or self._ended:
-            self.run = safeboard.init(**self._init)
+            self.run = held_task_run() or safeboard.init(**self._init)
             self._owned, self._ended = True, False
         self._training = True
         self._offset = self._seen = 0

@@ -16,7 +16,9 @@ The callback runs when a trial has ended. To log from inside the objective, deco
         run = callback.run_of(trial)  # the trial's run, started before the objective
         ...
 
-Inside a task run by an agent, ``safeboard.init`` attaches to the task's one run: there,
+Inside a task run by an agent, ``safeboard.init`` attaches to the task's one run (or the
+callback takes it from this process, which already holds it after the script's own
+``init()`` or another integration's): there,
 each trial logs into it at step = the trial's number (``value``, ``best_value`` and each
 numeric parameter as ``param/<name>``), and the task's process ends the run.
 """
@@ -29,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import safeboard
+from safeboard.integrations._hookup import held_task_run
 from safeboard.sdk.run import Run, Status
 from safeboard.sdk.task import task_env
 
@@ -144,7 +147,7 @@ class SafeboardOptunaCallback:
     def _task(self) -> Run:
         with self._lock:
             if self._task_run is None:
-                self._task_run = safeboard.init(self._project, **self._init)
+                self._task_run = held_task_run() or safeboard.init(self._project, **self._init)
             return self._task_run
 
     def _log_into_task(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
