@@ -53,7 +53,9 @@ def _submit_and_lease(server: ServerProcess) -> tuple[dict[str, object], Lease, 
     return made.json(), lease, queue
 
 
-def _child(server: ServerProcess, tmp_path: Path, lease: Lease) -> subprocess.CompletedProcess[str]:
+def _child(
+    server: ServerProcess, tmp_path: Path, lease: Lease, script: str = CHILD
+) -> subprocess.CompletedProcess[str]:
     tmp_path.mkdir(exist_ok=True)
     env = cli_env(tmp_path / "no-server-here")  # no discovery file, no SAFEBOARD_API_KEY
     env.update(
@@ -65,7 +67,7 @@ def _child(server: ServerProcess, tmp_path: Path, lease: Lease) -> subprocess.Co
         SAFEBOARD_CONFIG_DIR=str(tmp_path / "config"),
     )
     return subprocess.run(
-        [sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120,
         check=False, stdin=subprocess.DEVNULL, cwd=tmp_path,
     )  # fmt: skip
 
@@ -94,6 +96,46 @@ def test_init_inside_a_task_attaches_to_its_run(server: ServerProcess, tmp_path:
     assert again.returncode != 0
     assert "invalid task token" in again.stderr
     assert secret not in again.stderr
+    queue.engine.dispose()
+
+
+TWICE = """
+import subprocess, sys
+import safeboard
+run = safeboard.init(config={"a": 1})
+run.log({"x": 1.0}, step=0)
+run.flush()
+again = safeboard.init(config={"b": 2})  # a library or a second integration, say
+assert again is run, again
+other = subprocess.run([sys.executable, "-c", "import safeboard; safeboard.init()"],
+                       capture_output=True, text=True, timeout=60)
+print("other:", other.returncode, other.stderr.strip().splitlines()[-1:])
+run.log({"x": 2.0}, step=1)
+run.finish()
+"""
+
+
+def test_a_second_init_in_a_task_is_its_run_and_another_process_leaves_it_whole(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """In the task's process, init() again is the run it holds (its config added); a child
+    process that calls init() is refused with the reason and touches nothing of the run.
+    Before: the second init() raised SpoolLocked, and its clean-up removed the live run's
+    spool directory (its run.json and any batch waiting in it)."""
+    task, lease, queue = _submit_and_lease(server)
+    done = _child(server, tmp_path, lease, TWICE)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "No such file" not in done.stderr, done.stderr
+    said = done.stdout.strip().splitlines()[-1]
+    assert said.startswith("other: 1 "), said
+    assert "still being written by its script" in said, said
+    with server.client() as client:
+        client.headers["Authorization"] = f"Bearer {_key(server)}"
+        run = client.get(f"/api/v1/runs/{task['run_id']}").json()
+    assert run["status"] == "finished", run
+    assert {m["key"]: m["count"] for m in run["metrics"]} == {"x": 2}
+    assert run["config"]["a"] == 1 and run["config"]["b"] == 2, run["config"]
     queue.engine.dispose()
 
 

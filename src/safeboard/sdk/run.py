@@ -7,15 +7,11 @@ the run flushes with a bounded wait and says what is left in the spool for ``saf
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import copy
 import logging
 import os
-import sys
-import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +28,7 @@ from safeboard.sdk import media, notices
 from safeboard.sdk.connection import Connection
 from safeboard.sdk.delivery import CONFIRM_TIMEOUT, PAUSES, Delivery, retryable
 from safeboard.sdk.images import pixels_of
+from safeboard.sdk.live import install_exit_hooks, live_run, register
 from safeboard.sdk.machine import machine_info
 from safeboard.sdk.sender import INLINE_POINTS, Sender
 from safeboard.sdk.spool import RunSpool, spool_root
@@ -52,8 +49,6 @@ KINDS = tuple(kind.value for kind in vocabulary.ArtifactKind)
 FINAL = tuple(status.value for status in vocabulary.FINAL_STATUSES)
 FINISH_WAIT_SECONDS = 30.0
 _INLINE_ITEMS = 3 * INLINE_POINTS  # queue items (step, time, values) past which log() packs
-_live: weakref.WeakSet[Run] = weakref.WeakSet()
-_failed = threading.Event()
 
 
 class Run:
@@ -93,8 +88,11 @@ class Run:
             connection = Connection(resolve_server(url, api_key))
             server_url = connection.url
         self.spool = RunSpool(Path(spool_dir) if spool_dir else spool_root(), self.id)
+        # Held for the run's life (`safeboard sync` leaves it alone). Taken before the
+        # clean-up below: a run held by another process (a task's, whose child calls
+        # init()) is refused and left whole, never removed by the refused one.
+        self.spool.lock()
         try:
-            self.spool.lock()  # held for the run's life: `safeboard sync` leaves it alone
             self._meta: dict[str, Any] = {
                 "id": self.id, "project": self.project, "name": self.name,
                 "config": dict(config or {}), "tags": tag_map, "system": machine_info(),
@@ -135,7 +133,7 @@ class Run:
             uploader.on_refusal = self._sender.record_refusal
         self._sender.start()
         self._system = SystemMetrics.started(self._sender, system_interval)
-        _live.add(self)
+        register(self)
 
     def __repr__(self) -> str:
         return f"Run(project={self.project!r}, name={self.name!r}, id={self.id!r})"
@@ -237,6 +235,10 @@ class Run:
             raise InvalidRequest("this run is finished: log before finish()")
         self._artifacts.append(record)
         self._sender.wake()
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
 
     @property
     def config(self) -> dict[str, Any]:
@@ -444,7 +446,7 @@ def init(
     ``config`` (nested objects merged key by key): the run's config shows the values used.
     System metrics (``system/`` keys) are sampled every ``system_metrics_interval`` s (10);
     ``system_metrics=False`` turns them off (docs/sdk.md, "System metrics")."""
-    _install_exit_hooks()
+    install_exit_hooks()
     chosen = mode or os.environ.get("SAFEBOARD_MODE", "online")
     if chosen not in ("online", "offline"):
         raise InvalidRequest("mode: online or offline")
@@ -454,6 +456,13 @@ def init(
             raise InvalidRequest('init(): name the project, e.g. safeboard.init("mnist")')
         if task is not None and task.params:  # "Run again": the values this task was given
             config = with_overrides(config or {}, task.params)
+        held = live_run(task.run_id) if task is not None else None
+        if held is not None:  # init() again in the task's process: the run it holds
+            if config:
+                held.log_params(config)
+            if tags:
+                held.set_tags(tags)
+            return held
         return Run(
             project=project or "", name=name, config=config, tags=tags, mode=chosen,  # type: ignore[arg-type]
             url=url, api_key=api_key, spool_dir=spool_dir, interval=flush_interval,
@@ -463,39 +472,3 @@ def init(
     except SafeboardError as exc:
         # The message names the fix; the SDK's own frames would only hide it.
         raise exc.with_traceback(None) from None
-
-
-_hooks = threading.Lock()
-_hooked: list[bool] = []
-
-
-def live_run(run_id: str) -> Run | None:
-    """The run ``run_id`` that this process started and has not finished, if any: inside a
-    task, what a framework integration logs into when the script (or another integration)
-    already attached to the task's run, since a second init() would find its spool held."""
-    for run in list(_live):
-        if run.id == run_id and not run._finished:
-            return run
-    return None
-
-
-def _install_exit_hooks() -> None:
-    """At the first init(): finish every live run at exit, as failed after an uncaught
-    exception (installed then, not at import: importing safeboard changes nothing)."""
-    with _hooks:
-        if _hooked:
-            return
-        _hooked.append(True)
-        previous = sys.excepthook
-
-        def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
-            _failed.set()
-            previous(kind, exc, tb)
-
-        sys.excepthook = hook
-        atexit.register(_finish_all)
-
-
-def _finish_all() -> None:
-    for run in list(_live):
-        run.finish("failed" if _failed.is_set() else "finished")

@@ -1,0 +1,60 @@
+"""The runs this process has started and not finished, and what ends them at exit.
+
+``init()`` registers each run here; at the interpreter's exit every live run is finished
+(``failed`` after an uncaught exception). Inside a task, :func:`live_run` is how a second
+``init()`` (the script's, a library's, a framework integration's) finds the task's run
+that this process holds already, rather than start it twice.
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+import threading
+import weakref
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from safeboard.sdk.run import Run
+
+__all__ = ["install_exit_hooks", "live_run", "register"]
+
+_live: weakref.WeakSet[Run] = weakref.WeakSet()
+_failed = threading.Event()
+_hooks = threading.Lock()
+_hooked: list[bool] = []
+
+
+def register(run: Run) -> None:
+    _live.add(run)
+
+
+def live_run(run_id: str) -> Run | None:
+    """The run ``run_id`` that this process started and has not finished, if any."""
+    for run in list(_live):
+        if run.id == run_id and not run.finished:
+            return run
+    return None
+
+
+def install_exit_hooks() -> None:
+    """At the first init(): finish every live run at exit, as failed after an uncaught
+    exception (installed then, not at import: importing safeboard changes nothing)."""
+    with _hooks:
+        if _hooked:
+            return
+        _hooked.append(True)
+        previous = sys.excepthook
+
+        def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+            _failed.set()
+            previous(kind, exc, tb)
+
+        sys.excepthook = hook
+        atexit.register(_finish_all)
+
+
+def _finish_all() -> None:
+    for run in list(_live):
+        run.finish("failed" if _failed.is_set() else "finished")
