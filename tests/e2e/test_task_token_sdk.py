@@ -135,7 +135,7 @@ def test_a_second_init_in_a_task_is_its_run_and_another_process_leaves_it_whole(
         run = client.get(f"/api/v1/runs/{task['run_id']}").json()
     assert run["status"] == "finished", run
     assert {m["key"]: m["count"] for m in run["metrics"]} == {"x": 2}
-    assert run["config"]["a"] == 1 and run["config"]["b"] == 2, run["config"]
+    assert (run["config"]["a"], run["config"]["b"]) == (1, 2), run["config"]
     queue.engine.dispose()
 
 
