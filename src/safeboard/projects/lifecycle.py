@@ -15,8 +15,8 @@ from safeboard.errors import Conflict
 from safeboard.projects.models import ProjectGrantRow, ProjectRenameRow, ProjectRow
 from safeboard.projects.repository import LIVE, NAME_TAKEN
 
-__all__ = ["TrashedProject", "put_back", "rename", "renamed_to", "to_trash", "trashed_before",
-           "trashed_named", "trashed_projects"]  # fmt: skip
+__all__ = ["TrashedProject", "in_trash", "put_back", "rename", "renamed_to", "to_trash",
+           "trashed_before", "trashed_named", "trashed_projects"]  # fmt: skip
 
 _p = cast(sa.Table, ProjectRow.__table__)
 _g = cast(sa.Table, ProjectGrantRow.__table__)
@@ -68,6 +68,12 @@ def to_trash(conn: Connection, project_id: int, by: str, now: datetime) -> bool:
 def put_back(conn: Connection, project_id: int) -> bool:
     query = sa.update(_p).where(_p.c.id == project_id, _p.c.deleted_at.is_not(None))
     return conn.execute(query.values(deleted_at=None, deleted_by=None)).rowcount == 1
+
+
+def in_trash(conn: Connection, project_id: int) -> bool:
+    """Whether the project is (still) in the trash: a purge checks between its steps."""
+    query = sa.select(_p.c.id).where(_p.c.id == project_id, _p.c.deleted_at.is_not(None))
+    return conn.execute(query).first() is not None
 
 
 def trashed_named(conn: Connection, name: str) -> TrashedProject | None:
