@@ -38,13 +38,17 @@ def _trashed(row: Any) -> TrashedProject:  # a row of _COLUMNS
 
 
 def rename(conn: Connection, project_id: int, old: str, name: str, now: datetime) -> None:
-    """Conflict (NAME_TAKEN) when another project, live or in the trash, holds ``name``.
-    ``old`` is remembered for this project (its links redirect); ``name`` is no longer an
-    old name of any project (it is this one's now)."""
+    """Conflict (NAME_TAKEN) when another project, live or in the trash, holds ``name``;
+    Conflict too when the project is no longer called ``old`` (a rename that committed
+    since it was read: on PostgreSQL this one waited on its row lock). ``old`` is
+    remembered for this project (its links redirect); ``name`` is no longer an old name of
+    any project (it is this one's now)."""
     taken = sa.select(_p.c.id).where(_p.c.name == name, _p.c.id != project_id)
     if conn.execute(taken).first():
         raise Conflict(NAME_TAKEN)
-    conn.execute(sa.update(_p).where(_p.c.id == project_id).values(name=name))
+    moved = sa.update(_p).where(_p.c.id == project_id, _p.c.name == old).values(name=name)
+    if conn.execute(moved).rowcount != 1:
+        raise Conflict(f"project {old} was renamed meanwhile: read it again")
     conn.execute(sa.delete(_r).where(_r.c.old_name.in_((old, name))))
     conn.execute(sa.insert(_r).values(old_name=old, project_id=project_id, renamed_at=now))
 
