@@ -107,3 +107,36 @@ def test_new_steps_and_keys_appear_while_the_run_is_running(server_factory: Star
             expect(at).to_have_attribute("data-step", "4", timeout=TIMEOUT_MS)  # ... follows
             expect(page.locator("#run-status")).to_have_text("running")
             watch.assert_clean()
+
+
+def test_keys_beyond_the_panels_drawn_are_counted_once_each(server_factory: Start) -> None:
+    """More keys than panels (50): the section says how many there are. It used to count
+    a key twice at load and once more for every live event of a key not drawn."""
+    server = server_factory()
+    headers = {"Authorization": f"Bearer {discovery_key(server)}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=10) as client:
+        assert client.post("/api/v1/projects", json={"name": "many"}).status_code == 201
+        run_id = client.post("/api/v1/projects/many/runs", json={"name": "r"}).json()["id"]
+        log = Logger(client, run_id)
+        log.steps({}, {f"note{i:02d}": 0 for i in range(51)})
+        _, link = startup_link(server)
+        with chromium() as browser:
+            page, watch = browser.new_page()
+            page.goto(link)
+            page.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)
+            page.goto(f"{server.url}/runs/{run_id}")
+            expect(page.locator("#media")).to_have_attribute(
+                "data-ready", "true", timeout=TIMEOUT_MS
+            )
+            expect(page.locator("body")).to_have_attribute("data-stream", "open")
+            status = page.locator("#texts-status")
+            expect(page.get_by_test_id("text-panel")).to_have_count(50)
+            expect(status).to_have_text("The first 50 of 51 keys.")
+            log.steps({}, {"note50": 1, "note00": 1})  # the key not drawn moves: no new key
+            log.steps({}, {"note50": 2, "note00": 2})
+            texts = page.locator('[data-testid="text-panel"][data-key="note00"] pre')
+            expect(texts).to_have_count(3, timeout=TIMEOUT_MS)
+            expect(status).to_have_text("The first 50 of 51 keys.")
+            log.steps({}, {"note51": 0})  # a new key beyond the panels
+            expect(status).to_have_text("The first 50 of 52 keys.", timeout=TIMEOUT_MS)
+            watch.assert_clean()

@@ -163,3 +163,10 @@ def test_a_new_user_creates_the_project_the_task_needs(
     assert (listed["name"], listed["description"]) == ("mnist", "digits")
     queued = cli(server, "task", "submit", "--project", "mnist", "--code", str(code), "--", "true")
     assert queued.stdout.startswith("task ")
+    # Renamed: the old name's refusal says where the project is now, and never advises
+    # creating a project under the old name (which would take its links from the renamed).
+    cli(server, "projects", "rename", "mnist", "mnist-v2")
+    moved = cli(server, "task", "submit", "--project", "mnist", "--no-code", "--", "true", code=2)
+    assert moved.stderr.count("\n") == 1, moved.stderr
+    assert "'mnist' is now called 'mnist-v2'" in moved.stderr
+    assert "projects create" not in moved.stderr

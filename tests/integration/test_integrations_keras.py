@@ -132,6 +132,30 @@ async def test_a_training_that_raises_ends_its_run_as_failed(world: World, tmp_p
     assert {m["key"]: m["count"] for m in run["metrics"]} == {"loss": 2, "mae": 2}
 
 
+async def test_a_fit_after_one_that_raised_gets_a_run_of_its_own(
+    world: World, tmp_path: Path
+) -> None:
+    """A script that catches a failed fit and fits again (a smaller batch after running out
+    of memory): the second fit used to log into the first one's run, which then ended
+    ``finished`` with both trainings' epochs mixed at the same steps."""
+    spool = tmp_path / "spool"
+    x, y = _data()
+    callback = SafeboardCallback("mnist", mode="offline", spool_dir=spool, quiet=True)
+    with pytest.raises(Boom):
+        _model().fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[callback, _RaiseAt()])
+    assert callback.run is not None
+    failed = callback.run.id
+    _model().fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[callback])
+    assert callback.run.id != failed
+    await _sync(world, spool)
+    first = await _get(world, f"/api/v1/runs/{failed}")
+    assert first["status"] == "failed"
+    assert {m["key"]: m["count"] for m in first["metrics"]} == {"loss": 2, "mae": 2}
+    second = await _get(world, f"/api/v1/runs/{callback.run.id}")
+    assert second["status"] == "finished"
+    assert {m["key"]: m["count"] for m in second["metrics"]} == {"loss": 2, "mae": 2}
+
+
 def test_a_run_passed_in_is_logged_to_and_left_open(tmp_path: Path) -> None:
     import safeboard
 

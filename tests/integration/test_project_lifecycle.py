@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
+import anyio
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -162,6 +163,39 @@ async def test_the_deleted_projects_page_and_purging_at_once(world: World) -> No
     purged = [e for e in audit.list_entries(world.services.engine) if e.action == "project.purged"]
     assert [e.actor.split(" ")[0] for e in purged] == ["user:olga"]
     assert (await olga.post("/api/v1/projects", json={"name": "digits"})).status_code == 201
+
+
+async def test_a_project_restored_while_its_purge_runs_stays(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A purge goes run by run (minutes for a large project), and the project stays on the
+    deleted projects page meanwhile: a co-owner may restore it. The purge used to carry on
+    regardless, deleting the restored project's runs and then the live project itself."""
+    olga, _ = await _project(world)
+    await olga.post("/api/v1/projects/mnist/runs", json={"name": "r2"})
+    assert (await olga.delete("/api/v1/projects/mnist")).status_code == 200
+    trash = world.services.trash
+    purge_one = trash._purge
+    admin = as_user(world, "admin")
+
+    purged: list[str] = []
+
+    def then_restore(actor: str, project_id: int, run_id: str, stop: object = None) -> None:
+        purge_one(actor, project_id, run_id, stop)  # type: ignore[arg-type]
+        purged.append(run_id)
+        if len(purged) == 1:  # the first run's purge ends: the co-owner's restore comes in
+            back = anyio.from_thread.run(admin.post, "/api/v1/projects/mnist/restore")
+            assert back.status_code == 200, back.text
+
+    monkeypatch.setattr(trash, "_purge", then_restore)
+    stopped = await olga.post("/api/v1/projects/mnist/purge")
+    assert stopped.status_code == 409, stopped.text
+    assert "restored while it was being purged" in stopped.json()["error"]["message"]
+    assert (await olga.get("/api/v1/projects/mnist")).status_code == 200
+    runs = (await olga.get("/api/v1/projects/mnist/runs")).json()["runs"]
+    assert len(purged) == 1
+    assert len(runs) == 1  # the one the purge had not reached
+    assert runs[0]["id"] != purged[0]
 
 
 async def test_deleting_a_user_revokes_at_once_and_keeps_their_runs(world: World) -> None:

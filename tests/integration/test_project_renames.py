@@ -123,6 +123,28 @@ async def test_a_project_that_takes_the_old_name_owns_it(world: World) -> None:
     assert (await olga.get("/api/v1/projects/x")).status_code == 404
 
 
+async def test_a_rename_over_a_rename_committed_meanwhile_is_refused(world: World) -> None:
+    """Two renames of one project at once: on PostgreSQL the second waits on the first's
+    row lock, then used to rename the project from the name it had read, so the first's new
+    name was lost from the old names (its links 404) and the audit said ``from`` a name the
+    project no longer had. The second now answers 409 and changes nothing."""
+    from safeboard.clock import utcnow
+    from safeboard.errors import Conflict
+    from safeboard.projects import lifecycle
+
+    olga, _ = await _renamed(world, "mnist", "mnist-v2")
+    with world.services.engine.connect() as conn:
+        project_id = conn.execute(
+            sa.text("SELECT id FROM projects WHERE name = 'mnist-v2'")
+        ).scalar_one()
+    # What the second request does after the wait: it had read the project as 'mnist'.
+    with pytest.raises(Conflict), world.services.engine.begin() as conn:
+        lifecycle.rename(conn, int(project_id), "mnist", "mnist-v3", utcnow())
+    assert (await olga.get("/api/v1/projects/mnist-v2")).status_code == 200
+    moved = await olga.get("/api/v1/projects/mnist")
+    assert moved.headers["location"] == "/api/v1/projects/mnist-v2"
+
+
 async def test_the_sdk_logs_into_the_renamed_project(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -327,3 +327,27 @@ async def test_an_event_file_missing_from_the_store_is_a_503(world: World, tmp_p
     assert answer.json()["error"]["code"] == "unavailable"
     assert world.services.tensorboards.supervisor.instances() == []
     assert list((world.settings.data_dir / "tensorboard").iterdir()) == []  # nothing left
+
+
+async def test_an_import_into_a_renamed_projects_old_name_goes_to_the_project(
+    world: World, tmp_path: Path
+) -> None:
+    """The old name answers 308 (project_moved, a NotFound): the import used to take it
+    for "no such project" and create a new one under the old name, which also took the
+    name from the renamed project's old links."""
+    olga = client_for(world, "olga")
+    await in_thread(lambda: olga.create_project("mnist"))
+    await in_thread(lambda: olga.api.patch("/api/v1/projects/mnist", json={"name": "mnist-v2"}))
+    logdir = tmp_path / "logs"
+    scalars(logdir / "lr0.1")
+    said: list[str] = []
+    imported = await in_thread(
+        lambda: import_tensorboard(olga, logdir, "mnist", keep_files=False, say=said.append)
+    )
+    assert [p.name for p in await in_thread(olga.projects)] == ["mnist-v2"]
+    (run,) = imported
+    assert run.run_id == run_id_for("mnist-v2", logdir / "lr0.1")  # as if named right
+    assert (await in_thread(lambda: olga.run(run.run_id))).project == "mnist-v2"
+    assert any("renamed to 'mnist-v2'" in line for line in said)
+    again = await in_thread(lambda: import_tensorboard(olga, logdir, "mnist-v2", keep_files=False))
+    assert [r.run_id for r in again] == [run.run_id]  # the same run, not a second one

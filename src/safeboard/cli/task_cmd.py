@@ -187,7 +187,7 @@ def submit(
     env = _env(env_pairs)
     secrets = read_secrets(secret_specs)
     params = read_params(param_pairs)
-    from safeboard.errors import NotFound, ProjectNotFound
+    from safeboard.errors import NotFound, ProjectMoved, ProjectNotFound
 
     with connect(url) as client:
         try:
@@ -198,6 +198,8 @@ def submit(
                                       retry_on_failure=retry_on_failure, name=name,
                                       code_sha256=code_sha256, secrets=secrets,
                                       params=params)  # fmt: skip
+        except ProjectMoved:  # renamed: its message names the project's current name
+            raise
         except NotFound as exc:  # the project: the only thing a submit looks up
             raise ProjectNotFound(
                 f"{exc.message}: {project!r} is not a project you can see on {client.api.url}; "

@@ -96,6 +96,8 @@ class SafeboardCallback(keras.callbacks.Callback):  # type: ignore[misc]  # Kera
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         if not _process_zero():
             return
+        if self._training:  # the last fit raised (Keras called no end): its run failed
+            self.finish("failed")
         if self.run is None or self._ended:
             self.run = held_task_run() or safeboard.init(**self._init)
             self._owned, self._ended = True, False

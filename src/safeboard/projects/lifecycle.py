@@ -15,8 +15,8 @@ from safeboard.errors import Conflict
 from safeboard.projects.models import ProjectGrantRow, ProjectRenameRow, ProjectRow
 from safeboard.projects.repository import LIVE, NAME_TAKEN
 
-__all__ = ["TrashedProject", "put_back", "rename", "renamed_to", "to_trash", "trashed_before",
-           "trashed_named", "trashed_projects"]  # fmt: skip
+__all__ = ["TrashedProject", "in_trash", "put_back", "rename", "renamed_to", "to_trash",
+           "trashed_before", "trashed_named", "trashed_projects"]  # fmt: skip
 
 _p = cast(sa.Table, ProjectRow.__table__)
 _g = cast(sa.Table, ProjectGrantRow.__table__)
@@ -38,13 +38,17 @@ def _trashed(row: Any) -> TrashedProject:  # a row of _COLUMNS
 
 
 def rename(conn: Connection, project_id: int, old: str, name: str, now: datetime) -> None:
-    """Conflict (NAME_TAKEN) when another project, live or in the trash, holds ``name``.
-    ``old`` is remembered for this project (its links redirect); ``name`` is no longer an
-    old name of any project (it is this one's now)."""
+    """Conflict (NAME_TAKEN) when another project, live or in the trash, holds ``name``;
+    Conflict too when the project is no longer called ``old`` (a rename that committed
+    since it was read: on PostgreSQL this one waited on its row lock). ``old`` is
+    remembered for this project (its links redirect); ``name`` is no longer an old name of
+    any project (it is this one's now)."""
     taken = sa.select(_p.c.id).where(_p.c.name == name, _p.c.id != project_id)
     if conn.execute(taken).first():
         raise Conflict(NAME_TAKEN)
-    conn.execute(sa.update(_p).where(_p.c.id == project_id).values(name=name))
+    moved = sa.update(_p).where(_p.c.id == project_id, _p.c.name == old).values(name=name)
+    if conn.execute(moved).rowcount != 1:
+        raise Conflict(f"project {old} was renamed meanwhile: read it again")
     conn.execute(sa.delete(_r).where(_r.c.old_name.in_((old, name))))
     conn.execute(sa.insert(_r).values(old_name=old, project_id=project_id, renamed_at=now))
 
@@ -68,6 +72,12 @@ def to_trash(conn: Connection, project_id: int, by: str, now: datetime) -> bool:
 def put_back(conn: Connection, project_id: int) -> bool:
     query = sa.update(_p).where(_p.c.id == project_id, _p.c.deleted_at.is_not(None))
     return conn.execute(query.values(deleted_at=None, deleted_by=None)).rowcount == 1
+
+
+def in_trash(conn: Connection, project_id: int) -> bool:
+    """Whether the project is (still) in the trash: a purge checks between its steps."""
+    query = sa.select(_p.c.id).where(_p.c.id == project_id, _p.c.deleted_at.is_not(None))
+    return conn.execute(query).first() is not None
 
 
 def trashed_named(conn: Connection, name: str) -> TrashedProject | None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from safeboard.client.typed import Client
-from safeboard.errors import Conflict, NotFound, SafeboardError
+from safeboard.errors import Conflict, NotFound, ProjectMoved, SafeboardError
 from safeboard.sdk.spool import spool_root
 from safeboard.sdk.tbledger import CutLedger
 from safeboard.sdk.tbrun import Counts, RunImport, is_event_file
@@ -96,22 +96,29 @@ class LogdirImport:
         return news
 
     def _ensure_run(self, name: str, directory: Path) -> str:
-        run_id = run_id_for(self.project, directory)
         system = {"tensorboard": {"dir": str(directory.resolve()), "host": socket.gethostname()}}
 
-        def create() -> None:
+        def create() -> str:
+            run_id = run_id_for(self.project, directory)  # the same under the new name
             self.client.create_run(
                 self.project, run_id=run_id, name=name, system=system,
                 tags={"source": "tensorboard"},
             )  # fmt: skip
+            return run_id
 
         try:
-            create()
+            return create()
+        except ProjectMoved as exc:  # renamed: never a new project under the old name
+            if not exc.new_name:
+                raise
+            self.say(f"project {self.project!r} was renamed to {exc.new_name!r}: "
+                     "importing there (use the new name)")  # fmt: skip
+            self.project = exc.new_name
+            return create()
         except NotFound:  # no such project yet: made, as the SDK's init() does
             with contextlib.suppress(Conflict):
                 self.client.create_project(self.project)
-            create()
-        return run_id
+            return create()
 
     def _keep_early(self, name: str, run_id: str, directory: Path) -> None:
         if not self.keep_files:

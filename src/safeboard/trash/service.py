@@ -287,22 +287,31 @@ class TrashService:
             found = project_bin.trashed_named(conn, name)
             if found is None or not self._may_restore(conn, principal, found.id):
                 raise NotFound("no such project in the trash")
-        return self._purge_project(found.id, None, actor=principal.actor)
+        runs = self._purge_project(found.id, None, actor=principal.actor)
+        if runs is None:
+            raise Conflict(f"project {name} was restored while it was being purged: the runs "
+                           "purged before that are gone, the others are back with it")  # fmt: skip
+        return runs
 
     def _purge_project(
         self, project_id: int, stop: threading.Event | None, *, actor: str = SYSTEM_ACTOR
-    ) -> int:
+    ) -> int | None:
         """Every run of it (a batch a transaction), then its row and what else it holds.
-        Returns how many runs it purged."""
+        Returns how many runs it purged; None when the project was restored meanwhile (it
+        stops there: a restored project and its runs stay)."""
         runs = 0
         while True:
             with self.engine.connect() as conn:
                 ids = bin_.of_project(conn, project_id, MAX_LISTED)
             for run_id in ids:
+                if not self._still_in_trash(project_id):
+                    return None
                 self._purge(actor, project_id, run_id, stop)
             runs += len(ids)
             if len(ids) < MAX_LISTED:
                 break
+        if not self._still_in_trash(project_id):
+            return None
         rows = purge_row(self.engine, "projects", project_id,
                          batch=self.settings.purge_batch_rows, stop=stop)  # fmt: skip
         if rows:
@@ -310,6 +319,10 @@ class TrashService:
                 audit.append(conn, action=AuditAction.PROJECT_PURGED, actor=actor,
                              target=f"project:{project_id}", detail={"rows": rows})  # fmt: skip
         return runs
+
+    def _still_in_trash(self, project_id: int) -> bool:
+        with self.engine.connect() as conn:
+            return project_bin.in_trash(conn, project_id)
 
     # -- purging ----------------------------------------------------------------------
 

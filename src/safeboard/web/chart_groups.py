@@ -44,12 +44,11 @@ def named_groups(config: Mapping[str, Any]) -> dict[str, list[str]]:
 def merged_groups(configs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """A config naming the groups of all ``configs``: a title's metrics in the order they
     were first named (the compare view draws a group of any compared run as one chart)."""
-    merged: dict[str, list[str]] = {}
+    merged: dict[str, dict[str, None]] = {}  # a dict per title: ordered, linear to merge
     for config in configs:
         for title, keys in _groups(config).items():
-            known = merged.setdefault(title, [])
-            known += [k for k in keys if k not in known]
-    return {CHARTS_KEY: merged}
+            merged.setdefault(title, {}).update(dict.fromkeys(keys))
+    return {CHARTS_KEY: {title: list(keys) for title, keys in merged.items()}}
 
 
 def chart_layout(config: Mapping[str, Any], keys: list[str]) -> list[Chart]:

@@ -222,15 +222,15 @@ function textPanel(key) {
 
 const makers = { histograms: histogramPanel, images: imagePanel, texts: textPanel };
 const panels = { histograms: new Map(), images: new Map(), texts: new Map() };
-const waiting = { histograms: 0, images: 0, texts: 0 };  // keys beyond MAX_PANELS
+const waiting = { histograms: new Set(), images: new Set(), texts: new Set() };  // keys beyond MAX_PANELS
 
 // A key's panel read again, or made (at the end of its section) when the key is new.
 function show(box, key) {
   const panel = panels[box].get(key);
   if (panel) return panel.refresh();
-  if (panels[box].size >= MAX_PANELS) {
-    waiting[box] += 1;
-    say(document.getElementById(`${box}-status`), `The first ${MAX_PANELS} of ${MAX_PANELS + waiting[box]} keys.`);
+  if (panels[box].size >= MAX_PANELS) {  // counted once a key, however often it moves
+    waiting[box].add(key);
+    say(document.getElementById(`${box}-status`), `The first ${MAX_PANELS} of ${MAX_PANELS + waiting[box].size} keys.`);
     return Promise.resolve();
   }
   const made = makers[box](key);
@@ -244,9 +244,9 @@ async function fill(box, keys) {
   const status = document.getElementById(`${box}-status`);
   const names = Object.keys(keys);
   if (!names.length) return;
-  waiting[box] = Math.max(names.filter((k) => !panels[box].has(k)).length - (MAX_PANELS - panels[box].size), 0);
   await Promise.all(names.map((key) => show(box, key)));
-  say(status, waiting[box] ? `The first ${MAX_PANELS} of ${MAX_PANELS + waiting[box]} keys.` : "");
+  const more = waiting[box].size;
+  say(status, more ? `The first ${MAX_PANELS} of ${MAX_PANELS + more} keys.` : "");
 }
 
 // Every section from the run's keys: new keys get a panel, known ones are read again
