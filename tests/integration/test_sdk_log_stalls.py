@@ -9,7 +9,6 @@ machine's load."""
 from __future__ import annotations
 
 import gc
-import sys
 import threading
 import time
 from collections import Counter
@@ -105,42 +104,3 @@ def _steps(body: bytes) -> list[int]:
     packed = wire.split(body)
     counts = [n for _, n in json.loads(packed.header)["metrics"]]
     return [int(s) for steps, _, _ in wire.columns(packed.data, counts) for s in steps]
-
-
-def test_packing_in_log_never_lets_another_thread_take_the_interpreter(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """numpy lets go of the interpreter lock in loops over more than about 500 values: a
-    slice of 256 points of 10 keys did, and the sender (or any thread) took the lock then
-    and held the training loop for milliseconds (the last stalls of bench/log_stall.py).
-    A slice now stays under that size. A second thread that runs only when the training
-    thread lets go (the switch interval is set far above the loop's length) counts those
-    moments while log() packs 600 slices."""
-    monkeypatch.setattr(sender, "LOOK_SECONDS", 60.0)  # the sender stays asleep
-    run = safeboard.init("p", mode="offline", spool_dir=tmp_path, quiet=True, flush_interval=60)
-    calls = 5_000  # 50,000 values: no batch fills (the sender is not woken)
-    rows = [dict.fromkeys(KEYS, i * 0.25) for i in range(calls)]
-    stop, entered = threading.Event(), [0]
-
-    def other() -> None:
-        while not stop.is_set():
-            entered[0] += 1
-            time.sleep(0)  # let go at once: the training thread never waits on this one
-
-    saved = sys.getswitchinterval()
-    thread = threading.Thread(target=other)
-    thread.start()
-    try:
-        sys.setswitchinterval(10.0)
-        time.sleep(0.05)
-        before = entered[0]
-        for i, row in enumerate(rows):
-            run.log(row, step=i)
-        moments = entered[0] - before
-    finally:
-        sys.setswitchinterval(saved)
-        stop.set()
-        thread.join()
-    run.finish(timeout=60)
-    assert moments <= 2, moments  # 256-point slices: dozens to thousands
-    assert RunSpool(tmp_path, run.id).pending_points() == calls * len(KEYS)

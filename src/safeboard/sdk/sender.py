@@ -6,12 +6,10 @@ spooling to disk whenever the server cannot take them (P3, R1, R2).
 the new ones. A batch keeps its id through every retry, so the server stores it once.
 
 A loop that logs faster than a round drains (hundreds of points a second and more) packs
-a slice itself now and then (``pack_inline``, some 20 us in one call of ``INLINE_POINTS``):
-packing in this thread meanwhile made the two threads trade the interpreter lock thousands
-of times a second, and each trade could hold the training loop for milliseconds (issue 13:
-the worst ``log()`` call). A slice holds at most ``INLINE_VALUES`` values: numpy lets go
-of the interpreter lock in loops over more than 500, and another thread that took it then
-held the training loop until it let go in turn.
+a slice itself now and then (``pack_inline``, about 0.1 ms in one call of
+``INLINE_POINTS``): packing in this thread meanwhile made the two threads trade the
+interpreter lock thousands of times a second, and each trade could hold the training loop
+for milliseconds (issue 13: the worst ``log()`` call).
 """
 
 from __future__ import annotations
@@ -49,8 +47,7 @@ RECHECK_SECONDS = 60.0  # after a refusal that needs the user: one look a minute
 PACK_BACKLOG = 2_000  # points waiting in memory past which the sender packs them ...
 PACK_SECONDS = 0.01  # ... this often, between its rounds
 LOOK_SECONDS = 0.02  # how often the sender looks for a backlog (log() never wakes it)
-INLINE_POINTS = 48  # points waiting past which log() packs them itself (pack_inline) ...
-INLINE_VALUES = 480  # ... at most this many values at once: under numpy's 500 (see above)
+INLINE_POINTS = 256  # points waiting past which log() packs them itself (pack_inline)
 
 
 class Sender(threading.Thread):
@@ -151,22 +148,17 @@ class Sender(threading.Thread):
 
     def pack_inline(self) -> None:
         """Pack the oldest points waiting into the open batch, in the caller's thread (the
-        training loop's, from ``log()``): bounded work, at most INLINE_VALUES values,
-        which numpy converts without letting go of the interpreter lock (a full batch is
-        only set aside: packing its body is this thread's work, woken for it). Nothing
-        when this thread is taking already: no waiting for it."""
+        training loop's, from ``log()``): bounded work, about 0.1 ms for INLINE_POINTS
+        points of 10 keys (a full batch is only set aside: packing its body is this
+        thread's work, woken for it). Nothing when this thread is taking already: no
+        waiting for it."""
         if not self._taking.acquire(blocking=False):
             return
         try:
             queue = self.queue
-            if len(queue) < 3:
+            points = min(len(queue) // 3, INLINE_POINTS)
+            if not points:
                 return
-            width = max(1, len(queue[2]))  # the oldest point's keys
-            # Points wider than INLINE_VALUES let go of the lock whatever the slice: then
-            # all that wait, at most INLINE_POINTS and a few, not one point a call.
-            points = len(queue) // 3
-            if width <= INLINE_VALUES:
-                points = min(points, INLINE_VALUES // width)
             self.idle.clear()  # flush() waits for these too
             closed = self._packer.closed
             self._packer.add_flat(list(starmap(queue.popleft, repeat((), 3 * points))))
