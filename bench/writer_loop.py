@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import os
 import shlex
@@ -89,6 +90,10 @@ def loop(path: Sdk | Writer, steps: int, media: bool) -> list[int]:
     image = rng.random((3, 64, 64), dtype=np.float32)
     times = []
     clock = time.perf_counter_ns
+    # Each path starts from the same collector state: the first full collection after the
+    # imports (torch's and the rest: ~100 ms with torch loaded) would otherwise fall into
+    # whichever path runs when it comes due, whatever that path allocates.
+    gc.collect()
     for step in range(steps):
         value = 1.0 / (step + 1)
         began = clock()
