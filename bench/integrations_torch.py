@@ -40,7 +40,7 @@ os.environ.setdefault("SAFEBOARD_SYSTEM_METRICS", "0")  # the integration alone
 import torch
 from run import say
 from torch import nn
-from writer_loop import SCALARS, TARGET, loop, server_env
+from writer_loop import SCALARS, TARGET, Writer, loop, server_env
 
 torch.set_num_threads(1)  # steady steps on a shared machine
 Steps = list[float]  # microseconds
@@ -148,7 +148,7 @@ def writer_steps(steps: int, work: Path, safeboard: bool) -> Steps:
         from torch.utils.tensorboard import SummaryWriter as TorchWriter  # noqa: PLC0415
 
         writer = TorchWriter(str(work / f"tb-{time.monotonic_ns()}"))
-    times = [t / 1e3 for t in loop(writer, steps * 10, media=False)]
+    times = [t / 1e3 for t in loop(Writer(writer), steps * 10, media=False)]
     writer.close()
     return times
 
