@@ -25,11 +25,11 @@ from typing import Any
 from safeboard.documents import MAX_KEY_CHARS, MAX_STRING_CHARS, document_problem
 from safeboard.ids import new_id
 from safeboard.sdk import notices
-from safeboard.sdk.run import Run, init, live_run
+from safeboard.sdk.run import Run, init
 from safeboard.sdk.task import task_env
 
 __all__ = [
-    "flat_params", "framework", "held_task_run", "metrics_of", "start_run", "store_copy",
+    "flat_params", "framework", "metrics_of", "start_run", "store_copy",
     "store_params",
 ]  # fmt: skip
 
@@ -55,24 +55,13 @@ def start_run(
 ) -> tuple[Run, bool]:
     """The run to log to, and whether the integration finishes it: one it started, unless
     that is a task's run, which the task's process ends (a script may log after training).
-    Inside a task, the task's run once this process holds it (the script's own init(), or
-    another integration's)."""
+    Inside a task, init() returns the task's run this process holds already (the script's
+    own, or another integration's)."""
     if run is not None:
         return run, False
-    held = held_task_run()
-    if held is not None:
-        return held, False
     task = task_env()
     started = init(project, name=name, **init_kwargs)
     return started, task is None or started.id != task.run_id
-
-
-def held_task_run() -> Run | None:
-    """Inside a task, the task's run once this process holds it (the script's own init(),
-    or another integration's, Keras's and Optuna's included): what to log into, since a
-    second init() would find the run's spool held. None outside a task, or before."""
-    task = task_env()
-    return live_run(task.run_id) if task is not None else None
 
 
 def flat_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

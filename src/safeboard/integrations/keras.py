@@ -41,7 +41,6 @@ except ImportError as exc:
     ) from exc
 
 import safeboard
-from safeboard.integrations._hookup import held_task_run
 from safeboard.sdk import notices
 from safeboard.sdk.run import Run, Status
 from safeboard.sdk.task import task_env
@@ -99,7 +98,7 @@ class SafeboardCallback(keras.callbacks.Callback):  # type: ignore[misc]  # Kera
         if self._training:  # the last fit raised (Keras called no end): its run failed
             self.finish("failed")
         if self.run is None or self._ended:
-            self.run = held_task_run() or safeboard.init(**self._init)
+            self.run = safeboard.init(**self._init)  # in a task: the run it holds
             self._owned, self._ended = True, False
         self._training = True
         self._offset = self._seen = 0

@@ -31,7 +31,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import safeboard
-from safeboard.integrations._hookup import held_task_run
 from safeboard.sdk.run import Run, Status
 from safeboard.sdk.task import task_env
 
@@ -147,7 +146,7 @@ class SafeboardOptunaCallback:
     def _task(self) -> Run:
         with self._lock:
             if self._task_run is None:
-                self._task_run = held_task_run() or safeboard.init(self._project, **self._init)
+                self._task_run = safeboard.init(self._project, **self._init)
             return self._task_run
 
     def _log_into_task(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
