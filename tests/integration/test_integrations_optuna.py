@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 from safeboard.auth.permissions import Scope
+from safeboard.sdk.spool import spooled_runs
 from safeboard.sdk.sync import sync_all
 from safeboard.settings import Settings
 from tests.integration.identity_world import World, build_world
@@ -160,7 +161,20 @@ async def test_several_objectives_are_named_and_have_no_best_value(
     for folder, expected in (("a", ["acc", "loss"]), ("b", ["value/0", "value/1"])):
         (run,) = (await _runs(world, spool / folder)).values()
         assert sorted(m["key"] for m in run["metrics"]) == expected  # no best_value
-    wrong = SafeboardOptunaCallback("x", metric_name=["only-one"], mode="offline", spool_dir=spool)
+    wrong = SafeboardOptunaCallback(
+        "x", metric_name=["only-one"], mode="offline", spool_dir=spool / "c", quiet=True
+    )
     study = optuna.create_study(directions=["minimize", "maximize"])
     with pytest.raises(ValueError, match="names 1 values"):
         study.optimize(lambda _trial: (1.0, 2.0), n_trials=1, callbacks=[wrong])
+    ran: list[int] = []
+
+    @wrong.track_in_safeboard()
+    def objective(trial: Any) -> tuple[float, float]:
+        ran.append(trial.number)
+        return 1.0, 2.0
+
+    with pytest.raises(ValueError, match="names 1 values"):
+        study.optimize(objective, n_trials=1, callbacks=[wrong])
+    assert ran == []  # refused before the objective and before any run
+    assert spooled_runs(spool / "c") == []  # no run left open until the process exits

@@ -76,6 +76,12 @@ class SafeboardOptunaCallback:
         if self._in_task():
             self._log_into_task(study, trial)
             return
+        try:
+            self._names(len(study.directions))
+        except ValueError:
+            if run is not None:  # the decorator's run ends here, not at the process's exit
+                run.finish("failed")
+            raise
         if run is None:
             run = self._start(study, trial)
         else:
@@ -100,6 +106,7 @@ class SafeboardOptunaCallback:
         def decorator(objective: Callable[..., T]) -> Callable[..., T]:
             @functools.wraps(objective)
             def tracked(trial: optuna.trial.Trial, *args: Any, **kwargs: Any) -> T:
+                self._names(len(trial.study.directions))  # a wrong metric_name: no run
                 run = self._task() if self._in_task() else self._start(trial.study, trial)
                 with self._lock:
                     self._open[trial.number] = run
@@ -161,16 +168,23 @@ class SafeboardOptunaCallback:
             values["best_value"] = best
         run.log(values, step=trial.number)
 
+    def _names(self, count: int) -> list[str]:
+        """The metric names of ``count`` objective values; a ValueError when
+        ``metric_name`` names another number of them (checked before a trial's run starts:
+        a study that raises leaves no run open)."""
+        names = self._metric_name
+        if isinstance(names, str):
+            return [names] if count == 1 else [f"{names}/{i}" for i in range(count)]
+        if len(names) != count:
+            raise ValueError(
+                f"metric_name names {len(names)} values; the study's objective gives {count}"
+            )
+        return list(names)
+
     def _named(self, values: Sequence[float] | None) -> dict[str, float]:
         if not values:
             return {}
-        names = self._metric_name
-        if isinstance(names, str):
-            names = [names] if len(values) == 1 else [f"{names}/{i}" for i in range(len(values))]
-        if len(names) != len(values):
-            raise ValueError(
-                f"metric_name names {len(names)} values; the study's objective gives {len(values)}"
-            )
+        names = self._names(len(values))
         return {name: float(value) for name, value in zip(names, values, strict=True)}
 
 
