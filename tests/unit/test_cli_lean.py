@@ -4,6 +4,7 @@ and the client without cryptography until a certificate is parsed."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -36,3 +37,27 @@ def test_the_client_imports_cryptography_only_to_parse_a_certificate() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "False"
+
+
+BLAS = """
+import os
+from safeboard.cli.lean import single_threaded_blas
+single_threaded_blas()
+import numpy
+print(os.environ["OPENBLAS_NUM_THREADS"], len(os.listdir("/proc/self/task")))
+"""
+
+
+def test_numpy_comes_with_one_openblas_thread_unless_the_user_chose() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    done = subprocess.run(
+        [sys.executable, "-c", BLAS], capture_output=True, text=True, check=True, timeout=60,
+        env=env,
+    )  # fmt: skip
+    assert done.stdout.split() == ["1", "1"]  # this process's only thread: no BLAS threads
+    env["OPENBLAS_NUM_THREADS"] = "2"
+    done = subprocess.run(
+        [sys.executable, "-c", BLAS], capture_output=True, text=True, check=True, timeout=60,
+        env=env,
+    )  # fmt: skip
+    assert done.stdout.split()[0] == "2"

@@ -1,5 +1,5 @@
-"""The ``safeboard`` command. Each group lives in its own module; heavy imports are deferred
-to the command that needs them, so ``safeboard --help`` stays fast."""
+"""The ``safeboard`` command. Each group lives in its own module, imported only when that
+group runs (cli/lazy.py), and heavy imports are deferred to the command that needs them."""
 
 from __future__ import annotations
 
@@ -10,68 +10,43 @@ import traceback
 import click
 
 from safeboard import __version__
-from safeboard.cli import (
-    agent_cmd,
-    artifacts_cmd,
-    audit_cmd,
-    backup_cmd,
-    config_cmd,
-    db_cmd,
-    doctor_cmd,
-    grant_cmd,
-    import_cmd,
-    key_cmd,
-    login_cmd,
-    runs_cmd,
-    secrets_cmd,
-    server_cmd,
-    sync_cmd,
-    task_cmd,
-    tensorboard_cmd,
-    tls_cmd,
-    trash_cmd,
-    user_cmd,
-)
+from safeboard.cli.lazy import LazyGroup
 from safeboard.errors import SafeboardError
 
 __all__ = ["cli", "main"]
 
+# Each command's module, imported only when that command runs (or for --help).
+COMMANDS = {
+    "agent": "safeboard.cli.agent_cmd:agent",
+    "artifacts": "safeboard.cli.artifacts_cmd:artifacts",
+    "audit": "safeboard.cli.audit_cmd:audit",
+    "backup": "safeboard.cli.backup_cmd:backup",
+    "config": "safeboard.cli.config_cmd:config",
+    "db": "safeboard.cli.db_cmd:db",
+    "doctor": "safeboard.cli.doctor_cmd:doctor",
+    "grant": "safeboard.cli.grant_cmd:grant",
+    "import": "safeboard.cli.import_cmd:import_group",
+    "key": "safeboard.cli.key_cmd:key",
+    "login": "safeboard.cli.login_cmd:login",
+    "logout": "safeboard.cli.login_cmd:logout",
+    "projects": "safeboard.cli.runs_cmd:projects",
+    "restore": "safeboard.cli.backup_cmd:restore",
+    "revoke": "safeboard.cli.grant_cmd:revoke",
+    "runs": "safeboard.cli.runs_cmd:runs",
+    "secrets": "safeboard.cli.secrets_cmd:secrets",
+    "server": "safeboard.cli.server_cmd:server",
+    "sync": "safeboard.cli.sync_cmd:sync",
+    "task": "safeboard.cli.task_cmd:task",
+    "tensorboard": "safeboard.cli.tensorboard_cmd:tensorboard",
+    "tls": "safeboard.cli.tls_cmd:tls",
+    "user": "safeboard.cli.user_cmd:user",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="safeboard")
 def cli() -> None:
     """safeboard: experiment tracking and training server, secure by default."""
-
-
-cli.add_command(server_cmd.server)
-cli.add_command(config_cmd.config)
-cli.add_command(secrets_cmd.secrets)
-cli.add_command(tls_cmd.tls)
-cli.add_command(db_cmd.db)
-cli.add_command(doctor_cmd.doctor)
-cli.add_command(user_cmd.user)
-cli.add_command(key_cmd.key)
-cli.add_command(audit_cmd.audit)
-cli.add_command(backup_cmd.backup)
-cli.add_command(backup_cmd.restore)
-cli.add_command(sync_cmd.sync)
-cli.add_command(import_cmd.import_group)
-cli.add_command(runs_cmd.projects)
-cli.add_command(runs_cmd.runs)
-for command in (trash_cmd.delete_runs, trash_cmd.restore_run, trash_cmd.purge_run,
-                trash_cmd.trash):  # fmt: skip
-    runs_cmd.runs.add_command(command)
-for command in (trash_cmd.retention, trash_cmd.rename_project, trash_cmd.delete_project,
-                trash_cmd.restore_project, trash_cmd.purge_project):  # fmt: skip
-    runs_cmd.projects.add_command(command)
-cli.add_command(artifacts_cmd.artifacts)
-cli.add_command(task_cmd.task)
-cli.add_command(grant_cmd.grant)
-cli.add_command(grant_cmd.revoke)
-cli.add_command(login_cmd.login)
-cli.add_command(login_cmd.logout)
-cli.add_command(agent_cmd.agent)
-cli.add_command(tensorboard_cmd.tensorboard)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from safeboard.cli.lean import import_http_lean
+from safeboard.cli.lean import import_http_lean, single_threaded_blas
 from safeboard.cli.options import url_option
 from safeboard.words import count
 
@@ -45,7 +45,8 @@ def tensorboard(
     """Import the event files under LOGDIR: each directory holding event files becomes a
     run named by its path. Importing again stores nothing twice. Exits 1 when a file had a
     damaged record or a refused image (the rest is imported)."""
-    import_http_lean()  # first: the command's start is part of every import's time (P7)
+    single_threaded_blas()  # first: the command's start is part of every import's time (P7)
+    import_http_lean()
     from safeboard.client import Client
     from safeboard.client.credentials import resolve_server
     from safeboard.errors import Unauthenticated

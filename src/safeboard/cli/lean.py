@@ -1,5 +1,8 @@
-"""httpx imported for a command without two optional modules that its synchronous client
-never uses but that cost CPU at every start where they happen to be installed:
+"""Imports for a command that starts often and must start fast (``safeboard import
+tensorboard``: P7 times the command's start).
+
+httpx without two optional modules that its synchronous client never uses but that cost
+CPU at every start where they happen to be installed:
 
 - ``trio``: httpcore imports it at its own import (for its async backend under trio),
   about 60 ms of CPU; the command's client is synchronous.
@@ -9,14 +12,19 @@ never uses but that cost CPU at every start where they happen to be installed:
 Both are hidden only while httpx and httpcore are imported, and importable again
 afterwards. ``safeboard import tensorboard`` calls this first (P7: the command's start
 is part of the import it times); a process that imported httpx already is unchanged.
+
+numpy with one OpenBLAS thread: numpy's wheels bring OpenBLAS, which starts a thread per
+core when numpy is imported, about 60 ms of CPU on 2 cores for a command that does no
+linear algebra (its numpy is element-wise: checksums, gathers, packing).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
-__all__ = ["HIDDEN", "import_http_lean"]
+__all__ = ["HIDDEN", "import_http_lean", "single_threaded_blas"]
 
 HIDDEN = ("trio", "pygments")
 
@@ -35,3 +43,10 @@ def import_http_lean() -> None:
         for name in hidden:
             if name in sys.modules and sys.modules[name] is None:
                 del sys.modules[name]
+
+
+def single_threaded_blas() -> None:
+    """One OpenBLAS thread for numpy, unless numpy is imported already or the user chose
+    (``OPENBLAS_NUM_THREADS`` set)."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from safeboard.cli import trash_cmd
 from safeboard.cli.options import connect, json_option, url_option
 
 if TYPE_CHECKING:
@@ -233,3 +234,12 @@ def _parquet(metrics: Iterable[Points], output: Path) -> None:
                 "time": points.times,
                 "value": [_SPECIAL.get(v, v) if isinstance(v, str) else v for v in points.values],
             }, schema=schema))  # fmt: skip
+
+
+# The trash's commands (trash_cmd.py) live under these two groups.
+for command in (trash_cmd.delete_runs, trash_cmd.restore_run, trash_cmd.purge_run,
+                trash_cmd.trash):  # fmt: skip
+    runs.add_command(command)
+for command in (trash_cmd.retention, trash_cmd.rename_project, trash_cmd.delete_project,
+                trash_cmd.restore_project, trash_cmd.purge_project):  # fmt: skip
+    projects.add_command(command)

@@ -128,13 +128,16 @@ class RecordReader:
             for i in range(len(block)):
                 yield Record(block.offset(i), block.record(i))
 
-    def blocks(self) -> Iterator[Block]:
+    def blocks(self, first: int = _CHUNK) -> Iterator[Block]:
+        """The records in blocks of about ``_CHUNK`` bytes; the first of about ``first``
+        (a reader whose first batch ends sooner asks for less, and sends it sooner)."""
         self.truncated = False
         with self.path.open("rb") as file:
             file.seek(self.offset)
-            pending = b""
+            pending, size = b"", first
             while True:
-                chunk = file.read(_CHUNK)
+                chunk = file.read(size)
+                size = _CHUNK
                 buffer = pending + chunk if pending else chunk
                 if not buffer:
                     return

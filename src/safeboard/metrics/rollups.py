@@ -24,6 +24,7 @@ chunks. Never commits.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy import Connection
+from sqlalchemy.dialects import sqlite
 
 from safeboard.metrics.codec import Buckets, Series, merge
 from safeboard.metrics.models import MetricRollupRow, MetricSummaryRow
@@ -203,6 +205,21 @@ _COLUMNS = (
 )
 
 
+# One level's blocks in [low, high): built once, not per level of every roll step (the
+# statement's construction cost more than its execution).
+_KEPT = (
+    sa.select(*_COLUMNS)
+    .where(
+        _r.c.run_id == sa.bindparam("run_id"),
+        _r.c.key == sa.bindparam("key"),
+        _r.c.level == sa.bindparam("level"),
+        _r.c.block >= sa.bindparam("low"),
+        _r.c.block < sa.bindparam("high"),
+    )
+    .order_by(_r.c.block)
+)
+
+
 def _of_rows(rows: Sequence[Sequence[Any]]) -> _Blocks:
     if not rows:
         return _empty()
@@ -214,35 +231,45 @@ def _of_rows(rows: Sequence[Sequence[Any]]) -> _Blocks:
 
 
 def _nan_to_none(values: npt.NDArray[np.float64]) -> list[float | None]:
-    return [None if math.isnan(v) else v for v in values.tolist()]
+    listed: list[float | None] = values.tolist()
+    if not np.isnan(values).any():  # the usual case: no value looked at in Python
+        return listed
+    return [None if v is not None and math.isnan(v) else v for v in listed]
 
 
-def _rows(run_id: str, key: str, level: int, b: _Blocks) -> list[dict[str, object]]:
+_Row = tuple[str, str, int, int, int, int, int, float | None, float | None, float | None]
+_ROW_COLUMNS = tuple(c.name for c in _r.columns)  # a _Row's order: the table's columns
+
+
+def _rows(run_id: str, key: str, level: int, b: _Blocks) -> list[_Row]:
     columns = zip(
         b.index.tolist(),
         b.count.tolist(),
         b.first.tolist(),
         b.last.tolist(),
+        _nan_to_none(b.last_value),
         _nan_to_none(b.min),
         _nan_to_none(b.max),
-        _nan_to_none(b.last_value),
         strict=True,
     )
-    return [
-        {
-            "run_id": run_id,
-            "key": key,
-            "level": level,
-            "block": block,
-            "count": count,
-            "first_step": first,
-            "last_step": last,
-            "min_value": lo,
-            "max_value": hi,
-            "last_value": last_value,
-        }
-        for block, count, first, last, lo, hi, last_value in columns
-    ]
+    return [(run_id, key, level, *row) for row in columns]
+
+
+def _insert(conn: Connection, rows: list[_Row]) -> None:
+    """SQLite: the rows as tuples through the driver's executemany. SQLAlchemy's
+    processing of each row's parameters cost more than SQLite's insert of it (about 13
+    against 7 us), and rolling 1M points writes about 8,000 rows, in the server beside
+    ingest (P7). The values are ints, floats, None and strings: no bind processor is
+    skipped. PostgreSQL: through SQLAlchemy, whose insertmanyvalues sends few statements."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(_sqlite_insert(), rows)
+    else:
+        conn.execute(sa.insert(_r), [dict(zip(_ROW_COLUMNS, row, strict=True)) for row in rows])
+
+
+@functools.cache
+def _sqlite_insert() -> str:
+    return str(sa.insert(_r).compile(dialect=sqlite.dialect()))
 
 
 def roll(
@@ -286,20 +313,12 @@ def roll(
     for lower, level in itertools.pairwise(levels):
         # The lower level's blocks of this level's first block that lie below the old
         # watermark are still in the table, and still right.
-        kept = conn.execute(
-            sa.select(*_COLUMNS)
-            .where(
-                mine,
-                _r.c.level == lower,
-                _r.c.block >= (start >> level) << STRIDE,
-                _r.c.block < start >> lower,
-            )
-            .order_by(_r.c.block)
-        ).all()
+        bounds = {"level": lower, "low": (start >> level) << STRIDE, "high": start >> lower}
+        kept = conn.execute(_KEPT, {"run_id": run_id, "key": key, **bounds}).all()
         blocks = _coarser(_concat([_of_rows(kept), blocks]), STRIDE)
         rows += _rows(run_id, key, level, blocks)
     if rows:
-        conn.execute(sa.insert(_r), rows)
+        _insert(conn, rows)
     conn.execute(
         sa.update(_s)
         .where(_s.c.run_id == run_id, _s.c.key == key)
