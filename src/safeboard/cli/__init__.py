@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     except SafeboardError as exc:
         click.echo(f"safeboard: error: {exc.message}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before click's own handling began (an import, say)
+        click.echo("aborted", err=True)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001  (the promise: no traceback reaches a user)
         if os.environ.get("SAFEBOARD_DEBUG") == "1":
