@@ -33,9 +33,10 @@ class TensorboardSettings(BaseModel):
         ge=0,
         le=65535,
         description=(
-            "Port of TensorBoard's own origin (a second TLS listener of the server, same "
-            "address and certificate). 0: a free port picked at each start, printed in "
-            "the banner and in every link."
+            "Port of TensorBoard's own origin (a second listener of the server: same "
+            "address, same scheme, HTTPS with the same certificate when the server has "
+            "TLS). 0: a free port picked at each start, printed in the banner and in "
+            "every link."
         ),
     )
     max_per_user: int = Field(

@@ -137,8 +137,9 @@ def test_the_button_opens_tensorboard_over_runs_a_member_may_read(tmp_path: Path
 
 def test_same_origin_mode_serves_tensorboard_under_tb(tmp_path: Path) -> None:
     """``tensorboard.same_origin``: one port; the button's tab opens TensorBoard under
-    ``/tb/`` of safeboard's origin and shows the scalars; safeboard's pages keep their
-    CSP (no 'unsafe-eval') and raise no violation."""
+    ``/tb/`` of safeboard's origin and shows the scalars, its fonts (asked for at the
+    root) loaded; safeboard's pages keep their CSP (no 'unsafe-eval') and raise no
+    violation."""
     server = start_server(
         tmp_path, "--tls", settings={"SAFEBOARD__TENSORBOARD__SAME_ORIGIN": "true"}
     )
@@ -162,12 +163,20 @@ def test_same_origin_mode_serves_tensorboard_under_tb(tmp_path: Path) -> None:
             policy = shown.headers["content-security-policy"]
             assert "unsafe-eval" not in policy
             assert "'unsafe-inline'" not in policy.split("script-src", 1)[1].split(";", 1)[0]
+            fonts: list[str] = []
+            admin.context.on(
+                "response",
+                lambda r: fonts.append(f"{r.status} {r.url}") if "/font-roboto/" in r.url else None,
+            )
             board = open_from(admin)
             assert board.url.startswith(f"{server.url}/tb/")
             # TensorBoard keeps hidden copies of a tag's name (its other dashboards): the
             # first visible one is the scalars card's.
             shown_tag = board.get_by_text("train/accuracy").locator("visible=true").first
             expect(shown_tag).to_be_visible(timeout=TIMEOUT_MS)
+            board.evaluate("document.fonts.ready.then(() => true)")
+            assert fonts, "TensorBoard asked for no font: nothing was tested"
+            assert all(f.startswith(f"200 {server.url}/font-roboto/") for f in fonts), fonts
             (cookie,) = [c for c in board.context.cookies() if c["name"].startswith("__Host-sbtb-")]
             assert (cookie["httpOnly"], cookie["sameSite"]) == (True, "Strict")
     finally:

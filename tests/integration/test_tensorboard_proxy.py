@@ -162,6 +162,31 @@ async def test_refused_without_cookie_with_another_users_or_instances_and_used_t
     assert any("script-src 'sha256-" in policy and "default-src 'none'" in policy for policy in csp)
 
 
+async def test_fonts_at_the_root_reach_only_an_instance_of_the_cookie(
+    origin: tuple[TensorboardOrigin, httpx.AsyncClient], supervisor: Supervisor, tmp_path: Path
+) -> None:
+    """TensorBoard's page asks for ``/font-roboto/<name>.woff2`` at the origin's root: it
+    goes to the instance whose cookie the request carries, as that instance's own path;
+    without a valid cookie, or for any other name, the one 404."""
+    app, client = origin
+    mine, _ = supervisor.start(1, "user1", logdir(tmp_path))
+    theirs, _ = supervisor.start(2, "user2", logdir(tmp_path))
+    font = "/font-roboto/oMMgfZMQthOryQo9n22dcuvvDin1pK8aKteLpeZ5c0A.woff2"
+    await enter(app, client, mine)
+    answer = await client.get(font)
+    assert answer.status_code == 200, answer.text
+    assert [r["path"] for r in seen(mine)] == [f"/tb/{mine.id}{font}"]
+    for other in ("/font-roboto/x.js", "/font-roboto/../tb/x.woff2", "/font-roboto/LICENSE"):
+        assert (await client.get(other)).status_code == 404
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    forged = {cookie_name(theirs.id, secure=True): app.tickets.cookie(Entry(1, "user1", theirs.id))}
+    for cookies in ({}, forged):
+        async with httpx.AsyncClient(transport=transport, base_url=ORIGIN, cookies=cookies) as c:
+            assert (await c.get(font)).status_code == 404
+    assert seen(theirs) == []
+    assert len(seen(mine)) == 1
+
+
 async def test_methods_bodies_origins_and_slow_upstream(
     origin: tuple[TensorboardOrigin, httpx.AsyncClient], supervisor: Supervisor, tmp_path: Path
 ) -> None:

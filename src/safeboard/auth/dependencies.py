@@ -20,6 +20,7 @@ from safeboard.auth.csrf import UNSAFE_METHODS, check_session_csrf, check_sign_i
 from safeboard.auth.identity import IdentityChain, Presented
 from safeboard.auth.permissions import CredentialKind, Permission
 from safeboard.auth.principal import Principal
+from safeboard.hosts import is_loopback_host
 from safeboard.provision import provided, provided_by
 from safeboard.settings import Settings
 
@@ -34,6 +35,7 @@ __all__ = [
     "current_principal",
     "own_origin",
     "public_origin",
+    "reachable_by_others",
     "requires",
     "requires_project",
     "session_cookie",
@@ -97,6 +99,14 @@ def public_origin(request: Request) -> str:
     """The address to hand to others (invitation links, ``safeboard login`` hints): the
     ``server.public_url`` setting, else the origin this request came to."""
     return provided_by(request.app, Settings).server.public_url or own_origin(request)
+
+
+def reachable_by_others(request: Request) -> bool:
+    """Whether other machines can reach this server (a public URL, a reverse proxy in
+    front, or a bind off loopback): else a login hint for "any other machine" is one that
+    no other machine could use."""
+    server = provided_by(request.app, Settings).server
+    return bool(server.public_url or server.behind_proxy) or not is_loopback_host(server.host)
 
 
 def session_cookie(request: Request) -> str | None:

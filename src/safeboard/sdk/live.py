@@ -1,9 +1,11 @@
 """The runs this process has started and not finished, and what ends them at exit.
 
-``init()`` registers each run here; at the interpreter's exit every live run is finished
-(``failed`` after an uncaught exception). Inside a task, :func:`live_run` is how a second
-``init()`` (the script's, a library's, a framework integration's) finds the task's run
-that this process holds already, rather than start it twice.
+``init()`` registers each run here; at the interpreter's exit every live run is finished:
+``failed`` after an uncaught exception, ``killed`` after an uncaught KeyboardInterrupt, so
+that Ctrl-C ends a run the same way with or without ``with safeboard.init(...)``. Inside a
+task, :func:`live_run` is how a second ``init()`` (the script's, a library's, a framework
+integration's) finds the task's run that this process holds already, rather than start it
+twice.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from safeboard.sdk.run import Run
+    from safeboard.sdk.run import Run, Status
 
 __all__ = ["install_exit_hooks", "live_run", "register"]
 
 _live: weakref.WeakSet[Run] = weakref.WeakSet()
-_failed = threading.Event()
+_ending: list[Status] = []  # set by the excepthook; the last one ended the script
 _hooks = threading.Lock()
 _hooked: list[bool] = []
 
@@ -39,8 +41,9 @@ def live_run(run_id: str) -> Run | None:
 
 
 def install_exit_hooks() -> None:
-    """At the first init(): finish every live run at exit, as failed after an uncaught
-    exception (installed then, not at import: importing safeboard changes nothing)."""
+    """At the first init(): finish every live run at exit, as killed after an uncaught
+    KeyboardInterrupt and failed after any other uncaught exception (installed then, not
+    at import: importing safeboard changes nothing)."""
     with _hooks:
         if _hooked:
             return
@@ -48,7 +51,7 @@ def install_exit_hooks() -> None:
         previous = sys.excepthook
 
         def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
-            _failed.set()
+            _ending.append("killed" if issubclass(kind, KeyboardInterrupt) else "failed")
             previous(kind, exc, tb)
 
         sys.excepthook = hook
@@ -57,4 +60,4 @@ def install_exit_hooks() -> None:
 
 def _finish_all() -> None:
     for run in list(_live):
-        run.finish("failed" if _failed.is_set() else "finished")
+        run.finish(_ending[-1] if _ending else "finished")

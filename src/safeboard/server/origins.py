@@ -1,5 +1,5 @@
 """Two origins on one server: the main application, and TensorBoard's own origin on a
-second listener (same address and certificate, another port, so another origin:
+second listener (same address and scheme, another port, so another origin:
 docs/security.md, "TensorBoard's origin").
 
 The listener a request came in on decides (``scope["server"]``, the socket's own address,
@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from safeboard.server.bootstrap import advertised_url
 from safeboard.settings import Settings
+from safeboard.tensorboards.proxy import ROOT_FONTS
 from safeboard.tensorboards.supervisor import extra_installed
 
 __all__ = [
@@ -82,16 +83,20 @@ class Origins:
 
 class SameOrigin:
     """``tensorboard.same_origin``: one listener, TensorBoard's application answering the
-    paths under ``/tb/`` (its instances and its entry page, ``/tb/enter``), the main
-    application every other path. Safeboard's headers (its CSP) are the main
-    application's: they stay on its pages, TensorBoard's weaker ones on ``/tb/`` only."""
+    paths under ``/tb/`` (its instances and its entry page, ``/tb/enter``) and its fonts
+    (asked for at the root, ``/font-roboto/``), the main application every other path.
+    Safeboard's headers (its CSP) are the main application's: they stay on its pages,
+    TensorBoard's weaker ones on TensorBoard's paths only."""
 
     def __init__(self, main: App, tensorboard: App) -> None:
         self.main = main
         self.tensorboard = tensorboard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (scope["path"] + "/").startswith("/tb/"):
+        path: str = scope.get("path", "")  # none in a lifespan scope
+        if scope["type"] == "http" and (
+            (path + "/").startswith("/tb/") or path.startswith(ROOT_FONTS)
+        ):
             await self.tensorboard(scope, receive, send)
         else:
             await self.main(scope, receive, send)

@@ -1,4 +1,4 @@
-"""TensorBoard's own origin: the ASGI application of the server's second TLS listener.
+"""TensorBoard's own origin: the ASGI application of the server's second listener.
 
 - ``GET /enter`` serves a page that takes the ticket from the URL fragment and posts it;
   ``POST /enter`` (same-origin only) redeems it and sets the cookie of that instance.
@@ -6,6 +6,9 @@
   instance's cookie for its owner; anything else is a 404 that says nothing about which
   instances exist. Only GET, HEAD and POST; POST only from this origin (TensorBoard has no
   CSRF defense of its own); bodies bounded; a slow TensorBoard is a 503.
+- ``/font-roboto/<name>.woff2``, which TensorBoard's page asks for at the origin's root
+  whatever its ``--path_prefix``, is forwarded to the first instance whose cookie the
+  request carries: a visitor without one gets the same 404 as before.
 - Headers are forwarded from an allow-list: never ``Cookie``, ``Authorization`` or
   ``X-Forwarded-*``. Responses lose ``Set-Cookie`` and gain ``frame-ancestors 'none'``.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
@@ -26,7 +30,7 @@ from anyio import to_thread
 from safeboard.tensorboards.supervisor import Instance, Supervisor
 from safeboard.tensorboards.tickets import Tickets, cookie_name
 
-__all__ = ["ENTER_PATH", "SAME_ORIGIN_ENTER_PATH", "TensorboardOrigin"]
+__all__ = ["ENTER_PATH", "ROOT_FONTS", "SAME_ORIGIN_ENTER_PATH", "TensorboardOrigin"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -41,6 +45,8 @@ _FORWARDED = frozenset(
 _DROPPED_BACK = frozenset(
     {b"set-cookie", b"connection", b"keep-alive", b"transfer-encoding", b"server"}
 )
+ROOT_FONTS = "/font-roboto/"  # where TensorBoard's page asks for its fonts
+_ROOT_FONT = re.compile(re.escape(ROOT_FONTS) + r"[A-Za-z0-9_-]+\.woff2")
 _REAP_SECONDS = 30.0
 _RECHECK_SECONDS = 30.0
 
@@ -108,32 +114,46 @@ class TensorboardOrigin:
             else:
                 await _error(send, 403, "forbidden", "cross-origin entry refused")
             return
-        instance = await self._allowed(scope)
-        if instance is None:
+        routed = await self._route(scope)
+        if routed is None:
             await _respond(send, 404, _NOT_FOUND, b"application/json")
             return
+        instance, target = routed
         if method not in ("GET", "HEAD", "POST"):
             await _error(send, 405, "method_not_allowed", "only GET, HEAD and POST")
             return
         if method == "POST" and not self._same_origin(scope):
             await _error(send, 403, "forbidden", "cross-origin request refused")
             return
-        await self._forward(instance, scope, receive, send)
+        await self._forward(instance, target, scope, receive, send)
 
-    async def _allowed(self, scope: Scope) -> Instance | None:
-        """The instance a request may reach: its path's, with that instance's cookie for
-        its owner (None otherwise: one 404 for all the reasons)."""
+    async def _route(self, scope: Scope) -> tuple[Instance, str] | None:
+        """The instance a request may reach and the path to ask it for: its path's
+        instance, or for a font at the root the first instance, each only with that
+        instance's cookie for its owner (None otherwise: one 404 for all the reasons)."""
         self._reap_now_and_then()
-        parts = scope["path"].split("/", 3)  # "", "tb", id, rest
+        path: str = scope["path"]
+        if _ROOT_FONT.fullmatch(path):
+            for candidate in self.supervisor.instances():
+                if await self._admits(scope, candidate):
+                    return candidate, candidate.prefix + path
+            return None
+        parts = path.split("/", 3)  # "", "tb", id, rest
         if len(parts) < 3 or parts[1] != "tb":
             return None
         instance = self.supervisor.get(parts[2])
-        if instance is None:
+        if instance is None or not await self._admits(scope, instance):
             return None
+        raw: bytes | None = scope.get("raw_path")
+        return instance, raw.decode("latin-1") if raw else path
+
+    async def _admits(self, scope: Scope, instance: Instance) -> bool:
+        """Whether the request carries ``instance``'s cookie for its owner, who may still
+        see it."""
         value = _cookies(scope).get(cookie_name(instance.id, secure=self.secure))
         if value is None or self.tickets.check(value, instance.id) != instance.owner_id:
-            return None
-        return instance if await self._standing(instance) else None
+            return False
+        return await self._standing(instance)
 
     async def _standing(self, instance: Instance, *, fresh: bool = False) -> bool:
         now = time.monotonic()
@@ -175,7 +195,7 @@ class TensorboardOrigin:
         )
 
     async def _forward(
-        self, instance: Instance, scope: Scope, receive: Receive, send: Send
+        self, instance: Instance, target: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
         instance.touch()
         limit = self.settings.max_body_bytes
@@ -185,8 +205,6 @@ class TensorboardOrigin:
             return
         headers = [(k, v) for k, v in scope["headers"] if k in _FORWARDED]
         headers.append((b"host", b"tensorboard"))
-        raw: bytes | None = scope.get("raw_path")
-        target = raw.decode("latin-1") if raw else scope["path"]
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")
         client = self._client(instance)

@@ -1,6 +1,8 @@
 """What an empty page tells people about logging their first run: on the server's own
 machine nothing is to be set up; from any other machine, ``safeboard login <URL>`` first
-(with the server's public address, and what its certificate question means)."""
+(with the server's public address, and what its certificate question means). A server
+that listens on this machine only says so, and how to open it to others, rather than
+hand out a login command that no other machine could use."""
 
 from __future__ import annotations
 
@@ -47,10 +49,33 @@ def _from_elsewhere(project: str, server_url: str, heading: str) -> Markup:
     )
 
 
-def first_steps(project: str, server_url: str, *, admin: bool | None) -> Markup:
+def _this_machine_only() -> Markup:
+    return el(
+        "div",
+        el("h3", "From other machines"),
+        el(
+            "p",
+            "This server listens on this machine only (a loopback address): other machines "
+            "cannot reach it. An admin opens it to the team by starting it on every "
+            "interface, which turns HTTPS on by itself (with a generated certificate) and "
+            "keeps sign-in mandatory:",
+        ),
+        el("pre", el("code", "safeboard server --host 0.0.0.0")),
+        el(
+            "p",
+            "Teammates are then invited with `safeboard user invite NAME` and sign in with "
+            "`safeboard login https://<this machine's name>:8443`.",
+        ),
+        data_testid="loopback-hint",
+    )
+
+
+def first_steps(project: str, server_url: str, *, admin: bool | None, reachable: bool) -> Markup:
     """Both ways for an admin (who may sit at the server's machine), the login way for
     everyone else. ``admin=None``: not known when rendered; the part for the server's
-    machine is marked ``admin-only`` (hidden until the page's script learns the role)."""
+    machine is marked ``admin-only`` (hidden until the page's script learns the role).
+    ``reachable``: whether other machines can reach the server; when not, the login way
+    is for other users of this machine, and the page says how to open it to others."""
     local = el(
         "div",
         el("h3", "On the server's machine"),
@@ -64,6 +89,11 @@ def first_steps(project: str, server_url: str, *, admin: bool | None) -> Markup:
         class_="admin-only" if admin is None else None,
         hidden=admin is None,
     )
+    if not reachable:  # the login way works for the other users of this machine only
+        mine = admin is False
+        heading = "Log runs from your account" if mine else "As another user of this machine"
+        here = _from_elsewhere(project, server_url, heading)
+        return join(None if mine else local, here, _this_machine_only())
     if admin is False:
         return _from_elsewhere(project, server_url, "Log runs from your machine")
     return join(local, _from_elsewhere(project, server_url, "From any other machine"))

@@ -13,7 +13,7 @@ __all__ = ["render_home"]
 COLUMNS = ("Project", "Description", "Runs", "Last run", "Your role", "Created")
 
 
-def render_home(server_url: str) -> str:
+def render_home(server_url: str, *, reachable: bool) -> str:
     content = [
         el("h1", "Projects"),
         el("p", "Loading…", id="status", role="status", aria_live="polite"),
@@ -37,7 +37,7 @@ def render_home(server_url: str) -> str:
             "section",
             el("h2", "No projects yet"),
             el("p", "A project is created the first time a run logs to it."),
-            first_steps("my-first-project", server_url, admin=None),
+            first_steps("my-first-project", server_url, admin=None, reachable=reachable),
             el("p", "Or create an empty project below and grant your team access to it."),
             id="no-projects",
             class_="empty",

@@ -51,6 +51,7 @@ class ProjectView:
     keys: ColumnKeys  # what the column picker offers
     now: datetime
     server_url: str
+    reachable: bool  # by other machines: web/first_run.py
     can_delete: bool = False  # editors and owners: "Delete selected" (web/trash_page.py)
 
 
@@ -327,7 +328,12 @@ def _empty_project(view: ProjectView, viewer: Viewer) -> Markup:
         "section",
         el("h2", "No runs yet"),
         el("p", "Log your first run from Python; it appears here while it trains."),
-        first_steps(view.project.name, view.server_url, admin=viewer.role is Role.ADMIN),
+        first_steps(
+            view.project.name,
+            view.server_url,
+            admin=viewer.role is Role.ADMIN,
+            reachable=view.reachable,
+        ),
         class_="empty",
         data_testid="empty-project",
     )

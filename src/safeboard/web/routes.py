@@ -25,6 +25,7 @@ from safeboard.auth.dependencies import (
     PUBLIC,
     auth_context,
     public_origin,
+    reachable_by_others,
     requires,
     requires_project,
     session_cookie,
@@ -89,7 +90,8 @@ def viewer_of(request: Request, principal: Principal) -> Viewer:
 
 @router.get("/", response_class=HTMLResponse, dependencies=[PUBLIC])
 def home(request: Request) -> HTMLResponse:
-    return HTMLResponse(render_home(public_origin(request)))
+    home = render_home(public_origin(request), reachable=reachable_by_others(request))
+    return HTMLResponse(home)
 
 
 @router.get("/login", response_class=HTMLResponse, dependencies=[PUBLIC])
@@ -159,6 +161,7 @@ def project_page(
         keys=keys,
         now=utcnow(),
         server_url=public_origin(request),
+        reachable=reachable_by_others(request),
         can_delete=Permission.PROJECTS_WRITE in trash.permissions(principal, project.id),
     )
     html = render_project(view, viewer_of(request, principal))
