@@ -127,7 +127,8 @@ def login(
         saved = StoredKey(origin, username, str(created["id"]), name, str(created["token"]))
         path = store.save(saved)
         click.echo(f"signed in to {origin} as {username}")
-        click.echo(f"API key {name!r} (id {saved.key_id}, scope {scope}) stored in {path}")
+        granted = created["scope"]  # the server's word: what the key can do
+        click.echo(f"API key {name!r} (id {saved.key_id}, scope {granted}) stored in {path}")
         if previous is not None and previous.key_id != saved.key_id:
             _warn(_revoke(api, previous, "the previous key of this device", csrf), previous)
         _sign_out(api, csrf)  # the key is what stays

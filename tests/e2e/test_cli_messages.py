@@ -1,0 +1,62 @@
+"""What the CLI says to a newcomer, as a subprocess against a real server (the newcomer
+report's items 4-8, 17 and 18): each message names what happened and the fix, in plain
+words, with no traceback, no Python warning and no pydantic wording."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import ServerProcess, cli_env, run_cli, start_server
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "quartz-Meadow-ember-61-lantern"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A plain-HTTP loopback server with user alice (password ``PASSWORD``)."""
+    started = start_server(tmp_path_factory.mktemp("cli-messages"))
+    assert run_cli("user", "add", "alice", data_dir=started.data_dir).returncode == 0
+    set_password = run_cli(
+        "user", "set-password", "--password-stdin", "alice",
+        data_dir=started.data_dir, input=f"{PASSWORD}\n",
+    )  # fmt: skip
+    assert set_password.returncode == 0, set_password.stderr
+    yield started
+    started.stop()
+
+
+def client_env(tmp_path: Path) -> dict[str, str]:
+    """A CLI of another machine: its own config directory, no local server to find."""
+    env = cli_env(tmp_path / "no-local-server")
+    env["SAFEBOARD_CONFIG_DIR"] = str(tmp_path / "config")
+    return env
+
+
+def one_error(done: subprocess.CompletedProcess[str]) -> str:
+    """The single line a failed command prints: no traceback, no warning."""
+    assert done.returncode != 0, done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("safeboard: error: "), done.stderr
+    return lines[0].removeprefix("safeboard: error: ")
+
+
+def test_login_names_the_scope_of_the_stored_key(server: ServerProcess, tmp_path: Path) -> None:
+    done = run_cli(
+        "login", server.url, "--username", "alice", "--password-stdin",
+        env=client_env(tmp_path), input=f"{PASSWORD}\n",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    stored = next(line for line in done.stdout.splitlines() if line.startswith("API key"))
+    assert ", scope write) stored in " in stored, stored
+    admin = run_cli(
+        "login", server.url, "--username", "alice", "--password-stdin", "--scope", "admin",
+        env=client_env(tmp_path), input=f"{PASSWORD}\n",
+    )  # fmt: skip
+    assert ", scope admin) stored in " in admin.stdout, admin.stdout
