@@ -60,3 +60,23 @@ def test_login_names_the_scope_of_the_stored_key(server: ServerProcess, tmp_path
         env=client_env(tmp_path), input=f"{PASSWORD}\n",
     )  # fmt: skip
     assert ", scope admin) stored in " in admin.stdout, admin.stdout
+
+
+def test_https_to_a_plain_http_server_names_the_scheme(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """Login checks the certificate first (a bare handshake), commands go through the client:
+    both say that the port speaks plain HTTP and which URL to use, not OpenSSL's words."""
+    https = server.url.replace("http://", "https://")
+    plain = server.url
+    login = run_cli(
+        "login", https, "--username", "alice", "--password-stdin",
+        env=client_env(tmp_path), input=f"{PASSWORD}\n",
+    )  # fmt: skip
+    keyed = {**client_env(tmp_path), "SAFEBOARD_URL": https, "SAFEBOARD_API_KEY": "sb_0_x"}
+    listed = run_cli("projects", "list", env=keyed)
+    for said in (one_error(login), one_error(listed)):
+        assert said.startswith(f"{https} does not speak TLS: it is a plain-HTTP port"), said
+        assert f"Use {plain} " in said, said
+        assert "WRONG_VERSION_NUMBER" not in said
+    assert not (tmp_path / "config" / "credentials").exists()
