@@ -80,3 +80,23 @@ def test_https_to_a_plain_http_server_names_the_scheme(
         assert f"Use {plain} " in said, said
         assert "WRONG_VERSION_NUMBER" not in said
     assert not (tmp_path / "config" / "credentials").exists()
+
+
+def test_set_password_without_a_terminal_refuses_like_login(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """Piped in without --password-stdin: refused before anything is read or set (it had
+    printed Python's GetPassWarning, read the pipe as if typed, and set the password)."""
+    unasked = "another-Quartz-meadow-62-lantern"
+    done = run_cli(
+        "user", "set-password", "alice",
+        data_dir=server.data_dir, input=f"{unasked}\n{unasked}\n",
+    )  # fmt: skip
+    assert one_error(done) == "no terminal to ask for the password: pass --password-stdin"
+    assert "GetPassWarning" not in done.stderr
+    assert "password set" not in done.stdout
+    login = run_cli(
+        "login", server.url, "--username", "alice", "--password-stdin",
+        env=client_env(tmp_path), input=f"{PASSWORD}\n",
+    )  # fmt: skip
+    assert login.returncode == 0, login.stderr  # the password is the one it was

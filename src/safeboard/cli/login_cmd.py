@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import click
 
 from safeboard.cli.login_trust import trusted_context
+from safeboard.cli.password_input import read_password
 from safeboard.errors import BadRequest, Forbidden, NotFound, SafeboardError, Unauthenticated
 from safeboard.vocabulary import KeyScope
 
@@ -46,12 +47,7 @@ def _credentials(username: str | None, password_stdin: bool) -> tuple[str, str]:
             raise BadRequest("cannot tell your user name: pass --username")
         else:
             username = default
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    elif tty:
-        password = str(click.prompt("password", hide_input=True))
-    else:
-        raise BadRequest("no terminal to ask for the password: pass --password-stdin")
+    password = read_password("password", password_stdin)
     if not password:
         raise BadRequest("empty password")
     return username, password
