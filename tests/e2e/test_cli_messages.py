@@ -100,3 +100,30 @@ def test_set_password_without_a_terminal_refuses_like_login(
         env=client_env(tmp_path), input=f"{PASSWORD}\n",
     )  # fmt: skip
     assert login.returncode == 0, login.stderr  # the password is the one it was
+
+
+def logged_in(server: ServerProcess, tmp_path: Path) -> dict[str, str]:
+    """The environment of alice's CLI on another machine, signed in to ``server``."""
+    env = client_env(tmp_path)
+    done = run_cli(
+        "login", server.url, "--username", "alice", "--password-stdin",
+        env=env, input=f"{PASSWORD}\n",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return env
+
+
+def test_a_taken_project_name_says_already_exists_to_who_can_see_it(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """Who can see the project hears that it exists; who cannot gets the words that tell
+    only that the name is taken (docs/security.md, S9: existence does not leak)."""
+    alice = logged_in(server, tmp_path)
+    assert run_cli("projects", "create", "alices", env=alice).returncode == 0
+    again = one_error(run_cli("projects", "create", "alices", env=alice))
+    assert again == "project 'alices' already exists", again
+    admin = one_error(run_cli("projects", "create", "alices", data_dir=server.data_dir))
+    assert admin == "project 'alices' already exists", admin  # an admin sees every project
+    assert run_cli("projects", "create", "roots-plan", data_dir=server.data_dir).returncode == 0
+    hidden = one_error(run_cli("projects", "create", "roots-plan", env=alice))
+    assert hidden == "project name not available", hidden
