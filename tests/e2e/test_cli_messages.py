@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ServerProcess, cli_env, run_cli, start_server
+from tests.e2e.conftest import ServerProcess, cli_env, free_port, run_cli, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -127,3 +127,18 @@ def test_a_taken_project_name_says_already_exists_to_who_can_see_it(
     assert run_cli("projects", "create", "roots-plan", data_dir=server.data_dir).returncode == 0
     hidden = one_error(run_cli("projects", "create", "roots-plan", env=alice))
     assert hidden == "project name not available", hidden
+
+
+def test_a_url_with_no_key_says_what_is_missing_there(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """``--url`` with no key stored for it: nothing answering there is said first (a login
+    could not help yet); a server that answers gets the login command for that URL."""
+    env = client_env(tmp_path)
+    away = f"http://127.0.0.1:{free_port()}"
+    nobody = one_error(run_cli("runs", "list", "--project", "mnist", "--url", away, env=env))
+    assert nobody.startswith(f"no safeboard server answers at {away} (connection refused)")
+    keyless = run_cli("runs", "list", "--project", "mnist", "--url", server.url, env=env)
+    assert one_error(keyless) == (
+        f"no API key stored for {server.url}: run `safeboard login {server.url}`"
+    )
