@@ -4,6 +4,8 @@ words, with no traceback, no Python warning and no pydantic wording."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,3 +144,36 @@ def test_a_url_with_no_key_says_what_is_missing_there(
     assert one_error(keyless) == (
         f"no API key stored for {server.url}: run `safeboard login {server.url}`"
     )
+
+
+def test_sizes_read_alike_in_tables_progress_bars_and_backups(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """One way to write a size (safeboard.sizes: decimal, ``12.4 KB``) in the list, the
+    upload and download bars and the backup's report; the bars wrote rich's ``12.4 kB``,
+    the backup ``MiB``."""
+    made = run_cli("projects", "create", "units", data_dir=server.data_dir)
+    assert made.returncode == 0, made.stderr
+    with server.client() as client:
+        key = json.loads((server.data_dir / "discovery.json").read_text())["api_key"]
+        client.headers["Authorization"] = f"Bearer {key}"
+        run = client.post("/api/v1/projects/units/runs", json={"name": "sized"})
+        assert run.status_code == 201, run.text
+    run_id = run.json()["id"]
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"w" * 12_400)
+    up = run_cli("artifacts", "upload", run_id, str(path), data_dir=server.data_dir)
+    assert up.returncode == 0, up.stderr
+    assert "(12.4 KB, sha256 " in up.stdout
+    artifact = up.stdout.split("artifact ")[1].split()[0]
+    back = tmp_path / "back.bin"
+    down = run_cli("artifacts", "download", artifact, "-o", str(back), data_dir=server.data_dir)
+    assert down.returncode == 0, down.stderr
+    listed = run_cli("artifacts", "list", run_id, data_dir=server.data_dir)
+    assert "12.4 KB" in listed.stdout, listed.stdout
+    for bars in (up.stderr, down.stderr):
+        assert "12.4 KB / 12.4 KB" in bars, bars
+        assert "kB" not in bars, bars
+    backup = run_cli("backup", str(tmp_path / "all.tar"), data_dir=server.data_dir)
+    assert backup.returncode == 0, backup.stderr
+    assert re.search(r"artifact files, \d+\.\d (KB|MB)\n", backup.stdout), backup.stdout
