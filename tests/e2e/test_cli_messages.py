@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,3 +178,38 @@ def test_sizes_read_alike_in_tables_progress_bars_and_backups(
     backup = run_cli("backup", str(tmp_path / "all.tar"), data_dir=server.data_dir)
     assert backup.returncode == 0, backup.stderr
     assert re.search(r"artifact files, \d+\.\d (KB|MB)\n", backup.stdout), backup.stdout
+
+
+PLAIN_NAME = (
+    "body.name: must be 1 to 100 letters, digits, dots, dashes or underscores, starting "
+    "with a letter or digit"
+)
+
+
+def test_refused_input_is_said_in_plain_words(server: ServerProcess, tmp_path: Path) -> None:
+    """The CLI, the SDK, the API and a dashboard page: the field and the code stay, the
+    words are a person's (they were pydantic's: "String should match pattern '^[A-Za...'")."""
+    said = one_error(run_cli("projects", "create", "bad/name", data_dir=server.data_dir))
+    assert said == PLAIN_NAME, said
+    script = (
+        "import safeboard\ntry:\n safeboard.init(project='bad/name')\n"
+        "except safeboard.InvalidRequest as exc:\n print(exc.code, exc.message)"
+    )
+    sdk = subprocess.run(
+        [sys.executable, "-c", script],
+        env=cli_env(server.data_dir), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert sdk.stdout.strip() == f"invalid_request {PLAIN_NAME}", sdk.stdout + sdk.stderr
+    key = json.loads((server.data_dir / "discovery.json").read_text())["api_key"]
+    with server.client() as client:
+        client.headers["Authorization"] = f"Bearer {key}"
+        api = client.get("/api/v1/tasks/abc").json()["error"]
+        assert (api["code"], api["message"]) == (
+            "invalid_request",
+            "path.task_id: must be a whole number",
+        )
+        page = client.get("/tasks/abc", headers={"Accept": "text/html"})
+        assert page.status_code == 404, page.text
+        assert '<p class="error" role="alert">no such task</p>' in page.text
+        limit = client.get("/api/v1/projects/alices/runs", params={"limit": "many"})
+        assert limit.json()["error"]["message"] == "query.limit: must be a whole number"
