@@ -87,7 +87,7 @@ def test_upload_list_download_remove(server_factory: Start, tmp_path: Path) -> N
     uploaded = cli(server, "upload", run_id, str(source), "--kind", "model", tty=True)
     assert uploaded.returncode == 0, uploaded.stderr
     assert "uploading weights.bin" in uploaded.stderr  # the bar: label, bytes, rate, time left
-    assert "5.0/5.0 MB" in uploaded.stderr
+    assert "5.0 MB / 5.0 MB" in uploaded.stderr  # safeboard.sizes, as in every table
     assert "MB/s" in uploaded.stderr
     assert f"sha256 {sha256(source)}" in uploaded.stdout
 

@@ -122,10 +122,10 @@ async def test_a_member_creates_a_bounded_number_of_projects(world: World) -> No
     ).status_code == 201
 
 
-async def test_a_taken_name_is_answered_alike_whoever_holds_it(world: World) -> None:
-    """The name exists: that much creation must say. Not whose it is, nor whether the
-    caller can see it: the same status and body for its owner, a member without a grant,
-    a viewer and an admin."""
+async def test_a_taken_name_tells_only_who_can_see_the_project_more(world: World) -> None:
+    """The name exists: that much creation must say. Whoever may read the project (its
+    owner, a viewer, an admin) hears that it already exists; a member without a grant gets
+    the words that say the name is taken and nothing more. Renaming onto it answers alike."""
     olga = as_user(world, "olga")
     assert (await olga.post("/api/v1/projects", json={"name": "secret-plan"})).status_code == 201
     assert (
@@ -138,7 +138,13 @@ async def test_a_taken_name_is_answered_alike_whoever_holds_it(world: World) -> 
         )
         error = response.json()["error"]
         answers.append((response.status_code, {k: error[k] for k in ("code", "message")}))
-    assert answers == [(409, {"code": "conflict", "message": "project name not available"})] * 4
+    exists = (409, {"code": "conflict", "message": "project 'secret-plan' already exists"})
+    hidden = (409, {"code": "conflict", "message": "project name not available"})
+    assert answers == [exists, exists, hidden, exists]
+    eve = as_user(world, "eve")
+    assert (await eve.post("/api/v1/projects", json={"name": "eves"})).status_code == 201
+    renamed = await eve.patch("/api/v1/projects/eves", json={"name": "secret-plan"})
+    assert (renamed.status_code, renamed.json()["error"]["message"]) == (409, hidden[1]["message"])
     # eve cannot see it otherwise: 404, as for a name nobody holds.
     eve = as_user(world, "eve")
     hidden = await eve.get("/api/v1/projects/secret-plan")
@@ -148,28 +154,35 @@ async def test_a_taken_name_is_answered_alike_whoever_holds_it(world: World) -> 
 
 
 async def test_one_name_created_at_once_is_one_project(world: World) -> None:
-    """Concurrent creations of one name: one project, the others the same 409, no 500
-    (PostgreSQL's unique index, not only the check before the insert)."""
+    """Concurrent creations of one name: one project, the others a 409, no 500
+    (PostgreSQL's unique index, not only the check before the insert). Of the losers only
+    the admin may read the winner's project, so only it hears that it already exists."""
     service: ProjectService = world.services.projects
     local = Local(world.services)
-    principals = [local.principal(name) for name in ("olga", "vic", "eve", "admin")]
-    outcomes: list[str] = []
+    principals = {name: local.principal(name) for name in ("olga", "vic", "eve", "admin")}
+    outcomes: dict[str, str] = {}
     start = threading.Barrier(len(principals))
 
-    def create(index: int) -> None:
+    def create(name: str) -> None:
         start.wait()
         try:
-            service.create(principals[index], "race")
-            outcomes.append("created")
+            service.create(principals[name], "race")
+            outcomes[name] = "created"
         except Conflict as exc:
-            outcomes.append(exc.message)
+            outcomes[name] = exc.message
 
-    threads = [threading.Thread(target=create, args=(i,)) for i in range(len(principals))]
+    threads = [threading.Thread(target=create, args=(name,)) for name in principals]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(outcomes) == ["created"] + ["project name not available"] * 3
+    winners = [name for name, said in outcomes.items() if said == "created"]
+    assert len(winners) == 1, outcomes
+    losers = {name: said for name, said in outcomes.items() if name != winners[0]}
+    expected = dict.fromkeys(losers, "project name not available")
+    if "admin" in losers:
+        expected["admin"] = "project 'race' already exists"
+    assert losers == expected
 
 
 async def test_one_users_concurrent_declarations_count_each_other(world: World) -> None:

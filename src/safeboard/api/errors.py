@@ -24,6 +24,7 @@ from starlette.routing import Match
 
 from safeboard.api.faults import FaultLog, install_fault_handlers
 from safeboard.errors import STATUS_BY_CODE, ProjectMoved, SafeboardError, ServiceUnavailable
+from safeboard.validation import describe
 from safeboard.web.responses import error_page, moved_location, wants_html
 
 __all__ = ["GENERIC_500", "error_body", "error_response", "install_error_handlers", "request_id_of"]
@@ -68,17 +69,6 @@ def error_response(
     return JSONResponse(error_body(code, message, request_id), status_code=status, headers=headers)
 
 
-def _describe_validation(exc: RequestValidationError) -> str:
-    """Where and what, never the offending input (it may be a secret)."""
-    errors = exc.errors()
-    if not errors:
-        return "invalid request"
-    first = errors[0]
-    where = ".".join(str(part) for part in first.get("loc", ())) or "request"
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{where}: {first.get('msg', 'invalid')}{more}"
-
-
 def _unavailable(request: Request, exc: ServiceUnavailable) -> Response:
     """503 with the error's own code, message (safe by construction) and Retry-After; a
     browser's navigation to a page gets it as a page."""
@@ -119,7 +109,7 @@ def _safeboard_error(request: Request, exc: SafeboardError) -> Response:
 
 async def _on_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)  # noqa: S101
-    return error_response("invalid_request", _describe_validation(exc), request_id_of(request))
+    return error_response("invalid_request", describe(exc.errors()), request_id_of(request))
 
 
 def _allowed_methods(request: Request) -> str:

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,16 +17,13 @@ from safeboard.sizes import human_size as human
 from safeboard.vocabulary import ArtifactKind
 
 if TYPE_CHECKING:
-    from rich.progress import Progress as Bar
-
+    from safeboard.cli.transfer_bars import TransferBars
     from safeboard.client import Client
 
 __all__ = ["artifacts"]
 
 KINDS = tuple(kind.value for kind in ArtifactKind)
 _url = url_option
-_LABELS = {"hash": "hashing", "upload": "uploading", "download": "downloading",
-           "verify": "checking"}  # fmt: skip
 
 
 def _run_id(client: Client, given: str) -> str:
@@ -42,57 +39,11 @@ def _artifact_id(client: Client, given: str) -> str:
     return resolve("artifact", given, lambda p, limit: client.artifact_ids(p, limit=limit))
 
 
-class _Bars:
-    """One rich progress bar per phase (hash, upload, ...) on stderr, shown from the first
-    byte on (nothing is drawn for a command that fails before); standard output keeps
-    only the result."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.bar: Bar | None = None
-        self.tasks: dict[str, Any] = {}
-        self.first: dict[str, int] = {}
-
-    def _start(self) -> Bar:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-        )
-        self.bar.start()
-        return self.bar
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        bar = self.bar or self._start()
-        task = self.tasks.get(phase)
-        if task is None:
-            self.first[phase] = done
-            resumed = f" (from {human(done)})" if done and phase in ("upload", "download") else ""
-            description = f"{_LABELS.get(phase, phase)} {self.label}{resumed}"
-            task = self.tasks[phase] = bar.add_task(description, total=total or 1)
-        bar.update(task, completed=done if total else 1)
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 @contextmanager
-def _progress(label: str) -> Iterator[_Bars]:
-    bars = _Bars(label)
+def _progress(label: str) -> Iterator[TransferBars]:
+    from safeboard.cli.transfer_bars import TransferBars
+
+    bars = TransferBars(label)
     try:
         yield bars
     finally:

@@ -7,16 +7,9 @@ from pathlib import Path
 import click
 
 from safeboard.cli.options import data_dir_option, resolve_data_dir
+from safeboard.sizes import human_size
 
 __all__ = ["backup", "restore"]
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
 
 
 @click.command()
@@ -48,7 +41,7 @@ def backup(
     report = take(settings, dest.absolute(), secrets=not exclude_secrets, pg_dump=pg_dump)
     click.echo(
         f"backed up to {report.path}: {report.database} database, {report.files} artifact "
-        f"files, {_size(report.bytes)}"
+        f"files, {human_size(report.bytes)}"
     )
     if report.secrets:
         click.echo("it holds the server's secrets and CA key: keep it as safe as the server")

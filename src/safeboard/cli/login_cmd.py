@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import click
 
 from safeboard.cli.login_trust import trusted_context
+from safeboard.cli.password_input import read_password
 from safeboard.errors import BadRequest, Forbidden, NotFound, SafeboardError, Unauthenticated
 from safeboard.vocabulary import KeyScope
 
@@ -46,12 +47,7 @@ def _credentials(username: str | None, password_stdin: bool) -> tuple[str, str]:
             raise BadRequest("cannot tell your user name: pass --username")
         else:
             username = default
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    elif tty:
-        password = str(click.prompt("password", hide_input=True))
-    else:
-        raise BadRequest("no terminal to ask for the password: pass --password-stdin")
+    password = read_password("password", password_stdin)
     if not password:
         raise BadRequest("empty password")
     return username, password
@@ -127,7 +123,8 @@ def login(
         saved = StoredKey(origin, username, str(created["id"]), name, str(created["token"]))
         path = store.save(saved)
         click.echo(f"signed in to {origin} as {username}")
-        click.echo(f"API key {name!r} (id {saved.key_id}, scope {scope}) stored in {path}")
+        granted = created["scope"]  # the server's word: what the key can do
+        click.echo(f"API key {name!r} (id {saved.key_id}, scope {granted}) stored in {path}")
         if previous is not None and previous.key_id != saved.key_id:
             _warn(_revoke(api, previous, "the previous key of this device", csrf), previous)
         _sign_out(api, csrf)  # the key is what stays

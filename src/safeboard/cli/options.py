@@ -49,9 +49,7 @@ def connect(url: str | None) -> Client:
     from safeboard.client import Client
     from safeboard.client.credentials import resolve_server
     from safeboard.client.retry import INTERACTIVE_POLICY
-    from safeboard.errors import Unauthenticated
 
     access = resolve_server(url)
-    if access.api_key is None:
-        raise Unauthenticated(f"no API key for {access.url}: run `safeboard login`")
+    access.require_key()
     return Client(access.client(), retry=INTERACTIVE_POLICY)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -139,11 +138,9 @@ def enable(data_dir: Path | None, username: str) -> None:
 def set_password(data_dir: Path | None, username: str, password_stdin: bool) -> None:
     """Set USERNAME's password (asked twice, not echoed); their sessions end."""
     from safeboard.cli.local import cli_actor, open_local
+    from safeboard.cli.password_input import read_password
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("new password", hide_input=True, confirmation_prompt=True)
+    password = read_password("new password", password_stdin, twice=True)
     with open_local(resolve_data_dir(data_dir)) as local:
         ended = local.users.set_password(username, password, actor=cli_actor())
     click.echo(f"password set for {username}; {count(ended, 'session')} ended")

@@ -27,7 +27,7 @@ from safeboard.client.fingerprint import parse_fingerprint
 from safeboard.client.http import ApiClient
 from safeboard.client.local_socket import LocalSocketTransport
 from safeboard.client.trust import CertificateInfo, TrustStore, context_for, pinned_context
-from safeboard.errors import BadRequest, ConfigError
+from safeboard.errors import BadRequest, ConfigError, SafeboardError, Unauthenticated
 
 __all__ = [
     "API_KEY_ENV",
@@ -145,6 +145,17 @@ class ServerAccess:
         if transport is None and self.local_socket is not None:
             transport = LocalSocketTransport(self.local_socket, verify=self.verify)
         return ApiClient(self.url, self.api_key, verify=self.verify, transport=transport)
+
+    def require_key(self, error: type[SafeboardError] = Unauthenticated) -> None:
+        """Raise ``error`` naming the fix when this access holds no key. A server that does
+        not answer at the URL is said first, since a login there could not help yet: the
+        health check (no credential sent) raises that, or a wrong scheme, or an untrusted
+        certificate, each with its own fix."""
+        if self.api_key is not None:
+            return
+        with self.client() as api:
+            api.get("/healthz")
+        raise error(f"no API key stored for {self.url}: run `safeboard login {self.url}`")
 
     def reloaded(self) -> ServerAccess | None:
         """The local server's discovery file read again, when this access's key came from it

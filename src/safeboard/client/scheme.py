@@ -17,7 +17,7 @@ import httpx
 
 from safeboard.errors import WrongScheme
 
-__all__ = ["wrong_scheme"]
+__all__ = ["plain_http_port", "wrong_scheme"]
 
 _PROBE_SECONDS = 3.0
 # OpenSSL's reasons for "the peer does not speak TLS" (3.0: WRONG_VERSION_NUMBER; 3.2 and
@@ -50,16 +50,27 @@ def _speaks_tls(host: str, port: int) -> bool:
         return False
 
 
+def plain_http_port(url: str, exc: BaseException) -> WrongScheme | None:
+    """``WrongScheme`` saying to use http:// when ``exc`` is a TLS handshake with ``url``
+    that a plain-HTTP port answered; None for any other failure. Shared by every request
+    (``wrong_scheme``) and by the bare handshakes that judge a certificate before one."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or _ssl_reason(exc) not in _NOT_TLS:
+        return None
+    return WrongScheme(
+        f"{url} does not speak TLS: it is a plain-HTTP port; nothing was sent. "
+        f"Use http://{parts.netloc} (only for a server on this machine), or the server's TLS "
+        "port with https://"
+    )
+
+
 def wrong_scheme(url: str, exc: httpx.TransportError) -> WrongScheme | None:
     """``WrongScheme`` naming the scheme to use when ``exc`` came from using the other one."""
+    plain = plain_http_port(url, exc)
+    if plain is not None:
+        return plain
     parts = urlsplit(url)
     netloc = parts.netloc
-    if parts.scheme == "https" and _ssl_reason(exc) in _NOT_TLS:
-        return WrongScheme(
-            f"{url} does not speak TLS: it is a plain-HTTP port; nothing was sent. "
-            f"Use http://{netloc} (only for a server on this machine), or the server's TLS "
-            "port with https://"
-        )
     dropped = isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError))
     host, port = parts.hostname, parts.port
     if parts.scheme == "http" and dropped and host and port and _speaks_tls(host, port):

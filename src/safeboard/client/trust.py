@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from safeboard.client.certificate import CertificateInfo, peer_chain, trust_anchor
 from safeboard.client.config import config_dir, private_dir, server_origin, write_private
 from safeboard.client.fingerprint import format_fingerprint, same_fingerprint
+from safeboard.client.scheme import plain_http_port
 from safeboard.errors import ConfigError, SafeboardError, ServiceUnavailable
 
 __all__ = [
@@ -86,6 +87,9 @@ def _handshake(origin: str, context: ssl.SSLContext, timeout: float) -> list[Cer
     except ssl.SSLCertVerificationError:
         raise
     except (OSError, ssl.SSLError) as exc:
+        plain = plain_http_port(origin, exc)
+        if plain is not None:
+            raise plain from None
         reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
         raise ServiceUnavailable(f"cannot reach {origin}: {reason}") from None
     if not der:

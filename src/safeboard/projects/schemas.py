@@ -7,10 +7,11 @@ from datetime import datetime
 from pydantic import Field
 
 from safeboard.schemas import Model, StrictModel
+from safeboard.validation import NAME_PATTERN
 
 __all__ = ["NAME", "ProjectCreate", "ProjectOut", "ProjectRename"]
 
-NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+NAME = NAME_PATTERN  # described in plain words by safeboard.validation
 
 
 class ProjectCreate(StrictModel):

@@ -16,7 +16,7 @@ from safeboard.auth.authorizer import ensure, ensure_in_project
 from safeboard.auth.permissions import Permission, ProjectRole, Role
 from safeboard.auth.principal import Principal
 from safeboard.clock import utcnow
-from safeboard.errors import Conflict, Forbidden, NotFound
+from safeboard.errors import Conflict, Forbidden, NotFound, SafeboardError
 from safeboard.projects import lifecycle
 from safeboard.projects import repository as projects
 from safeboard.projects.access import project_by_name, refuse_run_bound
@@ -45,7 +45,7 @@ class ProjectService:
     def create(self, owner: Principal, name: str, description: str = "") -> Project:
         """A project, with ``owner`` as its owner (the grant is audited). A member holds
         at most ``projects.max_per_member`` (admins are exempt: they run the server). A
-        taken name is refused with the same words whoever holds it (``NAME_TAKEN``)."""
+        taken name is refused (``_taken``)."""
         ensure(owner, Permission.PROJECTS_CREATE)
         bound = self.settings.max_per_member
         try:
@@ -73,20 +73,39 @@ class ProjectService:
                     detail={"user": owner.username, "from": None, "to": ProjectRole.OWNER.value},
                 )
         except sa.exc.IntegrityError:  # the same name created concurrently (unique index)
-            raise Conflict(NAME_TAKEN) from None
+            raise self._taken(owner, name) from None
+        except Conflict as exc:
+            raise (self._taken(owner, name) if exc.message == NAME_TAKEN else exc) from None
         return project
+
+    def _taken(self, principal: Principal, name: str) -> Conflict:
+        """The answer to a taken name: "already exists" to whoever may read the project
+        that holds it, since they can see it anyway; to anyone else ``NAME_TAKEN``, which
+        says the name exists and nothing more (not whose it is, not that it is hidden from
+        them: docs/security.md, S9). A project in the trash holds its name too."""
+        with self.engine.connect() as conn:
+            try:
+                project_by_name(conn, principal, name, Permission.PROJECTS_READ)
+            except SafeboardError:
+                return Conflict(NAME_TAKEN)
+        return Conflict(f"project {name!r} already exists")
 
     def rename(self, principal: Principal, name: str, new_name: str) -> Project:
         """Rename a project (owners, admins): grants, keys bound to it and its runs follow
-        (they hold its id); the new name must be free (NAME_TAKEN otherwise)."""
-        with self.tx.begin() as conn:
-            project = project_by_name(conn, principal, name, Permission.PROJECTS_MANAGE)
-            if new_name != project.name:
-                lifecycle.rename(conn, project.id, project.name, new_name, self.clock())
-                audit.append(conn, action=AuditAction.PROJECT_RENAMED, actor=principal.actor,
-                             target=f"project:{project.id}",
-                             detail={"from": project.name, "to": new_name})  # fmt: skip
-            renamed = projects.get(conn, project.id)
+        (they hold its id); the new name must be free (``_taken`` otherwise)."""
+        try:
+            with self.tx.begin() as conn:
+                project = project_by_name(conn, principal, name, Permission.PROJECTS_MANAGE)
+                if new_name != project.name:
+                    lifecycle.rename(conn, project.id, project.name, new_name, self.clock())
+                    audit.append(conn, action=AuditAction.PROJECT_RENAMED,
+                                 actor=principal.actor, target=f"project:{project.id}",
+                                 detail={"from": project.name, "to": new_name})  # fmt: skip
+                renamed = projects.get(conn, project.id)
+        except Conflict as exc:
+            if exc.message == NAME_TAKEN:
+                raise self._taken(principal, new_name) from None
+            raise
         assert renamed is not None  # noqa: S101  (renamed in this transaction)
         return renamed
 

@@ -9,9 +9,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from safeboard.documents import MAX_NOTES_CHARS, MAX_TAGS, document_problem, tags_problem
-from safeboard.ids import ID_PATTERN
 from safeboard.runs.models import TAG_KEY_LENGTH
 from safeboard.schemas import Model, StrictModel
+from safeboard.validation import NAME_PATTERN, RUN_ID_PATTERN
 
 __all__ = [
     "MetricSummaryOut",
@@ -23,8 +23,8 @@ __all__ = [
     "RunUpdate",
 ]
 
-NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
-RUN_ID = f"^{ID_PATTERN}$"
+NAME = NAME_PATTERN  # both described in plain words by safeboard.validation
+RUN_ID = RUN_ID_PATTERN
 TAG_KEY = r"^[A-Za-z0-9_.:/-]{1,100}$"
 # = vocabulary.FINAL_STATUSES (tests/unit/test_vocabulary.py)
 Final = Literal["finished", "failed", "killed"]

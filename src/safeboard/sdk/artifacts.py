@@ -28,8 +28,7 @@ def download_artifact(
     (a symbolic link, a hard link, another user's file) raises ``UnsafeDownloadPath`` and is
     left alone. The server is found as ``safeboard.init()`` finds it."""
     access = resolve_server(url, api_key)
-    if access.api_key is None:
-        raise ConfigError(f"no API key for {access.url}: run `safeboard login`")
+    access.require_key(ConfigError)
     with access.client() as client:
         return download(client, artifact_id, None if path is None else Path(path),
                         overwrite=overwrite)  # fmt: skip

@@ -51,8 +51,7 @@ def submit(
     if not argv:
         raise ConfigError("command: give the program to run and its arguments")
     access = resolve_server(url, api_key)
-    if access.api_key is None:
-        raise ConfigError(f"no API key for {access.url}: run `safeboard login`")
+    access.require_key(ConfigError)
     with Client(access.client()) as client:
         code_sha256 = None if code is None else upload_code(client, project, os.fspath(code)).sha256
         return client.submit_task(project, argv, env=env, gpus=gpus, labels=labels,

@@ -7,7 +7,7 @@ Clients that do not ask for HTML get the API's JSON errors, as from every other 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from safeboard.errors import STATUS_BY_CODE, ProjectMoved, SafeboardError, Unauthenticated
+from safeboard.validation import describe
 from safeboard.web.html import el
 from safeboard.web.layout import document
 
@@ -119,12 +120,19 @@ class PageRoute(APIRoute):
             except RequestValidationError as exc:
                 if not wants_html(request):
                     raise
-                first = exc.errors()[0] if exc.errors() else {}
-                where = ".".join(str(p) for p in first.get("loc", ())) or "request"
-                message = f"{where}: {first.get('msg', 'invalid')}"
-                return error_page(400, message, _request_id(request))
+                return _invalid_page(request, exc.errors())
 
         return page_handler
+
+
+def _invalid_page(request: Request, errors: Sequence[Mapping[str, Any]]) -> HTMLResponse:
+    """A page address whose id cannot name anything (``/tasks/abc``): 404 "no such task",
+    as for an id nobody holds; anything else wrong (a query): 400 in plain words."""
+    path = [e["loc"][-1] for e in errors if e.get("loc") and e["loc"][0] == "path"]
+    if path:
+        thing = {"name": "project"}.get(str(path[0]), str(path[0]).removesuffix("_id"))
+        return error_page(404, f"no such {thing}", _request_id(request))
+    return error_page(400, describe(errors), _request_id(request))
 
 
 def _request_id(request: Request) -> str:
