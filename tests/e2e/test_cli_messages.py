@@ -141,10 +141,15 @@ def test_a_url_with_no_key_says_what_is_missing_there(
     away = f"http://127.0.0.1:{free_port()}"
     nobody = one_error(run_cli("runs", "list", "--project", "mnist", "--url", away, env=env))
     assert nobody.startswith(f"no safeboard server answers at {away} (connection refused)")
-    keyless = run_cli("runs", "list", "--project", "mnist", "--url", server.url, env=env)
-    assert one_error(keyless) == (
-        f"no API key stored for {server.url}: run `safeboard login {server.url}`"
-    )
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "events.out.tfevents.1.host").write_bytes(b"")
+    for command in (("runs", "list", "--project", "mnist"),
+                    ("import", "tensorboard", str(logs), "-p", "mnist")):  # fmt: skip
+        keyless = run_cli(*command, "--url", server.url, env=env)
+        assert one_error(keyless) == (
+            f"no API key stored for {server.url}: run `safeboard login {server.url}`"
+        ), command
 
 
 def test_sizes_read_alike_in_tables_progress_bars_and_backups(

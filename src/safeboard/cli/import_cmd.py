@@ -49,14 +49,12 @@ def tensorboard(
     import_http_lean()
     from safeboard.client import Client
     from safeboard.client.credentials import resolve_server
-    from safeboard.errors import Unauthenticated
     from safeboard.sdk.tbimport import import_tensorboard, run_dirs
 
     if not run_dirs(logdir):
         raise click.ClickException(f"no TensorBoard event files (*.tfevents.*) under {logdir}")
     access = resolve_server(url)
-    if access.api_key is None:
-        raise Unauthenticated(f"no API key for {access.url}: run `safeboard login`")
+    access.require_key()
     stop = threading.Event()
     if follow:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
