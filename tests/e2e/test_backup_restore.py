@@ -72,6 +72,15 @@ class Writer(threading.Thread):
                     self.acked.append((batch, time.monotonic()))
                     batch += 1
 
+    def wait_acked(self, count: int, timeout: float = 30) -> None:
+        """Until ``count`` batches are acknowledged: the writer's progress, not a fixed
+        sleep, so the test waits no longer than the server needs."""
+        deadline = time.monotonic() + timeout
+        while len(self.acked) < count:
+            assert time.monotonic() < deadline, f"{len(self.acked)} of {count} batches acked"
+            assert self.is_alive(), "the writer stopped"
+            time.sleep(0.02)
+
 
 def upload(server: ServerProcess, run_id: str, path: Path) -> str:
     done = run_cli("artifacts", "upload", run_id, str(path), data_dir=server.data_dir)
@@ -103,12 +112,12 @@ def test_a_backup_taken_under_writes_restores_whole(
 
         writer = Writer(server, run_id)
         writer.start()
-        time.sleep(1.0)
+        writer.wait_acked(3)  # a few batches in before the backup (was a fixed 1 s sleep)
         began = time.monotonic()
         archive = tmp_path / "backup.tar"
         taken = run_cli("backup", str(archive), data_dir=server.data_dir, timeout=120)
         assert taken.returncode == 0, taken.stderr
-        time.sleep(0.5)  # writes go on after it
+        writer.wait_acked(len(writer.acked) + 1)  # writes go on after it
         writer.stop.set()
         writer.join(30)
         before = {batch for batch, at in writer.acked if at < began}
