@@ -1,0 +1,78 @@
+"""Stops with someone waiting: a graceful stop of the server (SIGINT) while an idle agent's
+lease long-poll is open ends within a second, with no traceback and no 5xx to the agent,
+which goes on once the server is back; Ctrl-C on an idle ``safeboard agent run`` ends it
+at once (a running task keeps its drain: test_agent_run.py)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from safeboard.datadir import LOCAL_SOCKET
+from tests.e2e.conftest import start_server
+from tests.e2e.test_agent_run import (
+    Agent,
+    agent_env,
+    api,
+    kill_agents,
+    launch_agent,
+    state_of,
+    submit,
+)
+
+pytestmark = pytest.mark.e2e
+
+# The agent's own default long-poll (20 s) and the server's default poll interval: the
+# wait a stop must cut short, as a user has it.
+POLL = ("--poll", "20s", "--labels", "stops")
+
+
+@pytest.fixture
+def started(tmp_path: Path) -> Iterator[list[Agent]]:
+    agents: list[Agent] = []
+    yield agents
+    kill_agents(agents)
+
+
+def _signal_and_time(process: subprocess.Popen[Any], signum: int) -> float:
+    """Send ``signum``; the seconds until the process exited."""
+    begun = time.monotonic()
+    process.send_signal(signum)
+    process.wait(timeout=30)
+    return time.monotonic() - begun
+
+
+def test_a_stop_ends_an_idle_agent_s_long_poll_at_once(
+    tmp_path: Path, started: list[Agent]
+) -> None:
+    server = start_server(tmp_path, name="stopping")
+    try:
+        with api(server) as client:
+            assert client.post("/api/v1/projects", json={"name": "ml"}).status_code == 201
+        agent = launch_agent(tmp_path, server, "idle", POLL, agent_env(tmp_path), started)
+        time.sleep(1.5)  # its lease request is waiting on the server
+        took = _signal_and_time(server.process, signal.SIGINT)
+        assert took < 2.0, f"the stop took {took:.2f} s:\n{server.log}"
+        # Ctrl-C's status, after the server's own cleanup (its local socket taken away).
+        assert server.process.returncode == 130, server.log
+        assert not (server.data_dir / LOCAL_SOCKET).exists()
+        assert "Traceback" not in server.log, server.log
+        assert "ERROR" not in server.log, server.log
+
+        again = start_server(tmp_path, name="stopping", port=server.port)
+        server = again
+        task_id = submit(again, "stops", sys.executable, "-c", "print('after the restart')")
+        assert state_of(again, task_id, "succeeded", "failed", timeout=60)["state"] == "succeeded"
+        assert agent.process.poll() is None, agent.err
+        assert " 500 " not in agent.out + agent.err, agent.out + agent.err
+        assert "Traceback" not in agent.err, agent.err
+    finally:
+        server.stop()
+
