@@ -25,6 +25,7 @@ from tests.e2e.test_agent_run import (
     launch_agent,
     state_of,
     submit,
+    task,
 )
 
 pytestmark = pytest.mark.e2e
@@ -76,3 +77,24 @@ def test_a_stop_ends_an_idle_agent_s_long_poll_at_once(
     finally:
         server.stop()
 
+
+def test_ctrl_c_ends_an_idle_agent_at_once(tmp_path: Path, started: list[Agent]) -> None:
+    server = start_server(tmp_path, name="idle")
+    try:
+        agent = launch_agent(tmp_path, server, "idle", POLL, agent_env(tmp_path), started)
+        time.sleep(1.5)  # its lease request is waiting on the server
+        took = _signal_and_time(agent.process, signal.SIGINT)
+        assert took < 2.0, f"the agent took {took:.2f} s to stop:\n{agent.out}{agent.err}"
+        assert agent.process.returncode == 0, agent.err
+        assert "agent stopped" in agent.out, agent.out
+        assert "draining" not in agent.out, agent.out  # nothing ran: nothing to drain
+        assert "Traceback" not in agent.err, agent.err
+        # Its long-poll, left behind, takes no task for it: the task waits for an agent.
+        with api(server) as client:
+            assert client.post("/api/v1/projects", json={"name": "ml"}).status_code == 201
+        task_id = submit(server, "stops", sys.executable, "-c", "pass")
+        time.sleep(2)
+        assert task(server, task_id)["state"] == "queued"
+        assert task(server, task_id)["attempts"] == []
+    finally:
+        server.stop()
