@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from safeboard.datadir import LOCAL_SOCKET
-from tests.e2e.conftest import start_server
+from tests.e2e.conftest import cli_env, run_cli, start_server
 from tests.e2e.test_agent_run import (
+    SETTINGS,
     Agent,
     agent_env,
     api,
@@ -26,6 +27,7 @@ from tests.e2e.test_agent_run import (
     state_of,
     submit,
     task,
+    wait_for,
 )
 
 pytestmark = pytest.mark.e2e
@@ -98,3 +100,54 @@ def test_ctrl_c_ends_an_idle_agent_at_once(tmp_path: Path, started: list[Agent])
         assert task(server, task_id)["attempts"] == []
     finally:
         server.stop()
+
+
+COUNTER = (
+    "import sys, time\n"
+    "for i in range(1, int(sys.argv[1]) + 1):\n"
+    "    print(f'line {i}', flush=True)\n"
+    "    time.sleep(0.25)\n"
+)
+
+
+def test_task_logs_follow_rides_through_a_server_restart(
+    tmp_path: Path, started: list[Agent]
+) -> None:
+    """``task logs -f`` across a graceful stop and a start on the same data directory and
+    port: it says once that the server is away, then prints on, every line once; a read
+    without -f meanwhile fails at once with the usual message."""
+    settings = {**SETTINGS, "SAFEBOARD__JOBS__LEASE_SECONDS": "60"}  # outlives the restart
+    server = start_server(tmp_path, name="restarting", settings=settings)
+    follower: subprocess.Popen[str] | None = None
+    try:
+        with api(server) as client:
+            assert client.post("/api/v1/projects", json={"name": "ml"}).status_code == 201
+        launch_agent(tmp_path, server, "follow", ("--labels", "stops"), agent_env(tmp_path),
+                     started)  # fmt: skip
+        task_id = submit(server, "stops", sys.executable, "-c", COUNTER, "60")
+        out, err = tmp_path / "logs-f.out", tmp_path / "logs-f.err"
+        with out.open("w") as stdout, err.open("w") as stderr:
+            follower = subprocess.Popen(
+                [sys.executable, "-m", "safeboard", "task", "logs", str(task_id), "-f"],
+                env=cli_env(server.data_dir), stdout=stdout, stderr=stderr,
+                stdin=subprocess.DEVNULL, text=True,
+            )  # fmt: skip
+        wait_for(lambda: "line 5" in out.read_text(), 30, "the first lines followed")
+        server.stop()
+        time.sleep(1)
+        once = run_cli("task", "logs", str(task_id), data_dir=server.data_dir, timeout=10)
+        assert once.returncode == 2, once.stderr
+        assert "no safeboard server answers" in once.stderr, once.stderr
+        server = start_server(tmp_path, name="restarting", port=server.port, settings=settings)
+        assert follower.wait(timeout=90) == 0, err.read_text()
+        assert out.read_text().splitlines() == [f"line {i}" for i in range(1, 61)]
+        said = err.read_text()
+        assert said.count("the server is away") == 1, said
+        assert said.count("the server answers again") == 1, said
+        assert "Traceback" not in said, said
+        assert "error:" not in said, said
+    finally:
+        server.stop()
+        if follower is not None and follower.poll() is None:
+            follower.kill()
+            follower.wait()

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from safeboard.vocabulary import TaskState
 if TYPE_CHECKING:
     from safeboard.client import Client
     from safeboard.client.job_models import Task
+    from safeboard.errors import ServiceUnavailable
 
 __all__ = ["parse_duration", "read_params", "read_secrets", "task"]
 
@@ -335,6 +337,15 @@ def retry_task(task_id: str, url: str | None) -> None:
                f"a retry of task {found.retry_of}")  # fmt: skip
 
 
+def _say_away(task_id: int, error: ServiceUnavailable | None) -> None:
+    """What a follow says once when the server goes away, and once when it is back."""
+    if error is None:
+        click.echo(f"task {task_id}: the server answers again", err=True)
+    else:
+        click.echo(f"task {task_id}: the server is away ({error.message}); following on "
+                   "when it answers again (Ctrl-C stops)", err=True)  # fmt: skip
+
+
 @task.command("logs")
 @click.argument("task_id")
 @click.option("-f", "--follow", is_flag=True,
@@ -352,7 +363,9 @@ def task_logs(
     seen_attempt = attempt
     try:
         with connect(url) as client:
-            for line in client.task_logs(number, attempt=attempt, follow=follow):
+            lines = client.task_logs(number, attempt=attempt, follow=follow,
+                                     on_away=partial(_say_away, number))  # fmt: skip
+            for line in lines:
                 if seen_attempt is not None and line.attempt != seen_attempt:
                     click.echo(f"task {number}: attempt {line.attempt} (a retry) from here",
                                err=True)  # fmt: skip
