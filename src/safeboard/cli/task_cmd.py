@@ -212,6 +212,13 @@ def submit(
         click.echo(json.dumps(made.to_json()))
         return
     click.echo(f"task {made.id} queued in {made.project} (run {made.run_id})")
+    _say_waiting(made)
+
+
+def _say_waiting(made: Task) -> None:
+    """On stderr: why no agent will take the task until one that can joins."""
+    if made.waiting_reason:
+        click.echo(f"task {made.id} waits: {made.waiting_reason}", err=True)
 
 
 def _upload(client: Client, project: str, directory: str) -> str:
@@ -287,6 +294,8 @@ def show_task(task_id: str, url: str | None, as_json: bool) -> None:
         return
     click.echo(f"task {found.id} in {found.project}: {found.state.value}"
                + (f" ({found.reason})" if found.reason else ""))  # fmt: skip
+    if found.waiting_reason:
+        click.echo(f"waiting: {found.waiting_reason}")
     click.echo(f"command: {shlex.join(found.command)}")
     click.echo(f"run: {found.run_id}")
     needs = [f"{found.gpus} GPU(s)", *(f"label {lb}" for lb in found.labels)]
@@ -335,6 +344,7 @@ def retry_task(task_id: str, url: str | None) -> None:
         found = client.retry_task(_task_id(task_id))
     click.echo(f"task {found.id} queued in {found.project} (run {found.run_id}), "
                f"a retry of task {found.retry_of}")  # fmt: skip
+    _say_waiting(found)
 
 
 def _say_away(task_id: int, error: ServiceUnavailable | None) -> None:
