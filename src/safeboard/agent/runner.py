@@ -2,7 +2,8 @@
 each to the launcher (launchers/: a child process, ``Attempt`` in attempt.py, or a Slurm
 batch job), as many at once as ``max_tasks`` allows.
 
-Ctrl-C or SIGTERM drains: no new lease, running tasks get up to ``drain_timeout`` to
+Ctrl-C or SIGTERM with nothing running stops at once (``_Poll``). With tasks running it
+drains: no new lease, running tasks get up to ``drain_timeout`` to
 finish, then are stopped (SIGTERM, SIGKILL after the grace period) and reported; a
 second Ctrl-C stops them at once. The server unreachable: tasks keep running, calls are
 retried with backoff (Retry-After honoured). The agent revoked: its tasks are stopped
@@ -25,6 +26,7 @@ from safeboard.agent.isolation import TaskUser, jobs_as_root_warning, tasks_as_r
 from safeboard.agent.launchers import Launched, Launcher, ProcessLauncher
 from safeboard.agent.state import AgentState
 from safeboard.client import Client
+from safeboard.client.job_models import TaskLease
 from safeboard.client.retry import NO_RETRY, RetryPolicy
 from safeboard.errors import (
     AgentRevoked,
@@ -136,7 +138,7 @@ class Runner:
         if self.failure is not None:
             self.draining.set()
             self.say(f"cannot lease: {self.failure.message}")
-        if self.draining.is_set():
+        if self.draining.is_set() and any(a.is_alive() for a in self.attempts):
             self.say(f"draining: no new tasks; running ones get {self.options.drain_timeout:g} s "
                      "to finish (Ctrl-C again: stop them now)")  # fmt: skip
         self._drain()
@@ -164,8 +166,11 @@ class Runner:
                 continue
             busy = {uuid for attempt in self.attempts for uuid in attempt.gpus}
             free = [gpu.uuid for gpu in self.gpus if gpu.uuid not in busy]
+            poll = _Poll(client, free, labels, wait=min(self.options.poll, 25.0))
+            if not poll.answered(give_up=self._stopping_idle):
+                return  # Ctrl-C with nothing running: the long-poll is left behind
             try:
-                lease = client.lease(free, labels, wait_seconds=min(self.options.poll, 25.0))
+                lease = poll.lease()
             except Unauthenticated as exc:
                 self.controls.refused(exc)
                 return
@@ -189,6 +194,9 @@ class Runner:
             self.attempts.append(attempt)
             attempt.start()
 
+    def _stopping_idle(self) -> bool:
+        return self.draining.is_set() and not any(a.is_alive() for a in self.attempts)
+
     def _drain(self) -> None:
         running = [a for a in self.attempts if a.is_alive()]
         if self.controls.revoked.is_set():
@@ -209,3 +217,38 @@ class Runner:
             announced = self.controls.hard_stop.is_set()
             running[0].join(_JOIN_TICK)
             running = [a for a in running if a.is_alive()]
+
+
+class _Poll:
+    """One lease long-poll, in a thread of its own: the main loop keeps listening to
+    Ctrl-C meanwhile, so an agent with nothing running stops at once instead of after the
+    poll (up to 25 s). A poll left behind ends with the process; the server claims nothing
+    for an agent that hung up (``TaskQueue.lease_async``), and a lease answered in the
+    instant of the stop lapses and is queued again, as any lease whose answer is lost."""
+
+    def __init__(self, client: Client, free: list[str], labels: list[str], wait: float) -> None:
+        self._answer: list[TaskLease | None] = []
+        self._error: list[Exception] = []
+        self._thread = threading.Thread(target=self._run, args=(client, free, labels, wait),
+                                        name="safeboard-agent-lease", daemon=True)  # fmt: skip
+        self._thread.start()
+
+    def _run(self, client: Client, free: list[str], labels: list[str], wait: float) -> None:
+        try:
+            self._answer.append(client.lease(free, labels, wait_seconds=wait))
+        except Exception as exc:  # noqa: BLE001  (raised again in the main loop: lease())
+            self._error.append(exc)
+
+    def answered(self, give_up: Callable[[], bool]) -> bool:
+        """Wait for the answer; False as soon as ``give_up()`` says to stop waiting."""
+        while self._thread.is_alive():
+            if give_up():
+                return False
+            self._thread.join(_JOIN_TICK)
+        return True
+
+    def lease(self) -> TaskLease | None:
+        """The answer: a lease, None (nothing to run), or the call's error raised."""
+        if self._error:
+            raise self._error[0]
+        return self._answer[0]

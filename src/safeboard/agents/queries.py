@@ -1,5 +1,6 @@
 """Published queries of the agents domain, for the domains above it (jobs: whether the
-agent a lease is for still stands)."""
+agent a lease is for still stands; what the enrolled agents offer, to say why a task
+waits)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy.engine import Connection
 
 from safeboard.agents.models import AgentRow
 
-__all__ = ["REVOKED", "CurrentTask", "is_revoked"]
+__all__ = ["REVOKED", "CurrentTask", "Offer", "is_revoked", "offers"]
 
 REVOKED = (
     "this agent was revoked by an admin: it may not call the server; enroll again with a "
@@ -39,3 +40,25 @@ def is_revoked(conn: Connection, agent_id: str) -> bool:
     query = sa.select(_A.c.revoked_at).where(_A.c.id == agent_id).with_for_update(read=True)
     row = conn.execute(query).first()
     return row is not None and row.revoked_at is not None
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What an enrolled agent can take at most: its machine's GPUs and its labels (from
+    its join token and its last hello); ``known``: False until its first hello."""
+
+    gpus: int
+    labels: frozenset[str]
+    known: bool
+
+
+def offers(conn: Connection) -> list[Offer]:
+    """One ``Offer`` for each agent not revoked."""
+    query = sa.select(_A.c.labels, _A.c.inventory).where(_A.c.revoked_at.is_(None))
+    found = []
+    for labels, inventory in conn.execute(query):
+        told = inventory or {}
+        found.append(Offer(len(told.get("gpus") or []),
+                           frozenset([*(labels or []), *(told.get("labels") or [])]),
+                           known=bool(told)))  # fmt: skip
+    return found

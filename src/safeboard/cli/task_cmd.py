@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from safeboard.vocabulary import TaskState
 if TYPE_CHECKING:
     from safeboard.client import Client
     from safeboard.client.job_models import Task
+    from safeboard.errors import ServiceUnavailable
 
 __all__ = ["parse_duration", "read_params", "read_secrets", "task"]
 
@@ -210,6 +212,13 @@ def submit(
         click.echo(json.dumps(made.to_json()))
         return
     click.echo(f"task {made.id} queued in {made.project} (run {made.run_id})")
+    _say_waiting(made)
+
+
+def _say_waiting(made: Task) -> None:
+    """On stderr: why no agent will take the task until one that can joins."""
+    if made.waiting_reason:
+        click.echo(f"task {made.id} waits: {made.waiting_reason}", err=True)
 
 
 def _upload(client: Client, project: str, directory: str) -> str:
@@ -285,6 +294,8 @@ def show_task(task_id: str, url: str | None, as_json: bool) -> None:
         return
     click.echo(f"task {found.id} in {found.project}: {found.state.value}"
                + (f" ({found.reason})" if found.reason else ""))  # fmt: skip
+    if found.waiting_reason:
+        click.echo(f"waiting: {found.waiting_reason}")
     click.echo(f"command: {shlex.join(found.command)}")
     click.echo(f"run: {found.run_id}")
     needs = [f"{found.gpus} GPU(s)", *(f"label {lb}" for lb in found.labels)]
@@ -333,6 +344,16 @@ def retry_task(task_id: str, url: str | None) -> None:
         found = client.retry_task(_task_id(task_id))
     click.echo(f"task {found.id} queued in {found.project} (run {found.run_id}), "
                f"a retry of task {found.retry_of}")  # fmt: skip
+    _say_waiting(found)
+
+
+def _say_away(task_id: int, error: ServiceUnavailable | None) -> None:
+    """What a follow says once when the server goes away, and once when it is back."""
+    if error is None:
+        click.echo(f"task {task_id}: the server answers again", err=True)
+    else:
+        click.echo(f"task {task_id}: the server is away ({error.message}); following on "
+                   "when it answers again (Ctrl-C stops)", err=True)  # fmt: skip
 
 
 @task.command("logs")
@@ -352,7 +373,9 @@ def task_logs(
     seen_attempt = attempt
     try:
         with connect(url) as client:
-            for line in client.task_logs(number, attempt=attempt, follow=follow):
+            lines = client.task_logs(number, attempt=attempt, follow=follow,
+                                     on_away=partial(_say_away, number))  # fmt: skip
+            for line in lines:
                 if seen_attempt is not None and line.attempt != seen_attempt:
                     click.echo(f"task {number}: attempt {line.attempt} (a retry) from here",
                                err=True)  # fmt: skip

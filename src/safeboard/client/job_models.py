@@ -235,6 +235,7 @@ class Task(_Json):
     code_sha256: str | None = None  # its code archive; None: a command of the agent's
     secret_names: tuple[str, ...] = ()  # never the values
     params: dict[str, Any] = field(default_factory=dict)  # over init(config=)'s defaults
+    waiting_reason: str | None = None  # queued, and no enrolled agent could take it: why
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Task:
@@ -261,4 +262,5 @@ class Task(_Json):
             code_sha256=d.get("code_sha256"),
             secret_names=tuple(d.get("secret_names", ())),
             params=dict(d.get("params") or {}),
+            waiting_reason=d.get("waiting_reason"),
         )

@@ -5,11 +5,14 @@ numbered batches of lines (``ship_logs``), a user reads or follows them (``task_
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from safeboard.client import paths
+from safeboard.client.retry import RetryPolicy
+from safeboard.errors import ServiceUnavailable
 from safeboard.vocabulary import FINAL_TASK_STATES
 
 if TYPE_CHECKING:
@@ -18,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["LogAck", "LogLine", "LogPage", "TaskLogCalls"]
 
 FOLLOW_WAIT = 20.0  # seconds each long-poll of a follow waits for lines (the server: 25)
+_AWAY = RetryPolicy(base=0.5, cap=5.0)  # a follow's reads while the server is away
 _FINAL = {state.value for state in FINAL_TASK_STATES}
 
 
@@ -103,17 +107,29 @@ class TaskLogCalls:
         return LogPage.from_json(response.json())
 
     def task_logs(
-        self, task_id: int, *, attempt: int | None = None, follow: bool = False
+        self,
+        task_id: int,
+        *,
+        attempt: int | None = None,
+        follow: bool = False,
+        on_away: Callable[[ServiceUnavailable | None], None] | None = None,
     ) -> Iterator[LogLine]:
         """Every line of a task's attempt (default: the latest), in order: those stored
         now, or with ``follow`` as they come until the attempt ends; without an
         ``attempt``, a follow then moves on to the task's next attempt (a retry: the lines'
-        ``attempt`` says so) and ends with the task."""
+        ``attempt`` says so) and ends with the task.
+
+        A follow rides through a server restart, as the agent and the SDK do: while no
+        server answers (or a proxy answers 502/503), the same read is tried again with
+        backoff; ``on_away(error)`` is called when that begins and ``on_away(None)`` when
+        the server answers again. The cursor moves only with an answer, so no line is
+        skipped or repeated. A read without ``follow`` raises at once."""
         pinned = attempt is not None
         after = 0
         while True:
-            page = self.task_log_page(task_id, attempt=attempt, after=after,
-                                      wait=FOLLOW_WAIT if follow else 0.0)  # fmt: skip
+            wait = FOLLOW_WAIT if follow else 0.0
+            read = partial(self.task_log_page, task_id, attempt=attempt, after=after, wait=wait)
+            page = _through_restarts(read, on_away) if follow else read()
             if attempt is None and page.attempt:
                 attempt = page.attempt  # the cursor is this attempt's: read it to its end
             yield from page.lines
@@ -129,3 +145,22 @@ class TaskLogCalls:
                 if pinned or page.state in _FINAL:
                     return
             time.sleep(0.5)  # an answer at once with nothing new (a stopping server)
+
+
+def _through_restarts(
+    read: Callable[[], LogPage], on_away: Callable[[ServiceUnavailable | None], None] | None
+) -> LogPage:
+    """``read()``, tried again with backoff while the server is away or unavailable."""
+    failures = 0
+    while True:
+        try:
+            page = read()
+        except ServiceUnavailable as exc:
+            failures += 1
+            if failures == 1 and on_away is not None:
+                on_away(exc)
+            time.sleep(_AWAY.delay(failures, exc))
+            continue
+        if failures and on_away is not None:
+            on_away(None)
+        return page

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 from pydantic import Field
 from starlette.status import HTTP_204_NO_CONTENT
 
@@ -99,14 +99,16 @@ def _agent_of(principal: Principal) -> str:
              responses={204: {"description": "Nothing to run after the wait."}})  # fmt: skip
 async def lease(
     body: LeaseRequest,
+    request: Request,
     principal: Principal = requires(Permission.AGENT_CALL),
     queue: TaskQueue = provided(TaskQueue),
 ) -> LeaseOut | Response:
     """A task that fits the agent's free GPUs and labels, leased to it as a new attempt;
-    204 when none came within ``wait_seconds``."""
+    204 when none came within ``wait_seconds`` (or the server is stopping)."""
     found = await queue.lease_async(
-        _agent_of(principal), body.free_gpus, body.labels, body.wait_seconds
-    )
+        _agent_of(principal), body.free_gpus, body.labels, body.wait_seconds,
+        gone=request.is_disconnected,
+    )  # fmt: skip
     if found is None:
         return Response(status_code=HTTP_204_NO_CONTENT)
     return LeaseOut(

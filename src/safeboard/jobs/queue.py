@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -139,15 +139,20 @@ class TaskQueue:
         free_gpus: Sequence[str],
         labels: Sequence[str],
         wait_seconds: float = 0.0,
+        gone: Callable[[], Awaitable[bool]] | None = None,
     ) -> Lease | None:
         """``lease`` for an async route: each claim runs in a worker thread (a short
         transaction), the wait between claims on the event loop, so agents that wait hold
-        no thread (a thread each would soon exhaust the server's pool)."""
+        no thread (a thread each would soon exhaust the server's pool). ``gone``: whether
+        the agent hung up (an idle agent stopped): then None without a claim, so that no
+        task is leased to an agent that cannot hear of it and waits for the lease to lapse."""
         wait = min(max(wait_seconds, 0.0), self.settings.max_wait_seconds)
         until = time.monotonic() + wait
         free, wanted = list(dict.fromkeys(free_gpus)), set(labels)
         while True:
             seen = self.wakeup.generation
+            if gone is not None and await gone():
+                return None
             lease = await asyncio.to_thread(self._claim, agent_id, free, wanted)
             left = until - time.monotonic()
             if lease is not None or left <= 0 or self.wakeup.stopped:

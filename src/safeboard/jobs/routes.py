@@ -46,6 +46,7 @@ def task_out(detail: TaskDetail) -> TaskOut:
         code_sha256=t.code_sha256,
         secret_names=detail.secret_names,
         params=t.params,
+        waiting_reason=detail.waiting_reason,
     )  # fmt: skip
 
 

@@ -135,6 +135,12 @@ class TaskOut(Model):
         default_factory=list, description="The task's secrets: names, never values."
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Parameter overrides.")
+    waiting_reason: str | None = Field(
+        None, description="Queued while no enrolled agent could ever take it (none enrolled, "
+        "or none with that many GPUs or those labels): why, and the fix. It stays queued: "
+        "an agent that joins later takes it. Set in the answers of submit, retry, run "
+        "again and one task shown; None otherwise.",
+    )  # fmt: skip
 
 
 class TaskListOut(Model):

@@ -25,6 +25,7 @@ from safeboard.jobs.lifecycle import RunChange, RunNotices, set_run_status
 from safeboard.jobs.repository import Attempt, Task
 from safeboard.jobs.spec import TaskSpec, params_problem, params_type_problem, spec_problem
 from safeboard.jobs.task_secrets import SecretsUnreadable, TaskSecrets
+from safeboard.jobs.waiting import waiting_reason
 from safeboard.jobs.wakeup import Wakeup
 from safeboard.projects import repository as projects
 from safeboard.projects.access import (
@@ -50,6 +51,7 @@ class TaskDetail:
     project: str
     attempts: list[Attempt]
     secret_names: list[str] = field(default_factory=list)  # never the values
+    waiting_reason: str | None = None  # queued, and no enrolled agent could take it (waiting.py)
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,9 @@ class TaskService:
                 if missing is not None:
                     raise InvalidRequest(missing)
             task, recorded = self._queue(conn, principal, project.id, spec, retry_of=None)
+            why = _waiting(conn, task)
         self._queued(recorded)
-        return TaskDetail(task, project.name, [], sorted(spec.secrets))
+        return TaskDetail(task, project.name, [], sorted(spec.secrets), why)
 
     def _queue(
         self,
@@ -193,7 +196,8 @@ class TaskService:
             project = projects.get(conn, task.project_id)  # read access: checked by _task
             name = project.name if project is not None else ""
             return TaskDetail(task, name, tasks.attempts_of(conn, task_id),
-                              self.secrets.names(conn, [task_id])[task_id])  # fmt: skip
+                              self.secrets.names(conn, [task_id])[task_id],
+                              _waiting(conn, task))  # fmt: skip
 
     def cancel(self, principal: Principal, task_id: int) -> TaskDetail:
         """A queued task is cancelled at once; a leased or running one becomes
@@ -244,8 +248,9 @@ class TaskService:
                             code_sha256=old.code_sha256, secrets=carried,
                             params=old.params)  # fmt: skip
             task, recorded = self._queue(conn, principal, project.id, spec, retry_of=old.id)
+            why = _waiting(conn, task)
         self._queued(recorded)
-        return TaskDetail(task, project.name, [], sorted(carried))
+        return TaskDetail(task, project.name, [], sorted(carried), why)
 
     def run_again(self, principal: Principal, task_id: int, edits: Rerun) -> TaskDetail:
         """Run again: a new task with the old one's code, environment and secrets (sealed
@@ -277,8 +282,9 @@ class TaskService:
             if problem is not None:
                 raise InvalidRequest(problem)
             task, recorded = self._queue(conn, principal, project.id, spec, retry_of=None)
+            why = _waiting(conn, task)
         self._queued(recorded)
-        return TaskDetail(task, project.name, [], sorted(carried))
+        return TaskDetail(task, project.name, [], sorted(carried), why)
 
     def of_run(self, principal: Principal, run_id: str) -> Task | None:
         """The task that made ``run_id``, if one did and this principal may submit to
@@ -326,3 +332,10 @@ class TaskService:
         except NotFound:
             raise NotFound(f"no task {task_id}") from None
         return task
+
+
+def _waiting(conn: Connection, task: Task) -> str | None:
+    """Why a queued task cannot be leased by any enrolled agent (None: one could)."""
+    if task.state != TaskState.QUEUED.value:
+        return None
+    return waiting_reason(conn, task.gpus, task.labels)

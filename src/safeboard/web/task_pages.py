@@ -208,6 +208,9 @@ def _facts(view: TaskPageView) -> Markup:
         pairs.append(("Retry of", el("a", f"task {task.retry_of}", href=f"/tasks/{task.retry_of}")))
     if task.reason:
         pairs.append(("Reason", el("span", task.reason, id="task-reason")))
+    if view.detail.waiting_reason:
+        pairs.append(("Waiting", el("span", view.detail.waiting_reason, id="task-waiting",
+                                    data_testid="task-waiting")))  # fmt: skip
     if task.cancel_requested_by:
         pairs.append(("Cancelled by", task.cancel_requested_by))
     return el("dl", [el("div", el("dt", k), el("dd", v)) for k, v in pairs], class_="facts")
