@@ -102,6 +102,35 @@ def test_ctrl_c_ends_an_idle_agent_at_once(tmp_path: Path, started: list[Agent])
         server.stop()
 
 
+def test_a_draining_agent_starts_no_task_its_poll_wins(
+    tmp_path: Path, started: list[Agent]
+) -> None:
+    """Ctrl-C with a task running: the agent drains, and its lease long-poll, still open
+    (up to --poll), may be answered with a new task; that task is not started ("no new
+    tasks"), only said, and is queued again when its lease lapses."""
+    server = start_server(tmp_path, name="draining")
+    try:
+        with api(server) as client:
+            assert client.post("/api/v1/projects", json={"name": "ml"}).status_code == 201
+        agent = launch_agent(tmp_path, server, "busy", (*POLL, "--max-tasks", "2"),
+                             agent_env(tmp_path), started)  # fmt: skip
+        first = submit(server, "stops", sys.executable, "-c", "import time; time.sleep(8)")
+        state_of(server, first, "running", timeout=30)
+        time.sleep(1.0)  # its next lease request is waiting on the server
+        agent.process.send_signal(signal.SIGINT)
+        wait_for(lambda: "draining" in agent.out, 10, "the agent's drain")
+        late = submit(server, "stops", sys.executable, "-c", "print('started late')")
+        wait_for(lambda: f"task {late} was leased as the agent stopped" in agent.out, 15,
+                 "the late lease said")  # fmt: skip
+        agent.process.wait(timeout=30)
+        assert "started late" not in agent.out, agent.out
+        assert state_of(server, first, "succeeded", "failed")["state"] == "succeeded"
+        attempts = task(server, late)["attempts"]
+        assert [a["state"] for a in attempts if a["state"] in ("running", "succeeded")] == []
+    finally:
+        server.stop()
+
+
 COUNTER = (
     "import sys, time\n"
     "for i in range(1, int(sys.argv[1]) + 1):\n"

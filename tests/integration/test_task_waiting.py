@@ -31,11 +31,13 @@ async def world(make_settings: Callable[..., Settings], db_url: str) -> AsyncIte
 
 def enroll(world: World, agent_id: str, gpus: int | None, labels: list[str], **row: object) -> None:
     """An agent's row as its join and first hello leave it: ``gpus`` GPUs, ``labels``;
-    ``gpus`` None: joined, no hello yet (its machine unknown)."""
-    inventory = {} if gpus is None else {
+    ``gpus`` None: joined, no hello yet (its machine unknown; the join wrote its labels,
+    as AgentService's join does)."""
+    inventory = {"labels": sorted(labels)} if gpus is None else {
         "gpus": [{"index": i, "uuid": f"GPU-{agent_id}-{i}"} for i in range(gpus)],
         "labels": labels, "cpus": 8, "memory_mib": 1024,
     }  # fmt: skip
+    row.setdefault("inventory_at", None if gpus is None else datetime.now(UTC))
     with world.services.engine.begin() as conn:
         conn.execute(sa.insert(AgentRow).values(
             id=agent_id, name=agent_id, pool="default", labels=[], secret_hash="0" * 64,

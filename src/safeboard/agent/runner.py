@@ -188,6 +188,12 @@ class Runner:
             failures = 0
             if lease is None:
                 continue
+            if self.draining.is_set():  # answered after Ctrl-C: "no new tasks" holds
+                self.say(
+                    f"task {lease.task_id} was leased as the agent stopped: not started; "
+                    f"it is queued again when its lease lapses ({lease.lease_seconds} s)"
+                )
+                return
             attempt = self.launcher.launch(lease, connect=self.connect, state=self.state,
                                            state_dir=self.state_dir,
                                            controls=self.controls)  # fmt: skip

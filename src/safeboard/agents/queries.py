@@ -54,11 +54,13 @@ class Offer:
 
 def offers(conn: Connection) -> list[Offer]:
     """One ``Offer`` for each agent not revoked."""
-    query = sa.select(_A.c.labels, _A.c.inventory).where(_A.c.revoked_at.is_(None))
+    query = sa.select(_A.c.labels, _A.c.inventory, _A.c.inventory_at).where(
+        _A.c.revoked_at.is_(None)
+    )
     found = []
-    for labels, inventory in conn.execute(query):
-        told = inventory or {}
+    for labels, inventory, told_at in conn.execute(query):
+        told = inventory or {}  # at the join: its labels only; its machine at the hello
         found.append(Offer(len(told.get("gpus") or []),
                            frozenset([*(labels or []), *(told.get("labels") or [])]),
-                           known=bool(told)))  # fmt: skip
+                           known=told_at is not None))  # fmt: skip
     return found
