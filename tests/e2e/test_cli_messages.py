@@ -8,7 +8,10 @@ import json
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -150,6 +153,31 @@ def test_a_url_with_no_key_says_what_is_missing_there(
         assert one_error(keyless) == (
             f"no API key stored for {server.url}: run `safeboard login {server.url}`"
         ), command
+    with another_service() as other:  # answers /healthz with 404: something is there
+        keyless = run_cli("runs", "list", "--project", "mnist", "--url", other, env=env)
+        assert one_error(keyless) == f"no API key stored for {other}: run `safeboard login {other}`"
+
+
+@contextmanager
+def another_service() -> Iterator[str]:
+    """A web service that is not safeboard on a port of this host: 404 to everything."""
+
+    class NotFound(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 def test_sizes_read_alike_in_tables_progress_bars_and_backups(

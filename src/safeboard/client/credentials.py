@@ -150,11 +150,12 @@ class ServerAccess:
         """Raise ``error`` naming the fix when this access holds no key. A server that does
         not answer at the URL is said first, since a login there could not help yet: the
         health check (no credential sent) raises that, or a wrong scheme, or an untrusted
-        certificate, each with its own fix."""
+        certificate, each with its own fix. Any HTTP answer, an error too (another
+        service, a proxy), means something answers there: the missing key is said."""
         if self.api_key is not None:
             return
         with self.client() as api:
-            api.get("/healthz")
+            api.answers("/healthz")
         raise error(f"no API key stored for {self.url}: run `safeboard login {self.url}`")
 
     def reloaded(self) -> ServerAccess | None:

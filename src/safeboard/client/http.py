@@ -268,6 +268,14 @@ class ApiClient:
             )
         return ServiceUnavailable(f"the connection to {self.url} broke: {_reason(exc)}; try again")
 
+    def answers(self, path: str = "/healthz") -> int:
+        """GET ``path`` and return the status of whatever answers: only a transport
+        failure raises (nothing answers, the wrong scheme, an untrusted certificate)."""
+        try:
+            return self._http.request("GET", path).status_code
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from None
+
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.request("GET", path, **kwargs)
 
