@@ -142,7 +142,7 @@ async def test_run_again_keeps_code_env_and_secrets_with_the_edits(
         ({"params": {"tags": {"a": 1}}}, "params.tags: a list"),
         ({"params": {"big": "x" * 70_000}}, "params"),
         ({"params": {"deep": DEEP}}, "params"),
-        ({"params": []}, "dictionary"),
+        ({"params": []}, "body.params: must be an object"),
         ({"params": {"lr": 0.1}, "command": []}, "command"),
         ({"params": {}, "command": ["python"], "gpus": -1}, "gpus"),
         ({"params": {}, "command": ["python"], "labels": ["bad label"]}, "labels"),
