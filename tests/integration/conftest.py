@@ -15,8 +15,9 @@ from safeboard.datadir import ensure_data_dir
 from safeboard.secret_store import ensure_secrets
 from safeboard.services import services_of
 from safeboard.settings import Settings, load_settings
-from safeboard.storage import create_engine, upgrade
+from safeboard.storage import create_engine
 from tests.support.hashing import FAST_ARGON2
+from tests.support.schema import migrate
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def make_app(make_settings: Callable[..., Settings]) -> Callable[..., FastAPI]:
     def make(settings: Settings | None = None, **overrides: Any) -> FastAPI:
         settings = settings or make_settings(**overrides)
         engine = create_engine(settings.database_url)
-        upgrade(engine)
+        migrate(engine)
         return create_app(settings, engine=engine)
 
     return make

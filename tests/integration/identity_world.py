@@ -17,8 +17,9 @@ from safeboard.api.app import create_app
 from safeboard.auth.permissions import Role, Scope
 from safeboard.services import Services, services_of
 from safeboard.settings import Settings
-from safeboard.storage import create_engine, upgrade
+from safeboard.storage import create_engine
 from tests.support.hashing import FAST_ARGON2
+from tests.support.schema import migrate
 from tests.support.sessions import bind
 
 PASSWORD = "correct horse battery staple 42"
@@ -111,7 +112,7 @@ def build_world(make_settings: Callable[..., Settings], db_url: str, **overrides
     engine = create_engine(
         settings.database_url, busy_timeout_ms=settings.database.sqlite_busy_timeout_ms
     )
-    upgrade(engine)
+    migrate(engine)
     app = create_app(settings, engine=engine)
     scheme = "https" if settings.tls_on else "http"
     return World(app, settings, f"{scheme}://127.0.0.1:{settings.port}")

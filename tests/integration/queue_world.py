@@ -16,9 +16,10 @@ from safeboard.jobs.service import TaskDetail, TaskService
 from safeboard.jobs.spec import TaskSpec
 from safeboard.services import Services, build_services
 from safeboard.settings import Settings
-from safeboard.storage import create_engine, upgrade
+from safeboard.storage import create_engine
 from tests.support.agents import QUEUE_TEST_AGENTS, add_agents
 from tests.support.hashing import FAST_ARGON2
+from tests.support.schema import migrate
 
 
 @dataclass
@@ -61,7 +62,7 @@ def build_queue_world(
 ) -> QueueWorld:
     settings = make_settings(database={"url": db_url}, auth=FAST_ARGON2, jobs=jobs)
     engine = create_engine(settings.database_url)
-    upgrade(engine)
+    migrate(engine)
     services = build_services(settings, engine)
     clock = Clock()
     services.queue.clock = clock

@@ -30,9 +30,10 @@ from safeboard.jobs.spec import TaskSpec
 from safeboard.secret_store import ensure_secrets
 from safeboard.services import services_of
 from safeboard.settings import load_settings
-from safeboard.storage import create_engine, upgrade
+from safeboard.storage import create_engine
 from tests.conftest import PostgresServer, fresh_database
 from tests.support.hashing import FAST_ARGON2
+from tests.support.schema import migrate
 
 # Made in every target, so that generated requests reach past "no such project" to the
 # database: half the cases (chosen by a digest of the generated value, so repeatable) have
@@ -66,7 +67,7 @@ def _target(data_dir: Path, database_url: str | None = None) -> Target:
         jobs={"max_wait_seconds": 0},  # an agent's lease answers at once: no long-poll
     )
     engine = create_engine(app_settings.database_url)
-    upgrade(engine)
+    migrate(engine)
     app = create_app(app_settings, engine=engine)
     users: UserService = services_of(app).users
     admin = users.add("admin", role=Role.ADMIN, actor="test")

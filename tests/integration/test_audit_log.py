@@ -12,7 +12,7 @@ from sqlalchemy import Engine, text
 
 from safeboard.audit import repository, service
 from safeboard.audit.events import GENESIS_HASH, AuditAction, AuditEntry, Problem, chain_hash
-from safeboard.storage import upgrade
+from tests.support.schema import migrate
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -20,7 +20,7 @@ T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 @pytest.fixture
 def log(engine: Engine) -> Engine:
     """A migrated database holding five entries, one a minute from T0, ids 1 to 5."""
-    upgrade(engine)
+    migrate(engine)
     for i in range(5):
         service.record(
             engine,
@@ -61,7 +61,7 @@ def test_entries_chain_and_verify(log: Engine) -> None:
 
 
 def test_empty_log_verifies(engine: Engine) -> None:
-    upgrade(engine)
+    migrate(engine)
     report = service.verify(engine)
     assert (report.ok, report.checked, report.head_id) == (True, 0, None)
 
@@ -192,7 +192,7 @@ PER_THREAD = 15
 
 
 def test_concurrent_appends_keep_one_linear_chain(engine: Engine) -> None:
-    upgrade(engine)
+    migrate(engine)
     start = threading.Barrier(THREADS)
     errors: list[BaseException] = []
 

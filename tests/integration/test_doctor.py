@@ -21,8 +21,9 @@ from safeboard.doctor.database import database_checks
 from safeboard.doctor.network import network_checks
 from safeboard.server.certificates import prepare_tls
 from safeboard.settings import Settings
-from safeboard.storage import create_engine, upgrade
+from safeboard.storage import create_engine
 from tests.integration.identity_world import World, build_world
+from tests.support.schema import migrate
 
 pytestmark = pytest.mark.anyio
 
@@ -43,7 +44,7 @@ def installed(make_settings: Callable[..., Settings]) -> Settings:
     """A data directory as after `safeboard db upgrade`: secrets, a migrated SQLite."""
     settings = make_settings()
     engine = create_engine(settings.database_url)
-    upgrade(engine)
+    migrate(engine)
     engine.dispose()
     return settings
 

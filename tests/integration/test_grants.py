@@ -16,12 +16,12 @@ from safeboard.errors import Conflict, Forbidden, NotFound
 from safeboard.projects import repository as projects
 from safeboard.projects.service import ProjectService
 from safeboard.runs.repository import activity as run_activity
-from safeboard.storage import upgrade
+from tests.support.schema import migrate
 
 
 @pytest.fixture
 def people(engine: Engine) -> dict[str, Principal]:
-    upgrade(engine)
+    migrate(engine)
 
     made: dict[str, Principal] = {}
     with engine.begin() as conn:

@@ -16,7 +16,8 @@ from safeboard.api.app import create_app
 from safeboard.errors import ConfigError
 from safeboard.services import services_of
 from safeboard.settings import Settings
-from safeboard.storage import create_engine, upgrade
+from safeboard.storage import create_engine
+from tests.support.schema import migrate
 
 pytestmark = pytest.mark.anyio
 
@@ -105,7 +106,7 @@ async def test_healthz_reports_database(client: httpx.AsyncClient) -> None:
 async def test_healthz_on_each_backend(
     engine: sa.Engine, make_settings: Callable[..., Settings]
 ) -> None:
-    upgrade(engine)
+    migrate(engine)
     app = create_app(make_settings(), engine=engine)
     async with _client(app) as client:
         response = await client.get("/healthz")

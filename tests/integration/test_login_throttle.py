@@ -17,8 +17,9 @@ from sqlalchemy import Engine
 from safeboard.accounts.models import LoginThrottleRow
 from safeboard.accounts.ratelimit import Attempt, LoginThrottle, throttle_keys
 from safeboard.settings import AuthSettings, Settings
-from safeboard.storage import BEGIN_IMMEDIATE, create_engine, upgrade
+from safeboard.storage import BEGIN_IMMEDIATE, create_engine
 from tests.integration.identity_world import PASSWORD, World, build_world
+from tests.support.schema import migrate
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 KEYS = throttle_keys("Alice", "192.0.2.10")
@@ -27,7 +28,7 @@ USER, ADDR = KEYS
 
 @pytest.fixture
 def db(engine: Engine) -> Engine:
-    upgrade(engine)
+    migrate(engine)
     return engine
 
 

@@ -21,7 +21,8 @@ from safeboard.metrics.codec import Buckets, Series
 from safeboard.metrics.models import MetricRollupRow
 from safeboard.projects.models import ProjectRow
 from safeboard.runs.models import RunRow
-from safeboard.storage import upgrade, writer
+from safeboard.storage import writer
+from tests.support.schema import migrate
 
 RUN = "r" * 32
 _names = itertools.count()
@@ -34,7 +35,7 @@ points = st.lists(st.tuples(st.one_of(dense, dense, sparse), values), min_size=1
 
 @pytest.fixture
 def db(engine: Engine) -> Engine:
-    upgrade(engine)
+    migrate(engine)
     now = datetime.now(UTC)
     with engine.begin() as conn:
         conn.execute(sa.insert(ProjectRow.__table__).values(id=1, name="p", created_at=now))

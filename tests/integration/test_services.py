@@ -20,7 +20,8 @@ from safeboard.provision import provided_by
 from safeboard.server.bootstrap import bootstrap
 from safeboard.services import Services, services_of
 from safeboard.settings import Settings
-from safeboard.storage import create_engine, upgrade
+from safeboard.storage import create_engine
+from tests.support.schema import migrate
 
 pytestmark = pytest.mark.anyio
 BASE_URL = "http://127.0.0.1:8080"
@@ -92,7 +93,7 @@ def test_the_cli_s_local_commands_use_the_same_services(
 ) -> None:
     settings = make_settings()
     engine = create_engine(settings.database_url)
-    upgrade(engine)
+    migrate(engine)
     engine.dispose()
     with open_local(settings.data_dir) as local:
         assert type(local.services) is Services
@@ -103,3 +104,43 @@ def test_the_cli_s_local_commands_use_the_same_services(
         local.users.add("olga", role=Role.MEMBER, actor="test")  # on the server's own database
     with open_local(settings.data_dir) as again:
         assert [user.username for user in again.users.list_all()] == ["olga"]
+
+
+async def test_apps_in_one_process_share_routes_and_keep_their_own_services(
+    make_app: Callable[..., FastAPI],
+) -> None:
+    """The routes are built once per process (api/app.py: _shared_routes) and every app
+    includes the same objects; a request still reaches the services of the app it came to."""
+    first, second = make_app(), make_app()  # two replicas of one database
+    assert {id(route) for route in first.routes} & {id(route) for route in second.routes}
+    moments = {}
+    for app, year in ((first, 2030), (second, 2031)):
+        moments[year] = datetime(year, 1, 2, 3, 4, 5, tzinfo=UTC)
+        services_of(app).runs.clock = lambda moment=moments[year]: moment
+    token = _admin_key(services_of(first))
+    async with _client(first, token) as one, _client(second, token) as two:
+        assert (await one.post("/api/v1/projects", json={"name": "p"})).status_code == 201
+        for client, year in ((one, 2030), (two, 2031), (one, 2030)):
+            made = await client.post("/api/v1/projects/p/runs", json={})
+            assert made.status_code == 201
+            assert datetime.fromisoformat(made.json()["created_at"]) == moments[year]
+    for app in (first, second):
+        services_of(app).metrics.rollups.stop()
+        services_of(app).engine.dispose()
+
+
+def test_every_api_operation_documents_the_error_body(make_app: Callable[..., FastAPI]) -> None:
+    make_app()  # the shared routes are built by the first app; the second reuses them
+    document = make_app().openapi()
+    operations = [
+        (path, method, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if path.startswith("/api/v1/")
+    ]
+    assert len(operations) > 50
+    for path, method, operation in operations:
+        refused = operation["responses"].get("401") or operation["responses"].get("403")
+        assert refused is not None, (method, path)
+        schema = refused["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path)
