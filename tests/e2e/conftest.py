@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import forkserver
 from tests.support.hashing import FAST_ARGON2_ENV
 
 pytestmark = pytest.mark.e2e
@@ -67,7 +68,7 @@ def run_cli(
 
 @dataclass
 class ServerProcess:
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | forkserver.ForkedProcess
     data_dir: Path
     port: int
     log_path: Path
@@ -113,16 +114,22 @@ def start_server(
     ca: Path | None = None,
     port: int | None = None,
     settings: dict[str, str] | None = None,
+    forked: bool = True,
 ) -> ServerProcess:
     """Start ``python -m safeboard server`` and wait until it answers /healthz.
 
     ``settings``: environment variables of the server (``SAFEBOARD__JOBS__...``).
+    ``forked``: forked from an interpreter that has imported the server already
+    (tests/support/forkserver.py, about 3 CPU s less per start); False for a new
+    interpreter, as a user starts it (the ``exec_server`` marker of a test module).
     Without a given ``port`` it takes a free one; should another process (another xdist
     worker, an outgoing connection) take that port before the server binds it, the start
     is tried again on another port.
     """
     for attempt in range(1, _PORT_ATTEMPTS + 1):
-        server = _launch(tmp_path, args, name, ca, port or free_port(), settings or {})
+        server = _launch(
+            tmp_path, args, name, ca, port or free_port(), settings or {}, forked=forked
+        )
         try:
             _wait_healthy(server)
         except BaseException as failed:
@@ -142,13 +149,19 @@ def _launch(
     ca: Path | None,
     port: int,
     settings: dict[str, str],
+    *,
+    forked: bool,
 ) -> ServerProcess:
     data_dir = tmp_path / name
     log_path = tmp_path / f"{name}.log"
+    env = {**cli_env(data_dir), **settings}
+    if forked and forkserver.available():
+        process = forkserver.spawn(["server", "--port", str(port), *args], env, log_path)
+        return ServerProcess(process, data_dir, port, log_path, given_ca=ca)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "safeboard", "server", "--port", str(port), *args],
-            env={**cli_env(data_dir), **settings},
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -185,13 +198,16 @@ def _wait_healthy(server: ServerProcess) -> None:
 
 
 @pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+def server_factory(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
+    forked = request.node.get_closest_marker("exec_server") is None
 
     def start(
         *args: str, name: str = "srv", ca: Path | None = None, port: int | None = None
     ) -> ServerProcess:
-        server = start_server(tmp_path, *args, name=name, ca=ca, port=port)
+        server = start_server(tmp_path, *args, name=name, ca=ca, port=port, forked=forked)
         started.append(server)
         return server
 

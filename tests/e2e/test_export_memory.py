@@ -16,7 +16,8 @@ import pytest
 from tests.e2e.conftest import ServerProcess
 from tests.e2e.test_sdk import discovery_key
 
-pytestmark = pytest.mark.e2e
+# Servers start as a user starts them: a new interpreter (tests/support/forkserver.py).
+pytestmark = [pytest.mark.e2e, pytest.mark.exec_server]
 
 POINTS = 3_000_000
 BATCH = 100_000

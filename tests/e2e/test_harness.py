@@ -11,6 +11,7 @@ import pytest
 
 from tests.e2e import conftest
 from tests.e2e.conftest import start_server
+from tests.support import forkserver
 
 pytestmark = pytest.mark.e2e
 
@@ -33,3 +34,28 @@ def test_a_port_taken_before_the_server_binds_it_is_replaced(
                 assert client.get("/healthz").status_code == 200
         finally:
             server.stop()
+
+
+def test_a_forked_server_stops_reads_and_fails_as_a_new_interpreter_does(tmp_path: Path) -> None:
+    """tests/support/forkserver.py: a server forked from the worker's fork server ends with
+    the status a new ``python -m safeboard server`` ends with (SIGTERM, SIGKILL, a usage
+    error), writes the same log, and runs with its own environment (its data directory)."""
+    ended: dict[bool, list[int | None]] = {}
+    logs: dict[bool, list[str]] = {}
+    for forked in (True, False):
+        run = tmp_path / ("forked" if forked else "exec")
+        run.mkdir()
+        first = start_server(run, name="one", forked=forked)
+        second = start_server(run, name="two", forked=forked)
+        assert isinstance(first.process, forkserver.ForkedProcess) is forked
+        assert (run / "one" / "safeboard.db").is_file()  # each with its own SAFEBOARD_DATA_DIR
+        assert (run / "two" / "safeboard.db").is_file()
+        first.process.terminate()
+        second.process.kill()
+        ended[forked] = [first.process.wait(timeout=30), second.process.wait(timeout=30)]
+        refused = conftest._launch(run, ("--no-such-option",), "bad", None, 1, {}, forked=forked)
+        ended[forked].append(refused.process.wait(timeout=60))
+        last = first.log.splitlines()[-1].split(" ", 2)[2]  # past the time
+        logs[forked] = [last.replace(str(first.process.pid), "PID"), refused.log.strip()]
+    assert ended[True] == ended[False] == [0, -9, 2]
+    assert logs[True] == logs[False]

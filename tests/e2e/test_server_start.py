@@ -16,7 +16,8 @@ import pytest
 
 from tests.e2e.conftest import FINGERPRINT, ServerProcess, free_port, run_cli
 
-pytestmark = pytest.mark.e2e
+# Servers start as a user starts them: a new interpreter (tests/support/forkserver.py).
+pytestmark = [pytest.mark.e2e, pytest.mark.exec_server]
 
 Start = Callable[..., ServerProcess]
 SECRET = "Sup3rS3cretT0kenValue"
