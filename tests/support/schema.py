@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import Engine, inspect, make_url
+from sqlalchemy import Engine, inspect
 
 from safeboard.storage import create_engine, upgrade
 
@@ -79,9 +79,7 @@ def _copy_postgres_template(engine: Engine) -> None:
                     sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(template))
                 )
                 admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(template)))
-            made = create_engine(
-                make_url(url).set(database=template).render_as_string(hide_password=False)
-            )
+            made = create_engine(url.set(database=template).render_as_string(hide_password=False))
             upgrade(made)
             made.dispose()  # CREATE DATABASE ... TEMPLATE needs it unused
             _postgres_templates[server] = template
