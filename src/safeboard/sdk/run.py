@@ -28,7 +28,7 @@ from safeboard.sdk import media, notices
 from safeboard.sdk.connection import Connection
 from safeboard.sdk.delivery import CONFIRM_TIMEOUT, PAUSES, Delivery, retryable
 from safeboard.sdk.images import pixels_of
-from safeboard.sdk.live import install_exit_hooks, live_run, register
+from safeboard.sdk.live import install_exit_hooks, live_run, register, unregister
 from safeboard.sdk.machine import machine_info
 from safeboard.sdk.sender import INLINE_POINTS, Sender
 from safeboard.sdk.spool import RunSpool, spool_root
@@ -133,7 +133,7 @@ class Run:
             uploader.on_refusal = self._sender.record_refusal
         self._sender.start()
         self._system = SystemMetrics.started(self._sender, system_interval)
-        register(self)
+        register(self)  # and full collections in log() skip the SDK's objects (live.py)
 
     def __repr__(self) -> str:
         return f"Run(project={self.project!r}, name={self.name!r}, id={self.id!r})"
@@ -308,6 +308,7 @@ class Run:
         if status not in FINAL:
             raise InvalidRequest(f"status: one of {', '.join(FINAL)}")
         self._finished = True
+        unregister(self)
         if self._system is not None:  # its last sample goes with the rest
             self._system.stop()
         for sync in self._tensorboard:  # their last events before the run ends

@@ -6,10 +6,13 @@ spooling to disk whenever the server cannot take them (P3, R1, R2).
 the new ones. A batch keeps its id through every retry, so the server stores it once.
 
 A loop that logs faster than a round drains (hundreds of points a second and more) packs
-a slice itself now and then (``pack_inline``, about 0.1 ms in one call of
-``INLINE_POINTS``): packing in this thread meanwhile made the two threads trade the
-interpreter lock thousands of times a second, and each trade could hold the training loop
-for milliseconds (issue 13: the worst ``log()`` call).
+a slice itself now and then (``pack_inline``: once INLINE_POINTS wait, the oldest
+INLINE_SLICE, 0.15 to 0.2 ms for 10 keys): packing in this thread meanwhile made the two
+threads trade the interpreter lock thousands of times a second, and each trade could hold
+the training loop for milliseconds (issue 13: the worst ``log()`` call). Slices of 256
+points took 0.3 to 0.45 ms, and such a call went past 0.5 ms whenever this virtual machine
+held the thread a little. A loop slower than INLINE_POINTS a look (LOOK_SECONDS: 12,800
+steps a second) leaves the packing to this thread.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ RECHECK_SECONDS = 60.0  # after a refusal that needs the user: one look a minute
 PACK_BACKLOG = 2_000  # points waiting in memory past which the sender packs them ...
 PACK_SECONDS = 0.01  # ... this often, between its rounds
 LOOK_SECONDS = 0.02  # how often the sender looks for a backlog (log() never wakes it)
-INLINE_POINTS = 256  # points waiting past which log() packs them itself (pack_inline)
+INLINE_POINTS = 256  # points waiting past which log() packs some itself (pack_inline) ...
+INLINE_SLICE = 128  # ... the oldest this many, in one call
 
 
 class Sender(threading.Thread):
@@ -148,7 +152,7 @@ class Sender(threading.Thread):
 
     def pack_inline(self) -> None:
         """Pack the oldest points waiting into the open batch, in the caller's thread (the
-        training loop's, from ``log()``): bounded work, about 0.1 ms for INLINE_POINTS
+        training loop's, from ``log()``): bounded work, 0.15 to 0.2 ms for INLINE_SLICE
         points of 10 keys (a full batch is only set aside: packing its body is this
         thread's work, woken for it). Nothing when this thread is taking already: no
         waiting for it."""
@@ -156,7 +160,7 @@ class Sender(threading.Thread):
             return
         try:
             queue = self.queue
-            points = min(len(queue) // 3, INLINE_POINTS)
+            points = min(len(queue) // 3, INLINE_SLICE)
             if not points:
                 return
             self.idle.clear()  # flush() waits for these too
