@@ -5,10 +5,9 @@ are left out of the garbage collector's passes (``switching.hold_heap``: a full 
 inside a ``log()`` call walked the SDK's imports, 15 to 20 ms). At the interpreter's exit
 every live run is finished: ``failed`` after an uncaught exception, ``killed`` after an
 uncaught KeyboardInterrupt, so that Ctrl-C ends a run the same way with or without
-``with safeboard.init(...)``. Inside a
-task, :func:`live_run` is how a second ``init()`` (the script's, a library's, a framework
-integration's) finds the task's run that this process holds already, rather than start it
-twice.
+``with safeboard.init(...)``. Inside a task, :func:`live_run` is how a second ``init()``
+(the script's, a library's, a framework integration's) finds the task's run that this
+process holds already, rather than start it twice.
 """
 
 from __future__ import annotations

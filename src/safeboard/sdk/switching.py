@@ -11,11 +11,11 @@ a system metrics sample), and puts back what it found when the last is done: the
 loop never waits for it longer than that, plus the longest single step of the work (a
 slice of points, ``batches.SLICE_VALUES``). Only there: the interval is also how long a
 thread that waits lets the holder run before it takes the lock, and the sender's
-spooling and delivering wait on I/O between short steps. Under the short interval each of
-those waits took the lock from the training loop (tried in the sixth session, and at
-10,000 steps a second more calls went over 1 ms; docs/benchmarks.md); under the default,
-the sender gets the lock back when the loop lets go (a training step waiting on its
-device).
+spooling and delivering wait on I/O between short steps: under the short interval, back
+from each, the sender would take the lock from the training loop at once; under the
+default it gets it back when the loop lets go (a training step waiting on its device).
+Its whole round under the short interval was tried, and not kept (docs/benchmarks.md,
+issue 13's sixth session).
 
 **The collector.** ``init()`` imports the SDK's dependencies (numpy, httpx, the client):
 about 36,000 objects the collector tracks. Each full collection walks every tracked
