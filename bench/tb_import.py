@@ -38,7 +38,7 @@ from tensorboard.compat.proto import event_pb2
 import safeboard
 from safeboard.client import Client
 from safeboard.client.http import ApiClient
-from safeboard.eventfiles import masked_crc32c
+from safeboard.eventfiles import accel, masked_crc32c
 
 TAGS = ("loss", "accuracy", "lr", "grad_norm")
 TARGET = 2.0  # P7: at least twice the data server's rate
@@ -229,7 +229,7 @@ def main() -> int:
     sb = medians[SB]
     assert sb is not None
     print(f"\n{points:,} scalars, one file, {os.cpu_count()} cores, "
-          f"medians of {args.repeats} runs\n")  # fmt: skip
+          f"medians of {args.repeats} runs; safeboard's reader: {accel.describe()}\n")  # fmt: skip
     print(f"| {'reader':<66} | {'seconds':>8} | {'points/s':>10} | {'safeboard vs it':>15} |")
     print(f"|{'-' * 68}|{'-' * 10}:|{'-' * 11}:|{'-' * 16}:|")
     for name, seconds in medians.items():

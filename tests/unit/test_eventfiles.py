@@ -1,7 +1,8 @@
 """safeboard.eventfiles: TFRecord framing with checked CRC32C (against TensorBoard's own
 masked CRC), a corrupt length or data named with file and offset, a record cut short at
 the end read once it is complete, and the Event fields decoded as TensorBoard's protos
-write them."""
+write them. Every test runs with each reader: the C loops (_scan.c) and the numpy path
+(used where the C reader was not built)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,28 @@ from pathlib import Path
 
 import pytest
 
-from safeboard.eventfiles import CorruptRecord, RecordReader, Scalar, decode_event, masked_crc32c
+from safeboard.eventfiles import (
+    CorruptRecord,
+    RecordReader,
+    Scalar,
+    accel,
+    decode_event,
+    masked_crc32c,
+)
 from safeboard.eventfiles.wireformat import DecodeError
+
+
+@pytest.fixture(params=["c", "numpy"], autouse=True)
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test with the C reader (required: it is built at install) and with numpy."""
+    if request.param == "c":
+        assert accel.SCAN is not None, (
+            "the C event-file reader is not built: install a C compiler and Python's "
+            "headers, then `python3 hatch_build.py` (or reinstall)"
+        )
+    else:
+        monkeypatch.setattr(accel, "SCAN", None)
+    return str(request.param)
 
 
 def frame(data: bytes) -> bytes:

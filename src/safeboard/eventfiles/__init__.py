@@ -2,6 +2,7 @@
 checked CRC32C (:mod:`.records`), and the few Event and Summary fields safeboard imports
 (:mod:`.events`)."""
 
+from safeboard.eventfiles import accel
 from safeboard.eventfiles.events import (
     Histogram,
     Hparams,
@@ -13,6 +14,15 @@ from safeboard.eventfiles.events import (
 from safeboard.eventfiles.records import CorruptRecord, Record, RecordReader, masked_crc32c
 
 __all__ = [
-    "CorruptRecord", "Histogram", "Hparams", "Image", "Record", "RecordReader", "Scalar",
-    "Text", "decode_event", "masked_crc32c",
+    "CorruptRecord",
+    "Histogram",
+    "Hparams",
+    "Image",
+    "Record",
+    "RecordReader",
+    "Scalar",
+    "Text",
+    "accel",
+    "decode_event",
+    "masked_crc32c",
 ]  # fmt: skip

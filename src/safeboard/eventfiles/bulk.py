@@ -17,7 +17,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from safeboard.eventfiles import accel
+
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from safeboard.eventfiles.records import Block
 
 __all__ = ["Scalars", "crc32c_rows", "distinct", "gather", "plain_scalars"]
@@ -106,6 +110,8 @@ def plain_scalars(block: Block, first: int = 0, stop: int | None = None) -> Scal
     ``stop`` (indexes into the block, as ``Scalars.index`` and ``found`` are)."""
     n = len(block)
     stop = n if stop is None else stop
+    if accel.SCAN is not None:
+        return _plain_native(block, first, stop, accel.SCAN)
     found = np.zeros(n, dtype=bool)
     parts: list[_Part] = []
     span = block.lengths[first:stop]
@@ -123,6 +129,23 @@ def plain_scalars(block: Block, first: int = 0, stop: int | None = None) -> Scal
                 found[part[0]] = True
                 parts.append(part)
     return _joined(found, parts)
+
+
+MAX_TAGS = 4096  # distinct tags a block's C decoding keeps; the records of more go one by one
+
+
+def _plain_native(block: Block, first: int, stop: int, scan: ModuleType) -> Scalars:
+    starts = np.ascontiguousarray(block.starts, dtype=np.int64)
+    lengths = np.ascontiguousarray(block.lengths, dtype=np.int64)
+    found, index, tags, tag_of, steps, times, values = scan.plain(
+        block.data, starts, lengths, first, stop, MAX_TAGS
+    )
+    return Scalars(
+        np.frombuffer(found, dtype=bool), np.frombuffer(index, dtype=np.int64),
+        [name.decode("utf-8", "replace") for name in tags],
+        np.frombuffer(tag_of, dtype=np.int64), np.frombuffer(steps, dtype=np.int64),
+        np.frombuffer(times, dtype=np.float64), np.frombuffer(values, dtype=np.float64),
+    )  # fmt: skip
 
 
 _Part = tuple[

@@ -16,11 +16,13 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import google_crc32c
 import numpy as np
 import numpy.typing as npt
 
+from safeboard.eventfiles import accel
 from safeboard.eventfiles.bulk import crc32c_rows, distinct, gather
 
 __all__ = ["HEADER", "Block", "CorruptRecord", "Record", "RecordReader", "masked_crc32c"]
@@ -155,6 +157,8 @@ class RecordReader:
     def _walk(self, buffer: bytes) -> tuple[Block, tuple[int, str] | None]:
         """The checked records at the start of ``buffer`` (file offset ``self.offset``),
         and the first problem: (file offset, what)."""
+        if accel.SCAN is not None:
+            return self._walk_native(buffer, accel.SCAN)
         base, end, at = self.offset, len(buffer), 0
         array = np.frombuffer(buffer, dtype=np.uint8)
         starts: list[int] = []
@@ -192,6 +196,19 @@ class RecordReader:
             )
             problem = (base + bad, what)
         return block, problem
+
+    def _walk_native(self, buffer: bytes, scan: ModuleType) -> tuple[Block, tuple[int, str] | None]:
+        starts, lengths, _, problem, at = scan.scan(buffer, MAX_RECORD)
+        block = Block(buffer, self.offset, np.frombuffer(starts, np.int64),
+                      np.frombuffer(lengths, np.int64))  # fmt: skip
+        if not problem:
+            return block, None
+        what = {
+            1: "the length's checksum does not match",
+            2: "the data's checksum does not match",
+            3: f"a length of {_LENGTH.unpack_from(buffer, at)[0]} bytes",
+        }[problem]
+        return block, (self.offset + at, what)
 
     @staticmethod
     def _length_ok(buffer: bytes, at: int) -> bool:
