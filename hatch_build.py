@@ -11,7 +11,8 @@ Runs at every wheel build, editable installs included (``pip install .`` and
 - ``src/safeboard/eventfiles/_scan.c``: compiled next to its source with the compiler
   and flags Python was built with (``sysconfig``), about a second. Where that fails (no C
   compiler or no Python headers) the build goes on with a warning that says how to get
-  it: the reader then runs its numpy path, to the same results, about 4x slower
+  them (pip shows it with ``-v``; ``safeboard import tensorboard`` says it again at its
+  start): the reader then runs its numpy path, to the same results, about 4x slower
   (safeboard.eventfiles.accel).
 
 Also runnable by hand: ``python3 hatch_build.py`` (re)fetches the files and (re)compiles

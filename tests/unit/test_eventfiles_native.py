@@ -167,3 +167,24 @@ def test_past_max_tags_the_records_of_new_tags_are_left_to_the_decoder(
     assert plain.tags == ["tag0", "tag1", "tag2"]
     assert plain.index.tolist() == [i for i in range(100) if i % 10 < 3]
     assert plain.found.tolist() == [i % 10 < 3 for i in range(100)]
+
+
+@pytest.mark.parametrize("built", [True, False])
+def test_the_import_command_says_at_once_when_the_c_reader_is_missing_and_how_to_build_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, built: bool
+) -> None:
+    from click.testing import CliRunner
+
+    from safeboard.cli import cli
+
+    if not built:
+        monkeypatch.setattr(accel, "SCAN", None)
+    else:
+        assert accel.SCAN is not None, (
+            "the C event-file reader is not built: python3 hatch_build.py"
+        )
+    result = CliRunner().invoke(cli, ["import", "tensorboard", str(tmp_path), "-p", "x"])
+    assert result.exit_code == 1  # (no event files there: said after the reader's line)
+    said = result.stderr
+    assert ("apt install gcc python3-dev" in said) is not built
+    assert "no TensorBoard event files" in said

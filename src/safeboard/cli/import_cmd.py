@@ -49,7 +49,11 @@ def tensorboard(
     import_http_lean()
     from safeboard.client import Client
     from safeboard.client.credentials import resolve_server
+    from safeboard.eventfiles import accel
     from safeboard.sdk.tbimport import import_tensorboard, run_dirs
+
+    if accel.SCAN is None:  # works, slower: said at once, with the fix
+        click.echo(f"safeboard: {accel.NOT_BUILT}", err=True)
 
     if not run_dirs(logdir):
         raise click.ClickException(f"no TensorBoard event files (*.tfevents.*) under {logdir}")

@@ -10,7 +10,14 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["SCAN", "describe"]
+__all__ = ["NOT_BUILT", "SCAN", "describe"]
+
+NOT_BUILT = (
+    "the C event-file reader was not built when safeboard was installed (no C compiler or "
+    "no Python headers then): reading with numpy, about 4x slower. To build it, install a C "
+    "compiler and Python's headers (Debian, Ubuntu: apt install gcc python3-dev) and "
+    "install safeboard again"
+)
 
 
 def _load() -> ModuleType | None:
@@ -26,5 +33,5 @@ SCAN: ModuleType | None = _load()
 def describe() -> str:
     """Which reader runs, in words (bench/tb_import.py prints it)."""
     if SCAN is None:
-        return "numpy (the C reader was not built: reinstall with a C compiler for 4x)"
+        return "numpy (the C reader was not built at install)"
     return f"C (CRC32C by {SCAN.crc})"
