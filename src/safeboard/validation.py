@@ -9,12 +9,13 @@ itself is never echoed (it may be a secret)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from safeboard.ids import ID_PATTERN
 
-__all__ = ["NAME_PATTERN", "RUN_ID_PATTERN", "describe", "where"]
+__all__ = ["NAME_PATTERN", "RUN_ID_PATTERN", "describe", "name_problem", "where"]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"  # projects, and runs' project names
 RUN_ID_PATTERN = f"^{ID_PATTERN}$"
@@ -50,6 +51,16 @@ _BOUNDS = {
     "too_short": ("min_length", "must hold at least {} items"),
     "too_long": ("max_length", "must hold at most {} items"),
 }
+
+
+def name_problem(name: str) -> str | None:
+    """What is wrong with a project's name, in the words a refused one gets (``must be 1
+    to 100 letters, ...``), or None. The client checks a name it puts in a URL path: sent,
+    ``a/b`` or ``..`` would reach another route or none, and come back as "no such
+    resource"."""
+    if re.fullmatch(NAME_PATTERN[1:-1], name):
+        return None
+    return f"must be {_PATTERNS[NAME_PATTERN]}"
 
 
 def where(error: Mapping[str, Any]) -> str:

@@ -232,7 +232,14 @@ def test_refused_input_is_said_in_plain_words(server: ServerProcess, tmp_path: P
         [sys.executable, "-c", script],
         env=cli_env(server.data_dir), capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
-    assert sdk.stdout.strip() == f"invalid_request {PLAIN_NAME}", sdk.stdout + sdk.stderr
+    # Not sent: a name no project can have is refused by the client, in the same words
+    # (sent, "bad/name" reached no route: "no such resource").
+    refused_name = PLAIN_NAME.replace("body.name:", "project 'bad/name':")
+    assert sdk.stdout.strip() == f"invalid_request {refused_name}", sdk.stdout + sdk.stderr
+    said = one_error(run_cli("runs", "list", "--project", "bad/name", data_dir=server.data_dir))
+    assert said == refused_name, said
+    said = one_error(run_cli("runs", "list", "--project", "..", data_dir=server.data_dir))
+    assert said == PLAIN_NAME.replace("body.name:", "project '..':"), said
     key = json.loads((server.data_dir / "discovery.json").read_text())["api_key"]
     with server.client() as client:
         client.headers["Authorization"] = f"Bearer {key}"

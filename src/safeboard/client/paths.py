@@ -1,14 +1,20 @@
 """Every URL path of safeboard's API, built in one place.
 
-Each variable part is one path segment, quoted with ``quote(part, safe="")``: a name such
-as ``a/b %?#`` travels as ``a%2Fb%20%25%3F%23`` and the server, which decodes the path
-once, reads it back unchanged. Query values never appear here: they go through httpx's
-``params``, which quotes them (metric keys travel there: ``/history?metric=train/loss``).
+Each variable part is one path segment, quoted with ``quote(part, safe="")``: a value
+such as ``a b %?#`` travels as ``a%20b%20%25%3F%23`` and the server, which decodes the
+path once, reads it back unchanged. A ``/`` (``%2F``) is decoded before routing, so a
+value holding one reaches another route or none: a project's name is checked here against
+the names the server makes (``project``), and ids and keys hold no ``/``. Query values
+never appear here: they go through httpx's ``params``, which quotes them (metric keys
+travel there: ``/history?metric=train/loss``).
 """
 
 from __future__ import annotations
 
 from urllib.parse import quote
+
+from safeboard.errors import InvalidRequest
+from safeboard.validation import name_problem
 
 __all__ = [
     "API",
@@ -113,6 +119,11 @@ def agent_task_logs(task_id: int, attempt: int) -> str:
 
 
 def project(name: str) -> str:
+    """A project's path, or InvalidRequest for a name no project can have (``a/b``, ``..``):
+    refused here, as the server refuses it when a project is made, never sent."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise InvalidRequest(f"project {name[:120]!r}: {problem}")
     return f"{API}/projects/{segment(name)}"
 
 
