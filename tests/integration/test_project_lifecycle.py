@@ -91,7 +91,16 @@ async def test_a_deleted_project_hides_with_its_runs_and_comes_back(world: World
     assert [p["name"] for p in (await olga.get("/api/v1/projects")).json()] == []
     assert (await olga.get(f"/api/v1/runs/{run_id}")).status_code == 404
     assert (await vic.get("/api/v1/projects/mnist/runs")).status_code == 404
-    assert (await olga.post("/api/v1/projects", json={"name": "mnist"})).status_code == 409
+    # Its name stays taken: its owner and an admin hear where it is and how to free it;
+    # its editor (who may not restore it) and a stranger, that the name is not available.
+    in_trash = (
+        "project 'mnist' is in the trash: restore it (`safeboard projects restore mnist`), "
+        "or purge it for good (`safeboard projects purge mnist`) to use the name again"
+    )
+    for who, said in (("olga", in_trash), ("admin", in_trash), ("vic", None), ("eve", None)):
+        again = await as_user(world, who).post("/api/v1/projects", json={"name": "mnist"})
+        assert again.status_code == 409, again.text
+        assert again.json()["error"]["message"] == (said or "project name not available"), who
     assert [p["name"] for p in (await olga.get("/api/v1/trash/projects")).json()] == ["mnist"]
     assert (await vic.get("/api/v1/trash/projects")).json() == []
     assert (await vic.post("/api/v1/projects/mnist/restore")).status_code == 404

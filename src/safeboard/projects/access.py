@@ -14,12 +14,23 @@ from safeboard.projects import repository as projects
 from safeboard.projects.repository import Project
 
 __all__ = [
+    "may_restore",
     "project_and_grant",
     "project_by_id",
     "project_by_name",
     "refuse_run_bound",
     "visible_project_ids",
 ]
+
+
+def may_restore(conn: Connection, principal: Principal, project_id: int) -> bool:
+    """Whether the principal may take this project out of the trash, or purge it: its
+    owners and admins (a key bound to another project: no)."""
+    if principal.project_id is not None and principal.project_id != project_id:
+        return False
+    if principal.role is Role.ADMIN:
+        return True
+    return projects.role_of(conn, project_id, principal.user_id) is ProjectRole.OWNER
 
 
 def refuse_run_bound(principal: Principal) -> None:

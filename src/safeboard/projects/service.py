@@ -19,7 +19,7 @@ from safeboard.clock import utcnow
 from safeboard.errors import Conflict, Forbidden, NotFound, SafeboardError
 from safeboard.projects import lifecycle
 from safeboard.projects import repository as projects
-from safeboard.projects.access import project_by_name, refuse_run_bound
+from safeboard.projects.access import may_restore, project_by_name, refuse_run_bound
 from safeboard.projects.repository import NAME_TAKEN, Project
 from safeboard.settings import ProjectSettings
 from safeboard.storage import writer
@@ -82,11 +82,19 @@ class ProjectService:
         """The answer to a taken name: "already exists" to whoever may read the project
         that holds it, since they can see it anyway; to anyone else ``NAME_TAKEN``, which
         says the name exists and nothing more (not whose it is, not that it is hidden from
-        them: docs/security.md, S9). A project in the trash holds its name too."""
+        them: docs/security.md, S9). A project in the trash holds its name too: who may
+        restore it (its owners, admins) hears that it is there and how to free the name."""
         with self.engine.connect() as conn:
             try:
                 project_by_name(conn, principal, name, Permission.PROJECTS_READ)
             except SafeboardError:
+                trashed = lifecycle.trashed_named(conn, name)
+                if trashed is not None and may_restore(conn, principal, trashed.id):
+                    return Conflict(
+                        f"project {name!r} is in the trash: restore it (`safeboard projects "
+                        f"restore {name}`), or purge it for good (`safeboard projects purge "
+                        f"{name}`) to use the name again"
+                    )
                 return Conflict(NAME_TAKEN)
         return Conflict(f"project {name!r} already exists")
 

@@ -22,7 +22,7 @@ from safeboard.artifacts.store import ArtifactStore
 from safeboard.audit import repository as audit
 from safeboard.audit.events import AuditAction
 from safeboard.auth.authorizer import allowed_in_project
-from safeboard.auth.permissions import Permission, ProjectRole, Role
+from safeboard.auth.permissions import Permission, Role
 from safeboard.auth.principal import Principal
 from safeboard.clock import Clock, utcnow
 from safeboard.errors import Conflict, Forbidden, InvalidRequest, NotFound
@@ -32,7 +32,7 @@ from safeboard.jobs.service import TaskService
 from safeboard.projects import lifecycle as project_bin
 from safeboard.projects import repository as project_grants
 from safeboard.projects import retention as retentions
-from safeboard.projects.access import project_and_grant, project_by_name
+from safeboard.projects.access import may_restore, project_and_grant, project_by_name
 from safeboard.projects.lifecycle import TrashedProject
 from safeboard.projects.repository import Project
 from safeboard.projects.retention import MAX_DAYS, Retention
@@ -252,7 +252,7 @@ class TrashService:
         _refuse_task_token(principal)
         with self.tx.begin() as conn:
             found = project_bin.trashed_named(conn, name)
-            if found is None or not self._may_restore(conn, principal, found.id):
+            if found is None or not may_restore(conn, principal, found.id):
                 raise NotFound("no such project in the trash")
             project_bin.put_back(conn, found.id)
             back = bin_.project_put_back(conn, found.id, found.deleted_at)
@@ -260,14 +260,6 @@ class TrashService:
                          target=f"project:{found.id}",
                          detail={"name": found.name, "runs": back})  # fmt: skip
         return back
-
-    @staticmethod
-    def _may_restore(conn: Connection, principal: Principal, project_id: int) -> bool:
-        if principal.project_id is not None and principal.project_id != project_id:
-            return False
-        if principal.role is Role.ADMIN:
-            return True
-        return project_grants.role_of(conn, project_id, principal.user_id) is ProjectRole.OWNER
 
     def trashed_projects(self, principal: Principal) -> list[TrashedProject]:
         """Projects in the trash this principal may restore (its owners; admins: all)."""
@@ -285,7 +277,7 @@ class TrashService:
         _refuse_task_token(principal)
         with self.engine.connect() as conn:
             found = project_bin.trashed_named(conn, name)
-            if found is None or not self._may_restore(conn, principal, found.id):
+            if found is None or not may_restore(conn, principal, found.id):
                 raise NotFound("no such project in the trash")
         runs = self._purge_project(found.id, None, actor=principal.actor)
         if runs is None:
