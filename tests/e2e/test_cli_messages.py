@@ -236,8 +236,9 @@ def test_refused_input_is_said_in_plain_words(server: ServerProcess, tmp_path: P
     # (sent, "bad/name" reached no route: "no such resource").
     refused_name = PLAIN_NAME.replace("body.name:", "project 'bad/name':")
     assert sdk.stdout.strip() == f"invalid_request {refused_name}", sdk.stdout + sdk.stderr
-    said = one_error(run_cli("runs", "list", "--project", "bad/name", data_dir=server.data_dir))
-    assert said == refused_name, said
+    for args in (("runs", "list", "--project", "bad/name"), ("projects", "restore", "bad/name")):
+        said = one_error(run_cli(*args, data_dir=server.data_dir))
+        assert said == refused_name, said
     said = one_error(run_cli("runs", "list", "--project", "..", data_dir=server.data_dir))
     assert said == PLAIN_NAME.replace("body.name:", "project '..':"), said
     key = json.loads((server.data_dir / "discovery.json").read_text())["api_key"]

@@ -35,6 +35,14 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
+def _project(name: str) -> str:
+    """``/projects/NAME`` under the API (client.paths: a name no project can have is
+    refused before it is sent)."""
+    from safeboard.client import paths
+
+    return paths.project(name).removeprefix(_API)
+
+
 def _call(client: Client, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
     answer: dict[str, Any] = client.send(method, _API + path, idempotent=False, **kwargs).json()
     return answer
@@ -99,7 +107,7 @@ def delete_runs(
             cancelled = [task for answer in done for task in answer["cancelled_tasks"]]
         else:
             assert project is not None  # noqa: S101  (checked above)
-            path = f"/projects/{_segment(project)}/runs/delete"
+            path = f"{_project(project)}/runs/delete"
             counted = _call(client, "POST", path, json={"filter": filter_text, "dry_run": True})
             if counted["count"] == 0:
                 click.echo(f"no run of {project} matches", err=True)
@@ -149,7 +157,7 @@ def trash(project: str, url: str | None, as_json: bool) -> None:
     from safeboard.cli.output import json_lines, table
 
     with connect(url) as client:
-        found = client.send("GET", f"{_API}/projects/{_segment(project)}/trash").json()
+        found = client.send("GET", f"{_API}{_project(project)}/trash").json()
     if as_json:
         json_lines(found["runs"])
         return
@@ -186,7 +194,7 @@ def retention(
     """Show PROJECT's retention, or change it (its owners): --trash-days, --max-run-age-days."""
     trash_value = _days(trash_days, "default")
     age_value = _days(max_run_age_days, "never")
-    path = f"{_API}/projects/{_segment(project)}/retention"
+    path = f"{_API}{_project(project)}/retention"
     with connect(url) as client:
         found = client.send("GET", path).json()
         if trash_days is not None or max_run_age_days is not None:
@@ -213,7 +221,7 @@ def retention(
 def rename_project(project: str, new_name: str, url: str | None) -> None:
     """Rename PROJECT to NEW_NAME (its owners): runs, grants and keys bound to it follow."""
     with connect(url) as client:
-        _call(client, "PATCH", f"/projects/{_segment(project)}", json={"name": new_name})
+        _call(client, "PATCH", _project(project), json={"name": new_name})
     click.echo(f"project {project} is now {new_name}")
 
 
@@ -226,7 +234,7 @@ def delete_project(project: str, yes: bool, url: str | None) -> None:
     takes it back until its retention period ends."""
     _confirm(f"Move project {project} and all its runs to the trash?", yes)
     with connect(url) as client:
-        done = _call(client, "DELETE", f"/projects/{_segment(project)}")
+        done = _call(client, "DELETE", _project(project))
     click.echo(f"project {project} and {_plural(done['runs'])} moved to the trash")
 
 
@@ -236,7 +244,7 @@ def delete_project(project: str, yes: bool, url: str | None) -> None:
 def restore_project(project: str, url: str | None) -> None:
     """Take PROJECT out of the trash with the runs that went with it."""
     with connect(url) as client:
-        done = _call(client, "POST", f"/projects/{_segment(project)}/restore")
+        done = _call(client, "POST", f"{_project(project)}/restore")
     click.echo(f"project {project} restored with {_plural(done['runs'])}")
 
 
@@ -249,5 +257,5 @@ def purge_project(project: str, yes: bool, url: str | None) -> None:
     admins); without this, the retention sweep purges it when its period ends."""
     _confirm(f"Delete project {project} and all its runs for good? This cannot be undone.", yes)
     with connect(url) as client:
-        done = _call(client, "POST", f"/projects/{_segment(project)}/purge")
+        done = _call(client, "POST", f"{_project(project)}/purge")
     click.echo(f"project {project} and {_plural(done['runs'])} deleted for good")
