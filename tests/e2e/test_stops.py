@@ -5,6 +5,7 @@ at once (a running task keeps its drain: test_agent_run.py)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -139,12 +140,15 @@ COUNTER = (
 )
 
 
+@pytest.mark.parametrize("revoke", [False, True], ids=["same-key", "key-revoked"])
 def test_task_logs_follow_rides_through_a_server_restart(
-    tmp_path: Path, started: list[Agent]
+    tmp_path: Path, started: list[Agent], revoke: bool
 ) -> None:
     """``task logs -f`` across a graceful stop and a start on the same data directory and
     port: it says once that the server is away, then prints on, every line once; a read
-    without -f meanwhile fails at once with the usual message."""
+    without -f meanwhile fails at once with the usual message. ``key-revoked``: the
+    discovery key it follows with is revoked while the server is down, so the start
+    writes a new one, which the follow reads from the discovery file and goes on with."""
     settings = {**SETTINGS, "SAFEBOARD__JOBS__LEASE_SECONDS": "60"}  # outlives the restart
     server = start_server(tmp_path, name="restarting", settings=settings)
     follower: subprocess.Popen[str] | None = None
@@ -167,7 +171,14 @@ def test_task_logs_follow_rides_through_a_server_restart(
         once = run_cli("task", "logs", str(task_id), data_dir=server.data_dir, timeout=10)
         assert once.returncode == 2, once.stderr
         assert "no safeboard server answers" in once.stderr, once.stderr
+        key = json.loads((server.data_dir / "discovery.json").read_text())["api_key"]
+        if revoke:
+            key_id = key.removeprefix("sb_").split("_")[0]
+            revoked = run_cli("key", "revoke", key_id, data_dir=server.data_dir)
+            assert revoked.returncode == 0, revoked.stderr
         server = start_server(tmp_path, name="restarting", port=server.port, settings=settings)
+        fresh = json.loads((server.data_dir / "discovery.json").read_text())["api_key"]
+        assert (fresh != key) is revoke
         assert follower.wait(timeout=90) == 0, err.read_text()
         assert out.read_text().splitlines() == [f"line {i}" for i in range(1, 61)]
         said = err.read_text()

@@ -92,3 +92,29 @@ def test_keys_from_elsewhere_are_never_replaced_from_the_file(tmp_path: Path) ->
     write_discovery(data_dir, "sb_second_k")
     assert given.reloaded() is None
     assert environment.reloaded() is None
+
+
+def test_a_renewing_client_asks_the_file_only_for_a_discovery_key(tmp_path: Path) -> None:
+    """``client(renewing=True)`` (the CLI's): a discovery key is renewed from the file, each
+    new key once; a key given any other way never is, and a plain client never asks."""
+    data_dir = tmp_path / "data"
+    write_discovery(data_dir, "sb_first_k")
+    access = resolve(tmp_path, data_dir)
+    with access.client() as plain:
+        assert plain.renew_key is None
+    with access.client(renewing=True) as api:
+        assert api.renew_key is not None
+        assert api.renew_key() is None  # the same key: nothing to renew
+        write_discovery(data_dir, "sb_second_k")
+        assert api.renew_key() == "sb_second_k"
+        assert api.renew_key() is None  # given once; the file holds no newer one
+    given = resolve_server(
+        URL,
+        "sb_mine_k",
+        environ={},
+        store=CredentialStore(tmp_path / "config" / "credentials"),
+        trust=TrustStore(tmp_path / "config" / "trust"),
+        data_dir=data_dir,
+    )
+    with given.client(renewing=True) as api:
+        assert api.renew_key is None

@@ -67,7 +67,7 @@ def tensorboard(
     def say(line: str) -> None:
         click.echo(f"safeboard: {line}", err=True)
 
-    with Client(access.client()) as client:
+    with Client(access.client(renewing=True)) as client:  # --follow may outlive a restart
         done = import_tensorboard(
             client, logdir, project, follow=follow, poll=poll, stop=stop, say=say,
             keep_files=keep_event_files,

@@ -44,12 +44,14 @@ def json_option(func: F) -> F:
 
 
 def connect(url: str | None) -> Client:
-    """The typed client for the server the SDK would use, with its stored key; a server
-    that does not answer is said at once (INTERACTIVE_POLICY), not after seconds of tries."""
+    """The typed client for the server the SDK would use, with its stored key (or the local
+    server's discovery key, read again if a restart wrote another); a server that does not
+    answer is said at once (INTERACTIVE_POLICY), not after seconds of tries."""
     from safeboard.client import Client
     from safeboard.client.credentials import resolve_server
     from safeboard.client.retry import INTERACTIVE_POLICY
 
     access = resolve_server(url)
     access.require_key()
-    return Client(access.client(), retry=INTERACTIVE_POLICY)
+    # renewing: a follow that outlives a restart which minted a new discovery key goes on
+    return Client(access.client(renewing=True), retry=INTERACTIVE_POLICY)

@@ -141,10 +141,18 @@ class ServerAccess:
         if self.local_socket is None:
             require_private_transport(self.url)
 
-    def client(self, *, transport: httpx.BaseTransport | None = None) -> ApiClient:
+    def client(
+        self, *, transport: httpx.BaseTransport | None = None, renewing: bool = False
+    ) -> ApiClient:
+        """A client with this access's key. ``renewing`` (the CLI's long follows): when the
+        key came from the local server's discovery file, a 401 makes the client read the
+        file again and, if it holds another key now, send the request once more with it."""
         if transport is None and self.local_socket is not None:
             transport = LocalSocketTransport(self.local_socket, verify=self.verify)
-        return ApiClient(self.url, self.api_key, verify=self.verify, transport=transport)
+        api = ApiClient(self.url, self.api_key, verify=self.verify, transport=transport)
+        if renewing and self.source == "discovery":
+            api.renew_key = _Renewal(self)
+        return api
 
     def require_key(self, error: type[SafeboardError] = Unauthenticated) -> None:
         """Raise ``error`` naming the fix when this access holds no key. A server that does
@@ -174,6 +182,20 @@ class ServerAccess:
             return None
         old = (self.api_key or "").encode()
         return None if hmac.compare_digest(fresh.api_key.encode(), old) else fresh
+
+
+class _Renewal:
+    """The discovery key written since the last one this client was given, or None."""
+
+    def __init__(self, access: ServerAccess) -> None:
+        self.access = access
+
+    def __call__(self) -> str | None:
+        fresh = self.access.reloaded()
+        if fresh is None:
+            return None
+        self.access = fresh
+        return fresh.api_key
 
 
 def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
@@ -167,6 +167,10 @@ class ApiClient:
         if verify is False and self.url.startswith("https:"):
             log.warning("TLS verification OFF for %s: anyone on the path can pose as it", self.url)
         self._verify = verify
+        # Given (ServerAccess.client(renewing=True)): a 401 asks it for the key the local
+        # server wrote since (a restart that minted a new one), and the request is sent
+        # once more with it. A 401 means the request was not acted on: safe to resend.
+        self.renew_key: Callable[[], str | None] | None = None
         headers = {"User-Agent": _USER_AGENT, "Origin": self.url}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -205,11 +209,28 @@ class ApiClient:
             response = self._http.request(
                 method, path, json=json, params=params, headers=headers, content=content, **extra
             )
+            if (
+                response.status_code == 401
+                and isinstance(content, bytes | None)
+                and self._renewed()
+            ):
+                response = self._http.request(
+                    method, path, json=json, params=params, headers=headers, content=content,
+                    **extra,
+                )  # fmt: skip
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from None
         if response.status_code >= 300:  # a redirect is not followed: the caller decides
             raise _error_from(response, self.url)
         return response
+
+    def _renewed(self) -> bool:
+        """Whether ``renew_key`` gave a new key, now sent with every request."""
+        key = self.renew_key() if self.renew_key is not None else None
+        if not key:
+            return False
+        self._http.headers["Authorization"] = f"Bearer {key}"
+        return True
 
     @contextmanager
     def stream(
