@@ -37,6 +37,18 @@ def resolve(tmp_path: Path, data_dir: Path, url: str | None = None) -> ServerAcc
     )
 
 
+def given_key(tmp_path: Path, data_dir: Path) -> ServerAccess:
+    """An access whose key was given as an argument."""
+    return resolve_server(
+        URL,
+        "sb_mine_k",
+        environ={},
+        store=CredentialStore(tmp_path / "config" / "credentials"),
+        trust=TrustStore(tmp_path / "config" / "trust"),
+        data_dir=data_dir,
+    )
+
+
 def test_a_discovery_key_is_reloaded_once_the_file_holds_another(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     write_discovery(data_dir, "sb_first_k")
@@ -73,14 +85,7 @@ def test_nothing_is_reloaded_when_the_file_cannot_give_a_key(tmp_path: Path) -> 
 def test_keys_from_elsewhere_are_never_replaced_from_the_file(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     write_discovery(data_dir, "sb_first_k")
-    given = resolve_server(
-        URL,
-        "sb_mine_k",
-        environ={},
-        store=CredentialStore(tmp_path / "config" / "credentials"),
-        trust=TrustStore(tmp_path / "config" / "trust"),
-        data_dir=data_dir,
-    )
+    given = given_key(tmp_path, data_dir)
     assert given.source == "arguments"
     environment = resolve_server(
         environ={"SAFEBOARD_URL": URL, "SAFEBOARD_API_KEY": "sb_env_k"},
@@ -108,13 +113,6 @@ def test_a_renewing_client_asks_the_file_only_for_a_discovery_key(tmp_path: Path
         write_discovery(data_dir, "sb_second_k")
         assert api.renew_key() == "sb_second_k"
         assert api.renew_key() is None  # given once; the file holds no newer one
-    given = resolve_server(
-        URL,
-        "sb_mine_k",
-        environ={},
-        store=CredentialStore(tmp_path / "config" / "credentials"),
-        trust=TrustStore(tmp_path / "config" / "trust"),
-        data_dir=data_dir,
-    )
+    given = given_key(tmp_path, data_dir)
     with given.client(renewing=True) as api:
         assert api.renew_key is None
