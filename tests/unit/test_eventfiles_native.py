@@ -6,7 +6,10 @@ arguments that would read outside their buffer."""
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +191,38 @@ def test_the_import_command_says_at_once_when_the_c_reader_is_missing_and_how_to
     said = result.stderr
     assert ("apt install gcc python3-dev" in said) is not built
     assert "no TensorBoard event files" in said
+
+
+DEBUG_ALLOCATOR = """
+import struct
+from safeboard.eventfiles import accel, masked_crc32c
+from safeboard.eventfiles.bulk import plain_scalars
+from safeboard.eventfiles.records import Block, MAX_RECORD
+import numpy as np
+
+def frame(data):
+    length = struct.pack("<Q", len(data))
+    return (length + struct.pack("<I", masked_crc32c(length)) + data
+            + struct.pack("<I", masked_crc32c(data)))
+
+event = bytes.fromhex("09" + "00" * 8 + "10" + "05" + "2a0d" + "0a0b" + "0a04" + "6c6f7373" + "15" + "0000803f")
+data = frame(event) * 50_000  # columns grown many times over
+starts, lengths, end, problem, at = accel.SCAN.scan(data, MAX_RECORD)
+block = Block(data, 0, np.frombuffer(starts, np.int64), np.frombuffer(lengths, np.int64))
+plain = plain_scalars(block)
+print(len(block), problem, plain.index.size, plain.tags)
+"""
+
+
+def test_the_c_loops_keep_to_the_allocators_rules(scan: Any) -> None:
+    """With Python's debug allocator, which stops the process when one of its allocators
+    is called without the interpreter lock: the framing walk grows its columns with the
+    lock released (it used PyMem_Realloc there: "Fatal Python error: _PyMem_DebugRealloc:
+    Python memory allocator called without holding the GIL")."""
+    env = {**os.environ, "PYTHONMALLOC": "debug"}
+    done = subprocess.run(
+        [sys.executable, "-c", DEBUG_ALLOCATOR], env=env, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["50000", "0", "50000", "['loss']"]

@@ -103,7 +103,9 @@ static uint32_t le32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* ---- growable int64 column, handed to Python as bytes ---- */
+/* ---- growable int64 column, handed to Python as bytes ----
+ * Its memory comes from PyMem_Raw*: scan() grows columns with the interpreter lock
+ * released, where the other PyMem_* allocators must not be called. */
 
 typedef struct {
     int64_t *data;
@@ -113,7 +115,7 @@ typedef struct {
 static int column_push(Column *c, int64_t v) {
     if (c->size == c->capacity) {
         Py_ssize_t capacity = c->capacity ? 2 * c->capacity : 4096;
-        int64_t *grown = PyMem_Realloc(c->data, (size_t)capacity * sizeof(int64_t));
+        int64_t *grown = PyMem_RawRealloc(c->data, (size_t)capacity * sizeof(int64_t));
         if (grown == NULL) return -1;
         c->data = grown;
         c->capacity = capacity;
@@ -182,8 +184,8 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         Py_XDECREF(s);
         Py_XDECREF(l);
     }
-    PyMem_Free(starts.data);
-    PyMem_Free(lengths.data);
+    PyMem_RawFree(starts.data);
+    PyMem_RawFree(lengths.data);
     return result;
 }
 
@@ -281,8 +283,8 @@ static PyObject *plain(PyObject *self, PyObject *args) {
     }
     Py_ssize_t slots = 1;
     while (slots < 2 * max_tags) slots <<= 1;
-    tags.tags = PyMem_Calloc((size_t)max_tags, sizeof(Tag));
-    tags.slots = PyMem_Calloc((size_t)slots, sizeof(int32_t));
+    tags.tags = PyMem_RawCalloc((size_t)max_tags, sizeof(Tag));
+    tags.slots = PyMem_RawCalloc((size_t)slots, sizeof(int32_t));
     tags.max = max_tags;
     tags.mask = slots - 1;
     found = PyBytes_FromStringAndSize(NULL, n);
@@ -321,13 +323,13 @@ static PyObject *plain(PyObject *self, PyObject *args) {
 done:
     Py_XDECREF(found);
     Py_XDECREF(tag_list);
-    PyMem_Free(tags.tags);
-    PyMem_Free(tags.slots);
-    PyMem_Free(out.index.data);
-    PyMem_Free(out.tag_of.data);
-    PyMem_Free(out.steps.data);
-    PyMem_Free(out.times.data);
-    PyMem_Free(out.values.data);
+    PyMem_RawFree(tags.tags);
+    PyMem_RawFree(tags.slots);
+    PyMem_RawFree(out.index.data);
+    PyMem_RawFree(out.tag_of.data);
+    PyMem_RawFree(out.steps.data);
+    PyMem_RawFree(out.times.data);
+    PyMem_RawFree(out.values.data);
     PyBuffer_Release(&view);
     PyBuffer_Release(&starts_view);
     PyBuffer_Release(&lengths_view);
