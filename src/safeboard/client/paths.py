@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from safeboard.errors import InvalidRequest
-from safeboard.validation import name_problem
+from safeboard import errors, validation
 
 __all__ = [
     "API",
@@ -121,9 +120,9 @@ def agent_task_logs(task_id: int, attempt: int) -> str:
 def project(name: str) -> str:
     """A project's path, or InvalidRequest for a name no project can have (``a/b``, ``..``):
     refused here, as the server refuses it when a project is made, never sent."""
-    problem = name_problem(name)
+    problem = validation.name_problem(name)
     if problem is not None:
-        raise InvalidRequest(f"project {name[:120]!r}: {problem}")
+        raise errors.InvalidRequest(f"project {name[:120]!r}: {problem}")
     return f"{API}/projects/{segment(name)}"
 
 

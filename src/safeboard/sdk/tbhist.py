@@ -14,10 +14,12 @@ import hashlib
 import itertools
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from safeboard.client.http import ApiClient
 from safeboard.errors import BadRequest, PayloadTooLarge
+
+if TYPE_CHECKING:
+    from safeboard.client.typed import Client
 from safeboard.sdk.media import MAX_ENTRIES, merged_buckets
 
 __all__ = ["send_histograms", "to_entry"]
@@ -62,16 +64,17 @@ def _batches(entries: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield batch
 
 
-def send_histograms(api: ApiClient, run_id: str, rows: list[dict[str, Any]], source: str) -> int:
+def send_histograms(client: Client, run_id: str, rows: list[dict[str, Any]], source: str) -> int:
     """Send an event file's histograms; ``source`` names its content (the same content:
-    the same batch ids). The number left out: not convertible, or refused."""
+    the same batch ids, so a batch is sent again under the client's retry policy when the
+    server is busy or away). The number left out: not convertible, or refused."""
     entries = [entry for entry in map(to_entry, rows) if entry is not None]
     left_out = len(rows) - len(entries)
     for number, batch in enumerate(_batches(entries)):
         batch_id = hashlib.sha256(f"{run_id}:{source}:{number}".encode()).hexdigest()[:40]
         body = {"batch_id": batch_id, "histograms": batch, "texts": []}
         try:
-            api.post(f"/api/v1/runs/{run_id}/steps", json=body)
+            client.send("POST", f"/api/v1/runs/{run_id}/steps", json=body, idempotent=True)
         except (BadRequest, PayloadTooLarge):  # these alone: the import goes on
             left_out += len(batch)
     return left_out

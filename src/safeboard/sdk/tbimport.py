@@ -142,11 +142,13 @@ class LogdirImport:
     def close(self, *, finish: bool = True) -> list[ImportedRun]:
         done = []
         for name, (run_id, importer) in self.runs.items():
-            importer.close()
-            if name in self._keepers:
-                keeper, thread = self._keepers[name]
+            keeper, thread = self._keepers.get(name, (None, None))
+            try:
+                importer.close()
+            finally:  # a failure still waits for the copies under way: never left running
                 if thread is not None:
                     thread.join()
+            if keeper is not None:
                 keep_event_files(keeper, importer)
             if finish:
                 with contextlib.suppress(Conflict):  # finished by an earlier import

@@ -27,6 +27,7 @@ import math
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -226,10 +227,10 @@ class RunImport:
             path = Path(tmp) / f"image{suffix}"
             path.write_bytes(image.encoded)
             try:
-                upload_file(
-                    self.client.api, self.run_id, path, name=name, kind="image", step=step,
-                    upload_id=_upload_id(self.run_id, state.path.name, offset, index),
-                )  # fmt: skip
+                self.client.retry.call(partial(  # the same upload id: resumed, never twice
+                    upload_file, self.client.api, self.run_id, path, name=name, kind="image",
+                    step=step, upload_id=_upload_id(self.run_id, state.path.name, offset, index),
+                ))  # fmt: skip
             except (BadRequest, PayloadTooLarge) as exc:  # this image alone: the file goes on
                 problem = f"{state.path}: image at byte offset {offset} refused: {exc.message}"
                 self.counts.errors.append(problem)
@@ -263,13 +264,13 @@ class RunImport:
             with tempfile.TemporaryDirectory(prefix="safeboard-tb-") as tmp:
                 path = Path(tmp) / "histograms.jsonl"
                 path.write_bytes(content)
-                upload_file(
-                    self.client.api, self.run_id, path, kind="table",
+                self.client.retry.call(partial(
+                    upload_file, self.client.api, self.run_id, path, kind="table",
                     name=f"histograms/{self.prefix(state.path)}{state.path.name}.jsonl",
                     upload_id=_upload_id(self.run_id, state.path.name, "histograms", digest),
-                )  # fmt: skip
+                ))  # fmt: skip
             # ... and into the run's histograms per step: the run page's distribution view
-            send_histograms(self.client.api, self.run_id, state.histograms, digest)
+            send_histograms(self.client, self.run_id, state.histograms, digest)
 
 
 def _histogram_row(tag: str, step: int, wall_time: float, item: Histogram) -> dict[str, Any]:

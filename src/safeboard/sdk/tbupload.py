@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 from safeboard.client.artifacts import upload_file
@@ -80,8 +81,10 @@ def upload_event_files(
     uploaded = 0
     for path, name in wanted:
         try:
-            done = upload_file(client.api, run_id, path, name=name, kind="file",
-                               content_type="application/octet-stream")  # fmt: skip
+            done = client.retry.call(partial(  # resumable: sent again when the server is busy
+                upload_file, client.api, run_id, path, name=name, kind="file",
+                content_type="application/octet-stream",
+            ))  # fmt: skip
         except SafeboardError as exc:
             say(f"{path}: not kept for the TensorBoard button: {exc.message}")
             continue
