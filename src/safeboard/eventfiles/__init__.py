@@ -14,15 +14,6 @@ from safeboard.eventfiles.events import (
 from safeboard.eventfiles.records import CorruptRecord, Record, RecordReader, masked_crc32c
 
 __all__ = [
-    "CorruptRecord",
-    "Histogram",
-    "Hparams",
-    "Image",
-    "Record",
-    "RecordReader",
-    "Scalar",
-    "Text",
-    "accel",
-    "decode_event",
-    "masked_crc32c",
+    "CorruptRecord", "Histogram", "Hparams", "Image", "Record", "RecordReader", "Scalar",
+    "Text", "accel", "decode_event", "masked_crc32c",
 ]  # fmt: skip
