@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from safeboard.errors import BadRequest, PayloadTooLarge
+from safeboard.sdk.media import MAX_ENTRIES, merged_buckets
 
 if TYPE_CHECKING:
     from safeboard.client.typed import Client
-from safeboard.sdk.media import MAX_ENTRIES, merged_buckets
 
 __all__ = ["send_histograms", "to_entry"]
 
