@@ -19,6 +19,7 @@ __all__ = ["NAME_PATTERN", "RUN_ID_PATTERN", "describe", "name_problem", "where"
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"  # projects, and runs' project names
 RUN_ID_PATTERN = f"^{ID_PATTERN}$"
+_NAME = re.compile(NAME_PATTERN)  # fullmatch: "$" never takes a final newline
 
 _PATTERNS = {
     NAME_PATTERN: "1 to 100 letters, digits, dots, dashes or underscores, starting with a "
@@ -58,7 +59,7 @@ def name_problem(name: str) -> str | None:
     to 100 letters, ...``), or None. The client checks a name it puts in a URL path: sent,
     ``a/b`` or ``..`` would reach another route or none, and come back as "no such
     resource"."""
-    if re.fullmatch(NAME_PATTERN[1:-1], name):
+    if _NAME.fullmatch(name):
         return None
     return f"must be {_PATTERNS[NAME_PATTERN]}"
 

@@ -208,7 +208,7 @@ def frame(data):
 # 09 <wall> 10 <step 5> 2a <13> 0a <11> 0a <4> "loss" 15 <1.0f>
 event = bytes.fromhex("09" + "00" * 8 + "1005" + "2a0d0a0b0a04" + "6c6f7373" + "150000803f")
 data = frame(event) * 50_000  # columns grown many times over
-starts, lengths, end, problem, at = accel.SCAN.scan(data, MAX_RECORD)
+starts, lengths, problem, at = accel.SCAN.scan(data, MAX_RECORD)
 block = Block(data, 0, np.frombuffer(starts, np.int64), np.frombuffer(lengths, np.int64))
 plain = plain_scalars(block)
 print(len(block), problem, plain.index.size, plain.tags)

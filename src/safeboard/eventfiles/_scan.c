@@ -1,13 +1,14 @@
 /* safeboard.eventfiles._scan: the event-file reader's two hot loops in C (records.py and
  * bulk.py hold the same logic in numpy, used where this module was not built).
  *
- *   scan(buffer, max_record) -> (starts, lengths, end, problem, problem_at)
+ *   scan(buffer, max_record) -> (starts, lengths, problem, problem_at)
  *       Walks the TFRecord framing from the start of ``buffer``, checking both masked
  *       CRC32C checksums of every record, and stops at the first damaged record or at a
  *       record cut short by the buffer's end. ``starts`` and ``lengths`` are the checked
- *       records' header offsets and data lengths (bytes of native int64), ``end`` the
- *       offset after the last of them, ``problem`` 0 (none), 1 (the length's checksum),
- *       2 (the data's checksum) or 3 (a length past ``max_record``), at ``problem_at``.
+ *       records' header offsets and data lengths (bytes of native int64; where the
+ *       walk stopped follows from the last of them), ``problem`` 0 (none), 1 (the
+ *       length's checksum), 2 (the data's checksum) or 3 (a length past ``max_record``),
+ *       at ``problem_at``.
  *
  *   plain(buffer, starts, lengths, first, stop, max_tags)
  *       -> (found, index, tags, tag_of, steps, times, values)
@@ -180,7 +181,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         PyErr_NoMemory();
     } else {
         PyObject *s = column_bytes(&starts), *l = column_bytes(&lengths);
-        if (s && l) result = Py_BuildValue("(OOnin)", s, l, (Py_ssize_t)at, problem, (Py_ssize_t)problem_at);
+        if (s && l) result = Py_BuildValue("(OOin)", s, l, problem, (Py_ssize_t)problem_at);
         Py_XDECREF(s);
         Py_XDECREF(l);
     }

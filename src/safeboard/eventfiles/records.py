@@ -198,7 +198,7 @@ class RecordReader:
         return block, problem
 
     def _walk_native(self, buffer: bytes, scan: ModuleType) -> tuple[Block, tuple[int, str] | None]:
-        starts, lengths, _, problem, at = scan.scan(buffer, MAX_RECORD)
+        starts, lengths, problem, at = scan.scan(buffer, MAX_RECORD)
         block = Block(buffer, self.offset, np.frombuffer(starts, np.int64),
                       np.frombuffer(lengths, np.int64))  # fmt: skip
         if not problem:
