@@ -31,12 +31,13 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+from tests.support.scratch import scratch_dir
 
 __all__ = ["ForkedProcess", "available", "spawn"]
 
@@ -105,7 +106,7 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> ForkedProcess:
     """Start ``python -m safeboard ARGS`` with ``env``, its output to ``log``."""
     socket_path = _fork_server()
     log.write_bytes(b"")  # there at once, as with Popen's stdout=log
-    status = Path(tempfile.mkdtemp(prefix="safeboard-forked-")) / "status"
+    status = scratch_dir("forked-") / "status"
     request = {
         "args": args,
         "env": env,
@@ -129,7 +130,7 @@ def _fork_server() -> Path:
     with _lock:
         if _server is not None and _server[0].poll() is None:
             return _server[1]
-        socket_path = Path(tempfile.mkdtemp(prefix="safeboard-forkserver-")) / "socket"
+        socket_path = scratch_dir("forkserver-") / "socket"
         env = {k: v for k, v in os.environ.items() if not k.startswith("SAFEBOARD")}
         process = subprocess.Popen(
             [sys.executable, "-m", "tests.support.forkserver", str(socket_path)],

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import threading
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from psycopg import sql
 from sqlalchemy import Engine, inspect
 
 from safeboard.storage import create_engine, upgrade
+from tests.support.scratch import scratch_dir
 
 __all__ = ["migrate"]
 
@@ -49,7 +49,7 @@ def _copy_sqlite_template(engine: Engine) -> None:
     target = Path(str(engine.url.database))
     with _lock:
         if _sqlite_template is None:
-            made = Path(tempfile.mkdtemp(prefix="safeboard-schema-")) / "template.db"
+            made = scratch_dir("schema-") / "template.db"
             template = create_engine(f"sqlite:///{made}")
             upgrade(template)
             template.dispose()  # checkpointed: the whole database is in the one file
