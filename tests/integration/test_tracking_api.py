@@ -286,6 +286,22 @@ async def test_other_media_types_get_415(world: World) -> None:
     assert wire.MEDIA_TYPE in response.json()["error"]["message"]
 
 
+async def test_a_project_says_the_readers_own_role_as_the_list_does(world: World) -> None:
+    olga, _ = await _project_with_run(world)
+    for i in range(30):  # other projects: the answer is about this one
+        assert (await olga.post("/api/v1/projects", json={"name": f"other-{i}"})).status_code == 201
+    await olga.put("/api/v1/projects/mnist/grants/vic", json={"role": "viewer"})
+    readers = {"olga": "owner", "vic": "viewer", "admin": None}  # an admin holds no grant
+    for name, role in readers.items():
+        reader = as_user(world, name)
+        one = (await reader.get("/api/v1/projects/mnist")).json()
+        listed = {p["name"]: p for p in (await reader.get("/api/v1/projects")).json()}
+        assert one["role"] == role
+        assert one == listed["mnist"]
+    renamed = await olga.patch("/api/v1/projects/mnist", json={"name": "mnist-2"})
+    assert renamed.json()["role"] == "owner"
+
+
 async def test_grants_decide_who_reads_and_writes(world: World) -> None:
     olga, run_id = await _project_with_run(world)
     vic, eve = as_user(world, "vic"), as_user(world, "eve")

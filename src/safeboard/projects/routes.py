@@ -70,7 +70,7 @@ def rename_project(
 ) -> ProjectOut:
     """Rename a project (its owners): its runs, grants and keys bound to it follow."""
     project = service.rename(principal, name, body.name)
-    role = {p.id: r for p, r in service.visible(principal)}.get(project.id)
+    role = service.role(principal, project.id)
     return _out(project, role, service.activity([project.id]).get(project.id))
 
 
@@ -82,7 +82,7 @@ def get_project(
 ) -> ProjectOut:
     with service.engine.connect() as conn:
         project = project_by_name(conn, principal, name, Permission.PROJECTS_READ)
-    role = {p.id: r for p, r in service.visible(principal)}.get(project.id)
+    role = service.role(principal, project.id)
     return _out(project, role, service.activity([project.id]).get(project.id))
 
 

@@ -127,6 +127,13 @@ class ProjectService:
             found = [(p, role) for p, role in found if p.id == principal.project_id]
         return found
 
+    def role(self, principal: Principal, project_id: int) -> ProjectRole | None:
+        """The principal's role in one project it may read: what ``visible`` gives for it,
+        without reading every project (an admin's list holds them all)."""
+        refuse_run_bound(principal)
+        with self.engine.connect() as conn:
+            return projects.role_of(conn, project_id, principal.user_id)
+
     def activity(self, project_ids: list[int]) -> dict[int, projects.Activity]:
         """Run counts and newest run starts, by project id (absent: no runs yet)."""
         with self.engine.connect() as conn:
