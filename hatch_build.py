@@ -1,5 +1,5 @@
 """Build hook: fetch the dashboard's chart library (uPlot) from the npm registry, and
-compile the event-file reader's C loops.
+compile safeboard's two C modules (the event-file reader's loops, the SDK's file writer).
 
 Runs at every wheel build, editable installs included (``pip install .`` and
 ``pip install -e .``).
@@ -8,15 +8,16 @@ Runs at every wheel build, editable installs included (``pip install .`` and
   pinned npm "integrity" value, and extracts the ES module build and the stylesheet into
   ``src/safeboard/web/static/vendor/`` (gitignored), which the server serves from its own
   origin. Nothing is executed from the package; no node is needed.
-- ``src/safeboard/eventfiles/_scan.c``: compiled next to its source with the compiler
-  and flags Python was built with (``sysconfig``), about a second. Where that fails (no C
-  compiler or no Python headers) the build goes on with a warning that says how to get
-  them (pip shows it with ``-v``; ``safeboard import tensorboard`` says it again at its
-  start): the reader then runs its numpy path, to the same results, about 4x slower
-  (safeboard.eventfiles.accel).
+- ``src/safeboard/eventfiles/_scan.c`` and ``src/safeboard/client/_writes.c`` (``NATIVES``):
+  each compiled next to its source with the compiler and flags Python was built with
+  (``sysconfig``), about a second. Where that fails (no C compiler or no Python headers)
+  the build goes on with a warning that says how to get them (pip shows it with ``-v``;
+  ``safeboard import tensorboard`` says it again at its start): the reader then runs its
+  numpy path, to the same results, about 4x slower (safeboard.eventfiles.accel), and the
+  SDK writes its spool with Python's own calls (safeboard.client.config).
 
 Also runnable by hand: ``python3 hatch_build.py`` (re)fetches the files and (re)compiles
-the C reader in the tree (after editing ``_scan.c``).
+the C modules in the tree (after editing one).
 """
 
 from __future__ import annotations
@@ -120,50 +121,78 @@ def fetch_vendor(target: Path = VENDOR) -> None:
     extract(data, target)
 
 
-SCAN_SOURCE = ROOT / "src" / "safeboard" / "eventfiles" / "_scan.c"
+class Native:
+    """One of safeboard's C modules: its source under src/safeboard, what it is in words,
+    and what runs without it (the warning when it cannot be built). A plain class: hatchling
+    loads this file outside ``sys.modules``, where a dataclass cannot be made."""
+
+    def __init__(self, source: str, what: str, without: str) -> None:
+        self.source = source
+        self.what = what
+        self.without = without
+
+    @property
+    def path(self) -> Path:
+        return ROOT / "src" / "safeboard" / self.source
+
+    @property
+    def library(self) -> Path:
+        """Where the compiled module goes: next to its source, as Python imports it."""
+        suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+        return self.path.with_name(f"{self.path.stem}{suffix}")
 
 
-def scan_library() -> Path:
-    """Where the compiled C reader goes: next to its source, as Python imports it."""
-    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
-    return SCAN_SOURCE.with_name(f"_scan{suffix}")
+NATIVES = (
+    Native(
+        "eventfiles/_scan.c",
+        "C event-file reader",
+        "`safeboard import tensorboard` reads event files about 4x slower",
+    ),
+    Native(
+        "client/_writes.c",
+        "C file writer",
+        "the SDK writes its spool with Python's system calls, and run.log() waits more "
+        "often while the server is away",
+    ),
+)
 
 
-def build_scan() -> Path | None:
-    """Compile ``_scan.c``; the library's path, or None (with a warning) where it cannot
-    be compiled here. The source's SHA-256 is compiled in (``_scan.source_digest``): a
-    test finds a library older than its source."""
-    target = scan_library()
+def _compile(native: Native) -> str | None:
+    """Compile one module; None, or what went wrong."""
     linker = sysconfig.get_config_var("LDSHARED")
     include = sysconfig.get_paths()["include"]
-    digest = hashlib.sha256(SCAN_SOURCE.read_bytes()).hexdigest()
-    problem = None
     if not linker:
-        problem = "this Python names no C compiler (sysconfig LDSHARED)"
-    elif not (Path(include) / "Python.h").is_file():
-        problem = f"Python's headers are missing ({include}/Python.h)"
-    else:
-        command = [
-            *shlex.split(os.environ.get("LDSHARED", linker)), "-O2", "-fPIC",
-            f"-I{include}", f'-DSB_SOURCE_DIGEST="{digest}"', str(SCAN_SOURCE),
-            "-o", str(target),
-        ]  # fmt: skip
-        try:
-            done = subprocess.run(  # noqa: S603  (the compiler Python was built with)
-                command, capture_output=True, text=True, timeout=300, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            problem = f"{command[0]} did not run: {exc}"
-        else:
-            if done.returncode:
-                problem = f"{' '.join(command)} failed:\n{done.stderr.strip()}"
+        return "this Python names no C compiler (sysconfig LDSHARED)"
+    if not (Path(include) / "Python.h").is_file():
+        return f"Python's headers are missing ({include}/Python.h)"
+    digest = hashlib.sha256(native.path.read_bytes()).hexdigest()
+    command = [
+        *shlex.split(os.environ.get("LDSHARED", linker)), "-O2", "-fPIC",
+        f"-I{include}", f'-DSB_SOURCE_DIGEST="{digest}"', str(native.path),
+        "-o", str(native.library),
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(  # noqa: S603  (the compiler Python was built with)
+            command, capture_output=True, text=True, timeout=300, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{command[0]} did not run: {exc}"
+    if done.returncode:
+        return f"{' '.join(command)} failed:\n{done.stderr.strip()}"
+    return None
+
+
+def build_native(native: Native) -> Path | None:
+    """Compile a C module; the library's path, or None (with a warning) where it cannot be
+    compiled here. The source's SHA-256 is compiled in (``source_digest``): a test finds
+    a library older than its source."""
+    problem = _compile(native)
     if problem is None:
-        return target
-    target.unlink(missing_ok=True)  # never a library older than its source
+        return native.library
+    native.library.unlink(missing_ok=True)  # never a library older than its source
     sys.stderr.write(
-        f"WARNING: safeboard's C event-file reader was not built: {problem}\n"
-        "safeboard works without it; `safeboard import tensorboard` reads event files "
-        "about 4x slower. "
+        f"WARNING: safeboard's {native.what} was not built: {problem}\n"
+        f"safeboard works without it; {native.without}. "
         "To build it, install a C compiler and Python's headers (Debian and Ubuntu: "
         "apt install gcc python3-dev) and install safeboard again.\n"
     )
@@ -181,14 +210,15 @@ else:
 
         def initialize(self, version: str, build_data: dict[str, Any]) -> None:
             fetch_vendor()
-            library = build_scan()
-            if library is not None:
+            for native in NATIVES:
+                library = build_native(native)
+                if library is None:
+                    continue
                 build_data["pure_python"] = False  # a wheel for this platform and Python
                 build_data["infer_tag"] = True
                 if version != "editable":  # gitignored: included by name
-                    build_data["force_include"][str(library)] = (
-                        f"safeboard/eventfiles/{library.name}"
-                    )
+                    where = Path(native.source).with_name(library.name).as_posix()
+                    build_data["force_include"][str(library)] = f"safeboard/{where}"
             if version != "editable":
                 # Gitignored, so hatch would leave them out of the wheel: include them.
                 for name in UPLOT_FILES.values():
@@ -199,5 +229,6 @@ else:
 if __name__ == "__main__":
     fetch_vendor()
     print(f"uPlot {UPLOT_VERSION} in {VENDOR}")  # noqa: T201
-    built = build_scan()
-    print(f"C event-file reader: {built or 'not built (above)'}")  # noqa: T201
+    for native in NATIVES:
+        built = build_native(native)
+        print(f"{native.what}: {built or 'not built (above)'}")  # noqa: T201

@@ -3,17 +3,22 @@ files written 0600, keyed by the server's origin."""
 
 from __future__ import annotations
 
+import importlib
+import itertools
 import os
+import random
 import stat
-import tempfile
 from pathlib import Path
+from types import ModuleType
 
 from platformdirs import user_config_dir
 
 from safeboard.errors import ConfigError, InvalidUrl
 from safeboard.hosts import NotAnOrigin, parse_origin
 
-__all__ = ["CONFIG_DIR_ENV", "config_dir", "private_dir", "server_origin", "write_private"]
+__all__ = [
+    "CONFIG_DIR_ENV", "WRITES", "config_dir", "private_dir", "server_origin", "write_private",
+]  # fmt: skip
 
 CONFIG_DIR_ENV = "SAFEBOARD_CONFIG_DIR"
 
@@ -36,16 +41,56 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` with mode 0600, atomically."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _load_writes() -> ModuleType | None:
     try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
+        return importlib.import_module("safeboard.client._writes")
+    except ImportError:  # built without a C compiler (hatch_build.py said so)
+        return None
+
+
+WRITES: ModuleType | None = _load_writes()
+"""The C writer (``_writes.c``), or None: read at each call (a test sets it to None)."""
+_TRIES = 100  # names to try for the new file, as tempfile.mkstemp
+_names = itertools.count()
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` with mode 0600, atomically: a new file beside it, written,
+    synced and renamed over it. The C writer does all five system calls with the
+    interpreter lock let go once (the SDK spools from a thread beside the training loop,
+    which waits each time this thread takes the lock back: issue 13); Python's own calls
+    take it back after each."""
+    for _ in range(_TRIES):
+        name = f".{path.name}.{os.getpid()}.{next(_names)}.{random.getrandbits(32):08x}.tmp"
+        tmp = str(path.with_name(name))
+        try:
+            if WRITES is not None:
+                WRITES.write_atomic(tmp, str(path), data, 0o600)
+            else:
+                _write_atomic(tmp, str(path), data)
+        except FileExistsError as exc:
+            if exc.filename != tmp:
+                raise
+            continue  # a name left by another process: another one
+        return
+    raise FileExistsError(f"no free name for a new file beside {path} in {_TRIES} tries")
+
+
+def _write_atomic(tmp: str, path: str, data: bytes) -> None:
+    """What ``_writes.write_atomic`` does, in Python."""
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    try:
+        Path(tmp).rename(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -14,6 +14,7 @@ the wall clock when it was read: the run page draws them apart from the training
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import os
@@ -94,6 +95,10 @@ class SystemMetrics(threading.Thread):
         """A running sampler, or None when ``interval`` is None (system metrics off)."""
         if interval is None:
             return None
+        # Imported here, in init()'s thread, not by the sampler: an import holds the
+        # interpreter lock for a millisecond at a time (reading and running the modules'
+        # code), and the sampler's first one stopped the training loop that long.
+        importlib.import_module("safeboard.sdk.probes")
         sampler = cls(sink, interval)
         sampler.start()
         return sampler
@@ -106,8 +111,7 @@ class SystemMetrics(threading.Thread):
 
     def run(self) -> None:
         try:
-            # Imported here, not at init(): psutil and NVML cost the script nothing.
-            from safeboard.sdk.probes import Gpus, Probe  # noqa: PLC0415
+            from safeboard.sdk.probes import Gpus, Probe  # noqa: PLC0415  (started() loaded it)
 
             with responsive():
                 probe = Probe(self.directory, Gpus.open())
