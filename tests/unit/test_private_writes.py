@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import stat
 import sys
 import threading
@@ -65,12 +66,19 @@ def test_a_name_taken_by_another_process_is_skipped(
 ) -> None:
     taken = iter([7, 7, 8])
     monkeypatch.setattr(config, "_names", taken)
-    monkeypatch.setattr(config.random, "getrandbits", lambda _bits: 0)
+    monkeypatch.setattr(config._random, "getrandbits", lambda _bits: 0)
     left = tmp_path / f".batch.{os.getpid()}.7.00000000.tmp"
     left.write_bytes(b"someone else's")
     config.write_private(tmp_path / "batch", b"mine")
     assert (tmp_path / "batch").read_bytes() == b"mine"
     assert left.read_bytes() == b"someone else's"
+
+
+def test_the_scripts_random_sequence_is_left_alone(writer: str, tmp_path: Path) -> None:
+    """A seeded training script draws the same numbers whether or not the SDK wrote."""
+    before = random.getstate()
+    config.write_private(tmp_path / "batch", b"x")
+    assert random.getstate() == before
 
 
 def test_the_c_writer_lets_go_of_the_interpreter_lock(tmp_path: Path) -> None:

@@ -52,6 +52,9 @@ WRITES: ModuleType | None = _load_writes()
 """The C writer (``_writes.c``), or None: read at each call (a test sets it to None)."""
 _TRIES = 100  # names to try for the new file, as tempfile.mkstemp
 _names = itertools.count()
+# Its own generator, as tempfile's: drawing from the random module's would move a seeded
+# training script's own sequence, from a background thread.
+_random = random.Random()  # noqa: S311  (a file name, not a secret)
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -61,7 +64,7 @@ def write_private(path: Path, data: bytes) -> None:
     which waits each time this thread takes the lock back: issue 13); Python's own calls
     take it back after each."""
     for _ in range(_TRIES):
-        name = f".{path.name}.{os.getpid()}.{next(_names)}.{random.getrandbits(32):08x}.tmp"
+        name = f".{path.name}.{os.getpid()}.{next(_names)}.{_random.getrandbits(32):08x}.tmp"
         tmp = str(path.with_name(name))
         try:
             if WRITES is not None:

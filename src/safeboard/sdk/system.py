@@ -14,6 +14,7 @@ the wall clock when it was read: the run page draws them apart from the training
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import math
@@ -97,8 +98,10 @@ class SystemMetrics(threading.Thread):
             return None
         # Imported here, in init()'s thread, not by the sampler: an import holds the
         # interpreter lock for a millisecond at a time (reading and running the modules'
-        # code), and the sampler's first one stopped the training loop that long.
-        importlib.import_module("safeboard.sdk.probes")
+        # code), and the sampler's first one stopped the training loop that long. One that
+        # fails is the sampler's to report (system metrics off, never a failed init()).
+        with contextlib.suppress(Exception):
+            importlib.import_module("safeboard.sdk.probes")
         sampler = cls(sink, interval)
         sampler.start()
         return sampler
