@@ -54,7 +54,8 @@ export function say(node, text, isError) {
 // server ends the stream with "closing" and a retry: delay; the browser reconnects with
 // Last-Event-ID and the server replays what it missed (within its window, else "reset").
 // A stream made anew (below) has no Last-Event-ID, so the page also catches up with
-// onBack() on every return, and on "reset".
+// onBack() on every return, and on "reset". onFirstOpen() (optional) runs once, when the
+// stream first opens: what happened between the page's making and then sent no event.
 // The stream passes through the service worker that adds the session's binding (sw.js),
 // and there Chromium closed an EventSource for good when its server went away, as it does
 // when the stream is refused (tests/e2e/test_dashboard.py). So a closed stream is asked
@@ -62,12 +63,13 @@ export function say(node, text, isError) {
 // away, asked again every 3 s; an answer means a new stream.
 const RECONNECT_MS = 3000;
 
-export function liveStream(url, handlers, status, onBack) {
+export function liveStream(url, handlers, status, onBack, onFirstOpen) {
   const state = (value) => { document.body.dataset.stream = value; };
   let events = null;
   let started = 0;
   let lost = false;
   let left = false;
+  let opened = false;
 
   function lose() {
     if (lost) return;
@@ -96,6 +98,8 @@ export function liveStream(url, handlers, status, onBack) {
     source.addEventListener("reset", () => onBack());
     source.addEventListener("open", () => {
       state("open");
+      if (!opened && onFirstOpen) onFirstOpen();
+      opened = true;
       if (!lost) return;
       lost = false;
       say(status, "Live updates are back.");
