@@ -26,6 +26,7 @@ from psycopg import sql
 from sqlalchemy import URL, Engine
 
 from safeboard.storage import create_engine
+from tests.support.scratch import remove_scratch
 
 # scripts/test (and so CI) runs the property tests with "repeatable": the examples are
 # derived from each test, so a run fails or passes the same way on every machine. Plain
@@ -213,3 +214,8 @@ def engine(db_url: str) -> Iterator[Engine]:
         yield built
     finally:
         built.dispose()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """This process's scratch directories go with the session (tests/support/scratch.py)."""
+    remove_scratch()

@@ -6,7 +6,6 @@ shrugs). Grows with every route added."""
 from __future__ import annotations
 
 import re
-import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from safeboard.storage import create_engine
 from tests.conftest import PostgresServer, fresh_database
 from tests.support.hashing import FAST_ARGON2
 from tests.support.schema import migrate
+from tests.support.scratch import scratch_dir
 
 # Made in every target, so that generated requests reach past "no such project" to the
 # database: half the cases (chosen by a digest of the generated value, so repeatable) have
@@ -84,10 +84,10 @@ def _target(data_dir: Path, database_url: str | None = None) -> Target:
 
 
 # schemathesis needs an app when the module is collected (its fixture-based loader breaks
-# on pytest 9.2): the SQLite one, made here and removed when the run ends. The document is
-# the same on every database; the PostgreSQL app comes from a fixture.
-_DATA = tempfile.TemporaryDirectory(prefix="safeboard-fuzz-")
-SQLITE = _target(Path(_DATA.name) / "data")
+# on pytest 9.2): the SQLite one, made here and removed when the session ends
+# (tests/support/scratch.py). The document is the same on every database; the PostgreSQL
+# app comes from a fixture.
+SQLITE = _target(scratch_dir("safeboard-fuzz-") / "data")
 
 
 @pytest.fixture(
