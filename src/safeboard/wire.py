@@ -20,6 +20,7 @@ import json
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +37,7 @@ __all__ = [
     "metric_key_problem",
     "pack",
     "pack_arrays",
+    "pack_parts",
     "split",
 ]
 
@@ -79,17 +81,37 @@ Arrays = tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike]
 def pack_arrays(batch_id: str, columns: Mapping[str, Arrays]) -> bytes:
     """The body for a batch given as arrays: per key its steps, times and values (what the
     SDK builds once from logged points, and spools as these bytes)."""
-    arrays = [
-        (np.asarray(steps, _STEP), np.asarray(times, _FLOAT), np.asarray(values, _FLOAT))
-        for steps, times, values in columns.values()
-    ]
-    keys = [[key, int(a[0].size)] for key, a in zip(columns, arrays, strict=True)]
+    return b"".join(pack_parts(batch_id, {key: [column] for key, column in columns.items()}))
+
+
+def pack_parts(batch_id: str, columns: Mapping[str, Sequence[Arrays]]) -> list[Any]:
+    """The body for a batch whose columns come in slices (per key, its slices' steps, times
+    and values, in order), as the buffers that make it up, one after the other: the
+    header, then the arrays themselves, not copied where they are already contiguous
+    little-endian columns. The SDK's spool writes them so (one writev, without the
+    interpreter lock); ``b"".join`` of them is the body."""
+    parts: list[Any] = [b""]
+    keys = []
+    for key, pieces in columns.items():
+        points = 0
+        for field, dtype in ((0, _STEP), (1, _FLOAT), (2, _FLOAT)):
+            for piece in pieces:
+                parts.append(_column(piece[field], dtype))
+            if field == 0:
+                points = sum(len(a) for a in parts[len(parts) - len(pieces) :])
+        keys.append([key, points])
     header = json.dumps({"batch_id": batch_id, "metrics": keys}, separators=(",", ":")).encode()
     header += b" " * (-(_PREFIX.size + len(header)) % 8)
-    parts = [_PREFIX.pack(MAGIC, len(header)), header]
-    for column in arrays:
-        parts.extend(a.tobytes() for a in column)
-    return b"".join(parts)
+    parts[0] = _PREFIX.pack(MAGIC, len(header)) + header
+    return parts
+
+
+def _column(array: npt.ArrayLike, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """``array`` as a contiguous little-endian column: itself when it is one already (the
+    SDK's slices: a check, no call into numpy)."""
+    if type(array) is np.ndarray and array.dtype is dtype and array.flags.c_contiguous:
+        return array
+    return np.ascontiguousarray(array, dtype)
 
 
 def pack(batch_id: str, metrics: Mapping[str, Mapping[str, Sequence[float | str]]]) -> bytes:

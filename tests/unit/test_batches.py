@@ -24,7 +24,7 @@ from safeboard.metrics.codec import (
     to_json_floats,
 )
 from safeboard.metrics.schemas import MetricBatch, PackedHeader
-from safeboard.sdk.batches import Batch, to_batches
+from safeboard.sdk.batches import Batch, Packer, to_batches
 
 floats = st.floats(allow_nan=True, allow_infinity=True)
 steps = st.integers(min_value=0, max_value=2**62)
@@ -61,6 +61,54 @@ def test_sdk_batches_are_packed_once_bit_exact(points: list[tuple[int, float, fl
     series = validate_batch(batch_id, [("m", Series(got_steps, got_times, got_values))])["m"]
     again = decode(*encode(series))
     assert again.values.view("<u8").tolist() == got_values.view("<u8").tolist()
+
+
+def test_a_batch_sealed_from_slices_is_the_body_packed_whole() -> None:
+    """The sender seals a batch from the slices log() packed, as buffers the spool writes
+    one after the other (never joined: issue 13); joined, they are the body the server
+    reads, every key's steps, times and values in order."""
+    packer = Packer()
+    keys = ["loss", "acc"]
+    for first in range(0, 10_000, 128):  # as log()'s pack_inline hands them over
+        flat: list[object] = []
+        for step in range(first, min(first + 128, 10_000)):
+            flat += [step, 1.7e9 + step, {k: step * (i + 1) * 0.5 for i, k in enumerate(keys)}]
+        packer.add_flat(flat)
+    (batch,) = packer.batches()
+    assert len(batch.parts) > 100  # the slices, as they were packed
+    assert batch.points == 20_000
+    batch_id, columns = _unpacked(batch.body)
+    assert batch_id == batch.batch_id
+    for i, key in enumerate(keys):
+        got_steps, got_times, got_values = columns[key]
+        assert got_steps.tolist() == list(range(10_000))
+        assert got_times.tolist() == [1.7e9 + s for s in range(10_000)]
+        assert got_values.tolist() == [s * (i + 1) * 0.5 for s in range(10_000)]
+
+
+@given(st.lists(st.lists(st.tuples(steps, floats), min_size=1, max_size=20), min_size=1,
+                max_size=6))  # fmt: skip
+def test_parts_of_any_arrays_join_to_the_body_of_their_whole(
+    slices: list[list[tuple[int, float]]],
+) -> None:
+    """Slices given as lists, big-endian arrays or strided views are converted as the whole
+    would be: the parts join to ``pack_arrays`` of the concatenated columns."""
+    pieces = []
+    for n, given_slice in enumerate(slices):
+        steps_ = np.array([s for s, _ in given_slice], dtype=">i8" if n % 2 else "<i8")
+        values = np.repeat(np.array([v for _, v in given_slice], dtype="<f8"), 2)[::2]
+        times: object = [1.7e9 + k for k in range(len(given_slice))]
+        pieces.append((steps_, times, values.tolist() if n % 3 == 2 else values))
+
+    def joined(given: list[tuple[object, ...]]) -> tuple[np.ndarray, ...]:
+        return tuple(
+            np.concatenate([np.asarray(piece[field], "<f8" if field else "<i8") for piece in given])
+            for field in range(3)
+        )
+
+    parts = wire.pack_parts("b" * 16, {"m": pieces, "n": pieces[:1]})
+    expected = wire.pack_arrays("b" * 16, {"m": joined(pieces), "n": joined(pieces[:1])})
+    assert b"".join(parts) == expected
 
 
 def test_points_whose_step_the_server_refuses_are_dropped_alone() -> None:

@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from safeboard.client import config
@@ -59,6 +60,29 @@ def test_a_failure_names_the_path_and_leaves_nothing(writer: str, tmp_path: Path
         config.write_private(target, b"x")
     assert renamed.value.filename2 == str(target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-directory"]  # tmp removed
+
+
+def test_a_list_of_buffers_is_written_one_after_the_other(writer: str, tmp_path: Path) -> None:
+    """How the spool writes a sealed batch (wire.pack_parts): a header and the slices'
+    arrays as they are, more of them than one writev takes (IOV_MAX, 1024 on Linux),
+    empty ones among them."""
+    parts: list[object] = [b"header:"]
+    for i in range(3000):
+        parts.append(np.arange(i % 7, dtype=np.int64))
+        parts.append(np.full(i % 5, i, dtype=np.float64))
+        parts.append(b"" if i % 3 else bytes([i % 256]))
+    path = tmp_path / "batch"
+    config.write_private(path, parts)
+    assert path.read_bytes() == b"".join(parts)  # type: ignore[arg-type]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    config.write_private(path, (b"a", memoryview(b"b"), bytearray(b"c")))
+    assert path.read_bytes() == b"abc"
+    config.write_private(path, [])
+    assert path.read_bytes() == b""
+    with pytest.raises(TypeError):
+        config.write_private(path, [b"fine", "not a buffer"])  # type: ignore[list-item]
+    assert path.read_bytes() == b""  # the old file stays
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["batch"]
 
 
 def test_a_name_taken_by_another_process_is_skipped(

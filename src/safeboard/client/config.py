@@ -10,6 +10,7 @@ import random
 import stat
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from platformdirs import user_config_dir
 
@@ -50,6 +51,7 @@ def _load_writes() -> ModuleType | None:
 
 WRITES: ModuleType | None = _load_writes()
 """The C writer (``_writes.c``), or None: read at each call (a test sets it to None)."""
+Data = bytes | bytearray | memoryview | list[Any] | tuple[Any, ...]  # buffers: numpy arrays too
 _TRIES = 100  # names to try for the new file, as tempfile.mkstemp
 _names = itertools.count()
 # Its own generator, as tempfile's: drawing from the random module's would move a seeded
@@ -57,12 +59,13 @@ _names = itertools.count()
 _random = random.Random()  # noqa: S311  (a file name, not a secret)
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` with mode 0600, atomically: a new file beside it, written,
-    synced and renamed over it. The C writer does all five system calls with the
-    interpreter lock let go once (the SDK spools from a thread beside the training loop,
-    which waits each time this thread takes the lock back: issue 13); Python's own calls
-    take it back after each."""
+def write_private(path: Path, data: Data) -> None:
+    """Write ``data`` (a buffer, or a list or tuple of buffers, one after the other) to
+    ``path`` with mode 0600, atomically: a new file beside it, written, synced and renamed
+    over it. The C writer does all five system calls with the interpreter lock let go once
+    (the SDK spools from a thread beside the training loop, which waits each time this
+    thread takes the lock back: issue 13), and writes the buffers as they are; Python's
+    own calls take the lock back after each, and join the buffers first."""
     for _ in range(_TRIES):
         name = f".{path.name}.{os.getpid()}.{next(_names)}.{_random.getrandbits(32):08x}.tmp"
         tmp = str(path.with_name(name))
@@ -79,11 +82,11 @@ def write_private(path: Path, data: bytes) -> None:
     raise FileExistsError(f"no free name for a new file beside {path} in {_TRIES} tries")
 
 
-def _write_atomic(tmp: str, path: str, data: bytes) -> None:
+def _write_atomic(tmp: str, path: str, data: Data) -> None:
     """What ``_writes.write_atomic`` does, in Python."""
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
-        view = memoryview(data)
+        view = memoryview(b"".join(data) if isinstance(data, list | tuple) else data)
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)

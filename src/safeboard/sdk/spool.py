@@ -90,7 +90,7 @@ class RunSpool:
     def add_batch(self, batch: Batch) -> Path:
         path = self.path / f"batch-{self._next:09d}-{batch.batch_id}{PACKED}"
         self._next += 1
-        write_private(path, batch.body)
+        write_private(path, batch.parts)  # as packed: the C writer joins nothing (batches.py)
         return path
 
     def batches(self) -> Iterator[tuple[Path, Batch]]:
