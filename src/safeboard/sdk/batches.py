@@ -37,7 +37,7 @@ _values = methodcaller("values")
 _Column = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # parts may be arrays: a batch is itself, not its bytes
 class Batch:
     """One batch: its id, the packed body (``wire.MEDIA_TYPE``) as the buffers that make it
     up (``wire.pack_parts``: a sealed batch's header and its columns' slices, never
