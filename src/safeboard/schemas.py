@@ -60,9 +60,20 @@ _ERROR_STATUSES = {
     413: "Request body too large.",
     422: "The body or parameters do not match the schema.",
     429: "Too many attempts; see Retry-After.",
+    503: "Cannot be served now; the error code says why (database_unavailable, "
+    "database_busy, disk_full, busy, unavailable): retry after Retry-After.",
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer"},
+    }
 }
 
-# Documented on every operation: any of these can answer any route.
+# Documented on every operation: any of these can answer any route (every route reaches
+# the database, so any may answer 503: api/errors.py).
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    status: {"model": ErrorBody, "description": text} for status, text in _ERROR_STATUSES.items()
+    status: {"model": ErrorBody, "description": text}
+    | ({"headers": _RETRY_AFTER} if status in (429, 503) else {})
+    for status, text in _ERROR_STATUSES.items()
 }

@@ -147,3 +147,27 @@ async def test_a_database_that_does_not_answer_is_503_database_unavailable(
     assert "database unavailable" in lines[0].getMessage()
     assert "refused" in lines[0].getMessage().lower()
     assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_every_operation_documents_its_503_and_retry_after(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Every route reaches the database, so every route may answer 503 (above: a list of
+    projects, the session); the API's document says so on each, with its error body and
+    Retry-After. Before, only /healthz did: a client made from the document met a status
+    it did not know."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'doc.db'}")
+    document = create_app(make_settings(), engine=engine).openapi()
+    engine.dispose()
+    operations = [
+        (f"{method.upper()} {path}", operation)
+        for path, methods in document["paths"].items()
+        for method, operation in methods.items()
+    ]
+    assert len(operations) > 50
+    for name, operation in operations:
+        answer = operation["responses"].get("503")
+        assert answer is not None, f"{name}: no 503"
+        if name != "GET /healthz":  # its 503 is its own report (api/health.py)
+            assert answer["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+            assert "Retry-After" in answer["headers"], name
