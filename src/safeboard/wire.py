@@ -90,16 +90,14 @@ def pack_parts(batch_id: str, columns: Mapping[str, Sequence[Arrays]]) -> list[A
     header, then the arrays themselves, not copied where they are already contiguous
     little-endian columns. The SDK's spool writes them so (one writev, without the
     interpreter lock); ``b"".join`` of them is the body."""
-    parts: list[Any] = [b""]
+    parts: list[Any] = [b""]  # the header, once the counts are known
     keys = []
-    for key, pieces in columns.items():
-        points = 0
-        for field, dtype in ((0, _STEP), (1, _FLOAT), (2, _FLOAT)):
-            for piece in pieces:
-                parts.append(_column(piece[field], dtype))
-            if field == 0:
-                points = sum(len(a) for a in parts[len(parts) - len(pieces) :])
-        keys.append([key, points])
+    for key, pieces in columns.items():  # all of a key's steps, then its times, its values
+        steps = [_column(piece[0], _STEP) for piece in pieces]
+        parts += steps
+        parts += [_column(piece[1], _FLOAT) for piece in pieces]
+        parts += [_column(piece[2], _FLOAT) for piece in pieces]
+        keys.append([key, sum(int(a.size) for a in steps)])
     header = json.dumps({"batch_id": batch_id, "metrics": keys}, separators=(",", ":")).encode()
     header += b" " * (-(_PREFIX.size + len(header)) % 8)
     parts[0] = _PREFIX.pack(MAGIC, len(header)) + header
