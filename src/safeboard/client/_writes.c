@@ -53,11 +53,15 @@ static int
 parts_get(PyObject *data, Parts *parts)
 {
     int many = PyList_Check(data) || PyTuple_Check(data);
-    PyObject *seq = many ? PySequence_Fast(data, "data") : NULL;
-    Py_ssize_t wanted = many ? PySequence_Fast_GET_SIZE(seq) : 1;
+    PyObject *seq = NULL;
+    Py_ssize_t wanted = 1;
 
-    if (many && seq == NULL) {
-        return -1;
+    if (many) {
+        seq = PySequence_Fast(data, "data");
+        if (seq == NULL) {
+            return -1;
+        }
+        wanted = PySequence_Fast_GET_SIZE(seq);
     }
     parts->count = 0;
     parts->views = PyMem_Calloc((size_t)(wanted ? wanted : 1), sizeof(Py_buffer));
