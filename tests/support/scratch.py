@@ -49,5 +49,5 @@ def remove_scratch() -> None:
     global _root  # noqa: PLW0603  (one per process)
     with _lock:
         if _root is not None and _root[0] == os.getpid():
-            shutil.rmtree(_root[1], ignore_errors=True)
+            _remove(*_root)
             _root = None

@@ -8,6 +8,7 @@ const chartsBox = document.getElementById("charts");
 const systemBox = document.getElementById("system-charts");  // system/ keys (system_charts.py)
 const charts = new Map();
 let chartModule = null;
+const FIGURES = "#charts figure[data-key], #system-charts figure[data-key]";  // the charts the page was made with
 
 // A chart of one metric, or of a group (data-keys, data-counts: chart_groups.py), each
 // of its metrics a line; the map finds a group's chart from any of its metrics.
@@ -149,7 +150,7 @@ function onMetrics(event) {
 // loaded, and its event is the only news of the metric: dropped, the metric had no chart
 // until the page was reloaded (a flaky e2e test found it). True when a chart was added.
 const early = new Set();
-const rendered = new Set([...document.querySelectorAll("#charts figure[data-key], #system-charts figure[data-key]")]
+const rendered = new Set([...document.querySelectorAll(FIGURES)]
   .flatMap((figure) => (figure.dataset.keys ? JSON.parse(figure.dataset.keys) : [figure.dataset.key])));
 
 function begin(key) {
@@ -213,7 +214,7 @@ async function startCharts() {
   chartModule = await import("./chart.js");
   chartModule.bindControls(() => new Set(charts.values()));
   // Every chart of the page from one history request (per 50 metrics).
-  const figures = document.querySelectorAll("#charts figure[data-key], #system-charts figure[data-key]");
+  const figures = document.querySelectorAll(FIGURES);
   await chartModule.loadCharts([...figures].map(makeChart));
   const began = [...early].filter(begin);
   early.clear();
