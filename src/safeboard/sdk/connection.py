@@ -9,11 +9,16 @@ import threading
 
 import httpx
 
+from safeboard.client import reach
 from safeboard.client.credentials import ServerAccess
 from safeboard.client.retry import NO_RETRY
 from safeboard.client.typed import Client
+from safeboard.datadir import SocketAddress
+from safeboard.errors import ConfigError
 
-__all__ = ["Connection"]
+__all__ = ["PROBE_SECONDS", "Connection"]
+
+PROBE_SECONDS = 5.0  # as long as a delivery's own connect may take (sdk/delivery.py)
 
 
 class Connection:
@@ -44,3 +49,25 @@ class Connection:
                 return False
             self._access = fresh
             return True
+
+    def listening(self) -> bool:
+        """Whether anything accepts a connection at the server's address now (its local
+        socket, or its host and port): one connect, nothing sent, asked by the sender
+        before a delivery while the server is away (``client/reach.py``). True when
+        there is nothing to probe (the tests' in-process app, a URL that is no origin):
+        the delivery itself finds out."""
+        with self._lock:
+            access = self._access
+        if self._transport is not None:
+            return True
+        if access.local_socket is not None:
+            try:
+                socket_address = SocketAddress(access.local_socket)
+            except (ConfigError, OSError):  # too long a path here, or its directory gone
+                return True
+            try:
+                return reach.listening(socket_address.address, PROBE_SECONDS)
+            finally:
+                socket_address.close()
+        address = reach.address_of(access.url)
+        return address is None or reach.listening(address, PROBE_SECONDS)

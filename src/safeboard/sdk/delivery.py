@@ -52,7 +52,9 @@ class Undeliverable(Exception):
 
 class Delivery:
     """``connect`` makes the typed client; ``renew`` (optional) picks up a replaced key
-    after a 401 (``Connection.renewed``), and the request is tried once more."""
+    after a 401 (``Connection.renewed``), and the request is tried once more;
+    ``listening`` (optional) says whether anything accepts a connection at the server's
+    address (``Connection.listening``), asked before a delivery while it is away."""
 
     def __init__(
         self,
@@ -60,9 +62,11 @@ class Delivery:
         meta: dict[str, Any],
         *,
         renew: Callable[[], bool] = lambda: False,
+        listening: Callable[[], bool] = lambda: True,
     ) -> None:
         self._connect = connect
         self._renew = renew
+        self.listening = listening
         self._client: Client | None = None
         self.meta = meta
         self._patch: dict[str, Any] = {}

@@ -22,7 +22,13 @@ from safeboard import vocabulary
 from safeboard.client.credentials import resolve_server
 from safeboard.client.retry import asked_wait
 from safeboard.documents import MAX_NOTES_CHARS, document_problem, tags_problem
-from safeboard.errors import BadRequest, InvalidRequest, SafeboardError, Unauthenticated
+from safeboard.errors import (
+    BadRequest,
+    InvalidRequest,
+    SafeboardError,
+    ServerUnreachable,
+    Unauthenticated,
+)
 from safeboard.ids import new_id
 from safeboard.sdk import media, notices
 from safeboard.sdk.connection import Connection
@@ -53,6 +59,8 @@ _INLINE_ITEMS = 3 * INLINE_POINTS  # queue items (step, time, values) past which
 
 class Run:
     """One run. Log with :meth:`log`; end with :meth:`finish` or a ``with`` block."""
+
+    _away: ServerUnreachable | None = None  # nothing answered at init() (_confirm)
 
     def __init__(
         self,
@@ -102,7 +110,12 @@ class Run:
                 self._meta["task"] = True  # attach to the run (delivery.py), never create
             self.spool.write_meta(self._meta)
             if connection is not None:
-                delivery = Delivery(connection.client, self._meta, renew=connection.renewed)
+                delivery = Delivery(
+                    connection.client,
+                    self._meta,
+                    renew=connection.renewed,
+                    listening=connection.listening,
+                )
                 self._confirm(delivery, quiet=quiet)
                 uploader = Uploader(
                     self.spool, connection.client, self.id, interval=max(interval, 0.5),
@@ -126,8 +139,8 @@ class Run:
         self._step = 0
         self._finished = False
         self._sender = Sender(
-            self._queue, self.spool, delivery, interval=interval,
-            artifacts=self._artifacts, uploader=uploader, busy_until=self._busy_until,
+            self._queue, self.spool, delivery, interval=interval, artifacts=self._artifacts,
+            uploader=uploader, busy_until=self._busy_until, away=self._away,
         )  # fmt: skip
         if uploader is not None:  # an upload refused for good is said like a batch refused
             uploader.on_refusal = self._sender.record_refusal
@@ -156,6 +169,7 @@ class Run:
                 notices.say_busy(url, exc, wait, self.spool.path)
             else:
                 notices.say_away(url, exc, self.spool.path)
+                self._away = exc if isinstance(exc, ServerUnreachable) else None
             return
         self.project, self.name = str(self._meta["project"]), str(self._meta["name"])
         self.spool.write_meta(self._meta)

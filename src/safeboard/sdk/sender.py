@@ -26,7 +26,7 @@ from itertools import repeat, starmap
 from typing import Any
 
 from safeboard.client.retry import asked_wait
-from safeboard.errors import SafeboardError, Unauthenticated
+from safeboard.errors import SafeboardError, ServerUnreachable, Unauthenticated
 from safeboard.sdk import notices
 from safeboard.sdk.batches import (
     SLICE_VALUES,
@@ -65,6 +65,7 @@ class Sender(threading.Thread):
         artifacts: deque[dict[str, Any]] | None = None,
         uploader: Uploader | None = None,
         busy_until: float = 0.0,
+        away: ServerUnreachable | None = None,
     ) -> None:
         super().__init__(name="safeboard-sender", daemon=True)
         self.queue = queue
@@ -88,6 +89,10 @@ class Sender(threading.Thread):
         self.idle = threading.Event()  # set after a round that left nothing behind
         self.trouble: str | None = None  # an unexpected failure of a round, said once
         self._held: list[Batch] = []  # the batches of the round in flight
+        # Nothing answered at the server's address in the last round: the next one first
+        # asks whether anything listens there now (Delivery.listening), and sends nothing
+        # while nothing does. A failed request costs the training loop (issue 13).
+        self._away = away  # init() found nothing there: its first round asks too
         self._packer = Packer()  # points taken from the queue, not a batch yet
         # Held by whoever touches the packer: the sender's _take and _pack, abandon(), and
         # log()'s pack_inline (which never waits for it).
@@ -253,6 +258,10 @@ class Sender(threading.Thread):
             batches = []
         if waiting:
             return
+        if self._away is not None and not self.delivery.listening():
+            self._keep(batches)
+            self._failed(self._away)  # still away: no request, no spool read, one connect
+            return
         self._held = batches
         try:
             delivered = False  # a request went through: a refusal is over (not an idle round)
@@ -271,6 +280,7 @@ class Sender(threading.Thread):
             self._pause = 0.0
             self._hopeless = False
             self._busy = False
+            self._away = None
             if delivered:
                 self._recovered()
         except OSError as exc:  # the spool, not the server: keep what is held, say it once
@@ -278,16 +288,23 @@ class Sender(threading.Thread):
             self._say_trouble(exc)
         except SafeboardError as exc:
             self._keep(batches)
-            self._failures += 1
-            self._pause = PAUSES.delay(self._failures, exc)
-            if asked_wait(exc) is not None and not self._busy:
-                self._busy = True
-                notices.say_busy(str(self.delivery.meta["url"]), exc, self._pause, self.spool.path)
-            self._hopeless = not retryable(exc)
-            if self._hopeless:
-                self.record_refusal(exc)
-            self._retry_at = time.monotonic() + (RECHECK_SECONDS if self._hopeless else self._pause)
-            log.debug("delivery paused (%s); retrying in %.1f s", exc.message, self._pause)
+            self._away = exc if isinstance(exc, ServerUnreachable) else None
+            self._failed(exc)
+
+    def _failed(self, exc: SafeboardError) -> None:
+        """A round the server did not take: the next one after a pause (what the server
+        asked for, or the backoff); a refusal that needs the user is said and kept."""
+        assert self.delivery is not None  # noqa: S101
+        self._failures += 1
+        self._pause = PAUSES.delay(self._failures, exc)
+        if asked_wait(exc) is not None and not self._busy:
+            self._busy = True
+            notices.say_busy(str(self.delivery.meta["url"]), exc, self._pause, self.spool.path)
+        self._hopeless = not retryable(exc)
+        if self._hopeless:
+            self.record_refusal(exc)
+        self._retry_at = time.monotonic() + (RECHECK_SECONDS if self._hopeless else self._pause)
+        log.debug("delivery paused (%s); retrying in %.1f s", exc.message, self._pause)
 
     def abandon(self) -> None:
         """finish() gives up on this thread (a request outlives the deadline): what it holds

@@ -110,6 +110,10 @@ class Uploader(threading.Thread):
         self.run_id = run_id
         self.interval = interval
         self._released = 0
+        # Released artifacts up to this number were all handled by a round: until another
+        # is released, a round reads nothing (the spool's directory, thousands of batch
+        # files while the server is away, is not listed twice a second beside the loop).
+        self._done = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._deadline = float("inf")
@@ -182,8 +186,11 @@ class Uploader(threading.Thread):
     def _round(self, *, final: bool = False) -> None:
         if time.monotonic() < self._retry_at and not final:
             return
+        released = self._released
+        if released <= self._done and not final:
+            return  # nothing released since the last round that left none behind
         for path, record in self.spool.artifacts():
-            if self.spool.artifact_number(path) > self._released:
+            if self.spool.artifact_number(path) > released:
                 break
             try:
                 if self._client is None:
@@ -210,6 +217,7 @@ class Uploader(threading.Thread):
             self.spool.drop_artifact(path, record)
         self._failures = 0
         self._hopeless = False
+        self._done = released
         if all(number > self._released for number in self.spool.artifact_numbers()):
             self.idle.set()
 
