@@ -1,5 +1,6 @@
 """Build hook: fetch the dashboard's chart library (uPlot) from the npm registry, and
-compile safeboard's two C modules (the event-file reader's loops, the SDK's file writer).
+compile safeboard's two C modules (the event-file reader's loops, the SDK's system calls:
+its spool writer and its probe of an away server).
 
 Runs at every wheel build, editable installs included (``pip install .`` and
 ``pip install -e .``).
