@@ -63,19 +63,23 @@ def test_sdk_batches_are_packed_once_bit_exact(points: list[tuple[int, float, fl
     assert again.values.view("<u8").tolist() == got_values.view("<u8").tolist()
 
 
-def test_a_batch_sealed_from_slices_is_the_body_packed_whole() -> None:
+@pytest.mark.parametrize("slice_points", [1, 100, 128, 5_000])
+def test_a_batch_sealed_from_slices_is_the_body_packed_whole(slice_points: int) -> None:
     """The sender seals a batch from the slices log() packed, as buffers the spool writes
     one after the other (never joined: issue 13); joined, they are the body the server
-    reads, every key's steps, times and values in order."""
+    reads, every key's steps, times and values in order. The buffers are each key's
+    chunks (128, 256, ... 4,096 points, then 4,096 each), however many slices came: 79
+    slices of 128 points made 475 buffers, which sealing and the spool's writer walked
+    while holding the interpreter lock."""
     packer = Packer()
     keys = ["loss", "acc"]
-    for first in range(0, 10_000, 128):  # as log()'s pack_inline hands them over
+    for first in range(0, 10_000, slice_points):  # as log()'s pack_inline hands them over
         flat: list[object] = []
-        for step in range(first, min(first + 128, 10_000)):
+        for step in range(first, min(first + slice_points, 10_000)):
             flat += [step, 1.7e9 + step, {k: step * (i + 1) * 0.5 for i, k in enumerate(keys)}]
         packer.add_flat(flat)
     (batch,) = packer.batches()
-    assert len(batch.parts) > 100  # the slices, as they were packed
+    assert len(batch.parts) == 1 + len(keys) * 3 * 7  # the header; 7 chunks of 3 columns
     assert batch.points == 20_000
     batch_id, columns = _unpacked(batch.body)
     assert batch_id == batch.batch_id
@@ -84,6 +88,19 @@ def test_a_batch_sealed_from_slices_is_the_body_packed_whole() -> None:
         assert got_steps.tolist() == list(range(10_000))
         assert got_times.tolist() == [1.7e9 + s for s in range(10_000)]
         assert got_values.tolist() == [s * (i + 1) * 0.5 for s in range(10_000)]
+
+
+def test_a_key_logged_rarely_holds_a_small_chunk() -> None:
+    """Each key's first chunk is 128 points: 500 keys logged once each hold 500 small
+    chunks, not 500 of the 4,096 points a busy key grows to."""
+    packer = Packer()
+    packer.add_flat([0, 1.7e9, {f"key_{k}": float(k) for k in range(500)}])
+    (batch,) = packer.batches()
+    columns = batch.parts[1:]
+    assert len(columns) == 500 * 3
+    assert all(part.size == 1 and part.base.size == 128 for part in columns)
+    _, unpacked = _unpacked(batch.body)
+    assert [unpacked[f"key_{k}"][2].tolist() for k in (0, 499)] == [[0.0], [499.0]]
 
 
 @given(st.lists(st.lists(st.tuples(steps, floats), min_size=1, max_size=20), min_size=1,

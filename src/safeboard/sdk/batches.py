@@ -153,9 +153,9 @@ def _columns(given: list[Any], times: list[Any], datas: list[Any]) -> dict[str, 
     keys = list(datas[0])
     if list(chain.from_iterable(datas)) == keys * len(datas):
         table = _table(datas, len(keys))
-        if table is not None:
+        if table is not None:  # each key's values a view of the table: copied once, by add
             at = np.fromiter(times, np.float64, len(times))
-            return {k: (steps, at, table[:, i].copy()) for i, k in enumerate(keys)}
+            return {k: (steps, at, table[:, i]) for i, k in enumerate(keys)}
     lists: dict[str, tuple[list[int], list[float], list[float]]] = defaultdict(lambda: ([], [], []))
     for step, moment, data in zip(given, times, datas, strict=True):
         for key, value in data.items():
@@ -186,15 +186,72 @@ def slices(points: Iterable[Point]) -> Iterator[list[Point]]:
         yield group
 
 
+class _Chunks:
+    """One key's points in the open batch, copied into chunks of its own: the first of
+    FIRST_CHUNK points, each next one twice the last, up to LAST_CHUNK. A full chunk is
+    never moved or copied again; sealing takes views. So a batch of 100,000 values of 10
+    keys is about 200 buffers, not the 2,400 of one per slice that log() packed: sealing
+    it and handing it to the spool's writer held the interpreter lock for 0.6 to 2 ms,
+    and the training loop waited that long (issue 13). A key logged rarely holds a small
+    chunk, not a large one."""
+
+    __slots__ = ("_filled", "_open", "_used")
+
+    def __init__(self) -> None:
+        self._filled: list[_Column] = []
+        self._open: _Column | None = None
+        self._used = 0
+
+    def add(self, column: _Column) -> None:
+        count = column[0].size
+        chunk, start = self._open, self._used
+        if chunk is not None and start + count <= chunk[0].size:  # the usual case: it fits
+            end = start + count
+            chunk[0][start:end], chunk[1][start:end], chunk[2][start:end] = column
+            self._used = end
+            return
+        at = 0
+        while at < count:
+            if self._open is None or self._used == self._open[0].size:
+                self._next_chunk()
+            assert self._open is not None  # noqa: S101  (made just above)
+            take = min(self._open[0].size - self._used, count - at)
+            end = self._used + take
+            for chunk, given in zip(self._open, column, strict=True):
+                chunk[self._used : end] = given[at : at + take]
+            self._used = end
+            at += take
+
+    def _next_chunk(self) -> None:
+        size = FIRST_CHUNK
+        if self._open is not None:
+            self._filled.append(self._open)
+            size = min(LAST_CHUNK, 2 * self._open[0].size)
+        self._open = (np.empty(size, np.int64), np.empty(size, np.float64),
+                      np.empty(size, np.float64))  # fmt: skip
+        self._used = 0
+
+    def columns(self) -> list[_Column]:
+        """The chunks as (steps, times, values) columns, the open one cut at its end."""
+        if self._open is None or not self._used:
+            return list(self._filled)
+        used = self._used
+        return [*self._filled, (self._open[0][:used], self._open[1][:used], self._open[2][:used])]
+
+
+FIRST_CHUNK = 128  # points
+LAST_CHUNK = 4_096
+
+
 class Packer:
     """Points become packed batches a slice at a time (``add``), each of at most
     MAX_BATCH_POINTS values: no call holds the interpreter for long (the sender thread
     shares it with the training loop, P3)."""
 
     def __init__(self) -> None:
-        self._columns: dict[str, list[_Column]] = {}
+        self._columns: dict[str, _Chunks] = {}
         self._values = 0
-        self._full: list[tuple[dict[str, list[_Column]], int]] = []  # closed, not packed
+        self._full: list[tuple[dict[str, _Chunks], int]] = []  # closed, not packed
         self._batches: list[Batch] = []
 
     def add(self, group: list[Point]) -> None:
@@ -210,7 +267,10 @@ class Packer:
         if self._values and self._values + values > MAX_BATCH_POINTS:
             self._close()
         for key, column in columns.items():
-            self._columns.setdefault(key, []).append(column)
+            chunks = self._columns.get(key)
+            if chunks is None:
+                chunks = self._columns[key] = _Chunks()
+            chunks.add(column)
         self._values += values
 
     @property
@@ -224,12 +284,13 @@ class Packer:
             self._columns, self._values = {}, 0
 
     def _pack_closed(self) -> None:
-        """Seal the batches set aside: a header, and the slices' columns as they were packed
-        (``wire.pack_parts``). Joining them into one body copied every value while holding
-        the interpreter lock, up to 1.6 ms for 100,000 values in one call, and the training
-        loop waited that long (issue 13); the spool writes the parts as they are."""
-        for columns, values in self._full:
+        """Seal the batches set aside: a header, and each key's chunks (``wire.pack_parts``).
+        Joining them into one body copied every value while holding the interpreter lock,
+        up to 1.6 ms for 100,000 values in one call, and the training loop waited that long
+        (issue 13); the spool writes the parts as they are."""
+        for chunks, values in self._full:
             batch_id = new_id()
+            columns = {key: keyed.columns() for key, keyed in chunks.items()}
             parts = tuple(wire.pack_parts(batch_id, columns))
             self._batches.append(Batch(batch_id, parts, values))
         self._full = []
