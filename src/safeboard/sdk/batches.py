@@ -217,8 +217,8 @@ class _Chunks:
             assert self._open is not None  # noqa: S101  (made just above)
             take = min(self._open[0].size - self._used, count - at)
             end = self._used + take
-            for chunk, given in zip(self._open, column, strict=True):
-                chunk[self._used : end] = given[at : at + take]
+            for into, given in zip(self._open, column, strict=True):
+                into[self._used : end] = given[at : at + take]
             self._used = end
             at += take
 
