@@ -90,17 +90,24 @@ def test_a_batch_sealed_from_slices_is_the_body_packed_whole(slice_points: int) 
         assert got_values.tolist() == [s * (i + 1) * 0.5 for s in range(10_000)]
 
 
-def test_a_key_logged_rarely_holds_a_small_chunk() -> None:
-    """Each key's first chunk is 128 points: 500 keys logged once each hold 500 small
-    chunks, not 500 of the 4,096 points a busy key grows to."""
+def test_keys_logged_together_share_their_steps_and_times_in_small_first_chunks() -> None:
+    """Keys logged together keep their steps and times once (as the slices did: a batch
+    of 10 keys holds 10 B a value, not 24), and a first chunk is 128 points: keys logged
+    once hold small chunks, not the 4,096 points a busy group grows to."""
     packer = Packer()
     packer.add_flat([0, 1.7e9, {f"key_{k}": float(k) for k in range(500)}])
+    packer.add_flat([1, 1.8e9, {"alone": 1.0}])
     (batch,) = packer.batches()
     columns = batch.parts[1:]
-    assert len(columns) == 500 * 3
-    assert all(part.size == 1 and part.base.size == 128 for part in columns)
+    assert len(columns) == 501 * 3
+    assert all(part.size == 1 and part.base.shape[-1] == 128 for part in columns)
+    # Per key its steps, times and values: key_0's are columns[0:3], key_1's [3:6].
+    assert np.shares_memory(columns[0], columns[3])  # one steps column for both
+    assert np.shares_memory(columns[1], columns[4])  # one times column
+    assert not np.shares_memory(columns[2], columns[5])  # values of their own
     _, unpacked = _unpacked(batch.body)
     assert [unpacked[f"key_{k}"][2].tolist() for k in (0, 499)] == [[0.0], [499.0]]
+    assert unpacked["alone"][0].tolist() == [1]
 
 
 @given(st.lists(st.lists(st.tuples(steps, floats), min_size=1, max_size=20), min_size=1,

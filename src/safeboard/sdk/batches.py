@@ -35,6 +35,8 @@ MAX_BATCH_POINTS = 100_000
 SLICE_VALUES = 4_096
 _values = methodcaller("values")
 _Column = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]
+# Keys logged together: their names, steps, times, and a (points x keys) table of values.
+_Rows = tuple[list[str], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]
 
 
 @dataclass(frozen=True, eq=False)  # parts may be arrays: a batch is itself, not its bytes
@@ -137,10 +139,11 @@ def _table(datas: list[Mapping[str, Any]], width: int) -> npt.NDArray[np.float64
     return table.reshape(len(datas), width)
 
 
-def _columns(given: list[Any], times: list[Any], datas: list[Any]) -> dict[str, _Column]:
-    """Columns of the points whose steps, times and values are ``given``, ``times`` and
-    ``datas``. The usual case (every point logs the same keys) runs in C: one pass over
-    the keys, one over the values."""
+def _columns(given: list[Any], times: list[Any], datas: list[Any]) -> list[_Rows]:
+    """The points whose steps, times and values are ``given``, ``times`` and ``datas``, as
+    groups of keys logged together: per group its keys, steps, times and a (points x keys)
+    table of values. The usual case (every point logs the same keys) is one group, made
+    in C: one pass over the keys, one over the values; otherwise each key is a group."""
     steps, kept = _steps(given)
     if kept is not None:
         given, times, datas = (
@@ -149,13 +152,12 @@ def _columns(given: list[Any], times: list[Any], datas: list[Any]) -> dict[str, 
             [datas[i] for i in kept],
         )
     if not datas:
-        return {}
+        return []
     keys = list(datas[0])
     if list(chain.from_iterable(datas)) == keys * len(datas):
         table = _table(datas, len(keys))
-        if table is not None:  # each key's values a view of the table: copied once, by add
-            at = np.fromiter(times, np.float64, len(times))
-            return {k: (steps, at, table[:, i]) for i, k in enumerate(keys)}
+        if table is not None:
+            return [(keys, steps, np.fromiter(times, np.float64, len(times)), table)]
     lists: dict[str, tuple[list[int], list[float], list[float]]] = defaultdict(lambda: ([], [], []))
     for step, moment, data in zip(given, times, datas, strict=True):
         for key, value in data.items():
@@ -166,10 +168,11 @@ def _columns(given: list[Any], times: list[Any], datas: list[Any]) -> dict[str, 
             column[0].append(step)
             column[1].append(moment)
             column[2].append(number)
-    return {
-        k: (np.array(s, dtype=np.int64), np.array(t, np.float64), np.array(v, np.float64))
+    return [
+        ([k], np.array(s, dtype=np.int64), np.array(t, np.float64),
+         np.array(v, np.float64).reshape(-1, 1))
         for k, (s, t, v) in lists.items()
-    }
+    ]  # fmt: skip
 
 
 def slices(points: Iterable[Point]) -> Iterator[list[Point]]:
@@ -186,61 +189,63 @@ def slices(points: Iterable[Point]) -> Iterator[list[Point]]:
         yield group
 
 
-class _Chunks:
-    """One key's points in the open batch, copied into chunks of its own: the first of
-    FIRST_CHUNK points, each next one twice the last, up to LAST_CHUNK. A full chunk is
-    never moved or copied again; sealing takes views. So a batch of 100,000 values of 10
-    keys is about 200 buffers, not the 2,400 of one per slice that log() packed: sealing
-    it and handing it to the spool's writer held the interpreter lock for 0.6 to 2 ms,
-    and the training loop waited that long (issue 13). A key logged rarely holds a small
-    chunk, not a large one."""
+class _Chunk:
+    """Points of keys logged together: their steps and times once, and each key's values
+    in a row of its own (so that a key's column is one contiguous run of a row)."""
 
-    __slots__ = ("_filled", "_open", "_used")
+    __slots__ = ("steps", "times", "used", "values")
 
-    def __init__(self) -> None:
-        self._filled: list[_Column] = []
-        self._open: _Column | None = None
-        self._used = 0
+    def __init__(self, size: int, width: int) -> None:
+        self.steps = np.empty(size, np.int64)
+        self.times = np.empty(size, np.float64)
+        self.values = np.empty((width, size), np.float64)
+        self.used = 0
 
-    def add(self, column: _Column) -> None:
-        count = column[0].size
-        chunk, start = self._open, self._used
-        if chunk is not None and start + count <= chunk[0].size:  # the usual case: it fits
-            end = start + count
-            chunk[0][start:end], chunk[1][start:end], chunk[2][start:end] = column
-            self._used = end
-            return
+    def column(self, row: int, start: int, end: int) -> _Column:
+        return self.steps[start:end], self.times[start:end], self.values[row, start:end]
+
+
+class _Group:
+    """The open batch's points of one set of keys, copied into chunks of their own: the
+    first of FIRST_CHUNK points, each next one twice the last, up to LAST_CHUNK. A chunk
+    is never moved or copied again; sealing takes views. So a batch of 100,000 values of
+    10 keys is about 200 buffers, not the 2,400 of one per slice that log() packed:
+    sealing it and handing it to the spool's writer held the interpreter lock for 0.6 to
+    2 ms, and the training loop waited that long (issue 13). Keys seldom logged hold small
+    chunks, and the keys of a group share their steps and times, as the slices did."""
+
+    __slots__ = ("_open", "width")
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self._open: _Chunk | None = None
+
+    def add(self, steps: Any, times: Any, table: Any) -> list[tuple[_Chunk, int, int]]:
+        """Copy the points in; where each run of them went (chunk, start, end)."""
+        count = steps.size
+        runs = []
         at = 0
         while at < count:
-            if self._open is None or self._used == self._open[0].size:
-                self._next_chunk()
-            assert self._open is not None  # noqa: S101  (made just above)
-            take = min(self._open[0].size - self._used, count - at)
-            end = self._used + take
-            for into, given in zip(self._open, column, strict=True):
-                into[self._used : end] = given[at : at + take]
-            self._used = end
+            chunk = self._open
+            if chunk is None or chunk.used == chunk.steps.size:
+                size = FIRST_CHUNK if chunk is None else min(LAST_CHUNK, 2 * chunk.steps.size)
+                chunk = self._open = _Chunk(size, self.width)
+            start = chunk.used
+            take = min(chunk.steps.size - start, count - at)
+            end = start + take
+            chunk.steps[start:end] = steps[at : at + take]
+            chunk.times[start:end] = times[at : at + take]
+            chunk.values[:, start:end] = table[at : at + take].T
+            chunk.used = end
+            runs.append((chunk, start, end))
             at += take
-
-    def _next_chunk(self) -> None:
-        size = FIRST_CHUNK
-        if self._open is not None:
-            self._filled.append(self._open)
-            size = min(LAST_CHUNK, 2 * self._open[0].size)
-        self._open = (np.empty(size, np.int64), np.empty(size, np.float64),
-                      np.empty(size, np.float64))  # fmt: skip
-        self._used = 0
-
-    def columns(self) -> list[_Column]:
-        """The chunks as (steps, times, values) columns, the open one cut at its end."""
-        if self._open is None or not self._used:
-            return list(self._filled)
-        used = self._used
-        return [*self._filled, (self._open[0][:used], self._open[1][:used], self._open[2][:used])]
+        return runs
 
 
 FIRST_CHUNK = 128  # points
 LAST_CHUNK = 4_096
+# A key's column in the open batch: runs of a row of chunks (chunk, row, start, end).
+_Runs = list[list[Any]]
 
 
 class Packer:
@@ -249,9 +254,10 @@ class Packer:
     shares it with the training loop, P3)."""
 
     def __init__(self) -> None:
-        self._columns: dict[str, _Chunks] = {}
+        self._groups: dict[tuple[str, ...], _Group] = {}
+        self._columns: dict[str, _Runs] = {}
         self._values = 0
-        self._full: list[tuple[dict[str, _Chunks], int]] = []  # closed, not packed
+        self._full: list[tuple[dict[str, _Runs], int]] = []  # closed, not packed
         self._batches: list[Batch] = []
 
     def add(self, group: list[Point]) -> None:
@@ -261,16 +267,33 @@ class Packer:
         """Points given as ``[step, time, values, step, time, values, ...]`` (how run.log()
         queues them). Never packs a batch: a full one is set aside as it is (``closed``),
         for ``sealed()`` to pack (run.log() calls this in a fast loop: sdk/sender.py)."""
-        columns = _columns(flat[0::3], flat[1::3], flat[2::3])
-        columns = {k: c for k, c in columns.items() if _loggable(k)}
-        values = sum(c[0].size for c in columns.values())
+        groups = []
+        for named, steps, times, table in _columns(flat[0::3], flat[1::3], flat[2::3]):
+            loggable = [i for i, key in enumerate(named) if _loggable(key)]
+            if len(loggable) == len(named):
+                groups.append((named, steps, times, table))
+            elif loggable:
+                groups.append(([named[i] for i in loggable], steps, times, table[:, loggable]))
+        values = sum(steps.size * len(keys) for keys, steps, _, _ in groups)
         if self._values and self._values + values > MAX_BATCH_POINTS:
             self._close()
-        for key, column in columns.items():
-            chunks = self._columns.get(key)
-            if chunks is None:
-                chunks = self._columns[key] = _Chunks()
-            chunks.add(column)
+        for keys, steps, times, table in groups:
+            group = self._groups.get(tuple(keys))
+            if group is None:
+                group = self._groups[tuple(keys)] = _Group(len(keys))
+            for chunk, start, end in group.add(steps, times, table):
+                for row, key in enumerate(keys):
+                    runs = self._columns.setdefault(key, [])
+                    last = runs[-1] if runs else None
+                    if (
+                        last is not None
+                        and last[0] is chunk
+                        and last[1] == row
+                        and last[3] == start
+                    ):
+                        last[3] = end  # the same run, longer
+                    else:
+                        runs.append([chunk, row, start, end])
         self._values += values
 
     @property
@@ -281,16 +304,18 @@ class Packer:
     def _close(self) -> None:
         if self._values:
             self._full.append((self._columns, self._values))
-            self._columns, self._values = {}, 0
+            self._groups, self._columns, self._values = {}, {}, 0
 
     def _pack_closed(self) -> None:
         """Seal the batches set aside: a header, and each key's chunks (``wire.pack_parts``).
         Joining them into one body copied every value while holding the interpreter lock,
         up to 1.6 ms for 100,000 values in one call, and the training loop waited that long
         (issue 13); the spool writes the parts as they are."""
-        for chunks, values in self._full:
+        for runs, values in self._full:
             batch_id = new_id()
-            columns = {key: keyed.columns() for key, keyed in chunks.items()}
+            columns = {
+                key: [run[0].column(*run[1:]) for run in keyed] for key, keyed in runs.items()
+            }
             parts = tuple(wire.pack_parts(batch_id, columns))
             self._batches.append(Batch(batch_id, parts, values))
         self._full = []
