@@ -270,9 +270,11 @@ class Packer:
         groups = []
         for named, steps, times, table in _columns(flat[0::3], flat[1::3], flat[2::3]):
             loggable = [i for i, key in enumerate(named) if _loggable(key)]
+            if not loggable:  # no keys (an empty dict logged), or none the server takes
+                continue
             if len(loggable) == len(named):
                 groups.append((named, steps, times, table))
-            elif loggable:
+            else:
                 groups.append(([named[i] for i in loggable], steps, times, table[:, loggable]))
         values = sum(steps.size * len(keys) for keys, steps, _, _ in groups)
         if self._values and self._values + values > MAX_BATCH_POINTS:
