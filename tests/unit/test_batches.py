@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -88,6 +89,53 @@ def test_a_batch_sealed_from_slices_is_the_body_packed_whole(slice_points: int) 
         assert got_steps.tolist() == list(range(10_000))
         assert got_times.tolist() == [1.7e9 + s for s in range(10_000)]
         assert got_values.tolist() == [s * (i + 1) * 0.5 for s in range(10_000)]
+
+
+_KEYS = ("loss", "acc", "lr")
+
+
+@settings(deadline=None, max_examples=40)  # up to 1,200 points a case, made in Python
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=1, max_value=200),  # points in the slice
+            st.one_of(  # the keys each point logs: the same for the slice, or its own
+                st.lists(st.sampled_from(_KEYS), min_size=1, max_size=3, unique=True),
+                st.none(),
+            ),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_any_slices_of_any_keys_come_out_of_the_packer_in_order(
+    given_slices: list[tuple[int, list[str] | None]], chance: Any
+) -> None:
+    """Slices of points, each logging the same keys or each point its own (split across
+    chunks, keys joining and leaving groups): per key, the sealed batches hold every
+    point logged with it, in the order logged, bit for bit."""
+    packer = Packer()
+    expected: dict[str, list[tuple[int, float, float]]] = {key: [] for key in _KEYS}
+    step = 0
+    for count, keys in given_slices:
+        flat: list[object] = []
+        for _ in range(count):
+            logged = keys or chance.sample(_KEYS, chance.randint(1, 3))
+            data = {key: chance.uniform(-1e9, 1e9) for key in logged}
+            flat += [step, 1.7e9 + step / 7, data]
+            for key, value in data.items():
+                expected[key].append((step, 1.7e9 + step / 7, value))
+            step += 1
+        packer.add_flat(flat)
+    got: dict[str, list[tuple[int, float, float]]] = {key: [] for key in _KEYS}
+    for batch in packer.batches():
+        _, columns = _unpacked(batch.body)
+        assert batch.points == sum(len(c[0]) for c in columns.values())
+        for key, (key_steps, key_times, key_values) in columns.items():
+            got[key] += zip(key_steps.tolist(), key_times.tolist(), key_values.tolist(),
+                            strict=True)  # fmt: skip
+    assert got == expected
 
 
 def test_keys_logged_together_share_their_steps_and_times_in_small_first_chunks() -> None:

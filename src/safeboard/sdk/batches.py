@@ -287,13 +287,10 @@ class Packer:
                 for row, key in enumerate(keys):
                     runs = self._columns.setdefault(key, [])
                     last = runs[-1] if runs else None
-                    if (
-                        last is not None
-                        and last[0] is chunk
-                        and last[1] == row
-                        and last[3] == start
-                    ):
-                        last[3] = end  # the same run, longer
+                    # A chunk is one group's, where each key keeps its row and every add
+                    # of the group follows the last: in the same chunk, the run goes on.
+                    if last is not None and last[0] is chunk:
+                        last[3] = end
                     else:
                         runs.append([chunk, row, start, end])
         self._values += values
