@@ -38,6 +38,11 @@ class Origin(NamedTuple):
     host: str  # lower case; an IPv6 address in brackets
     port: int | None  # as given; None when the scheme's default is meant
 
+    @property
+    def effective_port(self) -> int:
+        """The port connected to: the one given, or the scheme's default (80, 443)."""
+        return self.port if self.port is not None else (443 if self.scheme == "https" else 80)
+
 
 class NotAnOrigin(ValueError):
     """Why a text is not an origin, worded to follow the text (``"... has a path (/x)"``).

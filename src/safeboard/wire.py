@@ -85,7 +85,7 @@ def pack_arrays(batch_id: str, columns: Mapping[str, Arrays]) -> bytes:
 
 
 def pack_parts(batch_id: str, columns: Mapping[str, Sequence[Arrays]]) -> list[Any]:
-    """The body for a batch whose columns come in slices (per key, its slices' steps, times
+    """The body for a batch whose columns come in pieces (per key, its pieces' steps, times
     and values, in order), as the buffers that make it up, one after the other: the
     header, then the arrays themselves, not copied where they are already contiguous
     little-endian columns. The SDK's spool writes them so (one writev, without the
@@ -106,7 +106,7 @@ def pack_parts(batch_id: str, columns: Mapping[str, Sequence[Arrays]]) -> list[A
 
 def _column(array: npt.ArrayLike, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
     """``array`` as a contiguous little-endian column: itself when it is one already (the
-    SDK's slices: a check, no call into numpy)."""
+    SDK's chunks: a check, no call into numpy)."""
     if type(array) is np.ndarray and array.dtype is dtype and array.flags.c_contiguous:
         return array
     return np.ascontiguousarray(array, dtype)

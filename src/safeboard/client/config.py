@@ -111,5 +111,4 @@ def server_origin(url: str) -> str:
         raise InvalidUrl(
             f"{shown} {exc.problem}; give the server's address only, as https://host:port"
         ) from None
-    port = origin.port or (443 if origin.scheme == "https" else 80)
-    return f"{origin.scheme}://{origin.host}:{port}"
+    return f"{origin.scheme}://{origin.host}:{origin.effective_port}"

@@ -21,8 +21,6 @@ __all__ = ["Address", "address_of", "listening"]
 Address = str | tuple[str, int]
 """A Unix socket's path, or a (host, port) pair."""
 
-_PORTS = {"http": 80, "https": 443}
-
 
 def address_of(url: str) -> tuple[str, int] | None:
     """The (host, port) a server URL connects to; None when ``url`` is no origin."""
@@ -31,7 +29,7 @@ def address_of(url: str) -> tuple[str, int] | None:
     except NotAnOrigin:
         return None
     host = origin.host.strip("[]")  # an IPv6 address is bracketed in a URL, not in a lookup
-    return host, origin.port if origin.port is not None else _PORTS[origin.scheme]
+    return host, origin.effective_port
 
 
 def listening(address: Address, timeout: float) -> bool:

@@ -42,9 +42,9 @@ _Rows = tuple[list[str], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDA
 @dataclass(frozen=True, eq=False)  # parts may be arrays: a batch is itself, not its bytes
 class Batch:
     """One batch: its id, the packed body (``wire.MEDIA_TYPE``) as the buffers that make it
-    up (``wire.pack_parts``: a sealed batch's header and its columns' slices, never
-    copied into one body by the sender; the spool writes them as they are) and its point
-    count. ``body`` joins them, for a request."""
+    up (``wire.pack_parts``: a sealed batch's header and its keys' runs of the packer's
+    chunks, never copied into one body by the sender; the spool writes them as they are)
+    and its point count. ``body`` joins them, for a request."""
 
     batch_id: str
     parts: tuple[Any, ...]
