@@ -4,15 +4,14 @@ reader is not cut by the head deadline (review finding: it was aborted mid-body)
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 
 from safeboard.server.connections import Admission, ConnectionLimits, gated_protocol
+from tests.support.inproc import served_in_thread
 
 BODY = b"x" * (8 * 1024 * 1024)
 HEAD_TIMEOUT = 1.0
@@ -27,24 +26,9 @@ async def big_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 @pytest.fixture
 def port() -> Iterator[int]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
     limits = ConnectionLimits(head_timeout=HEAD_TIMEOUT, total=64, per_client=64)
-    config = uvicorn.Config(
-        big_app, lifespan="off", log_level="warning", ws="none",
-        http=gated_protocol(Admission(limits), None),
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield sock.getsockname()[1]
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with served_in_thread(big_app, gated_protocol(Admission(limits), None)) as port:
+        yield port
 
 
 def test_a_slow_reader_gets_the_whole_response(port: int) -> None:

@@ -15,20 +15,18 @@ import os
 import secrets
 import socket
 import ssl
-import threading
-import time
 import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import uvicorn
 
 from safeboard.server.certificates import prepare_tls
 from safeboard.server.connections import Admission, ConnectionLimits, gated_protocol
 from safeboard.server.tls import server_ssl_context
 from safeboard.settings import Settings
+from tests.support.inproc import served_in_thread
 
 
 async def digest_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -76,24 +74,9 @@ def served(
         material = prepare_tls(Settings(data_dir=data_dir, secure=secure, tls={"enabled": True}))
         server_context = server_ssl_context(material, "intermediate")
         client_context = ssl.create_default_context(cafile=material.ca_path)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
     limits = ConnectionLimits(head_timeout=20, total=64, per_client=64)
-    config = uvicorn.Config(
-        digest_app, lifespan="off", log_level="warning", ws="none",
-        http=gated_protocol(Admission(limits), server_context),
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield Served(sock.getsockname()[1], client_context)
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with served_in_thread(digest_app, gated_protocol(Admission(limits), server_context)) as port:
+        yield Served(port, client_context)
 
 
 def _head(size: int) -> bytes:

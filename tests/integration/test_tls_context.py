@@ -5,17 +5,13 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import secrets
-import socket
 import ssl
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 
 from safeboard.errors import ConfigError
@@ -24,6 +20,7 @@ from safeboard.server.certificates import TlsMaterial, prepare_tls
 from safeboard.server.connections import Admission, ConnectionLimits, gated_protocol
 from safeboard.server.tls import server_ssl_context
 from safeboard.settings import Settings
+from tests.support.inproc import served_in_thread
 from tests.support.tlsscan import MOZILLA_GROUPS, check_mozilla, handshake, offered_groups
 
 PROFILES = ["intermediate", "modern"]
@@ -59,31 +56,13 @@ def material(tmp_path_factory: pytest.TempPathFactory) -> TlsMaterial:
 @pytest.fixture(scope="module", params=PROFILES)
 def server(request: pytest.FixtureRequest, material: TlsMaterial) -> Iterator[RunningServer]:
     profile: str = request.param
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        hello_app,
-        lifespan="off",
-        log_level="warning",
-        # As `safeboard server` serves: the handshake runs in the connection gate.
-        http=gated_protocol(
-            Admission(ConnectionLimits(head_timeout=5, total=64, per_client=64)),
-            server_ssl_context(material, profile),
-        ),
+    # As `safeboard server` serves: the handshake runs in the connection gate.
+    http = gated_protocol(
+        Admission(ConnectionLimits(head_timeout=5, total=64, per_client=64)),
+        server_ssl_context(material, profile),
     )
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not uv.started:
-        assert thread.is_alive(), "uvicorn stopped while starting"
-        assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
-        time.sleep(0.02)
-    yield RunningServer(sock.getsockname()[1], material, profile)
-    uv.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
-    assert not thread.is_alive()
+    with served_in_thread(hello_app, http) as port:
+        yield RunningServer(port, material, profile)
 
 
 @pytest.mark.tls
