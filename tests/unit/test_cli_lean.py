@@ -61,3 +61,25 @@ def test_numpy_comes_with_one_openblas_thread_unless_the_user_chose() -> None:
         env=env,
     )  # fmt: skip
     assert done.stdout.split()[0] == "2"
+
+
+EXIT = """
+import atexit, logging, sys
+from safeboard.cli.lean import exit_at_once
+atexit.register(lambda: print("exit handler ran"))
+logging.basicConfig(stream=sys.stderr, format="%(message)s")
+print("a line, buffered: stdout is a pipe")
+logging.getLogger("x").warning("a log line")
+print("to stderr", file=sys.stderr, end="")
+exit_at_once(3)
+"""
+
+
+def test_exit_at_once_flushes_and_runs_no_exit_handler() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 3
+    assert done.stdout == "a line, buffered: stdout is a pipe\n"
+    assert done.stderr == "a log line\nto stderr"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from safeboard.cli.lean import import_http_lean, single_threaded_blas
+from safeboard.cli.lean import exit_at_once, import_http_lean, single_threaded_blas
 from safeboard.cli.options import url_option
 from safeboard.words import count
 
@@ -81,6 +81,7 @@ def tensorboard(
             f"{count(errors, 'problem')} with the event files, said above: a damaged file was "
             "imported up to the record named, the other files and runs in full"
         )
+    exit_at_once(0)  # the client is closed, the runs finished: no teardown (P7 times it)
 
 
 def _line(run: ImportedRun) -> str:
