@@ -78,7 +78,11 @@ exit_at_once(3)
 def test_exit_at_once_flushes_and_runs_no_exit_handler() -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     done = subprocess.run(
-        [sys.executable, "-c", EXIT], capture_output=True, text=True, timeout=60, env=env,
+        [sys.executable, "-c", EXIT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
         check=False,
     )
     assert done.returncode == 3
