@@ -13,6 +13,7 @@ from safeboard.errors import ConfigError
 __all__ = [
     "DISK_OK",
     "LOCAL_SOCKET",
+    "PLAIN_SOCKET",
     "SocketAddress",
     "disk_state",
     "ensure_data_dir",
@@ -25,6 +26,11 @@ FILE_MODE = 0o600
 # The server's Unix socket in the data directory: local clients send the discovery file's
 # key only through it, so only the server that owns the directory can ever receive it.
 LOCAL_SOCKET = "server.sock"
+# Beside it, a TLS server's socket for plain HTTP: inside the 0700 directory TLS protects
+# nothing that the directory does not (whoever can reach the socket can read the server's
+# key beside it), and costs each local request its handshake and every byte its crypto.
+# ``server.sock`` keeps TLS for clients that predate this one.
+PLAIN_SOCKET = "plain.sock"
 _SUN_PATH_MAX = 107
 DISK_OK = "ok"  # sockaddr_un.sun_path holds 108 bytes, the last one a NUL
 

@@ -31,7 +31,7 @@ def engine(tmp_path: Path) -> Iterator[sa.Engine]:
 
 def database_bytes(engine: sa.Engine) -> int:
     assert engine.url.database is not None
-    return os.path.getsize(engine.url.database)
+    return Path(engine.url.database).stat().st_size
 
 
 def write(engine: sa.Engine, commits: int) -> None:

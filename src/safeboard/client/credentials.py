@@ -134,6 +134,8 @@ class ServerAccess:
     local_socket: Path | None = None
     # The data directory whose discovery file gave the key (source "discovery").
     discovery_dir: Path | None = None
+    # A TLS server's plain socket beside it (datadir.PLAIN_SOCKET): requests go through it.
+    plain_socket: Path | None = None
 
     def __post_init__(self) -> None:
         # Refused here, before a run or a command starts, and again by ApiClient. Through
@@ -147,7 +149,9 @@ class ServerAccess:
         """A client with this access's key. ``renewing`` (the CLI's long follows): when the
         key came from the local server's discovery file, a 401 makes the client read the
         file again and, if it holds another key now, send the request once more with it."""
-        if transport is None and self.local_socket is not None:
+        if transport is None and self.plain_socket is not None:
+            transport = LocalSocketTransport(self.plain_socket, plain=True, verify=self.verify)
+        elif transport is None and self.local_socket is not None:
             transport = LocalSocketTransport(self.local_socket, verify=self.verify)
         api = ApiClient(self.url, self.api_key, verify=self.verify, transport=transport)
         if renewing and self.source == "discovery":
@@ -233,7 +237,7 @@ def read_discovery(data_dir: Path) -> ServerAccess | None:
             )
         else:
             verify = pinned_context(url, fingerprint, anchor_pem=pem, changed_hint=hint)
-    socket = data.get("socket")
+    socket, plain = data.get("socket"), data.get("plain_socket")
     return ServerAccess(
         url,
         key if isinstance(key, str) else None,
@@ -241,6 +245,8 @@ def read_discovery(data_dir: Path) -> ServerAccess | None:
         "discovery",
         Path(socket) if isinstance(socket, str) and socket else None,
         data_dir,
+        # Only beside the TLS socket: a client goes nowhere the discovery file does not name.
+        Path(plain) if isinstance(plain, str) and plain and socket else None,
     )
 
 
@@ -292,7 +298,10 @@ def resolve_server(
                 )
             if api_key is None:
                 return local
-            return ServerAccess(local.url, api_key, local.verify, "arguments", local.local_socket)
+            return ServerAccess(
+                local.url, api_key, local.verify, "arguments", local.local_socket,
+                plain_socket=local.plain_socket,
+            )  # fmt: skip
         target = stored.url
     origin = server_origin(target)
     key = api_key
@@ -308,5 +317,8 @@ def resolve_server(
             if key is None and local.api_key:
                 key, source = local.api_key, "discovery"
             reload_from = local_dir if source == "discovery" else None
-            return ServerAccess(origin, key, local.verify, source, local.local_socket, reload_from)
+            return ServerAccess(
+                origin, key, local.verify, source, local.local_socket, reload_from,
+                plain_socket=local.plain_socket,
+            )  # fmt: skip
     return ServerAccess(origin, key, context_for(origin, ca_file=ca_file, store=trust), source)

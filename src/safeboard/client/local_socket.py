@@ -32,9 +32,12 @@ class LocalServerDown(httpx.ConnectError):
 
 
 class LocalSocketTransport(httpx.HTTPTransport):
-    """``httpx.HTTPTransport`` over the Unix socket at ``path``, however long the path."""
+    """``httpx.HTTPTransport`` over the Unix socket at ``path``, however long the path.
+    ``plain``: the socket is the TLS server's plain one (``plain.sock``): an ``https://``
+    request goes through it as plain HTTP, its URL and Host header unchanged otherwise."""
 
-    def __init__(self, path: Path, **kwargs: object) -> None:
+    def __init__(self, path: Path, *, plain: bool = False, **kwargs: object) -> None:
+        self.plain = plain
         self._address = SocketAddress(path)
         try:
             super().__init__(uds=self._address.address, **kwargs)  # type: ignore[arg-type]
@@ -45,8 +48,14 @@ class LocalSocketTransport(httpx.HTTPTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if not self._address.path.exists():  # said at once (httpcore would leak a socket)
             raise LocalServerDown(self._address.path, request)
+        sent = request
+        if self.plain and request.url.scheme == "https":  # the caller's request keeps its URL
+            sent = httpx.Request(
+                request.method, request.url.copy_with(scheme="http"), headers=request.headers,
+                stream=request.stream, extensions=request.extensions,
+            )  # fmt: skip
         try:
-            return super().handle_request(request)
+            return super().handle_request(sent)
         except httpx.ConnectError as exc:
             if _nobody_listens(exc) or not self._address.path.exists():
                 raise LocalServerDown(self._address.path, request) from exc

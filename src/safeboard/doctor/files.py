@@ -10,7 +10,7 @@ import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
-from safeboard.datadir import DISK_OK, LOCAL_SOCKET, disk_state
+from safeboard.datadir import DISK_OK, LOCAL_SOCKET, PLAIN_SOCKET, disk_state
 from safeboard.doctor.findings import Finding, Severity
 from safeboard.server.lock import LOCK_FILE
 from safeboard.settings import SECRETS_FILE, Settings
@@ -132,12 +132,12 @@ def _discovery(data_dir: Path) -> Iterator[Finding]:
     if pid is not None:
         yield Finding("discovery", Severity.OK, f"the server (pid {pid}) serves {url}")
         return
-    leftovers = [name for name in (LOCAL_SOCKET,) if (data_dir / name).exists()]
+    leftovers = [name for name in (LOCAL_SOCKET, PLAIN_SOCKET) if (data_dir / name).exists()]
     yield Finding(
         "discovery",
         Severity.INFO,
         f"no server is running on this directory (its discovery file names {url}"
-        f"{'; its socket remains' if leftovers else ''})",
+        f"{'; its sockets remain' if leftovers else ''})",
         "start it: safeboard server (the next start clears what the last one left)",
     )
 

@@ -88,7 +88,11 @@ def advertised_url(settings: Settings, *, public: bool = True) -> str:
 
 
 def bootstrap(
-    services: Services, tls: TlsMaterial | None, *, local_socket: Path | None = None
+    services: Services,
+    tls: TlsMaterial | None,
+    *,
+    local_socket: Path | None = None,
+    plain_socket: Path | None = None,
 ) -> Bootstrapped:
     """The start's accounts, link, key and discovery file, through the server's own
     services (the app's: ``services_of(app)``)."""
@@ -103,6 +107,8 @@ def bootstrap(
     }
     if local_socket is not None:  # local clients send the key only through it
         discovery["socket"] = str(local_socket)
+    if plain_socket is not None:  # a TLS server's plain one beside it (datadir.PLAIN_SOCKET)
+        discovery["plain_socket"] = str(plain_socket)
     path = settings.data_dir / DISCOVERY_FILE
     # Whatever the account's state, the startup link of an earlier start dies now.
     auth.void_startup_tokens()

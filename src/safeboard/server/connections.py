@@ -8,7 +8,9 @@ Here every accepted connection passes a gate first:
 - it is counted per client (an IPv4 address, an IPv6 /64) and in total, and turned away at
   once (the socket is closed, nothing is read) beyond either bound; addresses of trusted
   reverse proxies count only towards the total;
-- its TLS handshake runs here, with our ``SSLContext``, before uvicorn sees the connection;
+- its TLS handshake runs here, with our ``SSLContext``, before uvicorn sees the connection
+  (not on the plain Unix socket of a TLS server, ``plain.sock`` in the 0700 data
+  directory: its requests are served as HTTPS ones, ``scheme`` "https");
 - the handshake and the complete head of the first request must arrive within
   ``request_head_timeout`` seconds, and the head of each following request on a kept-alive
   connection within as long after the previous response; otherwise the connection is
@@ -27,7 +29,7 @@ import resource
 import ssl
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -259,6 +261,7 @@ class _Gate(asyncio.Protocol):
 
     admission: Admission
     ssl_context: ssl.SSLContext | None
+    plain: frozenset[object] = frozenset()  # the bound names of sockets served without TLS
 
     def __init__(
         self,
@@ -291,7 +294,7 @@ class _Gate(asyncio.Protocol):
         self._transport, self._ticket = transport, ticket
         head_timeout = self.admission.limits.head_timeout
         self._deadline = now + head_timeout
-        if self.ssl_context is None:
+        if self.ssl_context is None or transport.get_extra_info("sockname") in self.plain:
             self._hand_over(transport)
             return
         self._timer = self._loop.call_at(self._deadline, transport.abort)
@@ -324,6 +327,8 @@ class _Gate(asyncio.Protocol):
         http.start(ticket, self.admission.limits.head_timeout, self._deadline)
         transport.set_protocol(http)
         http.connection_made(transport)
+        if self.ssl_context is not None:  # a TLS server's plain socket: as HTTPS to the app
+            http.scheme = "https"
         early, self._early = b"".join(self._early), []
         if early:
             http.data_received(early)
@@ -353,13 +358,15 @@ class _Gate(asyncio.Protocol):
 
 
 def gated_protocol(
-    admission: Admission, ssl_context: ssl.SSLContext | None
+    admission: Admission, ssl_context: ssl.SSLContext | None, *, plain: Iterable[object] = ()
 ) -> type[asyncio.Protocol]:
-    """The protocol class to give ``uvicorn.Config(http=...)``."""
+    """The protocol class to give ``uvicorn.Config(http=...)``. ``plain``: the bound names
+    (``getsockname()``) of Unix sockets served without TLS, whatever ``ssl_context``."""
 
     class GatedHTTP(_Gate):
         pass
 
     GatedHTTP.admission = admission
     GatedHTTP.ssl_context = ssl_context
+    GatedHTTP.plain = frozenset(plain)
     return GatedHTTP

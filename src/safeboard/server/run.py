@@ -18,11 +18,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from safeboard import __version__, heap
 from safeboard.api.app import create_app
-from safeboard.datadir import LOCAL_SOCKET, SocketAddress, ensure_data_dir
+from safeboard.datadir import LOCAL_SOCKET, PLAIN_SOCKET, SocketAddress, ensure_data_dir
 from safeboard.errors import ConfigError
 from safeboard.logconfig import log_config
 from safeboard.secret_store import ensure_secrets
-from safeboard.server.bootstrap import advertised_url, bootstrap, local_url
+from safeboard.server.bootstrap import Bootstrapped, advertised_url, bootstrap, local_url
 from safeboard.server.certificates import TlsMaterial, prepare_tls, trust_anchor_der
 from safeboard.server.connections import (
     Admission,
@@ -172,6 +172,18 @@ def bind_local_socket(data_dir: Path) -> socket.socket:
             f"another safeboard server is running with {data_dir}: stop it, or give this "
             "one another --data-dir"
         )
+    return _bind_unix(path, address)
+
+
+def bind_plain_socket(data_dir: Path) -> socket.socket:
+    """A TLS server's second Unix socket, ``plain.sock``, for plain HTTP (datadir.py says
+    why). Bound after :func:`bind_local_socket`, which stops a second server of the
+    directory: one left by a crash is replaced."""
+    path = data_dir / PLAIN_SOCKET
+    return _bind_unix(path, SocketAddress(path))
+
+
+def _bind_unix(path: Path, address: SocketAddress) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         path.unlink(missing_ok=True)
@@ -262,6 +274,7 @@ def serve(
     with _undone_on_failure(prepared.made):  # until it serves, a failed start takes back
         sock = bind_socket(settings.server.host, settings.port)
         local = bind_local_socket(settings.data_dir)
+        plain = bind_plain_socket(settings.data_dir) if material else None
         # Before any thread starts: the migrations run in a forked child (Alembic stays out).
         engine = open_database(
             settings.database_url,
@@ -278,45 +291,23 @@ def serve(
                 )
                 services = services_of(app)
                 socket_path = settings.data_dir / LOCAL_SOCKET
-                started = bootstrap(services, material, local_socket=socket_path)
+                started = bootstrap(
+                    services, material, local_socket=socket_path,
+                    plain_socket=settings.data_dir / PLAIN_SOCKET if plain is not None else None,
+                )  # fmt: skip
             board = open_tensorboard_listener(settings, bind_socket)
         except BaseException:
             engine.dispose()  # its files closed before they are taken back
             raise
     sqlite_file = engine.url.database if engine.dialect.name == "sqlite" else None
     releaser = heap.Releaser([Path(sqlite_file)] if sqlite_file else [])
+    unix = [local] if plain is None else [local, plain]
     served, sockets = _origins(
-        app, services, board, [sock, local], secure=material is not None, settings=settings
+        app, services, board, [sock, *unix], secure=material is not None, settings=settings
     )
-    config = uvicorn.Config(
-        served,
-        # Admission, the TLS handshake (our SSLContext) and head deadlines run in the gate,
-        # before uvicorn's HTTP/1.1 protocol sees a connection; uvicorn itself gets no ssl.
-        http=gated_protocol(
-            Admission(connection_limits(settings)),
-            server_ssl_context(material, settings.tls.profile) if material else None,
-        ),
-        # No WebSocket routes: an Upgrade request must stay with the gate's HTTP protocol,
-        # which gives its connection's place back (uvicorn's ws protocol would not).
-        ws="none",
-        log_config=None,  # configured above, with the redacting filter
-        access_log=False,  # safeboard's own access log redacts query strings
-        proxy_headers=False,  # create_app trusts only --behind-proxy addresses
-        server_header=False,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-    )
-    for line in banner(prepared):
+    config = _uvicorn_config(served, settings, material, plain)
+    for line in [*banner(prepared), *_started_lines(started, board, services)]:
         echo(line)
-    if started.login_link:
-        echo(f"  sign in as {started.admin}: {started.login_link}")
-        echo("    (single use, valid 15 minutes; a restart makes a new one)")
-    else:
-        echo(f"  no sign-in link: the account {started.admin} is disabled or not an admin")
-    if board is not None:
-        echo(f"  TensorBoard's origin {board.origin} (`safeboard tensorboard --logdir DIR`)")
-    elif services.tensorboards.origin is not None:
-        echo(f"  TensorBoard under {services.tensorboards.origin}/tb/ (tensorboard.same_origin)")
     if on_started is not None:
         on_started(services)
     releaser.start()
@@ -337,6 +328,50 @@ def serve(
         releaser.stop()
         services.tensorboards.close()
         (settings.data_dir / LOCAL_SOCKET).unlink(missing_ok=True)
+        (settings.data_dir / PLAIN_SOCKET).unlink(missing_ok=True)
+
+
+def _started_lines(
+    started: Bootstrapped, board: TensorboardListener | None, services: Services
+) -> list[str]:
+    if started.login_link:
+        lines = [f"  sign in as {started.admin}: {started.login_link}",
+                 "    (single use, valid 15 minutes; a restart makes a new one)"]  # fmt: skip
+    else:
+        lines = [f"  no sign-in link: the account {started.admin} is disabled or not an admin"]
+    if board is not None:
+        lines.append(
+            f"  TensorBoard's origin {board.origin} (`safeboard tensorboard --logdir DIR`)"
+        )
+    elif services.tensorboards.origin is not None:
+        lines.append(
+            f"  TensorBoard under {services.tensorboards.origin}/tb/ (tensorboard.same_origin)"
+        )
+    return lines
+
+
+def _uvicorn_config(
+    served: Any, settings: Settings, material: TlsMaterial | None, plain: socket.socket | None
+) -> uvicorn.Config:
+    return uvicorn.Config(
+        served,
+        # Admission, the TLS handshake (our SSLContext) and head deadlines run in the gate,
+        # before uvicorn's HTTP/1.1 protocol sees a connection; uvicorn itself gets no ssl.
+        http=gated_protocol(
+            Admission(connection_limits(settings)),
+            server_ssl_context(material, settings.tls.profile) if material else None,
+            plain=[] if plain is None else [plain.getsockname()],
+        ),
+        # No WebSocket routes: an Upgrade request must stay with the gate's HTTP protocol,
+        # which gives its connection's place back (uvicorn's ws protocol would not).
+        ws="none",
+        log_config=None,  # configured above, with the redacting filter
+        access_log=False,  # safeboard's own access log redacts query strings
+        proxy_headers=False,  # create_app trusts only --behind-proxy addresses
+        server_header=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
 
 
 def _origins(
