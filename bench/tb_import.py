@@ -1,8 +1,10 @@
 """P7: one TensorBoard event file of 1,000,000 scalars (4 tags), side by side in one run:
 
 - safeboard: ``safeboard import tensorboard`` (a subprocess, as a user runs it) into a
-  safeboard server (HTTPS, API key, SQLite): read, CRC-checked, stored; then readable
-  (the run's metric counts checked, timed apart).
+  safeboard server (``--tls``, API key, SQLite): read, CRC-checked, stored; then readable
+  (the run's metric counts checked, timed apart). The command finds the server through
+  its data directory, as a user's on the same machine does, and so sends through the
+  server's plain Unix socket in that 0700 directory (no TLS there: docs/security.md, S13).
 - TensorBoard's ``EventAccumulator`` (Python, ``size_guidance`` 0: every scalar kept).
 - TensorBoard's Rust ``tensorboard-data-server`` (spawn, load once with every sample
   kept, ``ReadScalars`` over gRPC until all points are there), with its default (records

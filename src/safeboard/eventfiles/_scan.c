@@ -224,12 +224,17 @@ static Py_ssize_t tag_index(TagTable *t, const uint8_t *p, Py_ssize_t n) {
     return t->count - 1;
 }
 
+/* The decoded points, written straight into the bytes objects handed to Python: made
+ * before the loop for as many points as records (at most one each), cut to the count
+ * after it. No copy, and no allocation in the loop. */
+enum { INDEX, TAG_OF, STEPS, TIMES, VALUES, COLUMNS }; /* times and values: doubles, bit for bit */
+
 typedef struct {
-    Column index, tag_of, steps, times, values; /* times and values: doubles, bit for bit */
+    int64_t *column[COLUMNS];
+    Py_ssize_t count;
 } Points;
 
-/* Decode record data ``d`` of ``n`` bytes if it is a plain scalar event: 1 if so, 0 if not,
- * -1 on a memory error. */
+/* Decode record data ``d`` of ``n`` bytes if it is a plain scalar event: 1 if so, 0 if not. */
 static int decode_plain(const uint8_t *d, Py_ssize_t n, int64_t record, TagTable *tags, Points *out) {
     if (n < 22 || n > 150 || d[0] != 0x09 || d[9] != 0x10) return 0;
     Py_ssize_t k = 0;
@@ -258,10 +263,12 @@ static int decode_plain(const uint8_t *d, Py_ssize_t n, int64_t record, TagTable
     int64_t wall_bits, value_bits;
     memcpy(&wall_bits, &wall, 8);
     memcpy(&value_bits, &value, 8);
-    if (column_push(&out->index, record) || column_push(&out->tag_of, tag)
-        || column_push(&out->steps, (int64_t)step) || column_push(&out->times, wall_bits)
-        || column_push(&out->values, value_bits))
-        return -1;
+    Py_ssize_t at = out->count++;
+    out->column[INDEX][at] = record;
+    out->column[TAG_OF][at] = tag;
+    out->column[STEPS][at] = (int64_t)step;
+    out->column[TIMES][at] = wall_bits;
+    out->column[VALUES][at] = value_bits;
     return 1;
 }
 
@@ -272,6 +279,7 @@ static PyObject *plain(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*y*y*nnn", &view, &starts_view, &lengths_view, &first, &stop, &max_tags))
         return NULL;
     PyObject *result = NULL, *found = NULL, *tag_list = NULL;
+    PyObject *columns[COLUMNS] = {NULL};
     Points out;
     memset(&out, 0, sizeof out);
     TagTable tags = {0};
@@ -289,25 +297,37 @@ static PyObject *plain(PyObject *self, PyObject *args) {
     tags.max = max_tags;
     tags.mask = slots - 1;
     found = PyBytes_FromStringAndSize(NULL, n);
-    if (tags.tags == NULL || tags.slots == NULL || found == NULL) {
+    for (int j = 0; j < COLUMNS; j++) {
+        columns[j] = PyBytes_FromStringAndSize(NULL, (stop - first) * (Py_ssize_t)sizeof(int64_t));
+        if (columns[j] == NULL) break;
+        out.column[j] = (int64_t *)PyBytes_AS_STRING(columns[j]);
+    }
+    if (tags.tags == NULL || tags.slots == NULL || found == NULL || columns[COLUMNS - 1] == NULL) {
         if (!PyErr_Occurred()) PyErr_NoMemory();
         goto done;
     }
     char *mark = PyBytes_AS_STRING(found);
     memset(mark, 0, (size_t)n);
     const uint8_t *buf = view.buf;
+    int outside = 0;
+    /* Raw memory only in the loop (the bytes objects are this call's own, not yet seen by
+     * anyone): other threads run meanwhile (the import's posting threads, P7). */
+    Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = first; i < stop; i++) {
         int64_t s = starts[i], len = lengths[i];
         if (s < 0 || len < 0 || len > view.len || s > view.len - HEADER - 4 - len) {
-            PyErr_SetString(PyExc_ValueError, "plain: a record runs past the buffer");
-            goto done;
+            outside = 1;
+            break;
         }
-        int got = decode_plain(buf + s + HEADER, (Py_ssize_t)len, i, &tags, &out);
-        if (got < 0) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        mark[i] = (char)got;
+        mark[i] = (char)decode_plain(buf + s + HEADER, (Py_ssize_t)len, i, &tags, &out);
+    }
+    Py_END_ALLOW_THREADS
+    if (outside) {
+        PyErr_SetString(PyExc_ValueError, "plain: a record runs past the buffer");
+        goto done;
+    }
+    for (int j = 0; j < COLUMNS; j++) {
+        if (_PyBytes_Resize(&columns[j], out.count * (Py_ssize_t)sizeof(int64_t)) < 0) goto done;
     }
     tag_list = PyList_New(tags.count);
     if (tag_list == NULL) goto done;
@@ -316,21 +336,14 @@ static PyObject *plain(PyObject *self, PyObject *args) {
         if (b == NULL) goto done;
         PyList_SET_ITEM(tag_list, j, b);
     }
-    PyObject *columns[5] = {column_bytes(&out.index), column_bytes(&out.tag_of), column_bytes(&out.steps),
-                            column_bytes(&out.times), column_bytes(&out.values)};
-    if (columns[0] && columns[1] && columns[2] && columns[3] && columns[4])
-        result = Py_BuildValue("(OOOOOOO)", found, columns[0], tag_list, columns[1], columns[2], columns[3], columns[4]);
-    for (int j = 0; j < 5; j++) Py_XDECREF(columns[j]);
+    result = Py_BuildValue("(OOOOOOO)", found, columns[INDEX], tag_list, columns[TAG_OF], columns[STEPS],
+                           columns[TIMES], columns[VALUES]);
 done:
     Py_XDECREF(found);
     Py_XDECREF(tag_list);
+    for (int j = 0; j < COLUMNS; j++) Py_XDECREF(columns[j]);
     PyMem_RawFree(tags.tags);
     PyMem_RawFree(tags.slots);
-    PyMem_RawFree(out.index.data);
-    PyMem_RawFree(out.tag_of.data);
-    PyMem_RawFree(out.steps.data);
-    PyMem_RawFree(out.times.data);
-    PyMem_RawFree(out.values.data);
     PyBuffer_Release(&view);
     PyBuffer_Release(&starts_view);
     PyBuffer_Release(&lengths_view);
