@@ -215,3 +215,31 @@ def test_records_longer_than_64_kib_among_small_ones(tmp_path: Path) -> None:
     with pytest.raises(CorruptRecord) as caught:
         list(RecordReader(path))
     assert caught.value.offset == second
+
+
+@pytest.mark.parametrize("first", [1, 30, 200])
+def test_blocks_cut_anywhere_give_every_record_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first: int
+) -> None:
+    """Blocks far smaller than the records: each block starts where the last complete
+    record ended (a cut record read again whole), records longer than a block included,
+    and a record cut short at the file's end is waited for."""
+    from safeboard.eventfiles import records as module
+
+    monkeypatch.setattr(module, "_CHUNK", 64)
+    path = tmp_path / "events.out.tfevents.6.host"
+    datas = [event(f"tag{i % 3}", i / 7, i) for i in range(40)]
+    from tensorboard.compat.proto import event_pb2
+
+    datas[20] = event_pb2.Event(step=3, file_version="v" * 700).SerializeToString()  # > 64 B x 10
+    whole = b"".join(frame(d) for d in datas)
+    path.write_bytes(whole[:-5])  # the last record cut short
+    reader = RecordReader(path)
+    got = [(block.offset(i), block.record(i)) for block in reader.blocks(first)
+           for i in range(len(block))]  # fmt: skip
+    assert [data for _, data in got] == datas[:-1]
+    assert reader.truncated
+    assert reader.offset == len(whole) - len(frame(datas[-1]))
+    path.write_bytes(whole)
+    assert [r.data for r in reader] == datas[-1:]
+    assert not reader.truncated

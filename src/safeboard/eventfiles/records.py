@@ -135,12 +135,13 @@ class RecordReader:
         (a reader whose first batch ends sooner asks for less, and sends it sooner)."""
         self.truncated = False
         with self.path.open("rb") as file:
-            file.seek(self.offset)
-            pending, size = b"", first
+            size = first
             while True:
-                chunk = file.read(size)
-                size = _CHUNK
-                buffer = pending + chunk if pending else chunk
+                # Each block read whole from the file, from the first byte not read: a
+                # record cut by the last block's end is read again from the page cache,
+                # not copied in front of the next read.
+                file.seek(self.offset)
+                buffer = file.read(size)
                 if not buffer:
                     return
                 block, problem = self._walk(buffer)
@@ -149,10 +150,11 @@ class RecordReader:
                     yield block
                 if problem is not None:
                     raise CorruptRecord(self.path, problem[0], problem[1])
-                pending = buffer[block.end() - block.base :]
-                if not chunk:
-                    self.truncated = bool(pending)
+                pending = len(buffer) - (block.end() - block.base)
+                if len(buffer) < size:  # the end of the file
+                    self.truncated = pending > 0
                     return
+                size = _CHUNK + pending  # a record longer than a block: whole next time
 
     def _walk(self, buffer: bytes) -> tuple[Block, tuple[int, str] | None]:
         """The checked records at the start of ``buffer`` (file offset ``self.offset``),
