@@ -50,7 +50,6 @@ from safeboard.schemas import ERROR_RESPONSES
 from safeboard.services import build_services
 from safeboard.settings import Settings, is_wildcard_host
 from safeboard.storage import create_engine
-from safeboard.storage.checkpoints import Checkpointer, checkpoint_in_background
 from safeboard.tensorboards import routes as tensorboard_routes
 from safeboard.trash import routes as trash_routes
 from safeboard.trash.sweep import retention_sweeps
@@ -140,20 +139,14 @@ def create_app(
         engine = create_engine(
             settings.database_url, busy_timeout_ms=settings.database.sqlite_busy_timeout_ms
         )
-        checkpoint_in_background(engine)
     # 1. Services, built once (safeboard/services.py); routes receive them by type
     #    (safeboard/provision.py), given to the app once the routes are known (step 4).
     services = build_services(settings, engine, trust_anchor=trust_anchor)
     monitoring = Monitoring(services)  # GET /metrics: this process's counts (a scrape key)
-    # SQLite: the WAL copied back into the database by a thread after the writes, not in
-    # them (storage/checkpoints.py).
-    checkpoints = Checkpointer(engine) if engine.dialect.name == "sqlite" else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         services.events.start()  # PostgreSQL: LISTEN for other replicas' updates
-        if checkpoints is not None:
-            checkpoints.start()
         services.task_wakeup.start()  # PostgreSQL: LISTEN for tasks queued elsewhere
         services.reaper.start()  # lapsed leases: attempts lost, tasks requeued
         services.task_logs.start()  # PostgreSQL: LISTEN for task logs stored elsewhere
@@ -169,8 +162,6 @@ def create_app(
         services.streams.stop()
         services.metrics.rollups.stop()
         services.tensorboards.close()  # its children stop with the server
-        if checkpoints is not None:
-            checkpoints.stop()  # after one last checkpoint
         engine.dispose()
 
     app = FastAPI(

@@ -48,7 +48,6 @@ from safeboard.settings import (
     mask_url_password,
 )
 from safeboard.storage import open_database
-from safeboard.storage.checkpoints import checkpoint_in_background
 from safeboard.storage.faults import is_disk_full
 
 __all__ = ["Prepared", "bind_local_socket", "bind_socket", "disk_full_said", "prepare", "serve"]
@@ -281,7 +280,6 @@ def serve(
             in_child=True,
             busy_timeout_ms=settings.database.sqlite_busy_timeout_ms,
         )
-        checkpoint_in_background(engine)  # SQLite's WAL copied back by a thread, not commits
         try:
             with disk_full_said(settings.data_dir, settings.database_url):
                 names = material.names if material else ()
