@@ -18,11 +18,13 @@ from tests.e2e.conftest import ServerProcess, cli_env, run_cli
 Start = Callable[..., ServerProcess]
 
 
-def raw_get(path: Path, request: bytes) -> bytes:
-    """What a Unix socket answers to ``request`` (bytes as sent, nothing else)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+def raw_get(address: Path | tuple[str, int], request: bytes) -> bytes:
+    """What a Unix socket (a path) or a TCP port answers to ``request`` (bytes as sent,
+    nothing else)."""
+    family = socket.AF_UNIX if isinstance(address, Path) else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.settimeout(10)
-        sock.connect(str(path))
+        sock.connect(str(address) if isinstance(address, Path) else address)
         sock.sendall(request)
         answer = b""
         while chunk := sock.recv(65536):
@@ -49,6 +51,7 @@ def test_a_tls_servers_plain_socket_serves_local_clients(
     assert raw_get(plain, healthz(server)).startswith(b"HTTP/1.1 200")
     # server.sock and the port still speak TLS only: a plain request gets no answer
     assert not raw_get(tls, healthz(server)).startswith(b"HTTP/1.1 200")
+    assert not raw_get(("127.0.0.1", server.port), healthz(server)).startswith(b"HTTP/1.1 200")
 
     access = read_discovery(server.data_dir)
     assert access is not None
