@@ -1,18 +1,24 @@
-"""safeboard.sdk.tbbatch.BatchPoster: bodies are posted from two threads at once (one is
-sent while the server stores the other), every body is counted once, and a failure is
-raised by ``join`` after the other bodies have gone."""
+"""safeboard.sdk.tbbatch: ``PendingBatch.bodies`` holds each tag's points in file order
+(against a plain loop over the points); ``BatchPoster`` posts bodies from two threads at
+once (one is sent while the server stores the other), every body is counted once, and a
+failure is raised by ``join`` after the other bodies have gone."""
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any, cast
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from safeboard import wire
 from safeboard.client.typed import Client
 from safeboard.errors import BadRequest
-from safeboard.sdk.tbbatch import BatchPoster
+from safeboard.sdk import tbbatch
+from safeboard.sdk.tbbatch import BatchPoster, PendingBatch
 
 
 class _Receiver:
@@ -57,3 +63,85 @@ def test_a_failure_is_raised_by_join_after_the_others() -> None:
         poster.join()
     assert sum(counted) <= 3
     poster.join()  # raised once: nothing left
+
+
+def _unpacked(body: bytes) -> dict[str, tuple[list[int], list[float], list[float]]]:
+    packed = wire.split(body)
+    header = json.loads(packed.header)
+    counts = [n for _, n in header["metrics"]]
+    columns = wire.columns(packed.data, counts)
+    return {
+        key: (s.tolist(), t.tolist(), v.tolist())
+        for (key, _), (s, t, v) in zip(header["metrics"], columns, strict=True)
+    }
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    points=st.lists(
+        st.tuples(st.integers(0, 4), st.integers(-3, wire.MAX_STEP + 3), st.floats(-1e3, 1e3)),
+        max_size=300,
+    ),
+    parts=st.integers(1, 4),
+    singles=st.integers(0, 5),
+)
+def test_bodies_hold_each_tags_points_in_file_order(
+    points: list[tuple[int, int, float]], parts: int, singles: int
+) -> None:
+    """Whatever the tags' interleaving: each tag's points in the order of the file, the
+    steps out of range left out, a tag whose name the server refuses left out, points
+    added one by one merged by offset; against a plain loop over the points."""
+    keys = {"loss": 0, "acc": 1, "lr": 2, "bad\x00key": 3, "grad": 4}
+    names = {i: k for k, i in keys.items()}
+    batch = PendingBatch(0, keys)
+    rows = [(10 * n, tag, step, float(n), value) for n, (tag, step, value) in enumerate(points)]
+    bulk, one = rows[singles:], rows[:singles]  # the first ones come one by one, added last
+    for chunk in np.array_split(np.arange(len(bulk)), parts):
+        taken = [bulk[i] for i in chunk]
+        columns = [np.array([r[c] for r in taken]) for c in range(5)]
+        batch.add(
+            columns[0].astype(np.int64), columns[1].astype(np.int64),
+            columns[2].astype(np.int64), columns[3].astype(np.float64),
+            columns[4].astype(np.float64),
+        )  # fmt: skip
+    for offset, tag, step, time, value in one:
+        batch.add_point(offset, names[tag], step, time, value)
+    expected: dict[str, tuple[list[int], list[float], list[float]]] = {}
+    for _, tag, step, time, value in sorted(rows, key=lambda r: r[0]):
+        if 0 <= step <= wire.MAX_STEP and tag != 3:
+            for column, item in zip(expected.setdefault(names[tag], ([], [], [])),
+                                    (step, time, value), strict=True):  # fmt: skip
+                column.append(item)
+    bodies = batch.bodies("run", "events.out", 10)
+    assert len(bodies) == (1 if expected else 0)
+    for _, body, count in bodies:
+        assert _unpacked(body) == expected
+        assert count == sum(len(c[0]) for c in expected.values())
+
+
+def test_bodies_past_max_points_are_sent_in_parts_with_their_own_ids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tbbatch, "MAX_POINTS", 7)
+    batch = PendingBatch(0, {"a": 0, "b": 1})
+    n = 20
+    steps = np.arange(n, dtype=np.int64)
+    batch.add(steps, steps % 2, steps, np.zeros(n), steps.astype(np.float64))
+    bodies = batch.bodies("run", "events.out", 99)
+    assert [count for _, _, count in bodies] == [7, 7, 6]
+    assert len({batch_id for batch_id, _, _ in bodies}) == 3
+    got = [_unpacked(body) for _, body, _ in bodies]
+    assert [step for part in got for step in part["a"][0]] == list(range(0, n, 2))
+    assert [step for part in got for step in part["b"][0]] == list(range(1, n, 2))
+
+
+def test_bodies_with_more_tags_than_16_bits_keep_them_apart() -> None:
+    keys = {f"t{i}": i for i in range(70_000)}
+    batch = PendingBatch(0, keys)
+    ids = np.array([69_999, 3, 65_536, 3, 69_999], dtype=np.int64)
+    batch.add(np.arange(5, dtype=np.int64), ids, np.arange(5, dtype=np.int64), np.zeros(5),
+              np.arange(5, dtype=np.float64))  # fmt: skip
+    ((_, body, count),) = batch.bodies("run", "events.out", 5)
+    assert count == 5
+    got = _unpacked(body)
+    assert {k: v[0] for k, v in got.items()} == {"t3": [1, 3], "t65536": [2], "t69999": [0, 4]}

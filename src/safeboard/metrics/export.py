@@ -25,6 +25,7 @@ import numpy.typing as npt
 import orjson
 from sqlalchemy import Connection, Engine
 
+from safeboard.metrics import codec
 from safeboard.metrics import repository as metrics
 from safeboard.metrics.codec import to_json_floats
 from safeboard.metrics.repository import Spans
@@ -32,8 +33,6 @@ from safeboard.metrics.repository import Spans
 __all__ = ["WINDOW_POINTS", "Export", "ExportChanged", "plan"]
 
 WINDOW_POINTS = 262_144  # about 6 MiB of arrays and 6 MiB of JSON a window and column
-_STEP = np.dtype("<i8")
-_FLOAT = np.dtype("<f8")
 
 
 class ExportChanged(RuntimeError):
@@ -162,11 +161,11 @@ class Export:
             )
         if len(rows) != window.ids.size:
             raise ExportChanged(f"chunks of {self.key!r} deleted during its export")
-        dtype = _STEP if steps_pass else _FLOAT
-        data = np.concatenate([np.frombuffer(c, dtype=dtype) for _, c in rows])
+        column_of = codec.decode_steps if steps_pass else codec.decode_values
+        data = np.concatenate([column_of(c) for _, c in rows])
         if not steps_pass and window.plain:
             return data
-        steps = data if steps_pass else np.concatenate([np.frombuffer(s, _STEP) for s, _ in rows])
+        steps = data if steps_pass else np.concatenate([codec.decode_steps(s) for s, _ in rows])
         sorted_ = steps.size < 2 or not np.any(steps[1:] < steps[:-1])
         if not sorted_:
             order = np.argsort(steps, kind="stable")  # stable: later chunks win ties last

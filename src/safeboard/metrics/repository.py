@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 
-from safeboard.metrics.codec import Series, decode, decode_without_times, encode
+from safeboard.metrics.codec import Series, decode, decode_steps, decode_without_times, encode
 from safeboard.metrics.models import IngestBatchRow, MetricChunkRow, MetricSummaryRow
 from safeboard.storage import BINARY_RESULTS
 
@@ -315,7 +315,7 @@ def next_step(conn: Connection, run_id: str, key: str, at: int, span: int) -> in
         .execution_options(**{BINARY_RESULTS: True})
     )
     for (blob,) in across:
-        steps = np.frombuffer(blob, dtype="<i8")
+        steps = decode_steps(blob)
         after = steps[steps >= at]
         if after.size and (found is None or int(after.min()) < found):
             found = int(after.min())

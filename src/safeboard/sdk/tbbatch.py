@@ -15,7 +15,6 @@ import numpy.typing as npt
 
 from safeboard import wire
 from safeboard.client.typed import Client
-from safeboard.eventfiles.bulk import distinct
 
 __all__ = ["MAX_POINTS", "BatchPoster", "PendingBatch", "batch_id_for"]
 
@@ -75,23 +74,48 @@ class PendingBatch:
             ids, steps, times, values = ids[order], steps[order], times[order], values[order]
         names = {i: k for k, i in self.keys.items()}
         kept = (steps >= 0) & (steps <= wire.MAX_STEP)
+        everything = bool(kept.all())
         out = []
         for part, first in enumerate(range(0, int(ids.size), MAX_POINTS)):
             window = slice(first, first + MAX_POINTS)
+            p_ids, p_steps = ids[window], steps[window]
+            p_times, p_values = times[window], values[window]
+            if not everything:  # points whose step is out of range are left out
+                pick = kept[window]
+                p_ids, p_steps = p_ids[pick], p_steps[pick]
+                p_times, p_values = p_times[pick], p_values[pick]
             batch_id = batch_id_for(run_id, file_name, self.start, end, part)
-            columns: dict[str, wire.Arrays] = {}
-            points = 0
-            p_ids, p_kept = ids[window], kept[window]
-            for tag_id in distinct(p_ids):  # counted, not sorted (ids are small)
-                key = names[int(tag_id)]
-                if wire.metric_key_problem(key):
-                    continue
-                pick = (p_ids == tag_id) & p_kept
-                columns[key] = (steps[window][pick], times[window][pick], values[window][pick])
-                points += int(np.count_nonzero(pick))
+            columns, points = _by_tag(p_ids, p_steps, p_times, p_values, names)
             if points:
                 out.append((batch_id, wire.pack_arrays(batch_id, columns), points))
         return out
+
+
+def _by_tag(
+    ids: npt.NDArray[np.int64], steps: npt.NDArray[np.int64], times: npt.NDArray[np.float64],
+    values: npt.NDArray[np.float64], names: dict[int, str],
+) -> tuple[dict[str, wire.Arrays], int]:  # fmt: skip
+    """Each tag's points, in file order, as slices of the columns ordered by tag: one
+    stable sort (a radix sort while tag ids fit 16 bits) and one gather a column, where a
+    mask a tag cost three masked copies of every column per tag (2 ms a 45,000-point body
+    against 0.6)."""
+    if not ids.size:
+        return {}, 0
+    small = int(ids.max()) < 1 << 16
+    order = np.argsort(ids.astype(np.uint16) if small else ids, kind="stable")
+    counts = np.bincount(ids)
+    ends = np.cumsum(counts)
+    steps, times, values = steps[order], times[order], values[order]
+    columns: dict[str, wire.Arrays] = {}
+    points = 0
+    for tag_id in np.flatnonzero(counts).tolist():
+        key = names[tag_id]
+        if wire.metric_key_problem(key):
+            continue
+        a, b = int(ends[tag_id] - counts[tag_id]), int(ends[tag_id])
+        columns[key] = (steps[a:b], times[a:b], values[a:b])
+        points += b - a
+    return columns, points
 
 
 class BatchPoster:
