@@ -17,8 +17,8 @@ import pytest
 import safeboard
 from safeboard.client import Client
 from safeboard.client.credentials import resolve_server
-from safeboard.sdk.tbimport import import_tensorboard, run_id_for
-from tests.e2e.conftest import ServerProcess, cli_env, run_cli, start_server
+from safeboard.sdk.tbimport import import_tensorboard, run_dirs, run_id_for
+from tests.e2e.conftest import ServerProcess, cli_env, free_port, run_cli, start_server
 from tests.support.eventfiles import tensorboard_tf2_run, tensorboardx_run
 
 pytestmark = pytest.mark.e2e
@@ -304,3 +304,36 @@ def test_the_follow_command_reads_until_sigterm_then_finishes_the_run(
     assert b"run (" in out
     assert b"Traceback" not in err
     assert client.run(run_id).status.value == "finished"
+
+
+def test_runs_of_several_directories_are_made_once_each_into_a_new_project(
+    server: ServerProcess, client: Client, tmp_path: Path
+) -> None:
+    """The command makes every run before it reads (beside the reader's modules loading):
+    three directories into a project that does not exist yet, each run made once with
+    its points, and the project made once."""
+    logdir = tmp_path / "logs"
+    for name in ("a", "b/c", "d"):
+        tensorboardx_run(logdir / name, steps=3)
+    code, out, err = cli(server, tmp_path, "import", "tensorboard", str(logdir), "-p", "tbmany")
+    assert code == 0, err
+    made = sorted(line.split(" (")[0] for line in out.splitlines())
+    assert made == sorted(run_dirs(logdir))
+    assert {"a", "b/c", "d"} <= set(made)
+    for name in ("a", "b/c", "d"):
+        assert len(values(client, run_id_for("tbmany", logdir / name), "loss")) == 3
+    assert [p.name for p in client.projects() if p.name == "tbmany"] == ["tbmany"]
+    again = cli(server, tmp_path, "import", "tensorboard", str(logdir), "-p", "tbmany")
+    assert again[0] == 0, again[2]
+    assert len(values(client, run_id_for("tbmany", logdir / "b/c"), "loss")) == 3
+
+
+def test_an_import_with_the_server_away_says_so_without_a_traceback(tmp_path: Path) -> None:
+    logdir = tmp_path / "logs"
+    tensorboardx_run(logdir / "away", steps=2)
+    env = {**cli_env(tmp_path / "nowhere"), "SAFEBOARD_SPOOL_DIR": str(tmp_path / "spool")}
+    env.update(SAFEBOARD_URL=f"http://127.0.0.1:{free_port()}", SAFEBOARD_API_KEY="sb_nothing")
+    done = run_cli("import", "tensorboard", str(logdir), "-p", "tbaway", env=env, timeout=180)
+    assert done.returncode == 2, done.stderr  # the CLI's code for a server not reached
+    assert "Traceback" not in done.stderr
+    assert "no safeboard server answers at http://127.0.0.1:" in done.stderr, done.stderr

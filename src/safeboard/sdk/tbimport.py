@@ -2,10 +2,9 @@
 and ``run.sync_tensorboard()``.
 
 Every directory under the log directory that holds event files (``*.tfevents.*``) becomes
-a run, named by its path relative to the log directory (the log directory's own name for
-files at its top). The run's id comes from the project and the directory's absolute path,
-so importing again reaches the same run, and its batches' ids from file and byte offsets
-(tbrun.py), so nothing is stored twice. Where the files came from is recorded in the
+a run (tbruns.py: its name from its path, its id from the project and the directory, so
+importing again reaches the same run), and its batches' ids come from file and byte
+offsets (tbrun.py), so nothing is stored twice. Where the files came from is recorded in the
 run's system information: ``system["tensorboard"] = {"dir": <absolute directory>,
 "host": <host name>}`` (what a "TensorBoard" button on the run needs to find them).
 
@@ -16,18 +15,17 @@ rotation) and new run directories, and waits for a record cut short at a file's 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from safeboard.client.typed import Client
-from safeboard.errors import Conflict, NotFound, ProjectMoved, SafeboardError
+from safeboard.errors import Conflict, SafeboardError
 from safeboard.sdk.spool import spool_root
 from safeboard.sdk.tbledger import CutLedger
-from safeboard.sdk.tbrun import Counts, RunImport, is_event_file
+from safeboard.sdk.tbrun import Counts, RunImport
+from safeboard.sdk.tbruns import is_event_file, make_run, run_dirs, run_id_for
 from safeboard.sdk.tbupload import Keeper
 
 __all__ = [
@@ -36,23 +34,6 @@ __all__ = [
 ]  # fmt: skip
 
 POLL_SECONDS = 2.0
-
-
-def run_dirs(logdir: Path) -> dict[str, Path]:
-    """Each directory holding event files, by run name (its path under ``logdir``)."""
-    found: dict[str, Path] = {}
-    for path in sorted(logdir.rglob("*.tfevents.*")):
-        if not is_event_file(path):
-            continue
-        relative = path.parent.relative_to(logdir).as_posix()
-        name = logdir.resolve().name if relative == "." else relative
-        found.setdefault(name[-200:] or "tensorboard", path.parent)
-    return found
-
-
-def run_id_for(project: str, directory: Path) -> str:
-    key = f"tensorboard\0{project}\0{directory.resolve()}"
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def ledger_for(run_id: str) -> CutLedger:
@@ -73,8 +54,10 @@ class LogdirImport:
     def __init__(
         self, client: Client, logdir: Path, project: str,
         *, say: Callable[[str], None] = lambda _: None, keep_files: bool = True,
+        made: dict[str, str] | None = None,
     ) -> None:  # fmt: skip
         self.client, self.logdir, self.project, self.say = client, logdir, project, say
+        self.made = dict(made or {})  # run ids by name, of runs made before (make_run)
         self.keep_files = keep_files  # the event files kept as artifacts (tbupload.py)
         # Files that do not change while they are read (no --follow): kept at once, in a
         # thread beside the reading, rather than after it.
@@ -96,29 +79,11 @@ class LogdirImport:
         return news
 
     def _ensure_run(self, name: str, directory: Path) -> str:
-        system = {"tensorboard": {"dir": str(directory.resolve()), "host": socket.gethostname()}}
-
-        def create() -> str:
-            run_id = run_id_for(self.project, directory)  # the same under the new name
-            self.client.create_run(
-                self.project, run_id=run_id, name=name, system=system,
-                tags={"source": "tensorboard"},
-            )  # fmt: skip
-            return run_id
-
-        try:
-            return create()
-        except ProjectMoved as exc:  # renamed: never a new project under the old name
-            if not exc.new_name:
-                raise
-            self.say(f"project {self.project!r} was renamed to {exc.new_name!r}: "
-                     "importing there (use the new name)")  # fmt: skip
-            self.project = exc.new_name
-            return create()
-        except NotFound:  # no such project yet: made, as the SDK's init() does
-            with contextlib.suppress(Conflict):
-                self.client.create_project(self.project)
-            return create()
+        made = self.made.pop(name, None)
+        if made is not None:
+            return made
+        run_id, self.project = make_run(self.client, self.project, name, directory, self.say)
+        return run_id
 
     def _keep_early(self, name: str, run_id: str, directory: Path) -> None:
         if not self.keep_files:
@@ -173,12 +138,14 @@ def import_tensorboard(
     stop: threading.Event | None = None,
     say: Callable[[str], None] = lambda _: None,
     keep_files: bool = True,
+    made: dict[str, str] | None = None,
 ) -> list[ImportedRun]:
     """Import ``logdir`` into ``project``; with ``follow``, keep reading until ``stop`` is
     set (or KeyboardInterrupt), then read once more and finish the runs. ``keep_files``:
-    keep each event file as an artifact of its run too (the TensorBoard button's)."""
+    keep each event file as an artifact of its run too (the TensorBoard button's).
+    ``made``: run ids by name of runs already made in ``project`` (make_run)."""
     stop = stop or threading.Event()
-    job = LogdirImport(client, logdir, project, say=say, keep_files=keep_files)
+    job = LogdirImport(client, logdir, project, say=say, keep_files=keep_files, made=made)
     job.files_fixed = not follow
     try:
         job.pass_()

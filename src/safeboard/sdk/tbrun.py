@@ -46,14 +46,11 @@ from safeboard.eventfiles.wireformat import DecodeError
 from safeboard.sdk.tbbatch import BatchPoster, PendingBatch
 from safeboard.sdk.tbhist import send_histograms
 from safeboard.sdk.tbledger import CutLedger
+from safeboard.sdk.tbruns import is_event_file
 
 __all__ = ["WINDOW", "Counts", "EventFileState", "RunImport", "is_event_file"]
 
 WINDOW = 2 << 20  # bytes of event file per metric batch (about 50,000 scalars)
-
-
-def is_event_file(path: Path) -> bool:
-    return ".tfevents." in path.name and path.is_file()
 
 
 def _upload_id(run_id: str, *parts: object) -> str:
