@@ -97,8 +97,8 @@ def _by_tag(
 ) -> tuple[dict[str, wire.Arrays], int]:  # fmt: skip
     """Each tag's points, in file order, as slices of the columns ordered by tag: one
     stable sort (a radix sort while tag ids fit 16 bits) and one gather a column, where a
-    mask a tag cost three masked copies of every column per tag (2 ms a 45,000-point body
-    against 0.6)."""
+    mask a tag made three masked copies of every column per tag (the bodies of 45,000
+    points: 1.7 ms each before, 0.8 ms after)."""
     if not ids.size:
         return {}, 0
     small = int(ids.max()) < 1 << 16
