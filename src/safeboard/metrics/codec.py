@@ -6,9 +6,11 @@ first byte names it (its length never a multiple of 8, so no tag can be mistaken
 data): steps that advance by one stride, as first step, stride and count
 (``_STRIDED``, 25 bytes); values that are all exact in single precision, as float32
 (``_SINGLE``, 1 + 4 bytes a point; TensorBoard's scalars and a float32 tensor's
-``.item()`` always are). An import of TensorBoard scalars then writes 12 bytes a point
-instead of 24: SQLite's commits, the ingest's largest cost, write half as much. Times stay
-plain: wall-clock seconds as doubles do not fit in fewer bits.
+``.item()`` always are; a column holding a NaN stays plain, payload and all). An import of
+TensorBoard scalars then writes 12 bytes a point instead of 24: SQLite's commits, the
+ingest's largest cost, write half as much. Columns of fewer than ``_COMPACT_FROM`` points
+stay plain (the checks would cost more than the bytes they save), and times always do:
+wall-clock seconds as doubles do not fit in fewer bits.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ _SPECIAL = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-
 _STRIDED = b"\x01"  # + first step, stride, count: three int64
 _SINGLE = b"\x02"  # + float32 values
 _STRIDE = struct.Struct("<qqq")
+_COMPACT_FROM = 16  # points: a shorter column gains a few bytes for the checks' 10 us
 
 
 @dataclass(frozen=True)
@@ -81,23 +84,24 @@ def encode(series: Series) -> tuple[bytes, bytes, bytes]:
 
 def encode_steps(steps: npt.NDArray[np.int64]) -> bytes:
     n = steps.size
-    if n > 3:
+    if n >= _COMPACT_FROM:
         first, stride = int(steps[0]), int(steps[1]) - int(steps[0])
         if (
             stride > 0
             and int(steps[-1]) - first == stride * (n - 1)
-            and not np.any(np.diff(steps) != stride)
+            and not (steps[1:] - steps[:-1] != stride).any()
         ):
             return _STRIDED + _STRIDE.pack(first, stride, n)
     return steps.tobytes()
 
 
 def encode_values(values: npt.NDArray[np.float64]) -> bytes:
-    if values.size:
+    if values.size >= _COMPACT_FROM:
         with np.errstate(over="ignore"):  # too large for float32: not exact, kept plain
             single = values.astype(_SINGLE_FLOAT)
-        # Bit for bit (a NaN's payload, -0.0), not merely equal.
-        if np.array_equal(single.astype(_FLOAT).view(_STEP), values.view(_STEP)):
+        # Equal as numbers is equal bit for bit here (-0.0 stays -0.0 in float32); a NaN
+        # is equal to nothing, so a column with one stays plain and keeps its payload.
+        if (single == values).all():
             return _SINGLE + single.tobytes()
     return values.tobytes()
 
