@@ -15,7 +15,9 @@ __all__ = ["decode_position", "encode_position"]
 
 
 def encode_position(created_at: datetime, row_id: str) -> str:
-    raw = json.dumps([created_at.isoformat(), row_id]).encode()
+    # In UTC: Python 3.11 reads an offset with microseconds back without them.
+    moment = created_at.astimezone(UTC) if created_at.tzinfo is not None else created_at
+    raw = json.dumps([moment.isoformat(), row_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

@@ -54,15 +54,16 @@ def tensorboard(
     from safeboard.sdk.switching import responsive
     from safeboard.sdk.tbruns import make_run, run_dirs
 
-    dirs = run_dirs(logdir)
-    if not dirs:
-        raise click.ClickException(f"no TensorBoard event files (*.tfevents.*) under {logdir}")
-    access = resolve_server(url)
-    access.require_key()
     # The reader's modules (numpy among them) load beside the making of the runs, which
     # is mostly waiting for the server: about 25 ms less of every import (P7).
     loading = threading.Thread(target=_load_reader, name="safeboard-load", daemon=True)
     loading.start()
+    dirs = run_dirs(logdir)
+    if not dirs:
+        _reader_loaded(loading)
+        raise click.ClickException(f"no TensorBoard event files (*.tfevents.*) under {logdir}")
+    access = resolve_server(url)
+    access.require_key()
     stop = threading.Event()
     if follow:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -76,12 +77,9 @@ def tensorboard(
         with responsive():  # each answer taken at once, not after the loader's 5 ms
             for name, directory in dirs.items():
                 made[name], project = make_run(client, project, name, directory, say)
-        loading.join()
-        from safeboard.eventfiles import accel
+        _reader_loaded(loading)
         from safeboard.sdk.tbimport import import_tensorboard
 
-        if accel.SCAN is None:  # works, slower: said at once, with the fix
-            click.echo(f"safeboard: {accel.NOT_BUILT}", err=True)
         done = import_tensorboard(
             client, logdir, project, follow=follow, poll=poll, stop=stop, say=say,
             keep_files=keep_event_files, made=made,
@@ -103,6 +101,16 @@ def _load_reader() -> None:
     in the command's own thread, which raises it again."""
     with contextlib.suppress(Exception):
         importlib.import_module("safeboard.sdk.tbimport")
+
+
+def _reader_loaded(loading: threading.Thread) -> None:
+    """Wait for the reader's modules; without its C part (it works, slower) say so at
+    once, with the fix."""
+    loading.join()
+    from safeboard.eventfiles import accel
+
+    if accel.SCAN is None:
+        click.echo(f"safeboard: {accel.NOT_BUILT}", err=True)
 
 
 def _line(run: ImportedRun) -> str:
