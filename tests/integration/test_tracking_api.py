@@ -11,6 +11,7 @@ import pytest
 
 from safeboard import wire
 from safeboard.auth.permissions import Role, Scope
+from safeboard.metrics import codec
 from safeboard.settings import Settings
 from tests.integration.identity_world import World, build_world
 
@@ -273,6 +274,105 @@ async def test_bad_packed_batches_are_refused_and_store_nothing(
     assert response.status_code in (400, 422), response.text
     assert problem in response.json()["error"]["message"]
     assert (await olga.get(f"/api/v1/runs/{run_id}")).json()["metrics"] == []
+
+
+def _compact(steps: list[int], values: list[float], key: str = "a") -> bytes:
+    times = [1_700_000_000.0 + i for i in range(len(steps))]
+    return wire.pack_compact("batch-0001", {key: (steps, times, values)})
+
+
+_STRIDED = list(range(3, 3 + 2 * 20, 2))  # 20 steps of stride 2: the strided form
+_SINGLES = [0.5 * i for i in range(20)]  # exact in float32: the float32 form
+
+
+async def test_compact_batches_are_stored_exactly_once_bit_for_bit(world: World) -> None:
+    """The compact body (SBC2) stores what the plain one does: strided steps, float32
+    values, and columns it keeps plain (a NaN's payload, doubles, -0.0)."""
+    olga, run_id = await _project_with_run(world)
+    url = f"/api/v1/runs/{run_id}/metrics"
+    headers = {"Content-Type": wire.COMPACT_MEDIA_TYPE}
+    doubles = [0.1 * i for i in range(20)]
+    odd = [-0.0, math.nan, math.inf, *range(17)]
+    times = [1_700_000_000.25 + i for i in range(20)]
+    columns = {
+        "single": (_STRIDED, times, _SINGLES), "double": (_STRIDED, times, doubles),
+        "odd": (list(range(20)), times, odd), "few": ([5, 9], times[:2], [1.5, 2.5]),
+    }  # fmt: skip
+    body = wire.pack_compact("batch-0001", columns)
+    assert len(body) < len(wire.pack_arrays("batch-0001", columns))
+    first = await olga.post(url, content=body, headers=headers)
+    assert first.json() == {"batch_id": "batch-0001", "stored": 62, "duplicate": False}
+    retry = await olga.post(url, content=body, headers=headers)
+    assert retry.json()["duplicate"] is True
+    for key, (steps, stamps, values) in columns.items():
+        points = (await olga.get(f"/api/v1/runs/{run_id}/points?metric={key}")).json()
+        assert points["steps"] == steps
+        assert points["times"] == stamps
+        assert points["values"] == [codec.json_float(v) for v in values]
+    negative = (await olga.get(f"/api/v1/runs/{run_id}/points?metric=odd")).json()["values"][0]
+    assert math.copysign(1.0, negative) == -1.0
+
+
+def _with_column(body: bytes, offset: int, blob: bytes) -> bytes:
+    """``body`` with its columns' bytes from ``offset`` replaced by ``blob``."""
+    start = len(body) - len(wire.split(body).data)
+    return body[: start + offset] + blob + body[start + offset + len(blob) :]
+
+
+_C = _compact(_STRIDED, _SINGLES)  # times (160 bytes), steps (25), values (81), pad (6)
+
+
+def _strided(first: int, stride: int, count: int) -> bytes:
+    return b"\x01" + struct.pack("<qqq", first, stride, count)
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (_compact(_STRIDED, _SINGLES)[:-1], "bytes of columns"),
+        (_with_column(_C, 160, _strided(3, 2, 21)), "strided steps column"),
+        (_with_column(_C, 160, _strided(3, 2, 2**40)), "strided steps column"),
+        (_with_column(_C, 160, _strided(3, 0, 20)), "strided steps column"),
+        (_with_column(_C, 160, _strided(-4, 2, 20)), "strided steps column"),
+        (_with_column(_C, 160, _strided(2**62, 1, 20)), "strided steps column"),
+        (_with_column(_C, 160, b"\x07"), "steps column"),
+        (_with_column(_C, 185, b"\x07"), "values column"),
+        (
+            _compact(_STRIDED, _SINGLES).replace(b'"a",20,25,81', b'"a",20,25,80', 1),
+            "values column",
+        ),
+        (
+            _compact(_STRIDED, _SINGLES).replace(b'"a",20,25,81', b'"a",20,-1,81', 1),
+            "header.metrics",
+        ),
+        (_compact(_STRIDED, _SINGLES).replace(b'"a",20,25,81', b'"a",20', 1), "header"),
+        (wire.pack("batch-0001", {"a": {"steps": [1], "times": [1.0], "values": [1.0]}}), "SBC1"),
+        (_compact([-1, 2], [1.0, 2.0]), "steps"),  # plain forms: the batch's own checks too
+    ],
+)
+async def test_bad_compact_batches_are_refused_and_store_nothing(
+    world: World, body: bytes, problem: str
+) -> None:
+    olga, run_id = await _project_with_run(world)
+    response = await olga.post(
+        f"/api/v1/runs/{run_id}/metrics",
+        content=body,
+        headers={"Content-Type": wire.COMPACT_MEDIA_TYPE},
+    )
+    assert response.status_code in (400, 422), response.text
+    assert problem in response.json()["error"]["message"]
+    assert (await olga.get(f"/api/v1/runs/{run_id}")).json()["metrics"] == []
+
+
+async def test_a_compact_body_sent_as_plain_is_refused(world: World) -> None:
+    olga, run_id = await _project_with_run(world)
+    response = await olga.post(
+        f"/api/v1/runs/{run_id}/metrics",
+        content=_compact(_STRIDED, _SINGLES),
+        headers={"Content-Type": wire.MEDIA_TYPE},
+    )
+    assert response.status_code in (400, 422)
+    assert wire.COMPACT_MEDIA_TYPE in response.json()["error"]["message"]
 
 
 async def test_other_media_types_get_415(world: World) -> None:

@@ -1,7 +1,9 @@
 """HTTPS in front of a real safeboard server that answers the POSTs it is told to refuse
 with 503 ``database_busy`` and ``Retry-After``, as a server whose database is locked does,
-and passes everything else through. It terminates TLS with the server's own certificate,
-so a client's TLS path (CA verification on) stays the real one. Used by
+and passes everything else through. With ``older=True`` it also answers every POST of a
+compact metric body (``wire.COMPACT_MEDIA_TYPE``) with the 415 a server from before those
+bodies gives (tests/e2e/test_tensorboard_busy.py). It terminates TLS with the server's own
+certificate, so a client's TLS path (CA verification on) stays the real one. Used by
 tests/e2e/test_sdk_backoff.py and bench/log_stall.py."""
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from pathlib import Path
 
 import httpx
 
+from safeboard.wire import COMPACT_MEDIA_TYPE
+
 __all__ = ["BusyGate"]
 
+_JSON = {"Content-Type": "application/json"}
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
 
 
@@ -34,6 +39,7 @@ class BusyGate(ThreadingHTTPServer):
         refuses: Callable[[str], bool],
         *,
         retry_after: int = 1,
+        older: bool = False,
     ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -42,7 +48,9 @@ class BusyGate(ThreadingHTTPServer):
         self.upstream = upstream
         self.refuses = refuses
         self.retry_after = retry_after
+        self.older = older
         self.posts: list[tuple[float, str, int]] = []
+        self.media_types: list[tuple[str, str, int]] = []  # each POST's path, type, status
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
         self._thread.start()
 
@@ -72,7 +80,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(size) if size else b""
         post = self.command == "POST"
         if post and self.server.refuses(self.path):
-            self.server.posts.append((time.monotonic(), self.path, 503))
+            self._record(503)
             error = {"code": "database_busy", "message": "the database is busy", "request_id": "-"}
             headers = {
                 "Content-Type": "application/json",
@@ -80,14 +88,28 @@ class _Handler(BaseHTTPRequestHandler):
             }
             self._answer(503, json.dumps({"error": error}).encode(), headers)
             return
+        if post and self.server.older and self.headers.get("content-type") == COMPACT_MEDIA_TYPE:
+            self._record(415)
+            error = {
+                "code": "unsupported_media_type",
+                "request_id": "-",
+                "message": "send application/json or application/vnd.safeboard.columns",
+            }  # fmt: skip  (what the server answered before compact bodies)
+            self._answer(415, json.dumps({"error": error}).encode(), _JSON)
+            return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP | {"host"}}
         answer = self.server.upstream.request(
             self.command, self.path, content=body, headers=headers
         )
         if post:
-            self.server.posts.append((time.monotonic(), self.path, answer.status_code))
+            self._record(answer.status_code)
         kept = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP}
         self._answer(answer.status_code, answer.content, kept)
+
+    def _record(self, status: int) -> None:
+        self.server.posts.append((time.monotonic(), self.path, status))
+        media_type = self.headers.get("content-type", "")
+        self.server.media_types.append((self.path, media_type, status))
 
     def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)

@@ -171,6 +171,9 @@ class ApiClient:
         # server wrote since (a restart that minted a new one), and the request is sent
         # once more with it. A 401 means the request was not acted on: safe to resend.
         self.renew_key: Callable[[], str | None] | None = None
+        # The server answered 415 to a compact metric body: it is from before them, and
+        # gets plain ones from now on (client/columns.py).
+        self.plain_columns = False
         headers = {"User-Agent": _USER_AGENT, "Origin": self.url}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"

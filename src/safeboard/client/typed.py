@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from safeboard.client import paths
+from safeboard.client import columns, paths
 from safeboard.client.http import ApiClient
 from safeboard.client.job_models import (
     AgentInfo,
@@ -224,14 +224,12 @@ class Client(TaskLogCalls):
         self, run_id: str, body: bytes | Mapping[str, Any], *, media_type: str | None = None
     ) -> dict[str, Any]:
         """Store one batch (stored once per its ``batch_id``, so retried): a JSON batch as
-        a mapping, or packed bytes (``safeboard.wire.pack``) with ``media_type``."""
+        a mapping, or packed bytes (``safeboard.wire``) with ``media_type`` (a compact
+        body says its own, and goes plain to a server from before it: client/columns.py)."""
         path = paths.metrics(run_id)
         if isinstance(body, bytes):
-            headers = {"Content-Type": media_type or "application/octet-stream"}
-            answer = self._json("POST", path, content=body, headers=headers, idempotent=True)
-        else:
-            answer = self._json("POST", path, json=dict(body), idempotent=True)
-        return dict(answer)
+            return dict(columns.post(self, path, body, media_type))
+        return dict(self._json("POST", path, json=dict(body), idempotent=True))
 
     def points(
         self, run_id: str, key: str, *, start: int | None = None, end: int | None = None

@@ -3,25 +3,26 @@
 A stored chunk holds three columns. Each is plain little-endian 8-byte numbers (its length
 a multiple of 8), or, when the points allow it without losing a bit, a compact form whose
 first byte names it (its length never a multiple of 8, so no tag can be mistaken for
-data): steps that advance by one stride, as first step, stride and count
-(``_STRIDED``, 25 bytes); values that are all exact in single precision, as float32
-(``_SINGLE``, 1 + 4 bytes a point; TensorBoard's scalars and a float32 tensor's
-``.item()`` always are; a column holding a NaN stays plain, payload and all). An import of
-TensorBoard scalars then writes 12 bytes a point instead of 24: SQLite's commits, the
-ingest's largest cost, write half as much. Columns of fewer than ``_COMPACT_FROM`` points
-stay plain (the checks would cost more than the bytes they save), and times always do:
-wall-clock seconds as doubles do not fit in fewer bits.
+data; the forms live in ``safeboard.wire``, whose compact body carries them too): steps
+that advance by one stride, as first step, stride and count (25 bytes); values that are
+all exact in single precision, as float32 (1 + 4 bytes a point; TensorBoard's scalars and
+a float32 tensor's ``.item()`` always are; a column holding a NaN stays plain, payload and
+all). An import of TensorBoard scalars then writes 12 bytes a point instead of 24:
+SQLite's commits, the ingest's largest cost, write half as much. Columns of fewer than 16
+points stay plain (the checks would cost more than the bytes they save), and times always
+do: wall-clock seconds as doubles do not fit in fewer bits.
 """
 
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from safeboard.wire import decode_steps, decode_values, encode_steps, encode_values
 
 __all__ = [
     "Buckets",
@@ -43,12 +44,7 @@ __all__ = [
 _STEP = np.dtype("<i8")
 _FLOAT = np.dtype("<f8")
 _NO_TIMES = np.empty(0, dtype=_FLOAT)
-_SINGLE_FLOAT = np.dtype("<f4")
 _SPECIAL = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
-_STRIDED = b"\x01"  # + first step, stride, count: three int64
-_SINGLE = b"\x02"  # + float32 values
-_STRIDE = struct.Struct("<qqq")
-_COMPACT_FROM = 16  # points: a shorter column gains a few bytes for the checks' 10 us
 
 
 @dataclass(frozen=True)
@@ -80,47 +76,6 @@ def encode(series: Series) -> tuple[bytes, bytes, bytes]:
         series.times.astype(_FLOAT, copy=False).tobytes(),
         encode_values(np.ascontiguousarray(series.values, dtype=_FLOAT)),
     )
-
-
-def encode_steps(steps: npt.NDArray[np.int64]) -> bytes:
-    n = steps.size
-    if n >= _COMPACT_FROM:
-        first, stride = int(steps[0]), int(steps[1]) - int(steps[0])
-        if (
-            stride > 0
-            and int(steps[-1]) - first == stride * (n - 1)
-            and not (steps[1:] - steps[:-1] != stride).any()
-        ):
-            return _STRIDED + _STRIDE.pack(first, stride, n)
-    return steps.tobytes()
-
-
-def encode_values(values: npt.NDArray[np.float64]) -> bytes:
-    if values.size >= _COMPACT_FROM:
-        with np.errstate(over="ignore"):  # too large for float32: not exact, kept plain
-            single = values.astype(_SINGLE_FLOAT)
-        # Equal as numbers is equal bit for bit here (-0.0 stays -0.0 in float32); a NaN
-        # is equal to nothing, so a column with one stays plain and keeps its payload.
-        if (single == values).all():
-            return _SINGLE + single.tobytes()
-    return values.tobytes()
-
-
-def decode_steps(blob: bytes) -> npt.NDArray[np.int64]:
-    if len(blob) % 8 == 0:
-        return np.frombuffer(blob, dtype=_STEP)
-    if blob[:1] == _STRIDED and len(blob) == 1 + _STRIDE.size:
-        first, stride, n = _STRIDE.unpack_from(blob, 1)
-        return np.arange(first, first + stride * n, stride, dtype=_STEP)
-    raise ValueError(f"a stored steps column of {len(blob)} bytes is in no known form")
-
-
-def decode_values(blob: bytes) -> npt.NDArray[np.float64]:
-    if len(blob) % 8 == 0:
-        return np.frombuffer(blob, dtype=_FLOAT)
-    if blob[:1] == _SINGLE and len(blob) % 4 == 1:
-        return np.frombuffer(blob, dtype=_SINGLE_FLOAT, offset=1).astype(_FLOAT)
-    raise ValueError(f"a stored values column of {len(blob)} bytes is in no known form")
 
 
 def decode(steps: bytes, times: bytes, values: bytes) -> Series:

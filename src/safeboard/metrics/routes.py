@@ -17,6 +17,7 @@ from safeboard.errors import InvalidRequest, UnsupportedMediaType
 from safeboard.metrics.batches import from_json_columns
 from safeboard.metrics.codec import Series
 from safeboard.metrics.schemas import (
+    CompactHeader,
     IngestOut,
     MetricBatch,
     PackedHeader,
@@ -43,6 +44,17 @@ _BATCH_BODY = {
                     "description": (
                         "The same batch packed as little-endian arrays (layout: "
                         "safeboard.wire); what the SDK sends."
+                    ),
+                }
+            },
+            wire.COMPACT_MEDIA_TYPE: {
+                "schema": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": (
+                        "The same batch with its steps and values in compact forms where "
+                        "no bit is lost (layout: safeboard.wire, SBC2); what "
+                        "`safeboard import tensorboard` sends."
                     ),
                 }
             },
@@ -78,6 +90,8 @@ def _from_json(body: bytes) -> tuple[str, Iterator[tuple[str, Series]]]:
 def _from_packed(body: bytes) -> tuple[str, Iterator[tuple[str, Series]]]:
     """The binary columns are read in place (numpy views of the body, made as
     ``validate_batch`` asks for them); only the header is JSON."""
+    if wire.is_compact(body):
+        raise InvalidRequest(f"body: not SBC1 (an SBC2 body is sent as {wire.COMPACT_MEDIA_TYPE})")
     try:
         packed = wire.split(body)
         header = _validated(PackedHeader, packed.header, "header.")
@@ -87,6 +101,29 @@ def _from_packed(body: bytes) -> tuple[str, Iterator[tuple[str, Series]]]:
         raise InvalidRequest(str(exc)) from None
     pairs = ((key, Series(*views)) for (key, _), views in zip(header.metrics, arrays, strict=True))
     return header.batch_id, pairs
+
+
+def _from_compact(body: bytes) -> tuple[str, Iterator[tuple[str, Series]]]:
+    """Times read in place; steps and values made from their forms (``wire.SBC2``)."""
+    if not wire.is_compact(body):
+        raise InvalidRequest(f"body: not SBC2 (an SBC1 body is sent as {wire.MEDIA_TYPE})")
+    try:
+        packed = wire.split(body)
+        header = _validated(CompactHeader, packed.header, "header.")
+        assert isinstance(header, CompactHeader)  # noqa: S101
+        arrays = wire.compact_columns(packed.data, [(n, s, v) for _, n, s, v in header.metrics])
+    except wire.WireError as exc:
+        raise InvalidRequest(str(exc)) from None
+    pairs = (
+        (metric[0], Series(*views)) for metric, views in zip(header.metrics, arrays, strict=True)
+    )
+    return header.batch_id, pairs
+
+
+_PARSERS = {
+    "application/json": _from_json, "": _from_json,
+    wire.MEDIA_TYPE: _from_packed, wire.COMPACT_MEDIA_TYPE: _from_compact,
+}  # fmt: skip
 
 
 def _media_type(request: Request) -> str:
@@ -101,12 +138,14 @@ async def ingest(
     service: MetricService = provided(MetricService),
 ) -> IngestOut:
     """Store a batch of points, exactly once per ``batch_id``; answered after the commit.
-    The body is JSON, or the same columns packed as binary arrays (``safeboard.wire``)."""
-    media_type = _media_type(request)
-    if media_type not in ("application/json", "", wire.MEDIA_TYPE):
-        raise UnsupportedMediaType(f"send application/json or {wire.MEDIA_TYPE}")
+    The body is JSON, or the same columns packed as binary arrays, plain or compact
+    (``safeboard.wire``)."""
+    parse = _PARSERS.get(_media_type(request))
+    if parse is None:
+        raise UnsupportedMediaType(
+            f"send application/json, {wire.MEDIA_TYPE} or {wire.COMPACT_MEDIA_TYPE}"
+        )
     body = await request.body()
-    parse = _from_packed if media_type == wire.MEDIA_TYPE else _from_json
     batch_id, series = parse(body)
     result = await run_in_threadpool(service.ingest, principal, run_id, batch_id, series)
     return IngestOut(batch_id=batch_id, stored=result.stored, duplicate=result.duplicate)

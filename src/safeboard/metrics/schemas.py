@@ -70,6 +70,17 @@ class PackedHeader(StrictModel):
     metrics: list[tuple[str, Annotated[int, Field(ge=0)]]]
 
 
+class CompactHeader(StrictModel):
+    """The header of a compact batch (``safeboard.wire``, ``SBC2``): per metric its key,
+    point count, and the bytes of its steps and values columns."""
+
+    batch_id: str
+    metrics: list[
+        tuple[str, Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)],
+              Annotated[int, Field(ge=0)]]
+    ]  # fmt: skip
+
+
 class IngestOut(Model):
     batch_id: str
     stored: int = Field(description="Points stored now (0 for a batch stored before).")

@@ -60,7 +60,7 @@ class Batch:
     def from_body(cls, body: bytes) -> Batch:
         """A packed body read back (from the spool); WireError or ValueError if it is not one."""
         header = json.loads(wire.split(body).header)
-        points = sum(int(n) for _, n in header["metrics"])
+        points = sum(int(metric[1]) for metric in header["metrics"])  # plain or compact
         return cls(str(header["batch_id"]), (body,), points)
 
     @classmethod

@@ -87,7 +87,7 @@ class PendingBatch:
             batch_id = batch_id_for(run_id, file_name, self.start, end, part)
             columns, points = _by_tag(p_ids, p_steps, p_times, p_values, names)
             if points:
-                out.append((batch_id, wire.pack_arrays(batch_id, columns), points))
+                out.append((batch_id, wire.pack_compact(batch_id, columns), points))
         return out
 
 
@@ -142,7 +142,7 @@ class BatchPoster:
                 continue  # drain: the failure is raised in the reading thread
             body, points = item
             try:
-                self.client.post_metrics(self.run_id, body, media_type=wire.MEDIA_TYPE)
+                self.client.post_metrics(self.run_id, body)  # compact (client/columns.py)
                 with self._lock:
                     self.counted(points)
             except BaseException as exc:  # noqa: BLE001  (raised again in the caller)
