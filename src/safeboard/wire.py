@@ -164,6 +164,8 @@ def is_compact(body: bytes) -> bool:
 def plain(body: bytes) -> bytes:
     """A compact body as the plain one (``SBC1``) of the same batch, for a server from
     before the compact body; WireError if it is not one."""
+    if not is_compact(body):
+        raise WireError("body: not SBC2")
     packed = split(body)
     header = json.loads(packed.header)
     metrics = header["metrics"]

@@ -121,6 +121,30 @@ _packed = st.builds(
     st.dictionaries(st.text(max_size=20), _column, max_size=3),
 )
 schemathesis.openapi.media_type(wire.MEDIA_TYPE, st.one_of(st.binary(max_size=200), _packed))
+# Compact bodies: strided steps and float32 values (their compact forms), any others, and
+# such bodies with one byte changed (a form tag, a count, a length in the header).
+_arrays = st.integers(1, 40).flatmap(
+    lambda n: st.tuples(
+        st.one_of(
+            st.lists(st.integers(-(2**63), 2**63 - 1), min_size=n, max_size=n),
+            st.builds(lambda a, b: [a + b * i for i in range(n)],
+                      st.integers(-5, 2**40), st.integers(0, 2**20)),
+        ),
+        st.lists(st.floats(), min_size=n, max_size=n),
+        st.lists(st.one_of(st.floats(), st.floats(width=32)), min_size=n, max_size=n),
+    )
+)  # fmt: skip
+_compact = st.builds(
+    wire.pack_compact,
+    st.from_regex(r"[A-Za-z0-9_-]{0,70}", fullmatch=True),
+    st.dictionaries(st.text(max_size=20), _arrays, max_size=3),
+)
+_changed = st.tuples(_compact, st.integers(0, 10**6), st.integers(0, 255)).map(
+    lambda c: c[0][: c[1] % len(c[0])] + bytes([c[2]]) + c[0][c[1] % len(c[0]) + 1 :]
+)
+schemathesis.openapi.media_type(
+    wire.COMPACT_MEDIA_TYPE, st.one_of(st.binary(max_size=200), _compact, _changed)
+)
 # Event streams never end by design; tests/e2e/test_live_events.py covers them (an
 # agent's event reports, /api/v1/agent/tasks/.../events, are ordinary POSTs: fuzzed).
 schema = schemathesis.openapi.from_asgi(

@@ -73,6 +73,12 @@ def test_the_client_knows_the_compact_magic_without_numpy() -> None:
     assert columns.COMPACT_MAGIC == wire.COMPACT_MAGIC
 
 
+def test_only_a_compact_body_converts_to_plain() -> None:
+    plain = wire.pack_arrays("batch-0001", {"a": ([1], [1.0], [2.0])})
+    with pytest.raises(wire.WireError, match="not SBC2"):
+        wire.plain(plain)
+
+
 def _body(steps_blob: bytes, n: int = 20) -> memoryview:
     values = wire.encode_values(np.zeros(n))
     data = np.zeros(n).tobytes() + steps_blob + values
