@@ -20,7 +20,7 @@ times[n]``, its steps column and its values column in the forms a stored chunk u
 stride and count, values all exact in float32 as float32), zero bytes up to the next
 multiple of 8. A TensorBoard import sends 12 bytes a point instead of 24: the server reads,
 copies and joins half as much (its largest cost per request after the commit). A server
-from before answers 415 to it; the client then sends plain bodies (client/typed.py).
+from before answers 415 to it; the client then sends plain bodies (client/columns.py).
 """
 
 from __future__ import annotations

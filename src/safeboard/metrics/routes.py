@@ -104,7 +104,8 @@ def _from_packed(body: bytes) -> tuple[str, Iterator[tuple[str, Series]]]:
 
 
 def _from_compact(body: bytes) -> tuple[str, Iterator[tuple[str, Series]]]:
-    """Times read in place; steps and values made from their forms (``wire.SBC2``)."""
+    """Times read in place; steps and values made from their forms (``safeboard.wire``,
+    SBC2), each checked against the header first."""
     if not wire.is_compact(body):
         raise InvalidRequest(f"body: not SBC2 (an SBC1 body is sent as {wire.MEDIA_TYPE})")
     try:
