@@ -3,8 +3,9 @@
 A compact body (``SBC2``: steps of one stride and float32-exact values in 12 bytes a point
 where the plain body takes 24) goes to the server as itself; a server from before compact
 bodies answers 415, and then gets the same batch as a plain body (``SBC1``), as does every
-later batch of the same ``ApiClient``: one refused request per client, nothing lost (a
-batch is stored once by its id, whichever body carries it).
+later batch of the same ``ApiClient``: one refused request per client (one per thread that
+had a compact body in flight before the first answer came), nothing lost (a batch is
+stored once by its id, whichever body carries it).
 
 ``safeboard.wire`` (numpy) is imported here only when a compact body is posted: whoever
 made one has it loaded already; the client itself does not need numpy.
