@@ -140,8 +140,8 @@ def pack_compact(batch_id: str, columns: Mapping[str, Arrays]) -> bytes:
     parts: list[Any] = [b""]
     keys = []
     for key, (steps, times, values) in columns.items():
-        steps_blob = encode_steps(np.ascontiguousarray(steps, _STEP))
-        values_blob = encode_values(np.ascontiguousarray(values, _FLOAT))
+        steps_blob = encode_steps(_column(steps, _STEP))
+        values_blob = encode_values(_column(values, _FLOAT))
         times_column = _column(times, _FLOAT)
         parts += [times_column, steps_blob, values_blob]
         parts.append(b"\0" * (-(len(steps_blob) + len(values_blob)) % 8))
@@ -269,25 +269,24 @@ def columns(data: memoryview, counts: Sequence[int]) -> list[Column]:
 
 
 def _wire_steps(blob: memoryview, n: int) -> npt.NDArray[np.int64]:
-    """A compact body's steps column of ``n`` points: a strided one is checked before it
-    is made (its count is the header's, its steps from 0 to MAX_STEP)."""
-    if len(blob) == 8 * n:
-        return np.frombuffer(blob, dtype=_STEP)
+    """A compact body's steps column of ``n`` points (:func:`decode_steps`), its form
+    checked first: a strided one has the header's count and its steps from 0 to MAX_STEP,
+    so no header makes an array the body does not back."""
     if blob[:1] == _STRIDED and len(blob) == 1 + _STRIDE.size:
         first, stride, count = _STRIDE.unpack_from(blob, 1)
         if count != n or stride <= 0 or first < 0 or first + stride * (n - 1) > MAX_STEP:
             raise WireError(f"body: a strided steps column ({first}, {stride}, {count}) "
                             f"for {n} points")  # fmt: skip
-        return np.arange(first, first + stride * n, stride, dtype=_STEP)
-    raise WireError(f"body: a steps column of {len(blob)} bytes for {n} points")
+    elif len(blob) != 8 * n:
+        raise WireError(f"body: a steps column of {len(blob)} bytes for {n} points")
+    return decode_steps(blob)
 
 
 def _wire_values(blob: memoryview, n: int) -> npt.NDArray[np.float64]:
-    if len(blob) == 8 * n:
-        return np.frombuffer(blob, dtype=_FLOAT)
-    if blob[:1] == _SINGLE and len(blob) == 1 + 4 * n:
-        return np.frombuffer(blob, dtype=_SINGLE_FLOAT, offset=1).astype(_FLOAT)
-    raise WireError(f"body: a values column of {len(blob)} bytes for {n} points")
+    """A compact body's values column of ``n`` points (:func:`decode_values`)."""
+    if len(blob) != 8 * n and not (blob[:1] == _SINGLE and len(blob) == 1 + 4 * n):
+        raise WireError(f"body: a values column of {len(blob)} bytes for {n} points")
+    return decode_values(blob)
 
 
 def compact_columns(data: memoryview, sizes: Sequence[tuple[int, int, int]]) -> list[Column]:
