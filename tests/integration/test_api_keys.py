@@ -87,6 +87,7 @@ async def _first_refusal(client: Any, path: str, limit: float = 5.0) -> float:
     return math.inf
 
 
+@pytest.mark.alone  # timed against a bound: scripts/test runs it after the others
 async def test_revocation_is_seen_by_another_replica(
     world: World, make_settings: Callable[..., Settings], db_url: str
 ) -> None:
@@ -102,6 +103,7 @@ async def test_revocation_is_seen_by_another_replica(
         await replica.close()
 
 
+@pytest.mark.alone  # timed against a bound: scripts/test runs it after the others
 async def test_revocation_stops_a_run_posting_on_another_replica_within_a_second(
     world: World, make_settings: Callable[..., Settings], db_url: str
 ) -> None:
