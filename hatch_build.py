@@ -1,6 +1,6 @@
 """Build hook: fetch the dashboard's chart library (uPlot) from the npm registry, and
-compile safeboard's two C modules (the event-file reader's loops, the SDK's system calls:
-its spool writer and its probe of an away server).
+compile safeboard's three C modules (the event-file reader's loops, the SDK's system calls:
+its spool writer and its probe of an away server, and the SDK's packing of logged points).
 
 Runs at every wheel build, editable installs included (``pip install .`` and
 ``pip install -e .``).
@@ -9,13 +9,15 @@ Runs at every wheel build, editable installs included (``pip install .`` and
   pinned npm "integrity" value, and extracts the ES module build and the stylesheet into
   ``src/safeboard/web/static/vendor/`` (gitignored), which the server serves from its own
   origin. Nothing is executed from the package; no node is needed.
-- ``src/safeboard/eventfiles/_scan.c`` and ``src/safeboard/client/_writes.c`` (``NATIVES``):
+- ``src/safeboard/eventfiles/_scan.c``, ``src/safeboard/client/_writes.c`` and
+  ``src/safeboard/sdk/_pack.c`` (``NATIVES``):
   each compiled next to its source with the compiler and flags Python was built with
   (``sysconfig``), about a second. Where that fails (no C compiler or no Python headers)
   the build goes on with a warning that says how to get them (pip shows it with ``-v``;
   ``safeboard import tensorboard`` says it again at its start): the reader then runs its
-  numpy path, to the same results, about 4x slower (safeboard.eventfiles.accel), and the
-  SDK writes its spool with Python's own calls (safeboard.client.config).
+  numpy path, to the same results, about 4x slower (safeboard.eventfiles.accel), the
+  SDK writes its spool with Python's own calls (safeboard.client.config) and packs logged
+  points in Python (safeboard.sdk.batches).
 
 Also runnable by hand: ``python3 hatch_build.py`` (re)fetches the files and (re)compiles
 the C modules in the tree (after editing one).
@@ -154,6 +156,11 @@ NATIVES = (
         "C file writer",
         "the SDK writes its spool with Python's system calls, and run.log() waits more "
         "often while the server is away",
+    ),
+    Native(
+        "sdk/_pack.c",
+        "C packer of logged points",
+        "run.log() packs what it queued in Python, about 3x slower, in the training loop",
     ),
 )
 

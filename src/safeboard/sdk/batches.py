@@ -9,12 +9,14 @@ reach the server bit for bit. A spool written by an earlier SDK holds batches as
 
 from __future__ import annotations
 
+import importlib
 import json
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, repeat, starmap
 from operator import methodcaller
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -33,7 +35,10 @@ MAX_BATCH_POINTS = 100_000
 # Values converted in one step: each numpy call on them holds the interpreter well under
 # a millisecond, so the training loop's log() never waits longer for it.
 SLICE_VALUES = 4_096
+MAX_KEY_SETS = 1_024  # sets of keys whose loggable ones the packer remembers
 _values = methodcaller("values")
+# The C packer's columns of a slice: keys, then steps, times and values (key-major) as bytes.
+_Native = tuple[list[str], bytes, bytes, bytes]
 _Column = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]
 # Keys logged together: their names, steps, times, and a (points x keys) table of values.
 _Rows = tuple[list[str], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]
@@ -80,12 +85,26 @@ def _say_once(what: str, problem: str) -> None:
         notices.say(f"not logging {what}: {problem}")
 
 
-def _loggable(key: str) -> bool:
+def _load_pack() -> ModuleType | None:
+    try:
+        return importlib.import_module("safeboard.sdk._pack")
+    except ImportError:  # built without a C compiler (hatch_build.py said so)
+        return None
+
+
+PACK: ModuleType | None = _load_pack()
+"""The C packer (``_pack.c``), or None: read at each call (a test sets it to None)."""
+
+
+def _loggable(key: Any) -> bool:
     """Keys the server would refuse are dropped here (said once per key), so that one bad
     key does not cost the batch's other metrics."""
-    problem = wire.metric_key_problem(key)
+    if isinstance(key, str):
+        problem = wire.metric_key_problem(key)
+    else:  # log({1: 0.5}): packing it would raise in the sender
+        problem = f"a metric's name is a str, not {type(key).__name__}"
     if problem:
-        _say_once(f"metric {key[:80]!r}", problem)
+        _say_once(f"metric {str(key)[:80]!r}", problem)
     return problem is None
 
 
@@ -112,17 +131,20 @@ def _steps(given: list[Any]) -> tuple[npt.NDArray[np.int64], list[int] | None]:
     return np.array([given[i] for i in kept], dtype=np.int64), kept
 
 
-def _value(key: str, value: Any) -> float | None:
+def _value(key: Any, value: Any) -> float | None:
     """``value`` as a float, or None (said once per key) when it is not a number: that
     point alone is dropped, not the batch (packing would raise in the sender)."""
+    what = f"a value of metric {str(key)[:80]!r}"
     if value is None:  # numpy would make it a NaN
-        _say_once(f"a value of metric {key[:80]!r}", "None is not a number")
+        _say_once(what, "None is not a number")
         return None
     try:
         return float(value)
-    except (TypeError, ValueError, OverflowError):
-        _say_once(f"a value of metric {key[:80]!r}", f"{type(value).__name__} is not a number")
-        return None
+    except OverflowError:
+        _say_once(what, f"{type(value).__name__} too large for a float")
+    except (TypeError, ValueError):
+        _say_once(what, f"{type(value).__name__} is not a number")
+    return None
 
 
 def _table(datas: list[Mapping[str, Any]], width: int) -> npt.NDArray[np.float64] | None:
@@ -173,6 +195,13 @@ def _columns(given: list[Any], times: list[Any], datas: list[Any]) -> list[_Rows
          np.array(v, np.float64).reshape(-1, 1))
         for k, (s, t, v) in lists.items()
     ]  # fmt: skip
+
+
+def _rows(native: _Native) -> _Rows:
+    """The C packer's columns as _columns makes them: the values a (points x keys) view."""
+    keys, steps, times, values = native
+    table = np.frombuffer(values, np.float64).reshape(len(keys), -1).T
+    return keys, np.frombuffer(steps, np.int64), np.frombuffer(times, np.float64), table
 
 
 def slices(points: Iterable[Point]) -> Iterator[list[Point]]:
@@ -259,17 +288,31 @@ class Packer:
         self._values = 0
         self._full: list[tuple[dict[str, _Runs], int]] = []  # closed, not packed
         self._batches: list[Batch] = []
+        self._keys: dict[tuple[str, ...], list[int]] = {}  # keys logged together: loggable
 
     def add(self, group: list[Point]) -> None:
         self.add_flat(list(chain.from_iterable(group)))
 
-    def add_flat(self, flat: list[Any]) -> None:
+    def take(self, queue: deque[Any], points: int) -> None:
+        """Pop the oldest ``points`` of ``queue`` (all its whole points, when it holds
+        fewer), queued as run.log() queues them, and add them (``add_flat``). The C packer
+        pops them and makes their columns in one call, about 3x faster than Python; its
+        caller must be the queue's only consumer (the sender, under its lock)."""
+        if PACK is None:
+            count = 3 * min(points, len(queue) // 3)
+            self.add_flat(list(starmap(queue.popleft, repeat((), count))))
+        else:
+            self.add_flat(*PACK.take(queue, points))
+
+    def add_flat(self, flat: list[Any], native: _Native | None = None) -> None:
         """Points given as ``[step, time, values, step, time, values, ...]`` (how run.log()
-        queues them). Never packs a batch: a full one is set aside as it is (``closed``),
-        for ``sealed()`` to pack (run.log() calls this in a fast loop: sdk/sender.py)."""
+        queues them), and their columns as the C packer made them, if it did. Never packs
+        a batch: a full one is set aside as it is (``closed``), for ``sealed()`` to pack
+        (run.log() calls this in a fast loop: sdk/sender.py)."""
         groups = []
-        for named, steps, times, table in _columns(flat[0::3], flat[1::3], flat[2::3]):
-            loggable = [i for i, key in enumerate(named) if _loggable(key)]
+        made = _columns(flat[0::3], flat[1::3], flat[2::3]) if native is None else [_rows(native)]
+        for named, steps, times, table in made:
+            loggable = self._loggable(named)
             if not loggable:  # no keys (an empty dict logged), or none the server takes
                 continue
             if len(loggable) == len(named):
@@ -294,6 +337,16 @@ class Packer:
                     else:
                         runs.append([chunk, row, start, end])
         self._values += values
+
+    def _loggable(self, keys: list[str]) -> list[int]:
+        """The indexes of the keys the server takes, found once for each set of keys."""
+        named = tuple(keys)
+        loggable = self._keys.get(named)
+        if loggable is None:
+            if len(self._keys) >= MAX_KEY_SETS:
+                self._keys.clear()
+            loggable = self._keys[named] = [i for i, key in enumerate(keys) if _loggable(key)]
+        return loggable
 
     @property
     def closed(self) -> int:
