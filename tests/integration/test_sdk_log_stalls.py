@@ -80,9 +80,9 @@ def test_a_fast_loop_packs_its_points_itself_and_nothing_is_lost(
     packed_by: list[tuple[str, int]] = []
     real = batches.Packer.add_flat
 
-    def add_flat(self: batches.Packer, flat: list[Any]) -> None:
+    def add_flat(self: batches.Packer, flat: list[Any], native: Any = None) -> None:
         packed_by.append((threading.current_thread().name, len(flat) // 3))
-        real(self, flat)
+        real(self, flat, native)
 
     monkeypatch.setattr(batches.Packer, "add_flat", add_flat)
     run = safeboard.init("p", mode="offline", spool_dir=tmp_path, quiet=True, flush_interval=60)
