@@ -158,9 +158,9 @@ class Sender(threading.Thread):
     def pack_inline(self) -> None:
         """Pack the oldest points waiting into the open batch, in the caller's thread (the
         training loop's, from ``log()``): bounded work, about 40 us for INLINE_SLICE
-        points of 10 keys with the C packer (a full batch is only set aside: packing its body is this
-        thread's work, woken for it). Nothing when this thread is taking already: no
-        waiting for it."""
+        points of 10 keys with the C packer (a full batch is only set aside: packing its
+        body is this thread's work, woken for it). Nothing when this thread is taking
+        already: no waiting for it."""
         if not self._taking.acquire(blocking=False):
             return
         try:
