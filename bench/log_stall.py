@@ -7,6 +7,7 @@
     python bench/log_stall.py --mlflow-python /tmp/mlflow-venv/bin/python   # MLflow's side
     python bench/log_stall.py --floor --only away   # and the same loop without the SDK
     python bench/log_stall.py --pace 10000 --only away --only up   # a training loop's pace
+    python bench/log_stall.py --only away --python-packer   # as without the C packer
 
 Each scenario runs a fresh interpreter (``probe``, as a training script would) that logs
 ``{...10 keys...}`` at every step, each call timed alone, against a safeboard server
@@ -47,6 +48,7 @@ import httpx
 from procs import Server, free_port, start_server
 
 import safeboard
+from safeboard.sdk import batches
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.support.busy_gate import BusyGate
@@ -112,9 +114,12 @@ def probe_floor(calls: int, pace: float | None = None) -> None:
     print(json.dumps(_figures(took, calls, time.perf_counter() - began)), flush=True)
 
 
-def probe(calls: int, pace: float | None = None) -> None:
+def probe(calls: int, pace: float | None = None, *, python_packer: bool = False) -> None:
     """The training script: init, wait for "go", log ``calls`` points timing each call, say
-    the figures, wait for "go" again (the server is back), finish."""
+    the figures, wait for "go" again (the server is back), finish. ``python_packer``: the
+    SDK packs in Python, as where its C packer was not built (sdk/_pack.c)."""
+    if python_packer:
+        batches.PACK = None
     run = safeboard.init(project="bench-stall", name="stall")
     print(json.dumps({"run_id": run.id}), flush=True)
     sys.stdin.readline()
@@ -176,7 +181,9 @@ def _stored(info: dict[str, Any], run_id: str) -> tuple[int, bool]:
     return total, steps == list(range(len(steps)))
 
 
-def scenario(name: str, calls: int, work: Path, pace: float | None) -> dict[str, Any]:
+def scenario(
+    name: str, calls: int, work: Path, pace: float | None, *, python_packer: bool = False
+) -> dict[str, Any]:
     work.mkdir(parents=True)
     port = free_port()
     server, info = _start(work, port)
@@ -202,7 +209,8 @@ def scenario(name: str, calls: int, work: Path, pace: float | None) -> dict[str,
         server.stop()
     script = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "probe", "--calls", str(calls),
-         *(["--pace", str(pace)] if pace else [])],
+         *(["--pace", str(pace)] if pace else []),
+         *(["--python-packer"] if python_packer else [])],
         env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert script.stdin is not None
@@ -310,12 +318,17 @@ def main() -> int:
     parser.add_argument("--calls", type=int, help="calls per scenario (default 1,000,000)")
     parser.add_argument("--only", choices=SCENARIOS, action="append", help="repeatable")
     parser.add_argument("--pace", type=float, help="steps a second (default: as fast as it can)")
+    parser.add_argument(
+        "--python-packer",
+        action="store_true",
+        help="the SDK packs log()'s points in Python (as without its C packer)",
+    )
     parser.add_argument("--mlflow-python", default=os.environ.get("MLFLOW_PYTHON"),
                         help="a python with mlflow installed (bench/README.md)")  # fmt: skip
     args = parser.parse_args()
     calls = args.calls or (200_000 if args.quick else 1_000_000)
     if args.mode == "probe":
-        probe(calls, args.pace)
+        probe(calls, args.pace, python_packer=args.python_packer)
         return 0
     if args.mode == "floor":
         probe_floor(calls, args.pace)
@@ -324,7 +337,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="sb-stall-") as tmp:
         for name in args.only or SCENARIOS:
             print(f"scenario {name}: {calls:,} calls", file=sys.stderr, flush=True)
-            results[name] = scenario(name, calls, Path(tmp) / name, args.pace)
+            results[name] = scenario(
+                name, calls, Path(tmp) / name, args.pace, python_packer=args.python_packer
+            )
     floor = None
     if args.floor:
         print(f"the same loop without the SDK: {calls:,} calls", file=sys.stderr, flush=True)
@@ -334,7 +349,8 @@ def main() -> int:
                               capture_output=True, text=True, check=True)  # fmt: skip
         floor = json.loads(done.stdout)
     pace = f"{args.pace:,.0f} steps a second" if args.pace else "as fast as it can"
-    print(f"the loop's pace: {pace}")
+    packer = "C" if batches.PACK is not None and not args.python_packer else "Python"
+    print(f"the loop's pace: {pace}; log()'s packer: {packer}")
     print(table(results | ({"no SDK (floor)": floor} if floor else {})))
     lost = [n for n, r in results.items() if r["stored"] != r["expected"] or not r["each_once"]]
     worst = max(r["max_ms"] for r in results.values())
