@@ -51,8 +51,11 @@ def test_an_interrupt_mid_loop_ends_the_run_killed(
     script = tmp_path / "train.py"
     text, signum = FORMS[form]
     script.write_text(text)
+    # As from a terminal, whatever this worker's own handling of SIGINT: a child of a
+    # process that ignores it inherits that, and Python then never raises
+    # KeyboardInterrupt (env resets it, then execs: the same pid).
     training = subprocess.Popen(
-        [sys.executable, str(script)],
+        ["env", "--default-signal=INT", sys.executable, str(script)],
         env=sdk_env(server, tmp_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -63,8 +66,12 @@ def test_an_interrupt_mid_loop_ends_the_run_killed(
         assert training.stdout is not None
         run_id = training.stdout.readline().strip()
         assert run_id, training.communicate(timeout=30)[1]
+        handling = _signal_masks(training.pid)
         training.send_signal(signum)
-        _, err = training.communicate(timeout=60)
+        try:
+            _, err = training.communicate(timeout=60)
+        except subprocess.TimeoutExpired as slow:
+            raise AssertionError(f"no exit 60 s after the signal; {handling}") from slow
     finally:
         if training.poll() is None:
             training.kill()
@@ -75,3 +82,9 @@ def test_an_interrupt_mid_loop_ends_the_run_killed(
     assert run["status"] == "killed", (run, err)
     (loss,) = [m for m in run["metrics"] if m["key"] == "loss"]
     assert loss["count"] >= 21  # what was logged before Ctrl-C arrived
+
+
+def _signal_masks(pid: int) -> str:
+    """The process's blocked, ignored and caught signals (hex masks), as Linux shows them."""
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return ", ".join(line for line in status if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
