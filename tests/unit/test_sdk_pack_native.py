@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from safeboard import wire
@@ -59,10 +59,11 @@ KEYS = ["loss", "acc", "lr"]
 numbers = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(min_value=-(2**70), max_value=2**70),  # 2**53 + 1 and on: rounded
-    st.floats(width=32).map(np.float32),
-    st.floats().map(np.float64),
+    st.floats().map(np.float64),  # a float subclass: the usual kind too
 )
-unusual_values = st.sampled_from([None, True, "1.5", "x", [1.0], np.int64(3), 1 + 2j, 2**1030])
+unusual_values = st.sampled_from(
+    [None, True, "1.5", "x", [1.0], np.int64(3), np.float32(0.1), 1 + 2j, 2**1030]
+)
 unusual_steps = st.sampled_from([-1, 2**62 + 1, 2**64, True, 3.0, np.int64(4), None, "5"])
 
 
@@ -70,7 +71,7 @@ unusual_steps = st.sampled_from([-1, 2**62 + 1, 2**64, True, 3.0, np.int64(4), N
 def queued(draw: st.DrawFn) -> list[Any]:
     """What run.log() queues: mostly the usual points (the same keys, numbers), sometimes
     not (another key set or order, a value or step the server refuses, a dict subclass)."""
-    count = draw(st.integers(1, 200))
+    count = draw(st.integers(1, 150))
     values = draw(st.lists(numbers, min_size=3 * count, max_size=3 * count))
     # How often a point is unusual: never, seldom (most slices all usual), often.
     spread = draw(st.sampled_from([0, 1_000, 200, 9]))
@@ -78,6 +79,7 @@ def queued(draw: st.DrawFn) -> list[Any]:
     flat: list[Any] = []
     for step, odd in enumerate(odds):
         data: dict[Any, Any] = dict(zip(KEYS, values[3 * step : 3 * step + 3], strict=True))
+        data["step"] = step + 0.5  # one value no other point has: a point misplaced shows
         if odd == 1:
             data[draw(st.sampled_from(KEYS))] = draw(unusual_values)
         elif odd == 2:
@@ -96,6 +98,7 @@ def queued(draw: st.DrawFn) -> list[Any]:
     return flat
 
 
+@settings(max_examples=60)  # each example packs up to 150 points twice (CI time)
 @given(queued(), st.sampled_from([1, 7, 128, 4_096]))
 def test_c_and_python_pack_the_same_batches(flat: list[Any], slice_points: int) -> None:
     assert _packed(flat, slice_points, native=True) == _packed(flat, slice_points, native=False)
