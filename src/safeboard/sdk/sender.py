@@ -8,10 +8,10 @@ the new ones. A batch keeps its id through every retry, so the server stores it 
 A loop that logs faster than a round drains (hundreds of points a second and more) packs
 a slice itself now and then (``pack_inline``: once INLINE_POINTS wait, the oldest
 INLINE_SLICE, about 40 us for 10 keys with the C packer, ``_pack.c``, 0.12 to 0.17 ms in
-Python; a preemption of the loop's core that lands in such a call is a stall of the
-call, so its length counts twice): packing in this thread meanwhile made the two
-threads trade the interpreter lock thousands of times a second, and each trade could hold
-the training loop for milliseconds (issue 13: the worst ``log()`` call). Slices of 256
+Python; the host's preemptions of the loop's core that land in such a call make it a
+stall, so the shorter the call, the fewer stalls): packing in this thread meanwhile made
+the two threads trade the interpreter lock thousands of times a second, and each trade
+could hold the training loop for milliseconds (issue 13: the worst ``log()`` call). Slices of 256
 points took 0.3 to 0.45 ms, and such a call went past 0.5 ms whenever this virtual machine
 held the thread a little. A loop slower than INLINE_POINTS a look (LOOK_SECONDS: 12,800
 steps a second) leaves the packing to this thread.
