@@ -6,6 +6,7 @@
     python bench/log_stall.py --quick    # 200,000 calls: a smoke test, not figures to quote
     python bench/log_stall.py --mlflow-python /tmp/mlflow-venv/bin/python   # MLflow's side
     python bench/log_stall.py --floor --only away   # and the same loop without the SDK
+    python bench/log_stall.py --host --only away    # and how often this machine held a loop
     python bench/log_stall.py --pace 10000 --only away --only up   # a training loop's pace
     python bench/log_stall.py --only away --python-packer   # as without the C packer
 
@@ -112,6 +113,25 @@ def probe_floor(calls: int, pace: float | None = None) -> None:
         log(data, step=i)
         took[i] = clock() - started
     print(json.dumps(_figures(took, calls, time.perf_counter() - began)), flush=True)
+
+
+def probe_host(seconds: float) -> None:
+    """A loop that only reads the clock for ``seconds``: each gap over 1 ms between two
+    readings is this machine holding the thread (the hypervisor, the kernel), nothing
+    Python or safeboard did. Such a hold that lands inside a timed ``log()`` call is a
+    stall of it; one that lands between calls is not counted there, so the SDK's count
+    over 1 ms above this one is what the SDK's own threads and writes added."""
+    clock = time.perf_counter_ns
+    gaps = []
+    last = began = clock()
+    end = began + int(seconds * 1e9)
+    while last < end:
+        now = clock()
+        if now - last > 1_000_000:
+            gaps.append(now - last)
+        last = now
+    print(json.dumps({"seconds": seconds, "gaps_over_1ms": len(gaps),
+                      "worst_gap_ms": max(gaps, default=0) / 1e6}), flush=True)  # fmt: skip
 
 
 def probe(calls: int, pace: float | None = None, *, python_packer: bool = False) -> None:
@@ -287,11 +307,18 @@ def mlflow_away(python: str, timeout: float) -> str:
     return lines[-1] if lines else f"exited {done.returncode}: {done.stderr.strip()[-200:]}"
 
 
+def _host(seconds: float) -> dict[str, Any]:
+    command = [sys.executable, str(Path(__file__).resolve()), "host", "--seconds", f"{seconds:.3f}"]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return {"host": json.loads(done.stdout)["gaps_over_1ms"]}
+
+
 def table(results: dict[str, dict[str, Any]]) -> str:
     rows = [
         ("calls", "calls", "{:,}"), ("median, us", "median_us", "{:.2f}"),
         ("p99, us", "p99_us", "{:.2f}"), ("p99.9, us", "p999_us", "{:.1f}"),
         ("max, ms", "max_ms", "{:.2f}"), ("calls over 1 ms", "over_1ms", "{:,}"),
+        ("this machine's holds over 1 ms, a clock loop as long (--host)", "host", "{:,}"),
         ("loop, s", "loop_s", "{:.2f}"), ("backlog at loop end, points", "backlog_points", "{:,}"),
         ("peak RSS, MiB", "rss_mib", "{:.0f}"), ("finish(), s", "finish_s", "{:.1f}"),
         ("values logged", "expected", "{:,}"), ("values stored", "stored", "{:,}"),
@@ -308,12 +335,21 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "probe", "floor"])
+    parser.add_argument(
+        "mode", nargs="?", default="bench", choices=["bench", "probe", "floor", "host"]
+    )
     parser.add_argument(
         "--floor",
         action="store_true",
         help="also time the same loop without the SDK (this machine's floor)",
     )
+    parser.add_argument(
+        "--host",
+        action="store_true",
+        help="also count how often this machine held a loop that only reads the clock for "
+        "over 1 ms, for as long as each scenario's loop ran",
+    )
+    parser.add_argument("--seconds", type=float, default=4.0, help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="200,000 calls per scenario")
     parser.add_argument("--calls", type=int, help="calls per scenario (default 1,000,000)")
     parser.add_argument("--only", choices=SCENARIOS, action="append", help="repeatable")
@@ -333,6 +369,9 @@ def main() -> int:
     if args.mode == "floor":
         probe_floor(calls, args.pace)
         return 0
+    if args.mode == "host":
+        probe_host(args.seconds)
+        return 0
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="sb-stall-") as tmp:
         for name in args.only or SCENARIOS:
@@ -340,6 +379,8 @@ def main() -> int:
             results[name] = scenario(
                 name, calls, Path(tmp) / name, args.pace, python_packer=args.python_packer
             )
+            if args.host:  # right after the loop, for as long as it ran
+                results[name] |= _host(results[name]["loop_s"])
     floor = None
     if args.floor:
         print(f"the same loop without the SDK: {calls:,} calls", file=sys.stderr, flush=True)
