@@ -3,7 +3,11 @@ before the server binds it costs a retry on another port, not a failed test."""
 
 from __future__ import annotations
 
+import json
+import re
 import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,3 +65,56 @@ def test_a_forked_server_stops_reads_and_fails_as_a_new_interpreter_does(tmp_pat
         logs[forked] = [last.replace(str(first.process.pid), "PID"), refused.log.strip()]
     assert ended[True] == ended[False] == [0, -9, 2]
     assert logs[True] == logs[False]
+
+
+def test_a_forked_cli_command_answers_as_a_new_interpreter_does(tmp_path: Path) -> None:
+    """run_cli forks CLI commands from the fork server: the same stdout, stderr and exit
+    status as ``python -m safeboard`` in a new interpreter, its stdin the given input, its
+    own environment (data directory), and a hang ends in TimeoutExpired with the child
+    killed."""
+    server = start_server(tmp_path)
+    data_dir = server.data_dir
+    try:
+        commands = [
+            (("key", "create", "--name", "a"), None),  # a local command: the server's services
+            (("user", "list", "--json"), None),
+            (("key", "list", "--json"), None),
+            (("no-such-command",), None),  # a usage error: exit 2, one line on stderr
+            (("user", "delete", "nobody"), "y\n"),  # confirmed on stdin: "no such user"
+        ]
+        for args, given in commands:
+            forked = conftest.run_cli(*args, data_dir=data_dir, input=given)
+            fresh = conftest.run_cli(*args, data_dir=data_dir, input=given, fresh=True)
+            assert (forked.returncode, _masked(forked.stderr)) == (
+                fresh.returncode,
+                _masked(fresh.stderr),
+            ), args
+            if args[:2] == ("key", "create"):
+                assert forked.stdout.startswith("sb_")
+                assert fresh.stdout.startswith("sb_")
+            elif args[:2] == ("key", "list"):  # the same keys, both made above among them
+                keys = [[json.loads(line)["id"] for line in done.stdout.splitlines()]
+                        for done in (forked, fresh)]  # fmt: skip
+                assert keys[0] == keys[1]
+                assert len(keys[0]) >= 2
+            else:
+                assert forked.stdout == fresh.stdout, args
+            if args[:2] == ("user", "delete"):  # the answer was read: past the question
+                assert forked.returncode not in (0, 130)
+                assert "nobody" in forked.stderr
+        elsewhere = conftest.run_cli("key", "list", data_dir=tmp_path / "none")
+        assert elsewhere.returncode != 0
+        assert "no safeboard server data" in elsewhere.stderr
+        if forkserver.available():
+            started = time.monotonic()
+            with pytest.raises(subprocess.TimeoutExpired):
+                forkserver.run(["user", "delete", "nobody"], conftest.cli_env(data_dir),
+                               input=None, timeout=2, hold_stdin=True)  # fmt: skip
+            assert time.monotonic() - started < 10
+    finally:
+        server.stop()
+
+
+def _masked(text: str) -> str:
+    text = re.sub(r"sb_[0-9a-f]{12}_\S+", "KEY", text)
+    return re.sub(r"key [0-9a-f]{12} ", "key ID ", text)

@@ -128,7 +128,9 @@ def test_the_command_starts_without_trio_and_httpx_command_line(
     tensorboardx_run(logdir / "lean", steps=2)
     env = {**cli_env(server.data_dir), "SAFEBOARD_SPOOL_DIR": str(tmp_path / "spool")}
     env["PYTHONPROFILEIMPORTTIME"] = "1"  # each module imported (or tried), on stderr
-    done = run_cli("import", "tensorboard", str(logdir), "-p", "tblean", env=env, timeout=180)
+    done = run_cli(
+        "import", "tensorboard", str(logdir), "-p", "tblean", env=env, timeout=180, fresh=True
+    )  # a new interpreter: what it imports is the test
     assert done.returncode == 0, done.stderr
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
     assert "httpcore._synchronization" in imported

@@ -16,6 +16,14 @@ marked ``exec_server``) still start ``python -m safeboard server`` as a user doe
 
 The test holds a ``ForkedProcess``: the parts of ``subprocess.Popen`` the tests use (pid,
 poll, wait, signals); its exit status comes from the fork server, which reaps its children.
+
+CLI commands (``tests/e2e/conftest.py: run_cli``) are forked the same way (:func:`run`):
+the test's ends of three pipes (stdin, stdout, stderr) travel with the request over the
+socket (``SCM_RIGHTS``), and the child runs the command on them. A local command (``key
+create``, ``user add``: the server's services, built as a server builds them) cost about
+1.8 CPU s in a new interpreter, most of it imports; the suite runs a few hundred, and the
+tests of the CLI itself still run every other command a user types in a new one (their
+own ``subprocess`` calls, and ``run_cli(..., fresh=True)``).
 Under coverage (``scripts/coverage``) servers are started the usual way, so that they are
 measured.
 """
@@ -39,7 +47,7 @@ from typing import Any
 
 from tests.support.scratch import scratch_dir
 
-__all__ = ["ForkedProcess", "available", "spawn"]
+__all__ = ["ForkedProcess", "available", "run", "spawn"]
 
 # What the server imports as it starts, beyond its module: migrations, the HTTP protocol.
 _PRELOAD = (
@@ -124,6 +132,84 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> ForkedProcess:
     return ForkedProcess(int(answer["pid"]), status, [sys.executable, "-m", "safeboard", *args])
 
 
+def run(
+    args: list[str],
+    env: dict[str, str],
+    *,
+    input: str | None = None,
+    timeout: float = 60,
+    hold_stdin: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """``python -m safeboard ARGS`` with ``env``, forked: what ``subprocess.run`` with
+    ``capture_output=True, text=True`` returns (TimeoutExpired, the child killed, past
+    ``timeout``). ``input``: its stdin (else /dev/null); ``hold_stdin``: a pipe that stays
+    open until the command ends (one that reads it waits: the harness's test of the
+    timeout)."""
+    if hold_stdin:
+        input = ""
+    socket_path = _fork_server()
+    status = scratch_dir("forked-") / "status"
+    request = {"args": args, "env": env, "cwd": str(Path.cwd()), "status": str(status),
+               "pipes": True}  # fmt: skip
+    stdin_read, stdin_write = os.pipe() if input is not None else (os.open(os.devnull, 0), -1)
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(_START_SECONDS)
+            conn.connect(str(socket_path))
+            socket.send_fds(conn, [json.dumps(request).encode() + b"\n"],
+                            [stdin_read, out_write, err_write])  # fmt: skip
+            answer = json.loads(conn.makefile("rb").readline())
+    finally:
+        for fd in (stdin_read, out_write, err_write):
+            os.close(fd)
+    command = [sys.executable, "-m", "safeboard", *args]
+    if "pid" not in answer:
+        for fd in (stdin_write, out_read, err_read):
+            if fd >= 0:
+                os.close(fd)
+        raise AssertionError(f"the fork server did not start the command: {answer}")
+    child = ForkedProcess(int(answer["pid"]), status, command)
+    if stdin_write >= 0 and not hold_stdin:
+        with os.fdopen(stdin_write, "wb") as sink, contextlib.suppress(BrokenPipeError):
+            sink.write((input or "").encode())  # small: the pipe holds it
+    try:
+        out, err = _read_both(out_read, err_read, time.monotonic() + timeout)
+    finally:
+        if hold_stdin:
+            os.close(stdin_write)
+    if out is None or err is None:
+        child.kill()
+        child.wait()
+        raise subprocess.TimeoutExpired(command, timeout)
+    code = child.wait(timeout)
+    return subprocess.CompletedProcess(command, code, out.decode(), err.decode())
+
+
+def _read_both(out: int, err: int, deadline: float) -> tuple[bytes | None, bytes | None]:
+    """Everything written to the two pipes until both are closed; (None, None) past
+    ``deadline``. Both read ends are closed."""
+    chunks: dict[int, list[bytes]] = {out: [], err: []}
+    open_ends = [out, err]
+    try:
+        while open_ends:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None, None
+            ready, _, _ = select.select(open_ends, [], [], left)
+            for fd in ready:
+                data = os.read(fd, 65536)
+                if data:
+                    chunks[fd].append(data)
+                else:
+                    open_ends.remove(fd)
+    finally:
+        os.close(out)
+        os.close(err)
+    return b"".join(chunks[out]), b"".join(chunks[err])
+
+
 def _fork_server() -> Path:
     """The socket of this worker's fork server, started on first use."""
     global _server  # noqa: PLW0603  (one per test worker)
@@ -153,8 +239,12 @@ def _fork_server() -> Path:
 
 def _serve(socket_path: str) -> None:
     import importlib
+    import pkgutil
 
-    for name in _PRELOAD:
+    import safeboard.cli
+
+    commands = [f"safeboard.cli.{m.name}" for m in pkgutil.iter_modules(safeboard.cli.__path__)]
+    for name in (*_PRELOAD, *commands):  # and every command's module: CLI commands fork too
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     from safeboard.api import app
@@ -181,14 +271,27 @@ def _serve(socket_path: str) -> None:
         if listener in ready:
             conn, _ = listener.accept()
             with conn:
-                request = json.loads(conn.makefile("rb").readline())
+                request, fds = _receive(conn)
                 pid = os.fork()
                 if pid == 0:
                     for fd in (listener.fileno(), conn.fileno(), wake_read, wake_write):
                         os.close(fd)
-                    _child(request)  # never returns
+                    _child(request, fds)  # never returns
+                for fd in fds:  # the child's now
+                    os.close(fd)
                 statuses[pid] = request["status"]
                 conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+
+
+def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    """One request: a line of JSON, and with a CLI command's, its three pipes' ends."""
+    data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
+    while not data.endswith(b"\n"):
+        more = conn.recv(1 << 16)
+        if not more:
+            break
+        data += more
+    return json.loads(data), list(fds)
 
 
 def _reap(statuses: dict[int, str]) -> None:
@@ -202,20 +305,25 @@ def _reap(statuses: dict[int, str]) -> None:
         partial.rename(path)  # read whole or not at all
 
 
-def _child(request: dict[str, Any]) -> None:
+def _child(request: dict[str, Any], fds: list[int]) -> None:
     code: int = 1
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT, 0o644)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(log)
-        os.close(devnull)
+        if fds:  # a CLI command: the test's pipes
+            for target, fd in enumerate(fds):
+                os.dup2(fd, target)
+                os.close(fd)
+        else:  # a server: its log file
+            log = os.open(request["log"], os.O_WRONLY | os.O_CREAT, 0o644)
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.close(log)
+            os.close(devnull)
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])

@@ -102,7 +102,8 @@ def _set_active(data_dir: Path | None, username: str, active: bool) -> None:
 @data_dir_option
 @click.argument("username")
 def disable(data_dir: Path | None, username: str) -> None:
-    """Disable an account: its sessions end and its API keys stop working at once."""
+    """Disable an account: its sessions end at once, its API keys stop within a second (the
+    running server trusts a key it verified for that long)."""
     _set_active(data_dir, username, False)
 
 
@@ -111,8 +112,8 @@ def disable(data_dir: Path | None, username: str) -> None:
 @click.argument("username")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (scripts).")
 def delete(data_dir: Path | None, username: str, yes: bool) -> None:
-    """Delete an account: its sessions end and its keys stop at once, its runs stay with
-    their projects, the audit log keeps its name. Never the last active admin."""
+    """Delete an account: its sessions end at once and its keys within a second, its runs
+    stay with their projects, the audit log keeps its name. Never the last active admin."""
     from safeboard.cli.local import cli_actor, open_local
 
     if not yes:
