@@ -24,8 +24,9 @@ create``, ``user add``: the server's services, built as a server builds them) co
 1.8 CPU s in a new interpreter, most of it imports; the suite runs a few hundred, and the
 tests of the CLI itself still run every other command a user types in a new one (their
 own ``subprocess`` calls, and ``run_cli(..., fresh=True)``).
-Under coverage (``scripts/coverage``) servers are started the usual way, so that they are
-measured.
+
+Under coverage (``scripts/coverage``) servers and CLI commands are started the usual way,
+so that they are measured.
 """
 
 from __future__ import annotations
@@ -149,8 +150,7 @@ def run(
         input = ""
     socket_path = _fork_server()
     status = scratch_dir("forked-") / "status"
-    request = {"args": args, "env": env, "cwd": str(Path.cwd()), "status": str(status),
-               "pipes": True}  # fmt: skip
+    request = {"args": args, "env": env, "cwd": str(Path.cwd()), "status": str(status)}
     stdin_read, stdin_write = os.pipe() if input is not None else (os.open(os.devnull, 0), -1)
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
