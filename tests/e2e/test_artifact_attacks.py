@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import socket
 import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.e2e.conftest import ServerProcess
+import httpx
+
+from tests.e2e.conftest import ServerProcess, run_cli
 
 Start = Callable[..., ServerProcess]
 SECRET_MARKERS = (b"session_secret", b"signing_key", b"BEGIN", b"root:")
@@ -199,7 +202,24 @@ def test_downloads_dropped_before_their_body_leave_no_open_file(
                 f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
                 f"Authorization: Bearer {auth}\r\n\r\n".encode()
             )  # and hang up without reading
-    deadline = time.monotonic() + 10
-    while _open_files(server.process.pid, path) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    # A request's count goes up once its response has ended (sent, or the client found
+    # gone), file closed: wait for all 30, however busy the machine, then look.
+    scrape = run_cli("key", "create", "--name", "scrape", "--scope", "metrics",
+                     data_dir=server.data_dir).stdout.strip()  # fmt: skip
+    with server.client() as client:
+        client.headers["Authorization"] = f"Bearer {scrape}"
+        deadline = time.monotonic() + 60
+        while _downloads_ended(client) < 30 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _downloads_ended(client) == 30
     assert _open_files(server.process.pid, path) == 0
+
+
+def _downloads_ended(client: httpx.Client) -> int:
+    """Responses the server has ended on the two download routes, from its metrics."""
+    routes = r"/api/v1/artifacts/\{artifact_id\}/content|/files/preview/\{token\}"
+    pattern = re.compile(
+        rf'^safeboard_http_requests_total\{{method="GET",route="(?:{routes})"[^}}]*\}} (\S+)$',
+        re.M,
+    )
+    return sum(int(float(count)) for count in pattern.findall(client.get("/metrics").text))
