@@ -81,7 +81,9 @@ async def test_events_have_increasing_ids(replicas: tuple[World, World, str]) ->
     ids = [event_id for event_id, _ in stream.ids()]
     assert all(isinstance(i, int) for i in ids)
     assert ids == sorted(ids)
-    assert len(set(ids)) == 3
+    # Each its own; the run's creation may come too (on PostgreSQL its notice can reach the
+    # stream after it opened: seen in CI, ids 1 to 4).
+    assert len(set(ids)) == len(ids) >= 3
     assert "retry: " in stream.body
     await stream.close()
 
