@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from starlette.applications import Starlette
 
+from safeboard.account_services import build_accounts
 from safeboard.accounts.api_keys import ApiKeyProvider, ApiKeyService
 from safeboard.accounts.context import AuthContext
-from safeboard.accounts.passwords import PasswordHasher
 from safeboard.accounts.ratelimit import LoginThrottle, throttle_keys
 from safeboard.accounts.sessions import AuthService, SessionCookieProvider
 from safeboard.accounts.users import UserService
@@ -46,7 +46,6 @@ from safeboard.jobs.wakeup import Wakeup
 from safeboard.jobs.work import agents_work
 from safeboard.metrics.service import MetricService
 from safeboard.metrics.steps import StepService
-from safeboard.projects import repository as project_queries
 from safeboard.projects.service import ProjectService
 from safeboard.provision import NotProvided, provider_of
 from safeboard.runs import repository as run_queries
@@ -137,12 +136,12 @@ def build_services(
     store's directory (made if missing); background work starts with the app
     (``EventBus.start``, the expiry sweeps). ``trust_anchor``: the certificate (DER) that
     clients of this server pin, whose key a join string carries (agents)."""
-    hasher = PasswordHasher(settings.auth)
-    auth = AuthService(engine, settings, hasher)
-    # Where a lower domain needs a higher one, the higher one is passed in here: binding a
-    # key to a project asks projects; a project's activity counts runs; metrics ask runs
-    # who may act on a run (docs/architecture.md, "Domains").
-    keys = ApiKeyService(engine, settings, project_grants=project_queries.grant_in)
+    # Where a lower domain needs a higher one, the higher one is passed in here (or in
+    # account_services: binding a key to a project asks projects): a project's activity
+    # counts runs; metrics ask runs who may act on a run (docs/architecture.md, "Domains").
+    accounts = build_accounts(settings, engine)
+    auth = AuthService(engine, settings, accounts.hasher)
+    keys = accounts.keys
 
     # A revoked agent's live attempts end lost and their tasks are requeued, in the
     # revoking transaction (the queue, a higher domain, is built below).
@@ -198,7 +197,7 @@ def build_services(
         keys=keys,
         request_auth=RequestAuth(identity=identity, auth=auth, cookie=cookie),
         auth_context=AuthContext(identity=identity, auth=auth, keys=keys, cookie=cookie),
-        users=UserService(engine, settings, hasher, keys_changed=keys.forget_user),
+        users=accounts.users,
         projects=ProjectService(engine, settings=settings.projects, activity=run_queries.activity),
         events=events,
         runs=RunService(engine, events),

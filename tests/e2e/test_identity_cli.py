@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.e2e.conftest import ServerProcess, run_cli
+from tests.e2e.conftest import ServerProcess, cli_env, run_cli
 from tests.support.sessions import BINDING_HEADER, session_cookie_name
 
 pytestmark = pytest.mark.e2e
@@ -113,6 +113,25 @@ def test_cli_key_works_until_revoked_and_never_from_a_query_string(server_factor
     assert all('=[REDACTED]" 400 ' in line for line in logged), logged
     assert secret not in server.log
     assert key_id not in "\n".join(logged)
+
+
+def test_local_commands_start_without_the_server_app(server_factory: Start) -> None:
+    """``safeboard key`` and ``safeboard user`` build the users and keys alone
+    (account_services): a new interpreter imports neither the web framework nor numpy,
+    httpx or the other domains, and the key it makes works on the running server."""
+    server = server_factory()
+    env = {**cli_env(server.data_dir), "PYTHONPROFILEIMPORTTIME": "1"}  # each import, stderr
+    made = run_cli("key", "create", "--name", "lean", env=env, fresh=True)
+    assert made.returncode == 0, made.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in made.stderr.splitlines()}
+    assert {"safeboard.account_services", "sqlalchemy"} <= imported  # the timing is on
+    heavy = {"fastapi", "starlette", "numpy", "httpx", "safeboard.services", "safeboard.runs"}
+    assert heavy.isdisjoint(imported), heavy & imported
+    listed = run_cli("user", "list", "--json", env=env, fresh=True)
+    assert listed.returncode == 0, listed.stderr
+    assert heavy.isdisjoint(line.rsplit("|", 1)[-1].strip() for line in listed.stderr.splitlines())
+    with server.client() as client:
+        assert client.get(SESSION, headers=bearer(made.stdout.strip())).status_code == 200
 
 
 def test_cli_key_works_with_curl_until_revoked(server_factory: Start) -> None:

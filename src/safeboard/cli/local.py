@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
+from safeboard.account_services import build_accounts
 from safeboard.accounts.api_keys import ApiKeyService
 from safeboard.accounts.users import UserService
 from safeboard.auth.permissions import CredentialKind, Scope
@@ -19,8 +21,6 @@ from safeboard.auth.principal import Principal
 from safeboard.datadir import ensure_data_dir
 from safeboard.errors import ConfigError
 from safeboard.secret_store import ensure_secrets
-from safeboard.server.bootstrap import DISCOVERY_FILE, advertised_url
-from safeboard.services import Services, build_services
 from safeboard.settings import Settings, load_settings
 from safeboard.storage import open_database
 
@@ -68,12 +68,23 @@ def cli_actor() -> str:
         return "cli:unknown"
 
 
+class Accounts(Protocol):
+    """What a local command acts on: the server's settings, users and keys, wired as a
+    running server wires them (``build_accounts``; ``build_services`` has them too)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def users(self) -> UserService: ...
+    @property
+    def keys(self) -> ApiKeyService: ...
+
+
 @dataclass(frozen=True)
 class Local:
-    """The server's services (``build_services``, as a running server has them), for a
-    command acting as the operator."""
+    """The server's accounts and keys, for a command acting as the operator."""
 
-    services: Services
+    services: Accounts
 
     @property
     def settings(self) -> Settings:
@@ -102,6 +113,8 @@ class Local:
         """The server's address for links handed to others (invitations): its public URL,
         else as its last start advertised it, else as the settings say (a wildcard bind
         gives the machine's name, never 127.0.0.1)."""
+        from safeboard.server.bootstrap import DISCOVERY_FILE, advertised_url  # invites only
+
         if self.settings.server.public_url:
             return self.settings.server.public_url
         path = self.settings.data_dir / DISCOVERY_FILE
@@ -123,6 +136,6 @@ def open_local(data_dir: Path) -> Iterator[Local]:
         settings.database_url, busy_timeout_ms=settings.database.sqlite_busy_timeout_ms
     )
     try:
-        yield Local(build_services(settings, engine))
+        yield Local(build_accounts(settings, engine))
     finally:
         engine.dispose()

@@ -18,15 +18,18 @@ import json
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from safeboard.accounts.repository import normalize_username
 from safeboard.auth.permissions import CredentialKind, Role, Scope
 from safeboard.auth.principal import Principal
 from safeboard.datadir import write_private
 from safeboard.errors import InvalidRequest
-from safeboard.server.certificates import TlsMaterial
-from safeboard.services import Services
 from safeboard.settings import Settings, is_loopback_host, is_wildcard_host
+
+if TYPE_CHECKING:  # the CLI's local commands use os_admin_name: no app to import for it
+    from safeboard.server.certificates import TlsMaterial
+    from safeboard.services import Services
 
 __all__ = [
     "DISCOVERY_FILE",
