@@ -254,8 +254,9 @@ def test_long_poll_wakes_at_a_submit(world: QueueWorld) -> None:
     assert got
     assert got[0] > 0
     # The bound is 100 ms; generous here on a loaded 2-core machine (the
-    # benchmark, bench/queue.py, measures it).
-    assert got[0] - submitted < 1.0
+    # benchmark, bench/queue.py, measures it). A lost wake-up would wait for the next
+    # look, 4.5 s after the submit (jobs.poll_seconds, 5 s).
+    assert got[0] - submitted < 3.0
 
 
 T = TypeVar("T")
@@ -327,7 +328,7 @@ def test_replicas_wake_and_race(make_settings: Callable[..., Settings], pg_url: 
         waiter.join(timeout=20)
         assert got
         assert got[0] > 0
-        assert got[0] - submitted < 2.0  # poll fallback: 5 s; the notice is much faster
+        assert got[0] - submitted < 3.0  # the next look: 4 s after; the notice is faster
 
         total = 300
         for _ in range(total):
@@ -367,7 +368,7 @@ def test_async_long_poll_wakes_without_a_thread(world: QueueWorld) -> None:
         return submitted, time.monotonic()
 
     submitted, woke = asyncio.run(main())
-    assert woke - submitted < 1.0
+    assert woke - submitted < 3.0  # a lost wake-up: the next look, 4.5 s after
     assert asyncio.run(world.queue.lease_async("a", [], [], wait_seconds=0.2)) is None
 
 

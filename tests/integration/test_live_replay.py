@@ -96,8 +96,9 @@ async def test_a_reconnect_replays_what_it_missed_on_another_replica(
     run_id = await _run(client, "mnist")
     first = await OpenStream(a.app, a.base_url, PROJECT, _bearer(olga)).open()
     await _log(client, run_id, 0)
-    assert await first.wait(lambda: len(first.events()) >= 1, 10)
-    last_id = first.ids()[-1][0]
+    # Step 0's event: on PostgreSQL the run's creation can reach the stream first, late.
+    assert await first.wait(lambda: _steps(first) == [0], 10)
+    last_id = [event_id for event_id, kind in first.ids() if kind == "metrics"][-1]
     await first.close()
     for step in range(1, 5):  # missed: stored through A and B while no stream was open
         await _log(client if step % 2 else b.client(Authorization=f"Bearer {olga}"), run_id, step)
@@ -173,8 +174,13 @@ async def test_beyond_the_window_the_page_is_told_to_reload(
     # missed nothing that is gone and catches up.
     bus.replay_limit = 1000
     bus.clock = lambda: datetime.now(UTC)
+    witness = await OpenStream(a.app, a.base_url, PROJECT, _bearer(olga)).open()
     await _log(client, run_id, 5)
     await _log(client, run_id, 6)
+    # Their notices reach this replica's streams in order: once the witness has both, a
+    # stream opened later cannot get them live (on PostgreSQL they could come after it).
+    assert await witness.wait(lambda: _steps(witness) == [5, 6], 10)
+    await witness.close()
     bus.trim()
     missed_one = {**_bearer(olga), "Last-Event-ID": str(newest - 1)}
     behind = await OpenStream(a.app, a.base_url, PROJECT, missed_one).open()

@@ -177,7 +177,7 @@ def test_a_stop_answers_the_followers_at_once(world: QueueWorld) -> None:
         assert page.lines == []
         return time.monotonic() - released
 
-    assert asyncio.run(main()) < 2.0
+    assert asyncio.run(main()) < 5.0  # not the 20 s wait
 
 
 @pytest.mark.postgres
@@ -204,7 +204,7 @@ def test_a_batch_on_one_replica_wakes_a_follower_on_another(
         follower.join(timeout=20)
         assert got
         assert got[0] > 0
-        assert got[0] - stored < 1.0 + 0.5  # noticed, or at worst the 1 s look
+        assert got[0] - stored < 5.0  # noticed, or at worst the 1 s look; not the 20 s wait
     finally:
         replica.task_logs.stop()
         engine.dispose()
