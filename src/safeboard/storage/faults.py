@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psycopg
 from sqlalchemy import exc as sa_exc
 
 from safeboard.datadir import disk_state
 from safeboard.errors import DatabaseBusy, DatabaseUnavailable, DiskFull, ServiceUnavailable
+
+if TYPE_CHECKING:
+    import psycopg
 
 __all__ = [
     "BUSY_RETRY_S",
@@ -122,7 +126,10 @@ def is_disk_full(exc: BaseException, where: Path | None = None) -> bool:
 def _classify_one(exc: BaseException) -> ServiceUnavailable | None:
     if isinstance(exc, sqlite3.Error):
         return _sqlite(exc)
-    if isinstance(exc, psycopg.Error):
+    # psycopg's errors come from psycopg, imported by then: none to look for on SQLite (the
+    # CLI's local commands start without it, about 0.1 s).
+    postgres = sys.modules.get("psycopg")
+    if postgres is not None and isinstance(exc, postgres.Error):
         return _postgres(exc)
     if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection free in time
         return database_busy()
@@ -148,6 +155,8 @@ def _sqlite(exc: sqlite3.Error) -> ServiceUnavailable | None:
 
 
 def _postgres(exc: psycopg.Error) -> ServiceUnavailable | None:
+    import psycopg  # noqa: PLC0415  (imported already: exc is one of its errors)
+
     state = exc.sqlstate
     if state == _PG_DISK_FULL:
         return disk_full()
