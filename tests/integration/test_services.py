@@ -1,6 +1,7 @@
 """One composition root (issue 12, section 2): ``build_services(settings, engine)`` builds
-every service once; the app's routes, the start's bootstrap and the CLI's local commands
-all act through such an object, and a route reaches its service by type."""
+every service once; the app's routes and the start's bootstrap act through such an object,
+the CLI's local commands through its users and keys alone (``build_accounts``), and a
+route reaches its service by type."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from safeboard.account_services import AccountServices
 from safeboard.auth.permissions import Role, Scope
 from safeboard.cli.local import Local, open_local
+from safeboard.errors import NotFound
 from safeboard.provision import provided_by
 from safeboard.server.bootstrap import bootstrap
-from safeboard.services import Services, services_of
+from safeboard.services import Services, build_services, services_of
 from safeboard.settings import Settings
 from safeboard.storage import create_engine
 from tests.support.schema import migrate
@@ -88,22 +91,32 @@ async def test_a_start_acts_through_the_app_s_services(make_app: Callable[..., F
     services.engine.dispose()
 
 
-def test_the_cli_s_local_commands_use_the_same_services(
+def test_the_cli_s_local_commands_wire_users_and_keys_as_the_server_does(
     make_settings: Callable[..., Settings],
 ) -> None:
+    """The CLI's local commands build the users and keys alone (``build_accounts``, which
+    ``build_services`` takes its own from), wired alike: a project-bound key asks projects,
+    a user disabled is forgotten by the keys of the same process."""
     settings = make_settings()
     engine = create_engine(settings.database_url)
     migrate(engine)
-    engine.dispose()
     with open_local(settings.data_dir) as local:
-        assert type(local.services) is Services
-        assert local.users is local.services.users
-        assert local.keys is local.services.keys
-        assert local.services.auth_context.keys is local.keys
+        assert type(local.services) is AccountServices
         assert local.settings.data_dir == settings.data_dir
-        local.users.add("olga", role=Role.MEMBER, actor="test")  # on the server's own database
+        local.users.add("admin", role=Role.ADMIN, actor="test")  # on the server's own database
+        local.users.add("olga", role=Role.MEMBER, actor="test")
+        with pytest.raises(NotFound, match="no such project"):  # projects' query, passed in
+            local.keys.create(local.principal("admin"), name="p", scope=Scope.READ, project_id=7)
+        token = local.keys.create(local.principal("olga"), name="k", scope=Scope.READ)[1]
+        assert local.keys.principal(token, "cli").username == "olga"
+        assert local.keys.remembered(token, "cli") is not None
+        local.users.set_active("olga", False, actor="test")
+        assert local.keys.remembered(token, "cli") is None  # looked up again: refused
+    services = build_services(settings, engine)
+    assert services.auth_context.keys is services.keys
     with open_local(settings.data_dir) as again:
-        assert [user.username for user in again.users.list_all()] == ["olga"]
+        assert [user.username for user in again.users.list_all()] == ["admin", "olga"]
+    engine.dispose()
 
 
 async def test_apps_in_one_process_share_routes_and_keep_their_own_services(
