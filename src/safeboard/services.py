@@ -1,8 +1,9 @@
 """The composition root: every service of a server, built once, in one order, by
 ``build_services(settings, engine)``.
 
-The app (``api/app.py: create_app``), the bootstrap of each start (``server/bootstrap.py``)
-and the CLI's local commands (``cli/local.py``) all take their services from here; routes
+The app (``api/app.py: create_app``) and the bootstrap of each start
+(``server/bootstrap.py``) take their services from here (its users and keys from
+``account_services.build_accounts``, which the CLI's local commands call alone); routes
 receive theirs by type (``safeboard.provision.provided``), tests read them from the app's
 one object (``services_of(app).runs``). The domain packages sit below this module and
 never import it (import-linter).
