@@ -210,6 +210,7 @@ def test_tensorboard_writer_is_a_drop_in(server_factory: Start, tmp_path: Path) 
     result = subprocess.run(
         [sys.executable, str(script)],
         env=sdk_env(server, tmp_path),
+        cwd=tmp_path,  # its runs/exp1 there, not in the checkout
         capture_output=True,
         text=True,
         timeout=120,
