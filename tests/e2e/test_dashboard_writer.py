@@ -36,6 +36,7 @@ def test_add_scalars_is_one_chart_with_a_line_per_tag(
     result = subprocess.run(
         [sys.executable, str(script)], env=sdk_env(server, tmp_path), capture_output=True,
         text=True, timeout=120, check=False, stdin=subprocess.DEVNULL,
+        cwd=tmp_path,  # its runs/exp1 there, not in the checkout
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     run_id = result.stdout.strip()
