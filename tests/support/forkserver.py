@@ -20,8 +20,8 @@ poll, wait, signals); its exit status comes from the fork server, which reaps it
 CLI commands (``tests/e2e/conftest.py: run_cli``) are forked the same way (:func:`run`):
 the test's ends of three pipes (stdin, stdout, stderr) travel with the request over the
 socket (``SCM_RIGHTS``), and the child runs the command on them. A local command (``key
-create``, ``user add``: the server's services, built as a server builds them) cost about
-1.8 CPU s in a new interpreter, most of it imports; the suite runs a few hundred, and the
+create``, ``user add``) cost about 1.8 CPU s in a new interpreter when it built all the
+server's services (about 1 s now), most of it imports; the suite runs a few hundred, and the
 tests of the CLI itself still run every other command a user types in a new one (their
 own ``subprocess`` calls, and ``run_cli(..., fresh=True)``).
 
@@ -113,23 +113,23 @@ _server: tuple[subprocess.Popen[bytes], Path] | None = None
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> ForkedProcess:
     """Start ``python -m safeboard ARGS`` with ``env``, its output to ``log``."""
-    socket_path = _fork_server()
     log.write_bytes(b"")  # there at once, as with Popen's stdout=log
+    return _start(args, env, [], log=str(log))
+
+
+def _start(args: list[str], env: dict[str, str], fds: list[int], **fields: str) -> ForkedProcess:
+    """Have this worker's fork server fork ``python -m safeboard ARGS`` with ``env``;
+    ``fds``: a CLI command's stdin, stdout and stderr, sent with the request."""
+    socket_path = _fork_server()
     status = scratch_dir("forked-") / "status"
-    request = {
-        "args": args,
-        "env": env,
-        "cwd": str(Path.cwd()),
-        "log": str(log),
-        "status": str(status),
-    }
+    request = {"args": args, "env": env, "cwd": str(Path.cwd()), "status": str(status), **fields}
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(_START_SECONDS)
         conn.connect(str(socket_path))
-        conn.sendall(json.dumps(request).encode() + b"\n")
+        socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], fds)
         answer = json.loads(conn.makefile("rb").readline())
     if "pid" not in answer:
-        raise AssertionError(f"the fork server did not start the server: {answer}")
+        raise AssertionError(f"the fork server did not start safeboard {args}: {answer}")
     return ForkedProcess(int(answer["pid"]), status, [sys.executable, "-m", "safeboard", *args])
 
 
@@ -148,29 +148,20 @@ def run(
     timeout)."""
     if hold_stdin:
         input = ""
-    socket_path = _fork_server()
-    status = scratch_dir("forked-") / "status"
-    request = {"args": args, "env": env, "cwd": str(Path.cwd()), "status": str(status)}
     stdin_read, stdin_write = os.pipe() if input is not None else (os.open(os.devnull, 0), -1)
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.settimeout(_START_SECONDS)
-            conn.connect(str(socket_path))
-            socket.send_fds(conn, [json.dumps(request).encode() + b"\n"],
-                            [stdin_read, out_write, err_write])  # fmt: skip
-            answer = json.loads(conn.makefile("rb").readline())
-    finally:
-        for fd in (stdin_read, out_write, err_write):
-            os.close(fd)
-    command = [sys.executable, "-m", "safeboard", *args]
-    if "pid" not in answer:
+        child = _start(args, env, [stdin_read, out_write, err_write])
+    except BaseException:
         for fd in (stdin_write, out_read, err_read):
             if fd >= 0:
                 os.close(fd)
-        raise AssertionError(f"the fork server did not start the command: {answer}")
-    child = ForkedProcess(int(answer["pid"]), status, command)
+        raise
+    finally:
+        for fd in (stdin_read, out_write, err_write):
+            os.close(fd)
+    command = child.args
     if stdin_write >= 0 and not hold_stdin:
         with os.fdopen(stdin_write, "wb") as sink, contextlib.suppress(BrokenPipeError):
             sink.write((input or "").encode())  # small: the pipe holds it
