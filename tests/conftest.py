@@ -1,8 +1,10 @@
 """Database fixtures shared by every tier: a real PostgreSQL server and a fresh database.
 
 ``postgres_server`` starts Debian's PostgreSQL in a temporary directory once per session
-(password auth, loopback only). ``db_url`` gives each test an empty database on SQLite and
-on PostgreSQL; the PostgreSQL case carries the ``postgres`` marker.
+(password auth, loopback only). ``db_url`` gives each test a new database at the head
+revision (a copy of the schema the migrations made, tests/support/schema.py) on SQLite and
+on PostgreSQL, ``empty_db_url`` an empty one (the tests of the migrations); their
+PostgreSQL case carries the ``postgres`` marker.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import psycopg
 import pytest
 from hypothesis import settings
 from psycopg import sql
-from sqlalchemy import URL, Engine
+from sqlalchemy import URL, Engine, make_url
 
 from safeboard.storage import create_engine
+from tests.support.schema import copy_sqlite_template, postgres_template
 from tests.support.scratch import remove_scratch
 
 # scripts/test (and so CI) runs the property tests with "repeatable": the examples are
@@ -175,11 +178,17 @@ def _start(bindir: Path, root: Path, data: Path, password: str) -> PostgresServe
 
 
 @contextmanager
-def fresh_database(server: PostgresServer, prefix: str) -> Iterator[str]:
-    """The URL of a new, empty database on the test cluster, dropped afterwards."""
+def fresh_database(
+    server: PostgresServer, prefix: str, *, template: str | None = None
+) -> Iterator[str]:
+    """The URL of a new database on the test cluster, dropped afterwards: empty, or a copy
+    of the database ``template``."""
     name = f"{prefix}_{secrets.token_hex(8)}"
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        create = sql.SQL("{} TEMPLATE {}").format(create, sql.Identifier(template))
     with server.admin() as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        admin.execute(create)
     try:
         yield server.url(name)
     finally:
@@ -189,9 +198,27 @@ def fresh_database(server: PostgresServer, prefix: str) -> Iterator[str]:
             )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=DATABASES)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of a fresh, empty database, once on SQLite and once on PostgreSQL."""
+    """The URL of a new database at the head revision, once on SQLite and once on
+    PostgreSQL: the schema the migrations made, copied (tests/support/schema.py)."""
+    if request.param == "sqlite":
+        copy_sqlite_template(tmp_path / "safeboard.db")
+        yield f"sqlite:///{tmp_path / 'safeboard.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    template = postgres_template(make_url(server.url("postgres")))
+    with fresh_database(server, "test", template=template) as url:
+        yield url
+
+
+@pytest.fixture(params=DATABASES)
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a new, empty database (no table, no revision), once on SQLite and once
+    on PostgreSQL: for the tests of the migrations."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'safeboard.db'}"
         return
@@ -208,8 +235,19 @@ def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
-    """An engine from safeboard's own ``create_engine`` on the test's fresh database."""
+    """An engine from safeboard's own ``create_engine`` on the test's new database (at the
+    head revision)."""
     built = create_engine(db_url)
+    try:
+        yield built
+    finally:
+        built.dispose()
+
+
+@pytest.fixture
+def empty_engine(empty_db_url: str) -> Iterator[Engine]:
+    """An engine from safeboard's own ``create_engine`` on the test's new, empty database."""
+    built = create_engine(empty_db_url)
     try:
         yield built
     finally:

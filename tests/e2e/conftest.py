@@ -53,7 +53,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """The CLI as a subprocess: as root on the machine of ``data_dir``, or with ``env``;
     ``input``: what it reads on stdin (an answer to a confirmation). Forked from the
-    worker's fork server (tests/support/forkserver.py: about 1.8 CPU s less for a local
+    worker's fork server (tests/support/forkserver.py: about 1 CPU s less for a local
     command), or with ``fresh`` a new interpreter, as a user runs it."""
     if env is None:
         assert data_dir is not None, "run_cli needs data_dir or env"

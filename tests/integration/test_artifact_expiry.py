@@ -482,8 +482,8 @@ def _rows_at_0004(engine: sa.Engine, created: datetime, ready: datetime) -> None
             conn.execute(sa.insert(tables.tables[table]).values(values))
 
 
-def test_the_migration_backfills_last_activity(db_url: str) -> None:
-    engine = create_engine(db_url)
+def test_the_migration_backfills_last_activity(empty_db_url: str) -> None:
+    engine = create_engine(empty_db_url)
     try:
         created = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
         ready = created + timedelta(hours=5)

@@ -72,8 +72,8 @@ async def test_an_audit_entry_alone_makes_no_gone(world: World) -> None:
     assert answer.status_code == 404
 
 
-def test_the_migration_records_uploads_expired_before_it(db_url: str) -> None:
-    engine = create_engine(db_url)
+def test_the_migration_records_uploads_expired_before_it(empty_db_url: str) -> None:
+    engine = create_engine(empty_db_url)
     try:
         at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
         with engine.connect() as conn, conn.begin():

@@ -232,6 +232,12 @@ CASES: list[tuple[str, set[int]]] = [
 
 
 @pytest.fixture
+def engine(empty_engine: Engine) -> Engine:
+    """An empty database: these tests make tables of their own shape."""
+    return empty_engine
+
+
+@pytest.fixture
 def runs_db(engine: Engine) -> Engine:
     METADATA.create_all(engine)
     with engine.begin() as conn:

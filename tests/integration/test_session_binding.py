@@ -188,10 +188,10 @@ async def test_the_service_worker_is_served_from_the_root(world: World) -> None:
     assert BINDING_HEADER in answer.text
 
 
-def test_the_migration_ends_sessions_that_have_no_binding(db_url: str) -> None:
+def test_the_migration_ends_sessions_that_have_no_binding(empty_db_url: str) -> None:
     """A session from before 0008 could never be used again (it has no binding): the
     upgrade deletes it, and the column is NOT NULL from then on."""
-    engine = create_engine(db_url)
+    engine = create_engine(empty_db_url)
     try:
         with engine.connect() as conn, conn.begin():
             command.upgrade(alembic_config(conn), "0007")

@@ -49,6 +49,17 @@ def _create_table_then_abort(engine: Engine) -> None:
 
 
 @pytest.fixture
+def db_url(empty_db_url: str) -> str:
+    """The migrations themselves are tested here: every test starts from an empty database."""
+    return empty_db_url
+
+
+@pytest.fixture
+def engine(empty_engine: Engine) -> Engine:
+    return empty_engine
+
+
+@pytest.fixture
 def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
     built = create_engine(f"sqlite:///{tmp_path / 'safeboard.db'}")
     yield built
