@@ -5,9 +5,9 @@ releaser once the process turns quiet after work; the contents stay readable."""
 from __future__ import annotations
 
 import mmap
+import platform
 import subprocess
 import sys
-import platform
 import time
 from pathlib import Path
 
@@ -72,7 +72,7 @@ def test_the_releaser_acts_once_the_process_is_quiet_after_work(tmp_path: Path) 
 FINDS_LIBC = """
 import sys
 started = []
-sys.addaudithook(lambda event, args: started.append(args[1]) if event == "subprocess.Popen" else None)
+sys.addaudithook(lambda event, args: event == "subprocess.Popen" and started.append(args[1]))
 from safeboard import heap
 from safeboard.agent.isolation import make_undumpable
 print(heap.configure(), make_undumpable(), started)
