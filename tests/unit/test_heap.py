@@ -81,7 +81,8 @@ print(heap.configure(), make_undumpable(), started)
 
 def test_finding_the_c_library_starts_no_process() -> None:
     """A server and an agent find glibc at every start: through the process's own symbols,
-    not ``ctypes.util.find_library`` (a child running ``ldconfig -p``, about 80 ms of CPU)."""
+    not ``ctypes.util.find_library`` (a child running ``/sbin/ldconfig -p``, which finds
+    nothing in an image without it, gcc and ld)."""
     done = subprocess.run([sys.executable, "-c", FINDS_LIBC], capture_output=True, text=True,
                           timeout=60, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
