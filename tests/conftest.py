@@ -244,16 +244,6 @@ def engine(db_url: str) -> Iterator[Engine]:
         built.dispose()
 
 
-@pytest.fixture
-def empty_engine(empty_db_url: str) -> Iterator[Engine]:
-    """An engine from safeboard's own ``create_engine`` on the test's new, empty database."""
-    built = create_engine(empty_db_url)
-    try:
-        yield built
-    finally:
-        built.dispose()
-
-
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """This process's scratch directories go with the session (tests/support/scratch.py)."""
     remove_scratch()

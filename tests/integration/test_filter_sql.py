@@ -232,9 +232,10 @@ CASES: list[tuple[str, set[int]]] = [
 
 
 @pytest.fixture
-def engine(empty_engine: Engine) -> Engine:
-    """An empty database: these tests make tables of their own shape."""
-    return empty_engine
+def db_url(empty_db_url: str) -> str:
+    """An empty database (``engine`` is made on it): these tests make tables of their own
+    shape."""
+    return empty_db_url
 
 
 @pytest.fixture

@@ -50,13 +50,9 @@ def _create_table_then_abort(engine: Engine) -> None:
 
 @pytest.fixture
 def db_url(empty_db_url: str) -> str:
-    """The migrations themselves are tested here: every test starts from an empty database."""
+    """The migrations themselves are tested here: every test starts from an empty database
+    (``engine`` too, which is made on this ``db_url``)."""
     return empty_db_url
-
-
-@pytest.fixture
-def engine(empty_engine: Engine) -> Engine:
-    return empty_engine
 
 
 @pytest.fixture
