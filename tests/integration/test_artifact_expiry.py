@@ -6,6 +6,7 @@ artifacts stay. Time moves through the service's clock; nothing sleeps for hours
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import logging
 import os
@@ -100,6 +101,22 @@ def row_of(world: World, artifact_id: str) -> artifacts.Artifact | None:
         return artifacts.get(conn, artifact_id)
 
 
+def _locked(path: Path) -> bool:
+    """Whether a writer holds ``path``'s lock (the store creates the file, then locks it:
+    a file that merely exists may not be claimed yet)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # (and with it a lock taken here)
+    return False
+
+
 @asynccontextmanager
 async def writing(
     world: World, client: httpx.AsyncClient, artifact_id: str, first: bytes, rest: bytes
@@ -125,7 +142,7 @@ async def writing(
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(upload)
         with anyio.fail_after(10):
-            while not file_of(world, artifact_id).exists():
+            while not _locked(file_of(world, artifact_id)):
                 await anyio.sleep(0.02)
         try:
             yield results
