@@ -10,13 +10,11 @@ Every field carries a description: ``docs/settings.md`` is generated from them
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from platformdirs import user_data_dir
 from pydantic import (
     Field,
     ValidationError,
@@ -46,6 +44,7 @@ from safeboard.settings_sections import (
     mask_url_password,
 )
 from safeboard.settings_tensorboard import TensorboardSettings
+from safeboard.userdirs import DATA_DIR_ENV, default_data_dir
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -68,18 +67,11 @@ __all__ = [
     "mask_url_password",
 ]
 
-DATA_DIR_ENV = "SAFEBOARD_DATA_DIR"
 SETTINGS_FILE = "safeboard.toml"
 SECRETS_FILE = "secrets.toml"
 
 HTTP_PORT = 8080
 HTTPS_PORT = 8443
-
-
-def default_data_dir() -> Path:
-    """``$SAFEBOARD_DATA_DIR``, else the user's XDG data directory."""
-    env = os.environ.get(DATA_DIR_ENV)
-    return Path(env) if env else Path(user_data_dir("safeboard", appauthor=False))
 
 
 class Settings(BaseSettings):

@@ -97,6 +97,28 @@ def test_a_record_cut_short_is_read_once_it_is_complete(tmp_path: Path) -> None:
         assert not reader.truncated
 
 
+def test_a_reader_with_an_end_reads_nothing_at_or_past_it(tmp_path: Path) -> None:
+    """A descriptor handed to the server is read up to its size on arrival
+    (server/imports.py): a file that keeps growing cannot keep an import going."""
+    import os
+    from functools import partial
+
+    path = tmp_path / "events.out.tfevents.3.host"
+    records = [frame(event("a", float(i), i)) for i in range(1, 4)]  # one length
+    path.write_bytes(b"".join(records))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for end, read in ((0, 0), (len(records[0]) + 5, 1), (len(records[0]) * 2, 2)):
+            reader = RecordReader(path, opener=partial(os.fdopen, os.dup(fd), "rb"), end=end)
+            assert len(list(reader)) == read
+            assert reader.offset == len(records[0]) * read
+            assert reader.truncated is (end % len(records[0]) != 0)
+        whole = RecordReader(path, opener=partial(os.fdopen, os.dup(fd), "rb"), end=10**9)
+        assert len(list(whole)) == 3  # an end past the file's: the file's end
+    finally:
+        os.close(fd)
+
+
 @pytest.mark.parametrize(("at", "problem"), [(2, "the length's"), (14, "the data's")])
 def test_a_corrupt_record_names_its_file_and_offset(tmp_path: Path, at: int, problem: str) -> None:
     path = tmp_path / "events.out.tfevents.3.host"

@@ -188,11 +188,18 @@ def test_the_import_command_says_at_once_when_the_c_reader_is_missing_and_how_to
         assert accel.SCAN is not None, (
             "the C event-file reader is not built: python3 hatch_build.py"
         )
-    result = CliRunner().invoke(cli, ["import", "tensorboard", str(tmp_path), "-p", "x"])
-    assert result.exit_code == 1  # (no event files there: said after the reader's line)
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    (logdir / "events.out.tfevents.1.host").write_bytes(b"")
+    for name in ("SAFEBOARD_URL", "SAFEBOARD_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SAFEBOARD_DATA_DIR", str(tmp_path / "no-server"))
+    monkeypatch.setenv("SAFEBOARD_CONFIG_DIR", str(tmp_path / "config"))
+    result = CliRunner().invoke(cli, ["import", "tensorboard", str(logdir), "-p", "x"])
+    assert result.exit_code == 1  # no server here: said after the reader's line
     said = result.stderr
     assert ("apt install gcc python3-dev" in said) is not built
-    assert "no TensorBoard event files" in said
+    assert "no safeboard server configured" in str(result.exception)  # main() prints it
 
 
 DEBUG_ALLOCATOR = """

@@ -12,22 +12,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from platformdirs import user_config_dir
-
 from safeboard.errors import ConfigError, InvalidUrl
 from safeboard.hosts import NotAnOrigin, parse_origin
+from safeboard.userdirs import CONFIG_DIR_ENV, config_dir
 
 __all__ = [
     "CONFIG_DIR_ENV", "WRITES", "config_dir", "private_dir", "server_origin", "write_private",
 ]  # fmt: skip
-
-CONFIG_DIR_ENV = "SAFEBOARD_CONFIG_DIR"
-
-
-def config_dir() -> Path:
-    """``$SAFEBOARD_CONFIG_DIR``, else the user's config directory (``~/.config/safeboard``)."""
-    env = os.environ.get(CONFIG_DIR_ENV)
-    return Path(env).expanduser() if env else Path(user_config_dir("safeboard", appauthor=False))
 
 
 def private_dir(path: Path) -> Path:

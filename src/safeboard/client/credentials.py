@@ -12,14 +12,12 @@ import hmac
 import json
 import os
 import ssl
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from platformdirs import user_data_dir
 
 from safeboard.client.cleartext import require_private_transport
 from safeboard.client.config import config_dir, private_dir, server_origin, write_private
@@ -28,6 +26,13 @@ from safeboard.client.http import ApiClient
 from safeboard.client.local_socket import LocalSocketTransport
 from safeboard.client.trust import CertificateInfo, TrustStore, context_for, pinned_context
 from safeboard.errors import BadRequest, ConfigError, SafeboardError, Unauthenticated
+from safeboard.userdirs import (
+    API_KEY_ENV,
+    DATA_DIR_ENV,
+    URL_ENV,
+    default_data_dir,
+    read_private_json,
+)
 
 __all__ = [
     "API_KEY_ENV",
@@ -43,8 +48,7 @@ __all__ = [
     "resolve_server",
 ]
 
-URL_ENV, API_KEY_ENV, CA_CERT_ENV = "SAFEBOARD_URL", "SAFEBOARD_API_KEY", "SAFEBOARD_CA_CERT"
-DATA_DIR_ENV = "SAFEBOARD_DATA_DIR"
+CA_CERT_ENV = "SAFEBOARD_CA_CERT"
 DISCOVERY_FILE = "discovery.json"
 
 
@@ -60,24 +64,6 @@ class StoredKey:
     saved_at: str = ""
 
 
-def _read_private_json(path: Path) -> dict[str, object] | None:
-    """A secret-holding JSON file, or None when absent; refused if others may read it."""
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise ConfigError(
-                f"{path} is readable by group or others (mode {mode:o}); run: chmod 600 {path}"
-            )
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        raise ConfigError(f"cannot read {path}: delete it, or fix its JSON") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"cannot read {path}: not a JSON object")
-    return data
-
-
 class CredentialStore:
     """Per-server API keys stored by ``safeboard login``."""
 
@@ -89,7 +75,7 @@ class CredentialStore:
         return self.directory / f"{slug}.json"
 
     def _load(self, path: Path) -> StoredKey | None:
-        data = _read_private_json(path)
+        data = read_private_json(path)
         if data is None:
             return None
         try:
@@ -202,16 +188,10 @@ class _Renewal:
         return fresh.api_key
 
 
-def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """The local server's data directory: ``$SAFEBOARD_DATA_DIR`` or the XDG data directory."""
-    env = (os.environ if environ is None else environ).get(DATA_DIR_ENV)
-    return Path(env).expanduser() if env else Path(user_data_dir("safeboard", appauthor=False))
-
-
 def read_discovery(data_dir: Path) -> ServerAccess | None:
     """The local server's discovery file: its URL, key and TLS (its CA, and its fingerprint)."""
     path = data_dir / DISCOVERY_FILE
-    data = _read_private_json(path)
+    data = read_private_json(path)
     if data is None or not isinstance(data.get("url"), str):
         return None
     url = server_origin(str(data["url"]))

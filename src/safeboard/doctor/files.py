@@ -12,6 +12,7 @@ from pathlib import Path
 
 from safeboard.datadir import DISK_OK, LOCAL_SOCKET, PLAIN_SOCKET, disk_state
 from safeboard.doctor.findings import Finding, Severity
+from safeboard.importsock.protocol import IMPORT_SOCKET
 from safeboard.server.lock import LOCK_FILE
 from safeboard.settings import SECRETS_FILE, Settings
 from safeboard.settings_sections import secret_weakness
@@ -132,7 +133,9 @@ def _discovery(data_dir: Path) -> Iterator[Finding]:
     if pid is not None:
         yield Finding("discovery", Severity.OK, f"the server (pid {pid}) serves {url}")
         return
-    leftovers = [name for name in (LOCAL_SOCKET, PLAIN_SOCKET) if (data_dir / name).exists()]
+    leftovers = [
+        name for name in (LOCAL_SOCKET, PLAIN_SOCKET, IMPORT_SOCKET) if (data_dir / name).exists()
+    ]
     yield Finding(
         "discovery",
         Severity.INFO,

@@ -13,10 +13,11 @@ being written) is not an error: the reader stops before it (:attr:`RecordReader.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import BinaryIO
 
 import google_crc32c
 import numpy as np
@@ -120,10 +121,18 @@ class RecordReader:
     """The checked records of one file from ``offset`` on. Reading (``blocks()`` or
     iterating) reads what is there now; read again later for what was appended since."""
 
-    def __init__(self, path: Path, offset: int = 0) -> None:
-        self.path = path
+    def __init__(
+        self, path: Path, offset: int = 0,
+        *, opener: Callable[[], BinaryIO] | None = None, end: int | None = None,
+    ) -> None:  # fmt: skip
+        self.path = path  # named in errors; opened unless ``opener`` is given
         self.offset = offset  # the first byte not read yet (a record boundary)
         self.truncated = False  # the last read ended inside a record (being written)
+        # ``opener``: the file another way than by its path (a descriptor handed over,
+        # safeboard/importsock); ``end``: no byte at or past it is read (a file that grows
+        # while it is read is read as it was).
+        self._open: Callable[[], BinaryIO] = opener or (lambda: path.open("rb"))
+        self.end = end
 
     def __iter__(self) -> Iterator[Record]:
         for block in self.blocks():
@@ -134,14 +143,14 @@ class RecordReader:
         """The records in blocks of about ``_CHUNK`` bytes; the first of about ``first``
         (a reader whose first batch ends sooner asks for less, and sends it sooner)."""
         self.truncated = False
-        with self.path.open("rb") as file:
+        with self._open() as file:
             size = first
             while True:
                 # Each block read whole from the file, from the first byte not read: a
                 # record cut by the last block's end is read again from the page cache,
                 # not copied in front of the next read.
                 file.seek(self.offset)
-                buffer = file.read(size)
+                buffer = file.read(size if self.end is None else min(size, self.end - self.offset))
                 if not buffer:
                     return
                 block, problem = self._walk(buffer)

@@ -25,7 +25,7 @@ from safeboard.metrics.schemas import (
 from safeboard.metrics.service import MetricService
 from safeboard.provision import provided
 
-__all__ = ["router"]
+__all__ = ["parse_compact", "router"]
 
 router = APIRouter(prefix="/api/v1/runs/{run_id}/metrics")
 _JSON = "application/json"
@@ -103,7 +103,7 @@ def _from_packed(body: bytes) -> tuple[str, Iterator[tuple[str, Series]]]:
     return header.batch_id, pairs
 
 
-def _from_compact(body: bytes) -> tuple[str, Iterator[tuple[str, Series]]]:
+def parse_compact(body: bytes) -> tuple[str, Iterator[tuple[str, Series]]]:
     """Times read in place; steps and values made from their forms (``safeboard.wire``,
     SBC2), each checked against the header first."""
     if not wire.is_compact(body):
@@ -123,7 +123,7 @@ def _from_compact(body: bytes) -> tuple[str, Iterator[tuple[str, Series]]]:
 
 _PARSERS = {
     "application/json": _from_json, "": _from_json,
-    wire.MEDIA_TYPE: _from_packed, wire.COMPACT_MEDIA_TYPE: _from_compact,
+    wire.MEDIA_TYPE: _from_packed, wire.COMPACT_MEDIA_TYPE: parse_compact,
 }  # fmt: skip
 
 

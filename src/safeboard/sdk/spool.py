@@ -26,16 +26,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from platformdirs import user_state_dir
-
 from safeboard.client.config import write_private
 from safeboard.errors import Conflict
 from safeboard.sdk.batches import Batch
+from safeboard.userdirs import spool_root
 from safeboard.words import count
 
 __all__ = ["RunSpool", "SpoolLocked", "spool_root", "spooled_runs"]
 
-SPOOL_ENV = "SAFEBOARD_SPOOL_DIR"
 LOCK_NAME = "lock"
 PACKED = ".sbc"  # a batch spooled as its packed body (JSON before)
 
@@ -47,11 +45,6 @@ class SpoolLocked(Conflict):
         by = f"its script (pid {pid})" if pid else "its script"
         super().__init__(f"run {run_id} is still being written by {by}")
         self.pid = pid
-
-
-def spool_root() -> Path:
-    env = os.environ.get(SPOOL_ENV)
-    return Path(env) if env else Path(user_state_dir("safeboard", appauthor=False)) / "spool"
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:

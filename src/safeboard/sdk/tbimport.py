@@ -22,8 +22,7 @@ from pathlib import Path
 
 from safeboard.client.typed import Client
 from safeboard.errors import Conflict, SafeboardError
-from safeboard.sdk.spool import spool_root
-from safeboard.sdk.tbledger import CutLedger
+from safeboard.logdirs import CutLedger, ledger_path
 from safeboard.sdk.tbrun import Counts, RunImport
 from safeboard.sdk.tbruns import is_event_file, make_run, run_dirs, run_id_for
 from safeboard.sdk.tbupload import Keeper
@@ -37,7 +36,7 @@ POLL_SECONDS = 2.0
 
 
 def ledger_for(run_id: str) -> CutLedger:
-    return CutLedger(spool_root() / "tensorboard" / f"{run_id}.json")
+    return CutLedger(ledger_path(run_id))
 
 
 @dataclass

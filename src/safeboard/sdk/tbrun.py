@@ -43,9 +43,9 @@ from safeboard.eventfiles.bulk import plain_scalars
 from safeboard.eventfiles.events import Histogram, Hparams, Image, Scalar, Text
 from safeboard.eventfiles.records import Block
 from safeboard.eventfiles.wireformat import DecodeError
+from safeboard.logdirs import CutLedger
 from safeboard.sdk.tbbatch import BatchPoster, PendingBatch
 from safeboard.sdk.tbhist import send_histograms
-from safeboard.sdk.tbledger import CutLedger
 from safeboard.sdk.tbruns import is_event_file
 
 __all__ = ["WINDOW", "Counts", "EventFileState", "RunImport", "is_event_file"]
@@ -109,13 +109,16 @@ class RunImport:
         found = self.directory.rglob("*") if self.recursive else self.directory.iterdir()
         return sorted(p for p in found if is_event_file(p))
 
+    def _reader(self, path: Path) -> RecordReader:
+        return RecordReader(path)
+
     def pass_(self) -> bool:
         """Read every file from where it stopped; True when anything new was read."""
         news = False
         for path in self._event_files():
             state = self.files.get(path)
             if state is None:
-                state = self.files[path] = EventFileState(path, RecordReader(path))
+                state = self.files[path] = EventFileState(path, self._reader(path))
             if state.error is None:
                 news |= self._read(state)
         self._send_documents()

@@ -1,46 +1,20 @@
-"""The runs of a TensorBoard log directory, found and made without the event-file reader
-(no numpy): ``safeboard import tensorboard`` makes them while the reader's modules load
-in a thread beside it, so the server's work and the command's start overlap (P7).
-
-Every directory under the log directory that holds event files (``*.tfevents.*``) becomes
-a run, named by its path relative to the log directory (the log directory's own name for
-files at its top). The run's id comes from the project and the directory's absolute path,
-so importing again reaches the same run.
-"""
+"""The runs of a TensorBoard log directory (found by safeboard/logdirs.py), made without
+the event-file reader (no numpy): ``safeboard import tensorboard`` makes them while the
+reader's modules load in a thread beside it, so the server's work and the command's start
+overlap (P7)."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import socket
 from collections.abc import Callable
 from pathlib import Path
 
 from safeboard.client.typed import Client
 from safeboard.errors import Conflict, NotFound, ProjectMoved
+from safeboard.logdirs import is_event_file, run_dirs, run_id_for
 
 __all__ = ["is_event_file", "make_run", "run_dirs", "run_id_for"]
-
-
-def is_event_file(path: Path) -> bool:
-    return ".tfevents." in path.name and path.is_file()
-
-
-def run_dirs(logdir: Path) -> dict[str, Path]:
-    """Each directory holding event files, by run name (its path under ``logdir``)."""
-    found: dict[str, Path] = {}
-    for path in sorted(logdir.rglob("*.tfevents.*")):
-        if not is_event_file(path):
-            continue
-        relative = path.parent.relative_to(logdir).as_posix()
-        name = logdir.resolve().name if relative == "." else relative
-        found.setdefault(name[-200:] or "tensorboard", path.parent)
-    return found
-
-
-def run_id_for(project: str, directory: Path) -> str:
-    key = f"tensorboard\0{project}\0{directory.resolve()}"
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def make_run(

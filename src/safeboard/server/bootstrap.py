@@ -96,6 +96,7 @@ def bootstrap(
     *,
     local_socket: Path | None = None,
     plain_socket: Path | None = None,
+    import_socket: Path | None = None,
 ) -> Bootstrapped:
     """The start's accounts, link, key and discovery file, through the server's own
     services (the app's: ``services_of(app)``)."""
@@ -112,6 +113,8 @@ def bootstrap(
         discovery["socket"] = str(local_socket)
     if plain_socket is not None:  # a TLS server's plain one beside it (datadir.PLAIN_SOCKET)
         discovery["plain_socket"] = str(plain_socket)
+    if import_socket is not None:  # `safeboard import tensorboard` hands files over it
+        discovery["import_socket"] = str(import_socket)
     path = settings.data_dir / DISCOVERY_FILE
     # Whatever the account's state, the startup link of an earlier start dies now.
     auth.void_startup_tokens()

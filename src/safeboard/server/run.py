@@ -20,6 +20,7 @@ from safeboard import __version__, heap
 from safeboard.api.app import create_app
 from safeboard.datadir import LOCAL_SOCKET, PLAIN_SOCKET, SocketAddress, ensure_data_dir
 from safeboard.errors import ConfigError
+from safeboard.importsock.protocol import IMPORT_SOCKET
 from safeboard.logconfig import log_config
 from safeboard.secret_store import ensure_secrets
 from safeboard.server.bootstrap import Bootstrapped, advertised_url, bootstrap, local_url
@@ -30,6 +31,7 @@ from safeboard.server.connections import (
     gated_protocol,
     raise_open_files_limit,
 )
+from safeboard.server.imports import ImportListener, bind_import_socket
 from safeboard.server.lock import ServerLock
 from safeboard.server.origins import (
     Origins,
@@ -274,6 +276,7 @@ def serve(
         sock = bind_socket(settings.server.host, settings.port)
         local = bind_local_socket(settings.data_dir)
         plain = bind_plain_socket(settings.data_dir) if material else None
+        imports = bind_import_socket(settings.data_dir)
         # Before any thread starts: the migrations run in a forked child (Alembic stays out).
         engine = open_database(
             settings.database_url,
@@ -292,9 +295,11 @@ def serve(
                 started = bootstrap(
                     services, material, local_socket=socket_path,
                     plain_socket=settings.data_dir / PLAIN_SOCKET if plain is not None else None,
+                    import_socket=settings.data_dir / IMPORT_SOCKET,
                 )  # fmt: skip
             board = open_tensorboard_listener(settings, bind_socket)
         except BaseException:
+            imports.close()
             engine.dispose()  # its files closed before they are taken back
             raise
     sqlite_file = engine.url.database if engine.dialect.name == "sqlite" else None
@@ -309,6 +314,7 @@ def serve(
     if on_started is not None:
         on_started(services)
     releaser.start()
+    importer = ImportListener(imports, services, settings.data_dir).start()
     # What the start made (modules, the app, its services) lives as long as the process:
     # out of the collector's sight, the interpreter's last collection at exit skips it
     # (0.7 CPU s of a Ctrl-C's 0.9 measured: docs/benchmarks.md), and so do full collections
@@ -324,6 +330,7 @@ def serve(
     finally:
         signal.signal(signal.SIGTERM, previous)
         releaser.stop()
+        importer.close()
         services.tensorboards.close()
         (settings.data_dir / LOCAL_SOCKET).unlink(missing_ok=True)
         (settings.data_dir / PLAIN_SOCKET).unlink(missing_ok=True)

@@ -1,6 +1,14 @@
-"""Where earlier imports of a run cut its event files into batches.
+"""A TensorBoard log directory's layout, and where earlier imports cut its files: what
+``safeboard import tensorboard`` needs before it knows how it will import (standard
+library only: its start is part of every import's time, P7).
 
-An import cuts a file at fixed byte windows (the same cuts every time) and where it stopped
+Every directory under the log directory that holds event files (``*.tfevents.*``) becomes
+a run, named by its path relative to the log directory (the log directory's own name for
+files at its top). The run's id comes from the project and the directory's absolute path,
+so importing again reaches the same run.
+
+Where earlier imports of a run cut its event files into batches (:class:`CutLedger`): an
+import cuts a file at fixed byte windows (the same cuts every time) and where it stopped
 reading: the end of the file then. When the file has grown since (its training went on,
 or ``--follow`` read it as it grew), a new import must cut where the earlier one stopped,
 or its batches would overlap the ones sent and points would be stored twice. Those stops
@@ -13,12 +21,40 @@ twice.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 from pathlib import Path
 
-from safeboard.client.config import write_private
+from safeboard.datadir import write_private
+from safeboard.userdirs import spool_root
 
-__all__ = ["CutLedger"]
+__all__ = ["CutLedger", "is_event_file", "ledger_path", "run_dirs", "run_id_for"]
+
+
+def is_event_file(path: Path) -> bool:
+    return ".tfevents." in path.name and path.is_file()
+
+
+def run_dirs(logdir: Path) -> dict[str, Path]:
+    """Each directory holding event files, by run name (its path under ``logdir``)."""
+    found: dict[str, Path] = {}
+    for path in sorted(logdir.rglob("*.tfevents.*")):
+        if not is_event_file(path):
+            continue
+        relative = path.parent.relative_to(logdir).as_posix()
+        name = logdir.resolve().name if relative == "." else relative
+        found.setdefault(name[-200:] or "tensorboard", path.parent)
+    return found
+
+
+def run_id_for(project: str, directory: Path) -> str:
+    key = f"tensorboard\0{project}\0{directory.resolve()}"
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def ledger_path(run_id: str) -> Path:
+    """The ledger of the run's cuts, in the user's state directory."""
+    return spool_root() / "tensorboard" / f"{run_id}.json"
 
 
 class CutLedger:
@@ -40,6 +76,10 @@ class CutLedger:
         cuts = self._cuts.get(file_name, [])
         at = bisect.bisect_right(cuts, start)
         return min(cut, cuts[at]) if at < len(cuts) else cut
+
+    def cuts(self) -> dict[str, list[int]]:
+        """The stops of each file, by name."""
+        return {name: list(cuts) for name, cuts in self._cuts.items()}
 
     def add(self, file_name: str, offset: int) -> None:
         cuts = self._cuts.setdefault(file_name, [])

@@ -1,0 +1,110 @@
+"""The import socket's framing, spoken by the command and the server (standard library
+only: the command must start fast, P7).
+
+One connection is one import:
+
+1. the command sends the request, a message (below) whose fields :func:`request` lists,
+   then the descriptors of the event files it opened, in the request's order, in groups
+   of at most :data:`FDS_PER_SEND` (``SCM_RIGHTS``, one byte of data each);
+2. the server answers with messages until ``done`` or ``error``:
+   ``{"runs": {name: run_id}}`` once the runs are made (the command answers
+   ``{"ledgers": {run_id: {file: [cuts]}}}``: where earlier imports cut each file);
+   ``{"say": line}``, a line for the user;
+   ``{"cut": [run_id, file, offset]}`` before a batch that ends at a new cut (the command
+   records it in its ledger and answers ``{"ok": true}``: recorded before it is sent, as
+   over HTTP);
+   ``{"done": [{"name", "run_id", "counts"}]}``; ``{"error": {"code", "message"}}``.
+
+A message is a 4-byte big-endian length and that many bytes of UTF-8 JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import struct
+from typing import Any
+
+__all__ = [
+    "FDS_PER_SEND", "IMPORT_SOCKET", "MAX_FILES", "MAX_MESSAGE", "VERSION", "ProtocolError",
+    "close_all", "receive", "receive_fds", "send", "send_fds",
+]  # fmt: skip
+
+IMPORT_SOCKET = "import.sock"  # in the server's data directory, beside plain.sock
+VERSION = 1
+MAX_MESSAGE = 4 << 20  # bytes of one message: a request naming thousands of files fits
+MAX_FILES = 4096  # event files in one import; more go over HTTP
+FDS_PER_SEND = 200  # under the kernel's 253 descriptors per message (SCM_MAX_FD)
+_LENGTH = struct.Struct(">I")
+
+
+class ProtocolError(Exception):
+    """The other side broke the framing, or went away in the middle of a message."""
+
+
+def send(sock: socket.socket, message: dict[str, Any]) -> None:
+    data = json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
+    if len(data) > MAX_MESSAGE:
+        raise ProtocolError(f"a message of {len(data)} bytes (at most {MAX_MESSAGE})")
+    sock.sendall(_LENGTH.pack(len(data)) + data)
+
+
+def receive(sock: socket.socket) -> dict[str, Any]:
+    """The next message: a JSON object."""
+    (length,) = _LENGTH.unpack(_exactly(sock, _LENGTH.size))
+    if length > MAX_MESSAGE:
+        raise ProtocolError(f"a message of {length} bytes (at most {MAX_MESSAGE})")
+    try:
+        message = json.loads(_exactly(sock, length))
+    except (ValueError, UnicodeDecodeError):
+        raise ProtocolError("a message that is not JSON") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("a message that is not a JSON object")
+    return message
+
+
+def _exactly(sock: socket.socket, size: int) -> bytes:
+    """``size`` bytes, read without taking any that carry descriptors (those are read by
+    :func:`receive_fds` alone: a plain read of them would close the descriptors)."""
+    parts, got = [], 0
+    while got < size:
+        part = sock.recv(min(size - got, 1 << 20))
+        if not part:
+            raise ProtocolError("the other side closed the connection")
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
+def send_fds(sock: socket.socket, fds: list[int]) -> None:
+    for first in range(0, len(fds), FDS_PER_SEND):
+        socket.send_fds(sock, [b"F"], fds[first : first + FDS_PER_SEND])
+
+
+def receive_fds(sock: socket.socket, count: int) -> list[int]:
+    """``count`` descriptors sent by :func:`send_fds`; on any failure those received are
+    closed before ProtocolError is raised."""
+    fds: list[int] = []
+    try:
+        while len(fds) < count:
+            fds += _some_fds(sock, min(FDS_PER_SEND, count - len(fds)), count)
+    except BaseException:
+        close_all(fds)
+        raise
+    return fds
+
+
+def _some_fds(sock: socket.socket, want: int, count: int) -> list[int]:
+    data, got, flags, _ = socket.recv_fds(sock, 1, want)
+    if flags & socket.MSG_CTRUNC or len(got) > want or data != b"F" or not got:
+        close_all(got)
+        raise ProtocolError(f"{count} descriptors announced, not sent as announced")
+    return got
+
+
+def close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)

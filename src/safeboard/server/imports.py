@@ -1,0 +1,261 @@
+"""The import socket: ``safeboard import tensorboard`` on the server's machine hands the
+event files' descriptors to the server, which imports them (safeboard/importsock;
+docs/security.md, "S19 The import socket").
+
+``import.sock`` lives in the 0700 data directory beside ``plain.sock``, mode 0600: only
+the account that runs the server (or root) can connect, and the peer's uid is checked
+again (``SO_PEERCRED``). A request is then treated as any API request:
+
+- it carries an API key, identified by the same identity chain as a bearer key (revoked,
+  expired or unknown: refused); agents' and tasks' credentials are refused here;
+- the key must be able to write projects at all (its scope), and each run and batch is
+  made and stored through the same use cases as over HTTP, which check the grant in the
+  project: runs, notes, config, images and histograms through the server's own HTTP
+  socket with that key, the scalar batches through the metric ingest with the principal
+  the key identified, identified again for every batch;
+- the server never opens a path the client names: it reads only the descriptors the
+  command opened (what that account can read anyway), each a regular file, never past the
+  size it had on arrival (a file that keeps growing cannot keep an import going);
+- bounds: :data:`MAX_CONNECTIONS` connections, :data:`AT_ONCE` imports at a time (the
+  others wait), :data:`protocol.MAX_FILES` files and :data:`protocol.MAX_MESSAGE` bytes of
+  request, and :data:`IDLE_SECONDS` for any answer the command owes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import socket
+import stat
+import struct
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from safeboard.auth.authorizer import could_reach, credential_refusal
+from safeboard.auth.identity import Presented
+from safeboard.auth.permissions import CredentialKind, Permission
+from safeboard.auth.principal import Principal
+from safeboard.datadir import SocketAddress
+from safeboard.errors import ConfigError, InvalidRequest, SafeboardError, Unauthenticated
+from safeboard.importsock import protocol
+
+if TYPE_CHECKING:
+    from safeboard.services import Services
+
+__all__ = ["AT_ONCE", "IDLE_SECONDS", "MAX_CONNECTIONS", "ImportListener", "bind_import_socket"]
+
+logger = logging.getLogger("safeboard.imports")
+
+MAX_CONNECTIONS = 16
+AT_ONCE = 2  # imports run at a time; each holds the interpreter's lock much of its time
+IDLE_SECONDS = 60.0  # for the request, and for each answer the command owes
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+class FileIn(BaseModel):
+    name: str = Field(min_length=1, max_length=255)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if "/" in name or "\0" in name or name in (".", ".."):
+            raise ValueError("a file's name, not a path")
+        return name
+
+
+class RunIn(BaseModel):
+    name: str = Field(min_length=1, max_length=255)
+    dir: str = Field(min_length=1, max_length=4096)
+    files: list[FileIn] = Field(min_length=1, max_length=protocol.MAX_FILES)
+
+    @field_validator("dir")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/") or "\0" in value:
+            raise ValueError("an absolute path")
+        return value
+
+
+class ImportRequest(BaseModel):
+    version: int
+    api_key: str = Field(min_length=1, max_length=512, repr=False)
+    project: str = Field(min_length=1, max_length=200)
+    runs: list[RunIn] = Field(min_length=1, max_length=protocol.MAX_FILES)
+
+    def file_count(self) -> int:
+        return sum(len(run.files) for run in self.runs)
+
+
+def bind_import_socket(data_dir: Path) -> socket.socket:
+    """``import.sock`` in the data directory (0600), listening; one left by a crash is
+    replaced (the server's own ``server.sock`` already proved no other server runs)."""
+    path = data_dir / protocol.IMPORT_SOCKET
+    address = SocketAddress(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        path.unlink(missing_ok=True)
+        sock.bind(address.address)
+        path.chmod(0o600)
+        sock.listen(MAX_CONNECTIONS)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot create {path}: {exc.strerror}") from None
+    finally:
+        address.close()
+    return sock
+
+
+class ImportListener:
+    """Accepts on the import socket in a thread; each connection in a thread of its own."""
+
+    def __init__(self, sock: socket.socket, services: Services, data_dir: Path) -> None:
+        self.sock, self.services, self.data_dir = sock, services, data_dir
+        self._connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._running = threading.Semaphore(AT_ONCE)
+        self._thread = threading.Thread(target=self._accept, name="safeboard-imports", daemon=True)
+        self._closed = threading.Event()
+
+    def start(self) -> ImportListener:
+        """Accept from now on; the import's modules (the reader, numpy's parts of it, the
+        HTTP client) load in a thread meanwhile, not in the first import's time (P7)."""
+        threading.Thread(target=_load_runner, name="safeboard-imports-load", daemon=True).start()
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        (self.data_dir / protocol.IMPORT_SOCKET).unlink(missing_ok=True)
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                if self._closed.is_set():
+                    return
+                continue
+            if not self._connections.acquire(blocking=False):
+                conn.close()  # more than MAX_CONNECTIONS at once: the command says so
+                continue
+            threading.Thread(
+                target=self._serve, args=(conn,), name="safeboard-import", daemon=True
+            ).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            with conn:
+                conn.settimeout(IDLE_SECONDS)
+                if not _same_account(conn):
+                    return
+                self._answer(conn)
+        finally:
+            self._connections.release()
+
+    def _answer(self, conn: socket.socket) -> None:
+        fds: list[int] = []
+        try:
+            request = _request(protocol.receive(conn))
+            fds = protocol.receive_fds(conn, request.file_count())
+            with self._running:
+                _import(conn, self.services, self.data_dir, request, fds)
+        except SafeboardError as exc:
+            _answer_error(conn, exc.code, exc.message)
+        except protocol.ProtocolError as exc:
+            _answer_error(conn, "bad_request", f"import socket: {exc}")
+        except (OSError, TimeoutError) as exc:  # the command went away, or stopped answering
+            logger.info("an import over the import socket ended: %s", exc)
+        except Exception:  # a defect: logged with its traceback, the command told
+            logger.exception("an import over the import socket failed")
+            _answer_error(
+                conn, "internal", "the server failed during the import (its log says why)"
+            )
+        finally:
+            protocol.close_all(fds)
+
+
+def _load_runner() -> None:
+    """Import the runner's modules; a failure is left to the first import, which says it."""
+    with contextlib.suppress(Exception):
+        importlib.import_module("safeboard.server.import_runner")
+
+
+def _same_account(conn: socket.socket) -> bool:
+    """The peer runs as the server's account or as root (the socket's mode already says so;
+    checked again here)."""
+    raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    _, uid, _ = _PEERCRED.unpack(raw)
+    return uid in (os.getuid(), 0)
+
+
+def _request(message: dict[str, Any]) -> ImportRequest:
+    try:
+        request = ImportRequest.model_validate(message)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "request"
+        raise InvalidRequest(f"import socket: {where}: {first['msg']}") from None
+    if request.version != protocol.VERSION:
+        raise InvalidRequest(
+            f"import socket: protocol {request.version}, this server speaks {protocol.VERSION}"
+        )
+    if request.file_count() > protocol.MAX_FILES:
+        raise InvalidRequest(f"import socket: at most {protocol.MAX_FILES} files at once")
+    return request
+
+
+def _answer_error(conn: socket.socket, code: str, message: str) -> None:
+    with contextlib.suppress(OSError, protocol.ProtocolError):
+        protocol.send(conn, {"error": {"code": code, "message": message}})
+
+
+def identify(services: Services, api_key: str) -> Principal:
+    """The principal of ``api_key``, as for ``Authorization: Bearer``; only API keys."""
+    presented = Presented(
+        authorization=f"Bearer {api_key}", session_cookie=None, binding=None, address="local"
+    )
+    identity = services.request_auth.identity
+    principal = identity.remembered(presented) or identity.identify(presented)
+    if principal.credential is not CredentialKind.API_KEY:
+        raise Unauthenticated("the import socket takes an API key")
+    return principal
+
+
+def _sizes(request: ImportRequest, fds: list[int]) -> list[int]:
+    """Each descriptor's size now: a regular file's, or the request is refused (a pipe or a
+    device would block the import or never end; a directory has no records)."""
+    names = [f"{run.dir}/{file.name}" for run in request.runs for file in run.files]
+    sizes = []
+    for name, fd in zip(names, fds, strict=True):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidRequest(f"{name}: not a regular file")
+        sizes.append(info.st_size)
+    return sizes
+
+
+def _import(
+    conn: socket.socket,
+    services: Services,
+    data_dir: Path,
+    request: ImportRequest,
+    fds: list[int],
+) -> None:
+    sizes = _sizes(request, fds)
+    principal = identify(services, request.api_key)
+    if not could_reach(principal, Permission.PROJECTS_WRITE):
+        raise credential_refusal(principal, Permission.PROJECTS_WRITE)
+    from safeboard.server.import_runner import run_import  # noqa: PLC0415  (loaded at start)
+
+    logger.info(
+        "import of %d event files over the import socket by %s",
+        len(fds), principal.username,
+    )  # fmt: skip
+    run_import(conn, services, data_dir, request, list(zip(fds, sizes, strict=True)))
