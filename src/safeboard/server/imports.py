@@ -185,6 +185,7 @@ def _load_runner() -> None:
     """Import the runner's modules; a failure is left to the first import, which says it."""
     with contextlib.suppress(Exception):
         importlib.import_module("safeboard.server.import_runner")
+        importlib.import_module("httpcore")  # httpx's transport imports it at its first use
 
 
 def _same_account(conn: socket.socket) -> bool:
