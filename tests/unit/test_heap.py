@@ -87,3 +87,43 @@ def test_finding_the_c_library_starts_no_process() -> None:
                           timeout=60, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "True", "[]"]
+
+
+BLOCKS_REUSED = """
+import ctypes, threading
+from safeboard import heap
+
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Info
+
+def mapped_by(size):
+    before = libc.mallinfo2().hblkhd
+    block = bytearray(size)
+    grew = libc.mallinfo2().hblkhd - before
+    del block
+    return grew >= size
+
+assert heap.configure()
+assert mapped_by(1 << 20)  # the server's fixed threshold: a mapping of its own
+with heap.blocks_reused():
+    assert not mapped_by(1 << 20)  # from the heap while a bulk job runs
+    with heap.blocks_reused():  # another at once
+        pass
+    assert not mapped_by(1 << 20)  # still, while the first runs
+assert mapped_by(1 << 20)  # fixed again once the last one ended
+print("ok")
+"""
+
+
+def test_blocks_come_from_the_heap_only_while_a_bulk_job_runs() -> None:
+    """An import through the import socket (server/imports.py) reuses its blocks; the
+    fixed threshold comes back when the last one ends (in a new process: malloc's settings
+    are the process's)."""
+    done = subprocess.run([sys.executable, "-c", BLOCKS_REUSED], capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+    assert done.stdout.strip() == "ok", done.stderr

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from safeboard import heap
 from safeboard.auth.authorizer import could_reach, credential_refusal
 from safeboard.auth.identity import Presented
 from safeboard.auth.permissions import CredentialKind, Permission
@@ -164,7 +165,7 @@ class ImportListener:
         try:
             request = _request(protocol.receive(conn))
             fds = protocol.receive_fds(conn, request.file_count())
-            with self._running:
+            with self._running, heap.blocks_reused():
                 _import(conn, self.services, self.data_dir, request, fds)
         except SafeboardError as exc:
             _answer_error(conn, exc.code, exc.message)
