@@ -56,7 +56,7 @@ _PRELOAD = (
     "safeboard.cli",
     "safeboard.server.run",
     "safeboard.api.app",
-    "safeboard.server.import_runner",  # the import socket's: loaded by a thread at start
+    "safeboard.server.import_runner",  # the import socket's, loaded at its first import
     "alembic.command",
     "alembic.runtime.migration",
     "uvicorn.protocols.http.h11_impl",

@@ -1,17 +1,7 @@
 """Imports for a command that starts often and must start fast (``safeboard import
 tensorboard``: P7 times the command's start).
 
-httpx without two optional modules that its synchronous client never uses but that cost
-CPU at every start where they happen to be installed:
-
-- ``trio``: httpcore imports it at its own import (for its async backend under trio),
-  about 60 ms of CPU; the command's client is synchronous.
-- ``pygments`` (and with it ``rich`` and the rest of httpx's own command line): httpx
-  imports its CLI at its import when these are installed, about 30 ms of CPU.
-
-Both are hidden only while httpx and httpcore are imported, and importable again
-afterwards. ``safeboard import tensorboard`` calls this first (P7: the command's start
-is part of the import it times); a process that imported httpx already is unchanged.
+httpx without trio and pygments: safeboard/leanhttp.py.
 
 The end without the interpreter's teardown: once everything the command wrote is closed
 and its output flushed, :func:`exit_at_once` ends the process. Tearing down the modules it
@@ -24,31 +14,14 @@ linear algebra (its numpy is element-wise: checksums, gathers, packing).
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
 from typing import NoReturn
 
+from safeboard.leanhttp import HIDDEN, import_http_lean
+
 __all__ = ["HIDDEN", "exit_at_once", "import_http_lean", "single_threaded_blas"]
-
-HIDDEN = ("trio", "pygments")
-
-
-def import_http_lean() -> None:
-    """Import httpx and httpcore with :data:`HIDDEN` hidden (those not imported yet)."""
-    if "httpx" in sys.modules and "httpcore" in sys.modules:
-        return
-    hidden = [name for name in HIDDEN if name not in sys.modules]
-    for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]  # an import of it fails
-    try:
-        importlib.import_module("httpx")
-        importlib.import_module("httpcore")
-    finally:
-        for name in hidden:
-            if name in sys.modules and sys.modules[name] is None:
-                del sys.modules[name]
 
 
 def single_threaded_blas() -> None:
