@@ -47,8 +47,11 @@ def run_dirs(logdir: Path) -> dict[str, Path]:
     return found
 
 
-def run_id_for(project: str, directory: Path) -> str:
-    key = f"tensorboard\0{project}\0{directory.resolve()}"
+def run_id_for(project: str, directory: Path | str) -> str:
+    """The run's id: from the project and the directory's absolute path (a ``str``: taken
+    as already resolved, as the import socket's server takes it, touching no file)."""
+    resolved = directory if isinstance(directory, str) else str(directory.resolve())
+    key = f"tensorboard\0{project}\0{resolved}"
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 

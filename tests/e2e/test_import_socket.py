@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from safeboard.client.credentials import read_discovery
 from safeboard.datadir import SocketAddress
 from safeboard.importsock import protocol
 from safeboard.logdirs import run_id_for
+from safeboard.sdk.tbrun import WINDOW
 from tests.e2e.conftest import ServerProcess, cli_env, run_cli
 from tests.e2e.test_tensorboard_import import client, scalar_event, server
 from tests.support.eventfiles import tensorboard_tf2_run, tensorboardx_run
@@ -140,21 +142,27 @@ def test_the_command_loads_neither_httpx_nor_numpy(
 # --- the socket's refusals, spoken to directly -------------------------------------------
 
 
-def talk(server: ServerProcess, request: dict[str, Any], fds: list[int]) -> list[dict[str, Any]]:
-    """One request to the import socket, answered as the command answers; every message."""
+def talk(
+    server: ServerProcess, request: dict[str, Any], fds: list[int], *, at_cut: str = "ok"
+) -> list[dict[str, Any]]:
+    """One request to the import socket, answered as the command answers (``at_cut``
+    "close": hang up at the first cut instead); every message."""
     address = SocketAddress(server.data_dir / protocol.IMPORT_SOCKET)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(60)
             sock.connect(address.address)
-            protocol.send(sock, request)
-            protocol.send_fds(sock, fds)
+            with contextlib.suppress(protocol.Gone):  # refused before it took them all
+                protocol.send(sock, request)
+                protocol.send_fds(sock, fds)
             messages = []
             while True:
                 message = protocol.receive(sock)
                 messages.append(message)
                 if "runs" in message:
                     protocol.send(sock, {"ledgers": {}})
+                elif "cut" in message and at_cut == "close":
+                    return messages
                 elif "cut" in message:
                     protocol.send(sock, {"ok": True})
                 elif "done" in message or "error" in message:
@@ -198,7 +206,9 @@ def test_a_good_request_spoken_directly_imports(
     assert len(client.points(done["run_id"], "loss").steps) == 3
 
 
-def test_a_pipe_or_a_directory_is_refused(server: ServerProcess, event_file: Path) -> None:
+def test_a_pipe_a_directory_or_a_file_not_open_for_reading_is_refused(
+    server: ServerProcess, event_file: Path
+) -> None:
     key = new_key(server)
     read, write = os.pipe()
     try:
@@ -215,6 +225,14 @@ def test_a_pipe_or_a_directory_is_refused(server: ServerProcess, event_file: Pat
     finally:
         os.close(directory)
     assert error_of(messages).endswith("d.tfevents.x: not a regular file")
+    for flags in (os.O_PATH, os.O_WRONLY):
+        fd = os.open(event_file, flags)
+        try:
+            messages = talk(server, request_for(key, "pipes", event_file.parent, [event_file.name]),
+                            [fd])  # fmt: skip
+        finally:
+            os.close(fd)
+        assert error_of(messages).endswith(f"{event_file.name}: not open for reading")
 
 
 def test_keys_that_may_not_write_there_are_refused(
@@ -261,15 +279,26 @@ def test_broken_requests_are_refused_and_the_socket_goes_on(
         assert "absolute" in error_of(talk(server, relative, [handle.fileno()]))
     # fewer descriptors than announced: the server gives up on this connection only
     two = request_for(key, "broken", event_file.parent, [event_file.name, "b.tfevents.x"])
-    with event_file.open("rb") as handle, contextlib.suppress(protocol.ProtocolError, OSError):
-        address = SocketAddress(server.data_dir / protocol.IMPORT_SOCKET)
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.connect(address.address)
-            protocol.send(sock, two)
-            protocol.send_fds(sock, [handle.fileno()])
-            sock.shutdown(socket.SHUT_WR)
-            error_of([protocol.receive(sock)])
-        address.close()
+    address = SocketAddress(server.data_dir / protocol.IMPORT_SOCKET)
+    with event_file.open("rb") as handle, socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(60)
+        sock.connect(address.address)
+        protocol.send(sock, two)
+        protocol.send_fds(sock, [handle.fileno()])
+        sock.shutdown(socket.SHUT_WR)
+        assert "descriptors announced" in error_of([protocol.receive(sock)])
+    address.close()
+    # a ledger's cut that is no number (JSON's 1e999 is infinite)
+    with event_file.open("rb") as handle, socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(60)
+        sock.connect(address.address)
+        protocol.send(sock, good)
+        protocol.send_fds(sock, [handle.fileno()])
+        (run_id,) = protocol.receive(sock)["runs"].values()
+        raw = b'{"ledgers":{"%s":{"f":[1e999]}}}' % run_id.encode()
+        sock.sendall(len(raw).to_bytes(4, "big") + raw)
+        assert "cuts are not numbers" in error_of([protocol.receive(sock)])
+    address.close()
     with event_file.open("rb") as handle:
         (done,) = talk(server, good, [handle.fileno()])[-1]["done"]
     assert done["counts"]["points"] == 3
@@ -310,3 +339,60 @@ def test_an_import_through_the_socket_on_postgresql(
         points = client.points(run_id, "acc")
         assert list(zip(points.steps, points.values, strict=True)) == [(0, 0.5), (1, 1.5), (2, 2.5)]
         assert client.run(run_id).config == {"lr": 0.01, "act": "relu", "deep": True}
+
+
+def big_event_file(directory: Path, points: int) -> Path:
+    """One file of ``points`` scalars: more than a window's bytes (tbrun.WINDOW), so that
+    batches are posted before the last cut."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+
+    from safeboard.eventfiles import masked_crc32c
+
+    def frame(data: bytes) -> bytes:
+        length = struct.pack("<Q", len(data))
+        return (length + struct.pack("<I", masked_crc32c(length)) + data
+                + struct.pack("<I", masked_crc32c(data)))  # fmt: skip
+
+    records = []
+    for step in range(points):
+        value = summary_pb2.Summary.Value(tag="loss", simple_value=float(step))
+        event = event_pb2.Event(
+            wall_time=1.7e9, step=step, summary=summary_pb2.Summary(value=[value])
+        )
+        records.append(frame(event.SerializeToString()))
+    directory.mkdir(parents=True)
+    path = directory / "events.out.tfevents.1.big"
+    path.write_bytes(b"".join(records))
+    return path
+
+
+def test_an_import_abandoned_by_the_command_leaves_no_thread_behind(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """The command hangs up in the middle (at a cut, after the file's first batches were
+    posted): the server's threads for that import, its posting threads too, end."""
+    event_file = big_event_file(tmp_path / "big", 80_000)
+    assert event_file.stat().st_size > WINDOW
+    key = new_key(server)
+    tasks = Path(f"/proc/{server.process.pid}/task")
+
+    def threads() -> int:
+        return len(list(tasks.iterdir()))
+
+    with event_file.open("rb") as handle:  # once, so that every thread the server keeps
+        talk(server, request_for(key, "abandon", event_file.parent, [event_file.name]),
+             [handle.fileno()])  # fmt: skip
+    time.sleep(0.5)
+    before = threads()
+    for round_ in range(3):
+        with event_file.open("rb") as handle:
+            messages = talk(
+                server, request_for(key, f"abandon{round_}", event_file.parent,
+                                    [event_file.name]),
+                [handle.fileno()], at_cut="close",
+            )  # fmt: skip
+        assert "cut" in messages[-1]
+    deadline = time.monotonic() + 10
+    while threads() > before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert threads() <= before

@@ -8,6 +8,8 @@ import json
 import os
 import socket
 import struct
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,7 +76,7 @@ def test_fewer_descriptors_than_announced_is_a_protocol_error(
         (struct.pack(">I", protocol.MAX_MESSAGE + 1), "at most"),
         (struct.pack(">I", 4) + b"[1]\n", "not a JSON object"),
         (struct.pack(">I", 3) + b"{no", "not JSON"),
-        (struct.pack(">I", 10) + b"{}", "closed the connection"),
+        (struct.pack(">I", 30_003) + b"[" * 30_000 + b"]" * 3, "not JSON"),  # too deep
     ],
 )
 def test_broken_messages_are_protocol_errors(
@@ -84,6 +86,18 @@ def test_broken_messages_are_protocol_errors(
     a.sendall(raw)
     a.shutdown(socket.SHUT_WR)
     with pytest.raises(protocol.ProtocolError, match=problem):
+        protocol.receive(b)
+
+
+def test_a_message_cut_short_or_too_slow_means_the_other_side_is_gone(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    a.sendall(struct.pack(">I", 10) + b"{}")
+    with pytest.raises(protocol.Gone, match=r"timed out|too slow"):  # all of it by a deadline
+        protocol.receive(b, deadline=time.monotonic() + 0.2)
+    a.shutdown(socket.SHUT_WR)
+    with pytest.raises(protocol.Gone, match="closed the connection"):
         protocol.receive(b)
 
 
@@ -123,3 +137,82 @@ def test_the_socket_is_used_with_the_discovery_key_only(
     discovery.chmod(0o600)
     discovery.write_text(json.dumps({"url": "https://127.0.0.1:1", "api_key": "sb_k"}))
     assert local_server() is None  # a server from before the import socket
+
+
+def fake_server(path: Path, answer: bytes | None) -> threading.Thread:
+    """A socket at ``path`` that takes one connection, reads the request, then answers
+    ``answer`` (raw) and closes, or closes at once (None)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+
+    def serve() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                if answer is not None:
+                    protocol.receive(conn)
+                    conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+def logdir(tmp_path: Path) -> dict[str, Path]:
+    run = tmp_path / "logs" / "run"
+    run.mkdir(parents=True)
+    (run / "events.out.tfevents.1.host").write_bytes(b"")
+    return {"run": run}
+
+
+@pytest.mark.parametrize(
+    ("answer", "over_http"),
+    [
+        (None, True),  # closed before anything was made: a server that refused the peer
+        (protocol.encode({"error": {"code": "busy", "message": "busy"}}), True),
+        (protocol.encode({"error": {"code": "unsupported", "message": "protocol 1"}}), True),
+        (protocol.encode({"error": {"code": "key_invalid", "message": "invalid API key"}}),
+         False),
+    ],
+)  # fmt: skip
+def test_the_command_goes_over_http_when_the_server_does_not_take_the_import(
+    tmp_path: Path, answer: bytes | None, over_http: bool
+) -> None:
+    from safeboard.errors import SafeboardError
+    from safeboard.importsock.command import import_through_socket
+
+    path = tmp_path / "import.sock"
+    thread = fake_server(path, answer)
+    server = LocalServer(path, "sb_k")
+    if over_http:
+        assert import_through_socket(server, logdir(tmp_path), "p", say=print) is None
+    else:
+        with pytest.raises(SafeboardError, match="invalid API key"):
+            import_through_socket(server, logdir(tmp_path), "p", say=print)
+    thread.join(10)
+
+
+def test_a_request_longer_than_a_message_goes_over_http_unsent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safeboard.importsock.command import import_through_socket
+
+    monkeypatch.setattr(protocol, "MAX_MESSAGE", 100)
+    server = LocalServer(tmp_path / "nothing-listens-here.sock", "sb_k")
+    assert import_through_socket(server, logdir(tmp_path), "p" * 200, say=print) is None
+
+
+def test_a_server_gone_after_making_the_runs_is_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safeboard.errors import SafeboardError
+
+    monkeypatch.setenv("SAFEBOARD_SPOOL_DIR", str(tmp_path / "spool"))
+    from safeboard.importsock.command import import_through_socket
+
+    path = tmp_path / "import.sock"
+    thread = fake_server(path, protocol.encode({"runs": {"run": "0" * 32}}))
+    with pytest.raises(SafeboardError, match="ended the import early"):
+        import_through_socket(LocalServer(path, "sb_k"), logdir(tmp_path), "p", say=print)
+    thread.join(10)

@@ -27,6 +27,9 @@ from safeboard.userdirs import API_KEY_ENV, URL_ENV, config_dir, default_data_di
 __all__ = ["ImportAnswer", "LocalServer", "import_through_socket", "local_server"]
 
 DISCOVERY_FILE = "discovery.json"  # written by the server at each start (server/bootstrap.py)
+# The server's refusals after which the import goes over HTTP (server/imports.py).
+OVER_HTTP = frozenset({"busy", "unsupported"})
+ANSWER_SECONDS = 900.0  # for each message of the server (a big file's reading between two)
 
 
 @dataclass(frozen=True)
@@ -116,16 +119,24 @@ def import_through_socket(
     if opened is None:
         return None
     runs, fds = opened
+    request = {"version": protocol.VERSION, "api_key": server.api_key,
+               "project": project, "runs": runs}  # fmt: skip
+    try:
+        data = protocol.encode(request)
+    except protocol.ProtocolError:  # longer than a request may be: HTTP takes it
+        protocol.close_all(fds)
+        return None
     sock = _connect(server.socket)
     if sock is None:
         protocol.close_all(fds)
         return None
     with sock:
-        request = {"version": protocol.VERSION, "api_key": server.api_key,
-                   "project": project, "runs": runs}  # fmt: skip
+        sock.settimeout(ANSWER_SECONDS)
         try:
-            protocol.send(sock, request)
+            sock.sendall(data)
             protocol.send_fds(sock, fds)
+        except (OSError, protocol.Gone):
+            pass  # refused before it took everything: its answer says why, if it gave one
         finally:
             protocol.close_all(fds)  # the server holds its own copies now
         return _conversation(sock, say, on_runs)
@@ -133,30 +144,52 @@ def import_through_socket(
 
 def _conversation(
     sock: socket.socket, say: Callable[[str], None], on_runs: Callable[[dict[str, str]], None]
-) -> list[ImportAnswer]:
+) -> list[ImportAnswer] | None:
+    """The server's messages until the end; None when it did not take the import and HTTP
+    should (it was busy, or does not take such a request, or closed before making runs)."""
     ledgers: dict[str, CutLedger] = {}
     while True:
         try:
             message = protocol.receive(sock)
-        except protocol.ProtocolError as exc:
+        except (protocol.Gone, protocol.ProtocolError) as exc:
+            if not ledgers:
+                return None  # nothing made yet: over HTTP
             raise SafeboardError(f"the server ended the import early ({exc}): run it again "
                                  "(nothing is stored twice)") from None  # fmt: skip
-        if "say" in message:
-            say(str(message["say"]))
-        elif "runs" in message:
-            made = {str(k): str(v) for k, v in dict(message["runs"]).items()}
-            ledgers = {run_id: CutLedger(ledger_path(run_id)) for run_id in made.values()}
-            protocol.send(sock, {"ledgers": {r: ledger.cuts() for r, ledger in ledgers.items()}})
-            on_runs(made)
-        elif "cut" in message:
-            run_id, file_name, offset = message["cut"]
-            ledgers[str(run_id)].add(str(file_name), int(offset))
-            protocol.send(sock, {"ok": True})
-        elif "done" in message:
-            return [ImportAnswer(str(r["name"]), str(r["run_id"]), dict(r["counts"]))
-                    for r in message["done"]]  # fmt: skip
-        elif "error" in message:
-            raise SafeboardError(str(message["error"].get("message", "the import failed")))
-        else:
-            raise SafeboardError(f"the server answered what this command does not know: "
-                                 f"{json.dumps(message)[:200]}")  # fmt: skip
+        if "error" in message:
+            error = message["error"] if isinstance(message["error"], dict) else {}
+            if not ledgers and error.get("code") in OVER_HTTP:
+                return None
+            raise SafeboardError(str(error.get("message", "the server refused the import")))
+        try:
+            done = _answer(sock, message, ledgers, say, on_runs)
+        except (protocol.Gone, OSError) as exc:
+            raise SafeboardError(f"the server ended the import early ({exc}): run it again "
+                                 "(nothing is stored twice)") from None  # fmt: skip
+        if done is not None:
+            return done
+
+
+def _answer(
+    sock: socket.socket, message: dict[str, Any], ledgers: dict[str, CutLedger],
+    say: Callable[[str], None], on_runs: Callable[[dict[str, str]], None],
+) -> list[ImportAnswer] | None:  # fmt: skip
+    """Act on one message; the runs at ``done``."""
+    if "say" in message:
+        say(str(message["say"]))
+    elif "runs" in message:
+        made = {str(k): str(v) for k, v in dict(message["runs"]).items()}
+        ledgers.update({run_id: CutLedger(ledger_path(run_id)) for run_id in made.values()})
+        protocol.send(sock, {"ledgers": {r: ledger.cuts() for r, ledger in ledgers.items()}})
+        on_runs(made)
+    elif "cut" in message:
+        run_id, file_name, offset = message["cut"]
+        ledgers[str(run_id)].add(str(file_name), int(offset))
+        protocol.send(sock, {"ok": True})
+    elif "done" in message:
+        return [ImportAnswer(str(r["name"]), str(r["run_id"]), dict(r["counts"]))
+                for r in message["done"]]  # fmt: skip
+    else:
+        raise SafeboardError(f"the server answered what this command does not know: "
+                             f"{json.dumps(message)[:200]}")  # fmt: skip
+    return None

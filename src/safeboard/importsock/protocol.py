@@ -25,11 +25,12 @@ import json
 import os
 import socket
 import struct
+import time
 from typing import Any
 
 __all__ = [
-    "FDS_PER_SEND", "IMPORT_SOCKET", "MAX_FILES", "MAX_MESSAGE", "VERSION", "ProtocolError",
-    "close_all", "receive", "receive_fds", "send", "send_fds",
+    "FDS_PER_SEND", "IMPORT_SOCKET", "MAX_FILES", "MAX_MESSAGE", "VERSION", "Gone",
+    "ProtocolError", "close_all", "encode", "receive", "receive_fds", "send", "send_fds",
 ]  # fmt: skip
 
 IMPORT_SOCKET = "import.sock"  # in the server's data directory, beside plain.sock
@@ -41,54 +42,84 @@ _LENGTH = struct.Struct(">I")
 
 
 class ProtocolError(Exception):
-    """The other side broke the framing, or went away in the middle of a message."""
+    """The other side broke the framing."""
 
 
-def send(sock: socket.socket, message: dict[str, Any]) -> None:
+class Gone(Exception):
+    """The other side went away, or did not answer in time (the socket failed)."""
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """A message as it is sent; ProtocolError when it is longer than a message may be."""
     data = json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
     if len(data) > MAX_MESSAGE:
         raise ProtocolError(f"a message of {len(data)} bytes (at most {MAX_MESSAGE})")
-    sock.sendall(_LENGTH.pack(len(data)) + data)
+    return _LENGTH.pack(len(data)) + data
 
 
-def receive(sock: socket.socket) -> dict[str, Any]:
-    """The next message: a JSON object."""
-    (length,) = _LENGTH.unpack(_exactly(sock, _LENGTH.size))
+def send(sock: socket.socket, message: dict[str, Any]) -> None:
+    data = encode(message)
+    try:
+        sock.sendall(data)
+    except OSError as exc:  # (a timeout too)
+        raise Gone(str(exc) or type(exc).__name__) from None
+
+
+def receive(sock: socket.socket, deadline: float | None = None) -> dict[str, Any]:
+    """The next message, a JSON object; with ``deadline`` (``time.monotonic()``) all of it
+    by then, however slowly it comes."""
+    (length,) = _LENGTH.unpack(_exactly(sock, _LENGTH.size, deadline))
     if length > MAX_MESSAGE:
         raise ProtocolError(f"a message of {length} bytes (at most {MAX_MESSAGE})")
     try:
-        message = json.loads(_exactly(sock, length))
-    except (ValueError, UnicodeDecodeError):
+        message = json.loads(_exactly(sock, length, deadline))
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ProtocolError("a message that is not JSON") from None
     if not isinstance(message, dict):
         raise ProtocolError("a message that is not a JSON object")
     return message
 
 
-def _exactly(sock: socket.socket, size: int) -> bytes:
+def _exactly(sock: socket.socket, size: int, deadline: float | None) -> bytes:
     """``size`` bytes, read without taking any that carry descriptors (those are read by
     :func:`receive_fds` alone: a plain read of them would close the descriptors)."""
     parts, got = [], 0
     while got < size:
-        part = sock.recv(min(size - got, 1 << 20))
+        _until(sock, deadline)
+        try:
+            part = sock.recv(min(size - got, 1 << 20))
+        except OSError as exc:
+            raise Gone(str(exc) or type(exc).__name__) from None
         if not part:
-            raise ProtocolError("the other side closed the connection")
+            raise Gone("the other side closed the connection")
         parts.append(part)
         got += len(part)
     return b"".join(parts)
 
 
+def _until(sock: socket.socket, deadline: float | None) -> None:
+    if deadline is not None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise Gone("too slow")
+        sock.settimeout(left)
+
+
 def send_fds(sock: socket.socket, fds: list[int]) -> None:
-    for first in range(0, len(fds), FDS_PER_SEND):
-        socket.send_fds(sock, [b"F"], fds[first : first + FDS_PER_SEND])
+    try:
+        for first in range(0, len(fds), FDS_PER_SEND):
+            socket.send_fds(sock, [b"F"], fds[first : first + FDS_PER_SEND])
+    except OSError as exc:
+        raise Gone(str(exc) or type(exc).__name__) from None
 
 
-def receive_fds(sock: socket.socket, count: int) -> list[int]:
+def receive_fds(sock: socket.socket, count: int, deadline: float | None = None) -> list[int]:
     """``count`` descriptors sent by :func:`send_fds`; on any failure those received are
-    closed before ProtocolError is raised."""
+    closed before ProtocolError or Gone is raised."""
     fds: list[int] = []
     try:
         while len(fds) < count:
+            _until(sock, deadline)
             fds += _some_fds(sock, min(FDS_PER_SEND, count - len(fds)), count)
     except BaseException:
         close_all(fds)
@@ -97,7 +128,10 @@ def receive_fds(sock: socket.socket, count: int) -> list[int]:
 
 
 def _some_fds(sock: socket.socket, want: int, count: int) -> list[int]:
-    data, got, flags, _ = socket.recv_fds(sock, 1, want)
+    try:
+        data, got, flags, _ = socket.recv_fds(sock, 1, want)
+    except OSError as exc:
+        raise Gone(str(exc) or type(exc).__name__) from None
     if flags & socket.MSG_CTRUNC or len(got) > want or data != b"F" or not got:
         close_all(got)
         raise ProtocolError(f"{count} descriptors announced, not sent as announced")

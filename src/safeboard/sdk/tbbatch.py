@@ -5,6 +5,7 @@ posted by a thread of their own (:class:`BatchPoster`) while the next records ar
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import queue
 import threading
@@ -118,6 +119,10 @@ def _by_tag(
     return columns, points
 
 
+class _Abandoned(Exception):
+    """What waits to be posted after a failed read: left unposted."""
+
+
 class BatchPoster:
     """Posts bodies from ``POSTERS`` threads (each its own connection of the client's
     pool: the server's group commit stores bodies that arrive together in one
@@ -159,6 +164,14 @@ class BatchPoster:
             for thread in self._threads:
                 thread.start()
         self._queue.put((body, points))
+
+    def abandon(self) -> None:
+        """Stop the posting threads without posting what waits (the reading failed: the
+        file is read again from where it stopped); raises nothing."""
+        with self._lock:
+            self._error = self._error or _Abandoned()
+        with contextlib.suppress(Exception):  # (a second Ctrl-C still goes through)
+            self.join()
 
     def join(self) -> None:
         """Wait for every body posted; raise the first failure."""

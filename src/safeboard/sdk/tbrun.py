@@ -101,6 +101,7 @@ class RunImport:
         self.files: dict[Path, EventFileState] = {}
         self.counts = Counts()
         self._texts: list[str] = []
+        self._text_chars = 0  # of the texts kept: none is kept past what the notes hold
         self._config: dict[str, Any] = {}
         self._sent: tuple[int, int] = (0, 0)  # texts and hparams sent so far
         self._poster = BatchPoster(client, run_id, self._counted)
@@ -129,13 +130,15 @@ class RunImport:
         fails, the file is read again from the same place next time (the batches already
         sent have the same ids then, and images the same upload ids)."""
         start = state.reader.offset
-        kept = (len(self._texts), len(state.histograms))
+        kept = (len(self._texts), len(state.histograms), self._text_chars)
         counts = dataclasses.replace(self.counts, errors=list(self.counts.errors))
         try:
             return self._read_from(state, start)
         except BaseException:
+            self._poster.abandon()  # its threads end: a server outlives failed imports
             state.reader.offset = start
             del self._texts[kept[0] :], state.histograms[kept[1] :]
+            self._text_chars = kept[2]
             self.counts.__dict__.update(counts.__dict__)  # (the object is shared: updated)
             raise
 
@@ -201,7 +204,10 @@ class RunImport:
             elif isinstance(item, Image):
                 self._image(state, offset, index, step, item)
             elif isinstance(item, Text):
-                self._texts.append(f"{prefix}{item.tag} (step {step}):\n{item.text}")
+                if self._text_chars <= MAX_NOTES_CHARS:  # (the notes are cut there anyway)
+                    text = f"{prefix}{item.tag} (step {step}):\n{item.text}"
+                    self._texts.append(text)
+                    self._text_chars += len(text) + 2
                 self.counts.texts += 1
             elif isinstance(item, Hparams):
                 self._config.update(item.values)

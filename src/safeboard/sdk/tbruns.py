@@ -18,15 +18,17 @@ __all__ = ["is_event_file", "make_run", "run_dirs", "run_id_for"]
 
 
 def make_run(
-    client: Client, project: str, name: str, directory: Path, say: Callable[[str], None]
+    client: Client, project: str, name: str, directory: Path | str, say: Callable[[str], None]
 ) -> tuple[str, str]:
     """The run of ``directory`` (made unless it is there), and the project it is in: a
     project renamed since is followed to its new name, never made again under the old
-    one; a project that does not exist yet is made, as the SDK's init() does."""
-    system = {"tensorboard": {"dir": str(directory.resolve()), "host": socket.gethostname()}}
+    one; a project that does not exist yet is made, as the SDK's init() does. A ``str``
+    directory is taken as already resolved (the import socket's server opens no path)."""
+    resolved = directory if isinstance(directory, str) else str(directory.resolve())
+    system = {"tensorboard": {"dir": resolved, "host": socket.gethostname()}}
 
     def create(project: str) -> tuple[str, str]:
-        run_id = run_id_for(project, directory)  # the same under the new name
+        run_id = run_id_for(project, resolved)  # the same under the new name
         client.create_run(
             project, run_id=run_id, name=name, system=system, tags={"source": "tensorboard"}
         )

@@ -71,7 +71,7 @@ class SentLedger(CutLedger):
             raise protocol.ProtocolError("a ledger that is not an object")
         try:
             self._cuts = {str(k): sorted(int(c) for c in v) for k, v in cuts.items()}
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise protocol.ProtocolError("a ledger whose cuts are not numbers") from None
 
     def add(self, file_name: str, offset: int) -> None:
@@ -153,7 +153,7 @@ def run_import(
     with IngestingClient(_access(data_dir, request.api_key), services, request.api_key) as client:
         project, made = request.project, {}
         for run in request.runs:
-            made[run.name], project = make_run(client, project, run.name, Path(run.dir), talk.say)
+            made[run.name], project = make_run(client, project, run.name, run.dir, talk.say)
         ledgers = talk.ask({"runs": made}, "ledgers")
         if not isinstance(ledgers, dict):
             raise InvalidRequest("import socket: ledgers: an object")

@@ -24,12 +24,15 @@ again (``SO_PEERCRED``). A request is then treated as any API request:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
+import resource
 import socket
 import stat
 import struct
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,8 +57,18 @@ logger = logging.getLogger("safeboard.imports")
 
 MAX_CONNECTIONS = 16
 AT_ONCE = 2  # imports run at a time; each holds the interpreter's lock much of its time
-IDLE_SECONDS = 60.0  # for the request, and for each answer the command owes
+WAIT_SECONDS = 300.0  # for a turn; then BUSY, and the command goes over HTTP
+REQUEST_SECONDS = 60.0  # for the whole request and its descriptors, however slowly sent
+IDLE_SECONDS = 60.0  # for each answer the command owes during the import
+BUSY = "busy"  # an error code after which the command goes over HTTP (so is Unsupported's)
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+class Unsupported(InvalidRequest):
+    """A request this server takes only over HTTP: another protocol version, more files
+    than it takes at once. The command goes over HTTP."""
+
+    code = "unsupported"
 
 
 class FileIn(BaseModel):
@@ -144,16 +157,21 @@ class ImportListener:
         while not self._closed.is_set():
             try:
                 conn, _ = self.sock.accept()
-            except OSError:
-                if self._closed.is_set():
+            except OSError:  # out of descriptors (EMFILE), or closed
+                if self._closed.wait(0.1):
                     return
                 continue
             if not self._connections.acquire(blocking=False):
-                conn.close()  # more than MAX_CONNECTIONS at once: the command says so
+                conn.close()  # more than MAX_CONNECTIONS at once: the command goes over HTTP
                 continue
-            threading.Thread(
-                target=self._serve, args=(conn,), name="safeboard-import", daemon=True
-            ).start()
+            try:
+                threading.Thread(
+                    target=self._serve, args=(conn,), name="safeboard-import", daemon=True
+                ).start()
+            except RuntimeError:  # no thread to be had now
+                self._connections.release()
+                conn.close()
+                self._closed.wait(0.1)
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -161,23 +179,36 @@ class ImportListener:
                 conn.settimeout(IDLE_SECONDS)
                 if not _same_account(conn):
                     return
-                self._answer(conn)
+                # One turn at a time: the request parsed and its descriptors taken only
+                # then, so that AT_ONCE imports hold at most AT_ONCE requests' worth.
+                if not self._running.acquire(timeout=WAIT_SECONDS):
+                    _answer_error(conn, BUSY, "the server is running other imports")
+                    return
+                try:
+                    with heap.blocks_reused():
+                        self._answer(conn)
+                finally:
+                    self._running.release()
         finally:
             self._connections.release()
 
     def _answer(self, conn: socket.socket) -> None:
         fds: list[int] = []
         try:
-            request = _request(protocol.receive(conn))
-            fds = protocol.receive_fds(conn, request.file_count())
-            with self._running, heap.blocks_reused():
-                _import(conn, self.services, self.data_dir, request, fds)
+            deadline = time.monotonic() + REQUEST_SECONDS
+            request = _request(protocol.receive(conn, deadline))
+            fds = protocol.receive_fds(conn, request.file_count(), deadline)
+            conn.settimeout(IDLE_SECONDS)
+            _import(conn, self.services, self.data_dir, request, fds)
+        except protocol.Gone as exc:  # the command went away, or stopped answering
+            logger.info("an import over the import socket ended: %s", exc)
         except SafeboardError as exc:
             _answer_error(conn, exc.code, exc.message)
         except protocol.ProtocolError as exc:
             _answer_error(conn, "bad_request", f"import socket: {exc}")
-        except (OSError, TimeoutError) as exc:  # the command went away, or stopped answering
-            logger.info("an import over the import socket ended: %s", exc)
+        except OSError as exc:  # the server's own reading or writing
+            logger.warning("an import over the import socket failed: %s", exc)
+            _answer_error(conn, "io", f"the server could not go on with the import: {exc}")
         except Exception:  # a defect: logged with its traceback, the command told
             logger.exception("an import over the import socket failed")
             _answer_error(
@@ -196,23 +227,33 @@ def _same_account(conn: socket.socket) -> bool:
 
 
 def _request(message: dict[str, Any]) -> ImportRequest:
+    if message.get("version") != protocol.VERSION:
+        raise Unsupported(
+            f"import socket: protocol {message.get('version')!r}, this server speaks "
+            f"{protocol.VERSION}"
+        )
     try:
         request = ImportRequest.model_validate(message)
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or "request"
         raise InvalidRequest(f"import socket: {where}: {first['msg']}") from None
-    if request.version != protocol.VERSION:
-        raise InvalidRequest(
-            f"import socket: protocol {request.version}, this server speaks {protocol.VERSION}"
-        )
-    if request.file_count() > protocol.MAX_FILES:
-        raise InvalidRequest(f"import socket: at most {protocol.MAX_FILES} files at once")
+    most = files_at_once()
+    if request.file_count() > most:
+        raise Unsupported(f"import socket: at most {most} files at once")
     return request
 
 
+def files_at_once() -> int:
+    """The files one request may hand over: an eighth of the open-files limit (AT_ONCE
+    imports then hold at most a quarter of it), at most protocol.MAX_FILES."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = protocol.MAX_FILES if soft == resource.RLIM_INFINITY else soft // 8
+    return max(1, min(protocol.MAX_FILES, limit))
+
+
 def _answer_error(conn: socket.socket, code: str, message: str) -> None:
-    with contextlib.suppress(OSError, protocol.ProtocolError):
+    with contextlib.suppress(protocol.Gone, protocol.ProtocolError):
         protocol.send(conn, {"error": {"code": code, "message": message}})
 
 
@@ -229,14 +270,18 @@ def identify(services: Services, api_key: str) -> Principal:
 
 
 def _sizes(request: ImportRequest, fds: list[int]) -> list[int]:
-    """Each descriptor's size now: a regular file's, or the request is refused (a pipe or a
-    device would block the import or never end; a directory has no records)."""
+    """Each descriptor's size now: a regular file's, open for reading, or the request is
+    refused (a pipe or a device would block the import or never end; a directory has no
+    records; a descriptor opened only for writing, or only as a path, reads nothing)."""
     names = [f"{run.dir}/{file.name}" for run in request.runs for file in run.files]
     sizes = []
     for name, fd in zip(names, fds, strict=True):
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise InvalidRequest(f"{name}: not a regular file")
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        if flags & os.O_PATH or flags & os.O_ACCMODE == os.O_WRONLY:
+            raise InvalidRequest(f"{name}: not open for reading")
         sizes.append(info.st_size)
     return sizes
 
