@@ -3,9 +3,10 @@ only: the command must start fast, P7).
 
 One connection is one import:
 
-1. the command sends the request, a message (below) whose fields :func:`request` lists,
-   then the descriptors of the event files it opened, in the request's order, in groups
-   of at most :data:`FDS_PER_SEND` (``SCM_RIGHTS``, one byte of data each);
+1. the command sends the request, a message ``{"version": VERSION, "api_key", "project",
+   "runs": [{"name", "dir" (absolute, resolved), "files": [{"name"}]}]}``, then the
+   descriptors of the event files it opened, in the request's order, in groups of at most
+   :data:`FDS_PER_SEND` (``SCM_RIGHTS``, one byte of data each);
 2. the server answers with messages until ``done`` or ``error``:
    ``{"runs": {name: run_id}}`` once the runs are made (the command answers
    ``{"ledgers": {run_id: {file: [cuts]}}}``: where earlier imports cut each file);
@@ -13,7 +14,9 @@ One connection is one import:
    ``{"cut": [run_id, file, offset]}`` before a batch that ends at a new cut (the command
    records it in its ledger and answers ``{"ok": true}``: recorded before it is sent, as
    over HTTP);
-   ``{"done": [{"name", "run_id", "counts"}]}``; ``{"error": {"code", "message"}}``.
+   ``{"done": [{"name", "run_id", "counts"}]}``; ``{"error": {"code", "message"}}``
+   (codes ``busy`` and ``unsupported`` before any run is made: the command imports over
+   HTTP instead).
 
 A message is a 4-byte big-endian length and that many bytes of UTF-8 JSON.
 """

@@ -13,12 +13,15 @@ again (``SO_PEERCRED``). A request is then treated as any API request:
   project: runs, notes, config, images and histograms through the server's own HTTP
   socket with that key, the scalar batches through the metric ingest with the principal
   the key identified, identified again for every batch;
-- the server never opens a path the client names: it reads only the descriptors the
-  command opened (what that account can read anyway), each a regular file, never past the
-  size it had on arrival (a file that keeps growing cannot keep an import going);
-- bounds: :data:`MAX_CONNECTIONS` connections, :data:`AT_ONCE` imports at a time (the
-  others wait), :data:`protocol.MAX_FILES` files and :data:`protocol.MAX_MESSAGE` bytes of
-  request, and :data:`IDLE_SECONDS` for any answer the command owes.
+- the server never opens or resolves a path the client names: it reads only the
+  descriptors the command opened (what that account can read anyway), each a regular file
+  open for reading, never past the size it had on arrival (a file that keeps growing
+  cannot keep an import going);
+- bounds: :data:`MAX_CONNECTIONS` connections; :data:`AT_ONCE` imports at a time, a
+  request read and its descriptors taken only in its turn (:data:`WAIT_SECONDS` for it,
+  then ``busy``); :func:`files_at_once` descriptors and :data:`protocol.MAX_MESSAGE` bytes
+  a request, all of it within :data:`REQUEST_SECONDS`; :data:`IDLE_SECONDS` for each
+  answer the command owes.
 """
 
 from __future__ import annotations
@@ -51,7 +54,10 @@ from safeboard.leanhttp import import_http_lean
 if TYPE_CHECKING:
     from safeboard.services import Services
 
-__all__ = ["AT_ONCE", "IDLE_SECONDS", "MAX_CONNECTIONS", "ImportListener", "bind_import_socket"]
+__all__ = [
+    "AT_ONCE", "BUSY", "IDLE_SECONDS", "MAX_CONNECTIONS", "REQUEST_SECONDS", "WAIT_SECONDS",
+    "ImportListener", "Unsupported", "bind_import_socket", "files_at_once", "identify",
+]  # fmt: skip
 
 logger = logging.getLogger("safeboard.imports")
 
