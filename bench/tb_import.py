@@ -3,8 +3,9 @@
 - safeboard: ``safeboard import tensorboard`` (a subprocess, as a user runs it) into a
   safeboard server (``--tls``, API key, SQLite): read, CRC-checked, stored; then readable
   (the run's metric counts checked, timed apart). The command finds the server through
-  its data directory, as a user's on the same machine does, and so sends through the
-  server's plain Unix socket in that 0700 directory (no TLS there: docs/security.md, S13).
+  its data directory, as a user's on the same machine does, and so hands the file to the
+  server through its import socket in that 0700 directory (docs/security.md, S19): the
+  server reads and stores it. A fresh server for every run (its first import).
 - TensorBoard's ``EventAccumulator`` (Python, ``size_guidance`` 0: every scalar kept).
 - TensorBoard's Rust ``tensorboard-data-server`` (spawn, load once with every sample
   kept, ``ReadScalars`` over gRPC until all points are there), with its default (records
