@@ -133,8 +133,9 @@ class _Keeping:
                     directory = self.dirs[name]
                     files = [(p, p.name) for p in sorted(directory.iterdir()) if is_event_file(p)]
                     Keeper(client, run_id, _say).keep(files)
-        except (SafeboardError, OSError) as exc:
-            _say(f"event files not kept for the TensorBoard button: {exc}")
+        except Exception as exc:  # noqa: BLE001  (said: the import itself goes on)
+            why = exc.message if isinstance(exc, SafeboardError) else f"{type(exc).__name__}: {exc}"
+            _say(f"event files not kept for the TensorBoard button: {why}")
 
     def join(self) -> None:
         if self.thread is not None:
