@@ -311,10 +311,10 @@ def serve(
     config = _uvicorn_config(served, settings, material, plain)
     for line in [*banner(prepared), *_started_lines(started, board, services)]:
         echo(line)
+    importer = ImportListener(imports, services, settings.data_dir).start()
     if on_started is not None:
         on_started(services)
     releaser.start()
-    importer = ImportListener(imports, services, settings.data_dir).start()
     # What the start made (modules, the app, its services) lives as long as the process:
     # out of the collector's sight, the interpreter's last collection at exit skips it
     # (0.7 CPU s of a Ctrl-C's 0.9 measured: docs/benchmarks.md), and so do full collections
