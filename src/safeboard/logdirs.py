@@ -24,6 +24,7 @@ import bisect
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from safeboard.datadir import write_private
 from safeboard.userdirs import spool_root
@@ -68,10 +69,15 @@ class CutLedger:
         self._cuts: dict[str, list[int]] = {}
         if path is not None:
             try:
-                loaded = json.loads(path.read_text())
-                self._cuts = {str(k): sorted(int(c) for c in v) for k, v in loaded.items()}
+                self._cuts = self.parsed(json.loads(path.read_text()))
             except (OSError, ValueError, TypeError, AttributeError):
                 self._cuts = {}  # none yet, or unreadable: window cuts only
+
+    @staticmethod
+    def parsed(loaded: Any) -> dict[str, list[int]]:
+        """A ledger's JSON as its cuts; TypeError, ValueError (OverflowError: an infinite
+        number) or AttributeError (not an object) when it is none."""
+        return {str(k): sorted(int(c) for c in v) for k, v in loaded.items()}
 
     def next_cut(self, file_name: str, start: int, window: int) -> int:
         """The first cut after ``start``: the next window, or an earlier stop."""

@@ -14,7 +14,6 @@ the command, which keeps them in its ledger before the batch is stored.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import functools
 import os
@@ -65,21 +64,19 @@ class SentLedger(CutLedger):
     which keeps it, before the batch that ends there is stored."""
 
     def __init__(self, cuts: Any, run_id: str, talk: Conversation) -> None:
-        super().__init__(None)
+        super().__init__(None)  # kept in memory here: the command writes its file
         self.run_id, self.talk = run_id, talk
         if not isinstance(cuts, dict):
             raise protocol.ProtocolError("a ledger that is not an object")
         try:
-            self._cuts = {str(k): sorted(int(c) for c in v) for k, v in cuts.items()}
+            self._cuts = self.parsed(cuts)
         except (TypeError, ValueError, OverflowError):
             raise protocol.ProtocolError("a ledger whose cuts are not numbers") from None
 
     def add(self, file_name: str, offset: int) -> None:
-        cuts = self._cuts.setdefault(file_name, [])
-        if offset in cuts:
-            return
-        self.talk.ask({"cut": [self.run_id, file_name, offset]}, "ok")
-        bisect.insort(cuts, offset)
+        if offset not in self._cuts.get(file_name, []):
+            self.talk.ask({"cut": [self.run_id, file_name, offset]}, "ok")
+            super().add(file_name, offset)
 
 
 class IngestingClient(Client):
